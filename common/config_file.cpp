@@ -1,0 +1,118 @@
+#include "common/config_file.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace dptun {
+
+ConfigFile::ConfigFile(const std::string& path) : path_(path) {
+  cfg_.setAutoConvert(false);
+  try {
+    cfg_.readFile(path.c_str());
+  } catch (const libconfig::FileIOException&) {
+    throw ConfigError(path + ": cannot read config file: " + std::strerror(errno));
+  } catch (const libconfig::ParseException& e) {
+    throw ConfigError(std::string(e.getFile() ? e.getFile() : path.c_str()) + ":" +
+                      std::to_string(e.getLine()) + ": syntax error: " + e.getError());
+  }
+}
+
+std::string config_path(const libconfig::Setting& s) {
+  std::string p = s.getPath();
+  return p.empty() ? "(top level)" : p;
+}
+
+static std::string location(const libconfig::Setting& s) {
+  const char* file = s.getSourceFile();
+  return std::string(file ? file : "config") + ":" + std::to_string(s.getSourceLine());
+}
+
+void config_fail(const libconfig::Setting& where, const std::string& what) {
+  throw ConfigError(location(where) + ": key '" + config_path(where) + "': " + what);
+}
+
+void config_fail_missing(const libconfig::Setting& group, const char* key) {
+  std::string path = group.isRoot() ? key : config_path(group) + "." + key;
+  throw ConfigError(location(group) + ": key '" + path + "': required but missing");
+}
+
+void config_allow_keys(const libconfig::Setting& group, std::initializer_list<const char*> keys) {
+  if (!group.isGroup()) config_fail(group, "expected a group { ... }");
+  for (int i = 0; i < group.getLength(); ++i) {
+    const libconfig::Setting& child = group[i];
+    const char* name = child.getName();
+    bool known = false;
+    for (const char* k : keys) known = known || (name && std::strcmp(k, name) == 0);
+    if (!known) {
+      std::string list;
+      for (const char* k : keys) list += std::string(list.empty() ? "" : ", ") + k;
+      config_fail(child, "unknown key (known here: " + list + ")");
+    }
+  }
+}
+
+const libconfig::Setting* config_child(const libconfig::Setting& group, const char* key) {
+  return group.exists(key) ? &group[key] : nullptr;
+}
+
+std::string config_string(const libconfig::Setting& group, const char* key, std::optional<std::string> fallback) {
+  const libconfig::Setting* s = config_child(group, key);
+  if (!s) {
+    if (fallback) return *fallback;
+    config_fail_missing(group, key);
+  }
+  if (s->getType() != libconfig::Setting::TypeString) config_fail(*s, "expected a string in double quotes");
+  return std::string(static_cast<const char*>(*s));
+}
+
+int64_t config_int(const libconfig::Setting& group, const char* key, int64_t min, int64_t max,
+                   std::optional<int64_t> fallback) {
+  const libconfig::Setting* s = config_child(group, key);
+  if (!s) {
+    if (fallback) return *fallback;
+    config_fail_missing(group, key);
+  }
+  int64_t v;
+  if (s->getType() == libconfig::Setting::TypeInt)
+    v = int(*s);
+  else if (s->getType() == libconfig::Setting::TypeInt64)
+    v = static_cast<long long>(*s);
+  else
+    config_fail(*s, "expected an integer");
+  if (v < min || v > max)
+    config_fail(*s, "value " + std::to_string(v) + " out of range " + std::to_string(min) + ".." +
+                        std::to_string(max));
+  return v;
+}
+
+bool config_bool(const libconfig::Setting& group, const char* key, std::optional<bool> fallback) {
+  const libconfig::Setting* s = config_child(group, key);
+  if (!s) {
+    if (fallback) return *fallback;
+    config_fail_missing(group, key);
+  }
+  if (s->getType() != libconfig::Setting::TypeBoolean) config_fail(*s, "expected true or false");
+  return bool(*s);
+}
+
+uint64_t config_duration_ns(const libconfig::Setting& group, const char* key, double min_s, double max_s,
+                            std::optional<double> fallback_s) {
+  const libconfig::Setting* s = config_child(group, key);
+  double v;
+  if (!s) {
+    if (!fallback_s) config_fail_missing(group, key);
+    v = *fallback_s;
+  } else if (s->getType() == libconfig::Setting::TypeInt || s->getType() == libconfig::Setting::TypeInt64) {
+    v = double(static_cast<long long>(*s));
+  } else if (s->getType() == libconfig::Setting::TypeFloat) {
+    v = double(*s);
+  } else {
+    config_fail(*s, "expected a number of seconds");
+  }
+  if (!(v >= min_s && v <= max_s))
+    config_fail(*s, "value " + std::to_string(v) + " s out of range " + std::to_string(min_s) + ".." +
+                        std::to_string(max_s) + " s");
+  return uint64_t(std::llround(v * 1e9));
+}
+
+}  // namespace dptun

@@ -1,0 +1,119 @@
+#include "common/unix_socket.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace dptun {
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+static bool make_addr(const std::string& path, sockaddr_un& addr, std::string& error) {
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long: " + path;
+    return false;
+  }
+  std::memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+static void make_parent_dir(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string dir = path.substr(0, slash);
+  for (size_t i = 1; i <= dir.size(); ++i)
+    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+}
+
+bool UnixServer::listen(const std::string& path, unsigned mode, std::string& error) {
+  sockaddr_un addr;
+  if (!make_addr(path, addr, error)) return false;
+  make_parent_dir(path);
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  // A socket file nobody listens on is stale; one that answers belongs to a running process.
+  Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (probe && connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    error = path + " is in use by another running process";
+    return false;
+  }
+  unlink(path.c_str());
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd.get(), 16) != 0) {
+    error = "cannot listen on " + path + ": " + strerror(errno);
+    return false;
+  }
+  chmod(path.c_str(), mode);
+  fd_ = std::move(fd);
+  path_ = path;
+  return true;
+}
+
+UnixServer::~UnixServer() {
+  if (fd_) unlink(path_.c_str());
+}
+
+void UnixServer::poll(const std::function<std::string(const std::string&)>& handler) {
+  for (;;) {
+    Fd client(accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!client) return;
+    // The client writes its request right away; give it 200 ms.
+    std::string request;
+    char buf[512];
+    while (request.find('\n') == std::string::npos && request.size() < 4096) {
+      pollfd pfd{client.get(), POLLIN, 0};
+      if (::poll(&pfd, 1, 200) <= 0) break;
+      ssize_t n = read(client.get(), buf, sizeof buf);
+      if (n <= 0) break;
+      request.append(buf, size_t(n));
+    }
+    if (size_t nl = request.find('\n'); nl != std::string::npos) request.resize(nl);
+    std::string reply = handler(request);
+    size_t off = 0;
+    while (off < reply.size()) {
+      ssize_t n = write(client.get(), reply.data() + off, reply.size() - off);
+      if (n <= 0) break;
+      off += size_t(n);
+    }
+  }
+}
+
+std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error) {
+  sockaddr_un addr;
+  if (!make_addr(path, addr, error)) return std::nullopt;
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    error = "cannot connect to " + path + ": " + strerror(errno);
+    return std::nullopt;
+  }
+  std::string line = request + "\n";
+  if (write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
+    error = "cannot send request to " + path;
+    return std::nullopt;
+  }
+  shutdown(fd.get(), SHUT_WR);
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, size_t(n));
+  }
+  return reply;
+}
+
+}  // namespace dptun

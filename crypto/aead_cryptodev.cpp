@@ -1,0 +1,145 @@
+#include "crypto/aead_cryptodev.hpp"
+
+#include <rte_bus_vdev.h>
+#include <rte_cryptodev.h>
+#include <rte_mempool.h>
+
+#include <algorithm>
+
+#include "common/log.hpp"
+
+namespace dptun {
+
+namespace {
+
+constexpr uint32_t kChunk = 64;  // ops per rte_cryptodev_sym_cpu_crypto_process call
+
+class CryptodevAeadKey final : public AeadKey {
+ public:
+  CryptodevAeadKey(uint8_t dev_id, void* session) : dev_id_(dev_id), session_(session) {}
+  ~CryptodevAeadKey() override { rte_cryptodev_sym_session_free(dev_id_, session_); }
+  CryptodevAeadKey(const CryptodevAeadKey&) = delete;
+  CryptodevAeadKey& operator=(const CryptodevAeadKey&) = delete;
+
+  uint32_t process(std::span<const AeadOp> ops, std::span<int32_t> status, unsigned /*thread*/) override {
+    uint32_t ok = 0;
+    for (size_t base = 0; base < ops.size(); base += kChunk) {
+      uint32_t n = uint32_t(std::min<size_t>(kChunk, ops.size() - base));
+      rte_crypto_vec data[kChunk];
+      rte_crypto_sgl sgl[kChunk];
+      rte_crypto_va_iova_ptr iv[kChunk], aad[kChunk], digest[kChunk];
+      for (uint32_t i = 0; i < n; ++i) {
+        const AeadOp& op = ops[base + i];
+        data[i] = rte_crypto_vec{op.data, 0, op.len, 0};
+        sgl[i] = rte_crypto_sgl{&data[i], 1};
+        iv[i] = rte_crypto_va_iova_ptr{const_cast<uint8_t*>(op.iv), 0};
+        aad[i] = rte_crypto_va_iova_ptr{const_cast<uint8_t*>(op.aad), 0};
+        digest[i] = rte_crypto_va_iova_ptr{op.tag, 0};
+      }
+      rte_crypto_sym_vec vec{};
+      vec.num = n;
+      vec.src_sgl = sgl;
+      vec.iv = iv;
+      vec.digest = digest;
+      vec.aad = aad;
+      vec.status = status.data() + base;
+      rte_crypto_sym_ofs ofs;
+      ofs.raw = 0;
+      ok += rte_cryptodev_sym_cpu_crypto_process(dev_id_, session_, ofs, &vec);
+    }
+    return ok;
+  }
+
+ private:
+  uint8_t dev_id_;
+  void* session_;
+};
+
+bool supports_cpu_gcm(uint8_t dev_id, std::string& error) {
+  rte_cryptodev_info info;
+  rte_cryptodev_info_get(dev_id, &info);
+  if (!(info.feature_flags & RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO)) {
+    error = std::string("crypto device ") + info.driver_name + " has no synchronous CPU crypto support";
+    return false;
+  }
+  rte_cryptodev_sym_capability_idx idx{};
+  idx.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+  idx.algo.aead = RTE_CRYPTO_AEAD_AES_GCM;
+  const rte_cryptodev_symmetric_capability* cap = rte_cryptodev_sym_capability_get(dev_id, &idx);
+  if (!cap || rte_cryptodev_sym_capability_check_aead(cap, 16, 16, 16, 12) != 0 ||
+      rte_cryptodev_sym_capability_check_aead(cap, 32, 16, 16, 12) != 0) {
+    error = std::string("crypto device ") + info.driver_name + " lacks AES-GCM with 128/256-bit keys";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<CryptodevAead> CryptodevAead::open(const std::string& device, unsigned max_keys, std::string& error) {
+  int id = rte_cryptodev_get_dev_id(device.c_str());
+  if (id < 0) {
+    if (rte_vdev_init(device.c_str(), nullptr) != 0) {
+      error = "cannot create crypto device '" + device + "' (is DPDK's ipsec_mb PMD installed?)";
+      return nullptr;
+    }
+    id = rte_cryptodev_get_dev_id(device.c_str());
+    if (id < 0) {
+      error = "crypto device '" + device + "' did not appear after probing";
+      return nullptr;
+    }
+  }
+  uint8_t dev_id = uint8_t(id);
+  if (!supports_cpu_gcm(dev_id, error)) return nullptr;
+
+  rte_cryptodev_config conf{};
+  conf.socket_id = rte_cryptodev_socket_id(dev_id);
+  conf.nb_queue_pairs = 1;
+  if (rte_cryptodev_configure(dev_id, &conf) != 0) {
+    error = "cannot configure crypto device '" + device + "'";
+    return nullptr;
+  }
+  rte_cryptodev_qp_conf qp{};
+  qp.nb_descriptors = 128;
+  if (rte_cryptodev_queue_pair_setup(dev_id, 0, &qp, conf.socket_id) != 0 || rte_cryptodev_start(dev_id) != 0) {
+    error = "cannot start crypto device '" + device + "'";
+    return nullptr;
+  }
+  std::string pool_name = "aead_sess_" + std::to_string(dev_id);
+  rte_mempool* pool = rte_cryptodev_sym_session_pool_create(
+      pool_name.c_str(), std::max(max_keys, 64u), rte_cryptodev_sym_get_private_session_size(dev_id), 0, 0,
+      conf.socket_id);
+  if (!pool) {
+    rte_cryptodev_stop(dev_id);
+    error = "cannot allocate the crypto session pool (" + std::to_string(max_keys) + " sessions)";
+    return nullptr;
+  }
+  return std::unique_ptr<CryptodevAead>(new CryptodevAead(dev_id, pool));
+}
+
+CryptodevAead::~CryptodevAead() {
+  rte_cryptodev_stop(dev_id_);
+  rte_mempool_free(pool_);
+}
+
+std::unique_ptr<AeadKey> CryptodevAead::make_key(std::span<const uint8_t> key, AeadDirection dir, uint32_t aad_len) {
+  if (key.size() != 16 && key.size() != 32) return nullptr;
+  rte_crypto_sym_xform xform{};
+  xform.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+  xform.aead.op = dir == AeadDirection::Encrypt ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
+  xform.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
+  xform.aead.key.data = key.data();
+  xform.aead.key.length = uint16_t(key.size());
+  xform.aead.iv.offset = 0;  // CPU crypto takes IV pointers per op
+  xform.aead.iv.length = kAeadIvLen;
+  xform.aead.digest_length = kAeadTagLen;
+  xform.aead.aad_length = uint16_t(aad_len);
+  void* session = rte_cryptodev_sym_session_create(dev_id_, &xform, pool_);
+  if (!session) {
+    LOG_ERROR("cryptodev: cannot create an AES-GCM session (pool exhausted?)");
+    return nullptr;
+  }
+  return std::make_unique<CryptodevAeadKey>(dev_id_, session);
+}
+
+}  // namespace dptun

@@ -1,0 +1,47 @@
+// Per-direction, per-epoch AEAD keys from a session's base secret (HKDF-SHA256).
+// A frame's epoch is its counter >> 32, so a key never protects more than 2^32 frames; a sender rekeys early
+// (time limit) by jumping its counter to the next epoch. See docs/protocol.md "Keys".
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace dptun {
+
+enum class KeyDirection : uint8_t { GatewayToAgent = 0, AgentToGateway = 1 };
+
+inline constexpr size_t kBaseSecretLen = 32;
+inline constexpr size_t kSaltLen = 4;
+inline constexpr unsigned kEpochShift = 32;
+
+inline uint64_t epoch_of(uint64_t counter) { return counter >> kEpochShift; }
+inline uint64_t first_counter_of(uint64_t epoch) { return epoch << kEpochShift; }
+
+struct EpochKey {
+  uint64_t epoch = 0;
+  uint8_t key_len = 0;  // 16 or 32
+  std::array<uint8_t, 32> key{};
+  std::array<uint8_t, kSaltLen> salt{};
+  EpochKey() = default;
+  EpochKey(const EpochKey&) = default;
+  EpochKey& operator=(const EpochKey&) = default;
+  ~EpochKey();  // wipes the key bytes
+  std::span<const uint8_t> key_bytes() const { return {key.data(), key_len}; }
+};
+
+// HKDF-SHA256(salt = "dptun relay v1", ikm = base_secret, info = "dptun v1 g2a|a2g" || be64(epoch)),
+// expanded to key_len + 4 bytes: the AEAD key, then the nonce salt. Returns false if OpenSSL fails.
+bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint64_t epoch, size_t key_len,
+                      EpochKey& out);
+
+// Nonce = salt (4 bytes) || counter (8 bytes, big endian): unique per key because counters never repeat.
+inline void make_nonce(uint8_t out[12], const std::array<uint8_t, kSaltLen>& salt, uint64_t counter) {
+  out[0] = salt[0];
+  out[1] = salt[1];
+  out[2] = salt[2];
+  out[3] = salt[3];
+  for (int i = 0; i < 8; ++i) out[4 + i] = uint8_t(counter >> (56 - 8 * i));
+}
+
+}  // namespace dptun

@@ -1,0 +1,53 @@
+// Sliding anti-replay window over 64-bit frame counters (bitmap, RFC 6479 style): each counter is accepted at
+// most once, and counters more than kTracked behind the highest accepted one are refused.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace dptun {
+
+class ReplayWindow {
+ public:
+  static constexpr uint64_t kBits = 4096;
+  static constexpr uint64_t kWords = kBits / 64;
+  static constexpr uint64_t kTracked = kBits - 64;  // 4032 counters behind the top are always tracked
+
+  // True when `counter` is new and inside the window. Read-only: call before spending time on decryption.
+  bool check(uint64_t counter) const {
+    if (!any_ || counter > top_) return true;
+    if (top_ - counter >= kTracked) return false;
+    return !(bitmap_[(counter >> 6) % kWords] & bit(counter));
+  }
+
+  // Records `counter` once the frame authenticated. False when it was already seen or is too old.
+  bool accept(uint64_t counter) {
+    if (!any_) {
+      any_ = true;
+      top_ = counter;
+      std::memset(bitmap_, 0, sizeof bitmap_);
+    } else if (counter > top_) {
+      uint64_t cur = top_ >> 6, next = counter >> 6;
+      uint64_t clear = next - cur < kWords ? next - cur : kWords;
+      for (uint64_t i = 1; i <= clear; ++i) bitmap_[(cur + i) % kWords] = 0;
+      top_ = counter;
+    } else if (top_ - counter >= kTracked) {
+      return false;
+    }
+    uint64_t& word = bitmap_[(counter >> 6) % kWords];
+    if (word & bit(counter)) return false;
+    word |= bit(counter);
+    return true;
+  }
+
+  uint64_t top() const { return top_; }
+  bool empty() const { return !any_; }
+  void reset() { any_ = false; top_ = 0; }
+
+ private:
+  static uint64_t bit(uint64_t counter) { return uint64_t(1) << (counter & 63); }
+  uint64_t top_ = 0;
+  bool any_ = false;
+  uint64_t bitmap_[kWords] = {};
+};
+
+}  // namespace dptun

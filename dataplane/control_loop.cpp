@@ -1,0 +1,147 @@
+#include "dataplane/control_loop.hpp"
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "common/bytes.hpp"
+#include "common/log.hpp"
+#include "dataplane/stats_report.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+bool ControlLoop::open_stats_socket(std::string& error) {
+  if (dp_.cfg->stats_socket.empty()) return true;
+  return stats_server_.listen(dp_.cfg->stats_socket, 0660, error);
+}
+
+void ControlLoop::run() {
+  while (!dp_.stop.load(std::memory_order_relaxed)) {
+    tick(dp_.clock.now_ns());
+    timespec ts{0, 1'000'000};  // 1 ms
+    nanosleep(&ts, nullptr);
+  }
+}
+
+void ControlLoop::tick(uint64_t now_ns) {
+  void* objs[32];
+  unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
+
+  uint64_t want[32];
+  n = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, want, sizeof want[0], 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) {
+    uint64_t& last = arp_requested_ns_[want[i]];
+    if (last && now_ns - last < 200'000'000ull) continue;  // one request per next hop per 200 ms
+    last = now_ns;
+    send_arp_request(uint8_t(want[i] >> 32), uint32_t(want[i]));
+  }
+
+  if (now_ns - last_keys_ns_ >= 10'000'000ull) {  // every 10 ms
+    last_keys_ns_ = now_ns;
+    for (const auto& s : dp_.sessions.all())
+      if (!keys_.maintain(*s, now_ns)) LOG_ERROR("session %u: cannot install keys", s->index);
+    keys_.reclaim();
+  }
+  if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
+    report(now_ns);
+    last_report_ns_ = now_ns;
+  }
+  stats_server_.poll([&](const std::string& req) {
+    if (req == "json" || req == "stats") return stats_json(dp_);
+    if (req == "text") return stats_text(dp_);
+    return std::string("{\"error\":\"unknown request; send 'json' or 'text'\"}\n");
+  });
+}
+
+// Once a second: log agent endpoint changes and authentication failures (never key material).
+void ControlLoop::report(uint64_t now_ns) {
+  (void)now_ns;
+  const auto& sessions = dp_.sessions.all();
+  last_endpoint_.resize(sessions.size(), 0);
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    uint64_t ep = sessions[i]->endpoint.load(std::memory_order_relaxed);
+    if (ep && ep != last_endpoint_[i])
+      LOG_INFO("tunnel %s session %u: agent endpoint %s", dp_.tunnels[sessions[i]->tunnel].name.c_str(),
+               sessions[i]->index, Endpoint::unpack(ep).str().c_str());
+    last_endpoint_[i] = ep;
+  }
+  last_auth_fail_.resize(dp_.tunnels.size(), 0);
+  for (size_t t = 0; t < dp_.tunnels.size(); ++t) {
+    uint64_t v = 0;
+    for (const auto& w : dp_.workers) v += w->tunnel_stats[t].auth_fail.get();
+    if (v > last_auth_fail_[t])
+      LOG_WARN("tunnel %s: %llu frames failed authentication in the last second (an agent with the wrong key, "
+               "or tampering)",
+               dp_.tunnels[t].name.c_str(), (unsigned long long)(v - last_auth_fail_[t]));
+    last_auth_fail_[t] = v;
+  }
+}
+
+void ControlLoop::transmit(uint8_t port, rte_mbuf* m) {
+  dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::Transmit, port};
+  if (rte_ring_mp_enqueue(dp_.workers[0]->handoff_ring(), m) != 0) rte_pktmbuf_free(m);
+}
+
+void ControlLoop::handle_arp(rte_mbuf* m) {
+  const uint8_t port = dp_.meta(m).port;
+  const PortInfo& pi = dp_.ports[port];
+  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* arp = eth + kEthHeaderLen;
+  const uint16_t op = load_be16(arp + 6);
+  MacAddr sha;
+  std::memcpy(sha.data(), arp + 8, 6);
+  const uint32_t spa = load_be32(arp + 14);
+  const uint32_t tpa = load_be32(arp + 24);
+  MacAddr known;
+  bool for_us = tpa == pi.address;
+  if (spa && spa != pi.address && (for_us || dp_.neighbors.lookup(port, spa, known))) {
+    if (!dp_.neighbors.update(port, spa, sha)) LOG_WARN("neighbour table full; not learning %s", Ipv4{spa}.str().c_str());
+  }
+  if (op != kArpRequest || !for_us) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  // Turn the request into the reply in place.
+  std::memcpy(eth, sha.data(), 6);
+  std::memcpy(eth + 6, pi.mac.data(), 6);
+  store_be16(arp + 6, kArpReply);
+  std::memcpy(arp + 18, sha.data(), 6);
+  store_be32(arp + 24, spa);
+  std::memcpy(arp + 8, pi.mac.data(), 6);
+  store_be32(arp + 14, pi.address);
+  transmit(port, m);
+}
+
+void ControlLoop::send_arp_request(uint8_t port, uint32_t ip) {
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  if (!m) return;
+  const PortInfo& pi = dp_.ports[port];
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, 60));
+  if (!eth) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memset(eth, 0, 60);
+  std::memset(eth, 0xff, 6);
+  std::memcpy(eth + 6, pi.mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeArp);
+  uint8_t* arp = eth + kEthHeaderLen;
+  store_be16(arp, 1);
+  store_be16(arp + 2, kEtherTypeIpv4);
+  arp[4] = 6;
+  arp[5] = 4;
+  store_be16(arp + 6, kArpRequest);
+  std::memcpy(arp + 8, pi.mac.data(), 6);
+  store_be32(arp + 14, pi.address);
+  store_be32(arp + 24, ip);
+  LOG_DEBUG("ARP who-has %s on port %s", Ipv4{ip}.str().c_str(), pi.name.c_str());
+  transmit(port, m);
+}
+
+}  // namespace dptun

@@ -1,0 +1,41 @@
+// The control lcore of dpgw: ARP (answer, learn, resolve), session keys (derive ahead, rekey, RCU reclaim),
+// the stats socket and rate-limited warnings. Runs on the main lcore and sleeps between ticks.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/unix_socket.hpp"
+#include "dataplane/dataplane.hpp"
+
+struct rte_mbuf;
+
+namespace dptun {
+
+class ControlLoop {
+ public:
+  ControlLoop(Dataplane& dp, SessionKeyManager& keys) : dp_(dp), keys_(keys) {}
+  bool open_stats_socket(std::string& error);
+  // Runs until dp.stop is set.
+  void run();
+  // One tick: drains rings, maintains keys, serves the stats socket.
+  void tick(uint64_t now_ns);
+
+ private:
+  void handle_arp(rte_mbuf* m);
+  void send_arp_request(uint8_t port, uint32_t ip);
+  void transmit(uint8_t port, rte_mbuf* m);
+  void report(uint64_t now_ns);
+
+  Dataplane& dp_;
+  SessionKeyManager& keys_;
+  UnixServer stats_server_;
+  std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
+  uint64_t last_keys_ns_ = 0;
+  uint64_t last_report_ns_ = 0;
+  std::vector<uint64_t> last_auth_fail_;
+  std::vector<uint64_t> last_endpoint_;
+};
+
+}  // namespace dptun

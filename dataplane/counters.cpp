@@ -1,0 +1,40 @@
+#include "dataplane/counters.hpp"
+
+namespace dptun {
+
+const char* drop_reason_name(Drop d) {
+  switch (d) {
+    case Drop::ParseError: return "parse_error";
+    case Drop::Vlan: return "vlan";
+    case Drop::Ipv6: return "ipv6";
+    case Drop::Multiseg: return "multiseg";
+    case Drop::NotForUs: return "not_for_us";
+    case Drop::UnsupportedProto: return "unsupported_proto";
+    case Drop::Fragment: return "fragment";
+    case Drop::NoEntryPoint: return "no_entry_point";
+    case Drop::TcpNoFlow: return "tcp_no_flow";
+    case Drop::NoSession: return "no_session";
+    case Drop::FlowTableFull: return "flow_table_full";
+    case Drop::NoRoute: return "no_route";
+    case Drop::NoNeighbor: return "no_neighbor";
+    case Drop::NoRoom: return "no_room";
+    case Drop::TooBig: return "too_big";
+    case Drop::FrameMalformed: return "frame_malformed";
+    case Drop::UnknownSession: return "unknown_session";
+    case Drop::Replay: return "replay";
+    case Drop::AuthFail: return "auth_fail";
+    case Drop::KeyUnavailable: return "key_unavailable";
+    case Drop::BadInner: return "bad_inner";
+    case Drop::StaleFlow: return "stale_flow";
+    case Drop::FlowMismatch: return "flow_mismatch";
+    case Drop::HandoffFull: return "handoff_full";
+    case Drop::ControlFull: return "control_full";
+    case Drop::TxFull: return "tx_full";
+    case Drop::NoMbuf: return "no_mbuf";
+    case Drop::CryptoError: return "crypto_error";
+    case Drop::Count: break;
+  }
+  return "unknown";
+}
+
+}  // namespace dptun

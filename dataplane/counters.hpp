@@ -1,0 +1,75 @@
+// Counters written by exactly one worker and read by the control lcore while the worker runs.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "packet/parser.hpp"
+
+namespace dptun {
+
+// Single-writer counter: relaxed load + store compiles to a plain add, and readers never see a torn value.
+class Counter {
+ public:
+  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Why a packet was dropped. Names (drop_reason_name) are what stats and docs/operations.md show.
+enum class Drop : uint8_t {
+  ParseError,       // malformed L2-L4 headers (detail in parse_errors)
+  Vlan,             // VLAN-tagged frame: no VLAN interfaces configured
+  Ipv6,             // IPv6 is parsed but not forwarded yet
+  Multiseg,         // multi-segment mbuf (jumbo frames are not supported yet)
+  NotForUs,         // IPv4 not addressed to a gateway address
+  UnsupportedProto, // IP protocol we do not serve
+  Fragment,         // IP fragment to an entry point or the tunnel port (no reassembly yet)
+  NoEntryPoint,     // TCP/UDP to a port without an entry point
+  TcpNoFlow,        // TCP segment without SYN for a flow we do not know
+  NoSession,        // the tunnel has no session with a known agent endpoint
+  FlowTableFull,    // no free flow and none idle enough to evict
+  NoRoute,          // no port reaches the destination
+  NoNeighbor,       // next hop MAC unknown yet (ARP request sent)
+  NoRoom,           // mbuf lacks head/tailroom for the encapsulation
+  TooBig,           // does not fit the MTU and DF is set (ICMP fragmentation-needed sent when possible)
+  FrameMalformed,   // relay frame header invalid
+  UnknownSession,   // relay frame for a receiver index we do not have
+  Replay,           // counter already seen or behind the window
+  AuthFail,         // AEAD tag did not verify (wrong key, tampering)
+  KeyUnavailable,   // no key for the frame's epoch yet (derivation requested)
+  BadInner,         // decrypted inner packet is not IPv4 TCP/UDP
+  StaleFlow,        // reply for a flow that has expired
+  FlowMismatch,     // reply from a tunnel or protocol that does not own the flow
+  HandoffFull,      // another worker's handoff ring was full
+  ControlFull,      // the control lcore's ring was full
+  TxFull,           // the TX queue did not take the packet
+  NoMbuf,           // mbuf pool empty
+  CryptoError,      // the AEAD engine failed to encrypt
+  Count
+};
+
+const char* drop_reason_name(Drop d);
+
+struct alignas(64) WorkerStats {
+  Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
+  Counter encap_packets, encap_bytes, decap_packets, decap_bytes;
+  Counter flows_created, flows_expired, flows_evicted;
+  Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
+  Counter to_control, handoff_tx, handoff_rx, idle_sleeps, polls;
+  std::array<Counter, size_t(Drop::Count)> drops;
+  std::array<Counter, size_t(ParseStatus::Count)> parse_errors;
+};
+
+struct alignas(64) PortStats {
+  Counter rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+};
+
+struct alignas(64) TunnelStats {
+  Counter to_agent_packets, to_agent_bytes, from_agent_packets, from_agent_bytes;
+  Counter flows_created, auth_fail, replay, key_unavailable, keepalives;
+};
+
+}  // namespace dptun

@@ -1,0 +1,79 @@
+// What every lcore of dpgw shares: ports, routes, neighbours, entry points, tunnels and sessions, rings.
+// Workers only read it; the control lcore owns every write (neighbours, keys) and publishes with atomics/RCU.
+#pragma once
+#include <rte_cycles.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/entry_table.hpp"
+#include "dataplane/gateway_config.hpp"
+#include "dataplane/neighbor_table.hpp"
+#include "dataplane/route_table.hpp"
+#include "dataplane/session.hpp"
+
+struct rte_mbuf;
+struct rte_mempool;
+struct rte_ring;
+struct rte_rcu_qsbr;
+
+namespace dptun {
+
+class Worker;
+
+inline constexpr uint16_t kBurst = 32;
+
+struct PortInfo {
+  std::string name;
+  uint16_t port_id = 0;
+  MacAddr mac{};
+  uint32_t address = 0;  // host order
+  uint16_t mtu = 1500;
+};
+
+// Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
+struct HandoffMeta {
+  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3 };
+  uint64_t flow_id;
+  uint32_t session;
+  uint8_t stage;
+  uint8_t port;
+};
+
+// Nanoseconds from the TSC: one rdtsc and a multiply, cheap enough to read once per poll.
+class TscClock {
+ public:
+  TscClock() : ns_per_tick_(1e9 / double(rte_get_tsc_hz())) {}
+  uint64_t now_ns() const { return uint64_t(double(rte_rdtsc()) * ns_per_tick_); }
+
+ private:
+  double ns_per_tick_;
+};
+
+struct Dataplane {
+  const GatewayConfig* cfg = nullptr;
+  std::vector<PortInfo> ports;
+  std::unique_ptr<RouteTable> routes;
+  NeighborTable neighbors;
+  std::unique_ptr<EntryTable> entries;
+  SessionTable sessions;
+  std::vector<Tunnel> tunnels;
+  std::vector<std::unique_ptr<Worker>> workers;
+  rte_mempool* pool = nullptr;
+  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)
+  rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
+  rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
+  int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
+  std::atomic<bool> stop{false};
+  TscClock clock;
+  uint64_t started_ns = 0;
+
+  HandoffMeta& meta(rte_mbuf* m) const;
+};
+
+// Registers the HandoffMeta dynfield; returns its offset or -1.
+int register_handoff_field();
+
+}  // namespace dptun

@@ -1,0 +1,211 @@
+// Client -> agent: a packet to a public entry point finds or creates its flow, is pinned to a tunnel session,
+// NAT-ed to the target, wrapped in a relay frame, encrypted in one AEAD call per burst and sent to the agent.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/aead_burst.hpp"
+#include "dataplane/flow_tracking.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/ipv4_rewrite.hpp"
+#include "packet/tcp_mss.hpp"
+
+namespace dptun {
+
+namespace {
+constexpr uint16_t kEncapPrepend = uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + kRelayHeaderLen +
+                                            kInnerHeaderLen);
+
+// MSS that keeps a full segment inside one underlay packet of `mtu` bytes.
+inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlayOverhead - 40); }
+}  // namespace
+
+TunnelSession* Worker::pick_session(uint16_t tunnel, uint32_t hash) const {
+  const Tunnel& t = dp_.tunnels[tunnel];
+  uint32_t total = 0;
+  for (const TunnelSession* s : t.sessions)
+    if (s->has_peer()) total += s->weight;
+  if (!total) return nullptr;
+  uint32_t pick = hash % total;
+  for (TunnelSession* s : t.sessions) {
+    if (!s->has_peer()) continue;
+    if (pick < s->weight) return s;
+    pick -= s->weight;
+  }
+  return nullptr;
+}
+
+void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const uint16_t* entry,
+                         uint16_t n) {
+  struct Pending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    uint8_t* frame;  // relay header inside the mbuf
+    uint32_t plain_len;
+    uint8_t out_port;
+    bool fragment;
+    uint16_t tunnel;
+  };
+  Pending p[kBurst];
+  uint16_t np = 0;
+  const FlowConfig& fc = dp_.cfg->flow;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const PacketInfo& pi = info[i];
+    const EntryPointConfig& ep = dp_.entries->at(entry[i]);
+    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto};
+    const uint32_t h = FlowTable::hash(key);
+
+    Flow* f = flows_.find(key, h);
+    if (f && f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) {
+      flows_.erase(*f);
+      stats.flows_expired.add();
+      f = nullptr;
+    }
+    uint8_t inner_flags = 0;
+    TunnelSession* s;
+    if (f) {
+      s = dp_.sessions.find(f->session_index);
+      flow_track(*f, pi.tcp_flags, true, fc, ep.udp_ttl_ns, now_ns_);
+    } else {
+      if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
+        drop(m, Drop::TcpNoFlow);
+        continue;
+      }
+      s = pick_session(ep.tunnel, h);
+      if (!s) {
+        drop(m, Drop::NoSession);
+        continue;
+      }
+      Route r = dp_.routes->lookup(s->peer().ip.value);
+      if (!r.valid) {
+        drop(m, Drop::NoRoute);
+        continue;
+      }
+      bool evicted;
+      f = flows_.insert(key, h, now_ns_, evicted);
+      if (evicted) stats.flows_evicted.add();
+      if (!f) {
+        drop(m, Drop::FlowTableFull);
+        continue;
+      }
+      f->session_index = s->index;
+      f->tunnel = ep.tunnel;
+      f->entry = entry[i];
+      f->target_ip = ep.target.ip.value;
+      f->target_port = ep.target.port;
+      f->keepalive = ep.keepalive;
+      f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
+      flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
+      stats.flows_created.add();
+      tunnel_stats[ep.tunnel].flows_created.add();
+      inner_flags = kInnerFlowNew;
+    }
+    if (!s || !s->has_peer()) {
+      drop(m, Drop::NoSession);
+      continue;
+    }
+    const Endpoint peer = s->peer();
+    uint8_t out_port;
+    MacAddr mac;
+    Drop why;
+    if (!resolve_next_hop(peer.ip.value, out_port, mac, why)) {
+      drop(m, why);
+      continue;
+    }
+    const uint32_t inner_len = pi.ip_total_len;
+    const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len;
+    bool fragment = false;
+    if (outer_len > dp_.ports[out_port].mtu) {
+      if (pi.dont_fragment) {
+        send_frag_needed(in_port, m, pi, uint16_t(dp_.ports[out_port].mtu - kUnderlayOverhead));
+        drop(m, Drop::TooBig);
+        continue;
+      }
+      fragment = true;
+    }
+
+    // NAT to the target and clamp the MSS, in place.
+    uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
+    uint8_t* ip = l2 + pi.l3_offset;
+    uint8_t* l4 = l2 + pi.l4_offset;
+    if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
+    ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
+
+    // Reshape: drop L2 and Ethernet padding, prepend outer headers, append room for the tag.
+    rte_pktmbuf_adj(m, pi.l3_offset);
+    if (m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
+    if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
+      drop(m, Drop::NoRoom);
+      continue;
+    }
+    std::memcpy(out, mac.data(), 6);
+    std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
+    store_be16(out + 12, kEtherTypeIpv4);
+    uint8_t* oip = out + kEthHeaderLen;
+    oip[0] = 0x45;
+    oip[1] = 0;
+    store_be16(oip + kIpv4OffTotalLen, uint16_t(outer_len));
+    store_be16(oip + kIpv4OffId, ip_id_++);
+    store_be16(oip + kIpv4OffFrag, 0);
+    oip[kIpv4OffTtl] = 64;
+    oip[kIpv4OffProto] = kIpProtoUdp;
+    store_be16(oip + kIpv4OffChecksum, 0);
+    store_be32(oip + kIpv4OffSrc, dp_.ports[out_port].address);
+    store_be32(oip + kIpv4OffDst, peer.ip.value);
+    store_be16(oip + kIpv4OffChecksum, ipv4_header_checksum({oip, kIpv4HeaderLen}));
+    uint8_t* udp = oip + kIpv4HeaderLen;
+    store_be16(udp, dp_.cfg->tunnel_port);
+    store_be16(udp + 2, peer.port);
+    store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
+    store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
+    uint8_t* frame = udp + kUdpHeaderLen;
+    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
+    p[np++] = Pending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port, fragment, f->tunnel};
+  }
+  if (!np) return;
+
+  // Counters (one atomic add per session), headers, nonces; then one AEAD call per key.
+  uint64_t counters[kBurst];
+  reserve_counters(np, [&](uint16_t i) { return p[i].s; }, counters);
+  EpochCipher* cipher[kBurst];
+  AeadOp ops[kBurst];
+  uint8_t iv[kBurst][kAeadIvLen];
+  int32_t status[kBurst];
+  uint16_t nops = 0;
+  for (uint16_t i = 0; i < np; ++i) {
+    EpochCipher* c = p[i].s->tx_keys.find(epoch_of(counters[i]));
+    if (!c) {
+      drop(p[i].m, Drop::KeyUnavailable);
+      continue;
+    }
+    encode_relay_header(p[i].frame, FrameMeta{FrameType::Data, 0, p[i].s->index, counters[i]});
+    make_nonce(iv[nops], c->salt, counters[i]);
+    ops[nops] = AeadOp{p[i].frame + kRelayHeaderLen, p[i].plain_len, iv[nops], p[i].frame,
+                       p[i].frame + kRelayHeaderLen + p[i].plain_len};
+    cipher[nops] = c;
+    p[nops++] = p[i];
+  }
+  aead_burst(cipher, ops, status, nops, id_);
+  for (uint16_t i = 0; i < nops; ++i) {
+    if (status[i]) {
+      drop(p[i].m, Drop::CryptoError);
+      continue;
+    }
+    uint32_t inner_bytes = p[i].plain_len - kInnerHeaderLen;
+    stats.encap_packets.add();
+    stats.encap_bytes.add(inner_bytes);
+    TunnelStats& ts = tunnel_stats[p[i].tunnel];
+    ts.to_agent_packets.add();
+    ts.to_agent_bytes.add(inner_bytes);
+    if (p[i].fragment)
+      send_fragmented(p[i].out_port, p[i].m);
+    else
+      send(p[i].out_port, p[i].m);
+  }
+}
+
+}  // namespace dptun

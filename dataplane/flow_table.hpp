@@ -1,0 +1,84 @@
+// Per-worker flow table: fixed capacity, no allocation after construction, single writer (its worker).
+// Flows live in stable slots so a flow id (generation | worker | slot) can travel in the inner header and
+// find the flow again in O(1) when the agent's reply comes back.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace dptun {
+
+struct FlowKey {
+  uint32_t client_ip = 0;
+  uint32_t local_ip = 0;
+  uint16_t client_port = 0;
+  uint16_t local_port = 0;
+  uint8_t proto = 0;
+  bool operator==(const FlowKey&) const = default;
+};
+
+enum class TcpState : uint8_t { None = 0, SynSent, Established, Closing, Closed };
+
+struct Flow {
+  FlowKey key;
+  bool in_use = false;
+  TcpState tcp_state = TcpState::None;
+  uint8_t fin_seen = 0;      // bit 0: client sent FIN, bit 1: target sent FIN
+  bool keepalive = false;    // UDP: traffic refreshes the deadline
+  uint32_t generation = 0;
+  uint32_t session_index = 0;
+  uint16_t tunnel = 0;
+  uint16_t entry = 0;
+  uint32_t target_ip = 0;
+  uint16_t target_port = 0;
+  uint16_t mss_clamp = 0;
+  uint32_t hash = 0;
+  uint64_t deadline_ns = 0;
+  uint64_t last_seen_ns = 0;
+};
+
+class FlowTable {
+ public:
+  static constexpr unsigned kSlotBits = 24;
+  static constexpr uint64_t kIdleBeforeEviction = 1'000'000'000ull;  // a flow must be idle 1 s to be evicted
+
+  // capacity: 1 .. 2^24 flows. Memory is allocated here, never on the fast path.
+  FlowTable(uint32_t capacity, uint8_t worker);
+
+  static uint32_t hash(const FlowKey& k);
+  static uint8_t worker_of(uint64_t flow_id) { return uint8_t(flow_id >> kSlotBits); }
+
+  Flow* find(const FlowKey& k, uint32_t hash);
+  // Adds a flow for a key that is not present. When full, evicts the least recently used of a few sampled
+  // flows if it has been idle for kIdleBeforeEviction (`evicted` set); otherwise returns nullptr.
+  Flow* insert(const FlowKey& k, uint32_t hash, uint64_t now_ns, bool& evicted);
+  // The flow a flow id names, or nullptr when that flow has gone (slot free or reused).
+  Flow* find_by_id(uint64_t flow_id);
+  uint64_t id_of(const Flow& f) const {
+    return uint64_t(f.generation) << 32 | uint64_t(worker_) << kSlotBits | uint32_t(&f - flows_.data());
+  }
+  void erase(Flow& f);
+  // Looks at up to `budget` slots from a rotating cursor and removes flows whose deadline passed.
+  uint32_t expire(uint64_t now_ns, uint32_t budget);
+
+  uint32_t size() const { return size_; }
+  uint32_t capacity() const { return uint32_t(flows_.size()); }
+
+ private:
+  struct IndexEntry {
+    uint32_t hash;
+    uint32_t slot_plus1;  // 0: empty
+  };
+  uint32_t index_find(const Flow& f) const;
+  void index_erase(uint32_t pos);
+
+  std::vector<Flow> flows_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<IndexEntry> index_;
+  uint32_t index_mask_;
+  uint32_t size_ = 0;
+  uint32_t cursor_ = 0;
+  uint32_t sample_ = 0;
+  uint8_t worker_;
+};
+
+}  // namespace dptun

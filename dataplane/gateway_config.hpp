@@ -1,0 +1,96 @@
+// dpgw configuration: the typed result of reading the libconfig file (see conf/dptun.conf for every key).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/inet.hpp"
+#include "common/uuid.hpp"
+
+namespace dptun {
+
+struct EalConfig {
+  std::string lcores;        // EAL --lcores; empty: main on CPU 0, worker i on CPU i % ncpus
+  bool hugepages = false;    // false: --no-huge (anonymous memory)
+  uint32_t memory_mb = 512;  // -m
+  std::string file_prefix = "dpgw";
+  std::string log_level;     // EAL --log-level, e.g. "notice"
+  std::vector<std::string> extra_args;
+};
+
+struct PortConfig {
+  std::string name;
+  std::string device;          // PCI address (0000:01:00.0) or vdev string (net_af_packet0,iface=eth1)
+  Ipv4Prefix address;          // our address on this port and its connected subnet
+  std::optional<Ipv4> gateway; // next hop for everything outside the connected subnets
+  uint16_t mtu = 0;            // 0: keep the device's MTU
+  uint16_t rx_desc = 1024;
+  uint16_t tx_desc = 1024;
+};
+
+struct StaticPeerConfig {
+  uint32_t index = 0;             // receiver session index, 1..65535, unique across tunnels
+  std::vector<uint8_t> psk;       // 32-byte base secret (never logged)
+  std::optional<Endpoint> endpoint; // agent's UDP endpoint; learned from its first authenticated frame if absent
+  uint8_t weight = 1;
+};
+
+struct TunnelConfig {
+  Uuid id;
+  std::string name;
+  std::vector<StaticPeerConfig> peers;
+};
+
+struct EntryPointConfig {
+  std::string label;       // "tcp/5201" for logs and stats
+  uint8_t proto = 0;       // 6 or 17
+  uint16_t port = 0;
+  std::optional<Ipv4> listen;  // only this local address (default: every port address)
+  uint16_t tunnel = 0;     // index into GatewayConfig::tunnels
+  Endpoint target;         // address as the agent reaches it
+  bool keepalive = false;  // UDP: keep the flow while traffic flows (else one request/response exchange)
+  uint64_t udp_ttl_ns = 0; // UDP idle timeout for this entry point
+};
+
+struct FlowConfig {
+  uint32_t table_size = 65536;  // flows per worker
+  uint64_t udp_ttl_ns = 5'000'000'000ull;
+  uint64_t tcp_syn_timeout_ns = 30'000'000'000ull;
+  uint64_t tcp_established_timeout_ns = 7200'000'000'000ull;
+  uint64_t tcp_closing_timeout_ns = 60'000'000'000ull;
+  uint64_t tcp_closed_timeout_ns = 5'000'000'000ull;
+};
+
+struct IdleConfig {
+  bool backoff = false;         // false: busy-poll (production default)
+  uint32_t pause_polls = 256;   // empty polls spent in rte_pause() before sleeping
+  uint32_t max_sleep_us = 200;  // sleeps double from 1 us up to this
+};
+
+struct CryptoConfig {
+  std::string engine = "cryptodev";  // or "openssl"
+  std::string device = "crypto_aesni_gcm0";
+  uint8_t key_len = 16;              // aes-128-gcm (16) or aes-256-gcm (32)
+  uint64_t rekey_interval_ns = 120'000'000'000ull;
+};
+
+struct GatewayConfig {
+  std::string path;
+  EalConfig eal;
+  uint16_t workers = 1;
+  std::vector<PortConfig> ports;
+  uint16_t tunnel_port = 51900;
+  uint32_t mbufs = 16383;
+  IdleConfig idle;
+  FlowConfig flow;
+  CryptoConfig crypto;
+  std::string stats_socket = "/run/dptun/dpgw.sock";
+  std::vector<TunnelConfig> tunnels;
+  std::vector<EntryPointConfig> entry_points;
+};
+
+// Reads and validates the whole file. Throws ConfigError("file:line: key 'x.y': what is wrong").
+GatewayConfig load_gateway_config(const std::string& path);
+
+}  // namespace dptun

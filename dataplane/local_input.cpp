@@ -1,0 +1,101 @@
+// Packets for the gateway itself: ARP goes to the control lcore, ICMP echo is answered here, and
+// ICMP fragmentation-needed is generated for oversized DF packets.
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+  if (pi.l3 == L3Kind::Arp) {
+    dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+    if (rte_ring_mp_enqueue(dp_.control_ring, m) != 0) {
+      drop(m, Drop::ControlFull);
+      return;
+    }
+    stats.to_control.add();
+    return;
+  }
+  // ICMP to one of our addresses: answer echo requests, count and drop the rest.
+  if (pi.icmp_type != kIcmpEchoRequest || pi.is_fragment || pi.l4_len < kIcmpHeaderLen) {
+    drop(m, Drop::UnsupportedProto);
+    return;
+  }
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = frame + pi.l3_offset;
+  uint8_t* icmp = frame + pi.l4_offset;
+  if (csum_fold(csum_add({icmp, pi.l4_len})) != 0xffff) {
+    stats.parse_errors[size_t(ParseStatus::BadL4Header)].add();
+    drop(m, Drop::ParseError);
+    return;
+  }
+  uint8_t tmp[6];
+  std::memcpy(tmp, frame, 6);
+  std::memcpy(frame, frame + 6, 6);
+  std::memcpy(frame + 6, tmp, 6);
+  store_be32(ip + kIpv4OffSrc, pi.dst_ip);
+  store_be32(ip + kIpv4OffDst, pi.src_ip);
+  ip[kIpv4OffTtl] = 64;
+  store_be16(ip + kIpv4OffChecksum, 0);
+  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, pi.ip_header_len}));
+  icmp[0] = kIcmpEchoReply;
+  csum_replace16(icmp + kIcmpOffChecksum, uint16_t(kIcmpEchoRequest << 8), uint16_t(kIcmpEchoReply << 8));
+  stats.icmp_echo_replies.add();
+  send(port, m);
+}
+
+// RFC 1191: type 3 code 4 with the next-hop MTU, quoting the IP header and 8 bytes of the offending packet.
+// Sent back out the port the packet came in on, to the MAC it came from; rate-limited to 1000/s per worker.
+void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
+  if (now_ns_ - icmp_refill_ns_ > 1'000'000ull) {
+    icmp_tokens_ = 1;  // 1 per ms
+    icmp_refill_ns_ = now_ns_;
+  }
+  if (!icmp_tokens_) return;
+  --icmp_tokens_;
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  if (!m) {
+    stats.drops[size_t(Drop::NoMbuf)].add();
+    return;
+  }
+  const uint8_t* in = rte_pktmbuf_mtod(orig, const uint8_t*);
+  size_t quote = pi.ip_header_len + 8u;
+  if (quote > pi.ip_total_len) quote = pi.ip_total_len;
+  size_t len = kEthHeaderLen + kIpv4HeaderLen + kIcmpHeaderLen + quote;
+  uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(len)));
+  if (!out) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memcpy(out, in + 6, 6);  // to the sender's MAC
+  std::memcpy(out + 6, dp_.ports[port].mac.data(), 6);
+  store_be16(out + 12, kEtherTypeIpv4);
+  uint8_t* ip = out + kEthHeaderLen;
+  std::memset(ip, 0, kIpv4HeaderLen);
+  ip[0] = 0x45;
+  store_be16(ip + kIpv4OffTotalLen, uint16_t(len - kEthHeaderLen));
+  store_be16(ip + kIpv4OffId, ip_id_++);
+  ip[kIpv4OffTtl] = 64;
+  ip[kIpv4OffProto] = kIpProtoIcmp;
+  store_be32(ip + kIpv4OffSrc, dp_.ports[port].address);
+  store_be32(ip + kIpv4OffDst, pi.src_ip);
+  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, kIpv4HeaderLen}));
+  uint8_t* icmp = ip + kIpv4HeaderLen;
+  icmp[0] = kIcmpDestUnreachable;
+  icmp[1] = kIcmpFragNeeded;
+  store_be16(icmp + 2, 0);
+  store_be16(icmp + 4, 0);
+  store_be16(icmp + 6, mtu);
+  std::memcpy(icmp + kIcmpHeaderLen, in + pi.l3_offset, quote);
+  store_be16(icmp + kIcmpOffChecksum, csum_finish(csum_add({icmp, kIcmpHeaderLen + quote})));
+  stats.icmp_frag_needed.add();
+  send(port, m);
+}
+
+}  // namespace dptun

@@ -1,0 +1,54 @@
+// Where an IPv4 destination leaves the gateway: connected subnets of the ports, then their default gateways.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "common/inet.hpp"
+
+namespace dptun {
+
+struct Route {
+  uint8_t port = 0;        // index into the gateway's port list
+  uint32_t next_hop = 0;   // host order; the destination itself when directly connected
+  bool valid = false;
+};
+
+class RouteTable {
+ public:
+  struct Interface {
+    Ipv4Prefix address;
+    uint32_t gateway = 0;  // 0: none
+  };
+  explicit RouteTable(std::vector<Interface> ifaces) : ifaces_(std::move(ifaces)) {}
+
+  // Longest connected prefix first, otherwise the first port that has a gateway.
+  Route lookup(uint32_t dst) const {
+    Route best;
+    int best_len = -1;
+    for (size_t i = 0; i < ifaces_.size(); ++i) {
+      const Ipv4Prefix& p = ifaces_[i].address;
+      if (p.contains(Ipv4{dst}) && p.len > best_len) {
+        best = Route{uint8_t(i), dst, true};
+        best_len = p.len;
+      }
+    }
+    if (best.valid) return best;
+    for (size_t i = 0; i < ifaces_.size(); ++i)
+      if (ifaces_[i].gateway) return Route{uint8_t(i), ifaces_[i].gateway, true};
+    return best;
+  }
+
+  // The port index owning `addr` as its own address, or -1.
+  int local_port(uint32_t addr) const {
+    for (size_t i = 0; i < ifaces_.size(); ++i)
+      if (ifaces_[i].address.addr.value == addr) return int(i);
+    return -1;
+  }
+  uint32_t address(uint8_t port) const { return ifaces_[port].address.addr.value; }
+  size_t size() const { return ifaces_.size(); }
+
+ private:
+  std::vector<Interface> ifaces_;
+};
+
+}  // namespace dptun

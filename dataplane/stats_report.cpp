@@ -1,0 +1,207 @@
+#include "dataplane/stats_report.hpp"
+
+#include <rte_ethdev.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "common/json_writer.hpp"
+#include "dataplane/worker.hpp"
+
+namespace dptun {
+
+namespace {
+
+struct PortTotals {
+  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0, tx_dropped = 0;
+};
+struct TunnelTotals {
+  uint64_t to_agent_packets = 0, to_agent_bytes = 0, from_agent_packets = 0, from_agent_bytes = 0;
+  uint64_t flows_created = 0, auth_fail = 0, replay = 0, key_unavailable = 0, keepalives = 0;
+};
+
+PortTotals port_totals(const Dataplane& dp, size_t p) {
+  PortTotals t;
+  for (const auto& w : dp.workers) {
+    const PortStats& s = w->port_stats[p];
+    t.rx_packets += s.rx_packets.get();
+    t.rx_bytes += s.rx_bytes.get();
+    t.tx_packets += s.tx_packets.get();
+    t.tx_bytes += s.tx_bytes.get();
+    t.tx_dropped += s.tx_dropped.get();
+  }
+  return t;
+}
+
+TunnelTotals tunnel_totals(const Dataplane& dp, size_t t) {
+  TunnelTotals r;
+  for (const auto& w : dp.workers) {
+    const TunnelStats& s = w->tunnel_stats[t];
+    r.to_agent_packets += s.to_agent_packets.get();
+    r.to_agent_bytes += s.to_agent_bytes.get();
+    r.from_agent_packets += s.from_agent_packets.get();
+    r.from_agent_bytes += s.from_agent_bytes.get();
+    r.flows_created += s.flows_created.get();
+    r.auth_fail += s.auth_fail.get();
+    r.replay += s.replay.get();
+    r.key_unavailable += s.key_unavailable.get();
+    r.keepalives += s.keepalives.get();
+  }
+  return r;
+}
+
+uint64_t drop_total(const Dataplane& dp, size_t d) {
+  uint64_t v = 0;
+  for (const auto& w : dp.workers) v += w->stats.drops[d].get();
+  return v;
+}
+
+uint64_t flows_active(const Dataplane& dp) {
+  uint64_t v = 0;
+  for (const auto& w : dp.workers) v += w->flows().size();
+  return v;
+}
+
+#define WORKER_COUNTERS(X)                                                                                  \
+  X(rx_packets) X(rx_bytes) X(tx_packets) X(tx_bytes) X(encap_packets) X(encap_bytes) X(decap_packets)     \
+  X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(keepalives_rx) X(keepalives_tx)      \
+  X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(handoff_tx) X(handoff_rx)       \
+  X(idle_sleeps) X(polls)
+
+}  // namespace
+
+std::string stats_json(const Dataplane& dp) {
+  JsonWriter j;
+  uint64_t now = dp.clock.now_ns();
+  j.begin_object();
+  j.field("uptime_s", double(now - dp.started_ns) / 1e9);
+  j.key("ports").begin_array();
+  for (size_t p = 0; p < dp.ports.size(); ++p) {
+    const PortInfo& pi = dp.ports[p];
+    PortTotals t = port_totals(dp, p);
+    rte_eth_stats es{};
+    rte_eth_stats_get(pi.port_id, &es);
+    j.begin_object()
+        .field("name", pi.name)
+        .field("address", Ipv4{pi.address}.str())
+        .field("mtu", unsigned(pi.mtu))
+        .field("rx_packets", t.rx_packets)
+        .field("rx_bytes", t.rx_bytes)
+        .field("tx_packets", t.tx_packets)
+        .field("tx_bytes", t.tx_bytes)
+        .field("tx_dropped", t.tx_dropped)
+        .field("hw_rx_missed", uint64_t(es.imissed))
+        .field("hw_rx_errors", uint64_t(es.ierrors))
+        .field("hw_tx_errors", uint64_t(es.oerrors))
+        .field("hw_rx_nombuf", uint64_t(es.rx_nombuf))
+        .end_object();
+  }
+  j.end_array();
+  j.key("workers").begin_array();
+  for (const auto& w : dp.workers) {
+    j.begin_object().field("id", unsigned(w->id())).field("lcore", w->lcore());
+#define X(name) j.field(#name, w->stats.name.get());
+    WORKER_COUNTERS(X)
+#undef X
+    j.field("flows_active", uint64_t(w->flows().size()));
+    j.key("drops").begin_object();
+    for (size_t d = 0; d < size_t(Drop::Count); ++d) j.field(drop_reason_name(Drop(d)), w->stats.drops[d].get());
+    j.end_object();
+    j.end_object();
+  }
+  j.end_array();
+  j.key("tunnels").begin_array();
+  for (size_t t = 0; t < dp.tunnels.size(); ++t) {
+    const Tunnel& tu = dp.tunnels[t];
+    TunnelTotals tt = tunnel_totals(dp, t);
+    j.begin_object()
+        .field("id", tu.id.str())
+        .field("name", tu.name)
+        .field("to_agent_packets", tt.to_agent_packets)
+        .field("to_agent_bytes", tt.to_agent_bytes)
+        .field("from_agent_packets", tt.from_agent_packets)
+        .field("from_agent_bytes", tt.from_agent_bytes)
+        .field("flows_created", tt.flows_created)
+        .field("auth_fail", tt.auth_fail)
+        .field("replay", tt.replay)
+        .field("key_unavailable", tt.key_unavailable)
+        .field("keepalives", tt.keepalives);
+    j.key("sessions").begin_array();
+    for (const TunnelSession* s : tu.sessions) {
+      uint64_t last = s->last_rx_ns.load(std::memory_order_relaxed);
+      j.begin_object()
+          .field("index", unsigned(s->index))
+          .field("weight", unsigned(s->weight))
+          .field("endpoint", s->has_peer() ? s->peer().str() : std::string())
+          .field("endpoint_changes", s->endpoint_changes.load(std::memory_order_relaxed))
+          .field("tx_epoch", epoch_of(s->tx_counter.load(std::memory_order_relaxed)));
+      uint64_t rx_epoch = s->rx_epoch.load(std::memory_order_relaxed);
+      if (rx_epoch == kNoEpoch)
+        j.key("rx_epoch").null();
+      else
+        j.field("rx_epoch", rx_epoch);
+      if (last)
+        j.field("last_rx_age_s", double(now - last) / 1e9);
+      else
+        j.key("last_rx_age_s").null();
+      j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+  }
+  j.end_array();
+  j.key("totals").begin_object();
+  j.field("flows_active", flows_active(dp));
+  j.field("neighbors", uint64_t(dp.neighbors.size()));
+  j.key("drops").begin_object();
+  for (size_t d = 0; d < size_t(Drop::Count); ++d) j.field(drop_reason_name(Drop(d)), drop_total(dp, d));
+  j.end_object();
+  j.key("parse_errors").begin_object();
+  for (size_t s = 1; s < size_t(ParseStatus::Count); ++s) {
+    uint64_t v = 0;
+    for (const auto& w : dp.workers) v += w->stats.parse_errors[s].get();
+    j.field(parse_status_name(ParseStatus(s)), v);
+  }
+  j.end_object();
+  j.end_object();
+  j.end_object();
+  return j.str() + "\n";
+}
+
+std::string stats_text(const Dataplane& dp) {
+  std::string out;
+  char line[256];
+  auto add = [&](const char* fmt, auto... args) {
+    snprintf(line, sizeof line, fmt, args...);
+    out += line;
+  };
+  add("%-12s %-15s %12s %14s %12s %14s %10s\n", "port", "address", "rx_packets", "rx_bytes", "tx_packets",
+      "tx_bytes", "tx_drop");
+  for (size_t p = 0; p < dp.ports.size(); ++p) {
+    PortTotals t = port_totals(dp, p);
+    add("%-12s %-15s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 " %10" PRIu64 "\n",
+        dp.ports[p].name.c_str(), Ipv4{dp.ports[p].address}.str().c_str(), t.rx_packets, t.rx_bytes, t.tx_packets,
+        t.tx_bytes, t.tx_dropped);
+  }
+  add("\n%-20s %12s %14s %12s %14s %8s %8s %8s\n", "tunnel", "to_agent", "to_agent_B", "from_agent",
+      "from_agent_B", "flows", "authfail", "replay");
+  for (size_t t = 0; t < dp.tunnels.size(); ++t) {
+    TunnelTotals tt = tunnel_totals(dp, t);
+    add("%-20s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 "\n",
+        dp.tunnels[t].name.c_str(), tt.to_agent_packets, tt.to_agent_bytes, tt.from_agent_packets,
+        tt.from_agent_bytes, tt.flows_created, tt.auth_fail, tt.replay);
+    for (const TunnelSession* s : dp.tunnels[t].sessions)
+      add("  session %-5u endpoint %-21s weight %u\n", s->index,
+          s->has_peer() ? s->peer().str().c_str() : "(unknown)", unsigned(s->weight));
+  }
+  add("\nflows active %" PRIu64 ", neighbours %u\n", flows_active(dp), dp.neighbors.size());
+  std::string drops;
+  for (size_t d = 0; d < size_t(Drop::Count); ++d) {
+    uint64_t v = drop_total(dp, d);
+    if (v) drops += "  " + std::string(drop_reason_name(Drop(d))) + " " + std::to_string(v) + "\n";
+  }
+  out += drops.empty() ? "drops: none\n" : "drops:\n" + drops;
+  return out;
+}
+
+}  // namespace dptun

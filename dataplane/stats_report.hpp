@@ -1,0 +1,12 @@
+// Renders dpgw's counters (ports, workers, tunnels, sessions, drops) as JSON or as a human-readable table.
+#pragma once
+#include <string>
+
+namespace dptun {
+
+struct Dataplane;
+
+std::string stats_json(const Dataplane& dp);
+std::string stats_text(const Dataplane& dp);
+
+}  // namespace dptun

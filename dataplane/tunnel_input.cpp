@@ -1,0 +1,222 @@
+// Agent -> client: a relay frame on the tunnel port is checked against its session's replay window,
+// decrypted in one AEAD call per key, then its inner packet is NAT-reversed onto the flow it belongs to
+// (on the worker that owns the flow) and sent to the client.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/aead_burst.hpp"
+#include "dataplane/flow_tracking.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/ipv4_rewrite.hpp"
+#include "packet/tcp_mss.hpp"
+
+namespace dptun {
+
+void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+  struct Pending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    FrameMeta meta;
+    uint8_t* frame;
+    uint32_t frame_len;
+    const PacketInfo* pi;
+  };
+  Pending p[kBurst];
+  EpochCipher* cipher[kBurst];
+  AeadOp ops[kBurst];
+  uint8_t iv[kBurst][kAeadIvLen];
+  int32_t status[kBurst];
+  uint16_t np = 0;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const PacketInfo& pi = info[i];
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+    uint32_t len = pi.l4_len - uint32_t(kUdpHeaderLen);
+    FrameMeta meta;
+    if (decode_relay_header(frame, len, meta) != FrameError::None) {
+      drop(m, Drop::FrameMalformed);
+      continue;
+    }
+    TunnelSession* s = dp_.sessions.find(meta.receiver_index);
+    if (!s) {
+      drop(m, Drop::UnknownSession);
+      continue;
+    }
+    if (s->rx_worker != id_) {  // the replay window has a single owner
+      handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      continue;
+    }
+    TunnelStats& ts = tunnel_stats[s->tunnel];
+    if (!s->replay.check(meta.counter)) {
+      ts.replay.add();
+      drop(m, Drop::Replay);
+      continue;
+    }
+    const uint64_t epoch = epoch_of(meta.counter);
+    EpochCipher* c = s->rx_keys.find(epoch);
+    if (!c) {
+      s->wanted_epoch.store(epoch, std::memory_order_release);
+      ts.key_unavailable.add();
+      drop(m, Drop::KeyUnavailable);
+      continue;
+    }
+    make_nonce(iv[np], c->salt, meta.counter);
+    ops[np] = AeadOp{frame + kRelayHeaderLen, uint32_t(len - kRelayHeaderLen - kRelayTagLen), iv[np], frame,
+                     frame + len - kRelayTagLen};
+    cipher[np] = c;
+    p[np++] = Pending{m, s, meta, frame, len, &pi};
+  }
+  if (!np) return;
+  aead_burst(cipher, ops, status, np, id_);
+
+  for (uint16_t i = 0; i < np; ++i) {
+    rte_mbuf* m = p[i].m;
+    TunnelSession& s = *p[i].s;
+    TunnelStats& ts = tunnel_stats[s.tunnel];
+    if (status[i]) {
+      ts.auth_fail.add();
+      drop(m, Drop::AuthFail);
+      continue;
+    }
+    if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
+      ts.replay.add();
+      drop(m, Drop::Replay);
+      continue;
+    }
+    const uint64_t epoch = epoch_of(p[i].meta.counter);
+    const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
+    if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
+    s.last_rx_ns.store(now_ns_, std::memory_order_relaxed);
+    // Follow the agent's endpoint (NAT rebinding): only authenticated, non-replayed frames move it.
+    const uint64_t from = Endpoint{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port}.pack();
+    if (s.endpoint.load(std::memory_order_relaxed) != from) {
+      s.endpoint.store(from, std::memory_order_relaxed);
+      s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    if (p[i].meta.type == FrameType::Keepalive) {
+      ts.keepalives.add();
+      stats.keepalives_rx.add();
+      if (p[i].meta.flags & kFlagKeepaliveReply)
+        rte_pktmbuf_free(m);
+      else
+        reply_keepalive(port, m, s, *p[i].pi);
+      continue;
+    }
+    if (p[i].meta.type != FrameType::Data) {  // control frames arrive with the control plane
+      drop(m, Drop::FrameMalformed);
+      continue;
+    }
+    const InnerHeader ih = decode_inner_header(p[i].frame + kRelayHeaderLen);
+    const uint32_t inner_len = p[i].frame_len - uint32_t(kRelayFrameOverhead);
+    ts.from_agent_packets.add();
+    ts.from_agent_bytes.add(inner_len);
+    stats.decap_packets.add();
+    stats.decap_bytes.add(inner_len);
+    uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
+    rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    const uint8_t owner = FlowTable::worker_of(ih.flow_id);
+    if (owner == id_) {
+      deliver_to_client(m, ih.flow_id, s);
+    } else if (owner < dp_.workers.size()) {
+      handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
+    } else {
+      drop(m, Drop::StaleFlow);
+    }
+  }
+}
+
+void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+  PacketInfo pi;
+  ParseStatus st = parse_ip({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi);
+  if (st != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || pi.is_fragment || !pi.has_l4 ||
+      (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp)) {
+    drop(m, Drop::BadInner);
+    return;
+  }
+  Flow* f = flows_.find_by_id(flow_id);
+  if (!f || f->deadline_ns <= now_ns_) {
+    drop(m, Drop::StaleFlow);
+    return;
+  }
+  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto) {
+    drop(m, Drop::FlowMismatch);
+    return;
+  }
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+    drop(m, why);
+    return;
+  }
+  if (pi.ip_total_len > dp_.ports[out_port].mtu) {
+    drop(m, Drop::TooBig);
+    return;
+  }
+  const EntryPointConfig& ep = dp_.entries->at(f->entry);
+  flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, ep.udp_ttl_ns, now_ns_);
+
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* l4 = ip + pi.l4_offset;
+  if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
+  // Whatever addresses the agent wrote, the client only ever sees the entry point talking to it.
+  ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local_ip, f->key.local_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client_ip, f->key.client_port);
+  if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
+  if (!eth) {
+    drop(m, Drop::NoRoom);
+    return;
+  }
+  std::memcpy(eth, mac.data(), 6);
+  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  send(out_port, m);
+}
+
+// Answers an agent's keepalive in place: swap the outer addresses, seal an empty frame with a fresh counter.
+void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi) {
+  uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = l2 + pi.l3_offset;
+  uint8_t* udp = l2 + pi.l4_offset;
+  uint8_t* frame = udp + kUdpHeaderLen;
+  const uint64_t counter = s.tx_counter.fetch_add(1, std::memory_order_relaxed);
+  EpochCipher* c = s.tx_keys.find(epoch_of(counter));
+  if (!c) {
+    drop(m, Drop::KeyUnavailable);
+    return;
+  }
+  std::memcpy(l2, l2 + 6, 6);
+  std::memcpy(l2 + 6, dp_.ports[port].mac.data(), 6);
+  store_be32(ip + kIpv4OffSrc, pi.dst_ip);
+  store_be32(ip + kIpv4OffDst, pi.src_ip);
+  ip[kIpv4OffTtl] = 64;
+  store_be16(ip + kIpv4OffId, ip_id_++);
+  store_be16(ip + kIpv4OffFrag, 0);
+  store_be16(ip + kIpv4OffChecksum, 0);
+  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, pi.ip_header_len}));
+  store_be16(udp, pi.dst_port);
+  store_be16(udp + 2, pi.src_port);
+  store_be16(udp + kUdpOffChecksum, 0);
+  encode_relay_header(frame, FrameMeta{FrameType::Keepalive, kFlagKeepaliveReply, s.index, counter});
+  uint8_t iv[kAeadIvLen];
+  make_nonce(iv, c->salt, counter);
+  AeadOp op{frame + kRelayHeaderLen, 0, iv, frame, frame + kRelayHeaderLen};
+  int32_t st = 0;
+  c->aead->process({&op, 1}, {&st, 1}, id_);
+  if (st) {
+    drop(m, Drop::CryptoError);
+    return;
+  }
+  stats.keepalives_tx.add();
+  tunnel_stats[s.tunnel].keepalives.add();
+  send(port, m);
+}
+
+}  // namespace dptun

@@ -1,0 +1,128 @@
+// Output side of the worker pipeline: next-hop resolution, TX buffering, outer IPv4 fragmentation, handoff.
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
+  Route r = dp_.routes->lookup(dst);
+  if (!r.valid) {
+    why = Drop::NoRoute;
+    return false;
+  }
+  why = Drop::NoNeighbor;
+  port = r.port;
+  if (dp_.neighbors.lookup(r.port, r.next_hop, mac)) return true;
+  // Ask the control lcore to ARP for it, at most every 100 ms per next hop.
+  uint64_t key = uint64_t(r.port) << 32 | r.next_hop;
+  size_t slot = (r.next_hop ^ r.port) % resolve_key_.size();
+  if (resolve_key_[slot] != key || now_ns_ - resolve_ns_[slot] > 100'000'000ull) {
+    resolve_key_[slot] = key;
+    resolve_ns_[slot] = now_ns_;
+    if (rte_ring_mp_enqueue_elem(dp_.resolve_ring, &key, sizeof key) != 0) stats.drops[size_t(Drop::ControlFull)].add();
+  }
+  mac = MacAddr{};
+  return false;
+}
+
+void Worker::send(uint8_t port, rte_mbuf* m) {
+  TxBuffer& b = tx_[port];
+  b.pkts[b.n++] = m;
+  if (b.n == kBurst) tx_burst(port);
+}
+
+void Worker::tx_burst(uint8_t port) {
+  TxBuffer& b = tx_[port];
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
+  uint16_t sent = rte_eth_tx_burst(dp_.ports[port].port_id, id_, b.pkts.data(), b.n);
+  PortStats& ps = port_stats[port];
+  for (uint16_t i = sent; i < b.n; ++i) {
+    bytes -= b.pkts[i]->pkt_len;
+    ps.tx_dropped.add();
+    drop(b.pkts[i], Drop::TxFull);
+  }
+  ps.tx_packets.add(sent);
+  ps.tx_bytes.add(bytes);
+  stats.tx_packets.add(sent);
+  stats.tx_bytes.add(bytes);
+  b.n = 0;
+}
+
+void Worker::flush() {
+  for (uint8_t p = 0; p < tx_.size(); ++p)
+    if (tx_[p].n) tx_burst(p);
+  flush_handoffs();
+}
+
+void Worker::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
+  dp_.meta(m) = meta;
+  TxBuffer& b = handoff_out_[to];
+  b.pkts[b.n++] = m;
+  if (b.n == kBurst) flush_handoffs();
+}
+
+void Worker::flush_handoffs() {
+  for (uint16_t w = 0; w < handoff_out_.size(); ++w) {
+    TxBuffer& b = handoff_out_[w];
+    if (!b.n) continue;
+    unsigned done = rte_ring_mp_enqueue_burst(dp_.workers[w]->handoff_ring(), reinterpret_cast<void**>(b.pkts.data()),
+                                              b.n, nullptr);
+    stats.handoff_tx.add(done);
+    for (unsigned i = done; i < b.n; ++i) drop(b.pkts[i], Drop::HandoffFull);
+    b.n = 0;
+  }
+}
+
+// Splits an encapsulated frame whose outer IPv4 packet exceeds the port MTU into fragments (the agent's
+// kernel reassembles them). Fragments after the first are copied into fresh mbufs.
+void Worker::send_fragmented(uint8_t port, rte_mbuf* m) {
+  const uint16_t mtu = dp_.ports[port].mtu;
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = frame + kEthHeaderLen;
+  const uint32_t payload = load_be16(ip + kIpv4OffTotalLen) - kIpv4HeaderLen;
+  const uint32_t chunk = (uint32_t(mtu) - kIpv4HeaderLen) & ~7u;
+  const uint32_t count = (payload + chunk - 1) / chunk;
+  const uint8_t* data = ip + kIpv4HeaderLen;
+  for (uint32_t k = 1; k < count; ++k) {
+    uint32_t off = k * chunk;
+    uint32_t len = payload - off < chunk ? payload - off : chunk;
+    rte_mbuf* f = rte_pktmbuf_alloc(dp_.pool);
+    if (!f) {
+      stats.drops[size_t(Drop::NoMbuf)].add();
+      continue;  // the agent drops the incomplete datagram after its reassembly timeout
+    }
+    uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(f, uint16_t(kEthHeaderLen + kIpv4HeaderLen + len)));
+    if (!out) {
+      rte_pktmbuf_free(f);
+      stats.drops[size_t(Drop::NoRoom)].add();
+      continue;
+    }
+    std::memcpy(out, frame, kEthHeaderLen + kIpv4HeaderLen);
+    std::memcpy(out + kEthHeaderLen + kIpv4HeaderLen, data + off, len);
+    uint8_t* fip = out + kEthHeaderLen;
+    store_be16(fip + kIpv4OffTotalLen, uint16_t(kIpv4HeaderLen + len));
+    store_be16(fip + kIpv4OffFrag, uint16_t((k + 1 < count ? kIpv4FlagMf : 0) | (off / 8)));
+    store_be16(fip + kIpv4OffChecksum, 0);
+    store_be16(fip + kIpv4OffChecksum, ipv4_header_checksum({fip, kIpv4HeaderLen}));
+    stats.fragments_tx.add();
+    send(port, f);
+  }
+  store_be16(ip + kIpv4OffTotalLen, uint16_t(kIpv4HeaderLen + chunk));
+  store_be16(ip + kIpv4OffFrag, kIpv4FlagMf);
+  store_be16(ip + kIpv4OffChecksum, 0);
+  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, kIpv4HeaderLen}));
+  rte_pktmbuf_trim(m, uint16_t(m->data_len - (kEthHeaderLen + kIpv4HeaderLen + chunk)));
+  stats.fragments_tx.add();
+  send(port, m);
+}
+
+}  // namespace dptun

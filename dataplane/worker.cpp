@@ -1,0 +1,198 @@
+#include "dataplane/worker.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+int register_handoff_field() {
+  static const rte_mbuf_dynfield desc = {"dptun_handoff", sizeof(HandoffMeta), alignof(HandoffMeta), 0};
+  return rte_mbuf_dynfield_register(&desc);
+}
+
+HandoffMeta& Dataplane::meta(rte_mbuf* m) const { return *RTE_MBUF_DYNFIELD(m, handoff_offset, HandoffMeta*); }
+
+Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
+    : port_stats(dp.ports.size()),
+      tunnel_stats(dp.tunnels.size()),
+      dp_(dp),
+      id_(id),
+      lcore_(lcore),
+      flows_(dp.cfg->flow.table_size, uint8_t(id)),
+      idle_(dp.cfg->idle),
+      tx_(dp.ports.size()),
+      handoff_out_(dp.cfg->workers) {
+  std::string name = "handoff_" + std::to_string(id);
+  handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
+  if (!handoff_) throw std::runtime_error("cannot create ring " + name);
+}
+
+Worker::~Worker() { rte_ring_free(handoff_); }
+
+void Worker::drop(rte_mbuf* m, Drop why) {
+  stats.drops[size_t(why)].add();
+  rte_pktmbuf_free(m);
+}
+
+int Worker::run() {
+  if (dp_.rcu) {
+    rte_rcu_qsbr_thread_register(dp_.rcu, id_);
+    rte_rcu_qsbr_thread_online(dp_.rcu, id_);
+  }
+  while (!dp_.stop.load(std::memory_order_relaxed)) {
+    unsigned work = poll_once();
+    if (dp_.rcu) rte_rcu_qsbr_quiescent(dp_.rcu, id_);
+    if (idle_.after_poll(work)) stats.idle_sleeps.add();
+  }
+  flush();
+  if (dp_.rcu) {
+    rte_rcu_qsbr_thread_offline(dp_.rcu, id_);
+    rte_rcu_qsbr_thread_unregister(dp_.rcu, id_);
+  }
+  return 0;
+}
+
+unsigned Worker::poll_once() {
+  now_ns_ = dp_.clock.now_ns();
+  stats.polls.add();
+  unsigned work = 0;
+  rte_mbuf* pkts[kBurst];
+  for (uint8_t p = 0; p < dp_.ports.size(); ++p) {
+    uint16_t n = rte_eth_rx_burst(dp_.ports[p].port_id, id_, pkts, kBurst);
+    if (n) {
+      process_burst(p, pkts, n);
+      work += n;
+    }
+  }
+  void* objs[kBurst];
+  unsigned n = rte_ring_sc_dequeue_burst(handoff_, objs, kBurst, nullptr);
+  if (n) {
+    stats.handoff_rx.add(n);
+    handle_handoffs(reinterpret_cast<rte_mbuf**>(objs), n);
+    work += n;
+  }
+  flush();
+  // Expire a slice of the flow table: more when idle, so a quiet gateway still cleans up promptly.
+  uint32_t expired = flows_.expire(now_ns_, work ? 64 : 1024);
+  if (expired) stats.flows_expired.add(expired);
+  return work;
+}
+
+void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
+  rte_mbuf* entry_pkts[kBurst];
+  PacketInfo entry_info[kBurst];
+  uint16_t entry_idx[kBurst];
+  uint16_t n_entry = 0;
+  rte_mbuf* tun_pkts[kBurst];
+  PacketInfo tun_info[kBurst];
+  uint16_t n_tun = 0;
+  const uint32_t my_addr = dp_.ports[port].address;
+  const uint16_t tunnel_port = dp_.cfg->tunnel_port;
+  PortStats& ps = port_stats[port];
+
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+    rte_mbuf* m = pkts[i];
+    if (count_rx) {
+      ps.rx_packets.add();
+      ps.rx_bytes.add(m->pkt_len);
+      stats.rx_packets.add();
+      stats.rx_bytes.add(m->pkt_len);
+    }
+    if (m->nb_segs != 1) {
+      drop(m, Drop::Multiseg);
+      continue;
+    }
+    PacketInfo pi;
+    ParseStatus st = parse_ethernet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi);
+    if (st != ParseStatus::Ok) {
+      stats.parse_errors[size_t(st)].add();
+      drop(m, Drop::ParseError);
+      continue;
+    }
+    if (pi.vlan_count) {
+      drop(m, Drop::Vlan);
+      continue;
+    }
+    switch (pi.l3) {
+      case L3Kind::Arp:
+        local_input(port, m, pi);
+        continue;
+      case L3Kind::Ipv6:
+        drop(m, Drop::Ipv6);
+        continue;
+      case L3Kind::Other:
+        drop(m, Drop::UnsupportedProto);
+        continue;
+      case L3Kind::Ipv4:
+        break;
+    }
+    if (pi.dst_ip != my_addr) {
+      drop(m, Drop::NotForUs);
+      continue;
+    }
+    if (pi.l4_proto == kIpProtoIcmp) {
+      local_input(port, m, pi);
+      continue;
+    }
+    if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
+      drop(m, Drop::UnsupportedProto);
+      continue;
+    }
+    if (pi.is_fragment) {
+      drop(m, Drop::Fragment);
+      continue;
+    }
+    if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
+      tun_pkts[n_tun] = m;
+      tun_info[n_tun++] = pi;
+      continue;
+    }
+    uint16_t idx;
+    if (!dp_.entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port, idx)) {
+      drop(m, Drop::NoEntryPoint);
+      continue;
+    }
+    entry_pkts[n_entry] = m;
+    entry_info[n_entry] = pi;
+    entry_idx[n_entry++] = idx;
+  }
+  if (n_entry) entry_input(port, entry_pkts, entry_info, entry_idx, n_entry);
+  if (n_tun) tunnel_input(port, tun_pkts, tun_info, n_tun);
+}
+
+void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = objs[i];
+    HandoffMeta& hm = dp_.meta(m);
+    switch (hm.stage) {
+      case HandoffMeta::RawFrame:
+        process_burst(hm.port, &m, 1, false);
+        break;
+      case HandoffMeta::InnerPacket: {
+        TunnelSession* s = dp_.sessions.find(hm.session);
+        if (!s)
+          drop(m, Drop::UnknownSession);
+        else
+          deliver_to_client(m, hm.flow_id, *s);
+        break;
+      }
+      case HandoffMeta::Transmit:
+        send(hm.port, m);
+        break;
+      default:
+        drop(m, Drop::HandoffFull);
+        break;
+    }
+  }
+}
+
+}  // namespace dptun

@@ -1,0 +1,93 @@
+// A worker lcore: polls its RX queue on every port plus its handoff ring, runs the pipeline in bursts
+// (classify -> entry_input / tunnel_input / local_input -> tx), owns its flow table and counters.
+// Single-threaded by construction: no locks, no syscalls, no allocation in the loop.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/counters.hpp"
+#include "dataplane/dataplane.hpp"
+#include "dataplane/flow_table.hpp"
+#include "dataplane/idle_backoff.hpp"
+#include "packet/parser.hpp"
+#include "proto/relay_frame.hpp"
+
+struct rte_mbuf;
+struct rte_ring;
+
+namespace dptun {
+
+class Worker {
+ public:
+  Worker(Dataplane& dp, uint16_t id, unsigned lcore);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // The lcore entry point: polls until dp.stop. Reports RCU quiescent states once per poll.
+  int run();
+  // One poll of every port queue and the handoff ring; returns the packets taken in.
+  unsigned poll_once();
+  // The pipeline for one burst received on `port` (also used by the benchmark). count_rx = false for
+  // frames another worker received and handed over (already counted there).
+  void process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx = true);
+  // Transmits everything buffered (TX queues and handoffs).
+  void flush();
+  void set_now(uint64_t now_ns) { now_ns_ = now_ns; }
+
+  uint16_t id() const { return id_; }
+  unsigned lcore() const { return lcore_; }
+  rte_ring* handoff_ring() const { return handoff_; }
+  const FlowTable& flows() const { return flows_; }
+
+  WorkerStats stats;
+  std::vector<PortStats> port_stats;
+  std::vector<TunnelStats> tunnel_stats;
+
+ private:
+  // classify (worker.cpp)
+  void drop(rte_mbuf* m, Drop why);
+  void handle_handoffs(rte_mbuf** objs, unsigned n);
+  // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
+  void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
+  // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
+  void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const uint16_t* entry, uint16_t n);
+  TunnelSession* pick_session(uint16_t tunnel, uint32_t hash) const;
+  // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
+  void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
+  void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
+  // tx.cpp
+  // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
+  bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
+  void send(uint8_t port, rte_mbuf* m);
+  void tx_burst(uint8_t port);
+  void send_fragmented(uint8_t port, rte_mbuf* m);
+  void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);
+  void flush_handoffs();
+
+  Dataplane& dp_;
+  uint16_t id_;
+  unsigned lcore_;
+  FlowTable flows_;
+  rte_ring* handoff_ = nullptr;
+  IdleBackoff idle_;
+  uint64_t now_ns_ = 0;
+  uint16_t ip_id_ = 0;
+  uint64_t icmp_tokens_ = 0;
+  uint64_t icmp_refill_ns_ = 0;
+
+  struct TxBuffer {
+    uint16_t n = 0;
+    std::array<rte_mbuf*, kBurst> pkts{};
+  };
+  std::vector<TxBuffer> tx_;       // per port
+  std::vector<TxBuffer> handoff_out_;  // per destination worker
+  // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
+  std::array<uint64_t, 16> resolve_key_{};
+  std::array<uint64_t, 16> resolve_ns_{};
+};
+
+}  // namespace dptun

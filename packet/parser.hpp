@@ -1,0 +1,63 @@
+// Bounds-checked parse of Ethernet / VLAN / ARP / IPv4 / IPv6 / TCP / UDP / ICMP headers into offsets.
+// Never reads past the span; every rejection has its own status so the caller can count it.
+#pragma once
+#include <cstdint>
+#include <span>
+
+namespace dptun {
+
+enum class ParseStatus : uint8_t {
+  Ok = 0,
+  Truncated,          // the frame ends inside a header
+  BadIpVersion,       // ethertype says IPv4/IPv6 but the version nibble disagrees
+  BadIpHeaderLength,  // IHL < 5 or past the frame
+  BadIpTotalLength,   // total length < header length or past the frame
+  BadIpChecksum,
+  BadL4Header,        // TCP data offset / UDP length inconsistent with the IP payload
+  BadArp,             // ARP that is not Ethernet/IPv4
+  TooManyHeaders,     // VLAN stack or IPv6 extension chain too long
+  Count
+};
+
+const char* parse_status_name(ParseStatus s);
+
+enum class L3Kind : uint8_t { Other = 0, Arp, Ipv4, Ipv6 };
+
+struct PacketInfo {
+  L3Kind l3 = L3Kind::Other;
+  uint8_t vlan_count = 0;
+  uint16_t vlan_tci = 0;     // outermost tag, when vlan_count > 0
+  uint16_t ethertype = 0;    // innermost ethertype
+  uint16_t l3_offset = 0;
+  // IPv4 (IPv6 fills l4_proto/l4_offset/l4_len only)
+  uint16_t ip_header_len = 0;
+  uint16_t ip_total_len = 0;
+  uint32_t src_ip = 0;  // host order
+  uint32_t dst_ip = 0;
+  uint8_t ttl = 0;
+  bool dont_fragment = false;
+  bool is_fragment = false;        // MF set or offset != 0
+  bool is_first_fragment = false;  // offset == 0 (the L4 header is present)
+  // L4 (valid when has_l4)
+  bool has_l4 = false;
+  uint8_t l4_proto = 0;
+  uint16_t l4_offset = 0;
+  uint16_t l4_len = 0;  // L4 header + payload, as the IP / UDP length says
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  uint8_t tcp_flags = 0;
+  uint8_t tcp_header_len = 0;
+  uint8_t icmp_type = 0;
+  uint8_t icmp_code = 0;
+
+  uint16_t l4_payload_offset() const {
+    return uint16_t(l4_offset + (l4_proto == 6 ? tcp_header_len : l4_proto == 17 ? 8 : 0));
+  }
+};
+
+// Parses an Ethernet frame. Ethernet padding after the IP packet is allowed and ignored.
+ParseStatus parse_ethernet(std::span<const uint8_t> frame, PacketInfo& out);
+// Parses a bare IP packet (as read from a TUN device or carried inside a relay frame); l3_offset = 0.
+ParseStatus parse_ip(std::span<const uint8_t> packet, PacketInfo& out);
+
+}  // namespace dptun

@@ -1,0 +1,73 @@
+// Relay frame v1 (docs/protocol.md): 16-byte cleartext header (version, type, flags, receiver index,
+// counter), then AES-GCM ciphertext of [12-byte inner header | inner IP packet], then the 16-byte tag.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/bytes.hpp"
+#include "crypto/key_schedule.hpp"
+#include "proto/frame_codec.hpp"
+
+namespace dptun {
+
+inline constexpr uint8_t kRelayVersion = 1;
+inline constexpr size_t kRelayHeaderLen = 16;
+inline constexpr size_t kInnerHeaderLen = 12;
+inline constexpr size_t kRelayTagLen = 16;
+// Bytes a data frame adds around the inner IP packet, inside the outer UDP payload.
+inline constexpr size_t kRelayFrameOverhead = kRelayHeaderLen + kInnerHeaderLen + kRelayTagLen;  // 44
+// ... and with the outer IPv4 + UDP headers: what the underlay MTU loses.
+inline constexpr size_t kUnderlayOverhead = 20 + 8 + kRelayFrameOverhead;  // 72
+inline constexpr uint16_t kDefaultTunnelPort = 51900;
+
+// Header flags.
+inline constexpr uint8_t kFlagKeyPhase = 0x01;       // epoch & 1 of the counter
+inline constexpr uint8_t kFlagKeepaliveReply = 0x02; // a keepalive answering the peer's keepalive
+
+// Inner header flags.
+inline constexpr uint8_t kInnerFlowNew = 0x01;    // first packet of a flow
+inline constexpr uint8_t kInnerFlowClose = 0x02;  // the sender removed the flow
+
+struct InnerHeader {
+  uint64_t flow_id = 0;  // chosen by the gateway; the agent echoes it on return traffic
+  uint8_t proto = 0;     // IP protocol of the inner packet (6 TCP, 17 UDP)
+  uint8_t flags = 0;
+  uint16_t service = 0;  // target service / hostname id (0: the inner destination is the target)
+};
+
+inline void encode_relay_header(uint8_t* out, const FrameMeta& m) {
+  out[0] = kRelayVersion;
+  out[1] = uint8_t(m.type);
+  out[2] = uint8_t((m.flags & ~kFlagKeyPhase) | (epoch_of(m.counter) & 1 ? kFlagKeyPhase : 0));
+  out[3] = 0;
+  store_be32(out + 4, m.receiver_index);
+  store_be64(out + 8, m.counter);
+}
+
+// Validates version, type, key phase and the minimum length for the type.
+FrameError decode_relay_header(const uint8_t* frame, size_t len, FrameMeta& m);
+
+inline void encode_inner_header(uint8_t* out, const InnerHeader& h) {
+  store_be64(out, h.flow_id);
+  out[8] = h.proto;
+  out[9] = h.flags;
+  store_be16(out + 10, h.service);
+}
+
+inline InnerHeader decode_inner_header(const uint8_t* in) {
+  return InnerHeader{load_be64(in), in[8], in[9], load_be16(in + 10)};
+}
+
+class RelayFrameCodec final : public FrameCodec {
+ public:
+  size_t header_len() const override { return kRelayHeaderLen; }
+  size_t trailer_len() const override { return kRelayTagLen; }
+  void write_header(std::span<uint8_t> out, const FrameMeta& meta) const override {
+    encode_relay_header(out.data(), meta);
+  }
+  FrameError read_header(std::span<const uint8_t> frame, FrameMeta& meta) const override {
+    return decode_relay_header(frame.data(), frame.size(), meta);
+  }
+};
+
+}  // namespace dptun

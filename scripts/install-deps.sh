@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything dptun needs to build, test, demo and benchmark.
+# Idempotent, apt only: packages already present are not touched.
+set -euo pipefail
+
+PKGS=(
+  build-essential g++ pkg-config meson ninja-build
+  libdpdk-dev dpdk
+  libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev
+  libnuma-dev libpcap-dev
+  iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
