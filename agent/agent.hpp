@@ -1,0 +1,78 @@
+// dpagent's event loop: relay frames from the gateway are opened and their inner packets NAT-ed into the TUN;
+// packets the kernel routes back into the TUN are NAT-reversed, sealed and sent to the gateway in batches.
+// Also keepalives, gateway liveness, authentication-failure reports and NAT expiry.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/agent_session.hpp"
+#include "agent/nat_table.hpp"
+#include "agent/tun_device.hpp"
+#include "agent/udp_link.hpp"
+#include "common/inet.hpp"
+#include "crypto/aead_openssl.hpp"
+
+namespace dptun {
+
+struct AgentOptions {
+  Endpoint gateway;
+  std::optional<Endpoint> bind;
+  uint32_t session = 0;
+  std::vector<uint8_t> psk;
+  std::string tun_name = "dpt0";
+  Ipv4Prefix tun_net{Ipv4{0x64400001}, 16};  // 100.64.0.1/16: the TUN's address; the rest is the SNAT pool
+  uint16_t underlay_mtu = 1500;
+  uint64_t keepalive_ns = 2'000'000'000ull;
+  uint8_t key_len = 16;
+  uint64_t rekey_interval_ns = 120'000'000'000ull;
+  uint64_t stats_interval_ns = 0;
+  uint64_t udp_idle_ns = 120'000'000'000ull;
+  uint64_t tcp_idle_ns = 7500'000'000'000ull;
+  uint64_t closed_ns = 10'000'000'000ull;
+};
+
+struct AgentStats {
+  uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
+  uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
+  uint64_t auth_fail = 0, replay = 0, malformed = 0, wrong_session = 0, no_key = 0;
+  uint64_t bad_inner = 0, no_nat = 0, nat_full = 0, tun_write_errors = 0, send_errors = 0;
+  uint64_t flows_created = 0, flows_expired = 0;
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions opt);
+  bool start(std::string& error);
+  // Runs until `stop` becomes true; prints the counters whenever `dump_stats` is set. Returns an exit code.
+  int run(const std::atomic<bool>& stop, std::atomic<bool>& dump_stats);
+  std::string stats_json() const;
+
+ private:
+  void gateway_readable(uint64_t now_ns);
+  void tun_readable(uint64_t now_ns);
+  void timer(uint64_t now_ns);
+  void send_keepalive(uint64_t now_ns);
+  void note_send_error(int err, uint64_t now_ns);
+
+  AgentOptions opt_;
+  OpensslAead engine_{1};
+  AgentSession session_;
+  NatTable nat_;
+  TunDevice tun_;
+  UdpLink link_;
+  AgentStats stats_;
+  uint64_t last_gateway_rx_ns_ = 0;
+  uint64_t last_keepalive_ns_ = 0;
+  uint64_t last_expire_ns_ = 0;
+  uint64_t last_stats_ns_ = 0;
+  uint64_t last_warn_ns_ = 0;
+  uint64_t auth_fail_reported_ = 0;
+  uint64_t last_auth_report_ns_ = 0;
+  uint64_t started_ns_ = 0;
+  enum class Link { Unknown, Up, Down } link_state_ = Link::Unknown;
+};
+
+}  // namespace dptun

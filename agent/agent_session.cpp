@@ -1,0 +1,102 @@
+#include "agent/agent_session.hpp"
+
+#include <openssl/crypto.h>
+
+#include "common/clock.hpp"
+
+namespace dptun {
+
+AgentSession::AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len,
+                           uint64_t rekey_interval_ns, AeadEngine& engine)
+    : index_(index),
+      base_secret_(std::move(base_secret)),
+      key_len_(key_len),
+      rekey_interval_ns_(rekey_interval_ns),
+      engine_(engine),
+      // Static keys outlive restarts: start at the wall clock in ns so a restarted agent never reuses a nonce.
+      tx_counter_(realtime_ns()) {}
+
+AgentSession::~AgentSession() { OPENSSL_cleanse(base_secret_.data(), base_secret_.size()); }
+
+AgentSession::Key* AgentSession::make_key(KeyDirection dir, uint64_t epoch) {
+  EpochKey ek;
+  if (!derive_epoch_key(base_secret_, dir, epoch, key_len_, ek)) return nullptr;
+  auto k = std::make_unique<Key>();
+  k->salt = ek.salt;
+  k->aead = engine_.make_key(ek.key_bytes(),
+                             dir == KeyDirection::AgentToGateway ? AeadDirection::Encrypt : AeadDirection::Decrypt,
+                             kRelayHeaderLen);
+  return k->aead ? k.release() : nullptr;
+}
+
+bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns) {
+  uint64_t e = epoch_of(tx_counter_);
+  if (e == tx_epoch_ && now_ns - tx_epoch_since_ns_ >= rekey_interval_ns_) {
+    tx_counter_ = first_counter_of(e + 1);  // timed rekey: move to the next epoch's key
+    e = e + 1;
+    ++rekeys_;
+  }
+  if (e != tx_epoch_ || !tx_key_) {
+    tx_key_.reset(make_key(KeyDirection::AgentToGateway, e));
+    if (!tx_key_) return false;
+    tx_epoch_ = e;
+    tx_epoch_since_ns_ = now_ns;
+  }
+  const uint64_t counter = tx_counter_++;
+  encode_relay_header(frame, FrameMeta{type, flags, index_, counter});
+  uint8_t iv[kAeadIvLen];
+  make_nonce(iv, tx_key_->salt, counter);
+  AeadOp op{frame + kRelayHeaderLen, uint32_t(plain_len), iv, frame, frame + kRelayHeaderLen + plain_len};
+  int32_t status = 0;
+  tx_key_->aead->process({&op, 1}, {&status, 1}, 0);
+  return status == 0;
+}
+
+AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns) {
+  if (auto it = rx_keys_.find(epoch); it != rx_keys_.end()) return it->second.get();
+  if (rx_epoch_ != ~uint64_t(0) && epoch + 1 < rx_epoch_) return nullptr;  // older than the overlap we keep
+  // Unauthenticated frames choose the epoch: derive at most 20 new keys per second.
+  if (now_ns - derive_refill_ns_ >= kNsPerSec) {
+    derive_tokens_ = 20;
+    derive_refill_ns_ = now_ns;
+  }
+  if (!derive_tokens_) return nullptr;
+  --derive_tokens_;
+  Key* k = make_key(KeyDirection::GatewayToAgent, epoch);
+  if (!k) return nullptr;
+  // Keep the overlap around the newest authenticated epoch; drop the rest.
+  while (rx_keys_.size() >= 4) {
+    auto victim = rx_keys_.begin();
+    for (auto it = rx_keys_.begin(); it != rx_keys_.end(); ++it) {
+      bool keep = rx_epoch_ != ~uint64_t(0) && it->first + 1 >= rx_epoch_ && it->first <= rx_epoch_ + 1;
+      if (!keep) {
+        victim = it;
+        break;
+      }
+    }
+    rx_keys_.erase(victim);
+  }
+  rx_keys_[epoch].reset(k);
+  return k;
+}
+
+AgentSession::OpenResult AgentSession::open(uint8_t* frame, size_t len, FrameMeta& meta, uint64_t now_ns) {
+  if (decode_relay_header(frame, len, meta) != FrameError::None) return OpenResult::Malformed;
+  if (meta.receiver_index != index_) return OpenResult::WrongSession;
+  if (!replay_.check(meta.counter)) return OpenResult::Replay;
+  const uint64_t epoch = epoch_of(meta.counter);
+  Key* k = rx_key(epoch, now_ns);
+  if (!k) return OpenResult::NoKey;
+  uint8_t iv[kAeadIvLen];
+  make_nonce(iv, k->salt, meta.counter);
+  AeadOp op{frame + kRelayHeaderLen, uint32_t(len - kRelayHeaderLen - kRelayTagLen), iv, frame,
+            frame + len - kRelayTagLen};
+  int32_t status = 0;
+  k->aead->process({&op, 1}, {&status, 1}, 0);
+  if (status) return OpenResult::AuthFail;
+  if (!replay_.accept(meta.counter)) return OpenResult::Replay;
+  if (rx_epoch_ == ~uint64_t(0) || epoch > rx_epoch_) rx_epoch_ = epoch;
+  return OpenResult::Ok;
+}
+
+}  // namespace dptun

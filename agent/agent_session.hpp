@@ -1,0 +1,62 @@
+// The agent's end of one tunnel session: transmit counter and epoch keys (agent->gateway), receive epoch
+// keys (gateway->agent) and the replay window. Single-threaded; keys are derived on demand.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "crypto/aead.hpp"
+#include "crypto/key_schedule.hpp"
+#include "crypto/replay_window.hpp"
+#include "proto/relay_frame.hpp"
+
+namespace dptun {
+
+class AgentSession {
+ public:
+  enum class OpenResult { Ok, Malformed, WrongSession, Replay, NoKey, AuthFail };
+
+  AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len, uint64_t rekey_interval_ns,
+               AeadEngine& engine);
+  ~AgentSession();
+  AgentSession(const AgentSession&) = delete;
+  AgentSession& operator=(const AgentSession&) = delete;
+
+  // frame = [16-byte header][plain_len bytes of plaintext][16 bytes for the tag]; sealed in place.
+  bool seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns);
+  // Authenticates and decrypts a whole frame in place (the plaintext stays at frame + 16).
+  OpenResult open(uint8_t* frame, size_t len, FrameMeta& meta, uint64_t now_ns);
+
+  uint32_t index() const { return index_; }
+  uint64_t tx_epoch() const { return epoch_of(tx_counter_); }
+  uint64_t rekeys() const { return rekeys_; }
+
+ private:
+  struct Key {
+    std::array<uint8_t, kSaltLen> salt{};
+    std::unique_ptr<AeadKey> aead;
+  };
+  Key* make_key(KeyDirection dir, uint64_t epoch);
+  Key* rx_key(uint64_t epoch, uint64_t now_ns);
+
+  uint32_t index_;
+  std::vector<uint8_t> base_secret_;
+  uint8_t key_len_;
+  uint64_t rekey_interval_ns_;
+  AeadEngine& engine_;
+
+  uint64_t tx_counter_;
+  uint64_t tx_epoch_ = ~uint64_t(0);
+  uint64_t tx_epoch_since_ns_ = 0;
+  std::unique_ptr<Key> tx_key_;
+  uint64_t rekeys_ = 0;
+
+  ReplayWindow replay_;
+  uint64_t rx_epoch_ = ~uint64_t(0);
+  std::map<uint64_t, std::unique_ptr<Key>> rx_keys_;
+  uint64_t derive_tokens_ = 20;
+  uint64_t derive_refill_ns_ = 0;
+};
+
+}  // namespace dptun

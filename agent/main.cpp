@@ -1,0 +1,147 @@
+// dpagent: the software agent. main parses options and wires the Agent; see docs/operations.md.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "agent/agent.hpp"
+#include "common/hex.hpp"
+#include "common/log.hpp"
+
+using namespace dptun;
+
+namespace {
+
+const char* kUsage =
+    "usage: dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
+    "\n"
+    "Runs next to private services: exchanges encrypted relay frames with a dpgw gateway over UDP and\n"
+    "delivers the tunnelled TCP/UDP flows to their targets through a TUN device with its own NAT.\n"
+    "Needs CAP_NET_ADMIN (the TUN device).\n"
+    "\n"
+    "  --gateway IP:PORT     the gateway's tunnel address (dpgw: an underlay port address, tunnel_port)\n"
+    "  --session INDEX       the session index of this agent in the gateway's config (1..65535)\n"
+    "  --psk-file FILE       file holding the session's 32-byte key as 64 hex digits (same as the gateway's)\n"
+    "  --bind IP:PORT        local address/port of the UDP socket (default: chosen by the kernel)\n"
+    "  --tun NAME            TUN interface name (default dpt0)\n"
+    "  --tun-net CIDR        TUN address and NAT pool (default 100.64.0.1/16; must not overlap your networks)\n"
+    "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
+    "  --keepalive SECONDS   keepalive interval (default 2); 3 missed answers are reported\n"
+    "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway\n"
+    "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
+    "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
+    "  --log-level LEVEL     debug, info (default), warn, error\n"
+    "  --help                this text\n";
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_dump{false};
+
+void on_stop(int) { g_stop = true; }
+void on_dump(int) { g_dump = true; }
+
+[[noreturn]] void fail(const std::string& what) {
+  fprintf(stderr, "dpagent: %s\n", what.c_str());
+  exit(2);
+}
+
+double parse_seconds(const std::string& flag, const char* v, double min, double max) {
+  char* end = nullptr;
+  double d = strtod(v, &end);
+  if (!end || *end || !(d >= min && d <= max))
+    fail(flag + " expects a number of seconds between " + std::to_string(min) + " and " + std::to_string(max));
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  log_set_program("dpagent");
+  AgentOptions opt;
+  std::string psk_file;
+  bool have_gateway = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) fail("unknown or incomplete argument '" + a + "' (see --help)");
+    const char* v = argv[++i];
+    if (a == "--gateway") {
+      auto ep = Endpoint::parse(v);
+      if (!ep) fail("--gateway expects IP:PORT, got '" + std::string(v) + "'");
+      opt.gateway = *ep;
+      have_gateway = true;
+    } else if (a == "--bind") {
+      auto ep = Endpoint::parse(v);
+      if (!ep) fail("--bind expects IP:PORT, got '" + std::string(v) + "'");
+      opt.bind = *ep;
+    } else if (a == "--session") {
+      auto n = parse_uint(v, 65535);
+      if (!n || *n == 0) fail("--session expects 1..65535, got '" + std::string(v) + "'");
+      opt.session = uint32_t(*n);
+    } else if (a == "--psk-file") {
+      psk_file = v;
+    } else if (a == "--tun") {
+      opt.tun_name = v;
+    } else if (a == "--tun-net") {
+      auto p = Ipv4Prefix::parse(v);
+      if (!p || p->len < 8 || p->len > 30) fail("--tun-net expects an address/prefix between /8 and /30");
+      opt.tun_net = *p;
+    } else if (a == "--mtu") {
+      auto n = parse_uint(v, 9000);
+      if (!n || *n < 576 + kUnderlayOverhead) fail("--mtu expects " + std::to_string(576 + kUnderlayOverhead) + "..9000");
+      opt.underlay_mtu = uint16_t(*n);
+    } else if (a == "--keepalive") {
+      opt.keepalive_ns = uint64_t(parse_seconds(a, v, 0.1, 3600) * 1e9);
+    } else if (a == "--cipher") {
+      if (std::strcmp(v, "aes-128-gcm") == 0) opt.key_len = 16;
+      else if (std::strcmp(v, "aes-256-gcm") == 0) opt.key_len = 32;
+      else fail("--cipher expects aes-128-gcm or aes-256-gcm");
+    } else if (a == "--rekey-interval") {
+      opt.rekey_interval_ns = uint64_t(parse_seconds(a, v, 10, 86400) * 1e9);
+    } else if (a == "--stats-interval") {
+      opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
+    } else if (a == "--log-level") {
+      std::string l = v;
+      if (l == "debug") log_set_level(LogLevel::Debug);
+      else if (l == "info") log_set_level(LogLevel::Info);
+      else if (l == "warn") log_set_level(LogLevel::Warn);
+      else if (l == "error") log_set_level(LogLevel::Error);
+      else fail("--log-level expects debug, info, warn or error");
+    } else {
+      fail("unknown argument '" + a + "' (see --help)");
+    }
+  }
+  if (!have_gateway) fail("--gateway IP:PORT is required (see --help)");
+  if (!opt.session) fail("--session INDEX is required (see --help)");
+  if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");
+  {
+    std::ifstream in(psk_file);
+    if (!in) fail("cannot read " + psk_file + ": " + strerror(errno));
+    std::string text;
+    in >> text;
+    auto key = hex_decode(text);
+    if (!key || key->size() != 32) fail(psk_file + ": expected a 32-byte key as 64 hex digits");
+    opt.psk = std::move(*key);
+  }
+
+  Agent agent(opt);
+  std::string error;
+  if (!agent.start(error)) {
+    fprintf(stderr, "dpagent: %s\n", error.c_str());
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = on_dump;
+  sigaction(SIGUSR1, &sa, nullptr);
+  int rc = agent.run(g_stop, g_dump);
+  printf("%s\n", agent.stats_json().c_str());
+  return rc;
+}

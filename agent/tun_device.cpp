@@ -1,0 +1,96 @@
+#include "agent/tun_device.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace dptun {
+
+static bool set_addr(int sock, const std::string& name, unsigned long req, uint32_t value, std::string& error,
+                     const char* what) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(value);
+  std::memcpy(&ifr.ifr_addr, &sin, sizeof sin);
+  if (ioctl(sock, req, &ifr) != 0) {
+    error = "cannot set " + std::string(what) + " on " + name + ": " + strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, std::string& error) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    error = "TUN name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters";
+    return false;
+  }
+  Fd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    int e = errno;
+    error = "cannot open /dev/net/tun: " + std::string(strerror(e)) +
+            (e == ENOENT ? " (load the tun kernel module: modprobe tun)"
+                         : e == EACCES || e == EPERM ? " (dpagent needs CAP_NET_ADMIN: run it as root or grant the capability)"
+                                                     : "");
+    return false;
+  }
+  ifreq ifr{};
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+    int e = errno;
+    error = "cannot create TUN device '" + name + "': " + strerror(e) +
+            (e == EPERM || e == EACCES ? " (dpagent needs CAP_NET_ADMIN: run it as root or grant the capability)"
+             : e == EBUSY              ? " (another process holds it)"
+                                       : "");
+    return false;
+  }
+  name_ = ifr.ifr_name;
+  // No IPv6 on the tunnel interface: nothing but our own IPv4 traffic should appear on it.
+  std::ofstream(std::string("/proc/sys/net/ipv6/conf/") + name_ + "/disable_ipv6") << "1";
+
+  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) {
+    error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  if (!set_addr(sock.get(), name_, SIOCSIFADDR, address.addr.value, error, "address") ||
+      !set_addr(sock.get(), name_, SIOCSIFNETMASK, address.mask(), error, "netmask"))
+    return false;
+  ifreq req{};
+  std::strncpy(req.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+  req.ifr_mtu = mtu;
+  if (ioctl(sock.get(), SIOCSIFMTU, &req) != 0) {
+    error = "cannot set MTU " + std::to_string(mtu) + " on " + name_ + ": " + strerror(errno);
+    return false;
+  }
+  if (ioctl(sock.get(), SIOCGIFFLAGS, &req) != 0) {
+    error = "cannot read flags of " + name_ + ": " + strerror(errno);
+    return false;
+  }
+  req.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(sock.get(), SIOCSIFFLAGS, &req) != 0) {
+    error = "cannot bring " + name_ + " up: " + strerror(errno);
+    return false;
+  }
+  fd_ = std::move(fd);
+  return true;
+}
+
+ssize_t TunDevice::read_packet(std::span<uint8_t> buf) const { return ::read(fd_.get(), buf.data(), buf.size()); }
+
+bool TunDevice::write_packet(std::span<const uint8_t> pkt) const {
+  return ::write(fd_.get(), pkt.data(), pkt.size()) == ssize_t(pkt.size());
+}
+
+}  // namespace dptun
