@@ -4,6 +4,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -158,7 +159,9 @@ void Agent::tun_readable(uint64_t now_ns) {
 }
 
 void Agent::timer(uint64_t now_ns) {
-  if (now_ns - last_keepalive_ns_ >= opt_.keepalive_ns) send_keepalive(now_ns);
+  // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
+  uint64_t interval = link_state_ == Link::Up ? opt_.keepalive_ns : std::min<uint64_t>(opt_.keepalive_ns, 250'000'000ull);
+  if (now_ns - last_keepalive_ns_ >= interval) send_keepalive(now_ns);
   uint64_t silent = now_ns - (last_gateway_rx_ns_ ? last_gateway_rx_ns_ : started_ns_);
   if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
     LOG_WARN("no authenticated answer from gateway %s for %.1f s: it is down or unreachable, or it does not "

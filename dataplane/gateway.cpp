@@ -69,6 +69,7 @@ bool Gateway::build(const Options& opt, std::string& error) {
       s->weight = pc.weight;
       s->rx_worker = uint16_t(pc.index % cfg.workers);
       s->base_secret = pc.psk;
+      s->clock_counters = true;
       if (pc.endpoint) s->endpoint.store(pc.endpoint->pack());
       // Static keys outlive restarts: start the counter at the wall clock in ns so a restarted gateway never
       // reuses a nonce (docs/protocol.md, "Static peers").

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "common/clock.hpp"
 #include "common/log.hpp"
 
 namespace dptun {
@@ -93,6 +94,12 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns) {
     uint64_t lo = seen ? seen - 1 : seen;
     for (uint64_t ep : {seen, seen + 1, lo}) ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, ep,
                                                           {lo, seen, seen + 1, wanted});
+  }
+  if (seen == kNoEpoch && s.clock_counters) {
+    // A static agent starts counting at its wall clock: have that epoch's key ready before its first frame.
+    uint64_t e_now = epoch_of(realtime_ns());
+    for (uint64_t ep : {e_now, e_now + 1})
+      ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, ep, {e_now, e_now + 1, wanted});
   }
   if (wanted != kNoEpoch) {
     bool useful = seen == kNoEpoch || wanted > seen + 1;

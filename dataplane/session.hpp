@@ -47,6 +47,7 @@ struct alignas(64) TunnelSession {
   uint8_t weight = 1;
   uint16_t rx_worker = 0;  // the only worker that decrypts this session's frames (owns the replay window)
   std::vector<uint8_t> base_secret;
+  bool clock_counters = false;        // static peer: the agent's counters start at its wall clock in ns
   std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown
 
   alignas(64) std::atomic<uint64_t> tx_counter{0};  // next counter to send; workers fetch_add

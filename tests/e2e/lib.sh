@@ -1,0 +1,143 @@
+# Shared helpers for the end-to-end tests: namespaces from scripts/topology.sh, real dpgw / dpagent /
+# iperf3 processes, bounded waits, and cleanup on every exit path (trap).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+DPGW=$BUILD/dataplane/dpgw
+DPAGENT=$BUILD/agent/dpagent
+export DPT_PREFIX=${DPT_PREFIX:-dpte2e}
+NS_C=$DPT_PREFIX-client
+NS_G=$DPT_PREFIX-gw
+NS_A=$DPT_PREFIX-agent
+GW_PUBLIC=10.99.1.1
+GW_UNDERLAY=10.99.2.1
+AGENT_IP=10.99.2.2
+TUNNEL_ID=6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f
+PSK=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+WORK=$(mktemp -d /tmp/dptun-e2e.XXXXXX)
+PIDS=()
+FAILED=0
+TEST_NAME=$(basename "$0" .sh)
+
+log() { echo "[$TEST_NAME] $*"; }
+
+fail() {
+  echo "[$TEST_NAME] FAIL: $*" >&2
+  FAILED=1
+  exit 1
+}
+
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  bash "$ROOT/scripts/topology.sh" down "$DPT_PREFIX"
+  rm -f /dev/hugepages/${DPT_PREFIX}map_* 2>/dev/null || true
+  rm -rf "/var/run/dpdk/$DPT_PREFIX" 2>/dev/null || true
+  if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
+    echo "[$TEST_NAME] logs from $WORK:" >&2
+    for f in "$WORK"/*.log "$WORK"/*.out; do
+      [ -f "$f" ] || continue
+      echo "---- $(basename "$f") (last 40 lines)" >&2
+      tail -n 40 "$f" >&2
+    done
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+topology_up() { bash "$ROOT/scripts/topology.sh" up "$DPT_PREFIX"; }
+
+# write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
+write_gw_conf() {
+  local workers=${1:-1} huge=${2:-false} qp=""
+  [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
+  cat > "$WORK/gw.conf" <<CONF
+dpgw = {
+  workers = $workers;
+  eal = { memory_mb = 512; hugepages = $huge; file_prefix = "$DPT_PREFIX"; log_level = "*:notice"; };
+  ports = (
+    { name = "public"; device = "net_af_packet0,iface=gc,framecnt=2048$qp"; address = "$GW_PUBLIC/24"; },
+    { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24"; }
+  );
+  idle = { backoff = true; max_sleep_us = 100; };
+  stats_socket = "$WORK/dpgw.sock";
+};
+tunnels = ( { id = "$TUNNEL_ID"; name = "iperf";
+              peers = ( { index = 1; psk_file = "$WORK/psk"; } ); } );
+entry_points = (
+  { proto = "tcp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; },
+  { proto = "udp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; keepalive = true; }
+);
+CONF
+  echo "$PSK" > "$WORK/psk"
+}
+
+gw_stats() { "$DPGW" stats --socket "$WORK/dpgw.sock" --json; }
+
+start_gw() {
+  ip netns exec "$NS_G" "$DPGW" --config "$WORK/gw.conf" > "$WORK/dpgw.out" 2> "$WORK/dpgw.log" &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  for _ in $(seq 1 100); do
+    gw_stats > /dev/null 2>&1 && return 0
+    kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited during start-up"
+    sleep 0.2
+  done
+  fail "dpgw stats socket did not come up within 20 s"
+}
+
+stop_gw() {
+  kill "$GW_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+  wait "$GW_PID" 2>/dev/null || true
+}
+
+# start_agent NAME [extra dpagent args...]; sets AGENT_PID
+start_agent() {
+  local name=$1; shift
+  ip netns exec "$NS_A" "$DPAGENT" --gateway "$GW_UNDERLAY:51900" --session 1 --psk-file "$WORK/psk" \
+    --keepalive 1 "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls every 0.2 s
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local tries=$((secs * 5))
+  for _ in $(seq 1 "$tries"); do
+    "$@" > /dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "timed out after ${secs}s waiting for: $what"
+}
+
+tunnel_up() { gw_stats | jq -e '.tunnels[0].sessions[0].last_rx_age_s != null and .tunnels[0].sessions[0].last_rx_age_s < 2' > /dev/null; }
+
+start_iperf_server() {
+  ip netns exec "$NS_A" iperf3 -s -J -B "$AGENT_IP" > "$WORK/iperf3-server.log" 2>&1 &
+  PIDS+=("$!")
+  wait_for 10 "iperf3 server" ip netns exec "$NS_A" bash -c "ss -ltn | grep -q ':5201 '"
+}
+
+# iperf_client OUTFILE ARGS...: runs iperf3 -J in the client namespace, bounded in time
+iperf_client() {
+  local out=$1; shift
+  timeout 60 ip netns exec "$NS_C" iperf3 -J "$@" > "$out" 2> "$out.err" || {
+    cat "$out.err" >&2
+    jq -r '.error // empty' "$out" >&2 || true
+    fail "iperf3 $* failed"
+  }
+}
+
+json_get() { jq -r "$2" "$1"; }

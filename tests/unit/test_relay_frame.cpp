@@ -1,0 +1,285 @@
+// Relay frame v1 codec: header round trips over every type, flag and counter edge, the key-phase bit derived
+// from the counter's epoch, every decode error, the inner header, the FrameCodec seam, and the nonce layout.
+#include <array>
+#include <cstring>
+
+#include "tests/unit/cmocka.hpp"
+
+#include "crypto/key_schedule.hpp"
+#include "proto/frame_codec.hpp"
+#include "proto/relay_frame.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+// Overheads (docs/protocol.md): a data frame wraps the inner IP packet in a 16-byte cleartext header, a 12-byte
+// (encrypted) inner header and a 16-byte tag = 44 bytes of outer UDP payload; with the outer IPv4 (20) and UDP
+// (8) headers the underlay MTU loses 72 bytes. MSS clamping and the tunnel MTU are derived from these numbers.
+static_assert(kRelayHeaderLen == 16 && kInnerHeaderLen == 12 && kRelayTagLen == 16);
+static_assert(kRelayFrameOverhead == 44);
+static_assert(kUnderlayOverhead == 72);
+
+static const uint64_t kCounters[] = {0,
+                                     1,
+                                     0xffffffffull,         // last counter of epoch 0
+                                     0x100000000ull,        // first of epoch 1
+                                     0x100000001ull,
+                                     0x1ffffffffull,
+                                     0x200000000ull,        // epoch 2: even again
+                                     0x8000000000000000ull, // 2^63
+                                     0x8000000100000000ull,
+                                     0xffffffffffffffffull};
+static const FrameType kTypes[] = {FrameType::Data, FrameType::Keepalive, FrameType::Control};
+
+// Smallest valid frame length for a type.
+static size_t min_len(FrameType t) {
+  return t == FrameType::Data ? kRelayFrameOverhead + 20 : kRelayHeaderLen + kRelayTagLen;
+}
+
+static void overhead_constants(void**) {
+  assert_int_equal(kRelayFrameOverhead, 44);
+  assert_int_equal(kUnderlayOverhead, 72);
+  assert_int_equal(kRelayHeaderLen + kInnerHeaderLen + kRelayTagLen, 44);
+}
+
+static void header_round_trip(void**) {
+  const uint8_t flag_sets[] = {0, kFlagKeepaliveReply, kFlagKeyPhase, kFlagKeyPhase | kFlagKeepaliveReply, 0xfe,
+                               0xff};
+  const uint32_t indexes[] = {0, 1, 0x01020304, 0xdeadbeef, 0xffffffff};
+  for (FrameType type : kTypes)
+    for (uint8_t flags : flag_sets)
+      for (uint32_t index : indexes)
+        for (uint64_t counter : kCounters) {
+          FrameMeta m;
+          m.type = type;
+          m.flags = flags;
+          m.receiver_index = index;
+          m.counter = counter;
+          std::vector<uint8_t> frame(min_len(type), 0xaa);
+          encode_relay_header(frame.data(), m);
+          // Wire layout.
+          assert_int_equal(frame[0], kRelayVersion);
+          assert_int_equal(frame[1], uint8_t(type));
+          assert_int_equal(frame[3], 0);
+          assert_int_equal(load_be32(frame.data() + 4), index);
+          assert_int_equal(load_be64(frame.data() + 8), counter);
+          const bool odd_epoch = (counter >> 32) & 1;
+          const uint8_t want_flags = uint8_t((flags & ~kFlagKeyPhase) | (odd_epoch ? kFlagKeyPhase : 0));
+          assert_int_equal(frame[2], want_flags);
+          assert_int_equal(frame[16], 0xaa);  // nothing written past the header
+          FrameMeta d;
+          assert_int_equal(decode_relay_header(frame.data(), frame.size(), d), FrameError::None);
+          assert_int_equal(d.type, type);
+          assert_int_equal(d.flags, want_flags);
+          assert_int_equal(d.receiver_index, index);
+          assert_int_equal(d.counter, counter);
+        }
+}
+
+static void key_phase_follows_epoch(void**) {
+  for (uint64_t counter : kCounters) {
+    FrameMeta m;
+    m.counter = counter;
+    m.type = FrameType::Keepalive;
+    uint8_t h[kRelayHeaderLen + kRelayTagLen] = {};
+    encode_relay_header(h, m);
+    assert_int_equal(bool(h[2] & kFlagKeyPhase), bool(epoch_of(counter) & 1));
+    // The caller's key-phase flag is ignored: the counter decides.
+    m.flags = kFlagKeyPhase;
+    uint8_t h2[sizeof h] = {};
+    encode_relay_header(h2, m);
+    assert_memory_equal(h, h2, sizeof h);
+    // Flipping the bit on the wire is caught.
+    h[2] ^= kFlagKeyPhase;
+    FrameMeta d;
+    assert_int_equal(decode_relay_header(h, sizeof h, d), FrameError::BadKeyPhase);
+    // So is a counter moved to a neighbouring epoch without the flag following.
+    h[2] ^= kFlagKeyPhase;
+    store_be64(h + 8, counter ^ 0x100000000ull);
+    assert_int_equal(decode_relay_header(h, sizeof h, d), FrameError::BadKeyPhase);
+    // ...but not to an epoch of the same parity.
+    store_be64(h + 8, counter ^ 0x200000000ull);
+    assert_int_equal(decode_relay_header(h, sizeof h, d), FrameError::None);
+  }
+}
+
+static std::vector<uint8_t> valid(FrameType type, size_t len, uint64_t counter = 5) {
+  FrameMeta m;
+  m.type = type;
+  m.counter = counter;
+  m.receiver_index = 77;
+  std::vector<uint8_t> f(len, 0x55);
+  encode_relay_header(f.data(), m);
+  return f;
+}
+
+static void short_frames(void**) {
+  for (FrameType type : kTypes) {
+    auto full = valid(type, 100);
+    for (size_t len = 0; len < kRelayHeaderLen + kRelayTagLen; ++len) {
+      std::vector<uint8_t> cut(full.begin(), full.begin() + long(len));  // exact size
+      FrameMeta d;
+      assert_int_equal(decode_relay_header(cut.data(), cut.size(), d), FrameError::Short);
+    }
+  }
+  // Short wins over a bad version.
+  std::vector<uint8_t> junk(31, 0xff);
+  FrameMeta d;
+  assert_int_equal(decode_relay_header(junk.data(), junk.size(), d), FrameError::Short);
+}
+
+static void bad_version(void**) {
+  for (uint8_t v : {0, 2, 0x10, 0x81, 0xff}) {
+    auto f = valid(FrameType::Data, 100);
+    f[0] = v;
+    FrameMeta d;
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::BadVersion);
+  }
+}
+
+static void bad_type(void**) {
+  for (uint8_t t : {0, 4, 5, 0x81, 0xff}) {
+    auto f = valid(FrameType::Control, 100);
+    f[1] = t;
+    FrameMeta d;
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::BadType);
+  }
+}
+
+static void bad_length(void**) {
+  FrameMeta d;
+  // Keepalive: header + tag exactly, nothing more.
+  for (size_t len : {33, 34, 48, 64, 1500}) {
+    auto f = valid(FrameType::Keepalive, len);
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::BadLength);
+  }
+  auto k = valid(FrameType::Keepalive, 32);
+  assert_int_equal(decode_relay_header(k.data(), k.size(), d), FrameError::None);
+  // Data: must hold the inner header and at least a minimal IPv4 header.
+  for (size_t len = 32; len < kRelayFrameOverhead + 20; ++len) {
+    auto f = valid(FrameType::Data, len);
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::BadLength);
+  }
+  for (size_t len : {64, 65, 1500, 9000}) {
+    auto f = valid(FrameType::Data, len);
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::None);
+  }
+  // Control: any length from header + tag.
+  for (size_t len : {32, 33, 100, 2000}) {
+    auto f = valid(FrameType::Control, len);
+    assert_int_equal(decode_relay_header(f.data(), f.size(), d), FrameError::None);
+  }
+}
+
+static void error_names(void**) {
+  const FrameError all[] = {FrameError::None,    FrameError::Short,       FrameError::BadVersion,
+                            FrameError::BadType, FrameError::BadKeyPhase, FrameError::BadLength};
+  for (size_t i = 0; i < std::size(all); ++i) {
+    const char* a = frame_error_name(all[i]);
+    assert_non_null(a);
+    assert_true(std::strcmp(a, "unknown") != 0);
+    for (size_t j = 0; j < i; ++j) assert_string_not_equal(a, frame_error_name(all[j]));
+  }
+  assert_string_equal(frame_error_name(FrameError::BadKeyPhase), "bad_key_phase");
+  assert_string_equal(frame_error_name(FrameError(200)), "unknown");
+}
+
+static void inner_header_round_trip(void**) {
+  const uint64_t flows[] = {0, 1, 0x0102030405060708ull, 0xffffffffffffffffull};
+  for (uint64_t flow : flows)
+    for (uint8_t proto : {0, 6, 17, 255})
+      for (uint8_t flags : {0, int(kInnerFlowNew), int(kInnerFlowClose), 0xff})
+        for (uint16_t service : {0, 1, 0x1234, 0xffff}) {
+          InnerHeader h{flow, proto, flags, service};
+          uint8_t b[kInnerHeaderLen + 1];
+          b[kInnerHeaderLen] = 0xcc;
+          encode_inner_header(b, h);
+          assert_int_equal(b[kInnerHeaderLen], 0xcc);
+          assert_int_equal(load_be64(b), flow);
+          assert_int_equal(b[8], proto);
+          assert_int_equal(b[9], flags);
+          assert_int_equal(load_be16(b + 10), service);
+          InnerHeader d = decode_inner_header(b);
+          assert_int_equal(d.flow_id, flow);
+          assert_int_equal(d.proto, proto);
+          assert_int_equal(d.flags, flags);
+          assert_int_equal(d.service, service);
+        }
+  // Fixed byte layout.
+  uint8_t b[kInnerHeaderLen];
+  encode_inner_header(b, InnerHeader{0x0102030405060708ull, 6, kInnerFlowNew, 0xabcd});
+  const uint8_t expect[] = {1, 2, 3, 4, 5, 6, 7, 8, 6, 1, 0xab, 0xcd};
+  assert_memory_equal(b, expect, sizeof expect);
+}
+
+static void codec_interface(void**) {
+  RelayFrameCodec relay;
+  const FrameCodec& codec = relay;
+  assert_int_equal(codec.header_len(), kRelayHeaderLen);
+  assert_int_equal(codec.trailer_len(), kRelayTagLen);
+  for (FrameType type : kTypes)
+    for (uint64_t counter : kCounters) {
+      FrameMeta m;
+      m.type = type;
+      m.flags = kFlagKeepaliveReply;
+      m.receiver_index = 0xc0ffee;
+      m.counter = counter;
+      std::vector<uint8_t> f(min_len(type), 0);
+      codec.write_header(std::span<uint8_t>(f.data(), codec.header_len()), m);
+      // Same bytes as the free function.
+      uint8_t direct[kRelayHeaderLen];
+      encode_relay_header(direct, m);
+      assert_memory_equal(f.data(), direct, kRelayHeaderLen);
+      FrameMeta d;
+      assert_int_equal(codec.read_header(f, d), FrameError::None);
+      assert_int_equal(d.type, type);
+      assert_int_equal(d.receiver_index, 0xc0ffee);
+      assert_int_equal(d.counter, counter);
+      assert_int_equal(d.flags & kFlagKeepaliveReply, kFlagKeepaliveReply);
+      // Errors through the interface.
+      assert_int_equal(codec.read_header(std::span<const uint8_t>(f.data(), 31), d), FrameError::Short);
+      f[0] = 9;
+      assert_int_equal(codec.read_header(f, d), FrameError::BadVersion);
+    }
+}
+
+static void nonce_layout(void**) {
+  const std::array<uint8_t, kSaltLen> salt{0xa1, 0xb2, 0xc3, 0xd4};
+  uint8_t n[12];
+  make_nonce(n, salt, 0x0102030405060708ull);
+  const uint8_t want[12] = {0xa1, 0xb2, 0xc3, 0xd4, 1, 2, 3, 4, 5, 6, 7, 8};
+  assert_memory_equal(n, want, 12);
+  make_nonce(n, salt, 0);
+  const uint8_t want0[12] = {0xa1, 0xb2, 0xc3, 0xd4, 0, 0, 0, 0, 0, 0, 0, 0};
+  assert_memory_equal(n, want0, 12);
+  make_nonce(n, salt, 0xffffffffffffffffull);
+  for (int i = 4; i < 12; ++i) assert_int_equal(n[i], 0xff);
+  for (uint64_t counter : kCounters) {
+    make_nonce(n, salt, counter);
+    assert_memory_equal(n, salt.data(), 4);
+    assert_int_equal(load_be64(n + 4), counter);
+    // The counter in the nonce is the counter in the cleartext header.
+    FrameMeta m;
+    m.counter = counter;
+    uint8_t h[kRelayHeaderLen];
+    encode_relay_header(h, m);
+    assert_memory_equal(n + 4, h + 8, 8);
+  }
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(overhead_constants),
+      cmocka_unit_test(header_round_trip),
+      cmocka_unit_test(key_phase_follows_epoch),
+      cmocka_unit_test(short_frames),
+      cmocka_unit_test(bad_version),
+      cmocka_unit_test(bad_type),
+      cmocka_unit_test(bad_length),
+      cmocka_unit_test(error_names),
+      cmocka_unit_test(inner_header_round_trip),
+      cmocka_unit_test(codec_interface),
+      cmocka_unit_test(nonce_layout),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
