@@ -1,0 +1,42 @@
+# dptun: `make demo` and `make test` work as the first command on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all deps test unit asan e2e demo bench clean
+
+all: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Dprograms=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+# Unit tests (also under ASan+UBSan), then the end-to-end tests in network namespaces.
+test: all asan
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
+
+unit: all
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+e2e: all
+	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
+
+demo: all
+	BUILD=$(abspath $(BUILD)) bash scripts/demo.sh
+
+bench: all
+	BUILD=$(abspath $(BUILD)) bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

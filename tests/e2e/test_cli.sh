@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Operator-facing errors of the real binaries: bad config names file, line and key; bad arguments say
+# what is wrong and exit non-zero; --help tells the truth about the options the binaries accept.
+source "$(dirname "$0")/lib.sh"
+
+expect_fail() {  # expect_fail PATTERN COMMAND...: non-zero exit and PATTERN on stderr
+  local pattern=$1; shift
+  set +e
+  "$@" > "$WORK/out.log" 2> "$WORK/err.log"
+  local rc=$?
+  set -e
+  [ $rc -ne 0 ] || fail "'$*' exited 0"
+  grep -qE -- "$pattern" "$WORK/err.log" || fail "'$*': stderr lacks /$pattern/: $(cat "$WORK/err.log")"
+}
+
+write_gw_conf 1 false
+"$DPGW" --config "$WORK/gw.conf" --check | grep -q "OK" || fail "valid config rejected"
+
+sed 's/address = "10.99.1.1\/24"/adress = "10.99.1.1\/24"/' "$WORK/gw.conf" > "$WORK/typo.conf"
+line=$(grep -n adress "$WORK/typo.conf" | cut -d: -f1)
+expect_fail "typo.conf:$line: key 'dpgw.ports.\[0\].adress': unknown key" "$DPGW" --config "$WORK/typo.conf" --check
+
+sed 's/target = "10.99.2.2:5201"; }/target = "10.99.2.2:99999"; }/' "$WORK/gw.conf" > "$WORK/port.conf"
+line=$(grep -n 99999 "$WORK/port.conf" | cut -d: -f1)
+expect_fail "port.conf:$line: key 'entry_points.\[0\].target'" "$DPGW" --config "$WORK/port.conf" --check
+
+printf 'dpgw = {\n  workers = ;\n};\n' > "$WORK/syntax.conf"
+expect_fail "syntax.conf:2: syntax error" "$DPGW" --config "$WORK/syntax.conf" --check
+expect_fail "cannot read config file" "$DPGW" --config "$WORK/missing.conf" --check
+expect_fail "unknown argument '--frobnicate'" "$DPGW" --frobnicate
+expect_fail "--config FILE is required" "$DPGW"
+expect_fail "cannot connect" "$DPGW" stats --socket "$WORK/none.sock"
+
+"$DPGW" --help | grep -q -- "--check" || fail "dpgw --help lacks --check"
+"$DPAGENT" --help | grep -q -- "--psk-file" || fail "dpagent --help lacks --psk-file"
+expect_fail "--gateway IP:PORT is required" "$DPAGENT" --session 1 --psk-file "$WORK/psk"
+expect_fail "--gateway expects IP:PORT" "$DPAGENT" --gateway nowhere --session 1 --psk-file "$WORK/psk"
+expect_fail "--session expects 1..65535" "$DPAGENT" --gateway 10.0.0.1:1 --session 0 --psk-file "$WORK/psk"
+echo "abcd" > "$WORK/short.psk"
+expect_fail "expected a 32-byte key" "$DPAGENT" --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/short.psk"
+expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x
+log "PASS"

@@ -1,0 +1,565 @@
+// Gateway config: a full valid file parses into the right values and defaults; every kind of mistake is a
+// ConfigError naming the file, the line ("file:LINE:") and the key path. Also the EAL command line built
+// from the config (memory mode, vdevs, PCI allow-list) and the PCI address / device name helpers.
+// <fstream>/<iostream> declare basic_ios::fail(), which cmocka's fail() macro would rewrite: include them first.
+#include <fstream>
+#include <iostream>
+
+#include "tests/unit/cmocka.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/config_file.hpp"
+#include "dataplane/eal_args.hpp"
+#include "dataplane/gateway_config.hpp"
+
+using namespace dptun;
+
+namespace {
+
+std::string g_dir;  // temp dir for this run
+int g_file_no = 0;
+
+const char* kPsk1 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const char* kPsk2 = "FFEEDDCCBBAA99887766554433221100ffeeddccbbaa99887766554433221100";
+const char* kUuid1 = "3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b";
+const char* kUuid2 = "11111111-2222-3333-4444-555555555555";
+
+std::string write_file(const std::string& name, const std::string& text) {
+  std::string path = g_dir + "/" + name;
+  std::ofstream out(path);
+  out << text;
+  out.close();
+  assert_true(bool(out));
+  return path;
+}
+
+std::string write_config(const std::string& text) {
+  return write_file("gw" + std::to_string(++g_file_no) + ".conf", text);
+}
+
+// 1-based number of the first line holding `marker` (which must occur exactly once).
+int line_of(const std::string& text, const std::string& marker) {
+  size_t pos = text.find(marker);
+  assert_true(pos != std::string::npos);
+  assert_true(text.find(marker, pos + 1) == std::string::npos);
+  return int(std::count(text.begin(), text.begin() + long(pos), '\n')) + 1;
+}
+
+// Replaces the single occurrence of `from` with `to`.
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+  size_t pos = text.find(from);
+  assert_true(pos != std::string::npos);
+  assert_true(text.find(from, pos + 1) == std::string::npos);
+  return text.replace(pos, from.size(), to);
+}
+
+std::string psk_file_path() { return g_dir + "/peer2.psk"; }
+
+std::string valid_config() {
+  return std::string() +
+         "# a full gateway config\n"
+         "dpgw = {\n"
+         "  workers = 2;\n"
+         "  eal = { memory_mb = 256; file_prefix = \"gwtest\"; };\n"
+         "  ports = (\n"
+         "    { name = \"wan\";\n"
+         "      device = \"net_af_packet0,iface=eth1\";\n"
+         "      address = \"10.0.1.1/24\";\n"
+         "      gateway = \"10.0.1.254\";\n"
+         "      mtu = 1500;\n"
+         "    },\n"
+         "    { name = \"lan\";\n"
+         "      device = \"0000:3b:00.0\";\n"
+         "      address = \"192.168.7.1/16\";\n"
+         "      rx_desc = 2048;\n"
+         "    }\n"
+         "  );\n"
+         "  flows = { table_size = 4096; tcp_syn_timeout = 12.0; };\n"
+         "  crypto = { rekey_interval = 60.0; };\n"
+         "};\n"
+         "tunnels = (\n"
+         "  { id = \"" + kUuid1 + "\";\n"
+         "    name = \"alpha\";\n"
+         "    peers = ( { index = 7;\n"
+         "                psk = \"" + kPsk1 + "\";\n"
+         "                endpoint = \"10.0.2.2:51901\"; } );\n"
+         "  },\n"
+         "  { id = \"" + kUuid2 + "\";\n"
+         "    peers = ( { index = 8;\n"
+         "                psk_file = \"" + psk_file_path() + "\";\n"
+         "                weight = 3; } );\n"
+         "  }\n"
+         ");\n"
+         "entry_points = (\n"
+         "  { proto = \"tcp\"; port = 5201; tunnel = \"alpha\"; target = \"10.0.2.2:5201\"; },\n"
+         "  { proto = \"udp\"; port = 5353; tunnel = \"" + kUuid2 + "\"; target = \"10.0.2.3:53\";\n"
+         "    keepalive = true; ttl = 30.0; listen = \"10.0.1.1\"; },\n"
+         "  { proto = \"udp\"; port = 5354; tunnel = \"alpha\"; target = \"10.0.2.3:54\"; }\n"
+         ");\n";
+}
+
+// Loads `text`, which must fail; checks the message names the file, `line` and the key path `key`, and
+// (when given) contains `what`.
+void expect_error(const std::string& text, int line, const std::string& key, const std::string& what = "") {
+  std::string path = write_config(text);
+  std::string msg;
+  try {
+    (void)load_gateway_config(path);
+  } catch (const ConfigError& e) {
+    msg = e.what();
+  }
+  bool ok = !msg.empty() && msg.find(path + ":" + std::to_string(line) + ":") != std::string::npos &&
+            msg.find(key) != std::string::npos && (what.empty() || msg.find(what) != std::string::npos);
+  if (!ok || getenv("SHOW_MSG"))
+    std::cerr << "expected error at " << path << ":" << line << " about " << key << " (" << what << "), got: '"
+              << msg << "'\n";
+  assert_true(ok);
+}
+
+int setup(void**) {
+  char tmpl[] = "/tmp/dptun-gwconf-XXXXXX";
+  if (!mkdtemp(tmpl)) return -1;
+  g_dir = tmpl;
+  std::ofstream(psk_file_path()) << kPsk2 << "\n";
+  return 0;
+}
+
+int teardown(void**) {
+  std::string cmd = "rm -rf '" + g_dir + "'";
+  return std::system(cmd.c_str()) == 0 ? 0 : -1;
+}
+
+}  // namespace
+
+static void full_valid_config(void**) {
+  std::string path = write_config(valid_config());
+  GatewayConfig c = load_gateway_config(path);
+  assert_string_equal(c.path.c_str(), path.c_str());
+  assert_int_equal(c.workers, 2);
+  assert_int_equal(c.eal.memory_mb, 256);
+  assert_string_equal(c.eal.file_prefix.c_str(), "gwtest");
+  assert_false(c.eal.hugepages);
+  assert_true(c.eal.lcores.empty());
+
+  assert_int_equal(c.ports.size(), 2);
+  assert_string_equal(c.ports[0].name.c_str(), "wan");
+  assert_string_equal(c.ports[0].device.c_str(), "net_af_packet0,iface=eth1");
+  assert_int_equal(c.ports[0].address.addr.value, 0x0a000101);
+  assert_int_equal(c.ports[0].address.len, 24);
+  assert_true(c.ports[0].gateway.has_value());
+  assert_int_equal(c.ports[0].gateway->value, 0x0a0001fe);
+  assert_int_equal(c.ports[0].mtu, 1500);
+  assert_int_equal(c.ports[0].rx_desc, 1024);
+  assert_string_equal(c.ports[1].name.c_str(), "lan");
+  assert_string_equal(c.ports[1].device.c_str(), "0000:3b:00.0");
+  assert_int_equal(c.ports[1].address.addr.value, 0xc0a80701);
+  assert_int_equal(c.ports[1].address.len, 16);
+  assert_false(c.ports[1].gateway.has_value());
+  assert_int_equal(c.ports[1].mtu, 0);
+  assert_int_equal(c.ports[1].rx_desc, 2048);
+  assert_int_equal(c.ports[1].tx_desc, 1024);
+
+  // Defaults.
+  assert_int_equal(c.tunnel_port, 51900);
+  assert_int_equal(c.mbufs, 16383);
+  assert_false(c.idle.backoff);
+  assert_int_equal(c.idle.pause_polls, 256);
+  assert_string_equal(c.crypto.engine.c_str(), "cryptodev");
+  assert_string_equal(c.crypto.device.c_str(), "crypto_aesni_gcm0");
+  assert_int_equal(c.crypto.key_len, 16);
+  assert_int_equal(c.crypto.rekey_interval_ns, 60'000'000'000ull);
+  assert_int_equal(c.flow.table_size, 4096);
+  assert_int_equal(c.flow.udp_ttl_ns, 5'000'000'000ull);
+  assert_int_equal(c.flow.tcp_syn_timeout_ns, 12'000'000'000ull);
+  assert_int_equal(c.flow.tcp_established_timeout_ns, 7200'000'000'000ull);
+  assert_int_equal(c.flow.tcp_closed_timeout_ns, 5'000'000'000ull);
+  assert_string_equal(c.stats_socket.c_str(), "/run/dptun/dpgw.sock");
+
+  assert_int_equal(c.tunnels.size(), 2);
+  assert_string_equal(c.tunnels[0].id.str().c_str(), kUuid1);
+  assert_string_equal(c.tunnels[0].name.c_str(), "alpha");
+  assert_int_equal(c.tunnels[0].peers.size(), 1);
+  const StaticPeerConfig& p1 = c.tunnels[0].peers[0];
+  assert_int_equal(p1.index, 7);
+  assert_int_equal(p1.psk.size(), 32);
+  for (size_t i = 0; i < 32; ++i) assert_int_equal(p1.psk[i], i);
+  assert_true(p1.endpoint.has_value());
+  assert_int_equal(p1.endpoint->ip.value, 0x0a000202);
+  assert_int_equal(p1.endpoint->port, 51901);
+  assert_int_equal(p1.weight, 1);
+  // No name: the tunnel is named by its id.
+  assert_string_equal(c.tunnels[1].name.c_str(), kUuid2);
+  const StaticPeerConfig& p2 = c.tunnels[1].peers[0];
+  assert_int_equal(p2.index, 8);
+  assert_int_equal(p2.psk.size(), 32);
+  assert_int_equal(p2.psk[0], 0xff);
+  assert_int_equal(p2.psk[1], 0xee);
+  assert_int_equal(p2.psk[16], 0xff);
+  assert_int_equal(p2.psk[31], 0x00);
+  assert_false(p2.endpoint.has_value());
+  assert_int_equal(p2.weight, 3);
+
+  assert_int_equal(c.entry_points.size(), 3);
+  const EntryPointConfig& e0 = c.entry_points[0];
+  assert_int_equal(e0.proto, 6);
+  assert_int_equal(e0.port, 5201);
+  assert_string_equal(e0.label.c_str(), "tcp/5201");
+  assert_int_equal(e0.tunnel, 0);
+  assert_int_equal(e0.target.ip.value, 0x0a000202);
+  assert_int_equal(e0.target.port, 5201);
+  assert_false(e0.keepalive);
+  assert_false(e0.listen.has_value());
+  const EntryPointConfig& e1 = c.entry_points[1];
+  assert_int_equal(e1.proto, 17);
+  assert_string_equal(e1.label.c_str(), "udp/5353");
+  assert_int_equal(e1.tunnel, 1);  // found by its id
+  assert_true(e1.keepalive);
+  assert_int_equal(e1.udp_ttl_ns, 30'000'000'000ull);
+  assert_true(e1.listen.has_value());
+  assert_int_equal(e1.listen->value, 0x0a000101);
+  assert_int_equal(e1.target.port, 53);
+  const EntryPointConfig& e2 = c.entry_points[2];
+  assert_false(e2.keepalive);
+  assert_int_equal(e2.udp_ttl_ns, 5'000'000'000ull);  // the flows' default
+  assert_int_equal(e2.tunnel, 0);
+}
+
+static void overridden_defaults(void**) {
+  std::string text = replace(valid_config(), "  crypto = { rekey_interval = 60.0; };\n",
+                             "  crypto = { engine = \"openssl\"; cipher = \"aes-256-gcm\"; };\n"
+                             "  idle = { backoff = true; max_sleep_us = 50; };\n"
+                             "  tunnel_port = 4789;\n"
+                             "  eal = { hugepages = true; lcores = \"0@0,1@2\"; };\n");
+  text = replace(text, "  eal = { memory_mb = 256; file_prefix = \"gwtest\"; };\n", "");
+  text = replace(text, "  flows = { table_size = 4096; tcp_syn_timeout = 12.0; };\n",
+                 "  flows = { udp_ttl = 2.5; };\n");
+  // 51900 is no longer the tunnel port: a UDP entry point may use it.
+  text = replace(text, "port = 5354;", "port = 51900;");
+  GatewayConfig c = load_gateway_config(write_config(text));
+  assert_string_equal(c.crypto.engine.c_str(), "openssl");
+  assert_int_equal(c.crypto.key_len, 32);
+  assert_int_equal(c.crypto.rekey_interval_ns, 120'000'000'000ull);
+  assert_true(c.idle.backoff);
+  assert_int_equal(c.idle.max_sleep_us, 50);
+  assert_int_equal(c.tunnel_port, 4789);
+  assert_true(c.eal.hugepages);
+  assert_string_equal(c.eal.lcores.c_str(), "0@0,1@2");
+  assert_int_equal(c.eal.memory_mb, 512);
+  assert_int_equal(c.flow.udp_ttl_ns, 2'500'000'000ull);
+  assert_int_equal(c.flow.table_size, 65536);
+  assert_int_equal(c.entry_points[2].port, 51900);
+  assert_int_equal(c.entry_points[2].udp_ttl_ns, 2'500'000'000ull);  // follows flows.udp_ttl
+  assert_int_equal(c.entry_points[1].udp_ttl_ns, 30'000'000'000ull);
+}
+
+static void syntax_error(void**) {
+  std::string text = replace(valid_config(), "      mtu = 1500;\n", "      mtu = = 1500;\n");
+  expect_error(text, line_of(text, "mtu = = 1500"), "", "syntax error");
+  // An unquoted address.
+  text = replace(valid_config(), "address = \"192.168.7.1/16\";", "address = 192.168.7.1/16;");
+  expect_error(text, line_of(text, "address = 192.168"), "", "syntax error");
+  // An unterminated group: found where the parser gives up, the end of the file.
+  text = replace(valid_config(), "  crypto = { rekey_interval = 60.0; };\n", "  crypto = { rekey_interval = 60.0;\n");
+  std::string path = write_config(text);
+  try {
+    (void)load_gateway_config(path);
+    fail_msg("an unterminated group must be a syntax error");
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    assert_true(msg.find(path + ":") != std::string::npos);
+    assert_true(msg.find("syntax error") != std::string::npos);
+  }
+}
+
+static void unreadable_file(void**) {
+  std::string path = g_dir + "/does-not-exist.conf";
+  try {
+    (void)load_gateway_config(path);
+    fail_msg("a missing file must throw");
+  } catch (const ConfigError& e) {
+    assert_non_null(strstr(e.what(), path.c_str()));
+  }
+}
+
+static void unknown_key(void**) {
+  std::string text = replace(valid_config(), "      address = \"10.0.1.1/24\";\n", "      adress = \"10.0.1.1/24\";\n");
+  expect_error(text, line_of(text, "adress"), "dpgw.ports.[0].adress", "unknown key");
+  text = replace(valid_config(), "dpgw = {\n", "dpgw = {\n  wrokers = 3;\n");
+  expect_error(text, line_of(text, "wrokers"), "dpgw.wrokers", "unknown key");
+  text = replace(valid_config(), "weight = 3;", "wieght = 3;");
+  expect_error(text, line_of(text, "wieght"), "tunnels.[1].peers.[0].wieght", "unknown key");
+}
+
+static void missing_required_key(void**) {
+  std::string text = replace(valid_config(), "      device = \"0000:3b:00.0\";\n", "");
+  // Reported at the port's group (which starts on the "name" line) with the missing key's full path.
+  expect_error(text, line_of(text, "{ name = \"lan\";"), "dpgw.ports.[1].device", "required");
+  text = replace(valid_config(), "target = \"10.0.2.3:54\"; ", "");
+  expect_error(text, line_of(text, "port = 5354;"), "entry_points.[2].target", "required");
+}
+
+static void bad_prefix(void**) {
+  for (const char* bad : {"10.0.1.1/33", "10.0.1/24", "10.0.1.1/", "10.0.1.1/0", "10.0.256.1/24", "wan"}) {
+    std::string text = replace(valid_config(), "\"10.0.1.1/24\"", std::string("\"") + bad + "\"");
+    expect_error(text, line_of(text, "address = \"" + std::string(bad)), "dpgw.ports.[0].address");
+  }
+}
+
+static void gateway_outside_subnet(void**) {
+  std::string text = replace(valid_config(), "\"10.0.1.254\"", "\"10.0.2.254\"");
+  expect_error(text, line_of(text, "10.0.2.254"), "dpgw.ports.[0].gateway", "outside");
+  text = replace(valid_config(), "\"10.0.1.254\"", "\"10.0.1.300\"");
+  expect_error(text, line_of(text, "10.0.1.300"), "dpgw.ports.[0].gateway");
+}
+
+static void psk_wrong_length(void**) {
+  std::string short_psk = std::string(kPsk1).substr(0, 62);
+  std::string text = replace(valid_config(), kPsk1, short_psk);
+  expect_error(text, line_of(text, short_psk), "tunnels.[0].peers.[0].psk", "32-byte");
+  std::string long_psk = std::string(kPsk1) + "00";
+  text = replace(valid_config(), kPsk1, long_psk);
+  expect_error(text, line_of(text, long_psk), "tunnels.[0].peers.[0].psk");
+  std::string bad_digit = "x" + std::string(kPsk1).substr(1);
+  text = replace(valid_config(), kPsk1, bad_digit);
+  expect_error(text, line_of(text, bad_digit), "tunnels.[0].peers.[0].psk");
+  // A psk file with a short key: reported at psk_file.
+  std::string short_file = write_file("short.psk", short_psk + "\n");
+  text = replace(valid_config(), psk_file_path(), short_file);
+  expect_error(text, line_of(text, short_file), "tunnels.[1].peers.[0].psk_file", "32-byte");
+  // A psk file that cannot be read.
+  std::string missing = g_dir + "/missing.psk";
+  text = replace(valid_config(), psk_file_path(), missing);
+  expect_error(text, line_of(text, missing), "tunnels.[1].peers.[0].psk_file", "cannot read");
+}
+
+static void psk_and_psk_file(void**) {
+  std::string text = replace(valid_config(), "weight = 3;", "weight = 3; psk = \"" + std::string(kPsk1) + "\";");
+  // Reported at the peer's group, which starts on the "index = 8" line.
+  expect_error(text, line_of(text, "index = 8;"), "tunnels.[1].peers.[0]", "exactly one");
+  text = replace(valid_config(), "                psk = \"" + std::string(kPsk1) + "\";\n", "");
+  expect_error(text, line_of(text, "index = 7;"), "tunnels.[0].peers.[0]", "exactly one");
+}
+
+static void entry_unknown_tunnel(void**) {
+  std::string text = replace(valid_config(), "port = 5201; tunnel = \"alpha\"", "port = 5201; tunnel = \"alpah\"");
+  expect_error(text, line_of(text, "alpah"), "entry_points.[0].tunnel", "alpah");
+}
+
+static void duplicate_entry_point(void**) {
+  std::string text = replace(valid_config(), "port = 5354;", "port = 5353;");
+  expect_error(text, line_of(text, "target = \"10.0.2.3:54\""), "entry_points.[2].port", "twice");
+  // Same port number with another protocol is fine.
+  text = replace(valid_config(), "port = 5354;", "port = 5201;");
+  GatewayConfig c = load_gateway_config(write_config(text));
+  assert_int_equal(c.entry_points[2].port, 5201);
+  assert_int_equal(c.entry_points[2].proto, 17);
+}
+
+static void udp_entry_on_tunnel_port(void**) {
+  std::string text = replace(valid_config(), "port = 5354;", "port = 51900;");
+  expect_error(text, line_of(text, "port = 51900;"), "entry_points.[2].port", "tunnel port");
+  // TCP on the tunnel port number is not a conflict.
+  text = replace(valid_config(), "port = 5201;", "port = 51900;");
+  GatewayConfig c = load_gateway_config(write_config(text));
+  assert_int_equal(c.entry_points[0].port, 51900);
+}
+
+static void keepalive_on_tcp(void**) {
+  std::string text = replace(valid_config(), "target = \"10.0.2.2:5201\";", "target = \"10.0.2.2:5201\"; keepalive = true;");
+  expect_error(text, line_of(text, "keepalive = true; }"), "entry_points.[0].keepalive", "UDP");
+  text = replace(valid_config(), "target = \"10.0.2.2:5201\";", "target = \"10.0.2.2:5201\";\n    ttl = 9.0;");
+  expect_error(text, line_of(text, "ttl = 9.0;"), "entry_points.[0].ttl", "UDP");
+}
+
+static void duplicate_session_index(void**) {
+  // Index 7 again in the second tunnel: the error names the second use.
+  std::string text = replace(valid_config(), "index = 8;", "index = 7;");
+  expect_error(text, line_of(text, "index = 7;\n                psk_file"), "tunnels.[1].peers.[0].index",
+               "used twice");
+  // ... and twice within one tunnel.
+  text = replace(valid_config(), "weight = 3; } );", "weight = 3; },\n              { index = 8; psk = \"" +
+                                                       std::string(kPsk1) + "\"; } );");
+  expect_error(text, line_of(text, "{ index = 8; psk ="), "tunnels.[1].peers.[1].index", "used twice");
+}
+
+static void bad_uuid(void**) {
+  for (const char* bad : {"3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7", "3f2b8c1e6a4d-4b7e-9f10-2c3d4e5f6a7b0",
+                          "3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7g", "not-a-uuid"}) {
+    std::string text = replace(valid_config(), "id = \"" + std::string(kUuid1) + "\"", "id = \"" + std::string(bad) + "\"");
+    expect_error(text, line_of(text, bad), "tunnels.[0].id", "UUID");
+  }
+}
+
+// Durations are "seconds as an integer or float" (common/config_file.hpp): a plain integer must work too.
+static void integer_durations(void**) {
+  std::string text = replace(valid_config(), "rekey_interval = 60.0;", "rekey_interval = 60;");
+  text = replace(text, "ttl = 30.0;", "ttl = 30;");
+  text = replace(text, "tcp_syn_timeout = 12.0;", "tcp_syn_timeout = 12; udp_ttl = 3;");
+  std::string path = write_config(text);
+  try {
+    GatewayConfig c = load_gateway_config(path);
+    assert_int_equal(c.crypto.rekey_interval_ns, 60'000'000'000ull);
+    assert_int_equal(c.entry_points[1].udp_ttl_ns, 30'000'000'000ull);
+    assert_int_equal(c.flow.tcp_syn_timeout_ns, 12'000'000'000ull);
+    assert_int_equal(c.flow.udp_ttl_ns, 3'000'000'000ull);
+  } catch (const std::exception& e) {
+    fail_msg("integer durations in %s: %s", path.c_str(), e.what());
+  }
+  // An integer out of range is a ConfigError like any other.
+  text = replace(valid_config(), "rekey_interval = 60.0;", "rekey_interval = 5;");
+  try {
+    expect_error(text, line_of(text, "rekey_interval"), "dpgw.crypto.rekey_interval", "out of range");
+  } catch (const std::exception& e) {
+    fail_msg("integer rekey_interval below 10 s: %s instead of a ConfigError", e.what());
+  }
+}
+
+static void rekey_interval_too_short(void**) {
+  std::string text = replace(valid_config(), "rekey_interval = 60.0;", "rekey_interval = 9.5;");
+  expect_error(text, line_of(text, "rekey_interval"), "dpgw.crypto.rekey_interval", "out of range");
+  text = replace(valid_config(), "rekey_interval = 60.0;", "rekey_interval = 10.0;");
+  assert_int_equal(load_gateway_config(write_config(text)).crypto.rekey_interval_ns, 10'000'000'000ull);
+}
+
+static void workers_out_of_range(void**) {
+  for (const char* bad : {"0", "65", "-1"}) {
+    std::string text = replace(valid_config(), "workers = 2;", "workers = " + std::string(bad) + ";");
+    expect_error(text, line_of(text, "workers ="), "dpgw.workers", "out of range");
+  }
+  std::string text = replace(valid_config(), "workers = 2;", "workers = 64;");
+  assert_int_equal(load_gateway_config(write_config(text)).workers, 64);
+  text = replace(valid_config(), "workers = 2;", "workers = \"2\";");
+  expect_error(text, line_of(text, "workers ="), "dpgw.workers", "integer");
+}
+
+static GatewayConfig eal_test_config() {
+  GatewayConfig c;
+  c.workers = 2;
+  c.eal.lcores = "0@1,1@2,2@3";
+  PortConfig vdev;
+  vdev.name = "wan";
+  vdev.device = "net_af_packet0,iface=eth1";
+  c.ports.push_back(vdev);
+  return c;
+}
+
+static bool has_arg(const std::vector<std::string>& a, const std::string& x) {
+  return std::find(a.begin(), a.end(), x) != a.end();
+}
+
+// True when `flag` is immediately followed by `value` somewhere in `a`.
+static bool has_pair(const std::vector<std::string>& a, const std::string& flag, const std::string& value) {
+  for (size_t i = 0; i + 1 < a.size(); ++i)
+    if (a[i] == flag && a[i + 1] == value) return true;
+  return false;
+}
+
+static void eal_args(void**) {
+  GatewayConfig c = eal_test_config();
+  auto a = build_eal_args(c, "dpgw");
+  assert_string_equal(a[0].c_str(), "dpgw");
+  assert_true(has_arg(a, "--no-huge"));
+  assert_true(has_pair(a, "--vdev", "net_af_packet0,iface=eth1"));
+  assert_false(has_arg(a, "-a"));
+  assert_true(has_arg(a, "--no-pci"));
+  assert_true(has_pair(a, "--lcores", "0@1,1@2,2@3"));
+  assert_true(has_pair(a, "-m", "512"));
+  assert_true(has_pair(a, "--file-prefix", "dpgw"));
+  assert_false(has_arg(a, "--log-level"));
+
+  c.eal.hugepages = true;
+  c.eal.memory_mb = 1024;
+  c.eal.log_level = "notice";
+  c.eal.extra_args = {"--huge-dir", "/mnt/huge"};
+  PortConfig pci;
+  pci.name = "lan";
+  pci.device = "0000:3b:00.1";
+  c.ports.push_back(pci);
+  a = build_eal_args(c, "dpgw");
+  assert_false(has_arg(a, "--no-huge"));
+  assert_true(has_pair(a, "-m", "1024"));
+  assert_true(has_pair(a, "--vdev", "net_af_packet0,iface=eth1"));
+  assert_true(has_pair(a, "-a", "0000:3b:00.1"));
+  assert_false(has_pair(a, "--vdev", "0000:3b:00.1"));
+  assert_false(has_arg(a, "--no-pci"));
+  assert_true(has_pair(a, "--log-level", "notice"));
+  assert_true(a.size() >= 2);
+  assert_string_equal(a[a.size() - 2].c_str(), "--huge-dir");
+  assert_string_equal(a.back().c_str(), "/mnt/huge");
+
+  // Only PCI devices.
+  c.ports.erase(c.ports.begin());
+  a = build_eal_args(c, "x");
+  assert_false(has_arg(a, "--vdev"));
+  assert_true(has_pair(a, "-a", "0000:3b:00.1"));
+  assert_false(has_arg(a, "--no-pci"));
+}
+
+static void eal_default_lcores(void**) {
+  GatewayConfig c = eal_test_config();
+  c.eal.lcores.clear();
+  c.workers = 3;
+  auto a = build_eal_args(c, "dpgw");
+  auto it = std::find(a.begin(), a.end(), "--lcores");
+  assert_true(it != a.end() && it + 1 != a.end());
+  const std::string& l = *(it + 1);
+  // main lcore + 3 workers: "0@a,1@b,2@c,3@d"
+  assert_int_equal(std::count(l.begin(), l.end(), ','), 3);
+  assert_int_equal(l.rfind("0@", 0), 0);
+  assert_true(l.find(",1@") != std::string::npos);
+  assert_true(l.find(",3@") != std::string::npos);
+}
+
+static void pci_address_and_device_name(void**) {
+  assert_true(is_pci_address("0000:3b:00.0"));
+  assert_true(is_pci_address("3b:00.0"));
+  assert_true(is_pci_address("0000:AF:1f.7"));
+  assert_true(is_pci_address("0000:3b:00.0,rxq_cqe_comp_en=0"));  // PCI with devargs
+  assert_false(is_pci_address("0000:3b:00.8"));
+  assert_false(is_pci_address("000:3b:00.0"));
+  assert_false(is_pci_address("0000:3g:00.0"));
+  assert_false(is_pci_address("0000:3b:00"));
+  assert_false(is_pci_address("0000:3b:00.0x"));
+  assert_false(is_pci_address(""));
+  assert_false(is_pci_address("net_af_packet0,iface=eth1"));
+  assert_false(is_pci_address("net_tap0"));
+
+  assert_string_equal(port_device_name("net_af_packet0,iface=eth1").c_str(), "net_af_packet0");
+  assert_string_equal(port_device_name("net_tap0").c_str(), "net_tap0");
+  assert_string_equal(port_device_name("0000:3b:00.0").c_str(), "0000:3b:00.0");
+  assert_string_equal(port_device_name("0000:3b:00.0,a=1,b=2").c_str(), "0000:3b:00.0");
+  assert_string_equal(port_device_name("").c_str(), "");
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(full_valid_config),
+      cmocka_unit_test(overridden_defaults),
+      cmocka_unit_test(syntax_error),
+      cmocka_unit_test(unreadable_file),
+      cmocka_unit_test(unknown_key),
+      cmocka_unit_test(missing_required_key),
+      cmocka_unit_test(bad_prefix),
+      cmocka_unit_test(gateway_outside_subnet),
+      cmocka_unit_test(psk_wrong_length),
+      cmocka_unit_test(psk_and_psk_file),
+      cmocka_unit_test(entry_unknown_tunnel),
+      cmocka_unit_test(duplicate_entry_point),
+      cmocka_unit_test(udp_entry_on_tunnel_port),
+      cmocka_unit_test(keepalive_on_tcp),
+      cmocka_unit_test(duplicate_session_index),
+      cmocka_unit_test(bad_uuid),
+      cmocka_unit_test(integer_durations),
+      cmocka_unit_test(rekey_interval_too_short),
+      cmocka_unit_test(workers_out_of_range),
+      cmocka_unit_test(eal_args),
+      cmocka_unit_test(eal_default_lcores),
+      cmocka_unit_test(pci_address_and_device_name),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
