@@ -102,7 +102,9 @@ uint64_t config_duration_ns(const libconfig::Setting& group, const char* key, do
   if (!s) {
     if (!fallback_s) config_fail_missing(group, key);
     v = *fallback_s;
-  } else if (s->getType() == libconfig::Setting::TypeInt || s->getType() == libconfig::Setting::TypeInt64) {
+  } else if (s->getType() == libconfig::Setting::TypeInt) {
+    v = double(int(*s));
+  } else if (s->getType() == libconfig::Setting::TypeInt64) {
     v = double(static_cast<long long>(*s));
   } else if (s->getType() == libconfig::Setting::TypeFloat) {
     v = double(*s);

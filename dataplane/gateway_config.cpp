@@ -144,7 +144,18 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
 
 }  // namespace
 
+static GatewayConfig load(const std::string& path);
+
 GatewayConfig load_gateway_config(const std::string& path) {
+  try {
+    return load(path);
+  } catch (const libconfig::SettingException& e) {
+    // Every access above checks types first; this is a safety net that still names the key.
+    throw ConfigError(path + ": key '" + e.getPath() + "': " + e.what());
+  }
+}
+
+static GatewayConfig load(const std::string& path) {
   ConfigFile file(path);
   const Setting& root = file.root();
   config_allow_keys(root, {"dpgw", "tunnels", "entry_points"});

@@ -15,6 +15,9 @@ expect_fail() {  # expect_fail PATTERN COMMAND...: non-zero exit and PATTERN on 
 
 write_gw_conf 1 false
 "$DPGW" --config "$WORK/gw.conf" --check | grep -q "OK" || fail "valid config rejected"
+# The shipped example stays valid (its key file is swapped for an inline key).
+sed "s|psk_file = \"/etc/dptun/web-1.psk\";|psk = \"$PSK\";|" "$ROOT/conf/dptun.conf" > "$WORK/example.conf"
+"$DPGW" --config "$WORK/example.conf" --check | grep -q "OK" || fail "conf/dptun.conf no longer loads"
 
 sed 's/address = "10.99.1.1\/24"/adress = "10.99.1.1\/24"/' "$WORK/gw.conf" > "$WORK/typo.conf"
 line=$(grep -n adress "$WORK/typo.conf" | cut -d: -f1)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints a table; raw JSON lines go to bench/results/<timestamp>.jsonl.
+# Figures are ratios against baselines measured in the same run; absolute numbers on a shared machine are noisy.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+mkdir -p "$ROOT/bench/results"
+out="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+"$BUILD/bench/bench_gateway" "$@" | tee "$out" | jq -r '
+  [.engine, .frame_bytes, .cycles_per_packet, .mpps, .gbps, .baseline_mpps, .ratio_to_baseline] | @tsv' |
+  awk 'BEGIN { printf "%-10s %6s %10s %8s %8s %14s %8s\n", "engine", "frame", "cyc/pkt", "Mpps", "Gbps", "io-fwd Mpps", "ratio" }
+       { printf "%-10s %6d %10.1f %8.2f %8.2f %14.1f %8.3f\n", $1, $2, $3, $4, $5, $6, $7 }'
+echo "raw results: $out"
