@@ -194,17 +194,17 @@ static void tiny_pool_collisions(void**) {
   assert_int_equal(t.size(), ports.size());
   // Existing flows are still found when no new binding can be made.
   bool created = true;
-  NatBinding* old = bind(t, 1, ids[0], kTcp, 5, &created);
+  NatBinding* old = bind(t, 1, ids[0], kTcp, 100 * kSec - 1, &created);
   assert_non_null(old);
   assert_false(created);
-  // Expiring frees the space again.
-  assert_int_equal(t.expire(100 * kSec, kSec, kSec, kSec), ports.size() - 1);  // `old` was refreshed at 5 ns
+  // Expiring frees the space again (all but `old`, which just saw traffic).
+  assert_int_equal(t.expire(100 * kSec, kSec, kSec, kSec), ports.size() - 1);
+  assert_int_equal(t.size(), 1);
+  assert_ptr_equal(t.find_reply(kTcp, old->snat_ip, old->snat_port), old);
   NatBinding* again = bind(t, 1, flow_id(n), kTcp, 100 * kSec, &created);
   assert_non_null(again);
   assert_true(created);
-
-  // A /31 or /32 has no address to hand out at all... but the agent refuses those (--tun-net /8../30),
-  // so only /30 is the smallest pool that matters.
+  assert_int_equal(again->snat_ip, 0x64400002);
 }
 
 static void expire_limits(void**) {
