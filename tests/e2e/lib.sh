@@ -76,7 +76,8 @@ tunnels = ( { id = "$TUNNEL_ID"; name = "iperf";
               peers = ( { index = 1; psk_file = "$WORK/psk"; } ); } );
 entry_points = (
   { proto = "tcp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; },
-  { proto = "udp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; keepalive = true; }
+  { proto = "udp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; keepalive = true; },
+  { proto = "udp"; port = 5300; tunnel = "iperf"; target = "$AGENT_IP:5300"; keepalive = true; }
 );
 CONF
   echo "$PSK" > "$WORK/psk"

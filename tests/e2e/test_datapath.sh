@@ -96,6 +96,17 @@ grep -q "no authenticated answer" "$WORK/unreachable.log" || fail "no unreachabl
 [ "$noperm_rc" -ne 0 ] || fail "dpagent without CAP_NET_ADMIN exited 0"
 grep -q "CAP_NET_ADMIN" "$WORK/noperm.log" || fail "no CAP_NET_ADMIN hint: $(cat "$WORK/noperm.log")"
 
+log "IPv6 frames are parsed, counted and dropped without harm"
+ip netns exec "$NS_C" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.c0.disable_ipv6=0
+sleep 2  # link-local address (DAD)
+ip netns exec "$NS_C" ping -6 -c 3 -i 0.2 -W 1 -I c0 ff02::1 > /dev/null 2>&1 || true
+wait_for 10 "IPv6 counted as dropped" bash -c "'$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq -e '.totals.drops.ipv6 > 0'"
+ip netns exec "$NS_C" ping -c 1 -W 2 "$GW_PUBLIC" > /dev/null || fail "gateway stopped answering after IPv6"
+
+log "idle flows expire (UDP TTL 5 s, closed TCP 5 s)"
+wait_for 20 "all flows expired" bash -c "'$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq -e '.totals.flows_active == 0'"
+gw_stats | jq -e '[.workers[].flows_expired] | add >= 4' > /dev/null || fail "flows_expired not counted"
+
 log "dpgw prints its counters on exit"
 stop_gw
 grep -q "dpgw final counters" "$WORK/dpgw.out" || fail "no final counters on stdout"

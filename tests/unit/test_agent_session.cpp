@@ -1,0 +1,418 @@
+// Agent session: frames the agent seals decrypt with the gateway's agent->gateway key; frames the gateway
+// seals open on the agent exactly once, and tampering, wrong sessions, garbage and wrong keys are told apart
+// without poisoning the replay window; epoch keys overlap at an epoch change; timed rekeys move the counter to
+// the next epoch; unauthenticated frames cannot make the agent derive more than 20 keys a second.
+// The gateway side is built here from crypto/key_schedule.hpp and the OpenSSL engine.
+// Some headers below pull in <ios>, whose basic_ios::fail() cmocka's fail() macro would rewrite: include it first.
+#include <ios>
+
+#include "tests/unit/cmocka.hpp"
+
+#include <cstring>
+
+#include "agent/agent_session.hpp"
+#include "common/clock.hpp"
+#include "crypto/aead_openssl.hpp"
+#include "crypto/key_schedule.hpp"
+#include "proto/relay_frame.hpp"
+
+using namespace dptun;
+
+namespace {
+
+using R = AgentSession::OpenResult;
+
+constexpr uint32_t kIndex = 7;
+constexpr uint64_t kRekey = 120 * kNsPerSec;
+
+std::vector<uint8_t> psk(uint8_t seed) {
+  std::vector<uint8_t> k(kBaseSecretLen);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = uint8_t(seed + i * 13);
+  return k;
+}
+
+// Inner header + a 20-byte "IPv4 header" + payload: enough for the data-frame minimum.
+std::vector<uint8_t> plaintext(uint8_t tag, size_t len = 12 + 20 + 28) {
+  std::vector<uint8_t> p(len);
+  for (size_t i = 0; i < len; ++i) p[i] = uint8_t(tag * 31 + i);
+  return p;
+}
+
+// The gateway's half of the session, from the key schedule alone.
+struct Gateway {
+  explicit Gateway(std::vector<uint8_t> s, uint8_t len = 16) : secret(std::move(s)), key_len(len) {}
+  std::vector<uint8_t> secret;
+  uint8_t key_len;
+  OpensslAead engine;
+
+  std::unique_ptr<AeadKey> key(KeyDirection dir, uint64_t epoch, AeadDirection op, EpochKey& ek) {
+    assert_true(derive_epoch_key(secret, dir, epoch, key_len, ek));
+    auto k = engine.make_key(ek.key_bytes(), op, kRelayHeaderLen);
+    assert_non_null(k.get());
+    return k;
+  }
+
+  // Decrypts an agent frame as the gateway would; true when the tag verified (plaintext at frame + 16).
+  bool open_from_agent(std::vector<uint8_t>& frame, KeyDirection dir = KeyDirection::AgentToGateway) {
+    FrameMeta m;
+    if (decode_relay_header(frame.data(), frame.size(), m) != FrameError::None) return false;
+    EpochKey ek;
+    auto k = key(dir, epoch_of(m.counter), AeadDirection::Decrypt, ek);
+    uint8_t iv[kAeadIvLen];
+    make_nonce(iv, ek.salt, m.counter);
+    AeadOp op{frame.data() + kRelayHeaderLen, uint32_t(frame.size() - kRelayHeaderLen - kRelayTagLen), iv,
+              frame.data(), frame.data() + frame.size() - kRelayTagLen};
+    int32_t status = -1;
+    k->process({&op, 1}, {&status, 1}, 0);
+    return status == 0;
+  }
+
+  // A gateway -> agent frame with the given counter.
+  std::vector<uint8_t> seal(uint32_t receiver, uint64_t counter, const std::vector<uint8_t>& plain,
+                            FrameType type = FrameType::Data, uint8_t flags = 0) {
+    std::vector<uint8_t> f(kRelayHeaderLen + plain.size() + kRelayTagLen);
+    encode_relay_header(f.data(), FrameMeta{type, flags, receiver, counter});
+    if (!plain.empty()) std::memcpy(f.data() + kRelayHeaderLen, plain.data(), plain.size());
+    EpochKey ek;
+    auto k = key(KeyDirection::GatewayToAgent, epoch_of(counter), AeadDirection::Encrypt, ek);
+    uint8_t iv[kAeadIvLen];
+    make_nonce(iv, ek.salt, counter);
+    AeadOp op{f.data() + kRelayHeaderLen, uint32_t(plain.size()), iv, f.data(), f.data() + kRelayHeaderLen + plain.size()};
+    int32_t status = -1;
+    k->process({&op, 1}, {&status, 1}, 0);
+    assert_int_equal(status, 0);
+    return f;
+  }
+};
+
+// The agent seals `plain` as a data frame; returns the whole frame.
+std::vector<uint8_t> agent_seal(AgentSession& a, const std::vector<uint8_t>& plain, uint64_t now,
+                                FrameType type = FrameType::Data, uint8_t flags = 0) {
+  std::vector<uint8_t> f(kRelayHeaderLen + plain.size() + kRelayTagLen, 0xee);
+  if (!plain.empty()) std::memcpy(f.data() + kRelayHeaderLen, plain.data(), plain.size());
+  assert_true(a.seal(type, flags, f.data(), plain.size(), now));
+  return f;
+}
+
+// Opens a copy, so the caller's frame stays sealed for later use.
+R agent_open(AgentSession& a, std::vector<uint8_t> f, uint64_t now, std::vector<uint8_t>* plain = nullptr,
+             FrameMeta* meta_out = nullptr) {
+  FrameMeta meta;
+  R r = a.open(f.data(), f.size(), meta, now);
+  if (plain) plain->assign(f.begin() + kRelayHeaderLen, f.end() - kRelayTagLen);
+  if (meta_out) *meta_out = meta;
+  return r;
+}
+
+uint64_t counter_of(const std::vector<uint8_t>& f) { return load_be64(f.data() + 8); }
+
+}  // namespace
+
+static void agent_frames_decrypt_at_the_gateway(void**) {
+  OpensslAead engine;
+  const uint64_t before = realtime_ns();
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  const uint64_t after = realtime_ns();
+  Gateway gw{psk(1)};
+  uint64_t prev = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto plain = plaintext(uint8_t(i));
+    auto f = agent_seal(a, plain, uint64_t(i) * kNsPerMs);
+    assert_int_equal(f.size(), 16 + plain.size() + 16);
+    FrameMeta m;
+    assert_int_equal(decode_relay_header(f.data(), f.size(), m), FrameError::None);
+    assert_int_equal(m.type, FrameType::Data);
+    assert_int_equal(m.receiver_index, kIndex);
+    // Static keys: the counter starts at the wall clock in ns and then counts frames.
+    if (i == 0) {
+      assert_true(m.counter >= before && m.counter <= after);
+    } else {
+      assert_int_equal(m.counter, prev + 1);
+    }
+    prev = m.counter;
+    assert_int_equal(epoch_of(m.counter), a.tx_epoch());
+    assert_int_equal(bool(f[2] & kFlagKeyPhase), bool(epoch_of(m.counter) & 1));
+    // Encrypted: the plaintext is not there in the clear.
+    assert_memory_not_equal(f.data() + 16, plain.data(), plain.size());
+    // The gateway's agent->gateway key opens it.
+    auto g = f;
+    assert_true(gw.open_from_agent(g));
+    assert_memory_equal(g.data() + 16, plain.data(), plain.size());
+    // The other direction's key does not: the directions have distinct keys.
+    g = f;
+    assert_false(gw.open_from_agent(g, KeyDirection::GatewayToAgent));
+    // Nor does the right direction with another psk.
+    Gateway other{psk(2)};
+    g = f;
+    assert_false(other.open_from_agent(g));
+  }
+  assert_int_equal(a.rekeys(), 0);
+}
+
+static void agent_keepalive_and_flags(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  auto f = agent_seal(a, {}, 0, FrameType::Keepalive, kFlagKeepaliveReply);
+  assert_int_equal(f.size(), 32);
+  FrameMeta m;
+  assert_int_equal(decode_relay_header(f.data(), f.size(), m), FrameError::None);
+  assert_int_equal(m.type, FrameType::Keepalive);
+  assert_true(m.flags & kFlagKeepaliveReply);
+  assert_true(gw.open_from_agent(f));
+  // The header is authenticated: changing the reserved byte breaks the tag.
+  auto g = agent_seal(a, plaintext(1), 0);
+  g[3] ^= 1;
+  assert_false(gw.open_from_agent(g));
+}
+
+static void two_agents_cannot_talk(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession b(kIndex, psk(1), 16, kRekey, engine);
+  auto f = agent_seal(a, plaintext(1), 0);
+  assert_int_equal(agent_open(b, f, 0), R::AuthFail);
+}
+
+static void gateway_frames_open_once(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  const uint64_t c0 = first_counter_of(1000) + 12345;
+  auto plain = plaintext(9);
+  auto f = gw.seal(kIndex, c0, plain);
+  std::vector<uint8_t> out;
+  FrameMeta meta;
+  assert_int_equal(agent_open(a, f, 0, &out, &meta), R::Ok);
+  assert_true(out == plain);
+  assert_int_equal(meta.counter, c0);
+  assert_int_equal(meta.receiver_index, kIndex);
+  assert_int_equal(meta.type, FrameType::Data);
+  assert_int_equal(agent_open(a, f, 1), R::Replay);
+  assert_int_equal(agent_open(a, f, 2), R::Replay);
+  // Later and (within the window) earlier counters open once each.
+  auto later = gw.seal(kIndex, c0 + 10, plaintext(10));
+  auto earlier = gw.seal(kIndex, c0 - 5, plaintext(11));
+  assert_int_equal(agent_open(a, later, 3), R::Ok);
+  assert_int_equal(agent_open(a, earlier, 4), R::Ok);
+  assert_int_equal(agent_open(a, earlier, 5), R::Replay);
+  assert_int_equal(agent_open(a, later, 6), R::Replay);
+  // Too old for the window.
+  auto ancient = gw.seal(kIndex, c0 + 10 - ReplayWindow::kTracked, plaintext(12));
+  assert_int_equal(agent_open(a, ancient, 7), R::Replay);
+  // A keepalive.
+  auto ka = gw.seal(kIndex, c0 + 11, {}, FrameType::Keepalive);
+  assert_int_equal(agent_open(a, ka, 8, nullptr, &meta), R::Ok);
+  assert_int_equal(meta.type, FrameType::Keepalive);
+}
+
+static void tampered_frame_does_not_poison_window(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  const uint64_t c0 = first_counter_of(77) + 5;
+  auto plain = plaintext(3);
+  auto f = gw.seal(kIndex, c0, plain);
+  for (size_t byte : {size_t(16), size_t(16 + 20), f.size() - 17, f.size() - 1 /* tag */}) {
+    auto bad = f;
+    bad[byte] ^= 0x04;
+    assert_int_equal(agent_open(a, bad, 0), R::AuthFail);
+  }
+  auto bad_aad = f;
+  bad_aad[3] ^= 0x80;  // reserved header byte: authenticated as AAD
+  assert_int_equal(agent_open(a, bad_aad, 0), R::AuthFail);
+  // The genuine frame still opens, once.
+  std::vector<uint8_t> out;
+  assert_int_equal(agent_open(a, f, 0, &out), R::Ok);
+  assert_true(out == plain);
+  assert_int_equal(agent_open(a, f, 0), R::Replay);
+  // A forged frame far ahead does not move the window either.
+  auto ahead = gw.seal(kIndex, c0 + 100000, plaintext(4));
+  auto forged = ahead;
+  forged[40] ^= 1;
+  assert_int_equal(agent_open(a, forged, 0), R::AuthFail);
+  auto next = gw.seal(kIndex, c0 + 1, plaintext(5));
+  assert_int_equal(agent_open(a, next, 0), R::Ok);
+  assert_int_equal(agent_open(a, ahead, 0), R::Ok);
+}
+
+static void wrong_session_and_garbage(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  const uint64_t c0 = first_counter_of(4) + 1;
+  assert_int_equal(agent_open(a, gw.seal(kIndex + 1, c0, plaintext(1)), 0), R::WrongSession);
+  assert_int_equal(agent_open(a, gw.seal(0, c0, plaintext(1)), 0), R::WrongSession);
+
+  auto good = gw.seal(kIndex, c0, plaintext(1));
+  std::vector<uint8_t> f;
+  f.assign(good.begin(), good.begin() + 31);  // shorter than header + tag
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  f.assign(good.begin(), good.begin() + 63);  // a data frame below the minimum
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  f = good;
+  f[0] = 2;  // version
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  f = good;
+  f[1] = 9;  // type
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  f = good;
+  f[2] ^= kFlagKeyPhase;  // key phase disagrees with the counter
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  f = gw.seal(kIndex, c0 + 1, plaintext(1, 16), FrameType::Keepalive);  // a keepalive must be 32 bytes
+  assert_int_equal(agent_open(a, f, 0), R::Malformed);
+  assert_int_equal(agent_open(a, std::vector<uint8_t>{}, 0), R::Malformed);
+  uint32_t seed = 99;
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<uint8_t> g((seed = seed * 1103515245u + 12345u) % 120);
+    for (auto& b : g) b = uint8_t((seed = seed * 1103515245u + 12345u) >> 16);
+    R r = agent_open(a, g, 0);
+    assert_true(r != R::Ok);
+  }
+  // None of that hurt: the genuine frame opens.
+  assert_int_equal(agent_open(a, good, 0), R::Ok);
+}
+
+static void other_psk_fails_auth(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway wrong{psk(2)};
+  Gateway gw{psk(1)};
+  const uint64_t c0 = first_counter_of(9) + 100;
+  assert_int_equal(agent_open(a, wrong.seal(kIndex, c0, plaintext(1)), 0), R::AuthFail);
+  assert_int_equal(agent_open(a, wrong.seal(kIndex, c0 + 1, plaintext(1)), 0), R::AuthFail);
+  // A 32-byte-key gateway (AES-256) does not match a 16-byte-key agent either.
+  Gateway g256{psk(1), 32};
+  assert_int_equal(agent_open(a, g256.seal(kIndex, c0 + 2, plaintext(1)), 0), R::AuthFail);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, c0, plaintext(1)), 0), R::Ok);
+}
+
+static void aes256_sessions(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(5), 32, kRekey, engine);
+  Gateway gw{psk(5), 32};
+  auto plain = plaintext(8);
+  auto f = agent_seal(a, plain, 0);
+  assert_true(gw.open_from_agent(f));
+  assert_memory_equal(f.data() + 16, plain.data(), plain.size());
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(3), plain), 0), R::Ok);
+}
+
+// Epoch E's last counters and epoch E+1's first ones (the count limit), reordered: both keys are kept.
+static void epoch_overlap_at_count_limit(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  const uint64_t e = 500;
+  const uint64_t next = first_counter_of(e + 1);
+  std::vector<uint64_t> order = {next - 10, next, next - 9, next + 1, next - 3, next + 2, next - 1, next + 3};
+  uint64_t now = 0;
+  for (uint64_t c : order) {
+    auto plain = plaintext(uint8_t(c));
+    std::vector<uint8_t> out;
+    assert_int_equal(agent_open(a, gw.seal(kIndex, c, plain), now += kNsPerMs, &out), R::Ok);
+    assert_true(out == plain);
+  }
+  // A jump to E+2 derives its key on demand; after it, E+1's counters are far behind the window's top.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 2), plaintext(1)), now), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, next + 4, plaintext(2)), now), R::Replay);
+}
+
+// A timed rekey: the sender jumps from somewhere inside epoch E to the first counter of E+1, and frames of E
+// sent just before the jump arrive after the first E+1 frame. docs/protocol.md ("Overlap"): "Frames from the
+// old epoch that arrive late still decrypt ... no packet is lost at the switch."
+static void epoch_overlap_after_timed_rekey(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  const uint64_t e = 600;
+  const uint64_t in_e = first_counter_of(e) + 1000, in_next = first_counter_of(e + 1);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, in_e, plaintext(1)), 0), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, in_next, plaintext(2)), 1), R::Ok);
+  // In flight before the jump, delivered after the first frame of the new epoch.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, in_e + 1, plaintext(3)), 2), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, in_next + 1, plaintext(4)), 3), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, in_e + 2, plaintext(5)), 4), R::Ok);
+}
+
+static void timed_rekey(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, 10 * kNsPerSec, engine);
+  Gateway gw{psk(1)};
+  auto p0 = plaintext(0), p1 = plaintext(1), p2 = plaintext(2);
+  auto f0 = agent_seal(a, p0, 0);
+  const uint64_t e0 = epoch_of(counter_of(f0));
+  auto f1 = agent_seal(a, p1, 9 * kNsPerSec);  // before the interval: same epoch
+  assert_int_equal(epoch_of(counter_of(f1)), e0);
+  assert_int_equal(counter_of(f1), counter_of(f0) + 1);
+  assert_int_equal(a.rekeys(), 0);
+  auto f2 = agent_seal(a, p2, 11 * kNsPerSec);
+  const uint64_t c2 = counter_of(f2);
+  assert_int_equal(epoch_of(c2), e0 + 1);
+  assert_int_equal(c2, first_counter_of(e0 + 1));
+  assert_int_equal(a.tx_epoch(), e0 + 1);
+  assert_int_equal(a.rekeys(), 1);
+  assert_int_equal(bool(f2[2] & kFlagKeyPhase), bool((e0 + 1) & 1));
+  for (auto* p : {&f0, &f1}) assert_true(gw.open_from_agent(*p));
+  assert_memory_equal(f0.data() + 16, p0.data(), p0.size());
+  assert_true(gw.open_from_agent(f2));
+  assert_memory_equal(f2.data() + 16, p2.data(), p2.size());
+  // The interval restarts with the new epoch: 11 s + 9 s is still epoch e0 + 1, 11 s + 10 s is e0 + 2.
+  auto f3 = agent_seal(a, p0, 20 * kNsPerSec);
+  assert_int_equal(epoch_of(counter_of(f3)), e0 + 1);
+  assert_int_equal(counter_of(f3), c2 + 1);
+  auto f4 = agent_seal(a, p0, 21 * kNsPerSec);
+  assert_int_equal(epoch_of(counter_of(f4)), e0 + 2);
+  assert_int_equal(a.rekeys(), 2);
+  assert_true(gw.open_from_agent(f4));
+}
+
+// Forged frames choose their epoch: each new one would cost a key derivation.
+static void rx_key_derivation_is_rate_limited(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  Gateway gw{psk(1)};
+  Gateway attacker{psk(66)};
+  const uint64_t e = 1234;
+  // A genuine frame first (one derivation).
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e), plaintext(1)), 0), R::Ok);
+  int auth_fail = 0, no_key = 0;
+  for (int i = 0; i < 30; ++i) {
+    const uint64_t far = e + 1000 + uint64_t(i) * 7919;
+    R r = agent_open(a, attacker.seal(kIndex, first_counter_of(far) + uint64_t(i), plaintext(uint8_t(i))),
+                     uint64_t(i + 1) * 10 * kNsPerMs);
+    assert_true(r == R::AuthFail || r == R::NoKey);
+    auth_fail += r == R::AuthFail;
+    no_key += r == R::NoKey;
+  }
+  assert_true(auth_fail <= 20);
+  assert_true(auth_fail >= 1);
+  assert_int_equal(auth_fail + no_key, 30);
+  assert_true(no_key >= 10);
+  // Within the same second, even a genuine frame of a new epoch finds no key...
+  const uint64_t late = 900 * kNsPerMs;
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), late), R::NoKey);
+  // ... but the epoch that already has a key keeps working.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e) + 1, plaintext(3)), late), R::Ok);
+  // A second later the budget is back.
+  const uint64_t later = late + kNsPerSec + 1;
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), later), R::Ok);
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(agent_frames_decrypt_at_the_gateway),
+      cmocka_unit_test(agent_keepalive_and_flags),
+      cmocka_unit_test(two_agents_cannot_talk),
+      cmocka_unit_test(gateway_frames_open_once),
+      cmocka_unit_test(tampered_frame_does_not_poison_window),
+      cmocka_unit_test(wrong_session_and_garbage),
+      cmocka_unit_test(other_psk_fails_auth),
+      cmocka_unit_test(aes256_sessions),
+      cmocka_unit_test(epoch_overlap_at_count_limit),
+      cmocka_unit_test(epoch_overlap_after_timed_rekey),
+      cmocka_unit_test(timed_rekey),
+      cmocka_unit_test(rx_key_derivation_is_rate_limited),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
