@@ -52,7 +52,7 @@ class AgentSession {
   std::unique_ptr<Key> tx_key_;
   uint64_t rekeys_ = 0;
 
-  ReplayWindow replay_;
+  EpochReplayWindow replay_;
   uint64_t rx_epoch_ = ~uint64_t(0);
   std::map<uint64_t, std::unique_ptr<Key>> rx_keys_;
   uint64_t derive_tokens_ = 20;

@@ -1,5 +1,6 @@
 // Sliding anti-replay window over 64-bit frame counters (bitmap, RFC 6479 style): each counter is accepted at
 // most once, and counters more than kTracked behind the highest accepted one are refused.
+// Sessions use EpochReplayWindow (below), one of these per key epoch.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -48,6 +49,44 @@ class ReplayWindow {
   uint64_t top_ = 0;
   bool any_ = false;
   uint64_t bitmap_[kWords] = {};
+};
+
+// Anti-replay across key epochs (epoch = counter >> 32): one window for the newest epoch and one for the epoch
+// before it. A rekey jumps the sender's counter by up to 2^32, which a single window would take as "every
+// older frame is too old"; frames sealed just before the jump and delivered after it are still accepted once.
+// Frames of older epochs are refused.
+class EpochReplayWindow {
+ public:
+  bool check(uint64_t counter) const {
+    const uint64_t e = counter >> 32;
+    if (!any_ || e > epoch_) return true;
+    if (e == epoch_) return current_.check(counter);
+    return has_previous_ && e + 1 == epoch_ && previous_.check(counter);
+  }
+
+  bool accept(uint64_t counter) {
+    const uint64_t e = counter >> 32;
+    if (!any_ || e > epoch_) {
+      has_previous_ = any_ && e == epoch_ + 1;
+      if (has_previous_) previous_ = current_;
+      current_.reset();
+      epoch_ = e;
+      any_ = true;
+      return current_.accept(counter);
+    }
+    if (e == epoch_) return current_.accept(counter);
+    return has_previous_ && e + 1 == epoch_ && previous_.accept(counter);
+  }
+
+  uint64_t top() const { return any_ ? current_.top() : 0; }
+  bool empty() const { return !any_; }
+
+ private:
+  uint64_t epoch_ = 0;
+  bool any_ = false;
+  bool has_previous_ = false;
+  ReplayWindow current_;
+  ReplayWindow previous_;
 };
 
 }  // namespace dptun

@@ -55,7 +55,7 @@ struct alignas(64) TunnelSession {
   KeySlots rx_keys;
 
   // Receive state, written by rx_worker only.
-  alignas(64) ReplayWindow replay;
+  alignas(64) EpochReplayWindow replay;
   std::atomic<uint64_t> rx_epoch{kNoEpoch};     // highest epoch that authenticated
   std::atomic<uint64_t> wanted_epoch{kNoEpoch}; // an epoch a frame used that has no key yet
   std::atomic<uint64_t> last_rx_ns{0};

@@ -313,9 +313,12 @@ static void epoch_overlap_at_count_limit(void**) {
     assert_int_equal(agent_open(a, gw.seal(kIndex, c, plain), now += kNsPerMs, &out), R::Ok);
     assert_true(out == plain);
   }
-  // A jump to E+2 derives its key on demand; after it, E+1's counters are far behind the window's top.
+  // A jump to E+2 derives its key on demand; E+1 becomes the previous epoch (its late frames still count,
+  // each once) and E is refused.
   assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 2), plaintext(1)), now), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, next + 4, plaintext(2)), now), R::Ok);
   assert_int_equal(agent_open(a, gw.seal(kIndex, next + 4, plaintext(2)), now), R::Replay);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, next - 2, plaintext(3)), now), R::Replay);
 }
 
 // A timed rekey: the sender jumps from somewhere inside epoch E to the first counter of E+1, and frames of E
@@ -397,6 +400,17 @@ static void rx_key_derivation_is_rate_limited(void**) {
   // A second later the budget is back.
   const uint64_t later = late + kNsPerSec + 1;
   assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), later), R::Ok);
+  // ... and it is the same budget again: at most 20 derivations in this second too.
+  auth_fail = no_key = 0;
+  for (int i = 0; i < 30; ++i) {
+    const uint64_t far = e + 900000 + uint64_t(i) * 104729;
+    R r = agent_open(a, attacker.seal(kIndex, first_counter_of(far), plaintext(uint8_t(i))),
+                     later + uint64_t(i + 1) * kNsPerMs);
+    auth_fail += r == R::AuthFail;
+    no_key += r == R::NoKey;
+  }
+  assert_true(auth_fail >= 1 && auth_fail <= 20);
+  assert_int_equal(auth_fail + no_key, 30);
 }
 
 int main() {

@@ -213,6 +213,48 @@ static void reset_forgets(void**) {
   assert_int_equal(w.top(), 0);
 }
 
+// Epoch windows: a rekey jumps the counter to the next epoch (counter >> 32); frames sealed just before the
+// jump must still be accepted once, older epochs never.
+static void epoch_rekey_jump_keeps_late_frames(void**) {
+  EpochReplayWindow w;
+  const uint64_t e600 = uint64_t(600) << 32, e601 = uint64_t(601) << 32;
+  assert_true(w.accept(e600 + 1000));
+  assert_true(w.accept(e601));            // the jump
+  assert_true(w.check(e600 + 1001));      // late frame from the previous epoch
+  assert_true(w.accept(e600 + 1001));
+  assert_false(w.accept(e600 + 1001));    // but only once
+  assert_false(w.accept(e600 + 1000));    // seen before the jump
+  assert_false(w.check(e601));
+  assert_true(w.accept(e601 + 5));
+  // Two epochs later, epoch 600 is gone entirely.
+  assert_true(w.accept((uint64_t(602) << 32) + 7));
+  assert_false(w.check(e600 + 2000));
+  assert_false(w.accept(e600 + 2000));
+  assert_true(w.accept(e601 + 6));        // 601 is now the previous epoch
+}
+
+static void epoch_far_jump_drops_previous(void**) {
+  EpochReplayWindow w;
+  assert_true(w.accept((uint64_t(10) << 32) + 1));
+  // A restarted static peer: many epochs ahead. The old epoch is not "previous".
+  assert_true(w.accept((uint64_t(500) << 32) + 1));
+  assert_false(w.accept((uint64_t(10) << 32) + 2));
+  assert_false(w.accept((uint64_t(499) << 32) + 2));
+  assert_true(w.accept((uint64_t(500) << 32) + 2));
+  assert_false(w.accept((uint64_t(500) << 32) + 2));
+}
+
+static void epoch_window_keeps_per_epoch_depth(void**) {
+  EpochReplayWindow w;
+  const uint64_t e = uint64_t(3) << 32;
+  assert_true(w.accept(e + 10000));
+  assert_true(w.accept(e + 10000 - ReplayWindow::kTracked + 1));
+  assert_false(w.accept(e + 10000 - ReplayWindow::kTracked));  // too old inside one epoch
+  assert_true(w.accept((uint64_t(4) << 32)));
+  assert_true(w.accept(e + 9999));                             // previous epoch keeps its own window
+  assert_false(w.accept(e + 10000 - ReplayWindow::kTracked));
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(first_counter_accepted),
@@ -224,6 +266,9 @@ int main() {
       cmocka_unit_test(randomized_against_model),
       cmocka_unit_test(check_never_mutates),
       cmocka_unit_test(reset_forgets),
+      cmocka_unit_test(epoch_rekey_jump_keeps_late_frames),
+      cmocka_unit_test(epoch_far_jump_drops_previous),
+      cmocka_unit_test(epoch_window_keeps_per_epoch_depth),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
