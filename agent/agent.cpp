@@ -25,7 +25,7 @@ constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the
 Agent::Agent(AgentOptions opt)
     : opt_(std::move(opt)),
       session_(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
-      nat_(opt_.tun_net) {}
+      nat_(opt_.tun_net, opt_.max_flows) {}
 
 bool Agent::start(std::string& error) {
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead);
@@ -49,6 +49,8 @@ void Agent::note_send_error(int err, uint64_t now_ns) {
 }
 
 void Agent::send_keepalive(uint64_t now_ns) {
+  // Without an answer, the gateway may have restarted: it has keys ready for the wall clock's epoch.
+  if (link_state_ != Link::Up) session_.anchor_to_clock();
   uint8_t* frame = link_.tx_slot();
   if (!session_.seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
     LOG_ERROR("cannot seal a keepalive (key derivation failed)");
@@ -77,6 +79,7 @@ void Agent::gateway_readable(uint64_t now_ns) {
         case AgentSession::OpenResult::Malformed: stats_.malformed++; continue;
         case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; continue;
         case AgentSession::OpenResult::Replay: stats_.replay++; continue;
+        case AgentSession::OpenResult::Stale: stats_.stale++; continue;
         case AgentSession::OpenResult::NoKey: stats_.no_key++; continue;
         case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; continue;
       }
@@ -110,6 +113,10 @@ void Agent::gateway_readable(uint64_t now_ns) {
         continue;
       }
       stats_.flows_created += created;
+      if (ih.flags & kInnerFlowNew) {  // the gateway (re)started this flow: a fresh connection state
+        b->fin_seen = 0;
+        b->reset = false;
+      }
       if (pi.l4_proto == kIpProtoTcp) {
         if (pi.tcp_flags & kTcpFin) b->fin_seen |= 1;
         if (pi.tcp_flags & kTcpRst) b->reset = true;
@@ -140,6 +147,7 @@ void Agent::tun_readable(uint64_t now_ns) {
       continue;
     }
     b->last_seen_ns = now_ns;
+    b->confirmed = true;
     if (pi.l4_proto == kIpProtoTcp) {
       if (pi.tcp_flags & kTcpFin) b->fin_seen |= 2;
       if (pi.tcp_flags & kTcpRst) b->reset = true;
@@ -179,7 +187,8 @@ void Agent::timer(uint64_t now_ns) {
     last_auth_report_ns_ = now_ns;
   }
   if (now_ns - last_expire_ns_ >= kNsPerSec) {
-    stats_.flows_expired += nat_.expire(now_ns, opt_.udp_idle_ns, opt_.tcp_idle_ns, opt_.closed_ns);
+    stats_.flows_expired +=
+        nat_.expire(now_ns, opt_.udp_idle_ns, opt_.tcp_idle_ns, opt_.closed_ns, opt_.unconfirmed_ns);
     last_expire_ns_ = now_ns;
   }
   if (opt_.stats_interval_ns && now_ns - last_stats_ns_ >= opt_.stats_interval_ns) {
@@ -247,6 +256,7 @@ std::string Agent::stats_json() const {
       .field("keepalive_replies_rx", stats_.keepalive_replies_rx)
       .field("auth_fail", stats_.auth_fail)
       .field("replay", stats_.replay)
+      .field("stale", stats_.stale)
       .field("malformed", stats_.malformed)
       .field("wrong_session", stats_.wrong_session)
       .field("no_key", stats_.no_key)

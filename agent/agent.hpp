@@ -32,12 +32,14 @@ struct AgentOptions {
   uint64_t udp_idle_ns = 120'000'000'000ull;
   uint64_t tcp_idle_ns = 7500'000'000'000ull;
   uint64_t closed_ns = 10'000'000'000ull;
+  uint64_t unconfirmed_ns = 30'000'000'000ull;  // a flow the target never answered
+  size_t max_flows = 262144;
 };
 
 struct AgentStats {
   uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
-  uint64_t auth_fail = 0, replay = 0, malformed = 0, wrong_session = 0, no_key = 0;
+  uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
   uint64_t bad_inner = 0, no_nat = 0, nat_full = 0, tun_write_errors = 0, send_errors = 0;
   uint64_t flows_created = 0, flows_expired = 0;
 };

@@ -2,25 +2,34 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "common/clock.hpp"
 
 namespace dptun {
 
+namespace {
+constexpr uint64_t kNone = ~uint64_t(0);
+constexpr size_t kMaxRxKeys = 8;
+}  // namespace
+
 AgentSession::AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len,
-                           uint64_t rekey_interval_ns, AeadEngine& engine)
+                           uint64_t rekey_interval_ns, AeadEngine& engine, CounterMode mode)
     : index_(index),
       base_secret_(std::move(base_secret)),
       key_len_(key_len),
       rekey_interval_ns_(rekey_interval_ns),
       engine_(engine),
+      mode_(mode),
+      realtime_(realtime_ns),
       // Static keys outlive restarts: start at the wall clock in ns so a restarted agent never reuses a nonce.
-      tx_counter_(realtime_ns()) {}
+      tx_counter_(mode == CounterMode::WallClock ? realtime_ns() : 0) {}
 
 AgentSession::~AgentSession() { OPENSSL_cleanse(base_secret_.data(), base_secret_.size()); }
 
 AgentSession::Key* AgentSession::make_key(KeyDirection dir, uint64_t epoch) {
   EpochKey ek;
-  if (!derive_epoch_key(base_secret_, dir, epoch, key_len_, ek)) return nullptr;
+  if (!derive_epoch_key(base_secret_, dir, index_, epoch, key_len_, ek)) return nullptr;
   auto k = std::make_unique<Key>();
   k->salt = ek.salt;
   k->aead = engine_.make_key(ek.key_bytes(),
@@ -29,11 +38,28 @@ AgentSession::Key* AgentSession::make_key(KeyDirection dir, uint64_t epoch) {
   return k->aead ? k.release() : nullptr;
 }
 
+void AgentSession::anchor_to_clock() {
+  if (mode_ != CounterMode::WallClock) return;
+  const uint64_t real = realtime_();
+  if (tx_counter_ < real) {
+    tx_counter_ = real;
+    ++rekeys_;
+  }
+}
+
 bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns) {
+  if (mode_ == CounterMode::WallClock) {
+    const uint64_t real = realtime_();
+    if (tx_counter_ + kClockAnchorLagNs < real) {  // keep within the receiver's freshness limit
+      tx_counter_ = real;
+      ++rekeys_;
+    }
+  }
   uint64_t e = epoch_of(tx_counter_);
   if (e == tx_epoch_ && now_ns - tx_epoch_since_ns_ >= rekey_interval_ns_) {
-    tx_counter_ = first_counter_of(e + 1);  // timed rekey: move to the next epoch's key
-    e = e + 1;
+    // Timed rekey: on to the next epoch's key (for static keys, at least to the wall clock's epoch).
+    tx_counter_ = std::max(first_counter_of(e + 1), mode_ == CounterMode::WallClock ? realtime_() : 0);
+    e = epoch_of(tx_counter_);
     ++rekeys_;
   }
   if (e != tx_epoch_ || !tx_key_) {
@@ -52,28 +78,39 @@ bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t pl
   return status == 0;
 }
 
-AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns) {
-  if (auto it = rx_keys_.find(epoch); it != rx_keys_.end()) return it->second.get();
-  if (rx_epoch_ != ~uint64_t(0) && epoch + 1 < rx_epoch_) return nullptr;  // older than the overlap we keep
-  // Unauthenticated frames choose the epoch: derive at most 20 new keys per second.
-  if (now_ns - derive_refill_ns_ >= kNsPerSec) {
-    derive_tokens_ = 20;
-    derive_refill_ns_ = now_ns;
+// Epochs a legitimate gateway is expected to use next: around the newest authenticated one, and (static keys)
+// around the wall clock's. Keys for these are derived whenever needed; any other epoch costs from a budget.
+bool AgentSession::expected_epoch(uint64_t epoch, uint64_t real_ns) const {
+  if (rx_epoch_ != kNone && epoch + 1 >= rx_epoch_ && epoch <= rx_epoch_ + 1) return true;
+  if (mode_ == CounterMode::WallClock) {
+    const uint64_t now_epoch = epoch_of(real_ns);
+    return epoch + 1 >= now_epoch && epoch <= now_epoch + 1;
   }
-  if (!derive_tokens_) return nullptr;
-  --derive_tokens_;
+  return false;
+}
+
+AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns, uint64_t real_ns) {
+  if (auto it = rx_keys_.find(epoch); it != rx_keys_.end()) return it->second.get();
+  if (mode_ == CounterMode::WallClock && epoch > epoch_of(real_ns + kClockSkewNs) + 1) return nullptr;  // future
+  if (!expected_epoch(epoch, real_ns)) {
+    // Unauthenticated frames choose the epoch: derive at most 20 unexpected keys per second.
+    if (now_ns - derive_refill_ns_ >= kNsPerSec) {
+      derive_tokens_ = 20;
+      derive_refill_ns_ = now_ns;
+    }
+    if (!derive_tokens_) return nullptr;
+    --derive_tokens_;
+  }
   Key* k = make_key(KeyDirection::GatewayToAgent, epoch);
   if (!k) return nullptr;
-  // Keep the overlap around the newest authenticated epoch; drop the rest.
-  while (rx_keys_.size() >= 4) {
+  // Bounded cache: drop keys of epochs no longer expected, oldest first.
+  while (rx_keys_.size() >= kMaxRxKeys) {
     auto victim = rx_keys_.begin();
-    for (auto it = rx_keys_.begin(); it != rx_keys_.end(); ++it) {
-      bool keep = rx_epoch_ != ~uint64_t(0) && it->first + 1 >= rx_epoch_ && it->first <= rx_epoch_ + 1;
-      if (!keep) {
+    for (auto it = rx_keys_.begin(); it != rx_keys_.end(); ++it)
+      if (!expected_epoch(it->first, real_ns)) {
         victim = it;
         break;
       }
-    }
     rx_keys_.erase(victim);
   }
   rx_keys_[epoch].reset(k);
@@ -84,8 +121,10 @@ AgentSession::OpenResult AgentSession::open(uint8_t* frame, size_t len, FrameMet
   if (decode_relay_header(frame, len, meta) != FrameError::None) return OpenResult::Malformed;
   if (meta.receiver_index != index_) return OpenResult::WrongSession;
   if (!replay_.check(meta.counter)) return OpenResult::Replay;
+  const uint64_t real = mode_ == CounterMode::WallClock ? realtime_() : 0;
+  if (mode_ == CounterMode::WallClock && meta.counter + kClockFreshnessNs < real) return OpenResult::Stale;
   const uint64_t epoch = epoch_of(meta.counter);
-  Key* k = rx_key(epoch, now_ns);
+  Key* k = rx_key(epoch, now_ns, real);
   if (!k) return OpenResult::NoKey;
   uint8_t iv[kAeadIvLen];
   make_nonce(iv, k->salt, meta.counter);
@@ -95,7 +134,7 @@ AgentSession::OpenResult AgentSession::open(uint8_t* frame, size_t len, FrameMet
   k->aead->process({&op, 1}, {&status, 1}, 0);
   if (status) return OpenResult::AuthFail;
   if (!replay_.accept(meta.counter)) return OpenResult::Replay;
-  if (rx_epoch_ == ~uint64_t(0) || epoch > rx_epoch_) rx_epoch_ = epoch;
+  if (rx_epoch_ == kNone || epoch > rx_epoch_) rx_epoch_ = epoch;
   return OpenResult::Ok;
 }
 

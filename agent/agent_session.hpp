@@ -1,7 +1,8 @@
 // The agent's end of one tunnel session: transmit counter and epoch keys (agent->gateway), receive epoch
-// keys (gateway->agent) and the replay window. Single-threaded; keys are derived on demand.
+// keys (gateway->agent) and the replay windows. Single-threaded; keys are derived on demand.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -15,22 +16,31 @@ namespace dptun {
 
 class AgentSession {
  public:
-  enum class OpenResult { Ok, Malformed, WrongSession, Replay, NoKey, AuthFail };
+  enum class OpenResult { Ok, Malformed, WrongSession, Replay, Stale, NoKey, AuthFail };
+  // WallClock: static keys; counters follow the wall clock (crypto/key_schedule.hpp), stale frames refused.
+  // FromZero: a fresh secret per session (control plane); counters start at 0.
+  enum class CounterMode { WallClock, FromZero };
 
   AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len, uint64_t rekey_interval_ns,
-               AeadEngine& engine);
+               AeadEngine& engine, CounterMode mode = CounterMode::WallClock);
   ~AgentSession();
   AgentSession(const AgentSession&) = delete;
   AgentSession& operator=(const AgentSession&) = delete;
 
   // frame = [16-byte header][plain_len bytes of plaintext][16 bytes for the tag]; sealed in place.
+  // now_ns: monotonic clock (rekey timer).
   bool seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns);
   // Authenticates and decrypts a whole frame in place (the plaintext stays at frame + 16).
   OpenResult open(uint8_t* frame, size_t len, FrameMeta& meta, uint64_t now_ns);
+  // WallClock mode: moves the transmit counter up to the wall clock now (after losing the gateway: a restarted
+  // gateway has keys ready for the wall clock's epoch).
+  void anchor_to_clock();
 
   uint32_t index() const { return index_; }
   uint64_t tx_epoch() const { return epoch_of(tx_counter_); }
   uint64_t rekeys() const { return rekeys_; }
+  // Tests replace the wall clock.
+  void set_realtime_source(std::function<uint64_t()> fn) { realtime_ = std::move(fn); }
 
  private:
   struct Key {
@@ -38,13 +48,16 @@ class AgentSession {
     std::unique_ptr<AeadKey> aead;
   };
   Key* make_key(KeyDirection dir, uint64_t epoch);
-  Key* rx_key(uint64_t epoch, uint64_t now_ns);
+  Key* rx_key(uint64_t epoch, uint64_t now_ns, uint64_t real_ns);
+  bool expected_epoch(uint64_t epoch, uint64_t real_ns) const;
 
   uint32_t index_;
   std::vector<uint8_t> base_secret_;
   uint8_t key_len_;
   uint64_t rekey_interval_ns_;
   AeadEngine& engine_;
+  CounterMode mode_;
+  std::function<uint64_t()> realtime_;
 
   uint64_t tx_counter_;
   uint64_t tx_epoch_ = ~uint64_t(0);

@@ -32,6 +32,7 @@ const char* kUsage =
     "  --keepalive SECONDS   keepalive interval (default 2); 3 missed answers are reported\n"
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
+    "  --max-flows N         NAT bindings at most (default 262144)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
     "  --help                this text\n";
@@ -103,6 +104,10 @@ int main(int argc, char** argv) {
       else fail("--cipher expects aes-128-gcm or aes-256-gcm");
     } else if (a == "--rekey-interval") {
       opt.rekey_interval_ns = uint64_t(parse_seconds(a, v, 10, 86400) * 1e9);
+    } else if (a == "--max-flows") {
+      auto n = parse_uint(v, 1u << 24);
+      if (!n || *n == 0) fail("--max-flows expects 1..16777216");
+      opt.max_flows = size_t(*n);
     } else if (a == "--stats-interval") {
       opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
     } else if (a == "--log-level") {

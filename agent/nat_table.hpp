@@ -20,6 +20,7 @@ struct NatBinding {
   uint16_t snat_port = 0;
   uint8_t fin_seen = 0;      // bit 0 from the gateway side, bit 1 from the target
   bool reset = false;
+  bool confirmed = false;    // the target has answered at least once
   uint64_t last_seen_ns = 0;
 };
 
@@ -27,17 +28,21 @@ class NatTable {
  public:
   static constexpr uint16_t kFirstPort = 1024;
 
-  // pool: the TUN subnet; its first host is the TUN's own address and is never handed out.
-  explicit NatTable(Ipv4Prefix pool);
+  // pool: the TUN subnet with the TUN's own address (never handed out); at most max_bindings flows.
+  explicit NatTable(Ipv4Prefix pool, size_t max_bindings = size_t(1) << 20);
 
-  // The binding of a flow, created on first use (`created` set). nullptr when no free binding was found.
+  // The binding of a flow, created on first use (`created` set). nullptr when the table is full or no free
+  // address:port was found.
   NatBinding* bind(uint32_t session, uint64_t flow_id, uint8_t proto, uint32_t client_ip, uint16_t client_port,
                    uint64_t now_ns, bool& created);
   NatBinding* find_reply(uint8_t proto, uint32_t dst_ip, uint16_t dst_port);
-  // Removes idle and closed flows; returns how many.
-  size_t expire(uint64_t now_ns, uint64_t udp_idle_ns, uint64_t tcp_idle_ns, uint64_t closed_ns);
+  // Removes idle and closed flows, and flows the target never answered after unconfirmed_ns (so a flood of
+  // one-way flows cannot fill the table); returns how many.
+  size_t expire(uint64_t now_ns, uint64_t udp_idle_ns, uint64_t tcp_idle_ns, uint64_t closed_ns,
+                uint64_t unconfirmed_ns = ~uint64_t(0));
+  size_t capacity() const { return max_bindings_; }
   size_t size() const { return by_flow_.size(); }
-  bool in_pool(uint32_t ip) const { return pool_.contains(Ipv4{ip}) && ip > first_ && ip < last_; }
+  bool in_pool(uint32_t ip) const { return ip > first_ && ip < last_ && ip != own_; }
 
  private:
   static uint64_t mix(uint64_t x);
@@ -49,7 +54,9 @@ class NatTable {
   };
 
   Ipv4Prefix pool_;
-  uint32_t first_, last_;  // first usable = first_ + 1, last usable = last_ - 1
+  uint32_t first_, last_;  // network and broadcast address: usable addresses lie strictly between
+  uint32_t own_;           // the TUN's address
+  size_t max_bindings_;
   std::unordered_map<std::pair<uint32_t, uint64_t>, NatBinding, FlowKeyHash> by_flow_;
   std::unordered_map<uint64_t, std::pair<uint32_t, uint64_t>> by_reply_;
 };

@@ -17,7 +17,7 @@ namespace dptun {
 class UdpLink {
  public:
   static constexpr unsigned kBatch = 32;
-  static constexpr size_t kMaxDatagram = 2048;
+  static constexpr size_t kMaxDatagram = 9216;  // a 9000-byte underlay MTU's frame fits
 
   UdpLink() = default;
   UdpLink(const UdpLink&) = delete;  // the batch headers point into this object

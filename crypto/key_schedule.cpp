@@ -12,13 +12,14 @@ namespace dptun {
 
 EpochKey::~EpochKey() { OPENSSL_cleanse(key.data(), key.size()); }
 
-bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint64_t epoch, size_t key_len,
-                      EpochKey& out) {
+bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint32_t session_index, uint64_t epoch,
+                      size_t key_len, EpochKey& out) {
   if (key_len != 16 && key_len != 32) return false;
   static const char kSalt[] = "dptun relay v1";
-  uint8_t info[20];
+  uint8_t info[24];
   std::memcpy(info, dir == KeyDirection::GatewayToAgent ? "dptun v1 g2a" : "dptun v1 a2g", 12);
-  for (int i = 0; i < 8; ++i) info[12 + i] = uint8_t(epoch >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i) info[12 + i] = uint8_t(session_index >> (24 - 8 * i));
+  for (int i = 0; i < 8; ++i) info[16 + i] = uint8_t(epoch >> (56 - 8 * i));
 
   std::unique_ptr<EVP_KDF, decltype(&EVP_KDF_free)> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr), EVP_KDF_free);
   if (!kdf) return false;

@@ -18,6 +18,16 @@ inline constexpr unsigned kEpochShift = 32;
 inline uint64_t epoch_of(uint64_t counter) { return counter >> kEpochShift; }
 inline uint64_t first_counter_of(uint64_t epoch) { return epoch << kEpochShift; }
 
+// Static peers (keys that outlive restarts) use counters that follow the wall clock in nanoseconds:
+// a sender starts at CLOCK_REALTIME and never lets its counter fall more than kClockAnchorLagNs behind it
+// (it jumps forward, to a new epoch, instead); a receiver refuses counters older than kClockFreshnessNs.
+// So a restarted sender never reuses a nonce, and frames recorded long ago cannot be replayed to a restarted
+// receiver. Peers' clocks must agree within kClockFreshnessNs - kClockAnchorLagNs (90 s). docs/protocol.md.
+inline constexpr uint64_t kClockAnchorLagNs = 30'000'000'000ull;
+inline constexpr uint64_t kClockFreshnessNs = 120'000'000'000ull;
+// How far apart the peers' clocks may be; also how far ahead of our clock a peer's counter may run.
+inline constexpr uint64_t kClockSkewNs = kClockFreshnessNs - kClockAnchorLagNs;
+
 struct EpochKey {
   uint64_t epoch = 0;
   uint8_t key_len = 0;  // 16 or 32
@@ -30,10 +40,12 @@ struct EpochKey {
   std::span<const uint8_t> key_bytes() const { return {key.data(), key_len}; }
 };
 
-// HKDF-SHA256(salt = "dptun relay v1", ikm = base_secret, info = "dptun v1 g2a|a2g" || be64(epoch)),
-// expanded to key_len + 4 bytes: the AEAD key, then the nonce salt. Returns false if OpenSSL fails.
-bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint64_t epoch, size_t key_len,
-                      EpochKey& out);
+// HKDF-SHA256(salt = "dptun relay v1", ikm = base_secret,
+//             info = "dptun v1 g2a|a2g" || be32(session index) || be64(epoch)),
+// expanded to key_len + 4 bytes: the AEAD key, then the nonce salt. The session index makes keys of two
+// sessions differ even if they were (wrongly) given the same secret. Returns false if OpenSSL fails.
+bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint32_t session_index, uint64_t epoch,
+                      size_t key_len, EpochKey& out);
 
 // Nonce = salt (4 bytes) || counter (8 bytes, big endian): unique per key because counters never repeat.
 inline void make_nonce(uint8_t out[12], const std::array<uint8_t, kSaltLen>& salt, uint64_t counter) {

@@ -52,37 +52,42 @@ class ReplayWindow {
 };
 
 // Anti-replay across key epochs (epoch = counter >> 32): one window for the newest epoch and one for the epoch
-// before it. A rekey jumps the sender's counter by up to 2^32, which a single window would take as "every
-// older frame is too old"; frames sealed just before the jump and delivered after it are still accepted once.
-// Frames of older epochs are refused.
+// that was newest before it. A rekey moves the sender's counter forward by up to many epochs at once, which a
+// single window would take as "every older frame is too old"; frames sealed just before the move and
+// delivered after it are still accepted, each once. Frames of any other epoch are refused.
 class EpochReplayWindow {
  public:
   bool check(uint64_t counter) const {
     const uint64_t e = counter >> 32;
     if (!any_ || e > epoch_) return true;
     if (e == epoch_) return current_.check(counter);
-    return has_previous_ && e + 1 == epoch_ && previous_.check(counter);
+    return has_previous_ && e == previous_epoch_ && previous_.check(counter);
   }
 
   bool accept(uint64_t counter) {
     const uint64_t e = counter >> 32;
     if (!any_ || e > epoch_) {
-      has_previous_ = any_ && e == epoch_ + 1;
-      if (has_previous_) previous_ = current_;
+      has_previous_ = any_;
+      if (has_previous_) {
+        previous_ = current_;
+        previous_epoch_ = epoch_;
+      }
       current_.reset();
       epoch_ = e;
       any_ = true;
       return current_.accept(counter);
     }
     if (e == epoch_) return current_.accept(counter);
-    return has_previous_ && e + 1 == epoch_ && previous_.accept(counter);
+    return has_previous_ && e == previous_epoch_ && previous_.accept(counter);
   }
 
+  // Highest counter accepted so far (0 when none).
   uint64_t top() const { return any_ ? current_.top() : 0; }
   bool empty() const { return !any_; }
 
  private:
   uint64_t epoch_ = 0;
+  uint64_t previous_epoch_ = 0;
   bool any_ = false;
   bool has_previous_ = false;
   ReplayWindow current_;

@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common/bytes.hpp"
+#include "common/clock.hpp"
 #include "common/log.hpp"
 #include "dataplane/stats_report.hpp"
 #include "dataplane/worker.hpp"
@@ -36,6 +37,10 @@ void ControlLoop::tick(uint64_t now_ns) {
   uint64_t want[32];
   n = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, want, sizeof want[0], 32, nullptr);
   for (unsigned i = 0; i < n; ++i) {
+    if (arp_requested_ns_.size() > 4096) {  // forget old requests; the map must not grow without bound
+      for (auto it = arp_requested_ns_.begin(); it != arp_requested_ns_.end();)
+        it = now_ns - it->second > 1'000'000'000ull ? arp_requested_ns_.erase(it) : std::next(it);
+    }
     uint64_t& last = arp_requested_ns_[want[i]];
     if (last && now_ns - last < 200'000'000ull) continue;  // one request per next hop per 200 ms
     last = now_ns;
@@ -44,8 +49,10 @@ void ControlLoop::tick(uint64_t now_ns) {
 
   if (now_ns - last_keys_ns_ >= 10'000'000ull) {  // every 10 ms
     last_keys_ns_ = now_ns;
+    const uint64_t real = realtime_ns();
+    dp_.realtime_offset_ns.store(int64_t(real) - int64_t(now_ns), std::memory_order_relaxed);
     for (const auto& s : dp_.sessions.all())
-      if (!keys_.maintain(*s, now_ns)) LOG_ERROR("session %u: cannot install keys", s->index);
+      if (!keys_.maintain(*s, now_ns, real)) LOG_ERROR("session %u: cannot install keys", s->index);
     keys_.reclaim();
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
@@ -64,12 +71,22 @@ void ControlLoop::report(uint64_t now_ns) {
   (void)now_ns;
   const auto& sessions = dp_.sessions.all();
   last_endpoint_.resize(sessions.size(), 0);
+  last_endpoint_changes_.resize(sessions.size(), 0);
   for (size_t i = 0; i < sessions.size(); ++i) {
     uint64_t ep = sessions[i]->endpoint.load(std::memory_order_relaxed);
     if (ep && ep != last_endpoint_[i])
       LOG_INFO("tunnel %s session %u: agent endpoint %s", dp_.tunnels[sessions[i]->tunnel].name.c_str(),
                sessions[i]->index, Endpoint::unpack(ep).str().c_str());
     last_endpoint_[i] = ep;
+    // An endpoint that keeps moving means two agents run with one session's key: their counters share a
+    // nonce space. Say so loudly.
+    uint64_t changes = sessions[i]->endpoint_changes.load(std::memory_order_relaxed);
+    if (changes - last_endpoint_changes_[i] >= 3)
+      LOG_WARN("tunnel %s session %u: agent endpoint changed %llu times in the last second: are two agents "
+               "running with this session's key? Each static key must have exactly one agent.",
+               dp_.tunnels[sessions[i]->tunnel].name.c_str(), sessions[i]->index,
+               (unsigned long long)(changes - last_endpoint_changes_[i]));
+    last_endpoint_changes_[i] = changes;
   }
   last_auth_fail_.resize(dp_.tunnels.size(), 0);
   for (size_t t = 0; t < dp_.tunnels.size(); ++t) {
@@ -99,9 +116,18 @@ void ControlLoop::handle_arp(rte_mbuf* m) {
   const uint32_t spa = load_be32(arp + 14);
   const uint32_t tpa = load_be32(arp + 24);
   MacAddr known;
-  bool for_us = tpa == pi.address;
-  if (spa && spa != pi.address && (for_us || dp_.neighbors.lookup(port, spa, known))) {
-    if (!dp_.neighbors.update(port, spa, sha)) LOG_WARN("neighbour table full; not learning %s", Ipv4{spa}.str().c_str());
+  const bool for_us = tpa == pi.address;
+  const bool on_link = dp_.cfg->ports[port].address.contains(Ipv4{spa});
+  // Learn only neighbours on the port's subnet that talk to us (or update ones we know); keep the table at most
+  // 3/4 full so a flood of made-up senders cannot slow every lookup down.
+  if (spa && spa != pi.address && on_link) {
+    bool known_before = dp_.neighbors.lookup(port, spa, known);
+    if (known_before || (for_us && dp_.neighbors.size() < NeighborTable::kCapacity * 3 / 4))
+      dp_.neighbors.update(port, spa, sha);
+    else if (for_us && !neighbor_full_warned_) {
+      LOG_WARN("neighbour table is 3/4 full (%u entries); not learning new neighbours", dp_.neighbors.size());
+      neighbor_full_warned_ = true;
+    }
   }
   if (op != kArpRequest || !for_us) {
     rte_pktmbuf_free(m);

@@ -36,6 +36,8 @@ class ControlLoop {
   uint64_t last_report_ns_ = 0;
   std::vector<uint64_t> last_auth_fail_;
   std::vector<uint64_t> last_endpoint_;
+  std::vector<uint64_t> last_endpoint_changes_;
+  bool neighbor_full_warned_ = false;
 };
 
 }  // namespace dptun

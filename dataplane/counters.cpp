@@ -22,6 +22,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::FrameMalformed: return "frame_malformed";
     case Drop::UnknownSession: return "unknown_session";
     case Drop::Replay: return "replay";
+    case Drop::StaleCounter: return "stale_counter";
     case Drop::AuthFail: return "auth_fail";
     case Drop::KeyUnavailable: return "key_unavailable";
     case Drop::BadInner: return "bad_inner";

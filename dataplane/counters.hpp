@@ -38,11 +38,12 @@ enum class Drop : uint8_t {
   FrameMalformed,   // relay frame header invalid
   UnknownSession,   // relay frame for a receiver index we do not have
   Replay,           // counter already seen or behind the window
+  StaleCounter,     // static peer's counter older than the freshness limit: a replay, or clocks far apart
   AuthFail,         // AEAD tag did not verify (wrong key, tampering)
   KeyUnavailable,   // no key for the frame's epoch yet (derivation requested)
   BadInner,         // decrypted inner packet is not IPv4 TCP/UDP
   StaleFlow,        // reply for a flow that has expired
-  FlowMismatch,     // reply from a tunnel or protocol that does not own the flow
+  FlowMismatch,     // reply from a session or protocol that does not own the flow, or with IP options
   HandoffFull,      // another worker's handoff ring was full
   ControlFull,      // the control lcore's ring was full
   TxFull,           // the TX queue did not take the packet

@@ -68,6 +68,7 @@ struct Dataplane {
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};
   TscClock clock;
+  std::atomic<int64_t> realtime_offset_ns{0};  // wall clock minus clock.now_ns(), refreshed by the control lcore
   uint64_t started_ns = 0;
 
   HandoffMeta& meta(rte_mbuf* m) const;

@@ -68,6 +68,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     TunnelSession* s;
     if (f) {
       s = dp_.sessions.find(f->session_index);
+      if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;  // the agent resets its binding
       flow_track(*f, pi.tcp_flags, true, fc, ep.udp_ttl_ns, now_ns_);
     } else {
       if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {

@@ -1,6 +1,7 @@
 #include "dataplane/flow_table.hpp"
 
 #include <bit>
+#include <random>
 #include <cstring>
 #include <stdexcept>
 
@@ -9,6 +10,9 @@ namespace dptun {
 FlowTable::FlowTable(uint32_t capacity, uint8_t worker) : worker_(worker) {
   if (capacity == 0 || capacity > (1u << kSlotBits)) throw std::invalid_argument("flow table capacity");
   flows_.resize(capacity);
+  std::random_device rd;
+  const uint32_t base = rd();
+  for (uint32_t i = 0; i < capacity; ++i) flows_[i].generation = base + i * 0x9e3779b9u;
   free_slots_.reserve(capacity);
   for (uint32_t i = capacity; i > 0; --i) free_slots_.push_back(i - 1);
   uint32_t index_size = std::bit_ceil(capacity * 2u);
@@ -65,7 +69,7 @@ Flow* FlowTable::insert(const FlowKey& k, uint32_t h, uint64_t now_ns, bool& evi
   uint32_t i = h & index_mask_;
   while (index_[i].slot_plus1) i = (i + 1) & index_mask_;
   index_[i] = IndexEntry{h, slot + 1};
-  ++size_;
+  size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return &f;
 }
 
@@ -102,7 +106,7 @@ void FlowTable::erase(Flow& f) {
   index_erase(index_find(f));
   f.in_use = false;
   free_slots_.push_back(uint32_t(&f - flows_.data()));
-  --size_;
+  size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 uint32_t FlowTable::expire(uint64_t now_ns, uint32_t budget) {

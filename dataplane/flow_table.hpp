@@ -2,6 +2,7 @@
 // Flows live in stable slots so a flow id (generation | worker | slot) can travel in the inner header and
 // find the flow again in O(1) when the agent's reply comes back.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -41,7 +42,8 @@ class FlowTable {
   static constexpr unsigned kSlotBits = 24;
   static constexpr uint64_t kIdleBeforeEviction = 1'000'000'000ull;  // a flow must be idle 1 s to be evicted
 
-  // capacity: 1 .. 2^24 flows. Memory is allocated here, never on the fast path.
+  // capacity: 1 .. 2^24 flows. Memory is allocated here, never on the fast path. Generations start at a
+  // random value, so flow ids of a restarted gateway do not repeat the previous run's ids.
   FlowTable(uint32_t capacity, uint8_t worker);
 
   static uint32_t hash(const FlowKey& k);
@@ -60,7 +62,7 @@ class FlowTable {
   // Looks at up to `budget` slots from a rotating cursor and removes flows whose deadline passed.
   uint32_t expire(uint64_t now_ns, uint32_t budget);
 
-  uint32_t size() const { return size_; }
+  uint32_t size() const { return size_.load(std::memory_order_relaxed); }
   uint32_t capacity() const { return uint32_t(flows_.size()); }
 
  private:
@@ -75,7 +77,7 @@ class FlowTable {
   std::vector<uint32_t> free_slots_;
   std::vector<IndexEntry> index_;
   uint32_t index_mask_;
-  uint32_t size_ = 0;
+  std::atomic<uint32_t> size_{0};  // written by the worker, read by the control lcore
   uint32_t cursor_ = 0;
   uint32_t sample_ = 0;
   uint8_t worker_;

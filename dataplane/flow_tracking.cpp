@@ -48,9 +48,13 @@ void flow_track(Flow& f, uint8_t flags, bool from_client, const FlowConfig& cfg,
       }
       break;
     case TcpState::Closing:
-      // Both sides sent FIN: the last ACKs follow quickly; keep the flow only briefly.
-      if (f.fin_seen == 3 && f.deadline_ns > now_ns + cfg.tcp_closed_timeout_ns)
-        f.deadline_ns = now_ns + cfg.tcp_closed_timeout_ns;
+      if (f.fin_seen == 3) {
+        // Both sides sent FIN: the last ACKs follow quickly; keep the flow only briefly.
+        if (f.deadline_ns > now_ns + cfg.tcp_closed_timeout_ns) f.deadline_ns = now_ns + cfg.tcp_closed_timeout_ns;
+      } else {
+        // Half-closed: the other side may still stream for as long as it likes.
+        f.deadline_ns = now_ns + cfg.tcp_closing_timeout_ns;
+      }
       break;
     case TcpState::Closed:
     case TcpState::None:

@@ -88,8 +88,10 @@ bool Gateway::build(const Options& opt, std::string& error) {
   }
   keys_ = std::make_unique<SessionKeyManager>(*engine_, cfg.crypto.key_len, cfg.crypto.rekey_interval_ns, dp_.rcu);
   dp_.started_ns = dp_.clock.now_ns();
+  const uint64_t real = realtime_ns();
+  dp_.realtime_offset_ns.store(int64_t(real) - int64_t(dp_.started_ns));
   for (const auto& s : dp_.sessions.all()) {
-    if (!keys_->maintain(*s, dp_.started_ns)) {
+    if (!keys_->maintain(*s, dp_.started_ns, real)) {
       error = "cannot create keys for session " + std::to_string(s->index);
       return false;
     }

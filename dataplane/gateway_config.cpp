@@ -74,7 +74,7 @@ PortConfig load_port(const Setting& s) {
   return p;
 }
 
-TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes) {
+TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes, std::set<std::vector<uint8_t>>& keys) {
   config_allow_keys(s, {"id", "name", "peers"});
   TunnelConfig t;
   auto id = Uuid::parse(config_string(s, "id"));
@@ -91,6 +91,10 @@ TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes) {
     p.index = uint32_t(config_int(ps, "index", 1, 65535));
     if (!indexes.insert(p.index).second) config_fail(ps["index"], "session index used twice");
     p.psk = read_psk(ps);
+    // One static key, one sender: two peers (or two agents) sharing a key would share a nonce space.
+    if (!keys.insert(p.psk).second)
+      config_fail(ps.exists("psk") ? ps["psk"] : ps["psk_file"], "this key is already used by another peer; "
+                                                                  "every static peer needs its own key");
     if (ps.exists("endpoint")) {
       auto ep = Endpoint::parse(config_string(ps, "endpoint"));
       if (!ep) config_fail(ps["endpoint"], "expected ip:port like 10.0.2.2:51900");
@@ -215,11 +219,12 @@ static GatewayConfig load(const std::string& path) {
   }
 
   std::set<uint32_t> indexes;
+  std::set<std::vector<uint8_t>> keys;
   if (const Setting* tunnels = config_child(root, "tunnels")) {
     if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
     std::set<std::string> ids;
     for (int i = 0; i < tunnels->getLength(); ++i) {
-      cfg.tunnels.push_back(load_tunnel((*tunnels)[i], indexes));
+      cfg.tunnels.push_back(load_tunnel((*tunnels)[i], indexes, keys));
       if (!ids.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
       if (!ids.insert("name:" + cfg.tunnels.back().name).second)
         config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");

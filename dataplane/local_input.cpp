@@ -14,6 +14,12 @@ namespace dptun {
 
 void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   if (pi.l3 == L3Kind::Arp) {
+    // Only ARP about us (requests for our address, replies to our requests) or gratuitous announcements
+    // reach the control lcore; the rest of the LAN's ARP chatter stops here.
+    if (pi.dst_ip != dp_.ports[port].address && pi.src_ip != pi.dst_ip) {
+      drop(m, Drop::NotForUs);
+      return;
+    }
     dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
     if (rte_ring_mp_enqueue(dp_.control_ring, m) != 0) {
       drop(m, Drop::ControlFull);

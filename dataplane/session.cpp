@@ -4,6 +4,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
@@ -41,75 +42,94 @@ void SessionKeyManager::reclaim() {
   retired_.erase(done, retired_.end());
 }
 
-bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, uint64_t epoch,
-                               std::initializer_list<uint64_t> keep) {
-  if (slots.find(epoch)) return true;
-  // Pick a slot that is empty or holds an epoch we no longer need.
-  int victim = -1;
-  for (int i = 0; i < KeySlots::kSlots && victim < 0; ++i) {
-    EpochCipher* c = slots.slot[i].load(std::memory_order_relaxed);
-    if (!c || std::find(keep.begin(), keep.end(), c->epoch) == keep.end()) victim = i;
+bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want) {
+  for (int w = 0; w < want.n; ++w) {
+    const uint64_t epoch = want.v[w];
+    if (slots.find(epoch)) continue;
+    // A slot that is empty or holds an epoch nobody wants any more; |want| <= kSlots, so one exists.
+    int victim = -1;
+    for (int i = 0; i < KeySlots::kSlots && victim < 0; ++i) {
+      EpochCipher* c = slots.slot[i].load(std::memory_order_relaxed);
+      if (!c || !want.has(c->epoch)) victim = i;
+    }
+    if (victim < 0) return false;
+    EpochKey key;
+    if (!derive_epoch_key(s.base_secret, dir, s.index, epoch, key_len_, key)) {
+      LOG_ERROR("session %u: key derivation failed", s.index);
+      return false;
+    }
+    auto cipher = std::make_unique<EpochCipher>();
+    cipher->epoch = epoch;
+    cipher->salt = key.salt;
+    cipher->aead = engine_.make_key(
+        key.key_bytes(), dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt, 16);
+    if (!cipher->aead) return false;
+    retire(slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel));
   }
-  if (victim < 0) return false;
-  EpochKey key;
-  if (!derive_epoch_key(s.base_secret, dir, epoch, key_len_, key)) {
-    LOG_ERROR("session %u: key derivation failed", s.index);
-    return false;
-  }
-  auto cipher = std::make_unique<EpochCipher>();
-  cipher->epoch = epoch;
-  cipher->salt = key.salt;
-  cipher->aead = engine_.make_key(key.key_bytes(),
-                                  dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt,
-                                  16);
-  if (!cipher->aead) return false;
-  EpochCipher* old = slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel);
-  retire(old);
   return true;
 }
 
-bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns) {
+bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t real_ns) {
   bool ok = true;
-  // Transmit: current and next epoch, and a timed rekey by jumping the counter to the next epoch.
+  const uint64_t now_epoch = epoch_of(real_ns);
+
+  // Transmit.
   uint64_t counter = s.tx_counter.load(std::memory_order_relaxed);
-  uint64_t e = epoch_of(counter);
-  if (e != s.ctl_tx_epoch) {
-    s.ctl_tx_epoch = e;
+  const uint64_t cur = epoch_of(counter);
+  if (cur != s.ctl_tx_epoch) {
+    s.ctl_tx_epoch = cur;
     s.ctl_tx_epoch_since_ns = now_ns;
   }
-  ok &= ensure(s, s.tx_keys, KeyDirection::GatewayToAgent, e, {e, e + 1});
-  ok &= ensure(s, s.tx_keys, KeyDirection::GatewayToAgent, e + 1, {e, e + 1});
-  if (ok && now_ns - s.ctl_tx_epoch_since_ns >= rekey_interval_ns_) {
-    uint64_t next = first_counter_of(e + 1);
-    while (counter < next && !s.tx_counter.compare_exchange_weak(counter, next, std::memory_order_relaxed)) {
+  uint64_t target = 0;  // counter to jump to; 0: none
+  if (s.clock_counters && counter + kClockAnchorLagNs < real_ns) target = real_ns;
+  if (now_ns - s.ctl_tx_epoch_since_ns >= rekey_interval_ns_)
+    target = std::max({target, first_counter_of(cur + 1), s.clock_counters ? real_ns : 0});
+  EpochSet tx;
+  tx.add(cur);
+  tx.add(cur + 1);
+  if (target) {
+    tx.add(epoch_of(target));
+    tx.add(epoch_of(target) + 1);
+  }
+  if (s.clock_counters) {
+    tx.add(now_epoch);
+    tx.add(now_epoch + 1);
+  }
+  ok &= ensure(s, s.tx_keys, KeyDirection::GatewayToAgent, tx);
+  if (ok && target) {
+    while (counter < target && !s.tx_counter.compare_exchange_weak(counter, target, std::memory_order_relaxed)) {
     }
     ++rekeys_;
-    LOG_DEBUG("session %u: rekeyed transmit side to epoch %llu", s.index, (unsigned long long)(e + 1));
+    LOG_DEBUG("session %u: transmit side moved to epoch %llu", s.index, (unsigned long long)epoch_of(target));
   }
 
-  // Receive: around the highest authenticated epoch, plus the epoch a newer frame asked for.
-  uint64_t seen = s.rx_epoch.load(std::memory_order_acquire);
-  uint64_t wanted = s.wanted_epoch.load(std::memory_order_acquire);
-  if (seen != kNoEpoch) {
-    uint64_t lo = seen ? seen - 1 : seen;
-    for (uint64_t ep : {seen, seen + 1, lo}) ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, ep,
-                                                          {lo, seen, seen + 1, wanted});
-  }
-  if (seen == kNoEpoch && s.clock_counters) {
-    // A static agent starts counting at its wall clock: have that epoch's key ready before its first frame.
-    uint64_t e_now = epoch_of(realtime_ns());
-    for (uint64_t ep : {e_now, e_now + 1})
-      ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, ep, {e_now, e_now + 1, wanted});
-  }
-  if (wanted != kNoEpoch) {
-    bool useful = seen == kNoEpoch || wanted > seen + 1;
-    if (useful) {
-      uint64_t lo = seen == kNoEpoch ? wanted : (seen ? seen - 1 : seen);
-      uint64_t cur = seen == kNoEpoch ? wanted : seen;
-      ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, wanted, {lo, cur, cur + 1, wanted});
+  // Receive.
+  const uint64_t seen = s.rx_epoch.load(std::memory_order_acquire);
+  uint64_t wanted = s.wanted_epoch.exchange(kNoEpoch, std::memory_order_acq_rel);
+  if (wanted != kNoEpoch && now_ns - s.ctl_probe_ns >= 50'000'000ull) {
+    // Unauthenticated hint: only epochs a legitimate peer could be in, and not too often.
+    bool plausible = s.clock_counters
+                         ? wanted >= epoch_of(real_ns - kClockFreshnessNs) &&
+                               wanted <= epoch_of(real_ns + kClockSkewNs) + 1
+                         : seen == kNoEpoch || wanted > seen + 1;
+    if (plausible) {
+      s.ctl_probe_epoch = wanted;
+      s.ctl_probe_ns = now_ns;
     }
-    s.wanted_epoch.compare_exchange_strong(wanted, kNoEpoch, std::memory_order_acq_rel);
   }
+  EpochSet rx;
+  if (seen != kNoEpoch) {
+    rx.add(seen);
+    rx.add(seen + 1);
+    if (seen) rx.add(seen - 1);
+  }
+  if (s.clock_counters) {
+    rx.add(now_epoch);
+    rx.add(now_epoch + 1);
+    rx.add(now_epoch - 1);
+  }
+  if (s.ctl_probe_epoch != kNoEpoch) rx.add(s.ctl_probe_epoch);
+  ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, rx);
   return ok;
 }
 

@@ -27,9 +27,9 @@ struct EpochCipher {
   std::unique_ptr<AeadKey> aead;
 };
 
-// A few published epoch keys; workers search them by epoch.
+// Published epoch keys; workers search them by epoch (one cache line of pointers).
 struct KeySlots {
-  static constexpr int kSlots = 4;
+  static constexpr int kSlots = 8;
   std::array<std::atomic<EpochCipher*>, kSlots> slot{};
   EpochCipher* find(uint64_t epoch) const {
     for (const auto& s : slot) {
@@ -46,24 +46,29 @@ struct alignas(64) TunnelSession {
   uint16_t tunnel = 0;
   uint8_t weight = 1;
   uint16_t rx_worker = 0;  // the only worker that decrypts this session's frames (owns the replay window)
+  bool clock_counters = false;  // static peer: counters follow the wall clock (crypto/key_schedule.hpp)
   std::vector<uint8_t> base_secret;
-  bool clock_counters = false;        // static peer: the agent's counters start at its wall clock in ns
-  std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown
+  std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown. Written by rx_worker.
 
-  alignas(64) std::atomic<uint64_t> tx_counter{0};  // next counter to send; workers fetch_add
-  KeySlots tx_keys;
-  KeySlots rx_keys;
+  // Every worker adds to it: a cache line of its own.
+  alignas(64) std::atomic<uint64_t> tx_counter{0};
+
+  // Read for every frame, written rarely by the control lcore.
+  alignas(64) KeySlots tx_keys;
+  alignas(64) KeySlots rx_keys;
 
   // Receive state, written by rx_worker only.
   alignas(64) EpochReplayWindow replay;
   std::atomic<uint64_t> rx_epoch{kNoEpoch};     // highest epoch that authenticated
-  std::atomic<uint64_t> wanted_epoch{kNoEpoch}; // an epoch a frame used that has no key yet
+  std::atomic<uint64_t> wanted_epoch{kNoEpoch}; // an epoch a frame used that has no key (unauthenticated hint)
   std::atomic<uint64_t> last_rx_ns{0};
   std::atomic<uint64_t> endpoint_changes{0};
 
   // Control lcore only.
   uint64_t ctl_tx_epoch = kNoEpoch;
   uint64_t ctl_tx_epoch_since_ns = 0;
+  uint64_t ctl_probe_epoch = kNoEpoch;
+  uint64_t ctl_probe_ns = 0;
 
   TunnelSession() = default;
   TunnelSession(const TunnelSession&) = delete;
@@ -95,25 +100,45 @@ class SessionTable {
   std::vector<std::unique_ptr<TunnelSession>> owned_;
 };
 
-// Control-lcore side of session keys: derives epoch keys ahead of use, rekeys TX on a timer by jumping the
-// counter to the next epoch, and frees replaced keys only after every worker passed a quiescent state.
+// Control-lcore side of session keys: keeps the keys workers will need published ahead of use, rekeys the
+// transmit side (timer, and for static peers re-anchoring to the wall clock), and frees replaced keys only
+// after every worker passed a quiescent state.
+//   transmit: current epoch, the next one, the epoch a rekey jumps to (and, for static peers, the wall
+//             clock's epoch and the next, ready for the next re-anchor);
+//   receive:  around the highest authenticated epoch, the wall clock's epochs for static peers (a restarted
+//             agent starts there), and one probe epoch a newer frame asked for (plausible ones only, at most
+//             every 50 ms, never displacing the others).
 class SessionKeyManager {
  public:
   SessionKeyManager(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, rte_rcu_qsbr* rcu)
       : engine_(engine), key_len_(key_len), rekey_interval_ns_(rekey_interval_ns), rcu_(rcu) {}
   ~SessionKeyManager();
-  // Ensures TX keys for the current and next epoch and RX keys around the highest authenticated epoch
-  // (plus the one a peer asked for). Returns false when a key could not be made.
-  bool maintain(TunnelSession& s, uint64_t now_ns);
+  // now_ns: monotonic clock; real_ns: wall clock. Returns false when a key could not be made.
+  bool maintain(TunnelSession& s, uint64_t now_ns, uint64_t real_ns);
   // Frees retired keys whose grace period ended.
   void reclaim();
   // Frees every key of a session; workers must be stopped.
   void release(TunnelSession& s);
   uint64_t rekeys() const { return rekeys_; }
 
+  // Epochs a key set should hold; at most KeySlots::kSlots distinct values.
+  struct EpochSet {
+    std::array<uint64_t, KeySlots::kSlots> v{};
+    int n = 0;
+    void add(uint64_t e) {
+      for (int i = 0; i < n; ++i)
+        if (v[i] == e) return;
+      if (n < KeySlots::kSlots) v[n++] = e;
+    }
+    bool has(uint64_t e) const {
+      for (int i = 0; i < n; ++i)
+        if (v[i] == e) return true;
+      return false;
+    }
+  };
+
  private:
-  bool ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, uint64_t epoch,
-              std::initializer_list<uint64_t> keep);
+  bool ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want);
   void retire(EpochCipher* c);
 
   AeadEngine& engine_;

@@ -55,6 +55,11 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       drop(m, Drop::Replay);
       continue;
     }
+    if (s->clock_counters && meta.counter < fresh_floor_) {
+      ts.replay.add();
+      drop(m, Drop::StaleCounter);
+      continue;
+    }
     const uint64_t epoch = epoch_of(meta.counter);
     EpochCipher* c = s->rx_keys.find(epoch);
     if (!c) {
@@ -81,6 +86,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       drop(m, Drop::AuthFail);
       continue;
     }
+    const bool newest = s.replay.empty() || p[i].meta.counter > s.replay.top();
     if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
       ts.replay.add();
       drop(m, Drop::Replay);
@@ -90,9 +96,10 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
     if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
     s.last_rx_ns.store(now_ns_, std::memory_order_relaxed);
-    // Follow the agent's endpoint (NAT rebinding): only authenticated, non-replayed frames move it.
+    // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
+    // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
     const uint64_t from = Endpoint{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port}.pack();
-    if (s.endpoint.load(std::memory_order_relaxed) != from) {
+    if (newest && s.endpoint.load(std::memory_order_relaxed) != from) {
       s.endpoint.store(from, std::memory_order_relaxed);
       s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
     }
@@ -143,7 +150,8 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, Drop::StaleFlow);
     return;
   }
-  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto) {
+  // Only the session the flow is pinned to may answer on it, and only with a plain IPv4 header.
+  if (f->session_index != s.index || f->key.proto != pi.l4_proto || pi.ip_header_len != 20) {
     drop(m, Drop::FlowMismatch);
     return;
   }
@@ -215,7 +223,6 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
     return;
   }
   stats.keepalives_tx.add();
-  tunnel_stats[s.tunnel].keepalives.add();
   send(port, m);
 }
 

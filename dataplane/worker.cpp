@@ -3,6 +3,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
+#include <rte_random.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
@@ -33,6 +34,7 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
   std::string name = "handoff_" + std::to_string(id);
   handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
   if (!handoff_) throw std::runtime_error("cannot create ring " + name);
+  ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
 }
 
 Worker::~Worker() { rte_ring_free(handoff_); }
@@ -62,6 +64,7 @@ int Worker::run() {
 
 unsigned Worker::poll_once() {
   now_ns_ = dp_.clock.now_ns();
+  fresh_floor_ = uint64_t(int64_t(now_ns_) + dp_.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
   stats.polls.add();
   unsigned work = 0;
   rte_mbuf* pkts[kBurst];
@@ -80,8 +83,9 @@ unsigned Worker::poll_once() {
     work += n;
   }
   flush();
-  // Expire a slice of the flow table: more when idle, so a quiet gateway still cleans up promptly.
-  uint32_t expired = flows_.expire(now_ns_, work ? 64 : 1024);
+  // Expire a slice of the flow table: a little per busy poll, more when idle. A flow past its deadline is
+  // already treated as gone by lookups; the sweep only gives its slot back.
+  uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024);
   if (expired) stats.flows_expired.add(expired);
   return work;
 }
@@ -170,12 +174,18 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
 }
 
 void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
+  // Frames handed over for decryption are gathered per port and run as bursts (one AEAD call per key).
+  rte_mbuf* raw[8][kBurst];
+  uint16_t n_raw[8] = {};
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = objs[i];
     HandoffMeta& hm = dp_.meta(m);
     switch (hm.stage) {
       case HandoffMeta::RawFrame:
-        process_burst(hm.port, &m, 1, false);
+        if (hm.port < dp_.ports.size())
+          raw[hm.port][n_raw[hm.port]++] = m;
+        else
+          drop(m, Drop::HandoffFull);
         break;
       case HandoffMeta::InnerPacket: {
         TunnelSession* s = dp_.sessions.find(hm.session);
@@ -193,6 +203,8 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
         break;
     }
   }
+  for (uint8_t p = 0; p < dp_.ports.size(); ++p)
+    if (n_raw[p]) process_burst(p, raw[p], n_raw[p], false);
 }
 
 }  // namespace dptun

@@ -34,7 +34,6 @@ class Worker {
   void process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx = true);
   // Transmits everything buffered (TX queues and handoffs).
   void flush();
-  void set_now(uint64_t now_ns) { now_ns_ = now_ns; }
 
   uint16_t id() const { return id_; }
   unsigned lcore() const { return lcore_; }
@@ -75,6 +74,7 @@ class Worker {
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
   uint64_t now_ns_ = 0;
+  uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
   uint16_t ip_id_ = 0;
   uint64_t icmp_tokens_ = 0;
   uint64_t icmp_refill_ns_ = 0;

@@ -70,7 +70,7 @@ static ParseStatus parse_ipv4(const uint8_t* base, size_t off, size_t avail, Pac
   size_t total = load_be16(ip + kIpv4OffTotalLen);
   if (total < hl) return ParseStatus::BadIpTotalLength;
   if (total > avail) return ParseStatus::Truncated;
-  if (csum_fold(csum_add({ip, hl})) != 0xffff) return ParseStatus::BadIpChecksum;
+  if (ipv4_header_checksum({ip, hl}) != 0) return ParseStatus::BadIpChecksum;
   out.l3 = L3Kind::Ipv4;
   out.l3_offset = uint16_t(off);
   out.ip_header_len = uint16_t(hl);

@@ -20,10 +20,10 @@ sleep 0.5
 measure() {  # measure NAME ARGS... -> prints "Mbit/s loss%"
   local name=$1; shift
   iperf_client "$WORK/$name.json" "$@"
-  jq -r 'if .end.sum_received then
-           "\(.end.sum_received.bits_per_second / 1e6 | floor) -"
+  jq -r 'if .start.test_start.protocol == "UDP" then
+           "\((.end.sum_received.bits_per_second // .end.sum.bits_per_second) / 1e6 | floor) \(.end.sum.lost_percent * 10 | floor / 10)"
          else
-           "\(.end.sum.bits_per_second / 1e6 | floor) \(.end.sum.lost_percent * 10 | floor / 10)"
+           "\(.end.sum_received.bits_per_second / 1e6 | floor) -"
          end' "$WORK/$name.json"
 }
 
@@ -34,14 +34,14 @@ read -r u_tun u_tun_loss <<< "$(measure udp-tunnel -c "$GW_PUBLIC" -u -b 1G -t "
 read -r u_veth u_veth_loss <<< "$(measure udp-veth -c 10.99.3.2 -p 5202 -u -b 1G -t "$SECS")"
 
 echo
-printf '%-34s %18s %18s\n' "" "dptun tunnel" "plain veth"
+printf '%-34s %18s %18s\n' "" "dptun tunnel" "plain veth (*)"
 printf '%-34s %13s Mb/s %13s Mb/s\n' "iperf3 TCP" "$t_tun" "$t_veth"
 printf '%-34s %13s Mb/s %13s Mb/s\n' "iperf3 UDP, 1 Gbit/s offered" "$u_tun" "$u_veth"
 printf '%-34s %16s%% %16s%%\n' "iperf3 UDP loss" "$u_tun_loss" "$u_veth_loss"
 echo
 echo "tunnel: client 10.99.1.2 -> dpgw 10.99.1.1:5201 (DPDK af_packet, AES-128-GCM relay frames)"
 echo "        -> dpagent 10.99.2.2 (TUN + NAT) -> iperf3 server 10.99.2.2:5201"
-echo "The plain veth path is the kernel alone; the tunnel adds encryption, two extra hops through"
-echo "AF_PACKET sockets on veth and a userspace agent, all sharing this machine's $(nproc) cores."
+echo "(*) the kernel alone, with offloads off like the tunnel's veths. The tunnel adds AES-GCM, two extra"
+echo "    hops through AF_PACKET sockets on veth and a userspace agent, all on this machine's $(nproc) cores."
 echo
 "$DPGW" stats --socket "$WORK/dpgw.sock"

@@ -110,4 +110,12 @@ gw_stats | jq -e '[.workers[].flows_expired] | add >= 4' > /dev/null || fail "fl
 log "dpgw prints its counters on exit"
 stop_gw
 grep -q "dpgw final counters" "$WORK/dpgw.out" || fail "no final counters on stdout"
+
+log "dpgw restarted under a running agent: the static session comes back by itself"
+mv "$WORK/dpgw.log" "$WORK/dpgw-first-run.log"
+start_gw
+wait_for 15 "tunnel up after the gateway restart" tunnel_up
+iperf_client "$WORK/tcp-gw-restart.json" -c "$GW_PUBLIC" -t 1
+[ "$(json_get "$WORK/tcp-gw-restart.json" '.end.sum_received.bytes')" -gt 0 ] || fail "no traffic after the gateway restart"
+gw_stats | jq -e '.totals.drops.auth_fail == 0' > /dev/null || fail "authentication failures after the gateway restart"
 log "PASS"

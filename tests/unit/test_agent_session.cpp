@@ -46,7 +46,7 @@ struct Gateway {
   OpensslAead engine;
 
   std::unique_ptr<AeadKey> key(KeyDirection dir, uint64_t epoch, AeadDirection op, EpochKey& ek) {
-    assert_true(derive_epoch_key(secret, dir, epoch, key_len, ek));
+    assert_true(derive_epoch_key(secret, dir, kIndex, epoch, key_len, ek));
     auto k = engine.make_key(ek.key_bytes(), op, kRelayHeaderLen);
     assert_non_null(k.get());
     return k;
@@ -176,7 +176,7 @@ static void two_agents_cannot_talk(void**) {
 
 static void gateway_frames_open_once(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   const uint64_t c0 = first_counter_of(1000) + 12345;
   auto plain = plaintext(9);
@@ -208,7 +208,7 @@ static void gateway_frames_open_once(void**) {
 
 static void tampered_frame_does_not_poison_window(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   const uint64_t c0 = first_counter_of(77) + 5;
   auto plain = plaintext(3);
@@ -238,7 +238,7 @@ static void tampered_frame_does_not_poison_window(void**) {
 
 static void wrong_session_and_garbage(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   const uint64_t c0 = first_counter_of(4) + 1;
   assert_int_equal(agent_open(a, gw.seal(kIndex + 1, c0, plaintext(1)), 0), R::WrongSession);
@@ -275,7 +275,7 @@ static void wrong_session_and_garbage(void**) {
 
 static void other_psk_fails_auth(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway wrong{psk(2)};
   Gateway gw{psk(1)};
   const uint64_t c0 = first_counter_of(9) + 100;
@@ -289,7 +289,7 @@ static void other_psk_fails_auth(void**) {
 
 static void aes256_sessions(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(5), 32, kRekey, engine);
+  AgentSession a(kIndex, psk(5), 32, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(5), 32};
   auto plain = plaintext(8);
   auto f = agent_seal(a, plain, 0);
@@ -301,7 +301,7 @@ static void aes256_sessions(void**) {
 // Epoch E's last counters and epoch E+1's first ones (the count limit), reordered: both keys are kept.
 static void epoch_overlap_at_count_limit(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   const uint64_t e = 500;
   const uint64_t next = first_counter_of(e + 1);
@@ -326,7 +326,7 @@ static void epoch_overlap_at_count_limit(void**) {
 // old epoch that arrive late still decrypt ... no packet is lost at the switch."
 static void epoch_overlap_after_timed_rekey(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   const uint64_t e = 600;
   const uint64_t in_e = first_counter_of(e) + 1000, in_next = first_counter_of(e + 1);
@@ -373,7 +373,7 @@ static void timed_rekey(void**) {
 // Forged frames choose their epoch: each new one would cost a key derivation.
 static void rx_key_derivation_is_rate_limited(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   Gateway attacker{psk(66)};
   const uint64_t e = 1234;
@@ -392,14 +392,16 @@ static void rx_key_derivation_is_rate_limited(void**) {
   assert_true(auth_fail >= 1);
   assert_int_equal(auth_fail + no_key, 30);
   assert_true(no_key >= 10);
-  // Within the same second, even a genuine frame of a new epoch finds no key...
+  // The budget only limits unexpected epochs: the epoch with a key keeps working, and the gateway's next epoch
+  // (its next rekey) still gets a key within the same second.
   const uint64_t late = 900 * kNsPerMs;
-  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), late), R::NoKey);
-  // ... but the epoch that already has a key keeps working.
   assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e) + 1, plaintext(3)), late), R::Ok);
-  // A second later the budget is back.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), late), R::Ok);
+  // A far-ahead genuine epoch is unexpected: no budget left in this second...
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 50), plaintext(4)), late + 1), R::NoKey);
+  // ... but a second later the budget is back.
   const uint64_t later = late + kNsPerSec + 1;
-  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 1), plaintext(2)), later), R::Ok);
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(e + 50), plaintext(4)), later), R::Ok);
   // ... and it is the same budget again: at most 20 derivations in this second too.
   auth_fail = no_key = 0;
   for (int i = 0; i < 30; ++i) {
@@ -411,6 +413,74 @@ static void rx_key_derivation_is_rate_limited(void**) {
   }
   assert_true(auth_fail >= 1 && auth_fail <= 20);
   assert_int_equal(auth_fail + no_key, 30);
+}
+
+// Static keys: the wall clock bounds which counters are believable.
+static void wall_clock_freshness(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  uint64_t real = first_counter_of(400000000) + 12345;  // some wall-clock instant
+  a.set_realtime_source([&] { return real; });
+  Gateway gw{psk(1)};
+  // A frame recorded 121 s ago (a replay to a restarted agent) is refused before any crypto.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real - 121 * kNsPerSec, plaintext(1)), 0), R::Stale);
+  // 100 s behind is within the freshness limit (clock skew, a gateway that re-anchors every 30 s).
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real - 100 * kNsPerSec, plaintext(2)), 0), R::Ok);
+  // Epochs further ahead than clock skew allows are implausible: no key is even derived.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real + 100 * kNsPerSec, plaintext(3)), 0), R::NoKey);
+  // The current one is fine.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real, plaintext(4)), 0), R::Ok);
+  // A gateway whose clock runs 60 s ahead is believed.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real + 60 * kNsPerSec, plaintext(5)), 0), R::Ok);
+}
+
+// Static keys: a sender whose counter falls 30 s behind the wall clock (little traffic) jumps to it, so its
+// frames always pass the receiver's freshness check; anchor_to_clock() does the same on demand.
+static void wall_clock_anchor(void**) {
+  OpensslAead engine;
+  uint64_t real = realtime_ns();
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  a.set_realtime_source([&] { return real; });
+  Gateway gw{psk(1)};
+  auto f0 = agent_seal(a, plaintext(0), 0);
+  const uint64_t c0 = counter_of(f0);
+  real += 29 * kNsPerSec;
+  auto f1 = agent_seal(a, plaintext(1), kNsPerSec);
+  assert_int_equal(counter_of(f1), c0 + 1);  // within the lag: keep counting
+  real += 2 * kNsPerSec;                     // 31 s after the start
+  auto f2 = agent_seal(a, plaintext(2), 2 * kNsPerSec);
+  assert_int_equal(counter_of(f2), real);    // re-anchored
+  assert_int_equal(a.rekeys(), 1);
+  for (auto* f : {&f0, &f1, &f2}) assert_true(gw.open_from_agent(*f));
+  real += kNsPerSec;
+  a.anchor_to_clock();
+  auto f3 = agent_seal(a, plaintext(3), 3 * kNsPerSec);
+  assert_int_equal(counter_of(f3), real);
+  assert_true(gw.open_from_agent(f3));
+}
+
+// Forged frames cannot use up the derivation budget for the epochs a real gateway uses: the wall clock's.
+static void expected_epochs_bypass_the_budget(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  uint64_t real = first_counter_of(500000000) + 777;
+  a.set_realtime_source([&] { return real; });
+  Gateway gw{psk(1)};
+  Gateway attacker{psk(66)};
+  // Forged frames in 25 distinct believable but unexpected epochs (2..26 epochs behind the wall clock).
+  int no_key = 0;
+  for (uint64_t back = 2; back <= 26; ++back) {
+    R r = agent_open(a, attacker.seal(kIndex, first_counter_of(epoch_of(real) - back) + 1, plaintext(uint8_t(back))),
+                     back * kNsPerMs);
+    assert_true(r == R::AuthFail || r == R::NoKey);
+    no_key += r == R::NoKey;
+  }
+  assert_int_equal(no_key, 5);  // 20 derivations allowed, the budget is spent
+  // A (restarted) gateway starts at the wall clock: its epoch is expected, so it still gets a key.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, real, plaintext(1)), 30 * kNsPerMs), R::Ok);
+  // And so does its next epoch.
+  assert_int_equal(agent_open(a, gw.seal(kIndex, first_counter_of(epoch_of(real) + 1), plaintext(2)), 31 * kNsPerMs),
+                   R::Ok);
 }
 
 int main() {
@@ -427,6 +497,9 @@ int main() {
       cmocka_unit_test(epoch_overlap_after_timed_rekey),
       cmocka_unit_test(timed_rekey),
       cmocka_unit_test(rx_key_derivation_is_rate_limited),
+      cmocka_unit_test(wall_clock_freshness),
+      cmocka_unit_test(wall_clock_anchor),
+      cmocka_unit_test(expected_epochs_bypass_the_budget),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -146,12 +146,14 @@ static void tcp_fin_from_client_then_target(void**) {
   assert_int_equal(f.tcp_state, TcpState::Closing);
   assert_int_equal(f.fin_seen, 1);
   assert_int_equal(f.deadline_ns, t1 + cfg.tcp_closing_timeout_ns);
-  // ACKs while closing do not extend the closing deadline.
+  // Half-closed: the target may keep sending; its traffic keeps the flow for another closing period.
   flow_track(f, kTcpAck, false, cfg, kUdpTtl, t1 + kSec);
   assert_int_equal(f.tcp_state, TcpState::Closing);
-  assert_int_equal(f.deadline_ns, t1 + cfg.tcp_closing_timeout_ns);
+  assert_int_equal(f.deadline_ns, t1 + kSec + cfg.tcp_closing_timeout_ns);
+  flow_track(f, kTcpAck | kTcpPsh, false, cfg, kUdpTtl, t1 + 100 * kSec);
+  assert_int_equal(f.deadline_ns, t1 + 100 * kSec + cfg.tcp_closing_timeout_ns);
   // The target's FIN: both sides closed, the deadline is shortened to the closed timeout.
-  const uint64_t t2 = t1 + 2 * kSec;
+  const uint64_t t2 = t1 + 102 * kSec;
   flow_track(f, kTcpFin | kTcpAck, false, cfg, kUdpTtl, t2);
   assert_int_equal(f.fin_seen, 3);
   assert_int_equal(f.deadline_ns, t2 + cfg.tcp_closed_timeout_ns);
@@ -169,15 +171,15 @@ static void tcp_fin_from_target_first(void**) {
   assert_int_equal(f.tcp_state, TcpState::Closing);
   assert_int_equal(f.fin_seen, 2);
   assert_int_equal(f.deadline_ns, t1 + cfg.tcp_closing_timeout_ns);
-  // A FIN retransmitted by the same side does not count as both sides.
+  // A FIN retransmitted by the same side does not count as both sides (and, half-closed, extends the flow).
   flow_track(f, kTcpFin | kTcpAck, false, cfg, kUdpTtl, t1 + kSec);
   assert_int_equal(f.fin_seen, 2);
-  assert_int_equal(f.deadline_ns, t1 + cfg.tcp_closing_timeout_ns);
+  assert_int_equal(f.deadline_ns, t1 + kSec + cfg.tcp_closing_timeout_ns);
   // The client's FIN, late in the closing period: shortening never extends the deadline.
-  const uint64_t t2 = t1 + 48 * kSec;  // t2 + closed (7 s) would be past t1 + closing (50 s)
+  const uint64_t t2 = t1 + 49 * kSec;  // t2 + closed (7 s) would be past t1 + 1 s + closing (50 s)
   flow_track(f, kTcpFin | kTcpAck, true, cfg, kUdpTtl, t2);
   assert_int_equal(f.fin_seen, 3);
-  assert_int_equal(f.deadline_ns, t1 + cfg.tcp_closing_timeout_ns);
+  assert_int_equal(f.deadline_ns, t1 + kSec + cfg.tcp_closing_timeout_ns);
 }
 
 static void tcp_rst(void**) {

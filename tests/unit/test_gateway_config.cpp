@@ -347,6 +347,10 @@ static void psk_wrong_length(void**) {
   std::string missing = g_dir + "/missing.psk";
   text = replace(valid_config(), psk_file_path(), missing);
   expect_error(text, line_of(text, missing), "tunnels.[1].peers.[0].psk_file", "cannot read");
+  // The same key for two peers (here: the file holds tunnel 0's inline key): one key, one sender.
+  std::string same_file = write_file("same.psk", std::string(kPsk1) + "\n");
+  text = replace(valid_config(), psk_file_path(), same_file);
+  expect_error(text, line_of(text, same_file), "tunnels.[1].peers.[0].psk_file", "already used by another peer");
 }
 
 static void psk_and_psk_file(void**) {

@@ -15,24 +15,27 @@ static std::vector<uint8_t> ikm_00_1f() {
   return v;
 }
 
-// okm = HKDF-SHA256(salt = "dptun relay v1", ikm = 00..1f, info = "dptun v1 " dir || be64(epoch), L = key_len + 4):
+// okm = HKDF-SHA256(salt = "dptun relay v1", ikm = 00..1f,
+//                   info = "dptun v1 " dir || be32(session index) || be64(epoch), L = key_len + 4):
 //   import hmac, hashlib
 //   prk = hmac.new(b"dptun relay v1", bytes(range(32)), hashlib.sha256).digest()
 //   t1 = hmac.new(prk, info + b"\x01", hashlib.sha256).digest(); t2 = hmac.new(prk, t1 + info + b"\x02", ...)
 //   okm = (t1 + t2)[:L]
 struct Kat {
   KeyDirection dir;
+  uint32_t index;
   uint64_t epoch;
   size_t key_len;
   const char* okm;
 };
 static const Kat kKats[] = {
-    {KeyDirection::GatewayToAgent, 0, 16, "0363b295adfcdfc6b9502c348dc6252388f37902"},
-    {KeyDirection::GatewayToAgent, 7, 16, "131792825ac23da253fbbbde0cf78ed0aaa79c41"},
-    {KeyDirection::AgentToGateway, 0, 16, "8375d46435e4a01d082a851dc2ec57fb665d3377"},
-    {KeyDirection::AgentToGateway, 7, 16, "4fdb68d3b35de9893d02c9a02c5dc3d014a1a69c"},
-    {KeyDirection::GatewayToAgent, 0, 32, "0363b295adfcdfc6b9502c348dc6252388f37902ecc49bae87a77eb80bfd521bae296b20"},
-    {KeyDirection::AgentToGateway, 7, 32, "4fdb68d3b35de9893d02c9a02c5dc3d014a1a69cb8c33bd49d27a22be0ee63390357d189"},
+    {KeyDirection::GatewayToAgent, 1, 0, 16, "c2b4497ddbaf804af756406d92a1b3e97e2439d1"},
+    {KeyDirection::GatewayToAgent, 1, 7, 16, "7ce97d9669e7dc6f32cdac593072697498746991"},
+    {KeyDirection::AgentToGateway, 1, 0, 16, "53bf7d8e3d64f9483398c210eae61a36fc117d64"},
+    {KeyDirection::AgentToGateway, 1, 7, 16, "8c465fcc4ff448ba66b5c4fb4e833c4fbc7ac5e4"},
+    {KeyDirection::GatewayToAgent, 1, 0, 32, "c2b4497ddbaf804af756406d92a1b3e97e2439d1db4ec44b7435d361823ea11fa599e697"},
+    {KeyDirection::AgentToGateway, 1, 7, 32, "8c465fcc4ff448ba66b5c4fb4e833c4fbc7ac5e45e134af2bc656cae8750fc0b6a848b34"},
+    {KeyDirection::GatewayToAgent, 2, 0, 16, "3780363c84d79cd96e660f1adc2c481c5b9cbeef"},
 };
 
 static void known_answers(void**) {
@@ -41,7 +44,7 @@ static void known_answers(void**) {
     const auto okm = from_hex(k.okm);
     assert_int_equal(okm.size(), k.key_len + kSaltLen);
     EpochKey out;
-    assert_true(derive_epoch_key(ikm, k.dir, k.epoch, k.key_len, out));
+    assert_true(derive_epoch_key(ikm, k.dir, k.index, k.epoch, k.key_len, out));
     assert_int_equal(out.epoch, k.epoch);
     assert_int_equal(out.key_len, k.key_len);
     assert_int_equal(out.key_bytes().size(), k.key_len);
@@ -55,11 +58,11 @@ static void deterministic_and_reusable(void**) {
   // Deriving into a used EpochKey overwrites it completely; the same inputs give the same output.
   const auto ikm = ikm_00_1f();
   EpochKey a, b;
-  assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, 7, 32, a));
-  assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, 7, 32, b));
+  assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, 1, 7, 32, a));
+  assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, 1, 7, 32, b));
   assert_memory_equal(a.key.data(), b.key.data(), 32);
   assert_memory_equal(a.salt.data(), b.salt.data(), kSaltLen);
-  assert_true(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, 0, 16, b));
+  assert_true(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, 1, 0, 16, b));
   assert_int_equal(b.key_len, 16);
   assert_int_equal(b.epoch, 0);
   const auto okm = from_hex(kKats[0].okm);
@@ -75,7 +78,7 @@ static void invalid_key_len_rejected(void**) {
   const auto ikm = ikm_00_1f();
   for (size_t len : {0, 1, 8, 15, 17, 20, 24, 31, 33, 64, 1000}) {
     EpochKey out;
-    assert_false(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, 0, len, out));
+    assert_false(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, 1, 0, len, out));
   }
 }
 
@@ -110,7 +113,7 @@ static void keys_are_separated(void**) {
       for (uint64_t epoch : epochs)
         for (size_t len : {16, 32}) {
           EpochKey k;
-          assert_true(derive_epoch_key(*secret, dir, epoch, len, k));
+          assert_true(derive_epoch_key(*secret, dir, 1, epoch, len, k));
           std::vector<uint8_t> key(k.key.begin(), k.key.begin() + long(len));
           std::vector<uint8_t> okm = key;
           okm.insert(okm.end(), k.salt.begin(), k.salt.end());
@@ -128,8 +131,8 @@ static void keys_are_separated(void**) {
   const auto ikm = ikm_00_1f();
   for (uint64_t epoch : epochs) {
     EpochKey g2a, a2g;
-    assert_true(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, epoch, 32, g2a));
-    assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, epoch, 32, a2g));
+    assert_true(derive_epoch_key(ikm, KeyDirection::GatewayToAgent, 1, epoch, 32, g2a));
+    assert_true(derive_epoch_key(ikm, KeyDirection::AgentToGateway, 1, epoch, 32, a2g));
     assert_memory_not_equal(g2a.key.data(), a2g.key.data(), 32);
     assert_memory_not_equal(g2a.salt.data(), a2g.salt.data(), kSaltLen);
   }
@@ -139,13 +142,27 @@ static void any_secret_length(void**) {
   // HKDF accepts any IKM length; a different secret gives a different key.
   std::vector<uint8_t> s1(kBaseSecretLen, 0x42), s2(64, 0x42);
   EpochKey a, b;
-  assert_true(derive_epoch_key(s1, KeyDirection::GatewayToAgent, 3, 16, a));
-  assert_true(derive_epoch_key(s2, KeyDirection::GatewayToAgent, 3, 16, b));
+  assert_true(derive_epoch_key(s1, KeyDirection::GatewayToAgent, 1, 3, 16, a));
+  assert_true(derive_epoch_key(s2, KeyDirection::GatewayToAgent, 1, 3, 16, b));
   assert_memory_not_equal(a.key.data(), b.key.data(), 16);
+}
+
+// Two sessions given the same secret (a configuration mistake) still get different keys and salts, so their
+// counters can never produce the same (key, nonce) pair.
+static void session_index_separates_keys(void**) {
+  const auto ikm = ikm_00_1f();
+  EpochKey a, b;
+  for (KeyDirection dir : {KeyDirection::GatewayToAgent, KeyDirection::AgentToGateway}) {
+    assert_true(derive_epoch_key(ikm, dir, 1, 42, 16, a));
+    assert_true(derive_epoch_key(ikm, dir, 2, 42, 16, b));
+    assert_memory_not_equal(a.key.data(), b.key.data(), 16);
+    assert_memory_not_equal(a.salt.data(), b.salt.data(), kSaltLen);
+  }
 }
 
 int main() {
   const CMUnitTest tests[] = {
+      cmocka_unit_test(session_index_separates_keys),
       cmocka_unit_test(known_answers),
       cmocka_unit_test(deterministic_and_reusable),
       cmocka_unit_test(invalid_key_len_rejected),

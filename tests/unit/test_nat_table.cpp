@@ -268,8 +268,53 @@ static void expire_limits(void**) {
   assert_false(back->reset);
 }
 
+// The TUN's own address need not be the subnet's first host; it is never handed out wherever it is.
+static void own_address_anywhere(void**) {
+  NatTable t(prefix("10.9.0.5/29"));  // hosts .1 - .6, the TUN is .5
+  std::set<uint32_t> seen;
+  for (uint32_t n = 0; n < 5000; ++n) {
+    NatBinding* b = bind(t, 1, flow_id(n), kUdp, 0);
+    assert_non_null(b);
+    assert_int_not_equal(b->snat_ip, 0x0a090005);
+    assert_true(b->snat_ip >= 0x0a090001 && b->snat_ip <= 0x0a090006);
+    assert_true(t.in_pool(b->snat_ip));
+    seen.insert(b->snat_ip);
+  }
+  assert_int_equal(seen.size(), 5);  // every other host is used
+  assert_false(t.in_pool(0x0a090005));
+  assert_false(t.in_pool(0x0a090000));
+  assert_false(t.in_pool(0x0a090007));
+}
+
+// A bounded table: a flood of new flows cannot grow it past its capacity, and flows the target never
+// answered go first.
+static void capacity_and_unconfirmed_expiry(void**) {
+  NatTable t(prefix("100.64.0.1/16"), 100);
+  for (uint32_t n = 0; n < 100; ++n) assert_non_null(bind(t, 1, flow_id(n), kUdp, 0));
+  bool created = true;
+  assert_null(t.bind(1, flow_id(100), kUdp, 0x0a000001, 5000, 0, created));
+  assert_false(created);
+  assert_int_equal(t.size(), 100);
+  assert_int_equal(t.capacity(), 100);
+  // Existing flows still resolve when full.
+  assert_non_null(bind(t, 1, flow_id(5), kUdp, 0));
+  // Half of the flows got an answer from the target.
+  for (uint32_t n = 0; n < 50; ++n) {
+    NatBinding* b = bind(t, 1, flow_id(n), kUdp, 0);
+    b->confirmed = true;
+  }
+  const uint64_t s = 1'000'000'000ull;
+  assert_int_equal(t.expire(5 * s, 120 * s, 7200 * s, 10 * s, 30 * s), 0);
+  assert_int_equal(t.expire(31 * s, 120 * s, 7200 * s, 10 * s, 30 * s), 50);  // the unanswered half
+  assert_int_equal(t.size(), 50);
+  assert_non_null(t.bind(1, flow_id(100), kUdp, 0x0a000001, 5000, 31 * s, created));
+  assert_true(created);
+}
+
 int main() {
   const CMUnitTest tests[] = {
+      cmocka_unit_test(own_address_anywhere),
+      cmocka_unit_test(capacity_and_unconfirmed_expiry),
       cmocka_unit_test(bind_creates_then_reuses),
       cmocka_unit_test(snat_address_in_pool),
       cmocka_unit_test(find_reply),

@@ -233,15 +233,22 @@ static void epoch_rekey_jump_keeps_late_frames(void**) {
   assert_true(w.accept(e601 + 6));        // 601 is now the previous epoch
 }
 
-static void epoch_far_jump_drops_previous(void**) {
+static void epoch_far_jump_keeps_previous(void**) {
   EpochReplayWindow w;
   assert_true(w.accept((uint64_t(10) << 32) + 1));
-  // A restarted static peer: many epochs ahead. The old epoch is not "previous".
+  // A jump of many epochs (a static peer re-anchoring its counter to the wall clock): the epoch it left is
+  // still the previous one, epochs in between never existed.
   assert_true(w.accept((uint64_t(500) << 32) + 1));
+  assert_true(w.accept((uint64_t(10) << 32) + 2));
   assert_false(w.accept((uint64_t(10) << 32) + 2));
+  assert_false(w.accept((uint64_t(10) << 32) + 1));
+  assert_false(w.check((uint64_t(499) << 32) + 2));
   assert_false(w.accept((uint64_t(499) << 32) + 2));
   assert_true(w.accept((uint64_t(500) << 32) + 2));
   assert_false(w.accept((uint64_t(500) << 32) + 2));
+  assert_true(w.accept((uint64_t(900) << 32)));
+  assert_false(w.accept((uint64_t(10) << 32) + 3));  // two moves ago: gone
+  assert_true(w.accept((uint64_t(500) << 32) + 3));
 }
 
 static void epoch_window_keeps_per_epoch_depth(void**) {
@@ -267,7 +274,7 @@ int main() {
       cmocka_unit_test(check_never_mutates),
       cmocka_unit_test(reset_forgets),
       cmocka_unit_test(epoch_rekey_jump_keeps_late_frames),
-      cmocka_unit_test(epoch_far_jump_drops_previous),
+      cmocka_unit_test(epoch_far_jump_keeps_previous),
       cmocka_unit_test(epoch_window_keeps_per_epoch_depth),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
