@@ -30,6 +30,7 @@ Agent::Agent(AgentOptions opt)
 bool Agent::start(std::string& error) {
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
+  if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
   if (!link_.open(opt_.gateway, opt_.bind, error)) return false;
   LOG_INFO("TUN %s %s mtu %u; session %u to gateway %s from %s", tun_.name().c_str(), opt_.tun_net.str().c_str(),
            unsigned(tun_mtu), opt_.session, opt_.gateway.str().c_str(), link_.local().str().c_str());

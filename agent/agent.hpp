@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/agent_session.hpp"
+#include "agent/lan_nat.hpp"
 #include "agent/nat_table.hpp"
 #include "agent/tun_device.hpp"
 #include "agent/udp_link.hpp"
@@ -34,6 +35,7 @@ struct AgentOptions {
   uint64_t closed_ns = 10'000'000'000ull;
   uint64_t unconfirmed_ns = 30'000'000'000ull;  // a flow the target never answered
   size_t max_flows = 262144;
+  bool lan_nat = false;  // forward + masquerade to targets that are not on this host
 };
 
 struct AgentStats {
@@ -64,6 +66,7 @@ class Agent {
   AgentSession session_;
   NatTable nat_;
   TunDevice tun_;
+  LanNat lan_nat_;
   UdpLink link_;
   AgentStats stats_;
   uint64_t last_gateway_rx_ns_ = 0;

@@ -33,6 +33,8 @@ const char* kUsage =
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --max-flows N         NAT bindings at most (default 262144)\n"
+    "  --lan-nat             also reach targets elsewhere on this host's networks: enables IP forwarding and\n"
+    "                        masquerades the TUN subnet with nftables (removed on exit)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
     "  --help                this text\n";
@@ -68,6 +70,10 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       fputs(kUsage, stdout);
       return 0;
+    }
+    if (a == "--lan-nat") {
+      opt.lan_nat = true;
+      continue;
     }
     if (i + 1 >= argc) fail("unknown or incomplete argument '" + a + "' (see --help)");
     const char* v = argv[++i];

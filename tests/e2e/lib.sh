@@ -10,6 +10,8 @@ export DPT_PREFIX=${DPT_PREFIX:-dpte2e}
 NS_C=$DPT_PREFIX-client
 NS_G=$DPT_PREFIX-gw
 NS_A=$DPT_PREFIX-agent
+NS_L=$DPT_PREFIX-lan
+LAN_HOST=10.99.4.2
 GW_PUBLIC=10.99.1.1
 GW_UNDERLAY=10.99.2.1
 AGENT_IP=10.99.2.2
@@ -77,7 +79,8 @@ tunnels = ( { id = "$TUNNEL_ID"; name = "iperf";
 entry_points = (
   { proto = "tcp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; },
   { proto = "udp"; port = 5201; tunnel = "iperf"; target = "$AGENT_IP:5201"; keepalive = true; },
-  { proto = "udp"; port = 5300; tunnel = "iperf"; target = "$AGENT_IP:5300"; keepalive = true; }
+  { proto = "udp"; port = 5300; tunnel = "iperf"; target = "$AGENT_IP:5300"; keepalive = true; },
+  { proto = "tcp"; port = 5202; tunnel = "iperf"; target = "$LAN_HOST:5202"; }
 );
 CONF
   echo "$PSK" > "$WORK/psk"

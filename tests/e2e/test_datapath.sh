@@ -7,8 +7,10 @@ source "$(dirname "$0")/lib.sh"
 topology_up
 write_gw_conf 1 false
 start_gw
-start_agent agent
+start_agent agent --lan-nat
 start_iperf_server
+ip netns exec "$NS_L" iperf3 -s -J -B "$LAN_HOST" -p 5202 > "$WORK/iperf3-lan.log" 2>&1 &
+PIDS+=("$!")
 wait_for 15 "tunnel up (agent keepalive answered)" tunnel_up
 
 log "ARP + ICMP echo on both gateway addresses"
@@ -25,6 +27,12 @@ log "iperf3 TCP server -> client (-R), 3 s"
 iperf_client "$WORK/tcp-r.json" -c "$GW_PUBLIC" -t 3 -R
 rx=$(json_get "$WORK/tcp-r.json" '.end.sum_received.bytes')
 [ "$rx" -gt 0 ] || fail "TCP -R: client received $rx bytes"
+log "  received $rx bytes"
+
+log "a target on the agent's LAN (another host), through dpagent --lan-nat"
+iperf_client "$WORK/tcp-lan.json" -c "$GW_PUBLIC" -p 5202 -t 2
+rx=$(json_get "$WORK/tcp-lan.json" '.end.sum_received.bytes')
+[ "$rx" -gt 0 ] || fail "LAN target: received $rx bytes"
 log "  received $rx bytes"
 
 log "MSS clamped for the tunnel overhead (underlay MTU 1500 - 72 - 40 = 1388)"
@@ -47,7 +55,7 @@ sleep 2.5
 kill -9 "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null || true
 sleep 1
-start_agent agent2
+start_agent agent2 --lan-nat
 wait "$client" || { cat "$WORK/udp-restart.err" >&2; fail "iperf3 UDP client failed across the agent restart"; }
 # Per-second bytes the server received; the seconds after the restart (5..8) must all carry data.
 jq -c '[.server_output_json.intervals[].sum.bytes]' "$WORK/udp-restart.json" > "$WORK/udp-restart-intervals.out"
