@@ -20,8 +20,11 @@
 #include "dataplane/gateway.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
+#include "tests/support/ring_port.hpp"
 
 using namespace dptun;
+using dptun::test::make_ring_port;
+using dptun::test::RingPort;
 
 namespace {
 
@@ -30,29 +33,6 @@ constexpr int kRepeats = 5;
 constexpr uint32_t kGatewayIp = 0x0a630101;   // 10.99.1.1
 constexpr uint32_t kUnderlayIp = 0x0a630201;  // 10.99.2.1
 constexpr uint32_t kAgentIp = 0x0a630202;     // 10.99.2.2
-
-struct RingPort {
-  rte_ring* rx;
-  rte_ring* tx;
-  uint16_t port_id;
-  std::string name;
-};
-
-RingPort make_ring_port(const char* name) {
-  RingPort p;
-  p.rx = rte_ring_create((std::string(name) + "_rx").c_str(), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  p.tx = rte_ring_create((std::string(name) + "_tx").c_str(), 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  int id = rte_eth_from_rings(name, &p.rx, 1, &p.tx, 1, 0);
-  if (!p.rx || !p.tx || id < 0) {
-    fprintf(stderr, "cannot create ring port %s\n", name);
-    exit(1);
-  }
-  p.port_id = uint16_t(id);
-  char dev[RTE_ETH_NAME_MAX_LEN];
-  rte_eth_dev_get_name_by_port(p.port_id, dev);
-  p.name = dev;
-  return p;
-}
 
 // A client UDP packet to the entry point 10.99.1.1:5201 of `frame_len` bytes on the wire (without FCS).
 std::vector<uint8_t> client_frame(size_t frame_len, uint32_t flow) {
@@ -152,8 +132,8 @@ int main(int argc, char** argv) {
   for (const std::string& engine_name : engines) {
     const char* engine = engine_name.c_str();
     // The gateway closes its ports when it goes away: fresh ring ports for each engine.
-    RingPort pub = make_ring_port((std::string("pub_") + engine).c_str());
-    RingPort und = make_ring_port((std::string("und_") + engine).c_str());
+    RingPort pub = make_ring_port(std::string("pub_") + engine);
+    RingPort und = make_ring_port(std::string("und_") + engine);
     GatewayConfig cfg;
     cfg.workers = 1;
     cfg.mbufs = 16383;

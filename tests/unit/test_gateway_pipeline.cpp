@@ -1,0 +1,410 @@
+// dpgw's worker pipeline in one process, on ring-backed ports: a client packet is encapsulated and opens on
+// the agent side (dpagent's AgentSession); the agent's reply comes back NAT-reversed; and the gateway refuses
+// replays, tampered frames, unknown sessions, replies from the wrong session, TCP without a flow, and answers
+// oversized packets with ICMP or outer fragments. Real Gateway, Worker, cryptodev and agent code throughout.
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+
+#include <ios>
+#include <memory>
+
+#include "tests/unit/cmocka.hpp"
+#include "tests/unit/packet_builder.hpp"
+
+#include "agent/agent_session.hpp"
+#include "common/log.hpp"
+#include "crypto/aead_openssl.hpp"
+#include "dataplane/gateway.hpp"
+#include "dataplane/stats_report.hpp"
+#include "packet/parser.hpp"
+#include "packet/tcp_mss.hpp"
+#include "tests/support/ring_port.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+namespace {
+
+constexpr uint32_t kGwPublic = 0x0a630101;    // 10.99.1.1
+constexpr uint32_t kClient = 0x0a630102;      // 10.99.1.2
+constexpr uint32_t kGwUnderlay = 0x0a630201;  // 10.99.2.1
+constexpr uint32_t kAgentA = 0x0a630202;      // 10.99.2.2
+constexpr uint32_t kAgentB = 0x0a630203;      // 10.99.2.3
+const MacAddr kClientMac{0x02, 0xc1, 0, 0, 0, 1};
+const MacAddr kAgentAMac{0x02, 0xaa, 0, 0, 0, 1};
+const MacAddr kAgentBMac{0x02, 0xbb, 0, 0, 0, 1};
+
+std::vector<uint8_t> key_of(uint8_t seed) { return std::vector<uint8_t>(32, seed); }
+
+// A gateway with two tunnels (a: session 1 at 10.99.2.2, b: session 2 at 10.99.2.3) on two ring ports.
+struct Rig {
+  RingPort pub, und;
+  std::unique_ptr<Gateway> gw;
+  OpensslAead engine{1};
+  std::unique_ptr<AgentSession> agent_a, agent_b;
+
+  Rig() {
+    static int n = 0;
+    ++n;
+    pub = make_ring_port("pub" + std::to_string(n));
+    und = make_ring_port("und" + std::to_string(n));
+    GatewayConfig cfg;
+    cfg.workers = 1;
+    cfg.mbufs = 4095;
+    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256});
+    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256});
+    cfg.flow.table_size = 1024;
+    for (int t = 0; t < 2; ++t) {
+      TunnelConfig tc;
+      tc.id = Uuid::random_v4();
+      tc.name = t ? "b" : "a";
+      tc.peers.push_back(StaticPeerConfig{uint32_t(t + 1), key_of(uint8_t(t + 1)),
+                                          Endpoint{Ipv4{t ? kAgentB : kAgentA}, 51900}, 1});
+      cfg.tunnels.push_back(tc);
+    }
+    auto entry = [&](uint8_t proto, uint16_t port, uint16_t tunnel, uint32_t target) {
+      EntryPointConfig e;
+      e.label = "x";
+      e.proto = proto;
+      e.port = port;
+      e.tunnel = tunnel;
+      e.target = Endpoint{Ipv4{target}, port};
+      e.keepalive = true;
+      e.udp_ttl_ns = 5'000'000'000ull;
+      cfg.entry_points.push_back(e);
+    };
+    entry(kIpProtoUdp, 5201, 0, kAgentA);
+    entry(kIpProtoTcp, 5201, 0, kAgentA);
+    entry(kIpProtoUdp, 6000, 1, kAgentB);
+    std::string error;
+    gw = Gateway::create(cfg, Gateway::Options{false, false}, error);
+    if (!gw) fprintf(stderr, "gateway: %s\n", error.c_str());
+    assert_non_null(gw.get());
+    Dataplane& dp = gw->dataplane();
+    dp.neighbors.update(0, kClient, kClientMac);
+    dp.neighbors.update(1, kAgentA, kAgentAMac);
+    dp.neighbors.update(1, kAgentB, kAgentBMac);
+    agent_a = std::make_unique<AgentSession>(1, key_of(1), 16, 120'000'000'000ull, engine);
+    agent_b = std::make_unique<AgentSession>(2, key_of(2), 16, 120'000'000'000ull, engine);
+  }
+
+  Dataplane& dp() { return gw->dataplane(); }
+  void poll() { dp().workers[0]->poll_once(); }
+  uint64_t drops(Drop d) { return dp().workers[0]->stats.drops[size_t(d)].get(); }
+
+  // Client -> gateway -> underlay frame; returns what the underlay port sent.
+  std::vector<std::vector<uint8_t>> from_client(const std::vector<uint8_t>& frame) {
+    pub.inject(dp().pool, frame);
+    poll();
+    return und.drain();
+  }
+  // Agent frame (relay frame bytes) -> gateway; returns what the public port sent.
+  std::vector<std::vector<uint8_t>> from_agent(const std::vector<uint8_t>& relay, uint32_t agent_ip) {
+    std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
+    const MacAddr& src = agent_ip == kAgentA ? kAgentAMac : kAgentBMac;
+    std::memcpy(f.data() + 6, src.data(), 6);
+    store_be16(f.data() + 12, kEtherTypeIpv4);
+    uint8_t* ip = f.data() + 14;
+    ip[0] = 0x45;
+    store_be16(ip + 2, uint16_t(20 + 8 + relay.size()));
+    ip[8] = 64;
+    ip[9] = kIpProtoUdp;
+    store_be32(ip + 12, agent_ip);
+    store_be32(ip + 16, kGwUnderlay);
+    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
+    uint8_t* udp = ip + 20;
+    store_be16(udp, 51900);
+    store_be16(udp + 2, 51900);
+    store_be16(udp + 4, uint16_t(8 + relay.size()));
+    std::memcpy(udp + 8, relay.data(), relay.size());
+    und.inject(dp().pool, f);
+    poll();
+    return pub.drain();
+  }
+};
+
+struct Opened {
+  FrameMeta meta;
+  InnerHeader inner;
+  std::vector<uint8_t> packet;  // the inner IP packet
+};
+
+// What dpagent does with a frame from the gateway: check the outer headers, open the relay frame.
+Opened agent_open(AgentSession& a, const std::vector<uint8_t>& frame, const MacAddr& agent_mac, uint32_t agent_ip) {
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(frame, pi), ParseStatus::Ok);
+  assert_memory_equal(frame.data(), agent_mac.data(), 6);
+  assert_int_equal(pi.dst_ip, agent_ip);
+  assert_int_equal(pi.src_ip, kGwUnderlay);
+  assert_int_equal(pi.l4_proto, kIpProtoUdp);
+  assert_int_equal(pi.dst_port, 51900);
+  assert_int_equal(pi.src_port, 51900);
+  std::vector<uint8_t> relay(frame.begin() + pi.l4_offset + 8, frame.begin() + pi.l4_offset + pi.l4_len);
+  Opened o;
+  assert_int_equal(a.open(relay.data(), relay.size(), o.meta, 0), AgentSession::OpenResult::Ok);
+  if (o.meta.type == FrameType::Data) {
+    o.inner = decode_inner_header(relay.data() + 16);
+    o.packet.assign(relay.begin() + 16 + 12, relay.end() - 16);
+  }
+  return o;
+}
+
+// What dpagent sends back: `packet` sealed as a data frame for flow `flow_id`.
+std::vector<uint8_t> agent_seal(AgentSession& a, uint64_t flow_id, uint8_t proto, const std::vector<uint8_t>& packet) {
+  std::vector<uint8_t> relay(16 + 12 + packet.size() + 16);
+  encode_inner_header(relay.data() + 16, InnerHeader{flow_id, proto, 0, 0});
+  std::memcpy(relay.data() + 28, packet.data(), packet.size());
+  assert_true(a.seal(FrameType::Data, 0, relay.data(), 12 + packet.size(), 0));
+  return relay;
+}
+
+std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
+  FrameSpec s;
+  s.src_ip = kClient;
+  s.dst_ip = kGwPublic;
+  s.src_port = sport;
+  s.dst_port = dport;
+  s.proto = kIpProtoUdp;
+  s.payload = payload;
+  s.frag = frag;
+  return build_ipv4_frame(s);
+}
+
+// The target's reply to `request` (an inner packet the agent delivered), addressed as the agent restores it.
+std::vector<uint8_t> reply_to(const std::vector<uint8_t>& request, size_t payload, uint32_t dst_override = 0) {
+  PacketInfo pi;
+  assert_int_equal(parse_ip(request, pi), ParseStatus::Ok);
+  FrameSpec s;
+  s.src_ip = pi.dst_ip;
+  s.dst_ip = dst_override ? dst_override : pi.src_ip;
+  s.src_port = pi.dst_port;
+  s.dst_port = pi.src_port;
+  s.proto = pi.l4_proto;
+  s.payload = payload;
+  s.tcp_flags = kTcpAck;
+  auto f = build_ipv4_frame(s);
+  return std::vector<uint8_t>(f.begin() + 14, f.end());
+}
+
+}  // namespace
+
+static void udp_round_trip(void**) {
+  Rig r;
+  auto out = r.from_client(client_udp(40000, 5201, 100));
+  assert_int_equal(out.size(), 1);
+  Opened o = agent_open(*r.agent_a, out[0], kAgentAMac, kAgentA);
+  assert_int_equal(o.meta.receiver_index, 1);
+  assert_true(o.inner.flags & kInnerFlowNew);
+  assert_int_equal(o.inner.proto, kIpProtoUdp);
+  PacketInfo pi;
+  assert_int_equal(parse_ip(o.packet, pi), ParseStatus::Ok);
+  assert_int_equal(pi.dst_ip, kAgentA);  // NAT-ed to the entry point's target
+  assert_int_equal(pi.dst_port, 5201);
+  assert_int_equal(pi.src_ip, kClient);
+  assert_int_equal(pi.src_port, 40000);
+  assert_true(ipv4_checksums_ok(o.packet.data()));
+
+  // The reply comes back to the client from the entry point's address and port.
+  auto back = r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 300)), kAgentA);
+  assert_int_equal(back.size(), 1);
+  assert_memory_equal(back[0].data(), kClientMac.data(), 6);
+  assert_int_equal(parse_ethernet(back[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.src_ip, kGwPublic);
+  assert_int_equal(pi.src_port, 5201);
+  assert_int_equal(pi.dst_ip, kClient);
+  assert_int_equal(pi.dst_port, 40000);
+  assert_int_equal(pi.l4_len, 8 + 300);
+  assert_true(ipv4_checksums_ok(back[0].data() + 14));
+
+  // The second packet of the flow is not new.
+  out = r.from_client(client_udp(40000, 5201, 10));
+  o = agent_open(*r.agent_a, out[0], kAgentAMac, kAgentA);
+  assert_false(o.inner.flags & kInnerFlowNew);
+  TunnelStats& ts = r.dp().workers[0]->tunnel_stats[0];
+  assert_int_equal(ts.to_agent_packets.get(), 2);
+  assert_int_equal(ts.from_agent_packets.get(), 1);
+  assert_int_equal(ts.flows_created.get(), 1);
+}
+
+static void replay_tamper_and_unknown_sessions_are_dropped(void**) {
+  Rig r;
+  Opened o = agent_open(*r.agent_a, r.from_client(client_udp(40001, 5201, 50))[0], kAgentAMac, kAgentA);
+  auto frame = agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
+  assert_int_equal(r.from_agent(frame, kAgentA).size(), 1);
+  // The same frame again: a replay.
+  assert_int_equal(r.from_agent(frame, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::Replay), 1);
+  // One flipped ciphertext bit: the tag fails, and the window is not touched.
+  auto next = agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
+  auto bad = next;
+  bad[40] ^= 0x20;
+  assert_int_equal(r.from_agent(bad, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::AuthFail), 1);
+  assert_int_equal(r.dp().workers[0]->tunnel_stats[0].auth_fail.get(), 1);
+  assert_int_equal(r.from_agent(next, kAgentA).size(), 1);
+  // A flipped header bit (AAD) fails too.
+  auto hdr = agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
+  hdr[3] ^= 1;
+  assert_int_equal(r.from_agent(hdr, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::AuthFail), 2);
+  // A receiver index the gateway does not have.
+  AgentSession stranger(99, key_of(1), 16, 120'000'000'000ull, r.engine);
+  assert_int_equal(r.from_agent(agent_seal(stranger, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 1)), kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::UnknownSession), 1);
+  // Garbage on the tunnel port.
+  std::vector<uint8_t> junk(40, 0x01);
+  assert_int_equal(r.from_agent(junk, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::FrameMalformed), 1);
+}
+
+static void replies_only_from_the_flows_session(void**) {
+  Rig r;
+  Opened o = agent_open(*r.agent_a, r.from_client(client_udp(40002, 5201, 50))[0], kAgentAMac, kAgentA);
+  // Agent b authenticates fine but does not own tunnel a's flow.
+  auto frame = agent_seal(*r.agent_b, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
+  assert_int_equal(r.from_agent(frame, kAgentB).size(), 0);
+  assert_int_equal(r.drops(Drop::FlowMismatch), 1);
+  // A made-up flow id.
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id ^ (uint64_t(1) << 40), kIpProtoUdp,
+                                           reply_to(o.packet, 40)),
+                                kAgentA)
+                       .size(),
+                   0);
+  assert_int_equal(r.drops(Drop::StaleFlow), 1);
+  // The agent cannot choose where the reply goes: whatever it writes, the client of the flow gets it.
+  auto back = r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40, 0x08080808)),
+                           kAgentA);
+  assert_int_equal(back.size(), 1);
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(back[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.dst_ip, kClient);
+  assert_int_equal(pi.dst_port, 40002);
+  assert_true(ipv4_checksums_ok(back[0].data() + 14));
+}
+
+static void keepalive_is_answered_and_teaches_the_endpoint(void**) {
+  Rig r;
+  std::vector<uint8_t> ka(32);
+  assert_true(r.agent_a->seal(FrameType::Keepalive, 0, ka.data(), 0, 0));
+  assert_int_equal(r.from_agent(ka, kAgentA).size(), 0);
+  auto out = r.und.drain();
+  assert_int_equal(out.size(), 1);
+  Opened o = agent_open(*r.agent_a, out[0], kAgentAMac, kAgentA);
+  assert_int_equal(o.meta.type, FrameType::Keepalive);
+  assert_true(o.meta.flags & kFlagKeepaliveReply);
+  assert_int_equal(r.dp().workers[0]->stats.keepalives_rx.get(), 1);
+  assert_int_equal(r.dp().workers[0]->stats.keepalives_tx.get(), 1);
+  TunnelSession* s = r.dp().sessions.find(1);
+  assert_non_null(s);
+  assert_true(s->last_rx_ns.load() > 0);
+}
+
+static void tcp_needs_syn_and_gets_mss_clamped(void**) {
+  Rig r;
+  FrameSpec s;
+  s.src_ip = kClient;
+  s.dst_ip = kGwPublic;
+  s.src_port = 41000;
+  s.dst_port = 5201;
+  s.tcp_flags = kTcpAck;
+  s.payload = 0;
+  assert_int_equal(r.from_client(build_ipv4_frame(s)).size(), 0);
+  assert_int_equal(r.drops(Drop::TcpNoFlow), 1);
+  s.tcp_flags = kTcpSyn;
+  s.tcp_options = {2, 4, 0x05, 0xb4};  // MSS 1460
+  auto out = r.from_client(build_ipv4_frame(s));
+  assert_int_equal(out.size(), 1);
+  Opened o = agent_open(*r.agent_a, out[0], kAgentAMac, kAgentA);
+  PacketInfo pi;
+  assert_int_equal(parse_ip(o.packet, pi), ParseStatus::Ok);
+  assert_int_equal(tcp_find_mss(o.packet.data() + pi.l4_offset, pi.tcp_header_len), 1500 - 72 - 40);
+  assert_true(ipv4_checksums_ok(o.packet.data()));
+}
+
+static void oversized_udp(void**) {
+  Rig r;
+  // DF set: ICMP fragmentation-needed back to the client, nothing towards the agent.
+  auto big_df = client_udp(42000, 5201, 1472, kIpv4FlagDf);
+  assert_int_equal(r.from_client(big_df).size(), 0);
+  auto icmp = r.pub.drain();
+  assert_int_equal(icmp.size(), 1);
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(icmp[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.l4_proto, kIpProtoIcmp);
+  assert_int_equal(pi.icmp_type, kIcmpDestUnreachable);
+  assert_int_equal(pi.icmp_code, kIcmpFragNeeded);
+  assert_int_equal(load_be16(icmp[0].data() + pi.l4_offset + 6), 1500 - 72);
+  assert_int_equal(pi.dst_ip, kClient);
+  assert_int_equal(r.drops(Drop::TooBig), 1);
+  // DF clear: two outer fragments towards the agent, offsets and lengths consistent.
+  auto out = r.from_client(client_udp(42001, 5201, 1472));
+  assert_int_equal(out.size(), 2);
+  const uint8_t* ip1 = out[0].data() + 14;
+  const uint8_t* ip2 = out[1].data() + 14;
+  assert_int_equal(load_be16(ip1 + 6), kIpv4FlagMf);
+  assert_int_equal(load_be16(ip1 + 2), 1500);
+  assert_int_equal(load_be16(ip2 + 6) & kIpv4FragOffsetMask, (1500 - 20) / 8);
+  assert_int_equal(load_be16(ip2 + 6) & kIpv4FlagMf, 0);
+  assert_int_equal(load_be16(ip1 + 2) - 20 + load_be16(ip2 + 2) - 20, 8 + 16 + 12 + 1500 + 16);
+  assert_int_equal(load_be16(ip1 + 4), load_be16(ip2 + 4));  // same IP id
+  // Reassembled, the frame opens at the agent.
+  std::vector<uint8_t> whole(out[0].begin(), out[0].end());
+  whole.insert(whole.end(), out[1].begin() + 34, out[1].end());
+  store_be16(whole.data() + 14 + 2, uint16_t(whole.size() - 14));
+  store_be16(whole.data() + 14 + 6, 0);
+  store_be16(whole.data() + 14 + 10, 0);
+  store_be16(whole.data() + 14 + 10, ipv4_header_checksum({whole.data() + 14, 20}));
+  Opened o = agent_open(*r.agent_a, whole, kAgentAMac, kAgentA);
+  assert_int_equal(o.packet.size(), 1500);
+}
+
+static void junk_is_counted_not_fatal(void**) {
+  Rig r;
+  uint32_t seed = 7;
+  for (int i = 0; i < 500; ++i) {
+    std::vector<uint8_t> f(14 + (seed = seed * 1103515245u + 12345u) % 200);
+    for (auto& b : f) b = uint8_t((seed = seed * 1103515245u + 12345u) >> 16);
+    f[12] = 0x08, f[13] = i % 3 ? 0x00 : 0x06;
+    r.pub.inject(r.dp().pool, f);
+    r.und.inject(r.dp().pool, f);
+    if (i % 32 == 31) r.poll();
+  }
+  r.poll();
+  r.pub.drain();
+  r.und.drain();
+  // An IPv6 frame and a fragment to an entry point.
+  std::vector<uint8_t> v6(14 + 40 + 8, 0);
+  v6[12] = 0x86, v6[13] = 0xdd, v6[14] = 0x60, v6[19] = 8, v6[20] = 17, v6[59] = 8;  // UDP, length 8
+  r.pub.inject(r.dp().pool, v6);
+  r.pub.inject(r.dp().pool, client_udp(43000, 5201, 100, kIpv4FlagMf));
+  r.poll();
+  assert_true(r.drops(Drop::Ipv6) >= 1);
+  assert_true(r.drops(Drop::Fragment) >= 1);
+  assert_true(r.drops(Drop::ParseError) > 0);
+  // Still forwarding.
+  assert_int_equal(r.from_client(client_udp(43001, 5201, 10)).size(), 1);
+  std::string json = stats_json(r.dp());
+  assert_non_null(strstr(json.c_str(), "\"parse_error\":"));
+}
+
+int main() {
+  const char* eal[] = {"test_gateway_pipeline", "--no-huge", "-m", "256",  "--no-pci", "--no-shconf",
+                       "-l",                    "0",         "--log-level", "*:error"};
+  if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
+    fprintf(stderr, "EAL init failed\n");
+    return 1;
+  }
+  log_set_level(LogLevel::Warn);
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(udp_round_trip),
+      cmocka_unit_test(replay_tamper_and_unknown_sessions_are_dropped),
+      cmocka_unit_test(replies_only_from_the_flows_session),
+      cmocka_unit_test(keepalive_is_answered_and_teaches_the_endpoint),
+      cmocka_unit_test(tcp_needs_syn_and_gets_mss_clamped),
+      cmocka_unit_test(oversized_udp),
+      cmocka_unit_test(junk_is_counted_not_fatal),
+  };
+  int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
+  rte_eal_cleanup();
+  return rc;
+}
