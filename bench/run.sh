@@ -12,3 +12,6 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),
   awk 'BEGIN { printf "%-10s %6s %10s %8s %8s %14s %8s\n", "engine", "frame", "cyc/pkt", "Mpps", "Gbps", "io-fwd Mpps", "ratio" }
        { printf "%-10s %6d %10.1f %8.2f %8.2f %14.1f %8.3f\n", $1, $2, $3, $4, $5, $6, $7 }'
 echo "raw results: $out"
+echo
+echo "instructions per packet (valgrind callgrind, repeatable):"
+BUILD="$BUILD" bash "$ROOT/bench/instructions.sh"

@@ -11,13 +11,14 @@ namespace dptun {
 inline constexpr size_t kAeadIvLen = 12;
 inline constexpr size_t kAeadTagLen = 16;
 
-// One AEAD operation over a contiguous buffer, processed in place.
+// One AEAD operation over a contiguous buffer, processed in place. Plain data (no default member values), so
+// burst arrays of it are not zeroed on every call; build it with aggregate initialisation.
 struct AeadOp {
-  uint8_t* data = nullptr;       // plaintext in/ciphertext out (encrypt) or the reverse (decrypt)
-  uint32_t len = 0;
-  const uint8_t* iv = nullptr;   // kAeadIvLen bytes
-  const uint8_t* aad = nullptr;  // the key's aad_len bytes
-  uint8_t* tag = nullptr;        // kAeadTagLen bytes: written by encrypt, verified (constant time) by decrypt
+  uint8_t* data;       // plaintext in/ciphertext out (encrypt) or the reverse (decrypt)
+  uint32_t len;
+  const uint8_t* iv;   // kAeadIvLen bytes
+  const uint8_t* aad;  // the key's aad_len bytes
+  uint8_t* tag;        // kAeadTagLen bytes: written by encrypt, verified (constant time) by decrypt
 };
 
 enum class AeadDirection : uint8_t { Encrypt, Decrypt };

@@ -49,11 +49,9 @@ bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, ui
 
 // Nonce = salt (4 bytes) || counter (8 bytes, big endian): unique per key because counters never repeat.
 inline void make_nonce(uint8_t out[12], const std::array<uint8_t, kSaltLen>& salt, uint64_t counter) {
-  out[0] = salt[0];
-  out[1] = salt[1];
-  out[2] = salt[2];
-  out[3] = salt[3];
-  for (int i = 0; i < 8; ++i) out[4 + i] = uint8_t(counter >> (56 - 8 * i));
+  __builtin_memcpy(out, salt.data(), kSaltLen);
+  const uint64_t be = __builtin_bswap64(counter);
+  __builtin_memcpy(out + kSaltLen, &be, 8);
 }
 
 }  // namespace dptun

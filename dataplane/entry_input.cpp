@@ -50,6 +50,11 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
   Pending p[kBurst];
   uint16_t np = 0;
   const FlowConfig& fc = dp_.cfg->flow;
+  uint32_t hop_ip = 0;
+  bool hop_ok = false;
+  uint8_t out_port = 0;
+  MacAddr mac{};
+  Drop why = Drop::NoRoute;
 
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -109,10 +114,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       continue;
     }
     const Endpoint peer = s->peer();
-    uint8_t out_port;
-    MacAddr mac;
-    Drop why;
-    if (!resolve_next_hop(peer.ip.value, out_port, mac, why)) {
+    // Packets of a burst mostly go to the same agent: resolve its next hop once per burst.
+    if (peer.ip.value != hop_ip || !hop_ok) {
+      hop_ip = peer.ip.value;
+      hop_ok = resolve_next_hop(hop_ip, out_port, mac, why);
+    }
+    if (!hop_ok) {
       drop(m, why);
       continue;
     }

@@ -23,32 +23,34 @@ const char* parse_status_name(ParseStatus s);
 
 enum class L3Kind : uint8_t { Other = 0, Arp, Ipv4, Ipv6 };
 
+// Plain data, no default member values: arrays of it on the fast path are not zeroed for nothing; the
+// parse functions value-initialise it (all zero) before filling it.
 struct PacketInfo {
-  L3Kind l3 = L3Kind::Other;
-  uint8_t vlan_count = 0;
-  uint16_t vlan_tci = 0;     // outermost tag, when vlan_count > 0
-  uint16_t ethertype = 0;    // innermost ethertype
-  uint16_t l3_offset = 0;
+  L3Kind l3;
+  uint8_t vlan_count;
+  uint16_t vlan_tci;     // outermost tag, when vlan_count > 0
+  uint16_t ethertype;    // innermost ethertype
+  uint16_t l3_offset;
   // IPv4 (IPv6 fills l4_proto/l4_offset/l4_len only)
-  uint16_t ip_header_len = 0;
-  uint16_t ip_total_len = 0;
-  uint32_t src_ip = 0;  // host order
-  uint32_t dst_ip = 0;
-  uint8_t ttl = 0;
-  bool dont_fragment = false;
-  bool is_fragment = false;        // MF set or offset != 0
-  bool is_first_fragment = false;  // offset == 0 (the L4 header is present)
+  uint16_t ip_header_len;
+  uint16_t ip_total_len;
+  uint32_t src_ip;  // host order
+  uint32_t dst_ip;
+  uint8_t ttl;
+  bool dont_fragment;
+  bool is_fragment;        // MF set or offset != 0
+  bool is_first_fragment;  // offset == 0 (the L4 header is present)
   // L4 (valid when has_l4)
-  bool has_l4 = false;
-  uint8_t l4_proto = 0;
-  uint16_t l4_offset = 0;
-  uint16_t l4_len = 0;  // L4 header + payload, as the IP / UDP length says
-  uint16_t src_port = 0;
-  uint16_t dst_port = 0;
-  uint8_t tcp_flags = 0;
-  uint8_t tcp_header_len = 0;
-  uint8_t icmp_type = 0;
-  uint8_t icmp_code = 0;
+  bool has_l4;
+  uint8_t l4_proto;
+  uint16_t l4_offset;
+  uint16_t l4_len;  // L4 header + payload, as the IP / UDP length says
+  uint16_t src_port;
+  uint16_t dst_port;
+  uint8_t tcp_flags;
+  uint8_t tcp_header_len;
+  uint8_t icmp_type;
+  uint8_t icmp_code;
 
   uint16_t l4_payload_offset() const {
     return uint16_t(l4_offset + (l4_proto == 6 ? tcp_header_len : l4_proto == 17 ? 8 : 0));

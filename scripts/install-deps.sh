@@ -8,7 +8,7 @@ PKGS=(
   libdpdk-dev dpdk
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev
   libnuma-dev libpcap-dev
-  iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 nftables
+  iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 nftables valgrind
 )
 
 missing=()
