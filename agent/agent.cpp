@@ -102,8 +102,7 @@ void Agent::gateway_readable(uint64_t now_ns) {
       uint8_t* pkt = frame + kInnerOffset;
       const size_t pkt_len = len - kRelayFrameOverhead;
       PacketInfo pi;
-      if (parse_ip({pkt, pkt_len}, pi) != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || pi.is_fragment ||
-          !pi.has_l4 || (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) || pi.l4_proto != ih.proto) {
+      if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
         stats_.bad_inner++;
         continue;
       }
@@ -137,8 +136,7 @@ void Agent::tun_readable(uint64_t now_ns) {
     ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - kRelayFrameOverhead});
     if (n <= 0) break;
     PacketInfo pi;
-    if (parse_ip({pkt, size_t(n)}, pi) != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || pi.is_fragment ||
-        !pi.has_l4 || (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp)) {
+    if (!parse_tunnel_packet({pkt, size_t(n)}, pi)) {
       stats_.bad_inner++;
       continue;
     }

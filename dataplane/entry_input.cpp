@@ -154,17 +154,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
     store_be16(out + 12, kEtherTypeIpv4);
     uint8_t* oip = out + kEthHeaderLen;
-    oip[0] = 0x45;
-    oip[1] = 0;
-    store_be16(oip + kIpv4OffTotalLen, uint16_t(outer_len));
-    store_be16(oip + kIpv4OffId, ip_id_++);
-    store_be16(oip + kIpv4OffFrag, 0);
-    oip[kIpv4OffTtl] = 64;
-    oip[kIpv4OffProto] = kIpProtoUdp;
-    store_be16(oip + kIpv4OffChecksum, 0);
-    store_be32(oip + kIpv4OffSrc, dp_.ports[out_port].address);
-    store_be32(oip + kIpv4OffDst, peer.ip.value);
-    store_be16(oip + kIpv4OffChecksum, ipv4_header_checksum({oip, kIpv4HeaderLen}));
+    write_ipv4_header(oip, uint16_t(outer_len), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
     uint8_t* udp = oip + kIpv4HeaderLen;
     store_be16(udp, dp_.cfg->tunnel_port);
     store_be16(udp + 2, peer.port);

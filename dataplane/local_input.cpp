@@ -83,15 +83,7 @@ void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi
   std::memcpy(out + 6, dp_.ports[port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* ip = out + kEthHeaderLen;
-  std::memset(ip, 0, kIpv4HeaderLen);
-  ip[0] = 0x45;
-  store_be16(ip + kIpv4OffTotalLen, uint16_t(len - kEthHeaderLen));
-  store_be16(ip + kIpv4OffId, ip_id_++);
-  ip[kIpv4OffTtl] = 64;
-  ip[kIpv4OffProto] = kIpProtoIcmp;
-  store_be32(ip + kIpv4OffSrc, dp_.ports[port].address);
-  store_be32(ip + kIpv4OffDst, pi.src_ip);
-  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, kIpv4HeaderLen}));
+  write_ipv4_header(ip, uint16_t(len - kEthHeaderLen), ip_id_++, kIpProtoIcmp, dp_.ports[port].address, pi.src_ip);
   uint8_t* icmp = ip + kIpv4HeaderLen;
   icmp[0] = kIcmpDestUnreachable;
   icmp[1] = kIcmpFragNeeded;

@@ -139,9 +139,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
 
 void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   PacketInfo pi;
-  ParseStatus st = parse_ip({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi);
-  if (st != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || pi.is_fragment || !pi.has_l4 ||
-      (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp)) {
+  if (!parse_tunnel_packet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi)) {
     drop(m, Drop::BadInner);
     return;
   }

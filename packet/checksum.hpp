@@ -38,6 +38,21 @@ inline uint16_t ipv4_header_checksum(std::span<const uint8_t> header) {
   return csum_finish(header.size() == 20 ? csum_add_ipv4_header20(header.data()) : csum_add(header));
 }
 
+// Writes a 20-byte IPv4 header (no options, DF clear, TTL 64) with its checksum. Addresses in host order.
+inline void write_ipv4_header(uint8_t* ip, uint16_t total_len, uint16_t id, uint8_t proto, uint32_t src, uint32_t dst) {
+  ip[0] = 0x45;
+  ip[1] = 0;
+  store_be16(ip + 2, total_len);
+  store_be16(ip + 4, id);
+  store_be16(ip + 6, 0);
+  ip[8] = 64;
+  ip[9] = proto;
+  store_be16(ip + 10, 0);
+  store_be32(ip + 12, src);
+  store_be32(ip + 16, dst);
+  store_be16(ip + 10, csum_finish(csum_add_ipv4_header20(ip)));
+}
+
 // Sum of the IPv4 pseudo header for a TCP/UDP checksum.
 inline uint32_t ipv4_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint16_t l4_len) {
   return (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + proto + l4_len;

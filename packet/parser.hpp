@@ -62,4 +62,10 @@ ParseStatus parse_ethernet(std::span<const uint8_t> frame, PacketInfo& out);
 // Parses a bare IP packet (as read from a TUN device or carried inside a relay frame); l3_offset = 0.
 ParseStatus parse_ip(std::span<const uint8_t> packet, PacketInfo& out);
 
+// What a tunnel carries: a whole (unfragmented) IPv4 TCP or UDP packet. Parses it into `out`.
+inline bool parse_tunnel_packet(std::span<const uint8_t> packet, PacketInfo& out) {
+  return parse_ip(packet, out) == ParseStatus::Ok && out.l3 == L3Kind::Ipv4 && !out.is_fragment && out.has_l4 &&
+         (out.l4_proto == 6 || out.l4_proto == 17);
+}
+
 }  // namespace dptun
