@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential g++ pkg-config meson ninja-build
   libdpdk-dev dpdk
-  libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev
+  libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
   iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 nftables valgrind
 )

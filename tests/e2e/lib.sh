@@ -19,6 +19,7 @@ TUNNEL_ID=6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f
 PSK=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 WORK=$(mktemp -d /tmp/dptun-e2e.XXXXXX)
 PIDS=()
+EXTRA_NETNS=()  # namespaces a test adds beyond scripts/topology.sh; removed on exit
 FAILED=0
 TEST_NAME=$(basename "$0" .sh)
 
@@ -41,6 +42,9 @@ cleanup() {
   done
   wait 2>/dev/null || true
   bash "$ROOT/scripts/topology.sh" down "$DPT_PREFIX"
+  for ns in "${EXTRA_NETNS[@]:-}"; do
+    [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
+  done
   rm -f /dev/hugepages/${DPT_PREFIX}map_* 2>/dev/null || true
   rm -rf "/var/run/dpdk/$DPT_PREFIX" 2>/dev/null || true
   if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then

@@ -42,4 +42,12 @@ expect_fail "--session expects 1..65535" "$DPAGENT" --gateway 10.0.0.1:1 --sessi
 echo "abcd" > "$WORK/short.psk"
 expect_fail "expected a 32-byte key" "$DPAGENT" --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/short.psk"
 expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x
+# dpctld: config errors name file, line and key; --help; the shipped example parses up to its TLS files.
+DPCTLD=$BUILD/control/dpctld
+"$DPCTLD" --help | grep -q -- "--check" || fail "dpctld --help lacks --check"
+expect_fail "/etc/dptun/dpctld.pem: cannot load the certificate chain: .*No such file" "$DPCTLD" --config "$ROOT/conf/dpctld.conf" --check
+sed 's/allow = \[ "CN=agent-1", "DNS:agent1.example.com" \]/allow = [ "agent-1" ]/' "$ROOT/conf/dpctld.conf" > "$WORK/ctl-allow.conf"
+line=$(grep -n 'allow = \[ "agent-1" \]' "$WORK/ctl-allow.conf" | cut -d: -f1)
+expect_fail "ctl-allow.conf:$line: key 'tunnels.\[0\].allow.\[0\]': expected \"CN=" "$DPCTLD" --config "$WORK/ctl-allow.conf" --check
+expect_fail "--config FILE is required" "$DPCTLD"
 log "PASS"

@@ -1,0 +1,209 @@
+#include "control/dpctld.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
+#include "common/log.hpp"
+#include "control/control_protocol.hpp"
+
+namespace dptun {
+
+using nlohmann::json;
+
+Dpctld::~Dpctld() {
+  channels_.clear();
+  listener_.reset();
+  metrics_.reset();
+  if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
+}
+
+bool Dpctld::start(std::string& error) {
+  if (!loop_.init(error)) return false;
+  if (!tls_.load(cfg_.tls, error)) return false;
+  if (cfg_.failure_log == "-") {
+    failure_log_ = stdout;
+  } else {
+    failure_log_ = fopen(cfg_.failure_log.c_str(), "a");
+    if (!failure_log_) {
+      error = cfg_.failure_log + ": cannot open the handshake failure log: " + strerror(errno);
+      return false;
+    }
+  }
+  listener_ = std::make_unique<AgentListener>(
+      loop_, tls_, cfg_.handshake_timeout_ns,
+      [this](Fd fd, SslPtr ssl, const HandshakeEvidence& ev) { on_established(std::move(fd), std::move(ssl), ev); },
+      [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); });
+  if (!listener_->listen(cfg_.agent_listen, error)) return false;
+  if (cfg_.metrics_listen) {
+    metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics_text(); });
+    if (!metrics_->listen(*cfg_.metrics_listen, error)) return false;
+  }
+  LOG_INFO("agents: TLS 1.3 on %s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(), cfg_.tunnels.size(),
+           cfg_.metrics_listen ? ("http://" + cfg_.metrics_listen->str() + "/metrics").c_str() : "off");
+  return true;
+}
+
+void Dpctld::run(const std::atomic<bool>& stop) {
+  loop_.run(stop, 100, [this] { tick(); });
+}
+
+void Dpctld::tick() {
+  listener_->tick(monotonic_ns());
+  for (uint64_t id : closed_channels_) channels_.erase(id);
+  closed_channels_.clear();
+}
+
+void Dpctld::on_failed(const HandshakeEvidence& ev, HandshakeFailure category) {
+  counters_.handshake_failures[size_t(category)]++;
+  fprintf(failure_log_, "%s\n", handshake_failure_json(ev, category, realtime_ns()).c_str());
+  fflush(failure_log_);
+}
+
+void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
+  counters_.handshakes_ok++;
+  const uint64_t id = next_channel_++;
+  channels_[id] = std::make_unique<AgentChannel>(
+      loop_, id, std::move(fd), std::move(ssl), ev.client,
+      [this](AgentChannel& ch, const std::string& line) { on_line(ch, line); },
+      [this](AgentChannel& ch) { on_closed(ch); });
+}
+
+void Dpctld::on_closed(AgentChannel& ch) {
+  if (SessionRecord* s = sessions_.find_by_channel(ch.id())) {
+    LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
+             s->certificate_subject.c_str());
+    s->channel = 0;
+  }
+  closed_channels_.push_back(ch.id());
+}
+
+void Dpctld::refuse(AgentChannel& ch, const std::string& reason) {
+  counters_.registrations_refused++;
+  LOG_WARN("agent %s: registration refused: %s", ch.peer().str().c_str(), reason.c_str());
+  JsonWriter j;
+  j.begin_object().field("type", "refused").field("version", kControlProtocolVersion).field("reason", reason).end_object();
+  ch.send(j.str());
+  ch.close();
+}
+
+const TunnelDef* Dpctld::find_tunnel(const std::string& id_or_name) const {
+  for (const TunnelDef& t : cfg_.tunnels)
+    if (t.id.str() == id_or_name || t.name == id_or_name) return &t;
+  return nullptr;
+}
+
+void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
+  json msg = json::parse(line, nullptr, false);
+  if (msg.is_discarded() || !msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
+    refuse(ch, "malformed message (expected one JSON object per line)");
+    return;
+  }
+  const std::string type = msg["type"];
+  if (type == "ping") {
+    ch.send("{\"type\":\"pong\"}");
+    return;
+  }
+  if (type != "register") {
+    refuse(ch, "unknown message type '" + type + "'");
+    return;
+  }
+  if (msg.value("version", 0) != kControlProtocolVersion) {
+    refuse(ch, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
+    return;
+  }
+  if (!msg.contains("tunnel") || !msg["tunnel"].is_string()) {
+    refuse(ch, "register: 'tunnel' (id or name) is required");
+    return;
+  }
+  int weight = msg.value("weight", 1);
+  std::string name = msg.value("name", std::string());
+  handle_register(ch, msg["tunnel"].get<std::string>(), weight, name);
+}
+
+void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name) {
+  if (sessions_.find_by_channel(ch.id())) {
+    refuse(ch, "this connection has registered already");
+    return;
+  }
+  if (weight < 1 || weight > 255) {
+    refuse(ch, "weight must be 1..255");
+    return;
+  }
+  const TunnelDef* tunnel = find_tunnel(tunnel_ref);
+  if (!tunnel) {
+    refuse(ch, "no tunnel '" + tunnel_ref + "'");
+    return;
+  }
+  X509* cert = SSL_get0_peer_certificate(ch.ssl());
+  if (!cert) {
+    refuse(ch, "no client certificate");
+    return;
+  }
+  const std::vector<std::string> ids = certificate_identities(cert);
+  const PeerCertificate desc = describe_certificate(cert);
+  if (!identity_allowed(tunnel->allow, ids)) {
+    refuse(ch, "certificate '" + desc.subject + "' may not serve tunnel " + tunnel->id.str());
+    return;
+  }
+  std::optional<uint32_t> index = sessions_.allocate_index();
+  if (!index) {
+    refuse(ch, "no free session index");
+    return;
+  }
+  SessionRecord rec;
+  rec.index = *index;
+  rec.tunnel = tunnel->id;
+  rec.weight = uint8_t(weight);
+  rec.agent_name = name;
+  rec.certificate_subject = desc.subject;
+  rec.control_peer = ch.peer();
+  rec.registered_unix_ns = realtime_ns();
+  rec.channel = ch.id();
+  rec.base_secret = export_session_secret(ch.ssl(), *index);
+  if (rec.base_secret.empty()) {
+    refuse(ch, "key export failed");
+    return;
+  }
+  sessions_.add(std::move(rec));
+  counters_.registrations_ok++;
+  LOG_INFO("session %u: %s (%s) registered for tunnel %s (%s), weight %d", *index, desc.subject.c_str(),
+           ch.peer().str().c_str(), tunnel->name.c_str(), tunnel->id.str().c_str(), weight);
+  JsonWriter j;
+  j.begin_object()
+      .field("type", "registered")
+      .field("version", kControlProtocolVersion)
+      .field("session", unsigned(*index))
+      .field("tunnel", tunnel->id.str())
+      .field("gateway", cfg_.gateway_endpoint.str())
+      .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
+      .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
+      .field("keepalive", double(cfg_.keepalive_ns) / 1e9)
+      .end_object();
+  ch.send(j.str());
+}
+
+std::string Dpctld::metrics_text() const {
+  PromText p;
+  p.family("dptun_agent_handshake_failures_total", "counter", "Failed agent TLS handshakes by reason.");
+  for (size_t c = 0; c < size_t(HandshakeFailure::Count); ++c)
+    p.sample("dptun_agent_handshake_failures_total", double(counters_.handshake_failures[c]),
+             std::string("reason=\"") + handshake_failure_name(HandshakeFailure(c)) + "\"");
+  p.family("dptun_agent_handshakes_total", "counter", "Completed agent TLS handshakes.");
+  p.sample("dptun_agent_handshakes_total", double(counters_.handshakes_ok));
+  p.family("dptun_registrations_total", "counter", "Agent registrations by result.");
+  p.sample("dptun_registrations_total", double(counters_.registrations_ok), "result=\"ok\"");
+  p.sample("dptun_registrations_total", double(counters_.registrations_refused), "result=\"refused\"");
+  p.family("dptun_tunnels", "gauge", "Configured tunnels.");
+  p.sample("dptun_tunnels", double(cfg_.tunnels.size()));
+  p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");
+  for (const TunnelDef& t : cfg_.tunnels)
+    p.sample("dptun_sessions", double(sessions_.count_for(t.id)),
+             "tunnel=\"" + t.id.str() + "\",name=\"" + json_escape(t.name) + "\"");
+  return p.str();
+}
+
+}  // namespace dptun

@@ -1,0 +1,60 @@
+// dpctld assembled: the agent TLS port (handshakes, failure log, registrations), the session registry, metrics.
+// Single-threaded on one event loop.
+#pragma once
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/event_loop.hpp"
+#include "control/agent_channel.hpp"
+#include "control/agent_listener.hpp"
+#include "control/dpctld_config.hpp"
+#include "control/metrics_server.hpp"
+#include "control/session_registry.hpp"
+
+namespace dptun {
+
+struct DpctldCounters {
+  uint64_t handshake_failures[size_t(HandshakeFailure::Count)] = {};
+  uint64_t handshakes_ok = 0;
+  uint64_t registrations_ok = 0;
+  uint64_t registrations_refused = 0;
+};
+
+class Dpctld {
+ public:
+  explicit Dpctld(DpctldConfig cfg) : cfg_(std::move(cfg)) {}
+  ~Dpctld();
+  bool start(std::string& error);
+  void run(const std::atomic<bool>& stop);
+
+  const DpctldCounters& counters() const { return counters_; }
+  const SessionRegistry& sessions() const { return sessions_; }
+  std::string metrics_text() const;
+
+ private:
+  void on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev);
+  void on_failed(const HandshakeEvidence& ev, HandshakeFailure category);
+  void on_line(AgentChannel& ch, const std::string& line);
+  void on_closed(AgentChannel& ch);
+  void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name);
+  void refuse(AgentChannel& ch, const std::string& reason);
+  const TunnelDef* find_tunnel(const std::string& id_or_name) const;
+  void tick();
+
+  DpctldConfig cfg_;
+  EventLoop loop_;
+  TlsServer tls_;
+  std::unique_ptr<AgentListener> listener_;
+  std::unique_ptr<MetricsServer> metrics_;
+  std::map<uint64_t, std::unique_ptr<AgentChannel>> channels_;
+  std::vector<uint64_t> closed_channels_;
+  SessionRegistry sessions_;
+  DpctldCounters counters_;
+  FILE* failure_log_ = nullptr;
+  uint64_t next_channel_ = 1;
+};
+
+}  // namespace dptun

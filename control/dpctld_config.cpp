@@ -1,0 +1,118 @@
+#include "control/dpctld_config.hpp"
+
+#include <set>
+
+#include "common/config_file.hpp"
+
+namespace dptun {
+
+using libconfig::Setting;
+
+namespace {
+
+Endpoint endpoint_at(const Setting& group, const char* key, std::optional<Endpoint> fallback) {
+  if (!group.exists(key)) {
+    if (fallback) return *fallback;
+    config_fail_missing(group, key);
+  }
+  auto ep = Endpoint::parse(config_string(group, key));
+  if (!ep) config_fail(group[key], "expected ipv4:port like 0.0.0.0:7443");
+  return *ep;
+}
+
+TunnelDef load_tunnel(const Setting& s) {
+  config_allow_keys(s, {"id", "name", "allow"});
+  TunnelDef t;
+  auto id = Uuid::parse(config_string(s, "id"));
+  if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
+  t.id = *id;
+  t.name = config_string(s, "name", t.id.str());
+  const Setting* allow = config_child(s, "allow");
+  if (!allow || (!allow->isArray() && !allow->isList()) || allow->getLength() == 0)
+    config_fail(allow ? *allow : s, "a tunnel needs allow = [ \"CN=agent-name\", ... ] (or [ \"*\" ])");
+  for (int i = 0; i < allow->getLength(); ++i) {
+    const Setting& a = (*allow)[i];
+    if (a.getType() != Setting::TypeString) config_fail(a, "expected a string");
+    std::string v = static_cast<const char*>(a);
+    if (v != "*" && v.rfind("CN=", 0) != 0 && v.rfind("DNS:", 0) != 0 && v.rfind("URI:", 0) != 0)
+      config_fail(a, "expected \"CN=...\", \"DNS:...\", \"URI:...\" or \"*\"");
+    t.allow.push_back(v);
+  }
+  return t;
+}
+
+}  // namespace
+
+bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities) {
+  for (const auto& a : allow) {
+    if (a == "*") return true;
+    for (const auto& id : identities)
+      if (a == id) return true;
+  }
+  return false;
+}
+
+static DpctldConfig load(const std::string& path) {
+  ConfigFile file(path);
+  const Setting& root = file.root();
+  config_allow_keys(root, {"dpctld", "tunnels"});
+  DpctldConfig cfg;
+  cfg.path = path;
+  if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
+  const Setting& d = root["dpctld"];
+  config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
+                        "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive"});
+  cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
+  if (!d.exists("tls")) config_fail_missing(d, "tls");
+  const Setting& tls = d["tls"];
+  config_allow_keys(tls, {"ca", "cert", "key", "crl", "handshake_timeout"});
+  cfg.tls.ca = config_string(tls, "ca");
+  cfg.tls.cert = config_string(tls, "cert");
+  cfg.tls.key = config_string(tls, "key");
+  cfg.tls.crl = config_string(tls, "crl", "");
+  cfg.handshake_timeout_ns = config_duration_ns(tls, "handshake_timeout", 0.1, 300, 10);
+  cfg.failure_log = config_string(d, "failure_log", "-");
+  std::string metrics = config_string(d, "metrics_listen", "127.0.0.1:9108");
+  if (metrics.empty()) {
+    cfg.metrics_listen.reset();
+  } else {
+    auto ep = Endpoint::parse(metrics);
+    if (!ep) config_fail(d["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
+    cfg.metrics_listen = *ep;
+  }
+  cfg.api_socket = config_string(d, "api_socket", cfg.api_socket);
+  cfg.gateway_socket = config_string(d, "gateway_socket", cfg.gateway_socket);
+  cfg.state_file = config_string(d, "state_file", cfg.state_file);
+  cfg.gateway_endpoint = endpoint_at(d, "gateway_endpoint", std::nullopt);
+  std::string cipher = config_string(d, "cipher", "aes-128-gcm");
+  if (cipher == "aes-128-gcm")
+    cfg.key_len = 16;
+  else if (cipher == "aes-256-gcm")
+    cfg.key_len = 32;
+  else
+    config_fail(d["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+  cfg.rekey_interval_ns = config_duration_ns(d, "rekey_interval", 10, 86400, 120);
+  cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);
+
+  if (const Setting* tunnels = config_child(root, "tunnels")) {
+    if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
+    std::set<std::string> seen;
+    for (int i = 0; i < tunnels->getLength(); ++i) {
+      cfg.tunnels.push_back(load_tunnel((*tunnels)[i]));
+      if (!seen.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
+      if (!seen.insert("name:" + cfg.tunnels.back().name).second)
+        config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
+    }
+  }
+  return cfg;
+}
+
+DpctldConfig load_dpctld_config(const std::string& path) {
+  try {
+    return load(path);
+  } catch (const libconfig::SettingException& e) {
+    throw ConfigError(path + ": key '" + e.getPath() + "': " + e.what());
+  }
+}
+
+}  // namespace dptun

@@ -1,0 +1,46 @@
+// dpctld configuration (conf/dpctld.conf documents every key): the agent TLS port and its certificates,
+// where logs, metrics, the dpctl API and persisted state go, how to reach dpgw, and the initial tunnels.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/inet.hpp"
+#include "common/uuid.hpp"
+#include "control/tls_server.hpp"
+
+namespace dptun {
+
+struct TunnelDef {
+  Uuid id;
+  std::string name;
+  // Certificate identities that may register agents for this tunnel: "CN=<name>", "DNS:<name>", "URI:<uri>",
+  // or "*" for any certificate the CA signed.
+  std::vector<std::string> allow;
+};
+
+struct DpctldConfig {
+  std::string path;
+  Endpoint agent_listen{Ipv4{0}, 7443};
+  TlsFiles tls;
+  uint64_t handshake_timeout_ns = 10'000'000'000ull;
+  std::string failure_log = "-";  // JSON lines of failed agent handshakes; "-" = stdout
+  std::optional<Endpoint> metrics_listen = Endpoint{Ipv4{0x7f000001}, 9108};
+  std::string api_socket = "/run/dptun/dpctld.sock";
+  std::string gateway_socket = "/run/dptun/dpgw.sock";
+  std::string state_file = "/var/lib/dptun/dpctld.state";
+  Endpoint gateway_endpoint;  // the dpgw address:port agents send relay frames to
+  uint8_t key_len = 16;
+  uint64_t rekey_interval_ns = 120'000'000'000ull;
+  uint64_t keepalive_ns = 2'000'000'000ull;
+  std::vector<TunnelDef> tunnels;
+};
+
+// Throws ConfigError("file:line: key 'x': what is wrong").
+DpctldConfig load_dpctld_config(const std::string& path);
+
+// True when one of the certificate's identities is allowed ("*" allows any).
+bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities);
+
+}  // namespace dptun

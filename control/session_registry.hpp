@@ -1,0 +1,48 @@
+// dpctld's view of agent sessions: which agent (certificate, control connection) serves which tunnel with
+// which weight, under which receiver index, with which base secret. Indexes come from 32768..65535; 1..32767
+// belong to static peers in dpgw's own config.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/inet.hpp"
+#include "common/uuid.hpp"
+
+namespace dptun {
+
+struct SessionRecord {
+  uint32_t index = 0;
+  Uuid tunnel;
+  uint8_t weight = 1;
+  std::string agent_name;
+  std::string certificate_subject;
+  Endpoint control_peer;            // the agent's address on its TLS connection
+  uint64_t registered_unix_ns = 0;
+  uint64_t channel = 0;             // id of the live TLS connection; 0 once it closed
+  std::vector<uint8_t> base_secret; // TLS exporter output; wiped when the record goes
+};
+
+class SessionRegistry {
+ public:
+  static constexpr uint32_t kFirstIndex = 32768;
+  static constexpr uint32_t kLastIndex = 65535;
+
+  ~SessionRegistry();
+  // A free index, or nullopt when all 32768 are taken.
+  std::optional<uint32_t> allocate_index();
+  SessionRecord& add(SessionRecord rec);
+  void remove(uint32_t index);
+  SessionRecord* find(uint32_t index);
+  SessionRecord* find_by_channel(uint64_t channel);
+  const std::map<uint32_t, SessionRecord>& all() const { return sessions_; }
+  size_t count_for(const Uuid& tunnel) const;
+
+ private:
+  std::map<uint32_t, SessionRecord> sessions_;
+  uint32_t next_ = kFirstIndex;
+};
+
+}  // namespace dptun

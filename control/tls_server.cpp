@@ -1,0 +1,188 @@
+#include "control/tls_server.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace dptun {
+
+namespace {
+
+int g_evidence_index = -1;
+
+std::string name_text(X509_NAME* name) {
+  if (!name) return {};
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string s(data, size_t(len));
+  BIO_free(bio);
+  return s;
+}
+
+int verify_callback(int preverify_ok, X509_STORE_CTX* store) {
+  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  HandshakeEvidence* ev = ssl ? TlsServer::evidence(ssl) : nullptr;
+  if (ev) {
+    if (!ev->certificate) {
+      if (X509* leaf = X509_STORE_CTX_get0_cert(store)) ev->certificate = describe_certificate(leaf);
+    }
+    if (!preverify_ok && !ev->verify_error) ev->verify_error = X509_STORE_CTX_get_error(store);
+  }
+  return preverify_ok;
+}
+
+// Records SNI and offered versions from the ClientHello; never rejects anything itself.
+int client_hello_callback(SSL* ssl, int* /*alert*/, void* /*arg*/) {
+  HandshakeEvidence* ev = TlsServer::evidence(ssl);
+  if (!ev) return SSL_CLIENT_HELLO_SUCCESS;
+  const unsigned char* p;
+  size_t len;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len) && len >= 1) {
+    size_t n = p[0];
+    for (size_t i = 1; i + 1 < len && i + 1 <= n; i += 2) {
+      uint16_t v = uint16_t(p[i] << 8 | p[i + 1]);
+      if ((v & 0x0f0f) != 0x0a0a) ev->offered_versions.push_back(v);  // skip GREASE values
+    }
+  }
+  if (ev->offered_versions.empty()) ev->offered_versions.push_back(uint16_t(SSL_client_hello_get0_legacy_version(ssl)));
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) && len > 5 && p[2] == 0) {
+    size_t name_len = size_t(p[3]) << 8 | p[4];
+    if (5 + name_len <= len) ev->sni.assign(reinterpret_cast<const char*>(p + 5), name_len);
+  }
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+}  // namespace
+
+std::string openssl_errors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += (out.empty() ? "" : "; ") + std::string(buf);
+  }
+  return out;
+}
+
+PeerCertificate describe_certificate(X509* cert) {
+  PeerCertificate c;
+  c.subject = name_text(X509_get_subject_name(cert));
+  c.issuer = name_text(X509_get_issuer_name(cert));
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+    if (char* hex = BN_bn2hex(bn)) {
+      c.serial = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  tm t{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &t) == 1) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
+             t.tm_min, t.tm_sec);
+    c.not_after = buf;
+  }
+  return c;
+}
+
+std::vector<std::string> certificate_identities(X509* cert) {
+  std::vector<std::string> ids;
+  X509_NAME* subject = X509_get_subject_name(cert);
+  int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (idx >= 0) {
+    ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
+    unsigned char* utf8 = nullptr;
+    int n = ASN1_STRING_to_UTF8(&utf8, s);
+    if (n >= 0) {
+      ids.push_back("CN=" + std::string(reinterpret_cast<char*>(utf8), size_t(n)));
+      OPENSSL_free(utf8);
+    }
+  }
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); ++i) {
+    GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+    if (g->type == GEN_DNS || g->type == GEN_URI) {
+      ASN1_IA5STRING* s = g->type == GEN_DNS ? g->d.dNSName : g->d.uniformResourceIdentifier;
+      ids.push_back(std::string(g->type == GEN_DNS ? "DNS:" : "URI:") +
+                    std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), size_t(ASN1_STRING_length(s))));
+    }
+  }
+  GENERAL_NAMES_free(sans);
+  return ids;
+}
+
+bool TlsServer::load(const TlsFiles& files, std::string& error) {
+  if (g_evidence_index < 0) g_evidence_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) {
+    error = "cannot create a TLS context: " + openssl_errors();
+    return false;
+  }
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), files.cert.c_str()) != 1) {
+    error = files.cert + ": cannot load the certificate chain: " + openssl_errors();
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    error = files.key + ": cannot load the private key: " + openssl_errors();
+    return false;
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    error = files.key + ": the private key does not match " + files.cert;
+    return false;
+  }
+  if (SSL_CTX_load_verify_locations(ctx.get(), files.ca.c_str(), nullptr) != 1) {
+    error = files.ca + ": cannot load the CA bundle: " + openssl_errors();
+    return false;
+  }
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(files.ca.c_str())) SSL_CTX_set_client_CA_list(ctx.get(), names);
+  if (!files.crl.empty()) {
+    FILE* f = fopen(files.crl.c_str(), "r");
+    if (!f) {
+      error = files.crl + ": cannot read the CRL file";
+      return false;
+    }
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+    int count = 0;
+    while (X509_CRL* crl = PEM_read_X509_CRL(f, nullptr, nullptr, nullptr)) {
+      X509_STORE_add_crl(store, crl);
+      X509_CRL_free(crl);
+      ++count;
+    }
+    fclose(f);
+    ERR_clear_error();  // the read loop ends with a "no start line" error
+    if (!count) {
+      error = files.crl + ": no CRL in the file";
+      return false;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_callback);
+  SSL_CTX_set_client_hello_cb(ctx.get(), client_hello_callback, nullptr);
+  ctx_ = std::move(ctx);
+  return true;
+}
+
+SslPtr TlsServer::make_ssl(int fd, HandshakeEvidence* evidence) const {
+  SslPtr ssl(SSL_new(ctx_.get()));
+  if (!ssl) return nullptr;
+  SSL_set_fd(ssl.get(), fd);
+  SSL_set_ex_data(ssl.get(), g_evidence_index, evidence);
+  SSL_set_accept_state(ssl.get());
+  return ssl;
+}
+
+HandshakeEvidence* TlsServer::evidence(SSL* ssl) {
+  return g_evidence_index < 0 ? nullptr : static_cast<HandshakeEvidence*>(SSL_get_ex_data(ssl, g_evidence_index));
+}
+
+}  // namespace dptun

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The agent port's mTLS matrix, with certificates made by the openssl CLI (tests/e2e/pki.sh) and real
+# openssl s_client connections to a real dpctld, inside a namespace of its own (loopback only):
+# valid, expired, not yet valid, unknown CA, revoked (CRL), no certificate, a TLS 1.2-only client, plain HTTP
+# and a client that never finishes. Each failure must give exactly one JSON line with the right reason and
+# fields, bump its counter, and never register a session; the valid certificate registers.
+source "$(dirname "$0")/lib.sh"
+DPCTLD=$BUILD/control/dpctld
+NS=$DPT_PREFIX-ctl
+TUNNEL=$TUNNEL_ID
+EXTRA_NETNS+=("$NS")
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+
+bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" 127.0.0.1
+cat > "$WORK/dpctld.conf" <<CONF
+dpctld = {
+  agent_listen = "127.0.0.1:7443";
+  tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key";
+          crl = "$WORK/pki/crl.pem"; handshake_timeout = 2; };
+  failure_log = "$WORK/failures.jsonl";
+  metrics_listen = "127.0.0.1:9108";
+  gateway_endpoint = "10.99.2.1:51900";
+};
+tunnels = (
+  { id = "$TUNNEL"; name = "iperf"; allow = [ "CN=agent-1", "CN=agent-expired", "CN=agent-notyet", "CN=agent-revoked" ]; },
+  { id = "0b7c5c3e-1111-4c7d-8e9f-0a1b2c3d4e5f"; name = "other"; allow = [ "DNS:nobody.test" ]; }
+);
+CONF
+"$DPCTLD" --config "$WORK/dpctld.conf" --check > /dev/null || fail "config rejected"
+ip netns exec "$NS" "$DPCTLD" --config "$WORK/dpctld.conf" > "$WORK/dpctld.out" 2> "$WORK/dpctld.log" &
+PIDS+=("$!")
+wait_for 10 "dpctld listening" ip netns exec "$NS" bash -c "ss -ltn | grep -q ':7443 '"
+
+metric() {  # metric NAME [LABELS] -> value
+  local want=$1
+  [ -n "${2:-}" ] && want="$1{$2}"
+  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
+    W="$want" awk '$1 == ENVIRON["W"] { print $2 }'
+}
+client() {  # client ARGS...: one s_client handshake (and, with STDIN_FILE, a message), closed after 1 s
+  { cat "${STDIN_FILE:-/dev/null}"; sleep 1; } |
+    timeout 10 ip netns exec "$NS" openssl s_client -connect 127.0.0.1:7443 -servername "$TUNNEL" \
+      -CAfile "$WORK/pki/ca.pem" -quiet -no_ign_eof "$@" > "$WORK/client.out" 2> "$WORK/client.err" || true
+}
+lines() { [ -f "$WORK/failures.jsonl" ] && wc -l < "$WORK/failures.jsonl" || echo 0; }
+
+# check CASE REASON S_CLIENT_ARGS... : exactly one new line with REASON, the counter +1, no session
+check() {
+  local name=$1 reason=$2; shift 2
+  local before after count_before count_after
+  before=$(lines)
+  count_before=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
+  "$@"
+  wait_for 10 "$name: a failure line" bash -c "[ \$(wc -l < '$WORK/failures.jsonl' 2>/dev/null || echo 0) -gt $before ]"
+  sleep 0.3
+  after=$(lines)
+  [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1"
+  tail -n 1 "$WORK/failures.jsonl" > "$WORK/last.json"
+  jq -e --arg r "$reason" '.reason == $r' "$WORK/last.json" > /dev/null ||
+    fail "$name: reason $(jq -r .reason "$WORK/last.json"), expected $reason: $(cat "$WORK/last.json")"
+  jq -e '.event == "agent_tls_handshake_failed" and (.time | test("^20[0-9]{2}-")) and (.client | test("^127\\.0\\.0\\.1:[0-9]+$"))
+         and (.openssl_reason | length > 0)' "$WORK/last.json" > /dev/null || fail "$name: fields missing: $(cat "$WORK/last.json")"
+  count_after=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
+  [ "$count_after" -eq $((count_before + 1)) ] || fail "$name: counter $count_before -> $count_after"
+  [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = "$registered" ] || fail "$name: a session was registered"
+  log "  $name -> $reason: $(jq -c '{sni, tunnel, offered_versions, certificate: (.certificate.subject // null), verify_error, openssl_reason}' "$WORK/last.json")"
+}
+registered=0
+
+log "mTLS failures, one JSON line each"
+check "expired certificate" expired client -cert "$WORK/pki/expired.pem" -key "$WORK/pki/expired.key"
+jq -e '.certificate.subject == "CN=agent-expired" and .certificate.issuer == "CN=dptun test CA" and
+       (.certificate.serial | length > 0) and .certificate.not_after == "2021-01-01T00:00:00Z" and
+       .tunnel == "'"$TUNNEL"'" and .sni == "'"$TUNNEL"'" and (.offered_versions | index("TLSv1.3") != null) and
+       .verify_error == "certificate has expired"' "$WORK/last.json" > /dev/null || fail "expired: fields: $(cat "$WORK/last.json")"
+check "not yet valid" not_yet_valid client -cert "$WORK/pki/notyet.pem" -key "$WORK/pki/notyet.key"
+check "unknown CA" unknown_ca client -cert "$WORK/pki/rogue.pem" -key "$WORK/pki/rogue.key"
+jq -e '.certificate.issuer == "CN=rogue CA"' "$WORK/last.json" > /dev/null || fail "unknown CA: issuer not logged"
+check "revoked (CRL)" revoked client -cert "$WORK/pki/revoked.pem" -key "$WORK/pki/revoked.key"
+check "no certificate" no_client_cert client
+jq -e '.certificate == null' "$WORK/last.json" > /dev/null || fail "no certificate: certificate should be null"
+check "TLS 1.2-only client" protocol_version client -tls1_2 -cert "$WORK/pki/agent1.pem" -key "$WORK/pki/agent1.key"
+jq -e '.offered_versions == ["TLSv1.2"]' "$WORK/last.json" > /dev/null || fail "TLS 1.2: offered versions: $(cat "$WORK/last.json")"
+http() { timeout 5 ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7443; printf "GET / HTTP/1.1\r\nHost: x\r\n\r\n" >&3; cat <&3 > /dev/null 2>&1' || true; }
+check "plain HTTP" not_tls http
+silent() { timeout 5 ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7443; sleep 3' || true; }
+check "silent client" timeout silent
+
+log "a valid certificate registers (and produces no failure line)"
+before=$(lines)
+echo '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"agent-1"}' > "$WORK/register.json"
+STDIN_FILE="$WORK/register.json" client -cert "$WORK/pki/agent1.pem" -key "$WORK/pki/agent1.key"
+grep -q '"type":"registered"' "$WORK/client.out" || fail "valid certificate not registered: $(cat "$WORK/client.out")"
+jq -e 'select(.type == "registered") | .session >= 32768 and .gateway == "10.99.2.1:51900"' "$WORK/client.out" > /dev/null ||
+  fail "registered reply: $(cat "$WORK/client.out")"
+[ "$(lines)" -eq "$before" ] || fail "the valid handshake logged a failure"
+[ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
+
+log "a valid certificate that may not serve the tunnel is refused (TLS fine, registration not)"
+echo '{"type":"register","version":1,"tunnel":"other","weight":1}' > "$WORK/register.json"
+STDIN_FILE="$WORK/register.json" client -cert "$WORK/pki/agent2.pem" -key "$WORK/pki/agent2.key"
+grep -q '"type":"refused"' "$WORK/client.out" || fail "not refused: $(cat "$WORK/client.out")"
+grep -q "may not serve tunnel" "$WORK/client.out" || fail "refusal reason: $(cat "$WORK/client.out")"
+[ "$(metric dptun_registrations_total 'result="refused"')" = 1 ] || fail "refused counter"
+[ "$(lines)" -eq "$before" ] || fail "a refused registration logged a handshake failure"
+log "PASS"
