@@ -15,6 +15,7 @@
 #include "packet/headers.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
+#include <optional>
 
 namespace dptun {
 
@@ -25,9 +26,13 @@ constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the
 Agent::Agent(AgentOptions opt)
     : opt_(std::move(opt)),
       session_(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
-      nat_(opt_.tun_net, opt_.max_flows) {}
+      snat_(opt_.tun_net) {}
 
 bool Agent::start(std::string& error) {
+  if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
+    error = "--tun-net " + opt_.tun_net.str() + ": " + error;
+    return false;
+  }
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
@@ -106,22 +111,9 @@ void Agent::gateway_readable(uint64_t now_ns) {
         stats_.bad_inner++;
         continue;
       }
-      bool created;
-      NatBinding* b = nat_.bind(session_.index(), ih.flow_id, pi.l4_proto, pi.src_ip, pi.src_port, now_ns, created);
-      if (!b) {
-        stats_.nat_full++;
-        continue;
-      }
-      stats_.flows_created += created;
-      if (ih.flags & kInnerFlowNew) {  // the gateway (re)started this flow: a fresh connection state
-        b->fin_seen = 0;
-        b->reset = false;
-      }
-      if (pi.l4_proto == kIpProtoTcp) {
-        if (pi.tcp_flags & kTcpFin) b->fin_seen |= 1;
-        if (pi.tcp_flags & kTcpRst) b->reset = true;
-      }
-      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, b->snat_ip, b->snat_port);
+      // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
+      const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
+      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.value, snat.port);
       stats_.inner_rx_bytes += pi.ip_total_len;
       if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
     }
@@ -140,19 +132,14 @@ void Agent::tun_readable(uint64_t now_ns) {
       stats_.bad_inner++;
       continue;
     }
-    NatBinding* b = nat_.find_reply(pi.l4_proto, pi.dst_ip, pi.dst_port);
-    if (!b) {
+    // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
+    std::optional<uint32_t> tag = snat_.decode(pi.dst_ip, pi.dst_port);
+    if (!tag) {
       stats_.no_nat++;
       continue;
     }
-    b->last_seen_ns = now_ns;
-    b->confirmed = true;
-    if (pi.l4_proto == kIpProtoTcp) {
-      if (pi.tcp_flags & kTcpFin) b->fin_seen |= 2;
-      if (pi.tcp_flags & kTcpRst) b->reset = true;
-    }
-    ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, b->client_ip, b->client_port);
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{b->flow_id, pi.l4_proto, 0, 0});
+    // The gateway finds the flow by its tag and rewrites the addresses from its own state.
+    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{*tag, pi.l4_proto, 0, 0});
     const size_t plain = kInnerHeaderLen + pi.ip_total_len;
     if (!session_.seal(FrameType::Data, 0, frame, plain, now_ns)) {
       LOG_ERROR("cannot seal a frame (key derivation failed)");
@@ -184,11 +171,6 @@ void Agent::timer(uint64_t now_ns) {
                opt_.session);
     auth_fail_reported_ = stats_.auth_fail;
     last_auth_report_ns_ = now_ns;
-  }
-  if (now_ns - last_expire_ns_ >= kNsPerSec) {
-    stats_.flows_expired +=
-        nat_.expire(now_ns, opt_.udp_idle_ns, opt_.tcp_idle_ns, opt_.closed_ns, opt_.unconfirmed_ns);
-    last_expire_ns_ = now_ns;
   }
   if (opt_.stats_interval_ns && now_ns - last_stats_ns_ >= opt_.stats_interval_ns) {
     printf("%s\n", stats_json().c_str());
@@ -244,9 +226,6 @@ std::string Agent::stats_json() const {
       .field("link", link_state_ == Link::Up ? "up" : link_state_ == Link::Down ? "down" : "unknown")
       .field("tx_epoch", session_.tx_epoch())
       .field("rekeys", session_.rekeys())
-      .field("flows_active", uint64_t(nat_.size()))
-      .field("flows_created", stats_.flows_created)
-      .field("flows_expired", stats_.flows_expired)
       .field("frames_rx", stats_.frames_rx)
       .field("frames_tx", stats_.frames_tx)
       .field("inner_rx_bytes", stats_.inner_rx_bytes)
@@ -261,7 +240,6 @@ std::string Agent::stats_json() const {
       .field("no_key", stats_.no_key)
       .field("bad_inner", stats_.bad_inner)
       .field("no_nat", stats_.no_nat)
-      .field("nat_full", stats_.nat_full)
       .field("tun_write_errors", stats_.tun_write_errors)
       .field("send_errors", stats_.send_errors)
       .end_object();

@@ -1,6 +1,7 @@
-// dpagent's event loop: relay frames from the gateway are opened and their inner packets NAT-ed into the TUN;
-// packets the kernel routes back into the TUN are NAT-reversed, sealed and sent to the gateway in batches.
-// Also keepalives, gateway liveness, authentication-failure reports and NAT expiry.
+// dpagent's event loop: relay frames from the gateway are opened and their inner packets get the flow's
+// translated source (SnatCodec) and go into the TUN; replies the kernel routes back into the TUN are sealed with
+// their flow's tag and sent to the gateway in batches. Also keepalives, gateway liveness and
+// authentication-failure reports. The agent keeps no per-flow state.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -10,7 +11,7 @@
 
 #include "agent/agent_session.hpp"
 #include "agent/lan_nat.hpp"
-#include "agent/nat_table.hpp"
+#include "agent/snat_codec.hpp"
 #include "agent/tun_device.hpp"
 #include "agent/udp_link.hpp"
 #include "common/inet.hpp"
@@ -30,11 +31,6 @@ struct AgentOptions {
   uint8_t key_len = 16;
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t stats_interval_ns = 0;
-  uint64_t udp_idle_ns = 120'000'000'000ull;
-  uint64_t tcp_idle_ns = 7500'000'000'000ull;
-  uint64_t closed_ns = 10'000'000'000ull;
-  uint64_t unconfirmed_ns = 30'000'000'000ull;  // a flow the target never answered
-  size_t max_flows = 262144;
   bool lan_nat = false;  // forward + masquerade to targets that are not on this host
 };
 
@@ -42,8 +38,7 @@ struct AgentStats {
   uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
   uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
-  uint64_t bad_inner = 0, no_nat = 0, nat_full = 0, tun_write_errors = 0, send_errors = 0;
-  uint64_t flows_created = 0, flows_expired = 0;
+  uint64_t bad_inner = 0, no_nat = 0, tun_write_errors = 0, send_errors = 0;
 };
 
 class Agent {
@@ -64,14 +59,13 @@ class Agent {
   AgentOptions opt_;
   OpensslAead engine_{1};
   AgentSession session_;
-  NatTable nat_;
+  SnatCodec snat_;
   TunDevice tun_;
   LanNat lan_nat_;
   UdpLink link_;
   AgentStats stats_;
   uint64_t last_gateway_rx_ns_ = 0;
   uint64_t last_keepalive_ns_ = 0;
-  uint64_t last_expire_ns_ = 0;
   uint64_t last_stats_ns_ = 0;
   uint64_t last_warn_ns_ = 0;
   uint64_t auth_fail_reported_ = 0;

@@ -26,13 +26,13 @@ const char* kUsage =
     "  --session INDEX       the session index of this agent in the gateway's config (1..65535)\n"
     "  --psk-file FILE       file holding the session's 32-byte key as 64 hex digits (same as the gateway's)\n"
     "  --bind IP:PORT        local address/port of the UDP socket (default: chosen by the kernel)\n"
-    "  --tun NAME            TUN interface name (default dpt0)\n"
-    "  --tun-net CIDR        TUN address and NAT pool (default 100.64.0.1/16; must not overlap your networks)\n"
+    "  --tun-net CIDR        TUN address and subnet, a /16 or larger whose first address the TUN takes (default\n"
+    "                        100.64.0.1/16; must not overlap your networks). Targets see flows coming from it.\n"
+    "  --tun NAME            TUN interface name (default dpt0); agents on one host may share it\n"
     "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
     "  --keepalive SECONDS   keepalive interval (default 2); 3 missed answers are reported\n"
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
-    "  --max-flows N         NAT bindings at most (default 262144)\n"
     "  --lan-nat             also reach targets elsewhere on this host's networks: enables IP forwarding and\n"
     "                        masquerades the TUN subnet with nftables (removed on exit)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       opt.tun_name = v;
     } else if (a == "--tun-net") {
       auto p = Ipv4Prefix::parse(v);
-      if (!p || p->len < 8 || p->len > 30) fail("--tun-net expects an address/prefix between /8 and /30");
+      if (!p || p->len < 8 || p->len > 16) fail("--tun-net expects an address/prefix between /8 and /16");
       opt.tun_net = *p;
     } else if (a == "--mtu") {
       auto n = parse_uint(v, 9000);
@@ -110,10 +110,6 @@ int main(int argc, char** argv) {
       else fail("--cipher expects aes-128-gcm or aes-256-gcm");
     } else if (a == "--rekey-interval") {
       opt.rekey_interval_ns = uint64_t(parse_seconds(a, v, 10, 86400) * 1e9);
-    } else if (a == "--max-flows") {
-      auto n = parse_uint(v, 1u << 24);
-      if (!n || *n == 0) fail("--max-flows expects 1..16777216");
-      opt.max_flows = size_t(*n);
     } else if (a == "--stats-interval") {
       opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
     } else if (a == "--log-level") {

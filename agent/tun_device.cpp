@@ -45,7 +45,9 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
     return false;
   }
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  // Multi-queue: several agents on one host may attach to the same TUN (each reads its own queue); with the
+  // stateless NAT any of them can carry any flow.
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     int e = errno;

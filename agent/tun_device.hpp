@@ -1,4 +1,5 @@
-// A layer-3 TUN interface (no packet info header), configured with an address, prefix, MTU and up.
+// A layer-3 TUN interface (no packet info header, multi-queue), configured with an address, prefix, MTU and up.
+// Opening a name that exists attaches another queue to it.
 #pragma once
 #include <cstdint>
 #include <span>

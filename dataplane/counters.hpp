@@ -43,7 +43,7 @@ enum class Drop : uint8_t {
   KeyUnavailable,   // no key for the frame's epoch yet (derivation requested)
   BadInner,         // decrypted inner packet is not IPv4 TCP/UDP
   StaleFlow,        // reply for a flow that has expired
-  FlowMismatch,     // reply from a session or protocol that does not own the flow, or with IP options
+  FlowMismatch,     // reply not from the flow's target/tunnel/protocol, or with IP options
   HandoffFull,      // another worker's handoff ring was full
   ControlFull,      // the control lcore's ring was full
   TxFull,           // the TX queue did not take the packet

@@ -10,11 +10,12 @@ namespace dptun {
 FlowTable::FlowTable(uint32_t capacity, uint8_t worker) : worker_(worker) {
   if (capacity == 0 || capacity > (1u << kSlotBits)) throw std::invalid_argument("flow table capacity");
   flows_.resize(capacity);
+  free_ring_.resize(capacity);
+  for (uint32_t i = 0; i < capacity; ++i) free_ring_[i] = i;
+  free_count_ = capacity;
   std::random_device rd;
   const uint32_t base = rd();
   for (uint32_t i = 0; i < capacity; ++i) flows_[i].generation = base + i * 0x9e3779b9u;
-  free_slots_.reserve(capacity);
-  for (uint32_t i = capacity; i > 0; --i) free_slots_.push_back(i - 1);
   uint32_t index_size = std::bit_ceil(capacity * 2u);
   index_.assign(index_size, IndexEntry{0, 0});
   index_mask_ = index_size - 1;
@@ -44,7 +45,7 @@ Flow* FlowTable::find(const FlowKey& k, uint32_t h) {
 
 Flow* FlowTable::insert(const FlowKey& k, uint32_t h, uint64_t now_ns, bool& evicted) {
   evicted = false;
-  if (free_slots_.empty()) {
+  if (free_count_ == 0) {
     // Sample a few slots and evict the least recently used one if it is idle enough.
     Flow* victim = nullptr;
     for (int i = 0; i < 8; ++i) {
@@ -56,8 +57,9 @@ Flow* FlowTable::insert(const FlowKey& k, uint32_t h, uint64_t now_ns, bool& evi
     erase(*victim);
     evicted = true;
   }
-  uint32_t slot = free_slots_.back();
-  free_slots_.pop_back();
+  uint32_t slot = free_ring_[free_head_];
+  free_head_ = free_head_ + 1 == free_ring_.size() ? 0 : free_head_ + 1;
+  --free_count_;
   Flow& f = flows_[slot];
   uint32_t gen = f.generation + 1;
   f = Flow{};
@@ -78,6 +80,13 @@ Flow* FlowTable::find_by_id(uint64_t flow_id) {
   if (worker_of(flow_id) != worker_ || slot >= flows_.size()) return nullptr;
   Flow& f = flows_[slot];
   return f.in_use && f.generation == uint32_t(flow_id >> 32) ? &f : nullptr;
+}
+
+Flow* FlowTable::find_by_tag(uint32_t tag) {
+  uint32_t slot = tag & ((1u << kSlotBits) - 1);
+  if (uint8_t(tag >> kSlotBits) != worker_ || slot >= flows_.size()) return nullptr;
+  Flow& f = flows_[slot];
+  return f.in_use ? &f : nullptr;
 }
 
 uint32_t FlowTable::index_find(const Flow& f) const {
@@ -105,7 +114,8 @@ void FlowTable::erase(Flow& f) {
   if (!f.in_use) return;
   index_erase(index_find(f));
   f.in_use = false;
-  free_slots_.push_back(uint32_t(&f - flows_.data()));
+  free_ring_[(free_head_ + free_count_) % free_ring_.size()] = uint32_t(&f - flows_.data());
+  ++free_count_;
   size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 

@@ -55,6 +55,9 @@ class FlowTable {
   Flow* insert(const FlowKey& k, uint32_t hash, uint64_t now_ns, bool& evicted);
   // The flow a flow id names, or nullptr when that flow has gone (slot free or reused).
   Flow* find_by_id(uint64_t flow_id);
+  // The flow in the slot a tag (worker | slot: the low 32 bits of a flow id) names, if the slot is in use. Agents
+  // know flows only by tag; the caller checks the flow is the one it expects (target, tunnel, protocol).
+  Flow* find_by_tag(uint32_t tag);
   uint64_t id_of(const Flow& f) const {
     return uint64_t(f.generation) << 32 | uint64_t(worker_) << kSlotBits | uint32_t(&f - flows_.data());
   }
@@ -74,7 +77,11 @@ class FlowTable {
   void index_erase(uint32_t pos);
 
   std::vector<Flow> flows_;
-  std::vector<uint32_t> free_slots_;
+  // Free slots, first in first out: a slot (and so a flow's tag and its source address at the target) comes
+  // back into use as late as possible.
+  std::vector<uint32_t> free_ring_;
+  uint32_t free_head_ = 0;
+  uint32_t free_count_ = 0;
   std::vector<IndexEntry> index_;
   uint32_t index_mask_;
   std::atomic<uint32_t> size_{0};  // written by the worker, read by the control lcore

@@ -126,7 +126,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
     rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
-    const uint8_t owner = FlowTable::worker_of(ih.flow_id);
+    const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
     if (owner == id_) {
       deliver_to_client(m, ih.flow_id, s);
     } else if (owner < dp_.workers.size()) {
@@ -143,13 +143,15 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, Drop::BadInner);
     return;
   }
-  Flow* f = flows_.find_by_id(flow_id);
+  // Agents know a flow by its tag only (their NAT is stateless); the reply must come from the flow's target,
+  // over a session of the flow's tunnel (any agent of the pool may carry it), with a plain IPv4 header.
+  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
   if (!f || f->deadline_ns <= now_ns_) {
     drop(m, Drop::StaleFlow);
     return;
   }
-  // Only the session the flow is pinned to may answer on it, and only with a plain IPv4 header.
-  if (f->session_index != s.index || f->key.proto != pi.l4_proto || pi.ip_header_len != 20) {
+  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto || pi.ip_header_len != 20 || pi.src_ip != f->target_ip ||
+      pi.src_port != f->target_port) {
     drop(m, Drop::FlowMismatch);
     return;
   }

@@ -159,8 +159,13 @@ static void stale_ids(void**) {
   assert_ptr_equal(t.find_by_id(id_a), fa);
   t.erase(*fa);
   assert_null(t.find_by_id(id_a));  // slot free
+  // Free slots are reused first in, first out: the freed slot comes back only after the 7 never-used ones.
+  for (uint32_t i = 0; i < 7; ++i) {
+    Flow* other = insert_key(t, make_key(100 + i), 1);
+    assert_ptr_not_equal(other, fa);
+  }
   Flow* fb = insert_key(t, b, 1);
-  assert_ptr_equal(fb, fa);  // the freed slot is reused first
+  assert_ptr_equal(fb, fa);
   const uint64_t id_b = t.id_of(*fb);
   assert_int_equal(id_b & kSlotMask, id_a & kSlotMask);
   assert_int_not_equal(id_b >> 32, id_a >> 32);  // generation differs
@@ -168,6 +173,20 @@ static void stale_ids(void**) {
   assert_ptr_equal(t.find_by_id(id_b), fb);
   // A generation that never existed on this slot.
   assert_null(t.find_by_id(id_b + (uint64_t(1) << 32)));
+}
+
+// Agents name flows by tag (worker | slot) only: a tag finds whatever flow uses that slot now.
+static void tags(void**) {
+  FlowTable t(8, 3);
+  Flow* f = insert_key(t, make_key(1), 0);
+  const uint64_t id = t.id_of(*f);
+  assert_ptr_equal(t.find_by_tag(uint32_t(id)), f);
+  assert_int_equal(FlowTable::worker_of(uint32_t(id)), 3);
+  assert_null(t.find_by_tag(uint32_t(id) ^ (1u << FlowTable::kSlotBits)));  // another worker's tag
+  assert_null(t.find_by_tag((uint32_t(id) & ~((1u << FlowTable::kSlotBits) - 1)) | 7));  // an unused slot
+  assert_null(t.find_by_tag((uint32_t(id) & ~((1u << FlowTable::kSlotBits) - 1)) | 100));  // beyond capacity
+  t.erase(*f);
+  assert_null(t.find_by_tag(uint32_t(id)));
 }
 
 static void ids_of_other_workers(void**) {
@@ -476,6 +495,7 @@ int main() {
       cmocka_unit_test(insert_resets_flow_fields),
       cmocka_unit_test(id_round_trip),
       cmocka_unit_test(stale_ids),
+      cmocka_unit_test(tags),
       cmocka_unit_test(ids_of_other_workers),
       cmocka_unit_test(full_table_without_idle_flows),
       cmocka_unit_test(full_table_evicts_idle_flow),

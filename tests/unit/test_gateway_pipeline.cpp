@@ -264,13 +264,23 @@ static void replies_only_from_the_flows_session(void**) {
   auto frame = agent_seal(*r.agent_b, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
   assert_int_equal(r.from_agent(frame, kAgentB).size(), 0);
   assert_int_equal(r.drops(Drop::FlowMismatch), 1);
-  // A made-up flow id.
-  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id ^ (uint64_t(1) << 40), kIpProtoUdp,
-                                           reply_to(o.packet, 40)),
+  // A made-up flow (a slot nobody uses).
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id ^ 7, kIpProtoUdp, reply_to(o.packet, 40)),
                                 kAgentA)
                        .size(),
                    0);
   assert_int_equal(r.drops(Drop::StaleFlow), 1);
+  // The right flow, but not from its target: refused.
+  auto spoof = reply_to(o.packet, 40);
+  store_be32(spoof.data() + 12, 0x0a0a0a0a);
+  store_be16(spoof.data() + 10, 0);
+  store_be16(spoof.data() + 10, ipv4_header_checksum({spoof.data(), 20}));
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, spoof), kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::FlowMismatch), 2);
+  // Agents know flows by tag only: a reply carrying just the low 32 bits of the flow id is delivered.
+  auto tag_only = r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoUdp, reply_to(o.packet, 40)),
+                               kAgentA);
+  assert_int_equal(tag_only.size(), 1);
   // The agent cannot choose where the reply goes: whatever it writes, the client of the flow gets it.
   auto back = r.from_agent(agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40, 0x08080808)),
                            kAgentA);

@@ -1,0 +1,20 @@
+#include "agent/snat_codec.hpp"
+
+namespace dptun {
+
+bool SnatCodec::valid_subnet(Ipv4Prefix tun_net, std::string& why) {
+  if (tun_net.len > 16) {
+    why = "the TUN subnet must be a /16 or larger (it holds one source address:port per gateway flow)";
+    return false;
+  }
+  const uint32_t base = tun_net.addr.value & tun_net.mask();
+  const uint32_t own = tun_net.addr.value;
+  if (own >= base + 2 && own - base - 2 < (1u << 15)) {
+    why = "the TUN's own address " + tun_net.addr.str() + " lies in the translated range; use the subnet's first "
+          "address (" + Ipv4{base + 1}.str() + ")";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace dptun

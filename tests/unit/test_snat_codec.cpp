@@ -1,0 +1,69 @@
+// The agent's stateless NAT: every 30-bit flow tag maps to a distinct source address:port inside the TUN subnet,
+// away from the TUN's own address, network and broadcast, and maps back; anything else does not decode.
+#include <cstring>
+#include <set>
+
+#include "tests/unit/cmocka.hpp"
+
+#include "agent/snat_codec.hpp"
+
+using namespace dptun;
+
+static Ipv4Prefix net(const char* s) { return *Ipv4Prefix::parse(s); }
+
+static void round_trip_and_ranges(void**) {
+  SnatCodec c(net("100.64.0.1/16"));
+  uint32_t seed = 1;
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t tag = (seed = seed * 1664525u + 1013904223u) & SnatCodec::kTagMask;
+    if (i < 4) tag = i == 0 ? 0 : i == 1 ? SnatCodec::kTagMask : i == 2 ? 0x7fff : 0x8000;
+    Endpoint e = c.encode(tag);
+    assert_true(e.ip.value >= 0x64400002 && e.ip.value < 0x64400002 + (1u << 15));  // 100.64.0.2 .. 100.64.128.1
+    assert_int_not_equal(e.ip.value, 0x64400001);                                    // never the TUN itself
+    assert_true(e.port >= 32768);
+    auto back = c.decode(e.ip.value, e.port);
+    assert_true(back.has_value());
+    assert_int_equal(*back, tag);
+    seen.insert(e.pack());
+  }
+  // Distinct tags give distinct endpoints (200k random tags, a few collide as tags: compare the sets).
+  std::set<uint32_t> tags;
+  seed = 1;
+  for (int i = 0; i < 200000; ++i) tags.insert((seed = seed * 1664525u + 1013904223u) & SnatCodec::kTagMask);
+  assert_true(seen.size() >= tags.size() - 4);
+  // High tag bits beyond 30 are ignored, as the gateway's flow id carries more above them.
+  assert_true(c.encode(0x12345678u | 0xc0000000u) == c.encode(0x12345678u & SnatCodec::kTagMask));
+}
+
+static void foreign_addresses_do_not_decode(void**) {
+  SnatCodec c(net("100.64.0.1/16"));
+  assert_false(c.decode(0x64400001, 40000).has_value());  // the TUN address
+  assert_false(c.decode(0x64400000, 40000).has_value());  // network
+  assert_false(c.decode(0x64400002, 1000).has_value());   // low port
+  assert_false(c.decode(0x64400002 + (1u << 15), 40000).has_value());  // past the range
+  assert_false(c.decode(0x0a000001, 40000).has_value());  // somewhere else entirely
+}
+
+static void subnet_rules(void**) {
+  std::string why;
+  assert_true(SnatCodec::valid_subnet(net("100.64.0.1/16"), why));
+  assert_true(SnatCodec::valid_subnet(net("100.64.0.1/10"), why));
+  assert_true(SnatCodec::valid_subnet(net("10.9.255.254/16"), why));  // the TUN may sit above the range
+  assert_false(SnatCodec::valid_subnet(net("100.64.0.1/17"), why));
+  assert_non_null(strstr(why.c_str(), "/16"));
+  assert_false(SnatCodec::valid_subnet(net("100.64.0.5/16"), why));
+  assert_non_null(strstr(why.c_str(), "100.64.0.1"));
+  // A wider subnet: the range starts at its network address.
+  SnatCodec wide(net("100.64.0.1/10"));
+  assert_int_equal(wide.encode(0).ip.value, 0x64400002);
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(round_trip_and_ranges),
+      cmocka_unit_test(foreign_addresses_do_not_decode),
+      cmocka_unit_test(subnet_rules),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
