@@ -146,7 +146,6 @@ int main(int argc, char** argv) {
     t.peers.push_back(StaticPeerConfig{1, std::vector<uint8_t>(32, 7), Endpoint{Ipv4{kAgentIp}, 51900}, 1});
     cfg.tunnels.push_back(t);
     EntryPointConfig e;
-    e.label = "udp/5201";
     e.proto = kIpProtoUdp;
     e.port = 5201;
     e.tunnel = 0;

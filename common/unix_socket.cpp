@@ -36,27 +36,33 @@ static void make_parent_dir(const std::string& path) {
     if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
 }
 
-bool UnixServer::listen(const std::string& path, unsigned mode, std::string& error) {
+Fd unix_listen(const std::string& path, unsigned mode, std::string& error) {
   sockaddr_un addr;
-  if (!make_addr(path, addr, error)) return false;
+  if (!make_addr(path, addr, error)) return Fd();
   make_parent_dir(path);
   Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     error = std::string("socket: ") + strerror(errno);
-    return false;
+    return Fd();
   }
   // A socket file nobody listens on is stale; one that answers belongs to a running process.
   Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (probe && connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     error = path + " is in use by another running process";
-    return false;
+    return Fd();
   }
   unlink(path.c_str());
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd.get(), 16) != 0) {
     error = "cannot listen on " + path + ": " + strerror(errno);
-    return false;
+    return Fd();
   }
   chmod(path.c_str(), mode);
+  return fd;
+}
+
+bool UnixServer::listen(const std::string& path, unsigned mode, std::string& error) {
+  Fd fd = unix_listen(path, mode, error);
+  if (!fd) return false;
   fd_ = std::move(fd);
   path_ = path;
   return true;

@@ -35,6 +35,10 @@ class Fd {
   int fd_ = -1;
 };
 
+// A non-blocking listening unix socket at `path` (stale socket removed, parent directory created, mode set).
+// Fails when another running process answers on the path.
+Fd unix_listen(const std::string& path, unsigned mode, std::string& error);
+
 class UnixServer {
  public:
   // Binds `path` (removing a stale socket, creating the parent directory) with the given mode.

@@ -10,15 +10,16 @@
 #include "common/bytes.hpp"
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "dataplane/control_commands.hpp"
 #include "dataplane/stats_report.hpp"
 #include "dataplane/worker.hpp"
 #include "packet/headers.hpp"
 
 namespace dptun {
 
-bool ControlLoop::open_stats_socket(std::string& error) {
-  if (dp_.cfg->stats_socket.empty()) return true;
-  return stats_server_.listen(dp_.cfg->stats_socket, 0660, error);
+bool ControlLoop::open_control_socket(std::string& error) {
+  if (dp_.cfg->control_socket.empty()) return true;
+  return control_.listen(dp_.cfg->control_socket, error);
 }
 
 void ControlLoop::run() {
@@ -51,52 +52,46 @@ void ControlLoop::tick(uint64_t now_ns) {
     last_keys_ns_ = now_ns;
     const uint64_t real = realtime_ns();
     dp_.realtime_offset_ns.store(int64_t(real) - int64_t(now_ns), std::memory_order_relaxed);
-    for (const auto& s : dp_.sessions.all())
-      if (!keys_.maintain(*s, now_ns, real)) LOG_ERROR("session %u: cannot install keys", s->index);
-    keys_.reclaim();
+    state_.maintain(now_ns, real);
+    reclaimer_.reclaim();
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);
     last_report_ns_ = now_ns;
   }
-  stats_server_.poll([&](const std::string& req) {
-    if (req == "json" || req == "stats") return stats_json(dp_);
-    if (req == "text") return stats_text(dp_);
-    return std::string("{\"error\":\"unknown request; send 'json' or 'text'\"}\n");
-  });
+  control_.poll([&](const std::string& line, bool& close) { return handle_control_line(line, close, dp_, state_); });
 }
 
 // Once a second: log agent endpoint changes and authentication failures (never key material).
 void ControlLoop::report(uint64_t now_ns) {
   (void)now_ns;
-  const auto& sessions = dp_.sessions.all();
-  last_endpoint_.resize(sessions.size(), 0);
-  last_endpoint_changes_.resize(sessions.size(), 0);
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    uint64_t ep = sessions[i]->endpoint.load(std::memory_order_relaxed);
-    if (ep && ep != last_endpoint_[i])
-      LOG_INFO("tunnel %s session %u: agent endpoint %s", dp_.tunnels[sessions[i]->tunnel].name.c_str(),
-               sessions[i]->index, Endpoint::unpack(ep).str().c_str());
-    last_endpoint_[i] = ep;
+  for (const auto& [index, s] : state_.sessions()) {
+    const TunnelPool* pool = dp_.tunnels.get(s->tunnel);
+    const char* name = pool ? pool->name.c_str() : "?";
+    uint64_t ep = s->endpoint.load(std::memory_order_relaxed);
+    uint64_t& last_ep = last_endpoint_[index];
+    if (ep && ep != last_ep)
+      LOG_INFO("tunnel %s session %u: agent endpoint %s", name, index, Endpoint::unpack(ep).str().c_str());
+    last_ep = ep;
     // An endpoint that keeps moving means two agents run with one session's key: their counters share a
     // nonce space. Say so loudly.
-    uint64_t changes = sessions[i]->endpoint_changes.load(std::memory_order_relaxed);
-    if (changes - last_endpoint_changes_[i] >= 3)
+    uint64_t changes = s->endpoint_changes.load(std::memory_order_relaxed);
+    uint64_t& last_changes = last_endpoint_changes_[index];
+    if (changes - last_changes >= 3)
       LOG_WARN("tunnel %s session %u: agent endpoint changed %llu times in the last second: are two agents "
-               "running with this session's key? Each static key must have exactly one agent.",
-               dp_.tunnels[sessions[i]->tunnel].name.c_str(), sessions[i]->index,
-               (unsigned long long)(changes - last_endpoint_changes_[i]));
-    last_endpoint_changes_[i] = changes;
+               "running with this session's key? Each session must have exactly one agent.",
+               name, index, (unsigned long long)(changes - last_changes));
+    last_changes = changes;
   }
-  last_auth_fail_.resize(dp_.tunnels.size(), 0);
-  for (size_t t = 0; t < dp_.tunnels.size(); ++t) {
+  for (const auto& [key, t] : state_.tunnels()) {
     uint64_t v = 0;
-    for (const auto& w : dp_.workers) v += w->tunnel_stats[t].auth_fail.get();
-    if (v > last_auth_fail_[t])
+    for (const auto& w : dp_.workers) v += w->tunnel_stats[t.slot].auth_fail.get();
+    uint64_t& last = last_auth_fail_[t.slot];
+    if (v > last)
       LOG_WARN("tunnel %s: %llu frames failed authentication in the last second (an agent with the wrong key, "
                "or tampering)",
-               dp_.tunnels[t].name.c_str(), (unsigned long long)(v - last_auth_fail_[t]));
-    last_auth_fail_[t] = v;
+               t.name.c_str(), (unsigned long long)(v - last));
+    last = v;
   }
 }
 

@@ -1,13 +1,16 @@
-// The control lcore of dpgw: ARP (answer, learn, resolve), session keys (derive ahead, rekey, RCU reclaim),
-// the stats socket and rate-limited warnings. Runs on the main lcore and sleeps between ticks.
+// The control lcore of dpgw: ARP (answer, learn, resolve), tunnels/sessions/entry points and their keys
+// (GatewayState), RCU reclamation, the control socket (stats, dpctld) and rate-limited warnings. Runs on the
+// main lcore and sleeps between ticks.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "common/unix_socket.hpp"
+#include "dataplane/control_socket.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/gateway_state.hpp"
+#include "dataplane/reclaimer.hpp"
 
 struct rte_mbuf;
 
@@ -15,8 +18,9 @@ namespace dptun {
 
 class ControlLoop {
  public:
-  ControlLoop(Dataplane& dp, SessionKeyManager& keys) : dp_(dp), keys_(keys) {}
-  bool open_stats_socket(std::string& error);
+  ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer)
+      : dp_(dp), state_(state), reclaimer_(reclaimer) {}
+  bool open_control_socket(std::string& error);
   // Runs until dp.stop is set.
   void run();
   // One tick: drains rings, maintains keys, serves the stats socket.
@@ -29,14 +33,15 @@ class ControlLoop {
   void report(uint64_t now_ns);
 
   Dataplane& dp_;
-  SessionKeyManager& keys_;
-  UnixServer stats_server_;
+  GatewayState& state_;
+  Reclaimer& reclaimer_;
+  ControlSocket control_;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;
   uint64_t last_report_ns_ = 0;
-  std::vector<uint64_t> last_auth_fail_;
-  std::vector<uint64_t> last_endpoint_;
-  std::vector<uint64_t> last_endpoint_changes_;
+  std::unordered_map<uint16_t, uint64_t> last_auth_fail_;
+  std::unordered_map<uint32_t, uint64_t> last_endpoint_;
+  std::unordered_map<uint32_t, uint64_t> last_endpoint_changes_;
   bool neighbor_full_warned_ = false;
 };
 

@@ -57,7 +57,7 @@ const char* drop_reason_name(Drop d);
 struct alignas(64) WorkerStats {
   Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
   Counter encap_packets, encap_bytes, decap_packets, decap_bytes;
-  Counter flows_created, flows_expired, flows_evicted;
+  Counter flows_created, flows_expired, flows_evicted, flows_repinned;
   Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
   Counter to_control, handoff_tx, handoff_rx, idle_sleeps, polls;
   std::array<Counter, size_t(Drop::Count)> drops;

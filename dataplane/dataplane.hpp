@@ -53,13 +53,15 @@ class TscClock {
 };
 
 struct Dataplane {
+  explicit Dataplane(uint16_t max_tunnels);  // defined where Worker is complete (worker.cpp)
+  ~Dataplane();
   const GatewayConfig* cfg = nullptr;
   std::vector<PortInfo> ports;
   std::unique_ptr<RouteTable> routes;
   NeighborTable neighbors;
-  std::unique_ptr<EntryTable> entries;
+  std::atomic<const EntryTable*> entries{nullptr};  // RCU-published by GatewayState
   SessionTable sessions;
-  std::vector<Tunnel> tunnels;
+  TunnelTable tunnels;
   std::vector<std::unique_ptr<Worker>> workers;
   rte_mempool* pool = nullptr;
   rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)

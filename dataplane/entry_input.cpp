@@ -6,6 +6,7 @@
 
 #include "dataplane/aead_burst.hpp"
 #include "dataplane/flow_tracking.hpp"
+#include "dataplane/gateway_state.hpp"
 #include "dataplane/worker.hpp"
 #include "packet/checksum.hpp"
 #include "packet/ipv4_rewrite.hpp"
@@ -21,22 +22,39 @@ constexpr uint16_t kEncapPrepend = uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUd
 inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlayOverhead - 40); }
 }  // namespace
 
-TunnelSession* Worker::pick_session(uint16_t tunnel, uint32_t hash) const {
-  const Tunnel& t = dp_.tunnels[tunnel];
+bool Worker::session_usable(const TunnelSession& s) const {
+  if (!GatewayState::session_live(s, now_ns_, dp_.cfg->session_timeout_ns)) return false;
+  return dp_.routes->lookup(s.peer().ip.value).valid;
+}
+
+TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
+  // Weight 255 means "preferred": while any preferred session is live, only those take new flows.
+  bool preferred = false;
   uint32_t total = 0;
-  for (const TunnelSession* s : t.sessions)
-    if (s->has_peer()) total += s->weight;
+  for (const TunnelSession* s : pool.sessions)
+    if (GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) preferred |= s->weight == 255;
+  for (const TunnelSession* s : pool.sessions)
+    if (GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns) && (!preferred || s->weight == 255))
+      total += s->weight;
   if (!total) return nullptr;
-  uint32_t pick = hash % total;
-  for (TunnelSession* s : t.sessions) {
-    if (!s->has_peer()) continue;
-    if (pick < s->weight) return s;
-    pick -= s->weight;
+  // A failed pick (a session that cannot be used after all) is retried up to 3 times on other sessions.
+  for (uint32_t attempt = 0; attempt < 4; ++attempt) {
+    uint32_t pick = (hash + attempt * 0x9e3779b9u) % total;
+    for (TunnelSession* s : pool.sessions) {
+      if (!GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns) || (preferred && s->weight != 255))
+        continue;
+      if (pick >= s->weight) {
+        pick -= s->weight;
+        continue;
+      }
+      if (session_usable(*s)) return s;
+      break;
+    }
   }
   return nullptr;
 }
 
-void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const uint16_t* entry,
+void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
   struct Pending {
     rte_mbuf* m;
@@ -59,13 +77,19 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
-    const EntryPointConfig& ep = dp_.entries->at(entry[i]);
+    const EntryPoint& ep = *entry[i];
+    const TunnelPool* pool = dp_.tunnels.get(ep.tunnel);
+    if (!pool || pool->generation != ep.tunnel_generation) {  // the tunnel went away under the entry point
+      drop(m, Drop::NoSession);
+      continue;
+    }
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto};
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);
-    if (f && f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) {
-      flows_.erase(*f);
+    if (f && ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || f->tunnel != ep.tunnel ||
+              f->tunnel_generation != pool->generation)) {
+      flows_.erase(*f);  // expired, or its tunnel (or entry point) changed
       stats.flows_expired.add();
       f = nullptr;
     }
@@ -73,23 +97,30 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     TunnelSession* s;
     if (f) {
       s = dp_.sessions.find(f->session_index);
-      if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;  // the agent resets its binding
-      flow_track(*f, pi.tcp_flags, true, fc, ep.udp_ttl_ns, now_ns_);
+      if (!s || !GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
+        // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
+        s = pick_session(*pool, h);
+        if (!s) {
+          drop(m, Drop::NoSession);
+          continue;
+        }
+        f->session_index = s->index;
+        s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
+        stats.flows_repinned.add();
+      }
+      if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
+      flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
     } else {
       if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
         drop(m, Drop::TcpNoFlow);
         continue;
       }
-      s = pick_session(ep.tunnel, h);
+      s = pick_session(*pool, h);
       if (!s) {
         drop(m, Drop::NoSession);
         continue;
       }
       Route r = dp_.routes->lookup(s->peer().ip.value);
-      if (!r.valid) {
-        drop(m, Drop::NoRoute);
-        continue;
-      }
       bool evicted;
       f = flows_.insert(key, h, now_ns_, evicted);
       if (evicted) stats.flows_evicted.add();
@@ -99,12 +130,14 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       }
       f->session_index = s->index;
       f->tunnel = ep.tunnel;
-      f->entry = entry[i];
+      f->tunnel_generation = pool->generation;
+      f->udp_ttl_ms = uint32_t(ep.udp_ttl_ns / 1000000ull);
       f->target_ip = ep.target.ip.value;
       f->target_port = ep.target.port;
       f->keepalive = ep.keepalive;
       f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
+      s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
       stats.flows_created.add();
       tunnel_stats[ep.tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;

@@ -27,8 +27,9 @@ struct Flow {
   bool keepalive = false;    // UDP: traffic refreshes the deadline
   uint32_t generation = 0;
   uint32_t session_index = 0;
-  uint16_t tunnel = 0;
-  uint16_t entry = 0;
+  uint16_t tunnel = 0;            // TunnelTable slot
+  uint32_t tunnel_generation = 0; // the slot's tunnel when the flow started; a different one means it has gone
+  uint32_t udp_ttl_ms = 0;
   uint32_t target_ip = 0;
   uint16_t target_port = 0;
   uint16_t mss_clamp = 0;

@@ -7,6 +7,7 @@
 
 #include "dataplane/control_loop.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/gateway_state.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
@@ -16,15 +17,16 @@ class Gateway {
  public:
   struct Options {
     bool launch_workers = true;  // false: the caller drives Worker::poll_once itself (benchmarks)
-    bool stats_socket = true;
+    bool control_socket = true;
   };
   static std::unique_ptr<Gateway> create(const GatewayConfig& cfg, const Options& opt, std::string& error);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  Dataplane& dataplane() { return dp_; }
+  Dataplane& dataplane() { return *dp_; }
   ControlLoop& control() { return *control_; }
+  GatewayState& state() { return *state_; }
   // Launches the workers on their lcores and runs the control loop here until dp.stop; then joins them.
   int run();
 
@@ -33,9 +35,11 @@ class Gateway {
   bool build(const Options& opt, std::string& error);
 
   GatewayConfig cfg_;
-  Dataplane dp_;
+  std::unique_ptr<Dataplane> dp_;
   std::unique_ptr<AeadEngine> engine_;
+  std::unique_ptr<Reclaimer> reclaimer_;
   std::unique_ptr<SessionKeyManager> keys_;
+  std::unique_ptr<GatewayState> state_;
   std::vector<std::unique_ptr<PortGuard>> port_guards_;
   std::unique_ptr<ControlLoop> control_;
   std::vector<unsigned> worker_lcores_;

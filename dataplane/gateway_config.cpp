@@ -88,7 +88,7 @@ TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes, std::set
     const Setting& ps = (*peers)[i];
     config_allow_keys(ps, {"index", "psk", "psk_file", "endpoint", "weight"});
     StaticPeerConfig p;
-    p.index = uint32_t(config_int(ps, "index", 1, 65535));
+    p.index = uint32_t(config_int(ps, "index", 1, 32767));  // 32768.. belong to dpctld
     if (!indexes.insert(p.index).second) config_fail(ps["index"], "session index used twice");
     p.psk = read_psk(ps);
     // One static key, one sender: two peers (or two agents) sharing a key would share a nonce space.
@@ -119,7 +119,6 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
   e.port = uint16_t(config_int(s, "port", 1, 65535));
   if (e.proto == 17 && e.port == cfg.tunnel_port)
     config_fail(s["port"], "UDP port " + std::to_string(e.port) + " is the tunnel port");
-  e.label = proto + "/" + std::to_string(e.port);
   if (s.exists("listen")) {
     (void)config_string(s, "listen");
     e.listen = parse_ipv4_at(s["listen"]);
@@ -169,12 +168,14 @@ static GatewayConfig load(const std::string& path) {
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
   config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "mbufs", "idle", "flows", "crypto",
-                         "stats_socket"});
+                         "control_socket", "max_tunnels", "session_timeout"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
   if (const Setting* eal = config_child(gw, "eal")) load_eal(*eal, cfg.eal);
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
-  cfg.stats_socket = config_string(gw, "stats_socket", "/run/dptun/dpgw.sock");
+  cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
+  cfg.max_tunnels = uint16_t(config_int(gw, "max_tunnels", 1, 16384, 1024));
+  cfg.session_timeout_ns = config_duration_ns(gw, "session_timeout", 0.5, 3600, 6);
 
   const Setting* ports = config_child(gw, "ports");
   if (!ports || !ports->isList() || ports->getLength() == 0)
@@ -237,7 +238,7 @@ static GatewayConfig load(const std::string& path) {
       cfg.entry_points.push_back(load_entry((*entries)[i], cfg));
       const auto& e = cfg.entry_points.back();
       if (!used.insert({e.proto, e.port}).second)
-        config_fail((*entries)[i]["port"], "entry point " + e.label + " defined twice");
+        config_fail((*entries)[i]["port"], std::string("entry point ") + (e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port) + " defined twice");
     }
   }
   return cfg;

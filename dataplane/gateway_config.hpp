@@ -43,7 +43,6 @@ struct TunnelConfig {
 };
 
 struct EntryPointConfig {
-  std::string label;       // "tcp/5201" for logs and stats
   uint8_t proto = 0;       // 6 or 17
   uint16_t port = 0;
   std::optional<Ipv4> listen;  // only this local address (default: every port address)
@@ -85,7 +84,9 @@ struct GatewayConfig {
   IdleConfig idle;
   FlowConfig flow;
   CryptoConfig crypto;
-  std::string stats_socket = "/run/dptun/dpgw.sock";
+  std::string control_socket = "/run/dptun/dpgw.sock";  // stats (dpgw stats) and dpctld's control link
+  uint16_t max_tunnels = 1024;
+  uint64_t session_timeout_ns = 6'000'000'000ull;  // a session not heard from for this long takes no new flows
   std::vector<TunnelConfig> tunnels;
   std::vector<EntryPointConfig> entry_points;
 };

@@ -31,7 +31,7 @@ const char* kUsage =
     "  --check            validate the config and exit (no DPDK, no root needed)\n"
     "  --log-level LEVEL  debug, info (default), warn or error\n"
     "  stats              print the counters of a running dpgw from its stats socket\n"
-    "    --socket PATH    stats socket (default /run/dptun/dpgw.sock, dpgw.stats_socket in the config)\n"
+    "    --socket PATH    stats socket (default /run/dptun/dpgw.sock, dpgw.control_socket in the config)\n"
     "    --json           machine-readable output\n"
     "  --help             this text\n";
 

@@ -1,7 +1,6 @@
 #include "dataplane/session.hpp"
 
 #include <openssl/crypto.h>
-#include <rte_rcu_qsbr.h>
 
 #include <algorithm>
 #include <initializer_list>
@@ -13,33 +12,6 @@ namespace dptun {
 
 TunnelSession::~TunnelSession() {
   if (!base_secret.empty()) OPENSSL_cleanse(base_secret.data(), base_secret.size());
-}
-
-TunnelSession& SessionTable::add(std::unique_ptr<TunnelSession> s) {
-  TunnelSession& ref = *s;
-  by_index_[ref.index] = &ref;
-  owned_.push_back(std::move(s));
-  return ref;
-}
-
-SessionKeyManager::~SessionKeyManager() {
-  for (auto& r : retired_) delete r.cipher;
-}
-
-void SessionKeyManager::retire(EpochCipher* c) {
-  if (!c) return;
-  if (!rcu_) {
-    delete c;
-    return;
-  }
-  retired_.push_back({c, rte_rcu_qsbr_start(rcu_)});
-}
-
-void SessionKeyManager::reclaim() {
-  auto done = std::partition(retired_.begin(), retired_.end(),
-                             [&](const Retired& r) { return rte_rcu_qsbr_check(rcu_, r.token, false) != 1; });
-  for (auto it = done; it != retired_.end(); ++it) delete it->cipher;
-  retired_.erase(done, retired_.end());
 }
 
 bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want) {
@@ -64,7 +36,7 @@ bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection d
     cipher->aead = engine_.make_key(
         key.key_bytes(), dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt, 16);
     if (!cipher->aead) return false;
-    retire(slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel));
+    reclaimer_.retire(slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel));
   }
   return true;
 }
@@ -127,15 +99,13 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
     rx.add(now_epoch);
     rx.add(now_epoch + 1);
     rx.add(now_epoch - 1);
+  } else if (seen == kNoEpoch) {
+    rx.add(0);  // a fresh session's agent counts from 0
+    rx.add(1);
   }
   if (s.ctl_probe_epoch != kNoEpoch) rx.add(s.ctl_probe_epoch);
   ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, rx);
   return ok;
-}
-
-void SessionKeyManager::release(TunnelSession& s) {
-  for (KeySlots* slots : {&s.tx_keys, &s.rx_keys})
-    for (auto& slot : slots->slot) delete slot.exchange(nullptr);
 }
 
 }  // namespace dptun

@@ -13,8 +13,7 @@
 #include "crypto/aead.hpp"
 #include "crypto/key_schedule.hpp"
 #include "crypto/replay_window.hpp"
-
-struct rte_rcu_qsbr;
+#include "dataplane/reclaimer.hpp"
 
 namespace dptun {
 
@@ -31,6 +30,12 @@ struct EpochCipher {
 struct KeySlots {
   static constexpr int kSlots = 8;
   std::array<std::atomic<EpochCipher*>, kSlots> slot{};
+  KeySlots() = default;
+  KeySlots(const KeySlots&) = delete;
+  KeySlots& operator=(const KeySlots&) = delete;
+  ~KeySlots() {
+    for (auto& s : slot) delete s.load(std::memory_order_relaxed);
+  }
   EpochCipher* find(uint64_t epoch) const {
     for (const auto& s : slot) {
       EpochCipher* c = s.load(std::memory_order_acquire);
@@ -47,6 +52,8 @@ struct alignas(64) TunnelSession {
   uint8_t weight = 1;
   uint16_t rx_worker = 0;  // the only worker that decrypts this session's frames (owns the replay window)
   bool clock_counters = false;  // static peer: counters follow the wall clock (crypto/key_schedule.hpp)
+  bool from_config = false;     // a static peer from dpgw's config (dpctld does not own it)
+  bool configured_endpoint = false;  // the config gave its endpoint: usable before it is heard from
   std::vector<uint8_t> base_secret;
   std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown. Written by rx_worker.
 
@@ -63,6 +70,7 @@ struct alignas(64) TunnelSession {
   std::atomic<uint64_t> wanted_epoch{kNoEpoch}; // an epoch a frame used that has no key (unauthenticated hint)
   std::atomic<uint64_t> last_rx_ns{0};
   std::atomic<uint64_t> endpoint_changes{0};
+  std::atomic<uint64_t> flows_pinned{0};  // flows pinned to this session (any worker adds, rarely)
 
   // Control lcore only.
   uint64_t ctl_tx_epoch = kNoEpoch;
@@ -79,25 +87,58 @@ struct alignas(64) TunnelSession {
   bool has_peer() const { return endpoint.load(std::memory_order_relaxed) != 0; }
 };
 
-struct Tunnel {
+// A tunnel and its pool of sessions as workers see it: immutable once published; a change publishes a new one.
+struct TunnelPool {
   Uuid id;
   std::string name;
+  uint32_t generation = 0;  // changes when the slot is given to another tunnel; flows remember it
+  bool from_config = false;
   std::vector<TunnelSession*> sessions;
-  uint32_t total_weight = 0;
 };
 
-// Sessions by receiver index (1..65535): one array load per frame.
+// Tunnels by slot (stable for a tunnel's lifetime): one atomic load per lookup.
+class TunnelTable {
+ public:
+  explicit TunnelTable(uint16_t capacity)
+      : capacity_(capacity), slots_(new std::atomic<const TunnelPool*>[capacity]) {
+    for (uint16_t i = 0; i < capacity; ++i) slots_[i].store(nullptr);
+  }
+  ~TunnelTable() {
+    for (uint16_t i = 0; i < capacity_; ++i) delete slots_[i].load();
+  }
+  TunnelTable(const TunnelTable&) = delete;
+  TunnelTable& operator=(const TunnelTable&) = delete;
+  const TunnelPool* get(uint16_t slot) const {
+    return slot < capacity_ ? slots_[slot].load(std::memory_order_acquire) : nullptr;
+  }
+  uint16_t capacity() const { return capacity_; }
+  // Control lcore: publishes `pool` in `slot` and returns the previous one (to retire).
+  const TunnelPool* publish(uint16_t slot, const TunnelPool* pool) {
+    return slots_[slot].exchange(pool, std::memory_order_acq_rel);
+  }
+
+ private:
+  uint16_t capacity_;
+  std::unique_ptr<std::atomic<const TunnelPool*>[]> slots_;
+};
+
+// Sessions by receiver index (1..65535): one atomic load per frame.
 class SessionTable {
  public:
   static constexpr uint32_t kMaxIndex = 65535;
-  SessionTable() : by_index_(kMaxIndex + 1, nullptr) {}
-  TunnelSession* find(uint32_t index) const { return index <= kMaxIndex ? by_index_[index] : nullptr; }
-  TunnelSession& add(std::unique_ptr<TunnelSession> s);
-  const std::vector<std::unique_ptr<TunnelSession>>& all() const { return owned_; }
+  SessionTable() : by_index_(new std::atomic<TunnelSession*>[kMaxIndex + 1]) {
+    for (uint32_t i = 0; i <= kMaxIndex; ++i) by_index_[i].store(nullptr);
+  }
+  TunnelSession* find(uint32_t index) const {
+    return index <= kMaxIndex ? by_index_[index].load(std::memory_order_acquire) : nullptr;
+  }
+  // Control lcore: publishes `s` under its index and returns what was there (to retire).
+  TunnelSession* publish(uint32_t index, TunnelSession* s) {
+    return by_index_[index].exchange(s, std::memory_order_acq_rel);
+  }
 
  private:
-  std::vector<TunnelSession*> by_index_;
-  std::vector<std::unique_ptr<TunnelSession>> owned_;
+  std::unique_ptr<std::atomic<TunnelSession*>[]> by_index_;
 };
 
 // Control-lcore side of session keys: keeps the keys workers will need published ahead of use, rekeys the
@@ -110,15 +151,10 @@ class SessionTable {
 //             every 50 ms, never displacing the others).
 class SessionKeyManager {
  public:
-  SessionKeyManager(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, rte_rcu_qsbr* rcu)
-      : engine_(engine), key_len_(key_len), rekey_interval_ns_(rekey_interval_ns), rcu_(rcu) {}
-  ~SessionKeyManager();
+  SessionKeyManager(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, Reclaimer& reclaimer)
+      : engine_(engine), key_len_(key_len), rekey_interval_ns_(rekey_interval_ns), reclaimer_(reclaimer) {}
   // now_ns: monotonic clock; real_ns: wall clock. Returns false when a key could not be made.
   bool maintain(TunnelSession& s, uint64_t now_ns, uint64_t real_ns);
-  // Frees retired keys whose grace period ended.
-  void reclaim();
-  // Frees every key of a session; workers must be stopped.
-  void release(TunnelSession& s);
   uint64_t rekeys() const { return rekeys_; }
 
   // Epochs a key set should hold; at most KeySlots::kSlots distinct values.
@@ -139,17 +175,11 @@ class SessionKeyManager {
 
  private:
   bool ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want);
-  void retire(EpochCipher* c);
 
   AeadEngine& engine_;
   uint8_t key_len_;
   uint64_t rekey_interval_ns_;
-  rte_rcu_qsbr* rcu_;
-  struct Retired {
-    EpochCipher* cipher;
-    uint64_t token;
-  };
-  std::vector<Retired> retired_;
+  Reclaimer& reclaimer_;
   uint64_t rekeys_ = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common/json_writer.hpp"
+#include "dataplane/gateway_state.hpp"
 #include "dataplane/worker.hpp"
 
 namespace dptun {
@@ -64,7 +65,8 @@ uint64_t flows_active(const Dataplane& dp) {
 
 #define WORKER_COUNTERS(X)                                                                                  \
   X(rx_packets) X(rx_bytes) X(tx_packets) X(tx_bytes) X(encap_packets) X(encap_bytes) X(decap_packets)     \
-  X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(keepalives_rx) X(keepalives_tx)      \
+  X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(flows_repinned) X(keepalives_rx)     \
+  X(keepalives_tx)                                                                                         \
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(handoff_tx) X(handoff_rx)       \
   X(idle_sleeps) X(polls)
 
@@ -111,12 +113,14 @@ std::string stats_json(const Dataplane& dp) {
   }
   j.end_array();
   j.key("tunnels").begin_array();
-  for (size_t t = 0; t < dp.tunnels.size(); ++t) {
-    const Tunnel& tu = dp.tunnels[t];
-    TunnelTotals tt = tunnel_totals(dp, t);
+  for (uint16_t slot = 0; slot < dp.tunnels.capacity(); ++slot) {
+    const TunnelPool* tu = dp.tunnels.get(slot);
+    if (!tu) continue;
+    TunnelTotals tt = tunnel_totals(dp, slot);
     j.begin_object()
-        .field("id", tu.id.str())
-        .field("name", tu.name)
+        .field("id", tu->id.str())
+        .field("name", tu->name)
+        .field("static", tu->from_config)
         .field("to_agent_packets", tt.to_agent_packets)
         .field("to_agent_bytes", tt.to_agent_bytes)
         .field("from_agent_packets", tt.from_agent_packets)
@@ -127,13 +131,15 @@ std::string stats_json(const Dataplane& dp) {
         .field("key_unavailable", tt.key_unavailable)
         .field("keepalives", tt.keepalives);
     j.key("sessions").begin_array();
-    for (const TunnelSession* s : tu.sessions) {
+    for (const TunnelSession* s : tu->sessions) {
       uint64_t last = s->last_rx_ns.load(std::memory_order_relaxed);
       j.begin_object()
           .field("index", unsigned(s->index))
           .field("weight", unsigned(s->weight))
+          .field("live", GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns))
           .field("endpoint", s->has_peer() ? s->peer().str() : std::string())
           .field("endpoint_changes", s->endpoint_changes.load(std::memory_order_relaxed))
+          .field("flows_pinned", s->flows_pinned.load(std::memory_order_relaxed))
           .field("tx_epoch", epoch_of(s->tx_counter.load(std::memory_order_relaxed)));
       uint64_t rx_epoch = s->rx_epoch.load(std::memory_order_relaxed);
       if (rx_epoch == kNoEpoch)
@@ -185,14 +191,18 @@ std::string stats_text(const Dataplane& dp) {
   }
   add("\n%-20s %12s %14s %12s %14s %8s %8s %8s\n", "tunnel", "to_agent", "to_agent_B", "from_agent",
       "from_agent_B", "flows", "authfail", "replay");
-  for (size_t t = 0; t < dp.tunnels.size(); ++t) {
-    TunnelTotals tt = tunnel_totals(dp, t);
+  const uint64_t now = dp.clock.now_ns();
+  for (uint16_t slot = 0; slot < dp.tunnels.capacity(); ++slot) {
+    const TunnelPool* tu = dp.tunnels.get(slot);
+    if (!tu) continue;
+    TunnelTotals tt = tunnel_totals(dp, slot);
     add("%-20s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 "\n",
-        dp.tunnels[t].name.c_str(), tt.to_agent_packets, tt.to_agent_bytes, tt.from_agent_packets,
-        tt.from_agent_bytes, tt.flows_created, tt.auth_fail, tt.replay);
-    for (const TunnelSession* s : dp.tunnels[t].sessions)
-      add("  session %-5u endpoint %-21s weight %u\n", s->index,
-          s->has_peer() ? s->peer().str().c_str() : "(unknown)", unsigned(s->weight));
+        tu->name.c_str(), tt.to_agent_packets, tt.to_agent_bytes, tt.from_agent_packets, tt.from_agent_bytes,
+        tt.flows_created, tt.auth_fail, tt.replay);
+    for (const TunnelSession* s : tu->sessions)
+      add("  session %-5u endpoint %-21s weight %-3u %s\n", s->index,
+          s->has_peer() ? s->peer().str().c_str() : "(unknown)", unsigned(s->weight),
+          GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns) ? "live" : "down");
   }
   add("\nflows active %" PRIu64 ", neighbours %u\n", flows_active(dp), dp.neighbors.size());
   std::string drops;

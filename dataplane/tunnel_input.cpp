@@ -166,8 +166,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, Drop::TooBig);
     return;
   }
-  const EntryPointConfig& ep = dp_.entries->at(f->entry);
-  flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, ep.udp_ttl_ns, now_ns_);
+  flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
 
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* l4 = ip + pi.l4_offset;

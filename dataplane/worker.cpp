@@ -19,11 +19,14 @@ int register_handoff_field() {
   return rte_mbuf_dynfield_register(&desc);
 }
 
+Dataplane::Dataplane(uint16_t max_tunnels) : tunnels(max_tunnels) {}
+Dataplane::~Dataplane() = default;
+
 HandoffMeta& Dataplane::meta(rte_mbuf* m) const { return *RTE_MBUF_DYNFIELD(m, handoff_offset, HandoffMeta*); }
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
     : port_stats(dp.ports.size()),
-      tunnel_stats(dp.tunnels.size()),
+      tunnel_stats(dp.tunnels.capacity()),
       dp_(dp),
       id_(id),
       lcore_(lcore),
@@ -93,7 +96,9 @@ unsigned Worker::poll_once() {
 void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
   rte_mbuf* entry_pkts[kBurst];
   PacketInfo entry_info[kBurst];
-  uint16_t entry_idx[kBurst];
+  const EntryPoint* entry_of[kBurst];
+  // One snapshot of the entry table for the whole burst (it stays valid until this poll's quiescent state).
+  const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
   uint16_t n_entry = 0;
   rte_mbuf* tun_pkts[kBurst];
   PacketInfo tun_info[kBurst];
@@ -160,16 +165,16 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       tun_info[n_tun++] = pi;
       continue;
     }
-    uint16_t idx;
-    if (!dp_.entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port, idx)) {
+    const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
+    if (!ep) {
       drop(m, Drop::NoEntryPoint);
       continue;
     }
     entry_pkts[n_entry] = m;
     entry_info[n_entry] = pi;
-    entry_idx[n_entry++] = idx;
+    entry_of[n_entry++] = ep;
   }
-  if (n_entry) entry_input(port, entry_pkts, entry_info, entry_idx, n_entry);
+  if (n_entry) entry_input(port, entry_pkts, entry_info, entry_of, n_entry);
   if (n_tun) tunnel_input(port, tun_pkts, tun_info, n_tun);
 }
 

@@ -8,6 +8,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/entry_table.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/idle_backoff.hpp"
 #include "packet/parser.hpp"
@@ -52,8 +53,11 @@ class Worker {
   void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
   void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
   // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
-  void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const uint16_t* entry, uint16_t n);
-  TunnelSession* pick_session(uint16_t tunnel, uint32_t hash) const;
+  void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
+  // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
+  // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
+  TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
+  bool session_usable(const TunnelSession& s) const;
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);

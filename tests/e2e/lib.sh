@@ -76,7 +76,7 @@ dpgw = {
     { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24"; }
   );
   idle = { backoff = true; max_sleep_us = 100; };
-  stats_socket = "$WORK/dpgw.sock";
+  control_socket = "$WORK/dpgw.sock";
 };
 tunnels = ( { id = "$TUNNEL_ID"; name = "iperf";
               peers = ( { index = 1; psk_file = "$WORK/psk"; } ); } );

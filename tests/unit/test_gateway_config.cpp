@@ -190,7 +190,7 @@ static void full_valid_config(void**) {
   assert_int_equal(c.flow.tcp_syn_timeout_ns, 12'000'000'000ull);
   assert_int_equal(c.flow.tcp_established_timeout_ns, 7200'000'000'000ull);
   assert_int_equal(c.flow.tcp_closed_timeout_ns, 5'000'000'000ull);
-  assert_string_equal(c.stats_socket.c_str(), "/run/dptun/dpgw.sock");
+  assert_string_equal(c.control_socket.c_str(), "/run/dptun/dpgw.sock");
 
   assert_int_equal(c.tunnels.size(), 2);
   assert_string_equal(c.tunnels[0].id.str().c_str(), kUuid1);
@@ -220,7 +220,6 @@ static void full_valid_config(void**) {
   const EntryPointConfig& e0 = c.entry_points[0];
   assert_int_equal(e0.proto, 6);
   assert_int_equal(e0.port, 5201);
-  assert_string_equal(e0.label.c_str(), "tcp/5201");
   assert_int_equal(e0.tunnel, 0);
   assert_int_equal(e0.target.ip.value, 0x0a000202);
   assert_int_equal(e0.target.port, 5201);
@@ -228,7 +227,6 @@ static void full_valid_config(void**) {
   assert_false(e0.listen.has_value());
   const EntryPointConfig& e1 = c.entry_points[1];
   assert_int_equal(e1.proto, 17);
-  assert_string_equal(e1.label.c_str(), "udp/5353");
   assert_int_equal(e1.tunnel, 1);  // found by its id
   assert_true(e1.keepalive);
   assert_int_equal(e1.udp_ttl_ns, 30'000'000'000ull);

@@ -64,7 +64,6 @@ struct Rig {
     }
     auto entry = [&](uint8_t proto, uint16_t port, uint16_t tunnel, uint32_t target) {
       EntryPointConfig e;
-      e.label = "x";
       e.proto = proto;
       e.port = port;
       e.tunnel = tunnel;

@@ -1,0 +1,306 @@
+#include "dataplane/gateway_state.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "dataplane/worker.hpp"
+
+namespace dptun {
+
+GatewayState::~GatewayState() {
+  for (auto& [index, s] : sessions_) {
+    dp_.sessions.publish(index, nullptr);
+    delete s;
+  }
+  for (uint16_t slot = 0; slot < dp_.tunnels.capacity(); ++slot) delete dp_.tunnels.publish(slot, nullptr);
+  delete dp_.entries.exchange(nullptr);
+}
+
+bool GatewayState::session_live(const TunnelSession& s, uint64_t now_ns, uint64_t timeout_ns) {
+  if (!s.has_peer()) return false;
+  const uint64_t last = s.last_rx_ns.load(std::memory_order_relaxed);
+  if (!last) return s.configured_endpoint;  // a static peer not heard from yet
+  return now_ns - last < timeout_ns;
+}
+
+GatewayState::TunnelRec* GatewayState::find_tunnel(const Uuid& id) {
+  auto it = tunnels_.find(id.str());
+  return it == tunnels_.end() ? nullptr : &it->second;
+}
+
+void GatewayState::publish_tunnel(TunnelRec& t) {
+  auto* pool = new TunnelPool;
+  pool->id = t.id;
+  pool->name = t.name;
+  pool->generation = t.generation;
+  pool->from_config = t.from_config;
+  for (uint32_t index : t.sessions) pool->sessions.push_back(sessions_.at(index));
+  reclaimer_.retire(const_cast<TunnelPool*>(dp_.tunnels.publish(t.slot, pool)));
+}
+
+void GatewayState::publish_entries() {
+  std::vector<EntryPoint> out;
+  for (const EntrySpec& e : entries_) {
+    const TunnelRec* t = find_tunnel(e.tunnel);
+    if (!t) continue;  // cannot happen: entries go with their tunnel
+    EntryPoint p;
+    p.label = std::string(e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port);
+    p.proto = e.proto;
+    p.port = e.port;
+    p.listen = e.listen;
+    p.tunnel = t->slot;
+    p.tunnel_generation = t->generation;
+    p.target = e.target;
+    p.keepalive = e.keepalive;
+    p.udp_ttl_ns = e.udp_ttl_ns;
+    out.push_back(std::move(p));
+  }
+  reclaimer_.retire(const_cast<EntryTable*>(dp_.entries.exchange(new EntryTable(std::move(out)))));
+}
+
+bool GatewayState::set_tunnel(const TunnelSpec& spec, std::string& error) {
+  if (TunnelRec* t = find_tunnel(spec.id)) {
+    if (t->from_config && !spec.from_config) {
+      error = "tunnel " + spec.id.str() + " comes from dpgw's config and cannot be changed at runtime";
+      return false;
+    }
+    if (t->name != spec.name) {
+      t->name = spec.name;
+      publish_tunnel(*t);
+    }
+    return true;
+  }
+  for (const auto& [key, t] : tunnels_)
+    if (t.name == spec.name) {
+      error = "another tunnel is already named '" + spec.name + "'";
+      return false;
+    }
+  auto free_slot = std::find(slot_used_.begin(), slot_used_.end(), false);
+  if (free_slot == slot_used_.end()) {
+    error = "no room for another tunnel (dpgw.max_tunnels = " + std::to_string(slot_used_.size()) + ")";
+    return false;
+  }
+  *free_slot = true;
+  TunnelRec t;
+  t.id = spec.id;
+  t.name = spec.name;
+  t.slot = uint16_t(free_slot - slot_used_.begin());
+  t.generation = next_generation_++;
+  t.from_config = spec.from_config;
+  TunnelRec& ref = tunnels_[spec.id.str()] = t;
+  publish_tunnel(ref);
+  LOG_INFO("tunnel %s (%s) added", ref.name.c_str(), ref.id.str().c_str());
+  return true;
+}
+
+bool GatewayState::remove_tunnel(const Uuid& id, std::string& error) {
+  TunnelRec* t = find_tunnel(id);
+  if (!t) {
+    error = "no tunnel " + id.str();
+    return false;
+  }
+  if (t->from_config) {
+    error = "tunnel " + id.str() + " comes from dpgw's config and cannot be removed at runtime";
+    return false;
+  }
+  const size_t before = entries_.size();
+  entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const EntrySpec& e) { return e.tunnel == id; }),
+                 entries_.end());
+  if (entries_.size() != before) publish_entries();
+  for (uint32_t index : std::vector<uint32_t>(t->sessions)) drop_session(index);
+  reclaimer_.retire(const_cast<TunnelPool*>(dp_.tunnels.publish(t->slot, nullptr)));
+  slot_used_[t->slot] = false;
+  LOG_INFO("tunnel %s (%s) removed", t->name.c_str(), id.str().c_str());
+  tunnels_.erase(id.str());
+  return true;
+}
+
+bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
+  if (spec.index == 0 || spec.index > SessionTable::kMaxIndex) {
+    error = "session index must be 1..65535";
+    return false;
+  }
+  if (sessions_.count(spec.index)) {
+    error = "session " + std::to_string(spec.index) + " exists already";
+    return false;
+  }
+  TunnelRec* t = find_tunnel(spec.tunnel);
+  if (!t) {
+    error = "no tunnel " + spec.tunnel.str();
+    return false;
+  }
+  if (spec.base_secret.size() != kBaseSecretLen) {
+    error = "a session needs a 32-byte secret";
+    return false;
+  }
+  auto s = std::make_unique<TunnelSession>();
+  s->index = spec.index;
+  s->tunnel = t->slot;
+  s->weight = spec.weight;
+  s->rx_worker = uint16_t(spec.index % dp_.workers.size());
+  s->base_secret = spec.base_secret;
+  s->clock_counters = spec.clock_counters;
+  s->from_config = spec.from_config;
+  if (spec.endpoint) {
+    s->endpoint.store(spec.endpoint->pack());
+    s->configured_endpoint = true;
+  }
+  // Static keys outlive restarts: their counters follow the wall clock (docs/protocol.md). A session from
+  // dpctld has a fresh secret and counts from 0.
+  s->tx_counter.store(spec.clock_counters ? realtime_ns() : 0);
+  if (!keys_.maintain(*s, dp_.clock.now_ns(), realtime_ns())) {
+    error = "cannot create keys for session " + std::to_string(spec.index);
+    return false;
+  }
+  TunnelSession* raw = s.release();
+  sessions_[spec.index] = raw;
+  t->sessions.push_back(spec.index);
+  dp_.sessions.publish(spec.index, raw);
+  publish_tunnel(*t);
+  return true;
+}
+
+void GatewayState::drop_session(uint32_t index) {
+  auto it = sessions_.find(index);
+  if (it == sessions_.end()) return;
+  TunnelSession* s = it->second;
+  for (auto& [key, t] : tunnels_) {
+    auto pos = std::find(t.sessions.begin(), t.sessions.end(), index);
+    if (pos == t.sessions.end()) continue;
+    t.sessions.erase(pos);
+    publish_tunnel(t);
+  }
+  dp_.sessions.publish(index, nullptr);
+  reclaimer_.retire(s);
+  sessions_.erase(it);
+  orphans_.erase(index);
+}
+
+bool GatewayState::remove_session(uint32_t index, std::string& error) {
+  auto it = sessions_.find(index);
+  if (it == sessions_.end()) {
+    error = "no session " + std::to_string(index);
+    return false;
+  }
+  if (it->second->from_config) {
+    error = "session " + std::to_string(index) + " comes from dpgw's config and cannot be removed at runtime";
+    return false;
+  }
+  drop_session(index);
+  return true;
+}
+
+bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
+  if ((spec.proto != 6 && spec.proto != 17) || spec.port == 0) {
+    error = "an entry point needs proto tcp or udp and a port";
+    return false;
+  }
+  if (!find_tunnel(spec.tunnel)) {
+    error = "no tunnel " + spec.tunnel.str();
+    return false;
+  }
+  if (spec.proto == 17 && spec.port == dp_.cfg->tunnel_port) {
+    error = "UDP port " + std::to_string(spec.port) + " is the tunnel port";
+    return false;
+  }
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const EntrySpec& e) { return e.proto == spec.proto && e.port == spec.port; });
+  if (it != entries_.end()) {
+    if (it->from_config && !spec.from_config) {
+      error = "entry point " + std::to_string(spec.port) + " comes from dpgw's config and cannot be changed at runtime";
+      return false;
+    }
+    *it = spec;
+  } else {
+    entries_.push_back(spec);
+  }
+  publish_entries();
+  return true;
+}
+
+bool GatewayState::remove_entry(uint8_t proto, uint16_t port, std::string& error) {
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const EntrySpec& e) { return e.proto == proto && e.port == port; });
+  if (it == entries_.end()) {
+    error = "no entry point " + std::string(proto == 6 ? "tcp/" : "udp/") + std::to_string(port);
+    return false;
+  }
+  if (it->from_config) {
+    error = "entry point comes from dpgw's config and cannot be removed at runtime";
+    return false;
+  }
+  entries_.erase(it);
+  publish_entries();
+  return true;
+}
+
+bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vector<SessionSpec>& sessions,
+                        const std::vector<EntrySpec>& entries, std::string& error) {
+  // Validate references first, so a bad sync changes nothing.
+  std::set<std::string> ids;
+  for (const auto& t : tunnels) ids.insert(t.id.str());
+  for (const auto& [key, t] : tunnels_)
+    if (t.from_config) ids.insert(key);
+  for (const auto& s : sessions)
+    if (!ids.count(s.tunnel.str())) {
+      error = "session " + std::to_string(s.index) + " names unknown tunnel " + s.tunnel.str();
+      return false;
+    }
+  for (const auto& e : entries)
+    if (!ids.count(e.tunnel.str())) {
+      error = "entry point " + std::to_string(e.port) + " names unknown tunnel " + e.tunnel.str();
+      return false;
+    }
+
+  // Entry points: replace dpctld's with the new set.
+  std::vector<EntrySpec> next;
+  for (const auto& e : entries_)
+    if (e.from_config) next.push_back(e);
+  for (const auto& e : entries) {
+    bool taken = std::any_of(next.begin(), next.end(), [&](const EntrySpec& x) { return x.proto == e.proto && x.port == e.port; });
+    if (!taken) next.push_back(e);
+  }
+  // Tunnels: add or rename, then drop dpctld's that are gone (with their sessions).
+  for (const auto& t : tunnels) {
+    std::string err;
+    if (!set_tunnel(t, err)) LOG_WARN("sync: tunnel %s: %s", t.id.str().c_str(), err.c_str());
+  }
+  std::vector<Uuid> gone;
+  for (const auto& [key, t] : tunnels_)
+    if (!t.from_config && !std::any_of(tunnels.begin(), tunnels.end(), [&](const TunnelSpec& x) { return x.id == t.id; }))
+      gone.push_back(t.id);
+  entries_ = std::move(next);
+  for (const Uuid& id : gone) {
+    std::string err;
+    remove_tunnel(id, err);
+  }
+  publish_entries();
+  // Sessions: add the new ones; ones dpctld no longer lists become orphans (removed once quiet).
+  std::set<uint32_t> listed;
+  for (const auto& s : sessions) {
+    listed.insert(s.index);
+    orphans_.erase(s.index);
+    if (sessions_.count(s.index)) continue;
+    std::string err;
+    if (!add_session(s, err)) LOG_WARN("sync: session %u: %s", s.index, err.c_str());
+  }
+  for (const auto& [index, s] : sessions_)
+    if (!s->from_config && !listed.count(index)) orphans_[index] = true;
+  return true;
+}
+
+void GatewayState::maintain(uint64_t now_ns, uint64_t real_ns) {
+  std::vector<uint32_t> quiet;
+  for (auto& [index, s] : sessions_) {
+    if (!keys_.maintain(*s, now_ns, real_ns)) LOG_ERROR("session %u: cannot install keys", index);
+    if (orphans_.count(index) && !session_live(*s, now_ns, dp_.cfg->session_timeout_ns)) quiet.push_back(index);
+  }
+  for (uint32_t index : quiet) {
+    LOG_INFO("session %u: orphaned and quiet, removed", index);
+    drop_session(index);
+  }
+}
+
+}  // namespace dptun
