@@ -1,6 +1,7 @@
 #include "agent/agent.hpp"
 
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
@@ -15,20 +17,17 @@
 #include "packet/headers.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
-#include <optional>
 
 namespace dptun {
 
 namespace {
 constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the inner IP packet starts
-}
+constexpr uint64_t kPreviousSessionGrace = 60'000'000'000ull;
+}  // namespace
 
-Agent::Agent(AgentOptions opt)
-    : opt_(std::move(opt)),
-      session_(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
-      snat_(opt_.tun_net) {}
+Agent::Agent(AgentOptions opt) : opt_(std::move(opt)), snat_(opt_.tun_net) {}
 
-bool Agent::start(std::string& error) {
+bool Agent::start(bool static_session, std::string& error) {
   if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
     error = "--tun-net " + opt_.tun_net.str() + ": " + error;
     return false;
@@ -36,10 +35,68 @@ bool Agent::start(std::string& error) {
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
-  if (!link_.open(opt_.gateway, opt_.bind, error)) return false;
-  LOG_INFO("TUN %s %s mtu %u; session %u to gateway %s from %s", tun_.name().c_str(), opt_.tun_net.str().c_str(),
-           unsigned(tun_mtu), opt_.session, opt_.gateway.str().c_str(), link_.local().str().c_str());
+  epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+  grant_event_ = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!epoll_ || !grant_event_) {
+    error = std::string("epoll/eventfd: ") + strerror(errno);
+    return false;
+  }
+  if (static_session) {
+    current_ = std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_);
+    if (!open_link(opt_.gateway, error)) return false;
+  }
+  LOG_INFO("TUN %s %s mtu %u%s", tun_.name().c_str(), opt_.tun_net.str().c_str(), unsigned(tun_mtu),
+           static_session ? (", static session " + std::to_string(opt_.session) + " to gateway " + opt_.gateway.str() +
+                             " from " + link_.local().str())
+                                .c_str()
+                          : ", waiting for a session from dpctld");
   return true;
+}
+
+bool Agent::open_link(Endpoint gateway, std::string& error) {
+  if (link_open_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link_.fd(), nullptr);
+  if (!link_.open(gateway, opt_.bind, error)) {
+    link_open_ = false;
+    return false;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = link_.fd();
+  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, link_.fd(), &ev);
+  link_open_ = true;
+  opt_.gateway = gateway;
+  return true;
+}
+
+void Agent::offer(SessionGrant grant) {
+  {
+    std::lock_guard<std::mutex> lock(grants_mu_);
+    grants_.push_back(std::move(grant));
+  }
+  uint64_t one = 1;
+  ssize_t w = write(grant_event_.get(), &one, sizeof one);
+  (void)w;
+}
+
+void Agent::adopt(SessionGrant g, uint64_t now_ns) {
+  // The new session sends from now on; the previous one still receives what is already on its way.
+  if (current_) {
+    previous_ = std::move(current_);
+    previous_until_ns_ = now_ns + kPreviousSessionGrace;
+  }
+  current_ = std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns, engine_,
+                                            AgentSession::CounterMode::FromZero);
+  opt_.keepalive_ns = g.keepalive_ns;
+  opt_.session = g.index;
+  stats_.sessions_adopted++;
+  if (!link_open_ || !(g.gateway == opt_.gateway)) {
+    std::string error;
+    if (!open_link(g.gateway, error)) LOG_ERROR("%s", error.c_str());
+  }
+  link_state_ = Link::Unknown;
+  last_gateway_rx_ns_ = 0;
+  started_ns_ = now_ns;
+  if (link_open_) send_keepalive(now_ns);
 }
 
 void Agent::note_send_error(int err, uint64_t now_ns) {
@@ -55,10 +112,11 @@ void Agent::note_send_error(int err, uint64_t now_ns) {
 }
 
 void Agent::send_keepalive(uint64_t now_ns) {
+  if (!current_ || !link_open_) return;
   // Without an answer, the gateway may have restarted: it has keys ready for the wall clock's epoch.
-  if (link_state_ != Link::Up) session_.anchor_to_clock();
+  if (link_state_ != Link::Up) current_->anchor_to_clock();
   uint8_t* frame = link_.tx_slot();
-  if (!session_.seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
+  if (!current_->seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
     LOG_ERROR("cannot seal a keepalive (key derivation failed)");
     return;
   }
@@ -79,8 +137,15 @@ void Agent::gateway_readable(uint64_t now_ns) {
     for (int i = 0; i < n; ++i) {
       uint8_t* frame = link_.rx_data(unsigned(i));
       size_t len = link_.rx_len(unsigned(i));
+      // The receiver index picks the session: the current one, or the previous one during its grace time.
+      AgentSession* s = current_.get();
+      if (len >= kRelayHeaderLen && previous_ && load_be32(frame + 4) == previous_->index()) s = previous_.get();
+      if (!s) {
+        stats_.no_session++;
+        continue;
+      }
       FrameMeta meta;
-      switch (session_.open(frame, len, meta, now_ns)) {
+      switch (s->open(frame, len, meta, now_ns)) {
         case AgentSession::OpenResult::Ok: break;
         case AgentSession::OpenResult::Malformed: stats_.malformed++; continue;
         case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; continue;
@@ -90,11 +155,15 @@ void Agent::gateway_readable(uint64_t now_ns) {
         case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; continue;
       }
       stats_.frames_rx++;
-      if (link_state_ != Link::Up)
-        LOG_INFO("gateway %s %s", opt_.gateway.str().c_str(),
-                 link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up");
-      link_state_ = Link::Up;
-      last_gateway_rx_ns_ = now_ns;
+      if (s == current_.get()) {
+        if (link_state_ != Link::Up)
+          LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
+                   link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up", s->index());
+        link_state_ = Link::Up;
+        last_gateway_rx_ns_ = now_ns;
+      } else {
+        previous_until_ns_ = std::max(previous_until_ns_, now_ns + 5 * kNsPerSec);
+      }
       if (meta.type == FrameType::Keepalive) {
         if (meta.flags & kFlagKeepaliveReply) stats_.keepalive_replies_rx++;
         continue;
@@ -127,6 +196,10 @@ void Agent::tun_readable(uint64_t now_ns) {
     uint8_t* pkt = frame + kInnerOffset;
     ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - kRelayFrameOverhead});
     if (n <= 0) break;
+    if (!current_ || !link_open_) {
+      stats_.no_session++;
+      continue;
+    }
     PacketInfo pi;
     if (!parse_tunnel_packet({pkt, size_t(n)}, pi)) {
       stats_.bad_inner++;
@@ -138,10 +211,11 @@ void Agent::tun_readable(uint64_t now_ns) {
       stats_.no_nat++;
       continue;
     }
-    // The gateway finds the flow by its tag and rewrites the addresses from its own state.
+    // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
+    // flow's tunnel may carry it, so replies always use the current one.
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{*tag, pi.l4_proto, 0, 0});
     const size_t plain = kInnerHeaderLen + pi.ip_total_len;
-    if (!session_.seal(FrameType::Data, 0, frame, plain, now_ns)) {
+    if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
       LOG_ERROR("cannot seal a frame (key derivation failed)");
       continue;
     }
@@ -149,19 +223,23 @@ void Agent::tun_readable(uint64_t now_ns) {
     stats_.inner_tx_bytes += pi.ip_total_len;
     note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
   }
-  note_send_error(link_.flush(), now_ns);
+  if (link_open_) note_send_error(link_.flush(), now_ns);
 }
 
 void Agent::timer(uint64_t now_ns) {
-  // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
-  uint64_t interval = link_state_ == Link::Up ? opt_.keepalive_ns : std::min<uint64_t>(opt_.keepalive_ns, 250'000'000ull);
-  if (now_ns - last_keepalive_ns_ >= interval) send_keepalive(now_ns);
-  uint64_t silent = now_ns - (last_gateway_rx_ns_ ? last_gateway_rx_ns_ : started_ns_);
-  if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
-    LOG_WARN("no authenticated answer from gateway %s for %.1f s: it is down or unreachable, or it does not "
-             "know session %u with this key",
-             opt_.gateway.str().c_str(), double(silent) / 1e9, opt_.session);
-    link_state_ = Link::Down;
+  if (previous_ && now_ns > previous_until_ns_) previous_.reset();
+  if (current_) {
+    // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
+    uint64_t interval =
+        link_state_ == Link::Up ? opt_.keepalive_ns : std::min<uint64_t>(opt_.keepalive_ns, 250'000'000ull);
+    if (now_ns - last_keepalive_ns_ >= interval) send_keepalive(now_ns);
+    uint64_t silent = now_ns - (last_gateway_rx_ns_ ? last_gateway_rx_ns_ : started_ns_);
+    if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
+      LOG_WARN("no authenticated answer from gateway %s for %.1f s: it is down or unreachable, or it does not "
+               "know session %u with this key",
+               opt_.gateway.str().c_str(), double(silent) / 1e9, current_->index());
+      link_state_ = Link::Down;
+    }
   }
   if (now_ns - last_auth_report_ns_ >= 5 * kNsPerSec) {
     if (stats_.auth_fail > auth_fail_reported_)
@@ -180,30 +258,40 @@ void Agent::timer(uint64_t now_ns) {
 }
 
 int Agent::run(const std::atomic<bool>& stop, std::atomic<bool>& dump_stats) {
-  Fd ep(epoll_create1(EPOLL_CLOEXEC));
   Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   itimerspec its{{0, 100'000'000}, {0, 100'000'000}};
   timerfd_settime(tfd.get(), 0, &its, nullptr);
-  for (int fd : {link_.fd(), tun_.fd(), tfd.get()}) {
+  for (int fd : {tun_.fd(), tfd.get(), grant_event_.get()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
   }
   started_ns_ = monotonic_ns();
   last_stats_ns_ = started_ns_;
   last_auth_report_ns_ = started_ns_;
   send_keepalive(started_ns_);
   while (!stop.load()) {
-    epoll_event evs[4];
-    int n = epoll_wait(ep.get(), evs, 4, 500);
+    epoll_event evs[8];
+    int n = epoll_wait(epoll_.get(), evs, 8, 500);
     uint64_t now = monotonic_ns();
     for (int i = 0; i < n; ++i) {
-      if (evs[i].data.fd == link_.fd()) {
+      const int fd = evs[i].data.fd;
+      if (link_open_ && fd == link_.fd()) {
         gateway_readable(now);
-      } else if (evs[i].data.fd == tun_.fd()) {
+      } else if (fd == tun_.fd()) {
         tun_readable(now);
-      } else {
+      } else if (fd == grant_event_.get()) {
+        uint64_t v;
+        while (read(grant_event_.get(), &v, sizeof v) > 0) {
+        }
+        std::vector<SessionGrant> grants;
+        {
+          std::lock_guard<std::mutex> lock(grants_mu_);
+          grants.swap(grants_);
+        }
+        for (auto& g : grants) adopt(std::move(g), now);
+      } else if (fd == tfd.get()) {
         uint64_t ticks;
         while (read(tfd.get(), &ticks, sizeof ticks) > 0) {
         }
@@ -222,10 +310,11 @@ std::string Agent::stats_json() const {
   JsonWriter j;
   j.begin_object()
       .field("gateway", opt_.gateway.str())
-      .field("session", unsigned(opt_.session))
+      .field("session", unsigned(current_ ? current_->index() : 0))
       .field("link", link_state_ == Link::Up ? "up" : link_state_ == Link::Down ? "down" : "unknown")
-      .field("tx_epoch", session_.tx_epoch())
-      .field("rekeys", session_.rekeys())
+      .field("tx_epoch", current_ ? current_->tx_epoch() : 0)
+      .field("rekeys", current_ ? current_->rekeys() : 0)
+      .field("sessions_adopted", stats_.sessions_adopted)
       .field("frames_rx", stats_.frames_rx)
       .field("frames_tx", stats_.frames_tx)
       .field("inner_rx_bytes", stats_.inner_rx_bytes)
@@ -238,6 +327,7 @@ std::string Agent::stats_json() const {
       .field("malformed", stats_.malformed)
       .field("wrong_session", stats_.wrong_session)
       .field("no_key", stats_.no_key)
+      .field("no_session", stats_.no_session)
       .field("bad_inner", stats_.bad_inner)
       .field("no_nat", stats_.no_nat)
       .field("tun_write_errors", stats_.tun_write_errors)

@@ -2,14 +2,21 @@
 // translated source (SnatCodec) and go into the TUN; replies the kernel routes back into the TUN are sealed with
 // their flow's tag and sent to the gateway in batches. Also keepalives, gateway liveness and
 // authentication-failure reports. The agent keeps no per-flow state.
+//
+// Sessions come from a static key (--psk-file) or from dpctld registrations (--server, ControlClient): a new
+// registration becomes the current session at once, and the previous one keeps receiving for a minute so
+// frames already on their way are not lost.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/agent_session.hpp"
+#include "agent/control_client.hpp"
 #include "agent/lan_nat.hpp"
 #include "agent/snat_codec.hpp"
 #include "agent/tun_device.hpp"
@@ -20,12 +27,13 @@
 namespace dptun {
 
 struct AgentOptions {
+  // Static session (--gateway, --session, --psk-file); unused when sessions come from dpctld.
   Endpoint gateway;
-  std::optional<Endpoint> bind;
   uint32_t session = 0;
   std::vector<uint8_t> psk;
+  std::optional<Endpoint> bind;
   std::string tun_name = "dpt0";
-  Ipv4Prefix tun_net{Ipv4{0x64400001}, 16};  // 100.64.0.1/16: the TUN's address; the rest is the SNAT pool
+  Ipv4Prefix tun_net{Ipv4{0x64400001}, 16};  // 100.64.0.1/16: the TUN's address; the rest is the SNAT range
   uint16_t underlay_mtu = 1500;
   uint64_t keepalive_ns = 2'000'000'000ull;
   uint8_t key_len = 16;
@@ -38,18 +46,24 @@ struct AgentStats {
   uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
   uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
-  uint64_t bad_inner = 0, no_nat = 0, tun_write_errors = 0, send_errors = 0;
+  uint64_t bad_inner = 0, no_nat = 0, no_session = 0, tun_write_errors = 0, send_errors = 0;
+  uint64_t sessions_adopted = 0;
 };
 
 class Agent {
  public:
   explicit Agent(AgentOptions opt);
-  bool start(std::string& error);
+  // Opens the TUN (and, for a static session, the link to the gateway).
+  bool start(bool static_session, std::string& error);
+  // From any thread (the control client's): a session to use from now on.
+  void offer(SessionGrant grant);
   // Runs until `stop` becomes true; prints the counters whenever `dump_stats` is set. Returns an exit code.
   int run(const std::atomic<bool>& stop, std::atomic<bool>& dump_stats);
   std::string stats_json() const;
 
  private:
+  void adopt(SessionGrant grant, uint64_t now_ns);
+  bool open_link(Endpoint gateway, std::string& error);
   void gateway_readable(uint64_t now_ns);
   void tun_readable(uint64_t now_ns);
   void timer(uint64_t now_ns);
@@ -58,11 +72,18 @@ class Agent {
 
   AgentOptions opt_;
   OpensslAead engine_{1};
-  AgentSession session_;
+  std::unique_ptr<AgentSession> current_;
+  std::unique_ptr<AgentSession> previous_;  // receive only, until previous_until_ns_
+  uint64_t previous_until_ns_ = 0;
   SnatCodec snat_;
   TunDevice tun_;
   LanNat lan_nat_;
   UdpLink link_;
+  bool link_open_ = false;
+  Fd epoll_;
+  Fd grant_event_;  // eventfd: a grant is waiting
+  std::mutex grants_mu_;
+  std::vector<SessionGrant> grants_;
   AgentStats stats_;
   uint64_t last_gateway_rx_ns_ = 0;
   uint64_t last_keepalive_ns_ = 0;

@@ -22,8 +22,9 @@ AgentSession::AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uin
       engine_(engine),
       mode_(mode),
       realtime_(realtime_ns),
-      // Static keys outlive restarts: start at the wall clock in ns so a restarted agent never reuses a nonce.
-      tx_counter_(mode == CounterMode::WallClock ? realtime_ns() : 0) {}
+      // Static keys outlive restarts: start one epoch ahead of the wall clock so a restarted agent never reuses
+      // a nonce (crypto/key_schedule.hpp).
+      tx_counter_(mode == CounterMode::WallClock ? realtime_ns() + kClockLeadNs : 0) {}
 
 AgentSession::~AgentSession() { OPENSSL_cleanse(base_secret_.data(), base_secret_.size()); }
 
@@ -57,10 +58,20 @@ bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t pl
   }
   uint64_t e = epoch_of(tx_counter_);
   if (e == tx_epoch_ && now_ns - tx_epoch_since_ns_ >= rekey_interval_ns_) {
-    // Timed rekey: on to the next epoch's key (for static keys, at least to the wall clock's epoch).
-    tx_counter_ = std::max(first_counter_of(e + 1), mode_ == CounterMode::WallClock ? realtime_() : 0);
+    // Timed rekey: on to the next epoch's key. Static keys: at least to the wall clock's epoch, but never more
+    // than one epoch ahead of the wall clock (else the rekey waits for the clock).
+    if (mode_ == CounterMode::FromZero) {
+      tx_counter_ = first_counter_of(e + 1);
+      ++rekeys_;
+    } else {
+      const uint64_t real = realtime_();
+      const uint64_t next = std::max(first_counter_of(e + 1), real);
+      if (next <= real + kClockLeadNs) {
+        tx_counter_ = next;
+        ++rekeys_;
+      }
+    }
     e = epoch_of(tx_counter_);
-    ++rekeys_;
   }
   if (e != tx_epoch_ || !tx_key_) {
     tx_key_.reset(make_key(KeyDirection::AgentToGateway, e));

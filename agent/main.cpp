@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/agent.hpp"
+#include "agent/control_client.hpp"
 #include "common/hex.hpp"
 #include "common/log.hpp"
 
@@ -16,30 +17,41 @@ using namespace dptun;
 namespace {
 
 const char* kUsage =
-    "usage: dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
+    "usage: dpagent --server IP:PORT --cert FILE --key FILE --ca FILE --tunnel ID [options]\n"
+    "       dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
     "\n"
     "Runs next to private services: exchanges encrypted relay frames with a dpgw gateway over UDP and\n"
-    "delivers the tunnelled TCP/UDP flows to their targets through a TUN device with its own NAT.\n"
-    "Needs CAP_NET_ADMIN (the TUN device).\n"
+    "delivers the tunnelled TCP/UDP flows to their targets through a TUN device. Needs CAP_NET_ADMIN.\n"
     "\n"
+    "Registered with dpctld (sessions and keys come from the control plane):\n"
+    "  --server IP:PORT      dpctld's agent port (TLS 1.3); it answers with the gateway to use\n"
+    "  --cert FILE --key FILE  this agent's client certificate and key\n"
+    "  --ca FILE             the CA that signed dpctld's certificate\n"
+    "  --server-name NAME    the name (or IP) dpctld's certificate must carry (default: the --server address)\n"
+    "  --tunnel ID           the tunnel (UUID or name) to serve\n"
+    "  --weight N            1..255 (default 1); 255 = preferred: gets every new flow while it is live\n"
+    "  --name NAME           how dpctld lists this agent\n"
+    "Static session (a key shared with the gateway's config):\n"
     "  --gateway IP:PORT     the gateway's tunnel address (dpgw: an underlay port address, tunnel_port)\n"
-    "  --session INDEX       the session index of this agent in the gateway's config (1..65535)\n"
+    "  --session INDEX       the session index in the gateway's config (1..32767)\n"
     "  --psk-file FILE       file holding the session's 32-byte key as 64 hex digits (same as the gateway's)\n"
+    "Both:\n"
     "  --bind IP:PORT        local address/port of the UDP socket (default: chosen by the kernel)\n"
+    "  --tun NAME            TUN interface name (default dpt0); agents on one host may share it\n"
     "  --tun-net CIDR        TUN address and subnet, a /16 or larger whose first address the TUN takes (default\n"
     "                        100.64.0.1/16; must not overlap your networks). Targets see flows coming from it.\n"
-    "  --tun NAME            TUN interface name (default dpt0); agents on one host may share it\n"
-    "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
-    "  --keepalive SECONDS   keepalive interval (default 2); 3 missed answers are reported\n"
-    "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway\n"
-    "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --lan-nat             also reach targets elsewhere on this host's networks: enables IP forwarding and\n"
     "                        masquerades the TUN subnet with nftables (removed on exit)\n"
+    "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
+    "  --keepalive SECONDS   keepalive interval (default 2; dpctld's setting when registered)\n"
+    "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway (static session)\n"
+    "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
     "  --help                this text\n";
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_refused{false};
 std::atomic<bool> g_dump{false};
 
 void on_stop(int) { g_stop = true; }
@@ -63,6 +75,7 @@ double parse_seconds(const std::string& flag, const char* v, double min, double 
 int main(int argc, char** argv) {
   log_set_program("dpagent");
   AgentOptions opt;
+  ControlOptions ctl;
   std::string psk_file;
   bool have_gateway = false;
   for (int i = 1; i < argc; ++i) {
@@ -87,11 +100,32 @@ int main(int argc, char** argv) {
       if (!ep) fail("--bind expects IP:PORT, got '" + std::string(v) + "'");
       opt.bind = *ep;
     } else if (a == "--session") {
-      auto n = parse_uint(v, 65535);
-      if (!n || *n == 0) fail("--session expects 1..65535, got '" + std::string(v) + "'");
+      auto n = parse_uint(v, 32767);
+      if (!n || *n == 0) fail("--session expects 1..32767, got '" + std::string(v) + "'");
       opt.session = uint32_t(*n);
     } else if (a == "--psk-file") {
       psk_file = v;
+    } else if (a == "--server") {
+      auto ep = Endpoint::parse(v);
+      if (!ep) fail("--server expects IP:PORT, got '" + std::string(v) + "'");
+      ctl.server_host = ep->ip.str();
+      ctl.server_port = ep->port;
+    } else if (a == "--server-name") {
+      ctl.server_name = v;
+    } else if (a == "--cert") {
+      ctl.cert = v;
+    } else if (a == "--key") {
+      ctl.key = v;
+    } else if (a == "--ca") {
+      ctl.ca = v;
+    } else if (a == "--tunnel") {
+      ctl.tunnel = v;
+    } else if (a == "--name") {
+      ctl.agent_name = v;
+    } else if (a == "--weight") {
+      auto n = parse_uint(v, 255);
+      if (!n || *n == 0) fail("--weight expects 1..255, got '" + std::string(v) + "'");
+      ctl.weight = uint8_t(*n);
     } else if (a == "--tun") {
       opt.tun_name = v;
     } else if (a == "--tun-net") {
@@ -123,10 +157,18 @@ int main(int argc, char** argv) {
       fail("unknown argument '" + a + "' (see --help)");
     }
   }
-  if (!have_gateway) fail("--gateway IP:PORT is required (see --help)");
-  if (!opt.session) fail("--session INDEX is required (see --help)");
-  if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");
-  {
+  const bool registered = !ctl.server_host.empty();
+  if (registered) {
+    if (have_gateway || opt.session || !psk_file.empty())
+      fail("--server (registration with dpctld) and --gateway/--session/--psk-file (a static session) exclude "
+           "each other");
+    if (ctl.cert.empty() || ctl.key.empty() || ctl.ca.empty())
+      fail("--server needs --cert, --key and --ca (see --help)");
+    if (ctl.tunnel.empty()) fail("--server needs --tunnel ID (see --help)");
+  } else {
+    if (!have_gateway) fail("--gateway IP:PORT (static session) or --server IP:PORT (dpctld) is required (see --help)");
+    if (!opt.session) fail("--session INDEX is required (see --help)");
+    if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");
     std::ifstream in(psk_file);
     if (!in) fail("cannot read " + psk_file + ": " + strerror(errno));
     std::string text;
@@ -138,9 +180,22 @@ int main(int argc, char** argv) {
 
   Agent agent(opt);
   std::string error;
-  if (!agent.start(error)) {
+  if (!agent.start(!registered, error)) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
+  }
+  std::unique_ptr<ControlClient> control;
+  if (registered) {
+    control = std::make_unique<ControlClient>(
+        ctl, [&agent](SessionGrant g) { agent.offer(std::move(g)); },
+        [](const std::string&) {
+          g_refused = true;
+          g_stop = true;
+        });
+    if (!control->start(error)) {
+      fprintf(stderr, "dpagent: %s\n", error.c_str());
+      return 1;
+    }
   }
   struct sigaction sa {};
   sa.sa_handler = on_stop;
@@ -149,6 +204,11 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_dump;
   sigaction(SIGUSR1, &sa, nullptr);
   int rc = agent.run(g_stop, g_dump);
+  if (control) control->stop();
   printf("%s\n", agent.stats_json().c_str());
+  if (g_refused) {
+    fprintf(stderr, "dpagent: dpctld refused the registration (see the log above)\n");
+    return 1;
+  }
   return rc;
 }

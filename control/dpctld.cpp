@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/clock.hpp"
+#include "common/hex.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "control/control_protocol.hpp"
@@ -38,6 +39,8 @@ bool Dpctld::start(std::string& error) {
       [this](Fd fd, SslPtr ssl, const HandshakeEvidence& ev) { on_established(std::move(fd), std::move(ssl), ev); },
       [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); });
   if (!listener_->listen(cfg_.agent_listen, error)) return false;
+  gateway_ = std::make_unique<GatewayLink>(
+      loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); });
   if (cfg_.metrics_listen) {
     metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics_text(); });
     if (!metrics_->listen(*cfg_.metrics_listen, error)) return false;
@@ -52,7 +55,19 @@ void Dpctld::run(const std::atomic<bool>& stop) {
 }
 
 void Dpctld::tick() {
-  listener_->tick(monotonic_ns());
+  const uint64_t now = monotonic_ns();
+  listener_->tick(now);
+  gateway_->tick(now);
+  // A session whose agent is gone (no control connection) and that carries no traffic any more is removed.
+  std::vector<uint32_t> expired;
+  for (const auto& [index, s] : sessions_.all())
+    if (!s.channel && !s.live && now - s.last_live_mono_ns > cfg_.session_expiry_ns) expired.push_back(index);
+  for (uint32_t index : expired) {
+    LOG_INFO("session %u: agent gone and no traffic for %.0f s; removed", index, double(cfg_.session_expiry_ns) / 1e9);
+    sessions_.remove(index);
+    counters_.sessions_expired++;
+    gateway_->send(json{{"type", "session_del"}, {"index", index}});
+  }
   for (uint64_t id : closed_channels_) channels_.erase(id);
   closed_channels_.clear();
 }
@@ -163,12 +178,14 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   rec.control_peer = ch.peer();
   rec.registered_unix_ns = realtime_ns();
   rec.channel = ch.id();
+  rec.last_live_mono_ns = monotonic_ns();
   rec.base_secret = export_session_secret(ch.ssl(), *index);
   if (rec.base_secret.empty()) {
     refuse(ch, "key export failed");
     return;
   }
-  sessions_.add(std::move(rec));
+  const SessionRecord& added = sessions_.add(std::move(rec));
+  gateway_->send(session_message(added));
   counters_.registrations_ok++;
   LOG_INFO("session %u: %s (%s) registered for tunnel %s (%s), weight %d", *index, desc.subject.c_str(),
            ch.peer().str().c_str(), tunnel->name.c_str(), tunnel->id.str().c_str(), weight);
@@ -184,6 +201,48 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
       .field("keepalive", double(cfg_.keepalive_ns) / 1e9)
       .end_object();
   ch.send(j.str());
+}
+
+json Dpctld::session_message(const SessionRecord& s) const {
+  return json{{"type", "session_add"},
+              {"index", s.index},
+              {"tunnel", s.tunnel.str()},
+              {"weight", s.weight},
+              {"secret", hex_encode(s.base_secret)}};
+}
+
+json Dpctld::full_state() const {
+  json tunnels = json::array(), sessions = json::array(), entries = json::array();
+  for (const TunnelDef& t : cfg_.tunnels) tunnels.push_back({{"id", t.id.str()}, {"name", t.name}});
+  for (const auto& [index, s] : sessions_.all()) {
+    json m = session_message(s);
+    m.erase("type");
+    sessions.push_back(m);
+  }
+  for (const EntryDef& e : cfg_.entry_points) {
+    json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
+           {"port", e.port},
+           {"tunnel", e.tunnel.str()},
+           {"target", e.target.str()},
+           {"keepalive", e.keepalive},
+           {"ttl", e.ttl_s}};
+    if (e.listen) j["listen"] = e.listen->str();
+    entries.push_back(j);
+  }
+  return json{{"type", "sync"}, {"tunnels", tunnels}, {"sessions", sessions}, {"entry_points", entries}};
+}
+
+void Dpctld::on_gateway_status(const json& status) {
+  const uint64_t now = monotonic_ns();
+  for (const auto& s : status.value("sessions", json::array())) {
+    SessionRecord* rec = sessions_.find(s.value("index", 0u));
+    if (!rec) continue;
+    rec->live = s.value("live", false);
+    rec->data_endpoint = s.value("endpoint", std::string());
+    rec->flows_pinned = s.value("flows_pinned", uint64_t(0));
+    if (rec->live) rec->last_live_mono_ns = now;
+  }
+  if (status.contains("stats")) gateway_stats_ = status["stats"];
 }
 
 std::string Dpctld::metrics_text() const {
@@ -203,6 +262,31 @@ std::string Dpctld::metrics_text() const {
   for (const TunnelDef& t : cfg_.tunnels)
     p.sample("dptun_sessions", double(sessions_.count_for(t.id)),
              "tunnel=\"" + t.id.str() + "\",name=\"" + json_escape(t.name) + "\"");
+  p.family("dptun_sessions_live", "gauge", "Sessions the gateway hears from, per tunnel.");
+  for (const TunnelDef& t : cfg_.tunnels) {
+    size_t live = 0;
+    for (const auto& [i, s] : sessions_.all()) live += s.tunnel == t.id && s.live;
+    p.sample("dptun_sessions_live", double(live), "tunnel=\"" + t.id.str() + "\",name=\"" + json_escape(t.name) + "\"");
+  }
+  p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
+  p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));
+  p.family("dptun_gateway_connected", "gauge", "1 while dpctld is connected to dpgw's control socket.");
+  p.sample("dptun_gateway_connected", gateway_ && gateway_->connected() ? 1 : 0);
+  // Per-tunnel traffic, as dpgw counts it.
+  const char* fields[][2] = {{"to_agent_packets", "dptun_tunnel_to_agent_packets_total"},
+                             {"to_agent_bytes", "dptun_tunnel_to_agent_bytes_total"},
+                             {"from_agent_packets", "dptun_tunnel_from_agent_packets_total"},
+                             {"from_agent_bytes", "dptun_tunnel_from_agent_bytes_total"},
+                             {"flows_created", "dptun_tunnel_flows_total"},
+                             {"auth_fail", "dptun_tunnel_auth_failures_total"},
+                             {"replay", "dptun_tunnel_replays_total"}};
+  const json tunnels = gateway_stats_.is_object() ? gateway_stats_.value("tunnels", json::array()) : json::array();
+  for (const auto& f : fields) {
+    p.family(f[1], "counter", std::string("Per-tunnel ") + f[0] + " (from dpgw).");
+    for (const auto& t : tunnels)
+      p.sample(f[1], t.value(f[0], 0.0),
+               "tunnel=\"" + t.value("id", std::string()) + "\",name=\"" + json_escape(t.value("name", std::string())) + "\"");
+  }
   return p.str();
 }
 

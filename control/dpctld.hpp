@@ -11,6 +11,7 @@
 #include "control/agent_channel.hpp"
 #include "control/agent_listener.hpp"
 #include "control/dpctld_config.hpp"
+#include "control/gateway_link.hpp"
 #include "control/metrics_server.hpp"
 #include "control/session_registry.hpp"
 
@@ -21,6 +22,7 @@ struct DpctldCounters {
   uint64_t handshakes_ok = 0;
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
+  uint64_t sessions_expired = 0;
 };
 
 class Dpctld {
@@ -43,12 +45,17 @@ class Dpctld {
   void refuse(AgentChannel& ch, const std::string& reason);
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
   void tick();
+  nlohmann::json full_state() const;
+  nlohmann::json session_message(const SessionRecord& s) const;
+  void on_gateway_status(const nlohmann::json& status);
 
   DpctldConfig cfg_;
   EventLoop loop_;
   TlsServer tls_;
   std::unique_ptr<AgentListener> listener_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<GatewayLink> gateway_;
+  nlohmann::json gateway_stats_;  // the last status' "stats" (for metrics)
   std::map<uint64_t, std::unique_ptr<AgentChannel>> channels_;
   std::vector<uint64_t> closed_channels_;
   SessionRegistry sessions_;

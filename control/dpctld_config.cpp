@@ -41,6 +41,34 @@ TunnelDef load_tunnel(const Setting& s) {
   return t;
 }
 
+EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
+  config_allow_keys(s, {"proto", "port", "listen", "tunnel", "target", "keepalive", "ttl"});
+  EntryDef e;
+  std::string proto = config_string(s, "proto");
+  if (proto != "tcp" && proto != "udp") config_fail(s["proto"], "expected \"tcp\" or \"udp\"");
+  e.proto = proto == "tcp" ? 6 : 17;
+  e.port = uint16_t(config_int(s, "port", 1, 65535));
+  if (s.exists("listen")) {
+    auto ip = Ipv4::parse(config_string(s, "listen"));
+    if (!ip) config_fail(s["listen"], "expected an IPv4 address");
+    e.listen = *ip;
+  }
+  std::string tunnel = config_string(s, "tunnel");
+  const TunnelDef* t = nullptr;
+  for (const TunnelDef& d : cfg.tunnels)
+    if (d.name == tunnel || d.id.str() == tunnel) t = &d;
+  if (!t) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
+  e.tunnel = t->id;
+  auto target = Endpoint::parse(config_string(s, "target"));
+  if (!target) config_fail(s["target"], "expected ipv4:port as the agent reaches it, like 10.0.2.2:8080");
+  e.target = *target;
+  e.keepalive = config_bool(s, "keepalive", false);
+  e.ttl_s = double(config_duration_ns(s, "ttl", 0.1, 86400, 5)) / 1e9;
+  if (e.proto == 6 && (s.exists("keepalive") || s.exists("ttl")))
+    config_fail(s.exists("ttl") ? s["ttl"] : s["keepalive"], "'keepalive' and 'ttl' apply to UDP entry points only");
+  return e;
+}
+
 }  // namespace
 
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities) {
@@ -55,13 +83,13 @@ bool identity_allowed(const std::vector<std::string>& allow, const std::vector<s
 static DpctldConfig load(const std::string& path) {
   ConfigFile file(path);
   const Setting& root = file.root();
-  config_allow_keys(root, {"dpctld", "tunnels"});
+  config_allow_keys(root, {"dpctld", "tunnels", "entry_points"});
   DpctldConfig cfg;
   cfg.path = path;
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
   const Setting& d = root["dpctld"];
   config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
-                        "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive"});
+                        "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
@@ -93,6 +121,7 @@ static DpctldConfig load(const std::string& path) {
     config_fail(d["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
   cfg.rekey_interval_ns = config_duration_ns(d, "rekey_interval", 10, 86400, 120);
   cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);
+  cfg.session_expiry_ns = config_duration_ns(d, "session_expiry", 1, 86400, 30);
 
   if (const Setting* tunnels = config_child(root, "tunnels")) {
     if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
@@ -102,6 +131,15 @@ static DpctldConfig load(const std::string& path) {
       if (!seen.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
       if (!seen.insert("name:" + cfg.tunnels.back().name).second)
         config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
+    }
+  }
+  if (const Setting* entries = config_child(root, "entry_points")) {
+    if (!entries->isList()) config_fail(*entries, "expected a list ( { ... }, ... )");
+    std::set<std::pair<uint8_t, uint16_t>> used;
+    for (int i = 0; i < entries->getLength(); ++i) {
+      cfg.entry_points.push_back(load_entry((*entries)[i], cfg));
+      const EntryDef& e = cfg.entry_points.back();
+      if (!used.insert({e.proto, e.port}).second) config_fail((*entries)[i]["port"], "entry point defined twice");
     }
   }
   return cfg;

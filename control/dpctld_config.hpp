@@ -20,6 +20,16 @@ struct TunnelDef {
   std::vector<std::string> allow;
 };
 
+struct EntryDef {
+  uint8_t proto = 0;  // 6 or 17
+  uint16_t port = 0;
+  std::optional<Ipv4> listen;
+  Uuid tunnel;
+  Endpoint target;
+  bool keepalive = false;
+  double ttl_s = 5;
+};
+
 struct DpctldConfig {
   std::string path;
   Endpoint agent_listen{Ipv4{0}, 7443};
@@ -34,7 +44,9 @@ struct DpctldConfig {
   uint8_t key_len = 16;
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t keepalive_ns = 2'000'000'000ull;
+  uint64_t session_expiry_ns = 30'000'000'000ull;  // a session without agent connection and traffic is removed
   std::vector<TunnelDef> tunnels;
+  std::vector<EntryDef> entry_points;
 };
 
 // Throws ConfigError("file:line: key 'x': what is wrong").

@@ -23,6 +23,11 @@ struct SessionRecord {
   uint64_t registered_unix_ns = 0;
   uint64_t channel = 0;             // id of the live TLS connection; 0 once it closed
   std::vector<uint8_t> base_secret; // TLS exporter output; wiped when the record goes
+  // From the gateway's status:
+  bool live = false;                // the gateway hears from the agent (keepalives within its timeout)
+  std::string data_endpoint;        // the agent's UDP endpoint as the gateway sees it
+  uint64_t flows_pinned = 0;
+  uint64_t last_live_mono_ns = 0;   // when it was last seen live (or registered)
 };
 
 class SessionRegistry {

@@ -18,11 +18,14 @@ inline constexpr unsigned kEpochShift = 32;
 inline uint64_t epoch_of(uint64_t counter) { return counter >> kEpochShift; }
 inline uint64_t first_counter_of(uint64_t epoch) { return epoch << kEpochShift; }
 
-// Static peers (keys that outlive restarts) use counters that follow the wall clock in nanoseconds:
-// a sender starts at CLOCK_REALTIME and never lets its counter fall more than kClockAnchorLagNs behind it
-// (it jumps forward, to a new epoch, instead); a receiver refuses counters older than kClockFreshnessNs.
-// So a restarted sender never reuses a nonce, and frames recorded long ago cannot be replayed to a restarted
-// receiver. Peers' clocks must agree within kClockFreshnessNs - kClockAnchorLagNs (90 s). docs/protocol.md.
+// Senders whose keys can outlive their process (static peers; dpgw, to which dpctld re-sends a session after a
+// restart) use counters that follow the wall clock in nanoseconds: they start one epoch (kClockLeadNs) ahead of
+// CLOCK_REALTIME, never run further ahead than that (a rekey that would is postponed), and never fall more than
+// kClockAnchorLagNs behind (they jump forward, to a new epoch, instead). Sending less than one frame per ns, a
+// counter is therefore always below wall clock + kClockLeadNs, which a restarted sender starts above: no nonce is
+// ever reused. Receivers of static peers refuse counters older than kClockFreshnessNs, so frames recorded long
+// ago cannot be replayed to a restarted receiver. Peers' clocks must agree within kClockSkewNs. docs/protocol.md.
+inline constexpr uint64_t kClockLeadNs = uint64_t(1) << kEpochShift;
 inline constexpr uint64_t kClockAnchorLagNs = 30'000'000'000ull;
 inline constexpr uint64_t kClockFreshnessNs = 120'000'000'000ull;
 // How far apart the peers' clocks may be; also how far ahead of our clock a peer's counter may run.

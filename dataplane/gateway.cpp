@@ -100,7 +100,7 @@ bool Gateway::build(const Options& opt, std::string& error) {
       s.tunnel = tc.id;
       s.weight = pc.weight;
       s.base_secret = pc.psk;
-      s.clock_counters = true;
+      s.peer_clock_counters = true;
       s.endpoint = pc.endpoint;
       s.from_config = true;
       if (!state_->add_session(s, error)) return false;

@@ -141,15 +141,15 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->weight = spec.weight;
   s->rx_worker = uint16_t(spec.index % dp_.workers.size());
   s->base_secret = spec.base_secret;
-  s->clock_counters = spec.clock_counters;
+  s->peer_clock_counters = spec.peer_clock_counters;
   s->from_config = spec.from_config;
   if (spec.endpoint) {
     s->endpoint.store(spec.endpoint->pack());
     s->configured_endpoint = true;
   }
-  // Static keys outlive restarts: their counters follow the wall clock (docs/protocol.md). A session from
-  // dpctld has a fresh secret and counts from 0.
-  s->tx_counter.store(spec.clock_counters ? realtime_ns() : 0);
+  // A session's key outlives this process (static keys; dpctld pushes its sessions again after a restart):
+  // our counter follows the wall clock, starting one epoch ahead of it (docs/protocol.md).
+  s->tx_counter.store(realtime_ns() + kClockLeadNs);
   if (!keys_.maintain(*s, dp_.clock.now_ns(), realtime_ns())) {
     error = "cannot create keys for session " + std::to_string(spec.index);
     return false;

@@ -27,7 +27,7 @@ struct SessionSpec {
   Uuid tunnel;
   uint8_t weight = 1;
   std::vector<uint8_t> base_secret;  // 32 bytes
-  bool clock_counters = false;       // static peer: counters follow the wall clock
+  bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock
   std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint
   bool from_config = false;
 };

@@ -53,9 +53,13 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
     s.ctl_tx_epoch_since_ns = now_ns;
   }
   uint64_t target = 0;  // counter to jump to; 0: none
-  if (s.clock_counters && counter + kClockAnchorLagNs < real_ns) target = real_ns;
-  if (now_ns - s.ctl_tx_epoch_since_ns >= rekey_interval_ns_)
-    target = std::max({target, first_counter_of(cur + 1), s.clock_counters ? real_ns : 0});
+  if (counter + kClockAnchorLagNs < real_ns) target = real_ns;  // little traffic: keep up with the wall clock
+  if (now_ns - s.ctl_tx_epoch_since_ns >= rekey_interval_ns_) {
+    // Timed rekey, but never further ahead of the wall clock than one epoch (restart safety): if it would be,
+    // it waits until the clock has caught up.
+    uint64_t next = std::max(first_counter_of(cur + 1), real_ns);
+    if (next <= real_ns + kClockLeadNs) target = std::max(target, next);
+  }
   EpochSet tx;
   tx.add(cur);
   tx.add(cur + 1);
@@ -63,10 +67,8 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
     tx.add(epoch_of(target));
     tx.add(epoch_of(target) + 1);
   }
-  if (s.clock_counters) {
-    tx.add(now_epoch);
-    tx.add(now_epoch + 1);
-  }
+  tx.add(now_epoch);
+  tx.add(now_epoch + 1);
   ok &= ensure(s, s.tx_keys, KeyDirection::GatewayToAgent, tx);
   if (ok && target) {
     while (counter < target && !s.tx_counter.compare_exchange_weak(counter, target, std::memory_order_relaxed)) {
@@ -80,7 +82,7 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
   uint64_t wanted = s.wanted_epoch.exchange(kNoEpoch, std::memory_order_acq_rel);
   if (wanted != kNoEpoch && now_ns - s.ctl_probe_ns >= 50'000'000ull) {
     // Unauthenticated hint: only epochs a legitimate peer could be in, and not too often.
-    bool plausible = s.clock_counters
+    bool plausible = s.peer_clock_counters
                          ? wanted >= epoch_of(real_ns - kClockFreshnessNs) &&
                                wanted <= epoch_of(real_ns + kClockSkewNs) + 1
                          : seen == kNoEpoch || wanted > seen + 1;
@@ -95,7 +97,7 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
     rx.add(seen + 1);
     if (seen) rx.add(seen - 1);
   }
-  if (s.clock_counters) {
+  if (s.peer_clock_counters) {
     rx.add(now_epoch);
     rx.add(now_epoch + 1);
     rx.add(now_epoch - 1);

@@ -51,7 +51,7 @@ struct alignas(64) TunnelSession {
   uint16_t tunnel = 0;
   uint8_t weight = 1;
   uint16_t rx_worker = 0;  // the only worker that decrypts this session's frames (owns the replay window)
-  bool clock_counters = false;  // static peer: counters follow the wall clock (crypto/key_schedule.hpp)
+  bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (freshness checked)
   bool from_config = false;     // a static peer from dpgw's config (dpctld does not own it)
   bool configured_endpoint = false;  // the config gave its endpoint: usable before it is heard from
   std::vector<uint8_t> base_secret;

@@ -55,7 +55,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       drop(m, Drop::Replay);
       continue;
     }
-    if (s->clock_counters && meta.counter < fresh_floor_) {
+    if (s->peer_clock_counters && meta.counter < fresh_floor_) {
       ts.replay.add();
       drop(m, Drop::StaleCounter);
       continue;

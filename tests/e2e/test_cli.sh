@@ -36,9 +36,11 @@ expect_fail "cannot connect" "$DPGW" stats --socket "$WORK/none.sock"
 
 "$DPGW" --help | grep -q -- "--check" || fail "dpgw --help lacks --check"
 "$DPAGENT" --help | grep -q -- "--psk-file" || fail "dpagent --help lacks --psk-file"
-expect_fail "--gateway IP:PORT is required" "$DPAGENT" --session 1 --psk-file "$WORK/psk"
+expect_fail "--gateway IP:PORT \\(static session\\) or --server IP:PORT \\(dpctld\\) is required" "$DPAGENT" --session 1 --psk-file "$WORK/psk"
+expect_fail "exclude each other" "$DPAGENT" --server 10.0.0.1:7443 --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/psk"
+expect_fail "--server needs --cert, --key and --ca" "$DPAGENT" --server 10.0.0.1:7443 --tunnel x
 expect_fail "--gateway expects IP:PORT" "$DPAGENT" --gateway nowhere --session 1 --psk-file "$WORK/psk"
-expect_fail "--session expects 1..65535" "$DPAGENT" --gateway 10.0.0.1:1 --session 0 --psk-file "$WORK/psk"
+expect_fail "--session expects 1..32767" "$DPAGENT" --gateway 10.0.0.1:1 --session 0 --psk-file "$WORK/psk"
 echo "abcd" > "$WORK/short.psk"
 expect_fail "expected a 32-byte key" "$DPAGENT" --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/short.psk"
 expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x

@@ -123,9 +123,9 @@ static void agent_frames_decrypt_at_the_gateway(void**) {
     assert_int_equal(decode_relay_header(f.data(), f.size(), m), FrameError::None);
     assert_int_equal(m.type, FrameType::Data);
     assert_int_equal(m.receiver_index, kIndex);
-    // Static keys: the counter starts at the wall clock in ns and then counts frames.
+    // Static keys: the counter starts one epoch ahead of the wall clock in ns and then counts frames.
     if (i == 0) {
-      assert_true(m.counter >= before && m.counter <= after);
+      assert_true(m.counter >= before + kClockLeadNs && m.counter <= after + kClockLeadNs);
     } else {
       assert_int_equal(m.counter, prev + 1);
     }
@@ -340,7 +340,7 @@ static void epoch_overlap_after_timed_rekey(void**) {
 
 static void timed_rekey(void**) {
   OpensslAead engine;
-  AgentSession a(kIndex, psk(1), 16, 10 * kNsPerSec, engine);
+  AgentSession a(kIndex, psk(1), 16, 10 * kNsPerSec, engine, AgentSession::CounterMode::FromZero);
   Gateway gw{psk(1)};
   auto p0 = plaintext(0), p1 = plaintext(1), p2 = plaintext(2);
   auto f0 = agent_seal(a, p0, 0);
@@ -434,20 +434,23 @@ static void wall_clock_freshness(void**) {
   assert_int_equal(agent_open(a, gw.seal(kIndex, real + 60 * kNsPerSec, plaintext(5)), 0), R::Ok);
 }
 
-// Static keys: a sender whose counter falls 30 s behind the wall clock (little traffic) jumps to it, so its
-// frames always pass the receiver's freshness check; anchor_to_clock() does the same on demand.
+// Static keys: a sender starts one epoch ahead of the wall clock; when its counter falls 30 s behind it (little
+// traffic) it jumps to it, so its frames always pass the receiver's freshness check; anchor_to_clock() does the
+// same on demand.
 static void wall_clock_anchor(void**) {
   OpensslAead engine;
-  uint64_t real = realtime_ns();
+  const uint64_t start = realtime_ns();
   AgentSession a(kIndex, psk(1), 16, kRekey, engine);
+  uint64_t real = start;
   a.set_realtime_source([&] { return real; });
   Gateway gw{psk(1)};
   auto f0 = agent_seal(a, plaintext(0), 0);
   const uint64_t c0 = counter_of(f0);
-  real += 29 * kNsPerSec;
+  assert_true(c0 >= start + kClockLeadNs);
+  real = c0 + 29 * kNsPerSec;
   auto f1 = agent_seal(a, plaintext(1), kNsPerSec);
   assert_int_equal(counter_of(f1), c0 + 1);  // within the lag: keep counting
-  real += 2 * kNsPerSec;                     // 31 s after the start
+  real = c0 + 31 * kNsPerSec;                // now 30 s behind
   auto f2 = agent_seal(a, plaintext(2), 2 * kNsPerSec);
   assert_int_equal(counter_of(f2), real);    // re-anchored
   assert_int_equal(a.rekeys(), 1);
@@ -483,6 +486,31 @@ static void expected_epochs_bypass_the_budget(void**) {
                    R::Ok);
 }
 
+// Static keys: a timed rekey never takes the counter more than one epoch past the wall clock (a restarted sender
+// starts that far ahead, so it could otherwise reuse a counter); it waits for the clock instead.
+static void wall_clock_rekey_waits_for_the_clock(void**) {
+  OpensslAead engine;
+  uint64_t real = realtime_ns();
+  AgentSession a(kIndex, psk(1), 16, 10 * kNsPerSec, engine);  // counter starts one epoch ahead of `real`
+  a.set_realtime_source([&] { return real; });
+  Gateway gw{psk(1)};
+  auto f0 = agent_seal(a, plaintext(0), 0);
+  const uint64_t c0 = counter_of(f0);
+  assert_true(c0 >= real + kClockLeadNs);
+  // Rekey due (11 s later on the monotonic clock) but the wall clock did not move: the next epoch would be more
+  // than one epoch ahead of it.
+  auto f1 = agent_seal(a, plaintext(1), 11 * kNsPerSec);
+  assert_int_equal(counter_of(f1), c0 + 1);
+  assert_int_equal(a.rekeys(), 0);
+  // Once the wall clock has moved on, the rekey happens.
+  real += 2 * kClockLeadNs;
+  auto f2 = agent_seal(a, plaintext(2), 12 * kNsPerSec);
+  assert_true(epoch_of(counter_of(f2)) > epoch_of(c0));
+  assert_true(counter_of(f2) <= real + kClockLeadNs);
+  assert_int_equal(a.rekeys(), 1);
+  for (auto* f : {&f0, &f1, &f2}) assert_true(gw.open_from_agent(*f));
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(agent_frames_decrypt_at_the_gateway),
@@ -499,6 +527,7 @@ int main() {
       cmocka_unit_test(rx_key_derivation_is_rate_limited),
       cmocka_unit_test(wall_clock_freshness),
       cmocka_unit_test(wall_clock_anchor),
+      cmocka_unit_test(wall_clock_rekey_waits_for_the_clock),
       cmocka_unit_test(expected_epochs_bypass_the_budget),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -1,0 +1,129 @@
+#include "control/gateway_link.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+
+namespace dptun {
+
+using nlohmann::json;
+
+GatewayLink::~GatewayLink() {
+  if (fd_) loop_.remove(fd_.get());
+}
+
+void GatewayLink::tick(uint64_t now_ns) {
+  if (!fd_) {
+    if (now_ns >= next_attempt_ns_) connect_now(now_ns);
+    return;
+  }
+  if (hello_done_ && now_ns >= next_status_ns_) {
+    next_status_ns_ = now_ns + 1'000'000'000ull;
+    send(json{{"type", "status"}});
+  }
+}
+
+void GatewayLink::connect_now(uint64_t now_ns) {
+  next_attempt_ns_ = now_ns + 1'000'000'000ull;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (!warned_) LOG_WARN("gateway control socket %s: %s (retrying every second)", path_.c_str(), strerror(errno));
+    warned_ = true;
+    return;
+  }
+  warned_ = false;
+  fd_ = std::move(fd);
+  in_.clear();
+  out_.clear();
+  hello_done_ = false;
+  loop_.add(fd_.get(), EPOLLIN, [this](uint32_t ev) { on_event(ev); });
+  // Hello, then the whole state: a restarted dpgw gets everything back.
+  out_ += json{{"type", "hello"}, {"version", 1}, {"client", "dpctld"}, {"seq", ++seq_}}.dump() + "\n";
+  json sync = full_state_();
+  sync["seq"] = ++seq_;
+  out_ += sync.dump() + "\n";
+  ++syncs_;
+  write_some();
+}
+
+void GatewayLink::send(json msg) {
+  if (!fd_) return;
+  msg["seq"] = ++seq_;
+  out_ += msg.dump() + "\n";
+  write_some();
+}
+
+void GatewayLink::write_some() {
+  while (fd_ && !out_.empty()) {
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.erase(0, size_t(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      loop_.modify(fd_.get(), EPOLLIN | EPOLLOUT);
+      return;
+    }
+    disconnect("write failed");
+    return;
+  }
+  if (fd_) loop_.modify(fd_.get(), EPOLLIN);
+}
+
+void GatewayLink::on_event(uint32_t events) {
+  if (events & EPOLLOUT) write_some();
+  if (!fd_) return;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd_.get(), buf, sizeof buf);
+    if (n > 0) {
+      in_.append(buf, size_t(n));
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      disconnect("gateway closed the connection");
+      return;
+    }
+    break;
+  }
+  size_t nl;
+  while (fd_ && (nl = in_.find('\n')) != std::string::npos) {
+    std::string line = in_.substr(0, nl);
+    in_.erase(0, nl + 1);
+    handle(line);
+  }
+}
+
+void GatewayLink::handle(const std::string& line) {
+  json msg = json::parse(line, nullptr, false);
+  if (msg.is_discarded() || !msg.is_object()) return;
+  const std::string type = msg.value("type", std::string());
+  if (type == "hello") {
+    hello_done_ = true;
+    LOG_INFO("gateway %s: connected (%d worker(s)); state pushed", path_.c_str(), msg.value("workers", 0));
+  } else if (type == "status") {
+    on_status_(msg);
+  } else if (type == "error") {
+    LOG_WARN("gateway refused a change: %s", msg.value("reason", std::string("?")).c_str());
+  }
+}
+
+void GatewayLink::disconnect(const char* why) {
+  if (!fd_) return;
+  LOG_WARN("gateway %s: %s; reconnecting", path_.c_str(), why);
+  loop_.remove(fd_.get());
+  fd_.reset();
+  hello_done_ = false;
+}
+
+}  // namespace dptun
