@@ -64,6 +64,7 @@ trap 'exit 130' INT TERM
 topology_up() { bash "$ROOT/scripts/topology.sh" up "$DPT_PREFIX"; }
 
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
+# With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them.
 write_gw_conf() {
   local workers=${1:-1} huge=${2:-false} qp=""
   [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
@@ -77,7 +78,11 @@ dpgw = {
   );
   idle = { backoff = true; max_sleep_us = 100; };
   control_socket = "$WORK/dpgw.sock";
+  session_timeout = ${GW_SESSION_TIMEOUT:-6};
 };
+CONF
+  if [ "${GW_STATIC:-1}" = 1 ]; then
+    cat >> "$WORK/gw.conf" <<CONF
 tunnels = ( { id = "$TUNNEL_ID"; name = "iperf";
               peers = ( { index = 1; psk_file = "$WORK/psk"; } ); } );
 entry_points = (
@@ -87,6 +92,7 @@ entry_points = (
   { proto = "tcp"; port = 5202; tunnel = "iperf"; target = "$LAN_HOST:5202"; }
 );
 CONF
+  fi
   echo "$PSK" > "$WORK/psk"
 }
 
