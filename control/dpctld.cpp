@@ -10,6 +10,7 @@
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "control/control_protocol.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -204,30 +205,34 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
 }
 
 json Dpctld::session_message(const SessionRecord& s) const {
-  return json{{"type", "session_add"},
-              {"index", s.index},
-              {"tunnel", s.tunnel.str()},
-              {"weight", s.weight},
-              {"secret", hex_encode(s.base_secret)}};
+  SessionSpec spec;
+  spec.index = s.index;
+  spec.tunnel = s.tunnel;
+  spec.weight = s.weight;
+  spec.base_secret = s.base_secret;
+  json m = encode_session(spec);
+  m["type"] = "session_add";
+  return m;
 }
 
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();
-  for (const TunnelDef& t : cfg_.tunnels) tunnels.push_back({{"id", t.id.str()}, {"name", t.name}});
+  for (const TunnelDef& t : cfg_.tunnels) tunnels.push_back(encode_tunnel(TunnelSpec{t.id, t.name, false}));
   for (const auto& [index, s] : sessions_.all()) {
     json m = session_message(s);
     m.erase("type");
     sessions.push_back(m);
   }
   for (const EntryDef& e : cfg_.entry_points) {
-    json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
-           {"port", e.port},
-           {"tunnel", e.tunnel.str()},
-           {"target", e.target.str()},
-           {"keepalive", e.keepalive},
-           {"ttl", e.ttl_s}};
-    if (e.listen) j["listen"] = e.listen->str();
-    entries.push_back(j);
+    EntrySpec spec;
+    spec.proto = e.proto;
+    spec.port = e.port;
+    spec.listen = e.listen;
+    spec.tunnel = e.tunnel;
+    spec.target = e.target;
+    spec.keepalive = e.keepalive;
+    spec.udp_ttl_ns = uint64_t(e.ttl_s * 1e9);
+    entries.push_back(encode_entry(spec));
   }
   return json{{"type", "sync"}, {"tunnels", tunnels}, {"sessions", sessions}, {"entry_points", entries}};
 }

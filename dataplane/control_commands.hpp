@@ -3,12 +3,12 @@
 #pragma once
 #include <string>
 
+#include "proto/gateway_messages.hpp"
+
 namespace dptun {
 
 struct Dataplane;
 class GatewayState;
-
-inline constexpr int kGatewayProtocolVersion = 1;
 
 std::string handle_control_line(const std::string& line, bool& close, Dataplane& dp, GatewayState& state);
 

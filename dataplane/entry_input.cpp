@@ -7,6 +7,7 @@
 #include "dataplane/aead_burst.hpp"
 #include "dataplane/flow_tracking.hpp"
 #include "dataplane/gateway_state.hpp"
+#include "dataplane/pool_pick.hpp"
 #include "dataplane/worker.hpp"
 #include "packet/checksum.hpp"
 #include "packet/ipv4_rewrite.hpp"
@@ -28,30 +29,10 @@ bool Worker::session_usable(const TunnelSession& s) const {
 }
 
 TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
-  // Weight 255 means "preferred": while any preferred session is live, only those take new flows.
-  bool preferred = false;
-  uint32_t total = 0;
-  for (const TunnelSession* s : pool.sessions)
-    if (GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) preferred |= s->weight == 255;
-  for (const TunnelSession* s : pool.sessions)
-    if (GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns) && (!preferred || s->weight == 255))
-      total += s->weight;
-  if (!total) return nullptr;
-  // A failed pick (a session that cannot be used after all) is retried up to 3 times on other sessions.
-  for (uint32_t attempt = 0; attempt < 4; ++attempt) {
-    uint32_t pick = (hash + attempt * 0x9e3779b9u) % total;
-    for (TunnelSession* s : pool.sessions) {
-      if (!GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns) || (preferred && s->weight != 255))
-        continue;
-      if (pick >= s->weight) {
-        pick -= s->weight;
-        continue;
-      }
-      if (session_usable(*s)) return s;
-      break;
-    }
-  }
-  return nullptr;
+  const uint64_t timeout = dp_.cfg->session_timeout_ns;
+  return pick_from_pool<TunnelSession>(
+      pool.sessions, hash, [&](const TunnelSession& s) { return GatewayState::session_live(s, now_ns_, timeout); },
+      [&](const TunnelSession& s) { return session_usable(s); });
 }
 
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,

@@ -13,35 +13,9 @@
 #include "dataplane/dataplane.hpp"
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/session.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
-
-struct TunnelSpec {
-  Uuid id;
-  std::string name;
-  bool from_config = false;
-};
-
-struct SessionSpec {
-  uint32_t index = 0;
-  Uuid tunnel;
-  uint8_t weight = 1;
-  std::vector<uint8_t> base_secret;  // 32 bytes
-  bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock
-  std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint
-  bool from_config = false;
-};
-
-struct EntrySpec {
-  uint8_t proto = 0;
-  uint16_t port = 0;
-  std::optional<Ipv4> listen;
-  Uuid tunnel;
-  Endpoint target;
-  bool keepalive = false;
-  uint64_t udp_ttl_ns = 5'000'000'000ull;
-  bool from_config = false;
-};
 
 class GatewayState {
  public:

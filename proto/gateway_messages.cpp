@@ -1,0 +1,93 @@
+#include "proto/gateway_messages.hpp"
+
+#include <stdexcept>
+
+#include "common/hex.hpp"
+
+namespace dptun {
+
+using nlohmann::json;
+
+namespace {
+Uuid uuid_of(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_string()) throw std::runtime_error(std::string("'") + key + "' (a UUID) is required");
+  auto u = Uuid::parse(j[key].get<std::string>());
+  if (!u) throw std::runtime_error(std::string("'") + key + "' is not a UUID");
+  return *u;
+}
+template <typename T>
+T number_of(const json& j, const char* key, T fallback) {
+  if (!j.contains(key)) return fallback;
+  if (!j[key].is_number()) throw std::runtime_error(std::string("'") + key + "' must be a number");
+  return j[key].get<T>();
+}
+}  // namespace
+
+json encode_tunnel(const TunnelSpec& t) { return {{"id", t.id.str()}, {"name", t.name}}; }
+
+json encode_session(const SessionSpec& s) {
+  return {{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
+}
+
+json encode_entry(const EntrySpec& e) {
+  json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
+         {"port", e.port},
+         {"tunnel", e.tunnel.str()},
+         {"target", e.target.str()},
+         {"keepalive", e.keepalive},
+         {"ttl", double(e.udp_ttl_ns) / 1e9}};
+  if (e.listen) j["listen"] = e.listen->str();
+  return j;
+}
+
+TunnelSpec decode_tunnel(const json& j) {
+  TunnelSpec t;
+  t.id = uuid_of(j, "id");
+  t.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : t.id.str();
+  return t;
+}
+
+SessionSpec decode_session(const json& j) {
+  SessionSpec s;
+  int64_t index = number_of<int64_t>(j, "index", 0);
+  if (index < kFirstControlSessionIndex || index > 65535)
+    throw std::runtime_error("'index' must be 32768..65535 (dpctld's range)");
+  s.index = uint32_t(index);
+  s.tunnel = uuid_of(j, "tunnel");
+  int64_t w = number_of<int64_t>(j, "weight", 1);
+  if (w < 1 || w > 255) throw std::runtime_error("'weight' must be 1..255");
+  s.weight = uint8_t(w);
+  std::optional<std::vector<uint8_t>> secret;
+  if (j.contains("secret") && j["secret"].is_string()) secret = hex_decode(j["secret"].get<std::string>());
+  if (!secret || secret->size() != 32) throw std::runtime_error("'secret' must be 64 hex digits");
+  s.base_secret = std::move(*secret);
+  return s;
+}
+
+EntrySpec decode_entry(const json& j) {
+  EntrySpec e;
+  std::string proto = j.contains("proto") && j["proto"].is_string() ? j["proto"].get<std::string>() : "";
+  if (proto != "tcp" && proto != "udp") throw std::runtime_error("'proto' must be \"tcp\" or \"udp\"");
+  e.proto = proto == "tcp" ? 6 : 17;
+  int64_t port = number_of<int64_t>(j, "port", 0);
+  if (port < 1 || port > 65535) throw std::runtime_error("'port' must be 1..65535");
+  e.port = uint16_t(port);
+  if (j.contains("listen") && !j["listen"].is_null()) {
+    auto ip = j["listen"].is_string() ? Ipv4::parse(j["listen"].get<std::string>()) : std::nullopt;
+    if (!ip) throw std::runtime_error("'listen' is not an IPv4 address");
+    e.listen = *ip;
+  }
+  e.tunnel = uuid_of(j, "tunnel");
+  auto target = j.contains("target") && j["target"].is_string() ? Endpoint::parse(j["target"].get<std::string>())
+                                                                  : std::nullopt;
+  if (!target) throw std::runtime_error("'target' must be ipv4:port");
+  e.target = *target;
+  if (j.contains("keepalive") && !j["keepalive"].is_boolean()) throw std::runtime_error("'keepalive' must be true or false");
+  e.keepalive = j.value("keepalive", false);
+  double ttl = number_of<double>(j, "ttl", 5.0);
+  if (!(ttl >= 0.1 && ttl <= 86400)) throw std::runtime_error("'ttl' must be 0.1..86400 seconds");
+  e.udp_ttl_ns = uint64_t(ttl * 1e9);
+  return e;
+}
+
+}  // namespace dptun

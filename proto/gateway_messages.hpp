@@ -1,0 +1,54 @@
+// The dpctld -> dpgw control messages (docs/control-plane.md, "dpctld <-> dpgw"): what a tunnel, a session and
+// an entry point look like, and their JSON encoding. dpctld encodes, dpgw decodes (throwing std::runtime_error
+// that names the offending field).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/inet.hpp"
+#include "common/uuid.hpp"
+
+namespace dptun {
+
+inline constexpr int kGatewayProtocolVersion = 1;
+inline constexpr uint32_t kFirstControlSessionIndex = 32768;  // 1..32767 belong to static peers
+
+struct TunnelSpec {
+  Uuid id;
+  std::string name;
+  bool from_config = false;  // dpgw's own config (not part of the messages)
+};
+
+struct SessionSpec {
+  uint32_t index = 0;
+  Uuid tunnel;
+  uint8_t weight = 1;
+  std::vector<uint8_t> base_secret;  // 32 bytes
+  bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (not sent)
+  std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
+  bool from_config = false;
+};
+
+struct EntrySpec {
+  uint8_t proto = 0;  // 6 or 17
+  uint16_t port = 0;
+  std::optional<Ipv4> listen;
+  Uuid tunnel;
+  Endpoint target;
+  bool keepalive = false;
+  uint64_t udp_ttl_ns = 5'000'000'000ull;
+  bool from_config = false;
+};
+
+nlohmann::json encode_tunnel(const TunnelSpec& t);
+nlohmann::json encode_session(const SessionSpec& s);
+nlohmann::json encode_entry(const EntrySpec& e);
+TunnelSpec decode_tunnel(const nlohmann::json& j);
+SessionSpec decode_session(const nlohmann::json& j);
+EntrySpec decode_entry(const nlohmann::json& j);
+
+}  // namespace dptun

@@ -1,0 +1,122 @@
+// dpctld -> dpgw control messages: what dpctld encodes, dpgw decodes to the same values; malformed fields are
+// refused with a message naming the field.
+#include <cstring>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/unit/cmocka.hpp"
+
+#include "proto/gateway_messages.hpp"
+
+using namespace dptun;
+using nlohmann::json;
+
+static Uuid id1() { return *Uuid::parse("6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"); }
+
+static std::string decode_error(void (*fn)(const json&), const json& j) {
+  try {
+    fn(j);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+static void tunnel_round_trip(void**) {
+  TunnelSpec t{id1(), "web", true};
+  json j = encode_tunnel(t);
+  assert_false(j.contains("from_config"));  // local knowledge, not sent
+  TunnelSpec back = decode_tunnel(json::parse(j.dump()));
+  assert_true(back.id == t.id);
+  assert_string_equal(back.name.c_str(), "web");
+  assert_false(back.from_config);
+  // A tunnel without a name is named by its id.
+  assert_string_equal(decode_tunnel(json{{"id", id1().str()}}).name.c_str(), id1().str().c_str());
+  assert_non_null(strstr(decode_error([](const json& x) { decode_tunnel(x); }, json{{"id", "nope"}}).c_str(), "'id'"));
+}
+
+static void session_round_trip(void**) {
+  SessionSpec s;
+  s.index = 40000;
+  s.tunnel = id1();
+  s.weight = 255;
+  for (int i = 0; i < 32; ++i) s.base_secret.push_back(uint8_t(i * 7));
+  SessionSpec back = decode_session(json::parse(encode_session(s).dump()));
+  assert_int_equal(back.index, 40000);
+  assert_true(back.tunnel == s.tunnel);
+  assert_int_equal(back.weight, 255);
+  assert_true(back.base_secret == s.base_secret);
+  assert_false(back.peer_clock_counters);  // sessions from dpctld are never static peers
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_session(x); }, j); };
+  json good = encode_session(s);
+  json bad = good;
+  bad["index"] = 5;  // a static peer's index
+  assert_non_null(strstr(err(bad).c_str(), "'index'"));
+  bad = good;
+  bad["index"] = "40000";
+  assert_non_null(strstr(err(bad).c_str(), "'index'"));
+  bad = good;
+  bad["weight"] = 0;
+  assert_non_null(strstr(err(bad).c_str(), "'weight'"));
+  bad = good;
+  bad["secret"] = "abcd";
+  assert_non_null(strstr(err(bad).c_str(), "'secret'"));
+  bad = good;
+  bad.erase("tunnel");
+  assert_non_null(strstr(err(bad).c_str(), "'tunnel'"));
+}
+
+static void entry_round_trip(void**) {
+  EntrySpec e;
+  e.proto = 17;
+  e.port = 5353;
+  e.listen = Ipv4{0x0a630101};
+  e.tunnel = id1();
+  e.target = *Endpoint::parse("10.0.0.10:53");
+  e.keepalive = true;
+  e.udp_ttl_ns = 2'500'000'000ull;
+  EntrySpec back = decode_entry(json::parse(encode_entry(e).dump()));
+  assert_int_equal(back.proto, 17);
+  assert_int_equal(back.port, 5353);
+  assert_true(back.listen && back.listen->value == 0x0a630101);
+  assert_true(back.target == e.target);
+  assert_true(back.keepalive);
+  assert_int_equal(back.udp_ttl_ns, 2'500'000'000ull);
+  e.listen.reset();
+  e.proto = 6;
+  back = decode_entry(encode_entry(e));
+  assert_false(back.listen.has_value());
+  assert_int_equal(back.proto, 6);
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_entry(x); }, j); };
+  json good = encode_entry(e);
+  json bad = good;
+  bad["proto"] = "sctp";
+  assert_non_null(strstr(err(bad).c_str(), "'proto'"));
+  bad = good;
+  bad["port"] = 70000;
+  assert_non_null(strstr(err(bad).c_str(), "'port'"));
+  bad = good;
+  bad["target"] = "example.org:80";
+  assert_non_null(strstr(err(bad).c_str(), "'target'"));
+  bad = good;
+  bad["ttl"] = 0;
+  assert_non_null(strstr(err(bad).c_str(), "'ttl'"));
+  bad = good;
+  bad["listen"] = "::1";
+  assert_non_null(strstr(err(bad).c_str(), "'listen'"));
+  bad = good;
+  bad["keepalive"] = "yes";
+  assert_non_null(strstr(err(bad).c_str(), "'keepalive'"));
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(tunnel_round_trip),
+      cmocka_unit_test(session_round_trip),
+      cmocka_unit_test(entry_round_trip),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
