@@ -19,7 +19,7 @@
 #include "agent/control_client.hpp"
 #include "agent/lan_nat.hpp"
 #include "agent/snat_codec.hpp"
-#include "agent/tun_device.hpp"
+#include "common/tun_device.hpp"
 #include "agent/udp_link.hpp"
 #include "common/inet.hpp"
 #include "crypto/aead_openssl.hpp"

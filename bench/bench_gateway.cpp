@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
     GatewayConfig cfg;
     cfg.workers = 1;
     cfg.mbufs = 16383;
-    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGatewayIp}, 24}, {}, 0, 1024, 1024});
-    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kUnderlayIp}, 24}, {}, 0, 1024, 1024});
+    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGatewayIp}, 24}, {}, 0, 1024, 1024, ""});
+    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kUnderlayIp}, 24}, {}, 0, 1024, 1024, ""});
     cfg.crypto.engine = engine;
     TunnelConfig t;
     t.id = Uuid::random_v4();

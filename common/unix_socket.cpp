@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -97,7 +98,8 @@ void UnixServer::poll(const std::function<std::string(const std::string&)>& hand
   }
 }
 
-std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error) {
+std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error,
+                                        int timeout_ms) {
   sockaddr_un addr;
   if (!make_addr(path, addr, error)) return std::nullopt;
   Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -105,6 +107,9 @@ std::optional<std::string> unix_request(const std::string& path, const std::stri
     error = "cannot connect to " + path + ": " + strerror(errno);
     return std::nullopt;
   }
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   std::string line = request + "\n";
   if (write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
     error = "cannot send request to " + path;
@@ -116,6 +121,10 @@ std::optional<std::string> unix_request(const std::string& path, const std::stri
   for (;;) {
     ssize_t n = read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      error = path + ": no reply within " + std::to_string(timeout_ms / 1000) + " s";
+      return std::nullopt;
+    }
     if (n <= 0) break;
     reply.append(buf, size_t(n));
   }

@@ -1,5 +1,5 @@
 // Local request/response over a unix stream socket: one request line in, one reply out, then close.
-// Used for dpgw's stats socket (and the dpctl <-> dpctld API later).
+// Used by dpgw's stats one-shots and by dpctl.
 #pragma once
 #include <functional>
 #include <optional>
@@ -54,7 +54,9 @@ class UnixServer {
   std::string path_;
 };
 
-// Connects, sends `request` + "\n", reads the whole reply. nullopt with `error` on failure.
-std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error);
+// Connects, sends `request` + "\n", reads the whole reply (until the server closes). nullopt with `error` on
+// failure, including no reply within `timeout_ms`.
+std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error,
+                                        int timeout_ms = 10000);
 
 }  // namespace dptun

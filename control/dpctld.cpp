@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/epoll.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -25,6 +27,16 @@ Dpctld::~Dpctld() {
 
 bool Dpctld::start(std::string& error) {
   if (!loop_.init(error)) return false;
+  auto state = load_state(cfg_.state_file, error);
+  if (!state) return false;
+  state_ = std::move(*state);
+  for (const TunnelDef& t : state_.tunnels)
+    for (const TunnelDef& c : cfg_.tunnels)
+      if (t.id == c.id || t.name == c.name) {
+        error = cfg_.state_file + ": tunnel " + t.name + " (" + t.id.str() + ") is also in " + cfg_.path +
+                "; remove one of them";
+        return false;
+      }
   if (!tls_.load(cfg_.tls, error)) return false;
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
@@ -41,12 +53,22 @@ bool Dpctld::start(std::string& error) {
       [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); });
   if (!listener_->listen(cfg_.agent_listen, error)) return false;
   gateway_ = std::make_unique<GatewayLink>(
-      loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); });
+      loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); },
+      [this](const json& e) { on_gateway_refused(e); });
+  if (!cfg_.api_socket.empty()) {
+    if (!api_.listen(cfg_.api_socket, error)) return false;
+    loop_.add(api_.fd(), EPOLLIN, [this](uint32_t) {
+      api_.poll([this](const std::string& line, bool& close) {
+        close = true;
+        return handle_api(line);
+      });
+    });
+  }
   if (cfg_.metrics_listen) {
     metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics_text(); });
     if (!metrics_->listen(*cfg_.metrics_listen, error)) return false;
   }
-  LOG_INFO("agents: TLS 1.3 on %s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(), cfg_.tunnels.size(),
+  LOG_INFO("agents: TLS 1.3 on %s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(), all_tunnels().size(),
            cfg_.metrics_listen ? ("http://" + cfg_.metrics_listen->str() + "/metrics").c_str() : "off");
   return true;
 }
@@ -58,6 +80,10 @@ void Dpctld::run(const std::atomic<bool>& stop) {
 void Dpctld::tick() {
   const uint64_t now = monotonic_ns();
   listener_->tick(now);
+  api_.poll([this](const std::string& line, bool& close) {
+    close = true;
+    return handle_api(line);
+  });
   gateway_->tick(now);
   // A session whose agent is gone (no control connection) and that carries no traffic any more is removed.
   std::vector<uint32_t> expired;
@@ -107,10 +133,31 @@ void Dpctld::refuse(AgentChannel& ch, const std::string& reason) {
 }
 
 const TunnelDef* Dpctld::find_tunnel(const std::string& id_or_name) const {
-  for (const TunnelDef& t : cfg_.tunnels)
-    if (t.id.str() == id_or_name || t.name == id_or_name) return &t;
+  for (const TunnelDef* t : all_tunnels())
+    if (t->id.str() == id_or_name || t->name == id_or_name) return t;
   return nullptr;
 }
+
+bool Dpctld::tunnel_from_config(const Uuid& id) const {
+  for (const TunnelDef& t : cfg_.tunnels)
+    if (t.id == id) return true;
+  return false;
+}
+
+std::vector<const TunnelDef*> Dpctld::all_tunnels() const {
+  std::vector<const TunnelDef*> out;
+  for (const TunnelDef& t : cfg_.tunnels) out.push_back(&t);
+  for (const TunnelDef& t : state_.tunnels) out.push_back(&t);
+  return out;
+}
+
+std::vector<EntryDef> Dpctld::all_entries() const {
+  std::vector<EntryDef> out = cfg_.entry_points;
+  out.insert(out.end(), state_.entry_points.begin(), state_.entry_points.end());
+  return out;
+}
+
+bool Dpctld::persist(std::string& error) { return save_state(cfg_.state_file, state_, error); }
 
 void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
   json msg = json::parse(line, nullptr, false);
@@ -217,13 +264,13 @@ json Dpctld::session_message(const SessionRecord& s) const {
 
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();
-  for (const TunnelDef& t : cfg_.tunnels) tunnels.push_back(encode_tunnel(TunnelSpec{t.id, t.name, false}));
+  for (const TunnelDef* t : all_tunnels()) tunnels.push_back(encode_tunnel(TunnelSpec{t->id, t->name, false}));
   for (const auto& [index, s] : sessions_.all()) {
     json m = session_message(s);
     m.erase("type");
     sessions.push_back(m);
   }
-  for (const EntryDef& e : cfg_.entry_points) {
+  for (const EntryDef& e : all_entries()) {
     EntrySpec spec;
     spec.proto = e.proto;
     spec.port = e.port;
@@ -239,15 +286,38 @@ json Dpctld::full_state() const {
 
 void Dpctld::on_gateway_status(const json& status) {
   const uint64_t now = monotonic_ns();
+  std::set<uint32_t> held;
   for (const auto& s : status.value("sessions", json::array())) {
-    SessionRecord* rec = sessions_.find(s.value("index", 0u));
-    if (!rec) continue;
+    const uint32_t index = s.value("index", 0u);
+    SessionRecord* rec = sessions_.find(index);
+    if (!rec) {
+      if (index >= SessionRegistry::kFirstIndex) held.insert(index);
+      continue;
+    }
     rec->live = s.value("live", false);
     rec->data_endpoint = s.value("endpoint", std::string());
     rec->flows_pinned = s.value("flows_pinned", uint64_t(0));
     if (rec->live) rec->last_live_mono_ns = now;
   }
+  sessions_.set_gateway_held(std::move(held));
   if (status.contains("stats")) gateway_stats_ = status["stats"];
+}
+
+// dpgw refused a session because it still holds that index (a session of an earlier dpctld, kept while it
+// carries traffic): the index is not free after all. The agent is disconnected and registers again, under
+// another index.
+void Dpctld::on_gateway_refused(const json& error) {
+  if (error.value("request", std::string()) != "session_add" || !error.contains("index")) return;
+  const uint32_t index = error.value("index", 0u);
+  sessions_.add_gateway_held(index);
+  SessionRecord* s = sessions_.find(index);
+  if (!s) return;
+  LOG_WARN("session %u: the gateway still holds this index; %s registers again", index, s->certificate_subject.c_str());
+  if (s->channel) {
+    auto it = channels_.find(s->channel);
+    if (it != channels_.end()) it->second->close(true);
+  }
+  sessions_.remove(index);
 }
 
 std::string Dpctld::metrics_text() const {
@@ -262,16 +332,16 @@ std::string Dpctld::metrics_text() const {
   p.sample("dptun_registrations_total", double(counters_.registrations_ok), "result=\"ok\"");
   p.sample("dptun_registrations_total", double(counters_.registrations_refused), "result=\"refused\"");
   p.family("dptun_tunnels", "gauge", "Configured tunnels.");
-  p.sample("dptun_tunnels", double(cfg_.tunnels.size()));
+  p.sample("dptun_tunnels", double(all_tunnels().size()));
   p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");
-  for (const TunnelDef& t : cfg_.tunnels)
-    p.sample("dptun_sessions", double(sessions_.count_for(t.id)),
-             "tunnel=\"" + t.id.str() + "\",name=\"" + json_escape(t.name) + "\"");
+  for (const TunnelDef* t : all_tunnels())
+    p.sample("dptun_sessions", double(sessions_.count_for(t->id)),
+             "tunnel=\"" + t->id.str() + "\",name=\"" + json_escape(t->name) + "\"");
   p.family("dptun_sessions_live", "gauge", "Sessions the gateway hears from, per tunnel.");
-  for (const TunnelDef& t : cfg_.tunnels) {
+  for (const TunnelDef* t : all_tunnels()) {
     size_t live = 0;
-    for (const auto& [i, s] : sessions_.all()) live += s.tunnel == t.id && s.live;
-    p.sample("dptun_sessions_live", double(live), "tunnel=\"" + t.id.str() + "\",name=\"" + json_escape(t.name) + "\"");
+    for (const auto& [i, s] : sessions_.all()) live += s.tunnel == t->id && s.live;
+    p.sample("dptun_sessions_live", double(live), "tunnel=\"" + t->id.str() + "\",name=\"" + json_escape(t->name) + "\"");
   }
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));

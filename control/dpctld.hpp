@@ -14,6 +14,8 @@
 #include "control/gateway_link.hpp"
 #include "control/metrics_server.hpp"
 #include "control/session_registry.hpp"
+#include "control/state_store.hpp"
+#include "common/line_server.hpp"
 
 namespace dptun {
 
@@ -44,6 +46,28 @@ class Dpctld {
   void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name);
   void refuse(AgentChannel& ch, const std::string& reason);
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
+  bool tunnel_from_config(const Uuid& id) const;
+  std::vector<const TunnelDef*> all_tunnels() const;
+  std::vector<EntryDef> all_entries() const;
+  bool persist(std::string& error);
+  void drop_tunnel_sessions(const Uuid& id);
+  std::string agent_command(const TunnelDef& t) const;
+  // dpctl API (dpctld_api.cpp): one JSON request line in, one JSON reply line out.
+  std::string handle_api(const std::string& line);
+  void on_gateway_refused(const nlohmann::json& error);
+  nlohmann::json api_tunnel_add(const nlohmann::json& req);
+  nlohmann::json api_tunnel_del(const nlohmann::json& req);
+  nlohmann::json api_tunnel_list(bool detailed, const nlohmann::json& req);
+  nlohmann::json api_entry_add(const nlohmann::json& req);
+  nlohmann::json api_entry_del(const nlohmann::json& req);
+  nlohmann::json api_entry_list();
+  nlohmann::json api_ingress_add(const nlohmann::json& req);
+  nlohmann::json api_ingress_del(const nlohmann::json& req);
+  nlohmann::json api_ingress_list();
+  nlohmann::json api_session_list();
+  nlohmann::json api_stats();
+  nlohmann::json tunnel_json(const TunnelDef& t, bool detailed) const;
+  nlohmann::json entry_json(const EntryDef& e) const;
   void tick();
   nlohmann::json full_state() const;
   nlohmann::json session_message(const SessionRecord& s) const;
@@ -55,6 +79,8 @@ class Dpctld {
   std::unique_ptr<AgentListener> listener_;
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<GatewayLink> gateway_;
+  LineServer api_;
+  PersistedState state_;  // what dpctl changed, persisted in cfg_.state_file
   nlohmann::json gateway_stats_;  // the last status' "stats" (for metrics)
   std::map<uint64_t, std::unique_ptr<AgentChannel>> channels_;
   std::vector<uint64_t> closed_channels_;

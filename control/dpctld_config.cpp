@@ -89,7 +89,8 @@ static DpctldConfig load(const std::string& path) {
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
   const Setting& d = root["dpctld"];
   config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
-                        "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry"});
+                        "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
+                        "agent_address"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
@@ -112,6 +113,10 @@ static DpctldConfig load(const std::string& path) {
   cfg.gateway_socket = config_string(d, "gateway_socket", cfg.gateway_socket);
   cfg.state_file = config_string(d, "state_file", cfg.state_file);
   cfg.gateway_endpoint = endpoint_at(d, "gateway_endpoint", std::nullopt);
+  cfg.agent_address = config_string(d, "agent_address",
+                                     cfg.agent_listen.ip.value ? cfg.agent_listen.str()
+                                                               : cfg.gateway_endpoint.ip.str() + ":" +
+                                                                     std::to_string(cfg.agent_listen.port));
   std::string cipher = config_string(d, "cipher", "aes-128-gcm");
   if (cipher == "aes-128-gcm")
     cfg.key_len = 16;

@@ -52,6 +52,8 @@ void GatewayLink::connect_now(uint64_t now_ns) {
   json sync = full_state_();
   sync["seq"] = ++seq_;
   out_ += sync.dump() + "\n";
+  // And the gateway's view at once: which sessions it still holds from before (their indexes are not free).
+  out_ += json{{"type", "status"}, {"seq", ++seq_}}.dump() + "\n";
   ++syncs_;
   write_some();
 }
@@ -115,6 +117,7 @@ void GatewayLink::handle(const std::string& line) {
     on_status_(msg);
   } else if (type == "error") {
     LOG_WARN("gateway refused a change: %s", msg.value("reason", std::string("?")).c_str());
+    on_refused_(msg);
   }
 }
 

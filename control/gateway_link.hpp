@@ -15,10 +15,15 @@ namespace dptun {
 class GatewayLink {
  public:
   using FullState = std::function<nlohmann::json()>;  // the "sync" message
-  using OnStatus = std::function<void(const nlohmann::json&)>;
+  using OnMessage = std::function<void(const nlohmann::json&)>;
 
-  GatewayLink(EventLoop& loop, std::string path, FullState full_state, OnStatus on_status)
-      : loop_(loop), path_(std::move(path)), full_state_(std::move(full_state)), on_status_(std::move(on_status)) {}
+  // on_status gets every status reply (the first right after each sync); on_refused every change dpgw refused.
+  GatewayLink(EventLoop& loop, std::string path, FullState full_state, OnMessage on_status, OnMessage on_refused)
+      : loop_(loop),
+        path_(std::move(path)),
+        full_state_(std::move(full_state)),
+        on_status_(std::move(on_status)),
+        on_refused_(std::move(on_refused)) {}
   ~GatewayLink();
   void tick(uint64_t now_ns);
   // Sends a change now when connected; when not, the next connect's full sync carries it.
@@ -36,7 +41,8 @@ class GatewayLink {
   EventLoop& loop_;
   std::string path_;
   FullState full_state_;
-  OnStatus on_status_;
+  OnMessage on_status_;
+  OnMessage on_refused_;
   Fd fd_;
   std::string in_, out_;
   bool hello_done_ = false;

@@ -13,7 +13,7 @@ std::optional<uint32_t> SessionRegistry::allocate_index() {
   for (uint32_t tries = 0; tries <= kLastIndex - kFirstIndex; ++tries) {
     uint32_t i = next_;
     next_ = next_ == kLastIndex ? kFirstIndex : next_ + 1;
-    if (!sessions_.count(i)) return i;
+    if (!sessions_.count(i) && !gateway_held_.count(i)) return i;
   }
   return std::nullopt;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,11 @@ class SessionRegistry {
   static constexpr uint32_t kLastIndex = 65535;
 
   ~SessionRegistry();
-  // A free index, or nullopt when all 32768 are taken.
+  // A free index, or nullopt when all 32768 are taken. Indexes the gateway still holds (sessions of an earlier
+  // dpctld it keeps forwarding for until they fall quiet) are not free.
   std::optional<uint32_t> allocate_index();
+  void set_gateway_held(std::set<uint32_t> held) { gateway_held_ = std::move(held); }
+  void add_gateway_held(uint32_t index) { gateway_held_.insert(index); }
   SessionRecord& add(SessionRecord rec);
   void remove(uint32_t index);
   SessionRecord* find(uint32_t index);
@@ -47,6 +51,7 @@ class SessionRegistry {
 
  private:
   std::map<uint32_t, SessionRecord> sessions_;
+  std::set<uint32_t> gateway_held_;
   uint32_t next_ = kFirstIndex;
 };
 

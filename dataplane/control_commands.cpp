@@ -90,6 +90,10 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
   } catch (const std::exception& e) {
     reply = {{"type", "error"}, {"reason", type + ": " + e.what()}};
   }
+  if (reply.value("type", std::string()) == "error") {  // which change failed, so dpctld can act on it
+    reply["request"] = type;
+    if (req.contains("index")) reply["index"] = req["index"];
+  }
   if (req.contains("seq")) reply["seq"] = req["seq"];
   return reply.dump() + "\n";
 }

@@ -34,6 +34,7 @@ void ControlLoop::tick(uint64_t now_ns) {
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
   for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
+  kernel_.poll([this](uint8_t port, rte_mbuf* m) { transmit(port, m); });
 
   uint64_t want[32];
   n = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, want, sizeof want[0], 32, nullptr);
@@ -124,6 +125,9 @@ void ControlLoop::handle_arp(rte_mbuf* m) {
       neighbor_full_warned_ = true;
     }
   }
+  // The kernel path learns its neighbours from the same ARP: requests for our address and replies to us (its own
+  // requests go out as they are; dpgw answers requests itself).
+  if (for_us && kernel_.enabled(port)) kernel_.deliver(port, m);
   if (op != kArpRequest || !for_us) {
     rte_pktmbuf_free(m);
     return;

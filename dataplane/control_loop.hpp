@@ -1,15 +1,16 @@
 // The control lcore of dpgw: ARP (answer, learn, resolve), tunnels/sessions/entry points and their keys
-// (GatewayState), RCU reclamation, the control socket (stats, dpctld) and rate-limited warnings. Runs on the
-// main lcore and sleeps between ticks.
+// (GatewayState), RCU reclamation, the kernel path, the control socket (stats, dpctld) and rate-limited
+// warnings. Runs on the main lcore and sleeps between ticks.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "dataplane/control_socket.hpp"
+#include "common/line_server.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/gateway_state.hpp"
+#include "dataplane/kernel_path.hpp"
 #include "dataplane/reclaimer.hpp"
 
 struct rte_mbuf;
@@ -19,8 +20,9 @@ namespace dptun {
 class ControlLoop {
  public:
   ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer)
-      : dp_(dp), state_(state), reclaimer_(reclaimer) {}
+      : dp_(dp), state_(state), reclaimer_(reclaimer), kernel_(dp) {}
   bool open_control_socket(std::string& error);
+  bool open_kernel_path(std::string& error) { return kernel_.open(error); }
   // Runs until dp.stop is set.
   void run();
   // One tick: drains rings, maintains keys, serves the stats socket.
@@ -35,7 +37,8 @@ class ControlLoop {
   Dataplane& dp_;
   GatewayState& state_;
   Reclaimer& reclaimer_;
-  ControlSocket control_;
+  LineServer control_;
+  KernelPath kernel_;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;
   uint64_t last_report_ns_ = 0;

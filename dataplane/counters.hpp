@@ -46,6 +46,7 @@ enum class Drop : uint8_t {
   FlowMismatch,     // reply not from the flow's target/tunnel/protocol, or with IP options
   HandoffFull,      // another worker's handoff ring was full
   ControlFull,      // the control lcore's ring was full
+  KernelFull,       // the kernel path's ring was full (packets for our address that dpgw does not serve)
   TxFull,           // the TX queue did not take the packet
   NoMbuf,           // mbuf pool empty
   CryptoError,      // the AEAD engine failed to encrypt
@@ -59,13 +60,20 @@ struct alignas(64) WorkerStats {
   Counter encap_packets, encap_bytes, decap_packets, decap_bytes;
   Counter flows_created, flows_expired, flows_evicted, flows_repinned;
   Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
-  Counter to_control, handoff_tx, handoff_rx, idle_sleeps, polls;
+  Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;
 };
 
 struct alignas(64) PortStats {
   Counter rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+};
+
+// The kernel path of one port (written by the control lcore only).
+struct alignas(64) KernelPathStats {
+  Counter to_kernel_packets, to_kernel_bytes, from_kernel_packets, from_kernel_bytes;
+  Counter write_errors;    // the TAP did not take a frame (kernel side down, queue full)
+  Counter dropped;         // from the kernel: ARP replies (dpgw answers ARP itself), oversized frames, no mbuf
 };
 
 struct alignas(64) TunnelStats {

@@ -3,11 +3,13 @@
 #pragma once
 #include <rte_cycles.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "dataplane/counters.hpp"
 #include "dataplane/entry_table.hpp"
 #include "dataplane/gateway_config.hpp"
 #include "dataplane/neighbor_table.hpp"
@@ -31,6 +33,7 @@ struct PortInfo {
   MacAddr mac{};
   uint32_t address = 0;  // host order
   uint16_t mtu = 1500;
+  bool kernel_path = false;  // packets for our address that dpgw does not serve go to the kernel (a TAP)
 };
 
 // Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
@@ -66,6 +69,8 @@ struct Dataplane {
   rte_mempool* pool = nullptr;
   rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)
   rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
+  rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
+  std::array<KernelPathStats, 8> kernel_stats;  // per port
   rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};

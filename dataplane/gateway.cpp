@@ -68,7 +68,8 @@ bool Gateway::build(const Options& opt, std::string& error) {
   }
   dp.control_ring = rte_ring_create("dptun_control", 1024, socket, RING_F_SC_DEQ);
   dp.resolve_ring = rte_ring_create_elem("dptun_resolve", sizeof(uint64_t), 1024, socket, RING_F_SC_DEQ);
-  if (!dp.control_ring || !dp.resolve_ring) {
+  dp.kernel_ring = rte_ring_create("dptun_kernel", 4096, socket, RING_F_SC_DEQ);
+  if (!dp.control_ring || !dp.resolve_ring || !dp.kernel_ring) {
     error = "cannot create control rings";
     return false;
   }
@@ -122,6 +123,7 @@ bool Gateway::build(const Options& opt, std::string& error) {
 
   control_ = std::make_unique<ControlLoop>(dp, *state_, *reclaimer_);
   if (opt.control_socket && !control_->open_control_socket(error)) return false;
+  if (!control_->open_kernel_path(error)) return false;
   return true;
 }
 
@@ -156,11 +158,11 @@ Gateway::~Gateway() {
     while (w->handoff_ring() && rte_ring_dequeue(w->handoff_ring(), &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
   }
   dp.workers.clear();
-  if (dp.control_ring) {
+  for (rte_ring* r : {dp.control_ring, dp.kernel_ring}) {
     void* m;
-    while (rte_ring_dequeue(dp.control_ring, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    while (r && rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
   }
-  rte_ring_free(dp.control_ring);
   rte_ring_free(dp.resolve_ring);
   port_guards_.clear();
   engine_.reset();

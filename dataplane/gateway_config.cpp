@@ -54,7 +54,7 @@ void load_eal(const Setting& g, EalConfig& eal) {
 }
 
 PortConfig load_port(const Setting& s) {
-  config_allow_keys(s, {"name", "device", "address", "gateway", "mtu", "rx_desc", "tx_desc"});
+  config_allow_keys(s, {"name", "device", "address", "gateway", "mtu", "rx_desc", "tx_desc", "kernel_interface"});
   PortConfig p;
   p.name = config_string(s, "name");
   p.device = config_string(s, "device");
@@ -71,6 +71,13 @@ PortConfig load_port(const Setting& s) {
   if (p.mtu && p.mtu < 576) config_fail(s["mtu"], "an IPv4 port needs an MTU of at least 576");
   p.rx_desc = uint16_t(config_int(s, "rx_desc", 64, 8192, 1024));
   p.tx_desc = uint16_t(config_int(s, "tx_desc", 64, 8192, 1024));
+  p.kernel_interface = config_string(s, "kernel_interface", "");
+  if (s.exists("kernel_interface")) {
+    const std::string& k = p.kernel_interface;
+    bool ok = !k.empty() && k.size() <= 15 && k != "." && k != "..";
+    for (char c : k) ok = ok && c > ' ' && c != '/' && c != ':' && c < 127;
+    if (!ok) config_fail(s["kernel_interface"], "expected an interface name of 1..15 characters without '/', ':' or spaces");
+  }
   return p;
 }
 
@@ -184,6 +191,9 @@ static GatewayConfig load(const std::string& path) {
   for (int i = 0; i < ports->getLength(); ++i) {
     cfg.ports.push_back(load_port((*ports)[i]));
     if (!port_names.insert(cfg.ports.back().name).second) config_fail((*ports)[i]["name"], "port name used twice");
+    const std::string& k = cfg.ports.back().kernel_interface;
+    if (!k.empty() && !port_names.insert("kernel:" + k).second)
+      config_fail((*ports)[i]["kernel_interface"], "kernel interface '" + k + "' used by two ports");
   }
   if (cfg.ports.size() > 8) config_fail(*ports, "at most 8 ports are supported");
 

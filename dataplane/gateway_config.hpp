@@ -27,6 +27,10 @@ struct PortConfig {
   uint16_t mtu = 0;            // 0: keep the device's MTU
   uint16_t rx_desc = 1024;
   uint16_t tx_desc = 1024;
+  // The kernel path: a TAP interface of this name gets the port's MAC, address and MTU, and every packet for
+  // the port's address that dpgw does not serve itself (e.g. dpctld's TLS port, ssh). Empty: such packets are
+  // counted and dropped.
+  std::string kernel_interface;
 };
 
 struct StaticPeerConfig {

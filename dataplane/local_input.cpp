@@ -1,5 +1,6 @@
-// Packets for the gateway itself: ARP goes to the control lcore, ICMP echo is answered here, and
-// ICMP fragmentation-needed is generated for oversized DF packets.
+// Packets for the gateway itself: ARP goes to the control lcore, ICMP echo is answered here, what dpgw does not
+// serve goes to the kernel path (when the port has one), and ICMP fragmentation-needed is generated for
+// oversized DF packets.
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -28,9 +29,10 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     stats.to_control.add();
     return;
   }
-  // ICMP to one of our addresses: answer echo requests, count and drop the rest.
+  // ICMP to one of our addresses: echo requests are answered here; the rest (errors about the kernel's own
+  // connections, ...) go to the kernel path, or are counted and dropped.
   if (pi.icmp_type != kIcmpEchoRequest || pi.is_fragment || pi.l4_len < kIcmpHeaderLen) {
-    drop(m, Drop::UnsupportedProto);
+    to_kernel(port, m, Drop::UnsupportedProto);
     return;
   }
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
@@ -54,6 +56,19 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   csum_replace16(icmp + kIcmpOffChecksum, uint16_t(kIcmpEchoRequest << 8), uint16_t(kIcmpEchoReply << 8));
   stats.icmp_echo_replies.add();
   send(port, m);
+}
+
+void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
+  if (!dp_.ports[port].kernel_path) {
+    drop(m, why);
+    return;
+  }
+  dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+  if (rte_ring_mp_enqueue(dp_.kernel_ring, m) != 0) {
+    drop(m, Drop::KernelFull);
+    return;
+  }
+  stats.to_kernel.add();
 }
 
 // RFC 1191: type 3 code 4 with the next-hop MTU, quoting the IP header and 8 bytes of the offending packet.

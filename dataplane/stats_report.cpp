@@ -67,7 +67,7 @@ uint64_t flows_active(const Dataplane& dp) {
   X(rx_packets) X(rx_bytes) X(tx_packets) X(tx_bytes) X(encap_packets) X(encap_bytes) X(decap_packets)     \
   X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(flows_repinned) X(keepalives_rx)     \
   X(keepalives_tx)                                                                                         \
-  X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(handoff_tx) X(handoff_rx)       \
+  X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
   X(idle_sleeps) X(polls)
 
 }  // namespace
@@ -95,8 +95,21 @@ std::string stats_json(const Dataplane& dp) {
         .field("hw_rx_missed", uint64_t(es.imissed))
         .field("hw_rx_errors", uint64_t(es.ierrors))
         .field("hw_tx_errors", uint64_t(es.oerrors))
-        .field("hw_rx_nombuf", uint64_t(es.rx_nombuf))
-        .end_object();
+        .field("hw_rx_nombuf", uint64_t(es.rx_nombuf));
+    if (pi.kernel_path && p < dp.kernel_stats.size()) {
+      const KernelPathStats& k = dp.kernel_stats[p];
+      j.key("kernel_path")
+          .begin_object()
+          .field("interface", dp.cfg->ports[p].kernel_interface)
+          .field("to_kernel_packets", k.to_kernel_packets.get())
+          .field("to_kernel_bytes", k.to_kernel_bytes.get())
+          .field("from_kernel_packets", k.from_kernel_packets.get())
+          .field("from_kernel_bytes", k.from_kernel_bytes.get())
+          .field("write_errors", k.write_errors.get())
+          .field("dropped", k.dropped.get())
+          .end_object();
+    }
+    j.end_object();
   }
   j.end_array();
   j.key("workers").begin_array();
@@ -156,6 +169,21 @@ std::string stats_json(const Dataplane& dp) {
     j.end_object();
   }
   j.end_array();
+  j.key("entry_points").begin_array();
+  if (const EntryTable* entries = dp.entries.load(std::memory_order_acquire)) {
+    for (const EntryPoint& e : entries->all()) {
+      const TunnelPool* tu = dp.tunnels.get(e.tunnel);
+      j.begin_object()
+          .field("proto", e.proto == 6 ? "tcp" : "udp")
+          .field("port", unsigned(e.port))
+          .field("listen", e.listen ? e.listen->str() : std::string("*"))
+          .field("tunnel", tu ? tu->name : std::string("?"))
+          .field("target", e.target.str());
+      if (e.proto == 17) j.field("keepalive", e.keepalive).field("ttl_s", double(e.udp_ttl_ns) / 1e9);
+      j.end_object();
+    }
+  }
+  j.end_array();
   j.key("totals").begin_object();
   j.field("flows_active", flows_active(dp));
   j.field("neighbors", uint64_t(dp.neighbors.size()));
@@ -188,6 +216,14 @@ std::string stats_text(const Dataplane& dp) {
     add("%-12s %-15s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 " %10" PRIu64 "\n",
         dp.ports[p].name.c_str(), Ipv4{dp.ports[p].address}.str().c_str(), t.rx_packets, t.rx_bytes, t.tx_packets,
         t.tx_bytes, t.tx_dropped);
+  }
+  for (size_t p = 0; p < dp.ports.size() && p < dp.kernel_stats.size(); ++p) {
+    if (!dp.ports[p].kernel_path) continue;
+    const KernelPathStats& k = dp.kernel_stats[p];
+    add("kernel path %s on %s: %" PRIu64 " packets to the kernel, %" PRIu64 " from it, %" PRIu64
+        " write errors, %" PRIu64 " dropped\n",
+        dp.ports[p].name.c_str(), dp.cfg->ports[p].kernel_interface.c_str(), k.to_kernel_packets.get(),
+        k.from_kernel_packets.get(), k.write_errors.get(), k.dropped.get());
   }
   add("\n%-20s %12s %14s %12s %14s %8s %8s %8s\n", "tunnel", "to_agent", "to_agent_B", "from_agent",
       "from_agent_B", "flows", "authfail", "replay");

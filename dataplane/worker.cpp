@@ -153,7 +153,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       continue;
     }
     if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
-      drop(m, Drop::UnsupportedProto);
+      to_kernel(port, m, Drop::UnsupportedProto);
       continue;
     }
     if (pi.is_fragment) {
@@ -167,7 +167,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
     }
     const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
     if (!ep) {
-      drop(m, Drop::NoEntryPoint);
+      to_kernel(port, m, Drop::NoEntryPoint);
       continue;
     }
     entry_pkts[n_entry] = m;

@@ -52,6 +52,9 @@ class Worker {
   // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
   void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
   void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
+  // A packet for our address that dpgw does not serve: to the kernel when the port has a kernel path,
+  // otherwise dropped for `why`.
+  void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
   // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of

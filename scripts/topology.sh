@@ -47,7 +47,15 @@ up() {
     offloads_off "$1" "$2"
   done
   ip -n "$C" route add default via 10.99.1.1 dev c0
-  # The gateway namespace's kernel must stay out of the way: no addresses there, nothing to answer.
+  # The gateway namespace's kernel must stay out of the way, as it would with a NIC that DPDK owns: af_packet
+  # takes dpgw's copy of each frame before the netdev ingress hook, which then drops the kernel's copy. (Without
+  # this, the kernel would answer for the addresses dpgw gives its kernel-path TAP, behind dpgw's back.)
+  ip netns exec "$G" nft -f - <<NFT
+table netdev dptun_dpdk_owned {
+  chain gc { type filter hook ingress device "gc" priority 0; policy drop; }
+  chain ga { type filter hook ingress device "ga" priority 0; policy drop; }
+}
+NFT
   ip netns exec "$G" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || true
   ip netns exec "$C" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || true
   ip netns exec "$A" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || true

@@ -64,9 +64,11 @@ trap 'exit 130' INT TERM
 topology_up() { bash "$ROOT/scripts/topology.sh" up "$DPT_PREFIX"; }
 
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
-# With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them.
+# With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
+# underlay port a kernel path (a TAP of that name in the gateway namespace).
 write_gw_conf() {
-  local workers=${1:-1} huge=${2:-false} qp=""
+  local workers=${1:-1} huge=${2:-false} qp="" kif=""
+  [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
   [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
   cat > "$WORK/gw.conf" <<CONF
 dpgw = {
@@ -74,7 +76,7 @@ dpgw = {
   eal = { memory_mb = 512; hugepages = $huge; file_prefix = "$DPT_PREFIX"; log_level = "*:notice"; };
   ports = (
     { name = "public"; device = "net_af_packet0,iface=gc,framecnt=2048$qp"; address = "$GW_PUBLIC/24"; },
-    { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24"; }
+    { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24";$kif }
   );
   idle = { backoff = true; max_sleep_us = 100; };
   control_socket = "$WORK/dpgw.sock";

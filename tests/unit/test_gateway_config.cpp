@@ -327,6 +327,21 @@ static void gateway_outside_subnet(void**) {
   expect_error(text, line_of(text, "10.0.1.300"), "dpgw.ports.[0].gateway");
 }
 
+static void kernel_interface(void**) {
+  std::string text = replace(valid_config(), "      mtu = 1500;\n", "      mtu = 1500;\n      kernel_interface = \"dpgw-wan\";\n");
+  GatewayConfig c = load_ok(write_config(text));
+  assert_string_equal(c.ports[0].kernel_interface.c_str(), "dpgw-wan");
+  assert_string_equal(c.ports[1].kernel_interface.c_str(), "");  // off unless asked for
+  for (const char* bad : {"", "a-name-too-long-16", "has space", "a/b"}) {
+    std::string t = replace(valid_config(), "      mtu = 1500;\n",
+                            std::string("      mtu = 1500;\n      kernel_interface = \"") + bad + "\";\n");
+    expect_error(t, line_of(t, "kernel_interface"), "dpgw.ports.[0].kernel_interface", "interface name");
+  }
+  std::string twice = replace(replace(valid_config(), "      mtu = 1500;\n", "      mtu = 1500;\n      kernel_interface = \"k0\";\n"),
+                              "      rx_desc = 2048;\n", "      rx_desc = 2048;\n      kernel_interface = \"k0\";\n");
+  expect_error(twice, line_of(twice, "rx_desc = 2048;") + 1, "dpgw.ports.[1].kernel_interface", "two ports");
+}
+
 static void psk_wrong_length(void**) {
   std::string short_psk = std::string(kPsk1).substr(0, 62);
   std::string text = replace(valid_config(), kPsk1, short_psk);
@@ -571,6 +586,7 @@ int main() {
       cmocka_unit_test(integer_durations),
       cmocka_unit_test(rekey_interval_too_short),
       cmocka_unit_test(workers_out_of_range),
+      cmocka_unit_test(kernel_interface),
       cmocka_unit_test(eal_args),
       cmocka_unit_test(eal_default_lcores),
       cmocka_unit_test(pci_address_and_device_name),

@@ -51,8 +51,8 @@ struct Rig {
     GatewayConfig cfg;
     cfg.workers = 1;
     cfg.mbufs = 4095;
-    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256});
-    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256});
+    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256, ""});
+    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256, ""});
     cfg.flow.table_size = 1024;
     for (int t = 0; t < 2; ++t) {
       TunnelConfig tc;

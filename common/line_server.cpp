@@ -1,4 +1,4 @@
-#include "dataplane/control_socket.hpp"
+#include "common/line_server.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,18 +9,18 @@
 
 namespace dptun {
 
-bool ControlSocket::listen(const std::string& path, std::string& error) {
+bool LineServer::listen(const std::string& path, std::string& error) {
   fd_ = unix_listen(path, 0660, error);
   if (!fd_) return false;
   path_ = path;
   return true;
 }
 
-ControlSocket::~ControlSocket() {
+LineServer::~LineServer() {
   if (fd_) unlink(path_.c_str());
 }
 
-void ControlSocket::poll(const Handler& handler) {
+void LineServer::poll(const Handler& handler) {
   if (!fd_) return;
   for (;;) {
     Fd c(accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));

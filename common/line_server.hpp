@@ -1,6 +1,6 @@
-// dpgw's local control socket (unix, 0660): one-shot stats requests ("json" / "text" for `dpgw stats`) and
-// persistent dpctld sessions speaking newline-delimited JSON (docs/control-plane.md, "dpctld <-> dpgw").
-// Polled from the control lcore's tick; never blocks.
+// A local line-protocol server on a unix socket (0660): each request line gets the handler's reply; a
+// connection may stay open for more requests or be closed after a reply. Polled (accept, read, write) from the
+// owner's loop; never blocks. dpgw's control socket and dpctld's API socket.
 #pragma once
 #include <functional>
 #include <memory>
@@ -11,14 +11,15 @@
 
 namespace dptun {
 
-class ControlSocket {
+class LineServer {
  public:
   // Returns the reply line(s) for a request line; `close` ends the connection after the reply.
   using Handler = std::function<std::string(const std::string& line, bool& close)>;
 
   bool listen(const std::string& path, std::string& error);
-  ~ControlSocket();
+  ~LineServer();
   void poll(const Handler& handler);
+  int fd() const { return fd_.get(); }  // the listening socket: readable when a client connects
   size_t connections() const { return conns_.size(); }
 
  private:

@@ -1,8 +1,9 @@
-#include "agent/tun_device.hpp"
+#include "common/tun_device.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/if_arp.h>
 #include <linux/if_tun.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -30,9 +31,11 @@ static bool set_addr(int sock, const std::string& name, unsigned long req, uint3
   return true;
 }
 
-bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, std::string& error) {
+bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, std::string& error,
+                     std::optional<std::array<uint8_t, 6>> tap_mac) {
+  const char* kind = tap_mac ? "TAP" : "TUN";
   if (name.empty() || name.size() >= IFNAMSIZ) {
-    error = "TUN name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters";
+    error = std::string(kind) + " name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters";
     return false;
   }
   Fd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
@@ -40,19 +43,19 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
     int e = errno;
     error = "cannot open /dev/net/tun: " + std::string(strerror(e)) +
             (e == ENOENT ? " (load the tun kernel module: modprobe tun)"
-                         : e == EACCES || e == EPERM ? " (dpagent needs CAP_NET_ADMIN: run it as root or grant the capability)"
+                         : e == EACCES || e == EPERM ? " (this needs CAP_NET_ADMIN: run as root or grant the capability)"
                                                      : "");
     return false;
   }
   ifreq ifr{};
   // Multi-queue: several agents on one host may attach to the same TUN (each reads its own queue); with the
   // stateless NAT any of them can carry any flow.
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+  ifr.ifr_flags = short((tap_mac ? IFF_TAP : IFF_TUN) | IFF_NO_PI | IFF_MULTI_QUEUE);
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     int e = errno;
-    error = "cannot create TUN device '" + name + "': " + strerror(e) +
-            (e == EPERM || e == EACCES ? " (dpagent needs CAP_NET_ADMIN: run it as root or grant the capability)"
+    error = "cannot create " + std::string(kind) + " device '" + name + "': " + strerror(e) +
+            (e == EPERM || e == EACCES ? " (this needs CAP_NET_ADMIN: run as root or grant the capability)"
              : e == EBUSY              ? " (another process holds it)"
                                        : "");
     return false;
@@ -65,6 +68,16 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
   if (!sock) {
     error = std::string("socket: ") + strerror(errno);
     return false;
+  }
+  if (tap_mac) {
+    ifreq hw{};
+    std::strncpy(hw.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+    hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    std::memcpy(hw.ifr_hwaddr.sa_data, tap_mac->data(), 6);
+    if (ioctl(sock.get(), SIOCSIFHWADDR, &hw) != 0) {
+      error = "cannot set the MAC address of " + name_ + ": " + strerror(errno);
+      return false;
+    }
   }
   if (!set_addr(sock.get(), name_, SIOCSIFADDR, address.addr.value, error, "address") ||
       !set_addr(sock.get(), name_, SIOCSIFNETMASK, address.mask(), error, "netmask"))

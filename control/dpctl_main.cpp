@@ -1,0 +1,305 @@
+// dpctl: the operator's CLI for dpctld. Each command becomes one JSON request on dpctld's API socket; the
+// reply prints as a table (or as JSON with --json). main only wires things: arguments in, request out.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/unix_socket.hpp"
+#include "control/dpctl_output.hpp"
+
+using namespace dptun;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kDefaultSocket = "/run/dptun/dpctld.sock";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What one command line holds after the global options are taken out.
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> options;  // "--allow" -> value ("" for flags)
+  bool has(const std::string& name) const {
+    for (const auto& [k, v] : options)
+      if (k == name) return true;
+    return false;
+  }
+  std::string value(const std::string& name) const {
+    for (const auto& [k, v] : options)
+      if (k == name) return v;
+    return {};
+  }
+  std::vector<std::string> values(const std::string& name) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : options)
+      if (k == name) out.push_back(v);
+    return out;
+  }
+};
+
+struct Command {
+  const char* group;  // "tunnel"
+  const char* verb;   // "add"
+  const char* synopsis;
+  const char* help;
+  std::vector<std::string> flags;          // options without a value
+  std::vector<std::string> valued;         // options taking a value
+  size_t min_args, max_args;               // positional arguments after the verb
+  std::function<json(const Args&)> request;
+};
+
+int port_number(const std::string& s) {
+  char* end = nullptr;
+  long v = strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end || v < 1 || v > 65535) throw UsageError("'" + s + "' is not a port (1..65535)");
+  return int(v);
+}
+
+std::string protocol(const std::string& s) {
+  if (s != "tcp" && s != "udp") throw UsageError("'" + s + "' is not a protocol: tcp or udp");
+  return s;
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"tunnel", "add", "dpctl tunnel add NAME --allow IDENTITY [--allow IDENTITY...] [--id UUID]",
+       "Adds a tunnel agents may register for and prints the dpagent command that registers one.\n"
+       "  --allow IDENTITY  a certificate identity that may serve it: CN=<name>, DNS:<san>, URI:<san>, or '*'\n"
+       "                    for any certificate the CA signed (repeat for several)\n"
+       "  --id UUID         the tunnel id (generated when not given)\n",
+       {}, {"--allow", "--id"}, 1, 1,
+       [](const Args& a) {
+         if (!a.has("--allow")) throw UsageError("--allow IDENTITY is required (CN=agent-name, DNS:..., or '*')");
+         json j{{"cmd", "tunnel.add"}, {"name", a.positional[0]}, {"allow", a.values("--allow")}};
+         if (a.has("--id")) j["id"] = a.value("--id");
+         return j;
+       }},
+      {"tunnel", "del", "dpctl tunnel del TUNNEL",
+       "Removes a tunnel (by name or id) with its entry points and ingress rules; its agents are disconnected.\n", {},
+       {}, 1, 1, [](const Args& a) { return json{{"cmd", "tunnel.del"}, {"tunnel", a.positional[0]}}; }},
+      {"tunnel", "list", "dpctl tunnel list", "Lists tunnels with their sessions, entry points and traffic.\n", {}, {},
+       0, 0, [](const Args&) { return json{{"cmd", "tunnel.list"}}; }},
+      {"tunnel", "show", "dpctl tunnel show TUNNEL",
+       "Shows one tunnel (by name or id): allowed identities, sessions, entry points, ingress rules, traffic,\n"
+       "and the dpagent command that registers an agent for it.\n",
+       {}, {}, 1, 1, [](const Args& a) { return json{{"cmd", "tunnel.show"}, {"tunnel", a.positional[0]}}; }},
+      {"entry", "add", "dpctl entry add tcp|udp PORT TUNNEL TARGET [--listen IP] [--ttl SECONDS] [--keepalive]",
+       "Adds an entry point: clients reaching the gateway on PORT are carried through TUNNEL (name or id) to\n"
+       "TARGET (ipv4:port, as the agent reaches it).\n"
+       "  --listen IP     only on this gateway address (default: all of the gateway's addresses)\n"
+       "  --ttl SECONDS   UDP only: idle time before a flow ends (default 5)\n"
+       "  --keepalive     UDP only: refresh the flow on traffic in both directions, not just from the client\n",
+       {"--keepalive"}, {"--listen", "--ttl"}, 4, 4,
+       [](const Args& a) {
+         json j{{"cmd", "entry.add"},
+                {"proto", protocol(a.positional[0])},
+                {"port", port_number(a.positional[1])},
+                {"tunnel", a.positional[2]},
+                {"target", a.positional[3]}};
+         if (a.has("--listen")) j["listen"] = a.value("--listen");
+         if (a.has("--keepalive")) j["keepalive"] = true;
+         if (a.has("--ttl")) {
+           char* end = nullptr;
+           std::string s = a.value("--ttl");
+           double v = strtod(s.c_str(), &end);
+           if (s.empty() || *end) throw UsageError("--ttl '" + s + "' is not a number of seconds");
+           j["ttl"] = v;
+         }
+         return j;
+       }},
+      {"entry", "del", "dpctl entry del tcp|udp PORT", "Removes an entry point; its flows end.\n", {}, {}, 2, 2,
+       [](const Args& a) {
+         return json{{"cmd", "entry.del"}, {"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
+       }},
+      {"entry", "list", "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
+       [](const Args&) { return json{{"cmd", "entry.list"}}; }},
+      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL [--private]",
+       "Adds a hostname rule: example.org (exactly), .example.com or *.example.com (the domain and every\n"
+       "subdomain). TUNNEL is a name or id; --private (or writing the tunnel as $UUID) makes the rule reachable\n"
+       "only by visitors of the tunnel, never from public entry points.\n",
+       {"--private"}, {}, 2, 2,
+       [](const Args& a) {
+         std::string t = a.positional[1];
+         if (a.has("--private") && (t.empty() || t[0] != '$')) t = "$" + t;
+         return json{{"cmd", "ingress.add"}, {"hostname", a.positional[0]}, {"tunnel", t}};
+       }},
+      {"ingress", "del", "dpctl ingress del HOSTNAME", "Removes a hostname rule.\n", {}, {}, 1, 1,
+       [](const Args& a) { return json{{"cmd", "ingress.del"}, {"hostname", a.positional[0]}}; }},
+      {"ingress", "list", "dpctl ingress list", "Lists hostname rules.\n", {}, {}, 0, 0,
+       [](const Args&) { return json{{"cmd", "ingress.list"}}; }},
+      {"session", "list", "dpctl session list",
+       "Lists agent sessions: tunnel, certificate, weight, whether the gateway hears the agent (LIVE), its\n"
+       "control connection and UDP endpoint, and the flows pinned to it.\n",
+       {}, {}, 0, 0, [](const Args&) { return json{{"cmd", "session.list"}}; }},
+      {"stats", "", "dpctl stats",
+       "Shows dpctld's counters: gateway link, sessions, registrations, TLS handshakes and failures by reason,\n"
+       "and traffic per tunnel.\n",
+       {}, {}, 0, 0, [](const Args&) { return json{{"cmd", "stats"}}; }},
+  };
+  return list;
+}
+
+std::string usage() {
+  std::string u =
+      "usage: dpctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+      "\n"
+      "dpctl changes and inspects a running dpctld over its API socket. Changes are saved by dpctld and pushed\n"
+      "to dpgw at once.\n"
+      "\n"
+      "commands:\n";
+  for (const Command& c : commands()) u += "  " + std::string(c.synopsis).substr(6) + "\n";
+  u += "\n"
+       "options (anywhere on the line):\n"
+       "  --socket PATH  dpctld's API socket (default $DPTUN_SOCKET, else " +
+       std::string(kDefaultSocket) +
+       ")\n"
+       "  --json         print dpctld's reply as JSON, for scripts\n"
+       "  --help         this text; 'dpctl COMMAND --help' explains one command\n"
+       "\n"
+       "Exit status: 0 on success, 1 when dpctld refuses or cannot be reached, 2 on a usage error.\n";
+  return u;
+}
+
+std::string command_help(const Command& c) { return std::string("usage: ") + c.synopsis + "\n\n" + c.help; }
+
+bool in(const std::vector<std::string>& v, const std::string& s) {
+  for (const auto& x : v)
+    if (x == s) return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket = getenv("DPTUN_SOCKET") ? getenv("DPTUN_SOCKET") : kDefaultSocket;
+  bool as_json = false, help = false;
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--json") {
+      as_json = true;
+    } else if (a == "--help" || a == "-h" || (a == "help" && words.empty())) {
+      help = true;
+    } else if (a == "--socket") {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "dpctl: --socket needs a path\n");
+        return 2;
+      }
+      socket = argv[++i];
+    } else if (a.rfind("--socket=", 0) == 0) {
+      socket = a.substr(9);
+    } else {
+      words.push_back(a);
+    }
+  }
+  if (words.empty()) {
+    if (help) {
+      fputs(usage().c_str(), stdout);
+      return 0;
+    }
+    fprintf(stderr, "dpctl: no command given\n\n%s", usage().c_str());
+    return 2;
+  }
+  // Find the command: "stats" stands alone, the rest are "GROUP VERB".
+  const Command* cmd = nullptr;
+  size_t used = 0;
+  bool group_known = false;
+  for (const Command& c : commands()) {
+    if (words[0] != c.group) continue;
+    group_known = true;
+    if (!*c.verb) {
+      cmd = &c;
+      used = 1;
+    } else if (words.size() > 1 && words[1] == c.verb) {
+      cmd = &c;
+      used = 2;
+    }
+  }
+  if (!cmd) {
+    if (!group_known) {
+      fprintf(stderr, "dpctl: unknown command '%s'; see dpctl --help\n", words[0].c_str());
+      return 2;
+    }
+    std::string verbs;
+    for (const Command& c : commands())
+      if (words[0] == c.group) verbs += std::string(verbs.empty() ? "" : "|") + c.verb;
+    if (help && words.size() == 1) {
+      for (const Command& c : commands())
+        if (words[0] == c.group) printf("%s\n", command_help(c).c_str());
+      return 0;
+    }
+    if (words.size() == 1)
+      fprintf(stderr, "dpctl: '%s' needs a subcommand: %s\n", words[0].c_str(), verbs.c_str());
+    else
+      fprintf(stderr, "dpctl: unknown subcommand '%s %s': expected %s\n", words[0].c_str(), words[1].c_str(),
+              verbs.c_str());
+    return 2;
+  }
+  if (help) {
+    fputs(command_help(*cmd).c_str(), stdout);
+    return 0;
+  }
+  Args args;
+  try {
+    for (size_t i = used; i < words.size(); ++i) {
+      const std::string& w = words[i];
+      if (w.size() > 2 && w.rfind("--", 0) == 0) {
+        std::string name = w, value;
+        size_t eq = w.find('=');
+        if (eq != std::string::npos) {
+          name = w.substr(0, eq);
+          value = w.substr(eq + 1);
+        }
+        if (in(cmd->flags, name)) {
+          if (eq != std::string::npos) throw UsageError(name + " takes no value");
+          args.options.push_back({name, ""});
+        } else if (in(cmd->valued, name)) {
+          if (eq == std::string::npos) {
+            if (i + 1 >= words.size()) throw UsageError(name + " needs a value");
+            value = words[++i];
+          }
+          args.options.push_back({name, value});
+        } else {
+          throw UsageError("unknown option '" + name + "'");
+        }
+      } else {
+        args.positional.push_back(w);
+      }
+    }
+    if (args.positional.size() < cmd->min_args) throw UsageError("missing arguments");
+    if (args.positional.size() > cmd->max_args)
+      throw UsageError("unexpected argument '" + args.positional[cmd->max_args] + "'");
+    json request = cmd->request(args);
+    std::string error;
+    auto reply_text = unix_request(socket, request.dump(), error);
+    if (!reply_text) {
+      fprintf(stderr, "dpctl: %s (is dpctld running? --socket PATH or $DPTUN_SOCKET names its API socket)\n",
+              error.c_str());
+      return 1;
+    }
+    json reply = json::parse(*reply_text, nullptr, false);
+    if (reply.is_discarded() || !reply.is_object()) {
+      fprintf(stderr, "dpctl: %s: not a dpctld reply\n", socket.c_str());
+      return 1;
+    }
+    if (!reply.value("ok", false)) {
+      if (as_json) fputs((reply.dump() + "\n").c_str(), stdout);
+      fprintf(stderr, "dpctl: %s\n", reply.value("error", std::string("request refused")).c_str());
+      return 1;
+    }
+    reply.erase("ok");
+    const std::string name = std::string(cmd->group) + (*cmd->verb ? std::string(".") + cmd->verb : "");
+    fputs(as_json ? (reply.dump(2) + "\n").c_str() : render_reply(name, reply).c_str(), stdout);
+    return 0;
+  } catch (const UsageError& e) {
+    fprintf(stderr, "dpctl: %s\nusage: %s\n", e.what(), cmd->synopsis);
+    return 2;
+  }
+}

@@ -1,0 +1,161 @@
+#include "control/state_store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace dptun {
+
+using nlohmann::json;
+
+json encode_state(const PersistedState& s) {
+  json tunnels = json::array(), entries = json::array(), ingress = json::array();
+  for (const auto& t : s.tunnels) tunnels.push_back({{"id", t.id.str()}, {"name", t.name}, {"allow", t.allow}});
+  for (const auto& e : s.entry_points) {
+    json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
+           {"port", e.port},
+           {"tunnel", e.tunnel.str()},
+           {"target", e.target.str()},
+           {"keepalive", e.keepalive},
+           {"ttl", e.ttl_s}};
+    if (e.listen) j["listen"] = e.listen->str();
+    entries.push_back(j);
+  }
+  for (const auto& r : s.ingress)
+    ingress.push_back({{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}});
+  return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}};
+}
+
+static Uuid uuid_at(const json& j, const char* key, const std::string& where) {
+  auto u = j.contains(key) && j[key].is_string() ? Uuid::parse(j[key].get<std::string>()) : std::nullopt;
+  if (!u) throw std::runtime_error(where + ": '" + key + "' is not a UUID");
+  return *u;
+}
+
+PersistedState decode_state(const json& j) {
+  if (!j.is_object() || j.value("version", 0) != 1) throw std::runtime_error("not a version 1 dpctld state document");
+  PersistedState s;
+  size_t i = 0;
+  for (const auto& t : j.value("tunnels", json::array())) {
+    std::string where = "tunnels[" + std::to_string(i++) + "]";
+    TunnelDef d;
+    d.id = uuid_at(t, "id", where);
+    d.name = t.value("name", d.id.str());
+    for (const auto& a : t.value("allow", json::array())) {
+      if (!a.is_string()) throw std::runtime_error(where + ": 'allow' must list strings");
+      d.allow.push_back(a.get<std::string>());
+    }
+    if (d.allow.empty()) throw std::runtime_error(where + ": 'allow' is empty");
+    s.tunnels.push_back(std::move(d));
+  }
+  i = 0;
+  for (const auto& e : j.value("entry_points", json::array())) {
+    std::string where = "entry_points[" + std::to_string(i++) + "]";
+    EntryDef d;
+    std::string proto = e.value("proto", std::string());
+    if (proto != "tcp" && proto != "udp") throw std::runtime_error(where + ": 'proto' must be tcp or udp");
+    d.proto = proto == "tcp" ? 6 : 17;
+    int port = e.value("port", 0);
+    if (port < 1 || port > 65535) throw std::runtime_error(where + ": 'port' must be 1..65535");
+    d.port = uint16_t(port);
+    d.tunnel = uuid_at(e, "tunnel", where);
+    auto target = Endpoint::parse(e.value("target", std::string()));
+    if (!target) throw std::runtime_error(where + ": 'target' must be ipv4:port");
+    d.target = *target;
+    d.keepalive = e.value("keepalive", false);
+    d.ttl_s = e.value("ttl", 5.0);
+    if (e.contains("listen")) {
+      auto ip = Ipv4::parse(e.value("listen", std::string()));
+      if (!ip) throw std::runtime_error(where + ": 'listen' is not an IPv4 address");
+      d.listen = *ip;
+    }
+    s.entry_points.push_back(d);
+  }
+  i = 0;
+  for (const auto& r : j.value("ingress", json::array())) {
+    std::string where = "ingress[" + std::to_string(i++) + "]";
+    auto host = normalize_hostname_rule(r.value("hostname", std::string()));
+    if (!host) throw std::runtime_error(where + ": 'hostname' is not a hostname rule");
+    s.ingress.push_back(IngressRule{*host, uuid_at(r, "tunnel", where), r.value("private", false)});
+  }
+  return s;
+}
+
+std::optional<PersistedState> load_state(const std::string& path, std::string& error) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return PersistedState{};
+    error = path + ": cannot read the state file: " + strerror(errno);
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) {
+    error = path + ": not valid JSON (restore it from a backup, or remove it to start empty)";
+    return std::nullopt;
+  }
+  try {
+    return decode_state(j);
+  } catch (const std::exception& e) {
+    error = path + ": " + e.what();
+    return std::nullopt;
+  }
+}
+
+bool save_state(const std::string& path, const PersistedState& s, std::string& error) {
+  const std::string text = encode_state(s).dump(2) + "\n";
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  for (size_t i = 1; i <= dir.size(); ++i)
+    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0750);
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    error = tmp + ": " + strerror(errno);
+    return false;
+  }
+  bool ok = write(fd, text.data(), text.size()) == ssize_t(text.size()) && fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    error = "cannot write " + path + ": " + strerror(errno);
+    unlink(tmp.c_str());
+    return false;
+  }
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // make the rename itself durable
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return true;
+}
+
+std::optional<std::string> normalize_hostname_rule(const std::string& text) {
+  std::string h;
+  for (char c : text) h += char(std::tolower(static_cast<unsigned char>(c)));
+  std::string name = h;
+  if (name.rfind("*.", 0) == 0)
+    name = name.substr(2);
+  else if (name.rfind('.', 0) == 0)
+    name = name.substr(1);
+  if (name.empty() || name.size() > 253) return std::nullopt;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    std::string label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return std::nullopt;
+    for (char c : label)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return std::nullopt;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return h;
+}
+
+}  // namespace dptun

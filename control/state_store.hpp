@@ -1,0 +1,39 @@
+// What dpctl changes (tunnels, entry points, ingress rules) persisted in dpctld's state file: one JSON document,
+// replaced atomically (written to a temporary file, flushed, renamed over the old one). Sessions are not
+// persisted: their secrets live only in memory, and agents register again after a restart.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/dpctld_config.hpp"
+
+namespace dptun {
+
+struct IngressRule {
+  std::string hostname;   // lower case: "example.org", ".example.com" or "*.example.com"
+  Uuid tunnel;
+  bool private_rule = false;  // written "$<uuid>": only visitors holding the tunnel id may use it
+};
+
+struct PersistedState {
+  std::vector<TunnelDef> tunnels;
+  std::vector<EntryDef> entry_points;
+  std::vector<IngressRule> ingress;
+};
+
+nlohmann::json encode_state(const PersistedState& s);
+// Throws std::runtime_error naming what is wrong.
+PersistedState decode_state(const nlohmann::json& j);
+
+// A missing file is an empty state; anything unreadable is an error naming the file.
+std::optional<PersistedState> load_state(const std::string& path, std::string& error);
+bool save_state(const std::string& path, const PersistedState& s, std::string& error);
+
+// Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain).
+// Returns the normalized (lower case) form, or nullopt when it is not a valid hostname or wildcard.
+std::optional<std::string> normalize_hostname_rule(const std::string& text);
+
+}  // namespace dptun

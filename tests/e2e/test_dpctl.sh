@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# dpctl end to end, on a gateway whose NIC belongs to DPDK: dpctld runs in the gateway namespace and agents
+# reach its TLS port through dpgw's own underlay address, by the kernel path (a TAP). `dpctl tunnel add` prints
+# the dpagent command; that command registers an agent; an entry point added with dpctl carries iperf3 TCP and
+# UDP. Changes survive a dpctld restart (state file), dpctl's errors are one line and a non-zero exit, and
+# removing things really removes them (at the gateway too).
+source "$(dirname "$0")/lib.sh"
+DPCTLD=$BUILD/control/dpctld
+DPCTL=$BUILD/control/dpctl
+API=$WORK/dpctld.sock
+STATE=$WORK/state/dpctld.state
+
+topology_up
+bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY"
+GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
+cat > "$WORK/dpctld.conf" <<CONF
+dpctld = {
+  agent_listen = "$GW_UNDERLAY:7443";
+  tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key"; };
+  failure_log = "$WORK/failures.jsonl";
+  metrics_listen = "127.0.0.1:9108";
+  api_socket = "$API";
+  state_file = "$STATE";
+  gateway_socket = "$WORK/dpgw.sock";
+  gateway_endpoint = "$GW_UNDERLAY:51900";
+  keepalive = 0.5;
+};
+CONF
+
+dpctl() { "$DPCTL" --socket "$API" "$@"; }
+# expect_error EXIT_CODE TEXT COMMAND...: the command must fail with that status and say TEXT in one line
+expect_error() {
+  local want=$1 text=$2 rc=0; shift 2
+  "$@" > "$WORK/err.out" 2> "$WORK/err.txt" || rc=$?
+  [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$WORK/err.txt")"
+  grep -q -- "$text" "$WORK/err.txt" || fail "'$*' did not say '$text': $(cat "$WORK/err.txt")"
+  [ -s "$WORK/err.out" ] && [ "$(head -c1 "$WORK/err.out")" != "{" ] && fail "'$*' printed on stdout: $(cat "$WORK/err.out")"
+  return 0
+}
+start_dpctld() {
+  ip netns exec "$NS_G" "$DPCTLD" --config "$WORK/dpctld.conf" >> "$WORK/dpctld.out" 2>> "$WORK/dpctld.log" &
+  DPCTLD_PID=$!
+  PIDS+=("$DPCTLD_PID")
+  wait_for 10 "dpctld API socket" dpctl stats
+}
+gw_kernel() { gw_stats | jq -r ".ports[] | select(.name == \"underlay\") | .kernel_path.$1"; }
+live_sessions() { dpctl --json session list | jq '[.sessions[] | select(.live)] | length'; }
+live_at_least() { [ "$(live_sessions)" -ge "$1" ]; }
+gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/null; }
+
+start_gw
+ip netns exec "$NS_G" ip -br addr show dpgw-under | grep -q "$GW_UNDERLAY/24" ||
+  fail "dpgw did not give its kernel path the underlay address: $(ip netns exec "$NS_G" ip -br addr)"
+start_dpctld
+wait_for 10 "dpctld connected to dpgw" gateway_connected
+[ "$(stat -c %a "$API")" = 660 ] || fail "API socket mode is $(stat -c %a "$API"), not 660"
+
+log "dpctl usage errors: one line, exit 2; dpctld refusals: one line, exit 1"
+"$DPCTL" --help | grep -q "tunnel add" || fail "dpctl --help does not list tunnel add"
+for c in "tunnel add" "tunnel del" "tunnel list" "tunnel show" "entry add" "entry del" "entry list" \
+         "ingress add" "ingress del" "ingress list" "session list" "stats"; do
+  # shellcheck disable=SC2086
+  "$DPCTL" $c --help | grep -q "^usage: dpctl $c" || fail "dpctl $c --help"
+done
+expect_error 2 "no command" "$DPCTL"
+expect_error 2 "unknown command 'tunel'" dpctl tunel list
+expect_error 2 "expected add|del|list|show" dpctl tunnel remove x
+expect_error 2 "\-\-allow IDENTITY is required" dpctl tunnel add web
+expect_error 2 "unknown option '--weight'" dpctl tunnel add web --allow '*' --weight 3
+expect_error 2 "not a port" dpctl entry add tcp 70000 web 10.0.0.1:80
+expect_error 2 "not a protocol" dpctl entry add sctp 80 web 10.0.0.1:80
+expect_error 1 "cannot connect to $WORK/none.sock" "$DPCTL" --socket "$WORK/none.sock" stats
+expect_error 1 "not a UUID" dpctl tunnel add web --allow '*' --id 1234
+expect_error 1 "expected CN=" dpctl tunnel add web --allow 'agent-1'
+expect_error 1 "no tunnel 'web'" dpctl entry add tcp 5201 web "$AGENT_IP:5201"
+
+log "dpctl tunnel add prints the dpagent command; that command registers an agent through the kernel path"
+dpctl tunnel add iperf --allow CN=agent-1 --allow CN=agent-2 > "$WORK/add.txt"
+grep -q "^tunnel iperf added, id " "$WORK/add.txt" || fail "tunnel add output: $(cat "$WORK/add.txt")"
+id=$(awk '/^tunnel iperf added, id/ { print $5 }' "$WORK/add.txt")
+cmd=$(grep -E '^  dpagent ' "$WORK/add.txt" | sed 's/^  //')
+[ -n "$cmd" ] || fail "tunnel add did not print a dpagent command: $(cat "$WORK/add.txt")"
+echo "$cmd" | grep -q -- "--server $GW_UNDERLAY:7443 .*--tunnel $id" || fail "dpagent command: $cmd"
+expect_error 1 "exists already" dpctl tunnel add other --allow '*' --id "$id"
+expect_error 1 "already named 'iperf'" dpctl tunnel add iperf --allow '*'
+cmd=${cmd//AGENT.pem/$WORK/pki/agent1.pem}
+cmd=${cmd//AGENT.key/$WORK/pki/agent1.key}
+# shellcheck disable=SC2086
+ip netns exec "$NS_A" "$BUILD/agent/"$cmd --name agent-1 > "$WORK/agent-1.out" 2> "$WORK/agent-1.log" &
+PIDS+=("$!")
+wait_for 15 "agent-1 live" live_at_least 1
+[ "$(gw_kernel to_kernel_packets)" -gt 0 ] && [ "$(gw_kernel from_kernel_packets)" -gt 0 ] ||
+  fail "the registration did not go through the kernel path: $(gw_stats | jq -c '.ports[1]')"
+log "  kernel path: $(gw_kernel to_kernel_packets) packets up, $(gw_kernel from_kernel_packets) down"
+
+log "entry points added with dpctl carry iperf3 TCP and UDP"
+dpctl entry add tcp 5201 iperf "$AGENT_IP:5201" | grep -q "entry point tcp/5201 -> iperf -> $AGENT_IP:5201 added" ||
+  fail "entry add output"
+dpctl entry add udp 5201 "$id" "$AGENT_IP:5201" --keepalive --ttl 30 > /dev/null
+expect_error 1 "entry point tcp/5201 exists already" dpctl entry add tcp 5201 iperf "$AGENT_IP:5201"
+expect_error 1 "target must be ipv4:port" dpctl entry add tcp 5202 iperf nowhere
+expect_error 1 "apply to UDP entry points only" dpctl entry add tcp 5203 iperf "$AGENT_IP:5201" --keepalive
+dpctl entry list > "$WORK/entries.txt"
+grep -Eq '^tcp/5201 +iperf +10.99.2.2:5201 +- +dpctl' "$WORK/entries.txt" || fail "entry list: $(cat "$WORK/entries.txt")"
+grep -Eq '^udp/5201 +iperf +10.99.2.2:5201 +ttl=30.0s keepalive +dpctl' "$WORK/entries.txt" ||
+  fail "entry list: $(cat "$WORK/entries.txt")"
+start_iperf_server
+iperf_client "$WORK/tcp.json" -c "$GW_PUBLIC" -t 2
+rx=$(json_get "$WORK/tcp.json" '.end.sum_received.bytes')
+[ "$rx" -gt 0 ] || fail "TCP through the dpctl entry point: $rx bytes"
+iperf_client "$WORK/udp.json" -c "$GW_PUBLIC" -u -b 20M -t 2
+urx=$(json_get "$WORK/udp.json" '.end.sum.bytes')
+loss=$(json_get "$WORK/udp.json" '.end.sum.lost_percent')
+[ "$urx" -gt 0 ] && awk -v l="$loss" 'BEGIN { exit !(l < 5) }' || fail "UDP through the dpctl entry point: $urx bytes, $loss% lost"
+log "  TCP $rx bytes, UDP $urx bytes ($loss% lost)"
+
+log "ingress rules, tables and JSON"
+dpctl ingress add App.Example.ORG iperf > /dev/null
+dpctl ingress add '*.internal.example.org' iperf --private > /dev/null
+expect_error 1 "is not a hostname" dpctl ingress add 'bad..name' iperf
+expect_error 1 "exists already" dpctl ingress add app.example.org iperf
+dpctl --json ingress list | jq -e '.rules | length == 2 and (map(select(.private)) | .[0].hostname == "*.internal.example.org")
+  and (map(.hostname) | index("app.example.org") != null)' > /dev/null || fail "ingress list: $(dpctl --json ingress list)"
+dpctl tunnel list | grep -Eq "^iperf +$id +1 +1 +2 " || fail "tunnel list: $(dpctl tunnel list)"
+dpctl tunnel show iperf > "$WORK/show.txt"
+grep -q "CN=agent-1" "$WORK/show.txt" && grep -q "\*.internal.example.org (private)" "$WORK/show.txt" &&
+  grep -q "dpagent --server" "$WORK/show.txt" || fail "tunnel show: $(cat "$WORK/show.txt")"
+dpctl session list | grep -Eq "^[0-9]+ +iperf +CN=agent-1 .* yes " || fail "session list: $(dpctl session list)"
+dpctl stats | grep -q "^gateway: *connected" || fail "stats: $(dpctl stats)"
+
+log "dpctld restarts: tunnel, entry points and rules come back from the state file; the agent registers again"
+[ "$(stat -c %a "$STATE")" = 640 ] || fail "state file mode $(stat -c %a "$STATE")"
+jq -e --arg id "$id" '.tunnels[0].id == $id and (.entry_points | length == 2) and (.ingress | length == 2)' "$STATE" > /dev/null ||
+  fail "state file: $(cat "$STATE")"
+kill "$DPCTLD_PID"
+wait "$DPCTLD_PID" 2>/dev/null || true
+start_dpctld
+dpctl --json tunnel list | jq -e --arg id "$id" '.tunnels | length == 1 and .[0].id == $id and .[0].entry_points == 2' > /dev/null ||
+  fail "tunnel not back after the restart: $(dpctl --json tunnel list)"
+[ "$(dpctl --json ingress list | jq '.rules | length')" -eq 2 ] || fail "ingress rules lost in the restart"
+wait_for 20 "agent-1 registered again" bash -c "[ \$(grep -c 'registered with dpctld' '$WORK/agent-1.log') -ge 2 ]"
+wait_for 10 "agent-1 live again" live_at_least 1
+iperf_client "$WORK/tcp2.json" -c "$GW_PUBLIC" -t 1
+[ "$(json_get "$WORK/tcp2.json" '.end.sum_received.bytes')" -gt 0 ] || fail "no traffic after the dpctld restart"
+
+log "removing: the entry point stops answering, the tunnel goes with its agent sessions"
+dpctl entry del tcp 5201 | grep -q "entry point tcp/5201 removed" || fail "entry del"
+expect_error 1 "no entry point tcp/5201" dpctl entry del tcp 5201
+gw_stats | jq -e '[.entry_points[]? | select(.proto == "tcp" and .port == 5201)] | length == 0' > /dev/null ||
+  fail "dpgw still has tcp/5201"
+if timeout 3 ip netns exec "$NS_C" bash -c "exec 3<>/dev/tcp/$GW_PUBLIC/5201" 2>/dev/null; then
+  fail "tcp/5201 still connects after entry del"
+fi
+dpctl ingress del APP.example.org > /dev/null
+dpctl tunnel del iperf | grep -q "tunnel $id removed" || fail "tunnel del"
+expect_error 1 "no tunnel 'iperf'" dpctl tunnel show iperf
+[ "$(dpctl --json session list | jq '.sessions | length')" -eq 0 ] || fail "sessions left after tunnel del"
+wait_for 5 "dpgw dropped the tunnel" bash -c "[ \"\$('$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq '.tunnels | length')\" -eq 0 ]"
+jq -e '(.tunnels | length == 0) and (.entry_points | length == 0) and (.ingress | length == 0)' "$STATE" > /dev/null ||
+  fail "state file after removal: $(cat "$STATE")"
+[ "$(wc -l < "$WORK/failures.jsonl" 2>/dev/null || echo 0)" -eq 0 ] || fail "handshake failures: $(cat "$WORK/failures.jsonl")"
+log "PASS"

@@ -1,0 +1,162 @@
+// dpctld's persisted state: what save_state writes, load_state reads back to the same values; a missing file is
+// an empty state; a damaged file is an error naming the file, and a failed save leaves the old file as it was.
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "tests/unit/cmocka.hpp"
+
+#include "control/state_store.hpp"
+
+using namespace dptun;
+
+// A fresh directory, removed with everything in it when the test ends.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/dptun-state-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    path = tmpl;
+  }
+  ~TempDir() {
+    nftw(path.c_str(), [](const char* p, const struct stat*, int, FTW*) { return remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+  }
+};
+
+static PersistedState sample() {
+  PersistedState s;
+  TunnelDef t;
+  t.id = *Uuid::parse("6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f");
+  t.name = "web";
+  t.allow = {"CN=agent-1", "DNS:agent1.example.com"};
+  s.tunnels.push_back(t);
+  EntryDef e;
+  e.proto = 17;
+  e.port = 5353;
+  e.tunnel = t.id;
+  e.target = *Endpoint::parse("10.0.0.10:53");
+  e.keepalive = true;
+  e.ttl_s = 30.5;
+  e.listen = *Ipv4::parse("10.99.1.1");
+  s.entry_points.push_back(e);
+  EntryDef tcp;
+  tcp.proto = 6;
+  tcp.port = 8080;
+  tcp.tunnel = t.id;
+  tcp.target = *Endpoint::parse("10.0.0.10:80");
+  s.entry_points.push_back(tcp);
+  s.ingress.push_back(IngressRule{"app.example.org", t.id, false});
+  s.ingress.push_back(IngressRule{"*.internal.example.org", t.id, true});
+  return s;
+}
+
+static void round_trip(void**) {
+  TempDir dir;
+  const std::string path = dir.path + "/sub/dpctld.state";  // the parent directory is created
+  std::string error;
+  assert_true(save_state(path, sample(), error));
+  auto back = load_state(path, error);
+  assert_true(back.has_value());
+  const PersistedState want = sample();
+  assert_int_equal(back->tunnels.size(), 1);
+  assert_true(back->tunnels[0].id == want.tunnels[0].id);
+  assert_string_equal(back->tunnels[0].name.c_str(), "web");
+  assert_true(back->tunnels[0].allow == want.tunnels[0].allow);
+  assert_int_equal(back->entry_points.size(), 2);
+  const EntryDef& u = back->entry_points[0];
+  assert_int_equal(u.proto, 17);
+  assert_int_equal(u.port, 5353);
+  assert_true(u.tunnel == want.tunnels[0].id);
+  assert_string_equal(u.target.str().c_str(), "10.0.0.10:53");
+  assert_true(u.keepalive);
+  assert_true(u.ttl_s == 30.5);
+  assert_true(u.listen.has_value());
+  assert_string_equal(u.listen->str().c_str(), "10.99.1.1");
+  assert_int_equal(back->entry_points[1].proto, 6);
+  assert_false(back->entry_points[1].listen.has_value());
+  assert_int_equal(back->ingress.size(), 2);
+  assert_string_equal(back->ingress[1].hostname.c_str(), "*.internal.example.org");
+  assert_true(back->ingress[1].private_rule);
+  assert_false(back->ingress[0].private_rule);
+  // No temporary file is left behind, and the file is not world readable.
+  assert_int_not_equal(access((path + ".tmp").c_str(), F_OK), 0);
+  struct stat st;
+  assert_int_equal(stat(path.c_str(), &st), 0);
+  assert_int_equal(st.st_mode & 07, 0);
+}
+
+static void missing_file_is_empty(void**) {
+  std::string error;
+  TempDir dir;
+  auto s = load_state(dir.path + "/none.state", error);
+  assert_true(s.has_value());
+  assert_true(s->tunnels.empty() && s->entry_points.empty() && s->ingress.empty());
+}
+
+static void damaged_file_is_an_error(void**) {
+  TempDir dir;
+  const std::string path = dir.path + "/dpctld.state";
+  std::string error;
+  std::ofstream(path) << "{\"version\": 1, \"tunnels\": [";  // cut short, as by a crash without write+rename
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), path.c_str()));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "nope", "allow": ["*"]}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[0]"));
+  assert_non_null(strstr(error.c_str(), "'id'"));
+  std::ofstream(path) << R"({"version": 2})";
+  assert_false(load_state(path, error).has_value());
+  std::ofstream(path) << R"({"version": 1, "entry_points": [{"proto": "sctp", "port": 1}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "entry_points[0]"));
+}
+
+static void failed_save_keeps_the_old_file(void**) {
+  TempDir dir;
+  const std::string path = dir.path + "/dpctld.state";
+  std::string error;
+  assert_true(save_state(path, sample(), error));
+  // The temporary name is taken by a directory: the write fails, the old state stays whole.
+  assert_int_equal(mkdir((path + ".tmp").c_str(), 0700), 0);
+  PersistedState empty;
+  assert_false(save_state(path, empty, error));
+  assert_false(error.empty());
+  auto back = load_state(path, error);
+  assert_true(back.has_value());
+  assert_int_equal(back->tunnels.size(), 1);
+  assert_int_equal(back->entry_points.size(), 2);
+}
+
+static void hostname_rules(void**) {
+  assert_string_equal(normalize_hostname_rule("App.Example.ORG")->c_str(), "app.example.org");
+  assert_string_equal(normalize_hostname_rule(".example.com")->c_str(), ".example.com");
+  assert_string_equal(normalize_hostname_rule("*.Example.com")->c_str(), "*.example.com");
+  assert_string_equal(normalize_hostname_rule("localhost")->c_str(), "localhost");
+  assert_string_equal(normalize_hostname_rule("xn--bcher-kva.example")->c_str(), "xn--bcher-kva.example");
+  for (const char* bad : {"", ".", "*.", "*", "a..b", "-a.com", "a-.com", "a b.com", "a_b.com", "*.*.com",
+                          "foo.*.com", "example.com.", "ex/ample.com"})
+    assert_false(normalize_hostname_rule(bad).has_value());
+  assert_false(normalize_hostname_rule(std::string(64, 'a') + ".com").has_value());  // label > 63
+  assert_true(normalize_hostname_rule(std::string(63, 'a') + ".com").has_value());
+  std::string long_name;
+  for (int i = 0; i < 64; ++i) long_name += "abc.";
+  long_name += "com";  // 259 characters
+  assert_false(normalize_hostname_rule(long_name).has_value());
+}
+
+int main() {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(round_trip),
+      cmocka_unit_test(missing_file_is_empty),
+      cmocka_unit_test(damaged_file_is_an_error),
+      cmocka_unit_test(failed_save_keeps_the_old_file),
+      cmocka_unit_test(hostname_rules),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
