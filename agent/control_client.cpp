@@ -207,8 +207,9 @@ void ControlClient::session_once(bool& registered) {
   g.key_len = msg.value("cipher", std::string("aes-128-gcm")) == "aes-256-gcm" ? 32 : 16;
   g.rekey_interval_ns = uint64_t(msg.value("rekey_interval", 120.0) * 1e9);
   g.keepalive_ns = uint64_t(msg.value("keepalive", 2.0) * 1e9);
-  LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s", g.index, opt_.tunnel.c_str(),
-           g.gateway.str().c_str());
+  const unsigned weight = msg.value("weight", unsigned(opt_.weight));
+  LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s", g.index, opt_.tunnel.c_str(),
+           g.gateway.str().c_str(), weight, weight != unsigned(opt_.weight) ? " (the tunnel's weight policy)" : "");
   registered = true;
   registrations_++;
   deliver_(std::move(g));

@@ -62,6 +62,13 @@ int port_number(const std::string& s) {
   return int(v);
 }
 
+int weight_number(const char* option, const std::string& s) {
+  char* end = nullptr;
+  long v = strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end || v < 1 || v > 255) throw UsageError(std::string(option) + " '" + s + "' is not a weight (1..255)");
+  return int(v);
+}
+
 std::string protocol(const std::string& s) {
   if (s != "tcp" && s != "udp") throw UsageError("'" + s + "' is not a protocol: tcp or udp");
   return s;
@@ -69,16 +76,22 @@ std::string protocol(const std::string& s) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"tunnel", "add", "dpctl tunnel add NAME --allow IDENTITY [--allow IDENTITY...] [--id UUID]",
+      {"tunnel", "add",
+       "dpctl tunnel add NAME --allow IDENTITY [--allow IDENTITY...] [--id UUID] [--weight N | --max-weight N]",
        "Adds a tunnel agents may register for and prints the dpagent command that registers one.\n"
        "  --allow IDENTITY  a certificate identity that may serve it: CN=<name>, DNS:<san>, URI:<san>, or '*'\n"
        "                    for any certificate the CA signed (repeat for several)\n"
-       "  --id UUID         the tunnel id (generated when not given)\n",
-       {}, {"--allow", "--id"}, 1, 1,
+       "  --id UUID         the tunnel id (generated when not given)\n"
+       "  --weight N        every session of the tunnel gets weight N (1..255), whatever its agent asks for\n"
+       "  --max-weight N    agents get the weight they ask for (dpagent --weight), at most N; without either\n"
+       "                    option agents choose freely, and 255 (\"preferred\") is theirs to ask for\n",
+       {}, {"--allow", "--id", "--weight", "--max-weight"}, 1, 1,
        [](const Args& a) {
          if (!a.has("--allow")) throw UsageError("--allow IDENTITY is required (CN=agent-name, DNS:..., or '*')");
          json j{{"cmd", "tunnel.add"}, {"name", a.positional[0]}, {"allow", a.values("--allow")}};
          if (a.has("--id")) j["id"] = a.value("--id");
+         if (a.has("--weight")) j["weight"] = weight_number("--weight", a.value("--weight"));
+         if (a.has("--max-weight")) j["max_weight"] = weight_number("--max-weight", a.value("--max-weight"));
          return j;
        }},
       {"tunnel", "del", "dpctl tunnel del TUNNEL",

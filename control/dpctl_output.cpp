@@ -94,6 +94,7 @@ std::string tunnel_show(const json& x) {
   kv("id:", text(x["id"]));
   kv("source:", text(x["source"]));
   kv("allow:", join(x["allow"], " "));
+  kv("weights:", text(x["weights"]));
   kv("to agent:", bytes(x.value("to_agent_bytes", json())));
   kv("from agent:", bytes(x.value("from_agent_bytes", json())));
   kv("flows:", text(x.value("flows_created", json())));
@@ -149,9 +150,9 @@ std::string render_reply(const std::string& cmd, const json& r) {
   }
   if (cmd == "ingress.del") return "ingress rule " + text(r["removed"]) + " removed\n";
   if (cmd == "ingress.list") {
-    TextTable t({"HOSTNAME", "TUNNEL", "ID", "PRIVATE"});
+    TextTable t({"HOSTNAME", "TUNNEL", "ID", "PRIVATE", "SOURCE"});
     for (const auto& x : r["rules"])
-      t.add({text(x["hostname"]), text(x["tunnel_name"]), text(x["tunnel"]), text(x["private"])});
+      t.add({text(x["hostname"]), text(x["tunnel_name"]), text(x["tunnel"]), text(x["private"]), text(x["source"])});
     return t.str();
   }
   if (cmd == "session.list") {

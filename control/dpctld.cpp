@@ -37,6 +37,34 @@ bool Dpctld::start(std::string& error) {
                 "; remove one of them";
         return false;
       }
+  for (const EntryDef& e : state_.entry_points)
+    for (const EntryDef& c : cfg_.entry_points)
+      if (e.proto == c.proto && e.port == c.port) {
+        error = cfg_.state_file + ": entry point " + (e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port) +
+                " is also in " + cfg_.path + "; remove one of them";
+        return false;
+      }
+  for (const IngressRule& r : state_.ingress)
+    for (const IngressRule& c : cfg_.ingress)
+      if (r.hostname == c.hostname) {
+        error = cfg_.state_file + ": ingress rule " + r.hostname + " is also in " + cfg_.path + "; remove one of them";
+        return false;
+      }
+  // What dpctl added for a tunnel that has since left the config goes with it (said, and saved).
+  const size_t before = state_.entry_points.size() + state_.ingress.size();
+  std::erase_if(state_.entry_points, [&](const EntryDef& e) {
+    if (find_tunnel(e.tunnel.str())) return false;
+    LOG_WARN("%s: entry point %s/%u names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
+             e.proto == 6 ? "tcp" : "udp", unsigned(e.port), e.tunnel.str().c_str());
+    return true;
+  });
+  std::erase_if(state_.ingress, [&](const IngressRule& r) {
+    if (find_tunnel(r.tunnel.str())) return false;
+    LOG_WARN("%s: ingress rule %s names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
+             r.hostname.c_str(), r.tunnel.str().c_str());
+    return true;
+  });
+  if (state_.entry_points.size() + state_.ingress.size() != before && !persist(error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
@@ -151,6 +179,13 @@ std::vector<const TunnelDef*> Dpctld::all_tunnels() const {
   return out;
 }
 
+std::vector<const IngressRule*> Dpctld::all_ingress() const {
+  std::vector<const IngressRule*> out;
+  for (const IngressRule& r : cfg_.ingress) out.push_back(&r);
+  for (const IngressRule& r : state_.ingress) out.push_back(&r);
+  return out;
+}
+
 std::vector<EntryDef> Dpctld::all_entries() const {
   std::vector<EntryDef> out = cfg_.entry_points;
   out.insert(out.end(), state_.entry_points.begin(), state_.entry_points.end());
@@ -217,10 +252,14 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
     refuse(ch, "no free session index");
     return;
   }
+  const uint8_t granted = tunnel->weights.effective(weight);
+  if (granted != weight)
+    LOG_INFO("%s asked for weight %d on tunnel %s; its weight policy (%s) gives %u", desc.subject.c_str(), weight,
+             tunnel->name.c_str(), tunnel->weights.str().c_str(), unsigned(granted));
   SessionRecord rec;
   rec.index = *index;
   rec.tunnel = tunnel->id;
-  rec.weight = uint8_t(weight);
+  rec.weight = granted;
   rec.agent_name = name;
   rec.certificate_subject = desc.subject;
   rec.control_peer = ch.peer();
@@ -235,14 +274,15 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   const SessionRecord& added = sessions_.add(std::move(rec));
   gateway_->send(session_message(added));
   counters_.registrations_ok++;
-  LOG_INFO("session %u: %s (%s) registered for tunnel %s (%s), weight %d", *index, desc.subject.c_str(),
-           ch.peer().str().c_str(), tunnel->name.c_str(), tunnel->id.str().c_str(), weight);
+  LOG_INFO("session %u: %s (%s) registered for tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
+           ch.peer().str().c_str(), tunnel->name.c_str(), tunnel->id.str().c_str(), unsigned(granted));
   JsonWriter j;
   j.begin_object()
       .field("type", "registered")
       .field("version", kControlProtocolVersion)
       .field("session", unsigned(*index))
       .field("tunnel", tunnel->id.str())
+      .field("weight", unsigned(granted))
       .field("gateway", cfg_.gateway_endpoint.str())
       .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
       .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)

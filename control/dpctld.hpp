@@ -64,6 +64,7 @@ class Dpctld {
   nlohmann::json api_ingress_add(const nlohmann::json& req);
   nlohmann::json api_ingress_del(const nlohmann::json& req);
   nlohmann::json api_ingress_list();
+  std::vector<const IngressRule*> all_ingress() const;  // the config's, then dpctl's
   nlohmann::json api_session_list();
   nlohmann::json api_stats();
   nlohmann::json tunnel_json(const TunnelDef& t, bool detailed) const;

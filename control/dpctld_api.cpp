@@ -77,6 +77,7 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
          {"name", t.name},
          {"source", tunnel_from_config(t.id) ? "config" : "dpctl"},
          {"allow", t.allow},
+         {"weights", t.weights.str()},
          {"sessions", sessions},
          {"sessions_live", live},
          {"entry_points", entries}};
@@ -92,8 +93,8 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
                       {"weight", s.weight}, {"live", s.live}});
     for (const EntryDef& e : all_entries())
       if (e.tunnel == t.id) es.push_back(entry_json(e));
-    for (const IngressRule& r : state_.ingress)
-      if (r.tunnel == t.id) rs.push_back({{"hostname", r.hostname}, {"private", r.private_rule}});
+    for (const IngressRule* r : all_ingress())
+      if (r->tunnel == t.id) rs.push_back({{"hostname", r->hostname}, {"private", r->private_rule}});
     j["session_list"] = ss;
     j["entry_point_list"] = es;
     j["ingress"] = rs;
@@ -120,6 +121,17 @@ json Dpctld::api_tunnel_add(const json& req) {
   }
   if (!req.contains("allow") || !req["allow"].is_array() || req["allow"].empty())
     throw ApiError("give the certificate identities that may serve it: --allow CN=agent-name (or --allow '*')");
+  if (req.contains("weight") && req.contains("max_weight"))
+    throw ApiError("give either --weight (every session gets it) or --max-weight (caps what agents ask for)");
+  auto weight_of = [&](const char* key) {
+    if (!req[key].is_number_integer() || req[key] < 1 || req[key] > 255) throw ApiError(std::string(key) + " must be 1..255");
+    return uint8_t(req[key].get<int>());
+  };
+  if (req.contains("weight")) {
+    t.weights.fixed = true;
+    t.weights.weight = weight_of("weight");
+  }
+  if (req.contains("max_weight")) t.weights.max_weight = weight_of("max_weight");
   for (const auto& a : req["allow"]) {
     if (!a.is_string()) throw ApiError("'allow' must list strings");
     std::string v = a.get<std::string>();
@@ -303,8 +315,8 @@ json Dpctld::api_ingress_add(const json& req) {
   }
   const TunnelDef* t = find_tunnel(ref);
   if (!t) throw ApiError("no tunnel '" + ref + "'");
-  for (const IngressRule& r : state_.ingress)
-    if (r.hostname == *host) throw ApiError("an ingress rule for '" + *host + "' exists already");
+  for (const IngressRule* r : all_ingress())
+    if (r->hostname == *host) throw ApiError("an ingress rule for '" + *host + "' exists already");
   state_.ingress.push_back(IngressRule{*host, t->id, private_rule});
   std::string error;
   if (!persist(error)) {
@@ -318,7 +330,12 @@ json Dpctld::api_ingress_del(const json& req) {
   auto host = normalize_hostname_rule(str_of(req, "hostname"));
   auto it = std::find_if(state_.ingress.begin(), state_.ingress.end(),
                          [&](const IngressRule& r) { return host && r.hostname == *host; });
-  if (it == state_.ingress.end()) throw ApiError("no ingress rule for '" + str_of(req, "hostname") + "'");
+  if (it == state_.ingress.end()) {
+    for (const IngressRule& c : cfg_.ingress)
+      if (host && c.hostname == *host)
+        throw ApiError("ingress rule " + c.hostname + " comes from " + cfg_.path + "; remove it there and restart dpctld");
+    throw ApiError("no ingress rule for '" + str_of(req, "hostname") + "'");
+  }
   IngressRule removed = *it;
   state_.ingress.erase(it);
   std::string error;
@@ -331,12 +348,15 @@ json Dpctld::api_ingress_del(const json& req) {
 
 json Dpctld::api_ingress_list() {
   json list = json::array();
-  for (const IngressRule& r : state_.ingress) {
-    const TunnelDef* t = find_tunnel(r.tunnel.str());
-    list.push_back({{"hostname", r.hostname},
-                    {"tunnel", r.tunnel.str()},
+  for (const IngressRule* r : all_ingress()) {
+    const TunnelDef* t = find_tunnel(r->tunnel.str());
+    const bool from_config = std::any_of(cfg_.ingress.begin(), cfg_.ingress.end(),
+                                         [&](const IngressRule& c) { return c.hostname == r->hostname; });
+    list.push_back({{"hostname", r->hostname},
+                    {"tunnel", r->tunnel.str()},
                     {"tunnel_name", t ? t->name : std::string()},
-                    {"private", r.private_rule}});
+                    {"private", r->private_rule},
+                    {"source", from_config ? "config" : "dpctl"}});
   }
   return ok({{"rules", list}});
 }

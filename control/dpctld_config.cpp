@@ -1,5 +1,6 @@
 #include "control/dpctld_config.hpp"
 
+#include <cctype>
 #include <set>
 
 #include "common/config_file.hpp"
@@ -21,7 +22,7 @@ Endpoint endpoint_at(const Setting& group, const char* key, std::optional<Endpoi
 }
 
 TunnelDef load_tunnel(const Setting& s) {
-  config_allow_keys(s, {"id", "name", "allow"});
+  config_allow_keys(s, {"id", "name", "allow", "weight", "max_weight"});
   TunnelDef t;
   auto id = Uuid::parse(config_string(s, "id"));
   if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
@@ -38,7 +39,38 @@ TunnelDef load_tunnel(const Setting& s) {
       config_fail(a, "expected \"CN=...\", \"DNS:...\", \"URI:...\" or \"*\"");
     t.allow.push_back(v);
   }
+  if (s.exists("weight") && s.exists("max_weight"))
+    config_fail(s["max_weight"], "give either weight (every session gets it) or max_weight (caps what agents ask for)");
+  if (s.exists("weight")) {
+    t.weights.fixed = true;
+    t.weights.weight = uint8_t(config_int(s, "weight", 1, 255));
+  }
+  t.weights.max_weight = uint8_t(config_int(s, "max_weight", 1, 255, 255));
   return t;
+}
+
+const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
+  for (const TunnelDef& d : cfg.tunnels)
+    if (d.name == ref || d.id.str() == ref) return &d;
+  return nullptr;
+}
+
+IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
+  config_allow_keys(s, {"hostname", "tunnel", "private"});
+  IngressRule r;
+  auto host = normalize_hostname_rule(config_string(s, "hostname"));
+  if (!host) config_fail(s["hostname"], "expected a hostname (app.example.org) or wildcard (.example.com, *.example.com)");
+  r.hostname = *host;
+  std::string ref = config_string(s, "tunnel");
+  if (!ref.empty() && ref[0] == '$') {  // "$<uuid>": private
+    r.private_rule = true;
+    ref = ref.substr(1);
+  }
+  const TunnelDef* t = tunnel_named(cfg, ref);
+  if (!t) config_fail(s["tunnel"], "no tunnel with id or name '" + ref + "'");
+  r.tunnel = t->id;
+  r.private_rule = config_bool(s, "private", r.private_rule);
+  return r;
 }
 
 EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
@@ -54,9 +86,7 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
     e.listen = *ip;
   }
   std::string tunnel = config_string(s, "tunnel");
-  const TunnelDef* t = nullptr;
-  for (const TunnelDef& d : cfg.tunnels)
-    if (d.name == tunnel || d.id.str() == tunnel) t = &d;
+  const TunnelDef* t = tunnel_named(cfg, tunnel);
   if (!t) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
   e.tunnel = t->id;
   auto target = Endpoint::parse(config_string(s, "target"));
@@ -71,6 +101,33 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
 
 }  // namespace
 
+std::optional<std::string> normalize_hostname_rule(const std::string& text) {
+  std::string h;
+  for (char c : text) h += char(std::tolower(static_cast<unsigned char>(c)));
+  std::string name = h;
+  if (name.rfind("*.", 0) == 0)
+    name = name.substr(2);
+  else if (name.rfind('.', 0) == 0)
+    name = name.substr(1);
+  if (name.empty() || name.size() > 253) return std::nullopt;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    std::string label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return std::nullopt;
+    for (char c : label)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return std::nullopt;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return h;
+}
+
+std::string WeightPolicy::str() const {
+  if (fixed) return "fixed " + std::to_string(weight);
+  return max_weight == 255 ? "agent" : "agent, at most " + std::to_string(max_weight);
+}
+
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities) {
   for (const auto& a : allow) {
     if (a == "*") return true;
@@ -83,7 +140,7 @@ bool identity_allowed(const std::vector<std::string>& allow, const std::vector<s
 static DpctldConfig load(const std::string& path) {
   ConfigFile file(path);
   const Setting& root = file.root();
-  config_allow_keys(root, {"dpctld", "tunnels", "entry_points"});
+  config_allow_keys(root, {"dpctld", "tunnels", "entry_points", "ingress"});
   DpctldConfig cfg;
   cfg.path = path;
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
@@ -145,6 +202,15 @@ static DpctldConfig load(const std::string& path) {
       cfg.entry_points.push_back(load_entry((*entries)[i], cfg));
       const EntryDef& e = cfg.entry_points.back();
       if (!used.insert({e.proto, e.port}).second) config_fail((*entries)[i]["port"], "entry point defined twice");
+    }
+  }
+  if (const Setting* rules = config_child(root, "ingress")) {
+    if (!rules->isList()) config_fail(*rules, "expected a list ( { hostname = ...; tunnel = ...; }, ... )");
+    std::set<std::string> seen;
+    for (int i = 0; i < rules->getLength(); ++i) {
+      cfg.ingress.push_back(load_ingress((*rules)[i], cfg));
+      if (!seen.insert(cfg.ingress.back().hostname).second)
+        config_fail((*rules)[i]["hostname"], "a rule for '" + cfg.ingress.back().hostname + "' is defined twice");
     }
   }
   return cfg;

@@ -1,6 +1,7 @@
 // dpctld configuration (conf/dpctld.conf documents every key): the agent TLS port and its certificates,
 // where logs, metrics, the dpctl API and persisted state go, how to reach dpgw, and the initial tunnels.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,12 +13,29 @@
 
 namespace dptun {
 
+// How a session's pool weight is chosen: the agent asks for one (--weight) and gets at most max_weight, or
+// every session of the tunnel gets the fixed weight. 255 means "preferred" (see docs/control-plane.md).
+struct WeightPolicy {
+  bool fixed = false;
+  uint8_t weight = 1;        // fixed weight
+  uint8_t max_weight = 255;  // cap on what agents ask for
+  uint8_t effective(int requested) const { return fixed ? weight : uint8_t(std::min(requested, int(max_weight))); }
+  std::string str() const;   // "agent" / "agent, at most 100" / "fixed 5"
+};
+
 struct TunnelDef {
   Uuid id;
   std::string name;
   // Certificate identities that may register agents for this tunnel: "CN=<name>", "DNS:<name>", "URI:<uri>",
   // or "*" for any certificate the CA signed.
   std::vector<std::string> allow;
+  WeightPolicy weights;
+};
+
+struct IngressRule {
+  std::string hostname;       // lower case: "example.org", ".example.com" or "*.example.com"
+  Uuid tunnel;
+  bool private_rule = false;  // written "$<uuid>": only visitors holding the tunnel id may use it
 };
 
 struct EntryDef {
@@ -48,10 +66,15 @@ struct DpctldConfig {
   uint64_t session_expiry_ns = 30'000'000'000ull;  // a session without agent connection and traffic is removed
   std::vector<TunnelDef> tunnels;
   std::vector<EntryDef> entry_points;
+  std::vector<IngressRule> ingress;
 };
 
 // Throws ConfigError("file:line: key 'x': what is wrong").
 DpctldConfig load_dpctld_config(const std::string& path);
+
+// Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain).
+// Returns the normalized (lower case) form, or nullopt when it is not a valid hostname or wildcard.
+std::optional<std::string> normalize_hostname_rule(const std::string& text);
 
 // True when one of the certificate's identities is allowed ("*" allows any).
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities);

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -16,7 +15,12 @@ using nlohmann::json;
 
 json encode_state(const PersistedState& s) {
   json tunnels = json::array(), entries = json::array(), ingress = json::array();
-  for (const auto& t : s.tunnels) tunnels.push_back({{"id", t.id.str()}, {"name", t.name}, {"allow", t.allow}});
+  for (const auto& t : s.tunnels) {
+    json j{{"id", t.id.str()}, {"name", t.name}, {"allow", t.allow}};
+    if (t.weights.fixed) j["weight"] = t.weights.weight;
+    if (t.weights.max_weight != 255) j["max_weight"] = t.weights.max_weight;
+    tunnels.push_back(j);
+  }
   for (const auto& e : s.entry_points) {
     json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
            {"port", e.port},
@@ -52,6 +56,16 @@ PersistedState decode_state(const json& j) {
       d.allow.push_back(a.get<std::string>());
     }
     if (d.allow.empty()) throw std::runtime_error(where + ": 'allow' is empty");
+    auto weight_at = [&](const char* key) {
+      const int w = t.value(key, 0);
+      if (w < 1 || w > 255) throw std::runtime_error(where + ": '" + key + "' must be 1..255");
+      return uint8_t(w);
+    };
+    if (t.contains("weight")) {
+      d.weights.fixed = true;
+      d.weights.weight = weight_at("weight");
+    }
+    if (t.contains("max_weight")) d.weights.max_weight = weight_at("max_weight");
     s.tunnels.push_back(std::move(d));
   }
   i = 0;
@@ -136,26 +150,5 @@ bool save_state(const std::string& path, const PersistedState& s, std::string& e
   return true;
 }
 
-std::optional<std::string> normalize_hostname_rule(const std::string& text) {
-  std::string h;
-  for (char c : text) h += char(std::tolower(static_cast<unsigned char>(c)));
-  std::string name = h;
-  if (name.rfind("*.", 0) == 0)
-    name = name.substr(2);
-  else if (name.rfind('.', 0) == 0)
-    name = name.substr(1);
-  if (name.empty() || name.size() > 253) return std::nullopt;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t dot = name.find('.', start);
-    std::string label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return std::nullopt;
-    for (char c : label)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return std::nullopt;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return h;
-}
 
 }  // namespace dptun

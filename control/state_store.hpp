@@ -12,12 +12,6 @@
 
 namespace dptun {
 
-struct IngressRule {
-  std::string hostname;   // lower case: "example.org", ".example.com" or "*.example.com"
-  Uuid tunnel;
-  bool private_rule = false;  // written "$<uuid>": only visitors holding the tunnel id may use it
-};
-
 struct PersistedState {
   std::vector<TunnelDef> tunnels;
   std::vector<EntryDef> entry_points;
@@ -31,9 +25,5 @@ PersistedState decode_state(const nlohmann::json& j);
 // A missing file is an empty state; anything unreadable is an error naming the file.
 std::optional<PersistedState> load_state(const std::string& path, std::string& error);
 bool save_state(const std::string& path, const PersistedState& s, std::string& error);
-
-// Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain).
-// Returns the normalized (lower case) form, or nullopt when it is not a valid hostname or wildcard.
-std::optional<std::string> normalize_hostname_rule(const std::string& text);
 
 }  // namespace dptun

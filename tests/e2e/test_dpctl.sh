@@ -66,7 +66,9 @@ expect_error 2 "no command" "$DPCTL"
 expect_error 2 "unknown command 'tunel'" dpctl tunel list
 expect_error 2 "expected add|del|list|show" dpctl tunnel remove x
 expect_error 2 "\-\-allow IDENTITY is required" dpctl tunnel add web
-expect_error 2 "unknown option '--weight'" dpctl tunnel add web --allow '*' --weight 3
+expect_error 2 "unknown option '--ttl'" dpctl tunnel add web --allow '*' --ttl 3
+expect_error 2 "not a weight" dpctl tunnel add web --allow '*' --weight 256
+expect_error 1 "either --weight" dpctl tunnel add web --allow '*' --weight 3 --max-weight 4
 expect_error 2 "not a port" dpctl entry add tcp 70000 web 10.0.0.1:80
 expect_error 2 "not a protocol" dpctl entry add sctp 80 web 10.0.0.1:80
 expect_error 1 "cannot connect to $WORK/none.sock" "$DPCTL" --socket "$WORK/none.sock" stats
@@ -75,7 +77,7 @@ expect_error 1 "expected CN=" dpctl tunnel add web --allow 'agent-1'
 expect_error 1 "no tunnel 'web'" dpctl entry add tcp 5201 web "$AGENT_IP:5201"
 
 log "dpctl tunnel add prints the dpagent command; that command registers an agent through the kernel path"
-dpctl tunnel add iperf --allow CN=agent-1 --allow CN=agent-2 > "$WORK/add.txt"
+dpctl tunnel add iperf --allow CN=agent-1 --allow CN=agent-2 --max-weight 100 > "$WORK/add.txt"
 grep -q "^tunnel iperf added, id " "$WORK/add.txt" || fail "tunnel add output: $(cat "$WORK/add.txt")"
 id=$(awk '/^tunnel iperf added, id/ { print $5 }' "$WORK/add.txt")
 cmd=$(grep -E '^  dpagent ' "$WORK/add.txt" | sed 's/^  //')
@@ -86,12 +88,15 @@ expect_error 1 "already named 'iperf'" dpctl tunnel add iperf --allow '*'
 cmd=${cmd//AGENT.pem/$WORK/pki/agent1.pem}
 cmd=${cmd//AGENT.key/$WORK/pki/agent1.key}
 # shellcheck disable=SC2086
-ip netns exec "$NS_A" "$BUILD/agent/"$cmd --name agent-1 > "$WORK/agent-1.out" 2> "$WORK/agent-1.log" &
+ip netns exec "$NS_A" "$BUILD/agent/"$cmd --name agent-1 --weight 200 > "$WORK/agent-1.out" 2> "$WORK/agent-1.log" &
 PIDS+=("$!")
 wait_for 15 "agent-1 live" live_at_least 1
 [ "$(gw_kernel to_kernel_packets)" -gt 0 ] && [ "$(gw_kernel from_kernel_packets)" -gt 0 ] ||
   fail "the registration did not go through the kernel path: $(gw_stats | jq -c '.ports[1]')"
 log "  kernel path: $(gw_kernel to_kernel_packets) packets up, $(gw_kernel from_kernel_packets) down"
+[ "$(dpctl --json session list | jq '.sessions[0].weight')" -eq 100 ] ||
+  fail "the tunnel's max weight 100 did not cap the agent's 200: $(dpctl --json session list | jq -c .sessions)"
+grep -q "weight 100 (the tunnel's weight policy)" "$WORK/agent-1.log" || fail "the agent was not told its weight"
 
 log "entry points added with dpctl carry iperf3 TCP and UDP"
 dpctl entry add tcp 5201 iperf "$AGENT_IP:5201" | grep -q "entry point tcp/5201 -> iperf -> $AGENT_IP:5201 added" ||

@@ -1,64 +1,29 @@
 // Gateway config: a full valid file parses into the right values and defaults; every kind of mistake is a
 // ConfigError naming the file, the line ("file:LINE:") and the key path. Also the EAL command line built
 // from the config (memory mode, vdevs, PCI allow-list) and the PCI address / device name helpers.
-// <fstream>/<iostream> declare basic_ios::fail(), which cmocka's fail() macro would rewrite: include them first.
-#include <fstream>
-#include <iostream>
-
-#include "tests/unit/cmocka.hpp"
-
-#include <unistd.h>
-
-#include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
-#include "common/config_file.hpp"
+#include "tests/unit/config_fixture.hpp"
+
 #include "dataplane/eal_args.hpp"
 #include "dataplane/gateway_config.hpp"
 
 using namespace dptun;
+using namespace dptun::test;
 
 namespace {
 
-std::string g_dir;  // temp dir for this run
-int g_file_no = 0;
+ConfigFixture g_fx;
 
 const char* kPsk1 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const char* kPsk2 = "FFEEDDCCBBAA99887766554433221100ffeeddccbbaa99887766554433221100";
 const char* kUuid1 = "3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b";
 const char* kUuid2 = "11111111-2222-3333-4444-555555555555";
 
-std::string write_file(const std::string& name, const std::string& text) {
-  std::string path = g_dir + "/" + name;
-  std::ofstream out(path);
-  out << text;
-  out.close();
-  assert_true(bool(out));
-  return path;
-}
+std::string write_file(const std::string& name, const std::string& text) { return g_fx.write_file(name, text); }
+std::string write_config(const std::string& text) { return g_fx.write_config(text); }
 
-std::string write_config(const std::string& text) {
-  return write_file("gw" + std::to_string(++g_file_no) + ".conf", text);
-}
-
-// 1-based number of the first line holding `marker` (which must occur exactly once).
-int line_of(const std::string& text, const std::string& marker) {
-  size_t pos = text.find(marker);
-  assert_true(pos != std::string::npos);
-  assert_true(text.find(marker, pos + 1) == std::string::npos);
-  return int(std::count(text.begin(), text.begin() + long(pos), '\n')) + 1;
-}
-
-// Replaces the single occurrence of `from` with `to`.
-std::string replace(std::string text, const std::string& from, const std::string& to) {
-  size_t pos = text.find(from);
-  assert_true(pos != std::string::npos);
-  assert_true(text.find(from, pos + 1) == std::string::npos);
-  return text.replace(pos, from.size(), to);
-}
-
-std::string psk_file_path() { return g_dir + "/peer2.psk"; }
+std::string psk_file_path() { return g_fx.dir + "/peer2.psk"; }
 
 std::string valid_config() {
   return std::string() +
@@ -113,38 +78,17 @@ GatewayConfig load_ok(const std::string& path) {
   return {};
 }
 
-// Loads `text`, which must fail with a ConfigError; checks the message names the file and `line`, the exact
-// key path `key` (unless empty: syntax errors have none) and contains `what` (when given).
 void expect_error(const std::string& text, int line, const std::string& key, const std::string& what = "") {
-  std::string path = write_config(text);
-  std::string msg;
-  try {
-    (void)load_gateway_config(path);
-  } catch (const ConfigError& e) {
-    msg = e.what();
-  } catch (const std::exception& e) {
-    fail_msg("%s: expected a ConfigError, got another exception: %s", path.c_str(), e.what());
-  }
-  bool ok = !msg.empty() && msg.find(path + ":" + std::to_string(line) + ":") != std::string::npos &&
-            (key.empty() || msg.find("key '" + key + "':") != std::string::npos) && (what.empty() || msg.find(what) != std::string::npos);
-  if (!ok)
-    std::cerr << "expected error at " << path << ":" << line << " about " << key << " (" << what << "), got: '"
-              << msg << "'\n";
-  assert_true(ok);
+  g_fx.expect_error([](const std::string& path) { return load_gateway_config(path); }, text, line, key, what);
 }
 
 int setup(void**) {
-  char tmpl[] = "/tmp/dptun-gwconf-XXXXXX";
-  if (!mkdtemp(tmpl)) return -1;
-  g_dir = tmpl;
+  if (!g_fx.create("dptun-gwconf")) return -1;
   std::ofstream(psk_file_path()) << kPsk2 << "\n";
   return 0;
 }
 
-int teardown(void**) {
-  std::string cmd = "rm -rf '" + g_dir + "'";
-  return std::system(cmd.c_str()) == 0 ? 0 : -1;
-}
+int teardown(void**) { return g_fx.remove() ? 0 : -1; }
 
 }  // namespace
 
@@ -287,7 +231,7 @@ static void syntax_error(void**) {
 }
 
 static void unreadable_file(void**) {
-  std::string path = g_dir + "/does-not-exist.conf";
+  std::string path = g_fx.dir + "/does-not-exist.conf";
   try {
     (void)load_gateway_config(path);
     fail_msg("a missing file must throw");
@@ -357,7 +301,7 @@ static void psk_wrong_length(void**) {
   text = replace(valid_config(), psk_file_path(), short_file);
   expect_error(text, line_of(text, short_file), "tunnels.[1].peers.[0].psk_file", "32-byte");
   // A psk file that cannot be read.
-  std::string missing = g_dir + "/missing.psk";
+  std::string missing = g_fx.dir + "/missing.psk";
   text = replace(valid_config(), psk_file_path(), missing);
   expect_error(text, line_of(text, missing), "tunnels.[1].peers.[0].psk_file", "cannot read");
   // The same key for two peers (here: the file holds tunnel 0's inline key): one key, one sender.

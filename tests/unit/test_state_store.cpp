@@ -35,7 +35,15 @@ static PersistedState sample() {
   t.id = *Uuid::parse("6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f");
   t.name = "web";
   t.allow = {"CN=agent-1", "DNS:agent1.example.com"};
+  t.weights.max_weight = 100;
   s.tunnels.push_back(t);
+  TunnelDef fixed;
+  fixed.id = *Uuid::parse("11111111-2222-3333-4444-555555555555");
+  fixed.name = "db";
+  fixed.allow = {"*"};
+  fixed.weights.fixed = true;
+  fixed.weights.weight = 255;
+  s.tunnels.push_back(fixed);
   EntryDef e;
   e.proto = 17;
   e.port = 5353;
@@ -64,10 +72,15 @@ static void round_trip(void**) {
   auto back = load_state(path, error);
   assert_true(back.has_value());
   const PersistedState want = sample();
-  assert_int_equal(back->tunnels.size(), 1);
+  assert_int_equal(back->tunnels.size(), 2);
   assert_true(back->tunnels[0].id == want.tunnels[0].id);
   assert_string_equal(back->tunnels[0].name.c_str(), "web");
   assert_true(back->tunnels[0].allow == want.tunnels[0].allow);
+  assert_false(back->tunnels[0].weights.fixed);
+  assert_int_equal(back->tunnels[0].weights.max_weight, 100);
+  assert_true(back->tunnels[1].weights.fixed);
+  assert_int_equal(back->tunnels[1].weights.weight, 255);
+  assert_int_equal(back->tunnels[1].weights.max_weight, 255);
   assert_int_equal(back->entry_points.size(), 2);
   const EntryDef& u = back->entry_points[0];
   assert_int_equal(u.proto, 17);
@@ -110,6 +123,9 @@ static void damaged_file_is_an_error(void**) {
   assert_false(load_state(path, error).has_value());
   assert_non_null(strstr(error.c_str(), "tunnels[0]"));
   assert_non_null(strstr(error.c_str(), "'id'"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"], "weight": 0}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "'weight' must be 1..255"));
   std::ofstream(path) << R"({"version": 2})";
   assert_false(load_state(path, error).has_value());
   std::ofstream(path) << R"({"version": 1, "entry_points": [{"proto": "sctp", "port": 1}]})";
@@ -129,7 +145,7 @@ static void failed_save_keeps_the_old_file(void**) {
   assert_false(error.empty());
   auto back = load_state(path, error);
   assert_true(back.has_value());
-  assert_int_equal(back->tunnels.size(), 1);
+  assert_int_equal(back->tunnels.size(), 2);
   assert_int_equal(back->entry_points.size(), 2);
 }
 

@@ -1,0 +1,130 @@
+// dpctld config: tunnels (allow lists, weight policy), entry points and ingress rules parse into the right
+// values; every mistake is a ConfigError naming the file, the line and the key path. Also the weight policy
+// itself and the hostname rule syntax shared with dpctl.
+#include "tests/unit/config_fixture.hpp"
+
+#include "control/dpctld_config.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+namespace {
+
+ConfigFixture g_fx;
+const char* kWeb = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
+const char* kDb = "11111111-2222-3333-4444-555555555555";
+
+std::string valid_config() {
+  return std::string() +
+         "dpctld = {\n"
+         "  agent_listen = \"0.0.0.0:7443\";\n"
+         "  tls = { ca = \"/etc/dptun/ca.pem\"; cert = \"/etc/dptun/d.pem\"; key = \"/etc/dptun/d.key\"; };\n"
+         "  gateway_endpoint = \"10.99.2.1:51900\";\n"
+         "  api_socket = \"/run/test/api.sock\";\n"
+         "  state_file = \"/var/lib/test/state\";\n"
+         "};\n"
+         "tunnels = (\n"
+         "  { id = \"" + kWeb + "\"; name = \"web\"; allow = [ \"CN=agent-1\", \"DNS:a1.example.com\" ]; max_weight = 100; },\n"
+         "  { id = \"" + kDb + "\"; name = \"db\"; allow = [ \"*\" ]; weight = 7; }\n"
+         ");\n"
+         "entry_points = (\n"
+         "  { proto = \"tcp\"; port = 443; tunnel = \"web\"; target = \"10.0.0.10:443\"; },\n"
+         "  { proto = \"udp\"; port = 53; tunnel = \"" + kDb + "\"; target = \"10.0.0.11:53\"; ttl = 30; keepalive = true; }\n"
+         ");\n"
+         "ingress = (\n"
+         "  { hostname = \"App.Example.org\"; tunnel = \"web\"; },\n"
+         "  { hostname = \"*.internal.example.org\"; tunnel = \"$" + kDb + "\"; },\n"
+         "  { hostname = \".staff.example.org\"; tunnel = \"web\"; private = true; }\n"
+         ");\n";
+}
+
+void expect_error(const std::string& text, int line, const std::string& key, const std::string& what = "") {
+  g_fx.expect_error([](const std::string& path) { return load_dpctld_config(path); }, text, line, key, what);
+}
+
+void full_config(void**) {
+  DpctldConfig c = load_dpctld_config(g_fx.write_config(valid_config()));
+  assert_int_equal(c.agent_listen.port, 7443);
+  assert_string_equal(c.api_socket.c_str(), "/run/test/api.sock");
+  assert_string_equal(c.state_file.c_str(), "/var/lib/test/state");
+  assert_string_equal(c.agent_address.c_str(), "10.99.2.1:7443");  // the gateway's address when listening on any
+  assert_int_equal(c.tunnels.size(), 2);
+  assert_int_equal(c.tunnels[0].allow.size(), 2);
+  assert_false(c.tunnels[0].weights.fixed);
+  assert_int_equal(c.tunnels[0].weights.max_weight, 100);
+  assert_true(c.tunnels[1].weights.fixed);
+  assert_int_equal(c.tunnels[1].weights.weight, 7);
+  assert_int_equal(c.entry_points.size(), 2);
+  assert_true(c.entry_points[1].tunnel == c.tunnels[1].id);
+  assert_true(c.entry_points[1].keepalive);
+  assert_true(c.entry_points[1].ttl_s == 30);
+  assert_int_equal(c.ingress.size(), 3);
+  assert_string_equal(c.ingress[0].hostname.c_str(), "app.example.org");
+  assert_false(c.ingress[0].private_rule);
+  assert_true(c.ingress[1].tunnel == c.tunnels[1].id);
+  assert_true(c.ingress[1].private_rule);  // "$<uuid>"
+  assert_true(c.ingress[2].private_rule);  // private = true
+}
+
+void weight_policy(void**) {
+  WeightPolicy agent;  // default: the agent chooses, 255 included
+  assert_int_equal(agent.effective(1), 1);
+  assert_int_equal(agent.effective(255), 255);
+  assert_string_equal(agent.str().c_str(), "agent");
+  WeightPolicy capped;
+  capped.max_weight = 100;
+  assert_int_equal(capped.effective(50), 50);
+  assert_int_equal(capped.effective(255), 100);  // no agent makes itself "preferred" past the cap
+  assert_string_equal(capped.str().c_str(), "agent, at most 100");
+  WeightPolicy fixed;
+  fixed.fixed = true;
+  fixed.weight = 255;
+  assert_int_equal(fixed.effective(1), 255);
+  assert_string_equal(fixed.str().c_str(), "fixed 255");
+}
+
+void weight_errors(void**) {
+  std::string t = replace(valid_config(), "max_weight = 100;", "max_weight = 0;");
+  expect_error(t, line_of(t, "max_weight = 0"), "tunnels.[0].max_weight");
+  t = replace(valid_config(), "weight = 7;", "weight = 256;");
+  expect_error(t, line_of(t, "weight = 256"), "tunnels.[1].weight");
+  t = replace(valid_config(), "weight = 7;", "weight = 7; max_weight = 9;");
+  expect_error(t, line_of(t, "max_weight = 9"), "tunnels.[1].max_weight", "either weight");
+}
+
+void ingress_errors(void**) {
+  std::string t = replace(valid_config(), "\"App.Example.org\"", "\"bad..name\"");
+  expect_error(t, line_of(t, "bad..name"), "ingress.[0].hostname", "expected a hostname");
+  t = replace(valid_config(), "hostname = \"App.Example.org\"; tunnel = \"web\";", "hostname = \"a.org\"; tunnel = \"nope\";");
+  expect_error(t, line_of(t, "\"nope\""), "ingress.[0].tunnel", "no tunnel");
+  t = replace(valid_config(), "\"*.internal.example.org\"", "\"app.EXAMPLE.org\"");
+  expect_error(t, line_of(t, "app.EXAMPLE.org"), "ingress.[1].hostname", "defined twice");
+  t = replace(valid_config(), "private = true;", "privat = true;");
+  expect_error(t, line_of(t, "privat = true"), "ingress.[2].privat", "unknown key");
+}
+
+void other_errors(void**) {
+  std::string t = replace(valid_config(), "\"CN=agent-1\"", "\"agent-1\"");
+  expect_error(t, line_of(t, "\"agent-1\""), "tunnels.[0].allow.[0]", "expected \"CN=");
+  t = replace(valid_config(), "port = 443; tunnel = \"web\"", "port = 443; tunnel = \"mail\"");
+  expect_error(t, line_of(t, "\"mail\""), "entry_points.[0].tunnel", "no tunnel");
+  t = replace(valid_config(), "port = 53;", "port = 443; proto2 = 1;");
+  expect_error(t, line_of(t, "proto2"), "entry_points.[1].proto2", "unknown key");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";", "agent_listen = \"0.0.0.0\";");
+  expect_error(t, line_of(t, "agent_listen"), "dpctld.agent_listen", "ipv4:port");
+  t = replace(valid_config(), "name = \"db\";", "name = \"web\";");
+  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1]", "used twice");
+}
+
+int setup(void**) { return g_fx.create("dptun-dpctldconf") ? 0 : -1; }
+int teardown(void**) { return g_fx.remove() ? 0 : -1; }
+
+}  // namespace
+
+int main() {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(full_config),   cmocka_unit_test(weight_policy), cmocka_unit_test(weight_errors),
+      cmocka_unit_test(ingress_errors), cmocka_unit_test(other_errors),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
