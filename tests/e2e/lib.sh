@@ -100,6 +100,36 @@ CONF
 
 gw_stats() { "$DPGW" stats --socket "$WORK/dpgw.sock" --json; }
 
+# The control plane: dpctld with dpctl's API socket and state file in $WORK.
+DPCTLD=$BUILD/control/dpctld
+DPCTL=$BUILD/control/dpctl
+dpctl() { "$DPCTL" --socket "$WORK/dpctld.sock" "$@"; }
+
+# write_dpctld_conf AGENT_LISTEN -> $WORK/dpctld.conf, with no tunnels (dpctl adds them); PKI from pki.sh.
+write_dpctld_conf() {
+  cat > "$WORK/dpctld.conf" <<CONF
+dpctld = {
+  agent_listen = "$1";
+  tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key"; };
+  failure_log = "$WORK/failures.jsonl";
+  metrics_listen = "127.0.0.1:9108";
+  api_socket = "$WORK/dpctld.sock";
+  state_file = "$WORK/state/dpctld.state";
+  gateway_socket = "$WORK/dpgw.sock";
+  gateway_endpoint = "$GW_UNDERLAY:51900";
+  keepalive = 0.5;
+};
+CONF
+}
+
+# start_dpctld NAMESPACE: runs dpctld there and waits for its API socket; sets DPCTLD_PID
+start_dpctld() {
+  ip netns exec "$1" "$DPCTLD" --config "$WORK/dpctld.conf" >> "$WORK/dpctld.out" 2>> "$WORK/dpctld.log" &
+  DPCTLD_PID=$!
+  PIDS+=("$DPCTLD_PID")
+  wait_for 10 "dpctld API socket" dpctl stats
+}
+
 start_gw() {
   ip netns exec "$NS_G" "$DPGW" --config "$WORK/gw.conf" > "$WORK/dpgw.out" 2> "$WORK/dpgw.log" &
   GW_PID=$!

@@ -4,7 +4,6 @@
 # during a UDP iperf3 stream and its flows move to the other without the stream stopping; dpctld restarts
 # during traffic and forwarding never stops; dpgw restarts and gets everything back from dpctld by itself.
 source "$(dirname "$0")/lib.sh"
-DPCTLD=$BUILD/control/dpctld
 PROBE="/usr/bin/python3 $ROOT/tests/e2e/udp_probe.py"
 
 topology_up
@@ -15,6 +14,8 @@ dpctld = {
   agent_listen = "127.0.0.1:7443";
   tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key"; };
   failure_log = "$WORK/failures.jsonl";
+  api_socket = "$WORK/dpctld.sock";            # never the host's /run/dptun or /var/lib/dptun
+  state_file = "$WORK/state/dpctld.state";
   metrics_listen = "127.0.0.1:9108";
   gateway_socket = "$WORK/dpgw.sock";
   gateway_endpoint = "$GW_UNDERLAY:51900";
@@ -28,12 +29,6 @@ entry_points = (
 );
 CONF
 
-start_dpctld() {
-  ip netns exec "$NS_A" "$DPCTLD" --config "$WORK/dpctld.conf" >> "$WORK/dpctld.out" 2>> "$WORK/dpctld.log" &
-  DPCTLD_PID=$!
-  PIDS+=("$DPCTLD_PID")
-  wait_for 10 "dpctld listening" ip netns exec "$NS_A" bash -c "ss -ltn | grep -q '127.0.0.1:7443 '"
-}
 metric() {
   ip netns exec "$NS_A" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
     W="$1" awk '$1 == ENVIRON["W"] { print $2 }'
@@ -54,7 +49,7 @@ iperf_udp_bg() {  # iperf_udp_bg NAME SECONDS: a 10 Mbit/s UDP stream with the s
 stream_intervals() { jq -c '[.server_output_json.intervals[].sum.bytes]' "$WORK/$1.json"; }
 
 start_gw
-start_dpctld
+start_dpctld "$NS_A"
 gateway_connected() { [ "$(metric dptun_gateway_connected)" = 1 ]; }
 live_at_least() { [ "$(live_sessions)" -ge "$1" ]; }
 live_exactly() { [ "$(live_sessions)" -eq "$1" ]; }
@@ -107,7 +102,7 @@ iperf_udp_bg dpctld-restart 8
 sleep 2
 kill "$DPCTLD_PID"
 wait "$DPCTLD_PID" 2>/dev/null || true
-start_dpctld
+start_dpctld "$NS_A"
 wait "$STREAM_PID" || { cat "$WORK/dpctld-restart.err" >&2; fail "UDP stream failed across the dpctld restart"; }
 log "  server bytes per second: $(stream_intervals dpctld-restart)"
 jq -e '[.server_output_json.intervals[].sum.bytes] | length >= 8 and all(. > 0)' "$WORK/dpctld-restart.json" > /dev/null ||

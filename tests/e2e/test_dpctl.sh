@@ -5,29 +5,14 @@
 # UDP. Changes survive a dpctld restart (state file), dpctl's errors are one line and a non-zero exit, and
 # removing things really removes them (at the gateway too).
 source "$(dirname "$0")/lib.sh"
-DPCTLD=$BUILD/control/dpctld
-DPCTL=$BUILD/control/dpctl
 API=$WORK/dpctld.sock
 STATE=$WORK/state/dpctld.state
 
 topology_up
 bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY"
 GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
-cat > "$WORK/dpctld.conf" <<CONF
-dpctld = {
-  agent_listen = "$GW_UNDERLAY:7443";
-  tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key"; };
-  failure_log = "$WORK/failures.jsonl";
-  metrics_listen = "127.0.0.1:9108";
-  api_socket = "$API";
-  state_file = "$STATE";
-  gateway_socket = "$WORK/dpgw.sock";
-  gateway_endpoint = "$GW_UNDERLAY:51900";
-  keepalive = 0.5;
-};
-CONF
+write_dpctld_conf "$GW_UNDERLAY:7443"
 
-dpctl() { "$DPCTL" --socket "$API" "$@"; }
 # expect_error EXIT_CODE TEXT COMMAND...: the command must fail with that status and say TEXT in one line
 expect_error() {
   local want=$1 text=$2 rc=0; shift 2
@@ -37,12 +22,6 @@ expect_error() {
   [ -s "$WORK/err.out" ] && [ "$(head -c1 "$WORK/err.out")" != "{" ] && fail "'$*' printed on stdout: $(cat "$WORK/err.out")"
   return 0
 }
-start_dpctld() {
-  ip netns exec "$NS_G" "$DPCTLD" --config "$WORK/dpctld.conf" >> "$WORK/dpctld.out" 2>> "$WORK/dpctld.log" &
-  DPCTLD_PID=$!
-  PIDS+=("$DPCTLD_PID")
-  wait_for 10 "dpctld API socket" dpctl stats
-}
 gw_kernel() { gw_stats | jq -r ".ports[] | select(.name == \"underlay\") | .kernel_path.$1"; }
 live_sessions() { dpctl --json session list | jq '[.sessions[] | select(.live)] | length'; }
 live_at_least() { [ "$(live_sessions)" -ge "$1" ]; }
@@ -51,7 +30,7 @@ gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/nul
 start_gw
 ip netns exec "$NS_G" ip -br addr show dpgw-under | grep -q "$GW_UNDERLAY/24" ||
   fail "dpgw did not give its kernel path the underlay address: $(ip netns exec "$NS_G" ip -br addr)"
-start_dpctld
+start_dpctld "$NS_G"
 wait_for 10 "dpctld connected to dpgw" gateway_connected
 [ "$(stat -c %a "$API")" = 660 ] || fail "API socket mode is $(stat -c %a "$API"), not 660"
 
@@ -139,7 +118,7 @@ jq -e --arg id "$id" '.tunnels[0].id == $id and (.entry_points | length == 2) an
   fail "state file: $(cat "$STATE")"
 kill "$DPCTLD_PID"
 wait "$DPCTLD_PID" 2>/dev/null || true
-start_dpctld
+start_dpctld "$NS_G"
 dpctl --json tunnel list | jq -e --arg id "$id" '.tunnels | length == 1 and .[0].id == $id and .[0].entry_points == 2' > /dev/null ||
   fail "tunnel not back after the restart: $(dpctl --json tunnel list)"
 [ "$(dpctl --json ingress list | jq '.rules | length')" -eq 2 ] || fail "ingress rules lost in the restart"

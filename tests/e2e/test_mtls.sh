@@ -19,6 +19,8 @@ dpctld = {
   tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key";
           crl = "$WORK/pki/crl.pem"; handshake_timeout = 2; };
   failure_log = "$WORK/failures.jsonl";
+  api_socket = "$WORK/dpctld.sock";            # never the host's /run/dptun or /var/lib/dptun
+  state_file = "$WORK/state/dpctld.state";
   metrics_listen = "127.0.0.1:9108";
   gateway_endpoint = "10.99.2.1:51900";
 };
