@@ -302,6 +302,18 @@ json Dpctld::session_message(const SessionRecord& s) const {
   return m;
 }
 
+EntrySpec entry_spec(const EntryDef& e) {
+  EntrySpec spec;
+  spec.proto = e.proto;
+  spec.port = e.port;
+  spec.listen = e.listen;
+  spec.tunnel = e.tunnel;
+  spec.target = e.target;
+  spec.keepalive = e.keepalive;
+  spec.udp_ttl_ns = uint64_t(e.ttl_s * 1e9);
+  return spec;
+}
+
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();
   for (const TunnelDef* t : all_tunnels()) tunnels.push_back(encode_tunnel(TunnelSpec{t->id, t->name, false}));
@@ -311,15 +323,7 @@ json Dpctld::full_state() const {
     sessions.push_back(m);
   }
   for (const EntryDef& e : all_entries()) {
-    EntrySpec spec;
-    spec.proto = e.proto;
-    spec.port = e.port;
-    spec.listen = e.listen;
-    spec.tunnel = e.tunnel;
-    spec.target = e.target;
-    spec.keepalive = e.keepalive;
-    spec.udp_ttl_ns = uint64_t(e.ttl_s * 1e9);
-    entries.push_back(encode_entry(spec));
+    entries.push_back(encode_entry(entry_spec(e)));
   }
   return json{{"type", "sync"}, {"tunnels", tunnels}, {"sessions", sessions}, {"entry_points", entries}};
 }

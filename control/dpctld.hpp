@@ -15,9 +15,13 @@
 #include "control/metrics_server.hpp"
 #include "control/session_registry.hpp"
 #include "control/state_store.hpp"
+#include "proto/gateway_messages.hpp"
 #include "common/line_server.hpp"
 
 namespace dptun {
+
+// What dpgw is told about an entry point (proto/gateway_messages.hpp).
+EntrySpec entry_spec(const EntryDef& e);
 
 struct DpctldCounters {
   uint64_t handshake_failures[size_t(HandshakeFailure::Count)] = {};

@@ -260,15 +260,7 @@ json Dpctld::api_entry_add(const json& req) {
     state_.entry_points.pop_back();
     throw ApiError(error);
   }
-  EntrySpec spec;
-  spec.proto = e.proto;
-  spec.port = e.port;
-  spec.listen = e.listen;
-  spec.tunnel = e.tunnel;
-  spec.target = e.target;
-  spec.keepalive = e.keepalive;
-  spec.udp_ttl_ns = uint64_t(e.ttl_s * 1e9);
-  json m = encode_entry(spec);
+  json m = encode_entry(entry_spec(e));
   m["type"] = "entry_set";
   gateway_->send(m);
   return ok({{"entry_point", entry_json(e)}});
