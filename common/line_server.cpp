@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -27,19 +28,23 @@ void LineServer::poll(const Handler& handler) {
     if (!c) break;
     auto conn = std::make_unique<Conn>();
     conn->fd = std::move(c);
+    conn->last_active = std::chrono::steady_clock::now();
     conns_.push_back(std::move(conn));
   }
+  const auto now = std::chrono::steady_clock::now();
   for (auto& c : conns_) {
     char buf[8192];
-    bool eof = false;
-    for (;;) {
+    bool broken = false;  // the connection cannot be used any more: close it now
+    while (!c->peer_done) {
       ssize_t n = read(c->fd.get(), buf, sizeof buf);
       if (n > 0) {
         c->in.append(buf, size_t(n));
-        if (c->in.size() > (8u << 20)) eof = true;  // a runaway peer
+        c->last_active = now;
+        if (c->in.size() > (8u << 20)) broken = true;  // a runaway peer
         continue;
       }
-      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) eof = true;
+      if (n == 0) c->peer_done = true;  // it sent all it will; its reply may still be on its way
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) broken = true;
       break;
     }
     size_t nl;
@@ -55,12 +60,15 @@ void LineServer::poll(const Handler& handler) {
       ssize_t n = send(c->fd.get(), c->out.data(), c->out.size(), MSG_NOSIGNAL);
       if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        eof = true;
+        broken = true;
         break;
       }
       c->out.erase(0, size_t(n));
+      c->last_active = now;
     }
-    if (eof || (c->closing && c->out.empty())) c->fd.reset();
+    const bool done = c->out.empty() && (c->closing || c->peer_done);
+    const bool idle = now - c->last_active > std::chrono::seconds(kIdleSeconds);  // a client that stalls
+    if (broken || done || idle) c->fd.reset();
   }
   conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](const std::unique_ptr<Conn>& c) { return !c->fd; }),
                conns_.end());

@@ -2,6 +2,7 @@
 // connection may stay open for more requests or be closed after a reply. Polled (accept, read, write) from the
 // owner's loop; never blocks. dpgw's control socket and dpctld's API socket.
 #pragma once
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,10 +24,13 @@ class LineServer {
   size_t connections() const { return conns_.size(); }
 
  private:
+  static constexpr int kIdleSeconds = 30;  // a connection neither sending nor reading this long is closed
   struct Conn {
     Fd fd;
     std::string in, out;
-    bool closing = false;
+    bool closing = false;    // the handler asked to close after the reply
+    bool peer_done = false;  // the peer shut its side down (or closed): finish the reply, then close
+    std::chrono::steady_clock::time_point last_active;
   };
   Fd fd_;
   std::string path_;

@@ -50,13 +50,15 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
   ifreq ifr{};
   // Multi-queue: several agents on one host may attach to the same TUN (each reads its own queue); with the
   // stateless NAT any of them can carry any flow.
-  ifr.ifr_flags = short((tap_mac ? IFF_TAP : IFF_TUN) | IFF_NO_PI | IFF_MULTI_QUEUE);
+  // A TAP is ours alone: it must not exist already (IFF_TUN_EXCL), and has one queue, so no other process can
+  // read what it carries or write into it.
+  ifr.ifr_flags = short(tap_mac ? IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL : IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE);
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     int e = errno;
     error = "cannot create " + std::string(kind) + " device '" + name + "': " + strerror(e) +
             (e == EPERM || e == EACCES ? " (this needs CAP_NET_ADMIN: run as root or grant the capability)"
-             : e == EBUSY              ? " (another process holds it)"
+             : e == EBUSY || e == EEXIST ? " (it exists already, or another process holds it)"
                                        : "");
     return false;
   }

@@ -53,49 +53,16 @@ Fd unix_listen(const std::string& path, unsigned mode, std::string& error) {
     return Fd();
   }
   unlink(path.c_str());
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd.get(), 16) != 0) {
+  // The socket file is created with `mode` (never wider for a moment, whatever the process umask).
+  const mode_t old_umask = umask(~mode_t(mode) & 0777);
+  const bool bound = bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  umask(old_umask);
+  if (!bound || ::listen(fd.get(), 16) != 0) {
     error = "cannot listen on " + path + ": " + strerror(errno);
     return Fd();
   }
-  chmod(path.c_str(), mode);
+  chmod(path.c_str(), mode);  // exactly `mode`, also bits the umask would have kept off
   return fd;
-}
-
-bool UnixServer::listen(const std::string& path, unsigned mode, std::string& error) {
-  Fd fd = unix_listen(path, mode, error);
-  if (!fd) return false;
-  fd_ = std::move(fd);
-  path_ = path;
-  return true;
-}
-
-UnixServer::~UnixServer() {
-  if (fd_) unlink(path_.c_str());
-}
-
-void UnixServer::poll(const std::function<std::string(const std::string&)>& handler) {
-  for (;;) {
-    Fd client(accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!client) return;
-    // The client writes its request right away; give it 200 ms.
-    std::string request;
-    char buf[512];
-    while (request.find('\n') == std::string::npos && request.size() < 4096) {
-      pollfd pfd{client.get(), POLLIN, 0};
-      if (::poll(&pfd, 1, 200) <= 0) break;
-      ssize_t n = read(client.get(), buf, sizeof buf);
-      if (n <= 0) break;
-      request.append(buf, size_t(n));
-    }
-    if (size_t nl = request.find('\n'); nl != std::string::npos) request.resize(nl);
-    std::string reply = handler(request);
-    size_t off = 0;
-    while (off < reply.size()) {
-      ssize_t n = write(client.get(), reply.data() + off, reply.size() - off);
-      if (n <= 0) break;
-      off += size_t(n);
-    }
-  }
 }
 
 std::optional<std::string> unix_request(const std::string& path, const std::string& request, std::string& error,

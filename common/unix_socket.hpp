@@ -1,7 +1,6 @@
-// Local request/response over a unix stream socket: one request line in, one reply out, then close.
-// Used by dpgw's stats one-shots and by dpctl.
+// Unix stream sockets: an owning file descriptor, a listening socket with a given mode, and the client side of
+// a one-request exchange (dpgw stats one-shots, dpctl).
 #pragma once
-#include <functional>
 #include <optional>
 #include <string>
 
@@ -38,21 +37,6 @@ class Fd {
 // A non-blocking listening unix socket at `path` (stale socket removed, parent directory created, mode set).
 // Fails when another running process answers on the path.
 Fd unix_listen(const std::string& path, unsigned mode, std::string& error);
-
-class UnixServer {
- public:
-  // Binds `path` (removing a stale socket, creating the parent directory) with the given mode.
-  // Returns false with `error` set on failure.
-  bool listen(const std::string& path, unsigned mode, std::string& error);
-  ~UnixServer();
-  // Serves every pending connection without blocking for new ones; each gets handler(request line).
-  void poll(const std::function<std::string(const std::string&)>& handler);
-  const std::string& path() const { return path_; }
-
- private:
-  Fd fd_;
-  std::string path_;
-};
 
 // Connects, sends `request` + "\n", reads the whole reply (until the server closes). nullopt with `error` on
 // failure, including no reply within `timeout_ms`.

@@ -2,6 +2,7 @@
 // reply prints as a table (or as JSON with --json). main only wires things: arguments in, request out.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -122,7 +123,8 @@ const std::vector<Command>& commands() {
            char* end = nullptr;
            std::string s = a.value("--ttl");
            double v = strtod(s.c_str(), &end);
-           if (s.empty() || *end) throw UsageError("--ttl '" + s + "' is not a number of seconds");
+           if (s.empty() || *end || !std::isfinite(v) || v <= 0)
+             throw UsageError("--ttl '" + s + "' is not a number of seconds");
            j["ttl"] = v;
          }
          return j;
@@ -134,9 +136,10 @@ const std::vector<Command>& commands() {
       {"entry", "list", "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
        [](const Args&) { return json{{"cmd", "entry.list"}}; }},
       {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL [--private]",
-       "Adds a hostname rule: example.org (exactly), .example.com or *.example.com (the domain and every\n"
-       "subdomain). TUNNEL is a name or id; --private (or writing the tunnel as $UUID) makes the rule reachable\n"
-       "only by visitors of the tunnel, never from public entry points.\n",
+       "Adds a hostname rule: example.org (exactly), *.example.com or .example.com (the same: the domain and\n"
+       "every subdomain). TUNNEL is a name or id; --private (or writing the tunnel as $UUID) marks the rule\n"
+       "private: never routed from public entry points. Rules are saved and listed; dpgw's hostname routing,\n"
+       "which uses them, is not there yet.\n",
        {"--private"}, {}, 2, 2,
        [](const Args& a) {
          std::string t = a.positional[1];
@@ -163,8 +166,8 @@ std::string usage() {
   std::string u =
       "usage: dpctl [--socket PATH] [--json] COMMAND [ARGS]\n"
       "\n"
-      "dpctl changes and inspects a running dpctld over its API socket. Changes are saved by dpctld and pushed\n"
-      "to dpgw at once.\n"
+      "dpctl changes and inspects a running dpctld over its API socket. dpctld saves every change before it\n"
+      "answers; tunnels and entry points also reach dpgw at once (refusals show in 'dpctl stats').\n"
       "\n"
       "commands:\n";
   for (const Command& c : commands()) u += "  " + std::string(c.synopsis).substr(6) + "\n";
@@ -291,7 +294,7 @@ int main(int argc, char** argv) {
       throw UsageError("unexpected argument '" + args.positional[cmd->max_args] + "'");
     json request = cmd->request(args);
     std::string error;
-    auto reply_text = unix_request(socket, request.dump(), error);
+    auto reply_text = unix_request(socket, request.dump(-1, ' ', false, json::error_handler_t::replace), error);
     if (!reply_text) {
       fprintf(stderr, "dpctl: %s (is dpctld running? --socket PATH or $DPTUN_SOCKET names its API socket)\n",
               error.c_str());
@@ -303,16 +306,21 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (!reply.value("ok", false)) {
-      if (as_json) fputs((reply.dump() + "\n").c_str(), stdout);
+      if (as_json) fputs((reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n").c_str(), stdout);
       fprintf(stderr, "dpctl: %s\n", reply.value("error", std::string("request refused")).c_str());
       return 1;
     }
     reply.erase("ok");
     const std::string name = std::string(cmd->group) + (*cmd->verb ? std::string(".") + cmd->verb : "");
-    fputs(as_json ? (reply.dump(2) + "\n").c_str() : render_reply(name, reply).c_str(), stdout);
+    const std::string out =
+        as_json ? reply.dump(2, ' ', false, json::error_handler_t::replace) + "\n" : render_reply(name, reply);
+    fputs(out.c_str(), stdout);
     return 0;
   } catch (const UsageError& e) {
     fprintf(stderr, "dpctl: %s\nusage: %s\n", e.what(), cmd->synopsis);
     return 2;
+  } catch (const std::exception& e) {  // a reply this dpctl cannot read (another version?)
+    fprintf(stderr, "dpctl: unexpected reply from %s: %s\n", socket.c_str(), e.what());
+    return 1;
   }
 }

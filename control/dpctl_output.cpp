@@ -29,6 +29,14 @@ std::string TextTable::str() const {
 
 namespace {
 
+// The field `key` of an object, or null: replies from another dpctld version may lack fields.
+const json& at(const json& j, const char* key) {
+  static const json null;
+  if (!j.is_object()) return null;
+  auto it = j.find(key);
+  return it == j.end() ? null : *it;
+}
+
 std::string text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "-";
@@ -61,12 +69,12 @@ std::string join(const json& list, const char* sep = ",") {
   return s;
 }
 
-std::string entry_name(const json& e) { return text(e["proto"]) + "/" + text(e["port"]); }
+std::string entry_name(const json& e) { return text(at(e, "proto")) + "/" + text(at(e, "port")); }
 
 std::string entry_options(const json& e) {
   std::string o;
-  if (e.contains("listen") && e["listen"].is_string()) o += "listen=" + text(e["listen"]);
-  if (e.contains("ttl")) o += std::string(o.empty() ? "" : " ") + "ttl=" + text(e["ttl"]) + "s";
+  if (e.contains("listen") && at(e, "listen").is_string()) o += "listen=" + text(at(e, "listen"));
+  if (e.contains("ttl")) o += std::string(o.empty() ? "" : " ") + "ttl=" + text(at(e, "ttl")) + "s";
   if (e.value("keepalive", false)) o += std::string(o.empty() ? "" : " ") + "keepalive";
   return o.empty() ? "-" : o;
 }
@@ -74,54 +82,54 @@ std::string entry_options(const json& e) {
 std::string tunnels_table(const json& list) {
   TextTable t({"NAME", "ID", "SESSIONS", "LIVE", "ENTRIES", "TO_AGENT", "FROM_AGENT", "SOURCE"});
   for (const auto& x : list)
-    t.add({text(x["name"]), text(x["id"]), text(x["sessions"]), text(x["sessions_live"]), text(x["entry_points"]),
-           bytes(x.value("to_agent_bytes", json())), bytes(x.value("from_agent_bytes", json())), text(x["source"])});
+    t.add({text(at(x, "name")), text(at(x, "id")), text(at(x, "sessions")), text(at(x, "sessions_live")), text(at(x, "entry_points")),
+           bytes(x.value("to_agent_bytes", json())), bytes(x.value("from_agent_bytes", json())), text(at(x, "source"))});
   return t.str();
 }
 
 std::string entries_table(const json& list) {
   TextTable t({"ENTRY", "TUNNEL", "TARGET", "OPTIONS", "SOURCE"});
   for (const auto& e : list)
-    t.add({entry_name(e), e.value("tunnel_name", std::string()).empty() ? text(e["tunnel"]) : text(e["tunnel_name"]),
-           text(e["target"]), entry_options(e), text(e["source"])});
+    t.add({entry_name(e), e.value("tunnel_name", std::string()).empty() ? text(at(e, "tunnel")) : text(at(e, "tunnel_name")),
+           text(at(e, "target")), entry_options(e), text(at(e, "source"))});
   return t.str();
 }
 
 std::string tunnel_show(const json& x) {
   std::string out;
   auto kv = [&](const char* k, const std::string& v) { out += std::string(k) + std::string(14 - std::string(k).size(), ' ') + v + "\n"; };
-  kv("name:", text(x["name"]));
-  kv("id:", text(x["id"]));
-  kv("source:", text(x["source"]));
-  kv("allow:", join(x["allow"], " "));
-  kv("weights:", text(x["weights"]));
+  kv("name:", text(at(x, "name")));
+  kv("id:", text(at(x, "id")));
+  kv("source:", text(at(x, "source")));
+  kv("allow:", join(at(x, "allow"), " "));
+  kv("weights:", text(at(x, "weights")));
   kv("to agent:", bytes(x.value("to_agent_bytes", json())));
   kv("from agent:", bytes(x.value("from_agent_bytes", json())));
   kv("flows:", text(x.value("flows_created", json())));
   kv("auth fail:", text(x.value("auth_fail", json())));
   out += "\nsessions:\n";
-  if (x["session_list"].empty()) {
+  if (at(x, "session_list").empty()) {
     out += "  (none: no agent registered)\n";
   } else {
     TextTable t({"  INDEX", "AGENT", "WEIGHT", "LIVE"});
-    for (const auto& s : x["session_list"])
-      t.add({"  " + text(s["index"]), text(s["certificate"]), text(s["weight"]), text(s["live"])});
+    for (const auto& s : at(x, "session_list"))
+      t.add({"  " + text(at(s, "index")), text(at(s, "certificate")), text(at(s, "weight")), text(at(s, "live"))});
     out += t.str();
   }
   out += "\nentry points:\n";
-  if (x["entry_point_list"].empty()) {
+  if (at(x, "entry_point_list").empty()) {
     out += "  (none)\n";
   } else {
     TextTable t({"  ENTRY", "TARGET", "OPTIONS"});
-    for (const auto& e : x["entry_point_list"]) t.add({"  " + entry_name(e), text(e["target"]), entry_options(e)});
+    for (const auto& e : at(x, "entry_point_list")) t.add({"  " + entry_name(e), text(at(e, "target")), entry_options(e)});
     out += t.str();
   }
-  if (!x["ingress"].empty()) {
+  if (!at(x, "ingress").empty()) {
     out += "\ningress rules:\n";
-    for (const auto& r : x["ingress"])
-      out += "  " + text(r["hostname"]) + (r.value("private", false) ? " (private)" : "") + "\n";
+    for (const auto& r : at(x, "ingress"))
+      out += "  " + text(at(r, "hostname")) + (r.value("private", false) ? " (private)" : "") + "\n";
   }
-  out += "\nregister an agent:\n  " + text(x["agent_command"]) + "\n";
+  out += "\nregister an agent:\n  " + text(at(x, "agent_command")) + "\n";
   return out;
 }
 
@@ -129,51 +137,53 @@ std::string tunnel_show(const json& x) {
 
 std::string render_reply(const std::string& cmd, const json& r) {
   if (cmd == "tunnel.add") {
-    const json& t = r["tunnel"];
-    return "tunnel " + text(t["name"]) + " added, id " + text(t["id"]) +
-           "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(t["allow"], " ") +
-           "):\n  " + text(r["agent_command"]) + "\n";
+    const json& t = at(r, "tunnel");
+    return "tunnel " + text(at(t, "name")) + " added, id " + text(at(t, "id")) +
+           "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(at(t, "allow"), " ") +
+           "):\n  " + text(at(r, "agent_command")) + "\n";
   }
-  if (cmd == "tunnel.del") return "tunnel " + text(r["removed"]) + " removed\n";
-  if (cmd == "tunnel.list") return tunnels_table(r["tunnels"]);
-  if (cmd == "tunnel.show") return tunnel_show(r["tunnel"]);
+  if (cmd == "tunnel.del") return "tunnel " + text(at(r, "removed")) + " removed\n";
+  if (cmd == "tunnel.list") return tunnels_table(at(r, "tunnels"));
+  if (cmd == "tunnel.show") return tunnel_show(at(r, "tunnel"));
   if (cmd == "entry.add") {
-    const json& e = r["entry_point"];
-    return "entry point " + entry_name(e) + " -> " + text(e["tunnel_name"]) + " -> " + text(e["target"]) + " added\n";
+    const json& e = at(r, "entry_point");
+    return "entry point " + entry_name(e) + " -> " + text(at(e, "tunnel_name")) + " -> " + text(at(e, "target")) + " added\n";
   }
-  if (cmd == "entry.del") return "entry point " + text(r["removed"]) + " removed\n";
-  if (cmd == "entry.list") return entries_table(r["entry_points"]);
+  if (cmd == "entry.del") return "entry point " + text(at(r, "removed")) + " removed\n";
+  if (cmd == "entry.list") return entries_table(at(r, "entry_points"));
   if (cmd == "ingress.add") {
-    const json& x = r["rule"];
-    return "ingress rule " + text(x["hostname"]) + " -> " + text(x["tunnel_name"]) +
+    const json& x = at(r, "rule");
+    return "ingress rule " + text(at(x, "hostname")) + " -> " + text(at(x, "tunnel_name")) +
            (x.value("private", false) ? " (private)" : "") + " added\n";
   }
-  if (cmd == "ingress.del") return "ingress rule " + text(r["removed"]) + " removed\n";
+  if (cmd == "ingress.del") return "ingress rule " + text(at(r, "removed")) + " removed\n";
   if (cmd == "ingress.list") {
     TextTable t({"HOSTNAME", "TUNNEL", "ID", "PRIVATE", "SOURCE"});
-    for (const auto& x : r["rules"])
-      t.add({text(x["hostname"]), text(x["tunnel_name"]), text(x["tunnel"]), text(x["private"]), text(x["source"])});
+    for (const auto& x : at(r, "rules"))
+      t.add({text(at(x, "hostname")), text(at(x, "tunnel_name")), text(at(x, "tunnel")), text(at(x, "private")), text(at(x, "source"))});
     return t.str();
   }
   if (cmd == "session.list") {
     TextTable t({"INDEX", "TUNNEL", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
-    for (const auto& s : r["sessions"])
-      t.add({text(s["index"]), text(s["tunnel_name"]), text(s["certificate"]), text(s["weight"]), text(s["live"]),
-             s.value("control_connected", false) ? text(s["control_peer"]) : "closed",
-             s.value("data_endpoint", std::string()).empty() ? "-" : text(s["data_endpoint"]), text(s["flows"]),
-             text(s["age_s"]) + "s"});
+    for (const auto& s : at(r, "sessions"))
+      t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "certificate")), text(at(s, "weight")), text(at(s, "live")),
+             s.value("control_connected", false) ? text(at(s, "control_peer")) : "closed",
+             s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")), text(at(s, "flows")),
+             text(at(s, "age_s")) + "s"});
     return t.str();
   }
   if (cmd == "stats") {
     std::string out;
     out += "gateway:       " + std::string(r.value("gateway_connected", false) ? "connected" : "NOT connected") + "\n";
-    out += "sessions:      " + text(r["sessions"]) + " (" + text(r["sessions_live"]) + " live, " +
-           text(r["sessions_expired"]) + " expired so far)\n";
-    out += "registrations: " + text(r["registrations_ok"]) + " ok, " + text(r["registrations_refused"]) + " refused\n";
-    out += "handshakes:    " + text(r["handshakes_ok"]) + " ok";
-    for (const auto& [k, v] : r["handshake_failures"].items())
-      if (v.get<uint64_t>()) out += ", " + v.dump() + " " + k;
-    out += "\n\n" + tunnels_table(r["tunnels"]);
+    out += "sessions:      " + text(at(r, "sessions")) + " (" + text(at(r, "sessions_live")) + " live, " +
+           text(at(r, "sessions_expired")) + " expired so far)\n";
+    out += "registrations: " + text(at(r, "registrations_ok")) + " ok, " + text(at(r, "registrations_refused")) + " refused\n";
+    if (r.value("gateway_refusals", uint64_t(0)))
+      out += "gateway refused " + text(at(r, "gateway_refusals")) + " change(s); last: " + text(at(r, "last_gateway_refusal")) + "\n";
+    out += "handshakes:    " + text(at(r, "handshakes_ok")) + " ok";
+    for (const auto& [k, v] : at(r, "handshake_failures").items())
+      if (v.is_number() && v.get<double>() > 0) out += ", " + text(v) + " " + k;
+    out += "\n\n" + tunnels_table(at(r, "tunnels"));
     return out;
   }
   return r.dump(2) + "\n";

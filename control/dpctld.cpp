@@ -25,8 +25,7 @@ Dpctld::~Dpctld() {
   if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
 }
 
-bool Dpctld::start(std::string& error) {
-  if (!loop_.init(error)) return false;
+bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
   auto state = load_state(cfg_.state_file, error);
   if (!state) return false;
   state_ = std::move(*state);
@@ -64,7 +63,13 @@ bool Dpctld::start(std::string& error) {
              r.hostname.c_str(), r.tunnel.str().c_str());
     return true;
   });
-  if (state_.entry_points.size() + state_.ingress.size() != before && !persist(error)) return false;
+  if (save_repairs && state_.entry_points.size() + state_.ingress.size() != before && !persist(error)) return false;
+  return true;
+}
+
+bool Dpctld::start(std::string& error) {
+  if (!loop_.init(error)) return false;
+  if (!load_persisted(true, error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
@@ -161,8 +166,14 @@ void Dpctld::refuse(AgentChannel& ch, const std::string& reason) {
 }
 
 const TunnelDef* Dpctld::find_tunnel(const std::string& id_or_name) const {
-  for (const TunnelDef* t : all_tunnels())
-    if (t->id.str() == id_or_name || t->name == id_or_name) return t;
+  const std::vector<const TunnelDef*> all = all_tunnels();
+  if (auto id = Uuid::parse(id_or_name)) {  // an id (any case) names a tunnel by id only
+    for (const TunnelDef* t : all)
+      if (t->id == *id) return t;
+    return nullptr;
+  }
+  for (const TunnelDef* t : all)
+    if (t->name == id_or_name) return t;
   return nullptr;
 }
 
@@ -195,6 +206,15 @@ std::vector<EntryDef> Dpctld::all_entries() const {
 bool Dpctld::persist(std::string& error) { return save_state(cfg_.state_file, state_, error); }
 
 void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
+  // Whatever an agent sends, dpctld answers or refuses; nothing it sends may end the daemon.
+  try {
+    handle_agent_message(ch, line);
+  } catch (const std::exception& e) {
+    refuse(ch, std::string("malformed message: ") + e.what());
+  }
+}
+
+void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   json msg = json::parse(line, nullptr, false);
   if (msg.is_discarded() || !msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
     refuse(ch, "malformed message (expected one JSON object per line)");
@@ -209,7 +229,8 @@ void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
     refuse(ch, "unknown message type '" + type + "'");
     return;
   }
-  if (msg.value("version", 0) != kControlProtocolVersion) {
+  if (!msg.contains("version") || !msg["version"].is_number_integer() ||
+      msg["version"].get<int64_t>() != kControlProtocolVersion) {
     refuse(ch, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
     return;
   }
@@ -217,8 +238,22 @@ void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
     refuse(ch, "register: 'tunnel' (id or name) is required");
     return;
   }
-  int weight = msg.value("weight", 1);
-  std::string name = msg.value("name", std::string());
+  int weight = 1;
+  if (msg.contains("weight")) {
+    if (!msg["weight"].is_number_integer() || msg["weight"].get<int64_t>() < 1 || msg["weight"].get<int64_t>() > 255) {
+      refuse(ch, "weight must be 1..255");
+      return;
+    }
+    weight = int(msg["weight"].get<int64_t>());
+  }
+  std::string name;
+  if (msg.contains("name")) {
+    if (!msg["name"].is_string()) {
+      refuse(ch, "register: 'name' must be a string");
+      return;
+    }
+    name = msg["name"].get<std::string>().substr(0, 64);
+  }
   handle_register(ch, msg["tunnel"].get<std::string>(), weight, name);
 }
 
@@ -351,7 +386,9 @@ void Dpctld::on_gateway_status(const json& status) {
 // carries traffic): the index is not free after all. The agent is disconnected and registers again, under
 // another index.
 void Dpctld::on_gateway_refused(const json& error) {
-  if (error.value("request", std::string()) != "session_add" || !error.contains("index")) return;
+  counters_.gateway_refusals++;
+  counters_.last_gateway_refusal = error.value("request", std::string("?")) + ": " + error.value("reason", std::string("?"));
+  if (error.value("code", std::string()) != "index_in_use" || !error.contains("index")) return;
   const uint32_t index = error.value("index", 0u);
   sessions_.add_gateway_held(index);
   SessionRecord* s = sessions_.find(index);

@@ -29,6 +29,8 @@ struct DpctldCounters {
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
   uint64_t sessions_expired = 0;
+  uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
+  std::string last_gateway_refusal;
 };
 
 class Dpctld {
@@ -36,6 +38,9 @@ class Dpctld {
   explicit Dpctld(DpctldConfig cfg) : cfg_(std::move(cfg)) {}
   ~Dpctld();
   bool start(std::string& error);
+  // Loads the state file and checks it against the config (dpctld --check uses it alone). With save_repairs,
+  // entry points and rules of tunnels that no longer exist are removed from the file too.
+  bool load_persisted(bool save_repairs, std::string& error);
   void run(const std::atomic<bool>& stop);
 
   const DpctldCounters& counters() const { return counters_; }
@@ -47,6 +52,7 @@ class Dpctld {
   void on_failed(const HandshakeEvidence& ev, HandshakeFailure category);
   void on_line(AgentChannel& ch, const std::string& line);
   void on_closed(AgentChannel& ch);
+  void handle_agent_message(AgentChannel& ch, const std::string& line);
   void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name);
   void refuse(AgentChannel& ch, const std::string& reason);
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;

@@ -56,7 +56,8 @@ std::string Dpctld::handle_api(const std::string& line) {
   } catch (const std::exception& e) {
     reply = json{{"ok", false}, {"error", e.what()}};
   }
-  return reply.dump() + "\n";
+  // Names come from operators: invalid UTF-8 is replaced, never an exception out of the event loop.
+  return reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::string Dpctld::agent_command(const TunnelDef& t) const {
@@ -84,7 +85,8 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
   if (gateway_stats_.is_object())
     for (const auto& gt : gateway_stats_.value("tunnels", json::array()))
       if (gt.value("id", std::string()) == t.id.str())
-        for (const char* f : {"to_agent_bytes", "from_agent_bytes", "flows_created", "auth_fail"}) j[f] = gt.value(f, 0);
+        for (const char* f : {"to_agent_bytes", "from_agent_bytes", "flows_created", "auth_fail"})
+          j[f] = gt.contains(f) && gt[f].is_number_unsigned() ? gt[f].get<uint64_t>() : uint64_t(0);
   if (detailed) {
     json ss = json::array(), es = json::array(), rs = json::array();
     for (const auto& [i, s] : sessions_.all())
@@ -106,7 +108,7 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
 json Dpctld::api_tunnel_add(const json& req) {
   TunnelDef t;
   t.name = str_of(req, "name");
-  if (t.name.empty() || t.name.size() > 64) throw ApiError("a tunnel name is 1..64 characters");
+  if (std::string problem = tunnel_name_problem(t.name); !problem.empty()) throw ApiError(problem);
   std::string id = str_of(req, "id", false);
   if (id.empty()) {
     t.id = Uuid::random_v4();
@@ -119,6 +121,12 @@ json Dpctld::api_tunnel_add(const json& req) {
     if (o->id == t.id) throw ApiError("tunnel " + t.id.str() + " exists already");
     if (o->name == t.name) throw ApiError("a tunnel is already named '" + t.name + "'");
   }
+  // dpgw's own static tunnels (from its config) cannot be shadowed either.
+  if (gateway_stats_.is_object())
+    for (const auto& gt : gateway_stats_.value("tunnels", json::array()))
+      if (gt.value("static", false) && (gt.value("id", std::string()) == t.id.str() || gt.value("name", std::string()) == t.name))
+        throw ApiError("dpgw has a static tunnel " + gt.value("name", std::string()) + " (" + gt.value("id", std::string()) +
+                       ") in its own config");
   if (!req.contains("allow") || !req["allow"].is_array() || req["allow"].empty())
     throw ApiError("give the certificate identities that may serve it: --allow CN=agent-name (or --allow '*')");
   if (req.contains("weight") && req.contains("max_weight"))
@@ -254,6 +262,13 @@ json Dpctld::api_entry_add(const json& req) {
   for (const EntryDef& o : all_entries())
     if (o.proto == e.proto && o.port == e.port)
       throw ApiError("entry point " + proto + "/" + std::to_string(e.port) + " exists already");
+  // Ports the gateway itself needs: the relay frames' port, and dpctld's own agent port when dpctld is reached
+  // through dpgw's kernel path (an entry point there would cut agents off from dpctld).
+  if (e.proto == 17 && e.port == cfg_.gateway_endpoint.port && (!e.listen || *e.listen == cfg_.gateway_endpoint.ip))
+    throw ApiError("udp/" + std::to_string(e.port) + " is the gateway's tunnel port (relay frames from agents)");
+  if (e.proto == 6 && e.port == cfg_.agent_listen.port &&
+      (!e.listen || !cfg_.agent_listen.ip.value || *e.listen == cfg_.agent_listen.ip))
+    throw ApiError("tcp/" + std::to_string(e.port) + " is dpctld's agent port (agent_listen in " + cfg_.path + ")");
   state_.entry_points.push_back(e);
   std::string error;
   if (!persist(error)) {
@@ -390,6 +405,8 @@ json Dpctld::api_stats() {
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},
+             {"gateway_refusals", counters_.gateway_refusals},
+             {"last_gateway_refusal", counters_.last_gateway_refusal},
              {"tunnels", tunnels}});
 }
 

@@ -28,6 +28,10 @@ TunnelDef load_tunnel(const Setting& s) {
   if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
   t.id = *id;
   t.name = config_string(s, "name", t.id.str());
+  if (s.exists("name")) {
+    const std::string problem = tunnel_name_problem(t.name);
+    if (!problem.empty()) config_fail(s["name"], problem);
+  }
   const Setting* allow = config_child(s, "allow");
   if (!allow || (!allow->isArray() && !allow->isList()) || allow->getLength() == 0)
     config_fail(allow ? *allow : s, "a tunnel needs allow = [ \"CN=agent-name\", ... ] (or [ \"*\" ])");
@@ -105,10 +109,14 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text) {
   std::string h;
   for (char c : text) h += char(std::tolower(static_cast<unsigned char>(c)));
   std::string name = h;
-  if (name.rfind("*.", 0) == 0)
+  bool wildcard = false;
+  if (name.rfind("*.", 0) == 0) {
     name = name.substr(2);
-  else if (name.rfind('.', 0) == 0)
+    wildcard = true;
+  } else if (name.rfind('.', 0) == 0) {
     name = name.substr(1);
+    wildcard = true;
+  }
   if (name.empty() || name.size() > 253) return std::nullopt;
   size_t start = 0;
   while (start <= name.size()) {
@@ -120,7 +128,16 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  return h;
+  return wildcard ? "*." + name : name;  // one spelling per rule: ".example.com" is stored as "*.example.com"
+}
+
+std::string tunnel_name_problem(const std::string& name) {
+  if (name.empty() || name.size() > 64) return "a tunnel name is 1..64 characters";
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+      return "a tunnel name may only hold letters, digits, '.', '_' and '-'";
+  if (Uuid::parse(name)) return "a tunnel name must not be a UUID (it would shadow a tunnel id)";
+  return "";
 }
 
 std::string WeightPolicy::str() const {

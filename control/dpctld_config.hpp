@@ -73,8 +73,13 @@ struct DpctldConfig {
 DpctldConfig load_dpctld_config(const std::string& path);
 
 // Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain).
-// Returns the normalized (lower case) form, or nullopt when it is not a valid hostname or wildcard.
+// Returns the normalized form (lower case; wildcards as "*.example.com"), or nullopt when it is not a valid
+// hostname or wildcard.
 std::optional<std::string> normalize_hostname_rule(const std::string& text);
+
+// What is wrong with a tunnel name, or "" when it is fine: 1..64 of A-Z a-z 0-9 . _ -, and not a UUID
+// (names and ids are both accepted wherever a tunnel is named).
+std::string tunnel_name_problem(const std::string& name);
 
 // True when one of the certificate's identities is allowed ("*" allows any).
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities);

@@ -20,7 +20,7 @@ const char* kUsage =
     "failed handshake is logged as one JSON line with its reason (docs/operations.md).\n"
     "\n"
     "  --config FILE      libconfig file (example: conf/dpctld.conf)\n"
-    "  --check            validate the config and the TLS files, then exit\n"
+    "  --check            validate the config, the TLS files and the state file, then exit\n"
     "  --log-level LEVEL  debug, info (default), warn or error\n"
     "  --help             this text\n";
 
@@ -75,7 +75,15 @@ int main(int argc, char** argv) {
       fprintf(stderr, "dpctld: %s\n", error.c_str());
       return 2;
     }
-    printf("%s: OK (%zu tunnels)\n", config_path.c_str(), cfg.tunnels.size());
+    const size_t config_tunnels = cfg.tunnels.size();
+    const std::string state_file = cfg.state_file;
+    Dpctld d(std::move(cfg));
+    if (!d.load_persisted(false, error)) {  // the state file too, as start() will read it
+      fprintf(stderr, "dpctld: %s\n", error.c_str());
+      return 2;
+    }
+    printf("%s: OK (%zu tunnels in the config; state %s readable)\n", config_path.c_str(), config_tunnels,
+           state_file.c_str());
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);

@@ -51,7 +51,7 @@ void GatewayLink::connect_now(uint64_t now_ns) {
   out_ += json{{"type", "hello"}, {"version", 1}, {"client", "dpctld"}, {"seq", ++seq_}}.dump() + "\n";
   json sync = full_state_();
   sync["seq"] = ++seq_;
-  out_ += sync.dump() + "\n";
+  out_ += sync.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // And the gateway's view at once: which sessions it still holds from before (their indexes are not free).
   out_ += json{{"type", "status"}, {"seq", ++seq_}}.dump() + "\n";
   ++syncs_;
@@ -61,7 +61,7 @@ void GatewayLink::connect_now(uint64_t now_ns) {
 void GatewayLink::send(json msg) {
   if (!fd_) return;
   msg["seq"] = ++seq_;
-  out_ += msg.dump() + "\n";
+  out_ += msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   write_some();
 }
 
@@ -109,6 +109,14 @@ void GatewayLink::on_event(uint32_t events) {
 void GatewayLink::handle(const std::string& line) {
   json msg = json::parse(line, nullptr, false);
   if (msg.is_discarded() || !msg.is_object()) return;
+  try {
+    dispatch(msg);
+  } catch (const std::exception& e) {  // a reply we cannot read is logged, never fatal
+    LOG_WARN("gateway %s: unreadable reply (%s): %.200s", path_.c_str(), e.what(), line.c_str());
+  }
+}
+
+void GatewayLink::dispatch(const json& msg) {
   const std::string type = msg.value("type", std::string());
   if (type == "hello") {
     hello_done_ = true;

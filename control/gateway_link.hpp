@@ -37,6 +37,7 @@ class GatewayLink {
   void write_some();
   void disconnect(const char* why);
   void handle(const std::string& line);
+  void dispatch(const nlohmann::json& msg);
 
   EventLoop& loop_;
   std::string path_;

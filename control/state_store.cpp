@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace dptun {
@@ -45,12 +46,20 @@ static Uuid uuid_at(const json& j, const char* key, const std::string& where) {
 PersistedState decode_state(const json& j) {
   if (!j.is_object() || j.value("version", 0) != 1) throw std::runtime_error("not a version 1 dpctld state document");
   PersistedState s;
+  std::set<std::string> seen;  // ids, names, entry points and hostnames: each once
+  auto once = [&](const std::string& key, const std::string& where, const std::string& what) {
+    if (!seen.insert(key).second) throw std::runtime_error(where + ": " + what + " appears twice");
+  };
   size_t i = 0;
   for (const auto& t : j.value("tunnels", json::array())) {
     std::string where = "tunnels[" + std::to_string(i++) + "]";
     TunnelDef d;
     d.id = uuid_at(t, "id", where);
     d.name = t.value("name", d.id.str());
+    if (t.contains("name"))
+      if (std::string problem = tunnel_name_problem(d.name); !problem.empty()) throw std::runtime_error(where + ": " + problem);
+    once("id:" + d.id.str(), where, "tunnel " + d.id.str());
+    once("name:" + d.name, where, "tunnel name '" + d.name + "'");
     for (const auto& a : t.value("allow", json::array())) {
       if (!a.is_string()) throw std::runtime_error(where + ": 'allow' must list strings");
       d.allow.push_back(a.get<std::string>());
@@ -66,6 +75,8 @@ PersistedState decode_state(const json& j) {
       d.weights.weight = weight_at("weight");
     }
     if (t.contains("max_weight")) d.weights.max_weight = weight_at("max_weight");
+    if (t.contains("weight") && t.contains("max_weight"))
+      throw std::runtime_error(where + ": 'weight' and 'max_weight' exclude each other");
     s.tunnels.push_back(std::move(d));
   }
   i = 0;
@@ -84,6 +95,8 @@ PersistedState decode_state(const json& j) {
     d.target = *target;
     d.keepalive = e.value("keepalive", false);
     d.ttl_s = e.value("ttl", 5.0);
+    if (!(d.ttl_s >= 0.1 && d.ttl_s <= 86400)) throw std::runtime_error(where + ": 'ttl' must be 0.1..86400 seconds");
+    once(proto + "/" + std::to_string(port), where, "entry point " + proto + "/" + std::to_string(port));
     if (e.contains("listen")) {
       auto ip = Ipv4::parse(e.value("listen", std::string()));
       if (!ip) throw std::runtime_error(where + ": 'listen' is not an IPv4 address");
@@ -96,6 +109,7 @@ PersistedState decode_state(const json& j) {
     std::string where = "ingress[" + std::to_string(i++) + "]";
     auto host = normalize_hostname_rule(r.value("hostname", std::string()));
     if (!host) throw std::runtime_error(where + ": 'hostname' is not a hostname rule");
+    once("host:" + *host, where, "hostname rule " + *host);
     s.ingress.push_back(IngressRule{*host, uuid_at(r, "tunnel", where), r.value("private", false)});
   }
   return s;

@@ -75,7 +75,9 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
     } else if (type == "tunnel_del") {
       ok = state.remove_tunnel(decode_tunnel(req).id, error);
     } else if (type == "session_add") {
-      ok = state.add_session(decode_session(req), error);
+      SessionSpec spec = decode_session(req);
+      ok = state.add_session(spec, error);
+      if (!ok && state.sessions().count(spec.index)) reply = {{"type", "error"}, {"reason", error}, {"code", "index_in_use"}};
     } else if (type == "session_del") {
       ok = state.remove_session(req.value("index", 0u), error);
     } else if (type == "entry_set") {

@@ -34,7 +34,7 @@ void ControlLoop::tick(uint64_t now_ns) {
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
   for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
-  kernel_.poll([this](uint8_t port, rte_mbuf* m) { transmit(port, m); });
+  kernel_.poll([this](uint8_t port, rte_mbuf* m) { return transmit(port, m); });
 
   uint64_t want[32];
   n = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, want, sizeof want[0], 32, nullptr);
@@ -96,9 +96,11 @@ void ControlLoop::report(uint64_t now_ns) {
   }
 }
 
-void ControlLoop::transmit(uint8_t port, rte_mbuf* m) {
+bool ControlLoop::transmit(uint8_t port, rte_mbuf* m) {
   dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::Transmit, port};
-  if (rte_ring_mp_enqueue(dp_.workers[0]->handoff_ring(), m) != 0) rte_pktmbuf_free(m);
+  if (rte_ring_mp_enqueue(dp_.workers[0]->handoff_ring(), m) == 0) return true;
+  rte_pktmbuf_free(m);
+  return false;
 }
 
 void ControlLoop::handle_arp(rte_mbuf* m) {

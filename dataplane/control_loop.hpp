@@ -31,7 +31,7 @@ class ControlLoop {
  private:
   void handle_arp(rte_mbuf* m);
   void send_arp_request(uint8_t port, uint32_t ip);
-  void transmit(uint8_t port, rte_mbuf* m);
+  bool transmit(uint8_t port, rte_mbuf* m);  // via worker 0's TX queue; false (and freed) when its ring is full
   void report(uint64_t now_ns);
 
   Dataplane& dp_;

@@ -31,6 +31,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::HandoffFull: return "handoff_full";
     case Drop::ControlFull: return "control_full";
     case Drop::KernelFull: return "kernel_full";
+    case Drop::KernelRate: return "kernel_rate";
     case Drop::TxFull: return "tx_full";
     case Drop::NoMbuf: return "no_mbuf";
     case Drop::CryptoError: return "crypto_error";

@@ -47,6 +47,7 @@ enum class Drop : uint8_t {
   HandoffFull,      // another worker's handoff ring was full
   ControlFull,      // the control lcore's ring was full
   KernelFull,       // the kernel path's ring was full (packets for our address that dpgw does not serve)
+  KernelRate,       // over the port's kernel_rate (a flood towards the kernel path)
   TxFull,           // the TX queue did not take the packet
   NoMbuf,           // mbuf pool empty
   CryptoError,      // the AEAD engine failed to encrypt
@@ -73,7 +74,9 @@ struct alignas(64) PortStats {
 struct alignas(64) KernelPathStats {
   Counter to_kernel_packets, to_kernel_bytes, from_kernel_packets, from_kernel_bytes;
   Counter write_errors;    // the TAP did not take a frame (kernel side down, queue full)
-  Counter dropped;         // from the kernel: ARP replies (dpgw answers ARP itself), oversized frames, no mbuf
+  Counter refused;         // from the kernel, not sent: not from the port's MAC and address (forwarded or
+                           // spoofed traffic), not IPv4/ARP, or an ARP reply (dpgw answers ARP itself)
+  Counter dropped;         // from the kernel, not sent: too big, no mbuf, transmit ring full
 };
 
 struct alignas(64) TunnelStats {

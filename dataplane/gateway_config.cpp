@@ -54,7 +54,8 @@ void load_eal(const Setting& g, EalConfig& eal) {
 }
 
 PortConfig load_port(const Setting& s) {
-  config_allow_keys(s, {"name", "device", "address", "gateway", "mtu", "rx_desc", "tx_desc", "kernel_interface"});
+  config_allow_keys(s, {"name", "device", "address", "gateway", "mtu", "rx_desc", "tx_desc", "kernel_interface",
+                        "kernel_rate"});
   PortConfig p;
   p.name = config_string(s, "name");
   p.device = config_string(s, "device");
@@ -78,6 +79,9 @@ PortConfig load_port(const Setting& s) {
     for (char c : k) ok = ok && c > ' ' && c != '/' && c != ':' && c < 127;
     if (!ok) config_fail(s["kernel_interface"], "expected an interface name of 1..15 characters without '/', ':' or spaces");
   }
+  p.kernel_rate = uint32_t(config_int(s, "kernel_rate", 100, 10'000'000, 20000));
+  if (s.exists("kernel_rate") && p.kernel_interface.empty())
+    config_fail(s["kernel_rate"], "kernel_rate needs a kernel_interface on this port");
   return p;
 }
 

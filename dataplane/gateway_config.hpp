@@ -31,6 +31,7 @@ struct PortConfig {
   // the port's address that dpgw does not serve itself (e.g. dpctld's TLS port, ssh). Empty: such packets are
   // counted and dropped.
   std::string kernel_interface;
+  uint32_t kernel_rate = 20000;  // packets per second this port may hand to the kernel (shared by the workers)
 };
 
 struct StaticPeerConfig {

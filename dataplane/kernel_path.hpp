@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/tun_device.hpp"
@@ -25,10 +26,11 @@ class KernelPath {
   // Writes a copy of the frame to the port's TAP; the mbuf stays the caller's.
   void deliver(uint8_t port, const rte_mbuf* m);
   // Drains the workers' ring to the TAPs, then reads what the kernel sent (a bounded number of frames per port)
-  // and passes each frame, in a fresh mbuf, to `transmit`.
-  void poll(const std::function<void(uint8_t port, rte_mbuf* m)>& transmit);
+  // and passes each frame that may leave, in a fresh mbuf, to `transmit` (false: it was not taken, and freed).
+  void poll(const std::function<bool(uint8_t port, rte_mbuf* m)>& transmit);
 
  private:
+  bool from_port_itself(uint8_t port, std::span<const uint8_t> frame) const;
   Dataplane& dp_;
   std::array<std::unique_ptr<TunDevice>, 8> taps_;
 };

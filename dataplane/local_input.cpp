@@ -29,10 +29,16 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     stats.to_control.add();
     return;
   }
-  // ICMP to one of our addresses: echo requests are answered here; the rest (errors about the kernel's own
-  // connections, ...) go to the kernel path, or are counted and dropped.
+  // ICMP to one of our addresses: echo requests are answered here; echo replies and errors about the kernel's
+  // own connections (unreachable, time exceeded, parameter problem) go to the kernel path; the rest (redirects,
+  // timestamps, ...) is counted and dropped.
   if (pi.icmp_type != kIcmpEchoRequest || pi.is_fragment || pi.l4_len < kIcmpHeaderLen) {
-    to_kernel(port, m, Drop::UnsupportedProto);
+    const bool kernel_type = pi.icmp_type == kIcmpEchoReply || pi.icmp_type == kIcmpDestUnreachable ||
+                             pi.icmp_type == kIcmpTimeExceeded || pi.icmp_type == kIcmpParamProblem;
+    if (kernel_type && !pi.is_fragment)
+      to_kernel(port, m, Drop::UnsupportedProto);
+    else
+      drop(m, Drop::UnsupportedProto);
     return;
   }
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
@@ -63,6 +69,18 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
     drop(m, why);
     return;
   }
+  // Each worker may hand its share of the port's kernel_rate per millisecond: a flood at the address costs the
+  // control lcore bounded work, and is counted.
+  if (now_ns_ - kernel_refill_ns_[port] >= 1'000'000ull) {
+    const uint64_t per_ms = dp_.cfg->ports[port].kernel_rate / 1000 / dp_.workers.size();
+    kernel_tokens_[port] = per_ms ? per_ms : 1;
+    kernel_refill_ns_[port] = now_ns_;
+  }
+  if (!kernel_tokens_[port]) {
+    drop(m, Drop::KernelRate);
+    return;
+  }
+  --kernel_tokens_[port];
   dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
   if (rte_ring_mp_enqueue(dp_.kernel_ring, m) != 0) {
     drop(m, Drop::KernelFull);

@@ -106,6 +106,7 @@ std::string stats_json(const Dataplane& dp) {
           .field("from_kernel_packets", k.from_kernel_packets.get())
           .field("from_kernel_bytes", k.from_kernel_bytes.get())
           .field("write_errors", k.write_errors.get())
+          .field("refused", k.refused.get())
           .field("dropped", k.dropped.get())
           .end_object();
     }
@@ -221,9 +222,9 @@ std::string stats_text(const Dataplane& dp) {
     if (!dp.ports[p].kernel_path) continue;
     const KernelPathStats& k = dp.kernel_stats[p];
     add("kernel path %s on %s: %" PRIu64 " packets to the kernel, %" PRIu64 " from it, %" PRIu64
-        " write errors, %" PRIu64 " dropped\n",
+        " write errors, %" PRIu64 " refused, %" PRIu64 " dropped\n",
         dp.ports[p].name.c_str(), dp.cfg->ports[p].kernel_interface.c_str(), k.to_kernel_packets.get(),
-        k.from_kernel_packets.get(), k.write_errors.get(), k.dropped.get());
+        k.from_kernel_packets.get(), k.write_errors.get(), k.refused.get(), k.dropped.get());
   }
   add("\n%-20s %12s %14s %12s %14s %8s %8s %8s\n", "tunnel", "to_agent", "to_agent_B", "from_agent",
       "from_agent_B", "flows", "authfail", "replay");

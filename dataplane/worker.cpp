@@ -153,7 +153,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       continue;
     }
     if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
-      to_kernel(port, m, Drop::UnsupportedProto);
+      drop(m, Drop::UnsupportedProto);  // GRE, ESP, ...: not for the gateway, nor for its kernel path
       continue;
     }
     if (pi.is_fragment) {

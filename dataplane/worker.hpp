@@ -83,6 +83,8 @@ class Worker {
   uint64_t now_ns_ = 0;
   uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
   uint16_t ip_id_ = 0;
+  std::array<uint64_t, 8> kernel_tokens_{};    // per port, refilled every millisecond (kernel_rate)
+  std::array<uint64_t, 8> kernel_refill_ns_{};
   uint64_t icmp_tokens_ = 0;
   uint64_t icmp_refill_ns_ = 0;
 

@@ -53,6 +53,8 @@ expect_error 2 "not a protocol" dpctl entry add sctp 80 web 10.0.0.1:80
 expect_error 1 "cannot connect to $WORK/none.sock" "$DPCTL" --socket "$WORK/none.sock" stats
 expect_error 1 "not a UUID" dpctl tunnel add web --allow '*' --id 1234
 expect_error 1 "expected CN=" dpctl tunnel add web --allow 'agent-1'
+expect_error 1 "must not be a UUID" dpctl tunnel add 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f --allow '*'
+expect_error 1 "may only hold" dpctl tunnel add 'web site' --allow '*'
 expect_error 1 "no tunnel 'web'" dpctl entry add tcp 5201 web "$AGENT_IP:5201"
 
 log "dpctl tunnel add prints the dpagent command; that command registers an agent through the kernel path"
@@ -77,6 +79,15 @@ log "  kernel path: $(gw_kernel to_kernel_packets) packets up, $(gw_kernel from_
   fail "the tunnel's max weight 100 did not cap the agent's 200: $(dpctl --json session list | jq -c .sessions)"
 grep -q "weight 100 (the tunnel's weight policy)" "$WORK/agent-1.log" || fail "the agent was not told its weight"
 
+log "the kernel path carries the host's own traffic (ARP, ICMP) and refuses what is not from the port's address"
+ip netns exec "$NS_G" ping -c 2 -W 2 "$AGENT_IP" > /dev/null || fail "the gateway host cannot ping through its kernel path"
+ip netns exec "$NS_G" ip addr add 10.99.2.50/24 dev dpgw-under
+if ip netns exec "$NS_G" ping -c 1 -W 1 -I 10.99.2.50 "$AGENT_IP" > /dev/null 2>&1; then
+  fail "a frame from an address that is not the port's left through the kernel path"
+fi
+[ "$(gw_kernel refused)" -gt 0 ] || fail "nothing counted as refused: $(gw_stats | jq -c '.ports[1].kernel_path')"
+ip netns exec "$NS_G" ip addr del 10.99.2.50/24 dev dpgw-under
+
 log "entry points added with dpctl carry iperf3 TCP and UDP"
 dpctl entry add tcp 5201 iperf "$AGENT_IP:5201" | grep -q "entry point tcp/5201 -> iperf -> $AGENT_IP:5201 added" ||
   fail "entry add output"
@@ -84,6 +95,8 @@ dpctl entry add udp 5201 "$id" "$AGENT_IP:5201" --keepalive --ttl 30 > /dev/null
 expect_error 1 "entry point tcp/5201 exists already" dpctl entry add tcp 5201 iperf "$AGENT_IP:5201"
 expect_error 1 "target must be ipv4:port" dpctl entry add tcp 5202 iperf nowhere
 expect_error 1 "apply to UDP entry points only" dpctl entry add tcp 5203 iperf "$AGENT_IP:5201" --keepalive
+expect_error 1 "dpctld's agent port" dpctl entry add tcp 7443 iperf "$AGENT_IP:5201"
+expect_error 1 "tunnel port" dpctl entry add udp 51900 iperf "$AGENT_IP:5201"
 dpctl entry list > "$WORK/entries.txt"
 grep -Eq '^tcp/5201 +iperf +10.99.2.2:5201 +- +dpctl' "$WORK/entries.txt" || fail "entry list: $(cat "$WORK/entries.txt")"
 grep -Eq '^udp/5201 +iperf +10.99.2.2:5201 +ttl=30.0s keepalive +dpctl' "$WORK/entries.txt" ||

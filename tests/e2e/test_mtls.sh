@@ -31,7 +31,8 @@ tunnels = (
 CONF
 "$DPCTLD" --config "$WORK/dpctld.conf" --check > /dev/null || fail "config rejected"
 ip netns exec "$NS" "$DPCTLD" --config "$WORK/dpctld.conf" > "$WORK/dpctld.out" 2> "$WORK/dpctld.log" &
-PIDS+=("$!")
+DPCTLD_PID=$!
+PIDS+=("$DPCTLD_PID")
 wait_for 10 "dpctld listening" ip netns exec "$NS" bash -c "ss -ltn | grep -q ':7443 '"
 
 metric() {  # metric NAME [LABELS] -> value
@@ -106,4 +107,15 @@ grep -q '"type":"refused"' "$WORK/client.out" || fail "not refused: $(cat "$WORK
 grep -q "may not serve tunnel" "$WORK/client.out" || fail "refusal reason: $(cat "$WORK/client.out")"
 [ "$(metric dptun_registrations_total 'result="refused"')" = 1 ] || fail "refused counter"
 [ "$(lines)" -eq "$before" ] || fail "a refused registration logged a handshake failure"
+
+log "malformed registrations (wrong types, junk) are refused; dpctld stays up"
+for msg in '{"type":"register","version":"1","tunnel":"iperf"}' '{"type":"register","version":1,"tunnel":"iperf","weight":"x"}' \
+           '{"type":"register","version":1,"tunnel":"iperf","weight":1e300}' '{"type":"register","version":1,"tunnel":7}' \
+           '{"type":"register","version":1,"tunnel":"iperf","name":[1]}' 'not json at all'; do
+  echo "$msg" > "$WORK/register.json"
+  STDIN_FILE="$WORK/register.json" client -cert "$WORK/pki/agent1.pem" -key "$WORK/pki/agent1.key"
+  grep -q '"type":"refused"' "$WORK/client.out" || fail "'$msg' not refused: $(cat "$WORK/client.out")"
+  kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died on '$msg'"
+done
+[ "$(metric dptun_registrations_total 'result="refused"')" = 7 ] || fail "refused counter after malformed registrations"
 log "PASS"

@@ -64,6 +64,7 @@ void full_config(void**) {
   assert_true(c.ingress[1].tunnel == c.tunnels[1].id);
   assert_true(c.ingress[1].private_rule);  // "$<uuid>"
   assert_true(c.ingress[2].private_rule);  // private = true
+  assert_string_equal(c.ingress[2].hostname.c_str(), "*.staff.example.org");  // ".x" and "*.x" are one rule
 }
 
 void weight_policy(void**) {
@@ -99,6 +100,8 @@ void ingress_errors(void**) {
   expect_error(t, line_of(t, "\"nope\""), "ingress.[0].tunnel", "no tunnel");
   t = replace(valid_config(), "\"*.internal.example.org\"", "\"app.EXAMPLE.org\"");
   expect_error(t, line_of(t, "app.EXAMPLE.org"), "ingress.[1].hostname", "defined twice");
+  t = replace(valid_config(), "\"*.internal.example.org\"", "\".Staff.example.org\"");
+  expect_error(t, line_of(t, "private = true"), "ingress.[2].hostname", "defined twice");
   t = replace(valid_config(), "private = true;", "privat = true;");
   expect_error(t, line_of(t, "privat = true"), "ingress.[2].privat", "unknown key");
 }

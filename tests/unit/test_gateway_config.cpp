@@ -284,6 +284,9 @@ static void kernel_interface(void**) {
   std::string twice = replace(replace(valid_config(), "      mtu = 1500;\n", "      mtu = 1500;\n      kernel_interface = \"k0\";\n"),
                               "      rx_desc = 2048;\n", "      rx_desc = 2048;\n      kernel_interface = \"k0\";\n");
   expect_error(twice, line_of(twice, "rx_desc = 2048;") + 1, "dpgw.ports.[1].kernel_interface", "two ports");
+  assert_int_equal(c.ports[0].kernel_rate, 20000);
+  std::string rate = replace(valid_config(), "      rx_desc = 2048;\n", "      rx_desc = 2048; kernel_rate = 500;\n");
+  expect_error(rate, line_of(rate, "kernel_rate"), "dpgw.ports.[1].kernel_rate", "needs a kernel_interface");
 }
 
 static void psk_wrong_length(void**) {

@@ -126,6 +126,19 @@ static void damaged_file_is_an_error(void**) {
   std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"], "weight": 0}]})";
   assert_false(load_state(path, error).has_value());
   assert_non_null(strstr(error.c_str(), "'weight' must be 1..255"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"]},
+                                                {"id": "6F1C2D3E-4B5A-4C7D-8E9F-0A1B2C3D4E5F", "allow": ["*"]}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[1]: tunnel 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f appears twice"));
+  std::ofstream(path) << R"({"version": 1, "entry_points": [
+    {"proto": "udp", "port": 53, "tunnel": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "target": "10.0.0.1:53", "ttl": 1e300}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "'ttl' must be"));
+  std::ofstream(path) << R"({"version": 1, "ingress": [
+    {"hostname": ".example.com", "tunnel": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"},
+    {"hostname": "*.EXAMPLE.com", "tunnel": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "ingress[1]: hostname rule *.example.com appears twice"));
   std::ofstream(path) << R"({"version": 2})";
   assert_false(load_state(path, error).has_value());
   std::ofstream(path) << R"({"version": 1, "entry_points": [{"proto": "sctp", "port": 1}]})";
@@ -151,7 +164,7 @@ static void failed_save_keeps_the_old_file(void**) {
 
 static void hostname_rules(void**) {
   assert_string_equal(normalize_hostname_rule("App.Example.ORG")->c_str(), "app.example.org");
-  assert_string_equal(normalize_hostname_rule(".example.com")->c_str(), ".example.com");
+  assert_string_equal(normalize_hostname_rule(".example.com")->c_str(), "*.example.com");  // one spelling
   assert_string_equal(normalize_hostname_rule("*.Example.com")->c_str(), "*.example.com");
   assert_string_equal(normalize_hostname_rule("localhost")->c_str(), "localhost");
   assert_string_equal(normalize_hostname_rule("xn--bcher-kva.example")->c_str(), "xn--bcher-kva.example");
