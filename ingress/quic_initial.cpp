@@ -1,0 +1,209 @@
+#include "ingress/quic_initial.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include <cstring>
+
+namespace dptun {
+
+namespace {
+
+constexpr uint8_t kInitialSalt[20] = {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
+                                      0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
+constexpr size_t kTagLen = 16;
+
+// RFC 9000 16: variable-length integers.
+bool varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {
+  if (p >= end) return false;
+  const size_t len = size_t(1) << (p[0] >> 6);
+  if (size_t(end - p) < len) return false;
+  v = p[0] & 0x3f;
+  for (size_t i = 1; i < len; ++i) v = v << 8 | p[i];
+  p += len;
+  return true;
+}
+
+}  // namespace
+
+const char* quic_status_name(QuicStatus s) {
+  switch (s) {
+    case QuicStatus::Found: return "found";
+    case QuicStatus::NoName: return "no_name";
+    case QuicStatus::NeedMore: return "need_more";
+    case QuicStatus::NotInitial: return "not_initial";
+    case QuicStatus::Malformed: return "malformed";
+    case QuicStatus::DecryptFailed: return "decrypt_failed";
+  }
+  return "unknown";
+}
+
+QuicInitialReader::QuicInitialReader() {
+  ecb_ = EVP_CIPHER_CTX_new();
+  gcm_ = EVP_CIPHER_CTX_new();
+  if (EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr)) {
+    hmac_ = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // the context keeps its own reference
+  }
+  if (ecb_ && EVP_EncryptInit_ex(ecb_, EVP_aes_128_ecb(), nullptr, nullptr, nullptr) == 1)
+    EVP_CIPHER_CTX_set_padding(ecb_, 0);
+  if (gcm_) EVP_DecryptInit_ex(gcm_, EVP_aes_128_gcm(), nullptr, nullptr, nullptr);
+}
+
+QuicInitialReader::~QuicInitialReader() {
+  EVP_CIPHER_CTX_free(ecb_);
+  EVP_CIPHER_CTX_free(gcm_);
+  EVP_MAC_CTX_free(hmac_);
+}
+
+bool QuicInitialReader::hmac(std::span<const uint8_t> key, std::span<const uint8_t> data, uint8_t out[32]) {
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  size_t outl = 0;
+  return EVP_MAC_init(hmac_, key.data(), key.size(), params) == 1 &&
+         EVP_MAC_update(hmac_, data.data(), data.size()) == 1 && EVP_MAC_final(hmac_, out, &outl, 32) == 1 &&
+         outl == 32;
+}
+
+// HKDF-Expand-Label (RFC 8446 7.1) for outputs of at most one hash block, with an empty context.
+bool QuicInitialReader::expand_label(const uint8_t secret[32], std::string_view label, uint8_t* out, size_t len) {
+  uint8_t info[2 + 1 + 6 + 32 + 1 + 1];
+  size_t n = 0;
+  info[n++] = uint8_t(len >> 8);
+  info[n++] = uint8_t(len);
+  info[n++] = uint8_t(6 + label.size());
+  std::memcpy(info + n, "tls13 ", 6);
+  n += 6;
+  std::memcpy(info + n, label.data(), label.size());
+  n += label.size();
+  info[n++] = 0;     // context length
+  info[n++] = 0x01;  // HKDF-Expand's block counter
+  uint8_t t[32];
+  if (len > 32 || !hmac({secret, 32}, {info, n}, t)) return false;
+  std::memcpy(out, t, len);
+  return true;
+}
+
+bool QuicInitialReader::client_keys(std::span<const uint8_t> dcid, QuicInitialKeys& k) {
+  uint8_t initial[32], client[32];
+  return hmac({kInitialSalt, sizeof kInitialSalt}, dcid, initial) &&  // HKDF-Extract(salt, dcid)
+         expand_label(initial, "client in", client, 32) && expand_label(client, "quic key", k.key.data(), 16) &&
+         expand_label(client, "quic iv", k.iv.data(), 12) && expand_label(client, "quic hp", k.hp.data(), 16);
+}
+
+bool QuicInitialReader::header_mask(const std::array<uint8_t, 16>& hp, const uint8_t* sample, uint8_t mask[16]) {
+  int outl = 0;
+  return EVP_EncryptInit_ex(ecb_, nullptr, nullptr, hp.data(), nullptr) == 1 &&
+         EVP_EncryptUpdate(ecb_, mask, &outl, sample, 16) == 1 && outl == 16;
+}
+
+QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
+  const QuicResult not_initial{QuicStatus::NotInitial, {}}, bad{QuicStatus::Malformed, {}};
+  if (!ok()) return bad;
+  const uint8_t* p = dgram.data();
+  const uint8_t* end = p + dgram.size();
+  // Long header, fixed bit, type Initial (0), version 1.
+  if (dgram.size() < 7 || (p[0] & 0xc0) != 0xc0 || (p[0] & 0x30) != 0) return not_initial;
+  if (p[1] != 0 || p[2] != 0 || p[3] != 0 || p[4] != 1) return not_initial;
+  // A client's Initial comes in a datagram of at least 1200 bytes (RFC 9000 14.1).
+  if (dgram.size() < 1200) return not_initial;
+  const uint8_t* q = p + 5;
+  const uint8_t dcid_len = *q++;
+  if (dcid_len > 20 || end - q < dcid_len + 1) return bad;
+  std::span<const uint8_t> dcid(q, dcid_len);
+  q += dcid_len;
+  const uint8_t scid_len = *q++;
+  if (scid_len > 20 || end - q < scid_len) return bad;
+  q += scid_len;
+  uint64_t token_len, length;
+  if (!varint(q, end, token_len) || token_len > uint64_t(end - q)) return bad;
+  q += token_len;
+  if (!varint(q, end, length) || length > uint64_t(end - q) || length < 4 + 16 + kTagLen) return bad;
+  const size_t pn_offset = size_t(q - p);
+  const size_t packet_len = pn_offset + length;
+  if (packet_len > 2048 + 64) return bad;
+
+  QuicInitialKeys keys;
+  uint8_t mask[16];
+  if (!client_keys(dcid, keys) || !header_mask(keys.hp, p + pn_offset + 4, mask)) return bad;
+  uint8_t header[20 + 20 + 64 + 8];  // first byte .. packet number, unprotected (the AEAD's associated data)
+  const uint8_t first = uint8_t(p[0] ^ (mask[0] & 0x0f));
+  const size_t pn_len = (first & 0x03) + 1;
+  const size_t header_len = pn_offset + pn_len;
+  if (header_len > sizeof header || (first & 0x0c) != 0) return bad;  // reserved bits must be 0 (RFC 9000 17.2)
+  std::memcpy(header, p, header_len);
+  header[0] = first;
+  uint64_t pn = 0;
+  for (size_t i = 0; i < pn_len; ++i) {
+    header[pn_offset + i] ^= mask[1 + i];
+    pn = pn << 8 | header[pn_offset + i];
+  }
+  uint8_t nonce[12];
+  std::memcpy(nonce, keys.iv.data(), 12);
+  for (size_t i = 0; i < 8; ++i) nonce[11 - i] ^= uint8_t(pn >> (8 * i));
+  const uint8_t* ct = p + header_len;
+  const size_t ct_len = length - pn_len - kTagLen;
+  if (ct_len > plain_.size()) return bad;
+  int outl = 0, finl = 0;
+  if (EVP_DecryptInit_ex(gcm_, nullptr, nullptr, keys.key.data(), nonce) != 1 ||
+      EVP_DecryptUpdate(gcm_, nullptr, &outl, header, int(header_len)) != 1 ||
+      EVP_DecryptUpdate(gcm_, plain_.data(), &outl, ct, int(ct_len)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(gcm_, EVP_CTRL_GCM_SET_TAG, int(kTagLen), const_cast<uint8_t*>(ct + ct_len)) != 1 ||
+      EVP_DecryptFinal_ex(gcm_, plain_.data() + outl, &finl) != 1)
+    return {QuicStatus::DecryptFailed, {}};
+
+  // Frames: CRYPTO data goes to its offset; PADDING, PING and ACK are skipped; anything else is not what a
+  // client's first flight carries.
+  size_t contiguous = 0;     // CRYPTO bytes known from offset 0 on
+  uint64_t covered_end[8];   // up to 8 out-of-order pieces beyond `contiguous`
+  uint64_t covered_start[8];
+  size_t pieces = 0;
+  const uint8_t* f = plain_.data();
+  const uint8_t* fend = f + ct_len;
+  while (f < fend) {
+    uint64_t type;
+    if (!varint(f, fend, type)) return bad;
+    if (type == 0x00 || type == 0x01) continue;  // PADDING, PING
+    if (type == 0x02 || type == 0x03) {          // ACK: largest, delay, range count, first range, ranges
+      uint64_t v, ranges;
+      if (!varint(f, fend, v) || !varint(f, fend, v) || !varint(f, fend, ranges) || !varint(f, fend, v)) return bad;
+      if (ranges > 256) return bad;
+      for (uint64_t i = 0; i < 2 * ranges; ++i)
+        if (!varint(f, fend, v)) return bad;
+      if (type == 0x03)
+        for (int i = 0; i < 3; ++i)
+          if (!varint(f, fend, v)) return bad;
+      continue;
+    }
+    if (type != 0x06) return bad;
+    uint64_t off, len;
+    if (!varint(f, fend, off) || !varint(f, fend, len) || len > uint64_t(fend - f)) return bad;
+    if (off + len > crypto_.size()) return {QuicStatus::NeedMore, {}};  // beyond any ClientHello we read
+    std::memcpy(crypto_.data() + off, f, len);
+    f += len;
+    if (len == 0) continue;
+    if (pieces == 8) return bad;
+    covered_start[pieces] = off;
+    covered_end[pieces++] = off + len;
+  }
+  // Grow the prefix from 0 over every piece that touches it.
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (size_t i = 0; i < pieces; ++i)
+      if (covered_start[i] <= contiguous && covered_end[i] > contiguous) {
+        contiguous = size_t(covered_end[i]);
+        grew = true;
+      }
+  }
+  if (contiguous == 0) return {QuicStatus::NeedMore, {}};
+  const SniResult r = sni_from_handshake({crypto_.data(), contiguous});
+  switch (r.status) {
+    case SniStatus::Found: return {QuicStatus::Found, r.name};
+    case SniStatus::NoName: return {QuicStatus::NoName, {}};
+    case SniStatus::NeedMore: return {QuicStatus::NeedMore, {}};
+    default: return bad;
+  }
+}
+
+}  // namespace dptun

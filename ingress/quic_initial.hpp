@@ -1,0 +1,67 @@
+// The server name in a QUIC version 1 client Initial (RFC 9000 17.2.2, RFC 9001 5): the packet is unprotected
+// with the Initial keys its Destination Connection ID gives (anyone can derive them; that is by design), its
+// CRYPTO frames are put back in order, and the ClientHello in them is read. One reader per worker: the OpenSSL
+// contexts are made once, and reading never allocates.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "ingress/client_hello.hpp"
+
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+
+namespace dptun {
+
+enum class QuicStatus : uint8_t {
+  Found,         // `name` holds the server name
+  NoName,        // a ClientHello without a usable server name
+  NeedMore,      // the ClientHello goes on in a later packet
+  NotInitial,    // not a QUIC v1 client Initial (short header, other version or type)
+  Malformed,     // an Initial that breaks the rules
+  DecryptFailed, // the payload does not authenticate with the Initial keys
+};
+
+const char* quic_status_name(QuicStatus s);
+
+struct QuicResult {
+  QuicStatus status;
+  std::string_view name;  // valid until the next read()
+};
+
+struct QuicInitialKeys {
+  std::array<uint8_t, 16> key;
+  std::array<uint8_t, 12> iv;
+  std::array<uint8_t, 16> hp;
+};
+
+class QuicInitialReader {
+ public:
+  QuicInitialReader();
+  ~QuicInitialReader();
+  QuicInitialReader(const QuicInitialReader&) = delete;
+  QuicInitialReader& operator=(const QuicInitialReader&) = delete;
+  bool ok() const { return ecb_ && gcm_ && hmac_; }
+
+  // `datagram`: one UDP payload; its first QUIC packet is read.
+  QuicResult read(std::span<const uint8_t> datagram);
+
+  // The client's Initial keys for a Destination Connection ID (RFC 9001 5.2); false on a crypto failure.
+  bool client_keys(std::span<const uint8_t> dcid, QuicInitialKeys& out);
+  // AES-ECB(hp, sample): the header protection mask (RFC 9001 5.4.3).
+  bool header_mask(const std::array<uint8_t, 16>& hp, const uint8_t* sample, uint8_t mask[16]);
+
+ private:
+  bool hmac(std::span<const uint8_t> key, std::span<const uint8_t> data, uint8_t out[32]);
+  bool expand_label(const uint8_t secret[32], std::string_view label, uint8_t* out, size_t len);
+
+  EVP_CIPHER_CTX* ecb_ = nullptr;
+  EVP_CIPHER_CTX* gcm_ = nullptr;
+  EVP_MAC_CTX* hmac_ = nullptr;
+  std::array<uint8_t, 2048> plain_;               // the decrypted payload
+  std::array<uint8_t, kMaxClientHello> crypto_;   // CRYPTO stream bytes from offset 0
+};
+
+}  // namespace dptun

@@ -1,0 +1,205 @@
+// QUIC v1 client Initials: the Initial keys and header-protection mask against RFC 9001 Appendix A; then
+// Initials built here around a real ClientHello (OpenSSL's client, in memory) and protected with OpenSSL EVP
+// calls of this test's own: one CRYPTO frame, several out of order between PINGs and PADDING, a ClientHello
+// cut before and after its server_name; and what must not be read: tampered, too short, other versions and
+// types, unknown frames, random bytes.
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tests/unit/cmocka.hpp"
+
+#include "ingress/quic_initial.hpp"
+
+using namespace dptun;
+using dptun::test::from_hex;
+
+namespace {
+
+const std::vector<uint8_t> kDcid = from_hex("8394c8f03e515708");
+
+// The ClientHello handshake message (no record header) of an OpenSSL client asking for `sni`.
+std::vector<uint8_t> client_hello_message(const char* sni) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  BIO* wbio = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, BIO_new(BIO_s_mem()), wbio);
+  SSL_set_tlsext_host_name(ssl, sni);
+  SSL_connect(ssl);
+  std::vector<uint8_t> rec(size_t(BIO_pending(wbio)));
+  BIO_read(wbio, rec.data(), int(rec.size()));
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  return std::vector<uint8_t>(rec.begin() + 5, rec.end());
+}
+
+void put_varint(std::vector<uint8_t>& v, uint64_t x) {
+  if (x < 64) {
+    v.push_back(uint8_t(x));
+  } else if (x < 16384) {
+    v.push_back(uint8_t(0x40 | x >> 8));
+    v.push_back(uint8_t(x));
+  } else {
+    v.insert(v.end(), {uint8_t(0x80 | x >> 24), uint8_t(x >> 16), uint8_t(x >> 8), uint8_t(x)});
+  }
+}
+
+void crypto_frame(std::vector<uint8_t>& payload, const std::vector<uint8_t>& data, size_t off, size_t len) {
+  payload.push_back(0x06);
+  put_varint(payload, off);
+  put_varint(payload, len);
+  payload.insert(payload.end(), data.begin() + long(off), data.begin() + long(off + len));
+}
+
+// A protected Initial carrying `payload` (padded so the datagram is 1200 bytes), packet number 2, 4-byte pn.
+std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1, uint8_t type_bits = 0) {
+  QuicInitialReader keys_from;
+  QuicInitialKeys k;
+  assert_true(keys_from.client_keys(kDcid, k));
+  std::vector<uint8_t> h = {uint8_t(0xc3 | type_bits << 4), uint8_t(version >> 24), uint8_t(version >> 16),
+                            uint8_t(version >> 8), uint8_t(version), 8};
+  h.insert(h.end(), kDcid.begin(), kDcid.end());
+  h.push_back(0);  // no source connection id
+  h.push_back(0);  // no token
+  const size_t fixed = h.size() + 2 + 4 + 16;  // length (2-byte varint), pn, tag
+  if (payload.size() + fixed < 1200) payload.resize(1200 - fixed, 0x00);  // PADDING frames
+  const size_t length = 4 + payload.size() + 16;
+  h.push_back(uint8_t(0x40 | length >> 8));
+  h.push_back(uint8_t(length));
+  const size_t pn_offset = h.size();
+  h.insert(h.end(), {0, 0, 0, 2});
+  uint8_t nonce[12];
+  std::memcpy(nonce, k.iv.data(), 12);
+  nonce[11] ^= 2;
+  std::vector<uint8_t> ct(payload.size() + 16);
+  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+  int n = 0;
+  EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), nullptr, k.key.data(), nonce);
+  EVP_EncryptUpdate(c, nullptr, &n, h.data(), int(h.size()));
+  EVP_EncryptUpdate(c, ct.data(), &n, payload.data(), int(payload.size()));
+  EVP_EncryptFinal_ex(c, ct.data() + n, &n);
+  EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, ct.data() + payload.size());
+  EVP_CIPHER_CTX_free(c);
+  std::vector<uint8_t> pkt = h;
+  pkt.insert(pkt.end(), ct.begin(), ct.end());
+  // Header protection: AES-ECB over the sample 4 bytes after the start of the packet number.
+  uint8_t mask[16];
+  c = EVP_CIPHER_CTX_new();
+  EVP_EncryptInit_ex(c, EVP_aes_128_ecb(), nullptr, k.hp.data(), nullptr);
+  EVP_CIPHER_CTX_set_padding(c, 0);
+  EVP_EncryptUpdate(c, mask, &n, pkt.data() + pn_offset + 4, 16);
+  EVP_CIPHER_CTX_free(c);
+  pkt[0] ^= mask[0] & 0x0f;
+  for (int i = 0; i < 4; ++i) pkt[pn_offset + size_t(i)] ^= mask[1 + i];
+  return pkt;
+}
+
+std::string read_name(const std::vector<uint8_t>& dgram) {
+  static QuicInitialReader reader;
+  QuicResult r = reader.read(dgram);
+  return r.status == QuicStatus::Found ? std::string(r.name) : std::string("<") + quic_status_name(r.status) + ">";
+}
+
+void rfc9001_keys(void**) {
+  QuicInitialReader r;
+  assert_true(r.ok());
+  QuicInitialKeys k;
+  assert_true(r.client_keys(kDcid, k));
+  assert_memory_equal(k.key.data(), from_hex("1f369613dd76d5467730efcbe3b1a22d").data(), 16);
+  assert_memory_equal(k.iv.data(), from_hex("fa044b2f42a3fd3b46fb255c").data(), 12);
+  assert_memory_equal(k.hp.data(), from_hex("9f50449e04a0e810283a1e9933adedd2").data(), 16);
+  uint8_t mask[16];
+  assert_true(r.header_mask(k.hp, from_hex("d1b1c98dd7689fb8ec11d242b123dc9b").data(), mask));
+  assert_memory_equal(mask, from_hex("437b9aec36").data(), 5);
+}
+
+void one_crypto_frame(void**) {
+  const auto hello = client_hello_message("quic.example.org");
+  std::vector<uint8_t> payload;
+  crypto_frame(payload, hello, 0, hello.size());
+  assert_string_equal(read_name(protect(payload)).c_str(), "quic.example.org");
+}
+
+void frames_out_of_order(void**) {
+  // Like browsers that scatter the ClientHello: pieces in reverse order, PINGs and PADDING between them.
+  const auto hello = client_hello_message("scattered.example.net");
+  const size_t a = hello.size() / 3, b = 2 * hello.size() / 3;
+  std::vector<uint8_t> payload = {0x01};
+  crypto_frame(payload, hello, b, hello.size() - b);
+  payload.insert(payload.end(), {0x00, 0x00, 0x01});
+  crypto_frame(payload, hello, a, b - a);
+  payload.push_back(0x01);
+  crypto_frame(payload, hello, 0, a);
+  assert_string_equal(read_name(protect(payload)).c_str(), "scattered.example.net");
+  // An ACK frame (a later Initial may carry one) is skipped.
+  std::vector<uint8_t> with_ack = {0x02, 0x05, 0x00, 0x00, 0x00};
+  crypto_frame(with_ack, hello, 0, hello.size());
+  assert_string_equal(read_name(protect(with_ack)).c_str(), "scattered.example.net");
+}
+
+void partial_hello(void**) {
+  const auto hello = client_hello_message("partial.example.com");
+  std::vector<uint8_t> head;
+  crypto_frame(head, hello, 0, 40);  // before any extension
+  assert_string_equal(read_name(protect(head)).c_str(), "<need_more>");
+  // Only the second half: nothing from offset 0.
+  std::vector<uint8_t> tail;
+  crypto_frame(tail, hello, hello.size() / 2, hello.size() - hello.size() / 2);
+  assert_string_equal(read_name(protect(tail)).c_str(), "<need_more>");
+  // Up to just past the server name: enough, even though the ClientHello goes on in the next packet.
+  const std::string sni = "partial.example.com";
+  auto it = std::search(hello.begin(), hello.end(), sni.begin(), sni.end());
+  assert_true(it != hello.end());
+  std::vector<uint8_t> upto;
+  crypto_frame(upto, hello, 0, size_t(it - hello.begin()) + sni.size());
+  assert_string_equal(read_name(protect(upto)).c_str(), "partial.example.com");
+}
+
+void refused(void**) {
+  const auto hello = client_hello_message("x.example");
+  std::vector<uint8_t> payload;
+  crypto_frame(payload, hello, 0, hello.size());
+  auto good = protect(payload);
+  auto tampered = good;
+  tampered[200] ^= 0x01;
+  assert_string_equal(read_name(tampered).c_str(), "<decrypt_failed>");
+  assert_string_equal(read_name(std::vector<uint8_t>(good.begin(), good.begin() + 1199)).c_str(), "<not_initial>");
+  assert_string_equal(read_name(protect(payload, 0x6b3343cf)).c_str(), "<not_initial>");  // QUIC v2
+  assert_string_equal(read_name(protect(payload, 1, 2)).c_str(), "<not_initial>");        // Handshake packet
+  auto short_header = good;
+  short_header[0] = 0x43;
+  assert_string_equal(read_name(short_header).c_str(), "<not_initial>");
+  std::vector<uint8_t> stream_frame = {0x08, 0x00, 0x01, 'x'};  // STREAM in an Initial: not allowed
+  assert_string_equal(read_name(protect(stream_frame)).c_str(), "<malformed>");
+  auto long_dcid = good;
+  long_dcid[5] = 21;
+  assert_string_equal(read_name(long_dcid).c_str(), "<malformed>");
+  std::mt19937 rng(11);
+  QuicInitialReader r;
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<uint8_t> junk(1200 + rng() % 300);
+    for (auto& b : junk) b = uint8_t(rng());
+    junk[0] = uint8_t(0xc0 | (junk[0] & 0x0f));
+    junk[1] = junk[2] = junk[3] = 0;
+    junk[4] = 1;
+    junk[5] = uint8_t(rng() % 21);
+    QuicResult res = r.read(junk);
+    assert_true(res.status != QuicStatus::Found);
+  }
+}
+
+}  // namespace
+
+int main() {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(rfc9001_keys),   cmocka_unit_test(one_crypto_frame), cmocka_unit_test(frames_out_of_order),
+      cmocka_unit_test(partial_hello),  cmocka_unit_test(refused),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
