@@ -1,0 +1,31 @@
+// The rewriting of a spliced TCP connection (delayed binding). dpgw answered the client's SYN itself (its ISN
+// is the SYN cookie, its timestamps its own clock, its window scale its choice), then opened the server side
+// with the client's own ISN, MSS and window scale. Afterwards each segment is rewritten in place, with
+// incremental checksum updates:
+//   client -> server: ack and SACK edges + seq_delta, TSecr + ts_delta           (seq, TSval, window as they are)
+//   server -> client: seq - seq_delta, TSval - ts_delta, window rescaled to ours  (ack, SACK edges, TSecr as they are)
+// All arithmetic is modulo 2^32, so sequence numbers wrap as TCP's do.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace dptun {
+
+struct TcpSplice {
+  uint32_t seq_delta = 0;     // server's ISN - the ISN we gave the client
+  uint32_t ts_delta = 0;      // server's first TSval - the TSval we gave the client
+  uint8_t our_wscale = 0;     // the shift our SYN-ACK told the client (0: no scaling)
+  uint8_t server_wscale = 0;  // the shift the server's SYN-ACK told us (0: no scaling)
+
+  // `tcp` points at a TCP header of `header_len` bytes (options included; a multiple of 4, <= 60) whose checksum
+  // is valid; it stays valid. Malformed option lists are left as they are (the segment still gets its sequence
+  // numbers rewritten). Returns false when the header is too short to be TCP.
+  bool to_server(uint8_t* tcp, size_t header_len) const;
+  bool to_client(uint8_t* tcp, size_t header_len) const;
+
+  // A window the server advertised (scaled by server_wscale) in our scale towards the client, never shrinking a
+  // non-zero window to zero.
+  uint16_t window_to_client(uint16_t server_window) const;
+};
+
+}  // namespace dptun
