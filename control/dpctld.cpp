@@ -52,7 +52,7 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
   // What dpctl added for a tunnel that has since left the config goes with it (said, and saved).
   const size_t before = state_.entry_points.size() + state_.ingress.size();
   std::erase_if(state_.entry_points, [&](const EntryDef& e) {
-    if (find_tunnel(e.tunnel.str())) return false;
+    if (e.route != EntryRoute::Fixed || find_tunnel(e.tunnel.str())) return false;
     LOG_WARN("%s: entry point %s/%u names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
              e.proto == 6 ? "tcp" : "udp", unsigned(e.port), e.tunnel.str().c_str());
     return true;
@@ -337,10 +337,20 @@ json Dpctld::session_message(const SessionRecord& s) const {
   return m;
 }
 
+json Dpctld::ingress_rules() const {
+  json rules = json::array();
+  for (const IngressRule* r : all_ingress())
+    rules.push_back(encode_ingress_rule(IngressRuleSpec{r->hostname, r->tunnel, r->target, r->private_rule, r->proxy_protocol}));
+  return rules;
+}
+
+void Dpctld::push_ingress() { gateway_->send(json{{"type", "ingress_set"}, {"rules", ingress_rules()}}); }
+
 EntrySpec entry_spec(const EntryDef& e) {
   EntrySpec spec;
   spec.proto = e.proto;
   spec.port = e.port;
+  spec.route = e.route;
   spec.listen = e.listen;
   spec.tunnel = e.tunnel;
   spec.target = e.target;
@@ -360,7 +370,11 @@ json Dpctld::full_state() const {
   for (const EntryDef& e : all_entries()) {
     entries.push_back(encode_entry(entry_spec(e)));
   }
-  return json{{"type", "sync"}, {"tunnels", tunnels}, {"sessions", sessions}, {"entry_points", entries}};
+  return json{{"type", "sync"},
+              {"tunnels", tunnels},
+              {"sessions", sessions},
+              {"entry_points", entries},
+              {"ingress", ingress_rules()}};
 }
 
 void Dpctld::on_gateway_status(const json& status) {

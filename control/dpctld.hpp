@@ -79,8 +79,11 @@ class Dpctld {
   nlohmann::json api_stats();
   nlohmann::json tunnel_json(const TunnelDef& t, bool detailed) const;
   nlohmann::json entry_json(const EntryDef& e) const;
+  nlohmann::json ingress_json(const IngressRule& r) const;
   void tick();
   nlohmann::json full_state() const;
+  nlohmann::json ingress_rules() const;  // every rule, as dpgw gets them
+  void push_ingress();
   nlohmann::json session_message(const SessionRecord& s) const;
   void on_gateway_status(const nlohmann::json& status);
 

@@ -199,6 +199,7 @@ json Dpctld::api_tunnel_del(const json& req) {
   }
   drop_tunnel_sessions(id);
   gateway_->send(json{{"type", "tunnel_del"}, {"id", id.str()}});  // with its sessions and entry points
+  push_ingress();
   LOG_INFO("dpctl: tunnel %s (%s) removed", name.c_str(), id.str().c_str());
   return ok({{"removed", id.str()}});
 }
@@ -221,10 +222,16 @@ json Dpctld::entry_json(const EntryDef& e) const {
                                  [&](const EntryDef& c) { return c.proto == e.proto && c.port == e.port; });
   json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
          {"port", e.port},
-         {"tunnel", e.tunnel.str()},
-         {"tunnel_name", t ? t->name : std::string()},
-         {"target", e.target.str()},
+         {"route", entry_route_name(e.route)},
          {"source", from_config ? "config" : "dpctl"}};
+  if (e.route == EntryRoute::Fixed) {
+    j["tunnel"] = e.tunnel.str();
+    j["tunnel_name"] = t ? t->name : std::string();
+    j["target"] = e.target.str();
+  } else {
+    j["tunnel"] = nullptr;
+    j["target"] = nullptr;
+  }
   if (e.proto == 17) {
     j["keepalive"] = e.keepalive;
     j["ttl"] = e.ttl_s;
@@ -241,13 +248,24 @@ json Dpctld::api_entry_add(const json& req) {
   if (!req.contains("port") || !req["port"].is_number_integer() || req["port"] < 1 || req["port"] > 65535)
     throw ApiError("port must be 1..65535");
   e.port = uint16_t(req["port"].get<int>());
-  const std::string ref = str_of(req, "tunnel");
-  const TunnelDef* t = find_tunnel(ref);
-  if (!t) throw ApiError("no tunnel '" + ref + "'");
-  e.tunnel = t->id;
-  auto target = Endpoint::parse(str_of(req, "target"));
-  if (!target) throw ApiError("target must be ipv4:port as the agent reaches it, like 10.0.0.10:8080");
-  e.target = *target;
+  const std::string route = str_of(req, "route", false);
+  if (!route.empty()) {
+    auto r = parse_entry_route(route);
+    if (!r || *r == EntryRoute::Fixed) throw ApiError("route must be sni or http (tcp), or quic (udp)");
+    if ((*r == EntryRoute::QuicSni) != (e.proto == 17))
+      throw ApiError("route quic is for udp entry points; sni and http for tcp ones");
+    if (req.contains("tunnel") || req.contains("target"))
+      throw ApiError("an entry point routed by hostname takes tunnel and target from the ingress rules");
+    e.route = *r;
+  } else {
+    const std::string ref = str_of(req, "tunnel");
+    const TunnelDef* t = find_tunnel(ref);
+    if (!t) throw ApiError("no tunnel '" + ref + "'");
+    e.tunnel = t->id;
+    auto target = Endpoint::parse(str_of(req, "target"));
+    if (!target) throw ApiError("target must be ipv4:port as the agent reaches it, like 10.0.0.10:8080");
+    e.target = *target;
+  }
   const std::string listen = str_of(req, "listen", false);
   if (!listen.empty()) {
     auto ip = Ipv4::parse(listen);
@@ -312,8 +330,13 @@ json Dpctld::api_entry_list() {
 }
 
 json Dpctld::api_ingress_add(const json& req) {
-  auto host = normalize_hostname_rule(str_of(req, "hostname"));
-  if (!host) throw ApiError("'" + str_of(req, "hostname") + "' is not a hostname (example.org) or wildcard (.example.com, *.example.com)");
+  std::string why;
+  auto host = normalize_hostname_rule(str_of(req, "hostname"), &why);
+  if (!host)
+    throw ApiError(why.empty() ? "'" + str_of(req, "hostname") +
+                                     "' is not a hostname (example.org), wildcard (.example.com, *.example.com) or "
+                                     "pattern (~regex)"
+                               : "pattern '" + str_of(req, "hostname") + "': " + why);
   std::string ref = str_of(req, "tunnel");
   bool private_rule = false;
   if (!ref.empty() && ref[0] == '$') {  // "$<uuid>": a private rule
@@ -324,13 +347,21 @@ json Dpctld::api_ingress_add(const json& req) {
   if (!t) throw ApiError("no tunnel '" + ref + "'");
   for (const IngressRule* r : all_ingress())
     if (r->hostname == *host) throw ApiError("an ingress rule for '" + *host + "' exists already");
-  state_.ingress.push_back(IngressRule{*host, t->id, private_rule});
+  IngressRule rule{*host, t->id, private_rule, std::nullopt, req.value("proxy_protocol", false)};
+  const std::string target = str_of(req, "target", false);
+  if (!target.empty()) {
+    auto ep = Endpoint::parse(target);
+    if (!ep) throw ApiError("target must be ipv4:port as the agent reaches it, like 10.0.0.10:443");
+    rule.target = *ep;
+  }
+  state_.ingress.push_back(rule);
   std::string error;
   if (!persist(error)) {
     state_.ingress.pop_back();
     throw ApiError(error);
   }
-  return ok({{"rule", {{"hostname", *host}, {"tunnel", t->id.str()}, {"tunnel_name", t->name}, {"private", private_rule}}}});
+  push_ingress();
+  return ok({{"rule", ingress_json(state_.ingress.back())}});
 }
 
 json Dpctld::api_ingress_del(const json& req) {
@@ -350,21 +381,26 @@ json Dpctld::api_ingress_del(const json& req) {
     state_.ingress.push_back(removed);
     throw ApiError(error);
   }
+  push_ingress();
   return ok({{"removed", removed.hostname}});
+}
+
+json Dpctld::ingress_json(const IngressRule& r) const {
+  const TunnelDef* t = find_tunnel(r.tunnel.str());
+  const bool from_config = std::any_of(cfg_.ingress.begin(), cfg_.ingress.end(),
+                                       [&](const IngressRule& c) { return c.hostname == r.hostname; });
+  return json{{"hostname", r.hostname},
+              {"tunnel", r.tunnel.str()},
+              {"tunnel_name", t ? t->name : std::string()},
+              {"private", r.private_rule},
+              {"target", r.target ? json(r.target->str()) : json(nullptr)},
+              {"proxy_protocol", r.proxy_protocol},
+              {"source", from_config ? "config" : "dpctl"}};
 }
 
 json Dpctld::api_ingress_list() {
   json list = json::array();
-  for (const IngressRule* r : all_ingress()) {
-    const TunnelDef* t = find_tunnel(r->tunnel.str());
-    const bool from_config = std::any_of(cfg_.ingress.begin(), cfg_.ingress.end(),
-                                         [&](const IngressRule& c) { return c.hostname == r->hostname; });
-    list.push_back({{"hostname", r->hostname},
-                    {"tunnel", r->tunnel.str()},
-                    {"tunnel_name", t ? t->name : std::string()},
-                    {"private", r->private_rule},
-                    {"source", from_config ? "config" : "dpctl"}});
-  }
+  for (const IngressRule* r : all_ingress()) list.push_back(ingress_json(*r));
   return ok({{"rules", list}});
 }
 

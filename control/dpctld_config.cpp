@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/config_file.hpp"
+#include "ingress/ingress_matcher.hpp"
 
 namespace dptun {
 
@@ -60,10 +61,14 @@ const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
 }
 
 IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
-  config_allow_keys(s, {"hostname", "tunnel", "private"});
+  config_allow_keys(s, {"hostname", "tunnel", "private", "target", "proxy_protocol"});
   IngressRule r;
-  auto host = normalize_hostname_rule(config_string(s, "hostname"));
-  if (!host) config_fail(s["hostname"], "expected a hostname (app.example.org) or wildcard (.example.com, *.example.com)");
+  std::string why;
+  auto host = normalize_hostname_rule(config_string(s, "hostname"), &why);
+  if (!host)
+    config_fail(s["hostname"], why.empty() ? "expected a hostname (app.example.org), a wildcard (.example.com, "
+                                             "*.example.com) or a pattern (~regex)"
+                                           : "bad pattern: " + why);
   r.hostname = *host;
   std::string ref = config_string(s, "tunnel");
   if (!ref.empty() && ref[0] == '$') {  // "$<uuid>": private
@@ -74,11 +79,17 @@ IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
   if (!t) config_fail(s["tunnel"], "no tunnel with id or name '" + ref + "'");
   r.tunnel = t->id;
   r.private_rule = config_bool(s, "private", r.private_rule);
+  if (s.exists("target")) {
+    auto target = Endpoint::parse(config_string(s, "target"));
+    if (!target) config_fail(s["target"], "expected ipv4:port as the agent reaches it, like 10.0.2.2:8080");
+    r.target = *target;
+  }
+  r.proxy_protocol = config_bool(s, "proxy_protocol", false);
   return r;
 }
 
 EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
-  config_allow_keys(s, {"proto", "port", "listen", "tunnel", "target", "keepalive", "ttl"});
+  config_allow_keys(s, {"proto", "port", "listen", "tunnel", "target", "keepalive", "ttl", "route"});
   EntryDef e;
   std::string proto = config_string(s, "proto");
   if (proto != "tcp" && proto != "udp") config_fail(s["proto"], "expected \"tcp\" or \"udp\"");
@@ -88,6 +99,20 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
     auto ip = Ipv4::parse(config_string(s, "listen"));
     if (!ip) config_fail(s["listen"], "expected an IPv4 address");
     e.listen = *ip;
+  }
+  if (s.exists("route")) {
+    auto route = parse_entry_route(config_string(s, "route"));
+    if (!route || *route == EntryRoute::Fixed)
+      config_fail(s["route"], "expected \"sni\" or \"http\" (tcp), or \"quic\" (udp)");
+    if ((*route == EntryRoute::QuicSni) != (e.proto == 17))
+      config_fail(s["route"], "\"quic\" routes udp entry points; \"sni\" and \"http\" tcp ones");
+    if (s.exists("tunnel") || s.exists("target"))
+      config_fail(s.exists("tunnel") ? s["tunnel"] : s["target"],
+                  "an entry point routed by hostname takes its tunnel and target from the ingress rules");
+    e.route = *route;
+    e.keepalive = config_bool(s, "keepalive", false);
+    e.ttl_s = double(config_duration_ns(s, "ttl", 0.1, 86400, 5)) / 1e9;
+    return e;
   }
   std::string tunnel = config_string(s, "tunnel");
   const TunnelDef* t = tunnel_named(cfg, tunnel);
@@ -105,7 +130,16 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
 
 }  // namespace
 
-std::optional<std::string> normalize_hostname_rule(const std::string& text) {
+std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why) {
+  if (!text.empty() && text[0] == '~') {  // a pattern: whatever Hyperscan compiles
+    std::string error;
+    const std::vector<IngressMatcher::Rule> one{{text, 0}};
+    if (text.size() < 2 || !IngressMatcher::build(one, 1, error)) {
+      if (why) *why = text.size() < 2 ? "an empty pattern" : error;
+      return std::nullopt;
+    }
+    return text;
+  }
   std::string h;
   for (char c : text) h += char(std::tolower(static_cast<unsigned char>(c)));
   std::string name = h;

@@ -10,6 +10,7 @@
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
 #include "control/tls_server.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -33,15 +34,18 @@ struct TunnelDef {
 };
 
 struct IngressRule {
-  std::string hostname;       // lower case: "example.org", ".example.com" or "*.example.com"
+  std::string hostname;       // normalized: "example.org", "*.example.com" or "~regex"
   Uuid tunnel;
   bool private_rule = false;  // written "$<uuid>": only visitors holding the tunnel id may use it
+  std::optional<Endpoint> target;  // where the agent sends the flows (ipv4:port as it reaches it)
+  bool proxy_protocol = false;     // PROXY protocol v2 header to the target first (TCP)
 };
 
 struct EntryDef {
   uint8_t proto = 0;  // 6 or 17
   uint16_t port = 0;
   std::optional<Ipv4> listen;
+  EntryRoute route = EntryRoute::Fixed;  // sni/http/quic: tunnel and target come from the hostname rules
   Uuid tunnel;
   Endpoint target;
   bool keepalive = false;
@@ -72,10 +76,10 @@ struct DpctldConfig {
 // Throws ConfigError("file:line: key 'x': what is wrong").
 DpctldConfig load_dpctld_config(const std::string& path);
 
-// Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain).
-// Returns the normalized form (lower case; wildcards as "*.example.com"), or nullopt when it is not a valid
-// hostname or wildcard.
-std::optional<std::string> normalize_hostname_rule(const std::string& text);
+// Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain), or
+// "~regex" (a pattern the whole name must match, case-insensitive). Returns the normalized form (lower case;
+// wildcards as "*.example.com"; patterns as given), or nullopt with `why` when it is not a valid rule.
+std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why = nullptr);
 
 // What is wrong with a tunnel name, or "" when it is fine: 1..64 of A-Z a-z 0-9 . _ -, and not a UUID
 // (names and ids are both accepted wherever a tunnel is named).

@@ -23,17 +23,22 @@ json encode_state(const PersistedState& s) {
     tunnels.push_back(j);
   }
   for (const auto& e : s.entry_points) {
-    json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
-           {"port", e.port},
-           {"tunnel", e.tunnel.str()},
-           {"target", e.target.str()},
-           {"keepalive", e.keepalive},
-           {"ttl", e.ttl_s}};
+    json j{{"proto", e.proto == 6 ? "tcp" : "udp"}, {"port", e.port}, {"keepalive", e.keepalive}, {"ttl", e.ttl_s}};
+    if (e.route == EntryRoute::Fixed) {
+      j["tunnel"] = e.tunnel.str();
+      j["target"] = e.target.str();
+    } else {
+      j["route"] = entry_route_name(e.route);
+    }
     if (e.listen) j["listen"] = e.listen->str();
     entries.push_back(j);
   }
-  for (const auto& r : s.ingress)
-    ingress.push_back({{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}});
+  for (const auto& r : s.ingress) {
+    json j{{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}};
+    if (r.target) j["target"] = r.target->str();
+    if (r.proxy_protocol) j["proxy_protocol"] = true;
+    ingress.push_back(j);
+  }
   return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}};
 }
 
@@ -89,10 +94,17 @@ PersistedState decode_state(const json& j) {
     int port = e.value("port", 0);
     if (port < 1 || port > 65535) throw std::runtime_error(where + ": 'port' must be 1..65535");
     d.port = uint16_t(port);
-    d.tunnel = uuid_at(e, "tunnel", where);
-    auto target = Endpoint::parse(e.value("target", std::string()));
-    if (!target) throw std::runtime_error(where + ": 'target' must be ipv4:port");
-    d.target = *target;
+    if (e.contains("route")) {
+      auto route = parse_entry_route(e.value("route", std::string()));
+      if (!route || *route == EntryRoute::Fixed || (*route == EntryRoute::QuicSni) != (d.proto == 17))
+        throw std::runtime_error(where + ": 'route' must be sni or http (tcp), quic (udp)");
+      d.route = *route;
+    } else {
+      d.tunnel = uuid_at(e, "tunnel", where);
+      auto target = Endpoint::parse(e.value("target", std::string()));
+      if (!target) throw std::runtime_error(where + ": 'target' must be ipv4:port");
+      d.target = *target;
+    }
     d.keepalive = e.value("keepalive", false);
     d.ttl_s = e.value("ttl", 5.0);
     if (!(d.ttl_s >= 0.1 && d.ttl_s <= 86400)) throw std::runtime_error(where + ": 'ttl' must be 0.1..86400 seconds");
@@ -110,7 +122,14 @@ PersistedState decode_state(const json& j) {
     auto host = normalize_hostname_rule(r.value("hostname", std::string()));
     if (!host) throw std::runtime_error(where + ": 'hostname' is not a hostname rule");
     once("host:" + *host, where, "hostname rule " + *host);
-    s.ingress.push_back(IngressRule{*host, uuid_at(r, "tunnel", where), r.value("private", false)});
+    IngressRule rule{*host, uuid_at(r, "tunnel", where), r.value("private", false), std::nullopt,
+                     r.value("proxy_protocol", false)};
+    if (r.contains("target")) {
+      auto t = Endpoint::parse(r.value("target", std::string()));
+      if (!t) throw std::runtime_error(where + ": 'target' must be ipv4:port");
+      rule.target = *t;
+    }
+    s.ingress.push_back(rule);
   }
   return s;
 }

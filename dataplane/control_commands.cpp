@@ -69,7 +69,14 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
       for (const auto& t : req.value("tunnels", json::array())) tunnels.push_back(decode_tunnel(t));
       for (const auto& s : req.value("sessions", json::array())) sessions.push_back(decode_session(s));
       for (const auto& e : req.value("entry_points", json::array())) entries.push_back(decode_entry(e));
+      std::vector<IngressRuleSpec> rules;
+      for (const auto& r : req.value("ingress", json::array())) rules.push_back(decode_ingress_rule(r));
       ok = state.sync(tunnels, sessions, entries, error);
+      if (ok) state.set_ingress(std::move(rules));
+    } else if (type == "ingress_set") {  // the whole list of hostname rules
+      std::vector<IngressRuleSpec> rules;
+      for (const auto& r : req.value("rules", json::array())) rules.push_back(decode_ingress_rule(r));
+      state.set_ingress(std::move(rules));
     } else if (type == "tunnel_set") {
       ok = state.set_tunnel(decode_tunnel(req), error);
     } else if (type == "tunnel_del") {

@@ -35,6 +35,10 @@ const char* drop_reason_name(Drop d) {
     case Drop::TxFull: return "tx_full";
     case Drop::NoMbuf: return "no_mbuf";
     case Drop::CryptoError: return "crypto_error";
+    case Drop::NoHostname: return "no_hostname";
+    case Drop::NoRule: return "no_rule";
+    case Drop::PrivateRule: return "private_rule";
+    case Drop::NoTarget: return "no_target";
     case Drop::Count: break;
   }
   return "unknown";

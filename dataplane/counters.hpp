@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "ingress/quic_initial.hpp"
 #include "packet/parser.hpp"
 
 namespace dptun {
@@ -51,6 +52,10 @@ enum class Drop : uint8_t {
   TxFull,           // the TX queue did not take the packet
   NoMbuf,           // mbuf pool empty
   CryptoError,      // the AEAD engine failed to encrypt
+  NoHostname,       // hostname entry point: no usable name in the client's first packet (see quic_initials)
+  NoRule,           // hostname entry point: no ingress rule matches the name
+  PrivateRule,      // the name's rule is private: never reachable from a public entry point
+  NoTarget,         // the name's rule has no target
   Count
 };
 
@@ -62,6 +67,8 @@ struct alignas(64) WorkerStats {
   Counter flows_created, flows_expired, flows_evicted, flows_repinned;
   Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
+  Counter hostname_routed;  // new flows routed by an ingress rule
+  std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;
 };

@@ -63,6 +63,7 @@ struct Dataplane {
   std::unique_ptr<RouteTable> routes;
   NeighborTable neighbors;
   std::atomic<const EntryTable*> entries{nullptr};  // RCU-published by GatewayState
+  std::atomic<const struct IngressTable*> ingress{nullptr};  // hostname rules, RCU-published by IngressTableBuilder
   SessionTable sessions;
   TunnelTable tunnels;
   std::vector<std::unique_ptr<Worker>> workers;

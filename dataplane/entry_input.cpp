@@ -23,6 +23,41 @@ constexpr uint16_t kEncapPrepend = uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUd
 inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlayOverhead - 40); }
 }  // namespace
 
+// A new flow on an entry point routed by hostname: read the name the client asks for (QUIC: the SNI of its
+// Initial) and find the rule. Public entry points never use private rules.
+const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused) {
+  const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
+  std::string_view name;
+  if (ep.route == EntryRoute::QuicSni) {
+    const uint8_t* payload = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+    const QuicResult q = quic_reader_.read({payload, size_t(pi.l4_len - kUdpHeaderLen)});
+    stats.quic_initials[size_t(q.status)].add();
+    if (q.status != QuicStatus::Found) {
+      refused = Drop::NoHostname;
+      return nullptr;
+    }
+    name = q.name;
+  } else {
+    refused = Drop::NoHostname;  // TCP entry points routed by hostname go through delayed binding
+    return nullptr;
+  }
+  const IngressRoute* r = table ? table->lookup(name, id_) : nullptr;
+  if (!r) {
+    refused = Drop::NoRule;
+    return nullptr;
+  }
+  if (r->private_rule) {
+    refused = Drop::PrivateRule;
+    return nullptr;
+  }
+  if (!r->target) {
+    refused = Drop::NoTarget;
+    return nullptr;
+  }
+  stats.hostname_routed.add();
+  return r;
+}
+
 bool Worker::session_usable(const TunnelSession& s) const {
   if (!GatewayState::session_live(s, now_ns_, dp_.cfg->session_timeout_ns)) return false;
   return dp_.routes->lookup(s.peer().ip.value).valid;
@@ -59,20 +94,43 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
     const EntryPoint& ep = *entry[i];
-    const TunnelPool* pool = dp_.tunnels.get(ep.tunnel);
-    if (!pool || pool->generation != ep.tunnel_generation) {  // the tunnel went away under the entry point
-      drop(m, Drop::NoSession);
-      continue;
-    }
+    const bool fixed = ep.route == EntryRoute::Fixed;
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto};
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);
-    if (f && ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || f->tunnel != ep.tunnel ||
-              f->tunnel_generation != pool->generation)) {
-      flows_.erase(*f);  // expired, or its tunnel (or entry point) changed
-      stats.flows_expired.add();
-      f = nullptr;
+    const TunnelPool* pool = nullptr;
+    if (f) {
+      // A flow stays with the tunnel it started on (a fixed entry point's, or the one its hostname led to).
+      pool = dp_.tunnels.get(f->tunnel);
+      if ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
+          pool->generation != f->tunnel_generation || (fixed && f->tunnel != ep.tunnel)) {
+        flows_.erase(*f);  // expired, or its tunnel (or entry point) changed
+        stats.flows_expired.add();
+        f = nullptr;
+      }
+    }
+    // Where a new flow goes: the entry point's own tunnel and target, or the hostname rule's.
+    uint16_t tunnel = ep.tunnel;
+    uint32_t tunnel_generation = ep.tunnel_generation;
+    Endpoint target = ep.target;
+    if (!f && !fixed) {
+      Drop refused;
+      const IngressRoute* r = route_by_hostname(ep, m, pi, refused);
+      if (!r) {
+        drop(m, refused);
+        continue;
+      }
+      tunnel = r->tunnel;
+      tunnel_generation = r->tunnel_generation;
+      target = *r->target;
+    }
+    if (!f) {
+      pool = dp_.tunnels.get(tunnel);
+      if (!pool || pool->generation != tunnel_generation) {  // the tunnel went away under the entry point or rule
+        drop(m, Drop::NoSession);
+        continue;
+      }
     }
     uint8_t inner_flags = 0;
     TunnelSession* s;
@@ -110,17 +168,17 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       f->session_index = s->index;
-      f->tunnel = ep.tunnel;
+      f->tunnel = tunnel;
       f->tunnel_generation = pool->generation;
       f->udp_ttl_ms = uint32_t(ep.udp_ttl_ns / 1000000ull);
-      f->target_ip = ep.target.ip.value;
-      f->target_port = ep.target.port;
+      f->target_ip = target.ip.value;
+      f->target_port = target.port;
       f->keepalive = ep.keepalive;
       f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
       s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
       stats.flows_created.add();
-      tunnel_stats[ep.tunnel].flows_created.add();
+      tunnel_stats[tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;
     }
     if (!s || !s->has_peer()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/inet.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -15,6 +16,7 @@ struct EntryPoint {
   std::string label;       // "tcp/5201" for logs and stats
   uint8_t proto = 0;       // 6 or 17
   uint16_t port = 0;
+  EntryRoute route = EntryRoute::Fixed;  // by hostname: tunnel and target come from the ingress rules
   std::optional<Ipv4> listen;  // only this local address (default: every port address)
   uint16_t tunnel = 0;         // TunnelTable slot
   uint32_t tunnel_generation = 0;

@@ -9,6 +9,17 @@
 
 namespace dptun {
 
+GatewayState::GatewayState(Dataplane& dp, SessionKeyManager& keys, Reclaimer& reclaimer)
+    : dp_(dp),
+      keys_(keys),
+      reclaimer_(reclaimer),
+      slot_used_(dp.tunnels.capacity(), false),
+      ingress_(dp, reclaimer, [this](const Uuid& id) -> std::optional<std::pair<uint16_t, uint32_t>> {
+        const TunnelRec* t = find_tunnel(id);
+        if (!t) return std::nullopt;
+        return std::make_pair(t->slot, t->generation);
+      }) {}
+
 GatewayState::~GatewayState() {
   for (auto& [index, s] : sessions_) {
     dp_.sessions.publish(index, nullptr);
@@ -16,6 +27,7 @@ GatewayState::~GatewayState() {
   }
   for (uint16_t slot = 0; slot < dp_.tunnels.capacity(); ++slot) delete dp_.tunnels.publish(slot, nullptr);
   delete dp_.entries.exchange(nullptr);
+  delete dp_.ingress.exchange(nullptr);
 }
 
 bool GatewayState::session_live(const TunnelSession& s, uint64_t now_ns, uint64_t timeout_ns) {
@@ -43,15 +55,18 @@ void GatewayState::publish_tunnel(TunnelRec& t) {
 void GatewayState::publish_entries() {
   std::vector<EntryPoint> out;
   for (const EntrySpec& e : entries_) {
-    const TunnelRec* t = find_tunnel(e.tunnel);
-    if (!t) continue;  // cannot happen: entries go with their tunnel
     EntryPoint p;
+    if (e.route == EntryRoute::Fixed) {
+      const TunnelRec* t = find_tunnel(e.tunnel);
+      if (!t) continue;  // cannot happen: fixed entries go with their tunnel
+      p.tunnel = t->slot;
+      p.tunnel_generation = t->generation;
+    }
+    p.route = e.route;
     p.label = std::string(e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port);
     p.proto = e.proto;
     p.port = e.port;
     p.listen = e.listen;
-    p.tunnel = t->slot;
-    p.tunnel_generation = t->generation;
     p.target = e.target;
     p.keepalive = e.keepalive;
     p.udp_ttl_ns = e.udp_ttl_ns;
@@ -91,6 +106,7 @@ bool GatewayState::set_tunnel(const TunnelSpec& spec, std::string& error) {
   t.from_config = spec.from_config;
   TunnelRec& ref = tunnels_[spec.id.str()] = t;
   publish_tunnel(ref);
+  ingress_.tunnels_changed();  // rules naming it lead somewhere now
   LOG_INFO("tunnel %s (%s) added", ref.name.c_str(), ref.id.str().c_str());
   return true;
 }
@@ -112,6 +128,7 @@ bool GatewayState::remove_tunnel(const Uuid& id, std::string& error) {
   for (uint32_t index : std::vector<uint32_t>(t->sessions)) drop_session(index);
   reclaimer_.retire(const_cast<TunnelPool*>(dp_.tunnels.publish(t->slot, nullptr)));
   slot_used_[t->slot] = false;
+  ingress_.tunnels_changed();
   LOG_INFO("tunnel %s (%s) removed", t->name.c_str(), id.str().c_str());
   tunnels_.erase(id.str());
   return true;
@@ -197,7 +214,7 @@ bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
     error = "an entry point needs proto tcp or udp and a port";
     return false;
   }
-  if (!find_tunnel(spec.tunnel)) {
+  if (spec.route == EntryRoute::Fixed && !find_tunnel(spec.tunnel)) {
     error = "no tunnel " + spec.tunnel.str();
     return false;
   }
@@ -249,7 +266,7 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       return false;
     }
   for (const auto& e : entries)
-    if (!ids.count(e.tunnel.str())) {
+    if (e.route == EntryRoute::Fixed && !ids.count(e.tunnel.str())) {
       error = "entry point " + std::to_string(e.port) + " names unknown tunnel " + e.tunnel.str();
       return false;
     }
@@ -292,6 +309,7 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
 }
 
 void GatewayState::maintain(uint64_t now_ns, uint64_t real_ns) {
+  ingress_.tick();
   std::vector<uint32_t> quiet;
   for (auto& [index, s] : sessions_) {
     if (!keys_.maintain(*s, now_ns, real_ns)) LOG_ERROR("session %u: cannot install keys", index);

@@ -11,6 +11,7 @@
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/ingress_table.hpp"
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/session.hpp"
 #include "proto/gateway_messages.hpp"
@@ -19,8 +20,7 @@ namespace dptun {
 
 class GatewayState {
  public:
-  GatewayState(Dataplane& dp, SessionKeyManager& keys, Reclaimer& reclaimer)
-      : dp_(dp), keys_(keys), reclaimer_(reclaimer), slot_used_(dp.tunnels.capacity(), false) {}
+  GatewayState(Dataplane& dp, SessionKeyManager& keys, Reclaimer& reclaimer);
   ~GatewayState();  // workers must be stopped
   GatewayState(const GatewayState&) = delete;
   GatewayState& operator=(const GatewayState&) = delete;
@@ -36,6 +36,9 @@ class GatewayState {
   // that still carry traffic stay as orphans until they go quiet (a restarted dpctld does not cut agents off).
   bool sync(const std::vector<TunnelSpec>& tunnels, const std::vector<SessionSpec>& sessions,
             const std::vector<EntrySpec>& entries, std::string& error);
+  // The hostname rules (the whole list): compiled off the control lcore, published when ready.
+  void set_ingress(std::vector<IngressRuleSpec> rules) { ingress_.set_rules(std::move(rules)); }
+  const IngressTableBuilder& ingress() const { return ingress_; }
 
   // Publishes the entry table even when it is empty (called once at start).
   void publish_all() { publish_entries(); }
@@ -72,6 +75,7 @@ class GatewayState {
   std::map<uint32_t, TunnelSession*> sessions_;  // owned; published in dp_.sessions
   std::map<uint32_t, bool> orphans_;
   std::vector<EntrySpec> entries_;
+  IngressTableBuilder ingress_;
 };
 
 }  // namespace dptun

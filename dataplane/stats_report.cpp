@@ -7,6 +7,7 @@
 
 #include "common/json_writer.hpp"
 #include "dataplane/gateway_state.hpp"
+#include "dataplane/ingress_table.hpp"
 #include "dataplane/worker.hpp"
 
 namespace dptun {
@@ -68,7 +69,7 @@ uint64_t flows_active(const Dataplane& dp) {
   X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(flows_repinned) X(keepalives_rx)     \
   X(keepalives_tx)                                                                                         \
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
-  X(idle_sleeps) X(polls)
+  X(idle_sleeps) X(polls) X(hostname_routed)
 
 }  // namespace
 
@@ -122,6 +123,10 @@ std::string stats_json(const Dataplane& dp) {
     j.field("flows_active", uint64_t(w->flows().size()));
     j.key("drops").begin_object();
     for (size_t d = 0; d < size_t(Drop::Count); ++d) j.field(drop_reason_name(Drop(d)), w->stats.drops[d].get());
+    j.end_object();
+    j.key("quic_initials").begin_object();
+    for (size_t q = 0; q < w->stats.quic_initials.size(); ++q)
+      j.field(quic_status_name(QuicStatus(q)), w->stats.quic_initials[q].get());
     j.end_object();
     j.end_object();
   }
@@ -178,13 +183,18 @@ std::string stats_json(const Dataplane& dp) {
           .field("proto", e.proto == 6 ? "tcp" : "udp")
           .field("port", unsigned(e.port))
           .field("listen", e.listen ? e.listen->str() : std::string("*"))
-          .field("tunnel", tu ? tu->name : std::string("?"))
-          .field("target", e.target.str());
+          .field("route", entry_route_name(e.route));
+      if (e.route == EntryRoute::Fixed) j.field("tunnel", tu ? tu->name : std::string("?")).field("target", e.target.str());
       if (e.proto == 17) j.field("keepalive", e.keepalive).field("ttl_s", double(e.udp_ttl_ns) / 1e9);
       j.end_object();
     }
   }
   j.end_array();
+  if (const IngressTable* t = dp.ingress.load(std::memory_order_acquire)) {
+    j.key("ingress").begin_object().field("rules", uint64_t(t->routes.size()));
+    j.field("literal_api", t->matcher && t->matcher->literal_database());
+    j.end_object();
+  }
   j.key("totals").begin_object();
   j.field("flows_active", flows_active(dp));
   j.field("neighbors", uint64_t(dp.neighbors.size()));

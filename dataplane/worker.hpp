@@ -11,6 +11,8 @@
 #include "dataplane/entry_table.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/idle_backoff.hpp"
+#include "dataplane/ingress_table.hpp"
+#include "ingress/quic_initial.hpp"
 #include "packet/parser.hpp"
 #include "proto/relay_frame.hpp"
 
@@ -60,6 +62,7 @@ class Worker {
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
   // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
   TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
+  const IngressRoute* route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused);
   bool session_usable(const TunnelSession& s) const;
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
@@ -85,6 +88,7 @@ class Worker {
   uint16_t ip_id_ = 0;
   std::array<uint64_t, 8> kernel_tokens_{};    // per port, refilled every millisecond (kernel_rate)
   std::array<uint64_t, 8> kernel_refill_ns_{};
+  QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
   uint64_t icmp_tokens_ = 0;
   uint64_t icmp_refill_ns_ = 0;
 

@@ -29,15 +29,60 @@ json encode_session(const SessionSpec& s) {
   return {{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
 }
 
+const char* entry_route_name(EntryRoute r) {
+  switch (r) {
+    case EntryRoute::Fixed: return "fixed";
+    case EntryRoute::TlsSni: return "sni";
+    case EntryRoute::HttpHost: return "http";
+    case EntryRoute::QuicSni: return "quic";
+  }
+  return "?";
+}
+
+std::optional<EntryRoute> parse_entry_route(const std::string& name) {
+  for (EntryRoute r : {EntryRoute::Fixed, EntryRoute::TlsSni, EntryRoute::HttpHost, EntryRoute::QuicSni})
+    if (name == entry_route_name(r)) return r;
+  return std::nullopt;
+}
+
 json encode_entry(const EntrySpec& e) {
   json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
          {"port", e.port},
-         {"tunnel", e.tunnel.str()},
-         {"target", e.target.str()},
          {"keepalive", e.keepalive},
          {"ttl", double(e.udp_ttl_ns) / 1e9}};
+  if (e.route == EntryRoute::Fixed) {
+    j["tunnel"] = e.tunnel.str();
+    j["target"] = e.target.str();
+  } else {
+    j["route"] = entry_route_name(e.route);
+  }
   if (e.listen) j["listen"] = e.listen->str();
   return j;
+}
+
+json encode_ingress_rule(const IngressRuleSpec& r) {
+  json j{{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}};
+  if (r.target) j["target"] = r.target->str();
+  if (r.proxy_protocol) j["proxy_protocol"] = true;
+  return j;
+}
+
+IngressRuleSpec decode_ingress_rule(const json& j) {
+  IngressRuleSpec r;
+  if (!j.contains("hostname") || !j["hostname"].is_string() || j["hostname"].get<std::string>().empty())
+    throw std::runtime_error("'hostname' is required");
+  r.hostname = j["hostname"].get<std::string>();
+  r.tunnel = uuid_of(j, "tunnel");
+  if (j.contains("target") && !j["target"].is_null()) {
+    auto t = j["target"].is_string() ? Endpoint::parse(j["target"].get<std::string>()) : std::nullopt;
+    if (!t) throw std::runtime_error("'target' must be ipv4:port");
+    r.target = *t;
+  }
+  for (const char* flag : {"private", "proxy_protocol"})
+    if (j.contains(flag) && !j[flag].is_boolean()) throw std::runtime_error(std::string("'") + flag + "' must be true or false");
+  r.private_rule = j.value("private", false);
+  r.proxy_protocol = j.value("proxy_protocol", false);
+  return r;
 }
 
 TunnelSpec decode_tunnel(const json& j) {
@@ -77,11 +122,22 @@ EntrySpec decode_entry(const json& j) {
     if (!ip) throw std::runtime_error("'listen' is not an IPv4 address");
     e.listen = *ip;
   }
-  e.tunnel = uuid_of(j, "tunnel");
-  auto target = j.contains("target") && j["target"].is_string() ? Endpoint::parse(j["target"].get<std::string>())
-                                                                  : std::nullopt;
-  if (!target) throw std::runtime_error("'target' must be ipv4:port");
-  e.target = *target;
+  if (j.contains("route") && !j["route"].is_null()) {
+    auto route = j["route"].is_string() ? parse_entry_route(j["route"].get<std::string>()) : std::nullopt;
+    if (!route) throw std::runtime_error("'route' must be \"sni\", \"http\" or \"quic\"");
+    e.route = *route;
+    if ((e.route == EntryRoute::QuicSni) != (e.proto == 17))
+      throw std::runtime_error("'route' quic is for udp entry points, sni and http for tcp ones");
+  }
+  if (e.route == EntryRoute::Fixed) {
+    e.tunnel = uuid_of(j, "tunnel");
+    auto target = j.contains("target") && j["target"].is_string() ? Endpoint::parse(j["target"].get<std::string>())
+                                                                    : std::nullopt;
+    if (!target) throw std::runtime_error("'target' must be ipv4:port");
+    e.target = *target;
+  } else if (j.contains("tunnel") || j.contains("target")) {
+    throw std::runtime_error("an entry point routed by hostname has no 'tunnel' or 'target' of its own");
+  }
   if (j.contains("keepalive") && !j["keepalive"].is_boolean()) throw std::runtime_error("'keepalive' must be true or false");
   e.keepalive = j.value("keepalive", false);
   double ttl = number_of<double>(j, "ttl", 5.0);

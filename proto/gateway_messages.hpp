@@ -33,18 +33,37 @@ struct SessionSpec {
   bool from_config = false;
 };
 
+// How an entry point finds the tunnel and target of a new flow: fixed (its own), or by the hostname the client
+// asks for, matched against the ingress rules.
+enum class EntryRoute : uint8_t { Fixed, TlsSni, HttpHost, QuicSni };
+const char* entry_route_name(EntryRoute r);  // "fixed", "sni", "http", "quic"
+std::optional<EntryRoute> parse_entry_route(const std::string& name);
+
 struct EntrySpec {
   uint8_t proto = 0;  // 6 or 17
   uint16_t port = 0;
   std::optional<Ipv4> listen;
-  Uuid tunnel;
-  Endpoint target;
+  EntryRoute route = EntryRoute::Fixed;
+  Uuid tunnel;        // fixed entry points only
+  Endpoint target;    // fixed entry points only
   bool keepalive = false;
   uint64_t udp_ttl_ns = 5'000'000'000ull;
   bool from_config = false;
 };
 
+// A hostname rule (docs/control-plane.md, "Hostname rules"): a normalized hostname pattern, the tunnel it
+// leads to and the target the agent reaches; private rules are never used by public entry points.
+struct IngressRuleSpec {
+  std::string hostname;  // "app.example.org", "*.example.com" or "~regex"
+  Uuid tunnel;
+  std::optional<Endpoint> target;
+  bool private_rule = false;
+  bool proxy_protocol = false;  // send a PROXY protocol v2 header to the target first (TCP)
+};
+
 nlohmann::json encode_tunnel(const TunnelSpec& t);
+nlohmann::json encode_ingress_rule(const IngressRuleSpec& r);
+IngressRuleSpec decode_ingress_rule(const nlohmann::json& j);
 nlohmann::json encode_session(const SessionSpec& s);
 nlohmann::json encode_entry(const EntrySpec& e);
 TunnelSpec decode_tunnel(const nlohmann::json& j);

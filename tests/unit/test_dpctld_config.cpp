@@ -29,12 +29,14 @@ std::string valid_config() {
          ");\n"
          "entry_points = (\n"
          "  { proto = \"tcp\"; port = 443; tunnel = \"web\"; target = \"10.0.0.10:443\"; },\n"
-         "  { proto = \"udp\"; port = 53; tunnel = \"" + kDb + "\"; target = \"10.0.0.11:53\"; ttl = 30; keepalive = true; }\n"
+         "  { proto = \"udp\"; port = 53; tunnel = \"" + kDb + "\"; target = \"10.0.0.11:53\"; ttl = 30; keepalive = true; },\n"
+         "  { proto = \"udp\"; port = 443; route = \"quic\"; }\n"
          ");\n"
          "ingress = (\n"
          "  { hostname = \"App.Example.org\"; tunnel = \"web\"; },\n"
          "  { hostname = \"*.internal.example.org\"; tunnel = \"$" + kDb + "\"; },\n"
-         "  { hostname = \".staff.example.org\"; tunnel = \"web\"; private = true; }\n"
+         "  { hostname = \".staff.example.org\"; tunnel = \"web\"; private = true; },\n"
+         "  { hostname = \"~api-[0-9]+\\\\.example\\\\.net\"; tunnel = \"web\"; target = \"10.0.0.12:443\"; proxy_protocol = true; }\n"
          ");\n";
 }
 
@@ -54,11 +56,15 @@ void full_config(void**) {
   assert_int_equal(c.tunnels[0].weights.max_weight, 100);
   assert_true(c.tunnels[1].weights.fixed);
   assert_int_equal(c.tunnels[1].weights.weight, 7);
-  assert_int_equal(c.entry_points.size(), 2);
+  assert_int_equal(c.entry_points.size(), 3);
+  assert_true(c.entry_points[2].route == EntryRoute::QuicSni);
   assert_true(c.entry_points[1].tunnel == c.tunnels[1].id);
   assert_true(c.entry_points[1].keepalive);
   assert_true(c.entry_points[1].ttl_s == 30);
-  assert_int_equal(c.ingress.size(), 3);
+  assert_int_equal(c.ingress.size(), 4);
+  assert_string_equal(c.ingress[3].hostname.c_str(), "~api-[0-9]+\\.example\\.net");
+  assert_true(c.ingress[3].target && c.ingress[3].target->str() == "10.0.0.12:443");
+  assert_true(c.ingress[3].proxy_protocol);
   assert_string_equal(c.ingress[0].hostname.c_str(), "app.example.org");
   assert_false(c.ingress[0].private_rule);
   assert_true(c.ingress[1].tunnel == c.tunnels[1].id);
@@ -102,6 +108,12 @@ void ingress_errors(void**) {
   expect_error(t, line_of(t, "app.EXAMPLE.org"), "ingress.[1].hostname", "defined twice");
   t = replace(valid_config(), "\"*.internal.example.org\"", "\".Staff.example.org\"");
   expect_error(t, line_of(t, "private = true"), "ingress.[2].hostname", "defined twice");
+  t = replace(valid_config(), "~api-[0-9]+", "~api-[0-9+");
+  expect_error(t, line_of(t, "~api-[0-9+"), "ingress.[3].hostname", "bad pattern");
+  t = replace(valid_config(), "target = \"10.0.0.12:443\"", "target = \"nowhere\"");
+  expect_error(t, line_of(t, "nowhere"), "ingress.[3].target", "ipv4:port");
+  t = replace(valid_config(), "route = \"quic\"", "route = \"sni\"");
+  expect_error(t, line_of(t, "route = \"sni\""), "entry_points.[2].route", "udp");
   t = replace(valid_config(), "private = true;", "privat = true;");
   expect_error(t, line_of(t, "privat = true"), "ingress.[2].privat", "unknown key");
 }

@@ -112,11 +112,50 @@ static void entry_round_trip(void**) {
   assert_non_null(strstr(err(bad).c_str(), "'keepalive'"));
 }
 
+static void routed_entries(void**) {
+  EntrySpec e;
+  e.proto = 17;
+  e.port = 443;
+  e.route = EntryRoute::QuicSni;
+  json j = encode_entry(e);
+  assert_false(j.contains("tunnel"));  // routed entry points have no tunnel or target of their own
+  EntrySpec back = decode_entry(json::parse(j.dump()));
+  assert_true(back.route == EntryRoute::QuicSni);
+  assert_string_equal(entry_route_name(EntryRoute::TlsSni), "sni");
+  assert_true(parse_entry_route("http") == EntryRoute::HttpHost);
+  assert_false(parse_entry_route("smtp").has_value());
+  auto err = [](const json& x) { return decode_error([](const json& y) { decode_entry(y); }, x); };
+  assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "quic"}}).c_str(), "'route'"));
+  assert_non_null(strstr(err(json{{"proto", "udp"}, {"port", 443}, {"route", "sni"}}).c_str(), "'route'"));
+  assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "sni"}, {"tunnel", id1().str()}}).c_str(),
+                         "no 'tunnel'"));
+  assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "ftp"}}).c_str(), "'route'"));
+}
+
+static void ingress_rules(void**) {
+  IngressRuleSpec r{"*.example.com", id1(), Endpoint::parse("10.0.0.10:443"), true, true};
+  IngressRuleSpec back = decode_ingress_rule(json::parse(encode_ingress_rule(r).dump()));
+  assert_string_equal(back.hostname.c_str(), "*.example.com");
+  assert_true(back.tunnel == r.tunnel);
+  assert_true(back.target && back.target->str() == "10.0.0.10:443");
+  assert_true(back.private_rule && back.proxy_protocol);
+  IngressRuleSpec bare{"app.example.org", id1(), std::nullopt, false, false};
+  back = decode_ingress_rule(json::parse(encode_ingress_rule(bare).dump()));
+  assert_false(back.target.has_value());
+  assert_false(back.private_rule || back.proxy_protocol);
+  auto err = [](const json& x) { return decode_error([](const json& y) { decode_ingress_rule(y); }, x); };
+  assert_non_null(strstr(err(json{{"tunnel", id1().str()}}).c_str(), "'hostname'"));
+  assert_non_null(strstr(err(json{{"hostname", "a.b"}, {"tunnel", id1().str()}, {"target", "x"}}).c_str(), "'target'"));
+  assert_non_null(strstr(err(json{{"hostname", "a.b"}, {"tunnel", id1().str()}, {"private", "yes"}}).c_str(), "'private'"));
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(tunnel_round_trip),
       cmocka_unit_test(session_round_trip),
       cmocka_unit_test(entry_round_trip),
+      cmocka_unit_test(routed_entries),
+      cmocka_unit_test(ingress_rules),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

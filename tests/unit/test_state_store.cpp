@@ -59,8 +59,13 @@ static PersistedState sample() {
   tcp.tunnel = t.id;
   tcp.target = *Endpoint::parse("10.0.0.10:80");
   s.entry_points.push_back(tcp);
-  s.ingress.push_back(IngressRule{"app.example.org", t.id, false});
-  s.ingress.push_back(IngressRule{"*.internal.example.org", t.id, true});
+  s.ingress.push_back(IngressRule{"app.example.org", t.id, false, Endpoint::parse("10.0.0.10:443"), true});
+  s.ingress.push_back(IngressRule{"*.internal.example.org", t.id, true, std::nullopt, false});
+  EntryDef quic;
+  quic.proto = 17;
+  quic.port = 443;
+  quic.route = EntryRoute::QuicSni;
+  s.entry_points.push_back(quic);
   return s;
 }
 
@@ -81,7 +86,8 @@ static void round_trip(void**) {
   assert_true(back->tunnels[1].weights.fixed);
   assert_int_equal(back->tunnels[1].weights.weight, 255);
   assert_int_equal(back->tunnels[1].weights.max_weight, 255);
-  assert_int_equal(back->entry_points.size(), 2);
+  assert_int_equal(back->entry_points.size(), 3);
+  assert_true(back->entry_points[2].route == EntryRoute::QuicSni);
   const EntryDef& u = back->entry_points[0];
   assert_int_equal(u.proto, 17);
   assert_int_equal(u.port, 5353);
@@ -97,6 +103,10 @@ static void round_trip(void**) {
   assert_string_equal(back->ingress[1].hostname.c_str(), "*.internal.example.org");
   assert_true(back->ingress[1].private_rule);
   assert_false(back->ingress[0].private_rule);
+  assert_true(back->ingress[0].target.has_value());
+  assert_string_equal(back->ingress[0].target->str().c_str(), "10.0.0.10:443");
+  assert_true(back->ingress[0].proxy_protocol);
+  assert_false(back->ingress[1].target.has_value());
   // No temporary file is left behind, and the file is not world readable.
   assert_int_not_equal(access((path + ".tmp").c_str(), F_OK), 0);
   struct stat st;
@@ -159,7 +169,7 @@ static void failed_save_keeps_the_old_file(void**) {
   auto back = load_state(path, error);
   assert_true(back.has_value());
   assert_int_equal(back->tunnels.size(), 2);
-  assert_int_equal(back->entry_points.size(), 2);
+  assert_int_equal(back->entry_points.size(), 3);
 }
 
 static void hostname_rules(void**) {
