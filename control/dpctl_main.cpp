@@ -104,19 +104,28 @@ const std::vector<Command>& commands() {
        "Shows one tunnel (by name or id): allowed identities, sessions, entry points, ingress rules, traffic,\n"
        "and the dpagent command that registers an agent for it.\n",
        {}, {}, 1, 1, [](const Args& a) { return json{{"cmd", "tunnel.show"}, {"tunnel", a.positional[0]}}; }},
-      {"entry", "add", "dpctl entry add tcp|udp PORT TUNNEL TARGET [--listen IP] [--ttl SECONDS] [--keepalive]",
+      {"entry", "add",
+       "dpctl entry add tcp|udp PORT (TUNNEL TARGET | --route sni|http|quic) [--listen IP] [--ttl SECONDS] [--keepalive]",
        "Adds an entry point: clients reaching the gateway on PORT are carried through TUNNEL (name or id) to\n"
-       "TARGET (ipv4:port, as the agent reaches it).\n"
+       "TARGET (ipv4:port, as the agent reaches it); or, with --route, to the tunnel and target of the hostname\n"
+       "rule (dpctl ingress) the client's hostname matches.\n"
+       "  --route sni     tcp: the server name of the TLS ClientHello (e.g. one :443 for many services)\n"
+       "  --route http    tcp: the Host header of plain HTTP requests (e.g. one :80)\n"
+       "  --route quic    udp: the server name in the QUIC Initial (HTTP/3 on :443)\n"
        "  --listen IP     only on this gateway address (default: all of the gateway's addresses)\n"
        "  --ttl SECONDS   UDP only: idle time before a flow ends (default 5)\n"
        "  --keepalive     UDP only: refresh the flow on traffic in both directions, not just from the client\n",
-       {"--keepalive"}, {"--listen", "--ttl"}, 4, 4,
+       {"--keepalive"}, {"--listen", "--ttl", "--route"}, 2, 4,
        [](const Args& a) {
-         json j{{"cmd", "entry.add"},
-                {"proto", protocol(a.positional[0])},
-                {"port", port_number(a.positional[1])},
-                {"tunnel", a.positional[2]},
-                {"target", a.positional[3]}};
+         json j{{"cmd", "entry.add"}, {"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
+         if (a.has("--route")) {
+           if (a.positional.size() != 2) throw UsageError("with --route, give no TUNNEL or TARGET: the rules decide");
+           j["route"] = a.value("--route");
+         } else {
+           if (a.positional.size() != 4) throw UsageError("give TUNNEL and TARGET, or --route sni|http|quic");
+           j["tunnel"] = a.positional[2];
+           j["target"] = a.positional[3];
+         }
          if (a.has("--listen")) j["listen"] = a.value("--listen");
          if (a.has("--keepalive")) j["keepalive"] = true;
          if (a.has("--ttl")) {
@@ -135,16 +144,23 @@ const std::vector<Command>& commands() {
        }},
       {"entry", "list", "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
        [](const Args&) { return json{{"cmd", "entry.list"}}; }},
-      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL [--private]",
-       "Adds a hostname rule: example.org (exactly), *.example.com or .example.com (the same: the domain and\n"
-       "every subdomain). TUNNEL is a name or id; --private (or writing the tunnel as $UUID) marks the rule\n"
-       "private: never routed from public entry points. Rules are saved and listed; dpgw's hostname routing,\n"
-       "which uses them, is not there yet.\n",
-       {"--private"}, {}, 2, 2,
+      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL --target IP:PORT [--private] [--proxy-protocol]",
+       "Adds a hostname rule for entry points routed by hostname (dpctl entry add ... --route): clients asking\n"
+       "for HOSTNAME are carried through TUNNEL (name or id) to the target. HOSTNAME is example.org (exactly),\n"
+       "*.example.com or .example.com (the same: the domain and every subdomain), or ~REGEX (the whole name\n"
+       "must match, case-insensitive). The most specific rule wins: exact, then the longest wildcard, then the\n"
+       "first pattern.\n"
+       "  --target IP:PORT   where the agent sends the connections (as the agent reaches it)\n"
+       "  --private          never routed from public entry points (also: write the tunnel as $UUID)\n"
+       "  --proxy-protocol   send the target a PROXY protocol v2 header with the client's address first\n",
+       {"--private", "--proxy-protocol"}, {"--target"}, 2, 2,
        [](const Args& a) {
          std::string t = a.positional[1];
          if (a.has("--private") && (t.empty() || t[0] != '$')) t = "$" + t;
-         return json{{"cmd", "ingress.add"}, {"hostname", a.positional[0]}, {"tunnel", t}};
+         json j{{"cmd", "ingress.add"}, {"hostname", a.positional[0]}, {"tunnel", t}};
+         if (a.has("--target")) j["target"] = a.value("--target");
+         if (a.has("--proxy-protocol")) j["proxy_protocol"] = true;
+         return j;
        }},
       {"ingress", "del", "dpctl ingress del HOSTNAME", "Removes a hostname rule.\n", {}, {}, 1, 1,
        [](const Args& a) { return json{{"cmd", "ingress.del"}, {"hostname", a.positional[0]}}; }},

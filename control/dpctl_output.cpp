@@ -73,7 +73,8 @@ std::string entry_name(const json& e) { return text(at(e, "proto")) + "/" + text
 
 std::string entry_options(const json& e) {
   std::string o;
-  if (e.contains("listen") && at(e, "listen").is_string()) o += "listen=" + text(at(e, "listen"));
+  if (at(e, "route").is_string() && text(at(e, "route")) != "fixed") o += "route=" + text(at(e, "route"));
+  if (at(e, "listen").is_string()) o += std::string(o.empty() ? "" : " ") + "listen=" + text(at(e, "listen"));
   if (e.contains("ttl")) o += std::string(o.empty() ? "" : " ") + "ttl=" + text(at(e, "ttl")) + "s";
   if (e.value("keepalive", false)) o += std::string(o.empty() ? "" : " ") + "keepalive";
   return o.empty() ? "-" : o;
@@ -147,20 +148,24 @@ std::string render_reply(const std::string& cmd, const json& r) {
   if (cmd == "tunnel.show") return tunnel_show(at(r, "tunnel"));
   if (cmd == "entry.add") {
     const json& e = at(r, "entry_point");
+    if (at(e, "route").is_string() && text(at(e, "route")) != "fixed")
+      return "entry point " + entry_name(e) + " added, routed by " + text(at(e, "route")) +
+             " to the hostname rules (dpctl ingress list)\n";
     return "entry point " + entry_name(e) + " -> " + text(at(e, "tunnel_name")) + " -> " + text(at(e, "target")) + " added\n";
   }
   if (cmd == "entry.del") return "entry point " + text(at(r, "removed")) + " removed\n";
   if (cmd == "entry.list") return entries_table(at(r, "entry_points"));
   if (cmd == "ingress.add") {
     const json& x = at(r, "rule");
-    return "ingress rule " + text(at(x, "hostname")) + " -> " + text(at(x, "tunnel_name")) +
-           (x.value("private", false) ? " (private)" : "") + " added\n";
+    return "ingress rule " + text(at(x, "hostname")) + " -> " + text(at(x, "tunnel_name")) + " -> " +
+           text(at(x, "target")) + (x.value("private", false) ? " (private)" : "") + " added\n";
   }
   if (cmd == "ingress.del") return "ingress rule " + text(at(r, "removed")) + " removed\n";
   if (cmd == "ingress.list") {
-    TextTable t({"HOSTNAME", "TUNNEL", "ID", "PRIVATE", "SOURCE"});
+    TextTable t({"HOSTNAME", "TUNNEL", "TARGET", "PRIVATE", "PROXY", "SOURCE"});
     for (const auto& x : at(r, "rules"))
-      t.add({text(at(x, "hostname")), text(at(x, "tunnel_name")), text(at(x, "tunnel")), text(at(x, "private")), text(at(x, "source"))});
+      t.add({text(at(x, "hostname")), text(at(x, "tunnel_name")), text(at(x, "target")), text(at(x, "private")),
+             text(at(x, "proxy_protocol")), text(at(x, "source"))});
     return t.str();
   }
   if (cmd == "session.list") {

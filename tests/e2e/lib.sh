@@ -42,6 +42,7 @@ cleanup() {
   done
   wait 2>/dev/null || true
   bash "$ROOT/scripts/topology.sh" down "$DPT_PREFIX"
+  rm -rf /etc/netns/"$DPT_PREFIX"-* 2>/dev/null || true  # per-namespace /etc/hosts (netns_hosts)
   for ns in "${EXTRA_NETNS[@]:-}"; do
     [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
   done
@@ -62,6 +63,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 topology_up() { bash "$ROOT/scripts/topology.sh" up "$DPT_PREFIX"; }
+
+# netns_hosts NAMESPACE "IP NAME..." ...: an /etc/hosts for programs run in that namespace (ip netns exec
+# bind-mounts /etc/netns/NAMESPACE/hosts); removed on exit.
+netns_hosts() {
+  local ns=$1; shift
+  mkdir -p "/etc/netns/$ns"
+  printf '127.0.0.1 localhost\n' > "/etc/netns/$ns/hosts"
+  for line in "$@"; do echo "$line" >> "/etc/netns/$ns/hosts"; done
+}
 
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
 # With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
@@ -131,7 +141,7 @@ start_dpctld() {
 }
 
 start_gw() {
-  ip netns exec "$NS_G" "$DPGW" --config "$WORK/gw.conf" > "$WORK/dpgw.out" 2> "$WORK/dpgw.log" &
+  ip netns exec "$NS_G" "$DPGW" --config "$WORK/gw.conf" ${GW_ARGS:-} > "$WORK/dpgw.out" 2> "$WORK/dpgw.log" &
   GW_PID=$!
   PIDS+=("$GW_PID")
   for _ in $(seq 1 100); do
