@@ -43,7 +43,15 @@ void for_each_option(uint8_t* tcp, size_t header_len, Fn fn) {
 
 bool TcpSplice::to_server(uint8_t* tcp, size_t header_len) const {
   if (header_len < 20 || header_len > 60) return false;
+  if (client_seq_delta) replace32(tcp, kOffSeq, load_be32(tcp + kOffSeq) + client_seq_delta);
   replace32(tcp, kOffAck, load_be32(tcp + kOffAck) + seq_delta);
+  if (client_window_shift) {
+    const uint16_t win = load_be16(tcp + kOffWindow);
+    const uint64_t w = uint64_t(win) << client_window_shift;
+    const uint16_t scaled = uint16_t(w > 0xffff ? 0xffff : w);
+    store_be16(tcp + kOffWindow, scaled);
+    csum_replace16(tcp + kOffChecksum, win, scaled);
+  }
   for_each_option(tcp, header_len, [&](uint8_t kind, size_t off, size_t len) {
     if (kind == kOptSack && len % 8 == 0) {
       for (size_t e = 0; e < len; e += 4) replace32(tcp, off + e, load_be32(tcp + off + e) + seq_delta);
@@ -57,6 +65,7 @@ bool TcpSplice::to_server(uint8_t* tcp, size_t header_len) const {
 bool TcpSplice::to_client(uint8_t* tcp, size_t header_len) const {
   if (header_len < 20 || header_len > 60) return false;
   replace32(tcp, kOffSeq, load_be32(tcp + kOffSeq) - seq_delta);
+  if (client_seq_delta) replace32(tcp, kOffAck, load_be32(tcp + kOffAck) - client_seq_delta);
   const uint16_t win = load_be16(tcp + kOffWindow);
   const uint16_t scaled = window_to_client(win);
   if (scaled != win) {
@@ -64,7 +73,11 @@ bool TcpSplice::to_client(uint8_t* tcp, size_t header_len) const {
     csum_replace16(tcp + kOffChecksum, win, scaled);
   }
   for_each_option(tcp, header_len, [&](uint8_t kind, size_t off, size_t len) {
-    if (kind == kOptTimestamps && len == 8) replace32(tcp, off, load_be32(tcp + off) - ts_delta);  // TSval
+    if (kind == kOptTimestamps && len == 8) {
+      replace32(tcp, off, load_be32(tcp + off) - ts_delta);  // TSval
+    } else if (kind == kOptSack && len % 8 == 0 && client_seq_delta) {
+      for (size_t e = 0; e < len; e += 4) replace32(tcp, off + e, load_be32(tcp + off + e) - client_seq_delta);
+    }
   });
   return true;
 }

@@ -2,8 +2,9 @@
 // is the SYN cookie, its timestamps its own clock, its window scale its choice), then opened the server side
 // with the client's own ISN, MSS and window scale. Afterwards each segment is rewritten in place, with
 // incremental checksum updates:
-//   client -> server: ack and SACK edges + seq_delta, TSecr + ts_delta           (seq, TSval, window as they are)
-//   server -> client: seq - seq_delta, TSval - ts_delta, window rescaled to ours  (ack, SACK edges, TSecr as they are)
+//   client -> server: seq + client_seq_delta, ack and SACK edges + seq_delta, TSecr + ts_delta, window rescaled
+//   server -> client: seq - seq_delta, ack and SACK edges - client_seq_delta, TSval - ts_delta, window rescaled
+// (client_seq_delta is non-zero when dpgw sent the server bytes of its own first, e.g. a PROXY protocol header.)
 // All arithmetic is modulo 2^32, so sequence numbers wrap as TCP's do.
 #pragma once
 #include <cstddef>
@@ -16,6 +17,8 @@ struct TcpSplice {
   uint32_t ts_delta = 0;      // server's first TSval - the TSval we gave the client
   uint8_t our_wscale = 0;     // the shift our SYN-ACK told the client (0: no scaling)
   uint8_t server_wscale = 0;  // the shift the server's SYN-ACK told us (0: no scaling)
+  uint32_t client_seq_delta = 0;  // bytes dpgw inserted before the client's own towards the server
+  uint8_t client_window_shift = 0;  // the client scales windows but the server does not: shift them up
 
   // `tcp` points at a TCP header of `header_len` bytes (options included; a multiple of 4, <= 60) whose checksum
   // is valid; it stays valid. Malformed option lists are left as they are (the segment still gets its sequence

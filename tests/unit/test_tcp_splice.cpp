@@ -108,6 +108,29 @@ void odd_offsets_and_junk(void**) {
   assert_false(sp.to_server(bad.data(), 12));
 }
 
+void inserted_bytes(void**) {
+  // dpgw sent the server 28 bytes of its own (a PROXY v2 header) before the client's: the client's sequence
+  // numbers move up by 28 towards the server, and the server's acknowledgments (and SACK edges) down again.
+  TcpSplice sp{0, 0, 0, 0, 28, 0};
+  auto c = segment(1000, 77, 512, {});
+  sp.to_server(c.data(), header_len(c));
+  assert_int_equal(load_be32(&c[4]), 1028);
+  checksum_still_valid(c);
+  std::vector<uint8_t> sack = {1, 1, 5, 10, 0, 0, 0x04, 0x10, 0, 0, 0x04, 0x20};
+  auto s = segment(77, 1028, 512, sack);
+  sp.to_client(s.data(), header_len(s));
+  assert_int_equal(load_be32(&s[8]), 1000);
+  assert_int_equal(load_be32(&s[24]), 0x0410 - 28);
+  assert_int_equal(load_be32(&s[28]), 0x0420 - 28);
+  checksum_still_valid(s);
+  // The client scales its windows, the server refused scaling: towards the server they grow.
+  TcpSplice noscale{0, 0, 7, 0, 0, 7};
+  auto w = segment(1, 2, 100, {});
+  noscale.to_server(w.data(), header_len(w));
+  assert_int_equal(load_be16(&w[14]), 12800);
+  checksum_still_valid(w);
+}
+
 void windows(void**) {
   TcpSplice same{0, 0, 7, 7};
   assert_int_equal(same.window_to_client(1234), 1234);
@@ -126,6 +149,7 @@ int main() {
       cmocka_unit_test(client_to_server),
       cmocka_unit_test(server_to_client),
       cmocka_unit_test(odd_offsets_and_junk),
+      cmocka_unit_test(inserted_bytes),
       cmocka_unit_test(windows),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
