@@ -150,7 +150,8 @@ const std::vector<Command>& commands() {
        "*.example.com or .example.com (the same: the domain and every subdomain), or ~REGEX (the whole name\n"
        "must match, case-insensitive). The most specific rule wins: exact, then the longest wildcard, then the\n"
        "first pattern.\n"
-       "  --target IP:PORT   where the agent sends the connections (as the agent reaches it)\n"
+       "  --target IP:PORT   where the agent sends the connections (as the agent reaches it); IP alone: to the\n"
+       "                     port the client used (one rule for :80 and :443)\n"
        "  --private          never routed from public entry points (also: write the tunnel as $UUID)\n"
        "  --proxy-protocol   send the target a PROXY protocol v2 header with the client's address first\n",
        {"--private", "--proxy-protocol"}, {"--target"}, 2, 2,

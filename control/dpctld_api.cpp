@@ -350,8 +350,10 @@ json Dpctld::api_ingress_add(const json& req) {
   IngressRule rule{*host, t->id, private_rule, std::nullopt, req.value("proxy_protocol", false)};
   const std::string target = str_of(req, "target", false);
   if (!target.empty()) {
-    auto ep = Endpoint::parse(target);
-    if (!ep) throw ApiError("target must be ipv4:port as the agent reaches it, like 10.0.0.10:443");
+    auto ep = parse_rule_target(target);
+    if (!ep)
+      throw ApiError("target must be ipv4:port as the agent reaches it, like 10.0.0.10:443, or ipv4 alone (the port "
+                     "the client used)");
     rule.target = *ep;
   }
   state_.ingress.push_back(rule);
@@ -393,7 +395,7 @@ json Dpctld::ingress_json(const IngressRule& r) const {
               {"tunnel", r.tunnel.str()},
               {"tunnel_name", t ? t->name : std::string()},
               {"private", r.private_rule},
-              {"target", r.target ? json(r.target->str()) : json(nullptr)},
+              {"target", r.target ? json(rule_target_str(*r.target)) : json(nullptr)},
               {"proxy_protocol", r.proxy_protocol},
               {"source", from_config ? "config" : "dpctl"}};
 }

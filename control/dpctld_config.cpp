@@ -80,8 +80,10 @@ IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
   r.tunnel = t->id;
   r.private_rule = config_bool(s, "private", r.private_rule);
   if (s.exists("target")) {
-    auto target = Endpoint::parse(config_string(s, "target"));
-    if (!target) config_fail(s["target"], "expected ipv4:port as the agent reaches it, like 10.0.2.2:8080");
+    auto target = parse_rule_target(config_string(s, "target"));
+    if (!target)
+      config_fail(s["target"], "expected ipv4:port as the agent reaches it, like 10.0.2.2:8080, or ipv4 alone (the "
+                               "port the client used)");
     r.target = *target;
   }
   r.proxy_protocol = config_bool(s, "proxy_protocol", false);

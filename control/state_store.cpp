@@ -35,7 +35,7 @@ json encode_state(const PersistedState& s) {
   }
   for (const auto& r : s.ingress) {
     json j{{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}};
-    if (r.target) j["target"] = r.target->str();
+    if (r.target) j["target"] = rule_target_str(*r.target);
     if (r.proxy_protocol) j["proxy_protocol"] = true;
     ingress.push_back(j);
   }
@@ -125,8 +125,8 @@ PersistedState decode_state(const json& j) {
     IngressRule rule{*host, uuid_at(r, "tunnel", where), r.value("private", false), std::nullopt,
                      r.value("proxy_protocol", false)};
     if (r.contains("target")) {
-      auto t = Endpoint::parse(r.value("target", std::string()));
-      if (!t) throw std::runtime_error(where + ": 'target' must be ipv4:port");
+      auto t = parse_rule_target(r.value("target", std::string()));
+      if (!t) throw std::runtime_error(where + ": 'target' must be ipv4:port or ipv4");
       rule.target = *t;
     }
     s.ingress.push_back(rule);

@@ -39,6 +39,9 @@ const char* drop_reason_name(Drop d) {
     case Drop::NoRule: return "no_rule";
     case Drop::PrivateRule: return "private_rule";
     case Drop::NoTarget: return "no_target";
+    case Drop::BadCookie: return "bad_cookie";
+    case Drop::BindingFull: return "binding_full";
+    case Drop::TargetRefused: return "target_refused";
     case Drop::Count: break;
   }
   return "unknown";

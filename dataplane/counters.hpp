@@ -56,6 +56,9 @@ enum class Drop : uint8_t {
   NoRule,           // hostname entry point: no ingress rule matches the name
   PrivateRule,      // the name's rule is private: never reachable from a public entry point
   NoTarget,         // the name's rule has no target
+  BadCookie,        // an ACK to a hostname entry point whose SYN cookie is not ours (or too old)
+  BindingFull,      // no buffer free to hold another connection while its hostname is read
+  TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST
   Count
 };
 
@@ -68,6 +71,7 @@ struct alignas(64) WorkerStats {
   Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   Counter hostname_routed;  // new flows routed by an ingress rule
+  Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused;  // delayed binding
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

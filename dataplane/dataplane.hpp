@@ -78,6 +78,7 @@ struct Dataplane {
   TscClock clock;
   std::atomic<int64_t> realtime_offset_ns{0};  // wall clock minus clock.now_ns(), refreshed by the control lcore
   uint64_t started_ns = 0;
+  std::array<uint8_t, 16> syn_cookie_key{};  // random per start: SYN cookies of an earlier run are not accepted
 
   HandoffMeta& meta(rte_mbuf* m) const;
 };

@@ -72,17 +72,6 @@ TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
 
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
-  struct Pending {
-    rte_mbuf* m;
-    TunnelSession* s;
-    uint8_t* frame;  // relay header inside the mbuf
-    uint32_t plain_len;
-    uint8_t out_port;
-    bool fragment;
-    uint16_t tunnel;
-  };
-  Pending p[kBurst];
-  uint16_t np = 0;
   const FlowConfig& fc = dp_.cfg->flow;
   uint32_t hop_ip = 0;
   bool hop_ok = false;
@@ -99,6 +88,14 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);
+    if (ep.route == EntryRoute::TlsSni || ep.route == EntryRoute::HttpHost) {
+      // Until a connection is spliced, dpgw itself is its peer (SYN cookie, reading the hostname).
+      const bool new_syn = (pi.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+      if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= now_ns_) {
+        hostname_tcp(in_port, m, pi, ep, f);
+        continue;
+      }
+    }
     const TunnelPool* pool = nullptr;
     if (f) {
       // A flow stays with the tunnel it started on (a fixed entry point's, or the one its hostname led to).
@@ -124,6 +121,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       tunnel = r->tunnel;
       tunnel_generation = r->tunnel_generation;
       target = *r->target;
+      if (!target.port) target.port = pi.dst_port;  // the rule's target without a port: the one the client used
     }
     if (!f) {
       pool = dp_.tunnels.get(tunnel);
@@ -211,6 +209,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
     uint8_t* ip = l2 + pi.l3_offset;
     uint8_t* l4 = l2 + pi.l4_offset;
+    if (f->binding == Binding::Spliced) f->splice.to_server(l4, pi.tcp_header_len);
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
     ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
 
@@ -234,17 +233,61 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
     uint8_t* frame = udp + kUdpHeaderLen;
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
-    p[np++] = Pending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port, fragment, f->tunnel};
+    if (n_encap_ == encap_.size()) encap_flush();
+    encap_[n_encap_++] = EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port, fragment, f->tunnel};
   }
-  if (!np) return;
+  encap_flush();
+}
 
+// A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
+// wrapped like a client's and joins the pending burst.
+bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags) {
+  const Endpoint peer = s.peer();
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!s.has_peer() || !resolve_next_hop(peer.ip.value, out_port, mac, why)) {
+    drop(m, s.has_peer() ? why : Drop::NoSession);
+    return false;
+  }
+  const uint32_t inner_len = m->data_len;
+  const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len;
+  uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
+  if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
+    drop(m, Drop::NoRoom);
+    return false;
+  }
+  std::memcpy(out, mac.data(), 6);
+  std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
+  store_be16(out + 12, kEtherTypeIpv4);
+  uint8_t* oip = out + kEthHeaderLen;
+  write_ipv4_header(oip, uint16_t(outer_len), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
+  uint8_t* udp = oip + kIpv4HeaderLen;
+  store_be16(udp, dp_.cfg->tunnel_port);
+  store_be16(udp + 2, peer.port);
+  store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
+  store_be16(udp + kUdpOffChecksum, 0);
+  uint8_t* frame = udp + kUdpHeaderLen;
+  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), kIpProtoTcp, inner_flags, 0});
+  if (n_encap_ == encap_.size()) encap_flush();
+  encap_[n_encap_++] = EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port,
+                                    outer_len > dp_.ports[out_port].mtu, f.tunnel};
+  return true;
+}
+
+void Worker::encap_flush() {
+  const uint16_t np = n_encap_;
+  n_encap_ = 0;
+  if (!np) return;
+  EncapPending* p = encap_.data();
   // Counters (one atomic add per session), headers, nonces; then one AEAD call per key.
-  uint64_t counters[kBurst];
+  constexpr size_t kMax = std::tuple_size_v<decltype(encap_)>;  // <= 64: one bit per packet in aead_burst
+  uint64_t counters[kMax];
   reserve_counters(np, [&](uint16_t i) { return p[i].s; }, counters);
-  EpochCipher* cipher[kBurst];
-  AeadOp ops[kBurst];
-  uint8_t iv[kBurst][kAeadIvLen];
-  int32_t status[kBurst];
+  EpochCipher* cipher[kMax];
+  AeadOp ops[kMax];
+  uint8_t iv[kMax][kAeadIvLen];
+  int32_t status[kMax];
   uint16_t nops = 0;
   for (uint16_t i = 0; i < np; ++i) {
     EpochCipher* c = p[i].s->tx_keys.find(epoch_of(counters[i]));

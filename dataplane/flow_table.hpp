@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ingress/tcp_splice.hpp"
+
 namespace dptun {
 
 struct FlowKey {
@@ -18,6 +20,25 @@ struct FlowKey {
 };
 
 enum class TcpState : uint8_t { None = 0, SynSent, Established, Closing, Closed };
+
+// Delayed binding (TCP entry points routed by hostname): dpgw holds the client's connection itself until it has
+// read the hostname (WaitHello), opens the server side (WaitServer), then splices the two (Spliced).
+enum class Binding : uint8_t { None = 0, WaitHello, WaitServer, Spliced };
+
+struct BindingState {
+  uint32_t client_isn = 0, our_isn = 0;  // the client's ISN; ours is the SYN cookie
+  uint32_t next_client_seq = 0;          // the next in-order byte from the client
+  uint32_t client_tsval = 0;             // the newest TSval from the client
+  uint32_t buffer = UINT32_MAX;          // BindingBuffers slot holding the client's first bytes
+  uint64_t syn_sent_ns = 0;              // our SYN to the server (resent on the client's retransmissions)
+  uint16_t client_mss = 0;
+  uint16_t client_window = 0;            // the newest raw window from the client
+  uint8_t client_wscale = 0xff;          // 0xff: the client does not scale windows
+  bool client_sack = false;
+  bool client_ts = false;
+  bool proxy_protocol = false;
+  uint8_t route = 0;                     // EntryRoute: what to read (TLS ClientHello or HTTP request head)
+};
 
 struct Flow {
   FlowKey key;
@@ -36,6 +57,9 @@ struct Flow {
   uint32_t hash = 0;
   uint64_t deadline_ns = 0;
   uint64_t last_seen_ns = 0;
+  Binding binding = Binding::None;
+  BindingState bind;
+  TcpSplice splice;  // once Spliced: how segments are rewritten both ways
 };
 
 class FlowTable {

@@ -9,6 +9,8 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
+#include <openssl/rand.h>
+
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "crypto/aead_cryptodev.hpp"
@@ -32,6 +34,10 @@ bool Gateway::build(const Options& opt, std::string& error) {
   dp.handoff_offset = register_handoff_field();
   if (dp.handoff_offset < 0) {
     error = "cannot register the mbuf handoff field";
+    return false;
+  }
+  if (RAND_bytes(dp.syn_cookie_key.data(), int(dp.syn_cookie_key.size())) != 1) {
+    error = "cannot draw the SYN cookie key";
     return false;
   }
   dp.pool = rte_pktmbuf_pool_create("dptun_mbufs", cfg.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);

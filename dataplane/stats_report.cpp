@@ -69,7 +69,8 @@ uint64_t flows_active(const Dataplane& dp) {
   X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(flows_repinned) X(keepalives_rx)     \
   X(keepalives_tx)                                                                                         \
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
-  X(idle_sleeps) X(polls) X(hostname_routed)
+  X(idle_sleeps) X(polls) X(hostname_routed) X(syn_cookies_sent) X(bindings_started) X(bindings_spliced) \
+  X(bindings_refused)
 
 }  // namespace
 

@@ -58,6 +58,7 @@ void Worker::tx_burst(uint8_t port) {
 }
 
 void Worker::flush() {
+  encap_flush();  // packets dpgw made for agents (delayed binding) go out with the rest
   for (uint8_t p = 0; p < tx_.size(); ++p)
     if (tx_[p].n) tx_burst(p);
   flush_handoffs();

@@ -32,6 +32,9 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       lcore_(lcore),
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       idle_(dp.cfg->idle),
+      cookies_(dp.syn_cookie_key),
+      bindings_(kBindingBuffers, kMaxClientHello),
+      hello_scratch_(kMaxClientHello),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {
   std::string name = "handoff_" + std::to_string(id);
@@ -90,6 +93,7 @@ unsigned Worker::poll_once() {
   // already treated as gone by lookups; the sweep only gives its slot back.
   uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024);
   if (expired) stats.flows_expired.add(expired);
+  sweep_bindings(work ? 4 : 64);
   return work;
 }
 

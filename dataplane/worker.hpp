@@ -12,7 +12,10 @@
 #include "dataplane/flow_table.hpp"
 #include "dataplane/idle_backoff.hpp"
 #include "dataplane/ingress_table.hpp"
+#include "dataplane/binding_buffers.hpp"
 #include "ingress/quic_initial.hpp"
+#include "ingress/syn_cookie.hpp"
+#include "packet/tcp_segment.hpp"
 #include "packet/parser.hpp"
 #include "proto/relay_frame.hpp"
 
@@ -23,6 +26,7 @@ namespace dptun {
 
 class Worker {
  public:
+  static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -59,6 +63,33 @@ class Worker {
   void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
   // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
+  // Packets on their way to an agent, encrypted together (one AEAD call per key) by encap_flush().
+  struct EncapPending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    uint8_t* frame;  // relay header inside the mbuf
+    uint32_t plain_len;
+    uint8_t out_port;
+    bool fragment;
+    uint16_t tunnel;
+  };
+  bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags);
+  // hostname_input.cpp: TCP entry points routed by hostname (SYN cookies, delayed binding, splicing)
+  void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
+  void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
+                    uint32_t client_isn);
+  void send_server_syn(Flow& f);
+  void splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi);
+  void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why);
+  void release_binding(Flow& f);
+  void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
+  bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                      std::span<const uint8_t> options, std::span<const uint8_t> payload);
+  static size_t proxy_v2_header(const Flow& f, uint8_t* out);
+  void sweep_bindings(uint32_t budget);
+  uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
+  uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
+  void encap_flush();
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
   // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
   TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
@@ -89,6 +120,12 @@ class Worker {
   std::array<uint64_t, 8> kernel_tokens_{};    // per port, refilled every millisecond (kernel_rate)
   std::array<uint64_t, 8> kernel_refill_ns_{};
   QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
+  std::array<EncapPending, 2 * kBurst> encap_;
+  uint16_t n_encap_ = 0;
+  SynCookies cookies_;
+  BindingBuffers bindings_;
+  uint32_t binding_cursor_ = 0;
+  std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   uint64_t icmp_tokens_ = 0;
   uint64_t icmp_refill_ns_ = 0;
 

@@ -60,9 +60,17 @@ json encode_entry(const EntrySpec& e) {
   return j;
 }
 
+std::optional<Endpoint> parse_rule_target(std::string_view text) {
+  if (auto ep = Endpoint::parse(text)) return ep;
+  if (auto ip = Ipv4::parse(text)) return Endpoint{*ip, 0};
+  return std::nullopt;
+}
+
+std::string rule_target_str(const Endpoint& e) { return e.port ? e.str() : e.ip.str(); }
+
 json encode_ingress_rule(const IngressRuleSpec& r) {
   json j{{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}};
-  if (r.target) j["target"] = r.target->str();
+  if (r.target) j["target"] = rule_target_str(*r.target);
   if (r.proxy_protocol) j["proxy_protocol"] = true;
   return j;
 }
@@ -74,8 +82,8 @@ IngressRuleSpec decode_ingress_rule(const json& j) {
   r.hostname = j["hostname"].get<std::string>();
   r.tunnel = uuid_of(j, "tunnel");
   if (j.contains("target") && !j["target"].is_null()) {
-    auto t = j["target"].is_string() ? Endpoint::parse(j["target"].get<std::string>()) : std::nullopt;
-    if (!t) throw std::runtime_error("'target' must be ipv4:port");
+    auto t = j["target"].is_string() ? parse_rule_target(j["target"].get<std::string>()) : std::nullopt;
+    if (!t) throw std::runtime_error("'target' must be ipv4:port or ipv4");
     r.target = *t;
   }
   for (const char* flag : {"private", "proxy_protocol"})

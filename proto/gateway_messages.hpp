@@ -51,6 +51,11 @@ struct EntrySpec {
   bool from_config = false;
 };
 
+// A rule's target: "a.b.c.d:port", or "a.b.c.d" alone (port 0: the port the client connected to, so one rule
+// serves :80 and :443 alike).
+std::optional<Endpoint> parse_rule_target(std::string_view text);
+std::string rule_target_str(const Endpoint& e);
+
 // A hostname rule (docs/control-plane.md, "Hostname rules"): a normalized hostname pattern, the tunnel it
 // leads to and the target the agent reaches; private rules are never used by public entry points.
 struct IngressRuleSpec {

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Hostname routing end to end: two tunnels served by two agents, one shared public port, the backend chosen by
-# the name the client asks for. QUIC (HTTP/3 with ngtcp2's client and server): the SNI of the client's Initial
-# picks the rule; a wildcard rule; a name no rule matches; a private rule refused from the public entry point.
+# Hostname routing end to end: two tunnels served by two agents, shared public ports, the backend chosen by the
+# name the client asks for.
+#  - TCP (nginx with one virtual host per tunnel, curl): one :80 by HTTP Host and one :443 by TLS SNI, by
+#    delayed binding; a wildcard; a name without a rule (HTTP 502 / reset); a ClientHello larger than a segment;
+#    large downloads; the handshake options in a packet capture on both sides; a PROXY protocol v2 header;
+#    clients that only send SYNs (no state) and a bounded SYN flood while requests keep succeeding.
+#  - QUIC (HTTP/3 with ngtcp2's client and server): the SNI of the client's Initial picks the rule; a wildcard
+#    rule; a name no rule matches; a private rule refused from the public entry point.
 source "$(dirname "$0")/lib.sh"
 
 topology_up
@@ -34,13 +39,121 @@ ip netns exec "$NS_A" gtlsserver -q -d "$WORK/htdocs-b" "$AGENT_IP" 4432 "$WORK/
   > "$WORK/quic-b.log" 2>&1 &
 PIDS+=("$!")
 
+# nginx on the agent host: backend a on 10.99.2.2, backend b on 10.99.2.3, each with :80 and :443 (and a PROXY
+# protocol port on a). Only dpgw's routing decides which one a client reaches.
+B_IP=10.99.2.3
+ip -n "$NS_A" addr add "$B_IP/24" dev a0
+head -c 4194304 /dev/urandom > "$WORK/htdocs-a/big.bin"
+cp "$WORK/htdocs-a/big.bin" "$WORK/htdocs-b/big.bin"
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<NGINX
+daemon off;
+user root;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+  ssl_certificate $WORK/pki/server.pem;
+  ssl_certificate_key $WORK/pki/server.key;
+  server { listen $AGENT_IP:80; listen $AGENT_IP:443 ssl; root $WORK/htdocs-a;
+           location = / { return 200 "backend a \$scheme\n"; } }
+  server { listen $B_IP:80; listen $B_IP:443 ssl; root $WORK/htdocs-b;
+           location = / { return 200 "backend b \$scheme\n"; } }
+  server { listen $AGENT_IP:8088 proxy_protocol; location = / { return 200 "client \$proxy_protocol_addr:\$proxy_protocol_port\n"; } }
+}
+NGINX
+ip netns exec "$NS_A" nginx -c "$WORK/nginx/nginx.conf" > "$WORK/nginx.log" 2>&1 &
+PIDS+=("$!")
+wait_for 10 "nginx" ip netns exec "$NS_A" bash -c "ss -ltn | grep -q '$B_IP:443 '"
+
+log "one TCP :80 (HTTP Host) and one TCP :443 (TLS SNI) for both tunnels, by delayed binding"
+dpctl entry add tcp 80 --route http > /dev/null
+dpctl entry add tcp 443 --route sni > /dev/null
+dpctl ingress add app-a.example web-a --target "$AGENT_IP" > /dev/null
+dpctl ingress add app-b.example web-b --target "$B_IP" > /dev/null
+dpctl ingress add '*.wild.example' web-b --target "$B_IP" > /dev/null
+dpctl ingress add pp.example web-a --target "$AGENT_IP:8088" --proxy-protocol > /dev/null
+tcp_rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 4 ]; }
+wait_for 10 "dpgw compiled the TCP rules" tcp_rules
+# get SCHEME NAME [PATH]: the body (curl resolves NAME to the gateway's public address)
+get() {
+  local port=80; [ "$1" = https ] && port=443
+  timeout 20 ip netns exec "$NS_C" curl -sk --max-time 15 --resolve "$2:$port:$GW_PUBLIC" "$1://$2${3:-/}"
+}
+for scheme in http https; do
+  [ "$(get $scheme app-a.example)" = "backend a $scheme" ] || fail "$scheme app-a.example: '$(get $scheme app-a.example)'"
+  [ "$(get $scheme app-b.example)" = "backend b $scheme" ] || fail "$scheme app-b.example: '$(get $scheme app-b.example)'"
+  [ "$(get $scheme deep.x.wild.example)" = "backend b $scheme" ] || fail "$scheme wildcard"
+done
+log "  app-a.example -> a, app-b.example and *.wild.example -> b, over http and https"
+code=$(timeout 20 ip netns exec "$NS_C" curl -s -o /dev/null -w '%{http_code}' --max-time 10 --resolve "nobody.example:80:$GW_PUBLIC" http://nobody.example/)
+[ "$code" = 502 ] || fail "an HTTP name without a rule got $code, not 502"
+rc=0; timeout 20 ip netns exec "$NS_C" curl -sk --max-time 10 --resolve "nobody.example:443:$GW_PUBLIC" https://nobody.example/ > /dev/null 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "a TLS name without a rule got through"
+[ "$(gw_stats | jq '.totals.drops.no_rule')" -ge 2 ] || fail "no_rule not counted"
+log "  a name without a rule: HTTP 502, TLS reset (curl exit $rc), counted"
+
+log "large downloads through the splice (sequence, window and timestamp translation at speed)"
+want=$(sha256sum < "$WORK/htdocs-a/big.bin" | cut -d' ' -f1)
+for scheme in http https; do
+  got=$(get $scheme app-b.example /big.bin | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$want" ] || fail "$scheme 4 MB download through the splice is corrupt or short"
+done
+
+log "a ClientHello larger than one segment (a long ALPN list)"
+alpn=$(for i in $(seq 1 120); do printf 'proto-%03d-padding-xx,' "$i"; done)http/1.1
+printf 'GET / HTTP/1.1\r\nHost: app-a.example\r\nConnection: close\r\n\r\n' |
+  timeout 20 ip netns exec "$NS_C" openssl s_client -quiet -connect "$GW_PUBLIC:443" -servername app-a.example \
+    -alpn "$alpn" > "$WORK/bighello.out" 2> "$WORK/bighello.err" || true
+grep -q "backend a https" "$WORK/bighello.out" || fail "big ClientHello: $(tail -3 "$WORK/bighello.err")"
+
+log "the PROXY protocol v2 header gives the target the client's address"
+pp=$(get http pp.example)
+echo "$pp" | grep -Eq '^client 10\.99\.1\.2:[0-9]+$' || fail "PROXY protocol: target saw '$pp'"
+
+log "handshake options in packet captures: the client's side (dpgw's SYN-ACK) and the target's (dpgw's SYN)"
+ip netns exec "$NS_C" timeout 15 tcpdump -nn -i c0 -c 2 -w "$WORK/client.pcap" 'tcp port 443 and tcp[tcpflags] & tcp-syn != 0' > /dev/null 2>&1 &
+cap1=$!
+ip netns exec "$NS_A" timeout 15 tcpdump -nn -i any -c 2 -w "$WORK/server.pcap" "tcp dst port 443 and host $AGENT_IP and tcp[tcpflags] & tcp-syn != 0" > /dev/null 2>&1 &
+cap2=$!
+sleep 1
+get https app-a.example > /dev/null
+wait $cap1 $cap2 || true
+synack=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | grep 'Flags \[S\.\]' | head -1)
+echo "$synack" | grep -q 'mss 1388' && echo "$synack" | grep -q 'sackOK' && echo "$synack" | grep -q 'TS val' &&
+  echo "$synack" | grep -q 'wscale 7' || fail "dpgw's SYN-ACK to the client: $synack"
+syn=$(tcpdump -nn -r "$WORK/server.pcap" 2>/dev/null | grep 'Flags \[S\]' | head -1)
+client_syn=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | grep 'Flags \[S\]' | head -1)
+cws=$(echo "$client_syn" | grep -o 'wscale [0-9]*')
+echo "$syn" | grep -q 'sackOK' && echo "$syn" | grep -q 'TS val' && echo "$syn" | grep -q "$cws" &&
+  echo "$syn" | grep -Eq 'mss (1388|13[0-9][0-9])' || fail "dpgw's SYN to the target: $syn (client sent: $client_syn)"
+log "  to client: $(echo "$synack" | grep -o 'options.*')"
+log "  to target: $(echo "$syn" | grep -o 'options.*')"
+
+log "clients that only send SYNs leave no state; a bounded SYN flood does not stop real requests"
+before_started=$(gw_stats | jq '[.workers[].bindings_started] | add')
+before_cookies=$(gw_stats | jq '[.workers[].syn_cookies_sent] | add')
+timeout 10 ip netns exec "$NS_C" hping3 -q -S -p 443 -c 20 -i u10000 "$GW_PUBLIC" > /dev/null 2>&1 || true
+[ "$(gw_stats | jq '[.workers[].syn_cookies_sent] | add')" -ge $((before_cookies + 20)) ] || fail "SYN cookies not sent"
+[ "$(gw_stats | jq '[.workers[].bindings_started] | add')" -eq "$before_started" ] || fail "SYNs alone created state"
+timeout 20 ip netns exec "$NS_C" hping3 -q -S -p 443 -c 30000 -i u100 --rand-source "$GW_PUBLIC" > /dev/null 2>&1 &
+flood=$!
+ok=0
+for i in $(seq 1 10); do [ "$(get https app-a.example)" = "backend a https" ] && ok=$((ok + 1)); done
+wait $flood || true
+[ "$ok" -eq 10 ] || fail "only $ok of 10 requests succeeded during the SYN flood"
+log "  10/10 requests during 30000 SYNs; bindings held: $(gw_stats | jq '[.workers[].flows_active] | add') flows"
+
 log "one UDP :443 for both tunnels, routed by the SNI of the QUIC Initial"
 dpctl entry add udp 443 --route quic --keepalive --ttl 30 | grep -q "routed by quic" || fail "entry add --route quic"
 dpctl ingress add quic-a.example web-a --target "$AGENT_IP:4431" > /dev/null
 dpctl ingress add '.b.example' web-b --target "$AGENT_IP:4432" > /dev/null
 dpctl ingress add secret.example web-a --target "$AGENT_IP:4431" --private > /dev/null
-rules_compiled() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 3 ]; }
-wait_for 10 "dpgw compiled the 3 rules" rules_compiled
+rules_compiled() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 7 ]; }
+wait_for 10 "dpgw compiled the 7 rules" rules_compiled
 
 # The client resolves every test name to the gateway's public address (its SNI is then the name).
 netns_hosts "$NS_C" "$GW_PUBLIC quic-a.example QUIC-A.Example www.b.example b.example nothing.example secret.example"
