@@ -174,11 +174,31 @@ void Agent::gateway_readable(uint64_t now_ns) {
       }
       const InnerHeader ih = decode_inner_header(frame + kRelayHeaderLen);
       uint8_t* pkt = frame + kInnerOffset;
-      const size_t pkt_len = len - kRelayFrameOverhead;
+      size_t pkt_len = len - kRelayFrameOverhead;
+      std::string_view name;
+      if ((ih.flags & kInnerHasName) && !read_name_trailer({pkt, pkt_len}, name, pkt_len)) {
+        stats_.bad_inner++;
+        continue;
+      }
       PacketInfo pi;
       if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
         stats_.bad_inner++;
         continue;
+      }
+      if (pi.dst_ip == 0) {
+        // The gateway left the target to us (a hostname rule without one): the name picks it, the first time.
+        const uint32_t tag = uint32_t(ih.flow_id) & SnatCodec::kTagMask;
+        std::optional<Endpoint> target = name.empty() ? routed_.find(tag) : opt_.routes.lookup(name);
+        if (!target) {
+          stats_.no_route++;
+          if (!name.empty()) LOG_DEBUG("no local target for '%.*s'", int(name.size()), name.data());
+          continue;
+        }
+        if (!name.empty()) {
+          routed_.remember(tag, *target);
+          stats_.routed_flows++;
+        }
+        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.value, target->port ? target->port : pi.dst_port);
       }
       // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
       const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
@@ -331,6 +351,8 @@ std::string Agent::stats_json() const {
       .field("bad_inner", stats_.bad_inner)
       .field("no_nat", stats_.no_nat)
       .field("tun_write_errors", stats_.tun_write_errors)
+      .field("routed_flows", stats_.routed_flows)
+      .field("no_route", stats_.no_route)
       .field("send_errors", stats_.send_errors)
       .end_object();
   return j.str();

@@ -19,6 +19,7 @@
 #include "agent/control_client.hpp"
 #include "agent/lan_nat.hpp"
 #include "agent/snat_codec.hpp"
+#include "agent/service_routes.hpp"
 #include "common/tun_device.hpp"
 #include "agent/udp_link.hpp"
 #include "common/inet.hpp"
@@ -40,6 +41,7 @@ struct AgentOptions {
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t stats_interval_ns = 0;
   bool lan_nat = false;  // forward + masquerade to targets that are not on this host
+  ServiceRoutes routes;  // agent-side routing of flows whose hostname rule has no target (--route, --fallback)
 };
 
 struct AgentStats {
@@ -47,6 +49,7 @@ struct AgentStats {
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
   uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
   uint64_t bad_inner = 0, no_nat = 0, no_session = 0, tun_write_errors = 0, send_errors = 0;
+  uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
   uint64_t sessions_adopted = 0;
 };
 
@@ -76,6 +79,7 @@ class Agent {
   std::unique_ptr<AgentSession> previous_;  // receive only, until previous_until_ns_
   uint64_t previous_until_ns_ = 0;
   SnatCodec snat_;
+  RoutedFlows routed_;  // tag -> the local target agent-side routing chose
   TunDevice tun_;
   LanNat lan_nat_;
   UdpLink link_;

@@ -41,6 +41,10 @@ const char* kUsage =
     "  --tun NAME            TUN interface name (default dpt0); agents on one host may share it\n"
     "  --tun-net CIDR        TUN address and subnet, a /16 or larger whose first address the TUN takes (default\n"
     "                        100.64.0.1/16; must not overlap your networks). Targets see flows coming from it.\n"
+    "  --route NAME=IP[:PORT]  agent-side routing: connections for hostname NAME (exact, or *.domain) that the\n"
+    "                        gateway routed by a rule without a target go to IP:PORT (IP alone: the port the\n"
+    "                        client used); repeat for more names\n"
+    "  --fallback IP[:PORT]  where such connections go when no --route names their host\n"
     "  --lan-nat             also reach targets elsewhere on this host's networks: enables IP forwarding and\n"
     "                        masquerades the TUN subnet with nftables (removed on exit)\n"
     "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
@@ -127,6 +131,13 @@ int main(int argc, char** argv) {
       auto n = parse_uint(v, 255);
       if (!n || *n == 0) fail("--weight expects 1..255, got '" + std::string(v) + "'");
       ctl.weight = uint8_t(*n);
+    } else if (a == "--route") {
+      std::string error;
+      if (!opt.routes.add(v, error)) fail("--route " + error);
+    } else if (a == "--fallback") {
+      auto t = parse_local_target(v);
+      if (!t) fail("--fallback expects IP[:PORT], got '" + std::string(v) + "'");
+      opt.routes.set_fallback(*t);
     } else if (a == "--tun") {
       opt.tun_name = v;
     } else if (a == "--tun-net") {

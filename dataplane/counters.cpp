@@ -38,7 +38,6 @@ const char* drop_reason_name(Drop d) {
     case Drop::NoHostname: return "no_hostname";
     case Drop::NoRule: return "no_rule";
     case Drop::PrivateRule: return "private_rule";
-    case Drop::NoTarget: return "no_target";
     case Drop::BadCookie: return "bad_cookie";
     case Drop::BindingFull: return "binding_full";
     case Drop::TargetRefused: return "target_refused";

@@ -55,7 +55,6 @@ enum class Drop : uint8_t {
   NoHostname,       // hostname entry point: no usable name in the client's first packet (see quic_initials)
   NoRule,           // hostname entry point: no ingress rule matches the name
   PrivateRule,      // the name's rule is private: never reachable from a public entry point
-  NoTarget,         // the name's rule has no target
   BadCookie,        // an ACK to a hostname entry point whose SYN cookie is not ours (or too old)
   BindingFull,      // no buffer free to hold another connection while its hostname is read
   TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST

@@ -25,7 +25,8 @@ inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlay
 
 // A new flow on an entry point routed by hostname: read the name the client asks for (QUIC: the SNI of its
 // Initial) and find the rule. Public entry points never use private rules.
-const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused) {
+const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused,
+                                              std::string_view& name_out) {
   const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
   std::string_view name;
   if (ep.route == EntryRoute::QuicSni) {
@@ -50,12 +51,25 @@ const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m,
     refused = Drop::PrivateRule;
     return nullptr;
   }
-  if (!r->target) {
-    refused = Drop::NoTarget;
-    return nullptr;
-  }
   stats.hostname_routed.add();
+  name_out = name;
   return r;
+}
+
+// Keeps the hostname of a flow whose agent picks the target, until the agent has answered.
+bool Worker::hold_name(Flow& f, std::string_view name) {
+  const uint32_t slot = names_.acquire(flows_.id_of(f));
+  if (slot == BindingBuffers::kNone) return false;
+  names_.append(slot, {reinterpret_cast<const uint8_t*>(name.data()), std::min<size_t>(name.size(), 253)});
+  f.name_slot = slot;
+  f.agent_routed = true;
+  return true;
+}
+
+void Worker::release_name(Flow& f) {
+  const uint32_t b = f.name_slot;
+  if (b != BindingBuffers::kNone && names_.used(b) && names_.owner(b) == flows_.id_of(f)) names_.release(b);
+  f.name_slot = BindingBuffers::kNone;
 }
 
 bool Worker::session_usable(const TunnelSession& s) const {
@@ -111,17 +125,20 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint16_t tunnel = ep.tunnel;
     uint32_t tunnel_generation = ep.tunnel_generation;
     Endpoint target = ep.target;
+    std::string_view routed_name;  // set when the agent picks the target (a rule without one)
     if (!f && !fixed) {
       Drop refused;
-      const IngressRoute* r = route_by_hostname(ep, m, pi, refused);
+      std::string_view name;
+      const IngressRoute* r = route_by_hostname(ep, m, pi, refused, name);
       if (!r) {
         drop(m, refused);
         continue;
       }
       tunnel = r->tunnel;
       tunnel_generation = r->tunnel_generation;
-      target = *r->target;
+      target = r->target ? *r->target : Endpoint{Ipv4{0}, 0};  // 0.0.0.0: the agent chooses
       if (!target.port) target.port = pi.dst_port;  // the rule's target without a port: the one the client used
+      if (!r->target) routed_name = name;
     }
     if (!f) {
       pool = dp_.tunnels.get(tunnel);
@@ -173,6 +190,11 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       f->target_port = target.port;
       f->keepalive = ep.keepalive;
       f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
+      if (!routed_name.empty() && !hold_name(*f, routed_name)) {
+        flows_.erase(*f);
+        drop(m, Drop::BindingFull);
+        continue;
+      }
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
       s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
       stats.flows_created.add();
@@ -194,10 +216,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       continue;
     }
     const uint32_t inner_len = pi.ip_total_len;
-    const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len;
+    const uint32_t trailer = f->name_slot != BindingBuffers::kNone ? uint32_t(names_.bytes(f->name_slot).size() + 1) : 0;
+    const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
     bool fragment = false;
     if (outer_len > dp_.ports[out_port].mtu) {
-      if (pi.dont_fragment) {
+      // The client's DF bit speaks for its own packet; our name trailer never makes it "too big".
+      if (pi.dont_fragment && outer_len - trailer > dp_.ports[out_port].mtu) {
         send_frag_needed(in_port, m, pi, uint16_t(dp_.ports[out_port].mtu - kUnderlayOverhead));
         drop(m, Drop::TooBig);
         continue;
@@ -213,9 +237,20 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
     ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
 
-    // Reshape: drop L2 and Ethernet padding, prepend outer headers, append room for the tag.
+    // Reshape: drop L2 and Ethernet padding, prepend outer headers, append the hostname for an agent that picks
+    // the target (until it has answered) and room for the tag.
     rte_pktmbuf_adj(m, pi.l3_offset);
     if (m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    if (trailer) {
+      const std::span<const uint8_t> nb = names_.bytes(f->name_slot);
+      char* t = rte_pktmbuf_append(m, uint16_t(trailer));
+      if (!t) {
+        drop(m, Drop::NoRoom);
+        continue;
+      }
+      write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
+      inner_flags |= kInnerHasName;
+    }
     uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
     if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
       drop(m, Drop::NoRoom);
@@ -234,7 +269,8 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* frame = udp + kUdpHeaderLen;
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
     if (n_encap_ == encap_.size()) encap_flush();
-    encap_[n_encap_++] = EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port, fragment, f->tunnel};
+    encap_[n_encap_++] = EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, fragment,
+                                      f->tunnel};
   }
   encap_flush();
 }
@@ -243,6 +279,16 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
 // wrapped like a client's and joins the pending burst.
 bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags) {
   const Endpoint peer = s.peer();
+  if (f.name_slot != BindingBuffers::kNone) {  // the agent picks the target: tell it the hostname
+    const std::span<const uint8_t> nb = names_.bytes(f.name_slot);
+    char* t = rte_pktmbuf_append(m, uint16_t(nb.size() + 1));
+    if (!t) {
+      drop(m, Drop::NoRoom);
+      return false;
+    }
+    write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
+    inner_flags |= kInnerHasName;
+  }
   uint8_t out_port;
   MacAddr mac;
   Drop why;

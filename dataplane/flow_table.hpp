@@ -58,6 +58,8 @@ struct Flow {
   uint64_t deadline_ns = 0;
   uint64_t last_seen_ns = 0;
   Binding binding = Binding::None;
+  bool agent_routed = false;        // the rule had no target: the agent picks it by the hostname
+  uint32_t name_slot = UINT32_MAX;  // the hostname, sent to the agent until the target answers (NameSlots)
   BindingState bind;
   TcpSplice splice;  // once Spliced: how segments are rewritten both ways
 };

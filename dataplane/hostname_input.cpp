@@ -87,6 +87,7 @@ bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, 
 }
 
 void Worker::release_binding(Flow& f) {
+  release_name(f);
   // Only a buffer this flow still owns (the sweep may have given it to another flow meanwhile).
   const uint32_t b = f.bind.buffer;
   if (b != BindingBuffers::kNone && bindings_.used(b) && bindings_.owner(b) == flows_.id_of(f)) bindings_.release(b);
@@ -266,8 +267,6 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   if (r) {
     if (r->private_rule)
       why = Drop::PrivateRule;
-    else if (!r->target)
-      why = Drop::NoTarget;
     else if (!(pool = dp_.tunnels.get(r->tunnel)) || pool->generation != r->tunnel_generation ||
              !(s = pick_session(*pool, fl.hash)))
       why = Drop::NoSession;
@@ -280,8 +279,13 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   fl.session_index = s->index;
   fl.tunnel = r->tunnel;
   fl.tunnel_generation = pool->generation;
-  fl.target_ip = r->target->ip.value;
-  fl.target_port = r->target->port ? r->target->port : fl.key.local_port;
+  // A rule without a target leaves the choice to the agent (agent-side routing): 0.0.0.0 and the hostname.
+  fl.target_ip = r->target ? r->target->ip.value : 0;
+  fl.target_port = r->target && r->target->port ? r->target->port : fl.key.local_port;
+  if (!r->target && !hold_name(fl, name)) {
+    refuse_binding(port, client_mac, fl, Drop::BindingFull);
+    return;
+  }
   fl.mss_clamp = uint16_t(dp_.ports[rt.valid ? rt.port : 0].mtu - kUnderlayOverhead - 40);
   fl.bind.proxy_protocol = r->proxy_protocol;
   s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
@@ -399,6 +403,14 @@ void Worker::sweep_bindings(uint32_t budget) {
     if (!f || f->bind.buffer != b || (f->binding != Binding::WaitHello && f->binding != Binding::WaitServer) ||
         f->deadline_ns <= now_ns_)
       bindings_.release(b);
+  }
+  const uint32_t names = names_.count();
+  for (uint32_t i = 0; i < budget && i < names; ++i) {
+    const uint32_t b = name_cursor_;
+    name_cursor_ = name_cursor_ + 1 == names ? 0 : name_cursor_ + 1;
+    if (!names_.used(b)) continue;
+    const Flow* f = flows_.find_by_id(names_.owner(b));
+    if (!f || f->name_slot != b || f->deadline_ns <= now_ns_) names_.release(b);
   }
 }
 

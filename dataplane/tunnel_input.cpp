@@ -150,11 +150,13 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, Drop::StaleFlow);
     return;
   }
-  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto || pi.ip_header_len != 20 || pi.src_ip != f->target_ip ||
-      pi.src_port != f->target_port) {
+  // (When the agent picked the target, it is the agent's to know: the flow's tag and tunnel vouch for the reply.)
+  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto || pi.ip_header_len != 20 ||
+      (!f->agent_routed && (pi.src_ip != f->target_ip || pi.src_port != f->target_port))) {
     drop(m, Drop::FlowMismatch);
     return;
   }
+  if (f->name_slot != BindingBuffers::kNone) release_name(*f);  // the agent has its target: no more names
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
     splice_from_server(m, *f, pi);
     return;

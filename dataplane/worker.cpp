@@ -34,6 +34,7 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       idle_(dp.cfg->idle),
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kMaxClientHello),
+      names_(4 * kBindingBuffers, 256),
       hello_scratch_(kMaxClientHello),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {

@@ -93,7 +93,10 @@ class Worker {
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
   // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
   TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
-  const IngressRoute* route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused);
+  const IngressRoute* route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused,
+                                        std::string_view& name);
+  bool hold_name(Flow& f, std::string_view name);
+  void release_name(Flow& f);
   bool session_usable(const TunnelSession& s) const;
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
@@ -124,7 +127,9 @@ class Worker {
   uint16_t n_encap_ = 0;
   SynCookies cookies_;
   BindingBuffers bindings_;
+  BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
   uint32_t binding_cursor_ = 0;
+  uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   uint64_t icmp_tokens_ = 0;
   uint64_t icmp_refill_ns_ = 0;

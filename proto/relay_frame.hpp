@@ -3,6 +3,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
 
 #include "common/bytes.hpp"
 #include "crypto/key_schedule.hpp"
@@ -27,6 +30,9 @@ inline constexpr uint8_t kFlagKeepaliveReply = 0x02; // a keepalive answering th
 // Inner header flags.
 inline constexpr uint8_t kInnerFlowNew = 0x01;    // first packet of a flow
 inline constexpr uint8_t kInnerFlowClose = 0x02;  // the sender removed the flow
+inline constexpr uint8_t kInnerHasName = 0x04;    // the plaintext ends with a name trailer: [hostname][length byte]
+inline constexpr uint8_t kInnerDirect = 0x08;     // a visitor's flow to the inner destination itself (direct mode)
+inline constexpr size_t kMaxNameTrailer = 254;    // 253-byte name + its length
 
 struct InnerHeader {
   uint64_t flow_id = 0;  // chosen by the gateway; the agent echoes it on return traffic
@@ -56,6 +62,25 @@ inline void encode_inner_header(uint8_t* out, const InnerHeader& h) {
 
 inline InnerHeader decode_inner_header(const uint8_t* in) {
   return InnerHeader{load_be64(in), in[8], in[9], load_be16(in + 10)};
+}
+
+// The name trailer (kInnerHasName): the hostname a flow was routed by, after the inner IP packet, for the far end
+// to choose its target by (agent-side routing) or a rule by (visitors). Writes it at `out`; returns its length.
+inline size_t write_name_trailer(uint8_t* out, std::string_view name) {
+  const size_t n = name.size() > 253 ? 253 : name.size();
+  std::memcpy(out, name.data(), n);
+  out[n] = uint8_t(n);
+  return n + 1;
+}
+// Reads a name trailer off the end of `bytes` (the plaintext after the inner header); `rest` becomes what is
+// left (the IP packet). False when the trailer does not fit.
+inline bool read_name_trailer(std::span<const uint8_t> bytes, std::string_view& name, size_t& rest) {
+  if (bytes.empty()) return false;
+  const size_t n = bytes.back();
+  if (n == 0 || n + 1 > bytes.size()) return false;
+  rest = bytes.size() - n - 1;
+  name = std::string_view(reinterpret_cast<const char*>(bytes.data() + rest), n);
+  return true;
 }
 
 class RelayFrameCodec final : public FrameCodec {

@@ -18,11 +18,16 @@ start_dpctld "$NS_G"
 
 dpctl tunnel add web-a --allow CN=agent-1 > /dev/null
 dpctl tunnel add web-b --allow CN=agent-2 > /dev/null
+B_IP=10.99.2.3
 for n in 1 2; do
   t=$([ $n = 1 ] && echo web-a || echo web-b)
+  # agent-1 also routes by hostname itself, for rules without a target: two names, and a fallback.
+  routes=()
+  [ $n = 1 ] && routes=(--route "x.agent.example=$AGENT_IP:8081" --route "quic.agent.example=$AGENT_IP:4431" --fallback "$B_IP")
   ip netns exec "$NS_A" "$DPAGENT" --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/agent$n.pem" \
-    --key "$WORK/pki/agent$n.key" --tunnel "$t" --name "agent-$n" > "$WORK/agent-$n.out" 2> "$WORK/agent-$n.log" &
+    --key "$WORK/pki/agent$n.key" --tunnel "$t" --name "agent-$n" "${routes[@]}" > "$WORK/agent-$n.out" 2> "$WORK/agent-$n.log" &
   PIDS+=("$!")
+  [ $n = 1 ] && AGENT1_PID=$!
 done
 two_live() { [ "$(dpctl --json session list | jq '[.sessions[] | select(.live)] | length')" -eq 2 ]; }
 wait_for 20 "both agents live" two_live
@@ -41,7 +46,6 @@ PIDS+=("$!")
 
 # nginx on the agent host: backend a on 10.99.2.2, backend b on 10.99.2.3, each with :80 and :443 (and a PROXY
 # protocol port on a). Only dpgw's routing decides which one a client reaches.
-B_IP=10.99.2.3
 ip -n "$NS_A" addr add "$B_IP/24" dev a0
 head -c 4194304 /dev/urandom > "$WORK/htdocs-a/big.bin"
 cp "$WORK/htdocs-a/big.bin" "$WORK/htdocs-b/big.bin"
@@ -63,6 +67,7 @@ http {
   server { listen $B_IP:80; listen $B_IP:443 ssl; root $WORK/htdocs-b;
            location = / { return 200 "backend b \$scheme\n"; } }
   server { listen $AGENT_IP:8088 proxy_protocol; location = / { return 200 "client \$proxy_protocol_addr:\$proxy_protocol_port\n"; } }
+  server { listen $AGENT_IP:8081; location = / { return 200 "agent-routed x\n"; } }
 }
 NGINX
 ip netns exec "$NS_A" nginx -c "$WORK/nginx/nginx.conf" > "$WORK/nginx.log" 2>&1 &
@@ -76,7 +81,8 @@ dpctl ingress add app-a.example web-a --target "$AGENT_IP" > /dev/null
 dpctl ingress add app-b.example web-b --target "$B_IP" > /dev/null
 dpctl ingress add '*.wild.example' web-b --target "$B_IP" > /dev/null
 dpctl ingress add pp.example web-a --target "$AGENT_IP:8088" --proxy-protocol > /dev/null
-tcp_rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 4 ]; }
+dpctl ingress add '*.agent.example' web-a > /dev/null  # no target: agent-1 picks it by the hostname
+tcp_rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 5 ]; }
 wait_for 10 "dpgw compiled the TCP rules" tcp_rules
 # get SCHEME NAME [PATH]: the body (curl resolves NAME to the gateway's public address)
 get() {
@@ -95,6 +101,15 @@ rc=0; timeout 20 ip netns exec "$NS_C" curl -sk --max-time 10 --resolve "nobody.
 [ "$rc" -ne 0 ] || fail "a TLS name without a rule got through"
 [ "$(gw_stats | jq '.totals.drops.no_rule')" -ge 2 ] || fail "no_rule not counted"
 log "  a name without a rule: HTTP 502, TLS reset (curl exit $rc), counted"
+
+log "agent-side routing: a rule without a target, the agent's --route names and its --fallback"
+[ "$(get http x.agent.example)" = "agent-routed x" ] || fail "x.agent.example (agent route): '$(get http x.agent.example)'"
+[ "$(get http other.agent.example)" = "backend b http" ] || fail "other.agent.example (agent fallback, :80)"
+[ "$(get https other.agent.example)" = "backend b https" ] || fail "other.agent.example (agent fallback, :443)"
+kill -USR1 "$AGENT1_PID"  # dpagent prints its counters as a JSON line
+sleep 0.5
+[ "$(tail -1 "$WORK/agent-1.out" | jq '.routed_flows')" -ge 3 ] || fail "agent-1's routed flows: $(tail -1 "$WORK/agent-1.out")"
+log "  x.agent.example -> agent-1's route, other.agent.example -> its fallback (:80 and :443)"
 
 log "large downloads through the splice (sequence, window and timestamp translation at speed)"
 want=$(sha256sum < "$WORK/htdocs-a/big.bin" | cut -d' ' -f1)
@@ -152,11 +167,11 @@ dpctl entry add udp 443 --route quic --keepalive --ttl 30 | grep -q "routed by q
 dpctl ingress add quic-a.example web-a --target "$AGENT_IP:4431" > /dev/null
 dpctl ingress add '.b.example' web-b --target "$AGENT_IP:4432" > /dev/null
 dpctl ingress add secret.example web-a --target "$AGENT_IP:4431" --private > /dev/null
-rules_compiled() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 7 ]; }
-wait_for 10 "dpgw compiled the 7 rules" rules_compiled
+rules_compiled() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 8 ]; }
+wait_for 10 "dpgw compiled the 8 rules" rules_compiled
 
 # The client resolves every test name to the gateway's public address (its SNI is then the name).
-netns_hosts "$NS_C" "$GW_PUBLIC quic-a.example QUIC-A.Example www.b.example b.example nothing.example secret.example"
+netns_hosts "$NS_C" "$GW_PUBLIC quic-a.example QUIC-A.Example www.b.example b.example nothing.example secret.example quic.agent.example"
 # quic_get NAME: fetches https://NAME/index.html over HTTP/3 through the gateway; prints the page.
 quic_get() {
   rm -rf "$WORK/dl" && mkdir -p "$WORK/dl"
@@ -180,6 +195,9 @@ private_before=$(drops private_rule)
 [ -z "$(quic_get secret.example)" ] || fail "a private rule was reachable from the public entry point"
 [ "$(drops private_rule)" -gt "$private_before" ] || fail "private_rule not counted"
 log "  a name without a rule and a private rule: refused and counted"
+
+[ "$(quic_get quic.agent.example)" = "backend a" ] || fail "quic.agent.example (agent-side routing over QUIC)"
+log "  quic.agent.example -> agent-1's route (the name rides the first datagrams to the agent)"
 
 log "rules change at runtime: the name moves to the other tunnel"
 dpctl ingress del quic-a.example > /dev/null
