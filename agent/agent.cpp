@@ -32,7 +32,9 @@ bool Agent::start(bool static_session, std::string& error) {
     error = "--tun-net " + opt_.tun_net.str() + ": " + error;
     return false;
   }
-  const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead);
+  // A visitor's frames carry the service's hostname after the packet: the TUN's MTU leaves room for it.
+  const size_t trailer = opt_.visit && !opt_.visit->target ? opt_.visit->host.size() + 1 : 0;
+  const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead - trailer);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
   epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
@@ -185,6 +187,14 @@ void Agent::gateway_readable(uint64_t now_ns) {
         stats_.bad_inner++;
         continue;
       }
+      if (opt_.visit) {
+        // A reply from the service we visit: to the program that connected, from the local address it used.
+        if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.value && pi.src_port == opt_.visit->target->port)
+          ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.value, opt_.visit->local.port);
+        stats_.inner_rx_bytes += pi.ip_total_len;
+        if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
+        continue;
+      }
       if (pi.dst_ip == 0) {
         // The gateway left the target to us (a hostname rule without one): the name picks it, the first time.
         const uint32_t tag = uint32_t(ih.flow_id) & SnatCodec::kTagMask;
@@ -223,6 +233,32 @@ void Agent::tun_readable(uint64_t now_ns) {
     PacketInfo pi;
     if (!parse_tunnel_packet({pkt, size_t(n)}, pi)) {
       stats_.bad_inner++;
+      continue;
+    }
+    if (opt_.visit) {
+      // Programs here connect to the local address: the frame names the service (or, direct, its address).
+      const AgentOptions::Visit& v = *opt_.visit;
+      if (pi.dst_ip != v.local.ip.value || pi.dst_port != v.local.port) {
+        stats_.no_nat++;
+        continue;
+      }
+      uint8_t flags;
+      size_t plain = kInnerHeaderLen + pi.ip_total_len;
+      if (v.target) {
+        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, v.target->ip.value, v.target->port);
+        flags = kInnerDirect;
+      } else {
+        plain += write_name_trailer(pkt + pi.ip_total_len, v.host);
+        flags = kInnerHasName;
+      }
+      encode_inner_header(frame + kRelayHeaderLen, InnerHeader{0, pi.l4_proto, flags, 0});
+      if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
+        LOG_ERROR("cannot seal a frame (key derivation failed)");
+        continue;
+      }
+      stats_.frames_tx++;
+      stats_.inner_tx_bytes += pi.ip_total_len;
+      note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
       continue;
     }
     // A reply to a translated source names its flow; anything else the kernel routed here is not ours.

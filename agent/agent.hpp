@@ -42,6 +42,14 @@ struct AgentOptions {
   uint64_t stats_interval_ns = 0;
   bool lan_nat = false;  // forward + masquerade to targets that are not on this host
   ServiceRoutes routes;  // agent-side routing of flows whose hostname rule has no target (--route, --fallback)
+  // dpagent visit: one of the tunnel's services at a local address on the TUN, reached by hostname (a rule of
+  // the tunnel, private ones included) or, in the gateway's direct mode, at an address the agents reach.
+  struct Visit {
+    Endpoint local;                      // where programs on this host connect (inside the TUN's subnet)
+    std::string host;                    // the service's hostname
+    std::optional<Endpoint> target;      // direct mode: the address itself
+  };
+  std::optional<Visit> visit;
 };
 
 struct AgentStats {

@@ -152,7 +152,8 @@ void ControlClient::session_once(bool& registered) {
               ssl_errors().c_str());
     return;
   }
-  json reg{{"type", "register"}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel}, {"weight", opt_.weight}};
+  json reg{{"type", "register"}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel}, {"weight", opt_.weight},
+           {"role", opt_.visitor ? "visitor" : "agent"}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
   std::string line = reg.dump() + "\n";
   if (SSL_write(ssl, line.data(), int(line.size())) <= 0) {

@@ -22,6 +22,7 @@ struct ControlOptions {
   std::string tunnel;       // id or name
   uint8_t weight = 1;
   std::string agent_name;
+  bool visitor = false;  // register to visit the tunnel (dpagent visit), not to serve it
 };
 
 // What a registration gives the data path.

@@ -11,6 +11,7 @@
 #include "agent/control_client.hpp"
 #include "common/hex.hpp"
 #include "common/log.hpp"
+#include "common/uuid.hpp"
 
 using namespace dptun;
 
@@ -19,6 +20,8 @@ namespace {
 const char* kUsage =
     "usage: dpagent --server IP:PORT --cert FILE --key FILE --ca FILE --tunnel ID [options]\n"
     "       dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
+    "       dpagent visit --server IP:PORT --cert FILE --key FILE --ca FILE --tunnel UUID\n"
+    "                     (--host NAME | --target IP:PORT) --local IP:PORT [options]\n"
     "\n"
     "Runs next to private services: exchanges encrypted relay frames with a dpgw gateway over UDP and\n"
     "delivers the tunnelled TCP/UDP flows to their targets through a TUN device. Needs CAP_NET_ADMIN.\n"
@@ -32,6 +35,12 @@ const char* kUsage =
     "  --weight N            1..255 (default 1); 255 = preferred: gets every new flow while it is live.\n"
     "                        The tunnel's weight policy may cap or fix it (dpctld says which weight it got)\n"
     "  --name NAME           how dpctld lists this agent\n"
+    "Visiting (dpagent visit): reach one of a tunnel's services from this host, private ones included:\n"
+    "  --tunnel UUID         the tunnel's id (a visitor must hold it; any certificate of the CA will do)\n"
+    "  --host NAME           the service's hostname (a hostname rule of that tunnel)\n"
+    "  --target IP:PORT      or an address the tunnel's agents reach (needs the gateway's direct_mode)\n"
+    "  --local IP:PORT       where programs here connect: an address in the TUN's subnet (default TUN dpv0,\n"
+    "                        100.96.0.1/16)\n"
     "Static session (a key shared with the gateway's config):\n"
     "  --gateway IP:PORT     the gateway's tunnel address (dpgw: an underlay port address, tunnel_port)\n"
     "  --session INDEX       the session index in the gateway's config (1..32767)\n"
@@ -83,7 +92,15 @@ int main(int argc, char** argv) {
   ControlOptions ctl;
   std::string psk_file;
   bool have_gateway = false;
-  for (int i = 1; i < argc; ++i) {
+  const bool visiting = argc > 1 && std::strcmp(argv[1], "visit") == 0;
+  std::string visit_host;
+  std::optional<Endpoint> visit_target, visit_local;
+  if (visiting) {
+    opt.tun_name = "dpv0";
+    opt.tun_net = Ipv4Prefix{Ipv4{0x64600001}, 16};  // 100.96.0.1/16
+    ctl.visitor = true;
+  }
+  for (int i = visiting ? 2 : 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       fputs(kUsage, stdout);
@@ -131,6 +148,14 @@ int main(int argc, char** argv) {
       auto n = parse_uint(v, 255);
       if (!n || *n == 0) fail("--weight expects 1..255, got '" + std::string(v) + "'");
       ctl.weight = uint8_t(*n);
+    } else if (visiting && a == "--host") {
+      visit_host = v;
+    } else if (visiting && a == "--target") {
+      visit_target = Endpoint::parse(v);
+      if (!visit_target) fail("--target expects IP:PORT, got '" + std::string(v) + "'");
+    } else if (visiting && a == "--local") {
+      visit_local = Endpoint::parse(v);
+      if (!visit_local) fail("--local expects IP:PORT, got '" + std::string(v) + "'");
     } else if (a == "--route") {
       std::string error;
       if (!opt.routes.add(v, error)) fail("--route " + error);
@@ -168,6 +193,16 @@ int main(int argc, char** argv) {
     } else {
       fail("unknown argument '" + a + "' (see --help)");
     }
+  }
+  if (visiting) {
+    if (ctl.server_host.empty() || have_gateway) fail("dpagent visit registers with dpctld: --server IP:PORT (see --help)");
+    if (visit_host.empty() == !visit_target) fail("dpagent visit needs exactly one of --host NAME and --target IP:PORT");
+    if (!visit_local) fail("dpagent visit needs --local IP:PORT (an address in the TUN's subnet)");
+    if (!opt.tun_net.contains(visit_local->ip) || visit_local->ip == opt.tun_net.addr)
+      fail("--local " + visit_local->str() + " must be in " + opt.tun_net.str() + " and not the TUN's own address");
+    if (!Uuid::parse(ctl.tunnel)) fail("dpagent visit needs --tunnel UUID (a visitor names its tunnel by id)");
+    if (visit_host.size() > 253) fail("--host: a hostname is at most 253 characters");
+    opt.visit = AgentOptions::Visit{*visit_local, visit_host, visit_target};
   }
   const bool registered = !ctl.server_host.empty();
   if (registered) {

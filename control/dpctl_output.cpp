@@ -169,9 +169,10 @@ std::string render_reply(const std::string& cmd, const json& r) {
     return t.str();
   }
   if (cmd == "session.list") {
-    TextTable t({"INDEX", "TUNNEL", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
+    TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
     for (const auto& s : at(r, "sessions"))
-      t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "certificate")), text(at(s, "weight")), text(at(s, "live")),
+      t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
+             text(at(s, "weight")), text(at(s, "live")),
              s.value("control_connected", false) ? text(at(s, "control_peer")) : "closed",
              s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")), text(at(s, "flows")),
              text(at(s, "age_s")) + "s"});

@@ -254,16 +254,31 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
     }
     name = msg["name"].get<std::string>().substr(0, 64);
   }
-  handle_register(ch, msg["tunnel"].get<std::string>(), weight, name);
+  bool visitor = false;
+  if (msg.contains("role")) {
+    const std::string role = msg["role"].is_string() ? msg["role"].get<std::string>() : "";
+    if (role != "agent" && role != "visitor") {
+      refuse(ch, "register: 'role' must be \"agent\" or \"visitor\"");
+      return;
+    }
+    visitor = role == "visitor";
+  }
+  handle_register(ch, msg["tunnel"].get<std::string>(), weight, name, visitor);
 }
 
-void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name) {
+void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name,
+                             bool visitor) {
   if (sessions_.find_by_channel(ch.id())) {
     refuse(ch, "this connection has registered already");
     return;
   }
   if (weight < 1 || weight > 255) {
     refuse(ch, "weight must be 1..255");
+    return;
+  }
+  // A visitor proves it may visit by holding the tunnel's id (a name is not enough), with any certificate of the CA.
+  if (visitor && !Uuid::parse(tunnel_ref)) {
+    refuse(ch, "a visitor names its tunnel by id (UUID), not by name");
     return;
   }
   const TunnelDef* tunnel = find_tunnel(tunnel_ref);
@@ -278,7 +293,7 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   }
   const std::vector<std::string> ids = certificate_identities(cert);
   const PeerCertificate desc = describe_certificate(cert);
-  if (!identity_allowed(tunnel->allow, ids)) {
+  if (!visitor && !identity_allowed(tunnel->allow, ids)) {
     refuse(ch, "certificate '" + desc.subject + "' may not serve tunnel " + tunnel->id.str());
     return;
   }
@@ -295,6 +310,7 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   rec.index = *index;
   rec.tunnel = tunnel->id;
   rec.weight = granted;
+  rec.visitor = visitor;
   rec.agent_name = name;
   rec.certificate_subject = desc.subject;
   rec.control_peer = ch.peer();
@@ -309,8 +325,9 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   const SessionRecord& added = sessions_.add(std::move(rec));
   gateway_->send(session_message(added));
   counters_.registrations_ok++;
-  LOG_INFO("session %u: %s (%s) registered for tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
-           ch.peer().str().c_str(), tunnel->name.c_str(), tunnel->id.str().c_str(), unsigned(granted));
+  LOG_INFO("session %u: %s (%s) registered %s tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
+           ch.peer().str().c_str(), visitor ? "to visit" : "for", tunnel->name.c_str(), tunnel->id.str().c_str(),
+           unsigned(granted));
   JsonWriter j;
   j.begin_object()
       .field("type", "registered")
@@ -318,6 +335,7 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
       .field("session", unsigned(*index))
       .field("tunnel", tunnel->id.str())
       .field("weight", unsigned(granted))
+      .field("role", visitor ? "visitor" : "agent")
       .field("gateway", cfg_.gateway_endpoint.str())
       .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
       .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
@@ -331,6 +349,7 @@ json Dpctld::session_message(const SessionRecord& s) const {
   spec.index = s.index;
   spec.tunnel = s.tunnel;
   spec.weight = s.weight;
+  spec.visitor = s.visitor;
   spec.base_secret = s.base_secret;
   json m = encode_session(spec);
   m["type"] = "session_add";

@@ -53,7 +53,7 @@ class Dpctld {
   void on_line(AgentChannel& ch, const std::string& line);
   void on_closed(AgentChannel& ch);
   void handle_agent_message(AgentChannel& ch, const std::string& line);
-  void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name);
+  void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
   void refuse(AgentChannel& ch, const std::string& reason);
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
   bool tunnel_from_config(const Uuid& id) const;

@@ -92,7 +92,8 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
     for (const auto& [i, s] : sessions_.all())
       if (s.tunnel == t.id)
         ss.push_back({{"index", s.index}, {"agent", s.agent_name}, {"certificate", s.certificate_subject},
-                      {"weight", s.weight}, {"live", s.live}});
+                      {"weight", s.weight},
+                    {"role", s.visitor ? "visitor" : "agent"}, {"live", s.live}});
     for (const EntryDef& e : all_entries())
       if (e.tunnel == t.id) es.push_back(entry_json(e));
     for (const IngressRule* r : all_ingress())
@@ -417,6 +418,7 @@ json Dpctld::api_session_list() {
                     {"agent", s.agent_name},
                     {"certificate", s.certificate_subject},
                     {"weight", s.weight},
+                    {"role", s.visitor ? "visitor" : "agent"},
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
                     {"live", s.live},

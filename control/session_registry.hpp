@@ -18,6 +18,7 @@ struct SessionRecord {
   uint32_t index = 0;
   Uuid tunnel;
   uint8_t weight = 1;
+  bool visitor = false;  // dpagent visit: reaches the tunnel's services, does not serve them
   std::string agent_name;
   std::string certificate_subject;
   Endpoint control_peer;            // the agent's address on its TLS connection

@@ -24,6 +24,7 @@ json status_of(Dataplane& dp, GatewayState& state) {
                         {"live", GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns)},
                         {"orphaned", state.orphaned(index)},
                         {"static", s->from_config},
+                        {"role", s->visitor ? "visitor" : "agent"},
                         {"endpoint", s->has_peer() ? s->peer().str() : std::string()},
                         {"last_rx_age_s", last ? json(double(now - last) / 1e9) : json(nullptr)},
                         {"flows_pinned", s->flows_pinned.load(std::memory_order_relaxed)}});

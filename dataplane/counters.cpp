@@ -41,6 +41,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::BadCookie: return "bad_cookie";
     case Drop::BindingFull: return "binding_full";
     case Drop::TargetRefused: return "target_refused";
+    case Drop::DirectDisabled: return "direct_disabled";
     case Drop::Count: break;
   }
   return "unknown";

@@ -58,6 +58,7 @@ enum class Drop : uint8_t {
   BadCookie,        // an ACK to a hostname entry point whose SYN cookie is not ours (or too old)
   BindingFull,      // no buffer free to hold another connection while its hostname is read
   TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST
+  DirectDisabled,   // a visitor asked for an address directly, and the gateway's direct_mode is off
   Count
 };
 
@@ -71,6 +72,7 @@ struct alignas(64) WorkerStats {
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   Counter hostname_routed;  // new flows routed by an ingress rule
   Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused;  // delayed binding
+  Counter visitor_packets, visitor_flows;  // from visitors (dpagent visit)
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

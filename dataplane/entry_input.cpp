@@ -98,7 +98,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const PacketInfo& pi = info[i];
     const EntryPoint& ep = *entry[i];
     const bool fixed = ep.route == EntryRoute::Fixed;
-    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto};
+    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0};
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);
@@ -277,7 +277,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
 
 // A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
 // wrapped like a client's and joins the pending burst.
-bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags) {
+bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
   const Endpoint peer = s.peer();
   if (f.name_slot != BindingBuffers::kNone) {  // the agent picks the target: tell it the hostname
     const std::span<const uint8_t> nb = names_.bytes(f.name_slot);
@@ -314,7 +314,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
   store_be16(udp + kUdpOffChecksum, 0);
   uint8_t* frame = udp + kUdpHeaderLen;
-  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), kIpProtoTcp, inner_flags, 0});
+  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), proto, inner_flags, 0});
   if (n_encap_ == encap_.size()) encap_flush();
   encap_[n_encap_++] = EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port,
                                     outer_len > dp_.ports[out_port].mtu, f.tunnel};

@@ -24,7 +24,7 @@ FlowTable::FlowTable(uint32_t capacity, uint8_t worker) : worker_(worker) {
 uint32_t FlowTable::hash(const FlowKey& k) {
   // Two 64-bit words through a multiply-xorshift mix: cheap and good enough for a table we size at 2x.
   uint64_t a = uint64_t(k.client_ip) << 32 | k.local_ip;
-  uint64_t b = uint64_t(k.client_port) << 32 | uint64_t(k.local_port) << 16 | k.proto;
+  uint64_t b = uint64_t(k.scope) << 48 | uint64_t(k.client_port) << 32 | uint64_t(k.local_port) << 16 | k.proto;
   uint64_t h = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
   h ^= h >> 29;
   h *= 0xbf58476d1ce4e5b9ull;

@@ -16,6 +16,7 @@ struct FlowKey {
   uint16_t client_port = 0;
   uint16_t local_port = 0;
   uint8_t proto = 0;
+  uint16_t scope = 0;  // 0: a client of a public entry point; else the visitor session the flow belongs to
   bool operator==(const FlowKey&) const = default;
 };
 
@@ -59,6 +60,7 @@ struct Flow {
   uint64_t last_seen_ns = 0;
   Binding binding = Binding::None;
   bool agent_routed = false;        // the rule had no target: the agent picks it by the hostname
+  uint32_t visitor = 0;             // a visitor's flow: its session (replies go back in frames of it)
   uint32_t name_slot = UINT32_MAX;  // the hostname, sent to the agent until the target answers (NameSlots)
   BindingState bind;
   TcpSplice splice;  // once Spliced: how segments are rewritten both ways

@@ -179,7 +179,7 @@ static GatewayConfig load(const std::string& path) {
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
   config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "mbufs", "idle", "flows", "crypto",
-                         "control_socket", "max_tunnels", "session_timeout"});
+                         "control_socket", "max_tunnels", "session_timeout", "direct_mode"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
   if (const Setting* eal = config_child(gw, "eal")) load_eal(*eal, cfg.eal);
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
@@ -187,6 +187,7 @@ static GatewayConfig load(const std::string& path) {
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
   cfg.max_tunnels = uint16_t(config_int(gw, "max_tunnels", 1, 16384, 1024));
   cfg.session_timeout_ns = config_duration_ns(gw, "session_timeout", 0.5, 3600, 6);
+  cfg.direct_mode = config_bool(gw, "direct_mode", false);
 
   const Setting* ports = config_child(gw, "ports");
   if (!ports || !ports->isList() || ports->getLength() == 0)

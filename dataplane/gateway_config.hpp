@@ -91,6 +91,7 @@ struct GatewayConfig {
   CryptoConfig crypto;
   std::string control_socket = "/run/dptun/dpgw.sock";  // stats (dpgw stats) and dpctld's control link
   uint16_t max_tunnels = 1024;
+  bool direct_mode = false;  // visitors may reach any address their tunnel's agents reach, without a rule
   uint64_t session_timeout_ns = 6'000'000'000ull;  // a session not heard from for this long takes no new flows
   std::vector<TunnelConfig> tunnels;
   std::vector<EntryPointConfig> entry_points;

@@ -126,6 +126,7 @@ bool GatewayState::remove_tunnel(const Uuid& id, std::string& error) {
                  entries_.end());
   if (entries_.size() != before) publish_entries();
   for (uint32_t index : std::vector<uint32_t>(t->sessions)) drop_session(index);
+  for (uint32_t index : std::vector<uint32_t>(t->visitors)) drop_session(index);
   reclaimer_.retire(const_cast<TunnelPool*>(dp_.tunnels.publish(t->slot, nullptr)));
   slot_used_[t->slot] = false;
   ingress_.tunnels_changed();
@@ -160,6 +161,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->base_secret = spec.base_secret;
   s->peer_clock_counters = spec.peer_clock_counters;
   s->from_config = spec.from_config;
+  s->visitor = spec.visitor;
   if (spec.endpoint) {
     s->endpoint.store(spec.endpoint->pack());
     s->configured_endpoint = true;
@@ -173,9 +175,13 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   }
   TunnelSession* raw = s.release();
   sessions_[spec.index] = raw;
-  t->sessions.push_back(spec.index);
   dp_.sessions.publish(spec.index, raw);
-  publish_tunnel(*t);
+  if (spec.visitor) {
+    t->visitors.push_back(spec.index);  // never part of the pool that carries the tunnel's flows
+  } else {
+    t->sessions.push_back(spec.index);
+    publish_tunnel(*t);
+  }
   return true;
 }
 
@@ -184,6 +190,7 @@ void GatewayState::drop_session(uint32_t index) {
   if (it == sessions_.end()) return;
   TunnelSession* s = it->second;
   for (auto& [key, t] : tunnels_) {
+    std::erase(t.visitors, index);
     auto pos = std::find(t.sessions.begin(), t.sessions.end(), index);
     if (pos == t.sessions.end()) continue;
     t.sessions.erase(pos);

@@ -51,7 +51,8 @@ class GatewayState {
     uint16_t slot = 0;
     uint32_t generation = 0;
     bool from_config = false;
-    std::vector<uint32_t> sessions;
+    std::vector<uint32_t> sessions;  // agents: the pool
+    std::vector<uint32_t> visitors;  // visitors: not in the pool
   };
   const std::map<std::string, TunnelRec>& tunnels() const { return tunnels_; }
   const std::map<uint32_t, TunnelSession*>& sessions() const { return sessions_; }

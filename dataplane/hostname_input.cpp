@@ -83,7 +83,7 @@ bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, 
     return false;
   }
   rte_pktmbuf_append(m, uint16_t(n));
-  return encap_inner(m, f, *s, (flags & kTcpSyn) ? kInnerFlowNew : 0);
+  return encap_inner(m, f, *s, (flags & kTcpSyn) ? kInnerFlowNew : 0, kIpProtoTcp);
 }
 
 void Worker::release_binding(Flow& f) {
@@ -167,7 +167,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
       drop(m, Drop::BadCookie);
       return;
     }
-    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp};
+    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0};
     const uint32_t h = FlowTable::hash(key);
     bool evicted;
     f = flows_.insert(key, h, now_ns_, evicted);

@@ -54,6 +54,7 @@ struct alignas(64) TunnelSession {
   bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (freshness checked)
   bool from_config = false;     // a static peer from dpgw's config (dpctld does not own it)
   bool configured_endpoint = false;  // the config gave its endpoint: usable before it is heard from
+  bool visitor = false;  // a visitor of `tunnel`: its frames open flows to the tunnel's services
   std::vector<uint8_t> base_secret;
   std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown. Written by rx_worker.
 

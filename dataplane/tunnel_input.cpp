@@ -126,6 +126,10 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
     rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
+      visitor_input(m, ih, s);
+      continue;
+    }
     const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
     if (owner == id_) {
       deliver_to_client(m, ih.flow_id, s);
@@ -157,6 +161,11 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     return;
   }
   if (f->name_slot != BindingBuffers::kNone) release_name(*f);  // the agent has its target: no more names
+  if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
+    flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+    deliver_to_visitor(m, *f, pi);
+    return;
+  }
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
     splice_from_server(m, *f, pi);
     return;

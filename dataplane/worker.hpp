@@ -73,7 +73,10 @@ class Worker {
     bool fragment;
     uint16_t tunnel;
   };
-  bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags);
+  bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
+  // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
+  void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
+  void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
   // hostname_input.cpp: TCP entry points routed by hostname (SYN cookies, delayed binding, splicing)
   void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
   void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,

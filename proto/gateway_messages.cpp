@@ -26,7 +26,9 @@ T number_of(const json& j, const char* key, T fallback) {
 json encode_tunnel(const TunnelSpec& t) { return {{"id", t.id.str()}, {"name", t.name}}; }
 
 json encode_session(const SessionSpec& s) {
-  return {{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
+  json j{{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
+  if (s.visitor) j["role"] = "visitor";
+  return j;
 }
 
 const char* entry_route_name(EntryRoute r) {
@@ -114,6 +116,11 @@ SessionSpec decode_session(const json& j) {
   if (j.contains("secret") && j["secret"].is_string()) secret = hex_decode(j["secret"].get<std::string>());
   if (!secret || secret->size() != 32) throw std::runtime_error("'secret' must be 64 hex digits");
   s.base_secret = std::move(*secret);
+  if (j.contains("role")) {
+    const std::string role = j["role"].is_string() ? j["role"].get<std::string>() : "";
+    if (role != "agent" && role != "visitor") throw std::runtime_error("'role' must be \"agent\" or \"visitor\"");
+    s.visitor = role == "visitor";
+  }
   return s;
 }
 

@@ -28,6 +28,7 @@ struct SessionSpec {
   Uuid tunnel;
   uint8_t weight = 1;
   std::vector<uint8_t> base_secret;  // 32 bytes
+  bool visitor = false;  // a visitor of the tunnel (dpagent visit): reaches its services, never carries its flows
   bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (not sent)
   std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
   bool from_config = false;

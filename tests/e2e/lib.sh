@@ -75,7 +75,8 @@ netns_hosts() {
 
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
 # With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
-# underlay port a kernel path (a TAP of that name in the gateway namespace).
+# underlay port a kernel path (a TAP of that name in the gateway namespace); GW_DIRECT=true turns on direct mode
+# for visitors.
 write_gw_conf() {
   local workers=${1:-1} huge=${2:-false} qp="" kif=""
   [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
@@ -91,6 +92,7 @@ dpgw = {
   idle = { backoff = true; max_sleep_us = 100; };
   control_socket = "$WORK/dpgw.sock";
   session_timeout = ${GW_SESSION_TIMEOUT:-6};
+  direct_mode = ${GW_DIRECT:-false};
 };
 CONF
   if [ "${GW_STATIC:-1}" = 1 ]; then

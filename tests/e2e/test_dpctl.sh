@@ -122,7 +122,7 @@ dpctl tunnel list | grep -Eq "^iperf +$id +1 +1 +2 " || fail "tunnel list: $(dpc
 dpctl tunnel show iperf > "$WORK/show.txt"
 grep -q "CN=agent-1" "$WORK/show.txt" && grep -q "\*.internal.example.org (private)" "$WORK/show.txt" &&
   grep -q "dpagent --server" "$WORK/show.txt" || fail "tunnel show: $(cat "$WORK/show.txt")"
-dpctl session list | grep -Eq "^[0-9]+ +iperf +CN=agent-1 .* yes " || fail "session list: $(dpctl session list)"
+dpctl session list | grep -Eq "^[0-9]+ +iperf +agent +CN=agent-1 .* yes " || fail "session list: $(dpctl session list)"
 dpctl stats | grep -q "^gateway: *connected" || fail "stats: $(dpctl stats)"
 
 log "dpctld restarts: tunnel, entry points and rules come back from the state file; the agent registers again"
