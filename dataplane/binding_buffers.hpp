@@ -37,6 +37,17 @@ class BindingBuffers {
     len_[b] += uint32_t(bytes.size());
     return true;
   }
+  // Writes bytes at `offset` (out of order: the length does not change); false when they do not fit.
+  bool write_at(uint32_t b, uint32_t offset, std::span<const uint8_t> bytes) {
+    if (size_t(offset) + bytes.size() > size_) return false;
+    std::copy(bytes.begin(), bytes.end(), data_.begin() + long(size_t(b) * size_ + offset));
+    return true;
+  }
+  // The bytes from 0 on are now known up to `len` (written by write_at earlier).
+  void extend_to(uint32_t b, uint32_t len) {
+    if (len > len_[b] && len <= size_) len_[b] = len;
+  }
+  uint32_t size() const { return size_; }
   std::span<const uint8_t> bytes(uint32_t b) const { return {data_.data() + size_t(b) * size_, len_[b]}; }
   bool used(uint32_t b) const { return used_[b]; }
   uint64_t owner(uint32_t b) const { return owner_[b]; }

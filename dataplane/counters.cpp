@@ -42,6 +42,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::BindingFull: return "binding_full";
     case Drop::TargetRefused: return "target_refused";
     case Drop::DirectDisabled: return "direct_disabled";
+    case Drop::BadChecksum: return "bad_checksum";
     case Drop::Count: break;
   }
   return "unknown";

@@ -59,6 +59,7 @@ enum class Drop : uint8_t {
   BindingFull,      // no buffer free to hold another connection while its hostname is read
   TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST
   DirectDisabled,   // a visitor asked for an address directly, and the gateway's direct_mode is off
+  BadChecksum,      // a TCP segment dpgw answers itself (hostname entry points) with a wrong checksum
   Count
 };
 

@@ -66,6 +66,13 @@ bool Worker::hold_name(Flow& f, std::string_view name) {
   return true;
 }
 
+std::span<const uint8_t> Worker::held_name(const Flow& f) const {
+  const uint32_t b = f.name_slot;
+  // Only a slot this flow still owns (the sweep gives back slots of flows that expired, and they get reused).
+  if (b == BindingBuffers::kNone || !names_.used(b) || names_.owner(b) != flows_.id_of(f)) return {};
+  return names_.bytes(b);
+}
+
 void Worker::release_name(Flow& f) {
   const uint32_t b = f.name_slot;
   if (b != BindingBuffers::kNone && names_.used(b) && names_.owner(b) == flows_.id_of(f)) names_.release(b);
@@ -105,6 +112,13 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     if (ep.route == EntryRoute::TlsSni || ep.route == EntryRoute::HttpHost) {
       // Until a connection is spliced, dpgw itself is its peer (SYN cookie, reading the hostname).
       const bool new_syn = (pi.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+      // A SYN on a live spliced connection is a blind attempt to reset it (RFC 5961): only a closed one may
+      // start over on the same ports.
+      if (f && f->binding == Binding::Spliced && new_syn && f->deadline_ns > now_ns_ &&
+          f->tcp_state == TcpState::Established) {
+        drop(m, Drop::TcpNoFlow);
+        continue;
+      }
       if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= now_ns_) {
         hostname_tcp(in_port, m, pi, ep, f);
         continue;
@@ -151,7 +165,9 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     TunnelSession* s;
     if (f) {
       s = dp_.sessions.find(f->session_index);
-      if (!s || !GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
+      // (An index dpctld gave to another agent, or to a visitor, since: not this flow's session any more.)
+      if (!s || s->visitor || s->tunnel != f->tunnel ||
+          !GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
         // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
         s = pick_session(*pool, h);
         if (!s) {
@@ -216,7 +232,8 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       continue;
     }
     const uint32_t inner_len = pi.ip_total_len;
-    const uint32_t trailer = f->name_slot != BindingBuffers::kNone ? uint32_t(names_.bytes(f->name_slot).size() + 1) : 0;
+    const std::span<const uint8_t> held = held_name(*f);
+    const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
     const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
     bool fragment = false;
     if (outer_len > dp_.ports[out_port].mtu) {
@@ -233,7 +250,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
     uint8_t* ip = l2 + pi.l3_offset;
     uint8_t* l4 = l2 + pi.l4_offset;
-    if (f->binding == Binding::Spliced) f->splice.to_server(l4, pi.tcp_header_len);
+    if (f->binding == Binding::Spliced) {
+      if (f->bind.proxy_protocol && load_be32(l4 + 4) == f->bind.client_isn + 1 && pi.l4_len > pi.tcp_header_len) {
+        resend_proxy_header(*f, load_be32(l4 + 8) + f->splice.seq_delta, load_be16(l4 + 14));
+      }
+      f->splice.to_server(l4, pi.tcp_header_len);
+    }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
     ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
 
@@ -242,13 +264,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     rte_pktmbuf_adj(m, pi.l3_offset);
     if (m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
     if (trailer) {
-      const std::span<const uint8_t> nb = names_.bytes(f->name_slot);
       char* t = rte_pktmbuf_append(m, uint16_t(trailer));
       if (!t) {
         drop(m, Drop::NoRoom);
         continue;
       }
-      write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
+      write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(held.data()), held.size()});
       inner_flags |= kInnerHasName;
     }
     uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
@@ -279,8 +300,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
 // wrapped like a client's and joins the pending burst.
 bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
   const Endpoint peer = s.peer();
-  if (f.name_slot != BindingBuffers::kNone) {  // the agent picks the target: tell it the hostname
-    const std::span<const uint8_t> nb = names_.bytes(f.name_slot);
+  if (const std::span<const uint8_t> nb = held_name(f); !nb.empty()) {  // the agent picks the target: the hostname
     char* t = rte_pktmbuf_append(m, uint16_t(nb.size() + 1));
     if (!t) {
       drop(m, Drop::NoRoom);

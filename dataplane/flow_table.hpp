@@ -38,7 +38,12 @@ struct BindingState {
   bool client_sack = false;
   bool client_ts = false;
   bool proxy_protocol = false;
+  bool fin = false;                      // the client closed its side after its first bytes (sent on at the splice)
+  bool ts_both = false;                  // client and target both use timestamps (known at the splice)
   uint8_t route = 0;                     // EntryRoute: what to read (TLS ClientHello or HTTP request head)
+  // Bytes that arrived ahead of a gap (offsets from the first byte), kept until the gap fills.
+  uint8_t n_ahead = 0;
+  uint16_t ahead_start[4] = {}, ahead_end[4] = {};
 };
 
 struct Flow {

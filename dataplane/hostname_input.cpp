@@ -14,6 +14,7 @@
 #include "dataplane/worker.hpp"
 #include "ingress/client_hello.hpp"
 #include "ingress/http_host.hpp"
+#include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 #include "packet/tcp_segment.hpp"
 
@@ -68,7 +69,7 @@ void Worker::send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSe
 bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                             std::span<const uint8_t> options, std::span<const uint8_t> payload) {
   TunnelSession* s = dp_.sessions.find(f.session_index);
-  if (!s) return false;
+  if (!s || s->visitor || s->tunnel != f.tunnel) return false;
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
   if (!m) {
     stats.drops[size_t(Drop::NoMbuf)].add();
@@ -92,6 +93,14 @@ void Worker::release_binding(Flow& f) {
   const uint32_t b = f.bind.buffer;
   if (b != BindingBuffers::kNone && bindings_.used(b) && bindings_.owner(b) == flows_.id_of(f)) bindings_.release(b);
   f.bind.buffer = BindingBuffers::kNone;
+}
+
+// The client is gone (RST, or it starts over): forget the connection; a target we had already called gets a RST.
+void Worker::abandon_binding(Flow& f) {
+  if (f.binding == Binding::WaitServer)
+    send_to_server(f, f.bind.client_isn + 1, 0, kTcpRst, 0, {}, {});
+  release_binding(f);
+  flows_.erase(f);
 }
 
 // The client asked for a host no rule serves (or the rule cannot be used): TLS gets a RST, plain HTTP a 502.
@@ -123,7 +132,8 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
   ours.mss = advertised_mss();
   ours.sack_ok = c.sack_ok;
   ours.has_ts = c.has_ts;
-  ours.tsval = ts_clock();
+  // Our clock, with 8 more bits of the cookie's MAC in the low byte (checked when TSecr comes back).
+  ours.tsval = (ts_clock() & ~0xffu) | cookies_.timestamp_bits(tuple, client_isn, cookie);
   ours.tsecr = c.tsval;
   ours.wscale = c.wscale != 0xff ? kOurWscale : 0xff;
   uint8_t opts[20];
@@ -137,17 +147,25 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
 void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f) {
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint8_t* tcp = frame + pi.l4_offset;
+  // dpgw ends these connections itself (their bytes go on in segments it builds): check what the client sent.
+  if (csum_fold(csum_add({tcp, pi.l4_len}, ipv4_pseudo_sum(pi.src_ip, pi.dst_ip, kIpProtoTcp, pi.l4_len))) != 0xffff) {
+    drop(m, Drop::BadChecksum);
+    return;
+  }
   uint8_t client_mac[6];
   std::memcpy(client_mac, frame + 6, 6);
   const uint32_t seq = load_be32(tcp + 4), ack = load_be32(tcp + 8);
   const uint8_t flags = pi.tcp_flags;
   const TcpHandshakeOptions opt = tcp_read_options(tcp, pi.tcp_header_len);
 
+  if (f && (flags & kTcpSyn) && f->binding != Binding::Spliced && seq == f->bind.client_isn) {
+    drop(m, Drop::TcpNoFlow);  // a duplicate of the SYN that started this connection
+    return;
+  }
   if (f && (f->binding == Binding::None || f->binding == Binding::Spliced || f->deadline_ns <= now_ns_ ||
             (flags & kTcpSyn))) {
-    // A leftover (expired, or the client starts over on the same ports): forget it.
-    release_binding(*f);
-    flows_.erase(*f);
+    // A leftover (expired or closed, or the client starts over on the same ports with a new ISN): forget it.
+    abandon_binding(*f);
     f = nullptr;
   }
   if (!f) {
@@ -160,10 +178,11 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
       drop(m, Drop::TcpNoFlow);
       return;
     }
-    // The handshake's last ACK (or the first data segment, if that ACK was lost): is the cookie ours?
+    // The handshake's last ACK (or the first data segment, if that ACK was lost): is the cookie ours? With
+    // timestamps, 8 more bits of it come back in TSecr.
     const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
     const auto so = cookies_.check(tuple, seq - 1, ack - 1, now_ns_ / 1'000'000'000ull);
-    if (!so) {
+    if (!so || (so->timestamps && (!opt.has_ts || uint8_t(opt.tsecr) != cookies_.timestamp_bits(tuple, seq - 1, ack - 1)))) {
       drop(m, Drop::BadCookie);
       return;
     }
@@ -176,19 +195,12 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
       drop(m, Drop::FlowTableFull);
       return;
     }
-    const uint32_t buffer = bindings_.acquire(flows_.id_of(*f));
-    if (buffer == BindingBuffers::kNone) {
-      flows_.erase(*f);
-      drop(m, Drop::BindingFull);
-      return;
-    }
     f->hash = h;
     f->binding = Binding::WaitHello;
     f->bind = BindingState{};
     f->bind.client_isn = seq - 1;
     f->bind.our_isn = ack - 1;
     f->bind.next_client_seq = seq;
-    f->bind.buffer = buffer;
     f->bind.client_mss = so->mss;
     f->bind.client_wscale = so->wscale;
     f->bind.client_sack = so->sack;
@@ -200,9 +212,8 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     stats.bindings_started.add();
   }
   Flow& fl = *f;
-  if (flags & kTcpRst) {  // the client gave up
-    release_binding(fl);
-    flows_.erase(fl);
+  if (flags & kTcpRst) {  // the client gave up (a RST must carry the next sequence number: RFC 5961)
+    if (seq == fl.bind.next_client_seq) abandon_binding(fl);
     rte_pktmbuf_free(m);
     return;
   }
@@ -210,21 +221,56 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   fl.bind.client_window = load_be16(tcp + 14);
   fl.last_seen_ns = now_ns_;
 
-  // Take the client's bytes in order; a retransmission may carry some we have and some we do not.
+  // Keep the client's bytes: in order they extend what we have; ahead of a gap they wait for it (up to 4 pieces).
   const uint32_t len = uint32_t(pi.l4_len - pi.tcp_header_len);
-  const uint8_t* payload = tcp + pi.tcp_header_len;
   bool grew = false, too_big = false;
-  if (len && fl.bind.buffer != BindingBuffers::kNone && !seq_before(fl.bind.next_client_seq, seq) &&
-      seq_before(fl.bind.next_client_seq, seq + len)) {
-    const uint32_t skip = fl.bind.next_client_seq - seq;
-    if (bindings_.append(fl.bind.buffer, {payload + skip, len - skip})) {
-      fl.bind.next_client_seq += len - skip;
-      grew = true;
-    } else {
-      too_big = true;
+  if (len && fl.bind.buffer == BindingBuffers::kNone) {  // the first bytes: now the connection gets a buffer
+    fl.bind.buffer = bindings_.acquire(flows_.id_of(fl));
+    if (fl.bind.buffer == BindingBuffers::kNone) {
+      stats.drops[size_t(Drop::BindingFull)].add();
+      stats.bindings_refused.add();
+      send_to_client(port, client_mac,
+                     {fl.key.local_ip, fl.key.client_ip, fl.key.local_port, fl.key.client_port, fl.bind.our_isn + 1,
+                      fl.bind.next_client_seq, kTcpAck | kTcpRst, 0, {}, {}, ip_id_++});
+      abandon_binding(fl);
+      rte_pktmbuf_free(m);
+      return;
     }
   }
-  if ((flags & kTcpFin) && fl.binding == Binding::WaitHello) too_big = true;  // closed before naming a host
+  if (len) {
+    const uint32_t base = fl.bind.client_isn + 1;
+    const uint32_t have = fl.bind.next_client_seq - base;  // contiguous bytes so far
+    const uint32_t off = seq - base;
+    const uint8_t* payload = tcp + pi.tcp_header_len;
+    if (off <= have && off + len > have) {  // in order (possibly overlapping what we have)
+      if (bindings_.write_at(fl.bind.buffer, have, {payload + (have - off), len - (have - off)})) {
+        uint32_t end = off + len;
+        // Pieces that were waiting for this gap join in.
+        for (bool joined = true; joined;) {
+          joined = false;
+          for (uint8_t k = 0; k < fl.bind.n_ahead; ++k)
+            if (fl.bind.ahead_start[k] <= end) {
+              end = std::max<uint32_t>(end, fl.bind.ahead_end[k]);
+              fl.bind.ahead_start[k] = fl.bind.ahead_start[--fl.bind.n_ahead];
+              fl.bind.ahead_end[k] = fl.bind.ahead_end[fl.bind.n_ahead];
+              joined = true;
+              break;
+            }
+        }
+        bindings_.extend_to(fl.bind.buffer, end);
+        fl.bind.next_client_seq = base + end;
+        grew = true;
+      } else {
+        too_big = true;
+      }
+    } else if (off > have && off < bindings_.size()) {  // ahead of a gap
+      if (fl.bind.n_ahead < 4 && bindings_.write_at(fl.bind.buffer, off, {payload, len})) {
+        fl.bind.ahead_start[fl.bind.n_ahead] = uint16_t(off);
+        fl.bind.ahead_end[fl.bind.n_ahead++] = uint16_t(off + len);
+      }
+    }
+  }
+  if ((flags & kTcpFin) && seq + len == fl.bind.next_client_seq) fl.bind.fin = true;  // all its bytes, then closed
   rte_pktmbuf_free(m);
 
   if (fl.binding == Binding::WaitServer) {
@@ -236,14 +282,17 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     refuse_binding(port, client_mac, fl, Drop::NoHostname);
     return;
   }
-  if (!grew) return;
+  if (!grew) {
+    if (fl.bind.fin && fl.bind.buffer == BindingBuffers::kNone) refuse_binding(port, client_mac, fl, Drop::NoHostname);
+    return;
+  }
 
   // Enough to name a host?
   const std::span<const uint8_t> head = bindings_.bytes(fl.bind.buffer);
   std::string_view name;
   if (fl.bind.route == uint8_t(EntryRoute::TlsSni)) {
     const SniResult r = sni_from_tls_stream(head, hello_scratch_);
-    if (r.status == SniStatus::NeedMore) return;
+    if (r.status == SniStatus::NeedMore && !fl.bind.fin) return;
     if (r.status != SniStatus::Found) {
       refuse_binding(port, client_mac, fl, Drop::NoHostname);
       return;
@@ -251,7 +300,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     name = r.name;
   } else {
     const HostResult r = host_from_http_request(head);
-    if (r.status == HostStatus::NeedMore) return;
+    if (r.status == HostStatus::NeedMore && !fl.bind.fin) return;
     if (r.status != HostStatus::Found) {
       refuse_binding(port, client_mac, fl, Drop::NoHostname);
       return;
@@ -361,8 +410,9 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   sp.server_wscale = client_scales && so.wscale != 0xff ? so.wscale : 0;
   sp.client_window_shift = client_scales && so.wscale == 0xff ? f.bind.client_wscale : 0;
 
+  f.bind.ts_both = f.bind.client_ts && so.has_ts;
   uint8_t opts[12];
-  const size_t olen = (f.bind.client_ts && so.has_ts) ? tcp_write_timestamps(opts, f.bind.client_tsval, so.tsval) : 0;
+  const size_t olen = f.bind.ts_both ? tcp_write_timestamps(opts, f.bind.client_tsval, so.tsval) : 0;
   uint32_t window = f.bind.client_window;
   if (sp.client_window_shift) window = std::min<uint32_t>(0xffff, window << sp.client_window_shift);
   const uint32_t server_ack = seq + 1;
@@ -378,18 +428,31 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   // The client's first bytes, in segments the target accepts.
   const uint16_t mss = std::max<uint16_t>(536, std::min<uint16_t>(so.mss ? so.mss : 536, f.mss_clamp)) -
                        uint16_t(olen);
-  const std::span<const uint8_t> data = bindings_.bytes(f.bind.buffer);
+  const std::span<const uint8_t> data = f.bind.buffer != BindingBuffers::kNone ? bindings_.bytes(f.bind.buffer)
+                                                                                : std::span<const uint8_t>{};
   for (size_t off = 0; off < data.size(); off += mss) {
     const size_t n = std::min<size_t>(mss, data.size() - off);
     const bool last = off + n == data.size();
-    send_to_server(f, next, server_ack, uint8_t(kTcpAck | (last ? kTcpPsh : 0)), uint16_t(window), {opts, olen},
-                   data.subspan(off, n));
+    // The client's FIN (if it closed after its request) goes with its last bytes.
+    const uint8_t flags = uint8_t(kTcpAck | (last ? kTcpPsh : 0) | (last && f.bind.fin ? kTcpFin : 0));
+    send_to_server(f, next, server_ack, flags, uint16_t(window), {opts, olen}, data.subspan(off, n));
     next += uint32_t(n);
   }
+  if (f.bind.fin) f.fin_seen |= 1;
   release_binding(f);
   f.binding = Binding::Spliced;
   f.deadline_ns = now_ns_ + dp_.cfg->flow.tcp_established_timeout_ns;
   stats.bindings_spliced.add();
+}
+
+// The client resends its first bytes: the target has not acknowledged them, so it may lack the PROXY header we
+// sent before them (lost on the way). Send it again; a duplicate is harmless.
+void Worker::resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window) {
+  uint8_t hdr[28];
+  const size_t n = proxy_v2_header(f, hdr);
+  uint8_t opts[12];
+  const size_t olen = f.bind.ts_both ? tcp_write_timestamps(opts, f.bind.client_tsval, 0) : 0;
+  send_to_server(f, f.bind.client_isn + 1, server_ack, kTcpAck | kTcpPsh, window, {opts, olen}, {hdr, n});
 }
 
 // Gives back buffers whose flow has gone (expired or evicted while waiting), a slice per call.

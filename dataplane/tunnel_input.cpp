@@ -160,7 +160,14 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, Drop::FlowMismatch);
     return;
   }
-  if (f->name_slot != BindingBuffers::kNone) release_name(*f);  // the agent has its target: no more names
+  if (f->agent_routed) {
+    // The agent has picked the target: from now on the flow is addressed to it (the agent keeps no state for
+    // it, another agent of the pool can take it over) and replies must come from it.
+    f->target_ip = pi.src_ip;
+    f->target_port = pi.src_port;
+    f->agent_routed = false;
+    release_name(*f);
+  }
   if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
     flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
     deliver_to_visitor(m, *f, pi);

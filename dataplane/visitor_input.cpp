@@ -10,6 +10,7 @@
 #include "dataplane/flow_tracking.hpp"
 #include "dataplane/gateway_state.hpp"
 #include "dataplane/worker.hpp"
+#include "ingress/client_hello.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/tcp_mss.hpp"
 
@@ -23,7 +24,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   if (ih.flags & kInnerHasName) {
     std::string_view n;
     size_t rest = 0;
-    if (!read_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, n, rest)) {
+    if (!read_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, n, rest) || !plausible_hostname(n)) {
       drop(m, Drop::BadInner);
       return;
     }
@@ -57,7 +58,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   TunnelSession* s = nullptr;
   if (f) {
     s = dp_.sessions.find(f->session_index);
-    if (!s || !GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
+    if (!s || s->visitor || s->tunnel != f->tunnel || !GatewayState::session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
       s = pick_session(*pool, h);
       if (!s) {
         drop(m, Drop::NoSession);
@@ -141,7 +142,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
 // visitor's own session.
 void Worker::deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   TunnelSession* v = dp_.sessions.find(f.visitor);
-  if (!v || !v->visitor) {
+  if (!v || !v->visitor || v->tunnel != f.tunnel) {  // the visitor went (its index may serve another now)
     drop(m, Drop::StaleFlow);
     return;
   }

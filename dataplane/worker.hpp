@@ -85,6 +85,8 @@ class Worker {
   void splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi);
   void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why);
   void release_binding(Flow& f);
+  void abandon_binding(Flow& f);
+  void resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window);
   void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
   bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                       std::span<const uint8_t> options, std::span<const uint8_t> payload);
@@ -100,6 +102,7 @@ class Worker {
                                         std::string_view& name);
   bool hold_name(Flow& f, std::string_view name);
   void release_name(Flow& f);
+  std::span<const uint8_t> held_name(const Flow& f) const;
   bool session_usable(const TunnelSession& s) const;
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);

@@ -116,6 +116,7 @@ SniResult sni_from_handshake(std::span<const uint8_t> msg) {
       if (!e.u8(name_type) || !e.u16(name_len) || !e.need(name_len)) return bad;
       if (name_type == 0) {
         std::string_view name(reinterpret_cast<const char*>(e.p), name_len);
+        if (name.size() > 1 && name.back() == '.') name.remove_suffix(1);  // "example.com." is example.com
         return plausible_hostname(name) ? SniResult{SniStatus::Found, name} : SniResult{SniStatus::NoName, {}};
       }
       e.skip(name_len);

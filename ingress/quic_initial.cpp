@@ -127,11 +127,11 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
   QuicInitialKeys keys;
   uint8_t mask[16];
   if (!client_keys(dcid, keys) || !header_mask(keys.hp, p + pn_offset + 4, mask)) return bad;
-  uint8_t header[20 + 20 + 64 + 8];  // first byte .. packet number, unprotected (the AEAD's associated data)
+  uint8_t* header = header_.data();  // first byte .. packet number, unprotected (the AEAD's associated data)
   const uint8_t first = uint8_t(p[0] ^ (mask[0] & 0x0f));
   const size_t pn_len = (first & 0x03) + 1;
   const size_t header_len = pn_offset + pn_len;
-  if (header_len > sizeof header || (first & 0x0c) != 0) return bad;  // reserved bits must be 0 (RFC 9000 17.2)
+  if (header_len > header_.size() || (first & 0x0c) != 0) return bad;  // reserved bits must be 0 (RFC 9000 17.2)
   std::memcpy(header, p, header_len);
   header[0] = first;
   uint64_t pn = 0;
@@ -156,8 +156,10 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
   // Frames: CRYPTO data goes to its offset; PADDING, PING and ACK are skipped; anything else is not what a
   // client's first flight carries.
   size_t contiguous = 0;     // CRYPTO bytes known from offset 0 on
-  uint64_t covered_end[8];   // up to 8 out-of-order pieces beyond `contiguous`
-  uint64_t covered_start[8];
+  // Browsers scatter the ClientHello over many CRYPTO frames (Chrome's chaos protection: up to 11).
+  constexpr size_t kMaxPieces = 64;
+  uint64_t covered_end[kMaxPieces];
+  uint64_t covered_start[kMaxPieces];
   size_t pieces = 0;
   const uint8_t* f = plain_.data();
   const uint8_t* fend = f + ct_len;
@@ -183,7 +185,7 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
     std::memcpy(crypto_.data() + off, f, len);
     f += len;
     if (len == 0) continue;
-    if (pieces == 8) return bad;
+    if (pieces == kMaxPieces) return bad;
     covered_start[pieces] = off;
     covered_end[pieces++] = off + len;
   }

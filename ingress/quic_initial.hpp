@@ -61,6 +61,7 @@ class QuicInitialReader {
   EVP_CIPHER_CTX* gcm_ = nullptr;
   EVP_MAC_CTX* hmac_ = nullptr;
   std::array<uint8_t, 2048> plain_;               // the decrypted payload
+  std::array<uint8_t, 2112> header_;              // the unprotected header (tokens can be long)
   std::array<uint8_t, kMaxClientHello> crypto_;   // CRYPTO stream bytes from offset 0
 };
 

@@ -81,6 +81,22 @@ uint32_t SynCookies::mac(const TcpFourTuple& t, uint32_t client_isn, uint64_t sl
   return uint32_t(siphash24(key_, {in, n}) & 0x3fffff);
 }
 
+uint8_t SynCookies::timestamp_bits(const TcpFourTuple& t, uint32_t client_isn, uint32_t cookie) const {
+  uint8_t in[4 + 4 + 2 + 2 + 4 + 4 + 1];
+  size_t n = 0;
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) in[n++] = uint8_t(v >> (8 * i));
+  };
+  put(t.client_ip, 4);
+  put(t.server_ip, 4);
+  put(t.client_port, 2);
+  put(t.server_port, 2);
+  put(client_isn, 4);
+  put(cookie, 4);
+  put(0x54, 1);  // a domain tag: these bits are not the cookie's own MAC
+  return uint8_t(siphash24(key_, {in, n}));
+}
+
 uint32_t SynCookies::make(const TcpFourTuple& t, uint32_t client_isn, SynOptions o, uint64_t now_s) const {
   const uint64_t slot = now_s / kSlotSeconds;
   const uint32_t wscale = o.wscale > 14 ? 15 : o.wscale;

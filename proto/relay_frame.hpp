@@ -77,7 +77,7 @@ inline size_t write_name_trailer(uint8_t* out, std::string_view name) {
 inline bool read_name_trailer(std::span<const uint8_t> bytes, std::string_view& name, size_t& rest) {
   if (bytes.empty()) return false;
   const size_t n = bytes.back();
-  if (n == 0 || n + 1 > bytes.size()) return false;
+  if (n == 0 || n > 253 || n + 1 > bytes.size()) return false;  // a DNS name is at most 253 bytes
   rest = bytes.size() - n - 1;
   name = std::string_view(reinterpret_cast<const char*>(bytes.data() + rest), n);
   return true;

@@ -102,6 +102,22 @@ rc=0; timeout 20 ip netns exec "$NS_C" curl -sk --max-time 10 --resolve "nobody.
 [ "$(gw_stats | jq '.totals.drops.no_rule')" -ge 2 ] || fail "no_rule not counted"
 log "  a name without a rule: HTTP 502, TLS reset (curl exit $rc), counted"
 
+log "a client that sends its request and closes its side at once (FIN with the request) gets its answer"
+halfclose=$(timeout 20 ip netns exec "$NS_C" python3 -c '
+import socket, sys
+s = socket.create_connection(("'"$GW_PUBLIC"'", 80), timeout=10)
+s.sendall(b"GET / HTTP/1.0\r\nHost: app-a.example\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode(errors="replace").split("\r\n\r\n", 1)[-1])
+')
+[ "$halfclose" = "backend a http" ] || fail "request + FIN: '$halfclose'"
+
 log "agent-side routing: a rule without a target, the agent's --route names and its --fallback"
 [ "$(get http x.agent.example)" = "agent-routed x" ] || fail "x.agent.example (agent route): '$(get http x.agent.example)'"
 [ "$(get http other.agent.example)" = "backend b http" ] || fail "other.agent.example (agent fallback, :80)"

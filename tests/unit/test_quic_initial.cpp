@@ -58,7 +58,8 @@ void crypto_frame(std::vector<uint8_t>& payload, const std::vector<uint8_t>& dat
 }
 
 // A protected Initial carrying `payload` (padded so the datagram is 1200 bytes), packet number 2, 4-byte pn.
-std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1, uint8_t type_bits = 0) {
+std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1, uint8_t type_bits = 0,
+                             size_t token_len = 0) {
   QuicInitialReader keys_from;
   QuicInitialKeys k;
   assert_true(keys_from.client_keys(kDcid, k));
@@ -66,7 +67,8 @@ std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1,
                             uint8_t(version >> 8), uint8_t(version), 8};
   h.insert(h.end(), kDcid.begin(), kDcid.end());
   h.push_back(0);  // no source connection id
-  h.push_back(0);  // no token
+  put_varint(h, token_len);  // a token from an earlier connection (NEW_TOKEN), if any
+  for (size_t i = 0; i < token_len; ++i) h.push_back(uint8_t(i * 7));
   const size_t fixed = h.size() + 2 + 4 + 16;  // length (2-byte varint), pn, tag
   if (payload.size() + fixed < 1200) payload.resize(1200 - fixed, 0x00);  // PADDING frames
   const size_t length = 4 + payload.size() + 16;
@@ -137,6 +139,19 @@ void frames_out_of_order(void**) {
   payload.push_back(0x01);
   crypto_frame(payload, hello, 0, a);
   assert_string_equal(read_name(protect(payload)).c_str(), "scattered.example.net");
+  // Chrome's chaos protection: a dozen CRYPTO frames, out of order.
+  std::vector<uint8_t> many;
+  const size_t piece = hello.size() / 12 + 1;
+  for (size_t k = 12; k-- > 0;) {
+    const size_t off = k * piece;
+    if (off < hello.size()) crypto_frame(many, hello, off, std::min(piece, hello.size() - off));
+    many.push_back(0x01);
+  }
+  assert_string_equal(read_name(protect(many)).c_str(), "scattered.example.net");
+  // A client coming back with a long NEW_TOKEN token.
+  std::vector<uint8_t> one;
+  crypto_frame(one, hello, 0, hello.size());
+  assert_string_equal(read_name(protect(one, 1, 0, 150)).c_str(), "scattered.example.net");
   // An ACK frame (a later Initial may carry one) is skipped.
   std::vector<uint8_t> with_ack = {0x02, 0x05, 0x00, 0x00, 0x00};
   crypto_frame(with_ack, hello, 0, hello.size());

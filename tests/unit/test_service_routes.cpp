@@ -57,6 +57,9 @@ void name_trailer(void**) {
   assert_true(name == "app.example.org");
   const uint8_t lying[4] = {'a', 'b', 'c', 9};  // says 9 bytes, holds 3
   assert_false(read_name_trailer({lying, 4}, name, rest));
+  uint8_t long_name[300] = {};
+  long_name[299] = 255;  // longer than any hostname: refused (receivers size their buffers for 253)
+  assert_false(read_name_trailer({long_name, 300}, name, rest));
   const uint8_t zero[2] = {'a', 0};
   assert_false(read_name_trailer({zero, 2}, name, rest));
   assert_false(read_name_trailer({}, name, rest));
