@@ -282,8 +282,9 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     refuse_binding(port, client_mac, fl, Drop::NoHostname);
     return;
   }
-  if (!grew) {
-    if (fl.bind.fin && fl.bind.buffer == BindingBuffers::kNone) refuse_binding(port, client_mac, fl, Drop::NoHostname);
+  if (!grew && !fl.bind.fin) return;
+  if (fl.bind.buffer == BindingBuffers::kNone) {  // closed without sending a byte
+    refuse_binding(port, client_mac, fl, Drop::NoHostname);
     return;
   }
 
