@@ -23,25 +23,10 @@ constexpr uint16_t kEncapPrepend = uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUd
 inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlayOverhead - 40); }
 }  // namespace
 
-// A new flow on an entry point routed by hostname: read the name the client asks for (QUIC: the SNI of its
-// Initial) and find the rule. Public entry points never use private rules.
-const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused,
-                                              std::string_view& name_out) {
+// A new flow on an entry point routed by hostname (QUIC: the SNI its Initials gave): the rule for the name.
+// Public entry points never use private rules.
+const IngressRoute* Worker::route_by_hostname(std::string_view name, Drop& refused) {
   const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
-  std::string_view name;
-  if (ep.route == EntryRoute::QuicSni) {
-    const uint8_t* payload = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
-    const QuicResult q = quic_reader_.read({payload, size_t(pi.l4_len - kUdpHeaderLen)});
-    stats.quic_initials[size_t(q.status)].add();
-    if (q.status != QuicStatus::Found) {
-      refused = Drop::NoHostname;
-      return nullptr;
-    }
-    name = q.name;
-  } else {
-    refused = Drop::NoHostname;  // TCP entry points routed by hostname go through delayed binding
-    return nullptr;
-  }
   const IngressRoute* r = table ? table->lookup(name, id_) : nullptr;
   if (!r) {
     refused = Drop::NoRule;
@@ -52,7 +37,6 @@ const IngressRoute* Worker::route_by_hostname(const EntryPoint& ep, rte_mbuf* m,
     return nullptr;
   }
   stats.hostname_routed.add();
-  name_out = name;
   return r;
 }
 
@@ -124,6 +108,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
     }
+    // QUIC by SNI: the first datagrams of a flow are read (and held, while its ClientHello is incomplete).
+    std::string_view quic_name;
+    std::span<const uint8_t> quic_earlier;  // datagrams held before this one, to send on ahead of it
+    if (ep.route == EntryRoute::QuicSni && (!f || f->binding == Binding::WaitHello)) {
+      if (quic_first_packets(m, pi, f, quic_name, quic_earlier) != QuicStep::Route) continue;
+    }
     const TunnelPool* pool = nullptr;
     if (f) {
       // A flow stays with the tunnel it started on (a fixed entry point's, or the one its hostname led to).
@@ -141,9 +131,9 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     Endpoint target = ep.target;
     std::string_view routed_name;  // set when the agent picks the target (a rule without one)
     if (!f && !fixed) {
-      Drop refused;
-      std::string_view name;
-      const IngressRoute* r = route_by_hostname(ep, m, pi, refused, name);
+      Drop refused = Drop::NoHostname;
+      const std::string_view name = quic_name;
+      const IngressRoute* r = name.empty() ? nullptr : route_by_hostname(name, refused);
       if (!r) {
         drop(m, refused);
         continue;
@@ -216,6 +206,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       stats.flows_created.add();
       tunnel_stats[tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;
+      if (!quic_earlier.empty()) send_held_datagrams(*f, *s, quic_earlier);
     }
     if (!s || !s->has_peer()) {
       drop(m, Drop::NoSession);

@@ -456,7 +456,8 @@ void Worker::resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window) 
   send_to_server(f, f.bind.client_isn + 1, server_ack, kTcpAck | kTcpPsh, window, {opts, olen}, {hdr, n});
 }
 
-// Gives back buffers whose flow has gone (expired or evicted while waiting), a slice per call.
+// Gives back buffers (TCP bindings, held QUIC datagrams, hostnames) whose flow has gone (expired or evicted
+// while waiting), a slice per call.
 void Worker::sweep_bindings(uint32_t budget) {
   const uint32_t n = bindings_.count();
   for (uint32_t i = 0; i < budget && i < n; ++i) {
@@ -467,6 +468,15 @@ void Worker::sweep_bindings(uint32_t budget) {
     if (!f || f->bind.buffer != b || (f->binding != Binding::WaitHello && f->binding != Binding::WaitServer) ||
         f->deadline_ns <= now_ns_)
       bindings_.release(b);
+  }
+  const uint32_t held = quic_hold_.count();
+  for (uint32_t i = 0; i < budget && i < held; ++i) {
+    const uint32_t b = quic_cursor_;
+    quic_cursor_ = quic_cursor_ + 1 == held ? 0 : quic_cursor_ + 1;
+    if (!quic_hold_.used(b)) continue;
+    const Flow* f = flows_.find_by_id(quic_hold_.owner(b));
+    if (!f || f->bind.buffer != b || f->binding != Binding::WaitHello || f->deadline_ns <= now_ns_)
+      quic_hold_.release(b);
   }
   const uint32_t names = names_.count();
   for (uint32_t i = 0; i < budget && i < names; ++i) {

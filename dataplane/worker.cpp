@@ -35,6 +35,8 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kMaxClientHello),
       names_(4 * kBindingBuffers, 256),
+      quic_hold_(kQuicHoldBuffers, kMaxClientHello),
+      quic_scratch_(kMaxClientHello),
       hello_scratch_(kMaxClientHello),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {

@@ -27,6 +27,7 @@ namespace dptun {
 class Worker {
  public:
   static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
+  static constexpr uint32_t kQuicHoldBuffers = 256;  // QUIC flows per worker held while their ClientHello is read
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -98,8 +99,13 @@ class Worker {
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
   // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
   TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
-  const IngressRoute* route_by_hostname(const EntryPoint& ep, rte_mbuf* m, const PacketInfo& pi, Drop& refused,
-                                        std::string_view& name);
+  const IngressRoute* route_by_hostname(std::string_view name, Drop& refused);
+  // quic_input.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
+  enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
+  QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
+                              std::span<const uint8_t>& earlier);
+  void send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);
+  void release_quic_hold(Flow& f);
   bool hold_name(Flow& f, std::string_view name);
   void release_name(Flow& f);
   std::span<const uint8_t> held_name(const Flow& f) const;
@@ -134,6 +140,9 @@ class Worker {
   SynCookies cookies_;
   BindingBuffers bindings_;
   BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
+  BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (2-byte length, bytes)
+  std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
+  uint32_t quic_cursor_ = 0;
   uint32_t binding_cursor_ = 0;
   uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together

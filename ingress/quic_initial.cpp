@@ -98,7 +98,7 @@ bool QuicInitialReader::header_mask(const std::array<uint8_t, 16>& hp, const uin
          EVP_EncryptUpdate(ecb_, mask, &outl, sample, 16) == 1 && outl == 16;
 }
 
-QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
+QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
   const QuicResult not_initial{QuicStatus::NotInitial, {}}, bad{QuicStatus::Malformed, {}};
   if (!ok()) return bad;
   const uint8_t* p = dgram.data();
@@ -112,6 +112,10 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
   const uint8_t dcid_len = *q++;
   if (dcid_len > 20 || end - q < dcid_len + 1) return bad;
   std::span<const uint8_t> dcid(q, dcid_len);
+  // Every Initial of the connection carries the Destination Connection ID of the first (until the server
+  // answers, and dpgw only reads what comes before that).
+  if (dcid_len_ != 0xff && (dcid_len != dcid_len_ || std::memcmp(dcid.data(), dcid_.data(), dcid_len) != 0))
+    return bad;
   q += dcid_len;
   const uint8_t scid_len = *q++;
   if (scid_len > 20 || end - q < scid_len) return bad;
@@ -154,13 +158,8 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
     return {QuicStatus::DecryptFailed, {}};
 
   // Frames: CRYPTO data goes to its offset; PADDING, PING and ACK are skipped; anything else is not what a
-  // client's first flight carries.
-  size_t contiguous = 0;     // CRYPTO bytes known from offset 0 on
-  // Browsers scatter the ClientHello over many CRYPTO frames (Chrome's chaos protection: up to 11).
-  constexpr size_t kMaxPieces = 64;
-  uint64_t covered_end[kMaxPieces];
-  uint64_t covered_start[kMaxPieces];
-  size_t pieces = 0;
+  // client's first flight carries. The pieces count only once the whole packet has been read.
+  size_t pieces = pieces_;
   const uint8_t* f = plain_.data();
   const uint8_t* fend = f + ct_len;
   while (f < fend) {
@@ -181,20 +180,33 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
     if (type != 0x06) return bad;
     uint64_t off, len;
     if (!varint(f, fend, off) || !varint(f, fend, len) || len > uint64_t(fend - f)) return bad;
-    if (off + len > crypto_.size()) return {QuicStatus::NeedMore, {}};  // beyond any ClientHello we read
+    if (off > crypto_.size() || len > crypto_.size() - off) {  // beyond any ClientHello we read
+      f += len;
+      continue;
+    }
     std::memcpy(crypto_.data() + off, f, len);
     f += len;
     if (len == 0) continue;
     if (pieces == kMaxPieces) return bad;
-    covered_start[pieces] = off;
-    covered_end[pieces++] = off + len;
+    piece_start_[pieces] = off;
+    piece_end_[pieces++] = off + len;
   }
+  pieces_ = pieces;
+  if (dcid_len_ == 0xff) {
+    dcid_len_ = dcid_len;
+    std::memcpy(dcid_.data(), dcid.data(), dcid_len);
+  }
+  return result();
+}
+
+QuicResult QuicInitialReader::result() {
   // Grow the prefix from 0 over every piece that touches it.
+  size_t contiguous = 0;  // CRYPTO bytes known from offset 0 on
   for (bool grew = true; grew;) {
     grew = false;
-    for (size_t i = 0; i < pieces; ++i)
-      if (covered_start[i] <= contiguous && covered_end[i] > contiguous) {
-        contiguous = size_t(covered_end[i]);
+    for (size_t i = 0; i < pieces_; ++i)
+      if (piece_start_[i] <= contiguous && piece_end_[i] > contiguous) {
+        contiguous = size_t(piece_end_[i]);
         grew = true;
       }
   }
@@ -204,7 +216,7 @@ QuicResult QuicInitialReader::read(std::span<const uint8_t> dgram) {
     case SniStatus::Found: return {QuicStatus::Found, r.name};
     case SniStatus::NoName: return {QuicStatus::NoName, {}};
     case SniStatus::NeedMore: return {QuicStatus::NeedMore, {}};
-    default: return bad;
+    default: return {QuicStatus::Malformed, {}};
   }
 }
 

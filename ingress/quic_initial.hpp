@@ -1,7 +1,9 @@
-// The server name in a QUIC version 1 client Initial (RFC 9000 17.2.2, RFC 9001 5): the packet is unprotected
-// with the Initial keys its Destination Connection ID gives (anyone can derive them; that is by design), its
-// CRYPTO frames are put back in order, and the ClientHello in them is read. One reader per worker: the OpenSSL
-// contexts are made once, and reading never allocates.
+// The server name in a QUIC version 1 client's Initials (RFC 9000 17.2.2, RFC 9001 5): each packet is
+// unprotected with the Initial keys its Destination Connection ID gives (anyone can derive them; that is by
+// design), its CRYPTO frames are put back in order, and the ClientHello in them is read. A ClientHello may span
+// several Initials (post-quantum key shares make it ~1.8 kB; browsers scatter its pieces over both packets):
+// begin(), then add() each datagram of the connection. One reader per worker: the OpenSSL contexts are made
+// once, and reading never allocates.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -45,8 +47,19 @@ class QuicInitialReader {
   QuicInitialReader& operator=(const QuicInitialReader&) = delete;
   bool ok() const { return ecb_ && gcm_ && hmac_; }
 
-  // `datagram`: one UDP payload; its first QUIC packet is read.
-  QuicResult read(std::span<const uint8_t> datagram);
+  // `datagram`: one UDP payload; its first QUIC packet is read, alone.
+  QuicResult read(std::span<const uint8_t> datagram) {
+    begin();
+    return add(datagram);
+  }
+  // Starts on a connection's Initials: forgets what earlier add() calls read.
+  void begin() { pieces_ = 0; dcid_len_ = 0xff; }
+  // Reads the first QUIC packet of one more datagram of the connection (in any order) into its CRYPTO stream
+  // and says what the stream gives so far. NotInitial, Malformed or DecryptFailed: this datagram could not be
+  // read (a different Destination Connection ID counts as Malformed); what earlier ones gave stays.
+  QuicResult add(std::span<const uint8_t> datagram);
+  // What the CRYPTO stream read since begin() gives.
+  QuicResult result();
 
   // The client's Initial keys for a Destination Connection ID (RFC 9001 5.2); false on a crypto failure.
   bool client_keys(std::span<const uint8_t> dcid, QuicInitialKeys& out);
@@ -63,6 +76,13 @@ class QuicInitialReader {
   std::array<uint8_t, 2048> plain_;               // the decrypted payload
   std::array<uint8_t, 2112> header_;              // the unprotected header (tokens can be long)
   std::array<uint8_t, kMaxClientHello> crypto_;   // CRYPTO stream bytes from offset 0
+  // Which ranges of crypto_ the Initials read since begin() filled. Browsers scatter a ClientHello over many
+  // CRYPTO frames (Chrome's chaos protection: up to 11 per packet).
+  static constexpr size_t kMaxPieces = 64;
+  std::array<uint64_t, kMaxPieces> piece_start_, piece_end_;
+  size_t pieces_ = 0;
+  std::array<uint8_t, 20> dcid_{};  // the connection's Destination Connection ID (its first Initial's)
+  uint8_t dcid_len_ = 0xff;         // 0xff: no Initial read yet
 };
 
 }  // namespace dptun

@@ -8,7 +8,7 @@ PKGS=(
   libdpdk-dev dpdk
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
-  iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 nftables valgrind
+  iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 python3-cryptography nftables valgrind
   ngtcp2-client ngtcp2-server nginx-light curl hping3
 )
 

@@ -6,7 +6,8 @@
 #    large downloads; the handshake options in a packet capture on both sides; a PROXY protocol v2 header;
 #    clients that only send SYNs (no state) and a bounded SYN flood while requests keep succeeding.
 #  - QUIC (HTTP/3 with ngtcp2's client and server): the SNI of the client's Initial picks the rule; a wildcard
-#    rule; a name no rule matches; a private rule refused from the public entry point.
+#    rule; a name no rule matches; a private rule refused from the public entry point; a ClientHello over two
+#    Initials, with the name in the first (GnuTLS, FFDHE key share) and only in the second (quic_probe.py).
 source "$(dirname "$0")/lib.sh"
 
 topology_up
@@ -188,11 +189,11 @@ wait_for 10 "dpgw compiled the 8 rules" rules_compiled
 
 # The client resolves every test name to the gateway's public address (its SNI is then the name).
 netns_hosts "$NS_C" "$GW_PUBLIC quic-a.example QUIC-A.Example www.b.example b.example nothing.example secret.example quic.agent.example"
-# quic_get NAME: fetches https://NAME/index.html over HTTP/3 through the gateway; prints the page.
+# quic_get NAME [gtlsclient options]: fetches https://NAME/index.html over HTTP/3 through the gateway; prints the page.
 quic_get() {
   rm -rf "$WORK/dl" && mkdir -p "$WORK/dl"
   timeout 10 ip netns exec "$NS_C" gtlsclient -q --no-pmtud --max-udp-payload-size=1200 --handshake-timeout=3s \
-    --exit-on-all-streams-close --download="$WORK/dl" "$1" 443 "https://$1/index.html" \
+    --exit-on-all-streams-close --download="$WORK/dl" "${@:2}" "$1" 443 "https://$1/index.html" \
     > "$WORK/quic-client.log" 2>&1 || true
   cat "$WORK/dl/index.html" 2>/dev/null || true
 }
@@ -214,6 +215,38 @@ log "  a name without a rule and a private rule: refused and counted"
 
 [ "$(quic_get quic.agent.example)" = "backend a" ] || fail "quic.agent.example (agent-side routing over QUIC)"
 log "  quic.agent.example -> agent-1's route (the name rides the first datagrams to the agent)"
+
+log "a ClientHello over two Initials"
+worker_sum() { gw_stats | jq "[.workers[].$1] | add"; }
+# GnuTLS with an FFDHE-8192 key share first: a 1.3 kB ClientHello in two Initials, a real HTTP/3 exchange.
+[ "$(quic_get quic-a.example --groups=-GROUP-ALL:+GROUP-FFDHE8192:+GROUP-X25519)" = "backend a" ] \
+  || fail "a two-Initial ClientHello (FFDHE key share) did not reach backend a: $(cat "$WORK/quic-client.log")"
+# The server name only in the second Initial (tests/e2e/quic_probe.py): dpgw holds the first until the second
+# names the host, then sends both on. The probe's ClientHello is one the server must refuse, and only a server
+# that got all of it can: its CONNECTION_CLOSE carries a TLS alert (0x100 + alert).
+PROBE="/usr/bin/python3 $ROOT/tests/e2e/quic_probe.py $GW_PUBLIC 443 quic-a.example"
+held_before=$(worker_sum quic_flows_held) sent_before=$(worker_sum quic_held_sent)
+# tls_alert JSON: true when the probe's answer is a CONNECTION_CLOSE with a TLS alert (QUIC error 0x100-0x1ff).
+tls_alert() { local c; c=$(jq -r .close_error <<<"$1"); [[ "$c" =~ ^[0-9]+$ ]] && [ "$c" -ge 256 ] && [ "$c" -le 511 ]; }
+r=$(ip netns exec "$NS_C" $PROBE in-order 3)
+code=$(jq -r .close_error <<<"$r")
+tls_alert "$r" || fail "name in the second Initial: the server did not get the whole ClientHello: $r"
+log "  name in the second Initial: held, sent on, the server read all of it (TLS alert $((code - 256))): $r"
+# Through a rule without a target: the held datagrams carry the name to the agent, which picks the server.
+r=$(ip netns exec "$NS_C" /usr/bin/python3 "$ROOT/tests/e2e/quic_probe.py" "$GW_PUBLIC" 443 quic.agent.example in-order 3)
+tls_alert "$r" || fail "name in the second Initial, agent-side routing: $r"
+log "  the same through agent-side routing: $r"
+# The same two datagrams the other way round reach the server in that order (ngtcp2 answers a first Initial that
+# does not start the ClientHello with a Retry, which comes back through the flow).
+r=$(ip netns exec "$NS_C" $PROBE reversed 3)
+[ "$(jq -r .close_error <<<"$r")" != null ] || fail "reversed Initials got no answer: $r"
+log "  the same, second datagram first: $r"
+# Only the first part: it is held, never sent on; the held flow is given up after 3 s.
+r=$(ip netns exec "$NS_C" $PROBE first-only 2)
+[ "$(jq -r .replies <<<"$r")" = 0 ] || fail "an incomplete ClientHello was sent on: $r"
+[ "$(worker_sum quic_flows_held)" -ge $((held_before + 4)) ] || fail "held QUIC flows not counted"
+[ "$(worker_sum quic_held_sent)" -ge $((sent_before + 3)) ] || fail "held datagrams not counted as sent on"
+log "  only the first part: held and never sent on ($r); quic_flows_held +$(( $(worker_sum quic_flows_held) - held_before ))"
 
 log "rules change at runtime: the name moves to the other tunnel"
 dpctl ingress del quic-a.example > /dev/null

@@ -59,13 +59,13 @@ void crypto_frame(std::vector<uint8_t>& payload, const std::vector<uint8_t>& dat
 
 // A protected Initial carrying `payload` (padded so the datagram is 1200 bytes), packet number 2, 4-byte pn.
 std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1, uint8_t type_bits = 0,
-                             size_t token_len = 0) {
+                             size_t token_len = 0, const std::vector<uint8_t>& dcid = kDcid) {
   QuicInitialReader keys_from;
   QuicInitialKeys k;
-  assert_true(keys_from.client_keys(kDcid, k));
+  assert_true(keys_from.client_keys(dcid, k));
   std::vector<uint8_t> h = {uint8_t(0xc3 | type_bits << 4), uint8_t(version >> 24), uint8_t(version >> 16),
-                            uint8_t(version >> 8), uint8_t(version), 8};
-  h.insert(h.end(), kDcid.begin(), kDcid.end());
+                            uint8_t(version >> 8), uint8_t(version), uint8_t(dcid.size())};
+  h.insert(h.end(), dcid.begin(), dcid.end());
   h.push_back(0);  // no source connection id
   put_varint(h, token_len);  // a token from an earlier connection (NEW_TOKEN), if any
   for (size_t i = 0; i < token_len; ++i) h.push_back(uint8_t(i * 7));
@@ -176,6 +176,58 @@ void partial_hello(void**) {
   assert_string_equal(read_name(protect(upto)).c_str(), "partial.example.com");
 }
 
+std::string status_of(const QuicResult& r) {
+  return r.status == QuicStatus::Found ? std::string(r.name) : std::string("<") + quic_status_name(r.status) + ">";
+}
+
+void hello_over_two_initials(void**) {
+  // The server name only in the second Initial (a post-quantum key share before it): neither packet names the
+  // host alone; read together, in either order, they do.
+  const std::string sni = "two.packets.example";
+  const auto hello = client_hello_message(sni.c_str());
+  auto it = std::search(hello.begin(), hello.end(), sni.begin(), sni.end());
+  assert_true(it != hello.end());
+  const size_t cut = size_t(it - hello.begin()) - 2;  // inside the server_name extension
+  std::vector<uint8_t> p1, p2;
+  crypto_frame(p1, hello, 0, cut);
+  crypto_frame(p2, hello, cut, hello.size() - cut);
+  const auto first = protect(p1), second = protect(p2);
+  QuicInitialReader r;
+  assert_string_equal(status_of(r.read(first)).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.read(second)).c_str(), "<need_more>");
+  r.begin();
+  assert_string_equal(status_of(r.add(first)).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.add(second)).c_str(), sni.c_str());
+  r.begin();
+  assert_string_equal(status_of(r.add(second)).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.add(first)).c_str(), sni.c_str());
+  // A datagram that cannot be read in between (junk, another connection's Initial) leaves what was read.
+  r.begin();
+  assert_string_equal(status_of(r.add(first)).c_str(), "<need_more>");
+  std::vector<uint8_t> junk(1250, 0x5a);
+  assert_string_equal(status_of(r.add(junk)).c_str(), "<not_initial>");
+  const auto other = protect(p2, 1, 0, 0, from_hex("0011223344556677"));
+  assert_string_equal(status_of(r.add(other)).c_str(), "<malformed>");  // another Destination Connection ID
+  auto tampered = second;
+  tampered[300] ^= 0x80;
+  assert_string_equal(status_of(r.add(tampered)).c_str(), "<decrypt_failed>");
+  assert_string_equal(status_of(r.result()).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.add(second)).c_str(), sni.c_str());
+  // begin() forgets: the second packet alone is not enough again.
+  r.begin();
+  assert_string_equal(status_of(r.add(second)).c_str(), "<need_more>");
+  // Chrome-like scatter over both packets: every piece out of order, the name split between them.
+  std::vector<uint8_t> s1, s2;
+  const size_t piece = hello.size() / 8 + 1;
+  for (size_t k = 8; k-- > 0;) {
+    const size_t off = k * piece;
+    if (off < hello.size()) crypto_frame(k % 2 ? s1 : s2, hello, off, std::min(piece, hello.size() - off));
+  }
+  r.begin();
+  assert_string_equal(status_of(r.add(protect(s1))).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.add(protect(s2))).c_str(), sni.c_str());
+}
+
 void refused(void**) {
   const auto hello = client_hello_message("x.example");
   std::vector<uint8_t> payload;
@@ -214,7 +266,7 @@ void refused(void**) {
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(rfc9001_keys),   cmocka_unit_test(one_crypto_frame), cmocka_unit_test(frames_out_of_order),
-      cmocka_unit_test(partial_hello),  cmocka_unit_test(refused),
+      cmocka_unit_test(partial_hello),  cmocka_unit_test(hello_over_two_initials), cmocka_unit_test(refused),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -1,0 +1,174 @@
+// QUIC entry points, routed by the SNI of the client's Initials (docs/hostname-routing.md):
+//   an Initial whose ClientHello already names the host  -> routed at once: entry_input makes the flow
+//   an Initial with only the start of a ClientHello      -> a flow in WaitHello; the datagram is kept
+//   more datagrams of that flow                          -> kept too, and all of them read together; once the
+//                                                           name is known they are sent on, in the order they
+//                                                           came, ahead of the one that completed it
+// Post-quantum key shares make a browser's ClientHello ~1.8 kB, two Initials, and browsers scatter its pieces
+// over both, so the name is often in the second. Anyone can make Initials (their keys are public), so held flows
+// get a small pool of their own (TCP's are SYN-cookie checked) for at most kQuicHoldNs; a full pool refuses.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "dataplane/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+namespace {
+constexpr uint64_t kQuicHoldNs = 3'000'000'000ull;  // a lost Initial is resent after ~1 s (RFC 9002 6.2.2)
+constexpr size_t kRecordHeader = 2;                  // held datagrams: 2-byte length, then the bytes
+
+// Calls `fn(datagram)` for each held record.
+template <class Fn>
+void for_each_record(std::span<const uint8_t> records, Fn&& fn) {
+  size_t at = 0;
+  while (records.size() - at >= kRecordHeader) {
+    const size_t len = load_be16(records.data() + at);
+    at += kRecordHeader;
+    if (len > records.size() - at) return;
+    fn(records.subspan(at, len));
+    at += len;
+  }
+}
+}  // namespace
+
+void Worker::release_quic_hold(Flow& f) {
+  const uint32_t b = f.bind.buffer;
+  if (b != BindingBuffers::kNone && quic_hold_.used(b) && quic_hold_.owner(b) == flows_.id_of(f)) quic_hold_.release(b);
+  f.bind.buffer = BindingBuffers::kNone;
+}
+
+Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
+                                            std::span<const uint8_t>& earlier) {
+  const uint8_t* payload = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+  const std::span<const uint8_t> dgram{payload, size_t(pi.l4_len - kUdpHeaderLen)};
+  earlier = {};
+  if (f && f->deadline_ns <= now_ns_) {  // held too long: start over with this datagram
+    release_quic_hold(*f);
+    flows_.erase(*f);
+    stats.flows_expired.add();
+    f = nullptr;
+  }
+  if (!f) {
+    const QuicResult q = quic_reader_.read(dgram);
+    stats.quic_initials[size_t(q.status)].add();
+    if (q.status == QuicStatus::Found) {
+      name = q.name;
+      return QuicStep::Route;
+    }
+    if (q.status != QuicStatus::NeedMore || dgram.size() + kRecordHeader > quic_hold_.size()) {
+      drop(m, Drop::NoHostname);
+      return QuicStep::Done;
+    }
+    // A real Initial with the start of a ClientHello: hold the flow until the rest comes.
+    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoUdp, 0};
+    const uint32_t h = FlowTable::hash(key);
+    bool evicted;
+    Flow* nf = flows_.insert(key, h, now_ns_, evicted);
+    if (evicted) stats.flows_evicted.add();
+    if (!nf) {
+      drop(m, Drop::FlowTableFull);
+      return QuicStep::Done;
+    }
+    const uint32_t b = quic_hold_.acquire(flows_.id_of(*nf));
+    if (b == BindingBuffers::kNone) {
+      flows_.erase(*nf);
+      drop(m, Drop::BindingFull);
+      return QuicStep::Done;
+    }
+    nf->binding = Binding::WaitHello;
+    nf->bind = BindingState{};
+    nf->bind.buffer = b;
+    nf->deadline_ns = now_ns_ + kQuicHoldNs;
+    nf->last_seen_ns = now_ns_;
+    uint8_t hdr[kRecordHeader];
+    store_be16(hdr, uint16_t(dgram.size()));
+    quic_hold_.append(b, hdr);
+    quic_hold_.append(b, dgram);
+    stats.quic_flows_held.add();
+    rte_pktmbuf_free(m);
+    return QuicStep::Done;
+  }
+
+  // One more datagram of a held flow (an Initial, or anything else the client sends meanwhile): keep it, then read
+  // all of them again.
+  Flow& fl = *f;
+  const uint32_t b = fl.bind.buffer;
+  if (b == BindingBuffers::kNone || !quic_hold_.used(b) || quic_hold_.owner(b) != flows_.id_of(fl) ||
+      quic_hold_.bytes(b).size() + kRecordHeader + dgram.size() > quic_hold_.size()) {
+    // More than a ClientHello can take (or the buffer is gone): this is not a client we can route.
+    stats.quic_initials[size_t(QuicStatus::NeedMore)].add();
+    release_quic_hold(fl);
+    flows_.erase(fl);
+    f = nullptr;
+    drop(m, Drop::BindingFull);
+    return QuicStep::Done;
+  }
+  uint8_t hdr[kRecordHeader];
+  store_be16(hdr, uint16_t(dgram.size()));
+  quic_hold_.append(b, hdr);
+  quic_hold_.append(b, dgram);
+  fl.last_seen_ns = now_ns_;
+  const std::span<const uint8_t> records = quic_hold_.bytes(b);
+  quic_reader_.begin();
+  for_each_record(records, [&](std::span<const uint8_t> d) { quic_reader_.add(d); });
+  const QuicResult q = quic_reader_.result();
+  if (q.status == QuicStatus::NeedMore) {
+    rte_pktmbuf_free(m);
+    return QuicStep::Done;
+  }
+  stats.quic_initials[size_t(q.status)].add();
+  // The held flow ends here: what came before this datagram moves to the scratch, to be sent on once the flow to
+  // the target exists (entry_input, right after it makes it).
+  const size_t before = records.size() - kRecordHeader - dgram.size();
+  std::memcpy(quic_scratch_.data(), records.data(), before);
+  release_quic_hold(fl);
+  flows_.erase(fl);
+  f = nullptr;
+  if (q.status != QuicStatus::Found) {
+    drop(m, Drop::NoHostname);
+    return QuicStep::Done;
+  }
+  name = q.name;
+  earlier = {quic_scratch_.data(), before};
+  return QuicStep::Route;
+}
+
+// The datagrams held for a flow that now has its target: rebuilt as the client's packets (already NAT-ed to the
+// target) and wrapped for the flow's session, in the order they came.
+void Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
+  uint8_t flags = kInnerFlowNew;
+  for_each_record(records, [&](std::span<const uint8_t> d) {
+    rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+    if (!m) {
+      stats.drops[size_t(Drop::NoMbuf)].add();
+      return;
+    }
+    const size_t len = kIpv4HeaderLen + kUdpHeaderLen + d.size();
+    uint8_t* ip = len <= rte_pktmbuf_tailroom(m) ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(len)))
+                                                   : nullptr;
+    if (!ip) {
+      drop(m, Drop::NoRoom);
+      return;
+    }
+    write_ipv4_header(ip, uint16_t(len), ip_id_++, kIpProtoUdp, f.key.client_ip, f.target_ip);
+    uint8_t* udp = ip + kIpv4HeaderLen;
+    store_be16(udp, f.key.client_port);
+    store_be16(udp + 2, f.target_port);
+    store_be16(udp + kUdpOffLength, uint16_t(kUdpHeaderLen + d.size()));
+    store_be16(udp + kUdpOffChecksum, 0);
+    std::memcpy(udp + kUdpHeaderLen, d.data(), d.size());
+    uint16_t sum = ipv4_l4_checksum(f.key.client_ip, f.target_ip, kIpProtoUdp, {udp, kUdpHeaderLen + d.size()});
+    store_be16(udp + kUdpOffChecksum, sum ? sum : 0xffff);
+    if (encap_inner(m, f, s, flags, kIpProtoUdp)) {
+      stats.quic_held_sent.add();
+      flags = 0;
+    }
+  });
+}
+
+}  // namespace dptun
