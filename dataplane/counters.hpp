@@ -72,8 +72,9 @@ struct alignas(64) WorkerStats {
   Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   Counter hostname_routed;  // new flows routed by an ingress rule
-  Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused;  // delayed binding
-  Counter quic_flows_held, quic_held_sent;  // QUIC flows held until their ClientHello named a host; datagrams sent on
+  Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused, bindings_evicted;  // delayed binding
+  // QUIC flows held until their ClientHello named a host; datagrams sent on after a hold; holds given up for newer
+  Counter quic_flows_held, quic_held_sent, quic_holds_evicted;
   Counter visitor_packets, visitor_flows;  // from visitors (dpagent visit)
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;

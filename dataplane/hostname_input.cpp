@@ -123,6 +123,38 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
   flows_.erase(f);
 }
 
+// All buffers taken: the connection that has been reading its first bytes longest gives way (a real client sends
+// its ClientHello or request right after the handshake; a slow one that trickles bytes is what fills the pool).
+// It gets a RST. Connections already waiting for their target keep their buffers. False when none can give way.
+bool Worker::evict_oldest_binding(const Flow& newcomer) {
+  Flow* oldest = nullptr;
+  uint64_t since = 0;
+  for (uint32_t b = 0; b < bindings_.count(); ++b) {
+    if (!bindings_.used(b)) continue;
+    Flow* f = flows_.find_by_id(bindings_.owner(b));
+    if (!f || f->bind.buffer != b || f->deadline_ns <= now_ns_) {  // left behind by a flow that has gone
+      bindings_.release(b);
+      return true;
+    }
+    if (f == &newcomer || f->binding != Binding::WaitHello) continue;
+    if (!oldest || binding_since_[b] < since) {
+      oldest = f;
+      since = binding_since_[b];
+    }
+  }
+  if (!oldest) return false;
+  stats.bindings_evicted.add();
+  uint8_t port;
+  MacAddr mac;
+  Drop why;
+  if (resolve_next_hop(oldest->key.client_ip, port, mac, why))  // tell the client (if its address resolves)
+    send_to_client(port, mac.data(),
+                   {oldest->key.local_ip, oldest->key.client_ip, oldest->key.local_port, oldest->key.client_port,
+                    oldest->bind.our_isn + 1, oldest->bind.next_client_seq, kTcpAck | kTcpRst, 0, {}, {}, ip_id_++});
+  abandon_binding(*oldest);
+  return true;
+}
+
 void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
                           uint32_t client_isn) {
   const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
@@ -226,6 +258,9 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   bool grew = false, too_big = false;
   if (len && fl.bind.buffer == BindingBuffers::kNone) {  // the first bytes: now the connection gets a buffer
     fl.bind.buffer = bindings_.acquire(flows_.id_of(fl));
+    if (fl.bind.buffer == BindingBuffers::kNone && evict_oldest_binding(fl))
+      fl.bind.buffer = bindings_.acquire(flows_.id_of(fl));
+    if (fl.bind.buffer != BindingBuffers::kNone) binding_since_[fl.bind.buffer] = now_ns_;
     if (fl.bind.buffer == BindingBuffers::kNone) {
       stats.drops[size_t(Drop::BindingFull)].add();
       stats.bindings_refused.add();

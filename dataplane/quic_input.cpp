@@ -6,7 +6,8 @@
 //                                                           came, ahead of the one that completed it
 // Post-quantum key shares make a browser's ClientHello ~1.8 kB, two Initials, and browsers scatter its pieces
 // over both, so the name is often in the second. Anyone can make Initials (their keys are public), so held flows
-// get a small pool of their own (TCP's are SYN-cookie checked) for at most kQuicHoldNs; a full pool refuses.
+// get a small pool of their own (TCP's are SYN-cookie checked) for at most kQuicHoldNs; when it is full, the
+// oldest hold makes room.
 #include <rte_mbuf.h>
 
 #include <cstring>
@@ -42,6 +43,23 @@ void Worker::release_quic_hold(Flow& f) {
   f.bind.buffer = BindingBuffers::kNone;
 }
 
+// A full pool gives up its oldest hold rather than refuse the newcomer: a browser's second Initial follows its
+// first within a round trip, so a flood of made-up Initials has to refill the whole pool that fast to keep real
+// clients out.
+bool Worker::evict_oldest_quic_hold() {
+  uint32_t oldest = BindingBuffers::kNone;
+  for (uint32_t b = 0; b < quic_hold_.count(); ++b)
+    if (quic_hold_.used(b) && (oldest == BindingBuffers::kNone || quic_hold_since_[b] < quic_hold_since_[oldest]))
+      oldest = b;
+  if (oldest == BindingBuffers::kNone) return false;
+  if (Flow* f = flows_.find_by_id(quic_hold_.owner(oldest)); f && f->binding == Binding::WaitHello &&
+                                                              f->bind.buffer == oldest && f->key.proto == kIpProtoUdp)
+    flows_.erase(*f);
+  quic_hold_.release(oldest);
+  stats.quic_holds_evicted.add();
+  return true;
+}
+
 Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
                                             std::span<const uint8_t>& earlier) {
   const uint8_t* payload = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
@@ -74,12 +92,14 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
       drop(m, Drop::FlowTableFull);
       return QuicStep::Done;
     }
-    const uint32_t b = quic_hold_.acquire(flows_.id_of(*nf));
+    uint32_t b = quic_hold_.acquire(flows_.id_of(*nf));
+    if (b == BindingBuffers::kNone && evict_oldest_quic_hold()) b = quic_hold_.acquire(flows_.id_of(*nf));
     if (b == BindingBuffers::kNone) {
       flows_.erase(*nf);
       drop(m, Drop::BindingFull);
       return QuicStep::Done;
     }
+    quic_hold_since_[b] = now_ns_;
     nf->binding = Binding::WaitHello;
     nf->bind = BindingState{};
     nf->bind.buffer = b;

@@ -36,6 +36,8 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       bindings_(kBindingBuffers, kMaxClientHello),
       names_(4 * kBindingBuffers, 256),
       quic_hold_(kQuicHoldBuffers, kMaxClientHello),
+      binding_since_(kBindingBuffers),
+      quic_hold_since_(kQuicHoldBuffers),
       quic_scratch_(kMaxClientHello),
       hello_scratch_(kMaxClientHello),
       tx_(dp.ports.size()),

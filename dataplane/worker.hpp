@@ -87,6 +87,7 @@ class Worker {
   void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why);
   void release_binding(Flow& f);
   void abandon_binding(Flow& f);
+  bool evict_oldest_binding(const Flow& newcomer);
   void resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window);
   void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
   bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
@@ -106,6 +107,7 @@ class Worker {
                               std::span<const uint8_t>& earlier);
   void send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);
   void release_quic_hold(Flow& f);
+  bool evict_oldest_quic_hold();
   bool hold_name(Flow& f, std::string_view name);
   void release_name(Flow& f);
   std::span<const uint8_t> held_name(const Flow& f) const;
@@ -141,6 +143,8 @@ class Worker {
   BindingBuffers bindings_;
   BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
   BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (2-byte length, bytes)
+  std::vector<uint64_t> binding_since_;    // per bindings_ buffer: when its connection's first bytes came
+  std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
   std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
   uint32_t quic_cursor_ = 0;
   uint32_t binding_cursor_ = 0;

@@ -4,7 +4,8 @@
 #  - TCP (nginx with one virtual host per tunnel, curl): one :80 by HTTP Host and one :443 by TLS SNI, by
 #    delayed binding; a wildcard; a name without a rule (HTTP 502 / reset); a ClientHello larger than a segment;
 #    large downloads; the handshake options in a packet capture on both sides; a PROXY protocol v2 header;
-#    clients that only send SYNs (no state) and a bounded SYN flood while requests keep succeeding.
+#    clients that only send SYNs (no state) and a bounded SYN flood while requests keep succeeding; more slow
+#    clients (one byte, then nothing) than binding buffers while requests keep succeeding.
 #  - QUIC (HTTP/3 with ngtcp2's client and server): the SNI of the client's Initial picks the rule; a wildcard
 #    rule; a name no rule matches; a private rule refused from the public entry point; a ClientHello over two
 #    Initials, with the name in the first (GnuTLS, FFDHE key share) and only in the second (quic_probe.py).
@@ -179,6 +180,23 @@ wait $flood || true
 [ "$ok" -eq 10 ] || fail "only $ok of 10 requests succeeded during the SYN flood"
 log "  10/10 requests during 30000 SYNs; bindings held: $(gw_stats | jq '[.workers[].flows_active] | add') flows"
 
+log "slow clients (one byte, then nothing) take every binding buffer: the slowest give way, requests go on"
+# 1100 connections against 1024 buffers per worker, each holding one byte of a request for up to 10 s.
+evicted_before=$(gw_stats | jq '[.workers[].bindings_evicted] | add')
+timeout 60 ip netns exec "$NS_C" /usr/bin/python3 "$ROOT/tests/e2e/slow_clients.py" "$GW_PUBLIC" 80 1100 6 \
+  > "$WORK/slow.json" 2> "$WORK/slow.log" &
+slow=$!
+opened() { grep -q opened "$WORK/slow.log"; }
+wait_for 40 "1100 slow connections opened" opened
+ok=0
+for i in $(seq 1 5); do [ "$(get http app-a.example)" = "backend a http" ] && ok=$((ok + 1)); done
+wait $slow || true
+[ "$ok" -eq 5 ] || fail "only $ok of 5 requests succeeded with every binding buffer taken"
+evicted=$(( $(gw_stats | jq '[.workers[].bindings_evicted] | add') - evicted_before ))
+[ "$evicted" -ge 76 ] || fail "bindings_evicted grew by $evicted, expected at least 76 (1100 + 5 - 1024 + ...)"
+[ "$(jq .reset "$WORK/slow.json")" -ge 70 ] || fail "evicted slow clients were not reset: $(cat "$WORK/slow.json")"
+log "  5/5 requests; slow clients: $(cat "$WORK/slow.json"), bindings_evicted +$evicted"
+
 log "one UDP :443 for both tunnels, routed by the SNI of the QUIC Initial"
 dpctl entry add udp 443 --route quic --keepalive --ttl 30 | grep -q "routed by quic" || fail "entry add --route quic"
 dpctl ingress add quic-a.example web-a --target "$AGENT_IP:4431" > /dev/null
@@ -247,6 +265,13 @@ r=$(ip netns exec "$NS_C" $PROBE first-only 2)
 [ "$(worker_sum quic_flows_held)" -ge $((held_before + 4)) ] || fail "held QUIC flows not counted"
 [ "$(worker_sum quic_held_sent)" -ge $((sent_before + 3)) ] || fail "held datagrams not counted as sent on"
 log "  only the first part: held and never sent on ($r); quic_flows_held +$(( $(worker_sum quic_flows_held) - held_before ))"
+# More holds than the pool has (256 per worker): the oldest make room, and a real client still gets through.
+ip netns exec "$NS_C" $PROBE hold-flood:400 1 > /dev/null
+r=$(ip netns exec "$NS_C" $PROBE in-order 3)
+tls_alert "$r" || fail "after 400 held Initials, a client with a two-Initial ClientHello: $r"
+[ "$(worker_sum quic_holds_evicted)" -gt 0 ] || fail "a full hold pool did not make room"
+[ "$(quic_get quic-a.example)" = "backend a" ] || fail "after 400 held Initials, HTTP/3 to quic-a.example"
+log "  400 incomplete Initials: $(worker_sum quic_holds_evicted) oldest holds gave way; clients still served"
 
 log "rules change at runtime: the name moves to the other tunnel"
 dpctl ingress del quic-a.example > /dev/null
