@@ -108,14 +108,8 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
     }
-    // QUIC by SNI: the first datagrams of a flow are read (and held, while its ClientHello is incomplete).
-    std::string_view quic_name;
-    std::span<const uint8_t> quic_earlier;  // datagrams held before this one, to send on ahead of it
-    if (ep.route == EntryRoute::QuicSni && (!f || f->binding == Binding::WaitHello)) {
-      if (quic_first_packets(m, pi, f, quic_name, quic_earlier) != QuicStep::Route) continue;
-    }
     const TunnelPool* pool = nullptr;
-    if (f) {
+    if (f && f->binding != Binding::WaitHello) {  // (a QUIC flow still being held has no tunnel yet)
       // A flow stays with the tunnel it started on (a fixed entry point's, or the one its hostname led to).
       pool = dp_.tunnels.get(f->tunnel);
       if ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
@@ -125,6 +119,17 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         f = nullptr;
       }
     }
+    // QUIC by SNI: the first datagrams of a flow are read (and held, while its ClientHello is incomplete).
+    std::string_view quic_name;
+    std::span<const uint8_t> quic_earlier;  // datagrams held before this one, to send on ahead of it
+    if (ep.route == EntryRoute::QuicSni && (!f || f->binding == Binding::WaitHello)) {
+      if (quic_first_packets(m, pi, f, quic_name, quic_earlier) != QuicStep::Route) continue;
+    }
+    // A packet that cannot start its flow takes the datagrams held before it along.
+    const auto refuse = [&](Drop why) {
+      if (!quic_earlier.empty()) stats.drops[size_t(why)].add(held_records(quic_earlier));
+      drop(m, why);
+    };
     // Where a new flow goes: the entry point's own tunnel and target, or the hostname rule's.
     uint16_t tunnel = ep.tunnel;
     uint32_t tunnel_generation = ep.tunnel_generation;
@@ -135,7 +140,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       const std::string_view name = quic_name;
       const IngressRoute* r = name.empty() ? nullptr : route_by_hostname(name, refused);
       if (!r) {
-        drop(m, refused);
+        refuse(refused);
         continue;
       }
       tunnel = r->tunnel;
@@ -147,7 +152,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     if (!f) {
       pool = dp_.tunnels.get(tunnel);
       if (!pool || pool->generation != tunnel_generation) {  // the tunnel went away under the entry point or rule
-        drop(m, Drop::NoSession);
+        refuse(Drop::NoSession);
         continue;
       }
     }
@@ -161,7 +166,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
         s = pick_session(*pool, h);
         if (!s) {
-          drop(m, Drop::NoSession);
+          refuse(Drop::NoSession);
           continue;
         }
         f->session_index = s->index;
@@ -172,12 +177,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
     } else {
       if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
-        drop(m, Drop::TcpNoFlow);
+        refuse(Drop::TcpNoFlow);
         continue;
       }
       s = pick_session(*pool, h);
       if (!s) {
-        drop(m, Drop::NoSession);
+        refuse(Drop::NoSession);
         continue;
       }
       Route r = dp_.routes->lookup(s->peer().ip.value);
@@ -185,7 +190,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       f = flows_.insert(key, h, now_ns_, evicted);
       if (evicted) stats.flows_evicted.add();
       if (!f) {
-        drop(m, Drop::FlowTableFull);
+        refuse(Drop::FlowTableFull);
         continue;
       }
       f->session_index = s->index;
@@ -198,7 +203,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
       if (!routed_name.empty() && !hold_name(*f, routed_name)) {
         flows_.erase(*f);
-        drop(m, Drop::BindingFull);
+        refuse(Drop::BindingFull);
         continue;
       }
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);

@@ -10,6 +10,7 @@
 // oldest hold makes room.
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/bytes.hpp"
@@ -21,21 +22,53 @@ namespace dptun {
 
 namespace {
 constexpr uint64_t kQuicHoldNs = 3'000'000'000ull;  // a lost Initial is resent after ~1 s (RFC 9002 6.2.2)
-constexpr size_t kRecordHeader = 2;                  // held datagrams: 2-byte length, then the bytes
+constexpr uint32_t kMaxHeldDatagrams = 8;            // browsers' ClientHellos need 2 or 3 Initials
+// Held datagrams, one record each: 2-byte length, the client's TOS byte, its DF bit, then the bytes.
+constexpr size_t kRecordHeader = 4;
 
-// Calls `fn(datagram)` for each held record.
+struct HeldDatagram {
+  std::span<const uint8_t> bytes;
+  uint8_t tos;
+  bool dont_fragment;
+};
+
+// Calls `fn(HeldDatagram)` for each held record.
 template <class Fn>
 void for_each_record(std::span<const uint8_t> records, Fn&& fn) {
   size_t at = 0;
   while (records.size() - at >= kRecordHeader) {
-    const size_t len = load_be16(records.data() + at);
+    const uint8_t* h = records.data() + at;
+    const size_t len = load_be16(h);
     at += kRecordHeader;
     if (len > records.size() - at) return;
-    fn(records.subspan(at, len));
+    fn(HeldDatagram{records.subspan(at, len), h[2], h[3] != 0});
     at += len;
   }
 }
+
+// The first held datagram (the Initial that started the hold).
+std::span<const uint8_t> first_record(std::span<const uint8_t> records) {
+  if (records.size() < kRecordHeader) return {};
+  const size_t len = load_be16(records.data());
+  return len <= records.size() - kRecordHeader ? records.subspan(kRecordHeader, len) : std::span<const uint8_t>{};
+}
 }  // namespace
+
+uint32_t Worker::held_records(std::span<const uint8_t> records) {
+  uint32_t n = 0;
+  for_each_record(records, [&](const HeldDatagram&) { ++n; });
+  return n;
+}
+
+// Keeps one more datagram of a held flow; false when it does not fit.
+bool Worker::hold_datagram(uint32_t b, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip) {
+  if (quic_hold_.bytes(b).size() + kRecordHeader + dgram.size() > quic_hold_.size()) return false;
+  const uint8_t hdr[kRecordHeader] = {uint8_t(dgram.size() >> 8), uint8_t(dgram.size()), ip[1],
+                                      uint8_t(pi.dont_fragment ? 1 : 0)};
+  quic_hold_.append(b, hdr);
+  quic_hold_.append(b, dgram);
+  return true;
+}
 
 void Worker::release_quic_hold(Flow& f) {
   const uint32_t b = f.bind.buffer;
@@ -62,13 +95,13 @@ bool Worker::evict_oldest_quic_hold() {
 
 Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
                                             std::span<const uint8_t>& earlier) {
-  const uint8_t* payload = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
-  const std::span<const uint8_t> dgram{payload, size_t(pi.l4_len - kUdpHeaderLen)};
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint8_t* ip = frame + pi.l3_offset;
+  const std::span<const uint8_t> dgram{frame + pi.l4_offset + kUdpHeaderLen, size_t(pi.l4_len - kUdpHeaderLen)};
   earlier = {};
-  if (f && f->deadline_ns <= now_ns_) {  // held too long: start over with this datagram
+  if (f && f->deadline_ns <= now_ns_) {  // held too long: forgotten; start over with this datagram
     release_quic_hold(*f);
     flows_.erase(*f);
-    stats.flows_expired.add();
     f = nullptr;
   }
   if (!f) {
@@ -78,7 +111,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
       name = q.name;
       return QuicStep::Route;
     }
-    if (q.status != QuicStatus::NeedMore || dgram.size() + kRecordHeader > quic_hold_.size()) {
+    if (q.status != QuicStatus::NeedMore) {
       drop(m, Drop::NoHostname);
       return QuicStep::Done;
     }
@@ -99,43 +132,54 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
       drop(m, Drop::BindingFull);
       return QuicStep::Done;
     }
+    if (!hold_datagram(b, dgram, pi, ip)) {
+      quic_hold_.release(b);
+      flows_.erase(*nf);
+      drop(m, Drop::BindingFull);
+      return QuicStep::Done;
+    }
     quic_hold_since_[b] = now_ns_;
     nf->binding = Binding::WaitHello;
     nf->bind = BindingState{};
     nf->bind.buffer = b;
     nf->deadline_ns = now_ns_ + kQuicHoldNs;
     nf->last_seen_ns = now_ns_;
-    uint8_t hdr[kRecordHeader];
-    store_be16(hdr, uint16_t(dgram.size()));
-    quic_hold_.append(b, hdr);
-    quic_hold_.append(b, dgram);
     stats.quic_flows_held.add();
     rte_pktmbuf_free(m);
     return QuicStep::Done;
   }
 
-  // One more datagram of a held flow (an Initial, or anything else the client sends meanwhile): keep it, then read
-  // all of them again.
+  // One more datagram of a held flow. Only another Initial of the same connection can complete the ClientHello, and
+  // that is cheap to check before anything is decrypted; anything else is dropped (the client sends it again once
+  // its connection is up).
   Flow& fl = *f;
   const uint32_t b = fl.bind.buffer;
-  if (b == BindingBuffers::kNone || !quic_hold_.used(b) || quic_hold_.owner(b) != flows_.id_of(fl) ||
-      quic_hold_.bytes(b).size() + kRecordHeader + dgram.size() > quic_hold_.size()) {
-    // More than a ClientHello can take (or the buffer is gone): this is not a client we can route.
-    stats.quic_initials[size_t(QuicStatus::NeedMore)].add();
+  if (b == BindingBuffers::kNone || !quic_hold_.used(b) || quic_hold_.owner(b) != flows_.id_of(fl)) {
+    release_quic_hold(fl);  // (the buffer went: the sweep found the hold over)
+    flows_.erase(fl);
+    f = nullptr;
+    drop(m, Drop::NoHostname);
+    return QuicStep::Done;
+  }
+  const std::span<const uint8_t> dcid = quic_initial_dcid(dgram);
+  const std::span<const uint8_t> first_dcid = quic_initial_dcid(first_record(quic_hold_.bytes(b)));
+  if (dcid.empty() || !std::equal(dcid.begin(), dcid.end(), first_dcid.begin(), first_dcid.end())) {
+    stats.quic_initials[size_t(QuicStatus::NotInitial)].add();
+    drop(m, Drop::NoHostname);
+    return QuicStep::Done;
+  }
+  if (held_records(quic_hold_.bytes(b)) == kMaxHeldDatagrams || !hold_datagram(b, dgram, pi, ip)) {
+    // More than a ClientHello needs: not a client we can route.
     release_quic_hold(fl);
     flows_.erase(fl);
     f = nullptr;
     drop(m, Drop::BindingFull);
     return QuicStep::Done;
   }
-  uint8_t hdr[kRecordHeader];
-  store_be16(hdr, uint16_t(dgram.size()));
-  quic_hold_.append(b, hdr);
-  quic_hold_.append(b, dgram);
   fl.last_seen_ns = now_ns_;
   const std::span<const uint8_t> records = quic_hold_.bytes(b);
   quic_reader_.begin();
-  for_each_record(records, [&](std::span<const uint8_t> d) { quic_reader_.add(d); });
+  for_each_record(records, [&](const HeldDatagram& d) { quic_reader_.add(d.bytes); });
   const QuicResult q = quic_reader_.result();
   if (q.status == QuicStatus::NeedMore) {
     rte_pktmbuf_free(m);
@@ -159,10 +203,11 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
 }
 
 // The datagrams held for a flow that now has its target: rebuilt as the client's packets (already NAT-ed to the
-// target) and wrapped for the flow's session, in the order they came.
+// target, with their own TOS and DF) and wrapped for the flow's session, in the order they came.
 void Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
   uint8_t flags = kInnerFlowNew;
-  for_each_record(records, [&](std::span<const uint8_t> d) {
+  for_each_record(records, [&](const HeldDatagram& held) {
+    const std::span<const uint8_t> d = held.bytes;
     rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
     if (!m) {
       stats.drops[size_t(Drop::NoMbuf)].add();
@@ -176,6 +221,12 @@ void Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<cons
       return;
     }
     write_ipv4_header(ip, uint16_t(len), ip_id_++, kIpProtoUdp, f.key.client_ip, f.target_ip);
+    if (held.tos || held.dont_fragment) {  // the client's TOS (DSCP, ECN) and DF, as its packet had them
+      ip[1] = held.tos;
+      if (held.dont_fragment) ip[6] |= 0x40;
+      store_be16(ip + 10, 0);
+      store_be16(ip + 10, ipv4_header_checksum({ip, kIpv4HeaderLen}));
+    }
     uint8_t* udp = ip + kIpv4HeaderLen;
     store_be16(udp, f.key.client_port);
     store_be16(udp + 2, f.target_port);

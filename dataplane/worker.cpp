@@ -35,10 +35,10 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kMaxClientHello),
       names_(4 * kBindingBuffers, 256),
-      quic_hold_(kQuicHoldBuffers, kMaxClientHello),
+      quic_hold_(kQuicHoldBuffers, kQuicHoldBytes),
       binding_since_(kBindingBuffers),
       quic_hold_since_(kQuicHoldBuffers),
-      quic_scratch_(kMaxClientHello),
+      quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {

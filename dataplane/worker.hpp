@@ -27,7 +27,8 @@ namespace dptun {
 class Worker {
  public:
   static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
-  static constexpr uint32_t kQuicHoldBuffers = 256;  // QUIC flows per worker held while their ClientHello is read
+  static constexpr uint32_t kQuicHoldBuffers = 1024;  // QUIC flows per worker held while their ClientHello is read
+  static constexpr uint32_t kQuicHoldBytes = 12 * 1024;  // what one may hold: 8 datagrams of a 1500-byte MTU
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -107,6 +108,8 @@ class Worker {
                               std::span<const uint8_t>& earlier);
   void send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);
   void release_quic_hold(Flow& f);
+  bool hold_datagram(uint32_t buffer, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip);
+  static uint32_t held_records(std::span<const uint8_t> records);
   bool evict_oldest_quic_hold();
   bool hold_name(Flow& f, std::string_view name);
   void release_name(Flow& f);

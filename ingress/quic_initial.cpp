@@ -98,24 +98,34 @@ bool QuicInitialReader::header_mask(const std::array<uint8_t, 16>& hp, const uin
          EVP_EncryptUpdate(ecb_, mask, &outl, sample, 16) == 1 && outl == 16;
 }
 
+std::span<const uint8_t> quic_initial_dcid(std::span<const uint8_t> dgram) {
+  const uint8_t* p = dgram.data();
+  // Long header, fixed bit, type Initial (0), version 1, in a datagram of at least 1200 bytes (RFC 9000 14.1).
+  if (dgram.size() < 1200 || (p[0] & 0xc0) != 0xc0 || (p[0] & 0x30) != 0) return {};
+  if (p[1] != 0 || p[2] != 0 || p[3] != 0 || p[4] != 1 || p[5] > 20) return {};
+  return dgram.subspan(6, p[5]);
+}
+
 QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
   const QuicResult not_initial{QuicStatus::NotInitial, {}}, bad{QuicStatus::Malformed, {}};
   if (!ok()) return bad;
   const uint8_t* p = dgram.data();
   const uint8_t* end = p + dgram.size();
-  // Long header, fixed bit, type Initial (0), version 1.
-  if (dgram.size() < 7 || (p[0] & 0xc0) != 0xc0 || (p[0] & 0x30) != 0) return not_initial;
+  if (dgram.size() < 1200 || (p[0] & 0xc0) != 0xc0 || (p[0] & 0x30) != 0) return not_initial;
   if (p[1] != 0 || p[2] != 0 || p[3] != 0 || p[4] != 1) return not_initial;
-  // A client's Initial comes in a datagram of at least 1200 bytes (RFC 9000 14.1).
-  if (dgram.size() < 1200) return not_initial;
   const uint8_t* q = p + 5;
   const uint8_t dcid_len = *q++;
   if (dcid_len > 20 || end - q < dcid_len + 1) return bad;
   std::span<const uint8_t> dcid(q, dcid_len);
   // Every Initial of the connection carries the Destination Connection ID of the first (until the server
-  // answers, and dpgw only reads what comes before that).
+  // answers, and dpgw only reads what comes before that); its keys are derived once.
   if (dcid_len_ != 0xff && (dcid_len != dcid_len_ || std::memcmp(dcid.data(), dcid_.data(), dcid_len) != 0))
     return bad;
+  if (dcid_len_ == 0xff) {
+    if (!client_keys(dcid, keys_)) return bad;
+    dcid_len_ = dcid_len;
+    std::memcpy(dcid_.data(), dcid.data(), dcid_len);
+  }
   q += dcid_len;
   const uint8_t scid_len = *q++;
   if (scid_len > 20 || end - q < scid_len) return bad;
@@ -128,9 +138,9 @@ QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
   const size_t packet_len = pn_offset + length;
   if (packet_len > 2048 + 64) return bad;
 
-  QuicInitialKeys keys;
+  const QuicInitialKeys& keys = keys_;
   uint8_t mask[16];
-  if (!client_keys(dcid, keys) || !header_mask(keys.hp, p + pn_offset + 4, mask)) return bad;
+  if (!header_mask(keys.hp, p + pn_offset + 4, mask)) return bad;
   uint8_t* header = header_.data();  // first byte .. packet number, unprotected (the AEAD's associated data)
   const uint8_t first = uint8_t(p[0] ^ (mask[0] & 0x0f));
   const size_t pn_len = (first & 0x03) + 1;
@@ -158,8 +168,14 @@ QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
     return {QuicStatus::DecryptFailed, {}};
 
   // Frames: CRYPTO data goes to its offset; PADDING, PING and ACK are skipped; anything else is not what a
-  // client's first flight carries. The pieces count only once the whole packet has been read.
-  size_t pieces = pieces_;
+  // client's first flight carries. Nothing is kept unless the whole packet reads: first the frames are checked
+  // and their pieces noted, then the pieces are copied (a retransmitted piece is noted once).
+  struct Piece {
+    uint64_t off, len;
+    const uint8_t* data;
+  };
+  Piece found[kMaxPieces];
+  size_t n = 0;
   const uint8_t* f = plain_.data();
   const uint8_t* fend = f + ct_len;
   while (f < fend) {
@@ -180,21 +196,21 @@ QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
     if (type != 0x06) return bad;
     uint64_t off, len;
     if (!varint(f, fend, off) || !varint(f, fend, len) || len > uint64_t(fend - f)) return bad;
-    if (off > crypto_.size() || len > crypto_.size() - off) {  // beyond any ClientHello we read
-      f += len;
-      continue;
-    }
-    std::memcpy(crypto_.data() + off, f, len);
+    const uint8_t* data = f;
     f += len;
-    if (len == 0) continue;
-    if (pieces == kMaxPieces) return bad;
-    piece_start_[pieces] = off;
-    piece_end_[pieces++] = off + len;
+    if (len == 0 || off > crypto_.size() || len > crypto_.size() - off) continue;  // beyond any ClientHello we read
+    if (n == kMaxPieces) return bad;
+    found[n++] = Piece{off, len, data};
   }
-  pieces_ = pieces;
-  if (dcid_len_ == 0xff) {
-    dcid_len_ = dcid_len;
-    std::memcpy(dcid_.data(), dcid.data(), dcid_len);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(crypto_.data() + found[i].off, found[i].data, found[i].len);
+    bool known = false;
+    for (size_t k = 0; k < pieces_ && !known; ++k)
+      known = piece_start_[k] == found[i].off && piece_end_[k] == found[i].off + found[i].len;
+    if (known) continue;
+    if (pieces_ == kMaxPieces) return bad;
+    piece_start_[pieces_] = found[i].off;
+    piece_end_[pieces_++] = found[i].off + found[i].len;
   }
   return result();
 }

@@ -30,7 +30,7 @@ const char* quic_status_name(QuicStatus s);
 
 struct QuicResult {
   QuicStatus status;
-  std::string_view name;  // valid until the next read()
+  std::string_view name;  // points into the reader: valid until its next begin(), read(), add() or result()
 };
 
 struct QuicInitialKeys {
@@ -38,6 +38,10 @@ struct QuicInitialKeys {
   std::array<uint8_t, 12> iv;
   std::array<uint8_t, 16> hp;
 };
+
+// The Destination Connection ID of a datagram that starts with a QUIC v1 client Initial (long header, type
+// Initial, at least 1200 bytes), without decrypting anything; empty when it does not.
+std::span<const uint8_t> quic_initial_dcid(std::span<const uint8_t> datagram);
 
 class QuicInitialReader {
  public:
@@ -52,7 +56,7 @@ class QuicInitialReader {
     begin();
     return add(datagram);
   }
-  // Starts on a connection's Initials: forgets what earlier add() calls read.
+  // Starts on a connection's Initials: forgets what earlier add() calls read (and the connection's keys).
   void begin() { pieces_ = 0; dcid_len_ = 0xff; }
   // Reads the first QUIC packet of one more datagram of the connection (in any order) into its CRYPTO stream
   // and says what the stream gives so far. NotInitial, Malformed or DecryptFailed: this datagram could not be
@@ -78,11 +82,12 @@ class QuicInitialReader {
   std::array<uint8_t, kMaxClientHello> crypto_;   // CRYPTO stream bytes from offset 0
   // Which ranges of crypto_ the Initials read since begin() filled. Browsers scatter a ClientHello over many
   // CRYPTO frames (Chrome's chaos protection: up to 11 per packet).
-  static constexpr size_t kMaxPieces = 64;
+  static constexpr size_t kMaxPieces = 128;
   std::array<uint64_t, kMaxPieces> piece_start_, piece_end_;
   size_t pieces_ = 0;
   std::array<uint8_t, 20> dcid_{};  // the connection's Destination Connection ID (its first Initial's)
   uint8_t dcid_len_ = 0xff;         // 0xff: no Initial read yet
+  QuicInitialKeys keys_{};          // the client's Initial keys for dcid_
 };
 
 }  // namespace dptun

@@ -3,9 +3,10 @@
 the second (as a browser's with a post-quantum key share and scattered pieces can be), then reads what the server
 answers.
 
-  quic_probe.py DST_IP PORT NAME in-order|reversed|first-only|hold-flood:N SECONDS
+  quic_probe.py DST_IP PORT NAME in-order|reversed|first-only|late-second:S|hold-flood:N SECONDS
 
-hold-flood:N sends only the first Initial of N connections, each from its own port, and does not wait.
+late-second:S sends the second Initial S seconds after the first. hold-flood:N sends only the first Initial of N
+connections, each from its own port, and does not wait.
 
 The ClientHello is deliberately not one a TLS 1.3 server can accept (no key share): a real QUIC server that got
 all of it answers with a CONNECTION_CLOSE carrying a TLS alert (error 0x100 + alert), which this probe decrypts
@@ -158,18 +159,22 @@ def main():
     first = initial(dcid, scid, 0, b"\x06" + varint(0) + varint(cut) + hello[:cut])
     second = initial(dcid, scid, 1, b"\x06" + varint(cut) + varint(len(hello) - cut) + hello[cut:])
     if order.startswith("hold-flood:"):
-        socks = []
-        for _ in range(int(order.split(":")[1])):
-            socks.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-            socks[-1].sendto(initial(os.urandom(8), scid, 0, b"\x06" + varint(0) + varint(cut) + hello[:cut]), (dst, port))
-        print(json.dumps({"sent": len(socks)}), flush=True)
+        n = int(order.split(":")[1])
+        for _ in range(n):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as f:
+                f.sendto(initial(os.urandom(8), scid, 0, b"\x06" + varint(0) + varint(cut) + hello[:cut]), (dst, port))
+        print(json.dumps({"sent": n}), flush=True)
         return
+    gap = 0.05
+    if order.startswith("late-second:"):
+        order, gap = "in-order", float(order.split(":")[1])
     packets = {"in-order": [first, second], "reversed": [second, first], "first-only": [first]}[order]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.2)
-    for p in packets:
+    for k, p in enumerate(packets):
+        if k:
+            time.sleep(gap)
         s.sendto(p, (dst, port))
-        time.sleep(0.05)
     replies, code = 0, None
     end = time.time() + seconds
     while time.time() < end and code is None:

@@ -236,42 +236,52 @@ log "  quic.agent.example -> agent-1's route (the name rides the first datagrams
 
 log "a ClientHello over two Initials"
 worker_sum() { gw_stats | jq "[.workers[].$1] | add"; }
-# GnuTLS with an FFDHE-8192 key share first: a 1.3 kB ClientHello in two Initials, a real HTTP/3 exchange.
+# GnuTLS with an FFDHE-8192 key share first: a 1.3 kB ClientHello in two Initials and a real HTTP/3 exchange. Its
+# name is in the first Initial: routed at once, the second follows the flow (no hold).
 [ "$(quic_get quic-a.example --groups=-GROUP-ALL:+GROUP-FFDHE8192:+GROUP-X25519)" = "backend a" ] \
   || fail "a two-Initial ClientHello (FFDHE key share) did not reach backend a: $(cat "$WORK/quic-client.log")"
 # The server name only in the second Initial (tests/e2e/quic_probe.py): dpgw holds the first until the second
 # names the host, then sends both on. The probe's ClientHello is one the server must refuse, and only a server
 # that got all of it can: its CONNECTION_CLOSE carries a TLS alert (0x100 + alert).
 PROBE="/usr/bin/python3 $ROOT/tests/e2e/quic_probe.py $GW_PUBLIC 443 quic-a.example"
-held_before=$(worker_sum quic_flows_held) sent_before=$(worker_sum quic_held_sent)
 # tls_alert JSON: true when the probe's answer is a CONNECTION_CLOSE with a TLS alert (QUIC error 0x100-0x1ff).
 tls_alert() { local c; c=$(jq -r .close_error <<<"$1"); [[ "$c" =~ ^[0-9]+$ ]] && [ "$c" -ge 256 ] && [ "$c" -le 511 ]; }
-r=$(ip netns exec "$NS_C" $PROBE in-order 3)
-code=$(jq -r .close_error <<<"$r")
+# probe_held ORDER NAME: runs the probe; checks dpgw held the flow and sent exactly one held datagram on.
+probe_held() {
+  local held=$(worker_sum quic_flows_held) sent=$(worker_sum quic_held_sent)
+  r=$(ip netns exec "$NS_C" /usr/bin/python3 "$ROOT/tests/e2e/quic_probe.py" "$GW_PUBLIC" 443 "$2" "$1" 3)
+  [ "$(worker_sum quic_flows_held)" -eq $((held + 1)) ] || fail "$1 $2: the flow was not held once: $r"
+  [ "$(worker_sum quic_held_sent)" -eq $((sent + 1)) ] || fail "$1 $2: not one held datagram sent on: $r"
+}
+probe_held in-order quic-a.example
 tls_alert "$r" || fail "name in the second Initial: the server did not get the whole ClientHello: $r"
-log "  name in the second Initial: held, sent on, the server read all of it (TLS alert $((code - 256))): $r"
+log "  name in the second Initial: held, sent on, the server read all of it (TLS alert $(( $(jq .close_error <<<"$r") - 256 ))): $r"
 # Through a rule without a target: the held datagrams carry the name to the agent, which picks the server.
-r=$(ip netns exec "$NS_C" /usr/bin/python3 "$ROOT/tests/e2e/quic_probe.py" "$GW_PUBLIC" 443 quic.agent.example in-order 3)
+probe_held in-order quic.agent.example
 tls_alert "$r" || fail "name in the second Initial, agent-side routing: $r"
 log "  the same through agent-side routing: $r"
-# The same two datagrams the other way round reach the server in that order (ngtcp2 answers a first Initial that
-# does not start the ClientHello with a Retry, which comes back through the flow).
-r=$(ip netns exec "$NS_C" $PROBE reversed 3)
-[ "$(jq -r .close_error <<<"$r")" != null ] || fail "reversed Initials got no answer: $r"
+# The other way round the server gets the datagrams in that order: ngtcp2 answers a first Initial that does not
+# start the ClientHello with a Retry, which comes back through the flow.
+probe_held reversed quic-a.example
+[ "$(jq -r .close_error <<<"$r")" = retry ] || fail "reversed Initials: expected the server's Retry: $r"
 log "  the same, second datagram first: $r"
-# Only the first part: it is held, never sent on; the held flow is given up after 3 s.
+# Only the first part: held, never sent on.
 r=$(ip netns exec "$NS_C" $PROBE first-only 2)
 [ "$(jq -r .replies <<<"$r")" = 0 ] || fail "an incomplete ClientHello was sent on: $r"
-[ "$(worker_sum quic_flows_held)" -ge $((held_before + 4)) ] || fail "held QUIC flows not counted"
-[ "$(worker_sum quic_held_sent)" -ge $((sent_before + 3)) ] || fail "held datagrams not counted as sent on"
-log "  only the first part: held and never sent on ($r); quic_flows_held +$(( $(worker_sum quic_flows_held) - held_before ))"
-# More holds than the pool has (256 per worker): the oldest make room, and a real client still gets through.
-ip netns exec "$NS_C" $PROBE hold-flood:400 1 > /dev/null
-r=$(ip netns exec "$NS_C" $PROBE in-order 3)
-tls_alert "$r" || fail "after 400 held Initials, a client with a two-Initial ClientHello: $r"
-[ "$(worker_sum quic_holds_evicted)" -gt 0 ] || fail "a full hold pool did not make room"
-[ "$(quic_get quic-a.example)" = "backend a" ] || fail "after 400 held Initials, HTTP/3 to quic-a.example"
-log "  400 incomplete Initials: $(worker_sum quic_holds_evicted) oldest holds gave way; clients still served"
+# The second part 3.5 s later: the hold was given up after 3 s, so it starts a new hold and completes nothing.
+held=$(worker_sum quic_flows_held)
+r=$(ip netns exec "$NS_C" $PROBE late-second:3.5 2)
+[ "$(jq -r .replies <<<"$r")" = 0 ] || fail "a hold outlived its 3 s: $r"
+[ "$(worker_sum quic_flows_held)" -eq $((held + 2)) ] || fail "the late second Initial did not start a new hold"
+log "  only the first part: held, never sent on; the second 3.5 s later: the hold was over ($r)"
+# More holds than the pool has (1024 per worker): the oldest make room, and clients still get through.
+evicted=$(worker_sum quic_holds_evicted)
+ip netns exec "$NS_C" $PROBE hold-flood:1100 1 > /dev/null
+[ "$(worker_sum quic_holds_evicted)" -gt "$evicted" ] || fail "a full hold pool did not make room"
+probe_held in-order quic-a.example
+tls_alert "$r" || fail "after 1100 held Initials, a client with a two-Initial ClientHello: $r"
+[ "$(quic_get quic-a.example)" = "backend a" ] || fail "after 1100 held Initials, HTTP/3 to quic-a.example"
+log "  1100 incomplete Initials: $(( $(worker_sum quic_holds_evicted) - evicted )) oldest holds gave way; clients still served"
 
 log "rules change at runtime: the name moves to the other tunnel"
 dpctl ingress del quic-a.example > /dev/null

@@ -213,6 +213,17 @@ void hello_over_two_initials(void**) {
   assert_string_equal(status_of(r.add(tampered)).c_str(), "<decrypt_failed>");
   assert_string_equal(status_of(r.result()).c_str(), "<need_more>");
   assert_string_equal(status_of(r.add(second)).c_str(), sni.c_str());
+  // A client that resends its first Initial many times (lost answers): the same pieces are noted once.
+  r.begin();
+  for (int i = 0; i < 200; ++i) assert_string_equal(status_of(r.add(first)).c_str(), "<need_more>");
+  assert_string_equal(status_of(r.add(second)).c_str(), sni.c_str());
+  // The cheap check before a held datagram is read: a v1 client Initial of >= 1200 bytes, and its DCID.
+  const auto d = quic_initial_dcid(first);
+  assert_int_equal(d.size(), kDcid.size());
+  assert_memory_equal(d.data(), kDcid.data(), kDcid.size());
+  assert_true(quic_initial_dcid(junk).empty());
+  assert_true(quic_initial_dcid(std::span<const uint8_t>(first.data(), 1199)).empty());
+  assert_true(quic_initial_dcid(protect(p2, 1, 2)).empty());  // a Handshake packet
   // begin() forgets: the second packet alone is not enough again.
   r.begin();
   assert_string_equal(status_of(r.add(second)).c_str(), "<need_more>");
