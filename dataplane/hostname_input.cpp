@@ -492,35 +492,25 @@ void Worker::resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window) 
 }
 
 // Gives back buffers (TCP bindings, held QUIC datagrams, hostnames) whose flow has gone (expired or evicted
-// while waiting), a slice per call.
+// while waiting), a slice of each pool per call.
 void Worker::sweep_bindings(uint32_t budget) {
-  const uint32_t n = bindings_.count();
-  for (uint32_t i = 0; i < budget && i < n; ++i) {
-    const uint32_t b = binding_cursor_;
-    binding_cursor_ = binding_cursor_ + 1 == n ? 0 : binding_cursor_ + 1;
-    if (!bindings_.used(b)) continue;
-    const Flow* f = flows_.find_by_id(bindings_.owner(b));
-    if (!f || f->bind.buffer != b || (f->binding != Binding::WaitHello && f->binding != Binding::WaitServer) ||
-        f->deadline_ns <= now_ns_)
-      bindings_.release(b);
-  }
-  const uint32_t held = quic_hold_.count();
-  for (uint32_t i = 0; i < budget && i < held; ++i) {
-    const uint32_t b = quic_cursor_;
-    quic_cursor_ = quic_cursor_ + 1 == held ? 0 : quic_cursor_ + 1;
-    if (!quic_hold_.used(b)) continue;
-    const Flow* f = flows_.find_by_id(quic_hold_.owner(b));
-    if (!f || f->bind.buffer != b || f->binding != Binding::WaitHello || f->deadline_ns <= now_ns_)
-      quic_hold_.release(b);
-  }
-  const uint32_t names = names_.count();
-  for (uint32_t i = 0; i < budget && i < names; ++i) {
-    const uint32_t b = name_cursor_;
-    name_cursor_ = name_cursor_ + 1 == names ? 0 : name_cursor_ + 1;
-    if (!names_.used(b)) continue;
-    const Flow* f = flows_.find_by_id(names_.owner(b));
-    if (!f || f->name_slot != b || f->deadline_ns <= now_ns_) names_.release(b);
-  }
+  // Looks at `budget` buffers of `pool` from `cursor` on; `held(flow, b)`: the flow still uses buffer b.
+  const auto sweep = [&](BindingBuffers& pool, uint32_t& cursor, auto held) {
+    const uint32_t n = pool.count();
+    for (uint32_t i = 0; i < budget && i < n; ++i) {
+      const uint32_t b = cursor;
+      cursor = cursor + 1 == n ? 0 : cursor + 1;
+      if (!pool.used(b)) continue;
+      const Flow* f = flows_.find_by_id(pool.owner(b));
+      if (!f || f->deadline_ns <= now_ns_ || !held(*f, b)) pool.release(b);
+    }
+  };
+  sweep(bindings_, binding_cursor_, [](const Flow& f, uint32_t b) {
+    return f.bind.buffer == b && (f.binding == Binding::WaitHello || f.binding == Binding::WaitServer);
+  });
+  sweep(quic_hold_, quic_cursor_,
+        [](const Flow& f, uint32_t b) { return f.bind.buffer == b && f.binding == Binding::WaitHello; });
+  sweep(names_, name_cursor_, [](const Flow& f, uint32_t b) { return f.name_slot == b; });
 }
 
 }  // namespace dptun
