@@ -145,7 +145,7 @@ class Worker {
   SynCookies cookies_;
   BindingBuffers bindings_;
   BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
-  BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (2-byte length, bytes)
+  BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_input.cpp)
   std::vector<uint64_t> binding_since_;    // per bindings_ buffer: when its connection's first bytes came
   std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
   std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
