@@ -252,13 +252,7 @@ void Agent::tun_readable(uint64_t now_ns) {
         flags = kInnerHasName;
       }
       encode_inner_header(frame + kRelayHeaderLen, InnerHeader{0, pi.l4_proto, flags, 0});
-      if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
-        LOG_ERROR("cannot seal a frame (key derivation failed)");
-        continue;
-      }
-      stats_.frames_tx++;
-      stats_.inner_tx_bytes += pi.ip_total_len;
-      note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
+      send_data_frame(frame, plain, pi.ip_total_len, now_ns);
       continue;
     }
     // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
@@ -270,16 +264,20 @@ void Agent::tun_readable(uint64_t now_ns) {
     // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
     // flow's tunnel may carry it, so replies always use the current one.
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{*tag, pi.l4_proto, 0, 0});
-    const size_t plain = kInnerHeaderLen + pi.ip_total_len;
-    if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
-      LOG_ERROR("cannot seal a frame (key derivation failed)");
-      continue;
-    }
-    stats_.frames_tx++;
-    stats_.inner_tx_bytes += pi.ip_total_len;
-    note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
+    send_data_frame(frame, kInnerHeaderLen + pi.ip_total_len, pi.ip_total_len, now_ns);
   }
   if (link_open_) note_send_error(link_.flush(), now_ns);
+}
+
+// Seals a data frame built in the link's send slot (`plain`: inner header and packet) and queues it.
+void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns) {
+  if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
+    LOG_ERROR("cannot seal a frame (key derivation failed)");
+    return;
+  }
+  stats_.frames_tx++;
+  stats_.inner_tx_bytes += inner_bytes;
+  note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
 }
 
 void Agent::timer(uint64_t now_ns) {

@@ -80,6 +80,7 @@ class Agent {
   void timer(uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
+  void send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns);
 
   AgentOptions opt_;
   OpensslAead engine_{1};

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/tcp_socket.hpp"
+
 namespace dptun {
 
 MetricsServer::~MetricsServer() {
@@ -19,15 +21,9 @@ MetricsServer::~MetricsServer() {
 }
 
 bool MetricsServer::listen(Endpoint at, std::string& error) {
-  Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  int one = 1;
-  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(at.port);
-  sin.sin_addr.s_addr = htonl(at.ip.value);
-  if (!fd || bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || ::listen(fd.get(), 16) != 0) {
-    error = "metrics: cannot listen on " + at.str() + ": " + strerror(errno);
+  Fd fd = tcp_listen(at, 16, error);
+  if (!fd) {
+    error = "metrics: " + error;
     return false;
   }
   listen_fd_ = std::move(fd);

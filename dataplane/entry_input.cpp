@@ -63,6 +63,13 @@ void Worker::release_name(Flow& f) {
   f.name_slot = BindingBuffers::kNone;
 }
 
+Flow* Worker::new_flow(const FlowKey& key, uint32_t hash) {
+  bool evicted;
+  Flow* f = flows_.insert(key, hash, now_ns_, evicted);
+  if (evicted) stats.flows_evicted.add();
+  return f;
+}
+
 bool Worker::session_usable(const TunnelSession& s) const {
   if (!GatewayState::session_live(s, now_ns_, dp_.cfg->session_timeout_ns)) return false;
   return dp_.routes->lookup(s.peer().ip.value).valid;
@@ -186,9 +193,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       Route r = dp_.routes->lookup(s->peer().ip.value);
-      bool evicted;
-      f = flows_.insert(key, h, now_ns_, evicted);
-      if (evicted) stats.flows_evicted.add();
+      f = new_flow(key, h);
       if (!f) {
         refuse(Drop::FlowTableFull);
         continue;
@@ -268,26 +273,11 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(held.data()), held.size()});
       inner_flags |= kInnerHasName;
     }
-    uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
-    if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
-      drop(m, Drop::NoRoom);
-      continue;
-    }
-    std::memcpy(out, mac.data(), 6);
-    std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
-    store_be16(out + 12, kEtherTypeIpv4);
-    uint8_t* oip = out + kEthHeaderLen;
-    write_ipv4_header(oip, uint16_t(outer_len), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
-    uint8_t* udp = oip + kIpv4HeaderLen;
-    store_be16(udp, dp_.cfg->tunnel_port);
-    store_be16(udp + 2, peer.port);
-    store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
-    store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
-    uint8_t* frame = udp + kUdpHeaderLen;
+    uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
+    if (!frame) continue;
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
-    if (n_encap_ == encap_.size()) encap_flush();
-    encap_[n_encap_++] = EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, fragment,
-                                      f->tunnel};
+    queue_encap(EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, fragment,
+                             f->tunnel});
   }
   encap_flush();
 }
@@ -314,12 +304,24 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   }
   const uint32_t inner_len = m->data_len;
   const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len;
+  uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
+  if (!frame) return false;
+  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), proto, inner_flags, 0});
+  queue_encap(EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port,
+                           outer_len > dp_.ports[out_port].mtu, f.tunnel});
+  return true;
+}
+
+// Ethernet to the next hop, IPv4 and UDP to the agent in front of the inner packet (with room for the relay and
+// inner headers), room for the tag behind it. The relay frame's first byte, or nullptr (dropped: no room).
+uint8_t* Worker::prepend_outer(rte_mbuf* m, const MacAddr& next_hop, uint8_t out_port, Endpoint peer,
+                               uint32_t outer_len) {
   uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
   if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
     drop(m, Drop::NoRoom);
-    return false;
+    return nullptr;
   }
-  std::memcpy(out, mac.data(), 6);
+  std::memcpy(out, next_hop.data(), 6);
   std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* oip = out + kEthHeaderLen;
@@ -328,13 +330,13 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   store_be16(udp, dp_.cfg->tunnel_port);
   store_be16(udp + 2, peer.port);
   store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
-  store_be16(udp + kUdpOffChecksum, 0);
-  uint8_t* frame = udp + kUdpHeaderLen;
-  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), proto, inner_flags, 0});
+  store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
+  return udp + kUdpHeaderLen;
+}
+
+void Worker::queue_encap(const EncapPending& p) {
   if (n_encap_ == encap_.size()) encap_flush();
-  encap_[n_encap_++] = EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port,
-                                    outer_len > dp_.ports[out_port].mtu, f.tunnel};
-  return true;
+  encap_[n_encap_++] = p;
 }
 
 void Worker::encap_flush() {

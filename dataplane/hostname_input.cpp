@@ -220,9 +220,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     }
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0};
     const uint32_t h = FlowTable::hash(key);
-    bool evicted;
-    f = flows_.insert(key, h, now_ns_, evicted);
-    if (evicted) stats.flows_evicted.add();
+    f = new_flow(key, h);
     if (!f) {
       drop(m, Drop::FlowTableFull);
       return;

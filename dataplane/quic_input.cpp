@@ -118,9 +118,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     // A real Initial with the start of a ClientHello: hold the flow until the rest comes.
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoUdp, 0};
     const uint32_t h = FlowTable::hash(key);
-    bool evicted;
-    Flow* nf = flows_.insert(key, h, now_ns_, evicted);
-    if (evicted) stats.flows_evicted.add();
+    Flow* nf = new_flow(key, h);
     if (!nf) {
       drop(m, Drop::FlowTableFull);
       return QuicStep::Done;

@@ -99,9 +99,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
       return;
     }
     Route rt = dp_.routes->lookup(s->peer().ip.value);
-    bool evicted;
-    f = flows_.insert(key, h, now_ns_, evicted);
-    if (evicted) stats.flows_evicted.add();
+    f = new_flow(key, h);
     if (!f) {
       drop(m, Drop::FlowTableFull);
       return;

@@ -76,6 +76,8 @@ class Worker {
     uint16_t tunnel;
   };
   bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
+  uint8_t* prepend_outer(rte_mbuf* m, const MacAddr& next_hop, uint8_t out_port, Endpoint peer, uint32_t outer_len);
+  void queue_encap(const EncapPending& p);  // joins the burst encap_flush() encrypts (flushing a full one first)
   // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
   void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
   void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
@@ -115,6 +117,8 @@ class Worker {
   void release_name(Flow& f);
   std::span<const uint8_t> held_name(const Flow& f) const;
   bool session_usable(const TunnelSession& s) const;
+  // A new flow for `key` (a full table evicts an idle flow, counted); nullptr when none can be had.
+  Flow* new_flow(const FlowKey& key, uint32_t hash);
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);

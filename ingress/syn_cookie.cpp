@@ -65,8 +65,12 @@ uint64_t siphash24(const std::array<uint8_t, 16>& key, std::span<const uint8_t> 
   return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
-uint32_t SynCookies::mac(const TcpFourTuple& t, uint32_t client_isn, uint64_t slot, uint32_t low) const {
-  uint8_t in[4 + 4 + 2 + 2 + 4 + 8 + 2];
+namespace {
+// SipHash of the connection (4-tuple, the client's ISN) and two more values of `a_bytes` and `b_bytes` bytes,
+// all big-endian.
+uint64_t connection_hash(const std::array<uint8_t, 16>& key, const TcpFourTuple& t, uint32_t client_isn, uint64_t a,
+                         int a_bytes, uint64_t b, int b_bytes) {
+  uint8_t in[4 + 4 + 2 + 2 + 4 + 8 + 8];
   size_t n = 0;
   auto put = [&](uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) in[n++] = uint8_t(v >> (8 * i));
@@ -76,25 +80,20 @@ uint32_t SynCookies::mac(const TcpFourTuple& t, uint32_t client_isn, uint64_t sl
   put(t.client_port, 2);
   put(t.server_port, 2);
   put(client_isn, 4);
-  put(slot, 8);
-  put(low, 2);  // the option bits and slot bits the cookie carries in the clear
-  return uint32_t(siphash24(key_, {in, n}) & 0x3fffff);
+  put(a, a_bytes);
+  put(b, b_bytes);
+  return siphash24(key, {in, n});
+}
+}  // namespace
+
+uint32_t SynCookies::mac(const TcpFourTuple& t, uint32_t client_isn, uint64_t slot, uint32_t low) const {
+  // `low`: the option bits and slot bits the cookie carries in the clear
+  return uint32_t(connection_hash(key_, t, client_isn, slot, 8, low, 2) & 0x3fffff);
 }
 
 uint8_t SynCookies::timestamp_bits(const TcpFourTuple& t, uint32_t client_isn, uint32_t cookie) const {
-  uint8_t in[4 + 4 + 2 + 2 + 4 + 4 + 1];
-  size_t n = 0;
-  auto put = [&](uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i) in[n++] = uint8_t(v >> (8 * i));
-  };
-  put(t.client_ip, 4);
-  put(t.server_ip, 4);
-  put(t.client_port, 2);
-  put(t.server_port, 2);
-  put(client_isn, 4);
-  put(cookie, 4);
-  put(0x54, 1);  // a domain tag: these bits are not the cookie's own MAC
-  return uint8_t(siphash24(key_, {in, n}));
+  // 0x54: a domain tag, these bits are not the cookie's own MAC
+  return uint8_t(connection_hash(key_, t, client_isn, cookie, 4, 0x54, 1));
 }
 
 uint32_t SynCookies::make(const TcpFourTuple& t, uint32_t client_isn, SynOptions o, uint64_t now_s) const {

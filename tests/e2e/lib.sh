@@ -199,3 +199,26 @@ iperf_client() {
 }
 
 json_get() { jq -r "$2" "$1"; }
+
+# start_nginx NS: runs nginx (Debian's) in namespace NS with the http-block directives read from stdin (servers,
+# certificates); its files stay under $WORK/nginx.
+start_nginx() {
+  mkdir -p "$WORK/nginx"
+  {
+    cat <<NGINX
+daemon off;
+user root;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+NGINX
+    cat
+    echo "}"
+  } > "$WORK/nginx/nginx.conf"
+  ip netns exec "$1" nginx -c "$WORK/nginx/nginx.conf" > "$WORK/nginx.log" 2>&1 &
+  PIDS+=("$!")
+}

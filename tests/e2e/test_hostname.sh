@@ -51,17 +51,7 @@ PIDS+=("$!")
 ip -n "$NS_A" addr add "$B_IP/24" dev a0
 head -c 4194304 /dev/urandom > "$WORK/htdocs-a/big.bin"
 cp "$WORK/htdocs-a/big.bin" "$WORK/htdocs-b/big.bin"
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<NGINX
-daemon off;
-user root;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 512; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+start_nginx "$NS_A" <<NGINX
   ssl_certificate $WORK/pki/server.pem;
   ssl_certificate_key $WORK/pki/server.key;
   server { listen $AGENT_IP:80; listen $AGENT_IP:443 ssl; root $WORK/htdocs-a;
@@ -70,10 +60,7 @@ http {
            location = / { return 200 "backend b \$scheme\n"; } }
   server { listen $AGENT_IP:8088 proxy_protocol; location = / { return 200 "client \$proxy_protocol_addr:\$proxy_protocol_port\n"; } }
   server { listen $AGENT_IP:8081; location = / { return 200 "agent-routed x\n"; } }
-}
 NGINX
-ip netns exec "$NS_A" nginx -c "$WORK/nginx/nginx.conf" > "$WORK/nginx.log" 2>&1 &
-PIDS+=("$!")
 wait_for 10 "nginx" ip netns exec "$NS_A" bash -c "ss -ltn | grep -q '$B_IP:443 '"
 
 log "one TCP :80 (HTTP Host) and one TCP :443 (TLS SNI) for both tunnels, by delayed binding"

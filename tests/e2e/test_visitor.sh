@@ -14,23 +14,10 @@ start_dpctld "$NS_G"
 
 B_IP=10.99.2.3
 ip -n "$NS_A" addr add "$B_IP/24" dev a0
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<NGINX
-daemon off;
-user root;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 128; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+start_nginx "$NS_A" <<NGINX
   server { listen $AGENT_IP:80; location = / { return 200 "backend a\\n"; } }
   server { listen $B_IP:80; location = / { return 200 "backend b\\n"; } }
-}
 NGINX
-ip netns exec "$NS_A" nginx -c "$WORK/nginx/nginx.conf" > "$WORK/nginx.log" 2>&1 &
-PIDS+=("$!")
 
 id_a=$(dpctl --json tunnel add web-a --allow CN=agent-1 | jq -r .tunnel.id)
 dpctl tunnel add web-b --allow CN=agent-2 > /dev/null
