@@ -99,10 +99,20 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
   const uint8_t* ip = frame + pi.l3_offset;
   const std::span<const uint8_t> dgram{frame + pi.l4_offset + kUdpHeaderLen, size_t(pi.l4_len - kUdpHeaderLen)};
   earlier = {};
-  if (f && f->deadline_ns <= now_ns_) {  // held too long: forgotten; start over with this datagram
-    release_quic_hold(*f);
-    flows_.erase(*f);
-    f = nullptr;
+  const std::span<const uint8_t> dcid = quic_initial_dcid(dgram);
+  if (f) {
+    // Held too long, or an Initial of another connection on the same ports (the client started over): the hold is
+    // forgotten and this datagram starts afresh.
+    const uint32_t b = f->bind.buffer;
+    const bool ours = b != BindingBuffers::kNone && quic_hold_.used(b) && quic_hold_.owner(b) == flows_.id_of(*f);
+    const std::span<const uint8_t> held_dcid =
+        ours ? quic_initial_dcid(first_record(quic_hold_.bytes(b))) : std::span<const uint8_t>{};
+    if (f->deadline_ns <= now_ns_ || !ours ||
+        (!dcid.empty() && !std::equal(dcid.begin(), dcid.end(), held_dcid.begin(), held_dcid.end()))) {
+      release_quic_hold(*f);
+      flows_.erase(*f);
+      f = nullptr;
+    }
   }
   if (!f) {
     const QuicResult q = quic_reader_.read(dgram);
@@ -147,21 +157,12 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     return QuicStep::Done;
   }
 
-  // One more datagram of a held flow. Only another Initial of the same connection can complete the ClientHello, and
-  // that is cheap to check before anything is decrypted; anything else is dropped (the client sends it again once
-  // its connection is up).
+  // One more datagram of a held flow. Only another Initial of the same connection can complete the ClientHello (the
+  // same DCID, checked above before anything is decrypted); anything else is dropped (the client sends it again
+  // once its connection is up).
   Flow& fl = *f;
   const uint32_t b = fl.bind.buffer;
-  if (b == BindingBuffers::kNone || !quic_hold_.used(b) || quic_hold_.owner(b) != flows_.id_of(fl)) {
-    release_quic_hold(fl);  // (the buffer went: the sweep found the hold over)
-    flows_.erase(fl);
-    f = nullptr;
-    drop(m, Drop::NoHostname);
-    return QuicStep::Done;
-  }
-  const std::span<const uint8_t> dcid = quic_initial_dcid(dgram);
-  const std::span<const uint8_t> first_dcid = quic_initial_dcid(first_record(quic_hold_.bytes(b)));
-  if (dcid.empty() || !std::equal(dcid.begin(), dcid.end(), first_dcid.begin(), first_dcid.end())) {
+  if (dcid.empty()) {
     stats.quic_initials[size_t(QuicStatus::NotInitial)].add();
     drop(m, Drop::NoHostname);
     return QuicStep::Done;

@@ -3,9 +3,10 @@
 the second (as a browser's with a post-quantum key share and scattered pieces can be), then reads what the server
 answers.
 
-  quic_probe.py DST_IP PORT NAME in-order|reversed|first-only|late-second:S|hold-flood:N SECONDS
+  quic_probe.py DST_IP PORT NAME in-order|reversed|first-only|late-second:S|restart|hold-flood:N SECONDS
 
-late-second:S sends the second Initial S seconds after the first. hold-flood:N sends only the first Initial of N
+late-second:S sends the second Initial S seconds after the first. restart sends the first Initial of one
+connection, then both of another from the same port (a client that started over). hold-flood:N sends only the first Initial of N
 connections, each from its own port, and does not wait.
 
 The ClientHello is deliberately not one a TLS 1.3 server can accept (no key share): a real QUIC server that got
@@ -168,7 +169,9 @@ def main():
     gap = 0.05
     if order.startswith("late-second:"):
         order, gap = "in-order", float(order.split(":")[1])
-    packets = {"in-order": [first, second], "reversed": [second, first], "first-only": [first]}[order]
+    abandoned = initial(os.urandom(8), os.urandom(8), 0, b"\x06" + varint(0) + varint(cut) + hello[:cut])
+    packets = {"in-order": [first, second], "reversed": [second, first], "first-only": [first],
+               "restart": [abandoned, first, second]}[order]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.2)
     for k, p in enumerate(packets):

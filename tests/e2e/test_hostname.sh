@@ -261,6 +261,12 @@ r=$(ip netns exec "$NS_C" $PROBE late-second:3.5 2)
 [ "$(jq -r .replies <<<"$r")" = 0 ] || fail "a hold outlived its 3 s: $r"
 [ "$(worker_sum quic_flows_held)" -eq $((held + 2)) ] || fail "the late second Initial did not start a new hold"
 log "  only the first part: held, never sent on; the second 3.5 s later: the hold was over ($r)"
+# A client that starts over on the same port (a new connection, another DCID) while its first one is held.
+held=$(worker_sum quic_flows_held)
+r=$(ip netns exec "$NS_C" $PROBE restart 3)
+tls_alert "$r" || fail "a client that started over on the same port: $r"
+[ "$(worker_sum quic_flows_held)" -eq $((held + 2)) ] || fail "the new connection did not replace the hold"
+log "  a client that starts over on the same port replaces its hold: $r"
 # More holds than the pool has (1024 per worker): the oldest make room, and clients still get through.
 evicted=$(worker_sum quic_holds_evicted)
 ip netns exec "$NS_C" $PROBE hold-flood:1100 1 > /dev/null
