@@ -19,6 +19,7 @@ $(ASAN_BUILD)/build.ninja:
 
 # Unit tests (also under ASan+UBSan), then the end-to-end tests in network namespaces.
 test: all asan
+	bash tests/scripts/test_install_deps.sh
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh

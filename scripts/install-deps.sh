@@ -1,36 +1,60 @@
 #!/usr/bin/env bash
-# Installs everything dptun needs to build, test, demo and benchmark.
-# Idempotent, apt only: packages already present are not touched.
+# Installs everything dptun needs to build, test, demo, fuzz and benchmark.
+# Idempotent, apt only: packages already present are not touched. Exit status: 0 when every package is
+# installed afterwards, 1 when something is missing and cannot be installed (not root, apt failed).
+# An existing /usr/sbin/policy-rc.d is left as it is; one this script creates (so that packages with
+# services, nginx, do not start them on the host) is removed on every way out.
+# DPTUN_POLICY_RC overrides the policy path (tests/scripts/test_install_deps.sh; the system is not touched).
 set -euo pipefail
+
+policy=${DPTUN_POLICY_RC:-/usr/sbin/policy-rc.d}
 
 PKGS=(
   build-essential g++ pkg-config meson ninja-build
   libdpdk-dev dpdk
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
   iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 python3-cryptography nftables valgrind
-  ngtcp2-client ngtcp2-server nginx-light curl hping3
+  ngtcp2-client ngtcp2-server nginx-light curl hping3 bind9-dnsutils
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: need root to install: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "install-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # Packages with services (nginx) must not start them on the host: tests run their own, in namespaces.
-  policy=/usr/sbin/policy-rc.d
-  own_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" || { [ $own_policy = 1 ] && rm -f "$policy"; exit 1; }
-  [ $own_policy = 1 ] && rm -f "$policy"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages are installed"
+  exit 0
 fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+own_policy=0
+remove_own_policy() {
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+}
+trap remove_own_policy EXIT
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  own_policy=1
+fi
+if ! apt-get update -qq; then
+  echo "install-deps: apt-get update failed" >&2
+  exit 1
+fi
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  echo "install-deps: apt-get install failed for: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: done"
+exit 0
