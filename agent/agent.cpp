@@ -22,7 +22,6 @@ namespace dptun {
 
 namespace {
 constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the inner IP packet starts
-constexpr uint64_t kPreviousSessionGrace = 60'000'000'000ull;
 }  // namespace
 
 Agent::Agent(AgentOptions opt) : opt_(std::move(opt)), snat_(opt_.tun_net) {}
@@ -44,7 +43,8 @@ bool Agent::start(bool static_session, std::string& error) {
     return false;
   }
   if (static_session) {
-    current_ = std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_);
+    sessions_.adopt(std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
+                    monotonic_ns());
     if (!open_link(opt_.gateway, error)) return false;
   }
   LOG_INFO("TUN %s %s mtu %u%s", tun_.name().c_str(), opt_.tun_net.str().c_str(), unsigned(tun_mtu),
@@ -81,13 +81,13 @@ void Agent::offer(SessionGrant grant) {
 }
 
 void Agent::adopt(SessionGrant g, uint64_t now_ns) {
-  // The new session sends from now on; the previous one still receives what is already on its way.
-  if (current_) {
-    previous_ = std::move(current_);
-    previous_until_ns_ = now_ns + kPreviousSessionGrace;
-  }
-  current_ = std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns, engine_,
-                                            AgentSession::CounterMode::FromZero);
+  // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
+  const uint32_t index = g.index;
+  if (sessions_.adopt(std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns,
+                                                     engine_, AgentSession::CounterMode::FromZero),
+                      now_ns))
+    LOG_INFO("session %u is a new registration under an index already in use here: the old keys are discarded",
+             index);
   opt_.keepalive_ns = g.keepalive_ns;
   opt_.session = g.index;
   stats_.sessions_adopted++;
@@ -114,11 +114,11 @@ void Agent::note_send_error(int err, uint64_t now_ns) {
 }
 
 void Agent::send_keepalive(uint64_t now_ns) {
-  if (!current_ || !link_open_) return;
+  if (!sessions_.current() || !link_open_) return;
   // Without an answer, the gateway may have restarted: it has keys ready for the wall clock's epoch.
-  if (link_state_ != Link::Up) current_->anchor_to_clock();
+  if (link_state_ != Link::Up) sessions_.current()->anchor_to_clock();
   uint8_t* frame = link_.tx_slot();
-  if (!current_->seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
+  if (!sessions_.current()->seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
     LOG_ERROR("cannot seal a keepalive (key derivation failed)");
     return;
   }
@@ -140,8 +140,7 @@ void Agent::gateway_readable(uint64_t now_ns) {
       uint8_t* frame = link_.rx_data(unsigned(i));
       size_t len = link_.rx_len(unsigned(i));
       // The receiver index picks the session: the current one, or the previous one during its grace time.
-      AgentSession* s = current_.get();
-      if (len >= kRelayHeaderLen && previous_ && load_be32(frame + 4) == previous_->index()) s = previous_.get();
+      AgentSession* s = len >= kRelayHeaderLen ? sessions_.for_index(load_be32(frame + 4)) : sessions_.current();
       if (!s) {
         stats_.no_session++;
         continue;
@@ -157,14 +156,14 @@ void Agent::gateway_readable(uint64_t now_ns) {
         case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; continue;
       }
       stats_.frames_rx++;
-      if (s == current_.get()) {
+      if (s == sessions_.current()) {
         if (link_state_ != Link::Up)
           LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
                    link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up", s->index());
         link_state_ = Link::Up;
         last_gateway_rx_ns_ = now_ns;
       } else {
-        previous_until_ns_ = std::max(previous_until_ns_, now_ns + 5 * kNsPerSec);
+        sessions_.previous_heard(now_ns);
       }
       if (meta.type == FrameType::Keepalive) {
         if (meta.flags & kFlagKeepaliveReply) stats_.keepalive_replies_rx++;
@@ -226,7 +225,7 @@ void Agent::tun_readable(uint64_t now_ns) {
     uint8_t* pkt = frame + kInnerOffset;
     ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - kRelayFrameOverhead});
     if (n <= 0) break;
-    if (!current_ || !link_open_) {
+    if (!sessions_.current() || !link_open_) {
       stats_.no_session++;
       continue;
     }
@@ -271,7 +270,7 @@ void Agent::tun_readable(uint64_t now_ns) {
 
 // Seals a data frame built in the link's send slot (`plain`: inner header and packet) and queues it.
 void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns) {
-  if (!current_->seal(FrameType::Data, 0, frame, plain, now_ns)) {
+  if (!sessions_.current()->seal(FrameType::Data, 0, frame, plain, now_ns)) {
     LOG_ERROR("cannot seal a frame (key derivation failed)");
     return;
   }
@@ -281,8 +280,8 @@ void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, ui
 }
 
 void Agent::timer(uint64_t now_ns) {
-  if (previous_ && now_ns > previous_until_ns_) previous_.reset();
-  if (current_) {
+  sessions_.expire(now_ns);
+  if (AgentSession* current = sessions_.current()) {
     // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
     uint64_t interval =
         link_state_ == Link::Up ? opt_.keepalive_ns : std::min<uint64_t>(opt_.keepalive_ns, 250'000'000ull);
@@ -291,7 +290,7 @@ void Agent::timer(uint64_t now_ns) {
     if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
       LOG_WARN("no authenticated answer from gateway %s for %.1f s: it is down or unreachable, or it does not "
                "know session %u with this key",
-               opt_.gateway.str().c_str(), double(silent) / 1e9, current_->index());
+               opt_.gateway.str().c_str(), double(silent) / 1e9, current->index());
       link_state_ = Link::Down;
     }
   }
@@ -364,10 +363,10 @@ std::string Agent::stats_json() const {
   JsonWriter j;
   j.begin_object()
       .field("gateway", opt_.gateway.str())
-      .field("session", unsigned(current_ ? current_->index() : 0))
+      .field("session", unsigned(sessions_.current() ? sessions_.current()->index() : 0))
       .field("link", link_state_ == Link::Up ? "up" : link_state_ == Link::Down ? "down" : "unknown")
-      .field("tx_epoch", current_ ? current_->tx_epoch() : 0)
-      .field("rekeys", current_ ? current_->rekeys() : 0)
+      .field("tx_epoch", sessions_.current() ? sessions_.current()->tx_epoch() : 0)
+      .field("rekeys", sessions_.current() ? sessions_.current()->rekeys() : 0)
       .field("sessions_adopted", stats_.sessions_adopted)
       .field("frames_rx", stats_.frames_rx)
       .field("frames_tx", stats_.frames_tx)

@@ -20,6 +20,7 @@
 #include "agent/lan_nat.hpp"
 #include "agent/snat_codec.hpp"
 #include "agent/service_routes.hpp"
+#include "agent/session_slots.hpp"
 #include "common/tun_device.hpp"
 #include "agent/udp_link.hpp"
 #include "common/inet.hpp"
@@ -84,9 +85,7 @@ class Agent {
 
   AgentOptions opt_;
   OpensslAead engine_{1};
-  std::unique_ptr<AgentSession> current_;
-  std::unique_ptr<AgentSession> previous_;  // receive only, until previous_until_ns_
-  uint64_t previous_until_ns_ = 0;
+  SessionSlots sessions_;  // current and previous session
   SnatCodec snat_;
   RoutedFlows routed_;  // tag -> the local target agent-side routing chose
   TunDevice tun_;

@@ -16,7 +16,8 @@ AgentChannel::AgentChannel(EventLoop& loop, uint64_t id, Fd fd, SslPtr ssl, Endp
       peer_(peer),
       on_line_(std::move(on_line)),
       on_close_(std::move(on_close)),
-      last_rx_ns_(monotonic_ns()) {
+      last_rx_ns_(monotonic_ns()),
+      created_ns_(last_rx_ns_) {
   SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   loop_.add(fd_.get(), EPOLLIN, [this](uint32_t ev) { on_event(ev); });
 }

@@ -31,6 +31,9 @@ class AgentChannel {
   const Endpoint& peer() const { return peer_; }
   bool closed() const { return closed_; }
   uint64_t last_rx_ns() const { return last_rx_ns_; }
+  uint64_t created_ns() const { return created_ns_; }
+  bool registered() const { return registered_; }
+  void set_registered() { registered_ = true; }
 
  private:
   void on_event(uint32_t events);
@@ -49,6 +52,8 @@ class AgentChannel {
   bool closing_ = false;
   bool closed_ = false;
   uint64_t last_rx_ns_ = 0;
+  uint64_t created_ns_ = 0;
+  bool registered_ = false;
 };
 
 }  // namespace dptun

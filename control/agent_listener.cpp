@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/clock.hpp"
+#include "common/log.hpp"
 #include "common/tcp_socket.hpp"
 
 namespace dptun {
@@ -21,26 +22,68 @@ AgentListener::~AgentListener() {
 }
 
 bool AgentListener::listen(Endpoint at, std::string& error) {
-  Fd fd = tcp_listen(at, 256, error);
-  if (!fd) {
-    return false;
-  }
+  at_ = at;
+  if (try_listen(error)) return true;
+  if (errno != EADDRNOTAVAIL) return false;
+  LOG_WARN("%s; waiting for %s to appear on this host (with dpgw's kernel path, it exists while dpgw runs), "
+           "retrying every second",
+           error.c_str(), at.ip.str().c_str());
+  error.clear();
+  next_listen_ns_ = monotonic_ns() + 1'000'000'000ull;
+  return true;
+}
+
+bool AgentListener::try_listen(std::string& error) {
+  Fd fd = tcp_listen(at_, 256, error);
+  if (!fd) return false;
   listen_fd_ = std::move(fd);
   loop_.add(listen_fd_.get(), EPOLLIN, [this](uint32_t) { accept_ready(); });
   return true;
 }
 
+// Makes one unfinished handshake give way: the oldest from `from` (or from anyone); false when there is none.
+bool AgentListener::shed_oldest(std::optional<uint32_t> from) {
+  int oldest = -1;
+  uint64_t since = UINT64_MAX;
+  for (const auto& [fd, p] : pending_)
+    if ((!from || p->evidence.client.ip.value == *from) && p->started_ns < since) {
+      since = p->started_ns;
+      oldest = fd;
+    }
+  if (oldest < 0) return false;
+  pending_[oldest]->evidence.shed = true;
+  fail(oldest);
+  return true;
+}
+
 void AgentListener::accept_ready() {
-  for (;;) {
+  const uint64_t now = monotonic_ns();
+  if (now < paused_until_ns_) return;
+  for (size_t taken = 0; taken < 64; ++taken) {  // bounded per wakeup: handshakes under way get their turn
     sockaddr_in sin{};
     socklen_t len = sizeof sin;
     Fd fd(accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&sin), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
+    if (!fd) {
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of descriptors: the listening socket stays readable, so waiting on it would spin.
+        if (shed_oldest(std::nullopt)) continue;
+        paused_until_ns_ = now + 100'000'000ull;
+        accept_pauses_++;
+        loop_.modify(listen_fd_.get(), 0);
+      }
+      return;
+    }
+    const uint32_t source = ntohl(sin.sin_addr.s_addr);
+    size_t from_source = 0;
+    for (const auto& [f, p] : pending_) from_source += p->evidence.client.ip.value == source;
+    if (from_source >= limits_.max_per_source) shed_oldest(source);
+    if (pending_.size() >= limits_.max_pending) shed_oldest(std::nullopt);
     int one = 1;
     setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto p = std::make_unique<Pending>();
-    p->evidence.client = Endpoint{Ipv4{ntohl(sin.sin_addr.s_addr)}, ntohs(sin.sin_port)};
-    p->deadline_ns = monotonic_ns() + timeout_ns_;
+    p->evidence.client = Endpoint{Ipv4{source}, ntohs(sin.sin_port)};
+    p->started_ns = now;
+    p->deadline_ns = now + limits_.timeout_ns;
     p->ssl = tls_.make_ssl(fd.get(), &p->evidence);
     if (!p->ssl) continue;
     const int raw = fd.get();
@@ -114,6 +157,17 @@ void AgentListener::fail(int fd) {
 }
 
 void AgentListener::tick(uint64_t now_ns) {
+  if (!listen_fd_ && next_listen_ns_ && now_ns >= next_listen_ns_) {
+    std::string error;
+    if (try_listen(error))
+      LOG_INFO("agents: listening on %s now", at_.str().c_str());
+    else
+      next_listen_ns_ = now_ns + 1'000'000'000ull;
+  }
+  if (paused_until_ns_ && now_ns >= paused_until_ns_) {
+    paused_until_ns_ = 0;
+    loop_.modify(listen_fd_.get(), EPOLLIN);
+  }
   std::vector<int> expired;
   for (auto& [fd, p] : pending_)
     if (now_ns >= p->deadline_ns) expired.push_back(fd);

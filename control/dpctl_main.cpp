@@ -95,9 +95,17 @@ const std::vector<Command>& commands() {
          if (a.has("--max-weight")) j["max_weight"] = weight_number("--max-weight", a.value("--max-weight"));
          return j;
        }},
-      {"tunnel", "del", "dpctl tunnel del TUNNEL",
-       "Removes a tunnel (by name or id) with its entry points and ingress rules; its agents are disconnected.\n", {},
-       {}, 1, 1, [](const Args& a) { return json{{"cmd", "tunnel.del"}, {"tunnel", a.positional[0]}}; }},
+      {"tunnel", "del", "dpctl tunnel del TUNNEL [--force]",
+       "Removes a tunnel (by name or id). While it has entry points, ingress rules or registered agents, dpctld\n"
+       "refuses and says which; with --force they go with it (listed in the reply) and its agents are\n"
+       "disconnected.\n"
+       "  --force   remove the tunnel even though it is in use\n",
+       {"--force"}, {}, 1, 1,
+       [](const Args& a) {
+         json j{{"cmd", "tunnel.del"}, {"tunnel", a.positional[0]}};
+         if (a.has("--force")) j["force"] = true;
+         return j;
+       }},
       {"tunnel", "list", "dpctl tunnel list", "Lists tunnels with their sessions, entry points and traffic.\n", {}, {},
        0, 0, [](const Args&) { return json{{"cmd", "tunnel.list"}}; }},
       {"tunnel", "show", "dpctl tunnel show TUNNEL",

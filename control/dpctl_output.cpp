@@ -143,7 +143,18 @@ std::string render_reply(const std::string& cmd, const json& r) {
            "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(at(t, "allow"), " ") +
            "):\n  " + text(at(r, "agent_command")) + "\n";
   }
-  if (cmd == "tunnel.del") return "tunnel " + text(at(r, "removed")) + " removed\n";
+  if (cmd == "tunnel.del") {
+    std::string out = "tunnel " + text(at(r, "name")) + " (" + text(at(r, "removed")) + ") removed\n";
+    if (!at(r, "entry_points").empty()) out += "  with its entry points: " + join(at(r, "entry_points"), " ") + "\n";
+    if (!at(r, "ingress").empty()) out += "  with its ingress rules: " + join(at(r, "ingress"), " ") + "\n";
+    if (!at(r, "sessions").empty()) {
+      std::string who;
+      for (const auto& s : at(r, "sessions"))
+        who += (who.empty() ? "" : ", ") + text(at(s, "index")) + " (" + text(at(s, "certificate")) + ")";
+      out += "  agents disconnected: " + who + "\n";
+    }
+    return out;
+  }
   if (cmd == "tunnel.list") return tunnels_table(at(r, "tunnels"));
   if (cmd == "tunnel.show") return tunnel_show(at(r, "tunnel"));
   if (cmd == "entry.add") {

@@ -9,6 +9,7 @@
 
 #include "common/clock.hpp"
 #include "common/hex.hpp"
+#include "common/json_fields.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "control/control_protocol.hpp"
@@ -17,6 +18,10 @@
 namespace dptun {
 
 using nlohmann::json;
+
+namespace {
+constexpr uint64_t kRegisterTimeoutNs = 15'000'000'000ull;
+}  // namespace
 
 Dpctld::~Dpctld() {
   channels_.clear();
@@ -31,7 +36,7 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
   state_ = std::move(*state);
   for (const TunnelDef& t : state_.tunnels)
     for (const TunnelDef& c : cfg_.tunnels)
-      if (t.id == c.id || t.name == c.name) {
+      if (t.id == c.id || tunnel_name_key(t.name) == tunnel_name_key(c.name)) {
         error = cfg_.state_file + ": tunnel " + t.name + " (" + t.id.str() + ") is also in " + cfg_.path +
                 "; remove one of them";
         return false;
@@ -52,6 +57,12 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
   // What dpctl added for a tunnel that has since left the config goes with it (said, and saved).
   const size_t before = state_.entry_points.size() + state_.ingress.size();
   std::erase_if(state_.entry_points, [&](const EntryDef& e) {
+    // The config changed under it (say, agent_listen moved onto its port): the config wins, and says so.
+    if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) {
+      LOG_WARN("%s: entry point %s/%u: %s: removed", cfg_.state_file.c_str(), e.proto == 6 ? "tcp" : "udp",
+               unsigned(e.port), problem.c_str());
+      return true;
+    }
     if (e.route != EntryRoute::Fixed || find_tunnel(e.tunnel.str())) return false;
     LOG_WARN("%s: entry point %s/%u names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
              e.proto == 6 ? "tcp" : "udp", unsigned(e.port), e.tunnel.str().c_str());
@@ -71,6 +82,7 @@ bool Dpctld::start(std::string& error) {
   if (!loop_.init(error)) return false;
   if (!load_persisted(true, error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
+  failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
   } else {
@@ -81,21 +93,18 @@ bool Dpctld::start(std::string& error) {
     }
   }
   listener_ = std::make_unique<AgentListener>(
-      loop_, tls_, cfg_.handshake_timeout_ns,
+      loop_, tls_,
+      AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source},
       [this](Fd fd, SslPtr ssl, const HandshakeEvidence& ev) { on_established(std::move(fd), std::move(ssl), ev); },
       [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); });
   if (!listener_->listen(cfg_.agent_listen, error)) return false;
   gateway_ = std::make_unique<GatewayLink>(
       loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); },
       [this](const json& e) { on_gateway_refused(e); });
+  if (!background_.start(loop_, error)) return false;
   if (!cfg_.api_socket.empty()) {
     if (!api_.listen(cfg_.api_socket, error)) return false;
-    loop_.add(api_.fd(), EPOLLIN, [this](uint32_t) {
-      api_.poll([this](const std::string& line, bool& close) {
-        close = true;
-        return handle_api(line);
-      });
-    });
+    loop_.add(api_.fd(), EPOLLIN, [this](uint32_t) { serve_api(); });
   }
   if (cfg_.metrics_listen) {
     metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics_text(); });
@@ -113,10 +122,7 @@ void Dpctld::run(const std::atomic<bool>& stop) {
 void Dpctld::tick() {
   const uint64_t now = monotonic_ns();
   listener_->tick(now);
-  api_.poll([this](const std::string& line, bool& close) {
-    close = true;
-    return handle_api(line);
-  });
+  serve_api();
   gateway_->tick(now);
   // A session whose agent is gone (no control connection) and that carries no traffic any more is removed.
   std::vector<uint32_t> expired;
@@ -128,12 +134,49 @@ void Dpctld::tick() {
     counters_.sessions_expired++;
     gateway_->send(json{{"type", "session_del"}, {"index", index}});
   }
+  // A connection that finished its handshake must register soon; it holds a descriptor until it does.
+  for (auto& [id, ch] : channels_)
+    if (!ch->registered() && !ch->closed() && now - ch->created_ns() > kRegisterTimeoutNs) {
+      LOG_WARN("agent %s: no registration within %.0f s of its handshake; closed", ch->peer().str().c_str(),
+               double(kRegisterTimeoutNs) / 1e9);
+      ch->close(true);
+    }
   for (uint64_t id : closed_channels_) channels_.erase(id);
   closed_channels_.clear();
+  if (suppressed_since_report_ && now - last_suppressed_report_ns_ >= 1'000'000'000ull) {
+    JsonWriter j;
+    j.begin_object()
+        .field("time", iso8601_utc(realtime_ns()))
+        .field("event", "agent_tls_handshake_failures_suppressed")
+        .field("count", suppressed_since_report_)
+        .field("reason", "more than failure_log_rate failures a second; all are counted in the metrics")
+        .end_object();
+    fprintf(failure_log_, "%s\n", j.str().c_str());
+    fflush(failure_log_);
+    suppressed_since_report_ = 0;
+    last_suppressed_report_ns_ = now;
+  }
+}
+
+void Dpctld::serve_api() {
+  if (cfg_.api_socket.empty()) return;
+  api_.poll([this](const std::string& line, bool& close, uint64_t conn) {
+    close = true;
+    return handle_api(line, conn);
+  });
+  // Out of file descriptors: do not wake up for the listening socket until accepting resumes (tick polls).
+  loop_.modify(api_.fd(), api_.accept_paused() ? 0u : uint32_t(EPOLLIN));
 }
 
 void Dpctld::on_failed(const HandshakeEvidence& ev, HandshakeFailure category) {
   counters_.handshake_failures[size_t(category)]++;
+  // Every failure is counted; at most failure_log_rate lines a second are written (bursts of 5 s worth), and
+  // what a flood leaves out is said once a second in a line of its own.
+  if (!failure_log_budget_.take(monotonic_ns())) {
+    counters_.failure_lines_suppressed++;
+    suppressed_since_report_++;
+    return;
+  }
   fprintf(failure_log_, "%s\n", handshake_failure_json(ev, category, realtime_ns()).c_str());
   fflush(failure_log_);
 }
@@ -173,7 +216,7 @@ const TunnelDef* Dpctld::find_tunnel(const std::string& id_or_name) const {
     return nullptr;
   }
   for (const TunnelDef* t : all)
-    if (t->name == id_or_name) return t;
+    if (tunnel_name_key(t->name) == tunnel_name_key(id_or_name)) return t;
   return nullptr;
 }
 
@@ -229,8 +272,7 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
     refuse(ch, "unknown message type '" + type + "'");
     return;
   }
-  if (!msg.contains("version") || !msg["version"].is_number_integer() ||
-      msg["version"].get<int64_t>() != kControlProtocolVersion) {
+  if (!field(msg, "version") || json_int_in(msg["version"], 0, 1 << 30) != kControlProtocolVersion) {
     refuse(ch, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
     return;
   }
@@ -239,12 +281,13 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
     return;
   }
   int weight = 1;
-  if (msg.contains("weight")) {
-    if (!msg["weight"].is_number_integer() || msg["weight"].get<int64_t>() < 1 || msg["weight"].get<int64_t>() > 255) {
+  if (field(msg, "weight")) {
+    auto w = json_int_in(msg["weight"], 1, 255);
+    if (!w) {
       refuse(ch, "weight must be 1..255");
       return;
     }
-    weight = int(msg["weight"].get<int64_t>());
+    weight = int(*w);
   }
   std::string name;
   if (msg.contains("name")) {
@@ -323,6 +366,7 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
     return;
   }
   const SessionRecord& added = sessions_.add(std::move(rec));
+  ch.set_registered();
   gateway_->send(session_message(added));
   counters_.registrations_ok++;
   LOG_INFO("session %u: %s (%s) registered %s tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
@@ -399,16 +443,22 @@ json Dpctld::full_state() const {
 void Dpctld::on_gateway_status(const json& status) {
   const uint64_t now = monotonic_ns();
   std::set<uint32_t> held;
-  for (const auto& s : status.value("sessions", json::array())) {
-    const uint32_t index = s.value("index", 0u);
-    SessionRecord* rec = sessions_.find(index);
+  const json* list = field(status, "sessions");
+  for (const auto& s : list && list->is_array() ? *list : json::array()) {
+    const json* i = field(s, "index");
+    auto index = i ? json_int_in(*i, 1, 65535) : std::nullopt;
+    if (!index) continue;  // not a session we could have
+    SessionRecord* rec = sessions_.find(uint32_t(*index));
     if (!rec) {
-      if (index >= SessionRegistry::kFirstIndex) held.insert(index);
+      if (*index >= SessionRegistry::kFirstIndex) held.insert(uint32_t(*index));
       continue;
     }
-    rec->live = s.value("live", false);
-    rec->data_endpoint = s.value("endpoint", std::string());
-    rec->flows_pinned = s.value("flows_pinned", uint64_t(0));
+    const json* live = field(s, "live");
+    rec->live = live && live->is_boolean() && live->get<bool>();
+    const json* ep = field(s, "endpoint");
+    rec->data_endpoint = ep && ep->is_string() ? ep->get<std::string>() : std::string();
+    const json* flows = field(s, "flows_pinned");
+    rec->flows_pinned = uint64_t(flows ? json_int_in(*flows, 0, INT64_MAX).value_or(0) : 0);
     if (rec->live) rec->last_live_mono_ns = now;
   }
   sessions_.set_gateway_held(std::move(held));
@@ -420,9 +470,12 @@ void Dpctld::on_gateway_status(const json& status) {
 // another index.
 void Dpctld::on_gateway_refused(const json& error) {
   counters_.gateway_refusals++;
-  counters_.last_gateway_refusal = error.value("request", std::string("?")) + ": " + error.value("reason", std::string("?"));
-  if (error.value("code", std::string()) != "index_in_use" || !error.contains("index")) return;
-  const uint32_t index = error.value("index", 0u);
+  counters_.last_gateway_refusal = string_or(error, "request", "?") + ": " + string_or(error, "reason", "?");
+  const json* code = field(error, "code");
+  const json* i = field(error, "index");
+  auto in_range = i ? json_int_in(*i, SessionRegistry::kFirstIndex, SessionRegistry::kLastIndex) : std::nullopt;
+  if (!code || *code != "index_in_use" || !in_range) return;
+  const uint32_t index = uint32_t(*in_range);
   sessions_.add_gateway_held(index);
   SessionRecord* s = sessions_.find(index);
   if (!s) return;

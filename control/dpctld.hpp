@@ -3,11 +3,15 @@
 #pragma once
 #include <atomic>
 #include <cstdio>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "common/background.hpp"
 #include "common/event_loop.hpp"
+#include "common/token_bucket.hpp"
 #include "control/agent_channel.hpp"
 #include "control/agent_listener.hpp"
 #include "control/dpctld_config.hpp"
@@ -30,6 +34,7 @@ struct DpctldCounters {
   uint64_t registrations_refused = 0;
   uint64_t sessions_expired = 0;
   uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
+  uint64_t failure_lines_suppressed = 0;  // failure log lines left out (over failure_log_rate)
   std::string last_gateway_refusal;
 };
 
@@ -62,17 +67,38 @@ class Dpctld {
   bool persist(std::string& error);
   void drop_tunnel_sessions(const Uuid& id);
   std::string agent_command(const TunnelDef& t) const;
-  // dpctl API (dpctld_api.cpp): one JSON request line in, one JSON reply line out.
-  std::string handle_api(const std::string& line);
+  // dpctl API (dpctld_api.cpp): one JSON request line in, one JSON reply line out -- at once for questions,
+  // after the state file is saved for changes (nullopt: the reply comes through api_.reply()).
+  std::optional<std::string> handle_api(const std::string& line, uint64_t conn);
+  static std::string api_reply_text(const nlohmann::json& reply);
+  void serve_api();
+  // A dpctl change prepared against the committed state: the state it leads to, hostname patterns to compile
+  // before it is saved, and what to do once it is saved (push to dpgw, disconnect, log), returning the reply.
+  struct Change {
+    PersistedState next;
+    std::vector<std::string> patterns;
+    std::function<nlohmann::json()> commit;
+  };
+  struct PendingChange {
+    uint64_t conn;
+    nlohmann::json request;
+  };
+  struct ChangeJob {
+    uint64_t conn = 0;
+    Change change;
+    std::string error;  // set by the background thread
+  };
+  Change prepare_change(const nlohmann::json& req);
+  void start_next_change();
   void on_gateway_refused(const nlohmann::json& error);
-  nlohmann::json api_tunnel_add(const nlohmann::json& req);
-  nlohmann::json api_tunnel_del(const nlohmann::json& req);
+  Change api_tunnel_add(const nlohmann::json& req);
+  Change api_tunnel_del(const nlohmann::json& req);
   nlohmann::json api_tunnel_list(bool detailed, const nlohmann::json& req);
-  nlohmann::json api_entry_add(const nlohmann::json& req);
-  nlohmann::json api_entry_del(const nlohmann::json& req);
+  Change api_entry_add(const nlohmann::json& req);
+  Change api_entry_del(const nlohmann::json& req);
   nlohmann::json api_entry_list();
-  nlohmann::json api_ingress_add(const nlohmann::json& req);
-  nlohmann::json api_ingress_del(const nlohmann::json& req);
+  Change api_ingress_add(const nlohmann::json& req);
+  Change api_ingress_del(const nlohmann::json& req);
   nlohmann::json api_ingress_list();
   std::vector<const IngressRule*> all_ingress() const;  // the config's, then dpctl's
   nlohmann::json api_session_list();
@@ -94,13 +120,19 @@ class Dpctld {
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<GatewayLink> gateway_;
   LineServer api_;
-  PersistedState state_;  // what dpctl changed, persisted in cfg_.state_file
+  Background background_;         // Hyperscan compiles and state file writes, off the event loop
+  std::deque<PendingChange> changes_;
+  bool change_running_ = false;
+  PersistedState state_;  // what dpctl changed (committed: saved in cfg_.state_file)
   nlohmann::json gateway_stats_;  // the last status' "stats" (for metrics)
   std::map<uint64_t, std::unique_ptr<AgentChannel>> channels_;
   std::vector<uint64_t> closed_channels_;
   SessionRegistry sessions_;
   DpctldCounters counters_;
   FILE* failure_log_ = nullptr;
+  TokenBucket failure_log_budget_;
+  uint64_t suppressed_since_report_ = 0;
+  uint64_t last_suppressed_report_ns_ = 0;
   uint64_t next_channel_ = 1;
 };
 

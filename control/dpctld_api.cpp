@@ -2,8 +2,11 @@
 // socket, one JSON reply ({"ok": true, ...} or {"ok": false, "error": "..."}). Changes are persisted before the
 // reply and pushed to dpgw.
 #include <algorithm>
+#include <memory>
 
 #include "common/clock.hpp"
+#include "common/json_fields.hpp"
+#include "ingress/ingress_matcher.hpp"
 #include "common/log.hpp"
 #include "control/dpctld.hpp"
 #include "proto/gateway_messages.hpp"
@@ -14,17 +17,25 @@ using nlohmann::json;
 
 namespace {
 
-struct ApiError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using ApiError = FieldError;
 
 std::string str_of(const json& req, const char* key, bool required = true) {
-  if (!req.contains(key) || req[key].is_null()) {
-    if (required) throw ApiError(std::string("'") + key + "' is required");
-    return {};
-  }
-  if (!req[key].is_string()) throw ApiError(std::string("'") + key + "' must be a string");
-  return req[key].get<std::string>();
+  return required ? string_field(req, key) : string_field(req, key, std::string());
+}
+
+std::string addresses_text(const std::vector<Ipv4>& a) {
+  std::string out;
+  for (const Ipv4& ip : a) out += (out.empty() ? "" : ", ") + ip.str();
+  return out;
+}
+
+std::string proto_name(uint8_t proto) { return proto == 6 ? "tcp" : "udp"; }
+std::string entry_name(const EntryDef& e) { return proto_name(e.proto) + "/" + std::to_string(e.port); }
+
+// Commands that change what dpctld persists: queued, prepared one at a time, saved off the event loop.
+bool is_change(const std::string& cmd) {
+  return cmd == "tunnel.add" || cmd == "tunnel.del" || cmd == "entry.add" || cmd == "entry.del" ||
+         cmd == "ingress.add" || cmd == "ingress.del";
 }
 
 json ok(json body = json::object()) {
@@ -34,21 +45,21 @@ json ok(json body = json::object()) {
 
 }  // namespace
 
-std::string Dpctld::handle_api(const std::string& line) {
+std::optional<std::string> Dpctld::handle_api(const std::string& line, uint64_t conn) {
   json reply;
   try {
     json req = json::parse(line, nullptr, false);
     if (req.is_discarded() || !req.is_object()) throw ApiError("send one JSON object per request");
     const std::string cmd = str_of(req, "cmd");
-    if (cmd == "tunnel.add") reply = api_tunnel_add(req);
-    else if (cmd == "tunnel.del") reply = api_tunnel_del(req);
-    else if (cmd == "tunnel.list") reply = api_tunnel_list(false, req);
+    if (is_change(cmd)) {
+      // Changes wait their turn: each is checked against the state the ones before it left.
+      changes_.push_back(PendingChange{conn, std::move(req)});
+      start_next_change();
+      return std::nullopt;
+    }
+    if (cmd == "tunnel.list") reply = api_tunnel_list(false, req);
     else if (cmd == "tunnel.show") reply = api_tunnel_list(true, req);
-    else if (cmd == "entry.add") reply = api_entry_add(req);
-    else if (cmd == "entry.del") reply = api_entry_del(req);
     else if (cmd == "entry.list") reply = api_entry_list();
-    else if (cmd == "ingress.add") reply = api_ingress_add(req);
-    else if (cmd == "ingress.del") reply = api_ingress_del(req);
     else if (cmd == "ingress.list") reply = api_ingress_list();
     else if (cmd == "session.list") reply = api_session_list();
     else if (cmd == "stats") reply = api_stats();
@@ -56,8 +67,67 @@ std::string Dpctld::handle_api(const std::string& line) {
   } catch (const std::exception& e) {
     reply = json{{"ok", false}, {"error", e.what()}};
   }
-  // Names come from operators: invalid UTF-8 is replaced, never an exception out of the event loop.
+  return api_reply_text(reply);
+}
+
+// Names come from operators: invalid UTF-8 is replaced, never an exception out of the event loop.
+std::string Dpctld::api_reply_text(const json& reply) {
   return reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+Dpctld::Change Dpctld::prepare_change(const json& req) {
+  const std::string cmd = str_of(req, "cmd");
+  if (cmd == "tunnel.add") return api_tunnel_add(req);
+  if (cmd == "tunnel.del") return api_tunnel_del(req);
+  if (cmd == "entry.add") return api_entry_add(req);
+  if (cmd == "entry.del") return api_entry_del(req);
+  if (cmd == "ingress.add") return api_ingress_add(req);
+  return api_ingress_del(req);
+}
+
+// One change at a time: prepared against the committed state, its patterns compiled and the state file written
+// on the background thread, then committed (pushed to dpgw, logged) and answered on the loop.
+void Dpctld::start_next_change() {
+  while (!change_running_ && !changes_.empty()) {
+    PendingChange pending = std::move(changes_.front());
+    changes_.pop_front();
+    auto job = std::make_shared<ChangeJob>();
+    job->conn = pending.conn;
+    try {
+      job->change = prepare_change(pending.request);
+    } catch (const std::exception& e) {
+      api_.reply(pending.conn, api_reply_text(json{{"ok", false}, {"error", e.what()}}), true);
+      continue;
+    }
+    change_running_ = true;
+    background_.submit(
+        [job, path = cfg_.state_file] {
+          for (const std::string& p : job->change.patterns) {
+            std::string error;
+            const std::vector<IngressMatcher::Rule> one{{p, 0}};
+            if (!IngressMatcher::build(one, 1, error)) {
+              job->error = "pattern '" + p + "': " + error;
+              return;
+            }
+          }
+          std::string error;
+          if (!save_state(path, job->change.next, error)) job->error = error;
+        },
+        [this, job] {
+          change_running_ = false;
+          json reply;
+          if (job->error.empty()) {
+            state_ = std::move(job->change.next);
+            reply = job->change.commit();
+            reply["ok"] = true;
+          } else {
+            reply = json{{"ok", false}, {"error", job->error}};
+          }
+          api_.reply(job->conn, api_reply_text(reply), true);
+          serve_api();
+          start_next_change();
+        });
+  }
 }
 
 std::string Dpctld::agent_command(const TunnelDef& t) const {
@@ -106,7 +176,7 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
   return j;
 }
 
-json Dpctld::api_tunnel_add(const json& req) {
+Dpctld::Change Dpctld::api_tunnel_add(const json& req) {
   TunnelDef t;
   t.name = str_of(req, "name");
   if (std::string problem = tunnel_name_problem(t.name); !problem.empty()) throw ApiError(problem);
@@ -120,45 +190,42 @@ json Dpctld::api_tunnel_add(const json& req) {
   }
   for (const TunnelDef* o : all_tunnels()) {
     if (o->id == t.id) throw ApiError("tunnel " + t.id.str() + " exists already");
-    if (o->name == t.name) throw ApiError("a tunnel is already named '" + t.name + "'");
+    if (tunnel_name_key(o->name) == tunnel_name_key(t.name))
+      throw ApiError("a tunnel is already named '" + o->name + "' (names are compared without regard to case)");
   }
   // dpgw's own static tunnels (from its config) cannot be shadowed either.
   if (gateway_stats_.is_object())
     for (const auto& gt : gateway_stats_.value("tunnels", json::array()))
-      if (gt.value("static", false) && (gt.value("id", std::string()) == t.id.str() || gt.value("name", std::string()) == t.name))
+      if (gt.value("static", false) && (gt.value("id", std::string()) == t.id.str() ||
+                                        tunnel_name_key(gt.value("name", std::string())) == tunnel_name_key(t.name)))
         throw ApiError("dpgw has a static tunnel " + gt.value("name", std::string()) + " (" + gt.value("id", std::string()) +
                        ") in its own config");
-  if (!req.contains("allow") || !req["allow"].is_array() || req["allow"].empty())
+  const json& allow = array_field(req, "allow");
+  if (allow.empty())
     throw ApiError("give the certificate identities that may serve it: --allow CN=agent-name (or --allow '*')");
-  if (req.contains("weight") && req.contains("max_weight"))
+  if (field(req, "weight") && field(req, "max_weight"))
     throw ApiError("give either --weight (every session gets it) or --max-weight (caps what agents ask for)");
-  auto weight_of = [&](const char* key) {
-    if (!req[key].is_number_integer() || req[key] < 1 || req[key] > 255) throw ApiError(std::string(key) + " must be 1..255");
-    return uint8_t(req[key].get<int>());
-  };
-  if (req.contains("weight")) {
+  if (field(req, "weight")) {
     t.weights.fixed = true;
-    t.weights.weight = weight_of("weight");
+    t.weights.weight = uint8_t(int_field(req, "weight", 1, 255));
   }
-  if (req.contains("max_weight")) t.weights.max_weight = weight_of("max_weight");
-  for (const auto& a : req["allow"]) {
+  t.weights.max_weight = uint8_t(int_field(req, "max_weight", 1, 255, 255));
+  for (const auto& a : allow) {
     if (!a.is_string()) throw ApiError("'allow' must list strings");
-    std::string v = a.get<std::string>();
-    if (v != "*" && v.rfind("CN=", 0) != 0 && v.rfind("DNS:", 0) != 0 && v.rfind("URI:", 0) != 0)
-      throw ApiError("allow '" + v + "': expected CN=..., DNS:..., URI:... or *");
-    t.allow.push_back(v);
+    if (std::string problem = allow_problem(a.get<std::string>()); !problem.empty()) throw ApiError("--allow: " + problem);
+    t.allow.push_back(a.get<std::string>());
   }
-  state_.tunnels.push_back(t);
-  std::string error;
-  if (!persist(error)) {
-    state_.tunnels.pop_back();
-    throw ApiError(error);
-  }
-  json m = encode_tunnel(TunnelSpec{t.id, t.name, false});
-  m["type"] = "tunnel_set";
-  gateway_->send(m);
-  LOG_INFO("dpctl: tunnel %s (%s) added", t.name.c_str(), t.id.str().c_str());
-  return ok({{"tunnel", tunnel_json(t, false)}, {"agent_command", agent_command(t)}});
+  Change c{state_, {}, {}};
+  c.next.tunnels.push_back(t);
+  c.commit = [this, t] {
+    json m = encode_tunnel(TunnelSpec{t.id, t.name, false});
+    m["type"] = "tunnel_set";
+    gateway_->send(m);
+    LOG_INFO("dpctl: tunnel %s (%s) added, allow %s", t.name.c_str(), t.id.str().c_str(),
+             json(t.allow).dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return json{{"tunnel", tunnel_json(t, false)}, {"agent_command", agent_command(t)}};
+  };
+  return c;
 }
 
 void Dpctld::drop_tunnel_sessions(const Uuid& id) {
@@ -175,7 +242,7 @@ void Dpctld::drop_tunnel_sessions(const Uuid& id) {
   }
 }
 
-json Dpctld::api_tunnel_del(const json& req) {
+Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
   const std::string ref = str_of(req, "tunnel");
   const TunnelDef* t = find_tunnel(ref);
   if (!t) throw ApiError("no tunnel '" + ref + "'");
@@ -183,26 +250,46 @@ json Dpctld::api_tunnel_del(const json& req) {
     throw ApiError("tunnel " + t->name + " comes from " + cfg_.path + "; remove it there and restart dpctld");
   const Uuid id = t->id;
   const std::string name = t->name;
-  PersistedState before = state_;
-  state_.tunnels.erase(std::remove_if(state_.tunnels.begin(), state_.tunnels.end(),
-                                      [&](const TunnelDef& x) { return x.id == id; }),
-                       state_.tunnels.end());
-  state_.entry_points.erase(std::remove_if(state_.entry_points.begin(), state_.entry_points.end(),
-                                           [&](const EntryDef& e) { return e.tunnel == id; }),
-                            state_.entry_points.end());
-  state_.ingress.erase(std::remove_if(state_.ingress.begin(), state_.ingress.end(),
-                                      [&](const IngressRule& r) { return r.tunnel == id; }),
-                       state_.ingress.end());
-  std::string error;
-  if (!persist(error)) {
-    state_ = before;
-    throw ApiError(error);
+  // What goes with it: said in the reply, and only with --force while anything uses the tunnel.
+  json entries = json::array(), rules = json::array(), sessions = json::array();
+  for (const EntryDef& e : state_.entry_points)
+    if (e.route == EntryRoute::Fixed && e.tunnel == id) entries.push_back(entry_name(e));
+  for (const IngressRule& r : state_.ingress)
+    if (r.tunnel == id) rules.push_back(r.hostname);
+  for (const auto& [index, s] : sessions_.all())
+    if (s.tunnel == id) sessions.push_back({{"index", index}, {"certificate", s.certificate_subject},
+                                            {"role", s.visitor ? "visitor" : "agent"}});
+  if (!bool_field(req, "force", false) && (!entries.empty() || !rules.empty() || !sessions.empty())) {
+    std::string what;
+    auto add = [&](size_t n, const char* one, const char* many) {
+      if (!n) return;
+      what += (what.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
+    };
+    add(entries.size(), "entry point", "entry points");
+    add(rules.size(), "ingress rule", "ingress rules");
+    add(sessions.size(), "registered agent", "registered agents");
+    throw ApiError("tunnel " + name + " is in use (" + what + "); 'dpctl tunnel del " + name +
+                   " --force' removes it with them and disconnects its agents");
   }
-  drop_tunnel_sessions(id);
-  gateway_->send(json{{"type", "tunnel_del"}, {"id", id.str()}});  // with its sessions and entry points
-  push_ingress();
-  LOG_INFO("dpctl: tunnel %s (%s) removed", name.c_str(), id.str().c_str());
-  return ok({{"removed", id.str()}});
+  Change c{state_, {}, {}};
+  std::erase_if(c.next.tunnels, [&](const TunnelDef& x) { return x.id == id; });
+  std::erase_if(c.next.entry_points, [&](const EntryDef& e) { return e.route == EntryRoute::Fixed && e.tunnel == id; });
+  std::erase_if(c.next.ingress, [&](const IngressRule& r) { return r.tunnel == id; });
+  c.commit = [this, id, name, entries, rules, sessions] {
+    drop_tunnel_sessions(id);
+    gateway_->send(json{{"type", "tunnel_del"}, {"id", id.str()}});  // with its sessions and entry points
+    push_ingress();
+    LOG_INFO("dpctl: tunnel %s (%s) removed with %zu entry point(s) %s, %zu ingress rule(s) %s; %zu agent "
+             "session(s) disconnected",
+             name.c_str(), id.str().c_str(), entries.size(), entries.dump().c_str(), rules.size(),
+             rules.dump(-1, ' ', false, json::error_handler_t::replace).c_str(), sessions.size());
+    return json{{"removed", id.str()},
+                {"name", name},
+                {"entry_points", entries},
+                {"ingress", rules},
+                {"sessions", sessions}};
+  };
+  return c;
 }
 
 json Dpctld::api_tunnel_list(bool detailed, const json& req) {
@@ -241,21 +328,19 @@ json Dpctld::entry_json(const EntryDef& e) const {
   return j;
 }
 
-json Dpctld::api_entry_add(const json& req) {
+Dpctld::Change Dpctld::api_entry_add(const json& req) {
   EntryDef e;
   const std::string proto = str_of(req, "proto");
   if (proto != "tcp" && proto != "udp") throw ApiError("proto must be tcp or udp");
   e.proto = proto == "tcp" ? 6 : 17;
-  if (!req.contains("port") || !req["port"].is_number_integer() || req["port"] < 1 || req["port"] > 65535)
-    throw ApiError("port must be 1..65535");
-  e.port = uint16_t(req["port"].get<int>());
+  e.port = uint16_t(int_field(req, "port", 1, 65535));
   const std::string route = str_of(req, "route", false);
   if (!route.empty()) {
     auto r = parse_entry_route(route);
     if (!r || *r == EntryRoute::Fixed) throw ApiError("route must be sni or http (tcp), or quic (udp)");
     if ((*r == EntryRoute::QuicSni) != (e.proto == 17))
       throw ApiError("route quic is for udp entry points; sni and http for tcp ones");
-    if (req.contains("tunnel") || req.contains("target"))
+    if (field(req, "tunnel") || field(req, "target"))
       throw ApiError("an entry point routed by hostname takes tunnel and target from the ingress rules");
     e.route = *r;
   } else {
@@ -273,55 +358,53 @@ json Dpctld::api_entry_add(const json& req) {
     if (!ip) throw ApiError("listen must be an IPv4 address");
     e.listen = *ip;
   }
-  if (e.proto == 6 && (req.contains("keepalive") || req.contains("ttl")))
+  if (e.proto == 6 && (field(req, "keepalive") || field(req, "ttl")))
     throw ApiError("--keepalive and --ttl apply to UDP entry points only");
-  e.keepalive = req.value("keepalive", false);
-  e.ttl_s = req.value("ttl", 5.0);
-  if (!(e.ttl_s >= 0.1 && e.ttl_s <= 86400)) throw ApiError("ttl must be 0.1..86400 seconds");
+  e.keepalive = bool_field(req, "keepalive", false);
+  e.ttl_s = number_field(req, "ttl", 0.1, 86400, 5.0);
   for (const EntryDef& o : all_entries())
-    if (o.proto == e.proto && o.port == e.port)
-      throw ApiError("entry point " + proto + "/" + std::to_string(e.port) + " exists already");
-  // Ports the gateway itself needs: the relay frames' port, and dpctld's own agent port when dpctld is reached
-  // through dpgw's kernel path (an entry point there would cut agents off from dpctld).
-  if (e.proto == 17 && e.port == cfg_.gateway_endpoint.port && (!e.listen || *e.listen == cfg_.gateway_endpoint.ip))
-    throw ApiError("udp/" + std::to_string(e.port) + " is the gateway's tunnel port (relay frames from agents)");
-  if (e.proto == 6 && e.port == cfg_.agent_listen.port &&
-      (!e.listen || !cfg_.agent_listen.ip.value || *e.listen == cfg_.agent_listen.ip))
-    throw ApiError("tcp/" + std::to_string(e.port) + " is dpctld's agent port (agent_listen in " + cfg_.path + ")");
-  state_.entry_points.push_back(e);
-  std::string error;
-  if (!persist(error)) {
-    state_.entry_points.pop_back();
-    throw ApiError(error);
-  }
-  json m = encode_entry(entry_spec(e));
-  m["type"] = "entry_set";
-  gateway_->send(m);
-  return ok({{"entry_point", entry_json(e)}});
+    if (o.proto == e.proto && o.port == e.port) throw ApiError("entry point " + entry_name(e) + " exists already");
+  if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) throw ApiError(problem);
+  // A listen address the gateway does not own would never see a packet (dpgw refuses it too).
+  std::vector<Ipv4> owned;
+  for (const std::string& a : gateway_->gateway_addresses())
+    if (auto ip = Ipv4::parse(a)) owned.push_back(*ip);
+  if (e.listen && !owned.empty() && std::find(owned.begin(), owned.end(), *e.listen) == owned.end())
+    throw ApiError("--listen " + e.listen->str() + " is not an address of the gateway (its ports have " +
+                   addresses_text(owned) + ")");
+  Change c{state_, {}, {}};
+  c.next.entry_points.push_back(e);
+  c.commit = [this, e] {
+    json m = encode_entry(entry_spec(e));
+    m["type"] = "entry_set";
+    gateway_->send(m);
+    json j = entry_json(e);
+    LOG_INFO("dpctl: entry point %s added: %s", entry_name(e).c_str(),
+             j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return json{{"entry_point", j}};
+  };
+  return c;
 }
 
-json Dpctld::api_entry_del(const json& req) {
+Dpctld::Change Dpctld::api_entry_del(const json& req) {
   const std::string proto = str_of(req, "proto");
-  int port = req.value("port", 0);
-  auto it = std::find_if(state_.entry_points.begin(), state_.entry_points.end(), [&](const EntryDef& e) {
-    return (e.proto == 6 ? "tcp" : "udp") == proto && e.port == port;
-  });
-  if (it == state_.entry_points.end()) {
-    for (const EntryDef& c : cfg_.entry_points)
-      if ((c.proto == 6 ? "tcp" : "udp") == proto && c.port == port)
-        throw ApiError("entry point " + proto + "/" + std::to_string(port) + " comes from " + cfg_.path +
-                       "; remove it there and restart dpctld");
-    throw ApiError("no entry point " + proto + "/" + std::to_string(port));
+  if (proto != "tcp" && proto != "udp") throw ApiError("proto must be tcp or udp");
+  const uint16_t port = uint16_t(int_field(req, "port", 1, 65535));
+  auto match = [&](const EntryDef& e) { return proto_name(e.proto) == proto && e.port == port; };
+  const std::string name = proto + "/" + std::to_string(port);
+  if (std::none_of(state_.entry_points.begin(), state_.entry_points.end(), match)) {
+    if (std::any_of(cfg_.entry_points.begin(), cfg_.entry_points.end(), match))
+      throw ApiError("entry point " + name + " comes from " + cfg_.path + "; remove it there and restart dpctld");
+    throw ApiError("no entry point " + name);
   }
-  EntryDef removed = *it;
-  state_.entry_points.erase(it);
-  std::string error;
-  if (!persist(error)) {
-    state_.entry_points.push_back(removed);
-    throw ApiError(error);
-  }
-  gateway_->send(json{{"type", "entry_del"}, {"proto", proto}, {"port", port}});
-  return ok({{"removed", proto + "/" + std::to_string(port)}});
+  Change c{state_, {}, {}};
+  std::erase_if(c.next.entry_points, match);
+  c.commit = [this, proto, port, name] {
+    gateway_->send(json{{"type", "entry_del"}, {"proto", proto}, {"port", port}});
+    LOG_INFO("dpctl: entry point %s removed", name.c_str());
+    return json{{"removed", name}};
+  };
+  return c;
 }
 
 json Dpctld::api_entry_list() {
@@ -330,9 +413,10 @@ json Dpctld::api_entry_list() {
   return ok({{"entry_points", list}});
 }
 
-json Dpctld::api_ingress_add(const json& req) {
+Dpctld::Change Dpctld::api_ingress_add(const json& req) {
   std::string why;
-  auto host = normalize_hostname_rule(str_of(req, "hostname"), &why);
+  // Patterns are compiled on the background thread (a large one takes seconds), not here.
+  auto host = normalize_hostname_rule(str_of(req, "hostname"), &why, false);
   if (!host)
     throw ApiError(why.empty() ? "'" + str_of(req, "hostname") +
                                      "' is not a hostname (example.org), wildcard (.example.com, *.example.com) or "
@@ -348,7 +432,7 @@ json Dpctld::api_ingress_add(const json& req) {
   if (!t) throw ApiError("no tunnel '" + ref + "'");
   for (const IngressRule* r : all_ingress())
     if (r->hostname == *host) throw ApiError("an ingress rule for '" + *host + "' exists already");
-  IngressRule rule{*host, t->id, private_rule, std::nullopt, req.value("proxy_protocol", false)};
+  IngressRule rule{*host, t->id, private_rule, std::nullopt, bool_field(req, "proxy_protocol", false)};
   const std::string target = str_of(req, "target", false);
   if (!target.empty()) {
     auto ep = parse_rule_target(target);
@@ -357,18 +441,21 @@ json Dpctld::api_ingress_add(const json& req) {
                      "the client used)");
     rule.target = *ep;
   }
-  state_.ingress.push_back(rule);
-  std::string error;
-  if (!persist(error)) {
-    state_.ingress.pop_back();
-    throw ApiError(error);
-  }
-  push_ingress();
-  return ok({{"rule", ingress_json(state_.ingress.back())}});
+  Change c{state_, {}, {}};
+  c.next.ingress.push_back(rule);
+  if (rule.hostname[0] == '~') c.patterns.push_back(rule.hostname);
+  c.commit = [this, rule] {
+    push_ingress();
+    json j = ingress_json(rule);
+    LOG_INFO("dpctl: ingress rule %s added: %s", rule.hostname.c_str(),
+             j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return json{{"rule", j}};
+  };
+  return c;
 }
 
-json Dpctld::api_ingress_del(const json& req) {
-  auto host = normalize_hostname_rule(str_of(req, "hostname"));
+Dpctld::Change Dpctld::api_ingress_del(const json& req) {
+  auto host = normalize_hostname_rule(str_of(req, "hostname"), nullptr, false);
   auto it = std::find_if(state_.ingress.begin(), state_.ingress.end(),
                          [&](const IngressRule& r) { return host && r.hostname == *host; });
   if (it == state_.ingress.end()) {
@@ -377,15 +464,15 @@ json Dpctld::api_ingress_del(const json& req) {
         throw ApiError("ingress rule " + c.hostname + " comes from " + cfg_.path + "; remove it there and restart dpctld");
     throw ApiError("no ingress rule for '" + str_of(req, "hostname") + "'");
   }
-  IngressRule removed = *it;
-  state_.ingress.erase(it);
-  std::string error;
-  if (!persist(error)) {
-    state_.ingress.push_back(removed);
-    throw ApiError(error);
-  }
-  push_ingress();
-  return ok({{"removed", removed.hostname}});
+  const std::string removed = it->hostname;
+  Change c{state_, {}, {}};
+  std::erase_if(c.next.ingress, [&](const IngressRule& r) { return r.hostname == removed; });
+  c.commit = [this, removed] {
+    push_ingress();
+    LOG_INFO("dpctl: ingress rule %s removed", removed.c_str());
+    return json{{"removed", removed}};
+  };
+  return c;
 }
 
 json Dpctld::ingress_json(const IngressRule& r) const {

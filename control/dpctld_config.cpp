@@ -1,6 +1,8 @@
 #include "control/dpctld_config.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <set>
 
 #include "common/config_file.hpp"
@@ -40,8 +42,7 @@ TunnelDef load_tunnel(const Setting& s) {
     const Setting& a = (*allow)[i];
     if (a.getType() != Setting::TypeString) config_fail(a, "expected a string");
     std::string v = static_cast<const char*>(a);
-    if (v != "*" && v.rfind("CN=", 0) != 0 && v.rfind("DNS:", 0) != 0 && v.rfind("URI:", 0) != 0)
-      config_fail(a, "expected \"CN=...\", \"DNS:...\", \"URI:...\" or \"*\"");
+    if (std::string problem = allow_problem(v); !problem.empty()) config_fail(a, problem);
     t.allow.push_back(v);
   }
   if (s.exists("weight") && s.exists("max_weight"))
@@ -56,7 +57,7 @@ TunnelDef load_tunnel(const Setting& s) {
 
 const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
   for (const TunnelDef& d : cfg.tunnels)
-    if (d.name == ref || d.id.str() == ref) return &d;
+    if (tunnel_name_key(d.name) == tunnel_name_key(ref) || d.id.str() == ref) return &d;
   return nullptr;
 }
 
@@ -132,12 +133,16 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
 
 }  // namespace
 
-std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why) {
+std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why, bool compile) {
   if (!text.empty() && text[0] == '~') {  // a pattern: whatever Hyperscan compiles
     std::string error;
-    const std::vector<IngressMatcher::Rule> one{{text, 0}};
-    if (text.size() < 2 || !IngressMatcher::build(one, 1, error)) {
-      if (why) *why = text.size() < 2 ? "an empty pattern" : error;
+    if (text.size() < 2) error = "an empty pattern";
+    else if (text.size() - 1 > kMaxHostnamePattern)
+      error = "a pattern is at most " + std::to_string(kMaxHostnamePattern) + " bytes (this one has " +
+              std::to_string(text.size() - 1) + ")";
+    else if (compile) IngressMatcher::build(std::vector<IngressMatcher::Rule>{{text, 0}}, 1, error);
+    if (!error.empty()) {
+      if (why) *why = error;
       return std::nullopt;
     }
     return text;
@@ -181,11 +186,42 @@ std::string WeightPolicy::str() const {
   return max_weight == 255 ? "agent" : "agent, at most " + std::to_string(max_weight);
 }
 
+std::string entry_point_problem(const EntryDef& e, const DpctldConfig& cfg) {
+  const std::string port = std::to_string(e.port);
+  if (e.proto == 17 && e.port == cfg.gateway_endpoint.port && (!e.listen || *e.listen == cfg.gateway_endpoint.ip))
+    return "udp/" + port + " is the gateway's tunnel port (relay frames from agents, gateway_endpoint in " +
+           cfg.path + ")";
+  if (e.proto == 6 && e.port == cfg.agent_listen.port &&
+      (!e.listen || !cfg.agent_listen.ip.value || *e.listen == cfg.agent_listen.ip))
+    return "tcp/" + port + " is dpctld's agent port (agent_listen in " + cfg.path +
+           "): an entry point there would cut agents off from dpctld";
+  return "";
+}
+
+std::string tunnel_name_key(const std::string& name) {
+  std::string key;
+  for (char c : name) key += char(std::tolower(static_cast<unsigned char>(c)));
+  return key;
+}
+
+std::string allow_problem(const std::string& v) {
+  if (v == "*") return "";
+  for (const char* prefix : {"CN=", "DNS:", "URI:"})
+    if (v.rfind(prefix, 0) == 0) return v.size() > strlen(prefix) ? "" : "expected a name after " + std::string(prefix);
+  return "expected \"CN=...\", \"DNS:...\", \"URI:...\" or \"*\", not '" + v + "'";
+}
+
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities) {
+  auto dns_equal = [](const std::string& a, const std::string& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+  };
   for (const auto& a : allow) {
     if (a == "*") return true;
+    const bool dns = a.rfind("DNS:", 0) == 0;
     for (const auto& id : identities)
-      if (a == id) return true;
+      if (dns ? id.rfind("DNS:", 0) == 0 && dns_equal(a, id) : a == id) return true;
   }
   return false;
 }
@@ -200,17 +236,20 @@ static DpctldConfig load(const std::string& path) {
   const Setting& d = root["dpctld"];
   config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
                         "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
-                        "agent_address"});
+                        "agent_address", "failure_log_rate"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
-  config_allow_keys(tls, {"ca", "cert", "key", "crl", "handshake_timeout"});
+  config_allow_keys(tls, {"ca", "cert", "key", "crl", "handshake_timeout", "max_pending", "max_pending_per_source"});
   cfg.tls.ca = config_string(tls, "ca");
   cfg.tls.cert = config_string(tls, "cert");
   cfg.tls.key = config_string(tls, "key");
   cfg.tls.crl = config_string(tls, "crl", "");
   cfg.handshake_timeout_ns = config_duration_ns(tls, "handshake_timeout", 0.1, 300, 10);
+  cfg.max_pending_handshakes = uint32_t(config_int(tls, "max_pending", 1, 100000, 256));
+  cfg.max_pending_per_source = uint32_t(config_int(tls, "max_pending_per_source", 1, 100000, 16));
   cfg.failure_log = config_string(d, "failure_log", "-");
+  cfg.failure_log_rate = uint32_t(config_int(d, "failure_log_rate", 1, 1000000, 20));
   std::string metrics = config_string(d, "metrics_listen", "127.0.0.1:9108");
   if (metrics.empty()) {
     cfg.metrics_listen.reset();
@@ -244,7 +283,7 @@ static DpctldConfig load(const std::string& path) {
     for (int i = 0; i < tunnels->getLength(); ++i) {
       cfg.tunnels.push_back(load_tunnel((*tunnels)[i]));
       if (!seen.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
-      if (!seen.insert("name:" + cfg.tunnels.back().name).second)
+      if (!seen.insert("name:" + tunnel_name_key(cfg.tunnels.back().name)).second)
         config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
     }
   }
@@ -254,6 +293,7 @@ static DpctldConfig load(const std::string& path) {
     for (int i = 0; i < entries->getLength(); ++i) {
       cfg.entry_points.push_back(load_entry((*entries)[i], cfg));
       const EntryDef& e = cfg.entry_points.back();
+      if (std::string problem = entry_point_problem(e, cfg); !problem.empty()) config_fail((*entries)[i]["port"], problem);
       if (!used.insert({e.proto, e.port}).second) config_fail((*entries)[i]["port"], "entry point defined twice");
     }
   }

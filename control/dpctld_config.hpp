@@ -57,6 +57,9 @@ struct DpctldConfig {
   Endpoint agent_listen{Ipv4{0}, 7443};
   TlsFiles tls;
   uint64_t handshake_timeout_ns = 10'000'000'000ull;
+  uint32_t max_pending_handshakes = 256;     // unfinished TLS handshakes at once (the oldest gives way)
+  uint32_t max_pending_per_source = 16;      // ... from one address
+  uint32_t failure_log_rate = 20;            // lines per second in the failure log (then a count of the rest)
   std::string failure_log = "-";  // JSON lines of failed agent handshakes; "-" = stdout
   std::optional<Endpoint> metrics_listen = Endpoint{Ipv4{0x7f000001}, 9108};
   std::string api_socket = "/run/dptun/dpctld.sock";
@@ -77,15 +80,30 @@ struct DpctldConfig {
 DpctldConfig load_dpctld_config(const std::string& path);
 
 // Hostname rules: "example.org" (exact), ".example.com" or "*.example.com" (the domain and every subdomain), or
-// "~regex" (a pattern the whole name must match, case-insensitive). Returns the normalized form (lower case;
-// wildcards as "*.example.com"; patterns as given), or nullopt with `why` when it is not a valid rule.
-std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why = nullptr);
+// "~regex" (a pattern the whole name must match, case-insensitive, at most kMaxHostnamePattern bytes). Returns
+// the normalized form (lower case; wildcards as "*.example.com"; patterns as given), or nullopt with `why` when
+// it is not a valid rule. With compile = false a pattern is only checked for its length: the caller compiles it
+// where a slow compile does no harm (dpctld's background thread).
+inline constexpr size_t kMaxHostnamePattern = 256;
+std::optional<std::string> normalize_hostname_rule(const std::string& text, std::string* why = nullptr,
+                                                   bool compile = true);
+
+// What is wrong with an entry point wherever it comes from (config file, state file, dpctl), or "": the
+// ports the gateway needs itself -- its tunnel port (relay frames from agents) and, when dpctld is reached
+// through dpgw's kernel path, dpctld's agent port.
+std::string entry_point_problem(const EntryDef& e, const DpctldConfig& cfg);
 
 // What is wrong with a tunnel name, or "" when it is fine: 1..64 of A-Z a-z 0-9 . _ -, and not a UUID
 // (names and ids are both accepted wherever a tunnel is named).
 std::string tunnel_name_problem(const std::string& name);
+// Tunnel names are unique and found without regard to case ("web" and "WEB" are one name): the key to compare.
+std::string tunnel_name_key(const std::string& name);
 
-// True when one of the certificate's identities is allowed ("*" allows any).
+// What is wrong with an allow entry, or "": "CN=<name>", "DNS:<name>", "URI:<uri>" or "*".
+std::string allow_problem(const std::string& allow);
+
+// True when one of the certificate's identities is allowed ("*" allows any). DNS names compare without regard
+// to case (RFC 4343); CN and URI entries exactly.
 bool identity_allowed(const std::vector<std::string>& allow, const std::vector<std::string>& identities);
 
 }  // namespace dptun

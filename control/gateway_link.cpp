@@ -8,11 +8,17 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.hpp"
+
+#include "common/json_fields.hpp"
 #include "common/log.hpp"
+#include "common/uuid.hpp"
 
 namespace dptun {
 
 using nlohmann::json;
+
+std::string GatewayLink::random_instance_id() { return Uuid::random_v4().str(); }
 
 GatewayLink::~GatewayLink() {
   if (fd_) loop_.remove(fd_.get());
@@ -48,19 +54,20 @@ void GatewayLink::connect_now(uint64_t now_ns) {
   hello_done_ = false;
   loop_.add(fd_.get(), EPOLLIN, [this](uint32_t ev) { on_event(ev); });
   // Hello, then the whole state: a restarted dpgw gets everything back.
-  out_ += json{{"type", "hello"}, {"version", 1}, {"client", "dpctld"}, {"seq", ++seq_}}.dump() + "\n";
-  json sync = full_state_();
-  sync["seq"] = ++seq_;
-  out_ += sync.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  // And the gateway's view at once: which sessions it still holds from before (their indexes are not free).
-  out_ += json{{"type", "status"}, {"seq", ++seq_}}.dump() + "\n";
-  ++syncs_;
+  // Hello first; the whole state follows once dpgw has taken this dpctld as its controller (dispatch).
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  out_ += json{{"type", "hello"}, {"version", 1},       {"client", "dpctld"}, {"instance", instance_},
+               {"pid", getpid()}, {"host", host}, {"seq", ++seq_}}
+              .dump(-1, ' ', false, json::error_handler_t::replace) +
+          "\n";
   write_some();
 }
 
 void GatewayLink::send(json msg) {
-  if (!fd_) return;
+  if (!fd_ || !hello_done_) return;  // the sync after the next hello carries it
   msg["seq"] = ++seq_;
+  if (msg.value("type", std::string()) != "status") msg["epoch"] = epoch_;
   out_ += msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   write_some();
 }
@@ -120,18 +127,43 @@ void GatewayLink::dispatch(const json& msg) {
   const std::string type = msg.value("type", std::string());
   if (type == "hello") {
     hello_done_ = true;
-    LOG_INFO("gateway %s: connected (%d worker(s)); state pushed", path_.c_str(), msg.value("workers", 0));
+    epoch_ = uint64_t(int_field(msg, "epoch", 0, INT64_MAX, 0));
+    addresses_.clear();
+    for (const auto& a : array_field(msg, "addresses"))
+      if (a.is_string()) addresses_.push_back(a.get<std::string>());
+    if (!conflict_.empty()) LOG_WARN("gateway %s: this dpctld controls the gateway again", path_.c_str());
+    conflict_.clear();
+    // The whole state, then the gateway's view at once: which sessions it still holds from before (their
+    // indexes are not free).
+    send(full_state_());
+    send(json{{"type", "status"}});
+    ++syncs_;
+    LOG_INFO("gateway %s: connected (%lld worker(s)), controller epoch %llu; state pushed", path_.c_str(),
+             (long long)int_field(msg, "workers", 0, 1 << 16, 0), (unsigned long long)epoch_);
   } else if (type == "status") {
     on_status_(msg);
   } else if (type == "error") {
-    LOG_WARN("gateway refused a change: %s", msg.value("reason", std::string("?")).c_str());
+    const std::string code = string_or(msg, "code", "");
+    if (code == "controller_busy" || code == "fenced" || code == "not_controller") {
+      // Another dpctld holds the gateway, or took it over: nothing this one pushes may count.
+      const std::string reason = string_or(msg, "reason", code);
+      if (conflict_ != reason)
+        LOG_ERROR("gateway %s: %s: %s; this dpctld does not control it (retrying every 5 s)", path_.c_str(),
+                  code.c_str(), reason.c_str());
+      conflict_ = reason;
+      conflicts_++;
+      disconnect(nullptr);
+      next_attempt_ns_ = monotonic_ns() + 5'000'000'000ull;
+      return;
+    }
+    LOG_WARN("gateway refused a change: %s", string_or(msg, "reason", "?").c_str());
     on_refused_(msg);
   }
 }
 
 void GatewayLink::disconnect(const char* why) {
   if (!fd_) return;
-  LOG_WARN("gateway %s: %s; reconnecting", path_.c_str(), why);
+  if (why) LOG_WARN("gateway %s: %s; reconnecting", path_.c_str(), why);
   loop_.remove(fd_.get());
   fd_.reset();
   hello_done_ = false;

@@ -1,12 +1,18 @@
 // dpctld's link to dpgw's control socket: connects (and reconnects every second while dpgw is away), pushes
 // the full state on every connect (so a restarted dpgw gets it all back), then each change as it happens, and
 // asks for the gateway's status every second (session liveness, counters).
+//
+// dpgw takes one controller at a time (dataplane/control_commands.hpp): this link says who it is (instance id,
+// pid, host), learns its epoch, and sends it with every change. When dpgw says another dpctld controls it
+// (`controller_busy`) or that it was replaced (`fenced`), the link says so loudly, reports it (conflict()), and
+// tries again every 5 seconds; it never pushes state it does not own.
 #pragma once
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/event_loop.hpp"
 
@@ -30,6 +36,12 @@ class GatewayLink {
   void send(nlohmann::json msg);
   bool connected() const { return bool(fd_) && hello_done_; }
   uint64_t syncs() const { return syncs_; }
+  uint64_t epoch() const { return epoch_; }
+  // Why dpgw does not take this dpctld as its controller ("" when it does, or when not connected for other
+  // reasons): another dpctld holds it, or replaced this one.
+  const std::string& conflict() const { return conflict_; }
+  uint64_t conflicts() const { return conflicts_; }
+  const std::vector<std::string>& gateway_addresses() const { return addresses_; }
 
  private:
   void connect_now(uint64_t now_ns);
@@ -38,6 +50,7 @@ class GatewayLink {
   void disconnect(const char* why);
   void handle(const std::string& line);
   void dispatch(const nlohmann::json& msg);
+  static std::string random_instance_id();
 
   EventLoop& loop_;
   std::string path_;
@@ -52,6 +65,11 @@ class GatewayLink {
   uint64_t next_status_ns_ = 0;
   uint64_t seq_ = 0;
   uint64_t syncs_ = 0;
+  uint64_t epoch_ = 0;
+  std::string instance_ = random_instance_id();  // random per start: dpgw tells a reconnecting dpctld from another one
+  std::string conflict_;
+  uint64_t conflicts_ = 0;
+  std::vector<std::string> addresses_;
 };
 
 }  // namespace dptun

@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common/json_writer.hpp"
+#include "common/log.hpp"
 #include "common/uuid.hpp"
 
 namespace dptun {
@@ -24,6 +25,7 @@ const char* handshake_failure_name(HandshakeFailure f) {
     case HandshakeFailure::NoSharedCipher: return "no_shared_cipher";
     case HandshakeFailure::NotTls: return "not_tls";
     case HandshakeFailure::Timeout: return "timeout";
+    case HandshakeFailure::Shed: return "shed";
     case HandshakeFailure::Other: return "other";
     case HandshakeFailure::Count: break;
   }
@@ -49,6 +51,7 @@ static HandshakeFailure from_verify_error(int v) {
 }
 
 HandshakeFailure classify_handshake(const HandshakeEvidence& e) {
+  if (e.shed) return HandshakeFailure::Shed;
   if (e.timed_out) return HandshakeFailure::Timeout;
   // A TLS connection starts with a handshake record (content type 22).
   if (e.first_byte >= 0 && e.first_byte != 0x16) return HandshakeFailure::NotTls;
@@ -91,21 +94,20 @@ std::string tls_version_name(uint16_t v) {
   }
 }
 
+// What an unauthenticated client controls (SNI, certificate names) is logged at most this long, then "...".
+static std::string capped(const std::string& s, size_t max = 256) {
+  return s.size() <= max ? s : s.substr(0, max) + "...";
+}
+
 std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure category, uint64_t realtime_ns) {
-  char ts[96];
-  time_t secs = time_t(realtime_ns / 1000000000ull);
-  tm t;
-  gmtime_r(&secs, &t);
-  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
-           t.tm_min, t.tm_sec, unsigned(realtime_ns / 1000000ull % 1000));
   JsonWriter j;
-  j.begin_object().field("time", std::string(ts)).field("event", "agent_tls_handshake_failed");
+  j.begin_object().field("time", iso8601_utc(realtime_ns)).field("event", "agent_tls_handshake_failed");
   j.field("client", e.client.str());
   j.field("reason", handshake_failure_name(category));
   if (e.sni.empty())
     j.key("sni").null();
   else
-    j.field("sni", e.sni);
+    j.field("sni", capped(e.sni));
   // Agents put their tunnel id in the SNI ("<uuid>" or "<uuid>.anything").
   std::optional<Uuid> tunnel = e.sni.size() >= 36 ? Uuid::parse(e.sni.substr(0, 36)) : std::nullopt;
   if (tunnel)
@@ -117,9 +119,9 @@ std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure 
   j.end_array();
   if (e.certificate) {
     j.key("certificate").begin_object();
-    j.field("subject", e.certificate->subject)
-        .field("issuer", e.certificate->issuer)
-        .field("serial", e.certificate->serial)
+    j.field("subject", capped(e.certificate->subject))
+        .field("issuer", capped(e.certificate->issuer))
+        .field("serial", capped(e.certificate->serial, 64))
         .field("not_after", e.certificate->not_after);
     j.end_object();
   } else {
@@ -129,7 +131,8 @@ std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure 
     j.field("verify_error", X509_verify_cert_error_string(e.verify_error));
   else
     j.key("verify_error").null();
-  j.field("openssl_reason", e.openssl_reason.empty() ? std::string(e.timed_out ? "handshake timed out"
+  j.field("openssl_reason", e.openssl_reason.empty() ? std::string(e.shed        ? "unfinished while newer connections waited"
+                                                                    : e.timed_out ? "handshake timed out"
                                                                                : e.closed_early ? "connection closed during the handshake"
                                                                                                 : "unknown")
                                                      : e.openssl_reason);

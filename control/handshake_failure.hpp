@@ -22,6 +22,7 @@ enum class HandshakeFailure : uint8_t {
   NoSharedCipher,
   NotTls,
   Timeout,
+  Shed,  // unfinished while too many others from its address (or in total) waited: the oldest gives way
   Other,
   Count
 };
@@ -44,6 +45,7 @@ struct HandshakeEvidence {
   int first_byte = -1;          // the first byte the client sent, -1 if none
   bool timed_out = false;
   bool closed_early = false;    // the client closed before the handshake finished
+  bool shed = false;            // closed unfinished to make room (AgentListener limits)
 };
 
 // Maps the evidence to one category. Pure: unit-tested against OpenSSL error codes.

@@ -1,8 +1,15 @@
 #include "control/session_registry.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 namespace dptun {
+
+SessionRegistry::SessionRegistry() {
+  uint32_t r = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&r), sizeof r) != 1) r = 0;
+  next_ = kFirstIndex + r % (kLastIndex - kFirstIndex + 1);
+}
 
 SessionRegistry::~SessionRegistry() {
   for (auto& [i, s] : sessions_) OPENSSL_cleanse(s.base_secret.data(), s.base_secret.size());

@@ -37,6 +37,7 @@ class SessionRegistry {
   static constexpr uint32_t kFirstIndex = 32768;
   static constexpr uint32_t kLastIndex = 65535;
 
+  SessionRegistry();  // starts at a random index, so a restarted dpctld rarely hands out an index agents still use
   ~SessionRegistry();
   // A free index, or nullopt when all 32768 are taken. Indexes the gateway still holds (sessions of an earlier
   // dpctld it keeps forwarding for until they fall quiet) are not free.
@@ -53,7 +54,7 @@ class SessionRegistry {
  private:
   std::map<uint32_t, SessionRecord> sessions_;
   std::set<uint32_t> gateway_held_;
-  uint32_t next_ = kFirstIndex;
+  uint32_t next_;
 };
 
 }  // namespace dptun

@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/json_fields.hpp"
+
 namespace dptun {
 
 using nlohmann::json;
@@ -19,7 +21,7 @@ json encode_state(const PersistedState& s) {
   for (const auto& t : s.tunnels) {
     json j{{"id", t.id.str()}, {"name", t.name}, {"allow", t.allow}};
     if (t.weights.fixed) j["weight"] = t.weights.weight;
-    if (t.weights.max_weight != 255) j["max_weight"] = t.weights.max_weight;
+    else if (t.weights.max_weight != 255) j["max_weight"] = t.weights.max_weight;
     tunnels.push_back(j);
   }
   for (const auto& e : s.entry_points) {
@@ -42,95 +44,111 @@ json encode_state(const PersistedState& s) {
   return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}};
 }
 
-static Uuid uuid_at(const json& j, const char* key, const std::string& where) {
-  auto u = j.contains(key) && j[key].is_string() ? Uuid::parse(j[key].get<std::string>()) : std::nullopt;
-  if (!u) throw std::runtime_error(where + ": '" + key + "' is not a UUID");
+namespace {
+
+Uuid uuid_at(const json& j, const char* key) {
+  auto u = Uuid::parse(string_field(j, key));
+  if (!u) throw FieldError(std::string("'") + key + "' is not a UUID");
   return *u;
 }
 
+// Each entry is read by `read`; what is wrong with it is reported as "<list>[<i>]: <what>".
+template <typename T, typename Read>
+void read_list(const json& doc, const char* list, std::vector<T>& out, Read read) {
+  const json& items = array_field(doc, list);
+  for (size_t i = 0; i < items.size(); ++i) {
+    try {
+      if (!items[i].is_object()) throw FieldError("expected an object");
+      out.push_back(read(items[i]));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string(list) + "[" + std::to_string(i) + "]: " + e.what());
+    }
+  }
+}
+
+}  // namespace
+
 PersistedState decode_state(const json& j) {
-  if (!j.is_object() || j.value("version", 0) != 1) throw std::runtime_error("not a version 1 dpctld state document");
+  if (!j.is_object() || !field(j, "version") || json_int_in(j["version"], 1, 1) != 1)
+    throw std::runtime_error("not a version 1 dpctld state document");
   PersistedState s;
-  std::set<std::string> seen;  // ids, names, entry points and hostnames: each once
-  auto once = [&](const std::string& key, const std::string& where, const std::string& what) {
-    if (!seen.insert(key).second) throw std::runtime_error(where + ": " + what + " appears twice");
-  };
-  size_t i = 0;
-  for (const auto& t : j.value("tunnels", json::array())) {
-    std::string where = "tunnels[" + std::to_string(i++) + "]";
+  read_list(j, "tunnels", s.tunnels, [](const json& t) {
     TunnelDef d;
-    d.id = uuid_at(t, "id", where);
-    d.name = t.value("name", d.id.str());
-    if (t.contains("name"))
-      if (std::string problem = tunnel_name_problem(d.name); !problem.empty()) throw std::runtime_error(where + ": " + problem);
-    once("id:" + d.id.str(), where, "tunnel " + d.id.str());
-    once("name:" + d.name, where, "tunnel name '" + d.name + "'");
-    for (const auto& a : t.value("allow", json::array())) {
-      if (!a.is_string()) throw std::runtime_error(where + ": 'allow' must list strings");
+    d.id = uuid_at(t, "id");
+    d.name = string_field(t, "name");
+    if (std::string problem = tunnel_name_problem(d.name); !problem.empty()) throw FieldError("'name': " + problem);
+    for (const auto& a : array_field(t, "allow")) {
+      if (!a.is_string()) throw FieldError("'allow' must list strings");
+      if (std::string problem = allow_problem(a.get<std::string>()); !problem.empty())
+        throw FieldError("'allow': " + problem);
       d.allow.push_back(a.get<std::string>());
     }
-    if (d.allow.empty()) throw std::runtime_error(where + ": 'allow' is empty");
-    auto weight_at = [&](const char* key) {
-      const int w = t.value(key, 0);
-      if (w < 1 || w > 255) throw std::runtime_error(where + ": '" + key + "' must be 1..255");
-      return uint8_t(w);
-    };
-    if (t.contains("weight")) {
+    if (d.allow.empty()) throw FieldError("'allow' is empty");
+    if (field(t, "weight") && field(t, "max_weight")) throw FieldError("'weight' and 'max_weight' exclude each other");
+    if (field(t, "weight")) {
       d.weights.fixed = true;
-      d.weights.weight = weight_at("weight");
+      d.weights.weight = uint8_t(int_field(t, "weight", 1, 255));
     }
-    if (t.contains("max_weight")) d.weights.max_weight = weight_at("max_weight");
-    if (t.contains("weight") && t.contains("max_weight"))
-      throw std::runtime_error(where + ": 'weight' and 'max_weight' exclude each other");
-    s.tunnels.push_back(std::move(d));
-  }
-  i = 0;
-  for (const auto& e : j.value("entry_points", json::array())) {
-    std::string where = "entry_points[" + std::to_string(i++) + "]";
+    d.weights.max_weight = uint8_t(int_field(t, "max_weight", 1, 255, 255));
+    return d;
+  });
+  read_list(j, "entry_points", s.entry_points, [](const json& e) {
     EntryDef d;
-    std::string proto = e.value("proto", std::string());
-    if (proto != "tcp" && proto != "udp") throw std::runtime_error(where + ": 'proto' must be tcp or udp");
+    const std::string proto = string_field(e, "proto");
+    if (proto != "tcp" && proto != "udp") throw FieldError("'proto' must be tcp or udp");
     d.proto = proto == "tcp" ? 6 : 17;
-    int port = e.value("port", 0);
-    if (port < 1 || port > 65535) throw std::runtime_error(where + ": 'port' must be 1..65535");
-    d.port = uint16_t(port);
-    if (e.contains("route")) {
-      auto route = parse_entry_route(e.value("route", std::string()));
+    d.port = uint16_t(int_field(e, "port", 1, 65535));
+    if (field(e, "route")) {
+      auto route = parse_entry_route(string_field(e, "route"));
       if (!route || *route == EntryRoute::Fixed || (*route == EntryRoute::QuicSni) != (d.proto == 17))
-        throw std::runtime_error(where + ": 'route' must be sni or http (tcp), quic (udp)");
+        throw FieldError("'route' must be sni or http (tcp), quic (udp)");
+      if (field(e, "tunnel") || field(e, "target")) throw FieldError("an entry point with a 'route' has no 'tunnel' or 'target'");
       d.route = *route;
     } else {
-      d.tunnel = uuid_at(e, "tunnel", where);
-      auto target = Endpoint::parse(e.value("target", std::string()));
-      if (!target) throw std::runtime_error(where + ": 'target' must be ipv4:port");
+      d.tunnel = uuid_at(e, "tunnel");
+      auto target = Endpoint::parse(string_field(e, "target"));
+      if (!target) throw FieldError("'target' must be ipv4:port");
       d.target = *target;
     }
-    d.keepalive = e.value("keepalive", false);
-    d.ttl_s = e.value("ttl", 5.0);
-    if (!(d.ttl_s >= 0.1 && d.ttl_s <= 86400)) throw std::runtime_error(where + ": 'ttl' must be 0.1..86400 seconds");
-    once(proto + "/" + std::to_string(port), where, "entry point " + proto + "/" + std::to_string(port));
-    if (e.contains("listen")) {
-      auto ip = Ipv4::parse(e.value("listen", std::string()));
-      if (!ip) throw std::runtime_error(where + ": 'listen' is not an IPv4 address");
+    d.keepalive = bool_field(e, "keepalive", false);
+    d.ttl_s = number_field(e, "ttl", 0.1, 86400, 5.0);
+    if (field(e, "listen")) {
+      auto ip = Ipv4::parse(string_field(e, "listen"));
+      if (!ip) throw FieldError("'listen' is not an IPv4 address");
       d.listen = *ip;
     }
-    s.entry_points.push_back(d);
-  }
-  i = 0;
-  for (const auto& r : j.value("ingress", json::array())) {
-    std::string where = "ingress[" + std::to_string(i++) + "]";
-    auto host = normalize_hostname_rule(r.value("hostname", std::string()));
-    if (!host) throw std::runtime_error(where + ": 'hostname' is not a hostname rule");
-    once("host:" + *host, where, "hostname rule " + *host);
-    IngressRule rule{*host, uuid_at(r, "tunnel", where), r.value("private", false), std::nullopt,
-                     r.value("proxy_protocol", false)};
-    if (r.contains("target")) {
-      auto t = parse_rule_target(r.value("target", std::string()));
-      if (!t) throw std::runtime_error(where + ": 'target' must be ipv4:port or ipv4");
+    return d;
+  });
+  read_list(j, "ingress", s.ingress, [](const json& r) {
+    std::string why;
+    auto host = normalize_hostname_rule(string_field(r, "hostname"), &why);
+    if (!host) throw FieldError("'hostname' is not a hostname rule" + (why.empty() ? "" : ": " + why));
+    IngressRule rule{*host, uuid_at(r, "tunnel"), bool_field(r, "private", false), std::nullopt,
+                     bool_field(r, "proxy_protocol", false)};
+    if (field(r, "target")) {
+      auto t = parse_rule_target(string_field(r, "target"));
+      if (!t) throw FieldError("'target' must be ipv4:port or ipv4");
       rule.target = *t;
     }
-    s.ingress.push_back(rule);
+    return rule;
+  });
+  // Each tunnel id and name (names without regard to case), entry point and hostname once.
+  std::set<std::string> seen;
+  auto once = [&](const std::string& key, const std::string& what) {
+    if (!seen.insert(key).second) throw std::runtime_error(what + " appears twice");
+  };
+  for (size_t i = 0; i < s.tunnels.size(); ++i) {
+    const std::string where = "tunnels[" + std::to_string(i) + "]: ";
+    once("id:" + s.tunnels[i].id.str(), where + "tunnel " + s.tunnels[i].id.str());
+    once("name:" + tunnel_name_key(s.tunnels[i].name), where + "tunnel name '" + s.tunnels[i].name + "'");
   }
+  for (size_t i = 0; i < s.entry_points.size(); ++i) {
+    const EntryDef& e = s.entry_points[i];
+    const std::string name = std::string(e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port);
+    once(name, "entry_points[" + std::to_string(i) + "]: entry point " + name);
+  }
+  for (size_t i = 0; i < s.ingress.size(); ++i)
+    once("host:" + s.ingress[i].hostname, "ingress[" + std::to_string(i) + "]: hostname rule " + s.ingress[i].hostname);
   return s;
 }
 

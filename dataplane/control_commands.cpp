@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_fields.hpp"
+#include "common/line_server.hpp"
+#include "common/log.hpp"
 #include "dataplane/gateway_state.hpp"
 #include "dataplane/stats_report.hpp"
 #include "dataplane/worker.hpp"
@@ -32,9 +35,57 @@ json status_of(Dataplane& dp, GatewayState& state) {
   return {{"type", "status"}, {"sessions", sessions}, {"stats", json::parse(stats_json(dp))}};
 }
 
+// Messages that change the managed state: only the controller may send them.
+bool is_change(const std::string& type) {
+  return type == "sync" || type == "ingress_set" || type == "tunnel_set" || type == "tunnel_del" ||
+         type == "session_add" || type == "session_del" || type == "entry_set" || type == "entry_del";
+}
+
+json hello_reply(Dataplane& dp, const Controller& c) {
+  json addresses = json::array();
+  for (const PortInfo& p : dp.ports) addresses.push_back(Ipv4{p.address}.str());
+  return {{"type", "hello"},           {"version", kGatewayProtocolVersion}, {"server", "dpgw"},
+          {"workers", dp.workers.size()}, {"tunnel_port", dp.cfg->tunnel_port}, {"addresses", addresses},
+          {"epoch", c.epoch}};
+}
+
+// A dpctld says hello: it becomes the controller unless another one holds the gateway.
+json controller_hello(const json& req, uint64_t conn, ControlContext& ctx) {
+  Controller& c = ctx.controller;
+  const std::string instance = string_field(req, "instance", std::string());
+  const std::string who = "dpctld pid " + std::to_string(int_field(req, "pid", 0, 1ll << 32, 0)) + " on " +
+                          string_field(req, "host", std::string("?")) +
+                          (instance.empty() ? "" : " (instance " + instance + ")");
+  if (c.conn == conn) return hello_reply(ctx.dp, c);
+  const bool owner_alive = c.conn && ctx.server.is_open(c.conn) && ctx.now_ns - c.last_heard_ns < kControllerLeaseNs;
+  if (owner_alive) {
+    LOG_WARN("control socket: refused %s: the gateway is controlled by %s (epoch %llu)", who.c_str(), c.who.c_str(),
+             (unsigned long long)c.epoch);
+    return {{"type", "error"},
+            {"code", "controller_busy"},
+            {"controller", c.who},
+            {"epoch", c.epoch},
+            {"reason", "dpgw is controlled by " + c.who + " (epoch " + std::to_string(c.epoch) +
+                           "); one controller per gateway: stop the other dpctld, or give this one another "
+                           "gateway_socket"}};
+  }
+  if (c.conn && ctx.server.is_open(c.conn)) ctx.fence_conn = c.conn;  // silent past its lease: fenced off
+  const std::string before = c.who;
+  c.conn = conn;
+  c.epoch++;
+  c.who = who;
+  c.instance = instance;
+  c.since_ns = c.last_heard_ns = ctx.now_ns;
+  LOG_INFO("control socket: %s controls the gateway (epoch %llu%s%s)", who.c_str(), (unsigned long long)c.epoch,
+           before.empty() ? "" : ", after ", before.c_str());
+  return hello_reply(ctx.dp, c);
+}
+
 }  // namespace
 
-std::string handle_control_line(const std::string& line, bool& close, Dataplane& dp, GatewayState& state) {
+std::string handle_control_line(const std::string& line, bool& close, uint64_t conn, ControlContext& ctx) {
+  Dataplane& dp = ctx.dp;
+  GatewayState& state = ctx.state;
   if (line == "json" || line == "stats") {
     close = true;
     return stats_json(dp);
@@ -53,30 +104,43 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
   try {
     std::string error;
     bool ok = true;
+    if (conn == ctx.controller.conn) ctx.controller.last_heard_ns = ctx.now_ns;
+    if (is_change(type)) {
+      // Only the controller changes the gateway, and only under its current epoch.
+      const json* epoch = field(req, "epoch");
+      if (conn != ctx.controller.conn || (epoch && json_int_in(*epoch, 0, INT64_MAX) != int64_t(ctx.controller.epoch))) {
+        close = true;
+        return json{{"type", "error"},
+                    {"code", conn == ctx.controller.conn || ctx.controller.conn == 0 ? "not_controller" : "fenced"},
+                    {"request", type},
+                    {"reason", ctx.controller.conn ? "the gateway is controlled by " + ctx.controller.who + " (epoch " +
+                                                         std::to_string(ctx.controller.epoch) + ")"
+                                                   : "say hello first: no controller holds the gateway"}}
+                   .dump() + "\n";
+      }
+    }
     if (type == "hello") {
-      if (req.value("version", 0) != kGatewayProtocolVersion)
+      if (int_field(req, "version", 0, 1 << 30, 0) != kGatewayProtocolVersion)
         throw std::runtime_error("unsupported version (dpgw speaks " + std::to_string(kGatewayProtocolVersion) + ")");
-      reply = {{"type", "hello"},
-               {"version", kGatewayProtocolVersion},
-               {"server", "dpgw"},
-               {"workers", dp.workers.size()},
-               {"tunnel_port", dp.cfg->tunnel_port}};
+      reply = controller_hello(req, conn, ctx);
+      if (reply.value("type", std::string()) == "error") close = true;
     } else if (type == "status") {
       reply = status_of(dp, state);
+      reply["epoch"] = ctx.controller.epoch;
     } else if (type == "sync") {
       std::vector<TunnelSpec> tunnels;
       std::vector<SessionSpec> sessions;
       std::vector<EntrySpec> entries;
-      for (const auto& t : req.value("tunnels", json::array())) tunnels.push_back(decode_tunnel(t));
-      for (const auto& s : req.value("sessions", json::array())) sessions.push_back(decode_session(s));
-      for (const auto& e : req.value("entry_points", json::array())) entries.push_back(decode_entry(e));
+      for (const auto& t : array_field(req, "tunnels")) tunnels.push_back(decode_tunnel(t));
+      for (const auto& s : array_field(req, "sessions")) sessions.push_back(decode_session(s));
+      for (const auto& e : array_field(req, "entry_points")) entries.push_back(decode_entry(e));
       std::vector<IngressRuleSpec> rules;
-      for (const auto& r : req.value("ingress", json::array())) rules.push_back(decode_ingress_rule(r));
+      for (const auto& r : array_field(req, "ingress")) rules.push_back(decode_ingress_rule(r));
       ok = state.sync(tunnels, sessions, entries, error);
       if (ok) state.set_ingress(std::move(rules));
     } else if (type == "ingress_set") {  // the whole list of hostname rules
       std::vector<IngressRuleSpec> rules;
-      for (const auto& r : req.value("rules", json::array())) rules.push_back(decode_ingress_rule(r));
+      for (const auto& r : array_field(req, "rules")) rules.push_back(decode_ingress_rule(r));
       state.set_ingress(std::move(rules));
     } else if (type == "tunnel_set") {
       ok = state.set_tunnel(decode_tunnel(req), error);
@@ -87,12 +151,13 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
       ok = state.add_session(spec, error);
       if (!ok && state.sessions().count(spec.index)) reply = {{"type", "error"}, {"reason", error}, {"code", "index_in_use"}};
     } else if (type == "session_del") {
-      ok = state.remove_session(req.value("index", 0u), error);
+      ok = state.remove_session(uint32_t(int_field(req, "index", 1, 65535)), error);
     } else if (type == "entry_set") {
       ok = state.set_entry(decode_entry(req), error);
     } else if (type == "entry_del") {
-      std::string proto = req.value("proto", std::string());
-      ok = state.remove_entry(proto == "tcp" ? 6 : proto == "udp" ? 17 : 0, uint16_t(req.value("port", 0)), error);
+      const std::string proto = string_field(req, "proto");
+      if (proto != "tcp" && proto != "udp") throw FieldError("'proto' must be \"tcp\" or \"udp\"");
+      ok = state.remove_entry(proto == "tcp" ? 6 : 17, uint16_t(int_field(req, "port", 1, 65535)), error);
     } else {
       throw std::runtime_error("unknown message type '" + type + "'");
     }
@@ -100,7 +165,7 @@ std::string handle_control_line(const std::string& line, bool& close, Dataplane&
   } catch (const std::exception& e) {
     reply = {{"type", "error"}, {"reason", type + ": " + e.what()}};
   }
-  if (reply.value("type", std::string()) == "error") {  // which change failed, so dpctld can act on it
+  if (reply.value("type", std::string()) == "error" && !reply.contains("request")) {  // which change failed
     reply["request"] = type;
     if (req.contains("index")) reply["index"] = req["index"];
   }

@@ -9,6 +9,7 @@
 
 #include "common/bytes.hpp"
 #include "common/clock.hpp"
+#include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "dataplane/control_commands.hpp"
 #include "dataplane/stats_report.hpp"
@@ -60,7 +61,18 @@ void ControlLoop::tick(uint64_t now_ns) {
     report(now_ns);
     last_report_ns_ = now_ns;
   }
-  control_.poll([&](const std::string& line, bool& close) { return handle_control_line(line, close, dp_, state_); });
+  ControlContext ctx{dp_, state_, controller_, control_, now_ns};
+  control_.poll([&](const std::string& line, bool& close, uint64_t conn) -> std::optional<std::string> {
+    std::string reply = handle_control_line(line, close, conn, ctx);
+    if (ctx.fence_conn) {  // a controller silent past its lease was replaced: it hears so, and is cut off
+      control_.reply(ctx.fence_conn,
+                     "{\"type\":\"error\",\"code\":\"fenced\",\"reason\":\"another dpctld took over the gateway: " +
+                         json_escape(controller_.who) + "\"}\n",
+                     true);
+      ctx.fence_conn = 0;
+    }
+    return reply;
+  });
 }
 
 // Once a second: log agent endpoint changes and authentication failures (never key material).

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/line_server.hpp"
+#include "dataplane/control_commands.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/gateway_state.hpp"
 #include "dataplane/kernel_path.hpp"
@@ -38,6 +39,7 @@ class ControlLoop {
   GatewayState& state_;
   Reclaimer& reclaimer_;
   LineServer control_;
+  Controller controller_;  // which dpctld controls the gateway (control_commands.hpp)
   KernelPath kernel_;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;

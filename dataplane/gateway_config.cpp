@@ -55,7 +55,7 @@ void load_eal(const Setting& g, EalConfig& eal) {
 
 PortConfig load_port(const Setting& s) {
   config_allow_keys(s, {"name", "device", "address", "gateway", "mtu", "rx_desc", "tx_desc", "kernel_interface",
-                        "kernel_rate"});
+                        "kernel_rate", "kernel_burst"});
   PortConfig p;
   p.name = config_string(s, "name");
   p.device = config_string(s, "device");
@@ -80,8 +80,11 @@ PortConfig load_port(const Setting& s) {
     if (!ok) config_fail(s["kernel_interface"], "expected an interface name of 1..15 characters without '/', ':' or spaces");
   }
   p.kernel_rate = uint32_t(config_int(s, "kernel_rate", 100, 10'000'000, 20000));
-  if (s.exists("kernel_rate") && p.kernel_interface.empty())
-    config_fail(s["kernel_rate"], "kernel_rate needs a kernel_interface on this port");
+  // Bursts the kernel path takes at once (say, a TCP window of a control connection): 1/10 s of the rate.
+  p.kernel_burst = uint32_t(config_int(s, "kernel_burst", 16, 10'000'000, std::max<int64_t>(64, p.kernel_rate / 10)));
+  for (const char* key : {"kernel_rate", "kernel_burst"})
+    if (s.exists(key) && p.kernel_interface.empty())
+      config_fail(s[key], std::string(key) + " needs a kernel_interface on this port");
   return p;
 }
 

@@ -32,6 +32,7 @@ struct PortConfig {
   // counted and dropped.
   std::string kernel_interface;
   uint32_t kernel_rate = 20000;  // packets per second this port may hand to the kernel (shared by the workers)
+  uint32_t kernel_burst = 2000;  // packets the kernel path takes at once (token bucket size, shared by the workers)
 };
 
 struct StaticPeerConfig {

@@ -229,6 +229,11 @@ bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
     error = "UDP port " + std::to_string(spec.port) + " is the tunnel port";
     return false;
   }
+  if (spec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),
+                                  [&](const PortInfo& p) { return p.address == spec.listen->value; })) {
+    error = "entry point " + std::to_string(spec.port) + ": " + spec.listen->str() + " is not an address of this gateway";
+    return false;
+  }
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const EntrySpec& e) { return e.proto == spec.proto && e.port == spec.port; });
   if (it != entries_.end()) {
@@ -284,6 +289,12 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
     if (e.from_config) next.push_back(e);
   for (const auto& e : entries) {
     bool taken = std::any_of(next.begin(), next.end(), [&](const EntrySpec& x) { return x.proto == e.proto && x.port == e.port; });
+    if (e.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),
+                                 [&](const PortInfo& p) { return p.address == e.listen->value; })) {
+      LOG_WARN("sync: entry point %u: %s is not an address of this gateway; left out", unsigned(e.port),
+               e.listen->str().c_str());
+      continue;
+    }
     if (!taken) next.push_back(e);
   }
   // Tunnels: add or rename, then drop dpctld's that are gone (with their sessions).
@@ -306,7 +317,16 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
   for (const auto& s : sessions) {
     listed.insert(s.index);
     orphans_.erase(s.index);
-    if (sessions_.count(s.index)) continue;
+    if (auto it = sessions_.find(s.index); it != sessions_.end()) {
+      const TunnelSession& have = *it->second;
+      const TunnelRec* t = find_tunnel(s.tunnel);
+      if (have.from_config) continue;  // add_session below says why it cannot be
+      // The same index with other keys (another registration than the one dpgw holds): the controller's is the
+      // session now, and the old keys must never be selected again.
+      if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor) continue;
+      LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
+      drop_session(s.index);
+    }
     std::string err;
     if (!add_session(s, err)) LOG_WARN("sync: session %u: %s", s.index, err.c_str());
   }

@@ -69,18 +69,12 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
     drop(m, why);
     return;
   }
-  // Each worker may hand its share of the port's kernel_rate per millisecond: a flood at the address costs the
-  // control lcore bounded work, and is counted.
-  if (now_ns_ - kernel_refill_ns_[port] >= 1'000'000ull) {
-    const uint64_t per_ms = dp_.cfg->ports[port].kernel_rate / 1000 / dp_.workers.size();
-    kernel_tokens_[port] = per_ms ? per_ms : 1;
-    kernel_refill_ns_[port] = now_ns_;
-  }
-  if (!kernel_tokens_[port]) {
+  // Each worker hands the kernel at most its share of the port's kernel_rate (a token bucket with its share of
+  // kernel_burst): a flood at the address costs the control lcore bounded work, and is counted.
+  if (!kernel_bucket_[port].take(now_ns_)) {
     drop(m, Drop::KernelRate);
     return;
   }
-  --kernel_tokens_[port];
   dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
   if (rte_ring_mp_enqueue(dp_.kernel_ring, m) != 0) {
     drop(m, Drop::KernelFull);
@@ -90,14 +84,10 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
 }
 
 // RFC 1191: type 3 code 4 with the next-hop MTU, quoting the IP header and 8 bytes of the offending packet.
-// Sent back out the port the packet came in on, to the MAC it came from; rate-limited to 1000/s per worker.
+// Sent back out the port the packet came in on, to the MAC it came from; rate-limited to 1000/s per worker
+// (bursts of up to 64).
 void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
-  if (now_ns_ - icmp_refill_ns_ > 1'000'000ull) {
-    icmp_tokens_ = 1;  // 1 per ms
-    icmp_refill_ns_ = now_ns_;
-  }
-  if (!icmp_tokens_) return;
-  --icmp_tokens_;
+  if (!icmp_bucket_.take(now_ns_)) return;
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
   if (!m) {
     stats.drops[size_t(Drop::NoMbuf)].add();

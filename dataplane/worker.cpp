@@ -46,6 +46,10 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
   handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
   if (!handoff_) throw std::runtime_error("cannot create ring " + name);
   ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
+  const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
+  for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
+    kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
+                                std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
 }
 
 Worker::~Worker() { rte_ring_free(handoff_); }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/token_bucket.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/entry_table.hpp"
@@ -141,8 +142,7 @@ class Worker {
   uint64_t now_ns_ = 0;
   uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
   uint16_t ip_id_ = 0;
-  std::array<uint64_t, 8> kernel_tokens_{};    // per port, refilled every millisecond (kernel_rate)
-  std::array<uint64_t, 8> kernel_refill_ns_{};
+  std::array<TokenBucket, 8> kernel_bucket_;  // per port: this worker's share of kernel_rate / kernel_burst
   QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
   std::array<EncapPending, 2 * kBurst> encap_;
   uint16_t n_encap_ = 0;
@@ -157,8 +157,7 @@ class Worker {
   uint32_t binding_cursor_ = 0;
   uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
-  uint64_t icmp_tokens_ = 0;
-  uint64_t icmp_refill_ns_ = 0;
+  TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends (fragmentation needed)
 
   struct TxBuffer {
     uint16_t n = 0;

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "common/hex.hpp"
+#include "common/json_fields.hpp"
 
 namespace dptun {
 
@@ -14,12 +15,6 @@ Uuid uuid_of(const json& j, const char* key) {
   auto u = Uuid::parse(j[key].get<std::string>());
   if (!u) throw std::runtime_error(std::string("'") + key + "' is not a UUID");
   return *u;
-}
-template <typename T>
-T number_of(const json& j, const char* key, T fallback) {
-  if (!j.contains(key)) return fallback;
-  if (!j[key].is_number()) throw std::runtime_error(std::string("'") + key + "' must be a number");
-  return j[key].get<T>();
 }
 }  // namespace
 
@@ -88,10 +83,8 @@ IngressRuleSpec decode_ingress_rule(const json& j) {
     if (!t) throw std::runtime_error("'target' must be ipv4:port or ipv4");
     r.target = *t;
   }
-  for (const char* flag : {"private", "proxy_protocol"})
-    if (j.contains(flag) && !j[flag].is_boolean()) throw std::runtime_error(std::string("'") + flag + "' must be true or false");
-  r.private_rule = j.value("private", false);
-  r.proxy_protocol = j.value("proxy_protocol", false);
+  r.private_rule = bool_field(j, "private", false);
+  r.proxy_protocol = bool_field(j, "proxy_protocol", false);
   return r;
 }
 
@@ -104,14 +97,9 @@ TunnelSpec decode_tunnel(const json& j) {
 
 SessionSpec decode_session(const json& j) {
   SessionSpec s;
-  int64_t index = number_of<int64_t>(j, "index", 0);
-  if (index < kFirstControlSessionIndex || index > 65535)
-    throw std::runtime_error("'index' must be 32768..65535 (dpctld's range)");
-  s.index = uint32_t(index);
+  s.index = uint32_t(int_field(j, "index", kFirstControlSessionIndex, 65535));
   s.tunnel = uuid_of(j, "tunnel");
-  int64_t w = number_of<int64_t>(j, "weight", 1);
-  if (w < 1 || w > 255) throw std::runtime_error("'weight' must be 1..255");
-  s.weight = uint8_t(w);
+  s.weight = uint8_t(int_field(j, "weight", 1, 255, 1));
   std::optional<std::vector<uint8_t>> secret;
   if (j.contains("secret") && j["secret"].is_string()) secret = hex_decode(j["secret"].get<std::string>());
   if (!secret || secret->size() != 32) throw std::runtime_error("'secret' must be 64 hex digits");
@@ -129,9 +117,7 @@ EntrySpec decode_entry(const json& j) {
   std::string proto = j.contains("proto") && j["proto"].is_string() ? j["proto"].get<std::string>() : "";
   if (proto != "tcp" && proto != "udp") throw std::runtime_error("'proto' must be \"tcp\" or \"udp\"");
   e.proto = proto == "tcp" ? 6 : 17;
-  int64_t port = number_of<int64_t>(j, "port", 0);
-  if (port < 1 || port > 65535) throw std::runtime_error("'port' must be 1..65535");
-  e.port = uint16_t(port);
+  e.port = uint16_t(int_field(j, "port", 1, 65535));
   if (j.contains("listen") && !j["listen"].is_null()) {
     auto ip = j["listen"].is_string() ? Ipv4::parse(j["listen"].get<std::string>()) : std::nullopt;
     if (!ip) throw std::runtime_error("'listen' is not an IPv4 address");
@@ -153,11 +139,8 @@ EntrySpec decode_entry(const json& j) {
   } else if (j.contains("tunnel") || j.contains("target")) {
     throw std::runtime_error("an entry point routed by hostname has no 'tunnel' or 'target' of its own");
   }
-  if (j.contains("keepalive") && !j["keepalive"].is_boolean()) throw std::runtime_error("'keepalive' must be true or false");
-  e.keepalive = j.value("keepalive", false);
-  double ttl = number_of<double>(j, "ttl", 5.0);
-  if (!(ttl >= 0.1 && ttl <= 86400)) throw std::runtime_error("'ttl' must be 0.1..86400 seconds");
-  e.udp_ttl_ns = uint64_t(ttl * 1e9);
+  e.keepalive = bool_field(j, "keepalive", false);
+  e.udp_ttl_ns = uint64_t(number_field(j, "ttl", 0.1, 86400, 5.0) * 1e9);
   return e;
 }
 

@@ -52,7 +52,7 @@ expect_error 2 "not a port" dpctl entry add tcp 70000 web 10.0.0.1:80
 expect_error 2 "not a protocol" dpctl entry add sctp 80 web 10.0.0.1:80
 expect_error 1 "cannot connect to $WORK/none.sock" "$DPCTL" --socket "$WORK/none.sock" stats
 expect_error 1 "not a UUID" dpctl tunnel add web --allow '*' --id 1234
-expect_error 1 "expected CN=" dpctl tunnel add web --allow 'agent-1'
+expect_error 1 'expected "CN=' dpctl tunnel add web --allow 'agent-1'
 expect_error 1 "must not be a UUID" dpctl tunnel add 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f --allow '*'
 expect_error 1 "may only hold" dpctl tunnel add 'web site' --allow '*'
 expect_error 1 "no tunnel 'web'" dpctl entry add tcp 5201 web "$AGENT_IP:5201"
@@ -97,6 +97,26 @@ expect_error 1 "target must be ipv4:port" dpctl entry add tcp 5202 iperf nowhere
 expect_error 1 "apply to UDP entry points only" dpctl entry add tcp 5203 iperf "$AGENT_IP:5201" --keepalive
 expect_error 1 "dpctld's agent port" dpctl entry add tcp 7443 iperf "$AGENT_IP:5201"
 expect_error 1 "tunnel port" dpctl entry add udp 51900 iperf "$AGENT_IP:5201"
+expect_error 1 "10.99.9.9 is not an address of the gateway (its ports have 10.99.1.1, 10.99.2.1)" \
+  dpctl entry add tcp 5204 iperf "$AGENT_IP:5201" --listen 10.99.9.9
+expect_error 1 "a tunnel is already named 'iperf'" dpctl tunnel add IPERF --allow '*'
+
+log "numbers from outside are range-checked before they are converted (API socket, raw JSON)"
+api() {  # api JSON: one raw request on dpctld's API socket; prints the reply
+  python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n"); s.shutdown(socket.SHUT_WR); print(s.makefile().read(), end="")' "$API" "$1"
+}
+dpctl entry add tcp 6201 iperf "$AGENT_IP:5201" > /dev/null
+for port in 4294973497 1e300 -1 65536 6201.5 '"6201"' 18446744073709551615; do
+  api "{\"cmd\":\"entry.del\",\"proto\":\"tcp\",\"port\":$port}" | jq -e '.ok == false and (.error | test("port.* must be an integer in 1..65535"))' > /dev/null ||
+    fail "entry.del with port $port: $(api "{\"cmd\":\"entry.del\",\"proto\":\"tcp\",\"port\":$port}")"
+done
+api '{"cmd":"entry.add","proto":"udp","port":5999,"tunnel":"iperf","target":"10.0.0.1:1","ttl":1e300}' |
+  jq -e '.ok == false and (.error | test("ttl"))' > /dev/null || fail "ttl 1e300 accepted"
+api '{"cmd":"tunnel.add","name":"w","allow":["*"],"weight":4294967297}' | jq -e '.ok == false' > /dev/null ||
+  fail "weight 4294967297 accepted"
+dpctl --json entry list | jq -e '[.entry_points[] | select(.port == 6201)] | length == 1' > /dev/null ||
+  fail "tcp/6201 was touched by requests with out-of-range ports"
+dpctl entry del tcp 6201 > /dev/null
 dpctl entry list > "$WORK/entries.txt"
 grep -Eq '^tcp/5201 +iperf +10.99.2.2:5201 +- +dpctl' "$WORK/entries.txt" || fail "entry list: $(cat "$WORK/entries.txt")"
 grep -Eq '^udp/5201 +iperf +10.99.2.2:5201 +ttl=30.0s keepalive +dpctl' "$WORK/entries.txt" ||
@@ -149,7 +169,14 @@ if timeout 3 ip netns exec "$NS_C" bash -c "exec 3<>/dev/tcp/$GW_PUBLIC/5201" 2>
   fail "tcp/5201 still connects after entry del"
 fi
 dpctl ingress del APP.example.org > /dev/null
-dpctl tunnel del iperf | grep -q "tunnel $id removed" || fail "tunnel del"
+log "a tunnel in use is removed only with --force, and dpctl says what went with it"
+expect_error 1 "tunnel iperf is in use (1 entry point, 1 ingress rule, 1 registered agent); 'dpctl tunnel del iperf --force'" \
+  dpctl tunnel del iperf
+dpctl tunnel del IPERF --force > "$WORK/del.txt" || fail "tunnel del --force: $(cat "$WORK/del.txt")"
+grep -q "tunnel iperf ($id) removed" "$WORK/del.txt" && grep -q "with its entry points: udp/5201" "$WORK/del.txt" &&
+  grep -q "with its ingress rules: \*.internal.example.org" "$WORK/del.txt" &&
+  grep -q "agents disconnected: [0-9]* (CN=agent-1)" "$WORK/del.txt" || fail "tunnel del --force said: $(cat "$WORK/del.txt")"
+grep -q "dpctl: tunnel iperf ($id) removed with 1 entry point(s)" "$WORK/dpctld.log" || fail "tunnel removal not logged"
 expect_error 1 "no tunnel 'iperf'" dpctl tunnel show iperf
 [ "$(dpctl --json session list | jq '.sessions | length')" -eq 0 ] || fail "sessions left after tunnel del"
 wait_for 5 "dpgw dropped the tunnel" bash -c "[ \"\$('$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq '.tunnels | length')\" -eq 0 ]"

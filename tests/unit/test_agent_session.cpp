@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "agent/agent_session.hpp"
+#include "agent/session_slots.hpp"
 #include "common/clock.hpp"
 #include "crypto/aead_openssl.hpp"
 #include "crypto/key_schedule.hpp"
@@ -511,6 +512,39 @@ static void wall_clock_rekey_waits_for_the_clock(void**) {
   for (auto* f : {&f0, &f1, &f2}) assert_true(gw.open_from_agent(*f));
 }
 
+
+// A restarted dpctld may hand the agent the receiver index it already uses, with a new secret: frames for that
+// index open with the new keys at once, and the old keys are never selected again (issue: 60 s of stale keys).
+// A new session under another index keeps the previous one receiving, selected by its index.
+static void session_slots_never_select_stale_keys(void**) {
+  OpensslAead engine;
+  using Mode = AgentSession::CounterMode;
+  SessionSlots slots;
+  const uint64_t now = kNsPerSec;
+  assert_false(slots.adopt(std::make_unique<AgentSession>(kIndex, psk(1), 16, kRekey, engine, Mode::FromZero), now));
+  Gateway old_gw{psk(1)}, new_gw{psk(2)};
+  const auto plain = plaintext(1);
+  assert_int_equal(agent_open(*slots.for_index(kIndex), old_gw.seal(kIndex, 1, plain), now), R::Ok);
+  // Same index, new registration: replaced outright.
+  assert_true(slots.adopt(std::make_unique<AgentSession>(kIndex, psk(2), 16, kRekey, engine, Mode::FromZero), now));
+  assert_null(slots.previous());
+  assert_int_equal(agent_open(*slots.for_index(kIndex), new_gw.seal(kIndex, 1, plain), now), R::Ok);
+  assert_int_equal(agent_open(*slots.for_index(kIndex), old_gw.seal(kIndex, 2, plain), now), R::AuthFail);
+  // Another index: the previous session keeps receiving its own frames for the grace time.
+  assert_false(slots.adopt(std::make_unique<AgentSession>(kIndex + 1, psk(3), 16, kRekey, engine, Mode::FromZero), now));
+  assert_non_null(slots.previous());
+  assert_int_equal(slots.for_index(kIndex)->index(), kIndex);
+  assert_int_equal(slots.for_index(kIndex + 1)->index(), kIndex + 1);
+  assert_int_equal(agent_open(*slots.for_index(kIndex), new_gw.seal(kIndex, 2, plain), now), R::Ok);
+  slots.expire(now + SessionSlots::kGraceNs + 1);
+  assert_null(slots.previous());
+  // And back to an index the previous session had: that one goes, never the keys it held.
+  assert_false(slots.adopt(std::make_unique<AgentSession>(kIndex + 2, psk(4), 16, kRekey, engine, Mode::FromZero), now));
+  assert_true(slots.adopt(std::make_unique<AgentSession>(kIndex + 1, psk(5), 16, kRekey, engine, Mode::FromZero), now));
+  assert_int_equal(slots.current()->index(), kIndex + 1);
+  assert_int_equal(slots.previous()->index(), kIndex + 2);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(agent_frames_decrypt_at_the_gateway),
@@ -529,6 +563,7 @@ int main() {
       cmocka_unit_test(wall_clock_anchor),
       cmocka_unit_test(wall_clock_rekey_waits_for_the_clock),
       cmocka_unit_test(expected_epochs_bypass_the_budget),
+      cmocka_unit_test(session_slots_never_select_stale_keys),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -87,11 +87,15 @@ static void first_byte_and_timeouts_win(void**) {
   HandshakeEvidence closed = tls_client();
   closed.closed_early = true;
   assert_int_equal(classify_handshake(closed), HandshakeFailure::Other);
+  HandshakeEvidence shed = tls_client();  // made room for newer connections: that, whatever else it showed
+  shed.shed = true;
+  shed.timed_out = true;
+  assert_int_equal(classify_handshake(shed), HandshakeFailure::Shed);
 }
 
 static void names(void**) {
   const char* want[] = {"expired",          "not_yet_valid",    "unknown_ca", "chain",   "revoked", "no_client_cert",
-                        "protocol_version", "no_shared_cipher", "not_tls",    "timeout", "other"};
+                        "protocol_version", "no_shared_cipher", "not_tls",    "timeout", "shed", "other"};
   for (size_t i = 0; i < size_t(HandshakeFailure::Count); ++i)
     assert_string_equal(handshake_failure_name(HandshakeFailure(i)), want[i]);
   assert_string_equal(tls_version_name(0x0304).c_str(), "TLSv1.3");
@@ -135,10 +139,29 @@ static void json_line(void**) {
   assert_string_equal(b["reason"].get<std::string>().c_str(), "not_tls");
 }
 
+// What an unauthenticated client sends (its SNI) may be any bytes: the line stays valid JSON and valid UTF-8
+// (nlohmann's parser refuses anything else), bytes that are not UTF-8 become \u00XX, valid UTF-8 stays as it is,
+// and a long name is cut.
+static void hostile_sni_stays_valid_json(void**) {
+  HandshakeEvidence e = tls_client();
+  e.sni = "a\x80\xff\xc3\xa9\xed\xa0\x80\xf4\x90\x80\x80\x01\x7f\"\\z";
+  auto j = nlohmann::json::parse(handshake_failure_json(e, HandshakeFailure::Other, 0));
+  assert_string_equal(j["sni"].get<std::string>().c_str(),
+                      "a\u0080\u00ff\u00e9\u00ed\u00a0\u0080\u00f4\u0090\u0080\u0080\u0001\u007f\"\\z");
+  for (int b = 0; b < 256; ++b) {
+    e.sni = std::string(3, char(b)) + std::string(1, char(255 - b));
+    assert_true(nlohmann::json::parse(handshake_failure_json(e, HandshakeFailure::Other, 0)).is_object());  // throws on invalid UTF-8
+  }
+  e.sni = std::string(5000, 'x');
+  auto k = nlohmann::json::parse(handshake_failure_json(e, HandshakeFailure::Other, 0));
+  assert_int_equal(k["sni"].get<std::string>().size(), 256 + 3);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(verify_errors), cmocka_unit_test(ssl_reasons), cmocka_unit_test(first_byte_and_timeouts_win),
       cmocka_unit_test(names),         cmocka_unit_test(json_line),
+      cmocka_unit_test(hostile_sni_stays_valid_json),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

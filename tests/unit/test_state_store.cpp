@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <string>
 
 #include "tests/unit/cmocka.hpp"
@@ -133,11 +134,11 @@ static void damaged_file_is_an_error(void**) {
   assert_false(load_state(path, error).has_value());
   assert_non_null(strstr(error.c_str(), "tunnels[0]"));
   assert_non_null(strstr(error.c_str(), "'id'"));
-  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"], "weight": 0}]})";
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "name": "a", "allow": ["*"], "weight": 0}]})";
   assert_false(load_state(path, error).has_value());
-  assert_non_null(strstr(error.c_str(), "'weight' must be 1..255"));
-  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"]},
-                                                {"id": "6F1C2D3E-4B5A-4C7D-8E9F-0A1B2C3D4E5F", "allow": ["*"]}]})";
+  assert_non_null(strstr(error.c_str(), "tunnels[0]: 'weight' must be an integer in 1..255"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "name": "a", "allow": ["*"]},
+                                                {"id": "6F1C2D3E-4B5A-4C7D-8E9F-0A1B2C3D4E5F", "name": "b", "allow": ["*"]}]})";
   assert_false(load_state(path, error).has_value());
   assert_non_null(strstr(error.c_str(), "tunnels[1]: tunnel 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f appears twice"));
   std::ofstream(path) << R"({"version": 1, "entry_points": [
@@ -149,6 +150,31 @@ static void damaged_file_is_an_error(void**) {
     {"hostname": "*.EXAMPLE.com", "tunnel": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"}]})";
   assert_false(load_state(path, error).has_value());
   assert_non_null(strstr(error.c_str(), "ingress[1]: hostname rule *.example.com appears twice"));
+  // Numbers are range-checked before they are converted: 4294972697 is not udp/5401, 1e300 is not cast.
+  for (const char* port : {"4294972697", "1e300", "-1", "0", "65536", "53.5", "\"53\"", "18446744073709551615"}) {
+    std::ofstream(path) << R"({"version": 1, "entry_points": [{"proto": "udp", "port": )" << port
+                        << R"(, "tunnel": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "target": "10.0.0.1:53"}]})";
+    assert_false(load_state(path, error).has_value());
+    assert_non_null(strstr(error.c_str(), "entry_points[0]: 'port' must be an integer in 1..65535"));
+  }
+  // A tunnel needs a name, and one that is not a UUID; names are unique without regard to case.
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "allow": ["*"]}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[0]: 'name' is required"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+                                                        "name": "11111111-2222-3333-4444-555555555555", "allow": ["*"]}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[0]: 'name': a tunnel name must not be a UUID"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [{"id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f", "name": "web", "allow": ["*"]},
+                                                {"id": "11111111-2222-3333-4444-555555555555", "name": "WEB", "allow": ["*"]}]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[1]: tunnel name 'WEB' appears twice"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": {"id": 1}})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "'tunnels' must be a list"));
+  std::ofstream(path) << R"({"version": 1, "tunnels": [7]})";
+  assert_false(load_state(path, error).has_value());
+  assert_non_null(strstr(error.c_str(), "tunnels[0]: expected an object"));
   std::ofstream(path) << R"({"version": 2})";
   assert_false(load_state(path, error).has_value());
   std::ofstream(path) << R"({"version": 1, "entry_points": [{"proto": "sctp", "port": 1}]})";
@@ -189,6 +215,102 @@ static void hostname_rules(void**) {
   assert_false(normalize_hostname_rule(long_name).has_value());
 }
 
+
+// Property: whatever dpctld holds, what it writes loads back to the same document. Random states (names of
+// every allowed character and case, identities, weights, entry points, rules, targets) go through
+// save_state -> load_state -> encode_state unchanged.
+static void what_is_written_loads_back(void**) {
+  TempDir dir;
+  const std::string path = dir.path + "/dpctld.state";
+  uint64_t seed = 0x9e3779b97f4a7c15ull;
+  auto rnd = [&](uint64_t n) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed % n;
+  };
+  const std::string name_chars = "abcXYZ019._-";
+  for (int round = 0; round < 300; ++round) {
+    PersistedState s;
+    const int tunnels = 1 + int(rnd(4));
+    for (int t = 0; t < tunnels; ++t) {
+      TunnelDef d;
+      d.id = Uuid::random_v4();
+      d.name = "t" + std::to_string(t);
+      for (uint64_t i = rnd(20); i > 0; --i) d.name += name_chars[rnd(name_chars.size())];
+      const char* kinds[] = {"CN=", "DNS:", "URI:spiffe://x/"};
+      for (uint64_t i = 1 + rnd(3); i > 0; --i) d.allow.push_back(kinds[rnd(3)] + std::string("agent ") + std::to_string(rnd(1000)));
+      if (rnd(5) == 0) d.allow.push_back("*");
+      switch (rnd(3)) {
+        case 0: break;
+        case 1: d.weights.fixed = true; d.weights.weight = uint8_t(1 + rnd(255)); d.weights.max_weight = uint8_t(1 + rnd(255)); break;
+        case 2: d.weights.max_weight = uint8_t(1 + rnd(255)); break;
+      }
+      s.tunnels.push_back(d);
+    }
+    for (uint64_t i = rnd(6); i > 0; --i) {
+      EntryDef e;
+      e.proto = rnd(2) ? 6 : 17;
+      e.port = uint16_t(1 + (i * 7919 + rnd(100)) % 65535);
+      if (std::any_of(s.entry_points.begin(), s.entry_points.end(),
+                      [&](const EntryDef& o) { return o.proto == e.proto && o.port == e.port; }))
+        continue;
+      if (rnd(3) == 0) {
+        e.route = e.proto == 17 ? EntryRoute::QuicSni : (rnd(2) ? EntryRoute::TlsSni : EntryRoute::HttpHost);
+      } else {
+        e.tunnel = s.tunnels[rnd(s.tunnels.size())].id;
+        e.target = Endpoint{Ipv4{uint32_t(rnd(0xffffffff))}, uint16_t(1 + rnd(65535))};
+      }
+      e.keepalive = rnd(2);
+      e.ttl_s = 0.1 + double(rnd(86300));
+      if (rnd(2)) e.listen = Ipv4{uint32_t(rnd(0xffffffff))};
+      s.entry_points.push_back(e);
+    }
+    for (uint64_t i = rnd(5); i > 0; --i) {
+      const std::string forms[] = {"app" + std::to_string(i) + ".example.org", "*.d" + std::to_string(i) + ".example",
+                                   "~a" + std::to_string(i) + "[0-9]+\\.example"};
+      IngressRule r{forms[rnd(3)], s.tunnels[rnd(s.tunnels.size())].id, bool(rnd(2)), std::nullopt, bool(rnd(2))};
+      if (rnd(2)) r.target = Endpoint{Ipv4{uint32_t(rnd(0xffffffff))}, uint16_t(rnd(2) ? 0 : 1 + rnd(65535))};
+      s.ingress.push_back(r);
+    }
+    std::string error;
+    assert_true(save_state(path, s, error));
+    auto back = load_state(path, error);
+    if (!back) fail_msg("round %d: what was written does not load: %s", round, error.c_str());
+    assert_string_equal(encode_state(*back).dump().c_str(), encode_state(s).dump().c_str());
+  }
+}
+
+// Property: a damaged document (every value of a valid one replaced by values of other types, huge and
+// fractional numbers) is either read or refused with a message; nothing else escapes decode_state.
+static void damaged_documents_are_refused_cleanly(void**) {
+  const nlohmann::json good = encode_state(sample());
+  const nlohmann::json odd[] = {nullptr, true, -1, 0, 65536, 4294973497ull, 18446744073709551615ull, 1e300, 2.5,
+                                "", "x", nlohmann::json::array(), nlohmann::json::object(), nlohmann::json::array({1})};
+  size_t refused = 0, read = 0;
+  for (const auto& path : {"/tunnels/0/id", "/tunnels/0/name", "/tunnels/0/allow", "/tunnels/0/allow/0",
+                           "/tunnels/1/weight", "/tunnels/0/max_weight", "/entry_points/0/proto", "/entry_points/0/port",
+                           "/entry_points/0/tunnel", "/entry_points/0/target", "/entry_points/0/keepalive",
+                           "/entry_points/0/ttl", "/entry_points/0/listen", "/entry_points/2/route", "/ingress/0/hostname",
+                           "/ingress/0/tunnel", "/ingress/0/private", "/ingress/0/target", "/ingress/0/proxy_protocol",
+                           "/version", "/tunnels", "/entry_points", "/ingress"}) {
+    for (const auto& v : odd) {
+      nlohmann::json doc = good;
+      doc[nlohmann::json::json_pointer(path)] = v;
+      try {
+        PersistedState s = decode_state(doc);
+        ++read;
+        assert_string_equal(encode_state(decode_state(encode_state(s))).dump().c_str(), encode_state(s).dump().c_str());
+      } catch (const std::runtime_error& e) {
+        ++refused;
+        assert_true(strlen(e.what()) > 0);
+      }
+    }
+  }
+  assert_true(refused > 200);
+  assert_true(read > 0);
+}
+
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip),
@@ -196,6 +318,8 @@ int main() {
       cmocka_unit_test(damaged_file_is_an_error),
       cmocka_unit_test(failed_save_keeps_the_old_file),
       cmocka_unit_test(hostname_rules),
+      cmocka_unit_test(what_is_written_loads_back),
+      cmocka_unit_test(damaged_documents_are_refused_cleanly),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
