@@ -5,8 +5,10 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -23,6 +25,14 @@ AgentListener::~AgentListener() {
 
 bool AgentListener::listen(Endpoint at, std::string& error) {
   at_ = at;
+  // Unauthenticated handshakes may hold at most half the process's descriptors: the rest stay for agents that
+  // registered, dpctl and dpgw.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && limits_.max_pending > rl.rlim_cur / 2) {
+    limits_.max_pending = std::max<size_t>(1, rl.rlim_cur / 2);
+    LOG_WARN("agents: at most %zu unfinished handshakes (half of RLIMIT_NOFILE %llu)", limits_.max_pending,
+             (unsigned long long)rl.rlim_cur);
+  }
   if (try_listen(error)) return true;
   if (errno != EADDRNOTAVAIL) return false;
   LOG_WARN("%s; waiting for %s to appear on this host (with dpgw's kernel path, it exists while dpgw runs), "
@@ -66,6 +76,14 @@ void AgentListener::accept_ready() {
     if (!fd) {
       if (errno == EMFILE || errno == ENFILE) {
         // Out of descriptors: the listening socket stays readable, so waiting on it would spin.
+        if (now - last_emfile_log_ns_ > 10'000'000'000ull) {
+          rlimit rl{};
+          getrlimit(RLIMIT_NOFILE, &rl);
+          LOG_WARN("agents: out of file descriptors (RLIMIT_NOFILE %llu): the oldest unfinished handshakes give way",
+                   (unsigned long long)rl.rlim_cur);
+          last_emfile_log_ns_ = now;
+        }
+        emfile_++;
         if (shed_oldest(std::nullopt)) continue;
         paused_until_ns_ = now + 100'000'000ull;
         accept_pauses_++;

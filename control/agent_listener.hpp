@@ -39,6 +39,7 @@ class AgentListener {
   void tick(uint64_t now_ns);
   size_t handshakes_in_progress() const { return pending_.size(); }
   uint64_t accept_pauses() const { return accept_pauses_; }
+  uint64_t out_of_descriptors() const { return emfile_; }
 
  private:
   struct Pending {
@@ -62,6 +63,8 @@ class AgentListener {
   uint64_t next_listen_ns_ = 0;
   uint64_t paused_until_ns_ = 0;
   uint64_t accept_pauses_ = 0;
+  uint64_t emfile_ = 0;
+  uint64_t last_emfile_log_ns_ = 0;
   Established established_;
   Failed failed_;
   Fd listen_fd_;

@@ -192,6 +192,8 @@ std::string render_reply(const std::string& cmd, const json& r) {
   if (cmd == "stats") {
     std::string out;
     out += "gateway:       " + std::string(r.value("gateway_connected", false) ? "connected" : "NOT connected") + "\n";
+    if (at(r, "gateway_conflict").is_string() && !text(at(r, "gateway_conflict")).empty())
+      out += "               this dpctld does not control it: " + text(at(r, "gateway_conflict")) + "\n";
     out += "sessions:      " + text(at(r, "sessions")) + " (" + text(at(r, "sessions_live")) + " live, " +
            text(at(r, "sessions_expired")) + " expired so far)\n";
     out += "registrations: " + text(at(r, "registrations_ok")) + " ok, " + text(at(r, "registrations_refused")) + " refused\n";

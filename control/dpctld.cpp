@@ -183,6 +183,24 @@ void Dpctld::on_failed(const HandshakeEvidence& ev, HandshakeFailure category) {
 
 void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
   counters_.handshakes_ok++;
+  // Connections that finished the handshake but have not registered yet are unfinished too: bounded per
+  // address and in total like handshakes, the oldest giving way.
+  auto oldest_unregistered = [&](bool same_source) -> AgentChannel* {
+    AgentChannel* oldest = nullptr;
+    size_t n = 0;
+    for (auto& [id, ch] : channels_) {
+      if (ch->registered() || ch->closed() || (same_source && ch->peer().ip.value != ev.client.ip.value)) continue;
+      ++n;
+      if (!oldest || ch->created_ns() < oldest->created_ns()) oldest = ch.get();
+    }
+    const size_t limit = same_source ? cfg_.max_pending_per_source : cfg_.max_pending_handshakes;
+    return n >= limit ? oldest : nullptr;
+  };
+  for (bool same_source : {true, false})
+    if (AgentChannel* ch = oldest_unregistered(same_source)) {
+      LOG_WARN("agent %s: not registered yet while newer connections wait; closed", ch->peer().str().c_str());
+      ch->close(true);
+    }
   const uint64_t id = next_channel_++;
   channels_[id] = std::make_unique<AgentChannel>(
       loop_, id, std::move(fd), std::move(ssl), ev.client,
@@ -512,8 +530,13 @@ std::string Dpctld::metrics_text() const {
   }
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));
-  p.family("dptun_gateway_connected", "gauge", "1 while dpctld is connected to dpgw's control socket.");
+  p.family("dptun_gateway_connected", "gauge", "1 while dpctld is connected to dpgw's control socket and controls it.");
   p.sample("dptun_gateway_connected", gateway_ && gateway_->connected() ? 1 : 0);
+  p.family("dptun_gateway_controller_conflict", "gauge",
+           "1 while dpgw refuses this dpctld because another one controls it (or replaced it).");
+  p.sample("dptun_gateway_controller_conflict", gateway_ && !gateway_->conflict().empty() ? 1 : 0);
+  p.family("dptun_gateway_controller_conflicts_total", "counter", "Times dpgw refused or fenced this dpctld.");
+  p.sample("dptun_gateway_controller_conflicts_total", double(gateway_ ? gateway_->conflicts() : 0));
   // Per-tunnel traffic, as dpgw counts it.
   const char* fields[][2] = {{"to_agent_packets", "dptun_tunnel_to_agent_packets_total"},
                              {"to_agent_bytes", "dptun_tunnel_to_agent_bytes_total"},

@@ -525,6 +525,17 @@ json Dpctld::api_stats() {
   size_t live = 0;
   for (const auto& [i, s] : sessions_.all()) live += s.live;
   return ok({{"gateway_connected", gateway_ && gateway_->connected()},
+             {"gateway_conflict", gateway_ ? gateway_->conflict() : std::string()},
+             {"agent_port", {{"listening", listener_ && listener_->listening()},
+                             {"handshakes_in_progress", listener_ ? listener_->handshakes_in_progress() : 0},
+                             {"out_of_descriptors", listener_ ? listener_->out_of_descriptors() : 0},
+                             {"accept_pauses", listener_ ? listener_->accept_pauses() : 0}}},
+             {"api_socket", {{"connections", api_.connections()},
+                             {"shed", api_.stats().shed},
+                             {"timed_out", api_.stats().timed_out},
+                             {"accept_pauses", api_.stats().accept_paused}}},
+             {"failure_lines_suppressed", counters_.failure_lines_suppressed},
+             {"gateway_epoch", gateway_ ? gateway_->epoch() : 0},
              {"handshakes_ok", counters_.handshakes_ok},
              {"handshake_failures", failures},
              {"registrations_ok", counters_.registrations_ok},

@@ -1,5 +1,6 @@
 // dpctld: the control-plane daemon. main only wires things: arguments, config, signals, Dpctld.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
@@ -85,6 +86,12 @@ int main(int argc, char** argv) {
     printf("%s: OK (%zu tunnels in the config; state %s readable)\n", config_path.c_str(), config_tunnels,
            state_file.c_str());
     return 0;
+  }
+  // Every agent holds a connection: use all the descriptors the hard limit allows.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
   }
   signal(SIGPIPE, SIG_IGN);
   struct sigaction sa {};
