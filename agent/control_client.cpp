@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <random>
 
+#include "agent/tls_failure.hpp"
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
 #include "control/control_protocol.hpp"
@@ -39,34 +41,83 @@ std::string ssl_errors() {
   return out.empty() ? "unknown error" : out;
 }
 
-// TCP connect with a timeout; the socket is blocking afterwards, with send/receive timeouts.
+// TCP connect with a timeout to `host` (an IPv4 address, or a name resolved now: every address is tried in
+// turn); the socket is blocking afterwards, with send/receive timeouts.
 Fd connect_tcp(const std::string& host, uint16_t port, int timeout_ms, std::string& error) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  if (inet_pton(AF_INET, host.c_str(), &sin.sin_addr) != 1) {
-    error = "dpctld address '" + host + "' is not an IPv4 address";
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0) {
+    error = "cannot resolve '" + host + "': " + gai_strerror(rc);
     return Fd();
   }
-  Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 && errno != EINPROGRESS) {
-    error = std::string("connect: ") + strerror(errno);
-    return Fd();
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
+  error = "no IPv4 address for '" + host + "'";
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    char ip[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof ip);
+    Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+      error = std::string(ip) + ": connect: " + strerror(errno);
+      continue;
+    }
+    pollfd p{fd.get(), POLLOUT, 0};
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (::poll(&p, 1, timeout_ms) != 1 || getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr) {
+      error = std::string(ip) + ": connect: " + (soerr ? strerror(soerr) : "timed out");
+      continue;
+    }
+    fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+    timeval tv{1, 0};  // short, so stop() is noticed; callers loop on timeouts
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
   }
-  pollfd p{fd.get(), POLLOUT, 0};
-  int soerr = 0;
-  socklen_t len = sizeof soerr;
-  if (::poll(&p, 1, timeout_ms) != 1 || getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr) {
-    error = std::string("connect: ") + (soerr ? strerror(soerr) : "timed out");
-    return Fd();
+  return Fd();
+}
+
+int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
+
+std::string name_of(X509_NAME* n) {
+  char buf[512];
+  X509_NAME_oneline(n, buf, sizeof buf);
+  return buf;
+}
+
+// Records what dpctld's certificate shows, for advice when verification fails; never changes the verdict.
+int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
+  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* seen = ssl ? static_cast<ServerCertSeen*>(SSL_get_ex_data(ssl, g_seen_index)) : nullptr;
+  X509* cert = X509_STORE_CTX_get0_cert(store);  // the leaf, whatever depth is being checked
+  if (!seen || !cert || !seen->subject.empty()) return preverify_ok;
+  seen->subject = name_of(X509_get_subject_name(cert));
+  seen->issuer = name_of(X509_get_issuer_name(cert));
+  if (auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr))) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+      if (g->type == GEN_DNS) {
+        seen->names.push_back("DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.dNSName)),
+                                                   size_t(ASN1_STRING_length(g->d.dNSName))));
+      } else if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == 4) {
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, ASN1_STRING_get0_data(g->d.iPAddress), ip, sizeof ip);
+        seen->names.push_back(std::string("IP:") + ip);
+      }
+    }
+    GENERAL_NAMES_free(sans);
   }
-  fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
-  timeval tv{1, 0};  // short, so stop() is noticed; callers loop on timeouts
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
+  if (BIO* b = BIO_new(BIO_s_mem())) {
+    ASN1_TIME_print(b, X509_get0_notAfter(cert));
+    char* data = nullptr;
+    long n = BIO_get_mem_data(b, &data);
+    seen->not_after.assign(data, size_t(n));
+    BIO_free(b);
+  }
+  return preverify_ok;
 }
 
 }  // namespace
@@ -76,7 +127,8 @@ ControlClient::~ControlClient() {
   SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
 }
 
-bool ControlClient::start(std::string& error) {
+bool ControlClient::load(std::string& error) {
+  if (g_seen_index < 0) g_seen_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   ctx_ = ctx;
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -92,9 +144,24 @@ bool ControlClient::start(std::string& error) {
     error = opt_.ca + ": cannot load the CA bundle: " + ssl_errors();
     return false;
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  thread_ = std::thread([this] { run(); });
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, remember_server_cert);
   return true;
+}
+
+void ControlClient::start() { thread_ = std::thread([this] { run(); }); }
+
+void ControlClient::tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail) {
+  ServerCertSeen none;
+  const ServerCertSeen& seen = seen_ ? *seen_ : none;
+  const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
+  AgentTlsVerdict v = classify_agent_tls(verify_result, ssl_error, name, opt_.ca, seen);
+  if (v.kind == AgentTlsFailure::Transient) {
+    LOG_WARN("TLS with dpctld %s:%u failed: %s", opt_.server_host.c_str(), opt_.server_port, detail.c_str());
+    return;
+  }
+  LOG_ERROR("TLS with dpctld %s:%u failed (%s): %s", opt_.server_host.c_str(), opt_.server_port, v.reason.c_str(),
+            v.advice.c_str());
+  if (v.permanent && !registrations_.load() && fatal_) fatal_(v.reason + ": " + v.advice);
 }
 
 void ControlClient::stop() {
@@ -131,6 +198,13 @@ void ControlClient::session_once(bool& registered) {
   SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ctx_));
   std::unique_ptr<SSL, decltype(&SSL_free)> guard(ssl, SSL_free);
   SSL_set_fd(ssl, fd.get());
+  ServerCertSeen seen;
+  SSL_set_ex_data(ssl, g_seen_index, &seen);
+  seen_ = &seen;
+  struct Forget {
+    const ServerCertSeen*& p;
+    ~Forget() { p = nullptr; }
+  } forget{seen_};
   // The tunnel goes in the SNI: dpctld can name it even when the handshake fails.
   SSL_set_tlsext_host_name(ssl, opt_.tunnel.c_str());
   const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
@@ -146,10 +220,10 @@ void ControlClient::session_once(bool& registered) {
   while ((r = SSL_connect(ssl)) != 1) {
     int err = SSL_get_error(ssl, r);
     if ((err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) && !stop_ && ++waited < 10) continue;
-    long v = SSL_get_verify_result(ssl);
-    LOG_ERROR("TLS with dpctld %s:%u failed: %s%s", opt_.server_host.c_str(), opt_.server_port,
-              v != X509_V_OK ? (std::string("server certificate: ") + X509_verify_cert_error_string(v) + "; ").c_str() : "",
-              ssl_errors().c_str());
+    const long v = SSL_get_verify_result(ssl);
+    const unsigned long e = ERR_peek_error();
+    tls_failed(v, e, (v != X509_V_OK ? std::string("server certificate: ") + X509_verify_cert_error_string(v) + "; " : "") +
+                         ssl_errors());
     return;
   }
   json reg{{"type", "register"}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel}, {"weight", opt_.weight},
@@ -185,15 +259,19 @@ void ControlClient::session_once(bool& registered) {
     return false;
   };
   std::string reply;
+  ERR_clear_error();
   if (!read_line(15, reply)) {
-    LOG_WARN("dpctld: no answer to the registration (%s)", ssl_errors().c_str());
+    // In TLS 1.3 a client hears that dpctld refused its certificate only now, from the alert.
+    const unsigned long e = ERR_peek_error();
+    if (e) tls_failed(X509_V_OK, e, ssl_errors());
+    else LOG_WARN("dpctld: no answer to the registration");
     return;
   }
   json msg = json::parse(reply, nullptr, false);
   if (msg.is_discarded() || msg.value("type", std::string()) != "registered") {
     std::string reason = msg.is_discarded() ? reply : msg.value("reason", reply);
     LOG_ERROR("dpctld refused the registration for tunnel %s: %s", opt_.tunnel.c_str(), reason.c_str());
-    if (!registrations_.load() && fatal_) fatal_(reason);
+    if (!registrations_.load() && fatal_) fatal_("dpctld refused the registration: " + reason);
     return;
   }
   SessionGrant g;

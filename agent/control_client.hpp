@@ -10,12 +10,13 @@
 #include <thread>
 #include <vector>
 
+#include "agent/tls_failure.hpp"
 #include "common/inet.hpp"
 
 namespace dptun {
 
 struct ControlOptions {
-  std::string server_host;  // dpctld's address (IPv4) ...
+  std::string server_host;  // dpctld's name or IPv4 address (a name is resolved at every connection) ...
   uint16_t server_port = 7443;
   std::string server_name;  // ... and the name (or IP) its certificate must carry; default: server_host
   std::string cert, key, ca;
@@ -38,12 +39,15 @@ struct SessionGrant {
 class ControlClient {
  public:
   using Deliver = std::function<void(SessionGrant)>;
-  // fatal: called (from the control thread) when the first registration is refused for good.
+  // fatal: called (from the control thread) when the first registration fails for good -- dpctld refused it, or
+  // TLS failed for a reason retrying cannot mend (tls_failure.hpp) -- with what to change.
   ControlClient(ControlOptions opt, Deliver deliver, std::function<void(const std::string&)> fatal)
       : opt_(std::move(opt)), deliver_(std::move(deliver)), fatal_(std::move(fatal)) {}
   ~ControlClient();
-  // Checks the TLS files up front (clear errors before anything runs), then starts the thread.
-  bool start(std::string& error);
+  // Loads and checks the TLS files (clear errors before anything else is set up).
+  bool load(std::string& error);
+  // Starts the thread that connects, registers and keeps the connection.
+  void start();
   void stop();
   uint64_t registrations() const { return registrations_.load(); }
 
@@ -51,6 +55,8 @@ class ControlClient {
   void run();
   // One connection: returns after it ended; `registered` tells whether it got a session.
   void session_once(bool& registered);
+  // A TLS failure: logged with its advice; permanent ones end a first registration (fatal_).
+  void tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail);
 
   ControlOptions opt_;
   Deliver deliver_;
@@ -59,6 +65,7 @@ class ControlClient {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> registrations_{0};
   void* ctx_ = nullptr;  // SSL_CTX
+  const ServerCertSeen* seen_ = nullptr;  // the connection under way (control thread only)
 };
 
 }  // namespace dptun

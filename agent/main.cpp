@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <string>
 
 #include "agent/agent.hpp"
@@ -12,25 +13,30 @@
 #include "common/hex.hpp"
 #include "common/log.hpp"
 #include "common/uuid.hpp"
+#include "version.hpp"
 
 using namespace dptun;
 
 namespace {
 
 const char* kUsage =
-    "usage: dpagent --server IP:PORT --cert FILE --key FILE --ca FILE --tunnel ID [options]\n"
+    "usage: dpagent --server HOST:PORT --cert FILE --key FILE --ca FILE --tunnel ID [options]\n"
     "       dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
-    "       dpagent visit --server IP:PORT --cert FILE --key FILE --ca FILE --tunnel UUID\n"
+    "       dpagent visit --server HOST:PORT --cert FILE --key FILE --ca FILE --tunnel UUID\n"
     "                     (--host NAME | --target IP:PORT) --local IP:PORT [options]\n"
     "\n"
     "Runs next to private services: exchanges encrypted relay frames with a dpgw gateway over UDP and\n"
     "delivers the tunnelled TCP/UDP flows to their targets through a TUN device. Needs CAP_NET_ADMIN.\n"
     "\n"
     "Registered with dpctld (sessions and keys come from the control plane):\n"
-    "  --server IP:PORT      dpctld's agent port (TLS 1.3); it answers with the gateway to use\n"
+    "  --server HOST:PORT    dpctld's agent port (TLS 1.3), by name or IPv4 address (a name is resolved at\n"
+    "                        every connection); it answers with the gateway to use\n"
     "  --cert FILE --key FILE  this agent's client certificate and key\n"
     "  --ca FILE             the CA that signed dpctld's certificate\n"
-    "  --server-name NAME    the name (or IP) dpctld's certificate must carry (default: the --server address)\n"
+    "  --server-name NAME    the name (or IP) dpctld's certificate must carry (default: HOST)\n"
+    "  A registration that fails for good the first time -- dpctld refuses it, or TLS fails for a reason\n"
+    "  retrying cannot mend (wrong --ca, a name dpctld's certificate lacks, a certificate dpctld refuses) --\n"
+    "  ends dpagent with exit status 1 and says what to change; later failures are retried with backoff.\n"
     "  --tunnel ID           the tunnel (UUID or name) to serve\n"
     "  --weight N            1..255 (default 1); 255 = preferred: gets every new flow while it is live.\n"
     "                        The tunnel's weight policy may cap or fix it (dpctld says which weight it got)\n"
@@ -62,6 +68,8 @@ const char* kUsage =
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
+    "  --log-format FORMAT   text (default) or json (one object per line)\n"
+    "  --version             the version\n"
     "  --help                this text\n";
 
 std::atomic<bool> g_stop{false};
@@ -106,6 +114,10 @@ int main(int argc, char** argv) {
       fputs(kUsage, stdout);
       return 0;
     }
+    if (a == "--version") {
+      printf("dpagent %s\n", DPTUN_VERSION);
+      return 0;
+    }
     if (a == "--lan-nat") {
       opt.lan_nat = true;
       continue;
@@ -128,10 +140,10 @@ int main(int argc, char** argv) {
     } else if (a == "--psk-file") {
       psk_file = v;
     } else if (a == "--server") {
-      auto ep = Endpoint::parse(v);
-      if (!ep) fail("--server expects IP:PORT, got '" + std::string(v) + "'");
-      ctl.server_host = ep->ip.str();
-      ctl.server_port = ep->port;
+      auto hp = parse_host_port(v);
+      if (!hp) fail("--server expects HOST:PORT (a name or an IPv4 address, and a port), got '" + std::string(v) + "'");
+      ctl.server_host = hp->first;
+      ctl.server_port = hp->second;
     } else if (a == "--server-name") {
       ctl.server_name = v;
     } else if (a == "--cert") {
@@ -184,18 +196,19 @@ int main(int argc, char** argv) {
     } else if (a == "--stats-interval") {
       opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
     } else if (a == "--log-level") {
-      std::string l = v;
-      if (l == "debug") log_set_level(LogLevel::Debug);
-      else if (l == "info") log_set_level(LogLevel::Info);
-      else if (l == "warn") log_set_level(LogLevel::Warn);
-      else if (l == "error") log_set_level(LogLevel::Error);
-      else fail("--log-level expects debug, info, warn or error");
+      auto l = log_parse_level(v);
+      if (!l) fail("--log-level expects debug, info, warn or error");
+      log_set_level(*l);
+    } else if (a == "--log-format") {
+      auto f = log_parse_format(v);
+      if (!f) fail("--log-format expects text or json");
+      log_set_format(*f);
     } else {
       fail("unknown argument '" + a + "' (see --help)");
     }
   }
   if (visiting) {
-    if (ctl.server_host.empty() || have_gateway) fail("dpagent visit registers with dpctld: --server IP:PORT (see --help)");
+    if (ctl.server_host.empty() || have_gateway) fail("dpagent visit registers with dpctld: --server HOST:PORT (see --help)");
     if (visit_host.empty() == !visit_target) fail("dpagent visit needs exactly one of --host NAME and --target IP:PORT");
     if (!visit_local) fail("dpagent visit needs --local IP:PORT (an address in the TUN's subnet)");
     if (!opt.tun_net.contains(visit_local->ip) || visit_local->ip == opt.tun_net.addr)
@@ -213,7 +226,7 @@ int main(int argc, char** argv) {
       fail("--server needs --cert, --key and --ca (see --help)");
     if (ctl.tunnel.empty()) fail("--server needs --tunnel ID (see --help)");
   } else {
-    if (!have_gateway) fail("--gateway IP:PORT (static session) or --server IP:PORT (dpctld) is required (see --help)");
+    if (!have_gateway) fail("--gateway IP:PORT (static session) or --server HOST:PORT (dpctld) is required (see --help)");
     if (!opt.session) fail("--session INDEX is required (see --help)");
     if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");
     std::ifstream in(psk_file);
@@ -227,23 +240,29 @@ int main(int argc, char** argv) {
 
   Agent agent(opt);
   std::string error;
-  if (!agent.start(!registered, error)) {
-    fprintf(stderr, "dpagent: %s\n", error.c_str());
-    return 1;
-  }
   std::unique_ptr<ControlClient> control;
+  std::string fatal_reason;
+  std::mutex fatal_mu;
   if (registered) {
+    // The certificate files first: a mistake there is reported before anything (the TUN) is set up.
     control = std::make_unique<ControlClient>(
         ctl, [&agent](SessionGrant g) { agent.offer(std::move(g)); },
-        [](const std::string&) {
+        [&](const std::string& reason) {
+          std::lock_guard<std::mutex> lock(fatal_mu);
+          fatal_reason = reason;
           g_refused = true;
           g_stop = true;
         });
-    if (!control->start(error)) {
+    if (!control->load(error)) {
       fprintf(stderr, "dpagent: %s\n", error.c_str());
       return 1;
     }
   }
+  if (!agent.start(!registered, error)) {
+    fprintf(stderr, "dpagent: %s\n", error.c_str());
+    return 1;
+  }
+  if (control) control->start();
   struct sigaction sa {};
   sa.sa_handler = on_stop;
   sigaction(SIGINT, &sa, nullptr);
@@ -254,7 +273,9 @@ int main(int argc, char** argv) {
   if (control) control->stop();
   printf("%s\n", agent.stats_json().c_str());
   if (g_refused) {
-    fprintf(stderr, "dpagent: dpctld refused the registration (see the log above)\n");
+    std::lock_guard<std::mutex> lock(fatal_mu);
+    fprintf(stderr, "dpagent: cannot register with dpctld %s:%u: %s\n", ctl.server_host.c_str(), unsigned(ctl.server_port),
+            fatal_reason.c_str());
     return 1;
   }
   return rc;

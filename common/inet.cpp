@@ -12,6 +12,29 @@ std::optional<uint64_t> parse_uint(std::string_view text, uint64_t max) {
   return v;
 }
 
+std::optional<std::pair<std::string, uint16_t>> parse_host_port(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const std::string_view host = text.substr(0, colon);
+  auto port = parse_uint(text.substr(colon + 1), 65535);
+  if (!port || *port == 0 || host.empty() || host.size() > 253) return std::nullopt;
+  if (!Ipv4::parse(host)) {
+    size_t label = 0;
+    for (size_t i = 0; i <= host.size(); ++i) {
+      if (i == host.size() || host[i] == '.') {
+        if (label == 0 || label > 63 || host[i - 1] == '-' || host[i - label] == '-') return std::nullopt;
+        label = 0;
+        continue;
+      }
+      const char c = host[i];
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return std::nullopt;
+      ++label;
+    }
+    if (host.find_last_not_of("0123456789.") == std::string_view::npos) return std::nullopt;  // not a name, nor IPv4
+  }
+  return std::make_pair(std::string(host), uint16_t(*port));
+}
+
 std::optional<Ipv4> Ipv4::parse(std::string_view text) {
   uint32_t value = 0;
   for (int i = 0; i < 4; ++i) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 
@@ -38,5 +39,8 @@ struct Endpoint {
 
 // Parses a decimal unsigned number with no sign, no spaces and no overflow past max.
 std::optional<uint64_t> parse_uint(std::string_view text, uint64_t max);
+
+// "host:port": host an IPv4 address or a DNS name (RFC 1123 labels, at most 253 characters), port 1..65535.
+std::optional<std::pair<std::string, uint16_t>> parse_host_port(std::string_view text);
 
 }  // namespace dptun

@@ -82,6 +82,7 @@ bool Dpctld::start(std::string& error) {
   if (!loop_.init(error)) return false;
   if (!load_persisted(true, error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
+  check_agent_command();
   failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
@@ -155,6 +156,36 @@ void Dpctld::tick() {
     fflush(failure_log_);
     suppressed_since_report_ = 0;
     last_suppressed_report_ns_ = now;
+  }
+}
+
+// What the printed dpagent command must say for it to work: checked against dpctld's own certificate, so the
+// operator hears at start (not from every agent) when agent_address or agent_ca cannot work.
+void Dpctld::check_agent_command() {
+  std::string why;
+  if (!cfg_.agent_ca.empty()) {
+    agent_ca_ = cfg_.agent_ca;
+  } else if (tls_.own_certificate_verifies_with(cfg_.tls.ca, why)) {
+    agent_ca_ = cfg_.tls.ca;  // one CA signs both dpctld's and the agents' certificates
+  } else {
+    agent_ca_ = "SERVER-CA.pem";
+    LOG_WARN("tls.ca %s does not verify dpctld's own certificate (%s): agents need the CA that does; set agent_ca "
+             "to its path on agent hosts (printed dpagent commands say SERVER-CA.pem until then)",
+             cfg_.tls.ca.c_str(), why.c_str());
+  }
+  agent_server_name_.clear();
+  auto hp = parse_host_port(cfg_.agent_address);
+  X509* own = tls_.own_certificate();
+  if (hp && own && !certificate_has_name(own, hp->first)) {
+    const std::vector<std::string> names = certificate_names(own);
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    if (!names.empty()) agent_server_name_ = names.front();
+    LOG_WARN("dpctld's certificate does not carry %s (agent_address); it names %s: agents must connect with "
+             "--server-name %s (printed dpagent commands say so), or reissue the certificate with %s in its "
+             "subjectAltName",
+             hp->first.c_str(), list.empty() ? "nothing" : list.c_str(),
+             names.empty() ? "?" : names.front().c_str(), hp->first.c_str());
   }
 }
 

@@ -130,6 +130,9 @@ class Dpctld {
   SessionRegistry sessions_;
   DpctldCounters counters_;
   FILE* failure_log_ = nullptr;
+  std::string agent_ca_;           // the --ca of the printed dpagent command
+  std::string agent_server_name_;  // its --server-name, when dpctld's certificate lacks the --server host
+  void check_agent_command();
   TokenBucket failure_log_budget_;
   uint64_t suppressed_since_report_ = 0;
   uint64_t last_suppressed_report_ns_ = 0;

@@ -130,9 +130,14 @@ void Dpctld::start_next_change() {
   }
 }
 
+// The command that registers an agent for `t`, as it runs on the agent host once AGENT.pem/AGENT.key name that
+// agent's certificate and key: --server as agents reach dpctld, --ca the CA that verifies dpctld's certificate,
+// and --server-name when that certificate does not carry the --server host.
 std::string Dpctld::agent_command(const TunnelDef& t) const {
-  return "dpagent --server " + cfg_.agent_address + " --ca " + cfg_.tls.ca +
-         " --cert AGENT.pem --key AGENT.key --tunnel " + t.id.str();
+  std::string cmd = "dpagent --server " + cfg_.agent_address + " --ca " + agent_ca_ +
+                    " --cert AGENT.pem --key AGENT.key --tunnel " + t.id.str();
+  if (!agent_server_name_.empty()) cmd += " --server-name " + agent_server_name_;
+  return cmd;
 }
 
 json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {

@@ -236,7 +236,7 @@ static DpctldConfig load(const std::string& path) {
   const Setting& d = root["dpctld"];
   config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
                         "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
-                        "agent_address", "failure_log_rate"});
+                        "agent_address", "agent_ca", "failure_log_rate"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
@@ -266,6 +266,9 @@ static DpctldConfig load(const std::string& path) {
                                      cfg.agent_listen.ip.value ? cfg.agent_listen.str()
                                                                : cfg.gateway_endpoint.ip.str() + ":" +
                                                                      std::to_string(cfg.agent_listen.port));
+  if (d.exists("agent_address") && !parse_host_port(cfg.agent_address))
+    config_fail(d["agent_address"], "expected HOST:PORT (a DNS name or an IPv4 address) as agents reach agent_listen");
+  cfg.agent_ca = config_string(d, "agent_ca", "");
   std::string cipher = config_string(d, "cipher", "aes-128-gcm");
   if (cipher == "aes-128-gcm")
     cfg.key_len = 16;

@@ -66,7 +66,9 @@ struct DpctldConfig {
   std::string gateway_socket = "/run/dptun/dpgw.sock";
   std::string state_file = "/var/lib/dptun/dpctld.state";
   Endpoint gateway_endpoint;  // the dpgw address:port agents send relay frames to
-  std::string agent_address;  // how agents reach agent_listen (for the dpagent command dpctl prints)
+  std::string agent_address;  // how agents reach agent_listen, HOST:PORT (for the dpagent command dpctl prints)
+  std::string agent_ca;       // the --ca agents use: the CA file that verifies dpctld's certificate, as a path on
+                              // agent hosts ("" = tls.ca when it verifies dpctld's own certificate)
   uint8_t key_len = 16;
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t keepalive_ns = 2'000'000'000ull;

@@ -25,6 +25,7 @@ const char* handshake_failure_name(HandshakeFailure f) {
     case HandshakeFailure::NoSharedCipher: return "no_shared_cipher";
     case HandshakeFailure::NotTls: return "not_tls";
     case HandshakeFailure::Timeout: return "timeout";
+    case HandshakeFailure::PeerRejectedServerCert: return "peer_rejected_server_cert";
     case HandshakeFailure::Shed: return "shed";
     case HandshakeFailure::Other: return "other";
     case HandshakeFailure::Count: break;
@@ -72,6 +73,15 @@ HandshakeFailure classify_handshake(const HandshakeEvidence& e) {
         return HandshakeFailure::NotTls;
       case SSL_R_CERTIFICATE_VERIFY_FAILED:
         return HandshakeFailure::Chain;
+      // The agent sent an alert about our certificate: its --ca does not verify it (unknown_ca), or it lacks the
+      // name the agent connected to, or has expired.
+      case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+      case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+      case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+        return HandshakeFailure::PeerRejectedServerCert;
       default:
         break;
     }

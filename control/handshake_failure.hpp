@@ -22,6 +22,7 @@ enum class HandshakeFailure : uint8_t {
   NoSharedCipher,
   NotTls,
   Timeout,
+  PeerRejectedServerCert,  // the agent refused dpctld's certificate (its --ca, or a name the certificate lacks)
   Shed,  // unfinished while too many others from its address (or in total) waited: the oldest gives way
   Other,
   Count

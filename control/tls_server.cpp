@@ -181,6 +181,50 @@ SslPtr TlsServer::make_ssl(int fd, HandshakeEvidence* evidence) const {
   return ssl;
 }
 
+X509* TlsServer::own_certificate() const { return ctx_ ? SSL_CTX_get0_certificate(ctx_.get()) : nullptr; }
+
+bool TlsServer::own_certificate_verifies_with(const std::string& ca, std::string& why) const {
+  X509* leaf = own_certificate();
+  if (!leaf) return false;
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> vctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  STACK_OF(X509)* chain = nullptr;
+  SSL_CTX_get0_chain_certs(ctx_.get(), &chain);
+  if (!store || !vctx || X509_STORE_load_file(store.get(), ca.c_str()) != 1 ||
+      X509_STORE_CTX_init(vctx.get(), store.get(), leaf, chain) != 1) {
+    why = "cannot read " + ca;
+    ERR_clear_error();
+    return false;
+  }
+  const bool ok = X509_verify_cert(vctx.get()) == 1;
+  if (!ok) why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx.get()));
+  ERR_clear_error();
+  return ok;
+}
+
+bool certificate_has_name(X509* cert, const std::string& host) {
+  if (X509_check_ip_asc(cert, host.c_str(), 0) == 1) return true;
+  return X509_check_host(cert, host.c_str(), host.size(), 0, nullptr) == 1;
+}
+
+std::vector<std::string> certificate_names(X509* cert) {
+  std::vector<std::string> out;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); ++i) {
+    GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+    if (g->type == GEN_DNS)
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.dNSName)),
+                       size_t(ASN1_STRING_length(g->d.dNSName)));
+    else if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == 4) {
+      const unsigned char* b = ASN1_STRING_get0_data(g->d.iPAddress);
+      out.push_back(std::to_string(b[0]) + "." + std::to_string(b[1]) + "." + std::to_string(b[2]) + "." +
+                    std::to_string(b[3]));
+    }
+  }
+  GENERAL_NAMES_free(sans);
+  return out;
+}
+
 HandshakeEvidence* TlsServer::evidence(SSL* ssl) {
   return g_evidence_index < 0 ? nullptr : static_cast<HandshakeEvidence*>(SSL_get_ex_data(ssl, g_evidence_index));
 }

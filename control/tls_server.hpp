@@ -34,6 +34,10 @@ class TlsServer {
   // A new server-side SSL for an accepted socket; `evidence` receives what the callbacks see.
   SslPtr make_ssl(int fd, HandshakeEvidence* evidence) const;
   static HandshakeEvidence* evidence(SSL* ssl);
+  // dpctld's own certificate (leaf) as loaded; nullptr before load().
+  X509* own_certificate() const;
+  // Whether the CA file `ca` verifies dpctld's own certificate chain (what an agent given --ca ca would do).
+  bool own_certificate_verifies_with(const std::string& ca, std::string& why) const;
 
  private:
   SslCtxPtr ctx_;
@@ -43,6 +47,10 @@ class TlsServer {
 PeerCertificate describe_certificate(X509* cert);
 // Names a certificate may be authorized by: "CN=<common name>" and "DNS:<name>" / "URI:<uri>" per SAN.
 std::vector<std::string> certificate_identities(X509* cert);
+// Whether the certificate carries `host` (a DNS name, or an IPv4 address in an IP SAN).
+bool certificate_has_name(X509* cert, const std::string& host);
+// Its DNS and IP subjectAltNames ("dpctld.example.net", "10.99.2.1").
+std::vector<std::string> certificate_names(X509* cert);
 // The OpenSSL error queue as one string (and cleared).
 std::string openssl_errors();
 

@@ -118,4 +118,31 @@ for msg in '{"type":"register","version":"1","tunnel":"iperf"}' '{"type":"regist
   kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died on '$msg'"
 done
 [ "$(metric dptun_registrations_total 'result="refused"')" = 7 ] || fail "refused counter after malformed registrations"
+
+log "dpagent's own TLS failures: each classified with advice, exit status 1 at the first registration; dpctld logs its side"
+netns_hosts "$NS" "127.0.0.1 dpctld.test" "127.0.0.1 wrong.test"
+# agent_tls CASE WANT_EXIT WANT_TEXT [dpagent args...]: dpagent run until it ends (or 8 s) against this dpctld
+agent_tls() {
+  local name=$1 want=$2 text=$3 rc=0; shift 3
+  timeout 8 ip netns exec "$NS" "$DPAGENT" --tunnel iperf --tun dptls0 "$@" > "$WORK/agent-tls.out" 2> "$WORK/agent-tls.log" || rc=$?
+  [ "$rc" -eq "$want" ] || fail "$name: dpagent exited $rc, expected $want: $(tail -3 "$WORK/agent-tls.log")"
+  grep -q -- "$text" "$WORK/agent-tls.log" || fail "$name: dpagent did not say '$text': $(tail -3 "$WORK/agent-tls.log")"
+  log "  $name: $(grep -m1 -o 'cannot register with dpctld.*' "$WORK/agent-tls.log" | cut -c1-170)"
+}
+good=(--cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key")
+before=$(lines)
+agent_tls "wrong --ca" 1 "untrusted_server_cert: --ca $WORK/pki/rogue-ca.pem does not verify dpctld's certificate" \
+  --server dpctld.test:7443 --ca "$WORK/pki/rogue-ca.pem" "${good[@]}"
+wait_for 5 "dpctld's line for the wrong --ca" bash -c "tail -n +$((before + 1)) '$WORK/failures.jsonl' | grep -q peer_rejected_server_cert"
+agent_tls "name mismatch" 1 "name_mismatch: dpctld's certificate (.*) does not carry 'wrong.test'; it names DNS:dpctld.test, IP:127.0.0.1" \
+  --server wrong.test:7443 --ca "$WORK/pki/ca.pem" "${good[@]}"
+agent_tls "refused client certificate" 1 "client_cert_rejected: dpctld refused this agent's certificate" \
+  --server dpctld.test:7443 --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/expired.pem" --key "$WORK/pki/expired.key"
+agent_tls "missing certificate file" 1 "$WORK/pki/none.pem" --server dpctld.test:7443 --ca "$WORK/pki/ca.pem" \
+  --cert "$WORK/pki/none.pem" --key "$WORK/pki/agent1.key"
+ip netns exec "$NS" ip link show dptls0 > /dev/null 2>&1 && fail "dpagent made its TUN before reading its certificate files"
+[ "$(metric dptun_agent_handshake_failures_total 'reason="peer_rejected_server_cert"')" -ge 2 ] ||
+  fail "dpctld did not count the agents' refusals of its certificate"
+log "  a name for --server is resolved (dpctld.test via /etc/hosts): the agent registers"
+agent_tls "by name" 124 "registered with dpctld: session" --server dpctld.test:7443 --ca "$WORK/pki/ca.pem" "${good[@]}"
 log "PASS"

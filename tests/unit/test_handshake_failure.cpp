@@ -58,6 +58,11 @@ static void ssl_reasons(void**) {
       {SSL_R_HTTPS_PROXY_REQUEST, HandshakeFailure::NotTls},
       {SSL_R_CERTIFICATE_VERIFY_FAILED, HandshakeFailure::Chain},
       {SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, HandshakeFailure::Other},
+      // The agent refused our certificate: wrong --ca, a name the certificate lacks, expired.
+      {SSL_R_TLSV1_ALERT_UNKNOWN_CA, HandshakeFailure::PeerRejectedServerCert},
+      {SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN, HandshakeFailure::PeerRejectedServerCert},
+      {SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, HandshakeFailure::PeerRejectedServerCert},
+      {SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, HandshakeFailure::PeerRejectedServerCert},
   };
   for (const auto& c : cases) {
     HandshakeEvidence e = tls_client();
@@ -95,7 +100,7 @@ static void first_byte_and_timeouts_win(void**) {
 
 static void names(void**) {
   const char* want[] = {"expired",          "not_yet_valid",    "unknown_ca", "chain",   "revoked", "no_client_cert",
-                        "protocol_version", "no_shared_cipher", "not_tls",    "timeout", "shed", "other"};
+                        "protocol_version", "no_shared_cipher", "not_tls",    "timeout", "peer_rejected_server_cert", "shed", "other"};
   for (size_t i = 0; i < size_t(HandshakeFailure::Count); ++i)
     assert_string_equal(handshake_failure_name(HandshakeFailure(i)), want[i]);
   assert_string_equal(tls_version_name(0x0304).c_str(), "TLSv1.3");
