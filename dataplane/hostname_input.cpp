@@ -70,6 +70,9 @@ static_assert(length_matches(kAnswers[1]) && length_matches(kAnswers[2]) && leng
 // The next sequence number dpgw expects from the client (its FIN counts once dpgw has taken it).
 inline uint32_t client_rcv_nxt(const Flow& f) { return f.bind.next_client_seq + (f.bind.fin ? 1 : 0); }
 
+// The window of a refused connection (whatever the client still sends is taken and dropped): 32 KiB.
+inline uint16_t answer_window(const Flow& f) { return f.bind.client_wscale != 0xff ? (32768 >> kOurWscale) : 32768; }
+
 }  // namespace
 
 uint32_t Worker::ts_clock() const { return uint32_t(now_ns_ / 1'000'000ull); }
@@ -184,10 +187,9 @@ void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f)
   const std::string_view text = kAnswers[f.bind.answer];
   uint8_t opts[12];
   const size_t olen = f.bind.client_ts ? tcp_write_timestamps(opts, ts_for_client(), f.bind.client_tsval) : 0;
-  const uint16_t window = uint16_t(f.bind.client_wscale != 0xff ? bindings_.large_size() >> kOurWscale : 0xffff);
   send_to_client(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, f.bind.our_isn + 1,
-                  client_rcv_nxt(f), kTcpAck | kTcpPsh | kTcpFin, window, {opts, olen},
+                  client_rcv_nxt(f), kTcpAck | kTcpPsh | kTcpFin, answer_window(f), {opts, olen},
                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, ip_id_++});
 }
 
@@ -259,8 +261,7 @@ void Worker::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t s
       const size_t olen = b.client_ts ? tcp_write_timestamps(opts, ts_for_client(), b.client_tsval) : 0;
       send_to_client(port, client_mac,
                      {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, answer_end,
-                      client_rcv_nxt(f), kTcpAck, uint16_t(b.client_wscale != 0xff ? 256 : 0xffff), {opts, olen}, {},
-                      ip_id_++});
+                      client_rcv_nxt(f), kTcpAck, answer_window(f), {opts, olen}, {}, ip_id_++});
     }
   }
   if (b.fin && (!p || p->answered)) {  // both sides closed: done
