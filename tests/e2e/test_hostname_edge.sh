@@ -11,7 +11,9 @@
 #  - TCP timestamps in captures of 30+ connections: on the client's side every TSval from dpgw's address rises
 #    from the SYN-ACK on (RFC 7323 PAWS); on the target's side every TSval from the client's address too;
 #  - the path to the target loses packets (every third one to it dropped): dpgw sends its SYN and the first bytes
-#    it acknowledged again, and the request completes.
+#    it acknowledged again, and the request completes;
+#  - steps that take too long: a client that never names a host, a target that never answers: RST after 10 s,
+#    counted.
 source "$(dirname "$0")/lib.sh"
 log() { echo "[$TEST_NAME] ${SECONDS}s $*"; }
 
@@ -52,7 +54,8 @@ dpctl ingress add app-a.example web --target "$AGENT_IP" > /dev/null
 dpctl ingress add app-b.example web --target "$B_IP" > /dev/null
 dpctl ingress add private.example web --target "$B_IP" --private > /dev/null
 dpctl ingress add lossy.example web --target "$LOSSY_IP" > /dev/null
-rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 4 ]; }
+dpctl ingress add blackhole.example web --target 10.99.2.5 > /dev/null  # every packet to it is dropped (below)
+rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 5 ]; }
 wait_for 10 "dpgw compiled the rules" rules
 
 CLIENT="timeout 30 ip netns exec $NS_C /usr/bin/python3 $ROOT/tests/e2e/hostname_client.py"
@@ -77,6 +80,19 @@ CAP2=$!
 PIDS+=("$CAP2")
 wait_for 5 "tcpdump" grep -q listening "$WORK/tcpdump-client.log"
 wait_for 5 "tcpdump" grep -q listening "$WORK/tcpdump-target.log"
+
+# Two clients that wait for more than 10 s, in the background while the rest runs: one never names its host, the
+# other's target never answers.
+ip netns exec "$NS_A" nft add table ip blackhole
+ip netns exec "$NS_A" nft add chain ip blackhole in '{ type filter hook prerouting priority -150; }'
+ip netns exec "$NS_A" nft add rule ip blackhole in ip daddr 10.99.2.5 drop
+HOSTNAME_CLIENT_TIMEOUT=25 $CLIENT pieces "$GW_PUBLIC" 80 0 'GET / HTTP/1.1\r\n' > "$WORK/no-name.json" &
+NO_NAME=$!
+PIDS+=("$NO_NAME")
+HOSTNAME_CLIENT_TIMEOUT=25 $CLIENT pieces "$GW_PUBLIC" 80 0 'GET / HTTP/1.1\r\nHost: blackhole.example\r\n\r\n' \
+  > "$WORK/blackhole.json" &
+BLACKHOLE=$!
+PIDS+=("$BLACKHOLE")
 
 log "first bytes in pieces with gaps: dpgw acknowledges what it keeps, the client sends the rest at once"
 r=$($CLIENT pieces "$GW_PUBLIC" 80 0.3 'GET / HTTP/1.1\r\n' 'Host: app-a.example\r\nConnection: close\r\n\r\n')
@@ -184,9 +200,19 @@ for port in 80 443; do
   log "  target side, to $AGENT_IP:$port: $(jq -c '{connections, segments, went_back_count}' <<<"$ts")"
 done
 
+log "steps that take too long: reset after 10 s, counted"
+wait "$NO_NAME" || true
+wait "$BLACKHOLE" || true
+for f in no-name blackhole; do
+  jq -e '.status == 0 and (.error | test("reset"))' "$WORK/$f.json" > /dev/null || fail "$f: $(cat "$WORK/$f.json")"
+done
+[ "$(drops hostname_timeout)" -eq 1 ] || fail "hostname_timeout: $(drops hostname_timeout)"
+[ "$(drops target_timeout)" -eq 1 ] || fail "target_timeout: $(drops target_timeout)"
+log "  no name in 10 s: reset after $(jq .seconds "$WORK/no-name.json") s; no answer from the target: reset after $(jq .seconds "$WORK/blackhole.json") s"
+
 log "the new drop reasons are in dpgw stats"
 "$DPGW" stats --socket "$WORK/dpgw.sock" > "$WORK/stats.txt"
-for reason in head_too_big ambiguous_host no_hostname; do
+for reason in head_too_big ambiguous_host no_hostname hostname_timeout target_timeout; do
   grep -q "$reason" "$WORK/stats.txt" || fail "dpgw stats does not show $reason"
 done
 log "PASS"

@@ -10,6 +10,7 @@
 //    acknowledged and dropped, counted.
 #include <rte_eal.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -107,7 +108,8 @@ struct Rig {
   std::unique_ptr<AgentSession> agent;
   uint16_t client_port = 40000;
   uint32_t client_ts = 0x10000;  // the client's clock (TSval), ticks on every segment
-  uint32_t cookie = 0;           // dpgw's ISN for the client
+  uint32_t cookie = 0;           // dpgw's ISN for the client (on client_port)
+  std::map<uint16_t, uint32_t> cookies;  // by client port, for tests with many connections
   uint32_t echo = 0;             // the newest TSval from dpgw (the client's TSecr)
   std::vector<uint32_t> client_saw_ts;  // every TSval the client got from dpgw, in order
   uint64_t flow_id = 0;
@@ -246,7 +248,7 @@ struct Rig {
     assert_int_equal(out[0].flags, kTcpSyn | kTcpAck);
     assert_int_equal(out[0].ack, kClientIsn + 1);
     assert_true(out[0].opt.has_ts && out[0].opt.sack_ok && out[0].opt.wscale == 7);
-    cookie = out[0].seq;
+    cookie = cookies[client_port] = out[0].seq;
     assert_int_equal(client(kClientIsn + 1, kTcpAck, "").size(), 0);  // the flow exists, nothing to say
   }
   // Every TSval the client saw rose (or stayed), from the SYN-ACK's on.
@@ -441,6 +443,50 @@ static void conflicting_host(void**) {
   r2.check_client_timestamps();
 }
 
+// More heads than large buffers: the one reading longest gives way (RST); when every large buffer belongs to a
+// connection waiting for its target, a head that needs one gets a 503 (binding_full).
+static void large_buffers_run_out(void**) {
+  Rig r;
+  const std::string big = kLine + kHost + "Cookie: " + std::string(5000, 'c') + "\r\n";  // no end yet
+  const auto send_big = [&](uint16_t port) {
+    r.client_port = port;
+    r.cookie = r.cookies[port];
+    std::vector<Seg> all;
+    for (uint32_t off = 0; off < big.size(); off += 1400)
+      for (Seg& s : r.client(kClientIsn + 1 + off, kTcpAck, big.substr(off, 1400))) all.push_back(s);
+    return all;
+  };
+  const uint32_t large = Worker::kLargeBindingBuffers;
+  for (uint16_t i = 0; i <= large + 1; ++i) {
+    r.client_port = uint16_t(20000 + i);
+    r.handshake();
+  }
+  for (uint16_t i = 0; i < large; ++i) send_big(uint16_t(20000 + i));
+  assert_int_equal(r.stats().bindings_grown.get(), large);
+  // One more: the first gives way, with a RST to its client.
+  bool reset = false;
+  for (const Seg& s : send_big(uint16_t(20000 + large))) reset |= (s.flags & kTcpRst) && s.dport == 20000;
+  assert_true(reset);
+  r.client_port = 20000;
+  auto again = r.client(kClientIsn + 1 + uint32_t(big.size()), kTcpAck, "x");  // its flow is gone
+  assert_int_equal(again.size(), 0);
+  assert_int_equal(r.stats().bindings_evicted.get(), 1);
+  assert_int_equal(r.stats().bindings_grown.get(), large + 1);
+  // The others end their heads: all waiting for the target now.
+  for (uint16_t i = 1; i <= large; ++i) {
+    r.client_port = uint16_t(20000 + i);
+    r.cookie = r.cookies[r.client_port];
+    r.client(kClientIsn + 1 + uint32_t(big.size()), kTcpAck, "\r\n");
+  }
+  assert_int_equal(r.to_server().size(), large);  // a SYN each
+  // The next big head finds no large buffer and none that may give way: 503.
+  std::vector<Seg> out = send_big(uint16_t(20000 + large + 1));
+  bool unavailable = false;
+  for (const Seg& s : out) unavailable |= s.payload.rfind("HTTP/1.1 503 ", 0) == 0;
+  assert_true(unavailable);
+  assert_int_equal(r.drops(Drop::BindingFull), 1);
+}
+
 int main() {
   const char* eal[] = {"test_hostname_binding", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
                        "-l",                    "0",         "--log-level", "*:error"};
@@ -454,6 +500,7 @@ int main() {
       cmocka_unit_test(fin_with_the_request),
       cmocka_unit_test(answers_of_our_own),
       cmocka_unit_test(conflicting_host),
+      cmocka_unit_test(large_buffers_run_out),
   };
   int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
   rte_eal_cleanup();
