@@ -63,4 +63,71 @@ class BindingBuffers {
   std::vector<uint32_t> free_;
 };
 
+// The first bytes of TCP connections held for delayed binding (hostname_input.cpp), in two tiers: every
+// connection starts in a small buffer; one whose bytes outgrow it (a request head with big cookies, a large
+// ClientHello) moves to a large one, its bytes copied once. Most heads are small, so the large tier can be few:
+// memory is small_count x small_size + large_count x large_size, all allocated at start.
+// A handle names a buffer of either tier (kLarge set for the large one). Each buffer carries the `Meta` of the
+// connection that holds it (what only such a connection needs, kept out of the flow table).
+template <typename Meta>
+class HeadBuffers {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint32_t kLarge = 0x80000000u;
+  HeadBuffers(uint32_t small_count, uint32_t small_size, uint32_t large_count, uint32_t large_size)
+      : small_(small_count, small_size), large_(large_count, large_size), small_meta_(small_count),
+        large_meta_(large_count) {}
+
+  // A small buffer for flow `owner`, its Meta reset; kNone when none is free.
+  uint32_t acquire(uint64_t owner) {
+    const uint32_t b = small_.acquire(owner);
+    if (b != kNone) small_meta_[b] = Meta{};
+    return b;
+  }
+  // Moves the connection in small buffer `h` to a large one (bytes, length, owner and Meta go along; the small one
+  // is freed): the new handle, or kNone when no large buffer is free (then `h` stays as it was).
+  uint32_t grow(uint32_t h) {
+    if (h == kNone || (h & kLarge) || !small_.used(h)) return kNone;
+    const uint32_t b = large_.acquire(small_.owner(h));
+    if (b == BindingBuffers::kNone) return kNone;
+    // Everything up to the buffer's end: bytes waiting beyond a gap are kept too.
+    const std::span<const uint8_t> all{small_.bytes(h).data(), small_.size()};
+    large_.write_at(b, 0, all);
+    large_.extend_to(b, uint32_t(small_.bytes(h).size()));
+    large_meta_[b] = small_meta_[h];
+    small_.release(h);
+    return b | kLarge;
+  }
+  void release(uint32_t h) {
+    if (h != kNone) tier(h).release(h & ~kLarge);
+  }
+  bool write_at(uint32_t h, uint32_t offset, std::span<const uint8_t> bytes) {
+    return tier(h).write_at(h & ~kLarge, offset, bytes);
+  }
+  void extend_to(uint32_t h, uint32_t len) { tier(h).extend_to(h & ~kLarge, len); }
+  std::span<const uint8_t> bytes(uint32_t h) const { return tier(h).bytes(h & ~kLarge); }
+  uint32_t capacity(uint32_t h) const { return tier(h).size(); }
+  bool used(uint32_t h) const {
+    return h != kNone && (h & ~kLarge) < tier(h).count() && tier(h).used(h & ~kLarge);
+  }
+  uint64_t owner(uint32_t h) const { return tier(h).owner(h & ~kLarge); }
+  Meta& meta(uint32_t h) { return (h & kLarge) ? large_meta_[h & ~kLarge] : small_meta_[h]; }
+  const Meta& meta(uint32_t h) const { return (h & kLarge) ? large_meta_[h & ~kLarge] : small_meta_[h]; }
+
+  uint32_t small_size() const { return small_.size(); }
+  uint32_t large_size() const { return large_.size(); }
+  // Every handle, small ones first: handle_at(0 .. count()-1).
+  uint32_t count() const { return small_.count() + large_.count(); }
+  uint32_t handle_at(uint32_t i) const { return i < small_.count() ? i : (i - small_.count()) | kLarge; }
+  uint32_t small_in_use() const { return small_.in_use(); }
+  uint32_t large_in_use() const { return large_.in_use(); }
+  uint32_t large_free() const { return large_.count() - large_.in_use(); }
+
+ private:
+  BindingBuffers& tier(uint32_t h) { return (h & kLarge) ? large_ : small_; }
+  const BindingBuffers& tier(uint32_t h) const { return (h & kLarge) ? large_ : small_; }
+  BindingBuffers small_, large_;
+  std::vector<Meta> small_meta_, large_meta_;
+};
+
 }  // namespace dptun

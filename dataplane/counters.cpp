@@ -43,6 +43,10 @@ const char* drop_reason_name(Drop d) {
     case Drop::TargetRefused: return "target_refused";
     case Drop::DirectDisabled: return "direct_disabled";
     case Drop::BadChecksum: return "bad_checksum";
+    case Drop::AmbiguousHost: return "ambiguous_host";
+    case Drop::HeadTooBig: return "head_too_big";
+    case Drop::HostnameTimeout: return "hostname_timeout";
+    case Drop::TargetTimeout: return "target_timeout";
     case Drop::Count: break;
   }
   return "unknown";

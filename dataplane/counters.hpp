@@ -60,6 +60,10 @@ enum class Drop : uint8_t {
   TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST
   DirectDisabled,   // a visitor asked for an address directly, and the gateway's direct_mode is off
   BadChecksum,      // a TCP segment dpgw answers itself (hostname entry points) with a wrong checksum
+  AmbiguousHost,    // HTTP request head naming its host in conflicting or unclear ways (answered 400)
+  HeadTooBig,       // request head / ClientHello larger than dpgw reads (HTTP 431, TLS reset)
+  HostnameTimeout,  // hostname entry point: no name within 10 s of the connection's first byte (reset)
+  TargetTimeout,    // hostname entry point: the target did not answer our SYN, or take the first bytes, in 10 s
   Count
 };
 
@@ -73,6 +77,8 @@ struct alignas(64) WorkerStats {
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   Counter hostname_routed;  // new flows routed by an ingress rule
   Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused, bindings_evicted;  // delayed binding
+  // first bytes that outgrew a small buffer; segments dpgw sent again (SYN or first bytes to targets, answers)
+  Counter bindings_grown, binding_retransmits;
   // QUIC flows held until their ClientHello named a host; datagrams sent on after a hold; holds given up for newer
   Counter quic_flows_held, quic_held_sent, quic_holds_evicted;
   Counter visitor_packets, visitor_flows;  // from visitors (dpagent visit)

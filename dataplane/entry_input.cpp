@@ -252,9 +252,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* ip = l2 + pi.l3_offset;
     uint8_t* l4 = l2 + pi.l4_offset;
     if (f->binding == Binding::Spliced) {
-      if (f->bind.proxy_protocol && load_be32(l4 + 4) == f->bind.client_isn + 1 && pi.l4_len > pi.tcp_header_len) {
-        resend_proxy_header(*f, load_be32(l4 + 8) + f->splice.seq_delta, load_be16(l4 + 14));
-      }
+      if (f->bind.buffer != BindingBuffers::kNone) held_from_client(*f, l4, pi);  // first bytes still on their way
       f->splice.to_server(l4, pi.tcp_header_len);
     }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);

@@ -23,27 +23,54 @@ struct FlowKey {
 enum class TcpState : uint8_t { None = 0, SynSent, Established, Closing, Closed };
 
 // Delayed binding (TCP entry points routed by hostname): dpgw holds the client's connection itself until it has
-// read the hostname (WaitHello), opens the server side (WaitServer), then splices the two (Spliced).
-enum class Binding : uint8_t { None = 0, WaitHello, WaitServer, Spliced };
+// read the hostname (WaitHello), opens the server side (WaitServer), then splices the two (Spliced; until the
+// server has acknowledged the first bytes dpgw acknowledged to the client, dpgw keeps them and sends them again
+// as needed). Refused: dpgw answered the client itself (HTTP 400/431/502/503, or a RST for TLS) and lingers a
+// while: it resends its answer until the client acknowledges it, and acknowledges and discards what the client
+// still sends, so that the client reads the answer instead of a reset.
+enum class Binding : uint8_t { None = 0, WaitHello, WaitServer, Spliced, Refused };
 
 struct BindingState {
   uint32_t client_isn = 0, our_isn = 0;  // the client's ISN; ours is the SYN cookie
-  uint32_t next_client_seq = 0;          // the next in-order byte from the client
-  uint32_t client_tsval = 0;             // the newest TSval from the client
-  uint32_t buffer = UINT32_MAX;          // BindingBuffers slot holding the client's first bytes
-  uint64_t syn_sent_ns = 0;              // our SYN to the server (resent on the client's retransmissions)
+  uint32_t next_client_seq = 0;          // the next in-order byte from the client (its FIN not counted)
+  uint32_t client_tsval = 0;             // the newest TSval from the client (never moves back: the server sees it)
+  uint32_t buffer = UINT32_MAX;          // HeadBuffers handle holding the client's first bytes
+  uint64_t give_up_ns = 0;               // the step in progress (naming a host, reaching the target, lingering) ends
   uint16_t client_mss = 0;
   uint16_t client_window = 0;            // the newest raw window from the client
   uint8_t client_wscale = 0xff;          // 0xff: the client does not scale windows
   bool client_sack = false;
   bool client_ts = false;
   bool proxy_protocol = false;
-  bool fin = false;                      // the client closed its side after its first bytes (sent on at the splice)
+  bool fin = false;                      // the client closed its side after its first bytes (acknowledged by dpgw)
   bool ts_both = false;                  // client and target both use timestamps (known at the splice)
   uint8_t route = 0;                     // EntryRoute: what to read (TLS ClientHello or HTTP request head)
+  uint8_t answer = 0;                    // Refused: what dpgw answered (hostname_input.cpp's kAnswers; 0: a RST)
   // Bytes that arrived ahead of a gap (offsets from the first byte), kept until the gap fills.
   uint8_t n_ahead = 0;
   uint16_t ahead_start[4] = {}, ahead_end[4] = {};
+};
+
+// What a connection needs only while dpgw holds first bytes of it: kept with its buffer (HeadBuffers), not in
+// every flow. Offsets towards the server count from the client's first byte in the server's sequence space
+// (a PROXY protocol header first, then the client's bytes, then its FIN if it sent one).
+struct BindingProgress {
+  uint64_t since_ns = 0;        // the first byte came (the connection reading longest gives way when all are taken)
+  uint32_t scan = 0, scan2 = 0; // how far http_head_complete / tls_hello_complete have looked
+  uint32_t parsed = 0;          // bytes the last full read of the head saw
+  uint64_t syn_sent_ns = 0;     // our first SYN to the server (its answer gives a round-trip time)
+  uint64_t timer_ns = 0;        // when to send again: our SYN (WaitServer), the first bytes (Spliced), the answer
+  uint32_t rto_ms = 0;          // the current retransmission timeout, doubled on every resend
+  uint8_t resends = 0;
+  uint8_t dup_acks = 0;         // the server acknowledged the same offset again without data
+  bool answered = false;        // Refused: the client acknowledged dpgw's answer
+  // Spliced: the first bytes on their way to the server.
+  uint32_t una = 0, next = 0, end = 0;  // offsets: oldest unacknowledged, next to send, end (FIN included)
+  uint32_t server_window = 0;   // bytes beyond `una` the server takes
+  uint32_t server_ack = 0;      // the acknowledgment number our segments carry (the server's sequence space)
+  uint32_t server_tsval = 0;    // the newest TSval from the server: our segments' TSecr
+  uint32_t client_rcv = 0;      // what the client expects next from us (its sequence space): where a RST goes
+  uint16_t mss = 536;           // payload per segment towards the server
 };
 
 struct Flow {

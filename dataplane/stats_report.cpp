@@ -70,8 +70,8 @@ uint64_t flows_active(const Dataplane& dp) {
   X(keepalives_tx)                                                                                         \
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
   X(idle_sleeps) X(polls) X(hostname_routed) X(syn_cookies_sent) X(bindings_started) X(bindings_spliced) \
-  X(bindings_refused) X(bindings_evicted) X(quic_flows_held) X(quic_held_sent) X(quic_holds_evicted)      \
-  X(visitor_packets) X(visitor_flows)
+  X(bindings_refused) X(bindings_evicted) X(bindings_grown) X(binding_retransmits) X(quic_flows_held)     \
+  X(quic_held_sent) X(quic_holds_evicted) X(visitor_packets) X(visitor_flows)
 
 }  // namespace
 

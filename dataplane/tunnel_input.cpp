@@ -177,7 +177,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     splice_from_server(m, *f, pi);
     return;
   }
-  if (f->binding == Binding::WaitHello) {  // nothing was sent to a target yet
+  if (f->binding == Binding::WaitHello || f->binding == Binding::Refused) {  // nothing was sent to a target yet
     drop(m, Drop::FlowMismatch);
     return;
   }
@@ -196,7 +196,14 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
 
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* l4 = ip + pi.l4_offset;
-  if (f->binding == Binding::Spliced) f->splice.to_client(l4, pi.tcp_header_len);
+  if (f->binding == Binding::Spliced) {
+    // (While dpgw holds first bytes the target has not acknowledged, their progress is read here.)
+    if (f->bind.buffer != BindingBuffers::kNone && !held_from_server(*f, l4, pi)) {
+      rte_pktmbuf_free(m);
+      return;
+    }
+    f->splice.to_client(l4, pi.tcp_header_len);
+  }
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
   // Whatever addresses the agent wrote, the client only ever sees the entry point talking to it.
   ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local_ip, f->key.local_port);

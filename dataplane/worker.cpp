@@ -33,13 +33,12 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       idle_(dp.cfg->idle),
       cookies_(dp.syn_cookie_key),
-      bindings_(kBindingBuffers, kMaxClientHello),
+      bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
       names_(4 * kBindingBuffers, 256),
       quic_hold_(kQuicHoldBuffers, kQuicHoldBytes),
-      binding_since_(kBindingBuffers),
       quic_hold_since_(kQuicHoldBuffers),
       quic_scratch_(kQuicHoldBytes),
-      hello_scratch_(kMaxClientHello),
+      hello_scratch_(kMaxClientHello + 4),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {
   std::string name = "handoff_" + std::to_string(id);

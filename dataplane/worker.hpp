@@ -27,7 +27,12 @@ namespace dptun {
 
 class Worker {
  public:
+  // Delayed binding's buffers for the client's first bytes (docs/hostname-routing.md): every connection starts in
+  // a small one; a head that outgrows it moves to a large one. 1024 x 4 KiB + 256 x 33 KiB: 12.3 MiB per worker.
   static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
+  static constexpr uint32_t kBindingBytes = 4096;
+  static constexpr uint32_t kLargeBindingBuffers = 256;
+  static constexpr uint32_t kLargeBindingBytes = 33 * 1024;  // a 32 KiB request head or ClientHello, and a little more
   static constexpr uint32_t kQuicHoldBuffers = 1024;  // QUIC flows per worker held while their ClientHello is read
   static constexpr uint32_t kQuicHoldBytes = 12 * 1024;  // what one may hold: 8 datagrams of a 1500-byte MTU
   Worker(Dataplane& dp, uint16_t id, unsigned lcore);
@@ -86,19 +91,33 @@ class Worker {
   void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
   void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
                     uint32_t client_isn);
+  bool keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> payload, bool& grew);
+  bool grow_binding(Flow& f);
+  void read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool grew);
+  void route_binding(uint8_t port, const uint8_t* client_mac, Flow& f, std::string_view name);
+  void send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t seq, uint32_t ack, uint8_t flags,
+              uint32_t len);
   void send_server_syn(Flow& f);
   void splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi);
-  void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why);
+  void send_held(Flow& f, bool probe);
+  bool held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
+  void held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
+  void binding_timer(Flow& f);
+  void give_up_binding(Flow& f, Drop why);
+  void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer);
   void release_binding(Flow& f);
   void abandon_binding(Flow& f);
-  bool evict_oldest_binding(const Flow& newcomer);
-  void resend_proxy_header(Flow& f, uint32_t server_ack, uint16_t window);
+  bool evict_oldest_binding(const Flow& newcomer, bool large);
   void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
   bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                       std::span<const uint8_t> options, std::span<const uint8_t> payload);
   static size_t proxy_v2_header(const Flow& f, uint8_t* out);
   void sweep_bindings(uint32_t budget);
   uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
+  uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
   uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
   void encap_flush();
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
@@ -147,10 +166,9 @@ class Worker {
   std::array<EncapPending, 2 * kBurst> encap_;
   uint16_t n_encap_ = 0;
   SynCookies cookies_;
-  BindingBuffers bindings_;
+  HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
   BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
   BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_input.cpp)
-  std::vector<uint64_t> binding_since_;    // per bindings_ buffer: when its connection's first bytes came
   std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
   std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
   uint32_t quic_cursor_ = 0;

@@ -126,6 +126,36 @@ SniResult sni_from_handshake(std::span<const uint8_t> msg) {
   return complete ? SniResult{SniStatus::NoName, {}} : more;
 }
 
+bool tls_hello_complete(std::span<const uint8_t> stream, uint32_t& next_record, uint32_t& hello_bytes) {
+  const size_t n = stream.size();
+  size_t partial = 0;  // bytes of a record that has not arrived whole
+  while (next_record + 5 <= n) {
+    const uint8_t* rec = stream.data() + next_record;
+    if (rec[0] != kContentHandshake || rec[1] != 3) return true;  // the reader refuses it
+    const size_t rec_len = size_t(rec[3]) << 8 | rec[4];
+    if (rec_len == 0 || rec_len > 16384 + 256) return true;
+    if (next_record + 5 + rec_len > n) {
+      partial = n - next_record - 5;
+      break;
+    }
+    hello_bytes += uint32_t(rec_len);
+    next_record += uint32_t(5 + rec_len);
+  }
+  const size_t have = hello_bytes + partial;
+  if (have < 4) return false;
+  // The message's type and length: its first 4 bytes, which may straddle records (at most 4 of them).
+  uint8_t h[4];
+  size_t got = 0;
+  for (size_t off = 0; got < 4 && off + 5 <= n;) {
+    const size_t rec_len = size_t(stream[off + 3]) << 8 | stream[off + 4];
+    for (size_t k = 0; k < rec_len && off + 5 + k < n && got < 4; ++k) h[got++] = stream[off + 5 + k];
+    off += 5 + rec_len;
+  }
+  if (got < 4 || h[0] != kClientHello) return true;
+  const size_t len = size_t(h[1]) << 16 | size_t(h[2]) << 8 | h[3];
+  return len > kMaxClientHello || have >= 4 + len;
+}
+
 SniResult sni_from_tls_stream(std::span<const uint8_t> stream, std::span<uint8_t> buffer) {
   // Gather the handshake bytes of consecutive handshake records into `buffer` until the ClientHello is
   // complete (or holds its server name already).

@@ -25,11 +25,18 @@ struct SniResult {
   std::string_view name;  // valid while the buffer lives; lower case is not guaranteed
 };
 
-inline constexpr size_t kMaxClientHello = 16384;
+// The largest ClientHello read (the handshake message's body; OpenSSL accepts up to 128 kB, browsers send 2 kB).
+inline constexpr size_t kMaxClientHello = 32768;
 
 // `stream`: the client's bytes from the start of the TCP connection. `buffer`: scratch for the handshake
-// message when it spans records (kMaxClientHello bytes suffice).
+// message when it spans records (kMaxClientHello + 4 bytes suffice).
 SniResult sni_from_tls_stream(std::span<const uint8_t> stream, std::span<uint8_t> buffer);
+
+// Incremental: true once `stream` holds the whole first handshake message (over any number of records), or
+// something sni_from_tls_stream will refuse at once (a record that is not a handshake, a bad length).
+// `next_record` and `hello_bytes` are the caller's progress (0 at first): each call reads only the record headers
+// it has not read, so a ClientHello that arrives in many pieces costs O(its records) in all.
+bool tls_hello_complete(std::span<const uint8_t> stream, uint32_t& next_record, uint32_t& hello_bytes);
 
 // `msg`: the handshake layer from its first byte (QUIC CRYPTO data at offset 0), complete or a prefix of it.
 // A prefix that already holds the server_name extension is enough.

@@ -8,6 +8,7 @@ namespace dptun {
 namespace {
 
 constexpr size_t kOffSeq = 4, kOffAck = 8, kOffWindow = 14, kOffChecksum = 16;
+constexpr uint8_t kFlagAck = 0x10;
 constexpr uint8_t kOptEol = 0, kOptNop = 1, kOptSack = 5, kOptTimestamps = 8;
 
 // Replaces the 32-bit big-endian field at `off` (any alignment) and updates the checksum over the 16-bit words
@@ -65,9 +66,19 @@ bool TcpSplice::to_server(uint8_t* tcp, size_t header_len) const {
 bool TcpSplice::to_client(uint8_t* tcp, size_t header_len) const {
   if (header_len < 20 || header_len > 60) return false;
   replace32(tcp, kOffSeq, load_be32(tcp + kOffSeq) - seq_delta);
-  if (client_seq_delta) replace32(tcp, kOffAck, load_be32(tcp + kOffAck) - client_seq_delta);
+  const uint32_t raw_ack = load_be32(tcp + kOffAck);
+  uint32_t ack = raw_ack - client_seq_delta;
   const uint16_t win = load_be16(tcp + kOffWindow);
-  const uint16_t scaled = window_to_client(win);
+  uint16_t scaled = window_to_client(win);
+  if (hold_acks && (tcp[13] & kFlagAck) && int32_t(ack - ack_floor) < 0) {
+    // dpgw acknowledged the client's first bytes itself: the client never sees them acknowledged less, and the
+    // window keeps the server's right edge.
+    const uint32_t gap = ack_floor - ack;
+    const uint64_t bytes = uint64_t(win) << server_wscale;
+    scaled = window_bytes_to_client(bytes > gap ? bytes - gap : 0);
+    ack = ack_floor;
+  }
+  if (ack != raw_ack) replace32(tcp, kOffAck, ack);
   if (scaled != win) {
     store_be16(tcp + kOffWindow, scaled);
     csum_replace16(tcp + kOffChecksum, win, scaled);
@@ -82,13 +93,16 @@ bool TcpSplice::to_client(uint8_t* tcp, size_t header_len) const {
   return true;
 }
 
-uint16_t TcpSplice::window_to_client(uint16_t server_window) const {
-  if (server_wscale == our_wscale) return server_window;
-  const uint64_t bytes = uint64_t(server_window) << server_wscale;
+uint16_t TcpSplice::window_bytes_to_client(uint64_t bytes) const {
   uint64_t w = bytes >> our_wscale;
   if (w > 0xffff) w = 0xffff;
   if (w == 0 && bytes) w = 1;
   return uint16_t(w);
+}
+
+uint16_t TcpSplice::window_to_client(uint16_t server_window) const {
+  if (server_wscale == our_wscale) return server_window;
+  return window_bytes_to_client(uint64_t(server_window) << server_wscale);
 }
 
 }  // namespace dptun
