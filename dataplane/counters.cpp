@@ -43,6 +43,13 @@ const char* drop_reason_name(Drop d) {
     case Drop::TargetRefused: return "target_refused";
     case Drop::DirectDisabled: return "direct_disabled";
     case Drop::BadChecksum: return "bad_checksum";
+    case Drop::FragMalformed: return "frag_malformed";
+    case Drop::FragDuplicate: return "frag_duplicate";
+    case Drop::FragOverlap: return "frag_overlap";
+    case Drop::FragOversize: return "frag_oversize";
+    case Drop::FragTooMany: return "frag_too_many";
+    case Drop::FragTimeout: return "frag_timeout";
+    case Drop::FragEvicted: return "frag_evicted";
     case Drop::Count: break;
   }
   return "unknown";

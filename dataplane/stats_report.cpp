@@ -71,7 +71,8 @@ uint64_t flows_active(const Dataplane& dp) {
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
   X(idle_sleeps) X(polls) X(hostname_routed) X(syn_cookies_sent) X(bindings_started) X(bindings_spliced) \
   X(bindings_refused) X(bindings_evicted) X(quic_flows_held) X(quic_held_sent) X(quic_holds_evicted)      \
-  X(visitor_packets) X(visitor_flows)
+  X(visitor_packets) X(visitor_flows) X(frag_rx) X(frag_steered) X(frag_reassembled) X(frag_timeouts)         \
+  X(frag_evictions) X(inner_frag_rx) X(inner_frag_reassembled) X(inner_frag_timeouts) X(inner_frag_evictions)
 
 }  // namespace
 
