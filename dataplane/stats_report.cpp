@@ -255,6 +255,17 @@ std::string stats_text(const Dataplane& dp) {
           GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns) ? "live" : "down");
   }
   add("\nflows active %" PRIu64 ", neighbours %u\n", flows_active(dp), dp.neighbors.size());
+  auto sum = [&](Counter WorkerStats::*c) {
+    uint64_t v = 0;
+    for (const auto& w : dp.workers) v += (w->stats.*c).get();
+    return v;
+  };
+  if (sum(&WorkerStats::frag_rx) || sum(&WorkerStats::inner_frag_rx) || sum(&WorkerStats::fragments_tx))
+    add("fragments: from clients %" PRIu64 " (%" PRIu64 " datagrams, %" PRIu64 " timed out, %" PRIu64
+        " evicted), from agents %" PRIu64 " (%" PRIu64 " datagrams, %" PRIu64 " timed out), made %" PRIu64 "\n",
+        sum(&WorkerStats::frag_rx), sum(&WorkerStats::frag_reassembled), sum(&WorkerStats::frag_timeouts),
+        sum(&WorkerStats::frag_evictions), sum(&WorkerStats::inner_frag_rx), sum(&WorkerStats::inner_frag_reassembled),
+        sum(&WorkerStats::inner_frag_timeouts), sum(&WorkerStats::fragments_tx));
   std::string drops;
   for (size_t d = 0; d < size_t(Drop::Count); ++d) {
     uint64_t v = drop_total(dp, d);
