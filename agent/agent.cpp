@@ -10,11 +10,13 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <random>
 
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "packet/headers.hpp"
+#include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
 
@@ -22,9 +24,25 @@ namespace dptun {
 
 namespace {
 constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the inner IP packet starts
+// Reassembly bounds per direction: 64 datagrams of up to 65535 bytes (4 MB at most), 2 s to complete.
+constexpr ReassemblyLimits kAgentReassembly{64, 4096, 128, 65535, 2'000'000'000ull};
+
+uint64_t random_seed() {
+  std::random_device rd;
+  return uint64_t(rd()) << 32 | rd();
+}
+
+bool is_ipv4_fragment(const uint8_t* p, size_t len) {
+  return len >= kIpv4HeaderLen && (p[0] >> 4) == 4 && ipv4_is_fragment(p);
+}
 }  // namespace
 
-Agent::Agent(AgentOptions opt) : opt_(std::move(opt)), snat_(opt_.tun_net) {}
+Agent::Agent(AgentOptions opt)
+    : opt_(std::move(opt)),
+      snat_(opt_.tun_net),
+      gw_frags_(kAgentReassembly, random_seed()),
+      tun_frags_(kAgentReassembly, random_seed()),
+      frag_id_(uint16_t(random_seed())) {}
 
 bool Agent::start(bool static_session, std::string& error) {
   if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
@@ -181,6 +199,19 @@ void Agent::gateway_readable(uint64_t now_ns) {
         stats_.bad_inner++;
         continue;
       }
+      // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first.
+      if (is_ipv4_fragment(pkt, pkt_len)) {
+        PacketInfo fpi;
+        if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+          stats_.bad_inner++;
+          continue;
+        }
+        const std::span<uint8_t> whole =
+            gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(s->index()) << 32 | uint32_t(ih.flow_id), now_ns);
+        if (whole.empty()) continue;
+        pkt = whole.data();
+        pkt_len = whole.size();
+      }
       PacketInfo pi;
       if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
         stats_.bad_inner++;
@@ -229,11 +260,25 @@ void Agent::tun_readable(uint64_t now_ns) {
       stats_.no_session++;
       continue;
     }
+    std::span<uint8_t> packet{pkt, size_t(n)};
+    // The kernel fragments what it routes into the TUN beyond its MTU: the datagram is put together first (its
+    // destination port names the flow), then sent on in fragments of our own.
+    if (is_ipv4_fragment(pkt, packet.size())) {
+      PacketInfo fpi;
+      if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+        stats_.bad_inner++;
+        continue;
+      }
+      packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
+      if (packet.empty()) continue;
+    }
     PacketInfo pi;
-    if (!parse_tunnel_packet({pkt, size_t(n)}, pi)) {
+    if (!parse_tunnel_packet(packet, pi)) {
       stats_.bad_inner++;
       continue;
     }
+    uint8_t* p = packet.data();
+    packet = packet.first(pi.ip_total_len);
     if (opt_.visit) {
       // Programs here connect to the local address: the frame names the service (or, direct, its address).
       const AgentOptions::Visit& v = *opt_.visit;
@@ -241,17 +286,12 @@ void Agent::tun_readable(uint64_t now_ns) {
         stats_.no_nat++;
         continue;
       }
-      uint8_t flags;
-      size_t plain = kInnerHeaderLen + pi.ip_total_len;
       if (v.target) {
-        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, v.target->ip.value, v.target->port);
-        flags = kInnerDirect;
+        ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.value, v.target->port);
+        send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
       } else {
-        plain += write_name_trailer(pkt + pi.ip_total_len, v.host);
-        flags = kInnerHasName;
+        send_inner(packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);
       }
-      encode_inner_header(frame + kRelayHeaderLen, InnerHeader{0, pi.l4_proto, flags, 0});
-      send_data_frame(frame, plain, pi.ip_total_len, now_ns);
       continue;
     }
     // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
@@ -262,10 +302,49 @@ void Agent::tun_readable(uint64_t now_ns) {
     }
     // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
     // flow's tunnel may carry it, so replies always use the current one.
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{*tag, pi.l4_proto, 0, 0});
-    send_data_frame(frame, kInnerHeaderLen + pi.ip_total_len, pi.ip_total_len, now_ns);
+    send_inner(packet, *tag, pi.l4_proto, 0, {}, now_ns);
   }
   if (link_open_) note_send_error(link_.flush(), now_ns);
+}
+
+// Sends an inner packet to the gateway (inner header: `flow`, `proto`, `flags`; a name trailer when `name` is
+// given): in one data frame when it fits one, else as IPv4 fragments of our own, one frame each (protocol.md
+// "Datagrams bigger than a frame"). The frame budget is what the TUN's MTU is: --mtu less the overhead.
+void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
+                       uint64_t now_ns) {
+  const size_t trailer = name.empty() ? 0 : name.size() + 1;
+  const size_t budget = opt_.underlay_mtu - kUnderlayOverhead - trailer;
+  if (packet.size() <= budget) {
+    uint8_t* frame = link_.tx_slot();
+    uint8_t* pkt = frame + kInnerOffset;
+    if (packet.data() != pkt) std::memmove(pkt, packet.data(), packet.size());
+    size_t plain = kInnerHeaderLen + packet.size();
+    if (trailer) plain += write_name_trailer(pkt + packet.size(), name);
+    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow, proto, flags, 0});
+    send_data_frame(frame, plain, packet.size(), now_ns);
+    return;
+  }
+  const uint8_t* ip = packet.data();
+  const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
+  const FragmentPlan plan = plan_ipv4_fragments(hl, uint32_t(packet.size()) - hl, uint32_t(budget));
+  if (!plan.count) {
+    stats_.bad_inner++;
+    return;
+  }
+  const uint16_t id = frag_id_++;
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk;
+    const uint32_t len = std::min<uint32_t>(plan.chunk, uint32_t(packet.size()) - hl - off);
+    uint8_t* frame = link_.tx_slot();
+    uint8_t* out = frame + kInnerOffset;
+    const size_t fh = write_ipv4_fragment_header(out, {ip, hl}, id, off, len, k + 1 < plan.count);
+    std::memcpy(out + fh, ip + hl + off, len);
+    size_t plain = kInnerHeaderLen + fh + len;
+    if (trailer) plain += write_name_trailer(out + fh + len, name);
+    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow, proto, flags, 0});
+    send_data_frame(frame, plain, fh + len, now_ns);
+    stats_.fragments_tx++;
+  }
 }
 
 // Seals a data frame built in the link's send slot (`plain`: inner header and packet) and queues it.
@@ -281,6 +360,8 @@ void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, ui
 
 void Agent::timer(uint64_t now_ns) {
   sessions_.expire(now_ns);
+  gw_frags_.expire(now_ns);
+  tun_frags_.expire(now_ns);
   if (AgentSession* current = sessions_.current()) {
     // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
     uint64_t interval =
@@ -387,7 +468,18 @@ std::string Agent::stats_json() const {
       .field("routed_flows", stats_.routed_flows)
       .field("no_route", stats_.no_route)
       .field("send_errors", stats_.send_errors)
-      .end_object();
+      .field("fragments_tx", stats_.fragments_tx);
+  // Reassembly by origin: fragments taken in, datagrams completed / given up, fragments dropped by reason.
+  j.key("reassembly").begin_object();
+  for (const auto& [side, r] : {std::pair{"from_gateway", &gw_frags_}, std::pair{"from_tun", &tun_frags_}}) {
+    const DatagramReassembler::Stats& st = r->stats();
+    j.key(side).begin_object();
+    j.field("fragments", st.fragments).field("reassembled", st.reassembled).field("timeouts", st.timeouts);
+    j.field("evictions", st.evictions).field("in_progress", uint64_t(r->datagrams()));
+    for (size_t d = 0; d < st.drops.size(); ++d) j.field(frag_drop_name(FragDrop(d)), st.drops[d]);
+    j.end_object();
+  }
+  j.end_object().end_object();
   return j.str();
 }
 

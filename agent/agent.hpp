@@ -17,6 +17,7 @@
 
 #include "agent/agent_session.hpp"
 #include "agent/control_client.hpp"
+#include "agent/datagram_reassembler.hpp"
 #include "agent/lan_nat.hpp"
 #include "agent/snat_codec.hpp"
 #include "agent/service_routes.hpp"
@@ -60,6 +61,7 @@ struct AgentStats {
   uint64_t bad_inner = 0, no_nat = 0, no_session = 0, tun_write_errors = 0, send_errors = 0;
   uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
   uint64_t sessions_adopted = 0;
+  uint64_t fragments_tx = 0;  // IPv4 fragments sent, one frame each (datagrams bigger than a frame)
 };
 
 class Agent {
@@ -82,6 +84,8 @@ class Agent {
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns);
+  void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
+                  uint64_t now_ns);
 
   AgentOptions opt_;
   OpensslAead engine_{1};
@@ -97,6 +101,11 @@ class Agent {
   std::mutex grants_mu_;
   std::vector<SessionGrant> grants_;
   AgentStats stats_;
+  // IPv4 reassembly: fragments from the gateway (datagrams bigger than a frame) and from the TUN (the kernel
+  // fragments what it routes into the TUN beyond its MTU).
+  DatagramReassembler gw_frags_;
+  DatagramReassembler tun_frags_;
+  uint16_t frag_id_ = 0;  // ids of the datagrams this agent fragments
   uint64_t last_gateway_rx_ns_ = 0;
   uint64_t last_keepalive_ns_ = 0;
   uint64_t last_stats_ns_ = 0;

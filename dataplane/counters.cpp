@@ -47,6 +47,13 @@ const char* drop_reason_name(Drop d) {
     case Drop::HeadTooBig: return "head_too_big";
     case Drop::HostnameTimeout: return "hostname_timeout";
     case Drop::TargetTimeout: return "target_timeout";
+    case Drop::FragMalformed: return "frag_malformed";
+    case Drop::FragDuplicate: return "frag_duplicate";
+    case Drop::FragOverlap: return "frag_overlap";
+    case Drop::FragOversize: return "frag_oversize";
+    case Drop::FragTooMany: return "frag_too_many";
+    case Drop::FragTimeout: return "frag_timeout";
+    case Drop::FragEvicted: return "frag_evicted";
     case Drop::Count: break;
   }
   return "unknown";

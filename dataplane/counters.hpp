@@ -27,7 +27,8 @@ enum class Drop : uint8_t {
   Multiseg,         // multi-segment mbuf (jumbo frames are not supported yet)
   NotForUs,         // IPv4 not addressed to a gateway address
   UnsupportedProto, // IP protocol we do not serve
-  Fragment,         // IP fragment to an entry point or the tunnel port (no reassembly yet)
+  Fragment,         // a reassembled datagram dpgw does not take: to the tunnel port, or too big for one mbuf where
+                    // only single-buffer packets go (hostname entry points, the kernel path, from visitors)
   NoEntryPoint,     // TCP/UDP to a port without an entry point
   TcpNoFlow,        // TCP segment without SYN for a flow we do not know
   NoSession,        // the tunnel has no session with a known agent endpoint
@@ -64,6 +65,15 @@ enum class Drop : uint8_t {
   HeadTooBig,       // request head / ClientHello larger than dpgw reads (HTTP 431, TLS reset)
   HostnameTimeout,  // hostname entry point: no name within 10 s of the connection's first byte (reset)
   TargetTimeout,    // hostname entry point: the target did not answer our SYN, or take the first bytes, in 10 s
+  // IPv4 reassembly (frag_input.cpp), in FragDrop's order (packet/ipv4_reassembly.hpp)
+  FragMalformed,    // empty, not a multiple of 8 bytes before the last, fragments disagreeing about the end,
+                    // or a first fragment without the whole TCP/UDP header
+  FragDuplicate,    // the same range as a fragment already held
+  FragOverlap,      // overlaps another fragment: its datagram is dropped
+  FragOversize,     // its datagram would pass reassembly.max_size
+  FragTooMany,      // its datagram needs more than 128 fragments
+  FragTimeout,      // its datagram did not complete within reassembly.timeout
+  FragEvicted,      // its datagram was given up for newer ones (reassembly.datagrams / .fragments reached)
   Count
 };
 
@@ -73,7 +83,12 @@ struct alignas(64) WorkerStats {
   Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
   Counter encap_packets, encap_bytes, decap_packets, decap_bytes;
   Counter flows_created, flows_expired, flows_evicted, flows_repinned;
-  Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed, fragments_tx;
+  Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed;
+  Counter fragments_tx;  // IPv4 fragments made: inner fragments in frames to agents, fragments to clients
+  // Reassembly of client fragments (steered: handed to the worker their datagram hashes to) and of fragments in
+  // agents' frames (inner_*): fragments taken in, datagrams completed, datagrams timed out or evicted.
+  Counter frag_rx, frag_steered, frag_reassembled, frag_timeouts, frag_evictions;
+  Counter inner_frag_rx, inner_frag_reassembled, inner_frag_timeouts, inner_frag_evictions;
   Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
   Counter hostname_routed;  // new flows routed by an ingress rule
   Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused, bindings_evicted;  // delayed binding

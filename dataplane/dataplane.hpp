@@ -38,7 +38,8 @@ struct PortInfo {
 
 // Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
 struct HandoffMeta {
-  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3 };
+  // Reassembled: a client datagram put together from fragments, to the worker of its 5-tuple (frag_input.cpp).
+  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3, Reassembled = 4 };
   uint64_t flow_id;
   uint32_t session;
   uint8_t stage;

@@ -236,15 +236,18 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const std::span<const uint8_t> held = held_name(*f);
     const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
     const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
-    bool fragment = false;
-    if (outer_len > dp_.ports[out_port].mtu) {
+    const uint32_t budget = frame_budget(out_port);
+    // A packet that does not fit one frame travels as inner fragments, one frame each (protocol.md); so does a
+    // datagram reassembled from the client's fragments that spans mbufs.
+    bool split = m->nb_segs > 1;
+    if (inner_len + trailer > budget) {
       // The client's DF bit speaks for its own packet; our name trailer never makes it "too big".
-      if (pi.dont_fragment && outer_len - trailer > dp_.ports[out_port].mtu) {
-        send_frag_needed(in_port, m, pi, uint16_t(dp_.ports[out_port].mtu - kUnderlayOverhead));
+      if (pi.dont_fragment && inner_len > budget) {
+        send_frag_needed(in_port, m, pi, uint16_t(budget));
         drop(m, Drop::TooBig);
         continue;
       }
-      fragment = true;
+      split = true;
     }
 
     // NAT to the target and clamp the MSS, in place.
@@ -261,7 +264,11 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     // Reshape: drop L2 and Ethernet padding, prepend outer headers, append the hostname for an agent that picks
     // the target (until it has answered) and room for the tag.
     rte_pktmbuf_adj(m, pi.l3_offset);
-    if (m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    if (m->nb_segs == 1 && m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    if (split) {
+      encap_fragments(m, *f, *s, inner_flags, pi.l4_proto, held, out_port, mac);
+      continue;
+    }
     if (trailer) {
       char* t = rte_pktmbuf_append(m, uint16_t(trailer));
       if (!t) {
@@ -274,8 +281,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
     if (!frame) continue;
     encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
-    queue_encap(EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, fragment,
-                             f->tunnel});
+    queue_encap(EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, f->tunnel});
   }
   encap_flush();
 }
@@ -284,15 +290,6 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
 // wrapped like a client's and joins the pending burst.
 bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
   const Endpoint peer = s.peer();
-  if (const std::span<const uint8_t> nb = held_name(f); !nb.empty()) {  // the agent picks the target: the hostname
-    char* t = rte_pktmbuf_append(m, uint16_t(nb.size() + 1));
-    if (!t) {
-      drop(m, Drop::NoRoom);
-      return false;
-    }
-    write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
-    inner_flags |= kInnerHasName;
-  }
   uint8_t out_port;
   MacAddr mac;
   Drop why;
@@ -300,13 +297,26 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
     drop(m, s.has_peer() ? why : Drop::NoSession);
     return false;
   }
-  const uint32_t inner_len = m->data_len;
-  const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len;
+  const std::span<const uint8_t> nb = held_name(f);  // the agent picks the target: the hostname
+  const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
+  const uint32_t inner_len = m->pkt_len;
+  if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port))
+    return encap_fragments(m, f, s, inner_flags, proto, nb, out_port, mac);
+  if (trailer) {
+    char* t = rte_pktmbuf_append(m, uint16_t(trailer));
+    if (!t) {
+      drop(m, Drop::NoRoom);
+      return false;
+    }
+    write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
+    inner_flags |= kInnerHasName;
+  }
+  const uint32_t outer_len =
+      uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
   uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
   if (!frame) return false;
   encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), proto, inner_flags, 0});
-  queue_encap(EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len), out_port,
-                           outer_len > dp_.ports[out_port].mtu, f.tunnel});
+  queue_encap(EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, f.tunnel});
   return true;
 }
 
@@ -376,10 +386,7 @@ void Worker::encap_flush() {
     TunnelStats& ts = tunnel_stats[p[i].tunnel];
     ts.to_agent_packets.add();
     ts.to_agent_bytes.add(inner_bytes);
-    if (p[i].fragment)
-      send_fragmented(p[i].out_port, p[i].m);
-    else
-      send(p[i].out_port, p[i].m);
+    send(p[i].out_port, p[i].m);
   }
 }
 

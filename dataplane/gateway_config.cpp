@@ -1,5 +1,6 @@
 #include "dataplane/gateway_config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -182,7 +183,7 @@ static GatewayConfig load(const std::string& path) {
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
   config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "mbufs", "idle", "flows", "crypto",
-                         "control_socket", "max_tunnels", "session_timeout", "direct_mode"});
+                         "control_socket", "max_tunnels", "session_timeout", "direct_mode", "reassembly"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
   if (const Setting* eal = config_child(gw, "eal")) load_eal(*eal, cfg.eal);
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
@@ -220,6 +221,29 @@ static GatewayConfig load(const std::string& path) {
     cfg.flow.tcp_established_timeout_ns = config_duration_ns(*f, "tcp_established_timeout", 10, 864000, 7200);
     cfg.flow.tcp_closing_timeout_ns = config_duration_ns(*f, "tcp_closing_timeout", 1, 3600, 60);
     cfg.flow.tcp_closed_timeout_ns = config_duration_ns(*f, "tcp_closed_timeout", 0.1, 3600, 5);
+  }
+  {
+    // Two tables (client side, tunnel side) per worker hold mbufs: together at most half of the pool by default.
+    ReassemblyLimits& r = cfg.reassembly;
+    const uint32_t share = cfg.mbufs / (4u * cfg.workers);
+    r.fragments = std::min<uint32_t>(2048, share);
+    if (const Setting* ra = config_child(gw, "reassembly")) {
+      config_allow_keys(*ra, {"datagrams", "fragments", "max_size", "timeout"});
+      r.datagrams = uint32_t(config_int(*ra, "datagrams", 16, 1 << 20, 1024));
+      if (ra->exists("fragments")) {
+        r.fragments = uint32_t(config_int(*ra, "fragments", 16, 1 << 20, 2048));
+        if (r.fragments > share)
+          config_fail((*ra)["fragments"], "2 tables x " + std::to_string(cfg.workers) + " worker(s) x " +
+                                              std::to_string(r.fragments) + " fragments would hold more than half of the " +
+                                              std::to_string(cfg.mbufs) + " mbufs: raise dpgw.mbufs or lower this");
+      }
+      r.max_size = uint32_t(config_int(*ra, "max_size", 576, 65535, 65535));
+      r.timeout_ns = config_duration_ns(*ra, "timeout", 0.1, 60, 2);
+    }
+    if (r.fragments < 16)
+      config_fail(gw, "dpgw.mbufs " + std::to_string(cfg.mbufs) + " leaves fewer than 16 mbufs per reassembly table (" +
+                          std::to_string(cfg.workers) + " worker(s)): raise dpgw.mbufs");
+    r.fragments_per_datagram = std::min<uint32_t>(r.fragments, 128);
   }
   if (const Setting* c = config_child(gw, "crypto")) {
     config_allow_keys(*c, {"engine", "device", "cipher", "rekey_interval"});

@@ -7,6 +7,7 @@
 
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
+#include "packet/ipv4_reassembly.hpp"
 
 namespace dptun {
 
@@ -94,6 +95,10 @@ struct GatewayConfig {
   uint16_t max_tunnels = 1024;
   bool direct_mode = false;  // visitors may reach any address their tunnel's agents reach, without a rule
   uint64_t session_timeout_ns = 6'000'000'000ull;  // a session not heard from for this long takes no new flows
+  // IPv4 reassembly, per worker and per side (client fragments; fragments inside agents' frames): datagrams in
+  // progress, fragments (mbufs) held, the longest datagram, the timeout. `fragments` 0 in the file: derived from
+  // `mbufs` (see conf/dptun.conf).
+  ReassemblyLimits reassembly;
   std::vector<TunnelConfig> tunnels;
   std::vector<EntryPointConfig> entry_points;
 };

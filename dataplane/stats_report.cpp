@@ -71,7 +71,9 @@ uint64_t flows_active(const Dataplane& dp) {
   X(icmp_echo_replies) X(icmp_frag_needed) X(fragments_tx) X(to_control) X(to_kernel) X(handoff_tx) X(handoff_rx)       \
   X(idle_sleeps) X(polls) X(hostname_routed) X(syn_cookies_sent) X(bindings_started) X(bindings_spliced) \
   X(bindings_refused) X(bindings_evicted) X(bindings_grown) X(binding_retransmits) X(quic_flows_held)     \
-  X(quic_held_sent) X(quic_holds_evicted) X(visitor_packets) X(visitor_flows)
+  X(quic_held_sent) X(quic_holds_evicted) X(visitor_packets) X(visitor_flows) X(frag_rx) X(frag_steered)     \
+  X(frag_reassembled) X(frag_timeouts) X(frag_evictions) X(inner_frag_rx) X(inner_frag_reassembled)          \
+  X(inner_frag_timeouts) X(inner_frag_evictions)
 
 }  // namespace
 
@@ -254,6 +256,17 @@ std::string stats_text(const Dataplane& dp) {
           GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns) ? "live" : "down");
   }
   add("\nflows active %" PRIu64 ", neighbours %u\n", flows_active(dp), dp.neighbors.size());
+  auto sum = [&](Counter WorkerStats::*c) {
+    uint64_t v = 0;
+    for (const auto& w : dp.workers) v += (w->stats.*c).get();
+    return v;
+  };
+  if (sum(&WorkerStats::frag_rx) || sum(&WorkerStats::inner_frag_rx) || sum(&WorkerStats::fragments_tx))
+    add("fragments: from clients %" PRIu64 " (%" PRIu64 " datagrams, %" PRIu64 " timed out, %" PRIu64
+        " evicted), from agents %" PRIu64 " (%" PRIu64 " datagrams, %" PRIu64 " timed out), made %" PRIu64 "\n",
+        sum(&WorkerStats::frag_rx), sum(&WorkerStats::frag_reassembled), sum(&WorkerStats::frag_timeouts),
+        sum(&WorkerStats::frag_evictions), sum(&WorkerStats::inner_frag_rx), sum(&WorkerStats::inner_frag_reassembled),
+        sum(&WorkerStats::inner_frag_timeouts), sum(&WorkerStats::fragments_tx));
   std::string drops;
   for (size_t d = 0; d < size_t(Drop::Count); ++d) {
     uint64_t v = drop_total(dp, d);

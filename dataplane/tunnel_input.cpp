@@ -9,6 +9,7 @@
 #include "dataplane/flow_tracking.hpp"
 #include "dataplane/worker.hpp"
 #include "packet/checksum.hpp"
+#include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/tcp_mss.hpp"
 
@@ -126,8 +127,13 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
     rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
+    if (ipv4_is_fragment(inner) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
     if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
-      visitor_input(m, ih, s);
+      if (m->nb_segs > 1)
+        drop(m, Drop::Fragment);
+      else
+        visitor_input(m, ih, s);
       continue;
     }
     const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
@@ -141,9 +147,19 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
   }
 }
 
+namespace {
+// The inner packet of a frame, or a datagram reassembled from several (its first mbuf holds every header).
+bool parse_inner(const rte_mbuf* m, PacketInfo& pi) {
+  const std::span<const uint8_t> head{rte_pktmbuf_mtod(m, const uint8_t*), m->data_len};
+  if (m->nb_segs == 1) return parse_tunnel_packet(head, pi);
+  return parse_ipv4_head(head, m->pkt_len, pi) == ParseStatus::Ok && !pi.is_fragment && pi.has_l4 &&
+         (pi.l4_proto == kIpProtoTcp || pi.l4_proto == kIpProtoUdp);
+}
+}  // namespace
+
 void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   PacketInfo pi;
-  if (!parse_tunnel_packet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi)) {
+  if (!parse_inner(m, pi)) {
     drop(m, Drop::BadInner);
     return;
   }
@@ -174,7 +190,10 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     return;
   }
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
-    splice_from_server(m, *f, pi);
+    if (m->nb_segs > 1)
+      drop(m, Drop::Fragment);
+    else
+      splice_from_server(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitHello || f->binding == Binding::Refused) {  // nothing was sent to a target yet
@@ -188,7 +207,9 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     drop(m, why);
     return;
   }
-  if (pi.ip_total_len > dp_.ports[out_port].mtu) {
+  // Bigger than the client's link (a datagram the agent sent in fragments): IPv4 fragments, unless DF forbids it.
+  const bool too_big = m->nb_segs > 1 || pi.ip_total_len > dp_.ports[out_port].mtu;
+  if (too_big && pi.dont_fragment) {
     drop(m, Drop::TooBig);
     return;
   }
@@ -209,6 +230,10 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local_ip, f->key.local_port);
   ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client_ip, f->key.client_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+  if (too_big) {
+    send_ip_fragments(out_port, mac, m);
+    return;
+  }
 
   uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
   if (!eth) {

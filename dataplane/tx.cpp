@@ -1,4 +1,4 @@
-// Output side of the worker pipeline: next-hop resolution, TX buffering, outer IPv4 fragmentation, handoff.
+// Output side of the worker pipeline: next-hop resolution, TX buffering, handoff.
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
@@ -81,55 +81,6 @@ void Worker::flush_handoffs() {
     for (unsigned i = done; i < b.n; ++i) drop(b.pkts[i], Drop::HandoffFull);
     b.n = 0;
   }
-}
-
-// Splits an encapsulated frame whose outer IPv4 packet exceeds the port MTU into fragments (the agent's
-// kernel reassembles them), sent in order. Fragments after the first are copied into fresh mbufs.
-void Worker::send_fragmented(uint8_t port, rte_mbuf* m) {
-  constexpr uint32_t kMaxFragments = 8;
-  const uint16_t mtu = dp_.ports[port].mtu;
-  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
-  uint8_t* ip = frame + kEthHeaderLen;
-  const uint32_t payload = load_be16(ip + kIpv4OffTotalLen) - kIpv4HeaderLen;
-  const uint32_t chunk = (uint32_t(mtu) - kIpv4HeaderLen) & ~7u;
-  const uint32_t count = (payload + chunk - 1) / chunk;
-  if (count > kMaxFragments) {
-    drop(m, Drop::TooBig);
-    return;
-  }
-  const uint8_t* data = ip + kIpv4HeaderLen;
-  rte_mbuf* tail[kMaxFragments];
-  uint32_t n_tail = 0;
-  for (uint32_t k = 1; k < count; ++k) {
-    uint32_t off = k * chunk;
-    uint32_t len = payload - off < chunk ? payload - off : chunk;
-    rte_mbuf* f = rte_pktmbuf_alloc(dp_.pool);
-    uint8_t* out = f ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(f, uint16_t(kEthHeaderLen + kIpv4HeaderLen + len)))
-                     : nullptr;
-    if (!out) {
-      // Without every fragment the datagram is lost anyway: drop them all, counted.
-      if (f) rte_pktmbuf_free(f);
-      for (uint32_t i = 0; i < n_tail; ++i) rte_pktmbuf_free(tail[i]);
-      drop(m, Drop::NoMbuf);
-      return;
-    }
-    std::memcpy(out, frame, kEthHeaderLen + kIpv4HeaderLen);
-    std::memcpy(out + kEthHeaderLen + kIpv4HeaderLen, data + off, len);
-    uint8_t* fip = out + kEthHeaderLen;
-    store_be16(fip + kIpv4OffTotalLen, uint16_t(kIpv4HeaderLen + len));
-    store_be16(fip + kIpv4OffFrag, uint16_t((k + 1 < count ? kIpv4FlagMf : 0) | (off / 8)));
-    store_be16(fip + kIpv4OffChecksum, 0);
-    store_be16(fip + kIpv4OffChecksum, ipv4_header_checksum({fip, kIpv4HeaderLen}));
-    tail[n_tail++] = f;
-  }
-  store_be16(ip + kIpv4OffTotalLen, uint16_t(kIpv4HeaderLen + chunk));
-  store_be16(ip + kIpv4OffFrag, kIpv4FlagMf);
-  store_be16(ip + kIpv4OffChecksum, 0);
-  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, kIpv4HeaderLen}));
-  rte_pktmbuf_trim(m, uint16_t(m->data_len - (kEthHeaderLen + kIpv4HeaderLen + chunk)));
-  send(port, m);
-  for (uint32_t i = 0; i < n_tail; ++i) send(port, tail[i]);
-  stats.fragments_tx.add(count);
 }
 
 }  // namespace dptun

@@ -39,6 +39,8 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       quic_hold_since_(kQuicHoldBuffers),
       quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello + 4),
+      client_frags_(dp.cfg->reassembly, rte_rand()),
+      inner_frags_(dp.cfg->reassembly, rte_rand()),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {
   std::string name = "handoff_" + std::to_string(id);
@@ -49,9 +51,22 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
     kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
                                 std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
+  // Datagrams this worker fragments get ids in their own residue class: two workers never fragment two datagrams
+  // to one client with one id.
+  const uint16_t nw = dp.cfg->workers ? dp.cfg->workers : 1;
+  frag_id_ = uint16_t(uint16_t(rte_rand()) / nw * nw + id);
+  max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
 }
 
-Worker::~Worker() { rte_ring_free(handoff_); }
+Worker::~Worker() {
+  struct FreeAll {
+    void fragment_dropped(rte_mbuf* m, FragDrop) { rte_pktmbuf_free(m); }
+    void datagram_dropped(FragDrop) {}
+  } sink;
+  client_frags_.clear(sink);
+  inner_frags_.clear(sink);
+  rte_ring_free(handoff_);
+}
 
 void Worker::drop(rte_mbuf* m, Drop why) {
   stats.drops[size_t(why)].add();
@@ -101,6 +116,14 @@ unsigned Worker::poll_once() {
   // already treated as gone by lookups; the sweep only gives its slot back.
   uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024);
   if (expired) stats.flows_expired.add(expired);
+  if (client_frags_.datagrams()) {
+    FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
+    client_frags_.expire(now_ns_, 64, sink);
+  }
+  if (inner_frags_.datagrams()) {
+    FragSink sink{*this, stats.inner_frag_timeouts, stats.inner_frag_evictions};
+    inner_frags_.expire(now_ns_, 64, sink);
+  }
   sweep_bindings(work ? 4 : 64);
   return work;
 }
@@ -168,8 +191,8 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       drop(m, Drop::UnsupportedProto);  // GRE, ESP, ...: not for the gateway, nor for its kernel path
       continue;
     }
-    if (pi.is_fragment) {
-      drop(m, Drop::Fragment);
+    if (pi.is_fragment) {  // reassembled first (frag_input.cpp); whole datagrams come back through datagram_input
+      client_fragment(port, m, pi);
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
@@ -214,6 +237,12 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
       }
       case HandoffMeta::Transmit:
         send(hm.port, m);
+        break;
+      case HandoffMeta::Reassembled:
+        if (hm.port < dp_.ports.size())
+          datagram_input(hm.port, m);
+        else
+          drop(m, Drop::HandoffFull);
         break;
       default:
         drop(m, Drop::HandoffFull);

@@ -16,6 +16,7 @@
 #include "dataplane/binding_buffers.hpp"
 #include "ingress/quic_initial.hpp"
 #include "ingress/syn_cookie.hpp"
+#include "packet/ipv4_reassembly.hpp"
 #include "packet/tcp_segment.hpp"
 #include "packet/parser.hpp"
 #include "proto/relay_frame.hpp"
@@ -78,7 +79,6 @@ class Worker {
     uint8_t* frame;  // relay header inside the mbuf
     uint32_t plain_len;
     uint8_t out_port;
-    bool fragment;
     uint16_t tunnel;
   };
   bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
@@ -139,6 +139,23 @@ class Worker {
   bool session_usable(const TunnelSession& s) const;
   // A new flow for `key` (a full table evicts an idle flow, counted); nullptr when none can be had.
   Flow* new_flow(const FlowKey& key, uint32_t hash);
+  // frag_input.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
+  struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
+    Worker& w;
+    Counter& timeouts;
+    Counter& evictions;
+    void fragment_dropped(rte_mbuf* m, FragDrop why);
+    void datagram_dropped(FragDrop why);
+  };
+  void client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void datagram_input(uint8_t port, rte_mbuf* m);  // a reassembled client datagram, on the worker of its 5-tuple
+  bool inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s);
+  rte_mbuf* reassembled(const Ipv4Reassembly<rte_mbuf*>& table);
+  bool encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
+                       std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac);
+  void send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m);
+  uint32_t frame_budget(uint8_t port) const;  // the longest inner IP packet (and trailer) one frame carries
+  uint16_t next_frag_id();
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
@@ -148,7 +165,6 @@ class Worker {
   bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
   void send(uint8_t port, rte_mbuf* m);
   void tx_burst(uint8_t port);
-  void send_fragmented(uint8_t port, rte_mbuf* m);
   void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);
   void flush_handoffs();
 
@@ -176,6 +192,10 @@ class Worker {
   uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends (fragmentation needed)
+  Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
+  Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
+  uint16_t frag_id_ = 0;                     // ids of the datagrams this worker fragments (id_ mod workers)
+  uint32_t max_frame_ip_ = 0;                // the longest IPv4 packet one mbuf holds behind an Ethernet header
 
   struct TxBuffer {
     uint16_t n = 0;

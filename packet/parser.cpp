@@ -1,5 +1,7 @@
 #include "packet/parser.hpp"
 
+#include <algorithm>
+
 #include "common/bytes.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
@@ -181,6 +183,24 @@ ParseStatus parse_ethernet(std::span<const uint8_t> frame, PacketInfo& out) {
     case kEtherTypeArp: return parse_arp(p, off, n - off, out);
     default: out.l3_offset = uint16_t(off); return ParseStatus::Ok;
   }
+}
+
+ParseStatus parse_ipv4_head(std::span<const uint8_t> head, size_t packet_len, PacketInfo& out) {
+  out = PacketInfo{};
+  if (head.size() < kIpv4HeaderLen || packet_len < head.size()) return ParseStatus::Truncated;
+  if (head[0] >> 4 != 4) return ParseStatus::BadIpVersion;
+  const size_t hl = size_t(head[0] & 0x0f) * 4;
+  size_t need = hl;
+  if (head[kIpv4OffProto] == kIpProtoUdp) need = hl + kUdpHeaderLen;
+  if (head[kIpv4OffProto] == kIpProtoIcmp) need = hl + 4;
+  if (head[kIpv4OffProto] == kIpProtoTcp) {
+    need = hl + kTcpHeaderLen;
+    if (head.size() >= need) need = hl + std::max<size_t>(kTcpHeaderLen, size_t(head[hl + 12] >> 4) * 4);
+  }
+  if (head.size() < need) return ParseStatus::Truncated;
+  // parse_ipv4 and parse_l4 read headers only, and those are all in `head`: the rest need not be at hand.
+  out.ethertype = kEtherTypeIpv4;
+  return parse_ipv4(head.data(), 0, packet_len, out);
 }
 
 ParseStatus parse_ip(std::span<const uint8_t> packet, PacketInfo& out) {

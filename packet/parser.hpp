@@ -62,6 +62,11 @@ ParseStatus parse_ethernet(std::span<const uint8_t> frame, PacketInfo& out);
 // Parses a bare IP packet (as read from a TUN device or carried inside a relay frame); l3_offset = 0.
 ParseStatus parse_ip(std::span<const uint8_t> packet, PacketInfo& out);
 
+// Parses an IPv4 packet of `packet_len` bytes of which only the first `head.size()` are at hand (the first buffer
+// of a datagram reassembled from fragments): like parse_ip, provided every header (IPv4, and TCP with its options,
+// UDP or ICMP) lies within `head`, else Truncated. The payload is never read.
+ParseStatus parse_ipv4_head(std::span<const uint8_t> head, size_t packet_len, PacketInfo& out);
+
 // What a tunnel carries: a whole (unfragmented) IPv4 TCP or UDP packet. Parses it into `out`.
 inline bool parse_tunnel_packet(std::span<const uint8_t> packet, PacketInfo& out) {
   return parse_ip(packet, out) == ParseStatus::Ok && out.l3 == L3Kind::Ipv4 && !out.is_fragment && out.has_l4 &&

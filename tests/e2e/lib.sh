@@ -76,17 +76,21 @@ netns_hosts() {
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
 # With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
 # underlay port a kernel path (a TAP of that name in the gateway namespace); GW_DIRECT=true turns on direct mode
-# for visitors.
+# for visitors. GW_PUBLIC_TAP=1 makes the public port a DPDK TAP (net_tap) that public_tap_bridge joins to the
+# client's link: af_packet's fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 fragments in the kernel
+# and cuts what exceeds its 2048-byte frames, so tests of dpgw's own reassembly need fragments to reach it whole.
 write_gw_conf() {
-  local workers=${1:-1} huge=${2:-false} qp="" kif=""
+  local workers=${1:-1} huge=${2:-false} qp="" kif="" pub
   [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
   [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
+  pub="net_af_packet0,iface=gc,framecnt=2048$qp"
+  [ "${GW_PUBLIC_TAP:-0}" = 1 ] && pub="net_tap0,iface=dptap"
   cat > "$WORK/gw.conf" <<CONF
 dpgw = {
   workers = $workers;
   eal = { memory_mb = 512; hugepages = $huge; file_prefix = "$DPT_PREFIX"; log_level = "*:notice"; };
   ports = (
-    { name = "public"; device = "net_af_packet0,iface=gc,framecnt=2048$qp"; address = "$GW_PUBLIC/24"; },
+    { name = "public"; device = "$pub"; address = "$GW_PUBLIC/24"; },
     { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24";$kif }
   );
   idle = { backoff = true; max_sleep_us = 100; };
@@ -152,6 +156,19 @@ start_gw() {
     sleep 0.2
   done
   fail "dpgw stats socket did not come up within 20 s"
+}
+
+# With GW_PUBLIC_TAP=1, after start_gw: a bridge in the gateway namespace joins the client's link (gc) to dpgw's
+# TAP, whose kernel side gets a MAC of its own (the bridge must not take dpgw's MAC for a local one).
+public_tap_bridge() {
+  ip netns exec "$NS_G" nft delete chain netdev dptun_dpdk_owned gc
+  ip -n "$NS_G" link set dptap address 02:00:00:00:0d:01
+  ip -n "$NS_G" link add dpbr type bridge
+  ip -n "$NS_G" link set gc master dpbr
+  ip -n "$NS_G" link set dptap master dpbr
+  ip -n "$NS_G" link set dptap up
+  ip -n "$NS_G" link set dpbr up
+  wait_for 10 "the client reaching dpgw through the TAP" ip netns exec "$NS_C" ping -c 1 -W 1 "$GW_PUBLIC"
 }
 
 stop_gw() {

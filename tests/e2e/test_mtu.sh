@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MTU handling through the tunnel (underlay MTU 1500, 72 bytes of encapsulation):
-# a UDP datagram that no longer fits is fragmented on the outer packet when DF is clear (the receiver gets it
-# whole), and answered with ICMP fragmentation-needed (MTU 1428) when DF is set -- never silently dropped.
+# a UDP datagram that no longer fits one frame travels as inner IPv4 fragments, one frame each, when DF is clear
+# (dpagent puts it together; the receiver gets it whole), and is answered with ICMP fragmentation-needed (MTU 1428)
+# when DF is set -- never silently dropped. Bigger datagrams, both ways: test_fragments.sh.
 source "$(dirname "$0")/lib.sh"
 PROBE="/usr/bin/python3 $ROOT/tests/e2e/udp_probe.py"
 
@@ -11,7 +12,7 @@ start_gw
 start_agent agent
 wait_for 15 "tunnel up" tunnel_up
 
-log "1472-byte UDP payload (1500-byte IP packet) with DF clear: outer fragments, delivered whole"
+log "1472-byte UDP payload (1500-byte IP packet) with DF clear: inner fragments, delivered whole"
 ip netns exec "$NS_A" timeout 20 $PROBE recv "$AGENT_IP" 5300 4 > "$WORK/recv-nodf.out" &
 recv=$!
 sleep 0.5

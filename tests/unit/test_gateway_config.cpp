@@ -211,6 +211,31 @@ static void overridden_defaults(void**) {
   assert_int_equal(c.entry_points[1].udp_ttl_ns, 30'000'000'000ull);
 }
 
+static void reassembly_bounds(void**) {
+  // Defaults: both sides of every worker hold at most half of the mbufs.
+  GatewayConfig c = load_ok(write_config(valid_config()));
+  assert_int_equal(c.reassembly.datagrams, 1024);
+  assert_int_equal(c.reassembly.fragments, std::min<uint32_t>(2048, c.mbufs / (4 * c.workers)));
+  assert_int_equal(c.reassembly.max_size, 65535);
+  assert_int_equal(c.reassembly.timeout_ns, 2'000'000'000ull);
+  assert_int_equal(c.reassembly.fragments_per_datagram, 128);
+  const std::string anchor = "  crypto = { rekey_interval = 60.0; };\n";
+  std::string text = replace(valid_config(), anchor,
+                             anchor + "  reassembly = { datagrams = 64; fragments = 100; max_size = 9000; timeout = 0.5; };\n");
+  c = load_ok(write_config(text));
+  assert_int_equal(c.reassembly.datagrams, 64);
+  assert_int_equal(c.reassembly.fragments, 100);
+  assert_int_equal(c.reassembly.fragments_per_datagram, 100);
+  assert_int_equal(c.reassembly.max_size, 9000);
+  assert_int_equal(c.reassembly.timeout_ns, 500'000'000ull);
+  text = replace(valid_config(), anchor, anchor + "  reassembly = { fragments = 1000000; };\n");
+  expect_error(text, line_of(text, "fragments = 1000000"), "dpgw.reassembly.fragments", "half of the");
+  text = replace(valid_config(), anchor, anchor + "  reassembly = { max_size = 70000; };\n");
+  expect_error(text, line_of(text, "max_size = 70000"), "dpgw.reassembly.max_size");
+  text = replace(valid_config(), anchor, anchor + "  reassembly = { timeuot = 1; };\n");
+  expect_error(text, line_of(text, "timeuot"), "dpgw.reassembly.timeuot", "unknown key");
+}
+
 static void syntax_error(void**) {
   std::string text = replace(valid_config(), "      mtu = 1500;\n", "      mtu = = 1500;\n");
   expect_error(text, line_of(text, "mtu = = 1500"), "", "syntax error");
@@ -534,6 +559,7 @@ int main() {
       cmocka_unit_test(rekey_interval_too_short),
       cmocka_unit_test(workers_out_of_range),
       cmocka_unit_test(kernel_interface),
+      cmocka_unit_test(reassembly_bounds),
       cmocka_unit_test(eal_args),
       cmocka_unit_test(eal_default_lcores),
       cmocka_unit_test(pci_address_and_device_name),

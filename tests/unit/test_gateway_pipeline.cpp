@@ -1,21 +1,30 @@
 // dpgw's worker pipeline in one process, on ring-backed ports: a client packet is encapsulated and opens on
 // the agent side (dpagent's AgentSession); the agent's reply comes back NAT-reversed; and the gateway refuses
 // replays, tampered frames, unknown sessions, replies from the wrong session, TCP without a flow, and answers
-// oversized packets with ICMP or outer fragments. Real Gateway, Worker, cryptodev and agent code throughout.
+// oversized packets with ICMP or inner fragments. Datagrams of any size cross in fragments both ways (client
+// fragments reassembled, one worker per datagram with two workers; inner fragments one frame each), and hostile
+// fragments are counted. Real Gateway, Worker, cryptodev and agent code throughout.
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 
+#include <algorithm>
+#include <chrono>
 #include <ios>
 #include <memory>
+#include <random>
+#include <set>
+#include <thread>
 
 #include "tests/unit/cmocka.hpp"
 #include "tests/unit/packet_builder.hpp"
 
 #include "agent/agent_session.hpp"
+#include "agent/datagram_reassembler.hpp"
 #include "common/log.hpp"
 #include "crypto/aead_openssl.hpp"
 #include "dataplane/gateway.hpp"
 #include "dataplane/stats_report.hpp"
+#include "packet/ipv4_fragment.hpp"
 #include "packet/parser.hpp"
 #include "packet/tcp_mss.hpp"
 #include "tests/support/ring_port.hpp"
@@ -43,14 +52,16 @@ struct Rig {
   OpensslAead engine{1};
   std::unique_ptr<AgentSession> agent_a, agent_b;
 
-  Rig() {
+  explicit Rig(uint16_t workers = 1, uint64_t reassembly_timeout_ns = 2'000'000'000ull) {
     static int n = 0;
     ++n;
-    pub = make_ring_port("pub" + std::to_string(n));
-    und = make_ring_port("und" + std::to_string(n));
+    pub = make_ring_port("pub" + std::to_string(n), workers);
+    und = make_ring_port("und" + std::to_string(n), workers);
     GatewayConfig cfg;
-    cfg.workers = 1;
+    cfg.workers = workers;
     cfg.mbufs = 4095;
+    cfg.reassembly.fragments = 4095 / (4 * workers);
+    cfg.reassembly.timeout_ns = reassembly_timeout_ns;
     cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256, ""});
     cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256, ""});
     cfg.flow.table_size = 1024;
@@ -88,8 +99,29 @@ struct Rig {
   }
 
   Dataplane& dp() { return gw->dataplane(); }
-  void poll() { dp().workers[0]->poll_once(); }
-  uint64_t drops(Drop d) { return dp().workers[0]->stats.drops[size_t(d)].get(); }
+  // Every worker polls until none has anything left (handoffs between workers take more than one poll).
+  void poll() {
+    for (int round = 0; round < 64; ++round) {
+      unsigned work = 0;
+      for (auto& w : dp().workers) work += w->poll_once();
+      if (!work) return;
+    }
+  }
+  uint64_t drops(Drop d) {
+    uint64_t v = 0;
+    for (auto& w : dp().workers) v += w->stats.drops[size_t(d)].get();
+    return v;
+  }
+  uint64_t total(Counter WorkerStats::*c) {
+    uint64_t v = 0;
+    for (auto& w : dp().workers) v += (w->stats.*c).get();
+    return v;
+  }
+  uint64_t all_drops() {
+    uint64_t v = 0;
+    for (size_t d = 0; d < size_t(Drop::Count); ++d) v += drops(Drop(d));
+    return v;
+  }
 
   // Client -> gateway -> underlay frame; returns what the underlay port sent.
   std::vector<std::vector<uint8_t>> from_client(const std::vector<uint8_t>& frame) {
@@ -99,6 +131,11 @@ struct Rig {
   }
   // Agent frame (relay frame bytes) -> gateway; returns what the public port sent.
   std::vector<std::vector<uint8_t>> from_agent(const std::vector<uint8_t>& relay, uint32_t agent_ip) {
+    inject_from_agent(relay, agent_ip);
+    poll();
+    return pub.drain();
+  }
+  void inject_from_agent(const std::vector<uint8_t>& relay, uint32_t agent_ip) {
     std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
     const MacAddr& src = agent_ip == kAgentA ? kAgentAMac : kAgentBMac;
     std::memcpy(f.data() + 6, src.data(), 6);
@@ -117,8 +154,6 @@ struct Rig {
     store_be16(udp + 4, uint16_t(8 + relay.size()));
     std::memcpy(udp + 8, relay.data(), relay.size());
     und.inject(dp().pool, f);
-    poll();
-    return pub.drain();
   }
 };
 
@@ -183,6 +218,94 @@ std::vector<uint8_t> reply_to(const std::vector<uint8_t>& request, size_t payloa
   s.tcp_flags = kTcpAck;
   auto f = build_ipv4_frame(s);
   return std::vector<uint8_t>(f.begin() + 14, f.end());
+}
+
+// An IP packet (or an Ethernet frame's, from `l3` on) cut into IPv4 fragments of at most `max_packet` bytes,
+// each behind a copy of the frame's first `l3` bytes: what a client's kernel, or an agent, sends.
+std::vector<std::vector<uint8_t>> cut(const std::vector<uint8_t>& frame, size_t l3, uint32_t max_packet) {
+  const uint8_t* ip = frame.data() + l3;
+  const uint32_t hl = uint32_t(ip[0] & 15) * 4;
+  const uint32_t payload = load_be16(ip + 2) - hl;
+  const FragmentPlan plan = plan_ipv4_fragments(hl, payload, max_packet);
+  std::vector<std::vector<uint8_t>> out;
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk;
+    const uint32_t len = std::min(plan.chunk, payload - off);
+    std::vector<uint8_t> f(frame.begin(), frame.begin() + long(l3));
+    f.resize(l3 + 60 + len);
+    const size_t fh = write_ipv4_fragment_header(f.data() + l3, {ip, hl}, load_be16(ip + 4), off, len,
+                                                 k + 1 < plan.count);
+    std::memcpy(f.data() + l3 + fh, ip + hl + off, len);
+    f.resize(l3 + fh + len);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<uint8_t> client_datagram(uint16_t sport, size_t payload, uint16_t id, uint16_t dport = 5201) {
+  auto f = client_udp(sport, dport, payload);
+  store_be16(f.data() + 14 + 4, id);
+  store_be16(f.data() + 14 + 10, 0);
+  store_be16(f.data() + 14 + 10, ipv4_header_checksum({f.data() + 14, 20}));
+  return f;
+}
+
+ReassemblyLimits agent_limits() {
+  ReassemblyLimits l;
+  l.datagrams = 64;
+  return l;
+}
+
+// What dpagent does with the frames the gateway sent it: open each (every one fits the underlay MTU) and put the
+// inner fragments together. Returns the whole inner datagrams, in the order they completed.
+std::vector<std::vector<uint8_t>> agent_receives(AgentSession& a, const std::vector<std::vector<uint8_t>>& frames,
+                                                 std::set<uint64_t>* flow_ids = nullptr) {
+  DatagramReassembler ra(agent_limits(), 1);
+  std::vector<std::vector<uint8_t>> whole;
+  for (const auto& f : frames) {
+    assert_true(f.size() <= 14 + 1500);
+    Opened o = agent_open(a, f, kAgentAMac, kAgentA);
+    if (flow_ids) flow_ids->insert(o.inner.flow_id);
+    if (!ipv4_is_fragment(o.packet.data())) {
+      whole.push_back(o.packet);
+      continue;
+    }
+    PacketInfo pi;
+    assert_int_equal(parse_ip(o.packet, pi), ParseStatus::Ok);
+    assert_int_equal(pi.ip_total_len, o.packet.size());
+    auto w = ra.add(o.packet, o.inner.flow_id, 0);
+    if (!w.empty()) whole.emplace_back(w.begin(), w.end());
+  }
+  return whole;
+}
+
+// The same on the client's side: Ethernet frames of IPv4 fragments (or whole packets) to whole IP packets.
+std::vector<std::vector<uint8_t>> client_receives(const std::vector<std::vector<uint8_t>>& frames) {
+  DatagramReassembler rc(agent_limits(), 2);
+  std::vector<std::vector<uint8_t>> whole;
+  for (const auto& f : frames) {
+    assert_true(f.size() <= 14 + 1500);
+    assert_memory_equal(f.data(), kClientMac.data(), 6);
+    std::vector<uint8_t> ip(f.begin() + 14, f.end());
+    if (!ipv4_is_fragment(ip.data())) {
+      whole.push_back(ip);
+      continue;
+    }
+    auto w = rc.add(ip, 0, 0);
+    if (!w.empty()) whole.emplace_back(w.begin(), w.end());
+  }
+  return whole;
+}
+
+// The payload bytes build_ipv4_frame writes.
+void assert_payload(const std::vector<uint8_t>& ip, size_t payload) {
+  PacketInfo pi;
+  assert_true(parse_tunnel_packet(ip, pi));
+  assert_int_equal(pi.l4_len, 8 + payload);
+  const uint8_t* p = ip.data() + pi.l4_offset + 8;
+  for (size_t i = 0; i < payload; ++i)
+    if (p[i] != uint8_t(i * 7 + 3)) fail_msg("payload byte %zu differs", i);
+  assert_true(ipv4_checksums_ok(ip.data()));
 }
 
 }  // namespace
@@ -345,26 +468,167 @@ static void oversized_udp(void**) {
   assert_int_equal(load_be16(icmp[0].data() + pi.l4_offset + 6), 1500 - 72);
   assert_int_equal(pi.dst_ip, kClient);
   assert_int_equal(r.drops(Drop::TooBig), 1);
-  // DF clear: two outer fragments towards the agent, offsets and lengths consistent.
+  // DF clear: two inner fragments, each in a frame of its own that fits the underlay; put together by the agent.
   auto out = r.from_client(client_udp(42001, 5201, 1472));
   assert_int_equal(out.size(), 2);
-  const uint8_t* ip1 = out[0].data() + 14;
-  const uint8_t* ip2 = out[1].data() + 14;
-  assert_int_equal(load_be16(ip1 + 6), kIpv4FlagMf);
-  assert_int_equal(load_be16(ip1 + 2), 1500);
-  assert_int_equal(load_be16(ip2 + 6) & kIpv4FragOffsetMask, (1500 - 20) / 8);
-  assert_int_equal(load_be16(ip2 + 6) & kIpv4FlagMf, 0);
-  assert_int_equal(load_be16(ip1 + 2) - 20 + load_be16(ip2 + 2) - 20, 8 + 16 + 12 + 1500 + 16);
-  assert_int_equal(load_be16(ip1 + 4), load_be16(ip2 + 4));  // same IP id
-  // Reassembled, the frame opens at the agent.
-  std::vector<uint8_t> whole(out[0].begin(), out[0].end());
-  whole.insert(whole.end(), out[1].begin() + 34, out[1].end());
-  store_be16(whole.data() + 14 + 2, uint16_t(whole.size() - 14));
-  store_be16(whole.data() + 14 + 6, 0);
-  store_be16(whole.data() + 14 + 10, 0);
-  store_be16(whole.data() + 14 + 10, ipv4_header_checksum({whole.data() + 14, 20}));
-  Opened o = agent_open(*r.agent_a, whole, kAgentAMac, kAgentA);
-  assert_int_equal(o.packet.size(), 1500);
+  std::set<uint64_t> flows;
+  auto whole = agent_receives(*r.agent_a, out, &flows);
+  assert_int_equal(flows.size(), 1);
+  assert_int_equal(whole.size(), 1);
+  assert_int_equal(whole[0].size(), 1500);
+  assert_payload(whole[0], 1472);
+  assert_int_equal(r.dp().workers[0]->stats.fragments_tx.get(), 2);
+}
+
+static void client_datagrams_in_fragments_reach_the_agent_whole(void**) {
+  Rig r;
+  uint16_t id = 100;
+  for (size_t payload : {3000u, 9000u, 65507u}) {
+    for (bool reverse : {false, true}) {
+      auto frags = cut(client_datagram(44000, payload, ++id), 14, 1500);  // the client's link: 1500
+      if (reverse) std::reverse(frags.begin(), frags.end());
+      for (const auto& f : frags) r.pub.inject(r.dp().pool, f);
+      r.poll();
+      auto frames = r.und.drain();
+      // One frame per inner fragment of <= 1428 bytes (the 1500-byte underlay less 72).
+      assert_int_equal(frames.size(), (20 + 8 + payload - 20 + 1407) / 1408);
+      std::set<uint64_t> flows;
+      auto whole = agent_receives(*r.agent_a, frames, &flows);
+      assert_int_equal(whole.size(), 1);
+      assert_int_equal(flows.size(), 1);
+      PacketInfo pi;
+      assert_true(parse_tunnel_packet(whole[0], pi));
+      assert_int_equal(pi.dst_ip, kAgentA);  // NAT-ed to the target, as a whole packet would be
+      assert_int_equal(pi.dst_port, 5201);
+      assert_int_equal(pi.src_ip, kClient);
+      assert_int_equal(pi.src_port, 44000);
+      assert_payload(whole[0], payload);
+    }
+  }
+  Worker& w = *r.dp().workers[0];
+  assert_int_equal(w.stats.frag_reassembled.get(), 6);
+  assert_int_equal(w.stats.flows_created.get(), 1);  // every datagram of the flow met the same flow
+  assert_int_equal(r.all_drops(), 0);
+}
+
+static void agent_datagrams_in_fragments_reach_the_client(void**) {
+  Rig r;
+  Opened o = agent_open(*r.agent_a, r.from_client(client_udp(45000, 5201, 20))[0], kAgentAMac, kAgentA);
+  for (size_t payload : {3000u, 9000u, 65507u}) {
+    // The target's reply, as dpagent sends it: fragments of <= 1428 bytes, one sealed frame each.
+    auto reply = reply_to(o.packet, payload);
+    store_be16(reply.data() + 4, uint16_t(payload));
+    store_be16(reply.data() + 10, 0);
+    store_be16(reply.data() + 10, ipv4_header_checksum({reply.data(), 20}));
+    auto frags = cut(reply, 0, 1428);
+    std::shuffle(frags.begin(), frags.end(), std::mt19937(uint32_t(payload)));
+    for (const auto& f : frags) r.inject_from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoUdp, f), kAgentA);
+    r.poll();
+    // To the client: IPv4 fragments that fit its link, from the entry point, put together by the client.
+    auto whole = client_receives(r.pub.drain());
+    assert_int_equal(whole.size(), 1);
+    PacketInfo pi;
+    assert_true(parse_tunnel_packet(whole[0], pi));
+    assert_int_equal(pi.src_ip, kGwPublic);
+    assert_int_equal(pi.src_port, 5201);
+    assert_int_equal(pi.dst_ip, kClient);
+    assert_int_equal(pi.dst_port, 45000);
+    assert_payload(whole[0], payload);
+  }
+  Worker& w = *r.dp().workers[0];
+  assert_int_equal(w.stats.inner_frag_reassembled.get(), 3);
+  assert_int_equal(r.all_drops(), 0);
+  // With DF set, a reassembled datagram cannot be split again: a whole one bigger than the link is refused.
+  auto df = reply_to(o.packet, 1600);
+  store_be16(df.data() + 6, kIpv4FlagDf);
+  store_be16(df.data() + 10, 0);
+  store_be16(df.data() + 10, ipv4_header_checksum({df.data(), 20}));
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoUdp, df), kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::TooBig), 1);
+}
+
+static void two_workers_take_each_datagram_on_one(void**) {
+  Rig r(2);
+  // 40 datagrams whose fragments arrive on alternating queues (as RSS or a fanout may spread them).
+  size_t n_frags = 0;
+  for (uint16_t id = 1; id <= 40; ++id) {
+    auto frags = cut(client_datagram(46000, 3000, id), 14, 1500);
+    for (size_t k = 0; k < frags.size(); ++k) r.pub.inject(r.dp().pool, frags[k], (k + id) % 2);
+    n_frags += frags.size();
+  }
+  r.poll();
+  std::set<uint64_t> flows;
+  auto whole = agent_receives(*r.agent_a, r.und.drain(), &flows);
+  assert_int_equal(whole.size(), 40);
+  for (const auto& w : whole) assert_payload(w, 3000);
+  assert_int_equal(flows.size(), 1);  // one flow: reassembled datagrams go to the worker of their 5-tuple
+  assert_int_equal(r.total(&WorkerStats::flows_created), 1);
+  // Every datagram was put together on one worker; fragments that came in elsewhere were handed over.
+  Worker& w0 = *r.dp().workers[0];
+  Worker& w1 = *r.dp().workers[1];
+  assert_int_equal(w0.stats.frag_reassembled.get() + w1.stats.frag_reassembled.get(), 40);
+  assert_true(w0.stats.frag_reassembled.get() > 0 && w1.stats.frag_reassembled.get() > 0);
+  assert_int_equal(w0.stats.frag_rx.get() + w1.stats.frag_rx.get(), n_frags);
+  assert_true(r.total(&WorkerStats::frag_steered) > 0);
+  assert_int_equal(r.all_drops(), 0);
+}
+
+static void hostile_fragments_are_counted_and_traffic_goes_on(void**) {
+  Rig r(1, 50'000'000);  // a 50 ms timeout, to watch it
+  auto inject_all = [&](const std::vector<std::vector<uint8_t>>& fs) {
+    for (const auto& f : fs) r.pub.inject(r.dp().pool, f);
+    r.poll();
+  };
+  auto refix = [](std::vector<uint8_t>& f, uint16_t frag_field, uint16_t total) {
+    uint8_t* ip = f.data() + 14;
+    store_be16(ip + 6, frag_field);
+    store_be16(ip + 2, total);
+    store_be16(ip + 10, 0);
+    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
+    f.resize(14 + total);
+  };
+  // Overlap: the second fragment starts 8 bytes early; the datagram is dropped (both fragments counted).
+  auto frags = cut(client_datagram(47000, 3000, 1), 14, 1500);
+  refix(frags[1], uint16_t(kIpv4FlagMf | (1480 / 8 - 1)), 1500);
+  inject_all(frags);
+  assert_int_equal(r.drops(Drop::FragOverlap), 3);
+  // Ping of death: a last fragment at offset 65528.
+  auto pod = cut(client_datagram(47000, 3000, 2), 14, 1500);
+  refix(pod[2], uint16_t(65528 / 8), 20 + 40);
+  inject_all({pod[2]});
+  assert_int_equal(r.drops(Drop::FragOversize), 1);
+  // A fragment before the last that is not a multiple of 8 bytes.
+  auto odd = cut(client_datagram(47000, 3000, 3), 14, 1500);
+  refix(odd[0], kIpv4FlagMf, 20 + 1001);
+  inject_all({odd[0]});
+  assert_int_equal(r.drops(Drop::FragMalformed), 1);
+  // A flood of first fragments that never complete: the table stays within its bounds, the oldest are evicted.
+  for (uint16_t id = 1000; id < 4000; ++id) {
+    auto f = cut(client_datagram(47001, 3000, id), 14, 1500);
+    r.pub.inject(r.dp().pool, f[0]);
+    if (id % 256 == 0) r.poll();
+  }
+  r.poll();
+  Worker& w = *r.dp().workers[0];
+  assert_true(w.stats.frag_evictions.get() >= 3000 - 1023);
+  assert_int_equal(r.drops(Drop::FragEvicted), w.stats.frag_evictions.get());
+  // Meanwhile, legitimate traffic: a whole packet and a fragmented datagram go through.
+  assert_int_equal(r.from_client(client_udp(47002, 5201, 100)).size(), 1);
+  inject_all(cut(client_datagram(47003, 5000, 9), 14, 1500));
+  auto whole = agent_receives(*r.agent_a, r.und.drain());
+  assert_int_equal(whole.size(), 1);
+  assert_payload(whole[0], 5000);
+  // What is left times out, counted, and gives its mbufs back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  r.poll();
+  for (int i = 0; i < 100 && w.stats.frag_timeouts.get() < 1023; ++i) r.poll();
+  assert_true(w.stats.frag_timeouts.get() > 0);
+  assert_int_equal(r.drops(Drop::FragTimeout), w.stats.frag_timeouts.get());
+  // Reassembled datagrams to the tunnel port are not relay frames: dropped.
+  inject_all(cut(client_datagram(47004, 3000, 10, 51900), 14, 1500));
+  assert_int_equal(r.drops(Drop::Fragment), 1);
+  // Every mbuf came back: the pool is full again but for what the ports hold.
+  assert_true(rte_mempool_avail_count(r.dp().pool) > 4095 - 600);
 }
 
 static void junk_is_counted_not_fatal(void**) {
@@ -388,7 +652,7 @@ static void junk_is_counted_not_fatal(void**) {
   r.pub.inject(r.dp().pool, client_udp(43000, 5201, 100, kIpv4FlagMf));
   r.poll();
   assert_true(r.drops(Drop::Ipv6) >= 1);
-  assert_true(r.drops(Drop::Fragment) >= 1);
+  assert_true(r.dp().workers[0]->stats.frag_rx.get() >= 1);  // held for reassembly
   assert_true(r.drops(Drop::ParseError) > 0);
   // Still forwarding.
   assert_int_equal(r.from_client(client_udp(43001, 5201, 10)).size(), 1);
@@ -411,6 +675,10 @@ int main() {
       cmocka_unit_test(keepalive_is_answered_and_teaches_the_endpoint),
       cmocka_unit_test(tcp_needs_syn_and_gets_mss_clamped),
       cmocka_unit_test(oversized_udp),
+      cmocka_unit_test(client_datagrams_in_fragments_reach_the_agent_whole),
+      cmocka_unit_test(agent_datagrams_in_fragments_reach_the_client),
+      cmocka_unit_test(two_workers_take_each_datagram_on_one),
+      cmocka_unit_test(hostile_fragments_are_counted_and_traffic_goes_on),
       cmocka_unit_test(junk_is_counted_not_fatal),
   };
   int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
