@@ -23,6 +23,7 @@ struct Ipv4Prefix {
   // "a.b.c.d/len"; a bare address means /32.
   static std::optional<Ipv4Prefix> parse(std::string_view text);
   std::string str() const;
+  constexpr bool operator==(const Ipv4Prefix&) const = default;
 };
 
 struct Endpoint {

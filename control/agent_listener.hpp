@@ -35,6 +35,7 @@ class AgentListener {
   // False only for errors retrying cannot mend; an address not on this host yet is waited for (listening()).
   bool listen(Endpoint at, std::string& error);
   bool listening() const { return bool(listen_fd_); }
+  void set_limits(Limits limits) { limits_ = limits; }
   // Fails handshakes that ran past the timeout; retries the listening socket; resumes a paused accept.
   void tick(uint64_t now_ns);
   size_t handshakes_in_progress() const { return pending_.size(); }

@@ -3,14 +3,18 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/epoll.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "common/clock.hpp"
+#include "common/config_file.hpp"
 #include "common/hex.hpp"
 #include "common/json_fields.hpp"
 #include "common/json_writer.hpp"
+#include "common/prom_text.hpp"
+#include "version.hpp"
 #include "common/log.hpp"
 #include "control/control_protocol.hpp"
 #include "proto/gateway_messages.hpp"
@@ -26,7 +30,6 @@ constexpr uint64_t kRegisterTimeoutNs = 15'000'000'000ull;
 Dpctld::~Dpctld() {
   channels_.clear();
   listener_.reset();
-  metrics_.reset();
   if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
 }
 
@@ -82,7 +85,9 @@ bool Dpctld::start(std::string& error) {
   if (!loop_.init(error)) return false;
   if (!load_persisted(true, error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
+  tls_stamp_ = tls_files_stamp();
   check_agent_command();
+  check_crls();
   failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
@@ -108,22 +113,218 @@ bool Dpctld::start(std::string& error) {
     loop_.add(api_.fd(), EPOLLIN, [this](uint32_t) { serve_api(); });
   }
   if (cfg_.metrics_listen) {
-    metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics_text(); });
-    if (!metrics_->listen(*cfg_.metrics_listen, error)) return false;
+    metrics_.publish(metrics_text());
+    if (!metrics_.start(*cfg_.metrics_listen, error)) return false;
   }
   LOG_INFO("agents: TLS 1.3 on %s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(), all_tunnels().size(),
            cfg_.metrics_listen ? ("http://" + cfg_.metrics_listen->str() + "/metrics").c_str() : "off");
   return true;
 }
 
-void Dpctld::run(const std::atomic<bool>& stop) {
-  loop_.run(stop, 100, [this] { tick(); });
+void Dpctld::run(const std::atomic<bool>& stop, std::atomic<bool>& reload_requested) {
+  loop_.run(stop, 100, [this, &reload_requested] {
+    if (reload_requested.exchange(false)) reload();
+    tick();
+  });
+}
+
+bool Dpctld::check(std::string& error) {
+  if (!load_persisted(false, error)) return false;
+  if (!tls_.load(cfg_.tls, error)) return false;
+  check_agent_command();
+  // An expired CRL makes every agent it covers fail; a missing one every agent its CA signed: both are errors.
+  for (const CrlInfo& c : tls_.crls())
+    if (c.expired) {
+      error = cfg_.tls.crl + ": the CRL of " + c.issuer + " expired at " + iso8601_utc(uint64_t(c.next_update) * kNsPerSec) +
+              " (its nextUpdate): every agent certificate it covers would be refused; fetch a fresh CRL";
+      return false;
+    }
+  if (!tls_.cas_without_crl().empty()) {
+    error = cfg_.tls.crl + " has no CRL from " + tls_.cas_without_crl().front() +
+            " (a CA in " + cfg_.tls.ca + "): agents with certificates it issued would be refused ('unable to get "
+            "certificate CRL'); add its CRL to the file";
+    return false;
+  }
+  check_crls();
+  return true;
+}
+
+// After a reload: every registered session must still be one dpctld would accept now -- its tunnel exists, its
+// certificate's identities are in the tunnel's allow list, and the certificate verifies against the CA and the
+// CRLs now loaded. One that is not is cut off at once (its agent disconnected, dpgw told to drop it).
+void Dpctld::recheck_sessions() {
+  std::vector<std::pair<uint32_t, std::string>> gone;
+  for (const auto& [index, s] : sessions_.all()) {
+    const TunnelDef* t = find_tunnel(s.tunnel.str());
+    std::string why;
+    if (!t)
+      why = "its tunnel is gone";
+    else if (!s.visitor && !identity_allowed(t->allow, s.identities))
+      why = "tunnel " + t->name + " no longer allows its certificate";
+    else if (s.certificate && !tls_.verify_client(s.certificate.get(), s.chain.get(), why))
+      why = "its certificate no longer verifies: " + why;
+    if (!why.empty()) gone.emplace_back(index, why);
+  }
+  for (const auto& [index, why] : gone) {
+    SessionRecord* s = sessions_.find(index);
+    LOG_WARN("session %u (%s): %s; disconnected", index, s->certificate_subject.c_str(), why.c_str());
+    if (s->channel) {
+      auto it = channels_.find(s->channel);
+      if (it != channels_.end()) {
+        JsonWriter j;
+        j.begin_object().field("type", "refused").field("version", kControlProtocolVersion)
+            .field("reason", "session ended: " + why).end_object();
+        it->second->send(j.str());
+        it->second->close();
+      }
+    }
+    sessions_.remove(index);
+    counters_.sessions_revoked++;
+    gateway_->send(json{{"type", "session_del"}, {"index", index}});
+  }
+}
+
+void Dpctld::reload() {
+  DpctldConfig next;
+  try {
+    next = load_dpctld_config(cfg_.path);
+  } catch (const ConfigError& e) {
+    LOG_ERROR("reload: %s; nothing changed", e.what());
+    return;
+  }
+  // The config must agree with what dpctl added (state file), as at start.
+  for (const TunnelDef& t : state_.tunnels)
+    for (const TunnelDef& c : next.tunnels)
+      if (t.id == c.id || tunnel_name_key(t.name) == tunnel_name_key(c.name)) {
+        LOG_ERROR("reload: tunnel %s is both in %s and added with dpctl; nothing changed", c.name.c_str(),
+                  cfg_.path.c_str());
+        return;
+      }
+  for (const EntryDef& e : state_.entry_points)
+    for (const EntryDef& c : next.entry_points)
+      if (e.proto == c.proto && e.port == c.port) {
+        LOG_ERROR("reload: entry point %s/%u is both in %s and added with dpctl; nothing changed",
+                  e.proto == 6 ? "tcp" : "udp", unsigned(e.port), cfg_.path.c_str());
+        return;
+      }
+  for (const IngressRule& r : state_.ingress)
+    for (const IngressRule& c : next.ingress)
+      if (r.hostname == c.hostname) {
+        LOG_ERROR("reload: ingress rule %s is both in %s and added with dpctl; nothing changed", r.hostname.c_str(),
+                  cfg_.path.c_str());
+        return;
+      }
+  std::string error;
+  if (!tls_.load(next.tls, error)) {
+    LOG_ERROR("reload: %s; nothing changed", error.c_str());
+    return;
+  }
+  // What only a restart applies: the sockets dpctld holds.
+  std::vector<std::string> restart;
+  if (!(next.agent_listen == cfg_.agent_listen)) restart.push_back("agent_listen");
+  if (next.api_socket != cfg_.api_socket) restart.push_back("api_socket");
+  if (next.gateway_socket != cfg_.gateway_socket) restart.push_back("gateway_socket");
+  if (next.state_file != cfg_.state_file) restart.push_back("state_file");
+  if (next.metrics_listen != cfg_.metrics_listen) restart.push_back("metrics_listen");
+  next.agent_listen = cfg_.agent_listen;
+  next.api_socket = cfg_.api_socket;
+  next.gateway_socket = cfg_.gateway_socket;
+  next.state_file = cfg_.state_file;
+  next.metrics_listen = cfg_.metrics_listen;
+  if (next.failure_log != cfg_.failure_log) {
+    FILE* f = next.failure_log == "-" ? stdout : fopen(next.failure_log.c_str(), "a");
+    if (!f) {
+      LOG_ERROR("reload: %s: cannot open the failure log (%s); keeping %s", next.failure_log.c_str(), strerror(errno),
+                cfg_.failure_log.c_str());
+      next.failure_log = cfg_.failure_log;
+    } else {
+      if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
+      failure_log_ = f;
+    }
+  }
+  const size_t tunnels_before = cfg_.tunnels.size(), entries_before = cfg_.entry_points.size(),
+               rules_before = cfg_.ingress.size();
+  cfg_ = std::move(next);
+  failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
+  listener_->set_limits(
+      AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source});
+  // What dpctl added for a tunnel that left the config goes with it, as at start.
+  std::string repair_error;
+  if (!load_persisted(true, repair_error)) LOG_ERROR("reload: state file: %s", repair_error.c_str());
+  tls_stamp_ = tls_files_stamp();
+  check_agent_command();
+  check_crls();
+  recheck_sessions();
+  gateway_->send(full_state());  // tunnels, entry points and rules as they are now (sessions unchanged stay)
+  std::string pending;
+  for (const std::string& k : restart) pending += (pending.empty() ? "" : ", ") + k;
+  LOG_INFO("reloaded %s: TLS files; %zu tunnel(s) (was %zu), %zu entry point(s) (was %zu), %zu ingress rule(s) "
+           "(was %zu) from the config%s%s",
+           cfg_.path.c_str(), cfg_.tunnels.size(), tunnels_before, cfg_.entry_points.size(), entries_before,
+           cfg_.ingress.size(), rules_before, pending.empty() ? "" : "; these need a restart and were not applied: ",
+           pending.c_str());
+}
+
+void Dpctld::check_crls() {
+  const int64_t now = int64_t(realtime_ns() / kNsPerSec);
+  for (const CrlInfo& c : tls_.crls()) {
+    if (c.expired || (c.next_update && now > c.next_update))
+      LOG_ERROR("tls.crl %s: the CRL of %s expired at %s: every agent certificate it covers is refused until a "
+                "fresh CRL is loaded (SIGHUP, or replace the file)",
+                cfg_.tls.crl.c_str(), c.issuer.c_str(), iso8601_utc(uint64_t(c.next_update) * kNsPerSec).c_str());
+    else if (c.next_update && c.next_update - now < 7 * 86400)
+      LOG_WARN("tls.crl %s: the CRL of %s expires at %s (in %.1f days): fetch a fresh one before then",
+               cfg_.tls.crl.c_str(), c.issuer.c_str(), iso8601_utc(uint64_t(c.next_update) * kNsPerSec).c_str(),
+               double(c.next_update - now) / 86400);
+  }
+  for (const std::string& ca : tls_.cas_without_crl())
+    LOG_WARN("tls.crl %s has no CRL from %s: agents with certificates it issued are refused (crl_missing)",
+             cfg_.tls.crl.c_str(), ca.c_str());
+}
+
+std::string Dpctld::tls_files_stamp() const {
+  std::string stamp;
+  for (const std::string* f : {&cfg_.tls.ca, &cfg_.tls.cert, &cfg_.tls.key, &cfg_.tls.crl}) {
+    struct stat st {};
+    if (!f->empty() && stat(f->c_str(), &st) == 0)
+      stamp += std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "/" +
+               std::to_string(st.st_size) + ";";
+    else
+      stamp += "-;";
+  }
+  return stamp;
+}
+
+void Dpctld::watch_tls_files(uint64_t now_ns) {
+  if (now_ns < next_tls_watch_ns_) return;
+  next_tls_watch_ns_ = now_ns + 10 * kNsPerSec;
+  const std::string stamp = tls_files_stamp();
+  if (stamp == tls_stamp_) return;
+  tls_stamp_ = stamp;
+  std::string error;
+  if (!tls_.load(cfg_.tls, error)) {
+    LOG_ERROR("TLS files changed but do not load (%s): still using the previous ones", error.c_str());
+    return;
+  }
+  LOG_INFO("TLS files changed on disk: reloaded (certificate, key, CA, CRL)");
+  check_crls();
+  check_agent_command();
+  recheck_sessions();
 }
 
 void Dpctld::tick() {
   const uint64_t now = monotonic_ns();
   listener_->tick(now);
+  watch_tls_files(now);
+  if (now >= next_crl_check_ns_) {  // a CRL that is about to expire is said again every hour
+    if (next_crl_check_ns_) check_crls();
+    next_crl_check_ns_ = now + 3600 * kNsPerSec;
+  }
   serve_api();
+  if (metrics_.running() && now - last_metrics_ns_ >= 1'000'000'000ull) {  // what scrapes get: at most 1 s old
+    metrics_.publish(metrics_text());
+    last_metrics_ns_ = now;
+  }
   gateway_->tick(now);
   // A session whose agent is gone (no control connection) and that carries no traffic any more is removed.
   std::vector<uint32_t> expired;
@@ -248,11 +449,51 @@ void Dpctld::on_closed(AgentChannel& ch) {
   closed_channels_.push_back(ch.id());
 }
 
-void Dpctld::refuse(AgentChannel& ch, const std::string& reason) {
+const char* refusal_name(Refusal r) {
+  switch (r) {
+    case Refusal::BadRequest: return "bad_request";
+    case Refusal::Version: return "protocol_version";
+    case Refusal::NoTunnel: return "no_tunnel";
+    case Refusal::NotAllowed: return "not_allowed";
+    case Refusal::NoIndex: return "no_session_index";
+    case Refusal::Internal: return "internal";
+    case Refusal::Count: break;
+  }
+  return "internal";
+}
+
+// A refused registration: counted by reason, one JSON line in the failure log (like a failed handshake), the
+// reason sent to the agent, and the connection closed.
+void Dpctld::refuse(AgentChannel& ch, Refusal why, const std::string& detail, const std::string& tunnel) {
   counters_.registrations_refused++;
-  LOG_WARN("agent %s: registration refused: %s", ch.peer().str().c_str(), reason.c_str());
+  counters_.refusals[size_t(why)]++;
+  LOG_WARN("agent %s: registration refused (%s): %s", ch.peer().str().c_str(), refusal_name(why), detail.c_str());
+  if (failure_log_budget_.take(monotonic_ns())) {
+    JsonWriter line;
+    line.begin_object()
+        .field("time", iso8601_utc(realtime_ns()))
+        .field("event", "agent_registration_refused")
+        .field("client", ch.peer().str())
+        .field("reason", refusal_name(why))
+        .field("detail", detail);
+    if (tunnel.empty()) line.key("tunnel").null(); else line.field("tunnel", tunnel);
+    X509* cert = SSL_get0_peer_certificate(ch.ssl());
+    if (cert) {
+      const PeerCertificate c = describe_certificate(cert);
+      line.key("certificate").begin_object().field("subject", c.subject).field("issuer", c.issuer)
+          .field("serial", c.serial).end_object();
+    } else {
+      line.key("certificate").null();
+    }
+    line.end_object();
+    fprintf(failure_log_, "%s\n", line.str().c_str());
+    fflush(failure_log_);
+  } else {
+    counters_.failure_lines_suppressed++;
+    suppressed_since_report_++;
+  }
   JsonWriter j;
-  j.begin_object().field("type", "refused").field("version", kControlProtocolVersion).field("reason", reason).end_object();
+  j.begin_object().field("type", "refused").field("version", kControlProtocolVersion).field("reason", detail).end_object();
   ch.send(j.str());
   ch.close();
 }
@@ -302,14 +543,14 @@ void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
   try {
     handle_agent_message(ch, line);
   } catch (const std::exception& e) {
-    refuse(ch, std::string("malformed message: ") + e.what());
+    refuse(ch, Refusal::BadRequest, std::string("malformed message: ") + e.what());
   }
 }
 
 void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   json msg = json::parse(line, nullptr, false);
   if (msg.is_discarded() || !msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
-    refuse(ch, "malformed message (expected one JSON object per line)");
+    refuse(ch, Refusal::BadRequest, "malformed message (expected one JSON object per line)");
     return;
   }
   const std::string type = msg["type"];
@@ -318,22 +559,22 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
     return;
   }
   if (type != "register") {
-    refuse(ch, "unknown message type '" + type + "'");
+    refuse(ch, Refusal::BadRequest, "unknown message type '" + type + "'");
     return;
   }
   if (!field(msg, "version") || json_int_in(msg["version"], 0, 1 << 30) != kControlProtocolVersion) {
-    refuse(ch, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
+    refuse(ch, Refusal::Version, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
     return;
   }
   if (!msg.contains("tunnel") || !msg["tunnel"].is_string()) {
-    refuse(ch, "register: 'tunnel' (id or name) is required");
+    refuse(ch, Refusal::BadRequest, "register: 'tunnel' (id or name) is required");
     return;
   }
   int weight = 1;
   if (field(msg, "weight")) {
     auto w = json_int_in(msg["weight"], 1, 255);
     if (!w) {
-      refuse(ch, "weight must be 1..255");
+      refuse(ch, Refusal::BadRequest, "weight must be 1..255");
       return;
     }
     weight = int(*w);
@@ -341,7 +582,7 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   std::string name;
   if (msg.contains("name")) {
     if (!msg["name"].is_string()) {
-      refuse(ch, "register: 'name' must be a string");
+      refuse(ch, Refusal::BadRequest, "register: 'name' must be a string");
       return;
     }
     name = msg["name"].get<std::string>().substr(0, 64);
@@ -350,7 +591,7 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   if (msg.contains("role")) {
     const std::string role = msg["role"].is_string() ? msg["role"].get<std::string>() : "";
     if (role != "agent" && role != "visitor") {
-      refuse(ch, "register: 'role' must be \"agent\" or \"visitor\"");
+      refuse(ch, Refusal::BadRequest, "register: 'role' must be \"agent\" or \"visitor\"");
       return;
     }
     visitor = role == "visitor";
@@ -361,37 +602,43 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
 void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name,
                              bool visitor) {
   if (sessions_.find_by_channel(ch.id())) {
-    refuse(ch, "this connection has registered already");
+    refuse(ch, Refusal::BadRequest, "this connection has registered already");
     return;
   }
   if (weight < 1 || weight > 255) {
-    refuse(ch, "weight must be 1..255");
+    refuse(ch, Refusal::BadRequest, "weight must be 1..255");
     return;
   }
   // A visitor proves it may visit by holding the tunnel's id (a name is not enough), with any certificate of the CA.
   if (visitor && !Uuid::parse(tunnel_ref)) {
-    refuse(ch, "a visitor names its tunnel by id (UUID), not by name");
+    refuse(ch, Refusal::NoTunnel, "a visitor names its tunnel by id (UUID), not by name");
     return;
   }
   const TunnelDef* tunnel = find_tunnel(tunnel_ref);
   if (!tunnel) {
-    refuse(ch, "no tunnel '" + tunnel_ref + "'");
+    refuse(ch, Refusal::NoTunnel, "no tunnel '" + tunnel_ref + "'");
     return;
   }
   X509* cert = SSL_get0_peer_certificate(ch.ssl());
   if (!cert) {
-    refuse(ch, "no client certificate");
+    refuse(ch, Refusal::NotAllowed, "no client certificate");
     return;
   }
   const std::vector<std::string> ids = certificate_identities(cert);
   const PeerCertificate desc = describe_certificate(cert);
   if (!visitor && !identity_allowed(tunnel->allow, ids)) {
-    refuse(ch, "certificate '" + desc.subject + "' may not serve tunnel " + tunnel->id.str());
+    std::string checked;
+    for (const std::string& id : ids) checked += (checked.empty() ? "" : ", ") + id;
+    refuse(ch, Refusal::NotAllowed,
+           "certificate '" + desc.subject + "' may not serve tunnel " + tunnel->name + " (" + tunnel->id.str() +
+               "): its identities " + (checked.empty() ? std::string("(none)") : checked) +
+               " are not in the tunnel's allow list",
+           tunnel->id.str());
     return;
   }
   std::optional<uint32_t> index = sessions_.allocate_index();
   if (!index) {
-    refuse(ch, "no free session index");
+    refuse(ch, Refusal::NoIndex, "no free session index");
     return;
   }
   const uint8_t granted = tunnel->weights.effective(weight);
@@ -405,13 +652,17 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   rec.visitor = visitor;
   rec.agent_name = name;
   rec.certificate_subject = desc.subject;
+  rec.identities = ids;
+  X509_up_ref(cert);
+  rec.certificate.reset(cert);
+  if (STACK_OF(X509)* sent = SSL_get_peer_cert_chain(ch.ssl())) rec.chain.reset(X509_chain_up_ref(sent));
   rec.control_peer = ch.peer();
   rec.registered_unix_ns = realtime_ns();
   rec.channel = ch.id();
   rec.last_live_mono_ns = monotonic_ns();
   rec.base_secret = export_session_secret(ch.ssl(), *index);
   if (rec.base_secret.empty()) {
-    refuse(ch, "key export failed");
+    refuse(ch, Refusal::Internal, "key export failed");
     return;
   }
   const SessionRecord& added = sessions_.add(std::move(rec));
@@ -538,6 +789,9 @@ void Dpctld::on_gateway_refused(const json& error) {
 
 std::string Dpctld::metrics_text() const {
   PromText p;
+  p.family("dptun_build_info", "gauge", "The running dpctld's version (label), always 1.");
+  p.sample("dptun_build_info", 1, prom_label("program", "dpctld") + "," + prom_label("version", DPTUN_RELEASE) + "," +
+                                      prom_label("commit", DPTUN_COMMIT));
   p.family("dptun_agent_handshake_failures_total", "counter", "Failed agent TLS handshakes by reason.");
   for (size_t c = 0; c < size_t(HandshakeFailure::Count); ++c)
     p.sample("dptun_agent_handshake_failures_total", double(counters_.handshake_failures[c]),
@@ -547,20 +801,36 @@ std::string Dpctld::metrics_text() const {
   p.family("dptun_registrations_total", "counter", "Agent registrations by result.");
   p.sample("dptun_registrations_total", double(counters_.registrations_ok), "result=\"ok\"");
   p.sample("dptun_registrations_total", double(counters_.registrations_refused), "result=\"refused\"");
+  p.family("dptun_registrations_refused_total", "counter", "Refused registrations by reason.");
+  for (size_t r = 0; r < size_t(Refusal::Count); ++r)
+    p.sample("dptun_registrations_refused_total", double(counters_.refusals[r]), prom_label("reason", refusal_name(Refusal(r))));
+  p.family("dptun_failure_log_lines_suppressed_total", "counter", "Failure log lines left out over failure_log_rate.");
+  p.sample("dptun_failure_log_lines_suppressed_total", double(counters_.failure_lines_suppressed));
   p.family("dptun_tunnels", "gauge", "Configured tunnels.");
   p.sample("dptun_tunnels", double(all_tunnels().size()));
   p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");
   for (const TunnelDef* t : all_tunnels())
     p.sample("dptun_sessions", double(sessions_.count_for(t->id)),
-             "tunnel=\"" + t->id.str() + "\",name=\"" + json_escape(t->name) + "\"");
+             prom_label("tunnel", t->id.str()) + "," + prom_label("name", t->name));
   p.family("dptun_sessions_live", "gauge", "Sessions the gateway hears from, per tunnel.");
   for (const TunnelDef* t : all_tunnels()) {
     size_t live = 0;
     for (const auto& [i, s] : sessions_.all()) live += s.tunnel == t->id && s.live;
-    p.sample("dptun_sessions_live", double(live), "tunnel=\"" + t->id.str() + "\",name=\"" + json_escape(t->name) + "\"");
+    p.sample("dptun_sessions_live", double(live), prom_label("tunnel", t->id.str()) + "," + prom_label("name", t->name));
   }
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));
+  p.family("dptun_sessions_revoked_total", "counter",
+           "Sessions cut off after a reload (tunnel gone, no longer allowed, certificate no longer verifies).");
+  p.sample("dptun_sessions_revoked_total", double(counters_.sessions_revoked));
+  p.family("dptun_crl_next_update_timestamp_seconds", "gauge",
+           "When each loaded CRL expires (its nextUpdate, unix time): alert well before it passes.");
+  for (const CrlInfo& c : tls_.crls())
+    p.sample("dptun_crl_next_update_timestamp_seconds", double(c.next_update), prom_label("issuer", c.issuer));
+  p.family("dptun_crl_expired", "gauge", "1 when a loaded CRL's nextUpdate has passed (every certificate it covers is refused).");
+  const int64_t now_s = int64_t(realtime_ns() / kNsPerSec);
+  for (const CrlInfo& c : tls_.crls())
+    p.sample("dptun_crl_expired", c.expired || (c.next_update && now_s > c.next_update) ? 1 : 0, prom_label("issuer", c.issuer));
   p.family("dptun_gateway_connected", "gauge", "1 while dpctld is connected to dpgw's control socket and controls it.");
   p.sample("dptun_gateway_connected", gateway_ && gateway_->connected() ? 1 : 0);
   p.family("dptun_gateway_controller_conflict", "gauge",
@@ -576,12 +846,15 @@ std::string Dpctld::metrics_text() const {
                              {"flows_created", "dptun_tunnel_flows_total"},
                              {"auth_fail", "dptun_tunnel_auth_failures_total"},
                              {"replay", "dptun_tunnel_replays_total"}};
-  const json tunnels = gateway_stats_.is_object() ? gateway_stats_.value("tunnels", json::array()) : json::array();
+  const json* list = field(gateway_stats_, "tunnels");
+  const json tunnels = list && list->is_array() ? *list : json::array();
   for (const auto& f : fields) {
     p.family(f[1], "counter", std::string("Per-tunnel ") + f[0] + " (from dpgw).");
-    for (const auto& t : tunnels)
-      p.sample(f[1], t.value(f[0], 0.0),
-               "tunnel=\"" + t.value("id", std::string()) + "\",name=\"" + json_escape(t.value("name", std::string())) + "\"");
+    for (const auto& t : tunnels) {
+      const json* v = field(t, f[0]);
+      p.sample(f[1], v && v->is_number() ? v->get<double>() : 0.0,
+               prom_label("tunnel", string_or(t, "id", "")) + "," + prom_label("name", string_or(t, "name", "")));
+    }
   }
   return p.str();
 }

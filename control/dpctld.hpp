@@ -16,7 +16,7 @@
 #include "control/agent_listener.hpp"
 #include "control/dpctld_config.hpp"
 #include "control/gateway_link.hpp"
-#include "control/metrics_server.hpp"
+#include "common/metrics_http.hpp"
 #include "control/session_registry.hpp"
 #include "control/state_store.hpp"
 #include "proto/gateway_messages.hpp"
@@ -27,12 +27,19 @@ namespace dptun {
 // What dpgw is told about an entry point (proto/gateway_messages.hpp).
 EntrySpec entry_spec(const EntryDef& e);
 
+// Why a registration was refused (the reason label of dptun_registrations_refused_total and of the
+// agent_registration_refused line in the failure log).
+enum class Refusal : uint8_t { BadRequest, Version, NoTunnel, NotAllowed, NoIndex, Internal, Count };
+const char* refusal_name(Refusal r);
+
 struct DpctldCounters {
   uint64_t handshake_failures[size_t(HandshakeFailure::Count)] = {};
   uint64_t handshakes_ok = 0;
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
+  uint64_t refusals[size_t(Refusal::Count)] = {};
   uint64_t sessions_expired = 0;
+  uint64_t sessions_revoked = 0;  // cut off after a reload: tunnel gone, no longer allowed, certificate refused
   uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
   uint64_t failure_lines_suppressed = 0;  // failure log lines left out (over failure_log_rate)
   std::string last_gateway_refusal;
@@ -43,10 +50,19 @@ class Dpctld {
   explicit Dpctld(DpctldConfig cfg) : cfg_(std::move(cfg)) {}
   ~Dpctld();
   bool start(std::string& error);
+  // What --check does: the state file, the TLS files and the CRLs (one from every CA of tls.ca, none expired),
+  // without starting anything. Warnings (a CRL due within 7 days) are logged.
+  bool check(std::string& error);
   // Loads the state file and checks it against the config (dpctld --check uses it alone). With save_repairs,
   // entry points and rules of tunnels that no longer exist are removed from the file too.
   bool load_persisted(bool save_repairs, std::string& error);
-  void run(const std::atomic<bool>& stop);
+  // Runs until `stop`; whenever `reload` is set (SIGHUP), reload().
+  void run(const std::atomic<bool>& stop, std::atomic<bool>& reload);
+  // Reads the config and the TLS files again and applies what can change while running (docs/operations.md):
+  // TLS files, tunnels (their agents disconnected when a tunnel goes or no longer allows them), entry points and
+  // ingress rules from the config, limits, the failure log. The rest is named as needing a restart. A bad
+  // config or TLS file changes nothing.
+  void reload();
 
   const DpctldCounters& counters() const { return counters_; }
   const SessionRegistry& sessions() const { return sessions_; }
@@ -59,7 +75,7 @@ class Dpctld {
   void on_closed(AgentChannel& ch);
   void handle_agent_message(AgentChannel& ch, const std::string& line);
   void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
-  void refuse(AgentChannel& ch, const std::string& reason);
+  void refuse(AgentChannel& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
   bool tunnel_from_config(const Uuid& id) const;
   std::vector<const TunnelDef*> all_tunnels() const;
@@ -117,7 +133,8 @@ class Dpctld {
   EventLoop loop_;
   TlsServer tls_;
   std::unique_ptr<AgentListener> listener_;
-  std::unique_ptr<MetricsServer> metrics_;
+  MetricsHttp metrics_;
+  uint64_t last_metrics_ns_ = 0;
   std::unique_ptr<GatewayLink> gateway_;
   LineServer api_;
   Background background_;         // Hyperscan compiles and state file writes, off the event loop
@@ -133,6 +150,16 @@ class Dpctld {
   std::string agent_ca_;           // the --ca of the printed dpagent command
   std::string agent_server_name_;  // its --server-name, when dpctld's certificate lacks the --server host
   void check_agent_command();
+  // Logs (and counts for the metrics) CRLs that expired or expire within 7 days; at start, after each reload.
+  void check_crls();
+  void recheck_sessions();
+  // Reloads the TLS files when one of them changed on disk (checked every 10 s): a CRL or certificate rotated by
+  // a cron job needs no SIGHUP.
+  void watch_tls_files(uint64_t now_ns);
+  std::string tls_files_stamp() const;
+  std::string tls_stamp_;
+  uint64_t next_tls_watch_ns_ = 0;
+  uint64_t next_crl_check_ns_ = 0;
   TokenBucket failure_log_budget_;
   uint64_t suppressed_since_report_ = 0;
   uint64_t last_suppressed_report_ns_ = 0;

@@ -527,6 +527,8 @@ json Dpctld::api_stats() {
     failures[handshake_failure_name(HandshakeFailure(c))] = counters_.handshake_failures[c];
   json tunnels = json::array();
   for (const TunnelDef* t : all_tunnels()) tunnels.push_back(tunnel_json(*t, false));
+  json refusals = json::object();
+  for (size_t r = 0; r < size_t(Refusal::Count); ++r) refusals[refusal_name(Refusal(r))] = counters_.refusals[r];
   size_t live = 0;
   for (const auto& [i, s] : sessions_.all()) live += s.live;
   return ok({{"gateway_connected", gateway_ && gateway_->connected()},
@@ -545,6 +547,7 @@ json Dpctld::api_stats() {
              {"handshake_failures", failures},
              {"registrations_ok", counters_.registrations_ok},
              {"registrations_refused", counters_.registrations_refused},
+             {"registrations_refused_by_reason", refusals},
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},

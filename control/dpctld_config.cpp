@@ -240,11 +240,17 @@ static DpctldConfig load(const std::string& path) {
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
-  config_allow_keys(tls, {"ca", "cert", "key", "crl", "handshake_timeout", "max_pending", "max_pending_per_source"});
+  config_allow_keys(tls, {"ca", "cert", "key", "crl", "crl_check", "handshake_timeout", "max_pending",
+                          "max_pending_per_source"});
   cfg.tls.ca = config_string(tls, "ca");
   cfg.tls.cert = config_string(tls, "cert");
   cfg.tls.key = config_string(tls, "key");
   cfg.tls.crl = config_string(tls, "crl", "");
+  const std::string crl_check = config_string(tls, "crl_check", "leaf");
+  if (crl_check != "leaf" && crl_check != "chain")
+    config_fail(tls["crl_check"], "expected \"leaf\" (the agent's certificate) or \"chain\" (its CAs too)");
+  if (tls.exists("crl_check") && cfg.tls.crl.empty()) config_fail(tls["crl_check"], "crl_check needs a crl file");
+  cfg.tls.crl_chain = crl_check == "chain";
   cfg.handshake_timeout_ns = config_duration_ns(tls, "handshake_timeout", 0.1, 300, 10);
   cfg.max_pending_handshakes = uint32_t(config_int(tls, "max_pending", 1, 100000, 256));
   cfg.max_pending_per_source = uint32_t(config_int(tls, "max_pending_per_source", 1, 100000, 16));

@@ -9,24 +9,37 @@
 #include "common/config_file.hpp"
 #include "common/log.hpp"
 #include "control/dpctld.hpp"
+#include "version.hpp"
 
 using namespace dptun;
 
 namespace {
 
 const char* kUsage =
-    "usage: dpctld --config FILE [--check] [--log-level LEVEL]\n"
+    "usage: dpctld --config FILE [--check] [--log-level LEVEL] [--log-format text|json]\n"
+    "       dpctld --version\n"
     "\n"
     "dpctld is the dptun control plane: agents register over TLS 1.3 with a client certificate, and every\n"
     "failed handshake is logged as one JSON line with its reason (docs/operations.md).\n"
     "\n"
-    "  --config FILE      libconfig file (example: conf/dpctld.conf)\n"
-    "  --check            validate the config, the TLS files and the state file, then exit\n"
-    "  --log-level LEVEL  debug, info (default), warn or error\n"
-    "  --help             this text\n";
+    "  --config FILE       libconfig file (example: conf/dpctld.conf)\n"
+    "  --check             validate the config, the TLS files (CRLs: one from every CA that signs agent\n"
+    "                      certificates, none expired) and the state file, then exit\n"
+    "  --log-level LEVEL   debug, info (default), warn or error\n"
+    "  --log-format FORMAT text (default) or json (one object per line)\n"
+    "  --version           the version\n"
+    "  --help              this text\n"
+    "\n"
+    "Signals: SIGHUP reloads the TLS files (certificate, key, CA, CRL) and the config's tunnels, entry points,\n"
+    "ingress rules and limits without dropping registrations or flows (docs/operations.md says what needs a\n"
+    "restart); SIGTERM/SIGINT stop dpctld cleanly.\n";
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+std::atomic<bool> g_reload{false};
+void on_signal(int sig) {
+  if (sig == SIGHUP) g_reload = true;
+  else g_stop = true;
+}
 
 }  // namespace
 
@@ -41,20 +54,27 @@ int main(int argc, char** argv) {
     } else if (a == "--check") {
       check_only = true;
     } else if (a == "--log-level" && i + 1 < argc) {
-      std::string l = argv[++i];
-      if (l == "debug") log_set_level(LogLevel::Debug);
-      else if (l == "info") log_set_level(LogLevel::Info);
-      else if (l == "warn") log_set_level(LogLevel::Warn);
-      else if (l == "error") log_set_level(LogLevel::Error);
-      else {
-        fprintf(stderr, "dpctld: unknown log level '%s'\n%s", l.c_str(), kUsage);
+      auto level = log_parse_level(argv[++i]);
+      if (!level) {
+        fprintf(stderr, "dpctld: unknown log level '%s'\n%s", argv[i], kUsage);
         return 2;
       }
+      log_set_level(*level);
+    } else if (a == "--log-format" && i + 1 < argc) {
+      auto format = log_parse_format(argv[++i]);
+      if (!format) {
+        fprintf(stderr, "dpctld: unknown log format '%s' (text or json)\n%s", argv[i], kUsage);
+        return 2;
+      }
+      log_set_format(*format);
+    } else if (a == "--version") {
+      printf("dpctld %s\n", DPTUN_VERSION);
+      return 0;
     } else if (a == "--help" || a == "-h") {
       fputs(kUsage, stdout);
       return 0;
     } else {
-      fprintf(stderr, "dpctld: unknown argument '%s'\n%s", a.c_str(), kUsage);
+      fprintf(stderr, "dpctld: unknown or incomplete argument '%s'\n%s", a.c_str(), kUsage);
       return 2;
     }
   }
@@ -70,16 +90,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
-    TlsServer tls;
-    std::string error;
-    if (!tls.load(cfg.tls, error)) {
-      fprintf(stderr, "dpctld: %s\n", error.c_str());
-      return 2;
-    }
     const size_t config_tunnels = cfg.tunnels.size();
     const std::string state_file = cfg.state_file;
     Dpctld d(std::move(cfg));
-    if (!d.load_persisted(false, error)) {  // the state file too, as start() will read it
+    std::string error;
+    if (!d.check(error)) {  // the TLS files and the state file too, as start() will read them
       fprintf(stderr, "dpctld: %s\n", error.c_str());
       return 2;
     }
@@ -98,13 +113,14 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
   Dpctld d(std::move(cfg));
   std::string error;
   if (!d.start(error)) {
     fprintf(stderr, "dpctld: %s\n", error.c_str());
     return 1;
   }
-  d.run(g_stop);
+  d.run(g_stop, g_reload);
   LOG_INFO("stopped");
   return 0;
 }

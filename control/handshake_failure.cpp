@@ -20,6 +20,8 @@ const char* handshake_failure_name(HandshakeFailure f) {
     case HandshakeFailure::UnknownCa: return "unknown_ca";
     case HandshakeFailure::Chain: return "chain";
     case HandshakeFailure::Revoked: return "revoked";
+    case HandshakeFailure::CrlMissing: return "crl_missing";
+    case HandshakeFailure::CrlExpired: return "crl_expired";
     case HandshakeFailure::NoClientCert: return "no_client_cert";
     case HandshakeFailure::ProtocolVersion: return "protocol_version";
     case HandshakeFailure::NoSharedCipher: return "no_shared_cipher";
@@ -41,6 +43,10 @@ static HandshakeFailure from_verify_error(int v) {
       return HandshakeFailure::NotYetValid;
     case X509_V_ERR_CERT_REVOKED:
       return HandshakeFailure::Revoked;
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+      return HandshakeFailure::CrlMissing;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+      return HandshakeFailure::CrlExpired;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
@@ -141,6 +147,8 @@ std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure 
     j.field("verify_error", X509_verify_cert_error_string(e.verify_error));
   else
     j.key("verify_error").null();
+  if (category == HandshakeFailure::CrlMissing || category == HandshakeFailure::CrlExpired)
+    j.field("crl_issuer", capped(e.failed_cert_issuer));
   j.field("openssl_reason", e.openssl_reason.empty() ? std::string(e.shed        ? "unfinished while newer connections waited"
                                                                     : e.timed_out ? "handshake timed out"
                                                                                : e.closed_early ? "connection closed during the handshake"

@@ -17,6 +17,8 @@ enum class HandshakeFailure : uint8_t {
   UnknownCa,
   Chain,
   Revoked,
+  CrlMissing,  // no CRL from the issuer of a certificate CRLs are checked for (tls.crl must hold it)
+  CrlExpired,  // that CRL's nextUpdate has passed: a fresh CRL is due
   NoClientCert,
   ProtocolVersion,
   NoSharedCipher,
@@ -41,6 +43,7 @@ struct HandshakeEvidence {
   std::vector<uint16_t> offered_versions;  // from supported_versions, or the legacy version alone
   std::optional<PeerCertificate> certificate;
   int verify_error = 0;         // X509_V_ERR_* recorded by the verify callback (0: none)
+  std::string failed_cert_issuer;  // the issuer of the certificate verification failed on (whose CRL it was)
   unsigned long ssl_error = 0;  // first OpenSSL error code of the failure (ERR_get_error)
   std::string openssl_reason;   // its text
   int first_byte = -1;          // the first byte the client sent, -1 if none

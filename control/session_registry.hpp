@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/inet.hpp"
+#include "control/tls_server.hpp"
 #include "common/uuid.hpp"
 
 namespace dptun {
@@ -21,6 +22,9 @@ struct SessionRecord {
   bool visitor = false;  // dpagent visit: reaches the tunnel's services, does not serve them
   std::string agent_name;
   std::string certificate_subject;
+  std::vector<std::string> identities;  // CN=, DNS:, URI: of its certificate (allow lists are checked again)
+  X509Ptr certificate;                  // the agent's certificate and chain, verified again after a reload
+  X509StackPtr chain;
   Endpoint control_peer;            // the agent's address on its TLS connection
   uint64_t registered_unix_ns = 0;
   uint64_t channel = 0;             // id of the live TLS connection; 0 once it closed

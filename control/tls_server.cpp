@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -32,7 +33,11 @@ int verify_callback(int preverify_ok, X509_STORE_CTX* store) {
     if (!ev->certificate) {
       if (X509* leaf = X509_STORE_CTX_get0_cert(store)) ev->certificate = describe_certificate(leaf);
     }
-    if (!preverify_ok && !ev->verify_error) ev->verify_error = X509_STORE_CTX_get_error(store);
+    if (!preverify_ok && !ev->verify_error) {
+      ev->verify_error = X509_STORE_CTX_get_error(store);
+      // Whose CRL was missing or stale: the issuer of the certificate being checked.
+      if (X509* cur = X509_STORE_CTX_get_current_cert(store)) ev->failed_cert_issuer = name_text(X509_get_issuer_name(cur));
+    }
   }
   return preverify_ok;
 }
@@ -145,6 +150,8 @@ bool TlsServer::load(const TlsFiles& files, std::string& error) {
     return false;
   }
   if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(files.ca.c_str())) SSL_CTX_set_client_CA_list(ctx.get(), names);
+  std::vector<CrlInfo> crls;
+  std::vector<std::string> without;
   if (!files.crl.empty()) {
     FILE* f = fopen(files.crl.c_str(), "r");
     if (!f) {
@@ -152,23 +159,50 @@ bool TlsServer::load(const TlsFiles& files, std::string& error) {
       return false;
     }
     X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
-    int count = 0;
+    std::vector<X509_NAME*> issuers;
     while (X509_CRL* crl = PEM_read_X509_CRL(f, nullptr, nullptr, nullptr)) {
+      CrlInfo info;
+      info.issuer = name_text(X509_CRL_get_issuer(crl));
+      if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl)) {
+        tm t{};
+        if (ASN1_TIME_to_tm(next, &t) == 1) info.next_update = int64_t(timegm(&t));
+        info.expired = X509_cmp_current_time(next) < 0;
+      }
+      crls.push_back(info);
       X509_STORE_add_crl(store, crl);
       X509_CRL_free(crl);
-      ++count;
     }
     fclose(f);
     ERR_clear_error();  // the read loop ends with a "no start line" error
-    if (!count) {
+    if (crls.empty()) {
       error = files.crl + ": no CRL in the file";
       return false;
     }
-    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    // Every CA of the bundle that may sign certificates needs its CRL: OpenSSL refuses a certificate whose
+    // issuer's CRL is missing.
+    if (STACK_OF(X509_INFO)* infos = [&] {
+          BIO* b = BIO_new_file(files.ca.c_str(), "r");
+          STACK_OF(X509_INFO)* r = b ? PEM_X509_INFO_read_bio(b, nullptr, nullptr, nullptr) : nullptr;
+          BIO_free(b);
+          return r;
+        }()) {
+      for (int i = 0; i < sk_X509_INFO_num(infos); ++i) {
+        X509* ca = sk_X509_INFO_value(infos, i)->x509;
+        if (!ca || X509_check_ca(ca) == 0) continue;
+        const std::string subject = name_text(X509_get_subject_name(ca));
+        if (std::none_of(crls.begin(), crls.end(), [&](const CrlInfo& c) { return c.issuer == subject; }))
+          without.push_back(subject);
+      }
+      sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    }
+    ERR_clear_error();
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | (files.crl_chain ? X509_V_FLAG_CRL_CHECK_ALL : 0));
   }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_callback);
   SSL_CTX_set_client_hello_cb(ctx.get(), client_hello_callback, nullptr);
   ctx_ = std::move(ctx);
+  crls_ = std::move(crls);
+  cas_without_crl_ = std::move(without);
   return true;
 }
 
@@ -182,6 +216,20 @@ SslPtr TlsServer::make_ssl(int fd, HandshakeEvidence* evidence) const {
 }
 
 X509* TlsServer::own_certificate() const { return ctx_ ? SSL_CTX_get0_certificate(ctx_.get()) : nullptr; }
+
+bool TlsServer::verify_client(X509* leaf, STACK_OF(X509)* chain, std::string& why) const {
+  if (!ctx_ || !leaf) return false;
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> vctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  if (!vctx || X509_STORE_CTX_init(vctx.get(), SSL_CTX_get_cert_store(ctx_.get()), leaf, chain) != 1) {
+    why = "cannot verify";
+    return false;
+  }
+  X509_STORE_CTX_set_purpose(vctx.get(), X509_PURPOSE_SSL_CLIENT);
+  const bool ok = X509_verify_cert(vctx.get()) == 1;
+  if (!ok) why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx.get()));
+  ERR_clear_error();
+  return ok;
+}
 
 bool TlsServer::own_certificate_verifies_with(const std::string& ca, std::string& why) const {
   X509* leaf = own_certificate();

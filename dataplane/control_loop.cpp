@@ -4,6 +4,7 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -11,6 +12,7 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
+#include "common/config_file.hpp"
 #include "dataplane/control_commands.hpp"
 #include "dataplane/stats_report.hpp"
 #include "dataplane/worker.hpp"
@@ -23,6 +25,14 @@ bool ControlLoop::open_control_socket(std::string& error) {
   return control_.listen(dp_.cfg->control_socket, error);
 }
 
+bool ControlLoop::open_metrics(std::string& error) {
+  if (!dp_.cfg->metrics_listen) return true;
+  metrics_.publish(stats_prometheus(dp_, controller_.epoch));
+  if (!metrics_.start(*dp_.cfg->metrics_listen, error)) return false;
+  LOG_INFO("metrics: http://%s/metrics", dp_.cfg->metrics_listen->str().c_str());
+  return true;
+}
+
 void ControlLoop::run() {
   while (!dp_.stop.load(std::memory_order_relaxed)) {
     tick(dp_.clock.now_ns());
@@ -31,7 +41,65 @@ void ControlLoop::run() {
   }
 }
 
+void ControlLoop::reload() {
+  const std::string& path = dp_.cfg->path;
+  GatewayConfig next;
+  try {
+    next = load_gateway_config(path);
+  } catch (const ConfigError& e) {
+    LOG_ERROR("reload: %s; nothing changed", e.what());
+    return;
+  }
+  // What only a restart applies: the DPDK setup (EAL, ports, workers, queues, memory) and the values workers
+  // read without synchronisation.
+  const GatewayConfig& now = *dp_.cfg;
+  std::vector<std::string> restart;
+  auto differs = [&](bool changed, const char* key) {
+    if (changed) restart.push_back(key);
+  };
+  differs(next.workers != now.workers, "workers");
+  differs(next.eal.memory_mb != now.eal.memory_mb || next.eal.hugepages != now.eal.hugepages ||
+              next.eal.file_prefix != now.eal.file_prefix || next.eal.lcores != now.eal.lcores ||
+              next.eal.log_level != now.eal.log_level,
+          "eal");
+  differs(next.ports.size() != now.ports.size() ||
+              !std::equal(next.ports.begin(), next.ports.end(), now.ports.begin(), now.ports.end(),
+                          [](const PortConfig& a, const PortConfig& b) {
+                            return a.name == b.name && a.device == b.device && a.address == b.address &&
+                                   a.gateway == b.gateway && a.mtu == b.mtu && a.kernel_interface == b.kernel_interface &&
+                                   a.kernel_rate == b.kernel_rate && a.kernel_burst == b.kernel_burst &&
+                                   a.rx_desc == b.rx_desc && a.tx_desc == b.tx_desc;
+                          }),
+          "ports");
+  differs(next.tunnel_port != now.tunnel_port, "tunnel_port");
+  differs(next.mbufs != now.mbufs, "mbufs");
+  differs(next.control_socket != now.control_socket, "control_socket");
+  differs(next.metrics_listen != now.metrics_listen, "metrics_listen");
+  differs(next.max_tunnels != now.max_tunnels, "max_tunnels");
+  differs(next.session_timeout_ns != now.session_timeout_ns, "session_timeout");
+  differs(next.direct_mode != now.direct_mode, "direct_mode");
+  differs(next.flow.table_size != now.flow.table_size || next.flow.udp_ttl_ns != now.flow.udp_ttl_ns ||
+              next.flow.tcp_syn_timeout_ns != now.flow.tcp_syn_timeout_ns ||
+              next.flow.tcp_established_timeout_ns != now.flow.tcp_established_timeout_ns,
+          "flows");
+  differs(next.crypto.key_len != now.crypto.key_len || next.crypto.rekey_interval_ns != now.crypto.rekey_interval_ns ||
+              next.crypto.engine != now.crypto.engine,
+          "crypto");
+  std::string error;
+  std::vector<std::string> changes;
+  if (!state_.apply_config(next, error, &changes)) {
+    LOG_ERROR("reload %s: %s; nothing changed", path.c_str(), error.c_str());
+    return;
+  }
+  for (const std::string& c : changes) LOG_INFO("reload: %s", c.c_str());
+  std::string pending;
+  for (const std::string& k : restart) pending += (pending.empty() ? "" : ", ") + k;
+  LOG_INFO("reloaded %s: %zu change(s) applied%s%s", path.c_str(), changes.size(),
+           pending.empty() ? "" : "; these need a restart and were not applied: ", pending.c_str());
+}
+
 void ControlLoop::tick(uint64_t now_ns) {
+  if (dp_.reload.exchange(false)) reload();
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
   for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
@@ -59,6 +127,7 @@ void ControlLoop::tick(uint64_t now_ns) {
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);
+    if (metrics_.running()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));
     last_report_ns_ = now_ns;
   }
   ControlContext ctx{dp_, state_, controller_, control_, now_ns};

@@ -76,6 +76,7 @@ struct Dataplane {
   rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};
+  std::atomic<bool> reload{false};  // SIGHUP: the control lcore reads the config again (ControlLoop::reload)
   TscClock clock;
   std::atomic<int64_t> realtime_offset_ns{0};  // wall clock minus clock.now_ns(), refreshed by the control lcore
   uint64_t started_ns = 0;

@@ -99,36 +99,11 @@ bool Gateway::build(const Options& opt, std::string& error) {
   reclaimer_ = std::make_unique<Reclaimer>(dp.rcu);
   keys_ = std::make_unique<SessionKeyManager>(*engine_, cfg.crypto.key_len, cfg.crypto.rekey_interval_ns, *reclaimer_);
   state_ = std::make_unique<GatewayState>(dp, *keys_, *reclaimer_);
-  for (const TunnelConfig& tc : cfg.tunnels) {
-    if (!state_->set_tunnel(TunnelSpec{tc.id, tc.name, true}, error)) return false;
-    for (const StaticPeerConfig& pc : tc.peers) {
-      SessionSpec s;
-      s.index = pc.index;
-      s.tunnel = tc.id;
-      s.weight = pc.weight;
-      s.base_secret = pc.psk;
-      s.peer_clock_counters = true;
-      s.endpoint = pc.endpoint;
-      s.from_config = true;
-      if (!state_->add_session(s, error)) return false;
-    }
-  }
-  for (const EntryPointConfig& ec : cfg.entry_points) {
-    EntrySpec e;
-    e.proto = ec.proto;
-    e.port = ec.port;
-    e.listen = ec.listen;
-    e.tunnel = cfg.tunnels[ec.tunnel].id;
-    e.target = ec.target;
-    e.keepalive = ec.keepalive;
-    e.udp_ttl_ns = ec.udp_ttl_ns;
-    e.from_config = true;
-    if (!state_->set_entry(e, error)) return false;
-  }
+  if (!state_->apply_config(cfg, error)) return false;
   state_->publish_all();
 
   control_ = std::make_unique<ControlLoop>(dp, *state_, *reclaimer_);
-  if (opt.control_socket && !control_->open_control_socket(error)) return false;
+  if (opt.control_socket && (!control_->open_control_socket(error) || !control_->open_metrics(error))) return false;
   if (!control_->open_kernel_path(error)) return false;
   return true;
 }

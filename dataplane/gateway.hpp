@@ -17,7 +17,7 @@ class Gateway {
  public:
   struct Options {
     bool launch_workers = true;  // false: the caller drives Worker::poll_once itself (benchmarks)
-    bool control_socket = true;
+    bool control_socket = true;  // the control socket and the metrics endpoint
   };
   static std::unique_ptr<Gateway> create(const GatewayConfig& cfg, const Options& opt, std::string& error);
   ~Gateway();

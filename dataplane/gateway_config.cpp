@@ -60,9 +60,11 @@ PortConfig load_port(const Setting& s) {
   PortConfig p;
   p.name = config_string(s, "name");
   p.device = config_string(s, "device");
-  auto prefix = Ipv4Prefix::parse(config_string(s, "address"));
-  if (!prefix || prefix->len == 0 || prefix->len > 32)
-    config_fail(s["address"], "expected address/prefix like 10.0.1.1/24");
+  const std::string address = config_string(s, "address");
+  auto prefix = Ipv4Prefix::parse(address);
+  // The prefix length says which neighbours are on the link: without it, nothing would be (a /32).
+  if (!prefix || prefix->len == 0 || prefix->len > 32 || address.find('/') == std::string::npos)
+    config_fail(s["address"], "expected address/prefix like 10.0.1.1/24 (the prefix length names the port's subnet)");
   p.address = *prefix;
   if (s.exists("gateway")) {
     (void)config_string(s, "gateway");
@@ -183,12 +185,23 @@ static GatewayConfig load(const std::string& path) {
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
   config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "mbufs", "idle", "flows", "crypto",
-                         "control_socket", "max_tunnels", "session_timeout", "direct_mode", "reassembly"});
+                         "control_socket", "metrics_listen", "max_tunnels", "session_timeout", "direct_mode",
+                         "reassembly"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
   if (const Setting* eal = config_child(gw, "eal")) load_eal(*eal, cfg.eal);
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
+  if (gw.exists("metrics_listen")) {
+    const std::string m = config_string(gw, "metrics_listen");
+    if (m.empty()) {
+      cfg.metrics_listen.reset();
+    } else {
+      auto ep = Endpoint::parse(m);
+      if (!ep) config_fail(gw["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
+      cfg.metrics_listen = *ep;
+    }
+  }
   cfg.max_tunnels = uint16_t(config_int(gw, "max_tunnels", 1, 16384, 1024));
   cfg.session_timeout_ns = config_duration_ns(gw, "session_timeout", 0.5, 3600, 6);
   cfg.direct_mode = config_bool(gw, "direct_mode", false);

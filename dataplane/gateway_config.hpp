@@ -92,6 +92,7 @@ struct GatewayConfig {
   FlowConfig flow;
   CryptoConfig crypto;
   std::string control_socket = "/run/dptun/dpgw.sock";  // stats (dpgw stats) and dpctld's control link
+  std::optional<Endpoint> metrics_listen = Endpoint{Ipv4{0x7f000001}, 9109};  // Prometheus text; nullopt: off
   uint16_t max_tunnels = 1024;
   bool direct_mode = false;  // visitors may reach any address their tunnel's agents reach, without a rule
   uint64_t session_timeout_ns = 6'000'000'000ull;  // a session not heard from for this long takes no new flows

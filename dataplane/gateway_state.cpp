@@ -335,6 +335,119 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
   return true;
 }
 
+bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, std::vector<std::string>* changes) {
+  auto note = [&](std::string line) {
+    if (changes) changes->push_back(std::move(line));
+  };
+  // Check first, so a bad reload changes nothing: names must not clash with tunnels dpctld manages, and session
+  // indexes must not be dpctld's.
+  for (const TunnelConfig& tc : cfg.tunnels) {
+    for (const auto& [key, t] : tunnels_)
+      if (!t.from_config && (t.id == tc.id || t.name == tc.name)) {
+        error = "tunnel " + tc.name + " (" + tc.id.str() + ") is managed by dpctld already";
+        return false;
+      }
+    for (const StaticPeerConfig& pc : tc.peers)
+      if (auto it = sessions_.find(pc.index); it != sessions_.end() && !it->second->from_config) {
+        error = "session index " + std::to_string(pc.index) + " is in use by a dpctld session";
+        return false;
+      }
+  }
+  for (const EntryPointConfig& ec : cfg.entry_points) {
+    if (ec.proto == 17 && ec.port == dp_.cfg->tunnel_port) {
+      error = "entry point udp/" + std::to_string(ec.port) + " is the tunnel port";
+      return false;
+    }
+    if (ec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),
+                                  [&](const PortInfo& p) { return p.address == ec.listen->value; })) {
+      error = "entry point " + std::to_string(ec.port) + ": " + ec.listen->str() + " is not an address of this gateway";
+      return false;
+    }
+  }
+  // Static entry points that go, or change their tunnel: removed before their tunnels.
+  std::vector<EntrySpec> wanted;
+  for (const EntryPointConfig& ec : cfg.entry_points) {
+    EntrySpec e;
+    e.proto = ec.proto;
+    e.port = ec.port;
+    e.listen = ec.listen;
+    e.tunnel = cfg.tunnels[ec.tunnel].id;
+    e.target = ec.target;
+    e.keepalive = ec.keepalive;
+    e.udp_ttl_ns = ec.udp_ttl_ns;
+    e.from_config = true;
+    wanted.push_back(e);
+  }
+  auto same_entry = [](const EntrySpec& a, const EntrySpec& b) {
+    return a.proto == b.proto && a.port == b.port && a.listen == b.listen && a.tunnel == b.tunnel &&
+           a.target == b.target && a.keepalive == b.keepalive && a.udp_ttl_ns == b.udp_ttl_ns && a.route == b.route;
+  };
+  const size_t entries_before = entries_.size();
+  std::erase_if(entries_, [&](const EntrySpec& e) {
+    if (!e.from_config) return false;
+    const bool keep = std::any_of(wanted.begin(), wanted.end(), [&](const EntrySpec& w) { return same_entry(w, e); });
+    if (!keep) note("entry point " + std::string(e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port) + " removed");
+    return !keep;
+  });
+  bool entries_changed = entries_.size() != entries_before;
+  // Tunnels: gone ones with their sessions; new or renamed ones.
+  std::vector<Uuid> gone;
+  for (const auto& [key, t] : tunnels_)
+    if (t.from_config && std::none_of(cfg.tunnels.begin(), cfg.tunnels.end(), [&](const TunnelConfig& c) { return c.id == t.id; }))
+      gone.push_back(t.id);
+  for (const Uuid& id : gone) {
+    TunnelRec* t = find_tunnel(id);
+    note("tunnel " + t->name + " removed");
+    t->from_config = false;  // ours to remove now
+    std::string err;
+    remove_tunnel(id, err);
+  }
+  for (const TunnelConfig& tc : cfg.tunnels) {
+    const TunnelRec* before = find_tunnel(tc.id);
+    const std::string old_name = before ? before->name : "";
+    if (!set_tunnel(TunnelSpec{tc.id, tc.name, true}, error)) return false;
+    if (!before) note("tunnel " + tc.name + " added");
+    else if (old_name != tc.name) note("tunnel " + old_name + " renamed " + tc.name);
+    TunnelRec* t = find_tunnel(tc.id);
+    // Peers: unchanged ones stay; changed or gone ones go; new ones come.
+    for (uint32_t index : std::vector<uint32_t>(t->sessions)) {
+      const TunnelSession& s = *sessions_.at(index);
+      if (!s.from_config) continue;
+      auto pc = std::find_if(tc.peers.begin(), tc.peers.end(), [&](const StaticPeerConfig& p) { return p.index == index; });
+      const bool same = pc != tc.peers.end() && pc->psk == s.base_secret && pc->weight == s.weight &&
+                        (pc->endpoint.has_value() == s.configured_endpoint) &&
+                        (!pc->endpoint || pc->endpoint->pack() == s.endpoint.load(std::memory_order_relaxed));
+      if (same) continue;
+      note("tunnel " + tc.name + " peer " + std::to_string(index) + (pc == tc.peers.end() ? " removed" : " changed"));
+      drop_session(index);
+    }
+    for (const StaticPeerConfig& pc : tc.peers) {
+      if (sessions_.count(pc.index)) continue;
+      SessionSpec spec;
+      spec.index = pc.index;
+      spec.tunnel = tc.id;
+      spec.weight = pc.weight;
+      spec.base_secret = pc.psk;
+      spec.peer_clock_counters = true;
+      spec.endpoint = pc.endpoint;
+      spec.from_config = true;
+      if (!add_session(spec, error)) return false;
+      if (before) note("tunnel " + tc.name + " peer " + std::to_string(pc.index) + " added");
+    }
+  }
+  for (EntrySpec& w : wanted) {
+    if (std::any_of(entries_.begin(), entries_.end(), [&](const EntrySpec& e) { return e.from_config && same_entry(e, w); }))
+      continue;
+    // A config entry point wins over dpctld's on the same port: the config is the operator's file.
+    std::erase_if(entries_, [&](const EntrySpec& e) { return e.proto == w.proto && e.port == w.port; });
+    if (!set_entry(w, error)) return false;
+    entries_changed = true;
+    note("entry point " + std::string(w.proto == 6 ? "tcp/" : "udp/") + std::to_string(w.port) + " set");
+  }
+  if (entries_changed) publish_entries();
+  return true;
+}
+
 void GatewayState::maintain(uint64_t now_ns, uint64_t real_ns) {
   ingress_.tick();
   std::vector<uint32_t> quiet;

@@ -11,6 +11,7 @@
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/gateway_config.hpp"
 #include "dataplane/ingress_table.hpp"
 #include "dataplane/reclaimer.hpp"
 #include "dataplane/session.hpp"
@@ -36,6 +37,11 @@ class GatewayState {
   // that still carry traffic stay as orphans until they go quiet (a restarted dpctld does not cut agents off).
   bool sync(const std::vector<TunnelSpec>& tunnels, const std::vector<SessionSpec>& sessions,
             const std::vector<EntrySpec>& entries, std::string& error);
+  // Makes what dpgw's own config defines (static tunnels, their peers, entry points) equal to `cfg`: at start,
+  // and again when the config is reloaded (SIGHUP). Unchanged objects are left alone, so their flows go on; a
+  // peer whose key or endpoint changed is replaced. All or nothing: on error (say, a tunnel name dpctld already
+  // uses) nothing changed. `changes` gets one line per change, for the log.
+  bool apply_config(const GatewayConfig& cfg, std::string& error, std::vector<std::string>* changes = nullptr);
   // The hostname rules (the whole list): compiled off the control lcore, published when ready.
   void set_ingress(std::vector<IngressRuleSpec> rules) { ingress_.set_rules(std::move(rules)); }
   const IngressTableBuilder& ingress() const { return ingress_; }

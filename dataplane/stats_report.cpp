@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include "common/json_writer.hpp"
+#include "common/prom_text.hpp"
+#include "version.hpp"
 #include "dataplane/gateway_state.hpp"
 #include "dataplane/ingress_table.hpp"
 #include "dataplane/worker.hpp"
@@ -274,6 +276,114 @@ std::string stats_text(const Dataplane& dp) {
   }
   out += drops.empty() ? "drops: none\n" : "drops:\n" + drops;
   return out;
+}
+
+std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
+  PromText p;
+  const uint64_t now = dp.clock.now_ns();
+  p.family("dptun_gw_build_info", "gauge", "The running dpgw's version (label), always 1.");
+  p.sample("dptun_gw_build_info", 1, prom_label("program", "dpgw") + "," + prom_label("version", DPTUN_RELEASE) + "," +
+                                         prom_label("commit", DPTUN_COMMIT));
+  p.family("dptun_gw_uptime_seconds", "gauge", "Seconds since dpgw started forwarding.");
+  p.sample("dptun_gw_uptime_seconds", double(now - dp.started_ns) / 1e9);
+  p.family("dptun_gw_controller_epoch", "gauge", "Epoch of the dpctld controlling this gateway (0: none yet).");
+  p.sample("dptun_gw_controller_epoch", double(controller_epoch));
+
+  struct PortField {
+    const char* name;
+    const char* help;
+    uint64_t PortTotals::*v;
+  };
+  static const PortField port_fields[] = {
+      {"dptun_gw_port_rx_packets_total", "Packets received per port.", &PortTotals::rx_packets},
+      {"dptun_gw_port_rx_bytes_total", "Bytes received per port.", &PortTotals::rx_bytes},
+      {"dptun_gw_port_tx_packets_total", "Packets sent per port.", &PortTotals::tx_packets},
+      {"dptun_gw_port_tx_bytes_total", "Bytes sent per port.", &PortTotals::tx_bytes},
+      {"dptun_gw_port_tx_dropped_total", "Packets the TX queue did not take, per port.", &PortTotals::tx_dropped}};
+  for (const PortField& f : port_fields) {
+    p.family(f.name, "counter", f.help);
+    for (size_t i = 0; i < dp.ports.size(); ++i) p.sample(f.name, double(port_totals(dp, i).*f.v), prom_label("port", dp.ports[i].name));
+  }
+  p.family("dptun_gw_port_rx_missed_total", "counter", "Packets the NIC dropped for lack of RX descriptors (imissed).");
+  for (size_t i = 0; i < dp.ports.size(); ++i) {
+    rte_eth_stats es{};
+    rte_eth_stats_get(dp.ports[i].port_id, &es);
+    p.sample("dptun_gw_port_rx_missed_total", double(es.imissed), prom_label("port", dp.ports[i].name));
+  }
+  struct KernelField {
+    const char* name;
+    const char* help;
+    Counter KernelPathStats::*v;
+  };
+  static const KernelField kernel_fields[] = {
+      {"dptun_gw_kernel_path_to_kernel_packets_total", "Frames handed to the kernel path.", &KernelPathStats::to_kernel_packets},
+      {"dptun_gw_kernel_path_from_kernel_packets_total", "Frames the kernel path sent out.", &KernelPathStats::from_kernel_packets},
+      {"dptun_gw_kernel_path_write_errors_total", "Frames the TAP did not take.", &KernelPathStats::write_errors},
+      {"dptun_gw_kernel_path_refused_total", "Frames from the kernel not sent (not the port's own).", &KernelPathStats::refused},
+      {"dptun_gw_kernel_path_dropped_total", "Frames from the kernel dropped (size, mbufs, ring).", &KernelPathStats::dropped}};
+  for (const KernelField& f : kernel_fields) {
+    p.family(f.name, "counter", f.help);
+    for (size_t i = 0; i < dp.ports.size() && i < dp.kernel_stats.size(); ++i)
+      if (dp.ports[i].kernel_path) p.sample(f.name, double((dp.kernel_stats[i].*f.v).get()), prom_label("port", dp.ports[i].name));
+  }
+
+#define X(name)                                                                                            \
+  p.family("dptun_gw_worker_" #name "_total", "counter", "Per worker: " #name " (docs/operations.md).");  \
+  for (const auto& w : dp.workers)                                                                         \
+    p.sample("dptun_gw_worker_" #name "_total", double(w->stats.name.get()), prom_label("worker", std::to_string(w->id())));
+  WORKER_COUNTERS(X)
+#undef X
+  p.family("dptun_gw_drops_total", "counter", "Packets dropped, by worker and reason (docs/operations.md lists them).");
+  for (const auto& w : dp.workers)
+    for (size_t d = 0; d < size_t(Drop::Count); ++d)
+      p.sample("dptun_gw_drops_total", double(w->stats.drops[d].get()),
+               prom_label("worker", std::to_string(w->id())) + "," + prom_label("reason", drop_reason_name(Drop(d))));
+  p.family("dptun_gw_flows_active", "gauge", "Flows in each worker's flow table.");
+  for (const auto& w : dp.workers)
+    p.sample("dptun_gw_flows_active", double(w->flows().size()), prom_label("worker", std::to_string(w->id())));
+  p.family("dptun_gw_flow_table_capacity", "gauge", "Flows each worker's table holds.");
+  p.sample("dptun_gw_flow_table_capacity", double(dp.cfg->flow.table_size));
+  p.family("dptun_gw_neighbors", "gauge", "Neighbour (ARP) entries.");
+  p.sample("dptun_gw_neighbors", double(dp.neighbors.size()));
+
+  struct TunnelField {
+    const char* name;
+    const char* help;
+    uint64_t TunnelTotals::*v;
+  };
+  static const TunnelField tunnel_fields[] = {
+      {"dptun_gw_tunnel_to_agent_packets_total", "Packets sent into the tunnel.", &TunnelTotals::to_agent_packets},
+      {"dptun_gw_tunnel_to_agent_bytes_total", "Bytes sent into the tunnel.", &TunnelTotals::to_agent_bytes},
+      {"dptun_gw_tunnel_from_agent_packets_total", "Packets received from the tunnel.", &TunnelTotals::from_agent_packets},
+      {"dptun_gw_tunnel_from_agent_bytes_total", "Bytes received from the tunnel.", &TunnelTotals::from_agent_bytes},
+      {"dptun_gw_tunnel_flows_total", "Flows created.", &TunnelTotals::flows_created},
+      {"dptun_gw_tunnel_auth_failures_total", "Frames that failed authentication.", &TunnelTotals::auth_fail},
+      {"dptun_gw_tunnel_replays_total", "Frames refused as replays.", &TunnelTotals::replay}};
+  std::vector<std::pair<uint16_t, const TunnelPool*>> tunnels;
+  for (uint16_t slot = 0; slot < dp.tunnels.capacity(); ++slot)
+    if (const TunnelPool* tu = dp.tunnels.get(slot)) tunnels.emplace_back(slot, tu);
+  auto tunnel_labels = [](const TunnelPool* tu) { return prom_label("tunnel", tu->id.str()) + "," + prom_label("name", tu->name); };
+  for (const TunnelField& f : tunnel_fields) {
+    p.family(f.name, "counter", f.help);
+    for (const auto& [slot, tu] : tunnels) p.sample(f.name, double(tunnel_totals(dp, slot).*f.v), tunnel_labels(tu));
+  }
+  p.family("dptun_gw_session_live", "gauge", "1 while dpgw hears the session's agent (keepalives within session_timeout).");
+  for (const auto& [slot, tu] : tunnels)
+    for (const TunnelSession* s : tu->sessions)
+      p.sample("dptun_gw_session_live", GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns) ? 1 : 0,
+               tunnel_labels(tu) + "," + prom_label("session", std::to_string(s->index)));
+  p.family("dptun_gw_session_flows_pinned", "gauge", "Flows pinned to the session.");
+  for (const auto& [slot, tu] : tunnels)
+    for (const TunnelSession* s : tu->sessions)
+      p.sample("dptun_gw_session_flows_pinned", double(s->flows_pinned.load(std::memory_order_relaxed)),
+               tunnel_labels(tu) + "," + prom_label("session", std::to_string(s->index)));
+  p.family("dptun_gw_session_last_rx_age_seconds", "gauge", "Seconds since the session's agent was last heard.");
+  for (const auto& [slot, tu] : tunnels)
+    for (const TunnelSession* s : tu->sessions)
+      if (const uint64_t last = s->last_rx_ns.load(std::memory_order_relaxed))
+        p.sample("dptun_gw_session_last_rx_age_seconds", double(now - last) / 1e9,
+                 tunnel_labels(tu) + "," + prom_label("session", std::to_string(s->index)));
+  return p.str();
 }
 
 }  // namespace dptun

@@ -8,5 +8,7 @@ struct Dataplane;
 
 std::string stats_json(const Dataplane& dp);
 std::string stats_text(const Dataplane& dp);
+// Prometheus text (docs/operations.md, "Metrics"): what stats_json says, as dptun_gw_* families.
+std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch);
 
 }  // namespace dptun

@@ -16,7 +16,7 @@ PKGS=(
   libnuma-dev libpcap-dev
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 python3-cryptography nftables valgrind
-  ngtcp2-client ngtcp2-server nginx-light curl hping3 bind9-dnsutils dnsmasq-base
+  ngtcp2-client ngtcp2-server nginx-light curl hping3 bind9-dnsutils libmicrohttpd-dev dnsmasq-base
 )
 
 missing=()

@@ -6,6 +6,8 @@
 #   agent1, agent2      valid client certificates (CN=agent-1 / agent-2, SAN DNS:agentN.test)
 #   expired             valid 2020-2021          notyet      valid from 2099
 #   revoked             revoked in crl.pem       rogue       signed by another CA (rogue-ca.pem)
+#   inter-ca            an intermediate CA       agent3      issued by it (agent3-chain.pem: with the intermediate)
+#   crl-all.pem / ca-bundle.pem   both CRLs / both CAs;   crl-expired.pem, crl-soon.pem   nextUpdate past / in 2 days
 set -euo pipefail
 dir=$1
 server_ip=${2:-127.0.0.1}
@@ -73,4 +75,30 @@ newkey rogue
 openssl req -new -key rogue.key -out rogue.csr -subj "/CN=agent-1" 2>/dev/null
 openssl x509 -req -in rogue.csr -CA rogue-ca.pem -CAkey rogue-ca.key -CAcreateserial -out rogue.pem -days 365 \
   -extfile <(printf 'extendedKeyUsage=clientAuth\n') 2>/dev/null
+rm -f ./*.csr
+
+# An intermediate CA under the test CA, with its own database and CRL (inter-crl.pem), and agent3 issued by it
+# (CN=agent-3, SAN DNS:Agent3.Test; agent3-chain.pem holds agent3 and the intermediate, as agents send them).
+# crl-all.pem: both CRLs; ca-bundle.pem: both CAs.
+mkdir -p inter/db && : > inter/db/index.txt && echo 2000 > inter/db/serial && echo 2000 > inter/db/crlnumber
+sed -e 's|^dir = .|dir = inter|' -e 's|^database = db/index.txt|database = inter/db/index.txt|' \
+    -e 's|^serial = db/serial|serial = inter/db/serial|' -e 's|^crlnumber = db/crlnumber|crlnumber = inter/db/crlnumber|' \
+    -e 's|^new_certs_dir = db|new_certs_dir = inter/db|' -e 's|^certificate = ca.pem|certificate = inter-ca.pem|' \
+    -e 's|^private_key = ca.key|private_key = inter-ca.key|' ca.cnf > inter.cnf
+printf '[ subca ]\nbasicConstraints = critical,CA:TRUE,pathlen:0\nkeyUsage = critical,keyCertSign,cRLSign\n' >> ca.cnf
+newkey inter-ca
+openssl req -new -key inter-ca.key -out inter-ca.csr -subj "/CN=dptun test intermediate" 2>/dev/null
+openssl ca -batch -config ca.cnf -extensions subca -in inter-ca.csr -out inter-ca.pem -notext -days 3650 2>/dev/null
+newkey agent3
+openssl req -new -key agent3.key -out agent3.csr -subj "/CN=agent-3" -addext "subjectAltName=DNS:Agent3.Test" 2>/dev/null
+openssl ca -batch -config inter.cnf -extensions client -in agent3.csr -out agent3.pem -notext 2>/dev/null
+cat agent3.pem inter-ca.pem > agent3-chain.pem
+openssl ca -batch -config inter.cnf -gencrl -out inter-crl.pem 2>/dev/null
+openssl ca -batch -config ca.cnf -gencrl -out crl.pem 2>/dev/null
+cat crl.pem inter-crl.pem > crl-all.pem
+cat ca.pem inter-ca.pem > ca-bundle.pem
+# A CRL whose nextUpdate has passed, and one due in two days.
+openssl ca -batch -config ca.cnf -gencrl -crl_lastupdate 20200101000000Z -crl_nextupdate 20210101000000Z \
+  -out crl-expired.pem 2>/dev/null
+openssl ca -batch -config ca.cnf -gencrl -crlhours 48 -out crl-soon.pem 2>/dev/null
 rm -f ./*.csr

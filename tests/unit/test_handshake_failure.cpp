@@ -34,7 +34,8 @@ static void verify_errors(void**) {
       {X509_V_ERR_CERT_SIGNATURE_FAILURE, HandshakeFailure::Chain},
       {X509_V_ERR_INVALID_CA, HandshakeFailure::Chain},
       {X509_V_ERR_INVALID_PURPOSE, HandshakeFailure::Chain},
-      {X509_V_ERR_UNABLE_TO_GET_CRL, HandshakeFailure::Chain},
+      {X509_V_ERR_UNABLE_TO_GET_CRL, HandshakeFailure::CrlMissing},
+      {X509_V_ERR_CRL_HAS_EXPIRED, HandshakeFailure::CrlExpired},
   };
   for (const auto& c : cases) {
     HandshakeEvidence e = tls_client();
@@ -99,7 +100,7 @@ static void first_byte_and_timeouts_win(void**) {
 }
 
 static void names(void**) {
-  const char* want[] = {"expired",          "not_yet_valid",    "unknown_ca", "chain",   "revoked", "no_client_cert",
+  const char* want[] = {"expired",          "not_yet_valid",    "unknown_ca", "chain",   "revoked", "crl_missing", "crl_expired", "no_client_cert",
                         "protocol_version", "no_shared_cipher", "not_tls",    "timeout", "peer_rejected_server_cert", "shed", "other"};
   for (size_t i = 0; i < size_t(HandshakeFailure::Count); ++i)
     assert_string_equal(handshake_failure_name(HandshakeFailure(i)), want[i]);
