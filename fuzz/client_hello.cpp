@@ -1,0 +1,69 @@
+// The TLS ClientHello reader (ingress/client_hello.hpp) on any bytes, as the start of a TCP stream (records)
+// and as a bare handshake message (QUIC's CRYPTO stream). dpgw reads a connection's first bytes again each time
+// more arrive, so besides memory safety the properties are about prefixes:
+// - a name it finds is plausible_hostname() and points into the input (or the caller's buffer);
+// - once a prefix of the stream gives a verdict other than NeedMore and Found, the whole stream gives the same
+//   one (dpgw acts on the first verdict: a later one must not disagree);
+// - a name found in a prefix is the name of the whole stream, unless the whole ClientHello turns out to break
+//   the rules after it (Malformed).
+#include <array>
+#include <vector>
+
+#include "fuzz/fuzz.hpp"
+#include "ingress/client_hello.hpp"
+
+using namespace dptun;
+
+namespace {
+
+std::array<uint8_t, kMaxClientHello> g_buffer, g_prefix_buffer;
+
+template <typename Read>
+void check_prefixes(std::span<const uint8_t> in, const SniResult& whole, Read read) {
+  // Every cut for short inputs; otherwise 48 cuts spread over the input plus the first 16 bytes.
+  std::vector<size_t> cuts;
+  if (in.size() <= 256) {
+    for (size_t i = 0; i < in.size(); ++i) cuts.push_back(i);
+  } else {
+    for (size_t i = 0; i < 16; ++i) cuts.push_back(i);
+    for (size_t k = 1; k < 48; ++k) cuts.push_back(in.size() * k / 48);
+  }
+  const std::string whole_name(whole.name);
+  for (size_t cut : cuts) {
+    const SniResult p = read(in.first(cut));
+    if (p.status == SniStatus::NeedMore) continue;
+    if (p.status == SniStatus::Found) {
+      FUZZ_CHECK(whole.status == SniStatus::Found || whole.status == SniStatus::Malformed);
+      if (whole.status == SniStatus::Found) FUZZ_CHECK(p.name == whole_name);
+      continue;
+    }
+    FUZZ_CHECK(p.status == whole.status);
+  }
+}
+
+void check_result(const SniResult& r, std::span<const uint8_t> where) {
+  FUZZ_CHECK(sni_status_name(r.status) != nullptr);
+  if (r.status == SniStatus::Found) {
+    FUZZ_CHECK(plausible_hostname(r.name));
+    FUZZ_CHECK(fuzz::within(r.name, where));
+  } else {
+    FUZZ_CHECK(r.name.empty());
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const uint8_t> in(data, size);
+
+  const SniResult stream = sni_from_tls_stream(in, g_buffer);
+  check_result(stream, g_buffer);
+  check_prefixes(in, stream, [](std::span<const uint8_t> p) { return sni_from_tls_stream(p, g_prefix_buffer); });
+  FUZZ_LOG("stream: %s %.*s\n", sni_status_name(stream.status), int(stream.name.size()), stream.name.data());
+
+  const SniResult msg = sni_from_handshake(in);
+  check_result(msg, in);
+  check_prefixes(in, msg, [](std::span<const uint8_t> p) { return sni_from_handshake(p); });
+  FUZZ_LOG("handshake: %s %.*s\n", sni_status_name(msg.status), int(msg.name.size()), msg.name.data());
+  return 0;
+}

@@ -1,0 +1,41 @@
+// The HTTP Host reader (ingress/http_host.hpp) on any bytes as the start of a TCP stream. Properties: a host it
+// finds is plausible_hostname() and points into the input; and since dpgw reads a connection's first bytes
+// again each time more arrive and acts on the first verdict, every prefix of the input gives NeedMore or the
+// verdict (and host) of the whole input.
+#include <string>
+#include <vector>
+
+#include "fuzz/fuzz.hpp"
+#include "ingress/client_hello.hpp"
+#include "ingress/http_host.hpp"
+
+using namespace dptun;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const uint8_t> in(data, size);
+  const HostResult whole = host_from_http_request(in);
+  FUZZ_CHECK(host_status_name(whole.status) != nullptr);
+  FUZZ_LOG("%s %.*s\n", host_status_name(whole.status), int(whole.host.size()), whole.host.data());
+  if (whole.status == HostStatus::Found) {
+    FUZZ_CHECK(plausible_hostname(whole.host));
+    FUZZ_CHECK(fuzz::within(whole.host, in));
+  } else {
+    FUZZ_CHECK(whole.host.empty());
+  }
+
+  std::vector<size_t> cuts;
+  if (size <= 256) {
+    for (size_t i = 0; i < size; ++i) cuts.push_back(i);
+  } else {
+    for (size_t i = 0; i < 24; ++i) cuts.push_back(i);
+    for (size_t k = 1; k < 32; ++k) cuts.push_back(size * k / 32);
+  }
+  const std::string whole_host(whole.host);
+  for (size_t cut : cuts) {
+    const HostResult p = host_from_http_request(in.first(cut));
+    if (p.status == HostStatus::NeedMore) continue;
+    FUZZ_CHECK(p.status == whole.status);
+    FUZZ_CHECK(p.host == whole_host);
+  }
+  return 0;
+}
