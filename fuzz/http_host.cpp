@@ -34,6 +34,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t cut : cuts) {
     const HostResult p = host_from_http_request(in.first(cut));
     if (p.status == HostStatus::NeedMore) continue;
+    if (p.status != whole.status || p.host != whole_host)
+      std::fprintf(stderr, "the first %zu of %zu bytes: %s %.*s; all of them: %s %s\n", cut, size,
+                   host_status_name(p.status), int(p.host.size()), p.host.data(), host_status_name(whole.status),
+                   whole_host.c_str());
     FUZZ_CHECK(p.status == whole.status);
     FUZZ_CHECK(p.host == whole_host);
   }

@@ -21,6 +21,7 @@ if [[ -z "${FUZZERS:-}" ]]; then
 fi
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0}
 
 # Longest input per harness: past the limits the parser enforces (TLS 16 kB, HTTP head 8 kB, a QUIC
 # connection's datagrams), 4 kB elsewhere.
