@@ -107,6 +107,19 @@ inline bool verbose() {
 }
 #define FUZZ_LOG(...) (::dptun::fuzz::verbose() ? void(std::fprintf(stderr, "  " __VA_ARGS__)) : void(0))
 
+// Findings in code being reworked elsewhere, whose fix is pending (docs/testing.md, "Fuzzing"), keep their inputs
+// in fuzz/corpus/<harness>/pending/ (not replayed) and, while they last, a guard in the harness that skips such
+// inputs so that fuzzing goes on past them:
+//     if (fuzz::pending_guards() && <the input has the known problem>) return 0;  // issue N: what, pending/x
+// FUZZ_PENDING=1 in the environment turns the guards off, to reproduce the findings or to see they are fixed.
+inline bool pending_guards() {
+  static const bool on = [] {
+    const char* v = std::getenv("FUZZ_PENDING");
+    return !(v && *v == '1');
+  }();
+  return on;
+}
+
 inline bool contains(std::span<const uint8_t> data, std::string_view needle) {
   return std::string_view(reinterpret_cast<const char*>(data.data()), data.size()).find(needle) != std::string_view::npos;
 }

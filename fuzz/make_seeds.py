@@ -390,6 +390,21 @@ ingress = (
 """ % (UUID1, UUID2, "private.example", UUID2))
 
 
+def failure_log():
+    def case(flags, sni, versions=(0x0304, 0x0303), cert=None, reason=b""):
+        b = bytes([flags]) + struct.pack("!I", 0) + bytes([len(versions)]) + b"".join(struct.pack("!H", v) for v in versions)
+        b += bytes([len(sni)]) + sni
+        if cert:
+            for part in cert:
+                b += bytes([len(part)]) + part
+        return b + reason
+    write("failure_log", "agent-sni-unknown-ca", case(1, (UUID1 + ".agents").encode(),
+          cert=(b"CN=agent-9", b"CN=Other CA", b"01ab"), reason=b"certificate verify failed"))
+    write("failure_log", "latin1-sni-timeout", case(4, "caf\u00e9.example".encode("latin-1"), versions=(0x0303,)))
+    write("failure_log", "utf8-sni-not-tls", case(2, "b\u00fccher.example".encode()))
+    write("failure_log", "shed-no-sni", case(16, b"", versions=()))
+
+
 def main():
     packets()
     msg = client_hellos()
@@ -399,6 +414,7 @@ def main():
     replay_windows()
     tcp_headers()
     control()
+    failure_log()
     print("seeds written under", CORPUS)
 
 
