@@ -153,6 +153,10 @@ def http():
           "Cookie: " + "k=v; " * 40 + "\r\n\r\nhello")
     write("http_host", "ipv6-literal", "OPTIONS * HTTP/1.1\r\nHost: [::1]:80\r\n\r\n")
     write("http_host", "request-line-only", "GET / HTTP/1.1\r\n")
+    write("http_host", "bare-lf", "GET / HTTP/1.1\nHost: lf.example\n\n")
+    write("http_host", "absolute-form-other-host", "GET http://a.example:8080/x HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    write("http_host", "obs-fold", "GET / HTTP/1.1\r\nHost: a.example\r\nX-Long: one\r\n two\r\n\r\n")
+    write("http_host", "connect", "CONNECT app.example:443 HTTP/1.1\r\nHost: app.example:443\r\n\r\n")
 
 
 # ---------------------------------------------------------------- QUIC Initial (RFC 9001 Appendix A)
@@ -390,6 +394,21 @@ ingress = (
 """ % (UUID1, UUID2, "private.example", UUID2))
 
 
+def reassembly():
+    def frag(k, off, length, more=False, options=0, step=0):
+        return bytes([k | (4 if more else 0) | options << 3 | step << 6]) + struct.pack("!HH", off // 8, length)
+    # One datagram in three fragments, in order; the same reversed with options on the first.
+    write("ipv4_reassembly", "in-order", frag(0, 0, 1480, True) + frag(0, 1480, 1480, True) + frag(0, 2960, 40))
+    write("ipv4_reassembly", "reversed-options", frag(1, 1472, 8) + frag(1, 736, 736, True) + frag(1, 0, 736, True, options=3))
+    write("ipv4_reassembly", "overlap-then-more", frag(0, 0, 16, True) + frag(0, 8, 16, True) + frag(0, 24, 8))
+    write("ipv4_reassembly", "duplicate", frag(2, 0, 8, True) + frag(2, 0, 8, True) + frag(2, 8, 8))
+    write("ipv4_reassembly", "too-many", b"".join(frag(0, 8 * i, 8, True) for i in range(7)) + frag(0, 56, 8))
+    write("ipv4_reassembly", "four-datagrams-evict", b"".join(frag(k, 0, 8, True) for k in range(4)) +
+          b"".join(frag(k, 8, 8) for k in range(4)))
+    write("ipv4_reassembly", "timeout", frag(3, 0, 8, True) + frag(3, 8, 8, step=3) + frag(3, 0, 8, True) + frag(3, 8, 8))
+    write("ipv4_reassembly", "oversize-end-disagree", frag(0, 3992, 8) + frag(1, 16, 8) + frag(1, 8, 8) + frag(1, 0, 8, True))
+
+
 def failure_log():
     def case(flags, sni, versions=(0x0304, 0x0303), cert=None, reason=b""):
         b = bytes([flags]) + struct.pack("!I", 0) + bytes([len(versions)]) + b"".join(struct.pack("!H", v) for v in versions)
@@ -415,6 +434,7 @@ def main():
     tcp_headers()
     control()
     failure_log()
+    reassembly()
     print("seeds written under", CORPUS)
 
 

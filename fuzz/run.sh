@@ -23,12 +23,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0}
 
-# Longest input per harness: past the limits the parser enforces (TLS 16 kB, HTTP head 8 kB, a QUIC
+# Longest input per harness: past the limits the parser enforces (ClientHello and HTTP head 32 kB, a QUIC
 # connection's datagrams), 4 kB elsewhere.
 max_len() {
   case "$1" in
-    client_hello) echo 20000 ;;
-    http_host) echo 10000 ;;
+    client_hello|http_host) echo 40000 ;;
     quic_initial|relay_frame) echo 8192 ;;
     *) echo 4096 ;;
   esac
