@@ -9,6 +9,7 @@
 // - tls_hello_complete(), which dpgw calls as bytes arrive (keeping its progress between calls), says the same
 //   on each prefix as a fresh call would, stays true once true, and when true the reader gives a verdict
 //   (not NeedMore): dpgw must not wait for more of a ClientHello that is all there.
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -32,6 +33,8 @@ std::vector<size_t> cuts_of(size_t size) {
     for (size_t i = 0; i < 16; ++i) cuts.push_back(i);
     for (size_t k = 1; k < 48; ++k) cuts.push_back(size * k / 48);
   }
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
   return cuts;
 }
 

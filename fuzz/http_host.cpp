@@ -4,6 +4,7 @@
 // verdict (and host) of the whole input. http_head_complete(), which dpgw calls as bytes arrive (keeping its
 // progress between calls), says the same on each prefix as a fresh call would, stays true once true, and when
 // true the reader gives a verdict (not NeedMore): dpgw must not wait for more of a head that is all there.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (size_t k = 1; k < 32; ++k) cuts.push_back(size * k / 32);
   }
   cuts.push_back(size);
+  std::sort(cuts.begin(), cuts.end());  // increasing, as bytes arrive
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
   const std::string whole_host(whole.host);
   uint32_t scanned = 0;  // dpgw's progress, kept between calls
   bool was_complete = false;
