@@ -1,7 +1,9 @@
 // IPv4 reassembly (packet/ipv4_reassembly.hpp: the table dpgw keeps mbufs in; agent/datagram_reassembler.hpp:
 // dpagent's, with copies) fed sequences of fragments from outside: overlapping, duplicated, out of order, with
 // and without options, disagreeing about the end, too big, too many, too slow. Small limits (3 datagrams,
-// 8 fragments, 6 per datagram, 4000 bytes, 2 s) so that eviction and timeout paths are reached.
+// 8 fragments, 6 per datagram, 4000 bytes, 2 s) so that eviction and timeout paths are reached; dpgw's table
+// also with fewer fragments in all than one datagram may have (2 datagrams, 4 fragments, 8 per datagram), which
+// dpgw's config allows.
 // Input: fragments, each [u8: datagram 0-3 (bits 0-1), MF (bit 2), options 0/4/8/40 bytes (bits 3-4), time
 // step 0/1 ms/0.5 s/3 s (bits 6-7)][u16 offset in 8-byte units][u16 payload length, at most 4095]. The payload
 // byte at datagram offset o is a function of the datagram and o, so a reassembled datagram can be checked.
@@ -45,14 +47,56 @@ struct Sink {
   void datagram_dropped(FragDrop why) { FUZZ_CHECK(why == FragDrop::Timeout || why == FragDrop::Evicted); }
 };
 
+constexpr ReassemblyLimits kFewFragments{2, 4, 8, 65535, 2'000'000'000ull};
+
+// dpgw's table with fragment ids for mbufs, and the ids it holds.
+struct Table {
+  explicit Table(const ReassemblyLimits& l) : limits(l), table(l, 7) {}
+  ReassemblyLimits limits;
+  Ipv4Reassembly<uint32_t> table;
+  std::set<uint32_t> held;
+  Sink sink{held};
+
+  void add(const FragmentKey& key, const FragmentInfo& fi, uint32_t id, uint64_t now) {
+    FragDrop why;
+    uint32_t slot;
+    held.insert(id);
+    switch (table.add(key, fi, id, now, sink, why, slot)) {
+      case Ipv4Reassembly<uint32_t>::Result::Held:
+        FUZZ_CHECK(slot < limits.datagrams);
+        break;
+      case Ipv4Reassembly<uint32_t>::Result::Dropped:
+        FUZZ_CHECK(why < FragDrop::Count && frag_drop_name(why) != nullptr);
+        FUZZ_CHECK(held.erase(id) == 1);
+        break;
+      case Ipv4Reassembly<uint32_t>::Result::Complete: {
+        uint32_t expect = 0;
+        for (const auto& p : table.pieces()) {
+          FUZZ_CHECK(p.offset == expect && p.len > 0);
+          FUZZ_CHECK(held.erase(p.frag) == 1);
+          expect += p.len;
+        }
+        FUZZ_CHECK(expect == table.payload_len());
+        FUZZ_CHECK(table.first_header_len() >= 20 && table.first_header_len() + expect <= limits.max_size);
+        break;
+      }
+    }
+    FUZZ_CHECK(table.fragments() == held.size() && held.size() <= limits.fragments);
+    FUZZ_CHECK(table.datagrams() <= limits.datagrams);
+  }
+  // Later than any timeout: everything is given back.
+  void finish(uint64_t now) {
+    table.expire(now + 10'000'000'000ull, 1000, sink);
+    FUZZ_CHECK(held.empty() && table.fragments() == 0 && table.datagrams() == 0);
+  }
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in({data, size});
-  Ipv4Reassembly<uint32_t> table(kLimits, 7);
+  Table tables[2] = {Table(kLimits), Table(kFewFragments)};
   DatagramReassembler agent(kLimits, 7);
-  std::set<uint32_t> held;
-  Sink sink{held};
   uint64_t now = 1'000'000'000ull;
   std::vector<uint8_t> pkt;
   for (uint32_t id = 1; id <= 64 && in.left(); ++id) {
@@ -84,31 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const FragmentInfo fi = ipv4_fragment_info(pkt.data());
     FUZZ_CHECK(fi.offset == offset && fi.len == len && fi.header_len == hl && fi.more == more);
     const FragmentKey key{kSrc[k], 0x0a000a0a, kId[k], kProto, 0};
-    FragDrop why;
-    uint32_t slot;
-    held.insert(id);
-    switch (table.add(key, fi, id, now, sink, why, slot)) {
-      case Ipv4Reassembly<uint32_t>::Result::Held:
-        FUZZ_CHECK(slot < kLimits.datagrams);
-        break;
-      case Ipv4Reassembly<uint32_t>::Result::Dropped:
-        FUZZ_CHECK(why < FragDrop::Count && frag_drop_name(why) != nullptr);
-        FUZZ_CHECK(held.erase(id) == 1);
-        break;
-      case Ipv4Reassembly<uint32_t>::Result::Complete: {
-        uint32_t expect = 0;
-        for (const auto& p : table.pieces()) {
-          FUZZ_CHECK(p.offset == expect && p.len > 0);
-          FUZZ_CHECK(held.erase(p.frag) == 1);
-          expect += p.len;
-        }
-        FUZZ_CHECK(expect == table.payload_len());
-        FUZZ_CHECK(table.first_header_len() >= 20 && table.first_header_len() + expect <= kLimits.max_size);
-        break;
-      }
-    }
-    FUZZ_CHECK(table.fragments() == held.size() && held.size() <= kLimits.fragments);
-    FUZZ_CHECK(table.datagrams() <= kLimits.datagrams);
+    for (Table& t : tables) t.add(key, fi, id, now);
 
     const std::span<uint8_t> whole = agent.add(pkt, 0, now);
     if (!whole.empty()) {
@@ -120,13 +140,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_LOG("datagram %u complete: %zu bytes\n", k, whole.size());
     }
     if (b == 0xff) {  // now and then, the periodic expiry
-      table.expire(now, 256, sink);
+      for (Table& t : tables) t.table.expire(now, 256, t.sink);
       agent.expire(now);
     }
   }
-  // Later than any timeout: everything is given back.
-  table.expire(now + 10'000'000'000ull, 1000, sink);
-  FUZZ_CHECK(held.empty() && table.fragments() == 0 && table.datagrams() == 0);
+  for (Table& t : tables) t.finish(now);
   agent.expire(now + 10'000'000'000ull);
   FUZZ_CHECK(agent.datagrams() == 0);
   FUZZ_LOG("%llu fragments, %llu datagrams reassembled\n", (unsigned long long)agent.stats().fragments,
