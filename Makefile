@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test unit asan e2e demo bench clean
+.PHONY: all deps test unit asan e2e demo bench fuzz clean
 
 all: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -22,6 +24,8 @@ test: all asan
 	bash tests/scripts/test_install_deps.sh
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	meson test -C $(BUILD) --suite fuzz --print-errorlogs
+	meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
 	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
 
 unit: all
@@ -39,5 +43,15 @@ demo: all
 bench: all
 	BUILD=$(abspath $(BUILD)) bash bench/run.sh
 
+# libFuzzer (clang, ASan+UBSan): every harness of fuzz/ for FUZZ_SECONDS each; FUZZERS="a b" picks harnesses,
+# FUZZ_MERGE=1 keeps new inputs in fuzz/corpus/ (docs/testing.md, "Fuzzing").
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzzers
+	FUZZ_BUILD=$(abspath $(FUZZ_BUILD)) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang-14 CXX=clang++-14 meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Dprograms=false \
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -59,7 +59,10 @@ std::string_view name_of_authority(std::string_view a) {
 
 bool http_head_complete(std::span<const uint8_t> stream, uint32_t& scanned) {
   const size_t n = stream.size();
-  for (size_t i = scanned; i < n; ++i) {
+  // The empty lines host_from_http_request skips before the request line (at most 8 bytes) do not end the head.
+  size_t start = 0;
+  while (start < n && start < 8 && (stream[start] == '\r' || stream[start] == '\n')) ++start;
+  for (size_t i = scanned > start ? scanned : start; i < n; ++i) {
     if (stream[i] != '\n') continue;
     // A line end: the head is over when the next line is empty ("\n" or "\r\n").
     if (i + 1 >= n || (stream[i + 1] == '\r' && i + 2 >= n)) {

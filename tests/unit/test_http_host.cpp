@@ -133,6 +133,9 @@ void incremental_end(void**) {
       "GET / HTTP/1.1\nHost: a.example\n\nbody",
       "GET / HTTP/1.1\r\nHost: a.example\n\r\n",
       "GET / HTTP/1.1\r\nHost: a.example\r\n\n",
+      // Empty lines before the request line are skipped, not taken for the end of the head (found by fuzzing).
+      "\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+      "\n\n\nGET / HTTP/1.1\nHost: a.example\n\n",
   };
   for (const std::string& h : heads) {
     for (size_t step = 1; step <= 7; ++step) {
