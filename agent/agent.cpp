@@ -272,6 +272,13 @@ void Agent::tun_readable(uint64_t now_ns) {
       packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
       if (packet.empty()) continue;
     }
+    // An ICMP error about a flow (its target, or a router on the way, refused the packet): counted, logged, and
+    // passed on to the gateway, which tells the client.
+    if (!opt_.visit && packet.size() >= kIpv4HeaderLen && (packet[0] >> 4) == 4 &&
+        packet[kIpv4OffProto] == kIpProtoIcmp) {
+      target_unreachable(packet, now_ns);
+      continue;
+    }
     PacketInfo pi;
     if (!parse_tunnel_packet(packet, pi)) {
       stats_.bad_inner++;
@@ -305,6 +312,43 @@ void Agent::tun_readable(uint64_t now_ns) {
     send_inner(packet, *tag, pi.l4_proto, 0, {}, now_ns);
   }
   if (link_open_) note_send_error(link_.flush(), now_ns);
+}
+
+// The kernel routes ICMP errors about the packets we wrote into the TUN back into it, because their source is the
+// flow's translated address: a route that says unreachable or prohibit, a neighbour that never answered ARP, a
+// target with nothing on a UDP port, a filter that rejects. The quoted datagram's source names the flow. Each is
+// counted by reason, logged (at most one line a second, bursts of 5), and sent to the gateway in a frame of the
+// flow (inner protocol ICMP, protocol.md), which rewrites it for the client as a NAT router would.
+void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
+  IcmpError e;
+  if (!parse_icmp_error(packet, e)) {
+    stats_.icmp_ignored++;
+    return;
+  }
+  const std::optional<uint32_t> tag = snat_.decode(e.src_ip, e.src_port);
+  if (!tag || e.to != e.src_ip) {
+    stats_.no_nat++;
+    return;
+  }
+  const IcmpErrorReason reason = e.reason();
+  stats_.unreachable[size_t(reason)]++;
+  if (unreachable_log_.take(now_ns)) {
+    char more[64] = "";
+    if (unreachable_suppressed_)
+      snprintf(more, sizeof more, " (%llu more not logged)", (unsigned long long)unreachable_suppressed_);
+    unreachable_suppressed_ = 0;
+    char mtu[32] = "";
+    if (reason == IcmpErrorReason::FragNeeded) snprintf(mtu, sizeof mtu, ", next-hop MTU %u", unsigned(e.mtu));
+    LOG_WARN("target %s:%u/%s cannot be reached: %s (ICMP type %u code %u from %s%s), flow tag %u; the client is "
+             "told%s",
+             Ipv4{e.dst_ip}.str().c_str(), unsigned(e.dst_port), e.proto == kIpProtoTcp ? "tcp" : "udp",
+             icmp_error_reason_name(reason), unsigned(e.type), unsigned(e.code), Ipv4{e.from}.str().c_str(), mtu,
+             unsigned(*tag), more);
+  } else {
+    unreachable_suppressed_++;
+  }
+  send_inner(packet.first(load_be16(packet.data() + kIpv4OffTotalLen)), *tag, kIpProtoIcmp, 0, {}, now_ns);
+  stats_.icmp_errors_forwarded++;
 }
 
 // Sends an inner packet to the gateway (inner header: `flow`, `proto`, `flags`; a name trailer when `name` is
@@ -468,7 +512,14 @@ std::string Agent::stats_json() const {
       .field("routed_flows", stats_.routed_flows)
       .field("no_route", stats_.no_route)
       .field("send_errors", stats_.send_errors)
-      .field("fragments_tx", stats_.fragments_tx);
+      .field("fragments_tx", stats_.fragments_tx)
+      .field("icmp_errors_forwarded", stats_.icmp_errors_forwarded)
+      .field("icmp_ignored", stats_.icmp_ignored);
+  // Targets that could not be reached, by the reason the ICMP error gave.
+  j.key("unreachable").begin_object();
+  for (size_t r = 0; r < stats_.unreachable.size(); ++r)
+    j.field(icmp_error_reason_name(IcmpErrorReason(r)), stats_.unreachable[r]);
+  j.end_object();
   // Reassembly by origin: fragments taken in, datagrams completed / given up, fragments dropped by reason.
   j.key("reassembly").begin_object();
   for (const auto& [side, r] : {std::pair{"from_gateway", &gw_frags_}, std::pair{"from_tun", &tun_frags_}}) {

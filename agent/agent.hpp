@@ -7,6 +7,7 @@
 // registration becomes the current session at once, and the previous one keeps receiving for a minute so
 // frames already on their way are not lost.
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -25,7 +26,9 @@
 #include "common/tun_device.hpp"
 #include "agent/udp_link.hpp"
 #include "common/inet.hpp"
+#include "common/token_bucket.hpp"
 #include "crypto/aead_openssl.hpp"
+#include "packet/icmp_error.hpp"
 
 namespace dptun {
 
@@ -62,6 +65,11 @@ struct AgentStats {
   uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
   uint64_t sessions_adopted = 0;
   uint64_t fragments_tx = 0;  // IPv4 fragments sent, one frame each (datagrams bigger than a frame)
+  // Targets that could not be reached: ICMP errors the kernel routed into the TUN about a flow, by reason; each is
+  // passed on to the gateway (icmp_errors_forwarded), which tells the client.
+  std::array<uint64_t, size_t(IcmpErrorReason::Count)> unreachable{};
+  uint64_t icmp_errors_forwarded = 0;
+  uint64_t icmp_ignored = 0;  // other ICMP into the TUN (not an error about a TCP/UDP flow), dropped
 };
 
 class Agent {
@@ -84,6 +92,7 @@ class Agent {
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns);
+  void target_unreachable(std::span<uint8_t> packet, uint64_t now_ns);
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                   uint64_t now_ns);
 
@@ -112,6 +121,8 @@ class Agent {
   uint64_t last_warn_ns_ = 0;
   uint64_t auth_fail_reported_ = 0;
   uint64_t last_auth_report_ns_ = 0;
+  TokenBucket unreachable_log_{1, 5};  // log lines about unreachable targets: 1 a second, bursts of 5
+  uint64_t unreachable_suppressed_ = 0;
   uint64_t started_ns_ = 0;
   enum class Link { Unknown, Up, Down } link_state_ = Link::Unknown;
 };

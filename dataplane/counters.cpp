@@ -47,6 +47,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::HeadTooBig: return "head_too_big";
     case Drop::HostnameTimeout: return "hostname_timeout";
     case Drop::TargetTimeout: return "target_timeout";
+    case Drop::TargetUnreachable: return "target_unreachable";
     case Drop::FragMalformed: return "frag_malformed";
     case Drop::FragDuplicate: return "frag_duplicate";
     case Drop::FragOverlap: return "frag_overlap";

@@ -65,6 +65,8 @@ enum class Drop : uint8_t {
   HeadTooBig,       // request head / ClientHello larger than dpgw reads (HTTP 431, TLS reset)
   HostnameTimeout,  // hostname entry point: no name within 10 s of the connection's first byte (reset)
   TargetTimeout,    // hostname entry point: the target did not answer our SYN, or take the first bytes, in 10 s
+  TargetUnreachable,  // an agent's ICMP error about a flow's target that ends there: a hostname connection's target
+                      // could not be reached (the client gets a 502 or a RST), a visitor's flow, over the rate
   // IPv4 reassembly (frag_input.cpp), in FragDrop's order (packet/ipv4_reassembly.hpp)
   FragMalformed,    // empty, not a multiple of 8 bytes before the last, fragments disagreeing about the end,
                     // or a first fragment without the whole TCP/UDP header
@@ -97,6 +99,10 @@ struct alignas(64) WorkerStats {
   // QUIC flows held until their ClientHello named a host; datagrams sent on after a hold; holds given up for newer
   Counter quic_flows_held, quic_held_sent, quic_holds_evicted;
   Counter visitor_packets, visitor_flows;  // from visitors (dpagent visit)
+  // Failed flows, told to the client: ICMP errors from agents (a target could not be reached) passed on to clients;
+  // TCP/UDP to a port without an entry point answered with a RST / an ICMP port unreachable, or not (over the rate);
+  // TCP flows that ended in SYN state without a single answer from their target.
+  Counter icmp_errors_forwarded, closed_port_rsts, closed_port_unreachables, closed_port_limited, flows_unanswered;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;
@@ -118,6 +124,8 @@ struct alignas(64) KernelPathStats {
 struct alignas(64) TunnelStats {
   Counter to_agent_packets, to_agent_bytes, from_agent_packets, from_agent_bytes;
   Counter flows_created, auth_fail, replay, key_unavailable, keepalives;
+  Counter targets_unreachable;  // ICMP errors from the tunnel's agents about its flows' targets
+  Counter flows_unanswered;     // TCP flows that expired in SYN state: their target never answered
 };
 
 }  // namespace dptun

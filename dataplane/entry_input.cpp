@@ -121,6 +121,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       pool = dp_.tunnels.get(f->tunnel);
       if ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
           pool->generation != f->tunnel_generation || (fixed && f->tunnel != ep.tunnel)) {
+        if (f->deadline_ns <= now_ns_) note_expired(*f);
         flows_.erase(*f);  // expired, or its tunnel (or entry point) changed
         stats.flows_expired.add();
         f = nullptr;

@@ -119,19 +119,4 @@ void FlowTable::erase(Flow& f) {
   size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
-uint32_t FlowTable::expire(uint64_t now_ns, uint32_t budget) {
-  uint32_t removed = 0;
-  uint32_t n = uint32_t(flows_.size());
-  if (budget > n) budget = n;
-  for (uint32_t i = 0; i < budget; ++i) {
-    Flow& f = flows_[cursor_];
-    cursor_ = cursor_ + 1 == n ? 0 : cursor_ + 1;
-    if (f.in_use && f.deadline_ns <= now_ns) {
-      erase(f);
-      ++removed;
-    }
-  }
-  return removed;
-}
-
 }  // namespace dptun

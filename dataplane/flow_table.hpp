@@ -123,8 +123,27 @@ class FlowTable {
     return uint64_t(f.generation) << 32 | uint64_t(worker_) << kSlotBits | uint32_t(&f - flows_.data());
   }
   void erase(Flow& f);
-  // Looks at up to `budget` slots from a rotating cursor and removes flows whose deadline passed.
-  uint32_t expire(uint64_t now_ns, uint32_t budget);
+  // Looks at up to `budget` slots from a rotating cursor and removes flows whose deadline passed, calling
+  // `on_expire(const Flow&)` for each just before it goes.
+  template <class OnExpire>
+  uint32_t expire(uint64_t now_ns, uint32_t budget, OnExpire&& on_expire) {
+    uint32_t removed = 0;
+    const uint32_t n = uint32_t(flows_.size());
+    if (budget > n) budget = n;
+    for (uint32_t i = 0; i < budget; ++i) {
+      Flow& f = flows_[cursor_];
+      cursor_ = cursor_ + 1 == n ? 0 : cursor_ + 1;
+      if (f.in_use && f.deadline_ns <= now_ns) {
+        on_expire(static_cast<const Flow&>(f));
+        erase(f);
+        ++removed;
+      }
+    }
+    return removed;
+  }
+  uint32_t expire(uint64_t now_ns, uint32_t budget) {
+    return expire(now_ns, budget, [](const Flow&) {});
+  }
 
   uint32_t size() const { return size_.load(std::memory_order_relaxed); }
   uint32_t capacity() const { return uint32_t(flows_.size()); }

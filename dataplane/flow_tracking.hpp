@@ -19,6 +19,12 @@ inline bool flow_restarts(const Flow& f, uint8_t tcp_flags) {
          (f.tcp_state == TcpState::Closed || f.fin_seen == 3);
 }
 
+// A flow that ends (expires) unanswered: TCP still in SYN state, its target never sent a SYN-ACK, a RST or an ICMP
+// error (which close it). Hostname connections (delayed binding) count their own failures (target_timeout).
+inline bool flow_unanswered(const Flow& f) {
+  return f.key.proto == kIpProtoTcp && f.tcp_state == TcpState::SynSent && f.binding == Binding::None;
+}
+
 // Sets the initial state and deadline of a new flow from its first (client) packet.
 void flow_start(Flow& f, uint8_t tcp_flags, const FlowConfig& cfg, uint64_t udp_ttl_ns, uint64_t now_ns);
 // Updates state and deadline for a packet seen in one direction.

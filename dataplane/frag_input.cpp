@@ -138,10 +138,7 @@ void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
   const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
   const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
   if (!ep) {
-    if (m->nb_segs == 1)
-      to_kernel(port, m, Drop::NoEntryPoint);
-    else
-      drop(m, Drop::NoEntryPoint);
+    closed_port(port, m, pi);
     return;
   }
   if (m->nb_segs > 1 && ep->route != EntryRoute::Fixed) {  // names are read from single-buffer packets only

@@ -756,6 +756,28 @@ void Worker::held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi)
 }
 
 // A step that took too long: the client gets a RST (and the target, if it was called); counted for `why`.
+// An agent's ICMP error about a hostname connection's target (tunnel_input.cpp icmp_from_agent). While dpgw waits
+// for the target's SYN-ACK, the target cannot be reached: the client hears so at once, as from a proxy (HTTP a 502,
+// TLS a RST), as if the target had refused, instead of after target_timeout. Spliced connections get the error
+// itself.
+void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
+  if (!hard) {  // fragmentation needed for our SYN: nothing the client can do about it
+    drop(m, Drop::TargetUnreachable);
+    return;
+  }
+  rte_pktmbuf_free(m);
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
+    refuse_binding(out_port, mac.data(), f, Drop::TargetUnreachable, kBadGateway);
+  } else {
+    stats.drops[size_t(Drop::TargetUnreachable)].add();
+    release_binding(f);
+    flows_.erase(f);
+  }
+}
+
 void Worker::give_up_binding(Flow& f, Drop why) {
   stats.drops[size_t(why)].add();
   stats.bindings_refused.add();

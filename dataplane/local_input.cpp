@@ -10,6 +10,7 @@
 #include "dataplane/worker.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
+#include "packet/tcp_segment.hpp"
 
 namespace dptun {
 
@@ -83,15 +84,20 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
   stats.to_kernel.add();
 }
 
-// RFC 1191: type 3 code 4 with the next-hop MTU, quoting the IP header and 8 bytes of the offending packet.
-// Sent back out the port the packet came in on, to the MAC it came from; rate-limited to 1000/s per worker
-// (bursts of up to 64).
+// RFC 1191: type 3 code 4 with the next-hop MTU. Rate-limited to 1000/s per worker (bursts of up to 64).
 void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
   if (!icmp_bucket_.take(now_ns_)) return;
+  if (send_icmp_unreachable(port, orig, pi, kIcmpFragNeeded, mtu)) stats.icmp_frag_needed.add();
+}
+
+// RFC 792 destination unreachable, quoting the IP header and 8 bytes of the offending packet (RFC 1812 4.3.2.3 allows
+// more; 8 is what senders use). Sent back out the port the packet came in on, to the MAC it came from.
+bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code,
+                                   uint16_t mtu) {
   rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
   if (!m) {
     stats.drops[size_t(Drop::NoMbuf)].add();
-    return;
+    return false;
   }
   const uint8_t* in = rte_pktmbuf_mtod(orig, const uint8_t*);
   size_t quote = pi.ip_header_len + 8u;
@@ -100,7 +106,7 @@ void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi
   uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(len)));
   if (!out) {
     rte_pktmbuf_free(m);
-    return;
+    return false;
   }
   std::memcpy(out, in + 6, 6);  // to the sender's MAC
   std::memcpy(out + 6, dp_.ports[port].mac.data(), 6);
@@ -109,14 +115,63 @@ void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi
   write_ipv4_header(ip, uint16_t(len - kEthHeaderLen), ip_id_++, kIpProtoIcmp, dp_.ports[port].address, pi.src_ip);
   uint8_t* icmp = ip + kIpv4HeaderLen;
   icmp[0] = kIcmpDestUnreachable;
-  icmp[1] = kIcmpFragNeeded;
+  icmp[1] = code;
   store_be16(icmp + 2, 0);
   store_be16(icmp + 4, 0);
   store_be16(icmp + 6, mtu);
   std::memcpy(icmp + kIcmpHeaderLen, in + pi.l3_offset, quote);
   store_be16(icmp + kIcmpOffChecksum, csum_finish(csum_add({icmp, kIcmpHeaderLen + quote})));
-  stats.icmp_frag_needed.add();
   send(port, m);
+  return true;
+}
+
+// A port without an entry point. With a kernel path the kernel answers, as the host it is. Without one, dpgw answers
+// as a host with nothing listening there: a RST for any TCP segment but a RST (RFC 793 section 3.4, "reset
+// generation", closed state), ICMP port unreachable for UDP (RFC 1122 3.2.2.1), never to a source that cannot be
+// a single host (RFC 1122 3.2.2: broadcast, multicast, 0.0.0.0, 127/8, class E). At most 1000 answers a second per
+// worker in bursts of 64 (a token bucket; the rest counted as closed_port_limited), so a scan or a spoofed flood
+// cannot turn the gateway into an amplifier. The packet is counted as no_entry_point either way.
+void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+  if (dp_.ports[port].kernel_path && m->nb_segs == 1) {
+    to_kernel(port, m, Drop::NoEntryPoint);
+    return;
+  }
+  const uint32_t src = pi.src_ip;
+  const bool host_source = src != 0 && (src >> 24) != 127 && src < 0xe0000000u && src != dp_.ports[port].address;
+  const bool answer = host_source && (pi.l4_proto == kIpProtoUdp || !(pi.tcp_flags & kTcpRst));
+  if (answer) {
+    if (!answer_bucket_.take(now_ns_)) {
+      stats.closed_port_limited.add();
+    } else if (pi.l4_proto == kIpProtoTcp) {
+      send_closed_port_rst(port, m, pi);
+    } else if (send_icmp_unreachable(port, m, pi, kIcmpPortUnreachable, 0)) {
+      stats.closed_port_unreachables.add();
+    }
+  }
+  drop(m, Drop::NoEntryPoint);
+}
+
+void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi) {
+  const uint8_t* frame = rte_pktmbuf_mtod(orig, const uint8_t*);
+  const uint8_t* tcp = frame + pi.l4_offset;
+  TcpSegmentSpec r{};
+  r.src_ip = pi.dst_ip;
+  r.dst_ip = pi.src_ip;
+  r.src_port = pi.dst_port;
+  r.dst_port = pi.src_port;
+  r.ip_id = ip_id_++;
+  if (pi.tcp_flags & kTcpAck) {  // <SEQ=SEG.ACK><CTL=RST>
+    r.seq = load_be32(tcp + 8);
+    r.flags = kTcpRst;
+  } else {  // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN count as one each
+    const uint32_t seg_len = uint32_t(pi.ip_total_len) - pi.ip_header_len - pi.tcp_header_len +
+                             ((pi.tcp_flags & kTcpSyn) ? 1 : 0) + ((pi.tcp_flags & kTcpFin) ? 1 : 0);
+    r.seq = 0;
+    r.ack = load_be32(tcp + 4) + seg_len;
+    r.flags = kTcpRst | kTcpAck;
+  }
+  send_to_client(port, frame + 6, r);
+  stats.closed_port_rsts.add();
 }
 
 }  // namespace dptun

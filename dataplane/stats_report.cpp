@@ -22,6 +22,7 @@ struct PortTotals {
 struct TunnelTotals {
   uint64_t to_agent_packets = 0, to_agent_bytes = 0, from_agent_packets = 0, from_agent_bytes = 0;
   uint64_t flows_created = 0, auth_fail = 0, replay = 0, key_unavailable = 0, keepalives = 0;
+  uint64_t targets_unreachable = 0, flows_unanswered = 0;
 };
 
 PortTotals port_totals(const Dataplane& dp, size_t p) {
@@ -50,6 +51,8 @@ TunnelTotals tunnel_totals(const Dataplane& dp, size_t t) {
     r.replay += s.replay.get();
     r.key_unavailable += s.key_unavailable.get();
     r.keepalives += s.keepalives.get();
+    r.targets_unreachable += s.targets_unreachable.get();
+    r.flows_unanswered += s.flows_unanswered.get();
   }
   return r;
 }
@@ -75,7 +78,8 @@ uint64_t flows_active(const Dataplane& dp) {
   X(bindings_refused) X(bindings_evicted) X(bindings_grown) X(binding_retransmits) X(quic_flows_held)     \
   X(quic_held_sent) X(quic_holds_evicted) X(visitor_packets) X(visitor_flows) X(frag_rx) X(frag_steered)     \
   X(frag_reassembled) X(frag_timeouts) X(frag_evictions) X(inner_frag_rx) X(inner_frag_reassembled)          \
-  X(inner_frag_timeouts) X(inner_frag_evictions)
+  X(inner_frag_timeouts) X(inner_frag_evictions) X(icmp_errors_forwarded) X(closed_port_rsts)                  \
+  X(closed_port_unreachables) X(closed_port_limited) X(flows_unanswered)
 
 }  // namespace
 
@@ -154,7 +158,9 @@ std::string stats_json(const Dataplane& dp) {
         .field("auth_fail", tt.auth_fail)
         .field("replay", tt.replay)
         .field("key_unavailable", tt.key_unavailable)
-        .field("keepalives", tt.keepalives);
+        .field("keepalives", tt.keepalives)
+        .field("targets_unreachable", tt.targets_unreachable)
+        .field("flows_unanswered", tt.flows_unanswered);
     j.key("sessions").begin_array();
     for (const TunnelSession* s : tu->sessions) {
       uint64_t last = s->last_rx_ns.load(std::memory_order_relaxed);
@@ -252,6 +258,10 @@ std::string stats_text(const Dataplane& dp) {
     add("%-20s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 "\n",
         tu->name.c_str(), tt.to_agent_packets, tt.to_agent_bytes, tt.from_agent_packets, tt.from_agent_bytes,
         tt.flows_created, tt.auth_fail, tt.replay);
+    if (tt.targets_unreachable || tt.flows_unanswered)
+      add("  flows that failed at the target: %" PRIu64 " unreachable (ICMP from the agent), %" PRIu64
+          " never answered\n",
+          tt.targets_unreachable, tt.flows_unanswered);
     for (const TunnelSession* s : tu->sessions)
       add("  session %-5u endpoint %-21s weight %-3u %s\n", s->index,
           s->has_peer() ? s->peer().str().c_str() : "(unknown)", unsigned(s->weight),
@@ -269,6 +279,12 @@ std::string stats_text(const Dataplane& dp) {
         sum(&WorkerStats::frag_rx), sum(&WorkerStats::frag_reassembled), sum(&WorkerStats::frag_timeouts),
         sum(&WorkerStats::frag_evictions), sum(&WorkerStats::inner_frag_rx), sum(&WorkerStats::inner_frag_reassembled),
         sum(&WorkerStats::inner_frag_timeouts), sum(&WorkerStats::fragments_tx));
+  if (sum(&WorkerStats::closed_port_rsts) || sum(&WorkerStats::closed_port_unreachables) ||
+      sum(&WorkerStats::closed_port_limited) || sum(&WorkerStats::icmp_errors_forwarded))
+    add("answers to clients: %" PRIu64 " RSTs and %" PRIu64 " ICMP port unreachable for ports without an entry point"
+        " (%" PRIu64 " over the rate, not sent), %" PRIu64 " ICMP errors from agents passed on\n",
+        sum(&WorkerStats::closed_port_rsts), sum(&WorkerStats::closed_port_unreachables),
+        sum(&WorkerStats::closed_port_limited), sum(&WorkerStats::icmp_errors_forwarded));
   std::string drops;
   for (size_t d = 0; d < size_t(Drop::Count); ++d) {
     uint64_t v = drop_total(dp, d);

@@ -9,6 +9,7 @@
 #include "dataplane/flow_tracking.hpp"
 #include "dataplane/worker.hpp"
 #include "packet/checksum.hpp"
+#include "packet/icmp_error.hpp"
 #include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/tcp_mss.hpp"
@@ -160,7 +161,11 @@ bool parse_inner(const rte_mbuf* m, PacketInfo& pi) {
 void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   PacketInfo pi;
   if (!parse_inner(m, pi)) {
-    drop(m, Drop::BadInner);
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    if (m->data_len >= kIpv4HeaderLen && ip[kIpv4OffProto] == kIpProtoIcmp)
+      icmp_from_agent(m, flow_id, s);  // an agent's word that the flow's target cannot be reached
+    else
+      drop(m, Drop::BadInner);
     return;
   }
   // Agents know a flow by its tag only (their NAT is stateless); the reply must come from the flow's target,
@@ -243,6 +248,74 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   std::memcpy(eth, mac.data(), 6);
   std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
+  send(out_port, m);
+}
+
+// An ICMP error the agent's kernel sent about a packet of the flow (protocol.md "ICMP errors"). It must quote a
+// datagram of the flow's protocol to the flow's target and come over a session of the flow's tunnel, like a reply.
+// The client then hears what a NAT router would tell it: the error, from the entry point's address (the address it
+// sent to), quoting its own datagram; its TCP gives up a connection attempt at once (RFC 1122 4.2.3.9), its UDP
+// socket reports the error. A hostname connection (dpgw holds the client's side itself) is refused instead, as its
+// target's RST would be (502 for HTTP, a RST for TLS).
+void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+  IcmpError e;
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  if (m->nb_segs != 1 || !parse_icmp_error({ip, m->data_len}, e)) {
+    drop(m, Drop::BadInner);
+    return;
+  }
+  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
+  if (!f || f->deadline_ns <= now_ns_) {
+    drop(m, Drop::StaleFlow);
+    return;
+  }
+  // (A hostname connection still being read, or refused, has sent its target nothing.)
+  if (f->tunnel != s.tunnel || f->key.proto != e.proto || f->binding == Binding::WaitHello ||
+      f->binding == Binding::Refused ||
+      (!f->agent_routed && (e.dst_ip != f->target_ip || e.dst_port != f->target_port))) {
+    drop(m, Drop::FlowMismatch);
+    return;
+  }
+  tunnel_stats[f->tunnel].targets_unreachable.add();
+  // Anything but "fragmentation needed" means the target cannot be reached at all (a TCP in SYN-SENT gives up).
+  const bool hard = !(e.type == kIcmpDestUnreachable && e.code == kIcmpFragNeeded);
+  if (f->binding == Binding::WaitServer) {
+    binding_unreachable(*f, m, hard);
+    return;
+  }
+  if (f->visitor || !icmp_bucket_.take(now_ns_)) {  // (visitors' programs are not told; counted)
+    drop(m, Drop::TargetUnreachable);
+    return;
+  }
+  if (hard && f->tcp_state == TcpState::SynSent) {  // the client's TCP gives up: so does the flow
+    f->tcp_state = TcpState::Closed;
+    f->deadline_ns = now_ns_ + dp_.cfg->flow.tcp_closed_timeout_ns;
+  }
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+    drop(m, why);
+    return;
+  }
+  // A spliced connection's sequence numbers towards the target are the client's plus client_seq_delta (bytes dpgw
+  // inserted, e.g. a PROXY header): the quote gets the client's own back, which its TCP checks.
+  if (f->binding == Binding::Spliced && e.proto == kIpProtoTcp) {
+    uint8_t* seq = ip + e.quote_offset + e.quote_header_len + 4;
+    store_be32(seq, load_be32(seq) - f->splice.client_seq_delta);
+  }
+  const size_t len = icmp_error_rewrite({ip, m->data_len}, e, f->key.local_ip, f->key.client_ip, f->key.client_ip,
+                                        f->key.client_port, f->key.local_ip, f->key.local_port);
+  rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
+  if (!eth) {
+    drop(m, Drop::NoRoom);
+    return;
+  }
+  std::memcpy(eth, mac.data(), 6);
+  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  stats.icmp_errors_forwarded.add();
   send(out_port, m);
 }
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dataplane/flow_tracking.hpp"
 #include "packet/headers.hpp"
 
 namespace dptun {
@@ -68,6 +69,12 @@ Worker::~Worker() {
   rte_ring_free(handoff_);
 }
 
+void Worker::note_expired(const Flow& f) {
+  if (!flow_unanswered(f)) return;
+  stats.flows_unanswered.add();
+  if (f.tunnel < tunnel_stats.size()) tunnel_stats[f.tunnel].flows_unanswered.add();
+}
+
 void Worker::drop(rte_mbuf* m, Drop why) {
   stats.drops[size_t(why)].add();
   rte_pktmbuf_free(m);
@@ -114,7 +121,7 @@ unsigned Worker::poll_once() {
   flush();
   // Expire a slice of the flow table: a little per busy poll, more when idle. A flow past its deadline is
   // already treated as gone by lookups; the sweep only gives its slot back.
-  uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024);
+  uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024, [this](const Flow& f) { note_expired(f); });
   if (expired) stats.flows_expired.add(expired);
   if (client_frags_.datagrams()) {
     FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
@@ -202,7 +209,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
     }
     const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
     if (!ep) {
-      to_kernel(port, m, Drop::NoEntryPoint);
+      closed_port(port, m, pi);
       continue;
     }
     entry_pkts[n_entry] = m;

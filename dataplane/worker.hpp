@@ -67,6 +67,12 @@ class Worker {
   // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
   void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
   void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
+  // ICMP destination unreachable `code` to the sender of `orig`, quoting its IP header and 8 bytes (false: no mbuf).
+  bool send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code, uint16_t mtu);
+  // TCP/UDP to a port without an entry point: to the kernel path, or answered as a closed port (RST / ICMP port
+  // unreachable, rate-limited) and dropped as no_entry_point.
+  void closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi);
   // A packet for our address that dpgw does not serve: to the kernel when the port has a kernel path,
   // otherwise dropped for `why`.
   void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
@@ -159,6 +165,11 @@ class Worker {
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  // An agent's ICMP error about a flow's target (inner protocol ICMP): passed on to the client, rewritten as a NAT
+  // would, or (hostname connections) the client's connection refused.
+  void icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // hostname_input.cpp
+  void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
   // tx.cpp
   // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
@@ -191,7 +202,8 @@ class Worker {
   uint32_t binding_cursor_ = 0;
   uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
-  TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends (fragmentation needed)
+  TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends or passes on (fragmentation needed, agents' errors)
+  TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
   uint16_t frag_id_ = 0;                     // ids of the datagrams this worker fragments (id_ mod workers)

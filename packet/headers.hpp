@@ -33,6 +33,7 @@ inline constexpr uint8_t kTcpAck = 0x10;
 
 inline constexpr uint8_t kIcmpEchoReply = 0;
 inline constexpr uint8_t kIcmpDestUnreachable = 3;
+inline constexpr uint8_t kIcmpPortUnreachable = 3;  // code of kIcmpDestUnreachable
 inline constexpr uint8_t kIcmpFragNeeded = 4;  // code of kIcmpDestUnreachable
 inline constexpr uint8_t kIcmpEchoRequest = 8;
 inline constexpr uint8_t kIcmpTimeExceeded = 11;
