@@ -7,6 +7,7 @@
 #include "common/log.hpp"
 #include "dataplane/gateway_state.hpp"
 #include "dataplane/stats_report.hpp"
+#include "dataplane/trace.hpp"
 #include "dataplane/worker.hpp"
 
 namespace dptun {
@@ -124,6 +125,9 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
         throw std::runtime_error("unsupported version (dpgw speaks " + std::to_string(kGatewayProtocolVersion) + ")");
       reply = controller_hello(req, conn, ctx);
       if (reply.value("type", std::string()) == "error") close = true;
+    } else if (type == "trace") {  // dpgw trace: start, poll, stop (trace.cpp)
+      close = true;
+      reply = trace_request(dp, req, ctx.now_ns);
     } else if (type == "status") {
       reply = status_of(dp, state);
       reply["epoch"] = ctx.controller.epoch;

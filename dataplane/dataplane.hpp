@@ -15,6 +15,7 @@
 #include "dataplane/neighbor_table.hpp"
 #include "dataplane/route_table.hpp"
 #include "dataplane/session.hpp"
+#include "dataplane/trace.hpp"
 
 struct rte_mbuf;
 struct rte_mempool;
@@ -81,6 +82,7 @@ struct Dataplane {
   std::atomic<int64_t> realtime_offset_ns{0};  // wall clock minus clock.now_ns(), refreshed by the control lcore
   uint64_t started_ns = 0;
   std::array<uint8_t, 16> syn_cookie_key{};  // random per start: SYN cookies of an earlier run are not accepted
+  std::unique_ptr<Tracer> tracer;  // dpgw trace (trace.hpp); made before the workers
 
   HandoffMeta& meta(rte_mbuf* m) const;
 };

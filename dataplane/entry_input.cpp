@@ -2,6 +2,7 @@
 // NAT-ed to the target, wrapped in a relay frame, encrypted in one AEAD call per burst and sent to the agent.
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/aead_burst.hpp"
@@ -111,6 +112,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= now_ns_) {
+        DPTUN_TRACE(m, Hostname) tr->code = uint8_t(f ? f->binding : Binding::None);
         hostname_tcp(in_port, m, pi, ep, f);
         continue;
       }
@@ -165,6 +167,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       }
     }
     uint8_t inner_flags = 0;
+    bool repinned = false;  // (for the trace)
     TunnelSession* s;
     if (f) {
       s = dp_.sessions.find(f->session_index);
@@ -180,6 +183,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         f->session_index = s->index;
         s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
         stats.flows_repinned.add();
+        repinned = true;
       }
       if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
       flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
@@ -218,6 +222,12 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       tunnel_stats[tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;
       if (!quic_earlier.empty()) send_held_datagrams(*f, *s, quic_earlier);
+    }
+    DPTUN_TRACE(m, Flow) {
+      tr->flow_id = flows_.id_of(*f);
+      tr->flags = uint8_t((inner_flags & kInnerFlowNew ? 1 : 0) | (repinned ? 2 : 0));
+      tr->tunnel = f->tunnel;
+      tr->session = s ? s->index : 0;
     }
     if (!s || !s->has_peer()) {
       drop(m, Drop::NoSession);
@@ -261,11 +271,23 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
     ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
+    DPTUN_TRACE(m, Nat) {
+      tr->dst_ip = f->target_ip;
+      tr->dst_port = f->target_port;
+    }
 
     // Reshape: drop L2 and Ethernet padding, prepend outer headers, append the hostname for an agent that picks
     // the target (until it has answered) and room for the tag.
     rte_pktmbuf_adj(m, pi.l3_offset);
     if (m->nb_segs == 1 && m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    DPTUN_TRACE(m, Encap) {
+      tr->session = s->index;
+      tr->dst_ip = peer.ip.value;
+      tr->dst_port = peer.port;
+      tr->port = out_port;
+      tr->len = uint16_t(std::min<uint32_t>(outer_len + kEthHeaderLen, 0xffff));
+      tr->code = split ? 1 : 0;
+    }
     if (split) {
       encap_fragments(m, *f, *s, inner_flags, pi.l4_proto, held, out_port, mac);
       continue;

@@ -76,6 +76,7 @@ uint16_t Worker::next_frag_id() {
 }
 
 void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+  DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Fragment);
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pi.l3_offset;
   const uint16_t ip_id = load_be16(ip + kIpv4OffId);
   const uint16_t nw = uint16_t(dp_.workers.size());
@@ -99,6 +100,7 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   const FragmentKey key{pi.src_ip, pi.dst_ip, ip_id, pi.l4_proto, port};
   switch (client_frags_.add(key, ipv4_fragment_info(ip), m, now_ns_, sink, why, slot)) {
     case Ipv4Reassembly<rte_mbuf*>::Result::Held:
+      DPTUN_TRACE(m, Held) tr->code = 0;
       return;
     case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
       drop(m, drop_of(why));
@@ -182,6 +184,7 @@ bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSes
                         uint64_t(s.index) << 32 | uint32_t(ih.flow_id)};
   switch (inner_frags_.add(key, ipv4_fragment_info(p), m, now_ns_, sink, why, slot)) {
     case Ipv4Reassembly<rte_mbuf*>::Result::Held:
+      DPTUN_TRACE(m, Held) tr->code = 0;
       return false;
     case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
       drop(m, drop_of(why));

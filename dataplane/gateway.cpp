@@ -36,6 +36,8 @@ bool Gateway::build(const Options& opt, std::string& error) {
     error = "cannot register the mbuf handoff field";
     return false;
   }
+  dp.tracer = std::make_unique<Tracer>(cfg.workers);
+  if (!dp.tracer->register_mbuf_fields(error)) return false;
   if (RAND_bytes(dp.syn_cookie_key.data(), int(dp.syn_cookie_key.size())) != 1) {
     error = "cannot draw the SYN cookie key";
     return false;

@@ -22,7 +22,9 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
       drop(m, Drop::NotForUs);
       return;
     }
+    DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Local);
     dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+    DPTUN_TRACE(m, ToControl) tr->port = port;  // (before: the control lcore may free it at once)
     if (rte_ring_mp_enqueue(dp_.control_ring, m) != 0) {
       drop(m, Drop::ControlFull);
       return;
@@ -30,6 +32,7 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     stats.to_control.add();
     return;
   }
+  DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Local);
   // ICMP to one of our addresses: echo requests are answered here; echo replies and errors about the kernel's
   // own connections (unreachable, time exceeded, parameter problem) go to the kernel path; the rest (redirects,
   // timestamps, ...) is counted and dropped.
@@ -62,6 +65,7 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   icmp[0] = kIcmpEchoReply;
   csum_replace16(icmp + kIcmpOffChecksum, uint16_t(kIcmpEchoRequest << 8), uint16_t(kIcmpEchoReply << 8));
   stats.icmp_echo_replies.add();
+  DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::EchoReply);
   send(port, m);
 }
 
@@ -77,6 +81,7 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
     return;
   }
   dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+  DPTUN_TRACE(m, ToKernel) tr->port = port;  // (before: the control lcore may free it at once)
   if (rte_ring_mp_enqueue(dp_.kernel_ring, m) != 0) {
     drop(m, Drop::KernelFull);
     return;
@@ -87,7 +92,9 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
 // RFC 1191: type 3 code 4 with the next-hop MTU. Rate-limited to 1000/s per worker (bursts of up to 64).
 void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
   if (!icmp_bucket_.take(now_ns_)) return;
-  if (send_icmp_unreachable(port, orig, pi, kIcmpFragNeeded, mtu)) stats.icmp_frag_needed.add();
+  if (!send_icmp_unreachable(port, orig, pi, kIcmpFragNeeded, mtu)) return;
+  stats.icmp_frag_needed.add();
+  DPTUN_TRACE(orig, Answer) tr->code = uint8_t(TraceAnswer::FragNeeded);
 }
 
 // RFC 792 destination unreachable, quoting the IP header and 8 bytes of the offending packet (RFC 1812 4.3.2.3 allows
@@ -132,6 +139,7 @@ bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const Pac
 // worker in bursts of 64 (a token bucket; the rest counted as closed_port_limited), so a scan or a spoofed flood
 // cannot turn the gateway into an amplifier. The packet is counted as no_entry_point either way.
 void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+  DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::NoEntryPoint);
   if (dp_.ports[port].kernel_path && m->nb_segs == 1) {
     to_kernel(port, m, Drop::NoEntryPoint);
     return;
@@ -144,8 +152,10 @@ void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
       stats.closed_port_limited.add();
     } else if (pi.l4_proto == kIpProtoTcp) {
       send_closed_port_rst(port, m, pi);
+      DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::Rst);
     } else if (send_icmp_unreachable(port, m, pi, kIcmpPortUnreachable, 0)) {
       stats.closed_port_unreachables.add();
+      DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::PortUnreachable);
     }
   }
   drop(m, Drop::NoEntryPoint);

@@ -20,6 +20,7 @@
 #include "dataplane/gateway.hpp"
 #include "dataplane/stats_report.hpp"
 #include "version.hpp"
+#include "dataplane/trace.hpp"
 
 using namespace dptun;
 
@@ -28,6 +29,7 @@ namespace {
 const char* kUsage =
     "usage: dpgw --config FILE [--check] [--log-level LEVEL] [--log-format text|json]\n"
     "       dpgw stats [--config FILE | --socket PATH] [--json]\n"
+    "       dpgw trace N [--config FILE | --socket PATH] [--filter EXPR] [--timeout S] [--json]\n"
     "       dpgw --version\n"
     "\n"
     "dpgw is the dptun gateway: a DPDK process that terminates relay-frame tunnels from agents and\n"
@@ -41,6 +43,7 @@ const char* kUsage =
     "    --config FILE     the socket dpgw.control_socket names in this config\n"
     "    --socket PATH     or this socket (default /run/dptun/dpgw.sock)\n"
     "    --json            machine-readable output\n"
+    "  trace N             follow the next N packets through the pipeline, step by step (`dpgw trace --help`)\n"
     "  --version           the version\n"
     "  --help              this text\n"
     "\n"
@@ -127,6 +130,7 @@ int stats_command(int argc, char** argv) {
 int main(int argc, char** argv) {
   log_set_program("dpgw");
   if (argc >= 2 && std::strcmp(argv[1], "stats") == 0) return stats_command(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "trace") == 0) return trace_main(argc, argv);
 
   std::string config_path;
   bool check_only = false;

@@ -106,13 +106,23 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
     }
 
+    DPTUN_TRACE(m, Decap) {
+      tr->session = s.index;
+      tr->code = uint8_t(p[i].meta.type);
+      if (p[i].meta.type == FrameType::Data) {
+        tr->flow_id = decode_inner_header(p[i].frame + kRelayHeaderLen).flow_id;
+        tr->len = uint16_t(p[i].frame_len - kRelayFrameOverhead);
+      }
+    }
     if (p[i].meta.type == FrameType::Keepalive) {
       ts.keepalives.add();
       stats.keepalives_rx.add();
-      if (p[i].meta.flags & kFlagKeepaliveReply)
+      if (p[i].meta.flags & kFlagKeepaliveReply) {
+        DPTUN_TRACE(m, Consumed) tr->code = 0;
         rte_pktmbuf_free(m);
-      else
+      } else {
         reply_keepalive(port, m, s, *p[i].pi);
+      }
       continue;
     }
     if (p[i].meta.type != FrameType::Data) {  // control frames arrive with the control plane
@@ -248,6 +258,13 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   std::memcpy(eth, mac.data(), 6);
   std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
+  DPTUN_TRACE(m, Deliver) {
+    tr->flow_id = flows_.id_of(*f);
+    tr->src_ip = f->key.local_ip;
+    tr->src_port = f->key.local_port;
+    tr->dst_ip = f->key.client_ip;
+    tr->dst_port = f->key.client_port;
+  }
   send(out_port, m);
 }
 
@@ -277,6 +294,12 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
     return;
   }
   tunnel_stats[f->tunnel].targets_unreachable.add();
+  DPTUN_TRACE(m, IcmpError) {
+    tr->code = uint8_t(e.reason());
+    tr->flow_id = flows_.id_of(*f);
+    tr->dst_ip = e.dst_ip;
+    tr->dst_port = e.dst_port;
+  }
   // Anything but "fragmentation needed" means the target cannot be reached at all (a TCP in SYN-SENT gives up).
   const bool hard = !(e.type == kIcmpDestUnreachable && e.code == kIcmpFragNeeded);
   if (f->binding == Binding::WaitServer) {
@@ -354,6 +377,7 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
     return;
   }
   stats.keepalives_tx.add();
+  DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::KeepaliveReply);
   send(port, m);
 }
 

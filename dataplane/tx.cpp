@@ -3,6 +3,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/bytes.hpp"
@@ -34,6 +35,10 @@ bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& w
 }
 
 void Worker::send(uint8_t port, rte_mbuf* m) {
+  DPTUN_TRACE(m, Tx) {
+    tr->port = port;
+    tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
+  }
   TxBuffer& b = tx_[port];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) tx_burst(port);
@@ -65,6 +70,10 @@ void Worker::flush() {
 }
 
 void Worker::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
+  DPTUN_TRACE(m, HandoffOut) {
+    tr->aux = to;
+    tr->code = meta.stage;
+  }
   dp_.meta(m) = meta;
   TxBuffer& b = handoff_out_[to];
   b.pkts[b.n++] = m;

@@ -57,6 +57,12 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
   const uint16_t nw = dp.cfg->workers ? dp.cfg->workers : 1;
   frag_id_ = uint16_t(uint16_t(rte_rand()) / nw * nw + id);
   max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
+  if (dp.tracer) {
+    tracer_ = dp.tracer.get();
+    trace_buf_ = &tracer_->buffer(id);
+    trace_field_ = tracer_->field_offset();
+    trace_flag_ = tracer_->flag_mask();
+  }
 }
 
 Worker::~Worker() {
@@ -76,6 +82,7 @@ void Worker::note_expired(const Flow& f) {
 }
 
 void Worker::drop(rte_mbuf* m, Drop why) {
+  DPTUN_TRACE(m, Drop) tr->code = uint8_t(why);
   stats.drops[size_t(why)].add();
   rte_pktmbuf_free(m);
 }
@@ -102,6 +109,7 @@ unsigned Worker::poll_once() {
   now_ns_ = dp_.clock.now_ns();
   fresh_floor_ = uint64_t(int64_t(now_ns_) + dp_.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
   stats.polls.add();
+  trace_poll();
   unsigned work = 0;
   rte_mbuf* pkts[kBurst];
   for (uint8_t p = 0; p < dp_.ports.size(); ++p) {
@@ -153,6 +161,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
     if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
     rte_mbuf* m = pkts[i];
     if (count_rx) {
+      if (tracing_) trace_rx(port, m);
       ps.rx_packets.add();
       ps.rx_bytes.add(m->pkt_len);
       stats.rx_packets.add();
@@ -203,6 +212,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
+      DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
       tun_pkts[n_tun] = m;
       tun_info[n_tun++] = pi;
       continue;
@@ -211,6 +221,12 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
     if (!ep) {
       closed_port(port, m, pi);
       continue;
+    }
+    DPTUN_TRACE(m, Classify) {
+      tr->code = uint8_t(TraceClass::EntryPoint);
+      tr->proto = ep->proto;
+      tr->dst_port = ep->port;
+      tr->tunnel = ep->tunnel;
     }
     entry_pkts[n_entry] = m;
     entry_info[n_entry] = pi;
@@ -227,6 +243,7 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = objs[i];
     HandoffMeta& hm = dp_.meta(m);
+    DPTUN_TRACE(m, HandoffIn) tr->code = hm.stage;
     switch (hm.stage) {
       case HandoffMeta::RawFrame:
         if (hm.port < dp_.ports.size())

@@ -24,6 +24,11 @@
 struct rte_mbuf;
 struct rte_ring;
 
+// A trace point (dataplane/trace.hpp): the statement after it runs, with `tr` the packet's new TraceRecord, only for a
+// packet a `dpgw trace` follows. Without a trace armed it is one test of a worker-local flag.
+#define DPTUN_TRACE(m, stage) \
+  if (TraceRecord* tr = __builtin_expect(tracing_, 0) ? trace_record((m), TraceStage::stage) : nullptr)
+
 namespace dptun {
 
 class Worker {
@@ -171,6 +176,10 @@ class Worker {
   void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // hostname_input.cpp
   void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
+  // trace.cpp: dpgw trace
+  void trace_poll();                          // once per poll: is a trace armed (one atomic load when not)
+  void trace_rx(uint8_t port, rte_mbuf* m);   // a packet just received: taken for the trace if it matches
+  TraceRecord* trace_record(const rte_mbuf* m, TraceStage st);  // a record for a traced packet, or nullptr
   // tx.cpp
   // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
   bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
@@ -218,6 +227,14 @@ class Worker {
   // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
   std::array<uint64_t, 16> resolve_key_{};
   std::array<uint64_t, 16> resolve_ns_{};
+  // dpgw trace (trace.cpp)
+  bool tracing_ = false;         // a trace is armed and running: trace points look at packets
+  uint32_t trace_gen_ = 0;       // the trace this worker's buffer holds
+  TraceFilter trace_filter_{};
+  Tracer* tracer_ = nullptr;
+  TraceBuffer* trace_buf_ = nullptr;
+  int trace_field_ = -1;         // mbuf dynfield: trace generation << 32 | packet number
+  uint64_t trace_flag_ = 0;      // mbuf dynflag: the packet is traced
 };
 
 }  // namespace dptun

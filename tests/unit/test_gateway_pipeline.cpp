@@ -9,11 +9,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <ios>
 #include <memory>
 #include <random>
 #include <set>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/unit/cmocka.hpp"
 #include "tests/unit/packet_builder.hpp"
@@ -24,7 +27,10 @@
 #include "crypto/aead_openssl.hpp"
 #include "dataplane/gateway.hpp"
 #include "dataplane/stats_report.hpp"
+#include "dataplane/trace.hpp"
+#include "packet/icmp_error.hpp"
 #include "packet/ipv4_fragment.hpp"
+#include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
 #include "packet/tcp_mss.hpp"
 #include "tests/support/ring_port.hpp"
@@ -52,7 +58,8 @@ struct Rig {
   OpensslAead engine{1};
   std::unique_ptr<AgentSession> agent_a, agent_b;
 
-  explicit Rig(uint16_t workers = 1, uint64_t reassembly_timeout_ns = 2'000'000'000ull) {
+  explicit Rig(uint16_t workers = 1, uint64_t reassembly_timeout_ns = 2'000'000'000ull,
+               const std::function<void(GatewayConfig&)>& tweak = {}) {
     static int n = 0;
     ++n;
     pub = make_ring_port("pub" + std::to_string(n), workers);
@@ -86,6 +93,7 @@ struct Rig {
     entry(kIpProtoUdp, 5201, 0, kAgentA);
     entry(kIpProtoTcp, 5201, 0, kAgentA);
     entry(kIpProtoUdp, 6000, 1, kAgentB);
+    if (tweak) tweak(cfg);
     std::string error;
     gw = Gateway::create(cfg, Gateway::Options{false, false}, error);
     if (!gw) fprintf(stderr, "gateway: %s\n", error.c_str());
@@ -660,6 +668,391 @@ static void junk_is_counted_not_fatal(void**) {
   assert_non_null(strstr(json.c_str(), "\"parse_error\":"));
 }
 
+namespace {
+
+std::vector<uint8_t> client_tcp(uint16_t sport, uint16_t dport, uint8_t flags, size_t payload = 0) {
+  FrameSpec s;
+  s.src_ip = kClient;
+  s.dst_ip = kGwPublic;
+  s.src_port = sport;
+  s.dst_port = dport;
+  s.proto = kIpProtoTcp;
+  s.tcp_flags = flags;
+  s.payload = payload;
+  return build_ipv4_frame(s);
+}
+
+constexpr uint32_t kTranslated = 0x64400002;  // 100.64.0.2: what dpagent makes the source of a flow
+constexpr uint32_t kAgentRouter = 0x0a630401;  // 10.99.4.1
+
+// What dpagent's kernel routes into the TUN when `inner` (a packet the agent delivered, its source translated as
+// dpagent does) cannot reach its target: an ICMP error from `from`, quoting up to 548 bytes of it.
+std::vector<uint8_t> icmp_about(std::vector<uint8_t> inner, uint8_t type, uint8_t code,
+                                uint32_t from = kAgentRouter) {
+  PacketInfo pi;
+  assert_int_equal(parse_ip(inner, pi), ParseStatus::Ok);
+  ipv4_rewrite_src(inner.data(), inner.data() + pi.l4_offset, pi.l4_proto, kTranslated, 32773);
+  const size_t quote = std::min<size_t>(inner.size(), 548);
+  std::vector<uint8_t> p(28 + quote);
+  write_ipv4_header(p.data(), uint16_t(p.size()), 1, kIpProtoIcmp, from, kTranslated);
+  p[20] = type;
+  p[21] = code;
+  std::memcpy(p.data() + 28, inner.data(), quote);
+  store_be16(p.data() + 22, csum_finish(csum_add({p.data() + 20, p.size() - 20})));
+  return p;
+}
+
+}  // namespace
+
+static void closed_ports_answer_like_a_host(void**) {
+  Rig r;
+  // A SYN to a port without an entry point: RST+ACK acknowledging the SYN (RFC 793 closed state).
+  auto syn = client_tcp(50000, 9999, kTcpSyn);
+  assert_int_equal(r.from_client(syn).size(), 0);
+  auto out = r.pub.drain();
+  assert_int_equal(out.size(), 1);
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(out[0], pi), ParseStatus::Ok);
+  assert_memory_equal(out[0].data(), syn.data() + 6, 6);  // back to the sender's MAC
+  assert_int_equal(pi.src_ip, kGwPublic);
+  assert_int_equal(pi.dst_ip, kClient);
+  assert_int_equal(pi.src_port, 9999);
+  assert_int_equal(pi.dst_port, 50000);
+  assert_int_equal(pi.tcp_flags, kTcpRst | kTcpAck);
+  const uint8_t* tcp = out[0].data() + pi.l4_offset;
+  assert_int_equal(load_be32(tcp + 4), 0);
+  assert_int_equal(load_be32(tcp + 8), 1000 + 1);  // the SYN's sequence number (packet_builder: 1000) + 1
+  assert_true(ipv4_checksums_ok(out[0].data() + 14));
+  // A segment with ACK (and 10 bytes): RST with the segment's acknowledgment number as its sequence number.
+  assert_int_equal(r.from_client(client_tcp(50001, 9999, kTcpAck, 10)).size(), 0);
+  out = r.pub.drain();
+  assert_int_equal(out.size(), 1);
+  assert_int_equal(parse_ethernet(out[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.tcp_flags, kTcpRst);
+  assert_int_equal(load_be32(out[0].data() + pi.l4_offset + 4), 2000);
+  // A RST is never answered.
+  assert_int_equal(r.from_client(client_tcp(50002, 9999, kTcpRst)).size(), 0);
+  assert_int_equal(r.pub.drain().size(), 0);
+  // UDP: ICMP port unreachable, quoting the datagram's IP header and 8 bytes.
+  auto udp = client_udp(50003, 9999, 40);
+  assert_int_equal(r.from_client(udp).size(), 0);
+  out = r.pub.drain();
+  assert_int_equal(out.size(), 1);
+  IcmpError e;
+  assert_true(parse_icmp_error({out[0].data() + 14, out[0].size() - 14}, e));
+  assert_int_equal(e.type, kIcmpDestUnreachable);
+  assert_int_equal(e.code, kIcmpPortUnreachable);
+  assert_int_equal(e.from, kGwPublic);
+  assert_int_equal(e.to, kClient);
+  assert_int_equal(out[0].size(), 14 + 20 + 8 + 28);
+  assert_memory_equal(out[0].data() + 14 + 28, udp.data() + 14, 28);
+  // Not to a source that cannot be one host (multicast, 0.0.0.0), but counted all the same.
+  auto mcast = client_udp(50004, 9999, 40);
+  store_be32(mcast.data() + 14 + 12, 0xe0000001);
+  store_be16(mcast.data() + 14 + 10, 0);
+  store_be16(mcast.data() + 14 + 10, ipv4_header_checksum({mcast.data() + 14, 20}));
+  store_be16(mcast.data() + 14 + 26, 0);  // (no UDP checksum)
+  assert_int_equal(r.from_client(mcast).size(), 0);
+  assert_int_equal(r.pub.drain().size(), 0);
+  Worker& w = *r.dp().workers[0];
+  assert_int_equal(w.stats.closed_port_rsts.get(), 2);
+  assert_int_equal(w.stats.closed_port_unreachables.get(), 1);
+  assert_int_equal(r.drops(Drop::NoEntryPoint), 5);
+  // A flood: at most a burst of answers (64) and what the rate adds meanwhile; the rest counted, not answered.
+  for (uint16_t i = 0; i < 300; ++i) r.pub.inject(r.dp().pool, client_tcp(uint16_t(51000 + i), 9999, kTcpSyn));
+  r.poll();
+  const size_t answered = r.pub.drain().size();
+  assert_true(answered >= 60 && answered < 150);
+  assert_int_equal(answered + w.stats.closed_port_limited.get(), 300);
+  assert_int_equal(r.drops(Drop::NoEntryPoint), 305);
+  // Text stats say so.
+  const std::string text = stats_text(r.dp());
+  assert_non_null(strstr(text.c_str(), "no_entry_point 305"));
+  assert_non_null(strstr(text.c_str(), "ICMP port unreachable for ports without an entry point"));
+}
+
+static void agent_icmp_errors_reach_the_client(void**) {
+  Rig r;
+  // UDP: the agent's kernel says the target's host is unreachable; the client hears it from the entry point, about
+  // its own datagram.
+  auto udp = client_udp(52000, 5201, 60);
+  Opened o = agent_open(*r.agent_a, r.from_client(udp)[0], kAgentAMac, kAgentA);
+  auto back = r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoIcmp,
+                                      icmp_about(o.packet, kIcmpDestUnreachable, 1)),
+                           kAgentA);
+  assert_int_equal(back.size(), 1);
+  assert_memory_equal(back[0].data(), kClientMac.data(), 6);
+  IcmpError e;
+  assert_true(parse_icmp_error({back[0].data() + 14, back[0].size() - 14}, e));
+  assert_int_equal(e.type, kIcmpDestUnreachable);
+  assert_int_equal(e.code, 1);
+  assert_int_equal(e.from, kGwPublic);
+  assert_int_equal(e.to, kClient);
+  assert_int_equal(back[0].size(), 14 + 20 + 8 + 28);
+  assert_memory_equal(back[0].data() + 14 + 28, udp.data() + 14, 28);  // the client's own header and 8 bytes
+  assert_int_equal(csum_fold(csum_add({back[0].data() + 14, 20})), 0xffff);
+  Worker& w = *r.dp().workers[0];
+  assert_int_equal(w.stats.icmp_errors_forwarded.get(), 1);
+  assert_int_equal(w.tunnel_stats[0].targets_unreachable.get(), 1);
+
+  // TCP: the SYN's error quotes the client's sequence number, and the flow is closed (not "unanswered").
+  auto syn = client_tcp(52001, 5201, kTcpSyn);
+  o = agent_open(*r.agent_a, r.from_client(syn)[0], kAgentAMac, kAgentA);
+  back = r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoIcmp,
+                                 icmp_about(o.packet, kIcmpDestUnreachable, 13)),
+                      kAgentA);
+  assert_int_equal(back.size(), 1);
+  assert_true(parse_icmp_error({back[0].data() + 14, back[0].size() - 14}, e));
+  assert_int_equal(e.code, 13);
+  assert_int_equal(e.proto, kIpProtoTcp);
+  assert_int_equal(e.src_port, 52001);
+  assert_int_equal(e.dst_port, 5201);
+  assert_memory_equal(back[0].data() + 14 + 28, syn.data() + 14, 28);
+
+  // Not the flow's: another target quoted, another tunnel's agent, a flow that does not exist, a broken message.
+  auto other = o.packet;
+  store_be32(other.data() + 16, 0x0a0a0a0a);
+  store_be16(other.data() + 10, 0);
+  store_be16(other.data() + 10, ipv4_header_checksum({other.data(), 20}));
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoIcmp,
+                                           icmp_about(other, kIcmpDestUnreachable, 1)),
+                                kAgentA)
+                       .size(),
+                   0);
+  assert_int_equal(r.drops(Drop::FlowMismatch), 1);
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_b, uint32_t(o.inner.flow_id), kIpProtoIcmp,
+                                           icmp_about(o.packet, kIcmpDestUnreachable, 1)),
+                                kAgentB)
+                       .size(),
+                   0);
+  assert_int_equal(r.drops(Drop::FlowMismatch), 2);
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id) ^ 9, kIpProtoIcmp,
+                                           icmp_about(o.packet, kIcmpDestUnreachable, 1)),
+                                kAgentA)
+                       .size(),
+                   0);
+  assert_int_equal(r.drops(Drop::StaleFlow), 1);
+  auto broken = icmp_about(o.packet, kIcmpDestUnreachable, 1);
+  broken[30] ^= 0xff;
+  assert_int_equal(
+      r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoIcmp, broken), kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::BadInner), 1);
+  assert_int_equal(w.stats.icmp_errors_forwarded.get(), 2);
+  assert_int_equal(w.tunnel_stats[0].targets_unreachable.get(), 2);
+}
+
+static void unanswered_syns_are_counted(void**) {
+  Rig r(1, 2'000'000'000ull, [](GatewayConfig& c) {
+    c.flow.tcp_syn_timeout_ns = 50'000'000;
+    c.flow.tcp_closed_timeout_ns = 50'000'000;
+    for (auto& e : c.entry_points) e.udp_ttl_ns = 50'000'000;
+  });
+  // Three connection attempts: one the target never answers, one it refuses (RST), one the agent reports
+  // unreachable; and a UDP flow. Only the first is unanswered when they expire.
+  Opened quiet = agent_open(*r.agent_a, r.from_client(client_tcp(53000, 5201, kTcpSyn))[0], kAgentAMac, kAgentA);
+  (void)quiet;
+  Opened refused = agent_open(*r.agent_a, r.from_client(client_tcp(53001, 5201, kTcpSyn))[0], kAgentAMac, kAgentA);
+  auto rst = reply_to(refused.packet, 0);
+  rst[20 + 13] = kTcpRst | kTcpAck;
+  store_be16(rst.data() + 20 + 16, 0);
+  store_be16(rst.data() + 20 + 16, ipv4_l4_checksum(load_be32(rst.data() + 12), load_be32(rst.data() + 16),
+                                                    kIpProtoTcp, {rst.data() + 20, rst.size() - 20}));
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, uint32_t(refused.inner.flow_id), kIpProtoTcp, rst), kAgentA)
+                       .size(),
+                   1);
+  Opened unreachable =
+      agent_open(*r.agent_a, r.from_client(client_tcp(53002, 5201, kTcpSyn))[0], kAgentAMac, kAgentA);
+  assert_int_equal(r.from_agent(agent_seal(*r.agent_a, uint32_t(unreachable.inner.flow_id), kIpProtoIcmp,
+                                           icmp_about(unreachable.packet, kIcmpDestUnreachable, 1)),
+                                kAgentA)
+                       .size(),
+                   1);
+  assert_int_equal(r.from_client(client_udp(53003, 5201, 10)).size(), 1);
+  Worker& w = *r.dp().workers[0];
+  assert_int_equal(w.flows().size(), 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  r.poll();  // an idle poll sweeps the whole (1024-flow) table
+  assert_int_equal(w.flows().size(), 0);
+  assert_int_equal(w.stats.flows_unanswered.get(), 1);
+  assert_int_equal(w.tunnel_stats[0].flows_unanswered.get(), 1);
+  // The client tries again after the flow expired: that attempt, too, is counted when it ends unanswered.
+  assert_int_equal(r.from_client(client_tcp(53000, 5201, kTcpSyn)).size(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  assert_int_equal(r.from_client(client_tcp(53000, 5201, kTcpSyn)).size(), 1);  // (expired: erased on lookup)
+  assert_int_equal(w.stats.flows_unanswered.get(), 2);
+  const std::string json = stats_json(r.dp());
+  assert_non_null(strstr(json.c_str(), "\"flows_unanswered\":2"));
+}
+
+namespace {
+
+nlohmann::json trace_op(Rig& r, nlohmann::json req) {
+  req["type"] = "trace";
+  return trace_request(r.dp(), req, r.dp().clock.now_ns());
+}
+
+// Starts a trace, runs `traffic`, and returns the stopped trace's result (after its packets have all ended).
+nlohmann::json run_trace(Rig& r, uint32_t packets, const std::string& filter, const std::function<void()>& traffic) {
+  auto started = trace_op(r, {{"op", "start"}, {"packets", packets}, {"filter", filter}, {"timeout", 5}});
+  const uint32_t gen = started["generation"];
+  r.poll();  // workers see the trace armed
+  traffic();
+  r.poll();
+  auto polled = trace_op(r, {{"op", "poll"}, {"generation", gen}});
+  assert_true(polled["done"].get<bool>());
+  return trace_op(r, {{"op", "stop"}, {"generation", gen}});
+}
+
+std::vector<std::string> stages_of(const nlohmann::json& packet) {
+  std::vector<std::string> out;
+  for (const auto& s : packet["steps"]) out.push_back(s["stage"]);
+  return out;
+}
+
+}  // namespace
+
+static void trace_follows_packets_through_the_stages(void**) {
+  Rig r;
+  Opened o;
+  // Client packets to an entry point: the second is not a new flow; a TCP packet does not match the filter.
+  auto res = run_trace(r, 2, "udp,port=5201", [&] {
+    o = agent_open(*r.agent_a, r.from_client(client_udp(54000, 5201, 20))[0], kAgentAMac, kAgentA);
+    assert_int_equal(r.from_client(client_tcp(54001, 9999, kTcpSyn)).size(), 0);
+    assert_int_equal(r.from_client(client_udp(54000, 5201, 20)).size(), 1);
+  });
+  assert_int_equal(res["taken"].get<int>(), 2);
+  assert_int_equal(res["packets"].size(), 2);
+  const auto& p1 = res["packets"][0];
+  assert_true(p1["complete"].get<bool>());
+  assert_true(stages_of(p1) == (std::vector<std::string>{"rx", "classify", "flow", "nat", "encap", "tx"}));
+  assert_string_equal(p1["steps"][0]["port"].get<std::string>().c_str(), "public");
+  assert_string_equal(p1["steps"][0]["src"].get<std::string>().c_str(), "10.99.1.2:54000");
+  assert_string_equal(p1["steps"][1]["result"].get<std::string>().c_str(), "entry_point");
+  assert_string_equal(p1["steps"][1]["entry_point"].get<std::string>().c_str(), "udp/5201");
+  assert_true(p1["steps"][2]["new"].get<bool>());
+  assert_string_equal(p1["steps"][2]["tunnel"].get<std::string>().c_str(), "a");
+  assert_int_equal(p1["steps"][2]["session"].get<int>(), 1);
+  assert_string_equal(p1["steps"][3]["target"].get<std::string>().c_str(), "10.99.2.2:5201");
+  assert_string_equal(p1["steps"][4]["agent"].get<std::string>().c_str(), "10.99.2.2:51900");
+  assert_string_equal(p1["steps"][5]["port"].get<std::string>().c_str(), "underlay");
+  assert_false(res["packets"][1]["steps"][2]["new"].get<bool>());
+
+  // The agent's reply, from the underlay port: decapsulated, delivered to the client.
+  res = run_trace(r, 1, "rx=underlay", [&] {
+    r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoUdp, reply_to(o.packet, 30)), kAgentA);
+  });
+  assert_true(stages_of(res["packets"][0]) ==
+              (std::vector<std::string>{"rx", "classify", "decap", "deliver", "tx"}));
+  assert_string_equal(res["packets"][0]["steps"][2]["frame"].get<std::string>().c_str(), "data");
+  assert_string_equal(res["packets"][0]["steps"][3]["client"].get<std::string>().c_str(), "10.99.1.2:54000");
+
+  // An agent's ICMP error: decapsulated, read, passed on.
+  res = run_trace(r, 1, "rx=underlay", [&] {
+    r.from_agent(agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoIcmp,
+                            icmp_about(o.packet, kIcmpDestUnreachable, 3)),
+                 kAgentA);
+  });
+  assert_true(stages_of(res["packets"][0]) ==
+              (std::vector<std::string>{"rx", "classify", "decap", "icmp_error", "tx"}));
+  assert_string_equal(res["packets"][0]["steps"][3]["reason"].get<std::string>().c_str(), "port_unreachable");
+
+  // A port without an entry point: the answer and the drop reason. And the text dpgw trace prints.
+  res = run_trace(r, 1, "tcp", [&] { r.from_client(client_tcp(54002, 9999, kTcpSyn)); });
+  assert_true(stages_of(res["packets"][0]) ==
+              (std::vector<std::string>{"rx", "classify", "answer", "drop"}));
+  assert_string_equal(res["packets"][0]["steps"][3]["reason"].get<std::string>().c_str(), "no_entry_point");
+  const std::string text = trace_text(res);
+  assert_non_null(strstr(text.c_str(), "1 packet traced"));
+  assert_non_null(strstr(text.c_str(), "10.99.1.2:54002 -> 10.99.1.1:9999 tcp [S]"));
+  assert_non_null(strstr(text.c_str(), "no_entry_point"));
+  assert_non_null(strstr(text.c_str(), "rst"));
+  r.pub.drain();
+
+  // Once stopped, nothing more is recorded.
+  const uint32_t gen = res["generation"];
+  uint64_t lost = 0;
+  const size_t before = r.dp().tracer->collect(gen, lost).size();
+  r.poll();
+  r.from_client(client_tcp(54003, 9999, kTcpSyn));
+  assert_int_equal(r.dp().tracer->collect(gen, lost).size(), before);
+}
+
+static void trace_follows_handoffs_between_workers(void**) {
+  Rig r(2);
+  const uint16_t rx_worker = r.dp().sessions.find(1)->rx_worker;
+  // A client flow made on the other worker: the agent's frame arrives there too, is handed to the session's RX
+  // worker to be opened, and its inner packet back to the flow's worker.
+  const size_t q = 1 - rx_worker;
+  r.pub.inject(r.dp().pool, client_udp(55000, 5201, 20), q);
+  r.poll();
+  Opened o = agent_open(*r.agent_a, r.und.drain()[0], kAgentAMac, kAgentA);
+  assert_int_equal(FlowTable::worker_of(o.inner.flow_id), q);
+  auto res = run_trace(r, 1, "", [&] {
+    auto frame = agent_seal(*r.agent_a, uint32_t(o.inner.flow_id), kIpProtoUdp, reply_to(o.packet, 30));
+    r.inject_from_agent(frame, kAgentA);  // (queue 0)
+  });
+  // Injected on queue 0, which may or may not be the RX worker's.
+  const auto st = stages_of(res["packets"][0]);
+  assert_string_equal(st.front().c_str(), "rx");
+  assert_string_equal(st.back().c_str(), "tx");
+  const bool handed_to_rx = rx_worker != 0;
+  size_t handoffs = 0;
+  for (const auto& s : res["packets"][0]["steps"])
+    if (s["stage"] == "handoff_out") ++handoffs;
+  assert_int_equal(handoffs, (handed_to_rx ? 1 : 0) + (q != rx_worker ? 1 : 0));
+  // The last steps happen on the flow's worker.
+  assert_int_equal(res["packets"][0]["steps"].back()["worker"].get<int>(), int(q));
+  assert_int_equal(r.pub.drain().size(), 1);
+}
+
+static void trace_requests_and_filters(void**) {
+  Rig r;
+  TraceFilter f;
+  std::string error;
+  const std::vector<std::string> ports{"public", "underlay"};
+  assert_true(parse_trace_filter("", ports, f, error));
+  assert_int_equal(f.pack(), TraceFilter{}.pack());
+  assert_true(parse_trace_filter("tcp, port=443 host=10.0.0.1,rx=underlay", ports, f, error));
+  assert_int_equal(f.proto, kIpProtoTcp);
+  assert_int_equal(f.port, 443);
+  assert_int_equal(f.host, 0x0a000001);
+  assert_int_equal(f.rx_port, 1);
+  assert_int_equal(TraceFilter::unpack(f.pack()).pack(), f.pack());
+  assert_true(parse_trace_filter("proto=17", ports, f, error));
+  assert_int_equal(f.proto, 17);
+  for (const char* bad : {"port=0", "port=65536", "host=10.0.0", "rx=eth0", "sctp", "port", "tcp;udp"}) {
+    error.clear();
+    assert_false(parse_trace_filter(bad, ports, f, error));
+    assert_true(!error.empty());
+  }
+  // Requests out of range are refused with a reason; so is asking about a trace that another replaced.
+  bool threw = false;
+  try {
+    trace_op(r, {{"op", "start"}, {"packets", 1001}});
+  } catch (const std::exception& e) {
+    threw = strstr(e.what(), "packets") != nullptr;
+  }
+  assert_true(threw);
+  const uint32_t g1 = trace_op(r, {{"op", "start"}, {"packets", 1}})["generation"];
+  const uint32_t g2 = trace_op(r, {{"op", "start"}, {"packets", 1}, {"timeout", 0.1}})["generation"];
+  assert_true(g2 != g1);
+  threw = false;
+  try {
+    trace_op(r, {{"op", "poll"}, {"generation", g1}});
+  } catch (const std::exception& e) {
+    threw = strstr(e.what(), "replaced") != nullptr;
+  }
+  assert_true(threw);
+  // A trace nothing matches ends at its timeout, with no packets.
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  r.poll();
+  assert_true(trace_op(r, {{"op", "poll"}, {"generation", g2}})["done"].get<bool>());
+  auto res = trace_op(r, {{"op", "stop"}, {"generation", g2}});
+  assert_int_equal(res["packets"].size(), 0);
+  assert_true(res["timed_out"].get<bool>());
+  assert_non_null(strstr(trace_text(res).c_str(), "timed out"));
+}
+
 int main() {
   const char* eal[] = {"test_gateway_pipeline", "--no-huge", "-m", "256",  "--no-pci", "--no-shconf",
                        "-l",                    "0",         "--log-level", "*:error"};
@@ -680,6 +1073,12 @@ int main() {
       cmocka_unit_test(two_workers_take_each_datagram_on_one),
       cmocka_unit_test(hostile_fragments_are_counted_and_traffic_goes_on),
       cmocka_unit_test(junk_is_counted_not_fatal),
+      cmocka_unit_test(closed_ports_answer_like_a_host),
+      cmocka_unit_test(agent_icmp_errors_reach_the_client),
+      cmocka_unit_test(unanswered_syns_are_counted),
+      cmocka_unit_test(trace_follows_packets_through_the_stages),
+      cmocka_unit_test(trace_follows_handoffs_between_workers),
+      cmocka_unit_test(trace_requests_and_filters),
   };
   int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
   rte_eal_cleanup();
