@@ -248,7 +248,8 @@ void Worker::trace_poll() {
 
 void Worker::trace_rx(uint8_t port, rte_mbuf* m) {
   m->ol_flags &= ~trace_flag_;
-  if (tracer_->exhausted()) return;
+  // (A trace replaced meanwhile: this worker takes packets for the new one from its next poll on.)
+  if (tracer_->exhausted() || tracer_->armed() != trace_gen_) return;
   PacketInfo pi{};
   const bool parsed = parse_ethernet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi) == ParseStatus::Ok;
   if (!trace_filter_.matches(pi, parsed, port)) return;
@@ -635,9 +636,8 @@ int trace_main(int argc, char** argv) {
   sa.sa_handler = on_trace_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  if (!as_json)
-    fprintf(stderr, "tracing the next %" PRIu64 " packet%s%s%s (at most %.1f s; Ctrl-C ends it early)\n", *packets,
-            *packets == 1 ? "" : "s", filter.empty() ? "" : " matching ", filter.c_str(), timeout);
+  fprintf(stderr, "tracing the next %" PRIu64 " packet%s%s%s (at most %.1f s; Ctrl-C ends it early)\n", *packets,
+          *packets == 1 ? "" : "s", filter.empty() ? "" : " matching ", filter.c_str(), timeout);
   // dpgw ends the trace at its timeout itself; a little more here for the last poll.
   const int polls = int(timeout * 20) + 40;
   for (int i = 0; i < polls && !g_trace_interrupted; ++i) {

@@ -3,7 +3,10 @@
 // replays, tampered frames, unknown sessions, replies from the wrong session, TCP without a flow, and answers
 // oversized packets with ICMP or inner fragments. Datagrams of any size cross in fragments both ways (client
 // fragments reassembled, one worker per datagram with two workers; inner fragments one frame each), and hostile
-// fragments are counted. Real Gateway, Worker, cryptodev and agent code throughout.
+// fragments are counted. Failed flows: ports without an entry point answered like a host (RST, ICMP port
+// unreachable, a token bucket), agents' ICMP errors passed to the client as a NAT would, TCP flows that never got an
+// answer counted; and `dpgw trace` following packets through the stages, across workers. Real Gateway, Worker,
+// cryptodev and agent code throughout.
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 

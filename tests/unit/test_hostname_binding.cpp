@@ -7,7 +7,8 @@
 //    never reach the client, data with them is raised to it;
 //  - every TSval the client sees rises from the SYN-ACK on; the target sees the client's newest TSval;
 //  - dpgw's own answers (431, 400): readable, sent again until acknowledged, the client's further bytes
-//    acknowledged and dropped, counted.
+//    acknowledged and dropped, counted;
+//  - a target the agent reports unreachable (its ICMP error about dpgw's SYN): the client's 502 at once.
 #include <rte_eal.h>
 
 #include <map>
@@ -209,9 +210,13 @@ struct Rig {
   // A segment from the target (through the agent); returns what dpgw sent the client.
   std::vector<Seg> server(uint32_t seq, uint32_t ack, uint8_t flags, const std::string& payload, uint32_t tsval,
                           uint32_t tsecr, std::vector<uint8_t> extra = {}, uint16_t window = 502) {
-    auto p = tcp_packet(kAgent, kClient, 80, client_port, seq, ack, flags, payload, tsval, tsecr, extra, window);
+    return from_agent(kIpProtoTcp,
+                      tcp_packet(kAgent, kClient, 80, client_port, seq, ack, flags, payload, tsval, tsecr, extra, window));
+  }
+  // An inner packet of the flow from the agent; returns what dpgw sent the client.
+  std::vector<Seg> from_agent(uint8_t proto, const std::vector<uint8_t>& p) {
     std::vector<uint8_t> relay(16 + 12 + p.size() + 16);
-    encode_inner_header(relay.data() + 16, InnerHeader{flow_id, kIpProtoTcp, 0, 0});
+    encode_inner_header(relay.data() + 16, InnerHeader{flow_id, proto, 0, 0});
     std::memcpy(relay.data() + 28, p.data(), p.size());
     assert_true(agent->seal(FrameType::Data, 0, relay.data(), 12 + p.size(), 0));
     std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
@@ -487,6 +492,35 @@ static void large_buffers_run_out(void**) {
   assert_int_equal(r.drops(Drop::BindingFull), 1);
 }
 
+// The agent reports the target unreachable (an ICMP error about dpgw's SYN) while dpgw waits for its SYN-ACK: the
+// client gets the 502 at once, counted as target_unreachable, instead of waiting for target_timeout.
+static void unreachable_target(void**) {
+  Rig r;
+  r.handshake();
+  const uint32_t base = kClientIsn + 1;
+  auto out = r.client(base, kTcpAck | kTcpPsh, kLine + kHost + kEnd);
+  assert_int_equal(out.size(), 1);
+  auto srv = r.to_server();
+  assert_int_equal(srv.size(), 1);
+  assert_int_equal(srv[0].flags, kTcpSyn);
+  // What dpagent's kernel says about that SYN (translated source, as dpagent sends it), from a router on the way.
+  auto syn = tcp_packet(0x64400002, kAgent, 32773, 80, srv[0].seq, 0, kTcpSyn, "", srv[0].opt.tsval, 0);
+  std::vector<uint8_t> icmp(28 + syn.size());
+  write_ipv4_header(icmp.data(), uint16_t(icmp.size()), 1, kIpProtoIcmp, 0x0a630401, 0x64400002);
+  icmp[20] = kIcmpDestUnreachable;
+  icmp[21] = 1;  // host unreachable
+  std::memcpy(icmp.data() + 28, syn.data(), syn.size());
+  store_be16(icmp.data() + 22, csum_finish(csum_add({icmp.data() + 20, icmp.size() - 20})));
+  out = r.from_agent(kIpProtoIcmp, icmp);
+  assert_int_equal(out.size(), 1);
+  assert_true(out[0].payload.rfind("HTTP/1.1 502 ", 0) == 0);
+  assert_true(out[0].flags & kTcpFin);
+  assert_int_equal(r.drops(Drop::TargetUnreachable), 1);
+  assert_int_equal(r.dp().workers[0]->tunnel_stats[0].targets_unreachable.get(), 1);
+  assert_int_equal(r.to_server().size(), 0);
+  r.check_client_timestamps();
+}
+
 int main() {
   const char* eal[] = {"test_hostname_binding", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
                        "-l",                    "0",         "--log-level", "*:error"};
@@ -501,6 +535,7 @@ int main() {
       cmocka_unit_test(answers_of_our_own),
       cmocka_unit_test(conflicting_host),
       cmocka_unit_test(large_buffers_run_out),
+      cmocka_unit_test(unreachable_target),
   };
   int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
   rte_eal_cleanup();
