@@ -85,6 +85,15 @@ TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
 
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
+  if (__builtin_expect(tracing_, 0))
+    entry_burst<true>(in_port, pkts, info, entry, n);
+  else
+    entry_burst<false>(in_port, pkts, info, entry, n);
+}
+
+template <bool kTrace>
+void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
+                         uint16_t n) {
   const FlowConfig& fc = dp_.cfg->flow;
   uint32_t hop_ip = 0;
   bool hop_ok = false;
@@ -112,7 +121,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= now_ns_) {
-        DPTUN_TRACE(m, Hostname) tr->code = uint8_t(f ? f->binding : Binding::None);
+        DPTUN_TRACE_IF(kTrace, m, Hostname) tr->code = uint8_t(f ? f->binding : Binding::None);
         hostname_tcp(in_port, m, pi, ep, f);
         continue;
       }
@@ -223,7 +232,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       inner_flags = kInnerFlowNew;
       if (!quic_earlier.empty()) send_held_datagrams(*f, *s, quic_earlier);
     }
-    DPTUN_TRACE(m, Flow) {
+    DPTUN_TRACE_IF(kTrace, m, Flow) {
       tr->flow_id = flows_.id_of(*f);
       tr->flags = uint8_t((inner_flags & kInnerFlowNew ? 1 : 0) | (repinned ? 2 : 0));
       tr->tunnel = f->tunnel;
@@ -271,7 +280,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
     ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
-    DPTUN_TRACE(m, Nat) {
+    DPTUN_TRACE_IF(kTrace, m, Nat) {
       tr->dst_ip = f->target_ip;
       tr->dst_port = f->target_port;
     }
@@ -280,7 +289,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     // the target (until it has answered) and room for the tag.
     rte_pktmbuf_adj(m, pi.l3_offset);
     if (m->nb_segs == 1 && m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
-    DPTUN_TRACE(m, Encap) {
+    DPTUN_TRACE_IF(kTrace, m, Encap) {
       tr->session = s->index;
       tr->dst_ip = peer.ip.value;
       tr->dst_port = peer.port;

@@ -17,6 +17,14 @@
 namespace dptun {
 
 void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+  if (__builtin_expect(tracing_, 0))
+    tunnel_burst<true>(port, pkts, info, n);
+  else
+    tunnel_burst<false>(port, pkts, info, n);
+}
+
+template <bool kTrace>
+void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   struct Pending {
     rte_mbuf* m;
     TunnelSession* s;
@@ -106,7 +114,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
     }
 
-    DPTUN_TRACE(m, Decap) {
+    DPTUN_TRACE_IF(kTrace, m, Decap) {
       tr->session = s.index;
       tr->code = uint8_t(p[i].meta.type);
       if (p[i].meta.type == FrameType::Data) {
@@ -118,7 +126,7 @@ void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       ts.keepalives.add();
       stats.keepalives_rx.add();
       if (p[i].meta.flags & kFlagKeepaliveReply) {
-        DPTUN_TRACE(m, Consumed) tr->code = 0;
+        DPTUN_TRACE_IF(kTrace, m, Consumed) tr->code = 0;
         rte_pktmbuf_free(m);
       } else {
         reply_keepalive(port, m, s, *p[i].pi);

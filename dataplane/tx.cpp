@@ -35,13 +35,18 @@ bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& w
 }
 
 void Worker::send(uint8_t port, rte_mbuf* m) {
+  if (__builtin_expect(tracing_, 0)) trace_tx(port, m);
+  TxBuffer& b = tx_[port];
+  b.pkts[b.n++] = m;
+  if (b.n == kBurst) tx_burst(port);
+}
+
+// (Out of line: send() stays small without a trace.)
+__attribute__((noinline, cold)) void Worker::trace_tx(uint8_t port, const rte_mbuf* m) {
   DPTUN_TRACE(m, Tx) {
     tr->port = port;
     tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
   }
-  TxBuffer& b = tx_[port];
-  b.pkts[b.n++] = m;
-  if (b.n == kBurst) tx_burst(port);
 }
 
 void Worker::tx_burst(uint8_t port) {

@@ -81,8 +81,12 @@ void Worker::note_expired(const Flow& f) {
   if (f.tunnel < tunnel_stats.size()) tunnel_stats[f.tunnel].flows_unanswered.add();
 }
 
-void Worker::drop(rte_mbuf* m, Drop why) {
+__attribute__((noinline, cold)) void Worker::trace_drop(const rte_mbuf* m, Drop why) {
   DPTUN_TRACE(m, Drop) tr->code = uint8_t(why);
+}
+
+void Worker::drop(rte_mbuf* m, Drop why) {
+  if (__builtin_expect(tracing_, 0)) trace_drop(m, why);
   stats.drops[size_t(why)].add();
   rte_pktmbuf_free(m);
 }
@@ -144,6 +148,14 @@ unsigned Worker::poll_once() {
 }
 
 void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
+  if (__builtin_expect(tracing_, 0))
+    classify_burst<true>(port, pkts, n, count_rx);
+  else
+    classify_burst<false>(port, pkts, n, count_rx);
+}
+
+template <bool kTrace>
+void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
   rte_mbuf* entry_pkts[kBurst];
   PacketInfo entry_info[kBurst];
   const EntryPoint* entry_of[kBurst];
@@ -161,7 +173,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
     if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
     rte_mbuf* m = pkts[i];
     if (count_rx) {
-      if (tracing_) trace_rx(port, m);
+      if (kTrace) trace_rx(port, m);
       ps.rx_packets.add();
       ps.rx_bytes.add(m->pkt_len);
       stats.rx_packets.add();
@@ -212,7 +224,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
-      DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
+      DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
       tun_pkts[n_tun] = m;
       tun_info[n_tun++] = pi;
       continue;
@@ -222,7 +234,7 @@ void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count
       closed_port(port, m, pi);
       continue;
     }
-    DPTUN_TRACE(m, Classify) {
+    DPTUN_TRACE_IF(kTrace, m, Classify) {
       tr->code = uint8_t(TraceClass::EntryPoint);
       tr->proto = ep->proto;
       tr->dst_port = ep->port;

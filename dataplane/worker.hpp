@@ -28,6 +28,9 @@ struct rte_ring;
 // packet a `dpgw trace` follows. Without a trace armed it is one test of a worker-local flag.
 #define DPTUN_TRACE(m, stage) \
   if (TraceRecord* tr = __builtin_expect(tracing_, 0) ? trace_record((m), TraceStage::stage) : nullptr)
+// The same in the burst stages, which are compiled twice (kTrace: a trace is armed) and picked once per burst:
+// without a trace, their trace points are not there at all.
+#define DPTUN_TRACE_IF(on, m, stage) if (TraceRecord* tr = (on) ? trace_record((m), TraceStage::stage) : nullptr)
 
 namespace dptun {
 
@@ -66,7 +69,9 @@ class Worker {
   std::vector<TunnelStats> tunnel_stats;
 
  private:
-  // classify (worker.cpp)
+  // classify (worker.cpp); process_burst picks the instance with or without trace points, once per burst
+  template <bool kTrace>
+  void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
   void drop(rte_mbuf* m, Drop why);
   void handle_handoffs(rte_mbuf** objs, unsigned n);
   // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
@@ -83,6 +88,8 @@ class Worker {
   void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
   // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
+  template <bool kTrace>
+  void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   // Packets on their way to an agent, encrypted together (one AEAD call per key) by encap_flush().
   struct EncapPending {
     rte_mbuf* m;
@@ -169,6 +176,8 @@ class Worker {
   uint16_t next_frag_id();
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
+  template <bool kTrace>
+  void tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
   // An agent's ICMP error about a flow's target (inner protocol ICMP): passed on to the client, rewritten as a NAT
   // would, or (hostname connections) the client's connection refused.
@@ -180,6 +189,8 @@ class Worker {
   void trace_poll();                          // once per poll: is a trace armed (one atomic load when not)
   void trace_rx(uint8_t port, rte_mbuf* m);   // a packet just received: taken for the trace if it matches
   TraceRecord* trace_record(const rte_mbuf* m, TraceStage st);  // a record for a traced packet, or nullptr
+  void trace_tx(uint8_t port, const rte_mbuf* m);
+  void trace_drop(const rte_mbuf* m, Drop why);
   // tx.cpp
   // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
   bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
