@@ -3,8 +3,10 @@
 // the classify result, entry point, flow (new or not) and session, NAT, encapsulation or decapsulation, handoffs to
 // other workers, answers dpgw made for them, and the TX port or the drop reason.
 //
-// Cost on the fast path. No trace armed: each worker loads one atomic word per poll (Tracer::armed), and every trace
-// point is a test of a worker-local flag that is false (one predictable branch). Armed: a packet taken for the trace
+// Cost on the fast path. No trace armed: each worker loads one atomic word per poll (Tracer::armed); the burst stages
+// (classify, entry_input, tunnel_input) are compiled with and without their trace points and pick one per burst;
+// other trace points (send, drop, handoffs, delivery) test a worker-local flag that is false (one predictable
+// branch). Armed: a packet taken for the trace
 // carries a dynamic mbuf flag, and its number in a dynamic field, across handoffs; each worker writes its records
 // into a fixed buffer of its own (no allocation, no syscall, no lock) and publishes how many once per poll; the
 // control lcore collects them. A trace ends when its N packets have been taken and have ended (sent, dropped, held,
