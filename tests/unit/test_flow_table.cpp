@@ -378,6 +378,25 @@ static void expire_leaves_future_deadlines(void**) {
   assert_int_equal(t.size(), 0);
 }
 
+// The sweep shows each flow it removes, once, before it goes (dpgw counts the unanswered ones).
+static void expire_shows_each_flow_it_removes(void**) {
+  FlowTable t(64, 0);
+  for (uint32_t k = 1; k <= 20; ++k) insert_key(t, make_key(k), 0)->deadline_ns = k <= 12 ? 100 : 900;
+  std::vector<uint32_t> seen;
+  uint32_t removed = 0;
+  for (int call = 0; call < 20; ++call)
+    removed += t.expire(500, 5, [&](const Flow& f) {
+      assert_true(f.in_use);
+      assert_non_null(find_key(t, f.key));  // still in the table while it is shown
+      seen.push_back(f.key.client_port);
+    });
+  assert_int_equal(removed, 12);
+  assert_int_equal(seen.size(), 12);
+  std::sort(seen.begin(), seen.end());
+  assert_true(std::unique(seen.begin(), seen.end()) == seen.end());
+  assert_int_equal(t.size(), 8);
+}
+
 // Keys whose home position (hash & index mask) falls in [lo, lo + width): they pile up into one cluster.
 static std::vector<FlowKey> colliding_keys(uint32_t mask, uint32_t lo, uint32_t width, size_t count,
                                            uint32_t& seed) {
@@ -501,6 +520,7 @@ int main() {
       cmocka_unit_test(full_table_evicts_idle_flow),
       cmocka_unit_test(expire_sweeps_with_budget),
       cmocka_unit_test(expire_leaves_future_deadlines),
+      cmocka_unit_test(expire_shows_each_flow_it_removes),
       cmocka_unit_test(randomized_model),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

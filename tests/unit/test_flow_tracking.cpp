@@ -266,6 +266,30 @@ static void tcp_restart_after_both_fins(void**) {
   assert_false(flow_restarts(u, kTcpSyn));
 }
 
+// A flow ends unanswered when it is TCP, still in SYN state: the target sent nothing (a SYN-ACK, a RST or an ICMP
+// error close or establish it). Client SYNs again do not count as an answer; UDP and hostname connections never
+// count (the latter have target_timeout).
+static void unanswered(void**) {
+  const FlowConfig cfg = config();
+  Flow f = make_flow(kIpProtoTcp);
+  flow_start(f, kTcpSyn, cfg, kUdpTtl, 0);
+  assert_true(flow_unanswered(f));
+  flow_track(f, kTcpSyn, true, cfg, kUdpTtl, kSec);  // the client's retransmission
+  assert_true(flow_unanswered(f));
+  Flow answered = f;
+  flow_track(answered, kTcpSyn | kTcpAck, false, cfg, kUdpTtl, 2 * kSec);
+  assert_false(flow_unanswered(answered));
+  Flow refused = f;
+  flow_track(refused, kTcpRst | kTcpAck, false, cfg, kUdpTtl, 2 * kSec);
+  assert_false(flow_unanswered(refused));
+  Flow hostname = f;
+  hostname.binding = Binding::WaitServer;
+  assert_false(flow_unanswered(hostname));
+  Flow u = make_flow(kIpProtoUdp);
+  flow_start(u, 0, cfg, kUdpTtl, 0);
+  assert_false(flow_unanswered(u));
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(may_start),
@@ -278,6 +302,7 @@ int main() {
       cmocka_unit_test(tcp_rst),
       cmocka_unit_test(tcp_restart_on_closed_flow),
       cmocka_unit_test(tcp_restart_after_both_fins),
+      cmocka_unit_test(unanswered),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
