@@ -374,7 +374,11 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
       {"dptun_gw_tunnel_from_agent_bytes_total", "Bytes received from the tunnel.", &TunnelTotals::from_agent_bytes},
       {"dptun_gw_tunnel_flows_total", "Flows created.", &TunnelTotals::flows_created},
       {"dptun_gw_tunnel_auth_failures_total", "Frames that failed authentication.", &TunnelTotals::auth_fail},
-      {"dptun_gw_tunnel_replays_total", "Frames refused as replays.", &TunnelTotals::replay}};
+      {"dptun_gw_tunnel_replays_total", "Frames refused as replays.", &TunnelTotals::replay},
+      {"dptun_gw_tunnel_targets_unreachable_total", "ICMP errors from the agents about the flows' targets.",
+       &TunnelTotals::targets_unreachable},
+      {"dptun_gw_tunnel_flows_unanswered_total", "TCP flows that ended without an answer from their target.",
+       &TunnelTotals::flows_unanswered}};
   std::vector<std::pair<uint16_t, const TunnelPool*>> tunnels;
   for (uint16_t slot = 0; slot < dp.tunnels.capacity(); ++slot)
     if (const TunnelPool* tu = dp.tunnels.get(slot)) tunnels.emplace_back(slot, tu);
