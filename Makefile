@@ -5,7 +5,10 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test unit asan e2e demo bench fuzz clean
+PREFIX ?= /usr/local
+SYSTEMD_DIR ?= /etc/systemd/system
+
+.PHONY: all deps test unit asan e2e demo bench fuzz install clean
 
 all: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -17,11 +20,14 @@ $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
 $(ASAN_BUILD)/build.ninja:
-	meson setup $(ASAN_BUILD) -Dprograms=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	meson setup $(ASAN_BUILD) -Dprograms=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+	  -Dcpp_args=-fsanitize=float-cast-overflow -Dcpp_link_args=-fsanitize=float-cast-overflow
 
 # Unit tests (also under ASan+UBSan), then the end-to-end tests in network namespaces.
 test: all asan
 	bash tests/scripts/test_install_deps.sh
+	bash tests/scripts/test_install.sh
+	bash tests/scripts/test_docs.sh
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
@@ -52,6 +58,24 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang-14 CXX=clang++-14 meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Dprograms=false \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+
+# Programs in $(PREFIX)/bin (dpgw, dpctld, dpctl, dpagent, dptun-pki), the sample configs in /etc/dptun (never
+# over an existing file), systemd units in $(SYSTEMD_DIR), docs in $(PREFIX)/share/doc/dptun. DESTDIR stages it
+# elsewhere (packaging, tests/scripts/test_install.sh).
+install: all
+	meson configure $(BUILD) -Dprefix=$(PREFIX) > /dev/null
+	meson install -C $(BUILD) --destdir "$(DESTDIR)" --quiet
+	install -D -m 755 scripts/dptun-pki "$(DESTDIR)$(PREFIX)/bin/dptun-pki"
+	install -D -m 755 scripts/hugepages.sh "$(DESTDIR)$(PREFIX)/lib/dptun/hugepages.sh"
+	install -d -m 750 "$(DESTDIR)/etc/dptun"
+	for f in dptun.conf dpctld.conf; do \
+	  [ -e "$(DESTDIR)/etc/dptun/$$f" ] || install -m 640 "conf/$$f" "$(DESTDIR)/etc/dptun/$$f"; done
+	install -d "$(DESTDIR)$(SYSTEMD_DIR)" "$(DESTDIR)$(PREFIX)/share/doc/dptun"
+	for u in systemd/*.service; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' "$$u" > "$(DESTDIR)$(SYSTEMD_DIR)/$$(basename "$$u")"; done
+	install -m 644 README.md docs/*.md "$(DESTDIR)$(PREFIX)/share/doc/dptun/"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: $(PREFIX)/bin/{dpgw,dpctld,dpctl,dpagent,dptun-pki}, /etc/dptun, $(SYSTEMD_DIR)/{dpgw,dpctld,dpagent@}.service"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -128,6 +128,14 @@ ControlClient::~ControlClient() {
 }
 
 bool ControlClient::load(std::string& error) {
+  for (const std::string* f : {&opt_.cert, &opt_.key, &opt_.ca}) {
+    FILE* probe = fopen(f->c_str(), "r");
+    if (!probe) {
+      error = "cannot read " + *f + ": " + strerror(errno);
+      return false;
+    }
+    fclose(probe);
+  }
   if (g_seen_index < 0) g_seen_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   ctx_ = ctx;

@@ -10,6 +10,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
+#include "common/clock.hpp"
 #include "common/hex.hpp"
 #include "common/log.hpp"
 #include "common/uuid.hpp"
@@ -88,7 +89,7 @@ double parse_seconds(const std::string& flag, const char* v, double min, double 
   char* end = nullptr;
   double d = strtod(v, &end);
   if (!end || *end || !(d >= min && d <= max))
-    fail(flag + " expects a number of seconds between " + std::to_string(min) + " and " + std::to_string(max));
+    fail(flag + " expects a number of seconds between " + seconds_text(min) + " and " + seconds_text(max));
   return d;
 }
 

@@ -1,7 +1,9 @@
 // Monotonic and wall-clock nanoseconds for slow-path code (the dataplane uses TSC-derived time).
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <ctime>
+#include <string>
 
 namespace dptun {
 
@@ -15,6 +17,13 @@ inline uint64_t realtime_ns() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// A duration for people: "5", "0.1", "86400" (seconds as %g, not to_string's "5.000000").
+inline std::string seconds_text(double s) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%g", s);
+  return buf;
 }
 
 constexpr uint64_t kNsPerSec = 1000000000ull;

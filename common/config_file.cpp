@@ -1,5 +1,7 @@
 #include "common/config_file.hpp"
 
+#include "common/clock.hpp"
+
 #include <cmath>
 #include <cstring>
 
@@ -112,8 +114,8 @@ uint64_t config_duration_ns(const libconfig::Setting& group, const char* key, do
     config_fail(*s, "expected a number of seconds");
   }
   if (!(v >= min_s && v <= max_s))
-    config_fail(*s, "value " + std::to_string(v) + " s out of range " + std::to_string(min_s) + ".." +
-                        std::to_string(max_s) + " s");
+    config_fail(*s, "value " + seconds_text(v) + " s out of range " + seconds_text(min_s) + ".." +
+                        seconds_text(max_s) + " s");
   return uint64_t(std::llround(v * 1e9));
 }
 

@@ -19,8 +19,7 @@ MHD_Result answer(void* cls, MHD_Connection* conn, const char* url, const char* 
     return MHD_YES;
   }
   const bool ok = std::strcmp(method, "GET") == 0 && std::strcmp(url, "/metrics") == 0;
-  std::string body = ok ? self->current() : "not found: GET /metrics\n";
-  if (ok) self->count_scrape();
+  std::string body = ok ? self->fresh() : "not found: GET /metrics\n";
   MHD_Response* r = MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
   if (!r) return MHD_NO;
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ok ? "text/plain; version=0.0.4" : "text/plain");
@@ -53,12 +52,20 @@ bool MetricsHttp::start(Endpoint at, std::string& error) {
 }
 
 void MetricsHttp::publish(std::string text) {
-  std::lock_guard<std::mutex> lock(mu_);
-  text_ = std::move(text);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    text_ = std::move(text);
+    ++generation_;
+  }
+  published_.notify_all();
 }
 
-std::string MetricsHttp::current() {
-  std::lock_guard<std::mutex> lock(mu_);
+std::string MetricsHttp::fresh() {
+  scrapes_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t before = generation_;
+  wanted_.store(true, std::memory_order_release);
+  published_.wait_for(lock, std::chrono::seconds(1), [&] { return generation_ != before; });
   return text_;
 }
 

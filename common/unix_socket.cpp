@@ -29,18 +29,18 @@ static bool make_addr(const std::string& path, sockaddr_un& addr, std::string& e
   return true;
 }
 
-static void make_parent_dir(const std::string& path) {
+void make_parent_dirs(const std::string& path, unsigned mode) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
   std::string dir = path.substr(0, slash);
   for (size_t i = 1; i <= dir.size(); ++i)
-    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), mode_t(mode));
 }
 
 Fd unix_listen(const std::string& path, unsigned mode, std::string& error) {
   sockaddr_un addr;
   if (!make_addr(path, addr, error)) return Fd();
-  make_parent_dir(path);
+  make_parent_dirs(path, 0755);
   Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     error = std::string("socket: ") + strerror(errno);

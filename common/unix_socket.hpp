@@ -34,6 +34,9 @@ class Fd {
   int fd_ = -1;
 };
 
+// Creates the directories above `path` that are missing, with `mode` (existing ones are left as they are).
+void make_parent_dirs(const std::string& path, unsigned mode);
+
 // A non-blocking listening unix socket at `path` (stale socket removed, parent directory created, mode set).
 // Fails when another running process answers on the path.
 Fd unix_listen(const std::string& path, unsigned mode, std::string& error);

@@ -2,7 +2,66 @@
 
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
+#include "common/json_fields.hpp"
+
 namespace dptun {
+
+AgentMessage parse_agent_message(std::string_view line) {
+  using nlohmann::json;
+  AgentMessage m;
+  const json msg = json::parse(line, nullptr, false);
+  if (msg.is_discarded() || !msg.is_object() || !field(msg, "type") || !msg["type"].is_string()) {
+    m.error = "malformed message (expected one JSON object per line)";
+    return m;
+  }
+  const std::string type = msg["type"];
+  if (type == "ping") {
+    m.kind = AgentMessage::Kind::Ping;
+    return m;
+  }
+  if (type != "register") {
+    m.error = "unknown message type '" + type + "'";
+    return m;
+  }
+  if (!field(msg, "version") || json_int_in(msg["version"], 0, 1 << 30) != kControlProtocolVersion) {
+    m.bad_version = true;
+    m.error = "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")";
+    return m;
+  }
+  if (!field(msg, "tunnel") || !msg["tunnel"].is_string()) {
+    m.error = "register: 'tunnel' (id or name) is required";
+    return m;
+  }
+  if (field(msg, "weight")) {
+    auto w = json_int_in(msg["weight"], 1, 255);
+    if (!w) {
+      m.error = "weight must be 1..255";
+      return m;
+    }
+    m.weight = int(*w);
+  }
+  if (field(msg, "name")) {
+    if (!msg["name"].is_string()) {
+      m.error = "register: 'name' must be a string";
+      return m;
+    }
+    m.name = msg["name"].get<std::string>().substr(0, 64);
+  }
+  if (field(msg, "role")) {
+    const std::string role = msg["role"].is_string() ? msg["role"].get<std::string>() : "";
+    if (role != "agent" && role != "visitor") {
+      m.error = "register: 'role' must be \"agent\" or \"visitor\"";
+      return m;
+    }
+    m.visitor = role == "visitor";
+  }
+  m.tunnel = msg["tunnel"].get<std::string>();
+  m.kind = AgentMessage::Kind::Register;
+  return m;
+}
+
 
 std::vector<uint8_t> export_session_secret(SSL* ssl, uint32_t session_index) {
   std::vector<uint8_t> secret(32);

@@ -11,6 +11,7 @@
 
 #include "common/unix_socket.hpp"
 #include "control/dpctl_output.hpp"
+#include "version.hpp"
 
 using namespace dptun;
 using nlohmann::json;
@@ -152,7 +153,7 @@ const std::vector<Command>& commands() {
        }},
       {"entry", "list", "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
        [](const Args&) { return json{{"cmd", "entry.list"}}; }},
-      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL --target IP:PORT [--private] [--proxy-protocol]",
+      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL [--target IP[:PORT]] [--private] [--proxy-protocol]",
        "Adds a hostname rule for entry points routed by hostname (dpctl entry add ... --route): clients asking\n"
        "for HOSTNAME are carried through TUNNEL (name or id) to the target. HOSTNAME is example.org (exactly),\n"
        "*.example.com or .example.com (the same: the domain and every subdomain), or ~REGEX (the whole name\n"
@@ -202,6 +203,7 @@ std::string usage() {
        std::string(kDefaultSocket) +
        ")\n"
        "  --json         print dpctld's reply as JSON, for scripts\n"
+       "  --version      the version\n"
        "  --help         this text; 'dpctl COMMAND --help' explains one command\n"
        "\n"
        "Exit status: 0 on success, 1 when dpctld refuses or cannot be reached, 2 on a usage error.\n";
@@ -224,7 +226,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--json") {
+    if (a == "--version") {
+      printf("dpctl %s\n", DPTUN_VERSION);
+      return 0;
+    } else if (a == "--json") {
       as_json = true;
     } else if (a == "--help" || a == "-h" || (a == "help" && words.empty())) {
       help = true;

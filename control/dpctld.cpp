@@ -92,6 +92,7 @@ bool Dpctld::start(std::string& error) {
   if (cfg_.failure_log == "-") {
     failure_log_ = stdout;
   } else {
+    make_parent_dirs(cfg_.failure_log, 0750);  // /var/log/dptun on a host without systemd's LogsDirectory
     failure_log_ = fopen(cfg_.failure_log.c_str(), "a");
     if (!failure_log_) {
       error = cfg_.failure_log + ": cannot open the handshake failure log: " + strerror(errno);
@@ -232,6 +233,7 @@ void Dpctld::reload() {
   next.state_file = cfg_.state_file;
   next.metrics_listen = cfg_.metrics_listen;
   if (next.failure_log != cfg_.failure_log) {
+    if (next.failure_log != "-") make_parent_dirs(next.failure_log, 0750);
     FILE* f = next.failure_log == "-" ? stdout : fopen(next.failure_log.c_str(), "a");
     if (!f) {
       LOG_ERROR("reload: %s: cannot open the failure log (%s); keeping %s", next.failure_log.c_str(), strerror(errno),
@@ -321,10 +323,7 @@ void Dpctld::tick() {
     next_crl_check_ns_ = now + 3600 * kNsPerSec;
   }
   serve_api();
-  if (metrics_.running() && now - last_metrics_ns_ >= 1'000'000'000ull) {  // what scrapes get: at most 1 s old
-    metrics_.publish(metrics_text());
-    last_metrics_ns_ = now;
-  }
+  if (metrics_.wanted()) metrics_.publish(metrics_text());  // a scrape waits for it
   gateway_->tick(now);
   // A session whose agent is gone (no control connection) and that carries no traffic any more is removed.
   std::vector<uint32_t> expired;
@@ -548,55 +547,18 @@ void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
 }
 
 void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
-  json msg = json::parse(line, nullptr, false);
-  if (msg.is_discarded() || !msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
-    refuse(ch, Refusal::BadRequest, "malformed message (expected one JSON object per line)");
-    return;
-  }
-  const std::string type = msg["type"];
-  if (type == "ping") {
-    ch.send("{\"type\":\"pong\"}");
-    return;
-  }
-  if (type != "register") {
-    refuse(ch, Refusal::BadRequest, "unknown message type '" + type + "'");
-    return;
-  }
-  if (!field(msg, "version") || json_int_in(msg["version"], 0, 1 << 30) != kControlProtocolVersion) {
-    refuse(ch, Refusal::Version, "unsupported protocol version (this dpctld speaks " + std::to_string(kControlProtocolVersion) + ")");
-    return;
-  }
-  if (!msg.contains("tunnel") || !msg["tunnel"].is_string()) {
-    refuse(ch, Refusal::BadRequest, "register: 'tunnel' (id or name) is required");
-    return;
-  }
-  int weight = 1;
-  if (field(msg, "weight")) {
-    auto w = json_int_in(msg["weight"], 1, 255);
-    if (!w) {
-      refuse(ch, Refusal::BadRequest, "weight must be 1..255");
+  const AgentMessage m = parse_agent_message(line);
+  switch (m.kind) {
+    case AgentMessage::Kind::Ping:
+      ch.send("{\"type\":\"pong\"}");
       return;
-    }
-    weight = int(*w);
-  }
-  std::string name;
-  if (msg.contains("name")) {
-    if (!msg["name"].is_string()) {
-      refuse(ch, Refusal::BadRequest, "register: 'name' must be a string");
+    case AgentMessage::Kind::Invalid:
+      refuse(ch, m.bad_version ? Refusal::Version : Refusal::BadRequest, m.error);
       return;
-    }
-    name = msg["name"].get<std::string>().substr(0, 64);
-  }
-  bool visitor = false;
-  if (msg.contains("role")) {
-    const std::string role = msg["role"].is_string() ? msg["role"].get<std::string>() : "";
-    if (role != "agent" && role != "visitor") {
-      refuse(ch, Refusal::BadRequest, "register: 'role' must be \"agent\" or \"visitor\"");
+    case AgentMessage::Kind::Register:
+      handle_register(ch, m.tunnel, m.weight, m.name, m.visitor);
       return;
-    }
-    visitor = role == "visitor";
   }
-  handle_register(ch, msg["tunnel"].get<std::string>(), weight, name, visitor);
 }
 
 void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name,

@@ -64,6 +64,9 @@ class Dpctld {
   // config or TLS file changes nothing.
   void reload();
 
+  // What the dpctl API would answer to `line` without changing anything (a change is checked against the state
+  // as it is, never saved or pushed): the fuzz harness's entry, usable before start().
+  std::string api_dry_run(const std::string& line);
   const DpctldCounters& counters() const { return counters_; }
   const SessionRegistry& sessions() const { return sessions_; }
   std::string metrics_text() const;
@@ -134,7 +137,6 @@ class Dpctld {
   TlsServer tls_;
   std::unique_ptr<AgentListener> listener_;
   MetricsHttp metrics_;
-  uint64_t last_metrics_ns_ = 0;
   std::unique_ptr<GatewayLink> gateway_;
   LineServer api_;
   Background background_;         // Hyperscan compiles and state file writes, off the event loop

@@ -70,6 +70,25 @@ std::optional<std::string> Dpctld::handle_api(const std::string& line, uint64_t 
   return api_reply_text(reply);
 }
 
+std::string Dpctld::api_dry_run(const std::string& line) {
+  json reply;
+  try {
+    json req = json::parse(line, nullptr, false);
+    if (req.is_discarded() || !req.is_object()) throw ApiError("send one JSON object per request");
+    const std::string cmd = str_of(req, "cmd");
+    if (is_change(cmd)) {
+      Change c = prepare_change(req);  // checks and builds the next state; its commit never runs
+      reply = json{{"ok", true}, {"tunnels", c.next.tunnels.size()}, {"entry_points", c.next.entry_points.size()},
+                   {"ingress", c.next.ingress.size()}, {"patterns", c.patterns.size()}};
+    } else if (auto r = handle_api(line, 0)) {
+      return *r;
+    }
+  } catch (const std::exception& e) {
+    reply = json{{"ok", false}, {"error", e.what()}};
+  }
+  return api_reply_text(reply);
+}
+
 // Names come from operators: invalid UTF-8 is replaced, never an exception out of the event loop.
 std::string Dpctld::api_reply_text(const json& reply) {
   return reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
@@ -372,7 +391,7 @@ Dpctld::Change Dpctld::api_entry_add(const json& req) {
   if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) throw ApiError(problem);
   // A listen address the gateway does not own would never see a packet (dpgw refuses it too).
   std::vector<Ipv4> owned;
-  for (const std::string& a : gateway_->gateway_addresses())
+  for (const std::string& a : gateway_ ? gateway_->gateway_addresses() : std::vector<std::string>{})
     if (auto ip = Ipv4::parse(a)) owned.push_back(*ip);
   if (e.listen && !owned.empty() && std::find(owned.begin(), owned.end(), *e.listen) == owned.end())
     throw ApiError("--listen " + e.listen->str() + " is not an address of the gateway (its ports have " +

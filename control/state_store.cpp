@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/json_fields.hpp"
+#include "common/unix_socket.hpp"
 
 namespace dptun {
 
@@ -178,8 +179,7 @@ bool save_state(const std::string& path, const PersistedState& s, std::string& e
   const std::string text = encode_state(s).dump(2) + "\n";
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  for (size_t i = 1; i <= dir.size(); ++i)
-    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0750);
+  make_parent_dirs(path, 0750);
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) {

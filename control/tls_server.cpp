@@ -6,7 +6,9 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace dptun {
@@ -129,6 +131,17 @@ bool TlsServer::load(const TlsFiles& files, std::string& error) {
   if (!ctx) {
     error = "cannot create a TLS context: " + openssl_errors();
     return false;
+  }
+  // A missing or unreadable file says so (OpenSSL's own error queue for it is three lines of library names).
+  for (const std::string* f : {&files.ca, &files.cert, &files.key, &files.crl}) {
+    if (f->empty()) continue;
+    FILE* probe = fopen(f->c_str(), "r");
+    if (!probe) {
+      error = "cannot read " + *f + ": " + strerror(errno) +
+              " (dptun-pki makes a CA, dpctld's certificate and a CRL: dptun-pki --help)";
+      return false;
+    }
+    fclose(probe);
   }
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/json_fields.hpp"
 #include "common/line_server.hpp"
 #include "common/log.hpp"
@@ -31,7 +33,8 @@ json status_of(Dataplane& dp, GatewayState& state) {
                         {"role", s->visitor ? "visitor" : "agent"},
                         {"endpoint", s->has_peer() ? s->peer().str() : std::string()},
                         {"last_rx_age_s", last ? json(double(now - last) / 1e9) : json(nullptr)},
-                        {"flows_pinned", s->flows_pinned.load(std::memory_order_relaxed)}});
+                        {"flows_pinned", std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))},
+                        {"flows_total", s->flows_total.load(std::memory_order_relaxed)}});
   }
   return {{"type", "status"}, {"sessions", sessions}, {"stats", json::parse(stats_json(dp))}};
 }

@@ -100,6 +100,7 @@ void ControlLoop::reload() {
 
 void ControlLoop::tick(uint64_t now_ns) {
   if (dp_.reload.exchange(false)) reload();
+  if (metrics_.wanted()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));  // a scrape waits for it
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
   for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
@@ -127,7 +128,6 @@ void ControlLoop::tick(uint64_t now_ns) {
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);
-    if (metrics_.running()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));
     last_report_ns_ = now_ns;
   }
   ControlContext ctx{dp_, state_, controller_, control_, now_ns};

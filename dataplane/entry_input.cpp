@@ -64,6 +64,20 @@ void Worker::release_name(Flow& f) {
   f.name_slot = BindingBuffers::kNone;
 }
 
+void Worker::release_flow(void* worker, const Flow& f) {
+  if (!f.session_serial) return;
+  TunnelSession* s = static_cast<Worker*>(worker)->dp_.sessions.find(f.session_index);
+  if (s && s->serial == f.session_serial) s->flows_pinned.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::pin_flow(Flow& f, TunnelSession& s) {
+  release_flow(this, f);
+  f.session_index = s.index;
+  f.session_serial = s.serial;
+  s.flows_pinned.fetch_add(1, std::memory_order_relaxed);
+  s.flows_total.fetch_add(1, std::memory_order_relaxed);
+}
+
 Flow* Worker::new_flow(const FlowKey& key, uint32_t hash) {
   bool evicted;
   Flow* f = flows_.insert(key, hash, now_ns_, evicted);
@@ -189,8 +203,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
           refuse(Drop::NoSession);
           continue;
         }
-        f->session_index = s->index;
-        s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
+        pin_flow(*f, *s);
         stats.flows_repinned.add();
         repinned = true;
       }
@@ -212,7 +225,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         refuse(Drop::FlowTableFull);
         continue;
       }
-      f->session_index = s->index;
+      pin_flow(*f, *s);
       f->tunnel = tunnel;
       f->tunnel_generation = pool->generation;
       f->udp_ttl_ms = uint32_t(ep.udp_ttl_ns / 1000000ull);
@@ -226,7 +239,6 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
-      s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
       stats.flows_created.add();
       tunnel_stats[tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;

@@ -112,6 +112,7 @@ void FlowTable::index_erase(uint32_t hole) {
 
 void FlowTable::erase(Flow& f) {
   if (!f.in_use) return;
+  if (release_hook_) release_hook_(release_ctx_, f);
   index_erase(index_find(f));
   f.in_use = false;
   free_ring_[(free_head_ + free_count_) % free_ring_.size()] = uint32_t(&f - flows_.data());

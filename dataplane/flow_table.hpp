@@ -81,6 +81,7 @@ struct Flow {
   bool keepalive = false;    // UDP: traffic refreshes the deadline
   uint32_t generation = 0;
   uint32_t session_index = 0;
+  uint32_t session_serial = 0;    // the session's serial when the flow was pinned to it (0: not pinned)
   uint16_t tunnel = 0;            // TunnelTable slot
   uint32_t tunnel_generation = 0; // the slot's tunnel when the flow started; a different one means it has gone
   uint32_t udp_ttl_ms = 0;
@@ -123,6 +124,12 @@ class FlowTable {
     return uint64_t(f.generation) << 32 | uint64_t(worker_) << kSlotBits | uint32_t(&f - flows_.data());
   }
   void erase(Flow& f);
+  // Called for every flow that leaves the table (erase, expiry, eviction), before its slot is reused.
+  using ReleaseHook = void (*)(void* ctx, const Flow& f);
+  void set_release_hook(ReleaseHook hook, void* ctx) {
+    release_hook_ = hook;
+    release_ctx_ = ctx;
+  }
   // Looks at up to `budget` slots from a rotating cursor and removes flows whose deadline passed, calling
   // `on_expire(const Flow&)` for each just before it goes.
   template <class OnExpire>
@@ -168,6 +175,8 @@ class FlowTable {
   uint32_t cursor_ = 0;
   uint32_t sample_ = 0;
   uint8_t worker_;
+  ReleaseHook release_hook_ = nullptr;
+  void* release_ctx_ = nullptr;
 };
 
 }  // namespace dptun

@@ -155,6 +155,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   }
   auto s = std::make_unique<TunnelSession>();
   s->index = spec.index;
+  s->serial = next_session_serial_++;
   s->tunnel = t->slot;
   s->weight = spec.weight;
   s->rx_worker = uint16_t(spec.index % dp_.workers.size());
@@ -246,6 +247,11 @@ bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
     entries_.push_back(spec);
   }
   publish_entries();
+  const TunnelRec* t = spec.route == EntryRoute::Fixed ? find_tunnel(spec.tunnel) : nullptr;
+  LOG_INFO("entry point %s/%u%s%s set: %s", spec.proto == 6 ? "tcp" : "udp", unsigned(spec.port),
+           spec.listen ? " on " : "", spec.listen ? spec.listen->str().c_str() : "",
+           t ? ("tunnel " + t->name + " -> " + spec.target.str()).c_str()
+             : (std::string("routed by ") + entry_route_name(spec.route)).c_str());
   return true;
 }
 
@@ -262,6 +268,7 @@ bool GatewayState::remove_entry(uint8_t proto, uint16_t port, std::string& error
   }
   entries_.erase(it);
   publish_entries();
+  LOG_INFO("entry point %s/%u removed", proto == 6 ? "tcp" : "udp", unsigned(port));
   return true;
 }
 

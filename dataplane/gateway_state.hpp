@@ -78,6 +78,7 @@ class GatewayState {
   Reclaimer& reclaimer_;
   std::vector<bool> slot_used_;
   uint32_t next_generation_ = 1;
+  uint32_t next_session_serial_ = 1;
   std::map<std::string, TunnelRec> tunnels_;     // by id text
   std::map<uint32_t, TunnelSession*> sessions_;  // owned; published in dp_.sessions
   std::map<uint32_t, bool> orphans_;

@@ -555,7 +555,7 @@ void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, st
   }
   if (!s) return refuse_binding(port, client_mac, fl, why, kBadGateway);
   Route rt = dp_.routes->lookup(s->peer().ip.value);
-  fl.session_index = s->index;
+  pin_flow(fl, *s);
   fl.tunnel = r->tunnel;
   fl.tunnel_generation = pool->generation;
   // A rule without a target leaves the choice to the agent (agent-side routing): 0.0.0.0 and the hostname.
@@ -564,7 +564,6 @@ void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, st
   if (!r->target && !hold_name(fl, name)) return refuse_binding(port, client_mac, fl, Drop::BindingFull, kUnavailable);
   fl.mss_clamp = uint16_t(dp_.ports[rt.valid ? rt.port : 0].mtu - kUnderlayOverhead - 40);
   fl.bind.proxy_protocol = r->proxy_protocol;
-  s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
   stats.flows_created.add();
   stats.hostname_routed.add();
   tunnel_stats[fl.tunnel].flows_created.add();

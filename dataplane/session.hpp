@@ -48,6 +48,7 @@ struct KeySlots {
 struct alignas(64) TunnelSession {
   // Identity: immutable while workers run.
   uint32_t index = 0;
+  uint32_t serial = 0;  // unique per session object of this process (GatewayState counts them): flows name it
   uint16_t tunnel = 0;
   uint8_t weight = 1;
   uint16_t rx_worker = 0;  // the only worker that decrypts this session's frames (owns the replay window)
@@ -71,7 +72,11 @@ struct alignas(64) TunnelSession {
   std::atomic<uint64_t> wanted_epoch{kNoEpoch}; // an epoch a frame used that has no key (unauthenticated hint)
   std::atomic<uint64_t> last_rx_ns{0};
   std::atomic<uint64_t> endpoint_changes{0};
-  std::atomic<uint64_t> flows_pinned{0};  // flows pinned to this session (any worker adds, rarely)
+  // Flows pinned to this session now: +1 when a flow is pinned to it, -1 when that flow moves to another
+  // session or ends (any worker, rarely). Flows carry `serial` so that a session reusing this index later is
+  // never counted down for them.
+  std::atomic<int64_t> flows_pinned{0};
+  std::atomic<uint64_t> flows_total{0};  // flows ever pinned to it (new and moved here)
 
   // Control lcore only.
   uint64_t ctl_tx_epoch = kNoEpoch;

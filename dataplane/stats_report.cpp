@@ -2,6 +2,7 @@
 
 #include <rte_ethdev.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -170,7 +171,8 @@ std::string stats_json(const Dataplane& dp) {
           .field("live", GatewayState::session_live(*s, now, dp.cfg->session_timeout_ns))
           .field("endpoint", s->has_peer() ? s->peer().str() : std::string())
           .field("endpoint_changes", s->endpoint_changes.load(std::memory_order_relaxed))
-          .field("flows_pinned", s->flows_pinned.load(std::memory_order_relaxed))
+          .field("flows_pinned", uint64_t(std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))))
+          .field("flows_total", s->flows_total.load(std::memory_order_relaxed))
           .field("tx_epoch", epoch_of(s->tx_counter.load(std::memory_order_relaxed)));
       uint64_t rx_epoch = s->rx_epoch.load(std::memory_order_relaxed);
       if (rx_epoch == kNoEpoch)
@@ -395,7 +397,7 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
   p.family("dptun_gw_session_flows_pinned", "gauge", "Flows pinned to the session.");
   for (const auto& [slot, tu] : tunnels)
     for (const TunnelSession* s : tu->sessions)
-      p.sample("dptun_gw_session_flows_pinned", double(s->flows_pinned.load(std::memory_order_relaxed)),
+      p.sample("dptun_gw_session_flows_pinned", double(std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))),
                tunnel_labels(tu) + "," + prom_label("session", std::to_string(s->index)));
   p.family("dptun_gw_session_last_rx_age_seconds", "gauge", "Seconds since the session's agent was last heard.");
   for (const auto& [slot, tu] : tunnels)

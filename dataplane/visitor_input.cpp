@@ -64,7 +64,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
         drop(m, Drop::NoSession);
         return;
       }
-      f->session_index = s->index;
+      pin_flow(*f, *s);
       stats.flows_repinned.add();
     }
     if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
@@ -104,7 +104,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
       drop(m, Drop::FlowTableFull);
       return;
     }
-    f->session_index = s->index;
+    pin_flow(*f, *s);
     f->tunnel = v.tunnel;
     f->tunnel_generation = pool->generation;
     f->udp_ttl_ms = uint32_t(fc.udp_ttl_ns / 1000000ull);
@@ -119,7 +119,6 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
       drop(m, Drop::BindingFull);
       return;
     }
-    s->flows_pinned.fetch_add(1, std::memory_order_relaxed);
     stats.flows_created.add();
     stats.visitor_flows.add();
     tunnel_stats[v.tunnel].flows_created.add();

@@ -47,6 +47,7 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
   std::string name = "handoff_" + std::to_string(id);
   handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
   if (!handoff_) throw std::runtime_error("cannot create ring " + name);
+  flows_.set_release_hook(&Worker::release_flow, this);
   ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)

@@ -157,6 +157,10 @@ class Worker {
   bool session_usable(const TunnelSession& s) const;
   // A new flow for `key` (a full table evicts an idle flow, counted); nullptr when none can be had.
   Flow* new_flow(const FlowKey& key, uint32_t hash);
+  // Pins a flow to a session (a new flow, or one moved off a session that went away): the sessions' counts of
+  // pinned flows follow, so a moved flow is counted on its new session only.
+  void pin_flow(Flow& f, TunnelSession& s);
+  static void release_flow(void* worker, const Flow& f);  // FlowTable's release hook: the flow's session counts it down
   // frag_input.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
     Worker& w;

@@ -17,7 +17,7 @@ GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
 write_dpctld_conf "$GW_UNDERLAY:7443"
 sed -i 's/^};/  failure_log_rate = 10;\n};/' "$WORK/dpctld.conf"
 sed -e "s|7443|7444|; s|$WORK/dpctld.sock|$WORK/second.sock|; s|$WORK/state/|$WORK/state2/|" \
-    -e "s|$WORK/failures.jsonl|$WORK/failures2.jsonl|; s|127.0.0.1:9108|127.0.0.1:9109|" "$WORK/dpctld.conf" > "$WORK/second.conf"
+    -e "s|$WORK/failures.jsonl|$WORK/failures2.jsonl|; s|127.0.0.1:9108|127.0.0.1:9118|" "$WORK/dpctld.conf" > "$WORK/second.conf"
 second() { "$DPCTL" --socket "$WORK/second.sock" "$@"; }
 
 start_gw

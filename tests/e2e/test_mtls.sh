@@ -46,7 +46,8 @@ client() {  # client ARGS...: one s_client handshake (and, with STDIN_FILE, a me
     timeout 10 ip netns exec "$NS" openssl s_client -connect 127.0.0.1:7443 -servername "$TUNNEL" \
       -CAfile "$WORK/pki/ca.pem" -quiet -no_ign_eof "$@" > "$WORK/client.out" 2> "$WORK/client.err" || true
 }
-lines() { [ -f "$WORK/failures.jsonl" ] && wc -l < "$WORK/failures.jsonl" || echo 0; }
+# handshake failure lines (refused registrations have lines of their own: agent_registration_refused)
+lines() { local n; n=$(grep -c '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null); echo "${n:-0}"; }
 
 # check CASE REASON S_CLIENT_ARGS... : exactly one new line with REASON, the counter +1, no session
 check() {
@@ -55,11 +56,12 @@ check() {
   before=$(lines)
   count_before=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
   "$@"
-  wait_for 10 "$name: a failure line" bash -c "[ \$(wc -l < '$WORK/failures.jsonl' 2>/dev/null || echo 0) -gt $before ]"
+  more_lines() { [ "$(lines)" -gt "$before" ]; }
+  wait_for 10 "$name: a failure line" more_lines
   sleep 0.3
   after=$(lines)
   [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1"
-  tail -n 1 "$WORK/failures.jsonl" > "$WORK/last.json"
+  grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -n 1 > "$WORK/last.json"
   jq -e --arg r "$reason" '.reason == $r' "$WORK/last.json" > /dev/null ||
     fail "$name: reason $(jq -r .reason "$WORK/last.json"), expected $reason: $(cat "$WORK/last.json")"
   jq -e '.event == "agent_tls_handshake_failed" and (.time | test("^20[0-9]{2}-")) and (.client | test("^127\\.0\\.0\\.1:[0-9]+$"))
@@ -107,6 +109,9 @@ grep -q '"type":"refused"' "$WORK/client.out" || fail "not refused: $(cat "$WORK
 grep -q "may not serve tunnel" "$WORK/client.out" || fail "refusal reason: $(cat "$WORK/client.out")"
 [ "$(metric dptun_registrations_total 'result="refused"')" = 1 ] || fail "refused counter"
 [ "$(lines)" -eq "$before" ] || fail "a refused registration logged a handshake failure"
+grep '"event":"agent_registration_refused"' "$WORK/failures.jsonl" | tail -1 |
+  jq -e '.reason == "not_allowed" and .certificate.subject == "CN=agent-2" and (.detail | test("identities CN=agent-2"))' > /dev/null ||
+  fail "the refusal's line: $(grep agent_registration_refused "$WORK/failures.jsonl" | tail -1)"
 
 log "malformed registrations (wrong types, junk) are refused; dpctld stays up"
 for msg in '{"type":"register","version":"1","tunnel":"iperf"}' '{"type":"register","version":1,"tunnel":"iperf","weight":"x"}' \

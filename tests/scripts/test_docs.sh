@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The docs name what the programs can say: every drop reason `dpgw stats` can print is in docs/operations.md's
+# table, every handshake failure reason, registration refusal reason and agent-side TLS failure in
+# docs/control-plane.md. The names are read from the sources, so a new reason without a line in the docs fails.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+fails=0
+# names FILE: the string each `case ...: return "name";` of FILE returns
+names() { grep -oE 'case [A-Za-z:]+: return "[a-z0-9_]+";' "$here/$1" | sed -E 's/.*return "([a-z0-9_]+)";/\1/' | sort -u; }
+check() {  # check WHAT SOURCE DOC
+  local n=0 missing=() tables
+  tables=$(grep -E '^\|' "$here/$3")
+  for name in $(names "$2"); do
+    n=$((n + 1))
+    grep -qE "(^|[^a-z0-9_])$name([^a-z0-9_]|$)" <<< "$tables" || missing+=("$name")
+  done
+  if [ "$n" -lt 3 ]; then echo "FAIL $1: read only $n names from $2"; fails=$((fails + 1));
+  elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL $1 missing from $3's tables: ${missing[*]}"; fails=$((fails + 1));
+  else echo "ok   $1: all $n in $3"; fi
+}
+check "drop reasons" dataplane/counters.cpp docs/operations.md
+check "handshake failure reasons" control/handshake_failure.cpp docs/control-plane.md
+check "agent-side TLS failures" agent/tls_failure.cpp docs/control-plane.md
+refusals=$(grep -oE 'case Refusal::[A-Za-z]+: return "[a-z_]+";' "$here/control/dpctld.cpp" | sed -E 's/.*"([a-z_]+)";/\1/')
+missing=()
+for r in $refusals; do grep -q "\`$r\`" "$here/docs/control-plane.md" || missing+=("$r"); done
+if [ -z "$refusals" ]; then echo "FAIL refusal reasons: none read"; fails=$((fails + 1));
+elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL refusal reasons missing from docs/control-plane.md: ${missing[*]}"; fails=$((fails + 1));
+else echo "ok   refusal reasons: all in docs/control-plane.md"; fi
+[ "$fails" = 0 ] || exit 1
