@@ -9,7 +9,13 @@ SECS=${DEMO_SECONDS:-5}
 show() { echo "+ $*" | sed "s|$WORK|\$WORK|g"; }
 
 topology_up
-bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY" > /dev/null 2>&1
+log "certificates with dptun-pki: a CA, dpctld's certificate for the address agents use, one agent's"
+for step in "init $WORK/pki" "server $WORK/pki server --ip $GW_UNDERLAY" "agent $WORK/pki agent-1"; do
+  # shellcheck disable=SC2086
+  show dptun-pki $step
+  # shellcheck disable=SC2086
+  bash "$ROOT/scripts/dptun-pki" $step
+done
 GW_STATIC=0 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
 write_dpctld_conf "$GW_UNDERLAY:7443"
 log "dpgw on the gateway's two ports (kernel path dpgw-under on 10.99.2.1), dpctld listening on 10.99.2.1:7443"
@@ -19,8 +25,8 @@ start_dpctld "$NS_G"
 show dpctl tunnel add iperf --allow CN=agent-1
 dpctl tunnel add iperf --allow CN=agent-1 | tee "$WORK/add.txt"
 cmd=$(grep -E '^  dpagent ' "$WORK/add.txt" | sed 's/^  //')
-cmd=${cmd//AGENT.pem/$WORK/pki/agent1.pem}
-cmd=${cmd//AGENT.key/$WORK/pki/agent1.key}
+cmd=${cmd//AGENT.pem/$WORK/pki/agent-1.pem}
+cmd=${cmd//AGENT.key/$WORK/pki/agent-1.key}
 log "running that command in the agent's namespace (with the agent's certificate)"
 # shellcheck disable=SC2086
 ip netns exec "$NS_A" "$BUILD/agent/"$cmd > "$WORK/agent.out" 2> "$WORK/agent.log" &
