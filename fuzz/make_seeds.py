@@ -409,6 +409,29 @@ def reassembly():
     write("ipv4_reassembly", "oversize-end-disagree", frag(0, 3992, 8) + frag(1, 16, 8) + frag(1, 8, 8) + frag(1, 0, 8, True))
 
 
+def icmp_errors():
+    def case(error, new=("10.99.1.1", "10.99.1.2", "10.99.1.2", 40000, "10.99.1.1", 5201)):
+        f, t, qs, qsp, qd, qdp = new
+        return ip4(f) + ip4(t) + ip4(qs) + struct.pack("!H", qsp) + ip4(qd) + struct.pack("!H", qdp) + error
+
+    def icmp(type_, code, quoted, rest=0, src="10.99.2.9", dst="10.99.2.2"):
+        body = struct.pack("!BBHI", type_, code, 0, rest) + quoted
+        body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+        return ipv4(1, body, src=src, dst=dst, frag=0)
+
+    syn = ipv4(6, tcp(40000, 80, 0x02, src="10.99.2.2", dst="10.99.2.9"), src="10.99.2.2", dst="10.99.2.9")
+    dgram = ipv4(17, udp(40000, 53, b"q" * 30, src="10.99.2.2", dst="10.99.2.9"), src="10.99.2.2", dst="10.99.2.9")
+    write("icmp_error", "host-unreachable-tcp", case(icmp(3, 1, syn[:28])))
+    write("icmp_error", "port-unreachable-udp-whole", case(icmp(3, 3, dgram)))
+    write("icmp_error", "frag-needed-mtu", case(icmp(3, 4, dgram[:28], rest=1400)))
+    write("icmp_error", "time-exceeded", case(icmp(11, 0, syn[:28])))
+    opts = ipv4(17, udp(40000, 53, b"", src="10.99.2.2", dst="10.99.2.9"), src="10.99.2.2", dst="10.99.2.9",
+                options=b"\x01\x01\x01\x00")
+    write("icmp_error", "quote-with-ip-options", case(icmp(3, 13, opts)))
+    write("icmp_error", "quote-cut-short", case(icmp(3, 1, syn[:24])))
+    write("icmp_error", "echo-not-an-error", case(icmp(8, 0, syn[:28])))
+
+
 def failure_log():
     def case(flags, sni, versions=(0x0304, 0x0303), cert=None, reason=b""):
         b = bytes([flags]) + struct.pack("!I", 0) + bytes([len(versions)]) + b"".join(struct.pack("!H", v) for v in versions)
@@ -435,6 +458,7 @@ def main():
     control()
     failure_log()
     reassembly()
+    icmp_errors()
     print("seeds written under", CORPUS)
 
 
