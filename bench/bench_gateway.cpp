@@ -17,7 +17,7 @@
 
 #include "common/bytes.hpp"
 #include "common/log.hpp"
-#include "dataplane/gateway.hpp"
+#include "dataplane/main_lcore/gateway.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 #include "tests/support/ring_port.hpp"

@@ -2,7 +2,7 @@
 // the full state on every connect (so a restarted dpgw gets it all back), then each change as it happens, and
 // asks for the gateway's status every second (session liveness, counters).
 //
-// dpgw takes one controller at a time (dataplane/control_commands.hpp): this link says who it is (instance id,
+// dpgw takes one controller at a time (dataplane/main_lcore/control_commands.hpp): this link says who it is (instance id,
 // pid, host), learns its epoch, and sends it with every change. When dpgw says another dpctld controls it
 // (`controller_busy`) or that it was replaced (`fenced`), the link says so loudly, reports it (conflict()), and
 // tries again every 5 seconds; it never pushes state it does not own.

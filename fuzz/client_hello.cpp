@@ -20,7 +20,7 @@ using namespace dptun;
 
 namespace {
 
-// As large as dpgw's (dataplane/worker.hpp hello_scratch_).
+// As large as dpgw's (dataplane/loop/worker.hpp hello_scratch_).
 std::array<uint8_t, kMaxClientHello + 4> g_buffer, g_prefix_buffer;
 
 // Where the input is cut into prefixes, in increasing order: every byte for short inputs; otherwise the first

@@ -1,10 +1,10 @@
-// dpgw's config file (dataplane/gateway_config.hpp, conf/dptun.conf documents it), read by
+// dpgw's config file (dataplane/main_lcore/gateway_config.hpp, conf/dptun.conf documents it), read by
 // load_gateway_config() from a file as dpgw does. dpgw reports a ConfigError and exits; anything else escaping
 // the loader, a crash or a sanitizer report is a finding.
 // Inputs that name other files are skipped: `@include` and `psk_file` read whatever the operator points them
 // at (a trusted choice, e.g. /dev/zero would never end), which is not what this harness is about.
 #include "common/config_file.hpp"
-#include "dataplane/gateway_config.hpp"
+#include "dataplane/main_lcore/gateway_config.hpp"
 #include "fuzz/fuzz.hpp"
 
 using namespace dptun;

@@ -1,9 +1,9 @@
 // dpgw's decoding of dpctld's messages (proto/gateway_messages.hpp): one line of JSON as it arrives on dpgw's
 // control socket. Each decoder reads the object itself and every element of the lists a "sync" or
-// "ingress_set" carries, as dataplane/control_commands.cpp does; dpgw answers any std::exception with an error
+// "ingress_set" carries, as dataplane/main_lcore/control_commands.cpp does; dpgw answers any std::exception with an error
 // reply, so only crashes, sanitizer reports and escaping non-std exceptions are findings. Property: what a
 // decoder accepts encodes to a message that decodes to the same spec (dpctld and dpgw agree on the format).
-// (dataplane/control_commands.cpp's own reads, session_del's index and entry_del's port, need a running
+// (dataplane/main_lcore/control_commands.cpp's own reads, session_del's index and entry_del's port, need a running
 // dataplane and are not covered here.)
 #include <cmath>
 #include <string>

@@ -2,7 +2,7 @@
 // - plain (0): the rest is one whole frame. It goes to a real AgentSession as it arrived from the network (it
 //   must never open: nothing here knows the key), and then, as if it had authenticated, through what both ends
 //   do with a frame's plaintext: the header, the inner header, the name trailer and the inner IP packet
-//   (agent/agent.cpp, dataplane/tunnel_input.cpp and visitor_input.cpp). Properties: decode and encode agree,
+//   (agent/agent.cpp, dataplane/relay/tunnel_input.cpp and visitor_input.cpp). Properties: decode and encode agree,
 //   the trailer and packet lie inside the frame, a name read back is the name written.
 // - sealed (1): up to 16 frames sealed here with the gateway's key for the session (the key schedule of
 //   crypto/key_schedule.hpp), each [u8 type and flags][u8 counter step][step argument][u16 length][plaintext],

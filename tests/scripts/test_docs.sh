@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The docs name what the programs can say: every drop reason `dpgw stats` can print is in docs/operations.md's
 # table, every handshake failure reason, registration refusal reason and agent-side TLS failure in
-# docs/control-plane.md. The names are read from the sources, so a new reason without a line in the docs fails.
+# docs/control-plane.md; dataplane/README.md names every file of the data path. The names are read from the
+# sources, so a new reason without a line in the docs, or a new stage file missing from the README, fails.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 fails=0
@@ -18,7 +19,7 @@ check() {  # check WHAT SOURCE DOC
   elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL $1 missing from $3's tables: ${missing[*]}"; fails=$((fails + 1));
   else echo "ok   $1: all $n in $3"; fi
 }
-check "drop reasons" dataplane/counters.cpp docs/operations.md
+check "drop reasons" dataplane/tables/counters.cpp docs/operations.md
 check "handshake failure reasons" control/handshake_failure.cpp docs/control-plane.md
 check "agent-side TLS failures" agent/tls_failure.cpp docs/control-plane.md
 refusals=$(grep -oE 'case Refusal::[A-Za-z]+: return "[a-z_]+";' "$here/control/dpctld.cpp" | sed -E 's/.*"([a-z_]+)";/\1/')
@@ -27,4 +28,16 @@ for r in $refusals; do grep -q "\`$r\`" "$here/docs/control-plane.md" || missing
 if [ -z "$refusals" ]; then echo "FAIL refusal reasons: none read"; fails=$((fails + 1));
 elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL refusal reasons missing from docs/control-plane.md: ${missing[*]}"; fails=$((fails + 1));
 else echo "ok   refusal reasons: all in docs/control-plane.md"; fi
+# dataplane/README.md names every source file of dpgw's data path, as folder/stem (the .hpp/.cpp pair is one entry).
+missing=()
+n=0
+while IFS= read -r f; do
+  n=$((n + 1))
+  rel=${f#"$here/dataplane/"}
+  stem=${rel%.*}
+  grep -qE "\`${stem}(\.|\`)" "$here/dataplane/README.md" || missing+=("$rel")
+done < <(find "$here/dataplane" -name '*.cpp' -o -name '*.hpp' | sort)
+if [ "$n" -lt 20 ]; then echo "FAIL dataplane/README.md: found only $n source files"; fails=$((fails + 1));
+elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL dataplane/README.md does not name: ${missing[*]}"; fails=$((fails + 1));
+else echo "ok   dataplane/README.md names all $n source files of dataplane/"; fi
 [ "$fails" = 0 ] || exit 1

@@ -6,7 +6,7 @@
 
 #include "tests/unit/cmocka.hpp"
 
-#include "dataplane/binding_buffers.hpp"
+#include "dataplane/hostname/binding_buffers.hpp"
 
 using namespace dptun;
 

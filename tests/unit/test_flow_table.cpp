@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "dataplane/flow_table.hpp"
+#include "dataplane/tables/flow_table.hpp"
 
 using namespace dptun;
 

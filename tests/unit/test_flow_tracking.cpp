@@ -3,7 +3,7 @@
 // Every timeout in the config differs so a test cannot pass by picking the wrong one.
 #include "tests/unit/cmocka.hpp"
 
-#include "dataplane/flow_tracking.hpp"
+#include "dataplane/tables/flow_tracking.hpp"
 #include "packet/headers.hpp"
 
 using namespace dptun;

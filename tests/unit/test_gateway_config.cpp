@@ -5,8 +5,8 @@
 
 #include "tests/unit/config_fixture.hpp"
 
-#include "dataplane/eal_args.hpp"
-#include "dataplane/gateway_config.hpp"
+#include "dataplane/main_lcore/eal_args.hpp"
+#include "dataplane/main_lcore/gateway_config.hpp"
 
 using namespace dptun;
 using namespace dptun::test;

@@ -22,7 +22,7 @@
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "crypto/aead_openssl.hpp"
-#include "dataplane/gateway.hpp"
+#include "dataplane/main_lcore/gateway.hpp"
 #include "ingress/http_host.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"

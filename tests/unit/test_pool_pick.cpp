@@ -5,7 +5,7 @@
 
 #include "tests/unit/cmocka.hpp"
 
-#include "dataplane/pool_pick.hpp"
+#include "dataplane/entry/pool_pick.hpp"
 
 using namespace dptun;
 

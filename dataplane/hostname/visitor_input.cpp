@@ -1,0 +1,154 @@
+// Frames from visitors (dpagent visit, docs/hostname-routing.md "Visitors"): each opens or continues a flow from
+// the visitor to one of its own tunnel's services, chosen by the hostname the visitor names (any rule of the
+// tunnel, private ones included: visitors hold the tunnel's id) or, in direct mode, by the inner destination
+// itself. The flow then goes to an agent of the tunnel like a client's; replies return to the visitor in frames
+// of its own session.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/tables/flow_tracking.hpp"
+#include "dataplane/loop/worker.hpp"
+#include "ingress/client_hello.hpp"
+#include "packet/ipv4_rewrite.hpp"
+#include "packet/tcp_mss.hpp"
+
+namespace dptun {
+
+void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
+  stats.visitor_packets.add();
+  size_t len = m->data_len;
+  char name_buf[kMaxNameTrailer];
+  std::string_view name;
+  if (ih.flags & kInnerHasName) {
+    std::string_view n;
+    size_t rest = 0;
+    if (!read_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, n, rest) || !plausible_hostname(n)) {
+      drop(m, Drop::BadInner);
+      return;
+    }
+    std::memcpy(name_buf, n.data(), n.size());
+    name = std::string_view(name_buf, n.size());
+    rte_pktmbuf_trim(m, uint16_t(len - rest));
+    len = rest;
+  }
+  PacketInfo pi;
+  if (!parse_tunnel_packet({rte_pktmbuf_mtod(m, const uint8_t*), len}, pi) || pi.l4_proto != ih.proto) {
+    drop(m, Drop::BadInner);
+    return;
+  }
+  const TunnelPool* pool = dp_.tunnels.get(v.tunnel);
+  if (!pool) {
+    drop(m, Drop::NoSession);
+    return;
+  }
+  const FlowConfig& fc = dp_.cfg->flow;
+  const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, uint16_t(v.index)};
+  const uint32_t h = FlowTable::hash(key);
+  Flow* f = flows_.find(key, h);
+  if (f && ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) ||
+            f->tunnel_generation != pool->generation)) {
+    release_name(*f);
+    flows_.erase(*f);
+    stats.flows_expired.add();
+    f = nullptr;
+  }
+  uint8_t inner_flags = 0;
+  TunnelSession* s = nullptr;
+  if (f) {
+    s = dp_.sessions.find(f->session_index);
+    if (!s || s->visitor || s->tunnel != f->tunnel || !session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
+      s = pick_session(*pool, h);
+      if (!s) {
+        drop(m, Drop::NoSession);
+        return;
+      }
+      pin_flow(*f, *s);
+      stats.flows_repinned.add();
+    }
+    if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
+    flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+  } else {
+    if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
+      drop(m, Drop::TcpNoFlow);
+      return;
+    }
+    Endpoint target{Ipv4{pi.dst_ip}, pi.dst_port};
+    bool agent_routed = false;
+    if (ih.flags & kInnerDirect) {
+      if (!dp_.cfg->direct_mode) {  // reaching any address needs the gateway's say-so
+        drop(m, Drop::DirectDisabled);
+        return;
+      }
+    } else {
+      // A rule of the visitor's own tunnel, private or not; another tunnel's rules are not the visitor's to use.
+      const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
+      const IngressRoute* r = (table && !name.empty()) ? table->lookup(name, id_) : nullptr;
+      if (!r || r->tunnel != v.tunnel || r->tunnel_generation != pool->generation) {
+        drop(m, name.empty() ? Drop::NoHostname : Drop::NoRule);
+        return;
+      }
+      target = r->target ? *r->target : Endpoint{Ipv4{0}, 0};
+      if (!target.port) target.port = pi.dst_port;
+      agent_routed = !r->target;
+    }
+    s = pick_session(*pool, h);
+    if (!s) {
+      drop(m, Drop::NoSession);
+      return;
+    }
+    Route rt = dp_.routes->lookup(s->peer().ip.value);
+    f = new_flow(key, h);
+    if (!f) {
+      drop(m, Drop::FlowTableFull);
+      return;
+    }
+    pin_flow(*f, *s);
+    f->tunnel = v.tunnel;
+    f->tunnel_generation = pool->generation;
+    f->udp_ttl_ms = uint32_t(fc.udp_ttl_ns / 1000000ull);
+    f->keepalive = true;
+    f->target_ip = target.ip.value;
+    f->target_port = target.port;
+    f->visitor = v.index;
+    f->mss_clamp = uint16_t(dp_.ports[rt.valid ? rt.port : 0].mtu - kUnderlayOverhead - 40);
+    flow_start(*f, pi.tcp_flags, fc, fc.udp_ttl_ns, now_ns_);
+    if (agent_routed && !hold_name(*f, name)) {
+      flows_.erase(*f);
+      drop(m, Drop::BindingFull);
+      return;
+    }
+    stats.flows_created.add();
+    stats.visitor_flows.add();
+    tunnel_stats[v.tunnel].flows_created.add();
+    inner_flags = kInnerFlowNew;
+  }
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* l4 = ip + pi.l4_offset;
+  if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
+  if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+  TunnelStats& ts = tunnel_stats[f->tunnel];
+  ts.to_agent_packets.add();
+  ts.to_agent_bytes.add(pi.ip_total_len);
+  encap_inner(m, *f, *s, inner_flags, pi.l4_proto);
+}
+
+// A reply for a visitor's flow: addressed back from the service the visitor asked for, in a frame of the
+// visitor's own session.
+void Worker::deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
+  TunnelSession* v = dp_.sessions.find(f.visitor);
+  if (!v || !v->visitor || v->tunnel != f.tunnel) {  // the visitor went (its index may serve another now)
+    drop(m, Drop::StaleFlow);
+    return;
+  }
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* l4 = ip + pi.l4_offset;
+  if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f.mss_clamp);
+  ipv4_rewrite_src(ip, l4, pi.l4_proto, f.key.local_ip, f.key.local_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f.key.client_ip, f.key.client_port);
+  if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+  encap_inner(m, f, *v, 0, pi.l4_proto);
+}
+
+}  // namespace dptun

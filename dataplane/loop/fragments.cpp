@@ -1,0 +1,329 @@
+// IPv4 fragments and datagrams bigger than one frame or link (protocol.md "Datagrams bigger than a frame",
+// architecture.md "Fragments"). The slow path: packets that are not fragments never come here.
+// - Client fragments are steered to one worker per datagram (a hash of source, destination, protocol and IP id,
+//   through the handoff rings) and reassembled there (client_frags_); the whole datagram then goes to the worker
+//   its 5-tuple hashes to, so that all the fragmented datagrams of a flow meet the same flow state.
+// - Fragments inside relay frames (an agent's fragments of a datagram too big for one frame) are reassembled on
+//   the session's RX worker (inner_frags_), which decrypts every frame of the session.
+// - A datagram too big for one frame leaves as inner fragments, one relay frame each; one too big for the link to
+//   the client leaves as IPv4 fragments. Both are copied into fresh mbufs.
+// A reassembled datagram stays in one mbuf when it fits, else it is a chain whose first mbuf holds every header.
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/loop/worker.hpp"
+#include "packet/headers.hpp"
+#include "packet/ipv4_fragment.hpp"
+
+namespace dptun {
+
+namespace {
+
+constexpr uint32_t kMaxFragmentsOut = 128;  // 65535 bytes in fragments of >= 520: any MTU we run on
+
+Drop drop_of(FragDrop why) { return Drop(size_t(Drop::FragMalformed) + size_t(why)); }
+static_assert(size_t(Drop::FragEvicted) - size_t(Drop::FragMalformed) == size_t(FragDrop::Evicted));
+
+// The worker that reassembles a client datagram: every fragment of it hashes alike, whatever queue it came in on.
+uint32_t fragment_hash(uint32_t src, uint32_t dst, uint8_t proto, uint16_t id) {
+  uint64_t h = (uint64_t(src) << 32 | dst) * 0x9e3779b97f4a7c15ull;
+  h ^= (uint64_t(id) << 8 | proto) * 0xc2b2ae3d27d4eb4full;
+  h ^= h >> 29;
+  return uint32_t(h >> 32);
+}
+
+// The headers of a datagram that may span several mbufs, from `l3_offset` on.
+bool parse_datagram(const rte_mbuf* m, uint16_t l3_offset, PacketInfo& pi) {
+  if (m->data_len < l3_offset) return false;
+  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*) + l3_offset;
+  if (parse_ipv4_head({p, size_t(m->data_len - l3_offset)}, m->pkt_len - l3_offset, pi) != ParseStatus::Ok)
+    return false;
+  pi.l3_offset = uint16_t(pi.l3_offset + l3_offset);
+  pi.l4_offset = uint16_t(pi.l4_offset + l3_offset);
+  return true;
+}
+
+// Appends `prefix` + fragment header + payload [offset, offset + len) of the packet in `src` (its header is
+// `header`) + `suffix` to the empty mbuf `out`. Returns where the prefix starts (the header follows it).
+uint8_t* build_fragment(rte_mbuf* out, const rte_mbuf* src, std::span<const uint8_t> header, uint16_t id,
+                        uint32_t offset, uint32_t len, bool more, uint32_t prefix, uint32_t suffix) {
+  const uint32_t fh = offset == 0 ? uint32_t(header.size()) : uint32_t(kIpv4HeaderLen);
+  uint8_t* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(out, uint16_t(prefix + fh + len + suffix)));
+  if (!p) return nullptr;
+  write_ipv4_fragment_header(p + prefix, header, id, offset, len, more);
+  uint8_t* data = p + prefix + fh;
+  const void* from = rte_pktmbuf_read(src, uint32_t(header.size()) + offset, len, data);
+  if (!from) return nullptr;
+  if (from != data) std::memcpy(data, from, len);
+  return p;
+}
+
+}  // namespace
+
+void Worker::FragSink::fragment_dropped(rte_mbuf* m, FragDrop why) { w.drop(m, drop_of(why)); }
+
+void Worker::FragSink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
+
+uint32_t Worker::frame_budget(uint8_t port) const {
+  return std::min<uint32_t>(dp_.ports[port].mtu, max_frame_ip_) - uint32_t(kUnderlayOverhead);
+}
+
+uint16_t Worker::next_frag_id() {
+  frag_id_ = uint16_t(frag_id_ + dp_.workers.size());
+  return frag_id_;
+}
+
+void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+  DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Fragment);
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pi.l3_offset;
+  const uint16_t ip_id = load_be16(ip + kIpv4OffId);
+  const uint16_t nw = uint16_t(dp_.workers.size());
+  if (nw > 1) {
+    // RSS and af_packet's fanout may spread one datagram's fragments over queues: one worker takes them all.
+    const uint16_t w = uint16_t(fragment_hash(pi.src_ip, pi.dst_ip, pi.l4_proto, ip_id) % nw);
+    if (w != id_) {
+      stats.frag_steered.add();
+      handoff(w, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      return;
+    }
+  }
+  stats.frag_rx.add();
+  const uint32_t frame_len = uint32_t(pi.l3_offset) + pi.ip_total_len;
+  if (m->data_len > frame_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - frame_len));  // Ethernet padding
+  m->l2_len = pi.l3_offset;
+  m->l3_len = pi.ip_header_len;
+  FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
+  FragDrop why;
+  uint32_t slot;
+  const FragmentKey key{pi.src_ip, pi.dst_ip, ip_id, pi.l4_proto, port};
+  switch (client_frags_.add(key, ipv4_fragment_info(ip), m, now_ns_, sink, why, slot)) {
+    case Ipv4Reassembly<rte_mbuf*>::Result::Held:
+      DPTUN_TRACE(m, Held) tr->code = 0;
+      return;
+    case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
+      drop(m, drop_of(why));
+      return;
+    case Ipv4Reassembly<rte_mbuf*>::Result::Complete:
+      break;
+  }
+  rte_mbuf* d = reassembled(client_frags_);
+  if (!d) return;
+  stats.frag_reassembled.add();
+  PacketInfo dpi;
+  if (!parse_datagram(d, uint16_t(d->l2_len), dpi)) {  // e.g. a first fragment without the whole TCP header
+    drop(d, Drop::FragMalformed);
+    return;
+  }
+  if (nw > 1) {
+    const uint16_t w =
+        uint16_t(FlowTable::hash(FlowKey{dpi.src_ip, dpi.dst_ip, dpi.src_port, dpi.dst_port, dpi.l4_proto, 0}) % nw);
+    if (w != id_) {
+      handoff(w, d, HandoffMeta{0, 0, HandoffMeta::Reassembled, port});
+      return;
+    }
+  }
+  datagram_input(port, d);
+}
+
+void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
+  PacketInfo pi;
+  if (!parse_datagram(m, uint16_t(m->l2_len), pi)) {
+    drop(m, Drop::FragMalformed);
+    return;
+  }
+  if (pi.l4_proto == kIpProtoUdp && pi.dst_port == dp_.cfg->tunnel_port) {  // relay frames are never fragmented
+    drop(m, Drop::Fragment);
+    return;
+  }
+  const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
+  const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
+  if (!ep) {
+    closed_port(port, m, pi);
+    return;
+  }
+  if (m->nb_segs > 1 && ep->route != EntryRoute::Fixed) {  // names are read from single-buffer packets only
+    drop(m, Drop::Fragment);
+    return;
+  }
+  entry_input(port, &m, &pi, &ep, 1);
+}
+
+bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s) {
+  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
+  size_t len = m->data_len;
+  // A visitor's frames carry its service's name behind each fragment, as behind its whole packets.
+  char name_buf[kMaxNameTrailer];
+  std::string_view name;
+  if (ih.flags & kInnerHasName) {
+    std::string_view n;
+    size_t rest = 0;
+    if (!read_name_trailer({p, len}, n, rest)) {
+      drop(m, Drop::BadInner);
+      return false;
+    }
+    std::memcpy(name_buf, n.data(), n.size());
+    name = std::string_view(name_buf, n.size());
+    len = rest;
+  }
+  PacketInfo pi;
+  if (parse_ip({p, len}, pi) != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || !pi.is_fragment) {
+    drop(m, Drop::BadInner);
+    return false;
+  }
+  rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+  m->l2_len = 0;
+  m->l3_len = pi.ip_header_len;
+  stats.inner_frag_rx.add();
+  FragSink sink{*this, stats.inner_frag_timeouts, stats.inner_frag_evictions};
+  FragDrop why;
+  uint32_t slot;
+  // Fragments of one flow's datagram, on one session: an agent's fragments never mix with another's.
+  const FragmentKey key{pi.src_ip, pi.dst_ip, load_be16(p + kIpv4OffId), pi.l4_proto,
+                        uint64_t(s.index) << 32 | uint32_t(ih.flow_id)};
+  switch (inner_frags_.add(key, ipv4_fragment_info(p), m, now_ns_, sink, why, slot)) {
+    case Ipv4Reassembly<rte_mbuf*>::Result::Held:
+      DPTUN_TRACE(m, Held) tr->code = 0;
+      return false;
+    case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
+      drop(m, drop_of(why));
+      return false;
+    case Ipv4Reassembly<rte_mbuf*>::Result::Complete:
+      break;
+  }
+  m = reassembled(inner_frags_);
+  if (!m) return false;
+  stats.inner_frag_reassembled.add();
+  if (!name.empty()) {
+    char* t = m->nb_segs == 1 ? rte_pktmbuf_append(m, uint16_t(name.size() + 1)) : nullptr;
+    if (!t) {  // visitors' packets are read from single-buffer packets only
+      drop(m, Drop::Fragment);
+      return false;
+    }
+    write_name_trailer(reinterpret_cast<uint8_t*>(t), name);
+  }
+  return true;
+}
+
+rte_mbuf* Worker::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
+  const auto pieces = table.pieces();
+  rte_mbuf* head = pieces[0].frag;  // offset 0: the header the datagram takes
+  const uint32_t l2 = head->l2_len;
+  const uint32_t total = table.first_header_len() + table.payload_len();
+  rte_pktmbuf_trim(head, uint16_t(head->data_len - (l2 + head->l3_len + pieces[0].len)));
+  // One mbuf when it fits (every stage takes it then), else a chain.
+  const bool linear = l2 + total <= uint32_t(head->data_len) + rte_pktmbuf_tailroom(head);
+  bool ok = true;
+  for (size_t i = 1; i < pieces.size(); ++i) {
+    rte_mbuf* f = pieces[i].frag;
+    if (!ok) {
+      rte_pktmbuf_free(f);
+      continue;
+    }
+    rte_pktmbuf_adj(f, uint16_t(f->l2_len + f->l3_len));
+    rte_pktmbuf_trim(f, uint16_t(f->data_len - pieces[i].len));
+    if (linear) {
+      std::memcpy(rte_pktmbuf_append(head, uint16_t(pieces[i].len)), rte_pktmbuf_mtod(f, const void*), pieces[i].len);
+      rte_pktmbuf_free(f);
+    } else if (rte_pktmbuf_chain(head, f) != 0) {
+      rte_pktmbuf_free(f);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    drop(head, Drop::NoRoom);
+    return nullptr;
+  }
+  finish_reassembled_header(rte_pktmbuf_mtod(head, uint8_t*) + l2, table.payload_len());
+  return head;
+}
+
+// An inner packet that does not fit one frame (or spans mbufs): its IPv4 fragments, each in a relay frame of its
+// own with the flow's id (and the flow's name trailer, when it has one), joining the burst encap_flush() encrypts.
+// `m` holds the packet from its IP header on; it is consumed.
+bool Worker::encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
+                             std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
+  const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
+  const uint32_t trailer = name.empty() ? 0 : uint32_t(name.size() + 1);
+  if (trailer) inner_flags |= kInnerHasName;
+  const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port) - trailer);
+  if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
+    drop(m, Drop::TooBig);
+    return false;
+  }
+  rte_mbuf* out[kMaxFragmentsOut];
+  if (rte_pktmbuf_alloc_bulk(dp_.pool, out, plan.count) != 0) {
+    drop(m, Drop::NoMbuf);
+    return false;
+  }
+  uint8_t header[60];
+  std::memcpy(header, ip, hl);
+  const uint16_t id = next_frag_id();
+  const Endpoint peer = s.peer();
+  const uint64_t flow_id = flows_.id_of(f);
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk;
+    const uint32_t len = std::min(plan.chunk, total - hl - off);
+    uint8_t* p = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, 0, trailer);
+    if (!p) {  // (m is shorter than its header says: not after the checks above)
+      for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
+      stats.drops[size_t(Drop::NoRoom)].add();
+      break;
+    }
+    const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
+    if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
+    const uint32_t plain = uint32_t(kInnerHeaderLen) + fh + len + trailer;
+    uint8_t* frame = prepend_outer(out[k], mac, out_port, peer,
+                                   uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + fh + len + trailer);
+    if (!frame) continue;  // dropped, counted
+    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow_id, proto, inner_flags, 0});
+    queue_encap(EncapPending{out[k], &s, frame, plain, out_port, f.tunnel});
+    stats.fragments_tx.add();
+  }
+  rte_pktmbuf_free(m);
+  return true;
+}
+
+// A packet bigger than the link towards the client (a datagram reassembled from an agent's fragments): IPv4
+// fragments of it, each in an Ethernet frame to `mac`, with an id of this worker's. `m` holds the packet from its
+// IP header on; it is consumed.
+void Worker::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
+  const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
+  const FragmentPlan plan =
+      plan_ipv4_fragments(hl, total - hl, std::min<uint32_t>(dp_.ports[port].mtu, max_frame_ip_));
+  if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
+    drop(m, Drop::TooBig);
+    return;
+  }
+  rte_mbuf* out[kMaxFragmentsOut];
+  if (rte_pktmbuf_alloc_bulk(dp_.pool, out, plan.count) != 0) {
+    drop(m, Drop::NoMbuf);
+    return;
+  }
+  uint8_t header[60];
+  std::memcpy(header, ip, hl);
+  const uint16_t id = next_frag_id();
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk;
+    const uint32_t len = std::min(plan.chunk, total - hl - off);
+    uint8_t* eth = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, kEthHeaderLen, 0);
+    if (!eth) {
+      for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
+      stats.drops[size_t(Drop::NoRoom)].add();
+      break;
+    }
+    std::memcpy(eth, mac.data(), 6);
+    std::memcpy(eth + 6, dp_.ports[port].mac.data(), 6);
+    store_be16(eth + 12, kEtherTypeIpv4);
+    send(port, out[k]);
+    stats.fragments_tx.add();
+  }
+  rte_pktmbuf_free(m);
+}
+
+}  // namespace dptun

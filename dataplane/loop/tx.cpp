@@ -1,0 +1,100 @@
+// Output side of the worker pipeline: next-hop resolution, TX buffering, handoff.
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "dataplane/loop/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
+  Route r = dp_.routes->lookup(dst);
+  if (!r.valid) {
+    why = Drop::NoRoute;
+    return false;
+  }
+  why = Drop::NoNeighbor;
+  port = r.port;
+  if (dp_.neighbors.lookup(r.port, r.next_hop, mac)) return true;
+  // Ask the control lcore to ARP for it, at most every 100 ms per next hop.
+  uint64_t key = uint64_t(r.port) << 32 | r.next_hop;
+  size_t slot = (r.next_hop ^ r.port) % resolve_key_.size();
+  if (resolve_key_[slot] != key || now_ns_ - resolve_ns_[slot] > 100'000'000ull) {
+    resolve_key_[slot] = key;
+    resolve_ns_[slot] = now_ns_;
+    if (rte_ring_mp_enqueue_elem(dp_.resolve_ring, &key, sizeof key) != 0) stats.drops[size_t(Drop::ControlFull)].add();
+  }
+  mac = MacAddr{};
+  return false;
+}
+
+void Worker::send(uint8_t port, rte_mbuf* m) {
+  if (__builtin_expect(tracing_, 0)) trace_tx(port, m);
+  TxBuffer& b = tx_[port];
+  b.pkts[b.n++] = m;
+  if (b.n == kBurst) tx_burst(port);
+}
+
+// (Out of line: send() stays small without a trace.)
+__attribute__((noinline, cold)) void Worker::trace_tx(uint8_t port, const rte_mbuf* m) {
+  DPTUN_TRACE(m, Tx) {
+    tr->port = port;
+    tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
+  }
+}
+
+void Worker::tx_burst(uint8_t port) {
+  TxBuffer& b = tx_[port];
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
+  uint16_t sent = rte_eth_tx_burst(dp_.ports[port].port_id, id_, b.pkts.data(), b.n);
+  PortStats& ps = port_stats[port];
+  for (uint16_t i = sent; i < b.n; ++i) {
+    bytes -= b.pkts[i]->pkt_len;
+    ps.tx_dropped.add();
+    drop(b.pkts[i], Drop::TxFull);
+  }
+  ps.tx_packets.add(sent);
+  ps.tx_bytes.add(bytes);
+  stats.tx_packets.add(sent);
+  stats.tx_bytes.add(bytes);
+  b.n = 0;
+}
+
+void Worker::flush() {
+  encap_flush();  // packets dpgw made for agents (delayed binding) go out with the rest
+  for (uint8_t p = 0; p < tx_.size(); ++p)
+    if (tx_[p].n) tx_burst(p);
+  flush_handoffs();
+}
+
+void Worker::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
+  DPTUN_TRACE(m, HandoffOut) {
+    tr->aux = to;
+    tr->code = meta.stage;
+  }
+  dp_.meta(m) = meta;
+  TxBuffer& b = handoff_out_[to];
+  b.pkts[b.n++] = m;
+  if (b.n == kBurst) flush_handoffs();
+}
+
+void Worker::flush_handoffs() {
+  for (uint16_t w = 0; w < handoff_out_.size(); ++w) {
+    TxBuffer& b = handoff_out_[w];
+    if (!b.n) continue;
+    unsigned done = rte_ring_mp_enqueue_burst(dp_.workers[w]->handoff_ring(), reinterpret_cast<void**>(b.pkts.data()),
+                                              b.n, nullptr);
+    stats.handoff_tx.add(done);
+    for (unsigned i = done; i < b.n; ++i) drop(b.pkts[i], Drop::HandoffFull);
+    b.n = 0;
+  }
+}
+
+}  // namespace dptun

@@ -1,0 +1,293 @@
+#include "dataplane/loop/worker.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_random.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "dataplane/tables/flow_tracking.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+int register_handoff_field() {
+  static const rte_mbuf_dynfield desc = {"dptun_handoff", sizeof(HandoffMeta), alignof(HandoffMeta), 0};
+  return rte_mbuf_dynfield_register(&desc);
+}
+
+Dataplane::Dataplane(uint16_t max_tunnels) : tunnels(max_tunnels) {}
+Dataplane::~Dataplane() = default;
+
+HandoffMeta& Dataplane::meta(rte_mbuf* m) const { return *RTE_MBUF_DYNFIELD(m, handoff_offset, HandoffMeta*); }
+
+Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
+    : port_stats(dp.ports.size()),
+      tunnel_stats(dp.tunnels.capacity()),
+      dp_(dp),
+      id_(id),
+      lcore_(lcore),
+      flows_(dp.cfg->flow.table_size, uint8_t(id)),
+      idle_(dp.cfg->idle),
+      cookies_(dp.syn_cookie_key),
+      bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
+      names_(4 * kBindingBuffers, 256),
+      quic_hold_(kQuicHoldBuffers, kQuicHoldBytes),
+      quic_hold_since_(kQuicHoldBuffers),
+      quic_scratch_(kQuicHoldBytes),
+      hello_scratch_(kMaxClientHello + 4),
+      client_frags_(dp.cfg->reassembly, rte_rand()),
+      inner_frags_(dp.cfg->reassembly, rte_rand()),
+      tx_(dp.ports.size()),
+      handoff_out_(dp.cfg->workers) {
+  std::string name = "handoff_" + std::to_string(id);
+  handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
+  if (!handoff_) throw std::runtime_error("cannot create ring " + name);
+  flows_.set_release_hook(&Worker::release_flow, this);
+  ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
+  const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
+  for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
+    kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
+                                std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
+  // Datagrams this worker fragments get ids in their own residue class: two workers never fragment two datagrams
+  // to one client with one id.
+  const uint16_t nw = dp.cfg->workers ? dp.cfg->workers : 1;
+  frag_id_ = uint16_t(uint16_t(rte_rand()) / nw * nw + id);
+  max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
+  if (dp.tracer) {
+    tracer_ = dp.tracer.get();
+    trace_buf_ = &tracer_->buffer(id);
+    trace_field_ = tracer_->field_offset();
+    trace_flag_ = tracer_->flag_mask();
+  }
+}
+
+Worker::~Worker() {
+  struct FreeAll {
+    void fragment_dropped(rte_mbuf* m, FragDrop) { rte_pktmbuf_free(m); }
+    void datagram_dropped(FragDrop) {}
+  } sink;
+  client_frags_.clear(sink);
+  inner_frags_.clear(sink);
+  rte_ring_free(handoff_);
+}
+
+void Worker::note_expired(const Flow& f) {
+  if (!flow_unanswered(f)) return;
+  stats.flows_unanswered.add();
+  if (f.tunnel < tunnel_stats.size()) tunnel_stats[f.tunnel].flows_unanswered.add();
+}
+
+__attribute__((noinline, cold)) void Worker::trace_drop(const rte_mbuf* m, Drop why) {
+  DPTUN_TRACE(m, Drop) tr->code = uint8_t(why);
+}
+
+void Worker::drop(rte_mbuf* m, Drop why) {
+  if (__builtin_expect(tracing_, 0)) trace_drop(m, why);
+  stats.drops[size_t(why)].add();
+  rte_pktmbuf_free(m);
+}
+
+int Worker::run() {
+  if (dp_.rcu) {
+    rte_rcu_qsbr_thread_register(dp_.rcu, id_);
+    rte_rcu_qsbr_thread_online(dp_.rcu, id_);
+  }
+  while (!dp_.stop.load(std::memory_order_relaxed)) {
+    unsigned work = poll_once();
+    if (dp_.rcu) rte_rcu_qsbr_quiescent(dp_.rcu, id_);
+    if (idle_.after_poll(work)) stats.idle_sleeps.add();
+  }
+  flush();
+  if (dp_.rcu) {
+    rte_rcu_qsbr_thread_offline(dp_.rcu, id_);
+    rte_rcu_qsbr_thread_unregister(dp_.rcu, id_);
+  }
+  return 0;
+}
+
+unsigned Worker::poll_once() {
+  now_ns_ = dp_.clock.now_ns();
+  fresh_floor_ = uint64_t(int64_t(now_ns_) + dp_.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
+  stats.polls.add();
+  trace_poll();
+  unsigned work = 0;
+  rte_mbuf* pkts[kBurst];
+  for (uint8_t p = 0; p < dp_.ports.size(); ++p) {
+    uint16_t n = rte_eth_rx_burst(dp_.ports[p].port_id, id_, pkts, kBurst);
+    if (n) {
+      process_burst(p, pkts, n);
+      work += n;
+    }
+  }
+  void* objs[kBurst];
+  unsigned n = rte_ring_sc_dequeue_burst(handoff_, objs, kBurst, nullptr);
+  if (n) {
+    stats.handoff_rx.add(n);
+    handle_handoffs(reinterpret_cast<rte_mbuf**>(objs), n);
+    work += n;
+  }
+  flush();
+  // Expire a slice of the flow table: a little per busy poll, more when idle. A flow past its deadline is
+  // already treated as gone by lookups; the sweep only gives its slot back.
+  uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024, [this](const Flow& f) { note_expired(f); });
+  if (expired) stats.flows_expired.add(expired);
+  if (client_frags_.datagrams()) {
+    FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
+    client_frags_.expire(now_ns_, 64, sink);
+  }
+  if (inner_frags_.datagrams()) {
+    FragSink sink{*this, stats.inner_frag_timeouts, stats.inner_frag_evictions};
+    inner_frags_.expire(now_ns_, 64, sink);
+  }
+  sweep_bindings(work ? 4 : 64);
+  return work;
+}
+
+void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
+  if (__builtin_expect(tracing_, 0))
+    classify_burst<true>(port, pkts, n, count_rx);
+  else
+    classify_burst<false>(port, pkts, n, count_rx);
+}
+
+template <bool kTrace>
+void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
+  rte_mbuf* entry_pkts[kBurst];
+  PacketInfo entry_info[kBurst];
+  const EntryPoint* entry_of[kBurst];
+  // One snapshot of the entry table for the whole burst (it stays valid until this poll's quiescent state).
+  const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
+  uint16_t n_entry = 0;
+  rte_mbuf* tun_pkts[kBurst];
+  PacketInfo tun_info[kBurst];
+  uint16_t n_tun = 0;
+  const uint32_t my_addr = dp_.ports[port].address;
+  const uint16_t tunnel_port = dp_.cfg->tunnel_port;
+  PortStats& ps = port_stats[port];
+
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+    rte_mbuf* m = pkts[i];
+    if (count_rx) {
+      if (kTrace) trace_rx(port, m);
+      ps.rx_packets.add();
+      ps.rx_bytes.add(m->pkt_len);
+      stats.rx_packets.add();
+      stats.rx_bytes.add(m->pkt_len);
+    }
+    if (m->nb_segs != 1) {
+      drop(m, Drop::Multiseg);
+      continue;
+    }
+    PacketInfo pi;
+    ParseStatus st = parse_ethernet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi);
+    if (st != ParseStatus::Ok) {
+      stats.parse_errors[size_t(st)].add();
+      drop(m, Drop::ParseError);
+      continue;
+    }
+    if (pi.vlan_count) {
+      drop(m, Drop::Vlan);
+      continue;
+    }
+    switch (pi.l3) {
+      case L3Kind::Arp:
+        local_input(port, m, pi);
+        continue;
+      case L3Kind::Ipv6:
+        drop(m, Drop::Ipv6);
+        continue;
+      case L3Kind::Other:
+        drop(m, Drop::UnsupportedProto);
+        continue;
+      case L3Kind::Ipv4:
+        break;
+    }
+    if (pi.dst_ip != my_addr) {
+      drop(m, Drop::NotForUs);
+      continue;
+    }
+    if (pi.l4_proto == kIpProtoIcmp) {
+      local_input(port, m, pi);
+      continue;
+    }
+    if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
+      drop(m, Drop::UnsupportedProto);  // GRE, ESP, ...: not for the gateway, nor for its kernel path
+      continue;
+    }
+    if (pi.is_fragment) {  // reassembled first (fragments.cpp); whole datagrams come back through datagram_input
+      client_fragment(port, m, pi);
+      continue;
+    }
+    if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
+      DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
+      tun_pkts[n_tun] = m;
+      tun_info[n_tun++] = pi;
+      continue;
+    }
+    const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
+    if (!ep) {
+      closed_port(port, m, pi);
+      continue;
+    }
+    DPTUN_TRACE_IF(kTrace, m, Classify) {
+      tr->code = uint8_t(TraceClass::EntryPoint);
+      tr->proto = ep->proto;
+      tr->dst_port = ep->port;
+      tr->tunnel = ep->tunnel;
+    }
+    entry_pkts[n_entry] = m;
+    entry_info[n_entry] = pi;
+    entry_of[n_entry++] = ep;
+  }
+  if (n_entry) entry_input(port, entry_pkts, entry_info, entry_of, n_entry);
+  if (n_tun) tunnel_input(port, tun_pkts, tun_info, n_tun);
+}
+
+void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
+  // Frames handed over for decryption are gathered per port and run as bursts (one AEAD call per key).
+  rte_mbuf* raw[8][kBurst];
+  uint16_t n_raw[8] = {};
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = objs[i];
+    HandoffMeta& hm = dp_.meta(m);
+    DPTUN_TRACE(m, HandoffIn) tr->code = hm.stage;
+    switch (hm.stage) {
+      case HandoffMeta::RawFrame:
+        if (hm.port < dp_.ports.size())
+          raw[hm.port][n_raw[hm.port]++] = m;
+        else
+          drop(m, Drop::HandoffFull);
+        break;
+      case HandoffMeta::InnerPacket: {
+        TunnelSession* s = dp_.sessions.find(hm.session);
+        if (!s)
+          drop(m, Drop::UnknownSession);
+        else
+          deliver_to_client(m, hm.flow_id, *s);
+        break;
+      }
+      case HandoffMeta::Transmit:
+        send(hm.port, m);
+        break;
+      case HandoffMeta::Reassembled:
+        if (hm.port < dp_.ports.size())
+          datagram_input(hm.port, m);
+        else
+          drop(m, Drop::HandoffFull);
+        break;
+      default:
+        drop(m, Drop::HandoffFull);
+        break;
+    }
+  }
+  for (uint8_t p = 0; p < dp_.ports.size(); ++p)
+    if (n_raw[p]) process_burst(p, raw[p], n_raw[p], false);
+}
+
+}  // namespace dptun

@@ -1,0 +1,255 @@
+// A worker lcore: polls its RX queue on every port plus its handoff ring, runs the pipeline in bursts
+// (classify -> entry_input / tunnel_input / local_input -> tx), owns its flow table and counters.
+// Single-threaded by construction: no locks, no syscalls, no allocation in the loop.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "common/token_bucket.hpp"
+#include "dataplane/tables/counters.hpp"
+#include "dataplane/tables/dataplane.hpp"
+#include "dataplane/entry/entry_table.hpp"
+#include "dataplane/tables/flow_table.hpp"
+#include "dataplane/loop/idle_backoff.hpp"
+#include "dataplane/hostname/ingress_table.hpp"
+#include "dataplane/hostname/binding_buffers.hpp"
+#include "ingress/quic_initial.hpp"
+#include "ingress/syn_cookie.hpp"
+#include "packet/ipv4_reassembly.hpp"
+#include "packet/tcp_segment.hpp"
+#include "packet/parser.hpp"
+#include "proto/relay_frame.hpp"
+
+struct rte_mbuf;
+struct rte_ring;
+
+// A trace point (dataplane/loop/trace.hpp): the statement after it runs, with `tr` the packet's new TraceRecord, only for a
+// packet a `dpgw trace` follows. Without a trace armed it is one test of a worker-local flag.
+#define DPTUN_TRACE(m, stage) \
+  if (TraceRecord* tr = __builtin_expect(tracing_, 0) ? trace_record((m), TraceStage::stage) : nullptr)
+// The same in the burst stages, which are compiled twice (kTrace: a trace is armed) and picked once per burst:
+// without a trace, their trace points are not there at all.
+#define DPTUN_TRACE_IF(on, m, stage) if (TraceRecord* tr = (on) ? trace_record((m), TraceStage::stage) : nullptr)
+
+namespace dptun {
+
+class Worker {
+ public:
+  // Delayed binding's buffers for the client's first bytes (docs/hostname-routing.md): every connection starts in
+  // a small one; a head that outgrows it moves to a large one. 1024 x 4 KiB + 256 x 33 KiB: 12.3 MiB per worker.
+  static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
+  static constexpr uint32_t kBindingBytes = 4096;
+  static constexpr uint32_t kLargeBindingBuffers = 256;
+  static constexpr uint32_t kLargeBindingBytes = 33 * 1024;  // a 32 KiB request head or ClientHello, and a little more
+  static constexpr uint32_t kQuicHoldBuffers = 1024;  // QUIC flows per worker held while their ClientHello is read
+  static constexpr uint32_t kQuicHoldBytes = 12 * 1024;  // what one may hold: 8 datagrams of a 1500-byte MTU
+  Worker(Dataplane& dp, uint16_t id, unsigned lcore);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // The lcore entry point: polls until dp.stop. Reports RCU quiescent states once per poll.
+  int run();
+  // One poll of every port queue and the handoff ring; returns the packets taken in.
+  unsigned poll_once();
+  // The pipeline for one burst received on `port` (also used by the benchmark). count_rx = false for
+  // frames another worker received and handed over (already counted there).
+  void process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx = true);
+  // Transmits everything buffered (TX queues and handoffs).
+  void flush();
+
+  uint16_t id() const { return id_; }
+  unsigned lcore() const { return lcore_; }
+  rte_ring* handoff_ring() const { return handoff_; }
+  const FlowTable& flows() const { return flows_; }
+
+  WorkerStats stats;
+  std::vector<PortStats> port_stats;
+  std::vector<TunnelStats> tunnel_stats;
+
+ private:
+  // classify (worker.cpp); process_burst picks the instance with or without trace points, once per burst
+  template <bool kTrace>
+  void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
+  void drop(rte_mbuf* m, Drop why);
+  void handle_handoffs(rte_mbuf** objs, unsigned n);
+  // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
+  void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
+  // ICMP destination unreachable `code` to the sender of `orig`, quoting its IP header and 8 bytes (false: no mbuf).
+  bool send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code, uint16_t mtu);
+  // TCP/UDP to a port without an entry point: to the kernel path, or answered as a closed port (RST / ICMP port
+  // unreachable, rate-limited) and dropped as no_entry_point.
+  void closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi);
+  // A packet for our address that dpgw does not serve: to the kernel when the port has a kernel path,
+  // otherwise dropped for `why`.
+  void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
+  // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
+  void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
+  template <bool kTrace>
+  void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
+  // Packets on their way to an agent, encrypted together (one AEAD call per key) by encap_flush().
+  struct EncapPending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    uint8_t* frame;  // relay header inside the mbuf
+    uint32_t plain_len;
+    uint8_t out_port;
+    uint16_t tunnel;
+  };
+  bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
+  uint8_t* prepend_outer(rte_mbuf* m, const MacAddr& next_hop, uint8_t out_port, Endpoint peer, uint32_t outer_len);
+  void queue_encap(const EncapPending& p);  // joins the burst encap_flush() encrypts (flushing a full one first)
+  // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
+  void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
+  void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
+  // tcp_binding.cpp: TCP entry points routed by hostname (SYN cookies, delayed binding, splicing)
+  void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
+  void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
+                    uint32_t client_isn);
+  bool keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> payload, bool& grew);
+  bool grow_binding(Flow& f);
+  void read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool grew);
+  void route_binding(uint8_t port, const uint8_t* client_mac, Flow& f, std::string_view name);
+  void send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f);
+  void linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t seq, uint32_t ack, uint8_t flags,
+              uint32_t len);
+  void send_server_syn(Flow& f);
+  void splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi);
+  void send_held(Flow& f, bool probe);
+  bool held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
+  void held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
+  void binding_timer(Flow& f);
+  void give_up_binding(Flow& f, Drop why);
+  void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer);
+  void release_binding(Flow& f);
+  void abandon_binding(Flow& f);
+  bool evict_oldest_binding(const Flow& newcomer, bool large);
+  void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
+  bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                      std::span<const uint8_t> options, std::span<const uint8_t> payload);
+  static size_t proxy_v2_header(const Flow& f, uint8_t* out);
+  void sweep_bindings(uint32_t budget);
+  uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
+  uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
+  uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
+  void encap_flush();
+  // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
+  // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
+  TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
+  const IngressRoute* route_by_hostname(std::string_view name, Drop& refused);
+  // quic_hold.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
+  enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
+  QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
+                              std::span<const uint8_t>& earlier);
+  void send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);
+  void release_quic_hold(Flow& f);
+  bool hold_datagram(uint32_t buffer, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip);
+  static uint32_t held_records(std::span<const uint8_t> records);
+  bool evict_oldest_quic_hold();
+  bool hold_name(Flow& f, std::string_view name);
+  void release_name(Flow& f);
+  std::span<const uint8_t> held_name(const Flow& f) const;
+  bool session_usable(const TunnelSession& s) const;
+  // A new flow for `key` (a full table evicts an idle flow, counted); nullptr when none can be had.
+  Flow* new_flow(const FlowKey& key, uint32_t hash);
+  // Pins a flow to a session (a new flow, or one moved off a session that went away): the sessions' counts of
+  // pinned flows follow, so a moved flow is counted on its new session only.
+  void pin_flow(Flow& f, TunnelSession& s);
+  static void release_flow(void* worker, const Flow& f);  // FlowTable's release hook: the flow's session counts it down
+  // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
+  struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
+    Worker& w;
+    Counter& timeouts;
+    Counter& evictions;
+    void fragment_dropped(rte_mbuf* m, FragDrop why);
+    void datagram_dropped(FragDrop why);
+  };
+  void client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
+  void datagram_input(uint8_t port, rte_mbuf* m);  // a reassembled client datagram, on the worker of its 5-tuple
+  bool inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s);
+  rte_mbuf* reassembled(const Ipv4Reassembly<rte_mbuf*>& table);
+  bool encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
+                       std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac);
+  void send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m);
+  uint32_t frame_budget(uint8_t port) const;  // the longest inner IP packet (and trailer) one frame carries
+  uint16_t next_frag_id();
+  // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
+  void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
+  template <bool kTrace>
+  void tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
+  void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  // An agent's ICMP error about a flow's target (inner protocol ICMP): passed on to the client, rewritten as a NAT
+  // would, or (hostname connections) the client's connection refused.
+  void icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // tcp_binding.cpp
+  void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
+  void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
+  // trace.cpp: dpgw trace
+  void trace_poll();                          // once per poll: is a trace armed (one atomic load when not)
+  void trace_rx(uint8_t port, rte_mbuf* m);   // a packet just received: taken for the trace if it matches
+  TraceRecord* trace_record(const rte_mbuf* m, TraceStage st);  // a record for a traced packet, or nullptr
+  void trace_tx(uint8_t port, const rte_mbuf* m);
+  void trace_drop(const rte_mbuf* m, Drop why);
+  // tx.cpp
+  // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
+  bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
+  void send(uint8_t port, rte_mbuf* m);
+  void tx_burst(uint8_t port);
+  void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);
+  void flush_handoffs();
+
+  Dataplane& dp_;
+  uint16_t id_;
+  unsigned lcore_;
+  FlowTable flows_;
+  rte_ring* handoff_ = nullptr;
+  IdleBackoff idle_;
+  uint64_t now_ns_ = 0;
+  uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
+  uint16_t ip_id_ = 0;
+  std::array<TokenBucket, 8> kernel_bucket_;  // per port: this worker's share of kernel_rate / kernel_burst
+  QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
+  std::array<EncapPending, 2 * kBurst> encap_;
+  uint16_t n_encap_ = 0;
+  SynCookies cookies_;
+  HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
+  BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
+  BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_hold.cpp)
+  std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
+  std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
+  uint32_t quic_cursor_ = 0;
+  uint32_t binding_cursor_ = 0;
+  uint32_t name_cursor_ = 0;
+  std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
+  TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends or passes on (fragmentation needed, agents' errors)
+  TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)
+  Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
+  Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
+  uint16_t frag_id_ = 0;                     // ids of the datagrams this worker fragments (id_ mod workers)
+  uint32_t max_frame_ip_ = 0;                // the longest IPv4 packet one mbuf holds behind an Ethernet header
+
+  struct TxBuffer {
+    uint16_t n = 0;
+    std::array<rte_mbuf*, kBurst> pkts{};
+  };
+  std::vector<TxBuffer> tx_;       // per port
+  std::vector<TxBuffer> handoff_out_;  // per destination worker
+  // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
+  std::array<uint64_t, 16> resolve_key_{};
+  std::array<uint64_t, 16> resolve_ns_{};
+  // dpgw trace (trace.cpp)
+  bool tracing_ = false;         // a trace is armed and running: trace points look at packets
+  uint32_t trace_gen_ = 0;       // the trace this worker's buffer holds
+  TraceFilter trace_filter_{};
+  Tracer* tracer_ = nullptr;
+  TraceBuffer* trace_buf_ = nullptr;
+  int trace_field_ = -1;         // mbuf dynfield: trace generation << 32 | packet number
+  uint64_t trace_flag_ = 0;      // mbuf dynflag: the packet is traced
+};
+
+}  // namespace dptun

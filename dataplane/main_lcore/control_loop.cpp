@@ -1,0 +1,255 @@
+#include "dataplane/main_lcore/control_loop.hpp"
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "common/bytes.hpp"
+#include "common/clock.hpp"
+#include "common/json_writer.hpp"
+#include "common/log.hpp"
+#include "common/config_file.hpp"
+#include "dataplane/main_lcore/control_commands.hpp"
+#include "dataplane/main_lcore/stats_report.hpp"
+#include "dataplane/loop/worker.hpp"
+#include "packet/headers.hpp"
+
+namespace dptun {
+
+bool ControlLoop::open_control_socket(std::string& error) {
+  if (dp_.cfg->control_socket.empty()) return true;
+  return control_.listen(dp_.cfg->control_socket, error);
+}
+
+bool ControlLoop::open_metrics(std::string& error) {
+  if (!dp_.cfg->metrics_listen) return true;
+  metrics_.publish(stats_prometheus(dp_, controller_.epoch));
+  if (!metrics_.start(*dp_.cfg->metrics_listen, error)) return false;
+  LOG_INFO("metrics: http://%s/metrics", dp_.cfg->metrics_listen->str().c_str());
+  return true;
+}
+
+void ControlLoop::run() {
+  while (!dp_.stop.load(std::memory_order_relaxed)) {
+    tick(dp_.clock.now_ns());
+    timespec ts{0, 1'000'000};  // 1 ms
+    nanosleep(&ts, nullptr);
+  }
+}
+
+void ControlLoop::reload() {
+  const std::string& path = dp_.cfg->path;
+  GatewayConfig next;
+  try {
+    next = load_gateway_config(path);
+  } catch (const ConfigError& e) {
+    LOG_ERROR("reload: %s; nothing changed", e.what());
+    return;
+  }
+  // What only a restart applies: the DPDK setup (EAL, ports, workers, queues, memory) and the values workers
+  // read without synchronisation.
+  const GatewayConfig& now = *dp_.cfg;
+  std::vector<std::string> restart;
+  auto differs = [&](bool changed, const char* key) {
+    if (changed) restart.push_back(key);
+  };
+  differs(next.workers != now.workers, "workers");
+  differs(next.eal.memory_mb != now.eal.memory_mb || next.eal.hugepages != now.eal.hugepages ||
+              next.eal.file_prefix != now.eal.file_prefix || next.eal.lcores != now.eal.lcores ||
+              next.eal.log_level != now.eal.log_level,
+          "eal");
+  differs(next.ports.size() != now.ports.size() ||
+              !std::equal(next.ports.begin(), next.ports.end(), now.ports.begin(), now.ports.end(),
+                          [](const PortConfig& a, const PortConfig& b) {
+                            return a.name == b.name && a.device == b.device && a.address == b.address &&
+                                   a.gateway == b.gateway && a.mtu == b.mtu && a.kernel_interface == b.kernel_interface &&
+                                   a.kernel_rate == b.kernel_rate && a.kernel_burst == b.kernel_burst &&
+                                   a.rx_desc == b.rx_desc && a.tx_desc == b.tx_desc;
+                          }),
+          "ports");
+  differs(next.tunnel_port != now.tunnel_port, "tunnel_port");
+  differs(next.mbufs != now.mbufs, "mbufs");
+  differs(next.control_socket != now.control_socket, "control_socket");
+  differs(next.metrics_listen != now.metrics_listen, "metrics_listen");
+  differs(next.max_tunnels != now.max_tunnels, "max_tunnels");
+  differs(next.session_timeout_ns != now.session_timeout_ns, "session_timeout");
+  differs(next.direct_mode != now.direct_mode, "direct_mode");
+  differs(next.flow.table_size != now.flow.table_size || next.flow.udp_ttl_ns != now.flow.udp_ttl_ns ||
+              next.flow.tcp_syn_timeout_ns != now.flow.tcp_syn_timeout_ns ||
+              next.flow.tcp_established_timeout_ns != now.flow.tcp_established_timeout_ns,
+          "flows");
+  differs(next.crypto.key_len != now.crypto.key_len || next.crypto.rekey_interval_ns != now.crypto.rekey_interval_ns ||
+              next.crypto.engine != now.crypto.engine,
+          "crypto");
+  std::string error;
+  std::vector<std::string> changes;
+  if (!state_.apply_config(next, error, &changes)) {
+    LOG_ERROR("reload %s: %s; nothing changed", path.c_str(), error.c_str());
+    return;
+  }
+  for (const std::string& c : changes) LOG_INFO("reload: %s", c.c_str());
+  std::string pending;
+  for (const std::string& k : restart) pending += (pending.empty() ? "" : ", ") + k;
+  LOG_INFO("reloaded %s: %zu change(s) applied%s%s", path.c_str(), changes.size(),
+           pending.empty() ? "" : "; these need a restart and were not applied: ", pending.c_str());
+}
+
+void ControlLoop::tick(uint64_t now_ns) {
+  if (dp_.reload.exchange(false)) reload();
+  if (metrics_.wanted()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));  // a scrape waits for it
+  void* objs[32];
+  unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
+  kernel_.poll([this](uint8_t port, rte_mbuf* m) { return transmit(port, m); });
+
+  uint64_t want[32];
+  n = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, want, sizeof want[0], 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) {
+    if (arp_requested_ns_.size() > 4096) {  // forget old requests; the map must not grow without bound
+      for (auto it = arp_requested_ns_.begin(); it != arp_requested_ns_.end();)
+        it = now_ns - it->second > 1'000'000'000ull ? arp_requested_ns_.erase(it) : std::next(it);
+    }
+    uint64_t& last = arp_requested_ns_[want[i]];
+    if (last && now_ns - last < 200'000'000ull) continue;  // one request per next hop per 200 ms
+    last = now_ns;
+    send_arp_request(uint8_t(want[i] >> 32), uint32_t(want[i]));
+  }
+
+  if (now_ns - last_keys_ns_ >= 10'000'000ull) {  // every 10 ms
+    last_keys_ns_ = now_ns;
+    const uint64_t real = realtime_ns();
+    dp_.realtime_offset_ns.store(int64_t(real) - int64_t(now_ns), std::memory_order_relaxed);
+    state_.maintain(now_ns, real);
+    reclaimer_.reclaim();
+  }
+  if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
+    report(now_ns);
+    last_report_ns_ = now_ns;
+  }
+  ControlContext ctx{dp_, state_, controller_, control_, now_ns};
+  control_.poll([&](const std::string& line, bool& close, uint64_t conn) -> std::optional<std::string> {
+    std::string reply = handle_control_line(line, close, conn, ctx);
+    if (ctx.fence_conn) {  // a controller silent past its lease was replaced: it hears so, and is cut off
+      control_.reply(ctx.fence_conn,
+                     "{\"type\":\"error\",\"code\":\"fenced\",\"reason\":\"another dpctld took over the gateway: " +
+                         json_escape(controller_.who) + "\"}\n",
+                     true);
+      ctx.fence_conn = 0;
+    }
+    return reply;
+  });
+}
+
+// Once a second: log agent endpoint changes and authentication failures (never key material).
+void ControlLoop::report(uint64_t now_ns) {
+  (void)now_ns;
+  for (const auto& [index, s] : state_.sessions()) {
+    const TunnelPool* pool = dp_.tunnels.get(s->tunnel);
+    const char* name = pool ? pool->name.c_str() : "?";
+    uint64_t ep = s->endpoint.load(std::memory_order_relaxed);
+    uint64_t& last_ep = last_endpoint_[index];
+    if (ep && ep != last_ep)
+      LOG_INFO("tunnel %s session %u: agent endpoint %s", name, index, Endpoint::unpack(ep).str().c_str());
+    last_ep = ep;
+    // An endpoint that keeps moving means two agents run with one session's key: their counters share a
+    // nonce space. Say so loudly.
+    uint64_t changes = s->endpoint_changes.load(std::memory_order_relaxed);
+    uint64_t& last_changes = last_endpoint_changes_[index];
+    if (changes - last_changes >= 3)
+      LOG_WARN("tunnel %s session %u: agent endpoint changed %llu times in the last second: are two agents "
+               "running with this session's key? Each session must have exactly one agent.",
+               name, index, (unsigned long long)(changes - last_changes));
+    last_changes = changes;
+  }
+  for (const auto& [key, t] : state_.tunnels()) {
+    uint64_t v = 0;
+    for (const auto& w : dp_.workers) v += w->tunnel_stats[t.slot].auth_fail.get();
+    uint64_t& last = last_auth_fail_[t.slot];
+    if (v > last)
+      LOG_WARN("tunnel %s: %llu frames failed authentication in the last second (an agent with the wrong key, "
+               "or tampering)",
+               t.name.c_str(), (unsigned long long)(v - last));
+    last = v;
+  }
+}
+
+bool ControlLoop::transmit(uint8_t port, rte_mbuf* m) {
+  dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::Transmit, port};
+  if (rte_ring_mp_enqueue(dp_.workers[0]->handoff_ring(), m) == 0) return true;
+  rte_pktmbuf_free(m);
+  return false;
+}
+
+void ControlLoop::handle_arp(rte_mbuf* m) {
+  const uint8_t port = dp_.meta(m).port;
+  const PortInfo& pi = dp_.ports[port];
+  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* arp = eth + kEthHeaderLen;
+  const uint16_t op = load_be16(arp + 6);
+  MacAddr sha;
+  std::memcpy(sha.data(), arp + 8, 6);
+  const uint32_t spa = load_be32(arp + 14);
+  const uint32_t tpa = load_be32(arp + 24);
+  MacAddr known;
+  const bool for_us = tpa == pi.address;
+  const bool on_link = dp_.cfg->ports[port].address.contains(Ipv4{spa});
+  // Learn only neighbours on the port's subnet that talk to us (or update ones we know); keep the table at most
+  // 3/4 full so a flood of made-up senders cannot slow every lookup down.
+  if (spa && spa != pi.address && on_link) {
+    bool known_before = dp_.neighbors.lookup(port, spa, known);
+    if (known_before || (for_us && dp_.neighbors.size() < NeighborTable::kCapacity * 3 / 4))
+      dp_.neighbors.update(port, spa, sha);
+    else if (for_us && !neighbor_full_warned_) {
+      LOG_WARN("neighbour table is 3/4 full (%u entries); not learning new neighbours", dp_.neighbors.size());
+      neighbor_full_warned_ = true;
+    }
+  }
+  // The kernel path learns its neighbours from the same ARP: requests for our address and replies to us (its own
+  // requests go out as they are; dpgw answers requests itself).
+  if (for_us && kernel_.enabled(port)) kernel_.deliver(port, m);
+  if (op != kArpRequest || !for_us) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  // Turn the request into the reply in place.
+  std::memcpy(eth, sha.data(), 6);
+  std::memcpy(eth + 6, pi.mac.data(), 6);
+  store_be16(arp + 6, kArpReply);
+  std::memcpy(arp + 18, sha.data(), 6);
+  store_be32(arp + 24, spa);
+  std::memcpy(arp + 8, pi.mac.data(), 6);
+  store_be32(arp + 14, pi.address);
+  transmit(port, m);
+}
+
+void ControlLoop::send_arp_request(uint8_t port, uint32_t ip) {
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  if (!m) return;
+  const PortInfo& pi = dp_.ports[port];
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, 60));
+  if (!eth) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memset(eth, 0, 60);
+  std::memset(eth, 0xff, 6);
+  std::memcpy(eth + 6, pi.mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeArp);
+  uint8_t* arp = eth + kEthHeaderLen;
+  store_be16(arp, 1);
+  store_be16(arp + 2, kEtherTypeIpv4);
+  arp[4] = 6;
+  arp[5] = 4;
+  store_be16(arp + 6, kArpRequest);
+  std::memcpy(arp + 8, pi.mac.data(), 6);
+  store_be32(arp + 14, pi.address);
+  store_be32(arp + 24, ip);
+  LOG_DEBUG("ARP who-has %s on port %s", Ipv4{ip}.str().c_str(), pi.name.c_str());
+  transmit(port, m);
+}
+
+}  // namespace dptun

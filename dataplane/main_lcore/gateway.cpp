@@ -1,0 +1,156 @@
+#include "dataplane/main_lcore/gateway.hpp"
+
+#include <rte_eal.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <openssl/rand.h>
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "crypto/aead_cryptodev.hpp"
+#include "crypto/aead_openssl.hpp"
+
+namespace dptun {
+
+std::unique_ptr<Gateway> Gateway::create(const GatewayConfig& cfg, const Options& opt, std::string& error) {
+  std::unique_ptr<Gateway> gw(new Gateway());
+  gw->cfg_ = cfg;
+  gw->dp_ = std::make_unique<Dataplane>(cfg.max_tunnels);
+  gw->dp_->cfg = &gw->cfg_;
+  if (!gw->build(opt, error)) return nullptr;
+  return gw;
+}
+
+bool Gateway::build(const Options& opt, std::string& error) {
+  const GatewayConfig& cfg = cfg_;
+  Dataplane& dp = *dp_;
+  const int socket = int(rte_socket_id());
+  dp.handoff_offset = register_handoff_field();
+  if (dp.handoff_offset < 0) {
+    error = "cannot register the mbuf handoff field";
+    return false;
+  }
+  dp.tracer = std::make_unique<Tracer>(cfg.workers);
+  if (!dp.tracer->register_mbuf_fields(error)) return false;
+  if (RAND_bytes(dp.syn_cookie_key.data(), int(dp.syn_cookie_key.size())) != 1) {
+    error = "cannot draw the SYN cookie key";
+    return false;
+  }
+  dp.pool = rte_pktmbuf_pool_create("dptun_mbufs", cfg.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  if (!dp.pool) {
+    error = "cannot allocate " + std::to_string(cfg.mbufs) + " mbufs (raise dpgw.eal.memory_mb)";
+    return false;
+  }
+
+  if (cfg.crypto.engine == "cryptodev") {
+    // Sessions come and go at runtime: size the pool for many (each has up to 2 x 8 epoch keys in use and a
+    // few retired ones waiting for their grace period).
+    engine_ = CryptodevAead::open(cfg.crypto.device, 32768, error);
+    if (!engine_) return false;
+  } else {
+    engine_ = std::make_unique<OpensslAead>(cfg.workers);
+  }
+  LOG_INFO("AEAD engine: %s (%s)", engine_->name(), cfg.crypto.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm");
+
+  for (const PortConfig& pc : cfg.ports) {
+    PortInfo info;
+    if (!setup_port(pc, cfg.workers, dp.pool, info, error)) return false;
+    port_guards_.push_back(std::make_unique<PortGuard>(info.port_id));
+    dp.ports.push_back(info);
+  }
+  std::vector<RouteTable::Interface> ifaces;
+  for (const PortConfig& pc : cfg.ports) ifaces.push_back({pc.address, pc.gateway ? pc.gateway->value : 0});
+  dp.routes = std::make_unique<RouteTable>(std::move(ifaces));
+
+  size_t rcu_size = rte_rcu_qsbr_get_memsize(cfg.workers);
+  dp.rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("dptun_rcu", rcu_size, RTE_CACHE_LINE_SIZE));
+  if (!dp.rcu || rte_rcu_qsbr_init(dp.rcu, cfg.workers) != 0) {
+    error = "cannot set up RCU";
+    return false;
+  }
+  dp.control_ring = rte_ring_create("dptun_control", 1024, socket, RING_F_SC_DEQ);
+  dp.resolve_ring = rte_ring_create_elem("dptun_resolve", sizeof(uint64_t), 1024, socket, RING_F_SC_DEQ);
+  dp.kernel_ring = rte_ring_create("dptun_kernel", 4096, socket, RING_F_SC_DEQ);
+  if (!dp.control_ring || !dp.resolve_ring || !dp.kernel_ring) {
+    error = "cannot create control rings";
+    return false;
+  }
+
+  if (opt.launch_workers) {
+    unsigned lcore;
+    RTE_LCORE_FOREACH_WORKER(lcore) worker_lcores_.push_back(lcore);
+    if (worker_lcores_.size() != cfg.workers) {
+      error = "EAL has " + std::to_string(worker_lcores_.size()) + " worker lcores but dpgw.workers = " +
+              std::to_string(cfg.workers) + " (fix dpgw.eal.lcores)";
+      return false;
+    }
+  } else {
+    worker_lcores_.assign(cfg.workers, rte_lcore_id());
+  }
+  for (uint16_t w = 0; w < cfg.workers; ++w) dp.workers.push_back(std::make_unique<Worker>(dp, w, worker_lcores_[w]));
+
+  // Tunnels, sessions and entry points: the config's static ones now, dpctld's at runtime.
+  dp.started_ns = dp.clock.now_ns();
+  dp.realtime_offset_ns.store(int64_t(realtime_ns()) - int64_t(dp.started_ns));
+  reclaimer_ = std::make_unique<Reclaimer>(dp.rcu);
+  keys_ = std::make_unique<SessionKeyManager>(*engine_, cfg.crypto.key_len, cfg.crypto.rekey_interval_ns, *reclaimer_);
+  state_ = std::make_unique<GatewayState>(dp, *keys_, *reclaimer_);
+  if (!state_->apply_config(cfg, error)) return false;
+  state_->publish_all();
+
+  control_ = std::make_unique<ControlLoop>(dp, *state_, *reclaimer_);
+  if (opt.control_socket && (!control_->open_control_socket(error) || !control_->open_metrics(error))) return false;
+  if (!control_->open_kernel_path(error)) return false;
+  return true;
+}
+
+static int worker_main(void* arg) { return static_cast<Worker*>(arg)->run(); }
+
+int Gateway::run() {
+  Dataplane& dp = *dp_;
+  for (auto& w : dp.workers) {
+    if (rte_eal_remote_launch(worker_main, w.get(), w->lcore()) != 0) {
+      LOG_ERROR("cannot launch worker %u on lcore %u", w->id(), w->lcore());
+      dp.stop = true;
+      break;
+    }
+  }
+  LOG_INFO("running: %zu worker(s), %zu port(s), %zu tunnel(s), %zu entry point(s)", dp.workers.size(),
+           dp.ports.size(), state_->tunnels().size(), state_->entries().size());
+  control_->run();
+  rte_eal_mp_wait_lcore();
+  return 0;
+}
+
+Gateway::~Gateway() {
+  if (!dp_) return;
+  Dataplane& dp = *dp_;
+  control_.reset();
+  // Workers are stopped: sessions, tables and keys can go at once (before the engine that made the keys).
+  state_.reset();
+  keys_.reset();
+  reclaimer_.reset();
+  for (auto& w : dp.workers) {
+    void* m;
+    while (w->handoff_ring() && rte_ring_dequeue(w->handoff_ring(), &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+  }
+  dp.workers.clear();
+  for (rte_ring* r : {dp.control_ring, dp.kernel_ring}) {
+    void* m;
+    while (r && rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  }
+  rte_ring_free(dp.resolve_ring);
+  port_guards_.clear();
+  engine_.reset();
+  rte_free(dp.rcu);
+  rte_mempool_free(dp.pool);
+}
+
+}  // namespace dptun

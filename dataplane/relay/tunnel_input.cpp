@@ -1,0 +1,392 @@
+// Agent -> client: a relay frame on the tunnel port is checked against its session's replay window,
+// decrypted in one AEAD call per key, then its inner packet is NAT-reversed onto the flow it belongs to
+// (on the worker that owns the flow) and sent to the client.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "dataplane/relay/aead_burst.hpp"
+#include "dataplane/tables/flow_tracking.hpp"
+#include "dataplane/loop/worker.hpp"
+#include "packet/checksum.hpp"
+#include "packet/icmp_error.hpp"
+#include "packet/ipv4_fragment.hpp"
+#include "packet/ipv4_rewrite.hpp"
+#include "packet/tcp_mss.hpp"
+
+namespace dptun {
+
+void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+  if (__builtin_expect(tracing_, 0))
+    tunnel_burst<true>(port, pkts, info, n);
+  else
+    tunnel_burst<false>(port, pkts, info, n);
+}
+
+template <bool kTrace>
+void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+  struct Pending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    FrameMeta meta;
+    uint8_t* frame;
+    uint32_t frame_len;
+    const PacketInfo* pi;
+  };
+  Pending p[kBurst];
+  EpochCipher* cipher[kBurst];
+  AeadOp ops[kBurst];
+  uint8_t iv[kBurst][kAeadIvLen];
+  int32_t status[kBurst];
+  uint16_t np = 0;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const PacketInfo& pi = info[i];
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+    uint32_t len = pi.l4_len - uint32_t(kUdpHeaderLen);
+    FrameMeta meta;
+    if (decode_relay_header(frame, len, meta) != FrameError::None) {
+      drop(m, Drop::FrameMalformed);
+      continue;
+    }
+    TunnelSession* s = dp_.sessions.find(meta.receiver_index);
+    if (!s) {
+      drop(m, Drop::UnknownSession);
+      continue;
+    }
+    if (s->rx_worker != id_) {  // the replay window has a single owner
+      handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      continue;
+    }
+    TunnelStats& ts = tunnel_stats[s->tunnel];
+    if (!s->replay.check(meta.counter)) {
+      ts.replay.add();
+      drop(m, Drop::Replay);
+      continue;
+    }
+    if (s->peer_clock_counters && meta.counter < fresh_floor_) {
+      ts.replay.add();
+      drop(m, Drop::StaleCounter);
+      continue;
+    }
+    const uint64_t epoch = epoch_of(meta.counter);
+    EpochCipher* c = s->rx_keys.find(epoch);
+    if (!c) {
+      s->wanted_epoch.store(epoch, std::memory_order_release);
+      ts.key_unavailable.add();
+      drop(m, Drop::KeyUnavailable);
+      continue;
+    }
+    make_nonce(iv[np], c->salt, meta.counter);
+    ops[np] = AeadOp{frame + kRelayHeaderLen, uint32_t(len - kRelayHeaderLen - kRelayTagLen), iv[np], frame,
+                     frame + len - kRelayTagLen};
+    cipher[np] = c;
+    p[np++] = Pending{m, s, meta, frame, len, &pi};
+  }
+  if (!np) return;
+  aead_burst(cipher, ops, status, np, id_);
+
+  for (uint16_t i = 0; i < np; ++i) {
+    rte_mbuf* m = p[i].m;
+    TunnelSession& s = *p[i].s;
+    TunnelStats& ts = tunnel_stats[s.tunnel];
+    if (status[i]) {
+      ts.auth_fail.add();
+      drop(m, Drop::AuthFail);
+      continue;
+    }
+    const bool newest = s.replay.empty() || p[i].meta.counter > s.replay.top();
+    if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
+      ts.replay.add();
+      drop(m, Drop::Replay);
+      continue;
+    }
+    const uint64_t epoch = epoch_of(p[i].meta.counter);
+    const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
+    if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
+    s.last_rx_ns.store(now_ns_, std::memory_order_relaxed);
+    // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
+    // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
+    const uint64_t from = Endpoint{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port}.pack();
+    if (newest && s.endpoint.load(std::memory_order_relaxed) != from) {
+      s.endpoint.store(from, std::memory_order_relaxed);
+      s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    DPTUN_TRACE_IF(kTrace, m, Decap) {
+      tr->session = s.index;
+      tr->code = uint8_t(p[i].meta.type);
+      if (p[i].meta.type == FrameType::Data) {
+        tr->flow_id = decode_inner_header(p[i].frame + kRelayHeaderLen).flow_id;
+        tr->len = uint16_t(p[i].frame_len - kRelayFrameOverhead);
+      }
+    }
+    if (p[i].meta.type == FrameType::Keepalive) {
+      ts.keepalives.add();
+      stats.keepalives_rx.add();
+      if (p[i].meta.flags & kFlagKeepaliveReply) {
+        DPTUN_TRACE_IF(kTrace, m, Consumed) tr->code = 0;
+        rte_pktmbuf_free(m);
+      } else {
+        reply_keepalive(port, m, s, *p[i].pi);
+      }
+      continue;
+    }
+    if (p[i].meta.type != FrameType::Data) {  // control frames arrive with the control plane
+      drop(m, Drop::FrameMalformed);
+      continue;
+    }
+    const InnerHeader ih = decode_inner_header(p[i].frame + kRelayHeaderLen);
+    const uint32_t inner_len = p[i].frame_len - uint32_t(kRelayFrameOverhead);
+    ts.from_agent_packets.add();
+    ts.from_agent_bytes.add(inner_len);
+    stats.decap_packets.add();
+    stats.decap_bytes.add(inner_len);
+    uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
+    rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+    // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
+    if (ipv4_is_fragment(inner) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
+    if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
+      if (m->nb_segs > 1)
+        drop(m, Drop::Fragment);
+      else
+        visitor_input(m, ih, s);
+      continue;
+    }
+    const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
+    if (owner == id_) {
+      deliver_to_client(m, ih.flow_id, s);
+    } else if (owner < dp_.workers.size()) {
+      handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
+    } else {
+      drop(m, Drop::StaleFlow);
+    }
+  }
+}
+
+namespace {
+// The inner packet of a frame, or a datagram reassembled from several (its first mbuf holds every header).
+bool parse_inner(const rte_mbuf* m, PacketInfo& pi) {
+  const std::span<const uint8_t> head{rte_pktmbuf_mtod(m, const uint8_t*), m->data_len};
+  if (m->nb_segs == 1) return parse_tunnel_packet(head, pi);
+  return parse_ipv4_head(head, m->pkt_len, pi) == ParseStatus::Ok && !pi.is_fragment && pi.has_l4 &&
+         (pi.l4_proto == kIpProtoTcp || pi.l4_proto == kIpProtoUdp);
+}
+}  // namespace
+
+void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+  PacketInfo pi;
+  if (!parse_inner(m, pi)) {
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    if (m->data_len >= kIpv4HeaderLen && ip[kIpv4OffProto] == kIpProtoIcmp)
+      icmp_from_agent(m, flow_id, s);  // an agent's word that the flow's target cannot be reached
+    else
+      drop(m, Drop::BadInner);
+    return;
+  }
+  // Agents know a flow by its tag only (their NAT is stateless); the reply must come from the flow's target,
+  // over a session of the flow's tunnel (any agent of the pool may carry it), with a plain IPv4 header.
+  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
+  if (!f || f->deadline_ns <= now_ns_) {
+    drop(m, Drop::StaleFlow);
+    return;
+  }
+  // (When the agent picked the target, it is the agent's to know: the flow's tag and tunnel vouch for the reply.)
+  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto || pi.ip_header_len != 20 ||
+      (!f->agent_routed && (pi.src_ip != f->target_ip || pi.src_port != f->target_port))) {
+    drop(m, Drop::FlowMismatch);
+    return;
+  }
+  if (f->agent_routed) {
+    // The agent has picked the target: from now on the flow is addressed to it (the agent keeps no state for
+    // it, another agent of the pool can take it over) and replies must come from it.
+    f->target_ip = pi.src_ip;
+    f->target_port = pi.src_port;
+    f->agent_routed = false;
+    release_name(*f);
+  }
+  if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
+    flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+    deliver_to_visitor(m, *f, pi);
+    return;
+  }
+  if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
+    if (m->nb_segs > 1)
+      drop(m, Drop::Fragment);
+    else
+      splice_from_server(m, *f, pi);
+    return;
+  }
+  if (f->binding == Binding::WaitHello || f->binding == Binding::Refused) {  // nothing was sent to a target yet
+    drop(m, Drop::FlowMismatch);
+    return;
+  }
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+    drop(m, why);
+    return;
+  }
+  // Bigger than the client's link (a datagram the agent sent in fragments): IPv4 fragments, unless DF forbids it.
+  const bool too_big = m->nb_segs > 1 || pi.ip_total_len > dp_.ports[out_port].mtu;
+  if (too_big && pi.dont_fragment) {
+    drop(m, Drop::TooBig);
+    return;
+  }
+  flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* l4 = ip + pi.l4_offset;
+  if (f->binding == Binding::Spliced) {
+    // (While dpgw holds first bytes the target has not acknowledged, their progress is read here.)
+    if (f->bind.buffer != BindingBuffers::kNone && !held_from_server(*f, l4, pi)) {
+      rte_pktmbuf_free(m);
+      return;
+    }
+    f->splice.to_client(l4, pi.tcp_header_len);
+  }
+  if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
+  // Whatever addresses the agent wrote, the client only ever sees the entry point talking to it.
+  ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local_ip, f->key.local_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client_ip, f->key.client_port);
+  if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
+  if (too_big) {
+    send_ip_fragments(out_port, mac, m);
+    return;
+  }
+
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
+  if (!eth) {
+    drop(m, Drop::NoRoom);
+    return;
+  }
+  std::memcpy(eth, mac.data(), 6);
+  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  DPTUN_TRACE(m, Deliver) {
+    tr->flow_id = flows_.id_of(*f);
+    tr->src_ip = f->key.local_ip;
+    tr->src_port = f->key.local_port;
+    tr->dst_ip = f->key.client_ip;
+    tr->dst_port = f->key.client_port;
+  }
+  send(out_port, m);
+}
+
+// An ICMP error the agent's kernel sent about a packet of the flow (protocol.md "ICMP errors"). It must quote a
+// datagram of the flow's protocol to the flow's target and come over a session of the flow's tunnel, like a reply.
+// The client then hears what a NAT router would tell it: the error, from the entry point's address (the address it
+// sent to), quoting its own datagram; its TCP gives up a connection attempt at once (RFC 1122 4.2.3.9), its UDP
+// socket reports the error. A hostname connection (dpgw holds the client's side itself) is refused instead, as its
+// target's RST would be (502 for HTTP, a RST for TLS).
+void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+  IcmpError e;
+  uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+  if (m->nb_segs != 1 || !parse_icmp_error({ip, m->data_len}, e)) {
+    drop(m, Drop::BadInner);
+    return;
+  }
+  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
+  if (!f || f->deadline_ns <= now_ns_) {
+    drop(m, Drop::StaleFlow);
+    return;
+  }
+  // (A hostname connection still being read, or refused, has sent its target nothing.)
+  if (f->tunnel != s.tunnel || f->key.proto != e.proto || f->binding == Binding::WaitHello ||
+      f->binding == Binding::Refused ||
+      (!f->agent_routed && (e.dst_ip != f->target_ip || e.dst_port != f->target_port))) {
+    drop(m, Drop::FlowMismatch);
+    return;
+  }
+  tunnel_stats[f->tunnel].targets_unreachable.add();
+  DPTUN_TRACE(m, IcmpError) {
+    tr->code = uint8_t(e.reason());
+    tr->flow_id = flows_.id_of(*f);
+    tr->dst_ip = e.dst_ip;
+    tr->dst_port = e.dst_port;
+  }
+  // Anything but "fragmentation needed" means the target cannot be reached at all (a TCP in SYN-SENT gives up).
+  const bool hard = !(e.type == kIcmpDestUnreachable && e.code == kIcmpFragNeeded);
+  if (f->binding == Binding::WaitServer) {
+    binding_unreachable(*f, m, hard);
+    return;
+  }
+  if (f->visitor || !icmp_bucket_.take(now_ns_)) {  // (visitors' programs are not told; counted)
+    drop(m, Drop::TargetUnreachable);
+    return;
+  }
+  if (hard && f->tcp_state == TcpState::SynSent) {  // the client's TCP gives up: so does the flow
+    f->tcp_state = TcpState::Closed;
+    f->deadline_ns = now_ns_ + dp_.cfg->flow.tcp_closed_timeout_ns;
+  }
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+    drop(m, why);
+    return;
+  }
+  // A spliced connection's sequence numbers towards the target are the client's plus client_seq_delta (bytes dpgw
+  // inserted, e.g. a PROXY header): the quote gets the client's own back, which its TCP checks.
+  if (f->binding == Binding::Spliced && e.proto == kIpProtoTcp) {
+    uint8_t* seq = ip + e.quote_offset + e.quote_header_len + 4;
+    store_be32(seq, load_be32(seq) - f->splice.client_seq_delta);
+  }
+  const size_t len = icmp_error_rewrite({ip, m->data_len}, e, f->key.local_ip, f->key.client_ip, f->key.client_ip,
+                                        f->key.client_port, f->key.local_ip, f->key.local_port);
+  rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
+  if (!eth) {
+    drop(m, Drop::NoRoom);
+    return;
+  }
+  std::memcpy(eth, mac.data(), 6);
+  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  stats.icmp_errors_forwarded.add();
+  send(out_port, m);
+}
+
+// Answers an agent's keepalive in place: swap the outer addresses, seal an empty frame with a fresh counter.
+void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi) {
+  uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = l2 + pi.l3_offset;
+  uint8_t* udp = l2 + pi.l4_offset;
+  uint8_t* frame = udp + kUdpHeaderLen;
+  const uint64_t counter = s.tx_counter.fetch_add(1, std::memory_order_relaxed);
+  EpochCipher* c = s.tx_keys.find(epoch_of(counter));
+  if (!c) {
+    drop(m, Drop::KeyUnavailable);
+    return;
+  }
+  std::memcpy(l2, l2 + 6, 6);
+  std::memcpy(l2 + 6, dp_.ports[port].mac.data(), 6);
+  store_be32(ip + kIpv4OffSrc, pi.dst_ip);
+  store_be32(ip + kIpv4OffDst, pi.src_ip);
+  ip[kIpv4OffTtl] = 64;
+  store_be16(ip + kIpv4OffId, ip_id_++);
+  store_be16(ip + kIpv4OffFrag, 0);
+  store_be16(ip + kIpv4OffChecksum, 0);
+  store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, pi.ip_header_len}));
+  store_be16(udp, pi.dst_port);
+  store_be16(udp + 2, pi.src_port);
+  store_be16(udp + kUdpOffChecksum, 0);
+  encode_relay_header(frame, FrameMeta{FrameType::Keepalive, kFlagKeepaliveReply, s.index, counter});
+  uint8_t iv[kAeadIvLen];
+  make_nonce(iv, c->salt, counter);
+  AeadOp op{frame + kRelayHeaderLen, 0, iv, frame, frame + kRelayHeaderLen};
+  int32_t st = 0;
+  c->aead->process({&op, 1}, {&st, 1}, id_);
+  if (st) {
+    drop(m, Drop::CryptoError);
+    return;
+  }
+  stats.keepalives_tx.add();
+  DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::KeepaliveReply);
+  send(port, m);
+}
+
+}  // namespace dptun

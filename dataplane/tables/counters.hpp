@@ -1,0 +1,131 @@
+// Counters written by exactly one worker and read by the control lcore while the worker runs.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "ingress/quic_initial.hpp"
+#include "packet/parser.hpp"
+
+namespace dptun {
+
+// Single-writer counter: relaxed load + store compiles to a plain add, and readers never see a torn value.
+class Counter {
+ public:
+  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Why a packet was dropped. Names (drop_reason_name) are what stats and docs/operations.md show.
+enum class Drop : uint8_t {
+  ParseError,       // malformed L2-L4 headers (detail in parse_errors)
+  Vlan,             // VLAN-tagged frame: no VLAN interfaces configured
+  Ipv6,             // IPv6 is parsed but not forwarded yet
+  Multiseg,         // multi-segment mbuf (jumbo frames are not supported yet)
+  NotForUs,         // IPv4 not addressed to a gateway address
+  UnsupportedProto, // IP protocol we do not serve
+  Fragment,         // a reassembled datagram dpgw does not take: to the tunnel port, or too big for one mbuf where
+                    // only single-buffer packets go (hostname entry points, the kernel path, from visitors)
+  NoEntryPoint,     // TCP/UDP to a port without an entry point
+  TcpNoFlow,        // TCP segment without SYN for a flow we do not know
+  NoSession,        // the tunnel has no session with a known agent endpoint
+  FlowTableFull,    // no free flow and none idle enough to evict
+  NoRoute,          // no port reaches the destination
+  NoNeighbor,       // next hop MAC unknown yet (ARP request sent)
+  NoRoom,           // mbuf lacks head/tailroom for the encapsulation
+  TooBig,           // does not fit the MTU and DF is set (ICMP fragmentation-needed sent when possible)
+  FrameMalformed,   // relay frame header invalid
+  UnknownSession,   // relay frame for a receiver index we do not have
+  Replay,           // counter already seen or behind the window
+  StaleCounter,     // static peer's counter older than the freshness limit: a replay, or clocks far apart
+  AuthFail,         // AEAD tag did not verify (wrong key, tampering)
+  KeyUnavailable,   // no key for the frame's epoch yet (derivation requested)
+  BadInner,         // decrypted inner packet is not IPv4 TCP/UDP
+  StaleFlow,        // reply for a flow that has expired
+  FlowMismatch,     // reply not from the flow's target/tunnel/protocol, or with IP options
+  HandoffFull,      // another worker's handoff ring was full
+  ControlFull,      // the control lcore's ring was full
+  KernelFull,       // the kernel path's ring was full (packets for our address that dpgw does not serve)
+  KernelRate,       // over the port's kernel_rate (a flood towards the kernel path)
+  TxFull,           // the TX queue did not take the packet
+  NoMbuf,           // mbuf pool empty
+  CryptoError,      // the AEAD engine failed to encrypt
+  NoHostname,       // hostname entry point: no usable name in the client's first packet (see quic_initials)
+  NoRule,           // hostname entry point: no ingress rule matches the name
+  PrivateRule,      // the name's rule is private: never reachable from a public entry point
+  BadCookie,        // an ACK to a hostname entry point whose SYN cookie is not ours (or too old)
+  BindingFull,      // no buffer free to hold another connection while its hostname is read
+  TargetRefused,    // the target answered the SYN of a hostname-routed connection with RST
+  DirectDisabled,   // a visitor asked for an address directly, and the gateway's direct_mode is off
+  BadChecksum,      // a TCP segment dpgw answers itself (hostname entry points) with a wrong checksum
+  AmbiguousHost,    // HTTP request head naming its host in conflicting or unclear ways (answered 400)
+  HeadTooBig,       // request head / ClientHello larger than dpgw reads (HTTP 431, TLS reset)
+  HostnameTimeout,  // hostname entry point: no name within 10 s of the connection's first byte (reset)
+  TargetTimeout,    // hostname entry point: the target did not answer our SYN, or take the first bytes, in 10 s
+  TargetUnreachable,  // an agent's ICMP error about a flow's target that ends there: a hostname connection's target
+                      // could not be reached (the client gets a 502 or a RST), a visitor's flow, over the rate
+  // IPv4 reassembly (fragments.cpp), in FragDrop's order (packet/ipv4_reassembly.hpp)
+  FragMalformed,    // empty, not a multiple of 8 bytes before the last, fragments disagreeing about the end,
+                    // or a first fragment without the whole TCP/UDP header
+  FragDuplicate,    // the same range as a fragment already held
+  FragOverlap,      // overlaps another fragment: its datagram is dropped
+  FragOversize,     // its datagram would pass reassembly.max_size
+  FragTooMany,      // its datagram needs more than 128 fragments
+  FragTimeout,      // its datagram did not complete within reassembly.timeout
+  FragEvicted,      // its datagram was given up for newer ones (reassembly.datagrams / .fragments reached)
+  Count
+};
+
+const char* drop_reason_name(Drop d);
+
+struct alignas(64) WorkerStats {
+  Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
+  Counter encap_packets, encap_bytes, decap_packets, decap_bytes;
+  Counter flows_created, flows_expired, flows_evicted, flows_repinned;
+  Counter keepalives_rx, keepalives_tx, icmp_echo_replies, icmp_frag_needed;
+  Counter fragments_tx;  // IPv4 fragments made: inner fragments in frames to agents, fragments to clients
+  // Reassembly of client fragments (steered: handed to the worker their datagram hashes to) and of fragments in
+  // agents' frames (inner_*): fragments taken in, datagrams completed, datagrams timed out or evicted.
+  Counter frag_rx, frag_steered, frag_reassembled, frag_timeouts, frag_evictions;
+  Counter inner_frag_rx, inner_frag_reassembled, inner_frag_timeouts, inner_frag_evictions;
+  Counter to_control, to_kernel, handoff_tx, handoff_rx, idle_sleeps, polls;
+  Counter hostname_routed;  // new flows routed by an ingress rule
+  Counter syn_cookies_sent, bindings_started, bindings_spliced, bindings_refused, bindings_evicted;  // delayed binding
+  // first bytes that outgrew a small buffer; segments dpgw sent again (SYN or first bytes to targets, answers)
+  Counter bindings_grown, binding_retransmits;
+  // QUIC flows held until their ClientHello named a host; datagrams sent on after a hold; holds given up for newer
+  Counter quic_flows_held, quic_held_sent, quic_holds_evicted;
+  Counter visitor_packets, visitor_flows;  // from visitors (dpagent visit)
+  // Failed flows, told to the client: ICMP errors from agents (a target could not be reached) passed on to clients;
+  // TCP/UDP to a port without an entry point answered with a RST / an ICMP port unreachable, or not (over the rate);
+  // TCP flows that ended in SYN state without a single answer from their target.
+  Counter icmp_errors_forwarded, closed_port_rsts, closed_port_unreachables, closed_port_limited, flows_unanswered;
+  std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
+  std::array<Counter, size_t(Drop::Count)> drops;
+  std::array<Counter, size_t(ParseStatus::Count)> parse_errors;
+};
+
+struct alignas(64) PortStats {
+  Counter rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+};
+
+// The kernel path of one port (written by the control lcore only).
+struct alignas(64) KernelPathStats {
+  Counter to_kernel_packets, to_kernel_bytes, from_kernel_packets, from_kernel_bytes;
+  Counter write_errors;    // the TAP did not take a frame (kernel side down, queue full)
+  Counter refused;         // from the kernel, not sent: not from the port's MAC and address (forwarded or
+                           // spoofed traffic), not IPv4/ARP, or an ARP reply (dpgw answers ARP itself)
+  Counter dropped;         // from the kernel, not sent: too big, no mbuf, transmit ring full
+};
+
+struct alignas(64) TunnelStats {
+  Counter to_agent_packets, to_agent_bytes, from_agent_packets, from_agent_bytes;
+  Counter flows_created, auth_fail, replay, key_unavailable, keepalives;
+  Counter targets_unreachable;  // ICMP errors from the tunnel's agents about its flows' targets
+  Counter flows_unanswered;     // TCP flows that expired in SYN state: their target never answered
+};
+
+}  // namespace dptun

@@ -1,0 +1,93 @@
+// What every lcore of dpgw shares: ports, routes, neighbours, entry points, tunnels and sessions, rings.
+// Workers only read it; the control lcore owns every write (neighbours, keys) and publishes with atomics/RCU.
+#pragma once
+#include <rte_cycles.h>
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/tables/counters.hpp"
+#include "dataplane/entry/entry_table.hpp"
+#include "dataplane/main_lcore/gateway_config.hpp"
+#include "dataplane/tables/neighbor_table.hpp"
+#include "dataplane/tables/route_table.hpp"
+#include "dataplane/tables/session.hpp"
+#include "dataplane/loop/trace.hpp"
+
+struct rte_mbuf;
+struct rte_mempool;
+struct rte_ring;
+struct rte_rcu_qsbr;
+
+namespace dptun {
+
+class Worker;
+
+inline constexpr uint16_t kBurst = 32;
+
+struct PortInfo {
+  std::string name;
+  uint16_t port_id = 0;
+  MacAddr mac{};
+  uint32_t address = 0;  // host order
+  uint16_t mtu = 1500;
+  bool kernel_path = false;  // packets for our address that dpgw does not serve go to the kernel (a TAP)
+};
+
+// Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
+struct HandoffMeta {
+  // Reassembled: a client datagram put together from fragments, to the worker of its 5-tuple (fragments.cpp).
+  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3, Reassembled = 4 };
+  uint64_t flow_id;
+  uint32_t session;
+  uint8_t stage;
+  uint8_t port;
+};
+
+// Nanoseconds from the TSC: one rdtsc and a multiply, cheap enough to read once per poll.
+class TscClock {
+ public:
+  TscClock() : ns_per_tick_(1e9 / double(rte_get_tsc_hz())) {}
+  uint64_t now_ns() const { return uint64_t(double(rte_rdtsc()) * ns_per_tick_); }
+
+ private:
+  double ns_per_tick_;
+};
+
+struct Dataplane {
+  explicit Dataplane(uint16_t max_tunnels);  // defined where Worker is complete (worker.cpp)
+  ~Dataplane();
+  const GatewayConfig* cfg = nullptr;
+  std::vector<PortInfo> ports;
+  std::unique_ptr<RouteTable> routes;
+  NeighborTable neighbors;
+  std::atomic<const EntryTable*> entries{nullptr};  // RCU-published by GatewayState
+  std::atomic<const struct IngressTable*> ingress{nullptr};  // hostname rules, RCU-published by IngressTableBuilder
+  SessionTable sessions;
+  TunnelTable tunnels;
+  std::vector<std::unique_ptr<Worker>> workers;
+  rte_mempool* pool = nullptr;
+  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)
+  rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
+  rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
+  std::array<KernelPathStats, 8> kernel_stats;  // per port
+  rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
+  int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
+  std::atomic<bool> stop{false};
+  std::atomic<bool> reload{false};  // SIGHUP: the control lcore reads the config again (ControlLoop::reload)
+  TscClock clock;
+  std::atomic<int64_t> realtime_offset_ns{0};  // wall clock minus clock.now_ns(), refreshed by the control lcore
+  uint64_t started_ns = 0;
+  std::array<uint8_t, 16> syn_cookie_key{};  // random per start: SYN cookies of an earlier run are not accepted
+  std::unique_ptr<Tracer> tracer;  // dpgw trace (trace.hpp); made before the workers
+
+  HandoffMeta& meta(rte_mbuf* m) const;
+};
+
+// Registers the HandoffMeta dynfield; returns its offset or -1.
+int register_handoff_field();
+
+}  // namespace dptun
