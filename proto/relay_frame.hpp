@@ -21,6 +21,11 @@ inline constexpr size_t kRelayTagLen = 16;
 inline constexpr size_t kRelayFrameOverhead = kRelayHeaderLen + kInnerHeaderLen + kRelayTagLen;  // 44
 // ... and with the outer IPv4 + UDP headers: what the underlay MTU loses.
 inline constexpr size_t kUnderlayOverhead = 20 + 8 + kRelayFrameOverhead;  // 72
+// The MSS that keeps a full TCP segment (IPv4 and TCP headers without options: 40 bytes) inside one underlay
+// packet of `underlay_mtu` bytes once it is encapsulated: what dpgw clamps tunnelled SYNs to and offers clients.
+inline constexpr uint16_t inner_tcp_mss(uint16_t underlay_mtu) {
+  return uint16_t(underlay_mtu - kUnderlayOverhead - 40);
+}
 inline constexpr uint16_t kDefaultTunnelPort = 51900;
 
 // Header flags.

@@ -13,11 +13,6 @@
 
 namespace dptun {
 
-namespace {
-// MSS that keeps a full segment inside one underlay packet of `mtu` bytes.
-inline uint16_t mss_for_underlay(uint16_t mtu) { return uint16_t(mtu - kUnderlayOverhead - 40); }
-}  // namespace
-
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
   if (__builtin_expect(tracing_, 0))
@@ -67,9 +62,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       pool = dp_.tunnels.get(f->tunnel);
       if ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
           pool->generation != f->tunnel_generation || (fixed && f->tunnel != ep.tunnel)) {
-        if (f->deadline_ns <= now_ns_) note_expired(*f);
-        flows_.erase(*f);  // expired, or its tunnel (or entry point) changed
-        stats.flows_expired.add();
+        end_flow(*f);  // expired, or its tunnel (or entry point) changed
         f = nullptr;
       }
     }
@@ -84,84 +77,40 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       if (!quic_earlier.empty()) stats.drops[size_t(why)].add(held_records(quic_earlier));
       drop(m, why);
     };
-    // Where a new flow goes: the entry point's own tunnel and target, or the hostname rule's.
-    uint16_t tunnel = ep.tunnel;
-    uint32_t tunnel_generation = ep.tunnel_generation;
-    Endpoint target = ep.target;
-    std::string_view routed_name;  // set when the agent picks the target (a rule without one)
-    if (!f && !fixed) {
-      Drop refused = Drop::NoHostname;
-      const std::string_view name = quic_name;
-      const IngressRoute* r = name.empty() ? nullptr : route_by_hostname(name, refused);
-      if (!r) {
-        refuse(refused);
-        continue;
-      }
-      tunnel = r->tunnel;
-      tunnel_generation = r->tunnel_generation;
-      target = r->target ? *r->target : Endpoint{Ipv4{0}, 0};  // 0.0.0.0: the agent chooses
-      if (!target.port) target.port = pi.dst_port;  // the rule's target without a port: the one the client used
-      if (!r->target) routed_name = name;
-    }
-    if (!f) {
-      pool = dp_.tunnels.get(tunnel);
-      if (!pool || pool->generation != tunnel_generation) {  // the tunnel went away under the entry point or rule
-        refuse(Drop::NoSession);
-        continue;
-      }
-    }
     uint8_t inner_flags = 0;
     bool repinned = false;  // (for the trace)
     TunnelSession* s;
     if (f) {
-      s = dp_.sessions.find(f->session_index);
-      // (An index dpctld gave to another agent, or to a visitor, since: not this flow's session any more.)
-      if (!s || s->visitor || s->tunnel != f->tunnel ||
-          !session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
-        // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
-        s = pick_session(*pool, h);
-        if (!s) {
-          refuse(Drop::NoSession);
-          continue;
-        }
-        pin_flow(*f, *s);
-        stats.flows_repinned.add();
-        repinned = true;
-      }
-      if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
-      flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
-    } else {
-      if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
-        refuse(Drop::TcpNoFlow);
-        continue;
-      }
-      s = pick_session(*pool, h);
+      s = flow_session(*f, *pool, repinned);
       if (!s) {
         refuse(Drop::NoSession);
         continue;
       }
-      Route r = dp_.routes->lookup(s->peer().ip.value);
-      f = new_flow(key, h);
-      if (!f) {
-        refuse(Drop::FlowTableFull);
+      if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
+      flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+    } else {
+      // Where a new flow goes: the entry point's own tunnel and target, or the hostname rule's.
+      FlowPlan plan;
+      plan.udp_ttl_ns = ep.udp_ttl_ns;
+      plan.keepalive = ep.keepalive;
+      plan.target = ep.target;
+      Drop why_not = Drop::NoSession;
+      const bool planned = fixed ? plan_tunnel(ep.tunnel, ep.tunnel_generation, plan, why_not)
+                                 : plan_by_rule(quic_name, pi.dst_port, nullptr, plan, why_not);
+      if (!planned) {
+        refuse(why_not);
         continue;
       }
-      pin_flow(*f, *s);
-      f->tunnel = tunnel;
-      f->tunnel_generation = pool->generation;
-      f->udp_ttl_ms = uint32_t(ep.udp_ttl_ns / 1000000ull);
-      f->target_ip = target.ip.value;
-      f->target_port = target.port;
-      f->keepalive = ep.keepalive;
-      f->mss_clamp = mss_for_underlay(dp_.ports[r.port].mtu);
-      if (!routed_name.empty() && !hold_name(*f, routed_name)) {
-        flows_.erase(*f);
-        refuse(Drop::BindingFull);
+      if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
+        refuse(Drop::TcpNoFlow);
+        continue;
+      }
+      f = open_flow(key, h, plan, s, why_not);
+      if (!f) {
+        refuse(why_not);
         continue;
       }
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
-      stats.flows_created.add();
-      tunnel_stats[tunnel].flows_created.add();
       inner_flags = kInnerFlowNew;
       if (!quic_earlier.empty()) send_held_datagrams(*f, *s, quic_earlier);
     }

@@ -1,25 +1,109 @@
-// Flow setup: every stage that opens a flow or moves one to another session comes here (entry points, TCP
-// binding, QUIC holds, visitors): a table slot, the session of the tunnel's pool, the hostname rule.
+// Flow setup: every stage that opens a flow, moves one to another session or ends one comes here (entry points, TCP
+// binding, QUIC holds, visitors): the hostname rule (one policy), a session of the tunnel's pool, a table slot, the
+// MSS clamp, the counters.
 #include "dataplane/entry/pool_pick.hpp"
 #include "dataplane/loop/worker.hpp"
 
 namespace dptun {
 
-// A new flow on an entry point routed by hostname (QUIC: the SNI its Initials gave): the rule for the name.
-// Public entry points never use private rules.
-const IngressRoute* Worker::route_by_hostname(std::string_view name, Drop& refused) {
+bool Worker::plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const {
+  const TunnelPool* pool = dp_.tunnels.get(tunnel);
+  if (!pool || !generation || pool->generation != generation) {
+    why = Drop::NoSession;
+    return false;
+  }
+  plan.pool = pool;
+  plan.tunnel = tunnel;
+  return true;
+}
+
+bool Worker::plan_by_rule(std::string_view name, uint16_t client_port, const TunnelSession* visitor, FlowPlan& plan,
+                          Drop& why) const {
+  if (name.empty()) {
+    why = Drop::NoHostname;
+    return false;
+  }
   const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
   const IngressRoute* r = table ? table->lookup(name, id_) : nullptr;
-  if (!r) {
-    refused = Drop::NoRule;
+  if (!r || (visitor && r->tunnel != visitor->tunnel)) {  // another tunnel's rules are not a visitor's to use
+    why = Drop::NoRule;
+    return false;
+  }
+  if (r->private_rule && !visitor) {  // public entry points never reach private rules
+    why = Drop::PrivateRule;
+    return false;
+  }
+  if (!plan_tunnel(r->tunnel, r->tunnel_generation, plan, why)) return false;
+  plan.target = r->target ? *r->target : Endpoint{Ipv4{0}, 0};
+  if (!plan.target.port) plan.target.port = client_port;
+  plan.name = r->target ? std::string_view{} : name;
+  plan.by_rule = true;
+  plan.proxy_protocol = r->proxy_protocol;
+  return true;
+}
+
+Flow* Worker::open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan, TunnelSession*& s, Drop& why) {
+  s = pick_session(*plan.pool, hash);
+  if (!s) {
+    why = Drop::NoSession;
     return nullptr;
   }
-  if (r->private_rule) {
-    refused = Drop::PrivateRule;
+  Flow* f = new_flow(key, hash);
+  if (!f) {
+    why = Drop::FlowTableFull;
     return nullptr;
   }
-  stats.hostname_routed.add();
-  return r;
+  if (!attach_flow(*f, plan, *s, why)) {
+    flows_.erase(*f);
+    return nullptr;
+  }
+  return f;
+}
+
+bool Worker::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& why) {
+  if (!plan.name.empty() && !hold_name(f, plan.name)) {
+    why = Drop::BindingFull;
+    return false;
+  }
+  pin_flow(f, s);
+  f.tunnel = plan.tunnel;
+  f.tunnel_generation = plan.pool->generation;
+  f.target_ip = plan.target.ip.value;
+  f.target_port = plan.target.port;
+  f.udp_ttl_ms = uint32_t(plan.udp_ttl_ns / 1000000ull);
+  f.keepalive = plan.keepalive;
+  f.visitor = plan.visitor;
+  f.mss_clamp = path_mss(s);
+  stats.flows_created.add();
+  tunnel_stats[plan.tunnel].flows_created.add();
+  if (plan.by_rule) stats.hostname_routed.add();
+  if (plan.visitor) stats.visitor_flows.add();
+  return true;
+}
+
+TunnelSession* Worker::flow_session(Flow& f, const TunnelPool& pool, bool& repinned) {
+  TunnelSession* s = dp_.sessions.find(f.session_index);
+  // (An index dpctld gave to another agent, or to a visitor, since: not this flow's session any more.)
+  if (s && !s->visitor && s->tunnel == f.tunnel && session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) return s;
+  // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
+  s = pick_session(pool, f.hash);
+  if (!s) return nullptr;
+  pin_flow(f, *s);
+  stats.flows_repinned.add();
+  repinned = true;
+  return s;
+}
+
+void Worker::end_flow(Flow& f) {
+  if (f.deadline_ns <= now_ns_) note_expired(f);
+  release_name(f);
+  flows_.erase(f);
+  stats.flows_expired.add();
+}
+
+uint16_t Worker::path_mss(const TunnelSession& s) const {
+  const Route rt = dp_.routes->lookup(s.peer().ip.value);
+  return inner_tcp_mss(dp_.ports[rt.valid ? rt.port : 0].mtu);
 }
 
 void Worker::release_flow(void* worker, const Flow& f) {

@@ -81,7 +81,7 @@ uint16_t Worker::advertised_mss() const {
   // What a client may send us: a full segment must still fit one underlay packet after encapsulation.
   uint16_t mtu = 0xffff;
   for (const PortInfo& p : dp_.ports) mtu = std::min(mtu, p.mtu);
-  return uint16_t(mtu - kUnderlayOverhead - 40);
+  return inner_tcp_mss(mtu);
 }
 
 // A TCP segment from the entry point to the client, out the port the client's frame came in on, to the MAC it
@@ -540,32 +540,14 @@ void Worker::read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool gr
 // The name is known: the rule decides. Public entry points never use private rules; a rule needs a target (or
 // leaves it to the agent) and a live session of its tunnel.
 void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, std::string_view name) {
-  const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
-  const IngressRoute* r = table ? table->lookup(name, id_) : nullptr;
-  const TunnelPool* pool = nullptr;
-  TunnelSession* s = nullptr;
+  FlowPlan plan;
   Drop why = Drop::NoRule;
-  if (r) {
-    if (r->private_rule)
-      why = Drop::PrivateRule;
-    else if (!(pool = dp_.tunnels.get(r->tunnel)) || pool->generation != r->tunnel_generation ||
-             !(s = pick_session(*pool, fl.hash)))
-      why = Drop::NoSession;
-  }
+  TunnelSession* s = nullptr;
+  if (plan_by_rule(name, fl.key.local_port, nullptr, plan, why) && !(s = pick_session(*plan.pool, fl.hash)))
+    why = Drop::NoSession;
   if (!s) return refuse_binding(port, client_mac, fl, why, kBadGateway);
-  Route rt = dp_.routes->lookup(s->peer().ip.value);
-  pin_flow(fl, *s);
-  fl.tunnel = r->tunnel;
-  fl.tunnel_generation = pool->generation;
-  // A rule without a target leaves the choice to the agent (agent-side routing): 0.0.0.0 and the hostname.
-  fl.target_ip = r->target ? r->target->ip.value : 0;
-  fl.target_port = r->target && r->target->port ? r->target->port : fl.key.local_port;
-  if (!r->target && !hold_name(fl, name)) return refuse_binding(port, client_mac, fl, Drop::BindingFull, kUnavailable);
-  fl.mss_clamp = uint16_t(dp_.ports[rt.valid ? rt.port : 0].mtu - kUnderlayOverhead - 40);
-  fl.bind.proxy_protocol = r->proxy_protocol;
-  stats.flows_created.add();
-  stats.hostname_routed.add();
-  tunnel_stats[fl.tunnel].flows_created.add();
+  if (!attach_flow(fl, plan, *s, why)) return refuse_binding(port, client_mac, fl, why, kUnavailable);
+  fl.bind.proxy_protocol = plan.proxy_protocol;
   fl.binding = Binding::WaitServer;
   fl.bind.give_up_ns = now_ns_ + kBindingTimeoutNs;
   fl.deadline_ns = fl.bind.give_up_ns + kFlowGraceNs;

@@ -48,23 +48,17 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   Flow* f = flows_.find(key, h);
   if (f && ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) ||
             f->tunnel_generation != pool->generation)) {
-    release_name(*f);
-    flows_.erase(*f);
-    stats.flows_expired.add();
+    end_flow(*f);
     f = nullptr;
   }
   uint8_t inner_flags = 0;
   TunnelSession* s = nullptr;
   if (f) {
-    s = dp_.sessions.find(f->session_index);
-    if (!s || s->visitor || s->tunnel != f->tunnel || !session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) {
-      s = pick_session(*pool, h);
-      if (!s) {
-        drop(m, Drop::NoSession);
-        return;
-      }
-      pin_flow(*f, *s);
-      stats.flows_repinned.add();
+    bool repinned = false;
+    s = flow_session(*f, *pool, repinned);
+    if (!s) {
+      drop(m, Drop::NoSession);
+      return;
     }
     if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
     flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
@@ -73,54 +67,31 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
       drop(m, Drop::TcpNoFlow);
       return;
     }
-    Endpoint target{Ipv4{pi.dst_ip}, pi.dst_port};
-    bool agent_routed = false;
+    // Where the visitor asked to go: any address its tunnel's agents reach (direct mode, the gateway's say-so),
+    // or a hostname rule of its own tunnel.
+    FlowPlan plan;
+    plan.target = Endpoint{Ipv4{pi.dst_ip}, pi.dst_port};
+    plan.udp_ttl_ns = fc.udp_ttl_ns;
+    plan.keepalive = true;
+    plan.visitor = v.index;
+    Drop why = Drop::NoSession;
+    bool planned;
     if (ih.flags & kInnerDirect) {
-      if (!dp_.cfg->direct_mode) {  // reaching any address needs the gateway's say-so
-        drop(m, Drop::DirectDisabled);
-        return;
-      }
+      why = Drop::DirectDisabled;
+      planned = dp_.cfg->direct_mode && plan_tunnel(v.tunnel, pool->generation, plan, why);
     } else {
-      // A rule of the visitor's own tunnel, private or not; another tunnel's rules are not the visitor's to use.
-      const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
-      const IngressRoute* r = (table && !name.empty()) ? table->lookup(name, id_) : nullptr;
-      if (!r || r->tunnel != v.tunnel || r->tunnel_generation != pool->generation) {
-        drop(m, name.empty() ? Drop::NoHostname : Drop::NoRule);
-        return;
-      }
-      target = r->target ? *r->target : Endpoint{Ipv4{0}, 0};
-      if (!target.port) target.port = pi.dst_port;
-      agent_routed = !r->target;
+      planned = plan_by_rule(name, pi.dst_port, &v, plan, why);
     }
-    s = pick_session(*pool, h);
-    if (!s) {
-      drop(m, Drop::NoSession);
+    if (!planned) {
+      drop(m, why);
       return;
     }
-    Route rt = dp_.routes->lookup(s->peer().ip.value);
-    f = new_flow(key, h);
+    f = open_flow(key, h, plan, s, why);
     if (!f) {
-      drop(m, Drop::FlowTableFull);
+      drop(m, why);
       return;
     }
-    pin_flow(*f, *s);
-    f->tunnel = v.tunnel;
-    f->tunnel_generation = pool->generation;
-    f->udp_ttl_ms = uint32_t(fc.udp_ttl_ns / 1000000ull);
-    f->keepalive = true;
-    f->target_ip = target.ip.value;
-    f->target_port = target.port;
-    f->visitor = v.index;
-    f->mss_clamp = uint16_t(dp_.ports[rt.valid ? rt.port : 0].mtu - kUnderlayOverhead - 40);
     flow_start(*f, pi.tcp_flags, fc, fc.udp_ttl_ns, now_ns_);
-    if (agent_routed && !hold_name(*f, name)) {
-      flows_.erase(*f);
-      drop(m, Drop::BindingFull);
-      return;
-    }
-    stats.flows_created.add();
-    stats.visitor_flows.add();
-    tunnel_stats[v.tunnel].flows_created.add();
     inner_flags = kInnerFlowNew;
   }
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);

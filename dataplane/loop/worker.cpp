@@ -1,13 +1,15 @@
 #include "dataplane/loop/worker.hpp"
 
+#include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_random.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
-#include <stdexcept>
+#include <exception>
 #include <string>
 
 #include "dataplane/tables/flow_tracking.hpp"
@@ -25,13 +27,32 @@ Dataplane::~Dataplane() = default;
 
 HandoffMeta& Dataplane::meta(rte_mbuf* m) const { return *RTE_MBUF_DYNFIELD(m, handoff_offset, HandoffMeta*); }
 
-Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
+std::unique_ptr<Worker> Worker::create(Dataplane& dp, uint16_t id, unsigned lcore, std::string& error) {
+  const unsigned socket = rte_lcore_to_socket_id(lcore);
+  const std::string name = "handoff_" + std::to_string(id);
+  rte_ring* ring = rte_ring_create(name.c_str(), 4096, int(socket), RING_F_SC_DEQ);
+  if (!ring) {
+    error = "worker " + std::to_string(id) + ": cannot create its handoff ring on NUMA socket " +
+            std::to_string(socket) + ": " + rte_strerror(rte_errno);
+    return nullptr;
+  }
+  try {
+    return std::unique_ptr<Worker>(new Worker(dp, id, lcore, ring));
+  } catch (const std::exception& e) {  // memory for its tables (bad_alloc), a flow table size out of range
+    rte_ring_free(ring);
+    error = "worker " + std::to_string(id) + ": " + e.what();
+    return nullptr;
+  }
+}
+
+Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
     : port_stats(dp.ports.size()),
       tunnel_stats(dp.tunnels.capacity()),
       dp_(dp),
       id_(id),
       lcore_(lcore),
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
+      handoff_(handoff),
       idle_(dp.cfg->idle),
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
@@ -44,9 +65,6 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore)
       inner_frags_(dp.cfg->reassembly, rte_rand()),
       tx_(dp.ports.size()),
       handoff_out_(dp.cfg->workers) {
-  std::string name = "handoff_" + std::to_string(id);
-  handoff_ = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
-  if (!handoff_) throw std::runtime_error("cannot create ring " + name);
   flows_.set_release_hook(&Worker::release_flow, this);
   ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;

@@ -4,6 +4,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "common/token_bucket.hpp"
@@ -44,7 +46,10 @@ class Worker {
   static constexpr uint32_t kLargeBindingBytes = 33 * 1024;  // a 32 KiB request head or ClientHello, and a little more
   static constexpr uint32_t kQuicHoldBuffers = 1024;  // QUIC flows per worker held while their ClientHello is read
   static constexpr uint32_t kQuicHoldBytes = 12 * 1024;  // what one may hold: 8 datagrams of a 1500-byte MTU
-  Worker(Dataplane& dp, uint16_t id, unsigned lcore);
+  // Worker `id` for `lcore`, its handoff ring on the lcore's NUMA socket; nullptr with `error` on failure (nothing
+  // is thrown). Run on the worker's own lcore (the gateway does), its tables and buffers are first touched there and
+  // so live on the worker's socket.
+  static std::unique_ptr<Worker> create(Dataplane& dp, uint16_t id, unsigned lcore, std::string& error);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -138,10 +143,41 @@ class Worker {
   uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
   uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
   void encap_flush();
+  // entry/flow_setup.cpp: the one way a flow is opened, re-pinned or ended, for every stage.
+  // Where a new flow goes.
+  struct FlowPlan {
+    const TunnelPool* pool = nullptr;
+    uint16_t tunnel = 0;             // the pool's TunnelTable slot
+    Endpoint target{};               // 0.0.0.0: the agent picks the target by `name`
+    std::string_view name;           // held for the agent while it picks the target (agent-side routing)
+    uint64_t udp_ttl_ns = 0;
+    bool keepalive = false;
+    bool by_rule = false;            // routed by a hostname rule (counted as hostname_routed)
+    bool proxy_protocol = false;     // the rule's PROXY protocol v2 header (TCP binding)
+    uint32_t visitor = 0;            // the visitor session whose flow this is (0: a client's)
+  };
+  // The plan for a flow on `tunnel`'s pool; false (no_session) when the tunnel went away (`generation` differs).
+  bool plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const;
+  // The plan by the hostname rule for `name`, for a client of a public entry point (`visitor` null: private rules
+  // are refused) or for a visitor (only its own tunnel's rules, private or not). A rule's target without a port
+  // takes `client_port`. False with `why`: no_hostname, no_rule, private_rule, no_session.
+  bool plan_by_rule(std::string_view name, uint16_t client_port, const TunnelSession* visitor, FlowPlan& plan,
+                    Drop& why) const;
+  // A new flow for `key` along `plan`: a session of the pool (no_session), a table slot (flow_table_full), then
+  // attach_flow. nullptr with `why`; `s` is the flow's session.
+  Flow* open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan, TunnelSession*& s, Drop& why);
+  // Gives flow `f` its tunnel, session `s`, target, name (binding_full when no slot is left) and the MSS clamp of
+  // the session's path; counts it (flows_created, per tunnel, hostname_routed, visitor_flows).
+  bool attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& why);
+  // The session flow `f` rides now: its own while it lives, else another of `pool` (counted flows_repinned,
+  // `repinned` set). nullptr when the pool has none.
+  TunnelSession* flow_session(Flow& f, const TunnelPool& pool, bool& repinned);
+  // A flow found in the table that may not go on (expired, its tunnel or entry point changed): counted, removed.
+  void end_flow(Flow& f);
   // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
   // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
   TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
-  const IngressRoute* route_by_hostname(std::string_view name, Drop& refused);
+  uint16_t path_mss(const TunnelSession& s) const;  // inner_tcp_mss() of the port towards the session's agent
   // quic_hold.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
   enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
   QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
@@ -202,6 +238,8 @@ class Worker {
   void tx_burst(uint8_t port);
   void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);
   void flush_handoffs();
+
+  Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff);
 
   Dataplane& dp_;
   uint16_t id_;

@@ -93,7 +93,11 @@ bool Gateway::build(const Options& opt, std::string& error) {
   } else {
     worker_lcores_.assign(cfg.workers, rte_lcore_id());
   }
-  for (uint16_t w = 0; w < cfg.workers; ++w) dp.workers.push_back(std::make_unique<Worker>(dp, w, worker_lcores_[w]));
+  for (uint16_t w = 0; w < cfg.workers; ++w) {
+    std::unique_ptr<Worker> worker = make_worker(dp, w, worker_lcores_[w], opt.launch_workers, error);
+    if (!worker) return false;
+    dp.workers.push_back(std::move(worker));
+  }
 
   // Tunnels, sessions and entry points: the config's static ones now, dpctld's at runtime.
   dp.started_ns = dp.clock.now_ns();
@@ -111,6 +115,37 @@ bool Gateway::build(const Options& opt, std::string& error) {
 }
 
 static int worker_main(void* arg) { return static_cast<Worker*>(arg)->run(); }
+
+namespace {
+struct WorkerToMake {
+  Dataplane& dp;
+  uint16_t id;
+  unsigned lcore;
+  std::string error;
+  std::unique_ptr<Worker> made;
+};
+int make_on_lcore(void* arg) {
+  auto& m = *static_cast<WorkerToMake*>(arg);
+  m.made = Worker::create(m.dp, m.id, m.lcore, m.error);
+  return m.made ? 0 : -1;
+}
+}  // namespace
+
+// A worker made on its own lcore (`on_lcore`), so that its memory is first touched, and placed, on that lcore's
+// NUMA node; otherwise (benchmark, tests: one thread) here.
+std::unique_ptr<Worker> Gateway::make_worker(Dataplane& dp, uint16_t id, unsigned lcore, bool on_lcore,
+                                             std::string& error) {
+  WorkerToMake m{dp, id, lcore, {}, nullptr};
+  if (!on_lcore) {
+    make_on_lcore(&m);
+  } else if (rte_eal_remote_launch(make_on_lcore, &m, lcore) != 0) {
+    m.error = "worker " + std::to_string(id) + ": lcore " + std::to_string(lcore) + " is busy";
+  } else {
+    rte_eal_wait_lcore(lcore);
+  }
+  if (!m.made) error = m.error;
+  return std::move(m.made);
+}
 
 int Gateway::run() {
   Dataplane& dp = *dp_;

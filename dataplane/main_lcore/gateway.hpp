@@ -33,6 +33,8 @@ class Gateway {
  private:
   Gateway() = default;
   bool build(const Options& opt, std::string& error);
+  static std::unique_ptr<Worker> make_worker(Dataplane& dp, uint16_t id, unsigned lcore, bool on_lcore,
+                                             std::string& error);
 
   GatewayConfig cfg_;
   std::unique_ptr<Dataplane> dp_;
