@@ -360,13 +360,10 @@ Dpctld::Change Dpctld::api_entry_add(const json& req) {
   e.port = uint16_t(int_field(req, "port", 1, 65535));
   const std::string route = str_of(req, "route", false);
   if (!route.empty()) {
-    auto r = parse_entry_route(route);
-    if (!r || *r == EntryRoute::Fixed) throw ApiError("route must be sni or http (tcp), or quic (udp)");
-    if ((*r == EntryRoute::QuicSni) != (e.proto == 17))
-      throw ApiError("route quic is for udp entry points; sni and http for tcp ones");
+    const std::string problem = entry_route_problem(route, e.proto, e.route);
+    if (!problem.empty()) throw ApiError(problem);
     if (field(req, "tunnel") || field(req, "target"))
       throw ApiError("an entry point routed by hostname takes tunnel and target from the ingress rules");
-    e.route = *r;
   } else {
     const std::string ref = str_of(req, "tunnel");
     const TunnelDef* t = find_tunnel(ref);

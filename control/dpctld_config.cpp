@@ -104,15 +104,11 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
     e.listen = *ip;
   }
   if (s.exists("route")) {
-    auto route = parse_entry_route(config_string(s, "route"));
-    if (!route || *route == EntryRoute::Fixed)
-      config_fail(s["route"], "expected \"sni\" or \"http\" (tcp), or \"quic\" (udp)");
-    if ((*route == EntryRoute::QuicSni) != (e.proto == 17))
-      config_fail(s["route"], "\"quic\" routes udp entry points; \"sni\" and \"http\" tcp ones");
+    const std::string problem = entry_route_problem(config_string(s, "route"), e.proto, e.route);
+    if (!problem.empty()) config_fail(s["route"], problem);
     if (s.exists("tunnel") || s.exists("target"))
       config_fail(s.exists("tunnel") ? s["tunnel"] : s["target"],
                   "an entry point routed by hostname takes its tunnel and target from the ingress rules");
-    e.route = *route;
     e.keepalive = config_bool(s, "keepalive", false);
     e.ttl_s = double(config_duration_ns(s, "ttl", 0.1, 86400, 5)) / 1e9;
     return e;

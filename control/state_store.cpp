@@ -100,11 +100,9 @@ PersistedState decode_state(const json& j) {
     d.proto = proto == "tcp" ? 6 : 17;
     d.port = uint16_t(int_field(e, "port", 1, 65535));
     if (field(e, "route")) {
-      auto route = parse_entry_route(string_field(e, "route"));
-      if (!route || *route == EntryRoute::Fixed || (*route == EntryRoute::QuicSni) != (d.proto == 17))
-        throw FieldError("'route' must be sni or http (tcp), quic (udp)");
+      const std::string problem = entry_route_problem(string_field(e, "route"), d.proto, d.route);
+      if (!problem.empty()) throw FieldError("'route': " + problem);
       if (field(e, "tunnel") || field(e, "target")) throw FieldError("an entry point with a 'route' has no 'tunnel' or 'target'");
-      d.route = *route;
     } else {
       d.tunnel = uuid_at(e, "tunnel");
       auto target = Endpoint::parse(string_field(e, "target"));

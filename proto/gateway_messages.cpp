@@ -26,22 +26,6 @@ json encode_session(const SessionSpec& s) {
   return j;
 }
 
-const char* entry_route_name(EntryRoute r) {
-  switch (r) {
-    case EntryRoute::Fixed: return "fixed";
-    case EntryRoute::TlsSni: return "sni";
-    case EntryRoute::HttpHost: return "http";
-    case EntryRoute::QuicSni: return "quic";
-  }
-  return "?";
-}
-
-std::optional<EntryRoute> parse_entry_route(const std::string& name) {
-  for (EntryRoute r : {EntryRoute::Fixed, EntryRoute::TlsSni, EntryRoute::HttpHost, EntryRoute::QuicSni})
-    if (name == entry_route_name(r)) return r;
-  return std::nullopt;
-}
-
 json encode_entry(const EntrySpec& e) {
   json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
          {"port", e.port},
@@ -124,11 +108,9 @@ EntrySpec decode_entry(const json& j) {
     e.listen = *ip;
   }
   if (j.contains("route") && !j["route"].is_null()) {
-    auto route = j["route"].is_string() ? parse_entry_route(j["route"].get<std::string>()) : std::nullopt;
-    if (!route) throw std::runtime_error("'route' must be \"sni\", \"http\" or \"quic\"");
-    e.route = *route;
-    if ((e.route == EntryRoute::QuicSni) != (e.proto == 17))
-      throw std::runtime_error("'route' quic is for udp entry points, sni and http for tcp ones");
+    const std::string problem =
+        entry_route_problem(j["route"].is_string() ? j["route"].get<std::string>() : "", e.proto, e.route);
+    if (!problem.empty()) throw std::runtime_error("'route': " + problem);
   }
   if (e.route == EntryRoute::Fixed) {
     e.tunnel = uuid_of(j, "tunnel");

@@ -11,6 +11,7 @@
 
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
+#include "proto/entry_route.hpp"
 
 namespace dptun {
 
@@ -34,11 +35,6 @@ struct SessionSpec {
   bool from_config = false;
 };
 
-// How an entry point finds the tunnel and target of a new flow: fixed (its own), or by the hostname the client
-// asks for, matched against the ingress rules.
-enum class EntryRoute : uint8_t { Fixed, TlsSni, HttpHost, QuicSni };
-const char* entry_route_name(EntryRoute r);  // "fixed", "sni", "http", "quic"
-std::optional<EntryRoute> parse_entry_route(const std::string& name);
 
 struct EntrySpec {
   uint8_t proto = 0;  // 6 or 17

@@ -35,12 +35,20 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
     const EntryPoint& ep = *entry[i];
-    const bool fixed = ep.route == EntryRoute::Fixed;
+    // Who reads a new flow's hostname (proto/entry_route.hpp): nobody (fixed), TCP binding, or the QUIC holds.
+    bool tcp_binding = false, quic = false;
+    switch (entry_route_kind(ep.route).source) {
+      case NameSource::None: break;
+      case NameSource::TlsClientHello:
+      case NameSource::HttpRequestHead: tcp_binding = true; break;
+      case NameSource::QuicInitial: quic = true; break;
+    }
+    const bool fixed = !tcp_binding && !quic;
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0};
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);
-    if (ep.route == EntryRoute::TlsSni || ep.route == EntryRoute::HttpHost) {
+    if (tcp_binding) {
       // Until a connection is spliced, dpgw itself is its peer (SYN cookie, reading the hostname).
       const bool new_syn = (pi.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
       // A SYN on a live spliced connection is a blind attempt to reset it (RFC 5961): only a closed one may
@@ -69,7 +77,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     // QUIC by SNI: the first datagrams of a flow are read (and held, while its ClientHello is incomplete).
     std::string_view quic_name;
     std::span<const uint8_t> quic_earlier;  // datagrams held before this one, to send on ahead of it
-    if (ep.route == EntryRoute::QuicSni && (!f || f->binding == Binding::WaitHello)) {
+    if (quic && (!f || f->binding == Binding::WaitHello)) {
       if (quic_first_packets(m, pi, f, quic_name, quic_earlier) != QuicStep::Route) continue;
     }
     // A packet that cannot start its flow takes the datagrams held before it along.

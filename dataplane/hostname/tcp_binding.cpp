@@ -199,7 +199,8 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
   stats.bindings_refused.add();
   release_name(f);
   f.binding = Binding::Refused;
-  if (f.bind.route != uint8_t(EntryRoute::HttpHost) || answer == kRst) {
+  // Only an HTTP client reads an answer of ours; any other is reset.
+  if (entry_route_kind(EntryRoute(f.bind.route)).source != NameSource::HttpRequestHead || answer == kRst) {
     f.bind.answer = kRst;
     send_client_rst(port, client_mac, f);
     release_binding(f);
@@ -510,7 +511,13 @@ void Worker::read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool gr
   }
   const std::span<const uint8_t> head = bindings_.bytes(f.bind.buffer);
   BindingProgress& p = bindings_.meta(f.bind.buffer);
-  const bool tls = f.bind.route == uint8_t(EntryRoute::TlsSni);
+  bool tls = false;
+  switch (entry_route_kind(EntryRoute(f.bind.route)).source) {
+    case NameSource::TlsClientHello: tls = true; break;
+    case NameSource::HttpRequestHead: break;
+    case NameSource::None:
+    case NameSource::QuicInitial: return refuse_binding(port, client_mac, f, Drop::NoHostname, kRst);  // not TCP's
+  }
   const bool complete = tls ? tls_hello_complete(head, p.scan, p.scan2) : http_head_complete(head, p.scan);
   const bool full = head.size() >= (tls ? bindings_.large_size() : kMaxRequestHead);
   if (!grew || !(complete || full || f.bind.fin || head.size() <= 24 || head.size() - p.parsed >= kParseStep)) return;

@@ -143,7 +143,7 @@ void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
     closed_port(port, m, pi);
     return;
   }
-  if (m->nb_segs > 1 && ep->route != EntryRoute::Fixed) {  // names are read from single-buffer packets only
+  if (m->nb_segs > 1 && entry_route_kind(ep->route).source != NameSource::None) {  // names are read from single-buffer packets only
     drop(m, Drop::Fragment);
     return;
   }

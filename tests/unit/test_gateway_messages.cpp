@@ -1,6 +1,7 @@
 // dpctld -> dpgw control messages: what dpctld encodes, dpgw decodes to the same values; malformed fields are
 // refused with a message naming the field.
 #include <cstring>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -132,6 +133,31 @@ static void routed_entries(void**) {
   assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "ftp"}}).c_str(), "'route'"));
 }
 
+// The route-kind table (proto/entry_route.hpp): every kind by its name, one check for all readers, its message
+// made from the table.
+static void entry_route_kinds(void**) {
+  std::set<std::string> names;
+  for (const EntryRouteKind& k : kEntryRouteKinds) {
+    assert_true(names.insert(k.name).second);
+    assert_true(parse_entry_route(k.name) == k.route);
+    assert_ptr_equal(&entry_route_kind(k.route), &k);
+    EntryRoute out = EntryRoute::Fixed;
+    for (uint8_t proto : {uint8_t(6), uint8_t(17)}) {
+      const std::string problem = entry_route_problem(k.name, proto, out);
+      const bool usable = k.source != NameSource::None && (k.proto == 0 || k.proto == proto);
+      assert_int_equal(problem.empty(), usable);
+      if (usable) assert_true(out == k.route);
+    }
+  }
+  EntryRoute out = EntryRoute::Fixed;
+  assert_string_equal(entry_route_problem("ftp", 6, out).c_str(),
+                      "route must be sni or http (tcp), or quic (udp), not 'ftp'");
+  assert_string_equal(entry_route_problem("fixed", 6, out).c_str(),
+                      "route must be sni or http (tcp), or quic (udp), not 'fixed'");
+  assert_string_equal(entry_route_problem("quic", 6, out).c_str(),
+                      "route quic is for udp entry points (routes: sni or http (tcp), or quic (udp))");
+}
+
 static void ingress_rules(void**) {
   IngressRuleSpec r{"*.example.com", id1(), Endpoint::parse("10.0.0.10:443"), true, true};
   IngressRuleSpec back = decode_ingress_rule(json::parse(encode_ingress_rule(r).dump()));
@@ -155,6 +181,7 @@ int main() {
       cmocka_unit_test(session_round_trip),
       cmocka_unit_test(entry_round_trip),
       cmocka_unit_test(routed_entries),
+      cmocka_unit_test(entry_route_kinds),
       cmocka_unit_test(ingress_rules),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
