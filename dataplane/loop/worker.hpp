@@ -219,6 +219,7 @@ class Worker {
   template <bool kTrace>
   void tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  Flow* flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t proto, uint32_t ip, uint16_t port, Drop& why);
   // An agent's ICMP error about a flow's target (inner protocol ICMP): passed on to the client, rewritten as a NAT
   // would, or (hostname connections) the client's connection refused.
   void icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);

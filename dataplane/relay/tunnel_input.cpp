@@ -186,17 +186,11 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
       drop(m, Drop::BadInner);
     return;
   }
-  // Agents know a flow by its tag only (their NAT is stateless); the reply must come from the flow's target,
-  // over a session of the flow's tunnel (any agent of the pool may carry it), with a plain IPv4 header.
-  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
-  if (!f || f->deadline_ns <= now_ns_) {
-    drop(m, Drop::StaleFlow);
-    return;
-  }
-  // (When the agent picked the target, it is the agent's to know: the flow's tag and tunnel vouch for the reply.)
-  if (f->tunnel != s.tunnel || f->key.proto != pi.l4_proto || pi.ip_header_len != 20 ||
-      (!f->agent_routed && (pi.src_ip != f->target_ip || pi.src_port != f->target_port))) {
-    drop(m, Drop::FlowMismatch);
+  // The reply must come from the flow's target, with a plain IPv4 header.
+  Drop why = Drop::FlowMismatch;
+  Flow* f = flow_of_reply(flow_id, s, pi.l4_proto, pi.src_ip, pi.src_port, why);
+  if (!f || pi.ip_header_len != 20) {
+    drop(m, f ? Drop::FlowMismatch : why);
     return;
   }
   if (f->agent_routed) {
@@ -225,7 +219,6 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   }
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
   if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
     drop(m, why);
     return;
@@ -276,6 +269,24 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   send(out_port, m);
 }
 
+// The flow an agent's packet is about (a reply, or an ICMP error about what the flow sent): agents know a flow by its
+// tag only (their NAT is stateless), so the tag must name a live flow of the session's tunnel (any agent of the pool
+// may carry it), of protocol `proto`, whose target is `ip`:`port` (when the agent picked the target, it is the
+// agent's to know: the tag and tunnel vouch). nullptr with `why`: stale_flow, flow_mismatch.
+Flow* Worker::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t proto, uint32_t ip, uint16_t port,
+                            Drop& why) {
+  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
+  if (!f || f->deadline_ns <= now_ns_) {
+    why = Drop::StaleFlow;
+    return nullptr;
+  }
+  if (f->tunnel != s.tunnel || f->key.proto != proto || (!f->agent_routed && (ip != f->target_ip || port != f->target_port))) {
+    why = Drop::FlowMismatch;
+    return nullptr;
+  }
+  return f;
+}
+
 // An ICMP error the agent's kernel sent about a packet of the flow (protocol.md "ICMP errors"). It must quote a
 // datagram of the flow's protocol to the flow's target and come over a session of the flow's tunnel, like a reply.
 // The client then hears what a NAT router would tell it: the error, from the entry point's address (the address it
@@ -289,16 +300,12 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
     drop(m, Drop::BadInner);
     return;
   }
-  Flow* f = flows_.find_by_tag(uint32_t(flow_id));
-  if (!f || f->deadline_ns <= now_ns_) {
-    drop(m, Drop::StaleFlow);
-    return;
-  }
-  // (A hostname connection still being read, or refused, has sent its target nothing.)
-  if (f->tunnel != s.tunnel || f->key.proto != e.proto || f->binding == Binding::WaitHello ||
-      f->binding == Binding::Refused ||
-      (!f->agent_routed && (e.dst_ip != f->target_ip || e.dst_port != f->target_port))) {
-    drop(m, Drop::FlowMismatch);
+  // The error is about what the flow sent its target. (A hostname connection still being read, or refused, has
+  // sent its target nothing.)
+  Drop why = Drop::FlowMismatch;
+  Flow* f = flow_of_reply(flow_id, s, e.proto, e.dst_ip, e.dst_port, why);
+  if (!f || f->binding == Binding::WaitHello || f->binding == Binding::Refused) {
+    drop(m, f ? Drop::FlowMismatch : why);
     return;
   }
   tunnel_stats[f->tunnel].targets_unreachable.add();
@@ -324,7 +331,6 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   }
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
   if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
     drop(m, why);
     return;
