@@ -28,6 +28,7 @@ test: all asan
 	bash tests/scripts/test_install_deps.sh
 	bash tests/scripts/test_install.sh
 	bash tests/scripts/test_docs.sh
+	bash tests/scripts/test_datapath_headers.sh
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs

@@ -20,9 +20,11 @@
 #include <random>
 
 #include "agent/tls_failure.hpp"
+#include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
 #include "control/control_protocol.hpp"
+#include "proto/control_names.hpp"
 
 namespace dptun {
 
@@ -234,8 +236,8 @@ void ControlClient::session_once(bool& registered) {
                          ssl_errors());
     return;
   }
-  json reg{{"type", "register"}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel}, {"weight", opt_.weight},
-           {"role", opt_.visitor ? "visitor" : "agent"}};
+  json reg{{"type", name_of(AgentMessageType::Register)}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel},
+           {"weight", opt_.weight}, {"role", role_name(opt_.visitor)}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
   std::string line = reg.dump() + "\n";
   if (SSL_write(ssl, line.data(), int(line.size())) <= 0) {
@@ -276,8 +278,8 @@ void ControlClient::session_once(bool& registered) {
     return;
   }
   json msg = json::parse(reply, nullptr, false);
-  if (msg.is_discarded() || msg.value("type", std::string()) != "registered") {
-    std::string reason = msg.is_discarded() ? reply : msg.value("reason", reply);
+  if (msg.is_discarded() || parse_name<AgentMessageType>(string_or(msg, "type", "")) != AgentMessageType::Registered) {
+    const std::string reason = string_or(msg, "reason", reply);
     LOG_ERROR("dpctld refused the registration for tunnel %s: %s", opt_.tunnel.c_str(), reason.c_str());
     if (!registrations_.load() && fatal_) fatal_("dpctld refused the registration: " + reason);
     return;
@@ -302,7 +304,7 @@ void ControlClient::session_once(bool& registered) {
   deliver_(std::move(g));
 
   // Keep the control connection: ping every 10 s, and give up when dpctld stays silent for 30 s.
-  const std::string ping = "{\"type\":\"ping\"}\n";
+  const std::string ping = json{{"type", name_of(AgentMessageType::Ping)}}.dump() + "\n";
   auto last_heard = std::chrono::steady_clock::now();
   auto last_ping = last_heard;
   while (!stop_) {

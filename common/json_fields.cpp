@@ -87,6 +87,12 @@ std::string string_or(const json& obj, const char* key, const std::string& fallb
   return v && v->is_string() ? v->get<std::string>() : fallback;
 }
 
+Uuid uuid_field(const json& obj, const char* key) {
+  auto u = Uuid::parse(string_field(obj, key));
+  if (!u) throw FieldError(std::string("'") + key + "' is not a UUID");
+  return *u;
+}
+
 const json& array_field(const json& obj, const char* key) {
   static const json empty = json::array();
   const json* v = field(obj, key);

@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/uuid.hpp"
+
 namespace dptun {
 
 struct FieldError : std::runtime_error {
@@ -31,6 +33,8 @@ std::string string_field(const nlohmann::json& obj, const char* key,
                          std::optional<std::string> fallback = std::nullopt);
 // The string at obj[key], or `fallback` when it is absent or not a string (for messages only logged or shown).
 std::string string_or(const nlohmann::json& obj, const char* key, const std::string& fallback);
+// A UUID in its canonical text (common/uuid.hpp); FieldError when absent or not one.
+Uuid uuid_field(const nlohmann::json& obj, const char* key);
 // An array (empty when absent); FieldError when present and not an array.
 const nlohmann::json& array_field(const nlohmann::json& obj, const char* key);
 

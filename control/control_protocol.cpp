@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_fields.hpp"
+#include "proto/control_names.hpp"
 
 namespace dptun {
 
@@ -17,11 +18,20 @@ AgentMessage parse_agent_message(std::string_view line) {
     return m;
   }
   const std::string type = msg["type"];
-  if (type == "ping") {
-    m.kind = AgentMessage::Kind::Ping;
-    return m;
+  // An agent sends register and ping; anything else, dpctld's own messages included, is unknown from one.
+  std::optional<AgentMessageType> known = parse_name<AgentMessageType>(type);
+  if (known) {
+    switch (*known) {
+      case AgentMessageType::Ping:
+        m.kind = AgentMessage::Kind::Ping;
+        return m;
+      case AgentMessageType::Register: break;
+      case AgentMessageType::Registered:
+      case AgentMessageType::Refused:
+      case AgentMessageType::Pong: known.reset(); break;
+    }
   }
-  if (type != "register") {
+  if (!known) {
     m.error = "unknown message type '" + type + "'";
     return m;
   }
@@ -49,13 +59,13 @@ AgentMessage parse_agent_message(std::string_view line) {
     }
     m.name = msg["name"].get<std::string>().substr(0, 64);
   }
-  if (field(msg, "role")) {
-    const std::string role = msg["role"].is_string() ? msg["role"].get<std::string>() : "";
-    if (role != "agent" && role != "visitor") {
+  if (const json* r = field(msg, "role")) {
+    auto role = r->is_string() ? parse_name<SessionRole>(r->get<std::string>()) : std::nullopt;
+    if (!role) {
       m.error = "register: 'role' must be \"agent\" or \"visitor\"";
       return m;
     }
-    m.visitor = role == "visitor";
+    m.visitor = *role == SessionRole::Visitor;
   }
   m.tunnel = msg["tunnel"].get<std::string>();
   m.kind = AgentMessage::Kind::Register;

@@ -11,6 +11,7 @@
 
 #include "common/unix_socket.hpp"
 #include "control/dpctl_output.hpp"
+#include "proto/control_names.hpp"
 #include "version.hpp"
 
 using namespace dptun;
@@ -47,14 +48,18 @@ struct Args {
 };
 
 struct Command {
-  const char* group;  // "tunnel"
-  const char* verb;   // "add"
+  DpctlCommand id;    // "tunnel.add": group "tunnel", verb "add" ("stats": a group without verbs)
   const char* synopsis;
   const char* help;
   std::vector<std::string> flags;          // options without a value
   std::vector<std::string> valued;         // options taking a value
   size_t min_args, max_args;               // positional arguments after the verb
-  std::function<json(const Args&)> request;
+  std::function<json(const Args&)> request;  // the request's members but "cmd"
+  std::string_view group() const { return name_of(id).substr(0, name_of(id).find('.')); }
+  std::string_view verb() const {
+    const size_t dot = name_of(id).find('.');
+    return dot == std::string_view::npos ? std::string_view() : name_of(id).substr(dot + 1);
+  }
 };
 
 int port_number(const std::string& s) {
@@ -78,7 +83,7 @@ std::string protocol(const std::string& s) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"tunnel", "add",
+      {DpctlCommand::TunnelAdd,
        "dpctl tunnel add NAME --allow IDENTITY [--allow IDENTITY...] [--id UUID] [--weight N | --max-weight N]",
        "Adds a tunnel agents may register for and prints the dpagent command that registers one.\n"
        "  --allow IDENTITY  a certificate identity that may serve it: CN=<name>, DNS:<san>, URI:<san>, or '*'\n"
@@ -90,30 +95,30 @@ const std::vector<Command>& commands() {
        {}, {"--allow", "--id", "--weight", "--max-weight"}, 1, 1,
        [](const Args& a) {
          if (!a.has("--allow")) throw UsageError("--allow IDENTITY is required (CN=agent-name, DNS:..., or '*')");
-         json j{{"cmd", "tunnel.add"}, {"name", a.positional[0]}, {"allow", a.values("--allow")}};
+         json j{{"name", a.positional[0]}, {"allow", a.values("--allow")}};
          if (a.has("--id")) j["id"] = a.value("--id");
          if (a.has("--weight")) j["weight"] = weight_number("--weight", a.value("--weight"));
          if (a.has("--max-weight")) j["max_weight"] = weight_number("--max-weight", a.value("--max-weight"));
          return j;
        }},
-      {"tunnel", "del", "dpctl tunnel del TUNNEL [--force]",
+      {DpctlCommand::TunnelDel, "dpctl tunnel del TUNNEL [--force]",
        "Removes a tunnel (by name or id). While it has entry points, ingress rules or registered agents, dpctld\n"
        "refuses and says which; with --force they go with it (listed in the reply) and its agents are\n"
        "disconnected.\n"
        "  --force   remove the tunnel even though it is in use\n",
        {"--force"}, {}, 1, 1,
        [](const Args& a) {
-         json j{{"cmd", "tunnel.del"}, {"tunnel", a.positional[0]}};
+         json j{{"tunnel", a.positional[0]}};
          if (a.has("--force")) j["force"] = true;
          return j;
        }},
-      {"tunnel", "list", "dpctl tunnel list", "Lists tunnels with their sessions, entry points and traffic.\n", {}, {},
-       0, 0, [](const Args&) { return json{{"cmd", "tunnel.list"}}; }},
-      {"tunnel", "show", "dpctl tunnel show TUNNEL",
+      {DpctlCommand::TunnelList, "dpctl tunnel list", "Lists tunnels with their sessions, entry points and traffic.\n", {}, {},
+       0, 0, [](const Args&) { return json::object(); }},
+      {DpctlCommand::TunnelShow, "dpctl tunnel show TUNNEL",
        "Shows one tunnel (by name or id): allowed identities, sessions, entry points, ingress rules, traffic,\n"
        "and the dpagent command that registers an agent for it.\n",
-       {}, {}, 1, 1, [](const Args& a) { return json{{"cmd", "tunnel.show"}, {"tunnel", a.positional[0]}}; }},
-      {"entry", "add",
+       {}, {}, 1, 1, [](const Args& a) { return json{{"tunnel", a.positional[0]}}; }},
+      {DpctlCommand::EntryAdd,
        "dpctl entry add tcp|udp PORT (TUNNEL TARGET | --route sni|http|quic) [--listen IP] [--ttl SECONDS] [--keepalive]",
        "Adds an entry point: clients reaching the gateway on PORT are carried through TUNNEL (name or id) to\n"
        "TARGET (ipv4:port, as the agent reaches it); or, with --route, to the tunnel and target of the hostname\n"
@@ -126,7 +131,7 @@ const std::vector<Command>& commands() {
        "  --keepalive     UDP only: refresh the flow on traffic in both directions, not just from the client\n",
        {"--keepalive"}, {"--listen", "--ttl", "--route"}, 2, 4,
        [](const Args& a) {
-         json j{{"cmd", "entry.add"}, {"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
+         json j{{"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
          if (a.has("--route")) {
            if (a.positional.size() != 2) throw UsageError("with --route, give no TUNNEL or TARGET: the rules decide");
            j["route"] = a.value("--route");
@@ -147,13 +152,13 @@ const std::vector<Command>& commands() {
          }
          return j;
        }},
-      {"entry", "del", "dpctl entry del tcp|udp PORT", "Removes an entry point; its flows end.\n", {}, {}, 2, 2,
+      {DpctlCommand::EntryDel, "dpctl entry del tcp|udp PORT", "Removes an entry point; its flows end.\n", {}, {}, 2, 2,
        [](const Args& a) {
-         return json{{"cmd", "entry.del"}, {"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
+         return json{{"proto", protocol(a.positional[0])}, {"port", port_number(a.positional[1])}};
        }},
-      {"entry", "list", "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
-       [](const Args&) { return json{{"cmd", "entry.list"}}; }},
-      {"ingress", "add", "dpctl ingress add HOSTNAME TUNNEL [--target IP[:PORT]] [--private] [--proxy-protocol]",
+      {DpctlCommand::EntryList, "dpctl entry list", "Lists entry points.\n", {}, {}, 0, 0,
+       [](const Args&) { return json::object(); }},
+      {DpctlCommand::IngressAdd, "dpctl ingress add HOSTNAME TUNNEL [--target IP[:PORT]] [--private] [--proxy-protocol]",
        "Adds a hostname rule for entry points routed by hostname (dpctl entry add ... --route): clients asking\n"
        "for HOSTNAME are carried through TUNNEL (name or id) to the target. HOSTNAME is example.org (exactly),\n"
        "*.example.com or .example.com (the same: the domain and every subdomain), or ~REGEX (the whole name\n"
@@ -167,23 +172,23 @@ const std::vector<Command>& commands() {
        [](const Args& a) {
          std::string t = a.positional[1];
          if (a.has("--private") && (t.empty() || t[0] != '$')) t = "$" + t;
-         json j{{"cmd", "ingress.add"}, {"hostname", a.positional[0]}, {"tunnel", t}};
+         json j{{"hostname", a.positional[0]}, {"tunnel", t}};
          if (a.has("--target")) j["target"] = a.value("--target");
          if (a.has("--proxy-protocol")) j["proxy_protocol"] = true;
          return j;
        }},
-      {"ingress", "del", "dpctl ingress del HOSTNAME", "Removes a hostname rule.\n", {}, {}, 1, 1,
-       [](const Args& a) { return json{{"cmd", "ingress.del"}, {"hostname", a.positional[0]}}; }},
-      {"ingress", "list", "dpctl ingress list", "Lists hostname rules.\n", {}, {}, 0, 0,
-       [](const Args&) { return json{{"cmd", "ingress.list"}}; }},
-      {"session", "list", "dpctl session list",
+      {DpctlCommand::IngressDel, "dpctl ingress del HOSTNAME", "Removes a hostname rule.\n", {}, {}, 1, 1,
+       [](const Args& a) { return json{{"hostname", a.positional[0]}}; }},
+      {DpctlCommand::IngressList, "dpctl ingress list", "Lists hostname rules.\n", {}, {}, 0, 0,
+       [](const Args&) { return json::object(); }},
+      {DpctlCommand::SessionList, "dpctl session list",
        "Lists agent sessions: tunnel, certificate, weight, whether the gateway hears the agent (LIVE), its\n"
        "control connection and UDP endpoint, and the flows pinned to it.\n",
-       {}, {}, 0, 0, [](const Args&) { return json{{"cmd", "session.list"}}; }},
-      {"stats", "", "dpctl stats",
+       {}, {}, 0, 0, [](const Args&) { return json::object(); }},
+      {DpctlCommand::Stats, "dpctl stats",
        "Shows dpctld's counters: gateway link, sessions, registrations, TLS handshakes and failures by reason,\n"
        "and traffic per tunnel.\n",
-       {}, {}, 0, 0, [](const Args&) { return json{{"cmd", "stats"}}; }},
+       {}, {}, 0, 0, [](const Args&) { return json::object(); }},
   };
   return list;
 }
@@ -258,12 +263,12 @@ int main(int argc, char** argv) {
   size_t used = 0;
   bool group_known = false;
   for (const Command& c : commands()) {
-    if (words[0] != c.group) continue;
+    if (words[0] != c.group()) continue;
     group_known = true;
-    if (!*c.verb) {
+    if (c.verb().empty()) {
       cmd = &c;
       used = 1;
-    } else if (words.size() > 1 && words[1] == c.verb) {
+    } else if (words.size() > 1 && words[1] == c.verb()) {
       cmd = &c;
       used = 2;
     }
@@ -275,10 +280,10 @@ int main(int argc, char** argv) {
     }
     std::string verbs;
     for (const Command& c : commands())
-      if (words[0] == c.group) verbs += std::string(verbs.empty() ? "" : "|") + c.verb;
+      if (words[0] == c.group()) verbs += std::string(verbs.empty() ? "" : "|") + std::string(c.verb());
     if (help && words.size() == 1) {
       for (const Command& c : commands())
-        if (words[0] == c.group) printf("%s\n", command_help(c).c_str());
+        if (words[0] == c.group()) printf("%s\n", command_help(c).c_str());
       return 0;
     }
     if (words.size() == 1)
@@ -323,6 +328,7 @@ int main(int argc, char** argv) {
     if (args.positional.size() > cmd->max_args)
       throw UsageError("unexpected argument '" + args.positional[cmd->max_args] + "'");
     json request = cmd->request(args);
+    request["cmd"] = name_of(cmd->id);
     std::string error;
     auto reply_text = unix_request(socket, request.dump(-1, ' ', false, json::error_handler_t::replace), error);
     if (!reply_text) {
@@ -341,9 +347,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     reply.erase("ok");
-    const std::string name = std::string(cmd->group) + (*cmd->verb ? std::string(".") + cmd->verb : "");
     const std::string out =
-        as_json ? reply.dump(2, ' ', false, json::error_handler_t::replace) + "\n" : render_reply(name, reply);
+        as_json ? reply.dump(2, ' ', false, json::error_handler_t::replace) + "\n" : render_reply(cmd->id, reply);
     fputs(out.c_str(), stdout);
     return 0;
   } catch (const UsageError& e) {

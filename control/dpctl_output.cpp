@@ -136,74 +136,79 @@ std::string tunnel_show(const json& x) {
 
 }  // namespace
 
-std::string render_reply(const std::string& cmd, const json& r) {
-  if (cmd == "tunnel.add") {
-    const json& t = at(r, "tunnel");
-    return "tunnel " + text(at(t, "name")) + " added, id " + text(at(t, "id")) +
-           "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(at(t, "allow"), " ") +
-           "):\n  " + text(at(r, "agent_command")) + "\n";
-  }
-  if (cmd == "tunnel.del") {
-    std::string out = "tunnel " + text(at(r, "name")) + " (" + text(at(r, "removed")) + ") removed\n";
-    if (!at(r, "entry_points").empty()) out += "  with its entry points: " + join(at(r, "entry_points"), " ") + "\n";
-    if (!at(r, "ingress").empty()) out += "  with its ingress rules: " + join(at(r, "ingress"), " ") + "\n";
-    if (!at(r, "sessions").empty()) {
-      std::string who;
-      for (const auto& s : at(r, "sessions"))
-        who += (who.empty() ? "" : ", ") + text(at(s, "index")) + " (" + text(at(s, "certificate")) + ")";
-      out += "  agents disconnected: " + who + "\n";
+std::string render_reply(DpctlCommand cmd, const json& r) {
+  switch (cmd) {
+    case DpctlCommand::TunnelAdd: {
+      const json& t = at(r, "tunnel");
+      return "tunnel " + text(at(t, "name")) + " added, id " + text(at(t, "id")) +
+             "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(at(t, "allow"), " ") +
+             "):\n  " + text(at(r, "agent_command")) + "\n";
     }
-    return out;
-  }
-  if (cmd == "tunnel.list") return tunnels_table(at(r, "tunnels"));
-  if (cmd == "tunnel.show") return tunnel_show(at(r, "tunnel"));
-  if (cmd == "entry.add") {
-    const json& e = at(r, "entry_point");
-    if (at(e, "route").is_string() && text(at(e, "route")) != "fixed")
-      return "entry point " + entry_name(e) + " added, routed by " + text(at(e, "route")) +
-             " to the hostname rules (dpctl ingress list)\n";
-    return "entry point " + entry_name(e) + " -> " + text(at(e, "tunnel_name")) + " -> " + text(at(e, "target")) + " added\n";
-  }
-  if (cmd == "entry.del") return "entry point " + text(at(r, "removed")) + " removed\n";
-  if (cmd == "entry.list") return entries_table(at(r, "entry_points"));
-  if (cmd == "ingress.add") {
-    const json& x = at(r, "rule");
-    return "ingress rule " + text(at(x, "hostname")) + " -> " + text(at(x, "tunnel_name")) + " -> " +
-           text(at(x, "target")) + (x.value("private", false) ? " (private)" : "") + " added\n";
-  }
-  if (cmd == "ingress.del") return "ingress rule " + text(at(r, "removed")) + " removed\n";
-  if (cmd == "ingress.list") {
-    TextTable t({"HOSTNAME", "TUNNEL", "TARGET", "PRIVATE", "PROXY", "SOURCE"});
-    for (const auto& x : at(r, "rules"))
-      t.add({text(at(x, "hostname")), text(at(x, "tunnel_name")), text(at(x, "target")), text(at(x, "private")),
-             text(at(x, "proxy_protocol")), text(at(x, "source"))});
-    return t.str();
-  }
-  if (cmd == "session.list") {
-    TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
-    for (const auto& s : at(r, "sessions"))
-      t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
-             text(at(s, "weight")), text(at(s, "live")),
-             s.value("control_connected", false) ? text(at(s, "control_peer")) : "closed",
-             s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")), text(at(s, "flows")),
-             text(at(s, "age_s")) + "s"});
-    return t.str();
-  }
-  if (cmd == "stats") {
-    std::string out;
-    out += "gateway:       " + std::string(r.value("gateway_connected", false) ? "connected" : "NOT connected") + "\n";
-    if (at(r, "gateway_conflict").is_string() && !text(at(r, "gateway_conflict")).empty())
-      out += "               this dpctld does not control it: " + text(at(r, "gateway_conflict")) + "\n";
-    out += "sessions:      " + text(at(r, "sessions")) + " (" + text(at(r, "sessions_live")) + " live, " +
-           text(at(r, "sessions_expired")) + " expired so far)\n";
-    out += "registrations: " + text(at(r, "registrations_ok")) + " ok, " + text(at(r, "registrations_refused")) + " refused\n";
-    if (r.value("gateway_refusals", uint64_t(0)))
-      out += "gateway refused " + text(at(r, "gateway_refusals")) + " change(s); last: " + text(at(r, "last_gateway_refusal")) + "\n";
-    out += "handshakes:    " + text(at(r, "handshakes_ok")) + " ok";
-    for (const auto& [k, v] : at(r, "handshake_failures").items())
-      if (v.is_number() && v.get<double>() > 0) out += ", " + text(v) + " " + k;
-    out += "\n\n" + tunnels_table(at(r, "tunnels"));
-    return out;
+    case DpctlCommand::TunnelDel: {
+      std::string out = "tunnel " + text(at(r, "name")) + " (" + text(at(r, "removed")) + ") removed\n";
+      if (!at(r, "entry_points").empty()) out += "  with its entry points: " + join(at(r, "entry_points"), " ") + "\n";
+      if (!at(r, "ingress").empty()) out += "  with its ingress rules: " + join(at(r, "ingress"), " ") + "\n";
+      if (!at(r, "sessions").empty()) {
+        std::string who;
+        for (const auto& s : at(r, "sessions"))
+          who += (who.empty() ? "" : ", ") + text(at(s, "index")) + " (" + text(at(s, "certificate")) + ")";
+        out += "  agents disconnected: " + who + "\n";
+      }
+      return out;
+    }
+    case DpctlCommand::TunnelList: return tunnels_table(at(r, "tunnels"));
+    case DpctlCommand::TunnelShow: return tunnel_show(at(r, "tunnel"));
+    case DpctlCommand::EntryAdd: {
+      const json& e = at(r, "entry_point");
+      if (at(e, "route").is_string() && text(at(e, "route")) != "fixed")
+        return "entry point " + entry_name(e) + " added, routed by " + text(at(e, "route")) +
+               " to the hostname rules (dpctl ingress list)\n";
+      return "entry point " + entry_name(e) + " -> " + text(at(e, "tunnel_name")) + " -> " + text(at(e, "target")) +
+             " added\n";
+    }
+    case DpctlCommand::EntryDel: return "entry point " + text(at(r, "removed")) + " removed\n";
+    case DpctlCommand::EntryList: return entries_table(at(r, "entry_points"));
+    case DpctlCommand::IngressAdd: {
+      const json& x = at(r, "rule");
+      return "ingress rule " + text(at(x, "hostname")) + " -> " + text(at(x, "tunnel_name")) + " -> " +
+             text(at(x, "target")) + (x.value("private", false) ? " (private)" : "") + " added\n";
+    }
+    case DpctlCommand::IngressDel: return "ingress rule " + text(at(r, "removed")) + " removed\n";
+    case DpctlCommand::IngressList: {
+      TextTable t({"HOSTNAME", "TUNNEL", "TARGET", "PRIVATE", "PROXY", "SOURCE"});
+      for (const auto& x : at(r, "rules"))
+        t.add({text(at(x, "hostname")), text(at(x, "tunnel_name")), text(at(x, "target")), text(at(x, "private")),
+               text(at(x, "proxy_protocol")), text(at(x, "source"))});
+      return t.str();
+    }
+    case DpctlCommand::SessionList: {
+      TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
+      for (const auto& s : at(r, "sessions"))
+        t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
+               text(at(s, "weight")), text(at(s, "live")),
+               s.value("control_connected", false) ? text(at(s, "control_peer")) : "closed",
+               s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")),
+               text(at(s, "flows")), text(at(s, "age_s")) + "s"});
+      return t.str();
+    }
+    case DpctlCommand::Stats: {
+      std::string out;
+      out += "gateway:       " + std::string(r.value("gateway_connected", false) ? "connected" : "NOT connected") + "\n";
+      if (at(r, "gateway_conflict").is_string() && !text(at(r, "gateway_conflict")).empty())
+        out += "               this dpctld does not control it: " + text(at(r, "gateway_conflict")) + "\n";
+      out += "sessions:      " + text(at(r, "sessions")) + " (" + text(at(r, "sessions_live")) + " live, " +
+             text(at(r, "sessions_expired")) + " expired so far)\n";
+      out += "registrations: " + text(at(r, "registrations_ok")) + " ok, " + text(at(r, "registrations_refused")) +
+             " refused\n";
+      if (r.value("gateway_refusals", uint64_t(0)))
+        out += "gateway refused " + text(at(r, "gateway_refusals")) + " change(s); last: " +
+               text(at(r, "last_gateway_refusal")) + "\n";
+      out += "handshakes:    " + text(at(r, "handshakes_ok")) + " ok";
+      for (const auto& [k, v] : at(r, "handshake_failures").items())
+        if (v.is_number() && v.get<double>() > 0) out += ", " + text(v) + " " + k;
+      out += "\n\n" + tunnels_table(at(r, "tunnels"));
+      return out;
+    }
   }
   return r.dump(2) + "\n";
 }

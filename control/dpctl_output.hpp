@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "proto/control_names.hpp"
+
 namespace dptun {
 
 // Columns sized to their widest cell; every row must have as many cells as the header.
@@ -20,7 +22,7 @@ class TextTable {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// One renderer per API command ("tunnel.list", ...); returns the text to print for a successful reply.
-std::string render_reply(const std::string& cmd, const nlohmann::json& reply);
+// One renderer per API command (proto/control_names.hpp); returns the text to print for a successful reply.
+std::string render_reply(DpctlCommand cmd, const nlohmann::json& reply);
 
 }  // namespace dptun

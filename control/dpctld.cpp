@@ -44,22 +44,22 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
                 "; remove one of them";
         return false;
       }
-  for (const EntryDef& e : state_.entry_points)
-    for (const EntryDef& c : cfg_.entry_points)
+  for (const EntrySpec& e : state_.entry_points)
+    for (const EntrySpec& c : cfg_.entry_points)
       if (e.proto == c.proto && e.port == c.port) {
         error = cfg_.state_file + ": entry point " + (e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port) +
                 " is also in " + cfg_.path + "; remove one of them";
         return false;
       }
-  for (const IngressRule& r : state_.ingress)
-    for (const IngressRule& c : cfg_.ingress)
+  for (const IngressRuleSpec& r : state_.ingress)
+    for (const IngressRuleSpec& c : cfg_.ingress)
       if (r.hostname == c.hostname) {
         error = cfg_.state_file + ": ingress rule " + r.hostname + " is also in " + cfg_.path + "; remove one of them";
         return false;
       }
   // What dpctl added for a tunnel that has since left the config goes with it (said, and saved).
   const size_t before = state_.entry_points.size() + state_.ingress.size();
-  std::erase_if(state_.entry_points, [&](const EntryDef& e) {
+  std::erase_if(state_.entry_points, [&](const EntrySpec& e) {
     // The config changed under it (say, agent_listen moved onto its port): the config wins, and says so.
     if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) {
       LOG_WARN("%s: entry point %s/%u: %s: removed", cfg_.state_file.c_str(), e.proto == 6 ? "tcp" : "udp",
@@ -71,7 +71,7 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
              e.proto == 6 ? "tcp" : "udp", unsigned(e.port), e.tunnel.str().c_str());
     return true;
   });
-  std::erase_if(state_.ingress, [&](const IngressRule& r) {
+  std::erase_if(state_.ingress, [&](const IngressRuleSpec& r) {
     if (find_tunnel(r.tunnel.str())) return false;
     LOG_WARN("%s: ingress rule %s names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
              r.hostname.c_str(), r.tunnel.str().c_str());
@@ -173,7 +173,7 @@ void Dpctld::recheck_sessions() {
       auto it = channels_.find(s->channel);
       if (it != channels_.end()) {
         JsonWriter j;
-        j.begin_object().field("type", "refused").field("version", kControlProtocolVersion)
+        j.begin_object().field("type", name_of(AgentMessageType::Refused)).field("version", kControlProtocolVersion)
             .field("reason", "session ended: " + why).end_object();
         it->second->send(j.str());
         it->second->close();
@@ -181,7 +181,7 @@ void Dpctld::recheck_sessions() {
     }
     sessions_.remove(index);
     counters_.sessions_revoked++;
-    gateway_->send(json{{"type", "session_del"}, {"index", index}});
+    gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
   }
 }
 
@@ -201,15 +201,15 @@ void Dpctld::reload() {
                   cfg_.path.c_str());
         return;
       }
-  for (const EntryDef& e : state_.entry_points)
-    for (const EntryDef& c : next.entry_points)
+  for (const EntrySpec& e : state_.entry_points)
+    for (const EntrySpec& c : next.entry_points)
       if (e.proto == c.proto && e.port == c.port) {
         LOG_ERROR("reload: entry point %s/%u is both in %s and added with dpctl; nothing changed",
                   e.proto == 6 ? "tcp" : "udp", unsigned(e.port), cfg_.path.c_str());
         return;
       }
-  for (const IngressRule& r : state_.ingress)
-    for (const IngressRule& c : next.ingress)
+  for (const IngressRuleSpec& r : state_.ingress)
+    for (const IngressRuleSpec& c : next.ingress)
       if (r.hostname == c.hostname) {
         LOG_ERROR("reload: ingress rule %s is both in %s and added with dpctl; nothing changed", r.hostname.c_str(),
                   cfg_.path.c_str());
@@ -333,7 +333,7 @@ void Dpctld::tick() {
     LOG_INFO("session %u: agent gone and no traffic for %.0f s; removed", index, double(cfg_.session_expiry_ns) / 1e9);
     sessions_.remove(index);
     counters_.sessions_expired++;
-    gateway_->send(json{{"type", "session_del"}, {"index", index}});
+    gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
   }
   // A connection that finished its handshake must register soon; it holds a descriptor until it does.
   for (auto& [id, ch] : channels_)
@@ -492,7 +492,8 @@ void Dpctld::refuse(AgentChannel& ch, Refusal why, const std::string& detail, co
     suppressed_since_report_++;
   }
   JsonWriter j;
-  j.begin_object().field("type", "refused").field("version", kControlProtocolVersion).field("reason", detail).end_object();
+  j.begin_object().field("type", name_of(AgentMessageType::Refused)).field("version", kControlProtocolVersion);
+  j.field("reason", detail).end_object();
   ch.send(j.str());
   ch.close();
 }
@@ -522,15 +523,15 @@ std::vector<const TunnelDef*> Dpctld::all_tunnels() const {
   return out;
 }
 
-std::vector<const IngressRule*> Dpctld::all_ingress() const {
-  std::vector<const IngressRule*> out;
-  for (const IngressRule& r : cfg_.ingress) out.push_back(&r);
-  for (const IngressRule& r : state_.ingress) out.push_back(&r);
+std::vector<const IngressRuleSpec*> Dpctld::all_ingress() const {
+  std::vector<const IngressRuleSpec*> out;
+  for (const IngressRuleSpec& r : cfg_.ingress) out.push_back(&r);
+  for (const IngressRuleSpec& r : state_.ingress) out.push_back(&r);
   return out;
 }
 
-std::vector<EntryDef> Dpctld::all_entries() const {
-  std::vector<EntryDef> out = cfg_.entry_points;
+std::vector<EntrySpec> Dpctld::all_entries() const {
+  std::vector<EntrySpec> out = cfg_.entry_points;
   out.insert(out.end(), state_.entry_points.begin(), state_.entry_points.end());
   return out;
 }
@@ -550,7 +551,7 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   const AgentMessage m = parse_agent_message(line);
   switch (m.kind) {
     case AgentMessage::Kind::Ping:
-      ch.send("{\"type\":\"pong\"}");
+      ch.send(JsonWriter().begin_object().field("type", name_of(AgentMessageType::Pong)).end_object().str());
       return;
     case AgentMessage::Kind::Invalid:
       refuse(ch, m.bad_version ? Refusal::Version : Refusal::BadRequest, m.error);
@@ -629,19 +630,19 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   }
   const SessionRecord& added = sessions_.add(std::move(rec));
   ch.set_registered();
-  gateway_->send(session_message(added));
+  gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(added))));
   counters_.registrations_ok++;
   LOG_INFO("session %u: %s (%s) registered %s tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
            ch.peer().str().c_str(), visitor ? "to visit" : "for", tunnel->name.c_str(), tunnel->id.str().c_str(),
            unsigned(granted));
   JsonWriter j;
   j.begin_object()
-      .field("type", "registered")
+      .field("type", name_of(AgentMessageType::Registered))
       .field("version", kControlProtocolVersion)
       .field("session", unsigned(*index))
       .field("tunnel", tunnel->id.str())
       .field("weight", unsigned(granted))
-      .field("role", visitor ? "visitor" : "agent")
+      .field("role", role_name(visitor))
       .field("gateway", cfg_.gateway_endpoint.str())
       .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
       .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
@@ -650,56 +651,34 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   ch.send(j.str());
 }
 
-json Dpctld::session_message(const SessionRecord& s) const {
+SessionSpec Dpctld::session_spec(const SessionRecord& s) {
   SessionSpec spec;
   spec.index = s.index;
   spec.tunnel = s.tunnel;
   spec.weight = s.weight;
   spec.visitor = s.visitor;
   spec.base_secret = s.base_secret;
-  json m = encode_session(spec);
-  m["type"] = "session_add";
-  return m;
+  return spec;
 }
 
 json Dpctld::ingress_rules() const {
   json rules = json::array();
-  for (const IngressRule* r : all_ingress())
-    rules.push_back(encode_ingress_rule(IngressRuleSpec{r->hostname, r->tunnel, r->target, r->private_rule, r->proxy_protocol}));
+  for (const IngressRuleSpec* r : all_ingress())
+    rules.push_back(encode_ingress_rule(*r));
   return rules;
 }
 
-void Dpctld::push_ingress() { gateway_->send(json{{"type", "ingress_set"}, {"rules", ingress_rules()}}); }
-
-EntrySpec entry_spec(const EntryDef& e) {
-  EntrySpec spec;
-  spec.proto = e.proto;
-  spec.port = e.port;
-  spec.route = e.route;
-  spec.listen = e.listen;
-  spec.tunnel = e.tunnel;
-  spec.target = e.target;
-  spec.keepalive = e.keepalive;
-  spec.udp_ttl_ns = uint64_t(e.ttl_s * 1e9);
-  return spec;
-}
+void Dpctld::push_ingress() { gateway_->send(gateway_message(GatewayMessageType::IngressSet, {{"rules", ingress_rules()}})); }
 
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();
   for (const TunnelDef* t : all_tunnels()) tunnels.push_back(encode_tunnel(TunnelSpec{t->id, t->name, false}));
-  for (const auto& [index, s] : sessions_.all()) {
-    json m = session_message(s);
-    m.erase("type");
-    sessions.push_back(m);
-  }
-  for (const EntryDef& e : all_entries()) {
-    entries.push_back(encode_entry(entry_spec(e)));
-  }
-  return json{{"type", "sync"},
-              {"tunnels", tunnels},
-              {"sessions", sessions},
-              {"entry_points", entries},
-              {"ingress", ingress_rules()}};
+  for (const auto& [index, s] : sessions_.all()) sessions.push_back(encode_session(session_spec(s)));
+  for (const EntrySpec& e : all_entries()) entries.push_back(encode_entry(e));
+  return gateway_message(GatewayMessageType::Sync, {{"tunnels", tunnels},
+                                                   {"sessions", sessions},
+                                                   {"entry_points", entries},
+                                                   {"ingress", ingress_rules()}});
 }
 
 void Dpctld::on_gateway_status(const json& status) {
@@ -733,10 +712,9 @@ void Dpctld::on_gateway_status(const json& status) {
 void Dpctld::on_gateway_refused(const json& error) {
   counters_.gateway_refusals++;
   counters_.last_gateway_refusal = string_or(error, "request", "?") + ": " + string_or(error, "reason", "?");
-  const json* code = field(error, "code");
   const json* i = field(error, "index");
   auto in_range = i ? json_int_in(*i, SessionRegistry::kFirstIndex, SessionRegistry::kLastIndex) : std::nullopt;
-  if (!code || *code != "index_in_use" || !in_range) return;
+  if (gateway_error_code(error) != GatewayErrorCode::IndexInUse || !in_range) return;
   const uint32_t index = uint32_t(*in_range);
   sessions_.add_gateway_held(index);
   SessionRecord* s = sessions_.find(index);

@@ -24,9 +24,6 @@
 
 namespace dptun {
 
-// What dpgw is told about an entry point (proto/gateway_messages.hpp).
-EntrySpec entry_spec(const EntryDef& e);
-
 // Why a registration was refused (the reason label of dptun_registrations_refused_total and of the
 // agent_registration_refused line in the failure log).
 enum class Refusal : uint8_t { BadRequest, Version, NoTunnel, NotAllowed, NoIndex, Internal, Count };
@@ -82,7 +79,7 @@ class Dpctld {
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
   bool tunnel_from_config(const Uuid& id) const;
   std::vector<const TunnelDef*> all_tunnels() const;
-  std::vector<EntryDef> all_entries() const;
+  std::vector<EntrySpec> all_entries() const;
   bool persist(std::string& error);
   void drop_tunnel_sessions(const Uuid& id);
   std::string agent_command(const TunnelDef& t) const;
@@ -119,17 +116,17 @@ class Dpctld {
   Change api_ingress_add(const nlohmann::json& req);
   Change api_ingress_del(const nlohmann::json& req);
   nlohmann::json api_ingress_list();
-  std::vector<const IngressRule*> all_ingress() const;  // the config's, then dpctl's
+  std::vector<const IngressRuleSpec*> all_ingress() const;  // the config's, then dpctl's
   nlohmann::json api_session_list();
   nlohmann::json api_stats();
   nlohmann::json tunnel_json(const TunnelDef& t, bool detailed) const;
-  nlohmann::json entry_json(const EntryDef& e) const;
-  nlohmann::json ingress_json(const IngressRule& r) const;
+  nlohmann::json entry_json(const EntrySpec& e) const;
+  nlohmann::json ingress_json(const IngressRuleSpec& r) const;
   void tick();
   nlohmann::json full_state() const;
   nlohmann::json ingress_rules() const;  // every rule, as dpgw gets them
   void push_ingress();
-  nlohmann::json session_message(const SessionRecord& s) const;
+  static SessionSpec session_spec(const SessionRecord& s);
   void on_gateway_status(const nlohmann::json& status);
 
   DpctldConfig cfg_;

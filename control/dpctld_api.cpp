@@ -29,13 +29,13 @@ std::string addresses_text(const std::vector<Ipv4>& a) {
   return out;
 }
 
-std::string proto_name(uint8_t proto) { return proto == 6 ? "tcp" : "udp"; }
-std::string entry_name(const EntryDef& e) { return proto_name(e.proto) + "/" + std::to_string(e.port); }
+std::string entry_name(const EntrySpec& e) { return std::string(l4_proto_name(e.proto)) + "/" + std::to_string(e.port); }
 
-// Commands that change what dpctld persists: queued, prepared one at a time, saved off the event loop.
-bool is_change(const std::string& cmd) {
-  return cmd == "tunnel.add" || cmd == "tunnel.del" || cmd == "entry.add" || cmd == "entry.del" ||
-         cmd == "ingress.add" || cmd == "ingress.del";
+DpctlCommand command_of(const json& req) {
+  const std::string cmd = str_of(req, "cmd");
+  auto c = parse_name<DpctlCommand>(cmd);
+  if (!c) throw ApiError("unknown command '" + cmd + "'");
+  return *c;
 }
 
 json ok(json body = json::object()) {
@@ -50,20 +50,27 @@ std::optional<std::string> Dpctld::handle_api(const std::string& line, uint64_t 
   try {
     json req = json::parse(line, nullptr, false);
     if (req.is_discarded() || !req.is_object()) throw ApiError("send one JSON object per request");
-    const std::string cmd = str_of(req, "cmd");
-    if (is_change(cmd)) {
+    const DpctlCommand cmd = command_of(req);
+    if (changes_dpctld_state(cmd)) {
       // Changes wait their turn: each is checked against the state the ones before it left.
       changes_.push_back(PendingChange{conn, std::move(req)});
       start_next_change();
       return std::nullopt;
     }
-    if (cmd == "tunnel.list") reply = api_tunnel_list(false, req);
-    else if (cmd == "tunnel.show") reply = api_tunnel_list(true, req);
-    else if (cmd == "entry.list") reply = api_entry_list();
-    else if (cmd == "ingress.list") reply = api_ingress_list();
-    else if (cmd == "session.list") reply = api_session_list();
-    else if (cmd == "stats") reply = api_stats();
-    else throw ApiError("unknown command '" + cmd + "'");
+    switch (cmd) {
+      case DpctlCommand::TunnelList: reply = api_tunnel_list(false, req); break;
+      case DpctlCommand::TunnelShow: reply = api_tunnel_list(true, req); break;
+      case DpctlCommand::EntryList: reply = api_entry_list(); break;
+      case DpctlCommand::IngressList: reply = api_ingress_list(); break;
+      case DpctlCommand::SessionList: reply = api_session_list(); break;
+      case DpctlCommand::Stats: reply = api_stats(); break;
+      case DpctlCommand::TunnelAdd:  // changes: queued above
+      case DpctlCommand::TunnelDel:
+      case DpctlCommand::EntryAdd:
+      case DpctlCommand::EntryDel:
+      case DpctlCommand::IngressAdd:
+      case DpctlCommand::IngressDel: break;
+    }
   } catch (const std::exception& e) {
     reply = json{{"ok", false}, {"error", e.what()}};
   }
@@ -75,8 +82,7 @@ std::string Dpctld::api_dry_run(const std::string& line) {
   try {
     json req = json::parse(line, nullptr, false);
     if (req.is_discarded() || !req.is_object()) throw ApiError("send one JSON object per request");
-    const std::string cmd = str_of(req, "cmd");
-    if (is_change(cmd)) {
+    if (changes_dpctld_state(command_of(req))) {
       Change c = prepare_change(req);  // checks and builds the next state; its commit never runs
       reply = json{{"ok", true}, {"tunnels", c.next.tunnels.size()}, {"entry_points", c.next.entry_points.size()},
                    {"ingress", c.next.ingress.size()}, {"patterns", c.patterns.size()}};
@@ -95,13 +101,22 @@ std::string Dpctld::api_reply_text(const json& reply) {
 }
 
 Dpctld::Change Dpctld::prepare_change(const json& req) {
-  const std::string cmd = str_of(req, "cmd");
-  if (cmd == "tunnel.add") return api_tunnel_add(req);
-  if (cmd == "tunnel.del") return api_tunnel_del(req);
-  if (cmd == "entry.add") return api_entry_add(req);
-  if (cmd == "entry.del") return api_entry_del(req);
-  if (cmd == "ingress.add") return api_ingress_add(req);
-  return api_ingress_del(req);
+  const DpctlCommand cmd = command_of(req);
+  switch (cmd) {
+    case DpctlCommand::TunnelAdd: return api_tunnel_add(req);
+    case DpctlCommand::TunnelDel: return api_tunnel_del(req);
+    case DpctlCommand::EntryAdd: return api_entry_add(req);
+    case DpctlCommand::EntryDel: return api_entry_del(req);
+    case DpctlCommand::IngressAdd: return api_ingress_add(req);
+    case DpctlCommand::IngressDel: return api_ingress_del(req);
+    case DpctlCommand::TunnelList:
+    case DpctlCommand::TunnelShow:
+    case DpctlCommand::EntryList:
+    case DpctlCommand::IngressList:
+    case DpctlCommand::SessionList:
+    case DpctlCommand::Stats: break;
+  }
+  throw ApiError(std::string(name_of(cmd)) + " changes nothing");
 }
 
 // One change at a time: prepared against the committed state, its patterns compiled and the state file written
@@ -167,7 +182,7 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
       live += s.live;
     }
   size_t entries = 0;
-  for (const EntryDef& e : all_entries()) entries += e.tunnel == t.id;
+  for (const EntrySpec& e : all_entries()) entries += e.tunnel == t.id;
   json j{{"id", t.id.str()},
          {"name", t.name},
          {"source", tunnel_from_config(t.id) ? "config" : "dpctl"},
@@ -187,10 +202,10 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
       if (s.tunnel == t.id)
         ss.push_back({{"index", s.index}, {"agent", s.agent_name}, {"certificate", s.certificate_subject},
                       {"weight", s.weight},
-                    {"role", s.visitor ? "visitor" : "agent"}, {"live", s.live}});
-    for (const EntryDef& e : all_entries())
+                    {"role", role_name(s.visitor)}, {"live", s.live}});
+    for (const EntrySpec& e : all_entries())
       if (e.tunnel == t.id) es.push_back(entry_json(e));
-    for (const IngressRule* r : all_ingress())
+    for (const IngressRuleSpec* r : all_ingress())
       if (r->tunnel == t.id) rs.push_back({{"hostname", r->hostname}, {"private", r->private_rule}});
     j["session_list"] = ss;
     j["entry_point_list"] = es;
@@ -242,9 +257,7 @@ Dpctld::Change Dpctld::api_tunnel_add(const json& req) {
   Change c{state_, {}, {}};
   c.next.tunnels.push_back(t);
   c.commit = [this, t] {
-    json m = encode_tunnel(TunnelSpec{t.id, t.name, false});
-    m["type"] = "tunnel_set";
-    gateway_->send(m);
+    gateway_->send(gateway_message(GatewayMessageType::TunnelSet, encode_tunnel(TunnelSpec{t.id, t.name, false})));
     LOG_INFO("dpctl: tunnel %s (%s) added, allow %s", t.name.c_str(), t.id.str().c_str(),
              json(t.allow).dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return json{{"tunnel", tunnel_json(t, false)}, {"agent_command", agent_command(t)}};
@@ -276,13 +289,13 @@ Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
   const std::string name = t->name;
   // What goes with it: said in the reply, and only with --force while anything uses the tunnel.
   json entries = json::array(), rules = json::array(), sessions = json::array();
-  for (const EntryDef& e : state_.entry_points)
+  for (const EntrySpec& e : state_.entry_points)
     if (e.route == EntryRoute::Fixed && e.tunnel == id) entries.push_back(entry_name(e));
-  for (const IngressRule& r : state_.ingress)
+  for (const IngressRuleSpec& r : state_.ingress)
     if (r.tunnel == id) rules.push_back(r.hostname);
   for (const auto& [index, s] : sessions_.all())
     if (s.tunnel == id) sessions.push_back({{"index", index}, {"certificate", s.certificate_subject},
-                                            {"role", s.visitor ? "visitor" : "agent"}});
+                                            {"role", role_name(s.visitor)}});
   if (!bool_field(req, "force", false) && (!entries.empty() || !rules.empty() || !sessions.empty())) {
     std::string what;
     auto add = [&](size_t n, const char* one, const char* many) {
@@ -297,11 +310,11 @@ Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
   }
   Change c{state_, {}, {}};
   std::erase_if(c.next.tunnels, [&](const TunnelDef& x) { return x.id == id; });
-  std::erase_if(c.next.entry_points, [&](const EntryDef& e) { return e.route == EntryRoute::Fixed && e.tunnel == id; });
-  std::erase_if(c.next.ingress, [&](const IngressRule& r) { return r.tunnel == id; });
+  std::erase_if(c.next.entry_points, [&](const EntrySpec& e) { return e.route == EntryRoute::Fixed && e.tunnel == id; });
+  std::erase_if(c.next.ingress, [&](const IngressRuleSpec& r) { return r.tunnel == id; });
   c.commit = [this, id, name, entries, rules, sessions] {
     drop_tunnel_sessions(id);
-    gateway_->send(json{{"type", "tunnel_del"}, {"id", id.str()}});  // with its sessions and entry points
+    gateway_->send(gateway_message(GatewayMessageType::TunnelDel, {{"id", id.str()}}));  // with its sessions and entry points
     push_ingress();
     LOG_INFO("dpctl: tunnel %s (%s) removed with %zu entry point(s) %s, %zu ingress rule(s) %s; %zu agent "
              "session(s) disconnected",
@@ -328,11 +341,11 @@ json Dpctld::api_tunnel_list(bool detailed, const json& req) {
   return ok({{"tunnels", list}});
 }
 
-json Dpctld::entry_json(const EntryDef& e) const {
+json Dpctld::entry_json(const EntrySpec& e) const {
   const TunnelDef* t = find_tunnel(e.tunnel.str());
   bool from_config = std::any_of(cfg_.entry_points.begin(), cfg_.entry_points.end(),
-                                 [&](const EntryDef& c) { return c.proto == e.proto && c.port == e.port; });
-  json j{{"proto", e.proto == 6 ? "tcp" : "udp"},
+                                 [&](const EntrySpec& c) { return c.proto == e.proto && c.port == e.port; });
+  json j{{"proto", l4_proto_name(e.proto)},
          {"port", e.port},
          {"route", entry_route_name(e.route)},
          {"source", from_config ? "config" : "dpctl"}};
@@ -346,14 +359,14 @@ json Dpctld::entry_json(const EntryDef& e) const {
   }
   if (e.proto == 17) {
     j["keepalive"] = e.keepalive;
-    j["ttl"] = e.ttl_s;
+    j["ttl"] = double(e.udp_ttl_ns) / 1e9;
   }
   j["listen"] = e.listen ? json(e.listen->str()) : json(nullptr);
   return j;
 }
 
 Dpctld::Change Dpctld::api_entry_add(const json& req) {
-  EntryDef e;
+  EntrySpec e;
   const std::string proto = str_of(req, "proto");
   if (proto != "tcp" && proto != "udp") throw ApiError("proto must be tcp or udp");
   e.proto = proto == "tcp" ? 6 : 17;
@@ -382,8 +395,8 @@ Dpctld::Change Dpctld::api_entry_add(const json& req) {
   if (e.proto == 6 && (field(req, "keepalive") || field(req, "ttl")))
     throw ApiError("--keepalive and --ttl apply to UDP entry points only");
   e.keepalive = bool_field(req, "keepalive", false);
-  e.ttl_s = number_field(req, "ttl", 0.1, 86400, 5.0);
-  for (const EntryDef& o : all_entries())
+  e.udp_ttl_ns = entry_ttl_ns(req);
+  for (const EntrySpec& o : all_entries())
     if (o.proto == e.proto && o.port == e.port) throw ApiError("entry point " + entry_name(e) + " exists already");
   if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) throw ApiError(problem);
   // A listen address the gateway does not own would never see a packet (dpgw refuses it too).
@@ -396,9 +409,7 @@ Dpctld::Change Dpctld::api_entry_add(const json& req) {
   Change c{state_, {}, {}};
   c.next.entry_points.push_back(e);
   c.commit = [this, e] {
-    json m = encode_entry(entry_spec(e));
-    m["type"] = "entry_set";
-    gateway_->send(m);
+    gateway_->send(gateway_message(GatewayMessageType::EntrySet, encode_entry(e)));
     json j = entry_json(e);
     LOG_INFO("dpctl: entry point %s added: %s", entry_name(e).c_str(),
              j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
@@ -411,7 +422,7 @@ Dpctld::Change Dpctld::api_entry_del(const json& req) {
   const std::string proto = str_of(req, "proto");
   if (proto != "tcp" && proto != "udp") throw ApiError("proto must be tcp or udp");
   const uint16_t port = uint16_t(int_field(req, "port", 1, 65535));
-  auto match = [&](const EntryDef& e) { return proto_name(e.proto) == proto && e.port == port; };
+  auto match = [&](const EntrySpec& e) { return l4_proto_name(e.proto) == proto && e.port == port; };
   const std::string name = proto + "/" + std::to_string(port);
   if (std::none_of(state_.entry_points.begin(), state_.entry_points.end(), match)) {
     if (std::any_of(cfg_.entry_points.begin(), cfg_.entry_points.end(), match))
@@ -421,7 +432,7 @@ Dpctld::Change Dpctld::api_entry_del(const json& req) {
   Change c{state_, {}, {}};
   std::erase_if(c.next.entry_points, match);
   c.commit = [this, proto, port, name] {
-    gateway_->send(json{{"type", "entry_del"}, {"proto", proto}, {"port", port}});
+    gateway_->send(gateway_message(GatewayMessageType::EntryDel, {{"proto", proto}, {"port", port}}));
     LOG_INFO("dpctl: entry point %s removed", name.c_str());
     return json{{"removed", name}};
   };
@@ -430,7 +441,7 @@ Dpctld::Change Dpctld::api_entry_del(const json& req) {
 
 json Dpctld::api_entry_list() {
   json list = json::array();
-  for (const EntryDef& e : all_entries()) list.push_back(entry_json(e));
+  for (const EntrySpec& e : all_entries()) list.push_back(entry_json(e));
   return ok({{"entry_points", list}});
 }
 
@@ -451,9 +462,9 @@ Dpctld::Change Dpctld::api_ingress_add(const json& req) {
   }
   const TunnelDef* t = find_tunnel(ref);
   if (!t) throw ApiError("no tunnel '" + ref + "'");
-  for (const IngressRule* r : all_ingress())
+  for (const IngressRuleSpec* r : all_ingress())
     if (r->hostname == *host) throw ApiError("an ingress rule for '" + *host + "' exists already");
-  IngressRule rule{*host, t->id, private_rule, std::nullopt, bool_field(req, "proxy_protocol", false)};
+  IngressRuleSpec rule{*host, t->id, std::nullopt, private_rule, bool_field(req, "proxy_protocol", false)};
   const std::string target = str_of(req, "target", false);
   if (!target.empty()) {
     auto ep = parse_rule_target(target);
@@ -478,16 +489,16 @@ Dpctld::Change Dpctld::api_ingress_add(const json& req) {
 Dpctld::Change Dpctld::api_ingress_del(const json& req) {
   auto host = normalize_hostname_rule(str_of(req, "hostname"), nullptr, false);
   auto it = std::find_if(state_.ingress.begin(), state_.ingress.end(),
-                         [&](const IngressRule& r) { return host && r.hostname == *host; });
+                         [&](const IngressRuleSpec& r) { return host && r.hostname == *host; });
   if (it == state_.ingress.end()) {
-    for (const IngressRule& c : cfg_.ingress)
+    for (const IngressRuleSpec& c : cfg_.ingress)
       if (host && c.hostname == *host)
         throw ApiError("ingress rule " + c.hostname + " comes from " + cfg_.path + "; remove it there and restart dpctld");
     throw ApiError("no ingress rule for '" + str_of(req, "hostname") + "'");
   }
   const std::string removed = it->hostname;
   Change c{state_, {}, {}};
-  std::erase_if(c.next.ingress, [&](const IngressRule& r) { return r.hostname == removed; });
+  std::erase_if(c.next.ingress, [&](const IngressRuleSpec& r) { return r.hostname == removed; });
   c.commit = [this, removed] {
     push_ingress();
     LOG_INFO("dpctl: ingress rule %s removed", removed.c_str());
@@ -496,10 +507,10 @@ Dpctld::Change Dpctld::api_ingress_del(const json& req) {
   return c;
 }
 
-json Dpctld::ingress_json(const IngressRule& r) const {
+json Dpctld::ingress_json(const IngressRuleSpec& r) const {
   const TunnelDef* t = find_tunnel(r.tunnel.str());
   const bool from_config = std::any_of(cfg_.ingress.begin(), cfg_.ingress.end(),
-                                       [&](const IngressRule& c) { return c.hostname == r.hostname; });
+                                       [&](const IngressRuleSpec& c) { return c.hostname == r.hostname; });
   return json{{"hostname", r.hostname},
               {"tunnel", r.tunnel.str()},
               {"tunnel_name", t ? t->name : std::string()},
@@ -511,7 +522,7 @@ json Dpctld::ingress_json(const IngressRule& r) const {
 
 json Dpctld::api_ingress_list() {
   json list = json::array();
-  for (const IngressRule* r : all_ingress()) list.push_back(ingress_json(*r));
+  for (const IngressRuleSpec* r : all_ingress()) list.push_back(ingress_json(*r));
   return ok({{"rules", list}});
 }
 
@@ -526,7 +537,7 @@ json Dpctld::api_session_list() {
                     {"agent", s.agent_name},
                     {"certificate", s.certificate_subject},
                     {"weight", s.weight},
-                    {"role", s.visitor ? "visitor" : "agent"},
+                    {"role", role_name(s.visitor)},
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
                     {"live", s.live},

@@ -61,9 +61,9 @@ const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
   return nullptr;
 }
 
-IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
+IngressRuleSpec load_ingress(const Setting& s, const DpctldConfig& cfg) {
   config_allow_keys(s, {"hostname", "tunnel", "private", "target", "proxy_protocol"});
-  IngressRule r;
+  IngressRuleSpec r;
   std::string why;
   auto host = normalize_hostname_rule(config_string(s, "hostname"), &why);
   if (!host)
@@ -91,9 +91,9 @@ IngressRule load_ingress(const Setting& s, const DpctldConfig& cfg) {
   return r;
 }
 
-EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
+EntrySpec load_entry(const Setting& s, const DpctldConfig& cfg) {
   config_allow_keys(s, {"proto", "port", "listen", "tunnel", "target", "keepalive", "ttl", "route"});
-  EntryDef e;
+  EntrySpec e;
   std::string proto = config_string(s, "proto");
   if (proto != "tcp" && proto != "udp") config_fail(s["proto"], "expected \"tcp\" or \"udp\"");
   e.proto = proto == "tcp" ? 6 : 17;
@@ -110,7 +110,7 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
       config_fail(s.exists("tunnel") ? s["tunnel"] : s["target"],
                   "an entry point routed by hostname takes its tunnel and target from the ingress rules");
     e.keepalive = config_bool(s, "keepalive", false);
-    e.ttl_s = double(config_duration_ns(s, "ttl", 0.1, 86400, 5)) / 1e9;
+    e.udp_ttl_ns = config_duration_ns(s, "ttl", 0.1, 86400, 5);
     return e;
   }
   std::string tunnel = config_string(s, "tunnel");
@@ -121,7 +121,7 @@ EntryDef load_entry(const Setting& s, const DpctldConfig& cfg) {
   if (!target) config_fail(s["target"], "expected ipv4:port as the agent reaches it, like 10.0.2.2:8080");
   e.target = *target;
   e.keepalive = config_bool(s, "keepalive", false);
-  e.ttl_s = double(config_duration_ns(s, "ttl", 0.1, 86400, 5)) / 1e9;
+  e.udp_ttl_ns = config_duration_ns(s, "ttl", 0.1, 86400, 5);
   if (e.proto == 6 && (s.exists("keepalive") || s.exists("ttl")))
     config_fail(s.exists("ttl") ? s["ttl"] : s["keepalive"], "'keepalive' and 'ttl' apply to UDP entry points only");
   return e;
@@ -182,7 +182,7 @@ std::string WeightPolicy::str() const {
   return max_weight == 255 ? "agent" : "agent, at most " + std::to_string(max_weight);
 }
 
-std::string entry_point_problem(const EntryDef& e, const DpctldConfig& cfg) {
+std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
   const std::string port = std::to_string(e.port);
   if (e.proto == 17 && e.port == cfg.gateway_endpoint.port && (!e.listen || *e.listen == cfg.gateway_endpoint.ip))
     return "udp/" + port + " is the gateway's tunnel port (relay frames from agents, gateway_endpoint in " +
@@ -297,7 +297,7 @@ static DpctldConfig load(const std::string& path) {
     std::set<std::pair<uint8_t, uint16_t>> used;
     for (int i = 0; i < entries->getLength(); ++i) {
       cfg.entry_points.push_back(load_entry((*entries)[i], cfg));
-      const EntryDef& e = cfg.entry_points.back();
+      const EntrySpec& e = cfg.entry_points.back();
       if (std::string problem = entry_point_problem(e, cfg); !problem.empty()) config_fail((*entries)[i]["port"], problem);
       if (!used.insert({e.proto, e.port}).second) config_fail((*entries)[i]["port"], "entry point defined twice");
     }

@@ -10,7 +10,7 @@
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
 #include "control/tls_server.hpp"
-#include "proto/gateway_messages.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 
@@ -33,24 +33,9 @@ struct TunnelDef {
   WeightPolicy weights;
 };
 
-struct IngressRule {
-  std::string hostname;       // normalized: "example.org", "*.example.com" or "~regex"
-  Uuid tunnel;
-  bool private_rule = false;  // written "$<uuid>": only visitors holding the tunnel id may use it
-  std::optional<Endpoint> target;  // where the agent sends the flows (ipv4:port as it reaches it)
-  bool proxy_protocol = false;     // PROXY protocol v2 header to the target first (TCP)
-};
-
-struct EntryDef {
-  uint8_t proto = 0;  // 6 or 17
-  uint16_t port = 0;
-  std::optional<Ipv4> listen;
-  EntryRoute route = EntryRoute::Fixed;  // sni/http/quic: tunnel and target come from the hostname rules
-  Uuid tunnel;
-  Endpoint target;
-  bool keepalive = false;
-  double ttl_s = 5;
-};
+// Entry points and hostname rules are proto/gateway_specs.hpp's EntrySpec and IngressRuleSpec: what dpctld
+// holds (config, state file) is what it tells dpgw. An IngressRuleSpec's hostname here is always normalized
+// (normalize_hostname_rule).
 
 struct DpctldConfig {
   std::string path;
@@ -74,8 +59,8 @@ struct DpctldConfig {
   uint64_t keepalive_ns = 2'000'000'000ull;
   uint64_t session_expiry_ns = 30'000'000'000ull;  // a session without agent connection and traffic is removed
   std::vector<TunnelDef> tunnels;
-  std::vector<EntryDef> entry_points;
-  std::vector<IngressRule> ingress;
+  std::vector<EntrySpec> entry_points;
+  std::vector<IngressRuleSpec> ingress;
 };
 
 // Throws ConfigError("file:line: key 'x': what is wrong").
@@ -93,7 +78,7 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text, std:
 // What is wrong with an entry point wherever it comes from (config file, state file, dpctl), or "": the
 // ports the gateway needs itself -- its tunnel port (relay frames from agents) and, when dpctld is reached
 // through dpgw's kernel path, dpctld's agent port.
-std::string entry_point_problem(const EntryDef& e, const DpctldConfig& cfg);
+std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg);
 
 // What is wrong with a tunnel name, or "" when it is fine: 1..64 of A-Z a-z 0-9 . _ -, and not a UUID
 // (names and ids are both accepted wherever a tunnel is named).

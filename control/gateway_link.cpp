@@ -13,6 +13,7 @@
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/uuid.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -31,7 +32,7 @@ void GatewayLink::tick(uint64_t now_ns) {
   }
   if (hello_done_ && now_ns >= next_status_ns_) {
     next_status_ns_ = now_ns + 1'000'000'000ull;
-    send(json{{"type", "status"}});
+    send(gateway_message(GatewayMessageType::Status));
   }
 }
 
@@ -57,8 +58,9 @@ void GatewayLink::connect_now(uint64_t now_ns) {
   // Hello first; the whole state follows once dpgw has taken this dpctld as its controller (dispatch).
   char host[256] = "?";
   gethostname(host, sizeof host - 1);
-  out_ += json{{"type", "hello"}, {"version", 1},       {"client", "dpctld"}, {"instance", instance_},
-               {"pid", getpid()}, {"host", host}, {"seq", ++seq_}}
+  out_ += gateway_message(GatewayMessageType::Hello, {{"version", kGatewayProtocolVersion}, {"client", "dpctld"},
+                                                       {"instance", instance_}, {"pid", getpid()}, {"host", host},
+                                                       {"seq", ++seq_}})
               .dump(-1, ' ', false, json::error_handler_t::replace) +
           "\n";
   write_some();
@@ -67,7 +69,7 @@ void GatewayLink::connect_now(uint64_t now_ns) {
 void GatewayLink::send(json msg) {
   if (!fd_ || !hello_done_) return;  // the sync after the next hello carries it
   msg["seq"] = ++seq_;
-  if (msg.value("type", std::string()) != "status") msg["epoch"] = epoch_;
+  if (gateway_message_type(msg) != GatewayMessageType::Status) msg["epoch"] = epoch_;
   out_ += msg.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   write_some();
 }
@@ -123,9 +125,10 @@ void GatewayLink::handle(const std::string& line) {
   }
 }
 
+// dpgw answers with hello, status, ok (nothing to do) or error.
 void GatewayLink::dispatch(const json& msg) {
-  const std::string type = msg.value("type", std::string());
-  if (type == "hello") {
+  const std::optional<GatewayMessageType> type = gateway_message_type(msg);
+  if (type == GatewayMessageType::Hello) {
     hello_done_ = true;
     epoch_ = uint64_t(int_field(msg, "epoch", 0, INT64_MAX, 0));
     addresses_.clear();
@@ -136,20 +139,22 @@ void GatewayLink::dispatch(const json& msg) {
     // The whole state, then the gateway's view at once: which sessions it still holds from before (their
     // indexes are not free).
     send(full_state_());
-    send(json{{"type", "status"}});
+    send(gateway_message(GatewayMessageType::Status));
     ++syncs_;
     LOG_INFO("gateway %s: connected (%lld worker(s)), controller epoch %llu; state pushed", path_.c_str(),
              (long long)int_field(msg, "workers", 0, 1 << 16, 0), (unsigned long long)epoch_);
-  } else if (type == "status") {
+  } else if (type == GatewayMessageType::Status) {
     on_status_(msg);
-  } else if (type == "error") {
-    const std::string code = string_or(msg, "code", "");
-    if (code == "controller_busy" || code == "fenced" || code == "not_controller") {
+  } else if (type == GatewayMessageType::Error) {
+    const std::optional<GatewayErrorCode> code = gateway_error_code(msg);
+    if (code == GatewayErrorCode::ControllerBusy || code == GatewayErrorCode::Fenced ||
+        code == GatewayErrorCode::NotController) {
       // Another dpctld holds the gateway, or took it over: nothing this one pushes may count.
-      const std::string reason = string_or(msg, "reason", code);
+      const std::string name(name_of(*code));
+      const std::string reason = string_or(msg, "reason", name);
       if (conflict_ != reason)
         LOG_ERROR("gateway %s: %s: %s; this dpctld does not control it (retrying every 5 s)", path_.c_str(),
-                  code.c_str(), reason.c_str());
+                  name.c_str(), reason.c_str());
       conflict_ = reason;
       conflicts_++;
       disconnect(nullptr);

@@ -12,6 +12,7 @@
 
 #include "common/json_fields.hpp"
 #include "common/unix_socket.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -25,33 +26,13 @@ json encode_state(const PersistedState& s) {
     else if (t.weights.max_weight != 255) j["max_weight"] = t.weights.max_weight;
     tunnels.push_back(j);
   }
-  for (const auto& e : s.entry_points) {
-    json j{{"proto", e.proto == 6 ? "tcp" : "udp"}, {"port", e.port}, {"keepalive", e.keepalive}, {"ttl", e.ttl_s}};
-    if (e.route == EntryRoute::Fixed) {
-      j["tunnel"] = e.tunnel.str();
-      j["target"] = e.target.str();
-    } else {
-      j["route"] = entry_route_name(e.route);
-    }
-    if (e.listen) j["listen"] = e.listen->str();
-    entries.push_back(j);
-  }
-  for (const auto& r : s.ingress) {
-    json j{{"hostname", r.hostname}, {"tunnel", r.tunnel.str()}, {"private", r.private_rule}};
-    if (r.target) j["target"] = rule_target_str(*r.target);
-    if (r.proxy_protocol) j["proxy_protocol"] = true;
-    ingress.push_back(j);
-  }
+  // Entry points and hostname rules as dpgw is told them (proto/gateway_messages.hpp).
+  for (const auto& e : s.entry_points) entries.push_back(encode_entry(e));
+  for (const auto& r : s.ingress) ingress.push_back(encode_ingress_rule(r));
   return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}};
 }
 
 namespace {
-
-Uuid uuid_at(const json& j, const char* key) {
-  auto u = Uuid::parse(string_field(j, key));
-  if (!u) throw FieldError(std::string("'") + key + "' is not a UUID");
-  return *u;
-}
 
 // Each entry is read by `read`; what is wrong with it is reported as "<list>[<i>]: <what>".
 template <typename T, typename Read>
@@ -75,7 +56,7 @@ PersistedState decode_state(const json& j) {
   PersistedState s;
   read_list(j, "tunnels", s.tunnels, [](const json& t) {
     TunnelDef d;
-    d.id = uuid_at(t, "id");
+    d.id = uuid_field(t, "id");
     d.name = string_field(t, "name");
     if (std::string problem = tunnel_name_problem(d.name); !problem.empty()) throw FieldError("'name': " + problem);
     for (const auto& a : array_field(t, "allow")) {
@@ -93,42 +74,13 @@ PersistedState decode_state(const json& j) {
     d.weights.max_weight = uint8_t(int_field(t, "max_weight", 1, 255, 255));
     return d;
   });
-  read_list(j, "entry_points", s.entry_points, [](const json& e) {
-    EntryDef d;
-    const std::string proto = string_field(e, "proto");
-    if (proto != "tcp" && proto != "udp") throw FieldError("'proto' must be tcp or udp");
-    d.proto = proto == "tcp" ? 6 : 17;
-    d.port = uint16_t(int_field(e, "port", 1, 65535));
-    if (field(e, "route")) {
-      const std::string problem = entry_route_problem(string_field(e, "route"), d.proto, d.route);
-      if (!problem.empty()) throw FieldError("'route': " + problem);
-      if (field(e, "tunnel") || field(e, "target")) throw FieldError("an entry point with a 'route' has no 'tunnel' or 'target'");
-    } else {
-      d.tunnel = uuid_at(e, "tunnel");
-      auto target = Endpoint::parse(string_field(e, "target"));
-      if (!target) throw FieldError("'target' must be ipv4:port");
-      d.target = *target;
-    }
-    d.keepalive = bool_field(e, "keepalive", false);
-    d.ttl_s = number_field(e, "ttl", 0.1, 86400, 5.0);
-    if (field(e, "listen")) {
-      auto ip = Ipv4::parse(string_field(e, "listen"));
-      if (!ip) throw FieldError("'listen' is not an IPv4 address");
-      d.listen = *ip;
-    }
-    return d;
-  });
+  read_list(j, "entry_points", s.entry_points, decode_entry);
   read_list(j, "ingress", s.ingress, [](const json& r) {
+    IngressRuleSpec rule = decode_ingress_rule(r);
     std::string why;
-    auto host = normalize_hostname_rule(string_field(r, "hostname"), &why);
+    auto host = normalize_hostname_rule(rule.hostname, &why);
     if (!host) throw FieldError("'hostname' is not a hostname rule" + (why.empty() ? "" : ": " + why));
-    IngressRule rule{*host, uuid_at(r, "tunnel"), bool_field(r, "private", false), std::nullopt,
-                     bool_field(r, "proxy_protocol", false)};
-    if (field(r, "target")) {
-      auto t = parse_rule_target(string_field(r, "target"));
-      if (!t) throw FieldError("'target' must be ipv4:port or ipv4");
-      rule.target = *t;
-    }
+    rule.hostname = *host;
     return rule;
   });
   // Each tunnel id and name (names without regard to case), entry point and hostname once.
@@ -142,7 +94,7 @@ PersistedState decode_state(const json& j) {
     once("name:" + tunnel_name_key(s.tunnels[i].name), where + "tunnel name '" + s.tunnels[i].name + "'");
   }
   for (size_t i = 0; i < s.entry_points.size(); ++i) {
-    const EntryDef& e = s.entry_points[i];
+    const EntrySpec& e = s.entry_points[i];
     const std::string name = std::string(e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port);
     once(name, "entry_points[" + std::to_string(i) + "]: entry point " + name);
   }

@@ -14,8 +14,8 @@ namespace dptun {
 
 struct PersistedState {
   std::vector<TunnelDef> tunnels;
-  std::vector<EntryDef> entry_points;
-  std::vector<IngressRule> ingress;
+  std::vector<EntrySpec> entry_points;
+  std::vector<IngressRuleSpec> ingress;
 };
 
 nlohmann::json encode_state(const PersistedState& s);

@@ -25,13 +25,13 @@ Dpctld& daemon_under_test() {
     t.name = "web";
     t.allow = {"CN=agent-1"};
     cfg.tunnels.push_back(t);
-    EntryDef e;
+    EntrySpec e;
     e.proto = 6;
     e.port = 8080;
     e.tunnel = t.id;
     e.target = *Endpoint::parse("10.0.0.10:80");
     cfg.entry_points.push_back(e);
-    cfg.ingress.push_back(IngressRule{"app.example.org", t.id, false, Endpoint::parse("10.0.0.10:443"), false});
+    cfg.ingress.push_back(IngressRuleSpec{"app.example.org", t.id, Endpoint::parse("10.0.0.10:443"), false, false});
     return new Dpctld(std::move(cfg));
   }();
   return *d;

@@ -1,75 +1,45 @@
-// The dpctld -> dpgw control messages (docs/control-plane.md, "dpctld <-> dpgw"): what a tunnel, a session and
-// an entry point look like, and their JSON encoding. dpctld encodes, dpgw decodes (throwing std::runtime_error
-// that names the offending field).
+// The dpctld <-> dpgw control messages (docs/control-plane.md, "dpctld <-> dpgw") as JSON: the message envelope
+// ({"type": <proto/control_names.hpp>, ...}) and the encoding of the values of proto/gateway_specs.hpp. dpctld
+// encodes, dpgw decodes; dpctld's state file holds entry points and hostname rules in the same encoding.
+// Decoders throw FieldError (a std::runtime_error) naming the offending field.
 #pragma once
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
-#include "common/inet.hpp"
-#include "common/uuid.hpp"
-#include "proto/entry_route.hpp"
+#include "proto/control_names.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 
-inline constexpr int kGatewayProtocolVersion = 1;
-inline constexpr uint32_t kFirstControlSessionIndex = 32768;  // 1..32767 belong to static peers
-
-struct TunnelSpec {
-  Uuid id;
-  std::string name;
-  bool from_config = false;  // dpgw's own config (not part of the messages)
-};
-
-struct SessionSpec {
-  uint32_t index = 0;
-  Uuid tunnel;
-  uint8_t weight = 1;
-  std::vector<uint8_t> base_secret;  // 32 bytes
-  bool visitor = false;  // a visitor of the tunnel (dpagent visit): reaches its services, never carries its flows
-  bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (not sent)
-  std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
-  bool from_config = false;
-};
-
-
-struct EntrySpec {
-  uint8_t proto = 0;  // 6 or 17
-  uint16_t port = 0;
-  std::optional<Ipv4> listen;
-  EntryRoute route = EntryRoute::Fixed;
-  Uuid tunnel;        // fixed entry points only
-  Endpoint target;    // fixed entry points only
-  bool keepalive = false;
-  uint64_t udp_ttl_ns = 5'000'000'000ull;
-  bool from_config = false;
-};
-
-// A rule's target: "a.b.c.d:port", or "a.b.c.d" alone (port 0: the port the client connected to, so one rule
-// serves :80 and :443 alike).
-std::optional<Endpoint> parse_rule_target(std::string_view text);
-std::string rule_target_str(const Endpoint& e);
-
-// A hostname rule (docs/control-plane.md, "Hostname rules"): a normalized hostname pattern, the tunnel it
-// leads to and the target the agent reaches; private rules are never used by public entry points.
-struct IngressRuleSpec {
-  std::string hostname;  // "app.example.org", "*.example.com" or "~regex"
-  Uuid tunnel;
-  std::optional<Endpoint> target;
-  bool private_rule = false;
-  bool proxy_protocol = false;  // send a PROXY protocol v2 header to the target first (TCP)
-};
+// {"type": <name>} with the body's members.
+nlohmann::json gateway_message(GatewayMessageType type, nlohmann::json body = nlohmann::json::object());
+// The "type" of a message, or nullopt when it has none or one that is not in GatewayMessageType.
+std::optional<GatewayMessageType> gateway_message_type(const nlohmann::json& msg);
+// {"type":"trace","op": <op>} with the body's members (`dpgw trace`; docs/operations.md, "Packet trace").
+nlohmann::json trace_message(TraceOp op, nlohmann::json body = nlohmann::json::object());
+// An error reply: {"type":"error","reason":...} with its "code" when one is given.
+nlohmann::json gateway_error(const std::string& reason, std::optional<GatewayErrorCode> code = std::nullopt);
+// The "code" of an error reply, when it is one of GatewayErrorCode.
+std::optional<GatewayErrorCode> gateway_error_code(const nlohmann::json& reply);
 
 nlohmann::json encode_tunnel(const TunnelSpec& t);
 nlohmann::json encode_ingress_rule(const IngressRuleSpec& r);
-IngressRuleSpec decode_ingress_rule(const nlohmann::json& j);
+IngressRuleSpec decode_ingress_rule(const nlohmann::json& j);  // the hostname as sent (dpctld normalizes it)
 nlohmann::json encode_session(const SessionSpec& s);
 nlohmann::json encode_entry(const EntrySpec& e);
 TunnelSpec decode_tunnel(const nlohmann::json& j);
 SessionSpec decode_session(const nlohmann::json& j);
 EntrySpec decode_entry(const nlohmann::json& j);
+
+// An entry point's "ttl" in obj: seconds, 0.1..86400 (default 5), in nanoseconds (rounded: a TTL read, written
+// and read again stays the same to the nanosecond).
+uint64_t entry_ttl_ns(const nlohmann::json& obj);
+
+// "tcp" / "udp" as entry points and entry_del name their protocol (6 / 17); parse_l4_proto throws FieldError.
+const char* l4_proto_name(uint8_t proto);
+uint8_t parse_l4_proto(const nlohmann::json& obj, const char* key);
 
 }  // namespace dptun

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/inet.hpp"
-#include "proto/gateway_messages.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 

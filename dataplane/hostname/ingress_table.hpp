@@ -14,7 +14,7 @@
 
 #include "common/inet.hpp"
 #include "ingress/ingress_matcher.hpp"
-#include "proto/gateway_messages.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 

@@ -5,12 +5,14 @@
 #include <algorithm>
 
 #include "common/json_fields.hpp"
+#include "common/json_writer.hpp"
 #include "common/line_server.hpp"
 #include "common/log.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/stats_report.hpp"
 #include "dataplane/main_lcore/trace_command.hpp"
 #include "dataplane/loop/worker.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -30,27 +32,21 @@ json status_of(Dataplane& dp, GatewayState& state) {
                         {"live", session_live(*s, now, dp.cfg->session_timeout_ns)},
                         {"orphaned", state.orphaned(index)},
                         {"static", s->from_config},
-                        {"role", s->visitor ? "visitor" : "agent"},
+                        {"role", role_name(s->visitor)},
                         {"endpoint", s->has_peer() ? s->peer().str() : std::string()},
                         {"last_rx_age_s", last ? json(double(now - last) / 1e9) : json(nullptr)},
                         {"flows_pinned", std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))},
                         {"flows_total", s->flows_total.load(std::memory_order_relaxed)}});
   }
-  return {{"type", "status"}, {"sessions", sessions}, {"stats", json::parse(stats_json(dp))}};
-}
-
-// Messages that change the managed state: only the controller may send them.
-bool is_change(const std::string& type) {
-  return type == "sync" || type == "ingress_set" || type == "tunnel_set" || type == "tunnel_del" ||
-         type == "session_add" || type == "session_del" || type == "entry_set" || type == "entry_del";
+  return gateway_message(GatewayMessageType::Status, {{"sessions", sessions}, {"stats", json::parse(stats_json(dp))}});
 }
 
 json hello_reply(Dataplane& dp, const Controller& c) {
   json addresses = json::array();
   for (const PortInfo& p : dp.ports) addresses.push_back(Ipv4{p.address}.str());
-  return {{"type", "hello"},           {"version", kGatewayProtocolVersion}, {"server", "dpgw"},
-          {"workers", dp.workers.size()}, {"tunnel_port", dp.cfg->tunnel_port}, {"addresses", addresses},
-          {"epoch", c.epoch}};
+  return gateway_message(GatewayMessageType::Hello,
+                         {{"version", kGatewayProtocolVersion}, {"server", "dpgw"}, {"workers", dp.workers.size()},
+                          {"tunnel_port", dp.cfg->tunnel_port}, {"addresses", addresses}, {"epoch", c.epoch}});
 }
 
 // A dpctld says hello: it becomes the controller unless another one holds the gateway.
@@ -65,13 +61,13 @@ json controller_hello(const json& req, uint64_t conn, ControlContext& ctx) {
   if (owner_alive) {
     LOG_WARN("control socket: refused %s: the gateway is controlled by %s (epoch %llu)", who.c_str(), c.who.c_str(),
              (unsigned long long)c.epoch);
-    return {{"type", "error"},
-            {"code", "controller_busy"},
-            {"controller", c.who},
-            {"epoch", c.epoch},
-            {"reason", "dpgw is controlled by " + c.who + " (epoch " + std::to_string(c.epoch) +
-                           "); one controller per gateway: stop the other dpctld, or give this one another "
-                           "gateway_socket"}};
+    json refusal = gateway_error("dpgw is controlled by " + c.who + " (epoch " + std::to_string(c.epoch) +
+                                     "); one controller per gateway: stop the other dpctld, or give this one "
+                                     "another gateway_socket",
+                                 GatewayErrorCode::ControllerBusy);
+    refusal["controller"] = c.who;
+    refusal["epoch"] = c.epoch;
+    return refusal;
   }
   if (c.conn && ctx.server.is_open(c.conn)) ctx.fence_conn = c.conn;  // silent past its lease: fenced off
   const std::string before = c.who;
@@ -90,89 +86,104 @@ json controller_hello(const json& req, uint64_t conn, ControlContext& ctx) {
 std::string handle_control_line(const std::string& line, bool& close, uint64_t conn, ControlContext& ctx) {
   Dataplane& dp = ctx.dp;
   GatewayState& state = ctx.state;
-  if (line == "json" || line == "stats") {
+  // A bare line asks for the counters once.
+  if (auto stats = parse_name<StatsRequest>(line)) {
     close = true;
-    return stats_json(dp);
-  }
-  if (line == "text") {
-    close = true;
-    return stats_text(dp);
+    switch (*stats) {
+      case StatsRequest::Json:
+      case StatsRequest::Stats: return stats_json(dp);
+      case StatsRequest::Text: return stats_text(dp);
+    }
   }
   json req = json::parse(line, nullptr, false);
   json reply;
   if (req.is_discarded() || !req.is_object() || !req.contains("type") || !req["type"].is_string()) {
     close = true;
-    return "{\"type\":\"error\",\"reason\":\"send 'json', 'text', or one JSON object per line\"}\n";
+    JsonWriter j;  // written as it always was, "type" first
+    j.begin_object().field("type", name_of(GatewayMessageType::Error));
+    j.field("reason", "send 'json', 'text', or one JSON object per line").end_object();
+    return j.str() + "\n";
   }
   const std::string type = req["type"];
+  const std::optional<GatewayMessageType> known = parse_name<GatewayMessageType>(type);
   try {
     std::string error;
     bool ok = true;
     if (conn == ctx.controller.conn) ctx.controller.last_heard_ns = ctx.now_ns;
-    if (is_change(type)) {
+    if (known && changes_gateway_state(*known)) {
       // Only the controller changes the gateway, and only under its current epoch.
       const json* epoch = field(req, "epoch");
       if (conn != ctx.controller.conn || (epoch && json_int_in(*epoch, 0, INT64_MAX) != int64_t(ctx.controller.epoch))) {
         close = true;
-        return json{{"type", "error"},
-                    {"code", conn == ctx.controller.conn || ctx.controller.conn == 0 ? "not_controller" : "fenced"},
-                    {"request", type},
-                    {"reason", ctx.controller.conn ? "the gateway is controlled by " + ctx.controller.who + " (epoch " +
-                                                         std::to_string(ctx.controller.epoch) + ")"
-                                                   : "say hello first: no controller holds the gateway"}}
-                   .dump() + "\n";
+        json refusal = gateway_error(ctx.controller.conn ? "the gateway is controlled by " + ctx.controller.who +
+                                                               " (epoch " + std::to_string(ctx.controller.epoch) + ")"
+                                                         : "say hello first: no controller holds the gateway",
+                                     conn == ctx.controller.conn || ctx.controller.conn == 0
+                                         ? GatewayErrorCode::NotController
+                                         : GatewayErrorCode::Fenced);
+        refusal["request"] = type;
+        return refusal.dump() + "\n";
       }
     }
-    if (type == "hello") {
-      if (int_field(req, "version", 0, 1 << 30, 0) != kGatewayProtocolVersion)
-        throw std::runtime_error("unsupported version (dpgw speaks " + std::to_string(kGatewayProtocolVersion) + ")");
-      reply = controller_hello(req, conn, ctx);
-      if (reply.value("type", std::string()) == "error") close = true;
-    } else if (type == "trace") {  // dpgw trace: start, poll, stop (trace.cpp)
-      close = true;
-      reply = trace_request(dp, req, ctx.now_ns);
-    } else if (type == "status") {
-      reply = status_of(dp, state);
-      reply["epoch"] = ctx.controller.epoch;
-    } else if (type == "sync") {
-      std::vector<TunnelSpec> tunnels;
-      std::vector<SessionSpec> sessions;
-      std::vector<EntrySpec> entries;
-      for (const auto& t : array_field(req, "tunnels")) tunnels.push_back(decode_tunnel(t));
-      for (const auto& s : array_field(req, "sessions")) sessions.push_back(decode_session(s));
-      for (const auto& e : array_field(req, "entry_points")) entries.push_back(decode_entry(e));
-      std::vector<IngressRuleSpec> rules;
-      for (const auto& r : array_field(req, "ingress")) rules.push_back(decode_ingress_rule(r));
-      ok = state.sync(tunnels, sessions, entries, error);
-      if (ok) state.set_ingress(std::move(rules));
-    } else if (type == "ingress_set") {  // the whole list of hostname rules
-      std::vector<IngressRuleSpec> rules;
-      for (const auto& r : array_field(req, "rules")) rules.push_back(decode_ingress_rule(r));
-      state.set_ingress(std::move(rules));
-    } else if (type == "tunnel_set") {
-      ok = state.set_tunnel(decode_tunnel(req), error);
-    } else if (type == "tunnel_del") {
-      ok = state.remove_tunnel(decode_tunnel(req).id, error);
-    } else if (type == "session_add") {
-      SessionSpec spec = decode_session(req);
-      ok = state.add_session(spec, error);
-      if (!ok && state.sessions().count(spec.index)) reply = {{"type", "error"}, {"reason", error}, {"code", "index_in_use"}};
-    } else if (type == "session_del") {
-      ok = state.remove_session(uint32_t(int_field(req, "index", 1, 65535)), error);
-    } else if (type == "entry_set") {
-      ok = state.set_entry(decode_entry(req), error);
-    } else if (type == "entry_del") {
-      const std::string proto = string_field(req, "proto");
-      if (proto != "tcp" && proto != "udp") throw FieldError("'proto' must be \"tcp\" or \"udp\"");
-      ok = state.remove_entry(proto == "tcp" ? 6 : 17, uint16_t(int_field(req, "port", 1, 65535)), error);
-    } else {
-      throw std::runtime_error("unknown message type '" + type + "'");
+    if (!known) throw std::runtime_error("unknown message type '" + type + "'");
+    switch (*known) {
+      case GatewayMessageType::Hello:
+        if (int_field(req, "version", 0, 1 << 30, 0) != kGatewayProtocolVersion)
+          throw std::runtime_error("unsupported version (dpgw speaks " + std::to_string(kGatewayProtocolVersion) + ")");
+        reply = controller_hello(req, conn, ctx);
+        if (gateway_message_type(reply) == GatewayMessageType::Error) close = true;
+        break;
+      case GatewayMessageType::Trace:  // dpgw trace: start, poll, stop (trace_command.cpp)
+        close = true;
+        reply = trace_request(dp, req, ctx.now_ns);
+        break;
+      case GatewayMessageType::Status:
+        reply = status_of(dp, state);
+        reply["epoch"] = ctx.controller.epoch;
+        break;
+      case GatewayMessageType::Sync: {
+        std::vector<TunnelSpec> tunnels;
+        std::vector<SessionSpec> sessions;
+        std::vector<EntrySpec> entries;
+        for (const auto& t : array_field(req, "tunnels")) tunnels.push_back(decode_tunnel(t));
+        for (const auto& s : array_field(req, "sessions")) sessions.push_back(decode_session(s));
+        for (const auto& e : array_field(req, "entry_points")) entries.push_back(decode_entry(e));
+        std::vector<IngressRuleSpec> rules;
+        for (const auto& r : array_field(req, "ingress")) rules.push_back(decode_ingress_rule(r));
+        ok = state.sync(tunnels, sessions, entries, error);
+        if (ok) state.set_ingress(std::move(rules));
+        break;
+      }
+      case GatewayMessageType::IngressSet: {  // the whole list of hostname rules
+        std::vector<IngressRuleSpec> rules;
+        for (const auto& r : array_field(req, "rules")) rules.push_back(decode_ingress_rule(r));
+        state.set_ingress(std::move(rules));
+        break;
+      }
+      case GatewayMessageType::TunnelSet: ok = state.set_tunnel(decode_tunnel(req), error); break;
+      case GatewayMessageType::TunnelDel: ok = state.remove_tunnel(decode_tunnel(req).id, error); break;
+      case GatewayMessageType::SessionAdd: {
+        SessionSpec spec = decode_session(req);
+        ok = state.add_session(spec, error);
+        if (!ok && state.sessions().count(spec.index)) reply = gateway_error(error, GatewayErrorCode::IndexInUse);
+        break;
+      }
+      case GatewayMessageType::SessionDel:
+        ok = state.remove_session(uint32_t(int_field(req, "index", 1, 65535)), error);
+        break;
+      case GatewayMessageType::EntrySet: ok = state.set_entry(decode_entry(req), error); break;
+      case GatewayMessageType::EntryDel:
+        ok = state.remove_entry(parse_l4_proto(req, "proto"), uint16_t(int_field(req, "port", 1, 65535)), error);
+        break;
+      case GatewayMessageType::Ok:
+      case GatewayMessageType::Error:  // replies, never requests
+        throw std::runtime_error("unknown message type '" + type + "'");
     }
-    if (reply.is_null()) reply = ok ? json{{"type", "ok"}} : json{{"type", "error"}, {"reason", error}};
+    if (reply.is_null()) reply = ok ? gateway_message(GatewayMessageType::Ok) : gateway_error(error);
   } catch (const std::exception& e) {
-    reply = {{"type", "error"}, {"reason", type + ": " + e.what()}};
+    reply = gateway_error(type + ": " + e.what());
   }
-  if (reply.value("type", std::string()) == "error" && !reply.contains("request")) {  // which change failed
+  if (gateway_message_type(reply) == GatewayMessageType::Error && !reply.contains("request")) {  // which change failed
     reply["request"] = type;
     if (req.contains("index")) reply["index"] = req["index"];
   }

@@ -10,8 +10,6 @@
 #include <cstdint>
 #include <string>
 
-#include "proto/gateway_messages.hpp"
-
 namespace dptun {
 
 struct Dataplane;

@@ -15,7 +15,7 @@
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/tables/reclaimer.hpp"
 #include "dataplane/tables/session.hpp"
-#include "proto/gateway_messages.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 

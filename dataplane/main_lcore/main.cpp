@@ -21,6 +21,7 @@
 #include "dataplane/main_lcore/stats_report.hpp"
 #include "version.hpp"
 #include "dataplane/main_lcore/trace_command.hpp"
+#include "proto/control_names.hpp"
 
 using namespace dptun;
 
@@ -116,7 +117,7 @@ int stats_command(int argc, char** argv) {
     }
   }
   std::string error;
-  auto reply = unix_request(socket, json ? "json" : "text", error);
+  auto reply = unix_request(socket, std::string(name_of(json ? StatsRequest::Json : StatsRequest::Text)), error);
   if (!reply) {
     fprintf(stderr, "dpgw stats: %s (is dpgw running?)\n", error.c_str());
     return 1;

@@ -23,6 +23,7 @@
 #include "dataplane/tables/counters.hpp"
 #include "dataplane/tables/dataplane.hpp"
 #include "packet/icmp_error.hpp"
+#include "proto/gateway_messages.hpp"
 
 namespace dptun {
 
@@ -191,14 +192,12 @@ json trace_result(const Dataplane& dp, Tracer& t, uint32_t gen, const std::vecto
     packets.push_back({{"packet", recs[i].packet}, {"complete", complete}, {"steps", std::move(steps)}});
     i = k;
   }
-  return {{"type", "trace"},
-          {"op", "stop"},
-          {"generation", gen},
-          {"requested", t.requested()},
-          {"taken", t.taken()},
-          {"timed_out", t.taken() < t.requested() && now_ns >= t.deadline_ns()},
-          {"lost_records", lost},
-          {"packets", std::move(packets)}};
+  return trace_message(TraceOp::Stop, {{"generation", gen},
+                                       {"requested", t.requested()},
+                                       {"taken", t.taken()},
+                                       {"timed_out", t.taken() < t.requested() && now_ns >= t.deadline_ns()},
+                                       {"lost_records", lost},
+                                       {"packets", std::move(packets)}});
 }
 
 }  // namespace
@@ -206,8 +205,9 @@ json trace_result(const Dataplane& dp, Tracer& t, uint32_t gen, const std::vecto
 json trace_request(Dataplane& dp, const json& req, uint64_t now_ns) {
   if (!dp.tracer) throw FieldError("this dpgw has no packet trace");
   Tracer& t = *dp.tracer;
-  const std::string op = string_field(req, "op");
-  if (op == "start") {
+  const std::optional<TraceOp> op = parse_name<TraceOp>(string_field(req, "op"));
+  if (!op) throw FieldError("'op' must be \"start\", \"poll\" or \"stop\"");
+  if (*op == TraceOp::Start) {
     const auto packets = uint32_t(int_field(req, "packets", 1, Tracer::kMaxPackets));
     const double timeout = number_field(req, "timeout", 0.1, 3600, 10.0);
     const std::string text = string_field(req, "filter", std::string());
@@ -219,18 +219,17 @@ json trace_request(Dataplane& dp, const json& req, uint64_t now_ns) {
     const uint32_t gen = t.arm(packets, f, now_ns, now_ns + uint64_t(timeout * 1e9));
     LOG_INFO("trace %u: the next %u packets%s%s, for at most %.1f s", gen, packets, text.empty() ? "" : " matching ",
              text.c_str(), timeout);
-    return {{"type", "trace"}, {"op", "start"}, {"generation", gen}, {"packets", packets}, {"timeout_s", timeout}};
+    return trace_message(TraceOp::Start, {{"generation", gen}, {"packets", packets}, {"timeout_s", timeout}});
   }
-  if (op != "poll" && op != "stop") throw FieldError("'op' must be \"start\", \"poll\" or \"stop\"");
   const auto gen = uint32_t(int_field(req, "generation", 1, UINT32_MAX));
   if (gen != t.generation())
     throw FieldError("trace " + std::to_string(gen) + " is gone (another `dpgw trace` replaced it)");
   uint64_t lost = 0;
   std::vector<TraceRecord> recs = t.collect(gen, lost);
-  if (op == "poll") {
+  if (*op == TraceOp::Poll) {
     const bool done = t.done(gen, recs, now_ns);
-    return {{"type", "trace"},  {"op", "poll"},        {"generation", gen}, {"requested", t.requested()},
-            {"taken", t.taken()}, {"records", recs.size()}, {"done", done}};
+    return trace_message(TraceOp::Poll, {{"generation", gen}, {"requested", t.requested()}, {"taken", t.taken()},
+                                         {"records", recs.size()}, {"done", done}});
   }
   t.disarm();
   return trace_result(dp, t, gen, recs, lost, now_ns);
@@ -345,7 +344,7 @@ std::optional<json> ask(const std::string& socket, const json& req, std::string&
     error = "unreadable reply from dpgw";
     return std::nullopt;
   }
-  if (j.value("type", std::string()) == "error") {
+  if (gateway_message_type(j) == GatewayMessageType::Error) {
     error = j.value("reason", std::string("dpgw refused the request"));
     return std::nullopt;
   }
@@ -401,8 +400,7 @@ int trace_main(int argc, char** argv) {
   }
   std::string error;
   auto started = ask(socket,
-                     json{{"type", "trace"}, {"op", "start"}, {"packets", *packets}, {"filter", filter},
-                          {"timeout", timeout}},
+                     trace_message(TraceOp::Start, {{"packets", *packets}, {"filter", filter}, {"timeout", timeout}}),
                      error);
   if (!started) {
     fprintf(stderr, "dpgw trace: %s\n", error.c_str());
@@ -420,14 +418,14 @@ int trace_main(int argc, char** argv) {
   for (int i = 0; i < polls && !g_trace_interrupted; ++i) {
     timespec ts{0, 50'000'000};
     nanosleep(&ts, nullptr);
-    auto st = ask(socket, json{{"type", "trace"}, {"op", "poll"}, {"generation", gen}}, error);
+    auto st = ask(socket, trace_message(TraceOp::Poll, {{"generation", gen}}), error);
     if (!st) {
       fprintf(stderr, "dpgw trace: %s\n", error.c_str());
       return 1;
     }
     if (st->value("done", false)) break;
   }
-  auto result = ask(socket, json{{"type", "trace"}, {"op", "stop"}, {"generation", gen}}, error);
+  auto result = ask(socket, trace_message(TraceOp::Stop, {{"generation", gen}}), error);
   if (!result) {
     fprintf(stderr, "dpgw trace: %s\n", error.c_str());
     return 1;

@@ -60,7 +60,7 @@ void full_config(void**) {
   assert_true(c.entry_points[2].route == EntryRoute::QuicSni);
   assert_true(c.entry_points[1].tunnel == c.tunnels[1].id);
   assert_true(c.entry_points[1].keepalive);
-  assert_true(c.entry_points[1].ttl_s == 30);
+  assert_int_equal(c.entry_points[1].udp_ttl_ns, 30'000'000'000ull);
   assert_int_equal(c.ingress.size(), 4);
   assert_string_equal(c.ingress[3].hostname.c_str(), "~api-[0-9]+\\.example\\.net");
   assert_true(c.ingress[3].target && c.ingress[3].target->str() == "10.0.0.12:443");

@@ -131,6 +131,59 @@ static void routed_entries(void**) {
   assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "sni"}, {"tunnel", id1().str()}}).c_str(),
                          "no 'tunnel'"));
   assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 443}, {"route", "ftp"}}).c_str(), "'route'"));
+  // "route" present means routed by hostname: "fixed" is said by leaving it out (dpgw refuses it, as the state
+  // file and the dpctl API do).
+  assert_non_null(strstr(err(json{{"proto", "tcp"}, {"port", 80}, {"route", "fixed"}, {"tunnel", id1().str()},
+                                  {"target", "10.0.0.1:80"}})
+                              .c_str(),
+                         "'route'"));
+  // null is absent, as everywhere in JSON from outside.
+  assert_true(decode_entry(json{{"proto", "tcp"}, {"port", 443}, {"route", "sni"}, {"tunnel", nullptr}}).route ==
+              EntryRoute::TlsSni);
+}
+
+// The TTL travels as seconds: read to the nearest nanosecond, so what is read, written and read again is the same
+// (a truncating read lost a nanosecond at every pass for values like 1.005 s).
+static void entry_ttl(void**) {
+  const std::pair<double, uint64_t> cases[] = {{0.1, 100'000'000ull},          {0.3, 300'000'000ull},
+                                               {1.005, 1'005'000'000ull},      {2.675, 2'675'000'000ull},
+                                               {30.5, 30'500'000'000ull},      {86399.999999999, 86'399'999'999'999ull},
+                                               {86400, 86'400'000'000'000ull}};
+  for (const auto& [seconds, ns] : cases) {
+    const json j{{"proto", "udp"}, {"port", 443}, {"route", "quic"}, {"ttl", seconds}};
+    const EntrySpec e = decode_entry(j);
+    assert_int_equal(e.udp_ttl_ns, ns);
+    assert_int_equal(decode_entry(json::parse(encode_entry(e).dump())).udp_ttl_ns, ns);
+    assert_int_equal(entry_ttl_ns(j), ns);
+  }
+  assert_int_equal(entry_ttl_ns(json::object()), 5'000'000'000ull);  // the default
+}
+
+// What goes on the wire, to the byte: the names of proto/control_names.hpp in the envelope old peers expect.
+static void envelopes(void**) {
+  assert_string_equal(gateway_message(GatewayMessageType::SessionDel, {{"index", 32768}}).dump().c_str(),
+                      R"({"index":32768,"type":"session_del"})");
+  assert_string_equal(gateway_message(GatewayMessageType::Status).dump().c_str(), R"({"type":"status"})");
+  assert_string_equal(trace_message(TraceOp::Poll, {{"generation", 3}}).dump().c_str(),
+                      R"({"generation":3,"op":"poll","type":"trace"})");
+  const json refusal = gateway_error("dpgw still holds it", GatewayErrorCode::IndexInUse);
+  assert_string_equal(refusal.dump().c_str(), R"({"code":"index_in_use","reason":"dpgw still holds it","type":"error"})");
+  assert_true(gateway_error_code(refusal) == GatewayErrorCode::IndexInUse);
+  assert_string_equal(gateway_error("no").dump().c_str(), R"({"reason":"no","type":"error"})");
+  assert_false(gateway_error_code(gateway_error("no")).has_value());
+  assert_false(gateway_error_code(json{{"type", "error"}, {"code", "busy"}}).has_value());
+  assert_true(gateway_message_type(json::parse(R"({"type":"entry_set","port":1})")) == GatewayMessageType::EntrySet);
+  for (const char* odd : {R"({"type":"entry.set"})", R"({"type":7})", R"({"type":null})", R"({})", R"(["type"])",
+                          R"("hello")", R"({"type":"Hello"})"})
+    assert_false(gateway_message_type(json::parse(odd)).has_value());
+  EntrySpec e;
+  e.proto = 6;
+  e.port = 8080;
+  e.tunnel = id1();
+  e.target = *Endpoint::parse("10.0.0.10:80");
+  assert_string_equal(gateway_message(GatewayMessageType::EntrySet, encode_entry(e)).dump().c_str(),
+                      R"({"keepalive":false,"port":8080,"proto":"tcp","target":"10.0.0.10:80","ttl":5.0,)"
+                      R"("tunnel":"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f","type":"entry_set"})");
 }
 
 // The route-kind table (proto/entry_route.hpp): every kind by its name, one check for all readers, its message
@@ -182,6 +235,8 @@ int main() {
       cmocka_unit_test(entry_round_trip),
       cmocka_unit_test(routed_entries),
       cmocka_unit_test(entry_route_kinds),
+      cmocka_unit_test(entry_ttl),
+      cmocka_unit_test(envelopes),
       cmocka_unit_test(ingress_rules),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -45,24 +45,24 @@ static PersistedState sample() {
   fixed.weights.fixed = true;
   fixed.weights.weight = 255;
   s.tunnels.push_back(fixed);
-  EntryDef e;
+  EntrySpec e;
   e.proto = 17;
   e.port = 5353;
   e.tunnel = t.id;
   e.target = *Endpoint::parse("10.0.0.10:53");
   e.keepalive = true;
-  e.ttl_s = 30.5;
+  e.udp_ttl_ns = 30'500'000'000ull;
   e.listen = *Ipv4::parse("10.99.1.1");
   s.entry_points.push_back(e);
-  EntryDef tcp;
+  EntrySpec tcp;
   tcp.proto = 6;
   tcp.port = 8080;
   tcp.tunnel = t.id;
   tcp.target = *Endpoint::parse("10.0.0.10:80");
   s.entry_points.push_back(tcp);
-  s.ingress.push_back(IngressRule{"app.example.org", t.id, false, Endpoint::parse("10.0.0.10:443"), true});
-  s.ingress.push_back(IngressRule{"*.internal.example.org", t.id, true, std::nullopt, false});
-  EntryDef quic;
+  s.ingress.push_back(IngressRuleSpec{"app.example.org", t.id, Endpoint::parse("10.0.0.10:443"), false, true});
+  s.ingress.push_back(IngressRuleSpec{"*.internal.example.org", t.id, std::nullopt, true, false});
+  EntrySpec quic;
   quic.proto = 17;
   quic.port = 443;
   quic.route = EntryRoute::QuicSni;
@@ -89,13 +89,13 @@ static void round_trip(void**) {
   assert_int_equal(back->tunnels[1].weights.max_weight, 255);
   assert_int_equal(back->entry_points.size(), 3);
   assert_true(back->entry_points[2].route == EntryRoute::QuicSni);
-  const EntryDef& u = back->entry_points[0];
+  const EntrySpec& u = back->entry_points[0];
   assert_int_equal(u.proto, 17);
   assert_int_equal(u.port, 5353);
   assert_true(u.tunnel == want.tunnels[0].id);
   assert_string_equal(u.target.str().c_str(), "10.0.0.10:53");
   assert_true(u.keepalive);
-  assert_true(u.ttl_s == 30.5);
+  assert_int_equal(u.udp_ttl_ns, 30'500'000'000ull);
   assert_true(u.listen.has_value());
   assert_string_equal(u.listen->str().c_str(), "10.99.1.1");
   assert_int_equal(back->entry_points[1].proto, 6);
@@ -249,11 +249,11 @@ static void what_is_written_loads_back(void**) {
       s.tunnels.push_back(d);
     }
     for (uint64_t i = rnd(6); i > 0; --i) {
-      EntryDef e;
+      EntrySpec e;
       e.proto = rnd(2) ? 6 : 17;
       e.port = uint16_t(1 + (i * 7919 + rnd(100)) % 65535);
       if (std::any_of(s.entry_points.begin(), s.entry_points.end(),
-                      [&](const EntryDef& o) { return o.proto == e.proto && o.port == e.port; }))
+                      [&](const EntrySpec& o) { return o.proto == e.proto && o.port == e.port; }))
         continue;
       if (rnd(3) == 0) {
         e.route = e.proto == 17 ? EntryRoute::QuicSni : (rnd(2) ? EntryRoute::TlsSni : EntryRoute::HttpHost);
@@ -262,14 +262,14 @@ static void what_is_written_loads_back(void**) {
         e.target = Endpoint{Ipv4{uint32_t(rnd(0xffffffff))}, uint16_t(1 + rnd(65535))};
       }
       e.keepalive = rnd(2);
-      e.ttl_s = 0.1 + double(rnd(86300));
+      e.udp_ttl_ns = 100'000'000ull + rnd(86'399'900'000'000ull);  // 0.1..86400 s, any nanosecond
       if (rnd(2)) e.listen = Ipv4{uint32_t(rnd(0xffffffff))};
       s.entry_points.push_back(e);
     }
     for (uint64_t i = rnd(5); i > 0; --i) {
       const std::string forms[] = {"app" + std::to_string(i) + ".example.org", "*.d" + std::to_string(i) + ".example",
                                    "~a" + std::to_string(i) + "[0-9]+\\.example"};
-      IngressRule r{forms[rnd(3)], s.tunnels[rnd(s.tunnels.size())].id, bool(rnd(2)), std::nullopt, bool(rnd(2))};
+      IngressRuleSpec r{forms[rnd(3)], s.tunnels[rnd(s.tunnels.size())].id, std::nullopt, bool(rnd(2)), bool(rnd(2))};
       if (rnd(2)) r.target = Endpoint{Ipv4{uint32_t(rnd(0xffffffff))}, uint16_t(rnd(2) ? 0 : 1 + rnd(65535))};
       s.ingress.push_back(r);
     }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# No JSON on the data path: no header of dataplane/{loop,relay,entry,hostname,tables}/ includes nlohmann/json,
+# directly or through any header it includes. The compiler's own include tree decides (g++ -E -H with the
+# build's flags), so a chain through proto/ or common/ counts as well; a failure prints the chain. JSON lives on
+# the main lcore (dataplane/main_lcore/) and in proto/gateway_messages.hpp; the data path includes the plain
+# values of proto/gateway_specs.hpp and the names of proto/control_names.hpp.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cxx=${CXX:-g++}
+# shellcheck disable=SC2207
+flags=(-std=c++20 -DALLOW_EXPERIMENTAL_API -march=corei7 -I"$here" $(pkg-config --cflags libdpdk))
+fails=0
+
+# chain HEADER: the include chain from HEADER to the first nlohmann header it reaches ("" when none); exit
+# status 2 when the header does not preprocess.
+chain() {
+  local tree
+  tree=$("$cxx" "${flags[@]}" -x c++ -E -H -o /dev/null "$1" 2>&1 >/dev/null) || { echo "$tree" | head -5; return 2; }
+  awk -v top="${1#"$here/"}" -v root="$here/" '
+    /^\.+ / {
+      depth = length($1); path = $2
+      if (index(path, root) == 1) path = substr(path, length(root) + 1)
+      sub(".*/include/", "", path)
+      stack[depth] = path
+      if (path ~ /nlohmann\//) {
+        out = top
+        for (i = 1; i <= depth; i++) out = out " -> " stack[i]
+        print out; exit
+      }
+    }' <<< "$tree"
+}
+
+# The check itself must see JSON where it is: through proto/gateway_messages.hpp.
+seen=$(chain "$here/proto/gateway_messages.hpp")
+if [[ "$seen" != *nlohmann/* ]]; then
+  echo "FAIL the check does not see nlohmann in proto/gateway_messages.hpp (g++ -H output changed?)"
+  fails=$((fails + 1))
+fi
+
+n=0
+for h in "$here"/dataplane/{loop,relay,entry,hostname,tables}/*.hpp; do
+  n=$((n + 1))
+  found=$(chain "$h")
+  case $? in
+    0) [ -z "$found" ] || { echo "FAIL JSON on the data path: $found"; fails=$((fails + 1)); } ;;
+    *) echo "FAIL ${h#"$here/"} does not preprocess on its own: $found"; fails=$((fails + 1)) ;;
+  esac
+done
+if [ "$n" -lt 10 ]; then echo "FAIL found only $n data-path headers"; fails=$((fails + 1));
+elif [ "$fails" = 0 ]; then echo "ok   no JSON in the $n headers of dataplane/{loop,relay,entry,hostname,tables}/"; fi
+[ "$fails" = 0 ] || exit 1
