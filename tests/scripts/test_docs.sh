@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The docs name what the programs can say: every drop reason `dpgw stats` can print is in docs/operations.md's
 # table, every handshake failure reason, registration refusal reason and agent-side TLS failure in
-# docs/control-plane.md; dataplane/README.md names every file of the data path. The names are read from the
-# sources, so a new reason without a line in the docs, or a new stage file missing from the README, fails.
+# docs/control-plane.md, every control message and command name in either; dataplane/README.md names every
+# file of the data path. The names are read from the sources, so a new reason or name without a line in the
+# docs, or a new stage file missing from the README, fails.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 fails=0
@@ -28,6 +29,17 @@ for r in $refusals; do grep -q "\`$r\`" "$here/docs/control-plane.md" || missing
 if [ -z "$refusals" ]; then echo "FAIL refusal reasons: none read"; fails=$((fails + 1));
 elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL refusal reasons missing from docs/control-plane.md: ${missing[*]}"; fails=$((fails + 1));
 else echo "ok   refusal reasons: all in docs/control-plane.md"; fi
+# Every name a control message or command carries (proto/control_names.hpp) is in control-plane.md or
+# operations.md, quoted or in backticks.
+missing=()
+n=0
+for name in $(grep -oE 'case [A-Za-z:]+: return "[a-z0-9_.]+";' "$here/proto/control_names.hpp" | sed -E 's/.*"([a-z0-9_.]+)";/\1/'); do
+  n=$((n + 1))
+  grep -qE "[\`\"]${name//./\\.}[\`\"]" "$here/docs/control-plane.md" "$here/docs/operations.md" || missing+=("$name")
+done
+if [ "$n" -lt 30 ]; then echo "FAIL control names: read only $n from proto/control_names.hpp"; fails=$((fails + 1));
+elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL control names missing from the docs: ${missing[*]}"; fails=$((fails + 1));
+else echo "ok   control names: all $n of proto/control_names.hpp in the docs"; fi
 # dataplane/README.md names every source file of dpgw's data path, as folder/stem (the .hpp/.cpp pair is one entry).
 missing=()
 n=0
