@@ -398,6 +398,9 @@ void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, ui
   note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
 }
 
+// One periodic tick rather than a timer each: the deadlines move with the state (probing every 250 ms until the
+// gateway answers, liveness counted from its last answer, sessions and fragments expiring by their own clocks), and
+// each check is a comparison.
 void Agent::tick(uint64_t now_ns) {
   sessions_.expire(now_ns);
   gw_frags_.expire(now_ns);
