@@ -1,9 +1,6 @@
 #include "agent/agent.hpp"
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -37,12 +34,18 @@ bool is_ipv4_fragment(const uint8_t* p, size_t len) {
 }
 }  // namespace
 
-Agent::Agent(AgentOptions opt)
-    : opt_(std::move(opt)),
+Agent::Agent(EventLoop& loop, AgentOptions opt)
+    : loop_(loop),
+      opt_(std::move(opt)),
       snat_(opt_.tun_net),
       gw_frags_(kAgentReassembly, random_seed()),
       tun_frags_(kAgentReassembly, random_seed()),
       frag_id_(uint16_t(random_seed())) {}
+
+Agent::~Agent() {
+  if (link_open_) loop_.remove(link_.fd());
+  if (tun_watched_) loop_.remove(tun_.fd());
+}
 
 bool Agent::start(bool static_session, std::string& error) {
   if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
@@ -54,12 +57,11 @@ bool Agent::start(bool static_session, std::string& error) {
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead - trailer);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
-  epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
-  grant_event_ = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!epoll_ || !grant_event_) {
-    error = std::string("epoll/eventfd: ") + strerror(errno);
+  if (!loop_.add(tun_.fd(), EPOLLIN, [this](uint32_t) { tun_readable(monotonic_ns()); })) {
+    error = std::string("epoll: cannot watch the TUN: ") + strerror(errno);
     return false;
   }
+  tun_watched_ = true;
   if (static_session) {
     sessions_.adopt(std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
                     monotonic_ns());
@@ -70,33 +72,27 @@ bool Agent::start(bool static_session, std::string& error) {
                              " from " + link_.local().str())
                                 .c_str()
                           : ", waiting for a session from dpctld");
+  started_ns_ = monotonic_ns();
+  last_stats_ns_ = started_ns_;
+  last_auth_report_ns_ = started_ns_;
+  send_keepalive(started_ns_);
   return true;
 }
 
 bool Agent::open_link(Endpoint gateway, std::string& error) {
-  if (link_open_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link_.fd(), nullptr);
-  if (!link_.open(gateway, opt_.bind, error)) {
-    link_open_ = false;
+  if (link_open_) loop_.remove(link_.fd());
+  link_open_ = false;
+  if (!link_.open(gateway, opt_.bind, error)) return false;
+  if (!loop_.add(link_.fd(), EPOLLIN, [this](uint32_t) { gateway_readable(monotonic_ns()); })) {
+    error = "epoll: cannot watch the socket to gateway " + gateway.str() + ": " + strerror(errno);
     return false;
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = link_.fd();
-  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, link_.fd(), &ev);
   link_open_ = true;
   opt_.gateway = gateway;
   return true;
 }
 
-void Agent::offer(SessionGrant grant) {
-  {
-    std::lock_guard<std::mutex> lock(grants_mu_);
-    grants_.push_back(std::move(grant));
-  }
-  uint64_t one = 1;
-  ssize_t w = write(grant_event_.get(), &one, sizeof one);
-  (void)w;
-}
+void Agent::offer(SessionGrant grant) { adopt(std::move(grant), monotonic_ns()); }
 
 void Agent::adopt(SessionGrant g, uint64_t now_ns) {
   // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
@@ -402,7 +398,10 @@ void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, ui
   note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
 }
 
-void Agent::timer(uint64_t now_ns) {
+// One periodic tick rather than a timer each: the deadlines move with the state (probing every 250 ms until the
+// gateway answers, liveness counted from its last answer, sessions and fragments expiring by their own clocks), and
+// each check is a comparison.
+void Agent::tick(uint64_t now_ns) {
   sessions_.expire(now_ns);
   gw_frags_.expire(now_ns);
   tun_frags_.expire(now_ns);
@@ -433,55 +432,6 @@ void Agent::timer(uint64_t now_ns) {
     fflush(stdout);
     last_stats_ns_ = now_ns;
   }
-}
-
-int Agent::run(const std::atomic<bool>& stop, std::atomic<bool>& dump_stats) {
-  Fd tfd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  itimerspec its{{0, 100'000'000}, {0, 100'000'000}};
-  timerfd_settime(tfd.get(), 0, &its, nullptr);
-  for (int fd : {tun_.fd(), tfd.get(), grant_event_.get()}) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
-  }
-  started_ns_ = monotonic_ns();
-  last_stats_ns_ = started_ns_;
-  last_auth_report_ns_ = started_ns_;
-  send_keepalive(started_ns_);
-  while (!stop.load()) {
-    epoll_event evs[8];
-    int n = epoll_wait(epoll_.get(), evs, 8, 500);
-    uint64_t now = monotonic_ns();
-    for (int i = 0; i < n; ++i) {
-      const int fd = evs[i].data.fd;
-      if (link_open_ && fd == link_.fd()) {
-        gateway_readable(now);
-      } else if (fd == tun_.fd()) {
-        tun_readable(now);
-      } else if (fd == grant_event_.get()) {
-        uint64_t v;
-        while (read(grant_event_.get(), &v, sizeof v) > 0) {
-        }
-        std::vector<SessionGrant> grants;
-        {
-          std::lock_guard<std::mutex> lock(grants_mu_);
-          grants.swap(grants_);
-        }
-        for (auto& g : grants) adopt(std::move(g), now);
-      } else if (fd == tfd.get()) {
-        uint64_t ticks;
-        while (read(tfd.get(), &ticks, sizeof ticks) > 0) {
-        }
-        timer(now);
-      }
-    }
-    if (dump_stats.exchange(false)) {
-      printf("%s\n", stats_json().c_str());
-      fflush(stdout);
-    }
-  }
-  return 0;
 }
 
 std::string Agent::stats_json() const {

@@ -1,17 +1,17 @@
-// dpagent's event loop: relay frames from the gateway are opened and their inner packets get the flow's
-// translated source (SnatCodec) and go into the TUN; replies the kernel routes back into the TUN are sealed with
-// their flow's tag and sent to the gateway in batches. Also keepalives, gateway liveness and
-// authentication-failure reports. The agent keeps no per-flow state.
+// dpagent's data path, on its event loop (common/event_loop.hpp): relay frames from the gateway are opened and their
+// inner packets get the flow's translated source (SnatCodec) and go into the TUN; replies the kernel routes back
+// into the TUN are sealed with their flow's tag and sent to the gateway in batches (each wakeup drains its socket or
+// the TUN: recvmmsg, reads, one sendmmsg per batch). tick() does the timed work: keepalives, gateway liveness,
+// authentication-failure reports, expiry of previous sessions and of unfinished reassembly, periodic counters.
+// The agent keeps no per-flow state.
 //
 // Sessions come from a static key (--psk-file) or from dpctld registrations (--server, ControlClient): a new
 // registration becomes the current session at once, and the previous one keeps receiving for a minute so
 // frames already on their way are not lost.
 #pragma once
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,9 +23,10 @@
 #include "agent/snat_codec.hpp"
 #include "agent/service_routes.hpp"
 #include "agent/session_slots.hpp"
-#include "common/tun_device.hpp"
 #include "agent/udp_link.hpp"
+#include "common/event_loop.hpp"
 #include "common/inet.hpp"
+#include "common/tun_device.hpp"
 #include "common/token_bucket.hpp"
 #include "crypto/aead_openssl.hpp"
 #include "packet/icmp_error.hpp"
@@ -74,13 +75,17 @@ struct AgentStats {
 
 class Agent {
  public:
-  explicit Agent(AgentOptions opt);
-  // Opens the TUN (and, for a static session, the link to the gateway).
+  // `loop` must outlive the Agent.
+  Agent(EventLoop& loop, AgentOptions opt);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+  // Opens the TUN (and, for a static session, the link to the gateway) and watches them on the loop.
   bool start(bool static_session, std::string& error);
-  // From any thread (the control client's): a session to use from now on.
+  // On the loop (the control client's registrations): a session to use from now on.
   void offer(SessionGrant grant);
-  // Runs until `stop` becomes true; prints the counters whenever `dump_stats` is set. Returns an exit code.
-  int run(const std::atomic<bool>& stop, std::atomic<bool>& dump_stats);
+  // The timed work; call it about every 100 ms from the loop's tick.
+  void tick(uint64_t now_ns);
   std::string stats_json() const;
 
  private:
@@ -88,7 +93,6 @@ class Agent {
   bool open_link(Endpoint gateway, std::string& error);
   void gateway_readable(uint64_t now_ns);
   void tun_readable(uint64_t now_ns);
-  void timer(uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns);
@@ -96,6 +100,7 @@ class Agent {
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                   uint64_t now_ns);
 
+  EventLoop& loop_;
   AgentOptions opt_;
   OpensslAead engine_{1};
   SessionSlots sessions_;  // current and previous session
@@ -105,10 +110,7 @@ class Agent {
   LanNat lan_nat_;
   UdpLink link_;
   bool link_open_ = false;
-  Fd epoll_;
-  Fd grant_event_;  // eventfd: a grant is waiting
-  std::mutex grants_mu_;
-  std::vector<SessionGrant> grants_;
+  bool tun_watched_ = false;
   AgentStats stats_;
   // IPv4 reassembly: fragments from the gateway (datagrams bigger than a frame) and from the TUN (the kernel
   // fragments what it routes into the TUN beyond its MTU).

@@ -1,25 +1,24 @@
 #include "agent/control_client.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <random>
+#include <memory>
 
 #include "agent/tls_failure.hpp"
+#include "common/clock.hpp"
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
@@ -41,45 +40,6 @@ std::string ssl_errors() {
     out += (out.empty() ? "" : "; ") + std::string(buf);
   }
   return out.empty() ? "unknown error" : out;
-}
-
-// TCP connect with a timeout to `host` (an IPv4 address, or a name resolved now: every address is tried in
-// turn); the socket is blocking afterwards, with send/receive timeouts.
-Fd connect_tcp(const std::string& host, uint16_t port, int timeout_ms, std::string& error) {
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0) {
-    error = "cannot resolve '" + host + "': " + gai_strerror(rc);
-    return Fd();
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
-  error = "no IPv4 address for '" + host + "'";
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    char ip[INET_ADDRSTRLEN] = "?";
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, ip, sizeof ip);
-    Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      error = std::string(ip) + ": connect: " + strerror(errno);
-      continue;
-    }
-    pollfd p{fd.get(), POLLOUT, 0};
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (::poll(&p, 1, timeout_ms) != 1 || getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr) {
-      error = std::string(ip) + ": connect: " + (soerr ? strerror(soerr) : "timed out");
-      continue;
-    }
-    fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
-    timeval tv{1, 0};  // short, so stop() is noticed; callers loop on timeouts
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-  }
-  return Fd();
 }
 
 int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
@@ -124,10 +84,16 @@ int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
 
 }  // namespace
 
-ControlClient::~ControlClient() {
-  stop();
-  SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
-}
+void ControlClient::SslFree::operator()(SSL* s) const { SSL_free(s); }
+
+ControlClient::ControlClient(EventLoop& loop, ControlOptions opt, Deliver deliver, Fatal fatal)
+    : loop_(loop),
+      opt_(std::move(opt)),
+      deliver_(std::move(deliver)),
+      fatal_(std::move(fatal)),
+      ctx_(nullptr, SSL_CTX_free) {}
+
+ControlClient::~ControlClient() { close_connection(); }
 
 bool ControlClient::load(std::string& error) {
   for (const std::string* f : {&opt_.cert, &opt_.key, &opt_.ca}) {
@@ -139,8 +105,8 @@ bool ControlClient::load(std::string& error) {
     fclose(probe);
   }
   if (g_seen_index < 0) g_seen_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  ctx_ = ctx;
+  ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX* ctx = ctx_.get();
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   if (SSL_CTX_use_certificate_chain_file(ctx, opt_.cert.c_str()) != 1) {
     error = opt_.cert + ": cannot load the certificate: " + ssl_errors();
@@ -158,63 +124,124 @@ bool ControlClient::load(std::string& error) {
   return true;
 }
 
-void ControlClient::start() { thread_ = std::thread([this] { run(); }); }
+bool ControlClient::start(std::string& error) {
+  if (!resolver_.start(loop_, error)) return false;
+  attempt();
+  return true;
+}
 
 void ControlClient::tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail) {
-  ServerCertSeen none;
-  const ServerCertSeen& seen = seen_ ? *seen_ : none;
   const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
-  AgentTlsVerdict v = classify_agent_tls(verify_result, ssl_error, name, opt_.ca, seen);
+  AgentTlsVerdict v = classify_agent_tls(verify_result, ssl_error, name, opt_.ca, seen_);
   if (v.kind == AgentTlsFailure::Transient) {
     LOG_WARN("TLS with dpctld %s:%u failed: %s", opt_.server_host.c_str(), opt_.server_port, detail.c_str());
     return;
   }
   LOG_ERROR("TLS with dpctld %s:%u failed (%s): %s", opt_.server_host.c_str(), opt_.server_port, v.reason.c_str(),
             v.advice.c_str());
-  if (v.permanent && !registrations_.load() && fatal_) fatal_(v.reason + ": " + v.advice);
+  if (v.permanent && !registrations_) give_up(v.reason + ": " + v.advice);
 }
 
-void ControlClient::stop() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
+void ControlClient::give_up(const std::string& reason) {
+  state_ = State::GaveUp;
+  if (fatal_) fatal_(reason);
 }
 
-void ControlClient::run() {
-  std::mt19937 rng(std::random_device{}());
-  double backoff = 0.5;
-  bool ever = false;
-  while (!stop_) {
-    bool registered = false;
-    session_once(registered);
-    if (stop_) break;
-    ever |= registered;
-    if (registered) backoff = 0.5;  // it worked once: start over quickly
-    // Exponential backoff with jitter, so a fleet of agents does not reconnect in lockstep.
-    double wait = backoff * std::uniform_real_distribution<double>(0.8, 1.2)(rng);
-    LOG_INFO("reconnecting to dpctld %s:%u in %.1f s", opt_.server_host.c_str(), opt_.server_port, wait);
-    for (double t = 0; t < wait && !stop_; t += 0.1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    backoff = std::min(backoff * 2, 30.0);
-    (void)ever;
-  }
+// A name is resolved at every attempt, on the resolver thread: a slow DNS server never holds up the data path.
+void ControlClient::attempt() {
+  state_ = State::Resolving;
+  struct Resolution {
+    std::vector<sockaddr_in> addresses;
+    std::string error;
+  };
+  auto res = std::make_shared<Resolution>();
+  resolver_.submit(
+      [res, host = opt_.server_host, port = opt_.server_port] {
+        addrinfo hints{};
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* list = nullptr;
+        if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list); rc != 0) {
+          res->error = "cannot resolve '" + host + "': " + gai_strerror(rc);
+          return;
+        }
+        for (addrinfo* ai = list; ai; ai = ai->ai_next)
+          res->addresses.push_back(*reinterpret_cast<const sockaddr_in*>(ai->ai_addr));
+        freeaddrinfo(list);
+        if (res->addresses.empty()) res->error = "no IPv4 address for '" + host + "'";
+      },
+      [this, res] { resolved(std::move(res->addresses), res->error, monotonic_ns()); });
 }
 
-void ControlClient::session_once(bool& registered) {
-  std::string error;
-  Fd fd = connect_tcp(opt_.server_host, opt_.server_port, 5000, error);
-  if (!fd) {
+void ControlClient::resolved(std::vector<sockaddr_in> addresses, const std::string& error, uint64_t now_ns) {
+  if (addresses.empty()) {
     LOG_WARN("dpctld %s:%u: %s", opt_.server_host.c_str(), opt_.server_port, error.c_str());
+    retry(now_ns);
     return;
   }
-  SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ctx_));
-  std::unique_ptr<SSL, decltype(&SSL_free)> guard(ssl, SSL_free);
-  SSL_set_fd(ssl, fd.get());
-  ServerCertSeen seen;
-  SSL_set_ex_data(ssl, g_seen_index, &seen);
-  seen_ = &seen;
-  struct Forget {
-    const ServerCertSeen*& p;
-    ~Forget() { p = nullptr; }
-  } forget{seen_};
+  addresses_ = std::move(addresses);
+  next_address_ = 0;
+  connect_next(now_ns);
+}
+
+// Connects to the next of the name's addresses (5 s each, tick() enforces it); when none is left, says why the
+// last one failed and tries again later.
+void ControlClient::connect_next(uint64_t now_ns) {
+  while (next_address_ < addresses_.size()) {
+    const sockaddr_in& sin = addresses_[next_address_++];
+    char ip[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof ip);
+    peer_ = ip;
+    Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd || (connect(fd.get(), reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 && errno != EINPROGRESS)) {
+      connect_error_ = peer_ + ": connect: " + strerror(errno);
+      continue;
+    }
+    if (!loop_.add(fd.get(), EPOLLOUT, [this](uint32_t events) { on_event(events); })) {
+      connect_error_ = peer_ + ": epoll: " + strerror(errno);
+      continue;
+    }
+    fd_ = std::move(fd);
+    state_ = State::Connecting;
+    deadline_ns_ = now_ns + 5 * kNsPerSec;
+    return;
+  }
+  LOG_WARN("dpctld %s:%u: %s", opt_.server_host.c_str(), opt_.server_port, connect_error_.c_str());
+  retry(now_ns);
+}
+
+void ControlClient::on_event(uint32_t events) {
+  const uint64_t now = monotonic_ns();
+  switch (state_) {
+    case State::Connecting: connect_done(now); break;
+    case State::Handshaking: handshake(now); break;
+    case State::Registering:
+    case State::Registered:
+      if (events & EPOLLOUT) send_line({}, now);
+      if (fd_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) read_some(now);
+      break;
+    default: break;
+  }
+}
+
+void ControlClient::connect_done(uint64_t now_ns) {
+  int soerr = 0;
+  socklen_t len = sizeof soerr;
+  if (getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
+  if (soerr) {
+    connect_error_ = peer_ + ": connect: " + strerror(soerr);
+    close_connection();
+    connect_next(now_ns);
+    return;
+  }
+  int one = 1;
+  setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ssl_.reset(SSL_new(ctx_.get()));
+  SSL* ssl = ssl_.get();
+  SSL_set_fd(ssl, fd_.get());
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  seen_ = ServerCertSeen{};
+  SSL_set_ex_data(ssl, g_seen_index, &seen_);
   // The tunnel goes in the SNI: dpctld can name it even when the handshake fails.
   SSL_set_tlsext_host_name(ssl, opt_.tunnel.c_str());
   const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
@@ -224,72 +251,121 @@ void ControlClient::session_once(bool& registered) {
     X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
   else
     X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
+  state_ = State::Handshaking;
+  deadline_ns_ = now_ns + 10 * kNsPerSec;
+  handshake(now_ns);
+}
+
+void ControlClient::handshake(uint64_t now_ns) {
   ERR_clear_error();
-  int r;
-  int waited = 0;
-  while ((r = SSL_connect(ssl)) != 1) {
-    int err = SSL_get_error(ssl, r);
-    if ((err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) && !stop_ && ++waited < 10) continue;
-    const long v = SSL_get_verify_result(ssl);
-    const unsigned long e = ERR_peek_error();
-    tls_failed(v, e, (v != X509_V_OK ? std::string("server certificate: ") + X509_verify_cert_error_string(v) + "; " : "") +
-                         ssl_errors());
+  const int r = SSL_connect(ssl_.get());
+  if (r != 1) {
+    const int err = SSL_get_error(ssl_.get(), r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      loop_.modify(fd_.get(), err == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+      return;
+    }
+    handshake_failed();
+    retry(now_ns);
     return;
   }
   json reg{{"type", name_of(AgentMessageType::Register)}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel},
            {"weight", opt_.weight}, {"role", role_name(opt_.visitor)}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
-  std::string line = reg.dump() + "\n";
-  if (SSL_write(ssl, line.data(), int(line.size())) <= 0) {
-    LOG_WARN("dpctld: cannot send the registration: %s", ssl_errors().c_str());
-    return;
-  }
-  std::string in;
-  auto read_line = [&](int timeout_s, std::string& out) -> bool {
-    for (int t = 0; t < timeout_s && !stop_;) {
-      size_t nl = in.find('\n');
-      if (nl != std::string::npos) {
-        out = in.substr(0, nl);
-        in.erase(0, nl + 1);
-        return true;
-      }
-      char buf[4096];
-      int n = SSL_read(ssl, buf, sizeof buf);
-      if (n > 0) {
-        in.append(buf, size_t(n));
-        continue;
-      }
-      int err = SSL_get_error(ssl, n);
-      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE || (err == SSL_ERROR_SYSCALL && errno == EAGAIN)) {
-        ++t;  // a 1 s receive timeout passed
-        continue;
-      }
-      return false;
+  state_ = State::Registering;
+  deadline_ns_ = now_ns + 15 * kNsPerSec;
+  send_line(reg.dump(), now_ns);
+}
+
+void ControlClient::handshake_failed() {
+  const long v = SSL_get_verify_result(ssl_.get());
+  const unsigned long e = ERR_peek_error();
+  tls_failed(v, e,
+             (v != X509_V_OK ? std::string("server certificate: ") + X509_verify_cert_error_string(v) + "; " : "") +
+                 ssl_errors());
+}
+
+// Queues `line` (none: only what waits) and writes what the socket takes.
+void ControlClient::send_line(const std::string& line, uint64_t now_ns) {
+  if (!line.empty()) out_ += line + "\n";
+  while (!out_.empty()) {
+    ERR_clear_error();
+    const int n = SSL_write(ssl_.get(), out_.data(), int(out_.size()));
+    if (n > 0) {
+      out_.erase(0, size_t(n));
+      continue;
     }
-    return false;
-  };
-  std::string reply;
-  ERR_clear_error();
-  if (!read_line(15, reply)) {
-    // In TLS 1.3 a client hears that dpctld refused its certificate only now, from the alert.
-    const unsigned long e = ERR_peek_error();
-    if (e) tls_failed(X509_V_OK, e, ssl_errors());
-    else LOG_WARN("dpctld: no answer to the registration");
+    const int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      loop_.modify(fd_.get(), EPOLLIN | EPOLLOUT);
+      return;
+    }
+    if (state_ == State::Registering) {
+      LOG_WARN("dpctld: cannot send the registration: %s", ssl_errors().c_str());
+      retry(now_ns);
+    } else {
+      lost(now_ns);
+    }
     return;
   }
+  loop_.modify(fd_.get(), EPOLLIN);
+}
+
+void ControlClient::read_some(uint64_t now_ns) {
+  char buf[4096];
+  for (;;) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_.get(), buf, sizeof buf);
+    if (n > 0) {
+      in_.append(buf, size_t(n));
+      size_t nl;
+      while ((nl = in_.find('\n')) != std::string::npos) {
+        std::string line = in_.substr(0, nl);
+        in_.erase(0, nl + 1);
+        if (state_ == State::Registering) {
+          registration_reply(line, now_ns);
+          if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
+        } else {
+          last_heard_ns_ = now_ns;  // a pong, or anything else dpctld says: it is there
+        }
+      }
+      continue;
+    }
+    const int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_READ) return;
+    if (err == SSL_ERROR_WANT_WRITE) {
+      loop_.modify(fd_.get(), EPOLLIN | EPOLLOUT);
+      return;
+    }
+    // Closed by dpctld, or an error.
+    if (state_ == State::Registered) {
+      lost(now_ns);
+      return;
+    }
+    // In TLS 1.3 a client hears that dpctld refused its certificate only now, from the alert.
+    if (const unsigned long e = ERR_peek_error()) tls_failed(X509_V_OK, e, ssl_errors());
+    else LOG_WARN("dpctld: no answer to the registration");
+    retry(now_ns);
+    return;
+  }
+}
+
+void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns) {
   json msg = json::parse(reply, nullptr, false);
   if (msg.is_discarded() || parse_name<AgentMessageType>(string_or(msg, "type", "")) != AgentMessageType::Registered) {
     const std::string reason = string_or(msg, "reason", reply);
     LOG_ERROR("dpctld refused the registration for tunnel %s: %s", opt_.tunnel.c_str(), reason.c_str());
-    if (!registrations_.load() && fatal_) fatal_("dpctld refused the registration: " + reason);
+    if (!registrations_) give_up("dpctld refused the registration: " + reason);
+    retry(now_ns);
     return;
   }
   SessionGrant g;
   g.index = msg.value("session", 0u);
   auto gw = Endpoint::parse(msg.value("gateway", std::string()));
-  g.secret = export_session_secret(ssl, g.index);
+  g.secret = export_session_secret(ssl_.get(), g.index);
   if (!gw || !g.index || g.secret.empty()) {
     LOG_ERROR("dpctld: unusable registration reply: %s", reply.c_str());
+    retry(now_ns);
     return;
   }
   g.gateway = *gw;
@@ -299,38 +375,74 @@ void ControlClient::session_once(bool& registered) {
   const unsigned weight = msg.value("weight", unsigned(opt_.weight));
   LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s", g.index, opt_.tunnel.c_str(),
            g.gateway.str().c_str(), weight, weight != unsigned(opt_.weight) ? " (the tunnel's weight policy)" : "");
-  registered = true;
+  state_ = State::Registered;
   registrations_++;
+  backoff_s_ = 0.5;  // it worked: after a loss, start over quickly
+  last_heard_ns_ = last_ping_ns_ = now_ns;
   deliver_(std::move(g));
+}
 
-  // Keep the control connection: ping every 10 s, and give up when dpctld stays silent for 30 s.
-  const std::string ping = json{{"type", name_of(AgentMessageType::Ping)}}.dump() + "\n";
-  auto last_heard = std::chrono::steady_clock::now();
-  auto last_ping = last_heard;
-  while (!stop_) {
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_ping >= std::chrono::seconds(10)) {
-      if (SSL_write(ssl, ping.data(), int(ping.size())) <= 0) break;
-      last_ping = now;
-    }
-    std::string l;
-    if (read_line(1, l)) {
-      last_heard = std::chrono::steady_clock::now();
-      continue;
-    }
-    if (!SSL_get_shutdown(ssl) && std::chrono::steady_clock::now() - last_heard < std::chrono::seconds(30)) {
-      // timeout only: keep going unless the connection ended
-      int err = SSL_get_error(ssl, 0);
-      (void)err;
-      pollfd p{fd.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) break;
-      char b;
-      if (recv(fd.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0) break;  // closed by dpctld
-      continue;
-    }
-    break;
+void ControlClient::tick(uint64_t now_ns) {
+  switch (state_) {
+    case State::Waiting:
+      if (now_ns >= next_attempt_ns_) attempt();
+      break;
+    case State::Connecting:
+      if (now_ns >= deadline_ns_) {
+        connect_error_ = peer_ + ": connect: timed out";
+        close_connection();
+        connect_next(now_ns);
+      }
+      break;
+    case State::Handshaking:
+      if (now_ns >= deadline_ns_) {
+        ERR_clear_error();  // what the data path's OpenSSL calls on this thread left is not the handshake's
+        handshake_failed();
+        retry(now_ns);
+      }
+      break;
+    case State::Registering:
+      if (now_ns >= deadline_ns_) {
+        LOG_WARN("dpctld: no answer to the registration");
+        retry(now_ns);
+      }
+      break;
+    case State::Registered:
+      // Keep the control connection: ping every 10 s, and give up when dpctld stays silent for 30 s.
+      if (now_ns - last_heard_ns_ >= 30 * kNsPerSec) {
+        lost(now_ns);
+      } else if (now_ns - last_ping_ns_ >= 10 * kNsPerSec) {
+        last_ping_ns_ = now_ns;
+        send_line(json{{"type", name_of(AgentMessageType::Ping)}}.dump(), now_ns);
+      }
+      break;
+    default: break;
   }
-  if (!stop_) LOG_WARN("control connection to dpctld %s:%u lost", opt_.server_host.c_str(), opt_.server_port);
+}
+
+void ControlClient::lost(uint64_t now_ns) {
+  LOG_WARN("control connection to dpctld %s:%u lost", opt_.server_host.c_str(), opt_.server_port);
+  retry(now_ns);
+}
+
+void ControlClient::retry(uint64_t now_ns) {
+  close_connection();
+  if (state_ == State::GaveUp) return;
+  const double wait = backoff_s_ * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
+  LOG_INFO("reconnecting to dpctld %s:%u in %.1f s", opt_.server_host.c_str(), opt_.server_port, wait);
+  next_attempt_ns_ = now_ns + uint64_t(wait * 1e9);
+  backoff_s_ = std::min(backoff_s_ * 2, 30.0);
+  state_ = State::Waiting;
+}
+
+void ControlClient::close_connection() {
+  ssl_.reset();
+  if (fd_) {
+    loop_.remove(fd_.get());
+    fd_.reset();
+  }
+  in_.clear();
+  out_.clear();
 }
 
 }  // namespace dptun

@@ -1,16 +1,25 @@
-// dpagent's control connection to dpctld, on a thread of its own so the data path never waits for it:
-// TLS 1.3 with a client certificate, register for a tunnel, derive the session key (TLS exporter), hand the
-// session to the data loop, keep the connection alive with pings, and on any loss reconnect with exponential
-// backoff and register again.
+// dpagent's control connection to dpctld, non-blocking on dpagent's event loop (common/event_loop.hpp), beside
+// the data path: TLS 1.3 with a client certificate, register for a tunnel, derive the session key (TLS exporter),
+// hand the session to the data path, keep the connection alive with pings, and on any loss reconnect with
+// exponential backoff and register again. The data path never waits for it: dpctld's name is resolved on a
+// background thread (common/background.hpp); connects, the handshake and the messages only run when their socket
+// is ready. Its deadlines are checked by tick() (call it about every 100 ms): 5 s for a connect (each of the name's
+// addresses in turn), 10 s for the handshake, 15 s for the answer to the registration; once registered, a ping
+// every 10 s, and the connection counts as lost after 30 s without a line from dpctld.
 #pragma once
-#include <atomic>
+#include <openssl/types.h>
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "agent/tls_failure.hpp"
+#include "common/background.hpp"
+#include "common/event_loop.hpp"
 #include "common/inet.hpp"
 
 namespace dptun {
@@ -39,33 +48,71 @@ struct SessionGrant {
 class ControlClient {
  public:
   using Deliver = std::function<void(SessionGrant)>;
-  // fatal: called (from the control thread) when the first registration fails for good -- dpctld refused it, or
-  // TLS failed for a reason retrying cannot mend (tls_failure.hpp) -- with what to change.
-  ControlClient(ControlOptions opt, Deliver deliver, std::function<void(const std::string&)> fatal)
-      : opt_(std::move(opt)), deliver_(std::move(deliver)), fatal_(std::move(fatal)) {}
+  using Fatal = std::function<void(const std::string&)>;
+  // deliver: each registration's session. fatal: the first registration failed for good -- dpctld refused it, or
+  // TLS failed for a reason retrying cannot mend (tls_failure.hpp) -- with what to change; no attempt follows.
+  // Both are called on the loop.
+  ControlClient(EventLoop& loop, ControlOptions opt, Deliver deliver, Fatal fatal);
   ~ControlClient();
+  ControlClient(const ControlClient&) = delete;
+  ControlClient& operator=(const ControlClient&) = delete;
   // Loads and checks the TLS files (clear errors before anything else is set up).
   bool load(std::string& error);
-  // Starts the thread that connects, registers and keeps the connection.
-  void start();
-  void stop();
-  uint64_t registrations() const { return registrations_.load(); }
+  // Starts the first attempt (and the resolver thread).
+  bool start(std::string& error);
+  // Deadlines, pings and the reconnect backoff.
+  void tick(uint64_t now_ns);
+  uint64_t registrations() const { return registrations_; }
 
  private:
-  void run();
-  // One connection: returns after it ended; `registered` tells whether it got a session.
-  void session_once(bool& registered);
+  enum class State : uint8_t { Waiting, Resolving, Connecting, Handshaking, Registering, Registered, GaveUp };
+  struct SslFree {
+    void operator()(SSL* s) const;
+  };
+
+  void attempt();
+  void resolved(std::vector<sockaddr_in> addresses, const std::string& error, uint64_t now_ns);
+  void connect_next(uint64_t now_ns);
+  void on_event(uint32_t events);
+  void connect_done(uint64_t now_ns);
+  void handshake(uint64_t now_ns);
+  void handshake_failed();
+  void send_line(const std::string& line, uint64_t now_ns);
+  void read_some(uint64_t now_ns);
+  void registration_reply(const std::string& line, uint64_t now_ns);
+  void no_reply();
+  // Ends the connection (if any) and schedules the next attempt, or none after fatal_.
+  void retry(uint64_t now_ns);
+  void lost(uint64_t now_ns);
+  void close_connection();
   // A TLS failure: logged with its advice; permanent ones end a first registration (fatal_).
   void tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail);
+  void give_up(const std::string& reason);
 
+  EventLoop& loop_;
   ControlOptions opt_;
   Deliver deliver_;
-  std::function<void(const std::string&)> fatal_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> registrations_{0};
-  void* ctx_ = nullptr;  // SSL_CTX
-  const ServerCertSeen* seen_ = nullptr;  // the connection under way (control thread only)
+  Fatal fatal_;
+  std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx_;
+  State state_ = State::Waiting;
+  // The connection under way.
+  Fd fd_;
+  std::unique_ptr<SSL, SslFree> ssl_;
+  ServerCertSeen seen_;  // what dpctld's certificate showed, for advice
+  std::string in_, out_;
+  uint64_t deadline_ns_ = 0;  // of the connect, the handshake or the registration's answer
+  uint64_t last_ping_ns_ = 0, last_heard_ns_ = 0;
+  // The name's addresses, tried in turn; the last one's error.
+  std::vector<sockaddr_in> addresses_;
+  size_t next_address_ = 0;
+  std::string peer_;  // the address being connected to, for messages
+  std::string connect_error_;
+  // Reconnects: 0.5 s, doubling to 30 s, jittered by +-20 % so a fleet of agents does not reconnect in lockstep.
+  double backoff_s_ = 0.5;
+  uint64_t next_attempt_ns_ = 0;
+  std::mt19937 rng_{std::random_device{}()};
+  uint64_t registrations_ = 0;
+  Background resolver_;  // last: joined before anything its jobs' results touch is gone
 };
 
 }  // namespace dptun

@@ -1,16 +1,19 @@
 // dpagent: the software agent. main parses options and wires the Agent; see docs/operations.md.
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <string>
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
 #include "common/clock.hpp"
+#include "common/event_loop.hpp"
 #include "common/hex.hpp"
 #include "common/log.hpp"
 #include "common/uuid.hpp"
@@ -74,11 +77,14 @@ const char* kUsage =
     "  --help                this text\n";
 
 std::atomic<bool> g_stop{false};
-std::atomic<bool> g_refused{false};
-std::atomic<bool> g_dump{false};
+int g_dump_event = -1;  // eventfd: SIGUSR1 asks for the counters; the loop prints them
 
 void on_stop(int) { g_stop = true; }
-void on_dump(int) { g_dump = true; }
+void on_dump(int) {
+  const uint64_t one = 1;
+  ssize_t w = write(g_dump_event, &one, sizeof one);
+  (void)w;
+}
 
 [[noreturn]] void fail(const std::string& what) {
   fprintf(stderr, "dpagent: %s\n", what.c_str());
@@ -239,19 +245,24 @@ int main(int argc, char** argv) {
     opt.psk = std::move(*key);
   }
 
-  Agent agent(opt);
+  // One thread: the data path, the control connection and the timers share one event loop.
+  EventLoop loop;
   std::string error;
+  if (!loop.init(error)) {
+    fprintf(stderr, "dpagent: %s\n", error.c_str());
+    return 1;
+  }
+  Agent agent(loop, opt);
   std::unique_ptr<ControlClient> control;
+  bool refused = false;
   std::string fatal_reason;
-  std::mutex fatal_mu;
   if (registered) {
     // The certificate files first: a mistake there is reported before anything (the TUN) is set up.
     control = std::make_unique<ControlClient>(
-        ctl, [&agent](SessionGrant g) { agent.offer(std::move(g)); },
+        loop, ctl, [&agent](SessionGrant g) { agent.offer(std::move(g)); },
         [&](const std::string& reason) {
-          std::lock_guard<std::mutex> lock(fatal_mu);
+          refused = true;
           fatal_reason = reason;
-          g_refused = true;
           g_stop = true;
         });
     if (!control->load(error)) {
@@ -259,25 +270,36 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (!agent.start(!registered, error)) {
+  if (!agent.start(!registered, error) || (control && !control->start(error))) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
   }
-  if (control) control->start();
+  Fd dump_event(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  g_dump_event = dump_event.get();
+  loop.add(dump_event.get(), EPOLLIN, [&](uint32_t) {
+    uint64_t n;
+    while (read(dump_event.get(), &n, sizeof n) > 0) {
+    }
+    printf("%s\n", agent.stats_json().c_str());
+    fflush(stdout);
+  });
   struct sigaction sa {};
   sa.sa_handler = on_stop;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   sa.sa_handler = on_dump;
   sigaction(SIGUSR1, &sa, nullptr);
-  int rc = agent.run(g_stop, g_dump);
-  if (control) control->stop();
+  // A signal ends the wait at once; the timed work runs every 100 ms.
+  loop.run(g_stop, 100, [&] {
+    const uint64_t now = monotonic_ns();
+    agent.tick(now);
+    if (control) control->tick(now);
+  });
   printf("%s\n", agent.stats_json().c_str());
-  if (g_refused) {
-    std::lock_guard<std::mutex> lock(fatal_mu);
+  if (refused) {
     fprintf(stderr, "dpagent: cannot register with dpctld %s:%u: %s\n", ctl.server_host.c_str(), unsigned(ctl.server_port),
             fatal_reason.c_str());
     return 1;
   }
-  return rc;
+  return 0;
 }

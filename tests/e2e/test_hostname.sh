@@ -33,6 +33,7 @@ for n in 1 2; do
 done
 two_live() { [ "$(dpctl --json session list | jq '[.sessions[] | select(.live)] | length')" -eq 2 ]; }
 wait_for 20 "both agents live" two_live
+agents_since=$(date +%s)
 
 # Two QUIC (HTTP/3) servers on the agent host, one per tunnel, each with its own page.
 for b in a b; do
@@ -281,4 +282,13 @@ dpctl ingress del quic-a.example > /dev/null
 dpctl ingress add quic-a.example web-b --target "$AGENT_IP:4432" > /dev/null
 moved() { [ "$(quic_get quic-a.example)" = "backend b" ]; }
 wait_for 10 "quic-a.example served by backend b" moved
+
+# The whole run on one control connection each: the agents ping every 10 s, dpctld answers, and an agent that hears
+# nothing for 30 s reconnects.
+for n in 1 2; do
+  regs=$(grep -c "registered with dpctld" "$WORK/agent-$n.log")
+  [ "$regs" -eq 1 ] && ! grep -q "control connection to dpctld .* lost" "$WORK/agent-$n.log" ||
+    fail "agent-$n's control connection did not stay up ($regs registrations): $(grep dpctld "$WORK/agent-$n.log" | tail -3)"
+done
+log "the agents' control connections stayed up the whole run ($(( $(date +%s) - agents_since )) s, pings answered)"
 log "PASS"
