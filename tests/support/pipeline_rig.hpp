@@ -197,6 +197,9 @@ struct PipelineRig {
     return add_peer(index, ip, std::make_unique<AgentSession>(index, key_of(uint8_t(index)), 16, 120'000'000'000ull,
                                                               engine, AgentSession::CounterMode::FromZero));
   }
+  // The MTU of rig port `port` (0 public, 1 underlay) as the gateway knows it (PortInfo, read from the device at
+  // start). The ring PMD has no MTU to set, so this stands in for a link of another MTU; before any traffic.
+  void set_port_mtu(uint8_t port, uint16_t mtu) { dp().ports.at(port).mtu = mtu; }
   void set_entry(const EntrySpec& e) {
     std::string error;
     if (!gw->state().set_entry(e, error)) fail_msg("set_entry: %s", error.c_str());
