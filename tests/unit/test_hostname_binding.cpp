@@ -8,7 +8,8 @@
 //  - every TSval the client sees rises from the SYN-ACK on; the target sees the client's newest TSval;
 //  - dpgw's own answers (431, 400): readable, sent again until acknowledged, the client's further bytes
 //    acknowledged and dropped, counted;
-//  - a target the agent reports unreachable (its ICMP error about dpgw's SYN): the client's 502 at once.
+//  - a target the agent reports unreachable (its ICMP error about dpgw's SYN): the client's 502 at once;
+//  - the target's SYN with the MSS of the path to its agent; a rule no session can take: 502, not counted as routed.
 #include <map>
 #include <memory>
 #include <string>
@@ -414,6 +415,44 @@ static void large_buffers_run_out(void**) {
   assert_int_equal(r.drops(Drop::BindingFull), 1);
 }
 
+// The target's SYN carries the MSS of the path to its agent (inner_tcp_mss() of the underlay's MTU), not of the
+// client's side, and the connection counts once as routed; a rule whose tunnel has no session gets the client a
+// 502 (no_session) and is not counted as routed.
+static void path_mss_and_a_rule_no_session_takes(void**) {
+  Rig r;
+  r.set_port_mtu(0, 1400);  // the client's side; the underlay keeps 1500
+  std::string error;
+  assert_true(r.gw->state().set_tunnel(TunnelSpec{Uuid::random_v4(), "c"}, error));
+  IngressRuleSpec app{"app.example", r.tunnel("a").id, Endpoint{Ipv4{kAgent}, 0}};
+  IngressRuleSpec dead{"dead.example", r.tunnel("c").id, Endpoint{Ipv4{kAgent}, 0}};
+  r.set_rules({app, dead});
+  r.handshake();
+  r.client(kClientIsn + 1, kTcpAck | kTcpPsh, kLine + kHost + kEnd);
+  auto srv = r.to_server();
+  assert_int_equal(srv.size(), 1);
+  assert_int_equal(srv[0].flags, kTcpSyn);
+  assert_int_equal(srv[0].opt.mss, inner_tcp_mss(1500));
+  assert_int_equal(r.stats().hostname_routed.get(), 1);
+  assert_int_equal(r.stats().flows_created.get(), 1);
+  assert_int_equal(r.tunnel_stats("a").flows_created.get(), 1);
+  assert_int_equal(r.session(1).flows_pinned.load(), 1);
+
+  r.check_client_timestamps();
+  r.client_port = 40001;  // another connection (TSvals rise per connection)
+  r.client_saw_ts.clear();
+  r.handshake();
+  auto out = r.client(kClientIsn + 1, kTcpAck | kTcpPsh, kLine + "Host: dead.example\r\n" + kEnd);
+  bool bad_gateway = false;
+  for (const Seg& s : out) bad_gateway |= s.payload.rfind("HTTP/1.1 502 ", 0) == 0;
+  assert_true(bad_gateway);
+  assert_int_equal(r.drops(Drop::NoSession), 1);
+  assert_int_equal(r.to_server().size(), 0);
+  assert_int_equal(r.stats().hostname_routed.get(), 1);
+  assert_int_equal(r.stats().flows_created.get(), 1);
+  assert_int_equal(r.tunnel_stats("c").flows_created.get(), 0);
+  r.check_client_timestamps();
+}
+
 // The agent reports the target unreachable (an ICMP error about dpgw's SYN) while dpgw waits for its SYN-ACK: the
 // client gets the 502 at once, counted as target_unreachable, instead of waiting for target_timeout.
 static void unreachable_target(void**) {
@@ -451,6 +490,7 @@ int main() {
       cmocka_unit_test(conflicting_host),
       cmocka_unit_test(large_buffers_run_out),
       cmocka_unit_test(unreachable_target),
+      cmocka_unit_test(path_mss_and_a_rule_no_session_takes),
   };
   return run_pipeline_tests("test_hostname_binding", tests, sizeof tests / sizeof tests[0]);
 }
