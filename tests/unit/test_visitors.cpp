@@ -5,7 +5,8 @@
 //  - a frame naming a rule of the visitor's own tunnel opens a flow to one of the tunnel's agents, NAT-ed to the
 //    rule's target, its SYN's MSS clamped for the path to that agent; the agent's reply comes back to the visitor
 //    from the address it used;
-//  - another tunnel's rule is refused (no_rule), a private rule of its own tunnel is not; no name: no_hostname;
+//  - another tunnel's rule is refused (no_rule), a private rule of its own tunnel is not; no name: no_hostname; a
+//    rule of a tunnel without agents: no_session, not counted as routed;
 //  - direct mode off refuses DIRECT frames (direct_disabled), on lets them through to their own destination;
 //  - the agent's session dies (its keepalives stop past session_timeout): the flow moves to the other agent of the
 //    pool (flows_repinned), whose flows_pinned counts it while the old one's does not; replies for a visitor that
@@ -25,6 +26,7 @@ using namespace dptun::test;
 namespace {
 
 constexpr uint32_t kVisitor = 0x0a630107;   // 10.99.1.7: the visitor's machine, on the public side
+constexpr uint32_t kVisitor2 = 0x0a630108;  // 10.99.1.8: a visitor of tunnel c, which has no agent
 constexpr uint32_t kAgentA2 = 0x0a630204;   // 10.99.2.4: tunnel a's second agent (session 3)
 constexpr uint32_t kVisitorSession = 7;
 constexpr uint32_t kProgram = 0x64600001;   // 100.96.0.1: a program on the visitor's TUN
@@ -201,6 +203,22 @@ static void only_its_own_tunnels_rules_private_ones_included(void**) {
   assert_int_equal(back.size(), 1);
   assert_int_equal(parsed(back[0].packet).src_ip, kLocal);
   assert_int_equal(r.all_drops(), 3);
+  // A visitor of a tunnel that has no agent: its rule matches, no session takes the flow; not counted as routed.
+  std::string error;
+  assert_true(r.gw->state().set_tunnel(TunnelSpec{Uuid::random_v4(), "c"}, error));
+  IngressRuleSpec c_rule{"c.example", r.tunnel("c").id, Endpoint{Ipv4{kService}, kServicePort}};
+  IngressRuleSpec priv{"priv.example", r.tunnel("a").id, Endpoint{Ipv4{kPrivate}, 0}, true};
+  r.set_rules({priv, c_rule});
+  AgentSession& lonely = r.add_visitor(8, "c", kVisitor2);
+  const auto p = program_packet(kIpProtoUdp, 41004);
+  r.inject_from_agent(agent_seal(lonely, 0, kIpProtoUdp, p, 0, "c.example"), kVisitor2);
+  r.poll();
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.drops(Drop::NoSession), 1);
+  assert_int_equal(r.stats().visitor_flows.get(), 1);
+  assert_int_equal(r.stats().hostname_routed.get(), 1);
+  assert_int_equal(r.stats().flows_created.get(), 1);
+  assert_int_equal(r.tunnel_stats("c").flows_created.get(), 0);
 }
 
 static void direct_mode(void**) {
