@@ -120,11 +120,13 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       }
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
       inner_flags = kInnerFlowNew;
-      if (!quic_earlier.empty()) send_held_datagrams(*f, *s, quic_earlier);
+      // Datagrams held before this one go first; the first of them is the flow's first packet (FLOW_NEW).
+      if (!quic_earlier.empty() && send_held_datagrams(*f, *s, quic_earlier)) inner_flags = 0;
     }
     DPTUN_TRACE_IF(kTrace, m, Flow) {
       tr->flow_id = flows_.id_of(*f);
-      tr->flags = uint8_t((inner_flags & kInnerFlowNew ? 1 : 0) | (repinned ? 2 : 0));
+      const bool opened = (inner_flags & kInnerFlowNew) || !quic_earlier.empty();
+      tr->flags = uint8_t((opened ? 1 : 0) | (repinned ? 2 : 0));
       tr->tunnel = f->tunnel;
       tr->session = s ? s->index : 0;
     }

@@ -202,8 +202,9 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
 }
 
 // The datagrams held for a flow that now has its target: rebuilt as the client's packets (already NAT-ed to the
-// target, with their own TOS and DF) and wrapped for the flow's session, in the order they came.
-void Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
+// target, with their own TOS and DF) and wrapped for the flow's session, in the order they came. The first one sent
+// carries FLOW_NEW; true when one was sent.
+bool Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
   uint8_t flags = kInnerFlowNew;
   for_each_record(records, [&](const HeldDatagram& held) {
     const std::span<const uint8_t> d = held.bytes;
@@ -239,6 +240,7 @@ void Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<cons
       flags = 0;
     }
   });
+  return flags == 0;
 }
 
 }  // namespace dptun

@@ -99,9 +99,6 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
   ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
-  TunnelStats& ts = tunnel_stats[f->tunnel];
-  ts.to_agent_packets.add();
-  ts.to_agent_bytes.add(pi.ip_total_len);
   encap_inner(m, *f, *s, inner_flags, pi.l4_proto);
 }
 

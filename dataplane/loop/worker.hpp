@@ -182,7 +182,7 @@ class Worker {
   enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
   QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
                               std::span<const uint8_t>& earlier);
-  void send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);
+  bool send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);  // true: one sent
   void release_quic_hold(Flow& f);
   bool hold_datagram(uint32_t buffer, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip);
   static uint32_t held_records(std::span<const uint8_t> records);

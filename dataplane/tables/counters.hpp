@@ -122,6 +122,8 @@ struct alignas(64) KernelPathStats {
 };
 
 struct alignas(64) TunnelStats {
+  // Data frames sent and received in the tunnel's sessions (its visitors' too), once each; bytes of their plaintext
+  // after the inner header.
   Counter to_agent_packets, to_agent_bytes, from_agent_packets, from_agent_bytes;
   Counter flows_created, auth_fail, replay, key_unavailable, keepalives;
   Counter targets_unreachable;  // ICMP errors from the tunnel's agents about its flows' targets

@@ -7,7 +7,6 @@
 // unreachable, a token bucket), agents' ICMP errors passed to the client as a NAT would, TCP flows that never got an
 // answer counted; and `dpgw trace` following packets through the stages, across workers. Real Gateway, Worker,
 // cryptodev and agent code throughout.
-#include <rte_eal.h>
 #include <rte_ethdev.h>
 
 #include <algorithm>
@@ -21,14 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/unit/cmocka.hpp"
-#include "tests/unit/packet_builder.hpp"
-
-#include "agent/agent_session.hpp"
 #include "agent/datagram_reassembler.hpp"
-#include "common/log.hpp"
-#include "crypto/aead_openssl.hpp"
-#include "dataplane/main_lcore/gateway.hpp"
 #include "dataplane/main_lcore/stats_report.hpp"
 #include "dataplane/loop/trace.hpp"
 #include "dataplane/main_lcore/trace_command.hpp"
@@ -37,172 +29,41 @@
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
 #include "packet/tcp_mss.hpp"
-#include "tests/support/ring_port.hpp"
+#include "tests/support/pipeline_rig.hpp"
 
 using namespace dptun;
 using namespace dptun::test;
 
 namespace {
 
-constexpr uint32_t kGwPublic = 0x0a630101;    // 10.99.1.1
-constexpr uint32_t kClient = 0x0a630102;      // 10.99.1.2
-constexpr uint32_t kGwUnderlay = 0x0a630201;  // 10.99.2.1
-constexpr uint32_t kAgentA = 0x0a630202;      // 10.99.2.2
-constexpr uint32_t kAgentB = 0x0a630203;      // 10.99.2.3
-const MacAddr kClientMac{0x02, 0xc1, 0, 0, 0, 1};
-const MacAddr kAgentAMac{0x02, 0xaa, 0, 0, 0, 1};
-const MacAddr kAgentBMac{0x02, 0xbb, 0, 0, 0, 1};
-
-std::vector<uint8_t> key_of(uint8_t seed) { return std::vector<uint8_t>(32, seed); }
-
-// A gateway with two tunnels (a: session 1 at 10.99.2.2, b: session 2 at 10.99.2.3) on two ring ports.
-struct Rig {
-  RingPort pub, und;
-  std::unique_ptr<Gateway> gw;
-  OpensslAead engine{1};
-  std::unique_ptr<AgentSession> agent_a, agent_b;
+// The rig's gateway with its entry points: udp/5201 and tcp/5201 to tunnel a (target 10.99.2.2), udp/6000 to
+// tunnel b (target 10.99.2.3).
+struct Rig : PipelineRig {
+  AgentSession* agent_a;
+  AgentSession* agent_b;
 
   explicit Rig(uint16_t workers = 1, uint64_t reassembly_timeout_ns = 2'000'000'000ull,
-               const std::function<void(GatewayConfig&)>& tweak = {}) {
-    static int n = 0;
-    ++n;
-    pub = make_ring_port("pub" + std::to_string(n), workers);
-    und = make_ring_port("und" + std::to_string(n), workers);
-    GatewayConfig cfg;
-    cfg.workers = workers;
-    cfg.mbufs = 4095;
-    cfg.reassembly.fragments = 4095 / (4 * workers);
-    cfg.reassembly.timeout_ns = reassembly_timeout_ns;
-    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256, ""});
-    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256, ""});
-    cfg.flow.table_size = 1024;
-    for (int t = 0; t < 2; ++t) {
-      TunnelConfig tc;
-      tc.id = Uuid::random_v4();
-      tc.name = t ? "b" : "a";
-      tc.peers.push_back(StaticPeerConfig{uint32_t(t + 1), key_of(uint8_t(t + 1)),
-                                          Endpoint{Ipv4{t ? kAgentB : kAgentA}, 51900}, 1});
-      cfg.tunnels.push_back(tc);
-    }
-    auto entry = [&](uint8_t proto, uint16_t port, uint16_t tunnel, uint32_t target) {
-      EntryPointConfig e;
-      e.proto = proto;
-      e.port = port;
-      e.tunnel = tunnel;
-      e.target = Endpoint{Ipv4{target}, port};
-      e.keepalive = true;
-      e.udp_ttl_ns = 5'000'000'000ull;
-      cfg.entry_points.push_back(e);
-    };
-    entry(kIpProtoUdp, 5201, 0, kAgentA);
-    entry(kIpProtoTcp, 5201, 0, kAgentA);
-    entry(kIpProtoUdp, 6000, 1, kAgentB);
-    if (tweak) tweak(cfg);
-    std::string error;
-    gw = Gateway::create(cfg, Gateway::Options{false, false}, error);
-    if (!gw) fprintf(stderr, "gateway: %s\n", error.c_str());
-    assert_non_null(gw.get());
-    Dataplane& dp = gw->dataplane();
-    dp.neighbors.update(0, kClient, kClientMac);
-    dp.neighbors.update(1, kAgentA, kAgentAMac);
-    dp.neighbors.update(1, kAgentB, kAgentBMac);
-    agent_a = std::make_unique<AgentSession>(1, key_of(1), 16, 120'000'000'000ull, engine);
-    agent_b = std::make_unique<AgentSession>(2, key_of(2), 16, 120'000'000'000ull, engine);
-  }
-
-  Dataplane& dp() { return gw->dataplane(); }
-  // Every worker polls until none has anything left (handoffs between workers take more than one poll).
-  void poll() {
-    for (int round = 0; round < 64; ++round) {
-      unsigned work = 0;
-      for (auto& w : dp().workers) work += w->poll_once();
-      if (!work) return;
-    }
-  }
-  uint64_t drops(Drop d) {
-    uint64_t v = 0;
-    for (auto& w : dp().workers) v += w->stats.drops[size_t(d)].get();
-    return v;
-  }
-  uint64_t total(Counter WorkerStats::*c) {
-    uint64_t v = 0;
-    for (auto& w : dp().workers) v += (w->stats.*c).get();
-    return v;
-  }
-  uint64_t all_drops() {
-    uint64_t v = 0;
-    for (size_t d = 0; d < size_t(Drop::Count); ++d) v += drops(Drop(d));
-    return v;
-  }
-
-  // Client -> gateway -> underlay frame; returns what the underlay port sent.
-  std::vector<std::vector<uint8_t>> from_client(const std::vector<uint8_t>& frame) {
-    pub.inject(dp().pool, frame);
-    poll();
-    return und.drain();
-  }
-  // Agent frame (relay frame bytes) -> gateway; returns what the public port sent.
-  std::vector<std::vector<uint8_t>> from_agent(const std::vector<uint8_t>& relay, uint32_t agent_ip) {
-    inject_from_agent(relay, agent_ip);
-    poll();
-    return pub.drain();
-  }
-  void inject_from_agent(const std::vector<uint8_t>& relay, uint32_t agent_ip) {
-    std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
-    const MacAddr& src = agent_ip == kAgentA ? kAgentAMac : kAgentBMac;
-    std::memcpy(f.data() + 6, src.data(), 6);
-    store_be16(f.data() + 12, kEtherTypeIpv4);
-    uint8_t* ip = f.data() + 14;
-    ip[0] = 0x45;
-    store_be16(ip + 2, uint16_t(20 + 8 + relay.size()));
-    ip[8] = 64;
-    ip[9] = kIpProtoUdp;
-    store_be32(ip + 12, agent_ip);
-    store_be32(ip + 16, kGwUnderlay);
-    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
-    uint8_t* udp = ip + 20;
-    store_be16(udp, 51900);
-    store_be16(udp + 2, 51900);
-    store_be16(udp + 4, uint16_t(8 + relay.size()));
-    std::memcpy(udp + 8, relay.data(), relay.size());
-    und.inject(dp().pool, f);
-  }
+               const std::function<void(GatewayConfig&)>& tweak = {})
+      : PipelineRig(workers, [&](GatewayConfig& cfg) {
+          cfg.reassembly.timeout_ns = reassembly_timeout_ns;
+          auto entry = [&](uint8_t proto, uint16_t port, uint16_t tunnel, uint32_t target) {
+            EntryPointConfig e;
+            e.proto = proto;
+            e.port = port;
+            e.tunnel = tunnel;
+            e.target = Endpoint{Ipv4{target}, port};
+            e.keepalive = true;
+            e.udp_ttl_ns = 5'000'000'000ull;
+            cfg.entry_points.push_back(e);
+          };
+          entry(kIpProtoUdp, 5201, 0, kAgentA);
+          entry(kIpProtoTcp, 5201, 0, kAgentA);
+          entry(kIpProtoUdp, 6000, 1, kAgentB);
+          if (tweak) tweak(cfg);
+        }),
+        agent_a(&agent(1)),
+        agent_b(&agent(2)) {}
 };
-
-struct Opened {
-  FrameMeta meta;
-  InnerHeader inner;
-  std::vector<uint8_t> packet;  // the inner IP packet
-};
-
-// What dpagent does with a frame from the gateway: check the outer headers, open the relay frame.
-Opened agent_open(AgentSession& a, const std::vector<uint8_t>& frame, const MacAddr& agent_mac, uint32_t agent_ip) {
-  PacketInfo pi;
-  assert_int_equal(parse_ethernet(frame, pi), ParseStatus::Ok);
-  assert_memory_equal(frame.data(), agent_mac.data(), 6);
-  assert_int_equal(pi.dst_ip, agent_ip);
-  assert_int_equal(pi.src_ip, kGwUnderlay);
-  assert_int_equal(pi.l4_proto, kIpProtoUdp);
-  assert_int_equal(pi.dst_port, 51900);
-  assert_int_equal(pi.src_port, 51900);
-  std::vector<uint8_t> relay(frame.begin() + pi.l4_offset + 8, frame.begin() + pi.l4_offset + pi.l4_len);
-  Opened o;
-  assert_int_equal(a.open(relay.data(), relay.size(), o.meta, 0), AgentSession::OpenResult::Ok);
-  if (o.meta.type == FrameType::Data) {
-    o.inner = decode_inner_header(relay.data() + 16);
-    o.packet.assign(relay.begin() + 16 + 12, relay.end() - 16);
-  }
-  return o;
-}
-
-// What dpagent sends back: `packet` sealed as a data frame for flow `flow_id`.
-std::vector<uint8_t> agent_seal(AgentSession& a, uint64_t flow_id, uint8_t proto, const std::vector<uint8_t>& packet) {
-  std::vector<uint8_t> relay(16 + 12 + packet.size() + 16);
-  encode_inner_header(relay.data() + 16, InnerHeader{flow_id, proto, 0, 0});
-  std::memcpy(relay.data() + 28, packet.data(), packet.size());
-  assert_true(a.seal(FrameType::Data, 0, relay.data(), 12 + packet.size(), 0));
-  return relay;
-}
 
 std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
   FrameSpec s;
@@ -214,22 +75,6 @@ std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, 
   s.payload = payload;
   s.frag = frag;
   return build_ipv4_frame(s);
-}
-
-// The target's reply to `request` (an inner packet the agent delivered), addressed as the agent restores it.
-std::vector<uint8_t> reply_to(const std::vector<uint8_t>& request, size_t payload, uint32_t dst_override = 0) {
-  PacketInfo pi;
-  assert_int_equal(parse_ip(request, pi), ParseStatus::Ok);
-  FrameSpec s;
-  s.src_ip = pi.dst_ip;
-  s.dst_ip = dst_override ? dst_override : pi.src_ip;
-  s.src_port = pi.dst_port;
-  s.dst_port = pi.src_port;
-  s.proto = pi.l4_proto;
-  s.payload = payload;
-  s.tcp_flags = kTcpAck;
-  auto f = build_ipv4_frame(s);
-  return std::vector<uint8_t>(f.begin() + 14, f.end());
 }
 
 // An IP packet (or an Ethernet frame's, from `l3` on) cut into IPv4 fragments of at most `max_packet` bytes,
@@ -1058,13 +903,6 @@ static void trace_requests_and_filters(void**) {
 }
 
 int main() {
-  const char* eal[] = {"test_gateway_pipeline", "--no-huge", "-m", "256",  "--no-pci", "--no-shconf",
-                       "-l",                    "0",         "--log-level", "*:error"};
-  if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
-    fprintf(stderr, "EAL init failed\n");
-    return 1;
-  }
-  log_set_level(LogLevel::Warn);
   const CMUnitTest tests[] = {
       cmocka_unit_test(udp_round_trip),
       cmocka_unit_test(replay_tamper_and_unknown_sessions_are_dropped),
@@ -1084,7 +922,5 @@ int main() {
       cmocka_unit_test(trace_follows_handoffs_between_workers),
       cmocka_unit_test(trace_requests_and_filters),
   };
-  int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
-  rte_eal_cleanup();
-  return rc;
+  return run_pipeline_tests("test_gateway_pipeline", tests, sizeof tests / sizeof tests[0]);
 }

@@ -8,39 +8,27 @@
 //  - every TSval the client sees rises from the SYN-ACK on; the target sees the client's newest TSval;
 //  - dpgw's own answers (431, 400): readable, sent again until acknowledged, the client's further bytes
 //    acknowledged and dropped, counted;
-//  - a target the agent reports unreachable (its ICMP error about dpgw's SYN): the client's 502 at once.
-#include <rte_eal.h>
-
+//  - a target the agent reports unreachable (its ICMP error about dpgw's SYN): the client's 502 at once;
+//  - the target's SYN with the MSS of the path to its agent; a rule no session can take: 502, not counted as routed.
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
-#include "tests/unit/cmocka.hpp"
-
-#include "agent/agent_session.hpp"
 #include "common/clock.hpp"
-#include "common/log.hpp"
-#include "crypto/aead_openssl.hpp"
-#include "dataplane/main_lcore/gateway.hpp"
 #include "ingress/http_host.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 #include "packet/parser.hpp"
 #include "packet/tcp_segment.hpp"
-#include "tests/support/ring_port.hpp"
+#include "tests/support/pipeline_rig.hpp"
 
 using namespace dptun;
 using namespace dptun::test;
 
 namespace {
 
-constexpr uint32_t kGwPublic = 0x0a630101;    // 10.99.1.1
-constexpr uint32_t kClient = 0x0a630102;      // 10.99.1.2
-constexpr uint32_t kGwUnderlay = 0x0a630201;  // 10.99.2.1
-constexpr uint32_t kAgent = 0x0a630202;       // 10.99.2.2: the agent, and the rule's target
-const MacAddr kClientMac{0x02, 0xc1, 0, 0, 0, 1};
-const MacAddr kAgentMac{0x02, 0xaa, 0, 0, 0, 1};
+constexpr uint32_t kAgent = kAgentA;  // the agent, and the rule's target
 constexpr uint32_t kClientIsn = 0xfffff000;  // the client's sequence numbers wrap during the test
 constexpr uint32_t kServerIsn = 0x7000;
 
@@ -102,11 +90,9 @@ std::vector<uint8_t> tcp_packet(uint32_t src, uint32_t dst, uint16_t sport, uint
   return out;
 }
 
-struct Rig {
-  RingPort pub, und;
-  std::unique_ptr<Gateway> gw;
-  OpensslAead engine{1};
-  std::unique_ptr<AgentSession> agent;
+// The rig's gateway with an HTTP entry point (tcp/80) and one rule: app.example to tunnel a, target the agent's own
+// address (the client's port).
+struct Rig : PipelineRig {
   uint16_t client_port = 40000;
   uint32_t client_ts = 0x10000;  // the client's clock (TSval), ticks on every segment
   uint32_t cookie = 0;           // dpgw's ISN for the client (on client_port)
@@ -116,50 +102,19 @@ struct Rig {
   uint64_t flow_id = 0;
 
   Rig() {
-    static int n = 0;
-    ++n;
-    pub = make_ring_port("hpub" + std::to_string(n));
-    und = make_ring_port("hund" + std::to_string(n));
-    GatewayConfig cfg;
-    cfg.workers = 1;
-    cfg.mbufs = 4095;
-    cfg.ports.push_back(PortConfig{"public", pub.name, Ipv4Prefix{Ipv4{kGwPublic}, 24}, {}, 0, 256, 256, ""});
-    cfg.ports.push_back(PortConfig{"underlay", und.name, Ipv4Prefix{Ipv4{kGwUnderlay}, 24}, {}, 0, 256, 256, ""});
-    cfg.flow.table_size = 1024;
-    TunnelConfig tc;
-    tc.id = Uuid::random_v4();
-    tc.name = "a";
-    tc.peers.push_back(StaticPeerConfig{1, std::vector<uint8_t>(32, 1), Endpoint{Ipv4{kAgent}, 51900}, 1});
-    cfg.tunnels.push_back(tc);
-    std::string error;
-    gw = Gateway::create(cfg, Gateway::Options{false, false}, error);
-    if (!gw) fprintf(stderr, "gateway: %s\n", error.c_str());
-    assert_non_null(gw.get());
-    Dataplane& dp = gw->dataplane();
-    dp.neighbors.update(0, kClient, kClientMac);
-    dp.neighbors.update(1, kAgent, kAgentMac);
-    agent = std::make_unique<AgentSession>(1, std::vector<uint8_t>(32, 1), 16, 120'000'000'000ull, engine);
     EntrySpec http;
     http.proto = kIpProtoTcp;
     http.port = 80;
     http.route = EntryRoute::HttpHost;
-    assert_true(gw->state().set_entry(http, error));
+    set_entry(http);
     IngressRuleSpec rule;
     rule.hostname = "app.example";
-    rule.tunnel = tc.id;
+    rule.tunnel = tunnel("a").id;
     rule.target = Endpoint{Ipv4{kAgent}, 0};
-    gw->state().set_ingress({rule});
-    for (int i = 0; i < 500 && !dp.ingress.load(); ++i) {  // compiled on a thread of its own
-      gw->state().maintain(dp.clock.now_ns(), realtime_ns());
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    assert_non_null(dp.ingress.load());
+    set_rules({rule});
   }
 
-  Dataplane& dp() { return gw->dataplane(); }
-  WorkerStats& stats() { return dp().workers[0]->stats; }
-  uint64_t drops(Drop d) { return stats().drops[size_t(d)].get(); }
-  void poll() { dp().workers[0]->poll_once(); }
+  WorkerStats& stats() { return worker().stats; }
 
   // What dpgw sent the client (also its TSvals, in order).
   std::vector<Seg> to_client() {
@@ -180,15 +135,10 @@ struct Rig {
   std::vector<Seg> to_server() {
     std::vector<Seg> out;
     for (const auto& f : und.drain()) {
-      PacketInfo pi;
-      assert_int_equal(parse_ethernet(f, pi), ParseStatus::Ok);
-      std::vector<uint8_t> relay(f.begin() + pi.l4_offset + 8, f.begin() + pi.l4_offset + pi.l4_len);
-      FrameMeta meta;
-      assert_int_equal(agent->open(relay.data(), relay.size(), meta, 0), AgentSession::OpenResult::Ok);
-      if (meta.type != FrameType::Data) continue;
-      const InnerHeader ih = decode_inner_header(relay.data() + 16);
-      flow_id = ih.flow_id;
-      Seg s = parse_segment(relay.data() + 28);
+      Opened o = agent_open(agent(1), f, kAgentAMac, kAgent);
+      if (o.meta.type != FrameType::Data) continue;
+      flow_id = o.inner.flow_id;
+      Seg s = parse_segment(o.packet.data());
       assert_int_equal(s.dst_ip, kAgent);
       out.push_back(s);
     }
@@ -199,11 +149,7 @@ struct Rig {
                           uint32_t ack = 0) {
     auto p = tcp_packet(kClient, kGwPublic, client_port, 80, seq, ack ? ack : cookie + 1, flags, payload, ++client_ts,
                         echo, extra);
-    std::vector<uint8_t> frame(14);
-    std::memcpy(frame.data() + 6, kClientMac.data(), 6);
-    store_be16(frame.data() + 12, kEtherTypeIpv4);
-    frame.insert(frame.end(), p.begin(), p.end());
-    pub.inject(dp().pool, frame);
+    inject_client_ip(p);
     poll();
     return to_client();
   }
@@ -215,26 +161,7 @@ struct Rig {
   }
   // An inner packet of the flow from the agent; returns what dpgw sent the client.
   std::vector<Seg> from_agent(uint8_t proto, const std::vector<uint8_t>& p) {
-    std::vector<uint8_t> relay(16 + 12 + p.size() + 16);
-    encode_inner_header(relay.data() + 16, InnerHeader{flow_id, proto, 0, 0});
-    std::memcpy(relay.data() + 28, p.data(), p.size());
-    assert_true(agent->seal(FrameType::Data, 0, relay.data(), 12 + p.size(), 0));
-    std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
-    std::memcpy(f.data() + 6, kAgentMac.data(), 6);
-    store_be16(f.data() + 12, kEtherTypeIpv4);
-    uint8_t* ip = f.data() + 14;
-    ip[0] = 0x45;
-    store_be16(ip + 2, uint16_t(20 + 8 + relay.size()));
-    ip[8] = 64;
-    ip[9] = kIpProtoUdp;
-    store_be32(ip + 12, kAgent);
-    store_be32(ip + 16, kGwUnderlay);
-    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
-    store_be16(ip + 20, 51900);
-    store_be16(ip + 22, 51900);
-    store_be16(ip + 24, uint16_t(8 + relay.size()));
-    std::memcpy(ip + 28, relay.data(), relay.size());
-    und.inject(dp().pool, f);
+    inject_from_agent(agent_seal(agent(1), flow_id, proto, p), kAgent);
     poll();
     return to_client();
   }
@@ -242,11 +169,7 @@ struct Rig {
   void handshake() {
     std::vector<uint8_t> syn_opts = {2, 4, 0x05, 0xb4, 4, 2, 1, 1, 1, 3, 3, 7};  // MSS, SACK-permitted, NOP, NOP, WS
     auto p = tcp_packet(kClient, kGwPublic, client_port, 80, kClientIsn, 0, kTcpSyn, "", ++client_ts, 0, syn_opts);
-    std::vector<uint8_t> frame(14);
-    std::memcpy(frame.data() + 6, kClientMac.data(), 6);
-    store_be16(frame.data() + 12, kEtherTypeIpv4);
-    frame.insert(frame.end(), p.begin(), p.end());
-    pub.inject(dp().pool, frame);
+    inject_client_ip(p);
     poll();
     auto out = to_client();
     assert_int_equal(out.size(), 1);
@@ -492,6 +415,44 @@ static void large_buffers_run_out(void**) {
   assert_int_equal(r.drops(Drop::BindingFull), 1);
 }
 
+// The target's SYN carries the MSS of the path to its agent (inner_tcp_mss() of the underlay's MTU), not of the
+// client's side, and the connection counts once as routed; a rule whose tunnel has no session gets the client a
+// 502 (no_session) and is not counted as routed.
+static void path_mss_and_a_rule_no_session_takes(void**) {
+  Rig r;
+  r.set_port_mtu(0, 1400);  // the client's side; the underlay keeps 1500
+  std::string error;
+  assert_true(r.gw->state().set_tunnel(TunnelSpec{Uuid::random_v4(), "c"}, error));
+  IngressRuleSpec app{"app.example", r.tunnel("a").id, Endpoint{Ipv4{kAgent}, 0}};
+  IngressRuleSpec dead{"dead.example", r.tunnel("c").id, Endpoint{Ipv4{kAgent}, 0}};
+  r.set_rules({app, dead});
+  r.handshake();
+  r.client(kClientIsn + 1, kTcpAck | kTcpPsh, kLine + kHost + kEnd);
+  auto srv = r.to_server();
+  assert_int_equal(srv.size(), 1);
+  assert_int_equal(srv[0].flags, kTcpSyn);
+  assert_int_equal(srv[0].opt.mss, inner_tcp_mss(1500));
+  assert_int_equal(r.stats().hostname_routed.get(), 1);
+  assert_int_equal(r.stats().flows_created.get(), 1);
+  assert_int_equal(r.tunnel_stats("a").flows_created.get(), 1);
+  assert_int_equal(r.session(1).flows_pinned.load(), 1);
+
+  r.check_client_timestamps();
+  r.client_port = 40001;  // another connection (TSvals rise per connection)
+  r.client_saw_ts.clear();
+  r.handshake();
+  auto out = r.client(kClientIsn + 1, kTcpAck | kTcpPsh, kLine + "Host: dead.example\r\n" + kEnd);
+  bool bad_gateway = false;
+  for (const Seg& s : out) bad_gateway |= s.payload.rfind("HTTP/1.1 502 ", 0) == 0;
+  assert_true(bad_gateway);
+  assert_int_equal(r.drops(Drop::NoSession), 1);
+  assert_int_equal(r.to_server().size(), 0);
+  assert_int_equal(r.stats().hostname_routed.get(), 1);
+  assert_int_equal(r.stats().flows_created.get(), 1);
+  assert_int_equal(r.tunnel_stats("c").flows_created.get(), 0);
+  r.check_client_timestamps();
+}
+
 // The agent reports the target unreachable (an ICMP error about dpgw's SYN) while dpgw waits for its SYN-ACK: the
 // client gets the 502 at once, counted as target_unreachable, instead of waiting for target_timeout.
 static void unreachable_target(void**) {
@@ -516,19 +477,12 @@ static void unreachable_target(void**) {
   assert_true(out[0].payload.rfind("HTTP/1.1 502 ", 0) == 0);
   assert_true(out[0].flags & kTcpFin);
   assert_int_equal(r.drops(Drop::TargetUnreachable), 1);
-  assert_int_equal(r.dp().workers[0]->tunnel_stats[0].targets_unreachable.get(), 1);
+  assert_int_equal(r.tunnel_stats("a").targets_unreachable.get(), 1);
   assert_int_equal(r.to_server().size(), 0);
   r.check_client_timestamps();
 }
 
 int main() {
-  const char* eal[] = {"test_hostname_binding", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
-                       "-l",                    "0",         "--log-level", "*:error"};
-  if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
-    fprintf(stderr, "EAL init failed\n");
-    return 1;
-  }
-  log_set_level(LogLevel::Warn);
   const CMUnitTest tests[] = {
       cmocka_unit_test(first_bytes_acknowledged_and_delivered),
       cmocka_unit_test(fin_with_the_request),
@@ -536,8 +490,7 @@ int main() {
       cmocka_unit_test(conflicting_host),
       cmocka_unit_test(large_buffers_run_out),
       cmocka_unit_test(unreachable_target),
+      cmocka_unit_test(path_mss_and_a_rule_no_session_takes),
   };
-  int rc = cmocka_run_group_tests(tests, nullptr, nullptr);
-  rte_eal_cleanup();
-  return rc;
+  return run_pipeline_tests("test_hostname_binding", tests, sizeof tests / sizeof tests[0]);
 }

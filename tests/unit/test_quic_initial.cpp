@@ -1,12 +1,8 @@
 // QUIC v1 client Initials: the Initial keys and header-protection mask against RFC 9001 Appendix A; then
-// Initials built here around a real ClientHello (OpenSSL's client, in memory) and protected with OpenSSL EVP
-// calls of this test's own: one CRYPTO frame, several out of order between PINGs and PADDING, a ClientHello
+// Initials built around a real ClientHello (OpenSSL's client, in memory) and protected by the tests' sealer
+// (tests/support/quic_initial_sealer.hpp): one CRYPTO frame, several out of order between PINGs and PADDING, a ClientHello
 // cut before and after its server_name; and what must not be read: tampered, too short, other versions and
 // types, unknown frames, random bytes.
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -16,90 +12,25 @@
 #include "tests/unit/cmocka.hpp"
 
 #include "ingress/quic_initial.hpp"
+#include "tests/support/quic_initial_sealer.hpp"
 
 using namespace dptun;
-using dptun::test::from_hex;
+using namespace dptun::test;
 
 namespace {
 
-const std::vector<uint8_t> kDcid = from_hex("8394c8f03e515708");
-
-// The ClientHello handshake message (no record header) of an OpenSSL client asking for `sni`.
-std::vector<uint8_t> client_hello_message(const char* sni) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  BIO* wbio = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl, BIO_new(BIO_s_mem()), wbio);
-  SSL_set_tlsext_host_name(ssl, sni);
-  SSL_connect(ssl);
-  std::vector<uint8_t> rec(size_t(BIO_pending(wbio)));
-  BIO_read(wbio, rec.data(), int(rec.size()));
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  return std::vector<uint8_t>(rec.begin() + 5, rec.end());
-}
-
-void put_varint(std::vector<uint8_t>& v, uint64_t x) {
-  if (x < 64) {
-    v.push_back(uint8_t(x));
-  } else if (x < 16384) {
-    v.push_back(uint8_t(0x40 | x >> 8));
-    v.push_back(uint8_t(x));
-  } else {
-    v.insert(v.end(), {uint8_t(0x80 | x >> 24), uint8_t(x >> 16), uint8_t(x >> 8), uint8_t(x)});
-  }
-}
-
-void crypto_frame(std::vector<uint8_t>& payload, const std::vector<uint8_t>& data, size_t off, size_t len) {
-  payload.push_back(0x06);
-  put_varint(payload, off);
-  put_varint(payload, len);
-  payload.insert(payload.end(), data.begin() + long(off), data.begin() + long(off + len));
-}
+const std::vector<uint8_t> kDcid = kRfc9001Dcid;
 
 // A protected Initial carrying `payload` (padded so the datagram is 1200 bytes), packet number 2, 4-byte pn.
-std::vector<uint8_t> protect(std::vector<uint8_t> payload, uint32_t version = 1, uint8_t type_bits = 0,
+std::vector<uint8_t> protect(const std::vector<uint8_t>& payload, uint32_t version = 1, uint8_t type_bits = 0,
                              size_t token_len = 0, const std::vector<uint8_t>& dcid = kDcid) {
-  QuicInitialReader keys_from;
-  QuicInitialKeys k;
-  assert_true(keys_from.client_keys(dcid, k));
-  std::vector<uint8_t> h = {uint8_t(0xc3 | type_bits << 4), uint8_t(version >> 24), uint8_t(version >> 16),
-                            uint8_t(version >> 8), uint8_t(version), uint8_t(dcid.size())};
-  h.insert(h.end(), dcid.begin(), dcid.end());
-  h.push_back(0);  // no source connection id
-  put_varint(h, token_len);  // a token from an earlier connection (NEW_TOKEN), if any
-  for (size_t i = 0; i < token_len; ++i) h.push_back(uint8_t(i * 7));
-  const size_t fixed = h.size() + 2 + 4 + 16;  // length (2-byte varint), pn, tag
-  if (payload.size() + fixed < 1200) payload.resize(1200 - fixed, 0x00);  // PADDING frames
-  const size_t length = 4 + payload.size() + 16;
-  h.push_back(uint8_t(0x40 | length >> 8));
-  h.push_back(uint8_t(length));
-  const size_t pn_offset = h.size();
-  h.insert(h.end(), {0, 0, 0, 2});
-  uint8_t nonce[12];
-  std::memcpy(nonce, k.iv.data(), 12);
-  nonce[11] ^= 2;
-  std::vector<uint8_t> ct(payload.size() + 16);
-  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
-  int n = 0;
-  EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), nullptr, k.key.data(), nonce);
-  EVP_EncryptUpdate(c, nullptr, &n, h.data(), int(h.size()));
-  EVP_EncryptUpdate(c, ct.data(), &n, payload.data(), int(payload.size()));
-  EVP_EncryptFinal_ex(c, ct.data() + n, &n);
-  EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, ct.data() + payload.size());
-  EVP_CIPHER_CTX_free(c);
-  std::vector<uint8_t> pkt = h;
-  pkt.insert(pkt.end(), ct.begin(), ct.end());
-  // Header protection: AES-ECB over the sample 4 bytes after the start of the packet number.
-  uint8_t mask[16];
-  c = EVP_CIPHER_CTX_new();
-  EVP_EncryptInit_ex(c, EVP_aes_128_ecb(), nullptr, k.hp.data(), nullptr);
-  EVP_CIPHER_CTX_set_padding(c, 0);
-  EVP_EncryptUpdate(c, mask, &n, pkt.data() + pn_offset + 4, 16);
-  EVP_CIPHER_CTX_free(c);
-  pkt[0] ^= mask[0] & 0x0f;
-  for (int i = 0; i < 4; ++i) pkt[pn_offset + size_t(i)] ^= mask[1 + i];
-  return pkt;
+  static InitialSealer sealer;
+  InitialSpec spec;
+  spec.dcid = dcid;
+  spec.version = version;
+  spec.type_bits = type_bits;
+  for (size_t i = 0; i < token_len; ++i) spec.token.push_back(uint8_t(i * 7));
+  return sealer.seal(spec, payload);
 }
 
 std::string read_name(const std::vector<uint8_t>& dgram) {
