@@ -166,6 +166,15 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
 
 static GatewayConfig load(const std::string& path);
 
+std::optional<std::string> control_socket_of(const std::string& path, std::string& error) {
+  try {
+    return load_gateway_config(path).control_socket;
+  } catch (const ConfigError& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
 GatewayConfig load_gateway_config(const std::string& path) {
   try {
     return load(path);

@@ -106,5 +106,8 @@ struct GatewayConfig {
 
 // Reads and validates the whole file. Throws ConfigError("file:line: key 'x.y': what is wrong").
 GatewayConfig load_gateway_config(const std::string& path);
+// The control socket of the dpgw that runs with config file `path` (what `dpgw stats` and `dpgw trace` ask with
+// --config); nullopt with `error` (the config error, file:line) when the file does not load.
+std::optional<std::string> control_socket_of(const std::string& path, std::string& error);
 
 }  // namespace dptun

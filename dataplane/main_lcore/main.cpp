@@ -103,12 +103,13 @@ int stats_command(int argc, char** argv) {
     } else if (a == "--socket" && i + 1 < argc) {
       socket = argv[++i];
     } else if (a == "--config" && i + 1 < argc) {
-      try {
-        socket = load_gateway_config(argv[++i]).control_socket;
-      } catch (const ConfigError& e) {
-        fprintf(stderr, "dpgw stats: %s\n", e.what());
+      std::string error;
+      const auto from_config = control_socket_of(argv[++i], error);
+      if (!from_config) {
+        fprintf(stderr, "dpgw stats: %s\n", error.c_str());
         return 2;
       }
+      socket = *from_config;
     } else if (a == "--help" || a == "-h") {
       fputs(kUsage, stdout);
       return 0;

@@ -365,12 +365,13 @@ int trace_main(int argc, char** argv) {
     } else if (a == "--socket" && i + 1 < argc) {
       socket = argv[++i];
     } else if (a == "--config" && i + 1 < argc) {
-      try {
-        socket = load_gateway_config(argv[++i]).control_socket;
-      } catch (const ConfigError& e) {
-        fprintf(stderr, "dpgw trace: %s\n", e.what());
+      std::string error;
+      const auto from_config = control_socket_of(argv[++i], error);
+      if (!from_config) {
+        fprintf(stderr, "dpgw trace: %s\n", error.c_str());
         return 2;
       }
+      socket = *from_config;
     } else if (a == "--filter" && i + 1 < argc) {
       filter = argv[++i];
     } else if (a == "--timeout" && i + 1 < argc) {
