@@ -20,7 +20,6 @@
 namespace dptun {
 
 namespace {
-constexpr size_t kInnerOffset = kRelayHeaderLen + kInnerHeaderLen;  // where the inner IP packet starts
 // Reassembly bounds per direction: 64 datagrams of up to 65535 bytes (4 MB at most), 2 s to complete.
 constexpr ReassemblyLimits kAgentReassembly{64, 4096, 128, 65535, 2'000'000'000ull};
 
@@ -137,7 +136,7 @@ void Agent::send_keepalive(uint64_t now_ns) {
     return;
   }
   stats_.keepalives_tx++;
-  note_send_error(link_.queue(kRelayHeaderLen + kRelayTagLen), now_ns);
+  note_send_error(link_.queue(codec_.layout().frame_len(0)), now_ns);
   note_send_error(link_.flush(), now_ns);
   last_keepalive_ns_ = now_ns;
 }
@@ -151,16 +150,16 @@ void Agent::gateway_readable(uint64_t now_ns) {
     }
     if (n == 0) return;
     for (int i = 0; i < n; ++i) {
-      uint8_t* frame = link_.rx_data(unsigned(i));
-      size_t len = link_.rx_len(unsigned(i));
+      const std::span<uint8_t> frame{link_.rx_data(unsigned(i)), link_.rx_len(unsigned(i))};
       // The receiver index picks the session: the current one, or the previous one during its grace time.
-      AgentSession* s = len >= kRelayHeaderLen ? sessions_.for_index(load_be32(frame + 4)) : sessions_.current();
+      uint32_t receiver;
+      AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
       if (!s) {
         stats_.no_session++;
         continue;
       }
       FrameMeta meta;
-      switch (s->open(frame, len, meta, now_ns)) {
+      switch (s->open(frame, meta, now_ns)) {
         case AgentSession::OpenResult::Ok: break;
         case AgentSession::OpenResult::Malformed: stats_.malformed++; continue;
         case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; continue;
@@ -187,11 +186,16 @@ void Agent::gateway_readable(uint64_t now_ns) {
         stats_.malformed++;
         continue;
       }
-      const InnerHeader ih = decode_inner_header(frame + kRelayHeaderLen);
-      uint8_t* pkt = frame + kInnerOffset;
-      size_t pkt_len = len - kRelayFrameOverhead;
+      InnerHeader ih;
+      std::span<uint8_t> inner;
+      if (!codec_.read_inner(frame, ih, inner)) {
+        stats_.malformed++;
+        continue;
+      }
+      uint8_t* pkt = inner.data();
+      size_t pkt_len = inner.size();
       std::string_view name;
-      if ((ih.flags & kInnerHasName) && !read_name_trailer({pkt, pkt_len}, name, pkt_len)) {
+      if ((ih.flags & kInnerHasName) && !read_name_trailer(inner, name, pkt_len)) {
         stats_.bad_inner++;
         continue;
       }
@@ -249,8 +253,8 @@ void Agent::gateway_readable(uint64_t now_ns) {
 void Agent::tun_readable(uint64_t now_ns) {
   for (unsigned budget = 0; budget < 256; ++budget) {
     uint8_t* frame = link_.tx_slot();
-    uint8_t* pkt = frame + kInnerOffset;
-    ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - kRelayFrameOverhead});
+    uint8_t* pkt = frame + codec_.layout().packet_offset();
+    ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - codec_.layout().data_overhead()});
     if (n <= 0) break;
     if (!sessions_.current() || !link_open_) {
       stats_.no_session++;
@@ -356,12 +360,12 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
   const size_t budget = opt_.underlay_mtu - kUnderlayOverhead - trailer;
   if (packet.size() <= budget) {
     uint8_t* frame = link_.tx_slot();
-    uint8_t* pkt = frame + kInnerOffset;
+    uint8_t* pkt = frame + codec_.layout().packet_offset();
     if (packet.data() != pkt) std::memmove(pkt, packet.data(), packet.size());
-    size_t plain = kInnerHeaderLen + packet.size();
-    if (trailer) plain += write_name_trailer(pkt + packet.size(), name);
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow, proto, flags, 0});
-    send_data_frame(frame, plain, packet.size(), now_ns);
+    size_t len = packet.size();
+    if (trailer) len += write_name_trailer(pkt + packet.size(), name);
+    codec_.write_inner(frame, InnerHeader{flow, proto, flags});
+    send_data_frame(frame, len, packet.size(), now_ns);
     return;
   }
   const uint8_t* ip = packet.data();
@@ -376,26 +380,28 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min<uint32_t>(plan.chunk, uint32_t(packet.size()) - hl - off);
     uint8_t* frame = link_.tx_slot();
-    uint8_t* out = frame + kInnerOffset;
+    uint8_t* out = frame + codec_.layout().packet_offset();
     const size_t fh = write_ipv4_fragment_header(out, {ip, hl}, id, off, len, k + 1 < plan.count);
     std::memcpy(out + fh, ip + hl + off, len);
-    size_t plain = kInnerHeaderLen + fh + len;
-    if (trailer) plain += write_name_trailer(out + fh + len, name);
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow, proto, flags, 0});
-    send_data_frame(frame, plain, fh + len, now_ns);
+    size_t packet_len = fh + len;
+    if (trailer) packet_len += write_name_trailer(out + fh + len, name);
+    codec_.write_inner(frame, InnerHeader{flow, proto, flags});
+    send_data_frame(frame, packet_len, fh + len, now_ns);
     stats_.fragments_tx++;
   }
 }
 
-// Seals a data frame built in the link's send slot (`plain`: inner header and packet) and queues it.
-void Agent::send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns) {
-  if (!sessions_.current()->seal(FrameType::Data, 0, frame, plain, now_ns)) {
+// Seals a data frame built in the link's send slot (its inner header written, `packet_len` bytes of packet and name
+// trailer behind it) and queues it.
+void Agent::send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns) {
+  const uint32_t encrypted = codec_.layout().encrypted_len(uint32_t(packet_len));
+  if (!sessions_.current()->seal(FrameType::Data, 0, frame, encrypted, now_ns)) {
     LOG_ERROR("cannot seal a frame (key derivation failed)");
     return;
   }
   stats_.frames_tx++;
   stats_.inner_tx_bytes += inner_bytes;
-  note_send_error(link_.queue(kRelayHeaderLen + plain + kRelayTagLen), now_ns);
+  note_send_error(link_.queue(codec_.layout().frame_len(encrypted)), now_ns);
 }
 
 // One periodic tick rather than a timer each: the deadlines move with the state (probing every 250 ms until the

@@ -95,7 +95,7 @@ class Agent {
   void tun_readable(uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
-  void send_data_frame(uint8_t* frame, size_t plain, size_t inner_bytes, uint64_t now_ns);
+  void send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns);
   void target_unreachable(std::span<uint8_t> packet, uint64_t now_ns);
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                   uint64_t now_ns);
@@ -104,6 +104,7 @@ class Agent {
   AgentOptions opt_;
   OpensslAead engine_{1};
   SessionSlots sessions_;  // current and previous session
+  RelayCodec codec_;  // the tunnel framing: where a frame's parts lie in the link's slots
   SnatCodec snat_;
   RoutedFlows routed_;  // tag -> the local target agent-side routing chose
   TunDevice tun_;

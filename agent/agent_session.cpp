@@ -35,7 +35,7 @@ AgentSession::Key* AgentSession::make_key(KeyDirection dir, uint64_t epoch) {
   k->salt = ek.salt;
   k->aead = engine_.make_key(ek.key_bytes(),
                              dir == KeyDirection::AgentToGateway ? AeadDirection::Encrypt : AeadDirection::Decrypt,
-                             kRelayHeaderLen);
+                             codec_.layout().header_len);  // the frame header is the AAD
   return k->aead ? k.release() : nullptr;
 }
 
@@ -48,7 +48,7 @@ void AgentSession::anchor_to_clock() {
   }
 }
 
-bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns) {
+bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns) {
   if (mode_ == CounterMode::WallClock) {
     const uint64_t real = realtime_();
     if (tx_counter_ + kClockAnchorLagNs < real) {  // keep within the receiver's freshness limit
@@ -80,13 +80,15 @@ bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t pl
     tx_epoch_since_ns_ = now_ns;
   }
   const uint64_t counter = tx_counter_++;
-  encode_relay_header(frame, FrameMeta{type, flags, index_, counter});
+  codec_.write_header(frame, FrameMeta{type, flags, index_, counter});
   uint8_t iv[kAeadIvLen];
   make_nonce(iv, tx_key_->salt, counter);
-  AeadOp op{frame + kRelayHeaderLen, uint32_t(plain_len), iv, frame, frame + kRelayHeaderLen + plain_len};
+  const AeadOp op = codec_.seal_op(frame, uint32_t(encrypted_len), iv);
   int32_t status = 0;
   tx_key_->aead->process({&op, 1}, {&status, 1}, 0);
-  return status == 0;
+  if (status) return false;
+  codec_.protect({frame, codec_.layout().frame_len(uint32_t(encrypted_len))});
+  return true;
 }
 
 // Epochs a legitimate gateway is expected to use next: around the newest authenticated one, and (static keys)
@@ -128,8 +130,8 @@ AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns, uint64_
   return k;
 }
 
-AgentSession::OpenResult AgentSession::open(uint8_t* frame, size_t len, FrameMeta& meta, uint64_t now_ns) {
-  if (decode_relay_header(frame, len, meta) != FrameError::None) return OpenResult::Malformed;
+AgentSession::OpenResult AgentSession::open(std::span<uint8_t> frame, FrameMeta& meta, uint64_t now_ns) {
+  if (codec_.read_header(frame, replay_.top(), meta) != FrameError::None) return OpenResult::Malformed;
   if (meta.receiver_index != index_) return OpenResult::WrongSession;
   if (!replay_.check(meta.counter)) return OpenResult::Replay;
   const uint64_t real = mode_ == CounterMode::WallClock ? realtime_() : 0;
@@ -139,8 +141,7 @@ AgentSession::OpenResult AgentSession::open(uint8_t* frame, size_t len, FrameMet
   if (!k) return OpenResult::NoKey;
   uint8_t iv[kAeadIvLen];
   make_nonce(iv, k->salt, meta.counter);
-  AeadOp op{frame + kRelayHeaderLen, uint32_t(len - kRelayHeaderLen - kRelayTagLen), iv, frame,
-            frame + len - kRelayTagLen};
+  const AeadOp op = codec_.open_op(frame, iv);
   int32_t status = 0;
   k->aead->process({&op, 1}, {&status, 1}, 0);
   if (status) return OpenResult::AuthFail;

@@ -27,11 +27,13 @@ class AgentSession {
   AgentSession(const AgentSession&) = delete;
   AgentSession& operator=(const AgentSession&) = delete;
 
-  // frame = [16-byte header][plain_len bytes of plaintext][16 bytes for the tag]; sealed in place.
-  // now_ns: monotonic clock (rekey timer).
-  bool seal(FrameType type, uint8_t flags, uint8_t* frame, size_t plain_len, uint64_t now_ns);
-  // Authenticates and decrypts a whole frame in place (the plaintext stays at frame + 16).
-  OpenResult open(uint8_t* frame, size_t len, FrameMeta& meta, uint64_t now_ns);
+  // Seals in place the frame at `frame` whose `encrypted_len` bytes (FrameLayout::encrypted_len; 0 for a keepalive)
+  // are written behind its header, with room for the tag behind them (codec().layout().frame_len(encrypted_len)
+  // bytes in all). now_ns: monotonic clock (rekey timer). False when no key can be derived or the AEAD fails.
+  bool seal(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns);
+  // Authenticates and decrypts a whole frame in place (codec().read_inner reads a data frame's contents then).
+  OpenResult open(std::span<uint8_t> frame, FrameMeta& meta, uint64_t now_ns);
+  const RelayCodec& codec() const { return codec_; }
   // WallClock mode: moves the transmit counter up to the wall clock now (after losing the gateway: a restarted
   // gateway has keys ready for the wall clock's epoch).
   void anchor_to_clock();
@@ -57,6 +59,7 @@ class AgentSession {
   uint64_t rekey_interval_ns_;
   AeadEngine& engine_;
   CounterMode mode_;
+  RelayCodec codec_;
   std::function<uint64_t()> realtime_;
 
   uint64_t tx_counter_;

@@ -29,6 +29,9 @@ namespace dptun::fuzz {
 #define FUZZ_CHECK(cond) ((cond) ? void(0) : ::dptun::fuzz::check_failed(#cond, __FILE__, __LINE__))
 
 // True when `inner` lies entirely inside `outer` (an empty view anywhere counts as inside).
+inline bool within(std::span<const uint8_t> inner, std::span<const uint8_t> outer) {
+  return inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size();
+}
 inline bool within(std::string_view inner, std::span<const uint8_t> outer) {
   if (inner.empty()) return true;
   const auto* p = reinterpret_cast<const uint8_t*>(inner.data());

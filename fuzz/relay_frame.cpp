@@ -28,27 +28,38 @@ constexpr uint32_t kIndex = 40000;
 const std::vector<uint8_t> kSecret(kBaseSecretLen, 0x42);
 
 OpensslAead g_engine;
+constexpr RelayCodec kCodec;
+constexpr FrameLayout kLayout = RelayCodec::kLayout;
 
 // What both ends do with an authenticated frame's plaintext.
-void read_plaintext(std::span<const uint8_t> frame) {
+void read_plaintext(std::span<uint8_t> frame) {
   FrameMeta m;
-  const FrameError e = decode_relay_header(frame.data(), frame.size(), m);
+  const FrameError e = kCodec.read_header(frame, 0, m);
   FUZZ_CHECK(frame_error_name(e) != nullptr);
   if (e != FrameError::None) return;
-  FUZZ_CHECK(frame.size() >= kRelayHeaderLen + kRelayTagLen);
-  uint8_t header[kRelayHeaderLen];
-  encode_relay_header(header, m);
-  FUZZ_CHECK(std::memcmp(header, frame.data(), 3) == 0);
-  FUZZ_CHECK(std::memcmp(header + 4, frame.data() + 4, kRelayHeaderLen - 4) == 0);
+  FUZZ_CHECK(frame.size() >= kLayout.frame_len(0));
+  uint32_t receiver = 0;
+  FUZZ_CHECK(kCodec.receiver_of(frame, receiver) && receiver == m.receiver_index);
+  std::vector<uint8_t> header(kLayout.header_len);
+  kCodec.write_header(header.data(), m);
+  FUZZ_CHECK(std::memcmp(header.data(), frame.data(), 3) == 0);
+  FUZZ_CHECK(std::memcmp(header.data() + 4, frame.data() + 4, kLayout.header_len - 4) == 0);
+  const AeadOp op = kCodec.open_op(frame, nullptr);
+  FUZZ_CHECK(fuzz::within({op.data, op.len}, frame) && op.aad == frame.data());
+  FUZZ_CHECK(op.tag + kAeadTagLen == frame.data() + frame.size());
   if (m.type != FrameType::Data) return;
-  FUZZ_CHECK(frame.size() >= kRelayFrameOverhead + 20);
+  FUZZ_CHECK(frame.size() >= kLayout.data_overhead() + 20);
 
-  const InnerHeader ih = decode_inner_header(frame.data() + kRelayHeaderLen);
-  uint8_t inner[kInnerHeaderLen];
-  encode_inner_header(inner, ih);
-  FUZZ_CHECK(std::memcmp(inner, frame.data() + kRelayHeaderLen, kInnerHeaderLen) == 0);
-
-  std::span<const uint8_t> pkt = frame.subspan(kRelayHeaderLen + kInnerHeaderLen, frame.size() - kRelayFrameOverhead);
+  InnerHeader ih;
+  std::span<uint8_t> pkt;
+  FUZZ_CHECK(kCodec.read_inner(frame, ih, pkt));
+  FUZZ_CHECK(fuzz::within(pkt, frame) && pkt.size() == frame.size() - kLayout.data_overhead());
+  std::vector<uint8_t> rewritten(frame.begin(), frame.end());
+  kCodec.write_inner(rewritten.data(), ih);
+  InnerHeader back;
+  std::span<uint8_t> pkt2;
+  FUZZ_CHECK(kCodec.read_inner(rewritten, back, pkt2));
+  FUZZ_CHECK(back.flow_id == ih.flow_id && back.proto == ih.proto && back.flags == ih.flags);
   if (ih.flags & kInnerHasName) {
     std::string_view name;
     size_t rest = ~size_t(0);
@@ -79,21 +90,21 @@ class GatewaySealer {
   std::vector<uint8_t> seal(uint8_t type_flags, uint64_t counter, std::span<const uint8_t> plain) {
     const FrameType type = FrameType(1 + (type_flags & 3) % 3);
     const uint8_t flags = uint8_t(type_flags >> 2);
-    std::vector<uint8_t> f(kRelayHeaderLen + plain.size() + kRelayTagLen);
-    encode_relay_header(f.data(), FrameMeta{type, flags, kIndex, counter});
-    if (!plain.empty()) std::memcpy(f.data() + kRelayHeaderLen, plain.data(), plain.size());
+    std::vector<uint8_t> f(kLayout.frame_len(uint32_t(plain.size())));
+    kCodec.write_header(f.data(), FrameMeta{type, flags, kIndex, counter});
+    if (!plain.empty()) std::memcpy(f.data() + kLayout.header_len, plain.data(), plain.size());
     const uint64_t epoch = epoch_of(counter);
     auto it = keys_.find(epoch);
     if (it == keys_.end()) {
       Key k;
       if (!derive_epoch_key(kSecret, KeyDirection::GatewayToAgent, kIndex, epoch, 16, k.ek)) std::abort();
-      k.aead = g_engine.make_key(k.ek.key_bytes(), AeadDirection::Encrypt, kRelayHeaderLen);
+      k.aead = g_engine.make_key(k.ek.key_bytes(), AeadDirection::Encrypt, kLayout.header_len);
       if (!k.aead) std::abort();
       it = keys_.emplace(epoch, std::move(k)).first;
     }
     uint8_t iv[kAeadIvLen];
     make_nonce(iv, it->second.ek.salt, counter);
-    AeadOp op{f.data() + kRelayHeaderLen, uint32_t(plain.size()), iv, f.data(), f.data() + kRelayHeaderLen + plain.size()};
+    const AeadOp op = kCodec.seal_op(f.data(), uint32_t(plain.size()), iv);
     int32_t status = -1;
     it->second.aead->process({&op, 1}, {&status, 1}, 0);
     if (status != 0) std::abort();
@@ -120,10 +131,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto frame = in.rest();
     std::vector<uint8_t> copy(frame.begin(), frame.end());
     FrameMeta meta;
-    const auto r = agent.open(copy.data(), copy.size(), meta, now_ns);
+    const auto r = agent.open(copy, meta, now_ns);
     FUZZ_CHECK(r != AgentSession::OpenResult::Ok);
     FUZZ_LOG("unauthenticated frame: open result %d\n", int(r));
-    read_plaintext(frame);
+    std::vector<uint8_t> as_sent(frame.begin(), frame.end());
+    read_plaintext(as_sent);
     return 0;
   }
 
@@ -149,17 +161,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> frame = gw.seal(type_flags, counter, plain);
     const std::vector<uint8_t> sealed = frame;
     FrameMeta meta;
-    const auto r = agent.open(frame.data(), frame.size(), meta, now_ns);
+    const auto r = agent.open(frame, meta, now_ns);
     FUZZ_LOG("counter %llu: open result %d\n", (unsigned long long)counter, int(r));
     if (r == AgentSession::OpenResult::Ok) {
       FUZZ_CHECK(meta.counter == counter && meta.receiver_index == kIndex);
       FUZZ_CHECK(opened.insert(counter).second);  // never the same counter twice
-      FUZZ_CHECK(plain.empty() || std::memcmp(frame.data() + kRelayHeaderLen, plain.data(), plain.size()) == 0);
+      FUZZ_CHECK(plain.empty() || std::memcmp(frame.data() + kLayout.header_len, plain.data(), plain.size()) == 0);
       read_plaintext(frame);
     }
     // The same bytes once more, straight away: a replay, never opened again.
     std::vector<uint8_t> again = sealed;
-    FUZZ_CHECK(agent.open(again.data(), again.size(), meta, now_ns) != AgentSession::OpenResult::Ok);
+    FUZZ_CHECK(agent.open(again, meta, now_ns) != AgentSession::OpenResult::Ok);
   }
   return 0;
 }

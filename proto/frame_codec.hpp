@@ -1,20 +1,32 @@
-// The seam between tunnel framings: relay frame v1 today, QUIC short-header DATAGRAM framing later.
-// A framing owns the cleartext header (what the AEAD authenticates as AAD) and the trailer length.
+// The seam between tunnel framings (docs/protocol.md): relay frame v1 today (proto/relay_frame.hpp), a QUIC
+// short-header DATAGRAM framing later. dpgw and dpagent write and read tunnel frames only through a codec that
+// satisfies `FrameCodec`; no other code knows where a header ends or how long a tag is.
+//
+// Whatever the framing, a data frame is, from its first byte:
+//   [header: cleartext, the AEAD's AAD][prefix | inner header | inner IP packet [| name trailer]: encrypted][tag]
+// The prefix is what a framing carries in front of the inner header (QUIC: the DATAGRAM frame's type byte); the
+// inner header and the name trailer below are the same in every framing. Multi-byte fields are big-endian.
 #pragma once
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <string_view>
+
+#include "common/bytes.hpp"
+#include "crypto/aead.hpp"
 
 namespace dptun {
 
 enum class FrameType : uint8_t { Data = 1, Keepalive = 2, Control = 3 };
 
-// What a framing must carry in cleartext, whatever its wire layout.
+// What a framing carries in cleartext, whatever its wire layout.
 struct FrameMeta {
   FrameType type = FrameType::Data;
   uint8_t flags = 0;
-  uint32_t receiver_index = 0;  // selects the receiver's session (a QUIC framing maps its connection id here)
-  uint64_t counter = 0;         // nonce counter (a QUIC framing maps its packet number here)
+  uint32_t receiver_index = 0;  // selects the receiver's session (a QUIC framing maps its DCID here)
+  uint64_t counter = 0;         // the AEAD nonce counter (a QUIC framing: the full packet number)
 };
 
 enum class FrameError : uint8_t {
@@ -28,14 +40,92 @@ enum class FrameError : uint8_t {
 
 const char* frame_error_name(FrameError e);
 
-class FrameCodec {
- public:
-  virtual ~FrameCodec() = default;
-  virtual size_t header_len() const = 0;   // cleartext bytes, authenticated as AAD
-  virtual size_t trailer_len() const = 0;  // AEAD tag
-  virtual void write_header(std::span<uint8_t> out, const FrameMeta& meta) const = 0;
-  // Validates and decodes the cleartext header of a whole frame (header + ciphertext + tag).
-  virtual FrameError read_header(std::span<const uint8_t> frame, FrameMeta& meta) const = 0;
+// The inner header: the first encrypted bytes after the prefix, 12 bytes.
+//   0: flow id (8)   8: IP protocol of the inner packet (1)   9: flags (1)   10: reserved, sent as 0, ignored (2)
+inline constexpr size_t kInnerHeaderLen = 12;
+inline constexpr uint8_t kInnerFlowNew = 0x01;    // first packet of a flow
+inline constexpr uint8_t kInnerFlowClose = 0x02;  // the sender removed the flow
+inline constexpr uint8_t kInnerHasName = 0x04;    // the plaintext ends with a name trailer: [hostname][length byte]
+inline constexpr uint8_t kInnerDirect = 0x08;     // a visitor's flow to the inner destination itself (direct mode)
+inline constexpr size_t kMaxNameTrailer = 254;    // 253-byte name + its length
+
+struct InnerHeader {
+  uint64_t flow_id = 0;  // chosen by the gateway; the agent echoes it on return traffic
+  uint8_t proto = 0;     // IP protocol of the inner packet (6 TCP, 17 UDP, 1 ICMP errors)
+  uint8_t flags = 0;     // kInner*
+};
+
+inline void encode_inner_header(uint8_t* out, const InnerHeader& h) {
+  store_be64(out, h.flow_id);
+  out[8] = h.proto;
+  out[9] = h.flags;
+  out[10] = 0;
+  out[11] = 0;
+}
+inline InnerHeader decode_inner_header(const uint8_t* in) { return InnerHeader{load_be64(in), in[8], in[9]}; }
+
+// The name trailer (kInnerHasName): the hostname a flow was routed by, after the inner IP packet, for the far end
+// to choose its target by (agent-side routing) or a rule by (visitors). Writes it at `out`; returns its length.
+inline size_t write_name_trailer(uint8_t* out, std::string_view name) {
+  const size_t n = name.size() > 253 ? 253 : name.size();
+  std::memcpy(out, name.data(), n);
+  out[n] = uint8_t(n);
+  return n + 1;
+}
+// Reads a name trailer off the end of `bytes` (the inner packet and its trailer); `rest` becomes what is left (the
+// IP packet). False when the trailer does not fit.
+inline bool read_name_trailer(std::span<const uint8_t> bytes, std::string_view& name, size_t& rest) {
+  if (bytes.empty()) return false;
+  const size_t n = bytes.back();
+  if (n == 0 || n > 253 || n + 1 > bytes.size()) return false;  // a DNS name is at most 253 bytes
+  rest = bytes.size() - n - 1;
+  name = std::string_view(reinterpret_cast<const char*>(bytes.data() + rest), n);
+  return true;
+}
+
+// Where the parts of a framing's frames lie. Per codec (a QUIC framing: per connection, by its DCID length).
+struct FrameLayout {
+  uint32_t header_len;  // cleartext bytes in front, authenticated as AAD
+  uint32_t prefix_len;  // encrypted bytes in front of the inner header
+  uint32_t tag_len;     // AEAD tag behind
+  constexpr uint32_t inner_offset() const { return header_len + prefix_len; }          // the inner header
+  constexpr uint32_t packet_offset() const { return inner_offset() + uint32_t(kInnerHeaderLen); }  // the packet
+  // Bytes a data frame adds around its inner packet (and name trailer).
+  constexpr uint32_t data_overhead() const { return packet_offset() + tag_len; }
+  // The encrypted bytes of a data frame carrying `packet_len` bytes of inner packet (and name trailer).
+  constexpr uint32_t encrypted_len(uint32_t packet_len) const {
+    return prefix_len + uint32_t(kInnerHeaderLen) + packet_len;
+  }
+  // The whole frame around `encrypted` bytes (a keepalive: 0).
+  constexpr uint32_t frame_len(uint32_t encrypted) const { return header_len + encrypted + tag_len; }
+};
+
+// A tunnel framing. Sending a frame:
+//   write_inner(frame, ih)               the prefix and inner header, in front of a packet at packet_offset()
+//   write_header(frame, meta)            the cleartext header, once the counter is reserved
+//   seal_op(frame, encrypted_len, iv)    the AEAD op that encrypts in place and writes the tag (run in a burst)
+//   protect(frame)                       after encryption (a QUIC framing applies header protection here)
+// Receiving one:
+//   receiver_of(frame, index)            the receiver's session, read before anything is decrypted
+//   read_header(frame, largest, meta)    validates and decodes the header; `largest` is the highest counter the
+//                                        session accepted (a QUIC framing removes header protection and rebuilds
+//                                        the packet number from it)
+//   open_op(frame, iv)                   the AEAD op that authenticates and decrypts in place
+//   read_inner(frame, ih, packet)        after decryption: the inner header and the packet with its trailer
+template <class C>
+concept FrameCodec = requires(const C c, uint8_t* p, std::span<uint8_t> frame, std::span<const uint8_t> cframe,
+                              const FrameMeta& meta, FrameMeta& meta_out, const InnerHeader& ih, InnerHeader& ih_out,
+                              std::span<uint8_t>& packet, uint32_t& index, uint32_t n, uint64_t largest,
+                              const uint8_t* iv) {
+  { c.layout() } -> std::convertible_to<FrameLayout>;
+  c.write_inner(p, ih);
+  c.write_header(p, meta);
+  { c.seal_op(p, n, iv) } -> std::same_as<AeadOp>;
+  c.protect(frame);
+  { c.receiver_of(cframe, index) } -> std::same_as<bool>;
+  { c.read_header(frame, largest, meta_out) } -> std::same_as<FrameError>;
+  { c.open_op(frame, iv) } -> std::same_as<AeadOp>;
+  { c.read_inner(frame, ih_out, packet) } -> std::same_as<bool>;
 };
 
 }  // namespace dptun

@@ -14,8 +14,10 @@ const char* frame_error_name(FrameError e) {
   return "unknown";
 }
 
-FrameError decode_relay_header(const uint8_t* frame, size_t len, FrameMeta& m) {
-  if (len < kRelayHeaderLen + kRelayTagLen) return FrameError::Short;
+FrameError RelayCodec::read_header(std::span<uint8_t> f, uint64_t, FrameMeta& m) const {
+  const uint8_t* frame = f.data();
+  const size_t len = f.size();
+  if (len < kLayout.frame_len(0)) return FrameError::Short;
   if (frame[0] != kRelayVersion) return FrameError::BadVersion;
   uint8_t type = frame[1];
   m.type = FrameType(type);
@@ -25,10 +27,10 @@ FrameError decode_relay_header(const uint8_t* frame, size_t len, FrameMeta& m) {
   switch (m.type) {
     case FrameType::Data:
       // inner header + at least a minimal IPv4 header
-      if (len < kRelayFrameOverhead + 20) return FrameError::BadLength;
+      if (len < kLayout.data_overhead() + 20) return FrameError::BadLength;
       break;
     case FrameType::Keepalive:
-      if (len != kRelayHeaderLen + kRelayTagLen) return FrameError::BadLength;
+      if (len != kLayout.frame_len(0)) return FrameError::BadLength;
       break;
     case FrameType::Control:
       break;

@@ -147,7 +147,6 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const uint32_t inner_len = pi.ip_total_len;
     const std::span<const uint8_t> held = held_name(*f);
     const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
-    const uint32_t outer_len = uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
     const uint32_t budget = frame_budget(out_port);
     // A packet that does not fit one frame travels as inner fragments, one frame each (protocol.md); so does a
     // datagram reassembled from the client's fragments that spans mbufs.
@@ -186,7 +185,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       tr->dst_ip = peer.ip.value;
       tr->dst_port = peer.port;
       tr->port = out_port;
-      tr->len = uint16_t(std::min<uint32_t>(outer_len + kEthHeaderLen, 0xffff));
+      tr->len = uint16_t(std::min<uint32_t>(outer_len(inner_len + trailer) + kEthHeaderLen, 0xffff));
       tr->code = split ? 1 : 0;
     }
     if (split) {
@@ -202,10 +201,8 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(held.data()), held.size()});
       inner_flags |= kInnerHasName;
     }
-    uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
-    if (!frame) continue;
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags, 0});
-    queue_encap(EncapPending{m, s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, f->tunnel});
+    encap_packet(m, *s, peer, out_port, mac, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags}, inner_len + trailer,
+                 f->tunnel);
   }
   encap_flush();
 }

@@ -275,13 +275,9 @@ bool Worker::encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8
     }
     const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
     if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
-    const uint32_t plain = uint32_t(kInnerHeaderLen) + fh + len + trailer;
-    uint8_t* frame = prepend_outer(out[k], mac, out_port, peer,
-                                   uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + fh + len + trailer);
-    if (!frame) continue;  // dropped, counted
-    encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flow_id, proto, inner_flags, 0});
-    queue_encap(EncapPending{out[k], &s, frame, plain, out_port, f.tunnel});
-    stats.fragments_tx.add();
+    if (encap_packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer,
+                     f.tunnel))
+      stats.fragments_tx.add();
   }
   rte_pktmbuf_free(m);
   return true;

@@ -99,14 +99,22 @@ class Worker {
   struct EncapPending {
     rte_mbuf* m;
     TunnelSession* s;
-    uint8_t* frame;  // relay header inside the mbuf
-    uint32_t plain_len;
+    uint8_t* frame;  // the frame's first byte, inside the mbuf
+    uint32_t encrypted_len;  // FrameLayout::encrypted_len of its inner packet
     uint8_t out_port;
     uint16_t tunnel;
   };
   bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
-  uint8_t* prepend_outer(rte_mbuf* m, const MacAddr& next_hop, uint8_t out_port, Endpoint peer, uint32_t outer_len);
+  // `m` holds an inner packet of `packet_len` bytes (name trailer included) for session `s`: it gets the frame's
+  // inner header (`ih`) and outer headers to `peer` by `out_port`/`next_hop`, and joins the burst encap_flush()
+  // encrypts. False when dropped (no room, counted).
+  bool encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
+                    const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel);
   void queue_encap(const EncapPending& p);  // joins the burst encap_flush() encrypts (flushing a full one first)
+  // The IPv4/UDP length of a frame around `packet_len` bytes of inner packet: what the underlay carries.
+  uint32_t outer_len(uint32_t packet_len) const {
+    return uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + codec_.layout().data_overhead() + packet_len;
+  }
   // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
   void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
   void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
@@ -248,6 +256,7 @@ class Worker {
   FlowTable flows_;
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
+  RelayCodec codec_;  // the tunnel framing: the only code here that knows where a frame's parts lie
   uint64_t now_ns_ = 0;
   uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
   uint16_t ip_id_ = 0;

@@ -11,11 +11,6 @@
 
 namespace dptun {
 
-namespace {
-constexpr uint16_t kEncapPrepend = uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + kRelayHeaderLen +
-                                            kInnerHeaderLen);
-}  // namespace
-
 // A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
 // wrapped like a client's and joins the pending burst.
 bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
@@ -41,35 +36,36 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
     write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
     inner_flags |= kInnerHasName;
   }
-  const uint32_t outer_len =
-      uint32_t(kIpv4HeaderLen + kUdpHeaderLen + kRelayFrameOverhead) + inner_len + trailer;
-  uint8_t* frame = prepend_outer(m, mac, out_port, peer, outer_len);
-  if (!frame) return false;
-  encode_inner_header(frame + kRelayHeaderLen, InnerHeader{flows_.id_of(f), proto, inner_flags, 0});
-  queue_encap(EncapPending{m, &s, frame, uint32_t(kInnerHeaderLen + inner_len + trailer), out_port, f.tunnel});
-  return true;
+  return encap_packet(m, s, peer, out_port, mac, InnerHeader{flows_.id_of(f), proto, inner_flags}, inner_len + trailer,
+                      f.tunnel);
 }
 
-// Ethernet to the next hop, IPv4 and UDP to the agent in front of the inner packet (with room for the relay and
-// inner headers), room for the tag behind it. The relay frame's first byte, or nullptr (dropped: no room).
-uint8_t* Worker::prepend_outer(rte_mbuf* m, const MacAddr& next_hop, uint8_t out_port, Endpoint peer,
-                               uint32_t outer_len) {
-  uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEncapPrepend));
-  if (!out || !rte_pktmbuf_append(m, kRelayTagLen)) {
+// Ethernet to the next hop, IPv4 and UDP to the agent and the frame's header, prefix and inner header in front of
+// the inner packet, room for the tag behind it; then the frame joins the pending burst.
+bool Worker::encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
+                          const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel) {
+  const FrameLayout& layout = codec_.layout();
+  const uint32_t outer = outer_len(packet_len);
+  uint8_t* out = reinterpret_cast<uint8_t*>(
+      rte_pktmbuf_prepend(m, uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + layout.packet_offset())));
+  if (!out || !rte_pktmbuf_append(m, uint16_t(layout.tag_len))) {
     drop(m, Drop::NoRoom);
-    return nullptr;
+    return false;
   }
   std::memcpy(out, next_hop.data(), 6);
   std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* oip = out + kEthHeaderLen;
-  write_ipv4_header(oip, uint16_t(outer_len), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
+  write_ipv4_header(oip, uint16_t(outer), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
   uint8_t* udp = oip + kIpv4HeaderLen;
   store_be16(udp, dp_.cfg->tunnel_port);
   store_be16(udp + 2, peer.port);
-  store_be16(udp + kUdpOffLength, uint16_t(outer_len - kIpv4HeaderLen));
+  store_be16(udp + kUdpOffLength, uint16_t(outer - kIpv4HeaderLen));
   store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
-  return udp + kUdpHeaderLen;
+  uint8_t* frame = udp + kUdpHeaderLen;
+  codec_.write_inner(frame, ih);
+  queue_encap(EncapPending{m, &s, frame, layout.encrypted_len(packet_len), out_port, tunnel});
+  return true;
 }
 
 void Worker::queue_encap(const EncapPending& p) {
@@ -97,10 +93,9 @@ void Worker::encap_flush() {
       drop(p[i].m, Drop::KeyUnavailable);
       continue;
     }
-    encode_relay_header(p[i].frame, FrameMeta{FrameType::Data, 0, p[i].s->index, counters[i]});
+    codec_.write_header(p[i].frame, FrameMeta{FrameType::Data, 0, p[i].s->index, counters[i]});
     make_nonce(iv[nops], c->salt, counters[i]);
-    ops[nops] = AeadOp{p[i].frame + kRelayHeaderLen, p[i].plain_len, iv[nops], p[i].frame,
-                       p[i].frame + kRelayHeaderLen + p[i].plain_len};
+    ops[nops] = codec_.seal_op(p[i].frame, p[i].encrypted_len, iv[nops]);
     cipher[nops] = c;
     p[nops++] = p[i];
   }
@@ -110,7 +105,8 @@ void Worker::encap_flush() {
       drop(p[i].m, Drop::CryptoError);
       continue;
     }
-    uint32_t inner_bytes = p[i].plain_len - kInnerHeaderLen;
+    codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
+    const uint32_t inner_bytes = p[i].encrypted_len - codec_.layout().encrypted_len(0);
     stats.encap_packets.add();
     stats.encap_bytes.add(inner_bytes);
     TunnelStats& ts = tunnel_stats[p[i].tunnel];

@@ -29,8 +29,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     rte_mbuf* m;
     TunnelSession* s;
     FrameMeta meta;
-    uint8_t* frame;
-    uint32_t frame_len;
+    std::span<uint8_t> frame;
     const PacketInfo* pi;
   };
   Pending p[kBurst];
@@ -43,20 +42,25 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
-    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*) + pi.l4_offset + kUdpHeaderLen;
-    uint32_t len = pi.l4_len - uint32_t(kUdpHeaderLen);
-    FrameMeta meta;
-    if (decode_relay_header(frame, len, meta) != FrameError::None) {
+    const std::span<uint8_t> frame{rte_pktmbuf_mtod(m, uint8_t*) + pi.l4_offset + kUdpHeaderLen,
+                                   pi.l4_len - uint32_t(kUdpHeaderLen)};
+    uint32_t receiver;
+    if (!codec_.receiver_of(frame, receiver)) {
       drop(m, Drop::FrameMalformed);
       continue;
     }
-    TunnelSession* s = dp_.sessions.find(meta.receiver_index);
+    TunnelSession* s = dp_.sessions.find(receiver);
     if (!s) {
       drop(m, Drop::UnknownSession);
       continue;
     }
     if (s->rx_worker != id_) {  // the replay window has a single owner
       handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      continue;
+    }
+    FrameMeta meta;
+    if (codec_.read_header(frame, s->replay.top(), meta) != FrameError::None) {
+      drop(m, Drop::FrameMalformed);
       continue;
     }
     TunnelStats& ts = tunnel_stats[s->tunnel];
@@ -79,10 +83,9 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       continue;
     }
     make_nonce(iv[np], c->salt, meta.counter);
-    ops[np] = AeadOp{frame + kRelayHeaderLen, uint32_t(len - kRelayHeaderLen - kRelayTagLen), iv[np], frame,
-                     frame + len - kRelayTagLen};
+    ops[np] = codec_.open_op(frame, iv[np]);
     cipher[np] = c;
-    p[np++] = Pending{m, s, meta, frame, len, &pi};
+    p[np++] = Pending{m, s, meta, frame, &pi};
   }
   if (!np) return;
   aead_burst(cipher, ops, status, np, id_);
@@ -114,12 +117,15 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
     }
 
+    InnerHeader ih;
+    std::span<uint8_t> inner;
+    const bool data = p[i].meta.type == FrameType::Data && codec_.read_inner(p[i].frame, ih, inner);
     DPTUN_TRACE_IF(kTrace, m, Decap) {
       tr->session = s.index;
       tr->code = uint8_t(p[i].meta.type);
-      if (p[i].meta.type == FrameType::Data) {
-        tr->flow_id = decode_inner_header(p[i].frame + kRelayHeaderLen).flow_id;
-        tr->len = uint16_t(p[i].frame_len - kRelayFrameOverhead);
+      if (data) {
+        tr->flow_id = ih.flow_id;
+        tr->len = uint16_t(inner.size());
       }
     }
     if (p[i].meta.type == FrameType::Keepalive) {
@@ -133,21 +139,19 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       }
       continue;
     }
-    if (p[i].meta.type != FrameType::Data) {  // control frames arrive with the control plane
+    if (!data) {  // control frames arrive with the control plane
       drop(m, Drop::FrameMalformed);
       continue;
     }
-    const InnerHeader ih = decode_inner_header(p[i].frame + kRelayHeaderLen);
-    const uint32_t inner_len = p[i].frame_len - uint32_t(kRelayFrameOverhead);
+    const uint32_t inner_len = uint32_t(inner.size());
     ts.from_agent_packets.add();
     ts.from_agent_bytes.add(inner_len);
     stats.decap_packets.add();
     stats.decap_bytes.add(inner_len);
-    uint8_t* inner = p[i].frame + kRelayHeaderLen + kInnerHeaderLen;
-    rte_pktmbuf_adj(m, uint16_t(inner - rte_pktmbuf_mtod(m, uint8_t*)));
+    rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
     // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
-    if (ipv4_is_fragment(inner) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
+    if (ipv4_is_fragment(inner.data()) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
     if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
       if (m->nb_segs > 1)
         drop(m, Drop::Fragment);
@@ -361,7 +365,7 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
   uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* ip = l2 + pi.l3_offset;
   uint8_t* udp = l2 + pi.l4_offset;
-  uint8_t* frame = udp + kUdpHeaderLen;
+  const std::span<uint8_t> frame{udp + kUdpHeaderLen, codec_.layout().frame_len(0)};
   const uint64_t counter = s.tx_counter.fetch_add(1, std::memory_order_relaxed);
   EpochCipher* c = s.tx_keys.find(epoch_of(counter));
   if (!c) {
@@ -380,16 +384,17 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
   store_be16(udp, pi.dst_port);
   store_be16(udp + 2, pi.src_port);
   store_be16(udp + kUdpOffChecksum, 0);
-  encode_relay_header(frame, FrameMeta{FrameType::Keepalive, kFlagKeepaliveReply, s.index, counter});
+  codec_.write_header(frame.data(), FrameMeta{FrameType::Keepalive, kFlagKeepaliveReply, s.index, counter});
   uint8_t iv[kAeadIvLen];
   make_nonce(iv, c->salt, counter);
-  AeadOp op{frame + kRelayHeaderLen, 0, iv, frame, frame + kRelayHeaderLen};
+  const AeadOp op = codec_.seal_op(frame.data(), 0, iv);
   int32_t st = 0;
   c->aead->process({&op, 1}, {&st, 1}, id_);
   if (st) {
     drop(m, Drop::CryptoError);
     return;
   }
+  codec_.protect(frame);
   stats.keepalives_tx.add();
   DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::KeepaliveReply);
   send(port, m);

@@ -7,6 +7,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "proto/relay_frame.hpp"
 
 namespace dptun {
 
@@ -34,7 +35,8 @@ bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection d
     cipher->epoch = epoch;
     cipher->salt = key.salt;
     cipher->aead = engine_.make_key(
-        key.key_bytes(), dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt, 16);
+        key.key_bytes(), dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt,
+        RelayCodec::kLayout.header_len);  // the frame header is the AAD
     if (!cipher->aead) return false;
     reclaimer_.retire(slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel));
   }

@@ -4,6 +4,9 @@
 # build's flags), so a chain through proto/ or common/ counts as well; a failure prints the chain. JSON lives on
 # the main lcore (dataplane/main_lcore/) and in proto/gateway_messages.hpp; the data path includes the plain
 # values of proto/gateway_specs.hpp and the names of proto/control_names.hpp.
+# Also: one place knows the tunnel frame layout. dpgw, dpagent and dpctld reach a frame's parts only through a
+# codec (proto/frame_codec.hpp, proto/relay_frame.hpp); none of their sources names the inner header's encoder,
+# decoder or length.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cxx=${CXX:-g++}
@@ -48,4 +51,17 @@ for h in "$here"/dataplane/{loop,relay,entry,hostname,tables}/*.hpp; do
 done
 if [ "$n" -lt 10 ]; then echo "FAIL found only $n data-path headers"; fails=$((fails + 1));
 elif [ "$fails" = 0 ]; then echo "ok   no JSON in the $n headers of dataplane/{loop,relay,entry,hostname,tables}/"; fi
+
+layout=$(grep -rnwE 'encode_inner_header|decode_inner_header|kInnerHeaderLen' "$here"/dataplane "$here"/agent \
+  "$here"/control "$here"/common --include='*.cpp' --include='*.hpp' | sed "s|^$here/||")
+if [ -n "$layout" ]; then
+  echo "FAIL the frame layout outside the codec (use RelayCodec / FrameLayout):"
+  echo "$layout"
+  fails=$((fails + 1))
+elif ! grep -qw encode_inner_header "$here/proto/relay_frame.hpp"; then
+  echo "FAIL the check does not see the codec's own use of encode_inner_header (renamed?)"
+  fails=$((fails + 1))
+else
+  echo "ok   the frame layout is known only to the codecs in proto/"
+fi
 [ "$fails" = 0 ] || exit 1

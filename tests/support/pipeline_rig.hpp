@@ -69,11 +69,11 @@ inline Opened agent_open(AgentSession& a, const std::vector<uint8_t>& frame, con
   assert_int_equal(pi.src_port, kTunnelPort);
   std::vector<uint8_t> relay(frame.begin() + pi.l4_offset + 8, frame.begin() + pi.l4_offset + pi.l4_len);
   Opened o;
-  assert_int_equal(a.open(relay.data(), relay.size(), o.meta, 0), AgentSession::OpenResult::Ok);
+  assert_int_equal(a.open(relay, o.meta, 0), AgentSession::OpenResult::Ok);
   if (o.meta.type == FrameType::Data) {
-    o.inner = decode_inner_header(relay.data() + kRelayHeaderLen);
-    size_t len = relay.size() - kRelayFrameOverhead;
-    const std::span<const uint8_t> plain{relay.data() + kRelayHeaderLen + kInnerHeaderLen, len};
+    std::span<uint8_t> plain;
+    assert_true(a.codec().read_inner(relay, o.inner, plain));
+    size_t len = plain.size();
     std::string_view name;
     if (o.inner.flags & kInnerHasName) {
       assert_true(read_name_trailer(plain, name, len));
@@ -90,13 +90,14 @@ inline std::vector<uint8_t> agent_seal(AgentSession& a, uint64_t flow_id, uint8_
                                        const std::vector<uint8_t>& packet, uint8_t flags = 0,
                                        std::string_view name = {}) {
   const size_t trailer = name.empty() ? 0 : name.size() + 1;
-  std::vector<uint8_t> relay(kRelayFrameOverhead + packet.size() + trailer);
-  encode_inner_header(relay.data() + kRelayHeaderLen,
-                      InnerHeader{flow_id, proto, uint8_t(flags | (trailer ? kInnerHasName : 0)), 0});
-  uint8_t* p = relay.data() + kRelayHeaderLen + kInnerHeaderLen;
+  const FrameLayout& l = a.codec().layout();
+  const uint32_t packet_len = uint32_t(packet.size() + trailer);
+  std::vector<uint8_t> relay(l.frame_len(l.encrypted_len(packet_len)));
+  a.codec().write_inner(relay.data(), InnerHeader{flow_id, proto, uint8_t(flags | (trailer ? kInnerHasName : 0))});
+  uint8_t* p = relay.data() + l.packet_offset();
   std::memcpy(p, packet.data(), packet.size());
   if (trailer) write_name_trailer(p + packet.size(), name);
-  assert_true(a.seal(FrameType::Data, 0, relay.data(), kInnerHeaderLen + packet.size() + trailer, 0));
+  assert_true(a.seal(FrameType::Data, 0, relay.data(), l.encrypted_len(packet_len), 0));
   return relay;
 }
 

@@ -25,6 +25,8 @@ using R = AgentSession::OpenResult;
 
 constexpr uint32_t kIndex = 7;
 constexpr uint64_t kRekey = 120 * kNsPerSec;
+constexpr size_t kHeaderLen = 16;  // the relay header and tag, as docs/protocol.md draws them
+constexpr size_t kTagLen = 16;
 
 std::vector<uint8_t> psk(uint8_t seed) {
   std::vector<uint8_t> k(kBaseSecretLen);
@@ -45,10 +47,11 @@ struct Gateway {
   std::vector<uint8_t> secret;
   uint8_t key_len;
   OpensslAead engine;
+  RelayCodec codec;
 
   std::unique_ptr<AeadKey> key(KeyDirection dir, uint64_t epoch, AeadDirection op, EpochKey& ek) {
     assert_true(derive_epoch_key(secret, dir, kIndex, epoch, key_len, ek));
-    auto k = engine.make_key(ek.key_bytes(), op, kRelayHeaderLen);
+    auto k = engine.make_key(ek.key_bytes(), op, RelayCodec::kLayout.header_len);
     assert_non_null(k.get());
     return k;
   }
@@ -56,13 +59,12 @@ struct Gateway {
   // Decrypts an agent frame as the gateway would; true when the tag verified (plaintext at frame + 16).
   bool open_from_agent(std::vector<uint8_t>& frame, KeyDirection dir = KeyDirection::AgentToGateway) {
     FrameMeta m;
-    if (decode_relay_header(frame.data(), frame.size(), m) != FrameError::None) return false;
+    if (codec.read_header(frame, 0, m) != FrameError::None) return false;
     EpochKey ek;
     auto k = key(dir, epoch_of(m.counter), AeadDirection::Decrypt, ek);
     uint8_t iv[kAeadIvLen];
     make_nonce(iv, ek.salt, m.counter);
-    AeadOp op{frame.data() + kRelayHeaderLen, uint32_t(frame.size() - kRelayHeaderLen - kRelayTagLen), iv,
-              frame.data(), frame.data() + frame.size() - kRelayTagLen};
+    const AeadOp op = codec.open_op(frame, iv);
     int32_t status = -1;
     k->process({&op, 1}, {&status, 1}, 0);
     return status == 0;
@@ -71,14 +73,14 @@ struct Gateway {
   // A gateway -> agent frame with the given counter.
   std::vector<uint8_t> seal(uint32_t receiver, uint64_t counter, const std::vector<uint8_t>& plain,
                             FrameType type = FrameType::Data, uint8_t flags = 0) {
-    std::vector<uint8_t> f(kRelayHeaderLen + plain.size() + kRelayTagLen);
-    encode_relay_header(f.data(), FrameMeta{type, flags, receiver, counter});
-    if (!plain.empty()) std::memcpy(f.data() + kRelayHeaderLen, plain.data(), plain.size());
+    std::vector<uint8_t> f(codec.layout().frame_len(uint32_t(plain.size())));
+    codec.write_header(f.data(), FrameMeta{type, flags, receiver, counter});
+    if (!plain.empty()) std::memcpy(f.data() + kHeaderLen, plain.data(), plain.size());
     EpochKey ek;
     auto k = key(KeyDirection::GatewayToAgent, epoch_of(counter), AeadDirection::Encrypt, ek);
     uint8_t iv[kAeadIvLen];
     make_nonce(iv, ek.salt, counter);
-    AeadOp op{f.data() + kRelayHeaderLen, uint32_t(plain.size()), iv, f.data(), f.data() + kRelayHeaderLen + plain.size()};
+    const AeadOp op = codec.seal_op(f.data(), uint32_t(plain.size()), iv);
     int32_t status = -1;
     k->process({&op, 1}, {&status, 1}, 0);
     assert_int_equal(status, 0);
@@ -89,8 +91,8 @@ struct Gateway {
 // The agent seals `plain` as a data frame; returns the whole frame.
 std::vector<uint8_t> agent_seal(AgentSession& a, const std::vector<uint8_t>& plain, uint64_t now,
                                 FrameType type = FrameType::Data, uint8_t flags = 0) {
-  std::vector<uint8_t> f(kRelayHeaderLen + plain.size() + kRelayTagLen, 0xee);
-  if (!plain.empty()) std::memcpy(f.data() + kRelayHeaderLen, plain.data(), plain.size());
+  std::vector<uint8_t> f(RelayCodec::kLayout.frame_len(uint32_t(plain.size())), 0xee);
+  if (!plain.empty()) std::memcpy(f.data() + kHeaderLen, plain.data(), plain.size());
   assert_true(a.seal(type, flags, f.data(), plain.size(), now));
   return f;
 }
@@ -99,8 +101,8 @@ std::vector<uint8_t> agent_seal(AgentSession& a, const std::vector<uint8_t>& pla
 R agent_open(AgentSession& a, std::vector<uint8_t> f, uint64_t now, std::vector<uint8_t>* plain = nullptr,
              FrameMeta* meta_out = nullptr) {
   FrameMeta meta;
-  R r = a.open(f.data(), f.size(), meta, now);
-  if (plain) plain->assign(f.begin() + kRelayHeaderLen, f.end() - kRelayTagLen);
+  R r = a.open(f, meta, now);
+  if (plain) plain->assign(f.begin() + kHeaderLen, f.end() - kTagLen);
   if (meta_out) *meta_out = meta;
   return r;
 }
@@ -121,7 +123,7 @@ static void agent_frames_decrypt_at_the_gateway(void**) {
     auto f = agent_seal(a, plain, uint64_t(i) * kNsPerMs);
     assert_int_equal(f.size(), 16 + plain.size() + 16);
     FrameMeta m;
-    assert_int_equal(decode_relay_header(f.data(), f.size(), m), FrameError::None);
+    assert_int_equal(RelayCodec{}.read_header(f, 0, m), FrameError::None);
     assert_int_equal(m.type, FrameType::Data);
     assert_int_equal(m.receiver_index, kIndex);
     // Static keys: the counter starts one epoch ahead of the wall clock in ns and then counts frames.
@@ -157,7 +159,7 @@ static void agent_keepalive_and_flags(void**) {
   auto f = agent_seal(a, {}, 0, FrameType::Keepalive, kFlagKeepaliveReply);
   assert_int_equal(f.size(), 32);
   FrameMeta m;
-  assert_int_equal(decode_relay_header(f.data(), f.size(), m), FrameError::None);
+  assert_int_equal(RelayCodec{}.read_header(f, 0, m), FrameError::None);
   assert_int_equal(m.type, FrameType::Keepalive);
   assert_true(m.flags & kFlagKeepaliveReply);
   assert_true(gw.open_from_agent(f));

@@ -230,10 +230,23 @@ static void replay_tamper_and_unknown_sessions_are_dropped(void**) {
   AgentSession stranger(99, key_of(1), 16, 120'000'000'000ull, r.engine);
   assert_int_equal(r.from_agent(agent_seal(stranger, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 1)), kAgentA).size(), 0);
   assert_int_equal(r.drops(Drop::UnknownSession), 1);
-  // Garbage on the tunnel port.
-  std::vector<uint8_t> junk(40, 0x01);
+  // Garbage on the tunnel port: too short for a frame, or not relay frame v1, is malformed whatever its index...
+  std::vector<uint8_t> junk(31, 0x01);
   assert_int_equal(r.from_agent(junk, kAgentA).size(), 0);
   assert_int_equal(r.drops(Drop::FrameMalformed), 1);
+  junk.assign(80, 0x09);
+  assert_int_equal(r.from_agent(junk, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::FrameMalformed), 2);
+  // ... and so is a frame of a session the gateway has that breaks the header's rules (an agent of another version:
+  // the docs point operators at it); it is judged on the worker that owns the session.
+  auto typeless = agent_seal(*r.agent_a, o.inner.flow_id, kIpProtoUdp, reply_to(o.packet, 40));
+  typeless[1] = 7;  // no such frame type
+  assert_int_equal(r.from_agent(typeless, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::FrameMalformed), 3);
+  // Anything else that long names a receiver index first: an unknown one is an unknown session.
+  junk.assign(40, 0x01);
+  assert_int_equal(r.from_agent(junk, kAgentA).size(), 0);
+  assert_int_equal(r.drops(Drop::UnknownSession), 2);
 }
 
 static void replies_only_from_the_flows_session(void**) {

@@ -2,10 +2,10 @@
 // with and without a port, bad specs refused; remembered choices bounded; and the relay frame's name trailer.
 #include <string>
 
-#include "tests/unit/cmocka.hpp"
-
 #include "agent/service_routes.hpp"
 #include "proto/relay_frame.hpp"
+
+#include "tests/unit/cmocka.hpp"
 
 using namespace dptun;
 
