@@ -15,7 +15,7 @@ namespace dptun {
 
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
-  if (__builtin_expect(tracing_, 0))
+  if (__builtin_expect(trace_.on(), 0))
     entry_burst<true>(in_port, pkts, info, entry, n);
   else
     entry_burst<false>(in_port, pkts, info, entry, n);

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "common/inet.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/tables/dataplane.hpp"
 
 namespace dptun {
 
@@ -177,33 +177,42 @@ bool Tracer::done(uint32_t gen, const std::vector<TraceRecord>& recs, uint64_t n
 
 // ---- workers
 
-void Worker::trace_poll() {
+TracePoints::TracePoints(Tracer* tracer, uint16_t worker, const TscClock& clock)
+    : tracer_(tracer), worker_(worker), clock_(clock) {
+  if (!tracer_) return;
+  buf_ = &tracer_->buffer(worker);
+  field_ = tracer_->field_offset();
+  flag_ = tracer_->flag_mask();
+}
+
+void TracePoints::poll(uint64_t now_ns) {
   const uint32_t g = tracer_ ? tracer_->armed() : 0;
   if (!g && !tracing_) return;  // the common case: one load, one branch per poll
-  TraceBuffer& b = *trace_buf_;
-  if (g && g != trace_gen_) {  // a new trace: an empty buffer, its filter
+  TraceBuffer& b = *buf_;
+  if (g && g != gen_) {  // a new trace: an empty buffer, its filter
     b.published.store(0, std::memory_order_relaxed);
     b.lost.store(0, std::memory_order_relaxed);
     b.used = 0;
-    trace_filter_ = TraceFilter::unpack(tracer_->filter_word());
-    trace_gen_ = g;
+    filter_ = TraceFilter::unpack(tracer_->filter_word());
+    gen_ = g;
     b.generation.store(g, std::memory_order_release);
   }
   b.published.store(b.used, std::memory_order_release);  // what the last poll wrote
-  tracing_ = g != 0 && now_ns_ < tracer_->deadline_ns();
+  tracing_ = g != 0 && now_ns < tracer_->deadline_ns();
 }
 
-void Worker::trace_rx(uint8_t port, rte_mbuf* m) {
-  m->ol_flags &= ~trace_flag_;
+void TracePoints::rx(uint8_t port, rte_mbuf* m) {
+  m->ol_flags &= ~flag_;
   // (A trace replaced meanwhile: this worker takes packets for the new one from its next poll on.)
-  if (tracer_->exhausted() || tracer_->armed() != trace_gen_) return;
+  if (tracer_->exhausted() || tracer_->armed() != gen_) return;
   PacketInfo pi{};
   const bool parsed = parse_ethernet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi) == ParseStatus::Ok;
-  if (!trace_filter_.matches(pi, parsed, port)) return;
+  if (!filter_.matches(pi, parsed, port)) return;
   const uint32_t id = tracer_->claim();
   if (!id) return;
-  m->ol_flags |= trace_flag_;
-  *RTE_MBUF_DYNFIELD(m, trace_field_, uint64_t*) = uint64_t(trace_gen_) << 32 | id;
+  m->ol_flags |= flag_;
+  *RTE_MBUF_DYNFIELD(m, field_, uint64_t*) = uint64_t(gen_) << 32 | id;
+  TracePoints& trace_ = *this;
   DPTUN_TRACE(m, Rx) {
     tr->port = port;
     tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
@@ -224,20 +233,20 @@ void Worker::trace_rx(uint8_t port, rte_mbuf* m) {
   }
 }
 
-TraceRecord* Worker::trace_record(const rte_mbuf* m, TraceStage st) {
-  if (!(m->ol_flags & trace_flag_)) return nullptr;
-  const uint64_t tag = *RTE_MBUF_DYNFIELD(m, trace_field_, const uint64_t*);
-  if (uint32_t(tag >> 32) != trace_gen_) return nullptr;  // taken by an earlier trace, still in flight
-  TraceBuffer& b = *trace_buf_;
+TraceRecord* TracePoints::record(const rte_mbuf* m, TraceStage st) {
+  if (!(m->ol_flags & flag_)) return nullptr;
+  const uint64_t tag = *RTE_MBUF_DYNFIELD(m, field_, const uint64_t*);
+  if (uint32_t(tag >> 32) != gen_) return nullptr;  // taken by an earlier trace, still in flight
+  TraceBuffer& b = *buf_;
   if (b.used == TraceBuffer::kRecords) {
     b.lost.store(b.lost.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return nullptr;
   }
   TraceRecord& r = b.records[b.used++];
   r = TraceRecord{};
-  r.ns = dp_.clock.now_ns();
+  r.ns = clock_.now_ns();
   r.packet = uint32_t(tag);
-  r.worker = uint8_t(id_);
+  r.worker = uint8_t(worker_);
   r.stage = uint8_t(st);
   r.port = 0xff;
   return &r;

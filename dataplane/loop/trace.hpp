@@ -29,6 +29,7 @@ struct rte_mbuf;
 namespace dptun {
 
 struct Dataplane;
+class TscClock;
 
 enum class TraceStage : uint8_t {
   Rx,          // received on `port` (len, addresses, ports, protocol, TCP flags)
@@ -152,5 +153,36 @@ class Tracer {
 
 // True for the stages after which nothing more happens to a packet.
 bool trace_stage_final(TraceStage s, uint8_t code);
+
+// One worker's trace points: the trace it follows, the packets it takes for it at RX and the records it writes into
+// its own TraceBuffer. Touches the Tracer (armed trace, packet numbers) and that buffer; reads `clock` for the
+// records' times. Without a Tracer (tests, benchmarks) it never traces.
+class TracePoints {
+ public:
+  TracePoints(Tracer* tracer, uint16_t worker, const TscClock& clock);
+  bool on() const { return tracing_; }  // a trace is armed and running: trace points look at packets
+  void poll(uint64_t now_ns);            // once per poll: is a trace armed (one atomic load when not)
+  void rx(uint8_t port, rte_mbuf* m);    // a packet just received: taken for the trace if it matches
+  TraceRecord* record(const rte_mbuf* m, TraceStage st);  // a record for a traced packet, or nullptr
+
+ private:
+  Tracer* tracer_;
+  uint16_t worker_;
+  const TscClock& clock_;
+  bool tracing_ = false;
+  uint32_t gen_ = 0;        // the trace this worker's buffer holds
+  TraceFilter filter_{};
+  TraceBuffer* buf_ = nullptr;
+  int field_ = -1;          // mbuf dynfield: trace generation << 32 | packet number
+  uint64_t flag_ = 0;       // mbuf dynflag: the packet is traced
+};
+
+// A trace point: the statement after it runs, with `tr` the packet's new TraceRecord, only for a packet a trace
+// follows; `trace_` is the stage's TracePoints. Without a trace armed it is one test of a worker-local flag.
+#define DPTUN_TRACE(m, stage) \
+  if (TraceRecord* tr = __builtin_expect(trace_.on(), 0) ? trace_.record((m), TraceStage::stage) : nullptr)
+// The same in the burst stages, which are compiled twice (kTrace: a trace is armed) and picked once per burst:
+// without a trace, their trace points are not there at all.
+#define DPTUN_TRACE_IF(on, m, stage) if (TraceRecord* tr = (on) ? trace_.record((m), TraceStage::stage) : nullptr)
 
 }  // namespace dptun

@@ -35,7 +35,7 @@ bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& w
 }
 
 void Worker::send(uint8_t port, rte_mbuf* m) {
-  if (__builtin_expect(tracing_, 0)) trace_tx(port, m);
+  if (__builtin_expect(trace_.on(), 0)) trace_tx(port, m);
   TxBuffer& b = tx_[port];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) tx_burst(port);

@@ -64,7 +64,8 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       client_frags_(dp.cfg->reassembly, rte_rand()),
       inner_frags_(dp.cfg->reassembly, rte_rand()),
       tx_(dp.ports.size()),
-      handoff_out_(dp.cfg->workers) {
+      handoff_out_(dp.cfg->workers),
+      trace_(dp.tracer.get(), id, dp.clock) {
   flows_.set_release_hook(&Worker::release_flow, this);
   ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
@@ -76,12 +77,6 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
   const uint16_t nw = dp.cfg->workers ? dp.cfg->workers : 1;
   frag_id_ = uint16_t(uint16_t(rte_rand()) / nw * nw + id);
   max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
-  if (dp.tracer) {
-    tracer_ = dp.tracer.get();
-    trace_buf_ = &tracer_->buffer(id);
-    trace_field_ = tracer_->field_offset();
-    trace_flag_ = tracer_->flag_mask();
-  }
 }
 
 Worker::~Worker() {
@@ -105,7 +100,7 @@ __attribute__((noinline, cold)) void Worker::trace_drop(const rte_mbuf* m, Drop 
 }
 
 void Worker::drop(rte_mbuf* m, Drop why) {
-  if (__builtin_expect(tracing_, 0)) trace_drop(m, why);
+  if (__builtin_expect(trace_.on(), 0)) trace_drop(m, why);
   stats.drops[size_t(why)].add();
   rte_pktmbuf_free(m);
 }
@@ -132,7 +127,7 @@ unsigned Worker::poll_once() {
   now_ns_ = dp_.clock.now_ns();
   fresh_floor_ = uint64_t(int64_t(now_ns_) + dp_.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
   stats.polls.add();
-  trace_poll();
+  trace_.poll(now_ns_);
   unsigned work = 0;
   rte_mbuf* pkts[kBurst];
   for (uint8_t p = 0; p < dp_.ports.size(); ++p) {
@@ -167,7 +162,7 @@ unsigned Worker::poll_once() {
 }
 
 void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
-  if (__builtin_expect(tracing_, 0))
+  if (__builtin_expect(trace_.on(), 0))
     classify_burst<true>(port, pkts, n, count_rx);
   else
     classify_burst<false>(port, pkts, n, count_rx);
@@ -192,7 +187,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
     rte_mbuf* m = pkts[i];
     if (count_rx) {
-      if (kTrace) trace_rx(port, m);
+      if (kTrace) trace_.rx(port, m);
       ps.rx_packets.add();
       ps.rx_bytes.add(m->pkt_len);
       stats.rx_packets.add();

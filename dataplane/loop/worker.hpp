@@ -14,6 +14,7 @@
 #include "dataplane/entry/entry_table.hpp"
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
+#include "dataplane/loop/trace.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "ingress/quic_initial.hpp"
@@ -25,14 +26,6 @@
 
 struct rte_mbuf;
 struct rte_ring;
-
-// A trace point (dataplane/loop/trace.hpp): the statement after it runs, with `tr` the packet's new TraceRecord, only for a
-// packet a `dpgw trace` follows. Without a trace armed it is one test of a worker-local flag.
-#define DPTUN_TRACE(m, stage) \
-  if (TraceRecord* tr = __builtin_expect(tracing_, 0) ? trace_record((m), TraceStage::stage) : nullptr)
-// The same in the burst stages, which are compiled twice (kTrace: a trace is armed) and picked once per burst:
-// without a trace, their trace points are not there at all.
-#define DPTUN_TRACE_IF(on, m, stage) if (TraceRecord* tr = (on) ? trace_record((m), TraceStage::stage) : nullptr)
 
 namespace dptun {
 
@@ -234,10 +227,7 @@ class Worker {
   void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // tcp_binding.cpp
   void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
-  // trace.cpp: dpgw trace
-  void trace_poll();                          // once per poll: is a trace armed (one atomic load when not)
-  void trace_rx(uint8_t port, rte_mbuf* m);   // a packet just received: taken for the trace if it matches
-  TraceRecord* trace_record(const rte_mbuf* m, TraceStage st);  // a record for a traced packet, or nullptr
+  // trace points out of line (trace.hpp has the rest)
   void trace_tx(uint8_t port, const rte_mbuf* m);
   void trace_drop(const rte_mbuf* m, Drop why);
   // tx.cpp
@@ -290,14 +280,7 @@ class Worker {
   // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
   std::array<uint64_t, 16> resolve_key_{};
   std::array<uint64_t, 16> resolve_ns_{};
-  // dpgw trace (trace.cpp)
-  bool tracing_ = false;         // a trace is armed and running: trace points look at packets
-  uint32_t trace_gen_ = 0;       // the trace this worker's buffer holds
-  TraceFilter trace_filter_{};
-  Tracer* tracer_ = nullptr;
-  TraceBuffer* trace_buf_ = nullptr;
-  int trace_field_ = -1;         // mbuf dynfield: trace generation << 32 | packet number
-  uint64_t trace_flag_ = 0;      // mbuf dynflag: the packet is traced
+  TracePoints trace_;  // dpgw trace (loop/trace.hpp)
 };
 
 }  // namespace dptun

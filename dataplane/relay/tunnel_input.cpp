@@ -17,7 +17,7 @@
 namespace dptun {
 
 void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
-  if (__builtin_expect(tracing_, 0))
+  if (__builtin_expect(trace_.on(), 0))
     tunnel_burst<true>(port, pkts, info, n);
   else
     tunnel_burst<false>(port, pkts, info, n);
