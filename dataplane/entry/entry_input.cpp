@@ -15,7 +15,7 @@ namespace dptun {
 
 void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
-  if (__builtin_expect(trace_.on(), 0))
+  if (__builtin_expect(ctx_.trace.on(), 0))
     entry_burst<true>(in_port, pkts, info, entry, n);
   else
     entry_burst<false>(in_port, pkts, info, entry, n);
@@ -24,7 +24,7 @@ void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
 template <bool kTrace>
 void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                          uint16_t n) {
-  const FlowConfig& fc = dp_.cfg->flow;
+  const FlowConfig& fc = ctx_.dp.cfg->flow;
   uint32_t hop_ip = 0;
   bool hop_ok = false;
   uint8_t out_port = 0;
@@ -53,12 +53,12 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       const bool new_syn = (pi.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
       // A SYN on a live spliced connection is a blind attempt to reset it (RFC 5961): only a closed one may
       // start over on the same ports.
-      if (f && f->binding == Binding::Spliced && new_syn && f->deadline_ns > now_ns_ &&
+      if (f && f->binding == Binding::Spliced && new_syn && f->deadline_ns > ctx_.now_ns &&
           f->tcp_state == TcpState::Established) {
-        drop(m, Drop::TcpNoFlow);
+        ctx_.drop(m, Drop::TcpNoFlow);
         continue;
       }
-      if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= now_ns_) {
+      if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= ctx_.now_ns) {
         DPTUN_TRACE_IF(kTrace, m, Hostname) tr->code = uint8_t(f ? f->binding : Binding::None);
         hostname_tcp(in_port, m, pi, ep, f);
         continue;
@@ -67,8 +67,8 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const TunnelPool* pool = nullptr;
     if (f && f->binding != Binding::WaitHello) {  // (a QUIC flow still being held has no tunnel yet)
       // A flow stays with the tunnel it started on (a fixed entry point's, or the one its hostname led to).
-      pool = dp_.tunnels.get(f->tunnel);
-      if ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
+      pool = ctx_.dp.tunnels.get(f->tunnel);
+      if ((f->deadline_ns <= ctx_.now_ns && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
           pool->generation != f->tunnel_generation || (fixed && f->tunnel != ep.tunnel)) {
         end_flow(*f);  // expired, or its tunnel (or entry point) changed
         f = nullptr;
@@ -82,8 +82,8 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     }
     // A packet that cannot start its flow takes the datagrams held before it along.
     const auto refuse = [&](Drop why) {
-      if (!quic_earlier.empty()) stats.drops[size_t(why)].add(held_records(quic_earlier));
-      drop(m, why);
+      if (!quic_earlier.empty()) ctx_.stats.drops[size_t(why)].add(held_records(quic_earlier));
+      ctx_.drop(m, why);
     };
     uint8_t inner_flags = 0;
     bool repinned = false;  // (for the trace)
@@ -95,7 +95,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         continue;
       }
       if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
-      flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+      flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
     } else {
       // Where a new flow goes: the entry point's own tunnel and target, or the hostname rule's.
       FlowPlan plan;
@@ -118,7 +118,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         refuse(why_not);
         continue;
       }
-      flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, now_ns_);
+      flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, ctx_.now_ns);
       inner_flags = kInnerFlowNew;
       // Datagrams held before this one go first; the first of them is the flow's first packet (FLOW_NEW).
       if (!quic_earlier.empty() && send_held_datagrams(*f, *s, quic_earlier)) inner_flags = 0;
@@ -131,7 +131,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       tr->session = s ? s->index : 0;
     }
     if (!s || !s->has_peer()) {
-      drop(m, Drop::NoSession);
+      ctx_.drop(m, Drop::NoSession);
       continue;
     }
     const Endpoint peer = s->peer();
@@ -141,7 +141,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       hop_ok = resolve_next_hop(hop_ip, out_port, mac, why);
     }
     if (!hop_ok) {
-      drop(m, why);
+      ctx_.drop(m, why);
       continue;
     }
     const uint32_t inner_len = pi.ip_total_len;
@@ -155,7 +155,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       // The client's DF bit speaks for its own packet; our name trailer never makes it "too big".
       if (pi.dont_fragment && inner_len > budget) {
         send_frag_needed(in_port, m, pi, uint16_t(budget));
-        drop(m, Drop::TooBig);
+        ctx_.drop(m, Drop::TooBig);
         continue;
       }
       split = true;
@@ -195,7 +195,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     if (trailer) {
       char* t = rte_pktmbuf_append(m, uint16_t(trailer));
       if (!t) {
-        drop(m, Drop::NoRoom);
+        ctx_.drop(m, Drop::NoRoom);
         continue;
       }
       write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(held.data()), held.size()});

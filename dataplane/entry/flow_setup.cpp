@@ -7,7 +7,7 @@
 namespace dptun {
 
 bool Worker::plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const {
-  const TunnelPool* pool = dp_.tunnels.get(tunnel);
+  const TunnelPool* pool = ctx_.dp.tunnels.get(tunnel);
   if (!pool || !generation || pool->generation != generation) {
     why = Drop::NoSession;
     return false;
@@ -23,8 +23,8 @@ bool Worker::plan_by_rule(std::string_view name, uint16_t client_port, const Tun
     why = Drop::NoHostname;
     return false;
   }
-  const IngressTable* table = dp_.ingress.load(std::memory_order_acquire);
-  const IngressRoute* r = table ? table->lookup(name, id_) : nullptr;
+  const IngressTable* table = ctx_.dp.ingress.load(std::memory_order_acquire);
+  const IngressRoute* r = table ? table->lookup(name, ctx_.id) : nullptr;
   if (!r || (visitor && r->tunnel != visitor->tunnel)) {  // another tunnel's rules are not a visitor's to use
     why = Drop::NoRule;
     return false;
@@ -74,41 +74,41 @@ bool Worker::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& 
   f.keepalive = plan.keepalive;
   f.visitor = plan.visitor;
   f.mss_clamp = path_mss(s);
-  stats.flows_created.add();
-  tunnel_stats[plan.tunnel].flows_created.add();
-  if (plan.by_rule) stats.hostname_routed.add();
-  if (plan.visitor) stats.visitor_flows.add();
+  ctx_.stats.flows_created.add();
+  ctx_.tunnel_stats[plan.tunnel].flows_created.add();
+  if (plan.by_rule) ctx_.stats.hostname_routed.add();
+  if (plan.visitor) ctx_.stats.visitor_flows.add();
   return true;
 }
 
 TunnelSession* Worker::flow_session(Flow& f, const TunnelPool& pool, bool& repinned) {
-  TunnelSession* s = dp_.sessions.find(f.session_index);
+  TunnelSession* s = ctx_.dp.sessions.find(f.session_index);
   // (An index dpctld gave to another agent, or to a visitor, since: not this flow's session any more.)
-  if (s && !s->visitor && s->tunnel == f.tunnel && session_live(*s, now_ns_, dp_.cfg->session_timeout_ns)) return s;
+  if (s && !s->visitor && s->tunnel == f.tunnel && session_live(*s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return s;
   // The session went away or its keepalives stopped: re-pin the flow to another one of the pool.
   s = pick_session(pool, f.hash);
   if (!s) return nullptr;
   pin_flow(f, *s);
-  stats.flows_repinned.add();
+  ctx_.stats.flows_repinned.add();
   repinned = true;
   return s;
 }
 
 void Worker::end_flow(Flow& f) {
-  if (f.deadline_ns <= now_ns_) note_expired(f);
+  if (f.deadline_ns <= ctx_.now_ns) note_expired(f);
   release_name(f);
   flows_.erase(f);
-  stats.flows_expired.add();
+  ctx_.stats.flows_expired.add();
 }
 
 uint16_t Worker::path_mss(const TunnelSession& s) const {
-  const Route rt = dp_.routes->lookup(s.peer().ip.value);
-  return inner_tcp_mss(dp_.ports[rt.valid ? rt.port : 0].mtu);
+  const Route rt = ctx_.dp.routes->lookup(s.peer().ip.value);
+  return inner_tcp_mss(ctx_.dp.ports[rt.valid ? rt.port : 0].mtu);
 }
 
 void Worker::release_flow(void* worker, const Flow& f) {
   if (!f.session_serial) return;
-  TunnelSession* s = static_cast<Worker*>(worker)->dp_.sessions.find(f.session_index);
+  TunnelSession* s = static_cast<Worker*>(worker)->ctx_.dp.sessions.find(f.session_index);
   if (s && s->serial == f.session_serial) s->flows_pinned.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -122,20 +122,20 @@ void Worker::pin_flow(Flow& f, TunnelSession& s) {
 
 Flow* Worker::new_flow(const FlowKey& key, uint32_t hash) {
   bool evicted;
-  Flow* f = flows_.insert(key, hash, now_ns_, evicted);
-  if (evicted) stats.flows_evicted.add();
+  Flow* f = flows_.insert(key, hash, ctx_.now_ns, evicted);
+  if (evicted) ctx_.stats.flows_evicted.add();
   return f;
 }
 
 bool Worker::session_usable(const TunnelSession& s) const {
-  if (!session_live(s, now_ns_, dp_.cfg->session_timeout_ns)) return false;
-  return dp_.routes->lookup(s.peer().ip.value).valid;
+  if (!session_live(s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return false;
+  return ctx_.dp.routes->lookup(s.peer().ip.value).valid;
 }
 
 TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
-  const uint64_t timeout = dp_.cfg->session_timeout_ns;
+  const uint64_t timeout = ctx_.dp.cfg->session_timeout_ns;
   return pick_from_pool<TunnelSession>(
-      pool.sessions, hash, [&](const TunnelSession& s) { return session_live(s, now_ns_, timeout); },
+      pool.sessions, hash, [&](const TunnelSession& s) { return session_live(s, ctx_.now_ns, timeout); },
       [&](const TunnelSession& s) { return session_usable(s); });
 }
 

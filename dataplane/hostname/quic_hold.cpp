@@ -89,7 +89,7 @@ bool Worker::evict_oldest_quic_hold() {
                                                               f->bind.buffer == oldest && f->key.proto == kIpProtoUdp)
     flows_.erase(*f);
   quic_hold_.release(oldest);
-  stats.quic_holds_evicted.add();
+  ctx_.stats.quic_holds_evicted.add();
   return true;
 }
 
@@ -107,7 +107,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     const bool ours = b != BindingBuffers::kNone && quic_hold_.used(b) && quic_hold_.owner(b) == flows_.id_of(*f);
     const std::span<const uint8_t> held_dcid =
         ours ? quic_initial_dcid(first_record(quic_hold_.bytes(b))) : std::span<const uint8_t>{};
-    if (f->deadline_ns <= now_ns_ || !ours ||
+    if (f->deadline_ns <= ctx_.now_ns || !ours ||
         (!dcid.empty() && !std::equal(dcid.begin(), dcid.end(), held_dcid.begin(), held_dcid.end()))) {
       release_quic_hold(*f);
       flows_.erase(*f);
@@ -116,13 +116,13 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
   }
   if (!f) {
     const QuicResult q = quic_reader_.read(dgram);
-    stats.quic_initials[size_t(q.status)].add();
+    ctx_.stats.quic_initials[size_t(q.status)].add();
     if (q.status == QuicStatus::Found) {
       name = q.name;
       return QuicStep::Route;
     }
     if (q.status != QuicStatus::NeedMore) {
-      drop(m, Drop::NoHostname);
+      ctx_.drop(m, Drop::NoHostname);
       return QuicStep::Done;
     }
     // A real Initial with the start of a ClientHello: hold the flow until the rest comes.
@@ -130,29 +130,29 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     const uint32_t h = FlowTable::hash(key);
     Flow* nf = new_flow(key, h);
     if (!nf) {
-      drop(m, Drop::FlowTableFull);
+      ctx_.drop(m, Drop::FlowTableFull);
       return QuicStep::Done;
     }
     uint32_t b = quic_hold_.acquire(flows_.id_of(*nf));
     if (b == BindingBuffers::kNone && evict_oldest_quic_hold()) b = quic_hold_.acquire(flows_.id_of(*nf));
     if (b == BindingBuffers::kNone) {
       flows_.erase(*nf);
-      drop(m, Drop::BindingFull);
+      ctx_.drop(m, Drop::BindingFull);
       return QuicStep::Done;
     }
     if (!hold_datagram(b, dgram, pi, ip)) {
       quic_hold_.release(b);
       flows_.erase(*nf);
-      drop(m, Drop::BindingFull);
+      ctx_.drop(m, Drop::BindingFull);
       return QuicStep::Done;
     }
-    quic_hold_since_[b] = now_ns_;
+    quic_hold_since_[b] = ctx_.now_ns;
     nf->binding = Binding::WaitHello;
     nf->bind = BindingState{};
     nf->bind.buffer = b;
-    nf->deadline_ns = now_ns_ + kQuicHoldNs;
-    nf->last_seen_ns = now_ns_;
-    stats.quic_flows_held.add();
+    nf->deadline_ns = ctx_.now_ns + kQuicHoldNs;
+    nf->last_seen_ns = ctx_.now_ns;
+    ctx_.stats.quic_flows_held.add();
     rte_pktmbuf_free(m);
     return QuicStep::Done;
   }
@@ -163,8 +163,8 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
   Flow& fl = *f;
   const uint32_t b = fl.bind.buffer;
   if (dcid.empty()) {
-    stats.quic_initials[size_t(QuicStatus::NotInitial)].add();
-    drop(m, Drop::NoHostname);
+    ctx_.stats.quic_initials[size_t(QuicStatus::NotInitial)].add();
+    ctx_.drop(m, Drop::NoHostname);
     return QuicStep::Done;
   }
   if (held_records(quic_hold_.bytes(b)) == kMaxHeldDatagrams || !hold_datagram(b, dgram, pi, ip)) {
@@ -172,10 +172,10 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     release_quic_hold(fl);
     flows_.erase(fl);
     f = nullptr;
-    drop(m, Drop::BindingFull);
+    ctx_.drop(m, Drop::BindingFull);
     return QuicStep::Done;
   }
-  fl.last_seen_ns = now_ns_;
+  fl.last_seen_ns = ctx_.now_ns;
   const std::span<const uint8_t> records = quic_hold_.bytes(b);
   quic_reader_.begin();
   for_each_record(records, [&](const HeldDatagram& d) { quic_reader_.add(d.bytes); });
@@ -184,7 +184,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     rte_pktmbuf_free(m);
     return QuicStep::Done;
   }
-  stats.quic_initials[size_t(q.status)].add();
+  ctx_.stats.quic_initials[size_t(q.status)].add();
   // The held flow ends here: what came before this datagram moves to the scratch, to be sent on once the flow to
   // the target exists (entry_input, right after it makes it).
   const size_t before = records.size() - kRecordHeader - dgram.size();
@@ -193,7 +193,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
   flows_.erase(fl);
   f = nullptr;
   if (q.status != QuicStatus::Found) {
-    drop(m, Drop::NoHostname);
+    ctx_.drop(m, Drop::NoHostname);
     return QuicStep::Done;
   }
   name = q.name;
@@ -208,19 +208,19 @@ bool Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<cons
   uint8_t flags = kInnerFlowNew;
   for_each_record(records, [&](const HeldDatagram& held) {
     const std::span<const uint8_t> d = held.bytes;
-    rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+    rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
     if (!m) {
-      stats.drops[size_t(Drop::NoMbuf)].add();
+      ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
       return;
     }
     const size_t len = kIpv4HeaderLen + kUdpHeaderLen + d.size();
     uint8_t* ip = len <= rte_pktmbuf_tailroom(m) ? reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(len)))
                                                    : nullptr;
     if (!ip) {
-      drop(m, Drop::NoRoom);
+      ctx_.drop(m, Drop::NoRoom);
       return;
     }
-    write_ipv4_header(ip, uint16_t(len), ip_id_++, kIpProtoUdp, f.key.client_ip, f.target_ip);
+    write_ipv4_header(ip, uint16_t(len), ctx_.next_ip_id(), kIpProtoUdp, f.key.client_ip, f.target_ip);
     if (held.tos || held.dont_fragment) {  // the client's TOS (DSCP, ECN) and DF, as its packet had them
       ip[1] = held.tos;
       if (held.dont_fragment) ip[6] |= 0x40;
@@ -236,7 +236,7 @@ bool Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<cons
     uint16_t sum = ipv4_l4_checksum(f.key.client_ip, f.target_ip, kIpProtoUdp, {udp, kUdpHeaderLen + d.size()});
     store_be16(udp + kUdpOffChecksum, sum ? sum : 0xffff);
     if (encap_inner(m, f, s, flags, kIpProtoUdp)) {
-      stats.quic_held_sent.add();
+      ctx_.stats.quic_held_sent.add();
       flags = 0;
     }
   });

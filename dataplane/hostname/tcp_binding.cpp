@@ -74,34 +74,34 @@ inline uint16_t answer_window(const Flow& f) { return f.bind.client_wscale != 0x
 
 }  // namespace
 
-uint32_t Worker::ts_clock() const { return uint32_t(now_ns_ / 1'000'000ull); }
+uint32_t Worker::ts_clock() const { return uint32_t(ctx_.now_ns / 1'000'000ull); }
 uint32_t Worker::ts_for_client() const { return ts_clock() + kTsAhead; }
 
 uint16_t Worker::advertised_mss() const {
   // What a client may send us: a full segment must still fit one underlay packet after encapsulation.
   uint16_t mtu = 0xffff;
-  for (const PortInfo& p : dp_.ports) mtu = std::min(mtu, p.mtu);
+  for (const PortInfo& p : ctx_.dp.ports) mtu = std::min(mtu, p.mtu);
   return inner_tcp_mss(mtu);
 }
 
 // A TCP segment from the entry point to the client, out the port the client's frame came in on, to the MAC it
 // came from.
 void Worker::send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec) {
-  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
   if (!m) {
-    stats.drops[size_t(Drop::NoMbuf)].add();
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
     return;
   }
   const size_t room = rte_pktmbuf_tailroom(m);
   uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
   const size_t n = room > kEthHeaderLen ? tcp_write_packet({eth + kEthHeaderLen, room - kEthHeaderLen}, spec) : 0;
   if (!n) {
-    drop(m, Drop::NoRoom);
+    ctx_.drop(m, Drop::NoRoom);
     return;
   }
   rte_pktmbuf_append(m, uint16_t(kEthHeaderLen + n));
   std::memcpy(eth, client_mac, 6);
-  std::memcpy(eth + 6, dp_.ports[port].mac.data(), 6);
+  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
   send(port, m);
 }
@@ -109,19 +109,19 @@ void Worker::send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSe
 // A segment from the client's address to the flow's target, through the flow's session.
 bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                             std::span<const uint8_t> options, std::span<const uint8_t> payload) {
-  TunnelSession* s = dp_.sessions.find(f.session_index);
+  TunnelSession* s = ctx_.dp.sessions.find(f.session_index);
   if (!s || s->visitor || s->tunnel != f.tunnel) return false;
-  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
   if (!m) {
-    stats.drops[size_t(Drop::NoMbuf)].add();
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
     return false;
   }
   const size_t room = rte_pktmbuf_tailroom(m);
   const size_t n = tcp_write_packet({rte_pktmbuf_mtod(m, uint8_t*), room},
                                     {f.key.client_ip, f.target_ip, f.key.client_port, f.target_port, seq, ack, flags,
-                                     window, options, payload, ip_id_++});
+                                     window, options, payload, ctx_.next_ip_id()});
   if (!n) {
-    drop(m, Drop::NoRoom);
+    ctx_.drop(m, Drop::NoRoom);
     return false;
   }
   rte_pktmbuf_append(m, uint16_t(n));
@@ -150,7 +150,7 @@ void Worker::send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow
   if (f.binding == Binding::Spliced && bindings_.used(f.bind.buffer)) seq = bindings_.meta(f.bind.buffer).client_rcv;
   send_to_client(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, seq, client_rcv_nxt(f),
-                  kTcpAck | kTcpRst, 0, {}, {}, ip_id_++});
+                  kTcpAck | kTcpRst, 0, {}, {}, ctx_.next_ip_id()});
 }
 
 // What dpgw has of the client's bytes: an ACK for all it keeps in order (its FIN included), SACK blocks for
@@ -178,7 +178,7 @@ void Worker::send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow
                                                   : std::min<uint32_t>(room, 0xffff);
   send_to_client(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, b.our_isn + 1,
-                  client_rcv_nxt(f), kTcpAck, uint16_t(window), {opts, n}, {}, ip_id_++});
+                  client_rcv_nxt(f), kTcpAck, uint16_t(window), {opts, n}, {}, ctx_.next_ip_id()});
 }
 
 // dpgw's answer to an HTTP client it refused, with our FIN: 400, 431, 502 or 503.
@@ -189,14 +189,14 @@ void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f)
   send_to_client(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, f.bind.our_isn + 1,
                   client_rcv_nxt(f), kTcpAck | kTcpPsh | kTcpFin, answer_window(f), {opts, olen},
-                  {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, ip_id_++});
+                  {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, ctx_.next_ip_id()});
 }
 
 // dpgw answers the client itself: TLS gets a RST, plain HTTP `answer` (and FIN). The connection lingers (Refused)
 // so that a lost answer is sent again and the client's further bytes are acknowledged and dropped, not reset.
 void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer) {
-  stats.drops[size_t(why)].add();
-  stats.bindings_refused.add();
+  ctx_.stats.drops[size_t(why)].add();
+  ctx_.stats.bindings_refused.add();
   release_name(f);
   f.binding = Binding::Refused;
   // Only an HTTP client reads an answer of ours; any other is reset.
@@ -204,7 +204,7 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
     f.bind.answer = kRst;
     send_client_rst(port, client_mac, f);
     release_binding(f);
-    f.bind.give_up_ns = f.deadline_ns = now_ns_ + kRstLingerNs;
+    f.bind.give_up_ns = f.deadline_ns = ctx_.now_ns + kRstLingerNs;
     return;
   }
   f.bind.answer = answer;
@@ -214,7 +214,7 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
   if (had == BindingBuffers::kNone || (had & HeadBuffers<BindingProgress>::kLarge)) {
     const uint32_t h = bindings_.acquire(flows_.id_of(f));
     if (h != BindingBuffers::kNone) {
-      bindings_.meta(h).since_ns = had != BindingBuffers::kNone ? bindings_.meta(had).since_ns : now_ns_;
+      bindings_.meta(h).since_ns = had != BindingBuffers::kNone ? bindings_.meta(had).since_ns : ctx_.now_ns;
       bindings_.release(had);
       f.bind.buffer = h;
     }
@@ -224,9 +224,9 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
     p.answered = false;
     p.resends = 0;
     p.rto_ms = kMinRtoMs;
-    p.timer_ns = now_ns_ + uint64_t(p.rto_ms) * 1'000'000ull;
+    p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * 1'000'000ull;
   }
-  f.bind.give_up_ns = now_ns_ + kLingerNs;
+  f.bind.give_up_ns = ctx_.now_ns + kLingerNs;
   f.deadline_ns = f.bind.give_up_ns + kFlowGraceNs;
   send_answer(port, client_mac, f);
 }
@@ -261,7 +261,7 @@ void Worker::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t s
       const size_t olen = b.client_ts ? tcp_write_timestamps(opts, ts_for_client(), b.client_tsval) : 0;
       send_to_client(port, client_mac,
                      {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, answer_end,
-                      client_rcv_nxt(f), kTcpAck, answer_window(f), {opts, olen}, {}, ip_id_++});
+                      client_rcv_nxt(f), kTcpAck, answer_window(f), {opts, olen}, {}, ctx_.next_ip_id()});
     }
   }
   if (b.fin && (!p || p->answered)) {  // both sides closed: done
@@ -283,7 +283,7 @@ bool Worker::evict_oldest_binding(const Flow& newcomer, bool large) {
     const uint32_t h = bindings_.handle_at(i);
     if (bool(h & HeadBuffers<BindingProgress>::kLarge) != large || !bindings_.used(h)) continue;
     Flow* f = flows_.find_by_id(bindings_.owner(h));
-    if (!f || f->bind.buffer != h || f->deadline_ns <= now_ns_) {  // left behind by a flow that has gone
+    if (!f || f->bind.buffer != h || f->deadline_ns <= ctx_.now_ns) {  // left behind by a flow that has gone
       bindings_.release(h);
       return true;
     }
@@ -298,7 +298,7 @@ bool Worker::evict_oldest_binding(const Flow& newcomer, bool large) {
   }
   if (!oldest) return false;
   if (!oldest_refused) {
-    stats.bindings_evicted.add();
+    ctx_.stats.bindings_evicted.add();
     uint8_t port;
     MacAddr mac;
     Drop why;
@@ -316,7 +316,7 @@ bool Worker::grow_binding(Flow& f) {
     h = bindings_.grow(f.bind.buffer);
   if (h == BindingBuffers::kNone) return false;
   f.bind.buffer = h;
-  stats.bindings_grown.add();
+  ctx_.stats.bindings_grown.add();
   return true;
 }
 
@@ -367,7 +367,7 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
                           uint32_t client_isn) {
   const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
   const SynOptions so{c.mss ? c.mss : uint16_t(536), c.wscale, c.sack_ok, c.has_ts};
-  const uint32_t cookie = cookies_.make(tuple, client_isn, so, now_ns_ / 1'000'000'000ull);
+  const uint32_t cookie = cookies_.make(tuple, client_isn, so, ctx_.now_ns / 1'000'000'000ull);
   TcpHandshakeOptions ours;
   ours.mss = advertised_mss();
   ours.sack_ok = c.sack_ok;
@@ -381,8 +381,8 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
   // The window: as much as the largest buffer for first bytes holds (later ACKs keep this right edge).
   send_to_client(port, client_mac,
                  {pi.dst_ip, pi.src_ip, pi.dst_port, pi.src_port, cookie, client_isn + 1, kTcpSyn | kTcpAck,
-                  uint16_t(bindings_.large_size()), {opts, olen}, {}, ip_id_++});
-  stats.syn_cookies_sent.add();
+                  uint16_t(bindings_.large_size()), {opts, olen}, {}, ctx_.next_ip_id()});
+  ctx_.stats.syn_cookies_sent.add();
 }
 
 void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f) {
@@ -390,7 +390,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   const uint8_t* tcp = frame + pi.l4_offset;
   // dpgw ends these connections itself (their bytes go on in segments it builds): check what the client sent.
   if (csum_fold(csum_add({tcp, pi.l4_len}, ipv4_pseudo_sum(pi.src_ip, pi.dst_ip, kIpProtoTcp, pi.l4_len))) != 0xffff) {
-    drop(m, Drop::BadChecksum);
+    ctx_.drop(m, Drop::BadChecksum);
     return;
   }
   uint8_t client_mac[6];
@@ -400,10 +400,10 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
   const TcpHandshakeOptions opt = tcp_read_options(tcp, pi.tcp_header_len);
 
   if (f && (flags & kTcpSyn) && f->binding != Binding::Spliced && seq == f->bind.client_isn) {
-    drop(m, Drop::TcpNoFlow);  // a duplicate of the SYN that started this connection
+    ctx_.drop(m, Drop::TcpNoFlow);  // a duplicate of the SYN that started this connection
     return;
   }
-  if (f && (f->binding == Binding::None || f->binding == Binding::Spliced || f->deadline_ns <= now_ns_ ||
+  if (f && (f->binding == Binding::None || f->binding == Binding::Spliced || f->deadline_ns <= ctx_.now_ns ||
             (flags & kTcpSyn))) {
     // A leftover (expired or closed, or the client starts over on the same ports with a new ISN): forget it.
     abandon_binding(*f);
@@ -416,22 +416,22 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
       return;
     }
     if ((flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpAck) {
-      drop(m, Drop::TcpNoFlow);
+      ctx_.drop(m, Drop::TcpNoFlow);
       return;
     }
     // The handshake's last ACK (or the first data segment, if that ACK was lost): is the cookie ours? With
     // timestamps, 8 more bits of it come back in TSecr.
     const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
-    const auto so = cookies_.check(tuple, seq - 1, ack - 1, now_ns_ / 1'000'000'000ull);
+    const auto so = cookies_.check(tuple, seq - 1, ack - 1, ctx_.now_ns / 1'000'000'000ull);
     if (!so || (so->timestamps && (!opt.has_ts || uint8_t(opt.tsecr) != cookies_.timestamp_bits(tuple, seq - 1, ack - 1)))) {
-      drop(m, Drop::BadCookie);
+      ctx_.drop(m, Drop::BadCookie);
       return;
     }
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0};
     const uint32_t h = FlowTable::hash(key);
     f = new_flow(key, h);
     if (!f) {
-      drop(m, Drop::FlowTableFull);
+      ctx_.drop(m, Drop::FlowTableFull);
       return;
     }
     f->hash = h;
@@ -448,14 +448,14 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     f->bind.client_ts = so->timestamps;
     f->bind.route = uint8_t(ep.route);
     f->tcp_state = TcpState::Established;
-    f->bind.give_up_ns = now_ns_ + kBindingTimeoutNs;
+    f->bind.give_up_ns = ctx_.now_ns + kBindingTimeoutNs;
     f->deadline_ns = f->bind.give_up_ns + kFlowGraceNs;
-    f->last_seen_ns = now_ns_;
-    stats.bindings_started.add();
+    f->last_seen_ns = ctx_.now_ns;
+    ctx_.stats.bindings_started.add();
   }
   Flow& fl = *f;
   const uint32_t len = uint32_t(pi.l4_len - pi.tcp_header_len);
-  fl.last_seen_ns = now_ns_;
+  fl.last_seen_ns = ctx_.now_ns;
   if (fl.binding == Binding::Refused) {
     linger(port, client_mac, fl, seq, ack, flags, len);
     rte_pktmbuf_free(m);
@@ -477,13 +477,13 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
       fl.bind.buffer = bindings_.acquire(flows_.id_of(fl));
     if (fl.bind.buffer == BindingBuffers::kNone) {
       rte_pktmbuf_free(m);
-      stats.drops[size_t(Drop::BindingFull)].add();
-      stats.bindings_refused.add();
+      ctx_.stats.drops[size_t(Drop::BindingFull)].add();
+      ctx_.stats.bindings_refused.add();
       send_client_rst(port, client_mac, fl);
       abandon_binding(fl);
       return;
     }
-    bindings_.meta(fl.bind.buffer).since_ns = now_ns_;
+    bindings_.meta(fl.bind.buffer).since_ns = ctx_.now_ns;
   }
   const bool kept = !len || keep_client_bytes(fl, seq, {tcp + pi.tcp_header_len, len}, grew);
   if ((flags & kTcpFin) && !fl.bind.fin && seq + len == fl.bind.next_client_seq) {
@@ -556,12 +556,12 @@ void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, st
   if (!attach_flow(fl, plan, *s, why)) return refuse_binding(port, client_mac, fl, why, kUnavailable);
   fl.bind.proxy_protocol = plan.proxy_protocol;
   fl.binding = Binding::WaitServer;
-  fl.bind.give_up_ns = now_ns_ + kBindingTimeoutNs;
+  fl.bind.give_up_ns = ctx_.now_ns + kBindingTimeoutNs;
   fl.deadline_ns = fl.bind.give_up_ns + kFlowGraceNs;
   BindingProgress& p = bindings_.meta(fl.bind.buffer);
-  p.syn_sent_ns = now_ns_;
+  p.syn_sent_ns = ctx_.now_ns;
   p.resends = 0;
-  p.timer_ns = now_ns_ + uint64_t(kSynRetryMs) * 1'000'000ull;
+  p.timer_ns = ctx_.now_ns + uint64_t(kSynRetryMs) * 1'000'000ull;
   send_server_syn(fl);
 }
 
@@ -606,7 +606,7 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
     if (resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
       refuse_binding(out_port, mac.data(), f, Drop::TargetRefused, kBadGateway);
     } else {
-      stats.drops[size_t(Drop::TargetRefused)].add();
+      ctx_.stats.drops[size_t(Drop::TargetRefused)].add();
       release_binding(f);
       flows_.erase(f);
     }
@@ -614,7 +614,7 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   }
   if ((pi.tcp_flags & (kTcpSyn | kTcpAck)) != (kTcpSyn | kTcpAck) || ack != f.bind.client_isn + 1 ||
       !bindings_.used(f.bind.buffer)) {
-    drop(m, Drop::FlowMismatch);
+    ctx_.drop(m, Drop::FlowMismatch);
     return;
   }
   const TcpHandshakeOptions so = tcp_read_options(tcp, pi.tcp_header_len);
@@ -636,7 +636,7 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   f.bind.ts_both = f.bind.client_ts && so.has_ts;
 
   BindingProgress& p = bindings_.meta(f.bind.buffer);
-  const uint32_t rtt_ms = uint32_t((now_ns_ - p.syn_sent_ns) / 1'000'000ull);
+  const uint32_t rtt_ms = uint32_t((ctx_.now_ns - p.syn_sent_ns) / 1'000'000ull);
   p.una = p.next = 0;
   p.end = sp.client_seq_delta + uint32_t(bindings_.bytes(f.bind.buffer).size()) + (f.bind.fin ? 1 : 0);
   p.server_window = syn_ack_window;  // (never scaled in a SYN-ACK)
@@ -648,13 +648,13 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   p.resends = 0;
   p.dup_acks = 0;
   p.rto_ms = std::clamp<uint32_t>(3 * rtt_ms, kMinRtoMs, kMaxRtoMs);
-  p.timer_ns = now_ns_ + uint64_t(p.rto_ms) * 1'000'000ull;
+  p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * 1'000'000ull;
 
   if (f.bind.fin) f.fin_seen |= 1;
   f.binding = Binding::Spliced;
-  f.deadline_ns = now_ns_ + dp_.cfg->flow.tcp_established_timeout_ns;
-  f.bind.give_up_ns = now_ns_ + kBindingTimeoutNs;
-  stats.bindings_spliced.add();
+  f.deadline_ns = ctx_.now_ns + ctx_.dp.cfg->flow.tcp_established_timeout_ns;
+  f.bind.give_up_ns = ctx_.now_ns + kBindingTimeoutNs;
+  ctx_.stats.bindings_spliced.add();
   send_held(f, false);
 }
 
@@ -715,14 +715,14 @@ bool Worker::held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi)
     if (int32_t(p.next - p.una) < 0) p.next = p.una;
     p.dup_acks = 0;
     p.resends = 0;
-    p.timer_ns = now_ns_ + uint64_t(p.rto_ms) * 1'000'000ull;
+    p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * 1'000'000ull;
     if (p.una == p.end) {  // the target has all of them: the connection is an ordinary spliced one now
       release_binding(f);
       return true;
     }
   } else if (off == p.una && !len && !(flags & (kTcpSyn | kTcpFin)) && ++p.dup_acks == 3) {
     p.next = p.una;  // a segment was lost: again from there
-    stats.binding_retransmits.add();
+    ctx_.stats.binding_retransmits.add();
     send_held(f, true);
   }
   send_held(f, false);  // the window may have opened
@@ -749,7 +749,7 @@ void Worker::held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi)
 // itself.
 void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
   if (!hard) {  // fragmentation needed for our SYN: nothing the client can do about it
-    drop(m, Drop::TargetUnreachable);
+    ctx_.drop(m, Drop::TargetUnreachable);
     return;
   }
   rte_pktmbuf_free(m);
@@ -759,15 +759,15 @@ void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
   if (resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
     refuse_binding(out_port, mac.data(), f, Drop::TargetUnreachable, kBadGateway);
   } else {
-    stats.drops[size_t(Drop::TargetUnreachable)].add();
+    ctx_.stats.drops[size_t(Drop::TargetUnreachable)].add();
     release_binding(f);
     flows_.erase(f);
   }
 }
 
 void Worker::give_up_binding(Flow& f, Drop why) {
-  stats.drops[size_t(why)].add();
-  stats.bindings_refused.add();
+  ctx_.stats.drops[size_t(why)].add();
+  ctx_.stats.bindings_refused.add();
   uint8_t port;
   MacAddr mac;
   Drop no_hop;
@@ -785,42 +785,42 @@ void Worker::binding_timer(Flow& f) {
   const uint64_t ms = 1'000'000ull;
   switch (f.binding) {
     case Binding::WaitHello:
-      if (now_ns_ >= f.bind.give_up_ns) give_up_binding(f, Drop::HostnameTimeout);
+      if (ctx_.now_ns >= f.bind.give_up_ns) give_up_binding(f, Drop::HostnameTimeout);
       return;
     case Binding::WaitServer:
-      if (now_ns_ >= f.bind.give_up_ns) return give_up_binding(f, Drop::TargetTimeout);
-      if (now_ns_ >= p.timer_ns) {  // no SYN-ACK yet: our SYN (or its answer) may have been lost
+      if (ctx_.now_ns >= f.bind.give_up_ns) return give_up_binding(f, Drop::TargetTimeout);
+      if (ctx_.now_ns >= p.timer_ns) {  // no SYN-ACK yet: our SYN (or its answer) may have been lost
         send_server_syn(f);
-        stats.binding_retransmits.add();
+        ctx_.stats.binding_retransmits.add();
         ++p.resends;
-        p.timer_ns = now_ns_ + (uint64_t(kSynRetryMs) << std::min<uint8_t>(p.resends, 2)) * ms;
+        p.timer_ns = ctx_.now_ns + (uint64_t(kSynRetryMs) << std::min<uint8_t>(p.resends, 2)) * ms;
       }
       return;
     case Binding::Spliced:
-      if (now_ns_ >= f.bind.give_up_ns) return give_up_binding(f, Drop::TargetTimeout);
-      if (now_ns_ >= p.timer_ns) {  // the target has not acknowledged all the first bytes: again from the oldest
+      if (ctx_.now_ns >= f.bind.give_up_ns) return give_up_binding(f, Drop::TargetTimeout);
+      if (ctx_.now_ns >= p.timer_ns) {  // the target has not acknowledged all the first bytes: again from the oldest
         p.next = p.una;
         send_held(f, true);
-        stats.binding_retransmits.add();
+        ctx_.stats.binding_retransmits.add();
         ++p.resends;
         p.rto_ms = std::min(p.rto_ms * 2, kMaxRtoMs);
-        p.timer_ns = now_ns_ + uint64_t(p.rto_ms) * ms;
+        p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * ms;
       }
       return;
     case Binding::Refused:
-      if (now_ns_ >= f.bind.give_up_ns) {
+      if (ctx_.now_ns >= f.bind.give_up_ns) {
         release_binding(f);
         flows_.erase(f);
         return;
       }
-      if (!p.answered && now_ns_ >= p.timer_ns) {
+      if (!p.answered && ctx_.now_ns >= p.timer_ns) {
         uint8_t port;
         MacAddr mac;
         Drop why;
         if (resolve_next_hop(f.key.client_ip, port, mac, why)) send_answer(port, mac.data(), f);
-        stats.binding_retransmits.add();
+        ctx_.stats.binding_retransmits.add();
         p.rto_ms = std::min(p.rto_ms * 2, kMaxRtoMs);
-        p.timer_ns = now_ns_ + uint64_t(p.rto_ms) * ms;
+        p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * ms;
       }
       return;
     case Binding::None:
@@ -838,7 +838,7 @@ void Worker::sweep_bindings(uint32_t budget) {
     binding_cursor_ = binding_cursor_ + 1 == nb ? 0 : binding_cursor_ + 1;
     if (!bindings_.used(h)) continue;
     Flow* f = flows_.find_by_id(bindings_.owner(h));
-    if (!f || f->bind.buffer != h || f->deadline_ns <= now_ns_)
+    if (!f || f->bind.buffer != h || f->deadline_ns <= ctx_.now_ns)
       bindings_.release(h);
     else
       binding_timer(*f);
@@ -851,7 +851,7 @@ void Worker::sweep_bindings(uint32_t budget) {
       cursor = cursor + 1 == n ? 0 : cursor + 1;
       if (!pool.used(b)) continue;
       const Flow* f = flows_.find_by_id(pool.owner(b));
-      if (!f || f->deadline_ns <= now_ns_ || !held(*f, b)) pool.release(b);
+      if (!f || f->deadline_ns <= ctx_.now_ns || !held(*f, b)) pool.release(b);
     }
   };
   sweep(quic_hold_, quic_cursor_,

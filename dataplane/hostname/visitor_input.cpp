@@ -16,7 +16,7 @@
 namespace dptun {
 
 void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
-  stats.visitor_packets.add();
+  ctx_.stats.visitor_packets.add();
   size_t len = m->data_len;
   char name_buf[kMaxNameTrailer];
   std::string_view name;
@@ -24,7 +24,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
     std::string_view n;
     size_t rest = 0;
     if (!read_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, n, rest) || !plausible_hostname(n)) {
-      drop(m, Drop::BadInner);
+      ctx_.drop(m, Drop::BadInner);
       return;
     }
     std::memcpy(name_buf, n.data(), n.size());
@@ -34,19 +34,19 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   }
   PacketInfo pi;
   if (!parse_tunnel_packet({rte_pktmbuf_mtod(m, const uint8_t*), len}, pi) || pi.l4_proto != ih.proto) {
-    drop(m, Drop::BadInner);
+    ctx_.drop(m, Drop::BadInner);
     return;
   }
-  const TunnelPool* pool = dp_.tunnels.get(v.tunnel);
+  const TunnelPool* pool = ctx_.dp.tunnels.get(v.tunnel);
   if (!pool) {
-    drop(m, Drop::NoSession);
+    ctx_.drop(m, Drop::NoSession);
     return;
   }
-  const FlowConfig& fc = dp_.cfg->flow;
+  const FlowConfig& fc = ctx_.dp.cfg->flow;
   const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, uint16_t(v.index)};
   const uint32_t h = FlowTable::hash(key);
   Flow* f = flows_.find(key, h);
-  if (f && ((f->deadline_ns <= now_ns_ && !flow_restarts(*f, pi.tcp_flags)) ||
+  if (f && ((f->deadline_ns <= ctx_.now_ns && !flow_restarts(*f, pi.tcp_flags)) ||
             f->tunnel_generation != pool->generation)) {
     end_flow(*f);
     f = nullptr;
@@ -57,14 +57,14 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
     bool repinned = false;
     s = flow_session(*f, *pool, repinned);
     if (!s) {
-      drop(m, Drop::NoSession);
+      ctx_.drop(m, Drop::NoSession);
       return;
     }
     if (flow_restarts(*f, pi.tcp_flags)) inner_flags = kInnerFlowNew;
-    flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+    flow_track(*f, pi.tcp_flags, true, fc, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
   } else {
     if (!flow_may_start(pi.l4_proto, pi.tcp_flags)) {
-      drop(m, Drop::TcpNoFlow);
+      ctx_.drop(m, Drop::TcpNoFlow);
       return;
     }
     // Where the visitor asked to go: any address its tunnel's agents reach (direct mode, the gateway's say-so),
@@ -78,20 +78,20 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
     bool planned;
     if (ih.flags & kInnerDirect) {
       why = Drop::DirectDisabled;
-      planned = dp_.cfg->direct_mode && plan_tunnel(v.tunnel, pool->generation, plan, why);
+      planned = ctx_.dp.cfg->direct_mode && plan_tunnel(v.tunnel, pool->generation, plan, why);
     } else {
       planned = plan_by_rule(name, pi.dst_port, &v, plan, why);
     }
     if (!planned) {
-      drop(m, why);
+      ctx_.drop(m, why);
       return;
     }
     f = open_flow(key, h, plan, s, why);
     if (!f) {
-      drop(m, why);
+      ctx_.drop(m, why);
       return;
     }
-    flow_start(*f, pi.tcp_flags, fc, fc.udp_ttl_ns, now_ns_);
+    flow_start(*f, pi.tcp_flags, fc, fc.udp_ttl_ns, ctx_.now_ns);
     inner_flags = kInnerFlowNew;
   }
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
@@ -105,9 +105,9 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
 // A reply for a visitor's flow: addressed back from the service the visitor asked for, in a frame of the
 // visitor's own session.
 void Worker::deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
-  TunnelSession* v = dp_.sessions.find(f.visitor);
+  TunnelSession* v = ctx_.dp.sessions.find(f.visitor);
   if (!v || !v->visitor || v->tunnel != f.tunnel) {  // the visitor went (its index may serve another now)
-    drop(m, Drop::StaleFlow);
+    ctx_.drop(m, Drop::StaleFlow);
     return;
   }
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);

@@ -62,64 +62,60 @@ uint8_t* build_fragment(rte_mbuf* out, const rte_mbuf* src, std::span<const uint
 
 }  // namespace
 
-void Worker::FragSink::fragment_dropped(rte_mbuf* m, FragDrop why) { w.drop(m, drop_of(why)); }
+void Worker::FragSink::fragment_dropped(rte_mbuf* m, FragDrop why) { ctx.drop(m, drop_of(why)); }
 
 void Worker::FragSink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
 
 uint32_t Worker::frame_budget(uint8_t port) const {
-  return std::min<uint32_t>(dp_.ports[port].mtu, max_frame_ip_) - uint32_t(kUnderlayOverhead);
+  return std::min<uint32_t>(ctx_.dp.ports[port].mtu, max_frame_ip_) - uint32_t(kUnderlayOverhead);
 }
 
-uint16_t Worker::next_frag_id() {
-  frag_id_ = uint16_t(frag_id_ + dp_.workers.size());
-  return frag_id_;
-}
 
 void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Fragment);
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pi.l3_offset;
   const uint16_t ip_id = load_be16(ip + kIpv4OffId);
-  const uint16_t nw = uint16_t(dp_.workers.size());
+  const uint16_t nw = uint16_t(ctx_.dp.workers.size());
   if (nw > 1) {
     // RSS and af_packet's fanout may spread one datagram's fragments over queues: one worker takes them all.
     const uint16_t w = uint16_t(fragment_hash(pi.src_ip, pi.dst_ip, pi.l4_proto, ip_id) % nw);
-    if (w != id_) {
-      stats.frag_steered.add();
+    if (w != ctx_.id) {
+      ctx_.stats.frag_steered.add();
       handoff(w, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       return;
     }
   }
-  stats.frag_rx.add();
+  ctx_.stats.frag_rx.add();
   const uint32_t frame_len = uint32_t(pi.l3_offset) + pi.ip_total_len;
   if (m->data_len > frame_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - frame_len));  // Ethernet padding
   m->l2_len = pi.l3_offset;
   m->l3_len = pi.ip_header_len;
-  FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
+  FragSink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
   FragDrop why;
   uint32_t slot;
   const FragmentKey key{pi.src_ip, pi.dst_ip, ip_id, pi.l4_proto, port};
-  switch (client_frags_.add(key, ipv4_fragment_info(ip), m, now_ns_, sink, why, slot)) {
+  switch (client_frags_.add(key, ipv4_fragment_info(ip), m, ctx_.now_ns, sink, why, slot)) {
     case Ipv4Reassembly<rte_mbuf*>::Result::Held:
       DPTUN_TRACE(m, Held) tr->code = 0;
       return;
     case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
-      drop(m, drop_of(why));
+      ctx_.drop(m, drop_of(why));
       return;
     case Ipv4Reassembly<rte_mbuf*>::Result::Complete:
       break;
   }
   rte_mbuf* d = reassembled(client_frags_);
   if (!d) return;
-  stats.frag_reassembled.add();
+  ctx_.stats.frag_reassembled.add();
   PacketInfo dpi;
   if (!parse_datagram(d, uint16_t(d->l2_len), dpi)) {  // e.g. a first fragment without the whole TCP header
-    drop(d, Drop::FragMalformed);
+    ctx_.drop(d, Drop::FragMalformed);
     return;
   }
   if (nw > 1) {
     const uint16_t w =
         uint16_t(FlowTable::hash(FlowKey{dpi.src_ip, dpi.dst_ip, dpi.src_port, dpi.dst_port, dpi.l4_proto, 0}) % nw);
-    if (w != id_) {
+    if (w != ctx_.id) {
       handoff(w, d, HandoffMeta{0, 0, HandoffMeta::Reassembled, port});
       return;
     }
@@ -130,21 +126,21 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
 void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
   PacketInfo pi;
   if (!parse_datagram(m, uint16_t(m->l2_len), pi)) {
-    drop(m, Drop::FragMalformed);
+    ctx_.drop(m, Drop::FragMalformed);
     return;
   }
-  if (pi.l4_proto == kIpProtoUdp && pi.dst_port == dp_.cfg->tunnel_port) {  // relay frames are never fragmented
-    drop(m, Drop::Fragment);
+  if (pi.l4_proto == kIpProtoUdp && pi.dst_port == ctx_.dp.cfg->tunnel_port) {  // relay frames are never fragmented
+    ctx_.drop(m, Drop::Fragment);
     return;
   }
-  const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
+  const EntryTable* entries = ctx_.dp.entries.load(std::memory_order_acquire);
   const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
   if (!ep) {
     closed_port(port, m, pi);
     return;
   }
   if (m->nb_segs > 1 && entry_route_kind(ep->route).source != NameSource::None) {  // names are read from single-buffer packets only
-    drop(m, Drop::Fragment);
+    ctx_.drop(m, Drop::Fragment);
     return;
   }
   entry_input(port, &m, &pi, &ep, 1);
@@ -160,7 +156,7 @@ bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSes
     std::string_view n;
     size_t rest = 0;
     if (!read_name_trailer({p, len}, n, rest)) {
-      drop(m, Drop::BadInner);
+      ctx_.drop(m, Drop::BadInner);
       return false;
     }
     std::memcpy(name_buf, n.data(), n.size());
@@ -169,36 +165,36 @@ bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSes
   }
   PacketInfo pi;
   if (parse_ip({p, len}, pi) != ParseStatus::Ok || pi.l3 != L3Kind::Ipv4 || !pi.is_fragment) {
-    drop(m, Drop::BadInner);
+    ctx_.drop(m, Drop::BadInner);
     return false;
   }
   rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
   m->l2_len = 0;
   m->l3_len = pi.ip_header_len;
-  stats.inner_frag_rx.add();
-  FragSink sink{*this, stats.inner_frag_timeouts, stats.inner_frag_evictions};
+  ctx_.stats.inner_frag_rx.add();
+  FragSink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
   FragDrop why;
   uint32_t slot;
   // Fragments of one flow's datagram, on one session: an agent's fragments never mix with another's.
   const FragmentKey key{pi.src_ip, pi.dst_ip, load_be16(p + kIpv4OffId), pi.l4_proto,
                         uint64_t(s.index) << 32 | uint32_t(ih.flow_id)};
-  switch (inner_frags_.add(key, ipv4_fragment_info(p), m, now_ns_, sink, why, slot)) {
+  switch (inner_frags_.add(key, ipv4_fragment_info(p), m, ctx_.now_ns, sink, why, slot)) {
     case Ipv4Reassembly<rte_mbuf*>::Result::Held:
       DPTUN_TRACE(m, Held) tr->code = 0;
       return false;
     case Ipv4Reassembly<rte_mbuf*>::Result::Dropped:
-      drop(m, drop_of(why));
+      ctx_.drop(m, drop_of(why));
       return false;
     case Ipv4Reassembly<rte_mbuf*>::Result::Complete:
       break;
   }
   m = reassembled(inner_frags_);
   if (!m) return false;
-  stats.inner_frag_reassembled.add();
+  ctx_.stats.inner_frag_reassembled.add();
   if (!name.empty()) {
     char* t = m->nb_segs == 1 ? rte_pktmbuf_append(m, uint16_t(name.size() + 1)) : nullptr;
     if (!t) {  // visitors' packets are read from single-buffer packets only
-      drop(m, Drop::Fragment);
+      ctx_.drop(m, Drop::Fragment);
       return false;
     }
     write_name_trailer(reinterpret_cast<uint8_t*>(t), name);
@@ -232,7 +228,7 @@ rte_mbuf* Worker::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
     }
   }
   if (!ok) {
-    drop(head, Drop::NoRoom);
+    ctx_.drop(head, Drop::NoRoom);
     return nullptr;
   }
   finish_reassembled_header(rte_pktmbuf_mtod(head, uint8_t*) + l2, table.payload_len());
@@ -251,17 +247,17 @@ bool Worker::encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8
   if (trailer) inner_flags |= kInnerHasName;
   const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port) - trailer);
   if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
-    drop(m, Drop::TooBig);
+    ctx_.drop(m, Drop::TooBig);
     return false;
   }
   rte_mbuf* out[kMaxFragmentsOut];
-  if (rte_pktmbuf_alloc_bulk(dp_.pool, out, plan.count) != 0) {
-    drop(m, Drop::NoMbuf);
+  if (rte_pktmbuf_alloc_bulk(ctx_.dp.pool, out, plan.count) != 0) {
+    ctx_.drop(m, Drop::NoMbuf);
     return false;
   }
   uint8_t header[60];
   std::memcpy(header, ip, hl);
-  const uint16_t id = next_frag_id();
+  const uint16_t id = ctx_.next_frag_id();
   const Endpoint peer = s.peer();
   const uint64_t flow_id = flows_.id_of(f);
   for (uint32_t k = 0; k < plan.count; ++k) {
@@ -270,14 +266,14 @@ bool Worker::encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8
     uint8_t* p = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, 0, trailer);
     if (!p) {  // (m is shorter than its header says: not after the checks above)
       for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
-      stats.drops[size_t(Drop::NoRoom)].add();
+      ctx_.stats.drops[size_t(Drop::NoRoom)].add();
       break;
     }
     const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
     if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
     if (encap_packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer,
                      f.tunnel))
-      stats.fragments_tx.add();
+      ctx_.stats.fragments_tx.add();
   }
   rte_pktmbuf_free(m);
   return true;
@@ -291,33 +287,33 @@ void Worker::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
   const FragmentPlan plan =
-      plan_ipv4_fragments(hl, total - hl, std::min<uint32_t>(dp_.ports[port].mtu, max_frame_ip_));
+      plan_ipv4_fragments(hl, total - hl, std::min<uint32_t>(ctx_.dp.ports[port].mtu, max_frame_ip_));
   if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
-    drop(m, Drop::TooBig);
+    ctx_.drop(m, Drop::TooBig);
     return;
   }
   rte_mbuf* out[kMaxFragmentsOut];
-  if (rte_pktmbuf_alloc_bulk(dp_.pool, out, plan.count) != 0) {
-    drop(m, Drop::NoMbuf);
+  if (rte_pktmbuf_alloc_bulk(ctx_.dp.pool, out, plan.count) != 0) {
+    ctx_.drop(m, Drop::NoMbuf);
     return;
   }
   uint8_t header[60];
   std::memcpy(header, ip, hl);
-  const uint16_t id = next_frag_id();
+  const uint16_t id = ctx_.next_frag_id();
   for (uint32_t k = 0; k < plan.count; ++k) {
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min(plan.chunk, total - hl - off);
     uint8_t* eth = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, kEthHeaderLen, 0);
     if (!eth) {
       for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
-      stats.drops[size_t(Drop::NoRoom)].add();
+      ctx_.stats.drops[size_t(Drop::NoRoom)].add();
       break;
     }
     std::memcpy(eth, mac.data(), 6);
-    std::memcpy(eth + 6, dp_.ports[port].mac.data(), 6);
+    std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
     store_be16(eth + 12, kEtherTypeIpv4);
     send(port, out[k]);
-    stats.fragments_tx.add();
+    ctx_.stats.fragments_tx.add();
   }
   rte_pktmbuf_free(m);
 }

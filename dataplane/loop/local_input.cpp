@@ -18,18 +18,18 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   if (pi.l3 == L3Kind::Arp) {
     // Only ARP about us (requests for our address, replies to our requests) or gratuitous announcements
     // reach the control lcore; the rest of the LAN's ARP chatter stops here.
-    if (pi.dst_ip != dp_.ports[port].address && pi.src_ip != pi.dst_ip) {
-      drop(m, Drop::NotForUs);
+    if (pi.dst_ip != ctx_.dp.ports[port].address && pi.src_ip != pi.dst_ip) {
+      ctx_.drop(m, Drop::NotForUs);
       return;
     }
     DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Local);
-    dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+    ctx_.dp.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
     DPTUN_TRACE(m, ToControl) tr->port = port;  // (before: the control lcore may free it at once)
-    if (rte_ring_mp_enqueue(dp_.control_ring, m) != 0) {
-      drop(m, Drop::ControlFull);
+    if (rte_ring_mp_enqueue(ctx_.dp.control_ring, m) != 0) {
+      ctx_.drop(m, Drop::ControlFull);
       return;
     }
-    stats.to_control.add();
+    ctx_.stats.to_control.add();
     return;
   }
   DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Local);
@@ -42,15 +42,15 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     if (kernel_type && !pi.is_fragment)
       to_kernel(port, m, Drop::UnsupportedProto);
     else
-      drop(m, Drop::UnsupportedProto);
+      ctx_.drop(m, Drop::UnsupportedProto);
     return;
   }
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* ip = frame + pi.l3_offset;
   uint8_t* icmp = frame + pi.l4_offset;
   if (csum_fold(csum_add({icmp, pi.l4_len})) != 0xffff) {
-    stats.parse_errors[size_t(ParseStatus::BadL4Header)].add();
-    drop(m, Drop::ParseError);
+    ctx_.stats.parse_errors[size_t(ParseStatus::BadL4Header)].add();
+    ctx_.drop(m, Drop::ParseError);
     return;
   }
   uint8_t tmp[6];
@@ -64,36 +64,36 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, pi.ip_header_len}));
   icmp[0] = kIcmpEchoReply;
   csum_replace16(icmp + kIcmpOffChecksum, uint16_t(kIcmpEchoRequest << 8), uint16_t(kIcmpEchoReply << 8));
-  stats.icmp_echo_replies.add();
+  ctx_.stats.icmp_echo_replies.add();
   DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::EchoReply);
   send(port, m);
 }
 
 void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
-  if (!dp_.ports[port].kernel_path) {
-    drop(m, why);
+  if (!ctx_.dp.ports[port].kernel_path) {
+    ctx_.drop(m, why);
     return;
   }
   // Each worker hands the kernel at most its share of the port's kernel_rate (a token bucket with its share of
   // kernel_burst): a flood at the address costs the control lcore bounded work, and is counted.
-  if (!kernel_bucket_[port].take(now_ns_)) {
-    drop(m, Drop::KernelRate);
+  if (!kernel_bucket_[port].take(ctx_.now_ns)) {
+    ctx_.drop(m, Drop::KernelRate);
     return;
   }
-  dp_.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
+  ctx_.dp.meta(m) = HandoffMeta{0, 0, HandoffMeta::RawFrame, port};
   DPTUN_TRACE(m, ToKernel) tr->port = port;  // (before: the control lcore may free it at once)
-  if (rte_ring_mp_enqueue(dp_.kernel_ring, m) != 0) {
-    drop(m, Drop::KernelFull);
+  if (rte_ring_mp_enqueue(ctx_.dp.kernel_ring, m) != 0) {
+    ctx_.drop(m, Drop::KernelFull);
     return;
   }
-  stats.to_kernel.add();
+  ctx_.stats.to_kernel.add();
 }
 
 // RFC 1191: type 3 code 4 with the next-hop MTU. Rate-limited to 1000/s per worker (bursts of up to 64).
 void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
-  if (!icmp_bucket_.take(now_ns_)) return;
+  if (!icmp_bucket_.take(ctx_.now_ns)) return;
   if (!send_icmp_unreachable(port, orig, pi, kIcmpFragNeeded, mtu)) return;
-  stats.icmp_frag_needed.add();
+  ctx_.stats.icmp_frag_needed.add();
   DPTUN_TRACE(orig, Answer) tr->code = uint8_t(TraceAnswer::FragNeeded);
 }
 
@@ -101,9 +101,9 @@ void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi
 // more; 8 is what senders use). Sent back out the port the packet came in on, to the MAC it came from.
 bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code,
                                    uint16_t mtu) {
-  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
   if (!m) {
-    stats.drops[size_t(Drop::NoMbuf)].add();
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
     return false;
   }
   const uint8_t* in = rte_pktmbuf_mtod(orig, const uint8_t*);
@@ -116,10 +116,10 @@ bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const Pac
     return false;
   }
   std::memcpy(out, in + 6, 6);  // to the sender's MAC
-  std::memcpy(out + 6, dp_.ports[port].mac.data(), 6);
+  std::memcpy(out + 6, ctx_.dp.ports[port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* ip = out + kEthHeaderLen;
-  write_ipv4_header(ip, uint16_t(len - kEthHeaderLen), ip_id_++, kIpProtoIcmp, dp_.ports[port].address, pi.src_ip);
+  write_ipv4_header(ip, uint16_t(len - kEthHeaderLen), ctx_.next_ip_id(), kIpProtoIcmp, ctx_.dp.ports[port].address, pi.src_ip);
   uint8_t* icmp = ip + kIpv4HeaderLen;
   icmp[0] = kIcmpDestUnreachable;
   icmp[1] = code;
@@ -140,25 +140,25 @@ bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const Pac
 // cannot turn the gateway into an amplifier. The packet is counted as no_entry_point either way.
 void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::NoEntryPoint);
-  if (dp_.ports[port].kernel_path && m->nb_segs == 1) {
+  if (ctx_.dp.ports[port].kernel_path && m->nb_segs == 1) {
     to_kernel(port, m, Drop::NoEntryPoint);
     return;
   }
   const uint32_t src = pi.src_ip;
-  const bool host_source = src != 0 && (src >> 24) != 127 && src < 0xe0000000u && src != dp_.ports[port].address;
+  const bool host_source = src != 0 && (src >> 24) != 127 && src < 0xe0000000u && src != ctx_.dp.ports[port].address;
   const bool answer = host_source && (pi.l4_proto == kIpProtoUdp || !(pi.tcp_flags & kTcpRst));
   if (answer) {
-    if (!answer_bucket_.take(now_ns_)) {
-      stats.closed_port_limited.add();
+    if (!answer_bucket_.take(ctx_.now_ns)) {
+      ctx_.stats.closed_port_limited.add();
     } else if (pi.l4_proto == kIpProtoTcp) {
       send_closed_port_rst(port, m, pi);
       DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::Rst);
     } else if (send_icmp_unreachable(port, m, pi, kIcmpPortUnreachable, 0)) {
-      stats.closed_port_unreachables.add();
+      ctx_.stats.closed_port_unreachables.add();
       DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::PortUnreachable);
     }
   }
-  drop(m, Drop::NoEntryPoint);
+  ctx_.drop(m, Drop::NoEntryPoint);
 }
 
 void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi) {
@@ -169,7 +169,7 @@ void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const Pack
   r.dst_ip = pi.src_ip;
   r.src_port = pi.dst_port;
   r.dst_port = pi.src_port;
-  r.ip_id = ip_id_++;
+  r.ip_id = ctx_.next_ip_id();
   if (pi.tcp_flags & kTcpAck) {  // <SEQ=SEG.ACK><CTL=RST>
     r.seq = load_be32(tcp + 8);
     r.flags = kTcpRst;
@@ -181,7 +181,7 @@ void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const Pack
     r.flags = kTcpRst | kTcpAck;
   }
   send_to_client(port, frame + 6, r);
-  stats.closed_port_rsts.add();
+  ctx_.stats.closed_port_rsts.add();
 }
 
 }  // namespace dptun

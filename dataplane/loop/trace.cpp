@@ -212,8 +212,7 @@ void TracePoints::rx(uint8_t port, rte_mbuf* m) {
   if (!id) return;
   m->ol_flags |= flag_;
   *RTE_MBUF_DYNFIELD(m, field_, uint64_t*) = uint64_t(gen_) << 32 | id;
-  TracePoints& trace_ = *this;
-  DPTUN_TRACE(m, Rx) {
+  if (TraceRecord* tr = record(m, TraceStage::Rx)) {
     tr->port = port;
     tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
     if (parsed && (pi.l3 == L3Kind::Ipv4 || pi.l3 == L3Kind::Arp)) {

@@ -177,12 +177,5 @@ class TracePoints {
   uint64_t flag_ = 0;       // mbuf dynflag: the packet is traced
 };
 
-// A trace point: the statement after it runs, with `tr` the packet's new TraceRecord, only for a packet a trace
-// follows; `trace_` is the stage's TracePoints. Without a trace armed it is one test of a worker-local flag.
-#define DPTUN_TRACE(m, stage) \
-  if (TraceRecord* tr = __builtin_expect(trace_.on(), 0) ? trace_.record((m), TraceStage::stage) : nullptr)
-// The same in the burst stages, which are compiled twice (kTrace: a trace is armed) and picked once per burst:
-// without a trace, their trace points are not there at all.
-#define DPTUN_TRACE_IF(on, m, stage) if (TraceRecord* tr = (on) ? trace_.record((m), TraceStage::stage) : nullptr)
 
 }  // namespace dptun

@@ -14,28 +14,28 @@
 namespace dptun {
 
 bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
-  Route r = dp_.routes->lookup(dst);
+  Route r = ctx_.dp.routes->lookup(dst);
   if (!r.valid) {
     why = Drop::NoRoute;
     return false;
   }
   why = Drop::NoNeighbor;
   port = r.port;
-  if (dp_.neighbors.lookup(r.port, r.next_hop, mac)) return true;
+  if (ctx_.dp.neighbors.lookup(r.port, r.next_hop, mac)) return true;
   // Ask the control lcore to ARP for it, at most every 100 ms per next hop.
   uint64_t key = uint64_t(r.port) << 32 | r.next_hop;
   size_t slot = (r.next_hop ^ r.port) % resolve_key_.size();
-  if (resolve_key_[slot] != key || now_ns_ - resolve_ns_[slot] > 100'000'000ull) {
+  if (resolve_key_[slot] != key || ctx_.now_ns - resolve_ns_[slot] > 100'000'000ull) {
     resolve_key_[slot] = key;
-    resolve_ns_[slot] = now_ns_;
-    if (rte_ring_mp_enqueue_elem(dp_.resolve_ring, &key, sizeof key) != 0) stats.drops[size_t(Drop::ControlFull)].add();
+    resolve_ns_[slot] = ctx_.now_ns;
+    if (rte_ring_mp_enqueue_elem(ctx_.dp.resolve_ring, &key, sizeof key) != 0) ctx_.stats.drops[size_t(Drop::ControlFull)].add();
   }
   mac = MacAddr{};
   return false;
 }
 
 void Worker::send(uint8_t port, rte_mbuf* m) {
-  if (__builtin_expect(trace_.on(), 0)) trace_tx(port, m);
+  if (__builtin_expect(ctx_.trace.on(), 0)) trace_tx(port, m);
   TxBuffer& b = tx_[port];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) tx_burst(port);
@@ -53,17 +53,17 @@ void Worker::tx_burst(uint8_t port) {
   TxBuffer& b = tx_[port];
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
-  uint16_t sent = rte_eth_tx_burst(dp_.ports[port].port_id, id_, b.pkts.data(), b.n);
-  PortStats& ps = port_stats[port];
+  uint16_t sent = rte_eth_tx_burst(ctx_.dp.ports[port].port_id, ctx_.id, b.pkts.data(), b.n);
+  PortStats& ps = ctx_.port_stats[port];
   for (uint16_t i = sent; i < b.n; ++i) {
     bytes -= b.pkts[i]->pkt_len;
     ps.tx_dropped.add();
-    drop(b.pkts[i], Drop::TxFull);
+    ctx_.drop(b.pkts[i], Drop::TxFull);
   }
   ps.tx_packets.add(sent);
   ps.tx_bytes.add(bytes);
-  stats.tx_packets.add(sent);
-  stats.tx_bytes.add(bytes);
+  ctx_.stats.tx_packets.add(sent);
+  ctx_.stats.tx_bytes.add(bytes);
   b.n = 0;
 }
 
@@ -79,7 +79,7 @@ void Worker::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
     tr->aux = to;
     tr->code = meta.stage;
   }
-  dp_.meta(m) = meta;
+  ctx_.dp.meta(m) = meta;
   TxBuffer& b = handoff_out_[to];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) flush_handoffs();
@@ -89,10 +89,10 @@ void Worker::flush_handoffs() {
   for (uint16_t w = 0; w < handoff_out_.size(); ++w) {
     TxBuffer& b = handoff_out_[w];
     if (!b.n) continue;
-    unsigned done = rte_ring_mp_enqueue_burst(dp_.workers[w]->handoff_ring(), reinterpret_cast<void**>(b.pkts.data()),
+    unsigned done = rte_ring_mp_enqueue_burst(ctx_.dp.workers[w]->handoff_ring(), reinterpret_cast<void**>(b.pkts.data()),
                                               b.n, nullptr);
-    stats.handoff_tx.add(done);
-    for (unsigned i = done; i < b.n; ++i) drop(b.pkts[i], Drop::HandoffFull);
+    ctx_.stats.handoff_tx.add(done);
+    for (unsigned i = done; i < b.n; ++i) ctx_.drop(b.pkts[i], Drop::HandoffFull);
     b.n = 0;
   }
 }

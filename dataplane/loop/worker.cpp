@@ -45,11 +45,30 @@ std::unique_ptr<Worker> Worker::create(Dataplane& dp, uint16_t id, unsigned lcor
   }
 }
 
+WorkerContext::WorkerContext(Dataplane& d, uint16_t worker)
+    : dp(d),
+      id(worker),
+      port_stats(d.ports.size()),
+      tunnel_stats(d.tunnels.capacity()),
+      trace(d.tracer.get(), worker, d.clock),
+      ip_id_(uint16_t(rte_rand())),  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
+      frag_step_(uint16_t(d.cfg->workers ? d.cfg->workers : 1)) {
+  frag_id_ = uint16_t(uint16_t(rte_rand()) / frag_step_ * frag_step_ + worker);
+}
+
+__attribute__((noinline, cold)) void WorkerContext::trace_drop(const rte_mbuf* m, Drop why) {
+  WorkerContext& ctx_ = *this;
+  DPTUN_TRACE(m, Drop) tr->code = uint8_t(why);
+}
+
+void WorkerContext::drop(rte_mbuf* m, Drop why) {
+  if (__builtin_expect(trace.on(), 0)) trace_drop(m, why);
+  stats.drops[size_t(why)].add();
+  rte_pktmbuf_free(m);
+}
+
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
-    : port_stats(dp.ports.size()),
-      tunnel_stats(dp.tunnels.capacity()),
-      dp_(dp),
-      id_(id),
+    : ctx_(dp, id),
       lcore_(lcore),
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       handoff_(handoff),
@@ -64,18 +83,12 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       client_frags_(dp.cfg->reassembly, rte_rand()),
       inner_frags_(dp.cfg->reassembly, rte_rand()),
       tx_(dp.ports.size()),
-      handoff_out_(dp.cfg->workers),
-      trace_(dp.tracer.get(), id, dp.clock) {
+      handoff_out_(dp.cfg->workers) {
   flows_.set_release_hook(&Worker::release_flow, this);
-  ip_id_ = uint16_t(rte_rand());  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
     kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
                                 std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
-  // Datagrams this worker fragments get ids in their own residue class: two workers never fragment two datagrams
-  // to one client with one id.
-  const uint16_t nw = dp.cfg->workers ? dp.cfg->workers : 1;
-  frag_id_ = uint16_t(uint16_t(rte_rand()) / nw * nw + id);
   max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
 }
 
@@ -91,47 +104,37 @@ Worker::~Worker() {
 
 void Worker::note_expired(const Flow& f) {
   if (!flow_unanswered(f)) return;
-  stats.flows_unanswered.add();
-  if (f.tunnel < tunnel_stats.size()) tunnel_stats[f.tunnel].flows_unanswered.add();
-}
-
-__attribute__((noinline, cold)) void Worker::trace_drop(const rte_mbuf* m, Drop why) {
-  DPTUN_TRACE(m, Drop) tr->code = uint8_t(why);
-}
-
-void Worker::drop(rte_mbuf* m, Drop why) {
-  if (__builtin_expect(trace_.on(), 0)) trace_drop(m, why);
-  stats.drops[size_t(why)].add();
-  rte_pktmbuf_free(m);
+  ctx_.stats.flows_unanswered.add();
+  if (f.tunnel < ctx_.tunnel_stats.size()) ctx_.tunnel_stats[f.tunnel].flows_unanswered.add();
 }
 
 int Worker::run() {
-  if (dp_.rcu) {
-    rte_rcu_qsbr_thread_register(dp_.rcu, id_);
-    rte_rcu_qsbr_thread_online(dp_.rcu, id_);
+  if (ctx_.dp.rcu) {
+    rte_rcu_qsbr_thread_register(ctx_.dp.rcu, ctx_.id);
+    rte_rcu_qsbr_thread_online(ctx_.dp.rcu, ctx_.id);
   }
-  while (!dp_.stop.load(std::memory_order_relaxed)) {
+  while (!ctx_.dp.stop.load(std::memory_order_relaxed)) {
     unsigned work = poll_once();
-    if (dp_.rcu) rte_rcu_qsbr_quiescent(dp_.rcu, id_);
-    if (idle_.after_poll(work)) stats.idle_sleeps.add();
+    if (ctx_.dp.rcu) rte_rcu_qsbr_quiescent(ctx_.dp.rcu, ctx_.id);
+    if (idle_.after_poll(work)) ctx_.stats.idle_sleeps.add();
   }
   flush();
-  if (dp_.rcu) {
-    rte_rcu_qsbr_thread_offline(dp_.rcu, id_);
-    rte_rcu_qsbr_thread_unregister(dp_.rcu, id_);
+  if (ctx_.dp.rcu) {
+    rte_rcu_qsbr_thread_offline(ctx_.dp.rcu, ctx_.id);
+    rte_rcu_qsbr_thread_unregister(ctx_.dp.rcu, ctx_.id);
   }
   return 0;
 }
 
 unsigned Worker::poll_once() {
-  now_ns_ = dp_.clock.now_ns();
-  fresh_floor_ = uint64_t(int64_t(now_ns_) + dp_.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
-  stats.polls.add();
-  trace_.poll(now_ns_);
+  ctx_.now_ns = ctx_.dp.clock.now_ns();
+  ctx_.fresh_floor = uint64_t(int64_t(ctx_.now_ns) + ctx_.dp.realtime_offset_ns.load(std::memory_order_relaxed)) - kClockFreshnessNs;
+  ctx_.stats.polls.add();
+  ctx_.trace.poll(ctx_.now_ns);
   unsigned work = 0;
   rte_mbuf* pkts[kBurst];
-  for (uint8_t p = 0; p < dp_.ports.size(); ++p) {
-    uint16_t n = rte_eth_rx_burst(dp_.ports[p].port_id, id_, pkts, kBurst);
+  for (uint8_t p = 0; p < ctx_.dp.ports.size(); ++p) {
+    uint16_t n = rte_eth_rx_burst(ctx_.dp.ports[p].port_id, ctx_.id, pkts, kBurst);
     if (n) {
       process_burst(p, pkts, n);
       work += n;
@@ -140,29 +143,29 @@ unsigned Worker::poll_once() {
   void* objs[kBurst];
   unsigned n = rte_ring_sc_dequeue_burst(handoff_, objs, kBurst, nullptr);
   if (n) {
-    stats.handoff_rx.add(n);
+    ctx_.stats.handoff_rx.add(n);
     handle_handoffs(reinterpret_cast<rte_mbuf**>(objs), n);
     work += n;
   }
   flush();
   // Expire a slice of the flow table: a little per busy poll, more when idle. A flow past its deadline is
   // already treated as gone by lookups; the sweep only gives its slot back.
-  uint32_t expired = flows_.expire(now_ns_, work ? 16 : 1024, [this](const Flow& f) { note_expired(f); });
-  if (expired) stats.flows_expired.add(expired);
+  uint32_t expired = flows_.expire(ctx_.now_ns, work ? 16 : 1024, [this](const Flow& f) { note_expired(f); });
+  if (expired) ctx_.stats.flows_expired.add(expired);
   if (client_frags_.datagrams()) {
-    FragSink sink{*this, stats.frag_timeouts, stats.frag_evictions};
-    client_frags_.expire(now_ns_, 64, sink);
+    FragSink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
+    client_frags_.expire(ctx_.now_ns, 64, sink);
   }
   if (inner_frags_.datagrams()) {
-    FragSink sink{*this, stats.inner_frag_timeouts, stats.inner_frag_evictions};
-    inner_frags_.expire(now_ns_, 64, sink);
+    FragSink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
+    inner_frags_.expire(ctx_.now_ns, 64, sink);
   }
   sweep_bindings(work ? 4 : 64);
   return work;
 }
 
 void Worker::process_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx) {
-  if (__builtin_expect(trace_.on(), 0))
+  if (__builtin_expect(ctx_.trace.on(), 0))
     classify_burst<true>(port, pkts, n, count_rx);
   else
     classify_burst<false>(port, pkts, n, count_rx);
@@ -174,38 +177,38 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   PacketInfo entry_info[kBurst];
   const EntryPoint* entry_of[kBurst];
   // One snapshot of the entry table for the whole burst (it stays valid until this poll's quiescent state).
-  const EntryTable* entries = dp_.entries.load(std::memory_order_acquire);
+  const EntryTable* entries = ctx_.dp.entries.load(std::memory_order_acquire);
   uint16_t n_entry = 0;
   rte_mbuf* tun_pkts[kBurst];
   PacketInfo tun_info[kBurst];
   uint16_t n_tun = 0;
-  const uint32_t my_addr = dp_.ports[port].address;
-  const uint16_t tunnel_port = dp_.cfg->tunnel_port;
-  PortStats& ps = port_stats[port];
+  const uint32_t my_addr = ctx_.dp.ports[port].address;
+  const uint16_t tunnel_port = ctx_.dp.cfg->tunnel_port;
+  PortStats& ps = ctx_.port_stats[port];
 
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
     rte_mbuf* m = pkts[i];
     if (count_rx) {
-      if (kTrace) trace_.rx(port, m);
+      if (kTrace) ctx_.trace.rx(port, m);
       ps.rx_packets.add();
       ps.rx_bytes.add(m->pkt_len);
-      stats.rx_packets.add();
-      stats.rx_bytes.add(m->pkt_len);
+      ctx_.stats.rx_packets.add();
+      ctx_.stats.rx_bytes.add(m->pkt_len);
     }
     if (m->nb_segs != 1) {
-      drop(m, Drop::Multiseg);
+      ctx_.drop(m, Drop::Multiseg);
       continue;
     }
     PacketInfo pi;
     ParseStatus st = parse_ethernet({rte_pktmbuf_mtod(m, const uint8_t*), m->data_len}, pi);
     if (st != ParseStatus::Ok) {
-      stats.parse_errors[size_t(st)].add();
-      drop(m, Drop::ParseError);
+      ctx_.stats.parse_errors[size_t(st)].add();
+      ctx_.drop(m, Drop::ParseError);
       continue;
     }
     if (pi.vlan_count) {
-      drop(m, Drop::Vlan);
+      ctx_.drop(m, Drop::Vlan);
       continue;
     }
     switch (pi.l3) {
@@ -213,16 +216,16 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
         local_input(port, m, pi);
         continue;
       case L3Kind::Ipv6:
-        drop(m, Drop::Ipv6);
+        ctx_.drop(m, Drop::Ipv6);
         continue;
       case L3Kind::Other:
-        drop(m, Drop::UnsupportedProto);
+        ctx_.drop(m, Drop::UnsupportedProto);
         continue;
       case L3Kind::Ipv4:
         break;
     }
     if (pi.dst_ip != my_addr) {
-      drop(m, Drop::NotForUs);
+      ctx_.drop(m, Drop::NotForUs);
       continue;
     }
     if (pi.l4_proto == kIpProtoIcmp) {
@@ -230,7 +233,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       continue;
     }
     if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
-      drop(m, Drop::UnsupportedProto);  // GRE, ESP, ...: not for the gateway, nor for its kernel path
+      ctx_.drop(m, Drop::UnsupportedProto);  // GRE, ESP, ...: not for the gateway, nor for its kernel path
       continue;
     }
     if (pi.is_fragment) {  // reassembled first (fragments.cpp); whole datagrams come back through datagram_input
@@ -268,19 +271,19 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
   uint16_t n_raw[8] = {};
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = objs[i];
-    HandoffMeta& hm = dp_.meta(m);
+    HandoffMeta& hm = ctx_.dp.meta(m);
     DPTUN_TRACE(m, HandoffIn) tr->code = hm.stage;
     switch (hm.stage) {
       case HandoffMeta::RawFrame:
-        if (hm.port < dp_.ports.size())
+        if (hm.port < ctx_.dp.ports.size())
           raw[hm.port][n_raw[hm.port]++] = m;
         else
-          drop(m, Drop::HandoffFull);
+          ctx_.drop(m, Drop::HandoffFull);
         break;
       case HandoffMeta::InnerPacket: {
-        TunnelSession* s = dp_.sessions.find(hm.session);
+        TunnelSession* s = ctx_.dp.sessions.find(hm.session);
         if (!s)
-          drop(m, Drop::UnknownSession);
+          ctx_.drop(m, Drop::UnknownSession);
         else
           deliver_to_client(m, hm.flow_id, *s);
         break;
@@ -289,17 +292,17 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
         send(hm.port, m);
         break;
       case HandoffMeta::Reassembled:
-        if (hm.port < dp_.ports.size())
+        if (hm.port < ctx_.dp.ports.size())
           datagram_input(hm.port, m);
         else
-          drop(m, Drop::HandoffFull);
+          ctx_.drop(m, Drop::HandoffFull);
         break;
       default:
-        drop(m, Drop::HandoffFull);
+        ctx_.drop(m, Drop::HandoffFull);
         break;
     }
   }
-  for (uint8_t p = 0; p < dp_.ports.size(); ++p)
+  for (uint8_t p = 0; p < ctx_.dp.ports.size(); ++p)
     if (n_raw[p]) process_burst(p, raw[p], n_raw[p], false);
 }
 

@@ -15,6 +15,7 @@
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
 #include "dataplane/loop/trace.hpp"
+#include "dataplane/loop/worker_context.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "ingress/quic_initial.hpp"
@@ -57,20 +58,24 @@ class Worker {
   // Transmits everything buffered (TX queues and handoffs).
   void flush();
 
-  uint16_t id() const { return id_; }
+  uint16_t id() const { return ctx_.id; }
   unsigned lcore() const { return lcore_; }
   rte_ring* handoff_ring() const { return handoff_; }
   const FlowTable& flows() const { return flows_; }
 
-  WorkerStats stats;
-  std::vector<PortStats> port_stats;
-  std::vector<TunnelStats> tunnel_stats;
+ private:
+  WorkerContext ctx_;  // first: every stage below holds a reference to it
+
+ public:
+  // The worker's counters (they live in its context), for the control lcore's stats report.
+  WorkerStats& stats = ctx_.stats;
+  std::vector<PortStats>& port_stats = ctx_.port_stats;
+  std::vector<TunnelStats>& tunnel_stats = ctx_.tunnel_stats;
 
  private:
   // classify (worker.cpp); process_burst picks the instance with or without trace points, once per burst
   template <bool kTrace>
   void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
-  void drop(rte_mbuf* m, Drop why);
   void handle_handoffs(rte_mbuf** objs, unsigned n);
   // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
   void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
@@ -200,7 +205,7 @@ class Worker {
   static void release_flow(void* worker, const Flow& f);  // FlowTable's release hook: the flow's session counts it down
   // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
-    Worker& w;
+    WorkerContext& ctx;
     Counter& timeouts;
     Counter& evictions;
     void fragment_dropped(rte_mbuf* m, FragDrop why);
@@ -214,7 +219,6 @@ class Worker {
                        std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac);
   void send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m);
   uint32_t frame_budget(uint8_t port) const;  // the longest inner IP packet (and trailer) one frame carries
-  uint16_t next_frag_id();
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   template <bool kTrace>
@@ -229,7 +233,6 @@ class Worker {
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
   // trace points out of line (trace.hpp has the rest)
   void trace_tx(uint8_t port, const rte_mbuf* m);
-  void trace_drop(const rte_mbuf* m, Drop why);
   // tx.cpp
   // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
   bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
@@ -240,16 +243,11 @@ class Worker {
 
   Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff);
 
-  Dataplane& dp_;
-  uint16_t id_;
   unsigned lcore_;
   FlowTable flows_;
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
   RelayCodec codec_;  // the tunnel framing: the only code here that knows where a frame's parts lie
-  uint64_t now_ns_ = 0;
-  uint64_t fresh_floor_ = 0;  // static peers' counters below this (wall clock - kClockFreshnessNs) are stale
-  uint16_t ip_id_ = 0;
   std::array<TokenBucket, 8> kernel_bucket_;  // per port: this worker's share of kernel_rate / kernel_burst
   QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
   std::array<EncapPending, 2 * kBurst> encap_;
@@ -268,7 +266,6 @@ class Worker {
   TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
-  uint16_t frag_id_ = 0;                     // ids of the datagrams this worker fragments (id_ mod workers)
   uint32_t max_frame_ip_ = 0;                // the longest IPv4 packet one mbuf holds behind an Ethernet header
 
   struct TxBuffer {
@@ -280,7 +277,6 @@ class Worker {
   // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
   std::array<uint64_t, 16> resolve_key_{};
   std::array<uint64_t, 16> resolve_ns_{};
-  TracePoints trace_;  // dpgw trace (loop/trace.hpp)
 };
 
 }  // namespace dptun

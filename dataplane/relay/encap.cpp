@@ -19,7 +19,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   MacAddr mac;
   Drop why;
   if (!s.has_peer() || !resolve_next_hop(peer.ip.value, out_port, mac, why)) {
-    drop(m, s.has_peer() ? why : Drop::NoSession);
+    ctx_.drop(m, s.has_peer() ? why : Drop::NoSession);
     return false;
   }
   const std::span<const uint8_t> nb = held_name(f);  // the agent picks the target: the hostname
@@ -30,7 +30,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   if (trailer) {
     char* t = rte_pktmbuf_append(m, uint16_t(trailer));
     if (!t) {
-      drop(m, Drop::NoRoom);
+      ctx_.drop(m, Drop::NoRoom);
       return false;
     }
     write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
@@ -49,16 +49,16 @@ bool Worker::encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t 
   uint8_t* out = reinterpret_cast<uint8_t*>(
       rte_pktmbuf_prepend(m, uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + layout.packet_offset())));
   if (!out || !rte_pktmbuf_append(m, uint16_t(layout.tag_len))) {
-    drop(m, Drop::NoRoom);
+    ctx_.drop(m, Drop::NoRoom);
     return false;
   }
   std::memcpy(out, next_hop.data(), 6);
-  std::memcpy(out + 6, dp_.ports[out_port].mac.data(), 6);
+  std::memcpy(out + 6, ctx_.dp.ports[out_port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* oip = out + kEthHeaderLen;
-  write_ipv4_header(oip, uint16_t(outer), ip_id_++, kIpProtoUdp, dp_.ports[out_port].address, peer.ip.value);
+  write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.value);
   uint8_t* udp = oip + kIpv4HeaderLen;
-  store_be16(udp, dp_.cfg->tunnel_port);
+  store_be16(udp, ctx_.dp.cfg->tunnel_port);
   store_be16(udp + 2, peer.port);
   store_be16(udp + kUdpOffLength, uint16_t(outer - kIpv4HeaderLen));
   store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
@@ -90,7 +90,7 @@ void Worker::encap_flush() {
   for (uint16_t i = 0; i < np; ++i) {
     EpochCipher* c = p[i].s->tx_keys.find(epoch_of(counters[i]));
     if (!c) {
-      drop(p[i].m, Drop::KeyUnavailable);
+      ctx_.drop(p[i].m, Drop::KeyUnavailable);
       continue;
     }
     codec_.write_header(p[i].frame, FrameMeta{FrameType::Data, 0, p[i].s->index, counters[i]});
@@ -99,17 +99,17 @@ void Worker::encap_flush() {
     cipher[nops] = c;
     p[nops++] = p[i];
   }
-  aead_burst(cipher, ops, status, nops, id_);
+  aead_burst(cipher, ops, status, nops, ctx_.id);
   for (uint16_t i = 0; i < nops; ++i) {
     if (status[i]) {
-      drop(p[i].m, Drop::CryptoError);
+      ctx_.drop(p[i].m, Drop::CryptoError);
       continue;
     }
     codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
     const uint32_t inner_bytes = p[i].encrypted_len - codec_.layout().encrypted_len(0);
-    stats.encap_packets.add();
-    stats.encap_bytes.add(inner_bytes);
-    TunnelStats& ts = tunnel_stats[p[i].tunnel];
+    ctx_.stats.encap_packets.add();
+    ctx_.stats.encap_bytes.add(inner_bytes);
+    TunnelStats& ts = ctx_.tunnel_stats[p[i].tunnel];
     ts.to_agent_packets.add();
     ts.to_agent_bytes.add(inner_bytes);
     send(p[i].out_port, p[i].m);

@@ -17,7 +17,7 @@
 namespace dptun {
 
 void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
-  if (__builtin_expect(trace_.on(), 0))
+  if (__builtin_expect(ctx_.trace.on(), 0))
     tunnel_burst<true>(port, pkts, info, n);
   else
     tunnel_burst<false>(port, pkts, info, n);
@@ -46,32 +46,32 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
                                    pi.l4_len - uint32_t(kUdpHeaderLen)};
     uint32_t receiver;
     if (!codec_.receiver_of(frame, receiver)) {
-      drop(m, Drop::FrameMalformed);
+      ctx_.drop(m, Drop::FrameMalformed);
       continue;
     }
-    TunnelSession* s = dp_.sessions.find(receiver);
+    TunnelSession* s = ctx_.dp.sessions.find(receiver);
     if (!s) {
-      drop(m, Drop::UnknownSession);
+      ctx_.drop(m, Drop::UnknownSession);
       continue;
     }
-    if (s->rx_worker != id_) {  // the replay window has a single owner
+    if (s->rx_worker != ctx_.id) {  // the replay window has a single owner
       handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;
     }
     FrameMeta meta;
     if (codec_.read_header(frame, s->replay.top(), meta) != FrameError::None) {
-      drop(m, Drop::FrameMalformed);
+      ctx_.drop(m, Drop::FrameMalformed);
       continue;
     }
-    TunnelStats& ts = tunnel_stats[s->tunnel];
+    TunnelStats& ts = ctx_.tunnel_stats[s->tunnel];
     if (!s->replay.check(meta.counter)) {
       ts.replay.add();
-      drop(m, Drop::Replay);
+      ctx_.drop(m, Drop::Replay);
       continue;
     }
-    if (s->peer_clock_counters && meta.counter < fresh_floor_) {
+    if (s->peer_clock_counters && meta.counter < ctx_.fresh_floor) {
       ts.replay.add();
-      drop(m, Drop::StaleCounter);
+      ctx_.drop(m, Drop::StaleCounter);
       continue;
     }
     const uint64_t epoch = epoch_of(meta.counter);
@@ -79,7 +79,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     if (!c) {
       s->wanted_epoch.store(epoch, std::memory_order_release);
       ts.key_unavailable.add();
-      drop(m, Drop::KeyUnavailable);
+      ctx_.drop(m, Drop::KeyUnavailable);
       continue;
     }
     make_nonce(iv[np], c->salt, meta.counter);
@@ -88,27 +88,27 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     p[np++] = Pending{m, s, meta, frame, &pi};
   }
   if (!np) return;
-  aead_burst(cipher, ops, status, np, id_);
+  aead_burst(cipher, ops, status, np, ctx_.id);
 
   for (uint16_t i = 0; i < np; ++i) {
     rte_mbuf* m = p[i].m;
     TunnelSession& s = *p[i].s;
-    TunnelStats& ts = tunnel_stats[s.tunnel];
+    TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
     if (status[i]) {
       ts.auth_fail.add();
-      drop(m, Drop::AuthFail);
+      ctx_.drop(m, Drop::AuthFail);
       continue;
     }
     const bool newest = s.replay.empty() || p[i].meta.counter > s.replay.top();
     if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
       ts.replay.add();
-      drop(m, Drop::Replay);
+      ctx_.drop(m, Drop::Replay);
       continue;
     }
     const uint64_t epoch = epoch_of(p[i].meta.counter);
     const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
     if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
-    s.last_rx_ns.store(now_ns_, std::memory_order_relaxed);
+    s.last_rx_ns.store(ctx_.now_ns, std::memory_order_relaxed);
     // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
     // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
     const uint64_t from = Endpoint{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port}.pack();
@@ -130,7 +130,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     }
     if (p[i].meta.type == FrameType::Keepalive) {
       ts.keepalives.add();
-      stats.keepalives_rx.add();
+      ctx_.stats.keepalives_rx.add();
       if (p[i].meta.flags & kFlagKeepaliveReply) {
         DPTUN_TRACE_IF(kTrace, m, Consumed) tr->code = 0;
         rte_pktmbuf_free(m);
@@ -140,32 +140,32 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       continue;
     }
     if (!data) {  // control frames arrive with the control plane
-      drop(m, Drop::FrameMalformed);
+      ctx_.drop(m, Drop::FrameMalformed);
       continue;
     }
     const uint32_t inner_len = uint32_t(inner.size());
     ts.from_agent_packets.add();
     ts.from_agent_bytes.add(inner_len);
-    stats.decap_packets.add();
-    stats.decap_bytes.add(inner_len);
+    ctx_.stats.decap_packets.add();
+    ctx_.stats.decap_bytes.add(inner_len);
     rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
     // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
     if (ipv4_is_fragment(inner.data()) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
     if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
       if (m->nb_segs > 1)
-        drop(m, Drop::Fragment);
+        ctx_.drop(m, Drop::Fragment);
       else
         visitor_input(m, ih, s);
       continue;
     }
     const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
-    if (owner == id_) {
+    if (owner == ctx_.id) {
       deliver_to_client(m, ih.flow_id, s);
-    } else if (owner < dp_.workers.size()) {
+    } else if (owner < ctx_.dp.workers.size()) {
       handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
     } else {
-      drop(m, Drop::StaleFlow);
+      ctx_.drop(m, Drop::StaleFlow);
     }
   }
 }
@@ -187,14 +187,14 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     if (m->data_len >= kIpv4HeaderLen && ip[kIpv4OffProto] == kIpProtoIcmp)
       icmp_from_agent(m, flow_id, s);  // an agent's word that the flow's target cannot be reached
     else
-      drop(m, Drop::BadInner);
+      ctx_.drop(m, Drop::BadInner);
     return;
   }
   // The reply must come from the flow's target, with a plain IPv4 header.
   Drop why = Drop::FlowMismatch;
   Flow* f = flow_of_reply(flow_id, s, pi.l4_proto, pi.src_ip, pi.src_port, why);
   if (!f || pi.ip_header_len != 20) {
-    drop(m, f ? Drop::FlowMismatch : why);
+    ctx_.drop(m, f ? Drop::FlowMismatch : why);
     return;
   }
   if (f->agent_routed) {
@@ -206,34 +206,34 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     release_name(*f);
   }
   if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
-    flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+    flow_track(*f, pi.tcp_flags, false, ctx_.dp.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
     deliver_to_visitor(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
     if (m->nb_segs > 1)
-      drop(m, Drop::Fragment);
+      ctx_.drop(m, Drop::Fragment);
     else
       splice_from_server(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitHello || f->binding == Binding::Refused) {  // nothing was sent to a target yet
-    drop(m, Drop::FlowMismatch);
+    ctx_.drop(m, Drop::FlowMismatch);
     return;
   }
   uint8_t out_port;
   MacAddr mac;
   if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
-    drop(m, why);
+    ctx_.drop(m, why);
     return;
   }
   // Bigger than the client's link (a datagram the agent sent in fragments): IPv4 fragments, unless DF forbids it.
-  const bool too_big = m->nb_segs > 1 || pi.ip_total_len > dp_.ports[out_port].mtu;
+  const bool too_big = m->nb_segs > 1 || pi.ip_total_len > ctx_.dp.ports[out_port].mtu;
   if (too_big && pi.dont_fragment) {
-    drop(m, Drop::TooBig);
+    ctx_.drop(m, Drop::TooBig);
     return;
   }
-  flow_track(*f, pi.tcp_flags, false, dp_.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, now_ns_);
+  flow_track(*f, pi.tcp_flags, false, ctx_.dp.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
 
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* l4 = ip + pi.l4_offset;
@@ -257,11 +257,11 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
 
   uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
   if (!eth) {
-    drop(m, Drop::NoRoom);
+    ctx_.drop(m, Drop::NoRoom);
     return;
   }
   std::memcpy(eth, mac.data(), 6);
-  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  std::memcpy(eth + 6, ctx_.dp.ports[out_port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
   DPTUN_TRACE(m, Deliver) {
     tr->flow_id = flows_.id_of(*f);
@@ -280,7 +280,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
 Flow* Worker::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t proto, uint32_t ip, uint16_t port,
                             Drop& why) {
   Flow* f = flows_.find_by_tag(uint32_t(flow_id));
-  if (!f || f->deadline_ns <= now_ns_) {
+  if (!f || f->deadline_ns <= ctx_.now_ns) {
     why = Drop::StaleFlow;
     return nullptr;
   }
@@ -301,7 +301,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   IcmpError e;
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   if (m->nb_segs != 1 || !parse_icmp_error({ip, m->data_len}, e)) {
-    drop(m, Drop::BadInner);
+    ctx_.drop(m, Drop::BadInner);
     return;
   }
   // The error is about what the flow sent its target. (A hostname connection still being read, or refused, has
@@ -309,10 +309,10 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   Drop why = Drop::FlowMismatch;
   Flow* f = flow_of_reply(flow_id, s, e.proto, e.dst_ip, e.dst_port, why);
   if (!f || f->binding == Binding::WaitHello || f->binding == Binding::Refused) {
-    drop(m, f ? Drop::FlowMismatch : why);
+    ctx_.drop(m, f ? Drop::FlowMismatch : why);
     return;
   }
-  tunnel_stats[f->tunnel].targets_unreachable.add();
+  ctx_.tunnel_stats[f->tunnel].targets_unreachable.add();
   DPTUN_TRACE(m, IcmpError) {
     tr->code = uint8_t(e.reason());
     tr->flow_id = flows_.id_of(*f);
@@ -325,18 +325,18 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
     binding_unreachable(*f, m, hard);
     return;
   }
-  if (f->visitor || !icmp_bucket_.take(now_ns_)) {  // (visitors' programs are not told; counted)
-    drop(m, Drop::TargetUnreachable);
+  if (f->visitor || !icmp_bucket_.take(ctx_.now_ns)) {  // (visitors' programs are not told; counted)
+    ctx_.drop(m, Drop::TargetUnreachable);
     return;
   }
   if (hard && f->tcp_state == TcpState::SynSent) {  // the client's TCP gives up: so does the flow
     f->tcp_state = TcpState::Closed;
-    f->deadline_ns = now_ns_ + dp_.cfg->flow.tcp_closed_timeout_ns;
+    f->deadline_ns = ctx_.now_ns + ctx_.dp.cfg->flow.tcp_closed_timeout_ns;
   }
   uint8_t out_port;
   MacAddr mac;
   if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
-    drop(m, why);
+    ctx_.drop(m, why);
     return;
   }
   // A spliced connection's sequence numbers towards the target are the client's plus client_seq_delta (bytes dpgw
@@ -350,13 +350,13 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
   uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
   if (!eth) {
-    drop(m, Drop::NoRoom);
+    ctx_.drop(m, Drop::NoRoom);
     return;
   }
   std::memcpy(eth, mac.data(), 6);
-  std::memcpy(eth + 6, dp_.ports[out_port].mac.data(), 6);
+  std::memcpy(eth + 6, ctx_.dp.ports[out_port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
-  stats.icmp_errors_forwarded.add();
+  ctx_.stats.icmp_errors_forwarded.add();
   send(out_port, m);
 }
 
@@ -369,15 +369,15 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
   const uint64_t counter = s.tx_counter.fetch_add(1, std::memory_order_relaxed);
   EpochCipher* c = s.tx_keys.find(epoch_of(counter));
   if (!c) {
-    drop(m, Drop::KeyUnavailable);
+    ctx_.drop(m, Drop::KeyUnavailable);
     return;
   }
   std::memcpy(l2, l2 + 6, 6);
-  std::memcpy(l2 + 6, dp_.ports[port].mac.data(), 6);
+  std::memcpy(l2 + 6, ctx_.dp.ports[port].mac.data(), 6);
   store_be32(ip + kIpv4OffSrc, pi.dst_ip);
   store_be32(ip + kIpv4OffDst, pi.src_ip);
   ip[kIpv4OffTtl] = 64;
-  store_be16(ip + kIpv4OffId, ip_id_++);
+  store_be16(ip + kIpv4OffId, ctx_.next_ip_id());
   store_be16(ip + kIpv4OffFrag, 0);
   store_be16(ip + kIpv4OffChecksum, 0);
   store_be16(ip + kIpv4OffChecksum, ipv4_header_checksum({ip, pi.ip_header_len}));
@@ -389,13 +389,13 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
   make_nonce(iv, c->salt, counter);
   const AeadOp op = codec_.seal_op(frame.data(), 0, iv);
   int32_t st = 0;
-  c->aead->process({&op, 1}, {&st, 1}, id_);
+  c->aead->process({&op, 1}, {&st, 1}, ctx_.id);
   if (st) {
-    drop(m, Drop::CryptoError);
+    ctx_.drop(m, Drop::CryptoError);
     return;
   }
   codec_.protect(frame);
-  stats.keepalives_tx.add();
+  ctx_.stats.keepalives_tx.add();
   DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::KeepaliveReply);
   send(port, m);
 }
