@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/hex.hpp"
 
@@ -165,6 +166,16 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
 }  // namespace
 
 static GatewayConfig load(const std::string& path);
+
+void control_socket_options(Cli& cli, std::string& socket) {
+  cli.value("socket", socket).option("config", true, [&cli, &socket](const char* path) -> std::optional<int> {
+    std::string error;
+    const auto from_config = control_socket_of(path, error);
+    if (!from_config) return cli.value_error(error);
+    socket = *from_config;
+    return std::nullopt;
+  });
+}
 
 std::optional<std::string> control_socket_of(const std::string& path, std::string& error) {
   try {
