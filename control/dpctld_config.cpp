@@ -24,17 +24,11 @@ Endpoint endpoint_at(const Setting& group, const char* key, std::optional<Endpoi
   return *ep;
 }
 
-TunnelDef load_tunnel(const Setting& s) {
-  config_allow_keys(s, {"id", "name", "allow", "weight", "max_weight"});
+// What dpctld.conf adds to a tunnel's id and name (config_tunnel_list): who may serve it, and its weights.
+TunnelDef load_tunnel(const Setting& s, TunnelIdentity who) {
   TunnelDef t;
-  auto id = Uuid::parse(config_string(s, "id"));
-  if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
-  t.id = *id;
-  t.name = config_string(s, "name", t.id.str());
-  if (s.exists("name")) {
-    const std::string problem = tunnel_name_problem(t.name);
-    if (!problem.empty()) config_fail(s["name"], problem);
-  }
+  t.id = who.id;
+  t.name = std::move(who.name);
   const Setting* allow = config_child(s, "allow");
   if (!allow || (!allow->isArray() && !allow->isList()) || allow->getLength() == 0)
     config_fail(allow ? *allow : s, "a tunnel needs allow = [ \"CN=agent-name\", ... ] (or [ \"*\" ])");
@@ -57,7 +51,7 @@ TunnelDef load_tunnel(const Setting& s) {
 
 const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
   for (const TunnelDef& d : cfg.tunnels)
-    if (tunnel_name_key(d.name) == tunnel_name_key(ref) || d.id.str() == ref) return &d;
+    if (tunnel_is(d.id, d.name, ref)) return &d;
   return nullptr;
 }
 
@@ -168,15 +162,6 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text, std:
   return wildcard ? "*." + name : name;  // one spelling per rule: ".example.com" is stored as "*.example.com"
 }
 
-std::string tunnel_name_problem(const std::string& name) {
-  if (name.empty() || name.size() > 64) return "a tunnel name is 1..64 characters";
-  for (char c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
-      return "a tunnel name may only hold letters, digits, '.', '_' and '-'";
-  if (Uuid::parse(name)) return "a tunnel name must not be a UUID (it would shadow a tunnel id)";
-  return "";
-}
-
 std::string WeightPolicy::str() const {
   if (fixed) return "fixed " + std::to_string(weight);
   return max_weight == 255 ? "agent" : "agent, at most " + std::to_string(max_weight);
@@ -192,12 +177,6 @@ std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
     return "tcp/" + port + " is dpctld's agent port (agent_listen in " + cfg.path +
            "): an entry point there would cut agents off from dpctld";
   return "";
-}
-
-std::string tunnel_name_key(const std::string& name) {
-  std::string key;
-  for (char c : name) key += char(std::tolower(static_cast<unsigned char>(c)));
-  return key;
 }
 
 std::string allow_problem(const std::string& v) {
@@ -282,16 +261,8 @@ static DpctldConfig load(const std::string& path) {
   cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);
   cfg.session_expiry_ns = config_duration_ns(d, "session_expiry", 1, 86400, 30);
 
-  if (const Setting* tunnels = config_child(root, "tunnels")) {
-    if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
-    std::set<std::string> seen;
-    for (int i = 0; i < tunnels->getLength(); ++i) {
-      cfg.tunnels.push_back(load_tunnel((*tunnels)[i]));
-      if (!seen.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
-      if (!seen.insert("name:" + tunnel_name_key(cfg.tunnels.back().name)).second)
-        config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
-    }
-  }
+  config_tunnel_list(root, {"id", "name", "allow", "weight", "max_weight"},
+                     [&](const Setting& s, TunnelIdentity who) { cfg.tunnels.push_back(load_tunnel(s, std::move(who))); });
   if (const Setting* entries = config_child(root, "entry_points")) {
     if (!entries->isList()) config_fail(*entries, "expected a list ( { ... }, ... )");
     std::set<std::pair<uint8_t, uint16_t>> used;

@@ -8,6 +8,7 @@
 #include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/hex.hpp"
+#include "common/tunnel_names.hpp"
 
 namespace dptun {
 
@@ -92,13 +93,12 @@ PortConfig load_port(const Setting& s) {
   return p;
 }
 
-TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes, std::set<std::vector<uint8_t>>& keys) {
-  config_allow_keys(s, {"id", "name", "peers"});
+// What dptun.conf adds to a tunnel's id and name (config_tunnel_list): its static peers.
+TunnelConfig load_tunnel(const Setting& s, TunnelIdentity who, std::set<uint32_t>& indexes,
+                         std::set<std::vector<uint8_t>>& keys) {
   TunnelConfig t;
-  auto id = Uuid::parse(config_string(s, "id"));
-  if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
-  t.id = *id;
-  t.name = config_string(s, "name", t.id.str());
+  t.id = who.id;
+  t.name = std::move(who.name);
   const Setting* peers = config_child(s, "peers");
   if (!peers || !peers->isList() || peers->getLength() == 0)
     config_fail(peers ? *peers : s, "a tunnel needs a list of static peers: peers = ( { index = 1; psk = \"...\"; } )");
@@ -142,14 +142,10 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
     e.listen = parse_ipv4_at(s["listen"]);
   }
   std::string tunnel = config_string(s, "tunnel");
-  bool found = false;
-  for (size_t i = 0; i < cfg.tunnels.size() && !found; ++i) {
-    if (cfg.tunnels[i].name == tunnel || cfg.tunnels[i].id.str() == tunnel) {
-      e.tunnel = uint16_t(i);
-      found = true;
-    }
-  }
-  if (!found) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
+  const auto named = std::find_if(cfg.tunnels.begin(), cfg.tunnels.end(),
+                                  [&](const TunnelConfig& t) { return tunnel_is(t.id, t.name, tunnel); });
+  if (named == cfg.tunnels.end()) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
+  e.tunnel = uint16_t(named - cfg.tunnels.begin());
   std::string target = config_string(s, "target");
   auto ep = Endpoint::parse(target);
   if (!ep)
@@ -296,16 +292,9 @@ static GatewayConfig load(const std::string& path) {
 
   std::set<uint32_t> indexes;
   std::set<std::vector<uint8_t>> keys;
-  if (const Setting* tunnels = config_child(root, "tunnels")) {
-    if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
-    std::set<std::string> ids;
-    for (int i = 0; i < tunnels->getLength(); ++i) {
-      cfg.tunnels.push_back(load_tunnel((*tunnels)[i], indexes, keys));
-      if (!ids.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
-      if (!ids.insert("name:" + cfg.tunnels.back().name).second)
-        config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
-    }
-  }
+  config_tunnel_list(root, {"id", "name", "peers"}, [&](const Setting& s, TunnelIdentity who) {
+    cfg.tunnels.push_back(load_tunnel(s, std::move(who), indexes, keys));
+  });
   if (const Setting* entries = config_child(root, "entry_points")) {
     if (!entries->isList()) config_fail(*entries, "expected a list ( { ... }, ... )");
     std::set<std::pair<uint8_t, uint16_t>> used;

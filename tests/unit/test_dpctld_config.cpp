@@ -128,7 +128,10 @@ void other_errors(void**) {
   t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";", "agent_listen = \"0.0.0.0\";");
   expect_error(t, line_of(t, "agent_listen"), "dpctld.agent_listen", "ipv4:port");
   t = replace(valid_config(), "name = \"db\";", "name = \"web\";");
-  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1]", "used twice");
+  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name", "tunnel name 'web' used twice");
+  t = replace(valid_config(), "name = \"db\";", "name = \"WEB\";");
+  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name",
+               "tunnel name 'WEB' used twice (as 'web' before: names are compared without regard to case)");
 }
 
 int setup(void**) { return g_fx.create("dptun-dpctldconf") ? 0 : -1; }
