@@ -231,14 +231,7 @@ static DpctldConfig load(const std::string& path) {
   cfg.max_pending_per_source = uint32_t(config_int(tls, "max_pending_per_source", 1, 100000, 16));
   cfg.failure_log = config_string(d, "failure_log", "-");
   cfg.failure_log_rate = uint32_t(config_int(d, "failure_log_rate", 1, 1000000, 20));
-  std::string metrics = config_string(d, "metrics_listen", "127.0.0.1:9108");
-  if (metrics.empty()) {
-    cfg.metrics_listen.reset();
-  } else {
-    auto ep = Endpoint::parse(metrics);
-    if (!ep) config_fail(d["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
-    cfg.metrics_listen = *ep;
-  }
+  cfg.metrics_listen = config_metrics_listen(d, cfg.metrics_listen);
   cfg.api_socket = config_string(d, "api_socket", cfg.api_socket);
   cfg.gateway_socket = config_string(d, "gateway_socket", cfg.gateway_socket);
   cfg.state_file = config_string(d, "state_file", cfg.state_file);
@@ -250,13 +243,7 @@ static DpctldConfig load(const std::string& path) {
   if (d.exists("agent_address") && !parse_host_port(cfg.agent_address))
     config_fail(d["agent_address"], "expected HOST:PORT (a DNS name or an IPv4 address) as agents reach agent_listen");
   cfg.agent_ca = config_string(d, "agent_ca", "");
-  std::string cipher = config_string(d, "cipher", "aes-128-gcm");
-  if (cipher == "aes-128-gcm")
-    cfg.key_len = 16;
-  else if (cipher == "aes-256-gcm")
-    cfg.key_len = 32;
-  else
-    config_fail(d["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+  cfg.key_len = config_cipher_key_len(d, "cipher");
   cfg.rekey_interval_ns = config_duration_ns(d, "rekey_interval", 10, 86400, 120);
   cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);
   cfg.session_expiry_ns = config_duration_ns(d, "session_expiry", 1, 86400, 30);

@@ -208,16 +208,7 @@ static GatewayConfig load(const std::string& path) {
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
-  if (gw.exists("metrics_listen")) {
-    const std::string m = config_string(gw, "metrics_listen");
-    if (m.empty()) {
-      cfg.metrics_listen.reset();
-    } else {
-      auto ep = Endpoint::parse(m);
-      if (!ep) config_fail(gw["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
-      cfg.metrics_listen = *ep;
-    }
-  }
+  cfg.metrics_listen = config_metrics_listen(gw, cfg.metrics_listen);
   cfg.max_tunnels = uint16_t(config_int(gw, "max_tunnels", 1, 16384, 1024));
   cfg.session_timeout_ns = config_duration_ns(gw, "session_timeout", 0.5, 3600, 6);
   cfg.direct_mode = config_bool(gw, "direct_mode", false);
@@ -280,13 +271,7 @@ static GatewayConfig load(const std::string& path) {
     if (cfg.crypto.engine != "cryptodev" && cfg.crypto.engine != "openssl")
       config_fail((*c)["engine"], "expected \"cryptodev\" or \"openssl\"");
     cfg.crypto.device = config_string(*c, "device", "crypto_aesni_gcm0");
-    std::string cipher = config_string(*c, "cipher", "aes-128-gcm");
-    if (cipher == "aes-128-gcm")
-      cfg.crypto.key_len = 16;
-    else if (cipher == "aes-256-gcm")
-      cfg.crypto.key_len = 32;
-    else
-      config_fail((*c)["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+    cfg.crypto.key_len = config_cipher_key_len(*c, "cipher");
     cfg.crypto.rekey_interval_ns = config_duration_ns(*c, "rekey_interval", 10, 86400, 120);
   }
 
