@@ -96,25 +96,28 @@ std::optional<int> Cli::parse(int argc, char** argv, std::vector<std::string>* p
   return std::nullopt;
 }
 
+namespace {
+
+// --log-level and --log-format: a name log.hpp knows (`parse`), applied at once (`set`); another is a usage error.
+template <typename Parse, typename Set>
+Cli::Apply log_option(const Cli& cli, const char* what, const char* known, Parse parse, Set set) {
+  return [&cli, what, known, parse, set](const char* v) -> std::optional<int> {
+    const auto parsed = parse(v);
+    if (!parsed) return cli.usage_error(std::string("unknown ") + what + " '" + v + "'" + known);
+    set(*parsed);
+    return std::nullopt;
+  };
+}
+
+}  // namespace
+
 std::optional<int> parse_daemon_args(int argc, char** argv, const char* program, const char* usage,
                                      const char* version, DaemonArgs& args) {
   Cli cli(program, usage);
   cli.value("config", args.config_path)
       .flag("check", args.check_only)
-      .option("log-level", true,
-              [&cli](const char* v) -> std::optional<int> {
-                const auto level = log_parse_level(v);
-                if (!level) return cli.usage_error(std::string("unknown log level '") + v + "'");
-                log_set_level(*level);
-                return std::nullopt;
-              })
-      .option("log-format", true,
-              [&cli](const char* v) -> std::optional<int> {
-                const auto format = log_parse_format(v);
-                if (!format) return cli.usage_error(std::string("unknown log format '") + v + "' (text or json)");
-                log_set_format(*format);
-                return std::nullopt;
-              })
+      .option("log-level", true, log_option(cli, "log level", "", log_parse_level, log_set_level))
+      .option("log-format", true, log_option(cli, "log format", " (text or json)", log_parse_format, log_set_format))
       .version(version)
       .help();
   if (auto status = cli.parse(argc, argv)) return status;

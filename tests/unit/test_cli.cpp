@@ -73,7 +73,21 @@ struct Prog {
       return std::nullopt;
     });
   }
+  // Parses `words` (argv[0] "prog" added): the exit status, or -1 when the program would go on.
+  int run(std::initializer_list<const char*> words) {
+    std::vector<const char*> all{"prog"};
+    all.insert(all.end(), words.begin(), words.end());
+    std::vector<std::string> copy(all.begin(), all.end());
+    std::vector<char*> argv;
+    for (auto& w : copy) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    return cli.parse(int(copy.size()), argv.data()).value_or(-1);
+  }
+  std::string errors() { return io.err_text(); }
+  std::string output() { return io.out_text(); }
 };
+
+std::string with_usage(const std::string& line) { return line + "\n" + kUsage; }
 
 }  // namespace
 
@@ -93,81 +107,58 @@ static void values_and_flags_in_any_order_and_both_spellings(void**) {
 
 static void an_unknown_argument_is_named_with_the_usage(void**) {
   Prog p;
-  Argv a{"prog", "--json", "--frobnicate", "--socket", "/x"};
-  const auto status = p.cli.parse(a.argc(), a.argv());
-  assert_true(status.has_value());
-  assert_int_equal(*status, 2);
-  assert_string_equal(p.io.err_text().c_str(), (std::string("prog: unknown argument '--frobnicate'\n") + kUsage).c_str());
+  assert_int_equal(p.run({"--json", "--frobnicate", "--socket", "/x"}), 2);
+  assert_string_equal(p.errors().c_str(), with_usage("prog: unknown argument '--frobnicate'").c_str());
   assert_string_equal(p.socket.c_str(), "/run/default.sock");  // nothing after the mistake ran
 }
 
 static void a_missing_value_and_a_value_for_a_flag_are_said_so(void**) {
-  {
-    Prog p;
-    Argv a{"prog", "--socket"};
-    assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 2);
-    assert_string_equal(p.io.err_text().c_str(), (std::string("prog: --socket needs a value\n") + kUsage).c_str());
-  }
-  {
-    Prog p;
-    Argv a{"prog", "--json=yes"};
-    assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 2);
-    assert_string_equal(p.io.err_text().c_str(), (std::string("prog: --json takes no value\n") + kUsage).c_str());
-    assert_false(p.json);
-  }
-  {
-    Prog p;
-    Argv a{"prog", "-x"};
-    assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 2);
-    assert_string_equal(p.io.err_text().c_str(), (std::string("prog: unknown argument '-x'\n") + kUsage).c_str());
-  }
+  Prog missing, flag_value, short_unknown;
+  assert_int_equal(missing.run({"--socket"}), 2);
+  assert_string_equal(missing.errors().c_str(), with_usage("prog: --socket needs a value").c_str());
+  assert_int_equal(flag_value.run({"--json=yes"}), 2);
+  assert_string_equal(flag_value.errors().c_str(), with_usage("prog: --json takes no value").c_str());
+  assert_false(flag_value.json);
+  assert_int_equal(short_unknown.run({"-x"}), 2);
+  assert_string_equal(short_unknown.errors().c_str(), with_usage("prog: unknown argument '-x'").c_str());
 }
 
 // Without a place for them, other arguments are mistakes, and what follows one does not run (--version here).
 static void a_stray_argument_stops_before_what_follows(void**) {
   Prog p;
-  Argv a{"prog", "--json", "stray", "--version"};
-  assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 2);
+  assert_int_equal(p.run({"--json", "stray", "--version"}), 2);
   assert_true(p.json);
-  assert_string_equal(p.io.out_text().c_str(), "");
-  assert_string_equal(p.io.err_text().c_str(), (std::string("prog: unknown argument 'stray'\n") + kUsage).c_str());
+  assert_string_equal(p.output().c_str(), "");
+  assert_string_equal(p.errors().c_str(), with_usage("prog: unknown argument 'stray'").c_str());
 }
 
 static void help_and_version_end_with_status_0(void**) {
-  for (const char* h : {"--help", "-h"}) {
-    Prog p;
-    Argv a{"prog", "--json", h, "--frobnicate"};
-    assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 0);
-    assert_string_equal(p.io.out_text().c_str(), kUsage);
-    assert_string_equal(p.io.err_text().c_str(), "");
+  Prog help, h, version;
+  assert_int_equal(help.run({"--json", "--help", "--frobnicate"}), 0);
+  assert_int_equal(h.run({"-h"}), 0);
+  assert_int_equal(version.run({"--version"}), 0);
+  for (Prog* p : {&help, &h}) {
+    assert_string_equal(p->output().c_str(), kUsage);
+    assert_string_equal(p->errors().c_str(), "");
   }
-  Prog p;
-  Argv a{"prog", "--version"};
-  assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 0);
-  assert_string_equal(p.io.out_text().c_str(), "prog 1.2.3\n");
+  assert_string_equal(version.output().c_str(), "prog 1.2.3\n");
 }
 
 // An action that finds its value wrong ends the parse with its status; the options after it are not applied.
 static void an_action_can_end_the_program(void**) {
   Prog p;
-  Argv a{"prog", "--timeout", "never", "--json"};
-  assert_int_equal(p.cli.parse(a.argc(), a.argv()).value_or(-1), 2);
+  assert_int_equal(p.run({"--timeout", "never", "--json"}), 2);
   assert_false(p.json);
-  assert_string_equal(p.io.err_text().c_str(), "prog: --timeout takes seconds\n");
+  assert_string_equal(p.errors().c_str(), "prog: --timeout takes seconds\n");
 }
 
 // getopt keeps its place in globals: a second command line in the same process is read from its start.
 static void a_second_parse_starts_afresh(void**) {
-  {
-    Prog p;
-    Argv a{"prog", "--json", "--socket", "/one"};
-    assert_false(p.cli.parse(a.argc(), a.argv()).has_value());
-  }
-  Prog p;
-  Argv a{"prog", "--socket", "/two"};
-  assert_false(p.cli.parse(a.argc(), a.argv()).has_value());
-  assert_string_equal(p.socket.c_str(), "/two");
-  assert_false(p.json);
+  Prog first, second;
+  assert_int_equal(first.run({"--json", "--socket", "/one"}), -1);
+  assert_int_equal(second.run({"--socket", "/two"}), -1);
+  assert_string_equal(second.socket.c_str(), "/two");
+  assert_false(second.json);
 }
 
 // A subcommand reads its own words: argv + 1, as `dpgw stats --json` does.
