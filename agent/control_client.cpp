@@ -21,6 +21,7 @@
 #include "common/clock.hpp"
 #include "common/json_fields.hpp"
 #include "common/log.hpp"
+#include "common/openssl_errors.hpp"
 #include "common/unix_socket.hpp"
 #include "control/control_protocol.hpp"
 #include "proto/control_names.hpp"
@@ -30,17 +31,6 @@ namespace dptun {
 using nlohmann::json;
 
 namespace {
-
-std::string ssl_errors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += (out.empty() ? "" : "; ") + std::string(buf);
-  }
-  return out.empty() ? "unknown error" : out;
-}
 
 int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
 
@@ -109,15 +99,15 @@ bool ControlClient::load(std::string& error) {
   SSL_CTX* ctx = ctx_.get();
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   if (SSL_CTX_use_certificate_chain_file(ctx, opt_.cert.c_str()) != 1) {
-    error = opt_.cert + ": cannot load the certificate: " + ssl_errors();
+    error = opt_.cert + ": cannot load the certificate: " + openssl_errors();
     return false;
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, opt_.key.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-    error = opt_.key + ": cannot load the private key (or it does not match the certificate): " + ssl_errors();
+    error = opt_.key + ": cannot load the private key (or it does not match the certificate): " + openssl_errors();
     return false;
   }
   if (SSL_CTX_load_verify_locations(ctx, opt_.ca.c_str(), nullptr) != 1) {
-    error = opt_.ca + ": cannot load the CA bundle: " + ssl_errors();
+    error = opt_.ca + ": cannot load the CA bundle: " + openssl_errors();
     return false;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, remember_server_cert);
@@ -282,7 +272,7 @@ void ControlClient::handshake_failed() {
   const unsigned long e = ERR_peek_error();
   tls_failed(v, e,
              (v != X509_V_OK ? std::string("server certificate: ") + X509_verify_cert_error_string(v) + "; " : "") +
-                 ssl_errors());
+                 openssl_errors());
 }
 
 // Queues `line` (none: only what waits) and writes what the socket takes.
@@ -301,7 +291,7 @@ void ControlClient::send_line(const std::string& line, uint64_t now_ns) {
       return;
     }
     if (state_ == State::Registering) {
-      LOG_WARN("dpctld: cannot send the registration: %s", ssl_errors().c_str());
+      LOG_WARN("dpctld: cannot send the registration: %s", openssl_errors().c_str());
       retry(now_ns);
     } else {
       lost(now_ns);
@@ -343,7 +333,7 @@ void ControlClient::read_some(uint64_t now_ns) {
       return;
     }
     // In TLS 1.3 a client hears that dpctld refused its certificate only now, from the alert.
-    if (const unsigned long e = ERR_peek_error()) tls_failed(X509_V_OK, e, ssl_errors());
+    if (const unsigned long e = ERR_peek_error()) tls_failed(X509_V_OK, e, openssl_errors());
     else LOG_WARN("dpctld: no answer to the registration");
     retry(now_ns);
     return;

@@ -119,4 +119,21 @@ uint64_t config_duration_ns(const libconfig::Setting& group, const char* key, do
   return uint64_t(std::llround(v * 1e9));
 }
 
+std::optional<Endpoint> config_metrics_listen(const libconfig::Setting& group, std::optional<Endpoint> fallback) {
+  const libconfig::Setting* s = config_child(group, "metrics_listen");
+  if (!s) return fallback;
+  const std::string text = config_string(group, "metrics_listen");
+  if (text.empty()) return std::nullopt;
+  auto ep = Endpoint::parse(text);
+  if (!ep) config_fail(*s, "expected ipv4:port, or \"\" to disable metrics");
+  return ep;
+}
+
+uint8_t config_cipher_key_len(const libconfig::Setting& group, const char* key) {
+  const std::string cipher = config_string(group, key, "aes-128-gcm");
+  if (cipher == "aes-128-gcm") return 16;
+  if (cipher == "aes-256-gcm") return 32;
+  config_fail(group[key], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+}
+
 }  // namespace dptun

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/inet.hpp"
+
 namespace dptun {
 
 class ConfigError : public std::runtime_error {
@@ -44,6 +46,11 @@ bool config_bool(const libconfig::Setting& group, const char* key, std::optional
 // Seconds as an integer or float; returned in nanoseconds.
 uint64_t config_duration_ns(const libconfig::Setting& group, const char* key, double min_s, double max_s,
                             std::optional<double> fallback_s);
+// `metrics_listen` of dpgw and dpctld: "ipv4:port" for Prometheus, or "" (nullopt: no metrics); `fallback` when
+// the key is absent.
+std::optional<Endpoint> config_metrics_listen(const libconfig::Setting& group, std::optional<Endpoint> fallback);
+// The relay frames' AEAD: "aes-128-gcm" (the default) or "aes-256-gcm", as its key length in bytes (16 or 32).
+uint8_t config_cipher_key_len(const libconfig::Setting& group, const char* key);
 // Full dotted path of a setting, e.g. "dpgw.ports.[1].address".
 std::string config_path(const libconfig::Setting& s);
 

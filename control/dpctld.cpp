@@ -499,14 +499,8 @@ void Dpctld::refuse(AgentChannel& ch, Refusal why, const std::string& detail, co
 }
 
 const TunnelDef* Dpctld::find_tunnel(const std::string& id_or_name) const {
-  const std::vector<const TunnelDef*> all = all_tunnels();
-  if (auto id = Uuid::parse(id_or_name)) {  // an id (any case) names a tunnel by id only
-    for (const TunnelDef* t : all)
-      if (t->id == *id) return t;
-    return nullptr;
-  }
-  for (const TunnelDef* t : all)
-    if (tunnel_name_key(t->name) == tunnel_name_key(id_or_name)) return t;
+  for (const TunnelDef* t : all_tunnels())
+    if (tunnel_is(t->id, t->name, id_or_name)) return t;
   return nullptr;
 }
 

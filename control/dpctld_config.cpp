@@ -24,17 +24,11 @@ Endpoint endpoint_at(const Setting& group, const char* key, std::optional<Endpoi
   return *ep;
 }
 
-TunnelDef load_tunnel(const Setting& s) {
-  config_allow_keys(s, {"id", "name", "allow", "weight", "max_weight"});
+// What dpctld.conf adds to a tunnel's id and name (config_tunnel_list): who may serve it, and its weights.
+TunnelDef load_tunnel(const Setting& s, TunnelIdentity who) {
   TunnelDef t;
-  auto id = Uuid::parse(config_string(s, "id"));
-  if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
-  t.id = *id;
-  t.name = config_string(s, "name", t.id.str());
-  if (s.exists("name")) {
-    const std::string problem = tunnel_name_problem(t.name);
-    if (!problem.empty()) config_fail(s["name"], problem);
-  }
+  t.id = who.id;
+  t.name = std::move(who.name);
   const Setting* allow = config_child(s, "allow");
   if (!allow || (!allow->isArray() && !allow->isList()) || allow->getLength() == 0)
     config_fail(allow ? *allow : s, "a tunnel needs allow = [ \"CN=agent-name\", ... ] (or [ \"*\" ])");
@@ -57,7 +51,7 @@ TunnelDef load_tunnel(const Setting& s) {
 
 const TunnelDef* tunnel_named(const DpctldConfig& cfg, const std::string& ref) {
   for (const TunnelDef& d : cfg.tunnels)
-    if (tunnel_name_key(d.name) == tunnel_name_key(ref) || d.id.str() == ref) return &d;
+    if (tunnel_is(d.id, d.name, ref)) return &d;
   return nullptr;
 }
 
@@ -168,15 +162,6 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text, std:
   return wildcard ? "*." + name : name;  // one spelling per rule: ".example.com" is stored as "*.example.com"
 }
 
-std::string tunnel_name_problem(const std::string& name) {
-  if (name.empty() || name.size() > 64) return "a tunnel name is 1..64 characters";
-  for (char c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
-      return "a tunnel name may only hold letters, digits, '.', '_' and '-'";
-  if (Uuid::parse(name)) return "a tunnel name must not be a UUID (it would shadow a tunnel id)";
-  return "";
-}
-
 std::string WeightPolicy::str() const {
   if (fixed) return "fixed " + std::to_string(weight);
   return max_weight == 255 ? "agent" : "agent, at most " + std::to_string(max_weight);
@@ -192,12 +177,6 @@ std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
     return "tcp/" + port + " is dpctld's agent port (agent_listen in " + cfg.path +
            "): an entry point there would cut agents off from dpctld";
   return "";
-}
-
-std::string tunnel_name_key(const std::string& name) {
-  std::string key;
-  for (char c : name) key += char(std::tolower(static_cast<unsigned char>(c)));
-  return key;
 }
 
 std::string allow_problem(const std::string& v) {
@@ -252,14 +231,7 @@ static DpctldConfig load(const std::string& path) {
   cfg.max_pending_per_source = uint32_t(config_int(tls, "max_pending_per_source", 1, 100000, 16));
   cfg.failure_log = config_string(d, "failure_log", "-");
   cfg.failure_log_rate = uint32_t(config_int(d, "failure_log_rate", 1, 1000000, 20));
-  std::string metrics = config_string(d, "metrics_listen", "127.0.0.1:9108");
-  if (metrics.empty()) {
-    cfg.metrics_listen.reset();
-  } else {
-    auto ep = Endpoint::parse(metrics);
-    if (!ep) config_fail(d["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
-    cfg.metrics_listen = *ep;
-  }
+  cfg.metrics_listen = config_metrics_listen(d, cfg.metrics_listen);
   cfg.api_socket = config_string(d, "api_socket", cfg.api_socket);
   cfg.gateway_socket = config_string(d, "gateway_socket", cfg.gateway_socket);
   cfg.state_file = config_string(d, "state_file", cfg.state_file);
@@ -271,27 +243,13 @@ static DpctldConfig load(const std::string& path) {
   if (d.exists("agent_address") && !parse_host_port(cfg.agent_address))
     config_fail(d["agent_address"], "expected HOST:PORT (a DNS name or an IPv4 address) as agents reach agent_listen");
   cfg.agent_ca = config_string(d, "agent_ca", "");
-  std::string cipher = config_string(d, "cipher", "aes-128-gcm");
-  if (cipher == "aes-128-gcm")
-    cfg.key_len = 16;
-  else if (cipher == "aes-256-gcm")
-    cfg.key_len = 32;
-  else
-    config_fail(d["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+  cfg.key_len = config_cipher_key_len(d, "cipher");
   cfg.rekey_interval_ns = config_duration_ns(d, "rekey_interval", 10, 86400, 120);
   cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);
   cfg.session_expiry_ns = config_duration_ns(d, "session_expiry", 1, 86400, 30);
 
-  if (const Setting* tunnels = config_child(root, "tunnels")) {
-    if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
-    std::set<std::string> seen;
-    for (int i = 0; i < tunnels->getLength(); ++i) {
-      cfg.tunnels.push_back(load_tunnel((*tunnels)[i]));
-      if (!seen.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
-      if (!seen.insert("name:" + tunnel_name_key(cfg.tunnels.back().name)).second)
-        config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
-    }
-  }
+  config_tunnel_list(root, {"id", "name", "allow", "weight", "max_weight"},
+                     [&](const Setting& s, TunnelIdentity who) { cfg.tunnels.push_back(load_tunnel(s, std::move(who))); });
   if (const Setting* entries = config_child(root, "entry_points")) {
     if (!entries->isList()) config_fail(*entries, "expected a list ( { ... }, ... )");
     std::set<std::pair<uint8_t, uint16_t>> used;

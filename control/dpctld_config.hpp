@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/inet.hpp"
+#include "common/tunnel_names.hpp"  // tunnel_name_problem, tunnel_name_key, tunnel_is
 #include "common/uuid.hpp"
 #include "control/tls_server.hpp"
 #include "proto/gateway_specs.hpp"
@@ -79,12 +80,6 @@ std::optional<std::string> normalize_hostname_rule(const std::string& text, std:
 // ports the gateway needs itself -- its tunnel port (relay frames from agents) and, when dpctld is reached
 // through dpgw's kernel path, dpctld's agent port.
 std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg);
-
-// What is wrong with a tunnel name, or "" when it is fine: 1..64 of A-Z a-z 0-9 . _ -, and not a UUID
-// (names and ids are both accepted wherever a tunnel is named).
-std::string tunnel_name_problem(const std::string& name);
-// Tunnel names are unique and found without regard to case ("web" and "WEB" are one name): the key to compare.
-std::string tunnel_name_key(const std::string& name);
 
 // What is wrong with an allow entry, or "": "CN=<name>", "DNS:<name>", "URI:<uri>" or "*".
 std::string allow_problem(const std::string& allow);

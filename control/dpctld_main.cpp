@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/log.hpp"
 #include "control/dpctld.hpp"
@@ -45,43 +46,9 @@ void on_signal(int sig) {
 
 int main(int argc, char** argv) {
   log_set_program("dpctld");
-  std::string config_path;
-  bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (a == "--check") {
-      check_only = true;
-    } else if (a == "--log-level" && i + 1 < argc) {
-      auto level = log_parse_level(argv[++i]);
-      if (!level) {
-        fprintf(stderr, "dpctld: unknown log level '%s'\n%s", argv[i], kUsage);
-        return 2;
-      }
-      log_set_level(*level);
-    } else if (a == "--log-format" && i + 1 < argc) {
-      auto format = log_parse_format(argv[++i]);
-      if (!format) {
-        fprintf(stderr, "dpctld: unknown log format '%s' (text or json)\n%s", argv[i], kUsage);
-        return 2;
-      }
-      log_set_format(*format);
-    } else if (a == "--version") {
-      printf("dpctld %s\n", DPTUN_VERSION);
-      return 0;
-    } else if (a == "--help" || a == "-h") {
-      fputs(kUsage, stdout);
-      return 0;
-    } else {
-      fprintf(stderr, "dpctld: unknown or incomplete argument '%s'\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-  }
-  if (config_path.empty()) {
-    fprintf(stderr, "dpctld: --config FILE is required\n%s", kUsage);
-    return 2;
-  }
+  DaemonArgs args;
+  if (auto status = parse_daemon_args(argc, argv, "dpctld", kUsage, DPTUN_VERSION, args)) return *status;
+  const std::string& config_path = args.config_path;
   DpctldConfig cfg;
   try {
     cfg = load_dpctld_config(config_path);
@@ -89,7 +56,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpctld: %s\n", e.what());
     return 2;
   }
-  if (check_only) {
+  if (args.check_only) {
     const size_t config_tunnels = cfg.tunnels.size();
     const std::string state_file = cfg.state_file;
     Dpctld d(std::move(cfg));

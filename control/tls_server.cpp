@@ -67,17 +67,6 @@ int client_hello_callback(SSL* ssl, int* /*alert*/, void* /*arg*/) {
 
 }  // namespace
 
-std::string openssl_errors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += (out.empty() ? "" : "; ") + std::string(buf);
-  }
-  return out;
-}
-
 PeerCertificate describe_certificate(X509* cert) {
   PeerCertificate c;
   c.subject = name_text(X509_get_subject_name(cert));

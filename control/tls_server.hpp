@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/openssl_errors.hpp"  // openssl_errors()
 #include "control/handshake_failure.hpp"
 
 namespace dptun {
@@ -78,7 +79,5 @@ std::vector<std::string> certificate_identities(X509* cert);
 bool certificate_has_name(X509* cert, const std::string& host);
 // Its DNS and IP subjectAltNames ("dpctld.example.net", "10.99.2.1").
 std::vector<std::string> certificate_names(X509* cert);
-// The OpenSSL error queue as one string (and cleared).
-std::string openssl_errors();
 
 }  // namespace dptun

@@ -5,8 +5,10 @@
 #include <set>
 #include <sstream>
 
+#include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/hex.hpp"
+#include "common/tunnel_names.hpp"
 
 namespace dptun {
 
@@ -91,13 +93,12 @@ PortConfig load_port(const Setting& s) {
   return p;
 }
 
-TunnelConfig load_tunnel(const Setting& s, std::set<uint32_t>& indexes, std::set<std::vector<uint8_t>>& keys) {
-  config_allow_keys(s, {"id", "name", "peers"});
+// What dptun.conf adds to a tunnel's id and name (config_tunnel_list): its static peers.
+TunnelConfig load_tunnel(const Setting& s, TunnelIdentity who, std::set<uint32_t>& indexes,
+                         std::set<std::vector<uint8_t>>& keys) {
   TunnelConfig t;
-  auto id = Uuid::parse(config_string(s, "id"));
-  if (!id) config_fail(s["id"], "expected a UUID like 3f2b8c1e-6a4d-4b7e-9f10-2c3d4e5f6a7b");
-  t.id = *id;
-  t.name = config_string(s, "name", t.id.str());
+  t.id = who.id;
+  t.name = std::move(who.name);
   const Setting* peers = config_child(s, "peers");
   if (!peers || !peers->isList() || peers->getLength() == 0)
     config_fail(peers ? *peers : s, "a tunnel needs a list of static peers: peers = ( { index = 1; psk = \"...\"; } )");
@@ -141,14 +142,10 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
     e.listen = parse_ipv4_at(s["listen"]);
   }
   std::string tunnel = config_string(s, "tunnel");
-  bool found = false;
-  for (size_t i = 0; i < cfg.tunnels.size() && !found; ++i) {
-    if (cfg.tunnels[i].name == tunnel || cfg.tunnels[i].id.str() == tunnel) {
-      e.tunnel = uint16_t(i);
-      found = true;
-    }
-  }
-  if (!found) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
+  const auto named = std::find_if(cfg.tunnels.begin(), cfg.tunnels.end(),
+                                  [&](const TunnelConfig& t) { return tunnel_is(t.id, t.name, tunnel); });
+  if (named == cfg.tunnels.end()) config_fail(s["tunnel"], "no tunnel with id or name '" + tunnel + "'");
+  e.tunnel = uint16_t(named - cfg.tunnels.begin());
   std::string target = config_string(s, "target");
   auto ep = Endpoint::parse(target);
   if (!ep)
@@ -165,6 +162,16 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
 }  // namespace
 
 static GatewayConfig load(const std::string& path);
+
+void control_socket_options(Cli& cli, std::string& socket) {
+  cli.value("socket", socket).option("config", true, [&cli, &socket](const char* path) -> std::optional<int> {
+    std::string error;
+    const auto from_config = control_socket_of(path, error);
+    if (!from_config) return cli.value_error(error);
+    socket = *from_config;
+    return std::nullopt;
+  });
+}
 
 std::optional<std::string> control_socket_of(const std::string& path, std::string& error) {
   try {
@@ -201,16 +208,7 @@ static GatewayConfig load(const std::string& path) {
   cfg.tunnel_port = uint16_t(config_int(gw, "tunnel_port", 1, 65535, 51900));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
-  if (gw.exists("metrics_listen")) {
-    const std::string m = config_string(gw, "metrics_listen");
-    if (m.empty()) {
-      cfg.metrics_listen.reset();
-    } else {
-      auto ep = Endpoint::parse(m);
-      if (!ep) config_fail(gw["metrics_listen"], "expected ipv4:port, or \"\" to disable metrics");
-      cfg.metrics_listen = *ep;
-    }
-  }
+  cfg.metrics_listen = config_metrics_listen(gw, cfg.metrics_listen);
   cfg.max_tunnels = uint16_t(config_int(gw, "max_tunnels", 1, 16384, 1024));
   cfg.session_timeout_ns = config_duration_ns(gw, "session_timeout", 0.5, 3600, 6);
   cfg.direct_mode = config_bool(gw, "direct_mode", false);
@@ -273,28 +271,15 @@ static GatewayConfig load(const std::string& path) {
     if (cfg.crypto.engine != "cryptodev" && cfg.crypto.engine != "openssl")
       config_fail((*c)["engine"], "expected \"cryptodev\" or \"openssl\"");
     cfg.crypto.device = config_string(*c, "device", "crypto_aesni_gcm0");
-    std::string cipher = config_string(*c, "cipher", "aes-128-gcm");
-    if (cipher == "aes-128-gcm")
-      cfg.crypto.key_len = 16;
-    else if (cipher == "aes-256-gcm")
-      cfg.crypto.key_len = 32;
-    else
-      config_fail((*c)["cipher"], "expected \"aes-128-gcm\" or \"aes-256-gcm\"");
+    cfg.crypto.key_len = config_cipher_key_len(*c, "cipher");
     cfg.crypto.rekey_interval_ns = config_duration_ns(*c, "rekey_interval", 10, 86400, 120);
   }
 
   std::set<uint32_t> indexes;
   std::set<std::vector<uint8_t>> keys;
-  if (const Setting* tunnels = config_child(root, "tunnels")) {
-    if (!tunnels->isList()) config_fail(*tunnels, "expected a list ( { ... }, ... )");
-    std::set<std::string> ids;
-    for (int i = 0; i < tunnels->getLength(); ++i) {
-      cfg.tunnels.push_back(load_tunnel((*tunnels)[i], indexes, keys));
-      if (!ids.insert(cfg.tunnels.back().id.str()).second) config_fail((*tunnels)[i]["id"], "tunnel id used twice");
-      if (!ids.insert("name:" + cfg.tunnels.back().name).second)
-        config_fail((*tunnels)[i], "tunnel name '" + cfg.tunnels.back().name + "' used twice");
-    }
-  }
+  config_tunnel_list(root, {"id", "name", "peers"}, [&](const Setting& s, TunnelIdentity who) {
+    cfg.tunnels.push_back(load_tunnel(s, std::move(who), indexes, keys));
+  });
   if (const Setting* entries = config_child(root, "entry_points")) {
     if (!entries->isList()) config_fail(*entries, "expected a list ( { ... }, ... )");
     std::set<std::pair<uint8_t, uint16_t>> used;

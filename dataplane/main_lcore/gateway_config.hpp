@@ -11,6 +11,8 @@
 
 namespace dptun {
 
+class Cli;
+
 struct EalConfig {
   std::string lcores;        // EAL --lcores; empty: main on CPU 0, worker i on CPU i % ncpus
   bool hugepages = false;    // false: --no-huge (anonymous memory)
@@ -109,5 +111,8 @@ GatewayConfig load_gateway_config(const std::string& path);
 // The control socket of the dpgw that runs with config file `path` (what `dpgw stats` and `dpgw trace` ask with
 // --config); nullopt with `error` (the config error, file:line) when the file does not load.
 std::optional<std::string> control_socket_of(const std::string& path, std::string& error);
+// The options `dpgw stats` and `dpgw trace` name that socket with: --socket PATH, or --config FILE (through
+// control_socket_of; a file that does not load ends the command with its error and exit status 2).
+void control_socket_options(Cli& cli, std::string& socket);
 
 }  // namespace dptun

@@ -5,6 +5,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "common/tunnel_names.hpp"
 #include "dataplane/loop/worker.hpp"
 
 namespace dptun {
@@ -81,7 +82,7 @@ bool GatewayState::set_tunnel(const TunnelSpec& spec, std::string& error) {
     return true;
   }
   for (const auto& [key, t] : tunnels_)
-    if (t.name == spec.name) {
+    if (tunnel_name_key(t.name) == tunnel_name_key(spec.name)) {  // names compare without regard to case
       error = "another tunnel is already named '" + spec.name + "'";
       return false;
     }
@@ -343,7 +344,7 @@ bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, st
   // indexes must not be dpctld's.
   for (const TunnelConfig& tc : cfg.tunnels) {
     for (const auto& [key, t] : tunnels_)
-      if (!t.from_config && (t.id == tc.id || t.name == tc.name)) {
+      if (!t.from_config && (t.id == tc.id || tunnel_name_key(t.name) == tunnel_name_key(tc.name))) {
         error = "tunnel " + tc.name + " (" + tc.id.str() + ") is managed by dpctld already";
         return false;
       }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
@@ -88,35 +89,13 @@ void remove_runtime_dir(const std::string& dir) {
   nftw(dir.c_str(), [](const char* p, const struct stat*, int, FTW*) { return remove(p); }, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int usage_error(const std::string& what) {
-  fprintf(stderr, "dpgw: %s\n%s", what.c_str(), kUsage);
-  return 2;
-}
-
 int stats_command(int argc, char** argv) {
   std::string socket = "/run/dptun/dpgw.sock";
   bool json = false;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--socket" && i + 1 < argc) {
-      socket = argv[++i];
-    } else if (a == "--config" && i + 1 < argc) {
-      std::string error;
-      const auto from_config = control_socket_of(argv[++i], error);
-      if (!from_config) {
-        fprintf(stderr, "dpgw stats: %s\n", error.c_str());
-        return 2;
-      }
-      socket = *from_config;
-    } else if (a == "--help" || a == "-h") {
-      fputs(kUsage, stdout);
-      return 0;
-    } else {
-      return usage_error("stats: unknown argument '" + a + "'");
-    }
-  }
+  Cli cli("dpgw stats", kUsage);
+  cli.flag("json", json).help();
+  control_socket_options(cli, socket);
+  if (auto status = cli.parse(argc - 1, argv + 1)) return *status;
   std::string error;
   auto reply = unix_request(socket, std::string(name_of(json ? StatsRequest::Json : StatsRequest::Text)), error);
   if (!reply) {
@@ -134,33 +113,9 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "stats") == 0) return stats_command(argc, argv);
   if (argc >= 2 && std::strcmp(argv[1], "trace") == 0) return trace_main(argc, argv);
 
-  std::string config_path;
-  bool check_only = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (a == "--check") {
-      check_only = true;
-    } else if (a == "--log-level" && i + 1 < argc) {
-      auto level = log_parse_level(argv[++i]);
-      if (!level) return usage_error(std::string("unknown log level '") + argv[i] + "'");
-      log_set_level(*level);
-    } else if (a == "--log-format" && i + 1 < argc) {
-      auto format = log_parse_format(argv[++i]);
-      if (!format) return usage_error(std::string("unknown log format '") + argv[i] + "' (text or json)");
-      log_set_format(*format);
-    } else if (a == "--version") {
-      printf("dpgw %s\n", DPTUN_VERSION);
-      return 0;
-    } else if (a == "--help" || a == "-h") {
-      fputs(kUsage, stdout);
-      return 0;
-    } else {
-      return usage_error("unknown argument '" + a + "'");
-    }
-  }
-  if (config_path.empty()) return usage_error("--config FILE is required");
+  DaemonArgs args;
+  if (auto status = parse_daemon_args(argc, argv, "dpgw", kUsage, DPTUN_VERSION, args)) return *status;
+  const std::string& config_path = args.config_path;
 
   GatewayConfig cfg;
   try {
@@ -169,7 +124,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpgw: %s\n", e.what());
     return 2;
   }
-  if (check_only) {
+  if (args.check_only) {
     printf("%s: OK (%zu ports, %u workers, %zu tunnels, %zu entry points)\n", config_path.c_str(), cfg.ports.size(),
            unsigned(cfg.workers), cfg.tunnels.size(), cfg.entry_points.size());
     return 0;

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/inet.hpp"
 #include "common/json_fields.hpp"
@@ -357,48 +358,22 @@ int trace_main(int argc, char** argv) {
   std::string socket = "/run/dptun/dpgw.sock", filter;
   bool as_json = false;
   double timeout = 10;
-  std::optional<uint64_t> packets;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--json") {
-      as_json = true;
-    } else if (a == "--socket" && i + 1 < argc) {
-      socket = argv[++i];
-    } else if (a == "--config" && i + 1 < argc) {
-      std::string error;
-      const auto from_config = control_socket_of(argv[++i], error);
-      if (!from_config) {
-        fprintf(stderr, "dpgw trace: %s\n", error.c_str());
-        return 2;
-      }
-      socket = *from_config;
-    } else if (a == "--filter" && i + 1 < argc) {
-      filter = argv[++i];
-    } else if (a == "--timeout" && i + 1 < argc) {
-      char* end = nullptr;
-      timeout = strtod(argv[++i], &end);
-      if (!end || *end || !(timeout >= 0.1 && timeout <= 3600)) {
-        fprintf(stderr, "dpgw trace: --timeout takes seconds, 0.1..3600\n");
-        return 2;
-      }
-    } else if (a == "--help" || a == "-h") {
-      fputs(kTraceUsage, stdout);
-      return 0;
-    } else if (!packets && a[0] != '-') {
-      packets = parse_uint(a, Tracer::kMaxPackets);
-      if (!packets || *packets == 0) {
-        fprintf(stderr, "dpgw trace: N is a number of packets, 1..%u\n", Tracer::kMaxPackets);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "dpgw trace: unexpected argument '%s'\n%s", a.c_str(), kTraceUsage);
-      return 2;
-    }
-  }
-  if (!packets || *packets == 0) {
-    fprintf(stderr, "dpgw trace: how many packets? (1..%u)\n%s", Tracer::kMaxPackets, kTraceUsage);
-    return 2;
-  }
+  std::vector<std::string> words;
+  Cli cli("dpgw trace", kTraceUsage);
+  cli.flag("json", as_json).value("filter", filter).help();
+  control_socket_options(cli, socket);
+  cli.option("timeout", true, [&](const char* v) -> std::optional<int> {
+    char* end = nullptr;
+    timeout = strtod(v, &end);
+    if (!end || *end || !(timeout >= 0.1 && timeout <= 3600)) return cli.value_error("--timeout takes seconds, 0.1..3600");
+    return std::nullopt;
+  });
+  if (auto status = cli.parse(argc - 1, argv + 1, &words)) return *status;
+  if (words.empty()) return cli.usage_error("how many packets? (1.." + std::to_string(Tracer::kMaxPackets) + ")");
+  if (words.size() > 1) return cli.usage_error("unexpected argument '" + words[1] + "'");
+  const std::optional<uint64_t> packets = parse_uint(words[0], Tracer::kMaxPackets);
+  if (!packets || *packets == 0)
+    return cli.value_error("N is a number of packets, 1.." + std::to_string(Tracer::kMaxPackets));
   std::string error;
   auto started = ask(socket,
                      trace_message(TraceOp::Start, {{"packets", *packets}, {"filter", filter}, {"timeout", timeout}}),

@@ -128,7 +128,27 @@ void other_errors(void**) {
   t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";", "agent_listen = \"0.0.0.0\";");
   expect_error(t, line_of(t, "agent_listen"), "dpctld.agent_listen", "ipv4:port");
   t = replace(valid_config(), "name = \"db\";", "name = \"web\";");
-  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1]", "used twice");
+  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name", "tunnel name 'web' used twice");
+  t = replace(valid_config(), "name = \"db\";", "name = \"WEB\";");
+  expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name",
+               "tunnel name 'WEB' used twice (as 'web' before: names are compared without regard to case)");
+}
+
+// metrics_listen and cipher are read as dpgw reads them (common/config_file.hpp): "" turns metrics off.
+void metrics_and_cipher(void**) {
+  DpctldConfig c = load_dpctld_config(g_fx.write_config(valid_config()));
+  assert_true(c.metrics_listen.has_value());
+  assert_string_equal(c.metrics_listen->str().c_str(), "127.0.0.1:9108");
+  assert_int_equal(c.key_len, 16);
+  const std::string more = "  state_file = \"/var/lib/test/state\";\n";
+  c = load_dpctld_config(g_fx.write_config(
+      replace(valid_config(), more, more + "  metrics_listen = \"\";\n  cipher = \"aes-256-gcm\";\n")));
+  assert_false(c.metrics_listen.has_value());
+  assert_int_equal(c.key_len, 32);
+  std::string t = replace(valid_config(), more, more + "  metrics_listen = \"localhost\";\n");
+  expect_error(t, line_of(t, "localhost"), "dpctld.metrics_listen", "to disable metrics");
+  t = replace(valid_config(), more, more + "  cipher = \"chacha20\";\n");
+  expect_error(t, line_of(t, "chacha20"), "dpctld.cipher", "aes-256-gcm");
 }
 
 int setup(void**) { return g_fx.create("dptun-dpctldconf") ? 0 : -1; }
@@ -139,7 +159,7 @@ int teardown(void**) { return g_fx.remove() ? 0 : -1; }
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(full_config),   cmocka_unit_test(weight_policy), cmocka_unit_test(weight_errors),
-      cmocka_unit_test(ingress_errors), cmocka_unit_test(other_errors),
+      cmocka_unit_test(ingress_errors), cmocka_unit_test(other_errors), cmocka_unit_test(metrics_and_cipher),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

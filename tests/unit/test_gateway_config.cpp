@@ -1,6 +1,7 @@
 // Gateway config: a full valid file parses into the right values and defaults; every kind of mistake is a
 // ConfigError naming the file, the line ("file:LINE:") and the key path. Also the EAL command line built
 // from the config (memory mode, vdevs, PCI allow-list) and the PCI address / device name helpers.
+#include <cctype>
 #include <cstring>
 
 #include "tests/unit/config_fixture.hpp"
@@ -351,6 +352,30 @@ static void entry_unknown_tunnel(void**) {
   expect_error(text, line_of(text, "alpah"), "entry_points.[0].tunnel", "alpah");
 }
 
+// Tunnel names follow dpctld's rule (common/tunnel_names.hpp): an entry point's "edge" finds the tunnel named
+// "Edge", a tunnel id may be written in upper case, and "Edge" and "edge" cannot both be names.
+static void tunnel_names_without_regard_to_case(void**) {
+  std::string text = replace(valid_config(), "name = \"alpha\";", "name = \"Edge\";");
+  text = replace(text, "port = 5201; tunnel = \"alpha\"", "port = 5201; tunnel = \"edge\"");
+  std::string upper_id = kUuid1;
+  for (char& ch : upper_id) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  text = replace(text, "port = 5354; tunnel = \"alpha\"", "port = 5354; tunnel = \"" + upper_id + "\"");
+  GatewayConfig c = load_ok(write_config(text));
+  assert_string_equal(c.tunnels[0].name.c_str(), "Edge");
+  assert_int_equal(c.entry_points[0].tunnel, 0);
+  assert_int_equal(c.entry_points[2].tunnel, 0);
+
+  text = replace(valid_config(), "name = \"alpha\";", "name = \"Edge\";");
+  text = replace(text, "  { id = \"" + std::string(kUuid2) + "\";\n", "  { id = \"" + std::string(kUuid2) + "\"; name = \"edge\";\n");
+  expect_error(text, line_of(text, "name = \"edge\""), "tunnels.[1].name",
+               "tunnel name 'edge' used twice (as 'Edge' before: names are compared without regard to case)");
+  // The names dpctld refuses, dpgw refuses too.
+  text = replace(valid_config(), "name = \"alpha\";", "name = \"my tunnel\";");
+  expect_error(text, line_of(text, "my tunnel"), "tunnels.[0].name", "may only hold");
+  text = replace(valid_config(), "name = \"alpha\";", "name = \"" + std::string(kUuid2) + "\";");
+  expect_error(text, line_of(text, "name = \"" + std::string(kUuid2)), "tunnels.[0].name", "must not be a UUID");
+}
+
 static void duplicate_entry_point(void**) {
   std::string text = replace(valid_config(), "port = 5354;", "port = 5353;");
   expect_error(text, line_of(text, "target = \"10.0.2.3:54\""), "entry_points.[2].port", "twice");
@@ -550,6 +575,7 @@ int main() {
       cmocka_unit_test(psk_wrong_length),
       cmocka_unit_test(psk_and_psk_file),
       cmocka_unit_test(entry_unknown_tunnel),
+      cmocka_unit_test(tunnel_names_without_regard_to_case),
       cmocka_unit_test(duplicate_entry_point),
       cmocka_unit_test(udp_entry_on_tunnel_port),
       cmocka_unit_test(keepalive_on_tcp),

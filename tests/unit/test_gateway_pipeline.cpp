@@ -915,6 +915,25 @@ static void trace_requests_and_filters(void**) {
   assert_non_null(strstr(trace_text(res).c_str(), "timed out"));
 }
 
+// dpgw's tunnel table compares names as dpctld and the config files do (common/tunnel_names.hpp): a tunnel dpctld
+// adds as "A" clashes with the config's "a", and a reloaded config cannot name a tunnel "WEB" while dpctld's
+// "web" exists.
+static void tunnel_names_clash_without_regard_to_case(void**) {
+  PipelineRig r;
+  std::string error;
+  assert_false(r.gw->state().set_tunnel(TunnelSpec{Uuid::random_v4(), "A", false}, error));
+  assert_string_equal(error.c_str(), "another tunnel is already named 'A'");
+  assert_true(r.gw->state().set_tunnel(TunnelSpec{Uuid::random_v4(), "web", false}, error));
+  GatewayConfig reload = *r.dp().cfg;
+  TunnelConfig tc;
+  tc.id = Uuid::random_v4();
+  tc.name = "WEB";
+  tc.peers.push_back(StaticPeerConfig{9, key_of(9), std::nullopt, 1});
+  reload.tunnels.push_back(tc);
+  assert_false(r.gw->state().apply_config(reload, error));
+  assert_string_equal(error.c_str(), ("tunnel WEB (" + tc.id.str() + ") is managed by dpctld already").c_str());
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(udp_round_trip),
@@ -934,6 +953,7 @@ int main() {
       cmocka_unit_test(trace_follows_packets_through_the_stages),
       cmocka_unit_test(trace_follows_handoffs_between_workers),
       cmocka_unit_test(trace_requests_and_filters),
+      cmocka_unit_test(tunnel_names_clash_without_regard_to_case),
   };
   return run_pipeline_tests("test_gateway_pipeline", tests, sizeof tests / sizeof tests[0]);
 }
