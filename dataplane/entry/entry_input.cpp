@@ -138,7 +138,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     // Packets of a burst mostly go to the same agent: resolve its next hop once per burst.
     if (peer.ip.value != hop_ip || !hop_ok) {
       hop_ip = peer.ip.value;
-      hop_ok = resolve_next_hop(hop_ip, out_port, mac, why);
+      hop_ok = tx_.resolve_next_hop(hop_ip, out_port, mac, why);
     }
     if (!hop_ok) {
       ctx_.drop(m, why);

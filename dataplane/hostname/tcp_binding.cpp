@@ -86,26 +86,6 @@ uint16_t Worker::advertised_mss() const {
 
 // A TCP segment from the entry point to the client, out the port the client's frame came in on, to the MAC it
 // came from.
-void Worker::send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec) {
-  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
-  if (!m) {
-    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
-    return;
-  }
-  const size_t room = rte_pktmbuf_tailroom(m);
-  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
-  const size_t n = room > kEthHeaderLen ? tcp_write_packet({eth + kEthHeaderLen, room - kEthHeaderLen}, spec) : 0;
-  if (!n) {
-    ctx_.drop(m, Drop::NoRoom);
-    return;
-  }
-  rte_pktmbuf_append(m, uint16_t(kEthHeaderLen + n));
-  std::memcpy(eth, client_mac, 6);
-  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
-  store_be16(eth + 12, kEtherTypeIpv4);
-  send(port, m);
-}
-
 // A segment from the client's address to the flow's target, through the flow's session.
 bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                             std::span<const uint8_t> options, std::span<const uint8_t> payload) {
@@ -148,7 +128,7 @@ void Worker::abandon_binding(Flow& f) {
 void Worker::send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f) {
   uint32_t seq = f.bind.our_isn + 1;
   if (f.binding == Binding::Spliced && bindings_.used(f.bind.buffer)) seq = bindings_.meta(f.bind.buffer).client_rcv;
-  send_to_client(port, client_mac,
+  tx_.send_tcp_segment(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, seq, client_rcv_nxt(f),
                   kTcpAck | kTcpRst, 0, {}, {}, ctx_.next_ip_id()});
 }
@@ -176,7 +156,7 @@ void Worker::send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow
   // Rounded up in our scale: the right edge stays where the SYN-ACK put it (a few bytes past it are not kept).
   const uint32_t window = b.client_wscale != 0xff ? (room + (1u << kOurWscale) - 1) >> kOurWscale
                                                   : std::min<uint32_t>(room, 0xffff);
-  send_to_client(port, client_mac,
+  tx_.send_tcp_segment(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, b.our_isn + 1,
                   client_rcv_nxt(f), kTcpAck, uint16_t(window), {opts, n}, {}, ctx_.next_ip_id()});
 }
@@ -186,7 +166,7 @@ void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f)
   const std::string_view text = kAnswers[f.bind.answer];
   uint8_t opts[12];
   const size_t olen = f.bind.client_ts ? tcp_write_timestamps(opts, ts_for_client(), f.bind.client_tsval) : 0;
-  send_to_client(port, client_mac,
+  tx_.send_tcp_segment(port, client_mac,
                  {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, f.bind.our_isn + 1,
                   client_rcv_nxt(f), kTcpAck | kTcpPsh | kTcpFin, answer_window(f), {opts, olen},
                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, ctx_.next_ip_id()});
@@ -259,7 +239,7 @@ void Worker::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t s
     } else {
       uint8_t opts[12];
       const size_t olen = b.client_ts ? tcp_write_timestamps(opts, ts_for_client(), b.client_tsval) : 0;
-      send_to_client(port, client_mac,
+      tx_.send_tcp_segment(port, client_mac,
                      {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, answer_end,
                       client_rcv_nxt(f), kTcpAck, answer_window(f), {opts, olen}, {}, ctx_.next_ip_id()});
     }
@@ -302,7 +282,7 @@ bool Worker::evict_oldest_binding(const Flow& newcomer, bool large) {
     uint8_t port;
     MacAddr mac;
     Drop why;
-    if (resolve_next_hop(oldest->key.client_ip, port, mac, why)) send_client_rst(port, mac.data(), *oldest);
+    if (tx_.resolve_next_hop(oldest->key.client_ip, port, mac, why)) send_client_rst(port, mac.data(), *oldest);
   }
   abandon_binding(*oldest);
   return true;
@@ -379,7 +359,7 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
   uint8_t opts[20];
   const size_t olen = tcp_write_handshake_options(opts, ours);
   // The window: as much as the largest buffer for first bytes holds (later ACKs keep this right edge).
-  send_to_client(port, client_mac,
+  tx_.send_tcp_segment(port, client_mac,
                  {pi.dst_ip, pi.src_ip, pi.dst_port, pi.src_port, cookie, client_isn + 1, kTcpSyn | kTcpAck,
                   uint16_t(bindings_.large_size()), {opts, olen}, {}, ctx_.next_ip_id()});
   ctx_.stats.syn_cookies_sent.add();
@@ -603,7 +583,7 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
     uint8_t out_port;
     MacAddr mac;
     Drop why;
-    if (resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
+    if (tx_.resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
       refuse_binding(out_port, mac.data(), f, Drop::TargetRefused, kBadGateway);
     } else {
       ctx_.stats.drops[size_t(Drop::TargetRefused)].add();
@@ -756,7 +736,7 @@ void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
   uint8_t out_port;
   MacAddr mac;
   Drop why;
-  if (resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
+  if (tx_.resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
     refuse_binding(out_port, mac.data(), f, Drop::TargetUnreachable, kBadGateway);
   } else {
     ctx_.stats.drops[size_t(Drop::TargetUnreachable)].add();
@@ -771,7 +751,7 @@ void Worker::give_up_binding(Flow& f, Drop why) {
   uint8_t port;
   MacAddr mac;
   Drop no_hop;
-  if (resolve_next_hop(f.key.client_ip, port, mac, no_hop)) send_client_rst(port, mac.data(), f);
+  if (tx_.resolve_next_hop(f.key.client_ip, port, mac, no_hop)) send_client_rst(port, mac.data(), f);
   if (f.binding == Binding::Spliced) {
     const BindingProgress& p = bindings_.meta(f.bind.buffer);
     send_to_server(f, f.bind.client_isn + 1 + p.una, p.server_ack, kTcpAck | kTcpRst, 0, {}, {});
@@ -817,7 +797,7 @@ void Worker::binding_timer(Flow& f) {
         uint8_t port;
         MacAddr mac;
         Drop why;
-        if (resolve_next_hop(f.key.client_ip, port, mac, why)) send_answer(port, mac.data(), f);
+        if (tx_.resolve_next_hop(f.key.client_ip, port, mac, why)) send_answer(port, mac.data(), f);
         ctx_.stats.binding_retransmits.add();
         p.rto_ms = std::min(p.rto_ms * 2, kMaxRtoMs);
         p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * ms;

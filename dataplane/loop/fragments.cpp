@@ -81,7 +81,7 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     const uint16_t w = uint16_t(fragment_hash(pi.src_ip, pi.dst_ip, pi.l4_proto, ip_id) % nw);
     if (w != ctx_.id) {
       ctx_.stats.frag_steered.add();
-      handoff(w, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      tx_.handoff(w, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       return;
     }
   }
@@ -116,7 +116,7 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     const uint16_t w =
         uint16_t(FlowTable::hash(FlowKey{dpi.src_ip, dpi.dst_ip, dpi.src_port, dpi.dst_port, dpi.l4_proto, 0}) % nw);
     if (w != ctx_.id) {
-      handoff(w, d, HandoffMeta{0, 0, HandoffMeta::Reassembled, port});
+      tx_.handoff(w, d, HandoffMeta{0, 0, HandoffMeta::Reassembled, port});
       return;
     }
   }
@@ -312,7 +312,7 @@ void Worker::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
     std::memcpy(eth, mac.data(), 6);
     std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
     store_be16(eth + 12, kEtherTypeIpv4);
-    send(port, out[k]);
+    tx_.send(port, out[k]);
     ctx_.stats.fragments_tx.add();
   }
   rte_pktmbuf_free(m);

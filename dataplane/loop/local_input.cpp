@@ -66,7 +66,7 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   csum_replace16(icmp + kIcmpOffChecksum, uint16_t(kIcmpEchoRequest << 8), uint16_t(kIcmpEchoReply << 8));
   ctx_.stats.icmp_echo_replies.add();
   DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::EchoReply);
-  send(port, m);
+  tx_.send(port, m);
 }
 
 void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
@@ -128,7 +128,7 @@ bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const Pac
   store_be16(icmp + 6, mtu);
   std::memcpy(icmp + kIcmpHeaderLen, in + pi.l3_offset, quote);
   store_be16(icmp + kIcmpOffChecksum, csum_finish(csum_add({icmp, kIcmpHeaderLen + quote})));
-  send(port, m);
+  tx_.send(port, m);
   return true;
 }
 
@@ -180,7 +180,7 @@ void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const Pack
     r.ack = load_be32(tcp + 4) + seg_len;
     r.flags = kTcpRst | kTcpAck;
   }
-  send_to_client(port, frame + 6, r);
+  tx_.send_tcp_segment(port, frame + 6, r);
   ctx_.stats.closed_port_rsts.add();
 }
 

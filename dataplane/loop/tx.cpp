@@ -7,13 +7,17 @@
 #include <cstring>
 
 #include "common/bytes.hpp"
+#include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
+#include "packet/tcp_segment.hpp"
 
 namespace dptun {
 
-bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
+Tx::Tx(WorkerContext& ctx) : ctx_(ctx), tx_(ctx.dp.ports.size()), handoff_out_(ctx.dp.cfg->workers) {}
+
+bool Tx::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
   Route r = ctx_.dp.routes->lookup(dst);
   if (!r.valid) {
     why = Drop::NoRoute;
@@ -34,23 +38,23 @@ bool Worker::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& w
   return false;
 }
 
-void Worker::send(uint8_t port, rte_mbuf* m) {
+void Tx::send(uint8_t port, rte_mbuf* m) {
   if (__builtin_expect(ctx_.trace.on(), 0)) trace_tx(port, m);
-  TxBuffer& b = tx_[port];
+  Buffer& b = tx_[port];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) tx_burst(port);
 }
 
 // (Out of line: send() stays small without a trace.)
-__attribute__((noinline, cold)) void Worker::trace_tx(uint8_t port, const rte_mbuf* m) {
+__attribute__((noinline, cold)) void Tx::trace_tx(uint8_t port, const rte_mbuf* m) {
   DPTUN_TRACE(m, Tx) {
     tr->port = port;
     tr->len = uint16_t(std::min<uint32_t>(m->pkt_len, 0xffff));
   }
 }
 
-void Worker::tx_burst(uint8_t port) {
-  TxBuffer& b = tx_[port];
+void Tx::tx_burst(uint8_t port) {
+  Buffer& b = tx_[port];
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
   uint16_t sent = rte_eth_tx_burst(ctx_.dp.ports[port].port_id, ctx_.id, b.pkts.data(), b.n);
@@ -67,27 +71,26 @@ void Worker::tx_burst(uint8_t port) {
   b.n = 0;
 }
 
-void Worker::flush() {
-  encap_flush();  // packets dpgw made for agents (delayed binding) go out with the rest
+void Tx::flush() {
   for (uint8_t p = 0; p < tx_.size(); ++p)
     if (tx_[p].n) tx_burst(p);
   flush_handoffs();
 }
 
-void Worker::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
+void Tx::handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta) {
   DPTUN_TRACE(m, HandoffOut) {
     tr->aux = to;
     tr->code = meta.stage;
   }
   ctx_.dp.meta(m) = meta;
-  TxBuffer& b = handoff_out_[to];
+  Buffer& b = handoff_out_[to];
   b.pkts[b.n++] = m;
   if (b.n == kBurst) flush_handoffs();
 }
 
-void Worker::flush_handoffs() {
+void Tx::flush_handoffs() {
   for (uint16_t w = 0; w < handoff_out_.size(); ++w) {
-    TxBuffer& b = handoff_out_[w];
+    Buffer& b = handoff_out_[w];
     if (!b.n) continue;
     unsigned done = rte_ring_mp_enqueue_burst(ctx_.dp.workers[w]->handoff_ring(), reinterpret_cast<void**>(b.pkts.data()),
                                               b.n, nullptr);
@@ -95,6 +98,26 @@ void Worker::flush_handoffs() {
     for (unsigned i = done; i < b.n; ++i) ctx_.drop(b.pkts[i], Drop::HandoffFull);
     b.n = 0;
   }
+}
+
+void Tx::send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec& spec) {
+  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
+  if (!m) {
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
+    return;
+  }
+  const size_t room = rte_pktmbuf_tailroom(m);
+  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+  const size_t n = room > kEthHeaderLen ? tcp_write_packet({eth + kEthHeaderLen, room - kEthHeaderLen}, spec) : 0;
+  if (!n) {
+    ctx_.drop(m, Drop::NoRoom);
+    return;
+  }
+  rte_pktmbuf_append(m, uint16_t(kEthHeaderLen + n));
+  std::memcpy(eth, mac, 6);
+  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  send(port, m);
 }
 
 }  // namespace dptun

@@ -69,6 +69,7 @@ void WorkerContext::drop(rte_mbuf* m, Drop why) {
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
     : ctx_(dp, id),
+      tx_(ctx_),
       lcore_(lcore),
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       handoff_(handoff),
@@ -81,9 +82,7 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello + 4),
       client_frags_(dp.cfg->reassembly, rte_rand()),
-      inner_frags_(dp.cfg->reassembly, rte_rand()),
-      tx_(dp.ports.size()),
-      handoff_out_(dp.cfg->workers) {
+      inner_frags_(dp.cfg->reassembly, rte_rand()) {
   flows_.set_release_hook(&Worker::release_flow, this);
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
@@ -106,6 +105,11 @@ void Worker::note_expired(const Flow& f) {
   if (!flow_unanswered(f)) return;
   ctx_.stats.flows_unanswered.add();
   if (f.tunnel < ctx_.tunnel_stats.size()) ctx_.tunnel_stats[f.tunnel].flows_unanswered.add();
+}
+
+void Worker::flush() {
+  encap_flush();  // packets dpgw made for agents (delayed binding) go out with the rest
+  tx_.flush();
 }
 
 int Worker::run() {
@@ -289,7 +293,7 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
         break;
       }
       case HandoffMeta::Transmit:
-        send(hm.port, m);
+        tx_.send(hm.port, m);
         break;
       case HandoffMeta::Reassembled:
         if (hm.port < ctx_.dp.ports.size())

@@ -15,6 +15,7 @@
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
 #include "dataplane/loop/trace.hpp"
+#include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
@@ -65,6 +66,7 @@ class Worker {
 
  private:
   WorkerContext ctx_;  // first: every stage below holds a reference to it
+  Tx tx_;
 
  public:
   // The worker's counters (they live in its context), for the control lcore's stats report.
@@ -140,7 +142,6 @@ class Worker {
   void release_binding(Flow& f);
   void abandon_binding(Flow& f);
   bool evict_oldest_binding(const Flow& newcomer, bool large);
-  void send_to_client(uint8_t port, const uint8_t* client_mac, const TcpSegmentSpec& spec);
   bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                       std::span<const uint8_t> options, std::span<const uint8_t> payload);
   static size_t proxy_v2_header(const Flow& f, uint8_t* out);
@@ -232,14 +233,6 @@ class Worker {
   void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
   // trace points out of line (trace.hpp has the rest)
-  void trace_tx(uint8_t port, const rte_mbuf* m);
-  // tx.cpp
-  // Output port and next-hop MAC for dst; on failure `why` is NoRoute or NoNeighbor (ARP requested).
-  bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
-  void send(uint8_t port, rte_mbuf* m);
-  void tx_burst(uint8_t port);
-  void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);
-  void flush_handoffs();
 
   Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff);
 
@@ -268,15 +261,6 @@ class Worker {
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
   uint32_t max_frame_ip_ = 0;                // the longest IPv4 packet one mbuf holds behind an Ethernet header
 
-  struct TxBuffer {
-    uint16_t n = 0;
-    std::array<rte_mbuf*, kBurst> pkts{};
-  };
-  std::vector<TxBuffer> tx_;       // per port
-  std::vector<TxBuffer> handoff_out_;  // per destination worker
-  // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
-  std::array<uint64_t, 16> resolve_key_{};
-  std::array<uint64_t, 16> resolve_ns_{};
 };
 
 }  // namespace dptun

@@ -18,7 +18,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   uint8_t out_port;
   MacAddr mac;
   Drop why;
-  if (!s.has_peer() || !resolve_next_hop(peer.ip.value, out_port, mac, why)) {
+  if (!s.has_peer() || !tx_.resolve_next_hop(peer.ip.value, out_port, mac, why)) {
     ctx_.drop(m, s.has_peer() ? why : Drop::NoSession);
     return false;
   }
@@ -112,7 +112,7 @@ void Worker::encap_flush() {
     TunnelStats& ts = ctx_.tunnel_stats[p[i].tunnel];
     ts.to_agent_packets.add();
     ts.to_agent_bytes.add(inner_bytes);
-    send(p[i].out_port, p[i].m);
+    tx_.send(p[i].out_port, p[i].m);
   }
 }
 

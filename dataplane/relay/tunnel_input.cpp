@@ -55,7 +55,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       continue;
     }
     if (s->rx_worker != ctx_.id) {  // the replay window has a single owner
-      handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      tx_.handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;
     }
     FrameMeta meta;
@@ -163,7 +163,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     if (owner == ctx_.id) {
       deliver_to_client(m, ih.flow_id, s);
     } else if (owner < ctx_.dp.workers.size()) {
-      handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
+      tx_.handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
     } else {
       ctx_.drop(m, Drop::StaleFlow);
     }
@@ -223,7 +223,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }
@@ -270,7 +270,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     tr->dst_ip = f->key.client_ip;
     tr->dst_port = f->key.client_port;
   }
-  send(out_port, m);
+  tx_.send(out_port, m);
 }
 
 // The flow an agent's packet is about (a reply, or an ICMP error about what the flow sent): agents know a flow by its
@@ -335,7 +335,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }
@@ -357,7 +357,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   std::memcpy(eth + 6, ctx_.dp.ports[out_port].mac.data(), 6);
   store_be16(eth + 12, kEtherTypeIpv4);
   ctx_.stats.icmp_errors_forwarded.add();
-  send(out_port, m);
+  tx_.send(out_port, m);
 }
 
 // Answers an agent's keepalive in place: swap the outer addresses, seal an empty frame with a fresh counter.
@@ -397,7 +397,7 @@ void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const 
   codec_.protect(frame);
   ctx_.stats.keepalives_tx.add();
   DPTUN_TRACE(m, Answer) tr->code = uint8_t(TraceAnswer::KeepaliveReply);
-  send(port, m);
+  tx_.send(port, m);
 }
 
 }  // namespace dptun

@@ -1,0 +1,45 @@
+// TX, the output side of a worker: packets buffered per port and per destination worker and sent in bursts;
+// next-hop resolution; dpgw's own TCP segments to clients. Touches this worker's TX queue on every port, the other
+// workers' handoff rings, the route and neighbour tables (read), the resolve ring (ARP requests to the control
+// lcore); counts in the context (tx_*, no_route, no_neighbor, tx_full, handoff_full, control_full).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/loop/worker_context.hpp"
+#include "packet/tcp_segment.hpp"
+
+struct rte_mbuf;
+
+namespace dptun {
+
+class Tx {
+ public:
+  explicit Tx(WorkerContext& ctx);
+  // Output port and next-hop MAC for `dst`; false with `why` NoRoute or NoNeighbor (then ARP is requested).
+  bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
+  void send(uint8_t port, rte_mbuf* m);  // a whole Ethernet frame, out of `port` with the next burst
+  // A TCP segment dpgw makes itself (SYN-ACK, ACK, RST, an answer), in a new mbuf to `mac` out of `port`.
+  void send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec& spec);
+  void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);  // to worker `to`'s handoff ring, with `meta`
+  void flush();  // everything buffered: ports, then handoffs
+
+ private:
+  struct Buffer {
+    uint16_t n = 0;
+    std::array<rte_mbuf*, kBurst> pkts{};
+  };
+  void tx_burst(uint8_t port);
+  void flush_handoffs();
+  void trace_tx(uint8_t port, const rte_mbuf* m);
+
+  WorkerContext& ctx_;
+  std::vector<Buffer> tx_;           // per port
+  std::vector<Buffer> handoff_out_;  // per destination worker
+  // Recently requested neighbour resolutions, so a burst of misses asks the control lcore once.
+  std::array<uint64_t, 16> resolve_key_{};
+  std::array<uint64_t, 16> resolve_ns_{};
+};
+
+}  // namespace dptun
