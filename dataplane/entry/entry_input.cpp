@@ -70,7 +70,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       pool = ctx_.dp.tunnels.get(f->tunnel);
       if ((f->deadline_ns <= ctx_.now_ns && !flow_restarts(*f, pi.tcp_flags)) || !pool ||
           pool->generation != f->tunnel_generation || (fixed && f->tunnel != ep.tunnel)) {
-        end_flow(*f);  // expired, or its tunnel (or entry point) changed
+        setup_.end_flow(*f);  // expired, or its tunnel (or entry point) changed
         f = nullptr;
       }
     }
@@ -89,7 +89,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     bool repinned = false;  // (for the trace)
     TunnelSession* s;
     if (f) {
-      s = flow_session(*f, *pool, repinned);
+      s = setup_.flow_session(*f, *pool, repinned);
       if (!s) {
         refuse(Drop::NoSession);
         continue;
@@ -103,8 +103,8 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       plan.keepalive = ep.keepalive;
       plan.target = ep.target;
       Drop why_not = Drop::NoSession;
-      const bool planned = fixed ? plan_tunnel(ep.tunnel, ep.tunnel_generation, plan, why_not)
-                                 : plan_by_rule(quic_name, pi.dst_port, nullptr, plan, why_not);
+      const bool planned = fixed ? setup_.plan_tunnel(ep.tunnel, ep.tunnel_generation, plan, why_not)
+                                 : setup_.plan_by_rule(quic_name, pi.dst_port, nullptr, plan, why_not);
       if (!planned) {
         refuse(why_not);
         continue;
@@ -113,7 +113,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
         refuse(Drop::TcpNoFlow);
         continue;
       }
-      f = open_flow(key, h, plan, s, why_not);
+      f = setup_.open_flow(key, h, plan, s, why_not);
       if (!f) {
         refuse(why_not);
         continue;
@@ -145,7 +145,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       continue;
     }
     const uint32_t inner_len = pi.ip_total_len;
-    const std::span<const uint8_t> held = held_name(*f);
+    const std::span<const uint8_t> held = names_.held(*f);
     const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
     const uint32_t budget = frame_budget(out_port);
     // A packet that does not fit one frame travels as inner fragments, one frame each (protocol.md); so does a

@@ -2,11 +2,18 @@
 // binding, QUIC holds, visitors): the hostname rule (one policy), a session of the tunnel's pool, a table slot, the
 // MSS clamp, the counters.
 #include "dataplane/entry/pool_pick.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/hostname/ingress_table.hpp"
+#include "dataplane/entry/flow_setup.hpp"
+#include "dataplane/tables/flow_tracking.hpp"
+#include "proto/relay_frame.hpp"
 
 namespace dptun {
 
-bool Worker::plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const {
+FlowSetup::FlowSetup(WorkerContext& ctx, FlowTable& flows, NameSlots& names) : ctx_(ctx), flows_(flows), names_(names) {
+  flows_.set_release_hook(&FlowSetup::release_flow, this);
+}
+
+bool FlowSetup::plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const {
   const TunnelPool* pool = ctx_.dp.tunnels.get(tunnel);
   if (!pool || !generation || pool->generation != generation) {
     why = Drop::NoSession;
@@ -17,7 +24,7 @@ bool Worker::plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, D
   return true;
 }
 
-bool Worker::plan_by_rule(std::string_view name, uint16_t client_port, const TunnelSession* visitor, FlowPlan& plan,
+bool FlowSetup::plan_by_rule(std::string_view name, uint16_t client_port, const TunnelSession* visitor, FlowPlan& plan,
                           Drop& why) const {
   if (name.empty()) {
     why = Drop::NoHostname;
@@ -42,7 +49,7 @@ bool Worker::plan_by_rule(std::string_view name, uint16_t client_port, const Tun
   return true;
 }
 
-Flow* Worker::open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan, TunnelSession*& s, Drop& why) {
+Flow* FlowSetup::open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan, TunnelSession*& s, Drop& why) {
   s = pick_session(*plan.pool, hash);
   if (!s) {
     why = Drop::NoSession;
@@ -60,8 +67,8 @@ Flow* Worker::open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan,
   return f;
 }
 
-bool Worker::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& why) {
-  if (!plan.name.empty() && !hold_name(f, plan.name)) {
+bool FlowSetup::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& why) {
+  if (!plan.name.empty() && !names_.hold(f, plan.name)) {
     why = Drop::BindingFull;
     return false;
   }
@@ -81,7 +88,7 @@ bool Worker::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& 
   return true;
 }
 
-TunnelSession* Worker::flow_session(Flow& f, const TunnelPool& pool, bool& repinned) {
+TunnelSession* FlowSetup::flow_session(Flow& f, const TunnelPool& pool, bool& repinned) {
   TunnelSession* s = ctx_.dp.sessions.find(f.session_index);
   // (An index dpctld gave to another agent, or to a visitor, since: not this flow's session any more.)
   if (s && !s->visitor && s->tunnel == f.tunnel && session_live(*s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return s;
@@ -94,25 +101,25 @@ TunnelSession* Worker::flow_session(Flow& f, const TunnelPool& pool, bool& repin
   return s;
 }
 
-void Worker::end_flow(Flow& f) {
+void FlowSetup::end_flow(Flow& f) {
   if (f.deadline_ns <= ctx_.now_ns) note_expired(f);
-  release_name(f);
+  names_.release(f);
   flows_.erase(f);
   ctx_.stats.flows_expired.add();
 }
 
-uint16_t Worker::path_mss(const TunnelSession& s) const {
+uint16_t FlowSetup::path_mss(const TunnelSession& s) const {
   const Route rt = ctx_.dp.routes->lookup(s.peer().ip.value);
   return inner_tcp_mss(ctx_.dp.ports[rt.valid ? rt.port : 0].mtu);
 }
 
-void Worker::release_flow(void* worker, const Flow& f) {
+void FlowSetup::release_flow(void* setup, const Flow& f) {
   if (!f.session_serial) return;
-  TunnelSession* s = static_cast<Worker*>(worker)->ctx_.dp.sessions.find(f.session_index);
+  TunnelSession* s = static_cast<FlowSetup*>(setup)->ctx_.dp.sessions.find(f.session_index);
   if (s && s->serial == f.session_serial) s->flows_pinned.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Worker::pin_flow(Flow& f, TunnelSession& s) {
+void FlowSetup::pin_flow(Flow& f, TunnelSession& s) {
   release_flow(this, f);
   f.session_index = s.index;
   f.session_serial = s.serial;
@@ -120,23 +127,35 @@ void Worker::pin_flow(Flow& f, TunnelSession& s) {
   s.flows_total.fetch_add(1, std::memory_order_relaxed);
 }
 
-Flow* Worker::new_flow(const FlowKey& key, uint32_t hash) {
+Flow* FlowSetup::new_flow(const FlowKey& key, uint32_t hash) {
   bool evicted;
   Flow* f = flows_.insert(key, hash, ctx_.now_ns, evicted);
   if (evicted) ctx_.stats.flows_evicted.add();
   return f;
 }
 
-bool Worker::session_usable(const TunnelSession& s) const {
+bool FlowSetup::session_usable(const TunnelSession& s) const {
   if (!session_live(s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return false;
   return ctx_.dp.routes->lookup(s.peer().ip.value).valid;
 }
 
-TunnelSession* Worker::pick_session(const TunnelPool& pool, uint32_t hash) {
+TunnelSession* FlowSetup::pick_session(const TunnelPool& pool, uint32_t hash) {
   const uint64_t timeout = ctx_.dp.cfg->session_timeout_ns;
   return pick_from_pool<TunnelSession>(
       pool.sessions, hash, [&](const TunnelSession& s) { return session_live(s, ctx_.now_ns, timeout); },
       [&](const TunnelSession& s) { return session_usable(s); });
+}
+
+void FlowSetup::note_expired(const Flow& f) {
+  if (!flow_unanswered(f)) return;
+  ctx_.stats.flows_unanswered.add();
+  if (f.tunnel < ctx_.tunnel_stats.size()) ctx_.tunnel_stats[f.tunnel].flows_unanswered.add();
+}
+
+void FlowSetup::expire(uint32_t budget) {
+  // A flow past its deadline is already treated as gone by lookups; the sweep only gives its slot back.
+  const uint32_t expired = flows_.expire(ctx_.now_ns, budget, [this](const Flow& f) { note_expired(f); });
+  if (expired) ctx_.stats.flows_expired.add(expired);
 }
 
 }  // namespace dptun

@@ -130,4 +130,19 @@ class HeadBuffers {
   std::vector<Meta> small_meta_, large_meta_;
 };
 
+// Gives back, of `budget` buffers of `pool` from `cursor` on, those whose flow (found in `flows` by the buffer's
+// owner id) is gone, past its deadline, or no longer holds it (`held(flow, buffer)` false). Moves `cursor`.
+template <class Flows, class Held>
+void release_unheld(BindingBuffers& pool, uint32_t& cursor, uint32_t budget, Flows& flows, uint64_t now_ns,
+                    Held held) {
+  const uint32_t n = pool.count();
+  for (uint32_t i = 0; i < budget && i < n; ++i) {
+    const uint32_t b = cursor;
+    cursor = cursor + 1 == n ? 0 : cursor + 1;
+    if (!pool.used(b)) continue;
+    const auto* f = flows.find_by_id(pool.owner(b));
+    if (!f || f->deadline_ns <= now_ns || !held(*f, b)) pool.release(b);
+  }
+}
+
 }  // namespace dptun

@@ -128,7 +128,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     // A real Initial with the start of a ClientHello: hold the flow until the rest comes.
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoUdp, 0};
     const uint32_t h = FlowTable::hash(key);
-    Flow* nf = new_flow(key, h);
+    Flow* nf = setup_.new_flow(key, h);
     if (!nf) {
       ctx_.drop(m, Drop::FlowTableFull);
       return QuicStep::Done;

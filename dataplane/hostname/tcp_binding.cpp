@@ -109,7 +109,7 @@ bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, 
 }
 
 void Worker::release_binding(Flow& f) {
-  release_name(f);
+  names_.release(f);
   // Only a buffer this flow still owns (the sweep may have given it to another flow meanwhile).
   const uint32_t b = f.bind.buffer;
   if (bindings_.used(b) && bindings_.owner(b) == flows_.id_of(f)) bindings_.release(b);
@@ -177,7 +177,7 @@ void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f)
 void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer) {
   ctx_.stats.drops[size_t(why)].add();
   ctx_.stats.bindings_refused.add();
-  release_name(f);
+  names_.release(f);
   f.binding = Binding::Refused;
   // Only an HTTP client reads an answer of ours; any other is reset.
   if (entry_route_kind(EntryRoute(f.bind.route)).source != NameSource::HttpRequestHead || answer == kRst) {
@@ -409,7 +409,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
     }
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0};
     const uint32_t h = FlowTable::hash(key);
-    f = new_flow(key, h);
+    f = setup_.new_flow(key, h);
     if (!f) {
       ctx_.drop(m, Drop::FlowTableFull);
       return;
@@ -530,10 +530,10 @@ void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, st
   FlowPlan plan;
   Drop why = Drop::NoRule;
   TunnelSession* s = nullptr;
-  if (plan_by_rule(name, fl.key.local_port, nullptr, plan, why) && !(s = pick_session(*plan.pool, fl.hash)))
+  if (setup_.plan_by_rule(name, fl.key.local_port, nullptr, plan, why) && !(s = setup_.pick_session(*plan.pool, fl.hash)))
     why = Drop::NoSession;
   if (!s) return refuse_binding(port, client_mac, fl, why, kBadGateway);
-  if (!attach_flow(fl, plan, *s, why)) return refuse_binding(port, client_mac, fl, why, kUnavailable);
+  if (!setup_.attach_flow(fl, plan, *s, why)) return refuse_binding(port, client_mac, fl, why, kUnavailable);
   fl.bind.proxy_protocol = plan.proxy_protocol;
   fl.binding = Binding::WaitServer;
   fl.bind.give_up_ns = ctx_.now_ns + kBindingTimeoutNs;
@@ -836,7 +836,7 @@ void Worker::sweep_bindings(uint32_t budget) {
   };
   sweep(quic_hold_, quic_cursor_,
         [](const Flow& f, uint32_t b) { return f.bind.buffer == b && f.binding == Binding::WaitHello; });
-  sweep(names_, name_cursor_, [](const Flow& f, uint32_t b) { return f.name_slot == b; });
+  names_.sweep(budget, ctx_.now_ns);
 }
 
 }  // namespace dptun

@@ -48,14 +48,14 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   Flow* f = flows_.find(key, h);
   if (f && ((f->deadline_ns <= ctx_.now_ns && !flow_restarts(*f, pi.tcp_flags)) ||
             f->tunnel_generation != pool->generation)) {
-    end_flow(*f);
+    setup_.end_flow(*f);
     f = nullptr;
   }
   uint8_t inner_flags = 0;
   TunnelSession* s = nullptr;
   if (f) {
     bool repinned = false;
-    s = flow_session(*f, *pool, repinned);
+    s = setup_.flow_session(*f, *pool, repinned);
     if (!s) {
       ctx_.drop(m, Drop::NoSession);
       return;
@@ -78,15 +78,15 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
     bool planned;
     if (ih.flags & kInnerDirect) {
       why = Drop::DirectDisabled;
-      planned = ctx_.dp.cfg->direct_mode && plan_tunnel(v.tunnel, pool->generation, plan, why);
+      planned = ctx_.dp.cfg->direct_mode && setup_.plan_tunnel(v.tunnel, pool->generation, plan, why);
     } else {
-      planned = plan_by_rule(name, pi.dst_port, &v, plan, why);
+      planned = setup_.plan_by_rule(name, pi.dst_port, &v, plan, why);
     }
     if (!planned) {
       ctx_.drop(m, why);
       return;
     }
-    f = open_flow(key, h, plan, s, why);
+    f = setup_.open_flow(key, h, plan, s, why);
     if (!f) {
       ctx_.drop(m, why);
       return;

@@ -76,14 +76,12 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       idle_(dp.cfg->idle),
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
-      names_(4 * kBindingBuffers, 256),
       quic_hold_(kQuicHoldBuffers, kQuicHoldBytes),
       quic_hold_since_(kQuicHoldBuffers),
       quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello + 4),
       client_frags_(dp.cfg->reassembly, rte_rand()),
       inner_frags_(dp.cfg->reassembly, rte_rand()) {
-  flows_.set_release_hook(&Worker::release_flow, this);
   const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
     kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
@@ -99,12 +97,6 @@ Worker::~Worker() {
   client_frags_.clear(sink);
   inner_frags_.clear(sink);
   rte_ring_free(handoff_);
-}
-
-void Worker::note_expired(const Flow& f) {
-  if (!flow_unanswered(f)) return;
-  ctx_.stats.flows_unanswered.add();
-  if (f.tunnel < ctx_.tunnel_stats.size()) ctx_.tunnel_stats[f.tunnel].flows_unanswered.add();
 }
 
 void Worker::flush() {
@@ -152,10 +144,7 @@ unsigned Worker::poll_once() {
     work += n;
   }
   flush();
-  // Expire a slice of the flow table: a little per busy poll, more when idle. A flow past its deadline is
-  // already treated as gone by lookups; the sweep only gives its slot back.
-  uint32_t expired = flows_.expire(ctx_.now_ns, work ? 16 : 1024, [this](const Flow& f) { note_expired(f); });
-  if (expired) ctx_.stats.flows_expired.add(expired);
+  setup_.expire(work ? 16 : 1024);  // a slice of the flow table: a little per busy poll, more when idle
   if (client_frags_.datagrams()) {
     FragSink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
     client_frags_.expire(ctx_.now_ns, 64, sink);

@@ -12,6 +12,7 @@
 #include "dataplane/tables/counters.hpp"
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/entry/entry_table.hpp"
+#include "dataplane/entry/flow_setup.hpp"
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
 #include "dataplane/loop/trace.hpp"
@@ -19,6 +20,7 @@
 #include "dataplane/loop/worker_context.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
+#include "dataplane/hostname/name_slots.hpp"
 #include "ingress/quic_initial.hpp"
 #include "ingress/syn_cookie.hpp"
 #include "packet/ipv4_reassembly.hpp"
@@ -150,41 +152,6 @@ class Worker {
   uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
   uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
   void encap_flush();
-  // entry/flow_setup.cpp: the one way a flow is opened, re-pinned or ended, for every stage.
-  // Where a new flow goes.
-  struct FlowPlan {
-    const TunnelPool* pool = nullptr;
-    uint16_t tunnel = 0;             // the pool's TunnelTable slot
-    Endpoint target{};               // 0.0.0.0: the agent picks the target by `name`
-    std::string_view name;           // held for the agent while it picks the target (agent-side routing)
-    uint64_t udp_ttl_ns = 0;
-    bool keepalive = false;
-    bool by_rule = false;            // routed by a hostname rule (counted as hostname_routed)
-    bool proxy_protocol = false;     // the rule's PROXY protocol v2 header (TCP binding)
-    uint32_t visitor = 0;            // the visitor session whose flow this is (0: a client's)
-  };
-  // The plan for a flow on `tunnel`'s pool; false (no_session) when the tunnel went away (`generation` differs).
-  bool plan_tunnel(uint16_t tunnel, uint32_t generation, FlowPlan& plan, Drop& why) const;
-  // The plan by the hostname rule for `name`, for a client of a public entry point (`visitor` null: private rules
-  // are refused) or for a visitor (only its own tunnel's rules, private or not). A rule's target without a port
-  // takes `client_port`. False with `why`: no_hostname, no_rule, private_rule, no_session.
-  bool plan_by_rule(std::string_view name, uint16_t client_port, const TunnelSession* visitor, FlowPlan& plan,
-                    Drop& why) const;
-  // A new flow for `key` along `plan`: a session of the pool (no_session), a table slot (flow_table_full), then
-  // attach_flow. nullptr with `why`; `s` is the flow's session.
-  Flow* open_flow(const FlowKey& key, uint32_t hash, const FlowPlan& plan, TunnelSession*& s, Drop& why);
-  // Gives flow `f` its tunnel, session `s`, target, name (binding_full when no slot is left) and the MSS clamp of
-  // the session's path; counts it (flows_created, per tunnel, hostname_routed, visitor_flows).
-  bool attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Drop& why);
-  // The session flow `f` rides now: its own while it lives, else another of `pool` (counted flows_repinned,
-  // `repinned` set). nullptr when the pool has none.
-  TunnelSession* flow_session(Flow& f, const TunnelPool& pool, bool& repinned);
-  // A flow found in the table that may not go on (expired, its tunnel or entry point changed): counted, removed.
-  void end_flow(Flow& f);
-  // A live session of the pool for a new (or re-pinned) flow: by weight, only weight-255 sessions while any of
-  // them is live, up to 3 retries when the picked one cannot be used. nullptr when none can.
-  TunnelSession* pick_session(const TunnelPool& pool, uint32_t hash);
-  uint16_t path_mss(const TunnelSession& s) const;  // inner_tcp_mss() of the port towards the session's agent
   // quic_hold.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
   enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
   QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
@@ -194,16 +161,6 @@ class Worker {
   bool hold_datagram(uint32_t buffer, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip);
   static uint32_t held_records(std::span<const uint8_t> records);
   bool evict_oldest_quic_hold();
-  bool hold_name(Flow& f, std::string_view name);
-  void release_name(Flow& f);
-  std::span<const uint8_t> held_name(const Flow& f) const;
-  bool session_usable(const TunnelSession& s) const;
-  // A new flow for `key` (a full table evicts an idle flow, counted); nullptr when none can be had.
-  Flow* new_flow(const FlowKey& key, uint32_t hash);
-  // Pins a flow to a session (a new flow, or one moved off a session that went away): the sessions' counts of
-  // pinned flows follow, so a moved flow is counted on its new session only.
-  void pin_flow(Flow& f, TunnelSession& s);
-  static void release_flow(void* worker, const Flow& f);  // FlowTable's release hook: the flow's session counts it down
   // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
     WorkerContext& ctx;
@@ -230,7 +187,6 @@ class Worker {
   // would, or (hostname connections) the client's connection refused.
   void icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
   void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // tcp_binding.cpp
-  void note_expired(const Flow& f);  // counts a flow that ends without an answer (flows_unanswered)
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
   // trace points out of line (trace.hpp has the rest)
 
@@ -238,6 +194,8 @@ class Worker {
 
   unsigned lcore_;
   FlowTable flows_;
+  NameSlots names_{flows_};  // hostnames of flows whose agent picks the target, until it answers
+  FlowSetup setup_{ctx_, flows_, names_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
   RelayCodec codec_;  // the tunnel framing: the only code here that knows where a frame's parts lie
@@ -247,13 +205,11 @@ class Worker {
   uint16_t n_encap_ = 0;
   SynCookies cookies_;
   HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
-  BindingBuffers names_;  // hostnames of flows whose agent picks the target, until it answers
   BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_hold.cpp)
   std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
   std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
   uint32_t quic_cursor_ = 0;
   uint32_t binding_cursor_ = 0;
-  uint32_t name_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends or passes on (fragmentation needed, agents' errors)
   TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)

@@ -22,7 +22,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
     ctx_.drop(m, s.has_peer() ? why : Drop::NoSession);
     return false;
   }
-  const std::span<const uint8_t> nb = held_name(f);  // the agent picks the target: the hostname
+  const std::span<const uint8_t> nb = names_.held(f);  // the agent picks the target: the hostname
   const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
   const uint32_t inner_len = m->pkt_len;
   if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port))

@@ -203,7 +203,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     f->target_ip = pi.src_ip;
     f->target_port = pi.src_port;
     f->agent_routed = false;
-    release_name(*f);
+    names_.release(*f);
   }
   if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
     flow_track(*f, pi.tcp_flags, false, ctx_.dp.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
