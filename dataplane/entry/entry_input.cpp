@@ -147,7 +147,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     const uint32_t inner_len = pi.ip_total_len;
     const std::span<const uint8_t> held = names_.held(*f);
     const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
-    const uint32_t budget = frame_budget(out_port);
+    const uint32_t budget = encap_.frame_budget(out_port);
     // A packet that does not fit one frame travels as inner fragments, one frame each (protocol.md); so does a
     // datagram reassembled from the client's fragments that spans mbufs.
     bool split = m->nb_segs > 1;
@@ -185,11 +185,11 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       tr->dst_ip = peer.ip.value;
       tr->dst_port = peer.port;
       tr->port = out_port;
-      tr->len = uint16_t(std::min<uint32_t>(outer_len(inner_len + trailer) + kEthHeaderLen, 0xffff));
+      tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len + trailer) + kEthHeaderLen, 0xffff));
       tr->code = split ? 1 : 0;
     }
     if (split) {
-      encap_fragments(m, *f, *s, inner_flags, pi.l4_proto, held, out_port, mac);
+      encap_.fragments(m, *f, *s, inner_flags, pi.l4_proto, held, out_port, mac);
       continue;
     }
     if (trailer) {
@@ -201,10 +201,10 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(held.data()), held.size()});
       inner_flags |= kInnerHasName;
     }
-    encap_packet(m, *s, peer, out_port, mac, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags}, inner_len + trailer,
+    encap_.packet(m, *s, peer, out_port, mac, InnerHeader{flows_.id_of(*f), pi.l4_proto, inner_flags}, inner_len + trailer,
                  f->tunnel);
   }
-  encap_flush();
+  encap_.flush();
 }
 
 }  // namespace dptun

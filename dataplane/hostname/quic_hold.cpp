@@ -235,7 +235,7 @@ bool Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<cons
     std::memcpy(udp + kUdpHeaderLen, d.data(), d.size());
     uint16_t sum = ipv4_l4_checksum(f.key.client_ip, f.target_ip, kIpProtoUdp, {udp, kUdpHeaderLen + d.size()});
     store_be16(udp + kUdpOffChecksum, sum ? sum : 0xffff);
-    if (encap_inner(m, f, s, flags, kIpProtoUdp)) {
+    if (encap_.inner(m, f, s, flags, kIpProtoUdp)) {
       ctx_.stats.quic_held_sent.add();
       flags = 0;
     }

@@ -105,7 +105,7 @@ bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, 
     return false;
   }
   rte_pktmbuf_append(m, uint16_t(n));
-  return encap_inner(m, f, *s, (flags & kTcpSyn) ? kInnerFlowNew : 0, kIpProtoTcp);
+  return encap_.inner(m, f, *s, (flags & kTcpSyn) ? kInnerFlowNew : 0, kIpProtoTcp);
 }
 
 void Worker::release_binding(Flow& f) {

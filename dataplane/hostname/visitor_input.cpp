@@ -99,7 +99,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
   ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
-  encap_inner(m, *f, *s, inner_flags, pi.l4_proto);
+  encap_.inner(m, *f, *s, inner_flags, pi.l4_proto);
 }
 
 // A reply for a visitor's flow: addressed back from the service the visitor asked for, in a frame of the
@@ -116,7 +116,7 @@ void Worker::deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   ipv4_rewrite_src(ip, l4, pi.l4_proto, f.key.local_ip, f.key.local_port);
   ipv4_rewrite_dst(ip, l4, pi.l4_proto, f.key.client_ip, f.key.client_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
-  encap_inner(m, f, *v, 0, pi.l4_proto);
+  encap_.inner(m, f, *v, 0, pi.l4_proto);
 }
 
 }  // namespace dptun

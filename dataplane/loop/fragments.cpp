@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dataplane/loop/fragment_out.hpp"
 #include "dataplane/loop/worker.hpp"
 #include "packet/headers.hpp"
 #include "packet/ipv4_fragment.hpp"
@@ -21,7 +22,6 @@ namespace dptun {
 
 namespace {
 
-constexpr uint32_t kMaxFragmentsOut = 128;  // 65535 bytes in fragments of >= 520: any MTU we run on
 
 Drop drop_of(FragDrop why) { return Drop(size_t(Drop::FragMalformed) + size_t(why)); }
 static_assert(size_t(Drop::FragEvicted) - size_t(Drop::FragMalformed) == size_t(FragDrop::Evicted));
@@ -45,30 +45,12 @@ bool parse_datagram(const rte_mbuf* m, uint16_t l3_offset, PacketInfo& pi) {
   return true;
 }
 
-// Appends `prefix` + fragment header + payload [offset, offset + len) of the packet in `src` (its header is
-// `header`) + `suffix` to the empty mbuf `out`. Returns where the prefix starts (the header follows it).
-uint8_t* build_fragment(rte_mbuf* out, const rte_mbuf* src, std::span<const uint8_t> header, uint16_t id,
-                        uint32_t offset, uint32_t len, bool more, uint32_t prefix, uint32_t suffix) {
-  const uint32_t fh = offset == 0 ? uint32_t(header.size()) : uint32_t(kIpv4HeaderLen);
-  uint8_t* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(out, uint16_t(prefix + fh + len + suffix)));
-  if (!p) return nullptr;
-  write_ipv4_fragment_header(p + prefix, header, id, offset, len, more);
-  uint8_t* data = p + prefix + fh;
-  const void* from = rte_pktmbuf_read(src, uint32_t(header.size()) + offset, len, data);
-  if (!from) return nullptr;
-  if (from != data) std::memcpy(data, from, len);
-  return p;
-}
-
 }  // namespace
 
 void Worker::FragSink::fragment_dropped(rte_mbuf* m, FragDrop why) { ctx.drop(m, drop_of(why)); }
 
 void Worker::FragSink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
 
-uint32_t Worker::frame_budget(uint8_t port) const {
-  return std::min<uint32_t>(ctx_.dp.ports[port].mtu, max_frame_ip_) - uint32_t(kUnderlayOverhead);
-}
 
 
 void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
@@ -235,50 +217,6 @@ rte_mbuf* Worker::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
   return head;
 }
 
-// An inner packet that does not fit one frame (or spans mbufs): its IPv4 fragments, each in a relay frame of its
-// own with the flow's id (and the flow's name trailer, when it has one), joining the burst encap_flush() encrypts.
-// `m` holds the packet from its IP header on; it is consumed.
-bool Worker::encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
-                             std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
-  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
-  const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
-  const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
-  const uint32_t trailer = name.empty() ? 0 : uint32_t(name.size() + 1);
-  if (trailer) inner_flags |= kInnerHasName;
-  const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port) - trailer);
-  if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
-    ctx_.drop(m, Drop::TooBig);
-    return false;
-  }
-  rte_mbuf* out[kMaxFragmentsOut];
-  if (rte_pktmbuf_alloc_bulk(ctx_.dp.pool, out, plan.count) != 0) {
-    ctx_.drop(m, Drop::NoMbuf);
-    return false;
-  }
-  uint8_t header[60];
-  std::memcpy(header, ip, hl);
-  const uint16_t id = ctx_.next_frag_id();
-  const Endpoint peer = s.peer();
-  const uint64_t flow_id = flows_.id_of(f);
-  for (uint32_t k = 0; k < plan.count; ++k) {
-    const uint32_t off = k * plan.chunk;
-    const uint32_t len = std::min(plan.chunk, total - hl - off);
-    uint8_t* p = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, 0, trailer);
-    if (!p) {  // (m is shorter than its header says: not after the checks above)
-      for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
-      ctx_.stats.drops[size_t(Drop::NoRoom)].add();
-      break;
-    }
-    const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
-    if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
-    if (encap_packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer,
-                     f.tunnel))
-      ctx_.stats.fragments_tx.add();
-  }
-  rte_pktmbuf_free(m);
-  return true;
-}
-
 // A packet bigger than the link towards the client (a datagram reassembled from an agent's fragments): IPv4
 // fragments of it, each in an Ethernet frame to `mac`, with an id of this worker's. `m` holds the packet from its
 // IP header on; it is consumed.
@@ -287,7 +225,7 @@ void Worker::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
   const FragmentPlan plan =
-      plan_ipv4_fragments(hl, total - hl, std::min<uint32_t>(ctx_.dp.ports[port].mtu, max_frame_ip_));
+      plan_ipv4_fragments(hl, total - hl, std::min<uint32_t>(ctx_.dp.ports[port].mtu, ctx_.max_frame_ip));
   if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
     ctx_.drop(m, Drop::TooBig);
     return;

@@ -51,6 +51,7 @@ WorkerContext::WorkerContext(Dataplane& d, uint16_t worker)
       port_stats(d.ports.size()),
       tunnel_stats(d.tunnels.capacity()),
       trace(d.tracer.get(), worker, d.clock),
+      max_frame_ip(uint32_t(rte_pktmbuf_data_room_size(d.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen)),
       ip_id_(uint16_t(rte_rand())),  // workers' outer IPv4 ids start apart (fragment reassembly at the agent)
       frag_step_(uint16_t(d.cfg->workers ? d.cfg->workers : 1)) {
   frag_id_ = uint16_t(uint16_t(rte_rand()) / frag_step_ * frag_step_ + worker);
@@ -86,7 +87,6 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
   for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
     kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
                                 std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
-  max_frame_ip_ = uint32_t(rte_pktmbuf_data_room_size(dp.pool) - RTE_PKTMBUF_HEADROOM - kEthHeaderLen);
 }
 
 Worker::~Worker() {
@@ -100,7 +100,7 @@ Worker::~Worker() {
 }
 
 void Worker::flush() {
-  encap_flush();  // packets dpgw made for agents (delayed binding) go out with the rest
+  encap_.flush();  // packets dpgw made for agents (delayed binding) go out with the rest
   tx_.flush();
 }
 

@@ -18,6 +18,7 @@
 #include "dataplane/loop/trace.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "dataplane/relay/encap.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "dataplane/hostname/name_slots.hpp"
@@ -97,26 +98,6 @@ class Worker {
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   template <bool kTrace>
   void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
-  // Packets on their way to an agent, encrypted together (one AEAD call per key) by encap_flush().
-  struct EncapPending {
-    rte_mbuf* m;
-    TunnelSession* s;
-    uint8_t* frame;  // the frame's first byte, inside the mbuf
-    uint32_t encrypted_len;  // FrameLayout::encrypted_len of its inner packet
-    uint8_t out_port;
-    uint16_t tunnel;
-  };
-  bool encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto);
-  // `m` holds an inner packet of `packet_len` bytes (name trailer included) for session `s`: it gets the frame's
-  // inner header (`ih`) and outer headers to `peer` by `out_port`/`next_hop`, and joins the burst encap_flush()
-  // encrypts. False when dropped (no room, counted).
-  bool encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
-                    const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel);
-  void queue_encap(const EncapPending& p);  // joins the burst encap_flush() encrypts (flushing a full one first)
-  // The IPv4/UDP length of a frame around `packet_len` bytes of inner packet: what the underlay carries.
-  uint32_t outer_len(uint32_t packet_len) const {
-    return uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + codec_.layout().data_overhead() + packet_len;
-  }
   // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
   void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
   void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
@@ -151,7 +132,6 @@ class Worker {
   uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
   uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
   uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
-  void encap_flush();
   // quic_hold.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
   enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
   QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
@@ -173,10 +153,7 @@ class Worker {
   void datagram_input(uint8_t port, rte_mbuf* m);  // a reassembled client datagram, on the worker of its 5-tuple
   bool inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s);
   rte_mbuf* reassembled(const Ipv4Reassembly<rte_mbuf*>& table);
-  bool encap_fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
-                       std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac);
   void send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m);
-  uint32_t frame_budget(uint8_t port) const;  // the longest inner IP packet (and trailer) one frame carries
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   template <bool kTrace>
@@ -196,13 +173,12 @@ class Worker {
   FlowTable flows_;
   NameSlots names_{flows_};  // hostnames of flows whose agent picks the target, until it answers
   FlowSetup setup_{ctx_, flows_, names_};
+  Encap encap_{ctx_, tx_, flows_, names_};
+  RelayCodec codec_;  // tunnel input's framing (relay/tunnel_input.cpp)
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
-  RelayCodec codec_;  // the tunnel framing: the only code here that knows where a frame's parts lie
   std::array<TokenBucket, 8> kernel_bucket_;  // per port: this worker's share of kernel_rate / kernel_burst
   QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
-  std::array<EncapPending, 2 * kBurst> encap_;
-  uint16_t n_encap_ = 0;
   SynCookies cookies_;
   HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
   BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_hold.cpp)
@@ -215,7 +191,6 @@ class Worker {
   TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
-  uint32_t max_frame_ip_ = 0;                // the longest IPv4 packet one mbuf holds behind an Ethernet header
 
 };
 

@@ -24,6 +24,7 @@ struct WorkerContext {
   std::vector<PortStats> port_stats;      // per dpgw port
   std::vector<TunnelStats> tunnel_stats;  // per TunnelTable slot
   TracePoints trace;                      // dpgw trace (loop/trace.hpp)
+  const uint32_t max_frame_ip;            // the longest IPv4 packet one mbuf of dp.pool holds behind Ethernet
 
   // The IPv4 id of the next packet this worker makes (outer headers, answers); workers start apart.
   uint16_t next_ip_id() { return ip_id_++; }

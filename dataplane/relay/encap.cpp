@@ -5,15 +5,24 @@
 
 #include <cstring>
 
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/relay/encap.hpp"
+
+#include "dataplane/loop/fragment_out.hpp"
 #include "dataplane/relay/aead_burst.hpp"
 #include "packet/checksum.hpp"
 
 namespace dptun {
 
+Encap::Encap(WorkerContext& ctx, Tx& tx, const FlowTable& flows, const NameSlots& names)
+    : ctx_(ctx), tx_(tx), flows_(flows), names_(names) {}
+
+uint32_t Encap::frame_budget(uint8_t port) const {
+  return std::min<uint32_t>(ctx_.dp.ports[port].mtu, ctx_.max_frame_ip) - uint32_t(kUnderlayOverhead);
+}
+
 // A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
 // wrapped like a client's and joins the pending burst.
-bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
+bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
   const Endpoint peer = s.peer();
   uint8_t out_port;
   MacAddr mac;
@@ -26,7 +35,7 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
   const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
   const uint32_t inner_len = m->pkt_len;
   if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port))
-    return encap_fragments(m, f, s, inner_flags, proto, nb, out_port, mac);
+    return fragments(m, f, s, inner_flags, proto, nb, out_port, mac);
   if (trailer) {
     char* t = rte_pktmbuf_append(m, uint16_t(trailer));
     if (!t) {
@@ -36,13 +45,13 @@ bool Worker::encap_inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t i
     write_name_trailer(reinterpret_cast<uint8_t*>(t), {reinterpret_cast<const char*>(nb.data()), nb.size()});
     inner_flags |= kInnerHasName;
   }
-  return encap_packet(m, s, peer, out_port, mac, InnerHeader{flows_.id_of(f), proto, inner_flags}, inner_len + trailer,
+  return packet(m, s, peer, out_port, mac, InnerHeader{flows_.id_of(f), proto, inner_flags}, inner_len + trailer,
                       f.tunnel);
 }
 
 // Ethernet to the next hop, IPv4 and UDP to the agent and the frame's header, prefix and inner header in front of
 // the inner packet, room for the tag behind it; then the frame joins the pending burst.
-bool Worker::encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
+bool Encap::packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
                           const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel) {
   const FrameLayout& layout = codec_.layout();
   const uint32_t outer = outer_len(packet_len);
@@ -64,22 +73,22 @@ bool Worker::encap_packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t 
   store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
   uint8_t* frame = udp + kUdpHeaderLen;
   codec_.write_inner(frame, ih);
-  queue_encap(EncapPending{m, &s, frame, layout.encrypted_len(packet_len), out_port, tunnel});
+  queue(Pending{m, &s, frame, layout.encrypted_len(packet_len), out_port, tunnel});
   return true;
 }
 
-void Worker::queue_encap(const EncapPending& p) {
-  if (n_encap_ == encap_.size()) encap_flush();
-  encap_[n_encap_++] = p;
+void Encap::queue(const Pending& p) {
+  if (n_pending_ == pending_.size()) flush();
+  pending_[n_pending_++] = p;
 }
 
-void Worker::encap_flush() {
-  const uint16_t np = n_encap_;
-  n_encap_ = 0;
+void Encap::flush() {
+  const uint16_t np = n_pending_;
+  n_pending_ = 0;
   if (!np) return;
-  EncapPending* p = encap_.data();
+  Pending* p = pending_.data();
   // Counters (one atomic add per session), headers, nonces; then one AEAD call per key.
-  constexpr size_t kMax = std::tuple_size_v<decltype(encap_)>;  // <= 64: one bit per packet in aead_burst
+  constexpr size_t kMax = std::tuple_size_v<decltype(pending_)>;  // <= 64: one bit per packet in aead_burst
   uint64_t counters[kMax];
   reserve_counters(np, [&](uint16_t i) { return p[i].s; }, counters);
   EpochCipher* cipher[kMax];
@@ -114,6 +123,47 @@ void Worker::encap_flush() {
     ts.to_agent_bytes.add(inner_bytes);
     tx_.send(p[i].out_port, p[i].m);
   }
+}
+
+bool Encap::fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
+                             std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
+  const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
+  const uint32_t trailer = name.empty() ? 0 : uint32_t(name.size() + 1);
+  if (trailer) inner_flags |= kInnerHasName;
+  const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port) - trailer);
+  if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
+    ctx_.drop(m, Drop::TooBig);
+    return false;
+  }
+  rte_mbuf* out[kMaxFragmentsOut];
+  if (rte_pktmbuf_alloc_bulk(ctx_.dp.pool, out, plan.count) != 0) {
+    ctx_.drop(m, Drop::NoMbuf);
+    return false;
+  }
+  uint8_t header[60];
+  std::memcpy(header, ip, hl);
+  const uint16_t id = ctx_.next_frag_id();
+  const Endpoint peer = s.peer();
+  const uint64_t flow_id = flows_.id_of(f);
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk;
+    const uint32_t len = std::min(plan.chunk, total - hl - off);
+    uint8_t* p = build_fragment(out[k], m, {header, hl}, id, off, len, k + 1 < plan.count, 0, trailer);
+    if (!p) {  // (m is shorter than its header says: not after the checks above)
+      for (uint32_t j = k; j < plan.count; ++j) rte_pktmbuf_free(out[j]);
+      ctx_.stats.drops[size_t(Drop::NoRoom)].add();
+      break;
+    }
+    const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
+    if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
+    if (packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer,
+                     f.tunnel))
+      ctx_.stats.fragments_tx.add();
+  }
+  rte_pktmbuf_free(m);
+  return true;
 }
 
 }  // namespace dptun
