@@ -154,7 +154,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     if (inner_len + trailer > budget) {
       // The client's DF bit speaks for its own packet; our name trailer never makes it "too big".
       if (pi.dont_fragment && inner_len > budget) {
-        send_frag_needed(in_port, m, pi, uint16_t(budget));
+        local_.send_frag_needed(in_port, m, pi, uint16_t(budget));
         ctx_.drop(m, Drop::TooBig);
         continue;
       }

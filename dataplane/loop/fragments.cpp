@@ -118,7 +118,7 @@ void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
   const EntryTable* entries = ctx_.dp.entries.load(std::memory_order_acquire);
   const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
   if (!ep) {
-    closed_port(port, m, pi);
+    local_.closed_port(port, m, pi);
     return;
   }
   if (m->nb_segs > 1 && entry_route_kind(ep->route).source != NameSource::None) {  // names are read from single-buffer packets only

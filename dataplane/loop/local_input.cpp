@@ -4,17 +4,26 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/bytes.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/loop/local_input.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 #include "packet/tcp_segment.hpp"
 
 namespace dptun {
 
-void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+LocalInput::LocalInput(WorkerContext& ctx, Tx& tx) : ctx_(ctx), tx_(tx) {
+  const auto& cfg = *ctx.dp.cfg;
+  const uint64_t workers = cfg.workers ? cfg.workers : 1;
+  for (size_t p = 0; p < cfg.ports.size() && p < kernel_bucket_.size(); ++p)
+    kernel_bucket_[p].configure(std::max<uint64_t>(cfg.ports[p].kernel_rate / workers, 1),
+                                std::max<uint64_t>(cfg.ports[p].kernel_burst / workers, 1));
+}
+
+void LocalInput::input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   if (pi.l3 == L3Kind::Arp) {
     // Only ARP about us (requests for our address, replies to our requests) or gratuitous announcements
     // reach the control lcore; the rest of the LAN's ARP chatter stops here.
@@ -69,7 +78,7 @@ void Worker::local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   tx_.send(port, m);
 }
 
-void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
+void LocalInput::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
   if (!ctx_.dp.ports[port].kernel_path) {
     ctx_.drop(m, why);
     return;
@@ -90,7 +99,7 @@ void Worker::to_kernel(uint8_t port, rte_mbuf* m, Drop why) {
 }
 
 // RFC 1191: type 3 code 4 with the next-hop MTU. Rate-limited to 1000/s per worker (bursts of up to 64).
-void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
+void LocalInput::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu) {
   if (!icmp_bucket_.take(ctx_.now_ns)) return;
   if (!send_icmp_unreachable(port, orig, pi, kIcmpFragNeeded, mtu)) return;
   ctx_.stats.icmp_frag_needed.add();
@@ -99,7 +108,7 @@ void Worker::send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi
 
 // RFC 792 destination unreachable, quoting the IP header and 8 bytes of the offending packet (RFC 1812 4.3.2.3 allows
 // more; 8 is what senders use). Sent back out the port the packet came in on, to the MAC it came from.
-bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code,
+bool LocalInput::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code,
                                    uint16_t mtu) {
   rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
   if (!m) {
@@ -138,7 +147,7 @@ bool Worker::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const Pac
 // a single host (RFC 1122 3.2.2: broadcast, multicast, 0.0.0.0, 127/8, class E). At most 1000 answers a second per
 // worker in bursts of 64 (a token bucket; the rest counted as closed_port_limited), so a scan or a spoofed flood
 // cannot turn the gateway into an amplifier. The packet is counted as no_entry_point either way.
-void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+void LocalInput::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::NoEntryPoint);
   if (ctx_.dp.ports[port].kernel_path && m->nb_segs == 1) {
     to_kernel(port, m, Drop::NoEntryPoint);
@@ -161,7 +170,7 @@ void Worker::closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   ctx_.drop(m, Drop::NoEntryPoint);
 }
 
-void Worker::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi) {
+void LocalInput::send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi) {
   const uint8_t* frame = rte_pktmbuf_mtod(orig, const uint8_t*);
   const uint8_t* tcp = frame + pi.l4_offset;
   TcpSegmentSpec r{};

@@ -82,12 +82,7 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello + 4),
       client_frags_(dp.cfg->reassembly, rte_rand()),
-      inner_frags_(dp.cfg->reassembly, rte_rand()) {
-  const uint64_t workers = dp.cfg->workers ? dp.cfg->workers : 1;
-  for (size_t p = 0; p < dp.cfg->ports.size() && p < kernel_bucket_.size(); ++p)
-    kernel_bucket_[p].configure(std::max<uint64_t>(dp.cfg->ports[p].kernel_rate / workers, 1),
-                                std::max<uint64_t>(dp.cfg->ports[p].kernel_burst / workers, 1));
-}
+      inner_frags_(dp.cfg->reassembly, rte_rand()) {}
 
 Worker::~Worker() {
   struct FreeAll {
@@ -206,7 +201,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     }
     switch (pi.l3) {
       case L3Kind::Arp:
-        local_input(port, m, pi);
+        local_.input(port, m, pi);
         continue;
       case L3Kind::Ipv6:
         ctx_.drop(m, Drop::Ipv6);
@@ -222,7 +217,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       continue;
     }
     if (pi.l4_proto == kIpProtoIcmp) {
-      local_input(port, m, pi);
+      local_.input(port, m, pi);
       continue;
     }
     if (pi.l4_proto != kIpProtoTcp && pi.l4_proto != kIpProtoUdp) {
@@ -241,7 +236,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     }
     const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
     if (!ep) {
-      closed_port(port, m, pi);
+      local_.closed_port(port, m, pi);
       continue;
     }
     DPTUN_TRACE_IF(kTrace, m, Classify) {

@@ -16,6 +16,7 @@
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
 #include "dataplane/loop/trace.hpp"
+#include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
 #include "dataplane/relay/encap.hpp"
@@ -70,6 +71,7 @@ class Worker {
  private:
   WorkerContext ctx_;  // first: every stage below holds a reference to it
   Tx tx_;
+  LocalInput local_{ctx_, tx_};
 
  public:
   // The worker's counters (they live in its context), for the control lcore's stats report.
@@ -82,18 +84,6 @@ class Worker {
   template <bool kTrace>
   void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
   void handle_handoffs(rte_mbuf** objs, unsigned n);
-  // local_input.cpp: ARP to control, ICMP echo, ICMP fragmentation-needed
-  void local_input(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
-  void send_frag_needed(uint8_t port, rte_mbuf* orig, const PacketInfo& pi, uint16_t mtu);
-  // ICMP destination unreachable `code` to the sender of `orig`, quoting its IP header and 8 bytes (false: no mbuf).
-  bool send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi, uint8_t code, uint16_t mtu);
-  // TCP/UDP to a port without an entry point: to the kernel path, or answered as a closed port (RST / ICMP port
-  // unreachable, rate-limited) and dropped as no_entry_point.
-  void closed_port(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
-  void send_closed_port_rst(uint8_t port, const rte_mbuf* orig, const PacketInfo& pi);
-  // A packet for our address that dpgw does not serve: to the kernel when the port has a kernel path,
-  // otherwise dropped for `why`.
-  void to_kernel(uint8_t port, rte_mbuf* m, Drop why);
   // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   template <bool kTrace>
@@ -177,7 +167,6 @@ class Worker {
   RelayCodec codec_;  // tunnel input's framing (relay/tunnel_input.cpp)
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
-  std::array<TokenBucket, 8> kernel_bucket_;  // per port: this worker's share of kernel_rate / kernel_burst
   QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
   SynCookies cookies_;
   HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
@@ -187,8 +176,6 @@ class Worker {
   uint32_t quic_cursor_ = 0;
   uint32_t binding_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
-  TokenBucket icmp_bucket_{1000, 64};  // ICMP errors dpgw sends or passes on (fragmentation needed, agents' errors)
-  TokenBucket answer_bucket_{1000, 64};  // answers for ports without an entry point (RST, ICMP port unreachable)
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
 

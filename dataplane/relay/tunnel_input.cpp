@@ -325,7 +325,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
     binding_unreachable(*f, m, hard);
     return;
   }
-  if (f->visitor || !icmp_bucket_.take(ctx_.now_ns)) {  // (visitors' programs are not told; counted)
+  if (f->visitor || !local_.icmp_error_allowed()) {  // (visitors' programs are not told; counted)
     ctx_.drop(m, Drop::TargetUnreachable);
     return;
   }
