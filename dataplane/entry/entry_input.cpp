@@ -78,11 +78,11 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     std::string_view quic_name;
     std::span<const uint8_t> quic_earlier;  // datagrams held before this one, to send on ahead of it
     if (quic && (!f || f->binding == Binding::WaitHello)) {
-      if (quic_first_packets(m, pi, f, quic_name, quic_earlier) != QuicStep::Route) continue;
+      if (quic_.first_packets(m, pi, f, quic_name, quic_earlier) != QuicHolds::Step::Route) continue;
     }
     // A packet that cannot start its flow takes the datagrams held before it along.
     const auto refuse = [&](Drop why) {
-      if (!quic_earlier.empty()) ctx_.stats.drops[size_t(why)].add(held_records(quic_earlier));
+      if (!quic_earlier.empty()) ctx_.stats.drops[size_t(why)].add(QuicHolds::held_records(quic_earlier));
       ctx_.drop(m, why);
     };
     uint8_t inner_flags = 0;
@@ -121,7 +121,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       flow_start(*f, pi.tcp_flags, fc, ep.udp_ttl_ns, ctx_.now_ns);
       inner_flags = kInnerFlowNew;
       // Datagrams held before this one go first; the first of them is the flow's first packet (FLOW_NEW).
-      if (!quic_earlier.empty() && send_held_datagrams(*f, *s, quic_earlier)) inner_flags = 0;
+      if (!quic_earlier.empty() && quic_.send_held(*f, *s, quic_earlier)) inner_flags = 0;
     }
     DPTUN_TRACE_IF(kTrace, m, Flow) {
       tr->flow_id = flows_.id_of(*f);

@@ -14,7 +14,7 @@
 #include <cstring>
 
 #include "common/bytes.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/hostname/quic_hold.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 
@@ -54,47 +54,56 @@ std::span<const uint8_t> first_record(std::span<const uint8_t> records) {
 }
 }  // namespace
 
-uint32_t Worker::held_records(std::span<const uint8_t> records) {
+QuicHolds::QuicHolds(WorkerContext& ctx, FlowTable& flows, FlowSetup& setup, Encap& encap)
+    : ctx_(ctx), flows_(flows), setup_(setup), encap_(encap), holds_(kBuffers, kBytes), since_(kBuffers),
+      scratch_(kBytes) {}
+
+void QuicHolds::sweep(uint32_t budget) {
+  release_unheld(holds_, cursor_, budget, flows_, ctx_.now_ns,
+                 [](const Flow& f, uint32_t b) { return f.bind.buffer == b && f.binding == Binding::WaitHello; });
+}
+
+uint32_t QuicHolds::held_records(std::span<const uint8_t> records) {
   uint32_t n = 0;
   for_each_record(records, [&](const HeldDatagram&) { ++n; });
   return n;
 }
 
 // Keeps one more datagram of a held flow; false when it does not fit.
-bool Worker::hold_datagram(uint32_t b, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip) {
-  if (quic_hold_.bytes(b).size() + kRecordHeader + dgram.size() > quic_hold_.size()) return false;
+bool QuicHolds::hold_datagram(uint32_t b, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip) {
+  if (holds_.bytes(b).size() + kRecordHeader + dgram.size() > holds_.size()) return false;
   const uint8_t hdr[kRecordHeader] = {uint8_t(dgram.size() >> 8), uint8_t(dgram.size()), ip[1],
                                       uint8_t(pi.dont_fragment ? 1 : 0)};
-  quic_hold_.append(b, hdr);
-  quic_hold_.append(b, dgram);
+  holds_.append(b, hdr);
+  holds_.append(b, dgram);
   return true;
 }
 
-void Worker::release_quic_hold(Flow& f) {
+void QuicHolds::release(Flow& f) {
   const uint32_t b = f.bind.buffer;
-  if (b != BindingBuffers::kNone && quic_hold_.used(b) && quic_hold_.owner(b) == flows_.id_of(f)) quic_hold_.release(b);
+  if (b != BindingBuffers::kNone && holds_.used(b) && holds_.owner(b) == flows_.id_of(f)) holds_.release(b);
   f.bind.buffer = BindingBuffers::kNone;
 }
 
 // A full pool gives up its oldest hold rather than refuse the newcomer: a browser's second Initial follows its
 // first within a round trip, so a flood of made-up Initials has to refill the whole pool that fast to keep real
 // clients out.
-bool Worker::evict_oldest_quic_hold() {
+bool QuicHolds::evict_oldest() {
   uint32_t oldest = BindingBuffers::kNone;
-  for (uint32_t b = 0; b < quic_hold_.count(); ++b)
-    if (quic_hold_.used(b) && (oldest == BindingBuffers::kNone || quic_hold_since_[b] < quic_hold_since_[oldest]))
+  for (uint32_t b = 0; b < holds_.count(); ++b)
+    if (holds_.used(b) && (oldest == BindingBuffers::kNone || since_[b] < since_[oldest]))
       oldest = b;
   if (oldest == BindingBuffers::kNone) return false;
-  if (Flow* f = flows_.find_by_id(quic_hold_.owner(oldest)); f && f->binding == Binding::WaitHello &&
+  if (Flow* f = flows_.find_by_id(holds_.owner(oldest)); f && f->binding == Binding::WaitHello &&
                                                               f->bind.buffer == oldest && f->key.proto == kIpProtoUdp)
     flows_.erase(*f);
-  quic_hold_.release(oldest);
+  holds_.release(oldest);
   ctx_.stats.quic_holds_evicted.add();
   return true;
 }
 
-Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
-                                            std::span<const uint8_t>& earlier) {
+QuicHolds::Step QuicHolds::first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
+                                         std::span<const uint8_t>& earlier) {
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint8_t* ip = frame + pi.l3_offset;
   const std::span<const uint8_t> dgram{frame + pi.l4_offset + kUdpHeaderLen, size_t(pi.l4_len - kUdpHeaderLen)};
@@ -104,26 +113,26 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     // Held too long, or an Initial of another connection on the same ports (the client started over): the hold is
     // forgotten and this datagram starts afresh.
     const uint32_t b = f->bind.buffer;
-    const bool ours = b != BindingBuffers::kNone && quic_hold_.used(b) && quic_hold_.owner(b) == flows_.id_of(*f);
+    const bool ours = b != BindingBuffers::kNone && holds_.used(b) && holds_.owner(b) == flows_.id_of(*f);
     const std::span<const uint8_t> held_dcid =
-        ours ? quic_initial_dcid(first_record(quic_hold_.bytes(b))) : std::span<const uint8_t>{};
+        ours ? quic_initial_dcid(first_record(holds_.bytes(b))) : std::span<const uint8_t>{};
     if (f->deadline_ns <= ctx_.now_ns || !ours ||
         (!dcid.empty() && !std::equal(dcid.begin(), dcid.end(), held_dcid.begin(), held_dcid.end()))) {
-      release_quic_hold(*f);
+      release(*f);
       flows_.erase(*f);
       f = nullptr;
     }
   }
   if (!f) {
-    const QuicResult q = quic_reader_.read(dgram);
+    const QuicResult q = reader_.read(dgram);
     ctx_.stats.quic_initials[size_t(q.status)].add();
     if (q.status == QuicStatus::Found) {
       name = q.name;
-      return QuicStep::Route;
+      return Step::Route;
     }
     if (q.status != QuicStatus::NeedMore) {
       ctx_.drop(m, Drop::NoHostname);
-      return QuicStep::Done;
+      return Step::Done;
     }
     // A real Initial with the start of a ClientHello: hold the flow until the rest comes.
     const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoUdp, 0};
@@ -131,22 +140,22 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     Flow* nf = setup_.new_flow(key, h);
     if (!nf) {
       ctx_.drop(m, Drop::FlowTableFull);
-      return QuicStep::Done;
+      return Step::Done;
     }
-    uint32_t b = quic_hold_.acquire(flows_.id_of(*nf));
-    if (b == BindingBuffers::kNone && evict_oldest_quic_hold()) b = quic_hold_.acquire(flows_.id_of(*nf));
+    uint32_t b = holds_.acquire(flows_.id_of(*nf));
+    if (b == BindingBuffers::kNone && evict_oldest()) b = holds_.acquire(flows_.id_of(*nf));
     if (b == BindingBuffers::kNone) {
       flows_.erase(*nf);
       ctx_.drop(m, Drop::BindingFull);
-      return QuicStep::Done;
+      return Step::Done;
     }
     if (!hold_datagram(b, dgram, pi, ip)) {
-      quic_hold_.release(b);
+      holds_.release(b);
       flows_.erase(*nf);
       ctx_.drop(m, Drop::BindingFull);
-      return QuicStep::Done;
+      return Step::Done;
     }
-    quic_hold_since_[b] = ctx_.now_ns;
+    since_[b] = ctx_.now_ns;
     nf->binding = Binding::WaitHello;
     nf->bind = BindingState{};
     nf->bind.buffer = b;
@@ -154,7 +163,7 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
     nf->last_seen_ns = ctx_.now_ns;
     ctx_.stats.quic_flows_held.add();
     rte_pktmbuf_free(m);
-    return QuicStep::Done;
+    return Step::Done;
   }
 
   // One more datagram of a held flow. Only another Initial of the same connection can complete the ClientHello (the
@@ -165,46 +174,46 @@ Worker::QuicStep Worker::quic_first_packets(rte_mbuf* m, const PacketInfo& pi, F
   if (dcid.empty()) {
     ctx_.stats.quic_initials[size_t(QuicStatus::NotInitial)].add();
     ctx_.drop(m, Drop::NoHostname);
-    return QuicStep::Done;
+    return Step::Done;
   }
-  if (held_records(quic_hold_.bytes(b)) == kMaxHeldDatagrams || !hold_datagram(b, dgram, pi, ip)) {
+  if (held_records(holds_.bytes(b)) == kMaxHeldDatagrams || !hold_datagram(b, dgram, pi, ip)) {
     // More than a ClientHello needs: not a client we can route.
-    release_quic_hold(fl);
+    release(fl);
     flows_.erase(fl);
     f = nullptr;
     ctx_.drop(m, Drop::BindingFull);
-    return QuicStep::Done;
+    return Step::Done;
   }
   fl.last_seen_ns = ctx_.now_ns;
-  const std::span<const uint8_t> records = quic_hold_.bytes(b);
-  quic_reader_.begin();
-  for_each_record(records, [&](const HeldDatagram& d) { quic_reader_.add(d.bytes); });
-  const QuicResult q = quic_reader_.result();
+  const std::span<const uint8_t> records = holds_.bytes(b);
+  reader_.begin();
+  for_each_record(records, [&](const HeldDatagram& d) { reader_.add(d.bytes); });
+  const QuicResult q = reader_.result();
   if (q.status == QuicStatus::NeedMore) {
     rte_pktmbuf_free(m);
-    return QuicStep::Done;
+    return Step::Done;
   }
   ctx_.stats.quic_initials[size_t(q.status)].add();
   // The held flow ends here: what came before this datagram moves to the scratch, to be sent on once the flow to
   // the target exists (entry_input, right after it makes it).
   const size_t before = records.size() - kRecordHeader - dgram.size();
-  std::memcpy(quic_scratch_.data(), records.data(), before);
-  release_quic_hold(fl);
+  std::memcpy(scratch_.data(), records.data(), before);
+  release(fl);
   flows_.erase(fl);
   f = nullptr;
   if (q.status != QuicStatus::Found) {
     ctx_.drop(m, Drop::NoHostname);
-    return QuicStep::Done;
+    return Step::Done;
   }
   name = q.name;
-  earlier = {quic_scratch_.data(), before};
-  return QuicStep::Route;
+  earlier = {scratch_.data(), before};
+  return Step::Route;
 }
 
 // The datagrams held for a flow that now has its target: rebuilt as the client's packets (already NAT-ed to the
 // target, with their own TOS and DF) and wrapped for the flow's session, in the order they came. The first one sent
 // carries FLOW_NEW; true when one was sent.
-bool Worker::send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
+bool QuicHolds::send_held(const Flow& f, TunnelSession& s, std::span<const uint8_t> records) {
   uint8_t flags = kInnerFlowNew;
   for_each_record(records, [&](const HeldDatagram& held) {
     const std::span<const uint8_t> d = held.bytes;

@@ -823,19 +823,7 @@ void Worker::sweep_bindings(uint32_t budget) {
     else
       binding_timer(*f);
   }
-  // Looks at `budget` buffers of `pool` from `cursor` on; `held(flow, b)`: the flow still uses buffer b.
-  const auto sweep = [&](BindingBuffers& pool, uint32_t& cursor, auto held) {
-    const uint32_t n = pool.count();
-    for (uint32_t i = 0; i < budget && i < n; ++i) {
-      const uint32_t b = cursor;
-      cursor = cursor + 1 == n ? 0 : cursor + 1;
-      if (!pool.used(b)) continue;
-      const Flow* f = flows_.find_by_id(pool.owner(b));
-      if (!f || f->deadline_ns <= ctx_.now_ns || !held(*f, b)) pool.release(b);
-    }
-  };
-  sweep(quic_hold_, quic_cursor_,
-        [](const Flow& f, uint32_t b) { return f.bind.buffer == b && f.binding == Binding::WaitHello; });
+  quic_.sweep(budget);
   names_.sweep(budget, ctx_.now_ns);
 }
 

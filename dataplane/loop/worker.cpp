@@ -77,9 +77,6 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       idle_(dp.cfg->idle),
       cookies_(dp.syn_cookie_key),
       bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
-      quic_hold_(kQuicHoldBuffers, kQuicHoldBytes),
-      quic_hold_since_(kQuicHoldBuffers),
-      quic_scratch_(kQuicHoldBytes),
       hello_scratch_(kMaxClientHello + 4),
       client_frags_(dp.cfg->reassembly, rte_rand()),
       inner_frags_(dp.cfg->reassembly, rte_rand()) {}

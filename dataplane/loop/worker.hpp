@@ -23,6 +23,7 @@
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "dataplane/hostname/name_slots.hpp"
+#include "dataplane/hostname/quic_hold.hpp"
 #include "ingress/quic_initial.hpp"
 #include "ingress/syn_cookie.hpp"
 #include "packet/ipv4_reassembly.hpp"
@@ -43,8 +44,6 @@ class Worker {
   static constexpr uint32_t kBindingBytes = 4096;
   static constexpr uint32_t kLargeBindingBuffers = 256;
   static constexpr uint32_t kLargeBindingBytes = 33 * 1024;  // a 32 KiB request head or ClientHello, and a little more
-  static constexpr uint32_t kQuicHoldBuffers = 1024;  // QUIC flows per worker held while their ClientHello is read
-  static constexpr uint32_t kQuicHoldBytes = 12 * 1024;  // what one may hold: 8 datagrams of a 1500-byte MTU
   // Worker `id` for `lcore`, its handoff ring on the lcore's NUMA socket; nullptr with `error` on failure (nothing
   // is thrown). Run on the worker's own lcore (the gateway does), its tables and buffers are first touched there and
   // so live on the worker's socket.
@@ -122,15 +121,6 @@ class Worker {
   uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
   uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
   uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
-  // quic_hold.cpp: the first datagrams of flows on QUIC entry points (read, held until the SNI is known)
-  enum class QuicStep : uint8_t { Route, Done };  // Route: `name` is known, make the flow; Done: held or dropped
-  QuicStep quic_first_packets(rte_mbuf* m, const PacketInfo& pi, Flow*& f, std::string_view& name,
-                              std::span<const uint8_t>& earlier);
-  bool send_held_datagrams(const Flow& f, TunnelSession& s, std::span<const uint8_t> records);  // true: one sent
-  void release_quic_hold(Flow& f);
-  bool hold_datagram(uint32_t buffer, std::span<const uint8_t> dgram, const PacketInfo& pi, const uint8_t* ip);
-  static uint32_t held_records(std::span<const uint8_t> records);
-  bool evict_oldest_quic_hold();
   // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
     WorkerContext& ctx;
@@ -165,15 +155,11 @@ class Worker {
   FlowSetup setup_{ctx_, flows_, names_};
   Encap encap_{ctx_, tx_, flows_, names_};
   RelayCodec codec_;  // tunnel input's framing (relay/tunnel_input.cpp)
+  QuicHolds quic_{ctx_, flows_, setup_, encap_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
-  QuicInitialReader quic_reader_;  // its OpenSSL contexts are made once, here
   SynCookies cookies_;
   HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
-  BindingBuffers quic_hold_;  // datagrams of QUIC flows whose ClientHello is not complete yet (quic_hold.cpp)
-  std::vector<uint64_t> quic_hold_since_;  // per quic_hold_ buffer: when its flow's hold began
-  std::vector<uint8_t> quic_scratch_;  // held datagrams of the flow being routed, while it is made
-  uint32_t quic_cursor_ = 0;
   uint32_t binding_cursor_ = 0;
   std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker

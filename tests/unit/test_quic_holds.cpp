@@ -309,7 +309,7 @@ static void too_many_datagrams_for_one_hold(void**) {
 static void full_pool_gives_up_its_oldest_hold(void**) {
   Rig r;
   const Initials x = initials("quic.example", kDcidX);
-  const uint32_t pool = Worker::kQuicHoldBuffers;
+  const uint32_t pool = QuicHolds::kBuffers;
   // A hold for every buffer of the worker, then one more: the oldest (port 20000) gives way.
   for (uint32_t i = 0; i <= pool; ++i) {
     r.inject_client_ip(client_datagram(uint16_t(20000 + i), x.first));
