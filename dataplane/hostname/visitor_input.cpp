@@ -8,14 +8,14 @@
 #include <cstring>
 
 #include "dataplane/tables/flow_tracking.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/hostname/visitor_input.hpp"
 #include "ingress/client_hello.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/tcp_mss.hpp"
 
 namespace dptun {
 
-void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
+void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
   ctx_.stats.visitor_packets.add();
   size_t len = m->data_len;
   char name_buf[kMaxNameTrailer];
@@ -104,7 +104,7 @@ void Worker::visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v)
 
 // A reply for a visitor's flow: addressed back from the service the visitor asked for, in a frame of the
 // visitor's own session.
-void Worker::deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
+void VisitorInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   TunnelSession* v = ctx_.dp.sessions.find(f.visitor);
   if (!v || !v->visitor || v->tunnel != f.tunnel) {  // the visitor went (its index may serve another now)
     ctx_.drop(m, Drop::StaleFlow);

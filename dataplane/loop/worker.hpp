@@ -24,6 +24,7 @@
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "dataplane/hostname/name_slots.hpp"
 #include "dataplane/hostname/quic_hold.hpp"
+#include "dataplane/hostname/visitor_input.hpp"
 #include "ingress/quic_initial.hpp"
 #include "ingress/syn_cookie.hpp"
 #include "packet/ipv4_reassembly.hpp"
@@ -87,9 +88,6 @@ class Worker {
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   template <bool kTrace>
   void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
-  // visitor_input.cpp: frames from visitors (dpagent visit) open flows to their tunnel's services
-  void visitor_input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v);
-  void deliver_to_visitor(rte_mbuf* m, Flow& f, const PacketInfo& pi);
   // tcp_binding.cpp: TCP entry points routed by hostname (SYN cookies, delayed binding, splicing)
   void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
   void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
@@ -156,6 +154,7 @@ class Worker {
   Encap encap_{ctx_, tx_, flows_, names_};
   RelayCodec codec_;  // tunnel input's framing (relay/tunnel_input.cpp)
   QuicHolds quic_{ctx_, flows_, setup_, encap_};
+  VisitorInput visitors_{ctx_, flows_, setup_, encap_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
   SynCookies cookies_;

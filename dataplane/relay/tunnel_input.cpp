@@ -156,7 +156,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
       if (m->nb_segs > 1)
         ctx_.drop(m, Drop::Fragment);
       else
-        visitor_input(m, ih, s);
+        visitors_.input(m, ih, s);
       continue;
     }
     const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
@@ -207,7 +207,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   }
   if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
     flow_track(*f, pi.tcp_flags, false, ctx_.dp.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
-    deliver_to_visitor(m, *f, pi);
+    visitors_.deliver(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
