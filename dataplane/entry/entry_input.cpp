@@ -60,7 +60,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
       }
       if (!f || f->binding != Binding::Spliced || new_syn || f->deadline_ns <= ctx_.now_ns) {
         DPTUN_TRACE_IF(kTrace, m, Hostname) tr->code = uint8_t(f ? f->binding : Binding::None);
-        hostname_tcp(in_port, m, pi, ep, f);
+        binding_.input(in_port, m, pi, ep, f);
         continue;
       }
     }
@@ -166,7 +166,7 @@ void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* inf
     uint8_t* ip = l2 + pi.l3_offset;
     uint8_t* l4 = l2 + pi.l4_offset;
     if (f->binding == Binding::Spliced) {
-      if (f->bind.buffer != BindingBuffers::kNone) held_from_client(*f, l4, pi);  // first bytes still on their way
+      if (f->bind.buffer != BindingBuffers::kNone) binding_.held_from_client(*f, l4, pi);  // first bytes still on their way
       f->splice.to_server(l4, pi.tcp_header_len);
     }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);

@@ -9,13 +9,14 @@
 //                         get their numbers rewritten (TcpSplice) on the normal fast path. dpgw keeps the first bytes
 //                         until the target has acknowledged them (the client will not send them again).
 // Timers (our SYN and the first bytes sent again, answers sent again, steps that take too long) run from
-// sweep_bindings, which visits every held buffer within a few polls.
+// sweep(), which visits every held buffer within a few polls.
 #include <rte_mbuf.h>
 
 #include <cstring>
 
 #include "common/bytes.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/hostname/tcp_binding.hpp"
+#include "dataplane/tables/flow_tracking.hpp"
 #include "ingress/client_hello.hpp"
 #include "ingress/http_host.hpp"
 #include "packet/checksum.hpp"
@@ -74,10 +75,22 @@ inline uint16_t answer_window(const Flow& f) { return f.bind.client_wscale != 0x
 
 }  // namespace
 
-uint32_t Worker::ts_clock() const { return uint32_t(ctx_.now_ns / 1'000'000ull); }
-uint32_t Worker::ts_for_client() const { return ts_clock() + kTsAhead; }
+TcpBinding::TcpBinding(WorkerContext& ctx, Tx& tx, FlowTable& flows, FlowSetup& setup, NameSlots& names,
+                       Encap& encap)
+    : ctx_(ctx),
+      tx_(tx),
+      flows_(flows),
+      setup_(setup),
+      names_(names),
+      encap_(encap),
+      cookies_(ctx.dp.syn_cookie_key),
+      bindings_(kBuffers, kBytes, kLargeBuffers, kLargeBytes),
+      hello_scratch_(kMaxClientHello + 4) {}
 
-uint16_t Worker::advertised_mss() const {
+uint32_t TcpBinding::ts_clock() const { return uint32_t(ctx_.now_ns / 1'000'000ull); }
+uint32_t TcpBinding::ts_for_client() const { return ts_clock() + kTsAhead; }
+
+uint16_t TcpBinding::advertised_mss() const {
   // What a client may send us: a full segment must still fit one underlay packet after encapsulation.
   uint16_t mtu = 0xffff;
   for (const PortInfo& p : ctx_.dp.ports) mtu = std::min(mtu, p.mtu);
@@ -87,7 +100,7 @@ uint16_t Worker::advertised_mss() const {
 // A TCP segment from the entry point to the client, out the port the client's frame came in on, to the MAC it
 // came from.
 // A segment from the client's address to the flow's target, through the flow's session.
-bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+bool TcpBinding::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
                             std::span<const uint8_t> options, std::span<const uint8_t> payload) {
   TunnelSession* s = ctx_.dp.sessions.find(f.session_index);
   if (!s || s->visitor || s->tunnel != f.tunnel) return false;
@@ -108,7 +121,7 @@ bool Worker::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, 
   return encap_.inner(m, f, *s, (flags & kTcpSyn) ? kInnerFlowNew : 0, kIpProtoTcp);
 }
 
-void Worker::release_binding(Flow& f) {
+void TcpBinding::release_binding(Flow& f) {
   names_.release(f);
   // Only a buffer this flow still owns (the sweep may have given it to another flow meanwhile).
   const uint32_t b = f.bind.buffer;
@@ -118,14 +131,14 @@ void Worker::release_binding(Flow& f) {
 }
 
 // The client is gone (RST, or it starts over): forget the connection; a target we had already called gets a RST.
-void Worker::abandon_binding(Flow& f) {
+void TcpBinding::abandon_binding(Flow& f) {
   if (f.binding == Binding::WaitServer) send_to_server(f, f.bind.client_isn + 1, 0, kTcpRst, 0, {}, {});
   release_binding(f);
   flows_.erase(f);
 }
 
 // A RST to the client, at the sequence number it expects from us.
-void Worker::send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f) {
+void TcpBinding::send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f) {
   uint32_t seq = f.bind.our_isn + 1;
   if (f.binding == Binding::Spliced && bindings_.used(f.bind.buffer)) seq = bindings_.meta(f.bind.buffer).client_rcv;
   tx_.send_tcp_segment(port, client_mac,
@@ -135,7 +148,7 @@ void Worker::send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow
 
 // What dpgw has of the client's bytes: an ACK for all it keeps in order (its FIN included), SACK blocks for
 // pieces beyond a gap, and a window up to the end of the largest buffer (it never moves back).
-void Worker::send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow& f) {
+void TcpBinding::send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow& f) {
   const BindingState& b = f.bind;
   uint8_t opts[40];
   size_t n = b.client_ts ? tcp_write_timestamps(opts, ts_for_client(), b.client_tsval) : 0;
@@ -162,7 +175,7 @@ void Worker::send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow
 }
 
 // dpgw's answer to an HTTP client it refused, with our FIN: 400, 431, 502 or 503.
-void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f) {
+void TcpBinding::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f) {
   const std::string_view text = kAnswers[f.bind.answer];
   uint8_t opts[12];
   const size_t olen = f.bind.client_ts ? tcp_write_timestamps(opts, ts_for_client(), f.bind.client_tsval) : 0;
@@ -174,7 +187,7 @@ void Worker::send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f)
 
 // dpgw answers the client itself: TLS gets a RST, plain HTTP `answer` (and FIN). The connection lingers (Refused)
 // so that a lost answer is sent again and the client's further bytes are acknowledged and dropped, not reset.
-void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer) {
+void TcpBinding::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer) {
   ctx_.stats.drops[size_t(why)].add();
   ctx_.stats.bindings_refused.add();
   names_.release(f);
@@ -213,7 +226,7 @@ void Worker::refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Dr
 
 // A refused connection's segments: acknowledged and dropped (a lingering close) until the client has dpgw's answer
 // and has closed its side; a reset one gets the RST again.
-void Worker::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t seq, uint32_t ack, uint8_t flags,
+void TcpBinding::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t seq, uint32_t ack, uint8_t flags,
                     uint32_t len) {
   BindingState& b = f.bind;
   if (flags & kTcpRst) {
@@ -255,7 +268,7 @@ void Worker::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t s
 // fills the pool). It gets a RST. A refused connection that lingers gives way before any, quietly. Connections
 // waiting for their target, or whose first bytes the target has not acknowledged yet, keep their buffers. False
 // when none can give way.
-bool Worker::evict_oldest_binding(const Flow& newcomer, bool large) {
+bool TcpBinding::evict_oldest_binding(const Flow& newcomer, bool large) {
   Flow* oldest = nullptr;
   bool oldest_refused = false;
   uint64_t since = 0;
@@ -289,7 +302,7 @@ bool Worker::evict_oldest_binding(const Flow& newcomer, bool large) {
 }
 
 // The connection's bytes outgrow its small buffer: a large one (a full pool gives up its oldest reader).
-bool Worker::grow_binding(Flow& f) {
+bool TcpBinding::grow_binding(Flow& f) {
   uint32_t h = bindings_.grow(f.bind.buffer);
   // (Only for a head: bytes after it, while the target is called, are not worth another client's connection.)
   if (h == BindingBuffers::kNone && f.binding == Binding::WaitHello && evict_oldest_binding(f, true))
@@ -303,7 +316,7 @@ bool Worker::grow_binding(Flow& f) {
 // Keeps what is new in a client's segment: in order it extends what we have, ahead of a gap it waits for it (up
 // to 4 pieces). Nothing past the end of a large buffer is kept (a head that long is refused anyway). False when
 // bytes could not be kept for want of a large buffer.
-bool Worker::keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> payload, bool& grew) {
+bool TcpBinding::keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> payload, bool& grew) {
   BindingState& b = f.bind;
   const uint32_t base = b.client_isn + 1;
   const uint32_t have = b.next_client_seq - base;  // contiguous bytes so far
@@ -343,7 +356,7 @@ bool Worker::keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> p
   return kept_all;
 }
 
-void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
+void TcpBinding::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
                           uint32_t client_isn) {
   const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
   const SynOptions so{c.mss ? c.mss : uint16_t(536), c.wscale, c.sack_ok, c.has_ts};
@@ -365,7 +378,7 @@ void Worker::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketI
   ctx_.stats.syn_cookies_sent.add();
 }
 
-void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f) {
+void TcpBinding::input(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f) {
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint8_t* tcp = frame + pi.l4_offset;
   // dpgw ends these connections itself (their bytes go on in segments it builds): check what the client sent.
@@ -484,7 +497,7 @@ void Worker::hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const
 // Enough to name a host? The head is read whole when it may be complete (its end has come, the client closed,
 // or it filled what dpgw reads), right at the start (to refuse what is not TLS or HTTP early), and otherwise
 // every kParseStep bytes: a head that arrives a byte at a time costs O(its length), not O(length^2).
-void Worker::read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool grew) {
+void TcpBinding::read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool grew) {
   if (f.bind.buffer == BindingBuffers::kNone) {  // closed without sending a byte
     refuse_binding(port, client_mac, f, Drop::NoHostname, kBadRequest);
     return;
@@ -526,7 +539,7 @@ void Worker::read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool gr
 
 // The name is known: the rule decides. Public entry points never use private rules; a rule needs a target (or
 // leaves it to the agent) and a live session of its tunnel.
-void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, std::string_view name) {
+void TcpBinding::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, std::string_view name) {
   FlowPlan plan;
   Drop why = Drop::NoRule;
   TunnelSession* s = nullptr;
@@ -547,7 +560,7 @@ void Worker::route_binding(uint8_t port, const uint8_t* client_mac, Flow& fl, st
 
 // Opens the server side with the client's own ISN and options (so the client's sequence numbers need no
 // rewriting): MSS (at most what the tunnel carries), SACK, timestamps (the client's newest TSval), window scale.
-void Worker::send_server_syn(Flow& f) {
+void TcpBinding::send_server_syn(Flow& f) {
   TcpHandshakeOptions o;
   o.mss = std::min(f.bind.client_mss, f.mss_clamp);
   o.sack_ok = f.bind.client_sack;
@@ -561,7 +574,7 @@ void Worker::send_server_syn(Flow& f) {
 
 // PROXY protocol v2 (haproxy's spec): signature, PROXY command over TCP/IPv4, then the client's and the entry
 // point's addresses and ports. 28 bytes.
-size_t Worker::proxy_v2_header(const Flow& f, uint8_t* out) {
+size_t TcpBinding::proxy_v2_header(const Flow& f, uint8_t* out) {
   static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
   std::memcpy(out, sig, 12);
   out[12] = 0x21;  // version 2, PROXY
@@ -575,7 +588,7 @@ size_t Worker::proxy_v2_header(const Flow& f, uint8_t* out) {
 }
 
 // The target answered our SYN: the client's first bytes go to it, and the halves are spliced.
-void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
+void TcpBinding::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   const uint8_t* tcp = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset;
   const uint32_t seq = load_be32(tcp + 4), ack = load_be32(tcp + 8);
   if (pi.tcp_flags & kTcpRst) {  // the target refused: so do we (HTTP clients get a 502)
@@ -641,7 +654,7 @@ void Worker::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
 // Sends the first bytes the target has not acknowledged, from `next` on, as far as its window goes (a probe sends
 // one segment whatever the window): the PROXY header, the client's bytes, its FIN. Our segments carry the
 // client's newest TSval, window and acknowledgment.
-void Worker::send_held(Flow& f, bool probe) {
+void TcpBinding::send_held(Flow& f, bool probe) {
   BindingProgress& p = bindings_.meta(f.bind.buffer);
   const std::span<const uint8_t> data = bindings_.bytes(f.bind.buffer);
   const uint32_t header = f.splice.client_seq_delta;
@@ -674,7 +687,7 @@ void Worker::send_held(Flow& f, bool probe) {
 // acknowledgment, the window, its TSval), what the client has been sent; sent again after 3 duplicate ACKs.
 // False for a bare ACK that only acknowledges part of what dpgw already acknowledged to the client (it tells the
 // client nothing: dropped).
-bool Worker::held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi) {
+bool TcpBinding::held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi) {
   const uint8_t flags = pi.tcp_flags;
   if (flags & kTcpRst) {
     release_binding(f);
@@ -711,7 +724,7 @@ bool Worker::held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi)
 
 // A segment from the client while its first bytes are still on their way to the target: dpgw's segments to the
 // target carry what the client's do (newest TSval, window, acknowledgment). A RST ends the holding.
-void Worker::held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi) {
+void TcpBinding::held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi) {
   if (pi.tcp_flags & kTcpRst) {
     release_binding(f);
     return;
@@ -727,7 +740,7 @@ void Worker::held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi)
 // for the target's SYN-ACK, the target cannot be reached: the client hears so at once, as from a proxy (HTTP a 502,
 // TLS a RST), as if the target had refused, instead of after target_timeout. Spliced connections get the error
 // itself.
-void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
+void TcpBinding::unreachable(Flow& f, rte_mbuf* m, bool hard) {
   if (!hard) {  // fragmentation needed for our SYN: nothing the client can do about it
     ctx_.drop(m, Drop::TargetUnreachable);
     return;
@@ -745,7 +758,7 @@ void Worker::binding_unreachable(Flow& f, rte_mbuf* m, bool hard) {
   }
 }
 
-void Worker::give_up_binding(Flow& f, Drop why) {
+void TcpBinding::give_up_binding(Flow& f, Drop why) {
   ctx_.stats.drops[size_t(why)].add();
   ctx_.stats.bindings_refused.add();
   uint8_t port;
@@ -760,7 +773,7 @@ void Worker::give_up_binding(Flow& f, Drop why) {
 }
 
 // The timers of a connection dpgw holds first bytes of (called by the sweep).
-void Worker::binding_timer(Flow& f) {
+void TcpBinding::binding_timer(Flow& f) {
   BindingProgress& p = bindings_.meta(f.bind.buffer);
   const uint64_t ms = 1'000'000ull;
   switch (f.binding) {
@@ -811,11 +824,11 @@ void Worker::binding_timer(Flow& f) {
 
 // Runs the timers of connections that hold first bytes and gives back buffers (TCP bindings, held QUIC
 // datagrams, hostnames) whose flow has gone (expired or evicted while waiting), a slice of each pool per call.
-void Worker::sweep_bindings(uint32_t budget) {
+void TcpBinding::sweep(uint32_t budget) {
   const uint32_t nb = bindings_.count();
   for (uint32_t i = 0; i < budget && i < nb; ++i) {
-    const uint32_t h = bindings_.handle_at(binding_cursor_);
-    binding_cursor_ = binding_cursor_ + 1 == nb ? 0 : binding_cursor_ + 1;
+    const uint32_t h = bindings_.handle_at(cursor_);
+    cursor_ = cursor_ + 1 == nb ? 0 : cursor_ + 1;
     if (!bindings_.used(h)) continue;
     Flow* f = flows_.find_by_id(bindings_.owner(h));
     if (!f || f->bind.buffer != h || f->deadline_ns <= ctx_.now_ns)
@@ -823,8 +836,6 @@ void Worker::sweep_bindings(uint32_t budget) {
     else
       binding_timer(*f);
   }
-  quic_.sweep(budget);
-  names_.sweep(budget, ctx_.now_ns);
 }
 
 }  // namespace dptun

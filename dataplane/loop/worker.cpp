@@ -75,9 +75,6 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       handoff_(handoff),
       idle_(dp.cfg->idle),
-      cookies_(dp.syn_cookie_key),
-      bindings_(kBindingBuffers, kBindingBytes, kLargeBindingBuffers, kLargeBindingBytes),
-      hello_scratch_(kMaxClientHello + 4),
       client_frags_(dp.cfg->reassembly, rte_rand()),
       inner_frags_(dp.cfg->reassembly, rte_rand()) {}
 
@@ -145,7 +142,10 @@ unsigned Worker::poll_once() {
     FragSink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
     inner_frags_.expire(ctx_.now_ns, 64, sink);
   }
-  sweep_bindings(work ? 4 : 64);
+  const uint32_t budget = work ? 4 : 64;  // held buffers looked at: a few per busy poll, more when idle
+  binding_.sweep(budget);
+  quic_.sweep(budget);
+  names_.sweep(budget, ctx_.now_ns);
   return work;
 }
 

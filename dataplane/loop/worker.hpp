@@ -24,6 +24,7 @@
 #include "dataplane/hostname/binding_buffers.hpp"
 #include "dataplane/hostname/name_slots.hpp"
 #include "dataplane/hostname/quic_hold.hpp"
+#include "dataplane/hostname/tcp_binding.hpp"
 #include "dataplane/hostname/visitor_input.hpp"
 #include "ingress/quic_initial.hpp"
 #include "ingress/syn_cookie.hpp"
@@ -39,12 +40,6 @@ namespace dptun {
 
 class Worker {
  public:
-  // Delayed binding's buffers for the client's first bytes (docs/hostname-routing.md): every connection starts in
-  // a small one; a head that outgrows it moves to a large one. 1024 x 4 KiB + 256 x 33 KiB: 12.3 MiB per worker.
-  static constexpr uint32_t kBindingBuffers = 1024;  // connections per worker held while their hostname is read
-  static constexpr uint32_t kBindingBytes = 4096;
-  static constexpr uint32_t kLargeBindingBuffers = 256;
-  static constexpr uint32_t kLargeBindingBytes = 33 * 1024;  // a 32 KiB request head or ClientHello, and a little more
   // Worker `id` for `lcore`, its handoff ring on the lcore's NUMA socket; nullptr with `error` on failure (nothing
   // is thrown). Run on the worker's own lcore (the gateway does), its tables and buffers are first touched there and
   // so live on the worker's socket.
@@ -88,37 +83,6 @@ class Worker {
   void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   template <bool kTrace>
   void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
-  // tcp_binding.cpp: TCP entry points routed by hostname (SYN cookies, delayed binding, splicing)
-  void hostname_tcp(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const EntryPoint& ep, Flow* f);
-  void send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
-                    uint32_t client_isn);
-  bool keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_t> payload, bool& grew);
-  bool grow_binding(Flow& f);
-  void read_head(uint8_t port, const uint8_t* client_mac, Flow& f, bool grew);
-  void route_binding(uint8_t port, const uint8_t* client_mac, Flow& f, std::string_view name);
-  void send_client_ack(uint8_t port, const uint8_t* client_mac, const Flow& f);
-  void send_answer(uint8_t port, const uint8_t* client_mac, const Flow& f);
-  void send_client_rst(uint8_t port, const uint8_t* client_mac, const Flow& f);
-  void linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32_t seq, uint32_t ack, uint8_t flags,
-              uint32_t len);
-  void send_server_syn(Flow& f);
-  void splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi);
-  void send_held(Flow& f, bool probe);
-  bool held_from_server(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
-  void held_from_client(Flow& f, const uint8_t* tcp, const PacketInfo& pi);
-  void binding_timer(Flow& f);
-  void give_up_binding(Flow& f, Drop why);
-  void refuse_binding(uint8_t port, const uint8_t* client_mac, Flow& f, Drop why, uint8_t answer);
-  void release_binding(Flow& f);
-  void abandon_binding(Flow& f);
-  bool evict_oldest_binding(const Flow& newcomer, bool large);
-  bool send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
-                      std::span<const uint8_t> options, std::span<const uint8_t> payload);
-  static size_t proxy_v2_header(const Flow& f, uint8_t* out);
-  void sweep_bindings(uint32_t budget);
-  uint32_t ts_clock() const;        // our TCP timestamps: milliseconds
-  uint32_t ts_for_client() const;   // the TSval of every segment dpgw sends a client after its SYN-ACK
-  uint16_t advertised_mss() const;  // the MSS our SYN-ACKs offer
   // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
     WorkerContext& ctx;
@@ -141,7 +105,6 @@ class Worker {
   // An agent's ICMP error about a flow's target (inner protocol ICMP): passed on to the client, rewritten as a NAT
   // would, or (hostname connections) the client's connection refused.
   void icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
-  void binding_unreachable(Flow& f, rte_mbuf* m, bool hard);  // tcp_binding.cpp
   void reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi);
   // trace points out of line (trace.hpp has the rest)
 
@@ -155,12 +118,9 @@ class Worker {
   RelayCodec codec_;  // tunnel input's framing (relay/tunnel_input.cpp)
   QuicHolds quic_{ctx_, flows_, setup_, encap_};
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};
+  TcpBinding binding_{ctx_, tx_, flows_, setup_, names_, encap_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
-  SynCookies cookies_;
-  HeadBuffers<BindingProgress> bindings_;  // first bytes of TCP connections routed by hostname
-  uint32_t binding_cursor_ = 0;
-  std::vector<uint8_t> hello_scratch_;  // a ClientHello spread over records, put together
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
 

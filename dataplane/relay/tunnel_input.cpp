@@ -214,7 +214,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
     if (m->nb_segs > 1)
       ctx_.drop(m, Drop::Fragment);
     else
-      splice_from_server(m, *f, pi);
+      binding_.splice_from_server(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitHello || f->binding == Binding::Refused) {  // nothing was sent to a target yet
@@ -239,7 +239,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   uint8_t* l4 = ip + pi.l4_offset;
   if (f->binding == Binding::Spliced) {
     // (While dpgw holds first bytes the target has not acknowledged, their progress is read here.)
-    if (f->bind.buffer != BindingBuffers::kNone && !held_from_server(*f, l4, pi)) {
+    if (f->bind.buffer != BindingBuffers::kNone && !binding_.held_from_server(*f, l4, pi)) {
       rte_pktmbuf_free(m);
       return;
     }
@@ -322,7 +322,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   // Anything but "fragmentation needed" means the target cannot be reached at all (a TCP in SYN-SENT gives up).
   const bool hard = !(e.type == kIcmpDestUnreachable && e.code == kIcmpFragNeeded);
   if (f->binding == Binding::WaitServer) {
-    binding_unreachable(*f, m, hard);
+    binding_.unreachable(*f, m, hard);
     return;
   }
   if (f->visitor || !local_.icmp_error_allowed()) {  // (visitors' programs are not told; counted)

@@ -384,7 +384,7 @@ static void large_buffers_run_out(void**) {
       for (Seg& s : r.client(kClientIsn + 1 + off, kTcpAck, big.substr(off, 1400))) all.push_back(s);
     return all;
   };
-  const uint32_t large = Worker::kLargeBindingBuffers;
+  const uint32_t large = TcpBinding::kLargeBuffers;
   for (uint16_t i = 0; i <= large + 1; ++i) {
     r.client_port = uint16_t(20000 + i);
     r.handshake();
