@@ -6,24 +6,24 @@
 #include <cstring>
 
 #include "dataplane/tables/flow_tracking.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/entry/entry_input.hpp"
 #include "packet/checksum.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/tcp_mss.hpp"
 
 namespace dptun {
 
-void Worker::entry_input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
-                         uint16_t n) {
+void EntryInput::input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
+                       uint16_t n) {
   if (__builtin_expect(ctx_.trace.on(), 0))
-    entry_burst<true>(in_port, pkts, info, entry, n);
+    burst<true>(in_port, pkts, info, entry, n);
   else
-    entry_burst<false>(in_port, pkts, info, entry, n);
+    burst<false>(in_port, pkts, info, entry, n);
 }
 
 template <bool kTrace>
-void Worker::entry_burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
-                         uint16_t n) {
+void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
+                       uint16_t n) {
   const FlowConfig& fc = ctx_.dp.cfg->flow;
   uint32_t hop_ip = 0;
   bool hop_ok = false;

@@ -125,7 +125,7 @@ void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
     ctx_.drop(m, Drop::Fragment);
     return;
   }
-  entry_input(port, &m, &pi, &ep, 1);
+  entry_.input(port, &m, &pi, &ep, 1);
 }
 
 bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s) {

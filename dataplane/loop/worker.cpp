@@ -246,7 +246,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     entry_info[n_entry] = pi;
     entry_of[n_entry++] = ep;
   }
-  if (n_entry) entry_input(port, entry_pkts, entry_info, entry_of, n_entry);
+  if (n_entry) entry_.input(port, entry_pkts, entry_info, entry_of, n_entry);
   if (n_tun) tunnel_input(port, tun_pkts, tun_info, n_tun);
 }
 

@@ -12,6 +12,7 @@
 #include "dataplane/tables/counters.hpp"
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/entry/entry_table.hpp"
+#include "dataplane/entry/entry_input.hpp"
 #include "dataplane/entry/flow_setup.hpp"
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
@@ -79,10 +80,6 @@ class Worker {
   template <bool kTrace>
   void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
   void handle_handoffs(rte_mbuf** objs, unsigned n);
-  // entry_input.cpp: client packet -> flow -> encapsulate -> encrypt -> agent
-  void entry_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
-  template <bool kTrace>
-  void entry_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
   // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
   struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
     WorkerContext& ctx;
@@ -119,6 +116,7 @@ class Worker {
   QuicHolds quic_{ctx_, flows_, setup_, encap_};
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};
   TcpBinding binding_{ctx_, tx_, flows_, setup_, names_, encap_};
+  EntryInput entry_{ctx_, tx_, flows_, setup_, names_, encap_, binding_, quic_, local_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
