@@ -1,20 +1,15 @@
-// IPv4 fragments and datagrams bigger than one frame or link (protocol.md "Datagrams bigger than a frame",
-// architecture.md "Fragments"). The slow path: packets that are not fragments never come here.
-// - Client fragments are steered to one worker per datagram (a hash of source, destination, protocol and IP id,
-//   through the handoff rings) and reassembled there (client_frags_); the whole datagram then goes to the worker
-//   its 5-tuple hashes to, so that all the fragmented datagrams of a flow meet the same flow state.
-// - Fragments inside relay frames (an agent's fragments of a datagram too big for one frame) are reassembled on
-//   the session's RX worker (inner_frags_), which decrypts every frame of the session.
-// - A datagram too big for one frame leaves as inner fragments, one relay frame each; one too big for the link to
-//   the client leaves as IPv4 fragments. Both are copied into fresh mbufs.
-// A reassembled datagram stays in one mbuf when it fits, else it is a chain whose first mbuf holds every header.
+// Fragments (fragments.hpp). A reassembled datagram stays in one mbuf when it fits, else it is a chain whose first
+// mbuf holds every header.
 #include <rte_mbuf.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "dataplane/loop/fragments.hpp"
+
+#include <rte_random.h>
+
 #include "dataplane/loop/fragment_out.hpp"
-#include "dataplane/loop/worker.hpp"
 #include "packet/headers.hpp"
 #include "packet/ipv4_fragment.hpp"
 
@@ -47,13 +42,41 @@ bool parse_datagram(const rte_mbuf* m, uint16_t l3_offset, PacketInfo& pi) {
 
 }  // namespace
 
-void Worker::FragSink::fragment_dropped(rte_mbuf* m, FragDrop why) { ctx.drop(m, drop_of(why)); }
+void Fragments::Sink::fragment_dropped(rte_mbuf* m, FragDrop why) { ctx.drop(m, drop_of(why)); }
 
-void Worker::FragSink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
+void Fragments::Sink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
+
+Fragments::Fragments(WorkerContext& ctx, Tx& tx, LocalInput& local, EntryInput& entry)
+    : ctx_(ctx),
+      tx_(tx),
+      local_(local),
+      entry_(entry),
+      client_frags_(ctx.dp.cfg->reassembly, rte_rand()),
+      inner_frags_(ctx.dp.cfg->reassembly, rte_rand()) {}
+
+Fragments::~Fragments() {
+  struct FreeAll {
+    void fragment_dropped(rte_mbuf* m, FragDrop) { rte_pktmbuf_free(m); }
+    void datagram_dropped(FragDrop) {}
+  } sink;
+  client_frags_.clear(sink);
+  inner_frags_.clear(sink);
+}
+
+void Fragments::expire() {
+  if (client_frags_.datagrams()) {
+    Sink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
+    client_frags_.expire(ctx_.now_ns, 64, sink);
+  }
+  if (inner_frags_.datagrams()) {
+    Sink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
+    inner_frags_.expire(ctx_.now_ns, 64, sink);
+  }
+}
 
 
 
-void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
+void Fragments::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   DPTUN_TRACE(m, Classify) tr->code = uint8_t(TraceClass::Fragment);
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*) + pi.l3_offset;
   const uint16_t ip_id = load_be16(ip + kIpv4OffId);
@@ -72,7 +95,7 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   if (m->data_len > frame_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - frame_len));  // Ethernet padding
   m->l2_len = pi.l3_offset;
   m->l3_len = pi.ip_header_len;
-  FragSink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
+  Sink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
   FragDrop why;
   uint32_t slot;
   const FragmentKey key{pi.src_ip, pi.dst_ip, ip_id, pi.l4_proto, port};
@@ -105,7 +128,7 @@ void Worker::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
   datagram_input(port, d);
 }
 
-void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
+void Fragments::datagram_input(uint8_t port, rte_mbuf* m) {
   PacketInfo pi;
   if (!parse_datagram(m, uint16_t(m->l2_len), pi)) {
     ctx_.drop(m, Drop::FragMalformed);
@@ -128,7 +151,7 @@ void Worker::datagram_input(uint8_t port, rte_mbuf* m) {
   entry_.input(port, &m, &pi, &ep, 1);
 }
 
-bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s) {
+bool Fragments::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s) {
   const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
   size_t len = m->data_len;
   // A visitor's frames carry its service's name behind each fragment, as behind its whole packets.
@@ -154,7 +177,7 @@ bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSes
   m->l2_len = 0;
   m->l3_len = pi.ip_header_len;
   ctx_.stats.inner_frag_rx.add();
-  FragSink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
+  Sink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
   FragDrop why;
   uint32_t slot;
   // Fragments of one flow's datagram, on one session: an agent's fragments never mix with another's.
@@ -184,7 +207,7 @@ bool Worker::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSes
   return true;
 }
 
-rte_mbuf* Worker::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
+rte_mbuf* Fragments::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
   const auto pieces = table.pieces();
   rte_mbuf* head = pieces[0].frag;  // offset 0: the header the datagram takes
   const uint32_t l2 = head->l2_len;
@@ -220,7 +243,7 @@ rte_mbuf* Worker::reassembled(const Ipv4Reassembly<rte_mbuf*>& table) {
 // A packet bigger than the link towards the client (a datagram reassembled from an agent's fragments): IPv4
 // fragments of it, each in an Ethernet frame to `mac`, with an id of this worker's. `m` holds the packet from its
 // IP header on; it is consumed.
-void Worker::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
+void Fragments::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const uint32_t total = load_be16(ip + kIpv4OffTotalLen);

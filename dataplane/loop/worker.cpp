@@ -74,19 +74,9 @@ Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
       lcore_(lcore),
       flows_(dp.cfg->flow.table_size, uint8_t(id)),
       handoff_(handoff),
-      idle_(dp.cfg->idle),
-      client_frags_(dp.cfg->reassembly, rte_rand()),
-      inner_frags_(dp.cfg->reassembly, rte_rand()) {}
+      idle_(dp.cfg->idle) {}
 
-Worker::~Worker() {
-  struct FreeAll {
-    void fragment_dropped(rte_mbuf* m, FragDrop) { rte_pktmbuf_free(m); }
-    void datagram_dropped(FragDrop) {}
-  } sink;
-  client_frags_.clear(sink);
-  inner_frags_.clear(sink);
-  rte_ring_free(handoff_);
-}
+Worker::~Worker() { rte_ring_free(handoff_); }
 
 void Worker::flush() {
   encap_.flush();  // packets dpgw made for agents (delayed binding) go out with the rest
@@ -134,14 +124,7 @@ unsigned Worker::poll_once() {
   }
   flush();
   setup_.expire(work ? 16 : 1024);  // a slice of the flow table: a little per busy poll, more when idle
-  if (client_frags_.datagrams()) {
-    FragSink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
-    client_frags_.expire(ctx_.now_ns, 64, sink);
-  }
-  if (inner_frags_.datagrams()) {
-    FragSink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
-    inner_frags_.expire(ctx_.now_ns, 64, sink);
-  }
+  frags_.expire();
   const uint32_t budget = work ? 4 : 64;  // held buffers looked at: a few per busy poll, more when idle
   binding_.sweep(budget);
   quic_.sweep(budget);
@@ -222,7 +205,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       continue;
     }
     if (pi.is_fragment) {  // reassembled first (fragments.cpp); whole datagrams come back through datagram_input
-      client_fragment(port, m, pi);
+      frags_.client_fragment(port, m, pi);
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
@@ -278,7 +261,7 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
         break;
       case HandoffMeta::Reassembled:
         if (hm.port < ctx_.dp.ports.size())
-          datagram_input(hm.port, m);
+          frags_.datagram_input(hm.port, m);
         else
           ctx_.drop(m, Drop::HandoffFull);
         break;

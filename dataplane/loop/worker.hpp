@@ -17,6 +17,7 @@
 #include "dataplane/tables/flow_table.hpp"
 #include "dataplane/loop/idle_backoff.hpp"
 #include "dataplane/loop/trace.hpp"
+#include "dataplane/loop/fragments.hpp"
 #include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
@@ -80,19 +81,6 @@ class Worker {
   template <bool kTrace>
   void classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool count_rx);
   void handle_handoffs(rte_mbuf** objs, unsigned n);
-  // fragments.cpp: IPv4 fragments and datagrams bigger than one frame or link (the slow path)
-  struct FragSink {  // what a reassembly table gives up: dropped, counted by reason
-    WorkerContext& ctx;
-    Counter& timeouts;
-    Counter& evictions;
-    void fragment_dropped(rte_mbuf* m, FragDrop why);
-    void datagram_dropped(FragDrop why);
-  };
-  void client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi);
-  void datagram_input(uint8_t port, rte_mbuf* m);  // a reassembled client datagram, on the worker of its 5-tuple
-  bool inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const TunnelSession& s);
-  rte_mbuf* reassembled(const Ipv4Reassembly<rte_mbuf*>& table);
-  void send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m);
   // tunnel_input.cpp: agent frame -> replay check -> decrypt -> flow -> client
   void tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   template <bool kTrace>
@@ -117,10 +105,9 @@ class Worker {
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};
   TcpBinding binding_{ctx_, tx_, flows_, setup_, names_, encap_};
   EntryInput entry_{ctx_, tx_, flows_, setup_, names_, encap_, binding_, quic_, local_};
+  Fragments frags_{ctx_, tx_, local_, entry_};
   rte_ring* handoff_ = nullptr;
   IdleBackoff idle_;
-  Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
-  Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
 
 };
 

@@ -151,7 +151,7 @@ void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info,
     rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
     rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
     // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
-    if (ipv4_is_fragment(inner.data()) && !inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
+    if (ipv4_is_fragment(inner.data()) && !frags_.inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
     if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
       if (m->nb_segs > 1)
         ctx_.drop(m, Drop::Fragment);
@@ -251,7 +251,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
   ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client_ip, f->key.client_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
   if (too_big) {
-    send_ip_fragments(out_port, mac, m);
+    frags_.send_ip_fragments(out_port, mac, m);
     return;
   }
 
