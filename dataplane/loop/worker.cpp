@@ -69,12 +69,7 @@ void WorkerContext::drop(rte_mbuf* m, Drop why) {
 }
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
-    : ctx_(dp, id),
-      tx_(ctx_),
-      lcore_(lcore),
-      flows_(dp.cfg->flow.table_size, uint8_t(id)),
-      handoff_(handoff),
-      idle_(dp.cfg->idle) {}
+    : ctx_(dp, id), lcore_(lcore), handoff_(handoff), idle_(dp.cfg->idle), flows_(dp.cfg->flow.table_size, uint8_t(id)) {}
 
 Worker::~Worker() { rte_ring_free(handoff_); }
 
@@ -230,7 +225,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     entry_of[n_entry++] = ep;
   }
   if (n_entry) entry_.input(port, entry_pkts, entry_info, entry_of, n_entry);
-  if (n_tun) tunnel_input(port, tun_pkts, tun_info, n_tun);
+  if (n_tun) tunnel_.input(port, tun_pkts, tun_info, n_tun);
 }
 
 void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
@@ -253,7 +248,7 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
         if (!s)
           ctx_.drop(m, Drop::UnknownSession);
         else
-          deliver_to_client(m, hm.flow_id, *s);
+          tunnel_.deliver_to_client(m, hm.flow_id, *s);
         break;
       }
       case HandoffMeta::Transmit:

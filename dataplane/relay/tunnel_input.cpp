@@ -7,7 +7,7 @@
 
 #include "dataplane/relay/aead_burst.hpp"
 #include "dataplane/tables/flow_tracking.hpp"
-#include "dataplane/loop/worker.hpp"
+#include "dataplane/relay/tunnel_input.hpp"
 #include "packet/checksum.hpp"
 #include "packet/icmp_error.hpp"
 #include "packet/ipv4_fragment.hpp"
@@ -16,15 +16,15 @@
 
 namespace dptun {
 
-void Worker::tunnel_input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+void TunnelInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   if (__builtin_expect(ctx_.trace.on(), 0))
-    tunnel_burst<true>(port, pkts, info, n);
+    burst<true>(port, pkts, info, n);
   else
-    tunnel_burst<false>(port, pkts, info, n);
+    burst<false>(port, pkts, info, n);
 }
 
 template <bool kTrace>
-void Worker::tunnel_burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   struct Pending {
     rte_mbuf* m;
     TunnelSession* s;
@@ -180,7 +180,7 @@ bool parse_inner(const rte_mbuf* m, PacketInfo& pi) {
 }
 }  // namespace
 
-void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   PacketInfo pi;
   if (!parse_inner(m, pi)) {
     const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -277,7 +277,7 @@ void Worker::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) 
 // tag only (their NAT is stateless), so the tag must name a live flow of the session's tunnel (any agent of the pool
 // may carry it), of protocol `proto`, whose target is `ip`:`port` (when the agent picked the target, it is the
 // agent's to know: the tag and tunnel vouch). nullptr with `why`: stale_flow, flow_mismatch.
-Flow* Worker::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t proto, uint32_t ip, uint16_t port,
+Flow* TunnelInput::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t proto, uint32_t ip, uint16_t port,
                             Drop& why) {
   Flow* f = flows_.find_by_tag(uint32_t(flow_id));
   if (!f || f->deadline_ns <= ctx_.now_ns) {
@@ -297,7 +297,7 @@ Flow* Worker::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8_t pr
 // sent to), quoting its own datagram; its TCP gives up a connection attempt at once (RFC 1122 4.2.3.9), its UDP
 // socket reports the error. A hostname connection (dpgw holds the client's side itself) is refused instead, as its
 // target's RST would be (502 for HTTP, a RST for TLS).
-void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
+void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
   IcmpError e;
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   if (m->nb_segs != 1 || !parse_icmp_error({ip, m->data_len}, e)) {
@@ -361,7 +361,7 @@ void Worker::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& s) {
 }
 
 // Answers an agent's keepalive in place: swap the outer addresses, seal an empty frame with a fresh counter.
-void Worker::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi) {
+void TunnelInput::reply_keepalive(uint8_t port, rte_mbuf* m, TunnelSession& s, const PacketInfo& pi) {
   uint8_t* l2 = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* ip = l2 + pi.l3_offset;
   uint8_t* udp = l2 + pi.l4_offset;
