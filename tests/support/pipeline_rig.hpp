@@ -127,11 +127,20 @@ struct Peer {
   std::unique_ptr<AgentSession> session;
 };
 
+// A test that fails never destroys its rig (cmocka's assertions jump out of it): the next rig deletes the gateway
+// it left, and with it the gateway's mbuf pool, so that one failure does not fail every test after it.
+inline Gateway*& leftover_gateway() {
+  static Gateway* g = nullptr;
+  return g;
+}
+
 struct PipelineRig {
   RingPort pub, und;
   std::unique_ptr<Gateway> gw;
   OpensslAead engine{1};
   std::map<uint32_t, Peer> peers;  // by session index
+
+  ~PipelineRig() { leftover_gateway() = nullptr; }  // (gw, a member, is deleted right after)
 
   // The gateway of the layout above (tunnels a and b, no entry points), `workers` workers with one queue pair each
   // on both ports; `tweak` changes the config before the gateway is made (its static peers get an AgentSession
@@ -158,9 +167,12 @@ struct PipelineRig {
     }
     if (tweak) tweak(cfg);
     std::string error;
+    delete leftover_gateway();
+    leftover_gateway() = nullptr;
     gw = Gateway::create(cfg, Gateway::Options{false, false}, error);
     if (!gw) fprintf(stderr, "gateway: %s\n", error.c_str());
     assert_non_null(gw.get());
+    leftover_gateway() = gw.get();
     dp().neighbors.update(0, kClient, kClientMac);
     for (const TunnelConfig& tc : cfg.tunnels)
       for (const StaticPeerConfig& p : tc.peers)

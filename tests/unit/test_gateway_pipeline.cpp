@@ -472,7 +472,8 @@ static void hostile_fragments_are_counted_and_traffic_goes_on(void**) {
   refix(odd[0], kIpv4FlagMf, 20 + 1001);
   inject_all({odd[0]});
   assert_int_equal(r.drops(Drop::FragMalformed), 1);
-  // A flood of first fragments that never complete: the table stays within its bounds, the oldest are evicted.
+  // A flood of first fragments that never complete: the table stays within its bounds; the oldest are evicted (or,
+  // on a machine slow enough that the flood outlasts the 50 ms timeout, time out first: counted either way).
   for (uint16_t id = 1000; id < 4000; ++id) {
     auto f = cut(client_datagram(47001, 3000, id), 14, 1500);
     r.pub.inject(r.dp().pool, f[0]);
@@ -480,7 +481,7 @@ static void hostile_fragments_are_counted_and_traffic_goes_on(void**) {
   }
   r.poll();
   Worker& w = *r.dp().workers[0];
-  assert_true(w.stats.frag_evictions.get() >= 3000 - 1023);
+  assert_true(w.stats.frag_evictions.get() + w.stats.frag_timeouts.get() >= 3000 - 1023);
   assert_int_equal(r.drops(Drop::FragEvicted), w.stats.frag_evictions.get());
   // Meanwhile, legitimate traffic: a whole packet and a fragmented datagram go through.
   assert_int_equal(r.from_client(client_udp(47002, 5201, 100)).size(), 1);
