@@ -49,39 +49,6 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
                       f.tunnel);
 }
 
-// Ethernet to the next hop, IPv4 and UDP to the agent and the frame's header, prefix and inner header in front of
-// the inner packet, room for the tag behind it; then the frame joins the pending burst.
-bool Encap::packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
-                          const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel) {
-  const FrameLayout& layout = codec_.layout();
-  const uint32_t outer = outer_len(packet_len);
-  uint8_t* out = reinterpret_cast<uint8_t*>(
-      rte_pktmbuf_prepend(m, uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + layout.packet_offset())));
-  if (!out || !rte_pktmbuf_append(m, uint16_t(layout.tag_len))) {
-    ctx_.drop(m, Drop::NoRoom);
-    return false;
-  }
-  std::memcpy(out, next_hop.data(), 6);
-  std::memcpy(out + 6, ctx_.dp.ports[out_port].mac.data(), 6);
-  store_be16(out + 12, kEtherTypeIpv4);
-  uint8_t* oip = out + kEthHeaderLen;
-  write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.value);
-  uint8_t* udp = oip + kIpv4HeaderLen;
-  store_be16(udp, ctx_.dp.cfg->tunnel_port);
-  store_be16(udp + 2, peer.port);
-  store_be16(udp + kUdpOffLength, uint16_t(outer - kIpv4HeaderLen));
-  store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4
-  uint8_t* frame = udp + kUdpHeaderLen;
-  codec_.write_inner(frame, ih);
-  queue(Pending{m, &s, frame, layout.encrypted_len(packet_len), out_port, tunnel});
-  return true;
-}
-
-void Encap::queue(const Pending& p) {
-  if (n_pending_ == pending_.size()) flush();
-  pending_[n_pending_++] = p;
-}
-
 void Encap::flush() {
   const uint16_t np = n_pending_;
   n_pending_ = 0;
