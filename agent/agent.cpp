@@ -219,8 +219,8 @@ void Agent::gateway_readable(uint64_t now_ns) {
       }
       if (opt_.visit) {
         // A reply from the service we visit: to the program that connected, from the local address it used.
-        if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.value && pi.src_port == opt_.visit->target->port)
-          ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.value, opt_.visit->local.port);
+        if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.v4() && pi.src_port == opt_.visit->target->port)
+          ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
         stats_.inner_rx_bytes += pi.ip_total_len;
         if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
         continue;
@@ -238,11 +238,11 @@ void Agent::gateway_readable(uint64_t now_ns) {
           routed_.remember(tag, *target);
           stats_.routed_flows++;
         }
-        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.value, target->port ? target->port : pi.dst_port);
+        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.v4(), target->port ? target->port : pi.dst_port);
       }
       // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
       const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
-      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.value, snat.port);
+      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
       stats_.inner_rx_bytes += pi.ip_total_len;
       if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
     }
@@ -289,12 +289,12 @@ void Agent::tun_readable(uint64_t now_ns) {
     if (opt_.visit) {
       // Programs here connect to the local address: the frame names the service (or, direct, its address).
       const AgentOptions::Visit& v = *opt_.visit;
-      if (pi.dst_ip != v.local.ip.value || pi.dst_port != v.local.port) {
+      if (pi.dst_ip != v.local.ip.v4() || pi.dst_port != v.local.port) {
         stats_.no_nat++;
         continue;
       }
       if (v.target) {
-        ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.value, v.target->port);
+        ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.v4(), v.target->port);
         send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
       } else {
         send_inner(packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);

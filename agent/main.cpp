@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
     if (ctl.server_host.empty() || have_gateway) fail("dpagent visit registers with dpctld: --server HOST:PORT (see --help)");
     if (visit_host.empty() == !visit_target) fail("dpagent visit needs exactly one of --host NAME and --target IP:PORT");
     if (!visit_local) fail("dpagent visit needs --local IP:PORT (an address in the TUN's subnet)");
-    if (!opt.tun_net.contains(visit_local->ip) || visit_local->ip == opt.tun_net.addr)
+    if (!opt.tun_net.contains(Ipv4{visit_local->ip.v4()}) || visit_local->ip == opt.tun_net.addr)
       fail("--local " + visit_local->str() + " must be in " + opt.tun_net.str() + " and not the TUN's own address");
     if (!Uuid::parse(ctl.tunnel)) fail("dpagent visit needs --tunnel UUID (a visitor names its tunnel by id)");
     if (visit_host.size() > 253) fail("--host: a hostname is at most 253 characters");

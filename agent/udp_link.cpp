@@ -13,7 +13,7 @@ static sockaddr_in to_sockaddr(Endpoint ep) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(ep.port);
-  sin.sin_addr.s_addr = htonl(ep.ip.value);
+  sin.sin_addr.s_addr = htonl(ep.ip.v4());
   return sin;
 }
 

@@ -1,5 +1,7 @@
 #include "common/inet.hpp"
 
+#include <arpa/inet.h>
+
 #include <charconv>
 
 namespace dptun {
@@ -77,6 +79,24 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text) {
   return Endpoint{*ip, uint16_t(*port)};
 }
 
-std::string Endpoint::str() const { return ip.str() + ":" + std::to_string(port); }
+std::string Endpoint::str() const {
+  return (ip.is_v4() ? ip.str() : "[" + ip.str() + "]") + ":" + std::to_string(port);
+}
+
+std::optional<IpAddr> IpAddr::parse(std::string_view text) {
+  if (auto v4 = Ipv4::parse(text)) return IpAddr(*v4);
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN || text.find('%') != std::string_view::npos)
+    return std::nullopt;  // (no zone ids: an address here names a host, not a link)
+  const std::string s(text);
+  std::array<uint8_t, 16> b{};
+  if (inet_pton(AF_INET6, s.c_str(), b.data()) != 1) return std::nullopt;
+  return IpAddr::v6(b);
+}
+
+std::string IpAddr::str() const {
+  if (is_v4()) return Ipv4{v4()}.str();
+  char buf[INET6_ADDRSTRLEN];
+  return inet_ntop(AF_INET6, bytes.data(), buf, sizeof buf) ? std::string(buf) : std::string("?");
+}
 
 }  // namespace dptun

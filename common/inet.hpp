@@ -1,10 +1,14 @@
-// IPv4 address, prefix and endpoint value types with strict text parsing (host byte order inside).
+// IP address, prefix and endpoint value types with strict text parsing. Ipv4 holds host byte order; IpAddr (either
+// family) holds the 16 bytes of an IPv6 address in network byte order, IPv4 as IPv4-mapped (RFC 4291 2.5.5.2).
 #pragma once
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <utility>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace dptun {
 
@@ -26,16 +30,48 @@ struct Ipv4Prefix {
   constexpr bool operator==(const Ipv4Prefix&) const = default;
 };
 
+// An IPv4 or IPv6 address. IPv4 is held IPv4-mapped (::ffff:a.b.c.d), so one 16-byte value, one comparison and
+// one hash serve both families; the default is 0.0.0.0 (IPv4, unspecified). Today's data path forwards IPv4 only
+// (IPv6 packets are counted and dropped); this is the type its keys, endpoints and routes carry.
+struct IpAddr {
+  std::array<uint8_t, 16> bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};  // network byte order
+
+  constexpr IpAddr() = default;
+  constexpr IpAddr(Ipv4 a)  // NOLINT: an IPv4 address is an IP address
+      : bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, uint8_t(a.value >> 24), uint8_t(a.value >> 16),
+              uint8_t(a.value >> 8), uint8_t(a.value)} {}
+  static constexpr IpAddr v6(const std::array<uint8_t, 16>& b) {
+    IpAddr a;
+    a.bytes = b;
+    return a;
+  }
+  constexpr bool is_v4() const {
+    for (int i = 0; i < 10; ++i)
+      if (bytes[i]) return false;
+    return bytes[10] == 0xff && bytes[11] == 0xff;
+  }
+  // The IPv4 address in host byte order (meaningful when is_v4()).
+  constexpr uint32_t v4() const {
+    if (std::is_constant_evaluated())
+      return uint32_t(bytes[12]) << 24 | uint32_t(bytes[13]) << 16 | uint32_t(bytes[14]) << 8 | bytes[15];
+    uint32_t be;  // (one load and a byte swap on the fast path)
+    std::memcpy(&be, bytes.data() + 12, 4);
+    return __builtin_bswap32(be);
+  }
+  constexpr bool unspecified() const { return is_v4() ? v4() == 0 : *this == IpAddr::v6({}); }
+  constexpr bool operator==(const IpAddr&) const = default;
+  // Either family: "a.b.c.d" or RFC 5952 text ("2001:db8::1"); IPv4-mapped IPv6 text is taken as IPv4.
+  static std::optional<IpAddr> parse(std::string_view text);
+  std::string str() const;  // a.b.c.d, or RFC 5952 text for IPv6
+};
+
 struct Endpoint {
-  Ipv4 ip;
+  IpAddr ip;
   uint16_t port = 0;
   constexpr bool operator==(const Endpoint&) const = default;
-  // "a.b.c.d:port" with port 1..65535.
+  // "a.b.c.d:port" with port 1..65535 (IPv4: what the data path forwards today).
   static std::optional<Endpoint> parse(std::string_view text);
-  std::string str() const;
-  // ip and port packed into one word, so an endpoint can live in a single atomic.
-  uint64_t pack() const { return uint64_t(ip.value) << 16 | port; }
-  static Endpoint unpack(uint64_t v) { return {Ipv4{uint32_t(v >> 16)}, uint16_t(v)}; }
+  std::string str() const;  // a.b.c.d:port, or [v6]:port
 };
 
 // Parses a decimal unsigned number with no sign, no spaces and no overflow past max.

@@ -38,7 +38,7 @@ bool MetricsHttp::start(Endpoint at, std::string& error) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(at.port);
-  sin.sin_addr.s_addr = htonl(at.ip.value);
+  sin.sin_addr.s_addr = htonl(at.ip.v4());
   errno = 0;
   daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY, at.port, nullptr, nullptr,
                              &answer, this, MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&sin),

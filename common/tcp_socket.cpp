@@ -16,7 +16,7 @@ Fd tcp_listen(Endpoint at, int backlog, std::string& error) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(at.port);
-  sin.sin_addr.s_addr = htonl(at.ip.value);
+  sin.sin_addr.s_addr = htonl(at.ip.v4());
   if (!fd || bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || ::listen(fd.get(), backlog) != 0) {
     error = "cannot listen on " + at.str() + ": " + strerror(errno);
     return Fd();

@@ -56,7 +56,7 @@ bool AgentListener::shed_oldest(std::optional<uint32_t> from) {
   int oldest = -1;
   uint64_t since = UINT64_MAX;
   for (const auto& [fd, p] : pending_)
-    if ((!from || p->evidence.client.ip.value == *from) && p->started_ns < since) {
+    if ((!from || p->evidence.client.ip.v4() == *from) && p->started_ns < since) {
       since = p->started_ns;
       oldest = fd;
     }
@@ -93,7 +93,7 @@ void AgentListener::accept_ready() {
     }
     const uint32_t source = ntohl(sin.sin_addr.s_addr);
     size_t from_source = 0;
-    for (const auto& [f, p] : pending_) from_source += p->evidence.client.ip.value == source;
+    for (const auto& [f, p] : pending_) from_source += p->evidence.client.ip.v4() == source;
     if (from_source >= limits_.max_per_source) shed_oldest(source);
     if (pending_.size() >= limits_.max_pending) shed_oldest(std::nullopt);
     int one = 1;

@@ -420,7 +420,7 @@ void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
     AgentChannel* oldest = nullptr;
     size_t n = 0;
     for (auto& [id, ch] : channels_) {
-      if (ch->registered() || ch->closed() || (same_source && ch->peer().ip.value != ev.client.ip.value)) continue;
+      if (ch->registered() || ch->closed() || (same_source && ch->peer().ip.v4() != ev.client.ip.v4())) continue;
       ++n;
       if (!oldest || ch->created_ns() < oldest->created_ns()) oldest = ch.get();
     }

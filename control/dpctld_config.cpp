@@ -173,7 +173,7 @@ std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
     return "udp/" + port + " is the gateway's tunnel port (relay frames from agents, gateway_endpoint in " +
            cfg.path + ")";
   if (e.proto == 6 && e.port == cfg.agent_listen.port &&
-      (!e.listen || !cfg.agent_listen.ip.value || *e.listen == cfg.agent_listen.ip))
+      (!e.listen || !cfg.agent_listen.ip.v4() || *e.listen == cfg.agent_listen.ip))
     return "tcp/" + port + " is dpctld's agent port (agent_listen in " + cfg.path +
            "): an entry point there would cut agents off from dpctld";
   return "";
@@ -237,7 +237,7 @@ static DpctldConfig load(const std::string& path) {
   cfg.state_file = config_string(d, "state_file", cfg.state_file);
   cfg.gateway_endpoint = endpoint_at(d, "gateway_endpoint", std::nullopt);
   cfg.agent_address = config_string(d, "agent_address",
-                                     cfg.agent_listen.ip.value ? cfg.agent_listen.str()
+                                     cfg.agent_listen.ip.v4() ? cfg.agent_listen.str()
                                                                : cfg.gateway_endpoint.ip.str() + ":" +
                                                                      std::to_string(cfg.agent_listen.port));
   if (d.exists("agent_address") && !parse_host_port(cfg.agent_address))

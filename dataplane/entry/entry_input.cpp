@@ -136,8 +136,8 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
     }
     const Endpoint peer = s->peer();
     // Packets of a burst mostly go to the same agent: resolve its next hop once per burst.
-    if (peer.ip.value != hop_ip || !hop_ok) {
-      hop_ip = peer.ip.value;
+    if (peer.ip.v4() != hop_ip || !hop_ok) {
+      hop_ip = peer.ip.v4();
       hop_ok = tx_.resolve_next_hop(hop_ip, out_port, mac, why);
     }
     if (!hop_ok) {
@@ -182,7 +182,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
     if (m->nb_segs == 1 && m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
     DPTUN_TRACE_IF(kTrace, m, Encap) {
       tr->session = s->index;
-      tr->dst_ip = peer.ip.value;
+      tr->dst_ip = peer.ip.v4();
       tr->dst_port = peer.port;
       tr->port = out_port;
       tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len + trailer) + kEthHeaderLen, 0xffff));

@@ -75,7 +75,7 @@ bool FlowSetup::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Dro
   pin_flow(f, s);
   f.tunnel = plan.tunnel;
   f.tunnel_generation = plan.pool->generation;
-  f.target_ip = plan.target.ip.value;
+  f.target_ip = plan.target.ip.v4();
   f.target_port = plan.target.port;
   f.udp_ttl_ms = uint32_t(plan.udp_ttl_ns / 1000000ull);
   f.keepalive = plan.keepalive;
@@ -109,7 +109,7 @@ void FlowSetup::end_flow(Flow& f) {
 }
 
 uint16_t FlowSetup::path_mss(const TunnelSession& s) const {
-  const Route rt = ctx_.dp.routes->lookup(s.peer().ip.value);
+  const Route rt = ctx_.dp.routes->lookup(s.peer().ip.v4());
   return inner_tcp_mss(ctx_.dp.ports[rt.valid ? rt.port : 0].mtu);
 }
 
@@ -136,7 +136,7 @@ Flow* FlowSetup::new_flow(const FlowKey& key, uint32_t hash) {
 
 bool FlowSetup::session_usable(const TunnelSession& s) const {
   if (!session_live(s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return false;
-  return ctx_.dp.routes->lookup(s.peer().ip.value).valid;
+  return ctx_.dp.routes->lookup(s.peer().ip.v4()).valid;
 }
 
 TunnelSession* FlowSetup::pick_session(const TunnelPool& pool, uint32_t hash) {

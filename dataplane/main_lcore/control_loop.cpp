@@ -150,10 +150,10 @@ void ControlLoop::report(uint64_t now_ns) {
   for (const auto& [index, s] : state_.sessions()) {
     const TunnelPool* pool = dp_.tunnels.get(s->tunnel);
     const char* name = pool ? pool->name.c_str() : "?";
-    uint64_t ep = s->endpoint.load(std::memory_order_relaxed);
-    uint64_t& last_ep = last_endpoint_[index];
-    if (ep && ep != last_ep)
-      LOG_INFO("tunnel %s session %u: agent endpoint %s", name, index, Endpoint::unpack(ep).str().c_str());
+    const Endpoint ep = s->endpoint.load();
+    Endpoint& last_ep = last_endpoint_[index];
+    if (ep.port && ep != last_ep)
+      LOG_INFO("tunnel %s session %u: agent endpoint %s", name, index, ep.str().c_str());
     last_ep = ep;
     // An endpoint that keeps moving means two agents run with one session's key: their counters share a
     // nonce space. Say so loudly.

@@ -52,7 +52,7 @@ class ControlLoop {
   uint64_t last_keys_ns_ = 0;
   uint64_t last_report_ns_ = 0;
   std::unordered_map<uint16_t, uint64_t> last_auth_fail_;
-  std::unordered_map<uint32_t, uint64_t> last_endpoint_;
+  std::unordered_map<uint32_t, Endpoint> last_endpoint_;
   std::unordered_map<uint32_t, uint64_t> last_endpoint_changes_;
   bool neighbor_full_warned_ = false;
 };

@@ -158,7 +158,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->from_config = spec.from_config;
   s->visitor = spec.visitor;
   if (spec.endpoint) {
-    s->endpoint.store(spec.endpoint->pack());
+    s->endpoint.store(*spec.endpoint);
     s->configured_endpoint = true;
   }
   // A session's key outlives this process (static keys; dpctld pushes its sessions again after a restart):
@@ -417,7 +417,7 @@ bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, st
       auto pc = std::find_if(tc.peers.begin(), tc.peers.end(), [&](const StaticPeerConfig& p) { return p.index == index; });
       const bool same = pc != tc.peers.end() && pc->psk == s.base_secret && pc->weight == s.weight &&
                         (pc->endpoint.has_value() == s.configured_endpoint) &&
-                        (!pc->endpoint || pc->endpoint->pack() == s.endpoint.load(std::memory_order_relaxed));
+                        (!pc->endpoint || *pc->endpoint == s.endpoint.load());
       if (same) continue;
       note("tunnel " + tc.name + " peer " + std::to_string(index) + (pc == tc.peers.end() ? " removed" : " changed"));
       drop_session(index);

@@ -76,8 +76,10 @@ class Encap {
 // Ethernet to the next hop, IPv4 and UDP to the agent and the frame's header, prefix and inner header in front of
 // the inner packet, room for the tag behind it; then the frame joins the pending burst. (Inline: entry input calls
 // it for every packet of a burst.)
-inline bool Encap::packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
-                          const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel) {
+__attribute__((always_inline)) inline bool Encap::packet(rte_mbuf* m, TunnelSession& s, Endpoint peer,
+                                                          uint8_t out_port, const MacAddr& next_hop,
+                                                          const InnerHeader& ih, uint32_t packet_len,
+                                                          uint16_t tunnel) {
   const FrameLayout& layout = codec_.layout();
   const uint32_t outer = outer_len(packet_len);
   uint8_t* out = reinterpret_cast<uint8_t*>(
@@ -90,7 +92,7 @@ inline bool Encap::packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t 
   std::memcpy(out + 6, ctx_.dp.ports[out_port].mac.data(), 6);
   store_be16(out + 12, kEtherTypeIpv4);
   uint8_t* oip = out + kEthHeaderLen;
-  write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.value);
+  write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.v4());
   uint8_t* udp = oip + kIpv4HeaderLen;
   store_be16(udp, ctx_.dp.cfg->tunnel_port);
   store_be16(udp + 2, peer.port);

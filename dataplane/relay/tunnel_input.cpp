@@ -111,9 +111,9 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
     s.last_rx_ns.store(ctx_.now_ns, std::memory_order_relaxed);
     // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
     // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
-    const uint64_t from = Endpoint{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port}.pack();
-    if (newest && s.endpoint.load(std::memory_order_relaxed) != from) {
-      s.endpoint.store(from, std::memory_order_relaxed);
+    const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
+    if (newest && s.endpoint.load() != from) {
+      s.endpoint.store(from);
       s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
     }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,50 @@
 #include "dataplane/tables/reclaimer.hpp"
 
 namespace dptun {
+
+// Where a session's agent is, as last seen: any IP address and a port, so no single atomic word holds it. One thread
+// writes at a time (the control lcore before the session is published, its RX worker after: endpoint learning);
+// any reads. A sequence lock: a reader that overlaps a write reads again, so it never sees half of one. Port 0:
+// not known yet.
+class PeerEndpoint {
+ public:
+  Endpoint load() const {
+    for (;;) {
+      const uint32_t before = seq_.load(std::memory_order_acquire);
+      if (!(before & 1)) {
+        const uint64_t hi = hi_.load(std::memory_order_relaxed), lo = lo_.load(std::memory_order_relaxed);
+        const uint16_t port = port_.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (seq_.load(std::memory_order_relaxed) == before) {
+          Endpoint e;
+          std::memcpy(e.ip.bytes.data(), &hi, 8);
+          std::memcpy(e.ip.bytes.data() + 8, &lo, 8);
+          e.port = port;
+          return e;
+        }
+      }
+      __builtin_ia32_pause();
+    }
+  }
+  void store(const Endpoint& e) {
+    uint64_t hi, lo;
+    std::memcpy(&hi, e.ip.bytes.data(), 8);
+    std::memcpy(&lo, e.ip.bytes.data() + 8, 8);
+    const uint32_t s = seq_.load(std::memory_order_relaxed);
+    seq_.store(s + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    hi_.store(hi, std::memory_order_relaxed);
+    lo_.store(lo, std::memory_order_relaxed);
+    port_.store(e.port, std::memory_order_relaxed);
+    seq_.store(s + 2, std::memory_order_release);
+  }
+  bool known() const { return port_.load(std::memory_order_relaxed) != 0; }
+
+ private:
+  std::atomic<uint32_t> seq_{0};  // odd while a write is in progress
+  std::atomic<uint64_t> hi_{0}, lo_{0};  // the address's 16 bytes, as two words
+  std::atomic<uint16_t> port_{0};
+};
 
 inline constexpr uint64_t kNoEpoch = ~uint64_t(0);
 
@@ -57,7 +102,7 @@ struct alignas(64) TunnelSession {
   bool configured_endpoint = false;  // the config gave its endpoint: usable before it is heard from
   bool visitor = false;  // a visitor of `tunnel`: its frames open flows to the tunnel's services
   std::vector<uint8_t> base_secret;
-  std::atomic<uint64_t> endpoint{0};  // Endpoint::pack() of the agent; 0 while unknown. Written by rx_worker.
+  PeerEndpoint endpoint;  // the agent's address; not known until configured or heard from. Written by rx_worker.
 
   // Every worker adds to it: a cache line of its own.
   alignas(64) std::atomic<uint64_t> tx_counter{0};
@@ -89,8 +134,8 @@ struct alignas(64) TunnelSession {
   TunnelSession& operator=(const TunnelSession&) = delete;
   ~TunnelSession();
 
-  Endpoint peer() const { return Endpoint::unpack(endpoint.load(std::memory_order_relaxed)); }
-  bool has_peer() const { return endpoint.load(std::memory_order_relaxed) != 0; }
+  Endpoint peer() const { return endpoint.load(); }
+  bool has_peer() const { return endpoint.known(); }
 };
 
 // Is a session usable for new flows: it has a peer and was heard from within `timeout_ns` (a static peer not heard

@@ -177,7 +177,7 @@ struct PipelineRig {
     for (const TunnelConfig& tc : cfg.tunnels)
       for (const StaticPeerConfig& p : tc.peers)
         if (p.endpoint)
-          add_peer(p.index, p.endpoint->ip.value,
+          add_peer(p.index, p.endpoint->ip.v4(),
                    std::make_unique<AgentSession>(p.index, p.psk, 16, 120'000'000'000ull, engine));
   }
 

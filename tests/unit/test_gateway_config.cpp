@@ -146,7 +146,7 @@ static void full_valid_config(void**) {
   assert_int_equal(p1.psk.size(), 32);
   for (size_t i = 0; i < 32; ++i) assert_int_equal(p1.psk[i], i);
   assert_true(p1.endpoint.has_value());
-  assert_int_equal(p1.endpoint->ip.value, 0x0a000202);
+  assert_int_equal(p1.endpoint->ip.v4(), 0x0a000202);
   assert_int_equal(p1.endpoint->port, 51901);
   assert_int_equal(p1.weight, 1);
   // No name: the tunnel is named by its id.
@@ -166,7 +166,7 @@ static void full_valid_config(void**) {
   assert_int_equal(e0.proto, 6);
   assert_int_equal(e0.port, 5201);
   assert_int_equal(e0.tunnel, 0);
-  assert_int_equal(e0.target.ip.value, 0x0a000202);
+  assert_int_equal(e0.target.ip.v4(), 0x0a000202);
   assert_int_equal(e0.target.port, 5201);
   assert_false(e0.keepalive);
   assert_false(e0.listen.has_value());

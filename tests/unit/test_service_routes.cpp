@@ -42,9 +42,9 @@ void remembered(void**) {
   for (uint32_t tag = 1; tag <= 4; ++tag) flows.remember(tag, Endpoint{Ipv4{tag}, 80});
   assert_int_equal(flows.size(), 3);
   assert_false(flows.find(1).has_value());  // the oldest went first
-  assert_int_equal(flows.find(4)->ip.value, 4);
+  assert_int_equal(flows.find(4)->ip.v4(), 4);
   flows.remember(4, Endpoint{Ipv4{44}, 80});  // a reused tag takes the new target
-  assert_int_equal(flows.find(4)->ip.value, 44);
+  assert_int_equal(flows.find(4)->ip.v4(), 44);
 }
 
 void name_trailer(void**) {
