@@ -46,9 +46,16 @@ struct IpAddr {
     return a;
   }
   constexpr bool is_v4() const {
-    for (int i = 0; i < 10; ++i)
-      if (bytes[i]) return false;
-    return bytes[10] == 0xff && bytes[11] == 0xff;
+    if (std::is_constant_evaluated()) {
+      for (int i = 0; i < 10; ++i)
+        if (bytes[i]) return false;
+      return bytes[10] == 0xff && bytes[11] == 0xff;
+    }
+    uint64_t head;  // (two loads on the fast path)
+    uint32_t mid;
+    std::memcpy(&head, bytes.data(), 8);
+    std::memcpy(&mid, bytes.data() + 8, 4);
+    return head == 0 && mid == 0xffff0000u;  // bytes 8..11 = 00 00 ff ff, read little-endian
   }
   // The IPv4 address in host byte order (meaningful when is_v4()).
   constexpr uint32_t v4() const {
@@ -59,7 +66,13 @@ struct IpAddr {
     return __builtin_bswap32(be);
   }
   constexpr bool unspecified() const { return is_v4() ? v4() == 0 : *this == IpAddr::v6({}); }
-  constexpr bool operator==(const IpAddr&) const = default;
+  constexpr bool operator==(const IpAddr& o) const {
+    if (std::is_constant_evaluated()) return bytes == o.bytes;
+    uint64_t a[2], b[2];  // (two 8-byte compares on the fast path, not a call to memcmp)
+    std::memcpy(a, bytes.data(), 16);
+    std::memcpy(b, o.bytes.data(), 16);
+    return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+  }
   // Either family: "a.b.c.d" or RFC 5952 text ("2001:db8::1"); IPv4-mapped IPv6 text is taken as IPv4.
   static std::optional<IpAddr> parse(std::string_view text);
   std::string str() const;  // a.b.c.d, or RFC 5952 text for IPv6

@@ -44,7 +44,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
       case NameSource::QuicInitial: quic = true; break;
     }
     const bool fixed = !tcp_binding && !quic;
-    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0};
+    const FlowKey key = FlowKey::v4(pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0);
     const uint32_t h = FlowTable::hash(key);
 
     Flow* f = flows_.find(key, h);

@@ -111,7 +111,7 @@ bool TcpBinding::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t fla
   }
   const size_t room = rte_pktmbuf_tailroom(m);
   const size_t n = tcp_write_packet({rte_pktmbuf_mtod(m, uint8_t*), room},
-                                    {f.key.client_ip, f.target_ip, f.key.client_port, f.target_port, seq, ack, flags,
+                                    {f.key.client.v4(), f.target_ip, f.key.client_port, f.target_port, seq, ack, flags,
                                      window, options, payload, ctx_.next_ip_id()});
   if (!n) {
     ctx_.drop(m, Drop::NoRoom);
@@ -142,7 +142,7 @@ void TcpBinding::send_client_rst(uint8_t port, const uint8_t* client_mac, const 
   uint32_t seq = f.bind.our_isn + 1;
   if (f.binding == Binding::Spliced && bindings_.used(f.bind.buffer)) seq = bindings_.meta(f.bind.buffer).client_rcv;
   tx_.send_tcp_segment(port, client_mac,
-                 {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, seq, client_rcv_nxt(f),
+                 {f.key.local.v4(), f.key.client.v4(), f.key.local_port, f.key.client_port, seq, client_rcv_nxt(f),
                   kTcpAck | kTcpRst, 0, {}, {}, ctx_.next_ip_id()});
 }
 
@@ -170,7 +170,7 @@ void TcpBinding::send_client_ack(uint8_t port, const uint8_t* client_mac, const 
   const uint32_t window = b.client_wscale != 0xff ? (room + (1u << kOurWscale) - 1) >> kOurWscale
                                                   : std::min<uint32_t>(room, 0xffff);
   tx_.send_tcp_segment(port, client_mac,
-                 {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, b.our_isn + 1,
+                 {f.key.local.v4(), f.key.client.v4(), f.key.local_port, f.key.client_port, b.our_isn + 1,
                   client_rcv_nxt(f), kTcpAck, uint16_t(window), {opts, n}, {}, ctx_.next_ip_id()});
 }
 
@@ -180,7 +180,7 @@ void TcpBinding::send_answer(uint8_t port, const uint8_t* client_mac, const Flow
   uint8_t opts[12];
   const size_t olen = f.bind.client_ts ? tcp_write_timestamps(opts, ts_for_client(), f.bind.client_tsval) : 0;
   tx_.send_tcp_segment(port, client_mac,
-                 {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, f.bind.our_isn + 1,
+                 {f.key.local.v4(), f.key.client.v4(), f.key.local_port, f.key.client_port, f.bind.our_isn + 1,
                   client_rcv_nxt(f), kTcpAck | kTcpPsh | kTcpFin, answer_window(f), {opts, olen},
                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, ctx_.next_ip_id()});
 }
@@ -253,7 +253,7 @@ void TcpBinding::linger(uint8_t port, const uint8_t* client_mac, Flow& f, uint32
       uint8_t opts[12];
       const size_t olen = b.client_ts ? tcp_write_timestamps(opts, ts_for_client(), b.client_tsval) : 0;
       tx_.send_tcp_segment(port, client_mac,
-                     {f.key.local_ip, f.key.client_ip, f.key.local_port, f.key.client_port, answer_end,
+                     {f.key.local.v4(), f.key.client.v4(), f.key.local_port, f.key.client_port, answer_end,
                       client_rcv_nxt(f), kTcpAck, answer_window(f), {opts, olen}, {}, ctx_.next_ip_id()});
     }
   }
@@ -295,7 +295,7 @@ bool TcpBinding::evict_oldest_binding(const Flow& newcomer, bool large) {
     uint8_t port;
     MacAddr mac;
     Drop why;
-    if (tx_.resolve_next_hop(oldest->key.client_ip, port, mac, why)) send_client_rst(port, mac.data(), *oldest);
+    if (tx_.resolve_next_hop(oldest->key.client.v4(), port, mac, why)) send_client_rst(port, mac.data(), *oldest);
   }
   abandon_binding(*oldest);
   return true;
@@ -420,7 +420,7 @@ void TcpBinding::input(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const En
       ctx_.drop(m, Drop::BadCookie);
       return;
     }
-    const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0};
+    const FlowKey key = FlowKey::v4(pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, kIpProtoTcp, 0);
     const uint32_t h = FlowTable::hash(key);
     f = setup_.new_flow(key, h);
     if (!f) {
@@ -580,8 +580,8 @@ size_t TcpBinding::proxy_v2_header(const Flow& f, uint8_t* out) {
   out[12] = 0x21;  // version 2, PROXY
   out[13] = 0x11;  // AF_INET, STREAM
   store_be16(out + 14, 12);
-  store_be32(out + 16, f.key.client_ip);
-  store_be32(out + 20, f.key.local_ip);
+  store_be32(out + 16, f.key.client.v4());
+  store_be32(out + 20, f.key.local.v4());
   store_be16(out + 24, f.key.client_port);
   store_be16(out + 26, f.key.local_port);
   return 28;
@@ -596,7 +596,7 @@ void TcpBinding::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) 
     uint8_t out_port;
     MacAddr mac;
     Drop why;
-    if (tx_.resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
+    if (tx_.resolve_next_hop(f.key.client.v4(), out_port, mac, why)) {
       refuse_binding(out_port, mac.data(), f, Drop::TargetRefused, kBadGateway);
     } else {
       ctx_.stats.drops[size_t(Drop::TargetRefused)].add();
@@ -749,7 +749,7 @@ void TcpBinding::unreachable(Flow& f, rte_mbuf* m, bool hard) {
   uint8_t out_port;
   MacAddr mac;
   Drop why;
-  if (tx_.resolve_next_hop(f.key.client_ip, out_port, mac, why)) {
+  if (tx_.resolve_next_hop(f.key.client.v4(), out_port, mac, why)) {
     refuse_binding(out_port, mac.data(), f, Drop::TargetUnreachable, kBadGateway);
   } else {
     ctx_.stats.drops[size_t(Drop::TargetUnreachable)].add();
@@ -764,7 +764,7 @@ void TcpBinding::give_up_binding(Flow& f, Drop why) {
   uint8_t port;
   MacAddr mac;
   Drop no_hop;
-  if (tx_.resolve_next_hop(f.key.client_ip, port, mac, no_hop)) send_client_rst(port, mac.data(), f);
+  if (tx_.resolve_next_hop(f.key.client.v4(), port, mac, no_hop)) send_client_rst(port, mac.data(), f);
   if (f.binding == Binding::Spliced) {
     const BindingProgress& p = bindings_.meta(f.bind.buffer);
     send_to_server(f, f.bind.client_isn + 1 + p.una, p.server_ack, kTcpAck | kTcpRst, 0, {}, {});
@@ -810,7 +810,7 @@ void TcpBinding::binding_timer(Flow& f) {
         uint8_t port;
         MacAddr mac;
         Drop why;
-        if (tx_.resolve_next_hop(f.key.client_ip, port, mac, why)) send_answer(port, mac.data(), f);
+        if (tx_.resolve_next_hop(f.key.client.v4(), port, mac, why)) send_answer(port, mac.data(), f);
         ctx_.stats.binding_retransmits.add();
         p.rto_ms = std::min(p.rto_ms * 2, kMaxRtoMs);
         p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * ms;

@@ -43,7 +43,7 @@ void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
     return;
   }
   const FlowConfig& fc = ctx_.dp.cfg->flow;
-  const FlowKey key{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, uint16_t(v.index)};
+  const FlowKey key = FlowKey::v4(pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, uint16_t(v.index));
   const uint32_t h = FlowTable::hash(key);
   Flow* f = flows_.find(key, h);
   if (f && ((f->deadline_ns <= ctx_.now_ns && !flow_restarts(*f, pi.tcp_flags)) ||
@@ -113,8 +113,8 @@ void VisitorInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* l4 = ip + pi.l4_offset;
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f.mss_clamp);
-  ipv4_rewrite_src(ip, l4, pi.l4_proto, f.key.local_ip, f.key.local_port);
-  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f.key.client_ip, f.key.client_port);
+  ipv4_rewrite_src(ip, l4, pi.l4_proto, f.key.local.v4(), f.key.local_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f.key.client.v4(), f.key.client_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
   encap_.inner(m, f, *v, 0, pi.l4_proto);
 }

@@ -119,7 +119,7 @@ void Fragments::client_fragment(uint8_t port, rte_mbuf* m, const PacketInfo& pi)
   }
   if (nw > 1) {
     const uint16_t w =
-        uint16_t(FlowTable::hash(FlowKey{dpi.src_ip, dpi.dst_ip, dpi.src_port, dpi.dst_port, dpi.l4_proto, 0}) % nw);
+        uint16_t(FlowTable::hash(FlowKey::v4(dpi.src_ip, dpi.dst_ip, dpi.src_port, dpi.dst_port, dpi.l4_proto, 0)) % nw);
     if (w != ctx_.id) {
       tx_.handoff(w, d, HandoffMeta{0, 0, HandoffMeta::Reassembled, port});
       return;

@@ -223,7 +223,7 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!tx_.resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client.v4(), out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }
@@ -247,8 +247,8 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   }
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
   // Whatever addresses the agent wrote, the client only ever sees the entry point talking to it.
-  ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local_ip, f->key.local_port);
-  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client_ip, f->key.client_port);
+  ipv4_rewrite_src(ip, l4, pi.l4_proto, f->key.local.v4(), f->key.local_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->key.client.v4(), f->key.client_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
   if (too_big) {
     frags_.send_ip_fragments(out_port, mac, m);
@@ -265,9 +265,9 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   store_be16(eth + 12, kEtherTypeIpv4);
   DPTUN_TRACE(m, Deliver) {
     tr->flow_id = flows_.id_of(*f);
-    tr->src_ip = f->key.local_ip;
+    tr->src_ip = f->key.local.v4();
     tr->src_port = f->key.local_port;
-    tr->dst_ip = f->key.client_ip;
+    tr->dst_ip = f->key.client.v4();
     tr->dst_port = f->key.client_port;
   }
   tx_.send(out_port, m);
@@ -335,7 +335,7 @@ void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& 
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!tx_.resolve_next_hop(f->key.client_ip, out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client.v4(), out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }
@@ -345,8 +345,8 @@ void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& 
     uint8_t* seq = ip + e.quote_offset + e.quote_header_len + 4;
     store_be32(seq, load_be32(seq) - f->splice.client_seq_delta);
   }
-  const size_t len = icmp_error_rewrite({ip, m->data_len}, e, f->key.local_ip, f->key.client_ip, f->key.client_ip,
-                                        f->key.client_port, f->key.local_ip, f->key.local_port);
+  const size_t len = icmp_error_rewrite({ip, m->data_len}, e, f->key.local.v4(), f->key.client.v4(), f->key.client.v4(),
+                                        f->key.client_port, f->key.local.v4(), f->key.local_port);
   rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
   uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
   if (!eth) {

@@ -23,7 +23,12 @@ FlowTable::FlowTable(uint32_t capacity, uint8_t worker) : worker_(worker) {
 
 uint32_t FlowTable::hash(const FlowKey& k) {
   // Two 64-bit words through a multiply-xorshift mix: cheap and good enough for a table we size at 2x.
-  uint64_t a = uint64_t(k.client_ip) << 32 | k.local_ip;
+  // The addresses' four words in one, without a branch on the family: an IPv4-mapped address has a constant first
+  // word and its IPv4 address in the high half of the second, so (client, local) -> a stays one-to-one for IPv4.
+  uint64_t c[2], l[2];
+  std::memcpy(c, k.client.bytes.data(), 16);
+  std::memcpy(l, k.local.bytes.data(), 16);
+  const uint64_t a = (c[1] ^ (l[1] >> 32 | l[1] << 32)) + (c[0] ^ l[0] * 0xff51afd7ed558ccdull);
   uint64_t b = uint64_t(k.scope) << 48 | uint64_t(k.client_port) << 32 | uint64_t(k.local_port) << 16 | k.proto;
   uint64_t h = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
   h ^= h >> 29;

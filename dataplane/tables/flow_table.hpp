@@ -6,18 +6,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/inet.hpp"
+
 #include "ingress/tcp_splice.hpp"
 
 namespace dptun {
 
 struct FlowKey {
-  uint32_t client_ip = 0;
-  uint32_t local_ip = 0;
+  IpAddr client;  // the client's address (a visitor's: its inner source)
+  IpAddr local;   // the address the client reached (an entry point's; a visitor's inner destination)
   uint16_t client_port = 0;
   uint16_t local_port = 0;
   uint8_t proto = 0;
   uint16_t scope = 0;  // 0: a client of a public entry point; else the visitor session the flow belongs to
   bool operator==(const FlowKey&) const = default;
+  // An IPv4 flow, its addresses in host byte order as the parser gives them.
+  static FlowKey v4(uint32_t client_ip, uint32_t local_ip, uint16_t client_port, uint16_t local_port, uint8_t proto,
+                    uint16_t scope) {
+    return FlowKey{Ipv4{client_ip}, Ipv4{local_ip}, client_port, local_port, proto, scope};
+  }
 };
 
 enum class TcpState : uint8_t { None = 0, SynSent, Established, Closing, Closed };

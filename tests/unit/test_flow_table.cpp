@@ -5,6 +5,7 @@
 #include "tests/unit/cmocka.hpp"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
@@ -17,8 +18,8 @@ namespace {
 
 FlowKey make_key(uint32_t n, uint8_t proto = 6) {
   FlowKey k;
-  k.client_ip = 0x0a000000u | (n >> 8);
-  k.local_ip = 0xc0a80001u;
+  k.client = Ipv4{0x0a000000u | (n >> 8)};
+  k.local = Ipv4{0xc0a80001u};
   k.client_port = uint16_t(1024 + (n & 0xff) * 7);
   k.local_port = 443;
   k.proto = proto;
@@ -91,7 +92,7 @@ static void insert_find_erase(void**) {
   a2.local_port = 444;
   assert_null(find_key(t, a2));
   a2 = a;
-  a2.client_ip ^= 1;
+  a2.client = Ipv4{a2.client.v4() ^ 1};
   assert_null(find_key(t, a2));
 
   t.erase(*fa);
@@ -404,8 +405,8 @@ static std::vector<FlowKey> colliding_keys(uint32_t mask, uint32_t lo, uint32_t 
   while (out.size() < count) {
     seed = seed * 1664525u + 1013904223u;
     FlowKey k;
-    k.client_ip = seed;
-    k.local_ip = 0xc0a80001u;
+    k.client = Ipv4{seed};
+    k.local = Ipv4{0xc0a80001u};
     k.client_port = uint16_t(seed >> 7);
     k.local_port = 80;
     k.proto = 17;
@@ -507,9 +508,44 @@ static void randomized_model(void**) {
   for (const auto& k : universe) assert_null(t.find(k, FlowTable::hash(k)));
 }
 
+// Keys carry either family (common/inet.hpp IpAddr): IPv6 flows are their own flows, distinct from each other by
+// any byte and from the IPv4 flow with the same last 32 bits, and their hash spreads them like IPv4's.
+static void ipv6_keys(void**) {
+  FlowTable t(1024, 0);
+  FlowKey v6;
+  v6.client = *IpAddr::parse("2001:db8::a:1");
+  v6.local = *IpAddr::parse("2001:db8::1");
+  v6.client_port = 40000;
+  v6.local_port = 443;
+  v6.proto = 6;
+  FlowKey v4 = v6;
+  v4.client = Ipv4{v6.client.v4()};  // the same last 32 bits
+  v4.local = Ipv4{v6.local.v4()};
+  Flow* a = insert_key(t, v6, 1);
+  Flow* b = insert_key(t, v4, 1);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_ptr_not_equal(a, b);
+  assert_ptr_equal(find_key(t, v6), a);
+  assert_ptr_equal(find_key(t, v4), b);
+  FlowKey other = v6;
+  other.client.bytes[0] ^= 0x80;  // differs in the first byte only
+  assert_null(find_key(t, other));
+  // 512 IPv6 clients that differ in one 16-bit group hash to many buckets.
+  std::set<uint32_t> buckets;
+  for (uint32_t i = 0; i < 512; ++i) {
+    FlowKey k = v6;
+    k.client.bytes[6] = uint8_t(i >> 8);
+    k.client.bytes[7] = uint8_t(i);
+    buckets.insert(FlowTable::hash(k) % 1024);
+  }
+  assert_true(buckets.size() > 300);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(constructor_limits),
+      cmocka_unit_test(ipv6_keys),
       cmocka_unit_test(insert_find_erase),
       cmocka_unit_test(insert_resets_flow_fields),
       cmocka_unit_test(id_round_trip),

@@ -26,8 +26,8 @@ FlowConfig config() {
 Flow make_flow(uint8_t proto) {
   Flow f;
   f.key.proto = proto;
-  f.key.client_ip = 0x0a000001;
-  f.key.local_ip = 0x0a000002;
+  f.key.client = Ipv4{0x0a000001};
+  f.key.local = Ipv4{0x0a000002};
   f.key.client_port = 40000;
   f.key.local_port = 80;
   f.in_use = true;
