@@ -142,7 +142,10 @@ void Agent::send_keepalive(uint64_t now_ns) {
 }
 
 void Agent::gateway_readable(uint64_t now_ns) {
-  for (;;) {
+  // At most kGatewayBatchesPerWakeup batches (256 datagrams, as tun_readable), then back to the loop: a flood
+  // from the gateway cannot starve the TUN, the control connection or the timers. The socket is registered
+  // level-triggered (common/event_loop.hpp adds it without EPOLLET), so what is left wakes the loop again at once.
+  for (unsigned batches = 0; batches < kGatewayBatchesPerWakeup; ++batches) {
     int n = link_.receive_batch();
     if (n < 0) {
       note_send_error(n, now_ns);

@@ -91,6 +91,8 @@ class Agent {
  private:
   void adopt(SessionGrant grant, uint64_t now_ns);
   bool open_link(Endpoint gateway, std::string& error);
+  // Datagrams from the gateway read per wakeup, in batches of UdpLink::kBatch: as many as tun_readable's budget.
+  static constexpr unsigned kGatewayBatchesPerWakeup = 256 / UdpLink::kBatch;
   void gateway_readable(uint64_t now_ns);
   void tun_readable(uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);

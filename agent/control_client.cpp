@@ -307,17 +307,21 @@ void ControlClient::read_some(uint64_t now_ns) {
     ERR_clear_error();
     const int n = SSL_read(ssl_.get(), buf, sizeof buf);
     if (n > 0) {
-      in_.append(buf, size_t(n));
-      size_t nl;
-      while ((nl = in_.find('\n')) != std::string::npos) {
-        std::string line = in_.substr(0, nl);
-        in_.erase(0, nl + 1);
+      const bool fits = in_.append({buf, size_t(n)});
+      while (in_.has_line()) {
+        const std::string line = *in_.next();
         if (state_ == State::Registering) {
           registration_reply(line, now_ns);
           if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
         } else {
           last_heard_ns_ = now_ns;  // a pong, or anything else dpctld says: it is there
         }
+      }
+      if (!fits) {
+        LOG_ERROR("dpctld %s:%u sent a line over %zu bytes; dropping the connection", opt_.server_host.c_str(),
+                  opt_.server_port, kMaxLine);
+        retry(now_ns);
+        return;
       }
       continue;
     }

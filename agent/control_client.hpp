@@ -5,7 +5,8 @@
 // background thread (common/background.hpp); connects, the handshake and the messages only run when their socket
 // is ready. Its deadlines are checked by tick() (call it about every 100 ms): 5 s for a connect (each of the name's
 // addresses in turn), 10 s for the handshake, 15 s for the answer to the registration; once registered, a ping
-// every 10 s, and the connection counts as lost after 30 s without a line from dpctld.
+// every 10 s, and the connection counts as lost after 30 s without a line from dpctld. A line from dpctld is at
+// most kMaxLine bytes; a longer one is logged and the connection is dropped and made again, as after any loss.
 #pragma once
 #include <openssl/types.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #include "common/background.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
+#include "common/line_buffer.hpp"
 
 namespace dptun {
 
@@ -49,6 +51,10 @@ class ControlClient {
  public:
   using Deliver = std::function<void(SessionGrant)>;
   using Fatal = std::function<void(const std::string&)>;
+  // Bytes. "registered" and "pong" are under 1 KiB; the longest is a refusal, whose reason lists the
+  // certificate's identities (a chain is at most 100 KiB, OpenSSL's max_cert_list) or repeats what this agent
+  // sent (at most 64 KiB), JSON-escaped: under 1 MiB.
+  static constexpr size_t kMaxLine = size_t(1) << 20;
   // deliver: each registration's session. fatal: the first registration failed for good -- dpctld refused it, or
   // TLS failed for a reason retrying cannot mend (tls_failure.hpp) -- with what to change; no attempt follows.
   // Both are called on the loop.
@@ -99,7 +105,8 @@ class ControlClient {
   Fd fd_;
   std::unique_ptr<SSL, SslFree> ssl_;
   ServerCertSeen seen_;  // what dpctld's certificate showed, for advice
-  std::string in_, out_;
+  LineBuffer in_{kMaxLine};
+  std::string out_;
   uint64_t deadline_ns_ = 0;  // of the connect, the handshake or the registration's answer
   uint64_t last_ping_ns_ = 0, last_heard_ns_ = 0;
   // The name's addresses, tried in turn; the last one's error.

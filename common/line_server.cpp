@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.hpp"
+
 namespace dptun {
 
 using Clock = std::chrono::steady_clock;
@@ -68,6 +70,7 @@ void LineServer::accept_all(Clock::time_point now) {
     for (const auto& x : conns_) open += bool(x->fd);
     if (open >= limits_.max_connections && !shed_one(std::nullopt)) continue;  // all busy: refuse the newcomer
     conn->id = next_id_++;
+    conn->in = LineBuffer(limits_.max_line);
     conn->fd = std::move(c);
     conn->since = conn->last_active = now;
     conns_.push_back(std::move(conn));
@@ -82,23 +85,23 @@ void LineServer::serve(Conn& c, const Handler& handler, Clock::time_point now) {
     ssize_t n = read(c.fd.get(), buf, sizeof buf);
     if (n > 0) {
       if (c.in.empty()) c.since = now;
-      c.in.append(buf, size_t(n));
       c.last_active = now;
-      if (c.in.size() > limits_.max_line && c.in.find('\n') == std::string::npos) {
+      if (!c.in.append({buf, size_t(n)})) {
         stats_.too_long++;
+        LOG_WARN("%s: a request line over %zu bytes from uid %u; connection closed", path_.c_str(), limits_.max_line,
+                 unsigned(c.uid));
         broken = true;
+        break;
       }
-      if (c.in.find('\n') != std::string::npos) break;  // serve it before reading more
+      if (c.in.has_line()) break;  // serve it before reading more
       continue;
     }
     if (n == 0) c.peer_done = true;  // it sent all it will; its reply may still be on its way
     else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) broken = true;
     break;
   }
-  size_t nl;
-  while (!broken && !c.closing && !c.waiting && (nl = c.in.find('\n')) != std::string::npos) {
-    std::string line = c.in.substr(0, nl);
-    c.in.erase(0, nl + 1);
+  while (!broken && !c.closing && !c.waiting && c.in.has_line()) {
+    std::string line = *c.in.next();
     c.since = now;
     if (line.empty()) continue;
     bool close = false;
@@ -119,7 +122,7 @@ void LineServer::serve(Conn& c, const Handler& handler, Clock::time_point now) {
     c.out.erase(0, size_t(n));
     c.last_active = now;
   }
-  const bool done = c.out.empty() && !c.waiting && (c.closing || (c.peer_done && c.in.find('\n') == std::string::npos));
+  const bool done = c.out.empty() && !c.waiting && (c.closing || (c.peer_done && !c.in.has_line()));
   const bool idle = !c.waiting && now - c.last_active > std::chrono::seconds(limits_.idle_s);
   // A request that does not complete in time (a client that holds it half-sent).
   const bool slow = !c.waiting && c.out.empty() && !c.in.empty() &&

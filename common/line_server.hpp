@@ -3,8 +3,9 @@
 // read, write) from the owner's loop; never blocks. dpgw's control socket and dpctld's API socket.
 //
 // Bounded against clients that hold connections open: at most `max_connections` (and `max_per_peer` per peer
-// uid), a request must be complete within `request_timeout_s`, a line is at most `max_line` bytes. When a limit
-// is reached the oldest connection that has not finished a request gives way. When the process is out of file
+// uid), a request must be complete within `request_timeout_s`, a line is at most `max_line` bytes (a longer one
+// closes the connection, logged and counted as too_long). When a limit is reached the oldest connection that has
+// not finished a request gives way. When the process is out of file
 // descriptors, accepting pauses for 100 ms instead of spinning (accept_paused()).
 #pragma once
 #include <sys/types.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/line_buffer.hpp"
 #include "common/unix_socket.hpp"
 
 namespace dptun {
@@ -26,7 +28,7 @@ class LineServer {
   struct Limits {
     size_t max_connections = 64;
     size_t max_per_peer = 48;
-    size_t max_line = 1u << 20;
+    size_t max_line = 1u << 20;  // bytes, the '\n' not counted
     int request_timeout_s = 10;  // from the first byte (or the connect) to a complete line
     int idle_s = 30;             // a connection neither sending nor reading this long is closed
   };
@@ -54,7 +56,8 @@ class LineServer {
     uint64_t id = 0;
     Fd fd;
     uid_t uid = 0;
-    std::string in, out;
+    LineBuffer in{0};  // sized from the limits at accept
+    std::string out;
     bool closing = false;    // the handler asked to close after the reply
     bool peer_done = false;  // the peer shut its side down (or closed): finish the reply, then close
     bool waiting = false;    // a deferred reply is due

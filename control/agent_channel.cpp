@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 
 #include "common/clock.hpp"
+#include "common/log.hpp"
 
 namespace dptun {
 
@@ -52,14 +53,13 @@ void AgentChannel::read_some() {
     int n = SSL_read(ssl_.get(), buf, sizeof buf);
     if (n > 0) {
       last_rx_ns_ = monotonic_ns();
-      in_.append(buf, size_t(n));
-      size_t nl;
-      while (!closed_ && (nl = in_.find('\n')) != std::string::npos) {
-        std::string line = in_.substr(0, nl);
-        in_.erase(0, nl + 1);
+      const bool fits = in_.append({buf, size_t(n)});
+      while (!closed_ && in_.has_line()) {
+        const std::string line = *in_.next();
         if (!line.empty()) on_line_(*this, line);
       }
-      if (in_.size() > kMaxLine) {
+      if (!fits && !closed_) {
+        LOG_WARN("agent %s: a line over %zu bytes; connection closed", peer_.str().c_str(), kMaxLine);
         finish();
         return;
       }

@@ -1,5 +1,7 @@
-// An established agent TLS connection carrying newline-delimited JSON messages (docs/control-protocol.md),
-// non-blocking in both directions on the event loop.
+// An established agent TLS connection carrying newline-delimited JSON messages (docs/control-plane.md,
+// "Registration protocol"), non-blocking in both directions on the event loop. A line from the agent is at most
+// kMaxLine bytes (its largest, a registration, is well under 1 KiB); a longer one is logged and closes the
+// connection (line_too_long() tells the owner's on_close why).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "common/event_loop.hpp"
+#include "common/line_buffer.hpp"
 #include "control/tls_server.hpp"
 
 namespace dptun {
@@ -33,6 +36,7 @@ class AgentChannel {
   uint64_t last_rx_ns() const { return last_rx_ns_; }
   uint64_t created_ns() const { return created_ns_; }
   bool registered() const { return registered_; }
+  bool line_too_long() const { return in_.too_long(); }
   void set_registered() { registered_ = true; }
 
  private:
@@ -48,7 +52,8 @@ class AgentChannel {
   Endpoint peer_;
   OnLine on_line_;
   OnClose on_close_;
-  std::string in_, out_;
+  LineBuffer in_{kMaxLine};
+  std::string out_;
   bool closing_ = false;
   bool closed_ = false;
   uint64_t last_rx_ns_ = 0;

@@ -440,6 +440,7 @@ void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
 }
 
 void Dpctld::on_closed(AgentChannel& ch) {
+  if (ch.line_too_long()) counters_.agent_lines_too_long++;
   if (SessionRecord* s = sessions_.find_by_channel(ch.id())) {
     LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
              s->certificate_subject.c_str());
@@ -740,6 +741,8 @@ std::string Dpctld::metrics_text() const {
     p.sample("dptun_registrations_refused_total", double(counters_.refusals[r]), prom_label("reason", refusal_name(Refusal(r))));
   p.family("dptun_failure_log_lines_suppressed_total", "counter", "Failure log lines left out over failure_log_rate.");
   p.sample("dptun_failure_log_lines_suppressed_total", double(counters_.failure_lines_suppressed));
+  p.family("dptun_agent_lines_too_long_total", "counter", "Agent connections closed for a line over 64 KiB.");
+  p.sample("dptun_agent_lines_too_long_total", double(counters_.agent_lines_too_long));
   p.family("dptun_tunnels", "gauge", "Configured tunnels.");
   p.sample("dptun_tunnels", double(all_tunnels().size()));
   p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");

@@ -39,6 +39,7 @@ struct DpctldCounters {
   uint64_t sessions_revoked = 0;  // cut off after a reload: tunnel gone, no longer allowed, certificate refused
   uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
   uint64_t failure_lines_suppressed = 0;  // failure log lines left out (over failure_log_rate)
+  uint64_t agent_lines_too_long = 0;      // agent connections closed for a line over AgentChannel::kMaxLine
   std::string last_gateway_refusal;
 };
 

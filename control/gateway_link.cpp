@@ -95,24 +95,23 @@ void GatewayLink::on_event(uint32_t events) {
   if (events & EPOLLOUT) write_some();
   if (!fd_) return;
   char buf[65536];
-  bool closed = false;
   for (;;) {
     ssize_t n = read(fd_.get(), buf, sizeof buf);
-    if (n > 0) {
-      in_.append(buf, size_t(n));
-      continue;
+    if (n <= 0) {
+      // What dpgw said before it closed (a refusal says why) was read first.
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        disconnect("gateway closed the connection");
+      return;
     }
-    closed = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    break;
+    const bool fits = in_.append({buf, size_t(n)});
+    while (fd_ && in_.has_line()) handle(*in_.next());
+    if (!fd_) return;  // a reply ended the connection (another dpctld controls dpgw)
+    if (!fits) {
+      LOG_ERROR("gateway %s: a line over %zu bytes from dpgw", path_.c_str(), kMaxLine);
+      disconnect("unreadable reply");
+      return;
+    }
   }
-  // What dpgw said before it closed (a refusal says why) is read first.
-  size_t nl;
-  while (fd_ && (nl = in_.find('\n')) != std::string::npos) {
-    std::string line = in_.substr(0, nl);
-    in_.erase(0, nl + 1);
-    handle(line);
-  }
-  if (closed && fd_) disconnect("gateway closed the connection");
 }
 
 void GatewayLink::handle(const std::string& line) {

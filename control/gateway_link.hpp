@@ -6,6 +6,11 @@
 // pid, host), learns its epoch, and sends it with every change. When dpgw says another dpctld controls it
 // (`controller_busy`) or that it was replaced (`fenced`), the link says so loudly, reports it (conflict()), and
 // tries again every 5 seconds; it never pushes state it does not own.
+//
+// A line from dpgw is at most kMaxLine bytes; a longer one is logged and the link reconnects. The largest dpgw
+// sends is the status reply: every session twice (its "sessions" list and the per-tunnel counters, under 300
+// bytes each with every counter at 2^64), every tunnel's counters (under 600 bytes) and every entry point (under
+// 250): at dpgw's limits (65535 session indexes, max_tunnels 16384, 2 x 65535 entry points) under 74 MiB.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -15,11 +20,14 @@
 #include <vector>
 
 #include "common/event_loop.hpp"
+#include "common/line_buffer.hpp"
 
 namespace dptun {
 
 class GatewayLink {
  public:
+  static constexpr size_t kMaxLine = size_t(128) << 20;  // bytes: the largest status reply (above) with margin
+
   using FullState = std::function<nlohmann::json()>;  // the "sync" message
   using OnMessage = std::function<void(const nlohmann::json&)>;
 
@@ -58,7 +66,8 @@ class GatewayLink {
   OnMessage on_status_;
   OnMessage on_refused_;
   Fd fd_;
-  std::string in_, out_;
+  LineBuffer in_{kMaxLine};
+  std::string out_;
   bool hello_done_ = false;
   bool warned_ = false;
   uint64_t next_attempt_ns_ = 0;

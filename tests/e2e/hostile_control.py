@@ -6,12 +6,18 @@
   hostile_control.py bad-sni IP PORT COUNT            COUNT TLS ClientHellos whose server name holds bytes that are
                                                       not UTF-8 (and control characters); each connection is closed
                                                       after the server's answer
-Each prints one JSON line: {"opened": n, "closed_by_server": n} (or {"sent": n}).
+  hostile_control.py long-line IP PORT CA CERT KEY BYTES
+                                                      one TLS connection with a client certificate that sends a
+                                                      line of BYTES bytes ('x', then a newline) and reads what
+                                                      comes back until the server closes
+Each prints one JSON line: {"opened": n, "closed_by_server": n} (or {"sent": n}; long-line:
+{"sent": n, "reply": "<what the server sent>", "closed_by_server": true|false}).
 """
 import json
 import os
 import resource
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -101,6 +107,38 @@ def bad_sni(ip, port, count):
     print(json.dumps({"sent": sent}), flush=True)
 
 
+def long_line(ip, port, ca, cert, key, size):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    raw = socket.create_connection((ip, port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname="web")
+    line = b"x" * size + b"\n"
+    sent = 0
+    try:
+        while sent < len(line):
+            sent += s.send(line[sent:sent + 16384])
+    except OSError:
+        pass  # the server stopped reading: it closed the connection
+    reply = b""
+    closed = False
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                closed = True
+                break
+            reply += chunk
+    except socket.timeout:
+        pass
+    except (ssl.SSLError, OSError):
+        closed = True
+    s.close()
+    print(json.dumps({"sent": sent, "reply": reply.decode("utf-8", "replace"), "closed_by_server": closed}), flush=True)
+
+
 def main():
     cmd = sys.argv[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
@@ -110,6 +148,8 @@ def main():
         hold_unix(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "bad-sni":
         bad_sni(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "long-line":
+        long_line(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], int(sys.argv[7]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #     leave dpctld answering and agents registering; with its descriptors used up dpctld does not spin;
 #   - client server names that are not UTF-8 keep the failure log valid JSON, and a flood of failures is
 #     rate-limited with a count of what was left out;
-#   - a large hostname pattern compiles without stalling dpctl; a too long one is refused.
+#   - a large hostname pattern compiles without stalling dpctl; a too long one is refused;
+#   - a line of 64 KiB from an agent is read (and refused: it is not JSON); one byte more closes the connection
+#     unanswered, logged and counted.
 source "$(dirname "$0")/lib.sh"
 HOSTILE="/usr/bin/python3 $ROOT/tests/e2e/hostile_control.py"
 
@@ -129,6 +131,19 @@ wait "$ADD" || fail "the pattern was refused"
 long="~$(printf 'a%.0s' $(seq 1 300))"
 dpctl ingress add "$long" web 2> "$WORK/long.err" && fail "a 300-byte pattern was accepted"
 grep -q "at most 256 bytes" "$WORK/long.err" || fail "long pattern: $(cat "$WORK/long.err")"
+log "agent lines: 65536 bytes are read and refused as malformed; 65537 close the connection, logged and counted"
+long_line() { ip netns exec "$NS_A" $HOSTILE long-line "$GW_UNDERLAY" 7443 "$WORK/pki/ca.pem" "$WORK/pki/agent1.pem" "$WORK/pki/agent1.key" "$1"; }
+at_limit=$(long_line 65536)
+jq -e '.closed_by_server and (.reply | test("\"type\":\"refused\".*malformed message"))' <<< "$at_limit" > /dev/null ||
+  fail "a 64 KiB line was not read as a line: $(jq -c '.reply |= .[0:200]' <<< "$at_limit")"
+over=$(long_line 65537)
+jq -e '.closed_by_server and .reply == ""' <<< "$over" > /dev/null || fail "a line over 64 KiB was not cut off: $over"
+wait_for 5 "the over-long line logged" grep -q "a line over 65536 bytes; connection closed" "$WORK/dpctld.log"
+dpctl --json stats | jq -e '.agent_lines_too_long == 1' > /dev/null ||
+  fail "the over-long line was not counted: $(dpctl --json stats | jq -c '{agent_lines_too_long}')"
+too_long_metric() { ip netns exec "$NS_G" curl -sf -m 2 "http://127.0.0.1:9108/metrics" | grep -q '^dptun_agent_lines_too_long_total 1$'; }
+wait_for 5 "dptun_agent_lines_too_long_total 1 in dpctld's metrics" too_long_metric
+
 kill -0 "$DPCTLD_PID" || fail "dpctld died"
 curl_ok || fail "traffic stopped"
 log "PASS"

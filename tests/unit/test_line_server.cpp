@@ -1,7 +1,8 @@
 // The unix-socket line server behind dpctld's API and dpgw's control socket: replies now or later (also from
 // inside the handler), and stays usable against clients that hold connections open: half-sent requests beyond
 // the limits give way (oldest first) so a real request is still answered, unfinished requests time out, an
-// endless line is cut, and when the process is out of descriptors accepting pauses instead of spinning.
+// endless line is cut (a line of max_line bytes passes, one byte more does not), and when the process is out of
+// descriptors accepting pauses instead of spinning.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -127,6 +128,20 @@ static void held_connections_give_way(void**) {
   assert_true(t.stats().too_long == 1);
   assert_int_equal(t.connections(), 0);
   close(big);
+  // A line of exactly max_line bytes is served; one byte more, newline and all, closes the connection unanswered.
+  int exact = connect_to(socket_path() + "2");
+  const std::string at_limit(4096, 'a');
+  assert_true(write(exact, (at_limit + "\n").data(), 4097) == 4097);
+  assert_string_equal(reply_of(t, exact, echo).c_str(), ("got " + at_limit + "\n").c_str());
+  close(exact);
+  int over = connect_to(socket_path() + "2");
+  assert_true(write(over, (at_limit + "b\n").data(), 4098) == 4098);
+  assert_string_equal(reply_of(t, over, echo).c_str(), "");
+  assert_true(t.stats().too_long == 2);
+  assert_int_equal(t.connections(), 0);
+  char c;
+  assert_int_equal(recv(over, &c, 1, 0), 0);  // closed by the server
+  close(over);
 }
 
 static void out_of_descriptors_pauses(void**) {
