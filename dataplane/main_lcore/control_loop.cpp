@@ -22,7 +22,11 @@ namespace dptun {
 
 bool ControlLoop::open_control_socket(std::string& error) {
   if (dp_.cfg->control_socket.empty()) return true;
-  return control_.listen(dp_.cfg->control_socket, error);
+  // One line is one message, and dpctld's `sync` of its whole state is one line: about 150 bytes per session and
+  // per entry point, so at dpctld's limits (32768 sessions, 131070 entry points, 16384 tunnels) some 25 MiB.
+  LineServer::Limits limits;
+  limits.max_line = size_t(64) << 20;
+  return control_.listen(dp_.cfg->control_socket, error, limits);
 }
 
 bool ControlLoop::open_metrics(std::string& error) {

@@ -120,4 +120,22 @@ wait_for 15 "state back in dpgw" live_at_least 1
 iperf_client "$WORK/tcp-after-gw.json" -c "$GW_PUBLIC" -t 1
 [ "$(json_get "$WORK/tcp-after-gw.json" '.end.sum_received.bytes')" -gt 0 ] || fail "no traffic after the dpgw restart"
 [ "$(wc -l < "$WORK/failures.jsonl" 2>/dev/null || echo 0)" -eq 0 ] || fail "handshake failures logged: $(cat "$WORK/failures.jsonl")"
+
+log "dpgw reads a control line far over 1 MiB (a sync of tens of thousands of sessions is one line)"
+big_reply=$(timeout 20 python3 - "$WORK/dpgw.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(b'{"pad":"' + b'x' * (8 << 20) + b'"}\n')  # 8 MiB, no "type": answered with an error, not cut off
+s.settimeout(15)
+out = b""
+while not out.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+print(out.decode(errors="replace").strip())
+PY
+)
+jq -e '.type == "error"' <<< "$big_reply" > /dev/null || fail "dpgw did not answer an 8 MiB control line: '$big_reply'"
 log "PASS"
