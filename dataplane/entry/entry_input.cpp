@@ -25,7 +25,7 @@ template <bool kTrace>
 void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry,
                        uint16_t n) {
   const FlowConfig& fc = ctx_.dp.cfg->flow;
-  uint32_t hop_ip = 0;
+  IpAddr hop_ip;
   bool hop_ok = false;
   uint8_t out_port = 0;
   MacAddr mac{};
@@ -136,8 +136,8 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
     }
     const Endpoint peer = s->peer();
     // Packets of a burst mostly go to the same agent: resolve its next hop once per burst.
-    if (peer.ip.v4() != hop_ip || !hop_ok) {
-      hop_ip = peer.ip.v4();
+    if (!(peer.ip == hop_ip) || !hop_ok) {
+      hop_ip = peer.ip;
       hop_ok = tx_.resolve_next_hop(hop_ip, out_port, mac, why);
     }
     if (!hop_ok) {

@@ -109,7 +109,7 @@ void FlowSetup::end_flow(Flow& f) {
 }
 
 uint16_t FlowSetup::path_mss(const TunnelSession& s) const {
-  const Route rt = ctx_.dp.routes->lookup(s.peer().ip.v4());
+  const Route rt = ctx_.dp.routes->lookup(s.peer().ip);
   return inner_tcp_mss(ctx_.dp.ports[rt.valid ? rt.port : 0].mtu);
 }
 
@@ -136,7 +136,7 @@ Flow* FlowSetup::new_flow(const FlowKey& key, uint32_t hash) {
 
 bool FlowSetup::session_usable(const TunnelSession& s) const {
   if (!session_live(s, ctx_.now_ns, ctx_.dp.cfg->session_timeout_ns)) return false;
-  return ctx_.dp.routes->lookup(s.peer().ip.v4()).valid;
+  return ctx_.dp.routes->lookup(s.peer().ip).valid;
 }
 
 TunnelSession* FlowSetup::pick_session(const TunnelPool& pool, uint32_t hash) {

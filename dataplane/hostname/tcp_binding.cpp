@@ -295,7 +295,7 @@ bool TcpBinding::evict_oldest_binding(const Flow& newcomer, bool large) {
     uint8_t port;
     MacAddr mac;
     Drop why;
-    if (tx_.resolve_next_hop(oldest->key.client.v4(), port, mac, why)) send_client_rst(port, mac.data(), *oldest);
+    if (tx_.resolve_next_hop(oldest->key.client, port, mac, why)) send_client_rst(port, mac.data(), *oldest);
   }
   abandon_binding(*oldest);
   return true;
@@ -596,7 +596,7 @@ void TcpBinding::splice_from_server(rte_mbuf* m, Flow& f, const PacketInfo& pi) 
     uint8_t out_port;
     MacAddr mac;
     Drop why;
-    if (tx_.resolve_next_hop(f.key.client.v4(), out_port, mac, why)) {
+    if (tx_.resolve_next_hop(f.key.client, out_port, mac, why)) {
       refuse_binding(out_port, mac.data(), f, Drop::TargetRefused, kBadGateway);
     } else {
       ctx_.stats.drops[size_t(Drop::TargetRefused)].add();
@@ -749,7 +749,7 @@ void TcpBinding::unreachable(Flow& f, rte_mbuf* m, bool hard) {
   uint8_t out_port;
   MacAddr mac;
   Drop why;
-  if (tx_.resolve_next_hop(f.key.client.v4(), out_port, mac, why)) {
+  if (tx_.resolve_next_hop(f.key.client, out_port, mac, why)) {
     refuse_binding(out_port, mac.data(), f, Drop::TargetUnreachable, kBadGateway);
   } else {
     ctx_.stats.drops[size_t(Drop::TargetUnreachable)].add();
@@ -764,7 +764,7 @@ void TcpBinding::give_up_binding(Flow& f, Drop why) {
   uint8_t port;
   MacAddr mac;
   Drop no_hop;
-  if (tx_.resolve_next_hop(f.key.client.v4(), port, mac, no_hop)) send_client_rst(port, mac.data(), f);
+  if (tx_.resolve_next_hop(f.key.client, port, mac, no_hop)) send_client_rst(port, mac.data(), f);
   if (f.binding == Binding::Spliced) {
     const BindingProgress& p = bindings_.meta(f.bind.buffer);
     send_to_server(f, f.bind.client_isn + 1 + p.una, p.server_ack, kTcpAck | kTcpRst, 0, {}, {});
@@ -810,7 +810,7 @@ void TcpBinding::binding_timer(Flow& f) {
         uint8_t port;
         MacAddr mac;
         Drop why;
-        if (tx_.resolve_next_hop(f.key.client.v4(), port, mac, why)) send_answer(port, mac.data(), f);
+        if (tx_.resolve_next_hop(f.key.client, port, mac, why)) send_answer(port, mac.data(), f);
         ctx_.stats.binding_retransmits.add();
         p.rto_ms = std::min(p.rto_ms * 2, kMaxRtoMs);
         p.timer_ns = ctx_.now_ns + uint64_t(p.rto_ms) * ms;

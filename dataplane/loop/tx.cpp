@@ -17,18 +17,19 @@ namespace dptun {
 
 Tx::Tx(WorkerContext& ctx) : ctx_(ctx), tx_(ctx.dp.ports.size()), handoff_out_(ctx.dp.cfg->workers) {}
 
-bool Tx::resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why) {
-  Route r = ctx_.dp.routes->lookup(dst);
+bool Tx::resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why) {
+  const Route r = ctx_.dp.routes->lookup(dst);
   if (!r.valid) {
     why = Drop::NoRoute;
     return false;
   }
   why = Drop::NoNeighbor;
   port = r.port;
-  if (ctx_.dp.neighbors.lookup(r.port, r.next_hop, mac)) return true;
+  const uint32_t hop = r.next_hop.v4();  // (routes lead to IPv4 next hops only: ARP, not yet NDP)
+  if (ctx_.dp.neighbors.lookup(r.port, hop, mac)) return true;
   // Ask the control lcore to ARP for it, at most every 100 ms per next hop.
-  uint64_t key = uint64_t(r.port) << 32 | r.next_hop;
-  size_t slot = (r.next_hop ^ r.port) % resolve_key_.size();
+  uint64_t key = uint64_t(r.port) << 32 | hop;
+  size_t slot = (hop ^ r.port) % resolve_key_.size();
   if (resolve_key_[slot] != key || ctx_.now_ns - resolve_ns_[slot] > 100'000'000ull) {
     resolve_key_[slot] = key;
     resolve_ns_[slot] = ctx_.now_ns;

@@ -18,7 +18,7 @@ class Tx {
  public:
   explicit Tx(WorkerContext& ctx);
   // Output port and next-hop MAC for `dst`; false with `why` NoRoute or NoNeighbor (then ARP is requested).
-  bool resolve_next_hop(uint32_t dst, uint8_t& port, MacAddr& mac, Drop& why);
+  bool resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why);
   void send(uint8_t port, rte_mbuf* m);  // a whole Ethernet frame, out of `port` with the next burst
   // A TCP segment dpgw makes itself (SYN-ACK, ACK, RST, an answer), in a new mbuf to `mac` out of `port`.
   void send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec& spec);

@@ -27,7 +27,7 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
   uint8_t out_port;
   MacAddr mac;
   Drop why;
-  if (!s.has_peer() || !tx_.resolve_next_hop(peer.ip.v4(), out_port, mac, why)) {
+  if (!s.has_peer() || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
     ctx_.drop(m, s.has_peer() ? why : Drop::NoSession);
     return false;
   }

@@ -223,7 +223,7 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!tx_.resolve_next_hop(f->key.client.v4(), out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client, out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }
@@ -335,7 +335,7 @@ void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& 
   }
   uint8_t out_port;
   MacAddr mac;
-  if (!tx_.resolve_next_hop(f->key.client.v4(), out_port, mac, why)) {
+  if (!tx_.resolve_next_hop(f->key.client, out_port, mac, why)) {
     ctx_.drop(m, why);
     return;
   }

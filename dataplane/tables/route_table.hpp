@@ -1,4 +1,5 @@
-// Where an IPv4 destination leaves the gateway: connected subnets of the ports, then their default gateways.
+// Where a destination leaves the gateway: connected subnets of the ports, then their default gateways. Ports have
+// IPv4 addresses today; an IPv6 destination has no route (counted no_route) until they have IPv6 ones.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -9,7 +10,7 @@ namespace dptun {
 
 struct Route {
   uint8_t port = 0;        // index into the gateway's port list
-  uint32_t next_hop = 0;   // host order; the destination itself when directly connected
+  IpAddr next_hop;         // the destination itself when directly connected
   bool valid = false;
 };
 
@@ -22,19 +23,21 @@ class RouteTable {
   explicit RouteTable(std::vector<Interface> ifaces) : ifaces_(std::move(ifaces)) {}
 
   // Longest connected prefix first, otherwise the first port that has a gateway.
-  Route lookup(uint32_t dst) const {
+  Route lookup(const IpAddr& to) const {
     Route best;
+    if (!to.is_v4()) return best;
+    const uint32_t dst = to.v4();
     int best_len = -1;
     for (size_t i = 0; i < ifaces_.size(); ++i) {
       const Ipv4Prefix& p = ifaces_[i].address;
       if (p.contains(Ipv4{dst}) && p.len > best_len) {
-        best = Route{uint8_t(i), dst, true};
+        best = Route{uint8_t(i), to, true};
         best_len = p.len;
       }
     }
     if (best.valid) return best;
     for (size_t i = 0; i < ifaces_.size(); ++i)
-      if (ifaces_[i].gateway) return Route{uint8_t(i), ifaces_[i].gateway, true};
+      if (ifaces_[i].gateway) return Route{uint8_t(i), Ipv4{ifaces_[i].gateway}, true};
     return best;
   }
 
