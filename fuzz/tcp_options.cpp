@@ -35,7 +35,7 @@ bool same_sum(uint16_t a, uint16_t b) { return a == b || (a == 0 && b == 0xffff)
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in({data, size});
   const uint16_t max_mss = in.u16();
-  const TcpFourTuple tuple{in.u32(), in.u32(), in.u16(), in.u16()};
+  const TcpFourTuple tuple{Ipv4{in.u32()}, Ipv4{in.u32()}, in.u16(), in.u16()};
   const uint32_t isn = in.u32(), cookie = in.u32();
   const uint64_t now_s = in.u32();
   const auto rest = in.rest();

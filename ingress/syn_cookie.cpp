@@ -70,13 +70,20 @@ namespace {
 // all big-endian.
 uint64_t connection_hash(const std::array<uint8_t, 16>& key, const TcpFourTuple& t, uint32_t client_isn, uint64_t a,
                          int a_bytes, uint64_t b, int b_bytes) {
-  uint8_t in[4 + 4 + 2 + 2 + 4 + 8 + 8];
+  uint8_t in[16 + 16 + 2 + 2 + 4 + 8 + 8];
   size_t n = 0;
   auto put = [&](uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) in[n++] = uint8_t(v >> (8 * i));
   };
-  put(t.client_ip, 4);
-  put(t.server_ip, 4);
+  // IPv4 addresses as 4 bytes each, IPv6 ones as 16: the lengths keep the two families' inputs apart.
+  for (const IpAddr& a : {t.client, t.server}) {
+    if (a.is_v4()) {
+      put(a.v4(), 4);
+    } else {
+      std::memcpy(in + n, a.bytes.data(), 16);
+      n += 16;
+    }
+  }
   put(t.client_port, 2);
   put(t.server_port, 2);
   put(client_isn, 4);

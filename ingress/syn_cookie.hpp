@@ -9,6 +9,8 @@
 #include <optional>
 #include <span>
 
+#include "common/inet.hpp"
+
 namespace dptun {
 
 // SipHash-2-4 (Aumasson and Bernstein): a keyed 64-bit hash.
@@ -23,7 +25,7 @@ struct SynOptions {
 };
 
 struct TcpFourTuple {
-  uint32_t client_ip, server_ip;  // host order; the "server" is dpgw's entry point
+  IpAddr client, server;  // the "server" is dpgw's entry point
   uint16_t client_port, server_port;
 };
 

@@ -170,9 +170,9 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
       f->splice.to_server(l4, pi.tcp_header_len);
     }
     if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
-    ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
+    ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip.v4(), f->target_port);
     DPTUN_TRACE_IF(kTrace, m, Nat) {
-      tr->dst_ip = f->target_ip;
+      tr->dst_ip = f->target_ip.v4();
       tr->dst_port = f->target_port;
     }
 

@@ -75,7 +75,7 @@ bool FlowSetup::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Dro
   pin_flow(f, s);
   f.tunnel = plan.tunnel;
   f.tunnel_generation = plan.pool->generation;
-  f.target_ip = plan.target.ip.v4();
+  f.target_ip = plan.target.ip;
   f.target_port = plan.target.port;
   f.udp_ttl_ms = uint32_t(plan.udp_ttl_ns / 1000000ull);
   f.keepalive = plan.keepalive;

@@ -229,7 +229,7 @@ bool QuicHolds::send_held(const Flow& f, TunnelSession& s, std::span<const uint8
       ctx_.drop(m, Drop::NoRoom);
       return;
     }
-    write_ipv4_header(ip, uint16_t(len), ctx_.next_ip_id(), kIpProtoUdp, f.key.client.v4(), f.target_ip);
+    write_ipv4_header(ip, uint16_t(len), ctx_.next_ip_id(), kIpProtoUdp, f.key.client.v4(), f.target_ip.v4());
     if (held.tos || held.dont_fragment) {  // the client's TOS (DSCP, ECN) and DF, as its packet had them
       ip[1] = held.tos;
       if (held.dont_fragment) ip[6] |= 0x40;
@@ -242,7 +242,7 @@ bool QuicHolds::send_held(const Flow& f, TunnelSession& s, std::span<const uint8
     store_be16(udp + kUdpOffLength, uint16_t(kUdpHeaderLen + d.size()));
     store_be16(udp + kUdpOffChecksum, 0);
     std::memcpy(udp + kUdpHeaderLen, d.data(), d.size());
-    uint16_t sum = ipv4_l4_checksum(f.key.client.v4(), f.target_ip, kIpProtoUdp, {udp, kUdpHeaderLen + d.size()});
+    uint16_t sum = ipv4_l4_checksum(f.key.client.v4(), f.target_ip.v4(), kIpProtoUdp, {udp, kUdpHeaderLen + d.size()});
     store_be16(udp + kUdpOffChecksum, sum ? sum : 0xffff);
     if (encap_.inner(m, f, s, flags, kIpProtoUdp)) {
       ctx_.stats.quic_held_sent.add();

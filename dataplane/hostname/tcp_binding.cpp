@@ -111,7 +111,7 @@ bool TcpBinding::send_to_server(Flow& f, uint32_t seq, uint32_t ack, uint8_t fla
   }
   const size_t room = rte_pktmbuf_tailroom(m);
   const size_t n = tcp_write_packet({rte_pktmbuf_mtod(m, uint8_t*), room},
-                                    {f.key.client.v4(), f.target_ip, f.key.client_port, f.target_port, seq, ack, flags,
+                                    {f.key.client.v4(), f.target_ip.v4(), f.key.client_port, f.target_port, seq, ack, flags,
                                      window, options, payload, ctx_.next_ip_id()});
   if (!n) {
     ctx_.drop(m, Drop::NoRoom);
@@ -358,7 +358,7 @@ bool TcpBinding::keep_client_bytes(Flow& f, uint32_t seq, std::span<const uint8_
 
 void TcpBinding::send_syn_ack(uint8_t port, const uint8_t* client_mac, const PacketInfo& pi, const TcpHandshakeOptions& c,
                           uint32_t client_isn) {
-  const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
+  const TcpFourTuple tuple{Ipv4{pi.src_ip}, Ipv4{pi.dst_ip}, pi.src_port, pi.dst_port};
   const SynOptions so{c.mss ? c.mss : uint16_t(536), c.wscale, c.sack_ok, c.has_ts};
   const uint32_t cookie = cookies_.make(tuple, client_isn, so, ctx_.now_ns / 1'000'000'000ull);
   TcpHandshakeOptions ours;
@@ -414,7 +414,7 @@ void TcpBinding::input(uint8_t port, rte_mbuf* m, const PacketInfo& pi, const En
     }
     // The handshake's last ACK (or the first data segment, if that ACK was lost): is the cookie ours? With
     // timestamps, 8 more bits of it come back in TSecr.
-    const TcpFourTuple tuple{pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port};
+    const TcpFourTuple tuple{Ipv4{pi.src_ip}, Ipv4{pi.dst_ip}, pi.src_port, pi.dst_port};
     const auto so = cookies_.check(tuple, seq - 1, ack - 1, ctx_.now_ns / 1'000'000'000ull);
     if (!so || (so->timestamps && (!opt.has_ts || uint8_t(opt.tsecr) != cookies_.timestamp_bits(tuple, seq - 1, ack - 1)))) {
       ctx_.drop(m, Drop::BadCookie);

@@ -97,7 +97,7 @@ void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
   uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
   uint8_t* l4 = ip + pi.l4_offset;
   if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn)) tcp_clamp_mss(l4, pi.tcp_header_len, f->mss_clamp);
-  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip, f->target_port);
+  ipv4_rewrite_dst(ip, l4, pi.l4_proto, f->target_ip.v4(), f->target_port);
   if (m->data_len > pi.ip_total_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - pi.ip_total_len));
   encap_.inner(m, *f, *s, inner_flags, pi.l4_proto);
 }

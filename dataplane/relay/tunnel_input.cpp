@@ -200,7 +200,7 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   if (f->agent_routed) {
     // The agent has picked the target: from now on the flow is addressed to it (the agent keeps no state for
     // it, another agent of the pool can take it over) and replies must come from it.
-    f->target_ip = pi.src_ip;
+    f->target_ip = Ipv4{pi.src_ip};
     f->target_port = pi.src_port;
     f->agent_routed = false;
     names_.release(*f);
@@ -284,7 +284,7 @@ Flow* TunnelInput::flow_of_reply(uint64_t flow_id, const TunnelSession& s, uint8
     why = Drop::StaleFlow;
     return nullptr;
   }
-  if (f->tunnel != s.tunnel || f->key.proto != proto || (!f->agent_routed && (ip != f->target_ip || port != f->target_port))) {
+  if (f->tunnel != s.tunnel || f->key.proto != proto || (!f->agent_routed && (ip != f->target_ip.v4() || port != f->target_port))) {
     why = Drop::FlowMismatch;
     return nullptr;
   }

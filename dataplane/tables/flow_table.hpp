@@ -92,7 +92,7 @@ struct Flow {
   uint16_t tunnel = 0;            // TunnelTable slot
   uint32_t tunnel_generation = 0; // the slot's tunnel when the flow started; a different one means it has gone
   uint32_t udp_ttl_ms = 0;
-  uint32_t target_ip = 0;
+  IpAddr target_ip;  // 0.0.0.0: the agent picks the target (agent-side routing)
   uint16_t target_port = 0;
   uint16_t mss_clamp = 0;
   uint32_t hash = 0;

@@ -28,7 +28,7 @@ void siphash_vectors(void**) {
   assert_true(siphash24(key_0_15(), msg) == 0xa129ca6149be45e5ull);
 }
 
-const TcpFourTuple kTuple{0x0a630102, 0x0a630101, 40000, 443};
+const TcpFourTuple kTuple{Ipv4{0x0a630102}, Ipv4{0x0a630101}, 40000, 443};
 
 void round_trip(void**) {
   SynCookies c(key_0_15());
@@ -69,8 +69,16 @@ void forgeries(void**) {
   other.client_port++;
   assert_false(c.check(other, 77, cookie, 5000).has_value());
   other = kTuple;
-  other.client_ip ^= 1;
+  other.client = Ipv4{other.client.v4() ^ 1};
   assert_false(c.check(other, 77, cookie, 5000).has_value());
+  // An IPv6 client whose last 32 bits are the IPv4 client's is another client.
+  std::array<uint8_t, 16> v6{0x20, 0x01, 0x0d, 0xb8};
+  v6[12] = 0x0a, v6[13] = 0x63, v6[14] = 0x01, v6[15] = 0x02;
+  other = kTuple;
+  other.client = IpAddr::v6(v6);
+  assert_false(c.check(other, 77, cookie, 5000).has_value());
+  const uint32_t cookie6 = c.make(other, 77, o, 5000);
+  assert_true(c.check(other, 77, cookie6, 5000).has_value());
   assert_false(c.check(kTuple, 78, cookie, 5000).has_value());
   for (int bit = 0; bit < 32; ++bit) assert_false(c.check(kTuple, 77, cookie ^ (1u << bit), 5000).has_value());
   std::array<uint8_t, 16> k2 = key_0_15();
