@@ -305,7 +305,7 @@ void Agent::tun_readable(uint64_t now_ns) {
       continue;
     }
     // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
-    std::optional<uint32_t> tag = snat_.decode(pi.dst_ip, pi.dst_port);
+    std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
     if (!tag) {
       stats_.no_nat++;
       continue;
@@ -328,7 +328,7 @@ void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
     stats_.icmp_ignored++;
     return;
   }
-  const std::optional<uint32_t> tag = snat_.decode(e.src_ip, e.src_port);
+  const std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{e.src_ip}, e.src_port});
   if (!tag || e.to != e.src_ip) {
     stats_.no_nat++;
     return;

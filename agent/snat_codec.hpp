@@ -25,9 +25,12 @@ class SnatCodec {
     tag &= kTagMask;
     return Endpoint{Ipv4{base_ + 2 + (tag >> 15)}, uint16_t(32768 + (tag & 0x7fff))};
   }
-  std::optional<uint32_t> decode(uint32_t ip, uint16_t port) const {
-    if (ip < base_ + 2 || ip - base_ - 2 >= (1u << 15) || port < 32768) return std::nullopt;
-    return (ip - base_ - 2) << 15 | (port - 32768u);
+  // The tag an endpoint names, or nullopt for one outside the mapping (any IPv6 one: the TUN's subnet is IPv4).
+  std::optional<uint32_t> decode(const Endpoint& e) const {
+    if (!e.ip.is_v4()) return std::nullopt;
+    const uint32_t ip = e.ip.v4();
+    if (ip < base_ + 2 || ip - base_ - 2 >= (1u << 15) || e.port < 32768) return std::nullopt;
+    return (ip - base_ - 2) << 15 | (e.port - 32768u);
   }
 
  private:

@@ -22,7 +22,7 @@ static void round_trip_and_ranges(void**) {
     assert_true(e.ip.v4() >= 0x64400002 && e.ip.v4() < 0x64400002 + (1u << 15));  // 100.64.0.2 .. 100.64.128.1
     assert_int_not_equal(e.ip.v4(), 0x64400001);                                    // never the TUN itself
     assert_true(e.port >= 32768);
-    auto back = c.decode(e.ip.v4(), e.port);
+    auto back = c.decode(e);
     assert_true(back.has_value());
     assert_int_equal(*back, tag);
     seen.insert(uint64_t(e.ip.v4()) << 16 | e.port);
@@ -38,11 +38,16 @@ static void round_trip_and_ranges(void**) {
 
 static void foreign_addresses_do_not_decode(void**) {
   SnatCodec c(net("100.64.0.1/16"));
-  assert_false(c.decode(0x64400001, 40000).has_value());  // the TUN address
-  assert_false(c.decode(0x64400000, 40000).has_value());  // network
-  assert_false(c.decode(0x64400002, 1000).has_value());   // low port
-  assert_false(c.decode(0x64400002 + (1u << 15), 40000).has_value());  // past the range
-  assert_false(c.decode(0x0a000001, 40000).has_value());  // somewhere else entirely
+  assert_false(c.decode(Endpoint{Ipv4{0x64400001}, 40000}).has_value());  // the TUN address
+  assert_false(c.decode(Endpoint{Ipv4{0x64400000}, 40000}).has_value());  // network
+  assert_false(c.decode(Endpoint{Ipv4{0x64400002}, 1000}).has_value());   // low port
+  assert_false(c.decode(Endpoint{Ipv4{0x64400002 + (1u << 15)}, 40000}).has_value());  // past the range
+  assert_false(c.decode(Endpoint{Ipv4{0x0a000001}, 40000}).has_value());  // somewhere else entirely
+  // An IPv6 address whose last 32 bits are a mapped one is not in the (IPv4) subnet.
+  std::array<uint8_t, 16> v6{0x20, 0x01, 0x0d, 0xb8};
+  v6[12] = 0x64, v6[13] = 0x40, v6[14] = 0x00, v6[15] = 0x02;
+  assert_true(c.decode(Endpoint{Ipv4{0x64400002}, 40000}).has_value());
+  assert_false(c.decode(Endpoint{IpAddr::v6(v6), 40000}).has_value());
 }
 
 static void subnet_rules(void**) {
