@@ -83,6 +83,20 @@ inline bool read_name_trailer(std::span<const uint8_t> bytes, std::string_view& 
   return true;
 }
 
+// A name trailer copied off its packet (whose bytes are about to move or be freed): the name, in storage of its own.
+struct NameCopy {
+  char bytes[kMaxNameTrailer];
+  std::string_view name;
+};
+// read_name_trailer into `out`. (Not copyable: `name` points into `bytes`.)
+inline bool copy_name_trailer(std::span<const uint8_t> packet, NameCopy& out, size_t& rest) {
+  std::string_view n;
+  if (!read_name_trailer(packet, n, rest)) return false;
+  std::memcpy(out.bytes, n.data(), n.size());
+  out.name = std::string_view(out.bytes, n.size());
+  return true;
+}
+
 // Where the parts of a framing's frames lie. Per codec (a QUIC framing: per connection, by its DCID length).
 struct FrameLayout {
   uint32_t header_len;  // cleartext bytes in front, authenticated as AAD

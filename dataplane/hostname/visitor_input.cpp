@@ -18,17 +18,16 @@ namespace dptun {
 void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
   ctx_.stats.visitor_packets.add();
   size_t len = m->data_len;
-  char name_buf[kMaxNameTrailer];
+  NameCopy trailer;
   std::string_view name;
   if (ih.flags & kInnerHasName) {
-    std::string_view n;
     size_t rest = 0;
-    if (!read_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, n, rest) || !plausible_hostname(n)) {
+    if (!copy_name_trailer({rte_pktmbuf_mtod(m, const uint8_t*), len}, trailer, rest) ||
+        !plausible_hostname(trailer.name)) {
       ctx_.drop(m, Drop::BadInner);
       return;
     }
-    std::memcpy(name_buf, n.data(), n.size());
-    name = std::string_view(name_buf, n.size());
+    name = trailer.name;
     rte_pktmbuf_trim(m, uint16_t(len - rest));
     len = rest;
   }

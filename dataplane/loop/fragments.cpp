@@ -155,17 +155,15 @@ bool Fragments::inner_fragment(rte_mbuf*& m, const InnerHeader& ih, const Tunnel
   const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
   size_t len = m->data_len;
   // A visitor's frames carry its service's name behind each fragment, as behind its whole packets.
-  char name_buf[kMaxNameTrailer];
+  NameCopy trailer;
   std::string_view name;
   if (ih.flags & kInnerHasName) {
-    std::string_view n;
     size_t rest = 0;
-    if (!read_name_trailer({p, len}, n, rest)) {
+    if (!copy_name_trailer({p, len}, trailer, rest)) {
       ctx_.drop(m, Drop::BadInner);
       return false;
     }
-    std::memcpy(name_buf, n.data(), n.size());
-    name = std::string_view(name_buf, n.size());
+    name = trailer.name;
     len = rest;
   }
   PacketInfo pi;

@@ -39,6 +39,18 @@ bool Tx::resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& 
   return false;
 }
 
+bool Tx::prepend_ethernet(rte_mbuf* m, uint8_t port, const MacAddr& to) {
+  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
+  if (!eth) {
+    ctx_.drop(m, Drop::NoRoom);
+    return false;
+  }
+  std::memcpy(eth, to.data(), 6);
+  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
+  store_be16(eth + 12, kEtherTypeIpv4);
+  return true;
+}
+
 void Tx::send(uint8_t port, rte_mbuf* m) {
   if (__builtin_expect(ctx_.trace.on(), 0)) trace_tx(port, m);
   Buffer& b = tx_[port];

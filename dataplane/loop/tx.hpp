@@ -20,6 +20,9 @@ class Tx {
   // Output port and next-hop MAC for `dst`; false with `why` NoRoute or NoNeighbor (then ARP is requested).
   bool resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why);
   void send(uint8_t port, rte_mbuf* m);  // a whole Ethernet frame, out of `port` with the next burst
+  // Puts an Ethernet header to `to` from `port` in front of the IPv4 packet `m` holds; false when `m` has no room
+  // (dropped, counted no_room).
+  bool prepend_ethernet(rte_mbuf* m, uint8_t port, const MacAddr& to);
   // A TCP segment dpgw makes itself (SYN-ACK, ACK, RST, an answer), in a new mbuf to `mac` out of `port`.
   void send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec& spec);
   void handoff(uint16_t to, rte_mbuf* m, HandoffMeta meta);  // to worker `to`'s handoff ring, with `meta`

@@ -255,14 +255,7 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
     return;
   }
 
-  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
-  if (!eth) {
-    ctx_.drop(m, Drop::NoRoom);
-    return;
-  }
-  std::memcpy(eth, mac.data(), 6);
-  std::memcpy(eth + 6, ctx_.dp.ports[out_port].mac.data(), 6);
-  store_be16(eth + 12, kEtherTypeIpv4);
+  if (!tx_.prepend_ethernet(m, out_port, mac)) return;
   DPTUN_TRACE(m, Deliver) {
     tr->flow_id = flows_.id_of(*f);
     tr->src_ip = f->key.local.v4();
@@ -348,14 +341,7 @@ void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& 
   const size_t len = icmp_error_rewrite({ip, m->data_len}, e, f->key.local.v4(), f->key.client.v4(), f->key.client.v4(),
                                         f->key.client_port, f->key.local.v4(), f->key.local_port);
   rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
-  uint8_t* eth = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kEthHeaderLen));
-  if (!eth) {
-    ctx_.drop(m, Drop::NoRoom);
-    return;
-  }
-  std::memcpy(eth, mac.data(), 6);
-  std::memcpy(eth + 6, ctx_.dp.ports[out_port].mac.data(), 6);
-  store_be16(eth + 12, kEtherTypeIpv4);
+  if (!tx_.prepend_ethernet(m, out_port, mac)) return;
   ctx_.stats.icmp_errors_forwarded.add();
   tx_.send(out_port, m);
 }
