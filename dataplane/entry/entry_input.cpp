@@ -130,11 +130,11 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
       tr->tunnel = f->tunnel;
       tr->session = s ? s->index : 0;
     }
-    if (!s || !s->has_peer()) {
+    const Endpoint peer = s ? s->peer() : Endpoint{};  // (one read of the session's endpoint; port 0: unknown)
+    if (!peer.port) {
       ctx_.drop(m, Drop::NoSession);
       continue;
     }
-    const Endpoint peer = s->peer();
     // Packets of a burst mostly go to the same agent: resolve its next hop once per burst.
     if (!(peer.ip == hop_ip) || !hop_ok) {
       hop_ip = peer.ip;

@@ -268,9 +268,7 @@ void Fragments::send_ip_fragments(uint8_t port, const MacAddr& mac, rte_mbuf* m)
       ctx_.stats.drops[size_t(Drop::NoRoom)].add();
       break;
     }
-    std::memcpy(eth, mac.data(), 6);
-    std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
-    store_be16(eth + 12, kEtherTypeIpv4);
+    tx_.write_ethernet(eth, port, mac.data());
     tx_.send(port, out[k]);
     ctx_.stats.fragments_tx.add();
   }

@@ -124,9 +124,7 @@ bool LocalInput::send_icmp_unreachable(uint8_t port, const rte_mbuf* orig, const
     rte_pktmbuf_free(m);
     return false;
   }
-  std::memcpy(out, in + 6, 6);  // to the sender's MAC
-  std::memcpy(out + 6, ctx_.dp.ports[port].mac.data(), 6);
-  store_be16(out + 12, kEtherTypeIpv4);
+  tx_.write_ethernet(out, port, in + 6);  // to the sender's MAC
   uint8_t* ip = out + kEthHeaderLen;
   write_ipv4_header(ip, uint16_t(len - kEthHeaderLen), ctx_.next_ip_id(), kIpProtoIcmp, ctx_.dp.ports[port].address, pi.src_ip);
   uint8_t* icmp = ip + kIpv4HeaderLen;

@@ -45,9 +45,7 @@ bool Tx::prepend_ethernet(rte_mbuf* m, uint8_t port, const MacAddr& to) {
     ctx_.drop(m, Drop::NoRoom);
     return false;
   }
-  std::memcpy(eth, to.data(), 6);
-  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
-  store_be16(eth + 12, kEtherTypeIpv4);
+  write_ethernet(eth, port, to.data());
   return true;
 }
 
@@ -127,9 +125,7 @@ void Tx::send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec
     return;
   }
   rte_pktmbuf_append(m, uint16_t(kEthHeaderLen + n));
-  std::memcpy(eth, mac, 6);
-  std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
-  store_be16(eth + 12, kEtherTypeIpv4);
+  write_ethernet(eth, port, mac);
   send(port, m);
 }
 

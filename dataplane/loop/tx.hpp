@@ -5,9 +5,12 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
+#include "common/bytes.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "packet/headers.hpp"
 #include "packet/tcp_segment.hpp"
 
 struct rte_mbuf;
@@ -20,8 +23,13 @@ class Tx {
   // Output port and next-hop MAC for `dst`; false with `why` NoRoute or NoNeighbor (then ARP is requested).
   bool resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why);
   void send(uint8_t port, rte_mbuf* m);  // a whole Ethernet frame, out of `port` with the next burst
-  // Puts an Ethernet header to `to` from `port` in front of the IPv4 packet `m` holds; false when `m` has no room
-  // (dropped, counted no_room).
+  // Writes at `eth` the Ethernet header of an IPv4 packet to MAC `to` out of `port` (14 bytes).
+  void write_ethernet(uint8_t* eth, uint8_t port, const uint8_t* to) const {
+    std::memcpy(eth, to, 6);
+    std::memcpy(eth + 6, ctx_.dp.ports[port].mac.data(), 6);
+    store_be16(eth + 12, kEtherTypeIpv4);
+  }
+  // Puts that header in front of the IPv4 packet `m` holds; false when `m` has no room (dropped, counted no_room).
   bool prepend_ethernet(rte_mbuf* m, uint8_t port, const MacAddr& to);
   // A TCP segment dpgw makes itself (SYN-ACK, ACK, RST, an answer), in a new mbuf to `mac` out of `port`.
   void send_tcp_segment(uint8_t port, const uint8_t* mac, const TcpSegmentSpec& spec);

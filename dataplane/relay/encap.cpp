@@ -23,12 +23,12 @@ uint32_t Encap::frame_budget(uint8_t port) const {
 // A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
 // wrapped like a client's and joins the pending burst.
 bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto) {
-  const Endpoint peer = s.peer();
+  const Endpoint peer = s.peer();  // port 0: not known yet
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
-  if (!s.has_peer() || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
-    ctx_.drop(m, s.has_peer() ? why : Drop::NoSession);
+  Drop why = Drop::NoSession;
+  if (!peer.port || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
+    ctx_.drop(m, why);
     return false;
   }
   const std::span<const uint8_t> nb = names_.held(f);  // the agent picks the target: the hostname

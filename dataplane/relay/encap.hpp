@@ -29,7 +29,6 @@ class Encap {
   Encap(const Encap&) = delete;
   Encap& operator=(const Encap&) = delete;
 
-  const RelayCodec& codec() const { return codec_; }
   // A packet dpgw made itself for a flow's server side (delayed binding, held QUIC datagrams, visitors): `m` holds
   // the inner IPv4 packet; it gets the flow's name trailer when the agent picks the target, and is framed like a
   // client's. False when dropped (counted).
@@ -88,9 +87,7 @@ __attribute__((always_inline)) inline bool Encap::packet(rte_mbuf* m, TunnelSess
     ctx_.drop(m, Drop::NoRoom);
     return false;
   }
-  std::memcpy(out, next_hop.data(), 6);
-  std::memcpy(out + 6, ctx_.dp.ports[out_port].mac.data(), 6);
-  store_be16(out + 12, kEtherTypeIpv4);
+  tx_.write_ethernet(out, out_port, next_hop.data());
   uint8_t* oip = out + kEthHeaderLen;
   write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.v4());
   uint8_t* udp = oip + kIpv4HeaderLen;
