@@ -12,6 +12,7 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
+#include "packet/gso.hpp"
 #include "packet/headers.hpp"
 #include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
@@ -54,7 +55,12 @@ bool Agent::start(bool static_session, std::string& error) {
   // A visitor's frames carry the service's hostname after the packet: the TUN's MTU leaves room for it.
   const size_t trailer = opt_.visit && !opt_.visit->target ? opt_.visit->host.size() + 1 : 0;
   const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead - trailer);
-  if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error)) return false;
+  if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error, std::nullopt, opt_.offloads)) return false;
+  // Super-packets from the kernel: TCP (TSO) and UDP (USO, Linux 6.2; the kernel takes USO4 only with USO6) of up
+  // to 64 KiB with partial checksums; we segment them (IPv6 never comes: the TUN has none). Without TUN_F_USO4 the kernel also refuses UDP super-packets we would write, so UDP coalescing
+  // follows it; TCP coalescing needs only the virtio-net header.
+  const unsigned tun_offloads = tun_.set_offloads(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6);
+  tun_out_.enable_coalescing(true, tun_offloads & TUN_F_USO4);
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
   if (!loop_.add(tun_.fd(), EPOLLIN, [this](uint32_t) { tun_readable(monotonic_ns()); })) {
     error = std::string("epoll: cannot watch the TUN: ") + strerror(errno);
@@ -71,6 +77,7 @@ bool Agent::start(bool static_session, std::string& error) {
                              " from " + link_.local().str())
                                 .c_str()
                           : ", waiting for a session from dpctld");
+  log_offloads(tun_offloads);
   started_ns_ = monotonic_ns();
   last_stats_ns_ = started_ns_;
   last_auth_report_ns_ = started_ns_;
@@ -81,14 +88,46 @@ bool Agent::start(bool static_session, std::string& error) {
 bool Agent::open_link(Endpoint gateway, std::string& error) {
   if (link_open_) loop_.remove(link_.fd());
   link_open_ = false;
-  if (!link_.open(gateway, opt_.bind, error)) return false;
+  if (!link_.open(gateway, opt_.bind, error, UdpOffloads{opt_.offloads, opt_.offloads})) return false;
   if (!loop_.add(link_.fd(), EPOLLIN, [this](uint32_t) { gateway_readable(monotonic_ns()); })) {
     error = "epoll: cannot watch the socket to gateway " + gateway.str() + ": " + strerror(errno);
     return false;
   }
   link_open_ = true;
   opt_.gateway = gateway;
+  if (opt_.offloads)
+    LOG_INFO("socket to gateway %s: UDP segmentation (UDP_SEGMENT) %s, receive coalescing (UDP_GRO) %s",
+             gateway.str().c_str(), link_.offloads().gso ? "on" : "off (not in this kernel)",
+             link_.offloads().gro ? "on" : "off (not in this kernel)");
   return true;
+}
+
+// One line at start: which offloads the kernel took, and what is done without the others.
+void Agent::log_offloads(unsigned tun_offloads) const {
+  if (!opt_.offloads) {
+    LOG_INFO("offloads off (--no-offload): one TUN read or write per packet, one datagram per frame");
+    return;
+  }
+  if (!tun_.vnet_hdr())
+    LOG_WARN("TUN %s: no virtio-net headers (IFF_VNET_HDR) in this kernel: one TUN read or write per packet",
+             tun_.name().c_str());
+  else
+    LOG_INFO("TUN %s offloads: checksum %s, TCP super-packets read (TSO) %s, UDP super-packets (USO) %s; writes "
+             "coalesce TCP%s",
+             tun_.name().c_str(), tun_offloads & TUN_F_CSUM ? "on" : "off", tun_offloads & TUN_F_TSO4 ? "on" : "off",
+             tun_offloads & TUN_F_USO4 ? "on" : "off (kernel before 6.2)",
+             tun_offloads & TUN_F_USO4 ? " and UDP" : " only");
+}
+
+// Packets the kernel dropped on their way into the TUN because we did not read them fast enough (its queue was
+// full): the interface's tx_dropped, read from sysfs when counters are reported.
+uint64_t Agent::tun_queue_drops() const {
+  FILE* f = fopen(("/sys/class/net/" + tun_.name() + "/statistics/tx_dropped").c_str(), "r");
+  if (!f) return 0;
+  unsigned long long v = 0;
+  if (fscanf(f, "%llu", &v) != 1) v = 0;
+  fclose(f);
+  return v;
 }
 
 void Agent::offer(SessionGrant grant) { adopt(std::move(grant), monotonic_ns()); }
@@ -153,168 +192,221 @@ void Agent::gateway_readable(uint64_t now_ns) {
     }
     if (n == 0) return;
     for (int i = 0; i < n; ++i) {
-      const std::span<uint8_t> frame{link_.rx_data(unsigned(i)), link_.rx_len(unsigned(i))};
-      // The receiver index picks the session: the current one, or the previous one during its grace time.
-      uint32_t receiver;
-      AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
-      if (!s) {
-        stats_.no_session++;
-        continue;
-      }
-      FrameMeta meta;
-      switch (s->open(frame, meta, now_ns)) {
-        case AgentSession::OpenResult::Ok: break;
-        case AgentSession::OpenResult::Malformed: stats_.malformed++; continue;
-        case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; continue;
-        case AgentSession::OpenResult::Replay: stats_.replay++; continue;
-        case AgentSession::OpenResult::Stale: stats_.stale++; continue;
-        case AgentSession::OpenResult::NoKey: stats_.no_key++; continue;
-        case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; continue;
-      }
-      stats_.frames_rx++;
-      if (s == sessions_.current()) {
-        if (link_state_ != Link::Up)
-          LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
-                   link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up", s->index());
-        link_state_ = Link::Up;
-        last_gateway_rx_ns_ = now_ns;
-      } else {
-        sessions_.previous_heard(now_ns);
-      }
-      if (meta.type == FrameType::Keepalive) {
-        if (meta.flags & kFlagKeepaliveReply) stats_.keepalive_replies_rx++;
-        continue;
-      }
-      if (meta.type != FrameType::Data) {
-        stats_.malformed++;
-        continue;
-      }
-      InnerHeader ih;
-      std::span<uint8_t> inner;
-      if (!codec_.read_inner(frame, ih, inner)) {
-        stats_.malformed++;
-        continue;
-      }
-      uint8_t* pkt = inner.data();
-      size_t pkt_len = inner.size();
-      std::string_view name;
-      if ((ih.flags & kInnerHasName) && !read_name_trailer(inner, name, pkt_len)) {
-        stats_.bad_inner++;
-        continue;
-      }
-      // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first.
-      if (is_ipv4_fragment(pkt, pkt_len)) {
-        PacketInfo fpi;
-        if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-          stats_.bad_inner++;
-          continue;
-        }
-        const std::span<uint8_t> whole =
-            gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(s->index()) << 32 | uint32_t(ih.flow_id), now_ns);
-        if (whole.empty()) continue;
-        pkt = whole.data();
-        pkt_len = whole.size();
-      }
-      PacketInfo pi;
-      if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
-        stats_.bad_inner++;
-        continue;
-      }
-      if (opt_.visit) {
-        // A reply from the service we visit: to the program that connected, from the local address it used.
-        if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.v4() && pi.src_port == opt_.visit->target->port)
-          ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
-        stats_.inner_rx_bytes += pi.ip_total_len;
-        if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
-        continue;
-      }
-      if (pi.dst_ip == 0) {
-        // The gateway left the target to us (a hostname rule without one): the name picks it, the first time.
-        const uint32_t tag = uint32_t(ih.flow_id) & SnatCodec::kTagMask;
-        std::optional<Endpoint> target = name.empty() ? routed_.find(tag) : opt_.routes.lookup(name);
-        if (!target) {
-          stats_.no_route++;
-          if (!name.empty()) LOG_DEBUG("no local target for '%.*s'", int(name.size()), name.data());
-          continue;
-        }
-        if (!name.empty()) {
-          routed_.remember(tag, *target);
-          stats_.routed_flows++;
-        }
-        ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.v4(), target->port ? target->port : pi.dst_port);
-      }
-      // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
-      const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
-      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
-      stats_.inner_rx_bytes += pi.ip_total_len;
-      if (!tun_.write_packet({pkt, pi.ip_total_len})) stats_.tun_write_errors++;
+      // With UDP_GRO a buffer may hold several frames of one length back to back (the last may be shorter).
+      const std::span<uint8_t> buffer{link_.rx_data(unsigned(i)), link_.rx_len(unsigned(i))};
+      const size_t step = link_.rx_segment_size(unsigned(i)) ? link_.rx_segment_size(unsigned(i)) : buffer.size();
+      for (size_t off = 0; off < buffer.size(); off += step)
+        frame_from_gateway(buffer.subspan(off, std::min(step, buffer.size() - off)), now_ns);
     }
+    // The packets the TUN writer holds point into the receive buffers: out before they are reused.
+    tun_out_.flush();
     if (n < int(UdpLink::kBatch)) return;
   }
 }
 
+// One frame from the gateway: authenticated and opened, its inner packet translated and handed to the TUN writer.
+void Agent::frame_from_gateway(std::span<uint8_t> frame, uint64_t now_ns) {
+  // The receiver index picks the session: the current one, or the previous one during its grace time.
+  uint32_t receiver;
+  AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
+  if (!s) {
+    stats_.no_session++;
+    return;
+  }
+  FrameMeta meta;
+  switch (s->open(frame, meta, now_ns)) {
+    case AgentSession::OpenResult::Ok: break;
+    case AgentSession::OpenResult::Malformed: stats_.malformed++; return;
+    case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; return;
+    case AgentSession::OpenResult::Replay: stats_.replay++; return;
+    case AgentSession::OpenResult::Stale: stats_.stale++; return;
+    case AgentSession::OpenResult::NoKey: stats_.no_key++; return;
+    case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; return;
+  }
+  stats_.frames_rx++;
+  if (s == sessions_.current()) {
+    if (link_state_ != Link::Up)
+      LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
+               link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up", s->index());
+    link_state_ = Link::Up;
+    last_gateway_rx_ns_ = now_ns;
+  } else {
+    sessions_.previous_heard(now_ns);
+  }
+  if (meta.type == FrameType::Keepalive) {
+    if (meta.flags & kFlagKeepaliveReply) stats_.keepalive_replies_rx++;
+    return;
+  }
+  if (meta.type != FrameType::Data) {
+    stats_.malformed++;
+    return;
+  }
+  InnerHeader ih;
+  std::span<uint8_t> inner;
+  if (!codec_.read_inner(frame, ih, inner)) {
+    stats_.malformed++;
+    return;
+  }
+  uint8_t* pkt = inner.data();
+  size_t pkt_len = inner.size();
+  bool reassembled = false;
+  std::string_view name;
+  if ((ih.flags & kInnerHasName) && !read_name_trailer(inner, name, pkt_len)) {
+    stats_.bad_inner++;
+    return;
+  }
+  // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first.
+  if (is_ipv4_fragment(pkt, pkt_len)) {
+    PacketInfo fpi;
+    if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+      stats_.bad_inner++;
+      return;
+    }
+    const std::span<uint8_t> whole =
+        gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(s->index()) << 32 | uint32_t(ih.flow_id), now_ns);
+    if (whole.empty()) return;
+    pkt = whole.data();
+    pkt_len = whole.size();
+    reassembled = true;
+  }
+  PacketInfo pi;
+  if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
+    stats_.bad_inner++;
+    return;
+  }
+  if (opt_.visit) {
+    // A reply from the service we visit: to the program that connected, from the local address it used.
+    if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.v4() && pi.src_port == opt_.visit->target->port)
+      ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
+    stats_.inner_rx_bytes += pi.ip_total_len;
+    to_tun({pkt, pi.ip_total_len}, reassembled);
+    return;
+  }
+  if (pi.dst_ip == 0) {
+    // The gateway left the target to us (a hostname rule without one): the name picks it, the first time.
+    const uint32_t tag = uint32_t(ih.flow_id) & SnatCodec::kTagMask;
+    std::optional<Endpoint> target = name.empty() ? routed_.find(tag) : opt_.routes.lookup(name);
+    if (!target) {
+      stats_.no_route++;
+      if (!name.empty()) LOG_DEBUG("no local target for '%.*s'", int(name.size()), name.data());
+      return;
+    }
+    if (!name.empty()) {
+      routed_.remember(tag, *target);
+      stats_.routed_flows++;
+    }
+    ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.v4(), target->port ? target->port : pi.dst_port);
+  }
+  // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
+  const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
+  ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
+  stats_.inner_rx_bytes += pi.ip_total_len;
+  to_tun({pkt, pi.ip_total_len}, reassembled);
+}
+
+// A packet for the TUN: one in a receive buffer waits in the writer until the batch ends (it may be coalesced with
+// the next segments of its flow); a reassembled one lives in the reassembler's memory and goes at once.
+void Agent::to_tun(std::span<uint8_t> packet, bool reassembled) {
+  if (reassembled)
+    tun_out_.write_now(packet);
+  else
+    tun_out_.add(packet);
+}
+
 void Agent::tun_readable(uint64_t now_ns) {
   for (unsigned budget = 0; budget < 256; ++budget) {
-    uint8_t* frame = link_.tx_slot();
-    uint8_t* pkt = frame + codec_.layout().packet_offset();
-    ssize_t n = tun_.read_packet({pkt, UdpLink::kMaxDatagram - codec_.layout().data_overhead()});
+    VnetHeader vnet;
+    const ssize_t n = tun_.read_packet(tun_in_, &vnet);
     if (n <= 0) break;
     if (!sessions_.current() || !link_open_) {
       stats_.no_session++;
       continue;
     }
-    std::span<uint8_t> packet{pkt, size_t(n)};
-    // The kernel fragments what it routes into the TUN beyond its MTU: the datagram is put together first (its
-    // destination port names the flow), then sent on in fragments of our own.
-    if (is_ipv4_fragment(pkt, packet.size())) {
-      PacketInfo fpi;
-      if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+    const std::span<uint8_t> packet{tun_in_.data(), size_t(n)};
+    if ((vnet.gso_type & ~kVnetGsoEcn) == kVnetGsoNone) {
+      // With checksum offload the kernel leaves the L4 checksum to us (the pseudo-header sum is in its place).
+      if ((vnet.flags & kVnetNeedsCsum) && !complete_checksum(packet, vnet)) {
         stats_.bad_inner++;
         continue;
       }
-      packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
-      if (packet.empty()) continue;
-    }
-    // An ICMP error about a flow (its target, or a router on the way, refused the packet): counted, logged, and
-    // passed on to the gateway, which tells the client.
-    if (!opt_.visit && packet.size() >= kIpv4HeaderLen && (packet[0] >> 4) == 4 &&
-        packet[kIpv4OffProto] == kIpProtoIcmp) {
-      target_unreachable(packet, now_ns);
+      packet_from_tun(packet, now_ns);
       continue;
     }
-    PacketInfo pi;
-    if (!parse_tunnel_packet(packet, pi)) {
-      stats_.bad_inner++;
+    // A TCP/UDP super-packet (TSO/USO): cut into segments of the size the kernel chose for the TUN's MTU, each
+    // written straight into the frame it will travel in.
+    const uint32_t segments = gso_segment_count(packet, vnet);
+    if (!segments) {
+      stats_.tun_gso_malformed++;
       continue;
     }
-    uint8_t* p = packet.data();
-    packet = packet.first(pi.ip_total_len);
-    if (opt_.visit) {
-      // Programs here connect to the local address: the frame names the service (or, direct, its address).
-      const AgentOptions::Visit& v = *opt_.visit;
-      if (pi.dst_ip != v.local.ip.v4() || pi.dst_port != v.local.port) {
-        stats_.no_nat++;
-        continue;
+    stats_.tun_super_packets++;
+    for (uint32_t i = 0; i < segments; ++i) {
+      uint8_t* slot = link_.tx_slot() + codec_.layout().packet_offset();
+      const size_t len =
+          gso_write_segment(packet, vnet, i, {slot, UdpLink::kMaxDatagram - codec_.layout().data_overhead()});
+      if (!len) {
+        stats_.tun_gso_malformed++;
+        break;
       }
-      if (v.target) {
-        ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.v4(), v.target->port);
-        send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
-      } else {
-        send_inner(packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);
-      }
-      continue;
+      stats_.tun_segments++;
+      packet_from_tun({slot, len}, now_ns);
     }
-    // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
-    std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
-    if (!tag) {
-      stats_.no_nat++;
-      continue;
-    }
-    // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
-    // flow's tunnel may carry it, so replies always use the current one.
-    send_inner(packet, *tag, pi.l4_proto, 0, {}, now_ns);
   }
   if (link_open_) note_send_error(link_.flush(), now_ns);
+}
+
+// One packet the kernel routed into the TUN (a reply of a target, or a visitor's packet): sealed into a frame of its
+// flow for the gateway. It may already lie in the link's send slot (segments are written there).
+void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
+  // The kernel fragments what it routes into the TUN beyond its MTU: the datagram is put together first (its
+  // destination port names the flow), then sent on in fragments of our own.
+  if (is_ipv4_fragment(packet.data(), packet.size())) {
+    PacketInfo fpi;
+    if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+      stats_.bad_inner++;
+      return;
+    }
+    packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
+    if (packet.empty()) return;
+  }
+  // An ICMP error about a flow (its target, or a router on the way, refused the packet): counted, logged, and
+  // passed on to the gateway, which tells the client.
+  if (!opt_.visit && packet.size() >= kIpv4HeaderLen && (packet[0] >> 4) == 4 &&
+      packet[kIpv4OffProto] == kIpProtoIcmp) {
+    target_unreachable(packet, now_ns);
+    return;
+  }
+  PacketInfo pi;
+  if (!parse_tunnel_packet(packet, pi)) {
+    stats_.bad_inner++;
+    return;
+  }
+  uint8_t* p = packet.data();
+  packet = packet.first(pi.ip_total_len);
+  if (opt_.visit) {
+    // Programs here connect to the local address: the frame names the service (or, direct, its address).
+    const AgentOptions::Visit& v = *opt_.visit;
+    if (pi.dst_ip != v.local.ip.v4() || pi.dst_port != v.local.port) {
+      stats_.no_nat++;
+      return;
+    }
+    if (v.target) {
+      ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.v4(), v.target->port);
+      send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
+    } else {
+      send_inner(packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);
+    }
+    return;
+  }
+  // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
+  std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
+  if (!tag) {
+    stats_.no_nat++;
+    return;
+  }
+  // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
+  // flow's tunnel may carry it, so replies always use the current one.
+  send_inner(packet, *tag, pi.l4_proto, 0, {}, now_ns);
 }
 
 // The kernel routes ICMP errors about the packets we wrote into the TUN back into it, because their source is the
@@ -467,7 +559,18 @@ std::string Agent::stats_json() const {
       .field("no_session", stats_.no_session)
       .field("bad_inner", stats_.bad_inner)
       .field("no_nat", stats_.no_nat)
-      .field("tun_write_errors", stats_.tun_write_errors)
+      .field("tun_write_errors", tun_out_.stats().write_errors)
+      .field("tun_packets_written", tun_out_.stats().packets)
+      .field("tun_writes", tun_out_.stats().writes)
+      .field("tun_packets_coalesced", tun_out_.stats().coalesced)
+      .field("tun_super_packets", stats_.tun_super_packets)
+      .field("tun_segments", stats_.tun_segments)
+      .field("tun_gso_malformed", stats_.tun_gso_malformed)
+      .field("tun_queue_drops", tun_queue_drops())
+      .field("socket_rx_drops", link_.stats().rx_socket_drops)
+      .field("socket_rx_coalesced", link_.stats().rx_gro_datagrams)
+      .field("socket_tx_dropped", link_.stats().tx_dropped)
+      .field("socket_tx_sends", link_.stats().tx_sends)
       .field("routed_flows", stats_.routed_flows)
       .field("no_route", stats_.no_route)
       .field("send_errors", stats_.send_errors)

@@ -23,6 +23,7 @@
 #include "agent/snat_codec.hpp"
 #include "agent/service_routes.hpp"
 #include "agent/session_slots.hpp"
+#include "agent/tun_writer.hpp"
 #include "agent/udp_link.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
@@ -47,6 +48,10 @@ struct AgentOptions {
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t stats_interval_ns = 0;
   bool lan_nat = false;  // forward + masquerade to targets that are not on this host
+  // The kernel's offloads on the TUN (virtio-net headers: super-packets read and segmented here, segments coalesced
+  // into super-packets written) and on the socket to the gateway (UDP_SEGMENT, UDP_GRO); each is probed at start
+  // and left off where the kernel lacks it. --no-offload turns them all off.
+  bool offloads = true;
   ServiceRoutes routes;  // agent-side routing of flows whose hostname rule has no target (--route, --fallback)
   // dpagent visit: one of the tunnel's services at a local address on the TUN, reached by hostname (a rule of
   // the tunnel, private ones included) or, in the gateway's direct mode, at an address the agents reach.
@@ -62,7 +67,9 @@ struct AgentStats {
   uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
   uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
-  uint64_t bad_inner = 0, no_nat = 0, no_session = 0, tun_write_errors = 0, send_errors = 0;
+  uint64_t bad_inner = 0, no_nat = 0, no_session = 0, send_errors = 0;
+  uint64_t tun_super_packets = 0, tun_segments = 0;  // TCP/UDP super-packets read from the TUN, segments made of them
+  uint64_t tun_gso_malformed = 0;  // super-packets whose headers did not add up (dropped)
   uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
   uint64_t sessions_adopted = 0;
   uint64_t fragments_tx = 0;  // IPv4 fragments sent, one frame each (datagrams bigger than a frame)
@@ -94,7 +101,12 @@ class Agent {
   // Datagrams from the gateway read per wakeup, in batches of UdpLink::kBatch: as many as tun_readable's budget.
   static constexpr unsigned kGatewayBatchesPerWakeup = 256 / UdpLink::kBatch;
   void gateway_readable(uint64_t now_ns);
+  void frame_from_gateway(std::span<uint8_t> frame, uint64_t now_ns);
+  void to_tun(std::span<uint8_t> packet, bool reassembled);
   void tun_readable(uint64_t now_ns);
+  void packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
+  void log_offloads(unsigned tun_offloads) const;
+  uint64_t tun_queue_drops() const;
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns);
@@ -110,6 +122,8 @@ class Agent {
   SnatCodec snat_;
   RoutedFlows routed_;  // tag -> the local target agent-side routing chose
   TunDevice tun_;
+  TunWriter tun_out_{tun_};
+  std::vector<uint8_t> tun_in_ = std::vector<uint8_t>(kMaxSuperPacket);  // what one TUN read may bring
   LanNat lan_nat_;
   UdpLink link_;
   bool link_open_ = false;

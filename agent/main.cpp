@@ -67,6 +67,10 @@ const char* kUsage =
     "  --lan-nat             also reach targets elsewhere on this host's networks: enables IP forwarding and\n"
     "                        masquerades the TUN subnet with nftables (removed on exit)\n"
     "  --mtu N               underlay path MTU to the gateway (default 1500; the TUN gets N - 72)\n"
+    "  --no-offload          no kernel offloads: by default the TUN passes TCP/UDP super-packets both ways\n"
+    "                        (virtio-net headers: TSO/USO read and segmented here, segments coalesced into\n"
+    "                        one write) and the socket to the gateway sends and receives frames in batches\n"
+    "                        of one size (UDP_SEGMENT, UDP_GRO); each is probed at start and logged\n"
     "  --keepalive SECONDS   keepalive interval (default 2; dpctld's setting when registered)\n"
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway (static session)\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
@@ -127,6 +131,10 @@ int main(int argc, char** argv) {
     }
     if (a == "--lan-nat") {
       opt.lan_nat = true;
+      continue;
+    }
+    if (a == "--no-offload") {
+      opt.offloads = false;
       continue;
     }
     if (i + 1 >= argc) fail("unknown or incomplete argument '" + a + "' (see --help)");

@@ -1,5 +1,10 @@
-// The agent's UDP socket to its gateway: connected (only the gateway's datagrams arrive), non-blocking,
-// with batched receive and send (recvmmsg / sendmmsg).
+// The agent's UDP socket to its gateway: connected (only the gateway's datagrams arrive), non-blocking, with batched
+// receive and send (recvmmsg / sendmmsg), and the kernel's UDP offloads where it has them (probed in open()):
+// - UDP_SEGMENT (Linux 4.18): frames of one length queued back to back go out as one super-datagram per sendmmsg
+//   entry; the kernel (or the NIC) cuts it into the frames again.
+// - UDP_GRO (Linux 5.0): the kernel may hand over several frames of one length from the gateway in one buffer; the
+//   receiver walks them with rx_segment_size().
+// - SO_RXQ_OVFL: the count of datagrams the kernel dropped because the socket's receive buffer was full.
 #pragma once
 #include <sys/socket.h>
 
@@ -14,43 +19,72 @@
 
 namespace dptun {
 
+struct UdpLinkStats {
+  uint64_t rx_datagrams = 0;      // receive buffers filled (one per datagram, or one per GRO super-datagram)
+  uint64_t rx_gro_datagrams = 0;  // of which held more than one frame
+  uint64_t rx_socket_drops = 0;   // SO_RXQ_OVFL: datagrams the kernel dropped for a full receive buffer
+  uint64_t tx_frames = 0;         // frames the kernel took
+  uint64_t tx_sends = 0;          // sendmmsg entries (fewer than tx_frames when segmenting)
+  uint64_t tx_dropped = 0;        // frames lost to a send error (counted per frame)
+};
+
+struct UdpOffloads {
+  bool gso = true;  // UDP_SEGMENT on send
+  bool gro = true;  // UDP_GRO on receive
+};
+
 class UdpLink {
  public:
   static constexpr unsigned kBatch = 32;
-  static constexpr size_t kMaxDatagram = 9216;  // a 9000-byte underlay MTU's frame fits
+  static constexpr size_t kMaxDatagram = 9216;      // a 9000-byte underlay MTU's frame fits
+  static constexpr size_t kMaxRxBuffer = 65535;     // a GRO super-datagram fits
+  static constexpr unsigned kMaxGsoSegments = 64;   // UDP_MAX_SEGMENTS of older kernels
+  static constexpr size_t kMaxGsoBytes = 65000;     // below the 65507-byte UDP payload limit
 
   UdpLink() = default;
   UdpLink(const UdpLink&) = delete;  // the batch headers point into this object
   UdpLink& operator=(const UdpLink&) = delete;
 
-  bool open(Endpoint gateway, std::optional<Endpoint> bind_to, std::string& error);
+  // `want`: the offloads to try; offloads() says which the kernel took.
+  bool open(Endpoint gateway, std::optional<Endpoint> bind_to, std::string& error, UdpOffloads want = {});
   int fd() const { return fd_.get(); }
   Endpoint local() const;
+  UdpOffloads offloads() const { return on_; }
+  const UdpLinkStats& stats() const { return stats_; }  // since the object was made (across reopening)
 
   // Receives up to kBatch datagrams; returns the count (0 when none are waiting). Negative errno on errors
   // such as ECONNREFUSED (the gateway's host answered "port unreachable").
   int receive_batch();
   uint8_t* rx_data(unsigned i) { return rx_buf_[i].data(); }
   size_t rx_len(unsigned i) const { return rx_msgs_[i].msg_len; }
+  // The length of each frame in buffer i when the kernel coalesced several (the last may be shorter); 0 when the
+  // buffer holds one frame.
+  size_t rx_segment_size(unsigned i) const { return rx_gso_[i]; }
 
-  // Queues a datagram (copied); sends when the batch is full. flush() sends the rest.
-  // Both return a negative errno on a send error, else 0.
+  // Queues a frame built in tx_slot(); sends when the batch is full. flush() sends the rest.
+  // Both return a negative errno on a send error (the frames it lost are counted in stats().tx_dropped), else 0.
   uint8_t* tx_slot() { return tx_buf_[tx_count_].data(); }
   int queue(size_t len);
   int flush();
-  uint64_t send_errors() const { return send_errors_; }
 
  private:
+  int send_all(unsigned count);
   Fd fd_;
-  std::vector<std::array<uint8_t, kMaxDatagram>> rx_buf_ = std::vector<std::array<uint8_t, kMaxDatagram>>(kBatch);
+  UdpOffloads on_{false, false};
+  UdpLinkStats stats_;
+  uint32_t last_rx_drops_ = 0;
+  std::vector<std::array<uint8_t, kMaxRxBuffer>> rx_buf_ = std::vector<std::array<uint8_t, kMaxRxBuffer>>(kBatch);
   std::vector<std::array<uint8_t, kMaxDatagram>> tx_buf_ = std::vector<std::array<uint8_t, kMaxDatagram>>(kBatch);
+  static constexpr size_t kCmsgSpace = 64;  // room for UDP_GRO / UDP_SEGMENT (an int or a u16) and SO_RXQ_OVFL
   std::array<mmsghdr, kBatch> rx_msgs_{};
   std::array<iovec, kBatch> rx_iov_{};
+  std::array<std::array<uint64_t, kCmsgSpace / 8>, kBatch> rx_cmsg_{};
+  std::array<size_t, kBatch> rx_gso_{};
   std::array<mmsghdr, kBatch> tx_msgs_{};
   std::array<iovec, kBatch> tx_iov_{};
+  std::array<std::array<uint64_t, kCmsgSpace / 8>, kBatch> tx_cmsg_{};
   std::array<size_t, kBatch> tx_len_{};
   unsigned tx_count_ = 0;
-  uint64_t send_errors_ = 0;
 };
 
 }  // namespace dptun

@@ -32,7 +32,7 @@ static bool set_addr(int sock, const std::string& name, unsigned long req, uint3
 }
 
 bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, std::string& error,
-                     std::optional<std::array<uint8_t, 6>> tap_mac) {
+                     std::optional<std::array<uint8_t, 6>> tap_mac, bool vnet_hdr) {
   const char* kind = tap_mac ? "TAP" : "TUN";
   if (name.empty() || name.size() >= IFNAMSIZ) {
     error = std::string(kind) + " name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " characters";
@@ -53,6 +53,9 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
   // A TAP is ours alone: it must not exist already (IFF_TUN_EXCL), and has one queue, so no other process can
   // read what it carries or write into it.
   ifr.ifr_flags = short(tap_mac ? IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL : IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE);
+  unsigned features = 0;
+  if (vnet_hdr && !tap_mac && ioctl(fd.get(), TUNGETFEATURES, &features) == 0 && (features & IFF_VNET_HDR))
+    ifr.ifr_flags = short(ifr.ifr_flags | IFF_VNET_HDR);
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     int e = errno;
@@ -63,6 +66,7 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
     return false;
   }
   name_ = ifr.ifr_name;
+  vnet_hdr_ = ifr.ifr_flags & IFF_VNET_HDR;
   // No IPv6 on the tunnel interface: nothing but our own IPv4 traffic should appear on it.
   std::ofstream(std::string("/proc/sys/net/ipv6/conf/") + name_ + "/disable_ipv6") << "1";
 
@@ -104,10 +108,51 @@ bool TunDevice::open(const std::string& name, Ipv4Prefix address, uint16_t mtu, 
   return true;
 }
 
-ssize_t TunDevice::read_packet(std::span<uint8_t> buf) const { return ::read(fd_.get(), buf.data(), buf.size()); }
+unsigned TunDevice::set_offloads(unsigned wanted) {
+  if (!vnet_hdr_) return 0;
+  const unsigned uso = TUN_F_USO4 | TUN_F_USO6;
+  const unsigned tso = TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;  // uso: both or neither (Linux's tun)
+  for (unsigned flags : {wanted, wanted & ~uso, wanted & ~(uso | tso), 0u}) {
+    if (ioctl(fd_.get(), TUNSETOFFLOAD, (unsigned long)flags) == 0) return flags;
+  }
+  return 0;
+}
+
+ssize_t TunDevice::read_packet(std::span<uint8_t> buf, VnetHeader* vnet) const {
+  if (!vnet_hdr_) {
+    if (vnet) *vnet = VnetHeader{};
+    return ::read(fd_.get(), buf.data(), buf.size());
+  }
+  VnetHeader scratch;
+  iovec iov[2] = {{vnet ? vnet : &scratch, sizeof(VnetHeader)}, {buf.data(), buf.size()}};
+  const ssize_t n = ::readv(fd_.get(), iov, 2);
+  if (n < 0) return n;
+  if (size_t(n) < sizeof(VnetHeader)) {
+    errno = EPROTO;
+    return -1;
+  }
+  return n - ssize_t(sizeof(VnetHeader));
+}
 
 bool TunDevice::write_packet(std::span<const uint8_t> pkt) const {
-  return ::write(fd_.get(), pkt.data(), pkt.size()) == ssize_t(pkt.size());
+  if (!vnet_hdr_) return ::write(fd_.get(), pkt.data(), pkt.size()) == ssize_t(pkt.size());
+  const iovec piece{const_cast<uint8_t*>(pkt.data()), pkt.size()};
+  return write_packet(VnetHeader{}, {&piece, 1});
+}
+
+bool TunDevice::write_packet(const VnetHeader& vnet, std::span<const iovec> pieces) const {
+  iovec iov[kMaxWritePieces + 1];
+  if (!vnet_hdr_ || pieces.size() > kMaxWritePieces) {
+    errno = EINVAL;
+    return false;
+  }
+  iov[0] = iovec{const_cast<VnetHeader*>(&vnet), sizeof vnet};
+  size_t total = sizeof vnet;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    iov[i + 1] = pieces[i];
+    total += pieces[i].iov_len;
+  }
+  return ::writev(fd_.get(), iov, int(pieces.size() + 1)) == ssize_t(total);
 }
 
 }  // namespace dptun
