@@ -12,6 +12,8 @@
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
+#include "crypto/aead_ipsec_mb.hpp"
+#include "crypto/aead_openssl.hpp"
 #include "packet/gso.hpp"
 #include "packet/headers.hpp"
 #include "packet/ipv4_fragment.hpp"
@@ -48,6 +50,17 @@ Agent::~Agent() {
 }
 
 bool Agent::start(bool static_session, std::string& error) {
+  if (opt_.aead != "openssl") {
+    std::string why;
+    engine_ = IpsecMbAead::open(1, why);
+    if (!engine_ && opt_.aead == "ipsec-mb") {
+      error = "--aead ipsec-mb: " + why;
+      return false;
+    }
+    if (!engine_) LOG_INFO("AES-GCM through OpenSSL (%s)", why.c_str());
+  }
+  if (!engine_) engine_ = std::make_unique<OpensslAead>(1);
+  if (auto* mb = dynamic_cast<IpsecMbAead*>(engine_.get())) LOG_INFO("AES-GCM through ipsec-mb (%s)", mb->arch());
   if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
     error = "--tun-net " + opt_.tun_net.str() + ": " + error;
     return false;
@@ -68,7 +81,7 @@ bool Agent::start(bool static_session, std::string& error) {
   }
   tun_watched_ = true;
   if (static_session) {
-    sessions_.adopt(std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, engine_),
+    sessions_.adopt(std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, *engine_),
                     monotonic_ns());
     if (!open_link(opt_.gateway, error)) return false;
   }
@@ -136,7 +149,7 @@ void Agent::adopt(SessionGrant g, uint64_t now_ns) {
   // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
   const uint32_t index = g.index;
   if (sessions_.adopt(std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns,
-                                                     engine_, AgentSession::CounterMode::FromZero),
+                                                     *engine_, AgentSession::CounterMode::FromZero),
                       now_ns))
     LOG_INFO("session %u is a new registration under an index already in use here: the old keys are discarded",
              index);

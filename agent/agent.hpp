@@ -29,7 +29,7 @@
 #include "common/inet.hpp"
 #include "common/tun_device.hpp"
 #include "common/token_bucket.hpp"
-#include "crypto/aead_openssl.hpp"
+#include "crypto/aead.hpp"
 #include "packet/icmp_error.hpp"
 
 namespace dptun {
@@ -52,6 +52,9 @@ struct AgentOptions {
   // into super-packets written) and on the socket to the gateway (UDP_SEGMENT, UDP_GRO); each is probed at start
   // and left off where the kernel lacks it. --no-offload turns them all off.
   bool offloads = true;
+  // AES-GCM: "ipsec-mb" (Intel's library, direct GCM calls; needs AES-NI), "openssl" (EVP), or "" for ipsec-mb
+  // where it runs and OpenSSL otherwise.
+  std::string aead;
   ServiceRoutes routes;  // agent-side routing of flows whose hostname rule has no target (--route, --fallback)
   // dpagent visit: one of the tunnel's services at a local address on the TUN, reached by hostname (a rule of
   // the tunnel, private ones included) or, in the gateway's direct mode, at an address the agents reach.
@@ -116,7 +119,7 @@ class Agent {
 
   EventLoop& loop_;
   AgentOptions opt_;
-  OpensslAead engine_{1};
+  std::unique_ptr<AeadEngine> engine_;  // ipsec-mb where it runs, else OpenSSL (AgentOptions::aead)
   SessionSlots sessions_;  // current and previous session
   RelayCodec codec_;  // the tunnel framing: where a frame's parts lie in the link's slots
   SnatCodec snat_;

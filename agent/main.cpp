@@ -73,6 +73,8 @@ const char* kUsage =
     "                        of one size (UDP_SEGMENT, UDP_GRO); each is probed at start and logged\n"
     "  --keepalive SECONDS   keepalive interval (default 2; dpctld's setting when registered)\n"
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway (static session)\n"
+    "  --aead ENGINE         who computes AES-GCM: ipsec-mb (Intel's library; needs AES-NI) or openssl;\n"
+    "                        default: ipsec-mb where it runs, else openssl (the log says which)\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
@@ -202,6 +204,10 @@ int main(int argc, char** argv) {
       opt.underlay_mtu = uint16_t(*n);
     } else if (a == "--keepalive") {
       opt.keepalive_ns = uint64_t(parse_seconds(a, v, 0.1, 3600) * 1e9);
+    } else if (a == "--aead") {
+      if (std::strcmp(v, "ipsec-mb") != 0 && std::strcmp(v, "openssl") != 0)
+        fail("--aead expects ipsec-mb or openssl, got '" + std::string(v) + "'");
+      opt.aead = v;
     } else if (a == "--cipher") {
       if (std::strcmp(v, "aes-128-gcm") == 0) opt.key_len = 16;
       else if (std::strcmp(v, "aes-256-gcm") == 0) opt.key_len = 32;

@@ -1,0 +1,96 @@
+#include "crypto/aead_ipsec_mb.hpp"
+
+#include <intel-ipsec-mb.h>
+#include <openssl/crypto.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace dptun {
+
+namespace {
+
+class IpsecMbKey final : public AeadKey {
+ public:
+  IpsecMbKey(IMB_MGR** mgrs, AeadDirection dir, uint32_t aad_len, bool aes256)
+      : mgrs_(mgrs), dir_(dir), aad_len_(aad_len), aes256_(aes256) {}
+  ~IpsecMbKey() override { OPENSSL_cleanse(&key_, sizeof key_); }
+
+  void expand(std::span<const uint8_t> key) {
+    if (aes256_)
+      IMB_AES256_GCM_PRE(mgrs_[0], key.data(), &key_);
+    else
+      IMB_AES128_GCM_PRE(mgrs_[0], key.data(), &key_);
+  }
+
+  uint32_t process(std::span<const AeadOp> ops, std::span<int32_t> status, unsigned thread) override {
+    IMB_MGR* m = mgrs_[thread];
+    gcm_context_data ctx;
+    uint32_t ok = 0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const AeadOp& op = ops[i];
+      if (dir_ == AeadDirection::Encrypt) {
+        if (aes256_)
+          IMB_AES256_GCM_ENC(m, &key_, &ctx, op.data, op.data, op.len, op.iv, op.aad, aad_len_, op.tag, kAeadTagLen);
+        else
+          IMB_AES128_GCM_ENC(m, &key_, &ctx, op.data, op.data, op.len, op.iv, op.aad, aad_len_, op.tag, kAeadTagLen);
+        status[i] = 0;
+      } else {
+        uint8_t tag[kAeadTagLen];
+        if (aes256_)
+          IMB_AES256_GCM_DEC(m, &key_, &ctx, op.data, op.data, op.len, op.iv, op.aad, aad_len_, tag, kAeadTagLen);
+        else
+          IMB_AES128_GCM_DEC(m, &key_, &ctx, op.data, op.data, op.len, op.iv, op.aad, aad_len_, tag, kAeadTagLen);
+        status[i] = CRYPTO_memcmp(tag, op.tag, kAeadTagLen) == 0 ? 0 : -1;
+      }
+      ok += status[i] == 0;
+    }
+    OPENSSL_cleanse(&ctx, sizeof ctx);
+    return ok;
+  }
+
+ private:
+  IMB_MGR** mgrs_;
+  AeadDirection dir_;
+  uint32_t aad_len_;
+  bool aes256_;
+  alignas(64) gcm_key_data key_;
+};
+
+}  // namespace
+
+std::unique_ptr<IpsecMbAead> IpsecMbAead::open(unsigned threads, std::string& error) {
+  std::unique_ptr<IpsecMbAead> e(new IpsecMbAead());
+  e->mgrs_ = std::make_unique<IMB_MGR*[]>(threads);
+  for (unsigned t = 0; t < threads; ++t) {
+    IMB_MGR* m = alloc_mb_mgr(0);
+    if (!m) {
+      error = "ipsec-mb: cannot allocate a manager";
+      return nullptr;
+    }
+    e->mgrs_[t] = m;
+    e->threads_ = t + 1;
+    IMB_ARCH arch = IMB_ARCH_NONE;
+    init_mb_mgr_auto(m, &arch);
+    if (imb_get_errno(m) != 0 || arch == IMB_ARCH_NONE || arch == IMB_ARCH_NOAESNI) {
+      error = std::string("ipsec-mb cannot run on this CPU: ") +
+              (imb_get_errno(m) ? imb_get_strerror(imb_get_errno(m)) : "no AES-NI");
+      return nullptr;
+    }
+    e->arch_ = arch == IMB_ARCH_SSE ? "sse" : arch == IMB_ARCH_AVX ? "avx" : arch == IMB_ARCH_AVX2 ? "avx2" : "avx512";
+  }
+  return e;
+}
+
+IpsecMbAead::~IpsecMbAead() {
+  for (unsigned t = 0; t < threads_; ++t) free_mb_mgr(mgrs_[t]);
+}
+
+std::unique_ptr<AeadKey> IpsecMbAead::make_key(std::span<const uint8_t> key, AeadDirection dir, uint32_t aad_len) {
+  if (key.size() != 16 && key.size() != 32) return nullptr;
+  auto k = std::make_unique<IpsecMbKey>(mgrs_.get(), dir, aad_len, key.size() == 32);
+  k->expand(key);
+  return k;
+}
+
+}  // namespace dptun
