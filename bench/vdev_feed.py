@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Input and output of the same-run peer benchmark (bench/secgw.sh), stdlib only.
+
+  vdev_feed.py clients FILE SIZE [FLOWS [REPEAT [LEAD]]]
+                                           pcap of client UDP packets to 10.99.1.1:5201, SIZE bytes each on the
+                                           wire (Ethernet without FCS), FLOWS (256) source address/port pairs, the
+                                           FLOWS packets REPEAT (1) times over, after LEAD (0) 64-byte packets to
+                                           10.98.0.1, which neither gateway forwards (they give a gateway time to
+                                           learn the agent's MAC address before the clients' packets come)
+  vdev_feed.py arp FILE                    pcap of ARP requests from the agent 10.99.2.2 for 10.99.2.1
+  vdev_feed.py rate PREFIX PORT WARMUP SECONDS
+                                           packets per second a DPDK process (EAL --file-prefix PREFIX) sent on
+                                           ethdev PORT, read from its telemetry socket (/ethdev/stats): waits
+                                           until the port sends, WARMUP more seconds, then counts for SECONDS.
+                                           Prints one JSON object.
+  vdev_feed.py check esp|relay OUT IN KEY  decrypts every packet of OUT (what a gateway sent for the client packets of
+                                           IN) and checks it carries one of IN's packets: ESP tunnel mode (RFC 4303,
+                                           AES-GCM per RFC 4106; KEY = the SA's key and salt, hex) or dptun relay
+                                           frames (docs/protocol.md; KEY = the peer's 32-byte PSK, hex). Exit 1 when
+                                           a packet does not decrypt or carry a client packet, or packets are missing.
+"""
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+GATEWAY_IP = bytes([10, 99, 1, 1])
+AGENT_IP = bytes([10, 99, 2, 2])
+UNDERLAY_IP = bytes([10, 99, 2, 1])
+CLIENT_MAC = bytes([2, 0, 0, 0, 0, 2])
+GATEWAY_MAC = bytes([2, 0, 0, 0, 0, 1])
+AGENT_MAC = bytes([2, 0, 0, 0, 0, 9])
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def client_frame(size: int, flow: int, dst: bytes = GATEWAY_IP) -> bytes:
+    """The same packet as bench_gateway.cpp's client_frame: IPv4/UDP to the entry point 10.99.1.1:5201."""
+    ip_len = size - 14
+    src = bytes([10, 99, 2 + flow // 200, flow % 200 + 2])
+    payload = bytes(i & 0xFF for i in range(8, ip_len - 20))
+    udp_len = ip_len - 20
+    sport = 10000 + flow
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+    udp = struct.pack("!HHHH", sport, 5201, udp_len, 0) + payload
+    c = csum(pseudo + udp) or 0xFFFF
+    udp = struct.pack("!HHHH", sport, 5201, udp_len, c) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return GATEWAY_MAC + CLIENT_MAC + b"\x08\x00" + ip + udp
+
+
+def arp_request() -> bytes:
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, AGENT_MAC, AGENT_IP, bytes(6), UNDERLAY_IP)
+    return b"\xff" * 6 + AGENT_MAC + b"\x08\x06" + arp + bytes(60 - 14 - len(arp))
+
+
+def write_pcap(path: str, frames) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # LINKTYPE_ETHERNET
+        for fr in frames:
+            f.write(struct.pack("<IIII", 0, 0, len(fr), len(fr)))
+            f.write(fr)
+
+
+def read_pcap(path: str):
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24 or struct.unpack("<I", data[:4])[0] not in (0xA1B2C3D4, 0xA1B23C4D):
+        raise SystemExit("%s: not a little-endian pcap" % path)
+    off, out = 24, []
+    while off + 16 <= len(data):
+        caplen = struct.unpack("<IIII", data[off:off + 16])[2]
+        out.append(data[off + 16:off + 16 + caplen])
+        off += 16 + caplen
+    return out
+
+
+def check(kind: str, out_path: str, in_path: str, key_hex: str) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = bytes.fromhex(key_hex)
+    # A client packet as the far end should see it: source address and port, payload (the destination is the
+    # entry point's for ESP and the target's for dptun, which rewrites it).
+    want = {}
+    for fr in read_pcap(in_path):
+        ip = fr[14:]
+        if ip[16:20] != GATEWAY_IP:
+            continue  # (a lead packet)
+        want[(ip[12:16], ip[20:22])] = ip[28:]
+    seen, bad, arp, good = set(), 0, 0, 0
+    keys = {}
+    for fr in read_pcap(out_path):
+        ip = fr[14:]
+        if fr[12:14] == b"\x08\x06":  # the gateway's own ARP (dpgw resolving the agent, answering it)
+            arp += 1
+            continue
+        try:
+            if fr[12:14] != b"\x08\x00" or ip[0] != 0x45:
+                raise ValueError("not IPv4")
+            if kind == "esp":
+                if ip[9] != 50:
+                    raise ValueError("not ESP")
+                esp = ip[20:]
+                aesgcm = AESGCM(key[:-4])
+                plain = aesgcm.decrypt(key[-4:] + esp[8:16], esp[16:], esp[:8])
+                pad_len, next_header = plain[-2], plain[-1]
+                if next_header != 4:
+                    raise ValueError("inner protocol %d" % next_header)
+                inner = plain[:len(plain) - 2 - pad_len]
+            else:
+                if ip[9] != 17 or struct.unpack("!H", ip[22:24])[0] != 51900:
+                    raise ValueError("not a relay frame to port 51900")
+                frame = ip[28:]
+                index, counter = struct.unpack("!IQ", frame[4:16])
+                epoch = counter >> 32
+                if (index, epoch) not in keys:
+                    okm = HKDF(algorithm=hashes.SHA256(), length=20, salt=b"dptun relay v1",
+                               info=b"dptun v1 g2a" + struct.pack("!IQ", index, epoch)).derive(key)
+                    keys[(index, epoch)] = (AESGCM(okm[:16]), okm[16:])
+                aesgcm, salt = keys[(index, epoch)]
+                plain = aesgcm.decrypt(salt + struct.pack("!Q", counter), frame[16:], frame[:16])
+                inner = plain[12:]
+            src = (inner[12:16], inner[20:22])
+            if want.get(src) != inner[28:]:
+                raise ValueError("inner packet is no client's")
+            seen.add(src)
+            good += 1
+        except Exception as e:  # noqa: BLE001 (a report, then exit 1)
+            bad += 1
+            if bad <= 3:
+                print("check %s: %s: %s %s" % (kind, out_path, type(e).__name__, e), file=sys.stderr)
+    print(json.dumps({"check": kind, "decrypted": good, "bad": bad, "arp": arp, "clients": len(want),
+                      "clients_seen": len(seen)}))
+    if bad or len(seen) != len(want):
+        sys.exit(1)
+
+
+def runtime_dir(prefix: str) -> str:
+    base = os.environ.get("RUNTIME_DIRECTORY") or ("/var/run/dpdk" if os.getuid() == 0 else
+                                                  os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk"))
+    return os.path.join(base, prefix)
+
+
+class Telemetry:
+    def __init__(self, prefix: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.connect(os.path.join(runtime_dir(prefix), "dpdk_telemetry.v2"))
+        info = json.loads(self.sock.recv(4096).decode())
+        self.max_len = int(info.get("max_output_len", 16384))
+
+    def query(self, cmd: str):
+        self.sock.send(cmd.encode())
+        return json.loads(self.sock.recv(self.max_len).decode())
+
+    def opackets(self, port: int) -> int:
+        return int(self.query("/ethdev/stats,%d" % port)["/ethdev/stats"]["opackets"])
+
+
+def rate(prefix: str, port: int, warmup: float, seconds: float) -> None:
+    deadline = time.monotonic() + 30
+    tel = None
+    while tel is None:
+        try:
+            tel = Telemetry(prefix)
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit("no telemetry socket for file prefix %s within 30 s" % prefix)
+            time.sleep(0.2)
+    while tel.opackets(port) == 0:
+        if time.monotonic() > deadline:
+            sys.exit("port %d sent nothing within 30 s" % port)
+        time.sleep(0.1)
+    time.sleep(warmup)
+    t0, c0 = time.monotonic(), tel.opackets(port)
+    time.sleep(seconds)
+    t1, c1 = time.monotonic(), tel.opackets(port)
+    print(json.dumps({"packets": c1 - c0, "seconds": round(t1 - t0, 4), "mpps": (c1 - c0) / (t1 - t0) / 1e6}))
+
+
+def main() -> None:
+    a = sys.argv[1:]
+    if len(a) >= 3 and a[0] == "clients":
+        flows = int(a[3]) if len(a) > 3 else 256
+        repeat = int(a[4]) if len(a) > 4 else 1
+        lead = int(a[5]) if len(a) > 5 else 0
+        size = int(a[2])
+        if not 64 <= size <= 1514:
+            sys.exit("size must be 64..1514")
+        write_pcap(a[1], [client_frame(64, 0, bytes([10, 98, 0, 1]))] * lead +
+                   [client_frame(size, f) for f in range(flows)] * repeat)
+    elif len(a) == 2 and a[0] == "arp":
+        write_pcap(a[1], [arp_request()] * 3)
+    elif len(a) == 5 and a[0] == "check" and a[1] in ("esp", "relay"):
+        check(a[1], a[2], a[3], a[4])
+    elif len(a) == 5 and a[0] == "rate":
+        rate(a[1], int(a[2]), float(a[3]), float(a[4]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
