@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and prints a table; raw JSON lines go to bench/results/<timestamp>.jsonl.
-# Figures are ratios against baselines measured in the same run; absolute numbers on a shared machine are noisy.
+# Figures are ratios against floors and peers measured in the same run; absolute numbers on a shared machine are noisy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 mkdir -p "$ROOT/bench/results"
 out="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+echo "gateway worker pipeline (Worker::poll_once on ring ports) and its floor, the AEAD alone on the same bytes:"
 "$BUILD/bench/bench_gateway" "$@" | tee "$out" | jq -r '
-  [.engine, .frame_bytes, .cycles_per_packet, .mpps, .gbps, .baseline_mpps, .ratio_to_baseline] | @tsv' |
-  awk 'BEGIN { printf "%-10s %6s %10s %8s %8s %14s %8s\n", "engine", "frame", "cyc/pkt", "Mpps", "Gbps", "io-fwd Mpps", "ratio" }
-       { printf "%-10s %6d %10.1f %8.2f %8.2f %14.1f %8.3f\n", $1, $2, $3, $4, $5, $6, $7 }'
+  [.engine, .frame_bytes, .cycles_per_packet, .buffer_cycles_per_packet, .floor_cycles_per_packet,
+   .over_floor_cycles_per_packet, .ratio_to_floor, .mpps, .with_buffers_mpps, .gbps] | @tsv' |
+  awk 'BEGIN { printf "%-10s %6s %9s %9s %9s %10s %7s %7s %11s %7s\n", "engine", "frame", "cyc/pkt", "buffers",
+                      "floor", "over floor", "x floor", "Mpps", "Mpps+bufs", "Gbps" }
+       { printf "%-10s %6d %9.1f %9.1f %9.1f %10.1f %7.2f %7.2f %11.2f %7.2f\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 echo
 echo "hostname rules (IngressMatcher vs a label walk over std::unordered_map, same run):"
 "$BUILD/bench/bench_ingress" | tee -a "$out" | jq -r '[.patterns, .rules, .build_ms, .ns_per_lookup, .lookups_per_s / 1e6,
   .baseline_lookups_per_s / 1e6, .ratio_to_baseline] | @tsv' |
   awk 'BEGIN { printf "%8s %8s %10s %10s %10s %14s %8s\n", "patterns", "rules", "build ms", "ns/lookup", "M/s", "label-walk M/s", "ratio" }
        { printf "%8d %8d %10.1f %10.1f %10.2f %14.2f %8.2f\n", $1, $2, $3, $4, $5, $6, $7 }'
+echo
+echo "against a real peer: dpgw and DPDK's ipsec-secgw (ESP tunnel, AES-128-GCM), one core each, same pcap input:"
+BUILD="$BUILD" RESULTS="$out" bash "$ROOT/bench/secgw.sh"
 echo "raw results: $out"
 echo
 echo "instructions per packet (valgrind callgrind, repeatable):"
