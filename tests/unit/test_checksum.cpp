@@ -21,6 +21,29 @@ static uint16_t ref_sum(const uint8_t* p, size_t n) {
   return uint16_t(s);
 }
 
+// write_ipv4_header sums its checksum from the values it writes: the header it leaves verifies (to 0), equals the
+// textbook header's bytes for the same fields, and stays valid where the sum carries (all-ones addresses, big ids).
+static void written_ipv4_header_verifies(void**) {
+  uint8_t h[20];
+  write_ipv4_header(h, 0x73, 0, kIpProtoUdp, 0xc0a80001, 0xc0a800c7);
+  auto want = from_hex("450000730000000040110000c0a80001c0a800c7");
+  store_be16(want.data() + 10, ipv4_header_checksum(want));
+  assert_memory_equal(h, want.data(), 20);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 10000; ++i) {
+    const uint32_t src = i < 2 ? 0xffffffffu : uint32_t(rng()), dst = i < 1 ? 0xffffffffu : uint32_t(rng());
+    const uint16_t len = uint16_t(i < 3 ? 0xffff : 20 + rng() % 65516), id = uint16_t(i < 3 ? 0xffff : rng());
+    const uint8_t proto = uint8_t(i < 3 ? 0xff : rng());
+    write_ipv4_header(h, len, id, proto, src, dst);
+    assert_int_equal(ipv4_header_checksum({h, 20}), 0);
+    assert_int_equal(load_be32(h + 12), src);
+    assert_int_equal(load_be32(h + 16), dst);
+    assert_int_equal(load_be16(h + 2), len);
+    assert_int_equal(load_be16(h + 4), id);
+    assert_int_equal(h[9], proto);
+  }
+}
+
 static void known_answers(void**) {
   // RFC 1071 section 3 example: 0001 f203 f4f5 f6f7 sums to ddf2.
   const uint8_t rfc[] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
@@ -273,6 +296,7 @@ static void udp_checksum_never_becomes_zero(void**) {
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(known_answers),
+      cmocka_unit_test(written_ipv4_header_verifies),
       cmocka_unit_test(csum_add_matches_reference),
       cmocka_unit_test(csum_add_chains),
       cmocka_unit_test(csum_replace_equals_recompute),
