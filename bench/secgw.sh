@@ -39,15 +39,17 @@ MAIN_CPU=0                                     # dpgw's main lcore (control: sle
 # (net_pcap, net_ring, net_null, net_memif); ipsec-secgw never reads the checksum flags, so the offload is dropped.
 SG_DIR="$BUILD/bench/ipsec-secgw"
 SG_BIN="$SG_DIR/ipsec-secgw/build/ipsec-secgw"
-stamp="$(dpkg-query -W -f='${Version}' dpdk-doc 2> /dev/null || echo unknown) $(pkg-config --modversion libdpdk) rx-cksum-off"
+doc_version=$(dpkg-query -W -f='${Version}' dpdk-doc 2> /dev/null || echo unknown)
+stamp="$doc_version $(pkg-config --modversion libdpdk) rx-cksum-off"
 if [ ! -x "$SG_BIN" ] || [ "$(cat "$SG_DIR/stamp" 2> /dev/null)" != "$stamp" ]; then
   echo "building ipsec-secgw from $SRC/ipsec-secgw into $SG_DIR"
   rm -rf "$SG_DIR"
   mkdir -p "$SG_DIR"
   cp -r "$SRC/ipsec-secgw" "$SRC/common" "$SG_DIR/"
-  sed -i 's/^\t\t\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,$/\t\t.offloads = 0, \/* dptun bench: vdevs have no RX checksum offload *\//' \
+  note='dptun bench: vdevs have no RX checksum offload'
+  sed -i "s|^\t\t\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,\$|\t\t.offloads = 0, /* $note */|" \
     "$SG_DIR/ipsec-secgw/ipsec-secgw.c"
-  grep -q 'dptun bench: vdevs have no RX checksum offload' "$SG_DIR/ipsec-secgw/ipsec-secgw.c" ||
+  grep -qF "$note" "$SG_DIR/ipsec-secgw/ipsec-secgw.c" ||
     skip "ipsec-secgw.c changed: its port configuration's RX checksum offload line was not found"
   if ! make -C "$SG_DIR/ipsec-secgw" > "$SG_DIR/build.log" 2>&1; then
     tail -5 "$SG_DIR/build.log"
@@ -180,7 +182,8 @@ check() {
     echo "$(label "$kind") at $size B: what it sent did not decrypt to the clients' packets" >&2
     exit 1
   fi
-  echo "  check $(label "$kind"), $size B: $(jq -r '"\(.decrypted) packets decrypted, \(.clients_seen) of \(.clients) clients"' "$WORK/check.json")"
+  echo "  check $(label "$kind"), $size B: $(jq -r \
+    '"\(.decrypted) packets decrypted, \(.clients_seen) of \(.clients) clients"' "$WORK/check.json")"
 }
 
 # measure KIND SIZE -> Mpps on stdout
