@@ -31,6 +31,16 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
   MacAddr mac{};
   Drop why = Drop::NoRoute;
 
+  // The burst's flow lookups overlap their cache misses: every key's index entry is requested, then every flow
+  // those entries name, before the first lookup waits for one.
+  uint32_t hashes[kBurst];
+  for (uint16_t i = 0; i < n; ++i) {
+    const PacketInfo& pi = info[i];
+    hashes[i] = FlowTable::hash(FlowKey::v4(pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0));
+    flows_.prefetch_index(hashes[i]);
+  }
+  for (uint16_t i = 0; i < n; ++i) flows_.prefetch_flow(hashes[i]);
+
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
@@ -45,7 +55,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
     }
     const bool fixed = !tcp_binding && !quic;
     const FlowKey key = FlowKey::v4(pi.src_ip, pi.dst_ip, pi.src_port, pi.dst_port, pi.l4_proto, 0);
-    const uint32_t h = FlowTable::hash(key);
+    const uint32_t h = hashes[i];
 
     Flow* f = flows_.find(key, h);
     if (tcp_binding) {

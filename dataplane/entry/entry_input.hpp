@@ -30,7 +30,7 @@ class EntryInput {
         quic_(quic), local_(local) {}
   EntryInput(const EntryInput&) = delete;
   EntryInput& operator=(const EntryInput&) = delete;
-  // `n` packets received on `in_port`, each with its parsed headers and entry point (classify's verdict).
+  // `n` (<= kBurst) packets received on `in_port`, each with its parsed headers and entry point (classify's verdict).
   void input(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info, const EntryPoint* const* entry, uint16_t n);
 
  private:

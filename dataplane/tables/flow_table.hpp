@@ -119,6 +119,16 @@ class FlowTable {
   static uint8_t worker_of(uint64_t flow_id) { return uint8_t(flow_id >> kSlotBits); }
 
   Flow* find(const FlowKey& k, uint32_t hash);
+  // Starts loading what find(k, hash) reads, for a burst (no effect on the table): prefetch_index first, for every
+  // packet of the burst, then prefetch_flow (reads the index entry: the flow in the key's first probe slot).
+  void prefetch_index(uint32_t hash) const { __builtin_prefetch(&index_[hash & index_mask_]); }
+  void prefetch_flow(uint32_t hash) const {
+    const IndexEntry& e = index_[hash & index_mask_];
+    if (!e.slot_plus1) return;
+    const Flow& f = flows_[e.slot_plus1 - 1];
+    __builtin_prefetch(&f.key);
+    __builtin_prefetch(&f.deadline_ns);  // (the next line: state, tunnel, session, target, deadline)
+  }
   // Adds a flow for a key that is not present. When full, evicts the least recently used of a few sampled
   // flows if it has been idle for kIdleBeforeEviction (`evicted` set); otherwise returns nullptr.
   Flow* insert(const FlowKey& k, uint32_t hash, uint64_t now_ns, bool& evicted);
