@@ -8,6 +8,13 @@ namespace dptun {
 
 // ops[i] is processed with cipher[i]; status[i] = 0 on success. n <= 64.
 inline void aead_burst(EpochCipher* const* cipher, const AeadOp* ops, int32_t* status, uint16_t n, unsigned thread) {
+  if (!n) return;
+  uint16_t same = 1;
+  while (same < n && cipher[same] == cipher[0]) ++same;
+  if (same == n) {  // one key for the whole burst (the usual case): no grouping, no copies
+    cipher[0]->aead->process({ops, n}, {status, n}, thread);
+    return;
+  }
   uint64_t pending = n == 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
   AeadOp group[64];
   int32_t group_status[64];

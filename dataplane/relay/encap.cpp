@@ -63,8 +63,15 @@ void Encap::flush() {
   uint8_t iv[kMax][kAeadIvLen];
   int32_t status[kMax];
   uint16_t nops = 0;
+  TunnelSession* key_session = nullptr;  // the key of the previous packet's session and epoch (a burst's usual)
+  uint64_t key_epoch = 0;
+  EpochCipher* c = nullptr;
   for (uint16_t i = 0; i < np; ++i) {
-    EpochCipher* c = p[i].s->tx_keys.find(epoch_of(counters[i]));
+    if (p[i].s != key_session || epoch_of(counters[i]) != key_epoch) {
+      key_session = p[i].s;
+      key_epoch = epoch_of(counters[i]);
+      c = key_session->tx_keys.find(key_epoch);
+    }
     if (!c) {
       ctx_.drop(p[i].m, Drop::KeyUnavailable);
       continue;
