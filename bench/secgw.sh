@@ -186,7 +186,8 @@ check() {
     '"\(.decrypted) packets decrypted, \(.clients_seen) of \(.clients) clients"' "$WORK/check.json")"
 }
 
-# measure KIND SIZE -> Mpps on stdout
+# measure KIND SIZE -> Mpps in MEASURED (not in a subshell: the EXIT trap must see the process it starts)
+MEASURED=""
 measure() {
   local kind=$1 size=$2
   start "$kind" "run-$kind-$size" "net_pcap0,rx_pcap=$WORK/c$size.pcap,infinite_rx=1" "net_pcap1,rx_pcap=$WORK/arp.pcap"
@@ -197,7 +198,7 @@ measure() {
     return 1
   fi
   stop
-  jq -r .mpps <<< "$r"
+  MEASURED=$(jq -r .mpps <<< "$r")
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -212,11 +213,11 @@ declare -A MPPS
 for size in $SIZES; do
   for ((round = 1; round <= ROUNDS; round++)); do
     for kind in "${KINDS[@]}"; do
-      if ! v=$(measure "$kind" "$size"); then
+      if ! measure "$kind" "$size"; then
         [ "$kind" = dpgw ] && { echo "dpgw: no rate measured" >&2; exit 1; }
         skip "$(label "$kind") sent nothing measurable (log above)"
       fi
-      MPPS[$kind,$size]="${MPPS[$kind,$size]:+${MPPS[$kind,$size]} }$v"
+      MPPS[$kind,$size]="${MPPS[$kind,$size]:+${MPPS[$kind,$size]} }$MEASURED"
     done
   done
 done
