@@ -231,5 +231,5 @@ for size in $SIZES; do
     --arg ra "${MPPS[no-offload,$size]}" --arg rb "${MPPS[cpu-crypto,$size]}" --arg rg "${MPPS[dpgw,$size]}" \
     '{bench: "secgw_peer", frame_bytes: $size, secgw_mpps: $a, secgw_cpu_crypto_mpps: $b, dpgw_mpps: $g,
       ratio: ($g / $a), ratio_cpu_crypto: ($g / $b), rounds: {secgw: $ra, secgw_cpu_crypto: $rb, dpgw: $rg}}')
-  [ -n "$RESULTS" ] && echo "$line" >> "$RESULTS"
+  if [ -n "$RESULTS" ]; then echo "$line" >> "$RESULTS"; fi
 done
