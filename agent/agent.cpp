@@ -146,6 +146,7 @@ uint64_t Agent::tun_queue_drops() const {
 void Agent::offer(SessionGrant grant) { adopt(std::move(grant), monotonic_ns()); }
 
 void Agent::adopt(SessionGrant g, uint64_t now_ns) {
+  flush_link(now_ns);  // frames kept for sealing belong to the session that counted them
   // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
   const uint32_t index = g.index;
   if (sessions_.adopt(std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns,
@@ -183,13 +184,13 @@ void Agent::send_keepalive(uint64_t now_ns) {
   // Without an answer, the gateway may have restarted: it has keys ready for the wall clock's epoch.
   if (link_state_ != Link::Up) sessions_.current()->anchor_to_clock();
   uint8_t* frame = link_.tx_slot();
-  if (!sessions_.current()->seal(FrameType::Keepalive, 0, frame, 0, now_ns)) {
+  if (!sessions_.current()->seal_later(FrameType::Keepalive, 0, frame, 0, now_ns)) {
     LOG_ERROR("cannot seal a keepalive (key derivation failed)");
     return;
   }
   stats_.keepalives_tx++;
-  note_send_error(link_.queue(codec_.layout().frame_len(0)), now_ns);
-  note_send_error(link_.flush(), now_ns);
+  queue_frame(codec_.layout().frame_len(0), now_ns);
+  flush_link(now_ns);
   last_keepalive_ns_ = now_ns;
 }
 
@@ -204,30 +205,48 @@ void Agent::gateway_readable(uint64_t now_ns) {
       return;
     }
     if (n == 0) return;
+    size_t count = 0;
     for (int i = 0; i < n; ++i) {
       // With UDP_GRO a buffer may hold several frames of one length back to back (the last may be shorter).
       const std::span<uint8_t> buffer{link_.rx_data(unsigned(i)), link_.rx_len(unsigned(i))};
       const size_t step = link_.rx_segment_size(unsigned(i)) ? link_.rx_segment_size(unsigned(i)) : buffer.size();
-      for (size_t off = 0; off < buffer.size(); off += step)
-        frame_from_gateway(buffer.subspan(off, std::min(step, buffer.size() - off)), now_ns);
+      for (size_t off = 0; off < buffer.size(); off += step) {
+        const std::span<uint8_t> frame = buffer.subspan(off, std::min(step, buffer.size() - off));
+        // The receiver index picks the session: the current one, or the previous one during its grace time.
+        uint32_t receiver;
+        AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
+        rx_batch_[count++] = AgentSession::Received{frame, s, {}, AgentSession::OpenResult::Malformed};
+        if (count == rx_batch_.size()) {
+          frames_from_gateway({rx_batch_.data(), count}, now_ns);
+          count = 0;
+        }
+      }
     }
+    frames_from_gateway({rx_batch_.data(), count}, now_ns);
     // The packets the TUN writer holds point into the receive buffers: out before they are reused.
     tun_out_.flush();
     if (n < int(UdpLink::kBatch)) return;
   }
 }
 
-// One frame from the gateway: authenticated and opened, its inner packet translated and handed to the TUN writer.
-void Agent::frame_from_gateway(std::span<uint8_t> frame, uint64_t now_ns) {
-  // The receiver index picks the session: the current one, or the previous one during its grace time.
-  uint32_t receiver;
-  AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
+// Frames from the gateway, opened in bursts by their sessions (one AEAD call per key), then each delivered.
+void Agent::frames_from_gateway(std::span<AgentSession::Received> batch, uint64_t now_ns) {
+  if (batch.empty()) return;
+  for (AgentSession* s : {sessions_.current(), sessions_.previous()})
+    if (s) s->open_burst(batch, now_ns);
+  for (AgentSession::Received& r : batch) frame_from_gateway(r, now_ns);
+}
+
+// One opened frame from the gateway: its inner packet translated and handed to the TUN writer.
+void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
+  AgentSession* s = r.session;
   if (!s) {
     stats_.no_session++;
     return;
   }
-  FrameMeta meta;
-  switch (s->open(frame, meta, now_ns)) {
+  const std::span<uint8_t> frame = r.frame;
+  const FrameMeta& meta = r.meta;
+  switch (r.result) {
     case AgentSession::OpenResult::Ok: break;
     case AgentSession::OpenResult::Malformed: stats_.malformed++; return;
     case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; return;
@@ -365,7 +384,7 @@ void Agent::tun_readable(uint64_t now_ns) {
       packet_from_tun({slot, len}, now_ns);
     }
   }
-  if (link_open_) note_send_error(link_.flush(), now_ns);
+  flush_link(now_ns);
 }
 
 // One packet the kernel routed into the TUN (a reply of a target, or a visitor's packet): sealed into a frame of its
@@ -503,13 +522,31 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
 // trailer behind it) and queues it.
 void Agent::send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns) {
   const uint32_t encrypted = codec_.layout().encrypted_len(uint32_t(packet_len));
-  if (!sessions_.current()->seal(FrameType::Data, 0, frame, encrypted, now_ns)) {
+  if (!sessions_.current()->seal_later(FrameType::Data, 0, frame, encrypted, now_ns)) {
     LOG_ERROR("cannot seal a frame (key derivation failed)");
     return;
   }
   stats_.frames_tx++;
   stats_.inner_tx_bytes += inner_bytes;
-  note_send_error(link_.queue(codec_.layout().frame_len(encrypted)), now_ns);
+  queue_frame(codec_.layout().frame_len(encrypted), now_ns);
+}
+
+// A frame built in the link's slot and kept for sealing: queued; a full batch is sealed and sent at once.
+void Agent::queue_frame(size_t len, uint64_t now_ns) {
+  link_.queue(len);
+  if (link_.full()) flush_link(now_ns);
+}
+
+// The queued frames: sealed in one burst (one AEAD call per key), then sent.
+void Agent::flush_link(uint64_t now_ns) {
+  if (AgentSession* s = sessions_.current(); s && s->sealing()) {
+    if (const size_t failed = s->seal_pending()) {
+      stats_.seal_errors += failed;
+      link_.drop_wiped();
+      LOG_ERROR("AES-GCM failed on %zu frames: not sent", failed);
+    }
+  }
+  if (link_open_) note_send_error(link_.flush(), now_ns);
 }
 
 // One periodic tick rather than a timer each: the deadlines move with the state (probing every 250 ms until the
@@ -587,6 +624,7 @@ std::string Agent::stats_json() const {
       .field("routed_flows", stats_.routed_flows)
       .field("no_route", stats_.no_route)
       .field("send_errors", stats_.send_errors)
+      .field("seal_errors", stats_.seal_errors)
       .field("fragments_tx", stats_.fragments_tx)
       .field("icmp_errors_forwarded", stats_.icmp_errors_forwarded)
       .field("icmp_ignored", stats_.icmp_ignored);

@@ -71,6 +71,7 @@ struct AgentStats {
   uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
   uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
   uint64_t bad_inner = 0, no_nat = 0, no_session = 0, send_errors = 0;
+  uint64_t seal_errors = 0;  // frames the AEAD failed to seal (wiped, not sent)
   uint64_t tun_super_packets = 0, tun_segments = 0;  // TCP/UDP super-packets read from the TUN, segments made of them
   uint64_t tun_gso_malformed = 0;  // super-packets whose headers did not add up (dropped)
   uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
@@ -104,7 +105,8 @@ class Agent {
   // Datagrams from the gateway read per wakeup, in batches of UdpLink::kBatch: as many as tun_readable's budget.
   static constexpr unsigned kGatewayBatchesPerWakeup = 256 / UdpLink::kBatch;
   void gateway_readable(uint64_t now_ns);
-  void frame_from_gateway(std::span<uint8_t> frame, uint64_t now_ns);
+  void frames_from_gateway(std::span<AgentSession::Received> batch, uint64_t now_ns);
+  void frame_from_gateway(AgentSession::Received& r, uint64_t now_ns);
   void to_tun(std::span<uint8_t> packet, bool reassembled);
   void tun_readable(uint64_t now_ns);
   void packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
@@ -112,6 +114,8 @@ class Agent {
   uint64_t tun_queue_drops() const;
   void send_keepalive(uint64_t now_ns);
   void note_send_error(int err, uint64_t now_ns);
+  void queue_frame(size_t len, uint64_t now_ns);
+  void flush_link(uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns);
   void target_unreachable(std::span<uint8_t> packet, uint64_t now_ns);
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
@@ -126,6 +130,7 @@ class Agent {
   RoutedFlows routed_;  // tag -> the local target agent-side routing chose
   TunDevice tun_;
   TunWriter tun_out_{tun_};
+  std::array<AgentSession::Received, 64> rx_batch_;  // frames of one receive batch, opened together
   std::vector<uint8_t> tun_in_ = std::vector<uint8_t>(kMaxSuperPacket);  // what one TUN read may bring
   LanNat lan_nat_;
   UdpLink link_;

@@ -49,6 +49,14 @@ void AgentSession::anchor_to_clock() {
 }
 
 bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns) {
+  if (!seal_later(type, flags, frame, encrypted_len, now_ns)) return false;
+  // Frames kept before this one are sealed too.
+  bool failed = false;
+  seal_pending(frame, &failed);
+  return !failed;
+}
+
+bool AgentSession::seal_later(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns) {
   if (mode_ == CounterMode::WallClock) {
     const uint64_t real = realtime_();
     if (tx_counter_ + kClockAnchorLagNs < real) {  // keep within the receiver's freshness limit
@@ -74,21 +82,39 @@ bool AgentSession::seal(FrameType type, uint8_t flags, uint8_t* frame, size_t en
     e = epoch_of(tx_counter_);
   }
   if (e != tx_epoch_ || !tx_key_) {
+    seal_pending();  // what was kept goes under the key it was counted for
     tx_key_.reset(make_key(KeyDirection::AgentToGateway, e));
     if (!tx_key_) return false;
     tx_epoch_ = e;
     tx_epoch_since_ns_ = now_ns;
   }
+  if (pending_ == kMaxPending) seal_pending();
   const uint64_t counter = tx_counter_++;
   codec_.write_header(frame, FrameMeta{type, flags, index_, counter});
-  uint8_t iv[kAeadIvLen];
-  make_nonce(iv, tx_key_->salt, counter);
-  const AeadOp op = codec_.seal_op(frame, uint32_t(encrypted_len), iv);
-  int32_t status = 0;
-  tx_key_->aead->process({&op, 1}, {&status, 1}, 0);
-  if (status) return false;
-  codec_.protect({frame, codec_.layout().frame_len(uint32_t(encrypted_len))});
+  make_nonce(pending_ivs_[pending_].data(), tx_key_->salt, counter);
+  pending_ops_[pending_] = codec_.seal_op(frame, uint32_t(encrypted_len), pending_ivs_[pending_].data());
+  pending_len_[pending_] = codec_.layout().frame_len(uint32_t(encrypted_len));
+  // seal_op names the frame's encrypted part; the frame itself starts at `frame` (kept for protect and wiping).
+  pending_frames_[pending_++] = frame;
   return true;
+}
+
+size_t AgentSession::seal_pending(const uint8_t* watch, bool* watch_failed) {
+  if (!pending_) return 0;
+  int32_t status[kMaxPending];
+  tx_key_->aead->process({pending_ops_.data(), pending_}, {status, pending_}, 0);
+  size_t failed = 0;
+  for (size_t i = 0; i < pending_; ++i) {
+    if (status[i]) {
+      OPENSSL_cleanse(pending_frames_[i], pending_len_[i]);  // never in clear on the wire
+      if (pending_frames_[i] == watch && watch_failed) *watch_failed = true;
+      ++failed;
+      continue;
+    }
+    codec_.protect({pending_frames_[i], pending_len_[i]});
+  }
+  pending_ = 0;
+  return failed;
 }
 
 // Epochs a legitimate gateway is expected to use next: around the newest authenticated one, and (static keys)
@@ -131,23 +157,75 @@ AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns, uint64_
 }
 
 AgentSession::OpenResult AgentSession::open(std::span<uint8_t> frame, FrameMeta& meta, uint64_t now_ns) {
-  if (codec_.read_header(frame, replay_.top(), meta) != FrameError::None) return OpenResult::Malformed;
-  if (meta.receiver_index != index_) return OpenResult::WrongSession;
-  if (!replay_.check(meta.counter)) return OpenResult::Replay;
+  Received r{frame, this, {}, OpenResult::Malformed};
+  open_burst({&r, 1}, now_ns);
+  meta = r.meta;
+  return r.result;
+}
+
+void AgentSession::open_burst(std::span<Received> batch, uint64_t now_ns) {
+  constexpr size_t kRun = 64;
+  AeadOp ops[kRun];
+  int32_t status[kRun];
+  uint8_t ivs[kRun][kAeadIvLen];
+  Received* pending[kRun];
+  size_t run = 0;
+  Key* key = nullptr;
+  uint64_t run_epoch = kNone;
   const uint64_t real = mode_ == CounterMode::WallClock ? realtime_() : 0;
-  if (mode_ == CounterMode::WallClock && meta.counter + kClockFreshnessNs < real) return OpenResult::Stale;
-  const uint64_t epoch = epoch_of(meta.counter);
-  Key* k = rx_key(epoch, now_ns, real);
-  if (!k) return OpenResult::NoKey;
-  uint8_t iv[kAeadIvLen];
-  make_nonce(iv, k->salt, meta.counter);
-  const AeadOp op = codec_.open_op(frame, iv);
-  int32_t status = 0;
-  k->aead->process({&op, 1}, {&status, 1}, 0);
-  if (status) return OpenResult::AuthFail;
-  if (!replay_.accept(meta.counter)) return OpenResult::Replay;
-  if (rx_epoch_ == kNone || epoch > rx_epoch_) rx_epoch_ = epoch;
-  return OpenResult::Ok;
+  // The frames of one key in one call; then, in frame order, the replay window decides.
+  auto finish = [&] {
+    if (!run) return;
+    key->aead->process({ops, run}, {status, run}, 0);
+    for (size_t j = 0; j < run; ++j) {
+      Received& r = *pending[j];
+      if (status[j]) {
+        r.result = OpenResult::AuthFail;
+      } else if (!replay_.accept(r.meta.counter)) {
+        r.result = OpenResult::Replay;
+      } else {
+        r.result = OpenResult::Ok;
+        const uint64_t epoch = epoch_of(r.meta.counter);
+        if (rx_epoch_ == kNone || epoch > rx_epoch_) rx_epoch_ = epoch;
+      }
+    }
+    run = 0;
+  };
+  for (Received& r : batch) {
+    if (r.session != this) continue;
+    if (codec_.read_header(r.frame, replay_.top(), r.meta) != FrameError::None) {
+      r.result = OpenResult::Malformed;
+      continue;
+    }
+    if (r.meta.receiver_index != index_) {
+      r.result = OpenResult::WrongSession;
+      continue;
+    }
+    if (!replay_.check(r.meta.counter)) {
+      r.result = OpenResult::Replay;
+      continue;
+    }
+    if (mode_ == CounterMode::WallClock && r.meta.counter + kClockFreshnessNs < real) {
+      r.result = OpenResult::Stale;
+      continue;
+    }
+    const uint64_t epoch = epoch_of(r.meta.counter);
+    // Another epoch's key may have to be derived, which may drop a cached one: the run under the current key is
+    // finished first.
+    if (run && (epoch != run_epoch || run == kRun)) finish();
+    if (!run) {
+      key = rx_key(epoch, now_ns, real);
+      if (!key) {
+        r.result = OpenResult::NoKey;
+        continue;
+      }
+      run_epoch = epoch;
+    }
+    make_nonce(ivs[run], key->salt, r.meta.counter);
+    ops[run] = codec_.open_op(r.frame, ivs[run]);
+    pending[run++] = &r;
+  }
+  finish();
 }
 
 }  // namespace dptun

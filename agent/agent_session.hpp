@@ -1,6 +1,7 @@
 // The agent's end of one tunnel session: transmit counter and epoch keys (agent->gateway), receive epoch
 // keys (gateway->agent) and the replay windows. Single-threaded; keys are derived on demand.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,8 +32,26 @@ class AgentSession {
   // are written behind its header, with room for the tag behind them (codec().layout().frame_len(encrypted_len)
   // bytes in all). now_ns: monotonic clock (rekey timer). False when no key can be derived or the AEAD fails.
   bool seal(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns);
+  // The same in two steps, for bursts: seal_later() writes the header (its counter reserved now) and keeps the frame;
+  // seal_pending() encrypts every kept frame, one AEAD call per key, and protects them. The frames must stay where
+  // they are until then. A frame the AEAD failed on is wiped (never sent in clear); seal_pending() returns how many
+  // (and, given `watch`, whether that frame was one).
+  bool seal_later(FrameType type, uint8_t flags, uint8_t* frame, size_t encrypted_len, uint64_t now_ns);
+  size_t seal_pending(const uint8_t* watch = nullptr, bool* watch_failed = nullptr);
+  bool sealing() const { return pending_ != 0; }
   // Authenticates and decrypts a whole frame in place (codec().read_inner reads a data frame's contents then).
   OpenResult open(std::span<uint8_t> frame, FrameMeta& meta, uint64_t now_ns);
+  // A frame of a received batch: which session it names (nullptr: none), and what opening it gave.
+  struct Received {
+    std::span<uint8_t> frame;
+    AgentSession* session;
+    FrameMeta meta;
+    OpenResult result;
+  };
+  // Opens, in order, the frames of `batch` that name this session (others are left as they are): one AEAD call per
+  // run of frames under one key, then the replay window in frame order (a frame repeated within the batch is a
+  // replay).
+  void open_burst(std::span<Received> batch, uint64_t now_ns);
   const RelayCodec& codec() const { return codec_; }
   // WallClock mode: moves the transmit counter up to the wall clock now (after losing the gateway: a restarted
   // gateway has keys ready for the wall clock's epoch).
@@ -67,6 +86,12 @@ class AgentSession {
   uint64_t tx_epoch_since_ns_ = 0;
   std::unique_ptr<Key> tx_key_;
   uint64_t rekeys_ = 0;
+  static constexpr size_t kMaxPending = 64;
+  size_t pending_ = 0;  // frames kept by seal_later, all under tx_key_
+  std::array<AeadOp, kMaxPending> pending_ops_;
+  std::array<std::array<uint8_t, kAeadIvLen>, kMaxPending> pending_ivs_;
+  std::array<uint32_t, kMaxPending> pending_len_;  // frame lengths
+  std::array<uint8_t*, kMaxPending> pending_frames_;
 
   EpochReplayWindow replay_;
   uint64_t rx_epoch_ = ~uint64_t(0);

@@ -102,11 +102,6 @@ int UdpLink::receive_batch() {
   return n;
 }
 
-int UdpLink::queue(size_t len) {
-  tx_len_[tx_count_++] = len;
-  return tx_count_ == kBatch ? flush() : 0;
-}
-
 // Sends frames [0, count) of the slots: with UDP_SEGMENT, each run of frames of one length (the last of a run may
 // be shorter) is one sendmmsg entry whose iovecs the kernel joins and cuts again at that length.
 int UdpLink::send_all(unsigned count) {
@@ -167,7 +162,29 @@ int UdpLink::send_all(unsigned count) {
   return 0;
 }
 
+unsigned UdpLink::drop_wiped() {
+  static constexpr uint8_t kZero[16] = {};
+  unsigned n = 0;
+  for (unsigned i = 0; i < tx_count_; ++i)
+    if (tx_len_[i] >= sizeof kZero && std::memcmp(tx_buf_[i].data(), kZero, sizeof kZero) == 0) {
+      tx_len_[i] = 0;
+      ++n;
+    }
+  return n;
+}
+
 int UdpLink::flush() {
+  // Slots given up (len 0) are left out.
+  unsigned kept = 0;
+  for (unsigned i = 0; i < tx_count_; ++i) {
+    if (!tx_len_[i]) continue;
+    if (kept != i) {
+      std::swap(tx_buf_[kept], tx_buf_[i]);
+      tx_len_[kept] = tx_len_[i];
+    }
+    ++kept;
+  }
+  tx_count_ = kept;
   if (!tx_count_) return 0;
   const int err = send_all(tx_count_);
   tx_count_ = 0;

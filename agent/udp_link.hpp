@@ -61,10 +61,14 @@ class UdpLink {
   // buffer holds one frame.
   size_t rx_segment_size(unsigned i) const { return rx_gso_[i]; }
 
-  // Queues a frame built in tx_slot(); sends when the batch is full. flush() sends the rest.
-  // Both return a negative errno on a send error (the frames it lost are counted in stats().tx_dropped), else 0.
+  // Queues a frame built in tx_slot() (`len` 0: the slot is given up). The caller flushes when full() (before the
+  // next tx_slot()); flush() returns a negative errno on a send error (the frames it lost are counted in
+  // stats().tx_dropped), else 0.
   uint8_t* tx_slot() { return tx_buf_[tx_count_].data(); }
-  int queue(size_t len);
+  void queue(size_t len) { tx_len_[tx_count_++] = len; }
+  bool full() const { return tx_count_ == kBatch; }
+  // Gives up the queued frames whose first 16 bytes are zero (frames the sealer wiped); returns how many.
+  unsigned drop_wiped();
   int flush();
 
  private:
