@@ -547,6 +547,58 @@ static void session_slots_never_select_stale_keys(void**) {
   assert_int_equal(slots.previous()->index(), kIndex + 2);
 }
 
+
+// A receive batch opened in one go: frames of two epochs, a repeat within the batch, a tampered frame, another
+// session's frame and garbage, each judged as alone, in frame order; frames sealed in one burst all open at the
+// gateway, under the key of the epoch each was counted in.
+static void bursts_both_ways(void**) {
+  OpensslAead engine;
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
+  Gateway gw{psk(1)};
+  const uint64_t c0 = first_counter_of(1000) - 2;
+  std::vector<std::vector<uint8_t>> frames;
+  for (uint64_t i = 0; i < 6; ++i) frames.push_back(gw.seal(kIndex, c0 + i, plaintext(uint8_t(i))));  // epochs 999, 1000
+  frames.push_back(frames[1]);                                                      // a repeat of #1
+  auto bad = gw.seal(kIndex, c0 + 6, plaintext(6));
+  bad[kHeaderLen + 3] ^= 0x40;
+  frames.push_back(bad);                                                            // tampered
+  frames.push_back(gw.seal(kIndex, c0 + 7, plaintext(7)));                          // after the tampered one
+  frames.push_back(std::vector<uint8_t>(10, 1));                                    // garbage
+  std::vector<AgentSession::Received> batch;
+  for (auto& f : frames) batch.push_back(AgentSession::Received{f, &a, {}, R::Malformed});
+  AgentSession other(kIndex + 1, psk(2), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
+  batch.push_back(AgentSession::Received{frames[0], &other, {}, R::NoKey});  // not this session's: left alone
+  a.open_burst(batch, 0);
+  const R want[] = {R::Ok, R::Ok, R::Ok, R::Ok, R::Ok, R::Ok, R::Replay, R::AuthFail, R::Ok, R::Malformed, R::NoKey};
+  for (size_t i = 0; i < batch.size(); ++i) assert_int_equal(batch[i].result, want[i]);
+  for (uint64_t i = 0; i < 6; ++i) {
+    assert_int_equal(batch[i].meta.counter, c0 + i);
+    assert_memory_equal(frames[i].data() + kHeaderLen, plaintext(uint8_t(i)).data(), plaintext(0).size());
+  }
+  // Opened once: the same frames again are replays.
+  for (auto& r : batch) r.result = R::Malformed;
+  a.open_burst(std::span(batch).first(6), 1);
+  for (size_t i = 0; i < 6; ++i) assert_int_equal(batch[i].result, R::Replay);
+
+  // Sealing: frames kept, then sealed together; each opens at the gateway.
+  AgentSession b(kIndex, psk(3), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
+  Gateway gw3{psk(3)};
+  std::vector<std::vector<uint8_t>> out(70);
+  for (size_t i = 0; i < out.size(); ++i) {  // more than one burst's worth: the first 64 are sealed on the way
+    const auto plain = plaintext(uint8_t(i));
+    out[i].assign(RelayCodec::kLayout.frame_len(uint32_t(plain.size())), 0);
+    std::memcpy(out[i].data() + kHeaderLen, plain.data(), plain.size());
+    assert_true(b.seal_later(FrameType::Data, 0, out[i].data(), plain.size(), 0));
+  }
+  assert_true(b.sealing());
+  assert_int_equal(b.seal_pending(), 0);
+  assert_false(b.sealing());
+  for (size_t i = 0; i < out.size(); ++i) {
+    assert_true(gw3.open_from_agent(out[i]));
+    assert_memory_equal(out[i].data() + kHeaderLen, plaintext(uint8_t(i)).data(), plaintext(0).size());
+  }
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(agent_frames_decrypt_at_the_gateway),
@@ -566,6 +618,7 @@ int main() {
       cmocka_unit_test(wall_clock_rekey_waits_for_the_clock),
       cmocka_unit_test(expected_epochs_bypass_the_budget),
       cmocka_unit_test(session_slots_never_select_stale_keys),
+      cmocka_unit_test(bursts_both_ways),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
