@@ -11,7 +11,7 @@ policy=${DPTUN_POLICY_RC:-/usr/sbin/policy-rc.d}
 
 PKGS=(
   build-essential g++ pkg-config meson ninja-build
-  libdpdk-dev dpdk dpdk-dev dpdk-doc wireguard-go
+  libdpdk-dev dpdk dpdk-dev dpdk-doc wireguard-go wireguard-tools
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
   clang-14 libclang-rt-14-dev libfuzzer-14-dev

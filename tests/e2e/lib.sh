@@ -73,17 +73,27 @@ netns_hosts() {
   for line in "$@"; do echo "$line" >> "/etc/netns/$ns/hosts"; done
 }
 
+# gw_vdev INDEX IFACE QUEUES: the DPDK vdev for a veth of the gateway namespace, of the kind $GW_VDEV names
+# (af_packet by default; af_xdp: the kernel's XDP socket, native XDP on veth)
+gw_vdev() {
+  case "${GW_VDEV:-af_packet}" in
+    af_packet) echo "net_af_packet$1,iface=$2,framecnt=2048$([ "$3" -gt 1 ] && echo ",qpairs=$3")" ;;
+    af_xdp) echo "net_af_xdp$1,iface=$2,start_queue=0,queue_count=$3" ;;
+    *) fail "GW_VDEV=${GW_VDEV}: af_packet or af_xdp" ;;
+  esac
+}
+
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
 # With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
 # underlay port a kernel path (a TAP of that name in the gateway namespace); GW_DIRECT=true turns on direct mode
 # for visitors. GW_PUBLIC_TAP=1 makes the public port a DPDK TAP (net_tap) that public_tap_bridge joins to the
 # client's link: af_packet's fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 fragments in the kernel
 # and cuts what exceeds its 2048-byte frames, so tests of dpgw's own reassembly need fragments to reach it whole.
+# GW_VDEV=af_xdp drives gc and ga through net_af_xdp instead of net_af_packet (gw_vdev).
 write_gw_conf() {
-  local workers=${1:-1} huge=${2:-false} qp="" kif="" pub
+  local workers=${1:-1} huge=${2:-false} kif="" pub
   [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
-  [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
-  pub="net_af_packet0,iface=gc,framecnt=2048$qp"
+  pub=$(gw_vdev 0 gc "$workers")
   [ "${GW_PUBLIC_TAP:-0}" = 1 ] && pub="net_tap0,iface=dptap"
   cat > "$WORK/gw.conf" <<CONF
 dpgw = {
@@ -91,7 +101,7 @@ dpgw = {
   eal = { memory_mb = 512; hugepages = $huge; file_prefix = "$DPT_PREFIX"; log_level = "*:notice"; };
   ports = (
     { name = "public"; device = "$pub"; address = "$GW_PUBLIC/24"; },
-    { name = "underlay"; device = "net_af_packet1,iface=ga,framecnt=2048$qp"; address = "$GW_UNDERLAY/24";$kif }
+    { name = "underlay"; device = "$(gw_vdev 1 ga "$workers")"; address = "$GW_UNDERLAY/24";$kif }
   );
   idle = { backoff = true; max_sleep_us = 100; };
   control_socket = "$WORK/dpgw.sock";
