@@ -48,7 +48,6 @@ void TunWriter::add(std::span<uint8_t> packet) {
   if (f) {
     write(*f);
   } else {
-    f = nullptr;
     for (Flow& g : flows_)
       if (!g.count) {
         f = &g;
