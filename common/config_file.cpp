@@ -29,13 +29,21 @@ static std::string location(const libconfig::Setting& s) {
   return std::string(file ? file : "config") + ":" + std::to_string(s.getSourceLine());
 }
 
+std::string config_where(const libconfig::Setting& where) {
+  return location(where) + ": key '" + config_path(where) + "'";
+}
+
+std::string config_where_missing(const libconfig::Setting& group, const char* key) {
+  std::string path = group.isRoot() ? key : config_path(group) + "." + key;
+  return location(group) + ": key '" + path + "'";
+}
+
 void config_fail(const libconfig::Setting& where, const std::string& what) {
-  throw ConfigError(location(where) + ": key '" + config_path(where) + "': " + what);
+  throw ConfigError(config_where(where) + ": " + what);
 }
 
 void config_fail_missing(const libconfig::Setting& group, const char* key) {
-  std::string path = group.isRoot() ? key : config_path(group) + "." + key;
-  throw ConfigError(location(group) + ": key '" + path + "': required but missing");
+  throw ConfigError(config_where_missing(group, key) + ": required but missing");
 }
 
 void config_allow_keys(const libconfig::Setting& group, std::initializer_list<const char*> keys) {

@@ -34,6 +34,11 @@ class ConfigFile {
 // Same, for a key that is missing from a group: names the group's line and the missing key.
 [[noreturn]] void config_fail_missing(const libconfig::Setting& group, const char* key);
 
+// "file:line: key 'a.b.c'", the prefix config_fail() gives a message: for checks made after loading (dpgw's crypto
+// device exists only once EAL runs). config_where_missing: a key absent from `group`, at the group's line.
+std::string config_where(const libconfig::Setting& where);
+std::string config_where_missing(const libconfig::Setting& group, const char* key);
+
 // Rejects keys the program does not know: a typo must not silently become a default.
 void config_allow_keys(const libconfig::Setting& group, std::initializer_list<const char*> keys);
 

@@ -1,12 +1,12 @@
 #include "crypto/aead_cryptodev.hpp"
 
-#include <rte_bus_vdev.h>
 #include <rte_cryptodev.h>
 #include <rte_mempool.h>
 
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "crypto/cryptodev_device.hpp"
 
 namespace dptun {
 
@@ -59,37 +59,18 @@ bool supports_cpu_gcm(uint8_t dev_id, std::string& error) {
   rte_cryptodev_info info;
   rte_cryptodev_info_get(dev_id, &info);
   if (!(info.feature_flags & RTE_CRYPTODEV_FF_SYM_CPU_CRYPTO)) {
-    error = std::string("crypto device ") + info.driver_name + " has no synchronous CPU crypto support";
+    error = std::string("crypto device ") + info.driver_name + " has no synchronous CPU crypto (the engine \"cryptodev-async\" drives such devices through crypto ops)";
     return false;
   }
-  rte_cryptodev_sym_capability_idx idx{};
-  idx.type = RTE_CRYPTO_SYM_XFORM_AEAD;
-  idx.algo.aead = RTE_CRYPTO_AEAD_AES_GCM;
-  const rte_cryptodev_symmetric_capability* cap = rte_cryptodev_sym_capability_get(dev_id, &idx);
-  if (!cap || rte_cryptodev_sym_capability_check_aead(cap, 16, 16, 16, 12) != 0 ||
-      rte_cryptodev_sym_capability_check_aead(cap, 32, 16, 16, 12) != 0) {
-    error = std::string("crypto device ") + info.driver_name + " lacks AES-GCM with 128/256-bit keys";
-    return false;
-  }
-  return true;
+  return cryptodev_has_gcm(dev_id, 16, error);
 }
 
 }  // namespace
 
 std::unique_ptr<CryptodevAead> CryptodevAead::open(const std::string& device, unsigned max_keys, std::string& error) {
-  int id = rte_cryptodev_get_dev_id(device.c_str());
-  if (id < 0) {
-    if (rte_vdev_init(device.c_str(), nullptr) != 0) {
-      error = "cannot create crypto device '" + device + "' (is DPDK's ipsec_mb PMD installed?)";
-      return nullptr;
-    }
-    id = rte_cryptodev_get_dev_id(device.c_str());
-    if (id < 0) {
-      error = "crypto device '" + device + "' did not appear after probing";
-      return nullptr;
-    }
-  }
-  uint8_t dev_id = uint8_t(id);
+  auto id = cryptodev_find(device, error);
+  if (!id) return nullptr;
+  const uint8_t dev_id = *id;
   if (!supports_cpu_gcm(dev_id, error)) return nullptr;
 
   rte_cryptodev_config conf{};

@@ -87,7 +87,7 @@ void ControlLoop::reload() {
               next.flow.tcp_established_timeout_ns != now.flow.tcp_established_timeout_ns,
           "flows");
   differs(next.crypto.key_len != now.crypto.key_len || next.crypto.rekey_interval_ns != now.crypto.rekey_interval_ns ||
-              next.crypto.engine != now.crypto.engine,
+              next.crypto.engine != now.crypto.engine || next.crypto.device != now.crypto.device,
           "crypto");
   std::string error;
   std::vector<std::string> changes;

@@ -47,6 +47,21 @@ std::vector<std::string> build_eal_args(const GatewayConfig& cfg, const std::str
       a.push_back(p.device);
     }
   }
+  // A crypto device on PCI (QAT: "0000:3d:01.0", or its cryptodev "0000:3d:01.0_qat_sym") is allow-listed too.
+  if (cfg.crypto.engine != "openssl") {
+    const std::string dev = port_device_name(cfg.crypto.device);
+    const std::string pci = dev.substr(0, dev.find('_'));
+    if (is_pci_address(pci)) {
+      any_pci = true;
+      a.push_back("-a");
+      a.push_back(pci);
+    }
+  }
+  // PCI devices the operator allow-lists (or block-lists) in eal.args need the PCI bus as well.
+  for (const auto& x : cfg.eal.extra_args)
+    if (x == "-a" || x == "-b" || x.rfind("--allow", 0) == 0 || x.rfind("--block", 0) == 0 ||
+        (x.size() > 2 && (x.rfind("-a", 0) == 0 || x.rfind("-b", 0) == 0) && x[2] != '-'))
+      any_pci = true;
   if (!any_pci) a.push_back("--no-pci");  // never touch NICs the config does not name
   if (!cfg.eal.log_level.empty()) {
     a.push_back("--log-level");

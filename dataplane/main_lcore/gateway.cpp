@@ -14,6 +14,7 @@
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "crypto/aead_cryptodev.hpp"
+#include "crypto/aead_cryptodev_async.hpp"
 #include "crypto/aead_openssl.hpp"
 
 namespace dptun {
@@ -48,11 +49,18 @@ bool Gateway::build(const Options& opt, std::string& error) {
     return false;
   }
 
-  if (cfg.crypto.engine == "cryptodev") {
-    // Sessions come and go at runtime: size the pool for many (each has up to 2 x 8 epoch keys in use and a
-    // few retired ones waiting for their grace period).
-    engine_ = CryptodevAead::open(cfg.crypto.device, 32768, error);
-    if (!engine_) return false;
+  // Sessions come and go at runtime: size the cryptodev session pool for many (each has up to 2 x 8 epoch keys in
+  // use and a few retired ones waiting for their grace period).
+  constexpr unsigned kMaxKeys = 32768;
+  if (cfg.crypto.engine == "cryptodev" || cfg.crypto.engine == "cryptodev-async") {
+    if (cfg.crypto.engine == "cryptodev")
+      engine_ = CryptodevAead::open(cfg.crypto.device, kMaxKeys, error);
+    else  // one queue pair per worker
+      engine_ = CryptodevAsyncAead::open(cfg.crypto.device, cfg.workers, kMaxKeys, error);
+    if (!engine_) {
+      error = (cfg.crypto.device_where.empty() ? "" : cfg.crypto.device_where + ": ") + error;
+      return false;
+    }
   } else {
     engine_ = std::make_unique<OpensslAead>(cfg.workers);
   }

@@ -268,11 +268,15 @@ static GatewayConfig load(const std::string& path) {
   if (const Setting* c = config_child(gw, "crypto")) {
     config_allow_keys(*c, {"engine", "device", "cipher", "rekey_interval"});
     cfg.crypto.engine = config_string(*c, "engine", "cryptodev");
-    if (cfg.crypto.engine != "cryptodev" && cfg.crypto.engine != "openssl")
-      config_fail((*c)["engine"], "expected \"cryptodev\" or \"openssl\"");
+    if (cfg.crypto.engine != "cryptodev" && cfg.crypto.engine != "cryptodev-async" && cfg.crypto.engine != "openssl")
+      config_fail((*c)["engine"], "expected \"cryptodev\", \"cryptodev-async\" or \"openssl\"");
     cfg.crypto.device = config_string(*c, "device", "crypto_aesni_gcm0");
+    if (cfg.crypto.device.empty()) config_fail((*c)["device"], "expected a crypto device name");
+    cfg.crypto.device_where = c->exists("device") ? config_where((*c)["device"]) : config_where_missing(*c, "device");
     cfg.crypto.key_len = config_cipher_key_len(*c, "cipher");
     cfg.crypto.rekey_interval_ns = config_duration_ns(*c, "rekey_interval", 10, 86400, 120);
+  } else {
+    cfg.crypto.device_where = config_where_missing(gw, "crypto.device");
   }
 
   std::set<uint32_t> indexes;

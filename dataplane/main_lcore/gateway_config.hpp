@@ -77,8 +77,9 @@ struct IdleConfig {
 };
 
 struct CryptoConfig {
-  std::string engine = "cryptodev";  // or "openssl"
+  std::string engine = "cryptodev";  // "cryptodev" (CPU crypto), "cryptodev-async" (crypto ops, e.g. QAT) or "openssl"
   std::string device = "crypto_aesni_gcm0";
+  std::string device_where;          // "file:line: key 'dpgw.crypto.device'" for errors found once EAL runs
   uint8_t key_len = 16;              // aes-128-gcm (16) or aes-256-gcm (32)
   uint64_t rekey_interval_ns = 120'000'000'000ull;
 };

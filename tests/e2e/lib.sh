@@ -86,12 +86,14 @@ gw_vdev() {
 # write_gw_conf [workers] [hugepages true|false] -> $WORK/gw.conf
 # With GW_STATIC=0 the gateway has no tunnels of its own: dpctld brings them. GW_KERNEL_IF=NAME gives the
 # underlay port a kernel path (a TAP of that name in the gateway namespace); GW_DIRECT=true turns on direct mode
-# for visitors. GW_PUBLIC_TAP=1 makes the public port a DPDK TAP (net_tap) that public_tap_bridge joins to the
-# client's link: af_packet's fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 fragments in the kernel
-# and cuts what exceeds its 2048-byte frames, so tests of dpgw's own reassembly need fragments to reach it whole.
+# for visitors; GW_CRYPTO='engine = "..."; device = "...";' is dpgw.crypto (default: absent). GW_PUBLIC_TAP=1
+# makes the public port a DPDK TAP (net_tap) that public_tap_bridge joins to the client's link: af_packet's
+# fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 fragments in the kernel and cuts what exceeds its
+# 2048-byte frames, so tests of dpgw's own reassembly need fragments to reach it whole.
 # GW_VDEV=af_xdp drives gc and ga through net_af_xdp instead of net_af_packet (gw_vdev).
 write_gw_conf() {
-  local workers=${1:-1} huge=${2:-false} kif="" pub
+  local workers=${1:-1} huge=${2:-false} kif="" pub crypto=""
+  [ -n "${GW_CRYPTO:-}" ] && crypto="crypto = { $GW_CRYPTO };"
   [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
   pub=$(gw_vdev 0 gc "$workers")
   [ "${GW_PUBLIC_TAP:-0}" = 1 ] && pub="net_tap0,iface=dptap"
@@ -107,6 +109,7 @@ dpgw = {
   control_socket = "$WORK/dpgw.sock";
   session_timeout = ${GW_SESSION_TIMEOUT:-6};
   direct_mode = ${GW_DIRECT:-false};
+  $crypto
 };
 CONF
   if [ "${GW_STATIC:-1}" = 1 ]; then

@@ -237,6 +237,36 @@ static void reassembly_bounds(void**) {
   expect_error(text, line_of(text, "timeuot"), "dpgw.reassembly.timeuot", "unknown key");
 }
 
+static void crypto_engines(void**) {
+  // Default: the CPU-crypto engine; the device's location is kept for errors found once EAL runs (the group's
+  // line when the key is absent).
+  const std::string anchor = "  crypto = { rekey_interval = 60.0; };\n";
+  std::string text = valid_config();
+  GatewayConfig c = load_ok(write_config(text));
+  assert_string_equal(c.crypto.engine.c_str(), "cryptodev");
+  std::string where = ":" + std::to_string(line_of(text, "crypto = {")) + ": key 'dpgw.crypto.device'";
+  if (c.crypto.device_where.find(where) == std::string::npos) fail_msg("device_where: %s", c.crypto.device_where.c_str());
+  // The op-API engine with a QAT device named by its PCI address.
+  text = replace(valid_config(), anchor,
+                 "  crypto = {\n    engine = \"cryptodev-async\";\n    device = \"0000:3d:01.0\";\n  };\n");
+  std::string path = write_config(text);
+  c = load_ok(path);
+  assert_string_equal(c.crypto.engine.c_str(), "cryptodev-async");
+  assert_string_equal(c.crypto.device.c_str(), "0000:3d:01.0");
+  where = path + ":" + std::to_string(line_of(text, "device = \"0000:3d")) + ": key 'dpgw.crypto.device'";
+  assert_string_equal(c.crypto.device_where.c_str(), where.c_str());
+  // No crypto group at all.
+  text = replace(valid_config(), anchor, "");
+  c = load_ok(write_config(text));
+  if (c.crypto.device_where.find(": key 'dpgw.crypto.device'") == std::string::npos)
+    fail_msg("device_where: %s", c.crypto.device_where.c_str());
+  // Unknown engines and an empty device.
+  text = replace(valid_config(), anchor, "  crypto = { engine = \"qat\"; };\n");
+  expect_error(text, line_of(text, "engine = \"qat\""), "dpgw.crypto.engine", "\"cryptodev-async\"");
+  text = replace(valid_config(), anchor, "  crypto = { device = \"\"; };\n");
+  expect_error(text, line_of(text, "device = \"\""), "dpgw.crypto.device", "crypto device name");
+}
+
 static void syntax_error(void**) {
   std::string text = replace(valid_config(), "      mtu = 1500;\n", "      mtu = = 1500;\n");
   expect_error(text, line_of(text, "mtu = = 1500"), "", "syntax error");
@@ -526,6 +556,42 @@ static void eal_args(void**) {
   assert_false(has_arg(a, "--no-pci"));
 }
 
+static void eal_args_crypto_device(void**) {
+  // A crypto device on PCI (QAT) is allow-listed, by its address or its cryptodev name; a vdev is not.
+  GatewayConfig c = eal_test_config();
+  c.crypto.engine = "cryptodev-async";
+  c.crypto.device = "0000:3d:01.0";
+  auto a = build_eal_args(c, "dpgw");
+  assert_true(has_pair(a, "-a", "0000:3d:01.0"));
+  assert_false(has_arg(a, "--no-pci"));
+  c.crypto.device = "0000:3d:01.0_qat_sym";
+  a = build_eal_args(c, "dpgw");
+  assert_true(has_pair(a, "-a", "0000:3d:01.0"));
+  assert_false(has_arg(a, "--no-pci"));
+  c.crypto.device = "crypto_aesni_gcm1,max_nb_queue_pairs=4";
+  a = build_eal_args(c, "dpgw");
+  assert_false(has_arg(a, "-a"));
+  assert_true(has_arg(a, "--no-pci"));
+  // The OpenSSL engine uses no device, whatever `device` says.
+  c.crypto.engine = "openssl";
+  c.crypto.device = "0000:3d:01.0";
+  a = build_eal_args(c, "dpgw");
+  assert_false(has_arg(a, "-a"));
+  assert_true(has_arg(a, "--no-pci"));
+  // An allow-list in eal.args (here for the QAT device) needs the PCI bus: no --no-pci.
+  c.crypto.engine = "cryptodev-async";
+  c.crypto.device = "crypto_aesni_gcm0";
+  for (std::vector<std::string> extra : {std::vector<std::string>{"-a", "0000:3d:01.0"},
+                                         std::vector<std::string>{"-a0000:3d:01.0"},
+                                         std::vector<std::string>{"--allow=0000:3d:01.0"}}) {
+    c.eal.extra_args = extra;
+    a = build_eal_args(c, "dpgw");
+    assert_false(has_arg(a, "--no-pci"));
+  }
+  c.eal.extra_args = {"--huge-dir", "/mnt/huge"};
+  assert_true(has_arg(build_eal_args(c, "dpgw"), "--no-pci"));
+}
+
 static void eal_default_lcores(void**) {
   GatewayConfig c = eal_test_config();
   c.eal.lcores.clear();
@@ -586,7 +652,9 @@ int main() {
       cmocka_unit_test(workers_out_of_range),
       cmocka_unit_test(kernel_interface),
       cmocka_unit_test(reassembly_bounds),
+      cmocka_unit_test(crypto_engines),
       cmocka_unit_test(eal_args),
+      cmocka_unit_test(eal_args_crypto_device),
       cmocka_unit_test(eal_default_lcores),
       cmocka_unit_test(pci_address_and_device_name),
   };
