@@ -4,6 +4,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include "common/event_loop.hpp"
 #include "common/hex.hpp"
 #include "common/log.hpp"
+#include "common/openssl_config.hpp"
 #include "common/uuid.hpp"
 #include "version.hpp"
 
@@ -77,6 +80,8 @@ const char* kUsage =
     "                        default: ipsec-mb where it runs, else openssl (the log says which)\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
+    "  --openssl-conf FILE   an OpenSSL configuration file to load at start (its providers, e.g. Intel's\n"
+    "                        qatprovider; docs/operations.md); default: OpenSSL's own (OPENSSL_CONF)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
     "  --log-format FORMAT   text (default) or json (one object per line)\n"
     "  --version             the version\n"
@@ -111,7 +116,7 @@ int main(int argc, char** argv) {
   log_set_program("dpagent");
   AgentOptions opt;
   ControlOptions ctl;
-  std::string psk_file;
+  std::string psk_file, openssl_conf;
   bool have_gateway = false;
   const bool visiting = argc > 1 && std::strcmp(argv[1], "visit") == 0;
   std::string visit_host;
@@ -216,6 +221,8 @@ int main(int argc, char** argv) {
       opt.rekey_interval_ns = uint64_t(parse_seconds(a, v, 10, 86400) * 1e9);
     } else if (a == "--stats-interval") {
       opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
+    } else if (a == "--openssl-conf") {
+      openssl_conf = v;
     } else if (a == "--log-level") {
       auto l = log_parse_level(v);
       if (!l) fail("--log-level expects debug, info, warn or error");
@@ -258,6 +265,16 @@ int main(int argc, char** argv) {
     if (!key || key->size() != 32) fail(psk_file + ": expected a 32-byte key as 64 hex digits");
     opt.psk = std::move(*key);
   }
+
+  // OpenSSL's configuration (providers) before anything uses OpenSSL (it is read once per process); the options
+  // above use none.
+  if (!openssl_conf.empty()) {
+    std::string error;
+    if (!openssl_load_config(openssl_conf, error)) fail("--openssl-conf " + error);
+  }
+  const std::string from = openssl_conf.empty() ? "" : " (" + openssl_conf + ")";
+  LOG_INFO("OpenSSL %s, providers: %s%s", OpenSSL_version(OPENSSL_VERSION_STRING), openssl_providers().c_str(),
+           from.c_str());
 
   // One thread: the data path, the control connection and the timers share one event loop.
   EventLoop loop;

@@ -227,6 +227,9 @@ void Dpctld::reload() {
   if (next.gateway_socket != cfg_.gateway_socket) restart.push_back("gateway_socket");
   if (next.state_file != cfg_.state_file) restart.push_back("state_file");
   if (next.metrics_listen != cfg_.metrics_listen) restart.push_back("metrics_listen");
+  if (next.openssl_conf != cfg_.openssl_conf) restart.push_back("openssl_conf");  // OpenSSL reads it once
+  next.openssl_conf = cfg_.openssl_conf;
+  next.openssl_conf_where = cfg_.openssl_conf_where;
   next.agent_listen = cfg_.agent_listen;
   next.api_socket = cfg_.api_socket;
   next.gateway_socket = cfg_.gateway_socket;

@@ -211,7 +211,7 @@ static DpctldConfig load(const std::string& path) {
   const Setting& d = root["dpctld"];
   config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
                         "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
-                        "agent_address", "agent_ca", "failure_log_rate"});
+                        "agent_address", "agent_ca", "failure_log_rate", "openssl_conf"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
@@ -243,6 +243,11 @@ static DpctldConfig load(const std::string& path) {
   if (d.exists("agent_address") && !parse_host_port(cfg.agent_address))
     config_fail(d["agent_address"], "expected HOST:PORT (a DNS name or an IPv4 address) as agents reach agent_listen");
   cfg.agent_ca = config_string(d, "agent_ca", "");
+  cfg.openssl_conf = config_string(d, "openssl_conf", "");
+  if (d.exists("openssl_conf")) {
+    if (cfg.openssl_conf.empty()) config_fail(d["openssl_conf"], "expected the path of an OpenSSL configuration file");
+    cfg.openssl_conf_where = config_where(d["openssl_conf"]);
+  }
   cfg.key_len = config_cipher_key_len(d, "cipher");
   cfg.rekey_interval_ns = config_duration_ns(d, "rekey_interval", 10, 86400, 120);
   cfg.keepalive_ns = config_duration_ns(d, "keepalive", 0.1, 60, 2);

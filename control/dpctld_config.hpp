@@ -56,6 +56,8 @@ struct DpctldConfig {
   std::string agent_ca;       // the --ca agents use: the CA file that verifies dpctld's certificate, as a path on
                               // agent hosts ("" = tls.ca when it verifies dpctld's own certificate)
   uint8_t key_len = 16;
+  std::string openssl_conf;        // an OpenSSL configuration file to load at start (providers); "" = OpenSSL's own
+  std::string openssl_conf_where;  // "file:line: key 'dpctld.openssl_conf'", for errors loading it
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t keepalive_ns = 2'000'000'000ull;
   uint64_t session_expiry_ns = 30'000'000'000ull;  // a session without agent connection and traffic is removed

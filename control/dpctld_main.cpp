@@ -2,6 +2,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <openssl/crypto.h>
+
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -9,6 +11,7 @@
 #include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/log.hpp"
+#include "common/openssl_config.hpp"
 #include "control/dpctld.hpp"
 #include "version.hpp"
 
@@ -56,6 +59,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpctld: %s\n", e.what());
     return 2;
   }
+  // OpenSSL's configuration (providers) before anything else uses OpenSSL: it is read once per process.
+  if (!cfg.openssl_conf.empty()) {
+    std::string error;
+    if (!openssl_load_config(cfg.openssl_conf, error)) {
+      fprintf(stderr, "dpctld: %s: %s\n", cfg.openssl_conf_where.c_str(), error.c_str());
+      return 2;
+    }
+  }
   if (args.check_only) {
     const size_t config_tunnels = cfg.tunnels.size();
     const std::string state_file = cfg.state_file;
@@ -69,6 +80,9 @@ int main(int argc, char** argv) {
            state_file.c_str());
     return 0;
   }
+  const std::string from = cfg.openssl_conf.empty() ? "" : " (" + cfg.openssl_conf + ")";
+  LOG_INFO("OpenSSL %s, providers: %s%s", OpenSSL_version(OPENSSL_VERSION_STRING), openssl_providers().c_str(),
+           from.c_str());
   // Every agent holds a connection: use all the descriptors the hard limit allows.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

@@ -151,6 +151,22 @@ void metrics_and_cipher(void**) {
   expect_error(t, line_of(t, "chacha20"), "dpctld.cipher", "aes-256-gcm");
 }
 
+// openssl_conf: absent by default (OpenSSL's own configuration); its line is kept for the error of a file OpenSSL
+// cannot load (control/dpctld_main.cpp loads it).
+void openssl_conf(void**) {
+  DpctldConfig c = load_dpctld_config(g_fx.write_config(valid_config()));
+  assert_true(c.openssl_conf.empty());
+  const std::string more = "  state_file = \"/var/lib/test/state\";\n";
+  std::string t = replace(valid_config(), more, more + "  openssl_conf = \"/etc/dptun/openssl.cnf\";\n");
+  const std::string path = g_fx.write_config(t);
+  c = load_dpctld_config(path);
+  assert_string_equal(c.openssl_conf.c_str(), "/etc/dptun/openssl.cnf");
+  const std::string where = path + ":" + std::to_string(line_of(t, "openssl_conf")) + ": key 'dpctld.openssl_conf'";
+  assert_string_equal(c.openssl_conf_where.c_str(), where.c_str());
+  t = replace(valid_config(), more, more + "  openssl_conf = \"\";\n");
+  expect_error(t, line_of(t, "openssl_conf"), "dpctld.openssl_conf", "OpenSSL configuration file");
+}
+
 int setup(void**) { return g_fx.create("dptun-dpctldconf") ? 0 : -1; }
 int teardown(void**) { return g_fx.remove() ? 0 : -1; }
 
@@ -160,6 +176,7 @@ int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(full_config),   cmocka_unit_test(weight_policy), cmocka_unit_test(weight_errors),
       cmocka_unit_test(ingress_errors), cmocka_unit_test(other_errors), cmocka_unit_test(metrics_and_cipher),
+      cmocka_unit_test(openssl_conf),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
