@@ -10,13 +10,13 @@ BURSTS=${BURSTS:-1000}
 WARMUP_BURSTS=500  # bench_gateway's warm-up, also inside poll_once
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-printf '%-10s %6s %14s\n' engine frame instr/packet
-for engine in cryptodev openssl; do
+printf '%-16s %6s %14s\n' engine frame instr/packet
+for engine in cryptodev cryptodev-async openssl; do
   for size in 64 1400; do
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "--toggle-collect=dptun::Worker::poll_once()" \
       "$BUILD/bench/bench_gateway" --engine "$engine" --size "$size" --bursts "$BURSTS" > "$tmp/out.json" 2> "$tmp/err"
     ir=$(grep -m1 "Collected" "$tmp/err" | awk '{print $NF}')
     packets=$(( (BURSTS / 5 * 5 + WARMUP_BURSTS) * 32 ))
-    printf '%-10s %6d %14d\n' "$engine" "$size" $(( ir / packets ))
+    printf '%-16s %6d %14d\n' "$engine" "$size" $(( ir / packets ))
   done
 done
