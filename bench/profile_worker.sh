@@ -5,7 +5,8 @@
 # expiry and the held-buffer sweeps) and its top symbols. Loads: none (idle), a full TCP stream, a UDP trickle
 # (10 Mbit/s).
 #   PROFILE_SECONDS=5 bash bench/profile_worker.sh      # under flock /tmp/dptun-heavy.lock, as root
-# BACKOFF=false busy-polls instead (the production default: the worker spins whatever the load).
+# BACKOFF=false busy-polls instead (the production default: the worker spins whatever the load). PROFILE_OUT=DIR
+# keeps the perf.data files and reports there (perf annotate -i DIR/idle.perf dptun::Worker::poll_once).
 export DPT_PREFIX=${DPT_PREFIX:-dptprof}
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 SECS=${PROFILE_SECONDS:-5}
@@ -58,14 +59,19 @@ profile() {
   perf report -q -i "$WORK/$name.perf" --no-children --sort sym -g none --percent-limit 0 2> /dev/null |
     sed 's/^ *//' > "$WORK/$name.txt"
   total=$(perf report -i "$WORK/$name.perf" --stdio 2> /dev/null | awk '/^# Samples:/ && !n++ {print $3}')
-  # Housekeeping: FlowTable/FlowSetup expiry, TcpBinding/QuicHolds/NameSlots sweeps, release_unheld, the pacer.
+  # Housekeeping: FlowTable/FlowSetup and Fragments expiry, TcpBinding/QuicHolds/NameSlots sweeps, release_unheld,
+  # the pacers (Worker::sweep_tables).
   hk=$(grep -E 'expire|sweep|release_unheld|SweepPacer' "$WORK/$name.txt" | awk '{s += $1} END {printf "%.1f", s}')
   echo
-  local busy=$(( (cpu1 - cpu0) * 1000000000 / $(getconf CLK_TCK) * 100 / (t1 - t0) ))
+  local busy=$(( (cpu1 - cpu0) * 100000000000 / ($(getconf CLK_TCK) * (t1 - t0)) ))
   echo "== $name (iperf3 ${*:-TCP}): $mbps Mbit/s; worker polls $((polls1 - polls0)), on CPU $busy % of the time;" \
     "$total samples, housekeeping $hk % of them"
   awk '/expire|sweep|release_unheld|SweepPacer/ && n++ < 8 {print "   hk  " $0}' "$WORK/$name.txt"
   awk 'NR <= 12 {print "   top " $0}' "$WORK/$name.txt"
+  if [ -n "${PROFILE_OUT:-}" ]; then
+    mkdir -p "$PROFILE_OUT"
+    cp "$WORK/$name.perf" "$WORK/$name.txt" "$PROFILE_OUT/"
+  fi
 }
 
 profile idle
