@@ -6,7 +6,7 @@
 # Not counted: the worker's time-paced sweeps (Worker::sweep_tables: flow expiry, held buffers). They do a share of
 # the tables per second of wall-clock time, and under valgrind (and the bench's packet making between polls) a poll
 # spans ~1000x the time it does at speed, so counting them would charge each packet for time that exists only
-# here (+160 instructions per packet at 1400 B). bench/profile_worker.sh measures them at speed.
+# here (~180 instructions per packet at 1400 B). bench/profile_worker.sh measures them at speed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}

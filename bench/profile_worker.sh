@@ -64,7 +64,9 @@ profile() {
   hk=$(grep -E 'expire|sweep|release_unheld|SweepPacer' "$WORK/$name.txt" | awk '{s += $1} END {printf "%.1f", s}')
   echo
   local busy=$(( (cpu1 - cpu0) * 100000000000 / ($(getconf CLK_TCK) * (t1 - t0)) ))
-  echo "== $name (iperf3 ${*:-TCP}): $mbps Mbit/s; worker polls $((polls1 - polls0)), on CPU $busy % of the time;" \
+  local what="iperf3 ${*:-TCP}"
+  [ "$name" = idle ] && what="no traffic"
+  echo "== $name ($what): $mbps Mbit/s; worker polls $((polls1 - polls0)), on CPU $busy % of the time;" \
     "$total samples, housekeeping $hk % of them"
   awk '/expire|sweep|release_unheld|SweepPacer/ && n++ < 8 {print "   hk  " $0}' "$WORK/$name.txt"
   awk 'NR <= 12 {print "   top " $0}' "$WORK/$name.txt"
