@@ -177,6 +177,7 @@ class Ipv4Reassembly {
   uint16_t first_header_len() const { return done_hl_; }
   uint32_t payload_len() const { return done_len_; }
   uint32_t datagrams() const { return uint32_t(slots_.size() - free_slots_.size()); }  // ruined ones included
+  bool empty() const { return oldest_ == kNone; }  // datagrams() == 0, in one load (checked after every poll)
   uint32_t fragments() const { return held_; }
   const ReassemblyLimits& limits() const { return limits_; }
 

@@ -1,6 +1,8 @@
 // Flow setup: every stage that opens a flow, moves one to another session or ends one comes here (entry points, TCP
 // binding, QUIC holds, visitors): the hostname rule (one policy), a session of the tunnel's pool, a table slot, the
 // MSS clamp, the counters.
+#include <algorithm>
+
 #include "dataplane/entry/pool_pick.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/entry/flow_setup.hpp"
@@ -150,6 +152,23 @@ void FlowSetup::note_expired(const Flow& f) {
   if (!flow_unanswered(f)) return;
   ctx_.stats.flows_unanswered.add();
   if (f.tunnel < ctx_.tunnel_stats.size()) ctx_.tunnel_stats[f.tunnel].flows_unanswered.add();
+}
+
+// Lookups treat a flow past its deadline as gone already (entry input, tunnel input, visitors): the sweep decides
+// only when its slot comes back, when flows_expired / flows_unanswered count it and when its session's pinned count
+// drops. A quarter of the shortest timeout keeps a table under churn from holding more than ~25 % of flows that
+// are over; at most 1 s keeps those counters (flows_active) within a second of the truth and costs, for the default
+// 65536 flows and timeouts (5 s the shortest), 65536 slots a second (a few ms of a worker when they are out of
+// cache: docs/performance.md, "Idle housekeeping"); at least 10 ms bounds the cost should a timeout be tiny (the
+// configuration's shortest, 0.1 s, gives 25 ms; only tests go lower).
+// Entry points dpctld adds later with a shorter ttl are not counted: their flows come back at most a second late.
+uint64_t FlowSetup::expiry_period_ns(const GatewayConfig& cfg) {
+  const FlowConfig& fc = cfg.flow;
+  uint64_t shortest = std::min({fc.udp_ttl_ns, fc.tcp_syn_timeout_ns, fc.tcp_established_timeout_ns,
+                                fc.tcp_closing_timeout_ns, fc.tcp_closed_timeout_ns});
+  for (const EntryPointConfig& e : cfg.entry_points)
+    if (e.udp_ttl_ns) shortest = std::min(shortest, e.udp_ttl_ns);
+  return std::clamp<uint64_t>(shortest / 4, 10'000'000ull, 1'000'000'000ull);
 }
 
 void FlowSetup::expire(uint32_t budget) {

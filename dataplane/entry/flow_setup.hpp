@@ -58,8 +58,12 @@ class FlowSetup {
   // A table slot for `key` (a full table evicts an idle flow, counted), not yet attached; nullptr when none.
   Flow* new_flow(const FlowKey& key, uint32_t hash);
   uint16_t path_mss(const TunnelSession& s) const;  // inner_tcp_mss() of the port towards the session's agent
-  // Gives back the slots of up to `budget` flows past their deadline (counted flows_expired, flows_unanswered).
+  // Gives back the slots of flows past their deadline among the next `budget` slots of the table (counted
+  // flows_expired, flows_unanswered). The worker paces it by time: the whole table once per expiry_period_ns.
   void expire(uint32_t budget);
+  // How long one sweep of the whole flow table takes: a quarter of the shortest flow timeout in `cfg` (its flow
+  // section and its entry points' UDP ttl), between 10 ms and 1 s. Why: see flow_setup.cpp.
+  static uint64_t expiry_period_ns(const GatewayConfig& cfg);
 
  private:
   bool session_usable(const TunnelSession& s) const;

@@ -21,7 +21,9 @@ class NameSlots {
   bool hold(Flow& f, std::string_view name);  // keeps `name` for flow `f`; false when no slot is free
   std::span<const uint8_t> held(const Flow& f) const;  // the name `f` holds, or empty
   void release(Flow& f);                               // the agent has answered, or the flow ends
-  // Gives back the slots of flows that ended, looking at `budget` slots.
+  // Gives back the slots of flows that ended, looking at the next `budget` slots. The worker paces it by time: all
+  // kSlots once per kSweepPeriodNs (a flow that finds none free is refused, so a tenth of a second: 40 960 a second).
+  static constexpr uint64_t kSweepPeriodNs = 100'000'000ull;
   void sweep(uint32_t budget, uint64_t now_ns) {
     release_unheld(slots_, cursor_, budget, flows_, now_ns, [](const Flow& f, uint32_t b) { return f.name_slot == b; });
   }

@@ -9,7 +9,7 @@
 //                         get their numbers rewritten (TcpSplice) on the normal fast path. dpgw keeps the first bytes
 //                         until the target has acknowledged them (the client will not send them again).
 // Timers (our SYN and the first bytes sent again, answers sent again, steps that take too long) run from
-// sweep(), which visits every held buffer within a few polls.
+// sweep(), which visits every held buffer once per kSweepPeriodNs (20 ms).
 #include <rte_mbuf.h>
 
 #include <cstring>

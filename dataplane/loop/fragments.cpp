@@ -63,12 +63,12 @@ Fragments::~Fragments() {
   inner_frags_.clear(sink);
 }
 
-void Fragments::expire() {
-  if (client_frags_.datagrams()) {
+void Fragments::expire_due() {
+  if (!client_frags_.empty()) {
     Sink sink{ctx_, ctx_.stats.frag_timeouts, ctx_.stats.frag_evictions};
     client_frags_.expire(ctx_.now_ns, 64, sink);
   }
-  if (inner_frags_.datagrams()) {
+  if (!inner_frags_.empty()) {
     Sink sink{ctx_, ctx_.stats.inner_frag_timeouts, ctx_.stats.inner_frag_evictions};
     inner_frags_.expire(ctx_.now_ns, 64, sink);
   }
