@@ -105,17 +105,7 @@ CryptodevAead::~CryptodevAead() {
 
 std::unique_ptr<AeadKey> CryptodevAead::make_key(std::span<const uint8_t> key, AeadDirection dir, uint32_t aad_len) {
   if (key.size() != 16 && key.size() != 32) return nullptr;
-  rte_crypto_sym_xform xform{};
-  xform.type = RTE_CRYPTO_SYM_XFORM_AEAD;
-  xform.aead.op = dir == AeadDirection::Encrypt ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
-  xform.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
-  xform.aead.key.data = key.data();
-  xform.aead.key.length = uint16_t(key.size());
-  xform.aead.iv.offset = 0;  // CPU crypto takes IV pointers per op
-  xform.aead.iv.length = kAeadIvLen;
-  xform.aead.digest_length = kAeadTagLen;
-  xform.aead.aad_length = uint16_t(aad_len);
-  void* session = rte_cryptodev_sym_session_create(dev_id_, &xform, pool_);
+  void* session = cryptodev_gcm_session(dev_id_, pool_, key, dir, aad_len, 0);  // CPU crypto: IV pointers per op
   if (!session) {
     LOG_ERROR("cryptodev: cannot create an AES-GCM session (pool exhausted?)");
     return nullptr;

@@ -260,17 +260,8 @@ std::unique_ptr<AeadKey> CryptodevAsyncAead::make_key(std::span<const uint8_t> k
     LOG_ERROR("cryptodev-async: %u bytes of AAD (at most %u)", aad_len, kMaxAad);
     return nullptr;
   }
-  rte_crypto_sym_xform xform{};
-  xform.type = RTE_CRYPTO_SYM_XFORM_AEAD;
-  xform.aead.op = dir == AeadDirection::Encrypt ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
-  xform.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
-  xform.aead.key.data = key.data();
-  xform.aead.key.length = uint16_t(key.size());
-  xform.aead.iv.offset = kPrivateOffset + offsetof(OpPrivate, iv);
-  xform.aead.iv.length = kAeadIvLen;
-  xform.aead.digest_length = kAeadTagLen;
-  xform.aead.aad_length = uint16_t(aad_len);
-  void* session = rte_cryptodev_sym_session_create(dev_id_, &xform, session_pool_);
+  void* session = cryptodev_gcm_session(dev_id_, session_pool_, key, dir, aad_len,
+                                        uint16_t(kPrivateOffset + offsetof(OpPrivate, iv)));
   if (!session) {
     LOG_ERROR("cryptodev-async: cannot create an AES-GCM session (pool exhausted, or %u bytes of AAD unsupported?)",
               aad_len);

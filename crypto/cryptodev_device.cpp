@@ -99,4 +99,19 @@ std::optional<uint8_t> cryptodev_find(const std::string& device, std::string& er
   return uint8_t(id);
 }
 
+void* cryptodev_gcm_session(uint8_t dev_id, rte_mempool* pool, std::span<const uint8_t> key, AeadDirection dir,
+                            uint32_t aad_len, uint16_t iv_offset) {
+  rte_crypto_sym_xform xform{};
+  xform.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+  xform.aead.op = dir == AeadDirection::Encrypt ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
+  xform.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
+  xform.aead.key.data = key.data();
+  xform.aead.key.length = uint16_t(key.size());
+  xform.aead.iv.offset = iv_offset;
+  xform.aead.iv.length = kAeadIvLen;
+  xform.aead.digest_length = kAeadTagLen;
+  xform.aead.aad_length = uint16_t(aad_len);
+  return rte_cryptodev_sym_session_create(dev_id, &xform, pool);
+}
+
 }  // namespace dptun

@@ -2,7 +2,12 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+
+#include "crypto/aead.hpp"
+
+struct rte_mempool;
 
 namespace dptun {
 
@@ -21,5 +26,10 @@ std::string cryptodev_pci_address(const std::string& device);
 // AES-GCM with 128- and 256-bit keys, a 16-byte tag, a 12-byte IV and `aad_len` bytes of AAD; `error` names the
 // device and what it lacks.
 bool cryptodev_has_gcm(uint8_t dev_id, uint32_t aad_len, std::string& error);
+
+// A symmetric AES-GCM session (key 16 or 32 bytes, kAeadTagLen tag, kAeadIvLen IV read at `iv_offset` of each op:
+// 0 for CPU crypto, which takes IV pointers) from `pool`; nullptr when the device refuses or the pool is empty.
+void* cryptodev_gcm_session(uint8_t dev_id, rte_mempool* pool, std::span<const uint8_t> key, AeadDirection dir,
+                            uint32_t aad_len, uint16_t iv_offset);
 
 }  // namespace dptun
