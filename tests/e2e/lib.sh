@@ -7,6 +7,17 @@ BUILD=${BUILD:-$ROOT/build}
 DPGW=$BUILD/dataplane/dpgw
 DPAGENT=$BUILD/agent/dpagent
 export DPT_PREFIX=${DPT_PREFIX:-dpte2e}
+# One run per prefix at a time on a host: a second run with the same prefix (CI next to a developer's run)
+# would tear down this one's namespaces and DPDK files, so it waits here, saying so. Processes a test starts
+# inherit the descriptor; cleanup kills them.
+if [ "${DPT_LOCK_HELD:-}" != "$DPT_PREFIX" ]; then
+  exec {DPT_LOCK_FD}>"/run/lock/dptun-$DPT_PREFIX.lock"
+  if ! flock -n "$DPT_LOCK_FD"; then
+    echo "[$(basename "$0" .sh)] waiting for another run with prefix $DPT_PREFIX (/run/lock/dptun-$DPT_PREFIX.lock)" >&2
+    flock -w 1800 "$DPT_LOCK_FD" || { echo "[$(basename "$0" .sh)] gave up after 30 min" >&2; exit 1; }
+  fi
+  export DPT_LOCK_HELD=$DPT_PREFIX
+fi
 NS_C=$DPT_PREFIX-client
 NS_G=$DPT_PREFIX-gw
 NS_A=$DPT_PREFIX-agent
@@ -24,6 +35,11 @@ FAILED=0
 TEST_NAME=$(basename "$0" .sh)
 
 log() { echo "[$TEST_NAME] $*"; }
+
+# cmd | matches [grep options] PATTERN: grep -q that reads all of its input first. grep -q at the end of a pipe stops
+# reading at the first match, and a cmd still writing then dies of SIGPIPE, which pipefail reports as a
+# failed check (dpagent --help, a metrics page, under load).
+matches() { local input; input=$(cat); grep -q "$@" <<< "$input"; }
 
 fail() {
   echo "[$TEST_NAME] FAIL: $*" >&2

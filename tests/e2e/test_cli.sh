@@ -14,13 +14,13 @@ expect_fail() {  # expect_fail PATTERN COMMAND...: non-zero exit and PATTERN on 
 }
 
 write_gw_conf 1 false
-"$DPGW" --config "$WORK/gw.conf" --check | grep -q "OK" || fail "valid config rejected"
+"$DPGW" --config "$WORK/gw.conf" --check | matches "OK" || fail "valid config rejected"
 # The shipped example is valid as it is, on a host with none of its files (the README's quick start uses it).
-"$DPGW" --config "$ROOT/conf/dptun.conf" --check | grep -q "OK" || fail "conf/dptun.conf no longer loads"
+"$DPGW" --config "$ROOT/conf/dptun.conf" --check | matches "OK" || fail "conf/dptun.conf no longer loads"
 # ... and with its examples uncommented (a key file swapped for an inline key).
 sed -e 's/^# \(tunnels\|entry_points\) = (/\1 = (/; s/^#   /  /; s/^# );/);/' \
     -e "s|psk_file = \"/etc/dptun/site-1.psk\";|psk = \"$PSK\";|" "$ROOT/conf/dptun.conf" > "$WORK/example.conf"
-"$DPGW" --config "$WORK/example.conf" --check | grep -q "OK (2 ports, 1 workers, 1 tunnels, 2 entry points)" ||
+"$DPGW" --config "$WORK/example.conf" --check | matches "OK (2 ports, 1 workers, 1 tunnels, 2 entry points)" ||
   fail "conf/dptun.conf's examples no longer load: $("$DPGW" --config "$WORK/example.conf" --check 2>&1)"
 # A port address without its prefix length is an error, not a /32.
 sed 's|address = "10.99.1.1/24"|address = "10.99.1.1"|' "$WORK/gw.conf" > "$WORK/noprefix.conf"
@@ -32,7 +32,7 @@ expect_fail "value 9000 s out of range 0.5..3600 s" "$DPGW" --config "$WORK/dura
 expect_fail "--keepalive expects a number of seconds between 0.1 and 3600" "$DPAGENT" --keepalive 0 --gateway 10.0.0.1:1
 # Every program says its version.
 for p in "$DPGW" "$DPAGENT" "$BUILD/control/dpctld" "$BUILD/control/dpctl"; do
-  "$p" --version | grep -Eq "^(dpgw|dpagent|dpctld|dpctl) [0-9]+\.[0-9]+\.[0-9]+ \(.+\)$" || fail "$p --version: $("$p" --version 2>&1)"
+  "$p" --version | matches -E "^(dpgw|dpagent|dpctld|dpctl) [0-9]+\.[0-9]+\.[0-9]+ \(.+\)$" || fail "$p --version: $("$p" --version 2>&1)"
 done
 
 sed 's/address = "10.99.1.1\/24"/adress = "10.99.1.1\/24"/' "$WORK/gw.conf" > "$WORK/typo.conf"
@@ -50,8 +50,8 @@ expect_fail "unknown argument '--frobnicate'" "$DPGW" --frobnicate
 expect_fail "--config FILE is required" "$DPGW"
 expect_fail "cannot connect" "$DPGW" stats --socket "$WORK/none.sock"
 
-"$DPGW" --help | grep -q -- "--check" || fail "dpgw --help lacks --check"
-"$DPAGENT" --help | grep -q -- "--psk-file" || fail "dpagent --help lacks --psk-file"
+"$DPGW" --help | matches -- "--check" || fail "dpgw --help lacks --check"
+"$DPAGENT" --help | matches -- "--psk-file" || fail "dpagent --help lacks --psk-file"
 expect_fail "--gateway IP:PORT \\(static session\\) or --server HOST:PORT \\(dpctld\\) is required" "$DPAGENT" --session 1 --psk-file "$WORK/psk"
 expect_fail "--server expects HOST:PORT" "$DPAGENT" --server "gw example:1" --tunnel x
 expect_fail "exclude each other" "$DPAGENT" --server 10.0.0.1:7443 --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/psk"
@@ -63,7 +63,7 @@ expect_fail "expected a 32-byte key" "$DPAGENT" --gateway 10.0.0.1:1 --session 1
 expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x
 # dpctld: config errors name file, line and key; --help; the shipped example parses up to its TLS files.
 DPCTLD=$BUILD/control/dpctld
-"$DPCTLD" --help | grep -q -- "--check" || fail "dpctld --help lacks --check"
+"$DPCTLD" --help | matches -- "--check" || fail "dpctld --help lacks --check"
 expect_fail "cannot read /etc/dptun/pki/ca.pem: No such file or directory \\(dptun-pki makes" "$DPCTLD" --config "$ROOT/conf/dpctld.conf" --check
 sed -e 's/^# tunnels = (/tunnels = (/; s/^#   { id = /  { id = /; s/^#     max_weight = 254; }/    max_weight = 254; }/' \
     -e '/^tunnels = (/,/^# );/ s/^# );/);/' \

@@ -28,18 +28,18 @@ live_at_least() { [ "$(live_sessions)" -ge "$1" ]; }
 gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/null; }
 
 start_gw
-ip netns exec "$NS_G" ip -br addr show dpgw-under | grep -q "$GW_UNDERLAY/24" ||
+ip netns exec "$NS_G" ip -br addr show dpgw-under | matches "$GW_UNDERLAY/24" ||
   fail "dpgw did not give its kernel path the underlay address: $(ip netns exec "$NS_G" ip -br addr)"
 start_dpctld "$NS_G"
 wait_for 10 "dpctld connected to dpgw" gateway_connected
 [ "$(stat -c %a "$API")" = 660 ] || fail "API socket mode is $(stat -c %a "$API"), not 660"
 
 log "dpctl usage errors: one line, exit 2; dpctld refusals: one line, exit 1"
-"$DPCTL" --help | grep -q "tunnel add" || fail "dpctl --help does not list tunnel add"
+"$DPCTL" --help | matches "tunnel add" || fail "dpctl --help does not list tunnel add"
 for c in "tunnel add" "tunnel del" "tunnel list" "tunnel show" "entry add" "entry del" "entry list" \
          "ingress add" "ingress del" "ingress list" "session list" "stats"; do
   # shellcheck disable=SC2086
-  "$DPCTL" $c --help | grep -q "^usage: dpctl $c" || fail "dpctl $c --help"
+  "$DPCTL" $c --help | matches "^usage: dpctl $c" || fail "dpctl $c --help"
 done
 expect_error 2 "no command" "$DPCTL"
 expect_error 2 "unknown command 'tunel'" dpctl tunel list
@@ -63,7 +63,7 @@ grep -q "^tunnel iperf added, id " "$WORK/add.txt" || fail "tunnel add output: $
 id=$(awk '/^tunnel iperf added, id/ { print $5 }' "$WORK/add.txt")
 cmd=$(grep -E '^  dpagent ' "$WORK/add.txt" | sed 's/^  //')
 [ -n "$cmd" ] || fail "tunnel add did not print a dpagent command: $(cat "$WORK/add.txt")"
-echo "$cmd" | grep -q -- "--server $GW_UNDERLAY:7443 .*--tunnel $id" || fail "dpagent command: $cmd"
+echo "$cmd" | matches -- "--server $GW_UNDERLAY:7443 .*--tunnel $id" || fail "dpagent command: $cmd"
 expect_error 1 "exists already" dpctl tunnel add other --allow '*' --id "$id"
 expect_error 1 "already named 'iperf'" dpctl tunnel add iperf --allow '*'
 cmd=${cmd//AGENT.pem/$WORK/pki/agent1.pem}
@@ -89,7 +89,7 @@ fi
 ip netns exec "$NS_G" ip addr del 10.99.2.50/24 dev dpgw-under
 
 log "entry points added with dpctl carry iperf3 TCP and UDP"
-dpctl entry add tcp 5201 iperf "$AGENT_IP:5201" | grep -q "entry point tcp/5201 -> iperf -> $AGENT_IP:5201 added" ||
+dpctl entry add tcp 5201 iperf "$AGENT_IP:5201" | matches "entry point tcp/5201 -> iperf -> $AGENT_IP:5201 added" ||
   fail "entry add output"
 dpctl entry add udp 5201 "$id" "$AGENT_IP:5201" --keepalive --ttl 30 > /dev/null
 expect_error 1 "entry point tcp/5201 exists already" dpctl entry add tcp 5201 iperf "$AGENT_IP:5201"
@@ -138,12 +138,12 @@ expect_error 1 "is not a hostname" dpctl ingress add 'bad..name' iperf
 expect_error 1 "exists already" dpctl ingress add app.example.org iperf
 dpctl --json ingress list | jq -e '.rules | length == 2 and (map(select(.private)) | .[0].hostname == "*.internal.example.org")
   and (map(.hostname) | index("app.example.org") != null)' > /dev/null || fail "ingress list: $(dpctl --json ingress list)"
-dpctl tunnel list | grep -Eq "^iperf +$id +1 +1 +2 " || fail "tunnel list: $(dpctl tunnel list)"
+dpctl tunnel list | matches -E "^iperf +$id +1 +1 +2 " || fail "tunnel list: $(dpctl tunnel list)"
 dpctl tunnel show iperf > "$WORK/show.txt"
 grep -q "CN=agent-1" "$WORK/show.txt" && grep -q "\*.internal.example.org (private)" "$WORK/show.txt" &&
   grep -q "dpagent --server" "$WORK/show.txt" || fail "tunnel show: $(cat "$WORK/show.txt")"
-dpctl session list | grep -Eq "^[0-9]+ +iperf +agent +CN=agent-1 .* yes " || fail "session list: $(dpctl session list)"
-dpctl stats | grep -q "^gateway: *connected" || fail "stats: $(dpctl stats)"
+dpctl session list | matches -E "^[0-9]+ +iperf +agent +CN=agent-1 .* yes " || fail "session list: $(dpctl session list)"
+dpctl stats | matches "^gateway: *connected" || fail "stats: $(dpctl stats)"
 
 log "dpctld restarts: tunnel, entry points and rules come back from the state file; the agent registers again"
 [ "$(stat -c %a "$STATE")" = 640 ] || fail "state file mode $(stat -c %a "$STATE")"
@@ -161,7 +161,7 @@ iperf_client "$WORK/tcp2.json" -c "$GW_PUBLIC" -t 1
 [ "$(json_get "$WORK/tcp2.json" '.end.sum_received.bytes')" -gt 0 ] || fail "no traffic after the dpctld restart"
 
 log "removing: the entry point stops answering, the tunnel goes with its agent sessions"
-dpctl entry del tcp 5201 | grep -q "entry point tcp/5201 removed" || fail "entry del"
+dpctl entry del tcp 5201 | matches "entry point tcp/5201 removed" || fail "entry del"
 expect_error 1 "no entry point tcp/5201" dpctl entry del tcp 5201
 gw_stats | jq -e '[.entry_points[]? | select(.proto == "tcp" and .port == 5201)] | length == 0' > /dev/null ||
   fail "dpgw still has tcp/5201"

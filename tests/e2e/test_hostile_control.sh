@@ -47,19 +47,19 @@ PIDS+=("$SECOND_PID")
 wait_for 10 "the second dpctld's API" second stats
 second tunnel add other --allow CN=agent-2 > /dev/null
 wait_for 10 "the second dpctld refused by dpgw" grep -q "controller_busy" "$WORK/second.log"
-second stats | grep -q "this dpctld does not control it: dpgw is controlled by dpctld pid $DPCTLD_PID" ||
+second stats | matches "this dpctld does not control it: dpgw is controlled by dpctld pid $DPCTLD_PID" ||
   fail "the second dpctld does not report the conflict: $(second stats)"
 sleep 2
 [ "$(gw_tunnels)" = '["web"]' ] || fail "the second dpctld changed the gateway: $(gw_tunnels)"
 curl_ok || fail "traffic stopped while a second dpctld tried to take over"
-dpctl stats | grep -q "^gateway: *connected" || fail "the first dpctld lost the gateway: $(dpctl stats)"
+dpctl stats | matches "^gateway: *connected" || fail "the first dpctld lost the gateway: $(dpctl stats)"
 
 log "the first stops answering past the lease: the second takes over; the first, resumed, was fenced and pushes nothing"
 kill -STOP "$DPCTLD_PID"
 wait_for 25 "the second dpctld controls the gateway" bash -c "[ \"\$('$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq -c '[.tunnels[].name] | sort')\" = '[\"other\"]' ]"
 kill -CONT "$DPCTLD_PID"
 wait_for 10 "the first dpctld learns it was replaced" grep -Eq "gateway .*: (fenced|controller_busy)" "$WORK/dpctld.log"
-dpctl stats | grep -q "this dpctld does not control it" || fail "the first dpctld does not report it lost the gateway: $(dpctl stats)"
+dpctl stats | matches "this dpctld does not control it" || fail "the first dpctld does not report it lost the gateway: $(dpctl stats)"
 sleep 6  # more than its 5 s retry: it tries again, is refused, and changes nothing
 [ "$(gw_tunnels)" = '["other"]' ] || fail "the fenced dpctld pushed its state: $(gw_tunnels)"
 log "  the second stops: the first takes the gateway back and traffic returns"
@@ -141,7 +141,7 @@ jq -e '.closed_by_server and .reply == ""' <<< "$over" > /dev/null || fail "a li
 wait_for 5 "the over-long line logged" grep -q "a line over 65536 bytes; connection closed" "$WORK/dpctld.log"
 dpctl --json stats | jq -e '.agent_lines_too_long == 1' > /dev/null ||
   fail "the over-long line was not counted: $(dpctl --json stats | jq -c '{agent_lines_too_long}')"
-too_long_metric() { ip netns exec "$NS_G" curl -sf -m 2 "http://127.0.0.1:9108/metrics" | grep -q '^dptun_agent_lines_too_long_total 1$'; }
+too_long_metric() { ip netns exec "$NS_G" curl -sf -m 2 "http://127.0.0.1:9108/metrics" | matches '^dptun_agent_lines_too_long_total 1$'; }
 wait_for 5 "dptun_agent_lines_too_long_total 1 in dpctld's metrics" too_long_metric
 
 kill -0 "$DPCTLD_PID" || fail "dpctld died"

@@ -133,7 +133,7 @@ grep -q "backend a https" "$WORK/bighello.out" || fail "big ClientHello: $(tail 
 
 log "the PROXY protocol v2 header gives the target the client's address"
 pp=$(get http pp.example)
-echo "$pp" | grep -Eq '^client 10\.99\.1\.2:[0-9]+$' || fail "PROXY protocol: target saw '$pp'"
+echo "$pp" | matches -E '^client 10\.99\.1\.2:[0-9]+$' || fail "PROXY protocol: target saw '$pp'"
 
 log "handshake options in packet captures: the client's side (dpgw's SYN-ACK) and the target's (dpgw's SYN)"
 ip netns exec "$NS_C" timeout 15 tcpdump -nn -i c0 -c 2 -w "$WORK/client.pcap" 'tcp port 443 and tcp[tcpflags] & tcp-syn != 0' > /dev/null 2>&1 &
@@ -143,14 +143,14 @@ cap2=$!
 sleep 1
 get https app-a.example > /dev/null
 wait $cap1 $cap2 || true
-synack=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | grep 'Flags \[S\.\]' | head -1)
-echo "$synack" | grep -q 'mss 1388' && echo "$synack" | grep -q 'sackOK' && echo "$synack" | grep -q 'TS val' &&
-  echo "$synack" | grep -q 'wscale 7' || fail "dpgw's SYN-ACK to the client: $synack"
-syn=$(tcpdump -nn -r "$WORK/server.pcap" 2>/dev/null | grep 'Flags \[S\]' | head -1)
-client_syn=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | grep 'Flags \[S\]' | head -1)
+synack=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | awk '!n && /Flags \[S\.\]/ { print; n = 1 }')
+echo "$synack" | matches 'mss 1388' && echo "$synack" | matches 'sackOK' && echo "$synack" | matches 'TS val' &&
+  echo "$synack" | matches 'wscale 7' || fail "dpgw's SYN-ACK to the client: $synack"
+syn=$(tcpdump -nn -r "$WORK/server.pcap" 2>/dev/null | awk '!n && /Flags \[S\]/ { print; n = 1 }')
+client_syn=$(tcpdump -nn -r "$WORK/client.pcap" 2>/dev/null | awk '!n && /Flags \[S\]/ { print; n = 1 }')
 cws=$(echo "$client_syn" | grep -o 'wscale [0-9]*')
-echo "$syn" | grep -q 'sackOK' && echo "$syn" | grep -q 'TS val' && echo "$syn" | grep -q "$cws" &&
-  echo "$syn" | grep -Eq 'mss (1388|13[0-9][0-9])' || fail "dpgw's SYN to the target: $syn (client sent: $client_syn)"
+echo "$syn" | matches 'sackOK' && echo "$syn" | matches 'TS val' && echo "$syn" | matches "$cws" &&
+  echo "$syn" | matches -E 'mss (1388|13[0-9][0-9])' || fail "dpgw's SYN to the target: $syn (client sent: $client_syn)"
 log "  to client: $(echo "$synack" | grep -o 'options.*')"
 log "  to target: $(echo "$syn" | grep -o 'options.*')"
 
@@ -186,7 +186,7 @@ evicted=$(( $(gw_stats | jq '[.workers[].bindings_evicted] | add') - evicted_bef
 log "  5/5 requests; slow clients: $(cat "$WORK/slow.json"), bindings_evicted +$evicted"
 
 log "one UDP :443 for both tunnels, routed by the SNI of the QUIC Initial"
-dpctl entry add udp 443 --route quic --keepalive --ttl 30 | grep -q "routed by quic" || fail "entry add --route quic"
+dpctl entry add udp 443 --route quic --keepalive --ttl 30 | matches "routed by quic" || fail "entry add --route quic"
 dpctl ingress add quic-a.example web-a --target "$AGENT_IP:4431" > /dev/null
 dpctl ingress add '.b.example' web-b --target "$AGENT_IP:4432" > /dev/null
 dpctl ingress add secret.example web-a --target "$AGENT_IP:4431" --private > /dev/null

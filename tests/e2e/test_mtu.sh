@@ -29,7 +29,7 @@ log "  sender: $(cat "$WORK/send-df.out")"
 gw_stats | jq -e '.workers[0].icmp_frag_needed >= 1 and .totals.drops.too_big >= 1' > /dev/null ||
   fail "no ICMP fragmentation-needed: $(gw_stats | jq -c '{w: .workers[0], d: .totals.drops}')"
 jq -e '.emsgsize >= 1' "$WORK/send-df.out" > /dev/null || fail "the client never learned the smaller path MTU"
-ip netns exec "$NS_C" ip route get "$GW_PUBLIC" | grep -q "mtu 1428" || fail "client route has no mtu 1428: $(ip netns exec "$NS_C" ip route get "$GW_PUBLIC")"
+ip netns exec "$NS_C" ip route get "$GW_PUBLIC" | matches "mtu 1428" || fail "client route has no mtu 1428: $(ip netns exec "$NS_C" ip route get "$GW_PUBLIC")"
 
 log "a datagram that fits (1400-byte payload) with DF set goes through unfragmented"
 ip netns exec "$NS_A" timeout 20 $PROBE recv "$AGENT_IP" 5300 3 > "$WORK/recv-fit.out" &

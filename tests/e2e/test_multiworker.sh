@@ -11,7 +11,7 @@ topology_up
 write_gw_conf 2 true
 start_gw
 grep -q -- "--no-huge" "$WORK/dpgw.log" && fail "dpgw ran with --no-huge although hugepages = true"
-ls /dev/hugepages/ | grep -q "^${DPT_PREFIX}map_" || fail "no hugepage files for prefix $DPT_PREFIX"
+ls /dev/hugepages/ | matches "^${DPT_PREFIX}map_" || fail "no hugepage files for prefix $DPT_PREFIX"
 start_agent agent
 start_iperf_server
 wait_for 15 "tunnel up" tunnel_up

@@ -82,7 +82,7 @@ run_block() {
 
 log "the gateway block (README.md)"
 run_block "$NS_G" "$ROOT" gateway
-command -v dpgw | grep -q "^/usr/local/bin/dpgw$" || fail "make install did not put dpgw in /usr/local/bin"
+command -v dpgw | matches "^/usr/local/bin/dpgw$" || fail "make install did not put dpgw in /usr/local/bin"
 
 log "the agent block, with ca.pem, agent-1.pem and agent-1.key copied from the gateway"
 mkdir -p "$WORK/agent-host"

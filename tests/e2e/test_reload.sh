@@ -87,7 +87,7 @@ sed -i 's|api_socket = "\(.*\)";|api_socket = "\1"; # changed\n  failure_log_rat
 sed -i "s|agent_listen = \"$GW_UNDERLAY:7443\"|agent_listen = \"$GW_UNDERLAY:7444\"|" "$WORK/dpctld.conf"
 kill -HUP "$DPCTLD_PID"
 wait_for 10 "dpctld reloaded again" bash -c "[ \$(grep -c 'reloaded $WORK/dpctld.conf' '$WORK/dpctld.log') -ge 2 ]"
-grep "reloaded $WORK/dpctld.conf" "$WORK/dpctld.log" | tail -1 | grep -q "2 entry point(s) (was 1).*need a restart and were not applied: agent_listen" ||
+grep "reloaded $WORK/dpctld.conf" "$WORK/dpctld.log" | tail -1 | matches "2 entry point(s) (was 1).*need a restart and were not applied: agent_listen" ||
   fail "reload summary: $(grep reloaded "$WORK/dpctld.log" | tail -1)"
 wait_for 10 "tcp/8081 at the gateway" bash -c "'$DPGW' stats --socket '$WORK/dpgw.sock' --json | jq -e '[.entry_points[] | select(.port == 8081)] | length == 1'"
 ip netns exec "$NS_C" curl -sf -m 3 "http://$GW_PUBLIC:8081/ok" > /dev/null || fail "the reloaded entry point does not carry traffic"
@@ -111,7 +111,7 @@ kill -HUP "$GW_PID"
 wait_for 10 "dpgw reloaded" grep -q "reloaded $WORK/gw.conf" "$WORK/dpgw.log"
 grep -q "reload: tunnel static1 added" "$WORK/dpgw.log" && grep -q "reload: entry point udp/5999 set" "$WORK/dpgw.log" ||
   fail "dpgw reload: $(grep reload "$WORK/dpgw.log")"
-grep "reloaded $WORK/gw.conf" "$WORK/dpgw.log" | grep -q "need a restart and were not applied: session_timeout" ||
+grep "reloaded $WORK/gw.conf" "$WORK/dpgw.log" | matches "need a restart and were not applied: session_timeout" ||
   fail "restart-only change not named: $(grep reloaded "$WORK/dpgw.log")"
 gw_stats | jq -e '[.tunnels[] | select(.name == "static1" and .static)] | length == 1' > /dev/null || fail "static1 not in dpgw"
 gw_stats | jq -e '[.tunnels[] | select(.name == "web")] | length == 1' > /dev/null || fail "dpctld's tunnel lost in the reload"

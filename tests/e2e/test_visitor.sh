@@ -63,7 +63,7 @@ visit visit-private dpv0 100.96.0.1/16 --host intranet.example --local 100.96.0.
 visit visit-public dpv1 100.97.0.1/16 --host app-a.example --local 100.97.0.10:80
 visit visit-other dpv2 100.98.0.1/16 --host app-b.example --local 100.98.0.10:80
 wait_for 20 "three visitors live" visitors_live 3
-dpctl session list | grep -Eq "^[0-9]+ +web-a +visitor +CN=agent-2" || fail "session list: $(dpctl session list)"
+dpctl session list | matches -E "^[0-9]+ +web-a +visitor +CN=agent-2" || fail "session list: $(dpctl session list)"
 [ "$(fetch http://100.96.0.10/)" = "backend a" ] || fail "the visitor did not reach the private rule"
 [ "$(fetch http://100.97.0.10/)" = "backend a" ] || fail "the visitor did not reach its tunnel's public rule"
 no_rule=$(drops no_rule)

@@ -52,4 +52,8 @@ done < <(find "$here/dataplane" -name '*.cpp' -o -name '*.hpp' | sort)
 if [ "$n" -lt 20 ]; then echo "FAIL dataplane/README.md: found only $n source files"; fails=$((fails + 1));
 elif [ ${#missing[@]} -gt 0 ]; then echo "FAIL dataplane/README.md does not name: ${missing[*]}"; fails=$((fails + 1));
 else echo "ok   dataplane/README.md names all $n source files of dataplane/"; fi
+# docs/testing.md's rule for e2e scripts (under pipefail): `cmd | matches`, not `cmd | grep -q` (SIGPIPE to cmd).
+bad=$(grep -nE '\| *grep +-[A-Za-z]*q' "$here"/tests/e2e/*.sh "$here"/scripts/demo*.sh | grep -v 'bash -c' || true)
+if [ -n "$bad" ]; then echo "FAIL '| grep -q' in e2e scripts (use '| matches', docs/testing.md):"; echo "$bad"; fails=$((fails + 1));
+else echo "ok   e2e scripts check output with matches, not grep -q"; fi
 [ "$fails" = 0 ] || exit 1
