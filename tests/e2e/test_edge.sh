@@ -227,7 +227,7 @@ jq -e '.edge.from_concentrator_packets > 10000 and .edge.to_concentrator_packets
 log "  concentrator: to edge $(jq .tunnels[0].to_agent_packets "$WORK/gw-stats.out"), from edge" \
   "$(jq .tunnels[0].from_agent_packets "$WORK/gw-stats.out"); edge: from concentrator" \
   "$(jq .edge.from_concentrator_packets "$WORK/edge-stats.out"), to it $(jq .edge.to_concentrator_packets "$WORK/edge-stats.out")"
-"$DPGW" stats --socket "$WORK/edge.sock" | grep -q "^edge: session 1 to concentrator $GW_UNDERLAY:51900, up" ||
+"$DPGW" stats --socket "$WORK/edge.sock" | matches "^edge: session 1 to concentrator $GW_UNDERLAY:51900, up" ||
   fail "dpgw stats (text) has no edge line"
 
 log "the edge killed (SIGKILL) and restarted during a UDP stream: the concentrator takes its new frames"
