@@ -20,7 +20,6 @@
 #include "agent/control_client.hpp"
 #include "agent/datagram_reassembler.hpp"
 #include "agent/lan_nat.hpp"
-#include "agent/snat_codec.hpp"
 #include "agent/service_routes.hpp"
 #include "agent/session_slots.hpp"
 #include "agent/tun_writer.hpp"
@@ -31,6 +30,7 @@
 #include "common/token_bucket.hpp"
 #include "crypto/aead.hpp"
 #include "packet/icmp_error.hpp"
+#include "proto/snat_codec.hpp"
 
 namespace dptun {
 

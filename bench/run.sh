@@ -23,6 +23,10 @@ echo "hostname rules (IngressMatcher vs a label walk over std::unordered_map, sa
 echo
 echo "against a real peer: dpgw and DPDK's ipsec-secgw (ESP tunnel, AES-128-GCM), one core each, same pcap input:"
 BUILD="$BUILD" RESULTS="$out" bash "$ROOT/bench/secgw.sh"
+echo
+echo "DPDK on both tunnel ends: concentrator dpgw and edge dpgw over net_memif, against raw memif forwarding (testpmd)"
+echo "over the same pair, same feeder and sink:"
+BUILD="$BUILD" RESULTS="$out" bash "$ROOT/bench/edge.sh"
 echo "raw results: $out"
 echo
 echo "instructions per packet (valgrind callgrind, repeatable):"

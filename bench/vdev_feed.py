@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Input and output of the same-run peer benchmark (bench/secgw.sh), stdlib only.
+"""Input and output of the same-run benchmarks (bench/secgw.sh, bench/edge.sh), stdlib only.
 
   vdev_feed.py clients FILE SIZE [FLOWS [REPEAT [LEAD]]]
                                            pcap of client UDP packets to 10.99.1.1:5201, SIZE bytes each on the
@@ -13,6 +13,11 @@
                                            ethdev PORT, read from its telemetry socket (/ethdev/stats): waits
                                            until the port sends, WARMUP more seconds, then counts for SECONDS.
                                            Prints one JSON object.
+  vdev_feed.py delivered OUT IN            checks OUT, what an edge dpgw sent on its LAN port for the client packets
+                                           of IN (bench/edge.sh): each a client's UDP packet to the target
+                                           10.99.2.2:5201 from a translated source (100.64.0.0/16, port >= 32768),
+                                           its payload intact and both checksums valid, one source per client flow.
+                                           Exit 1 otherwise.
   vdev_feed.py check esp|relay OUT IN KEY  decrypts every packet of OUT (what a gateway sent for the client packets of
                                            IN) and checks it carries one of IN's packets: ESP tunnel mode (RFC 4303,
                                            AES-GCM per RFC 4106; KEY = the SA's key and salt, hex) or dptun relay
@@ -80,6 +85,8 @@ def read_pcap(path: str):
     off, out = 24, []
     while off + 16 <= len(data):
         caplen = struct.unpack("<IIII", data[off:off + 16])[2]
+        if off + 16 + caplen > len(data):
+            break  # (a record the writer was stopped in the middle of)
         out.append(data[off + 16:off + 16 + caplen])
         off += 16 + caplen
     return out
@@ -147,6 +154,48 @@ def check(kind: str, out_path: str, in_path: str, key_hex: str) -> None:
         sys.exit(1)
 
 
+def delivered(out_path: str, in_path: str) -> None:
+    want = {}
+    for fr in read_pcap(in_path):
+        ip = fr[14:]
+        if ip[16:20] == GATEWAY_IP:
+            want[(ip[12:16], ip[20:22])] = ip[28:]
+    payloads = set(want.values())
+    sources, good, bad, arp = set(), 0, 0, 0
+    for fr in read_pcap(out_path):
+        ip = fr[14:]
+        if fr[12:14] == b"\x08\x06":  # the edge resolving or answering the target
+            arp += 1
+            continue
+        try:
+            if fr[12:14] != b"\x08\x00" or ip[0] != 0x45 or ip[9] != 17:
+                raise ValueError("not IPv4 UDP")
+            if csum(ip[:20]) != 0:
+                raise ValueError("bad IPv4 header checksum")
+            ip_len = struct.unpack("!H", ip[2:4])[0]
+            udp = ip[20:ip_len]
+            if ip[16:20] != AGENT_IP or udp[2:4] != struct.pack("!H", 5201):
+                raise ValueError("not to the target 10.99.2.2:5201")
+            sport = struct.unpack("!H", udp[0:2])[0]
+            if ip[12:14] != bytes([100, 64]) or sport < 32768:
+                raise ValueError("source %s:%d is not a translated one" % (socket.inet_ntoa(ip[12:16]), sport))
+            pseudo = ip[12:20] + struct.pack("!BBH", 0, 17, len(udp))
+            if csum(pseudo + udp) != 0:
+                raise ValueError("bad UDP checksum")
+            if udp[8:] not in payloads:
+                raise ValueError("payload is no client's")
+            sources.add((ip[12:16], udp[0:2]))
+            good += 1
+        except Exception as e:  # noqa: BLE001 (a report, then exit 1)
+            bad += 1
+            if bad <= 3:
+                print("delivered: %s: %s %s" % (out_path, type(e).__name__, e), file=sys.stderr)
+    print(json.dumps({"check": "delivered", "delivered": good, "bad": bad, "arp": arp, "clients": len(want),
+                      "sources": len(sources)}))
+    if bad or not good or len(sources) != len(want):
+        sys.exit(1)
+
+
 def runtime_dir(prefix: str) -> str:
     base = os.environ.get("RUNTIME_DIRECTORY") or ("/var/run/dpdk" if os.getuid() == 0 else
                                                   os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk"))
@@ -202,6 +251,8 @@ def main() -> None:
                    [client_frame(size, f) for f in range(flows)] * repeat)
     elif len(a) == 2 and a[0] == "arp":
         write_pcap(a[1], [arp_request()] * 3)
+    elif len(a) == 3 and a[0] == "delivered":
+        delivered(a[1], a[2])
     elif len(a) == 5 and a[0] == "check" and a[1] in ("esp", "relay"):
         check(a[1], a[2], a[3], a[4])
     elif len(a) == 5 and a[0] == "rate":

@@ -199,7 +199,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
       tr->code = split ? 1 : 0;
     }
     if (split) {
-      encap_.fragments(m, *f, *s, inner_flags, pi.l4_proto, held, out_port, mac);
+      encap_.fragments(m, flows_.id_of(*f), f->tunnel, *s, inner_flags, pi.l4_proto, held, out_port, mac);
       continue;
     }
     if (trailer) {

@@ -46,11 +46,12 @@ void Fragments::Sink::fragment_dropped(rte_mbuf* m, FragDrop why) { ctx.drop(m, 
 
 void Fragments::Sink::datagram_dropped(FragDrop why) { (why == FragDrop::Timeout ? timeouts : evictions).add(); }
 
-Fragments::Fragments(WorkerContext& ctx, Tx& tx, LocalInput& local, EntryInput& entry)
+Fragments::Fragments(WorkerContext& ctx, Tx& tx, LocalInput& local, EntryInput& entry, EdgeOutput& edge_out)
     : ctx_(ctx),
       tx_(tx),
       local_(local),
       entry_(entry),
+      edge_out_(edge_out),
       client_frags_(ctx.dp.cfg->reassembly, rte_rand()),
       inner_frags_(ctx.dp.cfg->reassembly, rte_rand()) {}
 
@@ -133,6 +134,16 @@ void Fragments::datagram_input(uint8_t port, rte_mbuf* m) {
   if (!parse_datagram(m, uint16_t(m->l2_len), pi)) {
     ctx_.drop(m, Drop::FragMalformed);
     return;
+  }
+  if (const EdgePeer* edge = ctx_.dp.edge.get()) {
+    if (edge->to_snat(port, pi.dst_ip)) {  // a target's datagram, to the concentrator
+      edge_out_.datagram(port, m, pi);
+      return;
+    }
+    if (pi.l4_proto == kIpProtoUdp && edge->from_concentrator(port, pi.src_ip, pi.src_port, pi.dst_port)) {
+      ctx_.drop(m, Drop::Fragment);  // relay frames are never fragmented
+      return;
+    }
   }
   if (pi.l4_proto == kIpProtoUdp && pi.dst_port == ctx_.dp.cfg->tunnel_port) {  // relay frames are never fragmented
     ctx_.drop(m, Drop::Fragment);

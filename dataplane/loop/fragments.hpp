@@ -1,15 +1,17 @@
 // Fragments, the slow path (docs/protocol.md "Datagrams bigger than a frame", architecture.md "Fragments"):
 // - client fragments are steered to one worker per datagram and reassembled there; the whole datagram then goes to
-//   the worker its 5-tuple hashes to and into entry input like any packet;
+//   the worker its 5-tuple hashes to and into entry input like any packet (on an edge, the LAN's fragments to a
+//   translated source go the same way, into edge output);
 // - fragments inside relay frames (an agent's datagram too big for one frame) are reassembled on the session's RX
 //   worker, which decrypts every frame of the session;
 // - a datagram too big for the link to its client leaves as IPv4 fragments.
 // Touches its two reassembly tables (rte_mbuf chains held until complete, bounded by dpgw.reassembly); hands
-// packets to entry input, local input (closed ports) and Tx. Counts frag_*, inner_frag_*; drops frag_* fragment
+// packets to entry input, edge output, local input (closed ports) and Tx. Counts frag_*, inner_frag_*; drops frag_* fragment
 // too_big no_mbuf no_room bad_inner.
 #pragma once
 #include <cstdint>
 
+#include "dataplane/edge/edge_output.hpp"
 #include "dataplane/entry/entry_input.hpp"
 #include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
@@ -24,7 +26,7 @@ namespace dptun {
 
 class Fragments {
  public:
-  Fragments(WorkerContext& ctx, Tx& tx, LocalInput& local, EntryInput& entry);
+  Fragments(WorkerContext& ctx, Tx& tx, LocalInput& local, EntryInput& entry, EdgeOutput& edge_out);
   ~Fragments();  // frees what the tables still hold
   Fragments(const Fragments&) = delete;
   Fragments& operator=(const Fragments&) = delete;
@@ -59,6 +61,7 @@ class Fragments {
   Tx& tx_;
   LocalInput& local_;
   EntryInput& entry_;
+  EdgeOutput& edge_out_;
   Ipv4Reassembly<rte_mbuf*> client_frags_;  // client fragments whose datagram hashes to this worker
   Ipv4Reassembly<rte_mbuf*> inner_frags_;   // fragments inside the frames of sessions this worker decrypts
 };

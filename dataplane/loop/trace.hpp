@@ -53,7 +53,8 @@ enum class TraceStage : uint8_t {
   Count
 };
 
-enum class TraceClass : uint8_t { EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, Count };
+// EdgeFrame: a frame from the concentrator (edge role); EdgeReply: a target's packet to a translated source.
+enum class TraceClass : uint8_t { EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, EdgeFrame, EdgeReply, Count };
 enum class TraceAnswer : uint8_t { EchoReply, Rst, PortUnreachable, FragNeeded, KeepaliveReply, Count };
 
 const char* trace_stage_name(TraceStage s);

@@ -19,12 +19,20 @@ Tx::Tx(WorkerContext& ctx) : ctx_(ctx), tx_(ctx.dp.ports.size()), handoff_out_(c
 
 bool Tx::resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why) {
   const Route r = ctx_.dp.routes->lookup(dst);
+  port = r.port;
+  return neighbor(r, mac, why);
+}
+
+bool Tx::resolve_next_hop_on(uint8_t port, const IpAddr& dst, MacAddr& mac, Drop& why) {
+  return neighbor(ctx_.dp.routes->lookup_on(port, dst), mac, why);
+}
+
+bool Tx::neighbor(const Route& r, MacAddr& mac, Drop& why) {
   if (!r.valid) {
     why = Drop::NoRoute;
     return false;
   }
   why = Drop::NoNeighbor;
-  port = r.port;
   const uint32_t hop = r.next_hop.v4();  // (routes lead to IPv4 next hops only: ARP, not yet NDP)
   if (ctx_.dp.neighbors.lookup(r.port, hop, mac)) return true;
   // Ask the control lcore to ARP for it, at most every 100 ms per next hop.

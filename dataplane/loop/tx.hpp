@@ -22,6 +22,8 @@ class Tx {
   explicit Tx(WorkerContext& ctx);
   // Output port and next-hop MAC for `dst`; false with `why` NoRoute or NoNeighbor (then ARP is requested).
   bool resolve_next_hop(const IpAddr& dst, uint8_t& port, MacAddr& mac, Drop& why);
+  // The same, out of `port` only (RouteTable::lookup_on).
+  bool resolve_next_hop_on(uint8_t port, const IpAddr& dst, MacAddr& mac, Drop& why);
   void send(uint8_t port, rte_mbuf* m);  // a whole Ethernet frame, out of `port` with the next burst
   // Writes at `eth` the Ethernet header of an IPv4 packet to MAC `to` out of `port` (14 bytes).
   void write_ethernet(uint8_t* eth, uint8_t port, const uint8_t* to) const {
@@ -44,6 +46,7 @@ class Tx {
   void tx_burst(uint8_t port);
   void flush_handoffs();
   void trace_tx(uint8_t port, const rte_mbuf* m);
+  bool neighbor(const Route& r, MacAddr& mac, Drop& why);  // the route's next-hop MAC, or an ARP request
 
   WorkerContext& ctx_;
   std::vector<Buffer> tx_;           // per port

@@ -12,6 +12,7 @@
 #include <exception>
 #include <string>
 
+#include "dataplane/edge/edge_peer.hpp"
 #include "dataplane/tables/flow_tracking.hpp"
 #include "packet/headers.hpp"
 
@@ -117,6 +118,7 @@ unsigned Worker::poll_once() {
     handle_handoffs(reinterpret_cast<rte_mbuf**>(objs), n);
     work += n;
   }
+  edge_in_.tick();  // the edge role's keepalive, when due (out with this flush)
   flush();
   // Housekeeping, as much as the time since the last poll asks for, whatever the poll rate.
   frags_.expire();
@@ -153,6 +155,11 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   rte_mbuf* tun_pkts[kBurst];
   PacketInfo tun_info[kBurst];
   uint16_t n_tun = 0;
+  // The edge role (nullptr: none): frames from the concentrator, and targets' packets to translated sources.
+  const EdgePeer* edge = ctx_.dp.edge.get();
+  rte_mbuf* edge_pkts[kBurst];
+  PacketInfo edge_info[kBurst];
+  uint16_t n_edge = 0;
   const uint32_t my_addr = ctx_.dp.ports[port].address;
   const uint16_t tunnel_port = ctx_.dp.cfg->tunnel_port;
   PortStats& ps = ctx_.port_stats[port];
@@ -196,6 +203,17 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
         break;
     }
     if (pi.dst_ip != my_addr) {
+      if (edge && edge->to_snat(port, pi.dst_ip)) {  // a target's packet to a translated source
+        if (pi.is_fragment)
+          frags_.client_fragment(port, m, pi);  // put together first; the datagram comes to edge output
+        else if (pi.l4_proto == kIpProtoIcmp)
+          edge_out_.icmp(port, m, pi);
+        else if (pi.l4_proto == kIpProtoTcp || pi.l4_proto == kIpProtoUdp)
+          edge_pkts[n_edge] = m, edge_info[n_edge++] = pi;
+        else
+          ctx_.drop(m, Drop::UnsupportedProto);
+        continue;
+      }
       ctx_.drop(m, Drop::NotForUs);
       continue;
     }
@@ -209,6 +227,11 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     }
     if (pi.is_fragment) {  // reassembled first (fragments.cpp); whole datagrams come back through datagram_input
       frags_.client_fragment(port, m, pi);
+      continue;
+    }
+    if (edge && pi.l4_proto == kIpProtoUdp && edge->from_concentrator(port, pi.src_ip, pi.src_port, pi.dst_port)) {
+      edge_pkts[n_edge] = m;  // (a burst from one port holds frames or LAN packets, never both: the ports differ)
+      edge_info[n_edge++] = pi;
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
@@ -234,6 +257,12 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   }
   if (n_entry) entry_.input(port, entry_pkts, entry_info, entry_of, n_entry);
   if (n_tun) tunnel_.input(port, tun_pkts, tun_info, n_tun);
+  if (n_edge) {
+    if (port == edge->underlay_port)
+      edge_in_.input(port, edge_pkts, edge_info, n_edge);
+    else
+      edge_out_.input(port, edge_pkts, edge_info, n_edge);
+  }
 }
 
 void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {

@@ -3,13 +3,17 @@
 // constructor names the stages and tables it touches, and the calls between them are direct (no virtual dispatch).
 //   classify -> entry input   -> TCP binding / QUIC holds -> flow setup -> encap -> tx
 //            -> tunnel input  -> visitors / TCP binding / fragments      -> tx
-//            -> local input, fragments (-> entry input)
+//            -> local input, fragments (-> entry input, edge output)
+//            -> edge input (frames from the concentrator) -> fragments -> tx (LAN)
+//            -> edge output (targets' replies)             -> encap      -> tx (underlay)
 // Single-threaded by construction: no locks, no syscalls, no allocation in the loop.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "dataplane/edge/edge_input.hpp"
+#include "dataplane/edge/edge_output.hpp"
 #include "dataplane/entry/entry_input.hpp"
 #include "dataplane/entry/flow_setup.hpp"
 #include "dataplane/hostname/name_slots.hpp"
@@ -87,8 +91,10 @@ class Worker {
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};
   TcpBinding binding_{ctx_, tx_, flows_, setup_, names_, encap_};
   EntryInput entry_{ctx_, tx_, flows_, setup_, names_, encap_, binding_, quic_, local_};
-  Fragments frags_{ctx_, tx_, local_, entry_};
+  EdgeOutput edge_out_{ctx_, tx_, local_, encap_};
+  Fragments frags_{ctx_, tx_, local_, entry_, edge_out_};
   TunnelInput tunnel_{ctx_, tx_, flows_, names_, binding_, visitors_, frags_, local_};
+  EdgeInput edge_in_{ctx_, tx_, frags_};
   // Housekeeping, paced by the clock rather than by polls (loop/sweep_pacer.hpp): each table is swept once per its
   // period, so it costs the same per second to a busy worker and to an idle one. The periods and why: each stage.
   SweepPacer flow_sweep_{flows_.capacity(), FlowSetup::expiry_period_ns(*ctx_.dp.cfg)};

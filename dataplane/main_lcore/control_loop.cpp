@@ -82,6 +82,7 @@ void ControlLoop::reload() {
   differs(next.max_tunnels != now.max_tunnels, "max_tunnels");
   differs(next.session_timeout_ns != now.session_timeout_ns, "session_timeout");
   differs(next.direct_mode != now.direct_mode, "direct_mode");
+  differs(next.edge != now.edge, "edge");
   differs(next.flow.table_size != now.flow.table_size || next.flow.udp_ttl_ns != now.flow.udp_ttl_ns ||
               next.flow.tcp_syn_timeout_ns != now.flow.tcp_syn_timeout_ns ||
               next.flow.tcp_established_timeout_ns != now.flow.tcp_established_timeout_ns,
@@ -128,6 +129,7 @@ void ControlLoop::tick(uint64_t now_ns) {
     const uint64_t real = realtime_ns();
     dp_.realtime_offset_ns.store(int64_t(real) - int64_t(now_ns), std::memory_order_relaxed);
     state_.maintain(now_ns, real);
+    if (edge_) edge_->tick(now_ns, real);
     reclaimer_.reclaim();
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {

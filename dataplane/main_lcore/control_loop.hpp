@@ -10,6 +10,7 @@
 #include "common/line_server.hpp"
 #include "common/metrics_http.hpp"
 #include "dataplane/main_lcore/control_commands.hpp"
+#include "dataplane/main_lcore/edge_control.hpp"
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/kernel_path.hpp"
@@ -21,8 +22,9 @@ namespace dptun {
 
 class ControlLoop {
  public:
-  ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer)
-      : dp_(dp), state_(state), reclaimer_(reclaimer), kernel_(dp) {}
+  // `edge`: the edge role's control (nullptr: none).
+  ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge = nullptr)
+      : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp) {}
   bool open_control_socket(std::string& error);
   bool open_kernel_path(std::string& error) { return kernel_.open(error); }
   // Prometheus text on dpgw.metrics_listen, rendered here once a second (libmicrohttpd serves it).
@@ -44,6 +46,7 @@ class ControlLoop {
   Dataplane& dp_;
   GatewayState& state_;
   Reclaimer& reclaimer_;
+  EdgeControl* edge_;
   LineServer control_;
   Controller controller_;  // which dpctld controls the gateway (control_commands.hpp)
   MetricsHttp metrics_;

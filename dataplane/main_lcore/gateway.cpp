@@ -76,6 +76,9 @@ bool Gateway::build(const Options& opt, std::string& error) {
   for (const PortConfig& pc : cfg.ports) ifaces.push_back({pc.address, pc.gateway ? pc.gateway->value : 0});
   dp.routes = std::make_unique<RouteTable>(std::move(ifaces));
 
+  // The edge role: its session exists before the workers (their stages hold it); its keys come below.
+  if (cfg.edge) dp.edge = make_edge_peer(*cfg.edge, cfg.workers);
+
   size_t rcu_size = rte_rcu_qsbr_get_memsize(cfg.workers);
   dp.rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("dptun_rcu", rcu_size, RTE_CACHE_LINE_SIZE));
   if (!dp.rcu || rte_rcu_qsbr_init(dp.rcu, cfg.workers) != 0) {
@@ -115,8 +118,12 @@ bool Gateway::build(const Options& opt, std::string& error) {
   state_ = std::make_unique<GatewayState>(dp, *keys_, *reclaimer_);
   if (!state_->apply_config(cfg, error)) return false;
   state_->publish_all();
+  if (dp.edge) {
+    edge_ = std::make_unique<EdgeControl>(dp, *engine_, cfg.crypto.rekey_interval_ns, *reclaimer_);
+    if (!edge_->start(error)) return false;
+  }
 
-  control_ = std::make_unique<ControlLoop>(dp, *state_, *reclaimer_);
+  control_ = std::make_unique<ControlLoop>(dp, *state_, *reclaimer_, edge_.get());
   if (opt.control_socket && (!control_->open_control_socket(error) || !control_->open_metrics(error))) return false;
   if (!control_->open_kernel_path(error)) return false;
   return true;
@@ -177,6 +184,8 @@ Gateway::~Gateway() {
   control_.reset();
   // Workers are stopped: sessions, tables and keys can go at once (before the engine that made the keys).
   state_.reset();
+  edge_.reset();
+  dp.edge.reset();  // (its keys, before the engine that made them)
   keys_.reset();
   reclaimer_.reset();
   for (auto& w : dp.workers) {

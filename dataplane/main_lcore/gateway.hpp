@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dataplane/main_lcore/control_loop.hpp"
+#include "dataplane/main_lcore/edge_control.hpp"
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/port.hpp"
@@ -42,6 +43,7 @@ class Gateway {
   std::unique_ptr<Reclaimer> reclaimer_;
   std::unique_ptr<SessionKeyManager> keys_;
   std::unique_ptr<GatewayState> state_;
+  std::unique_ptr<EdgeControl> edge_;  // the edge role's keys and link (nullptr: none)
   std::vector<std::unique_ptr<PortGuard>> port_guards_;
   std::unique_ptr<ControlLoop> control_;
   std::vector<unsigned> worker_lcores_;

@@ -9,6 +9,7 @@
 #include "common/config_file.hpp"
 #include "common/hex.hpp"
 #include "common/tunnel_names.hpp"
+#include "proto/snat_codec.hpp"
 
 namespace dptun {
 
@@ -159,6 +160,55 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
   return e;
 }
 
+// The edge role's section (after the ports and the static peers, whose keys it must not share).
+EdgeConfig load_edge(const Setting& s, const GatewayConfig& cfg, std::set<std::vector<uint8_t>>& keys) {
+  config_allow_keys(s, {"concentrator", "session", "psk", "psk_file", "cipher", "underlay_port", "lan_port", "snat_net",
+                        "keepalive", "local_port"});
+  EdgeConfig e;
+  auto port_named = [&](const char* key) {
+    const std::string name = config_string(s, key);
+    for (size_t i = 0; i < cfg.ports.size(); ++i)
+      if (cfg.ports[i].name == name) return uint8_t(i);
+    config_fail(s[key], "no port named '" + name + "' in dpgw.ports");
+  };
+  e.underlay_port = port_named("underlay_port");
+  e.lan_port = port_named("lan_port");
+  if (e.lan_port == e.underlay_port)
+    config_fail(s["lan_port"], "the LAN port must be another port than the underlay port");
+  const auto concentrator = Endpoint::parse(config_string(s, "concentrator"));
+  if (!concentrator || !concentrator->ip.is_v4() || !concentrator->port)
+    config_fail(s["concentrator"], "expected the concentrator's tunnel endpoint as ipv4:port, like 192.0.2.1:51900");
+  e.concentrator = *concentrator;
+  const PortConfig& under = cfg.ports[e.underlay_port];
+  if (!under.address.contains(Ipv4{e.concentrator.ip.v4()}) && !under.gateway)
+    config_fail(s["concentrator"], e.concentrator.ip.str() + " is outside port '" + under.name + "' (" +
+                                       under.address.str() + ") and that port has no gateway");
+  e.session = uint32_t(config_int(s, "session", 1, 32767));  // a static peer's index at the concentrator
+  e.psk = read_psk(s);
+  if (!keys.insert(e.psk).second)
+    config_fail(s.exists("psk") ? s["psk"] : s["psk_file"], "this key is already used by a static peer; the edge's "
+                                                             "session needs its own key");
+  e.key_len = s.exists("cipher") ? config_cipher_key_len(s, "cipher") : cfg.crypto.key_len;
+  const std::string net = config_string(s, "snat_net");
+  const auto prefix = Ipv4Prefix::parse(net);
+  if (!prefix || net.find('/') == std::string::npos)
+    config_fail(s["snat_net"], "expected a subnet like 100.64.0.0/16");
+  std::string why;
+  if (!SnatCodec::valid_subnet(*prefix, why)) config_fail(s["snat_net"], why);
+  e.snat_net = *prefix;
+  // Targets route the subnet to the LAN port's address: it must not be anybody's link.
+  const Ipv4Prefix whole{Ipv4{prefix->addr.value & prefix->mask()}, prefix->len};
+  for (const PortConfig& p : cfg.ports) {
+    const Ipv4Prefix link{Ipv4{p.address.addr.value & p.address.mask()}, p.address.len};
+    if (whole.contains(link.addr) || link.contains(whole.addr))
+      config_fail(s["snat_net"], whole.str() + " overlaps port '" + p.name + "' (" + p.address.str() +
+                                     "): the translated sources must be routed to the LAN port, not be on a link");
+  }
+  e.keepalive_ns = config_duration_ns(s, "keepalive", 0.1, 3600, 2);
+  e.local_port = uint16_t(config_int(s, "local_port", 1, 65535, cfg.tunnel_port));
+  return e;
+}
+
 }  // namespace
 
 static GatewayConfig load(const std::string& path);
@@ -194,7 +244,7 @@ GatewayConfig load_gateway_config(const std::string& path) {
 static GatewayConfig load(const std::string& path) {
   ConfigFile file(path);
   const Setting& root = file.root();
-  config_allow_keys(root, {"dpgw", "tunnels", "entry_points"});
+  config_allow_keys(root, {"dpgw", "tunnels", "entry_points", "edge"});
   GatewayConfig cfg;
   cfg.path = path;
 
@@ -293,6 +343,10 @@ static GatewayConfig load(const std::string& path) {
       if (!used.insert({e.proto, e.port}).second)
         config_fail((*entries)[i]["port"], std::string("entry point ") + (e.proto == 6 ? "tcp/" : "udp/") + std::to_string(e.port) + " defined twice");
     }
+  }
+  if (const Setting* edge = config_child(root, "edge")) {
+    if (!edge->isGroup()) config_fail(*edge, "expected a group edge = { concentrator = ...; ... }");
+    cfg.edge = load_edge(*edge, cfg, keys);
   }
   return cfg;
 }

@@ -84,6 +84,23 @@ struct CryptoConfig {
   uint64_t rekey_interval_ns = 120'000'000'000ull;
 };
 
+// The edge role (docs/operations.md "Edge role"): this dpgw is the far end of a tunnel, a static peer of a
+// concentrator dpgw, as dpagent --gateway/--session/--psk-file is. Frames from the concentrator are opened and their
+// inner packets delivered to targets on `lan_port`, their source translated into `snat_net` (proto/snat_codec.hpp);
+// the targets' replies go back to the concentrator. Ports by index into GatewayConfig::ports.
+struct EdgeConfig {
+  Endpoint concentrator;         // the concentrator's tunnel port (IPv4 address:port)
+  uint32_t session = 0;          // the session index in the concentrator's config, 1..32767
+  std::vector<uint8_t> psk;      // 32-byte base secret shared with the concentrator (never logged)
+  uint8_t key_len = 16;          // aes-128-gcm (16) or aes-256-gcm (32): the concentrator's cipher
+  uint8_t underlay_port = 0;     // where the concentrator is reached
+  uint8_t lan_port = 0;          // where the targets are
+  Ipv4Prefix snat_net;           // the sources targets see (a /16 or larger); the targets route it to lan_port
+  uint64_t keepalive_ns = 2'000'000'000ull;
+  uint16_t local_port = 51900;   // our UDP port for the tunnel (default: dpgw.tunnel_port)
+  bool operator==(const EdgeConfig&) const = default;
+};
+
 struct GatewayConfig {
   std::string path;
   EalConfig eal;
@@ -105,6 +122,7 @@ struct GatewayConfig {
   ReassemblyLimits reassembly;
   std::vector<TunnelConfig> tunnels;
   std::vector<EntryPointConfig> entry_points;
+  std::optional<EdgeConfig> edge;  // the edge role; nullopt: none
 };
 
 // Reads and validates the whole file. Throws ConfigError("file:line: key 'x.y': what is wrong").

@@ -157,6 +157,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->peer_clock_counters = spec.peer_clock_counters;
   s->from_config = spec.from_config;
   s->visitor = spec.visitor;
+  s->local_port = dp_.cfg->tunnel_port;
   if (spec.endpoint) {
     s->endpoint.store(*spec.endpoint);
     s->configured_endpoint = true;

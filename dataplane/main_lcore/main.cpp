@@ -125,8 +125,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args.check_only) {
-    printf("%s: OK (%zu ports, %u workers, %zu tunnels, %zu entry points)\n", config_path.c_str(), cfg.ports.size(),
-           unsigned(cfg.workers), cfg.tunnels.size(), cfg.entry_points.size());
+    const std::string edge = cfg.edge ? ", edge: session " + std::to_string(cfg.edge->session) + " to concentrator " +
+                                            cfg.edge->concentrator.str()
+                                      : std::string();
+    printf("%s: OK (%zu ports, %u workers, %zu tunnels, %zu entry points%s)\n", config_path.c_str(), cfg.ports.size(),
+           unsigned(cfg.workers), cfg.tunnels.size(), cfg.entry_points.size(), edge.c_str());
     return 0;
   }
 

@@ -9,6 +9,7 @@
 #include "common/json_writer.hpp"
 #include "common/prom_text.hpp"
 #include "version.hpp"
+#include "dataplane/edge/edge_peer.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/loop/worker.hpp"
@@ -58,6 +59,45 @@ TunnelTotals tunnel_totals(const Dataplane& dp, size_t t) {
   return r;
 }
 
+uint64_t worker_sum(const Dataplane& dp, Counter WorkerStats::*c) {
+  uint64_t v = 0;
+  for (const auto& w : dp.workers) v += (w->stats.*c).get();
+  return v;
+}
+
+// The edge role's session and traffic (docs/operations.md "Edge role").
+void edge_json(JsonWriter& j, const Dataplane& dp, uint64_t now) {
+  const EdgePeer& e = *dp.edge;
+  const TunnelSession& s = e.session;
+  j.key("edge").begin_object()
+      .field("concentrator", e.concentrator.str())
+      .field("session", unsigned(s.index))
+      .field("local", Endpoint{Ipv4{dp.ports[e.underlay_port].address}, e.local_port}.str())
+      .field("underlay_port", dp.ports[e.underlay_port].name)
+      .field("lan_port", dp.ports[e.lan_port].name)
+      .field("snat_net", e.snat_net.str())
+      .field("up", e.up(now))
+      .field("tx_epoch", epoch_of(s.tx_counter.load(std::memory_order_relaxed)));
+  const uint64_t rx_epoch = s.rx_epoch.load(std::memory_order_relaxed);
+  if (rx_epoch == kNoEpoch)
+    j.key("rx_epoch").null();
+  else
+    j.field("rx_epoch", rx_epoch);
+  if (const uint64_t last = s.last_rx_ns.load(std::memory_order_relaxed))
+    j.field("last_rx_age_s", now > last ? double(now - last) / 1e9 : 0.0);
+  else
+    j.key("last_rx_age_s").null();
+  j.field("to_concentrator_packets", worker_sum(dp, &WorkerStats::edge_to_concentrator_packets))
+      .field("to_concentrator_bytes", worker_sum(dp, &WorkerStats::edge_to_concentrator_bytes))
+      .field("from_concentrator_packets", worker_sum(dp, &WorkerStats::edge_from_concentrator_packets))
+      .field("from_concentrator_bytes", worker_sum(dp, &WorkerStats::edge_from_concentrator_bytes))
+      .field("keepalives_tx", worker_sum(dp, &WorkerStats::edge_keepalives_tx))
+      .field("keepalives_rx", worker_sum(dp, &WorkerStats::edge_keepalives_rx))
+      .field("icmp_errors_forwarded", worker_sum(dp, &WorkerStats::edge_icmp_errors_forwarded))
+      .field("auth_fail", worker_sum(dp, &WorkerStats::edge_auth_fail))
+      .end_object();
+}
+
 uint64_t drop_total(const Dataplane& dp, size_t d) {
   uint64_t v = 0;
   for (const auto& w : dp.workers) v += w->stats.drops[d].get();
@@ -80,7 +120,9 @@ uint64_t flows_active(const Dataplane& dp) {
   X(quic_held_sent) X(quic_holds_evicted) X(visitor_packets) X(visitor_flows) X(frag_rx) X(frag_steered)     \
   X(frag_reassembled) X(frag_timeouts) X(frag_evictions) X(inner_frag_rx) X(inner_frag_reassembled)          \
   X(inner_frag_timeouts) X(inner_frag_evictions) X(icmp_errors_forwarded) X(closed_port_rsts)                  \
-  X(closed_port_unreachables) X(closed_port_limited) X(flows_unanswered)
+  X(closed_port_unreachables) X(closed_port_limited) X(flows_unanswered) X(edge_to_concentrator_packets)          \
+  X(edge_to_concentrator_bytes) X(edge_from_concentrator_packets) X(edge_from_concentrator_bytes)              \
+  X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail)
 
 }  // namespace
 
@@ -189,6 +231,7 @@ std::string stats_json(const Dataplane& dp) {
     j.end_object();
   }
   j.end_array();
+  if (dp.edge) edge_json(j, dp, now);
   j.key("entry_points").begin_array();
   if (const EntryTable* entries = dp.entries.load(std::memory_order_acquire)) {
     for (const EntryPoint& e : entries->all()) {
@@ -269,6 +312,13 @@ std::string stats_text(const Dataplane& dp) {
           s->has_peer() ? s->peer().str().c_str() : "(unknown)", unsigned(s->weight),
           session_live(*s, now, dp.cfg->session_timeout_ns) ? "live" : "down");
   }
+  if (const EdgePeer* e = dp.edge.get())
+    add("\nedge: session %u to concentrator %s, %s; to it %" PRIu64 " packets (%" PRIu64 " B), from it %" PRIu64
+        " packets (%" PRIu64 " B), %" PRIu64 " failed authentication\n",
+        e->session.index, e->concentrator.str().c_str(), e->up(now) ? "up" : "down",
+        worker_sum(dp, &WorkerStats::edge_to_concentrator_packets), worker_sum(dp, &WorkerStats::edge_to_concentrator_bytes),
+        worker_sum(dp, &WorkerStats::edge_from_concentrator_packets),
+        worker_sum(dp, &WorkerStats::edge_from_concentrator_bytes), worker_sum(dp, &WorkerStats::edge_auth_fail));
   add("\nflows active %" PRIu64 ", neighbours %u\n", flows_active(dp), dp.neighbors.size());
   auto sum = [&](Counter WorkerStats::*c) {
     uint64_t v = 0;
@@ -388,6 +438,11 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
   for (const TunnelField& f : tunnel_fields) {
     p.family(f.name, "counter", f.help);
     for (const auto& [slot, tu] : tunnels) p.sample(f.name, double(tunnel_totals(dp, slot).*f.v), tunnel_labels(tu));
+  }
+  if (const EdgePeer* e = dp.edge.get()) {
+    p.family("dptun_gw_edge_up", "gauge", "1 while the edge hears its concentrator (within 3 keepalive intervals).");
+    p.sample("dptun_gw_edge_up", e->up(now) ? 1 : 0,
+             prom_label("concentrator", e->concentrator.str()) + "," + prom_label("session", std::to_string(e->session.index)));
   }
   p.family("dptun_gw_session_live", "gauge", "1 while dpgw hears the session's agent (keepalives within session_timeout).");
   for (const auto& [slot, tu] : tunnels)

@@ -35,7 +35,7 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
   const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
   const uint32_t inner_len = m->pkt_len;
   if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port))
-    return fragments(m, f, s, inner_flags, proto, nb, out_port, mac);
+    return fragments(m, flows_.id_of(f), f.tunnel, s, inner_flags, proto, nb, out_port, mac);
   if (trailer) {
     char* t = rte_pktmbuf_append(m, uint16_t(trailer));
     if (!t) {
@@ -90,17 +90,22 @@ void Encap::flush() {
     }
     codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
     const uint32_t inner_bytes = p[i].encrypted_len - codec_.layout().encrypted_len(0);
-    ctx_.stats.encap_packets.add();
-    ctx_.stats.encap_bytes.add(inner_bytes);
-    TunnelStats& ts = ctx_.tunnel_stats[p[i].tunnel];
-    ts.to_agent_packets.add();
-    ts.to_agent_bytes.add(inner_bytes);
+    if (__builtin_expect(p[i].tunnel == kEdgeTunnel, 0)) {
+      ctx_.stats.edge_to_concentrator_packets.add();
+      ctx_.stats.edge_to_concentrator_bytes.add(inner_bytes);
+    } else {
+      ctx_.stats.encap_packets.add();
+      ctx_.stats.encap_bytes.add(inner_bytes);
+      TunnelStats& ts = ctx_.tunnel_stats[p[i].tunnel];
+      ts.to_agent_packets.add();
+      ts.to_agent_bytes.add(inner_bytes);
+    }
     tx_.send(p[i].out_port, p[i].m);
   }
 }
 
-bool Encap::fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
-                             std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
+bool Encap::fragments(rte_mbuf* m, uint64_t flow_id, uint16_t tunnel, TunnelSession& s, uint8_t inner_flags,
+                      uint8_t proto, std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
@@ -120,7 +125,6 @@ bool Encap::fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inne
   std::memcpy(header, ip, hl);
   const uint16_t id = ctx_.next_frag_id();
   const Endpoint peer = s.peer();
-  const uint64_t flow_id = flows_.id_of(f);
   for (uint32_t k = 0; k < plan.count; ++k) {
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min(plan.chunk, total - hl - off);
@@ -132,8 +136,7 @@ bool Encap::fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inne
     }
     const uint32_t fh = off == 0 ? hl : uint32_t(kIpv4HeaderLen);
     if (trailer) write_name_trailer(p + fh + len, {reinterpret_cast<const char*>(name.data()), name.size()});
-    if (packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer,
-                     f.tunnel))
+    if (packet(out[k], s, peer, out_port, mac, InnerHeader{flow_id, proto, inner_flags}, fh + len + trailer, tunnel))
       ctx_.stats.fragments_tx.add();
   }
   rte_pktmbuf_free(m);

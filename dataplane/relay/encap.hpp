@@ -1,9 +1,11 @@
 // Encap, client side out: an inner IPv4 packet gets its frame (through the codec: inner header, relay header, tag
 // room) and outer Ethernet/IPv4/UDP headers to the session's agent, joins the worker's pending burst, and leaves
 // encrypted in one AEAD call per session key (aead_burst.hpp). A packet too big for one frame leaves as inner IPv4
-// fragments, one frame each (docs/protocol.md). Touches its pending burst, the sessions' transmit counters and
-// keys; reads the flow table (flow ids) and name slots (the name trailer); sends through Tx. Counts encap_*,
-// to_agent_* per tunnel, fragments_tx; drops no_session key_unavailable crypto_error no_room no_mbuf too_big.
+// fragments, one frame each (docs/protocol.md). On an edge dpgw the targets' replies to the concentrator are framed
+// here too (dataplane/edge/edge_output.hpp, tunnel kEdgeTunnel). Touches its pending burst, the sessions' transmit
+// counters and keys; reads the flow table (flow ids) and name slots (the name trailer); sends through Tx. Counts
+// encap_*, to_agent_* per tunnel (edge_to_concentrator_* for the edge's frames), fragments_tx; drops no_session
+// key_unavailable crypto_error no_room no_mbuf too_big.
 #pragma once
 #include <rte_mbuf.h>
 
@@ -23,6 +25,9 @@
 
 namespace dptun {
 
+// The tunnel "slot" of the edge role's frames (not a TunnelTable slot): counted as edge_to_concentrator_*.
+inline constexpr uint16_t kEdgeTunnel = 0xffff;
+
 class Encap {
  public:
   Encap(WorkerContext& ctx, Tx& tx, const FlowTable& flows, const NameSlots& names);
@@ -39,9 +44,9 @@ class Encap {
   bool packet(rte_mbuf* m, TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
               const InnerHeader& ih, uint32_t packet_len, uint16_t tunnel);
   // An inner packet that does not fit one frame (or spans mbufs): its IPv4 fragments, each in a frame of its own
-  // with the flow's id and the flow's name trailer (`name`), joining the burst. `m` (from its IP header on) is
-  // consumed.
-  bool fragments(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
+  // with the flow's id (`flow_id`: its tag, from an edge) and the flow's name trailer (`name`), joining the burst.
+  // `m` (from its IP header on) is consumed.
+  bool fragments(rte_mbuf* m, uint64_t flow_id, uint16_t tunnel, TunnelSession& s, uint8_t inner_flags, uint8_t proto,
                  std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac);
   void flush();  // encrypts the pending burst and hands it to Tx
   // The longest inner IP packet (and name trailer) one frame carries out of `port`.
@@ -91,7 +96,7 @@ __attribute__((always_inline)) inline bool Encap::packet(rte_mbuf* m, TunnelSess
   uint8_t* oip = out + kEthHeaderLen;
   write_ipv4_header(oip, uint16_t(outer), ctx_.next_ip_id(), kIpProtoUdp, ctx_.dp.ports[out_port].address, peer.ip.v4());
   uint8_t* udp = oip + kIpv4HeaderLen;
-  store_be16(udp, ctx_.dp.cfg->tunnel_port);
+  store_be16(udp, s.local_port);
   store_be16(udp + 2, peer.port);
   store_be16(udp + kUdpOffLength, uint16_t(outer - kIpv4HeaderLen));
   store_be16(udp + kUdpOffChecksum, 0);  // the AEAD protects the payload; RFC 768 allows 0 over IPv4

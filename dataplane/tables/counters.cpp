@@ -55,6 +55,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::FragTooMany: return "frag_too_many";
     case Drop::FragTimeout: return "frag_timeout";
     case Drop::FragEvicted: return "frag_evicted";
+    case Drop::NoSnat: return "no_snat";
     case Drop::Count: break;
   }
   return "unknown";

@@ -76,6 +76,8 @@ enum class Drop : uint8_t {
   FragTooMany,      // its datagram needs more than 128 fragments
   FragTimeout,      // its datagram did not complete within reassembly.timeout
   FragEvicted,      // its datagram was given up for newer ones (reassembly.datagrams / .fragments reached)
+  NoSnat,           // edge: a LAN packet to edge.snat_net that names no flow (outside the mapping), or an ICMP error
+                    // quoting one
   Count
 };
 
@@ -103,6 +105,11 @@ struct alignas(64) WorkerStats {
   // TCP/UDP to a port without an entry point answered with a RST / an ICMP port unreachable, or not (over the rate);
   // TCP flows that ended in SYN state without a single answer from their target.
   Counter icmp_errors_forwarded, closed_port_rsts, closed_port_unreachables, closed_port_limited, flows_unanswered;
+  // The edge role (dataplane/edge/): data frames to and from the concentrator and their inner bytes, keepalives
+  // sent and answers received, the targets' ICMP errors passed on, frames from the concentrator that failed
+  // authentication (also counted as the drop auth_fail).
+  Counter edge_to_concentrator_packets, edge_to_concentrator_bytes, edge_from_concentrator_packets,
+      edge_from_concentrator_bytes, edge_keepalives_tx, edge_keepalives_rx, edge_icmp_errors_forwarded, edge_auth_fail;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

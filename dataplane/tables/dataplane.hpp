@@ -25,6 +25,7 @@ struct rte_rcu_qsbr;
 namespace dptun {
 
 class Worker;
+struct EdgePeer;
 
 inline constexpr uint16_t kBurst = 32;
 
@@ -83,6 +84,7 @@ struct Dataplane {
   uint64_t started_ns = 0;
   std::array<uint8_t, 16> syn_cookie_key{};  // random per start: SYN cookies of an earlier run are not accepted
   std::unique_ptr<Tracer> tracer;  // dpgw trace (trace.hpp); made before the workers
+  std::unique_ptr<EdgePeer> edge;  // the edge role (dataplane/edge/edge_peer.hpp); made before the workers; nullptr: none
 
   HandoffMeta& meta(rte_mbuf* m) const;
 };

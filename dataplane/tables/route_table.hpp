@@ -41,6 +41,16 @@ class RouteTable {
     return best;
   }
 
+  // The way to `to` out of `port` only: directly when the port's subnet holds it, else through the port's gateway;
+  // invalid when the port has neither (the edge role keeps its LAN and underlay traffic on their own ports).
+  Route lookup_on(uint8_t port, const IpAddr& to) const {
+    if (!to.is_v4() || port >= ifaces_.size()) return Route{};
+    const Interface& i = ifaces_[port];
+    if (i.address.contains(Ipv4{to.v4()})) return Route{port, to, true};
+    if (i.gateway) return Route{port, Ipv4{i.gateway}, true};
+    return Route{};
+  }
+
   // The port index owning `addr` as its own address, or -1.
   int local_port(uint32_t addr) const {
     for (size_t i = 0; i < ifaces_.size(); ++i)

@@ -15,7 +15,8 @@ TunnelSession::~TunnelSession() {
   if (!base_secret.empty()) OPENSSL_cleanse(base_secret.data(), base_secret.size());
 }
 
-bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want) {
+bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, AeadDirection use,
+                               const EpochSet& want) {
   for (int w = 0; w < want.n; ++w) {
     const uint64_t epoch = want.v[w];
     if (slots.find(epoch)) continue;
@@ -34,9 +35,7 @@ bool SessionKeyManager::ensure(TunnelSession& s, KeySlots& slots, KeyDirection d
     auto cipher = std::make_unique<EpochCipher>();
     cipher->epoch = epoch;
     cipher->salt = key.salt;
-    cipher->aead = engine_.make_key(
-        key.key_bytes(), dir == KeyDirection::GatewayToAgent ? AeadDirection::Encrypt : AeadDirection::Decrypt,
-        RelayCodec::kLayout.header_len);  // the frame header is the AAD
+    cipher->aead = engine_.make_key(key.key_bytes(), use, RelayCodec::kLayout.header_len);  // the header is the AAD
     if (!cipher->aead) return false;
     reclaimer_.retire(slots.slot[victim].exchange(cipher.release(), std::memory_order_acq_rel));
   }
@@ -71,7 +70,10 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
   }
   tx.add(now_epoch);
   tx.add(now_epoch + 1);
-  ok &= ensure(s, s.tx_keys, KeyDirection::GatewayToAgent, tx);
+  // Which way our frames go: gateway to agent, unless this end is the session's agent (the edge role).
+  const KeyDirection tx_dir = s.agent_side ? KeyDirection::AgentToGateway : KeyDirection::GatewayToAgent;
+  const KeyDirection rx_dir = s.agent_side ? KeyDirection::GatewayToAgent : KeyDirection::AgentToGateway;
+  ok &= ensure(s, s.tx_keys, tx_dir, AeadDirection::Encrypt, tx);
   if (ok && target) {
     while (counter < target && !s.tx_counter.compare_exchange_weak(counter, target, std::memory_order_relaxed)) {
     }
@@ -108,7 +110,7 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
     rx.add(1);
   }
   if (s.ctl_probe_epoch != kNoEpoch) rx.add(s.ctl_probe_epoch);
-  ok &= ensure(s, s.rx_keys, KeyDirection::AgentToGateway, rx);
+  ok &= ensure(s, s.rx_keys, rx_dir, AeadDirection::Decrypt, rx);
   return ok;
 }
 

@@ -101,6 +101,10 @@ struct alignas(64) TunnelSession {
   bool from_config = false;     // a static peer from dpgw's config (dpctld does not own it)
   bool configured_endpoint = false;  // the config gave its endpoint: usable before it is heard from
   bool visitor = false;  // a visitor of `tunnel`: its frames open flows to the tunnel's services
+  // This end is the agent of the session (the edge role, dataplane/edge/): it transmits with AgentToGateway keys and
+  // receives with GatewayToAgent ones. Every other session: the gateway's end.
+  bool agent_side = false;
+  uint16_t local_port = 0;  // our UDP port in its frames (dpgw.tunnel_port; the edge's local_port)
   std::vector<uint8_t> base_secret;
   PeerEndpoint endpoint;  // the agent's address; not known until configured or heard from. Written by rx_worker.
 
@@ -234,7 +238,7 @@ class SessionKeyManager {
   };
 
  private:
-  bool ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, const EpochSet& want);
+  bool ensure(TunnelSession& s, KeySlots& slots, KeyDirection dir, AeadDirection use, const EpochSet& want);
 
   AeadEngine& engine_;
   uint8_t key_len_;

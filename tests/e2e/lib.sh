@@ -31,6 +31,7 @@ PSK=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 WORK=$(mktemp -d /tmp/dptun-e2e.XXXXXX)
 PIDS=()
 EXTRA_NETNS=()  # namespaces a test adds beyond scripts/topology.sh; removed on exit
+EXTRA_DPDK_PREFIXES=()  # EAL file prefixes of further dpgw processes a test runs; their runtime files removed on exit
 FAILED=0
 TEST_NAME=$(basename "$0" .sh)
 
@@ -62,8 +63,11 @@ cleanup() {
   for ns in "${EXTRA_NETNS[@]:-}"; do
     [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true
   done
-  rm -f /dev/hugepages/${DPT_PREFIX}map_* 2>/dev/null || true
-  rm -rf "/var/run/dpdk/$DPT_PREFIX" 2>/dev/null || true
+  for prefix in "$DPT_PREFIX" "${EXTRA_DPDK_PREFIXES[@]:-}"; do
+    [ -n "$prefix" ] || continue
+    rm -f /dev/hugepages/${prefix}map_* 2>/dev/null || true
+    rm -rf "/var/run/dpdk/$prefix" 2>/dev/null || true
+  done
   if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
     echo "[$TEST_NAME] logs from $WORK:" >&2
     for f in "$WORK"/*.log "$WORK"/*.out; do

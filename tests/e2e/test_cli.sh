@@ -18,10 +18,18 @@ write_gw_conf 1 false
 # The shipped example is valid as it is, on a host with none of its files (the README's quick start uses it).
 "$DPGW" --config "$ROOT/conf/dptun.conf" --check | matches "OK" || fail "conf/dptun.conf no longer loads"
 # ... and with its examples uncommented (a key file swapped for an inline key).
-sed -e 's/^# \(tunnels\|entry_points\) = (/\1 = (/; s/^#   /  /; s/^# );/);/' \
+sed -e '1,/^# edge = {/ { s/^# \(tunnels\|entry_points\) = (/\1 = (/; s/^#   /  /; s/^# );/);/; }' \
     -e "s|psk_file = \"/etc/dptun/site-1.psk\";|psk = \"$PSK\";|" "$ROOT/conf/dptun.conf" > "$WORK/example.conf"
 "$DPGW" --config "$WORK/example.conf" --check | matches "OK (2 ports, 1 workers, 1 tunnels, 2 entry points)" ||
   fail "conf/dptun.conf's examples no longer load: $("$DPGW" --config "$WORK/example.conf" --check 2>&1)"
+# ... and its edge example (on the sample's ports: the targets on "public", the concentrator behind a gateway).
+edge_psk=$(printf '%064x' 7)
+sed -e '/^# edge = {/,/^# };/ s/^# //' -e 's/lan_port = "lan";/lan_port = "public";/' \
+    -e 's|# gateway = "10.99.2.254";|gateway = "10.99.2.254";|' \
+    -e "s|psk_file = \"/etc/dptun/edge-7.psk\";|psk = \"$edge_psk\";|" "$ROOT/conf/dptun.conf" > "$WORK/edge-example.conf"
+"$DPGW" --config "$WORK/edge-example.conf" --check |
+  matches -F "OK (2 ports, 1 workers, 0 tunnels, 0 entry points, edge: session 7 to concentrator 198.51.100.1:51900)" ||
+  fail "conf/dptun.conf's edge example no longer loads: $("$DPGW" --config "$WORK/edge-example.conf" --check 2>&1)"
 # A port address without its prefix length is an error, not a /32.
 sed 's|address = "10.99.1.1/24"|address = "10.99.1.1"|' "$WORK/gw.conf" > "$WORK/noprefix.conf"
 expect_fail "noprefix.conf:[0-9]+: key 'dpgw.ports.\[0\].address': expected address/prefix like 10.0.1.1/24" \

@@ -493,6 +493,73 @@ static void workers_out_of_range(void**) {
   expect_error(text, line_of(text, "workers ="), "dpgw.workers", "integer");
 }
 
+// The edge role: a section naming the concentrator, the session and its key, the two ports and the translated
+// subnet; every mistake names its key and line.
+static void edge_role(void**) {
+  const std::string key3 = "2021222324252627282920212223242526272829202122232425262728292021";
+  const std::string edge = "edge = {\n"
+                           "  concentrator = \"203.0.113.9:51900\";\n"
+                           "  session = 12;\n"
+                           "  psk = \"" + key3 + "\";\n"
+                           "  underlay_port = \"wan\";\n"
+                           "  lan_port = \"lan\";\n"
+                           "  snat_net = \"100.64.0.0/16\";\n"
+                           "};\n";
+  GatewayConfig c = load_ok(write_config(valid_config() + edge));
+  assert_true(c.edge.has_value());
+  assert_true(c.edge->concentrator == *Endpoint::parse("203.0.113.9:51900"));  // beyond wan: through its gateway
+  assert_int_equal(c.edge->session, 12);
+  assert_int_equal(c.edge->psk.size(), 32);
+  assert_int_equal(c.edge->psk[0], 0x20);
+  assert_int_equal(c.edge->key_len, 16);  // dpgw.crypto's cipher
+  assert_int_equal(c.edge->underlay_port, 0);
+  assert_int_equal(c.edge->lan_port, 1);
+  assert_true(c.edge->snat_net == *Ipv4Prefix::parse("100.64.0.0/16"));
+  assert_int_equal(c.edge->keepalive_ns, 2'000'000'000ull);
+  assert_int_equal(c.edge->local_port, 51900);  // dpgw.tunnel_port
+  assert_false(load_ok(write_config(valid_config())).edge.has_value());
+
+  std::string text = replace(valid_config() + edge, "  snat_net = \"100.64.0.0/16\";\n",
+                 "  snat_net = \"100.64.0.0/16\";\n  cipher = \"aes-256-gcm\";\n  keepalive = 0.5;\n  local_port = 4500;\n");
+  c = load_ok(write_config(text));
+  assert_int_equal(c.edge->key_len, 32);
+  assert_int_equal(c.edge->keepalive_ns, 500'000'000ull);
+  assert_int_equal(c.edge->local_port, 4500);
+
+  struct Bad {
+    const char* from;
+    const char* to;
+    const char* key;
+    const char* what;
+  };
+  const Bad bad[] = {
+      {"underlay_port = \"wan\"", "underlay_port = \"wam\"", "edge.underlay_port", "no port named 'wam'"},
+      {"lan_port = \"lan\"", "lan_port = \"wan\"", "edge.lan_port", "another port"},
+      {"session = 12", "session = 0", "edge.session", "out of range"},
+      {"session = 12", "session = 32768", "edge.session", "out of range"},
+      {"203.0.113.9:51900", "203.0.113.9", "edge.concentrator", "ipv4:port"},
+      {"underlay_port = \"wan\";\n  lan_port = \"lan\"", "underlay_port = \"lan\";\n  lan_port = \"wan\"",
+       "edge.concentrator", "no gateway"},
+      {"100.64.0.0/16", "100.64.0.0/17", "edge.snat_net", "/16 or larger"},
+      {"100.64.0.0/16", "100.64.0.0", "edge.snat_net", "subnet like"},
+      {"100.64.0.0/16", "192.168.0.0/16", "edge.snat_net", "overlaps port 'lan'"},
+      {"100.64.0.0/16", "10.0.0.0/8", "edge.snat_net", "overlaps port 'wan'"},
+      {key3.c_str(), kPsk1, "edge.psk", "already used by a static peer"},
+      {"session = 12", "session = 12;\n  cipher = \"chacha\"", "edge.cipher", "aes-128-gcm"},
+      {"session = 12", "session = 12;\n  keepalive = 0.01", "edge.keepalive", "out of range"},
+      {"session = 12", "session = 12;\n  sesion = 3", "edge.sesion", "unknown key"},
+  };
+  for (const Bad& b : bad) {
+    text = replace(valid_config() + edge, b.from, b.to);
+    // The line the message names: the key's own, in the edge section.
+    const size_t at = text.find("edge = {");
+    const std::string key = std::string(b.key).substr(5);
+    expect_error(text, line_of(text, "edge = {") + line_of(text.substr(at), key + " =") - 1, b.key, b.what);
+  }
+  text = replace(valid_config() + edge, "  concentrator = \"203.0.113.9:51900\";\n", "");
+  expect_error(text, line_of(text, "edge = {"), "edge.concentrator", "required but missing");
+}
+
 static GatewayConfig eal_test_config() {
   GatewayConfig c;
   c.workers = 2;
@@ -653,6 +720,7 @@ int main() {
       cmocka_unit_test(kernel_interface),
       cmocka_unit_test(reassembly_bounds),
       cmocka_unit_test(crypto_engines),
+      cmocka_unit_test(edge_role),
       cmocka_unit_test(eal_args),
       cmocka_unit_test(eal_args_crypto_device),
       cmocka_unit_test(eal_default_lcores),

@@ -1,11 +1,12 @@
-// The agent's stateless NAT: every 30-bit flow tag maps to a distinct source address:port inside the TUN subnet,
-// away from the TUN's own address, network and broadcast, and maps back; anything else does not decode.
+// The far end's stateless NAT (dpagent, an edge dpgw): every 30-bit flow tag maps to a distinct source address:port
+// inside the subnet (dpagent's TUN subnet), away from the TUN's own address, network and broadcast, and maps back;
+// anything else does not decode.
 #include <cstring>
 #include <set>
 
 #include "tests/unit/cmocka.hpp"
 
-#include "agent/snat_codec.hpp"
+#include "proto/snat_codec.hpp"
 
 using namespace dptun;
 
