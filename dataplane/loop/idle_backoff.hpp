@@ -1,5 +1,6 @@
 // Idle policy for poll loops: after `pause_polls` empty polls spent in rte_pause(), sleep 1 us, doubling up to
-// max_sleep_us, until traffic returns. Disabled = busy-poll (the production default).
+// max_sleep_us, until traffic returns (nanosleep: Linux adds the thread's timer slack, 50 us by default, so the
+// shortest sleep is ~50 us). Disabled = busy-poll (the production default).
 #pragma once
 #include <rte_pause.h>
 #include <time.h>

@@ -279,7 +279,7 @@ static GatewayConfig load(const std::string& path) {
   if (const Setting* idle = config_child(gw, "idle")) {
     config_allow_keys(*idle, {"backoff", "pause_polls", "max_sleep_us"});
     cfg.idle.backoff = config_bool(*idle, "backoff", false);
-    cfg.idle.pause_polls = uint32_t(config_int(*idle, "pause_polls", 0, 1 << 20, 256));
+    cfg.idle.pause_polls = uint32_t(config_int(*idle, "pause_polls", 0, 1 << 20, 0));
     cfg.idle.max_sleep_us = uint32_t(config_int(*idle, "max_sleep_us", 1, 100000, 200));
   }
   if (const Setting* f = config_child(gw, "flows")) {

@@ -72,7 +72,7 @@ struct FlowConfig {
 
 struct IdleConfig {
   bool backoff = false;         // false: busy-poll (production default)
-  uint32_t pause_polls = 256;   // empty polls spent in rte_pause() before sleeping
+  uint32_t pause_polls = 0;     // empty polls spent in rte_pause() before sleeping
   uint32_t max_sleep_us = 200;  // sleeps double from 1 us up to this
 };
 

@@ -94,11 +94,12 @@ netns_hosts() {
 }
 
 # gw_vdev INDEX IFACE QUEUES: the DPDK vdev for a veth of the gateway namespace, of the kind $GW_VDEV names
-# (af_packet by default; af_xdp: the kernel's XDP socket, native XDP on veth)
+# (af_packet by default; af_xdp: the kernel's XDP socket, native XDP on veth; without the kernel's preferred busy
+# polling, which would make each empty poll of the backing-off worker a recvfrom call: docs/operations.md)
 gw_vdev() {
   case "${GW_VDEV:-af_packet}" in
     af_packet) echo "net_af_packet$1,iface=$2,framecnt=2048$([ "$3" -gt 1 ] && echo ",qpairs=$3")" ;;
-    af_xdp) echo "net_af_xdp$1,iface=$2,start_queue=0,queue_count=$3" ;;
+    af_xdp) echo "net_af_xdp$1,iface=$2,start_queue=0,queue_count=$3,busy_budget=0" ;;
     *) fail "GW_VDEV=${GW_VDEV}: af_packet or af_xdp" ;;
   esac
 }

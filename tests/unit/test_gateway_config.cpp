@@ -125,7 +125,7 @@ static void full_valid_config(void**) {
   assert_int_equal(c.tunnel_port, 51900);
   assert_int_equal(c.mbufs, 16383);
   assert_false(c.idle.backoff);
-  assert_int_equal(c.idle.pause_polls, 256);
+  assert_int_equal(c.idle.pause_polls, 0);
   assert_string_equal(c.crypto.engine.c_str(), "cryptodev");
   assert_string_equal(c.crypto.device.c_str(), "crypto_aesni_gcm0");
   assert_int_equal(c.crypto.key_len, 16);
