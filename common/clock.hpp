@@ -26,6 +26,12 @@ inline std::string seconds_text(double s) {
   return buf;
 }
 
+// Seconds from `then` to `now` (ns of one clock), 0 when `then` is later: a time another thread stamped may be
+// newer than this thread's reading of the clock.
+inline double seconds_since(uint64_t now_ns, uint64_t then_ns) {
+  return now_ns > then_ns ? double(now_ns - then_ns) / 1e9 : 0.0;
+}
+
 constexpr uint64_t kNsPerSec = 1000000000ull;
 constexpr uint64_t kNsPerMs = 1000000ull;
 

@@ -543,7 +543,7 @@ json Dpctld::api_session_list() {
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},
-                    {"age_s", double(now - s.registered_unix_ns) / 1e9}});
+                    {"age_s", seconds_since(now, s.registered_unix_ns)}});
   }
   return ok({{"sessions", list}});
 }

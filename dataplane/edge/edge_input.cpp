@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "dataplane/relay/aead_burst.hpp"
+#include "dataplane/relay/frame_admit.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
 #include "packet/ipv4_fragment.hpp"
@@ -58,24 +59,12 @@ void EdgeInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       tx_.handoff(s.rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;
     }
+    // (The session has peer_clock_counters: the concentrator's counters follow the wall clock.)
     FrameMeta meta;
-    if (codec_.read_header(frame, s.replay.top(), meta) != FrameError::None) {
-      ctx_.drop(m, Drop::FrameMalformed);
-      continue;
-    }
-    if (!s.replay.check(meta.counter)) {
-      ctx_.drop(m, Drop::Replay);
-      continue;
-    }
-    if (meta.counter < ctx_.fresh_floor) {  // the concentrator's counters follow the wall clock
-      ctx_.drop(m, Drop::StaleCounter);
-      continue;
-    }
-    const uint64_t epoch = epoch_of(meta.counter);
-    EpochCipher* c = s.rx_keys.find(epoch);
+    Drop why;
+    EpochCipher* c = admit_frame(codec_, s, frame, ctx_.fresh_floor, meta, why);
     if (!c) {
-      s.wanted_epoch.store(epoch, std::memory_order_release);
-      ctx_.drop(m, Drop::KeyUnavailable);
+      ctx_.drop(m, why);
       continue;
     }
     make_nonce(iv[np], c->salt, meta.counter);
@@ -94,14 +83,11 @@ void EdgeInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       ctx_.drop(m, Drop::AuthFail);
       continue;
     }
-    if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
+    bool newest;  // (the concentrator's endpoint is configured: it does not move)
+    if (!accept_frame(s, p[i].meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
       ctx_.drop(m, Drop::Replay);
       continue;
     }
-    const uint64_t epoch = epoch_of(p[i].meta.counter);
-    const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
-    if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
-    s.last_rx_ns.store(ctx_.now_ns, std::memory_order_relaxed);
 
     InnerHeader ih;
     std::span<uint8_t> inner;

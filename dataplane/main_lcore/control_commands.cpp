@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/clock.hpp"
 #include "common/json_fields.hpp"
 #include "common/json_writer.hpp"
 #include "common/line_server.hpp"
@@ -34,7 +35,7 @@ json status_of(Dataplane& dp, GatewayState& state) {
                         {"static", s->from_config},
                         {"role", role_name(s->visitor)},
                         {"endpoint", s->has_peer() ? s->peer().str() : std::string()},
-                        {"last_rx_age_s", last ? json(double(now - last) / 1e9) : json(nullptr)},
+                        {"last_rx_age_s", last ? json(seconds_since(now, last)) : json(nullptr)},
                         {"flows_pinned", std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))},
                         {"flows_total", s->flows_total.load(std::memory_order_relaxed)}});
   }

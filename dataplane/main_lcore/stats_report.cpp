@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/prom_text.hpp"
 #include "version.hpp"
@@ -84,7 +85,7 @@ void edge_json(JsonWriter& j, const Dataplane& dp, uint64_t now) {
   else
     j.field("rx_epoch", rx_epoch);
   if (const uint64_t last = s.last_rx_ns.load(std::memory_order_relaxed))
-    j.field("last_rx_age_s", now > last ? double(now - last) / 1e9 : 0.0);
+    j.field("last_rx_age_s", seconds_since(now, last));
   else
     j.key("last_rx_age_s").null();
   j.field("to_concentrator_packets", worker_sum(dp, &WorkerStats::edge_to_concentrator_packets))
@@ -222,7 +223,7 @@ std::string stats_json(const Dataplane& dp) {
       else
         j.field("rx_epoch", rx_epoch);
       if (last)
-        j.field("last_rx_age_s", double(now - last) / 1e9);
+        j.field("last_rx_age_s", seconds_since(now, last));
       else
         j.key("last_rx_age_s").null();
       j.end_object();
@@ -458,7 +459,7 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
   for (const auto& [slot, tu] : tunnels)
     for (const TunnelSession* s : tu->sessions)
       if (const uint64_t last = s->last_rx_ns.load(std::memory_order_relaxed))
-        p.sample("dptun_gw_session_last_rx_age_seconds", double(now - last) / 1e9,
+        p.sample("dptun_gw_session_last_rx_age_seconds", seconds_since(now, last),
                  tunnel_labels(tu) + "," + prom_label("session", std::to_string(s->index)));
   return p.str();
 }

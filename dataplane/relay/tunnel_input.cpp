@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "dataplane/relay/aead_burst.hpp"
+#include "dataplane/relay/frame_admit.hpp"
 #include "dataplane/tables/flow_tracking.hpp"
 #include "dataplane/relay/tunnel_input.hpp"
 #include "packet/checksum.hpp"
@@ -59,27 +60,13 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
       continue;
     }
     FrameMeta meta;
-    if (codec_.read_header(frame, s->replay.top(), meta) != FrameError::None) {
-      ctx_.drop(m, Drop::FrameMalformed);
-      continue;
-    }
-    TunnelStats& ts = ctx_.tunnel_stats[s->tunnel];
-    if (!s->replay.check(meta.counter)) {
-      ts.replay.add();
-      ctx_.drop(m, Drop::Replay);
-      continue;
-    }
-    if (s->peer_clock_counters && meta.counter < ctx_.fresh_floor) {
-      ts.replay.add();
-      ctx_.drop(m, Drop::StaleCounter);
-      continue;
-    }
-    const uint64_t epoch = epoch_of(meta.counter);
-    EpochCipher* c = s->rx_keys.find(epoch);
+    Drop why;
+    EpochCipher* c = admit_frame(codec_, *s, frame, ctx_.fresh_floor, meta, why);
     if (!c) {
-      s->wanted_epoch.store(epoch, std::memory_order_release);
-      ts.key_unavailable.add();
-      ctx_.drop(m, Drop::KeyUnavailable);
+      TunnelStats& ts = ctx_.tunnel_stats[s->tunnel];
+      if (why == Drop::Replay || why == Drop::StaleCounter) ts.replay.add();
+      if (why == Drop::KeyUnavailable) ts.key_unavailable.add();
+      ctx_.drop(m, why);
       continue;
     }
     make_nonce(iv[np], c->salt, meta.counter);
@@ -99,16 +86,12 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
       ctx_.drop(m, Drop::AuthFail);
       continue;
     }
-    const bool newest = s.replay.empty() || p[i].meta.counter > s.replay.top();
-    if (!s.replay.accept(p[i].meta.counter)) {  // a duplicate inside this burst
+    bool newest;
+    if (!accept_frame(s, p[i].meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
       ts.replay.add();
       ctx_.drop(m, Drop::Replay);
       continue;
     }
-    const uint64_t epoch = epoch_of(p[i].meta.counter);
-    const uint64_t seen = s.rx_epoch.load(std::memory_order_relaxed);
-    if (seen == kNoEpoch || epoch > seen) s.rx_epoch.store(epoch, std::memory_order_release);
-    s.last_rx_ns.store(ctx_.now_ns, std::memory_order_relaxed);
     // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
     // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
     const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};

@@ -299,6 +299,22 @@ static void keepalive_is_answered_and_teaches_the_endpoint(void**) {
   TunnelSession* s = r.dp().sessions.find(1);
   assert_non_null(s);
   assert_true(s->last_rx_ns.load() > 0);
+  // A worker's stamp can be newer than the main lcore's reading of the clock: the age is 0 then, not 2^64 ns.
+  s->last_rx_ns.store(r.dp().clock.now_ns() + 5 * kNsPerSec);
+  const nlohmann::json stats = nlohmann::json::parse(stats_json(r.dp()));
+  bool seen = false;
+  for (const auto& t : stats["tunnels"])
+    for (const auto& sess : t["sessions"])
+      if (sess["index"] == 1) {
+        assert_true(sess["last_rx_age_s"].get<double>() == 0.0);
+        seen = true;
+      }
+  assert_true(seen);
+  const std::string prom = stats_prometheus(r.dp(), 0);
+  const size_t at = prom.find("dptun_gw_session_last_rx_age_seconds{");
+  assert_true(at != std::string::npos);
+  const std::string line = prom.substr(at, prom.find('\n', at) - at);
+  assert_true(line.size() > 2 && line.substr(line.size() - 2) == " 0");
 }
 
 static void tcp_needs_syn_and_gets_mss_clamped(void**) {
