@@ -9,6 +9,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -165,8 +166,8 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  const char* eal[] = {"bench_gateway", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "-l", "0",
-                       "--log-level", "*:error", "--file-prefix", "dptun_bench"};
+  const char* eal[] = {"bench_gateway", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry",
+                       "-l", "0", "--log-level", "*:error", "--file-prefix", "dptun_bench"};
   if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
     fprintf(stderr, "EAL init failed\n");
     return 1;
@@ -255,6 +256,9 @@ int main(int argc, char** argv) {
       fflush(stdout);
     }
   }
+  // EAL leaves its runtime directory (/var/run/dpdk/dptun_bench) behind, empty (no telemetry socket): it goes too.
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  rmdir(runtime_dir.c_str());
   return 0;
 }
