@@ -225,7 +225,7 @@ void Agent::free_retired() {
 // Downstream takes the latest Setup: the socket it receives from follows the link.
 void Agent::rx_sync() {
   const Setup* s = setup_.load(std::memory_order_acquire);
-  if (s == rx_.setup) return;
+  if (!s || s == rx_.setup) return;
   if (s->link != rx_link_) {
     if (rx_link_) rx_.loop->remove(rx_link_->fd());
     rx_link_ = nullptr;
@@ -244,7 +244,7 @@ void Agent::rx_sync() {
 // the link they were built in first.
 void Agent::tx_sync() {
   const Setup* s = setup_.load(std::memory_order_acquire);
-  if (s == tx_.setup) return;
+  if (!s || s == tx_.setup) return;
   if (tx_.setup && (s->current != tx_.setup->current || s->link != tx_.setup->link)) flush_link(monotonic_ns());
   tx_.setup = s;
   tx_.seen.store(s->generation, std::memory_order_release);
@@ -380,7 +380,7 @@ void Agent::send_keepalive(uint64_t now_ns) {
 // Downstream.
 void Agent::gateway_readable(uint64_t now_ns) {
   rx_sync();
-  UdpLink* link = rx_.setup->link;
+  UdpLink* link = rx_.setup ? rx_.setup->link : nullptr;
   if (!link) return;
   // At most kGatewayBatchesPerWakeup batches (256 datagrams, as tun_readable), then back to the loop: a flood
   // from the gateway cannot starve the TUN, the control connection or the timers. The socket is registered
@@ -529,7 +529,8 @@ void Agent::to_tun(std::span<uint8_t> packet, bool reassembled) {
 // Upstream.
 void Agent::tun_readable(uint64_t now_ns) {
   tx_sync();
-  const Setup* setup = tx_.setup;
+  static const Setup kNone{};  // nothing published yet: packets are counted as no_session
+  const Setup* setup = tx_.setup ? tx_.setup : &kNone;
   for (unsigned budget = 0; budget < 256; ++budget) {
     VnetHeader vnet;
     const ssize_t n = tun_.read_packet(tun_in_, &vnet);
