@@ -50,11 +50,9 @@ Agent::Agent(EventLoop& loop, AgentOptions opt)
 
 Agent::~Agent() {
   stop();
-  if (!threaded()) {
+  if (!threaded()) {  // (with threads, their loops went with them)
     if (rx_link_) loop_.remove(rx_link_->fd());
     if (tun_watched_) loop_.remove(tun_.fd());
-    if (rx_.wake) loop_.remove(rx_.wake.get());
-    if (tx_.wake) loop_.remove(tx_.wake.get());
   }
 }
 
@@ -97,15 +95,16 @@ bool Agent::start(bool static_session, std::string& error) {
   tun_out_.enable_coalescing(true, tun_offloads & TUN_F_USO4);
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
 
-  // Each direction's loop: the main one, or one of its own (its thread starts below).
+  // Each direction's loop: the main one, or one of its own (its thread starts below) with an eventfd the main
+  // thread wakes it by (a new Setup, a keepalive to send).
   for (Worker* w : {&rx_, &tx_}) {
-    if (threaded()) {
-      w->own_loop = std::make_unique<EventLoop>();
-      if (!w->own_loop->init(error)) return false;
-      w->loop = w->own_loop.get();
-    } else {
+    if (!threaded()) {
       w->loop = &loop_;
+      continue;
     }
+    w->own_loop = std::make_unique<EventLoop>();
+    if (!w->own_loop->init(error)) return false;
+    w->loop = w->own_loop.get();
     w->wake = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!w->wake) {
       error = std::string("eventfd: ") + strerror(errno);

@@ -138,7 +138,7 @@ class Agent {
     EventLoop* loop = nullptr;
     std::unique_ptr<EventLoop> own_loop;  // with 2 threads
     std::thread thread;
-    Fd wake;  // eventfd: a new Setup or a request (with 2 threads)
+    Fd wake;  // with 2 threads: an eventfd the main thread writes for a new Setup or a keepalive
     const Setup* setup = nullptr;  // owner thread only
     std::atomic<uint64_t> seen{0};  // generation of the Setup it uses
     uint64_t last_warn_ns = 0;  // send/receive error log lines
