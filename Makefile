@@ -3,12 +3,13 @@ SHELL := /bin/bash
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 
 PREFIX ?= /usr/local
 SYSTEMD_DIR ?= /etc/systemd/system
 
-.PHONY: all deps test unit asan e2e demo bench fuzz install clean
+.PHONY: all deps test unit asan e2e demo bench fuzz tsan tsan-build install clean
 
 all: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -23,8 +24,9 @@ $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Dprograms=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
 	  -Dcpp_args=-fsanitize=float-cast-overflow -Dcpp_link_args=-fsanitize=float-cast-overflow
 
-# Unit tests (also under ASan+UBSan), then the end-to-end tests in network namespaces.
-test: all asan
+# Unit tests (also under ASan+UBSan), then the end-to-end tests in network namespaces, then dpagent's threads under
+# ThreadSanitizer (make tsan).
+test: all asan tsan-build
 	bash tests/scripts/test_install_deps.sh
 	bash tests/scripts/test_install.sh
 	bash tests/scripts/test_docs.sh
@@ -34,6 +36,7 @@ test: all asan
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
 	meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
 	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
+	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
 
 unit: all
 	meson test -C $(BUILD) --suite unit --print-errorlogs
@@ -60,6 +63,19 @@ $(FUZZ_BUILD)/build.ninja:
 	CC=clang-14 CXX=clang++-14 meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Dprograms=false \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
 
+# dpagent built with ThreadSanitizer (clang, only dpagent: ~20 s) and driven through tests/e2e/test_agent_threads.sh
+# (two data-path threads, TCP both ways, a rekey and re-registrations under traffic, ~20 s); any report fails it
+# (docs/testing.md).
+tsan: all tsan-build
+	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
+
+tsan-build: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD) agent/dpagent
+
+$(TSAN_BUILD)/build.ninja:
+	CC=clang-14 CXX=clang++-14 meson setup $(TSAN_BUILD) -Dtests=false -Db_sanitize=thread -Db_lundef=false \
+	  -Dbuildtype=debugoptimized -Dwerror=false
+
 # Programs in $(PREFIX)/bin (dpgw, dpctld, dpctl, dpagent, dptun-pki), the sample configs in /etc/dptun (never
 # over an existing file), systemd units in $(SYSTEMD_DIR), docs in $(PREFIX)/share/doc/dptun. DESTDIR stages it
 # elsewhere (packaging, tests/scripts/test_install.sh).
@@ -79,4 +95,4 @@ install: all
 	@echo "installed: $(PREFIX)/bin/{dpgw,dpctld,dpctl,dpagent,dptun-pki}, /etc/dptun, $(SYSTEMD_DIR)/{dpgw,dpctld,dpagent@}.service"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)

@@ -1,6 +1,10 @@
 #include "agent/agent.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -45,21 +49,36 @@ Agent::Agent(EventLoop& loop, AgentOptions opt)
       frag_id_(uint16_t(random_seed())) {}
 
 Agent::~Agent() {
-  if (link_open_) loop_.remove(link_.fd());
-  if (tun_watched_) loop_.remove(tun_.fd());
+  stop();
+  if (!threaded()) {  // (with threads, their loops went with them)
+    if (rx_link_) loop_.remove(rx_link_->fd());
+    if (tun_watched_) loop_.remove(tun_.fd());
+  }
+}
+
+void Agent::stop() {
+  if (!workers_started_) return;
+  stop_workers_ = true;
+  for (Worker* w : {&rx_, &tx_}) {
+    wake(*w);
+    if (w->thread.joinable()) w->thread.join();
+  }
+  workers_started_ = false;
 }
 
 bool Agent::start(bool static_session, std::string& error) {
+  // A slot of the engine per direction (AeadKey::process), each used by one thread.
+  const unsigned engine_threads = threaded() ? 2 : 1;
   if (opt_.aead != "openssl") {
     std::string why;
-    engine_ = IpsecMbAead::open(1, why);
+    engine_ = IpsecMbAead::open(engine_threads, why);
     if (!engine_ && opt_.aead == "ipsec-mb") {
       error = "--aead ipsec-mb: " + why;
       return false;
     }
     if (!engine_) LOG_INFO("AES-GCM through OpenSSL (%s)", why.c_str());
   }
-  if (!engine_) engine_ = std::make_unique<OpensslAead>(1);
+  if (!engine_) engine_ = std::make_unique<OpensslAead>(engine_threads);
   if (auto* mb = dynamic_cast<IpsecMbAead*>(engine_.get())) LOG_INFO("AES-GCM through ipsec-mb (%s)", mb->arch());
   if (!SnatCodec::valid_subnet(opt_.tun_net, error)) {
     error = "--tun-net " + opt_.tun_net.str() + ": " + error;
@@ -75,43 +94,197 @@ bool Agent::start(bool static_session, std::string& error) {
   const unsigned tun_offloads = tun_.set_offloads(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6);
   tun_out_.enable_coalescing(true, tun_offloads & TUN_F_USO4);
   if (opt_.lan_nat && !lan_nat_.enable(tun_.name(), opt_.tun_net, error)) return false;
-  if (!loop_.add(tun_.fd(), EPOLLIN, [this](uint32_t) { tun_readable(monotonic_ns()); })) {
+
+  // Each direction's loop: the main one, or one of its own (its thread starts below) with an eventfd the main
+  // thread wakes it by (a new Setup, a keepalive to send).
+  for (Worker* w : {&rx_, &tx_}) {
+    if (!threaded()) {
+      w->loop = &loop_;
+      continue;
+    }
+    w->own_loop = std::make_unique<EventLoop>();
+    if (!w->own_loop->init(error)) return false;
+    w->loop = w->own_loop.get();
+    w->wake = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!w->wake) {
+      error = std::string("eventfd: ") + strerror(errno);
+      return false;
+    }
+    const bool down = w == &rx_;
+    if (!w->loop->add(w->wake.get(), EPOLLIN, [this, w, down](uint32_t) {
+          uint64_t n;
+          while (read(w->wake.get(), &n, sizeof n) > 0) {
+          }
+          if (down)
+            rx_wakeup();
+          else
+            tx_wakeup();
+        })) {
+      error = std::string("epoll: cannot watch an eventfd: ") + strerror(errno);
+      return false;
+    }
+  }
+  if (!tx_.loop->add(tun_.fd(), EPOLLIN, [this](uint32_t) { tun_readable(monotonic_ns()); })) {
     error = std::string("epoll: cannot watch the TUN: ") + strerror(errno);
     return false;
   }
   tun_watched_ = true;
   if (static_session) {
-    sessions_.adopt(std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, *engine_),
-                    monotonic_ns());
+    auto s = std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, *engine_);
+    s->use_engine_threads(0, engine_threads - 1);
+    sessions_.adopt(std::move(s), monotonic_ns());
     if (!open_link(opt_.gateway, error)) return false;
   }
   LOG_INFO("TUN %s %s mtu %u%s", tun_.name().c_str(), opt_.tun_net.str().c_str(), unsigned(tun_mtu),
            static_session ? (", static session " + std::to_string(opt_.session) + " to gateway " + opt_.gateway.str() +
-                             " from " + link_.local().str())
+                             " from " + link_->local().str())
                                 .c_str()
                           : ", waiting for a session from dpctld");
   log_offloads(tun_offloads);
   started_ns_ = monotonic_ns();
   last_stats_ns_ = started_ns_;
   last_auth_report_ns_ = started_ns_;
-  send_keepalive(started_ns_);
+  publish({}, nullptr);
+  if (threaded()) {
+    workers_started_ = true;
+    rx_.thread = std::thread([this] { run_worker(rx_, true); });
+    tx_.thread = std::thread([this] { run_worker(tx_, false); });
+  }
+  request_keepalive(started_ns_);
   return true;
 }
 
-bool Agent::open_link(Endpoint gateway, std::string& error) {
-  if (link_open_) loop_.remove(link_.fd());
-  link_open_ = false;
-  if (!link_.open(gateway, opt_.bind, error, UdpOffloads{opt_.offloads, opt_.offloads})) return false;
-  if (!loop_.add(link_.fd(), EPOLLIN, [this](uint32_t) { gateway_readable(monotonic_ns()); })) {
-    error = "epoll: cannot watch the socket to gateway " + gateway.str() + ": " + strerror(errno);
-    return false;
+// A direction's thread: its own loop until stop(), signals left to the main thread (whose loop they must wake).
+void Agent::run_worker(Worker& w, bool downstream) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  pthread_setname_np(pthread_self(), downstream ? "dpagent-down" : "dpagent-up");
+  w.loop->run(stop_workers_, 100, [this, downstream] {
+    const uint64_t now = monotonic_ns();
+    if (downstream)
+      rx_housekeeping(now);
+    else
+      tx_housekeeping(now);
+  });
+  // The last frames kept for sealing go out before the thread ends.
+  if (!downstream) flush_link(monotonic_ns());
+}
+
+void Agent::wake(Worker& w) {
+  if (!w.wake) return;
+  const uint64_t one = 1;
+  ssize_t r = write(w.wake.get(), &one, sizeof one);
+  (void)r;
+}
+
+// Main thread: a Setup naming the current sessions and link, for both directions. Each takes it at its next wakeup
+// (woken now) and says so (Worker::seen); the previous Setup and what only it named (`gone`, `old_link`) are freed
+// once both have (free_retired, from tick).
+void Agent::publish(SessionSlots::Retired gone, std::unique_ptr<UdpLink> old_link) {
+  auto s = std::make_unique<Setup>();
+  s->generation = ++generation_;
+  s->current = sessions_.current();
+  s->previous = sessions_.previous();
+  s->link = link_.get();
+  s->gateway = opt_.gateway;
+  setup_.store(s.get(), std::memory_order_release);
+  if (setup_owned_) retired_.push_back(Retired{generation_, nullptr, nullptr, std::move(setup_owned_)});
+  setup_owned_ = std::move(s);
+  for (auto& g : gone) retired_.push_back(Retired{generation_, std::move(g), nullptr, nullptr});
+  if (old_link) retired_.push_back(Retired{generation_, nullptr, std::move(old_link), nullptr});
+  if (threaded()) {
+    wake(rx_);
+    wake(tx_);
+  } else {
+    rx_sync();
+    tx_sync();
   }
-  link_open_ = true;
+  free_retired();
+}
+
+void Agent::free_retired() {
+  const uint64_t seen = std::min(rx_.seen.load(std::memory_order_acquire), tx_.seen.load(std::memory_order_acquire));
+  std::erase_if(retired_, [&](Retired& r) {
+    if (r.generation > seen) return false;
+    if (r.link) {
+      const UdpLinkStats& st = r.link->stats();
+      old_links_.rx_datagrams += st.rx_datagrams;
+      old_links_.rx_gro_datagrams += st.rx_gro_datagrams;
+      old_links_.rx_socket_drops += st.rx_socket_drops;
+      old_links_.tx_frames += st.tx_frames;
+      old_links_.tx_sends += st.tx_sends;
+      old_links_.tx_dropped += st.tx_dropped;
+    }
+    return true;
+  });
+}
+
+// Downstream takes the latest Setup: the socket it receives from follows the link.
+void Agent::rx_sync() {
+  const Setup* s = setup_.load(std::memory_order_acquire);
+  if (!s || s == rx_.setup) return;
+  if (s->link != rx_link_) {
+    if (rx_link_) rx_.loop->remove(rx_link_->fd());
+    rx_link_ = nullptr;
+    if (s->link) {
+      if (rx_.loop->add(s->link->fd(), EPOLLIN, [this](uint32_t) { gateway_readable(monotonic_ns()); }))
+        rx_link_ = s->link;
+      else
+        LOG_ERROR("epoll: cannot watch the socket to gateway %s: %s", s->gateway.str().c_str(), strerror(errno));
+    }
+  }
+  rx_.setup = s;
+  rx_.seen.store(s->generation, std::memory_order_release);
+}
+
+// Upstream takes the latest Setup: frames kept for sealing belong to the session that counted them and go out on
+// the link they were built in first.
+void Agent::tx_sync() {
+  const Setup* s = setup_.load(std::memory_order_acquire);
+  if (!s || s == tx_.setup) return;
+  if (tx_.setup && (s->current != tx_.setup->current || s->link != tx_.setup->link)) flush_link(monotonic_ns());
+  tx_.setup = s;
+  tx_.seen.store(s->generation, std::memory_order_release);
+}
+
+void Agent::rx_wakeup() { rx_sync(); }
+
+void Agent::tx_wakeup() {
+  tx_sync();
+  if (keepalive_wanted_.exchange(false, std::memory_order_acq_rel)) send_keepalive(monotonic_ns());
+}
+
+void Agent::rx_housekeeping(uint64_t now_ns) {
+  rx_sync();
+  gw_frags_.expire(now_ns);
+}
+
+void Agent::tx_housekeeping(uint64_t now_ns) {
+  tx_wakeup();
+  tun_frags_.expire(now_ns);
+}
+
+// Main thread: upstream sends a keepalive at its next wakeup (at once, with one thread).
+void Agent::request_keepalive(uint64_t now_ns) {
+  last_keepalive_ns_ = now_ns;
+  keepalive_wanted_.store(true, std::memory_order_release);
+  if (threaded())
+    wake(tx_);
+  else
+    tx_wakeup();
+}
+
+bool Agent::open_link(Endpoint gateway, std::string& error) {
+  auto link = std::make_unique<UdpLink>();
+  if (!link->open(gateway, opt_.bind, error, UdpOffloads{opt_.offloads, opt_.offloads})) return false;
   opt_.gateway = gateway;
   if (opt_.offloads)
     LOG_INFO("socket to gateway %s: UDP segmentation (UDP_SEGMENT) %s, receive coalescing (UDP_GRO) %s",
-             gateway.str().c_str(), link_.offloads().gso ? "on" : "off (not in this kernel)",
-             link_.offloads().gro ? "on" : "off (not in this kernel)");
+             gateway.str().c_str(), link->offloads().gso ? "on" : "off (not in this kernel)",
+             link->offloads().gro ? "on" : "off (not in this kernel)");
+  link_ = std::move(link);
   return true;
 }
 
@@ -146,75 +319,88 @@ uint64_t Agent::tun_queue_drops() const {
 void Agent::offer(SessionGrant grant) { adopt(std::move(grant), monotonic_ns()); }
 
 void Agent::adopt(SessionGrant g, uint64_t now_ns) {
-  flush_link(now_ns);  // frames kept for sealing belong to the session that counted them
   // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
+  // Frames upstream kept for sealing under the old one go out first (tx_sync).
   const uint32_t index = g.index;
-  if (sessions_.adopt(std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns,
-                                                     *engine_, AgentSession::CounterMode::FromZero),
-                      now_ns))
+  auto session = std::make_unique<AgentSession>(g.index, std::move(g.secret), g.key_len, g.rekey_interval_ns,
+                                                *engine_, AgentSession::CounterMode::FromZero);
+  session->use_engine_threads(0, threaded() ? 1 : 0);
+  SessionSlots::Retired gone;
+  if (sessions_.adopt(std::move(session), now_ns, &gone))
     LOG_INFO("session %u is a new registration under an index already in use here: the old keys are discarded",
              index);
   opt_.keepalive_ns = g.keepalive_ns;
   opt_.session = g.index;
-  stats_.sessions_adopted++;
-  if (!link_open_ || !(g.gateway == opt_.gateway)) {
+  main_stats_.sessions_adopted++;
+  std::unique_ptr<UdpLink> old_link;
+  if (!link_ || !(g.gateway == opt_.gateway)) {
     std::string error;
+    old_link = std::move(link_);
     if (!open_link(g.gateway, error)) LOG_ERROR("%s", error.c_str());
   }
   link_state_ = Link::Unknown;
+  link_up_.store(false, std::memory_order_relaxed);
   last_gateway_rx_ns_ = 0;
   started_ns_ = now_ns;
-  if (link_open_) send_keepalive(now_ns);
+  publish(std::move(gone), std::move(old_link));
+  if (link_) request_keepalive(now_ns);
 }
 
-void Agent::note_send_error(int err, uint64_t now_ns) {
+// A send or receive error on the socket to the gateway, counted and logged (at most every 5 s) by the direction
+// that saw it.
+void Agent::note_send_error(Worker& w, AgentStats& stats, int err, uint64_t now_ns) {
   if (!err) return;
-  stats_.send_errors++;
-  if (now_ns - last_warn_ns_ < 5 * kNsPerSec) return;
-  last_warn_ns_ = now_ns;
+  stats.send_errors++;
+  if (now_ns - w.last_warn_ns < 5 * kNsPerSec) return;
+  w.last_warn_ns = now_ns;
+  const std::string gateway = w.setup ? w.setup->gateway.str() : std::string("?");
   if (err == -ECONNREFUSED)
-    LOG_WARN("gateway %s answers 'port unreachable': no dpgw is listening on that address and port",
-             opt_.gateway.str().c_str());
+    LOG_WARN("gateway %s answers 'port unreachable': no dpgw is listening on that address and port", gateway.c_str());
   else
-    LOG_WARN("cannot send to gateway %s: %s", opt_.gateway.str().c_str(), strerror(-err));
+    LOG_WARN("cannot send to gateway %s: %s", gateway.c_str(), strerror(-err));
 }
 
+// Upstream: a keepalive (the main thread asked for it), sealed with the current session's transmit counter.
 void Agent::send_keepalive(uint64_t now_ns) {
-  if (!sessions_.current() || !link_open_) return;
+  const Setup* s = tx_.setup;
+  if (!s || !s->current || !s->link) return;
   // Without an answer, the gateway may have restarted: it has keys ready for the wall clock's epoch.
-  if (link_state_ != Link::Up) sessions_.current()->anchor_to_clock();
-  uint8_t* frame = link_.tx_slot();
-  if (!sessions_.current()->seal_later(FrameType::Keepalive, 0, frame, 0, now_ns)) {
+  if (!link_up_.load(std::memory_order_relaxed)) s->current->anchor_to_clock();
+  uint8_t* frame = s->link->tx_slot();
+  if (!s->current->seal_later(FrameType::Keepalive, 0, frame, 0, now_ns)) {
     LOG_ERROR("cannot seal a keepalive (key derivation failed)");
     return;
   }
-  stats_.keepalives_tx++;
+  tx_stats_.keepalives_tx++;
   queue_frame(codec_.layout().frame_len(0), now_ns);
   flush_link(now_ns);
-  last_keepalive_ns_ = now_ns;
 }
 
+// Downstream.
 void Agent::gateway_readable(uint64_t now_ns) {
+  rx_sync();
+  UdpLink* link = rx_.setup ? rx_.setup->link : nullptr;
+  if (!link) return;
   // At most kGatewayBatchesPerWakeup batches (256 datagrams, as tun_readable), then back to the loop: a flood
   // from the gateway cannot starve the TUN, the control connection or the timers. The socket is registered
   // level-triggered (common/event_loop.hpp adds it without EPOLLET), so what is left wakes the loop again at once.
   for (unsigned batches = 0; batches < kGatewayBatchesPerWakeup; ++batches) {
-    int n = link_.receive_batch();
+    int n = link->receive_batch();
     if (n < 0) {
-      note_send_error(n, now_ns);
+      note_send_error(rx_, rx_stats_, n, now_ns);
       return;
     }
     if (n == 0) return;
     size_t count = 0;
     for (int i = 0; i < n; ++i) {
       // With UDP_GRO a buffer may hold several frames of one length back to back (the last may be shorter).
-      const std::span<uint8_t> buffer{link_.rx_data(unsigned(i)), link_.rx_len(unsigned(i))};
-      const size_t step = link_.rx_segment_size(unsigned(i)) ? link_.rx_segment_size(unsigned(i)) : buffer.size();
+      const std::span<uint8_t> buffer{link->rx_data(unsigned(i)), link->rx_len(unsigned(i))};
+      const size_t step = link->rx_segment_size(unsigned(i)) ? link->rx_segment_size(unsigned(i)) : buffer.size();
       for (size_t off = 0; off < buffer.size(); off += step) {
         const std::span<uint8_t> frame = buffer.subspan(off, std::min(step, buffer.size() - off));
         // The receiver index picks the session: the current one, or the previous one during its grace time.
         uint32_t receiver;
-        AgentSession* s = codec_.receiver_of(frame, receiver) ? sessions_.for_index(receiver) : sessions_.current();
+        AgentSession* s = codec_.receiver_of(frame, receiver) ? rx_.setup->for_index(receiver) : rx_.setup->current;
         rx_batch_[count++] = AgentSession::Received{frame, s, {}, AgentSession::OpenResult::Malformed};
         if (count == rx_batch_.size()) {
           frames_from_gateway({rx_batch_.data(), count}, now_ns);
@@ -232,7 +418,7 @@ void Agent::gateway_readable(uint64_t now_ns) {
 // Frames from the gateway, opened in bursts by their sessions (one AEAD call per key), then each delivered.
 void Agent::frames_from_gateway(std::span<AgentSession::Received> batch, uint64_t now_ns) {
   if (batch.empty()) return;
-  for (AgentSession* s : {sessions_.current(), sessions_.previous()})
+  for (AgentSession* s : {rx_.setup->current, rx_.setup->previous})
     if (s) s->open_burst(batch, now_ns);
   for (AgentSession::Received& r : batch) frame_from_gateway(r, now_ns);
 }
@@ -241,42 +427,36 @@ void Agent::frames_from_gateway(std::span<AgentSession::Received> batch, uint64_
 void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
   AgentSession* s = r.session;
   if (!s) {
-    stats_.no_session++;
+    rx_stats_.no_session++;
     return;
   }
   const std::span<uint8_t> frame = r.frame;
   const FrameMeta& meta = r.meta;
   switch (r.result) {
     case AgentSession::OpenResult::Ok: break;
-    case AgentSession::OpenResult::Malformed: stats_.malformed++; return;
-    case AgentSession::OpenResult::WrongSession: stats_.wrong_session++; return;
-    case AgentSession::OpenResult::Replay: stats_.replay++; return;
-    case AgentSession::OpenResult::Stale: stats_.stale++; return;
-    case AgentSession::OpenResult::NoKey: stats_.no_key++; return;
-    case AgentSession::OpenResult::AuthFail: stats_.auth_fail++; return;
+    case AgentSession::OpenResult::Malformed: rx_stats_.malformed++; return;
+    case AgentSession::OpenResult::WrongSession: rx_stats_.wrong_session++; return;
+    case AgentSession::OpenResult::Replay: rx_stats_.replay++; return;
+    case AgentSession::OpenResult::Stale: rx_stats_.stale++; return;
+    case AgentSession::OpenResult::NoKey: rx_stats_.no_key++; return;
+    case AgentSession::OpenResult::AuthFail: rx_stats_.auth_fail++; return;
   }
-  stats_.frames_rx++;
-  if (s == sessions_.current()) {
-    if (link_state_ != Link::Up)
-      LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
-               link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up", s->index());
-    link_state_ = Link::Up;
-    last_gateway_rx_ns_ = now_ns;
-  } else {
-    sessions_.previous_heard(now_ns);
-  }
+  rx_stats_.frames_rx++;
+  // The gateway answers on this session (the main thread's tick turns this into liveness, or a longer grace time
+  // for a previous session).
+  s->heard(now_ns);
   if (meta.type == FrameType::Keepalive) {
-    if (meta.flags & kFlagKeepaliveReply) stats_.keepalive_replies_rx++;
+    if (meta.flags & kFlagKeepaliveReply) rx_stats_.keepalive_replies_rx++;
     return;
   }
   if (meta.type != FrameType::Data) {
-    stats_.malformed++;
+    rx_stats_.malformed++;
     return;
   }
   InnerHeader ih;
   std::span<uint8_t> inner;
   if (!codec_.read_inner(frame, ih, inner)) {
-    stats_.malformed++;
+    rx_stats_.malformed++;
     return;
   }
   uint8_t* pkt = inner.data();
@@ -284,14 +464,14 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
   bool reassembled = false;
   std::string_view name;
   if ((ih.flags & kInnerHasName) && !read_name_trailer(inner, name, pkt_len)) {
-    stats_.bad_inner++;
+    rx_stats_.bad_inner++;
     return;
   }
   // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first.
   if (is_ipv4_fragment(pkt, pkt_len)) {
     PacketInfo fpi;
     if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-      stats_.bad_inner++;
+      rx_stats_.bad_inner++;
       return;
     }
     const std::span<uint8_t> whole =
@@ -303,14 +483,14 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
   }
   PacketInfo pi;
   if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
-    stats_.bad_inner++;
+    rx_stats_.bad_inner++;
     return;
   }
   if (opt_.visit) {
     // A reply from the service we visit: to the program that connected, from the local address it used.
     if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.v4() && pi.src_port == opt_.visit->target->port)
       ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
-    stats_.inner_rx_bytes += pi.ip_total_len;
+    rx_stats_.inner_rx_bytes += pi.ip_total_len;
     to_tun({pkt, pi.ip_total_len}, reassembled);
     return;
   }
@@ -319,20 +499,20 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
     const uint32_t tag = uint32_t(ih.flow_id) & SnatCodec::kTagMask;
     std::optional<Endpoint> target = name.empty() ? routed_.find(tag) : opt_.routes.lookup(name);
     if (!target) {
-      stats_.no_route++;
+      rx_stats_.no_route++;
       if (!name.empty()) LOG_DEBUG("no local target for '%.*s'", int(name.size()), name.data());
       return;
     }
     if (!name.empty()) {
       routed_.remember(tag, *target);
-      stats_.routed_flows++;
+      rx_stats_.routed_flows++;
     }
     ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, target->ip.v4(), target->port ? target->port : pi.dst_port);
   }
   // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
   const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
   ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
-  stats_.inner_rx_bytes += pi.ip_total_len;
+  rx_stats_.inner_rx_bytes += pi.ip_total_len;
   to_tun({pkt, pi.ip_total_len}, reassembled);
 }
 
@@ -345,20 +525,24 @@ void Agent::to_tun(std::span<uint8_t> packet, bool reassembled) {
     tun_out_.add(packet);
 }
 
+// Upstream.
 void Agent::tun_readable(uint64_t now_ns) {
+  tx_sync();
+  static const Setup kNone{};  // nothing published yet: packets are counted as no_session
+  const Setup* setup = tx_.setup ? tx_.setup : &kNone;
   for (unsigned budget = 0; budget < 256; ++budget) {
     VnetHeader vnet;
     const ssize_t n = tun_.read_packet(tun_in_, &vnet);
     if (n <= 0) break;
-    if (!sessions_.current() || !link_open_) {
-      stats_.no_session++;
+    if (!setup->current || !setup->link) {
+      tx_stats_.no_session++;
       continue;
     }
     const std::span<uint8_t> packet{tun_in_.data(), size_t(n)};
     if ((vnet.gso_type & ~kVnetGsoEcn) == kVnetGsoNone) {
       // With checksum offload the kernel leaves the L4 checksum to us (the pseudo-header sum is in its place).
       if ((vnet.flags & kVnetNeedsCsum) && !complete_checksum(packet, vnet)) {
-        stats_.bad_inner++;
+        tx_stats_.bad_inner++;
         continue;
       }
       packet_from_tun(packet, now_ns);
@@ -368,19 +552,19 @@ void Agent::tun_readable(uint64_t now_ns) {
     // written straight into the frame it will travel in.
     const uint32_t segments = gso_segment_count(packet, vnet);
     if (!segments) {
-      stats_.tun_gso_malformed++;
+      tx_stats_.tun_gso_malformed++;
       continue;
     }
-    stats_.tun_super_packets++;
+    tx_stats_.tun_super_packets++;
     for (uint32_t i = 0; i < segments; ++i) {
-      uint8_t* slot = link_.tx_slot() + codec_.layout().packet_offset();
+      uint8_t* slot = setup->link->tx_slot() + codec_.layout().packet_offset();
       const size_t len =
           gso_write_segment(packet, vnet, i, {slot, UdpLink::kMaxDatagram - codec_.layout().data_overhead()});
       if (!len) {
-        stats_.tun_gso_malformed++;
+        tx_stats_.tun_gso_malformed++;
         break;
       }
-      stats_.tun_segments++;
+      tx_stats_.tun_segments++;
       packet_from_tun({slot, len}, now_ns);
     }
   }
@@ -395,7 +579,7 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
   if (is_ipv4_fragment(packet.data(), packet.size())) {
     PacketInfo fpi;
     if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-      stats_.bad_inner++;
+      tx_stats_.bad_inner++;
       return;
     }
     packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
@@ -410,7 +594,7 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
   }
   PacketInfo pi;
   if (!parse_tunnel_packet(packet, pi)) {
-    stats_.bad_inner++;
+    tx_stats_.bad_inner++;
     return;
   }
   uint8_t* p = packet.data();
@@ -419,7 +603,7 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
     // Programs here connect to the local address: the frame names the service (or, direct, its address).
     const AgentOptions::Visit& v = *opt_.visit;
     if (pi.dst_ip != v.local.ip.v4() || pi.dst_port != v.local.port) {
-      stats_.no_nat++;
+      tx_stats_.no_nat++;
       return;
     }
     if (v.target) {
@@ -433,7 +617,7 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
   // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
   std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
   if (!tag) {
-    stats_.no_nat++;
+    tx_stats_.no_nat++;
     return;
   }
   // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
@@ -449,16 +633,16 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
 void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
   IcmpError e;
   if (!parse_icmp_error(packet, e)) {
-    stats_.icmp_ignored++;
+    tx_stats_.icmp_ignored++;
     return;
   }
   const std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{e.src_ip}, e.src_port});
   if (!tag || e.to != e.src_ip) {
-    stats_.no_nat++;
+    tx_stats_.no_nat++;
     return;
   }
   const IcmpErrorReason reason = e.reason();
-  stats_.unreachable[size_t(reason)]++;
+  tx_stats_.unreachable[size_t(reason)]++;
   if (unreachable_log_.take(now_ns)) {
     char more[64] = "";
     if (unreachable_suppressed_)
@@ -475,7 +659,7 @@ void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
     unreachable_suppressed_++;
   }
   send_inner(packet.first(load_be16(packet.data() + kIpv4OffTotalLen)), *tag, kIpProtoIcmp, 0, {}, now_ns);
-  stats_.icmp_errors_forwarded++;
+  tx_stats_.icmp_errors_forwarded++;
 }
 
 // Sends an inner packet to the gateway (inner header: `flow`, `proto`, `flags`; a name trailer when `name` is
@@ -486,7 +670,7 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
   const size_t trailer = name.empty() ? 0 : name.size() + 1;
   const size_t budget = opt_.underlay_mtu - kUnderlayOverhead - trailer;
   if (packet.size() <= budget) {
-    uint8_t* frame = link_.tx_slot();
+    uint8_t* frame = tx_.setup->link->tx_slot();
     uint8_t* pkt = frame + codec_.layout().packet_offset();
     if (packet.data() != pkt) std::memmove(pkt, packet.data(), packet.size());
     size_t len = packet.size();
@@ -499,14 +683,14 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const FragmentPlan plan = plan_ipv4_fragments(hl, uint32_t(packet.size()) - hl, uint32_t(budget));
   if (!plan.count) {
-    stats_.bad_inner++;
+    tx_stats_.bad_inner++;
     return;
   }
   const uint16_t id = frag_id_++;
   for (uint32_t k = 0; k < plan.count; ++k) {
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min<uint32_t>(plan.chunk, uint32_t(packet.size()) - hl - off);
-    uint8_t* frame = link_.tx_slot();
+    uint8_t* frame = tx_.setup->link->tx_slot();
     uint8_t* out = frame + codec_.layout().packet_offset();
     const size_t fh = write_ipv4_fragment_header(out, {ip, hl}, id, off, len, k + 1 < plan.count);
     std::memcpy(out + fh, ip + hl + off, len);
@@ -514,7 +698,7 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
     if (trailer) packet_len += write_name_trailer(out + fh + len, name);
     codec_.write_inner(frame, InnerHeader{flow, proto, flags});
     send_data_frame(frame, packet_len, fh + len, now_ns);
-    stats_.fragments_tx++;
+    tx_stats_.fragments_tx++;
   }
 }
 
@@ -522,60 +706,83 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
 // trailer behind it) and queues it.
 void Agent::send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns) {
   const uint32_t encrypted = codec_.layout().encrypted_len(uint32_t(packet_len));
-  if (!sessions_.current()->seal_later(FrameType::Data, 0, frame, encrypted, now_ns)) {
+  if (!tx_.setup->current->seal_later(FrameType::Data, 0, frame, encrypted, now_ns)) {
     LOG_ERROR("cannot seal a frame (key derivation failed)");
     return;
   }
-  stats_.frames_tx++;
-  stats_.inner_tx_bytes += inner_bytes;
+  tx_stats_.frames_tx++;
+  tx_stats_.inner_tx_bytes += inner_bytes;
   queue_frame(codec_.layout().frame_len(encrypted), now_ns);
 }
 
 // A frame built in the link's slot and kept for sealing: queued; a full batch is sealed and sent at once.
 void Agent::queue_frame(size_t len, uint64_t now_ns) {
-  link_.queue(len);
-  if (link_.full()) flush_link(now_ns);
+  tx_.setup->link->queue(len);
+  if (tx_.setup->link->full()) flush_link(now_ns);
 }
 
 // The queued frames: sealed in one burst (one AEAD call per key), then sent.
 void Agent::flush_link(uint64_t now_ns) {
-  if (AgentSession* s = sessions_.current(); s && s->sealing()) {
+  const Setup* setup = tx_.setup;
+  if (!setup) return;
+  if (AgentSession* s = setup->current; s && s->sealing()) {
     if (const size_t failed = s->seal_pending()) {
-      stats_.seal_errors += failed;
-      link_.drop_wiped();
+      tx_stats_.seal_errors += failed;
+      if (setup->link) setup->link->drop_wiped();
       LOG_ERROR("AES-GCM failed on %zu frames: not sent", failed);
     }
   }
-  if (link_open_) note_send_error(link_.flush(), now_ns);
+  if (setup->link) note_send_error(tx_, tx_stats_, setup->link->flush(), now_ns);
 }
 
 // One periodic tick rather than a timer each: the deadlines move with the state (probing every 250 ms until the
-// gateway answers, liveness counted from its last answer, sessions and fragments expiring by their own clocks), and
-// each check is a comparison.
+// gateway answers, liveness counted from its last answer, sessions expiring by their own clocks), and each check is
+// a comparison. With one thread the directions' housekeeping (unfinished reassembly) runs here too.
 void Agent::tick(uint64_t now_ns) {
-  sessions_.expire(now_ns);
-  gw_frags_.expire(now_ns);
-  tun_frags_.expire(now_ns);
-  if (AgentSession* current = sessions_.current()) {
+  if (!threaded()) {
+    rx_housekeeping(now_ns);
+    tx_housekeeping(now_ns);
+  }
+  free_retired();
+  // What downstream heard: the current session's answers make the link live, the previous one's keep it receiving.
+  AgentSession* current = sessions_.current();
+  if (current) {
+    const uint64_t heard = current->last_heard_ns();
+    if (heard && heard != last_gateway_rx_ns_) {
+      if (link_state_ != Link::Up)
+        LOG_INFO("gateway %s %s (session %u)", opt_.gateway.str().c_str(),
+                 link_state_ == Link::Unknown ? "answered: tunnel up" : "answering again: tunnel up",
+                 current->index());
+      link_state_ = Link::Up;
+      link_up_.store(true, std::memory_order_relaxed);
+      last_gateway_rx_ns_ = heard;
+    }
+  }
+  if (AgentSession* previous = sessions_.previous(); previous && previous->last_heard_ns())
+    sessions_.previous_heard(previous->last_heard_ns());
+  SessionSlots::Retired gone;
+  if (sessions_.expire(now_ns, &gone)) publish(std::move(gone), nullptr);
+  if (current) {
     // Until the gateway has answered once, probe every 250 ms so the tunnel comes up (or back) quickly.
     uint64_t interval =
         link_state_ == Link::Up ? opt_.keepalive_ns : std::min<uint64_t>(opt_.keepalive_ns, 250'000'000ull);
-    if (now_ns - last_keepalive_ns_ >= interval) send_keepalive(now_ns);
-    uint64_t silent = now_ns - (last_gateway_rx_ns_ ? last_gateway_rx_ns_ : started_ns_);
+    if (now_ns - last_keepalive_ns_ >= interval) request_keepalive(now_ns);
+    uint64_t silent = now_ns - (last_gateway_rx_ns_ ? std::min(last_gateway_rx_ns_, now_ns) : started_ns_);
     if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
       LOG_WARN("no authenticated answer from gateway %s for %.1f s: it is down or unreachable, or it does not "
                "know session %u with this key",
                opt_.gateway.str().c_str(), double(silent) / 1e9, current->index());
       link_state_ = Link::Down;
+      link_up_.store(false, std::memory_order_relaxed);
     }
   }
   if (now_ns - last_auth_report_ns_ >= 5 * kNsPerSec) {
-    if (stats_.auth_fail > auth_fail_reported_)
+    const uint64_t auth_fail = total(&AgentStats::auth_fail);
+    if (auth_fail > auth_fail_reported_)
       LOG_WARN("%llu frames from gateway %s failed authentication in the last 5 s: the gateway uses another key "
                "for session %u (or someone tampers with the traffic)",
-               (unsigned long long)(stats_.auth_fail - auth_fail_reported_), opt_.gateway.str().c_str(),
-               opt_.session);
-    auth_fail_reported_ = stats_.auth_fail;
+               (unsigned long long)(auth_fail - auth_fail_reported_), opt_.gateway.str().c_str(), opt_.session);
+    auth_fail_reported_ = auth_fail;
     last_auth_report_ns_ = now_ns;
   }
   if (opt_.stats_interval_ns && now_ns - last_stats_ns_ >= opt_.stats_interval_ns) {
@@ -585,7 +792,22 @@ void Agent::tick(uint64_t now_ns) {
   }
 }
 
+// A counter summed over the threads that count it.
+uint64_t Agent::total(StatCounter AgentStats::*field) const {
+  return (rx_stats_.*field).get() + (tx_stats_.*field).get() + (main_stats_.*field).get();
+}
+
 std::string Agent::stats_json() const {
+  // The socket's counters: the current one's and those of sockets closed since start.
+  UdpLinkStats link;
+  link = old_links_;
+  if (link_) {
+    const UdpLinkStats& st = link_->stats();
+    link.rx_socket_drops += st.rx_socket_drops;
+    link.rx_gro_datagrams += st.rx_gro_datagrams;
+    link.tx_dropped += st.tx_dropped;
+    link.tx_sends += st.tx_sends;
+  }
   JsonWriter j;
   j.begin_object()
       .field("gateway", opt_.gateway.str())
@@ -593,54 +815,55 @@ std::string Agent::stats_json() const {
       .field("link", link_state_ == Link::Up ? "up" : link_state_ == Link::Down ? "down" : "unknown")
       .field("tx_epoch", sessions_.current() ? sessions_.current()->tx_epoch() : 0)
       .field("rekeys", sessions_.current() ? sessions_.current()->rekeys() : 0)
-      .field("sessions_adopted", stats_.sessions_adopted)
-      .field("frames_rx", stats_.frames_rx)
-      .field("frames_tx", stats_.frames_tx)
-      .field("inner_rx_bytes", stats_.inner_rx_bytes)
-      .field("inner_tx_bytes", stats_.inner_tx_bytes)
-      .field("keepalives_tx", stats_.keepalives_tx)
-      .field("keepalive_replies_rx", stats_.keepalive_replies_rx)
-      .field("auth_fail", stats_.auth_fail)
-      .field("replay", stats_.replay)
-      .field("stale", stats_.stale)
-      .field("malformed", stats_.malformed)
-      .field("wrong_session", stats_.wrong_session)
-      .field("no_key", stats_.no_key)
-      .field("no_session", stats_.no_session)
-      .field("bad_inner", stats_.bad_inner)
-      .field("no_nat", stats_.no_nat)
-      .field("tun_write_errors", tun_out_.stats().write_errors)
-      .field("tun_packets_written", tun_out_.stats().packets)
-      .field("tun_writes", tun_out_.stats().writes)
-      .field("tun_packets_coalesced", tun_out_.stats().coalesced)
-      .field("tun_super_packets", stats_.tun_super_packets)
-      .field("tun_segments", stats_.tun_segments)
-      .field("tun_gso_malformed", stats_.tun_gso_malformed)
+      .field("sessions_adopted", total(&AgentStats::sessions_adopted))
+      .field("frames_rx", total(&AgentStats::frames_rx))
+      .field("frames_tx", total(&AgentStats::frames_tx))
+      .field("inner_rx_bytes", total(&AgentStats::inner_rx_bytes))
+      .field("inner_tx_bytes", total(&AgentStats::inner_tx_bytes))
+      .field("keepalives_tx", total(&AgentStats::keepalives_tx))
+      .field("keepalive_replies_rx", total(&AgentStats::keepalive_replies_rx))
+      .field("auth_fail", total(&AgentStats::auth_fail))
+      .field("replay", total(&AgentStats::replay))
+      .field("stale", total(&AgentStats::stale))
+      .field("malformed", total(&AgentStats::malformed))
+      .field("wrong_session", total(&AgentStats::wrong_session))
+      .field("no_key", total(&AgentStats::no_key))
+      .field("no_session", total(&AgentStats::no_session))
+      .field("bad_inner", total(&AgentStats::bad_inner))
+      .field("no_nat", total(&AgentStats::no_nat))
+      .field("tun_write_errors", tun_out_.stats().write_errors.get())
+      .field("tun_packets_written", tun_out_.stats().packets.get())
+      .field("tun_writes", tun_out_.stats().writes.get())
+      .field("tun_packets_coalesced", tun_out_.stats().coalesced.get())
+      .field("tun_super_packets", total(&AgentStats::tun_super_packets))
+      .field("tun_segments", total(&AgentStats::tun_segments))
+      .field("tun_gso_malformed", total(&AgentStats::tun_gso_malformed))
       .field("tun_queue_drops", tun_queue_drops())
-      .field("socket_rx_drops", link_.stats().rx_socket_drops)
-      .field("socket_rx_coalesced", link_.stats().rx_gro_datagrams)
-      .field("socket_tx_dropped", link_.stats().tx_dropped)
-      .field("socket_tx_sends", link_.stats().tx_sends)
-      .field("routed_flows", stats_.routed_flows)
-      .field("no_route", stats_.no_route)
-      .field("send_errors", stats_.send_errors)
-      .field("seal_errors", stats_.seal_errors)
-      .field("fragments_tx", stats_.fragments_tx)
-      .field("icmp_errors_forwarded", stats_.icmp_errors_forwarded)
-      .field("icmp_ignored", stats_.icmp_ignored);
+      .field("socket_rx_drops", link.rx_socket_drops.get())
+      .field("socket_rx_coalesced", link.rx_gro_datagrams.get())
+      .field("socket_tx_dropped", link.tx_dropped.get())
+      .field("socket_tx_sends", link.tx_sends.get())
+      .field("routed_flows", total(&AgentStats::routed_flows))
+      .field("no_route", total(&AgentStats::no_route))
+      .field("send_errors", total(&AgentStats::send_errors))
+      .field("seal_errors", total(&AgentStats::seal_errors))
+      .field("fragments_tx", total(&AgentStats::fragments_tx))
+      .field("icmp_errors_forwarded", total(&AgentStats::icmp_errors_forwarded))
+      .field("icmp_ignored", total(&AgentStats::icmp_ignored));
   // Targets that could not be reached, by the reason the ICMP error gave.
   j.key("unreachable").begin_object();
-  for (size_t r = 0; r < stats_.unreachable.size(); ++r)
-    j.field(icmp_error_reason_name(IcmpErrorReason(r)), stats_.unreachable[r]);
+  for (size_t r = 0; r < tx_stats_.unreachable.size(); ++r)
+    j.field(icmp_error_reason_name(IcmpErrorReason(r)), tx_stats_.unreachable[r].get());
   j.end_object();
   // Reassembly by origin: fragments taken in, datagrams completed / given up, fragments dropped by reason.
   j.key("reassembly").begin_object();
   for (const auto& [side, r] : {std::pair{"from_gateway", &gw_frags_}, std::pair{"from_tun", &tun_frags_}}) {
     const DatagramReassembler::Stats& st = r->stats();
     j.key(side).begin_object();
-    j.field("fragments", st.fragments).field("reassembled", st.reassembled).field("timeouts", st.timeouts);
-    j.field("evictions", st.evictions).field("in_progress", uint64_t(r->datagrams()));
-    for (size_t d = 0; d < st.drops.size(); ++d) j.field(frag_drop_name(FragDrop(d)), st.drops[d]);
+    j.field("fragments", st.fragments.get()).field("reassembled", st.reassembled.get());
+    j.field("timeouts", st.timeouts.get()).field("evictions", st.evictions.get());
+    j.field("in_progress", st.in_progress.get());
+    for (size_t d = 0; d < st.drops.size(); ++d) j.field(frag_drop_name(FragDrop(d)), st.drops[d].get());
     j.end_object();
   }
   j.end_object().end_object();

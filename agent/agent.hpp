@@ -1,9 +1,21 @@
-// dpagent's data path, on its event loop (common/event_loop.hpp): relay frames from the gateway are opened and their
-// inner packets get the flow's translated source (SnatCodec) and go into the TUN; replies the kernel routes back
-// into the TUN are sealed with their flow's tag and sent to the gateway in batches (each wakeup drains its socket or
-// the TUN: recvmmsg, reads, one sendmmsg per batch). tick() does the timed work: keepalives, gateway liveness,
-// authentication-failure reports, expiry of previous sessions and of unfinished reassembly, periodic counters.
-// The agent keeps no per-flow state.
+// dpagent's data path: relay frames from the gateway are opened and their inner packets get the flow's translated
+// source (SnatCodec) and go into the TUN (downstream); replies the kernel routes back into the TUN are sealed with
+// their flow's tag and sent to the gateway in batches (upstream). Each wakeup drains its socket or the TUN
+// (recvmmsg, reads, one sendmmsg per batch). tick() does the main loop's timed work: keepalives, gateway liveness,
+// authentication-failure reports, expiry of previous sessions, periodic counters. The agent keeps no per-flow state.
+//
+// Threads (AgentOptions::threads): with 1, both directions run on the main loop (common/event_loop.hpp) beside the
+// control connection; with 2, downstream and upstream each run on a thread of their own with their own event loop,
+// and the main loop keeps the control connection and the timed work. Ownership (docs/architecture.md "dpagent"):
+// - downstream owns the socket's receive half, the sessions' receiving halves (replay windows, receive keys),
+//   reassembly of fragments from the gateway, the agent-side routing memory and the TUN writer;
+// - upstream owns the socket's send half, the sessions' sending halves (transmit counters: nonces, transmit keys,
+//   rekeys), reassembly of fragments from the TUN, the agent's fragment ids and keepalive sending;
+// - the main thread owns the session slots, the socket's lifetime, liveness and reports. It hands the directions a
+//   new Setup (sessions, socket) through one atomic pointer; each takes it at its next wakeup and acknowledges it,
+//   and what the old one named is freed only when both have. Keepalives are asked for through a flag and an
+//   eventfd; liveness comes back as the time each session last heard the gateway (an atomic).
+// Every counter has one writing thread (common/counter.hpp); reports sum the threads' counters.
 //
 // Sessions come from a static key (--psk-file) or from dpctld registrations (--server, ControlClient): a new
 // registration becomes the current session at once, and the previous one keeps receiving for a minute so
@@ -14,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/agent_session.hpp"
@@ -24,6 +37,7 @@
 #include "agent/session_slots.hpp"
 #include "agent/tun_writer.hpp"
 #include "agent/udp_link.hpp"
+#include "common/counter.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
 #include "common/tun_device.hpp"
@@ -64,56 +78,107 @@ struct AgentOptions {
     std::optional<Endpoint> target;      // direct mode: the address itself
   };
   std::optional<Visit> visit;
+  // Data-path threads: 1 (everything on the main loop) or 2 (downstream and upstream on a thread each).
+  unsigned threads = 1;
 };
 
 struct AgentStats {
-  uint64_t frames_rx = 0, frames_tx = 0, inner_rx_bytes = 0, inner_tx_bytes = 0;
-  uint64_t keepalives_tx = 0, keepalive_replies_rx = 0;
-  uint64_t auth_fail = 0, replay = 0, stale = 0, malformed = 0, wrong_session = 0, no_key = 0;
-  uint64_t bad_inner = 0, no_nat = 0, no_session = 0, send_errors = 0;
-  uint64_t seal_errors = 0;  // frames the AEAD failed to seal (wiped, not sent)
-  uint64_t tun_super_packets = 0, tun_segments = 0;  // TCP/UDP super-packets read from the TUN, segments made of them
-  uint64_t tun_gso_malformed = 0;  // super-packets whose headers did not add up (dropped)
-  uint64_t routed_flows = 0, no_route = 0;  // agent-side routing: flows given a local target / none to give
-  uint64_t sessions_adopted = 0;
-  uint64_t fragments_tx = 0;  // IPv4 fragments sent, one frame each (datagrams bigger than a frame)
+  StatCounter frames_rx, frames_tx, inner_rx_bytes, inner_tx_bytes;
+  StatCounter keepalives_tx, keepalive_replies_rx;
+  StatCounter auth_fail, replay, stale, malformed, wrong_session, no_key;
+  StatCounter bad_inner, no_nat, no_session, send_errors;
+  StatCounter seal_errors;  // frames the AEAD failed to seal (wiped, not sent)
+  StatCounter tun_super_packets, tun_segments;  // TCP/UDP super-packets read from the TUN, segments made of them
+  StatCounter tun_gso_malformed;  // super-packets whose headers did not add up (dropped)
+  StatCounter routed_flows, no_route;  // agent-side routing: flows given a local target / none to give
+  StatCounter sessions_adopted;
+  StatCounter fragments_tx;  // IPv4 fragments sent, one frame each (datagrams bigger than a frame)
   // Targets that could not be reached: ICMP errors the kernel routed into the TUN about a flow, by reason; each is
   // passed on to the gateway (icmp_errors_forwarded), which tells the client.
-  std::array<uint64_t, size_t(IcmpErrorReason::Count)> unreachable{};
-  uint64_t icmp_errors_forwarded = 0;
-  uint64_t icmp_ignored = 0;  // other ICMP into the TUN (not an error about a TCP/UDP flow), dropped
+  std::array<StatCounter, size_t(IcmpErrorReason::Count)> unreachable{};
+  StatCounter icmp_errors_forwarded;
+  StatCounter icmp_ignored;  // other ICMP into the TUN (not an error about a TCP/UDP flow), dropped
 };
 
 class Agent {
  public:
-  // `loop` must outlive the Agent.
+  // `loop` (the main loop) must outlive the Agent.
   Agent(EventLoop& loop, AgentOptions opt);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
-  // Opens the TUN (and, for a static session, the link to the gateway) and watches them on the loop.
+  // Opens the TUN (and, for a static session, the link to the gateway), watches them (on the loop, or on the
+  // data-path threads it starts).
   bool start(bool static_session, std::string& error);
   // On the loop (the control client's registrations): a session to use from now on.
   void offer(SessionGrant grant);
   // The timed work; call it about every 100 ms from the loop's tick.
   void tick(uint64_t now_ns);
+  // Ends the data-path threads (before the last counters are printed); the destructor does it too.
+  void stop();
   std::string stats_json() const;
 
  private:
+  // What the main thread hands the data path: the sessions and the socket to the gateway. Immutable once published;
+  // the objects it names live until both directions have moved past it.
+  struct Setup {
+    uint64_t generation = 0;
+    AgentSession* current = nullptr;
+    AgentSession* previous = nullptr;
+    UdpLink* link = nullptr;
+    Endpoint gateway;
+    // The session a frame for receiver index `index` is opened with (as SessionSlots::for_index).
+    AgentSession* for_index(uint32_t index) const {
+      if (previous && previous->index() == index) return previous;
+      return current;
+    }
+  };
+  // One direction of the data path: its event loop (the main one, or its own on its thread), and the Setup it uses.
+  struct Worker {
+    EventLoop* loop = nullptr;
+    std::unique_ptr<EventLoop> own_loop;  // with 2 threads
+    std::thread thread;
+    Fd wake;  // with 2 threads: an eventfd the main thread writes for a new Setup or a keepalive
+    const Setup* setup = nullptr;  // owner thread only
+    std::atomic<uint64_t> seen{0};  // generation of the Setup it uses
+    uint64_t last_warn_ns = 0;  // send/receive error log lines
+    uint64_t last_housekeeping_ns = 0;
+  };
+  struct Retired {
+    uint64_t generation;  // free once both directions have seen this generation
+    std::unique_ptr<AgentSession> session;
+    std::unique_ptr<UdpLink> link;
+    std::unique_ptr<Setup> setup;
+  };
+
+  bool threaded() const { return opt_.threads > 1; }
   void adopt(SessionGrant grant, uint64_t now_ns);
   bool open_link(Endpoint gateway, std::string& error);
+  // Main thread: hands the directions the current sessions and link; `gone` (sessions, link) is freed later.
+  void publish(SessionSlots::Retired gone, std::unique_ptr<UdpLink> old_link);
+  void free_retired();
+  void wake(Worker& w);
+  void run_worker(Worker& w, bool downstream);
+  void request_keepalive(uint64_t now_ns);
+
+  // Downstream (gateway -> TUN).
+  void rx_sync();
+  void rx_wakeup();
+  void rx_housekeeping(uint64_t now_ns);
   // Datagrams from the gateway read per wakeup, in batches of UdpLink::kBatch: as many as tun_readable's budget.
   static constexpr unsigned kGatewayBatchesPerWakeup = 256 / UdpLink::kBatch;
   void gateway_readable(uint64_t now_ns);
   void frames_from_gateway(std::span<AgentSession::Received> batch, uint64_t now_ns);
   void frame_from_gateway(AgentSession::Received& r, uint64_t now_ns);
   void to_tun(std::span<uint8_t> packet, bool reassembled);
+
+  // Upstream (TUN -> gateway).
+  void tx_sync();
+  void tx_wakeup();
+  void tx_housekeeping(uint64_t now_ns);
   void tun_readable(uint64_t now_ns);
   void packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
-  void log_offloads(unsigned tun_offloads) const;
-  uint64_t tun_queue_drops() const;
   void send_keepalive(uint64_t now_ns);
-  void note_send_error(int err, uint64_t now_ns);
   void queue_frame(size_t len, uint64_t now_ns);
   void flush_link(uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns);
@@ -121,37 +186,60 @@ class Agent {
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                   uint64_t now_ns);
 
+  // Either direction (its own counters and log pacing).
+  void note_send_error(Worker& w, AgentStats& stats, int err, uint64_t now_ns);
+
+  void log_offloads(unsigned tun_offloads) const;
+  uint64_t tun_queue_drops() const;
+  uint64_t total(StatCounter AgentStats::*field) const;
+
   EventLoop& loop_;
-  AgentOptions opt_;
-  std::unique_ptr<AeadEngine> engine_;  // ipsec-mb where it runs, else OpenSSL (AgentOptions::aead)
-  SessionSlots sessions_;  // current and previous session
-  RelayCodec codec_;  // the tunnel framing: where a frame's parts lie in the link's slots
-  SnatCodec snat_;
-  RoutedFlows routed_;  // tag -> the local target agent-side routing chose
-  TunDevice tun_;
-  TunWriter tun_out_{tun_};
-  std::array<AgentSession::Received, 64> rx_batch_;  // frames of one receive batch, opened together
-  std::vector<uint8_t> tun_in_ = std::vector<uint8_t>(kMaxSuperPacket);  // what one TUN read may bring
+  AgentOptions opt_;  // the main thread's; what the directions read of it does not change after start()
+  std::unique_ptr<AeadEngine> engine_;  // ipsec-mb where it runs, else OpenSSL (AgentOptions::aead); a slot per direction
+  const RelayCodec codec_{};  // the tunnel framing: where a frame's parts lie in the link's slots (no state)
+  const SnatCodec snat_;
+  TunDevice tun_;  // read by upstream, written by downstream
   LanNat lan_nat_;
-  UdpLink link_;
-  bool link_open_ = false;
   bool tun_watched_ = false;
-  AgentStats stats_;
-  // IPv4 reassembly: fragments from the gateway (datagrams bigger than a frame) and from the TUN (the kernel
-  // fragments what it routes into the TUN beyond its MTU).
-  DatagramReassembler gw_frags_;
-  DatagramReassembler tun_frags_;
-  uint16_t frag_id_ = 0;  // ids of the datagrams this agent fragments
+  std::atomic<bool> stop_workers_{false};
+  bool workers_started_ = false;
+
+  // Main thread.
+  SessionSlots sessions_;  // current and previous session
+  std::unique_ptr<UdpLink> link_;  // the socket to the gateway (nullptr until there is one)
+  std::atomic<const Setup*> setup_{nullptr};  // the latest Setup, for the directions
+  std::unique_ptr<Setup> setup_owned_;
+  uint64_t generation_ = 0;
+  std::vector<Retired> retired_;
+  UdpLinkStats old_links_;  // counters of sockets closed since start
+  AgentStats main_stats_;
+  std::atomic<bool> keepalive_wanted_{false};  // main -> upstream
+  std::atomic<bool> link_up_{false};  // main -> upstream: the gateway answers (else keepalives re-anchor the clock)
   uint64_t last_gateway_rx_ns_ = 0;
   uint64_t last_keepalive_ns_ = 0;
   uint64_t last_stats_ns_ = 0;
-  uint64_t last_warn_ns_ = 0;
   uint64_t auth_fail_reported_ = 0;
   uint64_t last_auth_report_ns_ = 0;
-  TokenBucket unreachable_log_{1, 5};  // log lines about unreachable targets: 1 a second, bursts of 5
-  uint64_t unreachable_suppressed_ = 0;
   uint64_t started_ns_ = 0;
   enum class Link { Unknown, Up, Down } link_state_ = Link::Unknown;
+
+  // Downstream.
+  Worker rx_;
+  AgentStats rx_stats_;
+  RoutedFlows routed_;  // tag -> the local target agent-side routing chose
+  TunWriter tun_out_{tun_};
+  std::array<AgentSession::Received, 64> rx_batch_;  // frames of one receive batch, opened together
+  DatagramReassembler gw_frags_;  // IPv4 fragments from the gateway (datagrams bigger than a frame)
+  const UdpLink* rx_link_ = nullptr;  // the link whose descriptor is on rx_.loop
+
+  // Upstream.
+  Worker tx_;
+  AgentStats tx_stats_;
+  std::vector<uint8_t> tun_in_ = std::vector<uint8_t>(kMaxSuperPacket);  // what one TUN read may bring
+  DatagramReassembler tun_frags_;  // the kernel fragments what it routes into the TUN beyond its MTU
+  uint16_t frag_id_ = 0;  // ids of the datagrams this agent fragments
+  TokenBucket unreachable_log_{1, 5};  // log lines about unreachable targets: 1 a second, bursts of 5
+  uint64_t unreachable_suppressed_ = 0;
 };
 
 }  // namespace dptun

@@ -102,7 +102,7 @@ bool AgentSession::seal_later(FrameType type, uint8_t flags, uint8_t* frame, siz
 size_t AgentSession::seal_pending(const uint8_t* watch, bool* watch_failed) {
   if (!pending_) return 0;
   int32_t status[kMaxPending];
-  tx_key_->aead->process({pending_ops_.data(), pending_}, {status, pending_}, 0);
+  tx_key_->aead->process({pending_ops_.data(), pending_}, {status, pending_}, tx_thread_);
   size_t failed = 0;
   for (size_t i = 0; i < pending_; ++i) {
     if (status[i]) {
@@ -176,7 +176,7 @@ void AgentSession::open_burst(std::span<Received> batch, uint64_t now_ns) {
   // The frames of one key in one call; then, in frame order, the replay window decides.
   auto finish = [&] {
     if (!run) return;
-    key->aead->process({ops, run}, {status, run}, 0);
+    key->aead->process({ops, run}, {status, run}, rx_thread_);
     for (size_t j = 0; j < run; ++j) {
       Received& r = *pending[j];
       if (status[j]) {

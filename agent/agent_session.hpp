@@ -1,13 +1,19 @@
 // The agent's end of one tunnel session: transmit counter and epoch keys (agent->gateway), receive epoch
-// keys (gateway->agent) and the replay windows. Single-threaded; keys are derived on demand.
+// keys (gateway->agent) and the replay windows; keys are derived on demand.
+// Threads: the sending half (seal, seal_later, seal_pending, sealing, anchor_to_clock: the transmit counter and the
+// transmit keys) and the receiving half (open, open_burst: the replay window and the receive keys) share no mutable
+// state, so one thread may send while another receives; each half has one thread at a time. tx_epoch(), rekeys()
+// and last_heard_ns() may be read from any thread.
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <vector>
 
+#include "common/counter.hpp"
 #include "crypto/aead.hpp"
 #include "crypto/key_schedule.hpp"
 #include "crypto/replay_window.hpp"
@@ -60,6 +66,16 @@ class AgentSession {
   uint32_t index() const { return index_; }
   uint64_t tx_epoch() const { return epoch_of(tx_counter_); }
   uint64_t rekeys() const { return rekeys_; }
+  // The receiving thread notes when the session last received an authenticated frame (monotonic ns; 0: never), for
+  // the thread that watches the gateway's liveness.
+  void heard(uint64_t now_ns) { last_heard_ns_.store(now_ns, std::memory_order_relaxed); }
+  uint64_t last_heard_ns() const { return last_heard_ns_.load(std::memory_order_relaxed); }
+  // Which `thread` slot of the AEAD engine each half passes to AeadKey::process (default 0 and 0): distinct when
+  // the halves run on two threads.
+  void use_engine_threads(unsigned rx, unsigned tx) {
+    rx_thread_ = rx;
+    tx_thread_ = tx;
+  }
   // Tests replace the wall clock.
   void set_realtime_source(std::function<uint64_t()> fn) { realtime_ = std::move(fn); }
 
@@ -81,11 +97,16 @@ class AgentSession {
   RelayCodec codec_;
   std::function<uint64_t()> realtime_;
 
-  uint64_t tx_counter_;
+  unsigned rx_thread_ = 0, tx_thread_ = 0;
+  std::atomic<uint64_t> last_heard_ns_{0};
+
+  // The sending half. The counter and the rekey count are written by the sending thread only (StatCounter: other
+  // threads read them for the counters): a nonce is never used twice.
+  StatCounter tx_counter_;
   uint64_t tx_epoch_ = ~uint64_t(0);
   uint64_t tx_epoch_since_ns_ = 0;
   std::unique_ptr<Key> tx_key_;
-  uint64_t rekeys_ = 0;
+  StatCounter rekeys_ = 0;
   static constexpr size_t kMaxPending = 64;
   size_t pending_ = 0;  // frames kept by seal_later, all under tx_key_
   std::array<AeadOp, kMaxPending> pending_ops_;
@@ -93,6 +114,7 @@ class AgentSession {
   std::array<uint32_t, kMaxPending> pending_len_;  // frame lengths
   std::array<uint8_t*, kMaxPending> pending_frames_;
 
+  // The receiving half.
   EpochReplayWindow replay_;
   uint64_t rx_epoch_ = ~uint64_t(0);
   std::map<uint64_t, std::unique_ptr<Key>> rx_keys_;

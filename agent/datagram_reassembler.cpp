@@ -24,6 +24,7 @@ std::span<uint8_t> DatagramReassembler::add(std::span<const uint8_t> ip, uint64_
   FragDrop why;
   uint32_t slot;
   const auto result = table_.add(key, fi, NoFrag{}, now_ns, sink, why, slot);
+  stats_.in_progress = table_.datagrams();
   if (result == Ipv4Reassembly<NoFrag>::Result::Dropped) {
     stats_.drops[size_t(why)]++;
     return {};
@@ -44,6 +45,7 @@ std::span<uint8_t> DatagramReassembler::add(std::span<const uint8_t> ip, uint64_
 void DatagramReassembler::expire(uint64_t now_ns) {
   Sink sink{stats_};
   table_.expire(now_ns, 256, sink);
+  stats_.in_progress = table_.datagrams();
 }
 
 }  // namespace dptun

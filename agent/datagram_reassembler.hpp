@@ -8,18 +8,21 @@
 #include <span>
 #include <vector>
 
+#include "common/counter.hpp"
 #include "packet/ipv4_reassembly.hpp"
 
 namespace dptun {
 
 class DatagramReassembler {
  public:
+  // Written by the reassembler's thread, read by any (common/counter.hpp).
   struct Stats {
-    uint64_t fragments = 0;    // taken in
-    uint64_t reassembled = 0;  // datagrams completed
-    uint64_t timeouts = 0;     // datagrams given up after the timeout
-    uint64_t evictions = 0;    // datagrams given up for newer ones
-    std::array<uint64_t, size_t(FragDrop::Count)> drops{};  // fragments, by reason
+    StatCounter fragments = 0;     // taken in
+    StatCounter reassembled = 0;   // datagrams completed
+    StatCounter timeouts = 0;      // datagrams given up after the timeout
+    StatCounter evictions = 0;     // datagrams given up for newer ones
+    std::array<StatCounter, size_t(FragDrop::Count)> drops{};  // fragments, by reason
+    StatCounter in_progress = 0;   // datagrams being put together (as of the last add or expire)
   };
 
   DatagramReassembler(const ReassemblyLimits& limits, uint64_t seed);

@@ -1,4 +1,5 @@
 // dpagent: the software agent. main parses options and wires the Agent; see docs/operations.md.
+#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -80,6 +81,9 @@ const char* kUsage =
     "                        default: ipsec-mb where it runs, else openssl (the log says which)\n"
     "  --rekey-interval S    move to a fresh key at least this often (default 120, minimum 10)\n"
     "  --stats-interval S    print counters as a JSON line every S seconds (default: only on exit/SIGUSR1)\n"
+    "  --threads N           data-path threads: 1 (both directions on the main event loop, beside the control\n"
+    "                        connection) or 2 (gateway -> TUN and TUN -> gateway on a thread each); default:\n"
+    "                        2 when this process may run on 4 CPUs or more (its CPU affinity), else 1 (logged)\n"
     "  --openssl-conf FILE   an OpenSSL configuration file to load at start (its providers, e.g. Intel's\n"
     "                        qatprovider; docs/operations.md); default: OpenSSL's own (OPENSSL_CONF)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
   ControlOptions ctl;
   std::string psk_file, openssl_conf;
   bool have_gateway = false;
+  std::optional<unsigned> threads;
   const bool visiting = argc > 1 && std::strcmp(argv[1], "visit") == 0;
   std::string visit_host;
   std::optional<Endpoint> visit_target, visit_local;
@@ -221,6 +226,11 @@ int main(int argc, char** argv) {
       opt.rekey_interval_ns = uint64_t(parse_seconds(a, v, 10, 86400) * 1e9);
     } else if (a == "--stats-interval") {
       opt.stats_interval_ns = uint64_t(parse_seconds(a, v, 0.1, 86400) * 1e9);
+    } else if (a == "--threads") {
+      auto n = parse_uint(v, 1000);
+      if (!n || *n < 1 || *n > 2)
+        fail("--threads expects 1 or 2 (data-path threads: one per direction at most), got '" + std::string(v) + "'");
+      threads = unsigned(*n);
     } else if (a == "--openssl-conf") {
       openssl_conf = v;
     } else if (a == "--log-level") {
@@ -276,7 +286,24 @@ int main(int argc, char** argv) {
   LOG_INFO("OpenSSL %s, providers: %s%s", OpenSSL_version(OPENSSL_VERSION_STRING), openssl_providers().c_str(),
            from.c_str());
 
-  // One thread: the data path, the control connection and the timers share one event loop.
+  // Data-path threads: a second one pays off when it has a CPU of its own next to the first, the main thread (control
+  // connection, timers) and the kernel's work for the traffic (the TUN's and the socket's: the targets' TCP receive
+  // runs inside dpagent's TUN writes).
+  cpu_set_t cpus;
+  const int ncpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  if (threads) {
+    opt.threads = *threads;
+    LOG_INFO("%u data-path thread%s (--threads; this process may run on %d CPU%s)", opt.threads,
+             opt.threads == 1 ? "" : "s", ncpus, ncpus == 1 ? "" : "s");
+  } else {
+    opt.threads = ncpus >= 4 ? 2 : 1;
+    LOG_INFO("%u data-path thread%s: this process may run on %d CPU%s (CPU affinity), %s", opt.threads,
+             opt.threads == 1 ? "" : "s", ncpus, ncpus == 1 ? "" : "s",
+             opt.threads == 1 ? "a second thread needs 4 or more (--threads 2 to have it anyway)"
+                              : "4 or more: gateway -> TUN and TUN -> gateway on a thread each (--threads 1 for one)");
+  }
+  // The main thread's event loop: the control connection, the timers, SIGUSR1, and with one data-path thread the
+  // data path too.
   EventLoop loop;
   std::string error;
   if (!loop.init(error)) {
@@ -326,6 +353,7 @@ int main(int argc, char** argv) {
     agent.tick(now);
     if (control) control->tick(now);
   });
+  agent.stop();  // the data-path threads end first: the last counters are final
   printf("%s\n", agent.stats_json().c_str());
   if (refused) {
     fprintf(stderr, "dpagent: cannot register with dpctld %s:%u: %s\n", ctl.server_host.c_str(), unsigned(ctl.server_port),

@@ -2,9 +2,12 @@
 // grace time after a new registration so frames already on their way are not lost. A frame's receiver index
 // selects the session. A new session under the index of one kept here replaces it at once: frames could not
 // tell the two apart, and keys of an earlier registration must never be selected again.
+// Sessions leaving the slots go to `retired` when given (another thread may still be using them: the caller frees
+// them once it no longer can), else they are destroyed at once.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "agent/agent_session.hpp"
 
@@ -15,17 +18,19 @@ class SessionSlots {
   static constexpr uint64_t kGraceNs = 60'000'000'000ull;  // the previous session receives this long at most
 
   // The new session becomes current; returns true when it replaced one with the same index outright.
-  bool adopt(std::unique_ptr<AgentSession> s, uint64_t now_ns) {
+  using Retired = std::vector<std::unique_ptr<AgentSession>>;
+  bool adopt(std::unique_ptr<AgentSession> s, uint64_t now_ns, Retired* retired = nullptr) {
     bool same_index = false;
     if (previous_ && previous_->index() == s->index()) {
-      previous_.reset();
+      retire(std::move(previous_), retired);
       same_index = true;
     }
     if (current_ && current_->index() == s->index()) {
-      current_.reset();
+      retire(std::move(current_), retired);
       same_index = true;
     }
     if (current_) {
+      retire(std::move(previous_), retired);
       previous_ = std::move(current_);
       previous_until_ns_ = now_ns + kGraceNs;
     }
@@ -43,11 +48,17 @@ class SessionSlots {
   void previous_heard(uint64_t now_ns) {
     if (previous_until_ns_ < now_ns + 5'000'000'000ull) previous_until_ns_ = now_ns + 5'000'000'000ull;
   }
-  void expire(uint64_t now_ns) {
-    if (previous_ && now_ns > previous_until_ns_) previous_.reset();
+  // True when the previous session went.
+  bool expire(uint64_t now_ns, Retired* retired = nullptr) {
+    if (!previous_ || now_ns <= previous_until_ns_) return false;
+    retire(std::move(previous_), retired);
+    return true;
   }
 
  private:
+  static void retire(std::unique_ptr<AgentSession> s, Retired* retired) {
+    if (s && retired) retired->push_back(std::move(s));
+  }
   std::unique_ptr<AgentSession> current_;
   std::unique_ptr<AgentSession> previous_;
   uint64_t previous_until_ns_ = 0;

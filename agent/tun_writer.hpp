@@ -12,16 +12,18 @@
 #include <cstdint>
 #include <span>
 
+#include "common/counter.hpp"
 #include "common/tun_device.hpp"
 #include "packet/gso.hpp"
 
 namespace dptun {
 
+// Written by the writer's thread, read by any (common/counter.hpp).
 struct TunWriterStats {
-  uint64_t packets = 0;         // packets handed to the TUN
-  uint64_t writes = 0;          // write calls (fewer than packets when coalescing)
-  uint64_t coalesced = 0;       // packets that went out as part of a super-packet
-  uint64_t write_errors = 0;    // packets the TUN refused (counted per packet)
+  StatCounter packets = 0;          // packets handed to the TUN
+  StatCounter writes = 0;           // write calls (fewer than packets when coalescing)
+  StatCounter coalesced = 0;        // packets that went out as part of a super-packet
+  StatCounter write_errors = 0;     // packets the TUN refused (counted per packet)
 };
 
 class TunWriter {

@@ -14,18 +14,20 @@
 #include <string>
 #include <vector>
 
+#include "common/counter.hpp"
 #include "common/inet.hpp"
 #include "common/unix_socket.hpp"
 
 namespace dptun {
 
+// Written by the thread that receives (rx_*) or sends (tx_*); any thread may read them (common/counter.hpp).
 struct UdpLinkStats {
-  uint64_t rx_datagrams = 0;      // receive buffers filled (one per datagram, or one per GRO super-datagram)
-  uint64_t rx_gro_datagrams = 0;  // of which held more than one frame
-  uint64_t rx_socket_drops = 0;   // SO_RXQ_OVFL: datagrams the kernel dropped for a full receive buffer
-  uint64_t tx_frames = 0;         // frames the kernel took
-  uint64_t tx_sends = 0;          // sendmmsg entries (fewer than tx_frames when segmenting)
-  uint64_t tx_dropped = 0;        // frames lost to a send error (counted per frame)
+  StatCounter rx_datagrams = 0;       // receive buffers filled (one per datagram, or one per GRO super-datagram)
+  StatCounter rx_gro_datagrams = 0;   // of which held more than one frame
+  StatCounter rx_socket_drops = 0;    // SO_RXQ_OVFL: datagrams the kernel dropped for a full receive buffer
+  StatCounter tx_frames = 0;          // frames the kernel took
+  StatCounter tx_sends = 0;           // sendmmsg entries (fewer than tx_frames when segmenting)
+  StatCounter tx_dropped = 0;         // frames lost to a send error (counted per frame)
 };
 
 struct UdpOffloads {

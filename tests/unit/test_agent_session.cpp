@@ -8,7 +8,11 @@
 
 #include "tests/unit/cmocka.hpp"
 
+#include <array>
+#include <atomic>
 #include <cstring>
+#include <set>
+#include <thread>
 
 #include "agent/agent_session.hpp"
 #include "agent/session_slots.hpp"
@@ -548,6 +552,89 @@ static void session_slots_never_select_stale_keys(void**) {
 }
 
 
+// Sessions leaving the slots while another thread may still use them go to the caller's retired list (dpagent frees
+// them once its data-path threads have moved on): they stay usable until then, and only the ones that left are in it.
+static void session_slots_retire_instead_of_destroying(void**) {
+  OpensslAead engine;
+  using Mode = AgentSession::CounterMode;
+  SessionSlots slots;
+  SessionSlots::Retired retired;
+  const uint64_t now = kNsPerSec;
+  Gateway gw{psk(1)};
+  slots.adopt(std::make_unique<AgentSession>(kIndex, psk(1), 16, kRekey, engine, Mode::FromZero), now, &retired);
+  AgentSession* first = slots.current();
+  slots.adopt(std::make_unique<AgentSession>(kIndex + 1, psk(2), 16, kRekey, engine, Mode::FromZero), now, &retired);
+  assert_true(retired.empty());  // the first one is the previous session now
+  slots.adopt(std::make_unique<AgentSession>(kIndex + 2, psk(3), 16, kRekey, engine, Mode::FromZero), now, &retired);
+  assert_int_equal(retired.size(), 1);
+  assert_ptr_equal(retired[0].get(), first);
+  // Still whole: a thread that has not moved on yet opens its frames with it.
+  assert_int_equal(agent_open(*first, gw.seal(kIndex, 1, plaintext(1)), now), R::Ok);
+  // Same index as the current one: replaced outright, into the list too.
+  AgentSession* current = slots.current();
+  slots.adopt(std::make_unique<AgentSession>(kIndex + 2, psk(4), 16, kRekey, engine, Mode::FromZero), now, &retired);
+  assert_int_equal(retired.size(), 2);
+  assert_ptr_equal(retired[1].get(), current);
+  assert_false(slots.expire(now + SessionSlots::kGraceNs / 2, &retired));
+  assert_true(slots.expire(now + SessionSlots::kGraceNs + 1, &retired));
+  assert_int_equal(retired.size(), 3);
+  assert_int_equal(retired[2]->index(), kIndex + 1);
+  assert_null(slots.previous());
+}
+
+// dpagent with two data-path threads: one thread seals agent -> gateway frames while another opens gateway -> agent
+// frames of the same session, each half with its own engine slot. Every frame opens once, every sealed frame
+// authenticates at the gateway under a counter of its own, and the counters another thread reads stay sane.
+static void halves_on_two_threads(void**) {
+  OpensslAead engine(2);
+  AgentSession a(kIndex, psk(1), 16, kRekey, engine, AgentSession::CounterMode::FromZero);
+  a.use_engine_threads(0, 1);
+  Gateway gw{psk(1)};
+  constexpr size_t kFrames = 4096, kBurst = 32;
+  std::vector<std::vector<uint8_t>> in(kFrames);
+  for (size_t i = 0; i < kFrames; ++i) in[i] = gw.seal(kIndex, first_counter_of(3) + i, plaintext(uint8_t(i)));
+  std::vector<std::vector<uint8_t>> out(kFrames, std::vector<uint8_t>(RelayCodec::kLayout.frame_len(60)));
+  size_t opened = 0, sealed = 0;
+  std::atomic<bool> done{false};
+  std::thread down([&] {
+    std::array<AgentSession::Received, kBurst> batch;
+    for (size_t i = 0; i < kFrames; i += kBurst) {
+      for (size_t k = 0; k < kBurst; ++k) batch[k] = {in[i + k], &a, {}, R::Malformed};
+      a.open_burst(batch, kNsPerSec);
+      for (auto& r : batch) opened += r.result == R::Ok;
+      a.heard(kNsPerSec + i);
+    }
+  });
+  std::thread up([&] {
+    for (size_t i = 0; i < kFrames; ++i) {
+      const auto plain = plaintext(uint8_t(i));
+      std::memcpy(out[i].data() + kHeaderLen, plain.data(), plain.size());
+      sealed += a.seal_later(FrameType::Data, 0, out[i].data(), plain.size(), kNsPerSec);
+      if (i % kBurst == kBurst - 1) a.seal_pending();
+    }
+    a.seal_pending();
+  });
+  uint64_t epochs_seen = 0;
+  std::thread reader([&] {
+    while (!done.load()) epochs_seen += a.tx_epoch() == 0 && a.rekeys() == 0 && a.last_heard_ns() < 2 * kNsPerSec;
+  });
+  down.join();
+  up.join();
+  done = true;
+  reader.join();
+  assert_true(epochs_seen > 0);
+  assert_int_equal(opened, kFrames);
+  assert_int_equal(sealed, kFrames);
+  std::set<uint64_t> counters;
+  for (auto& f : out) {
+    counters.insert(counter_of(f));
+    assert_true(gw.open_from_agent(f));
+  }
+  assert_int_equal(counters.size(), kFrames);
+  assert_int_equal(a.last_heard_ns(), kNsPerSec + kFrames - kBurst);
+}
+
+
 // A receive batch opened in one go: frames of two epochs, a repeat within the batch, a tampered frame, another
 // session's frame and garbage, each judged as alone, in frame order; frames sealed in one burst all open at the
 // gateway, under the key of the epoch each was counted in.
@@ -618,6 +705,8 @@ int main() {
       cmocka_unit_test(wall_clock_rekey_waits_for_the_clock),
       cmocka_unit_test(expected_epochs_bypass_the_budget),
       cmocka_unit_test(session_slots_never_select_stale_keys),
+      cmocka_unit_test(session_slots_retire_instead_of_destroying),
+      cmocka_unit_test(halves_on_two_threads),
       cmocka_unit_test(bursts_both_ways),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
