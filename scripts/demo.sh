@@ -46,8 +46,10 @@ counters() {
       sed 's/^veth-\([^:]*wg[ca]\)/wg-\1/' || true
   done
   if [ -n "${GW_PID:-}" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    gw_stats | jq -r '(.ports[] as $p | ["tx_dropped", "hw_rx_missed", "hw_rx_errors", "hw_tx_errors", "hw_rx_nombuf"][]
-                        | "dpgw-\($p.name):\(.) \($p[.])"),
+    # (socket_rx_dropped: on af_packet only; on af_xdp it is the veth's rx_dropped, counted above)
+    gw_stats | jq -r --arg sock "$([ "${GW_VDEV:-}" = af_packet ] && echo socket_rx_dropped)" \
+      '(.ports[] as $p | ["tx_dropped", "hw_rx_missed", "hw_rx_errors", "hw_tx_errors", "hw_rx_nombuf", $sock][]
+                        | select(. != "") | "dpgw-\($p.name):\(.) \($p[.] // 0)"),
                       (.totals.drops | to_entries[] | "dpgw-drop:\(.key) \(.value)"),
                       (.totals.parse_errors | to_entries[] | "dpgw-parse:\(.key) \(.value)")'
   fi

@@ -103,6 +103,20 @@ void ControlLoop::reload() {
            pending.empty() ? "" : "; these need a restart and were not applied: ", pending.c_str());
 }
 
+namespace {
+std::vector<std::string> port_devices(const Dataplane& dp) {
+  std::vector<std::string> out;
+  if (dp.cfg)
+    for (const PortConfig& pc : dp.cfg->ports) out.push_back(pc.device);
+  return out;
+}
+}  // namespace
+
+ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
+    : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), socket_drops_(port_devices(dp)) {
+  for (size_t p = 0; p < dp_.socket_counted.size(); ++p) dp_.socket_counted[p] = socket_drops_.counted(uint8_t(p));
+}
+
 void ControlLoop::tick(uint64_t now_ns) {
   if (dp_.reload.exchange(false)) reload();
   if (metrics_.wanted()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));  // a scrape waits for it
@@ -131,6 +145,11 @@ void ControlLoop::tick(uint64_t now_ns) {
     state_.maintain(now_ns, real);
     if (edge_) edge_->tick(now_ns, real);
     reclaimer_.reclaim();
+  }
+  if (now_ns - last_socket_drops_ns_ >= 100'000'000ull) {  // every 100 ms
+    last_socket_drops_ns_ = now_ns;
+    socket_drops_.refresh();
+    for (size_t p = 0; p < dp_.socket_rx_dropped.size(); ++p) dp_.socket_rx_dropped[p] = socket_drops_.dropped(uint8_t(p));
   }
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);

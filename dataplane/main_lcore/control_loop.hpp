@@ -14,6 +14,7 @@
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/kernel_path.hpp"
+#include "dataplane/main_lcore/socket_drops.hpp"
 #include "dataplane/tables/reclaimer.hpp"
 
 struct rte_mbuf;
@@ -23,8 +24,7 @@ namespace dptun {
 class ControlLoop {
  public:
   // `edge`: the edge role's control (nullptr: none).
-  ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge = nullptr)
-      : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp) {}
+  ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge = nullptr);
   bool open_control_socket(std::string& error);
   bool open_kernel_path(std::string& error) { return kernel_.open(error); }
   // Prometheus text on dpgw.metrics_listen, rendered here once a second (libmicrohttpd serves it).
@@ -51,6 +51,8 @@ class ControlLoop {
   Controller controller_;  // which dpctld controls the gateway (control_commands.hpp)
   MetricsHttp metrics_;
   KernelPath kernel_;
+  SocketDrops socket_drops_;  // read every 100 ms into dp_.socket_rx_dropped
+  uint64_t last_socket_drops_ns_ = 0;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;
   uint64_t last_report_ns_ = 0;

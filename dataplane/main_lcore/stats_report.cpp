@@ -151,6 +151,8 @@ std::string stats_json(const Dataplane& dp) {
         .field("hw_rx_errors", uint64_t(es.ierrors))
         .field("hw_tx_errors", uint64_t(es.oerrors))
         .field("hw_rx_nombuf", uint64_t(es.rx_nombuf));
+    if (p < dp.socket_counted.size() && dp.socket_counted[p])
+      j.field("socket_rx_dropped", dp.socket_rx_dropped[p]);  // in front of a socket vdev (socket_drops.hpp)
     if (pi.kernel_path && p < dp.kernel_stats.size()) {
       const KernelPathStats& k = dp.kernel_stats[p];
       j.key("kernel_path")
@@ -286,6 +288,10 @@ std::string stats_text(const Dataplane& dp) {
         dp.ports[p].name.c_str(), Ipv4{dp.ports[p].address}.str().c_str(), t.rx_packets, t.rx_bytes, t.tx_packets,
         t.tx_bytes, t.tx_dropped);
   }
+  for (size_t p = 0; p < dp.ports.size() && p < dp.socket_rx_dropped.size(); ++p)
+    if (dp.socket_counted[p] && dp.socket_rx_dropped[p])
+      add("port %s: %" PRIu64 " frames dropped by the kernel in front of dpgw (its socket's receive ring was full)\n",
+          dp.ports[p].name.c_str(), dp.socket_rx_dropped[p]);
   for (size_t p = 0; p < dp.ports.size() && p < dp.kernel_stats.size(); ++p) {
     if (!dp.ports[p].kernel_path) continue;
     const KernelPathStats& k = dp.kernel_stats[p];
@@ -379,6 +385,11 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
     rte_eth_stats_get(dp.ports[i].port_id, &es);
     p.sample("dptun_gw_port_rx_missed_total", double(es.imissed), prom_label("port", dp.ports[i].name));
   }
+  p.family("dptun_gw_port_socket_rx_dropped_total", "counter",
+           "Frames the kernel dropped in front of a socket device (af_packet, af_xdp): its receive ring was full.");
+  for (size_t i = 0; i < dp.ports.size() && i < dp.socket_counted.size(); ++i)
+    if (dp.socket_counted[i])
+      p.sample("dptun_gw_port_socket_rx_dropped_total", double(dp.socket_rx_dropped[i]), prom_label("port", dp.ports[i].name));
   struct KernelField {
     const char* name;
     const char* help;

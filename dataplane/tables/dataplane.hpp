@@ -75,6 +75,10 @@ struct Dataplane {
   rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
   rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
   std::array<KernelPathStats, 8> kernel_stats;  // per port
+  // Per port, main lcore only: frames the kernel dropped in front of a socket vdev (af_packet, af_xdp), as
+  // ControlLoop last read them (main_lcore/socket_drops.hpp); socket_counted: the port has such a socket.
+  std::array<uint64_t, 8> socket_rx_dropped{};
+  std::array<bool, 8> socket_counted{};
   rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};

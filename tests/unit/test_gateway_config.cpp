@@ -8,6 +8,7 @@
 
 #include "dataplane/main_lcore/eal_args.hpp"
 #include "dataplane/main_lcore/gateway_config.hpp"
+#include "dataplane/main_lcore/socket_drops.hpp"
 
 using namespace dptun;
 using namespace dptun::test;
@@ -693,6 +694,14 @@ static void pci_address_and_device_name(void**) {
   assert_string_equal(port_device_name("0000:3b:00.0").c_str(), "0000:3b:00.0");
   assert_string_equal(port_device_name("0000:3b:00.0,a=1,b=2").c_str(), "0000:3b:00.0");
   assert_string_equal(port_device_name("").c_str(), "");
+
+  // The interface whose socket's drops dpgw counts (main_lcore/socket_drops.hpp): socket vdevs only.
+  assert_string_equal(SocketDrops::socket_interface("net_af_packet0,iface=eth1").c_str(), "eth1");
+  assert_string_equal(SocketDrops::socket_interface("net_af_packet1,iface=ga,framecnt=2048,qpairs=2").c_str(), "ga");
+  assert_string_equal(SocketDrops::socket_interface("net_af_xdp0,iface=gc,start_queue=0,busy_budget=0").c_str(), "gc");
+  assert_string_equal(SocketDrops::socket_interface("net_tap0,iface=dptap").c_str(), "");
+  assert_string_equal(SocketDrops::socket_interface("0000:3b:00.0").c_str(), "");
+  assert_string_equal(SocketDrops::socket_interface("net_af_packet0").c_str(), "");
 }
 
 int main() {
