@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/eal_tests.hpp"
 #include "tests/unit/cmocka.hpp"
 #include "tests/unit/packet_builder.hpp"
 
@@ -308,17 +309,10 @@ struct PipelineRig {
   }
 };
 
-// The test program's main: an EAL without hugepages or PCI on lcore 0, the group of tests, the EAL's cleanup.
+// The test program's main (run_eal_tests), with dptun's own log at warnings and above.
 inline int run_pipeline_tests(const char* program, const CMUnitTest* tests, size_t count) {
-  const char* eal[] = {program, "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0", "--log-level", "*:error"};
-  if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
-    fprintf(stderr, "EAL init failed\n");
-    return 1;
-  }
   log_set_level(LogLevel::Warn);
-  const int rc = _cmocka_run_group_tests(program, tests, count, nullptr, nullptr);
-  rte_eal_cleanup();
-  return rc;
+  return run_eal_tests(program, tests, count);
 }
 
 }  // namespace dptun::test

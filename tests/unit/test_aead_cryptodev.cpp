@@ -9,8 +9,8 @@
 #include <random>
 #include <string>
 
-#include <rte_eal.h>
 
+#include "tests/support/eal_tests.hpp"
 #include "tests/unit/cmocka.hpp"
 #include "tests/unit/gcm_vectors.hpp"
 
@@ -199,20 +199,20 @@ static void session_pool_limit_and_reopen(void**) {
   check_gcm_vectors(*g_engine);
 }
 
-int main() {
-  const char* args[] = {"test", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "-l", "0", "--log-level", "*:error"};
-  int argc = int(sizeof args / sizeof args[0]);
-  if (rte_eal_init(argc, const_cast<char**>(args)) < 0) {
-    fprintf(stderr, "cannot initialise the EAL\n");
-    return 1;
-  }
+// The engine all tests share, opened once the EAL runs.
+static int open_engine(void**) {
   std::string err;
   g_engine = CryptodevAead::open(kDevice, 64, err);
-  if (!g_engine) {
-    fprintf(stderr, "cannot open %s: %s\n", kDevice, err.c_str());
-    rte_eal_cleanup();
-    return 1;
-  }
+  if (!g_engine) fprintf(stderr, "cannot open %s: %s\n", kDevice, err.c_str());
+  return g_engine ? 0 : -1;
+}
+
+static int close_engine(void**) {
+  g_engine.reset();
+  return 0;
+}
+
+int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(engine_basics),
       cmocka_unit_test(published_vectors),
@@ -223,8 +223,6 @@ int main() {
       cmocka_unit_test(keys_are_independent),
       cmocka_unit_test(session_pool_limit_and_reopen),
   };
-  int failed = cmocka_run_group_tests(tests, nullptr, nullptr);
-  g_engine.reset();
-  rte_eal_cleanup();
-  return failed;
+  return dptun::test::run_eal_tests("test_aead_cryptodev", tests, sizeof tests / sizeof tests[0], open_engine,
+                                    close_engine);
 }
