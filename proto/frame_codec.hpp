@@ -36,6 +36,11 @@ enum class FrameError : uint8_t {
   BadType,
   BadKeyPhase,  // key-phase flag disagrees with the counter's epoch
   BadLength,    // length impossible for the frame type
+  // QUIC framing (proto/quic_short_header.hpp):
+  LongHeader,       // a long-header packet (handshake, 0-RTT, version negotiation): the slow path's
+  BadFixedBit,      // the fixed bit is 0 (RFC 9000 17.3.1: not QUIC v1)
+  BadConnectionId,  // a DCID that is not the connection's
+  BadPacketNumber,  // the rebuilt packet number is beyond 2^62 - 1
 };
 
 const char* frame_error_name(FrameError e);
