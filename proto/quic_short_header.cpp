@@ -138,7 +138,7 @@ FrameError QuicDatagramCodec::read_header(std::span<uint8_t> frame, uint64_t lar
   if (!(frame[0] & kQuicFixedBit)) return FrameError::BadFixedBit;
   if (std::memcmp(frame.data() + 5, rx_tail_.data(), 4) != 0) return FrameError::BadConnectionId;  // before AES
   uint8_t mask[kHpMaskLen];
-  if (!rx_hp_.mask(frame.data() + kQuicSampleOffset, mask)) return FrameError::BadConnectionId;
+  if (!rx_hp_.mask(frame.data() + kQuicSampleOffset, mask)) return FrameError::BadConnectionId;  // not ok(): no key
   return read_header_masked(frame, mask, largest, m);
 }
 
