@@ -4,7 +4,7 @@
 // the data path uses it, with real AES-128-GCM through the project's AEAD engine: seal -> protect ->
 // receiver_of -> read_header -> open -> read_inner for every packet number length, with a largest accepted
 // number that forces reconstruction; tampered packets fail to open; malformed ones get their FrameError; the
-// frames a fast-path packet may hold.
+// frames a fast-path packet may hold; and a packet another implementation protected (Python's `cryptography`).
 #include <array>
 #include <cstring>
 #include <memory>
@@ -542,6 +542,51 @@ void datagram_after_other_frames(void**) {
   assert_false(s.inner);
 }
 
+// A packet made by another implementation (Python's `cryptography`: AESGCM and AES-ECB, following RFC 9001 5.3
+// and 5.4 step by step) with this file's gateway -> agent keys: first byte 0x45 (key phase 1, 2-byte packet
+// number), DCID 00012345 a1a2a3a4, packet number 0x1234567 sent as 0x4567, frames ACK(largest 256, delay 3,
+// first range 2) | DATAGRAM with Length (inner header flow 0x0102030405060708, UDP; a 32-byte IPv4 packet) |
+// PADDING x2.
+void independent_packet(void**) {
+  const auto wire = from_hex(
+      "4500012345a1a2a3a446581d8a220ef1b3c7a46e7f0e93e608a7bc3925c1c07734fa1eefd3e0f7c4147c0ac786ffab1e5216122393"
+      "7e806f2091d6283904515fb5476afeba66660105bef3c02714822150");
+  auto rx = agent_codec();
+  uint32_t index = 0;
+  assert_true(rx->receiver_of(wire, index));
+  assert_int_equal(index, 0x12345);
+  std::vector<uint8_t> f = wire;
+  FrameMeta m;
+  assert_int_equal(rx->read_header(f, 0x1234560, m), FrameError::None);
+  assert_int_equal(m.counter, 0x1234567);
+  assert_int_equal(m.flags, kQuicFlagKeyPhase);
+  assert_int_equal(QuicDatagramCodec::aad_len(f), 11);
+  assert_memory_equal(f.data(), from_hex("4500012345a1a2a3a44567").data(), 11);  // the unprotected header
+  const Opened o = open(*rx, wire, 0x1234560);
+  assert_true(o.open);
+  assert_true(o.inner);
+  assert_int_equal(o.ih.flow_id, 0x0102030405060708ull);
+  assert_int_equal(o.ih.proto, 17);
+  assert_true(o.packet == from_hex("4500002000004000401100000000000000000000" "13880035000c0000" "6470746e"));
+  // The frames as the fast path sees them.
+  auto g = wire;
+  FrameMeta m2;
+  rx->read_header(g, 0x1234560, m2);
+  auto key = g_engine.make_key(kKey, AeadDirection::Decrypt, 11);
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), m2.counter);
+  const AeadOp op = rx->open_op(g, iv);
+  int32_t status = -1;
+  key->process({&op, 1}, {&status, 1}, 0);
+  assert_int_equal(status, 0);
+  const QuicPayload p = QuicDatagramCodec::payload(g);
+  assert_int_equal(p.kind, QuicPayload::Kind::Datagram);
+  assert_true(p.has_ack);
+  assert_int_equal(p.largest_acked, 256);
+  assert_int_equal(p.datagram_offset, 8);
+  assert_int_equal(p.datagram_len, 12 + 32);
+}
+
 }  // namespace
 
 int main() {
@@ -551,7 +596,7 @@ int main() {
       cmocka_unit_test(hp_rfc9001_chacha20),   cmocka_unit_test(layout),
       cmocka_unit_test(round_trip_every_pn_length), cmocka_unit_test(tampering_fails),
       cmocka_unit_test(malformed),             cmocka_unit_test(payload_frames),
-      cmocka_unit_test(datagram_after_other_frames),
+      cmocka_unit_test(datagram_after_other_frames), cmocka_unit_test(independent_packet),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
