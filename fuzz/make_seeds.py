@@ -4,7 +4,7 @@
 Small real inputs, each in the layout its harness reads (the comment at the top of fuzz/<harness>.cpp):
 packets with correct checksums, ClientHellos from this machine's OpenSSL (Python's ssl module), the client
 Initial of RFC 9001 Appendix A.2 (rebuilt from its plaintext and checked against the RFC's bytes), relay
-frames, TCP headers, dpctld's messages, a state file and the sample configs in conf/.
+frames, QUIC short-header packets, TCP headers, dpctld's messages, a state file and the sample configs in conf/.
 Run it again after changing a harness's input layout; the files it writes are committed. Inputs libFuzzer
 found and crash regressions live next to the seeds under other names and are left alone.
 """
@@ -447,12 +447,63 @@ def failure_log():
     write("failure_log", "shed-no-sni", case(16, b"", versions=()))
 
 
+# ---------------------------------------------------------------- QUIC short headers
+# fuzz/quic_short_header.cpp's keys: the raw mode's receiver removes header protection with QS_HP_RX.
+QS_HP_RX = bytes([0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0])
+QS_TAIL = bytes.fromhex("d00dfeed")
+
+
+def quic_short_protected(pn, pn_len, frames, index=7, first_extra=0):
+    """A short header (RFC 9000 17.3.1) with header protection (RFC 9001 5.4) over frames left in clear and a
+    dummy tag: what the raw mode reads as if the AEAD had accepted it."""
+    header = bytes([0x40 | first_extra | (pn_len - 1)]) + struct.pack("!I", index) + QS_TAIL + \
+        (pn & ((1 << (8 * pn_len)) - 1)).to_bytes(pn_len, "big")
+    pkt = bytearray(header + frames + bytes(range(16)))
+    enc = Cipher(algorithms.AES(QS_HP_RX), modes.ECB()).encryptor()
+    mask = enc.update(bytes(pkt[13:29])) + enc.finalize()
+    pkt[0] ^= mask[0] & 0x1F
+    for i in range(pn_len):
+        pkt[9 + i] ^= mask[1 + i]
+    return bytes(pkt)
+
+
+def quic_short():
+    pkt = ipv4(17, udp(5000, 53, DNS_QUERY, src="10.99.1.2", dst="10.0.0.10"), src="10.99.1.2", dst="10.0.0.10")
+    data = inner_header(0x10002, 17, 1) + pkt
+    dgram = b"\x30" + data
+    dgram_len = b"\x31" + varint(len(data)) + data
+    ack = b"\x02" + varint(1000) + varint(3) + varint(1) + varint(5) + varint(2) + varint(7)  # one more range
+    ack_ecn = b"\x03" + varint(70) + varint(0) + varint(0) + varint(70) + varint(1) + varint(2) + varint(3)
+    u64 = lambda v: struct.pack("!Q", v)
+    write("quic_short_header", "raw-datagram", b"\0" + u64(1000) + quic_short_protected(1001, 2, dgram))
+    write("quic_short_header", "raw-ack-datagram-padding",
+          b"\0" + u64(0xffffffffffffffff) + quic_short_protected(3, 1, b"\x01" + ack + dgram_len + bytes(5)))
+    write("quic_short_header", "raw-ping", b"\0" + u64(5) + quic_short_protected(6, 4, b"\x01" + bytes(20)))
+    write("quic_short_header", "raw-stream", b"\0" + u64(5) + quic_short_protected(6, 3, b"\x08\x00\x04abcd" + bytes(10)))
+    write("quic_short_header", "raw-reserved-bits", b"\0" + u64(5) + quic_short_protected(6, 1, dgram, first_extra=0x18))
+    write("quic_short_header", "raw-wrong-tail", b"\0" + u64(5) + bytes([0x40]) + struct.pack("!I", 7) + b"abcd" + bytes(40))
+    write("quic_short_header", "raw-long-header", b"\0" + u64(5) + bytes([0xc0, 0, 0, 0, 1]) + bytes(40))
+
+    def sealed_packet(pn_len, flags, pn, largest, frames):
+        return bytes([(pn_len - 1) | flags << 2]) + u64(pn) + u64(largest) + struct.pack("!H", len(frames)) + frames
+
+    seq = sealed_packet(4, 1, 0, 0xffffffffffffffff, dgram) + \
+        sealed_packet(1, 0, 1, 0, ack + dgram_len + bytes(3)) + \
+        sealed_packet(2, 2, 0x1_0000, 0xff00, ack_ecn + dgram) + \
+        sealed_packet(1, 0, 0x3fffffffffffffff, 0x3ffffffffffffffe, b"\x01") + \
+        sealed_packet(1, 0, 0x500, 0x300, dgram) + \
+        sealed_packet(3, 1, 77, 76, dgram_len + dgram_len) + \
+        sealed_packet(2, 0, 100, 99, b"\x30" + inner_header(1, 17) + bytes(10))
+    write("quic_short_header", "sealed-sequence", b"\1" + seq)
+
+
 def main():
     packets()
     msg = client_hellos()
     http()
     quic(msg)
     relay()
+    quic_short()
     replay_windows()
     tcp_headers()
     control()

@@ -28,7 +28,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp:print_suppr
 max_len() {
   case "$1" in
     client_hello|http_host) echo 40000 ;;
-    quic_initial|relay_frame) echo 8192 ;;
+    quic_initial|relay_frame|quic_short_header) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

@@ -1,6 +1,7 @@
-// The seam between tunnel framings (docs/protocol.md): relay frame v1 today (proto/relay_frame.hpp), a QUIC
-// short-header DATAGRAM framing later. dpgw and dpagent write and read tunnel frames only through a codec that
-// satisfies `FrameCodec`; no other code knows where a header ends or how long a tag is.
+// The seam between tunnel framings (docs/protocol.md): relay frame v1 (proto/relay_frame.hpp), and the QUIC
+// short-header DATAGRAM framing (proto/quic_short_header.hpp: the codec only, not on the data path yet). dpgw and
+// dpagent write and read tunnel frames only through a codec that satisfies `FrameCodec`; no other code knows
+// where a header ends or how long a tag is.
 //
 // Whatever the framing, a data frame is, from its first byte:
 //   [header: cleartext, the AEAD's AAD][prefix | inner header | inner IP packet [| name trailer]: encrypted][tag]
@@ -36,6 +37,11 @@ enum class FrameError : uint8_t {
   BadType,
   BadKeyPhase,  // key-phase flag disagrees with the counter's epoch
   BadLength,    // length impossible for the frame type
+  // QUIC framing (proto/quic_short_header.hpp):
+  LongHeader,       // a long-header packet (handshake, 0-RTT, version negotiation): the slow path's
+  BadFixedBit,      // the fixed bit is 0 (RFC 9000 17.3.1: not QUIC v1)
+  BadConnectionId,  // a DCID that is not the connection's
+  BadPacketNumber,  // the rebuilt packet number is beyond 2^62 - 1
 };
 
 const char* frame_error_name(FrameError e);
@@ -97,7 +103,8 @@ inline bool copy_name_trailer(std::span<const uint8_t> packet, NameCopy& out, si
   return true;
 }
 
-// Where the parts of a framing's frames lie. Per codec (a QUIC framing: per connection, by its DCID length).
+// Where the parts of the frames a codec sends lie. Per codec (the QUIC framing: per connection, by the packet
+// number length it sends; what it receives varies per packet and only its read_* steps know).
 struct FrameLayout {
   uint32_t header_len;  // cleartext bytes in front, authenticated as AAD
   uint32_t prefix_len;  // encrypted bytes in front of the inner header

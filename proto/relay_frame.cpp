@@ -10,6 +10,10 @@ const char* frame_error_name(FrameError e) {
     case FrameError::BadType: return "bad_type";
     case FrameError::BadKeyPhase: return "bad_key_phase";
     case FrameError::BadLength: return "bad_length";
+    case FrameError::LongHeader: return "long_header";
+    case FrameError::BadFixedBit: return "bad_fixed_bit";
+    case FrameError::BadConnectionId: return "bad_connection_id";
+    case FrameError::BadPacketNumber: return "bad_packet_number";
   }
   return "unknown";
 }

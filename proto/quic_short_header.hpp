@@ -1,0 +1,197 @@
+// QUIC version 1 short-header (1-RTT) packets carrying one DATAGRAM frame: dptun's second tunnel framing
+// (docs/protocol.md "QUIC framing"; RFC 9000 17.3.1, RFC 9001 5.3/5.4, RFC 9221). Only the fast path's packets:
+// long headers, and frames other than DATAGRAM / ACK / PADDING / PING, belong to the slow path (ngtcp2, a later
+// slice). Byte order on the wire: big-endian (the packet number, the receiver index in the DCID, varints).
+//
+//   0: first byte 0 1 S R R K P P (header form 0, fixed bit 1, Spin, Reserved 00, Key phase, pn length - 1)
+//   1: Destination Connection ID (kQuicCidLen = 8): receiver index (4, big-endian) | the issuer's tail (4)
+//   9: truncated packet number (1..4 bytes)
+//   9+pn_len: AEAD ciphertext of the frames, then the 16-byte tag; AAD = bytes 0 .. 9+pn_len (unprotected)
+// Header protection (RFC 9001 5.4) masks the low 5 bits of byte 0 and the packet number bytes, from a 16-byte
+// sample taken 4 bytes after the packet number's start (byte 13).
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "common/bytes.hpp"
+#include "crypto/aead.hpp"
+#include "crypto/header_protection.hpp"
+#include "proto/frame_codec.hpp"
+
+namespace dptun {
+
+// ---- Packet numbers (RFC 9000 12.3, 17.1, Appendix A)
+
+inline constexpr uint64_t kQuicMaxPacketNumber = (uint64_t(1) << 62) - 1;
+
+// Bytes (1..4) to send packet number `pn` in, when `largest_acked` is the highest packet number the peer
+// acknowledged (`no_ack`: none yet): enough for twice the unacknowledged range (RFC 9000 17.1, Appendix A.2).
+// 0 when even 4 bytes are not enough (more than 2^31 packets unacknowledged): the sender must not send.
+inline constexpr uint64_t kQuicNoAck = ~uint64_t(0);
+uint32_t quic_pn_length(uint64_t pn, uint64_t largest_acked);
+
+// The full packet number of a `pn_len`-byte truncated one, given `largest`, the highest packet number
+// accepted in the packet number space (RFC 9000 Appendix A.3: the candidate nearest largest + 1). Before any
+// packet was accepted pass kQuicNoAck (expected: 0). May return more than kQuicMaxPacketNumber only when
+// `largest` is near it; callers refuse that.
+uint64_t quic_decode_pn(uint64_t truncated, uint32_t pn_len, uint64_t largest);
+
+// ---- Header protection (RFC 9001 5.4.1), given the mask (crypto/header_protection.hpp computes it)
+
+inline constexpr size_t kQuicCidLen = 8;           // the DCID length dptun issues and expects (docs/protocol.md)
+inline constexpr size_t kQuicPnOffset = 1 + kQuicCidLen;
+inline constexpr size_t kQuicSampleOffset = kQuicPnOffset + 4;               // RFC 9001 5.4.2
+inline constexpr size_t kQuicMinPacket = kQuicSampleOffset + kHpSampleLen;  // 29: the sample must fit
+
+inline constexpr uint8_t kQuicHeaderForm = 0x80;  // 1: long header
+inline constexpr uint8_t kQuicFixedBit = 0x40;
+inline constexpr uint8_t kQuicSpinBit = 0x20;
+inline constexpr uint8_t kQuicShortReserved = 0x18;  // must be 0 after protection is removed (17.3.1)
+inline constexpr uint8_t kQuicKeyPhaseBit = 0x04;
+inline constexpr uint8_t kQuicPnLenBits = 0x03;
+
+// The bits of the first byte header protection covers: 4 for long headers, 5 for short ones.
+inline constexpr uint8_t quic_first_byte_mask_bits(uint8_t first) { return first & kQuicHeaderForm ? 0x0f : 0x1f; }
+
+// Applies header protection to an unprotected header: `first` is byte 0, `pn` the pn_len packet number bytes
+// (pn_len from the unprotected first byte). Sender side.
+inline void quic_protect_header(uint8_t& first, uint8_t* pn, const uint8_t mask[5]) {
+  const uint32_t pn_len = (first & kQuicPnLenBits) + 1u;
+  first ^= uint8_t(mask[0] & quic_first_byte_mask_bits(first));
+  for (uint32_t i = 0; i < pn_len; ++i) pn[i] ^= mask[1 + i];
+}
+// Removes it: the packet number length comes from the unmasked first byte. Returns pn_len (1..4).
+inline uint32_t quic_unprotect_header(uint8_t& first, uint8_t* pn, const uint8_t mask[5]) {
+  first ^= uint8_t(mask[0] & quic_first_byte_mask_bits(first));
+  const uint32_t pn_len = (first & kQuicPnLenBits) + 1u;
+  for (uint32_t i = 0; i < pn_len; ++i) pn[i] ^= mask[1 + i];
+  return pn_len;
+}
+
+// The AEAD nonce (RFC 9001 5.3): the 12-byte IV xor the packet number, left-padded to 12 bytes.
+inline void quic_nonce(uint8_t out[kAeadIvLen], const uint8_t iv[kAeadIvLen], uint64_t pn) {
+  for (size_t i = 0; i < kAeadIvLen; ++i) out[i] = iv[i];
+  for (size_t i = 0; i < 8; ++i) out[kAeadIvLen - 1 - i] ^= uint8_t(pn >> (8 * i));
+}
+
+// ---- Frames inside a decrypted 1-RTT payload (RFC 9000 12.4, 19; RFC 9221 4)
+
+inline constexpr uint8_t kQuicFramePadding = 0x00;
+inline constexpr uint8_t kQuicFramePing = 0x01;
+inline constexpr uint8_t kQuicFrameAck = 0x02;
+inline constexpr uint8_t kQuicFrameAckEcn = 0x03;
+inline constexpr uint8_t kQuicFrameDatagram = 0x30;     // no Length field: the data runs to the packet's end
+inline constexpr uint8_t kQuicFrameDatagramLen = 0x31;  // Length (varint), then the data
+
+struct QuicPayload {
+  enum class Kind : uint8_t {
+    Datagram,    // exactly one DATAGRAM frame (with any PADDING, PING, ACK): the fast path's data packet
+    NoDatagram,  // only PADDING / PING / ACK (something to acknowledge when ack_eliciting)
+    SlowPath,    // another frame type, or more than one DATAGRAM frame: for the connection's QUIC stack
+    Malformed,   // a frame that does not parse (FRAME_ENCODING_ERROR), or no frame at all (PROTOCOL_VIOLATION)
+  };
+  Kind kind = Kind::Malformed;
+  bool ack_eliciting = false;  // PING or DATAGRAM seen (RFC 9000 13.2.1)
+  bool has_ack = false;
+  uint64_t largest_acked = 0;  // of the last ACK frame, when has_ack
+  uint32_t datagram_offset = 0;  // the DATAGRAM frame's data, from the payload's first byte
+  uint32_t datagram_len = 0;
+};
+// `payload`: the decrypted frames (between header and tag).
+QuicPayload quic_parse_payload(std::span<const uint8_t> payload);
+
+// ---- The codec (proto/frame_codec.hpp)
+
+// Meta flags of this framing (FrameMeta::flags).
+inline constexpr uint8_t kQuicFlagKeyPhase = 0x01;  // the first byte's Key Phase bit
+inline constexpr uint8_t kQuicFlagSpin = 0x02;      // the first byte's Spin bit
+
+// One connection's short-header DATAGRAM framing. What it sends: 1 + 8 + tx_pn_len header bytes, the DATAGRAM
+// type byte 0x30 as the prefix, the inner header and packet, the tag. What it reads: short headers of any
+// packet number length with its own DCID tail. The DCID's first 4 bytes are FrameMeta::receiver_index.
+// Receive-side steps differ from relay frames in what they touch (docs/protocol.md "QUIC framing"):
+// - receiver_of() needs only the DCID length, so any codec instance answers it for every connection;
+// - read_header() removes header protection in place (with the rx key) and rebuilds the packet number from
+//   `largest`; afterwards the packet's header is unprotected, and open_op()/aad_len() read its length from it;
+// - open_op()'s AAD is 10..13 bytes, by packet number length: the AeadKey opening it must have been made with
+//   aad_len == aad_len(frame) (DPDK and ipsec-mb sessions fix the AAD length; a connection needs up to 4 rx keys);
+// - read_inner() parses the frames: it succeeds only for Kind::Datagram, with reserved bits 0.
+// meta.type is Data after read_header (the frames are encrypted); keepalives (PING-only packets) and the
+// key-phase bookkeeping are for the next slice. Not safe for concurrent use (the header-protection contexts).
+class QuicDatagramCodec {
+ public:
+  struct Config {
+    std::array<uint8_t, 4> tx_cid_tail{};  // the peer's DCID tail, written after the receiver index
+    std::array<uint8_t, 4> rx_cid_tail{};  // ours: a packet with another tail is refused (BadConnectionId)
+    HpCipher hp_cipher = HpCipher::Aes128;
+    std::span<const uint8_t> tx_hp;  // "quic hp" of our 1-RTT secret (RFC 9001 5.1)
+    std::span<const uint8_t> rx_hp;  // the peer's
+    uint32_t tx_pn_len = 4;          // 1..4: the packet number length this codec sends
+  };
+  explicit QuicDatagramCodec(const Config& c);
+  bool ok() const { return tx_hp_.ok() && rx_hp_.ok() && layout_.header_len != 0; }
+
+  const FrameLayout& layout() const { return layout_; }
+
+  void write_inner(uint8_t* frame, const InnerHeader& ih) const {
+    frame[layout_.header_len] = kQuicFrameDatagram;
+    encode_inner_header(frame + layout_.inner_offset(), ih);
+  }
+  // A short header with the low tx_pn_len bytes of meta.counter (the full packet number: the caller chose
+  // tx_pn_len big enough, quic_pn_length()), key phase and spin from meta.flags. Unprotected until protect().
+  void write_header(uint8_t* frame, const FrameMeta& m) const;
+  AeadOp seal_op(uint8_t* frame, uint32_t encrypted_len, const uint8_t* iv) const {
+    const uint32_t h = layout_.header_len;
+    return AeadOp{frame + h, encrypted_len, iv, frame, frame + h + encrypted_len};
+  }
+  // Header protection, after encryption; `frame` is the whole packet (at least kQuicMinPacket bytes, which
+  // every data frame is). Does nothing to shorter spans.
+  void protect(std::span<uint8_t> frame) const;
+
+  // False for what cannot be a short-header packet of dptun's: shorter than kQuicMinPacket, a long header, or
+  // the fixed bit clear. Reads the receiver index from the DCID; decrypts nothing.
+  bool receiver_of(std::span<const uint8_t> frame, uint32_t& index) const {
+    if (frame.size() < kQuicMinPacket || (frame[0] & (kQuicHeaderForm | kQuicFixedBit)) != kQuicFixedBit)
+      return false;
+    index = load_be32(frame.data() + 1);
+    return true;
+  }
+  // Short, LongHeader, BadFixedBit, BadConnectionId (another DCID tail), BadPacketNumber (beyond 2^62 - 1);
+  // None: header protection is removed in place and `m` holds the receiver index, the full packet number
+  // (counter), key phase and spin (flags); type Data.
+  FrameError read_header(std::span<uint8_t> frame, uint64_t largest, FrameMeta& m) const;
+  // The header protection mask of a received packet (for callers that compute masks in bursts, then call
+  // read_header_masked()): copies its sample; false when the packet is too short.
+  static bool sample_of(std::span<const uint8_t> frame, uint8_t sample[kHpSampleLen]);
+  FrameError read_header_masked(std::span<uint8_t> frame, const uint8_t mask[5], uint64_t largest,
+                                FrameMeta& m) const;
+  // After read_header: the header's length, which is the AAD's.
+  static uint32_t aad_len(std::span<const uint8_t> frame) {
+    return uint32_t(kQuicPnOffset + (frame[0] & kQuicPnLenBits) + 1);
+  }
+  // `frame` passed read_header.
+  AeadOp open_op(std::span<uint8_t> frame, const uint8_t* iv) const {
+    const uint32_t h = aad_len(frame), len = uint32_t(frame.size());
+    return AeadOp{frame.data() + h, len - h - uint32_t(kAeadTagLen), iv, frame.data(),
+                  frame.data() + len - kAeadTagLen};
+  }
+  // `frame` passed read_header and open: the frames parse to Kind::Datagram, the reserved bits are 0 and the
+  // DATAGRAM frame holds an inner header and at least an IPv4 header. False otherwise (payload() tells why).
+  bool read_inner(std::span<uint8_t> frame, InnerHeader& ih, std::span<uint8_t>& packet) const;
+  // The decrypted frames of a packet that passed read_header and open.
+  static QuicPayload payload(std::span<const uint8_t> frame) {
+    const uint32_t h = aad_len(frame);
+    return quic_parse_payload(frame.subspan(h, frame.size() - h - kAeadTagLen));
+  }
+
+ private:
+  FrameLayout layout_{0, 1, uint32_t(kAeadTagLen)};
+  std::array<uint8_t, 4> tx_tail_, rx_tail_;
+  uint32_t tx_pn_len_;
+  HeaderProtectionKey tx_hp_, rx_hp_;
+};
+static_assert(FrameCodec<QuicDatagramCodec>);
+
+}  // namespace dptun

@@ -1,0 +1,603 @@
+// The QUIC short-header DATAGRAM framing (proto/quic_short_header.hpp): packet-number encoding and decoding
+// against RFC 9000 Appendix A.2/A.3 and their edges (window wrap, every length, near 2^62); header protection
+// against RFC 9001 Appendix A.2 and A.3 (AES, long headers) and A.5 (ChaCha20, a short header); the codec as
+// the data path uses it, with real AES-128-GCM through the project's AEAD engine: seal -> protect ->
+// receiver_of -> read_header -> open -> read_inner for every packet number length, with a largest accepted
+// number that forces reconstruction; tampered packets fail to open; malformed ones get their FrameError; the
+// frames a fast-path packet may hold; and a packet another implementation protected (Python's `cryptography`).
+#include <array>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "crypto/aead_openssl.hpp"
+#include "crypto/header_protection.hpp"
+#include "proto/frame_codec.hpp"
+#include "proto/quic_short_header.hpp"
+
+#include "tests/unit/cmocka.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+namespace {
+
+// ---- packet numbers
+
+void pn_decode_rfc_example(void**) {
+  // RFC 9000 A.3: largest 0xa82f30ea, a 16-bit truncated 0x9b32 -> 0xa82f9b32.
+  assert_int_equal(quic_decode_pn(0x9b32, 2, 0xa82f30ea), 0xa82f9b32ull);
+  // RFC 9001 A.5: the 3-byte 0x00bff4 after 654360563 is 654360564.
+  assert_int_equal(quic_decode_pn(0x00bff4, 3, 654360563), 654360564ull);
+}
+
+void pn_length_rfc_examples(void**) {
+  // RFC 9000 A.2 (17.1's examples): 0xac5c02 with 0xabe8b3 acknowledged needs 16 bits, 0xace8fe needs 24.
+  assert_int_equal(quic_pn_length(0xac5c02, 0xabe8b3), 2);
+  assert_int_equal(quic_pn_length(0xace8fe, 0xabe8b3), 3);
+  // k bytes while at most 2^(8k-1) packets are unacknowledged.
+  assert_int_equal(quic_pn_length(1000 + 128, 1000), 1);
+  assert_int_equal(quic_pn_length(1000 + 129, 1000), 2);
+  assert_int_equal(quic_pn_length(1000 + 32768, 1000), 2);
+  assert_int_equal(quic_pn_length(1000 + 32769, 1000), 3);
+  assert_int_equal(quic_pn_length(1000 + (1u << 23), 1000), 3);
+  assert_int_equal(quic_pn_length(1000 + (1u << 23) + 1, 1000), 4);
+  assert_int_equal(quic_pn_length(1000 + (1ull << 31), 1000), 4);
+  assert_int_equal(quic_pn_length(1000 + (1ull << 31) + 1, 1000), 0);  // must not be sent
+  // Nothing acknowledged yet: pn + 1 packets count as unacknowledged.
+  assert_int_equal(quic_pn_length(0, kQuicNoAck), 1);
+  assert_int_equal(quic_pn_length(127, kQuicNoAck), 1);
+  assert_int_equal(quic_pn_length(128, kQuicNoAck), 2);
+}
+
+uint64_t truncate(uint64_t pn, uint32_t len) { return len == 8 ? pn : pn & ((uint64_t(1) << (8 * len)) - 1); }
+
+void pn_decode_edges(void**) {
+  const uint64_t largests[] = {0,          1,          0x7f,        0x80,       0xff,       0x100,
+                               0x7fff,     0xfffe,     0xffffff,    0x1000000,  0xffffffff, 0x100000000,
+                               0xa82f30ea, 0x12345678abcdull, kQuicMaxPacketNumber - 0x100000000ull,
+                               kQuicMaxPacketNumber - 1};
+  for (uint32_t len = 1; len <= 4; ++len) {
+    const uint64_t win = uint64_t(1) << (8 * len), hwin = win / 2;
+    for (uint64_t largest : largests) {
+      // Every packet number in the window around largest + 1 (RFC 9000 A.3: (expected - hwin, expected + hwin]),
+      // at its edges and a few points inside; those below 0 or above 2^62 - 1 do not exist.
+      const uint64_t expected = largest + 1;
+      const int64_t offsets[] = {-int64_t(hwin) + 1, -int64_t(hwin) + 2, -2, -1, 0, 1, 2, int64_t(hwin) - 1,
+                                 int64_t(hwin)};
+      for (int64_t off : offsets) {
+        if (off < 0 && uint64_t(-off) > expected) continue;
+        const uint64_t pn = expected + uint64_t(off);
+        if (pn > kQuicMaxPacketNumber) continue;
+        assert_int_equal(quic_decode_pn(truncate(pn, len), len, largest), pn);
+      }
+    }
+    // Before any packet (largest = kQuicNoAck: expected 0): 0 .. hwin decode to themselves.
+    for (uint64_t pn : {uint64_t(0), uint64_t(1), hwin - 1, hwin})
+      assert_int_equal(quic_decode_pn(truncate(pn, len), len, kQuicNoAck), pn);
+    // The window wraps: the truncated value just past the top of a window belongs to the next one, the value
+    // just below its bottom to the previous one.
+    const uint64_t base = 5 * win;
+    assert_int_equal(quic_decode_pn(0, len, base - 1), base);
+    assert_int_equal(quic_decode_pn(1, len, base - 1), base + 1);
+    assert_int_equal(quic_decode_pn(win - 1, len, base), base - 1);
+    assert_int_equal(quic_decode_pn(win - 2, len, base + 1), base - 2);
+    // Near 2^62: never past the largest packet number when it exists below.
+    assert_int_equal(quic_decode_pn(truncate(kQuicMaxPacketNumber, len), len, kQuicMaxPacketNumber - 1),
+                     kQuicMaxPacketNumber);
+    assert_true(quic_decode_pn(truncate(kQuicMaxPacketNumber - 3, len), len, kQuicMaxPacketNumber - 1) <=
+                kQuicMaxPacketNumber);
+    // After the last number only numbers beyond 2^62 - 1 are "expected": read_header refuses them.
+    assert_true(quic_decode_pn(0, len, kQuicMaxPacketNumber) > kQuicMaxPacketNumber);
+  }
+  // The sender's choice and the receiver's decoding agree: whatever the receiver accepted between the
+  // acknowledged number and the one before, the number sent in quic_pn_length() bytes comes back.
+  const uint64_t acked[] = {0, 0xabe8b3, 0xfffffff0ull, 0x3fffffff00000000ull};
+  const uint64_t ahead[] = {1, 2, 100, 128, 129, 40000, 1u << 23, (1u << 23) + 1, 1ull << 31};
+  for (uint64_t a : acked)
+    for (uint64_t d : ahead) {
+      const uint64_t pn = a + d;
+      const uint32_t len = quic_pn_length(pn, a);
+      assert_true(len >= 1 && len <= 4);
+      for (uint64_t largest : {a, a + d / 2, pn - 1})
+        assert_int_equal(quic_decode_pn(truncate(pn, len), len, largest), pn);
+    }
+}
+
+// ---- header protection
+
+void hp_rfc9001_aes(void**) {
+  // A.2, the client Initial: hp key, sample, mask; header c3 .. 00000002 becomes c0 .. 7b9aec34.
+  HeaderProtectionKey client(HpCipher::Aes128, from_hex("9f50449e04a0e810283a1e9933adedd2"));
+  assert_true(client.ok());
+  uint8_t mask[kHpMaskLen];
+  assert_true(client.mask(from_hex("d1b1c98dd7689fb8ec11d242b123dc9b").data(), mask));
+  assert_memory_equal(mask, from_hex("437b9aec36").data(), 5);
+  uint8_t first = 0xc3;
+  uint8_t pn[4] = {0, 0, 0, 2};
+  quic_protect_header(first, pn, mask);
+  assert_int_equal(first, 0xc0);
+  assert_memory_equal(pn, from_hex("7b9aec34").data(), 4);
+  assert_int_equal(quic_unprotect_header(first, pn, mask), 4);
+  assert_int_equal(first, 0xc3);
+  assert_memory_equal(pn, from_hex("00000002").data(), 4);
+
+  // A.3, the server Initial: a 2-byte packet number 1; c1 .. 0001 becomes cf .. c0d9.
+  HeaderProtectionKey server(HpCipher::Aes128, from_hex("c206b8d9b9f0f37644430b490eeaa314"));
+  assert_true(server.mask(from_hex("2cd0991cd25b0aac406a5816b6394100").data(), mask));
+  assert_memory_equal(mask, from_hex("2ec0d8356a").data(), 5);
+  first = 0xc1;
+  uint8_t pn2[2] = {0, 1};
+  quic_protect_header(first, pn2, mask);
+  assert_int_equal(first, 0xcf);
+  assert_memory_equal(pn2, from_hex("c0d9").data(), 2);
+
+  // A burst: samples side by side, one call, the same masks as one at a time.
+  const auto samples = from_hex("d1b1c98dd7689fb8ec11d242b123dc9b" "2cd0991cd25b0aac406a5816b6394100"
+                                "d1b1c98dd7689fb8ec11d242b123dc9b");
+  uint8_t burst[3 * kHpMaskLen];
+  assert_true(client.masks(samples.data(), 3, burst));
+  assert_memory_equal(burst, from_hex("437b9aec36").data(), 5);
+  assert_memory_equal(burst + 32, from_hex("437b9aec36").data(), 5);
+  assert_true(client.mask(samples.data() + 16, mask));
+  assert_memory_equal(burst + 16, mask, kHpMaskLen);
+
+  // The key length must fit the cipher.
+  assert_false(HeaderProtectionKey(HpCipher::Aes128, from_hex("0011")).ok());
+  assert_false(HeaderProtectionKey(HpCipher::Aes256, std::vector<uint8_t>(16)).ok());
+  assert_false(HeaderProtectionKey(HpCipher::ChaCha20, std::vector<uint8_t>(16)).ok());
+  assert_true(HeaderProtectionKey(HpCipher::Aes256, std::vector<uint8_t>(32)).ok());
+}
+
+void hp_rfc9001_chacha20(void**) {
+  // A.5, a short header protected with ChaCha20: 42 00bff4 becomes 4c fe4189, packet number 654360564.
+  HeaderProtectionKey hp(HpCipher::ChaCha20,
+                         from_hex("25a282b9e82f06f21f488917a4fc8f1b73573685608597d0efcb076b0ab7a7a4"));
+  assert_true(hp.ok());
+  uint8_t mask[kHpMaskLen];
+  assert_true(hp.mask(from_hex("5e5cd55c41f69080575d7999c25a5bfb").data(), mask));
+  assert_memory_equal(mask, from_hex("aefefe7d03").data(), 5);
+  uint8_t first = 0x42;
+  uint8_t pn[3] = {0x00, 0xbf, 0xf4};
+  quic_protect_header(first, pn, mask);
+  assert_int_equal(first, 0x4c);
+  assert_memory_equal(pn, from_hex("fe4189").data(), 3);
+  // ... and back, as a receiver: the length comes from the unmasked first byte.
+  assert_int_equal(quic_unprotect_header(first, pn, mask), 3);
+  assert_int_equal(first, 0x42);
+  assert_int_equal(quic_decode_pn(uint64_t(pn[0]) << 16 | pn[1] << 8 | pn[2], 3, 654360563), 654360564ull);
+  // Its nonce: the IV xor the packet number (RFC 9001 5.3).
+  uint8_t nonce[kAeadIvLen];
+  quic_nonce(nonce, from_hex("e0459b3474bdd0e44a41c144").data(), 654360564);
+  assert_memory_equal(nonce, from_hex("e0459b3474bdd0e46d417eb0").data(), kAeadIvLen);
+  // Two samples in one call (ChaCha20 re-keys per sample).
+  const auto two = from_hex("5e5cd55c41f69080575d7999c25a5bfb" "5e5cd55c41f69080575d7999c25a5bfb");
+  uint8_t masks[2 * kHpMaskLen];
+  assert_true(hp.masks(two.data(), 2, masks));
+  assert_memory_equal(masks + 16, from_hex("aefefe7d03").data(), 5);
+}
+
+// ---- the codec with real keys
+
+const auto kKey = from_hex("00112233445566778899aabbccddeeff");  // AES-128-GCM, gateway -> agent
+const auto kIv = from_hex("0a0b0c0d0e0f101112131415");
+const auto kHpG2a = from_hex("f0e1d2c3b4a5968778695a4b3c2d1e0f");
+const auto kHpA2g = from_hex("1f2e3d4c5b6a79889786a5b4c3d2e1f0");
+constexpr std::array<uint8_t, 4> kAgentTail = {0xa1, 0xa2, 0xa3, 0xa4};  // the DCID tail the agent issued
+constexpr std::array<uint8_t, 4> kGatewayTail = {0x91, 0x92, 0x93, 0x94};
+constexpr uint32_t kIndex = 0x00012345;
+
+std::unique_ptr<QuicDatagramCodec> gateway_codec(uint32_t tx_pn_len) {
+  QuicDatagramCodec::Config c;
+  c.tx_cid_tail = kAgentTail;
+  c.rx_cid_tail = kGatewayTail;
+  c.tx_hp = kHpG2a;
+  c.rx_hp = kHpA2g;
+  c.tx_pn_len = tx_pn_len;
+  return std::make_unique<QuicDatagramCodec>(c);
+}
+std::unique_ptr<QuicDatagramCodec> agent_codec() {
+  QuicDatagramCodec::Config c;
+  c.tx_cid_tail = kGatewayTail;
+  c.rx_cid_tail = kAgentTail;
+  c.tx_hp = kHpA2g;
+  c.rx_hp = kHpG2a;
+  return std::make_unique<QuicDatagramCodec>(c);
+}
+
+// A minimal IPv4/UDP packet (its bytes only need to survive the trip).
+std::vector<uint8_t> inner_packet(size_t len) {
+  std::vector<uint8_t> p(len);
+  for (size_t i = 0; i < len; ++i) p[i] = uint8_t(i * 13 + 7);
+  p[0] = 0x45;
+  return p;
+}
+
+OpensslAead g_engine;
+
+// The gateway's side: seals `packet` as packet number `pn`.
+std::vector<uint8_t> seal(const QuicDatagramCodec& codec, uint64_t pn, const std::vector<uint8_t>& packet,
+                          uint8_t flags = kQuicFlagKeyPhase, const InnerHeader& ih = {0x1122334455667788ull, 17, 1}) {
+  const FrameLayout& l = codec.layout();
+  std::vector<uint8_t> f(l.data_overhead() + packet.size());
+  std::memcpy(f.data() + l.packet_offset(), packet.data(), packet.size());
+  codec.write_inner(f.data(), ih);
+  codec.write_header(f.data(), FrameMeta{FrameType::Data, flags, kIndex, pn});
+  auto key = g_engine.make_key(kKey, AeadDirection::Encrypt, l.header_len);
+  assert_non_null(key.get());
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), pn);
+  const AeadOp op = codec.seal_op(f.data(), l.encrypted_len(uint32_t(packet.size())), iv);
+  int32_t status = -1;
+  assert_int_equal(key->process({&op, 1}, {&status, 1}, 0), 1);
+  codec.protect(f);
+  return f;
+}
+
+struct Opened {
+  FrameError header = FrameError::None;
+  bool open = false;
+  bool inner = false;
+  FrameMeta meta;
+  InnerHeader ih;
+  std::vector<uint8_t> packet;
+};
+
+// The agent's side: every receive step, as far as they go.
+Opened open(const QuicDatagramCodec& codec, std::vector<uint8_t> f, uint64_t largest) {
+  Opened r;
+  r.header = codec.read_header(f, largest, r.meta);
+  if (r.header != FrameError::None) return r;
+  // One rx key per AAD length (10..13 bytes by packet number length): engines fix it per key.
+  auto key = g_engine.make_key(kKey, AeadDirection::Decrypt, QuicDatagramCodec::aad_len(f));
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), r.meta.counter);
+  const AeadOp op = codec.open_op(f, iv);
+  int32_t status = -1;
+  key->process({&op, 1}, {&status, 1}, 0);
+  r.open = status == 0;
+  if (!r.open) return r;
+  std::span<uint8_t> pkt;
+  r.inner = codec.read_inner(f, r.ih, pkt);
+  if (r.inner) r.packet.assign(pkt.begin(), pkt.end());
+  return r;
+}
+
+void layout(void**) {
+  for (uint32_t len = 1; len <= 4; ++len) {
+    auto c = gateway_codec(len);
+    assert_true(c->ok());
+    const FrameLayout& l = c->layout();
+    assert_int_equal(l.header_len, 1 + 8 + len);
+    assert_int_equal(l.prefix_len, 1);
+    assert_int_equal(l.tag_len, 16);
+    assert_int_equal(l.data_overhead(), 1 + 8 + len + 1 + 12 + 16);  // 4-byte packet numbers: 42
+  }
+  assert_false(gateway_codec(0)->ok());
+  assert_false(gateway_codec(5)->ok());
+  // Unprotected, the header is what docs/protocol.md draws.
+  auto c = gateway_codec(4);
+  uint8_t h[13];
+  c->write_header(h, FrameMeta{FrameType::Data, kQuicFlagKeyPhase | kQuicFlagSpin, 0x01020304, 0xa1b2c3d4e5ull});
+  assert_memory_equal(h, from_hex("67" "01020304" "a1a2a3a4" "b2c3d4e5").data(), 13);
+  c->write_header(h, FrameMeta{FrameType::Data, 0, 0x01020304, 7});
+  assert_int_equal(h[0], 0x43);
+}
+
+void round_trip_every_pn_length(void**) {
+  auto rx = agent_codec();
+  const auto packet = inner_packet(100);
+  for (uint32_t len = 1; len <= 4; ++len) {
+    auto tx = gateway_codec(len);
+    const uint64_t win = uint64_t(1) << (8 * len);
+    // largest accepted -> packet number sent: the next one; a jump within half a window; one reordered
+    // behind; across the window's wrap; high numbers whose upper bytes only `largest` supplies.
+    const uint64_t cases[][2] = {
+        {kQuicNoAck, 0},
+        {0, 1},
+        {win - 2, win + 3},
+        {win + 3, win - 1},
+        {5 * win - 1, 5 * win},
+        {0x12345678abcdull, 0x12345678abcdull + win / 2},
+        {0x12345678abcdull, 0x12345678abcdull - win / 2 + 2},
+        {kQuicMaxPacketNumber - 1, kQuicMaxPacketNumber},
+    };
+    for (const auto& k : cases) {
+      const uint64_t largest = k[0], pn = k[1];
+      const auto f = seal(*tx, pn, packet);
+      assert_int_equal(f.size(), 1 + 8 + len + 1 + 12 + packet.size() + 16);
+      uint32_t index = 0;
+      assert_true(rx->receiver_of(f, index));
+      assert_int_equal(index, kIndex);
+      const Opened o = open(*rx, f, largest);
+      assert_int_equal(o.header, FrameError::None);
+      assert_int_equal(o.meta.counter, pn);
+      assert_int_equal(o.meta.receiver_index, kIndex);
+      assert_int_equal(o.meta.flags, kQuicFlagKeyPhase);
+      assert_int_equal(o.meta.type, FrameType::Data);
+      assert_true(o.open);
+      assert_true(o.inner);
+      assert_int_equal(o.ih.flow_id, 0x1122334455667788ull);
+      assert_int_equal(o.ih.proto, 17);
+      assert_int_equal(o.ih.flags, 1);
+      assert_true(o.packet == packet);
+      // The receiver's idea of the largest number decides: one window further on, the number is another
+      // one, so the nonce and AAD are wrong and the packet does not open.
+      if (pn + win <= kQuicMaxPacketNumber && largest != kQuicNoAck) {
+        const Opened far = open(*rx, f, largest + win);
+        assert_int_equal(far.header, FrameError::None);
+        assert_int_equal(far.meta.counter, pn + win);
+        assert_false(far.open);
+      }
+    }
+  }
+}
+
+void tampering_fails(void**) {
+  auto tx = gateway_codec(2);
+  auto rx = agent_codec();
+  const auto packet = inner_packet(60);
+  const uint64_t pn = 0x1234, largest = 0x1230;
+  const auto good = seal(*tx, pn, packet, 0);
+  assert_true(open(*rx, good, largest).inner);
+  // Each bit of the protected first byte's low 5 bits (key phase, reserved, pn length), of the packet number,
+  // the spin bit, a receiver index byte, a ciphertext byte, a tag byte, a sample byte: the packet never opens.
+  std::vector<size_t> bytes = {0, 1, 2, 3, 4, 9, 10, 11, 12, 20, good.size() - 1, good.size() - 16};
+  for (size_t at : bytes)
+    for (int bit = 0; bit < 8; ++bit) {
+      if (at == 0 && (bit == 7 || bit == 6)) continue;  // header form and fixed bit: refused before (below)
+      auto t = good;
+      t[at] ^= uint8_t(1 << bit);
+      assert_false(open(*rx, t, largest).open);
+    }
+  // The DCID tail is checked before any crypto.
+  for (size_t at = 5; at < 9; ++at) {
+    auto t = good;
+    t[at] ^= 0x10;
+    assert_int_equal(open(*rx, t, largest).header, FrameError::BadConnectionId);
+  }
+  // The same packet with the reserved bits set under protection opens (they are authenticated as sent) but is
+  // a protocol violation: read_inner refuses it.
+  auto tx_reserved = gateway_codec(2);
+  const FrameLayout& l = tx_reserved->layout();
+  std::vector<uint8_t> f(l.data_overhead() + packet.size());
+  std::memcpy(f.data() + l.packet_offset(), packet.data(), packet.size());
+  tx_reserved->write_inner(f.data(), InnerHeader{1, 17, 0});
+  tx_reserved->write_header(f.data(), FrameMeta{FrameType::Data, 0, kIndex, pn});
+  f[0] |= 0x08;
+  auto key = g_engine.make_key(kKey, AeadDirection::Encrypt, l.header_len);
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), pn);
+  const AeadOp op = tx_reserved->seal_op(f.data(), l.encrypted_len(uint32_t(packet.size())), iv);
+  int32_t status = -1;
+  key->process({&op, 1}, {&status, 1}, 0);
+  tx_reserved->protect(f);
+  const Opened o = open(*rx, f, largest);
+  assert_true(o.open);
+  assert_false(o.inner);
+}
+
+void malformed(void**) {
+  auto tx = gateway_codec(4);
+  auto rx = agent_codec();
+  const auto good = seal(*tx, 77, inner_packet(40));
+  FrameMeta m;
+  uint32_t index = 0;
+  // Too short for the header-protection sample.
+  for (size_t len : {size_t(0), size_t(1), size_t(9), kQuicMinPacket - 1}) {
+    std::vector<uint8_t> t(good.begin(), good.begin() + long(len));
+    assert_int_equal(rx->read_header(t, 0, m), FrameError::Short);
+    assert_false(rx->receiver_of(t, index));
+  }
+  {
+    std::vector<uint8_t> t(good.begin(), good.begin() + kQuicMinPacket);
+    assert_true(rx->receiver_of(t, index));
+    assert_int_equal(rx->read_header(t, 0, m), FrameError::None);  // the AEAD refuses it later
+  }
+  auto t = good;
+  t[0] |= kQuicHeaderForm;
+  assert_int_equal(rx->read_header(t, 0, m), FrameError::LongHeader);
+  assert_false(rx->receiver_of(t, index));
+  t = good;
+  t[0] &= uint8_t(~kQuicFixedBit);
+  assert_int_equal(rx->read_header(t, 0, m), FrameError::BadFixedBit);
+  assert_false(rx->receiver_of(t, index));
+  t = good;
+  t[8] ^= 1;
+  assert_int_equal(rx->read_header(t, 0, m), FrameError::BadConnectionId);
+  // A packet number past 2^62 - 1: a 1-byte number 0 after the last one.
+  auto tx1 = gateway_codec(1);
+  const auto last = seal(*tx1, 0, inner_packet(40));
+  t = last;
+  assert_int_equal(rx->read_header(t, kQuicMaxPacketNumber, m), FrameError::BadPacketNumber);
+  // The error names (drop reasons) exist.
+  for (FrameError e : {FrameError::LongHeader, FrameError::BadFixedBit, FrameError::BadConnectionId,
+                       FrameError::BadPacketNumber})
+    assert_string_not_equal(frame_error_name(e), "unknown");
+}
+
+// ---- frames
+
+void put_varint(std::vector<uint8_t>& v, uint64_t x) {
+  if (x < 64) {
+    v.push_back(uint8_t(x));
+  } else if (x < 16384) {
+    v.push_back(uint8_t(0x40 | x >> 8));
+    v.push_back(uint8_t(x));
+  } else {
+    v.push_back(uint8_t(0x80 | x >> 24));
+    v.push_back(uint8_t(x >> 16));
+    v.push_back(uint8_t(x >> 8));
+    v.push_back(uint8_t(x));
+  }
+}
+std::vector<uint8_t> ack(uint64_t largest, uint64_t first, uint64_t ranges = 0, bool ecn = false) {
+  std::vector<uint8_t> v = {uint8_t(ecn ? 0x03 : 0x02)};
+  put_varint(v, largest);
+  put_varint(v, 25);  // ACK delay
+  put_varint(v, ranges);
+  put_varint(v, first);
+  for (uint64_t i = 0; i < ranges; ++i) {
+    put_varint(v, 1);
+    put_varint(v, 2);
+  }
+  if (ecn)
+    for (int i = 0; i < 3; ++i) put_varint(v, 1000 + i);
+  return v;
+}
+std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> v;
+  for (const auto& p : parts) v.insert(v.end(), p.begin(), p.end());
+  return v;
+}
+
+void payload_frames(void**) {
+  using K = QuicPayload::Kind;
+  const std::vector<uint8_t> data(40, 0x5a), pad = {0, 0, 0}, ping = {1};
+  std::vector<uint8_t> dgram_len = {0x31};
+  put_varint(dgram_len, data.size());
+  dgram_len.insert(dgram_len.end(), data.begin(), data.end());
+  std::vector<uint8_t> dgram_end = {0x30};
+  dgram_end.insert(dgram_end.end(), data.begin(), data.end());
+
+  QuicPayload p = quic_parse_payload(dgram_end);
+  assert_int_equal(p.kind, K::Datagram);
+  assert_int_equal(p.datagram_offset, 1);
+  assert_int_equal(p.datagram_len, 40);
+  assert_true(p.ack_eliciting);
+  assert_false(p.has_ack);
+
+  const auto mixed = cat({pad, ping, ack(0x1234, 3, 2), dgram_len, pad});
+  p = quic_parse_payload(mixed);
+  assert_int_equal(p.kind, K::Datagram);
+  assert_true(p.has_ack);
+  assert_int_equal(p.largest_acked, 0x1234);
+  assert_int_equal(p.datagram_len, 40);
+  assert_memory_equal(mixed.data() + p.datagram_offset, data.data(), data.size());
+
+  p = quic_parse_payload(cat({ack(100000, 0, 0, true), dgram_end}));
+  assert_int_equal(p.kind, K::Datagram);
+  assert_int_equal(p.largest_acked, 100000);
+
+  p = quic_parse_payload(cat({ping, pad}));
+  assert_int_equal(p.kind, K::NoDatagram);
+  assert_true(p.ack_eliciting);
+  p = quic_parse_payload(cat({ack(9, 9), pad}));
+  assert_int_equal(p.kind, K::NoDatagram);
+  assert_false(p.ack_eliciting);
+
+  // For the slow path: other frames (STREAM, CRYPTO, NEW_CONNECTION_ID, CONNECTION_CLOSE, a 2-byte type),
+  // and two DATAGRAM frames in one packet.
+  for (uint8_t type : {0x08, 0x06, 0x18, 0x1c, 0x40})
+    assert_int_equal(quic_parse_payload(cat({ping, {type, 0, 0, 0}})).kind, K::SlowPath);
+  assert_int_equal(quic_parse_payload(cat({dgram_len, dgram_end})).kind, K::SlowPath);
+
+  // Malformed: no frames, a cut ACK, an ACK whose first range goes below 0, a DATAGRAM longer than the packet.
+  assert_int_equal(quic_parse_payload({}).kind, K::Malformed);
+  auto cut = ack(0x1234, 3, 2);
+  cut.pop_back();
+  assert_int_equal(quic_parse_payload(cut).kind, K::Malformed);
+  assert_int_equal(quic_parse_payload(ack(3, 4)).kind, K::Malformed);
+  std::vector<uint8_t> long_dgram = {0x31};
+  put_varint(long_dgram, 41);
+  long_dgram.insert(long_dgram.end(), data.begin(), data.end());
+  assert_int_equal(quic_parse_payload(long_dgram).kind, K::Malformed);
+  std::vector<uint8_t> huge_ranges = {0x02, 5, 0, 0x80, 0x10, 0, 0, 0};  // 2^20 ranges in 1 byte
+  assert_int_equal(quic_parse_payload(huge_ranges).kind, K::Malformed);
+}
+
+// A packet whose DATAGRAM frame comes after an ACK and PADDING (as a QUIC stack may send): read_inner finds it.
+void datagram_after_other_frames(void**) {
+  auto tx = gateway_codec(3);
+  auto rx = agent_codec();
+  const auto packet = inner_packet(64);
+  std::vector<uint8_t> inner(kInnerHeaderLen);
+  encode_inner_header(inner.data(), InnerHeader{42, 6, kInnerFlowNew});
+  std::vector<uint8_t> dgram = {0x31};
+  put_varint(dgram, kInnerHeaderLen + packet.size());
+  const auto frames = cat({ack(500, 10, 1), {0, 0}, dgram, inner, packet, {0, 0, 1}});
+  const uint32_t h = tx->layout().header_len;
+  std::vector<uint8_t> f(h + frames.size() + kAeadTagLen);
+  std::memcpy(f.data() + h, frames.data(), frames.size());
+  const uint64_t pn = 0x10203;
+  tx->write_header(f.data(), FrameMeta{FrameType::Data, 0, kIndex, pn});
+  auto key = g_engine.make_key(kKey, AeadDirection::Encrypt, h);
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), pn);
+  const AeadOp op = tx->seal_op(f.data(), uint32_t(frames.size()), iv);
+  int32_t status = -1;
+  key->process({&op, 1}, {&status, 1}, 0);
+  tx->protect(f);
+  const Opened o = open(*rx, f, 0x10200);
+  assert_int_equal(o.meta.counter, pn);
+  assert_true(o.open);
+  assert_true(o.inner);
+  assert_int_equal(o.ih.flow_id, 42);
+  assert_int_equal(o.ih.flags, kInnerFlowNew);
+  assert_true(o.packet == packet);
+  // A DATAGRAM frame too small for an inner header and an IPv4 header: refused after decryption.
+  const auto small = seal(*tx, pn + 1, inner_packet(19));
+  const Opened s = open(*rx, small, pn);
+  assert_true(s.open);
+  assert_false(s.inner);
+}
+
+// A packet made by another implementation (Python's `cryptography`: AESGCM and AES-ECB, following RFC 9001 5.3
+// and 5.4 step by step) with this file's gateway -> agent keys: first byte 0x45 (key phase 1, 2-byte packet
+// number), DCID 00012345 a1a2a3a4, packet number 0x1234569 sent as 0x4569 (its mask 5bb01b5a2e touches all 5
+// bits of the first byte), frames ACK(largest 256, delay 3,
+// first range 2) | DATAGRAM with Length (inner header flow 0x0102030405060708, UDP; a 32-byte IPv4 packet) |
+// PADDING x2.
+void independent_packet(void**) {
+  const auto wire = from_hex(
+      "5e00012345a1a2a3a4f572af768b1b502777aee12ff7797da91b2211d4449283821ec9724d93eaf6d3b88a05dc238a0ce4057d35b6"
+      "34709a70954eb163bd21d9235ac72116ca8c3a6d6b2fc2d58da6bfc4");
+  auto rx = agent_codec();
+  uint32_t index = 0;
+  assert_true(rx->receiver_of(wire, index));
+  assert_int_equal(index, 0x12345);
+  std::vector<uint8_t> f = wire;
+  FrameMeta m;
+  assert_int_equal(rx->read_header(f, 0x1234560, m), FrameError::None);
+  assert_int_equal(m.counter, 0x1234569);
+  assert_int_equal(m.flags, kQuicFlagKeyPhase);
+  assert_int_equal(QuicDatagramCodec::aad_len(f), 11);
+  assert_memory_equal(f.data(), from_hex("4500012345a1a2a3a44569").data(), 11);  // the unprotected header
+  const Opened o = open(*rx, wire, 0x1234560);
+  assert_true(o.open);
+  assert_true(o.inner);
+  assert_int_equal(o.ih.flow_id, 0x0102030405060708ull);
+  assert_int_equal(o.ih.proto, 17);
+  assert_true(o.packet == from_hex("4500002000004000401100000000000000000000" "13880035000c0000" "6470746e"));
+  // The frames as the fast path sees them.
+  auto g = wire;
+  FrameMeta m2;
+  rx->read_header(g, 0x1234560, m2);
+  auto key = g_engine.make_key(kKey, AeadDirection::Decrypt, 11);
+  uint8_t iv[kAeadIvLen];
+  quic_nonce(iv, kIv.data(), m2.counter);
+  const AeadOp op = rx->open_op(g, iv);
+  int32_t status = -1;
+  key->process({&op, 1}, {&status, 1}, 0);
+  assert_int_equal(status, 0);
+  const QuicPayload p = QuicDatagramCodec::payload(g);
+  assert_int_equal(p.kind, QuicPayload::Kind::Datagram);
+  assert_true(p.has_ack);
+  assert_int_equal(p.largest_acked, 256);
+  assert_int_equal(p.datagram_offset, 8);
+  assert_int_equal(p.datagram_len, 12 + 32);
+}
+
+}  // namespace
+
+int main() {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(pn_decode_rfc_example), cmocka_unit_test(pn_length_rfc_examples),
+      cmocka_unit_test(pn_decode_edges),       cmocka_unit_test(hp_rfc9001_aes),
+      cmocka_unit_test(hp_rfc9001_chacha20),   cmocka_unit_test(layout),
+      cmocka_unit_test(round_trip_every_pn_length), cmocka_unit_test(tampering_fails),
+      cmocka_unit_test(malformed),             cmocka_unit_test(payload_frames),
+      cmocka_unit_test(datagram_after_other_frames), cmocka_unit_test(independent_packet),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
