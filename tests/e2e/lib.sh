@@ -70,7 +70,7 @@ cleanup() {
   done
   if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
     echo "[$TEST_NAME] logs from $WORK:" >&2
-    for f in "$WORK"/*.log "$WORK"/*.out; do
+    for f in "$WORK"/*.log "$WORK"/*.out "$WORK"/*.jsonl; do
       [ -f "$f" ] || continue
       echo "---- $(basename "$f") (last 40 lines)" >&2
       tail -n 40 "$f" >&2

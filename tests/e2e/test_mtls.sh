@@ -48,6 +48,8 @@ client() {  # client ARGS...: one s_client handshake (and, with STDIN_FILE, a me
 }
 # handshake failure lines (refused registrations have lines of their own: agent_registration_refused)
 lines() { local n; n=$(grep -c '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null); echo "${n:-0}"; }
+# the handshake failure lines after the first N, for failure messages
+lines_after() { grep '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null | tail -n +$(($1 + 1)); }
 
 # check CASE REASON S_CLIENT_ARGS... : exactly one new line with REASON, the counter +1, no session
 check() {
@@ -60,7 +62,7 @@ check() {
   wait_for 10 "$name: a failure line" more_lines
   sleep 0.3
   after=$(lines)
-  [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1"
+  [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1: $(lines_after "$before")"
   grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -n 1 > "$WORK/last.json"
   jq -e --arg r "$reason" '.reason == $r' "$WORK/last.json" > /dev/null ||
     fail "$name: reason $(jq -r .reason "$WORK/last.json"), expected $reason: $(cat "$WORK/last.json")"
@@ -99,7 +101,7 @@ STDIN_FILE="$WORK/register.json" client -cert "$WORK/pki/agent1.pem" -key "$WORK
 grep -q '"type":"registered"' "$WORK/client.out" || fail "valid certificate not registered: $(cat "$WORK/client.out")"
 jq -e 'select(.type == "registered") | .session >= 32768 and .gateway == "10.99.2.1:51900"' "$WORK/client.out" > /dev/null ||
   fail "registered reply: $(cat "$WORK/client.out")"
-[ "$(lines)" -eq "$before" ] || fail "the valid handshake logged a failure"
+[ "$(lines)" -eq "$before" ] || fail "the valid handshake logged a failure: $(lines_after "$before")"
 [ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
 
 log "a valid certificate that may not serve the tunnel is refused (TLS fine, registration not)"
@@ -108,7 +110,7 @@ STDIN_FILE="$WORK/register.json" client -cert "$WORK/pki/agent2.pem" -key "$WORK
 grep -q '"type":"refused"' "$WORK/client.out" || fail "not refused: $(cat "$WORK/client.out")"
 grep -q "may not serve tunnel" "$WORK/client.out" || fail "refusal reason: $(cat "$WORK/client.out")"
 [ "$(metric dptun_registrations_total 'result="refused"')" = 1 ] || fail "refused counter"
-[ "$(lines)" -eq "$before" ] || fail "a refused registration logged a handshake failure"
+[ "$(lines)" -eq "$before" ] || fail "a refused registration logged a handshake failure: $(lines_after "$before")"
 grep '"event":"agent_registration_refused"' "$WORK/failures.jsonl" | tail -1 |
   jq -e '.reason == "not_allowed" and .certificate.subject == "CN=agent-2" and (.detail | test("identities CN=agent-2"))' > /dev/null ||
   fail "the refusal's line: $(grep agent_registration_refused "$WORK/failures.jsonl" | tail -1)"
