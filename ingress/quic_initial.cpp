@@ -1,8 +1,7 @@
 #include "ingress/quic_initial.hpp"
 
-#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include <cstring>
 
@@ -10,8 +9,6 @@ namespace dptun {
 
 namespace {
 
-constexpr uint8_t kInitialSalt[20] = {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
-                                      0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
 constexpr size_t kTagLen = 16;
 
 // RFC 9000 16: variable-length integers.
@@ -42,10 +39,6 @@ const char* quic_status_name(QuicStatus s) {
 QuicInitialReader::QuicInitialReader() {
   ecb_ = EVP_CIPHER_CTX_new();
   gcm_ = EVP_CIPHER_CTX_new();
-  if (EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr)) {
-    hmac_ = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac);  // the context keeps its own reference
-  }
   if (ecb_ && EVP_EncryptInit_ex(ecb_, EVP_aes_128_ecb(), nullptr, nullptr, nullptr) == 1)
     EVP_CIPHER_CTX_set_padding(ecb_, 0);
   if (gcm_) EVP_DecryptInit_ex(gcm_, EVP_aes_128_gcm(), nullptr, nullptr, nullptr);
@@ -54,42 +47,19 @@ QuicInitialReader::QuicInitialReader() {
 QuicInitialReader::~QuicInitialReader() {
   EVP_CIPHER_CTX_free(ecb_);
   EVP_CIPHER_CTX_free(gcm_);
-  EVP_MAC_CTX_free(hmac_);
-}
-
-bool QuicInitialReader::hmac(std::span<const uint8_t> key, std::span<const uint8_t> data, uint8_t out[32]) {
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-  size_t outl = 0;
-  return EVP_MAC_init(hmac_, key.data(), key.size(), params) == 1 &&
-         EVP_MAC_update(hmac_, data.data(), data.size()) == 1 && EVP_MAC_final(hmac_, out, &outl, 32) == 1 &&
-         outl == 32;
-}
-
-// HKDF-Expand-Label (RFC 8446 7.1) for outputs of at most one hash block, with an empty context.
-bool QuicInitialReader::expand_label(const uint8_t secret[32], std::string_view label, uint8_t* out, size_t len) {
-  uint8_t info[2 + 1 + 6 + 32 + 1 + 1];
-  size_t n = 0;
-  info[n++] = uint8_t(len >> 8);
-  info[n++] = uint8_t(len);
-  info[n++] = uint8_t(6 + label.size());
-  std::memcpy(info + n, "tls13 ", 6);
-  n += 6;
-  std::memcpy(info + n, label.data(), label.size());
-  n += label.size();
-  info[n++] = 0;     // context length
-  info[n++] = 0x01;  // HKDF-Expand's block counter
-  uint8_t t[32];
-  if (len > 32 || !hmac({secret, 32}, {info, n}, t)) return false;
-  std::memcpy(out, t, len);
-  return true;
 }
 
 bool QuicInitialReader::client_keys(std::span<const uint8_t> dcid, QuicInitialKeys& k) {
-  uint8_t initial[32], client[32];
-  return hmac({kInitialSalt, sizeof kInitialSalt}, dcid, initial) &&  // HKDF-Extract(salt, dcid)
-         expand_label(initial, "client in", client, 32) && expand_label(client, "quic key", k.key.data(), 16) &&
-         expand_label(client, "quic iv", k.iv.data(), 12) && expand_label(client, "quic hp", k.hp.data(), 16);
+  uint8_t client[32], server[32];
+  QuicPacketKeys keys;
+  const bool ok = kdf_.initial_secrets(dcid, client, server) && kdf_.packet_keys(QuicCipher::Aes128Gcm, client, keys);
+  OPENSSL_cleanse(client, sizeof client);
+  OPENSSL_cleanse(server, sizeof server);
+  if (!ok) return false;
+  std::memcpy(k.key.data(), keys.key.data(), k.key.size());
+  k.iv = keys.iv;
+  std::memcpy(k.hp.data(), keys.hp.data(), k.hp.size());
+  return true;
 }
 
 bool QuicInitialReader::header_mask(const std::array<uint8_t, 16>& hp, const uint8_t* sample, uint8_t mask[16]) {

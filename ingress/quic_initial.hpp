@@ -10,10 +10,10 @@
 #include <span>
 #include <string_view>
 
+#include "crypto/quic_keys.hpp"
 #include "ingress/client_hello.hpp"
 
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
-typedef struct evp_mac_ctx_st EVP_MAC_CTX;
 
 namespace dptun {
 
@@ -49,7 +49,7 @@ class QuicInitialReader {
   ~QuicInitialReader();
   QuicInitialReader(const QuicInitialReader&) = delete;
   QuicInitialReader& operator=(const QuicInitialReader&) = delete;
-  bool ok() const { return ecb_ && gcm_ && hmac_; }
+  bool ok() const { return ecb_ && gcm_ && kdf_.ok(); }
 
   // `datagram`: one UDP payload; its first QUIC packet is read, alone.
   QuicResult read(std::span<const uint8_t> datagram) {
@@ -71,12 +71,10 @@ class QuicInitialReader {
   bool header_mask(const std::array<uint8_t, 16>& hp, const uint8_t* sample, uint8_t mask[16]);
 
  private:
-  bool hmac(std::span<const uint8_t> key, std::span<const uint8_t> data, uint8_t out[32]);
-  bool expand_label(const uint8_t secret[32], std::string_view label, uint8_t* out, size_t len);
 
   EVP_CIPHER_CTX* ecb_ = nullptr;
   EVP_CIPHER_CTX* gcm_ = nullptr;
-  EVP_MAC_CTX* hmac_ = nullptr;
+  QuicKdf kdf_;  // the Initial secrets and keys (crypto/quic_keys.hpp)
   std::array<uint8_t, 2048> plain_;               // the decrypted payload
   std::array<uint8_t, 2112> header_;              // the unprotected header (tokens can be long)
   std::array<uint8_t, kMaxClientHello> crypto_;   // CRYPTO stream bytes from offset 0

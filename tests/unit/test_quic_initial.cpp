@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "tests/unit/cmocka.hpp"
-
 #include "ingress/quic_initial.hpp"
 #include "tests/support/quic_initial_sealer.hpp"
+
+#include "tests/unit/cmocka.hpp"  // after the headers that need <ios>: cmocka defines fail()
 
 using namespace dptun;
 using namespace dptun::test;
