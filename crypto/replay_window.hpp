@@ -43,6 +43,13 @@ class ReplayWindow {
   uint64_t top() const { return top_; }
   bool empty() const { return !any_; }
   void reset() { any_ = false; top_ = 0; }
+  // Was `counter` accepted? False for counters the window no longer tracks (kTracked or more below the top).
+  bool seen(uint64_t counter) const {
+    if (!any_ || counter > top_ || top_ - counter >= kTracked) return false;
+    return bitmap_[(counter >> 6) % kWords] & bit(counter);
+  }
+  // The lowest counter seen() can still answer for.
+  uint64_t lowest_tracked() const { return top_ >= kTracked ? top_ - kTracked + 1 : 0; }
 
  private:
   static uint64_t bit(uint64_t counter) { return uint64_t(1) << (counter & 63); }

@@ -5,22 +5,13 @@
 
 #include <cstring>
 
+#include "proto/quic_varint.hpp"
+
 namespace dptun {
 
 namespace {
 
 constexpr size_t kTagLen = 16;
-
-// RFC 9000 16: variable-length integers.
-bool varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {
-  if (p >= end) return false;
-  const size_t len = size_t(1) << (p[0] >> 6);
-  if (size_t(end - p) < len) return false;
-  v = p[0] & 0x3f;
-  for (size_t i = 1; i < len; ++i) v = v << 8 | p[i];
-  p += len;
-  return true;
-}
 
 }  // namespace
 
@@ -101,9 +92,9 @@ QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
   if (scid_len > 20 || end - q < scid_len) return bad;
   q += scid_len;
   uint64_t token_len, length;
-  if (!varint(q, end, token_len) || token_len > uint64_t(end - q)) return bad;
+  if (!quic_read_varint(q, end, token_len) || token_len > uint64_t(end - q)) return bad;
   q += token_len;
-  if (!varint(q, end, length) || length > uint64_t(end - q) || length < 4 + 16 + kTagLen) return bad;
+  if (!quic_read_varint(q, end, length) || length > uint64_t(end - q) || length < 4 + 16 + kTagLen) return bad;
   const size_t pn_offset = size_t(q - p);
   const size_t packet_len = pn_offset + length;
   if (packet_len > 2048 + 64) return bad;
@@ -150,22 +141,22 @@ QuicResult QuicInitialReader::add(std::span<const uint8_t> dgram) {
   const uint8_t* fend = f + ct_len;
   while (f < fend) {
     uint64_t type;
-    if (!varint(f, fend, type)) return bad;
+    if (!quic_read_varint(f, fend, type)) return bad;
     if (type == 0x00 || type == 0x01) continue;  // PADDING, PING
     if (type == 0x02 || type == 0x03) {          // ACK: largest, delay, range count, first range, ranges
       uint64_t v, ranges;
-      if (!varint(f, fend, v) || !varint(f, fend, v) || !varint(f, fend, ranges) || !varint(f, fend, v)) return bad;
+      if (!quic_read_varint(f, fend, v) || !quic_read_varint(f, fend, v) || !quic_read_varint(f, fend, ranges) || !quic_read_varint(f, fend, v)) return bad;
       if (ranges > 256) return bad;
       for (uint64_t i = 0; i < 2 * ranges; ++i)
-        if (!varint(f, fend, v)) return bad;
+        if (!quic_read_varint(f, fend, v)) return bad;
       if (type == 0x03)
         for (int i = 0; i < 3; ++i)
-          if (!varint(f, fend, v)) return bad;
+          if (!quic_read_varint(f, fend, v)) return bad;
       continue;
     }
     if (type != 0x06) return bad;
     uint64_t off, len;
-    if (!varint(f, fend, off) || !varint(f, fend, len) || len > uint64_t(fend - f)) return bad;
+    if (!quic_read_varint(f, fend, off) || !quic_read_varint(f, fend, len) || len > uint64_t(fend - f)) return bad;
     const uint8_t* data = f;
     f += len;
     if (len == 0 || off > crypto_.size() || len > crypto_.size() - off) continue;  // beyond any ClientHello we read

@@ -2,22 +2,9 @@
 
 #include <cstring>
 
+#include "proto/quic_varint.hpp"
+
 namespace dptun {
-
-namespace {
-
-// RFC 9000 16: a variable-length integer.
-bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {
-  if (p >= end) return false;
-  const size_t len = size_t(1) << (p[0] >> 6);
-  if (size_t(end - p) < len) return false;
-  v = p[0] & 0x3f;
-  for (size_t i = 1; i < len; ++i) v = v << 8 | p[i];
-  p += len;
-  return true;
-}
-
-}  // namespace
 
 uint32_t quic_pn_length(uint64_t pn, uint64_t largest_acked) {
   // RFC 9000 A.2: log2(unacked) + 1 bits, in whole bytes; k bytes hold it while unacked <= 2^(8k - 1).
@@ -56,17 +43,17 @@ QuicPayload quic_parse_payload(std::span<const uint8_t> payload) {
       case kQuicFrameAck:
       case kQuicFrameAckEcn: {  // 19.3: largest, delay, range count, first range, (gap, range)*, [ECT0 ECT1 CE]
         uint64_t largest, delay, ranges, first;
-        if (!read_varint(p, end, largest) || !read_varint(p, end, delay) || !read_varint(p, end, ranges) ||
-            !read_varint(p, end, first) || first > largest || ranges > uint64_t(end - p))  // >= 2 bytes each
+        if (!quic_read_varint(p, end, largest) || !quic_read_varint(p, end, delay) || !quic_read_varint(p, end, ranges) ||
+            !quic_read_varint(p, end, first) || first > largest || ranges > uint64_t(end - p))  // >= 2 bytes each
           return QuicPayload{};
         for (uint64_t i = 0; i < 2 * ranges; ++i) {
           uint64_t v;
-          if (!read_varint(p, end, v)) return QuicPayload{};
+          if (!quic_read_varint(p, end, v)) return QuicPayload{};
         }
         if (type == kQuicFrameAckEcn)
           for (int i = 0; i < 3; ++i) {
             uint64_t v;
-            if (!read_varint(p, end, v)) return QuicPayload{};
+            if (!quic_read_varint(p, end, v)) return QuicPayload{};
           }
         r.has_ack = true;
         r.largest_acked = largest;
@@ -75,7 +62,7 @@ QuicPayload quic_parse_payload(std::span<const uint8_t> payload) {
       case kQuicFrameDatagram:
       case kQuicFrameDatagramLen: {
         uint64_t len = uint64_t(end - p);
-        if (type == kQuicFrameDatagramLen && (!read_varint(p, end, len) || len > uint64_t(end - p)))
+        if (type == kQuicFrameDatagramLen && (!quic_read_varint(p, end, len) || len > uint64_t(end - p)))
           return QuicPayload{};
         if (datagram) {  // a second inner packet: the fast path hands one on per packet
           r.kind = QuicPayload::Kind::SlowPath;
@@ -95,6 +82,49 @@ QuicPayload quic_parse_payload(std::span<const uint8_t> payload) {
   }
   r.kind = datagram ? QuicPayload::Kind::Datagram : QuicPayload::Kind::NoDatagram;
   return r;
+}
+
+size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t max_ranges, std::span<uint8_t> out) {
+  if (received.empty() || max_ranges == 0) return 0;
+  constexpr uint32_t kMaxRanges = 64;
+  struct Range {
+    uint64_t hi, lo;
+  };
+  Range ranges[kMaxRanges];
+  uint32_t n = 0;
+  const uint64_t floor = received.lowest_tracked();
+  uint64_t pn = received.top();  // seen
+  for (;;) {
+    Range r{pn, pn};
+    while (r.lo > floor && received.seen(r.lo - 1)) --r.lo;
+    ranges[n++] = r;
+    if (n == max_ranges || n == kMaxRanges || r.lo <= floor + 1) break;
+    pn = r.lo - 2;  // r.lo - 1 was not seen
+    while (pn > floor && !received.seen(pn)) --pn;
+    if (!received.seen(pn)) break;
+  }
+  // The frame: type, Largest Acknowledged, ACK Delay, ACK Range Count, First ACK Range, then (Gap, ACK Range Length)
+  // per further range; Gap = the previous range's smallest - this range's largest - 2 (19.3.1).
+  auto size_with = [&](uint32_t k) {
+    size_t len = 1 + quic_varint_len(ranges[0].hi) + quic_varint_len(ack_delay) + quic_varint_len(k - 1) +
+                 quic_varint_len(ranges[0].hi - ranges[0].lo);
+    for (uint32_t i = 1; i < k; ++i)
+      len += quic_varint_len(ranges[i - 1].lo - ranges[i].hi - 2) + quic_varint_len(ranges[i].hi - ranges[i].lo);
+    return len;
+  };
+  while (n > 0 && size_with(n) > out.size()) --n;
+  if (n == 0 || ack_delay > kQuicVarintMax) return 0;
+  uint8_t* p = out.data();
+  *p++ = kQuicFrameAck;
+  p += quic_write_varint(p, ranges[0].hi);
+  p += quic_write_varint(p, ack_delay);
+  p += quic_write_varint(p, n - 1);
+  p += quic_write_varint(p, ranges[0].hi - ranges[0].lo);
+  for (uint32_t i = 1; i < n; ++i) {
+    p += quic_write_varint(p, ranges[i - 1].lo - ranges[i].hi - 2);
+    p += quic_write_varint(p, ranges[i].hi - ranges[i].lo);
+  }
+  return size_t(p - out.data());
 }
 
 QuicDatagramCodec::QuicDatagramCodec(const Config& c)

@@ -18,6 +18,7 @@
 #include "common/bytes.hpp"
 #include "crypto/aead.hpp"
 #include "crypto/header_protection.hpp"
+#include "crypto/replay_window.hpp"
 #include "proto/frame_codec.hpp"
 
 namespace dptun {
@@ -101,6 +102,12 @@ struct QuicPayload {
 };
 // `payload`: the decrypted frames (between header and tag).
 QuicPayload quic_parse_payload(std::span<const uint8_t> payload);
+
+// An ACK frame (type 0x02, RFC 9000 19.3) for the packet numbers `received` holds: its contiguous ranges from the
+// highest down, at most `max_ranges` of them (>= 1), none below what the window tracks; as many as fit in `out`.
+// `ack_delay` is already scaled by the ack_delay_exponent (RFC 9000 18.2; default 3: units of 8 us). Returns the
+// bytes written; 0 when the window is empty or `out` cannot hold the first range.
+size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t max_ranges, std::span<uint8_t> out);
 
 // ---- The codec (proto/frame_codec.hpp)
 

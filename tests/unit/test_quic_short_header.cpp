@@ -8,12 +8,15 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <random>
+#include <set>
 #include <vector>
 
 #include "crypto/aead_openssl.hpp"
 #include "crypto/header_protection.hpp"
 #include "proto/frame_codec.hpp"
 #include "proto/quic_short_header.hpp"
+#include "proto/quic_varint.hpp"
 
 #include "tests/unit/cmocka.hpp"
 
@@ -588,11 +591,125 @@ void independent_packet(void**) {
   assert_int_equal(p.datagram_len, 12 + 32);
 }
 
+
+// RFC 9000 16: the varint examples of Appendix A.1 (0x25 = 37, 0x7bbd = 15293, 0x9d7f3e7d = 494878333,
+// 0xc2197c5eff14e88c = 151288809941952652), read and written back in their shortest form.
+void varints(void**) {
+  const struct {
+    const char* hex;
+    uint64_t v;
+  } cases[] = {{"25", 37}, {"7bbd", 15293}, {"9d7f3e7d", 494878333}, {"c2197c5eff14e88c", 151288809941952652ull}};
+  for (const auto& c : cases) {
+    const auto bytes = from_hex(c.hex);
+    const uint8_t* p = bytes.data();
+    uint64_t v = 0;
+    assert_true(quic_read_varint(p, bytes.data() + bytes.size(), v));
+    assert_int_equal(v, c.v);
+    assert_ptr_equal(p, bytes.data() + bytes.size());
+    uint8_t out[8];
+    assert_int_equal(quic_write_varint(out, c.v), bytes.size());
+    assert_memory_equal(out, bytes.data(), bytes.size());
+  }
+  const auto two_byte_37 = from_hex("4025");  // A.1: a non-minimal encoding still reads
+  const uint8_t* p = two_byte_37.data();
+  uint64_t v = 0;
+  assert_true(quic_read_varint(p, p + 2, v));
+  assert_int_equal(v, 37);
+  const auto cut = from_hex("9d7f3e");
+  p = cut.data();
+  assert_false(quic_read_varint(p, p + cut.size(), v));
+  assert_ptr_equal(p, cut.data());
+}
+
+// Reads an ACK frame the way RFC 9000 19.3 defines it (not through the code under test): the packet numbers it
+// acknowledges, or false when it does not parse.
+bool decode_ack(std::span<const uint8_t> f, std::set<uint64_t>& acked, uint64_t& delay) {
+  const uint8_t* p = f.data();
+  const uint8_t* end = p + f.size();
+  if (p == end || *p++ != 0x02) return false;
+  uint64_t largest, count, first;
+  if (!quic_read_varint(p, end, largest) || !quic_read_varint(p, end, delay) || !quic_read_varint(p, end, count) ||
+      !quic_read_varint(p, end, first) || first > largest)
+    return false;
+  uint64_t smallest = largest - first;
+  for (uint64_t pn = smallest; pn <= largest; ++pn) acked.insert(pn);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t gap, len;
+    if (!quic_read_varint(p, end, gap) || !quic_read_varint(p, end, len) || gap + 2 > smallest) return false;
+    const uint64_t hi = smallest - gap - 2;
+    if (len > hi) return false;
+    for (uint64_t pn = hi - len; pn <= hi; ++pn) acked.insert(pn);
+    smallest = hi - len;
+  }
+  return p == end;
+}
+
+// ACK frames from the receive window: every packet number a frame acknowledges was received, and it acknowledges
+// every received one down to its lowest range (all of them when neither the range limit nor the space cuts it);
+// random windows, a window beyond kTracked, ranges and space limits; the fast path's parser reads it.
+void ack_frames(void**) {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 400; ++round) {
+    ReplayWindow w;
+    std::set<uint64_t> got;
+    const uint64_t base = round % 3 == 0 ? 0 : rng() % (uint64_t(1) << 40);
+    const int n = 1 + int(rng() % 300);
+    const uint64_t spread = round % 4 == 0 ? 6000 : 1 + rng() % 400;
+    for (int i = 0; i < n; ++i) {
+      const uint64_t pn = base + rng() % spread;
+      if (w.check(pn) && w.accept(pn)) got.insert(pn);
+    }
+    const uint32_t max_ranges = round % 5 == 0 ? 1 + uint32_t(rng() % 4) : 64;
+    uint8_t out[1500];
+    const size_t room = round % 7 == 0 ? 8 + rng() % 40 : sizeof out;
+    const uint64_t delay_in = rng() % 100000;
+    const size_t len = quic_write_ack(w, delay_in, max_ranges, {out, room});
+    std::set<uint64_t> acked;
+    uint64_t delay = 0;
+    if (len == 0) {  // only when even the first range cannot fit
+      assert_true(room < 1 + 8 + 8 + 1 + 8);
+      continue;
+    }
+    assert_true(len <= room);
+    assert_true(decode_ack({out, len}, acked, delay));
+    assert_int_equal(delay, delay_in);
+    assert_int_equal(*acked.rbegin(), w.top());
+    const uint64_t lowest = *acked.begin();
+    for (uint64_t pn : acked) assert_true(w.seen(pn));
+    size_t runs = 0;
+    for (uint64_t pn = w.lowest_tracked(); pn <= w.top(); ++pn) {
+      if (pn >= lowest && w.seen(pn)) assert_true(acked.count(pn));
+      if (w.seen(pn) && (pn == w.lowest_tracked() || !w.seen(pn - 1))) ++runs;
+    }
+    if (max_ranges >= 64 && room == sizeof out && runs <= 64)
+      for (uint64_t pn = w.lowest_tracked(); pn <= w.top(); ++pn) assert_int_equal(w.seen(pn), acked.count(pn));
+    const QuicPayload pl = quic_parse_payload({out, len});
+    assert_int_equal(pl.kind, QuicPayload::Kind::NoDatagram);
+    assert_true(pl.has_ack);
+    assert_false(pl.ack_eliciting);
+    assert_int_equal(pl.largest_acked, w.top());
+  }
+  ReplayWindow empty;
+  uint8_t out[64];
+  assert_int_equal(quic_write_ack(empty, 0, 8, out), 0);
+  // One packet, number 0: largest 0, first range 0.
+  ReplayWindow one;
+  assert_true(one.accept(0));
+  assert_int_equal(quic_write_ack(one, 0, 8, out), 5);
+  assert_memory_equal(out, from_hex("0200000000").data(), 5);
+  // 10, 9, 8 and 5: largest 10, two ranges, gap 8 - 5 - 2 = 1, second range length 0.
+  ReplayWindow two;
+  for (uint64_t pn : {5, 8, 9, 10}) assert_true(two.accept(pn));
+  assert_int_equal(quic_write_ack(two, 3, 8, out), 7);
+  assert_memory_equal(out, from_hex("020a0301020100").data(), 7);
+}
+
 }  // namespace
 
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pn_decode_rfc_example), cmocka_unit_test(pn_length_rfc_examples),
+      cmocka_unit_test(varints),               cmocka_unit_test(ack_frames),
       cmocka_unit_test(pn_decode_edges),       cmocka_unit_test(hp_rfc9001_aes),
       cmocka_unit_test(hp_rfc9001_chacha20),   cmocka_unit_test(layout),
       cmocka_unit_test(round_trip_every_pn_length), cmocka_unit_test(tampering_fails),
