@@ -41,8 +41,17 @@ metric() {  # metric NAME [LABELS] -> value
   ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
     W="$want" awk '$1 == ENVIRON["W"] { print $2 }'
 }
-client() {  # client ARGS...: one s_client handshake (and, with STDIN_FILE, a message), closed after 1 s
-  { cat "${STDIN_FILE:-/dev/null}"; sleep 1; } |
+# client ARGS...: one s_client handshake, closed after 1 s; with STDIN_FILE, that message is sent and the connection
+# stays open until dpctld's answer line arrived (at most 8 s: a loaded machine may take longer than a fixed sleep)
+client() {
+  : > "$WORK/client.out"
+  { if [ -n "${STDIN_FILE:-}" ]; then
+      cat "$STDIN_FILE"
+      for _ in $(seq 80); do [ -s "$WORK/client.out" ] && break; sleep 0.1; done
+      sleep 0.2
+    else
+      sleep 1
+    fi; } |
     timeout 10 ip netns exec "$NS" openssl s_client -connect 127.0.0.1:7443 -servername "$TUNNEL" \
       -CAfile "$WORK/pki/ca.pem" -quiet -no_ign_eof "$@" > "$WORK/client.out" 2> "$WORK/client.err" || true
 }
