@@ -21,6 +21,14 @@ echo "hostname rules (IngressMatcher vs a label walk over std::unordered_map, sa
   awk 'BEGIN { printf "%8s %8s %10s %10s %10s %14s %8s\n", "patterns", "rules", "build ms", "ns/lookup", "M/s", "label-walk M/s", "ratio" }
        { printf "%8d %8d %10.1f %10.1f %10.2f %14.2f %8.2f\n", $1, $2, $3, $4, $5, $6, $7 }'
 echo
+echo "tunnel framings on one core: QUIC short-header DATAGRAM packets against relay frames (framing and AEAD only,"
+echo "bursts of 32, ipsec-mb AES-128-GCM; round trip = send + receive of one packet):"
+"$BUILD/bench/bench_framing" | tee -a "$out" | jq -r '[.framing, .inner_bytes, .frame_bytes, .roundtrip_mpps, .send_mpps,
+  .ratio_to_relay, (.send_ratio_to_relay // 1)] | @tsv' |
+  awk 'BEGIN { printf "%-8s %6s %6s %14s %10s %13s %12s\n", "framing", "inner", "frame", "round trip Mpps", "send Mpps",
+                      "x relay (rt)", "x relay (send)" }
+       { printf "%-8s %6d %6d %14.2f %10.2f %13.2f %12.2f\n", $1, $2, $3, $4, $5, $6, $7 }'
+echo
 echo "against a real peer: dpgw and DPDK's ipsec-secgw (ESP tunnel, AES-128-GCM), one core each, same pcap input:"
 BUILD="$BUILD" RESULTS="$out" bash "$ROOT/bench/secgw.sh"
 echo

@@ -141,6 +141,10 @@ void QuicDatagramCodec::write_header(uint8_t* frame, const FrameMeta& m) const {
                      (m.flags & kQuicFlagKeyPhase ? kQuicKeyPhaseBit : 0) | (tx_pn_len_ - 1));
   store_be32(frame + 1, m.receiver_index);
   std::memcpy(frame + 5, tx_tail_.data(), 4);
+  if (tx_pn_len_ == 4) {
+    store_be32(frame + kQuicPnOffset, uint32_t(m.counter));  // what dpgw sends: one store
+    return;
+  }
   for (uint32_t i = 0; i < tx_pn_len_; ++i) frame[kQuicPnOffset + i] = uint8_t(m.counter >> (8 * (tx_pn_len_ - 1 - i)));
 }
 

@@ -73,8 +73,8 @@ inline uint32_t quic_unprotect_header(uint8_t& first, uint8_t* pn, const uint8_t
 
 // The AEAD nonce (RFC 9001 5.3): the 12-byte IV xor the packet number, left-padded to 12 bytes.
 inline void quic_nonce(uint8_t out[kAeadIvLen], const uint8_t iv[kAeadIvLen], uint64_t pn) {
-  for (size_t i = 0; i < kAeadIvLen; ++i) out[i] = iv[i];
-  for (size_t i = 0; i < 8; ++i) out[kAeadIvLen - 1 - i] ^= uint8_t(pn >> (8 * i));
+  store_be32(out, load_be32(iv));  // the packet number (< 2^62) only reaches the last 8 bytes
+  store_be64(out + 4, load_be64(iv + 4) ^ pn);
 }
 
 // ---- Frames inside a decrypted 1-RTT payload (RFC 9000 12.4, 19; RFC 9221 4)
