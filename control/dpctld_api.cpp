@@ -271,10 +271,8 @@ void Dpctld::drop_tunnel_sessions(const Uuid& id) {
     if (s.tunnel == id) gone.push_back(index);
   for (uint32_t index : gone) {
     SessionRecord* s = sessions_.find(index);
-    if (s->channel) {
-      auto it = channels_.find(s->channel);
-      if (it != channels_.end()) it->second->close(true);
-    }
+    if (s->channel)
+      if (AgentLink* link = find_link(s->channel)) link->close(true);
     sessions_.remove(index);
   }
 }
