@@ -29,6 +29,7 @@ class AgentLink {
   virtual bool registered() const = 0;
   virtual void set_registered() = 0;
   virtual uint64_t created_ns() const = 0;
+  virtual bool line_too_long() const = 0;  // it was closed for a line over AgentChannel::kMaxLine
   // The agent's verified certificate and the chain it sent (not owned; nullptr / empty when none).
   virtual X509* peer_certificate() const = 0;
   virtual STACK_OF(X509)* peer_chain() const = 0;
@@ -60,7 +61,7 @@ class AgentChannel : public AgentLink {
   uint64_t last_rx_ns() const { return last_rx_ns_; }
   uint64_t created_ns() const override { return created_ns_; }
   bool registered() const override { return registered_; }
-  bool line_too_long() const { return in_.too_long(); }
+  bool line_too_long() const override { return in_.too_long(); }
   void set_registered() override { registered_ = true; }
   X509* peer_certificate() const override { return SSL_get0_peer_certificate(ssl_.get()); }
   STACK_OF(X509)* peer_chain() const override { return SSL_get_peer_cert_chain(ssl_.get()); }

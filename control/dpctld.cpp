@@ -473,13 +473,11 @@ void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
   channels_[id] = std::make_unique<AgentChannel>(
       loop_, id, std::move(fd), std::move(ssl), ev.client,
       [this](AgentChannel& ch, const std::string& line) { on_line(ch, line); },
-      [this](AgentChannel& ch) {
-        if (ch.line_too_long()) counters_.agent_lines_too_long++;
-        on_closed(ch);
-      });
+      [this](AgentChannel& ch) { on_closed(ch); });
 }
 
 void Dpctld::on_closed(AgentLink& ch) {
+  if (ch.line_too_long()) counters_.agent_lines_too_long++;
   if (SessionRecord* s = sessions_.find_by_channel(ch.id())) {
     LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
              s->certificate_subject.c_str());
@@ -775,6 +773,8 @@ std::string Dpctld::metrics_text() const {
     p.sample("dptun_agent_quic_handshakes_total", double(counters_.quic_handshakes_ok));
     p.family("dptun_agent_quic_connections", "gauge", "QUIC connections of agents (handshaking or established).");
     p.sample("dptun_agent_quic_connections", double(quic_->connections()));
+    p.family("dptun_agent_quic_handshakes_in_progress", "gauge", "QUIC connections still handshaking.");
+    p.sample("dptun_agent_quic_handshakes_in_progress", double(quic_->handshakes_in_progress()));
     p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
              "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");
     for (size_t d = 0; d < size_t(QuicDrop::Count); ++d)

@@ -77,6 +77,7 @@ class QuicAgentConnection final : public AgentLink {
   bool registered() const override { return registered_; }
   void set_registered() override { registered_ = true; }
   uint64_t created_ns() const override { return established_ns_; }
+  bool line_too_long() const override { return in_.too_long(); }
   X509* peer_certificate() const override { return cert_.get(); }
   STACK_OF(X509)* peer_chain() const override { return chain_.get(); }
   std::vector<uint8_t> export_secret(uint32_t session_index) const override;

@@ -20,7 +20,7 @@ dpctld = {
   agent_listen = "127.0.0.1:7443";
   agent_quic_listen = "127.0.0.1:7444";
   tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key";
-          crl = "$WORK/pki/crl.pem"; handshake_timeout = 2; max_pending_per_source = 64; };
+          crl = "$WORK/pki/crl.pem"; handshake_timeout = 2; max_pending_per_source = 8; };
   failure_log = "$WORK/failures.jsonl";
   api_socket = "$WORK/dpctld.sock";            # never the host's /run/dptun or /var/lib/dptun
   state_file = "$WORK/state/dpctld.state";
@@ -179,5 +179,18 @@ log "the TCP port is unchanged next to it: its failure lines say \"transport\":\
 timeout 10 ip netns exec "$NS" openssl s_client -connect 127.0.0.1:7443 -servername "$TUNNEL" -CAfile "$WORK/pki/ca.pem" \
   -quiet -no_ign_eof -cert "$WORK/pki/expired.pem" -key "$WORK/pki/expired.key" < /dev/null > /dev/null 2>&1 || true
 wait_for 5 "the TCP failure line" bash -c "tail -1 '$WORK/failures.jsonl' | jq -e '.transport == \"tcp\" and .reason == \"expired\"' > /dev/null"
+kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
+
+log "unfinished handshakes are bounded: 12 from one address with max_pending_per_source = 8, the oldest 4 shed"
+shed_before=$(metric dptun_agent_handshake_failures_total 'reason="shed"')
+timeout_before=$(metric dptun_agent_handshake_failures_total 'reason="timeout"')
+ip netns exec "$NS" python3 "$ROOT/tests/e2e/quic_probe.py" 127.0.0.1 7444 "$TUNNEL" hold-flood:12 1 > /dev/null
+sleep 0.5
+[ "$(metric dptun_agent_quic_handshakes_in_progress)" = 8 ] || fail "not 8 QUIC handshakes in progress: $(metric dptun_agent_quic_handshakes_in_progress)"
+[ "$(metric dptun_agent_handshake_failures_total 'reason="shed"')" -eq $((shed_before + 4)) ] ||
+  fail "shed: $shed_before -> $(metric dptun_agent_handshake_failures_total 'reason="shed"'), expected +4"
+all_timed_out() { [ "$(metric dptun_agent_handshake_failures_total 'reason="timeout"')" -eq $((timeout_before + 8)) ]; }
+wait_for 10 "the 8 others time out" all_timed_out
+[ "$(metric dptun_agent_quic_handshakes_in_progress)" = 0 ] || fail "handshakes left after the timeouts"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 log "PASS"
