@@ -286,7 +286,17 @@ void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_i
   if (len == 0) return drop(QuicDrop::NotQuic);  // ngtcp2 asserts on an empty datagram
   ngtcp2_version_cid vc;
   const int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, kQuicCidLen);
-  if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) return drop(QuicDrop::UnsupportedVersion);
+  if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
+    // RFC 9000 §6.1: another version in a datagram of at least 1200 bytes is answered with the versions dpctld
+    // speaks (a packet far smaller than what asked for it: nothing to amplify).
+    const uint32_t v1 = NGTCP2_PROTO_VER_V1;
+    uint8_t unused = 0, buf[256];
+    gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1);
+    const ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(buf, sizeof buf, unused, vc.scid, vc.scidlen, vc.dcid,
+                                                                vc.dcidlen, &v1, 1);
+    if (n > 0) send_datagram(from, buf, size_t(n));
+    return drop(QuicDrop::UnsupportedVersion);
+  }
   if (rv != 0) return drop(QuicDrop::NotQuic);
   QuicAgentConnection* c = nullptr;
   if (auto it = by_cid_.find(cid_key(vc.dcid, vc.dcidlen)); it != by_cid_.end() && !it->second->dead_)

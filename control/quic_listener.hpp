@@ -52,7 +52,7 @@ using NgtcpConn = std::unique_ptr<ngtcp2_conn, NgtcpConnFree>;
 // Datagrams the QUIC port dropped without a connection to blame (metric dptun_agent_quic_datagrams_dropped_total).
 enum class QuicDrop : uint8_t {
   NotQuic,             // too short, or no QUIC header (RFC 9000 §17)
-  UnsupportedVersion,  // a long header of a version other than 1
+  UnsupportedVersion,  // a long header of another version (1200 bytes or more: answered, Version Negotiation)
   UnknownConnection,   // a connection ID no connection has (short header, Handshake, or after a close)
   BadInitial,          // an Initial ngtcp2 refuses (under 1200 bytes, ...) or that opens no handshake
   Count

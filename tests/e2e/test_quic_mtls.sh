@@ -134,6 +134,21 @@ for _ in range(20):                                                   # Initials
 hs = struct.pack("!BI", 0xe3, 1) + bytes([8]) + os.urandom(8) + bytes([8]) + os.urandom(8)
 s.sendto(hs + b"\x41\x00" + os.urandom(256), dst)                    # a Handshake packet for no connection
 PY
+# Another version in 1200 bytes is answered with a Version Negotiation packet (RFC 9000 §17.2.1) naming version 1,
+# its connection IDs those of the packet swapped.
+ip netns exec "$NS" python3 - > "$WORK/vn.out" <<'PY'
+import os, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+dcid, scid = os.urandom(8), os.urandom(5)
+s.sendto(struct.pack("!BI", 0xc0, 0x1a2a3a4a) + bytes([8]) + dcid + bytes([5]) + scid + bytes(1200), ("127.0.0.1", 7444))
+r = s.recv(2048)
+ok = r[0] & 0x80 and r[1:5] == b"\0\0\0\0" and r[5] == 5 and r[6:11] == scid and r[11] == 8 and r[12:20] == dcid
+versions = [struct.unpack("!I", r[i:i + 4])[0] for i in range(20, len(r), 4)]
+print("ok" if ok and 1 in versions else "bad", [hex(v) for v in versions])
+PY
+matches '^ok' < "$WORK/vn.out" || fail "no Version Negotiation: $(cat "$WORK/vn.out")"
+log "  version negotiation: $(cat "$WORK/vn.out")"
 sleep 1
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died on garbage"
 [ "$(lines)" -eq "$before" ] || fail "garbage gave failure lines: $(tail -2 "$WORK/failures.jsonl")"
