@@ -80,10 +80,12 @@ check() {
          and (.openssl_reason | length > 0)' "$WORK/last.json" > /dev/null || fail "$name: fields missing: $(cat "$WORK/last.json")"
   count_after=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
   [ "$count_after" -eq $((count_before + 1)) ] || fail "$name: counter $count_before -> $count_after"
-  [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 0 ] || fail "$name: a session was registered"
+  [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = "$registered" ] || fail "$name: a session was registered"
   kill -0 "$DPCTLD_PID" 2>/dev/null || fail "$name: dpctld died"
   log "  $name -> $reason: $(jq -c '{sni, tunnel, offered_versions, offered_alpn, certificate: (.certificate.subject // null), verify_error, openssl_reason}' "$WORK/last.json")"
 }
+
+registered=0
 
 log "a valid certificate completes the QUIC handshake (ALPN h3), with no failure line"
 before=$(lines)
@@ -177,6 +179,7 @@ reg agent1 '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"a
 jq -e 'select(.type == "registered") | .session >= 32768 and .gateway == "10.99.2.1:51900" and .weight == 3' "$WORK/reg.out" > /dev/null ||
   fail "no registration over QUIC: $(cat "$WORK/reg.out" "$WORK/reg.err")"
 log "  registered: $(jq -c '{session, tunnel, weight, cipher}' "$WORK/reg.out")"
+registered=1
 [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 1 ] || fail "no session after the QUIC registration"
 [ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
 matches "QUIC handshake done (ALPN dptun" < "$WORK/dpctld.log" || fail "dpctld did not log the dptun handshake"
@@ -188,6 +191,13 @@ reg agent1 'not json at all'
 matches '"type":"refused"' < "$WORK/reg.out" || fail "junk over QUIC not refused: $(cat "$WORK/reg.out" "$WORK/reg.err")"
 [ "$(metric dptun_registrations_total 'result="refused"')" = 2 ] || fail "refused counter"
 [ "$(lines)" -eq "$before" ] || fail "registrations over QUIC logged handshake failures"
+# An agent whose --ca does not verify dpctld's certificate closes with a TLS alert: dpctld's line says so.
+wrong_ca() {
+  timeout 15 ip netns exec "$NS" "$BUILD/tests/quic_register_client" --server 127.0.0.1:7444 --ca "$WORK/pki/rogue-ca.pem" \
+    --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --sni "$TUNNEL" --verify-name dpctld.test --seconds 3 x \
+    > /dev/null 2>&1 || true
+}
+check "agent refuses dpctld's certificate" peer_rejected_server_cert wrong_ca
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 
 log "the TCP port is unchanged next to it: its failure lines say \"transport\":\"tcp\""

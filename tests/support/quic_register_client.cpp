@@ -1,7 +1,7 @@
 // A QUIC client for the e2e tests that speaks dptun's registration protocol (ALPN "dptun"): ngtcp2 + GnuTLS with a
 // client certificate, one bidirectional stream, the given JSON lines sent on it, every line dpctld answers printed
-// on stdout. It verifies dpctld's certificate against --ca for --verify-name. Exits 0 once `--replies` lines came,
-// 1 on a connection error or after --seconds.
+// on stdout. It verifies dpctld's certificate against --ca for --verify-name (and closes with its TLS alert when that
+// fails). Exits 0 once `--replies` lines came, 1 on a connection error or after --seconds.
 //
 //   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
 //                        [--replies N] [--seconds S] LINE...
@@ -223,6 +223,18 @@ int main(int argc, char** argv) {
       while ((n = recv(c.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
         ngtcp2_pkt_info pi{};
         rv = ngtcp2_conn_read_pkt(c.conn, &path, &pi, buf, size_t(n), now_ns());
+        if (rv == NGTCP2_ERR_CRYPTO) {  // our TLS refused dpctld (its certificate): say so, as a real client does
+          ngtcp2_connection_close_error ccerr;
+          ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(c.conn), nullptr,
+                                                                      0);
+          uint8_t out[1452];
+          ngtcp2_path_storage ps;
+          ngtcp2_path_storage_zero(&ps);
+          ngtcp2_pkt_info opi{};
+          const ngtcp2_ssize w =
+              ngtcp2_conn_write_connection_close(c.conn, &ps.path, &opi, out, sizeof out, &ccerr, now_ns());
+          if (w > 0) send(c.fd, out, size_t(w), 0);
+        }
         if (rv != 0) {
           ngtcp2_connection_close_error e;
           ngtcp2_conn_get_connection_close_error(c.conn, &e);
