@@ -652,6 +652,7 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
   rec.certificate.reset(cert);
   if (STACK_OF(X509)* sent = ch.peer_chain()) rec.chain.reset(X509_chain_up_ref(sent));
   rec.control_peer = ch.peer();
+  rec.control_transport = ch.transport();
   rec.registered_unix_ns = realtime_ns();
   rec.channel = ch.id();
   rec.last_live_mono_ns = monotonic_ns();

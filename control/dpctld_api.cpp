@@ -538,6 +538,7 @@ json Dpctld::api_session_list() {
                     {"role", role_name(s.visitor)},
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
+                    {"control_transport", s.control_transport},
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},

@@ -183,6 +183,11 @@ registered=1
 [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 1 ] || fail "no session after the QUIC registration"
 [ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
 matches "QUIC handshake done (ALPN dptun" < "$WORK/dpctld.log" || fail "dpctld did not log the dptun handshake"
+"$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" --json session list > "$WORK/sessions.json"
+jq -e '.sessions[0].control_transport == "quic" and .sessions[0].control_connected and .sessions[0].certificate == "CN=agent-1"' \
+  "$WORK/sessions.json" > /dev/null || fail "dpctl session list: $(cat "$WORK/sessions.json")"
+"$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" session list | matches '127\.0\.0\.1:[0-9]* (quic)' ||
+  fail "dpctl session list does not show the QUIC control connection"
 reg agent2 '{"type":"register","version":1,"tunnel":"iperf","weight":1}'
 jq -e 'select(.type == "refused") | .reason | test("may not serve tunnel")' "$WORK/reg.out" > /dev/null ||
   fail "agent-2 not refused over QUIC: $(cat "$WORK/reg.out" "$WORK/reg.err")"
