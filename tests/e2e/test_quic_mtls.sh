@@ -168,17 +168,18 @@ matches -i "handshake.*complet" < "$WORK/client.out" || fail "no handshake after
 two_handshakes() { [ "$(metric dptun_agent_quic_handshakes_total)" = 2 ]; }
 wait_for 5 "second QUIC handshake counted" two_handshakes
 
-log "registration over QUIC (ALPN dptun, one stream): the same registered / refused replies as over TCP"
+log "registration over QUIC (ALPN dptun, one stream): the same registered / refused / pong replies as over TCP"
 reg() {  # reg CERT LINE...: quic_register_client (ngtcp2 + GnuTLS; verifies dpctld's certificate for its DNS name) until one reply
   local who=$1; shift
   timeout 15 ip netns exec "$NS" "$BUILD/tests/quic_register_client" --server 127.0.0.1:7444 --ca "$WORK/pki/ca.pem" \
     --cert "$WORK/pki/$who.pem" --key "$WORK/pki/$who.key" --sni "$TUNNEL" --verify-name dpctld.test "$@" > "$WORK/reg.out" 2> "$WORK/reg.err" || true
 }
 before=$(lines)
-reg agent1 '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"agent-1"}'
-jq -e 'select(.type == "registered") | .session >= 32768 and .gateway == "10.99.2.1:51900" and .weight == 3' "$WORK/reg.out" > /dev/null ||
+reg agent1 --replies 2 '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"agent-1"}' '{"type":"ping"}'
+jq -se '.[0] | .type == "registered" and .session >= 32768 and .gateway == "10.99.2.1:51900" and .weight == 3' "$WORK/reg.out" > /dev/null ||
   fail "no registration over QUIC: $(cat "$WORK/reg.out" "$WORK/reg.err")"
-log "  registered: $(jq -c '{session, tunnel, weight, cipher}' "$WORK/reg.out")"
+jq -se '.[1].type == "pong"' "$WORK/reg.out" > /dev/null || fail "no pong after the registration: $(cat "$WORK/reg.out")"
+log "  registered: $(head -1 "$WORK/reg.out" | jq -c '{session, tunnel, weight, cipher}'), then $(tail -1 "$WORK/reg.out")"
 registered=1
 [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 1 ] || fail "no session after the QUIC registration"
 [ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
