@@ -314,7 +314,6 @@ void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_i
                    {reinterpret_cast<sockaddr*>(&remote), sizeof remote},
                    nullptr};
   ngtcp2_pkt_info pi{};
-  c->remote_ = from;
   in_ngtcp2_ = true;  // send() and close() from the callbacks only queue: ngtcp2 cannot write while it reads
   const int r = ngtcp2_conn_read_pkt(c->conn_.get(), &path, &pi, data, len, now);
   in_ngtcp2_ = false;
@@ -406,6 +405,7 @@ QuicAgentConnection* QuicListener::accept_initial(const uint8_t* data, size_t le
                    nullptr};
   std::string error;
   QuicAgentConnection* c = conn.get();
+  c->remote_ = from;
   conns_[c->id_] = std::move(conn);
   if (!c->start(hd, path, now, error)) {
     LOG_WARN("agent %s: cannot open a QUIC connection: %s", c->peer().str().c_str(), error.c_str());
@@ -501,8 +501,19 @@ void QuicListener::write_packets(QuicAgentConnection& c, uint64_t now) {
     }
     if (written_data > 0) c.tx_sent_ += uint64_t(written_data);
     if (n == 0) break;
-    send_datagram(c.remote_, buf, size_t(n));
+    send_datagram(destination(c, ps.path), buf, size_t(n));
   }
+}
+
+// Where ngtcp2 sends a packet: the path it wrote it for (a new path being validated, RFC 9000 §9), not
+// necessarily where the last packet came from.
+sockaddr_in QuicListener::destination(const QuicAgentConnection& c, const ngtcp2_path& path) {
+  if (path.remote.addr && path.remote.addrlen == sizeof(sockaddr_in) && path.remote.addr->sa_family == AF_INET) {
+    sockaddr_in to;
+    std::memcpy(&to, path.remote.addr, sizeof to);
+    return to;
+  }
+  return c.remote_;
 }
 
 void QuicListener::send_datagram(const sockaddr_in& to, const uint8_t* data, size_t len) {
@@ -535,7 +546,7 @@ void QuicListener::finish(QuicAgentConnection& c, uint64_t now, bool send_close,
     ngtcp2_pkt_info pi{};
     const ngtcp2_ssize n =
         ngtcp2_conn_write_connection_close(c.conn_.get(), &ps.path, &pi, buf, sizeof buf, &ccerr, now);
-    if (n > 0) send_datagram(c.remote_, buf, size_t(n));
+    if (n > 0) send_datagram(destination(c, ps.path), buf, size_t(n));
   }
   if (c.established_) cb_.closed(c);
   retire(c);

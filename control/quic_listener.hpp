@@ -119,7 +119,7 @@ class QuicAgentConnection final : public AgentLink {
   std::deque<TxChunk> tx_;
   uint64_t tx_end_ = 0;   // stream offset after the last byte queued
   uint64_t tx_sent_ = 0;  // stream offset up to which ngtcp2 has taken the bytes
-  sockaddr_in remote_{};
+  sockaddr_in remote_{};  // the client's address as its first Initial came (where ngtcp2's path has none)
 };
 
 class QuicListener {
@@ -174,6 +174,7 @@ class QuicListener {
   void arm_timer(uint64_t now);
   void on_timer();
   void send_datagram(const sockaddr_in& to, const uint8_t* data, size_t len);
+  static sockaddr_in destination(const QuicAgentConnection& c, const ngtcp2_path& path);
   bool new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* reset_token);
 
   // ngtcp2 and GnuTLS callbacks.
