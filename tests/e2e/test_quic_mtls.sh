@@ -223,5 +223,15 @@ sleep 0.5
 all_timed_out() { [ "$(metric dptun_agent_handshake_failures_total 'reason="timeout"')" -eq $((timeout_before + 8)) ]; }
 wait_for 10 "the 8 others time out" all_timed_out
 [ "$(metric dptun_agent_quic_handshakes_in_progress)" = 0 ] || fail "handshakes left after the timeouts"
+
+log "a reload that no longer allows agent-1 cuts off its session registered over QUIC (its QUIC connection closed)"
+sed -i 's/allow = \[ "CN=agent-1", /allow = [ /' "$WORK/dpctld.conf"
+kill -HUP "$DPCTLD_PID"
+cut_off() { matches "session [0-9]* (CN=agent-1): tunnel iperf no longer allows its certificate; disconnected" < "$WORK/dpctld.log"; }
+wait_for 10 "the QUIC session cut off" cut_off
+[ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 0 ] || fail "the session stayed after the reload"
+# Its refusal is never acknowledged (the client has gone): the connection closes 3 s later all the same.
+no_connections() { [ "$(metric dptun_agent_quic_connections)" = 0 ]; }
+wait_for 10 "the QUIC connection closed" no_connections
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 log "PASS"
