@@ -54,7 +54,7 @@ metric() {  # metric NAME [LABELS] -> value
 # client ARGS...: one gtlsclient run (HTTP/3 ALPN, SNI = the tunnel id, as agents send it), bounded in time.
 # gtlsclient sends "localhost" as the SNI of an IP address, whatever --sni says: it connects to the tunnel id as a
 # host name, which the namespace's hosts file resolves to 127.0.0.1.
-netns_hosts "$NS" "127.0.0.1 $TUNNEL"
+netns_hosts "$NS" "127.0.0.1 $TUNNEL" "127.0.0.1 dpctld.test" "127.0.0.1 wrong.test"
 client() {
   timeout 10 ip netns exec "$NS" gtlsclient --timeout=3s --handshake-timeout=5s "$@" "$TUNNEL" 7444 \
     > "$WORK/client.out" 2>&1 || true
@@ -204,6 +204,28 @@ wrong_ca() {
     > /dev/null 2>&1 || true
 }
 check "agent refuses dpctld's certificate" peer_rejected_server_cert wrong_ca
+
+log "dpagent --transport quic registers over QUIC; its TLS failures get the same classification and advice as over TCP"
+# agent_quic WANT_EXIT WANT_TEXT [dpagent args...]: dpagent until it ends (or 6 s) against dpctld's QUIC port
+agent_quic() {
+  local want=$1 text=$2 rc=0; shift 2
+  timeout 6 ip netns exec "$NS" "$DPAGENT" --tunnel iperf --tun dpq0 --transport quic "$@" \
+    > "$WORK/agent.out" 2> "$WORK/agent.log" || rc=$?
+  [ "$rc" -eq "$want" ] || fail "dpagent exited $rc, expected $want: $(tail -3 "$WORK/agent.log")"
+  matches -- "$text" < "$WORK/agent.log" || fail "dpagent did not say '$text': $(tail -3 "$WORK/agent.log")"
+  log "  $(grep -m1 -o -e 'registered with dpctld.*' -e 'failed (.*' "$WORK/agent.log" | cut -c1-150)"
+}
+good=(--cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key")
+agent_quic 124 "registered with dpctld: session" --server dpctld.test:7444 --ca "$WORK/pki/ca.pem" "${good[@]}"
+matches -F "QUIC handshake done (ALPN dptun, SNI iperf, CN=agent-1)" < "$WORK/dpctld.log" || fail "dpctld did not log dpagent's QUIC handshake"
+agent_quic 1 "untrusted_server_cert: --ca $WORK/pki/rogue-ca.pem does not verify dpctld's certificate" \
+  --server dpctld.test:7444 --ca "$WORK/pki/rogue-ca.pem" "${good[@]}"
+agent_quic 1 "name_mismatch: dpctld's certificate (.*) does not carry 'wrong.test'; it names DNS:dpctld.test, IP:127.0.0.1" \
+  --server wrong.test:7444 --ca "$WORK/pki/ca.pem" "${good[@]}"
+agent_quic 1 "client_cert_rejected: dpctld refused this agent's certificate" \
+  --server dpctld.test:7444 --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/expired.pem" --key "$WORK/pki/expired.key"
+grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -1 | jq -e '.reason == "expired" and .transport == "quic" and .sni == "iperf"' > /dev/null ||
+  fail "dpctld's line for dpagent's expired certificate: $(tail -1 "$WORK/failures.jsonl")"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 
 log "the TCP port is unchanged next to it: its failure lines say \"transport\":\"tcp\""
