@@ -30,34 +30,26 @@ namespace dptun {
 
 using nlohmann::json;
 
-namespace {
-
-int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
-
-std::string name_of(X509_NAME* n) {
+static std::string cert_name(X509_NAME* n) {
   char buf[512];
   X509_NAME_oneline(n, buf, sizeof buf);
   return buf;
 }
 
-// Records what dpctld's certificate shows, for advice when verification fails; never changes the verdict.
-int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
-  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  auto* seen = ssl ? static_cast<ServerCertSeen*>(SSL_get_ex_data(ssl, g_seen_index)) : nullptr;
-  X509* cert = X509_STORE_CTX_get0_cert(store);  // the leaf, whatever depth is being checked
-  if (!seen || !cert || !seen->subject.empty()) return preverify_ok;
-  seen->subject = name_of(X509_get_subject_name(cert));
-  seen->issuer = name_of(X509_get_issuer_name(cert));
+ServerCertSeen describe_server_cert(X509* cert) {
+  ServerCertSeen seen;
+  seen.subject = cert_name(X509_get_subject_name(cert));
+  seen.issuer = cert_name(X509_get_issuer_name(cert));
   if (auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr))) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
       GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
       if (g->type == GEN_DNS) {
-        seen->names.push_back("DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.dNSName)),
-                                                   size_t(ASN1_STRING_length(g->d.dNSName))));
+        seen.names.push_back("DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.dNSName)),
+                                                  size_t(ASN1_STRING_length(g->d.dNSName))));
       } else if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == 4) {
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, ASN1_STRING_get0_data(g->d.iPAddress), ip, sizeof ip);
-        seen->names.push_back(std::string("IP:") + ip);
+        seen.names.push_back(std::string("IP:") + ip);
       }
     }
     GENERAL_NAMES_free(sans);
@@ -66,9 +58,23 @@ int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
     ASN1_TIME_print(b, X509_get0_notAfter(cert));
     char* data = nullptr;
     long n = BIO_get_mem_data(b, &data);
-    seen->not_after.assign(data, size_t(n));
+    seen.not_after.assign(data, size_t(n));
     BIO_free(b);
   }
+  return seen;
+}
+
+namespace {
+
+int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
+
+// Records what dpctld's certificate shows, for advice when verification fails; never changes the verdict.
+int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
+  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* seen = ssl ? static_cast<ServerCertSeen*>(SSL_get_ex_data(ssl, g_seen_index)) : nullptr;
+  X509* cert = X509_STORE_CTX_get0_cert(store);  // the leaf, whatever depth is being checked
+  if (!seen || !cert || !seen->subject.empty()) return preverify_ok;
+  *seen = describe_server_cert(cert);
   return preverify_ok;
 }
 
@@ -111,6 +117,7 @@ bool ControlClient::load(std::string& error) {
     return false;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, remember_server_cert);
+  if (opt_.quic && !(quic_credentials_ = load_quic_credentials(opt_.cert, opt_.key, error))) return false;
   return true;
 }
 
@@ -182,6 +189,28 @@ void ControlClient::connect_next(uint64_t now_ns) {
     char ip[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof ip);
     peer_ = ip;
+    if (opt_.quic) {  // UDP: "connecting" is the QUIC handshake (10 s, like a TLS handshake)
+      Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      if (!fd || connect(fd.get(), reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 ||
+          !loop_.add(fd.get(), EPOLLIN, [this](uint32_t events) { on_event(events); })) {
+        connect_error_ = peer_ + ": UDP socket: " + strerror(errno);
+        continue;
+      }
+      fd_ = std::move(fd);
+      const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
+      QuicControlConnection::Setup setup{quic_credentials_.get(), SSL_CTX_get_cert_store(ctx_.get()), name, opt_.tunnel,
+                                         kMaxLine};
+      quic_ = std::make_unique<QuicControlConnection>();
+      std::string error;
+      if (!quic_->open(fd_.get(), setup, now_ns, error)) {
+        connect_error_ = peer_ + ": " + error;
+        close_connection();
+        continue;
+      }
+      state_ = State::Handshaking;
+      deadline_ns_ = now_ns + 10 * kNsPerSec;
+      return;
+    }
     Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd || (connect(fd.get(), reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 && errno != EINPROGRESS)) {
       connect_error_ = peer_ + ": connect: " + strerror(errno);
@@ -202,6 +231,10 @@ void ControlClient::connect_next(uint64_t now_ns) {
 
 void ControlClient::on_event(uint32_t events) {
   const uint64_t now = monotonic_ns();
+  if (quic_) {
+    quic_progress(quic_->on_readable(now), now);
+    return;
+  }
   switch (state_) {
     case State::Connecting: connect_done(now); break;
     case State::Handshaking: handshake(now); break;
@@ -259,12 +292,59 @@ void ControlClient::handshake(uint64_t now_ns) {
     retry(now_ns);
     return;
   }
+  state_ = State::Registering;
+  deadline_ns_ = now_ns + 15 * kNsPerSec;
+  send_line(registration_line(), now_ns);
+}
+
+std::string ControlClient::registration_line() const {
   json reg{{"type", name_of(AgentMessageType::Register)}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel},
            {"weight", opt_.weight}, {"role", role_name(opt_.visitor)}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
-  state_ = State::Registering;
-  deadline_ns_ = now_ns + 15 * kNsPerSec;
-  send_line(reg.dump(), now_ns);
+  return reg.dump();
+}
+
+void ControlClient::quic_progress(bool alive, uint64_t now_ns) {
+  if (!alive) {
+    if (state_ == State::Registered) {
+      LOG_WARN("dpctld: %s", quic_->detail().c_str());
+      lost(now_ns);
+      return;
+    }
+    seen_ = quic_->seen();  // for the advice
+    if (quic_->verify_result() != X509_V_OK || quic_->ssl_error())
+      tls_failed(quic_->verify_result(), quic_->ssl_error(), quic_->detail());
+    else
+      LOG_WARN("dpctld %s:%u: %s", opt_.server_host.c_str(), opt_.server_port, quic_->detail().c_str());
+    retry(now_ns);
+    return;
+  }
+  if (state_ == State::Handshaking && quic_->handshake_done()) {
+    state_ = State::Registering;
+    deadline_ns_ = now_ns + 15 * kNsPerSec;
+    quic_->send_line(registration_line());
+  }
+  got_lines(quic_->take_lines(), now_ns);
+  if (!quic_) return;  // a refusal or an unusable reply closed it
+  if (quic_->line_too_long()) {
+    LOG_ERROR("dpctld %s:%u sent a line over %zu bytes; dropping the connection", opt_.server_host.c_str(),
+              opt_.server_port, kMaxLine);
+    retry(now_ns);
+    return;
+  }
+  if (!quic_->flush(now_ns)) quic_progress(false, now_ns);
+}
+
+// Lines from dpctld: the answer to the registration, then pongs (any line says dpctld is there).
+void ControlClient::got_lines(const std::vector<std::string>& lines, uint64_t now_ns) {
+  for (const std::string& line : lines) {
+    if (state_ == State::Registering) {
+      registration_reply(line, now_ns);
+      if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
+    } else {
+      last_heard_ns_ = now_ns;
+    }
+  }
 }
 
 void ControlClient::handshake_failed() {
@@ -277,6 +357,11 @@ void ControlClient::handshake_failed() {
 
 // Queues `line` (none: only what waits) and writes what the socket takes.
 void ControlClient::send_line(const std::string& line, uint64_t now_ns) {
+  if (quic_) {
+    if (!line.empty()) quic_->send_line(line);
+    if (!quic_->flush(now_ns)) quic_progress(false, now_ns);
+    return;
+  }
   if (!line.empty()) out_ += line + "\n";
   while (!out_.empty()) {
     ERR_clear_error();
@@ -356,7 +441,7 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
   SessionGrant g;
   g.index = msg.value("session", 0u);
   auto gw = Endpoint::parse(msg.value("gateway", std::string()));
-  g.secret = export_session_secret(ssl_.get(), g.index);
+  g.secret = quic_ ? quic_->export_secret(g.index) : export_session_secret(ssl_.get(), g.index);
   if (!gw || !g.index || g.secret.empty()) {
     LOG_ERROR("dpctld: unusable registration reply: %s", reply.c_str());
     retry(now_ns);
@@ -377,6 +462,14 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
 }
 
 void ControlClient::tick(uint64_t now_ns) {
+  if (quic_) {  // retransmissions and the idle timeout (QUIC's timers at the loop's tick)
+    quic_progress(quic_->on_timer(now_ns), now_ns);
+    if (quic_ && state_ == State::Handshaking && now_ns >= deadline_ns_) {
+      LOG_WARN("dpctld %s:%u: no QUIC handshake within 10 s", opt_.server_host.c_str(), opt_.server_port);
+      retry(now_ns);
+      return;
+    }
+  }
   switch (state_) {
     case State::Waiting:
       if (now_ns >= next_attempt_ns_) attempt();
@@ -430,6 +523,10 @@ void ControlClient::retry(uint64_t now_ns) {
 }
 
 void ControlClient::close_connection() {
+  if (quic_) {
+    quic_->close(monotonic_ns());
+    quic_.reset();
+  }
   ssl_.reset();
   if (fd_) {
     loop_.remove(fd_.get());

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/quic_control.hpp"
 #include "agent/tls_failure.hpp"
 #include "common/background.hpp"
 #include "common/event_loop.hpp"
@@ -35,6 +36,7 @@ struct ControlOptions {
   uint8_t weight = 1;
   std::string agent_name;
   bool visitor = false;  // register to visit the tunnel (dpagent visit), not to serve it
+  bool quic = false;     // --transport quic: the control connection over QUIC (dpctld's agent_quic_listen)
 };
 
 // What a registration gives the data path.
@@ -94,6 +96,10 @@ class ControlClient {
   // A TLS failure: logged with its advice; permanent ones end a first registration (fatal_).
   void tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail);
   void give_up(const std::string& reason);
+  std::string registration_line() const;
+  void got_lines(const std::vector<std::string>& lines, uint64_t now_ns);
+  // QUIC (--transport quic): what happened on the connection after a read or a timer.
+  void quic_progress(bool alive, uint64_t now_ns);
 
   EventLoop& loop_;
   ControlOptions opt_;
@@ -104,6 +110,8 @@ class ControlClient {
   // The connection under way.
   Fd fd_;
   std::unique_ptr<SSL, SslFree> ssl_;
+  GnutlsClientCredentials quic_credentials_;     // --transport quic
+  std::unique_ptr<QuicControlConnection> quic_;  // the QUIC connection under way (instead of ssl_)
   ServerCertSeen seen_;  // what dpctld's certificate showed, for advice
   LineBuffer in_{kMaxLine};
   std::string out_;

@@ -42,6 +42,10 @@ const char* kUsage =
     "  --cert FILE --key FILE  this agent's client certificate and key\n"
     "  --ca FILE             the CA that signed dpctld's certificate\n"
     "  --server-name NAME    the name (or IP) dpctld's certificate must carry (default: HOST)\n"
+    "  --transport T         relay (default: TLS 1.3 over TCP to dpctld, relay frames to the gateway) or quic:\n"
+    "                        the handshake and registration over QUIC v1 (UDP) to dpctld's agent_quic_listen,\n"
+    "                        --server naming that port (ALPN dptun). So far only the control connection moves:\n"
+    "                        the data path stays relay frames (docs/protocol.md, \"QUIC framing\")\n"
     "  A registration that fails for good the first time -- dpctld refuses it, or TLS fails for a reason\n"
     "  retrying cannot mend (wrong --ca, a name dpctld's certificate lacks, a certificate dpctld refuses) --\n"
     "  ends dpagent with exit status 1 and says what to change; later failures are retried with backoff.\n"
@@ -173,6 +177,10 @@ int main(int argc, char** argv) {
       ctl.server_port = hp->second;
     } else if (a == "--server-name") {
       ctl.server_name = v;
+    } else if (a == "--transport") {
+      if (v != std::string_view("relay") && v != std::string_view("quic"))
+        fail("--transport expects relay or quic, got '" + std::string(v) + "'");
+      ctl.quic = v == std::string_view("quic");
     } else if (a == "--cert") {
       ctl.cert = v;
     } else if (a == "--key") {
@@ -264,6 +272,7 @@ int main(int argc, char** argv) {
       fail("--server needs --cert, --key and --ca (see --help)");
     if (ctl.tunnel.empty()) fail("--server needs --tunnel ID (see --help)");
   } else {
+    if (ctl.quic) fail("--transport quic is the control connection to dpctld: it needs --server HOST:PORT");
     if (!have_gateway) fail("--gateway IP:PORT (static session) or --server HOST:PORT (dpctld) is required (see --help)");
     if (!opt.session) fail("--session INDEX is required (see --help)");
     if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");

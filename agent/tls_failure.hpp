@@ -26,6 +26,9 @@ struct ServerCertSeen {
   std::string not_after;
 };
 
+// Subject, issuer, names and notAfter of dpctld's certificate (X509*; OpenSSL's types stay out of this header).
+ServerCertSeen describe_server_cert(struct x509_st* cert);
+
 struct AgentTlsVerdict {
   AgentTlsFailure kind = AgentTlsFailure::Transient;
   bool permanent = false;

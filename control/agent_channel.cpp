@@ -5,6 +5,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "control/control_protocol.hpp"
 
 namespace dptun {
 
@@ -25,6 +26,10 @@ AgentChannel::AgentChannel(EventLoop& loop, uint64_t id, Fd fd, SslPtr ssl, Endp
 
 AgentChannel::~AgentChannel() {
   if (fd_) loop_.remove(fd_.get());
+}
+
+std::vector<uint8_t> AgentChannel::export_secret(uint32_t session_index) const {
+  return export_session_secret(ssl_.get(), session_index);
 }
 
 void AgentChannel::send(const std::string& line) {

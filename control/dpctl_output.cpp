@@ -186,7 +186,9 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       for (const auto& s : at(r, "sessions"))
         t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
                text(at(s, "weight")), text(at(s, "live")),
-               s.value("control_connected", false) ? text(at(s, "control_peer")) : "closed",
+               s.value("control_connected", false)
+                   ? text(at(s, "control_peer")) + (s.value("control_transport", std::string("tcp")) == "quic" ? " (quic)" : "")
+                   : "closed",
                s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")),
                text(at(s, "flows")), text(at(s, "age_s")) + "s"});
       return t.str();

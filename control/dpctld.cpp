@@ -29,6 +29,7 @@ constexpr uint64_t kRegisterTimeoutNs = 15'000'000'000ull;
 
 Dpctld::~Dpctld() {
   channels_.clear();
+  quic_.reset();
   listener_.reset();
   if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
 }
@@ -105,6 +106,20 @@ bool Dpctld::start(std::string& error) {
       [this](Fd fd, SslPtr ssl, const HandshakeEvidence& ev) { on_established(std::move(fd), std::move(ssl), ev); },
       [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); });
   if (!listener_->listen(cfg_.agent_listen, error)) return false;
+  if (cfg_.agent_quic_listen) {
+    QuicListener::Callbacks cb;
+    cb.next_id = [this] { return next_channel_++; };
+    cb.established = [this](AgentLink&, const HandshakeEvidence&) {
+      counters_.handshakes_ok++;
+      counters_.quic_handshakes_ok++;
+    };
+    cb.failed = [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); };
+    cb.line = [this](AgentLink& link, const std::string& line) { on_line(link, line); };
+    cb.closed = [this](AgentLink& link) { on_closed(link); };
+    quic_ = std::make_unique<QuicListener>(loop_, tls_, quic_limits(), std::move(cb));
+    if (!quic_->load_credentials(cfg_.tls, error)) return false;
+    if (!quic_->listen(*cfg_.agent_quic_listen, error)) return false;
+  }
   gateway_ = std::make_unique<GatewayLink>(
       loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); },
       [this](const json& e) { on_gateway_refused(e); });
@@ -117,9 +132,21 @@ bool Dpctld::start(std::string& error) {
     metrics_.publish(metrics_text());
     if (!metrics_.start(*cfg_.metrics_listen, error)) return false;
   }
-  LOG_INFO("agents: TLS 1.3 on %s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(), all_tunnels().size(),
+  LOG_INFO("agents: TLS 1.3 on %s%s%s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(),
+           cfg_.agent_quic_listen ? ", QUIC on udp " : "",
+           cfg_.agent_quic_listen ? cfg_.agent_quic_listen->str().c_str() : "", all_tunnels().size(),
            cfg_.metrics_listen ? ("http://" + cfg_.metrics_listen->str() + "/metrics").c_str() : "off");
   return true;
+}
+
+QuicListener::Limits Dpctld::quic_limits() const {
+  return QuicListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source,
+                              kRegisterTimeoutNs};
+}
+
+AgentLink* Dpctld::find_link(uint64_t id) {
+  if (auto it = channels_.find(id); it != channels_.end()) return it->second.get();
+  return quic_ ? quic_->find(id) : nullptr;
 }
 
 void Dpctld::run(const std::atomic<bool>& stop, std::atomic<bool>& reload_requested) {
@@ -132,6 +159,7 @@ void Dpctld::run(const std::atomic<bool>& stop, std::atomic<bool>& reload_reques
 bool Dpctld::check(std::string& error) {
   if (!load_persisted(false, error)) return false;
   if (!tls_.load(cfg_.tls, error)) return false;
+  if (cfg_.agent_quic_listen && !QuicListener(loop_, tls_, {}, {}).load_credentials(cfg_.tls, error)) return false;
   check_agent_command();
   // An expired CRL makes every agent it covers fail; a missing one every agent its CA signed: both are errors.
   for (const CrlInfo& c : tls_.crls())
@@ -170,13 +198,12 @@ void Dpctld::recheck_sessions() {
     SessionRecord* s = sessions_.find(index);
     LOG_WARN("session %u (%s): %s; disconnected", index, s->certificate_subject.c_str(), why.c_str());
     if (s->channel) {
-      auto it = channels_.find(s->channel);
-      if (it != channels_.end()) {
+      if (AgentLink* link = find_link(s->channel)) {
         JsonWriter j;
         j.begin_object().field("type", name_of(AgentMessageType::Refused)).field("version", kControlProtocolVersion)
             .field("reason", "session ended: " + why).end_object();
-        it->second->send(j.str());
-        it->second->close();
+        link->send(j.str());
+        link->close();
       }
     }
     sessions_.remove(index);
@@ -216,13 +243,15 @@ void Dpctld::reload() {
         return;
       }
   std::string error;
-  if (!tls_.load(next.tls, error)) {
+  if (!tls_.load(next.tls, error) || (quic_ && !quic_->load_credentials(next.tls, error))) {
     LOG_ERROR("reload: %s; nothing changed", error.c_str());
+    if (quic_) tls_.load(cfg_.tls, error);  // the TCP side back to the files QUIC still uses
     return;
   }
   // What only a restart applies: the sockets dpctld holds.
   std::vector<std::string> restart;
   if (!(next.agent_listen == cfg_.agent_listen)) restart.push_back("agent_listen");
+  if (next.agent_quic_listen != cfg_.agent_quic_listen) restart.push_back("agent_quic_listen");
   if (next.api_socket != cfg_.api_socket) restart.push_back("api_socket");
   if (next.gateway_socket != cfg_.gateway_socket) restart.push_back("gateway_socket");
   if (next.state_file != cfg_.state_file) restart.push_back("state_file");
@@ -231,6 +260,7 @@ void Dpctld::reload() {
   next.openssl_conf = cfg_.openssl_conf;
   next.openssl_conf_where = cfg_.openssl_conf_where;
   next.agent_listen = cfg_.agent_listen;
+  next.agent_quic_listen = cfg_.agent_quic_listen;
   next.api_socket = cfg_.api_socket;
   next.gateway_socket = cfg_.gateway_socket;
   next.state_file = cfg_.state_file;
@@ -253,6 +283,7 @@ void Dpctld::reload() {
   failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
   listener_->set_limits(
       AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source});
+  if (quic_) quic_->set_limits(quic_limits());
   // What dpctl added for a tunnel that left the config goes with it, as at start.
   std::string repair_error;
   if (!load_persisted(true, repair_error)) LOG_ERROR("reload: state file: %s", repair_error.c_str());
@@ -311,6 +342,8 @@ void Dpctld::watch_tls_files(uint64_t now_ns) {
     LOG_ERROR("TLS files changed but do not load (%s): still using the previous ones", error.c_str());
     return;
   }
+  if (quic_ && !quic_->load_credentials(cfg_.tls, error))
+    LOG_ERROR("TLS files changed; the QUIC port keeps its previous certificate: %s", error.c_str());
   LOG_INFO("TLS files changed on disk: reloaded (certificate, key, CA, CRL)");
   check_crls();
   check_agent_command();
@@ -320,6 +353,7 @@ void Dpctld::watch_tls_files(uint64_t now_ns) {
 void Dpctld::tick() {
   const uint64_t now = monotonic_ns();
   listener_->tick(now);
+  if (quic_) quic_->tick(now);
   watch_tls_files(now);
   if (now >= next_crl_check_ns_) {  // a CRL that is about to expire is said again every hour
     if (next_crl_check_ns_) check_crls();
@@ -442,7 +476,7 @@ void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
       [this](AgentChannel& ch) { on_closed(ch); });
 }
 
-void Dpctld::on_closed(AgentChannel& ch) {
+void Dpctld::on_closed(AgentLink& ch) {
   if (ch.line_too_long()) counters_.agent_lines_too_long++;
   if (SessionRecord* s = sessions_.find_by_channel(ch.id())) {
     LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
@@ -467,7 +501,7 @@ const char* refusal_name(Refusal r) {
 
 // A refused registration: counted by reason, one JSON line in the failure log (like a failed handshake), the
 // reason sent to the agent, and the connection closed.
-void Dpctld::refuse(AgentChannel& ch, Refusal why, const std::string& detail, const std::string& tunnel) {
+void Dpctld::refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel) {
   counters_.registrations_refused++;
   counters_.refusals[size_t(why)]++;
   LOG_WARN("agent %s: registration refused (%s): %s", ch.peer().str().c_str(), refusal_name(why), detail.c_str());
@@ -480,7 +514,7 @@ void Dpctld::refuse(AgentChannel& ch, Refusal why, const std::string& detail, co
         .field("reason", refusal_name(why))
         .field("detail", detail);
     if (tunnel.empty()) line.key("tunnel").null(); else line.field("tunnel", tunnel);
-    X509* cert = SSL_get0_peer_certificate(ch.ssl());
+    X509* cert = ch.peer_certificate();
     if (cert) {
       const PeerCertificate c = describe_certificate(cert);
       line.key("certificate").begin_object().field("subject", c.subject).field("issuer", c.issuer)
@@ -536,7 +570,7 @@ std::vector<EntrySpec> Dpctld::all_entries() const {
 
 bool Dpctld::persist(std::string& error) { return save_state(cfg_.state_file, state_, error); }
 
-void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
+void Dpctld::on_line(AgentLink& ch, const std::string& line) {
   // Whatever an agent sends, dpctld answers or refuses; nothing it sends may end the daemon.
   try {
     handle_agent_message(ch, line);
@@ -545,7 +579,7 @@ void Dpctld::on_line(AgentChannel& ch, const std::string& line) {
   }
 }
 
-void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
+void Dpctld::handle_agent_message(AgentLink& ch, const std::string& line) {
   const AgentMessage m = parse_agent_message(line);
   switch (m.kind) {
     case AgentMessage::Kind::Ping:
@@ -560,7 +594,7 @@ void Dpctld::handle_agent_message(AgentChannel& ch, const std::string& line) {
   }
 }
 
-void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, int weight, const std::string& name,
+void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,
                              bool visitor) {
   if (sessions_.find_by_channel(ch.id())) {
     refuse(ch, Refusal::BadRequest, "this connection has registered already");
@@ -580,7 +614,7 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
     refuse(ch, Refusal::NoTunnel, "no tunnel '" + tunnel_ref + "'");
     return;
   }
-  X509* cert = SSL_get0_peer_certificate(ch.ssl());
+  X509* cert = ch.peer_certificate();
   if (!cert) {
     refuse(ch, Refusal::NotAllowed, "no client certificate");
     return;
@@ -616,12 +650,13 @@ void Dpctld::handle_register(AgentChannel& ch, const std::string& tunnel_ref, in
   rec.identities = ids;
   X509_up_ref(cert);
   rec.certificate.reset(cert);
-  if (STACK_OF(X509)* sent = SSL_get_peer_cert_chain(ch.ssl())) rec.chain.reset(X509_chain_up_ref(sent));
+  if (STACK_OF(X509)* sent = ch.peer_chain()) rec.chain.reset(X509_chain_up_ref(sent));
   rec.control_peer = ch.peer();
+  rec.control_transport = ch.transport();
   rec.registered_unix_ns = realtime_ns();
   rec.channel = ch.id();
   rec.last_live_mono_ns = monotonic_ns();
-  rec.base_secret = export_session_secret(ch.ssl(), *index);
+  rec.base_secret = ch.export_secret(*index);
   if (rec.base_secret.empty()) {
     refuse(ch, Refusal::Internal, "key export failed");
     return;
@@ -718,10 +753,8 @@ void Dpctld::on_gateway_refused(const json& error) {
   SessionRecord* s = sessions_.find(index);
   if (!s) return;
   LOG_WARN("session %u: the gateway still holds this index; %s registers again", index, s->certificate_subject.c_str());
-  if (s->channel) {
-    auto it = channels_.find(s->channel);
-    if (it != channels_.end()) it->second->close(true);
-  }
+  if (s->channel)
+    if (AgentLink* link = find_link(s->channel)) link->close(true);
   sessions_.remove(index);
 }
 
@@ -736,6 +769,19 @@ std::string Dpctld::metrics_text() const {
              std::string("reason=\"") + handshake_failure_name(HandshakeFailure(c)) + "\"");
   p.family("dptun_agent_handshakes_total", "counter", "Completed agent TLS handshakes.");
   p.sample("dptun_agent_handshakes_total", double(counters_.handshakes_ok));
+  if (quic_) {
+    p.family("dptun_agent_quic_handshakes_total", "counter", "Completed agent handshakes on the QUIC port.");
+    p.sample("dptun_agent_quic_handshakes_total", double(counters_.quic_handshakes_ok));
+    p.family("dptun_agent_quic_connections", "gauge", "QUIC connections of agents (handshaking or established).");
+    p.sample("dptun_agent_quic_connections", double(quic_->connections()));
+    p.family("dptun_agent_quic_handshakes_in_progress", "gauge", "QUIC connections still handshaking.");
+    p.sample("dptun_agent_quic_handshakes_in_progress", double(quic_->handshakes_in_progress()));
+    p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
+             "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");
+    for (size_t d = 0; d < size_t(QuicDrop::Count); ++d)
+      p.sample("dptun_agent_quic_datagrams_dropped_total", double(quic_->dropped(QuicDrop(d))),
+               prom_label("reason", quic_drop_name(QuicDrop(d))));
+  }
   p.family("dptun_registrations_total", "counter", "Agent registrations by result.");
   p.sample("dptun_registrations_total", double(counters_.registrations_ok), "result=\"ok\"");
   p.sample("dptun_registrations_total", double(counters_.registrations_refused), "result=\"refused\"");

@@ -14,6 +14,7 @@
 #include "common/token_bucket.hpp"
 #include "control/agent_channel.hpp"
 #include "control/agent_listener.hpp"
+#include "control/quic_listener.hpp"
 #include "control/dpctld_config.hpp"
 #include "control/gateway_link.hpp"
 #include "common/metrics_http.hpp"
@@ -32,6 +33,7 @@ const char* refusal_name(Refusal r);
 struct DpctldCounters {
   uint64_t handshake_failures[size_t(HandshakeFailure::Count)] = {};
   uint64_t handshakes_ok = 0;
+  uint64_t quic_handshakes_ok = 0;  // of handshakes_ok, those on the QUIC port
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
   uint64_t refusals[size_t(Refusal::Count)] = {};
@@ -72,11 +74,14 @@ class Dpctld {
  private:
   void on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev);
   void on_failed(const HandshakeEvidence& ev, HandshakeFailure category);
-  void on_line(AgentChannel& ch, const std::string& line);
-  void on_closed(AgentChannel& ch);
-  void handle_agent_message(AgentChannel& ch, const std::string& line);
-  void handle_register(AgentChannel& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
-  void refuse(AgentChannel& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
+  // The registration protocol, the same for both transports (AgentLink: a TLS connection or a QUIC stream).
+  void on_line(AgentLink& ch, const std::string& line);
+  void on_closed(AgentLink& ch);
+  void handle_agent_message(AgentLink& ch, const std::string& line);
+  void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
+  void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
+  // The live control connection with that id, on either transport (nullptr when gone).
+  AgentLink* find_link(uint64_t id);
   const TunnelDef* find_tunnel(const std::string& id_or_name) const;
   bool tunnel_from_config(const Uuid& id) const;
   std::vector<const TunnelDef*> all_tunnels() const;
@@ -134,6 +139,8 @@ class Dpctld {
   EventLoop loop_;
   TlsServer tls_;
   std::unique_ptr<AgentListener> listener_;
+  std::unique_ptr<QuicListener> quic_;  // agent_quic_listen, when set
+  QuicListener::Limits quic_limits() const;
   MetricsHttp metrics_;
   std::unique_ptr<GatewayLink> gateway_;
   LineServer api_;

@@ -271,10 +271,8 @@ void Dpctld::drop_tunnel_sessions(const Uuid& id) {
     if (s.tunnel == id) gone.push_back(index);
   for (uint32_t index : gone) {
     SessionRecord* s = sessions_.find(index);
-    if (s->channel) {
-      auto it = channels_.find(s->channel);
-      if (it != channels_.end()) it->second->close(true);
-    }
+    if (s->channel)
+      if (AgentLink* link = find_link(s->channel)) link->close(true);
     sessions_.remove(index);
   }
 }
@@ -540,6 +538,7 @@ json Dpctld::api_session_list() {
                     {"role", role_name(s.visitor)},
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
+                    {"control_transport", s.control_transport},
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},

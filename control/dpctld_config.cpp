@@ -176,6 +176,10 @@ std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
       (!e.listen || !cfg.agent_listen.ip.v4() || *e.listen == cfg.agent_listen.ip))
     return "tcp/" + port + " is dpctld's agent port (agent_listen in " + cfg.path +
            "): an entry point there would cut agents off from dpctld";
+  if (e.proto == 17 && cfg.agent_quic_listen && e.port == cfg.agent_quic_listen->port &&
+      (!e.listen || !cfg.agent_quic_listen->ip.v4() || *e.listen == cfg.agent_quic_listen->ip))
+    return "udp/" + port + " is dpctld's QUIC port for agents (agent_quic_listen in " + cfg.path +
+           "): an entry point there would cut agents off from dpctld";
   return "";
 }
 
@@ -209,10 +213,15 @@ static DpctldConfig load(const std::string& path) {
   cfg.path = path;
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
   const Setting& d = root["dpctld"];
-  config_allow_keys(d, {"agent_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
+  config_allow_keys(d, {"agent_listen", "agent_quic_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
                         "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
                         "agent_address", "agent_ca", "failure_log_rate", "openssl_conf"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
+  if (d.exists("agent_quic_listen")) {
+    cfg.agent_quic_listen = Endpoint::parse(config_string(d, "agent_quic_listen"));
+    if (!cfg.agent_quic_listen)
+      config_fail(d["agent_quic_listen"], "expected ipv4:port like 0.0.0.0:443 (UDP: the QUIC port for agents)");
+  }
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];
   config_allow_keys(tls, {"ca", "cert", "key", "crl", "crl_check", "handshake_timeout", "max_pending",

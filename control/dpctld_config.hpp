@@ -41,6 +41,7 @@ struct TunnelDef {
 struct DpctldConfig {
   std::string path;
   Endpoint agent_listen{Ipv4{0}, 7443};
+  std::optional<Endpoint> agent_quic_listen;  // UDP: agents' QUIC handshakes and registrations (unset: none)
   TlsFiles tls;
   uint64_t handshake_timeout_ns = 10'000'000'000ull;
   uint32_t max_pending_handshakes = 256;     // unfinished TLS handshakes at once (the oldest gives way)

@@ -118,6 +118,7 @@ static std::string capped(const std::string& s, size_t max = 256) {
 std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure category, uint64_t realtime_ns) {
   JsonWriter j;
   j.begin_object().field("time", iso8601_utc(realtime_ns)).field("event", "agent_tls_handshake_failed");
+  j.field("transport", e.transport);
   j.field("client", e.client.str());
   j.field("reason", handshake_failure_name(category));
   if (e.sni.empty())
@@ -133,6 +134,11 @@ std::string handshake_failure_json(const HandshakeEvidence& e, HandshakeFailure 
   j.key("offered_versions").begin_array();
   for (uint16_t v : e.offered_versions) j.value(tls_version_name(v));
   j.end_array();
+  if (std::string_view(e.transport) == "quic") {
+    j.key("offered_alpn").begin_array();
+    for (const std::string& a : e.offered_alpn) j.value(capped(a, 64));
+    j.end_array();
+  }
   if (e.certificate) {
     j.key("certificate").begin_object();
     j.field("subject", capped(e.certificate->subject))

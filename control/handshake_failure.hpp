@@ -38,9 +38,11 @@ struct PeerCertificate {
 
 // Everything collected while a handshake ran; filled by the TLS callbacks and the listener.
 struct HandshakeEvidence {
+  const char* transport = "tcp";  // "tcp" (the TLS port, agent_listen) or "quic" (agent_quic_listen)
   Endpoint client;
   std::string sni;
   std::vector<uint16_t> offered_versions;  // from supported_versions, or the legacy version alone
+  std::vector<std::string> offered_alpn;   // QUIC: the ALPN names the client offered
   std::optional<PeerCertificate> certificate;
   int verify_error = 0;         // X509_V_ERR_* recorded by the verify callback (0: none)
   std::string failed_cert_issuer;  // the issuer of the certificate verification failed on (whose CRL it was)

@@ -26,6 +26,7 @@ struct SessionRecord {
   X509Ptr certificate;                  // the agent's certificate and chain, verified again after a reload
   X509StackPtr chain;
   Endpoint control_peer;            // the agent's address on its TLS connection
+  std::string control_transport = "tcp";  // "tcp" (agent_listen) or "quic" (agent_quic_listen)
   uint64_t registered_unix_ns = 0;
   uint64_t channel = 0;             // id of the live TLS connection; 0 once it closed
   std::vector<uint8_t> base_secret; // TLS exporter output; wiped when the record goes

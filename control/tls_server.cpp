@@ -11,6 +11,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "control/quic_handshake.hpp"
+
 namespace dptun {
 
 namespace {
@@ -50,18 +52,10 @@ int client_hello_callback(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   if (!ev) return SSL_CLIENT_HELLO_SUCCESS;
   const unsigned char* p;
   size_t len;
-  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len) && len >= 1) {
-    size_t n = p[0];
-    for (size_t i = 1; i + 1 < len && i + 1 <= n; i += 2) {
-      uint16_t v = uint16_t(p[i] << 8 | p[i + 1]);
-      if ((v & 0x0f0f) != 0x0a0a) ev->offered_versions.push_back(v);  // skip GREASE values
-    }
-  }
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len))
+    ev->offered_versions = parse_supported_versions({p, len});
   if (ev->offered_versions.empty()) ev->offered_versions.push_back(uint16_t(SSL_client_hello_get0_legacy_version(ssl)));
-  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) && len > 5 && p[2] == 0) {
-    size_t name_len = size_t(p[3]) << 8 | p[4];
-    if (5 + name_len <= len) ev->sni.assign(reinterpret_cast<const char*>(p + 5), name_len);
-  }
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len)) ev->sni = parse_server_name({p, len});
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -229,6 +223,26 @@ bool TlsServer::verify_client(X509* leaf, STACK_OF(X509)* chain, std::string& wh
   X509_STORE_CTX_set_purpose(vctx.get(), X509_PURPOSE_SSL_CLIENT);
   const bool ok = X509_verify_cert(vctx.get()) == 1;
   if (!ok) why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx.get()));
+  ERR_clear_error();
+  return ok;
+}
+
+bool TlsServer::verify_peer(X509* leaf, STACK_OF(X509)* chain, HandshakeEvidence& evidence) const {
+  if (!leaf) return false;
+  if (!evidence.certificate) evidence.certificate = describe_certificate(leaf);
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> vctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  if (!ctx_ || !vctx || X509_STORE_CTX_init(vctx.get(), SSL_CTX_get_cert_store(ctx_.get()), leaf, chain) != 1) {
+    evidence.verify_error = X509_V_ERR_UNSPECIFIED;
+    ERR_clear_error();
+    return false;
+  }
+  X509_STORE_CTX_set_default(vctx.get(), "ssl_client");  // what an OpenSSL server sets for its clients' chains
+  const bool ok = X509_verify_cert(vctx.get()) == 1;
+  if (!ok && !evidence.verify_error) {
+    evidence.verify_error = X509_STORE_CTX_get_error(vctx.get());
+    if (X509* cur = X509_STORE_CTX_get_current_cert(vctx.get()))
+      evidence.failed_cert_issuer = name_text(X509_get_issuer_name(cur));
+  }
   ERR_clear_error();
   return ok;
 }

@@ -62,6 +62,10 @@ class TlsServer {
   // Verifies an agent certificate (and the chain it sent) as a handshake now would: CA, CRLs, validity. Used to
   // re-check registered agents after a reload (a CRL that now revokes one cuts it off).
   bool verify_client(X509* leaf, STACK_OF(X509)* chain, std::string& why) const;
+  // Verifies a client's certificate chain as the TCP handshake does (same store: CA, CRLs, flags, purpose
+  // sslclient), recording into `evidence` what the OpenSSL verify callback records there: the certificate, the
+  // first X509_V_ERR_* and the issuer of the certificate it failed on. dpctld's QUIC handshake (GnuTLS) calls it.
+  bool verify_peer(X509* leaf, STACK_OF(X509)* chain, HandshakeEvidence& evidence) const;
   // Whether the CA file `ca` verifies dpctld's own certificate chain (what an agent given --ca ca would do).
   bool own_certificate_verifies_with(const std::string& ca, std::string& why) const;
 

@@ -127,6 +127,19 @@ void other_errors(void**) {
   expect_error(t, line_of(t, "proto2"), "entry_points.[1].proto2", "unknown key");
   t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";", "agent_listen = \"0.0.0.0\";");
   expect_error(t, line_of(t, "agent_listen"), "dpctld.agent_listen", "ipv4:port");
+  // The QUIC port: optional, ipv4:port, and no UDP entry point may take it.
+  assert_false(load_dpctld_config(g_fx.write_config(valid_config())).agent_quic_listen.has_value());
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  agent_quic_listen = \"10.99.2.1:8443\";");
+  DpctldConfig q = load_dpctld_config(g_fx.write_config(t));
+  assert_true(q.agent_quic_listen.has_value());
+  assert_string_equal(q.agent_quic_listen->str().c_str(), "10.99.2.1:8443");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  agent_quic_listen = \"10.99.2.1\";");
+  expect_error(t, line_of(t, "agent_quic_listen"), "dpctld.agent_quic_listen", "ipv4:port");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  agent_quic_listen = \"0.0.0.0:443\";");
+  expect_error(t, line_of(t, "route = \"quic\""), "entry_points.[2].port", "dpctld's QUIC port for agents");
   t = replace(valid_config(), "name = \"db\";", "name = \"web\";");
   expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name", "tunnel name 'web' used twice");
   t = replace(valid_config(), "name = \"db\";", "name = \"WEB\";");

@@ -1,0 +1,333 @@
+#include "agent/quic_control.hpp"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "control/control_protocol.hpp"
+
+namespace dptun {
+
+namespace {
+constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+                                  "%DISABLE_TLS13_COMPAT_MODE";
+constexpr size_t kMaxUdpPayload = 1452;
+
+void rand_cb(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) { gnutls_rnd(GNUTLS_RND_RANDOM, dest, len); }
+
+int new_cid(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void*) {
+  gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen);
+  cid->datalen = cidlen;
+  gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
+  return 0;
+}
+
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+}  // namespace
+
+GnutlsClientCredentials load_quic_credentials(const std::string& cert, const std::string& key, std::string& error) {
+  gnutls_certificate_credentials_t raw = nullptr;
+  if (gnutls_certificate_allocate_credentials(&raw) != 0) {
+    error = "cannot allocate GnuTLS credentials";
+    return nullptr;
+  }
+  GnutlsClientCredentials creds(raw);
+  if (int rv = gnutls_certificate_set_x509_key_file(raw, cert.c_str(), key.c_str(), GNUTLS_X509_FMT_PEM); rv < 0) {
+    error = cert + " / " + key + ": GnuTLS cannot load the certificate and key for QUIC: " + gnutls_strerror(rv);
+    return nullptr;
+  }
+  return creds;
+}
+
+QuicControlConnection::~QuicControlConnection() {
+  if (conn_) ngtcp2_conn_del(conn_);
+  if (tls_) gnutls_deinit(tls_);
+}
+
+ngtcp2_conn* QuicControlConnection::get_conn(ngtcp2_crypto_conn_ref* ref) {
+  return static_cast<QuicControlConnection*>(ref->user_data)->conn_;
+}
+
+bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, std::string& error) {
+  fd_ = fd;
+  setup_ = setup;
+  in_ = LineBuffer(setup.max_line);
+  socklen_t len = sizeof local_;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local_), &len) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&remote_), &(len = sizeof remote_)) != 0) {
+    error = std::string("QUIC socket: ") + strerror(errno);
+    return false;
+  }
+  if (gnutls_init(&tls_, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+    error = "gnutls_init failed";
+    return false;
+  }
+  ref_.get_conn = get_conn;
+  ref_.user_data = this;
+  gnutls_session_set_ptr(tls_, &ref_);
+  int rv;
+  if ((rv = ngtcp2_crypto_gnutls_configure_client_session(tls_)) != 0 ||
+      (rv = gnutls_priority_set_direct(tls_, kPriority, nullptr)) != 0 ||
+      (rv = gnutls_credentials_set(tls_, GNUTLS_CRD_CERTIFICATE, setup.credentials)) != 0) {
+    error = std::string("cannot set up the TLS session: ") + gnutls_strerror(rv);
+    return false;
+  }
+  gnutls_server_name_set(tls_, GNUTLS_NAME_DNS, setup.sni.data(), setup.sni.size());
+  gnutls_session_set_verify_function(tls_, verify);
+  gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>("dptun")), 5};
+  gnutls_alpn_set_protocols(tls_, &alpn, 1, 0);
+
+  ngtcp2_callbacks cb{};
+  cb.client_initial = ngtcp2_crypto_client_initial_cb;
+  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+  cb.rand = rand_cb;
+  cb.get_new_connection_id = new_cid;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb.handshake_completed = on_handshake_completed;
+  cb.recv_stream_data = on_recv_stream;
+  cb.acked_stream_data_offset = on_acked;
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = 18;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  scid.datalen = 8;  // dptun's connection IDs are 8 bytes (docs/protocol.md "QUIC framing")
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns;
+  settings.max_tx_udp_payload_size = kMaxUdpPayload;
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_local = 256 * 1024;
+  params.initial_max_data = 1024 * 1024;
+  params.max_idle_timeout = 60ull * NGTCP2_SECONDS;  // dpctld's pings keep it (every 10 s)
+  params.max_datagram_frame_size = 65535;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
+                   {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
+                   nullptr};
+  if ((rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params, nullptr,
+                                   this)) != 0) {
+    error = std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv);
+    return false;
+  }
+  ngtcp2_conn_set_tls_native_handle(conn_, tls_);
+  return flush(now_ns);
+}
+
+// dpctld's certificate, checked as the TCP connection checks it: the --ca store, the name or address, purpose
+// sslserver. What it shows is kept for the advice.
+int QuicControlConnection::verify(gnutls_session_t s) {
+  auto* c = static_cast<QuicControlConnection*>(static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(s))->user_data);
+  unsigned n = 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(s, &n);
+  if (!certs || n == 0) {
+    c->verify_result_ = X509_V_ERR_UNSPECIFIED;
+    return -1;
+  }
+  std::vector<std::unique_ptr<X509, X509Free>> parsed;
+  for (unsigned i = 0; i < n; ++i) {
+    const unsigned char* p = certs[i].data;
+    X509* x = d2i_X509(nullptr, &p, long(certs[i].size));
+    if (!x) {
+      ERR_clear_error();
+      c->verify_result_ = X509_V_ERR_UNSPECIFIED;
+      return -1;
+    }
+    parsed.emplace_back(x);
+  }
+  c->seen_ = describe_server_cert(parsed[0].get());
+  STACK_OF(X509)* chain = sk_X509_new_null();
+  for (size_t i = 1; i < parsed.size(); ++i) sk_X509_push(chain, parsed[i].get());
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  bool ok = false;
+  if (ctx && X509_STORE_CTX_init(ctx, c->setup_.store, parsed[0].get(), chain) == 1) {
+    X509_STORE_CTX_set_default(ctx, "ssl_server");
+    X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
+    in_addr tmp;
+    if (inet_pton(AF_INET, c->setup_.server_name.c_str(), &tmp) == 1)
+      X509_VERIFY_PARAM_set1_ip_asc(param, c->setup_.server_name.c_str());
+    else
+      X509_VERIFY_PARAM_set1_host(param, c->setup_.server_name.c_str(), 0);
+    ok = X509_verify_cert(ctx) == 1;
+    c->verify_result_ = ok ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+  } else {
+    c->verify_result_ = X509_V_ERR_UNSPECIFIED;
+  }
+  X509_STORE_CTX_free(ctx);
+  sk_X509_free(chain);  // the certificates belong to `parsed`
+  ERR_clear_error();
+  return ok ? 0 : -1;
+}
+
+int QuicControlConnection::on_handshake_completed(ngtcp2_conn* conn, void* user) {
+  auto* c = static_cast<QuicControlConnection*>(user);
+  c->handshake_done_ = true;
+  return ngtcp2_conn_open_bidi_stream(conn, &c->stream_, nullptr) == 0 ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+int QuicControlConnection::on_recv_stream(ngtcp2_conn* conn, uint32_t, int64_t id, uint64_t, const uint8_t* data,
+                                          size_t len, void* user, void*) {
+  auto* c = static_cast<QuicControlConnection*>(user);
+  ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  if (id == c->stream_ && !c->in_.too_long()) c->in_.append({reinterpret_cast<const char*>(data), len});
+  return 0;
+}
+
+int QuicControlConnection::on_acked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*) {
+  auto* c = static_cast<QuicControlConnection*>(user);
+  if (id != c->stream_) return 0;
+  while (!c->tx_.empty() && c->tx_.front().offset + c->tx_.front().data.size() <= offset + len) c->tx_.pop_front();
+  return 0;
+}
+
+void QuicControlConnection::send_line(const std::string& line) {
+  TxChunk chunk{line + "\n", tx_end_};
+  tx_end_ += chunk.data.size();
+  tx_.push_back(std::move(chunk));
+}
+
+std::vector<std::string> QuicControlConnection::take_lines() {
+  std::vector<std::string> out;
+  while (in_.has_line()) out.push_back(*in_.next());
+  return out;
+}
+
+std::vector<uint8_t> QuicControlConnection::export_secret(uint32_t session_index) const {
+  std::vector<uint8_t> secret(32);
+  const uint8_t context[4] = {uint8_t(session_index >> 24), uint8_t(session_index >> 16), uint8_t(session_index >> 8),
+                              uint8_t(session_index)};
+  if (!tls_ || gnutls_prf_rfc5705(tls_, std::strlen(kExporterLabel), kExporterLabel, sizeof context,
+                                  reinterpret_cast<const char*>(context), secret.size(),
+                                  reinterpret_cast<char*>(secret.data())) != GNUTLS_E_SUCCESS)
+    return {};
+  return secret;
+}
+
+bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
+  if (rv == NGTCP2_ERR_DRAINING || rv == NGTCP2_ERR_CLOSING) {
+    ngtcp2_connection_close_error e;
+    ngtcp2_conn_get_connection_close_error(conn_, &e);
+    // An alert dpctld sent (0x100 + alert, RFC 9001 §4.8), as OpenSSL reports a received alert.
+    if (e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT && e.error_code >= 0x100 && e.error_code <= 0x1ff)
+      ssl_error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + int(e.error_code & 0xff));
+    detail_ = "dpctld closed the QUIC connection (error 0x" + [&] {
+      char b[24];
+      snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(e.error_code));
+      return std::string(b);
+    }() + (e.reasonlen ? ": " + std::string(reinterpret_cast<const char*>(e.reason), e.reasonlen) : "") + ")";
+    closed_ = true;
+    return false;
+  }
+  detail_ = std::string("QUIC: ") + ngtcp2_strerror(rv) +
+            (verify_result_ != X509_V_OK
+                 ? std::string("; server certificate: ") + X509_verify_cert_error_string(verify_result_)
+                 : "");
+  if (rv == NGTCP2_ERR_CRYPTO && !closed_) {  // our TLS refused dpctld: say so with the alert, as TCP would
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+    uint8_t buf[kMaxUdpPayload];
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &ccerr, now_ns);
+    if (n > 0) (void)send(fd_, buf, size_t(n), 0);
+  }
+  closed_ = true;
+  return false;
+}
+
+bool QuicControlConnection::on_readable(uint64_t now_ns) {
+  if (closed_) return false;
+  uint8_t buf[65536];
+  for (int i = 0; i < 64; ++i) {
+    const ssize_t n = recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) break;  // EAGAIN, or an ICMP error (nobody on the port): the handshake deadline covers it
+    ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
+                     {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
+                     nullptr};
+    ngtcp2_pkt_info pi{};
+    if (const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, buf, size_t(n), now_ns); rv != 0) return ended(rv, now_ns);
+  }
+  return flush(now_ns);
+}
+
+bool QuicControlConnection::on_timer(uint64_t now_ns) {
+  if (closed_) return false;
+  if (ngtcp2_conn_get_expiry(conn_) > now_ns) return true;
+  if (const int rv = ngtcp2_conn_handle_expiry(conn_, now_ns); rv != 0) {
+    detail_ = std::string("QUIC: ") + ngtcp2_strerror(rv);
+    closed_ = true;
+    return false;
+  }
+  return flush(now_ns);
+}
+
+bool QuicControlConnection::flush(uint64_t now_ns) {
+  if (closed_) return false;
+  uint8_t buf[kMaxUdpPayload];
+  bool blocked = false;
+  for (int i = 0; i < 64; ++i) {
+    ngtcp2_vec vec{};
+    int64_t sid = -1;
+    if (!blocked && stream_ >= 0 && tx_sent_ < tx_end_) {
+      for (auto& chunk : tx_)
+        if (tx_sent_ < chunk.offset + chunk.data.size()) {
+          const size_t skip = size_t(tx_sent_ - chunk.offset);
+          vec.base = reinterpret_cast<uint8_t*>(chunk.data.data()) + skip;
+          vec.len = chunk.data.size() - skip;
+          sid = stream_;
+          break;
+        }
+    }
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    ngtcp2_ssize taken = -1;
+    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, sizeof buf, &taken,
+                                                     NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
+                                                     sid >= 0 ? 1 : 0, now_ns);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR) {
+        blocked = true;
+        continue;
+      }
+      return ended(int(n), now_ns);
+    }
+    if (taken > 0) tx_sent_ += uint64_t(taken);
+    if (n == 0) break;
+    (void)send(fd_, buf, size_t(n), 0);  // a full buffer loses the packet: QUIC sends it again
+  }
+  return true;
+}
+
+void QuicControlConnection::close(uint64_t now_ns) {
+  if (closed_ || !conn_) return;
+  closed_ = true;
+  ngtcp2_connection_close_error ccerr;
+  ngtcp2_connection_close_error_set_application_error(&ccerr, 0, nullptr, 0);
+  uint8_t buf[kMaxUdpPayload];
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_pkt_info pi{};
+  const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &ccerr, now_ns);
+  if (n > 0) (void)send(fd_, buf, size_t(n), 0);
+}
+
+}  // namespace dptun

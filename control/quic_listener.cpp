@@ -1,0 +1,795 @@
+#include "control/quic_listener.hpp"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "control/control_protocol.hpp"
+#include "control/quic_handshake.hpp"
+
+namespace dptun {
+
+namespace {
+
+// TLS 1.3 only (QUIC needs it), the AES-GCM suites alone (the fast path's AEAD), no middlebox compatibility mode
+// (RFC 9001 §8.4).
+constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+                                  "%DISABLE_TLS13_COMPAT_MODE";
+constexpr uint64_t kH3NoError = 0x100;  // RFC 9114 §8.1 H3_NO_ERROR
+constexpr uint64_t kCloseLingerNs = 3'000'000'000ull;
+constexpr size_t kMaxUdpPayload = 1452;
+// Transport parameters: one bidirectional stream (registration), the 3 unidirectional streams an HTTP/3 client
+// opens first, and DATAGRAM frames of any size that fits a packet (RFC 9221 §3).
+constexpr uint64_t kMaxStreamData = 64 * 1024;
+constexpr uint64_t kMaxData = 256 * 1024;
+constexpr uint64_t kMaxDatagramFrameSize = 65535;
+constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;
+
+Endpoint endpoint_of(const sockaddr_in& sin) { return Endpoint{Ipv4{ntohl(sin.sin_addr.s_addr)}, ntohs(sin.sin_port)}; }
+
+std::string cid_key(const uint8_t* data, size_t len) { return std::string(reinterpret_cast<const char*>(data), len); }
+
+QuicAgentConnection* conn_of(gnutls_session_t s) {
+  auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(s));
+  return ref ? static_cast<QuicAgentConnection*>(ref->user_data) : nullptr;
+}
+
+}  // namespace
+
+const char* quic_drop_name(QuicDrop d) {
+  switch (d) {
+    case QuicDrop::NotQuic: return "not_quic";
+    case QuicDrop::UnsupportedVersion: return "unsupported_version";
+    case QuicDrop::UnknownConnection: return "unknown_connection";
+    case QuicDrop::BadInitial: return "bad_initial";
+    case QuicDrop::Count: break;
+  }
+  return "not_quic";
+}
+
+// ---- the connection ----
+
+QuicAgentConnection::QuicAgentConnection(QuicListener& owner, uint64_t id, Endpoint peer) : owner_(owner), id_(id) {
+  evidence_.transport = "quic";
+  evidence_.client = peer;
+}
+
+QuicAgentConnection::~QuicAgentConnection() {
+  conn_.reset();  // ngtcp2 first: it may still refer to the TLS session
+  tls_.reset();
+}
+
+void QuicAgentConnection::send(const std::string& line) {
+  if (dead_ || closing_ || stream_id_ < 0) return;
+  TxChunk chunk{line + "\n", tx_end_};
+  tx_end_ += chunk.data.size();
+  tx_.push_back(std::move(chunk));
+  owner_.service(*this, monotonic_ns());
+}
+
+void QuicAgentConnection::close(bool now) {
+  if (dead_) return;
+  if (!closing_) close_deadline_ns_ = monotonic_ns() + kCloseLingerNs;
+  closing_ = true;
+  if (now) close_now_ = true;
+  owner_.service(*this, monotonic_ns());
+}
+
+std::vector<uint8_t> QuicAgentConnection::export_secret(uint32_t session_index) const {
+  std::vector<uint8_t> secret(32);
+  const uint8_t context[4] = {uint8_t(session_index >> 24), uint8_t(session_index >> 16), uint8_t(session_index >> 8),
+                              uint8_t(session_index)};
+  if (gnutls_prf_rfc5705(tls_.get(), std::strlen(kExporterLabel), kExporterLabel, sizeof context,
+                         reinterpret_cast<const char*>(context), secret.size(),
+                         reinterpret_cast<char*>(secret.data())) != GNUTLS_E_SUCCESS)
+    return {};
+  return secret;
+}
+
+bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path, uint64_t now_ns,
+                                std::string& error) {
+  started_ns_ = now_ns;
+  deadline_ns_ = now_ns + owner_.limits_.timeout_ns;
+  gnutls_session_t s = nullptr;
+  if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_AUTO_SEND_TICKET | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+    error = "gnutls_init failed";
+    return false;
+  }
+  tls_.reset(s);
+  conn_ref_.get_conn = QuicListener::get_conn;
+  conn_ref_.user_data = this;
+  gnutls_session_set_ptr(s, &conn_ref_);
+  int rv;
+  if ((rv = ngtcp2_crypto_gnutls_configure_server_session(s)) != 0 ||
+      (rv = gnutls_priority_set(s, owner_.priority_)) != 0 ||
+      (rv = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, owner_.creds_.get())) != 0) {
+    error = std::string("cannot set up the TLS session: ") + gnutls_strerror(rv);
+    return false;
+  }
+  gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+  gnutls_session_set_verify_function(s, QuicListener::on_verify);
+  gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_PRE, QuicListener::on_handshake_message);
+  const gnutls_datum_t alpn[2] = {
+      {reinterpret_cast<unsigned char*>(const_cast<char*>(kQuicAlpnDptun)), unsigned(strlen(kQuicAlpnDptun))},
+      {reinterpret_cast<unsigned char*>(const_cast<char*>(kQuicAlpnH3)), unsigned(strlen(kQuicAlpnH3))}};
+  gnutls_alpn_set_protocols(s, alpn, 2, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+
+  ngtcp2_callbacks cb{};
+  cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  cb.recv_crypto_data = QuicListener::on_recv_crypto_data;
+  cb.handshake_completed = QuicListener::on_handshake_completed;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.recv_stream_data = QuicListener::on_recv_stream_data;
+  cb.acked_stream_data_offset = QuicListener::on_acked_stream_data;
+  cb.rand = QuicListener::on_rand;
+  cb.get_new_connection_id = QuicListener::on_get_new_cid;
+  cb.remove_connection_id = QuicListener::on_remove_cid;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns;
+  settings.max_tx_udp_payload_size = kMaxUdpPayload;
+  settings.handshake_timeout = UINT64_MAX;  // handshake_timeout is dpctld's (tick), reported as `timeout`
+
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_remote = kMaxStreamData;
+  params.initial_max_stream_data_uni = kMaxStreamData;
+  params.initial_max_data = kMaxData;
+  params.initial_max_streams_bidi = 1;
+  params.initial_max_streams_uni = 3;
+  params.max_idle_timeout = kIdleTimeoutNs;
+  params.max_datagram_frame_size = kMaxDatagramFrameSize;
+  params.original_dcid = hd.dcid;
+
+  ngtcp2_cid scid;
+  if (!owner_.new_cid(*this, scid, params.stateless_reset_token)) {
+    error = "no connection ID";
+    return false;
+  }
+  params.stateless_reset_token_present = 1;
+  ngtcp2_conn* c = nullptr;
+  if ((rv = ngtcp2_conn_server_new(&c, &hd.scid, &scid, &path, hd.version, &cb, &settings, &params, nullptr, this)) !=
+      0) {
+    error = std::string("ngtcp2_conn_server_new: ") + ngtcp2_strerror(rv);
+    return false;
+  }
+  conn_.reset(c);
+  ngtcp2_conn_set_tls_native_handle(c, s);
+  // The client's chosen DCID reaches this connection until it uses ours (RFC 9000 §7.2).
+  cids_.push_back(cid_key(hd.dcid.data, hd.dcid.datalen));
+  owner_.by_cid_[cids_.back()] = this;
+  return true;
+}
+
+// ---- the listener ----
+
+QuicListener::QuicListener(EventLoop& loop, const TlsServer& tls, Limits limits, Callbacks callbacks)
+    : loop_(loop), tls_(tls), limits_(limits), cb_(std::move(callbacks)) {
+  gnutls_rnd(GNUTLS_RND_KEY, reset_secret_.data(), reset_secret_.size());
+}
+
+QuicListener::~QuicListener() {
+  conns_.clear();
+  if (fd_) loop_.remove(fd_.get());
+  if (timer_) loop_.remove(timer_.get());
+  if (priority_) gnutls_priority_deinit(priority_);
+}
+
+bool QuicListener::load_credentials(const TlsFiles& files, std::string& error) {
+  if (!priority_ && gnutls_priority_init(&priority_, kPriority, nullptr) != 0) {
+    error = "GnuTLS refuses the priority string";
+    priority_ = nullptr;
+    return false;
+  }
+  gnutls_certificate_credentials_t raw = nullptr;
+  if (gnutls_certificate_allocate_credentials(&raw) != 0) {
+    error = "cannot allocate GnuTLS credentials";
+    return false;
+  }
+  GnutlsCredentials creds(raw);
+  const int rv = gnutls_certificate_set_x509_key_file(raw, files.cert.c_str(), files.key.c_str(), GNUTLS_X509_FMT_PEM);
+  if (rv < 0) {
+    error = files.cert + " / " + files.key + ": GnuTLS cannot load the certificate and key for QUIC: " +
+            gnutls_strerror(rv);
+    return false;
+  }
+  creds_ = std::shared_ptr<gnutls_certificate_credentials_st>(creds.release(), GnutlsCredentialsFree{});
+  return true;
+}
+
+bool QuicListener::listen(Endpoint at, std::string& error) {
+  at_ = at;
+  Fd t(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!t) {
+    error = std::string("timerfd_create: ") + strerror(errno);
+    return false;
+  }
+  timer_ = std::move(t);
+  loop_.add(timer_.get(), EPOLLIN, [this](uint32_t) { on_timer(); });
+  if (try_listen(error)) return true;
+  if (errno != EADDRNOTAVAIL) return false;
+  LOG_WARN("%s; waiting for %s to appear on this host, retrying every second", error.c_str(), at.ip.str().c_str());
+  error.clear();
+  next_listen_ns_ = monotonic_ns() + kNsPerSec;
+  return true;
+}
+
+bool QuicListener::try_listen(std::string& error) {
+  Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(at_.ip.v4());
+  sin.sin_port = htons(at_.port);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+    const int e = errno;
+    error = "agent_quic_listen " + at_.str() + ": cannot bind UDP: " + strerror(e);
+    errno = e;
+    return false;
+  }
+  local_ = sin;
+  fd_ = std::move(fd);
+  loop_.add(fd_.get(), EPOLLIN, [this](uint32_t) { on_readable(); });
+  return true;
+}
+
+size_t QuicListener::handshakes_in_progress() const {
+  size_t n = 0;
+  for (const auto& [id, c] : conns_) n += !c->established_ && !c->dead_;
+  return n;
+}
+
+AgentLink* QuicListener::find(uint64_t id) {
+  auto it = conns_.find(id);
+  return it != conns_.end() && it->second->established_ && !it->second->dead_ ? it->second.get() : nullptr;
+}
+
+void QuicListener::on_readable() {
+  uint8_t buf[65536];
+  for (int i = 0; i < 64; ++i) {  // bounded per wakeup
+    sockaddr_in from{};
+    socklen_t flen = sizeof from;
+    const ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+    if (n < 0) break;  // EAGAIN, or an ICMP error reported on the socket
+    on_datagram(buf, size_t(n), from, monotonic_ns());
+  }
+  sweep();
+  arm_timer(monotonic_ns());
+}
+
+void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_in& from, uint64_t now) {
+  if (len == 0) return drop(QuicDrop::NotQuic);  // ngtcp2 asserts on an empty datagram
+  ngtcp2_version_cid vc;
+  const int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, kQuicCidLen);
+  if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
+    // RFC 9000 §6.1: another version in a datagram of at least 1200 bytes is answered with the versions dpctld
+    // speaks (a packet far smaller than what asked for it: nothing to amplify).
+    const uint32_t v1 = NGTCP2_PROTO_VER_V1;
+    uint8_t unused = 0, buf[256];
+    gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1);
+    const ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(buf, sizeof buf, unused, vc.scid, vc.scidlen, vc.dcid,
+                                                                vc.dcidlen, &v1, 1);
+    if (n > 0) send_datagram(from, buf, size_t(n));
+    return drop(QuicDrop::UnsupportedVersion);
+  }
+  if (rv != 0) return drop(QuicDrop::NotQuic);
+  QuicAgentConnection* c = nullptr;
+  if (auto it = by_cid_.find(cid_key(vc.dcid, vc.dcidlen)); it != by_cid_.end() && !it->second->dead_)
+    c = it->second;
+  const bool first = !c;
+  if (!c) {
+    if (vc.version == 0) return drop(QuicDrop::UnknownConnection);  // a short header
+    if ((data[0] & 0x30) != 0) return drop(QuicDrop::UnknownConnection);  // 0-RTT, Handshake, Retry (RFC 9000 §17.2)
+    c = accept_initial(data, len, from, now);
+    if (!c) return;
+  }
+  sockaddr_in local = local_;
+  sockaddr_in remote = from;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local), sizeof local},
+                   {reinterpret_cast<sockaddr*>(&remote), sizeof remote},
+                   nullptr};
+  ngtcp2_pkt_info pi{};
+  in_ngtcp2_ = true;  // send() and close() from the callbacks only queue: ngtcp2 cannot write while it reads
+  const int r = ngtcp2_conn_read_pkt(c->conn_.get(), &path, &pi, data, len, now);
+  in_ngtcp2_ = false;
+  if (r != 0) {
+    if (first && !c->crypto_seen_) {  // an Initial that opens no handshake: nobody to report
+      drop(QuicDrop::BadInitial);
+      retire(*c);
+      return;
+    }
+    if (r == NGTCP2_ERR_DRAINING) {  // the peer closed (CONNECTION_CLOSE)
+      if (!c->established_) {
+        ngtcp2_connection_close_error ccerr;
+        ngtcp2_conn_get_connection_close_error(c->conn_.get(), &ccerr);
+        c->evidence_.closed_early = true;
+        // A TLS alert from the client arrives as a CRYPTO_ERROR (0x100 + alert, RFC 9001 §4.8).
+        if (ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT && ccerr.error_code >= 0x100 &&
+            ccerr.error_code <= 0x1ff) {
+          const uint8_t alert = uint8_t(ccerr.error_code & 0xff);
+          c->evidence_.ssl_error = openssl_error_for_alert(alert, true);
+          c->evidence_.openssl_reason = alert_reason_text(alert, true);
+        } else {
+          c->evidence_.openssl_reason = "connection closed by the client during the handshake (error 0x" +
+                                        [&] {
+                                          char b[24];
+                                          snprintf(b, sizeof b, "%llx", (unsigned long long)ccerr.error_code);
+                                          return std::string(b);
+                                        }() +
+                                        ")";
+        }
+        fail_handshake(*c, now);
+      } else {
+        finish(*c, now, false);
+      }
+      return;
+    }
+    if (!c->established_) {
+      if (r == NGTCP2_ERR_CRYPTO) {
+        const uint8_t alert = ngtcp2_conn_get_tls_alert(c->conn_.get());
+        if (!c->evidence_.ssl_error) c->evidence_.ssl_error = openssl_error_for_alert(alert, false);
+        if (c->evidence_.openssl_reason.empty()) c->evidence_.openssl_reason = alert_reason_text(alert, false);
+      } else if (c->evidence_.openssl_reason.empty()) {
+        c->evidence_.openssl_reason = std::string("QUIC: ") + ngtcp2_strerror(r);
+      }
+      fail_handshake(*c, now);
+    } else {
+      LOG_WARN("agent %s: QUIC connection error (%s); closed", c->peer().str().c_str(), ngtcp2_strerror(r));
+      finish(*c, now, r != NGTCP2_ERR_DROP_CONN);
+    }
+    return;
+  }
+  if (first && !c->crypto_seen_) {  // decrypted nothing, or held no CRYPTO data: not a client yet
+    drop(QuicDrop::BadInitial);
+    retire(*c);
+    return;
+  }
+  service(*c, now);
+}
+
+QuicAgentConnection* QuicListener::accept_initial(const uint8_t* data, size_t len, const sockaddr_in& from,
+                                                  uint64_t now) {
+  ngtcp2_pkt_hd hd;
+  if (ngtcp2_accept(&hd, data, len) != 0) {
+    drop(QuicDrop::BadInitial);
+    return nullptr;
+  }
+  if (hd.type != NGTCP2_PKT_INITIAL) {  // 0-RTT for no connection: there is no session to resume
+    drop(QuicDrop::UnknownConnection);
+    return nullptr;
+  }
+  if (!creds_ || !fd_) {
+    drop(QuicDrop::BadInitial);
+    return nullptr;
+  }
+  // Room for one more unfinished connection: the oldest of its address, then of all, gives way.
+  const uint32_t src = ntohl(from.sin_addr.s_addr);
+  auto unfinished = [&](std::optional<uint32_t> only) {
+    size_t n = 0;
+    for (const auto& [id, c] : conns_)
+      if (!c->dead_ && !c->registered_ && (!only || c->evidence_.client.ip.v4() == *only)) ++n;
+    return n;
+  };
+  if (unfinished(src) >= limits_.max_per_source) shed_oldest(src);
+  if (unfinished(std::nullopt) >= limits_.max_pending) shed_oldest(std::nullopt);
+  auto conn = std::make_unique<QuicAgentConnection>(*this, cb_.next_id(), endpoint_of(from));
+  sockaddr_in local = local_;
+  sockaddr_in remote = from;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local), sizeof local},
+                   {reinterpret_cast<sockaddr*>(&remote), sizeof remote},
+                   nullptr};
+  std::string error;
+  QuicAgentConnection* c = conn.get();
+  c->remote_ = from;
+  conns_[c->id_] = std::move(conn);
+  if (!c->start(hd, path, now, error)) {
+    LOG_WARN("agent %s: cannot open a QUIC connection: %s", c->peer().str().c_str(), error.c_str());
+    drop(QuicDrop::BadInitial);
+    retire(*c);
+    return nullptr;
+  }
+  return c;
+}
+
+bool QuicListener::shed_oldest(std::optional<uint32_t> from) {
+  QuicAgentConnection* oldest = nullptr;
+  for (const auto& [id, c] : conns_)
+    if (!c->dead_ && !c->registered_ && (!from || c->evidence_.client.ip.v4() == *from) &&
+        (!oldest || c->started_ns_ < oldest->started_ns_))
+      oldest = c.get();
+  if (!oldest) return false;
+  const uint64_t now = monotonic_ns();
+  if (!oldest->established_) {
+    oldest->evidence_.shed = true;
+    fail_handshake(*oldest, now);
+  } else {
+    LOG_WARN("agent %s: not registered yet while newer QUIC connections wait; closed", oldest->peer().str().c_str());
+    finish(*oldest, now, true);
+  }
+  return true;
+}
+
+void QuicListener::handshake_done(QuicAgentConnection& c, uint64_t now) {
+  c.established_ = true;
+  c.established_ns_ = now;
+  gnutls_datum_t proto{};
+  if (gnutls_alpn_get_selected_protocol(c.tls_.get(), &proto) == 0)
+    c.alpn_.assign(reinterpret_cast<const char*>(proto.data), proto.size);
+  LOG_INFO("agent %s: QUIC handshake done (ALPN %s, SNI %s, %s)", c.peer().str().c_str(), c.alpn_.c_str(),
+           c.evidence_.sni.empty() ? "none" : c.evidence_.sni.c_str(),
+           c.evidence_.certificate ? c.evidence_.certificate->subject.c_str() : "?");
+  cb_.established(c, c.evidence_);
+  if (c.alpn_ == kQuicAlpnH3) {
+    // HTTP/3 is accepted so that standard clients can run the handshake; nothing answers it on this port yet
+    // (issue 12): the connection ends with H3_NO_ERROR once the handshake is done.
+    c.close_now_ = true;
+    c.closing_ = true;
+  }
+}
+
+void QuicListener::service(QuicAgentConnection& c, uint64_t now) {
+  if (c.dead_ || !c.conn_ || in_ngtcp2_) return;
+  if (c.closing_ && (c.close_now_ || (c.tx_.empty() && c.tx_sent_ == c.tx_end_) || now >= c.close_deadline_ns_)) {
+    if (!c.close_now_ && c.tx_sent_ < c.tx_end_) write_packets(c, now);  // the last line goes out first
+    finish(c, now, true, c.alpn_ == kQuicAlpnH3 ? kH3NoError : 0);
+    return;
+  }
+  write_packets(c, now);
+}
+
+void QuicListener::write_packets(QuicAgentConnection& c, uint64_t now) {
+  uint8_t buf[kMaxUdpPayload];
+  bool stream_blocked = false;
+  for (int i = 0; i < 64 && !c.dead_; ++i) {
+    ngtcp2_vec vec{};
+    int64_t sid = -1;
+    if (!stream_blocked && c.stream_id_ >= 0 && c.tx_sent_ < c.tx_end_) {
+      for (auto& chunk : c.tx_)
+        if (c.tx_sent_ < chunk.offset + chunk.data.size()) {
+          const size_t skip = size_t(c.tx_sent_ - chunk.offset);
+          vec.base = reinterpret_cast<uint8_t*>(chunk.data.data()) + skip;
+          vec.len = chunk.data.size() - skip;
+          sid = c.stream_id_;
+          break;
+        }
+    }
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    ngtcp2_ssize written_data = -1;
+    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(c.conn_.get(), &ps.path, &pi, buf, sizeof buf, &written_data,
+                                                     NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
+                                                     sid >= 0 ? 1 : 0, now);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+        stream_blocked = true;
+        continue;
+      }
+      LOG_WARN("agent %s: QUIC write error (%s); closed", c.peer().str().c_str(), ngtcp2_strerror(int(n)));
+      if (!c.established_) {
+        c.evidence_.openssl_reason = std::string("QUIC: ") + ngtcp2_strerror(int(n));
+        fail_handshake(c, now);
+      } else {
+        finish(c, now, false);
+      }
+      return;
+    }
+    if (written_data > 0) c.tx_sent_ += uint64_t(written_data);
+    if (n == 0) break;
+    send_datagram(destination(c, ps.path), buf, size_t(n));
+  }
+}
+
+// Where ngtcp2 sends a packet: the path it wrote it for (a new path being validated, RFC 9000 §9), not
+// necessarily where the last packet came from.
+sockaddr_in QuicListener::destination(const QuicAgentConnection& c, const ngtcp2_path& path) {
+  if (path.remote.addr && path.remote.addrlen == sizeof(sockaddr_in) && path.remote.addr->sa_family == AF_INET) {
+    sockaddr_in to;
+    std::memcpy(&to, path.remote.addr, sizeof to);
+    return to;
+  }
+  return c.remote_;
+}
+
+void QuicListener::send_datagram(const sockaddr_in& to, const uint8_t* data, size_t len) {
+  // A full socket buffer loses the packet: QUIC's loss recovery sends it again.
+  (void)sendto(fd_.get(), data, len, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+}
+
+void QuicListener::fail_handshake(QuicAgentConnection& c, uint64_t now) {
+  if (c.dead_) return;
+  const HandshakeFailure category = classify_handshake(c.evidence_);
+  cb_.failed(c.evidence_, category);
+  finish(c, now, !c.evidence_.closed_early);
+}
+
+void QuicListener::finish(QuicAgentConnection& c, uint64_t now, bool send_close, uint64_t app_error) {
+  if (c.dead_) return;
+  if (send_close && c.conn_ && !ngtcp2_conn_is_in_draining_period(c.conn_.get()) &&
+      !ngtcp2_conn_is_in_closing_period(c.conn_.get())) {
+    ngtcp2_connection_close_error ccerr;
+    const uint8_t alert = c.established_ ? 0 : ngtcp2_conn_get_tls_alert(c.conn_.get());
+    if (alert)
+      ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, alert, nullptr, 0);
+    else if (c.established_)
+      ngtcp2_connection_close_error_set_application_error(&ccerr, app_error, nullptr, 0);
+    else
+      ngtcp2_connection_close_error_set_transport_error(&ccerr, NGTCP2_CONNECTION_REFUSED, nullptr, 0);
+    uint8_t buf[kMaxUdpPayload];
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    const ngtcp2_ssize n =
+        ngtcp2_conn_write_connection_close(c.conn_.get(), &ps.path, &pi, buf, sizeof buf, &ccerr, now);
+    if (n > 0) send_datagram(destination(c, ps.path), buf, size_t(n));
+  }
+  if (c.established_) cb_.closed(c);
+  retire(c);
+}
+
+void QuicListener::retire(QuicAgentConnection& c) {
+  if (c.dead_ && std::find(retired_.begin(), retired_.end(), c.id_) != retired_.end()) return;
+  c.dead_ = true;
+  for (const std::string& k : c.cids_) {
+    auto it = by_cid_.find(k);
+    if (it != by_cid_.end() && it->second == &c) by_cid_.erase(it);
+  }
+  c.cids_.clear();
+  retired_.push_back(c.id_);
+}
+
+void QuicListener::sweep() {
+  for (uint64_t id : retired_) conns_.erase(id);
+  retired_.clear();
+}
+
+void QuicListener::arm_timer(uint64_t now) {
+  uint64_t next = UINT64_MAX;
+  for (const auto& [id, c] : conns_)
+    if (!c->dead_ && c->conn_) next = std::min<uint64_t>(next, ngtcp2_conn_get_expiry(c->conn_.get()));
+  if (next == armed_ns_ || !timer_) return;
+  armed_ns_ = next;
+  itimerspec its{};
+  if (next != UINT64_MAX) {
+    const uint64_t in = next > now ? next - now : 1;  // 0 would disarm
+    its.it_value.tv_sec = time_t(in / kNsPerSec);
+    its.it_value.tv_nsec = long(in % kNsPerSec);
+  }
+  timerfd_settime(timer_.get(), 0, &its, nullptr);
+}
+
+void QuicListener::on_timer() {
+  uint64_t expirations;
+  (void)read(timer_.get(), &expirations, sizeof expirations);
+  armed_ns_ = 0;
+  const uint64_t now = monotonic_ns();
+  std::vector<QuicAgentConnection*> due;
+  for (const auto& [id, c] : conns_)
+    if (!c->dead_ && c->conn_ && ngtcp2_conn_get_expiry(c->conn_.get()) <= now) due.push_back(c.get());
+  for (QuicAgentConnection* c : due) {
+    in_ngtcp2_ = true;
+    const int rv = ngtcp2_conn_handle_expiry(c->conn_.get(), now);
+    in_ngtcp2_ = false;
+    if (rv != 0) {  // the idle timeout (or a handshake timeout of ngtcp2's own): nothing more to send
+      if (!c->established_) {
+        c->evidence_.timed_out = true;
+        fail_handshake(*c, now);
+      } else {
+        LOG_INFO("agent %s: QUIC connection idle; closed", c->peer().str().c_str());
+        finish(*c, now, false);
+      }
+      continue;
+    }
+    service(*c, now);
+  }
+  sweep();
+  arm_timer(now);
+}
+
+void QuicListener::tick(uint64_t now) {
+  if (!fd_ && next_listen_ns_ && now >= next_listen_ns_) {
+    std::string error;
+    if (try_listen(error)) {
+      LOG_INFO("agents: QUIC on %s", at_.str().c_str());
+    } else if (errno != EADDRNOTAVAIL) {
+      LOG_ERROR("%s", error.c_str());
+    }
+    next_listen_ns_ = now + kNsPerSec;
+  }
+  std::vector<QuicAgentConnection*> all;
+  for (const auto& [id, c] : conns_) all.push_back(c.get());
+  for (QuicAgentConnection* c : all) {
+    if (c->dead_) continue;
+    if (!c->established_ && now >= c->deadline_ns_) {
+      c->evidence_.timed_out = true;
+      fail_handshake(*c, now);
+    } else if (c->established_ && !c->registered_ && !c->closing_ &&
+               now - c->established_ns_ > limits_.register_timeout_ns) {
+      LOG_WARN("agent %s: no registration within %.0f s of its QUIC handshake; closed", c->peer().str().c_str(),
+               double(limits_.register_timeout_ns) / 1e9);
+      c->close(true);
+    } else if (c->closing_) {
+      service(*c, now);
+    }
+  }
+  sweep();
+  arm_timer(now);
+}
+
+bool QuicListener::new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* reset_token) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    uint8_t tail[4];
+    gnutls_rnd(GNUTLS_RND_NONCE, tail, sizeof tail);
+    const auto bytes = quic_cid(kQuicUnassignedIndex, std::span<const uint8_t, 4>(tail, 4));
+    std::string key = cid_key(bytes.data(), bytes.size());
+    if (by_cid_.count(key)) continue;
+    ngtcp2_cid_init(&cid, bytes.data(), bytes.size());
+    if (ngtcp2_crypto_generate_stateless_reset_token(reset_token, reset_secret_.data(), reset_secret_.size(), &cid) !=
+        0)
+      return false;
+    by_cid_[key] = &c;
+    c.cids_.push_back(std::move(key));
+    return true;
+  }
+  return false;
+}
+
+// ---- callbacks ----
+
+ngtcp2_conn* QuicListener::get_conn(ngtcp2_crypto_conn_ref* ref) {
+  return static_cast<QuicAgentConnection*>(ref->user_data)->conn_.get();
+}
+
+void QuicListener::on_rand(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) {
+  gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+int QuicListener::on_get_new_cid(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void* user) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  if (cidlen != kQuicCidLen) return NGTCP2_ERR_CALLBACK_FAILURE;
+  return c->owner_.new_cid(*c, *cid, token) ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+int QuicListener::on_remove_cid(ngtcp2_conn*, const ngtcp2_cid* cid, void* user) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  const std::string key = cid_key(cid->data, cid->datalen);
+  auto it = c->owner_.by_cid_.find(key);
+  if (it != c->owner_.by_cid_.end() && it->second == c) c->owner_.by_cid_.erase(it);
+  std::erase(c->cids_, key);
+  return 0;
+}
+
+// Called inside ngtcp2_conn_read_pkt: the client's first stream data may follow its Finished in the same datagram,
+// so the ALPN must be known before that packet's frames are read.
+int QuicListener::on_handshake_completed(ngtcp2_conn*, void* user) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  c->owner_.handshake_done(*c, monotonic_ns());
+  return 0;
+}
+
+int QuicListener::on_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_crypto_level level, uint64_t offset,
+                                      const uint8_t* data, size_t len, void* user) {
+  static_cast<QuicAgentConnection*>(user)->crypto_seen_ = true;
+  return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, len, user);
+}
+
+int QuicListener::on_recv_stream_data(ngtcp2_conn* conn, uint32_t, int64_t stream_id, uint64_t, const uint8_t* data,
+                                      size_t len, void* user, void*) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  ngtcp2_conn_extend_max_stream_offset(conn, stream_id, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  // Client-initiated bidirectional streams have ids 0, 4, 8, ... (RFC 9000 §2.1); HTTP/3's are read by nothing yet.
+  if (c->dead_ || c->alpn_ != kQuicAlpnDptun || (stream_id & 3) != 0) return 0;
+  if (c->stream_id_ < 0) c->stream_id_ = stream_id;
+  if (stream_id != c->stream_id_ || c->closing_) return 0;
+  const bool fits = c->in_.append({reinterpret_cast<const char*>(data), len});
+  while (!c->closing_ && !c->dead_ && c->in_.has_line()) {
+    const std::string line = *c->in_.next();
+    if (!line.empty()) c->owner_.cb_.line(*c, line);
+  }
+  if (!fits && !c->closing_) {
+    LOG_WARN("agent %s: a line over %zu bytes on its QUIC stream; connection closed", c->peer().str().c_str(),
+             AgentChannel::kMaxLine);
+    c->close_now_ = c->closing_ = true;
+  }
+  return 0;
+}
+
+int QuicListener::on_acked_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t offset, uint64_t len, void* user,
+                                       void*) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  if (stream_id != c->stream_id_) return 0;
+  const uint64_t acked = offset + len;
+  while (!c->tx_.empty() && c->tx_.front().offset + c->tx_.front().data.size() <= acked) c->tx_.pop_front();
+  return 0;
+}
+
+namespace {
+struct HelloFields {
+  HandshakeEvidence* ev;
+};
+int hello_extension(void* ctx, unsigned tls_id, const unsigned char* data, unsigned size) {
+  auto* ev = static_cast<HelloFields*>(ctx)->ev;
+  const std::span<const uint8_t> body(data, size);
+  if (tls_id == 0) ev->sni = parse_server_name(body);
+  if (tls_id == 43) ev->offered_versions = parse_supported_versions(body);
+  if (tls_id == 16) ev->offered_alpn = parse_alpn_list(body).value_or(std::vector<std::string>{});
+  return 0;
+}
+}  // namespace
+
+int QuicListener::on_handshake_message(gnutls_session_t s, unsigned htype, unsigned, unsigned incoming,
+                                       const gnutls_datum_t* msg) {
+  QuicAgentConnection* c = conn_of(s);
+  if (!c || !incoming || !msg) return 0;
+  if (htype == GNUTLS_HANDSHAKE_CERTIFICATE_PKT) {
+    // The client's Certificate: an empty one is `no_client_cert`, whatever alert GnuTLS then picks.
+    if (tls13_certificate_is_empty({msg->data, msg->size}).value_or(false))
+      c->evidence_.ssl_error = ERR_PACK(ERR_LIB_SSL, 0, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE);
+    return 0;
+  }
+  if (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || c->hello_seen_) return 0;
+  c->hello_seen_ = true;
+  HelloFields f{&c->evidence_};
+  gnutls_ext_raw_parse(&f, hello_extension, msg, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+  if (c->evidence_.offered_versions.empty() && msg->size >= 2)  // no supported_versions: the legacy version
+    c->evidence_.offered_versions.push_back(uint16_t(msg->data[0] << 8 | msg->data[1]));
+  return 0;
+}
+
+int QuicListener::on_verify(gnutls_session_t s) {
+  QuicAgentConnection* c = conn_of(s);
+  if (!c) return -1;
+  unsigned n = 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(s, &n);
+  if (!certs || n == 0) return -1;  // GnuTLS refuses the handshake itself (certificate_required)
+  std::vector<X509Ptr> parsed;
+  for (unsigned i = 0; i < n; ++i) {
+    const unsigned char* p = certs[i].data;
+    X509* x = d2i_X509(nullptr, &p, long(certs[i].size));
+    if (!x) {
+      ERR_clear_error();
+      c->evidence_.openssl_reason = "the client's certificate does not parse";
+      c->evidence_.verify_error = X509_V_ERR_UNSPECIFIED;
+      return -1;
+    }
+    parsed.emplace_back(x);
+  }
+  X509StackPtr chain(sk_X509_new_null());
+  for (size_t i = 1; i < parsed.size(); ++i) sk_X509_push(chain.get(), parsed[i].release());
+  if (!c->owner_.tls_.verify_peer(parsed[0].get(), chain.get(), c->evidence_)) {
+    c->evidence_.openssl_reason = std::string("certificate verify failed: ") +
+                                  X509_verify_cert_error_string(c->evidence_.verify_error);
+    return -1;
+  }
+  c->cert_ = std::move(parsed[0]);
+  c->chain_ = std::move(chain);
+  return 0;
+}
+
+}  // namespace dptun

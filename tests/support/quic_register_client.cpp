@@ -1,0 +1,258 @@
+// A QUIC client for the e2e tests that speaks dptun's registration protocol (ALPN "dptun"): ngtcp2 + GnuTLS with a
+// client certificate, one bidirectional stream, the given JSON lines sent on it, every line dpctld answers printed
+// on stdout. It verifies dpctld's certificate against --ca for --verify-name (and closes with its TLS alert when that
+// fails). Exits 0 once `--replies` lines came, 1 on a connection error or after --seconds.
+//
+//   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
+//                        [--replies N] [--seconds S] LINE...
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+namespace {
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+struct Client {
+  ngtcp2_crypto_conn_ref ref{};
+  ngtcp2_conn* conn = nullptr;
+  gnutls_session_t tls = nullptr;
+  gnutls_certificate_credentials_t cred = nullptr;
+  int fd = -1;
+  sockaddr_in local{}, remote{};
+  int64_t stream = -1;
+  std::string out;  // all lines to send, kept until the end (ngtcp2 refers to them until acknowledged)
+  size_t sent = 0;
+  std::string in;
+  int replies = 0;
+  bool handshake_done = false;
+  ~Client() {
+    if (conn) ngtcp2_conn_del(conn);
+    if (tls) gnutls_deinit(tls);
+    if (cred) gnutls_certificate_free_credentials(cred);
+    if (fd >= 0) close(fd);
+  }
+};
+
+ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) { return static_cast<Client*>(ref->user_data)->conn; }
+
+void rand_cb(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) { gnutls_rnd(GNUTLS_RND_RANDOM, dest, len); }
+
+int new_cid(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void*) {
+  gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen);
+  cid->datalen = cidlen;
+  gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
+  return 0;
+}
+
+int handshake_completed(ngtcp2_conn*, void* user) {
+  static_cast<Client*>(user)->handshake_done = true;
+  fprintf(stderr, "quic_register_client: QUIC handshake completed\n");
+  return 0;
+}
+
+int recv_stream(ngtcp2_conn* conn, uint32_t, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user, void*) {
+  auto* c = static_cast<Client*>(user);
+  ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  c->in.append(reinterpret_cast<const char*>(data), len);
+  size_t nl;
+  while ((nl = c->in.find('\n')) != std::string::npos) {
+    printf("%s\n", c->in.substr(0, nl).c_str());
+    fflush(stdout);
+    c->in.erase(0, nl + 1);
+    c->replies++;
+  }
+  return 0;
+}
+
+bool flush(Client& c) {
+  uint8_t buf[1452];
+  for (;;) {
+    ngtcp2_vec vec{};
+    int64_t sid = -1;
+    if (c.stream >= 0 && c.sent < c.out.size()) {
+      vec.base = reinterpret_cast<uint8_t*>(c.out.data()) + c.sent;
+      vec.len = c.out.size() - c.sent;
+      sid = c.stream;
+    }
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    ngtcp2_ssize taken = -1;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(c.conn, &ps.path, &pi, buf, sizeof buf, &taken,
+                                               NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
+                                               sid >= 0 ? 1 : 0, now_ns());
+    if (n < 0) {
+      if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) return true;  // flow control: the rest goes later
+      fprintf(stderr, "quic_register_client: write: %s\n", ngtcp2_strerror(int(n)));
+      return false;
+    }
+    if (taken > 0) c.sent += size_t(taken);
+    if (n == 0) return true;
+    send(c.fd, buf, size_t(n), 0);
+  }
+}
+
+int usage() {
+  fprintf(stderr, "usage: quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] "
+                  "[--verify-name NAME] [--replies N] [--seconds S] LINE...\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string server, ca, cert, key, sni, verify_name;
+  int want = 1;
+  double seconds = 10;
+  std::vector<std::string> lines;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--server") server = next();
+    else if (a == "--ca") ca = next();
+    else if (a == "--cert") cert = next();
+    else if (a == "--key") key = next();
+    else if (a == "--sni") sni = next();
+    else if (a == "--verify-name") verify_name = next();
+    else if (a == "--replies") want = std::stoi(next());
+    else if (a == "--seconds") seconds = std::stod(next());
+    else if (a.rfind("--", 0) == 0) return usage();
+    else lines.push_back(a);
+  }
+  const size_t colon = server.rfind(':');
+  if (colon == std::string::npos || ca.empty() || cert.empty() || key.empty()) return usage();
+  Client c;
+  for (const auto& l : lines) c.out += l + "\n";
+  c.remote.sin_family = AF_INET;
+  c.remote.sin_port = htons(uint16_t(std::stoi(server.substr(colon + 1))));
+  if (inet_pton(AF_INET, server.substr(0, colon).c_str(), &c.remote.sin_addr) != 1) return usage();
+  c.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (c.fd < 0 || connect(c.fd, reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote) != 0) {
+    perror("quic_register_client: socket");
+    return 1;
+  }
+  socklen_t llen = sizeof c.local;
+  getsockname(c.fd, reinterpret_cast<sockaddr*>(&c.local), &llen);
+
+  gnutls_certificate_allocate_credentials(&c.cred);
+  if (gnutls_certificate_set_x509_trust_file(c.cred, ca.c_str(), GNUTLS_X509_FMT_PEM) < 0 ||
+      gnutls_certificate_set_x509_key_file(c.cred, cert.c_str(), key.c_str(), GNUTLS_X509_FMT_PEM) < 0) {
+    fprintf(stderr, "quic_register_client: cannot load %s, %s or %s\n", ca.c_str(), cert.c_str(), key.c_str());
+    return 1;
+  }
+  gnutls_init(&c.tls, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA);
+  c.ref.get_conn = get_conn;
+  c.ref.user_data = &c;
+  gnutls_session_set_ptr(c.tls, &c.ref);
+  ngtcp2_crypto_gnutls_configure_client_session(c.tls);
+  gnutls_priority_set_direct(c.tls, "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE", nullptr);
+  gnutls_credentials_set(c.tls, GNUTLS_CRD_CERTIFICATE, c.cred);
+  if (!sni.empty()) gnutls_server_name_set(c.tls, GNUTLS_NAME_DNS, sni.data(), sni.size());
+  gnutls_session_set_verify_cert(c.tls, verify_name.empty() ? server.substr(0, colon).c_str() : verify_name.c_str(), 0);
+  gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>("dptun")), 5};
+  gnutls_alpn_set_protocols(c.tls, &alpn, 1, 0);
+
+  ngtcp2_callbacks cb{};
+  cb.client_initial = ngtcp2_crypto_client_initial_cb;
+  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+  cb.rand = rand_cb;
+  cb.get_new_connection_id = new_cid;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb.handshake_completed = handshake_completed;
+  cb.recv_stream_data = recv_stream;
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = 18;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  scid.datalen = 8;
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns();
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_local = 64 * 1024;
+  params.initial_max_data = 256 * 1024;
+  params.max_idle_timeout = 30ull * 1'000'000'000ull;
+  params.max_datagram_frame_size = 65535;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&c.local), sizeof c.local},
+                   {reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote},
+                   nullptr};
+  int rv = ngtcp2_conn_client_new(&c.conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params, nullptr,
+                                  &c);
+  if (rv != 0) {
+    fprintf(stderr, "quic_register_client: %s\n", ngtcp2_strerror(rv));
+    return 1;
+  }
+  ngtcp2_conn_set_tls_native_handle(c.conn, c.tls);
+  const uint64_t end = now_ns() + uint64_t(seconds * 1e9);
+  if (!flush(c)) return 1;
+  while (now_ns() < end && c.replies < want) {
+    const uint64_t expiry = ngtcp2_conn_get_expiry(c.conn), t = now_ns();
+    int wait_ms = expiry <= t ? 0 : int(std::min<uint64_t>((expiry - t) / 1'000'000 + 1, 100));
+    pollfd p{c.fd, POLLIN, 0};
+    if (poll(&p, 1, wait_ms) > 0) {
+      uint8_t buf[65536];
+      ssize_t n;
+      while ((n = recv(c.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+        ngtcp2_pkt_info pi{};
+        rv = ngtcp2_conn_read_pkt(c.conn, &path, &pi, buf, size_t(n), now_ns());
+        if (rv == NGTCP2_ERR_CRYPTO) {  // our TLS refused dpctld (its certificate): say so, as a real client does
+          ngtcp2_connection_close_error ccerr;
+          ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(c.conn), nullptr,
+                                                                      0);
+          uint8_t out[1452];
+          ngtcp2_path_storage ps;
+          ngtcp2_path_storage_zero(&ps);
+          ngtcp2_pkt_info opi{};
+          const ngtcp2_ssize w =
+              ngtcp2_conn_write_connection_close(c.conn, &ps.path, &opi, out, sizeof out, &ccerr, now_ns());
+          if (w > 0) send(c.fd, out, size_t(w), 0);
+        }
+        if (rv != 0) {
+          ngtcp2_connection_close_error e;
+          ngtcp2_conn_get_connection_close_error(c.conn, &e);
+          fprintf(stderr, "quic_register_client: connection ended: %s (peer's error 0x%llx, our TLS alert %u)\n",
+                  ngtcp2_strerror(rv), (unsigned long long)e.error_code, unsigned(ngtcp2_conn_get_tls_alert(c.conn)));
+          return c.replies >= want ? 0 : 1;
+        }
+      }
+    }
+    if (ngtcp2_conn_get_expiry(c.conn) <= now_ns() && ngtcp2_conn_handle_expiry(c.conn, now_ns()) != 0) {
+      fprintf(stderr, "quic_register_client: timed out\n");
+      return 1;
+    }
+    if (c.handshake_done && c.stream < 0 && ngtcp2_conn_open_bidi_stream(c.conn, &c.stream, nullptr) != 0) {
+      fprintf(stderr, "quic_register_client: cannot open a stream\n");
+      return 1;
+    }
+    if (!flush(c)) return 1;
+  }
+  return c.replies >= want ? 0 : 1;
+}
