@@ -336,7 +336,9 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       if (have.from_config) continue;  // add_session below says why it cannot be
       // The same index with other keys (another registration than the one dpgw holds): the controller's is the
       // session now, and the old keys must never be selected again.
-      if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor) continue;
+      if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor &&
+          bool(have.quic) == s.quic.has_value())
+        continue;
       LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
       drop_session(s.index);
     }
