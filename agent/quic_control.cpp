@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "common/ngtcp2_callbacks.hpp"
 #include "control/control_protocol.hpp"
 
 namespace dptun {
@@ -86,20 +87,9 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>("dptun")), 5};
   gnutls_alpn_set_protocols(tls_, &alpn, 1, 0);
 
-  ngtcp2_callbacks cb{};
-  cb.client_initial = ngtcp2_crypto_client_initial_cb;
-  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
-  cb.encrypt = ngtcp2_crypto_encrypt_cb;
-  cb.decrypt = ngtcp2_crypto_decrypt_cb;
-  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
-  cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+  ngtcp2_callbacks cb = ngtcp2_crypto_callbacks(QuicRole::Client);
   cb.rand = rand_cb;
   cb.get_new_connection_id = new_cid;
-  cb.update_key = ngtcp2_crypto_update_key_cb;
-  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
-  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
-  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
-  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
   cb.handshake_completed = on_handshake_completed;
   cb.recv_stream_data = on_recv_stream;
   cb.acked_stream_data_offset = on_acked;

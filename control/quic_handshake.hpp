@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "control/handshake_failure.hpp"
+#include "proto/quic_short_header.hpp"  // kQuicCidLen: one length for every connection ID dptun issues
 
 namespace dptun {
 
 // Every connection ID dpctld (and later dpgw) issues: 8 bytes, the receiver's session index (4, big-endian), then
 // the issuer's random tail (4). Before registration there is no index: kQuicUnassignedIndex (0, never a session's).
-inline constexpr size_t kQuicCidLen = 8;
 inline constexpr uint32_t kQuicUnassignedIndex = 0;
 std::array<uint8_t, kQuicCidLen> quic_cid(uint32_t index, std::span<const uint8_t, 4> tail);
 // The index of a connection ID of that layout; nullopt when it is not 8 bytes long.

@@ -18,6 +18,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "common/ngtcp2_callbacks.hpp"
 #include "control/control_protocol.hpp"
 #include "control/quic_handshake.hpp"
 
@@ -128,23 +129,14 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
       {reinterpret_cast<unsigned char*>(const_cast<char*>(kQuicAlpnH3)), unsigned(strlen(kQuicAlpnH3))}};
   gnutls_alpn_set_protocols(s, alpn, 2, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
 
-  ngtcp2_callbacks cb{};
-  cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  ngtcp2_callbacks cb = ngtcp2_crypto_callbacks(QuicRole::Server);
   cb.recv_crypto_data = QuicListener::on_recv_crypto_data;
   cb.handshake_completed = QuicListener::on_handshake_completed;
-  cb.encrypt = ngtcp2_crypto_encrypt_cb;
-  cb.decrypt = ngtcp2_crypto_decrypt_cb;
-  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
   cb.recv_stream_data = QuicListener::on_recv_stream_data;
   cb.acked_stream_data_offset = QuicListener::on_acked_stream_data;
   cb.rand = QuicListener::on_rand;
   cb.get_new_connection_id = QuicListener::on_get_new_cid;
   cb.remove_connection_id = QuicListener::on_remove_cid;
-  cb.update_key = ngtcp2_crypto_update_key_cb;
-  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
-  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
-  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
-  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
 
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);

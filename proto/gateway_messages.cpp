@@ -63,9 +63,48 @@ TunnelSpec decode_tunnel(const json& j) {
   return t;
 }
 
+// The QUIC framing of a session: {"cipher","rx_secret","tx_secret","cid_tail","peer_cid","first_tx_pn"}, bytes in hex.
+json encode_quic(const QuicSessionSpec& q) {
+  return {{"cipher", quic_cipher_name(q.cipher)},
+          {"rx_secret", hex_encode(q.rx_secret)},
+          {"tx_secret", hex_encode(q.tx_secret)},
+          {"cid_tail", hex_encode(q.cid_tail)},
+          {"peer_cid", hex_encode(q.peer_cid)},
+          {"first_tx_pn", q.first_tx_pn}};
+}
+
+QuicSessionSpec decode_quic(const json& j) {
+  if (!j.is_object()) throw FieldError("'quic' must be an object");
+  QuicSessionSpec q;
+  const std::string cipher = string_field(j, "cipher");
+  bool known = false;
+  for (QuicCipher c : {QuicCipher::Aes128Gcm, QuicCipher::Aes256Gcm, QuicCipher::ChaCha20Poly1305})
+    if (cipher == quic_cipher_name(c)) {
+      q.cipher = c;
+      known = true;
+    }
+  if (!known)
+    throw FieldError("'quic.cipher' must be TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 or TLS_CHACHA20_POLY1305_SHA256");
+  auto bytes = [&](const char* key, size_t len) {
+    std::optional<std::vector<uint8_t>> v;
+    if (const json* f = field(j, key); f && f->is_string()) v = hex_decode(f->get<std::string>());
+    if (!v || v->size() != len)
+      throw FieldError(std::string("'quic.") + key + "' must be " + std::to_string(2 * len) + " hex digits");
+    return std::move(*v);
+  };
+  q.rx_secret = bytes("rx_secret", quic_secret_len(q.cipher));
+  q.tx_secret = bytes("tx_secret", quic_secret_len(q.cipher));
+  const auto tail = bytes("cid_tail", 4), peer = bytes("peer_cid", 8);
+  std::copy(tail.begin(), tail.end(), q.cid_tail.begin());
+  std::copy(peer.begin(), peer.end(), q.peer_cid.begin());
+  q.first_tx_pn = uint64_t(int_field(j, "first_tx_pn", 0, int64_t(1) << 61, int64_t(1) << 30));
+  return q;
+}
+
 json encode_session(const SessionSpec& s) {
   json j{{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
   if (s.visitor) j["role"] = name_of(SessionRole::Visitor);
+  if (s.quic) j["quic"] = encode_quic(*s.quic);
   return j;
 }
 
@@ -79,6 +118,7 @@ SessionSpec decode_session(const json& j) {
   if (!secret || secret->size() != 32) throw FieldError("'secret' must be 64 hex digits");
   s.base_secret = std::move(*secret);
   s.visitor = parse_role(j) == SessionRole::Visitor;
+  if (const json* q = field(j, "quic")) s.quic = decode_quic(*q);
   return s;
 }
 

@@ -2,6 +2,7 @@
 // and a hostname rule as plain values. dpctld holds its entry points and rules in these types too (its config
 // and state file). No JSON here: the data path includes it; the JSON encoding is proto/gateway_messages.hpp.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "common/inet.hpp"
 #include "common/uuid.hpp"
+#include "crypto/quic_keys.hpp"
 #include "proto/entry_route.hpp"
 
 namespace dptun {
@@ -23,6 +25,18 @@ struct TunnelSpec {
   bool from_config = false;  // dpgw's own config (not part of the messages)
 };
 
+// A session whose agent speaks the QUIC framing (docs/protocol.md "QUIC framing"): what dpgw needs of the connection
+// dpctld's handshake made. Secrets: the 1-RTT traffic secrets, quic_secret_len(cipher) bytes each.
+struct QuicSessionSpec {
+  QuicCipher cipher = QuicCipher::Aes128Gcm;
+  std::vector<uint8_t> rx_secret;  // the agent's (client's) 1-RTT secret: what dpgw opens with
+  std::vector<uint8_t> tx_secret;  // the server's: what dpgw seals with
+  std::array<uint8_t, 4> cid_tail{};  // the tail of the connection ID dpgw's packets arrive with (index | tail)
+  std::array<uint8_t, 8> peer_cid{};  // the agent's connection ID: the DCID of what dpgw sends
+  uint64_t first_tx_pn = uint64_t(1) << 30;  // above every number the handshake used (docs/protocol.md)
+  bool operator==(const QuicSessionSpec&) const = default;
+};
+
 struct SessionSpec {
   uint32_t index = 0;
   Uuid tunnel;
@@ -32,6 +46,7 @@ struct SessionSpec {
   bool peer_clock_counters = false;  // static peer: the agent's counters follow the wall clock (not sent)
   std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
   bool from_config = false;
+  std::optional<QuicSessionSpec> quic;  // the QUIC framing; relay frames when absent
 };
 
 struct EntrySpec {

@@ -162,6 +162,10 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   uint16_t n_edge = 0;
   const uint32_t my_addr = ctx_.dp.ports[port].address;
   const uint16_t tunnel_port = ctx_.dp.cfg->tunnel_port;
+  const uint16_t quic_port = ctx_.dp.cfg->quic_port;
+  rte_mbuf* quic_pkts[kBurst];
+  PacketInfo quic_info[kBurst];
+  uint16_t n_quic = 0;
   PortStats& ps = ctx_.port_stats[port];
 
   for (uint16_t i = 0; i < n; ++i) {
@@ -241,6 +245,12 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       continue;
     }
     const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
+    if (!ep && pi.l4_proto == kIpProtoUdp && pi.dst_port == quic_port) {  // entry points on the port come first
+      DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
+      quic_pkts[n_quic] = m;
+      quic_info[n_quic++] = pi;
+      continue;
+    }
     if (!ep) {
       local_.closed_port(port, m, pi);
       continue;
@@ -257,6 +267,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   }
   if (n_entry) entry_.input(port, entry_pkts, entry_info, entry_of, n_entry);
   if (n_tun) tunnel_.input(port, tun_pkts, tun_info, n_tun);
+  if (n_quic) quic_in_.input(port, quic_pkts, quic_info, n_quic);
   if (n_edge) {
     if (port == edge->underlay_port)
       edge_in_.input(port, edge_pkts, edge_info, n_edge);

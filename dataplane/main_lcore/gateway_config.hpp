@@ -107,6 +107,9 @@ struct GatewayConfig {
   uint16_t workers = 1;
   std::vector<PortConfig> ports;
   uint16_t tunnel_port = 51900;
+  // UDP port agents of the QUIC framing send to (docs/protocol.md "QUIC framing"): short-header packets of a QUIC
+  // session are opened here; every other datagram to it goes to the kernel path, where dpctld's QUIC port is.
+  uint16_t quic_port = 443;
   uint32_t mbufs = 16383;
   IdleConfig idle;
   FlowConfig flow;

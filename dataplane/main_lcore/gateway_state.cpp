@@ -1,5 +1,7 @@
 #include "dataplane/main_lcore/gateway_state.hpp"
 
+#include "dataplane/tables/quic_session.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -158,13 +160,22 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->from_config = spec.from_config;
   s->visitor = spec.visitor;
   s->local_port = dp_.cfg->tunnel_port;
+  if (spec.quic) {
+    s->quic = make_quic_session(*spec.quic, keys_.engine(), error);
+    if (!s->quic) {
+      error = "session " + std::to_string(spec.index) + ": " + error;
+      return false;
+    }
+    s->local_port = dp_.cfg->quic_port;
+    s->tx_counter.store(spec.quic->first_tx_pn);
+  }
   if (spec.endpoint) {
     s->endpoint.store(*spec.endpoint);
     s->configured_endpoint = true;
   }
   // A session's key outlives this process (static keys; dpctld pushes its sessions again after a restart):
   // our counter follows the wall clock, starting one epoch ahead of it (docs/protocol.md).
-  s->tx_counter.store(realtime_ns() + kClockLeadNs);
+  if (!s->quic) s->tx_counter.store(realtime_ns() + kClockLeadNs);
   if (!keys_.maintain(*s, dp_.clock.now_ns(), realtime_ns())) {
     error = "cannot create keys for session " + std::to_string(spec.index);
     return false;
@@ -325,7 +336,9 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       if (have.from_config) continue;  // add_session below says why it cannot be
       // The same index with other keys (another registration than the one dpgw holds): the controller's is the
       // session now, and the old keys must never be selected again.
-      if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor) continue;
+      if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor &&
+          bool(have.quic) == s.quic.has_value())
+        continue;
       LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
       drop_session(s.index);
     }

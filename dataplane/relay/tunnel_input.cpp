@@ -126,30 +126,35 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
       ctx_.drop(m, Drop::FrameMalformed);
       continue;
     }
-    const uint32_t inner_len = uint32_t(inner.size());
-    ts.from_agent_packets.add();
-    ts.from_agent_bytes.add(inner_len);
-    ctx_.stats.decap_packets.add();
-    ctx_.stats.decap_bytes.add(inner_len);
-    rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
-    rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
-    // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
-    if (ipv4_is_fragment(inner.data()) && !frags_.inner_fragment(m, ih, s)) continue;  // held, or dropped (counted)
-    if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
-      if (m->nb_segs > 1)
-        ctx_.drop(m, Drop::Fragment);
-      else
-        visitors_.input(m, ih, s);
-      continue;
-    }
-    const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
-    if (owner == ctx_.id) {
-      deliver_to_client(m, ih.flow_id, s);
-    } else if (owner < ctx_.dp.workers.size()) {
-      tx_.handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
-    } else {
-      ctx_.drop(m, Drop::StaleFlow);
-    }
+    from_agent(m, ih, inner, s);
+  }
+}
+
+void TunnelInput::from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s) {
+  TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
+  const uint32_t inner_len = uint32_t(inner.size());
+  ts.from_agent_packets.add();
+  ts.from_agent_bytes.add(inner_len);
+  ctx_.stats.decap_packets.add();
+  ctx_.stats.decap_bytes.add(inner_len);
+  rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
+  rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
+  // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
+  if (ipv4_is_fragment(inner.data()) && !frags_.inner_fragment(m, ih, s)) return;  // held, or dropped (counted)
+  if (s.visitor) {  // a visitor opening or continuing a flow (this worker owns the session and its flows)
+    if (m->nb_segs > 1)
+      ctx_.drop(m, Drop::Fragment);
+    else
+      visitors_.input(m, ih, s);
+    return;
+  }
+  const uint8_t owner = FlowTable::worker_of(uint32_t(ih.flow_id));
+  if (owner == ctx_.id) {
+    deliver_to_client(m, ih.flow_id, s);
+  } else if (owner < ctx_.dp.workers.size()) {
+    tx_.handoff(owner, m, HandoffMeta{ih.flow_id, s.index, HandoffMeta::InnerPacket, 0});
+  } else {
+    ctx_.drop(m, Drop::StaleFlow);
   }
 }
 

@@ -36,6 +36,10 @@ class TunnelInput {
   void input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
   // An inner packet (`m` from its IP header on) of flow `flow_id` from session `s`, on the flow's worker.
   void deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession& s);
+  // The inner packet of an opened data frame (any framing: relay frames here, QUIC DATAGRAMs from QuicInput) of
+  // session `s`, on its RX worker: counted, cut out of `m`, reassembled when a fragment, then to the visitor input
+  // or to the worker that owns its flow.
+  void from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s);
 
  private:
   template <bool kTrace>  // compiled with and without trace points, picked once per burst

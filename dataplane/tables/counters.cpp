@@ -56,6 +56,8 @@ const char* drop_reason_name(Drop d) {
     case Drop::FragTimeout: return "frag_timeout";
     case Drop::FragEvicted: return "frag_evicted";
     case Drop::NoSnat: return "no_snat";
+    case Drop::QuicBadConnectionId: return "quic_bad_connection_id";
+    case Drop::QuicSlowPath: return "quic_slow_path";
     case Drop::Count: break;
   }
   return "unknown";

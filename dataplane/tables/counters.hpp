@@ -78,6 +78,8 @@ enum class Drop : uint8_t {
   FragEvicted,      // its datagram was given up for newer ones (reassembly.datagrams / .fragments reached)
   NoSnat,           // edge: a LAN packet to edge.snat_net that names no flow (outside the mapping), or an ICMP error
                     // quoting one
+  QuicBadConnectionId,  // a short-header packet to the QUIC port whose DCID tail is not its session's
+  QuicSlowPath,     // a QUIC session's packet with frames the fast path does not handle (not taken over yet)
   Count
 };
 

@@ -1,5 +1,7 @@
 #include "dataplane/tables/session.hpp"
 
+#include "dataplane/tables/quic_session.hpp"
+
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -10,6 +12,8 @@
 #include "proto/relay_frame.hpp"
 
 namespace dptun {
+
+TunnelSession::TunnelSession() = default;
 
 TunnelSession::~TunnelSession() {
   if (!base_secret.empty()) OPENSSL_cleanse(base_secret.data(), base_secret.size());

@@ -64,6 +64,8 @@ class PeerEndpoint {
 
 inline constexpr uint64_t kNoEpoch = ~uint64_t(0);
 
+struct QuicSessionState;  // dataplane/tables/quic_session.hpp
+
 // The AEAD key of one epoch in one direction. Immutable once published.
 struct EpochCipher {
   uint64_t epoch = 0;
@@ -106,6 +108,8 @@ struct alignas(64) TunnelSession {
   bool agent_side = false;
   uint16_t local_port = 0;  // our UDP port in its frames (dpgw.tunnel_port; the edge's local_port)
   std::vector<uint8_t> base_secret;
+  // The QUIC framing's state (dataplane/tables/quic_session.hpp); null: relay frames. Its receive side: rx_worker.
+  std::unique_ptr<QuicSessionState> quic;
   PeerEndpoint endpoint;  // the agent's address; not known until configured or heard from. Written by rx_worker.
 
   // Every worker adds to it: a cache line of its own.
@@ -133,7 +137,7 @@ struct alignas(64) TunnelSession {
   uint64_t ctl_probe_epoch = kNoEpoch;
   uint64_t ctl_probe_ns = 0;
 
-  TunnelSession() = default;
+  TunnelSession();  // out of line: `quic` is an incomplete type here
   TunnelSession(const TunnelSession&) = delete;
   TunnelSession& operator=(const TunnelSession&) = delete;
   ~TunnelSession();
@@ -220,6 +224,7 @@ class SessionKeyManager {
   // now_ns: monotonic clock; real_ns: wall clock. Returns false when a key could not be made.
   bool maintain(TunnelSession& s, uint64_t now_ns, uint64_t real_ns);
   uint64_t rekeys() const { return rekeys_; }
+  AeadEngine& engine() { return engine_; }
 
   // Epochs a key set should hold; at most KeySlots::kSlots distinct values.
   struct EpochSet {

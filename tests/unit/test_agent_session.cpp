@@ -614,15 +614,21 @@ static void halves_on_two_threads(void**) {
     }
     a.seal_pending();
   });
-  uint64_t epochs_seen = 0;
+  // What a third thread reads meanwhile must always be sane. It reads at least once: the scheduler may run it only
+  // after the other two are done (a loaded machine, tests in parallel), which is no failure of the session.
+  uint64_t reads = 0, sane = 0;
   std::thread reader([&] {
-    while (!done.load()) epochs_seen += a.tx_epoch() == 0 && a.rekeys() == 0 && a.last_heard_ns() < 2 * kNsPerSec;
+    do {
+      ++reads;
+      sane += a.tx_epoch() == 0 && a.rekeys() == 0 && a.last_heard_ns() < 2 * kNsPerSec;
+    } while (!done.load());
   });
   down.join();
   up.join();
   done = true;
   reader.join();
-  assert_true(epochs_seen > 0);
+  assert_true(reads > 0);
+  assert_int_equal(sane, reads);
   assert_int_equal(opened, kFrames);
   assert_int_equal(sealed, kFrames);
   std::set<uint64_t> counters;

@@ -124,6 +124,7 @@ static void full_valid_config(void**) {
 
   // Defaults.
   assert_int_equal(c.tunnel_port, 51900);
+  assert_int_equal(c.quic_port, 443);
   assert_int_equal(c.mbufs, 16383);
   assert_false(c.idle.backoff);
   assert_int_equal(c.idle.pause_polls, 0);
@@ -426,6 +427,19 @@ static void udp_entry_on_tunnel_port(void**) {
   assert_int_equal(c.entry_points[0].port, 51900);
 }
 
+static void quic_port(void**) {
+  std::string text = replace(valid_config(), "  crypto = { rekey_interval = 60.0; };\n",
+                             "  crypto = { rekey_interval = 60.0; };\n  quic_port = 8443;\n");
+  assert_int_equal(load_ok(write_config(text)).quic_port, 8443);
+  text = replace(valid_config(), "  crypto = { rekey_interval = 60.0; };\n",
+                 "  crypto = { rekey_interval = 60.0; };\n  quic_port = 51900;\n");
+  expect_error(text, line_of(text, "quic_port = 51900;"), "dpgw.quic_port", "must differ");
+  // The default QUIC port given to the tunnel: the error names tunnel_port.
+  text = replace(valid_config(), "  crypto = { rekey_interval = 60.0; };\n",
+                 "  crypto = { rekey_interval = 60.0; };\n  tunnel_port = 443;\n");
+  expect_error(text, line_of(text, "tunnel_port = 443;"), "dpgw.tunnel_port", "must differ");
+}
+
 static void keepalive_on_tcp(void**) {
   std::string text = replace(valid_config(), "target = \"10.0.2.2:5201\";", "target = \"10.0.2.2:5201\"; keepalive = true;");
   expect_error(text, line_of(text, "keepalive = true; }"), "entry_points.[0].keepalive", "UDP");
@@ -720,6 +734,7 @@ int main() {
       cmocka_unit_test(tunnel_names_without_regard_to_case),
       cmocka_unit_test(duplicate_entry_point),
       cmocka_unit_test(udp_entry_on_tunnel_port),
+      cmocka_unit_test(quic_port),
       cmocka_unit_test(keepalive_on_tcp),
       cmocka_unit_test(duplicate_session_index),
       cmocka_unit_test(bad_uuid),

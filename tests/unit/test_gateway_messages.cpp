@@ -69,6 +69,46 @@ static void session_round_trip(void**) {
   assert_non_null(strstr(err(bad).c_str(), "'tunnel'"));
 }
 
+// A QUIC-framed session's connection (docs/protocol.md "QUIC framing"): secrets of the cipher's length, the
+// connection IDs, the first packet number; a relay session has no "quic" object.
+static void quic_session_round_trip(void**) {
+  SessionSpec s;
+  s.index = 40001;
+  s.tunnel = id1();
+  s.base_secret.assign(32, 9);
+  assert_false(encode_session(s).contains("quic"));
+  QuicSessionSpec q;
+  q.cipher = QuicCipher::Aes256Gcm;
+  q.rx_secret.assign(48, 1);
+  q.tx_secret.assign(48, 2);
+  q.cid_tail = {1, 2, 3, 4};
+  q.peer_cid = {8, 7, 6, 5, 4, 3, 2, 1};
+  q.first_tx_pn = 12345;
+  s.quic = q;
+  const json j = encode_session(s);
+  assert_string_equal(j["quic"]["cipher"].get<std::string>().c_str(), "TLS_AES_256_GCM_SHA384");
+  const SessionSpec back = decode_session(json::parse(j.dump()));
+  assert_true(back.quic.has_value());
+  assert_true(*back.quic == q);
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_session(x); }, j); };
+  json bad = j;
+  bad["quic"]["cipher"] = "TLS_AES_128_CCM_SHA256";
+  assert_non_null(strstr(err(bad).c_str(), "'quic.cipher'"));
+  bad = j;
+  bad["quic"]["rx_secret"] = std::string(64, 'a');  // 32 bytes: AES-256-GCM's SHA-384 secrets are 48
+  assert_non_null(strstr(err(bad).c_str(), "'quic.rx_secret'"));
+  bad = j;
+  bad["quic"]["peer_cid"] = "0102";
+  assert_non_null(strstr(err(bad).c_str(), "'quic.peer_cid'"));
+  bad = j;
+  bad["quic"] = "yes";
+  assert_non_null(strstr(err(bad).c_str(), "'quic'"));
+  bad = j;
+  bad["quic"].erase("first_tx_pn");  // the default: above the handshake's numbers
+  assert_int_equal(decode_session(bad).quic->first_tx_pn, uint64_t(1) << 30);
+}
+
 static void entry_round_trip(void**) {
   EntrySpec e;
   e.proto = 17;
@@ -232,6 +272,7 @@ int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(tunnel_round_trip),
       cmocka_unit_test(session_round_trip),
+      cmocka_unit_test(quic_session_round_trip),
       cmocka_unit_test(entry_round_trip),
       cmocka_unit_test(routed_entries),
       cmocka_unit_test(entry_route_kinds),

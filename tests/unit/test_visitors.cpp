@@ -16,7 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/quic_keys.hpp"
 #include "packet/parser.hpp"
+#include "proto/quic_short_header.hpp"
 #include "packet/tcp_mss.hpp"
 #include "tests/support/pipeline_rig.hpp"
 
@@ -279,12 +281,122 @@ static void flow_moves_when_its_agent_goes_quiet(void**) {
   assert_int_equal(r.all_drops(), 1);
 }
 
+// A visitor whose session uses the QUIC framing (docs/protocol.md "QUIC framing"): its short-header packets to the
+// gateway's QUIC port, sealed here as the visitor's QUIC stack would (its 1-RTT key, header protection, every
+// packet-number length), are opened on the fast path and go on like a relay frame's inner packet: a new flow to
+// svc.example, through the tunnel's agents. Then what must not pass: the same packet again (replay), a tampered
+// one, another DCID tail, a packet with a frame the fast path leaves to the slow path, a key update it does not
+// follow yet, and a long header (to the kernel path, which this rig's ports lack: counted as no_entry_point).
+static void quic_visitor(void**) {
+  Rig r;
+  constexpr uint32_t kQuicVisitor = 11;
+  constexpr uint16_t kQuicPort = 443;
+  QuicSessionSpec q;
+  q.rx_secret.assign(32, 0x31);  // the visitor's (client's) 1-RTT secret
+  q.tx_secret.assign(32, 0x53);
+  q.cid_tail = {0xa1, 0xb2, 0xc3, 0xd4};
+  q.peer_cid = {0, 0, 0, 7, 1, 2, 3, 4};
+  SessionSpec spec;
+  spec.index = kQuicVisitor;
+  spec.tunnel = r.tunnel("a").id;
+  spec.base_secret = key_of(11);
+  spec.visitor = true;
+  spec.quic = q;
+  std::string error;
+  assert_true(r.gw->state().add_session(spec, error));
+
+  // The visitor's side: its key from its secret, its codec sending to dpgw's connection ID.
+  QuicKdf kdf;
+  QuicPacketKeys keys;
+  assert_true(kdf.packet_keys(QuicCipher::Aes128Gcm, q.rx_secret, keys));
+  OpensslAead eng;
+  auto seal_packet = [&](uint64_t pn, uint32_t pn_len, const std::vector<uint8_t>& packet, std::string_view name,
+                         std::array<uint8_t, 4> tail, uint8_t extra_frame = 0) {
+    QuicDatagramCodec::Config c;
+    c.tx_cid_tail = tail;
+    c.tx_hp = c.rx_hp = keys.hp_bytes();
+    c.tx_pn_len = pn_len;
+    QuicDatagramCodec codec(c);
+    const FrameLayout& l = codec.layout();
+    const uint32_t trailer = uint32_t(name.size() + 1);
+    const uint32_t enc = l.encrypted_len(uint32_t(packet.size()) + trailer) + (extra_frame ? 1 : 0);
+    std::vector<uint8_t> f(l.frame_len(enc));
+    uint32_t at = 0;
+    if (extra_frame) f[l.header_len] = extra_frame, at = 1;  // a frame in front of the DATAGRAM
+    codec.write_inner(f.data() + at, InnerHeader{0, packet[9], kInnerHasName});
+    std::memcpy(f.data() + at + l.packet_offset(), packet.data(), packet.size());
+    write_name_trailer(f.data() + at + l.packet_offset() + packet.size(), name);
+    if (extra_frame) f[l.header_len] = extra_frame;
+    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, kQuicVisitor, pn});
+    auto key = eng.make_key(keys.key_bytes(), AeadDirection::Encrypt, l.header_len);
+    uint8_t iv[kAeadIvLen];
+    quic_nonce(iv, keys.iv.data(), pn);
+    const AeadOp op = codec.seal_op(f.data(), enc, iv);
+    int32_t status = -1;
+    key->process({&op, 1}, {&status, 1}, 0);
+    assert_int_equal(status, 0);
+    codec.protect(f);
+    return f;
+  };
+  auto send = [&](const std::vector<uint8_t>& f) {
+    r.inject_from_agent(f, kVisitor, 0, kQuicPort);
+    r.poll();
+    return r.und.drain();
+  };
+
+  uint64_t pn = 0;
+  for (uint32_t pn_len = 1; pn_len <= 4; ++pn_len, ++pn) {
+    const auto p = program_packet(kIpProtoUdp, uint16_t(43000 + pn_len));
+    auto out = send(seal_packet(pn, pn_len, p, "svc.example", q.cid_tail));
+    assert_int_equal(out.size(), 1);
+    PacketInfo pi;
+    assert_int_equal(parse_ethernet(out[0], pi), ParseStatus::Ok);
+    const uint32_t index = pi.dst_ip == kAgentA ? 1 : 3;
+    const Opened o = agent_open(r.agent(index), out[0], mac_of(pi.dst_ip), pi.dst_ip);
+    const PacketInfo inner = parsed(o.packet);
+    assert_int_equal(inner.dst_ip, kService);
+    assert_int_equal(inner.dst_port, kServicePort);
+    assert_int_equal(inner.src_port, 43000 + pn_len);
+    assert_true(o.inner.flags & kInnerFlowNew);
+  }
+  assert_int_equal(r.stats().visitor_flows.get(), 4);
+  assert_int_equal(r.all_drops(), 0);
+  assert_true(r.session(kQuicVisitor).peer() == (Endpoint{Ipv4{kVisitor}, kQuicPort}));
+
+  const auto again = seal_packet(pn++, 2, program_packet(kIpProtoUdp, 43100), "svc.example", q.cid_tail);
+  assert_int_equal(send(again).size(), 1);
+  assert_int_equal(send(again).size(), 0);
+  assert_int_equal(r.drops(Drop::Replay), 1);
+  auto tampered = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43101), "svc.example", q.cid_tail);
+  tampered[tampered.size() - 20] ^= 1;
+  assert_int_equal(send(tampered).size(), 0);
+  assert_int_equal(r.drops(Drop::AuthFail), 1);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43102), "svc.example", {9, 9, 9, 9})).size(), 0);
+  assert_int_equal(r.drops(Drop::QuicBadConnectionId), 1);
+  // MAX_DATA (0x10) in front of the DATAGRAM: a frame for the slow path.
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43103), "svc.example", q.cid_tail, 0x10)).size(), 0);
+  assert_int_equal(r.drops(Drop::QuicSlowPath), 1);
+  auto next_phase = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43104), "svc.example", q.cid_tail);
+  next_phase[0] ^= kQuicKeyPhaseBit;  // header protection is an XOR: the gateway reads the other key phase
+  assert_int_equal(send(next_phase).size(), 0);
+  assert_int_equal(r.drops(Drop::KeyUnavailable), 1);
+  std::vector<uint8_t> long_header(1200, 0);
+  long_header[0] = 0xc0;  // a long-header Initial: for dpctld, through the kernel path
+  long_header[4] = 1;
+  assert_int_equal(send(long_header).size(), 0);
+  assert_int_equal(r.drops(Drop::NoEntryPoint), 1);
+  assert_int_equal(r.all_drops(), 6);
+  // Legitimate traffic goes on.
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tail)).size(), 1);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(visitor_reaches_a_rule_of_its_own_tunnel),
       cmocka_unit_test(only_its_own_tunnels_rules_private_ones_included),
       cmocka_unit_test(direct_mode),
       cmocka_unit_test(flow_moves_when_its_agent_goes_quiet),
+      cmocka_unit_test(quic_visitor),
   };
   return run_pipeline_tests("test_visitors", tests, sizeof tests / sizeof tests[0]);
 }

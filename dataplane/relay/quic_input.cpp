@@ -1,0 +1,124 @@
+// Agent -> client over the QUIC framing: short-header packets of QUIC sessions, opened in bursts on the sessions'
+// RX workers (dataplane/relay/quic_input.hpp).
+#include "dataplane/relay/quic_input.hpp"
+
+#include <rte_mbuf.h>
+
+#include "dataplane/relay/aead_burst.hpp"
+#include "dataplane/relay/frame_admit.hpp"
+#include "dataplane/tables/quic_session.hpp"
+
+namespace dptun {
+
+void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
+  struct Pending {
+    rte_mbuf* m;
+    TunnelSession* s;
+    FrameMeta meta;
+    std::span<uint8_t> frame;
+    const PacketInfo* pi;
+  };
+  Pending p[kBurst];
+  EpochCipher* cipher[kBurst];
+  AeadOp ops[kBurst];
+  uint8_t iv[kBurst][kAeadIvLen];
+  int32_t status[kBurst];
+  uint16_t np = 0;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    const PacketInfo& pi = info[i];
+    const std::span<uint8_t> frame{rte_pktmbuf_mtod(m, uint8_t*) + pi.l4_offset + kUdpHeaderLen,
+                                   pi.l4_len - uint32_t(kUdpHeaderLen)};
+    // Only a short header long enough for its sample can be a QUIC session's; anything else (long headers of
+    // handshakes, other protocols) is for the host: dpctld's QUIC port.
+    if (frame.size() < kQuicMinPacket || (frame[0] & (kQuicHeaderForm | kQuicFixedBit)) != kQuicFixedBit) {
+      local_.closed_port(port, m, pi);
+      continue;
+    }
+    TunnelSession* s = ctx_.dp.sessions.find(load_be32(frame.data() + 1));
+    if (!s || !s->quic) {  // a connection still with dpctld (index 0 before registration), or gone
+      local_.closed_port(port, m, pi);
+      continue;
+    }
+    if (s->rx_worker != ctx_.id) {  // the replay window and the hp context have a single owner
+      tx_.handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
+      continue;
+    }
+    QuicSessionState& q = *s->quic;
+    FrameMeta meta;
+    const FrameError fe = q.codec.read_header(frame, s->replay.empty() ? kQuicNoAck : s->replay.top(), meta);
+    if (fe != FrameError::None) {
+      ctx_.drop(m, fe == FrameError::BadConnectionId ? Drop::QuicBadConnectionId : Drop::FrameMalformed);
+      continue;
+    }
+    TunnelStats& ts = ctx_.tunnel_stats[s->tunnel];
+    if (!s->replay.check(meta.counter)) {
+      ts.replay.add();
+      ctx_.drop(m, Drop::Replay);
+      continue;
+    }
+    if (bool(meta.flags & kQuicFlagKeyPhase) != bool(q.rx_generation & 1)) {  // a key update: not followed yet
+      ts.key_unavailable.add();
+      ctx_.drop(m, Drop::KeyUnavailable);
+      continue;
+    }
+    quic_nonce(iv[np], q.rx_iv.data(), meta.counter);
+    ops[np] = q.codec.open_op(frame, iv[np]);
+    cipher[np] = &q.rx_key(QuicDatagramCodec::aad_len(frame) - uint32_t(kQuicPnOffset));
+    p[np++] = Pending{m, s, meta, frame, &pi};
+  }
+  if (!np) return;
+  aead_burst(cipher, ops, status, np, ctx_.id);
+
+  for (uint16_t i = 0; i < np; ++i) {
+    rte_mbuf* m = p[i].m;
+    TunnelSession& s = *p[i].s;
+    TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
+    if (status[i]) {
+      ts.auth_fail.add();
+      ctx_.drop(m, Drop::AuthFail);
+      continue;
+    }
+    bool newest;
+    if (!accept_frame(s, p[i].meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
+      ts.replay.add();
+      ctx_.drop(m, Drop::Replay);
+      continue;
+    }
+    // As for relay frames, only an authenticated packet newer than all before moves the agent's endpoint. (QUIC
+    // asks for path validation before sending much to a new address, RFC 9000 9; that comes with the slow path.)
+    const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
+    if (newest && s.endpoint.load() != from) {
+      s.endpoint.store(from);
+      s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
+    }
+    const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
+    if (payload.has_ack) s.quic->largest_acked_by_peer = payload.largest_acked;
+    switch (payload.kind) {
+      case QuicPayload::Kind::Datagram: {
+        InnerHeader ih;
+        std::span<uint8_t> inner;
+        if (!s.quic->codec.read_inner(p[i].frame, ih, inner)) {
+          ctx_.drop(m, Drop::FrameMalformed);
+          break;
+        }
+        tunnel_.from_agent(m, ih, inner, s);
+        break;
+      }
+      case QuicPayload::Kind::NoDatagram:  // ACK, PING, PADDING: what they say is taken; nothing to deliver
+        ts.keepalives.add();
+        ctx_.stats.keepalives_rx.add();
+        rte_pktmbuf_free(m);
+        break;
+      case QuicPayload::Kind::SlowPath:
+        ctx_.drop(m, Drop::QuicSlowPath);
+        break;
+      case QuicPayload::Kind::Malformed:
+        ctx_.drop(m, Drop::FrameMalformed);
+        break;
+    }
+  }
+}
+
+}  // namespace dptun
