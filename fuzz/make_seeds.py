@@ -315,6 +315,9 @@ def control():
           % (UUID1, UUID1, SECRET, UUID1, SECRET, UUID1, UUID1))
     write(m, "tunnel-set", '{"type":"tunnel_set","id":"%s","name":"db","seq":3}' % UUID2)
     write(m, "session-add", '{"type":"session_add","index":40000,"tunnel":"%s","weight":255,"secret":"%s","seq":4}' % (UUID2, SECRET))
+    write(m, "session-add-quic", '{"type":"session_add","index":40001,"tunnel":"%s","weight":1,"secret":"%s","seq":5,'
+          '"quic":{"cipher":"TLS_AES_128_GCM_SHA256","rx_secret":"%s","tx_secret":"%s","cid_tail":"a1b2c3d4",'
+          '"peer_cid":"0000000701020304","first_tx_pn":1073741824}}' % (UUID2, SECRET, SECRET, SECRET))
     write(m, "entry-set-quic", '{"type":"entry_set","proto":"udp","port":443,"route":"quic","ttl":0.1}')
     write(m, "entry-set-fixed", '{"type":"entry_set","proto":"tcp","port":6201,"tunnel":"%s","target":"10.0.0.11:22"}' % UUID2)
     write(m, "ingress-set", '{"type":"ingress_set","rules":[{"hostname":"*.example.com","tunnel":"%s","private":true,'
@@ -497,6 +500,21 @@ def quic_short():
     write("quic_short_header", "sealed-sequence", b"\1" + seq)
 
 
+def quic_handshake():
+    """Extension bodies of a ClientHello as GnuTLS hands them to dpctld's QUIC port (control/quic_handshake.hpp)."""
+    names = [b"dptun", b"h3"]
+    alpn = b"".join(bytes([len(n)]) + n for n in names)
+    write("quic_handshake", "alpn", struct.pack(">H", len(alpn)) + alpn)
+    write("quic_handshake", "supported-versions", bytes([6]) + struct.pack(">HHH", 0x0304, 0x7A7A, 0x0303))
+    host = b"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"
+    entry = b"\x00" + struct.pack(">H", len(host)) + host
+    write("quic_handshake", "server-name", struct.pack(">H", len(entry)) + entry)
+    write("quic_handshake", "certificate-empty", b"\x00\x00\x00\x00")
+    write("quic_handshake", "certificate-one", b"\x00\x00\x00\x08" + b"\x00\x00\x03abc\x00\x00")
+    write("quic_handshake", "cid", bytes([0, 0, 0x80, 1, 9, 8, 7, 6]))
+    write("quic_handshake", "alert", bytes([116, 1]))
+
+
 def main():
     packets()
     msg = client_hellos()
@@ -510,6 +528,7 @@ def main():
     failure_log()
     reassembly()
     icmp_errors()
+    quic_handshake()
     print("seeds written under", CORPUS)
 
 

@@ -29,6 +29,7 @@ max_len() {
   case "$1" in
     client_hello|http_host) echo 40000 ;;
     quic_initial|relay_frame|quic_short_header) echo 8192 ;;
+    quic_handshake) echo 2048 ;;
     *) echo 4096 ;;
   esac
 }
