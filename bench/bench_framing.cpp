@@ -3,7 +3,7 @@
 // AES-128-GCM, one call per burst of 32), measured in the same run, rounds alternating. Per burst, what a worker does
 // around the AEAD for each framing:
 //   send:    inner header and header written, the burst sealed; QUIC also: the header-protection masks of the burst
-//            in one AES-ECB call (OpenSSL EVP) and applied;
+//            in one AES-ECB job (ipsec-mb, crypto/hp_ipsec_mb.hpp, as dpgw's workers will) and applied;
 //   receive: QUIC: the masks again in one call, header protection removed, the packet number rebuilt; both: the
 //            header read, the burst opened, the frames read back (QUIC: its frames parsed).
 // Every pass writes its headers afresh over the same buffers, so nothing is copied (after a send-only pass the inner
@@ -19,6 +19,7 @@
 
 #include "crypto/aead_ipsec_mb.hpp"
 #include "crypto/header_protection.hpp"
+#include "crypto/hp_ipsec_mb.hpp"
 #include "crypto/key_schedule.hpp"
 #include "crypto/quic_keys.hpp"
 #include "proto/quic_short_header.hpp"
@@ -91,8 +92,8 @@ bool relay_bursts(AeadKey& seal, AeadKey& open, const EpochKey& k, Burst& b, uin
 }
 
 // QUIC short-header DATAGRAM packets with 4-byte packet numbers (what dpgw's codec sends).
-bool quic_bursts(AeadKey& seal, AeadKey& open, const QuicPacketKeys& keys, const HeaderProtectionKey& hp_tx,
-                 const HeaderProtectionKey& hp_rx, QuicDatagramCodec& codec, Burst& b, uint32_t inner_len,
+bool quic_bursts(AeadKey& seal, AeadKey& open, const QuicPacketKeys& keys, const IpsecMbHeaderProtection& hp,
+                 const HpExpandedKey& hp_key, QuicDatagramCodec& codec, Burst& b, uint32_t inner_len,
                  uint64_t iterations, bool receive, uint64_t& pn) {
   const FrameLayout& l = codec.layout();
   const uint32_t enc = l.encrypted_len(inner_len);
@@ -112,13 +113,13 @@ bool quic_bursts(AeadKey& seal, AeadKey& open, const QuicPacketKeys& keys, const
     }
     seal.process(ops, status, 0);
     for (uint32_t i = 0; i < kBurstLen; ++i) std::memcpy(samples + i * kHpSampleLen, b.frame(i) + kQuicSampleOffset, kHpSampleLen);
-    if (!hp_tx.masks(samples, kBurstLen, masks)) return false;
+    if (!hp.masks(hp_key, samples, kBurstLen, masks, 0)) return false;
     for (uint32_t i = 0; i < kBurstLen; ++i)
       quic_protect_header(b.frame(i)[0], b.frame(i) + kQuicPnOffset, masks + i * kHpMaskLen);
     if (!receive) continue;
     for (uint32_t i = 0; i < kBurstLen; ++i)
       if (!QuicDatagramCodec::sample_of({b.frame(i), len}, samples + i * kHpSampleLen)) return false;
-    if (!hp_rx.masks(samples, kBurstLen, masks)) return false;
+    if (!hp.masks(hp_key, samples, kBurstLen, masks, 0)) return false;
     for (uint32_t i = 0; i < kBurstLen; ++i) {
       std::span<uint8_t> f{b.frame(i), len};
       FrameMeta m;
@@ -181,8 +182,10 @@ int main(int argc, char** argv) {
   const uint32_t aad = uint32_t(kQuicPnOffset + 4);
   auto quic_seal = engine->make_key(qk.key_bytes(), AeadDirection::Encrypt, aad);
   auto quic_open = engine->make_key(qk.key_bytes(), AeadDirection::Decrypt, aad);
-  HeaderProtectionKey hp_tx(HpCipher::Aes128, qk.hp_bytes()), hp_rx(HpCipher::Aes128, qk.hp_bytes());
-  if (!relay_seal || !relay_open || !quic_seal || !quic_open || !codec.ok() || !hp_tx.ok() || !hp_rx.ok()) {
+  auto hp = IpsecMbHeaderProtection::open(1, error);
+  HpExpandedKey hp_key;
+  if (!relay_seal || !relay_open || !quic_seal || !quic_open || !codec.ok() || !hp ||
+      !hp->make_key(HpCipher::Aes128, qk.hp_bytes(), hp_key)) {
     std::fprintf(stderr, "bench_framing: keys could not be made\n");
     return 1;
   }
@@ -209,7 +212,7 @@ int main(int argc, char** argv) {
           t0 = std::chrono::steady_clock::now();
           const bool ok = framing == 0
                               ? relay_bursts(*relay_seal, *relay_open, rk, rb, inner_len, iters, receive, counter)
-                              : quic_bursts(*quic_seal, *quic_open, qk, hp_tx, hp_rx, codec, qb, inner_len, iters,
+                              : quic_bursts(*quic_seal, *quic_open, qk, *hp, hp_key, codec, qb, inner_len, iters,
                                             receive, pn);
           const double mpps = double(iters * kBurstLen) / seconds_since(t0) / 1e6;
           if (!ok) {

@@ -1,10 +1,8 @@
 // QUIC header protection masks (RFC 9001 5.4): AES-ECB of a 16-byte sample (5.4.3, AES-128 or AES-256) or
 // ChaCha20 with the sample as its 4-byte little-endian block counter and 12-byte nonce (5.4.4). Of each 16-byte
 // mask, bytes 0..4 are used (proto/quic_short_header.hpp applies them).
-// This is the slow reference through OpenSSL EVP, also used by the codec's tests and by dpagent; a gateway
-// worker's burst would compute its AES masks with ipsec-mb's AES-ECB (IMB_AES128_ECB_ENC) or a cryptodev
-// AES-ECB session over the burst's samples gathered side by side, in the same one call per key per burst that
-// masks() offers here.
+// This is the reference through OpenSSL EVP (one context, one thread: the codec, a session's RX worker, tests);
+// crypto/hp_ipsec_mb.hpp computes the same masks from a key all threads share, for the gateway's sending workers.
 #pragma once
 #include <cstddef>
 #include <cstdint>
