@@ -61,34 +61,15 @@ class IpsecMbKey final : public AeadKey {
 
 std::unique_ptr<IpsecMbAead> IpsecMbAead::open(unsigned threads, std::string& error) {
   std::unique_ptr<IpsecMbAead> e(new IpsecMbAead());
-  e->mgrs_ = std::make_unique<IMB_MGR*[]>(threads);
-  for (unsigned t = 0; t < threads; ++t) {
-    IMB_MGR* m = alloc_mb_mgr(0);
-    if (!m) {
-      error = "ipsec-mb: cannot allocate a manager";
-      return nullptr;
-    }
-    e->mgrs_[t] = m;
-    e->threads_ = t + 1;
-    IMB_ARCH arch = IMB_ARCH_NONE;
-    init_mb_mgr_auto(m, &arch);
-    if (imb_get_errno(m) != 0 || arch == IMB_ARCH_NONE || arch == IMB_ARCH_NOAESNI) {
-      error = std::string("ipsec-mb cannot run on this CPU: ") +
-              (imb_get_errno(m) ? imb_get_strerror(imb_get_errno(m)) : "no AES-NI");
-      return nullptr;
-    }
-    e->arch_ = arch == IMB_ARCH_SSE ? "sse" : arch == IMB_ARCH_AVX ? "avx" : arch == IMB_ARCH_AVX2 ? "avx2" : "avx512";
-  }
+  if (!e->mgrs_.open(threads, error)) return nullptr;
   return e;
 }
 
-IpsecMbAead::~IpsecMbAead() {
-  for (unsigned t = 0; t < threads_; ++t) free_mb_mgr(mgrs_[t]);
-}
+IpsecMbAead::~IpsecMbAead() = default;
 
 std::unique_ptr<AeadKey> IpsecMbAead::make_key(std::span<const uint8_t> key, AeadDirection dir, uint32_t aad_len) {
   if (key.size() != 16 && key.size() != 32) return nullptr;
-  auto k = std::make_unique<IpsecMbKey>(mgrs_.get(), dir, aad_len, key.size() == 32);
+  auto k = std::make_unique<IpsecMbKey>(mgrs_.data(), dir, aad_len, key.size() == 32);
   k->expand(key);
   return k;
 }

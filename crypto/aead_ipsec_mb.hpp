@@ -6,8 +6,7 @@
 #include <string>
 
 #include "crypto/aead.hpp"
-
-struct IMB_MGR;
+#include "crypto/ipsec_mb_managers.hpp"
 
 namespace dptun {
 
@@ -23,13 +22,11 @@ class IpsecMbAead final : public AeadEngine {
   const char* name() const override { return "ipsec-mb"; }
   std::unique_ptr<AeadKey> make_key(std::span<const uint8_t> key, AeadDirection dir, uint32_t aad_len) override;
   // The instruction set the library chose (sse, avx, avx2, avx512).
-  const char* arch() const { return arch_; }
+  const char* arch() const { return mgrs_.arch(); }
 
  private:
   IpsecMbAead() = default;
-  std::unique_ptr<IMB_MGR*[]> mgrs_;
-  unsigned threads_ = 0;
-  const char* arch_ = "";
+  IpsecMbManagers mgrs_;
 };
 
 }  // namespace dptun

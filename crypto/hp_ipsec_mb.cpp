@@ -9,28 +9,8 @@ HpExpandedKey::~HpExpandedKey() { OPENSSL_cleanse(round_keys.data(), round_keys.
 
 std::unique_ptr<IpsecMbHeaderProtection> IpsecMbHeaderProtection::open(unsigned threads, std::string& error) {
   std::unique_ptr<IpsecMbHeaderProtection> h(new IpsecMbHeaderProtection());
-  h->mgrs_ = std::make_unique<IMB_MGR*[]>(threads);
-  for (unsigned t = 0; t < threads; ++t) {
-    IMB_MGR* m = alloc_mb_mgr(0);
-    if (!m) {
-      error = "ipsec-mb: cannot allocate a manager";
-      return nullptr;
-    }
-    h->mgrs_[t] = m;
-    h->threads_ = t + 1;
-    IMB_ARCH arch = IMB_ARCH_NONE;
-    init_mb_mgr_auto(m, &arch);
-    if (imb_get_errno(m) != 0 || arch == IMB_ARCH_NONE || arch == IMB_ARCH_NOAESNI) {
-      error = std::string("ipsec-mb cannot run on this CPU: ") +
-              (imb_get_errno(m) ? imb_get_strerror(imb_get_errno(m)) : "no AES-NI");
-      return nullptr;
-    }
-  }
+  if (!h->mgrs_.open(threads, error)) return nullptr;
   return h;
-}
-
-IpsecMbHeaderProtection::~IpsecMbHeaderProtection() {
-  for (unsigned t = 0; t < threads_; ++t) free_mb_mgr(mgrs_[t]);
 }
 
 bool IpsecMbHeaderProtection::make_key(HpCipher cipher, std::span<const uint8_t> key, HpExpandedKey& out) const {
@@ -49,7 +29,7 @@ bool IpsecMbHeaderProtection::make_key(HpCipher cipher, std::span<const uint8_t>
 
 bool IpsecMbHeaderProtection::masks(const HpExpandedKey& key, const uint8_t* samples, size_t n, uint8_t* masks,
                                     unsigned thread) const {
-  if (!key.key_len || thread >= threads_) return false;
+  if (!key.key_len || thread >= mgrs_.size()) return false;
   if (n == 0) return true;
   IMB_MGR* m = mgrs_[thread];
   IMB_JOB* job = IMB_GET_NEXT_JOB(m);

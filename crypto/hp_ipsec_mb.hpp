@@ -12,8 +12,7 @@
 #include <string>
 
 #include "crypto/header_protection.hpp"
-
-struct IMB_MGR;
+#include "crypto/ipsec_mb_managers.hpp"
 
 namespace dptun {
 
@@ -31,7 +30,6 @@ class IpsecMbHeaderProtection {
  public:
   // One ipsec-mb manager per `thread` value masks() will see; nullptr and `error` when the library cannot run here.
   static std::unique_ptr<IpsecMbHeaderProtection> open(unsigned threads, std::string& error);
-  ~IpsecMbHeaderProtection();
   IpsecMbHeaderProtection(const IpsecMbHeaderProtection&) = delete;
   IpsecMbHeaderProtection& operator=(const IpsecMbHeaderProtection&) = delete;
 
@@ -43,8 +41,7 @@ class IpsecMbHeaderProtection {
 
  private:
   IpsecMbHeaderProtection() = default;
-  std::unique_ptr<IMB_MGR*[]> mgrs_;
-  unsigned threads_ = 0;
+  IpsecMbManagers mgrs_;
 };
 
 }  // namespace dptun

@@ -75,24 +75,9 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     rte_mbuf* m = p[i].m;
     TunnelSession& s = *p[i].s;
     TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
-    if (status[i]) {
-      ts.auth_fail.add();
-      ctx_.drop(m, Drop::AuthFail);
-      continue;
-    }
-    bool newest;
-    if (!accept_frame(s, p[i].meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
-      ts.replay.add();
-      ctx_.drop(m, Drop::Replay);
-      continue;
-    }
     // As for relay frames, only an authenticated packet newer than all before moves the agent's endpoint. (QUIC
     // asks for path validation before sending much to a new address, RFC 9000 9; that comes with the slow path.)
-    const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
-    if (newest && s.endpoint.load() != from) {
-      s.endpoint.store(from);
-      s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi)) continue;
     const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
     if (payload.has_ack) s.quic->largest_acked_by_peer = payload.largest_acked;
     switch (payload.kind) {

@@ -81,24 +81,7 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
     rte_mbuf* m = p[i].m;
     TunnelSession& s = *p[i].s;
     TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
-    if (status[i]) {
-      ts.auth_fail.add();
-      ctx_.drop(m, Drop::AuthFail);
-      continue;
-    }
-    bool newest;
-    if (!accept_frame(s, p[i].meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
-      ts.replay.add();
-      ctx_.drop(m, Drop::Replay);
-      continue;
-    }
-    // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen
-    // so far moves it, so a delayed or replayed frame cannot pull traffic to an old address.
-    const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
-    if (newest && s.endpoint.load() != from) {
-      s.endpoint.store(from);
-      s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (!take_opened(m, s, p[i].meta, status[i], *p[i].pi)) continue;
 
     InnerHeader ih;
     std::span<uint8_t> inner;
@@ -128,6 +111,30 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
     }
     from_agent(m, ih, inner, s);
   }
+}
+
+bool TunnelInput::take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& meta, int32_t status,
+                              const PacketInfo& pi) {
+  TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
+  if (status) {
+    ts.auth_fail.add();
+    ctx_.drop(m, Drop::AuthFail);
+    return false;
+  }
+  bool newest;
+  if (!accept_frame(s, meta, ctx_.now_ns, newest)) {  // a duplicate inside this burst
+    ts.replay.add();
+    ctx_.drop(m, Drop::Replay);
+    return false;
+  }
+  // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen so far
+  // moves it, so a delayed or replayed frame cannot pull traffic to an old address.
+  const Endpoint from{Ipv4{pi.src_ip}, pi.src_port};
+  if (newest && s.endpoint.load() != from) {
+    s.endpoint.store(from);
+    s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
+  }
+  return true;
 }
 
 void TunnelInput::from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s) {

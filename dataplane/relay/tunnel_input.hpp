@@ -40,6 +40,10 @@ class TunnelInput {
   // session `s`, on its RX worker: counted, cut out of `m`, reassembled when a fragment, then to the visitor input
   // or to the worker that owns its flow.
   void from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s);
+  // After the AEAD ran on a frame of `s` (any framing), on its RX worker: a failed tag (auth_fail) or a duplicate
+  // within the burst (replay) is dropped and counted, false; otherwise the counter enters the replay window and a
+  // frame newer than all before moves the agent's endpoint to its source (`pi`), true.
+  bool take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& meta, int32_t status, const PacketInfo& pi);
 
  private:
   template <bool kTrace>  // compiled with and without trace points, picked once per burst
