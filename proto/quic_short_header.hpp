@@ -172,6 +172,9 @@ class QuicDatagramCodec {
   // The header protection mask of a received packet (for callers that compute masks in bursts, then call
   // read_header_masked()): copies its sample; false when the packet is too short.
   static bool sample_of(std::span<const uint8_t> frame, uint8_t sample[kHpSampleLen]);
+  // The receive side's masks of `n` samples laid side by side (n * kHpSampleLen bytes -> n * kHpMaskLen), in one
+  // call: a burst's, for read_header_masked(). False on a crypto failure.
+  bool rx_masks(const uint8_t* samples, size_t n, uint8_t* masks) const { return rx_hp_.masks(samples, n, masks); }
   FrameError read_header_masked(std::span<uint8_t> frame, const uint8_t mask[5], uint64_t largest,
                                 FrameMeta& m) const;
   // After read_header: the header's length, which is the AAD's.

@@ -4,11 +4,44 @@
 
 #include <rte_mbuf.h>
 
+#include <cstring>
+
 #include "dataplane/relay/aead_burst.hpp"
 #include "dataplane/relay/frame_admit.hpp"
 #include "dataplane/tables/quic_session.hpp"
 
 namespace dptun {
+
+namespace {
+
+// Masks for `n` packets whose samples lie side by side: one call for each session's receive key, the samples of a
+// session gathered when the burst mixes sessions. False when a call failed.
+template <typename Pending>
+bool masks_by_session(const Pending* c, uint16_t n, const uint8_t* samples, uint8_t* masks) {
+  uint16_t same = 1;
+  while (same < n && c[same].s == c[0].s) ++same;
+  if (same == n) return c[0].s->quic->codec.rx_masks(samples, n, masks);
+  uint64_t pending = n == 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
+  alignas(16) uint8_t group_samples[kBurst * kHpSampleLen];
+  alignas(16) uint8_t group_masks[kBurst * kHpMaskLen];
+  uint16_t index[kBurst];
+  while (pending) {
+    const TunnelSession* s = c[__builtin_ctzll(pending)].s;
+    uint16_t g = 0;
+    for (uint64_t rest = pending; rest; rest &= rest - 1) {
+      const uint16_t i = uint16_t(__builtin_ctzll(rest));
+      if (c[i].s != s) continue;
+      std::memcpy(group_samples + g * kHpSampleLen, samples + i * kHpSampleLen, kHpSampleLen);
+      index[g++] = i;
+      pending &= ~(uint64_t(1) << i);
+    }
+    if (!s->quic->codec.rx_masks(group_samples, g, group_masks)) return false;
+    for (uint16_t k = 0; k < g; ++k) std::memcpy(masks + index[k] * kHpMaskLen, group_masks + k * kHpMaskLen, kHpMaskLen);
+  }
+  return true;
+}
+
+}  // namespace
 
 void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   struct Pending {
@@ -25,6 +58,11 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
   int32_t status[kBurst];
   uint16_t np = 0;
 
+  // The packets this worker opens, with their header-protection samples side by side.
+  Pending c[kBurst];
+  alignas(16) uint8_t samples[kBurst * kHpSampleLen];
+  alignas(16) uint8_t masks[kBurst * kHpMaskLen];
+  uint16_t nc = 0;
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
     const PacketInfo& pi = info[i];
@@ -45,9 +83,24 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       tx_.handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;
     }
+    QuicDatagramCodec::sample_of(frame, samples + nc * kHpSampleLen);
+    c[nc++] = Pending{m, s, FrameMeta{}, frame, &pi};
+  }
+  if (!nc) return;
+  // Header-protection masks: one call per session's key in the burst (usually one).
+  if (!masks_by_session(c, nc, samples, masks)) {
+    for (uint16_t k = 0; k < nc; ++k) ctx_.drop(c[k].m, Drop::CryptoError);
+    return;
+  }
+
+  for (uint16_t k = 0; k < nc; ++k) {
+    rte_mbuf* m = c[k].m;
+    TunnelSession* s = c[k].s;
+    const std::span<uint8_t> frame = c[k].frame;
     QuicSessionState& q = *s->quic;
     FrameMeta meta;
-    const FrameError fe = q.codec.read_header(frame, s->replay.empty() ? kQuicNoAck : s->replay.top(), meta);
+    const FrameError fe = q.codec.read_header_masked(frame, masks + k * kHpMaskLen,
+                                                     s->replay.empty() ? kQuicNoAck : s->replay.top(), meta);
     if (fe != FrameError::None) {
       ctx_.drop(m, fe == FrameError::BadConnectionId ? Drop::QuicBadConnectionId : Drop::FrameMalformed);
       continue;
@@ -66,7 +119,7 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     quic_nonce(iv[np], q.rx_iv.data(), meta.counter);
     ops[np] = q.codec.open_op(frame, iv[np]);
     cipher[np] = &q.rx_key(QuicDatagramCodec::aad_len(frame) - uint32_t(kQuicPnOffset));
-    p[np++] = Pending{m, s, meta, frame, &pi};
+    p[np++] = Pending{m, s, meta, frame, c[k].pi};
   }
   if (!np) return;
   aead_burst(cipher, ops, status, np, ctx_.id);

@@ -1,6 +1,7 @@
 // QUIC input, agent -> client: UDP datagrams to dpgw.quic_port that no entry point takes (docs/protocol.md "QUIC
 // framing"). A short-header packet of a QUIC session is opened on the session's RX worker (others are handed
-// over): header protection removed with the session's hp key, the packet number rebuilt against the replay window,
+// over): header protection removed (the burst's masks in one call per session's hp key), the packet number rebuilt
+// against the replay window,
 // one AEAD call per key in the burst (the key for the packet-number length), then by its frames: a DATAGRAM's inner
 // packet goes the way a relay frame's does (TunnelInput::from_agent); ACK-only and PING packets are consumed (the
 // agent's largest acknowledged number kept); packets with other frames are counted and dropped until the control

@@ -307,11 +307,13 @@ static void quic_visitor(void**) {
 
   // The visitor's side: its key from its secret, its codec sending to dpgw's connection ID.
   QuicKdf kdf;
-  QuicPacketKeys keys;
-  assert_true(kdf.packet_keys(QuicCipher::Aes128Gcm, q.rx_secret, keys));
+  QuicPacketKeys visitor_keys;
+  assert_true(kdf.packet_keys(QuicCipher::Aes128Gcm, q.rx_secret, visitor_keys));
   OpensslAead eng;
   auto seal_packet = [&](uint64_t pn, uint32_t pn_len, const std::vector<uint8_t>& packet, std::string_view name,
-                         std::array<uint8_t, 4> tail, uint8_t extra_frame = 0) {
+                         std::array<uint8_t, 4> tail, uint8_t extra_frame = 0, const QuicPacketKeys* other = nullptr,
+                         uint32_t index = 0) {  // 0: the first QUIC visitor's
+    const QuicPacketKeys& keys = other ? *other : visitor_keys;
     QuicDatagramCodec::Config c;
     c.tx_cid_tail = tail;
     c.tx_hp = c.rx_hp = keys.hp_bytes();
@@ -327,7 +329,7 @@ static void quic_visitor(void**) {
     std::memcpy(f.data() + at + l.packet_offset(), packet.data(), packet.size());
     write_name_trailer(f.data() + at + l.packet_offset() + packet.size(), name);
     if (extra_frame) f[l.header_len] = extra_frame;
-    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, kQuicVisitor, pn});
+    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, index ? index : kQuicVisitor, pn});
     auto key = eng.make_key(keys.key_bytes(), AeadDirection::Encrypt, l.header_len);
     uint8_t iv[kAeadIvLen];
     quic_nonce(iv, keys.iv.data(), pn);
@@ -388,6 +390,27 @@ static void quic_visitor(void**) {
   assert_int_equal(r.all_drops(), 6);
   // Legitimate traffic goes on.
   assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tail)).size(), 1);
+
+  // Two QUIC sessions in one burst: the header-protection masks are computed per session's key.
+  QuicSessionSpec q2 = q;
+  q2.rx_secret.assign(32, 0x77);
+  q2.cid_tail = {5, 6, 7, 8};
+  spec.index = kQuicVisitor + 1;
+  spec.base_secret = key_of(12);
+  spec.quic = q2;
+  assert_true(r.gw->state().add_session(spec, error));
+  QuicPacketKeys keys2;
+  assert_true(kdf.packet_keys(QuicCipher::Aes128Gcm, q2.rx_secret, keys2));
+  uint64_t pn2 = 0;
+  for (int k = 0; k < 6; ++k) {
+    const auto packet = program_packet(kIpProtoUdp, uint16_t(43200 + k));
+    r.inject_from_agent(k % 2 ? seal_packet(pn2++, 2, packet, "svc.example", q2.cid_tail, 0, &keys2, kQuicVisitor + 1)
+                              : seal_packet(pn++, 3, packet, "svc.example", q.cid_tail),
+                        kVisitor, 0, kQuicPort);
+  }
+  r.poll();
+  assert_int_equal(r.und.drain().size(), 6);
+  assert_int_equal(r.all_drops(), 6);  // none more
 }
 
 int main() {
