@@ -21,15 +21,6 @@ constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AE
                                   "%DISABLE_TLS13_COMPAT_MODE";
 constexpr size_t kMaxUdpPayload = 1452;
 
-void rand_cb(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) { gnutls_rnd(GNUTLS_RND_RANDOM, dest, len); }
-
-int new_cid(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void*) {
-  gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen);
-  cid->datalen = cidlen;
-  gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
-  return 0;
-}
-
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
 };
@@ -88,8 +79,6 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   gnutls_alpn_set_protocols(tls_, &alpn, 1, 0);
 
   ngtcp2_callbacks cb = ngtcp2_crypto_callbacks(QuicRole::Client);
-  cb.rand = rand_cb;
-  cb.get_new_connection_id = new_cid;
   cb.handshake_completed = on_handshake_completed;
   cb.recv_stream_data = on_recv_stream;
   cb.acked_stream_data_offset = on_acked;
@@ -232,12 +221,7 @@ bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
   if (rv == NGTCP2_ERR_CRYPTO && !closed_) {  // our TLS refused dpctld: say so with the alert, as TCP would
     ngtcp2_connection_close_error ccerr;
     ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
-    uint8_t buf[kMaxUdpPayload];
-    ngtcp2_path_storage ps;
-    ngtcp2_path_storage_zero(&ps);
-    ngtcp2_pkt_info pi{};
-    const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &ccerr, now_ns);
-    if (n > 0) (void)send(fd_, buf, size_t(n), 0);
+    send_close(ccerr, now_ns);
   }
   closed_ = true;
   return false;
@@ -312,12 +296,16 @@ void QuicControlConnection::close(uint64_t now_ns) {
   closed_ = true;
   ngtcp2_connection_close_error ccerr;
   ngtcp2_connection_close_error_set_application_error(&ccerr, 0, nullptr, 0);
+  send_close(ccerr, now_ns);
+}
+
+void QuicControlConnection::send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns) {
   uint8_t buf[kMaxUdpPayload];
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
   const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &ccerr, now_ns);
-  if (n > 0) (void)send(fd_, buf, size_t(n), 0);
+  if (n > 0) (void)send(fd_, buf, size_t(n), 0);  // best effort: dpctld times the connection out otherwise
 }
 
 }  // namespace dptun

@@ -69,6 +69,8 @@ class QuicControlConnection {
   const ServerCertSeen& seen() const { return seen_; }
 
  private:
+  // Writes a CONNECTION_CLOSE with `ccerr` and sends it, once.
+  void send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns);
   static int verify(gnutls_session_t s);
   static int on_handshake_completed(ngtcp2_conn*, void* user);
   static int on_recv_stream(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user,

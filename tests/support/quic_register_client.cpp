@@ -55,15 +55,6 @@ struct Client {
 
 ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) { return static_cast<Client*>(ref->user_data)->conn; }
 
-void rand_cb(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) { gnutls_rnd(GNUTLS_RND_RANDOM, dest, len); }
-
-int new_cid(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen, void*) {
-  gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen);
-  cid->datalen = cidlen;
-  gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
-  return 0;
-}
-
 int handshake_completed(ngtcp2_conn*, void* user) {
   static_cast<Client*>(user)->handshake_done = true;
   fprintf(stderr, "quic_register_client: QUIC handshake completed\n");
@@ -174,8 +165,6 @@ int main(int argc, char** argv) {
   gnutls_alpn_set_protocols(c.tls, &alpn, 1, 0);
 
   ngtcp2_callbacks cb = dptun::ngtcp2_crypto_callbacks(dptun::QuicRole::Client);
-  cb.rand = rand_cb;
-  cb.get_new_connection_id = new_cid;
   cb.handshake_completed = handshake_completed;
   cb.recv_stream_data = recv_stream;
   ngtcp2_cid dcid, scid;
