@@ -69,6 +69,13 @@ std::string join(const json& list, const char* sep = ",") {
   return s;
 }
 
+// "or over QUIC ..." and its dpagent command, when dpctld listens for agents over QUIC too.
+std::string quic_command_text(const json& r) {
+  if (!r.contains("agent_quic_command")) return "";
+  return "or over QUIC (UDP, data in QUIC DATAGRAM frames; for networks that pass only TCP/443 and UDP/443):\n  " +
+         text(at(r, "agent_quic_command")) + "\n";
+}
+
 std::string entry_name(const json& e) { return text(at(e, "proto")) + "/" + text(at(e, "port")); }
 
 std::string entry_options(const json& e) {
@@ -130,7 +137,7 @@ std::string tunnel_show(const json& x) {
     for (const auto& r : at(x, "ingress"))
       out += "  " + text(at(r, "hostname")) + (r.value("private", false) ? " (private)" : "") + "\n";
   }
-  out += "\nregister an agent:\n  " + text(at(x, "agent_command")) + "\n";
+  out += "\nregister an agent:\n  " + text(at(x, "agent_command")) + "\n" + quic_command_text(x);
   return out;
 }
 
@@ -142,7 +149,7 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       const json& t = at(r, "tunnel");
       return "tunnel " + text(at(t, "name")) + " added, id " + text(at(t, "id")) +
              "\n\nregister an agent for it (with a certificate the CA signed, allowed by " + join(at(t, "allow"), " ") +
-             "):\n  " + text(at(r, "agent_command")) + "\n";
+             "):\n  " + text(at(r, "agent_command")) + "\n" + quic_command_text(r);
     }
     case DpctlCommand::TunnelDel: {
       std::string out = "tunnel " + text(at(r, "name")) + " (" + text(at(r, "removed")) + ") removed\n";

@@ -88,7 +88,9 @@ class Dpctld {
   std::vector<EntrySpec> all_entries() const;
   bool persist(std::string& error);
   void drop_tunnel_sessions(const Uuid& id);
-  std::string agent_command(const TunnelDef& t) const;
+  // The dpagent command that registers an agent for `t` (over QUIC: `quic`, to agent_quic_listen's port).
+  std::string agent_command(const TunnelDef& t, bool quic) const;
+  void add_agent_commands(nlohmann::json& j, const TunnelDef& t) const;
   // dpctl API (dpctld_api.cpp): one JSON request line in, one JSON reply line out -- at once for questions,
   // after the state file is saved for changes (nullopt: the reply comes through api_.reply()).
   std::optional<std::string> handle_api(const std::string& line, uint64_t conn);

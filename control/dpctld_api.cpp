@@ -167,11 +167,22 @@ void Dpctld::start_next_change() {
 // The command that registers an agent for `t`, as it runs on the agent host once AGENT.pem/AGENT.key name that
 // agent's certificate and key: --server as agents reach dpctld, --ca the CA that verifies dpctld's certificate,
 // and --server-name when that certificate does not carry the --server host.
-std::string Dpctld::agent_command(const TunnelDef& t) const {
-  std::string cmd = "dpagent --server " + cfg_.agent_address + " --ca " + agent_ca_ +
-                    " --cert AGENT.pem --key AGENT.key --tunnel " + t.id.str();
+std::string Dpctld::agent_command(const TunnelDef& t, bool quic) const {
+  std::string server = cfg_.agent_address;
+  if (quic) {  // the same host as agents reach agent_listen by, agent_quic_listen's port
+    auto hp = parse_host_port(cfg_.agent_address);
+    server = (hp ? hp->first : cfg_.agent_quic_listen->ip.str()) + ":" + std::to_string(cfg_.agent_quic_listen->port);
+  }
+  std::string cmd = "dpagent" + std::string(quic ? " --transport quic" : "") + " --server " + server + " --ca " +
+                    agent_ca_ + " --cert AGENT.pem --key AGENT.key --tunnel " + t.id.str();
   if (!agent_server_name_.empty()) cmd += " --server-name " + agent_server_name_;
   return cmd;
+}
+
+// agent_command, and agent_quic_command when dpctld has agent_quic_listen.
+void Dpctld::add_agent_commands(json& j, const TunnelDef& t) const {
+  j["agent_command"] = agent_command(t, false);
+  if (cfg_.agent_quic_listen) j["agent_quic_command"] = agent_command(t, true);
 }
 
 json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
@@ -210,7 +221,7 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
     j["session_list"] = ss;
     j["entry_point_list"] = es;
     j["ingress"] = rs;
-    j["agent_command"] = agent_command(t);
+    add_agent_commands(j, t);
   }
   return j;
 }
@@ -260,7 +271,9 @@ Dpctld::Change Dpctld::api_tunnel_add(const json& req) {
     gateway_->send(gateway_message(GatewayMessageType::TunnelSet, encode_tunnel(TunnelSpec{t.id, t.name, false})));
     LOG_INFO("dpctl: tunnel %s (%s) added, allow %s", t.name.c_str(), t.id.str().c_str(),
              json(t.allow).dump(-1, ' ', false, json::error_handler_t::replace).c_str());
-    return json{{"tunnel", tunnel_json(t, false)}, {"agent_command", agent_command(t)}};
+    json reply{{"tunnel", tunnel_json(t, false)}};
+    add_agent_commands(reply, t);
+    return reply;
   };
   return c;
 }

@@ -213,6 +213,7 @@ std::string stats_json(const Dataplane& dp) {
       j.begin_object()
           .field("index", unsigned(s->index))
           .field("weight", unsigned(s->weight))
+          .field("framing", s->quic ? "quic" : "relay")
           .field("live", session_live(*s, now, dp.cfg->session_timeout_ns))
           .field("endpoint", s->has_peer() ? s->peer().str() : std::string())
           .field("endpoint_changes", s->endpoint_changes.load(std::memory_order_relaxed))

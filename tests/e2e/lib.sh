@@ -156,10 +156,14 @@ DPCTL=$BUILD/control/dpctl
 dpctl() { "$DPCTL" --socket "$WORK/dpctld.sock" "$@"; }
 
 # write_dpctld_conf AGENT_LISTEN -> $WORK/dpctld.conf, with no tunnels (dpctl adds them); PKI from pki.sh.
+# DPCTLD_QUIC_LISTEN=IP:PORT adds agent_quic_listen (agents over QUIC).
 write_dpctld_conf() {
+  local quic=""
+  [ -n "${DPCTLD_QUIC_LISTEN:-}" ] && quic="agent_quic_listen = \"$DPCTLD_QUIC_LISTEN\";"
   cat > "$WORK/dpctld.conf" <<CONF
 dpctld = {
   agent_listen = "$1";
+  $quic
   tls = { ca = "$WORK/pki/ca.pem"; cert = "$WORK/pki/server.pem"; key = "$WORK/pki/server.key"; };
   failure_log = "$WORK/failures.jsonl";
   metrics_listen = "127.0.0.1:9108";
