@@ -342,6 +342,15 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
       drop_session(s.index);
     }
+    if (s.quic) {
+      // A QUIC session comes only with SessionAdd, at its hand-over: its packet numbers live only in the memory of
+      // the dpgw it was handed to (docs/protocol.md "Key hand-over"), and one this dpgw does not hold was handed to
+      // an earlier one, which may have used any of them under these keys. Not taken: its agent connects again
+      // (dpctld drops the session when this dpgw's status does not list it).
+      LOG_INFO("sync: session %u is a QUIC connection handed to an earlier dpgw; not taken (its agent connects again)",
+               s.index);
+      continue;
+    }
     std::string err;
     if (!add_session(s, err)) LOG_WARN("sync: session %u: %s", s.index, err.c_str());
   }

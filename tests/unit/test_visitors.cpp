@@ -413,6 +413,32 @@ static void quic_visitor(void**) {
   assert_int_equal(r.all_drops(), 6);  // none more
 }
 
+// A QUIC session reaches dpgw only with SessionAdd (its hand-over): a sync (dpctld reconnecting, or a new dpgw after a
+// restart) does not create one, since an earlier dpgw may have sent any packet number under its keys; one this dpgw
+// holds stays as it is, its transmit packet numbers going on from where they were.
+static void quic_session_only_by_hand_over(void**) {
+  Rig r;
+  QuicSessionSpec q;
+  q.rx_secret.assign(32, 0x31);
+  q.tx_secret.assign(32, 0x53);
+  q.cid_tail = {1, 2, 3, 4};
+  q.peer_cid = {0, 0, 0, 7, 1, 2, 3, 4};
+  SessionSpec spec;
+  spec.index = 40000;
+  spec.tunnel = r.tunnel("a").id;
+  spec.base_secret = key_of(40);
+  spec.quic = q;
+  std::string error;
+  assert_true(r.gw->state().sync({}, {spec}, {}, error));
+  assert_int_equal(r.gw->state().sessions().count(spec.index), 0);
+  assert_true(r.gw->state().add_session(spec, error));
+  TunnelSession* s = r.gw->state().sessions().at(spec.index);
+  s->tx_counter.fetch_add(1000);
+  assert_true(r.gw->state().sync({}, {spec}, {}, error));
+  assert_ptr_equal(r.gw->state().sessions().at(spec.index), s);
+  assert_int_equal(s->tx_counter.load(), q.first_tx_pn + 1000);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(visitor_reaches_a_rule_of_its_own_tunnel),
@@ -420,6 +446,7 @@ int main() {
       cmocka_unit_test(direct_mode),
       cmocka_unit_test(flow_moves_when_its_agent_goes_quiet),
       cmocka_unit_test(quic_visitor),
+      cmocka_unit_test(quic_session_only_by_hand_over),
   };
   return run_pipeline_tests("test_visitors", tests, sizeof tests / sizeof tests[0]);
 }
