@@ -36,6 +36,17 @@ class AgentLink {
   // The session's base secret: the TLS exporter (RFC 8446 §7.5) with kExporterLabel and the index as context,
   // empty on failure (control/control_protocol.hpp).
   virtual std::vector<uint8_t> export_secret(uint32_t session_index) const = 0;
+  // The QUIC framing's key hand-over (docs/protocol.md "Key hand-over"), QUIC connections only. The session index
+  // the connection holds from its first Initial (its connection IDs carry it); 0 for a TLS connection.
+  virtual uint32_t reserved_index() const { return 0; }
+  // Whether dpgw can take the connection over once registered; `why` says why not.
+  virtual bool can_hand_over(std::string& why) const {
+    why = "not a QUIC connection";
+    return false;
+  }
+  // Once the agent has acknowledged everything sent on the connection, it goes to dpgw (the QUIC listener's
+  // handed_over callback) and dpctld forgets it without a CONNECTION_CLOSE.
+  virtual void hand_over_when_acknowledged() {}
 };
 
 class AgentChannel : public AgentLink {

@@ -195,7 +195,8 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
                text(at(s, "weight")), text(at(s, "live")),
                s.value("control_connected", false)
                    ? text(at(s, "control_peer")) + (s.value("control_transport", std::string("tcp")) == "quic" ? " (quic)" : "")
-                   : "closed",
+                   : s.value("handed_over", false) ? "handed over to dpgw (quic)"
+                                                   : "closed",
                s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")),
                text(at(s, "flows")), text(at(s, "age_s")) + "s"});
       return t.str();

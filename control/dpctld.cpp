@@ -116,6 +116,9 @@ bool Dpctld::start(std::string& error) {
     cb.failed = [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); };
     cb.line = [this](AgentLink& link, const std::string& line) { on_line(link, line); };
     cb.closed = [this](AgentLink& link) { on_closed(link); };
+    cb.reserve_index = [this] { return sessions_.reserve_index(); };
+    cb.release_index = [this](uint32_t index) { sessions_.release_index(index); };
+    cb.handed_over = [this](AgentLink& link, QuicSessionSpec&& spec) { return on_quic_handover(link, std::move(spec)); };
     quic_ = std::make_unique<QuicListener>(loop_, tls_, quic_limits(), std::move(cb));
     if (!quic_->load_credentials(cfg_.tls, error)) return false;
     if (!quic_->listen(*cfg_.agent_quic_listen, error)) return false;
@@ -197,6 +200,7 @@ void Dpctld::recheck_sessions() {
   for (const auto& [index, why] : gone) {
     SessionRecord* s = sessions_.find(index);
     LOG_WARN("session %u (%s): %s; disconnected", index, s->certificate_subject.c_str(), why.c_str());
+    const bool at_gateway = !s->handover_pending;  // a QUIC session not handed over yet: dpgw never had it
     if (s->channel) {
       if (AgentLink* link = find_link(s->channel)) {
         JsonWriter j;
@@ -206,9 +210,9 @@ void Dpctld::recheck_sessions() {
         link->close();
       }
     }
-    sessions_.remove(index);
+    sessions_.remove(index);  // (closing a link may have removed a session not handed over already)
     counters_.sessions_revoked++;
-    gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
+    if (at_gateway) gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
   }
 }
 
@@ -479,9 +483,15 @@ void Dpctld::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
 void Dpctld::on_closed(AgentLink& ch) {
   if (ch.line_too_long()) counters_.agent_lines_too_long++;
   if (SessionRecord* s = sessions_.find_by_channel(ch.id())) {
-    LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
-             s->certificate_subject.c_str());
-    s->channel = 0;
+    if (s->handover_pending) {  // a QUIC connection that ended before dpgw took it: dpgw never had the session
+      LOG_INFO("session %u (tunnel %s, %s): QUIC connection closed before the hand-over; removed", s->index,
+               s->tunnel.str().c_str(), s->certificate_subject.c_str());
+      sessions_.remove(s->index);
+    } else {
+      LOG_INFO("session %u (tunnel %s, %s): control connection closed", s->index, s->tunnel.str().c_str(),
+               s->certificate_subject.c_str());
+      s->channel = 0;
+    }
   }
   closed_channels_.push_back(ch.id());
 }
@@ -631,11 +641,28 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
            tunnel->id.str());
     return;
   }
-  std::optional<uint32_t> index = sessions_.allocate_index();
+  // A QUIC connection holds its index from its first Initial (its connection IDs carry it); a TLS one gets one now.
+  std::optional<uint32_t> index;
+  if (const uint32_t reserved = ch.reserved_index()) {
+    if (!sessions_.reserved(reserved)) {
+      refuse(ch, Refusal::Internal, "the connection's session index is not reserved");
+      return;
+    }
+    index = reserved;
+  } else {
+    index = sessions_.allocate_index();
+  }
   if (!index) {
     refuse(ch, Refusal::NoIndex, "no free session index");
     return;
   }
+  // The QUIC framing when dpgw can take the connection over (docs/protocol.md "Key hand-over"); relay frames for
+  // TLS connections and for QUIC connections it cannot take (the connection then stays with dpctld).
+  std::string no_handover;
+  const bool quic_framing = ch.can_hand_over(no_handover);
+  if (!quic_framing && std::string(ch.transport()) == "quic")
+    LOG_INFO("agent %s: relay framing: dpgw cannot take its QUIC connection over (%s)", ch.peer().str().c_str(),
+             no_handover.c_str());
   const uint8_t granted = tunnel->weights.effective(weight);
   if (granted != weight)
     LOG_INFO("%s asked for weight %d on tunnel %s; its weight policy (%s) gives %u", desc.subject.c_str(), weight,
@@ -661,9 +688,12 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
     refuse(ch, Refusal::Internal, "key export failed");
     return;
   }
+  rec.handover_pending = quic_framing;
   const SessionRecord& added = sessions_.add(std::move(rec));
   ch.set_registered();
-  gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(added))));
+  // A QUIC-framed session reaches dpgw with its keys once the agent has the reply (on_quic_handover).
+  if (!quic_framing)
+    gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(added))));
   counters_.registrations_ok++;
   LOG_INFO("session %u: %s (%s) registered %s tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
            ch.peer().str().c_str(), visitor ? "to visit" : "for", tunnel->name.c_str(), tunnel->id.str().c_str(),
@@ -680,8 +710,27 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
       .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
       .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
       .field("keepalive", double(cfg_.keepalive_ns) / 1e9)
+      .field("framing", quic_framing ? "quic" : "relay")
       .end_object();
   ch.send(j.str());
+  if (quic_framing) ch.hand_over_when_acknowledged();
+}
+
+// The agent has acknowledged its registration reply: dpgw gets the session with the connection's keys and serves
+// the connection from now on; dpctld keeps the record (no control channel: it expires as a TLS session whose
+// connection closed does, when dpgw no longer reports it live).
+bool Dpctld::on_quic_handover(AgentLink& link, QuicSessionSpec&& spec) {
+  SessionRecord* s = sessions_.find_by_channel(link.id());
+  if (!s || !s->handover_pending) return false;
+  s->quic = std::move(spec);
+  s->handover_pending = false;
+  s->channel = 0;
+  s->last_live_mono_ns = monotonic_ns();
+  gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(*s))));
+  counters_.quic_handovers++;
+  LOG_INFO("session %u: QUIC connection of %s (%s) handed over to dpgw (%s)", s->index, s->certificate_subject.c_str(),
+           link.peer().str().c_str(), quic_cipher_name(s->quic->cipher));
+  return true;
 }
 
 SessionSpec Dpctld::session_spec(const SessionRecord& s) {
@@ -691,6 +740,7 @@ SessionSpec Dpctld::session_spec(const SessionRecord& s) {
   spec.weight = s.weight;
   spec.visitor = s.visitor;
   spec.base_secret = s.base_secret;
+  spec.quic = s.quic;
   return spec;
 }
 
@@ -706,7 +756,8 @@ void Dpctld::push_ingress() { gateway_->send(gateway_message(GatewayMessageType:
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();
   for (const TunnelDef* t : all_tunnels()) tunnels.push_back(encode_tunnel(TunnelSpec{t->id, t->name, false}));
-  for (const auto& [index, s] : sessions_.all()) sessions.push_back(encode_session(session_spec(s)));
+  for (const auto& [index, s] : sessions_.all())
+    if (!s.handover_pending) sessions.push_back(encode_session(session_spec(s)));
   for (const EntrySpec& e : all_entries()) entries.push_back(encode_entry(e));
   return gateway_message(GatewayMessageType::Sync, {{"tunnels", tunnels},
                                                    {"sessions", sessions},
@@ -776,6 +827,9 @@ std::string Dpctld::metrics_text() const {
     p.sample("dptun_agent_quic_connections", double(quic_->connections()));
     p.family("dptun_agent_quic_handshakes_in_progress", "gauge", "QUIC connections still handshaking.");
     p.sample("dptun_agent_quic_handshakes_in_progress", double(quic_->handshakes_in_progress()));
+    p.family("dptun_agent_quic_handovers_total", "counter",
+             "QUIC connections of registered agents handed over to dpgw (the QUIC framing).");
+    p.sample("dptun_agent_quic_handovers_total", double(counters_.quic_handovers));
     p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
              "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");
     for (size_t d = 0; d < size_t(QuicDrop::Count); ++d)

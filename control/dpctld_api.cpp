@@ -552,6 +552,8 @@ json Dpctld::api_session_list() {
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
                     {"control_transport", s.control_transport},
+                    {"framing", s.quic || s.handover_pending ? "quic" : "relay"},
+                    {"handed_over", s.quic.has_value()},
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},

@@ -39,6 +39,11 @@ constexpr uint64_t kMaxStreamData = 64 * 1024;
 constexpr uint64_t kMaxData = 256 * 1024;
 constexpr uint64_t kMaxDatagramFrameSize = 65535;
 constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;
+// Key hand-over: how long the agent has to acknowledge its registration reply, and how long datagrams for a handed-over
+// connection's IDs are dropped as `handed_over` (after that, as `unknown_connection`: silently all the same).
+constexpr uint64_t kHandoverTimeoutNs = 10'000'000'000ull;
+constexpr uint64_t kHandedOverMemoryNs = 60'000'000'000ull;
+constexpr size_t kHandedOverMemoryMax = 65536;
 
 Endpoint endpoint_of(const sockaddr_in& sin) { return Endpoint{Ipv4{ntohl(sin.sin_addr.s_addr)}, ntohs(sin.sin_port)}; }
 
@@ -57,6 +62,8 @@ const char* quic_drop_name(QuicDrop d) {
     case QuicDrop::UnsupportedVersion: return "unsupported_version";
     case QuicDrop::UnknownConnection: return "unknown_connection";
     case QuicDrop::BadInitial: return "bad_initial";
+    case QuicDrop::NoSessionIndex: return "no_session_index";
+    case QuicDrop::HandedOver: return "handed_over";
     case QuicDrop::Count: break;
   }
   return "not_quic";
@@ -67,11 +74,38 @@ const char* quic_drop_name(QuicDrop d) {
 QuicAgentConnection::QuicAgentConnection(QuicListener& owner, uint64_t id, Endpoint peer) : owner_(owner), id_(id) {
   evidence_.transport = "quic";
   evidence_.client = peer;
+  rx_secret_.reserve(64);  // assigned once, never reallocated: nothing of a secret is left behind unwiped
+  tx_secret_.reserve(64);
 }
 
 QuicAgentConnection::~QuicAgentConnection() {
   conn_.reset();  // ngtcp2 first: it may still refer to the TLS session
   tls_.reset();
+  gnutls_memset(rx_secret_.data(), 0, rx_secret_.size());
+  gnutls_memset(tx_secret_.data(), 0, tx_secret_.size());
+}
+
+bool QuicAgentConnection::can_hand_over(std::string& why) const {
+  const ngtcp2_cid* dcid = conn_ ? ngtcp2_conn_get_dcid(conn_.get()) : nullptr;
+  const ngtcp2_transport_params* params = conn_ ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
+  const bool aes = cipher_ == GNUTLS_CIPHER_AES_128_GCM || cipher_ == GNUTLS_CIPHER_AES_256_GCM;
+  if (!established_ || alpn_ != kQuicAlpnDptun) why = "not a dptun connection";
+  else if (!aes || rx_secret_.size() != quic_secret_len(cipher_ == GNUTLS_CIPHER_AES_256_GCM ? QuicCipher::Aes256Gcm
+                                                                                             : QuicCipher::Aes128Gcm) ||
+           tx_secret_.size() != rx_secret_.size())
+    why = "its 1-RTT secrets were not captured";
+  else if (!tail_set_ || index_ == kQuicUnassignedIndex) why = "no session index in its connection ID";
+  else if (!dcid || dcid->datalen != kQuicCidLen) why = "its connection ID is not 8 bytes long";
+  else if (!params || params->max_datagram_frame_size == 0) why = "it does not take DATAGRAM frames";
+  else return true;
+  return false;
+}
+
+void QuicAgentConnection::hand_over_when_acknowledged() {
+  if (dead_ || handover_armed_) return;
+  handover_armed_ = true;
+  handover_deadline_ns_ = monotonic_ns() + kHandoverTimeoutNs;
+  owner_.service(*this, monotonic_ns());
 }
 
 void QuicAgentConnection::send(const std::string& line) {
@@ -115,8 +149,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   conn_ref_.user_data = this;
   gnutls_session_set_ptr(s, &conn_ref_);
   int rv;
-  if ((rv = ngtcp2_crypto_gnutls_configure_server_session(s)) != 0 ||
-      (rv = gnutls_priority_set(s, owner_.priority_)) != 0 ||
+  if ((rv = QuicListener::configure_tls(s)) != 0 || (rv = gnutls_priority_set(s, owner_.priority_)) != 0 ||
       (rv = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, owner_.creds_.get())) != 0) {
     error = std::string("cannot set up the TLS session: ") + gnutls_strerror(rv);
     return false;
@@ -153,6 +186,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   params.initial_max_streams_uni = 3;
   params.max_idle_timeout = kIdleTimeoutNs;
   params.max_datagram_frame_size = kMaxDatagramFrameSize;
+  params.grease_quic_bit = 0;  // not what the agent is told: configure_tls leaves it out
   params.original_dcid = hd.dcid;
 
   ngtcp2_cid scid;
@@ -295,6 +329,8 @@ void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_i
     c = it->second;
   const bool first = !c;
   if (!c) {
+    // Never a stateless reset for these: dpgw serves the connection now.
+    if (handed_over_.count(cid_key(vc.dcid, vc.dcidlen))) return drop(QuicDrop::HandedOver);
     if (vc.version == 0) return drop(QuicDrop::UnknownConnection);  // a short header
     if ((data[0] & 0x30) != 0) return drop(QuicDrop::UnknownConnection);  // 0-RTT, Handshake, Retry (RFC 9000 §17.2)
     c = accept_initial(data, len, from, now);
@@ -389,7 +425,15 @@ QuicAgentConnection* QuicListener::accept_initial(const uint8_t* data, size_t le
   };
   if (unfinished(src) >= limits_.max_per_source) shed_oldest(src);
   if (unfinished(std::nullopt) >= limits_.max_pending) shed_oldest(std::nullopt);
+  // Its session index from now on (its connection IDs carry it): held by at most max_pending connections, as above.
+  const std::optional<uint32_t> index = cb_.reserve_index ? cb_.reserve_index() : std::nullopt;
+  if (!index) {
+    drop(QuicDrop::NoSessionIndex);
+    return nullptr;
+  }
   auto conn = std::make_unique<QuicAgentConnection>(*this, cb_.next_id(), endpoint_of(from));
+  conn->index_ = *index;
+  conn->holds_index_ = true;
   sockaddr_in local = local_;
   sockaddr_in remote = from;
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local), sizeof local},
@@ -451,7 +495,41 @@ void QuicListener::service(QuicAgentConnection& c, uint64_t now) {
     finish(c, now, true, c.alpn_ == kQuicAlpnH3 ? kH3NoError : 0);
     return;
   }
-  write_packets(c, now);
+  write_packets(c, now);  // acknowledgements of what the agent sent go out before the hand-over
+  if (handover_ready(c)) hand_over(c, now);
+}
+
+// Everything dpctld sent is acknowledged: the stream's lines and every ack-eliciting packet (HANDSHAKE_DONE,
+// NEW_CONNECTION_ID, ...), so nothing of dpctld's is left for the agent to wait for.
+bool QuicListener::handover_ready(QuicAgentConnection& c) const {
+  if (!c.handover_armed_ || c.dead_ || c.closing_ || !c.conn_ || !c.tx_.empty() || c.tx_sent_ != c.tx_end_)
+    return false;
+  ngtcp2_conn_stat stat;
+  ngtcp2_conn_get_conn_stat(c.conn_.get(), &stat);
+  return stat.bytes_in_flight == 0;
+}
+
+void QuicListener::hand_over(QuicAgentConnection& c, uint64_t now) {
+  QuicSessionSpec spec;
+  spec.cipher = c.cipher_ == GNUTLS_CIPHER_AES_256_GCM ? QuicCipher::Aes256Gcm : QuicCipher::Aes128Gcm;
+  spec.rx_secret = c.rx_secret_;
+  spec.tx_secret = c.tx_secret_;
+  spec.cid_tail = c.tail_;
+  const ngtcp2_cid* dcid = ngtcp2_conn_get_dcid(c.conn_.get());
+  std::memcpy(spec.peer_cid.data(), dcid->data, spec.peer_cid.size());  // 8 bytes: can_hand_over checked
+  c.handover_armed_ = false;
+  if (!cb_.handed_over || !cb_.handed_over(c, std::move(spec))) {
+    finish(c, now, true);
+    return;
+  }
+  handovers_++;
+  // Forgotten without a word: dpgw answers the agent from now on. Its connection IDs are remembered for a while so
+  // that stragglers are counted as such.
+  if (handed_over_.size() + c.cids_.size() > kHandedOverMemoryMax)
+    std::erase_if(handed_over_, [&](const auto& e) { return e.second <= now; });
+  if (handed_over_.size() + c.cids_.size() <= kHandedOverMemoryMax)
+    for (const std::string& k : c.cids_) handed_over_[k] = now + kHandedOverMemoryNs;
+  retire(c);
 }
 
 void QuicListener::write_packets(QuicAgentConnection& c, uint64_t now) {
@@ -547,6 +625,8 @@ void QuicListener::finish(QuicAgentConnection& c, uint64_t now, bool send_close,
 void QuicListener::retire(QuicAgentConnection& c) {
   if (c.dead_ && std::find(retired_.begin(), retired_.end(), c.id_) != retired_.end()) return;
   c.dead_ = true;
+  if (c.holds_index_ && cb_.release_index) cb_.release_index(c.index_);
+  c.holds_index_ = false;
   for (const std::string& k : c.cids_) {
     auto it = by_cid_.find(k);
     if (it != by_cid_.end() && it->second == &c) by_cid_.erase(it);
@@ -625,10 +705,16 @@ void QuicListener::tick(uint64_t now) {
       LOG_WARN("agent %s: no registration within %.0f s of its QUIC handshake; closed", c->peer().str().c_str(),
                double(limits_.register_timeout_ns) / 1e9);
       c->close(true);
+    } else if (c->handover_armed_ && !c->closing_ && now >= c->handover_deadline_ns_) {
+      LOG_WARN("agent %s: its registration reply was not acknowledged within %.0f s; closed", c->peer().str().c_str(),
+               double(kHandoverTimeoutNs) / 1e9);
+      c->handover_armed_ = false;
+      c->close(true);
     } else if (c->closing_) {
       service(*c, now);
     }
   }
+  std::erase_if(handed_over_, [&](const auto& e) { return e.second <= now; });
   sweep();
   arm_timer(now);
 }
@@ -637,15 +723,19 @@ bool QuicListener::new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* res
   for (int attempt = 0; attempt < 8; ++attempt) {
     uint8_t tail[4];
     gnutls_rnd(GNUTLS_RND_NONCE, tail, sizeof tail);
-    const auto bytes = quic_cid(kQuicUnassignedIndex, std::span<const uint8_t, 4>(tail, 4));
+    // Every connection ID carries the connection's session index; dpgw accepts the first one's tail only, so the
+    // agent is expected to stay on it (docs/protocol.md "Key hand-over").
+    const auto bytes = quic_cid(c.index_, std::span<const uint8_t, 4>(tail, 4));
     std::string key = cid_key(bytes.data(), bytes.size());
-    if (by_cid_.count(key)) continue;
+    if (by_cid_.count(key) || handed_over_.count(key)) continue;
     ngtcp2_cid_init(&cid, bytes.data(), bytes.size());
     if (ngtcp2_crypto_generate_stateless_reset_token(reset_token, reset_secret_.data(), reset_secret_.size(), &cid) !=
         0)
       return false;
     by_cid_[key] = &c;
     c.cids_.push_back(std::move(key));
+    if (!c.tail_set_) std::memcpy(c.tail_.data(), tail, sizeof tail);
+    c.tail_set_ = true;
     return true;
   }
   return false;
@@ -751,6 +841,84 @@ int QuicListener::on_handshake_message(gnutls_session_t s, unsigned htype, unsig
   gnutls_ext_raw_parse(&f, hello_extension, msg, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
   if (c->evidence_.offered_versions.empty() && msg->size >= 2)  // no supported_versions: the legacy version
     c->evidence_.offered_versions.push_back(uint16_t(msg->data[0] << 8 | msg->data[1]));
+  return 0;
+}
+
+// The TLS session's links to ngtcp2, as ngtcp2_crypto_gnutls_configure_server_session makes them (secrets, handshake
+// data, alerts, the quic_transport_parameters extension), with two differences for the key hand-over: the secret
+// function keeps the 1-RTT secrets (on_secret), and the transport parameters sent leave out grease_quic_bit
+// (RFC 9287), which ngtcp2 always advertises: an agent told so may clear the fixed bit of its short headers, and
+// dpgw's fast path takes only those with the bit set.
+int QuicListener::configure_tls(gnutls_session_t s) {
+  gnutls_handshake_set_secret_function(s, on_secret);
+  gnutls_handshake_set_read_function(
+      s, [](gnutls_session_t session, gnutls_record_encryption_level_t level, gnutls_handshake_description_t htype,
+            const void* data, size_t len) -> int {
+        QuicAgentConnection* c = conn_of(session);
+        if (!c || !c->conn_) return -1;
+        if (htype == GNUTLS_HANDSHAKE_CHANGE_CIPHER_SPEC) return 0;
+        const int rv = ngtcp2_conn_submit_crypto_data(
+            c->conn_.get(), ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(level),
+            static_cast<const uint8_t*>(data), len);
+        if (rv != 0) {
+          ngtcp2_conn_set_tls_error(c->conn_.get(), rv);
+          return -1;
+        }
+        return 0;
+      });
+  gnutls_alert_set_read_function(
+      s, [](gnutls_session_t session, gnutls_record_encryption_level_t, gnutls_alert_level_t,
+            gnutls_alert_description_t alert) -> int {
+        if (QuicAgentConnection* c = conn_of(session); c && c->conn_) ngtcp2_conn_set_tls_alert(c->conn_.get(), uint8_t(alert));
+        return 0;
+      });
+  return gnutls_session_ext_register(
+      s, "QUIC Transport Parameters", NGTCP2_TLSEXT_QUIC_TRANSPORT_PARAMETERS_V1, GNUTLS_EXT_TLS,
+      [](gnutls_session_t session, const unsigned char* data, size_t len) -> int {
+        QuicAgentConnection* c = conn_of(session);
+        if (!c || !c->conn_) return -1;
+        const int rv = ngtcp2_conn_decode_remote_transport_params(c->conn_.get(), data, len);
+        if (rv != 0) {
+          ngtcp2_conn_set_tls_error(c->conn_.get(), rv);
+          return -1;
+        }
+        return 0;
+      },
+      [](gnutls_session_t session, gnutls_buffer_t out) -> int {
+        QuicAgentConnection* c = conn_of(session);
+        if (!c || !c->conn_) return -1;
+        ngtcp2_transport_params params = *ngtcp2_conn_get_local_transport_params(c->conn_.get());
+        params.grease_quic_bit = 0;
+        uint8_t buf[512];
+        const ngtcp2_ssize n =
+            ngtcp2_encode_transport_params(buf, sizeof buf, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS, &params);
+        if (n < 0 || gnutls_buffer_append_data(out, buf, size_t(n)) != 0) return -1;
+        return 0;
+      },
+      nullptr, nullptr, nullptr, GNUTLS_EXT_FLAG_TLS | GNUTLS_EXT_FLAG_CLIENT_HELLO | GNUTLS_EXT_FLAG_EE);
+}
+
+// GnuTLS's new traffic secrets of an encryption level: installed in ngtcp2 as its helper's own secret function does
+// (ngtcp2_crypto_derive_and_install_*_key), and the 1-RTT ones kept for the hand-over. Never logged.
+int QuicListener::on_secret(gnutls_session_t s, gnutls_record_encryption_level_t gtls_level, const void* rx_secret,
+                            const void* tx_secret, size_t len) {
+  QuicAgentConnection* c = conn_of(s);
+  if (!c || !c->conn_) return -1;
+  const ngtcp2_crypto_level level = ngtcp2_crypto_gnutls_from_gnutls_record_encryption_level(gtls_level);
+  ngtcp2_conn* conn = c->conn_.get();
+  if (rx_secret && ngtcp2_crypto_derive_and_install_rx_key(conn, nullptr, nullptr, nullptr, level,
+                                                           static_cast<const uint8_t*>(rx_secret), len) != 0)
+    return -1;
+  if (tx_secret && ngtcp2_crypto_derive_and_install_tx_key(conn, nullptr, nullptr, nullptr, level,
+                                                           static_cast<const uint8_t*>(tx_secret), len) != 0)
+    return -1;
+  if (level == NGTCP2_CRYPTO_LEVEL_APPLICATION) {
+    c->cipher_ = gnutls_cipher_get(s);
+    const auto* rx = static_cast<const uint8_t*>(rx_secret);
+    const auto* tx = static_cast<const uint8_t*>(tx_secret);
+    if (rx) c->rx_secret_.assign(rx, rx + len);
+    if (tx) c->tx_secret_.assign(tx, tx + len);
+  }
   return 0;
 }
 

@@ -15,6 +15,14 @@
 // Bounds: at most `max_pending` connections without a registration (handshaking, or done and not registered yet)
 // and `max_per_source` from one address; a newcomer over a limit makes the oldest of them give way (a handshake is
 // reported as `shed`). A connection must register within `register_timeout_ns` of its handshake.
+//
+// Key hand-over (docs/protocol.md "Key hand-over"): every connection the listener keeps holds a session index from
+// its first Initial (Callbacks::reserve_index; released when it ends unregistered), and every connection ID it
+// issues is that index (4, big-endian) | a random tail (4). The 1-RTT secrets and the cipher suite are captured in
+// GnuTLS's secret function. Once registered with the QUIC framing and the agent has acknowledged everything sent,
+// the connection goes to dpgw (Callbacks::handed_over gets its QuicSessionSpec) and the listener forgets it without
+// a CONNECTION_CLOSE; datagrams for its connection IDs that still arrive are dropped silently (`handed_over`),
+// never answered with a stateless reset.
 #pragma once
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
@@ -33,6 +41,7 @@
 #include "common/line_buffer.hpp"
 #include "control/agent_channel.hpp"
 #include "control/tls_server.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 
@@ -55,6 +64,8 @@ enum class QuicDrop : uint8_t {
   UnsupportedVersion,  // a long header of another version (1200 bytes or more: answered, Version Negotiation)
   UnknownConnection,   // a connection ID no connection has (short header, Handshake, or after a close)
   BadInitial,          // an Initial ngtcp2 refuses (under 1200 bytes, ...) or that opens no handshake
+  NoSessionIndex,      // an Initial while all 32768 session indexes are taken
+  HandedOver,          // for a connection dpgw took over (stragglers the kernel path still brings)
   Count
 };
 const char* quic_drop_name(QuicDrop d);
@@ -75,12 +86,18 @@ class QuicAgentConnection final : public AgentLink {
   void close(bool now = false) override;
   bool closed() const override { return dead_; }
   bool registered() const override { return registered_; }
-  void set_registered() override { registered_ = true; }
+  void set_registered() override {  // the session record holds its index now
+    registered_ = true;
+    holds_index_ = false;
+  }
   uint64_t created_ns() const override { return established_ns_; }
   bool line_too_long() const override { return in_.too_long(); }
   X509* peer_certificate() const override { return cert_.get(); }
   STACK_OF(X509)* peer_chain() const override { return chain_.get(); }
   std::vector<uint8_t> export_secret(uint32_t session_index) const override;
+  uint32_t reserved_index() const override { return index_; }
+  bool can_hand_over(std::string& why) const override;
+  void hand_over_when_acknowledged() override;
   const std::string& alpn() const { return alpn_; }
 
  private:
@@ -120,6 +137,15 @@ class QuicAgentConnection final : public AgentLink {
   uint64_t tx_end_ = 0;   // stream offset after the last byte queued
   uint64_t tx_sent_ = 0;  // stream offset up to which ngtcp2 has taken the bytes
   sockaddr_in remote_{};  // the client's address as its first Initial came (where ngtcp2's path has none)
+  // Key hand-over.
+  uint32_t index_ = 0;        // the session index its connection IDs carry
+  bool holds_index_ = false;  // reserved by this connection (until it registers or ends)
+  std::array<uint8_t, 4> tail_{};  // the tail of its first connection ID (the one dpgw accepts)
+  bool tail_set_ = false;
+  gnutls_cipher_algorithm_t cipher_ = GNUTLS_CIPHER_UNKNOWN;
+  std::vector<uint8_t> rx_secret_, tx_secret_;  // 1-RTT traffic secrets (client's, server's); wiped with it
+  bool handover_armed_ = false;
+  uint64_t handover_deadline_ns_ = 0;
 };
 
 class QuicListener {
@@ -136,6 +162,13 @@ class QuicListener {
     std::function<void(const HandshakeEvidence&, HandshakeFailure)> failed;
     std::function<void(AgentLink&, const std::string& line)> line;
     std::function<void(AgentLink&)> closed;  // an established connection ended
+    // A session index for a new connection (nullopt: none free; the Initial is dropped), and its release when the
+    // connection ends without having registered.
+    std::function<std::optional<uint32_t>()> reserve_index;
+    std::function<void(uint32_t)> release_index;
+    // The agent acknowledged everything after hand_over_when_acknowledged(): true when dpgw takes the connection
+    // (the listener then forgets it, no CONNECTION_CLOSE, no `closed` call); false closes it as usual.
+    std::function<bool(AgentLink&, QuicSessionSpec&&)> handed_over;
   };
   QuicListener(EventLoop& loop, const TlsServer& tls, Limits limits, Callbacks callbacks);
   ~QuicListener();
@@ -151,6 +184,7 @@ class QuicListener {
   AgentLink* find(uint64_t id);  // established connections only
   size_t connections() const { return conns_.size(); }
   size_t handshakes_in_progress() const;
+  uint64_t handovers() const { return handovers_; }
   uint64_t dropped(QuicDrop d) const { return dropped_[size_t(d)]; }
 
  private:
@@ -176,6 +210,8 @@ class QuicListener {
   void send_datagram(const sockaddr_in& to, const uint8_t* data, size_t len);
   static sockaddr_in destination(const QuicAgentConnection& c, const ngtcp2_path& path);
   bool new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* reset_token);
+  bool handover_ready(QuicAgentConnection& c) const;
+  void hand_over(QuicAgentConnection& c, uint64_t now);
 
   // ngtcp2 and GnuTLS callbacks.
   static int on_recv_stream_data(ngtcp2_conn*, uint32_t flags, int64_t stream_id, uint64_t offset,
@@ -192,6 +228,9 @@ class QuicListener {
   static int on_handshake_message(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
                                   const gnutls_datum_t* msg);
   static int on_verify(gnutls_session_t s);
+  static int configure_tls(gnutls_session_t s);
+  static int on_secret(gnutls_session_t s, gnutls_record_encryption_level_t level, const void* rx_secret,
+                       const void* tx_secret, size_t len);
 
   EventLoop& loop_;
   const TlsServer& tls_;
@@ -208,6 +247,9 @@ class QuicListener {
   std::map<uint64_t, std::unique_ptr<QuicAgentConnection>> conns_;
   std::unordered_map<std::string, QuicAgentConnection*> by_cid_;
   std::vector<uint64_t> retired_;
+  // Connection IDs of connections handed over to dpgw, until when datagrams for them are dropped as `handed_over`.
+  std::unordered_map<std::string, uint64_t> handed_over_;
+  uint64_t handovers_ = 0;
   uint64_t dropped_[size_t(QuicDrop::Count)] = {};
   uint64_t armed_ns_ = 0;
   bool in_ngtcp2_ = false;  // inside ngtcp2_conn_read_pkt / handle_expiry (their callbacks may call send, close)

@@ -12,6 +12,7 @@
 #include "common/inet.hpp"
 #include "control/tls_server.hpp"
 #include "common/uuid.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 
@@ -28,8 +29,13 @@ struct SessionRecord {
   Endpoint control_peer;            // the agent's address on its TLS connection
   std::string control_transport = "tcp";  // "tcp" (agent_listen) or "quic" (agent_quic_listen)
   uint64_t registered_unix_ns = 0;
-  uint64_t channel = 0;             // id of the live TLS connection; 0 once it closed
+  uint64_t channel = 0;             // id of the live control connection; 0 once it closed (or was handed over)
   std::vector<uint8_t> base_secret; // TLS exporter output; wiped when the record goes
+  // The QUIC framing (docs/protocol.md "Key hand-over"): the connection dpgw took over, its 1-RTT secrets wiped
+  // when the record goes. Until the agent has acknowledged its registration reply, handover_pending: dpgw does not
+  // know the session yet (no SessionAdd, left out of syncs), and dpctld still holds the connection.
+  std::optional<QuicSessionSpec> quic;
+  bool handover_pending = false;
   // From the gateway's status:
   bool live = false;                // the gateway hears from the agent (keepalives within its timeout)
   std::string data_endpoint;        // the agent's UDP endpoint as the gateway sees it
@@ -45,8 +51,15 @@ class SessionRegistry {
   SessionRegistry();  // starts at a random index, so a restarted dpctld rarely hands out an index agents still use
   ~SessionRegistry();
   // A free index, or nullopt when all 32768 are taken. Indexes the gateway still holds (sessions of an earlier
-  // dpctld it keeps forwarding for until they fall quiet) are not free.
+  // dpctld it keeps forwarding for until they fall quiet) and reserved ones are not free.
   std::optional<uint32_t> allocate_index();
+  // A free index held for a QUIC connection from its first Initial (its connection IDs carry it) until it
+  // registers (add() of a record with that index ends the reservation) or ends (release()). Callers bound how many
+  // they hold (the QUIC port's limits on unfinished connections).
+  std::optional<uint32_t> reserve_index();
+  void release_index(uint32_t index) { reserved_.erase(index); }
+  bool reserved(uint32_t index) const { return reserved_.count(index) != 0; }
+  size_t reservations() const { return reserved_.size(); }
   void set_gateway_held(std::set<uint32_t> held) { gateway_held_ = std::move(held); }
   void add_gateway_held(uint32_t index) { gateway_held_.insert(index); }
   SessionRecord& add(SessionRecord rec);
@@ -59,6 +72,7 @@ class SessionRegistry {
  private:
   std::map<uint32_t, SessionRecord> sessions_;
   std::set<uint32_t> gateway_held_;
+  std::set<uint32_t> reserved_;
   uint32_t next_;
 };
 

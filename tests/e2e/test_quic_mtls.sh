@@ -175,20 +175,36 @@ reg() {  # reg CERT LINE...: quic_register_client (ngtcp2 + GnuTLS; verifies dpc
     --cert "$WORK/pki/$who.pem" --key "$WORK/pki/$who.key" --sni "$TUNNEL" --verify-name dpctld.test "$@" > "$WORK/reg.out" 2> "$WORK/reg.err" || true
 }
 before=$(lines)
-reg agent1 --replies 2 '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"agent-1"}' '{"type":"ping"}'
-jq -se '.[0] | .type == "registered" and .session >= 32768 and .gateway == "10.99.2.1:51900" and .weight == 3' "$WORK/reg.out" > /dev/null ||
+# --hold 1: the client stays a second, so it acknowledges both replies and dpctld hands the connection over (to a
+# dpgw that is not there: test_quic_handover.sh has one).
+reg agent1 --replies 2 --hold 1 '{"type":"register","version":1,"tunnel":"iperf","weight":3,"name":"agent-1"}' '{"type":"ping"}'
+jq -se '.[0] | .type == "registered" and .session >= 32768 and .gateway == "10.99.2.1:51900" and .weight == 3 and
+        .framing == "quic"' "$WORK/reg.out" > /dev/null ||
   fail "no registration over QUIC: $(cat "$WORK/reg.out" "$WORK/reg.err")"
 jq -se '.[1].type == "pong"' "$WORK/reg.out" > /dev/null || fail "no pong after the registration: $(cat "$WORK/reg.out")"
-log "  registered: $(head -1 "$WORK/reg.out" | jq -c '{session, tunnel, weight, cipher}'), then $(tail -1 "$WORK/reg.out")"
+log "  registered: $(head -1 "$WORK/reg.out" | jq -c '{session, tunnel, weight, cipher, framing}'), then $(tail -1 "$WORK/reg.out")"
+handed_over() { [ "$(metric dptun_agent_quic_handovers_total)" = 1 ]; }
+wait_for 5 "the connection handed over once both replies were acknowledged" handed_over
 registered=1
 [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 1 ] || fail "no session after the QUIC registration"
 [ "$(metric dptun_registrations_total 'result="ok"')" = 1 ] || fail "registrations counter"
 matches "QUIC handshake done (ALPN dptun" < "$WORK/dpctld.log" || fail "dpctld did not log the dptun handshake"
 "$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" --json session list > "$WORK/sessions.json"
-jq -e '.sessions[0].control_transport == "quic" and .sessions[0].control_connected and .sessions[0].certificate == "CN=agent-1"' \
+jq -e '.sessions[0] | .control_transport == "quic" and .framing == "quic" and .handed_over and (.control_connected | not) and
+       .certificate == "CN=agent-1"' "$WORK/sessions.json" > /dev/null || fail "dpctl session list: $(cat "$WORK/sessions.json")"
+log "a QUIC client that takes no DATAGRAM frames registers with relay framing; dpctld keeps its connection"
+reg agent1 --no-datagrams '{"type":"register","version":1,"tunnel":"iperf","weight":1,"name":"agent-1b"}'
+jq -e '.type == "registered" and .framing == "relay"' "$WORK/reg.out" > /dev/null ||
+  fail "no relay-framed registration: $(cat "$WORK/reg.out" "$WORK/reg.err")"
+matches "relay framing: dpgw cannot take its QUIC connection over (it does not take DATAGRAM frames)" < "$WORK/dpctld.log" ||
+  fail "dpctld did not say why the connection stays"
+registered=2
+"$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" --json session list > "$WORK/sessions.json"
+jq -e '[.sessions[] | select(.control_transport == "quic" and .control_connected and .framing == "relay")] | length == 1' \
   "$WORK/sessions.json" > /dev/null || fail "dpctl session list: $(cat "$WORK/sessions.json")"
 "$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" session list | matches '127\.0\.0\.1:[0-9]* (quic)' ||
   fail "dpctl session list does not show the QUIC control connection"
+[ "$(metric dptun_agent_quic_handovers_total)" = 1 ] || fail "the relay-framed connection was handed over"
 reg agent2 '{"type":"register","version":1,"tunnel":"iperf","weight":1}'
 jq -e 'select(.type == "refused") | .reason | test("may not serve tunnel")' "$WORK/reg.out" > /dev/null ||
   fail "agent-2 not refused over QUIC: $(cat "$WORK/reg.out" "$WORK/reg.err")"
@@ -247,13 +263,23 @@ wait_for 10 "the 8 others time out" all_timed_out
 [ "$(metric dptun_agent_quic_handshakes_in_progress)" = 0 ] || fail "handshakes left after the timeouts"
 
 log "a reload that no longer allows agent-1 cuts off its session registered over QUIC (its QUIC connection closed)"
+# A relay-framed QUIC registration, whose connection dpctld keeps, held open for the reload.
+timeout 30 ip netns exec "$NS" "$BUILD/tests/quic_register_client" --server 127.0.0.1:7444 --ca "$WORK/pki/ca.pem" \
+  --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --sni "$TUNNEL" --verify-name dpctld.test --no-datagrams \
+  --replies 1 --hold 20 '{"type":"register","version":1,"tunnel":"iperf","weight":1}' > "$WORK/held.out" 2> "$WORK/held.err" &
+PIDS+=("$!")
+held_registered() { jq -e '.type == "registered"' "$WORK/held.out"; }
+wait_for 10 "the held client's registration" held_registered
 sed -i 's/allow = \[ "CN=agent-1", /allow = [ /' "$WORK/dpctld.conf"
 kill -HUP "$DPCTLD_PID"
 cut_off() { matches "session [0-9]* (CN=agent-1): tunnel iperf no longer allows its certificate; disconnected" < "$WORK/dpctld.log"; }
 wait_for 10 "the QUIC session cut off" cut_off
 [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = 0 ] || fail "the session stayed after the reload"
-# Its refusal is never acknowledged (the client has gone): the connection closes 3 s later all the same.
+# The held client acknowledges its refusal; the earlier relay-framed one has gone, and its connection closes 3 s
+# later all the same.
 no_connections() { [ "$(metric dptun_agent_quic_connections)" = 0 ]; }
 wait_for 10 "the QUIC connection closed" no_connections
+matches '"type":"refused".*session ended: tunnel iperf no longer allows its certificate' < "$WORK/held.out" ||
+  fail "the held client was not told: $(cat "$WORK/held.out" "$WORK/held.err")"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 log "PASS"

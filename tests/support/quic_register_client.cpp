@@ -3,8 +3,16 @@
 // on stdout. It verifies dpctld's certificate against --ca for --verify-name (and closes with its TLS alert when that
 // fails). Exits 0 once `--replies` lines came, 1 on a connection error or after --seconds.
 //
+// With --hold S it keeps the connection S seconds after the replies, sending ack-eliciting PING-only 1-RTT packets
+// (ngtcp2's keep-alive every --ping-interval seconds, default 0.2, and its loss-recovery probes: what dpgw sees
+// after dpctld handed the connection over), and says on stderr how many packets it sent after the replies
+// ("packets after the replies: N"). A connection error during the hold exits 1. --no-datagrams leaves the
+// max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection).
+// --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
+//
 //   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
-//                        [--replies N] [--seconds S] LINE...
+//                        [--replies N] [--seconds S] [--hold S [--ping-interval S]] [--no-datagrams]
+//                        [--cipher NAME] LINE...
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -45,6 +53,7 @@ struct Client {
   std::string in;
   int replies = 0;
   bool handshake_done = false;
+  uint64_t packets_sent = 0;
   ~Client() {
     if (conn) ngtcp2_conn_del(conn);
     if (tls) gnutls_deinit(tls);
@@ -101,12 +110,14 @@ bool flush(Client& c) {
     if (taken > 0) c.sent += size_t(taken);
     if (n == 0) return true;
     send(c.fd, buf, size_t(n), 0);
+    c.packets_sent++;
   }
 }
 
 int usage() {
   fprintf(stderr, "usage: quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] "
-                  "[--verify-name NAME] [--replies N] [--seconds S] LINE...\n");
+                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
+                  "LINE...\n");
   return 2;
 }
 
@@ -115,7 +126,9 @@ int usage() {
 int main(int argc, char** argv) {
   std::string server, ca, cert, key, sni, verify_name;
   int want = 1;
-  double seconds = 10;
+  double seconds = 10, hold = 0, ping_interval = 0.2;
+  bool datagrams = true;
+  std::string cipher;  // a GnuTLS cipher name: AES-128-GCM, AES-256-GCM, ...
   std::vector<std::string> lines;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -128,6 +141,10 @@ int main(int argc, char** argv) {
     else if (a == "--verify-name") verify_name = next();
     else if (a == "--replies") want = std::stoi(next());
     else if (a == "--seconds") seconds = std::stod(next());
+    else if (a == "--hold") hold = std::stod(next());
+    else if (a == "--ping-interval") ping_interval = std::stod(next());
+    else if (a == "--no-datagrams") datagrams = false;
+    else if (a == "--cipher") cipher = next();
     else if (a.rfind("--", 0) == 0) return usage();
     else lines.push_back(a);
   }
@@ -157,7 +174,9 @@ int main(int argc, char** argv) {
   c.ref.user_data = &c;
   gnutls_session_set_ptr(c.tls, &c.ref);
   ngtcp2_crypto_gnutls_configure_client_session(c.tls);
-  gnutls_priority_set_direct(c.tls, "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE", nullptr);
+  const std::string priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE" +
+                               (cipher.empty() ? std::string() : ":-CIPHER-ALL:+" + cipher);
+  if (gnutls_priority_set_direct(c.tls, priority.c_str(), nullptr) != 0) return usage();
   gnutls_credentials_set(c.tls, GNUTLS_CRD_CERTIFICATE, c.cred);
   if (!sni.empty()) gnutls_server_name_set(c.tls, GNUTLS_NAME_DNS, sni.data(), sni.size());
   gnutls_session_set_verify_cert(c.tls, verify_name.empty() ? server.substr(0, colon).c_str() : verify_name.c_str(), 0);
@@ -180,7 +199,8 @@ int main(int argc, char** argv) {
   params.initial_max_stream_data_bidi_local = 64 * 1024;
   params.initial_max_data = 256 * 1024;
   params.max_idle_timeout = 30ull * 1'000'000'000ull;
-  params.max_datagram_frame_size = 65535;
+  params.max_datagram_frame_size = datagrams ? 65535 : 0;
+  params.active_connection_id_limit = 2;  // as dpagent: one spare connection ID of dpctld's, the first one stays
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&c.local), sizeof c.local},
                    {reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote},
                    nullptr};
@@ -191,9 +211,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   ngtcp2_conn_set_tls_native_handle(c.conn, c.tls);
-  const uint64_t end = now_ns() + uint64_t(seconds * 1e9);
+  uint64_t end = now_ns() + uint64_t(seconds * 1e9);
   if (!flush(c)) return 1;
-  while (now_ns() < end && c.replies < want) {
+  bool holding = false;
+  uint64_t sent_before_hold = 0;
+  for (;;) {
+    if (!holding && c.replies >= want) {
+      if (hold <= 0) break;
+      holding = true;  // the replies are in: PINGs on the same connection from now on
+      end = now_ns() + uint64_t(hold * 1e9);
+      sent_before_hold = c.packets_sent;
+      ngtcp2_conn_set_keep_alive_timeout(c.conn, uint64_t(ping_interval * 1e9));
+    }
+    if (now_ns() >= end) break;
     const uint64_t expiry = ngtcp2_conn_get_expiry(c.conn), t = now_ns();
     int wait_ms = expiry <= t ? 0 : int(std::min<uint64_t>((expiry - t) / 1'000'000 + 1, 100));
     pollfd p{c.fd, POLLIN, 0};
@@ -220,12 +250,12 @@ int main(int argc, char** argv) {
           ngtcp2_conn_get_connection_close_error(c.conn, &e);
           fprintf(stderr, "quic_register_client: connection ended: %s (peer's error 0x%llx, our TLS alert %u)\n",
                   ngtcp2_strerror(rv), (unsigned long long)e.error_code, unsigned(ngtcp2_conn_get_tls_alert(c.conn)));
-          return c.replies >= want ? 0 : 1;
+          return c.replies >= want && !holding ? 0 : 1;
         }
       }
     }
     if (ngtcp2_conn_get_expiry(c.conn) <= now_ns() && ngtcp2_conn_handle_expiry(c.conn, now_ns()) != 0) {
-      fprintf(stderr, "quic_register_client: timed out\n");
+      fprintf(stderr, "quic_register_client: timed out%s\n", holding ? " (idle) during the hold" : "");
       return 1;
     }
     if (c.handshake_done && c.stream < 0 && ngtcp2_conn_open_bidi_stream(c.conn, &c.stream, nullptr) != 0) {
@@ -233,6 +263,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (!flush(c)) return 1;
+  }
+  if (holding) {
+    fprintf(stderr, "quic_register_client: packets after the replies: %llu\n",
+            (unsigned long long)(c.packets_sent - sent_before_hold));
+    return 0;
   }
   return c.replies >= want ? 0 : 1;
 }

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The QUIC framing's key hand-over (issue 11, docs/protocol.md "Key hand-over"): dpgw with quic_port 443 and a
+# kernel path on its underlay port, dpctld in the gateway namespace with agent_quic_listen on dpgw's underlay
+# address, port 443 (its QUIC handshakes reach it through the kernel path). A QUIC client (ngtcp2 + GnuTLS,
+# tests/support/quic_register_client) registers from the agent namespace and gets "framing":"quic"; once it has
+# acknowledged the reply, dpctld hands the connection to dpgw (its 1-RTT secrets, connection IDs) and forgets it
+# without a CONNECTION_CLOSE. The client then sends PING-only 1-RTT packets on the same connection: dpgw knows the
+# session under the index of the reply and opens them on its fast path (the tunnel's keepalives, the session's
+# last_rx and endpoint), and the client never hears a CONNECTION_CLOSE or a stateless reset. A refused
+# registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw).
+source "$(dirname "$0")/lib.sh"
+PKI=$WORK/pki
+
+topology_up
+bash "$ROOT/tests/e2e/pki.sh" "$PKI" "$GW_UNDERLAY"
+GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
+sed -i 's|^  control_socket = |  quic_port = 443;\n  control_socket = |' "$WORK/gw.conf"
+write_dpctld_conf "$GW_UNDERLAY:7443"
+sed -i "s|^  agent_listen = .*|&\n  agent_quic_listen = \"$GW_UNDERLAY:443\";\n  session_expiry = 3;|" "$WORK/dpctld.conf"
+cat >> "$WORK/dpctld.conf" <<CONF
+tunnels = ( { id = "$TUNNEL_ID"; name = "web"; allow = [ "CN=agent-1" ]; } );
+CONF
+metric() {  # metric 'NAME{LABELS}' -> value
+  ip netns exec "$NS_G" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
+    W="$1" awk '$1 == ENVIRON["W"] { print $2 }'
+}
+gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/null; }
+# client NAME CERT [options...] LINE...: quic_register_client from the agent namespace to dpgw's address, port 443
+client() {
+  local name=$1 who=$2; shift 2
+  timeout 30 ip netns exec "$NS_A" "$BUILD/tests/quic_register_client" --server "$GW_UNDERLAY:443" --ca "$PKI/ca.pem" \
+    --cert "$PKI/$who.pem" --key "$PKI/$who.key" --sni web --verify-name dpctld.test "$@" \
+    > "$WORK/$name.out" 2> "$WORK/$name.log"
+}
+register='{"type":"register","version":1,"tunnel":"web","weight":2,"name":"q1"}'
+gw_session() { gw_stats | jq -c --argjson i "$1" '[.tunnels[].sessions[] | select(.index == $i)][0] // empty'; }
+keepalives() { gw_stats | jq '[.tunnels[] | select(.id == "'"$TUNNEL_ID"'") | .keepalives] | add // 0'; }
+
+start_gw
+start_dpctld "$NS_G"
+wait_for 10 "dpctld connected to dpgw" gateway_connected
+quic_listening() { ip netns exec "$NS_G" ss -lun | matches "$GW_UNDERLAY:443 "; }
+wait_for 10 "dpctld on udp $GW_UNDERLAY:443" quic_listening
+
+log "a QUIC client registers through dpgw's kernel path, gets \"framing\":\"quic\", then sends PINGs for 5 s"
+k0=$(keepalives)
+client q1 agent1 --replies 1 --hold 5 --cipher AES-128-GCM "$register" &
+Q1=$!
+PIDS+=("$Q1")
+registered() { jq -e '.type' "$WORK/q1.out"; }
+wait_for 15 "the registration reply" registered
+jq -e '.type == "registered" and .framing == "quic" and .session >= 32768 and .weight == 2' "$WORK/q1.out" > /dev/null ||
+  fail "no QUIC-framed registration: $(cat "$WORK/q1.out" "$WORK/q1.log")"
+index=$(jq -r .session "$WORK/q1.out")
+log "  registered: $(jq -c '{session, framing, weight}' "$WORK/q1.out")"
+one_handover() { [ "$(metric dptun_agent_quic_handovers_total)" = 1 ]; }
+wait_for 10 "the hand-over" one_handover
+matches "session $index: QUIC connection of CN=agent-1 .* handed over to dpgw (TLS_AES_" < "$WORK/dpctld.log" ||
+  fail "dpctld did not log the hand-over: $(grep "session $index" "$WORK/dpctld.log")"
+[ "$(metric dptun_agent_quic_connections)" = 0 ] || fail "dpctld still holds a QUIC connection after the hand-over"
+
+log "dpgw has the session under the index of the reply and opens the client's PINGs with the handed-over keys"
+heard() {
+  local s
+  s=$(gw_session "$index")
+  [ -n "$s" ] && jq -e '.live and .last_rx_age_s != null and (.endpoint | startswith("'"$AGENT_IP"':"))' <<< "$s"
+}
+for _ in $(seq 1 25); do heard > /dev/null && break; sleep 0.2; done
+heard > /dev/null || fail "dpgw does not hear the client on session $index: $(gw_stats | jq -c '{sessions: [.tunnels[].sessions[]], drops}')"
+log "  dpgw: session $(gw_session "$index")"
+rc=0; wait "$Q1" || rc=$?
+[ "$rc" -eq 0 ] || fail "the client's connection broke after the hand-over (exit $rc): $(cat "$WORK/q1.log")"
+sent=$(sed -n 's/.*packets after the replies: \([0-9]*\).*/\1/p' "$WORK/q1.log")
+k1=$(keepalives)
+log "  the client sent $sent packets after the reply and heard no close or reset; the tunnel's keepalives $k0 -> $k1"
+[ "$((k1 - k0))" -ge 2 ] && [ "$((k1 - k0))" -le "$sent" ] || fail "PINGs counted by dpgw: $k0 -> $k1 (the client sent $sent)"
+log "  dpgw drops (nonzero): $(gw_stats | jq -c '.totals.drops | with_entries(select(.value > 0))')"
+dpctl --json session list | jq -e --argjson i "$index" \
+  '.sessions[] | select(.index == $i) | .framing == "quic" and .handed_over and (.control_connected | not) and .control_transport == "quic"' \
+  > /dev/null || fail "dpctl session list: $(dpctl --json session list)"
+dpctl session list | matches "handed over to dpgw (quic)" || fail "dpctl session list (text): $(dpctl session list)"
+
+log "a straggler for the handed-over connection at dpctld's socket gets no answer (never a stateless reset)"
+before=$(metric 'dptun_agent_quic_datagrams_dropped_total{reason="unknown_connection"}')
+ip netns exec "$NS_G" python3 - "$GW_UNDERLAY" "$index" > "$WORK/straggler.out" <<'PY'
+import os, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.5)
+dcid = struct.pack("!I", int(sys.argv[2])) + os.urandom(4)
+for _ in range(3):
+    s.sendto(bytes([0x41]) + dcid + os.urandom(40), (sys.argv[1], 443))
+try:
+    print("answered", len(s.recv(2048)))
+except socket.timeout:
+    print("silent")
+PY
+matches '^silent' < "$WORK/straggler.out" || fail "dpctld answered a short header for an unknown connection: $(cat "$WORK/straggler.out")"
+after=$(metric 'dptun_agent_quic_datagrams_dropped_total{reason="unknown_connection"}')
+[ "$after" -ge $((before + 3)) ] || fail "stragglers not counted: $before -> $after"
+
+log "a refused registration does not reach dpgw (and is closed by dpctld, as before)"
+sessions_before=$(gw_stats | jq '[.tunnels[].sessions[]] | length')
+client q2 agent2 --replies 1 '{"type":"register","version":1,"tunnel":"web","weight":1}' || true
+jq -e '.type == "refused" and (.reason | test("may not serve tunnel"))' "$WORK/q2.out" > /dev/null ||
+  fail "agent-2 not refused: $(cat "$WORK/q2.out" "$WORK/q2.log")"
+sleep 1.5
+[ "$(gw_stats | jq '[.tunnels[].sessions[]] | length')" = "$sessions_before" ] || fail "a refused registration reached dpgw"
+[ "$(metric dptun_agent_quic_handovers_total)" = 1 ] || fail "a refused registration was handed over"
+
+log "a second client (AES-256-GCM this time) is handed over too; killed, its session expires: dpgw stops hearing it, dpctld removes it (session_expiry 3 s) and dpgw drops it"
+timeout 60 ip netns exec "$NS_A" "$BUILD/tests/quic_register_client" --server "$GW_UNDERLAY:443" --ca "$PKI/ca.pem" \
+  --cert "$PKI/agent1.pem" --key "$PKI/agent1.key" --sni web --verify-name dpctld.test --replies 1 --hold 50 \
+  --cipher AES-256-GCM "$register" > "$WORK/q3.out" 2> "$WORK/q3.log" &
+Q3=$!
+PIDS+=("$Q3")
+two_handovers() { [ "$(metric dptun_agent_quic_handovers_total)" = 2 ]; }
+wait_for 15 "the second hand-over" two_handovers
+index3=$(jq -r .session "$WORK/q3.out")
+[ "$index3" != "$index" ] || fail "two sessions with index $index"
+live3() { local s; s=$(gw_session "$index3"); [ -n "$s" ] && jq -e '.live' <<< "$s" > /dev/null; }
+wait_for 10 "dpgw hearing session $index3" live3
+expired_before=$(metric dptun_sessions_expired_total)
+q3_pid=$(pgrep -P "$Q3")  # the client itself (ip netns exec execs it), not timeout
+[ -n "$q3_pid" ] || fail "no client process under $Q3"
+kill -9 "$q3_pid"
+gone3() { ! dpctl --json session list | jq -e --argjson i "$index3" '.sessions[] | select(.index == $i)' > /dev/null; }
+wait_for 20 "session $index3 expired at dpctld" gone3
+[ "$(metric dptun_sessions_expired_total)" -gt "$expired_before" ] || fail "expiry not counted"
+gw_gone3() { [ -z "$(gw_session "$index3")" ]; }
+wait_for 10 "session $index3 removed at dpgw" gw_gone3
+matches "session $index3: agent gone and no traffic for 3 s; removed" < "$WORK/dpctld.log" || fail "no expiry line for $index3"
+kill -0 "$DPCTLD_PID" || fail "dpctld died"
+kill -0 "$GW_PID" || fail "dpgw died"
+log "PASS"
