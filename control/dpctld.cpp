@@ -124,7 +124,12 @@ bool Dpctld::start(std::string& error) {
     if (!quic_->listen(*cfg_.agent_quic_listen, error)) return false;
   }
   gateway_ = std::make_unique<GatewayLink>(
-      loop_, cfg_.gateway_socket, [this] { return full_state(); }, [this](const json& s) { on_gateway_status(s); },
+      loop_, cfg_.gateway_socket,
+      [this] {
+        drop_quic_sessions_if_gateway_replaced();
+        return full_state();
+      },
+      [this](const json& s) { on_gateway_status(s); },
       [this](const json& e) { on_gateway_refused(e); });
   if (!background_.start(loop_, error)) return false;
   if (!cfg_.api_socket.empty()) {
@@ -733,6 +738,24 @@ bool Dpctld::on_quic_handover(AgentLink& link, QuicSessionSpec&& spec) {
   return true;
 }
 
+// A dpgw that is not the process that served the QUIC sessions (restarted, or controlled by another dpctld in
+// between) does not know which packet numbers were used toward their agents: given the same keys again with
+// first_tx_pn 2^30, it could send a number twice (one nonce, two plaintexts). Those sessions are dropped instead;
+// their agents' connections go quiet and they register again.
+void Dpctld::drop_quic_sessions_if_gateway_replaced() {
+  if (!gateway_ || !gateway_->gateway_replaced()) return;
+  std::vector<uint32_t> gone;
+  for (const auto& [index, s] : sessions_.all())
+    if (s.quic) gone.push_back(index);
+  for (uint32_t index : gone) {
+    LOG_WARN("session %u (%s): dpgw restarted (or another dpctld controlled it): the packet numbers of its QUIC "
+             "connection are lost with it; session dropped, the agent registers again",
+             index, sessions_.find(index)->certificate_subject.c_str());
+    sessions_.remove(index);
+    counters_.quic_sessions_dropped++;
+  }
+}
+
 SessionSpec Dpctld::session_spec(const SessionRecord& s) {
   SessionSpec spec;
   spec.index = s.index;
@@ -830,6 +853,9 @@ std::string Dpctld::metrics_text() const {
     p.family("dptun_agent_quic_handovers_total", "counter",
              "QUIC connections of registered agents handed over to dpgw (the QUIC framing).");
     p.sample("dptun_agent_quic_handovers_total", double(counters_.quic_handovers));
+    p.family("dptun_agent_quic_sessions_dropped_total", "counter",
+             "Handed-over QUIC sessions dropped because dpgw restarted (their packet numbers are lost with it).");
+    p.sample("dptun_agent_quic_sessions_dropped_total", double(counters_.quic_sessions_dropped));
     p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
              "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");
     for (size_t d = 0; d < size_t(QuicDrop::Count); ++d)

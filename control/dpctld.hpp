@@ -35,6 +35,7 @@ struct DpctldCounters {
   uint64_t handshakes_ok = 0;
   uint64_t quic_handshakes_ok = 0;  // of handshakes_ok, those on the QUIC port
   uint64_t quic_handovers = 0;      // QUIC connections dpgw took over after registration
+  uint64_t quic_sessions_dropped = 0;  // handed-over QUIC sessions dropped when dpgw was replaced
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
   uint64_t refusals[size_t(Refusal::Count)] = {};
@@ -79,6 +80,7 @@ class Dpctld {
   void on_line(AgentLink& ch, const std::string& line);
   void on_closed(AgentLink& ch);
   bool on_quic_handover(AgentLink& link, QuicSessionSpec&& spec);
+  void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
   void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");

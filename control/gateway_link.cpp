@@ -129,7 +129,9 @@ void GatewayLink::dispatch(const json& msg) {
   const std::optional<GatewayMessageType> type = gateway_message_type(msg);
   if (type == GatewayMessageType::Hello) {
     hello_done_ = true;
+    const uint64_t last = epoch_;
     epoch_ = uint64_t(int_field(msg, "epoch", 0, INT64_MAX, 0));
+    replaced_ = last != 0 && epoch_ != last + 1;
     addresses_.clear();
     for (const auto& a : array_field(msg, "addresses"))
       if (a.is_string()) addresses_.push_back(a.get<std::string>());
@@ -138,6 +140,7 @@ void GatewayLink::dispatch(const json& msg) {
     // The whole state, then the gateway's view at once: which sessions it still holds from before (their
     // indexes are not free).
     send(full_state_());
+    replaced_ = false;
     send(gateway_message(GatewayMessageType::Status));
     ++syncs_;
     LOG_INFO("gateway %s: connected (%lld worker(s)), controller epoch %llu; state pushed", path_.c_str(),

@@ -45,6 +45,10 @@ class GatewayLink {
   bool connected() const { return bool(fd_) && hello_done_; }
   uint64_t syncs() const { return syncs_; }
   uint64_t epoch() const { return epoch_; }
+  // True while building the sync of a connect to a dpgw that may not be the process this link last controlled
+  // (it restarted, or another controller held it in between): its epoch is not the last one + 1. A first connect
+  // is not. QUIC sessions' packet numbers do not survive such a dpgw (Dpctld drops those sessions).
+  bool gateway_replaced() const { return replaced_; }
   // Why dpgw does not take this dpctld as its controller ("" when it does, or when not connected for other
   // reasons): another dpctld holds it, or replaced this one.
   const std::string& conflict() const { return conflict_; }
@@ -75,6 +79,7 @@ class GatewayLink {
   uint64_t seq_ = 0;
   uint64_t syncs_ = 0;
   uint64_t epoch_ = 0;
+  bool replaced_ = false;
   std::string instance_ = random_instance_id();  // random per start: dpgw tells a reconnecting dpctld from another one
   std::string conflict_;
   uint64_t conflicts_ = 0;

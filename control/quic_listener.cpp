@@ -516,9 +516,17 @@ void QuicListener::hand_over(QuicAgentConnection& c, uint64_t now) {
   spec.tx_secret = c.tx_secret_;
   spec.cid_tail = c.tail_;
   const ngtcp2_cid* dcid = ngtcp2_conn_get_dcid(c.conn_.get());
-  std::memcpy(spec.peer_cid.data(), dcid->data, spec.peer_cid.size());  // 8 bytes: can_hand_over checked
   c.handover_armed_ = false;
-  if (!cb_.handed_over || !cb_.handed_over(c, std::move(spec))) {
+  if (dcid->datalen != kQuicCidLen) {  // the agent moved to a connection ID of another length since it registered
+    LOG_WARN("agent %s: its connection ID is no longer 8 bytes long; not handed over, closed", c.peer().str().c_str());
+    finish(c, now, true);
+    return;
+  }
+  std::memcpy(spec.peer_cid.data(), dcid->data, spec.peer_cid.size());
+  const bool taken = cb_.handed_over && cb_.handed_over(c, std::move(spec));
+  gnutls_memset(spec.rx_secret.data(), 0, spec.rx_secret.size());  // whatever the callback did not take
+  gnutls_memset(spec.tx_secret.data(), 0, spec.tx_secret.size());
+  if (!taken) {
     finish(c, now, true);
     return;
   }

@@ -7,7 +7,8 @@
 # without a CONNECTION_CLOSE. The client then sends PING-only 1-RTT packets on the same connection: dpgw knows the
 # session under the index of the reply and opens them on its fast path (the tunnel's keepalives, the session's
 # last_rx and endpoint), and the client never hears a CONNECTION_CLOSE or a stateless reset. A refused
-# registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw).
+# registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw); a restarted dpgw
+# does not get a handed-over session back (its packet numbers are lost with the old process): dpctld drops it.
 source "$(dirname "$0")/lib.sh"
 PKI=$WORK/pki
 
@@ -129,6 +130,26 @@ wait_for 20 "session $index3 expired at dpctld" gone3
 gw_gone3() { [ -z "$(gw_session "$index3")" ]; }
 wait_for 10 "session $index3 removed at dpgw" gw_gone3
 matches "session $index3: agent gone and no traffic for 3 s; removed" < "$WORK/dpctld.log" || fail "no expiry line for $index3"
+
+log "dpgw restarts under a handed-over QUIC session: dpctld drops it rather than give the new dpgw its keys again"
+client q4 agent1 --replies 1 --hold 40 --cipher AES-128-GCM "$register" &
+Q4=$!
+PIDS+=("$Q4")
+three_handovers() { [ "$(metric dptun_agent_quic_handovers_total)" = 3 ]; }
+wait_for 15 "the third hand-over" three_handovers
+index4=$(jq -r .session "$WORK/q4.out")
+live4() { local s; s=$(gw_session "$index4"); [ -n "$s" ] && jq -e '.live' <<< "$s" > /dev/null; }
+wait_for 10 "dpgw hearing session $index4" live4
+stop_gw
+start_gw
+wait_for 15 "dpctld connected to the new dpgw" gateway_connected
+dropped() { [ "$(metric dptun_agent_quic_sessions_dropped_total)" = 1 ]; }
+wait_for 10 "session $index4 dropped by dpctld" dropped
+matches "session $index4 (CN=agent-1): dpgw restarted .*; session dropped" < "$WORK/dpctld.log" || fail "no line for the drop"
+[ -z "$(gw_session "$index4")" ] || fail "the new dpgw got session $index4 again"
+! dpctl --json session list | jq -e --argjson i "$index4" '.sessions[] | select(.index == $i)' > /dev/null ||
+  fail "dpctld still lists session $index4"
+kill "$(pgrep -P "$Q4")" 2>/dev/null || true
 kill -0 "$DPCTLD_PID" || fail "dpctld died"
 kill -0 "$GW_PID" || fail "dpgw died"
 log "PASS"
