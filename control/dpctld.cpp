@@ -850,6 +850,9 @@ std::string Dpctld::metrics_text() const {
     p.sample("dptun_agent_quic_connections", double(quic_->connections()));
     p.family("dptun_agent_quic_handshakes_in_progress", "gauge", "QUIC connections still handshaking.");
     p.sample("dptun_agent_quic_handshakes_in_progress", double(quic_->handshakes_in_progress()));
+    p.family("dptun_agent_quic_indexes_reserved", "gauge",
+             "Session indexes held by QUIC connections that have not registered (bounded by tls.max_pending).");
+    p.sample("dptun_agent_quic_indexes_reserved", double(sessions_.reservations()));
     p.family("dptun_agent_quic_handovers_total", "counter",
              "QUIC connections of registered agents handed over to dpgw (the QUIC framing).");
     p.sample("dptun_agent_quic_handovers_total", double(counters_.quic_handovers));

@@ -161,6 +161,7 @@ for reason in not_quic unsupported_version unknown_connection bad_initial; do
 done
 [ "$(metric dptun_agent_quic_datagrams_dropped_total 'reason="not_quic"')" -gt "$not_quic_before" ] || fail "not_quic not counted"
 [ "$(metric dptun_agent_quic_connections)" = 0 ] || fail "garbage left connections: $(metric dptun_agent_quic_connections)"
+[ "$(metric dptun_agent_quic_indexes_reserved)" = 0 ] || fail "garbage left session indexes reserved: $(metric dptun_agent_quic_indexes_reserved)"
 
 log "after the garbage, a valid certificate still completes its handshake"
 client --cert="$WORK/pki/agent1.pem" --key="$WORK/pki/agent1.key"
@@ -256,11 +257,14 @@ timeout_before=$(metric dptun_agent_handshake_failures_total 'reason="timeout"')
 ip netns exec "$NS" python3 "$ROOT/tests/e2e/quic_probe.py" 127.0.0.1 7444 "$TUNNEL" hold-flood:12 1 > /dev/null
 sleep 0.5
 [ "$(metric dptun_agent_quic_handshakes_in_progress)" = 8 ] || fail "not 8 QUIC handshakes in progress: $(metric dptun_agent_quic_handshakes_in_progress)"
+# Each holds a session index from its first Initial; the shed ones gave theirs back.
+[ "$(metric dptun_agent_quic_indexes_reserved)" = 8 ] || fail "not 8 indexes reserved: $(metric dptun_agent_quic_indexes_reserved)"
 [ "$(metric dptun_agent_handshake_failures_total 'reason="shed"')" -eq $((shed_before + 4)) ] ||
   fail "shed: $shed_before -> $(metric dptun_agent_handshake_failures_total 'reason="shed"'), expected +4"
 all_timed_out() { [ "$(metric dptun_agent_handshake_failures_total 'reason="timeout"')" -eq $((timeout_before + 8)) ]; }
 wait_for 10 "the 8 others time out" all_timed_out
 [ "$(metric dptun_agent_quic_handshakes_in_progress)" = 0 ] || fail "handshakes left after the timeouts"
+[ "$(metric dptun_agent_quic_indexes_reserved)" = 0 ] || fail "indexes still reserved after the timeouts"
 
 log "a reload that no longer allows agent-1 cuts off its session registered over QUIC (its QUIC connection closed)"
 # A relay-framed QUIC registration, whose connection dpctld keeps, held open for the reload.
