@@ -25,6 +25,7 @@ using nlohmann::json;
 
 namespace {
 constexpr uint64_t kRegisterTimeoutNs = 15'000'000'000ull;
+constexpr uint64_t kQuicHandoverGraceNs = 3'000'000'000ull;
 }  // namespace
 
 Dpctld::~Dpctld() {
@@ -730,7 +731,7 @@ bool Dpctld::on_quic_handover(AgentLink& link, QuicSessionSpec&& spec) {
   s->quic = std::move(spec);
   s->handover_pending = false;
   s->channel = 0;
-  s->last_live_mono_ns = monotonic_ns();
+  s->last_live_mono_ns = s->handed_over_mono_ns = monotonic_ns();
   gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(*s))));
   counters_.quic_handovers++;
   LOG_INFO("session %u: QUIC connection of %s (%s) handed over to dpgw (%s)", s->index, s->certificate_subject.c_str(),
@@ -792,10 +793,12 @@ void Dpctld::on_gateway_status(const json& status) {
   const uint64_t now = monotonic_ns();
   std::set<uint32_t> held;
   const json* list = field(status, "sessions");
+  std::set<uint32_t> listed;
   for (const auto& s : list && list->is_array() ? *list : json::array()) {
     const json* i = field(s, "index");
     auto index = i ? json_int_in(*i, 1, 65535) : std::nullopt;
     if (!index) continue;  // not a session we could have
+    listed.insert(uint32_t(*index));
     SessionRecord* rec = sessions_.find(uint32_t(*index));
     if (!rec) {
       if (*index >= SessionRegistry::kFirstIndex) held.insert(uint32_t(*index));
@@ -810,6 +813,19 @@ void Dpctld::on_gateway_status(const json& status) {
     if (rec->live) rec->last_live_mono_ns = now;
   }
   sessions_.set_gateway_held(std::move(held));
+  // A handed-over QUIC session dpgw does not hold (its session_add was lost while dpgw was away, or dpgw was
+  // replaced and a sync does not recreate QUIC sessions) cannot come back: its agent's connection has gone quiet.
+  // Dropped, after a grace of a few status rounds (a reply may answer a request sent before the session_add).
+  std::vector<uint32_t> lost;
+  for (const auto& [index, s] : sessions_.all())
+    if (s.quic && !listed.count(index) && now - s.handed_over_mono_ns > kQuicHandoverGraceNs) lost.push_back(index);
+  for (uint32_t index : lost) {
+    LOG_WARN("session %u (%s): dpgw does not hold its QUIC connection (handed to a dpgw that is gone, or while dpgw "
+             "was away); session dropped, the agent registers again",
+             index, sessions_.find(index)->certificate_subject.c_str());
+    sessions_.remove(index);
+    counters_.quic_sessions_dropped++;
+  }
   if (status.contains("stats")) gateway_stats_ = status["stats"];
 }
 
@@ -857,7 +873,7 @@ std::string Dpctld::metrics_text() const {
              "QUIC connections of registered agents handed over to dpgw (the QUIC framing).");
     p.sample("dptun_agent_quic_handovers_total", double(counters_.quic_handovers));
     p.family("dptun_agent_quic_sessions_dropped_total", "counter",
-             "Handed-over QUIC sessions dropped because dpgw restarted (their packet numbers are lost with it).");
+             "Handed-over QUIC sessions dropped: dpgw restarted (their packet numbers went with it) or does not hold them.");
     p.sample("dptun_agent_quic_sessions_dropped_total", double(counters_.quic_sessions_dropped));
     p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
              "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");

@@ -36,6 +36,7 @@ struct SessionRecord {
   // know the session yet (no SessionAdd, left out of syncs), and dpctld still holds the connection.
   std::optional<QuicSessionSpec> quic;
   bool handover_pending = false;
+  uint64_t handed_over_mono_ns = 0;
   // From the gateway's status:
   bool live = false;                // the gateway hears from the agent (keepalives within its timeout)
   std::string data_endpoint;        // the agent's UDP endpoint as the gateway sees it

@@ -16,8 +16,8 @@ topology_up
 bash "$ROOT/tests/e2e/pki.sh" "$PKI" "$GW_UNDERLAY"
 GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
 sed -i 's|^  control_socket = |  quic_port = 443;\n  control_socket = |' "$WORK/gw.conf"
-write_dpctld_conf "$GW_UNDERLAY:7443"
-sed -i "s|^  agent_listen = .*|&\n  agent_quic_listen = \"$GW_UNDERLAY:443\";\n  session_expiry = 3;|" "$WORK/dpctld.conf"
+DPCTLD_QUIC_LISTEN="$GW_UNDERLAY:443" write_dpctld_conf "$GW_UNDERLAY:7443"
+sed -i "s|^  agent_listen = .*|&\n  session_expiry = 3;|" "$WORK/dpctld.conf"
 cat >> "$WORK/dpctld.conf" <<CONF
 tunnels = ( { id = "$TUNNEL_ID"; name = "web"; allow = [ "CN=agent-1" ]; } );
 CONF
@@ -64,7 +64,7 @@ log "dpgw has the session under the index of the reply and opens the client's PI
 heard() {
   local s
   s=$(gw_session "$index")
-  [ -n "$s" ] && jq -e '.live and .last_rx_age_s != null and (.endpoint | startswith("'"$AGENT_IP"':"))' <<< "$s"
+  [ -n "$s" ] && jq -e '.framing == "quic" and .live and .last_rx_age_s != null and (.endpoint | startswith("'"$AGENT_IP"':"))' <<< "$s"
 }
 for _ in $(seq 1 25); do heard > /dev/null && break; sleep 0.2; done
 heard > /dev/null || fail "dpgw does not hear the client on session $index: $(gw_stats | jq -c '{sessions: [.tunnels[].sessions[]], drops}')"
