@@ -176,7 +176,8 @@ int main(int argc, char** argv) {
   auto relay_seal = engine->make_key(rk.key_bytes(), AeadDirection::Encrypt, 16);
   auto relay_open = engine->make_key(rk.key_bytes(), AeadDirection::Decrypt, 16);
   QuicDatagramCodec::Config qc;
-  qc.tx_cid_tail = qc.rx_cid_tail = {1, 2, 3, 4};
+  qc.tx_dcid = {0, 0, 0, 7, 1, 2, 3, 4};
+  qc.rx_cid_tail = {1, 2, 3, 4};
   qc.tx_hp = qc.rx_hp = qk.hp_bytes();
   QuicDatagramCodec codec(qc);
   const uint32_t aad = uint32_t(kQuicPnOffset + 4);

@@ -90,6 +90,8 @@ class EpochReplayWindow {
 
   // Highest counter accepted so far (0 when none).
   uint64_t top() const { return any_ ? current_.top() : 0; }
+  // The newest epoch's window (what a QUIC ACK frame reports: packet numbers below 2^32 are epoch 0).
+  const ReplayWindow& current() const { return current_; }
   bool empty() const { return !any_; }
 
  private:

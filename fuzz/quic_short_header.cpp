@@ -26,6 +26,7 @@ const uint8_t kHpRx[16] = {0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78,
 const uint8_t kKey[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 const uint8_t kIv[12] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab};
 constexpr std::array<uint8_t, 4> kTail = {0xd0, 0x0d, 0xfe, 0xed};
+constexpr std::array<uint8_t, 8> kDcid = {0, 0, 0, 7, 0xd0, 0x0d, 0xfe, 0xed};  // index 7 | kTail
 
 // Our end's codec for packet number length `pn_len` (1..4), and its peer's (the keys swapped).
 QuicDatagramCodec& codec(uint32_t pn_len, bool peer) {
@@ -33,7 +34,7 @@ QuicDatagramCodec& codec(uint32_t pn_len, bool peer) {
   auto& c = made[peer][pn_len];
   if (!c) {
     QuicDatagramCodec::Config cfg;
-    cfg.tx_cid_tail = kTail;
+    cfg.tx_dcid = kDcid;
     cfg.rx_cid_tail = kTail;
     cfg.tx_hp = {peer ? kHpRx : kHpTx, 16};
     cfg.rx_hp = {peer ? kHpTx : kHpRx, 16};
@@ -65,7 +66,8 @@ void read_frames(std::span<uint8_t> f, const FrameMeta& m) {
   std::vector<uint8_t> h(aad);
   codec(aad - 9, false).write_header(h.data(), m);
   FUZZ_CHECK((h[0] | kQuicShortReserved) == (f[0] | kQuicShortReserved));
-  FUZZ_CHECK(std::memcmp(h.data() + 1, f.data() + 1, 8) == 0);
+  FUZZ_CHECK(std::memcmp(h.data() + 1, kDcid.data(), 8) == 0);  // what it writes: the peer's connection ID
+  FUZZ_CHECK(load_be32(f.data() + 1) == m.receiver_index && std::memcmp(f.data() + 5, kTail.data(), 4) == 0);
   for (uint32_t i = 0; i < aad - 9; ++i) FUZZ_CHECK(h[9 + i] == uint8_t(m.counter >> (8 * (aad - 10 - i))));
 
   const QuicPayload p = QuicDatagramCodec::payload(f);

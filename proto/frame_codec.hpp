@@ -1,5 +1,5 @@
 // The seam between tunnel framings (docs/protocol.md): relay frame v1 (proto/relay_frame.hpp), and the QUIC
-// short-header DATAGRAM framing (proto/quic_short_header.hpp: the codec only, not on the data path yet). dpgw and
+// short-header DATAGRAM framing (proto/quic_short_header.hpp: dpgw sends and receives it). dpgw and
 // dpagent write and read tunnel frames only through a codec that satisfies `FrameCodec`; no other code knows
 // where a header ends or how long a tag is.
 //
@@ -26,7 +26,8 @@ enum class FrameType : uint8_t { Data = 1, Keepalive = 2, Control = 3 };
 struct FrameMeta {
   FrameType type = FrameType::Data;
   uint8_t flags = 0;
-  uint32_t receiver_index = 0;  // selects the receiver's session (a QUIC framing maps its DCID here)
+  uint32_t receiver_index = 0;  // selects the receiver's session (a QUIC framing reads it from the DCID; it writes the
+                                //   DCID the peer issued instead)
   uint64_t counter = 0;         // the AEAD nonce counter (a QUIC framing: the full packet number)
 };
 

@@ -128,7 +128,7 @@ size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t
 }
 
 QuicDatagramCodec::QuicDatagramCodec(const Config& c)
-    : tx_tail_(c.tx_cid_tail),
+    : tx_dcid_(c.tx_dcid),
       rx_tail_(c.rx_cid_tail),
       tx_pn_len_(c.tx_pn_len),
       tx_hp_(c.hp_cipher, c.tx_hp),
@@ -139,8 +139,7 @@ QuicDatagramCodec::QuicDatagramCodec(const Config& c)
 void QuicDatagramCodec::write_header(uint8_t* frame, const FrameMeta& m) const {
   frame[0] = uint8_t(kQuicFixedBit | (m.flags & kQuicFlagSpin ? kQuicSpinBit : 0) |
                      (m.flags & kQuicFlagKeyPhase ? kQuicKeyPhaseBit : 0) | (tx_pn_len_ - 1));
-  store_be32(frame + 1, m.receiver_index);
-  std::memcpy(frame + 5, tx_tail_.data(), 4);
+  std::memcpy(frame + 1, tx_dcid_.data(), kQuicCidLen);
   if (tx_pn_len_ == 4) {
     store_be32(frame + kQuicPnOffset, uint32_t(m.counter));  // what dpgw sends: one store
     return;

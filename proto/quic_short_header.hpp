@@ -1,10 +1,10 @@
 // QUIC version 1 short-header (1-RTT) packets carrying one DATAGRAM frame: dptun's second tunnel framing
 // (docs/protocol.md "QUIC framing"; RFC 9000 17.3.1, RFC 9001 5.3/5.4, RFC 9221). Only the fast path's packets:
-// long headers, and frames other than DATAGRAM / ACK / PADDING / PING, belong to the slow path (ngtcp2, a later
-// slice). Byte order on the wire: big-endian (the packet number, the receiver index in the DCID, varints).
+// long headers, and frames other than DATAGRAM / ACK / PADDING / PING, belong to the slow path (ngtcp2). Byte order on the wire: big-endian (the packet number, the receiver index in the DCID, varints).
 //
 //   0: first byte 0 1 S R R K P P (header form 0, fixed bit 1, Spin, Reserved 00, Key phase, pn length - 1)
-//   1: Destination Connection ID (kQuicCidLen = 8): receiver index (4, big-endian) | the issuer's tail (4)
+//   1: Destination Connection ID (kQuicCidLen = 8), as its receiver issued it: dptun's own connection IDs (what
+//      dpgw receives) are receiver index (4, big-endian) | the issuer's tail (4); a peer's are its own choice
 //   9: truncated packet number (1..4 bytes)
 //   9+pn_len: AEAD ciphertext of the frames, then the 16-byte tag; AAD = bytes 0 .. 9+pn_len (unprotected)
 // Header protection (RFC 9001 5.4) masks the low 5 bits of byte 0 and the packet number bytes, from a 16-byte
@@ -115,9 +115,14 @@ size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t
 inline constexpr uint8_t kQuicFlagKeyPhase = 0x01;  // the first byte's Key Phase bit
 inline constexpr uint8_t kQuicFlagSpin = 0x02;      // the first byte's Spin bit
 
-// One connection's short-header DATAGRAM framing. What it sends: 1 + 8 + tx_pn_len header bytes, the DATAGRAM
-// type byte 0x30 as the prefix, the inner header and packet, the tag. What it reads: short headers of any
-// packet number length with its own DCID tail. The DCID's first 4 bytes are FrameMeta::receiver_index.
+// One connection's short-header DATAGRAM framing. What it sends: 1 + 8 + tx_pn_len header bytes (the DCID: the
+// peer's connection ID, Config::tx_dcid, all 8 bytes as the peer issued them), the DATAGRAM type byte 0x30 as the
+// prefix, the inner header and packet, the tag. What it reads: short headers of any packet number length with its
+// own DCID tail; the received DCID's first 4 bytes are FrameMeta::receiver_index.
+// layout(), write_inner(), write_header() and seal_op() read only what the constructor set: any number of threads
+// may call them at once (dpgw's sending workers all write a session's packets). protect(), read_header() and
+// rx_masks() use the OpenSSL header-protection contexts: one thread (dpgw: none sends with protect(), it computes
+// its masks with crypto/hp_ipsec_mb.hpp; the session's RX worker reads).
 // Receive-side steps differ from relay frames in what they touch (docs/protocol.md "QUIC framing"):
 // - receiver_of() needs only the DCID length, so any codec instance answers it for every connection;
 // - read_header() removes header protection in place (with the rx key) and rebuilds the packet number from
@@ -130,7 +135,7 @@ inline constexpr uint8_t kQuicFlagSpin = 0x02;      // the first byte's Spin bit
 class QuicDatagramCodec {
  public:
   struct Config {
-    std::array<uint8_t, 4> tx_cid_tail{};  // the peer's DCID tail, written after the receiver index
+    std::array<uint8_t, kQuicCidLen> tx_dcid{};  // the peer's connection ID: the DCID of what this codec writes
     std::array<uint8_t, 4> rx_cid_tail{};  // ours: a packet with another tail is refused (BadConnectionId)
     HpCipher hp_cipher = HpCipher::Aes128;
     std::span<const uint8_t> tx_hp;  // "quic hp" of our 1-RTT secret (RFC 9001 5.1)
@@ -146,8 +151,9 @@ class QuicDatagramCodec {
     frame[layout_.header_len] = kQuicFrameDatagram;
     encode_inner_header(frame + layout_.inner_offset(), ih);
   }
-  // A short header with the low tx_pn_len bytes of meta.counter (the full packet number: the caller chose
-  // tx_pn_len big enough, quic_pn_length()), key phase and spin from meta.flags. Unprotected until protect().
+  // A short header: Config::tx_dcid (meta.receiver_index is not written: the peer chose its connection ID), the
+  // low tx_pn_len bytes of meta.counter (the full packet number: the caller chose tx_pn_len big enough,
+  // quic_pn_length()), key phase and spin from meta.flags. Unprotected until protect().
   void write_header(uint8_t* frame, const FrameMeta& m) const;
   AeadOp seal_op(uint8_t* frame, uint32_t encrypted_len, const uint8_t* iv) const {
     const uint32_t h = layout_.header_len;
@@ -198,7 +204,8 @@ class QuicDatagramCodec {
 
  private:
   FrameLayout layout_{0, 1, uint32_t(kAeadTagLen)};
-  std::array<uint8_t, 4> tx_tail_, rx_tail_;
+  std::array<uint8_t, kQuicCidLen> tx_dcid_;
+  std::array<uint8_t, 4> rx_tail_;
   uint32_t tx_pn_len_;
   HeaderProtectionKey tx_hp_, rx_hp_;
 };

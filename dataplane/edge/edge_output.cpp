@@ -79,7 +79,8 @@ void EdgeOutput::send(uint8_t port, rte_mbuf* m, const PacketInfo& pi, uint32_t 
   }
   const uint8_t under = edge_->underlay_port;
   const uint32_t inner_len = pi.ip_total_len;
-  const uint32_t budget = encap_.frame_budget(under);
+  TunnelSession& s = edge_->session;
+  const uint32_t budget = encap_.frame_budget(under, s);
   if (inner_len > budget && pi.dont_fragment) {  // as a router on the way would: the target learns the path MTU
     local_.send_frag_needed(port, m, pi, uint16_t(budget));
     ctx_.drop(m, Drop::TooBig);
@@ -87,14 +88,13 @@ void EdgeOutput::send(uint8_t port, rte_mbuf* m, const PacketInfo& pi, uint32_t 
   }
   rte_pktmbuf_adj(m, pi.l3_offset);
   if (m->nb_segs == 1 && m->data_len > inner_len) rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));  // padding
-  TunnelSession& s = edge_->session;
   DPTUN_TRACE(m, Encap) {
     tr->session = s.index;
     tr->flow_id = tag;
     tr->dst_ip = edge_->concentrator.ip.v4();
     tr->dst_port = edge_->concentrator.port;
     tr->port = under;
-    tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len) + kEthHeaderLen, 0xffff));
+    tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len, s) + kEthHeaderLen, 0xffff));
     tr->code = m->nb_segs > 1 || inner_len > budget ? 1 : 0;
   }
   if (m->nb_segs > 1 || inner_len > budget) {

@@ -157,7 +157,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
     const uint32_t inner_len = pi.ip_total_len;
     const std::span<const uint8_t> held = names_.held(*f);
     const uint32_t trailer = held.empty() ? 0 : uint32_t(held.size() + 1);
-    const uint32_t budget = encap_.frame_budget(out_port);
+    const uint32_t budget = encap_.frame_budget(out_port, *s);
     // A packet that does not fit one frame travels as inner fragments, one frame each (protocol.md); so does a
     // datagram reassembled from the client's fragments that spans mbufs.
     bool split = m->nb_segs > 1;
@@ -195,7 +195,7 @@ void EntryInput::burst(uint8_t in_port, rte_mbuf** pkts, const PacketInfo* info,
       tr->dst_ip = peer.ip.v4();
       tr->dst_port = peer.port;
       tr->port = out_port;
-      tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len + trailer) + kEthHeaderLen, 0xffff));
+      tr->len = uint16_t(std::min<uint32_t>(encap_.outer_len(inner_len + trailer, *s) + kEthHeaderLen, 0xffff));
       tr->code = split ? 1 : 0;
     }
     if (split) {

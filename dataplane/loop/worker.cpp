@@ -12,6 +12,7 @@
 #include <exception>
 #include <string>
 
+#include "crypto/hp_ipsec_mb.hpp"
 #include "dataplane/edge/edge_peer.hpp"
 #include "dataplane/tables/flow_tracking.hpp"
 #include "packet/headers.hpp"
@@ -119,6 +120,7 @@ unsigned Worker::poll_once() {
     work += n;
   }
   edge_in_.tick();  // the edge role's keepalive, when due (out with this flush)
+  if (quic_in_.acks_owed()) quic_in_.send_owed_acks();  // QUIC ACKs the cadence held back, now due (this flush too)
   flush();
   // Housekeeping, as much as the time since the last poll asks for, whatever the poll rate.
   frags_.expire();

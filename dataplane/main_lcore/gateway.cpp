@@ -16,6 +16,7 @@
 #include "crypto/aead_cryptodev.hpp"
 #include "crypto/aead_cryptodev_async.hpp"
 #include "crypto/aead_openssl.hpp"
+#include "crypto/hp_ipsec_mb.hpp"
 
 namespace dptun {
 
@@ -65,6 +66,11 @@ bool Gateway::build(const Options& opt, std::string& error) {
     engine_ = std::make_unique<OpensslAead>(cfg.workers);
   }
   LOG_INFO("AEAD engine: %s (%s)", engine_->name(), cfg.crypto.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm");
+  {  // QUIC sessions' header protection on the workers' side (every worker sends to every session)
+    std::string hp_error;
+    dp.quic_hp = IpsecMbHeaderProtection::open(cfg.workers, hp_error);
+    if (!dp.quic_hp) LOG_WARN("QUIC sessions will be refused: ipsec-mb (header protection): %s", hp_error.c_str());
+  }
 
   for (const PortConfig& pc : cfg.ports) {
     PortInfo info;

@@ -161,7 +161,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
   s->visitor = spec.visitor;
   s->local_port = dp_.cfg->tunnel_port;
   if (spec.quic) {
-    s->quic = make_quic_session(*spec.quic, keys_.engine(), error);
+    s->quic = make_quic_session(*spec.quic, keys_.engine(), dp_.quic_hp.get(), error);
     if (!s->quic) {
       error = "session " + std::to_string(spec.index) + ": " + error;
       return false;

@@ -1,6 +1,7 @@
-// Relay framing, client side out: an inner IPv4 packet gets its inner header, relay header and outer
-// Ethernet/IPv4/UDP headers (docs/protocol.md), joins the worker's pending burst, and leaves encrypted in one AEAD
-// call per session key (aead_burst.hpp).
+// Client side out, both framings: an inner IPv4 packet gets its inner header, its session's frame header (a relay
+// frame's, or a QUIC short header) and outer Ethernet/IPv4/UDP headers (docs/protocol.md), joins the worker's
+// pending burst, and leaves encrypted in one AEAD call per session key (aead_burst.hpp), QUIC packets then
+// header-protected in one mask call per session key.
 #include <rte_mbuf.h>
 
 #include <cstring>
@@ -8,6 +9,7 @@
 #include "dataplane/relay/encap.hpp"
 
 #include "dataplane/loop/fragment_out.hpp"
+#include "crypto/hp_ipsec_mb.hpp"
 #include "dataplane/relay/aead_burst.hpp"
 #include "packet/checksum.hpp"
 
@@ -15,10 +17,6 @@ namespace dptun {
 
 Encap::Encap(WorkerContext& ctx, Tx& tx, const FlowTable& flows, const NameSlots& names)
     : ctx_(ctx), tx_(tx), flows_(flows), names_(names) {}
-
-uint32_t Encap::frame_budget(uint8_t port) const {
-  return std::min<uint32_t>(ctx_.dp.ports[port].mtu, ctx_.max_frame_ip) - uint32_t(kUnderlayOverhead);
-}
 
 // A packet dpgw made itself for a flow's server side (delayed binding): `m` holds the inner IPv4 packet; it is
 // wrapped like a client's and joins the pending burst.
@@ -34,7 +32,7 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
   const std::span<const uint8_t> nb = names_.held(f);  // the agent picks the target: the hostname
   const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
   const uint32_t inner_len = m->pkt_len;
-  if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port))
+  if (m->nb_segs > 1 || inner_len + trailer > frame_budget(out_port, s))
     return fragments(m, flows_.id_of(f), f.tunnel, s, inner_flags, proto, nb, out_port, mac);
   if (trailer) {
     char* t = rte_pktmbuf_append(m, uint16_t(trailer));
@@ -54,7 +52,8 @@ void Encap::flush() {
   n_pending_ = 0;
   if (!np) return;
   Pending* p = pending_.data();
-  // Counters (one atomic add per session), headers, nonces; then one AEAD call per key.
+  // Counters (one atomic add per session: a QUIC session's are its packet numbers), headers, nonces; then one AEAD
+  // call per key.
   constexpr size_t kMax = std::tuple_size_v<decltype(pending_)>;  // <= 64: one bit per packet in aead_burst
   uint64_t counters[kMax];
   reserve_counters(np, [&](uint16_t i) { return p[i].s; }, counters);
@@ -62,11 +61,23 @@ void Encap::flush() {
   AeadOp ops[kMax];
   uint8_t iv[kMax][kAeadIvLen];
   int32_t status[kMax];
-  uint16_t nops = 0;
+  uint16_t quic[kMax];  // where the QUIC packets are, after the loop below
+  uint16_t nops = 0, nq = 0;
   TunnelSession* key_session = nullptr;  // the key of the previous packet's session and epoch (a burst's usual)
   uint64_t key_epoch = 0;
   EpochCipher* c = nullptr;
   for (uint16_t i = 0; i < np; ++i) {
+    if (__builtin_expect(p[i].kind != Kind::Relay, 0)) {
+      // QUIC: the full packet number from the counter, key phase 0, the server's 1-RTT key (RFC 9001 5.3).
+      QuicSessionState& q = *p[i].s->quic;
+      q.codec.write_header(p[i].frame, FrameMeta{FrameType::Data, 0, 0, counters[i]});
+      quic_nonce(iv[nops], q.tx_iv.data(), counters[i]);
+      ops[nops] = q.codec.seal_op(p[i].frame, p[i].encrypted_len, iv[nops]);
+      cipher[nops] = &q.tx;
+      quic[nq++] = nops;
+      p[nops++] = p[i];
+      continue;
+    }
     if (p[i].s != key_session || epoch_of(counters[i]) != key_epoch) {
       key_session = p[i].s;
       key_epoch = epoch_of(counters[i]);
@@ -83,13 +94,20 @@ void Encap::flush() {
     p[nops++] = p[i];
   }
   aead_burst(cipher, ops, status, nops, ctx_.id);
+  if (nq) protect_quic(p, quic, nq, status);
   for (uint16_t i = 0; i < nops; ++i) {
     if (status[i]) {
       ctx_.drop(p[i].m, Drop::CryptoError);
       continue;
     }
-    codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
-    const uint32_t inner_bytes = p[i].encrypted_len - codec_.layout().encrypted_len(0);
+    if (p[i].kind == Kind::Relay) codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
+    if (__builtin_expect(p[i].kind == Kind::QuicAck, 0)) {
+      ctx_.stats.quic_acks_tx.add();
+      tx_.send(p[i].out_port, p[i].m);
+      continue;
+    }
+    const uint32_t inner_bytes =
+        p[i].encrypted_len - (p[i].kind == Kind::Relay ? codec_.layout() : p[i].s->quic->codec.layout()).encrypted_len(0);
     if (__builtin_expect(p[i].tunnel == kEdgeTunnel, 0)) {
       ctx_.stats.edge_to_concentrator_packets.add();
       ctx_.stats.edge_to_concentrator_bytes.add(inner_bytes);
@@ -104,6 +122,67 @@ void Encap::flush() {
   }
 }
 
+void Encap::protect_quic(const Pending* p, const uint16_t* quic, uint16_t nq, int32_t* status) {
+  alignas(16) uint8_t samples[64 * kHpSampleLen];
+  alignas(16) uint8_t masks[64 * kHpMaskLen];
+  for (uint16_t k = 0; k < nq; ++k)  // every packet is long enough: the sample starts at the payload (4-byte pn)
+    std::memcpy(samples + k * kHpSampleLen, p[quic[k]].frame + kQuicSampleOffset, kHpSampleLen);
+  const IpsecMbHeaderProtection& hp = *ctx_.dp.quic_hp;  // (a QUIC session exists only when it does)
+  const bool ok = hp_masks_burst(
+      nq, [&](uint16_t k) { return p[quic[k]].s; },
+      [&](uint16_t k, const uint8_t* s, uint16_t g, uint8_t* out) {
+        return hp.masks(p[quic[k]].s->quic->tx_hp, s, g, out, ctx_.id);
+      },
+      samples, masks);
+  for (uint16_t k = 0; k < nq; ++k) {
+    uint8_t* f = p[quic[k]].frame;
+    if (!ok) {
+      status[quic[k]] = -1;  // not sent unprotected: the agent could not read it
+      continue;
+    }
+    quic_protect_header(f[0], f + kQuicPnOffset, masks + k * kHpMaskLen);
+  }
+}
+
+bool Encap::quic_ack(TunnelSession& s, uint64_t ack_delay) {
+  // At most this many ranges: an ACK of a few hundred bytes at worst; the agent's own losses are rare.
+  constexpr uint32_t kMaxRanges = 32;
+  constexpr uint32_t kMaxFrames = 256;
+  const Endpoint peer = s.peer();
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why = Drop::NoSession;
+  if (!peer.port || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
+    ctx_.stats.drops[size_t(why)].add();
+    return false;
+  }
+  rte_mbuf* m = rte_pktmbuf_alloc(ctx_.dp.pool);
+  if (!m) {
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
+    return false;
+  }
+  const FrameLayout& l = s.quic->codec.layout();
+  const uint32_t head = uint32_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen) + l.header_len;
+  uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(head + kMaxFrames + l.tag_len)));
+  uint32_t frames = out ? uint32_t(quic_write_ack(s.replay.current(), ack_delay, kMaxRanges, {out + head, kMaxFrames})) : 0;
+  if (!frames) {  // (an mbuf holds far more; an empty window: nothing was received)
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  // PADDING up to the header-protection sample (RFC 9001 5.4.2): the packet holds at least kQuicMinPacket bytes.
+  const uint32_t min_frames = uint32_t(kQuicMinPacket) > l.header_len + l.tag_len
+                                  ? uint32_t(kQuicMinPacket) - l.header_len - l.tag_len : 0;
+  if (frames < min_frames) {
+    std::memset(out + head + frames, kQuicFramePadding, min_frames - frames);
+    frames = min_frames;
+  }
+  rte_pktmbuf_trim(m, uint16_t(kMaxFrames - frames));
+  const uint32_t outer = uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + l.frame_len(frames);
+  uint8_t* frame = write_outer(out, s, peer, out_port, mac, outer);
+  queue(Pending{m, &s, frame, frames, out_port, Kind::QuicAck, s.tunnel});
+  return true;
+}
+
 bool Encap::fragments(rte_mbuf* m, uint64_t flow_id, uint16_t tunnel, TunnelSession& s, uint8_t inner_flags,
                       uint8_t proto, std::span<const uint8_t> name, uint8_t out_port, const MacAddr& mac) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -111,7 +190,7 @@ bool Encap::fragments(rte_mbuf* m, uint64_t flow_id, uint16_t tunnel, TunnelSess
   const uint32_t total = load_be16(ip + kIpv4OffTotalLen);
   const uint32_t trailer = name.empty() ? 0 : uint32_t(name.size() + 1);
   if (trailer) inner_flags |= kInnerHasName;
-  const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port) - trailer);
+  const FragmentPlan plan = plan_ipv4_fragments(hl, total - hl, frame_budget(out_port, s) - trailer);
   if (!plan.count || plan.count > kMaxFragmentsOut || total > m->pkt_len) {
     ctx_.drop(m, Drop::TooBig);
     return false;

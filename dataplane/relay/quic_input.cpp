@@ -1,5 +1,5 @@
 // Agent -> client over the QUIC framing: short-header packets of QUIC sessions, opened in bursts on the sessions'
-// RX workers (dataplane/relay/quic_input.hpp).
+// RX workers, and the ACKs they ask for (dataplane/relay/quic_input.hpp).
 #include "dataplane/relay/quic_input.hpp"
 
 #include <rte_mbuf.h>
@@ -12,36 +12,6 @@
 
 namespace dptun {
 
-namespace {
-
-// Masks for `n` packets whose samples lie side by side: one call for each session's receive key, the samples of a
-// session gathered when the burst mixes sessions. False when a call failed.
-template <typename Pending>
-bool masks_by_session(const Pending* c, uint16_t n, const uint8_t* samples, uint8_t* masks) {
-  uint16_t same = 1;
-  while (same < n && c[same].s == c[0].s) ++same;
-  if (same == n) return c[0].s->quic->codec.rx_masks(samples, n, masks);
-  uint64_t pending = n == 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
-  alignas(16) uint8_t group_samples[kBurst * kHpSampleLen];
-  alignas(16) uint8_t group_masks[kBurst * kHpMaskLen];
-  uint16_t index[kBurst];
-  while (pending) {
-    const TunnelSession* s = c[__builtin_ctzll(pending)].s;
-    uint16_t g = 0;
-    for (uint64_t rest = pending; rest; rest &= rest - 1) {
-      const uint16_t i = uint16_t(__builtin_ctzll(rest));
-      if (c[i].s != s) continue;
-      std::memcpy(group_samples + g * kHpSampleLen, samples + i * kHpSampleLen, kHpSampleLen);
-      index[g++] = i;
-      pending &= ~(uint64_t(1) << i);
-    }
-    if (!s->quic->codec.rx_masks(group_samples, g, group_masks)) return false;
-    for (uint16_t k = 0; k < g; ++k) std::memcpy(masks + index[k] * kHpMaskLen, group_masks + k * kHpMaskLen, kHpMaskLen);
-  }
-  return true;
-}
-
-}  // namespace
 
 void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   struct Pending {
@@ -88,7 +58,11 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
   }
   if (!nc) return;
   // Header-protection masks: one call per session's key in the burst (usually one).
-  if (!masks_by_session(c, nc, samples, masks)) {
+  const bool masked = hp_masks_burst(
+      nc, [&](uint16_t k) { return c[k].s; },
+      [&](uint16_t k, const uint8_t* smp, uint16_t g, uint8_t* out) { return c[k].s->quic->codec.rx_masks(smp, g, out); },
+      samples, masks);
+  if (!masked) {
     for (uint16_t k = 0; k < nc; ++k) ctx_.drop(c[k].m, Drop::CryptoError);
     return;
   }
@@ -124,6 +98,8 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
   if (!np) return;
   aead_burst(cipher, ops, status, np, ctx_.id);
 
+  TunnelSession* ack[kBurst];  // sessions that received ack-eliciting packets in this burst
+  uint16_t nack = 0;
   for (uint16_t i = 0; i < np; ++i) {
     rte_mbuf* m = p[i].m;
     TunnelSession& s = *p[i].s;
@@ -131,8 +107,18 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     // As for relay frames, only an authenticated packet newer than all before moves the agent's endpoint. (QUIC
     // asks for path validation before sending much to a new address, RFC 9000 9; that comes with the slow path.)
     if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi)) continue;
+    QuicSessionState& q = *s.quic;
+    if (s.replay.top() == p[i].meta.counter) q.top_rx_ns = ctx_.now_ns;  // the ACK's largest: its delay counts from here
     const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
-    if (payload.has_ack) s.quic->largest_acked_by_peer = payload.largest_acked;
+    if (payload.has_ack) q.largest_acked_by_peer = payload.largest_acked;
+    // Acknowledged: what asks for it (RFC 9000 13.2.1), and the slow path's packets, which are authenticated and in
+    // the window although dropped here (unacknowledged, the agent would send them again and again).
+    if (payload.ack_eliciting || payload.kind == QuicPayload::Kind::SlowPath) {
+      if (!q.ack_wanted_ns) q.ack_wanted_ns = ctx_.now_ns;
+      uint16_t k = 0;
+      while (k < nack && ack[k] != &s) ++k;
+      if (k == nack) ack[nack++] = &s;
+    }
     switch (payload.kind) {
       case QuicPayload::Kind::Datagram: {
         InnerHeader ih;
@@ -157,6 +143,48 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
         break;
     }
   }
+  for (uint16_t k = 0; k < nack; ++k) want_ack(*ack[k]);
+}
+
+void QuicInput::want_ack(TunnelSession& s) {
+  QuicSessionState& q = *s.quic;
+  if (ctx_.now_ns - q.ack_sent_ns >= kAckIntervalNs) {  // (never sent: ack_sent_ns 0, long ago)
+    send_ack(s);
+    return;
+  }
+  if (q.ack_listed) return;
+  if (n_owed_ == kMaxOwedAcks) {  // more sessions waiting than the list holds: this one's ACK goes early
+    send_ack(s);
+    return;
+  }
+  owed_[n_owed_++] = Owed{s.index, s.serial};
+  q.ack_listed = true;
+}
+
+void QuicInput::send_ack(TunnelSession& s) {
+  QuicSessionState& q = *s.quic;
+  const uint64_t delay_ns = ctx_.now_ns > q.top_rx_ns ? ctx_.now_ns - q.top_rx_ns : 0;
+  encap_.quic_ack(s, (delay_ns / 1000) >> kAckDelayExponent);
+  // (Not queued -- no next hop, no mbuf; counted there -- is not retried: the agent's next packet asks again.)
+  q.ack_wanted_ns = 0;
+  q.ack_sent_ns = ctx_.now_ns;
+}
+
+void QuicInput::send_owed_acks() {
+  uint16_t kept = 0;
+  for (uint16_t k = 0; k < n_owed_; ++k) {
+    const Owed o = owed_[k];
+    TunnelSession* s = ctx_.dp.sessions.find(o.index);
+    if (!s || s->serial != o.serial || !s->quic || s->rx_worker != ctx_.id) continue;  // the session went
+    QuicSessionState& q = *s->quic;
+    if (q.ack_wanted_ns && ctx_.now_ns - q.ack_sent_ns < kAckIntervalNs) {
+      owed_[kept++] = o;
+      continue;
+    }
+    q.ack_listed = false;
+    if (q.ack_wanted_ns) send_ack(*s);  // (0: a burst's ACK went in the meantime)
+  }
+  n_owed_ = kept;
 }
 
 }  // namespace dptun

@@ -6,15 +6,20 @@
 // packet goes the way a relay frame's does (TunnelInput::from_agent); ACK-only and PING packets are consumed (the
 // agent's largest acknowledged number kept); packets with other frames are counted and dropped until the control
 // lcore takes them (quic_slow_path). Long headers and packets for no QUIC session go to the kernel path, where
-// dpctld's QUIC port handshakes. Touches the sessions' replay windows, receive epochs, endpoints and QUIC receive
-// state (their RX worker only). Drops frame_malformed quic_bad_connection_id replay key_unavailable auth_fail
-// quic_slow_path.
+// dpctld's QUIC port handshakes. Every authenticated packet that asks for an ACK (DATAGRAM, PING, and the slow
+// path's, which the agent would otherwise send again forever) is acknowledged with an ACK-only packet through Encap
+// (docs/protocol.md "ACK generation"): at most one per session per burst and per kAckIntervalNs, the ACK held back
+// by that interval sent by send_owed_acks() (the worker calls it every poll). Touches the sessions' replay windows,
+// receive epochs, endpoints and QUIC receive and ACK state (their RX worker only). Drops frame_malformed
+// quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path.
 #pragma once
+#include <array>
 #include <cstdint>
 
 #include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "dataplane/relay/encap.hpp"
 #include "dataplane/relay/tunnel_input.hpp"
 #include "packet/parser.hpp"
 
@@ -24,18 +29,39 @@ namespace dptun {
 
 class QuicInput {
  public:
-  QuicInput(WorkerContext& ctx, Tx& tx, LocalInput& local, TunnelInput& tunnel)
-      : ctx_(ctx), tx_(tx), local_(local), tunnel_(tunnel) {}
+  // ACK cadence: at most one ACK packet per session this often (well inside ngtcp2's default max_ack_delay of
+  // 25 ms, RFC 9000 13.2.1), so an ack-eliciting packet waits at most about this long for its ACK.
+  static constexpr uint64_t kAckIntervalNs = 1'000'000;
+  static constexpr uint32_t kAckDelayExponent = 3;  // RFC 9000 18.2's default: the ACK Delay field in 8 us units
+  static constexpr size_t kMaxOwedAcks = 256;       // sessions with an ACK held back (more: sent at once)
+
+  QuicInput(WorkerContext& ctx, Tx& tx, LocalInput& local, TunnelInput& tunnel, Encap& encap)
+      : ctx_(ctx), tx_(tx), local_(local), tunnel_(tunnel), encap_(encap) {}
   QuicInput(const QuicInput&) = delete;
   QuicInput& operator=(const QuicInput&) = delete;
   // `n` UDP datagrams to the QUIC port received on `port`, with their parsed headers.
   void input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n);
+  // Sessions whose ACK the interval held back: sends those now due (they join Encap's burst; flush after).
+  bool acks_owed() const { return n_owed_ != 0; }
+  void send_owed_acks();
 
  private:
+  // `s` received ack-eliciting packets: an ACK now, or once the interval since its last one has passed.
+  void want_ack(TunnelSession& s);
+  void send_ack(TunnelSession& s);
+
   WorkerContext& ctx_;
   Tx& tx_;
   LocalInput& local_;
   TunnelInput& tunnel_;
+  Encap& encap_;
+  // Sessions owed an ACK, by index and serial: a session may be removed (and freed after this worker's quiescent
+  // state) while listed, so the list holds no pointer across polls.
+  struct Owed {
+    uint32_t index, serial;
+  };
+  std::array<Owed, kMaxOwedAcks> owed_;
+  uint16_t n_owed_ = 0;
 };
 
 }  // namespace dptun

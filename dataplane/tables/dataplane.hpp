@@ -26,6 +26,7 @@ namespace dptun {
 
 class Worker;
 struct EdgePeer;
+class IpsecMbHeaderProtection;
 
 inline constexpr uint16_t kBurst = 32;
 
@@ -89,6 +90,9 @@ struct Dataplane {
   std::array<uint8_t, 16> syn_cookie_key{};  // random per start: SYN cookies of an earlier run are not accepted
   std::unique_ptr<Tracer> tracer;  // dpgw trace (trace.hpp); made before the workers
   std::unique_ptr<EdgePeer> edge;  // the edge role (dataplane/edge/edge_peer.hpp); made before the workers; nullptr: none
+  // QUIC header-protection masks of what workers send (crypto/hp_ipsec_mb.hpp: one manager per worker, thread = the
+  // worker's id); made before the workers; nullptr: ipsec-mb did not start, QUIC sessions are refused.
+  std::unique_ptr<IpsecMbHeaderProtection> quic_hp;
 
   HandoffMeta& meta(rte_mbuf* m) const;
 };

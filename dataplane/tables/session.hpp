@@ -221,7 +221,8 @@ class SessionKeyManager {
  public:
   SessionKeyManager(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, Reclaimer& reclaimer)
       : engine_(engine), key_len_(key_len), rekey_interval_ns_(rekey_interval_ns), reclaimer_(reclaimer) {}
-  // now_ns: monotonic clock; real_ns: wall clock. Returns false when a key could not be made.
+  // now_ns: monotonic clock; real_ns: wall clock. Returns false when a key could not be made. Nothing for a QUIC
+  // session (its keys are its own; its counter is its packet number).
   bool maintain(TunnelSession& s, uint64_t now_ns, uint64_t real_ns);
   uint64_t rekeys() const { return rekeys_; }
   AeadEngine& engine() { return engine_; }

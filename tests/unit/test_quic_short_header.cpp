@@ -189,10 +189,13 @@ const auto kHpA2g = from_hex("1f2e3d4c5b6a79889786a5b4c3d2e1f0");
 constexpr std::array<uint8_t, 4> kAgentTail = {0xa1, 0xa2, 0xa3, 0xa4};  // the DCID tail the agent issued
 constexpr std::array<uint8_t, 4> kGatewayTail = {0x91, 0x92, 0x93, 0x94};
 constexpr uint32_t kIndex = 0x00012345;
+// The connection IDs each end issued and the other writes as its DCID: index | tail, as dptun issues them.
+constexpr std::array<uint8_t, 8> kAgentCid = {0x00, 0x01, 0x23, 0x45, 0xa1, 0xa2, 0xa3, 0xa4};
+constexpr std::array<uint8_t, 8> kGatewayCid = {0x00, 0x01, 0x23, 0x45, 0x91, 0x92, 0x93, 0x94};
 
 std::unique_ptr<QuicDatagramCodec> gateway_codec(uint32_t tx_pn_len) {
   QuicDatagramCodec::Config c;
-  c.tx_cid_tail = kAgentTail;
+  c.tx_dcid = kAgentCid;
   c.rx_cid_tail = kGatewayTail;
   c.tx_hp = kHpG2a;
   c.rx_hp = kHpA2g;
@@ -201,7 +204,7 @@ std::unique_ptr<QuicDatagramCodec> gateway_codec(uint32_t tx_pn_len) {
 }
 std::unique_ptr<QuicDatagramCodec> agent_codec() {
   QuicDatagramCodec::Config c;
-  c.tx_cid_tail = kGatewayTail;
+  c.tx_dcid = kGatewayCid;
   c.rx_cid_tail = kAgentTail;
   c.tx_hp = kHpA2g;
   c.rx_hp = kHpG2a;
@@ -282,9 +285,17 @@ void layout(void**) {
   auto c = gateway_codec(4);
   uint8_t h[13];
   c->write_header(h, FrameMeta{FrameType::Data, kQuicFlagKeyPhase | kQuicFlagSpin, 0x01020304, 0xa1b2c3d4e5ull});
-  assert_memory_equal(h, from_hex("67" "01020304" "a1a2a3a4" "b2c3d4e5").data(), 13);
+  // The DCID is the connection ID the peer issued, whole (meta.receiver_index is not written).
+  assert_memory_equal(h, from_hex("67" "00012345" "a1a2a3a4" "b2c3d4e5").data(), 13);
   c->write_header(h, FrameMeta{FrameType::Data, 0, 0x01020304, 7});
   assert_int_equal(h[0], 0x43);
+  // A peer's connection ID of its own making (ngtcp2's are random): written as it is.
+  QuicDatagramCodec::Config pc;
+  pc.tx_dcid = {0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
+  pc.tx_hp = pc.rx_hp = kHpG2a;
+  QuicDatagramCodec peer_cid(pc);
+  peer_cid.write_header(h, FrameMeta{FrameType::Data, 0, kIndex, 0x40000000});
+  assert_memory_equal(h, from_hex("43" "fedcba9876543210" "40000000").data(), 13);
 }
 
 void round_trip_every_pn_length(void**) {

@@ -315,7 +315,8 @@ static void quic_visitor(void**) {
                          uint32_t index = 0) {  // 0: the first QUIC visitor's
     const QuicPacketKeys& keys = other ? *other : visitor_keys;
     QuicDatagramCodec::Config c;
-    c.tx_cid_tail = tail;
+    const uint32_t to = index ? index : kQuicVisitor;  // dpgw's connection ID: its session index | tail
+    c.tx_dcid = {uint8_t(to >> 24), uint8_t(to >> 16), uint8_t(to >> 8), uint8_t(to), tail[0], tail[1], tail[2], tail[3]};
     c.tx_hp = c.rx_hp = keys.hp_bytes();
     c.tx_pn_len = pn_len;
     QuicDatagramCodec codec(c);
@@ -329,7 +330,7 @@ static void quic_visitor(void**) {
     std::memcpy(f.data() + at + l.packet_offset(), packet.data(), packet.size());
     write_name_trailer(f.data() + at + l.packet_offset() + packet.size(), name);
     if (extra_frame) f[l.header_len] = extra_frame;
-    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, index ? index : kQuicVisitor, pn});
+    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, to, pn});
     auto key = eng.make_key(keys.key_bytes(), AeadDirection::Encrypt, l.header_len);
     uint8_t iv[kAeadIvLen];
     quic_nonce(iv, keys.iv.data(), pn);

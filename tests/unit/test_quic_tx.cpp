@@ -1,0 +1,498 @@
+// dpgw's transmit side of the QUIC framing (docs/protocol.md "QUIC framing", "ACK generation") on the real Worker
+// (tests/support/pipeline_rig.hpp): tunnel q, whose one session speaks QUIC (as dpctld hands a finished connection
+// over: both 1-RTT secrets, the agent's connection ID, the first packet number 2^30), next to the rig's relay
+// tunnels. What dpgw sends is checked by a decoder of this file's own, not the codec's read path: keys derived from
+// the spec's tx_secret (QuicKdf), header protection removed with the OpenSSL reference (crypto/header_protection.hpp),
+// the payload opened with OpenSSL's EVP AES-128-GCM, the frames parsed here.
+//  - a client packet to tunnel q's entry point leaves as a short-header packet to the agent's connection ID, with
+//    consecutive packet numbers from 2^30, key phase 0, one DATAGRAM frame holding the inner header and the NAT-ed
+//    packet; the relay tunnel's packets in the same burst still leave as relay frames; a packet the QUIC framing's
+//    budget still carries (2 bytes more than a relay frame's) goes whole, one byte more gets frag-needed with the
+//    QUIC budget; the agent's DATAGRAM reply reaches the client;
+//  - the agent's ack-eliciting packets get one ACK packet per burst acknowledging exactly the packet numbers seen,
+//    with numbers from the same counter as the data; one held back by the cadence still goes (housekeeping);
+//    ACK-only packets from the agent get none; slow-path packets are acknowledged although dropped;
+//  - the independent decoder refuses what a broken sender would write (another key, a flipped byte).
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "crypto/header_protection.hpp"
+#include "crypto/quic_keys.hpp"
+#include "dataplane/tables/quic_session.hpp"
+#include "packet/parser.hpp"
+#include "proto/quic_short_header.hpp"
+#include "tests/support/pipeline_rig.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+namespace {
+
+constexpr uint32_t kAgentQ = 0x0a630205;  // 10.99.2.5: tunnel q's QUIC agent
+constexpr uint16_t kAgentQPort = 50443;
+constexpr uint32_t kQuicSession = 5;
+constexpr uint16_t kQuicPort = 443;       // dpgw.quic_port (default)
+constexpr uint32_t kTargetQ = 0xc0a80901;  // 192.168.9.1:53, tunnel q's entry point target
+constexpr uint16_t kEntryQ = 5353, kEntryB = 6000;
+constexpr uint64_t kFirstPn = uint64_t(1) << 30;
+const std::array<uint8_t, 8> kPeerCid = {0x8c, 0x1f, 0x07, 0xe2, 0x5a, 0x90, 0x33, 0xc4};  // as ngtcp2 would: random
+const std::array<uint8_t, 4> kOurTail = {0xa1, 0xb2, 0xc3, 0xd4};
+
+std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
+  FrameSpec s;
+  s.src_ip = kClient;
+  s.dst_ip = kGwPublic;
+  s.src_port = sport;
+  s.dst_port = dport;
+  s.proto = kIpProtoUdp;
+  s.payload = payload;
+  s.frag = frag;
+  return build_ipv4_frame(s);
+}
+
+// ---- The independent decoder
+
+bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {  // RFC 9000 16
+  if (p >= end) return false;
+  const size_t len = size_t(1) << (*p >> 6);
+  if (size_t(end - p) < len) return false;
+  v = *p++ & 0x3f;
+  for (size_t i = 1; i < len; ++i) v = v << 8 | *p++;
+  return true;
+}
+
+struct QuicPacket {
+  uint32_t dst_ip = 0;
+  uint16_t src_port = 0, dst_port = 0;
+  uint8_t first = 0;  // unprotected
+  std::array<uint8_t, 8> dcid{};
+  uint32_t pn_len = 0;
+  uint64_t pn = 0;
+  std::vector<uint8_t> payload;  // the decrypted frames
+};
+
+// Opens an Ethernet frame dpgw sent as a QUIC 1-RTT packet with `keys` (8-byte DCID): false when it does not open.
+bool quic_open(const std::vector<uint8_t>& frame, const QuicPacketKeys& keys, QuicPacket& out) {
+  PacketInfo pi;
+  if (parse_ethernet(frame, pi) != ParseStatus::Ok || pi.l4_proto != kIpProtoUdp) return false;
+  out.dst_ip = pi.dst_ip;
+  out.src_port = pi.src_port;
+  out.dst_port = pi.dst_port;
+  std::vector<uint8_t> q(frame.begin() + pi.l4_offset + 8, frame.begin() + pi.l4_offset + pi.l4_len);
+  if (q.size() < 1 + 8 + 4 + 16 || (q[0] & 0xc0) != 0x40) return false;  // the sample fits; short header, fixed bit
+  // RFC 9001 5.4: the sample starts 4 bytes after the packet number's first byte (byte 9 with an 8-byte DCID).
+  HeaderProtectionKey hp(HpCipher::Aes128, keys.hp_bytes());
+  uint8_t mask[kHpMaskLen];
+  if (!hp.ok() || !hp.mask(q.data() + 9 + 4, mask)) return false;
+  q[0] ^= mask[0] & 0x1f;
+  out.first = q[0];
+  out.pn_len = (q[0] & 3) + 1u;
+  out.pn = 0;
+  for (uint32_t i = 0; i < out.pn_len; ++i) {
+    q[9 + i] ^= mask[1 + i];
+    out.pn = out.pn << 8 | q[9 + i];
+  }
+  // (dpgw's numbers are 2^30 and up, below 2^32: the 4 bytes are the whole number; checked by the callers.)
+  std::copy(q.begin() + 1, q.begin() + 9, out.dcid.begin());
+  const size_t header = 9 + out.pn_len;
+  if (q.size() < header + 16) return false;
+  uint8_t nonce[12];
+  std::memcpy(nonce, keys.iv.data(), 12);
+  for (int i = 0; i < 8; ++i) nonce[11 - i] ^= uint8_t(out.pn >> (8 * i));
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  const size_t ct_len = q.size() - header - 16;
+  out.payload.assign(ct_len, 0);
+  int len = 0;
+  bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) == 1 &&
+            EVP_DecryptInit_ex(ctx, nullptr, nullptr, keys.key.data(), nonce) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &len, q.data(), int(header)) == 1 &&  // AAD: the unprotected header
+            EVP_DecryptUpdate(ctx, out.payload.data(), &len, q.data() + header, int(ct_len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, q.data() + q.size() - 16) == 1 &&
+            EVP_DecryptFinal_ex(ctx, out.payload.data() + ct_len, &len) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
+
+// A data packet's frames: exactly one DATAGRAM frame (type 0x30) to the end.
+struct Datagram {
+  InnerHeader ih;
+  std::vector<uint8_t> packet;
+};
+Datagram datagram_of(const QuicPacket& p) {
+  assert_true(p.payload.size() >= 1 + 12 + 20);
+  assert_int_equal(p.payload[0], 0x30);
+  Datagram d;
+  d.ih.flow_id = load_be64(p.payload.data() + 1);
+  d.ih.proto = p.payload[9];
+  d.ih.flags = p.payload[10];
+  d.packet.assign(p.payload.begin() + 13, p.payload.end());
+  return d;
+}
+
+// An ACK-only packet's frames: one ACK frame (type 0x02), then PADDING only. Returns the acknowledged numbers.
+std::set<uint64_t> acked_by(const QuicPacket& p, uint64_t* ack_delay = nullptr) {
+  const uint8_t* q = p.payload.data();
+  const uint8_t* end = q + p.payload.size();
+  assert_true(q < end);
+  assert_int_equal(*q++, 0x02);
+  uint64_t largest, delay, count, first;
+  assert_true(read_varint(q, end, largest) && read_varint(q, end, delay) && read_varint(q, end, count) &&
+              read_varint(q, end, first));
+  if (ack_delay) *ack_delay = delay;
+  std::set<uint64_t> acked;
+  assert_true(first <= largest);
+  uint64_t hi = largest, lo = largest - first;
+  for (uint64_t n = lo; n <= hi; ++n) acked.insert(n);
+  for (uint64_t r = 0; r < count; ++r) {  // RFC 9000 19.3.1: gap, range length
+    uint64_t gap, range;
+    assert_true(read_varint(q, end, gap) && read_varint(q, end, range));
+    assert_true(lo >= gap + 2 + range);
+    hi = lo - gap - 2;
+    lo = hi - range;
+    for (uint64_t n = lo; n <= hi; ++n) acked.insert(n);
+  }
+  for (; q < end; ++q) assert_int_equal(*q, 0x00);  // PADDING
+  return acked;
+}
+
+// ---- The rig
+
+// Tunnels a and b of the rig (relay frames) and tunnel q, whose one session speaks QUIC; entry points udp/6000 to
+// tunnel b (target the agent at 10.99.2.3) and udp/5353 to tunnel q (target 192.168.9.1:53).
+struct Rig : PipelineRig {
+  QuicSessionSpec spec;
+  QuicPacketKeys gw_keys;     // what dpgw seals with (from spec.tx_secret)
+  QuicPacketKeys agent_keys;  // what the agent seals with (spec.rx_secret)
+  OpensslAead eng;
+  uint64_t agent_pn = 0;      // the agent's next packet number
+
+  Rig()
+      : PipelineRig(1, [](GatewayConfig& cfg) {
+          TunnelConfig q;
+          q.id = Uuid::random_v4();
+          q.name = "q";
+          cfg.tunnels.push_back(q);
+          auto entry = [&](uint16_t port, uint16_t tunnel, Endpoint target) {
+            EntryPointConfig e;
+            e.proto = kIpProtoUdp;
+            e.port = port;
+            e.tunnel = tunnel;
+            e.target = target;
+            e.keepalive = true;
+            e.udp_ttl_ns = 5'000'000'000ull;
+            cfg.entry_points.push_back(e);
+          };
+          entry(kEntryB, 1, Endpoint{Ipv4{kAgentB}, kEntryB});
+          entry(kEntryQ, 2, Endpoint{Ipv4{kTargetQ}, 53});
+        }) {
+    spec.cipher = QuicCipher::Aes128Gcm;
+    spec.rx_secret.assign(32, 0x41);
+    spec.tx_secret.assign(32, 0x52);
+    spec.cid_tail = kOurTail;
+    spec.peer_cid = kPeerCid;
+    spec.first_tx_pn = kFirstPn;
+    SessionSpec s;
+    s.index = kQuicSession;
+    s.tunnel = tunnel("q").id;
+    s.base_secret = key_of(5);
+    s.endpoint = Endpoint{Ipv4{kAgentQ}, kAgentQPort};
+    s.quic = spec;
+    std::string error;
+    if (!gw->state().add_session(s, error)) fail_msg("add_session: %s", error.c_str());
+    dp().neighbors.update(1, kAgentQ, mac_of(kAgentQ));
+    QuicKdf kdf;
+    assert_true(kdf.packet_keys(spec.cipher, spec.tx_secret, gw_keys));
+    assert_true(kdf.packet_keys(spec.cipher, spec.rx_secret, agent_keys));
+  }
+
+  // A packet of the agent's to dpgw's connection ID (index | tail) holding `frames`, sealed as its QUIC stack would
+  // (padded to the sample), packet number agent_pn++.
+  std::vector<uint8_t> agent_packet(std::vector<uint8_t> frames) {
+    QuicDatagramCodec::Config c;
+    c.tx_dcid = {0, 0, 0, uint8_t(kQuicSession), kOurTail[0], kOurTail[1], kOurTail[2], kOurTail[3]};
+    c.tx_hp = c.rx_hp = agent_keys.hp_bytes();
+    c.tx_pn_len = 2;
+    QuicDatagramCodec codec(c);
+    const uint32_t h = codec.layout().header_len;
+    if (h + frames.size() + 16 < kQuicMinPacket) frames.resize(kQuicMinPacket - h - 16, 0);
+    std::vector<uint8_t> f(h + frames.size() + 16);
+    std::memcpy(f.data() + h, frames.data(), frames.size());
+    const uint64_t pn = agent_pn++;
+    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, 0, pn});
+    auto key = eng.make_key(agent_keys.key_bytes(), AeadDirection::Encrypt, h);
+    uint8_t iv[kAeadIvLen];
+    quic_nonce(iv, agent_keys.iv.data(), pn);
+    const AeadOp op = codec.seal_op(f.data(), uint32_t(frames.size()), iv);
+    int32_t status = -1;
+    key->process({&op, 1}, {&status, 1}, 0);
+    assert_int_equal(status, 0);
+    codec.protect(f);
+    return f;
+  }
+  void from_agent_q(const std::vector<uint8_t>& packet) {
+    std::vector<uint8_t> f(14 + 20 + 8 + packet.size());
+    const MacAddr src = mac_of(kAgentQ);
+    std::memcpy(f.data() + 6, src.data(), 6);
+    store_be16(f.data() + 12, kEtherTypeIpv4);
+    uint8_t* ip = f.data() + 14;
+    ip[0] = 0x45;
+    store_be16(ip + 2, uint16_t(20 + 8 + packet.size()));
+    ip[8] = 64;
+    ip[9] = kIpProtoUdp;
+    store_be32(ip + 12, kAgentQ);
+    store_be32(ip + 16, kGwUnderlay);
+    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
+    store_be16(ip + 20, kAgentQPort);
+    store_be16(ip + 22, kQuicPort);
+    store_be16(ip + 24, uint16_t(8 + packet.size()));
+    std::memcpy(ip + 28, packet.data(), packet.size());
+    und.inject(dp().pool, f);
+  }
+  // What dpgw sent the QUIC agent, opened (every frame to it must open), and what it sent anyone else.
+  std::vector<QuicPacket> to_agent_q(const std::vector<std::vector<uint8_t>>& frames,
+                                     std::vector<std::vector<uint8_t>>* others = nullptr) {
+    std::vector<QuicPacket> out;
+    for (const auto& f : frames) {
+      PacketInfo pi;
+      assert_int_equal(parse_ethernet(f, pi), ParseStatus::Ok);
+      if (pi.dst_ip != kAgentQ) {
+        assert_non_null(others);
+        others->push_back(f);
+        continue;
+      }
+      assert_memory_equal(f.data(), mac_of(kAgentQ).data(), 6);
+      assert_int_equal(pi.src_ip, kGwUnderlay);
+      assert_int_equal(pi.ip_total_len, f.size() - 14);
+      assert_int_equal(pi.l4_len, pi.ip_total_len - 20);
+      assert_true(ipv4_checksums_ok(f.data() + 14));
+      QuicPacket p;
+      assert_true(quic_open(f, gw_keys, p));
+      assert_int_equal(p.src_port, kQuicPort);
+      assert_int_equal(p.dst_port, kAgentQPort);
+      assert_int_equal(p.first & 0xfc, 0x40);  // short header, fixed bit, spin 0, reserved 0, key phase 0
+      assert_int_equal(p.pn_len, 4);
+      assert_memory_equal(p.dcid.data(), kPeerCid.data(), 8);  // the agent's connection ID, whole
+      assert_true(p.pn >= kFirstPn && p.pn < (uint64_t(1) << 32));
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+  uint64_t acks_tx() { return total(&WorkerStats::quic_acks_tx); }
+};
+
+std::vector<uint8_t> ping() { return {0x01}; }
+
+}  // namespace
+
+static void client_packets_leave_as_quic_packets(void**) {
+  Rig r;
+  // One burst: three packets to tunnel q (QUIC), two to tunnel b (relay frames), interleaved.
+  r.pub.inject(r.dp().pool, client_udp(41000, kEntryQ, 40));
+  r.pub.inject(r.dp().pool, client_udp(41001, kEntryB, 41));
+  r.pub.inject(r.dp().pool, client_udp(41000, kEntryQ, 42));
+  r.pub.inject(r.dp().pool, client_udp(41001, kEntryB, 43));
+  r.pub.inject(r.dp().pool, client_udp(41002, kEntryQ, 44));
+  r.poll();
+  std::vector<std::vector<uint8_t>> relay;
+  const auto quic = r.to_agent_q(r.und.drain(), &relay);
+  assert_int_equal(quic.size(), 3);
+  // Packet numbers: consecutive from first_tx_pn, in the order the packets came.
+  for (size_t k = 0; k < quic.size(); ++k) assert_int_equal(quic[k].pn, kFirstPn + k);
+  std::set<uint64_t> flows;
+  for (size_t k = 0; k < quic.size(); ++k) {
+    const Datagram d = datagram_of(quic[k]);
+    assert_int_equal(d.ih.proto, kIpProtoUdp);
+    assert_int_equal(d.ih.flags & kInnerFlowNew, k == 1 ? 0 : kInnerFlowNew);  // the second is flow 41000's again
+    flows.insert(d.ih.flow_id);
+    PacketInfo pi;
+    assert_int_equal(parse_ip(d.packet, pi), ParseStatus::Ok);
+    assert_int_equal(pi.ip_total_len, d.packet.size());  // the DATAGRAM frame is the inner packet, nothing more
+    assert_int_equal(pi.src_ip, kClient);
+    assert_int_equal(pi.dst_ip, kTargetQ);  // NAT-ed to the entry point's target
+    assert_int_equal(pi.dst_port, 53);
+    assert_int_equal(pi.l4_len, 8 + 40 + 2 * k);
+    assert_true(ipv4_checksums_ok(d.packet.data()));
+  }
+  assert_int_equal(flows.size(), 2);
+  // The relay tunnel's packets of the same burst: relay frames, as dpagent opens them.
+  assert_int_equal(relay.size(), 2);
+  for (size_t k = 0; k < relay.size(); ++k) {
+    const Opened o = agent_open(r.agent(2), relay[k], kAgentBMac, kAgentB);
+    assert_int_equal(o.meta.receiver_index, 2);
+    PacketInfo pi;
+    assert_int_equal(parse_ip(o.packet, pi), ParseStatus::Ok);
+    assert_int_equal(pi.l4_len, 8 + 41 + 2 * k);
+  }
+  assert_int_equal(r.tunnel_stats("q").to_agent_packets.get(), 3);
+  assert_int_equal(r.tunnel_stats("q").to_agent_bytes.get(), 3 * 28 + 40 + 42 + 44);
+  assert_int_equal(r.tunnel_stats("b").to_agent_packets.get(), 2);
+  assert_int_equal(r.all_drops(), 0);
+
+  // The agent's reply, a DATAGRAM to the flow: reaches the client from the entry point. (It asks for an ACK.)
+  const Datagram first = datagram_of(quic[0]);
+  PacketInfo req;
+  assert_int_equal(parse_ip(first.packet, req), ParseStatus::Ok);
+  const std::vector<uint8_t> answer = reply_to(first.packet, 30);
+  std::vector<uint8_t> frames(1 + 12 + answer.size());
+  frames[0] = 0x30;  // DATAGRAM to the packet's end
+  encode_inner_header(frames.data() + 1, InnerHeader{first.ih.flow_id, kIpProtoUdp, 0});
+  std::memcpy(frames.data() + 13, answer.data(), answer.size());
+  r.from_agent_q(r.agent_packet(frames));
+  r.poll();
+  const auto to_client = r.pub.drain();
+  assert_int_equal(to_client.size(), 1);
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(to_client[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.src_ip, kGwPublic);
+  assert_int_equal(pi.src_port, kEntryQ);
+  assert_int_equal(pi.dst_port, 41000);
+  const auto ack = r.to_agent_q(r.und.drain());
+  assert_int_equal(ack.size(), 1);
+  assert_int_equal(ack[0].pn, kFirstPn + 3);  // the same counter as the data packets
+  assert_true(acked_by(ack[0]) == std::set<uint64_t>{0});
+  // More data after it: the next number, never one the ACK had.
+  r.pub.inject(r.dp().pool, client_udp(41000, kEntryQ, 40));
+  r.poll();
+  const auto more = r.to_agent_q(r.und.drain());
+  assert_int_equal(more.size(), 1);
+  assert_int_equal(more[0].pn, kFirstPn + 4);
+  assert_int_equal(r.all_drops(), 0);
+}
+
+// The QUIC framing adds 42 bytes to an inner packet (70 with IPv4 and UDP), a relay frame 44 (72): on a 1500-byte
+// underlay an inner packet of 1430 bytes goes whole in a QUIC packet; with DF, 1431 bytes gets frag-needed saying
+// 1430; without DF a bigger one travels as inner fragments cut for that budget, each packet within the MTU.
+static void quic_budget(void**) {
+  Rig r;
+  r.pub.inject(r.dp().pool, client_udp(42000, kEntryQ, 1430 - 28, kIpv4FlagDf));
+  r.poll();
+  auto out = r.und.drain();
+  assert_int_equal(out.size(), 1);
+  assert_int_equal(out[0].size(), 14 + 1500);
+  auto q = r.to_agent_q(out);
+  assert_int_equal(datagram_of(q[0]).packet.size(), 1430);
+  r.pub.inject(r.dp().pool, client_udp(42000, kEntryQ, 1431 - 28, kIpv4FlagDf));
+  r.poll();
+  assert_int_equal(r.und.drain().size(), 0);
+  const auto icmp = r.pub.drain();
+  assert_int_equal(icmp.size(), 1);
+  PacketInfo pi;
+  assert_int_equal(parse_ethernet(icmp[0], pi), ParseStatus::Ok);
+  assert_int_equal(pi.icmp_type, kIcmpDestUnreachable);
+  assert_int_equal(pi.icmp_code, kIcmpFragNeeded);
+  assert_int_equal(load_be16(icmp[0].data() + pi.l4_offset + 6), 1500 - 70);
+  assert_int_equal(r.drops(Drop::TooBig), 1);
+  // The relay tunnel keeps its own budget: 1429 bytes with DF is too big for a relay frame.
+  r.pub.inject(r.dp().pool, client_udp(42001, kEntryB, 1429 - 28, kIpv4FlagDf));
+  r.poll();
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.pub.drain().size(), 1);
+  assert_int_equal(r.drops(Drop::TooBig), 2);
+  // Without DF: inner fragments, each a QUIC packet within the MTU, numbered on.
+  r.pub.inject(r.dp().pool, client_udp(42002, kEntryQ, 1472));  // (a 1500-byte client packet)
+  r.poll();
+  out = r.und.drain();
+  assert_int_equal(out.size(), 2);
+  q = r.to_agent_q(out);
+  size_t bytes = 0;
+  for (size_t k = 0; k < q.size(); ++k) {
+    assert_true(out[k].size() <= 14 + 1500);
+    assert_int_equal(q[k].pn, q[0].pn + k);
+    const Datagram d = datagram_of(q[k]);
+    assert_true(ipv4_is_fragment(d.packet.data()));
+    bytes += d.packet.size() - 20;
+  }
+  assert_int_equal(datagram_of(q[0]).packet.size(), 20 + 1408);  // the QUIC budget's 1430, in 8-byte units
+  assert_int_equal(bytes, 8 + 1472);
+  assert_int_equal(r.total(&WorkerStats::fragments_tx), 2);
+}
+
+static void acks_for_ack_eliciting_packets(void**) {
+  Rig r;
+  // Packets 0, 1, 2 and 4 in one burst (3 is lost on the way): one ACK packet, for exactly those.
+  std::vector<uint8_t> p[5];
+  for (int k = 0; k < 5; ++k) p[k] = r.agent_packet(ping());
+  for (int k : {0, 1, 2, 4}) r.from_agent_q(p[k]);
+  r.poll();
+  auto out = r.to_agent_q(r.und.drain());
+  assert_int_equal(out.size(), 1);
+  assert_int_equal(out[0].pn, kFirstPn);
+  uint64_t delay = ~0ull;
+  assert_true(acked_by(out[0], &delay) == (std::set<uint64_t>{0, 1, 2, 4}));
+  assert_true(delay < (uint64_t(1) << 62));
+  assert_true(out[0].payload.size() + 13 + 16 >= kQuicMinPacket);  // (long enough for the sample)
+  assert_int_equal(r.acks_tx(), 1);
+  assert_int_equal(r.total(&WorkerStats::encap_packets), 0);  // an ACK is not data
+  // Packet 3 arrives late, then 5: acknowledged within the cadence, now or by the housekeeping once the interval
+  // since the last ACK has passed -- one ACK either way, with every number seen.
+  r.from_agent_q(p[3]);
+  r.poll();
+  r.from_agent_q(r.agent_packet(ping()));
+  r.poll();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  r.poll();
+  out = r.to_agent_q(r.und.drain());
+  assert_true(!out.empty() && out.size() <= 2);
+  assert_true(acked_by(out.back()) == (std::set<uint64_t>{0, 1, 2, 3, 4, 5}));
+  for (size_t k = 0; k < out.size(); ++k) assert_int_equal(out[k].pn, kFirstPn + 1 + k);
+  const uint64_t acks = r.acks_tx();
+  assert_int_equal(acks, 1 + out.size());
+
+  // ACK-only packets from the agent (it acknowledges dpgw's numbers): nothing comes back, however long one waits.
+  const uint64_t largest = kFirstPn + acks - 1;
+  std::vector<uint8_t> ack = {0x02, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, uint8_t(acks - 1)};  // delay 0, 1 range
+  store_be64(ack.data() + 1, largest | (uint64_t(3) << 62));  // an 8-byte varint (2^30 does not fit 4 bytes)
+  r.from_agent_q(r.agent_packet(ack));
+  r.from_agent_q(r.agent_packet(ack));
+  r.poll();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  r.poll();
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.acks_tx(), acks);
+  assert_int_equal(r.session(kQuicSession).quic->largest_acked_by_peer, largest);
+  // A packet the fast path leaves to the slow path (MAX_DATA): dropped as quic_slow_path, but acknowledged, with the
+  // ACK-only packets' numbers too.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // (the interval since the last ACK: it goes at once)
+  r.from_agent_q(r.agent_packet({0x10, 0x44, 0x00}));
+  r.poll();
+  out = r.to_agent_q(r.und.drain());
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  assert_int_equal(r.drops(Drop::QuicSlowPath), 1);
+  assert_int_equal(r.all_drops(), 1);
+}
+
+// The decoder above is a real check: a packet opened with another key, or with a byte of its ciphertext or DCID
+// flipped, does not open.
+static void decoder_refuses_broken_packets(void**) {
+  Rig r;
+  r.pub.inject(r.dp().pool, client_udp(43000, kEntryQ, 100));
+  r.poll();
+  auto out = r.und.drain();
+  assert_int_equal(out.size(), 1);
+  QuicPacket p;
+  assert_true(quic_open(out[0], r.gw_keys, p));
+  assert_false(quic_open(out[0], r.agent_keys, p));
+  auto flipped = out[0];
+  flipped[flipped.size() - 30] ^= 0x10;
+  assert_false(quic_open(flipped, r.gw_keys, p));
+  auto dcid = out[0];
+  dcid[14 + 20 + 8 + 3] ^= 1;  // the DCID is authenticated (AAD)
+  assert_false(quic_open(dcid, r.gw_keys, p));
+}
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(client_packets_leave_as_quic_packets),
+      cmocka_unit_test(quic_budget),
+      cmocka_unit_test(acks_for_ack_eliciting_packets),
+      cmocka_unit_test(decoder_refuses_broken_packets),
+  };
+  return run_pipeline_tests("test_quic_tx", tests, sizeof tests / sizeof tests[0]);
+}
