@@ -11,7 +11,8 @@
 //    QUIC budget; the agent's DATAGRAM reply reaches the client;
 //  - the agent's ack-eliciting packets get one ACK packet per burst acknowledging exactly the packet numbers seen,
 //    with numbers from the same counter as the data; one held back by the cadence still goes (housekeeping);
-//    ACK-only packets from the agent get none; slow-path packets are acknowledged although dropped;
+//    ACK-only packets from the agent get none; slow-path packets are acknowledged although dropped; a burst after
+//    burst gets no more ACKs than one per millisecond of the gateway's clock;
 //  - the independent decoder refuses what a broken sender would write (another key, a flipped byte).
 #include <openssl/evp.h>
 
@@ -466,6 +467,26 @@ static void acks_for_ack_eliciting_packets(void**) {
   assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
   assert_int_equal(r.drops(Drop::QuicSlowPath), 1);
   assert_int_equal(r.all_drops(), 1);
+
+  // The cadence: a PING per burst, 20 bursts in a row, get at most one ACK per millisecond that passed (bounded by
+  // the gateway's own clock, read around them, not by an assumed speed), and one more afterwards acknowledges all.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const uint64_t before = r.acks_tx();
+  const uint64_t t0 = r.dp().clock.now_ns();
+  for (int k = 0; k < 20; ++k) {
+    r.from_agent_q(r.agent_packet(ping()));
+    r.poll();
+  }
+  const uint64_t t1 = r.dp().clock.now_ns();
+  const uint64_t in_loop = r.acks_tx() - before;
+  assert_true(in_loop >= 1 && in_loop <= 1 + (t1 - t0) / QuicInput::kAckIntervalNs + 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  r.poll();
+  out = r.to_agent_q(r.und.drain());
+  assert_true(out.size() >= in_loop && out.size() <= in_loop + 1);
+  std::set<uint64_t> all;
+  for (uint64_t n = 0; n <= 8 + 20; ++n) all.insert(n);
+  assert_true(acked_by(out.back()) == all);
 }
 
 // The decoder above is a real check: a packet opened with another key, or with a byte of its ciphertext or DCID
