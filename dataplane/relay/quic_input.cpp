@@ -12,7 +12,6 @@
 
 namespace dptun {
 
-
 void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uint16_t n) {
   struct Pending {
     rte_mbuf* m;
