@@ -7,8 +7,9 @@
 //   receive: QUIC: the masks again in one call, header protection removed, the packet number rebuilt; both: the
 //            header read, the burst opened, the frames read back (QUIC: its frames parsed).
 // Every pass writes its headers afresh over the same buffers, so nothing is copied (after a send-only pass the inner
-// bytes are ciphertext, which the next pass carries as well); every packet must open (the run stops otherwise). Not counted: the rest of dpgw's pipeline (parse, flows, NAT, mbufs), which is the same for both; the
-// QUIC framing is not on dpgw's data path yet (docs/protocol.md "QUIC framing").
+// bytes are ciphertext, which the next pass carries as well); every packet must open (the run stops otherwise).
+// Not counted: the rest of dpgw's pipeline (parse, flows, NAT, mbufs), which is the same for both (bench_gateway
+// runs a relay session only so far).
 // Output: one JSON line per framing and size (bench/run.sh prints the table).
 #include <algorithm>
 #include <chrono>
