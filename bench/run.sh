@@ -7,13 +7,15 @@ BUILD=${BUILD:-$ROOT/build}
 mkdir -p "$ROOT/bench/results"
 out="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-echo "gateway worker pipeline (Worker::poll_once on ring ports) and its floor, the AEAD alone on the same bytes:"
-"$BUILD/bench/bench_gateway" "$@" | tee "$out" | jq -r '
-  [.engine, .frame_bytes, .cycles_per_packet, .buffer_cycles_per_packet, .floor_cycles_per_packet,
-   .over_floor_cycles_per_packet, .ratio_to_floor, .mpps, .with_buffers_mpps, .gbps] | @tsv' |
-  awk 'BEGIN { printf "%-16s %6s %9s %9s %9s %10s %7s %7s %11s %7s\n", "engine", "frame", "cyc/pkt", "buffers",
+echo "gateway worker pipeline (Worker::poll_once on ring ports) and its floor, the AEAD alone on the same bytes;"
+echo "relay frames, then the same with the session speaking the QUIC framing (engine/quic):"
+{ "$BUILD/bench/bench_gateway" "$@"; "$BUILD/bench/bench_gateway" "$@" --framing quic; } | tee "$out" | jq -r '
+  [.engine + (if .framing == "quic" then "/quic" else "" end), .frame_bytes, .cycles_per_packet,
+   .buffer_cycles_per_packet, .floor_cycles_per_packet, .over_floor_cycles_per_packet, .ratio_to_floor, .mpps,
+   .with_buffers_mpps, .gbps] | @tsv' |
+  awk 'BEGIN { printf "%-21s %6s %9s %9s %9s %10s %7s %7s %11s %7s\n", "engine", "frame", "cyc/pkt", "buffers",
                       "floor", "over floor", "x floor", "Mpps", "Mpps+bufs", "Gbps" }
-       { printf "%-16s %6d %9.1f %9.1f %9.1f %10.1f %7.2f %7.2f %11.2f %7.2f\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+       { printf "%-21s %6d %9.1f %9.1f %9.1f %10.1f %7.2f %7.2f %11.2f %7.2f\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 echo
 echo "hostname rules (IngressMatcher vs a label walk over std::unordered_map, same run):"
 "$BUILD/bench/bench_ingress" | tee -a "$out" | jq -r '[.patterns, .rules, .build_ms, .ns_per_lookup, .lookups_per_s / 1e6,
