@@ -9,6 +9,7 @@
 //    packet; the relay tunnel's packets in the same burst still leave as relay frames; a packet the QUIC framing's
 //    budget still carries (2 bytes more than a relay frame's) goes whole, one byte more gets frag-needed with the
 //    QUIC budget; the agent's DATAGRAM reply reaches the client;
+//  - two workers send to the one session at once (per-worker ipsec-mb managers, one counter);
 //  - the agent's ack-eliciting packets get one ACK packet per burst acknowledging exactly the packet numbers seen,
 //    with numbers from the same counter as the data; one held back by the cadence still goes (housekeeping);
 //    ACK-only packets from the agent get none; slow-path packets are acknowledged although dropped; a burst after
@@ -173,8 +174,8 @@ struct Rig : PipelineRig {
   OpensslAead eng;
   uint64_t agent_pn = 0;      // the agent's next packet number
 
-  Rig()
-      : PipelineRig(1, [](GatewayConfig& cfg) {
+  explicit Rig(uint16_t workers = 1)
+      : PipelineRig(workers, [](GatewayConfig& cfg) {
           TunnelConfig q;
           q.id = Uuid::random_v4();
           q.name = "q";
@@ -366,6 +367,32 @@ static void client_packets_leave_as_quic_packets(void**) {
   assert_int_equal(r.all_drops(), 0);
 }
 
+// Two workers send to the one QUIC session at once: each with its own ipsec-mb manager over the session's shared
+// header-protection key, packet numbers from the one counter, none twice.
+static void two_workers_one_session(void**) {
+  Rig r(2);
+  for (uint16_t k = 0; k < 8; ++k) {
+    std::vector<uint8_t> f = client_udp(uint16_t(44000 + k), kEntryQ, 50 + k);
+    r.pub.inject(r.dp().pool, f, k % 2);  // queue k % 2: worker k % 2
+  }
+  r.poll();
+  const auto out = r.to_agent_q(r.und.drain());
+  assert_int_equal(out.size(), 8);
+  std::set<uint64_t> pns;
+  for (const QuicPacket& p : out) {
+    pns.insert(p.pn);
+    const Datagram d = datagram_of(p);
+    PacketInfo pi;
+    assert_int_equal(parse_ip(d.packet, pi), ParseStatus::Ok);
+    assert_int_equal(pi.l4_len, 8 + 50 + (pi.src_port - 44000));
+  }
+  assert_int_equal(pns.size(), 8);
+  assert_int_equal(*pns.begin(), kFirstPn);
+  assert_int_equal(*pns.rbegin(), kFirstPn + 7);
+  assert_int_equal(r.worker(0).stats.encap_packets.get(), 4);
+  assert_int_equal(r.worker(1).stats.encap_packets.get(), 4);
+}
+
 // The QUIC framing adds 42 bytes to an inner packet (70 with IPv4 and UDP), a relay frame 44 (72): on a 1500-byte
 // underlay an inner packet of 1430 bytes goes whole in a QUIC packet; with DF, 1431 bytes gets frag-needed saying
 // 1430; without DF a bigger one travels as inner fragments cut for that budget, each packet within the MTU.
@@ -511,6 +538,7 @@ static void decoder_refuses_broken_packets(void**) {
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(client_packets_leave_as_quic_packets),
+      cmocka_unit_test(two_workers_one_session),
       cmocka_unit_test(quic_budget),
       cmocka_unit_test(acks_for_ack_eliciting_packets),
       cmocka_unit_test(decoder_refuses_broken_packets),
