@@ -6,7 +6,8 @@
 # acknowledged the reply, dpctld hands the connection to dpgw (its 1-RTT secrets, connection IDs) and forgets it
 # without a CONNECTION_CLOSE. The client then sends PING-only 1-RTT packets on the same connection: dpgw knows the
 # session under the index of the reply and opens them on its fast path (the tunnel's keepalives, the session's
-# last_rx and endpoint), and the client never hears a CONNECTION_CLOSE or a stateless reset. A refused
+# last_rx and endpoint) and acknowledges them (ngtcp2 at the client holds none of them in flight at the end, dpgw
+# counts quic_acks_tx), and the client never hears a CONNECTION_CLOSE or a stateless reset. A refused
 # registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw); a restarted dpgw
 # does not get a handed-over session back (its packet numbers are lost with the old process): dpctld drops it.
 source "$(dirname "$0")/lib.sh"
@@ -74,6 +75,16 @@ rc=0; wait "$Q1" || rc=$?
 sent=$(sed -n 's/.*packets after the replies: \([0-9]*\).*/\1/p' "$WORK/q1.log")
 k1=$(keepalives)
 log "  the client sent $sent packets after the reply and heard no close or reset; the tunnel's keepalives $k0 -> $k1"
+inflight=$(sed -n 's/.*in flight at the end: \([0-9]*\) bytes, probe timeouts \([0-9]*\).*/\1 \2/p' "$WORK/q1.log")
+log "  ngtcp2 at the client: $inflight (bytes of its packets dpgw has not acknowledged, probe timeouts)"
+# dpgw acknowledges the PINGs (docs/protocol.md "ACK generation"), so ngtcp2 holds at most the last one or two in
+# flight (a PING-only packet is some 30 bytes); without ACKs every PING stays in flight (26 of them: some 750 bytes).
+read -r inflight_bytes _ <<< "$inflight"
+[ -n "$inflight_bytes" ] && [ "$inflight_bytes" -lt 100 ] ||
+  fail "ngtcp2 still counts $inflight_bytes bytes of the client's packets unacknowledged: $(cat "$WORK/q1.log")"
+acks=$(gw_stats | jq '[.workers[].quic_acks_tx] | add')
+log "  dpgw sent $acks ACK packets (quic_acks_tx)"
+[ "$acks" -ge 2 ] || fail "dpgw counts $acks ACK packets"
 [ "$((k1 - k0))" -ge 2 ] && [ "$((k1 - k0))" -le "$sent" ] || fail "PINGs counted by dpgw: $k0 -> $k1 (the client sent $sent)"
 log "  dpgw drops (nonzero): $(gw_stats | jq -c '.totals.drops | with_entries(select(.value > 0))')"
 dpctl --json session list | jq -e --argjson i "$index" \

@@ -6,7 +6,9 @@
 // With --hold S it keeps the connection S seconds after the replies, sending ack-eliciting PING-only 1-RTT packets
 // (ngtcp2's keep-alive every --ping-interval seconds, default 0.2, and its loss-recovery probes: what dpgw sees
 // after dpctld handed the connection over), and says on stderr how many packets it sent after the replies
-// ("packets after the replies: N"). A connection error during the hold exits 1. --no-datagrams leaves the
+// ("packets after the replies: N"), and how many bytes of them ngtcp2 still counts in flight, not acknowledged, at the
+// end, with its probe timeouts ("in flight at the end: B bytes, probe timeouts P"). A connection error during the
+// hold exits 1. --no-datagrams leaves the
 // max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection).
 // --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
 //
@@ -267,6 +269,12 @@ int main(int argc, char** argv) {
   if (holding) {
     fprintf(stderr, "quic_register_client: packets after the replies: %llu\n",
             (unsigned long long)(c.packets_sent - sent_before_hold));
+    // What ngtcp2's loss recovery says of them: bytes of ack-eliciting packets not acknowledged yet, and probe
+    // timeouts since the last acknowledgement (a peer that never acknowledges leaves every PING in flight).
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c.conn, &cs);
+    fprintf(stderr, "quic_register_client: in flight at the end: %llu bytes, probe timeouts %zu\n",
+            (unsigned long long)cs.bytes_in_flight, cs.pto_count);
     return 0;
   }
   return c.replies >= want ? 0 : 1;
