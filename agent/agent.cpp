@@ -23,6 +23,7 @@
 #include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
+#include "proto/quic_datagram_mtu.hpp"
 
 namespace dptun {
 
@@ -38,6 +39,9 @@ uint64_t random_seed() {
 bool is_ipv4_fragment(const uint8_t* p, size_t len) {
   return len >= kIpv4HeaderLen && (p[0] >> 4) == 4 && ipv4_is_fragment(p);
 }
+
+// Relay frames carry the plaintext right behind their header: nothing of the codec's (a prefix) sits between.
+static_assert(RelayCodec::kLayout.prefix_len == 0);
 }  // namespace
 
 Agent::Agent(EventLoop& loop, AgentOptions opt)
@@ -66,7 +70,15 @@ void Agent::stop() {
   workers_started_ = false;
 }
 
+size_t Agent::underlay_overhead() const {
+  return opt_.quic_framing ? std::max(kUnderlayOverhead, quic_underlay_overhead(opt_.underlay_mtu)) : kUnderlayOverhead;
+}
+
 bool Agent::start(bool static_session, std::string& error) {
+  if (opt_.quic_framing && threaded()) {
+    error = "--transport quic runs the data path on the main loop, which owns the QUIC connection: one thread";
+    return false;
+  }
   // A slot of the engine per direction (AeadKey::process), each used by one thread.
   const unsigned engine_threads = threaded() ? 2 : 1;
   if (opt_.aead != "openssl") {
@@ -86,7 +98,7 @@ bool Agent::start(bool static_session, std::string& error) {
   }
   // A visitor's frames carry the service's hostname after the packet: the TUN's MTU leaves room for it.
   const size_t trailer = opt_.visit && !opt_.visit->target ? opt_.visit->host.size() + 1 : 0;
-  const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - kUnderlayOverhead - trailer);
+  const uint16_t tun_mtu = uint16_t(opt_.underlay_mtu - underlay_overhead() - trailer);
   if (!tun_.open(opt_.tun_name, opt_.tun_net, tun_mtu, error, std::nullopt, opt_.offloads)) return false;
   // Super-packets from the kernel: TCP (TSO) and UDP (USO, Linux 6.2; the kernel takes USO4 only with USO6) of up
   // to 64 KiB with partial checksums; we segment them (IPv6 never comes: the TUN has none). Without TUN_F_USO4 the kernel also refuses UDP super-packets we would write, so UDP coalescing
@@ -316,7 +328,53 @@ uint64_t Agent::tun_queue_drops() const {
   return v;
 }
 
-void Agent::offer(SessionGrant grant) { adopt(std::move(grant), monotonic_ns()); }
+void Agent::offer(SessionGrant grant) {
+  if (grant.quic)
+    adopt_quic(grant, monotonic_ns());
+  else
+    adopt(std::move(grant), monotonic_ns());
+}
+
+// A registration whose QUIC connection carries the data: the sends and the deliveries go through it from now on
+// (relay sessions of earlier registrations keep receiving until they expire).
+void Agent::adopt_quic(const SessionGrant& g, uint64_t now_ns) {
+  if (!opt_.quic_framing) {  // the ControlClient hands over connections only with --transport quic
+    LOG_ERROR("session %u: a QUIC connection for the data without --transport quic: ignored", g.index);
+    return;
+  }
+  if (quic_ && quic_ != g.quic) withdraw_quic();
+  quic_ = g.quic;
+  quic_session_ = g.index;
+  quic_gateway_ = g.gateway;
+  opt_.session = g.index;
+  opt_.keepalive_ns = g.keepalive_ns;
+  quic_->use_for_data(this, g.keepalive_ns);
+  main_stats_.sessions_adopted++;
+  link_state_ = Link::Unknown;
+  link_up_.store(false, std::memory_order_relaxed);
+  last_gateway_rx_ns_ = 0;
+  started_ns_ = now_ns;
+  LOG_INFO("session %u: data as QUIC DATAGRAM frames, up to %zu bytes of inner packet each; keep-alive PINGs every "
+           "%.1f s",
+           g.index, packet_budget(0), double(std::min(g.keepalive_ns, QuicControlConnection::kIdleTimeoutNs / 3)) / 1e9);
+}
+
+void Agent::withdraw_quic() {
+  if (!quic_) return;
+  datagrams_done();  // nothing may point into the connection's burst
+  const QuicControlConnection::Stats& st = quic_->stats();
+  quic_old_.packets_rx += st.packets_rx;
+  quic_old_.packets_tx += st.packets_tx;
+  quic_old_.sends += st.sends;
+  quic_old_.send_drops += st.send_drops;
+  quic_->use_for_data(nullptr, QuicControlConnection::kControlKeepAliveNs);
+  quic_ = nullptr;
+  link_state_ = Link::Unknown;
+  link_up_.store(false, std::memory_order_relaxed);
+  LOG_INFO("session %u: its QUIC connection is gone; packets from the TUN count as no_session until the next "
+           "registration",
+           quic_session_);
+}
 
 void Agent::adopt(SessionGrant g, uint64_t now_ns) {
   // The new session sends from now on; the previous one still receives what is already on its way (SessionSlots).
@@ -459,6 +517,39 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
     rx_stats_.malformed++;
     return;
   }
+  inner_from_gateway(ih, inner, s->index(), now_ns);
+}
+
+// QUIC framing: a DATAGRAM frame from the gateway. Its data is copied into the burst's arena (the packet is rewritten
+// in place and the TUN writer keeps it until the burst ends), then handled as an opened relay frame's plaintext.
+void Agent::datagram(std::span<const uint8_t> data, uint64_t now_ns) {
+  rx_stats_.datagrams_rx++;
+  if (data.size() > quic_rx_arena_.size() - quic_rx_used_) {
+    tun_out_.flush();
+    quic_rx_used_ = 0;
+  }
+  if (data.size() > quic_rx_arena_.size()) {  // over 256 KiB: cannot be an inner packet
+    rx_stats_.malformed++;
+    return;
+  }
+  uint8_t* p = quic_rx_arena_.data() + quic_rx_used_;
+  std::memcpy(p, data.data(), data.size());
+  quic_rx_used_ += data.size();
+  InnerHeader ih;
+  std::span<uint8_t> inner;
+  if (!read_inner_plaintext({p, data.size()}, ih, inner)) {
+    rx_stats_.malformed++;
+    return;
+  }
+  inner_from_gateway(ih, inner, quic_session_, now_ns);
+}
+
+void Agent::datagrams_done() {
+  tun_out_.flush();
+  quic_rx_used_ = 0;
+}
+
+void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns) {
   uint8_t* pkt = inner.data();
   size_t pkt_len = inner.size();
   bool reassembled = false;
@@ -475,7 +566,7 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
       return;
     }
     const std::span<uint8_t> whole =
-        gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(s->index()) << 32 | uint32_t(ih.flow_id), now_ns);
+        gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(session) << 32 | uint32_t(ih.flow_id), now_ns);
     if (whole.empty()) return;
     pkt = whole.data();
     pkt_len = whole.size();
@@ -534,7 +625,7 @@ void Agent::tun_readable(uint64_t now_ns) {
     VnetHeader vnet;
     const ssize_t n = tun_.read_packet(tun_in_, &vnet);
     if (n <= 0) break;
-    if (!setup->current || !setup->link) {
+    if (!quic_active() && (!setup->current || !setup->link)) {
       tx_stats_.no_session++;
       continue;
     }
@@ -549,7 +640,7 @@ void Agent::tun_readable(uint64_t now_ns) {
       continue;
     }
     // A TCP/UDP super-packet (TSO/USO): cut into segments of the size the kernel chose for the TUN's MTU, each
-    // written straight into the frame it will travel in.
+    // written straight into the frame (or datagram plaintext) it will travel in.
     const uint32_t segments = gso_segment_count(packet, vnet);
     if (!segments) {
       tx_stats_.tun_gso_malformed++;
@@ -557,9 +648,8 @@ void Agent::tun_readable(uint64_t now_ns) {
     }
     tx_stats_.tun_super_packets++;
     for (uint32_t i = 0; i < segments; ++i) {
-      uint8_t* slot = setup->link->tx_slot() + codec_.layout().packet_offset();
-      const size_t len =
-          gso_write_segment(packet, vnet, i, {slot, UdpLink::kMaxDatagram - codec_.layout().data_overhead()});
+      uint8_t* slot = inner_packet_at(plaintext_slot());
+      const size_t len = gso_write_segment(packet, vnet, i, {slot, packet_room()});
       if (!len) {
         tx_stats_.tun_gso_malformed++;
         break;
@@ -663,23 +753,26 @@ void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
 }
 
 // Sends an inner packet to the gateway (inner header: `flow`, `proto`, `flags`; a name trailer when `name` is
-// given): in one data frame when it fits one, else as IPv4 fragments of our own, one frame each (protocol.md
-// "Datagrams bigger than a frame"). The frame budget is what the TUN's MTU is: --mtu less the overhead.
+// given): in one data frame (or DATAGRAM frame) when it fits one, else as IPv4 fragments of our own, one frame each
+// (protocol.md "Datagrams bigger than a frame"). The budget is what the TUN's MTU is: --mtu less the overhead.
 void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                        uint64_t now_ns) {
   const size_t trailer = name.empty() ? 0 : name.size() + 1;
-  const size_t budget = opt_.underlay_mtu - kUnderlayOverhead - trailer;
+  const size_t budget = packet_budget(trailer);
+  const InnerHeader ih{flow, proto, flags};
   if (packet.size() <= budget) {
-    uint8_t* frame = tx_.setup->link->tx_slot();
-    uint8_t* pkt = frame + codec_.layout().packet_offset();
+    uint8_t* plain = plaintext_slot();
+    uint8_t* pkt = inner_packet_at(plain);
     if (packet.data() != pkt) std::memmove(pkt, packet.data(), packet.size());
-    size_t len = packet.size();
-    if (trailer) len += write_name_trailer(pkt + packet.size(), name);
-    codec_.write_inner(frame, InnerHeader{flow, proto, flags});
-    send_data_frame(frame, len, packet.size(), now_ns);
+    send_plaintext(plain, write_inner_plaintext(plain, ih, packet.size(), name), packet.size(), now_ns);
     return;
   }
   const uint8_t* ip = packet.data();
+  if (quic_active() && ip >= quic_plain_.data() && ip < quic_plain_.data() + quic_plain_.size()) {
+    // (each fragment is built where this lies: it moves first)
+    quic_frag_src_.assign(packet.begin(), packet.end());
+    ip = quic_frag_src_.data();
+  }
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const FragmentPlan plan = plan_ipv4_fragments(hl, uint32_t(packet.size()) - hl, uint32_t(budget));
   if (!plan.count) {
@@ -690,22 +783,57 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
   for (uint32_t k = 0; k < plan.count; ++k) {
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min<uint32_t>(plan.chunk, uint32_t(packet.size()) - hl - off);
-    uint8_t* frame = tx_.setup->link->tx_slot();
-    uint8_t* out = frame + codec_.layout().packet_offset();
+    uint8_t* plain = plaintext_slot();
+    uint8_t* out = inner_packet_at(plain);
     const size_t fh = write_ipv4_fragment_header(out, {ip, hl}, id, off, len, k + 1 < plan.count);
     std::memcpy(out + fh, ip + hl + off, len);
-    size_t packet_len = fh + len;
-    if (trailer) packet_len += write_name_trailer(out + fh + len, name);
-    codec_.write_inner(frame, InnerHeader{flow, proto, flags});
-    send_data_frame(frame, packet_len, fh + len, now_ns);
+    send_plaintext(plain, write_inner_plaintext(plain, ih, fh + len, name), fh + len, now_ns);
     tx_stats_.fragments_tx++;
   }
 }
 
-// Seals a data frame built in the link's send slot (its inner header written, `packet_len` bytes of packet and name
-// trailer behind it) and queues it.
-void Agent::send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns) {
-  const uint32_t encrypted = codec_.layout().encrypted_len(uint32_t(packet_len));
+uint8_t* Agent::plaintext_slot() {
+  if (quic_active()) return quic_plain_.data();
+  return tx_.setup->link->tx_slot() + codec_.layout().inner_offset();
+}
+
+size_t Agent::packet_room() const {
+  if (quic_active()) return quic_plain_.size() - inner_plaintext_overhead();
+  return UdpLink::kMaxDatagram - codec_.layout().data_overhead();
+}
+
+size_t Agent::packet_budget(size_t trailer) const {
+  size_t budget = opt_.underlay_mtu - underlay_overhead();
+  // (the same by construction: quic_max_datagram_data of --mtu less IPv4 and UDP)
+  if (quic_active()) budget = std::min(budget, quic_->max_datagram() - inner_plaintext_overhead());
+  return budget - trailer;
+}
+
+void Agent::send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns) {
+  if (quic_active())
+    send_datagram({plaintext, len}, inner_bytes, now_ns);
+  else
+    send_data_frame(plaintext - codec_.layout().inner_offset(), len, inner_bytes, now_ns);
+}
+
+// QUIC framing: the plaintext as one DATAGRAM frame; what cannot go now is dropped and counted (an inner TCP flow
+// slows down as after any loss), never waited for.
+void Agent::send_datagram(std::span<const uint8_t> plaintext, size_t inner_bytes, uint64_t now_ns) {
+  switch (quic_->send_datagram(plaintext, now_ns)) {
+    case QuicControlConnection::SendResult::Sent:
+      tx_stats_.datagrams_tx++;
+      tx_stats_.inner_tx_bytes += inner_bytes;
+      break;
+    case QuicControlConnection::SendResult::Congested: tx_stats_.datagram_drops_congestion++; break;
+    case QuicControlConnection::SendResult::TooBig: tx_stats_.datagram_drops_too_big++; break;
+    case QuicControlConnection::SendResult::Closed: tx_stats_.datagram_drops_closed++; break;
+  }
+}
+
+// Seals a data frame built in the link's send slot (its plaintext, `plaintext_len` bytes, written behind the header)
+// and queues it.
+void Agent::send_data_frame(uint8_t* frame, size_t plaintext_len, size_t inner_bytes, uint64_t now_ns) {
+  const uint32_t encrypted = codec_.layout().prefix_len + uint32_t(plaintext_len);
   if (!tx_.setup->current->seal_later(FrameType::Data, 0, frame, encrypted, now_ns)) {
     LOG_ERROR("cannot seal a frame (key derivation failed)");
     return;
@@ -723,6 +851,7 @@ void Agent::queue_frame(size_t len, uint64_t now_ns) {
 
 // The queued frames: sealed in one burst (one AEAD call per key), then sent.
 void Agent::flush_link(uint64_t now_ns) {
+  if (quic_active()) quic_->flush_packets(now_ns);  // the datagrams' packets (the QUIC path seals as it writes)
   const Setup* setup = tx_.setup;
   if (!setup) return;
   if (AgentSession* s = setup->current; s && s->sealing()) {
@@ -744,8 +873,27 @@ void Agent::tick(uint64_t now_ns) {
     tx_housekeeping(now_ns);
   }
   free_retired();
+  if (quic_active()) {
+    // QUIC framing: any packet on the connection (dpgw's ACKs of our PINGs included) says the gateway is there;
+    // ngtcp2 sends the keepalives and ends the connection after its idle timeout (the ControlClient then registers
+    // again).
+    const uint64_t heard = quic_->last_rx_ns();
+    if (heard && heard != last_gateway_rx_ns_) {
+      if (link_state_ != Link::Up)
+        LOG_INFO("QUIC connection to gateway %s answers (session %u): tunnel up", quic_gateway_.str().c_str(),
+                 quic_session_);
+      link_state_ = Link::Up;
+      last_gateway_rx_ns_ = heard;
+    }
+    const uint64_t silent = now_ns - (last_gateway_rx_ns_ ? std::min(last_gateway_rx_ns_, now_ns) : started_ns_);
+    if (link_state_ != Link::Down && silent > 3 * opt_.keepalive_ns) {
+      LOG_WARN("nothing from gateway %s on the QUIC connection for %.1f s (session %u): it is down or unreachable",
+               quic_gateway_.str().c_str(), double(silent) / 1e9, quic_session_);
+      link_state_ = Link::Down;
+    }
+  }
   // What downstream heard: the current session's answers make the link live, the previous one's keep it receiving.
-  AgentSession* current = sessions_.current();
+  AgentSession* current = quic_active() ? nullptr : sessions_.current();
   if (current) {
     const uint64_t heard = current->last_heard_ns();
     if (heard && heard != last_gateway_rx_ns_) {
@@ -809,9 +957,11 @@ std::string Agent::stats_json() const {
     link.tx_sends += st.tx_sends;
   }
   JsonWriter j;
+  const bool quic = quic_active();
   j.begin_object()
-      .field("gateway", opt_.gateway.str())
-      .field("session", unsigned(sessions_.current() ? sessions_.current()->index() : 0))
+      .field("framing", quic ? "quic" : "relay")
+      .field("gateway", quic ? quic_gateway_.str() : opt_.gateway.str())
+      .field("session", unsigned(quic ? quic_session_ : sessions_.current() ? sessions_.current()->index() : 0))
       .field("link", link_state_ == Link::Up ? "up" : link_state_ == Link::Down ? "down" : "unknown")
       .field("tx_epoch", sessions_.current() ? sessions_.current()->tx_epoch() : 0)
       .field("rekeys", sessions_.current() ? sessions_.current()->rekeys() : 0)
@@ -849,7 +999,32 @@ std::string Agent::stats_json() const {
       .field("seal_errors", total(&AgentStats::seal_errors))
       .field("fragments_tx", total(&AgentStats::fragments_tx))
       .field("icmp_errors_forwarded", total(&AgentStats::icmp_errors_forwarded))
-      .field("icmp_ignored", total(&AgentStats::icmp_ignored));
+      .field("icmp_ignored", total(&AgentStats::icmp_ignored))
+      .field("datagrams_rx", total(&AgentStats::datagrams_rx))
+      .field("datagrams_tx", total(&AgentStats::datagrams_tx));
+  // QUIC framing: inner packets not sent as DATAGRAM frames, by reason; the connection's packets and path.
+  j.key("datagram_drops")
+      .begin_object()
+      .field("congestion", total(&AgentStats::datagram_drops_congestion))
+      .field("too_big", total(&AgentStats::datagram_drops_too_big))
+      .field("closed", total(&AgentStats::datagram_drops_closed))
+      .end_object();
+  {
+    QuicControlConnection::Stats st = quic_old_;
+    uint64_t cwnd = 0, in_flight = 0, srtt = 0;
+    if (quic) {
+      st.packets_rx += quic_->stats().packets_rx;
+      st.packets_tx += quic_->stats().packets_tx;
+      st.sends += quic_->stats().sends;
+      st.send_drops += quic_->stats().send_drops;
+      quic_->path_stats(cwnd, in_flight, srtt);
+    }
+    j.key("quic").begin_object();
+    j.field("packets_rx", st.packets_rx).field("packets_tx", st.packets_tx).field("sends", st.sends);
+    j.field("send_drops", st.send_drops).field("cwnd", cwnd).field("bytes_in_flight", in_flight);
+    j.field("smoothed_rtt_us", srtt / 1000);
+    j.end_object();
+  }
   // Targets that could not be reached, by the reason the ICMP error gave.
   j.key("unreachable").begin_object();
   for (size_t r = 0; r < tx_stats_.unreachable.size(); ++r)

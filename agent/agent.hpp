@@ -20,6 +20,12 @@
 // Sessions come from a static key (--psk-file) or from dpctld registrations (--server, ControlClient): a new
 // registration becomes the current session at once, and the previous one keeps receiving for a minute so
 // frames already on their way are not lost.
+//
+// QUIC framing (--transport quic, a registration whose reply says "framing":"quic"): the registration's QUIC
+// connection (agent/quic_control.hpp) carries the data instead of relay frames: each inner plaintext (inner header,
+// packet, name trailer: proto/frame_codec.hpp) travels as one DATAGRAM frame, and DATAGRAM frames received go
+// through the same delivery as an opened relay frame's plaintext. ngtcp2's connection is not thread-safe and the
+// main loop owns it, so with --transport quic the data path runs on the main loop too (threads 1).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -80,6 +86,9 @@ struct AgentOptions {
   std::optional<Visit> visit;
   // Data-path threads: 1 (everything on the main loop) or 2 (downstream and upstream on a thread each).
   unsigned threads = 1;
+  // --transport quic: registrations may hand over QUIC connections for the data (needs threads == 1); the TUN's MTU
+  // leaves room for either framing.
+  bool quic_framing = false;
 };
 
 struct AgentStats {
@@ -98,9 +107,13 @@ struct AgentStats {
   std::array<StatCounter, size_t(IcmpErrorReason::Count)> unreachable{};
   StatCounter icmp_errors_forwarded;
   StatCounter icmp_ignored;  // other ICMP into the TUN (not an error about a TCP/UDP flow), dropped
+  // QUIC framing: DATAGRAM frames received and sent, and inner packets not sent, by reason: the congestion window
+  // was full, bigger than one packet carries (cannot happen within the TUN's MTU), the connection was over.
+  StatCounter datagrams_rx, datagrams_tx;
+  StatCounter datagram_drops_congestion, datagram_drops_too_big, datagram_drops_closed;
 };
 
-class Agent {
+class Agent final : private DatagramSink {
  public:
   // `loop` (the main loop) must outlive the Agent.
   Agent(EventLoop& loop, AgentOptions opt);
@@ -112,6 +125,8 @@ class Agent {
   bool start(bool static_session, std::string& error);
   // On the loop (the control client's registrations): a session to use from now on.
   void offer(SessionGrant grant);
+  // On the loop: the QUIC connection of the current grant is about to go (ControlClient::on_withdraw).
+  void withdraw_quic();
   // The timed work; call it about every 100 ms from the loop's tick.
   void tick(uint64_t now_ns);
   // Ends the data-path threads (before the last counters are printed); the destructor does it too.
@@ -152,6 +167,11 @@ class Agent {
   };
 
   bool threaded() const { return opt_.threads > 1; }
+  // The data goes over a QUIC connection (only ever true with one thread: the main loop's).
+  bool quic_active() const { return opt_.quic_framing && quic_; }
+  // What the underlay MTU loses per inner packet: the framing's overhead (the larger of both with --transport quic).
+  size_t underlay_overhead() const;
+  void adopt_quic(const SessionGrant& g, uint64_t now_ns);
   void adopt(SessionGrant grant, uint64_t now_ns);
   bool open_link(Endpoint gateway, std::string& error);
   // Main thread: hands the directions the current sessions and link; `gone` (sessions, link) is freed later.
@@ -170,7 +190,13 @@ class Agent {
   void gateway_readable(uint64_t now_ns);
   void frames_from_gateway(std::span<AgentSession::Received> batch, uint64_t now_ns);
   void frame_from_gateway(AgentSession::Received& r, uint64_t now_ns);
+  // An inner plaintext's contents from the gateway, whatever the framing: `inner` is the packet with its name
+  // trailer; `session` keys the reassembly of fragments.
+  void inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns);
   void to_tun(std::span<uint8_t> packet, bool reassembled);
+  // DatagramSink (QUIC framing, on the main loop): a DATAGRAM frame's data is an inner plaintext.
+  void datagram(std::span<const uint8_t> data, uint64_t now_ns) override;
+  void datagrams_done() override;
 
   // Upstream (TUN -> gateway).
   void tx_sync();
@@ -181,7 +207,16 @@ class Agent {
   void send_keepalive(uint64_t now_ns);
   void queue_frame(size_t len, uint64_t now_ns);
   void flush_link(uint64_t now_ns);
-  void send_data_frame(uint8_t* frame, size_t packet_len, size_t inner_bytes, uint64_t now_ns);
+  // Where the next inner plaintext is built: in the link's send slot behind the relay frame's header, or in the
+  // QUIC path's buffer; how many bytes of packet fit there.
+  uint8_t* plaintext_slot();
+  size_t packet_room() const;
+  // The most packet bytes one frame or datagram carries beside a name trailer of `trailer` bytes.
+  size_t packet_budget(size_t trailer) const;
+  // Sends a plaintext built at plaintext_slot() (`inner_bytes`: its packet's, for the counters).
+  void send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns);
+  void send_data_frame(uint8_t* frame, size_t plaintext_len, size_t inner_bytes, uint64_t now_ns);
+  void send_datagram(std::span<const uint8_t> plaintext, size_t inner_bytes, uint64_t now_ns);
   void target_unreachable(std::span<uint8_t> packet, uint64_t now_ns);
   void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
                   uint64_t now_ns);
@@ -240,6 +275,19 @@ class Agent {
   uint16_t frag_id_ = 0;  // ids of the datagrams this agent fragments
   TokenBucket unreachable_log_{1, 5};  // log lines about unreachable targets: 1 a second, bursts of 5
   uint64_t unreachable_suppressed_ = 0;
+
+  // QUIC framing (main loop only; opt_.quic_framing forces one thread).
+  QuicControlConnection* quic_ = nullptr;  // the connection carrying the data (the ControlClient's)
+  uint32_t quic_session_ = 0;
+  Endpoint quic_gateway_;
+  std::vector<uint8_t> quic_plain_ =  // the plaintext being sent
+      std::vector<uint8_t>(UdpLink::kMaxDatagram + kMaxNameTrailer);
+  std::vector<uint8_t> quic_frag_src_;  // a datagram to fragment that lay in quic_plain_
+  // Datagrams received in one burst, copied (ngtcp2's bytes are not ours to keep or rewrite) until the TUN writer's
+  // batch is out.
+  std::vector<uint8_t> quic_rx_arena_ = std::vector<uint8_t>(size_t(256) << 10);
+  size_t quic_rx_used_ = 0;
+  QuicControlConnection::Stats quic_old_;  // counters of connections withdrawn since start
 };
 
 }  // namespace dptun

@@ -199,11 +199,21 @@ void ControlClient::connect_next(uint64_t now_ns) {
       fd_ = std::move(fd);
       const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
       QuicControlConnection::Setup setup{quic_credentials_.get(), SSL_CTX_get_cert_store(ctx_.get()), name, opt_.tunnel,
-                                         kMaxLine};
+                                         kMaxLine, size_t(opt_.underlay_mtu) - 28};  // less outer IPv4 and UDP
       quic_ = std::make_unique<QuicControlConnection>();
       std::string error;
       if (!quic_->open(fd_.get(), setup, now_ns, error)) {
         connect_error_ = peer_ + ": " + error;
+        close_connection();
+        continue;
+      }
+      // ngtcp2's timers (retransmissions, ACK delay, keep-alive, idle timeout) when they are due.
+      if (!loop_.add(quic_->timer_fd(), EPOLLIN, [this](uint32_t) {
+            if (!quic_) return;
+            const uint64_t now = monotonic_ns();
+            quic_progress(quic_->on_timer(now), now);
+          })) {
+        connect_error_ = peer_ + ": epoll: " + strerror(errno);
         close_connection();
         continue;
       }
@@ -306,6 +316,12 @@ std::string ControlClient::registration_line() const {
 
 void ControlClient::quic_progress(bool alive, uint64_t now_ns) {
   if (!alive) {
+    if (state_ == State::Registered && handed_over_) {
+      LOG_WARN("QUIC connection %s:%u carrying the tunnel's data ended: %s; registering again", peer_.c_str(),
+               unsigned(opt_.server_port), quic_->detail().c_str());
+      retry(now_ns);
+      return;
+    }
     if (state_ == State::Registered) {
       LOG_WARN("dpctld: %s", quic_->detail().c_str());
       lost(now_ns);
@@ -451,9 +467,17 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
   g.key_len = msg.value("cipher", std::string("aes-128-gcm")) == "aes-256-gcm" ? 32 : 16;
   g.rekey_interval_ns = uint64_t(msg.value("rekey_interval", 120.0) * 1e9);
   g.keepalive_ns = uint64_t(msg.value("keepalive", 2.0) * 1e9);
+  // dpctld hands this QUIC connection over to dpgw: the data follows on it as DATAGRAM frames. A dpctld that does not
+  // say so keeps relay frames (the connection stays dpctld's control connection).
+  handed_over_ = quic_ && msg.value("framing", std::string()) == "quic";
+  if (handed_over_) g.quic = quic_.get();
   const unsigned weight = msg.value("weight", unsigned(opt_.weight));
-  LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s", g.index, opt_.tunnel.c_str(),
-           g.gateway.str().c_str(), weight, weight != unsigned(opt_.weight) ? " (the tunnel's weight policy)" : "");
+  LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s; data as %s", g.index,
+           opt_.tunnel.c_str(), g.gateway.str().c_str(), weight,
+           weight != unsigned(opt_.weight) ? " (the tunnel's weight policy)" : "",
+           handed_over_ ? "QUIC DATAGRAM frames on this connection (dpgw takes it over)"
+           : quic_      ? "relay frames (dpctld does not hand the QUIC connection over)"
+                        : "relay frames");
   state_ = State::Registered;
   registrations_++;
   backoff_s_ = 0.5;  // it worked: after a loss, start over quickly
@@ -462,9 +486,12 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
 }
 
 void ControlClient::tick(uint64_t now_ns) {
-  if (quic_) {  // retransmissions and the idle timeout (QUIC's timers at the loop's tick)
-    quic_progress(quic_->on_timer(now_ns), now_ns);
-    if (quic_ && state_ == State::Handshaking && now_ns >= deadline_ns_) {
+  if (quic_) {  // (QUIC's own timers run from its timerfd)
+    if (quic_->closed()) {  // ended while the data path sent on it
+      quic_progress(false, now_ns);
+      return;
+    }
+    if (state_ == State::Handshaking && now_ns >= deadline_ns_) {
       LOG_WARN("dpctld %s:%u: no QUIC handshake within 10 s", opt_.server_host.c_str(), opt_.server_port);
       retry(now_ns);
       return;
@@ -495,6 +522,7 @@ void ControlClient::tick(uint64_t now_ns) {
       }
       break;
     case State::Registered:
+      if (handed_over_) break;  // dpgw's connection now: its idle timeout says when it is lost
       // Keep the control connection: ping every 10 s, and give up when dpctld stays silent for 30 s.
       if (now_ns - last_heard_ns_ >= 30 * kNsPerSec) {
         lost(now_ns);
@@ -524,6 +552,9 @@ void ControlClient::retry(uint64_t now_ns) {
 
 void ControlClient::close_connection() {
   if (quic_) {
+    if (handed_over_ && withdraw_) withdraw_();  // the data path lets go of it first
+    handed_over_ = false;
+    loop_.remove(quic_->timer_fd());
     quic_->close(monotonic_ns());
     quic_.reset();
   }

@@ -7,6 +7,9 @@
 // addresses in turn), 10 s for the handshake, 15 s for the answer to the registration; once registered, a ping
 // every 10 s, and the connection counts as lost after 30 s without a line from dpctld. A line from dpctld is at
 // most kMaxLine bytes; a longer one is logged and the connection is dropped and made again, as after any loss.
+// --transport quic: once dpctld hands the QUIC connection over to dpgw ("framing":"quic" in the reply), nobody
+// answers lines on it any more: no pings; the connection's own liveness (ngtcp2's keep-alive PINGs, which dpgw
+// acknowledges, and the idle timeout) decides when it is lost, and then the agent registers again.
 #pragma once
 #include <openssl/types.h>
 #include <netinet/in.h>
@@ -37,6 +40,7 @@ struct ControlOptions {
   std::string agent_name;
   bool visitor = false;  // register to visit the tunnel (dpagent visit), not to serve it
   bool quic = false;     // --transport quic: the control connection over QUIC (dpctld's agent_quic_listen)
+  uint16_t underlay_mtu = 1500;  // --mtu: the QUIC connection's packets stay within it
 };
 
 // What a registration gives the data path.
@@ -47,6 +51,10 @@ struct SessionGrant {
   uint8_t key_len = 16;
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t keepalive_ns = 2'000'000'000ull;
+  // "framing":"quic" (--transport quic, a dpctld that hands the connection over to dpgw): the data goes as DATAGRAM
+  // frames on this connection, not as relay frames (secret, key_len and rekey_interval_ns are unused then). Owned by
+  // the ControlClient; valid until its withdraw callback runs.
+  QuicControlConnection* quic = nullptr;
 };
 
 class ControlClient {
@@ -71,6 +79,8 @@ class ControlClient {
   // Deadlines, pings and the reconnect backoff.
   void tick(uint64_t now_ns);
   uint64_t registrations() const { return registrations_; }
+  // Called (on the loop) just before the QUIC connection a grant named goes away: lost, idle, or replaced.
+  void on_withdraw(std::function<void()> fn) { withdraw_ = std::move(fn); }
 
  private:
   enum class State : uint8_t { Waiting, Resolving, Connecting, Handshaking, Registering, Registered, GaveUp };
@@ -105,6 +115,8 @@ class ControlClient {
   ControlOptions opt_;
   Deliver deliver_;
   Fatal fatal_;
+  std::function<void()> withdraw_;
+  bool handed_over_ = false;  // the QUIC connection carries the data (a "framing":"quic" registration)
   std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx_;
   State state_ = State::Waiting;
   // The connection under way.

@@ -33,8 +33,9 @@ const char* kUsage =
     "       dpagent visit --server HOST:PORT --cert FILE --key FILE --ca FILE --tunnel UUID\n"
     "                     (--host NAME | --target IP:PORT) --local IP:PORT [options]\n"
     "\n"
-    "Runs next to private services: exchanges encrypted relay frames with a dpgw gateway over UDP and\n"
-    "delivers the tunnelled TCP/UDP flows to their targets through a TUN device. Needs CAP_NET_ADMIN.\n"
+    "Runs next to private services: exchanges encrypted relay frames (or QUIC DATAGRAM frames, --transport\n"
+    "quic) with a dpgw gateway over UDP and delivers the tunnelled TCP/UDP flows to their targets through a TUN\n"
+    "device. Needs CAP_NET_ADMIN.\n"
     "\n"
     "Registered with dpctld (sessions and keys come from the control plane):\n"
     "  --server HOST:PORT    dpctld's agent port (TLS 1.3), by name or IPv4 address (a name is resolved at\n"
@@ -44,8 +45,10 @@ const char* kUsage =
     "  --server-name NAME    the name (or IP) dpctld's certificate must carry (default: HOST)\n"
     "  --transport T         relay (default: TLS 1.3 over TCP to dpctld, relay frames to the gateway) or quic:\n"
     "                        the handshake and registration over QUIC v1 (UDP) to dpctld's agent_quic_listen,\n"
-    "                        --server naming that port (ALPN dptun). So far only the control connection moves:\n"
-    "                        the data path stays relay frames (docs/protocol.md, \"QUIC framing\")\n"
+    "                        --server naming that port (ALPN dptun); dpctld then hands the connection to dpgw\n"
+    "                        and the data goes on it as QUIC DATAGRAM frames (docs/protocol.md, \"QUIC framing\";\n"
+    "                        a dpctld that does not hand it over gets relay frames). The data path then runs on\n"
+    "                        the main thread (--threads 1); --mtu 1228 at least (QUIC's 1200-byte packets)\n"
     "  A registration that fails for good the first time -- dpctld refuses it, or TLS fails for a reason\n"
     "  retrying cannot mend (wrong --ca, a name dpctld's certificate lacks, a certificate dpctld refuses) --\n"
     "  ends dpagent with exit status 1 and says what to change; later failures are retried with backoff.\n"
@@ -79,7 +82,8 @@ const char* kUsage =
     "                        (virtio-net headers: TSO/USO read and segmented here, segments coalesced into\n"
     "                        one write) and the socket to the gateway sends and receives frames in batches\n"
     "                        of one size (UDP_SEGMENT, UDP_GRO); each is probed at start and logged\n"
-    "  --keepalive SECONDS   keepalive interval (default 2; dpctld's setting when registered)\n"
+    "  --keepalive SECONDS   keepalive interval (default 2; dpctld's setting when registered); with QUIC\n"
+    "                        framing a PING after that long without sending or receiving\n"
     "  --cipher NAME         aes-128-gcm (default) or aes-256-gcm, as the gateway (static session)\n"
     "  --aead ENGINE         who computes AES-GCM: ipsec-mb (Intel's library; needs AES-NI) or openssl;\n"
     "                        default: ipsec-mb where it runs, else openssl (the log says which)\n"
@@ -271,8 +275,11 @@ int main(int argc, char** argv) {
     if (ctl.cert.empty() || ctl.key.empty() || ctl.ca.empty())
       fail("--server needs --cert, --key and --ca (see --help)");
     if (ctl.tunnel.empty()) fail("--server needs --tunnel ID (see --help)");
+    if (ctl.quic && opt.underlay_mtu < 1200 + 28)
+      fail("--transport quic needs --mtu 1228 or more: QUIC needs UDP payloads of 1200 bytes (RFC 9000 section 14)");
+    ctl.underlay_mtu = opt.underlay_mtu;
   } else {
-    if (ctl.quic) fail("--transport quic is the control connection to dpctld: it needs --server HOST:PORT");
+    if (ctl.quic) fail("--transport quic is the connection to dpctld and dpgw: it needs --server HOST:PORT");
     if (!have_gateway) fail("--gateway IP:PORT (static session) or --server HOST:PORT (dpctld) is required (see --help)");
     if (!opt.session) fail("--session INDEX is required (see --help)");
     if (psk_file.empty()) fail("--psk-file FILE is required (see --help)");
@@ -300,7 +307,14 @@ int main(int argc, char** argv) {
   // runs inside dpagent's TUN writes).
   cpu_set_t cpus;
   const int ncpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-  if (threads) {
+  if (ctl.quic) {
+    // One thread owns the QUIC connection, and the data path uses it: the main loop runs both.
+    if (threads && *threads != 1)
+      fail("--transport quic runs the data path on the thread that owns the QUIC connection: --threads 1 only");
+    opt.threads = 1;
+    opt.quic_framing = true;
+    LOG_INFO("1 data-path thread: --transport quic (the QUIC connection and the data path share the main loop)");
+  } else if (threads) {
     opt.threads = *threads;
     LOG_INFO("%u data-path thread%s (--threads; this process may run on %d CPU%s)", opt.threads,
              opt.threads == 1 ? "" : "s", ncpus, ncpus == 1 ? "" : "s");
@@ -332,6 +346,7 @@ int main(int argc, char** argv) {
           fatal_reason = reason;
           g_stop = true;
         });
+    control->on_withdraw([&agent] { agent.withdraw_quic(); });
     if (!control->load(error)) {
       fprintf(stderr, "dpagent: %s\n", error.c_str());
       return 1;

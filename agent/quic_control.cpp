@@ -8,18 +8,23 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
+#include "common/clock.hpp"
 #include "common/ngtcp2_callbacks.hpp"
 #include "control/control_protocol.hpp"
+#include "proto/quic_datagram_mtu.hpp"
 
 namespace dptun {
 
 namespace {
 constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
                                   "%DISABLE_TLS13_COMPAT_MODE";
-constexpr size_t kMaxUdpPayload = 1452;
 
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
@@ -53,6 +58,22 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   fd_ = fd;
   setup_ = setup;
   in_ = LineBuffer(setup.max_line);
+  max_udp_payload_ = std::clamp<size_t>(setup.max_udp_payload, NGTCP2_MAX_UDP_PAYLOAD_SIZE, kMaxPacket);
+  max_datagram_ = quic_max_datagram_data(max_udp_payload_);
+  rx_bufs_.assign(size_t(kBatch) * kMaxPacket, 0);
+  tx_bufs_.assign(size_t(kBatch) * max_udp_payload_, 0);
+  for (unsigned i = 0; i < kBatch; ++i) {
+    rx_iov_[i] = {rx_bufs_.data() + size_t(i) * kMaxPacket, kMaxPacket};
+    rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+    rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+    tx_msgs_[i].msg_hdr.msg_iov = &tx_iov_[i];
+    tx_msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer_) {
+    error = std::string("timerfd: ") + strerror(errno);
+    return false;
+  }
   socklen_t len = sizeof local_;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&local_), &len) != 0 ||
       getpeername(fd, reinterpret_cast<sockaddr*>(&remote_), &(len = sizeof remote_)) != 0) {
@@ -82,6 +103,7 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   cb.handshake_completed = on_handshake_completed;
   cb.recv_stream_data = on_recv_stream;
   cb.acked_stream_data_offset = on_acked;
+  cb.recv_datagram = on_datagram;
   ngtcp2_cid dcid, scid;
   dcid.datalen = 18;
   gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
@@ -90,13 +112,20 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
   settings.initial_ts = now_ns;
-  settings.max_tx_udp_payload_size = kMaxUdpPayload;
+  // Packets up to --mtu from the start: no shaping to 1200 bytes until path MTU discovery proves more (its probes
+  // would go to dpgw once it has the connection), so the TUN's MTU (docs/protocol.md "MTU") holds at once.
+  settings.max_tx_udp_payload_size = max_udp_payload_;
+  settings.no_tx_udp_payload_size_shaping = 1;
+  settings.no_pmtud = 1;
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
   params.initial_max_stream_data_bidi_local = 256 * 1024;
   params.initial_max_data = 1024 * 1024;
-  params.max_idle_timeout = 60ull * NGTCP2_SECONDS;  // dpctld's pings keep it (every 10 s)
-  params.max_datagram_frame_size = 65535;
+  params.max_idle_timeout = kIdleTimeoutNs;  // keep-alive PINGs (below) and dpctld's or dpgw's answers keep it
+  params.max_datagram_frame_size = 65535;     // DATAGRAM frames (RFC 9221 section 3) of any size dpgw sends
+  params.max_udp_payload_size = kMaxPacket;
+  // dpgw knows one connection ID of the agent's and one of its own: no spares to migrate to (RFC 9000 section 5.1.1).
+  params.active_connection_id_limit = 2;
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
                    {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
                    nullptr};
@@ -106,6 +135,7 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
     return false;
   }
   ngtcp2_conn_set_tls_native_handle(conn_, tls_);
+  ngtcp2_conn_set_keep_alive_timeout(conn_, kControlKeepAliveNs);
   return flush(now_ns);
 }
 
@@ -176,6 +206,33 @@ int QuicControlConnection::on_acked(ngtcp2_conn*, int64_t id, uint64_t offset, u
   return 0;
 }
 
+int QuicControlConnection::on_datagram(ngtcp2_conn*, uint32_t, const uint8_t* data, size_t len, void* user) {
+  auto* c = static_cast<QuicControlConnection*>(user);
+  if (c->sink_)
+    c->sink_->datagram({data, len}, c->rx_now_ns_);
+  else
+    ++c->datagrams_unclaimed_;
+  return 0;
+}
+
+void QuicControlConnection::use_for_data(DatagramSink* sink, uint64_t keepalive_ns) {
+  sink_ = sink;
+  last_rx_ns_ = 0;
+  // Below a third of the idle timeout, so that two lost PINGs do not end the connection.
+  if (conn_) ngtcp2_conn_set_keep_alive_timeout(conn_, std::min(keepalive_ns, kIdleTimeoutNs / 3));
+  rearm();
+}
+
+void QuicControlConnection::path_stats(uint64_t& cwnd, uint64_t& in_flight, uint64_t& srtt_ns) const {
+  cwnd = in_flight = srtt_ns = 0;
+  if (!conn_) return;
+  ngtcp2_conn_stat st;
+  ngtcp2_conn_get_conn_stat(conn_, &st);
+  cwnd = st.cwnd;
+  in_flight = st.bytes_in_flight;
+  srtt_ns = st.smoothed_rtt;
+}
+
 void QuicControlConnection::send_line(const std::string& line) {
   TxChunk chunk{line + "\n", tx_end_};
   tx_end_ += chunk.data.size();
@@ -203,6 +260,7 @@ bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
   if (rv == NGTCP2_ERR_DRAINING || rv == NGTCP2_ERR_CLOSING) {
     ngtcp2_connection_close_error e;
     ngtcp2_conn_get_connection_close_error(conn_, &e);
+    // (dpctld, or dpgw once it has the connection)
     // An alert dpctld sent (0x100 + alert, RFC 9001 §4.8), as OpenSSL reports a received alert.
     if (e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT && e.error_code >= 0x100 && e.error_code <= 0x1ff)
       ssl_error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + int(e.error_code & 0xff));
@@ -229,33 +287,87 @@ bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
 
 bool QuicControlConnection::on_readable(uint64_t now_ns) {
   if (closed_) return false;
-  uint8_t buf[65536];
-  for (int i = 0; i < 64; ++i) {
-    const ssize_t n = recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0) break;  // EAGAIN, or an ICMP error (nobody on the port): the handshake deadline covers it
-    ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
-                     {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
-                     nullptr};
-    ngtcp2_pkt_info pi{};
-    if (const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, buf, size_t(n), now_ns); rv != 0) return ended(rv, now_ns);
+  rx_now_ns_ = now_ns;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
+                   {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
+                   nullptr};
+  // At most 8 batches (256 packets) per wakeup, as dpagent's other sockets: the socket is level-triggered, so what
+  // is left wakes the loop again after the TUN and the timers had their turn.
+  bool ok = true;
+  for (unsigned batches = 0; ok && batches < 8; ++batches) {
+    for (unsigned i = 0; i < kBatch; ++i) rx_msgs_[i].msg_hdr.msg_flags = 0;
+    // An error (EAGAIN, or an ICMP error: nobody on the port) ends the burst: the handshake deadline or the idle
+    // timeout covers a peer that is gone.
+    const int n = recvmmsg(fd_, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    for (int i = 0; i < n; ++i) {
+      if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // bigger than any packet we accept: not QUIC's
+      ngtcp2_pkt_info pi{};
+      const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, static_cast<const uint8_t*>(rx_iov_[i].iov_base),
+                                          rx_msgs_[i].msg_len, now_ns);
+      if (rv != 0) {
+        // A packet that does not decrypt or parse is dropped by ngtcp2 itself (rv 0); anything else ends it.
+        ok = ended(rv, now_ns);
+        break;
+      }
+      ++stats_.packets_rx;
+      last_rx_ns_ = now_ns;
+    }
+    if (n < int(kBatch)) break;
   }
+  if (sink_) sink_->datagrams_done();
+  if (!ok) return false;
   return flush(now_ns);
 }
 
 bool QuicControlConnection::on_timer(uint64_t now_ns) {
   if (closed_) return false;
-  if (ngtcp2_conn_get_expiry(conn_) > now_ns) return true;
+  uint64_t expirations;
+  while (read(timer_.get(), &expirations, sizeof expirations) > 0) {
+  }
+  armed_ns_ = 0;
+  if (ngtcp2_conn_get_expiry(conn_) > now_ns) {
+    rearm();
+    return true;
+  }
   if (const int rv = ngtcp2_conn_handle_expiry(conn_, now_ns); rv != 0) {
-    detail_ = std::string("QUIC: ") + ngtcp2_strerror(rv);
-    closed_ = true;
+    detail_ = rv == NGTCP2_ERR_IDLE_CLOSE ? "QUIC idle timeout: nothing heard from the peer"
+                                          : std::string("QUIC: ") + ngtcp2_strerror(rv);
+    closed_ = true;  // an idle connection ends silently (RFC 9000 section 10.1)
     return false;
   }
   return flush(now_ns);
 }
 
+uint8_t* QuicControlConnection::tx_buffer() {
+  if (tx_count_ == kBatch) send_queued();
+  return tx_bufs_.data() + size_t(tx_count_) * max_udp_payload_;
+}
+
+void QuicControlConnection::queue_packet(size_t len) {
+  tx_iov_[tx_count_] = {tx_bufs_.data() + size_t(tx_count_) * max_udp_payload_, len};
+  ++tx_count_;
+  ++stats_.packets_tx;
+}
+
+// The queued packets in sendmmsg calls; a packet the socket does not take is lost (QUIC's loss recovery sees it).
+bool QuicControlConnection::send_queued() {
+  unsigned done = 0;
+  while (done < tx_count_) {
+    const int n = sendmmsg(fd_, tx_msgs_.data() + done, tx_count_ - done, MSG_DONTWAIT);
+    ++stats_.sends;
+    if (n <= 0) {
+      stats_.send_drops += tx_count_ - done;
+      break;
+    }
+    done += unsigned(n);
+  }
+  tx_count_ = 0;
+  return true;
+}
+
 bool QuicControlConnection::flush(uint64_t now_ns) {
   if (closed_) return false;
-  uint8_t buf[kMaxUdpPayload];
   bool blocked = false;
   for (int i = 0; i < 64; ++i) {
     ngtcp2_vec vec{};
@@ -274,7 +386,8 @@ bool QuicControlConnection::flush(uint64_t now_ns) {
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi{};
     ngtcp2_ssize taken = -1;
-    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, sizeof buf, &taken,
+    uint8_t* buf = tx_buffer();
+    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, max_udp_payload_, &taken,
                                                      NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
                                                      sid >= 0 ? 1 : 0, now_ns);
     if (n < 0) {
@@ -282,13 +395,61 @@ bool QuicControlConnection::flush(uint64_t now_ns) {
         blocked = true;
         continue;
       }
+      send_queued();
       return ended(int(n), now_ns);
     }
     if (taken > 0) tx_sent_ += uint64_t(taken);
     if (n == 0) break;
-    (void)send(fd_, buf, size_t(n), 0);  // a full buffer loses the packet: QUIC sends it again
+    queue_packet(size_t(n));
   }
-  return true;
+  return flush_packets(now_ns);
+}
+
+QuicControlConnection::SendResult QuicControlConnection::send_datagram(std::span<const uint8_t> data,
+                                                                      uint64_t now_ns) {
+  if (closed_) return SendResult::Closed;
+  if (data.size() > max_datagram_) return SendResult::TooBig;
+  ngtcp2_vec vec{const_cast<uint8_t*>(data.data()), data.size()};
+  // Without FLAG_MORE: one DATAGRAM frame per packet. A packet ngtcp2 filled with other frames first (an ACK) leaves
+  // the datagram unaccepted: it goes in the next one. Three rounds are plenty (the datagram fits an empty packet).
+  for (int round = 0; round < 3; ++round) {
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    int accepted = 0;
+    const ngtcp2_ssize n = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, tx_buffer(), max_udp_payload_,
+                                                       &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, &vec, 1, now_ns);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_INVALID_ARGUMENT) return SendResult::TooBig;  // over the peer's max_datagram_frame_size
+      send_queued();
+      ended(int(n), now_ns);
+      return SendResult::Closed;
+    }
+    if (n == 0) return SendResult::Congested;
+    queue_packet(size_t(n));
+    if (accepted) return SendResult::Sent;
+  }
+  return SendResult::Congested;
+}
+
+bool QuicControlConnection::flush_packets(uint64_t) {
+  if (tx_count_) send_queued();
+  rearm();
+  return !closed_;
+}
+
+void QuicControlConnection::rearm() {
+  if (!conn_ || !timer_) return;
+  uint64_t at = closed_ ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_);
+  if (at == UINT64_MAX) at = 0;  // nothing to wait for: disarmed
+  if (at == armed_ns_) return;
+  armed_ns_ = at;
+  itimerspec its{};
+  // An expiry already past fires at once (a zero it_value would disarm the timer).
+  const uint64_t when = at ? std::max<uint64_t>(at, 1) : 0;
+  its.it_value.tv_sec = time_t(when / kNsPerSec);
+  its.it_value.tv_nsec = long(when % kNsPerSec);
+  timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
 }
 
 void QuicControlConnection::close(uint64_t now_ns) {
@@ -300,12 +461,12 @@ void QuicControlConnection::close(uint64_t now_ns) {
 }
 
 void QuicControlConnection::send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns) {
-  uint8_t buf[kMaxUdpPayload];
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
-  const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &ccerr, now_ns);
-  if (n > 0) (void)send(fd_, buf, size_t(n), 0);  // best effort: dpctld times the connection out otherwise
+  std::vector<uint8_t> buf(max_udp_payload_);
+  const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf.data(), buf.size(), &ccerr, now_ns);
+  if (n > 0) (void)send(fd_, buf.data(), size_t(n), 0);  // best effort: the peer times the connection out otherwise
 }
 
 }  // namespace dptun

@@ -104,6 +104,34 @@ inline bool copy_name_trailer(std::span<const uint8_t> packet, NameCopy& out, si
   return true;
 }
 
+// The plaintext of a data frame, the same in every framing: what a relay frame encrypts behind its header, and
+// exactly the data of a QUIC DATAGRAM frame (RFC 9221 section 4; dpagent hands it to ngtcp2 as it is):
+//   inner header (12) | inner IP packet | name trailer (with kInnerHasName)
+// The one place that lays it out; codecs and dpagent's QUIC path build and read it only through these.
+inline constexpr size_t kMinInnerPlaintext = kInnerHeaderLen + 20;  // an inner header and a minimal IPv4 header
+// Where the inner packet goes in a plaintext starting at `plaintext`.
+inline uint8_t* inner_packet_at(uint8_t* plaintext) { return plaintext + kInnerHeaderLen; }
+// The bytes a plaintext adds to its inner packet and trailer (its inner header).
+inline constexpr size_t inner_plaintext_overhead() { return kInnerHeaderLen; }
+// Completes a plaintext whose `packet_len` bytes of inner packet already lie at inner_packet_at(plaintext): writes
+// the inner header in front and, when `name` is not empty, the name trailer behind (the caller sets kInnerHasName in
+// ih.flags). Returns the plaintext's length.
+inline size_t write_inner_plaintext(uint8_t* plaintext, const InnerHeader& ih, size_t packet_len,
+                                    std::string_view name) {
+  encode_inner_header(plaintext, ih);
+  size_t len = kInnerHeaderLen + packet_len;
+  if (!name.empty()) len += write_name_trailer(plaintext + len, name);
+  return len;
+}
+// Reads a plaintext: the inner header, and `packet` = the inner packet with its trailer (read_name_trailer splits
+// them). False when it is shorter than kMinInnerPlaintext.
+inline bool read_inner_plaintext(std::span<uint8_t> plaintext, InnerHeader& ih, std::span<uint8_t>& packet) {
+  if (plaintext.size() < kMinInnerPlaintext) return false;
+  ih = decode_inner_header(plaintext.data());
+  packet = plaintext.subspan(kInnerHeaderLen);
+  return true;
+}
+
 // Where the parts of the frames a codec sends lie. Per codec (the QUIC framing: per connection, by the packet
 // number length it sends; what it receives varies per packet and only its read_* steps know).
 struct FrameLayout {

@@ -196,11 +196,8 @@ FrameError QuicDatagramCodec::read_header_masked(std::span<uint8_t> frame, const
 bool QuicDatagramCodec::read_inner(std::span<uint8_t> frame, InnerHeader& ih, std::span<uint8_t>& packet) const {
   if (frame.size() < kQuicMinPacket || (frame[0] & kQuicShortReserved)) return false;  // 17.3.1: PROTOCOL_VIOLATION
   const QuicPayload p = payload(frame);
-  if (p.kind != QuicPayload::Kind::Datagram || p.datagram_len < kInnerHeaderLen + 20) return false;
-  const size_t at = aad_len(frame) + p.datagram_offset;
-  ih = decode_inner_header(frame.data() + at);
-  packet = frame.subspan(at + kInnerHeaderLen, p.datagram_len - kInnerHeaderLen);
-  return true;
+  if (p.kind != QuicPayload::Kind::Datagram) return false;
+  return read_inner_plaintext(frame.subspan(aad_len(frame) + p.datagram_offset, p.datagram_len), ih, packet);
 }
 
 }  // namespace dptun

@@ -61,9 +61,7 @@ class RelayCodec {
   }
   // A data frame that passed read_header, decrypted.
   bool read_inner(std::span<uint8_t> frame, InnerHeader& ih, std::span<uint8_t>& packet) const {
-    ih = decode_inner_header(frame.data() + kHeaderLen);
-    packet = frame.subspan(kLayout.packet_offset(), frame.size() - kLayout.data_overhead());
-    return true;
+    return read_inner_plaintext(frame.subspan(kHeaderLen, frame.size() - kHeaderLen - kTagLen), ih, packet);
   }
 };
 static_assert(FrameCodec<RelayCodec>);
