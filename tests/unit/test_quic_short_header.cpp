@@ -5,6 +5,9 @@
 // receiver_of -> read_header -> open -> read_inner for every packet number length, with a largest accepted
 // number that forces reconstruction; tampered packets fail to open; malformed ones get their FrameError; the
 // frames a fast-path packet may hold; and a packet another implementation protected (Python's `cryptography`).
+// dpagent's side (proto/quic_datagram_mtu.hpp): the inner plaintext it hands ngtcp2 (write_inner_plaintext), in a
+// DATAGRAM frame with Length as ngtcp2 writes it, fills a UDP payload of --mtu - 28 bytes exactly at the TUN's MTU
+// and is read back by dpgw's codec with its name trailer; the size arithmetic at every payload size and varint edge.
 #include <array>
 #include <cstring>
 #include <memory>
@@ -15,6 +18,7 @@
 #include "crypto/aead_openssl.hpp"
 #include "crypto/header_protection.hpp"
 #include "proto/frame_codec.hpp"
+#include "proto/quic_datagram_mtu.hpp"
 #include "proto/quic_short_header.hpp"
 #include "proto/quic_varint.hpp"
 
@@ -715,6 +719,109 @@ void ack_frames(void**) {
   assert_memory_equal(out, from_hex("020a0301020100").data(), 7);
 }
 
+// ---- dpagent's DATAGRAM frames (proto/quic_datagram_mtu.hpp)
+
+// The arithmetic at every UDP payload size a --mtu allows, and across the Length varint's edges: the data fits with
+// the packet around it, one byte more does not.
+void datagram_size_arithmetic(void**) {
+  for (size_t payload = 40; payload <= 20000; ++payload) {
+    const size_t d = quic_max_datagram_data(payload);
+    if (!d) {
+      assert_true(payload <= quic_datagram_packet_overhead(1));
+      continue;
+    }
+    assert_true(d + quic_datagram_packet_overhead(d) <= payload);
+    assert_true(d + 1 + quic_datagram_packet_overhead(d + 1) > payload);
+  }
+  // A 1-byte Length up to 63 bytes of data, 2 bytes up to 16383, 4 beyond: 63 + 31 = 94, 64 + 32 = 96.
+  assert_int_equal(quic_datagram_packet_overhead(63), 31);
+  assert_int_equal(quic_datagram_packet_overhead(64), 32);
+  assert_int_equal(quic_max_datagram_data(94), 63);
+  assert_int_equal(quic_max_datagram_data(95), 63);  // the 64th byte would lengthen the Length field
+  assert_int_equal(quic_max_datagram_data(96), 64);
+  assert_int_equal(quic_datagram_packet_overhead(16383), 32);
+  assert_int_equal(quic_datagram_packet_overhead(16384), 34);
+  assert_int_equal(quic_max_datagram_data(16383 + 32), 16383);
+  assert_int_equal(quic_max_datagram_data(16384 + 33), 16383);
+  assert_int_equal(quic_max_datagram_data(16384 + 34), 16384);
+  // Every underlay MTU QUIC allows (1228: 1200-byte UDP payloads) up to 9000 loses 72 bytes, as with relay frames,
+  // so the TUN's MTU is the same in both framings.
+  for (size_t mtu = 1228; mtu <= 9000; ++mtu) assert_int_equal(quic_underlay_overhead(mtu), 72);
+  assert_int_equal(kQuicUnderlayOverhead, 72);
+  // 1500: 1472 bytes of UDP payload = 1 + 8 + 4 + 1 + 2 + 16 around 1440 bytes of data = 12 + a 1428-byte packet.
+  assert_int_equal(quic_max_datagram_data(1472), 1440);
+}
+
+// What dpagent sends at the TUN's MTU with a name trailer: the plaintext from write_inner_plaintext in a DATAGRAM
+// frame with Length (0x31, as ngtcp2 writes it) behind a 4-byte packet number fills the UDP payload exactly, and
+// dpgw's codec reads header, packet and trailer back.
+void agent_datagram_at_mtu(void**) {
+  auto tx = agent_codec();  // writes the short header toward dpgw with 4-byte packet numbers
+  auto rx = gateway_codec(4);
+  for (const size_t mtu : {1228, 1280, 1500, 9000}) {
+    const std::string name = "svc.example";
+    const size_t trailer = name.size() + 1;
+    const size_t packet_len = mtu - quic_underlay_overhead(mtu) - trailer;  // the visitor's TUN MTU
+    const auto packet = inner_packet(packet_len);
+    std::vector<uint8_t> plain(packet_len + 512);
+    std::memcpy(inner_packet_at(plain.data()), packet.data(), packet.size());
+    const InnerHeader ih{0xabcdef, 17, kInnerHasName | kInnerFlowNew};
+    const size_t plain_len = write_inner_plaintext(plain.data(), ih, packet.size(), name);
+    assert_int_equal(plain_len, inner_plaintext_overhead() + packet_len + trailer);
+    assert_int_equal(plain_len, quic_max_datagram_data(mtu - kIpv4UdpHeaders));
+    std::vector<uint8_t> dgram = {0x31};
+    put_varint(dgram, plain_len);
+    dgram.insert(dgram.end(), plain.begin(), plain.begin() + long(plain_len));
+    const uint32_t h = tx->layout().header_len;
+    std::vector<uint8_t> f(h + dgram.size() + kAeadTagLen);
+    assert_int_equal(f.size(), mtu - kIpv4UdpHeaders);  // exactly the UDP payload --mtu leaves
+    std::memcpy(f.data() + h, dgram.data(), dgram.size());
+    const uint64_t pn = (uint64_t(1) << 30) + 5;
+    tx->write_header(f.data(), FrameMeta{FrameType::Data, 0, kIndex, pn});
+    auto key = g_engine.make_key(kKey, AeadDirection::Encrypt, h);
+    uint8_t iv[kAeadIvLen];
+    quic_nonce(iv, kIv.data(), pn);
+    const AeadOp op = tx->seal_op(f.data(), uint32_t(dgram.size()), iv);
+    int32_t status = -1;
+    key->process({&op, 1}, {&status, 1}, 0);
+    assert_int_equal(status, 0);
+    tx->protect(f);
+    const Opened o = open(*rx, f, pn - 1);
+    assert_true(o.open);
+    assert_true(o.inner);
+    assert_int_equal(o.ih.flow_id, 0xabcdef);
+    assert_int_equal(o.ih.proto, 17);
+    assert_int_equal(o.ih.flags, kInnerHasName | kInnerFlowNew);
+    std::vector<uint8_t> got = o.packet;
+    std::string_view n;
+    size_t rest = 0;
+    assert_true(read_name_trailer(got, n, rest));
+    assert_true(n == name);
+    assert_int_equal(rest, packet_len);
+    assert_memory_equal(got.data(), packet.data(), packet_len);
+  }
+}
+
+// The plaintext reader the agent applies to a DATAGRAM frame's data: the inner header and the rest; too short for an
+// inner header and an IPv4 header: refused.
+void inner_plaintext_reader(void**) {
+  std::vector<uint8_t> plain(kMinInnerPlaintext + 9);
+  const auto packet = inner_packet(29);
+  std::memcpy(inner_packet_at(plain.data()), packet.data(), packet.size());
+  assert_int_equal(write_inner_plaintext(plain.data(), InnerHeader{7, 6, 0}, packet.size(), {}), plain.size());
+  assert_memory_equal(plain.data(), from_hex("0000000000000007" "06" "00" "0000").data(), 12);
+  InnerHeader ih;
+  std::span<uint8_t> rest;
+  assert_true(read_inner_plaintext(plain, ih, rest));
+  assert_int_equal(ih.flow_id, 7);
+  assert_int_equal(ih.proto, 6);
+  assert_int_equal(rest.size(), packet.size());
+  assert_ptr_equal(rest.data(), inner_packet_at(plain.data()));
+  assert_true(read_inner_plaintext(std::span(plain).first(kMinInnerPlaintext), ih, rest));
+  assert_false(read_inner_plaintext(std::span(plain).first(kMinInnerPlaintext - 1), ih, rest));
+  assert_false(read_inner_plaintext({}, ih, rest));
+}
+
 }  // namespace
 
 int main() {
@@ -726,6 +833,8 @@ int main() {
       cmocka_unit_test(round_trip_every_pn_length), cmocka_unit_test(tampering_fails),
       cmocka_unit_test(malformed),             cmocka_unit_test(payload_frames),
       cmocka_unit_test(datagram_after_other_frames), cmocka_unit_test(independent_packet),
+      cmocka_unit_test(datagram_size_arithmetic), cmocka_unit_test(agent_datagram_at_mtu),
+      cmocka_unit_test(inner_plaintext_reader),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

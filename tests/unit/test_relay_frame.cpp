@@ -346,6 +346,52 @@ static void nonce_layout(void**) {
   }
 }
 
+// The plaintext as dpagent builds it for either framing (write_inner_plaintext at the frame's inner offset), sealed
+// and opened as a relay frame: read_inner gives back the inner header and the packet with its trailer.
+static void plaintext_in_a_relay_frame(void**) {
+  const FrameLayout& l = kCodec.layout();
+  const std::vector<uint8_t> packet = [] {
+    std::vector<uint8_t> p(40);
+    for (size_t i = 0; i < p.size(); ++i) p[i] = uint8_t(0x45 + i);
+    return p;
+  }();
+  std::vector<uint8_t> f(l.data_overhead() + packet.size() + 16);
+  uint8_t* plain = f.data() + l.inner_offset();
+  assert_ptr_equal(inner_packet_at(plain), f.data() + l.packet_offset());
+  std::memcpy(inner_packet_at(plain), packet.data(), packet.size());
+  const size_t plain_len =
+      write_inner_plaintext(plain, InnerHeader{0x11223344, 17, kInnerHasName}, packet.size(), "host.test");
+  assert_int_equal(plain_len, 12 + packet.size() + 10);
+  const uint32_t encrypted = l.prefix_len + uint32_t(plain_len);
+  f.resize(l.frame_len(encrypted));
+  kCodec.write_header(f.data(), FrameMeta{FrameType::Data, 0, 9, 77});
+  const std::array<uint8_t, 16> key{1, 2, 3};
+  OpensslAead engine(1);
+  auto enc = engine.make_key(key, AeadDirection::Encrypt, kHeaderLen);
+  auto dec = engine.make_key(key, AeadDirection::Decrypt, kHeaderLen);
+  uint8_t iv[12] = {9};
+  int32_t st = -1;
+  const AeadOp seal = kCodec.seal_op(f.data(), encrypted, iv);
+  enc->process({&seal, 1}, {&st, 1}, 0);
+  assert_int_equal(st, 0);
+  FrameMeta m;
+  assert_int_equal(kCodec.read_header(f, 0, m), FrameError::None);
+  const AeadOp open = kCodec.open_op(f, iv);
+  dec->process({&open, 1}, {&st, 1}, 0);
+  assert_int_equal(st, 0);
+  InnerHeader ih;
+  std::span<uint8_t> inner;
+  assert_true(kCodec.read_inner(f, ih, inner));
+  assert_int_equal(ih.flow_id, 0x11223344);
+  assert_int_equal(ih.flags, kInnerHasName);
+  std::string_view name;
+  size_t rest = 0;
+  assert_true(read_name_trailer(inner, name, rest));
+  assert_true(name == "host.test");
+  assert_int_equal(rest, packet.size());
+  assert_memory_equal(inner.data(), packet.data(), packet.size());
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(overhead_constants),
@@ -359,6 +405,7 @@ int main() {
       cmocka_unit_test(inner_header_round_trip),
       cmocka_unit_test(codec_frame_parts),
       cmocka_unit_test(nonce_layout),
+      cmocka_unit_test(plaintext_in_a_relay_frame),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
