@@ -367,6 +367,7 @@ void Agent::withdraw_quic() {
   quic_old_.packets_tx += st.packets_tx;
   quic_old_.sends += st.sends;
   quic_old_.send_drops += st.send_drops;
+  quic_old_.socket_rx_drops += st.socket_rx_drops;
   quic_->use_for_data(nullptr, QuicControlConnection::kControlKeepAliveNs);
   quic_ = nullptr;
   link_state_ = Link::Unknown;
@@ -1017,11 +1018,13 @@ std::string Agent::stats_json() const {
       st.packets_tx += quic_->stats().packets_tx;
       st.sends += quic_->stats().sends;
       st.send_drops += quic_->stats().send_drops;
+      st.socket_rx_drops += quic_->stats().socket_rx_drops;
       quic_->path_stats(cwnd, in_flight, srtt);
     }
     j.key("quic").begin_object();
     j.field("packets_rx", st.packets_rx).field("packets_tx", st.packets_tx).field("sends", st.sends);
-    j.field("send_drops", st.send_drops).field("cwnd", cwnd).field("bytes_in_flight", in_flight);
+    j.field("send_drops", st.send_drops).field("socket_rx_drops", st.socket_rx_drops);
+    j.field("cwnd", cwnd).field("bytes_in_flight", in_flight);
     j.field("smoothed_rtt_us", srtt / 1000);
     j.end_object();
   }

@@ -74,6 +74,14 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
     error = std::string("timerfd: ") + strerror(errno);
     return false;
   }
+  // The data's bursts need the buffers relay frames' socket has (agent/udp_link.cpp): 4 MiB each way, and the count
+  // of what the kernel still drops.
+  int size = 4 << 20, one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   socklen_t len = sizeof local_;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&local_), &len) != 0 ||
       getpeername(fd, reinterpret_cast<sockaddr*>(&remote_), &(len = sizeof remote_)) != 0) {
@@ -295,13 +303,26 @@ bool QuicControlConnection::on_readable(uint64_t now_ns) {
   // is left wakes the loop again after the TUN and the timers had their turn.
   bool ok = true;
   for (unsigned batches = 0; ok && batches < 8; ++batches) {
-    for (unsigned i = 0; i < kBatch; ++i) rx_msgs_[i].msg_hdr.msg_flags = 0;
+    for (unsigned i = 0; i < kBatch; ++i) {
+      msghdr& h = rx_msgs_[i].msg_hdr;
+      h.msg_flags = 0;
+      h.msg_control = rx_cmsg_[i].data();
+      h.msg_controllen = sizeof rx_cmsg_[i];
+    }
     // An error (EAGAIN, or an ICMP error: nobody on the port) ends the burst: the handshake deadline or the idle
     // timeout covers a peer that is gone.
     const int n = recvmmsg(fd_, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
     if (n <= 0) break;
     for (int i = 0; i < n; ++i) {
-      if (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // bigger than any packet we accept: not QUIC's
+      msghdr& h = rx_msgs_[i].msg_hdr;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+          uint32_t drops = 0;
+          std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+          stats_.socket_rx_drops += uint32_t(drops - last_rx_drops_);  // the kernel's count, wrapping at 2^32
+          last_rx_drops_ = drops;
+        }
+      if (h.msg_flags & MSG_TRUNC) continue;  // bigger than any packet we accept: not QUIC's
       ngtcp2_pkt_info pi{};
       const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, static_cast<const uint8_t*>(rx_iov_[i].iov_base),
                                           rx_msgs_[i].msg_len, now_ns);

@@ -75,6 +75,7 @@ class QuicControlConnection {
   };
   struct Stats {  // written by the owning thread
     uint64_t packets_rx = 0, packets_tx = 0, sends = 0, send_drops = 0;
+    uint64_t socket_rx_drops = 0;  // SO_RXQ_OVFL: packets the kernel dropped for a full receive buffer
   };
   QuicControlConnection() = default;
   ~QuicControlConnection();
@@ -179,6 +180,8 @@ class QuicControlConnection {
   std::vector<uint8_t> rx_bufs_, tx_bufs_;
   std::array<mmsghdr, kBatch> rx_msgs_{}, tx_msgs_{};
   std::array<iovec, kBatch> rx_iov_{}, tx_iov_{};
+  std::array<std::array<uint64_t, 4>, kBatch> rx_cmsg_{};  // room for SO_RXQ_OVFL
+  uint32_t last_rx_drops_ = 0;
   unsigned tx_count_ = 0;
 };
 
