@@ -368,6 +368,8 @@ void Agent::withdraw_quic() {
   quic_old_.sends += st.sends;
   quic_old_.send_drops += st.send_drops;
   quic_old_.socket_rx_drops += st.socket_rx_drops;
+  quic_old_.datagrams_waited += st.datagrams_waited;
+  quic_old_.waiting_dropped += st.waiting_dropped + quic_->waiting();  // (what still waits goes with it)
   quic_->use_for_data(nullptr, QuicControlConnection::kControlKeepAliveNs);
   quic_ = nullptr;
   link_state_ = Link::Unknown;
@@ -817,11 +819,13 @@ void Agent::send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, u
     send_data_frame(plaintext - codec_.layout().inner_offset(), len, inner_bytes, now_ns);
 }
 
-// QUIC framing: the plaintext as one DATAGRAM frame; what cannot go now is dropped and counted (an inner TCP flow
-// slows down as after any loss), never waited for.
+// QUIC framing: the plaintext as one DATAGRAM frame; when the congestion window is full it waits in the
+// connection's bounded slots for ACKs to open it, and beyond them it is dropped and counted (an inner TCP flow slows
+// down as after any loss); nothing blocks.
 void Agent::send_datagram(std::span<const uint8_t> plaintext, size_t inner_bytes, uint64_t now_ns) {
   switch (quic_->send_datagram(plaintext, now_ns)) {
     case QuicControlConnection::SendResult::Sent:
+    case QuicControlConnection::SendResult::Waiting:
       tx_stats_.datagrams_tx++;
       tx_stats_.inner_tx_bytes += inner_bytes;
       break;
@@ -1019,6 +1023,8 @@ std::string Agent::stats_json() const {
       st.sends += quic_->stats().sends;
       st.send_drops += quic_->stats().send_drops;
       st.socket_rx_drops += quic_->stats().socket_rx_drops;
+      st.datagrams_waited += quic_->stats().datagrams_waited;
+      st.waiting_dropped += quic_->stats().waiting_dropped;
       quic_->path_stats(cwnd, in_flight, srtt);
     }
     j.key("quic").begin_object();
@@ -1026,6 +1032,8 @@ std::string Agent::stats_json() const {
     j.field("send_drops", st.send_drops).field("socket_rx_drops", st.socket_rx_drops);
     j.field("cwnd", cwnd).field("bytes_in_flight", in_flight);
     j.field("smoothed_rtt_us", srtt / 1000);
+    j.field("datagrams_waited", st.datagrams_waited).field("waiting", quic ? quic_->waiting() : 0u);
+    j.field("waiting_dropped", st.waiting_dropped);
     j.end_object();
   }
   // Targets that could not be reached, by the reason the ICMP error gave.

@@ -61,6 +61,7 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   max_udp_payload_ = std::clamp<size_t>(setup.max_udp_payload, NGTCP2_MAX_UDP_PAYLOAD_SIZE, kMaxPacket);
   max_datagram_ = quic_max_datagram_data(max_udp_payload_);
   rx_bufs_.assign(size_t(kBatch) * kMaxPacket, 0);
+  wait_bufs_.assign(size_t(kWaitSlots) * max_datagram_, 0);
   tx_bufs_.assign(size_t(kBatch) * max_udp_payload_, 0);
   for (unsigned i = 0; i < kBatch; ++i) {
     rx_iov_[i] = {rx_bufs_.data() + size_t(i) * kMaxPacket, kMaxPacket};
@@ -423,13 +424,11 @@ bool QuicControlConnection::flush(uint64_t now_ns) {
     if (n == 0) break;
     queue_packet(size_t(n));
   }
+  send_waiting(now_ns);  // ACKs just read may have opened the congestion window
   return flush_packets(now_ns);
 }
 
-QuicControlConnection::SendResult QuicControlConnection::send_datagram(std::span<const uint8_t> data,
-                                                                      uint64_t now_ns) {
-  if (closed_) return SendResult::Closed;
-  if (data.size() > max_datagram_) return SendResult::TooBig;
+QuicControlConnection::Write QuicControlConnection::write_datagram(std::span<const uint8_t> data, uint64_t now_ns) {
   ngtcp2_vec vec{const_cast<uint8_t*>(data.data()), data.size()};
   // Without FLAG_MORE: one DATAGRAM frame per packet. A packet ngtcp2 filled with other frames first (an ACK) leaves
   // the datagram unaccepted: it goes in the next one. Three rounds are plenty (the datagram fits an empty packet).
@@ -441,16 +440,46 @@ QuicControlConnection::SendResult QuicControlConnection::send_datagram(std::span
     const ngtcp2_ssize n = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, tx_buffer(), max_udp_payload_,
                                                        &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, &vec, 1, now_ns);
     if (n < 0) {
-      if (n == NGTCP2_ERR_INVALID_ARGUMENT) return SendResult::TooBig;  // over the peer's max_datagram_frame_size
+      if (n == NGTCP2_ERR_INVALID_ARGUMENT) return Write::TooBig;  // over the peer's max_datagram_frame_size
       send_queued();
       ended(int(n), now_ns);
-      return SendResult::Closed;
+      return Write::Closed;
     }
-    if (n == 0) return SendResult::Congested;
+    if (n == 0) return Write::NoRoom;
     queue_packet(size_t(n));
-    if (accepted) return SendResult::Sent;
+    if (accepted) return Write::Written;
   }
-  return SendResult::Congested;
+  return Write::NoRoom;
+}
+
+void QuicControlConnection::send_waiting(uint64_t now_ns) {
+  while (wait_count_ && !closed_) {
+    const std::span<const uint8_t> d{wait_bufs_.data() + size_t(wait_head_) * max_datagram_, wait_len_[wait_head_]};
+    if (write_datagram(d, now_ns) == Write::NoRoom) return;
+    wait_head_ = (wait_head_ + 1) % kWaitSlots;  // written, or never sendable (too big, closed)
+    --wait_count_;
+  }
+}
+
+QuicControlConnection::SendResult QuicControlConnection::send_datagram(std::span<const uint8_t> data,
+                                                                      uint64_t now_ns) {
+  if (closed_) return SendResult::Closed;
+  if (data.size() > max_datagram_) return SendResult::TooBig;
+  send_waiting(now_ns);  // those first: the order of a flow's packets stays
+  if (!wait_count_) {
+    switch (write_datagram(data, now_ns)) {
+      case Write::Written: return SendResult::Sent;
+      case Write::TooBig: return SendResult::TooBig;
+      case Write::Closed: return SendResult::Closed;
+      case Write::NoRoom: break;
+    }
+  }
+  if (wait_count_ == kWaitSlots) return SendResult::Congested;
+  const unsigned slot = (wait_head_ + wait_count_++) % kWaitSlots;
+  std::memcpy(wait_bufs_.data() + size_t(slot) * max_datagram_, data.data(), data.size());
+  wait_len_[slot] = uint32_t(data.size());
+  ++stats_.datagrams_waited;
+  return SendResult::Waiting;
 }
 
 bool QuicControlConnection::flush_packets(uint64_t) {
@@ -474,6 +503,8 @@ void QuicControlConnection::rearm() {
 }
 
 void QuicControlConnection::close(uint64_t now_ns) {
+  stats_.waiting_dropped += wait_count_;
+  wait_count_ = 0;
   if (closed_ || !conn_) return;
   closed_ = true;
   ngtcp2_connection_close_error ccerr;

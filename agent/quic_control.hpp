@@ -67,14 +67,20 @@ class QuicControlConnection {
   // PINGs after this long without sending or receiving (until use_for_data() sets the agent's keepalive).
   static constexpr uint64_t kControlKeepAliveNs = 5'000'000'000ull;
   static constexpr unsigned kBatch = 32;  // packets per recvmmsg / sendmmsg
+  // Datagrams the congestion window has no room for wait, in order, in this many slots until ACKs open it (a TCP
+  // flow's burst from one super-packet is about 45 datagrams); when they are full, what comes is dropped.
+  static constexpr unsigned kWaitSlots = 256;
   enum class SendResult : uint8_t {
     Sent,       // in a packet queued for the next flush_packets()
-    Congested,  // the congestion window (or the peer's amplification limit) has no room now: dropped
+    Waiting,    // the congestion window is full: it waits for room (sent from on_readable() / on_timer())
+    Congested,  // the window is full and so are the waiting slots: dropped
     TooBig,     // bigger than max_datagram(): dropped
     Closed,     // the connection is over: dropped
   };
   struct Stats {  // written by the owning thread
     uint64_t packets_rx = 0, packets_tx = 0, sends = 0, send_drops = 0;
+    uint64_t datagrams_waited = 0;   // datagrams that waited for the congestion window
+    uint64_t waiting_dropped = 0;    // of them, lost when the connection ended
     uint64_t socket_rx_drops = 0;  // SO_RXQ_OVFL: packets the kernel dropped for a full receive buffer
   };
   QuicControlConnection() = default;
@@ -114,6 +120,7 @@ class QuicControlConnection {
   bool flush_packets(uint64_t now_ns);
   // The most DATAGRAM data one packet carries (Setup::max_udp_payload less the packet around it).
   size_t max_datagram() const { return max_datagram_; }
+  unsigned waiting() const { return wait_count_; }
   // When the last packet from the peer arrived (monotonic ns; 0: none since use_for_data()).
   uint64_t last_rx_ns() const { return last_rx_ns_; }
   const Stats& stats() const { return stats_; }
@@ -141,6 +148,11 @@ class QuicControlConnection {
   uint8_t* tx_buffer();
   void queue_packet(size_t len);
   bool send_queued();
+  // One DATAGRAM frame into a packet of the send batch.
+  enum class Write : uint8_t { Written, NoRoom, TooBig, Closed };
+  Write write_datagram(std::span<const uint8_t> data, uint64_t now_ns);
+  // Sends what waits while the congestion window has room.
+  void send_waiting(uint64_t now_ns);
   // Arms timer_ for ngtcp2's next expiry when it moved.
   void rearm();
   static ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref);
@@ -183,6 +195,10 @@ class QuicControlConnection {
   std::array<std::array<uint64_t, 4>, kBatch> rx_cmsg_{};  // room for SO_RXQ_OVFL
   uint32_t last_rx_drops_ = 0;
   unsigned tx_count_ = 0;
+  // The waiting datagrams: a ring of kWaitSlots slots of max_datagram_ bytes each.
+  std::vector<uint8_t> wait_bufs_;
+  std::array<uint32_t, kWaitSlots> wait_len_{};
+  unsigned wait_head_ = 0, wait_count_ = 0;
 };
 
 }  // namespace dptun
