@@ -28,6 +28,7 @@ while True:
 PY
 ip netns exec "$NS_A" python3 "$WORK/echo.py" &
 PIDS+=("$!")
+wait_for 10 "the echo servers" ip netns exec "$NS_A" bash -c "ss -lun | grep -q ':7777 ' && ss -lun | grep -q ':7778 '"
 
 # start_peer NAME ARGS...: the peer in the client namespace, on $PEER_IP:443
 start_peer() {
