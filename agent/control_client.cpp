@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -471,6 +472,8 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
   // say so keeps relay frames (the connection stays dpctld's control connection).
   handed_over_ = quic_ && msg.value("framing", std::string()) == "quic";
   if (handed_over_) g.quic = quic_.get();
+  handed_over_ns_ = now_ns;
+  keepalive_ns_ = g.keepalive_ns;
   const unsigned weight = msg.value("weight", unsigned(opt_.weight));
   LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s; data as %s", g.index,
            opt_.tunnel.c_str(), g.gateway.str().c_str(), weight,
@@ -522,7 +525,19 @@ void ControlClient::tick(uint64_t now_ns) {
       }
       break;
     case State::Registered:
-      if (handed_over_) break;  // dpgw's connection now: its idle timeout says when it is lost
+      if (handed_over_) {
+        // dpgw's connection now. PINGs go after every keepalive interval without traffic and dpgw acknowledges
+        // them: four intervals of silence mean it no longer knows the connection (a restart loses its keys).
+        const uint64_t heard = std::max(quic_->last_rx_ns(), handed_over_ns_);
+        const uint64_t limit = std::max<uint64_t>(4 * keepalive_ns_, kNsPerSec);
+        if (now_ns - std::min(heard, now_ns) > limit) {
+          LOG_WARN("QUIC connection %s:%u carrying the tunnel's data: nothing heard for %.1f s (4 keepalive "
+                   "intervals); registering again",
+                   peer_.c_str(), unsigned(opt_.server_port), double(now_ns - heard) / 1e9);
+          retry(now_ns);
+        }
+        break;
+      }
       // Keep the control connection: ping every 10 s, and give up when dpctld stays silent for 30 s.
       if (now_ns - last_heard_ns_ >= 30 * kNsPerSec) {
         lost(now_ns);

@@ -9,7 +9,8 @@
 // most kMaxLine bytes; a longer one is logged and the connection is dropped and made again, as after any loss.
 // --transport quic: once dpctld hands the QUIC connection over to dpgw ("framing":"quic" in the reply), nobody
 // answers lines on it any more: no pings; the connection's own liveness (ngtcp2's keep-alive PINGs, which dpgw
-// acknowledges, and the idle timeout) decides when it is lost, and then the agent registers again.
+// acknowledges) decides when it is lost: nothing heard for 4 keepalive intervals (a dpgw that restarted has
+// forgotten the connection's keys and stays silent), or ngtcp2's idle timeout; then the agent registers again.
 #pragma once
 #include <openssl/types.h>
 #include <netinet/in.h>
@@ -117,6 +118,7 @@ class ControlClient {
   Fatal fatal_;
   std::function<void()> withdraw_;
   bool handed_over_ = false;  // the QUIC connection carries the data (a "framing":"quic" registration)
+  uint64_t handed_over_ns_ = 0, keepalive_ns_ = 0;  // when, and the registration's keepalive interval
   std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx_;
   State state_ = State::Waiting;
   // The connection under way.
