@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# QUIC-framed agents among others (issue 11); test_quic_framing.sh has the QUIC framing's own throughput, sizes and
+# dpgw restart. Here, with dpctld in the gateway namespace on dpgw's underlay address (TCP 7443, UDP 443 through the
+# kernel path):
+#  - hostname routing over a QUIC-framed tunnel: HTTP Host (:80), TLS SNI (:443) and the SNI of a client's QUIC
+#    Initial (UDP :443 on the public address, next to the agents' QUIC on the underlay's), against nginx and
+#    ngtcp2's HTTP/3 server behind the agent;
+#  - a pool mixing a QUIC agent and a relay agent: flows go to both;
+#  - the QUIC agent SIGKILLed: the relay agent takes new flows; restarted with the same command, it registers again
+#    over QUIC and carries the tunnel alone;
+#  - the agent's NAT rebinding twice (nftables in its namespace rewrites its source port) during a UDP stream: dpgw
+#    follows the agent's authenticated packets to the new address and the stream goes on.
+source "$(dirname "$0")/lib.sh"
+
+topology_up
+bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY"
+GW_STATIC=0 GW_SESSION_TIMEOUT=1.5 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
+DPCTLD_QUIC_LISTEN="$GW_UNDERLAY:443" write_dpctld_conf "$GW_UNDERLAY:7443"
+
+gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/null; }
+# gw_session FRAMING: dpgw's live session with that framing (JSON), or nothing
+gw_session() { gw_stats | jq -c --arg f "$1" '[.tunnels[].sessions[] | select(.framing == $f and .live)] | first // empty'; }
+live_framing() { [ -n "$(gw_session "$1")" ]; }
+not_live() { ! live_framing "$1"; }
+
+start_gw
+start_dpctld "$NS_G"
+wait_for 10 "dpctld connected to dpgw" gateway_connected
+dpctl tunnel add web --allow CN=agent-1 --allow CN=agent-2 > "$WORK/add.txt"
+qcmd=$(grep -E '^  dpagent --transport quic ' "$WORK/add.txt" | sed 's/^  //' || true)
+rcmd=$(grep -E '^  dpagent --server ' "$WORK/add.txt" | sed 's/^  //' || true)
+[ -n "$qcmd" ] && [ -n "$rcmd" ] || fail "tunnel add did not print both commands: $(cat "$WORK/add.txt")"
+dpctl tunnel show web | matches -- "--transport quic --server $GW_UNDERLAY:443" || fail "tunnel show: no QUIC command"
+
+# run_agent NAME CERT COMMAND: a command dpctl printed, with that agent's certificate; sets AGENT_PID
+run_agent() {
+  local name=$1 cert=$2 cmd=$3
+  cmd=${cmd//AGENT.pem/$WORK/pki/$cert.pem}
+  cmd=${cmd//AGENT.key/$WORK/pki/$cert.key}
+  # shellcheck disable=SC2086
+  ip netns exec "$NS_A" "$BUILD/agent/"$cmd --name "$name" --keepalive 0.5 >> "$WORK/$name.out" 2>> "$WORK/$name.log" &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+}
+
+# Services behind the agent: nginx (HTTP, HTTPS), ngtcp2's HTTP/3 server, iperf3.
+mkdir -p "$WORK/htdocs"
+echo "backend over quic" > "$WORK/htdocs/index.html"
+start_nginx "$NS_A" <<NGINX
+  ssl_certificate $WORK/pki/server.pem;
+  ssl_certificate_key $WORK/pki/server.key;
+  server { listen $AGENT_IP:80; listen $AGENT_IP:443 ssl; location = / { return 200 "backend \$scheme\n"; } }
+NGINX
+ip netns exec "$NS_A" gtlsserver -q -d "$WORK/htdocs" "$AGENT_IP" 4431 "$WORK/pki/server.key" "$WORK/pki/server.pem" \
+  > "$WORK/h3-server.log" 2>&1 &
+PIDS+=("$!")
+start_iperf_server
+
+log "a QUIC agent (the printed command) registers; dpgw serves its connection"
+run_agent agent-q agent1 "$qcmd"
+Q_PID=$AGENT_PID
+wait_for 20 "a live QUIC session at dpgw" live_framing quic
+dpctl --json session list | jq -e '.sessions[0].framing == "quic"' > /dev/null ||
+  fail "dpctl session list: $(dpctl --json session list | jq -c .sessions)"
+
+log "hostname routing over the QUIC-framed tunnel: HTTP Host, TLS SNI, QUIC SNI"
+dpctl entry add tcp 80 --route http > /dev/null
+dpctl entry add tcp 443 --route sni > /dev/null
+dpctl entry add udp 443 --route quic --listen "$GW_PUBLIC" --keepalive --ttl 30 > /dev/null
+dpctl ingress add app.example web --target "$AGENT_IP" > /dev/null
+dpctl ingress add h3.example web --target "$AGENT_IP:4431" > /dev/null
+rules() { [ "$(gw_stats | jq '.ingress.rules // 0')" -eq 2 ]; }
+wait_for 10 "dpgw compiled the rules" rules
+get() {
+  local port=80; [ "$1" = https ] && port=443
+  timeout 20 ip netns exec "$NS_C" curl -sk --max-time 15 --resolve "$2:$port:$GW_PUBLIC" "$1://$2/"
+}
+[ "$(get http app.example)" = "backend http" ] || fail "HTTP Host app.example: '$(get http app.example)'"
+[ "$(get https app.example)" = "backend https" ] || fail "TLS SNI app.example: '$(get https app.example)'"
+netns_hosts "$NS_C" "$GW_PUBLIC h3.example"
+rm -rf "$WORK/dl" && mkdir -p "$WORK/dl"
+timeout 15 ip netns exec "$NS_C" gtlsclient -q --no-pmtud --max-udp-payload-size=1200 --handshake-timeout=3s \
+  --exit-on-all-streams-close --download="$WORK/dl" h3.example 443 "https://h3.example/index.html" \
+  > "$WORK/h3-client.log" 2>&1 || true
+[ "$(cat "$WORK/dl/index.html" 2>/dev/null)" = "backend over quic" ] ||
+  fail "HTTP/3 by QUIC SNI over the QUIC tunnel: $(tail -5 "$WORK/h3-client.log")"
+[ -z "$(gw_session relay)" ] || fail "a relay session carried it: $(gw_stats | jq -c '[.tunnels[].sessions[]]')"
+log "  http, https and HTTP/3 reached the services through the QUIC agent"
+
+log "a pool mixing the QUIC agent and a relay agent: flows go to both"
+dpctl entry add tcp 5201 web "$AGENT_IP:5201" > /dev/null
+run_agent agent-r agent2 "$rcmd"
+R_PID=$AGENT_PID
+wait_for 20 "a live relay session at dpgw" live_framing relay
+q0=$(gw_session quic | jq -r .flows_total)
+r0=$(gw_session relay | jq -r .flows_total)
+iperf_client "$WORK/pool.json" -c "$GW_PUBLIC" -t 2 -P 8
+[ "$(json_get "$WORK/pool.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP through the mixed pool"
+q1=$(gw_session quic | jq -r .flows_total)
+r1=$(gw_session relay | jq -r .flows_total)
+[ "$q1" -gt "$q0" ] && [ "$r1" -gt "$r0" ] || fail "9 flows did not reach both agents: quic $q0 -> $q1, relay $r0 -> $r1"
+log "  flows: QUIC agent +$((q1 - q0)), relay agent +$((r1 - r0))"
+
+log "the QUIC agent SIGKILLed: the relay agent takes new flows; restarted, it registers again over QUIC"
+kill -9 "$Q_PID"
+wait_for 10 "the killed agent's session no longer live" not_live quic
+iperf_client "$WORK/after_kill.json" -c "$GW_PUBLIC" -t 2
+[ "$(json_get "$WORK/after_kill.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the QUIC agent died"
+run_agent agent-q agent1 "$qcmd"
+Q_PID=$AGENT_PID
+wait_for 20 "the restarted QUIC agent live" live_framing quic
+kill "$R_PID"
+wait_for 10 "the relay agent's session no longer live" not_live relay
+q2=$(gw_session quic | jq -r .flows_total)
+iperf_client "$WORK/restarted.json" -c "$GW_PUBLIC" -t 2
+[ "$(json_get "$WORK/restarted.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP through the restarted QUIC agent"
+[ "$(gw_session quic | jq -r .flows_total)" -gt "$q2" ] || fail "the restarted QUIC agent carried no flow"
+[ "$(get http app.example)" = "backend http" ] || fail "HTTP Host after the restart"
+
+log "the agent's NAT rebinds twice during a UDP stream (nftables rewrites its source port): the tunnel follows"
+# The agent's QUIC socket: the one connected to dpgw's port 443.
+qport=$(ip netns exec "$NS_A" ss -unpH "dst $GW_UNDERLAY:443" |
+  awk -v a="$AGENT_IP:" '/dpagent/ { for (i = 1; i <= NF; i++) if (index($i, a) == 1) { print substr($i, length(a) + 1); exit } }')
+[ -n "$qport" ] || fail "no dpagent socket to $GW_UNDERLAY:443: $(ip netns exec "$NS_A" ss -unp)"
+# rebind PORT: the agent's packets to dpgw leave from PORT; dpgw's answers to PORT reach the socket (a NAT, stateless).
+# Inbound the port is written as raw bytes: dpgw sends UDP checksum 0 (IPv4 allows it), which nft's "udp dport set"
+# refuses to fix up (the rule would stop before the write); a zero checksum needs no fixing.
+rebind() {
+  ip netns exec "$NS_A" nft delete table ip dptun_rebind 2> /dev/null || true
+  ip netns exec "$NS_A" nft -f - <<NFT
+table ip dptun_rebind {
+  chain out { type filter hook output priority 0; ip daddr $GW_UNDERLAY udp sport $qport udp dport 443 counter udp sport set $1; }
+  chain in { type filter hook prerouting priority 0; ip saddr $GW_UNDERLAY udp sport 443 udp dport $1 counter @th,16,16 set $qport; }
+}
+NFT
+}
+dpctl entry add udp 5201 web "$AGENT_IP:5201" --keepalive --ttl 30 > /dev/null
+changes0=$(gw_session quic | jq -r .endpoint_changes)
+timeout 30 ip netns exec "$NS_C" iperf3 -J -c "$GW_PUBLIC" -u -b 10M -l 1200 -t 8 > "$WORK/rebind.json" 2> "$WORK/rebind.err" &
+IPERF=$!
+sleep 2
+rebind 40000
+sleep 2
+rebind 40001
+wait "$IPERF" || fail "iperf3 UDP during the rebinding: $(cat "$WORK/rebind.err")"
+s=$(gw_session quic)
+[ "$(jq -r .endpoint <<< "$s")" = "$AGENT_IP:40001" ] || fail "dpgw did not follow the agent to port 40001: $s; $(ip netns exec "$NS_A" nft list ruleset)"
+[ "$(jq -r .endpoint_changes <<< "$s")" -ge $((changes0 + 2)) ] || fail "endpoint changes not counted: $s"
+pkts=$(json_get "$WORK/rebind.json" '.end.sum.packets')
+lost=$(json_get "$WORK/rebind.json" '.end.sum.lost_packets')
+# What dpgw sends to the old mapping until the agent's next packet (its ACKs stop with the traffic that reaches it,
+# so at worst its next keep-alive PING, 0.5 s) is lost, as behind any NAT that forgets a mapping: about 6 % here.
+[ "$pkts" -gt 1000 ] && [ "$lost" -lt $((pkts / 5)) ] || fail "UDP across the rebinding: $lost of $pkts lost"
+log "  endpoint $AGENT_IP:$qport -> :40000 -> :40001; $lost of $pkts datagrams lost"
+ip netns exec "$NS_A" nft delete table ip dptun_rebind
+iperf_client "$WORK/after_rebind.json" -c "$GW_PUBLIC" -t 2
+[ "$(json_get "$WORK/after_rebind.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the rebinding"
+
+kill -0 "$Q_PID" 2>/dev/null || fail "the QUIC agent exited"
+kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited"
+kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld exited"
+log PASS
