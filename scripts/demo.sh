@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The dptun demo, the way an operator runs it: dpgw owns the gateway's ports, dpctld listens on dpgw's own
 # address through the kernel path, `dpctl tunnel add` prints the dpagent command that registers an agent,
-# `dpctl entry add` publishes the service. Then iperf3 through the encrypted tunnel and, in the same run and
+# `dpctl entry add` publishes the service. Then iperf3 through the encrypted tunnel (relay frames, then the same
+# tunnel with the agent the QUIC command starts: the QUIC framing) and, in the same run and
 # between the same two namespaces, through its peers: a plain veth (the kernel alone), wireguard-go (Debian's)
 # and dpdk-testpmd io-forwarding on the same vdevs and veths as dpgw (a wire that does no work). One table with
 # the ratios, and the counters of every component that dropped a datagram. Everything is torn down at the end.
 #
 # DEMO_SECONDS (5) per measurement, DEMO_ROUNDS (1) of each measurement per path (the table shows medians),
+# DEMO_PATHS (all: dptun dptun-quic testpmd veth wireguard-go) which paths to measure,
 # DEMO_UDP_RATE (2G) offered by iperf3's UDP client, DEMO_VDEV (af_xdp, falls back to af_packet when dpgw
 # cannot pass traffic on it; af_packet skips the try).
 export DPT_PREFIX=${DPT_PREFIX:-dptdemo}
@@ -21,7 +23,7 @@ UDP_RATE=${DEMO_UDP_RATE:-2G}
 show() { echo "+ $*" | sed "s|$WORK|\$WORK|g"; }
 OUT=${DEMO_OUT:-}  # a directory that keeps every iperf3 JSON and the table
 [ -z "$OUT" ] || mkdir -p "$OUT" || fail "DEMO_OUT=$OUT: cannot create it"
-PATHS=" ${DEMO_PATHS:-dptun testpmd veth wireguard-go} "  # which paths to measure (all by default)
+PATHS=" ${DEMO_PATHS:-dptun dptun-quic testpmd veth wireguard-go} "  # which paths to measure (all by default)
 want() { [[ $PATHS == *" $1 "* ]]; }
 STARTED=$SECONDS
 RESULTS=$WORK/results.txt  # PATH TEST ROUND received_bit/s sent_bit/s lost_datagrams datagrams
@@ -57,7 +59,8 @@ counters() {
     n=$(wc -l < "$WORK/agent.out")
     kill -USR1 "$AGENT_PID"
     for _ in $(seq 1 50); do [ "$(wc -l < "$WORK/agent.out")" -gt "$n" ] && break; sleep 0.05; done
-    tail -n 1 "$WORK/agent.out" | jq -r 'to_entries[] | select(.key | test("drops?$|dropped|errors$|malformed|bad_inner|no_nat|no_route|auth_fail|replay|stale"))
+    tail -n 1 "$WORK/agent.out" | jq -r '[paths(scalars) as $p | {key: ($p | map(tostring) | join(".")), value: getpath($p)}][]
+                                         | select(.key | test("drops?(\\.|$)|dropped|errors$|malformed|bad_inner|no_nat|no_route|auth_fail|replay|stale"))
                                          | "dpagent:\(.key) \(.value)"'
   fi
 }
@@ -151,16 +154,19 @@ if [ "$GW_VDEV" = af_packet ]; then
   try_gw || fail "dpgw on af_packet: $why"
 fi
 show dpgw --config \$WORK/gw.conf "  # ports: $(gw_vdev 0 gc 1)  $(gw_vdev 1 ga 1)"
-write_dpctld_conf "$GW_UNDERLAY:7443"
-log "dpctld listening on 10.99.2.1:7443"
+DPCTLD_QUIC_LISTEN="$GW_UNDERLAY:443" write_dpctld_conf "$GW_UNDERLAY:7443"
+log "dpctld listening on 10.99.2.1:7443 (TLS over TCP) and 10.99.2.1:443 (QUIC)"
 start_dpctld "$NS_G"
 
 show dpctl tunnel add iperf --allow CN=agent-1
 dpctl tunnel add iperf --allow CN=agent-1 | tee "$WORK/add.txt"
-cmd=$(grep -E '^  dpagent ' "$WORK/add.txt" | sed 's/^  //')
+cmd=$(grep -E '^  dpagent --server ' "$WORK/add.txt" | sed 's/^  //')
 cmd=${cmd//AGENT.pem/$WORK/pki/agent-1.pem}
 cmd=${cmd//AGENT.key/$WORK/pki/agent-1.key}
-log "running that command in the agent's namespace (with the agent's certificate)"
+qcmd=$(grep -E '^  dpagent --transport quic ' "$WORK/add.txt" | sed 's/^  //')
+qcmd=${qcmd//AGENT.pem/$WORK/pki/agent-1.pem}
+qcmd=${qcmd//AGENT.key/$WORK/pki/agent-1.key}
+log "running the first command (relay frames) in the agent's namespace (with the agent's certificate)"
 # shellcheck disable=SC2086
 ip netns exec "$NS_A" "$BUILD/agent/"$cmd > "$WORK/agent.out" 2> "$WORK/agent.log" &
 AGENT_PID=$!
@@ -182,11 +188,33 @@ show dpctl tunnel list
 dpctl tunnel list > "$WORK/tunnel-list.txt"
 cat "$WORK/tunnel-list.txt"
 "$DPGW" stats --socket "$WORK/dpgw.sock" > "$WORK/dpgw-stats.txt"
-log "stopping dpagent (it prints its counters on the way out), dpctld and dpgw"
-kill "$AGENT_PID"
-for _ in $(seq 1 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-wait "$AGENT_PID" 2>/dev/null || true
-AGENT_PID=""
+stop_agent() {  # dpagent prints its counters on the way out
+  kill "$AGENT_PID"
+  for _ in $(seq 1 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+  wait "$AGENT_PID" 2>/dev/null || true
+  AGENT_PID=""
+}
+if want dptun-quic; then
+  echo
+  log "the same tunnel with the QUIC framing: the relay agent stops, the second command (--transport quic) runs"
+  stop_agent
+  cp "$WORK/agent.out" "$WORK/agent-relay.out"
+  # shellcheck disable=SC2086
+  ip netns exec "$NS_A" "$BUILD/agent/"$qcmd > "$WORK/agent.out" 2> "$WORK/agent-quic.log" &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+  quic_live() { gw_stats | jq -e '[.tunnels[].sessions[] | select(.framing == "quic" and .live)] | length > 0'; }
+  wait_for 20 "the QUIC agent's session live at dpgw" quic_live
+  # New flows go to live sessions: until dpgw sees the relay agent's session fall quiet (session_timeout), some
+  # would still be pinned to it.
+  relay_down() { gw_stats | jq -e '[.tunnels[].sessions[] | select(.framing == "relay" and .live)] | length == 0'; }
+  wait_for 20 "the relay agent's session no longer live at dpgw" relay_down
+  measure_path dptun-quic "$GW_PUBLIC" 5201
+  "$DPGW" stats --socket "$WORK/dpgw.sock" > "$WORK/dpgw-stats-quic.txt"
+fi
+log "stopping dpagent, dpctld and dpgw"
+if [ -n "$AGENT_PID" ]; then stop_agent; fi
+[ -f "$WORK/agent-relay.out" ] || cp "$WORK/agent.out" "$WORK/agent-relay.out"
 kill "$DPCTLD_PID"
 wait "$DPCTLD_PID" 2>/dev/null || true
 stop_gw
@@ -251,7 +279,8 @@ report() {
   [ -n "$TP_NOTE" ] && echo "note: $TP_NOTE"
   # shellcheck disable=SC2059
   printf "$W" "path" "TCP 1 stream" "TCP 4 streams" "UDP, $UDP_RATE offered" "UDP loss"
-  for row in "dptun|dptun, $GW_VDEV" "testpmd|testpmd io-forward wire, $GW_VDEV" "wireguard-go|wireguard-go" \
+  for row in "dptun|dptun, $GW_VDEV" "dptun-quic|dptun, QUIC framing, $GW_VDEV" \
+             "testpmd|testpmd io-forward wire, $GW_VDEV" "wireguard-go|wireguard-go" \
              "veth|plain veth, offloads off"; do
     p=${row%%|*}
     # shellcheck disable=SC2059
@@ -267,10 +296,14 @@ report() {
       "$(ratio "$(med dptun tcp4 4)" "$(med testpmd tcp4 4)" %)" "$(ratio "$(med dptun udp 4)" "$(med testpmd udp 4)" %)"
     printf "$W" "dptun / plain veth (UDP >= 75 %)" "$(ratio "$(med dptun tcp1 4)" "$(med veth tcp1 4)" %)" \
       "$(ratio "$(med dptun tcp4 4)" "$(med veth tcp4 4)" %)" "$(ratio "$(med dptun udp 4)" "$(med veth udp 4)" %)"
+    printf "$W" "dptun QUIC framing / relay frames" "$(ratio "$(med dptun-quic tcp1 4)" "$(med dptun tcp1 4)" %)" \
+      "$(ratio "$(med dptun-quic tcp4 4)" "$(med dptun tcp4 4)" %)" "$(ratio "$(med dptun-quic udp 4)" "$(med dptun udp 4)" %)"
   }
   echo
   echo "dptun: client 10.99.1.2 -> dpgw 10.99.1.1:5201 ($GW_VDEV; NAT, AES-128-GCM relay frames) -> dpagent 10.99.2.2"
   echo "       (TUN with offloads, NAT) -> iperf3 server 10.99.2.2:5201"
+  echo "dptun, QUIC framing: the same, the agent started with --transport quic: QUIC v1 1-RTT packets with DATAGRAM"
+  echo "       frames to dpgw's UDP/443 (dpgw's workers; ngtcp2 in dpagent)"
   echo "testpmd io-forward wire: dpdk-testpmd $DPDK_VERSION in dpgw's place on the same veths and vdevs, doing no work:"
   echo "       client 10.99.1.2 -> 10.99.2.2 on-link"
   echo "wireguard-go $WG_VERSION (Debian) on both ends: 10.99.5.1 -> 10.99.5.2, UDP over the veth cp/ap"
@@ -278,7 +311,7 @@ report() {
   echo "All of it, iperf3 client and server included, shares this machine's $(nproc) CPUs."
   echo
   echo "UDP: datagrams iperf3 lost over all rounds, and the drop counters that grew meanwhile (by how much):"
-  for p in dptun testpmd wireguard-go veth; do
+  for p in dptun dptun-quic testpmd wireguard-go veth; do
     grep -q "^$p udp" "$RESULTS" || continue
     awk -v p="$p" '$1 == p && $2 == "udp" { l += $6; n += $7 } END { printf "  %-13s lost %8d of %8d;", p, l, n }' "$RESULTS"
     if [ -s "$WORK/drops-$p.txt" ]; then
@@ -291,11 +324,11 @@ report() {
   echo "  (iperf3 and the kernel's UDP counters count datagrams; dpgw and the veths count frames; the client's"
   echo "   and agent's namespaces: *-kernel, from nstat; dpagent's own: dpagent:*, which are zero when absent)"
   echo
-  echo "dpagent at exit:"
-  tail -n 1 "$WORK/agent.out" | jq -r '"  \(.tun_packets_written) packets to the TUN in \(.tun_writes) writes (\(if .tun_writes > 0 then
+  echo "dpagent (relay frames) at exit:"
+  tail -n 1 "$WORK/agent-relay.out" | jq -r '"  \(.tun_packets_written) packets to the TUN in \(.tun_writes) writes (\(if .tun_writes > 0 then
     (.tun_packets_written / .tun_writes * 10 | floor / 10) else 0 end) per write), \(.socket_rx_drops) dropped before its socket,
   \(.tun_queue_drops) at the TUN queue, \(.socket_tx_dropped) not sent to the gateway"'
-  tail -n 1 "$WORK/agent.out" | jq -c '{frames_rx, frames_tx, tun_writes, tun_packets_written, tun_packets_coalesced,
+  tail -n 1 "$WORK/agent-relay.out" | jq -c '{frames_rx, frames_tx, tun_writes, tun_packets_written, tun_packets_coalesced,
     tun_super_packets, tun_segments, socket_rx_coalesced, socket_tx_sends, socket_rx_drops, tun_queue_drops,
     socket_tx_dropped, tun_write_errors, send_errors}'
   echo
