@@ -48,6 +48,19 @@ const MacAddr kAgentBMac = mac_of(kAgentB);
 
 inline std::vector<uint8_t> key_of(uint8_t seed) { return std::vector<uint8_t>(32, seed); }
 
+// A client's UDP datagram to the gateway's public address (`frag`: the IPv4 fragment field, 0 for a whole one).
+inline std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
+  FrameSpec s;
+  s.src_ip = kClient;
+  s.dst_ip = kGwPublic;
+  s.src_port = sport;
+  s.dst_port = dport;
+  s.proto = kIpProtoUdp;
+  s.payload = payload;
+  s.frag = frag;
+  return build_ipv4_frame(s);
+}
+
 // A frame opened as dpagent opens it.
 struct Opened {
   FrameMeta meta;

@@ -65,18 +65,6 @@ struct Rig : PipelineRig {
         agent_b(&agent(2)) {}
 };
 
-std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
-  FrameSpec s;
-  s.src_ip = kClient;
-  s.dst_ip = kGwPublic;
-  s.src_port = sport;
-  s.dst_port = dport;
-  s.proto = kIpProtoUdp;
-  s.payload = payload;
-  s.frag = frag;
-  return build_ipv4_frame(s);
-}
-
 // An IP packet (or an Ethernet frame's, from `l3` on) cut into IPv4 fragments of at most `max_packet` bytes,
 // each behind a copy of the frame's first `l3` bytes: what a client's kernel, or an agent, sends.
 std::vector<std::vector<uint8_t>> cut(const std::vector<uint8_t>& frame, size_t l3, uint32_t max_packet) {

@@ -45,18 +45,6 @@ constexpr uint64_t kFirstPn = uint64_t(1) << 30;
 const std::array<uint8_t, 8> kPeerCid = {0x8c, 0x1f, 0x07, 0xe2, 0x5a, 0x90, 0x33, 0xc4};  // as ngtcp2 would: random
 const std::array<uint8_t, 4> kOurTail = {0xa1, 0xb2, 0xc3, 0xd4};
 
-std::vector<uint8_t> client_udp(uint16_t sport, uint16_t dport, size_t payload, uint16_t frag = 0) {
-  FrameSpec s;
-  s.src_ip = kClient;
-  s.dst_ip = kGwPublic;
-  s.src_port = sport;
-  s.dst_port = dport;
-  s.proto = kIpProtoUdp;
-  s.payload = payload;
-  s.frag = frag;
-  return build_ipv4_frame(s);
-}
-
 // ---- The independent decoder
 
 bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t& v) {  // RFC 9000 16
