@@ -9,7 +9,10 @@
 #  - the QUIC agent SIGKILLed: the relay agent takes new flows; restarted with the same command, it registers again
 #    over QUIC and carries the tunnel alone;
 #  - the agent's NAT rebinding twice (nftables in its namespace rewrites its source port) during a UDP stream: dpgw
-#    follows the agent's authenticated packets to the new address and the stream goes on.
+#    follows the agent's authenticated packets to the new address and the stream goes on;
+#  - hostile datagrams to UDP/443 from the agent's host (quic_hostile.py): truncated, garbage, the session's index
+#    with another connection-ID tail, the agent's captured packets replayed and tampered, long headers: counted
+#    (or passed to dpctld's port), the session neither moved nor ended, traffic goes on.
 source "$(dirname "$0")/lib.sh"
 
 topology_up
@@ -155,6 +158,37 @@ log "  endpoint $AGENT_IP:$qport -> :40000 -> :40001; $lost of $pkts datagrams l
 ip netns exec "$NS_A" nft delete table ip dptun_rebind
 iperf_client "$WORK/after_rebind.json" -c "$GW_PUBLIC" -t 2
 [ "$(json_get "$WORK/after_rebind.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the rebinding"
+
+log "hostile datagrams to UDP/443 next to the live session: counted, nothing moves, traffic goes on"
+ip netns exec "$NS_A" timeout 10 tcpdump -nn -i a0 -c 8 -w "$WORK/agent.pcap" \
+  "udp and src $AGENT_IP and src port $qport and dst $GW_UNDERLAY and dst port 443" > /dev/null 2>&1 &
+TCPDUMP=$!
+sleep 0.5
+iperf_client "$WORK/capture.json" -c "$GW_PUBLIC" -u -b 1M -l 200 -t 1
+wait "$TCPDUMP" || true
+drop() { gw_stats | jq ".totals.drops.$1 // 0"; }
+kernel() { gw_stats | jq '.ports[] | select(.name == "underlay") | .kernel_path.to_kernel_packets'; }
+before=$(gw_session quic)
+index=$(jq -r .index <<< "$before")
+bad0=$(drop quic_bad_connection_id) replay0=$(drop replay) auth0=$(drop auth_fail) kernel0=$(kernel)
+sent=$(ip netns exec "$NS_A" python3 "$ROOT/tests/e2e/quic_hostile.py" "$WORK/agent.pcap" "$GW_UNDERLAY" 443 "$index") ||
+  fail "quic_hostile.py: $sent"
+n=$(jq -r .replayed <<< "$sent")
+sleep 0.5
+bad=$(( $(drop quic_bad_connection_id) - bad0 )) replays=$(( $(drop replay) - replay0 )) auth=$(( $(drop auth_fail) - auth0 ))
+kern=$(( $(kernel) - kernel0 ))
+log "  sent $sent: quic_bad_connection_id +$bad, replay +$replays, auth_fail +$auth, to the kernel path +$kern"
+[ "$bad" -ge "$(jq -r .wrong_dcid <<< "$sent")" ] || fail "wrong connection-ID tails: quic_bad_connection_id +$bad"
+# (A captured packet's truncated packet number decodes against the session's newest: once the agent has sent a few
+# hundred packets more, an exact copy decodes to a number not yet seen and fails authentication instead.)
+[ $((replays + auth)) -ge $((3 * n)) ] || fail "$n captured packets sent 3 ways: replay +$replays, auth_fail +$auth"
+[ "$kern" -ge $(( $(jq -r '.truncated + .long_header' <<< "$sent") )) ] ||
+  fail "truncated and long-header datagrams not passed to the kernel path (dpctld's port): +$kern"
+after=$(gw_session quic)
+[ "$(jq -r .index <<< "$after")" = "$index" ] && [ "$(jq -r .endpoint <<< "$after")" = "$(jq -r .endpoint <<< "$before")" ] ||
+  fail "the hostile datagrams moved the session: $before -> $after"
+iperf_client "$WORK/after_hostile.json" -c "$GW_PUBLIC" -t 2
+[ "$(json_get "$WORK/after_hostile.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the hostile datagrams"
 
 kill -0 "$Q_PID" 2>/dev/null || fail "the QUIC agent exited"
 kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited"
