@@ -144,7 +144,7 @@ struct AeadFloor {
       uint8_t* inner_ip = rte_pktmbuf_mtod(m[i], uint8_t*) + kEthHeaderLen;
       const uint32_t packet_len = m[i]->pkt_len - uint32_t(kEthHeaderLen);
       if (quic)
-        quic_nonce(iv[i], quic->tx_iv.data(), counter++);
+        quic_nonce(iv[i], quic->tx_generation_of(0)->tx_iv.data(), counter++);  // (generation 0: the bench runs no update)
       else
         make_nonce(iv[i], salt, counter++);
       ops[i] = AeadOp{inner_ip - layout.packet_offset() + layout.header_len, layout.encrypted_len(packet_len), iv[i],
@@ -249,7 +249,9 @@ int main(int argc, char** argv) {
       // own far above the pipeline's (the key is used for nothing else; frames of the floor are never sent).
       TunnelSession* session = dp.sessions.find(1);
       const uint64_t counter = session ? session->tx_counter.load() : 0;
-      EpochCipher* cipher = !session ? nullptr : quic ? &session->quic->tx : session->tx_keys.find(epoch_of(counter));
+      const EpochCipher* cipher = !session                ? nullptr
+                                 : quic ? &session->quic->tx_generation_of(counter)->tx
+                                        : session->tx_keys.find(epoch_of(counter));
       if (!cipher) {
         fprintf(stderr, "no transmit key for session 1 after the warm-up\n");
         return 1;

@@ -477,6 +477,9 @@ void GatewayState::maintain(uint64_t now_ns, uint64_t real_ns) {
   std::vector<uint32_t> quiet;
   for (auto& [index, s] : sessions_) {
     if (!keys_.maintain(*s, now_ns, real_ns)) LOG_ERROR("session %u: cannot install keys", index);
+    std::string error;
+    if (s->quic && !maintain_quic_keys(*s->quic, keys_.engine(), reclaimer_, now_ns, error))
+      LOG_ERROR("session %u: %s", index, error.c_str());
     if (orphans_.count(index) && !session_live(*s, now_ns, dp_.cfg->session_timeout_ns)) quiet.push_back(index);
   }
   for (uint32_t index : quiet) {

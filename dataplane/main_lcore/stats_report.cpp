@@ -123,7 +123,8 @@ uint64_t flows_active(const Dataplane& dp) {
   X(inner_frag_timeouts) X(inner_frag_evictions) X(icmp_errors_forwarded) X(closed_port_rsts)                  \
   X(closed_port_unreachables) X(closed_port_limited) X(flows_unanswered) X(edge_to_concentrator_packets)          \
   X(edge_to_concentrator_bytes) X(edge_from_concentrator_packets) X(edge_from_concentrator_bytes)              \
-  X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail) X(quic_acks_tx)
+  X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail) X(quic_acks_tx)     \
+  X(quic_key_updates_rx) X(quic_key_updates_tx)
 
 }  // namespace
 

@@ -10,7 +10,7 @@
 namespace dptun {
 
 // ops[i] is processed with cipher[i]; status[i] = 0 on success. n <= 64.
-inline void aead_burst(EpochCipher* const* cipher, const AeadOp* ops, int32_t* status, uint16_t n, unsigned thread) {
+inline void aead_burst(const EpochCipher* const* cipher, const AeadOp* ops, int32_t* status, uint16_t n, unsigned thread) {
   if (!n) return;
   uint16_t same = 1;
   while (same < n && cipher[same] == cipher[0]) ++same;
@@ -24,7 +24,7 @@ inline void aead_burst(EpochCipher* const* cipher, const AeadOp* ops, int32_t* s
   uint16_t index[64];
   while (pending) {
     uint16_t first = uint16_t(__builtin_ctzll(pending));
-    EpochCipher* c = cipher[first];
+    const EpochCipher* c = cipher[first];
     uint16_t g = 0;
     for (uint64_t rest = pending; rest; rest &= rest - 1) {
       uint16_t i = uint16_t(__builtin_ctzll(rest));

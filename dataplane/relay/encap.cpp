@@ -57,7 +57,7 @@ void Encap::flush() {
   constexpr size_t kMax = std::tuple_size_v<decltype(pending_)>;  // <= 64: one bit per packet in aead_burst
   uint64_t counters[kMax];
   reserve_counters(np, [&](uint16_t i) { return p[i].s; }, counters);
-  EpochCipher* cipher[kMax];
+  const EpochCipher* cipher[kMax];
   AeadOp ops[kMax];
   uint8_t iv[kMax][kAeadIvLen];
   int32_t status[kMax];
@@ -68,12 +68,20 @@ void Encap::flush() {
   EpochCipher* c = nullptr;
   for (uint16_t i = 0; i < np; ++i) {
     if (__builtin_expect(p[i].kind != Kind::Relay, 0)) {
-      // QUIC: the full packet number from the counter, key phase 0, the server's 1-RTT key (RFC 9001 5.3).
+      // QUIC: the packet number and the key generation from the counter (RFC 9001 5.3, 6): the generation's key
+      // and IV, its key phase bit; a generation without keys (cannot happen while the RX worker moves it only to
+      // made ones) or a number beyond kQuicTxPnLimit is not sent.
       QuicSessionState& q = *p[i].s->quic;
-      q.codec.write_header(p[i].frame, FrameMeta{FrameType::Data, 0, 0, counters[i]});
-      quic_nonce(iv[nops], q.tx_iv.data(), counters[i]);
+      const QuicKeyGeneration* k = q.tx_generation_of(counters[i]);
+      const uint64_t pn = quic_tx_pn(counters[i]);
+      if (__builtin_expect(!k || pn >= kQuicTxPnLimit, 0)) {
+        ctx_.drop(p[i].m, Drop::KeyUnavailable);
+        continue;
+      }
+      q.codec.write_header(p[i].frame, FrameMeta{FrameType::Data, uint8_t(k->generation & 1 ? kQuicFlagKeyPhase : 0), 0, pn});
+      quic_nonce(iv[nops], k->tx_iv.data(), pn);
       ops[nops] = q.codec.seal_op(p[i].frame, p[i].encrypted_len, iv[nops]);
-      cipher[nops] = &q.tx;
+      cipher[nops] = &k->tx;
       quic[nq++] = nops;
       p[nops++] = p[i];
       continue;

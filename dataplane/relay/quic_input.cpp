@@ -19,9 +19,10 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     FrameMeta meta;
     std::span<uint8_t> frame;
     const PacketInfo* pi;
+    uint64_t generation;  // the key generation it was opened with
   };
   Pending p[kBurst];
-  EpochCipher* cipher[kBurst];
+  const EpochCipher* cipher[kBurst];
   AeadOp ops[kBurst];
   uint8_t iv[kBurst][kAeadIvLen];
   int32_t status[kBurst];
@@ -53,7 +54,7 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       continue;
     }
     QuicDatagramCodec::sample_of(frame, samples + nc * kHpSampleLen);
-    c[nc++] = Pending{m, s, FrameMeta{}, frame, &pi};
+    c[nc++] = Pending{m, s, FrameMeta{}, frame, &pi, 0};
   }
   if (!nc) return;
   // Header-protection masks: one call per session's key in the burst (usually one).
@@ -84,15 +85,29 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       ctx_.drop(m, Drop::Replay);
       continue;
     }
-    if (bool(meta.flags & kQuicFlagKeyPhase) != bool(q.rx_generation & 1)) {  // a key update: not followed yet
+    // The key generation (RFC 9001 6): the current one when the key phase matches; with the other phase, the next
+    // one for a number above the first of the current generation (the agent's key update, 6.3), the previous one
+    // below it while its keys are kept (reordered, 6.5). Anything else has no key.
+    const uint64_t g = q.rx_generation.load(std::memory_order_relaxed);
+    uint64_t want = g;
+    if (bool(meta.flags & kQuicFlagKeyPhase) != bool(g & 1)) {
+      if (meta.counter > q.rx_first_pn)
+        want = g + 1;
+      else if (g > 0 && meta.counter < q.rx_first_pn)
+        want = g - 1;
+      else
+        want = kNoEpoch;
+    }
+    const QuicKeyGeneration* keys = want == kNoEpoch ? nullptr : q.generation(want);
+    if (!keys) {
       ts.key_unavailable.add();
       ctx_.drop(m, Drop::KeyUnavailable);
       continue;
     }
-    quic_nonce(iv[np], q.rx_iv.data(), meta.counter);
+    quic_nonce(iv[np], keys->rx_iv.data(), meta.counter);
     ops[np] = q.codec.open_op(frame, iv[np]);
-    cipher[np] = &q.rx_key(QuicDatagramCodec::aad_len(frame) - uint32_t(kQuicPnOffset));
-    p[np++] = Pending{m, s, meta, frame, c[k].pi};
+    cipher[np] = &keys->rx_key(QuicDatagramCodec::aad_len(frame) - uint32_t(kQuicPnOffset));
+    p[np++] = Pending{m, s, meta, frame, c[k].pi, want};
   }
   if (!np) return;
   aead_burst(cipher, ops, status, np, ctx_.id);
@@ -107,9 +122,18 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     // asks for path validation before sending much to a new address, RFC 9000 9; that comes with the slow path.)
     if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi)) continue;
     QuicSessionState& q = *s.quic;
+    if (p[i].generation != q.rx_generation.load(std::memory_order_relaxed)) {
+      if (p[i].generation > q.rx_generation.load(std::memory_order_relaxed)) follow_key_update(s, p[i].meta.counter);
+    } else if (p[i].meta.counter < q.rx_first_pn) {
+      q.rx_first_pn = p[i].meta.counter;  // (reordered within the new generation: its first number is lower)
+    }
     if (s.replay.top() == p[i].meta.counter) q.top_rx_ns = ctx_.now_ns;  // the ACK's largest: its delay counts from here
     const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
-    if (payload.has_ack) q.largest_acked_by_peer = payload.largest_acked;
+    if (payload.has_ack) {
+      if (q.largest_acked_by_peer == kQuicNoAck || payload.largest_acked > q.largest_acked_by_peer)
+        q.largest_acked_by_peer = payload.largest_acked;
+      maybe_update_keys(s);
+    }
     // Acknowledged: what asks for it (RFC 9000 13.2.1), and the slow path's packets, which are authenticated and in
     // the window although dropped here (unacknowledged, the agent would send them again and again).
     if (payload.ack_eliciting || payload.kind == QuicPayload::Kind::SlowPath) {
@@ -143,6 +167,35 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     }
   }
   for (uint16_t k = 0; k < nack; ++k) want_ack(*ack[k]);
+}
+
+void QuicInput::follow_key_update(TunnelSession& s, uint64_t pn) {
+  QuicSessionState& q = *s.quic;
+  const uint64_t g = q.rx_generation.load(std::memory_order_relaxed) + 1;
+  q.rx_first_pn = pn;
+  q.rx_generation.store(g, std::memory_order_release);  // the control lcore then retires g - 2, makes g + 1
+  ctx_.stats.quic_key_updates_rx.add();
+  // RFC 9001 6.2: the send keys follow before the ACK of this packet goes (it joins Encap's burst after this).
+  // (tx_generation is g already when dpgw started this update itself and the agent has now answered it.)
+  if (q.tx_generation < g) {
+    const uint64_t before = s.tx_counter.fetch_add(uint64_t(1) << kQuicTxGenShift, std::memory_order_relaxed);
+    q.tx_generation = g;
+    q.tx_first_pn = quic_tx_pn(before);
+  }
+}
+
+void QuicInput::maybe_update_keys(TunnelSession& s) {
+  QuicSessionState& q = *s.quic;
+  // RFC 9001 6.1: not before the agent has acknowledged a packet of the current generation, nor before it has
+  // answered dpgw's previous update (its packets arrive in tx_generation); the next keys must be ready.
+  if (q.tx_generation != q.rx_generation.load(std::memory_order_relaxed)) return;
+  if (q.largest_acked_by_peer == kQuicNoAck || q.largest_acked_by_peer < q.tx_first_pn) return;
+  const uint64_t sent = quic_tx_pn(s.tx_counter.load(std::memory_order_relaxed)) - q.tx_first_pn;
+  if (sent < q.update_after_packets || !q.generation(q.tx_generation + 1)) return;
+  const uint64_t before = s.tx_counter.fetch_add(uint64_t(1) << kQuicTxGenShift, std::memory_order_relaxed);
+  ++q.tx_generation;
+  q.tx_first_pn = quic_tx_pn(before);
+  ctx_.stats.quic_key_updates_tx.add();
 }
 
 void QuicInput::want_ack(TunnelSession& s) {

@@ -9,7 +9,12 @@
 // dpctld's QUIC port handshakes. Every authenticated packet that asks for an ACK (DATAGRAM, PING, and the slow
 // path's, which the agent would otherwise send again forever) is acknowledged with an ACK-only packet through Encap
 // (docs/protocol.md "ACK generation"): at most one per session per burst and per kAckIntervalNs, the ACK held back
-// by that interval sent by send_owed_acks() (the worker calls it every poll). Touches the sessions' replay windows,
+// by that interval sent by send_owed_acks() (the worker calls it every poll). Key updates (RFC 9001 6,
+// docs/protocol.md "Key updates"): a packet in the other key phase is opened with the next generation's keys (made
+// ahead by the control lcore) when its number is above the first of the current generation, and once one opens
+// the receive and transmit generations move to it (quic_key_updates_rx); below, with the previous generation's
+// while they are kept; dpgw starts an update of its own after QuicSessionState::update_after_packets packets, once
+// the agent has acknowledged one of the current generation (quic_key_updates_tx). Touches the sessions' replay windows,
 // receive epochs, endpoints and QUIC receive and ACK state (their RX worker only). Drops frame_malformed
 // quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path.
 #pragma once
@@ -49,6 +54,10 @@ class QuicInput {
   // `s` received ack-eliciting packets: an ACK now, or once the interval since its last one has passed.
   void want_ack(TunnelSession& s);
   void send_ack(TunnelSession& s);
+  // A packet of the next key generation opened (its number `pn`): the agent updated its keys; dpgw's follow.
+  void follow_key_update(TunnelSession& s, uint64_t pn);
+  // After an ACK from the agent: dpgw's own key update when its generation has sent enough (RFC 9001 6.1, 6.6).
+  void maybe_update_keys(TunnelSession& s);
 
   WorkerContext& ctx_;
   Tx& tx_;

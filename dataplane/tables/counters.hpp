@@ -113,6 +113,8 @@ struct alignas(64) WorkerStats {
   Counter edge_to_concentrator_packets, edge_to_concentrator_bytes, edge_from_concentrator_packets,
       edge_from_concentrator_bytes, edge_keepalives_tx, edge_keepalives_rx, edge_icmp_errors_forwarded, edge_auth_fail;
   Counter quic_acks_tx;  // ACK-only packets to QUIC sessions' agents (docs/protocol.md "ACK generation")
+  // QUIC key updates (docs/protocol.md "Key updates"): the agent's, followed; dpgw's own, started
+  Counter quic_key_updates_rx, quic_key_updates_tx;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

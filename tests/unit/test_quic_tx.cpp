@@ -159,6 +159,10 @@ struct Rig : PipelineRig {
   QuicSessionSpec spec;
   QuicPacketKeys gw_keys;     // what dpgw seals with (from spec.tx_secret)
   QuicPacketKeys agent_keys;  // what the agent seals with (spec.rx_secret)
+  // Generation g's keys (RFC 9001 6), derived here: the secrets' chain by "quic ku", key and IV from each, the
+  // header-protection key generation 0's throughout.
+  std::vector<QuicPacketKeys> gw_gens, agent_gens;
+  std::vector<std::vector<uint8_t>> gw_secrets, agent_secrets;
   OpensslAead eng;
   uint64_t agent_pn = 0;      // the agent's next packet number
 
@@ -199,14 +203,38 @@ struct Rig : PipelineRig {
     QuicKdf kdf;
     assert_true(kdf.packet_keys(spec.cipher, spec.tx_secret, gw_keys));
     assert_true(kdf.packet_keys(spec.cipher, spec.rx_secret, agent_keys));
+    gw_gens.push_back(gw_keys);
+    agent_gens.push_back(agent_keys);
+    gw_secrets.push_back(spec.tx_secret);
+    agent_secrets.push_back(spec.rx_secret);
   }
+  const QuicPacketKeys& gen_keys(std::vector<QuicPacketKeys>& gens, std::vector<std::vector<uint8_t>>& secrets,
+                                 uint64_t g) {
+    QuicKdf kdf;
+    while (gens.size() <= g) {
+      std::vector<uint8_t> next(secrets.back().size());
+      assert_true(kdf.next_secret(spec.cipher, secrets.back(), next));
+      QuicPacketKeys k;
+      assert_true(kdf.packet_keys(spec.cipher, next, k));
+      k.hp = gens[0].hp;  // (RFC 9001 6.3: "quic hp" is not updated)
+      assert_memory_not_equal(k.key.data(), gens.back().key.data(), 16);
+      secrets.push_back(std::move(next));
+      gens.push_back(k);
+    }
+    return gens[g];
+  }
+  const QuicPacketKeys& gw_gen(uint64_t g) { return gen_keys(gw_gens, gw_secrets, g); }
+  const QuicPacketKeys& agent_gen(uint64_t g) { return gen_keys(agent_gens, agent_secrets, g); }
+  // The control lcore's tick, `ahead_ns` later than the gateway's clock says.
+  void maintain(uint64_t ahead_ns = 0) { gw->state().maintain(dp().clock.now_ns() + ahead_ns, realtime_ns()); }
 
   // A packet of the agent's to dpgw's connection ID (index | tail) holding `frames`, sealed as its QUIC stack would
-  // (padded to the sample), packet number agent_pn++.
-  std::vector<uint8_t> agent_packet(std::vector<uint8_t> frames) {
+  // (padded to the sample), packet number agent_pn++, with key generation `gen`'s key and key phase.
+  std::vector<uint8_t> agent_packet(std::vector<uint8_t> frames, uint64_t gen = 0) {
+    const QuicPacketKeys keys = agent_gen(gen);
     QuicDatagramCodec::Config c;
     c.tx_dcid = {0, 0, 0, uint8_t(kQuicSession), kOurTail[0], kOurTail[1], kOurTail[2], kOurTail[3]};
-    c.tx_hp = c.rx_hp = agent_keys.hp_bytes();
+    c.tx_hp = c.rx_hp = keys.hp_bytes();
     c.tx_pn_len = 2;
     QuicDatagramCodec codec(c);
     const uint32_t h = codec.layout().header_len;
@@ -214,10 +242,10 @@ struct Rig : PipelineRig {
     std::vector<uint8_t> f(h + frames.size() + 16);
     std::memcpy(f.data() + h, frames.data(), frames.size());
     const uint64_t pn = agent_pn++;
-    codec.write_header(f.data(), FrameMeta{FrameType::Data, 0, 0, pn});
-    auto key = eng.make_key(agent_keys.key_bytes(), AeadDirection::Encrypt, h);
+    codec.write_header(f.data(), FrameMeta{FrameType::Data, uint8_t(gen & 1 ? kQuicFlagKeyPhase : 0), 0, pn});
+    auto key = eng.make_key(keys.key_bytes(), AeadDirection::Encrypt, h);
     uint8_t iv[kAeadIvLen];
-    quic_nonce(iv, agent_keys.iv.data(), pn);
+    quic_nonce(iv, keys.iv.data(), pn);
     const AeadOp op = codec.seal_op(f.data(), uint32_t(frames.size()), iv);
     int32_t status = -1;
     key->process({&op, 1}, {&status, 1}, 0);
@@ -244,9 +272,11 @@ struct Rig : PipelineRig {
     std::memcpy(ip + 28, packet.data(), packet.size());
     und.inject(dp().pool, f);
   }
-  // What dpgw sent the QUIC agent, opened (every frame to it must open), and what it sent anyone else.
+  // What dpgw sent the QUIC agent, opened with key generation `gen`'s keys (every frame to it must open, in that
+  // generation's key phase), and what it sent anyone else.
   std::vector<QuicPacket> to_agent_q(const std::vector<std::vector<uint8_t>>& frames,
-                                     std::vector<std::vector<uint8_t>>* others = nullptr) {
+                                     std::vector<std::vector<uint8_t>>* others = nullptr, uint64_t gen = 0) {
+    const QuicPacketKeys keys = gw_gen(gen);
     std::vector<QuicPacket> out;
     for (const auto& f : frames) {
       PacketInfo pi;
@@ -262,10 +292,11 @@ struct Rig : PipelineRig {
       assert_int_equal(pi.l4_len, pi.ip_total_len - 20);
       assert_true(ipv4_checksums_ok(f.data() + 14));
       QuicPacket p;
-      assert_true(quic_open(f, gw_keys, p));
+      assert_true(quic_open(f, keys, p));
       assert_int_equal(p.src_port, kQuicPort);
       assert_int_equal(p.dst_port, kAgentQPort);
-      assert_int_equal(p.first & 0xfc, 0x40);  // short header, fixed bit, spin 0, reserved 0, key phase 0
+      // short header, fixed bit, spin 0, reserved 0, the generation's key phase
+      assert_int_equal(p.first & 0xfc, 0x40 | (gen & 1 ? 0x04 : 0));
       assert_int_equal(p.pn_len, 4);
       assert_memory_equal(p.dcid.data(), kPeerCid.data(), 8);  // the agent's connection ID, whole
       assert_true(p.pn >= kFirstPn && p.pn < (uint64_t(1) << 32));
@@ -277,6 +308,14 @@ struct Rig : PipelineRig {
 };
 
 std::vector<uint8_t> ping() { return {0x01}; }
+// An ACK frame (RFC 9000 19.3) of `count` numbers up to `largest`, as 8-byte varints (dpgw's numbers need them).
+std::vector<uint8_t> ack_frame(uint64_t largest, uint64_t count = 1) {
+  std::vector<uint8_t> f(1 + 8 + 1 + 1 + 8);
+  f[0] = 0x02;
+  store_be64(f.data() + 1, largest | (uint64_t(3) << 62));
+  store_be64(f.data() + 11, (count - 1) | (uint64_t(3) << 62));  // (delay 0, no further ranges)
+  return f;
+}
 
 }  // namespace
 
@@ -523,6 +562,169 @@ static void decoder_refuses_broken_packets(void**) {
   assert_false(quic_open(dcid, r.gw_keys, p));
 }
 
+
+// The agent updates its keys (RFC 9001 6), as ngtcp2 does near AES-GCM's confidentiality limit: dpgw opens its
+// packets of generation 1, then 2, each time with keys the control lcore made ahead; its own packets (the ACKs, the
+// data) follow into the new generation at once (6.2), which the decoder here opens only with that generation's keys
+// it derived itself. A reordered packet of the old generation opens while its keys are kept (6.5), not after the
+// control lcore retired them; a packet in the other key phase that the next key does not open moves nothing, and a
+// packet sealed with a stale key in the current phase is not opened either.
+static void agent_key_updates_followed(void**) {
+  Rig r;
+  QuicSessionState& q = *r.session(kQuicSession).quic;
+  auto settle = [&] {  // the ACK cadence: a millisecond since the last ACK, then the owed one goes
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    r.poll();
+  };
+  const auto p0 = r.agent_packet(ping(), 0);     // 0
+  const auto late1 = r.agent_packet(ping(), 0);  // 1: arrives after the window
+  const auto late2 = r.agent_packet(ping(), 0);  // 2: arrives within it
+  r.from_agent_q(p0);
+  r.poll();
+  auto out = r.to_agent_q(r.und.drain(), nullptr, 0);
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == std::set<uint64_t>{0});
+  assert_non_null(q.generation(1));  // made with the session: an update can come with the first packets
+
+  // Generation 1 from packet 3: opened, and dpgw's ACK goes in generation 1 (key phase 1), its keys only.
+  settle();
+  r.from_agent_q(r.agent_packet(ping(), 1));  // 3
+  r.from_agent_q(r.agent_packet(ping(), 1));  // 4
+  r.poll();
+  settle();
+  auto raw = r.und.drain();
+  out = r.to_agent_q(raw, nullptr, 1);
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 3, 4}));
+  QuicPacket no;
+  assert_false(quic_open(raw[0], r.gw_gen(0), no));
+  assert_int_equal(q.rx_generation.load(), 1);
+  assert_int_equal(q.tx_generation, 1);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_rx), 1);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 0);
+  // Data to the agent: generation 1 too, the next packet number.
+  r.pub.inject(r.dp().pool, client_udp(41000, kEntryQ, 40));
+  r.poll();
+  auto data = r.to_agent_q(r.und.drain(), nullptr, 1);
+  assert_int_equal(data.size(), 1);
+  assert_int_equal(data[0].pn, out[0].pn + 1);
+  assert_int_equal(datagram_of(data[0]).ih.proto, kIpProtoUdp);
+
+  // The control lcore sees generation 1: makes 2, keeps 0 for reordered packets.
+  r.maintain();
+  assert_non_null(q.generation(0));
+  assert_non_null(q.generation(2));
+  settle();
+  r.from_agent_q(late2);  // below generation 1's first number, in the old phase: generation 0's keys
+  r.poll();
+  settle();
+  out = r.to_agent_q(r.und.drain(), nullptr, 1);
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 2, 3, 4}));
+  assert_int_equal(r.all_drops(), 0);
+  // Its time is up: generation 0's keys are retired, packet 1 finds none.
+  r.maintain(2 * kQuicOldKeysKeepNs);
+  assert_null(q.generation(0));
+  r.from_agent_q(late1);
+  r.poll();
+  settle();
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.drops(Drop::KeyUnavailable), 1);
+  assert_int_equal(r.tunnel_stats("q").key_unavailable.get(), 1);
+
+  // Generation 2 (key phase 0 again) from packet 5.
+  r.from_agent_q(r.agent_packet(ping(), 2));  // 5
+  r.poll();
+  settle();
+  raw = r.und.drain();
+  out = r.to_agent_q(raw, nullptr, 2);
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 2, 3, 4, 5}));
+  assert_false(quic_open(raw[0], r.gw_gen(0), no));
+  assert_false(quic_open(raw[0], r.gw_gen(1), no));
+  assert_int_equal(q.rx_generation.load(), 2);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_rx), 2);
+  r.maintain();  // generation 3 made: what follows is tried with it
+  assert_non_null(q.generation(3));
+
+  // Forged: the other key phase on a packet generation 3's key does not open -- no update, the generation stays.
+  auto forged = r.agent_packet(ping(), 2);  // 6
+  forged[0] ^= kQuicKeyPhaseBit;  // (header protection is an XOR: the gateway reads key phase 1)
+  r.from_agent_q(forged);
+  std::vector<uint8_t> garbage = r.agent_packet(ping(), 3);  // 7: generation 3's phase, its payload broken
+  garbage[garbage.size() - 5] ^= 0x40;
+  r.from_agent_q(garbage);
+  // Stale: generation 0's key in generation 2's key phase, a number above generation 2's first: not opened.
+  r.from_agent_q(r.agent_packet(ping(), 0));  // 8
+  r.poll();
+  settle();
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.drops(Drop::AuthFail), 3);
+  assert_int_equal(q.rx_generation.load(), 2);
+  assert_int_equal(q.tx_generation, 2);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_rx), 2);
+  // The agent goes on in generation 2.
+  r.from_agent_q(r.agent_packet(ping(), 2));  // 9
+  r.poll();
+  settle();
+  out = r.to_agent_q(r.und.drain(), nullptr, 2);
+  assert_int_equal(out.size(), 1);
+  assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 2, 3, 4, 5, 9}));
+  assert_int_equal(r.all_drops(), 4);
+}
+
+// dpgw's own key update (RFC 9001 6.1, 6.6): after update_after_packets packets in a generation (lowered here from
+// 2^22), and only once the agent has acknowledged a packet of that generation and has answered the previous update;
+// packet numbers go on from the one counter, consecutive across generations.
+static void gateway_starts_key_update(void**) {
+  Rig r;
+  QuicSessionState& q = *r.session(kQuicSession).quic;
+  q.update_after_packets = 4;
+  std::vector<uint64_t> pns;
+  auto send_data = [&](int n, uint64_t gen) {
+    for (int k = 0; k < n; ++k) r.pub.inject(r.dp().pool, client_udp(uint16_t(41000 + k), kEntryQ, 40));
+    r.poll();
+    const auto out = r.to_agent_q(r.und.drain(), nullptr, gen);
+    assert_int_equal(out.size(), size_t(n));
+    for (const QuicPacket& p : out) pns.push_back(p.pn);
+    return pns.back();
+  };
+  uint64_t last = send_data(5, 0);
+  // The agent acknowledges its handshake's packets only (below 2^30): none of generation 0, no update.
+  r.from_agent_q(r.agent_packet(ack_frame(5), 0));
+  r.poll();
+  send_data(1, 0);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 0);
+  // It acknowledges generation 0's packets: dpgw updates, its next packets are generation 1's.
+  r.from_agent_q(r.agent_packet(ack_frame(last, 5), 0));
+  r.poll();
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 1);
+  assert_int_equal(q.tx_generation, 1);
+  assert_int_equal(q.rx_generation.load(), 0);
+  last = send_data(5, 1);
+  // The agent acknowledges them but still sends in generation 0 (it has not answered): no second update.
+  r.from_agent_q(r.agent_packet(ack_frame(last, 5), 0));
+  r.poll();
+  send_data(1, 1);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 1);
+  // It answers in generation 1: followed on receive, the transmit side is there already.
+  r.from_agent_q(r.agent_packet(ack_frame(last, 5), 1));
+  r.poll();
+  assert_int_equal(q.rx_generation.load(), 1);
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_rx), 1);
+  last = send_data(1, 1);  // (generation 2's keys are not made yet: no update before the control lcore's tick)
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 1);
+  r.maintain();
+  assert_non_null(q.generation(2));
+  r.from_agent_q(r.agent_packet(ack_frame(last, 2), 1));
+  r.poll();
+  assert_int_equal(r.total(&WorkerStats::quic_key_updates_tx), 2);
+  send_data(2, 2);
+  // One counter: every number once, consecutive from 2^30 (ACK packets too: the agent's packets asked for none).
+  for (size_t k = 0; k < pns.size(); ++k) assert_int_equal(pns[k], kFirstPn + k);
+  assert_int_equal(r.all_drops(), 0);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(client_packets_leave_as_quic_packets),
@@ -530,6 +732,8 @@ int main() {
       cmocka_unit_test(quic_budget),
       cmocka_unit_test(acks_for_ack_eliciting_packets),
       cmocka_unit_test(decoder_refuses_broken_packets),
+      cmocka_unit_test(agent_key_updates_followed),
+      cmocka_unit_test(gateway_starts_key_update),
   };
   return run_pipeline_tests("test_quic_tx", tests, sizeof tests / sizeof tests[0]);
 }
