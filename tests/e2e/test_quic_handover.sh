@@ -7,7 +7,9 @@
 # without a CONNECTION_CLOSE. The client then sends PING-only 1-RTT packets on the same connection: dpgw knows the
 # session under the index of the reply and opens them on its fast path (the tunnel's keepalives, the session's
 # last_rx and endpoint) and acknowledges them (ngtcp2 at the client holds none of them in flight at the end, dpgw
-# counts quic_acks_tx), and the client never hears a CONNECTION_CLOSE or a stateless reset. A refused
+# counts quic_acks_tx), and the client never hears a CONNECTION_CLOSE or a stateless reset. Meanwhile the client's
+# ngtcp2 updates its keys (RFC 9001 6) every 1.5 s: dpgw follows each update (quic_key_updates_rx) and answers in
+# the new keys, which ngtcp2 needs to confirm the update before it may start the next one. A refused
 # registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw); a restarted dpgw
 # does not get a handed-over session back (its packet numbers are lost with the old process): dpctld drops it.
 source "$(dirname "$0")/lib.sh"
@@ -44,9 +46,9 @@ wait_for 10 "dpctld connected to dpgw" gateway_connected
 quic_listening() { ip netns exec "$NS_G" ss -lun | matches "$GW_UNDERLAY:443 "; }
 wait_for 10 "dpctld on udp $GW_UNDERLAY:443" quic_listening
 
-log "a QUIC client registers through dpgw's kernel path, gets \"framing\":\"quic\", then sends PINGs for 5 s"
+log "a QUIC client registers through dpgw's kernel path, gets \"framing\":\"quic\", then sends PINGs for 5 s, updating its keys every 1.5 s"
 k0=$(keepalives)
-client q1 agent1 --replies 1 --hold 5 --cipher AES-128-GCM "$register" &
+client q1 agent1 --replies 1 --hold 5 --key-update 1.5 --cipher AES-128-GCM "$register" &
 Q1=$!
 PIDS+=("$Q1")
 registered() { jq -e '.type' "$WORK/q1.out"; }
@@ -82,6 +84,13 @@ log "  ngtcp2 at the client: $inflight (bytes of its packets dpgw has not acknow
 read -r inflight_bytes _ <<< "$inflight"
 [ -n "$inflight_bytes" ] && [ "$inflight_bytes" -lt 100 ] ||
   fail "ngtcp2 still counts $inflight_bytes bytes of the client's packets unacknowledged: $(cat "$WORK/q1.log")"
+# Key updates: ngtcp2 starts the next one only after the previous one is confirmed (dpgw's packets in the new keys);
+# each update dpgw followed is counted once.
+read -r started refused <<< "$(sed -n 's/.*key updates started: \([0-9]*\), refused: \([0-9]*\).*/\1 \2/p' "$WORK/q1.log")"
+followed=$(gw_stats | jq '[.workers[].quic_key_updates_rx] | add')
+log "  the client's ngtcp2 started $started key updates ($refused refused: the previous one not confirmed yet); dpgw followed $followed"
+[ "${started:-0}" -ge 2 ] || fail "the client started ${started:-no} key updates: $(cat "$WORK/q1.log")"
+[ "$followed" = "$started" ] || fail "dpgw followed $followed of the client's $started key updates"
 acks=$(gw_stats | jq '[.workers[].quic_acks_tx] | add')
 log "  dpgw sent $acks ACK packets (quic_acks_tx)"
 [ "$acks" -ge 2 ] || fail "dpgw counts $acks ACK packets"

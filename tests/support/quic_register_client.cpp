@@ -11,10 +11,14 @@
 // hold exits 1. --no-datagrams leaves the
 // max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection).
 // --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
+// --key-update S (with --hold): S seconds into the hold, and every S seconds after, ngtcp2 starts a key update of
+// its own (ngtcp2_conn_initiate_key_update, RFC 9001 6: what it does by itself after some 2^23 packets); stderr
+// says how many it started and how many it refused (the previous one not confirmed yet: no packet of the peer's in
+// the new keys) -- "key updates started: N, refused: M".
 //
 //   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
-//                        [--replies N] [--seconds S] [--hold S [--ping-interval S]] [--no-datagrams]
-//                        [--cipher NAME] LINE...
+//                        [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S]]
+//                        [--no-datagrams] [--cipher NAME] LINE...
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -118,7 +122,7 @@ bool flush(Client& c) {
 
 int usage() {
   fprintf(stderr, "usage: quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] "
-                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
+                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
                   "LINE...\n");
   return 2;
 }
@@ -128,7 +132,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::string server, ca, cert, key, sni, verify_name;
   int want = 1;
-  double seconds = 10, hold = 0, ping_interval = 0.2;
+  double seconds = 10, hold = 0, ping_interval = 0.2, key_update = 0;
   bool datagrams = true;
   std::string cipher;  // a GnuTLS cipher name: AES-128-GCM, AES-256-GCM, ...
   std::vector<std::string> lines;
@@ -145,6 +149,7 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") seconds = std::stod(next());
     else if (a == "--hold") hold = std::stod(next());
     else if (a == "--ping-interval") ping_interval = std::stod(next());
+    else if (a == "--key-update") key_update = std::stod(next());
     else if (a == "--no-datagrams") datagrams = false;
     else if (a == "--cipher") cipher = next();
     else if (a.rfind("--", 0) == 0) return usage();
@@ -217,6 +222,8 @@ int main(int argc, char** argv) {
   if (!flush(c)) return 1;
   bool holding = false;
   uint64_t sent_before_hold = 0;
+  uint64_t next_key_update = 0;  // 0: none
+  unsigned key_updates = 0, key_updates_refused = 0;
   for (;;) {
     if (!holding && c.replies >= want) {
       if (hold <= 0) break;
@@ -224,6 +231,14 @@ int main(int argc, char** argv) {
       end = now_ns() + uint64_t(hold * 1e9);
       sent_before_hold = c.packets_sent;
       ngtcp2_conn_set_keep_alive_timeout(c.conn, uint64_t(ping_interval * 1e9));
+      if (key_update > 0) next_key_update = now_ns() + uint64_t(key_update * 1e9);
+    }
+    if (next_key_update && now_ns() >= next_key_update) {
+      if (ngtcp2_conn_initiate_key_update(c.conn, now_ns()) == 0)
+        ++key_updates;
+      else
+        ++key_updates_refused;
+      next_key_update = now_ns() + uint64_t(key_update * 1e9);
     }
     if (now_ns() >= end) break;
     const uint64_t expiry = ngtcp2_conn_get_expiry(c.conn), t = now_ns();
@@ -275,6 +290,8 @@ int main(int argc, char** argv) {
     ngtcp2_conn_get_conn_stat(c.conn, &cs);
     fprintf(stderr, "quic_register_client: in flight at the end: %llu bytes, probe timeouts %zu\n",
             (unsigned long long)cs.bytes_in_flight, cs.pto_count);
+    if (key_update > 0)
+      fprintf(stderr, "quic_register_client: key updates started: %u, refused: %u\n", key_updates, key_updates_refused);
     return 0;
   }
   return c.replies >= want ? 0 : 1;
