@@ -12,6 +12,7 @@
 #include "version.hpp"
 #include "dataplane/edge/edge_peer.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
+#include "dataplane/tables/quic_session.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
 #include "dataplane/loop/worker.hpp"
 
@@ -221,6 +222,9 @@ std::string stats_json(const Dataplane& dp) {
           .field("flows_pinned", uint64_t(std::max<int64_t>(0, s->flows_pinned.load(std::memory_order_relaxed))))
           .field("flows_total", s->flows_total.load(std::memory_order_relaxed))
           .field("tx_epoch", epoch_of(s->tx_counter.load(std::memory_order_relaxed)));
+      if (s->quic)  // key generations (docs/protocol.md "Key updates"); the transmit one as the counter holds it
+        j.field("quic_rx_generation", s->quic->rx_generation.load(std::memory_order_relaxed))
+            .field("quic_tx_generation", unsigned(quic_tx_generation(s->tx_counter.load(std::memory_order_relaxed))));
       uint64_t rx_epoch = s->rx_epoch.load(std::memory_order_relaxed);
       if (rx_epoch == kNoEpoch)
         j.key("rx_epoch").null();

@@ -91,6 +91,9 @@ followed=$(gw_stats | jq '[.workers[].quic_key_updates_rx] | add')
 log "  the client's ngtcp2 started $started key updates ($refused refused: the previous one not confirmed yet); dpgw followed $followed"
 [ "${started:-0}" -ge 2 ] || fail "the client started ${started:-no} key updates: $(cat "$WORK/q1.log")"
 [ "$followed" = "$started" ] || fail "dpgw followed $followed of the client's $started key updates"
+gens=$(gw_session "$index" | jq -c '[.quic_rx_generation, .quic_tx_generation]')
+log "  dpgw's key generations of the session (receive, transmit): $gens"
+[ "$gens" = "[$started,$started]" ] || fail "dpgw's key generations $gens after $started updates"
 acks=$(gw_stats | jq '[.workers[].quic_acks_tx] | add')
 log "  dpgw sent $acks ACK packets (quic_acks_tx)"
 [ "$acks" -ge 2 ] || fail "dpgw counts $acks ACK packets"
