@@ -250,7 +250,7 @@ static GatewayConfig load(const std::string& path) {
 
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
-  config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "quic_port", "mbufs", "idle", "flows", "crypto",
+  config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "quic_port", "quic_key_update_packets", "mbufs", "idle", "flows", "crypto",
                          "control_socket", "metrics_listen", "max_tunnels", "session_timeout", "direct_mode",
                          "reassembly"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
@@ -260,6 +260,7 @@ static GatewayConfig load(const std::string& path) {
   if (cfg.quic_port == cfg.tunnel_port)
     config_fail(gw.exists("quic_port") ? gw["quic_port"] : gw["tunnel_port"],
                 "the tunnel port and the QUIC port (default 443) must differ");
+  cfg.quic_key_update_packets = uint64_t(config_int(gw, "quic_key_update_packets", 1, 1 << 22, 1 << 22));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");
   cfg.metrics_listen = config_metrics_listen(gw, cfg.metrics_listen);

@@ -167,6 +167,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
       return false;
     }
     s->local_port = dp_.cfg->quic_port;
+    s->quic->update_after_packets = dp_.cfg->quic_key_update_packets;
     s->tx_counter.store(spec.quic->first_tx_pn);
   }
   if (spec.endpoint) {

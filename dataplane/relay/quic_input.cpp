@@ -174,10 +174,11 @@ void QuicInput::follow_key_update(TunnelSession& s, uint64_t pn) {
   const uint64_t g = q.rx_generation.load(std::memory_order_relaxed) + 1;
   q.rx_first_pn = pn;
   q.rx_generation.store(g, std::memory_order_release);  // the control lcore then retires g - 2, makes g + 1
-  ctx_.stats.quic_key_updates_rx.add();
   // RFC 9001 6.2: the send keys follow before the ACK of this packet goes (it joins Encap's burst after this).
-  // (tx_generation is g already when dpgw started this update itself and the agent has now answered it.)
+  // (tx_generation is g already when dpgw started this update itself and the agent has now answered it: not
+  // counted as the agent's.)
   if (q.tx_generation < g) {
+    ctx_.stats.quic_key_updates_rx.add();
     const uint64_t before = s.tx_counter.fetch_add(uint64_t(1) << kQuicTxGenShift, std::memory_order_relaxed);
     q.tx_generation = g;
     q.tx_first_pn = quic_tx_pn(before);

@@ -3,12 +3,15 @@
 # address, UDP/443 (agents reach it through dpgw's kernel path); `dpctl tunnel add` prints the dpagent
 # --transport quic command; that agent registers over QUIC, dpctld hands the connection over to dpgw, and iperf3
 # TCP and UDP cross the tunnel as QUIC DATAGRAM frames (dpagent's ngtcp2 on one end checks every packet dpgw
-# writes). The agent's counters say DATAGRAM frames, never relay frames; dpgw's say the session is QUIC.
+# writes). The agent's counters say DATAGRAM frames, never relay frames; dpgw's say the session is QUIC. dpgw updates
+# its keys every 50000 packets it sends (quic_key_update_packets, lowered from 2^22: RFC 9001 6), many times during
+# the transfers, and the agent's ngtcp2 follows each (or the connection would end and the transfers with it).
 source "$(dirname "$0")/lib.sh"
 
 topology_up
 bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY"
 GW_STATIC=0 GW_KERNEL_IF=dpgw-under write_gw_conf 1 false
+sed -i 's|^  control_socket = |  quic_key_update_packets = 50000;\n  control_socket = |' "$WORK/gw.conf"
 DPCTLD_QUIC_LISTEN="$GW_UNDERLAY:443" write_dpctld_conf "$GW_UNDERLAY:7443"
 start_gw
 start_dpctld "$NS_G"
@@ -79,6 +82,10 @@ echo "$stats" | jq -e '.framing == "quic" and .datagrams_tx > 1000 and .datagram
 log "  $(echo "$stats" | jq -c '{datagrams_tx, datagrams_rx, datagram_drops, quic}')"
 kill -0 "$AGENT_PID" 2>/dev/null || fail "dpagent died"
 kill -0 "$GW_PID" 2>/dev/null || fail "dpgw died"
+own=$(gw_stats | jq '[.workers[].quic_key_updates_tx] | add')
+gens=$(gw_stats | jq -c '[.tunnels[].sessions[] | select(.framing == "quic") | [.quic_rx_generation, .quic_tx_generation]][0]')
+log "  dpgw started $own key updates of its own during the transfers; the session's key generations (receive, transmit): $gens"
+[ "$own" -ge 2 ] || fail "dpgw started $own key updates"
 
 log "dpgw restarts: the agent hears nothing on its connection, registers again, and dpgw takes the new one"
 stop_gw
