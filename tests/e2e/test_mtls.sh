@@ -35,12 +35,7 @@ DPCTLD_PID=$!
 PIDS+=("$DPCTLD_PID")
 wait_for 10 "dpctld listening" ip netns exec "$NS" bash -c "ss -ltn | grep -q ':7443 '"
 
-metric() {  # metric NAME [LABELS] -> value
-  local want=$1
-  [ -n "${2:-}" ] && want="$1{$2}"
-  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
-    W="$want" awk '$1 == ENVIRON["W"] { print $2 }'
-}
+source "$ROOT/tests/e2e/handshake_failures.sh"
 # client ARGS...: one s_client handshake, closed after 1 s; with STDIN_FILE, that message is sent and the connection
 # stays open until dpctld's answer line arrived (at most 8 s: a loaded machine may take longer than a fixed sleep)
 client() {
@@ -55,33 +50,8 @@ client() {
     timeout 10 ip netns exec "$NS" openssl s_client -connect 127.0.0.1:7443 -servername "$TUNNEL" \
       -CAfile "$WORK/pki/ca.pem" -quiet -no_ign_eof "$@" > "$WORK/client.out" 2> "$WORK/client.err" || true
 }
-# handshake failure lines (refused registrations have lines of their own: agent_registration_refused)
-lines() { local n; n=$(grep -c '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null); echo "${n:-0}"; }
-# the handshake failure lines after the first N, for failure messages
-lines_after() { grep '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null | tail -n +$(($1 + 1)); }
-
 # check CASE REASON S_CLIENT_ARGS... : exactly one new line with REASON, the counter +1, no session
-check() {
-  local name=$1 reason=$2; shift 2
-  local before after count_before count_after
-  before=$(lines)
-  count_before=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
-  "$@"
-  more_lines() { [ "$(lines)" -gt "$before" ]; }
-  wait_for 10 "$name: a failure line" more_lines
-  sleep 0.3
-  after=$(lines)
-  [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1: $(lines_after "$before")"
-  grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -n 1 > "$WORK/last.json"
-  jq -e --arg r "$reason" '.reason == $r' "$WORK/last.json" > /dev/null ||
-    fail "$name: reason $(jq -r .reason "$WORK/last.json"), expected $reason: $(cat "$WORK/last.json")"
-  jq -e '.event == "agent_tls_handshake_failed" and (.time | test("^20[0-9]{2}-")) and (.client | test("^127\\.0\\.0\\.1:[0-9]+$"))
-         and (.openssl_reason | length > 0)' "$WORK/last.json" > /dev/null || fail "$name: fields missing: $(cat "$WORK/last.json")"
-  count_after=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
-  [ "$count_after" -eq $((count_before + 1)) ] || fail "$name: counter $count_before -> $count_after"
-  [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = "$registered" ] || fail "$name: a session was registered"
-  log "  $name -> $reason: $(jq -c '{sni, tunnel, offered_versions, certificate: (.certificate.subject // null), verify_error, openssl_reason}' "$WORK/last.json")"
-}
+check() { check_failure tcp "$@"; }
 registered=0
 
 log "mTLS failures, one JSON line each"

@@ -45,12 +45,7 @@ PIDS+=("$DPCTLD_PID")
 quic_listening() { ip netns exec "$NS" ss -lun | matches ':7444 '; }
 wait_for 10 "dpctld listening on udp 7444" quic_listening
 
-metric() {  # metric NAME [LABELS] -> value
-  local want=$1
-  [ -n "${2:-}" ] && want="$1{$2}"
-  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
-    W="$want" awk '$1 == ENVIRON["W"] { print $2 }'
-}
+source "$ROOT/tests/e2e/handshake_failures.sh"
 # client ARGS...: one gtlsclient run (HTTP/3 ALPN, SNI = the tunnel id, as agents send it), bounded in time.
 # gtlsclient sends "localhost" as the SNI of an IP address, whatever --sni says: it connects to the tunnel id as a
 # host name, which the namespace's hosts file resolves to 127.0.0.1.
@@ -59,31 +54,8 @@ client() {
   timeout 10 ip netns exec "$NS" gtlsclient --timeout=3s --handshake-timeout=5s "$@" "$TUNNEL" 7444 \
     > "$WORK/client.out" 2>&1 || true
 }
-lines() { local n; n=$(grep -c '"event":"agent_tls_handshake_failed"' "$WORK/failures.jsonl" 2>/dev/null); echo "${n:-0}"; }
-
 # check CASE REASON COMMAND...: exactly one new QUIC line with REASON, the counter +1, no session
-check() {
-  local name=$1 reason=$2; shift 2
-  local before after count_before count_after
-  before=$(lines)
-  count_before=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
-  "$@"
-  more_lines() { [ "$(lines)" -gt "$before" ]; }
-  wait_for 10 "$name: a failure line" more_lines
-  sleep 0.5
-  after=$(lines)
-  [ "$after" -eq $((before + 1)) ] || fail "$name: $((after - before)) failure lines, expected exactly 1"
-  grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -n 1 > "$WORK/last.json"
-  jq -e --arg r "$reason" '.reason == $r and .transport == "quic"' "$WORK/last.json" > /dev/null ||
-    fail "$name: expected reason $reason over quic: $(cat "$WORK/last.json")"
-  jq -e '.event == "agent_tls_handshake_failed" and (.time | test("^20[0-9]{2}-")) and (.client | test("^127\\.0\\.0\\.1:[0-9]+$"))
-         and (.openssl_reason | length > 0)' "$WORK/last.json" > /dev/null || fail "$name: fields missing: $(cat "$WORK/last.json")"
-  count_after=$(metric dptun_agent_handshake_failures_total "reason=\"$reason\"")
-  [ "$count_after" -eq $((count_before + 1)) ] || fail "$name: counter $count_before -> $count_after"
-  [ "$(metric dptun_sessions "tunnel=\"$TUNNEL\",name=\"iperf\"")" = "$registered" ] || fail "$name: a session was registered"
-  kill -0 "$DPCTLD_PID" 2>/dev/null || fail "$name: dpctld died"
-  log "  $name -> $reason: $(jq -c '{sni, tunnel, offered_versions, offered_alpn, certificate: (.certificate.subject // null), verify_error, openssl_reason}' "$WORK/last.json")"
-}
+check() { check_failure quic "$@"; }
 
 registered=0
 
