@@ -287,8 +287,10 @@ struct PipelineRig {
     return pub.drain();
   }
   // A relay frame from `ip` (an agent's or a visitor's tunnel port) to the gateway's tunnel port on the rig port
-  // of that address, queue `queue` (to `port`: another of the gateway's UDP ports, such as its QUIC port).
-  void inject_from_agent(const std::vector<uint8_t>& relay, uint32_t ip, size_t queue = 0, uint16_t port = kTunnelPort) {
+  // of that address, queue `queue` (to `port`: another of the gateway's UDP ports, such as its QUIC port; from
+  // `src_port`, 0: the same port).
+  void inject_from_agent(const std::vector<uint8_t>& relay, uint32_t ip, size_t queue = 0, uint16_t port = kTunnelPort,
+                         uint16_t src_port = 0) {
     const bool public_side = (ip >> 8) == (kGwPublic >> 8);
     std::vector<uint8_t> f(14 + 20 + 8 + relay.size());
     const MacAddr src = mac_of(ip);
@@ -303,7 +305,7 @@ struct PipelineRig {
     store_be32(ip_hdr + 16, public_side ? kGwPublic : kGwUnderlay);
     store_be16(ip_hdr + 10, ipv4_header_checksum({ip_hdr, 20}));
     uint8_t* udp = ip_hdr + 20;
-    store_be16(udp, port);
+    store_be16(udp, src_port ? src_port : port);
     store_be16(udp + 2, port);
     store_be16(udp + 4, uint16_t(8 + relay.size()));
     std::memcpy(udp + 8, relay.data(), relay.size());

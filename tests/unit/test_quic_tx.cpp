@@ -253,25 +253,7 @@ struct Rig : PipelineRig {
     codec.protect(f);
     return f;
   }
-  void from_agent_q(const std::vector<uint8_t>& packet) {
-    std::vector<uint8_t> f(14 + 20 + 8 + packet.size());
-    const MacAddr src = mac_of(kAgentQ);
-    std::memcpy(f.data() + 6, src.data(), 6);
-    store_be16(f.data() + 12, kEtherTypeIpv4);
-    uint8_t* ip = f.data() + 14;
-    ip[0] = 0x45;
-    store_be16(ip + 2, uint16_t(20 + 8 + packet.size()));
-    ip[8] = 64;
-    ip[9] = kIpProtoUdp;
-    store_be32(ip + 12, kAgentQ);
-    store_be32(ip + 16, kGwUnderlay);
-    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
-    store_be16(ip + 20, kAgentQPort);
-    store_be16(ip + 22, kQuicPort);
-    store_be16(ip + 24, uint16_t(8 + packet.size()));
-    std::memcpy(ip + 28, packet.data(), packet.size());
-    und.inject(dp().pool, f);
-  }
+  void from_agent_q(const std::vector<uint8_t>& packet) { inject_from_agent(packet, kAgentQ, 0, kQuicPort, kAgentQPort); }
   // What dpgw sent the QUIC agent, opened with key generation `gen`'s keys (every frame to it must open, in that
   // generation's key phase), and what it sent anyone else.
   std::vector<QuicPacket> to_agent_q(const std::vector<std::vector<uint8_t>>& frames,
