@@ -85,7 +85,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {DpctlCommand::TunnelAdd,
        "dpctl tunnel add NAME --allow IDENTITY [--allow IDENTITY...] [--id UUID] [--weight N | --max-weight N]",
-       "Adds a tunnel agents may register for and prints the dpagent command that registers one.\n"
+       "Adds a tunnel agents may register for and prints the dpagent command that registers one (and, when\n"
+       "dpctld has agent_quic_listen, the one that registers over QUIC: dpagent --transport quic).\n"
        "  --allow IDENTITY  a certificate identity that may serve it: CN=<name>, DNS:<san>, URI:<san>, or '*'\n"
        "                    for any certificate the CA signed (repeat for several)\n"
        "  --id UUID         the tunnel id (generated when not given)\n"
