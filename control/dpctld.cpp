@@ -813,6 +813,19 @@ void Dpctld::on_gateway_status(const json& status) {
     if (rec->live) rec->last_live_mono_ns = now;
   }
   sessions_.set_gateway_held(std::move(held));
+  // QUIC sessions whose agent closed its connection (CONNECTION_CLOSE, dpgw's slow path ended them): dpgw tells each
+  // once, in the first status after; the registration is gone at once.
+  for (const auto& c : array_field(status, "quic_closed")) {
+    const json* i = field(c, "index");
+    auto index = i ? json_int_in(*i, 1, 65535) : std::nullopt;
+    const SessionRecord* rec = index ? sessions_.find(uint32_t(*index)) : nullptr;
+    if (!rec || !rec->quic || rec->handover_pending) continue;
+    LOG_INFO("session %u (%s): the agent closed its QUIC connection (%s); session removed", rec->index,
+             rec->certificate_subject.c_str(), string_or(c, "reason", "").c_str());
+    listed.erase(rec->index);
+    sessions_.remove(uint32_t(*index));
+    counters_.quic_sessions_closed++;
+  }
   // A handed-over QUIC session dpgw does not hold (its session_add was lost while dpgw was away, or dpgw was
   // replaced and a sync does not recreate QUIC sessions) cannot come back: its agent's connection has gone quiet.
   // Dropped, after a grace of a few status rounds (a reply may answer a request sent before the session_add).
@@ -872,6 +885,9 @@ std::string Dpctld::metrics_text() const {
     p.family("dptun_agent_quic_handovers_total", "counter",
              "QUIC connections of registered agents handed over to dpgw (the QUIC framing).");
     p.sample("dptun_agent_quic_handovers_total", double(counters_.quic_handovers));
+    p.family("dptun_agent_quic_sessions_closed_total", "counter",
+             "QUIC sessions removed because their agent closed its connection (CONNECTION_CLOSE; dpgw ended them).");
+    p.sample("dptun_agent_quic_sessions_closed_total", double(counters_.quic_sessions_closed));
     p.family("dptun_agent_quic_sessions_dropped_total", "counter",
              "Handed-over QUIC sessions dropped: dpgw restarted (their packet numbers went with it) or does not hold them.");
     p.sample("dptun_agent_quic_sessions_dropped_total", double(counters_.quic_sessions_dropped));

@@ -36,6 +36,7 @@ struct DpctldCounters {
   uint64_t quic_handshakes_ok = 0;  // of handshakes_ok, those on the QUIC port
   uint64_t quic_handovers = 0;      // QUIC connections dpgw took over after registration
   uint64_t quic_sessions_dropped = 0;  // handed-over QUIC sessions dropped when dpgw was replaced
+  uint64_t quic_sessions_closed = 0;   // QUIC sessions dpgw ended on the agent's CONNECTION_CLOSE
   uint64_t registrations_ok = 0;
   uint64_t registrations_refused = 0;
   uint64_t refusals[size_t(Refusal::Count)] = {};

@@ -26,62 +26,129 @@ uint64_t quic_decode_pn(uint64_t truncated, uint32_t pn_len, uint64_t largest) {
   return candidate;
 }
 
+bool QuicFrameReader::next(QuicFrame& f) {
+  if (p_ >= end_ || malformed_) return false;
+  const uint8_t* const at = p_;
+  uint64_t type;
+  if (!quic_read_varint(p_, end_, type)) return refuse();
+  if (size_t(p_ - at) != quic_varint_len(type)) return refuse();  // 12.4: not the shortest encoding (we refuse it)
+  f = QuicFrame{};
+  f.type = type;
+  auto varint = [&](uint64_t& v) { return quic_read_varint(p_, end_, v); };
+  auto bytes = [&](uint64_t len, std::span<const uint8_t>& out) {
+    if (len > uint64_t(end_ - p_)) return false;
+    out = {p_, size_t(len)};
+    p_ += len;
+    return true;
+  };
+  uint64_t a, b, c;
+  switch (type) {
+    case kQuicFramePadding:
+    case kQuicFramePing:
+    case kQuicFrameHandshakeDone:
+      return true;
+    case kQuicFrameAck:
+    case kQuicFrameAckEcn: {  // 19.3: largest, delay, range count, first range, (gap, range)*, [ECT0 ECT1 CE]
+      uint64_t largest, delay, ranges, first;
+      if (!varint(largest) || !varint(delay) || !varint(ranges) || !varint(first) || first > largest ||
+          ranges > uint64_t(end_ - p_) / 2)  // >= 2 bytes each
+        return refuse();
+      for (uint64_t i = 0; i < 2 * ranges; ++i)
+        if (!varint(a)) return refuse();
+      if (type == kQuicFrameAckEcn)
+        for (int i = 0; i < 3; ++i)
+          if (!varint(a)) return refuse();
+      f.largest_acked = largest;
+      return true;
+    }
+    case kQuicFrameResetStream:  // stream id, application error code, final size
+      return (varint(a) && varint(b) && varint(c)) || refuse();
+    case kQuicFrameStopSending:       // stream id, application error code
+    case kQuicFrameMaxStreamData:     // stream id, maximum
+    case kQuicFrameStreamDataBlocked:  // stream id, limit
+      return (varint(a) && varint(b)) || refuse();
+    case kQuicFrameCrypto:  // offset, length, data
+      return (varint(a) && varint(b) && bytes(b, f.data)) || refuse();
+    case kQuicFrameNewToken:  // length (> 0), token
+      return (varint(a) && a > 0 && bytes(a, f.data)) || refuse();
+    case kQuicFrameMaxData:
+    case kQuicFrameMaxStreamsBidi:
+    case kQuicFrameMaxStreamsUni:
+    case kQuicFrameDataBlocked:
+    case kQuicFrameStreamsBlockedBidi:
+    case kQuicFrameStreamsBlockedUni:
+      return varint(a) || refuse();
+    case kQuicFrameNewConnectionId: {  // 19.15: sequence, retire prior to, length (1 byte, 1..20), cid, token (16)
+      if (!varint(f.sequence) || !varint(f.retire_prior_to) || f.retire_prior_to > f.sequence || p_ >= end_)
+        return refuse();
+      const uint8_t len = *p_++;
+      if (len < 1 || len > kQuicMaxCidLen || !bytes(len, f.cid) || !bytes(kQuicResetTokenLen, f.reset_token))
+        return refuse();
+      return true;
+    }
+    case kQuicFrameRetireConnectionId:
+      return varint(f.sequence) || refuse();
+    case kQuicFramePathChallenge:
+    case kQuicFramePathResponse:
+      if (size_t(end_ - p_) < kQuicPathDataLen) return refuse();
+      std::memcpy(f.path.data(), p_, kQuicPathDataLen);
+      p_ += kQuicPathDataLen;
+      return true;
+    case kQuicFrameConnectionClose:  // error code, frame type, reason length, reason
+    case kQuicFrameConnectionCloseApp:  // error code, reason length, reason
+      if (!varint(f.error_code) || (type == kQuicFrameConnectionClose && !varint(f.frame_type)) || !varint(a) ||
+          !bytes(a, f.reason))
+        return refuse();
+      return true;
+    case kQuicFrameDatagram:
+      f.data = {p_, size_t(end_ - p_)};
+      p_ = end_;
+      return true;
+    case kQuicFrameDatagramLen:
+      return (varint(a) && bytes(a, f.data)) || refuse();
+    default:
+      if (type >= kQuicFrameStream && type <= kQuicFrameStream + 7) {  // 19.8: id, [offset], [length], data
+        if (!varint(a) || ((type & 0x04) && !varint(b))) return refuse();
+        uint64_t len = uint64_t(end_ - p_);
+        if ((type & 0x02) && !varint(len)) return refuse();
+        return bytes(len, f.data) || refuse();
+      }
+      return refuse();  // 12.4: an unknown frame type is a FRAME_ENCODING_ERROR
+  }
+}
+
 QuicPayload quic_parse_payload(std::span<const uint8_t> payload) {
   QuicPayload r;
-  const uint8_t* p = payload.data();
-  const uint8_t* const end = p + payload.size();
-  bool datagram = false;
-  if (p == end) return r;  // a packet without frames (RFC 9000 12.4: PROTOCOL_VIOLATION)
-  while (p < end) {
-    const uint8_t type = *p++;  // every type here is a 1-byte varint; longer encodings are for the slow path
-    switch (type) {
-      case kQuicFramePadding:
-        break;
-      case kQuicFramePing:
-        r.ack_eliciting = true;
-        break;
-      case kQuicFrameAck:
-      case kQuicFrameAckEcn: {  // 19.3: largest, delay, range count, first range, (gap, range)*, [ECT0 ECT1 CE]
-        uint64_t largest, delay, ranges, first;
-        if (!quic_read_varint(p, end, largest) || !quic_read_varint(p, end, delay) || !quic_read_varint(p, end, ranges) ||
-            !quic_read_varint(p, end, first) || first > largest || ranges > uint64_t(end - p))  // >= 2 bytes each
-          return QuicPayload{};
-        for (uint64_t i = 0; i < 2 * ranges; ++i) {
-          uint64_t v;
-          if (!quic_read_varint(p, end, v)) return QuicPayload{};
-        }
-        if (type == kQuicFrameAckEcn)
-          for (int i = 0; i < 3; ++i) {
-            uint64_t v;
-            if (!quic_read_varint(p, end, v)) return QuicPayload{};
-          }
-        r.has_ack = true;
-        r.largest_acked = largest;
-        break;
+  if (payload.empty()) return r;  // a packet without frames (RFC 9000 12.4: PROTOCOL_VIOLATION)
+  QuicFrameReader reader(payload);
+  QuicFrame f;
+  bool slow = false;
+  while (reader.next(f)) {
+    if (quic_ack_eliciting(f.type)) r.ack_eliciting = true;
+    if (f.type == kQuicFrameAck || f.type == kQuicFrameAckEcn) {
+      r.has_ack = true;
+      r.largest_acked = f.largest_acked;
+    } else if (f.type == kQuicFrameDatagram || f.type == kQuicFrameDatagramLen) {
+      if (r.datagrams++ == 0) {
+        r.datagram_offset = uint32_t(f.data.data() - payload.data());
+        r.datagram_len = uint32_t(f.data.size());
+      } else {
+        slow = true;  // a second inner packet: the fast path hands on one per packet
       }
-      case kQuicFrameDatagram:
-      case kQuicFrameDatagramLen: {
-        uint64_t len = uint64_t(end - p);
-        if (type == kQuicFrameDatagramLen && (!quic_read_varint(p, end, len) || len > uint64_t(end - p)))
-          return QuicPayload{};
-        if (datagram) {  // a second inner packet: the fast path hands one on per packet
-          r.kind = QuicPayload::Kind::SlowPath;
-          return r;
-        }
-        datagram = true;
-        r.ack_eliciting = true;
-        r.datagram_offset = uint32_t(p - payload.data());
-        r.datagram_len = uint32_t(len);
-        p += len;
-        break;
-      }
-      default:
-        r.kind = QuicPayload::Kind::SlowPath;
-        return r;
+    } else if (!quic_fast_path_frame(f.type)) {
+      slow = true;
     }
   }
-  r.kind = datagram ? QuicPayload::Kind::Datagram : QuicPayload::Kind::NoDatagram;
+  if (reader.malformed()) return QuicPayload{};
+  r.kind = slow ? QuicPayload::Kind::SlowPath : r.datagrams ? QuicPayload::Kind::Datagram : QuicPayload::Kind::NoDatagram;
   return r;
+}
+
+size_t quic_write_path_frame(uint8_t type, const std::array<uint8_t, kQuicPathDataLen>& data, std::span<uint8_t> out) {
+  if (out.size() < 1 + kQuicPathDataLen) return 0;
+  out[0] = type;
+  std::memcpy(out.data() + 1, data.data(), kQuicPathDataLen);
+  return 1 + kQuicPathDataLen;
 }
 
 size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t max_ranges, std::span<uint8_t> out) {
@@ -197,6 +264,14 @@ bool QuicDatagramCodec::read_inner(std::span<uint8_t> frame, InnerHeader& ih, st
   if (frame.size() < kQuicMinPacket || (frame[0] & kQuicShortReserved)) return false;  // 17.3.1: PROTOCOL_VIOLATION
   const QuicPayload p = payload(frame);
   if (p.kind != QuicPayload::Kind::Datagram) return false;
+  return read_inner_plaintext(frame.subspan(aad_len(frame) + p.datagram_offset, p.datagram_len), ih, packet);
+}
+
+bool QuicDatagramCodec::read_datagram(std::span<uint8_t> frame, const QuicPayload& p, InnerHeader& ih,
+                                      std::span<uint8_t>& packet) {
+  if (frame.size() < kQuicMinPacket || (frame[0] & kQuicShortReserved) || !p.datagrams ||
+      (p.kind != QuicPayload::Kind::Datagram && p.kind != QuicPayload::Kind::SlowPath))
+    return false;
   return read_inner_plaintext(frame.subspan(aad_len(frame) + p.datagram_offset, p.datagram_len), ih, packet);
 }
 

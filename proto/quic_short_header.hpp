@@ -78,30 +78,113 @@ inline void quic_nonce(uint8_t out[kAeadIvLen], const uint8_t iv[kAeadIvLen], ui
 }
 
 // ---- Frames inside a decrypted 1-RTT payload (RFC 9000 12.4, 19; RFC 9221 4)
+// The one place that knows the frames' format: QuicFrameReader walks any payload frame by frame (the fast path's
+// quic_parse_payload() and dpgw's slow path on the control lcore both use it); the quic_write_*() functions write
+// the frames dpgw sends.
 
 inline constexpr uint8_t kQuicFramePadding = 0x00;
 inline constexpr uint8_t kQuicFramePing = 0x01;
 inline constexpr uint8_t kQuicFrameAck = 0x02;
 inline constexpr uint8_t kQuicFrameAckEcn = 0x03;
+inline constexpr uint8_t kQuicFrameResetStream = 0x04;
+inline constexpr uint8_t kQuicFrameStopSending = 0x05;
+inline constexpr uint8_t kQuicFrameCrypto = 0x06;
+inline constexpr uint8_t kQuicFrameNewToken = 0x07;
+inline constexpr uint8_t kQuicFrameStream = 0x08;  // 0x08..0x0f: bits OFF 0x04, LEN 0x02, FIN 0x01
+inline constexpr uint8_t kQuicFrameMaxData = 0x10;
+inline constexpr uint8_t kQuicFrameMaxStreamData = 0x11;
+inline constexpr uint8_t kQuicFrameMaxStreamsBidi = 0x12;
+inline constexpr uint8_t kQuicFrameMaxStreamsUni = 0x13;
+inline constexpr uint8_t kQuicFrameDataBlocked = 0x14;
+inline constexpr uint8_t kQuicFrameStreamDataBlocked = 0x15;
+inline constexpr uint8_t kQuicFrameStreamsBlockedBidi = 0x16;
+inline constexpr uint8_t kQuicFrameStreamsBlockedUni = 0x17;
+inline constexpr uint8_t kQuicFrameNewConnectionId = 0x18;
+inline constexpr uint8_t kQuicFrameRetireConnectionId = 0x19;
+inline constexpr uint8_t kQuicFramePathChallenge = 0x1a;
+inline constexpr uint8_t kQuicFramePathResponse = 0x1b;
+inline constexpr uint8_t kQuicFrameConnectionClose = 0x1c;     // a transport error: code, frame type, reason
+inline constexpr uint8_t kQuicFrameConnectionCloseApp = 0x1d;  // an application's: code, reason
+inline constexpr uint8_t kQuicFrameHandshakeDone = 0x1e;
 inline constexpr uint8_t kQuicFrameDatagram = 0x30;     // no Length field: the data runs to the packet's end
 inline constexpr uint8_t kQuicFrameDatagramLen = 0x31;  // Length (varint), then the data
+
+inline constexpr size_t kQuicPathDataLen = 8;       // PATH_CHALLENGE / PATH_RESPONSE data (RFC 9000 19.17, 19.18)
+inline constexpr size_t kQuicMaxCidLen = 20;        // RFC 9000 17.2
+inline constexpr size_t kQuicResetTokenLen = 16;    // Stateless Reset Token (RFC 9000 10.3)
+inline constexpr size_t kQuicMinPathDatagram = 1200;  // RFC 9000 8.2.1: UDP payload of a datagram that probes a path
+
+// One frame as QuicFrameReader found it; spans point into the payload. Fields other than `type` are set only for
+// the frame types that carry them.
+struct QuicFrame {
+  uint64_t type = 0;  // the frame type (a varint: longer encodings of the same value are allowed, RFC 9000 12.4)
+  uint64_t largest_acked = 0;                     // ACK
+  std::span<const uint8_t> data;                  // DATAGRAM, STREAM, CRYPTO: the data; NEW_TOKEN: the token
+  std::array<uint8_t, kQuicPathDataLen> path{};   // PATH_CHALLENGE, PATH_RESPONSE
+  uint64_t error_code = 0;                        // CONNECTION_CLOSE
+  uint64_t frame_type = 0;                        // CONNECTION_CLOSE 0x1c: the frame that caused the error
+  std::span<const uint8_t> reason;                // CONNECTION_CLOSE: Reason Phrase (UTF-8 by RFC, unchecked)
+  uint64_t sequence = 0;                          // NEW_CONNECTION_ID, RETIRE_CONNECTION_ID
+  uint64_t retire_prior_to = 0;                   // NEW_CONNECTION_ID
+  std::span<const uint8_t> cid;                   // NEW_CONNECTION_ID: the connection ID (1..20 bytes)
+  std::span<const uint8_t> reset_token;           // NEW_CONNECTION_ID: 16 bytes
+};
+
+// Walks the frames of a decrypted payload, in order. next() returns true with the next frame; false at the end or
+// at a frame that does not parse (malformed() then tells which: an unknown frame type, a truncated field, a length
+// beyond the payload, a NEW_CONNECTION_ID with a bad length or Retire Prior To above its Sequence Number; RFC 9000
+// 12.4: FRAME_ENCODING_ERROR or PROTOCOL_VIOLATION). Reads only inside the payload.
+class QuicFrameReader {
+ public:
+  explicit QuicFrameReader(std::span<const uint8_t> payload)
+      : begin_(payload.data()), p_(payload.data()), end_(payload.data() + payload.size()) {}
+  bool next(QuicFrame& f);
+  bool malformed() const { return malformed_; }
+  size_t offset() const { return size_t(p_ - begin_); }  // of the next frame, from the payload's start
+
+ private:
+  bool refuse() {
+    malformed_ = true;
+    return false;
+  }
+  const uint8_t* begin_;
+  const uint8_t* p_;
+  const uint8_t* end_;
+  bool malformed_ = false;
+};
+
+// Is a frame of this type ack-eliciting (RFC 9000 13.2.1: all but ACK, PADDING and CONNECTION_CLOSE)?
+inline constexpr bool quic_ack_eliciting(uint64_t type) {
+  return type != kQuicFramePadding && type != kQuicFrameAck && type != kQuicFrameAckEcn &&
+         type != kQuicFrameConnectionClose && type != kQuicFrameConnectionCloseApp;
+}
+// Does the fast path take this frame type itself (DATAGRAM, ACK, PADDING, PING)?
+inline constexpr bool quic_fast_path_frame(uint64_t type) {
+  return type <= kQuicFrameAckEcn || type == kQuicFrameDatagram || type == kQuicFrameDatagramLen;
+}
 
 struct QuicPayload {
   enum class Kind : uint8_t {
     Datagram,    // exactly one DATAGRAM frame (with any PADDING, PING, ACK): the fast path's data packet
     NoDatagram,  // only PADDING / PING / ACK (something to acknowledge when ack_eliciting)
-    SlowPath,    // another frame type, or more than one DATAGRAM frame: for the connection's QUIC stack
+    SlowPath,    // another frame type, or more than one DATAGRAM frame: the slow path's (its DATAGRAMs: `datagrams`)
     Malformed,   // a frame that does not parse (FRAME_ENCODING_ERROR), or no frame at all (PROTOCOL_VIOLATION)
   };
   Kind kind = Kind::Malformed;
-  bool ack_eliciting = false;  // PING or DATAGRAM seen (RFC 9000 13.2.1)
+  bool ack_eliciting = false;  // a frame other than ACK, PADDING, CONNECTION_CLOSE (RFC 9000 13.2.1)
   bool has_ack = false;
   uint64_t largest_acked = 0;  // of the last ACK frame, when has_ack
-  uint32_t datagram_offset = 0;  // the DATAGRAM frame's data, from the payload's first byte
+  uint32_t datagrams = 0;      // DATAGRAM frames
+  uint32_t datagram_offset = 0;  // the first DATAGRAM frame's data, from the payload's first byte
   uint32_t datagram_len = 0;
 };
-// `payload`: the decrypted frames (between header and tag).
+// `payload`: the decrypted frames (between header and tag). Walks every frame (QuicFrameReader): a slow-path packet
+// still tells its ACK and its first DATAGRAM.
 QuicPayload quic_parse_payload(std::span<const uint8_t> payload);
+
+// PATH_CHALLENGE (kQuicFramePathChallenge) or PATH_RESPONSE (kQuicFramePathResponse) with `data`: 9 bytes at `out`;
+// returns the bytes written, 0 when `out` is shorter.
+size_t quic_write_path_frame(uint8_t type, const std::array<uint8_t, kQuicPathDataLen>& data, std::span<uint8_t> out);
 
 // An ACK frame (type 0x02, RFC 9000 19.3) for the packet numbers `received` holds: its contiguous ranges from the
 // highest down, at most `max_ranges` of them (>= 1), none below what the window tracks; as many as fit in `out`.
@@ -196,6 +279,9 @@ class QuicDatagramCodec {
   // `frame` passed read_header and open: the frames parse to Kind::Datagram, the reserved bits are 0 and the
   // DATAGRAM frame holds an inner header and at least an IPv4 header. False otherwise (payload() tells why).
   bool read_inner(std::span<uint8_t> frame, InnerHeader& ih, std::span<uint8_t>& packet) const;
+  // The same for a packet whose frames parsed to `p` (payload() of `frame`) of any kind with a DATAGRAM: its first
+  // DATAGRAM frame's inner packet (a slow-path packet's, which the fast path still delivers).
+  static bool read_datagram(std::span<uint8_t> frame, const QuicPayload& p, InnerHeader& ih, std::span<uint8_t>& packet);
   // The decrypted frames of a packet that passed read_header and open.
   static QuicPayload payload(std::span<const uint8_t> frame) {
     const uint32_t h = aad_len(frame);

@@ -9,6 +9,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -304,6 +305,21 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
       case HandoffMeta::Transmit:
         tx_.send(hm.port, m);
         break;
+      case HandoffMeta::QuicSend: {  // the control lcore's QUIC frames for a session of this worker's
+        TunnelSession* s = ctx_.dp.sessions.find(hm.session);
+        QuicSendHeader h;
+        if (m->data_len < sizeof h) {
+          ctx_.drop(m, Drop::HandoffFull);
+          break;
+        }
+        std::memcpy(&h, rte_pktmbuf_mtod(m, const void*), sizeof h);
+        rte_pktmbuf_adj(m, uint16_t(sizeof h));
+        if (!s || s->serial != h.serial || !s->quic)
+          ctx_.drop(m, Drop::UnknownSession);
+        else
+          encap_.quic_frames(*s, m, h.to);
+        break;
+      }
       case HandoffMeta::Reassembled:
         if (hm.port < ctx_.dp.ports.size())
           frags_.datagram_input(hm.port, m);

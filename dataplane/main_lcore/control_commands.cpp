@@ -1,5 +1,7 @@
 #include "dataplane/main_lcore/control_commands.hpp"
 
+#include "dataplane/main_lcore/quic_slow_path.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -141,6 +143,17 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
       case GatewayMessageType::Status:
         reply = status_of(dp, state);
         reply["epoch"] = ctx.controller.epoch;
+        // Sessions whose agent closed its QUIC connection since the last status: told to the controller once, so
+        // that it drops them at once (dpctld's on_gateway_status) rather than after its grace for missing ones.
+        if (ctx.quic && conn == ctx.controller.conn && conn != 0) {
+          json closed = json::array();
+          for (const QuicSlowPath::Closed& c : ctx.quic->closed_for_status())
+            closed.push_back({{"index", c.index},
+                              {"error_code", c.error_code},
+                              {"application", c.application},
+                              {"reason", c.reason}});
+          reply["quic_closed"] = closed;
+        }
         break;
       case GatewayMessageType::Sync: {
         std::vector<TunnelSpec> tunnels;

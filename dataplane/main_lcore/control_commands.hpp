@@ -15,6 +15,7 @@ namespace dptun {
 struct Dataplane;
 class GatewayState;
 class LineServer;
+class QuicSlowPath;
 
 inline constexpr uint64_t kControllerLeaseNs = 10'000'000'000ull;
 
@@ -33,6 +34,7 @@ struct ControlContext {
   Controller& controller;
   const LineServer& server;
   uint64_t now_ns;
+  QuicSlowPath* quic = nullptr;  // sessions its agent closed, told in status replies (nullptr: none)
   uint64_t fence_conn = 0;  // out: a previous owner's connection to close with `fenced`
 };
 

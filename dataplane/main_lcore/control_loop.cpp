@@ -115,7 +115,8 @@ std::vector<std::string> port_devices(const Dataplane& dp) {
 }  // namespace
 
 ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
-    : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), socket_drops_(port_devices(dp)) {
+    : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), quic_(dp, state),
+      socket_drops_(port_devices(dp)) {
   for (size_t p = 0; p < dp_.socket_counted.size(); ++p) dp_.socket_counted[p] = socket_drops_.counted(uint8_t(p));
 }
 
@@ -124,7 +125,14 @@ void ControlLoop::tick(uint64_t now_ns) {
   if (metrics_.wanted()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));  // a scrape waits for it
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
-  for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = static_cast<rte_mbuf*>(objs[i]);
+    if (dp_.meta(m).stage == HandoffMeta::QuicSlowPath)
+      quic_.input(m, now_ns);
+    else
+      handle_arp(m);
+  }
+  quic_.tick(now_ns);
   kernel_.poll([this](uint8_t port, rte_mbuf* m) { return transmit(port, m); });
 
   uint64_t want[32];
@@ -157,7 +165,7 @@ void ControlLoop::tick(uint64_t now_ns) {
     report(now_ns);
     last_report_ns_ = now_ns;
   }
-  ControlContext ctx{dp_, state_, controller_, control_, now_ns};
+  ControlContext ctx{dp_, state_, controller_, control_, now_ns, &quic_};
   control_.poll([&](const std::string& line, bool& close, uint64_t conn) -> std::optional<std::string> {
     std::string reply = handle_control_line(line, close, conn, ctx);
     if (ctx.fence_conn) {  // a controller silent past its lease was replaced: it hears so, and is cut off

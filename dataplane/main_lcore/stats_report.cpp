@@ -112,6 +112,35 @@ uint64_t flows_active(const Dataplane& dp) {
   return v;
 }
 
+// The QUIC slow path's counters (QuicControlStats, the control lcore's): name as `dpgw stats` and Prometheus show it.
+struct QuicControlField {
+  const char* name;
+  const char* help;
+  Counter QuicControlStats::*v;
+};
+const QuicControlField kQuicControlFields[] = {
+    {"quic_slow_path_rx", "QUIC packets whose frames went to the control lcore (the slow path).", &QuicControlStats::slow_path_rx},
+    {"quic_slow_path_malformed", "Slow-path QUIC packets whose frames did not parse (none acted on).", &QuicControlStats::frames_malformed},
+    {"quic_path_challenges_tx", "PATH_CHALLENGE frames sent to candidate addresses of agents.", &QuicControlStats::path_challenges_tx},
+    {"quic_path_responses_tx", "PATH_RESPONSE frames sent, answering agents' PATH_CHALLENGE.", &QuicControlStats::path_responses_tx},
+    {"quic_paths_validated", "Candidate addresses validated: the agent's endpoint moved there.", &QuicControlStats::paths_validated},
+    {"quic_path_validation_failed", "Candidate addresses given up (no PATH_RESPONSE in time): the endpoint stayed.", &QuicControlStats::path_validation_failed},
+    {"quic_path_probes_limited", "PATH_CHALLENGE / PATH_RESPONSE held back or not padded by the 3x anti-amplification limit.", &QuicControlStats::path_probes_limited},
+    {"quic_connection_closes_rx", "QUIC sessions ended by their agent's CONNECTION_CLOSE.", &QuicControlStats::connection_closes_rx},
+    {"quic_peer_cid_retired", "Sessions whose agent retired the connection ID dpgw sends with (kept all the same).", &QuicControlStats::peer_cid_retired},
+    {"quic_control_send_full", "Slow-path frames not sent: a worker's handoff ring was full, or no mbuf.", &QuicControlStats::send_full},
+};
+// Frame types by QuicControlStats::frames_rx slot (RFC 9000 19; RFC 9221).
+const char* quic_frame_slot_name(size_t slot) {
+  static const char* const names[kQuicFrameSlots] = {
+      "padding", "ping", "ack", "ack_ecn", "reset_stream", "stop_sending", "crypto", "new_token", "stream", nullptr,
+      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, "max_data", "max_stream_data", "max_streams_bidi",
+      "max_streams_uni", "data_blocked", "stream_data_blocked", "streams_blocked_bidi", "streams_blocked_uni",
+      "new_connection_id", "retire_connection_id", "path_challenge", "path_response", "connection_close",
+      "connection_close_app", "handshake_done", "datagram"};
+  return slot < kQuicFrameSlots ? names[slot] : nullptr;
+}
+
 #define WORKER_COUNTERS(X)                                                                                  \
   X(rx_packets) X(rx_bytes) X(tx_packets) X(tx_bytes) X(encap_packets) X(encap_bytes) X(decap_packets)     \
   X(decap_bytes) X(flows_created) X(flows_expired) X(flows_evicted) X(flows_repinned) X(keepalives_rx)     \
@@ -125,7 +154,7 @@ uint64_t flows_active(const Dataplane& dp) {
   X(closed_port_unreachables) X(closed_port_limited) X(flows_unanswered) X(edge_to_concentrator_packets)          \
   X(edge_to_concentrator_bytes) X(edge_from_concentrator_packets) X(edge_from_concentrator_bytes)              \
   X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail) X(quic_acks_tx)     \
-  X(quic_key_updates_rx) X(quic_key_updates_tx)
+  X(quic_control_tx) X(quic_key_updates_rx) X(quic_key_updates_tx)
 
 }  // namespace
 
@@ -261,6 +290,13 @@ std::string stats_json(const Dataplane& dp) {
     j.field("literal_api", t->matcher && t->matcher->literal_database());
     j.end_object();
   }
+  j.key("quic_control").begin_object();
+  for (const QuicControlField& f : kQuicControlFields) j.field(f.name, (dp.quic_control.*f.v).get());
+  j.key("quic_frames_rx").begin_object();
+  for (size_t t = 0; t < kQuicFrameSlots; ++t)
+    if (const char* n = quic_frame_slot_name(t)) j.field(n, dp.quic_control.frames_rx[t].get());
+  j.end_object();
+  j.end_object();
   j.key("totals").begin_object();
   j.field("flows_active", flows_active(dp));
   j.field("neighbors", uint64_t(dp.neighbors.size()));
@@ -412,6 +448,16 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
     for (size_t i = 0; i < dp.ports.size() && i < dp.kernel_stats.size(); ++i)
       if (dp.ports[i].kernel_path) p.sample(f.name, double((dp.kernel_stats[i].*f.v).get()), prom_label("port", dp.ports[i].name));
   }
+
+  for (const QuicControlField& f : kQuicControlFields) {
+    const std::string name = std::string("dptun_gw_") + f.name + "_total";
+    p.family(name, "counter", f.help);
+    p.sample(name, double((dp.quic_control.*f.v).get()));
+  }
+  p.family("dptun_gw_quic_frames_rx_total", "counter", "Frames of slow-path QUIC packets, by type (RFC 9000 19).");
+  for (size_t t = 0; t < kQuicFrameSlots; ++t)
+    if (const char* n = quic_frame_slot_name(t))
+      p.sample("dptun_gw_quic_frames_rx_total", double(dp.quic_control.frames_rx[t].get()), prom_label("type", n));
 
 #define X(name)                                                                                            \
   p.family("dptun_gw_worker_" #name "_total", "counter", "Per worker: " #name " (docs/operations.md).");  \

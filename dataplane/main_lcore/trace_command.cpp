@@ -38,7 +38,7 @@ static_assert(sizeof kClassNames / sizeof kClassNames[0] == size_t(TraceClass::C
 const char* const kAnswerNames[] = {"echo_reply", "rst", "port_unreachable", "frag_needed", "keepalive_reply"};
 static_assert(sizeof kAnswerNames / sizeof kAnswerNames[0] == size_t(TraceAnswer::Count));
 const char* const kBindingNames[] = {"none", "wait_hello", "wait_server", "spliced", "refused"};
-const char* const kHandoffNames[] = {"?", "raw_frame", "inner_packet", "transmit", "reassembled"};
+const char* const kHandoffNames[] = {"?", "raw_frame", "inner_packet", "transmit", "reassembled", "quic_slow_path", "quic_send"};
 
 template <size_t N>
 const char* name_of(const char* const (&names)[N], unsigned i) {

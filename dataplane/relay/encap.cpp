@@ -109,8 +109,8 @@ void Encap::flush() {
       continue;
     }
     if (p[i].kind == Kind::Relay) codec_.protect({p[i].frame, codec_.layout().frame_len(p[i].encrypted_len)});
-    if (__builtin_expect(p[i].kind == Kind::QuicAck, 0)) {
-      ctx_.stats.quic_acks_tx.add();
+    if (__builtin_expect(p[i].kind == Kind::QuicAck || p[i].kind == Kind::QuicControl, 0)) {
+      (p[i].kind == Kind::QuicAck ? ctx_.stats.quic_acks_tx : ctx_.stats.quic_control_tx).add();
       tx_.send(p[i].out_port, p[i].m);
       continue;
     }
@@ -188,6 +188,39 @@ bool Encap::quic_ack(TunnelSession& s, uint64_t ack_delay) {
   const uint32_t outer = uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + l.frame_len(frames);
   uint8_t* frame = write_outer(out, s, peer, out_port, mac, outer);
   queue(Pending{m, &s, frame, frames, out_port, Kind::QuicAck, s.tunnel});
+  return true;
+}
+
+bool Encap::quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to) {
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why = Drop::NoSession;
+  if (!to.port || !tx_.resolve_next_hop(to.ip, out_port, mac, why)) {
+    ctx_.drop(m, why);
+    return false;
+  }
+  const FrameLayout& l = s.quic->codec.layout();
+  uint32_t frames = m->pkt_len;
+  const uint32_t min_frames =
+      uint32_t(kQuicMinPacket) > l.header_len + l.tag_len ? uint32_t(kQuicMinPacket) - l.header_len - l.tag_len : 0;
+  if (frames < min_frames) {  // PADDING up to the header-protection sample (RFC 9001 5.4.2)
+    char* pad = rte_pktmbuf_append(m, uint16_t(min_frames - frames));
+    if (!pad) {
+      ctx_.drop(m, Drop::NoRoom);
+      return false;
+    }
+    std::memset(pad, kQuicFramePadding, min_frames - frames);
+    frames = min_frames;
+  }
+  const uint32_t head = uint32_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen) + l.header_len;
+  uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(head)));
+  if (m->nb_segs > 1 || !out || !rte_pktmbuf_append(m, uint16_t(l.tag_len))) {
+    ctx_.drop(m, Drop::NoRoom);
+    return false;
+  }
+  const uint32_t outer = uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + l.frame_len(frames);
+  uint8_t* frame = write_outer(out, s, to, out_port, mac, outer);
+  queue(Pending{m, &s, frame, frames, out_port, Kind::QuicControl, s.tunnel});
   return true;
 }
 

@@ -8,7 +8,7 @@
 // targets' replies to the concentrator are framed here too (dataplane/edge/edge_output.hpp, tunnel kEdgeTunnel).
 // Touches its pending burst, the sessions' transmit counters and keys; reads the flow table (flow ids) and name
 // slots (the name trailer); sends through Tx. Counts encap_*, to_agent_* per tunnel (edge_to_concentrator_* for the
-// edge's frames), fragments_tx, quic_acks_tx; drops no_session key_unavailable crypto_error no_room no_mbuf too_big.
+// edge's frames), fragments_tx, quic_acks_tx, quic_control_tx; drops no_session key_unavailable crypto_error no_room no_mbuf too_big.
 #pragma once
 #include <rte_mbuf.h>
 
@@ -59,6 +59,12 @@ class Encap {
   // for the header-protection sample; it joins the burst. False when nothing was queued (no endpoint or next hop,
   // no mbuf: counted as drops of those reasons; an empty window).
   bool quic_ack(TunnelSession& s, uint64_t ack_delay);
+  // A 1-RTT packet to QUIC session `s` around the frames `m` holds (the slow path's PATH_CHALLENGE / PATH_RESPONSE
+  // with their PADDING, main_lcore/quic_slow_path.hpp), to `to` (not necessarily the session's endpoint: a candidate
+  // address), its packet number from the session's tx_counter like every other; PADDING added up to the
+  // header-protection sample. It joins the burst; counted quic_control_tx. False when dropped (counted: no_route,
+  // no_neighbor, no_room).
+  bool quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to);
   void flush();  // encrypts the pending burst and hands it to Tx
   // The longest inner IP packet (and name trailer) one frame of `s`'s framing carries out of `port`.
   uint32_t frame_budget(uint8_t port, const TunnelSession& s) const {
@@ -71,7 +77,7 @@ class Encap {
   }
 
  private:
-  enum class Kind : uint8_t { Relay, QuicData, QuicAck };
+  enum class Kind : uint8_t { Relay, QuicData, QuicAck, QuicControl };
   // A frame on its way to an agent, encrypted with the rest of the burst.
   struct Pending {
     rte_mbuf* m;

@@ -3,6 +3,7 @@
 #include "dataplane/relay/quic_input.hpp"
 
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <cstring>
 
@@ -118,10 +119,25 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     rte_mbuf* m = p[i].m;
     TunnelSession& s = *p[i].s;
     TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
-    // As for relay frames, only an authenticated packet newer than all before moves the agent's endpoint. (QUIC
-    // asks for path validation before sending much to a new address, RFC 9000 9; that comes with the slow path.)
-    if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi)) continue;
+    // An authenticated packet newer than all before from another address than the endpoint does not move it (as it
+    // would a relay session's): the address is proposed to the control lcore, which validates it first (RFC 9000
+    // 8.2, 9.3; new_path).
+    bool new_path = false;
+    if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi, &new_path)) continue;
     QuicSessionState& q = *s.quic;
+    uint8_t slow_flags = 0;
+    if (new_path) {
+      const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
+      const uint32_t len = p[i].pi->l4_len - uint32_t(kUdpHeaderLen);
+      if (from != q.proposed || ctx_.now_ns - q.proposed_ns >= kQuicPathReproposeNs) {
+        q.proposed = from;
+        q.proposed_ns = ctx_.now_ns;
+        q.proposed_rx_bytes.store(len, std::memory_order_relaxed);
+        slow_flags |= QuicSlowPathHeader::kNewPath;
+      } else {
+        q.proposed_rx_bytes.store(q.proposed_rx_bytes.load(std::memory_order_relaxed) + len, std::memory_order_relaxed);
+      }
+    }
     if (p[i].generation != q.rx_generation.load(std::memory_order_relaxed)) {
       if (p[i].generation > q.rx_generation.load(std::memory_order_relaxed)) follow_key_update(s, p[i].meta.counter);
     } else if (p[i].meta.counter < q.rx_first_pn) {
@@ -134,19 +150,31 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
         q.largest_acked_by_peer = payload.largest_acked;
       maybe_update_keys(s);
     }
-    // Acknowledged: what asks for it (RFC 9000 13.2.1), and the slow path's packets, which are authenticated and in
-    // the window although dropped here (unacknowledged, the agent would send them again and again).
-    if (payload.ack_eliciting || payload.kind == QuicPayload::Kind::SlowPath) {
+    // Acknowledged: what asks for it (RFC 9000 13.2.1: every frame but ACK, PADDING, CONNECTION_CLOSE), the slow
+    // path's frames included (the control lcore acts on them; they are in the replay window already).
+    if (payload.ack_eliciting) {
       if (!q.ack_wanted_ns) q.ack_wanted_ns = ctx_.now_ns;
       uint16_t k = 0;
       while (k < nack && ack[k] != &s) ++k;
       if (k == nack) ack[nack++] = &s;
     }
+    if (payload.kind == QuicPayload::Kind::SlowPath) slow_flags |= QuicSlowPathHeader::kFrames;
+    if (__builtin_expect(slow_flags != 0, 0)) {
+      // Rare: the frames (or only the news of a new path) go to the control lcore as a copy; the fast path goes on
+      // with the packet's DATAGRAMs below.
+      to_slow_path(s, p[i].frame, p[i].meta.counter, *p[i].pi, slow_flags);
+      if (payload.datagrams > 1) extra_datagrams(s, p[i].frame);
+    }
     switch (payload.kind) {
-      case QuicPayload::Kind::Datagram: {
+      case QuicPayload::Kind::Datagram:
+      case QuicPayload::Kind::SlowPath: {
+        if (payload.kind == QuicPayload::Kind::SlowPath && !payload.datagrams) {
+          rte_pktmbuf_free(m);  // (its frames went to the control lcore)
+          break;
+        }
         InnerHeader ih;
         std::span<uint8_t> inner;
-        if (!s.quic->codec.read_inner(p[i].frame, ih, inner)) {
+        if (!QuicDatagramCodec::read_datagram(p[i].frame, payload, ih, inner)) {
           ctx_.drop(m, Drop::FrameMalformed);
           break;
         }
@@ -158,15 +186,68 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
         ctx_.stats.keepalives_rx.add();
         rte_pktmbuf_free(m);
         break;
-      case QuicPayload::Kind::SlowPath:
-        ctx_.drop(m, Drop::QuicSlowPath);
-        break;
       case QuicPayload::Kind::Malformed:
         ctx_.drop(m, Drop::FrameMalformed);
         break;
     }
   }
   for (uint16_t k = 0; k < nack; ++k) want_ack(*ack[k]);
+}
+
+void QuicInput::to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi,
+                             uint8_t flags) {
+  const uint32_t h = QuicDatagramCodec::aad_len(frame);
+  const std::span<const uint8_t> frames =
+      flags & QuicSlowPathHeader::kFrames ? frame.subspan(h, frame.size() - h - kAeadTagLen) : std::span<const uint8_t>{};
+  rte_mbuf* c = rte_pktmbuf_alloc(ctx_.dp.pool);
+  if (!c) {
+    ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
+    return;
+  }
+  char* out = rte_pktmbuf_append(c, uint16_t(sizeof(QuicSlowPathHeader) + frames.size()));
+  if (!out) {  // (frames of one packet fit an mbuf: it came in one)
+    ctx_.drop(c, Drop::NoRoom);
+    return;
+  }
+  const QuicSlowPathHeader hdr{s.index, s.serial, Endpoint{Ipv4{pi.src_ip}, pi.src_port}, pn,
+                               pi.l4_len - uint32_t(kUdpHeaderLen), flags};
+  std::memcpy(out, &hdr, sizeof hdr);
+  if (!frames.empty()) std::memcpy(out + sizeof hdr, frames.data(), frames.size());
+  ctx_.dp.meta(c) = HandoffMeta{0, s.index, HandoffMeta::QuicSlowPath, 0};
+  if (rte_ring_mp_enqueue(ctx_.dp.control_ring, c) != 0) {
+    ctx_.drop(c, Drop::QuicSlowPathFull);
+    // (A new path not told is proposed again after kQuicPathReproposeNs.)
+    return;
+  }
+  ctx_.stats.to_control.add();
+}
+
+void QuicInput::extra_datagrams(TunnelSession& s, std::span<const uint8_t> frame) {
+  const uint32_t h = QuicDatagramCodec::aad_len(frame);
+  QuicFrameReader r(frame.subspan(h, frame.size() - h - kAeadTagLen));
+  QuicFrame f;
+  bool first = true;
+  while (r.next(f)) {
+    if (f.type != kQuicFrameDatagram && f.type != kQuicFrameDatagramLen) continue;
+    if (first) {  // the packet's own mbuf carries the first
+      first = false;
+      continue;
+    }
+    rte_mbuf* c = rte_pktmbuf_alloc(ctx_.dp.pool);
+    if (!c) {
+      ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
+      continue;
+    }
+    uint8_t* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(c, uint16_t(f.data.size())));
+    InnerHeader ih;
+    std::span<uint8_t> inner;
+    if (out) std::memcpy(out, f.data.data(), f.data.size());
+    if (!out || !read_inner_plaintext({out, f.data.size()}, ih, inner)) {
+      ctx_.drop(c, Drop::FrameMalformed);
+      continue;
+    }
+    tunnel_.from_agent(c, ih, inner, s);
+  }
 }
 
 void QuicInput::follow_key_update(TunnelSession& s, uint64_t pn) {

@@ -54,6 +54,11 @@ class QuicInput {
   // `s` received ack-eliciting packets: an ACK now, or once the interval since its last one has passed.
   void want_ack(TunnelSession& s);
   void send_ack(TunnelSession& s);
+  // A copy of `frame`'s decrypted frames (or, for a new path alone, none) with a QuicSlowPathHeader to the control
+  // lcore (HandoffMeta::QuicSlowPath); counted to_control, or dropped quic_slow_path_full / no_mbuf.
+  void to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi, uint8_t flags);
+  // The second and later DATAGRAM frames of a packet (rare): each copied into an mbuf of its own and delivered.
+  void extra_datagrams(TunnelSession& s, std::span<const uint8_t> frame);
   // A packet of the next key generation opened (its number `pn`): the agent updated its keys; dpgw's follow.
   void follow_key_update(TunnelSession& s, uint64_t pn);
   // After an ACK from the agent: dpgw's own key update when its generation has sent enough (RFC 9001 6.1, 6.6).

@@ -57,7 +57,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::FragEvicted: return "frag_evicted";
     case Drop::NoSnat: return "no_snat";
     case Drop::QuicBadConnectionId: return "quic_bad_connection_id";
-    case Drop::QuicSlowPath: return "quic_slow_path";
+    case Drop::QuicSlowPathFull: return "quic_slow_path_full";
     case Drop::Count: break;
   }
   return "unknown";

@@ -79,7 +79,9 @@ enum class Drop : uint8_t {
   NoSnat,           // edge: a LAN packet to edge.snat_net that names no flow (outside the mapping), or an ICMP error
                     // quoting one
   QuicBadConnectionId,  // a short-header packet to the QUIC port whose DCID tail is not its session's
-  QuicSlowPath,     // a QUIC session's packet with frames the fast path does not handle (not taken over yet)
+  QuicSlowPathFull, // the frames of a QUIC session's packet that the fast path does not handle (STREAM, PATH_*,
+                    // CONNECTION_CLOSE, ...) could not go to the control lcore: its ring was full (its DATAGRAM is
+                    // delivered all the same)
   Count
 };
 
@@ -113,6 +115,7 @@ struct alignas(64) WorkerStats {
   Counter edge_to_concentrator_packets, edge_to_concentrator_bytes, edge_from_concentrator_packets,
       edge_from_concentrator_bytes, edge_keepalives_tx, edge_keepalives_rx, edge_icmp_errors_forwarded, edge_auth_fail;
   Counter quic_acks_tx;  // ACK-only packets to QUIC sessions' agents (docs/protocol.md "ACK generation")
+  Counter quic_control_tx;  // the QUIC slow path's packets (PATH_CHALLENGE, PATH_RESPONSE) sent for the control lcore
   // QUIC key updates (docs/protocol.md "Key updates"): the agent's, followed; dpgw's own, started
   Counter quic_key_updates_rx, quic_key_updates_tx;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
@@ -131,6 +134,25 @@ struct alignas(64) KernelPathStats {
   Counter refused;         // from the kernel, not sent: not from the port's MAC and address (forwarded or
                            // spoofed traffic), not IPv4/ARP, or an ARP reply (dpgw answers ARP itself)
   Counter dropped;         // from the kernel, not sent: too big, no mbuf, transmit ring full
+};
+
+// The QUIC slow path on the control lcore (main_lcore/quic_slow_path.hpp; written by it only): packets taken from the
+// workers, their frames by type (slot: the frame type for 0x00..0x1e, STREAM's 0x08..0x0f in 0x08, DATAGRAM in
+// kQuicFrameSlotDatagram), packets whose frames did not parse, path validation, CONNECTION_CLOSE.
+inline constexpr size_t kQuicFrameSlots = 32;
+inline constexpr size_t kQuicFrameSlotDatagram = 31;
+struct alignas(64) QuicControlStats {
+  Counter slow_path_rx;          // packets whose frames reached the control lcore
+  Counter frames_malformed;      // of those, packets whose frames did not parse
+  std::array<Counter, kQuicFrameSlots> frames_rx;
+  Counter path_challenges_tx;    // PATH_CHALLENGE frames sent to a candidate address (retries included)
+  Counter path_responses_tx;     // PATH_RESPONSE frames sent (answers to the agent's PATH_CHALLENGE)
+  Counter paths_validated;       // candidates validated: the session's endpoint moved there
+  Counter path_validation_failed;  // candidates given up (no PATH_RESPONSE in time): the endpoint stayed
+  Counter path_probes_limited;   // PATH_CHALLENGE/PATH_RESPONSE not sent or not padded: 3x anti-amplification limit
+  Counter connection_closes_rx;  // sessions ended by the agent's CONNECTION_CLOSE
+  Counter peer_cid_retired;      // the agent's NEW_CONNECTION_ID retired the connection ID dpgw sends with
+  Counter send_full;             // frames not handed to a worker: its handoff ring was full, or no mbuf
 };
 
 struct alignas(64) TunnelStats {

@@ -42,11 +42,31 @@ struct PortInfo {
 // Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
 struct HandoffMeta {
   // Reassembled: a client datagram put together from fragments, to the worker of its 5-tuple (fragments.cpp).
-  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3, Reassembled = 4 };
+  // QuicSlowPath: workers -> control ring, a QuicSlowPathHeader and the decrypted frames of a QUIC session's packet
+  // (main_lcore/quic_slow_path.hpp). QuicSend: control lcore -> a QUIC session's RX worker, a QuicSendHeader and
+  // frames for Encap::quic_frames to send in a 1-RTT packet (session: the session's index).
+  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3, Reassembled = 4, QuicSlowPath = 5, QuicSend = 6 };
   uint64_t flow_id;
   uint32_t session;
   uint8_t stage;
   uint8_t port;
+};
+
+// At the start of a QuicSlowPath mbuf, then the packet's frames (decrypted, between header and tag).
+struct QuicSlowPathHeader {
+  static constexpr uint8_t kNewPath = 1;  // the packet, newest so far, came from an address other than the endpoint
+  static constexpr uint8_t kFrames = 2;   // it carries frames for the slow path (else only the new path is news)
+  uint32_t session;      // index
+  uint32_t serial;       // TunnelSession::serial: the index may have been given to another session since
+  Endpoint from;         // the packet's source address and port
+  uint64_t pn;           // its packet number
+  uint32_t packet_len;   // its UDP payload length
+  uint8_t flags;
+};
+// At the start of a QuicSend mbuf, then the frames to send (already padded as wanted).
+struct QuicSendHeader {
+  uint32_t serial;
+  Endpoint to;  // the destination: a candidate address, or where a PATH_CHALLENGE came from
 };
 
 // Nanoseconds from the TSC: one rdtsc and a multiply, cheap enough to read once per poll.
@@ -72,10 +92,11 @@ struct Dataplane {
   TunnelTable tunnels;
   std::vector<std::unique_ptr<Worker>> workers;
   rte_mempool* pool = nullptr;
-  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)
+  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames, QUIC slow-path packets (multi-producer; HandoffMeta::stage)
   rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
   rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
   std::array<KernelPathStats, 8> kernel_stats;  // per port
+  QuicControlStats quic_control;  // the QUIC slow path (control lcore)
   // Per port, main lcore only: frames the kernel dropped in front of a socket vdev (af_packet, af_xdp), as
   // ControlLoop last read them (main_lcore/socket_drops.hpp); socket_counted: the port has such a socket.
   std::array<uint64_t, 8> socket_rx_dropped{};

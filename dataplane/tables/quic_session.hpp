@@ -48,6 +48,9 @@ inline constexpr uint16_t quic_tx_generation(uint64_t counter) { return uint16_t
 // dpgw starts a key update of its own after this many packets sent in a generation (RFC 9001 6.6: AES-GCM's
 // confidentiality limit is 2^23 packets; the agent's ngtcp2 updates near it too).
 inline constexpr uint64_t kQuicUpdateAfterPackets = uint64_t(1) << 22;
+// A failed candidate address is proposed again for validation at most this often (docs/protocol.md "Path
+// validation"): an agent that keeps sending from an address dpgw cannot reach costs a few PATH_CHALLENGEs per 10 s.
+inline constexpr uint64_t kQuicPathReproposeNs = 10'000'000'000ull;
 // The previous receive generation's keys stay this long after a switch, for reordered packets (RFC 9001 6.5 asks
 // for about three PTOs; dptun's agents are milliseconds away).
 inline constexpr uint64_t kQuicOldKeysKeepNs = 1'500'000'000;
@@ -88,6 +91,16 @@ struct QuicSessionState {
   uint64_t ack_sent_ns = 0;    // when the last ACK packet was queued; 0: never
   uint64_t top_rx_ns = 0;      // arrival of the highest packet number received (the ACK Delay field counts from it)
   bool ack_listed = false;     // in the RX worker's list of ACKs owed later (QuicInput)
+
+  // Path validation (RFC 9000 8.2, 9; docs/protocol.md "Path validation"). An authenticated packet newer than all
+  // before from an address other than the endpoint does not move it: the RX worker proposes that address to the
+  // control lcore (QuicSlowPathHeader::kNewPath) once, and again only after kQuicPathReproposeNs; the control lcore
+  // sends PATH_CHALLENGE there and moves the endpoint when the PATH_RESPONSE comes. RX worker only:
+  Endpoint proposed{};
+  uint64_t proposed_ns = 0;
+  // UDP payload bytes of authenticated packets from `proposed` (RX worker writes, control lcore reads: the 3x
+  // anti-amplification limit, RFC 9000 8.1).
+  std::atomic<uint64_t> proposed_rx_bytes{0};
 
   // Control lcore only: the secrets of generation ctl_secrets_generation (the newest made), for the next ones.
   uint64_t ctl_secrets_generation = 0;

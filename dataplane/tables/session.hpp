@@ -19,7 +19,9 @@
 namespace dptun {
 
 // Where a session's agent is, as last seen: any IP address and a port, so no single atomic word holds it. One thread
-// writes at a time (the control lcore before the session is published, its RX worker after: endpoint learning);
+// writes at a time (the control lcore before the session is published, its RX worker after: endpoint learning; for
+// a QUIC session, its RX worker only while the endpoint is unknown (its first packet), then the control lcore only,
+// when path validation moves it: TunnelSession::endpoint);
 // any reads. A sequence lock: a reader that overlaps a write reads again, so it never sees half of one. Port 0:
 // not known yet.
 class PeerEndpoint {
@@ -110,7 +112,10 @@ struct alignas(64) TunnelSession {
   std::vector<uint8_t> base_secret;
   // The QUIC framing's state (dataplane/tables/quic_session.hpp); null: relay frames. Its receive side: rx_worker.
   std::unique_ptr<QuicSessionState> quic;
-  PeerEndpoint endpoint;  // the agent's address; not known until configured or heard from. Written by rx_worker.
+  // The agent's address; not known until configured or heard from. Written by rx_worker (relay frames: it follows
+  // every authenticated frame newer than all before). A QUIC session's: by rx_worker only to learn it (first packet),
+  // afterwards by the control lcore only, when a new address passed path validation (main_lcore/quic_slow_path.hpp).
+  PeerEndpoint endpoint;
 
   // Every worker adds to it: a cache line of its own.
   alignas(64) std::atomic<uint64_t> tx_counter{0};

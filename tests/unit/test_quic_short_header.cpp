@@ -504,11 +504,26 @@ void payload_frames(void**) {
   assert_int_equal(p.kind, K::NoDatagram);
   assert_false(p.ack_eliciting);
 
-  // For the slow path: other frames (STREAM, CRYPTO, NEW_CONNECTION_ID, CONNECTION_CLOSE, a 2-byte type),
-  // and two DATAGRAM frames in one packet.
-  for (uint8_t type : {0x08, 0x06, 0x18, 0x1c, 0x40})
+  // For the slow path: other frames (STREAM, CRYPTO, CONNECTION_CLOSE, RETIRE_CONNECTION_ID), and two DATAGRAM
+  // frames in one packet; the slow path's packets still tell their first DATAGRAM and their ACK.
+  for (uint8_t type : {0x08, 0x06, 0x1c, 0x19})
     assert_int_equal(quic_parse_payload(cat({ping, {type, 0, 0, 0}})).kind, K::SlowPath);
-  assert_int_equal(quic_parse_payload(cat({dgram_len, dgram_end})).kind, K::SlowPath);
+  p = quic_parse_payload(cat({ack(77, 0), dgram_len, dgram_end}));
+  assert_int_equal(p.kind, K::SlowPath);
+  assert_int_equal(p.datagrams, 2);
+  assert_int_equal(p.datagram_len, 40);
+  assert_true(p.has_ack);
+  assert_int_equal(p.largest_acked, 77);
+  // CONNECTION_CLOSE alone asks for no ACK (RFC 9000 13.2.1); HANDSHAKE_DONE does.
+  p = quic_parse_payload(std::vector<uint8_t>{0x1c, 0, 0, 0});
+  assert_int_equal(p.kind, K::SlowPath);
+  assert_false(p.ack_eliciting);
+  assert_true(quic_parse_payload(std::vector<uint8_t>{0x1e}).ack_eliciting);
+  // Malformed now that every frame is walked: a NEW_CONNECTION_ID with a 0-byte ID, a frame type in a longer
+  // encoding than needed (0x40 0x00: PADDING in 2 bytes), an unknown type (0x21).
+  assert_int_equal(quic_parse_payload(cat({ping, {0x18, 0, 0, 0}})).kind, K::Malformed);
+  assert_int_equal(quic_parse_payload(std::vector<uint8_t>{0x40, 0x00}).kind, K::Malformed);
+  assert_int_equal(quic_parse_payload(std::vector<uint8_t>{0x21}).kind, K::Malformed);
 
   // Malformed: no frames, a cut ACK, an ACK whose first range goes below 0, a DATAGRAM longer than the packet.
   assert_int_equal(quic_parse_payload({}).kind, K::Malformed);
@@ -522,6 +537,156 @@ void payload_frames(void**) {
   assert_int_equal(quic_parse_payload(long_dgram).kind, K::Malformed);
   std::vector<uint8_t> huge_ranges = {0x02, 5, 0, 0x80, 0x10, 0, 0, 0};  // 2^20 ranges in 1 byte
   assert_int_equal(quic_parse_payload(huge_ranges).kind, K::Malformed);
+}
+
+// Every frame type of RFC 9000 19 and RFC 9221 walked in one payload, with the fields the slow path reads.
+void frame_reader(void**) {
+  const std::vector<uint8_t> cid = {1, 2, 3, 4, 5, 6, 7, 8}, token(16, 0xee);
+  std::vector<uint8_t> ncid = {0x18, 5, 2, 8};
+  ncid.insert(ncid.end(), cid.begin(), cid.end());
+  ncid.insert(ncid.end(), token.begin(), token.end());
+  const std::vector<uint8_t> challenge = {0x1a, 1, 2, 3, 4, 5, 6, 7, 8}, response = {0x1b, 8, 7, 6, 5, 4, 3, 2, 1};
+  const std::vector<uint8_t> close_t = {0x1c, 0x0a, 0x08, 3, 'b', 'y', 'e'}, close_a = {0x1d, 0x40, 0x99, 0};
+  const std::vector<uint8_t> payload = cat({
+      {0x00, 0x01},                       // PADDING, PING
+      ack(500, 3, 2),                     // ACK
+      {0x04, 1, 2, 3, 0x05, 1, 2},        // RESET_STREAM, STOP_SENDING
+      {0x06, 0, 3, 'a', 'b', 'c'},        // CRYPTO
+      {0x07, 2, 9, 9},                    // NEW_TOKEN
+      {0x0e, 4, 0x40, 0x10, 2, 'h', 'i'},  // STREAM with OFF and LEN
+      {0x10, 1, 0x11, 4, 5, 0x12, 1, 0x13, 1, 0x14, 1, 0x15, 4, 5, 0x16, 1, 0x17, 1},  // MAX_*, *_BLOCKED
+      ncid, {0x19, 3}, challenge, response, close_t, close_a, {0x1e},
+      {0x31, 2, 0xaa, 0xbb},              // DATAGRAM with Length
+      {0x0f, 4, 0, 2, 'x', 'y'},          // STREAM with FIN
+      {0x30, 0xcc, 0xdd},                 // DATAGRAM to the end
+  });
+  QuicFrameReader r(payload);
+  QuicFrame f;
+  std::vector<uint64_t> types;
+  while (r.next(f)) {
+    types.push_back(f.type);
+    switch (f.type) {
+      case kQuicFrameAck:
+        assert_int_equal(f.largest_acked, 500);
+        break;
+      case kQuicFrameCrypto:
+        assert_int_equal(f.data.size(), 3);
+        assert_int_equal(f.data[2], 'c');
+        break;
+      case 0x0e:
+        assert_int_equal(f.data.size(), 2);
+        assert_int_equal(f.data[0], 'h');
+        break;
+      case kQuicFrameNewConnectionId:
+        assert_int_equal(f.sequence, 5);
+        assert_int_equal(f.retire_prior_to, 2);
+        assert_memory_equal(f.cid.data(), cid.data(), cid.size());
+        assert_int_equal(f.cid.size(), 8);
+        assert_int_equal(f.reset_token.size(), 16);
+        break;
+      case kQuicFrameRetireConnectionId:
+        assert_int_equal(f.sequence, 3);
+        break;
+      case kQuicFramePathChallenge:
+        assert_memory_equal(f.path.data(), challenge.data() + 1, 8);
+        break;
+      case kQuicFramePathResponse:
+        assert_memory_equal(f.path.data(), response.data() + 1, 8);
+        break;
+      case kQuicFrameConnectionClose:
+        assert_int_equal(f.error_code, 0x0a);
+        assert_int_equal(f.frame_type, 0x08);
+        assert_int_equal(f.reason.size(), 3);
+        assert_memory_equal(f.reason.data(), "bye", 3);
+        break;
+      case kQuicFrameConnectionCloseApp:
+        assert_int_equal(f.error_code, 0x99);
+        assert_int_equal(f.reason.size(), 0);
+        break;
+      case kQuicFrameDatagramLen:
+        assert_int_equal(f.data.size(), 2);
+        assert_int_equal(f.data[0], 0xaa);
+        break;
+      case kQuicFrameDatagram:
+        assert_int_equal(f.data.size(), 2);
+        assert_int_equal(f.data[1], 0xdd);
+        break;
+      default:
+        break;
+    }
+  }
+  assert_false(r.malformed());
+  assert_int_equal(r.offset(), payload.size());
+  const std::vector<uint64_t> want = {0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x0e, 0x10, 0x11, 0x12, 0x13, 0x14,
+                                      0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x31, 0x0f, 0x30};
+  assert_true(types == want);
+  const QuicPayload p = quic_parse_payload(payload);
+  assert_int_equal(p.kind, QuicPayload::Kind::SlowPath);
+  assert_int_equal(p.datagrams, 2);
+  assert_int_equal(p.datagram_len, 2);
+  assert_int_equal(payload[p.datagram_offset], 0xaa);
+}
+
+// Malformed frames: each cut at every length short of whole is refused, never read past its end; so are bad
+// lengths and values.
+void frame_reader_malformed(void**) {
+  std::vector<uint8_t> ncid = {0x18, 1, 0, 4, 1, 2, 3, 4};
+  ncid.insert(ncid.end(), 16, 0);
+  const std::vector<std::vector<uint8_t>> whole = {
+      ack(9, 2, 1), {0x04, 1, 2, 3}, {0x06, 0, 3, 'a', 'b', 'c'}, {0x07, 1, 9}, {0x0a, 4, 2, 'h', 'i'},
+      {0x0c, 4, 0x40, 0x10}, {0x11, 4, 5}, ncid, {0x19, 0x40, 3}, {0x1a, 1, 2, 3, 4, 5, 6, 7, 8},
+      {0x1c, 1, 2, 3, 'b', 'y', 'e'}, {0x1d, 1, 1, 'x'}, {0x31, 2, 0xaa, 0xbb}};
+  for (const auto& w : whole) {
+    QuicFrameReader ok(w);
+    QuicFrame f;
+    assert_true(ok.next(f));
+    assert_false(ok.next(f));
+    assert_false(ok.malformed());
+    for (size_t n = 1; n < w.size(); ++n) {
+      std::vector<uint8_t> cut(w.begin(), w.begin() + long(n));  // (a vector of its own: ASan sees a read past it)
+      QuicFrameReader r(cut);
+      bool parsed = r.next(f);
+      // A cut STREAM/DATAGRAM without Length, or a cut ACK range, may still be a shorter whole frame: then the cut
+      // ends where it does, never beyond.
+      if (parsed) assert_true(r.offset() <= cut.size());
+      else assert_true(r.malformed());
+    }
+  }
+  auto bad = [](std::vector<uint8_t> v) {
+    QuicFrameReader r(v);
+    QuicFrame f;
+    while (r.next(f)) {
+    }
+    return r.malformed();
+  };
+  std::vector<uint8_t> long_cid = {0x18, 1, 0, 21};
+  long_cid.insert(long_cid.end(), 21 + 16, 0);
+  assert_true(bad(long_cid));                          // a connection ID of 21 bytes
+  std::vector<uint8_t> retire_above = {0x18, 1, 2, 4, 1, 2, 3, 4};
+  retire_above.insert(retire_above.end(), 16, 0);
+  assert_true(bad(retire_above));                      // Retire Prior To above the Sequence Number
+  assert_true(bad({0x07, 0}));                         // an empty NEW_TOKEN
+  assert_true(bad({0x06, 0, 4, 'a', 'b', 'c'}));       // CRYPTO longer than the payload
+  assert_true(bad({0x1c, 1, 2, 0x80, 0, 0, 9, 'x'}));  // a reason phrase longer than the payload
+  assert_true(bad({0x1f}));                            // unknown types
+  assert_true(bad({0x20}));
+  assert_true(bad({0x41, 0x1a}));                      // PATH_CHALLENGE's type in 2 bytes
+  assert_true(bad({0xc0}));                            // a cut varint type
+  assert_false(bad({}));                               // (no frames: quic_parse_payload refuses that)
+}
+
+void path_frame_writer(void**) {
+  const std::array<uint8_t, kQuicPathDataLen> d = {9, 8, 7, 6, 5, 4, 3, 2};
+  uint8_t out[12];
+  assert_int_equal(quic_write_path_frame(kQuicFramePathChallenge, d, {out, 8}), 0);  // too short
+  assert_int_equal(quic_write_path_frame(kQuicFramePathResponse, d, out), 9);
+  QuicFrameReader r({out, 9});
+  QuicFrame f;
+  assert_true(r.next(f));
+  assert_int_equal(f.type, kQuicFramePathResponse);
+  assert_true(f.path == d);
+  assert_true(quic_ack_eliciting(kQuicFramePathChallenge) && quic_ack_eliciting(kQuicFramePathResponse));
+  assert_false(quic_fast_path_frame(kQuicFramePathChallenge));
 }
 
 // A packet whose DATAGRAM frame comes after an ACK and PADDING (as a QUIC stack may send): read_inner finds it.
@@ -831,7 +996,8 @@ int main() {
       cmocka_unit_test(pn_decode_edges),       cmocka_unit_test(hp_rfc9001_aes),
       cmocka_unit_test(hp_rfc9001_chacha20),   cmocka_unit_test(layout),
       cmocka_unit_test(round_trip_every_pn_length), cmocka_unit_test(tampering_fails),
-      cmocka_unit_test(malformed),             cmocka_unit_test(payload_frames),
+      cmocka_unit_test(malformed),             cmocka_unit_test(payload_frames), cmocka_unit_test(frame_reader),
+      cmocka_unit_test(frame_reader_malformed), cmocka_unit_test(path_frame_writer),
       cmocka_unit_test(datagram_after_other_frames), cmocka_unit_test(independent_packet),
       cmocka_unit_test(datagram_size_arithmetic), cmocka_unit_test(agent_datagram_at_mtu),
       cmocka_unit_test(inner_plaintext_reader),

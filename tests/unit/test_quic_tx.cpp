@@ -493,16 +493,19 @@ static void acks_for_ack_eliciting_packets(void**) {
   assert_int_equal(r.und.drain().size(), 0);
   assert_int_equal(r.acks_tx(), acks);
   assert_int_equal(r.session(kQuicSession).quic->largest_acked_by_peer, largest);
-  // A packet the fast path leaves to the slow path (MAX_DATA): dropped as quic_slow_path, but acknowledged, with the
-  // ACK-only packets' numbers too.
+  // A packet the fast path leaves to the slow path (MAX_DATA): its frames go to the control lcore, and it is
+  // acknowledged, with the ACK-only packets' numbers too.
   std::this_thread::sleep_for(std::chrono::milliseconds(2));  // (the interval since the last ACK: it goes at once)
   r.from_agent_q(r.agent_packet({0x10, 0x44, 0x00}));
   r.poll();
   out = r.to_agent_q(r.und.drain());
   assert_int_equal(out.size(), 1);
   assert_true(acked_by(out[0]) == (std::set<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
-  assert_int_equal(r.drops(Drop::QuicSlowPath), 1);
-  assert_int_equal(r.all_drops(), 1);
+  assert_int_equal(r.all_drops(), 0);
+  r.gw->control().tick(r.dp().clock.now_ns());
+  assert_int_equal(r.dp().quic_control.slow_path_rx.get(), 1);
+  assert_int_equal(r.dp().quic_control.frames_rx[kQuicFrameMaxData].get(), 1);
+  assert_int_equal(r.dp().quic_control.frames_malformed.get(), 0);
 
   // The cadence: a PING per burst, 20 bursts in a row, get at most one ACK per millisecond that passed (bounded by
   // the gateway's own clock, read around them, not by an assumed speed), and one more afterwards acknowledges all.

@@ -378,9 +378,19 @@ static void quic_visitor(void**) {
   assert_int_equal(r.drops(Drop::AuthFail), 1);
   assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43102), "svc.example", {9, 9, 9, 9})).size(), 0);
   assert_int_equal(r.drops(Drop::QuicBadConnectionId), 1);
-  // MAX_DATA (0x10) in front of the DATAGRAM: a frame for the slow path.
-  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43103), "svc.example", q.cid_tail, 0x10)).size(), 0);
-  assert_int_equal(r.drops(Drop::QuicSlowPath), 1);
+  // HANDSHAKE_DONE (0x1e) in front of the DATAGRAM: a frame for the slow path, which gets a copy; the DATAGRAM is
+  // delivered all the same. MAX_DATA (0x10) there reads the DATAGRAM's type byte as its value, and then the inner
+  // header as a frame type: malformed, dropped.
+  const uint64_t to_control = r.total(&WorkerStats::to_control);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43103), "svc.example", q.cid_tail, 0x1e)).size(), 1);
+  assert_int_equal(r.total(&WorkerStats::to_control), to_control + 1);
+  assert_int_equal(r.drops(Drop::QuicSlowPathFull), 0);
+  r.gw->control().tick(r.dp().clock.now_ns());
+  assert_int_equal(r.dp().quic_control.slow_path_rx.get(), 1);
+  assert_int_equal(r.dp().quic_control.frames_rx[kQuicFrameHandshakeDone].get(), 1);
+  assert_int_equal(r.dp().quic_control.frames_rx[kQuicFrameSlotDatagram].get(), 1);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tail, 0x10)).size(), 0);
+  assert_int_equal(r.drops(Drop::FrameMalformed), 1);
   auto next_phase = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43104), "svc.example", q.cid_tail);
   next_phase[0] ^= kQuicKeyPhaseBit;  // header protection is an XOR: the gateway reads the other key phase
   assert_int_equal(send(next_phase).size(), 0);
