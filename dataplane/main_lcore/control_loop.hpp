@@ -34,6 +34,7 @@ class ControlLoop {
   void run();
   // One tick: drains rings, maintains keys, serves the stats socket.
   void tick(uint64_t now_ns);
+  QuicSlowPath& quic_slow_path() { return quic_; }
 
  private:
   void handle_arp(rte_mbuf* m);

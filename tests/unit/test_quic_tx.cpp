@@ -253,11 +253,19 @@ struct Rig : PipelineRig {
     codec.protect(f);
     return f;
   }
-  void from_agent_q(const std::vector<uint8_t>& packet) { inject_from_agent(packet, kAgentQ, 0, kQuicPort, kAgentQPort); }
+  void from_agent_q(const std::vector<uint8_t>& packet, uint16_t port = kAgentQPort) {
+    inject_from_agent(packet, kAgentQ, 0, kQuicPort, port);
+  }
+  // The control lcore's tick, `ahead_ns` later than the gateway's clock says, then the workers' poll.
+  void control_tick(uint64_t ahead_ns = 0) {
+    gw->control().tick(dp().clock.now_ns() + ahead_ns);
+    poll();
+  }
   // What dpgw sent the QUIC agent, opened with key generation `gen`'s keys (every frame to it must open, in that
   // generation's key phase), and what it sent anyone else.
   std::vector<QuicPacket> to_agent_q(const std::vector<std::vector<uint8_t>>& frames,
-                                     std::vector<std::vector<uint8_t>>* others = nullptr, uint64_t gen = 0) {
+                                     std::vector<std::vector<uint8_t>>* others = nullptr, uint64_t gen = 0,
+                                     uint16_t port = kAgentQPort) {
     const QuicPacketKeys keys = gw_gen(gen);
     std::vector<QuicPacket> out;
     for (const auto& f : frames) {
@@ -276,7 +284,7 @@ struct Rig : PipelineRig {
       QuicPacket p;
       assert_true(quic_open(f, keys, p));
       assert_int_equal(p.src_port, kQuicPort);
-      assert_int_equal(p.dst_port, kAgentQPort);
+      assert_int_equal(p.dst_port, port);
       // short header, fixed bit, spin 0, reserved 0, the generation's key phase
       assert_int_equal(p.first & 0xfc, 0x40 | (gen & 1 ? 0x04 : 0));
       assert_int_equal(p.pn_len, 4);
@@ -712,6 +720,153 @@ static void gateway_starts_key_update(void**) {
   assert_int_equal(r.all_drops(), 0);
 }
 
+// The slow path (dataplane/main_lcore/quic_slow_path.hpp), through the real control loop and worker: a new address
+// is validated before the endpoint moves (PATH_CHALLENGE within 3x what it sent, then padded to 1200 bytes; only
+// the right PATH_RESPONSE moves it), a candidate that never answers is given up, the agent's PATH_CHALLENGE is
+// answered where it came from, and CONNECTION_CLOSE ends the session.
+void slow_path_validation_and_close(void**) {
+  Rig r;
+  QuicControlStats& st = r.dp().quic_control;
+  TunnelSession& s = r.session(kQuicSession);
+  const Endpoint home{Ipv4{kAgentQ}, kAgentQPort};
+  constexpr uint16_t kMoved = 40000, kLost = 40001;
+  auto udp_payload = [](const QuicPacket& p) { return p.payload.size() + 1 + 8 + 4 + 16; };
+  // The frame a packet from dpgw starts with, and its PATH data (the rest must be PADDING).
+  auto path_frame = [](const QuicPacket& p, uint8_t type) {
+    QuicFrameReader rd(p.payload);
+    QuicFrame f;
+    assert_true(rd.next(f));
+    assert_int_equal(f.type, type);
+    const auto data = f.path;
+    while (rd.next(f)) assert_int_equal(f.type, kQuicFramePadding);
+    assert_false(rd.malformed());
+    return data;
+  };
+  auto frames_of = [](uint8_t type, const std::array<uint8_t, 8>& d) {
+    std::vector<uint8_t> v(9);
+    quic_write_path_frame(type, d, v);
+    return v;
+  };
+
+  r.from_agent_q(r.agent_packet(ping()));
+  r.poll();
+  r.und.drain();
+  assert_true(s.peer() == home);
+  const uint64_t changes = s.endpoint_changes.load();
+
+  // A PING from another port: acknowledged (to the endpoint), proposed to the control lcore, not followed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // (the ACK interval)
+  r.from_agent_q(r.agent_packet(ping()), kMoved);
+  r.poll();
+  assert_int_equal(r.to_agent_q(r.und.drain()).size(), 1);  // the ACK, to the old port
+  assert_true(s.peer() == home);
+  r.control_tick();
+  auto out = r.to_agent_q(r.und.drain(), nullptr, 0, kMoved);
+  assert_int_equal(out.size(), 1);
+  const auto c1 = path_frame(out[0], kQuicFramePathChallenge);
+  assert_true(udp_payload(out[0]) <= 3 * 29);  // the 3x limit: the PING's packet was 29 bytes
+  assert_int_equal(st.path_challenges_tx.get(), 1);
+  assert_int_equal(st.path_probes_limited.get(), 1);
+  assert_int_equal(r.total(&WorkerStats::quic_control_tx), 1);
+
+  // More from there (1200 bytes): the next challenge, after the retry interval, is padded to 1200 bytes.
+  std::vector<uint8_t> big = ping();
+  big.resize(1200 - 1 - 8 - 2 - 16, 0);
+  r.from_agent_q(r.agent_packet(big), kMoved);
+  r.poll();
+  r.und.drain();
+  r.control_tick(QuicSlowPath::kRetryNs + 1'000'000);
+  out = r.to_agent_q(r.und.drain(), nullptr, 0, kMoved);
+  assert_int_equal(out.size(), 1);
+  const auto c2 = path_frame(out[0], kQuicFramePathChallenge);
+  assert_int_equal(udp_payload(out[0]), 1200);
+  assert_true(c1 != c2);
+  assert_true(s.peer() == home);
+
+  // A PATH_RESPONSE with other data moves nothing; with the first challenge's, the endpoint moves.
+  auto wrong = c1;
+  wrong[0] ^= 1;
+  r.from_agent_q(r.agent_packet(frames_of(kQuicFramePathResponse, wrong)), kMoved);
+  r.poll();
+  r.control_tick();
+  assert_true(s.peer() == home);
+  assert_int_equal(st.paths_validated.get(), 0);
+  r.from_agent_q(r.agent_packet(frames_of(kQuicFramePathResponse, c1)), kMoved);
+  r.poll();
+  r.und.drain();
+  r.control_tick();
+  assert_true(s.peer() == (Endpoint{Ipv4{kAgentQ}, kMoved}));
+  assert_int_equal(s.endpoint_changes.load(), changes + 1);
+  assert_int_equal(st.paths_validated.get(), 1);
+  assert_int_equal(st.frames_rx[kQuicFramePathResponse].get(), 2);
+  r.und.drain();
+
+  // The agent's PATH_CHALLENGE: PATH_RESPONSE with its data, where it came from, 1200 bytes (a validated path).
+  const std::array<uint8_t, 8> theirs = {1, 3, 5, 7, 9, 11, 13, 15};
+  r.from_agent_q(r.agent_packet(frames_of(kQuicFramePathChallenge, theirs)), kMoved);
+  r.poll();
+  r.und.drain();  // (its ACK)
+  r.control_tick();
+  out = r.to_agent_q(r.und.drain(), nullptr, 0, kMoved);
+  assert_int_equal(out.size(), 1);
+  assert_true(path_frame(out[0], kQuicFramePathResponse) == theirs);
+  assert_int_equal(udp_payload(out[0]), 1200);
+  assert_int_equal(st.path_responses_tx.get(), 1);
+
+  // A candidate that never answers: challenged at most kMaxChallenges times, given up after kValidationNs.
+  r.from_agent_q(r.agent_packet(big), kLost);
+  r.poll();
+  r.und.drain();
+  const uint64_t t0 = r.dp().clock.now_ns();
+  uint64_t sent = 0;
+  for (uint64_t ahead = 0; ahead <= QuicSlowPath::kValidationNs + QuicSlowPath::kRetryNs; ahead += QuicSlowPath::kRetryNs / 2) {
+    r.gw->control().tick(t0 + ahead);
+    r.poll();
+    sent += r.to_agent_q(r.und.drain(), nullptr, 0, kLost).size();
+  }
+  assert_true(sent >= 2 && sent <= QuicSlowPath::kMaxChallenges);
+  assert_int_equal(st.path_validation_failed.get(), 1);
+  assert_true(s.peer() == (Endpoint{Ipv4{kAgentQ}, kMoved}));
+  // Its packets still get ACKs (to the endpoint); the same address is not proposed again at once.
+  const uint64_t to_control = r.total(&WorkerStats::to_control);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  r.from_agent_q(r.agent_packet(ping()), kLost);
+  r.poll();
+  assert_int_equal(r.to_agent_q(r.und.drain(), nullptr, 0, kMoved).size(), 1);
+  assert_int_equal(r.total(&WorkerStats::to_control), to_control);
+
+  // Malformed frames reach nothing: a NEW_CONNECTION_ID without a connection ID is refused by the fast path already.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  r.from_agent_q(r.agent_packet({0x18, 1, 0, 0, 0, 0}), kMoved);
+  r.poll();
+  assert_int_equal(r.drops(Drop::FrameMalformed), 1);
+
+  // NEW_CONNECTION_ID retiring sequence 0 (the ID dpgw sends with): noted once.
+  std::vector<uint8_t> ncid = {0x18, 1, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+  ncid.resize(ncid.size() + 16, 0xab);
+  r.from_agent_q(r.agent_packet(ncid), kMoved);
+  r.from_agent_q(r.agent_packet(ncid), kMoved);
+  r.poll();
+  r.control_tick();
+  assert_int_equal(st.frames_rx[kQuicFrameNewConnectionId].get(), 2);
+  assert_int_equal(st.peer_cid_retired.get(), 1);
+
+  // CONNECTION_CLOSE (application, reason with a control character): the session ends, dpctld is told once.
+  assert_int_equal(r.all_drops(), 1);
+  r.from_agent_q(r.agent_packet({0x1d, 0x05, 4, 'b', 'y', '\n', 'e'}), kMoved);
+  r.poll();
+  r.control_tick();
+  assert_null(r.dp().sessions.find(kQuicSession));
+  assert_int_equal(st.connection_closes_rx.get(), 1);
+  auto closed = r.gw->control().quic_slow_path().closed_for_status();
+  assert_int_equal(closed.size(), 1);
+  assert_int_equal(closed[0].index, kQuicSession);
+  assert_int_equal(closed[0].error_code, 5);
+  assert_true(closed[0].application);
+  assert_string_equal(closed[0].reason.c_str(), "by?e");
+  assert_int_equal(r.gw->control().quic_slow_path().closed_for_status().size(), 0);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(client_packets_leave_as_quic_packets),
@@ -721,6 +876,7 @@ int main() {
       cmocka_unit_test(decoder_refuses_broken_packets),
       cmocka_unit_test(agent_key_updates_followed),
       cmocka_unit_test(gateway_starts_key_update),
+      cmocka_unit_test(slow_path_validation_and_close),
   };
   return run_pipeline_tests("test_quic_tx", tests, sizeof tests / sizeof tests[0]);
 }
