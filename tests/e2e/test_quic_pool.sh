@@ -9,10 +9,15 @@
 #  - the QUIC agent SIGKILLed: the relay agent takes new flows; restarted with the same command, it registers again
 #    over QUIC and carries the tunnel alone;
 #  - the agent's NAT rebinding twice (nftables in its namespace rewrites its source port) during a UDP stream: dpgw
-#    follows the agent's authenticated packets to the new address and the stream goes on;
+#    validates each new address (PATH_CHALLENGE, the agent's ngtcp2 answers PATH_RESPONSE) and only then moves the
+#    session's endpoint there; the stream goes on;
+#  - an on-path rewrite of the agent's source port whose return path is cut (nftables drops what dpgw sends to the
+#    new port): the validation fails (counted), the endpoint stays on the old address and the stream goes on there;
 #  - hostile datagrams to UDP/443 from the agent's host (quic_hostile.py): truncated, garbage, the session's index
 #    with another connection-ID tail, the agent's captured packets replayed and tampered, long headers: counted
-#    (or passed to dpctld's port), the session neither moved nor ended, traffic goes on.
+#    (or passed to dpctld's port), the session neither moved nor ended, traffic goes on;
+#  - the QUIC agent stopped with SIGTERM: its CONNECTION_CLOSE ends its session in dpgw (counted), dpctld hears it in
+#    dpgw's next status (not by its rule for sessions missing from dpgw), the pool's relay agent serves on.
 source "$(dirname "$0")/lib.sh"
 
 topology_up
@@ -23,6 +28,11 @@ DPCTLD_QUIC_LISTEN="$GW_UNDERLAY:443" write_dpctld_conf "$GW_UNDERLAY:7443"
 gateway_connected() { dpctl --json stats | jq -e '.gateway_connected' > /dev/null; }
 # gw_session FRAMING: dpgw's live session with that framing (JSON), or nothing
 gw_session() { gw_stats | jq -c --arg f "$1" '[.tunnels[].sessions[] | select(.framing == $f and .live)] | first // empty'; }
+qc() { gw_stats | jq -r ".quic_control.$1"; }  # a counter of dpgw's QUIC slow path
+metric() {  # metric NAME -> dpctld's value
+  ip netns exec "$NS_G" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9108; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' |
+    W="$1" awk '$1 == ENVIRON["W"] { print $2 }'
+}
 live_framing() { [ -n "$(gw_session "$1")" ]; }
 not_live() { ! live_framing "$1"; }
 
@@ -120,7 +130,7 @@ iperf_client "$WORK/restarted.json" -c "$GW_PUBLIC" -t 2
 [ "$(gw_session quic | jq -r .flows_total)" -gt "$q2" ] || fail "the restarted QUIC agent carried no flow"
 [ "$(get http app.example)" = "backend http" ] || fail "HTTP Host after the restart"
 
-log "the agent's NAT rebinds twice during a UDP stream (nftables rewrites its source port): the tunnel follows"
+log "the agent's NAT rebinds twice during a UDP stream (nftables rewrites its source port): validated, then followed"
 # The agent's QUIC socket: the one connected to dpgw's port 443.
 qport=$(ip netns exec "$NS_A" ss -unpH "dst $GW_UNDERLAY:443" |
   awk -v a="$AGENT_IP:" '/dpagent/ { for (i = 1; i <= NF; i++) if (index($i, a) == 1) { print substr($i, length(a) + 1); exit } }')
@@ -139,6 +149,7 @@ NFT
 }
 dpctl entry add udp 5201 web "$AGENT_IP:5201" --keepalive --ttl 30 > /dev/null
 changes0=$(gw_session quic | jq -r .endpoint_changes)
+challenges0=$(qc quic_path_challenges_tx) validated0=$(qc quic_paths_validated) failed0=$(qc quic_path_validation_failed)
 timeout 30 ip netns exec "$NS_C" iperf3 -J -c "$GW_PUBLIC" -u -b 10M -l 1200 -t 8 > "$WORK/rebind.json" 2> "$WORK/rebind.err" &
 IPERF=$!
 sleep 2
@@ -148,16 +159,53 @@ rebind 40001
 wait "$IPERF" || fail "iperf3 UDP during the rebinding: $(cat "$WORK/rebind.err")"
 s=$(gw_session quic)
 [ "$(jq -r .endpoint <<< "$s")" = "$AGENT_IP:40001" ] || fail "dpgw did not follow the agent to port 40001: $s; $(ip netns exec "$NS_A" nft list ruleset)"
-[ "$(jq -r .endpoint_changes <<< "$s")" -ge $((changes0 + 2)) ] || fail "endpoint changes not counted: $s"
+changes=$(( $(jq -r .endpoint_changes <<< "$s") - changes0 ))
+validated=$(( $(qc quic_paths_validated) - validated0 )) challenges=$(( $(qc quic_path_challenges_tx) - challenges0 ))
+[ "$changes" -ge 2 ] || fail "endpoint changes not counted: $s"
+# Every move of the endpoint was a validated path: as many moves as validations, a PATH_CHALLENGE for each.
+[ "$validated" -eq "$changes" ] && [ "$challenges" -ge "$validated" ] ||
+  fail "the endpoint moved $changes times, $validated paths validated, $challenges PATH_CHALLENGEs"
+[ "$(qc quic_path_validation_failed)" = "$failed0" ] || fail "a validation failed: $(gw_stats | jq -c .quic_control)"
+grep -q "path to $AGENT_IP:40000 validated" "$WORK/dpgw.log" && grep -q "path to $AGENT_IP:40001 validated" "$WORK/dpgw.log" ||
+  fail "no validation logged: $(grep -i path "$WORK/dpgw.log" | tail -5)"
 pkts=$(json_get "$WORK/rebind.json" '.end.sum.packets')
 lost=$(json_get "$WORK/rebind.json" '.end.sum.lost_packets')
 # What dpgw sends to the old mapping until the agent's next packet (its ACKs stop with the traffic that reaches it,
 # so at worst its next keep-alive PING, 0.5 s) is lost, as behind any NAT that forgets a mapping: about 6 % here.
 [ "$pkts" -gt 1000 ] && [ "$lost" -lt $((pkts / 5)) ] || fail "UDP across the rebinding: $lost of $pkts lost"
-log "  endpoint $AGENT_IP:$qport -> :40000 -> :40001; $lost of $pkts datagrams lost"
+log "  endpoint $AGENT_IP:$qport -> :40000 -> :40001 ($validated paths validated, $challenges PATH_CHALLENGEs); $lost of $pkts datagrams lost"
 ip netns exec "$NS_A" nft delete table ip dptun_rebind
+home() { [ "$(gw_session quic | jq -r .endpoint)" = "$AGENT_IP:$qport" ]; }
+wait_for 10 "dpgw validated the agent's own port again" home
 iperf_client "$WORK/after_rebind.json" -c "$GW_PUBLIC" -t 2
 [ "$(json_get "$WORK/after_rebind.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the rebinding"
+
+log "an on-path rewrite to a port dpgw cannot reach: the validation fails, the endpoint stays, the stream goes on"
+# The agent's packets leave from port 40002; what is sent to 40002 is dropped: dpgw's PATH_CHALLENGEs never arrive.
+ip netns exec "$NS_A" nft -f - <<NFT
+table ip dptun_blackhole {
+  chain out { type filter hook output priority 0; ip daddr $GW_UNDERLAY udp sport $qport udp dport 443 counter udp sport set 40002; }
+  chain in { type filter hook prerouting priority 0; ip saddr $GW_UNDERLAY udp sport 443 udp dport 40002 counter drop; }
+}
+NFT
+challenges0=$(qc quic_path_challenges_tx) validated0=$(qc quic_paths_validated) failed0=$(qc quic_path_validation_failed)
+changes0=$(gw_session quic | jq -r .endpoint_changes)
+iperf_client "$WORK/blackhole.json" -c "$GW_PUBLIC" -u -b 5M -l 1200 -t 4
+validation_failed() { [ "$(qc quic_path_validation_failed)" -gt "$failed0" ]; }
+wait_for 10 "the validation of :40002 given up" validation_failed
+s=$(gw_session quic)
+[ "$(jq -r .endpoint <<< "$s")" = "$AGENT_IP:$qport" ] && [ "$(jq -r .endpoint_changes <<< "$s")" = "$changes0" ] ||
+  fail "the endpoint moved to an address that never answered: $s"
+[ "$(qc quic_paths_validated)" = "$validated0" ] && [ "$(qc quic_path_challenges_tx)" -gt "$challenges0" ] ||
+  fail "challenges/validations: $(gw_stats | jq -c .quic_control)"
+drops=$(ip netns exec "$NS_A" nft list table ip dptun_blackhole | awk '/drop/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
+[ "${drops:-0}" -ge 1 ] || fail "no PATH_CHALLENGE reached the rewritten port (nft dropped none)"
+pkts=$(json_get "$WORK/blackhole.json" '.end.sum.packets')
+lost=$(json_get "$WORK/blackhole.json" '.end.sum.lost_packets')
+[ "$pkts" -gt 500 ] && [ "$lost" -lt $((pkts / 20)) ] || fail "UDP while the rewritten port was unreachable: $lost of $pkts lost"
+grep -q "path to $AGENT_IP:40002 not validated" "$WORK/dpgw.log" || fail "the failed validation was not logged"
+log "  endpoint stayed $AGENT_IP:$qport; $(( $(qc quic_path_challenges_tx) - challenges0 )) PATH_CHALLENGEs to :40002 dropped on the way ($drops), validation failed; $lost of $pkts datagrams lost"
+ip netns exec "$NS_A" nft delete table ip dptun_blackhole
 
 log "hostile datagrams to UDP/443 next to the live session: counted, nothing moves, traffic goes on"
 ip netns exec "$NS_A" timeout 10 tcpdump -nn -i a0 -c 8 -w "$WORK/agent.pcap" \
@@ -191,6 +239,31 @@ iperf_client "$WORK/after_hostile.json" -c "$GW_PUBLIC" -t 2
 [ "$(json_get "$WORK/after_hostile.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP after the hostile datagrams"
 
 kill -0 "$Q_PID" 2>/dev/null || fail "the QUIC agent exited"
+
+log "the QUIC agent stopped (SIGTERM): its CONNECTION_CLOSE ends the session at once, the relay agent serves on"
+run_agent agent-r agent2 "$rcmd"
+R_PID=$AGENT_PID
+wait_for 20 "a live relay session at dpgw" live_framing relay
+closes0=$(qc quic_connection_closes_rx) dropped0=$(metric dptun_agent_quic_sessions_dropped_total)
+index=$(gw_session quic | jq -r .index)
+kill "$Q_PID"
+wait "$Q_PID" 2> /dev/null || true
+session_gone() { [ "$(gw_stats | jq --argjson i "$index" '[.tunnels[].sessions[] | select(.index == $i)] | length')" = 0 ]; }
+wait_for 10 "the QUIC session gone from dpgw" session_gone
+[ "$(qc quic_connection_closes_rx)" = $((closes0 + 1)) ] || fail "dpgw did not end the session on CONNECTION_CLOSE: $(gw_stats | jq -c .quic_control)"
+grep -q "session $index: the agent closed its QUIC connection (CONNECTION_CLOSE, application error 0x0" "$WORK/dpgw.log" ||
+  fail "dpgw did not log the CONNECTION_CLOSE: $(grep CONNECTION_CLOSE "$WORK/dpgw.log")"
+closed_at_dpctld() { [ "$(metric dptun_agent_quic_sessions_closed_total)" = 1 ]; }
+wait_for 10 "dpctld told of the closed session" closed_at_dpctld
+# dpctld learnt it from dpgw's status (quic_closed), not by its rule for handed-over sessions missing from dpgw.
+[ "$(metric dptun_agent_quic_sessions_dropped_total)" = "$dropped0" ] || fail "dpctld dropped the session as missing"
+[ "$(dpctl --json session list | jq --argjson i "$index" '[.sessions[] | select(.index == $i)] | length')" = 0 ] ||
+  fail "dpctld still lists the QUIC session: $(dpctl --json session list | jq -c .sessions)"
+iperf_client "$WORK/after_close.json" -c "$GW_PUBLIC" -t 2
+[ "$(json_get "$WORK/after_close.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP through the relay agent after the close"
+[ "$(get http app.example)" = "backend http" ] || fail "HTTP Host through the relay agent after the close"
+log "  session $index ended by CONNECTION_CLOSE at dpgw and at dpctld; the relay agent carries the tunnel"
+
 kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld exited"
 log PASS
