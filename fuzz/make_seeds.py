@@ -484,6 +484,12 @@ def quic_short():
     write("quic_short_header", "raw-ping", b"\0" + u64(5) + quic_short_protected(6, 4, b"\x01" + bytes(20)))
     write("quic_short_header", "raw-stream", b"\0" + u64(5) + quic_short_protected(6, 3, b"\x08\x00\x04abcd" + bytes(10)))
     write("quic_short_header", "raw-reserved-bits", b"\0" + u64(5) + quic_short_protected(6, 1, dgram, first_extra=0x18))
+    path = b"\x1a" + bytes(range(8)) + b"\x1b" + bytes(range(8, 16))
+    ncid = b"\x18\x05\x02\x08" + bytes(range(8)) + bytes(16)
+    close = b"\x1c\x0a\x08\x03bye" + b"\x1d\x00\x00"
+    write("quic_short_header", "raw-slow-path-frames",
+          b"\0" + u64(5) + quic_short_protected(6, 4, b"\x01" + path + ncid + b"\x19\x01\x10\x05" + dgram_len + close))
+    write("quic_short_header", "raw-two-datagrams", b"\0" + u64(5) + quic_short_protected(6, 2, dgram_len + dgram))
     write("quic_short_header", "raw-wrong-tail", b"\0" + u64(5) + bytes([0x40]) + struct.pack("!I", 7) + b"abcd" + bytes(40))
     write("quic_short_header", "raw-long-header", b"\0" + u64(5) + bytes([0xc0, 0, 0, 0, 1]) + bytes(40))
 

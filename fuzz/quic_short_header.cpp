@@ -8,6 +8,7 @@
 //   sealed and protected with real keys (AES-128-GCM through OpenSSL, AES-128 header protection), then read
 //   back. Properties: inside the decoding window the packet number and the frames come back and it opens;
 //   read_inner succeeds exactly when the frames are one DATAGRAM frame (with PADDING/PING/ACK) big enough.
+// Both modes walk the frames as the slow path does (QuicFrameReader) and check it against the fast path's verdict.
 #include <memory>
 #include <vector>
 
@@ -71,6 +72,37 @@ void read_frames(std::span<uint8_t> f, const FrameMeta& m) {
   for (uint32_t i = 0; i < aad - 9; ++i) FUZZ_CHECK(h[9 + i] == uint8_t(m.counter >> (8 * (aad - 10 - i))));
 
   const QuicPayload p = QuicDatagramCodec::payload(f);
+  // The frame walker the slow path reads with (QuicFrameReader): every field inside the payload, frames in order,
+  // the whole payload walked unless malformed, and agreeing with the fast path's verdict.
+  const std::span<const uint8_t> payload{f.data() + aad, f.size() - aad - kAeadTagLen};
+  QuicFrameReader r(payload);
+  QuicFrame fr;
+  size_t at = 0, frames = 0, datagrams = 0;
+  bool slow = false;
+  while (r.next(fr)) {
+    FUZZ_CHECK(r.offset() > at && r.offset() <= payload.size());
+    at = r.offset();
+    ++frames;
+    for (auto s : {fr.data, fr.reason, fr.cid, fr.reset_token})
+      FUZZ_CHECK(s.empty() || fuzz::within({const_cast<uint8_t*>(s.data()), s.size()}, f));
+    if (fr.type == kQuicFrameDatagram || fr.type == kQuicFrameDatagramLen) ++datagrams;
+    else if (!quic_fast_path_frame(fr.type)) slow = true;
+    if (fr.type == kQuicFrameNewConnectionId)
+      FUZZ_CHECK(fr.cid.size() >= 1 && fr.cid.size() <= kQuicMaxCidLen && fr.reset_token.size() == kQuicResetTokenLen &&
+                 fr.retire_prior_to <= fr.sequence);
+    if (fr.type == kQuicFramePathChallenge || fr.type == kQuicFramePathResponse) {
+      uint8_t back[9];
+      FUZZ_CHECK(quic_write_path_frame(uint8_t(fr.type), fr.path, back) == 9);
+      FUZZ_CHECK(std::memcmp(back, payload.data() + at - 9, 9) == 0);  // written back as it was read
+    }
+  }
+  FUZZ_CHECK(r.malformed() || at == payload.size());
+  const bool whole = !r.malformed() && frames > 0;
+  FUZZ_CHECK(whole == (p.kind != QuicPayload::Kind::Malformed));
+  if (whole) {
+    FUZZ_CHECK(p.datagrams == datagrams);
+    FUZZ_CHECK((p.kind == QuicPayload::Kind::SlowPath) == (slow || datagrams > 1));
+  }
   InnerHeader ih;
   std::span<uint8_t> pkt;
   const bool inner = rx.read_inner(f, ih, pkt);
@@ -81,6 +113,14 @@ void read_frames(std::span<uint8_t> f, const FrameMeta& m) {
   }
   FUZZ_CHECK(inner == (p.kind == QuicPayload::Kind::Datagram && !(f[0] & kQuicShortReserved) &&
                        p.datagram_len >= kInnerHeaderLen + 20));
+  std::span<uint8_t> first;
+  InnerHeader ih2;
+  if (QuicDatagramCodec::read_datagram(f, p, ih2, first)) {  // the slow path's packets deliver their first DATAGRAM
+    FUZZ_CHECK(p.datagrams >= 1 && fuzz::within(first, f));
+    FUZZ_CHECK(!inner || first.data() == pkt.data());
+  } else {
+    FUZZ_CHECK(!inner);
+  }
   if (!inner) return;
   FUZZ_CHECK(fuzz::within(pkt, f) && pkt.size() == p.datagram_len - kInnerHeaderLen);
   FUZZ_CHECK(pkt.data() == f.data() + aad + p.datagram_offset + kInnerHeaderLen);
