@@ -1,6 +1,7 @@
 // QUIC version 1 short-header (1-RTT) packets carrying one DATAGRAM frame: dptun's second tunnel framing
-// (docs/protocol.md "QUIC framing"; RFC 9000 17.3.1, RFC 9001 5.3/5.4, RFC 9221). Only the fast path's packets:
-// long headers, and frames other than DATAGRAM / ACK / PADDING / PING, belong to the slow path (ngtcp2). Byte order on the wire: big-endian (the packet number, the receiver index in the DCID, varints).
+// (docs/protocol.md "QUIC framing"; RFC 9000 17.3.1, RFC 9001 5.3/5.4, RFC 9221), and the frames of a 1-RTT payload
+// (QuicFrameReader: every type of RFC 9000 19, read by the fast path and by dpgw's slow path; the PATH frames dpgw
+// writes). Long headers belong to the handshake (ngtcp2 in dpctld and dpagent). Byte order on the wire: big-endian (the packet number, the receiver index in the DCID, varints).
 //
 //   0: first byte 0 1 S R R K P P (header form 0, fixed bit 1, Spin, Reserved 00, Key phase, pn length - 1)
 //   1: Destination Connection ID (kQuicCidLen = 8), as its receiver issued it: dptun's own connection IDs (what

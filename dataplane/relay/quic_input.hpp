@@ -3,9 +3,12 @@
 // over): header protection removed (the burst's masks in one call per session's hp key), the packet number rebuilt
 // against the replay window,
 // one AEAD call per key in the burst (the key for the packet-number length), then by its frames: a DATAGRAM's inner
-// packet goes the way a relay frame's does (TunnelInput::from_agent); ACK-only and PING packets are consumed (the
-// agent's largest acknowledged number kept); packets with other frames are counted and dropped until the control
-// lcore takes them (quic_slow_path). Long headers and packets for no QUIC session go to the kernel path, where
+// packet goes the way a relay frame's does (TunnelInput::from_agent; a packet's second and later DATAGRAMs, rare, in
+// mbufs of their own); ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
+// frames of packets with others (PATH_CHALLENGE, CONNECTION_CLOSE, NEW_CONNECTION_ID, STREAM, ...) go, copied, to the
+// control lcore's slow path (main_lcore/quic_slow_path.hpp; a full ring: quic_slow_path_full). An authenticated
+// packet newer than all before from an address other than the endpoint does not move it: the address is proposed to
+// the control lcore for path validation (QuicSessionState::proposed). Long headers and packets for no QUIC session go to the kernel path, where
 // dpctld's QUIC port handshakes. Every authenticated packet that asks for an ACK (DATAGRAM, PING, and the slow
 // path's, which the agent would otherwise send again forever) is acknowledged with an ACK-only packet through Encap
 // (docs/protocol.md "ACK generation"): at most one per session per burst and per kAckIntervalNs, the ACK held back
@@ -15,8 +18,8 @@
 // the receive and transmit generations move to it (quic_key_updates_rx); below, with the previous generation's
 // while they are kept; dpgw starts an update of its own after QuicSessionState::update_after_packets packets, once
 // the agent has acknowledged one of the current generation (quic_key_updates_tx). Touches the sessions' replay windows,
-// receive epochs, endpoints and QUIC receive and ACK state (their RX worker only). Drops frame_malformed
-// quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path.
+// receive epochs, endpoints (only while unknown) and QUIC receive, ACK and proposed-path state (their RX worker
+// only). Drops frame_malformed quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path_full.
 #pragma once
 #include <array>
 #include <cstdint>
