@@ -158,8 +158,9 @@ void QuicSlowPath::new_path(TunnelSession& s, const Endpoint& from, uint64_t now
 void QuicSlowPath::challenge(TunnelSession& s, Path& p, uint64_t now_ns) {
   if (p.challenges == kMaxChallenges) return;
   p.last_sent_ns = now_ns;  // (also when the limit holds it back: tried again after kRetryNs)
-  // Anti-amplification (RFC 9000 8.1, 9.3): at most 3x what the candidate sent, until it is validated.
-  const uint64_t received = s.quic->proposed == p.candidate ? s.quic->proposed_rx_bytes.load(std::memory_order_relaxed) : 0;
+  // Anti-amplification (RFC 9000 8.1, 9.3): at most 3x what the candidate sent, until it is validated. (The RX
+  // worker's count is of the address it proposed last: this candidate, unless a newer proposal is on its way here.)
+  const uint64_t received = s.quic->proposed_rx_bytes.load(std::memory_order_relaxed);
   const uint64_t budget = 3 * received > p.tx_bytes ? 3 * received - p.tx_bytes : 0;
   const uint32_t len = frames_len(1 + kQuicPathDataLen, budget);
   if (len < uint32_t(kQuicMinPathDatagram) - uint32_t(kQuicPnOffset + 4 + kAeadTagLen)) dp_.quic_control.path_probes_limited.add();
@@ -199,7 +200,7 @@ void QuicSlowPath::answer_challenge(TunnelSession& s, const Endpoint& from,
   if (s.endpoint.load() != from) {
     auto it = paths_.find(s.index);
     p = it != paths_.end() && it->second.serial == s.serial && it->second.candidate == from ? &it->second : nullptr;
-    const uint64_t received = p && s.quic->proposed == from ? s.quic->proposed_rx_bytes.load(std::memory_order_relaxed) : 0;
+    const uint64_t received = p ? s.quic->proposed_rx_bytes.load(std::memory_order_relaxed) : 0;
     budget = p ? (3 * received > p->tx_bytes ? 3 * received - p->tx_bytes : 0) : 0;
   }
   uint8_t frame[1 + kQuicPathDataLen];

@@ -95,7 +95,8 @@ struct QuicSessionState {
   // Path validation (RFC 9000 8.2, 9; docs/protocol.md "Path validation"). An authenticated packet newer than all
   // before from an address other than the endpoint does not move it: the RX worker proposes that address to the
   // control lcore (QuicSlowPathHeader::kNewPath) once, and again only after kQuicPathReproposeNs; the control lcore
-  // sends PATH_CHALLENGE there and moves the endpoint when the PATH_RESPONSE comes. RX worker only:
+  // sends PATH_CHALLENGE there and moves the endpoint when the PATH_RESPONSE comes. RX worker only (the control
+  // lcore learns the address from the proposal's message, never from here):
   Endpoint proposed{};
   uint64_t proposed_ns = 0;
   // UDP payload bytes of authenticated packets from `proposed` (RX worker writes, control lcore reads: the 3x
