@@ -263,6 +263,7 @@ iperf_client "$WORK/after_close.json" -c "$GW_PUBLIC" -t 2
 [ "$(json_get "$WORK/after_close.json" '.end.sum_received.bytes')" -gt 0 ] || fail "TCP through the relay agent after the close"
 [ "$(get http app.example)" = "backend http" ] || fail "HTTP Host through the relay agent after the close"
 log "  session $index ended by CONNECTION_CLOSE at dpgw and at dpctld; the relay agent carries the tunnel"
+log "  frames dpgw's slow path saw: $(gw_stats | jq -c '.quic_control.quic_frames_rx | with_entries(select(.value > 0))')"
 
 kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld exited"
