@@ -77,8 +77,11 @@ void QuicSlowPath::handle(const QuicSlowPathHeader& h, std::span<const uint8_t> 
     return;
   }
   QuicFrameReader r(frames);
+  uint32_t seen = 0;  // frame types counted once per packet (PADDING is a frame per byte)
   while (r.next(f)) {
-    st.frames_rx[frame_slot(f.type)].add();
+    const size_t slot = frame_slot(f.type);
+    if (!(seen >> slot & 1)) st.frames_rx[slot].add();
+    seen |= uint32_t(1) << slot;
     switch (f.type) {
       case kQuicFramePathChallenge:
         answer_challenge(*s, h.from, f.path);

@@ -454,7 +454,7 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
     p.family(name, "counter", f.help);
     p.sample(name, double((dp.quic_control.*f.v).get()));
   }
-  p.family("dptun_gw_quic_frames_rx_total", "counter", "Frames of slow-path QUIC packets, by type (RFC 9000 19).");
+  p.family("dptun_gw_quic_frames_rx_total", "counter", "Slow-path QUIC packets carrying each frame type (RFC 9000 19).");
   for (size_t t = 0; t < kQuicFrameSlots; ++t)
     if (const char* n = quic_frame_slot_name(t))
       p.sample("dptun_gw_quic_frames_rx_total", double(dp.quic_control.frames_rx[t].get()), prom_label("type", n));

@@ -137,7 +137,7 @@ struct alignas(64) KernelPathStats {
 };
 
 // The QUIC slow path on the control lcore (main_lcore/quic_slow_path.hpp; written by it only): packets taken from the
-// workers, their frames by type (slot: the frame type for 0x00..0x1e, STREAM's 0x08..0x0f in 0x08, DATAGRAM in
+// workers, the packets carrying each frame type (slot: the frame type for 0x00..0x1e, STREAM's 0x08..0x0f in 0x08, DATAGRAM in
 // kQuicFrameSlotDatagram), packets whose frames did not parse, path validation, CONNECTION_CLOSE.
 inline constexpr size_t kQuicFrameSlots = 32;
 inline constexpr size_t kQuicFrameSlotDatagram = 31;

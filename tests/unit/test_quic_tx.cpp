@@ -864,6 +864,16 @@ void slow_path_validation_and_close(void**) {
   r.control_tick();
   assert_int_equal(st.frames_rx[kQuicFrameNewConnectionId].get(), 2);
   assert_int_equal(st.peer_cid_retired.get(), 1);
+  // Frame types are counted once per packet: 50 PADDING bytes are one.
+  std::vector<uint8_t> padded(50, 0);
+  padded.push_back(kQuicFrameMaxData);
+  padded.push_back(9);
+  const uint64_t padding = st.frames_rx[kQuicFramePadding].get();
+  r.from_agent_q(r.agent_packet(padded), kMoved);
+  r.poll();
+  r.control_tick();
+  assert_int_equal(st.frames_rx[kQuicFramePadding].get(), padding + 1);
+  assert_int_equal(st.frames_rx[kQuicFrameMaxData].get(), 1);
 
   // CONNECTION_CLOSE (application, reason with a control character): the session ends, dpctld is told once.
   assert_int_equal(r.all_drops(), 1);
