@@ -32,9 +32,9 @@ test: all asan tsan-build
 	bash tests/scripts/test_docs.sh
 	bash tests/scripts/test_datapath_headers.sh
 	meson test -C $(BUILD) --suite unit --print-errorlogs
-	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
-	meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
 	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
 	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
 

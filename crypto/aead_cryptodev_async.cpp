@@ -25,7 +25,11 @@ struct OpPrivate {
   alignas(16) uint8_t digest[kAeadTagLen];
   uint16_t slot;  // the op's place in its chunk
 };
-constexpr uint16_t kPrivateOffset = sizeof(rte_crypto_op) + sizeof(rte_crypto_sym_op);
+// From the op's start, rounded up to OpPrivate's alignment (the op pool's objects are cache-line aligned); the pool's
+// private size covers the gap.
+constexpr uint16_t kOpsEnd = sizeof(rte_crypto_op) + sizeof(rte_crypto_sym_op);
+constexpr uint16_t kPrivateOffset = uint16_t((kOpsEnd + alignof(OpPrivate) - 1) & ~(alignof(OpPrivate) - 1));
+constexpr uint16_t kPrivateSize = uint16_t(kPrivateOffset - kOpsEnd + sizeof(OpPrivate));
 constexpr uint16_t kQueueDescriptors = 256;  // per queue pair; more than kDepth ops are never in flight
 
 OpPrivate* priv_of(rte_crypto_op* op) { return rte_crypto_op_ctod_offset(op, OpPrivate*, kPrivateOffset); }
@@ -192,7 +196,7 @@ bool CryptodevAsyncAead::start(unsigned threads, unsigned max_keys, std::string&
   session_pool_ = rte_cryptodev_sym_session_pool_create(("aead_async_sess_" + tag).c_str(), std::max(max_keys, 64u),
                                                         rte_cryptodev_sym_get_private_session_size(dev), 0, 0, socket);
   op_pool_ = rte_crypto_op_pool_create(("aead_async_ops_" + tag).c_str(), RTE_CRYPTO_OP_TYPE_SYMMETRIC,
-                                       threads * kDepth, 0, sizeof(OpPrivate), socket);
+                                       threads * kDepth, 0, kPrivateSize, socket);
   // No data room: every mbuf carries a caller's buffer, attached for the length of one op.
   mbuf_pool_ = rte_pktmbuf_pool_create(("aead_async_mbuf_" + tag).c_str(), threads * kDepth, 0, 0, 0, socket);
   if (!session_pool_ || !op_pool_ || !mbuf_pool_) {
