@@ -368,6 +368,7 @@ void Agent::withdraw_quic() {
   quic_old_.sends += st.sends;
   quic_old_.send_drops += st.send_drops;
   quic_old_.socket_rx_drops += st.socket_rx_drops;
+  quic_old_.stateless_resets += st.stateless_resets;
   quic_old_.datagrams_waited += st.datagrams_waited;
   quic_old_.waiting_dropped += st.waiting_dropped + quic_->waiting();  // (what still waits goes with it)
   quic_->use_for_data(nullptr, QuicControlConnection::kControlKeepAliveNs);
@@ -1023,6 +1024,7 @@ std::string Agent::stats_json() const {
       st.sends += quic_->stats().sends;
       st.send_drops += quic_->stats().send_drops;
       st.socket_rx_drops += quic_->stats().socket_rx_drops;
+      st.stateless_resets += quic_->stats().stateless_resets;
       st.datagrams_waited += quic_->stats().datagrams_waited;
       st.waiting_dropped += quic_->stats().waiting_dropped;
       quic_->path_stats(cwnd, in_flight, srtt);
@@ -1033,7 +1035,7 @@ std::string Agent::stats_json() const {
     j.field("cwnd", cwnd).field("bytes_in_flight", in_flight);
     j.field("smoothed_rtt_us", srtt / 1000);
     j.field("datagrams_waited", st.datagrams_waited).field("waiting", quic ? quic_->waiting() : 0u);
-    j.field("waiting_dropped", st.waiting_dropped);
+    j.field("waiting_dropped", st.waiting_dropped).field("stateless_resets", st.stateless_resets);
     j.end_object();
   }
   // Targets that could not be reached, by the reason the ICMP error gave.

@@ -318,9 +318,11 @@ std::string ControlClient::registration_line() const {
 void ControlClient::quic_progress(bool alive, uint64_t now_ns) {
   if (!alive) {
     if (state_ == State::Registered && handed_over_) {
-      LOG_WARN("QUIC connection %s:%u carrying the tunnel's data ended: %s; registering again", peer_.c_str(),
-               unsigned(opt_.server_port), quic_->detail().c_str());
-      retry(now_ns);
+      const bool reset = quic_->stateless_reset();
+      LOG_WARN("QUIC connection %s:%u carrying the tunnel's data ended: %s; registering again%s", peer_.c_str(),
+               unsigned(opt_.server_port), quic_->detail().c_str(), reset ? " now" : "");
+      // A Stateless Reset says the gateway lost the connection (dpgw restarted): nothing to wait for.
+      retry(now_ns, reset);
       return;
     }
     if (state_ == State::Registered) {
@@ -555,10 +557,10 @@ void ControlClient::lost(uint64_t now_ns) {
   retry(now_ns);
 }
 
-void ControlClient::retry(uint64_t now_ns) {
+void ControlClient::retry(uint64_t now_ns, bool at_once) {
   close_connection();
   if (state_ == State::GaveUp) return;
-  const double wait = backoff_s_ * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
+  const double wait = at_once ? 0.0 : backoff_s_ * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
   LOG_INFO("reconnecting to dpctld %s:%u in %.1f s", opt_.server_host.c_str(), opt_.server_port, wait);
   next_attempt_ns_ = now_ns + uint64_t(wait * 1e9);
   backoff_s_ = std::min(backoff_s_ * 2, 30.0);

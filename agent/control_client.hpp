@@ -101,7 +101,7 @@ class ControlClient {
   void registration_reply(const std::string& line, uint64_t now_ns);
   void no_reply();
   // Ends the connection (if any) and schedules the next attempt, or none after fatal_.
-  void retry(uint64_t now_ns);
+  void retry(uint64_t now_ns, bool at_once = false);  // at_once: no back-off (the gateway said it lost us)
   void lost(uint64_t now_ns);
   void close_connection();
   // A TLS failure: logged with its advice; permanent ones end a first registration (fatal_).

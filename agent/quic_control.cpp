@@ -113,6 +113,7 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   cb.recv_stream_data = on_recv_stream;
   cb.acked_stream_data_offset = on_acked;
   cb.recv_datagram = on_datagram;
+  cb.recv_stateless_reset = on_stateless_reset;
   ngtcp2_cid dcid, scid;
   dcid.datalen = 18;
   gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
@@ -138,8 +139,9 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   params.max_idle_timeout = kIdleTimeoutNs;  // keep-alive PINGs (below) and dpctld's or dpgw's answers keep it
   params.max_datagram_frame_size = 65535;     // DATAGRAM frames (RFC 9221 section 3) of any size dpgw sends
   params.max_udp_payload_size = kMaxPacket;
-  // dpgw knows one connection ID of the agent's and one of its own: no spares to migrate to (RFC 9000 section 5.1.1).
-  params.active_connection_id_limit = 2;
+  // How many of the server's connection IDs this end keeps (RFC 9000 section 5.1.1): dpctld issues this many and
+  // dpgw accepts each after the hand-over, so a migration (RFC 9000 section 9.5) has spares to move to.
+  params.active_connection_id_limit = 4;
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
                    {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
                    nullptr};
@@ -270,7 +272,21 @@ std::vector<uint8_t> QuicControlConnection::export_secret(uint32_t session_index
   return secret;
 }
 
+// ngtcp2 checked the token against the connection IDs it holds of the server's before calling: a real one; the
+// connection drains (ngtcp2_conn_read_pkt returns NGTCP2_ERR_DRAINING) and nothing more is sent on it.
+int QuicControlConnection::on_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*, void* user) {
+  auto* self = static_cast<QuicControlConnection*>(user);
+  self->stateless_reset_ = true;
+  self->stats_.stateless_resets++;
+  return 0;
+}
+
 bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
+  if (stateless_reset_) {
+    detail_ = "a Stateless Reset from the server: it no longer knows the connection (RFC 9000 10.3)";
+    closed_ = true;
+    return false;
+  }
   if (rv == NGTCP2_ERR_DRAINING || rv == NGTCP2_ERR_CLOSING) {
     ngtcp2_connection_close_error e;
     ngtcp2_conn_get_connection_close_error(conn_, &e);

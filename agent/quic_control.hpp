@@ -82,6 +82,7 @@ class QuicControlConnection {
     uint64_t datagrams_waited = 0;   // datagrams that waited for the congestion window
     uint64_t waiting_dropped = 0;    // of them, lost when the connection ended
     uint64_t socket_rx_drops = 0;  // SO_RXQ_OVFL: packets the kernel dropped for a full receive buffer
+    uint64_t stateless_resets = 0;  // Stateless Resets received that ended the connection (RFC 9000 10.3)
   };
   QuicControlConnection() = default;
   ~QuicControlConnection();
@@ -106,6 +107,9 @@ class QuicControlConnection {
   // Sends CONNECTION_CLOSE (NO_ERROR) if the connection is still open.
   void close(uint64_t now_ns);
   bool closed() const { return closed_; }
+  // The server ended the connection with a Stateless Reset carrying the token of one of its connection IDs (RFC
+  // 9000 10.3; dpctld sends one for a connection dpgw no longer knows, after dpgw restarted).
+  bool stateless_reset() const { return stateless_reset_; }
   // A timerfd (CLOCK_MONOTONIC) armed for ngtcp2's next expiry; readable when on_timer() has work.
   int timer_fd() const { return timer_.get(); }
 
@@ -144,6 +148,7 @@ class QuicControlConnection {
                             void*);
   static int on_acked(ngtcp2_conn*, int64_t id, uint64_t offset, uint64_t len, void* user, void*);
   static int on_datagram(ngtcp2_conn*, uint32_t flags, const uint8_t* data, size_t len, void* user);
+  static int on_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset* sr, void* user);
   // The next free packet buffer of the send batch (sent when full).
   uint8_t* tx_buffer();
   void queue_packet(size_t len);
@@ -170,6 +175,7 @@ class QuicControlConnection {
   ngtcp2_conn* conn_ = nullptr;
   bool handshake_done_ = false;
   bool closed_ = false;
+  bool stateless_reset_ = false;
   int64_t stream_ = -1;
   std::deque<TxChunk> tx_;  // kept until acknowledged: ngtcp2 refers to the bytes
   uint64_t tx_end_ = 0, tx_sent_ = 0;

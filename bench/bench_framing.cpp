@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
   auto relay_open = engine->make_key(rk.key_bytes(), AeadDirection::Decrypt, 16);
   QuicDatagramCodec::Config qc;
   qc.tx_dcid = {0, 0, 0, 7, 1, 2, 3, 4};
-  qc.rx_cid_tail = {1, 2, 3, 4};
+  static constexpr std::array<uint8_t, 4> kTail = {1, 2, 3, 4};
+  qc.rx_cid_tails = {&kTail, 1};
   qc.tx_hp = qc.rx_hp = qk.hp_bytes();
   QuicDatagramCodec codec(qc);
   const uint32_t aad = uint32_t(kQuicPnOffset + 4);

@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
       QuicSessionSpec q;
       q.rx_secret.assign(32, 0x41);
       q.tx_secret.assign(32, 0x52);
-      q.cid_tail = {1, 2, 3, 4};
+      q.cid_tails = {{1, 2, 3, 4}};
       q.peer_cid = {9, 8, 7, 6, 5, 4, 3, 2};
       s.quic = q;
       if (!gw->state().add_session(s, error)) {

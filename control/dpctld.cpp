@@ -120,6 +120,12 @@ bool Dpctld::start(std::string& error) {
     cb.reserve_index = [this] { return sessions_.reserve_index(); };
     cb.release_index = [this](uint32_t index) { sessions_.release_index(index); };
     cb.handed_over = [this](AgentLink& link, QuicSessionSpec&& spec) { return on_quic_handover(link, std::move(spec)); };
+    // The index of a handed-over session dpctld still holds (dpgw serves it, or is about to): packets with it are
+    // dropped, never reset. Once the session is dropped (dpgw restarted, expiry), they get a Stateless Reset.
+    cb.handed_over_held = [this](uint32_t index) {
+      const SessionRecord* s = sessions_.find(index);
+      return s && s->quic.has_value();
+    };
     quic_ = std::make_unique<QuicListener>(loop_, tls_, quic_limits(), std::move(cb));
     if (!quic_->load_credentials(cfg_.tls, error)) return false;
     if (!quic_->listen(*cfg_.agent_quic_listen, error)) return false;
@@ -647,6 +653,10 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
            tunnel->id.str());
     return;
   }
+  if (std::string why; ch.refuses_tunnel(why)) {
+    refuse(ch, Refusal::BadRequest, why);
+    return;
+  }
   // A QUIC connection holds its index from its first Initial (its connection IDs carry it); a TLS one gets one now.
   std::optional<uint32_t> index;
   if (const uint32_t reserved = ch.reserved_index()) {
@@ -891,6 +901,12 @@ std::string Dpctld::metrics_text() const {
     p.family("dptun_agent_quic_sessions_dropped_total", "counter",
              "Handed-over QUIC sessions dropped: dpgw restarted (their packet numbers went with it) or does not hold them.");
     p.sample("dptun_agent_quic_sessions_dropped_total", double(counters_.quic_sessions_dropped));
+    p.family("dptun_agent_quic_stateless_resets_total", "counter",
+             "Stateless Resets sent for short-header packets of no connection (a QUIC session dpgw lost), and those "
+             "left unsent over the rate limit.");
+    p.sample("dptun_agent_quic_stateless_resets_total", double(quic_->stateless_resets()), "result=\"sent\"");
+    p.sample("dptun_agent_quic_stateless_resets_total", double(quic_->stateless_resets_limited()),
+             "result=\"rate_limited\"");
     p.family("dptun_agent_quic_datagrams_dropped_total", "counter",
              "Datagrams on the QUIC port that reached no connection, by reason (no failure line).");
     for (size_t d = 0; d < size_t(QuicDrop::Count); ++d)

@@ -85,6 +85,25 @@ QuicAgentConnection::~QuicAgentConnection() {
   gnutls_memset(tx_secret_.data(), 0, tx_secret_.size());
 }
 
+bool QuicAgentConnection::refuses_tunnel(std::string& why) const {
+  const ngtcp2_transport_params* p =
+      conn_ && established_ && alpn_ == kQuicAlpnDptun ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
+  if (!p) return false;
+  if (p->max_datagram_frame_size == 0) {
+    why = "a QUIC tunnel travels in DATAGRAM frames (RFC 9221), and this connection's transport parameters take none "
+          "(max_datagram_frame_size 0)";
+    return true;
+  }
+  const uint64_t room = quic_peer_max_packet(kQuicTxLayout, p->max_udp_payload_size, p->max_datagram_frame_size);
+  if (room < kQuicMinPeerPacket) {
+    why = "this connection's transport parameters (max_udp_payload_size " + std::to_string(p->max_udp_payload_size) +
+          ", max_datagram_frame_size " + std::to_string(p->max_datagram_frame_size) + ") leave room for inner packets " +
+          "of " + std::to_string(room) + " bytes; a QUIC tunnel needs " + std::to_string(kQuicMinPeerPacket);
+    return true;
+  }
+  return false;
+}
+
 bool QuicAgentConnection::can_hand_over(std::string& why) const {
   const ngtcp2_cid* dcid = conn_ ? ngtcp2_conn_get_dcid(conn_.get()) : nullptr;
   const ngtcp2_transport_params* params = conn_ ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
@@ -186,6 +205,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   params.initial_max_streams_uni = 3;
   params.max_idle_timeout = kIdleTimeoutNs;
   params.max_datagram_frame_size = kMaxDatagramFrameSize;
+  params.ack_delay_exponent = kQuicAckDelayExponent;  // dpgw's ACK frames are written with it after the hand-over
   params.grease_quic_bit = 0;  // not what the agent is told: configure_tls leaves it out
   params.original_dcid = hd.dcid;
 
@@ -329,9 +349,16 @@ void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_i
     c = it->second;
   const bool first = !c;
   if (!c) {
-    // Never a stateless reset for these: dpgw serves the connection now.
-    if (handed_over_.count(cid_key(vc.dcid, vc.dcidlen))) return drop(QuicDrop::HandedOver);
-    if (vc.version == 0) return drop(QuicDrop::UnknownConnection);  // a short header
+    // Never a stateless reset for these: dpgw serves the connection now (or is about to).
+    const std::string key = cid_key(vc.dcid, vc.dcidlen);
+    const bool held = cb_.handed_over_held ? vc.dcidlen == kQuicCidLen && cb_.handed_over_held(load_be32(vc.dcid))
+                                           : handed_over_.count(key) != 0;
+    if (held) return drop(QuicDrop::HandedOver);
+    if (vc.version == 0) {  // a short header of no connection: dpgw lost it, or never was
+      handed_over_.erase(key);
+      return stateless_reset({vc.dcid, vc.dcidlen}, len, from, now);
+    }
+    if (handed_over_.count(key)) return drop(QuicDrop::HandedOver);
     if ((data[0] & 0x30) != 0) return drop(QuicDrop::UnknownConnection);  // 0-RTT, Handshake, Retry (RFC 9000 §17.2)
     c = accept_initial(data, len, from, now);
     if (!c) return;
@@ -398,6 +425,38 @@ void QuicListener::on_datagram(const uint8_t* data, size_t len, const sockaddr_i
     return;
   }
   service(*c, now);
+}
+
+void QuicListener::stateless_reset(std::span<const uint8_t> dcid, size_t len, const sockaddr_in& from, uint64_t now) {
+  drop(QuicDrop::UnknownConnection);
+  // RFC 9000 10.3.3: smaller than the packet that triggered it (two endpoints resetting each other run out of bytes),
+  // and never shorter than a reset the peer can recognize.
+  if (len <= kMinStatelessReset || dcid.empty() || !fd_) return;
+  if (reset_refill_ns_ == 0) reset_refill_ns_ = now;
+  reset_tokens_ = std::min<double>(kStatelessResetsPerSec,
+                                   reset_tokens_ + double(now - reset_refill_ns_) * kStatelessResetsPerSec / 1e9);
+  reset_refill_ns_ = now;
+  if (reset_tokens_ < 1) {
+    resets_limited_++;
+    return;
+  }
+  reset_tokens_ -= 1;
+  // The token issued with that connection ID (new_cid: the same derivation from reset_secret_), so the agent
+  // recognizes it (10.3.1); for an ID dpctld never issued it is a token nobody holds.
+  ngtcp2_cid cid;
+  ngtcp2_cid_init(&cid, dcid.data(), dcid.size());
+  uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  if (ngtcp2_crypto_generate_stateless_reset_token(token, reset_secret_.data(), reset_secret_.size(), &cid) != 0)
+    return;
+  const size_t out_len = std::min(len - 1, kMaxStatelessReset);
+  uint8_t unpredictable[kMaxStatelessReset];
+  gnutls_rnd(GNUTLS_RND_NONCE, unpredictable, sizeof unpredictable);
+  uint8_t buf[kMaxStatelessReset];
+  const ngtcp2_ssize n =
+      ngtcp2_pkt_write_stateless_reset(buf, out_len, token, unpredictable, out_len - 1 - NGTCP2_STATELESS_RESET_TOKENLEN);
+  if (n <= 0) return;
+  send_datagram(from, buf, size_t(n));
+  stateless_resets_++;
 }
 
 QuicAgentConnection* QuicListener::accept_initial(const uint8_t* data, size_t len, const sockaddr_in& from,
@@ -514,7 +573,14 @@ void QuicListener::hand_over(QuicAgentConnection& c, uint64_t now) {
   spec.cipher = c.cipher_ == GNUTLS_CIPHER_AES_256_GCM ? QuicCipher::Aes256Gcm : QuicCipher::Aes128Gcm;
   spec.rx_secret = c.rx_secret_;
   spec.tx_secret = c.tx_secret_;
-  spec.cid_tail = c.tail_;
+  // Every connection ID the agent holds of dpctld's (it may switch to any, RFC 9000 5.1.1, 9.5); more than dpgw
+  // takes cannot be, ngtcp2's pool being as big.
+  spec.cid_tails.assign(c.tails_.begin(), c.tails_.begin() + std::min(c.tails_.size(), kQuicMaxRxCids));
+  // The agent's limits on what dpgw sends it (RFC 9000 18.2, RFC 9221 3); can_hand_over made sure they exist.
+  if (const ngtcp2_transport_params* p = ngtcp2_conn_get_remote_transport_params(c.conn_.get())) {
+    spec.max_udp_payload_size = p->max_udp_payload_size;
+    spec.max_datagram_frame_size = p->max_datagram_frame_size;
+  }
   const ngtcp2_cid* dcid = ngtcp2_conn_get_dcid(c.conn_.get());
   c.handover_armed_ = false;
   if (dcid->datalen != kQuicCidLen) {  // the agent moved to a connection ID of another length since it registered
@@ -731,8 +797,8 @@ bool QuicListener::new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* res
   for (int attempt = 0; attempt < 8; ++attempt) {
     uint8_t tail[4];
     gnutls_rnd(GNUTLS_RND_NONCE, tail, sizeof tail);
-    // Every connection ID carries the connection's session index; dpgw accepts the first one's tail only, so the
-    // agent is expected to stay on it (docs/protocol.md "Key hand-over").
+    // Every connection ID carries the connection's session index and a tail of its own; dpgw accepts every tail
+    // issued and not retired by the hand-over (docs/protocol.md "Key hand-over").
     const auto bytes = quic_cid(c.index_, std::span<const uint8_t, 4>(tail, 4));
     std::string key = cid_key(bytes.data(), bytes.size());
     if (by_cid_.count(key) || handed_over_.count(key)) continue;
@@ -742,7 +808,9 @@ bool QuicListener::new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* res
       return false;
     by_cid_[key] = &c;
     c.cids_.push_back(std::move(key));
-    if (!c.tail_set_) std::memcpy(c.tail_.data(), tail, sizeof tail);
+    std::array<uint8_t, 4> t;
+    std::memcpy(t.data(), tail, sizeof tail);
+    c.tails_.push_back(t);
     c.tail_set_ = true;
     return true;
   }
@@ -771,6 +839,10 @@ int QuicListener::on_remove_cid(ngtcp2_conn*, const ngtcp2_cid* cid, void* user)
   auto it = c->owner_.by_cid_.find(key);
   if (it != c->owner_.by_cid_.end() && it->second == c) c->owner_.by_cid_.erase(it);
   std::erase(c->cids_, key);
+  // One of its own (index | tail) the agent retired (RFC 9000 19.16): dpgw will not be told of it.
+  if (cid->datalen == kQuicCidLen && load_be32(cid->data) == c->index_)
+    std::erase_if(c->tails_, [&](const std::array<uint8_t, 4>& t) { return std::memcmp(t.data(), cid->data + 4, 4) == 0; });
+  return 0;
   return 0;
 }
 

@@ -21,8 +21,11 @@
 // issues is that index (4, big-endian) | a random tail (4). The 1-RTT secrets and the cipher suite are captured in
 // GnuTLS's secret function. Once registered with the QUIC framing and the agent has acknowledged everything sent,
 // the connection goes to dpgw (Callbacks::handed_over gets its QuicSessionSpec) and the listener forgets it without
-// a CONNECTION_CLOSE; datagrams for its connection IDs that still arrive are dropped silently (`handed_over`),
-// never answered with a stateless reset.
+// a CONNECTION_CLOSE; datagrams for its connection IDs that still arrive while dpctld holds the session (dpgw serves it,
+// or is about to) are dropped silently (`handed_over`), never answered with a Stateless Reset. Short-header packets of
+// any other connection ID (a connection dpgw lost when it restarted, whose packets its kernel path brings here) are
+// answered with a Stateless Reset (RFC 9000 10.3) whose token is the one issued with that connection ID, rate-limited
+// and always smaller than what triggered it, so that the agent knows at once and registers again.
 #pragma once
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2.h>
@@ -34,6 +37,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -96,6 +100,7 @@ class QuicAgentConnection final : public AgentLink {
   STACK_OF(X509)* peer_chain() const override { return chain_.get(); }
   std::vector<uint8_t> export_secret(uint32_t session_index) const override;
   uint32_t reserved_index() const override { return index_; }
+  bool refuses_tunnel(std::string& why) const override;
   bool can_hand_over(std::string& why) const override;
   void hand_over_when_acknowledged() override;
   const std::string& alpn() const { return alpn_; }
@@ -140,8 +145,11 @@ class QuicAgentConnection final : public AgentLink {
   // Key hand-over.
   uint32_t index_ = 0;        // the session index its connection IDs carry
   bool holds_index_ = false;  // reserved by this connection (until it registers or ends)
-  std::array<uint8_t, 4> tail_{};  // the tail of its first connection ID (the one dpgw accepts)
-  bool tail_set_ = false;
+  // The tails of the connection IDs it issued and the agent has not retired, the first one first: what dpgw accepts
+  // after the hand-over (at most kQuicMaxRxCids: ngtcp2 issues no more than the agent's active_connection_id_limit,
+  // and its pool holds 8).
+  std::vector<std::array<uint8_t, 4>> tails_;
+  bool tail_set_ = false;  // its first connection ID was issued
   gnutls_cipher_algorithm_t cipher_ = GNUTLS_CIPHER_UNKNOWN;
   std::vector<uint8_t> rx_secret_, tx_secret_;  // 1-RTT traffic secrets (client's, server's); wiped with it
   bool handover_armed_ = false;
@@ -169,7 +177,20 @@ class QuicListener {
     // The agent acknowledged everything after hand_over_when_acknowledged(): true when dpgw takes the connection
     // (the listener then forgets it, no CONNECTION_CLOSE, no `closed` call); false closes it as usual.
     std::function<bool(AgentLink&, QuicSessionSpec&&)> handed_over;
+    // Whether dpgw serves the session of this index (a connection ID's first 4 bytes) as far as dpctld knows:
+    // short-header packets with it that reach the listener are dropped silently then, never answered with a
+    // Stateless Reset (the hand-over window, before dpgw installed the session; a guess at a connection ID).
+    // Unset: the listener's own memory of hand-overs (60 s).
+    std::function<bool(uint32_t index)> handed_over_held;
   };
+  // Stateless Resets (RFC 9000 10.3) for short-header packets of no connection: a global token bucket of this many
+  // per second (and as many at once).
+  static constexpr uint32_t kStatelessResetsPerSec = 100;
+  // The smallest reset sent (1 byte, 5 unpredictable bytes, the 16-byte token: ngtcp2 takes no shorter one) and the
+  // biggest (RFC 9000 10.3: like a short packet); a reset is always smaller than the packet that triggered it
+  // (10.3.3), so packets of kMinStatelessReset bytes or fewer are never answered.
+  static constexpr size_t kMinStatelessReset = 22;
+  static constexpr size_t kMaxStatelessReset = 43;
   QuicListener(EventLoop& loop, const TlsServer& tls, Limits limits, Callbacks callbacks);
   ~QuicListener();
   // dpctld's certificate and key (tls.cert, tls.key) for GnuTLS. Loading again replaces them only when both load;
@@ -185,6 +206,8 @@ class QuicListener {
   size_t connections() const { return conns_.size(); }
   size_t handshakes_in_progress() const;
   uint64_t handovers() const { return handovers_; }
+  uint64_t stateless_resets() const { return stateless_resets_; }  // sent
+  uint64_t stateless_resets_limited() const { return resets_limited_; }  // not sent: over the rate
   uint64_t dropped(QuicDrop d) const { return dropped_[size_t(d)]; }
 
  private:
@@ -194,6 +217,9 @@ class QuicListener {
   void on_datagram(const uint8_t* data, size_t len, const sockaddr_in& from, uint64_t now);
   QuicAgentConnection* accept_initial(const uint8_t* data, size_t len, const sockaddr_in& from, uint64_t now);
   void drop(QuicDrop d) { dropped_[size_t(d)]++; }
+  // A short-header packet of `len` bytes for connection ID `dcid` that no connection has: answered with a Stateless
+  // Reset when the rate and its size allow (counted as unknown_connection either way).
+  void stateless_reset(std::span<const uint8_t> dcid, size_t len, const sockaddr_in& from, uint64_t now);
   bool shed_oldest(std::optional<uint32_t> from);
   // After anything happened to a connection: writes what ngtcp2 has to send, carries out a close.
   void service(QuicAgentConnection& c, uint64_t now);
@@ -250,6 +276,9 @@ class QuicListener {
   // Connection IDs of connections handed over to dpgw, until when datagrams for them are dropped as `handed_over`.
   std::unordered_map<std::string, uint64_t> handed_over_;
   uint64_t handovers_ = 0;
+  uint64_t stateless_resets_ = 0, resets_limited_ = 0;
+  double reset_tokens_ = kStatelessResetsPerSec;  // the token bucket, refilled by time
+  uint64_t reset_refill_ns_ = 0;
   uint64_t dropped_[size_t(QuicDrop::Count)] = {};
   uint64_t armed_ns_ = 0;
   bool in_ngtcp2_ = false;  // inside ngtcp2_conn_read_pkt / handle_expiry (their callbacks may call send, close)

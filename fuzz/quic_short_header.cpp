@@ -36,7 +36,7 @@ QuicDatagramCodec& codec(uint32_t pn_len, bool peer) {
   if (!c) {
     QuicDatagramCodec::Config cfg;
     cfg.tx_dcid = kDcid;
-    cfg.rx_cid_tail = kTail;
+    cfg.rx_cid_tails = {&kTail, 1};
     cfg.tx_hp = {peer ? kHpRx : kHpTx, 16};
     cfg.rx_hp = {peer ? kHpTx : kHpRx, 16};
     cfg.tx_pn_len = pn_len;

@@ -1,9 +1,11 @@
 #include "proto/gateway_messages.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/hex.hpp"
 #include "common/json_fields.hpp"
+#include "proto/quic_short_header.hpp"
 
 namespace dptun {
 
@@ -63,14 +65,19 @@ TunnelSpec decode_tunnel(const json& j) {
   return t;
 }
 
-// The QUIC framing of a session: {"cipher","rx_secret","tx_secret","cid_tail","peer_cid","first_tx_pn"}, bytes in hex.
+// The QUIC framing of a session: {"cipher","rx_secret","tx_secret","cid_tails":[..],"peer_cid","first_tx_pn",
+// "max_udp_payload_size","max_datagram_frame_size"}, bytes in hex.
 json encode_quic(const QuicSessionSpec& q) {
+  json tails = json::array();
+  for (const auto& t : q.cid_tails) tails.push_back(hex_encode(t));
   return {{"cipher", quic_cipher_name(q.cipher)},
           {"rx_secret", hex_encode(q.rx_secret)},
           {"tx_secret", hex_encode(q.tx_secret)},
-          {"cid_tail", hex_encode(q.cid_tail)},
+          {"cid_tails", std::move(tails)},
           {"peer_cid", hex_encode(q.peer_cid)},
-          {"first_tx_pn", q.first_tx_pn}};
+          {"first_tx_pn", q.first_tx_pn},
+          {"max_udp_payload_size", q.max_udp_payload_size},
+          {"max_datagram_frame_size", q.max_datagram_frame_size}};
 }
 
 QuicSessionSpec decode_quic(const json& j) {
@@ -94,10 +101,26 @@ QuicSessionSpec decode_quic(const json& j) {
   };
   q.rx_secret = bytes("rx_secret", quic_secret_len(q.cipher));
   q.tx_secret = bytes("tx_secret", quic_secret_len(q.cipher));
-  const auto tail = bytes("cid_tail", 4), peer = bytes("peer_cid", 8);
-  std::copy(tail.begin(), tail.end(), q.cid_tail.begin());
+  const json* tails = field(j, "cid_tails");
+  if (!tails || !tails->is_array() || tails->empty() || tails->size() > kQuicMaxRxCids)
+    throw FieldError("'quic.cid_tails' must be a list of 1 to " + std::to_string(kQuicMaxRxCids) +
+                     " connection ID tails (8 hex digits each)");
+  for (const json& t : *tails) {
+    std::optional<std::vector<uint8_t>> v;
+    if (t.is_string()) v = hex_decode(t.get<std::string>());
+    if (!v || v->size() != 4) throw FieldError("'quic.cid_tails' entries must be 8 hex digits");
+    std::array<uint8_t, 4> tail;
+    std::copy(v->begin(), v->end(), tail.begin());
+    if (std::find(q.cid_tails.begin(), q.cid_tails.end(), tail) != q.cid_tails.end())
+      throw FieldError("'quic.cid_tails' lists " + t.get<std::string>() + " twice");
+    q.cid_tails.push_back(tail);
+  }
+  const auto peer = bytes("peer_cid", 8);
   std::copy(peer.begin(), peer.end(), q.peer_cid.begin());
   q.first_tx_pn = uint64_t(int_field(j, "first_tx_pn", 0, int64_t(1) << 61, int64_t(1) << 30));
+  // RFC 9000 18.2: max_udp_payload_size below 1200 is invalid; RFC 9221 3: 0 means no DATAGRAM frames at all.
+  q.max_udp_payload_size = uint64_t(int_field(j, "max_udp_payload_size", 1200, 65527, 65527));
+  q.max_datagram_frame_size = uint64_t(int_field(j, "max_datagram_frame_size", 1, 65535, 65535));
   return q;
 }
 

@@ -31,9 +31,16 @@ struct QuicSessionSpec {
   QuicCipher cipher = QuicCipher::Aes128Gcm;
   std::vector<uint8_t> rx_secret;  // the agent's (client's) 1-RTT secret: what dpgw opens with
   std::vector<uint8_t> tx_secret;  // the server's: what dpgw seals with
-  std::array<uint8_t, 4> cid_tail{};  // the tail of the connection ID dpgw's packets arrive with (index | tail)
+  // The tails of dpctld's connection IDs the agent may send to (index | tail; every one issued and not retired, the
+  // first one first): 1..kQuicMaxRxCids (proto/quic_short_header.hpp), as many as the agent's
+  // active_connection_id_limit let dpctld issue (RFC 9000 5.1.1).
+  std::vector<std::array<uint8_t, 4>> cid_tails;
   std::array<uint8_t, 8> peer_cid{};  // the agent's connection ID: the DCID of what dpgw sends
   uint64_t first_tx_pn = uint64_t(1) << 30;  // above every number the handshake used (docs/protocol.md)
+  // The agent's transport parameters that bound what dpgw sends it (RFC 9000 18.2, RFC 9221 3): the biggest UDP
+  // payload it takes, and the biggest DATAGRAM frame (type, length and data).
+  uint64_t max_udp_payload_size = 65527;
+  uint64_t max_datagram_frame_size = 65535;
   bool operator==(const QuicSessionSpec&) const = default;
 };
 

@@ -196,10 +196,12 @@ size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t
 
 QuicDatagramCodec::QuicDatagramCodec(const Config& c)
     : tx_dcid_(c.tx_dcid),
-      rx_tail_(c.rx_cid_tail),
       tx_pn_len_(c.tx_pn_len),
       tx_hp_(c.hp_cipher, c.tx_hp),
       rx_hp_(c.hp_cipher, c.rx_hp) {
+  if (c.rx_cid_tails.size() <= kQuicMaxRxCids) {
+    for (const auto& t : c.rx_cid_tails) std::memcpy(&rx_tails_[n_rx_tails_++], t.data(), 4);
+  }
   if (tx_pn_len_ >= 1 && tx_pn_len_ <= 4) layout_.header_len = uint32_t(kQuicPnOffset + tx_pn_len_);
 }
 
@@ -236,7 +238,7 @@ FrameError QuicDatagramCodec::read_header(std::span<uint8_t> frame, uint64_t lar
   if (frame.size() < kQuicMinPacket) return FrameError::Short;
   if (frame[0] & kQuicHeaderForm) return FrameError::LongHeader;
   if (!(frame[0] & kQuicFixedBit)) return FrameError::BadFixedBit;
-  if (std::memcmp(frame.data() + 5, rx_tail_.data(), 4) != 0) return FrameError::BadConnectionId;  // before AES
+  if (!accepts_cid(frame)) return FrameError::BadConnectionId;  // before AES
   uint8_t mask[kHpMaskLen];
   if (!rx_hp_.mask(frame.data() + kQuicSampleOffset, mask)) return FrameError::BadConnectionId;  // not ok(): no key
   return read_header_masked(frame, mask, largest, m);
@@ -247,7 +249,7 @@ FrameError QuicDatagramCodec::read_header_masked(std::span<uint8_t> frame, const
   if (frame.size() < kQuicMinPacket) return FrameError::Short;
   if (frame[0] & kQuicHeaderForm) return FrameError::LongHeader;
   if (!(frame[0] & kQuicFixedBit)) return FrameError::BadFixedBit;
-  if (std::memcmp(frame.data() + 5, rx_tail_.data(), 4) != 0) return FrameError::BadConnectionId;
+  if (!accepts_cid(frame)) return FrameError::BadConnectionId;
   const uint32_t pn_len = quic_unprotect_header(frame[0], frame.data() + kQuicPnOffset, mask);
   uint64_t truncated = 0;
   for (uint32_t i = 0; i < pn_len; ++i) truncated = truncated << 8 | frame[kQuicPnOffset + i];

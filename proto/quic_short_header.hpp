@@ -14,6 +14,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "common/bytes.hpp"
@@ -43,6 +44,12 @@ uint64_t quic_decode_pn(uint64_t truncated, uint32_t pn_len, uint64_t largest);
 // ---- Header protection (RFC 9001 5.4.1), given the mask (crypto/header_protection.hpp computes it)
 
 inline constexpr size_t kQuicCidLen = 8;           // the DCID length dptun issues and expects (docs/protocol.md)
+// The most connection IDs of one connection a receiver accepts at once (RFC 9000 5.1.1): the issuer hands out at
+// most this many (ngtcp2's pool of source connection IDs holds 8 too), each index | a tail of its own.
+inline constexpr size_t kQuicMaxRxCids = 8;
+// The ack_delay_exponent dptun's server side advertises (dpctld) and dpgw writes its ACK Delay fields with
+// (RFC 9000 18.2, 19.3: an ACK's delay is scaled by its SENDER's exponent): 3, the default, units of 8 us.
+inline constexpr uint32_t kQuicAckDelayExponent = 3;
 inline constexpr size_t kQuicPnOffset = 1 + kQuicCidLen;
 inline constexpr size_t kQuicSampleOffset = kQuicPnOffset + 4;               // RFC 9001 5.4.2
 inline constexpr size_t kQuicMinPacket = kQuicSampleOffset + kHpSampleLen;  // 29: the sample must fit
@@ -193,6 +200,23 @@ size_t quic_write_path_frame(uint8_t type, const std::array<uint8_t, kQuicPathDa
 // bytes written; 0 when the window is empty or `out` cannot hold the first range.
 size_t quic_write_ack(const ReplayWindow& received, uint64_t ack_delay, uint32_t max_ranges, std::span<uint8_t> out);
 
+// ---- The peer's limits (RFC 9000 18.2 max_udp_payload_size, RFC 9221 3 max_datagram_frame_size)
+
+// The smallest inner packet (name trailer included) a peer's transport parameters must let one DATAGRAM frame carry
+// for a tunnel (RFC 791's 576 bytes, which every host takes); dptun refuses the QUIC framing to smaller limits.
+inline constexpr uint32_t kQuicMinPeerPacket = 576;
+// dptun's data packets as dpgw sends them: 4-byte packet numbers, the DATAGRAM type 0x30 without Length.
+inline constexpr FrameLayout kQuicTxLayout{uint32_t(kQuicPnOffset + 4), 1, uint32_t(kAeadTagLen)};
+// The longest inner packet (and name trailer) a packet laid out as `layout` may carry to a peer with these limits:
+// the UDP payload is the whole packet, the DATAGRAM frame its type byte (the prefix), inner header and packet.
+inline constexpr uint64_t quic_peer_max_packet(const FrameLayout& layout, uint64_t max_udp_payload_size,
+                                               uint64_t max_datagram_frame_size) {
+  const uint64_t frame_around = layout.prefix_len + kInnerHeaderLen;
+  const uint64_t by_udp = max_udp_payload_size > layout.data_overhead() ? max_udp_payload_size - layout.data_overhead() : 0;
+  const uint64_t by_frame = max_datagram_frame_size > frame_around ? max_datagram_frame_size - frame_around : 0;
+  return by_udp < by_frame ? by_udp : by_frame;
+}
+
 // ---- The codec (proto/frame_codec.hpp)
 
 // Meta flags of this framing (FrameMeta::flags).
@@ -220,14 +244,16 @@ class QuicDatagramCodec {
  public:
   struct Config {
     std::array<uint8_t, kQuicCidLen> tx_dcid{};  // the peer's connection ID: the DCID of what this codec writes
-    std::array<uint8_t, 4> rx_cid_tail{};  // ours: a packet with another tail is refused (BadConnectionId)
+    // Ours: the tails of every connection ID the connection's peer may send to (1..kQuicMaxRxCids; more, or none,
+    // and ok() is false); a packet with another tail is refused (BadConnectionId).
+    std::span<const std::array<uint8_t, 4>> rx_cid_tails;
     HpCipher hp_cipher = HpCipher::Aes128;
     std::span<const uint8_t> tx_hp;  // "quic hp" of our 1-RTT secret (RFC 9001 5.1)
     std::span<const uint8_t> rx_hp;  // the peer's
     uint32_t tx_pn_len = 4;          // 1..4: the packet number length this codec sends
   };
   explicit QuicDatagramCodec(const Config& c);
-  bool ok() const { return tx_hp_.ok() && rx_hp_.ok() && layout_.header_len != 0; }
+  bool ok() const { return tx_hp_.ok() && rx_hp_.ok() && layout_.header_len != 0 && n_rx_tails_ != 0; }
 
   const FrameLayout& layout() const { return layout_; }
 
@@ -255,7 +281,17 @@ class QuicDatagramCodec {
     index = load_be32(frame.data() + 1);
     return true;
   }
-  // Short, LongHeader, BadFixedBit, BadConnectionId (another DCID tail), BadPacketNumber (beyond 2^62 - 1);
+  // Whether a packet's DCID (bytes 1..8; `frame` is at least kQuicMinPacket bytes) ends in one of the tails the
+  // connection accepts: at most kQuicMaxRxCids 4-byte compares, before any AES.
+  bool accepts_cid(std::span<const uint8_t> frame) const {
+    uint32_t tail;
+    std::memcpy(&tail, frame.data() + 5, 4);
+    for (uint32_t i = 0; i < n_rx_tails_; ++i)
+      if (rx_tails_[i] == tail) return true;
+    return false;
+  }
+  uint32_t rx_cid_count() const { return n_rx_tails_; }
+  // Short, LongHeader, BadFixedBit, BadConnectionId (a DCID tail not accepted), BadPacketNumber (beyond 2^62 - 1);
   // None: header protection is removed in place and `m` holds the receiver index, the full packet number
   // (counter), key phase and spin (flags); type Data.
   FrameError read_header(std::span<uint8_t> frame, uint64_t largest, FrameMeta& m) const;
@@ -292,7 +328,8 @@ class QuicDatagramCodec {
  private:
   FrameLayout layout_{0, 1, uint32_t(kAeadTagLen)};
   std::array<uint8_t, kQuicCidLen> tx_dcid_;
-  std::array<uint8_t, 4> rx_tail_;
+  std::array<uint32_t, kQuicMaxRxCids> rx_tails_{};  // as the 4 bytes lie in memory
+  uint32_t n_rx_tails_ = 0;
   uint32_t tx_pn_len_;
   HeaderProtectionKey tx_hp_, rx_hp_;
 };

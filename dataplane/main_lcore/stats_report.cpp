@@ -253,7 +253,9 @@ std::string stats_json(const Dataplane& dp) {
           .field("tx_epoch", epoch_of(s->tx_counter.load(std::memory_order_relaxed)));
       if (s->quic)  // key generations (docs/protocol.md "Key updates"); the transmit one as the counter holds it
         j.field("quic_rx_generation", s->quic->rx_generation.load(std::memory_order_relaxed))
-            .field("quic_tx_generation", unsigned(quic_tx_generation(s->tx_counter.load(std::memory_order_relaxed))));
+            .field("quic_tx_generation", unsigned(quic_tx_generation(s->tx_counter.load(std::memory_order_relaxed))))
+            .field("quic_connection_ids", unsigned(s->quic->codec.rx_cid_count()))
+            .field("quic_max_packet", unsigned(s->quic->agent_max_packet));
       uint64_t rx_epoch = s->rx_epoch.load(std::memory_order_relaxed);
       if (rx_epoch == kNoEpoch)
         j.key("rx_epoch").null();

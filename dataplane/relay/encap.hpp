@@ -66,10 +66,12 @@ class Encap {
   // no_neighbor, no_room).
   bool quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to);
   void flush();  // encrypts the pending burst and hands it to Tx
-  // The longest inner IP packet (and name trailer) one frame of `s`'s framing carries out of `port`.
+  // The longest inner IP packet (and name trailer) one frame of `s`'s framing carries out of `port`; for a QUIC
+  // session no more than the agent's transport parameters take (QuicSessionState::agent_max_packet).
   uint32_t frame_budget(uint8_t port, const TunnelSession& s) const {
-    return std::min<uint32_t>(ctx_.dp.ports[port].mtu, ctx_.max_frame_ip) - uint32_t(kIpv4HeaderLen + kUdpHeaderLen) -
-           layout_of(s).data_overhead();
+    const uint32_t by_mtu = std::min<uint32_t>(ctx_.dp.ports[port].mtu, ctx_.max_frame_ip) -
+                            uint32_t(kIpv4HeaderLen + kUdpHeaderLen) - layout_of(s).data_overhead();
+    return __builtin_expect(s.quic != nullptr, 0) ? std::min(by_mtu, s.quic->agent_max_packet) : by_mtu;
   }
   // The IPv4/UDP length of a frame of `s` around `packet_len` bytes of inner packet: what the underlay carries.
   uint32_t outer_len(uint32_t packet_len, const TunnelSession& s) const {

@@ -50,6 +50,10 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       local_.closed_port(port, m, pi);
       continue;
     }
+    if (!s->quic->codec.accepts_cid(frame)) {  // none of the connection IDs dpctld issued it: before any AES
+      ctx_.drop(m, Drop::QuicBadConnectionId);
+      continue;
+    }
     if (s->rx_worker != ctx_.id) {  // the replay window and the hp context have a single owner
       tx_.handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;

@@ -40,7 +40,9 @@ class QuicInput {
   // ACK cadence: at most one ACK packet per session this often (well inside ngtcp2's default max_ack_delay of
   // 25 ms, RFC 9000 13.2.1), so an ack-eliciting packet waits at most about this long for its ACK.
   static constexpr uint64_t kAckIntervalNs = 1'000'000;
-  static constexpr uint32_t kAckDelayExponent = 3;  // RFC 9000 18.2's default: the ACK Delay field in 8 us units
+  // The ACK Delay field's unit, 2^exponent us: dpgw's own exponent, as dpctld advertised it for the connection
+  // (RFC 9000 19.3 scales an ACK's delay by its sender's ack_delay_exponent; dpctld sets kQuicAckDelayExponent).
+  static constexpr uint32_t kAckDelayExponent = kQuicAckDelayExponent;
   static constexpr size_t kMaxOwedAcks = 256;       // sessions with an ACK held back (more: sent at once)
 
   QuicInput(WorkerContext& ctx, Tx& tx, LocalInput& local, TunnelInput& tunnel, Encap& encap)

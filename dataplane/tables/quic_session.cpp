@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 namespace dptun {
 
 namespace {
@@ -88,8 +90,12 @@ std::unique_ptr<QuicSessionState> make_quic_session(const QuicSessionSpec& spec,
     error = "the QUIC session's first packet number is beyond what dpgw sends (2^47)";
     return nullptr;
   }
+  if (spec.cid_tails.empty() || spec.cid_tails.size() > kQuicMaxRxCids) {
+    error = "a QUIC session needs 1 to " + std::to_string(kQuicMaxRxCids) + " connection ID tails";
+    return nullptr;
+  }
   QuicDatagramCodec::Config c;
-  c.rx_cid_tail = spec.cid_tail;
+  c.rx_cid_tails = spec.cid_tails;
   c.tx_dcid = spec.peer_cid;  // the agent's connection ID, as it issued it
   c.hp_cipher = quic_hp_cipher(spec.cipher);
   c.rx_hp = rx.hp_bytes();
@@ -100,6 +106,18 @@ std::unique_ptr<QuicSessionState> make_quic_session(const QuicSessionSpec& spec,
     error = "QUIC header protection cannot be set up";
     return nullptr;
   }
+  // What the agent takes (RFC 9000 18.2, RFC 9221 3): the UDP payload around the inner packet, and the DATAGRAM
+  // frame (dpgw's: the type byte 0x30, then the inner header and packet).
+  const uint64_t agent_max =
+      quic_peer_max_packet(s->codec.layout(), spec.max_udp_payload_size, spec.max_datagram_frame_size);
+  if (agent_max < kQuicMinPeerPacket) {
+    error = "the agent's transport parameters (max_udp_payload_size " + std::to_string(spec.max_udp_payload_size) +
+            ", max_datagram_frame_size " + std::to_string(spec.max_datagram_frame_size) + ") leave room for inner " +
+            "packets of " + std::to_string(agent_max) + " bytes; a QUIC tunnel needs " +
+            std::to_string(kQuicMinPeerPacket);
+    return nullptr;
+  }
+  s->agent_max_packet = uint32_t(std::min<uint64_t>(agent_max, UINT32_MAX));
   s->cipher = spec.cipher;
   s->peer_cid = spec.peer_cid;
   s->tx_first_pn = spec.first_tx_pn;

@@ -71,6 +71,9 @@ struct QuicSessionState {
 
   QuicCipher cipher = QuicCipher::Aes128Gcm;
   std::array<uint8_t, 8> peer_cid{};
+  // The longest inner packet (and name trailer) one of dpgw's packets may carry by the agent's transport parameters
+  // (max_udp_payload_size, max_datagram_frame_size): Encap::frame_budget takes the smaller of this and the MTU's.
+  uint32_t agent_max_packet = UINT32_MAX;
   // The codec: every worker writes headers with it (its write side is read-only); the RX worker removes header
   // protection with its OpenSSL context (the agent's hp key).
   QuicDatagramCodec codec;

@@ -11,13 +11,19 @@
 // hold exits 1. --no-datagrams leaves the
 // max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection).
 // --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
+// --migrate S (with --hold): S seconds into the hold, the client moves to a new UDP port of its own with
+// ngtcp2_conn_initiate_immediate_migration, which takes another of the connection IDs dpctld issued as its DCID
+// (RFC 9000 9.5); stderr says "migrated to port P: DCID OLD -> NEW" (hex). dpgw must accept the new one (its
+// PATH_CHALLENGE goes unanswered until dpgw's slow path exists; ngtcp2 may go back to the old path afterwards).
+// It asks for active_connection_id_limit 4: dpctld issues 4 connection IDs. A Stateless Reset that ends the
+// connection is said on stderr ("stateless reset received").
 // --key-update S (with --hold): S seconds into the hold, and every S seconds after, ngtcp2 starts a key update of
 // its own (ngtcp2_conn_initiate_key_update, RFC 9001 6: what it does by itself after some 2^23 packets); stderr
 // says how many it started and how many it refused (the previous one not confirmed yet: no packet of the peer's in
 // the new keys) -- "key updates started: N, refused: M".
 //
 //   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
-//                        [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S]]
+//                        [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S] [--migrate S]]
 //                        [--no-datagrams] [--cipher NAME] LINE...
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
@@ -52,7 +58,8 @@ struct Client {
   gnutls_session_t tls = nullptr;
   gnutls_certificate_credentials_t cred = nullptr;
   int fd = -1;
-  sockaddr_in local{}, remote{};
+  int fd2 = -1;  // after --migrate: the new path's socket
+  sockaddr_in local{}, remote{}, local2{};
   int64_t stream = -1;
   std::string out;  // all lines to send, kept until the end (ngtcp2 refers to them until acknowledged)
   size_t sent = 0;
@@ -65,6 +72,7 @@ struct Client {
     if (tls) gnutls_deinit(tls);
     if (cred) gnutls_certificate_free_credentials(cred);
     if (fd >= 0) close(fd);
+    if (fd2 >= 0) close(fd2);
   }
 };
 
@@ -74,6 +82,21 @@ int handshake_completed(ngtcp2_conn*, void* user) {
   static_cast<Client*>(user)->handshake_done = true;
   fprintf(stderr, "quic_register_client: QUIC handshake completed\n");
   return 0;
+}
+
+int recv_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*, void*) {
+  fprintf(stderr, "quic_register_client: stateless reset received\n");
+  return 0;
+}
+
+std::string hex(const ngtcp2_cid& cid) {
+  std::string h;
+  char b[3];
+  for (size_t i = 0; i < cid.datalen; ++i) {
+    snprintf(b, sizeof b, "%02x", cid.data[i]);
+    h += b;
+  }
+  return h;
 }
 
 int recv_stream(ngtcp2_conn* conn, uint32_t, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user, void*) {
@@ -115,14 +138,17 @@ bool flush(Client& c) {
     }
     if (taken > 0) c.sent += size_t(taken);
     if (n == 0) return true;
-    send(c.fd, buf, size_t(n), 0);
+    // The packet's path: the new one's socket after a migration (ngtcp2 may still write to the old path).
+    const bool on_new = c.fd2 >= 0 && ps.path.local.addrlen == sizeof(sockaddr_in) &&
+                        reinterpret_cast<const sockaddr_in*>(ps.path.local.addr)->sin_port == c.local2.sin_port;
+    send(on_new ? c.fd2 : c.fd, buf, size_t(n), 0);
     c.packets_sent++;
   }
 }
 
 int usage() {
   fprintf(stderr, "usage: quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] "
-                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
+                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S] [--migrate S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
                   "LINE...\n");
   return 2;
 }
@@ -132,7 +158,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::string server, ca, cert, key, sni, verify_name;
   int want = 1;
-  double seconds = 10, hold = 0, ping_interval = 0.2, key_update = 0;
+  double seconds = 10, hold = 0, ping_interval = 0.2, key_update = 0, migrate = 0;
   bool datagrams = true;
   std::string cipher;  // a GnuTLS cipher name: AES-128-GCM, AES-256-GCM, ...
   std::vector<std::string> lines;
@@ -150,6 +176,7 @@ int main(int argc, char** argv) {
     else if (a == "--hold") hold = std::stod(next());
     else if (a == "--ping-interval") ping_interval = std::stod(next());
     else if (a == "--key-update") key_update = std::stod(next());
+    else if (a == "--migrate") migrate = std::stod(next());
     else if (a == "--no-datagrams") datagrams = false;
     else if (a == "--cipher") cipher = next();
     else if (a.rfind("--", 0) == 0) return usage();
@@ -193,6 +220,7 @@ int main(int argc, char** argv) {
   ngtcp2_callbacks cb = dptun::ngtcp2_crypto_callbacks(dptun::QuicRole::Client);
   cb.handshake_completed = handshake_completed;
   cb.recv_stream_data = recv_stream;
+  cb.recv_stateless_reset = recv_stateless_reset;
   ngtcp2_cid dcid, scid;
   dcid.datalen = 18;
   gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
@@ -207,7 +235,7 @@ int main(int argc, char** argv) {
   params.initial_max_data = 256 * 1024;
   params.max_idle_timeout = 30ull * 1'000'000'000ull;
   params.max_datagram_frame_size = datagrams ? 65535 : 0;
-  params.active_connection_id_limit = 2;  // as dpagent: one spare connection ID of dpctld's, the first one stays
+  params.active_connection_id_limit = 4;  // as dpagent: dpctld issues 4 connection IDs, dpgw accepts each
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&c.local), sizeof c.local},
                    {reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote},
                    nullptr};
@@ -223,7 +251,9 @@ int main(int argc, char** argv) {
   bool holding = false;
   uint64_t sent_before_hold = 0;
   uint64_t next_key_update = 0;  // 0: none
+  uint64_t migrate_at = 0;       // 0: none
   unsigned key_updates = 0, key_updates_refused = 0;
+  ngtcp2_path path2 = path;
   for (;;) {
     if (!holding && c.replies >= want) {
       if (hold <= 0) break;
@@ -232,6 +262,26 @@ int main(int argc, char** argv) {
       sent_before_hold = c.packets_sent;
       ngtcp2_conn_set_keep_alive_timeout(c.conn, uint64_t(ping_interval * 1e9));
       if (key_update > 0) next_key_update = now_ns() + uint64_t(key_update * 1e9);
+      if (migrate > 0) migrate_at = now_ns() + uint64_t(migrate * 1e9);
+    }
+    if (migrate_at && now_ns() >= migrate_at) {
+      migrate_at = 0;
+      c.fd2 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (c.fd2 < 0 || connect(c.fd2, reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote) != 0) {
+        perror("quic_register_client: migrate: socket");
+        return 1;
+      }
+      socklen_t l2 = sizeof c.local2;
+      getsockname(c.fd2, reinterpret_cast<sockaddr*>(&c.local2), &l2);
+      path2.local = {reinterpret_cast<sockaddr*>(&c.local2), sizeof c.local2};
+      const std::string before = hex(*ngtcp2_conn_get_dcid(c.conn));
+      rv = ngtcp2_conn_initiate_immediate_migration(c.conn, &path2, now_ns());
+      if (rv != 0) {
+        fprintf(stderr, "quic_register_client: migrate: %s\n", ngtcp2_strerror(rv));
+        return 1;
+      }
+      fprintf(stderr, "quic_register_client: migrated to port %u: DCID %s -> %s\n", unsigned(ntohs(c.local2.sin_port)),
+              before.c_str(), hex(*ngtcp2_conn_get_dcid(c.conn)).c_str());
     }
     if (next_key_update && now_ns() >= next_key_update) {
       if (ngtcp2_conn_initiate_key_update(c.conn, now_ns()) == 0)
@@ -243,13 +293,23 @@ int main(int argc, char** argv) {
     if (now_ns() >= end) break;
     const uint64_t expiry = ngtcp2_conn_get_expiry(c.conn), t = now_ns();
     int wait_ms = expiry <= t ? 0 : int(std::min<uint64_t>((expiry - t) / 1'000'000 + 1, 100));
-    pollfd p{c.fd, POLLIN, 0};
-    if (poll(&p, 1, wait_ms) > 0) {
+    pollfd p[2] = {{c.fd, POLLIN, 0}, {c.fd2, POLLIN, 0}};
+    if (poll(p, c.fd2 >= 0 ? 2 : 1, wait_ms) > 0) {
       uint8_t buf[65536];
       ssize_t n;
-      while ((n = recv(c.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+      int from = 0;  // the socket read (0: the first path's)
+      auto next_packet = [&]() {
+        n = recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        from = 0;
+        if (n <= 0 && c.fd2 >= 0) {
+          n = recv(c.fd2, buf, sizeof buf, MSG_DONTWAIT);
+          from = 1;
+        }
+        return n > 0;
+      };
+      while (next_packet()) {
         ngtcp2_pkt_info pi{};
-        rv = ngtcp2_conn_read_pkt(c.conn, &path, &pi, buf, size_t(n), now_ns());
+        rv = ngtcp2_conn_read_pkt(c.conn, from ? &path2 : &path, &pi, buf, size_t(n), now_ns());
         if (rv == NGTCP2_ERR_CRYPTO) {  // our TLS refused dpctld (its certificate): say so, as a real client does
           ngtcp2_connection_close_error ccerr;
           ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(c.conn), nullptr,
@@ -292,6 +352,7 @@ int main(int argc, char** argv) {
             (unsigned long long)cs.bytes_in_flight, cs.pto_count);
     if (key_update > 0)
       fprintf(stderr, "quic_register_client: key updates started: %u, refused: %u\n", key_updates, key_updates_refused);
+    fprintf(stderr, "quic_register_client: DCID at the end: %s\n", hex(*ngtcp2_conn_get_dcid(c.conn)).c_str());
     return 0;
   }
   return c.replies >= want ? 0 : 1;

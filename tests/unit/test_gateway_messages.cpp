@@ -81,9 +81,11 @@ static void quic_session_round_trip(void**) {
   q.cipher = QuicCipher::Aes256Gcm;
   q.rx_secret.assign(48, 1);
   q.tx_secret.assign(48, 2);
-  q.cid_tail = {1, 2, 3, 4};
+  q.cid_tails = {{1, 2, 3, 4}, {0xa0, 0xb0, 0xc0, 0xd0}};  // every connection ID dpctld issued
   q.peer_cid = {8, 7, 6, 5, 4, 3, 2, 1};
   q.first_tx_pn = 12345;
+  q.max_udp_payload_size = 1452;  // the agent's transport parameters
+  q.max_datagram_frame_size = 1200;
   s.quic = q;
   const json j = encode_session(s);
   assert_string_equal(j["quic"]["cipher"].get<std::string>().c_str(), "TLS_AES_256_GCM_SHA384");
@@ -107,6 +109,25 @@ static void quic_session_round_trip(void**) {
   bad = j;
   bad["quic"].erase("first_tx_pn");  // the default: above the handshake's numbers
   assert_int_equal(decode_session(bad).quic->first_tx_pn, uint64_t(1) << 30);
+  assert_true(j["quic"]["cid_tails"] == json::parse(R"(["01020304","a0b0c0d0"])"));
+  for (const char* tails : {R"([])", R"("01020304")", R"(["010203"])", R"(["01020304","01020304"])",
+                            R"(["00000001","00000002","00000003","00000004","00000005","00000006","00000007",
+                                "00000008","00000009"])"}) {
+    bad = j;
+    bad["quic"]["cid_tails"] = json::parse(tails);
+    assert_non_null(strstr(err(bad).c_str(), "'quic.cid_tails'"));
+  }
+  bad = j;
+  bad["quic"]["max_datagram_frame_size"] = 0;  // no DATAGRAM frames (RFC 9221 3): no tunnel
+  assert_non_null(strstr(err(bad).c_str(), "max_datagram_frame_size"));
+  bad = j;
+  bad["quic"]["max_udp_payload_size"] = 1199;  // RFC 9000 18.2: invalid below 1200
+  assert_non_null(strstr(err(bad).c_str(), "max_udp_payload_size"));
+  bad = j;
+  bad["quic"].erase("max_udp_payload_size");
+  bad["quic"].erase("max_datagram_frame_size");
+  assert_int_equal(decode_session(bad).quic->max_udp_payload_size, 65527);
+  assert_int_equal(decode_session(bad).quic->max_datagram_frame_size, 65535);
 }
 
 static void entry_round_trip(void**) {

@@ -200,7 +200,7 @@ constexpr std::array<uint8_t, 8> kGatewayCid = {0x00, 0x01, 0x23, 0x45, 0x91, 0x
 std::unique_ptr<QuicDatagramCodec> gateway_codec(uint32_t tx_pn_len) {
   QuicDatagramCodec::Config c;
   c.tx_dcid = kAgentCid;
-  c.rx_cid_tail = kGatewayTail;
+  c.rx_cid_tails = {&kGatewayTail, 1};
   c.tx_hp = kHpG2a;
   c.rx_hp = kHpA2g;
   c.tx_pn_len = tx_pn_len;
@@ -209,7 +209,7 @@ std::unique_ptr<QuicDatagramCodec> gateway_codec(uint32_t tx_pn_len) {
 std::unique_ptr<QuicDatagramCodec> agent_codec() {
   QuicDatagramCodec::Config c;
   c.tx_dcid = kGatewayCid;
-  c.rx_cid_tail = kAgentTail;
+  c.rx_cid_tails = {&kAgentTail, 1};
   c.tx_hp = kHpA2g;
   c.rx_hp = kHpG2a;
   return std::make_unique<QuicDatagramCodec>(c);
@@ -300,6 +300,56 @@ void layout(void**) {
   QuicDatagramCodec peer_cid(pc);
   peer_cid.write_header(h, FrameMeta{FrameType::Data, 0, kIndex, 0x40000000});
   assert_memory_equal(h, from_hex("43" "fedcba9876543210" "40000000").data(), 13);
+}
+
+// A connection's peer may send to any connection ID issued to it (RFC 9000 5.1.1): the receiver accepts each of
+// the tails it was given (up to kQuicMaxRxCids) and refuses any other before touching the crypto.
+void every_issued_cid_accepted(void**) {
+  const std::array<uint8_t, 4> tails[] = {{0x91, 0x92, 0x93, 0x94}, {0x01, 0x02, 0x03, 0x04}, {0xff, 0x00, 0xff, 0x00}};
+  QuicDatagramCodec::Config c;
+  c.tx_dcid = kAgentCid;
+  c.rx_cid_tails = tails;
+  c.tx_hp = kHpG2a;
+  c.rx_hp = kHpA2g;
+  QuicDatagramCodec rx(c);
+  assert_true(rx.ok());
+  assert_int_equal(rx.rx_cid_count(), 3);
+  const auto packet = inner_packet(100);
+  uint64_t pn = 0;
+  for (const auto& t : tails) {
+    // The agent writes that connection ID as its DCID.
+    QuicDatagramCodec::Config a;
+    a.tx_dcid = {0x00, 0x01, 0x23, 0x45, t[0], t[1], t[2], t[3]};
+    a.rx_cid_tails = {&kAgentTail, 1};
+    a.tx_hp = kHpA2g;
+    a.rx_hp = kHpG2a;
+    QuicDatagramCodec agent(a);
+    const auto f = seal(agent, pn, packet);
+    assert_true(rx.accepts_cid(f));
+    const Opened o = open(rx, f, pn ? pn - 1 : kQuicNoAck);
+    assert_int_equal(o.header, FrameError::None);
+    assert_true(o.inner);
+    assert_int_equal(o.meta.counter, pn++);
+    // One bit off in the tail, or the tail of another connection: refused, the header left as it was.
+    for (int bit : {0, 31}) {
+      auto other = f;
+      other[5 + bit / 8] ^= uint8_t(0x80 >> (bit % 8));
+      assert_false(rx.accepts_cid(other));
+      FrameMeta m;
+      assert_int_equal(rx.read_header(other, kQuicNoAck, m), FrameError::BadConnectionId);
+      other[5 + bit / 8] ^= uint8_t(0x80 >> (bit % 8));
+      assert_memory_equal(other.data(), f.data(), f.size());
+    }
+  }
+  // None, or more than a receiver holds: not a usable codec.
+  c.rx_cid_tails = {};
+  assert_false(QuicDatagramCodec(c).ok());
+  std::array<std::array<uint8_t, 4>, kQuicMaxRxCids + 1> many{};
+  for (size_t i = 0; i < many.size(); ++i) many[i] = {0, 0, 0, uint8_t(i)};
+  c.rx_cid_tails = many;
+  assert_false(QuicDatagramCodec(c).ok());
+  c.rx_cid_tails = std::span(many).first(kQuicMaxRxCids);
+  assert_true(QuicDatagramCodec(c).ok());
 }
 
 void round_trip_every_pn_length(void**) {
@@ -1000,7 +1050,7 @@ int main() {
       cmocka_unit_test(frame_reader_malformed), cmocka_unit_test(path_frame_writer),
       cmocka_unit_test(datagram_after_other_frames), cmocka_unit_test(independent_packet),
       cmocka_unit_test(datagram_size_arithmetic), cmocka_unit_test(agent_datagram_at_mtu),
-      cmocka_unit_test(inner_plaintext_reader),
+      cmocka_unit_test(inner_plaintext_reader), cmocka_unit_test(every_issued_cid_accepted),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

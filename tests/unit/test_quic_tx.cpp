@@ -166,7 +166,8 @@ struct Rig : PipelineRig {
   OpensslAead eng;
   uint64_t agent_pn = 0;      // the agent's next packet number
 
-  explicit Rig(uint16_t workers = 1)
+  // `agent_limits`: the agent's max_udp_payload_size and max_datagram_frame_size (0: the defaults).
+  explicit Rig(uint16_t workers = 1, std::pair<uint64_t, uint64_t> agent_limits = {0, 0})
       : PipelineRig(workers, [](GatewayConfig& cfg) {
           TunnelConfig q;
           q.id = Uuid::random_v4();
@@ -188,9 +189,11 @@ struct Rig : PipelineRig {
     spec.cipher = QuicCipher::Aes128Gcm;
     spec.rx_secret.assign(32, 0x41);
     spec.tx_secret.assign(32, 0x52);
-    spec.cid_tail = kOurTail;
+    spec.cid_tails = {kOurTail};
     spec.peer_cid = kPeerCid;
     spec.first_tx_pn = kFirstPn;
+    if (agent_limits.first) spec.max_udp_payload_size = agent_limits.first;
+    if (agent_limits.second) spec.max_datagram_frame_size = agent_limits.second;
     SessionSpec s;
     s.index = kQuicSession;
     s.tunnel = tunnel("q").id;
@@ -456,6 +459,63 @@ static void quic_budget(void**) {
   assert_int_equal(datagram_of(q[0]).packet.size(), 20 + 1408);  // the QUIC budget's 1430, in 8-byte units
   assert_int_equal(bytes, 8 + 1472);
   assert_int_equal(r.total(&WorkerStats::fragments_tx), 2);
+}
+
+// The agent's transport parameters bound what dpgw sends it (RFC 9000 18.2, RFC 9221 3): with a
+// max_datagram_frame_size of 1000 an inner packet may be 1000 - 1 (type) - 12 (inner header) = 987 bytes, below the
+// MTU's 1430; with DF a bigger one gets frag-needed saying 987, without it inner fragments within the limit. A
+// max_udp_payload_size of 1200 leaves 1200 - 42 = 1158. Limits too small for a tunnel refuse the session.
+static void agent_limits_bound_the_budget(void**) {
+  {
+    Rig r(1, {0, 1000});
+    r.pub.inject(r.dp().pool, client_udp(42000, kEntryQ, 987 - 28, kIpv4FlagDf));
+    r.poll();
+    auto q = r.to_agent_q(r.und.drain());
+    assert_int_equal(q.size(), 1);
+    assert_int_equal(datagram_of(q[0]).packet.size(), 987);
+    r.pub.inject(r.dp().pool, client_udp(42000, kEntryQ, 988 - 28, kIpv4FlagDf));
+    r.poll();
+    assert_int_equal(r.und.drain().size(), 0);
+    const auto icmp = r.pub.drain();
+    assert_int_equal(icmp.size(), 1);
+    PacketInfo pi;
+    assert_int_equal(parse_ethernet(icmp[0], pi), ParseStatus::Ok);
+    assert_int_equal(pi.icmp_code, kIcmpFragNeeded);
+    assert_int_equal(load_be16(icmp[0].data() + pi.l4_offset + 6), 987);
+    r.pub.inject(r.dp().pool, client_udp(42002, kEntryQ, 1472));
+    r.poll();
+    q = r.to_agent_q(r.und.drain());
+    assert_int_equal(q.size(), 2);
+    size_t bytes = 0;
+    for (const auto& p : q) {
+      const Datagram d = datagram_of(p);
+      assert_true(1 + 12 + d.packet.size() <= 1000);
+      assert_true(ipv4_is_fragment(d.packet.data()));
+      bytes += d.packet.size() - 20;
+    }
+    assert_int_equal(bytes, 8 + 1472);
+  }
+  {
+    Rig r(1, {1200, 0});
+    r.pub.inject(r.dp().pool, client_udp(42000, kEntryQ, 1158 - 28, kIpv4FlagDf));
+    r.pub.inject(r.dp().pool, client_udp(42001, kEntryQ, 1159 - 28, kIpv4FlagDf));
+    r.poll();
+    auto out = r.und.drain();
+    assert_int_equal(out.size(), 1);
+    assert_int_equal(out[0].size(), 14 + 20 + 8 + 1200);
+    assert_int_equal(r.drops(Drop::TooBig), 1);
+    // DATAGRAM frames too small for a tunnel: the session is refused, saying why.
+    SessionSpec s;
+    s.index = kQuicSession + 1;
+    s.tunnel = r.tunnel("q").id;
+    s.base_secret = key_of(6);
+    s.quic = r.spec;
+    s.quic->max_datagram_frame_size = 500;
+    std::string error;
+    assert_false(r.gw->state().add_session(s, error));
+    assert_non_null(strstr(error.c_str(), "max_datagram_frame_size 500"));
+    assert_null(r.dp().sessions.find(kQuicSession + 1));
+  }
 }
 
 static void acks_for_ack_eliciting_packets(void**) {
@@ -896,6 +956,7 @@ int main() {
       cmocka_unit_test(client_packets_leave_as_quic_packets),
       cmocka_unit_test(two_workers_one_session),
       cmocka_unit_test(quic_budget),
+      cmocka_unit_test(agent_limits_bound_the_budget),
       cmocka_unit_test(acks_for_ack_eliciting_packets),
       cmocka_unit_test(decoder_refuses_broken_packets),
       cmocka_unit_test(agent_key_updates_followed),

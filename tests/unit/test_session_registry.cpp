@@ -84,7 +84,7 @@ void quic_records_keep_their_spec(void**) {
   QuicSessionSpec q;
   q.rx_secret.assign(32, 1);
   q.tx_secret.assign(32, 2);
-  q.cid_tail = {1, 2, 3, 4};
+  q.cid_tails = {{1, 2, 3, 4}};
   rec.quic = q;
   const uint32_t index = rec.index;
   reg.add(std::move(rec));

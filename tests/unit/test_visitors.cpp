@@ -296,7 +296,8 @@ static void quic_visitor(void**) {
   QuicSessionSpec q;
   q.rx_secret.assign(32, 0x31);  // the visitor's (client's) 1-RTT secret
   q.tx_secret.assign(32, 0x53);
-  q.cid_tail = {0xa1, 0xb2, 0xc3, 0xd4};
+  // Every connection ID dpctld issued (the agent may switch to any, RFC 9000 5.1.1): dpgw accepts each tail.
+  q.cid_tails = {{0xa1, 0xb2, 0xc3, 0xd4}, {0x0e, 0x1f, 0x20, 0x31}, {0x42, 0x53, 0x64, 0x75}};
   q.peer_cid = {0, 0, 0, 7, 1, 2, 3, 4};
   SessionSpec spec;
   spec.index = kQuicVisitor;
@@ -352,7 +353,7 @@ static void quic_visitor(void**) {
   uint64_t pn = 0;
   for (uint32_t pn_len = 1; pn_len <= 4; ++pn_len, ++pn) {
     const auto p = program_packet(kIpProtoUdp, uint16_t(43000 + pn_len));
-    auto out = send(seal_packet(pn, pn_len, p, "svc.example", q.cid_tail));
+    auto out = send(seal_packet(pn, pn_len, p, "svc.example", q.cid_tails[0]));
     assert_int_equal(out.size(), 1);
     PacketInfo pi;
     assert_int_equal(parse_ethernet(out[0], pi), ParseStatus::Ok);
@@ -368,11 +369,11 @@ static void quic_visitor(void**) {
   assert_int_equal(r.all_drops(), 0);
   assert_true(r.session(kQuicVisitor).peer() == (Endpoint{Ipv4{kVisitor}, kQuicPort}));
 
-  const auto again = seal_packet(pn++, 2, program_packet(kIpProtoUdp, 43100), "svc.example", q.cid_tail);
+  const auto again = seal_packet(pn++, 2, program_packet(kIpProtoUdp, 43100), "svc.example", q.cid_tails[0]);
   assert_int_equal(send(again).size(), 1);
   assert_int_equal(send(again).size(), 0);
   assert_int_equal(r.drops(Drop::Replay), 1);
-  auto tampered = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43101), "svc.example", q.cid_tail);
+  auto tampered = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43101), "svc.example", q.cid_tails[0]);
   tampered[tampered.size() - 20] ^= 1;
   assert_int_equal(send(tampered).size(), 0);
   assert_int_equal(r.drops(Drop::AuthFail), 1);
@@ -382,16 +383,16 @@ static void quic_visitor(void**) {
   // delivered all the same. MAX_DATA (0x10) there reads the DATAGRAM's type byte as its value, and then the inner
   // header as a frame type: malformed, dropped.
   const uint64_t to_control = r.total(&WorkerStats::to_control);
-  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43103), "svc.example", q.cid_tail, 0x1e)).size(), 1);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43103), "svc.example", q.cid_tails[0], 0x1e)).size(), 1);
   assert_int_equal(r.total(&WorkerStats::to_control), to_control + 1);
   assert_int_equal(r.drops(Drop::QuicSlowPathFull), 0);
   r.gw->control().tick(r.dp().clock.now_ns());
   assert_int_equal(r.dp().quic_control.slow_path_rx.get(), 1);
   assert_int_equal(r.dp().quic_control.frames_rx[kQuicFrameHandshakeDone].get(), 1);
   assert_int_equal(r.dp().quic_control.frames_rx[kQuicFrameSlotDatagram].get(), 1);
-  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tail, 0x10)).size(), 0);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tails[0], 0x10)).size(), 0);
   assert_int_equal(r.drops(Drop::FrameMalformed), 1);
-  auto next_phase = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43104), "svc.example", q.cid_tail);
+  auto next_phase = seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43104), "svc.example", q.cid_tails[0]);
   next_phase[0] ^= kQuicKeyPhaseBit;  // header protection is an XOR: the gateway reads the other key phase
   assert_int_equal(send(next_phase).size(), 0);
   assert_int_equal(r.drops(Drop::AuthFail), 2);  // tried with generation 1's key, which did not open it
@@ -402,13 +403,20 @@ static void quic_visitor(void**) {
   assert_int_equal(send(long_header).size(), 0);
   assert_int_equal(r.drops(Drop::NoEntryPoint), 1);
   assert_int_equal(r.all_drops(), 6);
-  // Legitimate traffic goes on.
-  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43105), "svc.example", q.cid_tail)).size(), 1);
+  // Legitimate traffic goes on, to any connection ID issued (the agent switched); a tail of another connection,
+  // or one that differs in one bit from an issued one, is refused before any AES.
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43110), "svc.example", q.cid_tails[0])).size(), 1);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43111), "svc.example", q.cid_tails[2])).size(), 1);
+  assert_int_equal(send(seal_packet(pn++, 2, program_packet(kIpProtoUdp, 43112), "svc.example", q.cid_tails[1])).size(), 1);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43113), "svc.example", {0x42, 0x53, 0x64, 0x74})).size(), 0);
+  assert_int_equal(r.drops(Drop::QuicBadConnectionId), 2);
+  assert_int_equal(send(seal_packet(pn++, 4, program_packet(kIpProtoUdp, 43114), "svc.example", q.cid_tails[0])).size(), 1);
+  assert_int_equal(r.all_drops(), 7);
 
   // Two QUIC sessions in one burst: the header-protection masks are computed per session's key.
   QuicSessionSpec q2 = q;
   q2.rx_secret.assign(32, 0x77);
-  q2.cid_tail = {5, 6, 7, 8};
+  q2.cid_tails = {{5, 6, 7, 8}};
   spec.index = kQuicVisitor + 1;
   spec.base_secret = key_of(12);
   spec.quic = q2;
@@ -418,13 +426,13 @@ static void quic_visitor(void**) {
   uint64_t pn2 = 0;
   for (int k = 0; k < 6; ++k) {
     const auto packet = program_packet(kIpProtoUdp, uint16_t(43200 + k));
-    r.inject_from_agent(k % 2 ? seal_packet(pn2++, 2, packet, "svc.example", q2.cid_tail, 0, &keys2, kQuicVisitor + 1)
-                              : seal_packet(pn++, 3, packet, "svc.example", q.cid_tail),
+    r.inject_from_agent(k % 2 ? seal_packet(pn2++, 2, packet, "svc.example", q2.cid_tails[0], 0, &keys2, kQuicVisitor + 1)
+                              : seal_packet(pn++, 3, packet, "svc.example", q.cid_tails[0]),
                         kVisitor, 0, kQuicPort);
   }
   r.poll();
   assert_int_equal(r.und.drain().size(), 6);
-  assert_int_equal(r.all_drops(), 6);  // none more
+  assert_int_equal(r.all_drops(), 7);  // none more
 }
 
 // A QUIC session reaches dpgw only with SessionAdd (its hand-over): a sync (dpctld reconnecting, or a new dpgw after a
@@ -435,7 +443,7 @@ static void quic_session_only_by_hand_over(void**) {
   QuicSessionSpec q;
   q.rx_secret.assign(32, 0x31);
   q.tx_secret.assign(32, 0x53);
-  q.cid_tail = {1, 2, 3, 4};
+  q.cid_tails = {{1, 2, 3, 4}};
   q.peer_cid = {0, 0, 0, 7, 1, 2, 3, 4};
   SessionSpec spec;
   spec.index = 40000;
