@@ -452,8 +452,8 @@ void QuicListener::stateless_reset(std::span<const uint8_t> dcid, size_t len, co
   uint8_t unpredictable[kMaxStatelessReset];
   gnutls_rnd(GNUTLS_RND_NONCE, unpredictable, sizeof unpredictable);
   uint8_t buf[kMaxStatelessReset];
-  const ngtcp2_ssize n =
-      ngtcp2_pkt_write_stateless_reset(buf, out_len, token, unpredictable, out_len - 1 - NGTCP2_STATELESS_RESET_TOKENLEN);
+  const ngtcp2_ssize n =  // (ngtcp2 makes the first unpredictable byte a short header's: 0 1 and 6 random bits)
+      ngtcp2_pkt_write_stateless_reset(buf, out_len, token, unpredictable, out_len - NGTCP2_STATELESS_RESET_TOKENLEN);
   if (n <= 0) return;
   send_datagram(from, buf, size_t(n));
   stateless_resets_++;

@@ -186,10 +186,11 @@ class QuicListener {
   // Stateless Resets (RFC 9000 10.3) for short-header packets of no connection: a global token bucket of this many
   // per second (and as many at once).
   static constexpr uint32_t kStatelessResetsPerSec = 100;
-  // The smallest reset sent (1 byte, 5 unpredictable bytes, the 16-byte token: ngtcp2 takes no shorter one) and the
-  // biggest (RFC 9000 10.3: like a short packet); a reset is always smaller than the packet that triggered it
-  // (10.3.3), so packets of kMinStatelessReset bytes or fewer are never answered.
-  static constexpr size_t kMinStatelessReset = 22;
+  // The smallest reset sent (5 unpredictable bytes, the first byte's 6 bits among them, then the 16-byte token: RFC
+  // 9000 10.3's 38 unpredictable bits; ngtcp2 takes no shorter one) and the biggest (43 bytes, RFC 9000 10.3: the
+  // size of a small short-header packet); a reset is always smaller than the packet that triggered it (10.3.3), so
+  // packets of kMinStatelessReset bytes or fewer are never answered.
+  static constexpr size_t kMinStatelessReset = 21;
   static constexpr size_t kMaxStatelessReset = 43;
   QuicListener(EventLoop& loop, const TlsServer& tls, Limits limits, Callbacks callbacks);
   ~QuicListener();

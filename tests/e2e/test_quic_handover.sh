@@ -9,9 +9,16 @@
 # last_rx and endpoint) and acknowledges them (ngtcp2 at the client holds none of them in flight at the end, dpgw
 # counts quic_acks_tx), and the client never hears a CONNECTION_CLOSE or a stateless reset. Meanwhile the client's
 # ngtcp2 updates its keys (RFC 9001 6) every 1.5 s: dpgw follows each update (quic_key_updates_rx) and answers in
-# the new keys, which ngtcp2 needs to confirm the update before it may start the next one. A refused
+# the new keys, which ngtcp2 needs to confirm the update before it may start the next one. dpctld hands over every
+# connection ID it issued (the client asks for 4): a client that migrates to a new port takes another of them as its
+# DCID (RFC 9000 9.5, ngtcp2_conn_initiate_immediate_migration), and dpgw opens those packets too (the session's
+# endpoint follows them, no quic_bad_connection_id). Short headers of no connection at dpctld's socket get a Stateless
+# Reset (RFC 9000 10.3), smaller than what triggered them (at least 21 bytes: none for packets of 21 or fewer), and no more than the rate; those
+# of a session dpgw holds get nothing. A refused
 # registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw); a restarted dpgw
-# does not get a handed-over session back (its packet numbers are lost with the old process): dpctld drops it.
+# does not get a handed-over session back (its packet numbers are lost with the old process): dpctld drops it, and
+# the client's next packets, which the new dpgw's kernel path brings to dpctld, get a Stateless Reset that ends its
+# connection.
 source "$(dirname "$0")/lib.sh"
 PKI=$WORK/pki
 
@@ -72,6 +79,8 @@ heard() {
 for _ in $(seq 1 25); do heard > /dev/null && break; sleep 0.2; done
 heard > /dev/null || fail "dpgw does not hear the client on session $index: $(gw_stats | jq -c '{sessions: [.tunnels[].sessions[]], drops}')"
 log "  dpgw: session $(gw_session "$index")"
+gw_session "$index" | jq -e '.quic_connection_ids == 4' > /dev/null ||
+  fail "dpgw does not accept the 4 connection IDs dpctld issued: $(gw_session "$index")"
 rc=0; wait "$Q1" || rc=$?
 [ "$rc" -eq 0 ] || fail "the client's connection broke after the hand-over (exit $rc): $(cat "$WORK/q1.log")"
 sent=$(sed -n 's/.*packets after the replies: \([0-9]*\).*/\1/p' "$WORK/q1.log")
@@ -105,7 +114,6 @@ dpctl --json session list | jq -e --argjson i "$index" \
 dpctl session list | matches "handed over to dpgw (quic)" || fail "dpctl session list (text): $(dpctl session list)"
 
 log "a straggler for the handed-over connection at dpctld's socket gets no answer (never a stateless reset)"
-before=$(metric 'dptun_agent_quic_datagrams_dropped_total{reason="unknown_connection"}')
 ip netns exec "$NS_G" python3 - "$GW_UNDERLAY" "$index" > "$WORK/straggler.out" <<'PY'
 import os, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -118,9 +126,46 @@ try:
 except socket.timeout:
     print("silent")
 PY
-matches '^silent' < "$WORK/straggler.out" || fail "dpctld answered a short header for an unknown connection: $(cat "$WORK/straggler.out")"
-after=$(metric 'dptun_agent_quic_datagrams_dropped_total{reason="unknown_connection"}')
-[ "$after" -ge $((before + 3)) ] || fail "stragglers not counted: $before -> $after"
+matches '^silent' < "$WORK/straggler.out" || fail "dpctld answered a short header of a session dpgw holds: $(cat "$WORK/straggler.out")"
+held=$(metric 'dptun_agent_quic_datagrams_dropped_total{reason="handed_over"}')
+[ "$held" -ge 3 ] || fail "stragglers not counted as handed_over: $held"
+
+log "short headers of no connection get a Stateless Reset: smaller than the packet, none for 21 bytes or less, at most the rate"
+ip netns exec "$NS_G" python3 - "$GW_UNDERLAY" > "$WORK/resets.out" <<'PY'
+import os, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+dcid = struct.pack("!I", 65000) + os.urandom(4)  # an index no session has
+def ask(size):
+    s.sendto(bytes([0x41]) + dcid + os.urandom(size - 9), (sys.argv[1], 443))
+    try:
+        return len(s.recv(2048))
+    except socket.timeout:
+        return 0
+for size in (60, 30, 22, 21, 12):
+    print("size", size, "reset", ask(size))
+time.sleep(1.5)  # the bucket full again
+s.settimeout(0.2)
+for _ in range(300):
+    s.sendto(bytes([0x41]) + dcid + os.urandom(40), (sys.argv[1], 443))
+got = 0
+try:
+    while True:
+        s.recv(2048)
+        got += 1
+except socket.timeout:
+    pass
+print("burst 300 answered", got)
+PY
+log "  $(tr '\n' ' ' < "$WORK/resets.out")"
+for want in "size 60 reset 43" "size 30 reset 29" "size 22 reset 21" "size 21 reset 0" "size 12 reset 0"; do
+  matches "^$want\$" < "$WORK/resets.out" || fail "stateless resets: wanted '$want': $(cat "$WORK/resets.out")"
+done
+burst=$(sed -n 's/^burst 300 answered \([0-9]*\)/\1/p' "$WORK/resets.out")
+limited=$(metric 'dptun_agent_quic_stateless_resets_total{result="rate_limited"}')
+[ "$burst" -ge 1 ] && [ "$burst" -lt 300 ] && [ "$limited" -ge 1 ] ||
+  fail "stateless resets not rate-limited: $burst of 300 answered, $limited limited"
+log "  sent $(metric 'dptun_agent_quic_stateless_resets_total{result="sent"}'), over the rate $limited"
 
 log "a refused registration does not reach dpgw (and is closed by dpctld, as before)"
 sessions_before=$(gw_stats | jq '[.tunnels[].sessions[]] | length')
@@ -154,8 +199,8 @@ gw_gone3() { [ -z "$(gw_session "$index3")" ]; }
 wait_for 10 "session $index3 removed at dpgw" gw_gone3
 matches "session $index3: agent gone and no traffic for 3 s; removed" < "$WORK/dpctld.log" || fail "no expiry line for $index3"
 
-log "dpgw restarts under a handed-over QUIC session: dpctld drops it rather than give the new dpgw its keys again"
-client q4 agent1 --replies 1 --hold 40 --cipher AES-128-GCM "$register" &
+log "a client moves to another port 1 s after the hand-over: its ngtcp2 takes another connection ID, which dpgw accepts"
+client q4 agent1 --replies 1 --hold 40 --migrate 1 --cipher AES-128-GCM "$register" &
 Q4=$!
 PIDS+=("$Q4")
 three_handovers() { [ "$(metric dptun_agent_quic_handovers_total)" = 3 ]; }
@@ -163,6 +208,23 @@ wait_for 15 "the third hand-over" three_handovers
 index4=$(jq -r .session "$WORK/q4.out")
 live4() { local s; s=$(gw_session "$index4"); [ -n "$s" ] && jq -e '.live' <<< "$s" > /dev/null; }
 wait_for 10 "dpgw hearing session $index4" live4
+gw_session "$index4" | jq -e '.quic_connection_ids == 4' > /dev/null ||
+  fail "dpgw does not accept the 4 connection IDs dpctld issued: $(gw_session "$index4")"
+migrated() { grep -q "migrated to port" "$WORK/q4.log"; }
+wait_for 10 "the client's migration" migrated
+read -r mport old_dcid new_dcid <<< "$(sed -n 's/.*migrated to port \([0-9]*\): DCID \([0-9a-f]*\) -> \([0-9a-f]*\).*/\1 \2 \3/p' "$WORK/q4.log")"
+log "  the client moved to port $mport: DCID $old_dcid -> $new_dcid"
+# Another connection ID of dpctld's: the same index, another tail.
+[ "$old_dcid" != "$new_dcid" ] && [ "${new_dcid:0:8}" = "$(printf '%08x' "$index4")" ] && [ "${old_dcid:0:8}" = "${new_dcid:0:8}" ] ||
+  fail "no move to another connection ID of the session: $(cat "$WORK/q4.log")"
+# dpgw's endpoint follows authenticated packets only: on the new port, it opened packets with the new DCID.
+on_new_port() { gw_session "$index4" | jq -e --arg p "$AGENT_IP:$mport" '.endpoint == $p' > /dev/null; }
+wait_for 5 "dpgw opening the packets to the new connection ID (endpoint $AGENT_IP:$mport)" on_new_port
+[ "$(gw_stats | jq '.totals.drops.quic_bad_connection_id')" = 0 ] ||
+  fail "dpgw refused connection IDs dpctld issued: $(gw_stats | jq -c '.totals.drops | with_entries(select(.value > 0))')"
+log "  dpgw: session $(gw_session "$index4" | jq -c '{endpoint, endpoint_changes, quic_connection_ids, last_rx_age_s}')"
+
+log "dpgw restarts under a handed-over QUIC session: dpctld drops it rather than give the new dpgw its keys again"
 stop_gw
 start_gw
 wait_for 15 "dpctld connected to the new dpgw" gateway_connected
@@ -172,6 +234,9 @@ matches "session $index4 (CN=agent-1): dpgw restarted .*; session dropped" < "$W
 [ -z "$(gw_session "$index4")" ] || fail "the new dpgw got session $index4 again"
 ! dpctl --json session list | jq -e --argjson i "$index4" '.sessions[] | select(.index == $i)' > /dev/null ||
   fail "dpctld still lists session $index4"
+reset4() { grep -q "stateless reset received" "$WORK/q4.log"; }
+wait_for 15 "a Stateless Reset ending the client's connection" reset4
+log "  the client: $(grep -m1 'stateless reset received' "$WORK/q4.log" | sed 's/^quic_register_client: //')"
 kill "$(pgrep -P "$Q4")" 2>/dev/null || true
 kill -0 "$DPCTLD_PID" || fail "dpctld died"
 kill -0 "$GW_PID" || fail "dpgw died"
