@@ -217,9 +217,10 @@ log "  the client moved to port $mport: DCID $old_dcid -> $new_dcid"
 # Another connection ID of dpctld's: the same index, another tail.
 [ "$old_dcid" != "$new_dcid" ] && [ "${new_dcid:0:8}" = "$(printf '%08x' "$index4")" ] && [ "${old_dcid:0:8}" = "${new_dcid:0:8}" ] ||
   fail "no move to another connection ID of the session: $(cat "$WORK/q4.log")"
-# dpgw's endpoint follows authenticated packets only: on the new port, it opened packets with the new DCID.
+# dpgw's endpoint follows authenticated packets only (it moved to the new port), and none of the packets to the new
+# connection ID was refused (a dpgw that took the first connection ID only counts them as quic_bad_connection_id).
 on_new_port() { gw_session "$index4" | jq -e --arg p "$AGENT_IP:$mport" '.endpoint == $p' > /dev/null; }
-wait_for 5 "dpgw opening the packets to the new connection ID (endpoint $AGENT_IP:$mport)" on_new_port
+wait_for 5 "dpgw following the client to $AGENT_IP:$mport" on_new_port
 [ "$(gw_stats | jq '.totals.drops.quic_bad_connection_id')" = 0 ] ||
   fail "dpgw refused connection IDs dpctld issued: $(gw_stats | jq -c '.totals.drops | with_entries(select(.value > 0))')"
 log "  dpgw: session $(gw_session "$index4" | jq -c '{endpoint, endpoint_changes, quic_connection_ids, last_rx_age_s}')"
