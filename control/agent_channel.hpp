@@ -39,12 +39,6 @@ class AgentLink {
   // The QUIC framing's key hand-over (docs/protocol.md "Key hand-over"), QUIC connections only. The session index
   // the connection holds from its first Initial (its connection IDs carry it); 0 for a TLS connection.
   virtual uint32_t reserved_index() const { return 0; }
-  // A connection that cannot carry a tunnel in its own framing at all (a QUIC connection whose transport parameters
-  // take no DATAGRAM frames, or too small ones): its registration is refused, `why` says why.
-  virtual bool refuses_tunnel(std::string& why) const {
-    (void)why;
-    return false;
-  }
   // Whether dpgw can take the connection over once registered; `why` says why not.
   virtual bool can_hand_over(std::string& why) const {
     why = "not a QUIC connection";

@@ -653,10 +653,6 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
            tunnel->id.str());
     return;
   }
-  if (std::string why; ch.refuses_tunnel(why)) {
-    refuse(ch, Refusal::BadRequest, why);
-    return;
-  }
   // A QUIC connection holds its index from its first Initial (its connection IDs carry it); a TLS one gets one now.
   std::optional<uint32_t> index;
   if (const uint32_t reserved = ch.reserved_index()) {

@@ -85,25 +85,6 @@ QuicAgentConnection::~QuicAgentConnection() {
   gnutls_memset(tx_secret_.data(), 0, tx_secret_.size());
 }
 
-bool QuicAgentConnection::refuses_tunnel(std::string& why) const {
-  const ngtcp2_transport_params* p =
-      conn_ && established_ && alpn_ == kQuicAlpnDptun ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
-  if (!p) return false;
-  if (p->max_datagram_frame_size == 0) {
-    why = "a QUIC tunnel travels in DATAGRAM frames (RFC 9221), and this connection's transport parameters take none "
-          "(max_datagram_frame_size 0)";
-    return true;
-  }
-  const uint64_t room = quic_peer_max_packet(kQuicTxLayout, p->max_udp_payload_size, p->max_datagram_frame_size);
-  if (room < kQuicMinPeerPacket) {
-    why = "this connection's transport parameters (max_udp_payload_size " + std::to_string(p->max_udp_payload_size) +
-          ", max_datagram_frame_size " + std::to_string(p->max_datagram_frame_size) + ") leave room for inner packets " +
-          "of " + std::to_string(room) + " bytes; a QUIC tunnel needs " + std::to_string(kQuicMinPeerPacket);
-    return true;
-  }
-  return false;
-}
-
 bool QuicAgentConnection::can_hand_over(std::string& why) const {
   const ngtcp2_cid* dcid = conn_ ? ngtcp2_conn_get_dcid(conn_.get()) : nullptr;
   const ngtcp2_transport_params* params = conn_ ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
@@ -116,6 +97,14 @@ bool QuicAgentConnection::can_hand_over(std::string& why) const {
   else if (!tail_set_ || index_ == kQuicUnassignedIndex) why = "no session index in its connection ID";
   else if (!dcid || dcid->datalen != kQuicCidLen) why = "its connection ID is not 8 bytes long";
   else if (!params || params->max_datagram_frame_size == 0) why = "it does not take DATAGRAM frames";
+  else if (const uint64_t room = quic_peer_max_packet(kQuicTxLayout, params->max_udp_payload_size,
+                                                      params->max_datagram_frame_size);
+           room < kQuicMinPeerPacket)
+    // dpgw would refuse the session too (make_quic_session): too small for a tunnel's packets.
+    why = "its transport parameters (max_udp_payload_size " + std::to_string(params->max_udp_payload_size) +
+          ", max_datagram_frame_size " + std::to_string(params->max_datagram_frame_size) +
+          ") leave room for inner packets of " + std::to_string(room) + " bytes in a DATAGRAM frame; the QUIC framing " +
+          "needs " + std::to_string(kQuicMinPeerPacket);
   else return true;
   return false;
 }

@@ -100,7 +100,6 @@ class QuicAgentConnection final : public AgentLink {
   STACK_OF(X509)* peer_chain() const override { return chain_.get(); }
   std::vector<uint8_t> export_secret(uint32_t session_index) const override;
   uint32_t reserved_index() const override { return index_; }
-  bool refuses_tunnel(std::string& why) const override;
   bool can_hand_over(std::string& why) const override;
   void hand_over_when_acknowledged() override;
   const std::string& alpn() const { return alpn_; }

@@ -172,8 +172,15 @@ jq -e '.type == "registered" and .framing == "relay"' "$WORK/reg.out" > /dev/nul
 matches "relay framing: dpgw cannot take its QUIC connection over (it does not take DATAGRAM frames)" < "$WORK/dpctld.log" ||
   fail "dpctld did not say why the connection stays"
 registered=2
+log "one whose DATAGRAM frames are too small for a tunnel's packets (max_datagram_frame_size 500) too, saying why"
+reg agent1 --max-datagram 500 '{"type":"register","version":1,"tunnel":"iperf","weight":1,"name":"agent-1c"}'
+jq -e '.type == "registered" and .framing == "relay"' "$WORK/reg.out" > /dev/null ||
+  fail "no relay-framed registration: $(cat "$WORK/reg.out" "$WORK/reg.err")"
+matches "relay framing: dpgw cannot take its QUIC connection over (its transport parameters (max_udp_payload_size [0-9]*, max_datagram_frame_size 500) leave room for inner packets of 487 bytes in a DATAGRAM frame; the QUIC framing needs 576)" < "$WORK/dpctld.log" ||
+  fail "dpctld did not say why: $(grep 'relay framing' "$WORK/dpctld.log")"
+registered=3
 "$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" --json session list > "$WORK/sessions.json"
-jq -e '[.sessions[] | select(.control_transport == "quic" and .control_connected and .framing == "relay")] | length == 1' \
+jq -e '[.sessions[] | select(.control_transport == "quic" and .control_connected and .framing == "relay")] | length == 2' \
   "$WORK/sessions.json" > /dev/null || fail "dpctl session list: $(cat "$WORK/sessions.json")"
 "$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" session list | matches '127\.0\.0\.1:[0-9]* (quic)' ||
   fail "dpctl session list does not show the QUIC control connection"

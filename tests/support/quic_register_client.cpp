@@ -9,7 +9,8 @@
 // ("packets after the replies: N"), and how many bytes of them ngtcp2 still counts in flight, not acknowledged, at the
 // end, with its probe timeouts ("in flight at the end: B bytes, probe timeouts P"). A connection error during the
 // hold exits 1. --no-datagrams leaves the
-// max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection).
+// max_datagram_frame_size transport parameter out (DATAGRAM frames not taken: dpctld keeps such a connection);
+// --max-datagram N advertises N instead of 65535.
 // --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
 // --migrate S (with --hold): S seconds into the hold, the client moves to a new UDP port of its own with
 // ngtcp2_conn_initiate_immediate_migration, which takes another of the connection IDs dpctld issued as its DCID
@@ -24,7 +25,7 @@
 //
 //   quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] [--verify-name NAME]
 //                        [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S] [--migrate S]]
-//                        [--no-datagrams] [--cipher NAME] LINE...
+//                        [--no-datagrams | --max-datagram N] [--cipher NAME] LINE...
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -148,7 +149,7 @@ bool flush(Client& c) {
 
 int usage() {
   fprintf(stderr, "usage: quic_register_client --server IP:PORT --ca CA --cert CERT --key KEY [--sni NAME] "
-                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S] [--migrate S]] [--no-datagrams] [--cipher AES-128-GCM|AES-256-GCM] "
+                  "[--verify-name NAME] [--replies N] [--seconds S] [--hold S [--ping-interval S] [--key-update S] [--migrate S]] [--no-datagrams] [--max-datagram N] [--cipher AES-128-GCM|AES-256-GCM] "
                   "LINE...\n");
   return 2;
 }
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
   int want = 1;
   double seconds = 10, hold = 0, ping_interval = 0.2, key_update = 0, migrate = 0;
   bool datagrams = true;
+  uint64_t max_datagram = 65535;
   std::string cipher;  // a GnuTLS cipher name: AES-128-GCM, AES-256-GCM, ...
   std::vector<std::string> lines;
   for (int i = 1; i < argc; ++i) {
@@ -178,6 +180,7 @@ int main(int argc, char** argv) {
     else if (a == "--key-update") key_update = std::stod(next());
     else if (a == "--migrate") migrate = std::stod(next());
     else if (a == "--no-datagrams") datagrams = false;
+    else if (a == "--max-datagram") max_datagram = std::stoull(next());
     else if (a == "--cipher") cipher = next();
     else if (a.rfind("--", 0) == 0) return usage();
     else lines.push_back(a);
@@ -234,7 +237,7 @@ int main(int argc, char** argv) {
   params.initial_max_stream_data_bidi_local = 64 * 1024;
   params.initial_max_data = 256 * 1024;
   params.max_idle_timeout = 30ull * 1'000'000'000ull;
-  params.max_datagram_frame_size = datagrams ? 65535 : 0;
+  params.max_datagram_frame_size = datagrams ? max_datagram : 0;
   params.active_connection_id_limit = 4;  // as dpagent: dpctld issues 4 connection IDs, dpgw accepts each
   ngtcp2_path path{{reinterpret_cast<sockaddr*>(&c.local), sizeof c.local},
                    {reinterpret_cast<sockaddr*>(&c.remote), sizeof c.remote},
