@@ -94,7 +94,7 @@ bool QuicAgentConnection::can_hand_over(std::string& why) const {
                                                                                              : QuicCipher::Aes128Gcm) ||
            tx_secret_.size() != rx_secret_.size())
     why = "its 1-RTT secrets were not captured";
-  else if (!tail_set_ || index_ == kQuicUnassignedIndex) why = "no session index in its connection ID";
+  else if (tails_.empty() || index_ == kQuicUnassignedIndex) why = "no connection ID of dpctld's with a session index";
   else if (!dcid || dcid->datalen != kQuicCidLen) why = "its connection ID is not 8 bytes long";
   else if (!params || params->max_datagram_frame_size == 0) why = "it does not take DATAGRAM frames";
   else if (const uint64_t room = quic_peer_max_packet(kQuicTxLayout, params->max_udp_payload_size,
@@ -800,7 +800,6 @@ bool QuicListener::new_cid(QuicAgentConnection& c, ngtcp2_cid& cid, uint8_t* res
     std::array<uint8_t, 4> t;
     std::memcpy(t.data(), tail, sizeof tail);
     c.tails_.push_back(t);
-    c.tail_set_ = true;
     return true;
   }
   return false;
@@ -831,7 +830,6 @@ int QuicListener::on_remove_cid(ngtcp2_conn*, const ngtcp2_cid* cid, void* user)
   // One of its own (index | tail) the agent retired (RFC 9000 19.16): dpgw will not be told of it.
   if (cid->datalen == kQuicCidLen && load_be32(cid->data) == c->index_)
     std::erase_if(c->tails_, [&](const std::array<uint8_t, 4>& t) { return std::memcmp(t.data(), cid->data + 4, 4) == 0; });
-  return 0;
   return 0;
 }
 

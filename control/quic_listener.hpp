@@ -148,7 +148,6 @@ class QuicAgentConnection final : public AgentLink {
   // after the hand-over (at most kQuicMaxRxCids: ngtcp2 issues no more than the agent's active_connection_id_limit,
   // and its pool holds 8).
   std::vector<std::array<uint8_t, 4>> tails_;
-  bool tail_set_ = false;  // its first connection ID was issued
   gnutls_cipher_algorithm_t cipher_ = GNUTLS_CIPHER_UNKNOWN;
   std::vector<uint8_t> rx_secret_, tx_secret_;  // 1-RTT traffic secrets (client's, server's); wiped with it
   bool handover_armed_ = false;

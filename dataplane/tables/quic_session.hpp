@@ -36,6 +36,7 @@ namespace dptun {
 
 // The packet-number length dpgw sends (docs/protocol.md "Packet numbers": one header length per connection).
 inline constexpr uint32_t kQuicTxPnLen = 4;
+static_assert(kQuicTxLayout.header_len == kQuicPnOffset + kQuicTxPnLen);  // what dpctld checks the agent's limits by
 
 // tx_counter of a QUIC session: packet number (low 48 bits) and transmit key generation (high 16 bits, mod 2^16).
 inline constexpr unsigned kQuicTxGenShift = 48;
