@@ -128,20 +128,21 @@ log "  dpgw started $own key updates of its own during the transfers; the sessio
 
 log "dpgw restarts: dpctld answers the agent's next packets with a Stateless Reset, the agent registers again at once, and dpgw takes the new connection"
 resets0=$(metric 'dptun_agent_quic_stateless_resets_total{result="sent"}')
+t0=$(date +%s.%N)
 stop_gw
 start_gw
-t0=$(date +%s.%N)
 wait_for 20 "the agent hearing the reset" grep -q "ended: a Stateless Reset from the server" "$WORK/agent.log"
 log "  agent: $(grep -m1 'ended: a Stateless Reset' "$WORK/agent.log" | sed 's/^.*dpagent [a-z]*: //')"
 ! grep -q "carrying the tunnel's data: nothing heard for" "$WORK/agent.log" ||
   fail "the agent went by its silence timeout, not by a reset: $(grep 'nothing heard for' "$WORK/agent.log")"
 wait_for 20 "a second hand-over" bash -c "[ \$(grep -c 'data as QUIC DATAGRAM frames on this connection' '$WORK/agent.log') -ge 2 ]"
+t1=$(date +%s.%N)
 resets=$(( $(metric 'dptun_agent_quic_stateless_resets_total{result="sent"}') - resets0 ))
 stats=$(agent_stats)
 log "  dpctld sent $resets Stateless Reset(s); the agent counts $(echo "$stats" | jq '.quic.stateless_resets')"
 [ "$resets" -ge 1 ] && echo "$stats" | jq -e '.quic.stateless_resets == 1' > /dev/null ||
   fail "resets: dpctld $resets, agent $(echo "$stats" | jq -c .quic)"
 iperf_client "$WORK/tcp2.json" -c "$GW_PUBLIC" -p 5201 -t 2
-log "  registered again after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; then TCP $(json_get "$WORK/tcp2.json" '.end.sum_received.bits_per_second' | awk '{ printf "%d", $1 / 1e6 }') Mbit/s"
+log "  registered again $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s after dpgw was stopped; then TCP $(json_get "$WORK/tcp2.json" '.end.sum_received.bits_per_second' | awk '{ printf "%d", $1 / 1e6 }') Mbit/s"
 kill -0 "$AGENT_PID" 2>/dev/null || fail "dpagent died"
 log PASS
