@@ -11,8 +11,8 @@
 # ngtcp2 updates its keys (RFC 9001 6) every 1.5 s: dpgw follows each update (quic_key_updates_rx) and answers in
 # the new keys, which ngtcp2 needs to confirm the update before it may start the next one. dpctld hands over every
 # connection ID it issued (the client asks for 4): a client that migrates to a new port takes another of them as its
-# DCID (RFC 9000 9.5, ngtcp2_conn_initiate_immediate_migration), and dpgw opens those packets too (the session's
-# endpoint follows them, no quic_bad_connection_id). Short headers of no connection at dpctld's socket get a Stateless
+# DCID (RFC 9000 9.5, ngtcp2_conn_initiate_immediate_migration), and dpgw opens those packets too (no
+# quic_bad_connection_id; it validates the new path and the session's endpoint moves there). Short headers of no connection at dpctld's socket get a Stateless
 # Reset (RFC 9000 10.3), smaller than what triggered them (at least 21 bytes: none for packets of 21 or fewer), and no more than the rate; those
 # of a session dpgw holds get nothing. A refused
 # registration never reaches dpgw; the session of a killed client expires (dpctld and dpgw); a restarted dpgw
@@ -217,10 +217,13 @@ log "  the client moved to port $mport: DCID $old_dcid -> $new_dcid"
 # Another connection ID of dpctld's: the same index, another tail.
 [ "$old_dcid" != "$new_dcid" ] && [ "${new_dcid:0:8}" = "$(printf '%08x' "$index4")" ] && [ "${old_dcid:0:8}" = "${new_dcid:0:8}" ] ||
   fail "no move to another connection ID of the session: $(cat "$WORK/q4.log")"
-# dpgw's endpoint follows authenticated packets only (it moved to the new port), and none of the packets to the new
-# connection ID was refused (a dpgw that took the first connection ID only counts them as quic_bad_connection_id).
+# dpgw moves the endpoint only once the new path is validated (its PATH_CHALLENGE answered from there), which takes
+# packets it opened from that port, and none of the packets to the new connection ID was refused (a dpgw that took
+# the first connection ID only counts them as quic_bad_connection_id).
 on_new_port() { gw_session "$index4" | jq -e --arg p "$AGENT_IP:$mport" '.endpoint == $p' > /dev/null; }
 wait_for 5 "dpgw following the client to $AGENT_IP:$mport" on_new_port
+[ "$(gw_stats | jq '.quic_control.quic_paths_validated')" -ge 1 ] ||
+  fail "the endpoint moved without a validated path: $(gw_stats | jq -c .quic_control)"
 [ "$(gw_stats | jq '.totals.drops.quic_bad_connection_id')" = 0 ] ||
   fail "dpgw refused connection IDs dpctld issued: $(gw_stats | jq -c '.totals.drops | with_entries(select(.value > 0))')"
 log "  dpgw: session $(gw_session "$index4" | jq -c '{endpoint, endpoint_changes, quic_connection_ids, last_rx_age_s}')"
