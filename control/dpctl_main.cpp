@@ -182,13 +182,41 @@ const std::vector<Command>& commands() {
        [](const Args& a) { return json{{"hostname", a.positional[0]}}; }},
       {DpctlCommand::IngressList, "dpctl ingress list", "Lists hostname rules.\n", {}, {}, 0, 0,
        [](const Args&) { return json::object(); }},
+      {DpctlCommand::RouteAdd,
+       "dpctl route add udp+https://NAME:PORT --tunnel TUNNEL --to udp://HOST:PORT --allow IDENTITY [--allow ...] "
+       "[--private]",
+       "Adds a UDP route for clients that speak CONNECT-UDP (RFC 9298; docs/masque.md): a client asking for the\n"
+       "target NAME:PORT gets its datagrams carried through TUNNEL (name or id) to HOST:PORT as the agent reaches\n"
+       "it. NAME is the DNS name (or IPv4 address) clients name as their target; HOST a DNS name or an IPv4 address.\n"
+       "The HTTP/3 front end that serves these requests is not built yet: routes are kept, listed and matched,\n"
+       "and no client traffic flows yet (docs/masque.md, \"Plan\").\n"
+       "  --tunnel TUNNEL     the tunnel whose agents reach HOST (also: $UUID for a private route)\n"
+       "  --to udp://HOST:PORT  where the agent sends the datagrams\n"
+       "  --allow IDENTITY    a client certificate identity the route allows: CN=<name>, DNS:<san>, URI:<san>, or\n"
+       "                      '*' for any certificate the CA signed (repeat for several); others get 403\n"
+       "  --private           never matched for requests through the public front end (they get 404, as for a\n"
+       "                      target without a route)\n",
+       {"--private"}, {"--tunnel", "--to", "--allow"}, 1, 1,
+       [](const Args& a) {
+         if (!a.has("--tunnel")) throw UsageError("--tunnel TUNNEL is required");
+         if (!a.has("--to")) throw UsageError("--to udp://HOST:PORT is required");
+         if (!a.has("--allow"))
+           throw UsageError("--allow IDENTITY is required (CN=client-name, DNS:..., or '*')");
+         std::string t = a.value("--tunnel");
+         if (a.has("--private") && (t.empty() || t[0] != '$')) t = "$" + t;
+         return json{{"from", a.positional[0]}, {"tunnel", t}, {"to", a.value("--to")}, {"allow", a.values("--allow")}};
+       }},
+      {DpctlCommand::RouteDel, "dpctl route del udp+https://NAME:PORT", "Removes a UDP route.\n", {}, {}, 1, 1,
+       [](const Args& a) { return json{{"from", a.positional[0]}}; }},
+      {DpctlCommand::RouteList, "dpctl route list", "Lists UDP routes (udp+https) with where they lead and whom they allow.\n",
+       {}, {}, 0, 0, [](const Args&) { return json::object(); }},
       {DpctlCommand::SessionList, "dpctl session list",
        "Lists agent sessions: tunnel, certificate, weight, whether the gateway hears the agent (LIVE), its\n"
        "control connection and UDP endpoint, and the flows pinned to it.\n",
        {}, {}, 0, 0, [](const Args&) { return json::object(); }},
       {DpctlCommand::Stats, "dpctl stats",
        "Shows dpctld's counters: gateway link, sessions, registrations, TLS handshakes and failures by reason,\n"
-       "and traffic per tunnel.\n",
+       "UDP routes and CONNECT-UDP refusals by reason, and traffic per tunnel.\n",
        {}, {}, 0, 0, [](const Args&) { return json::object(); }},
   };
   return list;

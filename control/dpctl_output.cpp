@@ -137,6 +137,12 @@ std::string tunnel_show(const json& x) {
     for (const auto& r : at(x, "ingress"))
       out += "  " + text(at(r, "hostname")) + (r.value("private", false) ? " (private)" : "") + "\n";
   }
+  if (x.contains("routes") && !at(x, "routes").empty()) {
+    out += "\nroutes:\n";
+    for (const auto& r : at(x, "routes"))
+      out += "  " + text(at(r, "from")) + " -> " + text(at(r, "to")) + (r.value("private", false) ? " (private)" : "") +
+             "\n";
+  }
   out += "\nregister an agent:\n  " + text(at(x, "agent_command")) + "\n" + quic_command_text(x);
   return out;
 }
@@ -155,6 +161,7 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       std::string out = "tunnel " + text(at(r, "name")) + " (" + text(at(r, "removed")) + ") removed\n";
       if (!at(r, "entry_points").empty()) out += "  with its entry points: " + join(at(r, "entry_points"), " ") + "\n";
       if (!at(r, "ingress").empty()) out += "  with its ingress rules: " + join(at(r, "ingress"), " ") + "\n";
+      if (r.contains("routes") && !at(r, "routes").empty()) out += "  with its routes: " + join(at(r, "routes"), " ") + "\n";
       if (!at(r, "sessions").empty()) {
         std::string who;
         for (const auto& s : at(r, "sessions"))
@@ -188,6 +195,19 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
                text(at(x, "proxy_protocol")), text(at(x, "source"))});
       return t.str();
     }
+    case DpctlCommand::RouteAdd: {
+      const json& x = at(r, "route");
+      return "route " + text(at(x, "from")) + " -> " + text(at(x, "tunnel_name")) + " -> " + text(at(x, "to")) +
+             (x.value("private", false) ? " (private)" : "") + " added, allowed: " + join(at(x, "allow"), " ") + "\n";
+    }
+    case DpctlCommand::RouteDel: return "route " + text(at(r, "removed")) + " removed\n";
+    case DpctlCommand::RouteList: {
+      TextTable t({"FROM", "TUNNEL", "TO", "PRIVATE", "ALLOW", "SOURCE"});
+      for (const auto& x : at(r, "routes"))
+        t.add({text(at(x, "from")), text(at(x, "tunnel_name")), text(at(x, "to")), text(at(x, "private")),
+               join(at(x, "allow"), " "), text(at(x, "source"))});
+      return t.str();
+    }
     case DpctlCommand::SessionList: {
       TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
       for (const auto& s : at(r, "sessions"))
@@ -216,6 +236,10 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       out += "handshakes:    " + text(at(r, "handshakes_ok")) + " ok";
       for (const auto& [k, v] : at(r, "handshake_failures").items())
         if (v.is_number() && v.get<double>() > 0) out += ", " + text(v) + " " + k;
+      if (r.contains("masque_refusals_by_reason")) {
+        out += "\nudp routes:    " + text(at(r, "routes")) + "; CONNECT-UDP refusals:";
+        for (const auto& [k, v] : at(r, "masque_refusals_by_reason").items()) out += " " + k + " " + text(v);
+      }
       out += "\n\n" + tunnels_table(at(r, "tunnels"));
       return out;
     }

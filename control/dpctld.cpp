@@ -59,8 +59,14 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
         error = cfg_.state_file + ": ingress rule " + r.hostname + " is also in " + cfg_.path + "; remove one of them";
         return false;
       }
+  for (const MasqueRoute& r : state_.routes)
+    for (const MasqueRoute& c : cfg_.routes)
+      if (r.host == c.host && r.port == c.port) {
+        error = cfg_.state_file + ": route " + r.from_url() + " is also in " + cfg_.path + "; remove one of them";
+        return false;
+      }
   // What dpctl added for a tunnel that has since left the config goes with it (said, and saved).
-  const size_t before = state_.entry_points.size() + state_.ingress.size();
+  const size_t before = state_.entry_points.size() + state_.ingress.size() + state_.routes.size();
   std::erase_if(state_.entry_points, [&](const EntrySpec& e) {
     // The config changed under it (say, agent_listen moved onto its port): the config wins, and says so.
     if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) {
@@ -79,7 +85,15 @@ bool Dpctld::load_persisted(bool save_repairs, std::string& error) {
              r.hostname.c_str(), r.tunnel.str().c_str());
     return true;
   });
-  if (save_repairs && state_.entry_points.size() + state_.ingress.size() != before && !persist(error)) return false;
+  std::erase_if(state_.routes, [&](const MasqueRoute& r) {
+    if (find_tunnel(r.tunnel.str())) return false;
+    LOG_WARN("%s: route %s names tunnel %s, which no longer exists: removed", cfg_.state_file.c_str(),
+             r.from_url().c_str(), r.tunnel.str().c_str());
+    return true;
+  });
+  if (save_repairs && state_.entry_points.size() + state_.ingress.size() + state_.routes.size() != before &&
+      !persist(error))
+    return false;
   return true;
 }
 
@@ -258,6 +272,13 @@ void Dpctld::reload() {
                   cfg_.path.c_str());
         return;
       }
+  for (const MasqueRoute& r : state_.routes)
+    for (const MasqueRoute& c : next.routes)
+      if (r.host == c.host && r.port == c.port) {
+        LOG_ERROR("reload: route %s is both in %s and added with dpctl; nothing changed", r.from_url().c_str(),
+                  cfg_.path.c_str());
+        return;
+      }
   std::string error;
   if (!tls_.load(next.tls, error) || (quic_ && !quic_->load_credentials(next.tls, error))) {
     LOG_ERROR("reload: %s; nothing changed", error.c_str());
@@ -294,7 +315,7 @@ void Dpctld::reload() {
     }
   }
   const size_t tunnels_before = cfg_.tunnels.size(), entries_before = cfg_.entry_points.size(),
-               rules_before = cfg_.ingress.size();
+               rules_before = cfg_.ingress.size(), routes_before = cfg_.routes.size();
   cfg_ = std::move(next);
   failure_log_budget_.configure(cfg_.failure_log_rate, uint64_t(cfg_.failure_log_rate) * 5);
   listener_->set_limits(
@@ -311,9 +332,9 @@ void Dpctld::reload() {
   std::string pending;
   for (const std::string& k : restart) pending += (pending.empty() ? "" : ", ") + k;
   LOG_INFO("reloaded %s: TLS files; %zu tunnel(s) (was %zu), %zu entry point(s) (was %zu), %zu ingress rule(s) "
-           "(was %zu) from the config%s%s",
+           "(was %zu), %zu route(s) (was %zu) from the config%s%s",
            cfg_.path.c_str(), cfg_.tunnels.size(), tunnels_before, cfg_.entry_points.size(), entries_before,
-           cfg_.ingress.size(), rules_before, pending.empty() ? "" : "; these need a restart and were not applied: ",
+           cfg_.ingress.size(), rules_before, cfg_.routes.size(), routes_before, pending.empty() ? "" : "; these need a restart and were not applied: ",
            pending.c_str());
 }
 
@@ -575,6 +596,19 @@ std::vector<const TunnelDef*> Dpctld::all_tunnels() const {
   for (const TunnelDef& t : cfg_.tunnels) out.push_back(&t);
   for (const TunnelDef& t : state_.tunnels) out.push_back(&t);
   return out;
+}
+
+std::vector<const MasqueRoute*> Dpctld::all_routes() const {
+  std::vector<const MasqueRoute*> out;
+  for (const MasqueRoute& r : cfg_.routes) out.push_back(&r);
+  for (const MasqueRoute& r : state_.routes) out.push_back(&r);
+  return out;
+}
+
+MasqueRouteTable Dpctld::masque_route_table() const {
+  std::vector<MasqueRoute> routes;
+  for (const MasqueRoute* r : all_routes()) routes.push_back(*r);
+  return MasqueRouteTable(std::move(routes));
 }
 
 std::vector<const IngressRuleSpec*> Dpctld::all_ingress() const {
@@ -919,6 +953,12 @@ std::string Dpctld::metrics_text() const {
   p.sample("dptun_failure_log_lines_suppressed_total", double(counters_.failure_lines_suppressed));
   p.family("dptun_agent_lines_too_long_total", "counter", "Agent connections closed for a line over 64 KiB.");
   p.sample("dptun_agent_lines_too_long_total", double(counters_.agent_lines_too_long));
+  p.family("dptun_masque_routes", "gauge", "udp+https routes for CONNECT-UDP clients (config and dpctl).");
+  p.sample("dptun_masque_routes", double(all_routes().size()));
+  p.family("dptun_masque_refusals_total", "counter", "CONNECT-UDP requests refused, by reason (docs/masque.md).");
+  for (size_t r = 0; r < size_t(MasqueRefusal::Count); ++r)
+    p.sample("dptun_masque_refusals_total", double(counters_.masque_refusals[r]),
+             prom_label("reason", masque_refusal_name(MasqueRefusal(r))));
   p.family("dptun_tunnels", "gauge", "Configured tunnels.");
   p.sample("dptun_tunnels", double(all_tunnels().size()));
   p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");

@@ -45,6 +45,8 @@ struct DpctldCounters {
   uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
   uint64_t failure_lines_suppressed = 0;  // failure log lines left out (over failure_log_rate)
   uint64_t agent_lines_too_long = 0;      // agent connections closed for a line over AgentChannel::kMaxLine
+  // CONNECT-UDP requests refused, by reason (docs/masque.md): counted where a front end asks the route table.
+  uint64_t masque_refusals[size_t(MasqueRefusal::Count)] = {};
   std::string last_gateway_refusal;
 };
 
@@ -73,6 +75,10 @@ class Dpctld {
   const DpctldCounters& counters() const { return counters_; }
   const SessionRegistry& sessions() const { return sessions_; }
   std::string metrics_text() const;
+  // The udp+https routes as they are now (config, then dpctl), for matching CONNECT-UDP requests; and the count
+  // of a refusal it gave (the counters dpctl stats and the metrics show).
+  MasqueRouteTable masque_route_table() const;
+  void count_masque_refusal(MasqueRefusal r) { ++counters_.masque_refusals[size_t(r)]; }
 
  private:
   void on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev);
@@ -130,6 +136,11 @@ class Dpctld {
   Change api_ingress_del(const nlohmann::json& req);
   nlohmann::json api_ingress_list();
   std::vector<const IngressRuleSpec*> all_ingress() const;  // the config's, then dpctl's
+  Change api_route_add(const nlohmann::json& req);
+  Change api_route_del(const nlohmann::json& req);
+  nlohmann::json api_route_list();
+  nlohmann::json route_json(const MasqueRoute& r) const;
+  std::vector<const MasqueRoute*> all_routes() const;  // the config's, then dpctl's
   nlohmann::json api_session_list();
   nlohmann::json api_stats();
   nlohmann::json tunnel_json(const TunnelDef& t, bool detailed) const;

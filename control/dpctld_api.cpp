@@ -3,6 +3,7 @@
 // reply and pushed to dpgw.
 #include <algorithm>
 #include <memory>
+#include <tuple>
 
 #include "common/clock.hpp"
 #include "common/json_fields.hpp"
@@ -62,6 +63,7 @@ std::optional<std::string> Dpctld::handle_api(const std::string& line, uint64_t 
       case DpctlCommand::TunnelShow: reply = api_tunnel_list(true, req); break;
       case DpctlCommand::EntryList: reply = api_entry_list(); break;
       case DpctlCommand::IngressList: reply = api_ingress_list(); break;
+      case DpctlCommand::RouteList: reply = api_route_list(); break;
       case DpctlCommand::SessionList: reply = api_session_list(); break;
       case DpctlCommand::Stats: reply = api_stats(); break;
       case DpctlCommand::TunnelAdd:  // changes: queued above
@@ -69,7 +71,9 @@ std::optional<std::string> Dpctld::handle_api(const std::string& line, uint64_t 
       case DpctlCommand::EntryAdd:
       case DpctlCommand::EntryDel:
       case DpctlCommand::IngressAdd:
-      case DpctlCommand::IngressDel: break;
+      case DpctlCommand::IngressDel:
+      case DpctlCommand::RouteAdd:
+      case DpctlCommand::RouteDel: break;
     }
   } catch (const std::exception& e) {
     reply = json{{"ok", false}, {"error", e.what()}};
@@ -85,7 +89,8 @@ std::string Dpctld::api_dry_run(const std::string& line) {
     if (changes_dpctld_state(command_of(req))) {
       Change c = prepare_change(req);  // checks and builds the next state; its commit never runs
       reply = json{{"ok", true}, {"tunnels", c.next.tunnels.size()}, {"entry_points", c.next.entry_points.size()},
-                   {"ingress", c.next.ingress.size()}, {"patterns", c.patterns.size()}};
+                   {"ingress", c.next.ingress.size()}, {"routes", c.next.routes.size()},
+                   {"patterns", c.patterns.size()}};
     } else if (auto r = handle_api(line, 0)) {
       return *r;
     }
@@ -109,6 +114,9 @@ Dpctld::Change Dpctld::prepare_change(const json& req) {
     case DpctlCommand::EntryDel: return api_entry_del(req);
     case DpctlCommand::IngressAdd: return api_ingress_add(req);
     case DpctlCommand::IngressDel: return api_ingress_del(req);
+    case DpctlCommand::RouteAdd: return api_route_add(req);
+    case DpctlCommand::RouteDel: return api_route_del(req);
+    case DpctlCommand::RouteList:
     case DpctlCommand::TunnelList:
     case DpctlCommand::TunnelShow:
     case DpctlCommand::EntryList:
@@ -221,6 +229,10 @@ json Dpctld::tunnel_json(const TunnelDef& t, bool detailed) const {
     j["session_list"] = ss;
     j["entry_point_list"] = es;
     j["ingress"] = rs;
+    json routes = json::array();
+    for (const MasqueRoute* r : all_routes())
+      if (r->tunnel == t.id) routes.push_back({{"from", r->from_url()}, {"to", r->to_url()}, {"private", r->private_route}});
+    j["routes"] = routes;
     add_agent_commands(j, t);
   }
   return j;
@@ -299,15 +311,17 @@ Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
   const Uuid id = t->id;
   const std::string name = t->name;
   // What goes with it: said in the reply, and only with --force while anything uses the tunnel.
-  json entries = json::array(), rules = json::array(), sessions = json::array();
+  json entries = json::array(), rules = json::array(), routes = json::array(), sessions = json::array();
   for (const EntrySpec& e : state_.entry_points)
     if (e.route == EntryRoute::Fixed && e.tunnel == id) entries.push_back(entry_name(e));
   for (const IngressRuleSpec& r : state_.ingress)
     if (r.tunnel == id) rules.push_back(r.hostname);
+  for (const MasqueRoute& r : state_.routes)
+    if (r.tunnel == id) routes.push_back(r.from_url());
   for (const auto& [index, s] : sessions_.all())
     if (s.tunnel == id) sessions.push_back({{"index", index}, {"certificate", s.certificate_subject},
                                             {"role", role_name(s.visitor)}});
-  if (!bool_field(req, "force", false) && (!entries.empty() || !rules.empty() || !sessions.empty())) {
+  if (!bool_field(req, "force", false) && (!entries.empty() || !rules.empty() || !routes.empty() || !sessions.empty())) {
     std::string what;
     auto add = [&](size_t n, const char* one, const char* many) {
       if (!n) return;
@@ -315,6 +329,7 @@ Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
     };
     add(entries.size(), "entry point", "entry points");
     add(rules.size(), "ingress rule", "ingress rules");
+    add(routes.size(), "route", "routes");
     add(sessions.size(), "registered agent", "registered agents");
     throw ApiError("tunnel " + name + " is in use (" + what + "); 'dpctl tunnel del " + name +
                    " --force' removes it with them and disconnects its agents");
@@ -323,18 +338,21 @@ Dpctld::Change Dpctld::api_tunnel_del(const json& req) {
   std::erase_if(c.next.tunnels, [&](const TunnelDef& x) { return x.id == id; });
   std::erase_if(c.next.entry_points, [&](const EntrySpec& e) { return e.route == EntryRoute::Fixed && e.tunnel == id; });
   std::erase_if(c.next.ingress, [&](const IngressRuleSpec& r) { return r.tunnel == id; });
-  c.commit = [this, id, name, entries, rules, sessions] {
+  std::erase_if(c.next.routes, [&](const MasqueRoute& r) { return r.tunnel == id; });
+  c.commit = [this, id, name, entries, rules, routes, sessions] {
     drop_tunnel_sessions(id);
     gateway_->send(gateway_message(GatewayMessageType::TunnelDel, {{"id", id.str()}}));  // with its sessions and entry points
     push_ingress();
-    LOG_INFO("dpctl: tunnel %s (%s) removed with %zu entry point(s) %s, %zu ingress rule(s) %s; %zu agent "
-             "session(s) disconnected",
+    LOG_INFO("dpctl: tunnel %s (%s) removed with %zu entry point(s) %s, %zu ingress rule(s) %s, %zu route(s) %s; "
+             "%zu agent session(s) disconnected",
              name.c_str(), id.str().c_str(), entries.size(), entries.dump().c_str(), rules.size(),
-             rules.dump(-1, ' ', false, json::error_handler_t::replace).c_str(), sessions.size());
+             rules.dump(-1, ' ', false, json::error_handler_t::replace).c_str(), routes.size(),
+             routes.dump(-1, ' ', false, json::error_handler_t::replace).c_str(), sessions.size());
     return json{{"removed", id.str()},
                 {"name", name},
                 {"entry_points", entries},
                 {"ingress", rules},
+                {"routes", routes},
                 {"sessions", sessions}};
   };
   return c;
@@ -537,6 +555,86 @@ json Dpctld::api_ingress_list() {
   return ok({{"rules", list}});
 }
 
+Dpctld::Change Dpctld::api_route_add(const json& req) {
+  MasqueRoute r;
+  std::string why;
+  auto from = parse_route_url(str_of(req, "from"), "udp+https", why);
+  if (!from) throw ApiError(why);
+  auto to = parse_route_url(str_of(req, "to"), "udp", why);
+  if (!to) throw ApiError("--to " + why);
+  std::tie(r.host, r.port) = *from;
+  std::tie(r.to_host, r.to_port) = *to;
+  std::string ref = str_of(req, "tunnel");
+  if (!ref.empty() && ref[0] == '$') {  // "$<uuid>": a private route, as for ingress rules
+    r.private_route = true;
+    ref = ref.substr(1);
+  }
+  r.private_route = bool_field(req, "private", false) || r.private_route;
+  const TunnelDef* t = find_tunnel(ref);
+  if (!t) throw ApiError("no tunnel '" + ref + "'");
+  r.tunnel = t->id;
+  const json& allow = array_field(req, "allow");
+  if (allow.empty())
+    throw ApiError("give the client certificate identities the route allows: --allow CN=client-name (or --allow '*')");
+  for (const auto& a : allow) {
+    if (!a.is_string()) throw ApiError("'allow' must list strings");
+    if (std::string problem = allow_problem(a.get<std::string>()); !problem.empty()) throw ApiError("--allow: " + problem);
+    r.allow.push_back(a.get<std::string>());
+  }
+  for (const MasqueRoute* o : all_routes())
+    if (o->host == r.host && o->port == r.port) throw ApiError("a route for " + r.from_url() + " exists already");
+  Change c{state_, {}, {}};
+  c.next.routes.push_back(r);
+  c.commit = [this, r] {
+    json j = route_json(r);
+    LOG_INFO("dpctl: route %s added: %s", r.from_url().c_str(), j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return json{{"route", j}};
+  };
+  return c;
+}
+
+Dpctld::Change Dpctld::api_route_del(const json& req) {
+  const std::string text = str_of(req, "from");
+  std::string why;
+  auto from = parse_route_url(text, "udp+https", why);
+  if (!from) throw ApiError(why);
+  auto match = [&](const MasqueRoute& r) { return r.host == from->first && r.port == from->second; };
+  auto it = std::find_if(state_.routes.begin(), state_.routes.end(), match);
+  if (it == state_.routes.end()) {
+    for (const MasqueRoute& c : cfg_.routes)
+      if (match(c)) throw ApiError("route " + c.from_url() + " comes from " + cfg_.path + "; remove it there and restart dpctld");
+    throw ApiError("no route for '" + text + "'");
+  }
+  const std::string removed = it->from_url();
+  Change c{state_, {}, {}};
+  std::erase_if(c.next.routes, match);
+  c.commit = [removed] {
+    LOG_INFO("dpctl: route %s removed", removed.c_str());
+    return json{{"removed", removed}};
+  };
+  return c;
+}
+
+json Dpctld::route_json(const MasqueRoute& r) const {
+  const TunnelDef* t = find_tunnel(r.tunnel.str());
+  const bool from_config = std::any_of(cfg_.routes.begin(), cfg_.routes.end(), [&](const MasqueRoute& c) {
+    return c.host == r.host && c.port == r.port;
+  });
+  return json{{"from", r.from_url()},
+              {"to", r.to_url()},
+              {"tunnel", r.tunnel.str()},
+              {"tunnel_name", t ? t->name : std::string()},
+              {"private", r.private_route},
+              {"allow", r.allow},
+              {"source", from_config ? "config" : "dpctl"}};
+}
+
+json Dpctld::api_route_list() {
+  json list = json::array();
+  for (const MasqueRoute* r : all_routes()) list.push_back(route_json(*r));
+  return ok({{"routes", list}});
+}
+
 json Dpctld::api_session_list() {
   json list = json::array();
   const uint64_t now = realtime_ns();
@@ -570,6 +668,9 @@ json Dpctld::api_stats() {
   for (const TunnelDef* t : all_tunnels()) tunnels.push_back(tunnel_json(*t, false));
   json refusals = json::object();
   for (size_t r = 0; r < size_t(Refusal::Count); ++r) refusals[refusal_name(Refusal(r))] = counters_.refusals[r];
+  json masque = json::object();
+  for (size_t r = 0; r < size_t(MasqueRefusal::Count); ++r)
+    masque[masque_refusal_name(MasqueRefusal(r))] = counters_.masque_refusals[r];
   size_t live = 0;
   for (const auto& [i, s] : sessions_.all()) live += s.live;
   return ok({{"gateway_connected", gateway_ && gateway_->connected()},
@@ -591,6 +692,8 @@ json Dpctld::api_stats() {
              {"registrations_ok", counters_.registrations_ok},
              {"registrations_refused", counters_.registrations_refused},
              {"registrations_refused_by_reason", refusals},
+             {"routes", all_routes().size()},
+             {"masque_refusals_by_reason", masque},
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},

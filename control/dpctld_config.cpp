@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 #include "common/config_file.hpp"
 #include "ingress/ingress_matcher.hpp"
@@ -82,6 +83,45 @@ IngressRuleSpec load_ingress(const Setting& s, const DpctldConfig& cfg) {
     r.target = *target;
   }
   r.proxy_protocol = config_bool(s, "proxy_protocol", false);
+  return r;
+}
+
+// allow = [ "CN=...", ... ] of a tunnel or a route: at least one identity, each as allow_problem() wants it.
+std::vector<std::string> load_allow(const Setting& s, const char* what) {
+  const Setting* allow = config_child(s, "allow");
+  if (!allow || (!allow->isArray() && !allow->isList()) || allow->getLength() == 0)
+    config_fail(allow ? *allow : s, std::string(what) + " needs allow = [ \"CN=name\", ... ] (or [ \"*\" ])");
+  std::vector<std::string> out;
+  for (int i = 0; i < allow->getLength(); ++i) {
+    const Setting& a = (*allow)[i];
+    if (a.getType() != Setting::TypeString) config_fail(a, "expected a string");
+    std::string v = static_cast<const char*>(a);
+    if (std::string problem = allow_problem(v); !problem.empty()) config_fail(a, problem);
+    out.push_back(v);
+  }
+  return out;
+}
+
+MasqueRoute load_route(const Setting& s, const DpctldConfig& cfg) {
+  config_allow_keys(s, {"from", "to", "tunnel", "private", "allow"});
+  MasqueRoute r;
+  std::string why;
+  auto from = parse_route_url(config_string(s, "from"), "udp+https", why);
+  if (!from) config_fail(s["from"], why);
+  auto to = parse_route_url(config_string(s, "to"), "udp", why);
+  if (!to) config_fail(s["to"], why);
+  std::tie(r.host, r.port) = *from;
+  std::tie(r.to_host, r.to_port) = *to;
+  std::string ref = config_string(s, "tunnel");
+  if (!ref.empty() && ref[0] == '$') {  // "$<uuid>": private, as for ingress rules
+    r.private_route = true;
+    ref = ref.substr(1);
+  }
+  const TunnelDef* t = tunnel_named(cfg, ref);
+  if (!t) config_fail(s["tunnel"], "no tunnel with id or name '" + ref + "'");
+  r.tunnel = t->id;
+  r.private_route = config_bool(s, "private", r.private_route);
+  r.allow = load_allow(s, "a route");
   return r;
 }
 
@@ -208,7 +248,7 @@ bool identity_allowed(const std::vector<std::string>& allow, const std::vector<s
 static DpctldConfig load(const std::string& path) {
   ConfigFile file(path);
   const Setting& root = file.root();
-  config_allow_keys(root, {"dpctld", "tunnels", "entry_points", "ingress"});
+  config_allow_keys(root, {"dpctld", "tunnels", "entry_points", "ingress", "routes"});
   DpctldConfig cfg;
   cfg.path = path;
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
@@ -281,6 +321,15 @@ static DpctldConfig load(const std::string& path) {
       cfg.ingress.push_back(load_ingress((*rules)[i], cfg));
       if (!seen.insert(cfg.ingress.back().hostname).second)
         config_fail((*rules)[i]["hostname"], "a rule for '" + cfg.ingress.back().hostname + "' is defined twice");
+    }
+  }
+  if (const Setting* routes = config_child(root, "routes")) {
+    if (!routes->isList()) config_fail(*routes, "expected a list ( { from = ...; tunnel = ...; to = ...; allow = ...; }, ... )");
+    std::set<std::string> seen;
+    for (int i = 0; i < routes->getLength(); ++i) {
+      cfg.routes.push_back(load_route((*routes)[i], cfg));
+      if (!seen.insert(cfg.routes.back().from_url()).second)
+        config_fail((*routes)[i]["from"], "a route for " + cfg.routes.back().from_url() + " is defined twice");
     }
   }
   return cfg;

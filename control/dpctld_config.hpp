@@ -10,6 +10,7 @@
 #include "common/inet.hpp"
 #include "common/tunnel_names.hpp"  // tunnel_name_problem, tunnel_name_key, tunnel_is
 #include "common/uuid.hpp"
+#include "control/masque_routes.hpp"
 #include "control/tls_server.hpp"
 #include "proto/gateway_specs.hpp"
 
@@ -65,6 +66,7 @@ struct DpctldConfig {
   std::vector<TunnelDef> tunnels;
   std::vector<EntrySpec> entry_points;
   std::vector<IngressRuleSpec> ingress;
+  std::vector<MasqueRoute> routes;  // udp+https routes for CONNECT-UDP clients (docs/masque.md)
 };
 
 // Throws ConfigError("file:line: key 'x': what is wrong").

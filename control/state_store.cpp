@@ -19,7 +19,7 @@ namespace dptun {
 using nlohmann::json;
 
 json encode_state(const PersistedState& s) {
-  json tunnels = json::array(), entries = json::array(), ingress = json::array();
+  json tunnels = json::array(), entries = json::array(), ingress = json::array(), routes = json::array();
   for (const auto& t : s.tunnels) {
     json j{{"id", t.id.str()}, {"name", t.name}, {"allow", t.allow}};
     if (t.weights.fixed) j["weight"] = t.weights.weight;
@@ -29,7 +29,8 @@ json encode_state(const PersistedState& s) {
   // Entry points and hostname rules as dpgw is told them (proto/gateway_messages.hpp).
   for (const auto& e : s.entry_points) entries.push_back(encode_entry(e));
   for (const auto& r : s.ingress) ingress.push_back(encode_ingress_rule(r));
-  return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}};
+  for (const auto& r : s.routes) routes.push_back(encode_masque_route(r));
+  return json{{"version", 1}, {"tunnels", tunnels}, {"entry_points", entries}, {"ingress", ingress}, {"routes", routes}};
 }
 
 namespace {
@@ -83,6 +84,7 @@ PersistedState decode_state(const json& j) {
     rule.hostname = *host;
     return rule;
   });
+  read_list(j, "routes", s.routes, decode_masque_route);
   // Each tunnel id and name (names without regard to case), entry point and hostname once.
   std::set<std::string> seen;
   auto once = [&](const std::string& key, const std::string& what) {
@@ -100,6 +102,8 @@ PersistedState decode_state(const json& j) {
   }
   for (size_t i = 0; i < s.ingress.size(); ++i)
     once("host:" + s.ingress[i].hostname, "ingress[" + std::to_string(i) + "]: hostname rule " + s.ingress[i].hostname);
+  for (size_t i = 0; i < s.routes.size(); ++i)
+    once("route:" + s.routes[i].from_url(), "routes[" + std::to_string(i) + "]: route " + s.routes[i].from_url());
   return s;
 }
 

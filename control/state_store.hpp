@@ -1,4 +1,4 @@
-// What dpctl changes (tunnels, entry points, ingress rules) persisted in dpctld's state file: one JSON document,
+// What dpctl changes (tunnels, entry points, ingress rules, udp+https routes) persisted in dpctld's state file: one JSON document,
 // replaced atomically (written to a temporary file, flushed, renamed over the old one). Sessions are not
 // persisted: their secrets live only in memory, and agents register again after a restart.
 #pragma once
@@ -16,6 +16,7 @@ struct PersistedState {
   std::vector<TunnelDef> tunnels;
   std::vector<EntrySpec> entry_points;
   std::vector<IngressRuleSpec> ingress;
+  std::vector<MasqueRoute> routes;  // absent from files written before routes existed: none
 };
 
 nlohmann::json encode_state(const PersistedState& s);

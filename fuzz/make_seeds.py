@@ -521,6 +521,56 @@ def quic_handshake():
     write("quic_handshake", "alert", bytes([116, 1]))
 
 
+def masque():
+    p = "/.well-known/masque/udp/"
+    write("masque_path", "name", p + "time.corp.example.com/123/")
+    write("masque_path", "ipv4", p + "192.0.2.6/443/")
+    write("masque_path", "ipv6", p + "2001%3Adb8%3A%3A42/443/")
+    write("masque_path", "bad-port", p + "dns.example/65536/")
+    write("masque_path", "trailing", p + "dns.example/53/x?y")
+    write("masque_path", "bad-encoding", p + "a%2Fb%zz/53/")
+    # QUIC DATAGRAM payloads: quarter stream ID, context ID, UDP payload (RFC 9297 2.1, RFC 9298 5).
+    write("masque_datagram", "stream0-ctx0", varint(0) + varint(0) + b"dns query")
+    write("masque_datagram", "long-varints", bytes([0x80, 0, 0, 1]) + bytes([0x40, 0x02]) + b"x")
+    write("masque_datagram", "quarter-too-big", bytes([0xd0] + [0] * 7) + b"\x00")
+    write("masque_datagram", "truncated", bytes([0x40]))
+
+    def capsule(ctype, value):
+        return varint(ctype) + varint(len(value)) + value
+    dg = capsule(0, varint(0) + b"hello") + capsule(0x2f00, b"unknown" * 3) + capsule(0, varint(0) + b"")
+    write("masque_capsule", "split-1", bytes([0]) + dg)
+    write("masque_capsule", "split-7", bytes([6]) + dg)
+    write("masque_capsule", "oversized", bytes([0x10]) + capsule(0, bytes(200)) + capsule(0, varint(0) + b"after"))
+    write("masque_capsule", "cut-in-value", bytes([3]) + dg + varint(0) + varint(40) + b"short")
+    write("masque_capsule", "huge-unknown", bytes([0xff]) + varint(0x77) + bytes([0xff] * 8) + bytes(300))
+    # udp+https routes: dpctl's requests, the state file and dpctld.conf.
+    write("dpctl_api", "route-add", '{"cmd":"route.add","from":"udp+https://ntp.example:123","tunnel":"$web",'
+          '"to":"udp://10.0.0.5:123","allow":["CN=alice","*"]}')
+    write("dpctl_api", "route-add-bad", '{"cmd":"route.add","from":"udp+https://[::1]:0","tunnel":"web",'
+          '"to":"tcp://x","allow":[]}')
+    write("dpctl_api", "route-del", '{"cmd":"route.del","from":"udp+https://NTP.example:123"}')
+    write("dpctl_api", "route-list", '{"cmd":"route.list"}')
+    write("state_file", "routes", """{"version": 1, "tunnels": [{"id": "%s", "name": "web", "allow": ["*"]}],
+  "entry_points": [], "ingress": [],
+  "routes": [
+    {"from": "udp+https://ntp.example:123", "to": "udp://10.0.0.5:123", "tunnel": "%s", "private": false,
+     "allow": ["CN=alice", "DNS:laptop.example"]},
+    {"from": "udp+https://10.1.2.3:53", "to": "udp://resolver.internal:53", "tunnel": "%s", "private": true,
+     "allow": ["*"]}
+  ]}
+""" % (UUID1, UUID1, UUID1))
+    write("dpctld_config", "routes", """dpctld = {
+  tls = { ca = "ca.pem"; cert = "d.pem"; key = "d.key"; };
+  gateway_endpoint = "10.99.2.1:51900";
+};
+tunnels = ( { id = "%s"; name = "web"; allow = [ "*" ]; } );
+routes = (
+  { from = "udp+https://Time.Example:123"; tunnel = "web"; to = "udp://10.0.0.5:123"; allow = [ "CN=alice" ]; },
+  { from = "udp+https://10.1.2.3:5353"; tunnel = "$%s"; to = "udp://ntp.internal:123/"; allow = [ "*" ]; private = true; }
+);
+""" % (UUID1, UUID1))
+
+
 def main():
     packets()
     msg = client_hellos()
@@ -535,6 +585,7 @@ def main():
     reassembly()
     icmp_errors()
     quic_handshake()
+    masque()
     print("seeds written under", CORPUS)
 
 

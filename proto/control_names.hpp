@@ -131,6 +131,9 @@ enum class DpctlCommand : uint8_t {
   IngressAdd,
   IngressDel,
   IngressList,
+  RouteAdd,  // udp+https routes for CONNECT-UDP clients (docs/masque.md)
+  RouteDel,
+  RouteList,
   SessionList,
   Stats,
 };
@@ -147,6 +150,9 @@ constexpr std::string_view name_of(DpctlCommand c) {
     case DpctlCommand::IngressAdd: return "ingress.add";
     case DpctlCommand::IngressDel: return "ingress.del";
     case DpctlCommand::IngressList: return "ingress.list";
+    case DpctlCommand::RouteAdd: return "route.add";
+    case DpctlCommand::RouteDel: return "route.del";
+    case DpctlCommand::RouteList: return "route.list";
     case DpctlCommand::SessionList: return "session.list";
     case DpctlCommand::Stats: return "stats";
   }
@@ -161,7 +167,10 @@ constexpr bool changes_dpctld_state(DpctlCommand c) {
     case DpctlCommand::EntryAdd:
     case DpctlCommand::EntryDel:
     case DpctlCommand::IngressAdd:
-    case DpctlCommand::IngressDel: return true;
+    case DpctlCommand::IngressDel:
+    case DpctlCommand::RouteAdd:
+    case DpctlCommand::RouteDel: return true;
+    case DpctlCommand::RouteList:
     case DpctlCommand::TunnelList:
     case DpctlCommand::TunnelShow:
     case DpctlCommand::EntryList:

@@ -60,7 +60,8 @@ static void stats_requests(void**) { spelled<StatsRequest>({"json", "text", "sta
 
 static void dpctl_commands(void**) {
   spelled<DpctlCommand>({"tunnel.add", "tunnel.del", "tunnel.list", "tunnel.show", "entry.add", "entry.del",
-                         "entry.list", "ingress.add", "ingress.del", "ingress.list", "session.list", "stats"});
+                         "entry.list", "ingress.add", "ingress.del", "ingress.list", "route.add", "route.del",
+                         "route.list", "session.list", "stats"});
   // The commands dpctld queues and persists: every add and del, nothing that only reads.
   for (size_t i = 0; i < name_count<DpctlCommand>(); ++i) {
     const std::string_view name = name_of(DpctlCommand(i));
