@@ -113,10 +113,10 @@ add udp+https://10.1.2.3:5353 --tunnel "\$$CORP" --to udp://10.0.0.7:5353 --allo
 add udp+https://ops.corp.example.com:514 --tunnel lab --to udp://10.0.0.8:514 --private --allow URI:spiffe://corp/ops |
   matches -F -- "-> lab -> udp://10.0.0.8:514 (private) added" || fail "a --private route"
 dpctl route list > "$WORK/list.txt"
-grep -qE "^udp\+https://time.corp.example.com:123 +corp +udp://10.0.0.5:123 +false +CN=alice +config" "$WORK/list.txt" &&
-  grep -qE "^udp\+https://dns.corp.example.com:53 +corp +udp://resolver.internal:53 +false +CN=alice DNS:laptop.corp.example.com +dpctl" "$WORK/list.txt" &&
-  grep -qE "^udp\+https://10.1.2.3:5353 +corp +udp://10.0.0.7:5353 +true +\* +dpctl" "$WORK/list.txt" &&
-  grep -qE "^udp\+https://ops.corp.example.com:514 +lab +udp://10.0.0.8:514 +true " "$WORK/list.txt" ||
+grep -qE "^udp\+https://time.corp.example.com:123 +corp +udp://10.0.0.5:123 +no +CN=alice +config" "$WORK/list.txt" &&
+  grep -qE "^udp\+https://dns.corp.example.com:53 +corp +udp://resolver.internal:53 +no +CN=alice DNS:laptop.corp.example.com +dpctl" "$WORK/list.txt" &&
+  grep -qE "^udp\+https://10.1.2.3:5353 +corp +udp://10.0.0.7:5353 +yes +\* +dpctl" "$WORK/list.txt" &&
+  grep -qE "^udp\+https://ops.corp.example.com:514 +lab +udp://10.0.0.8:514 +yes " "$WORK/list.txt" ||
   fail "route list: $(cat "$WORK/list.txt")"
 dpctl --json route list | jq -e --arg corp "$CORP" '.routes | length == 4 and .[1].tunnel == $corp and .[1].tunnel_name == "corp"
   and .[1].allow == ["CN=alice", "DNS:laptop.corp.example.com"] and .[3].private == true' > /dev/null ||
