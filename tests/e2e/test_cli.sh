@@ -73,6 +73,10 @@ expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x
 DPCTLD=$BUILD/control/dpctld
 "$DPCTLD" --help | matches -- "--check" || fail "dpctld --help lacks --check"
 expect_fail "cannot read /etc/dptun/pki/ca.pem: No such file or directory \\(dptun-pki makes" "$DPCTLD" --config "$ROOT/conf/dpctld.conf" --check
+# ... and so does it with its commented examples (tunnels, ingress rules, UDP routes) uncommented.
+sed -E '/^# (tunnels|ingress|routes) = \(/,/^# \);/ s/^# ?//' "$ROOT/conf/dpctld.conf" > "$WORK/ctl-examples.conf"
+grep -q '^routes = (' "$WORK/ctl-examples.conf" || fail "conf/dpctld.conf's examples were not uncommented"
+expect_fail "cannot read /etc/dptun/pki/ca.pem: No such file or directory \\(dptun-pki makes" "$DPCTLD" --config "$WORK/ctl-examples.conf" --check
 sed -e 's/^# tunnels = (/tunnels = (/; s/^#   { id = /  { id = /; s/^#     max_weight = 254; }/    max_weight = 254; }/' \
     -e '/^tunnels = (/,/^# );/ s/^# );/);/' \
     -e 's/allow = \[ "CN=agent-1", "DNS:agent1.example.com" \]/allow = [ "agent-1" ]/' "$ROOT/conf/dpctld.conf" > "$WORK/ctl-allow.conf"
