@@ -14,8 +14,8 @@
 // --cipher offers that one TLS 1.3 AEAD only (a GnuTLS name); default: GnuTLS's order.
 // --migrate S (with --hold): S seconds into the hold, the client moves to a new UDP port of its own with
 // ngtcp2_conn_initiate_immediate_migration, which takes another of the connection IDs dpctld issued as its DCID
-// (RFC 9000 9.5); stderr says "migrated to port P: DCID OLD -> NEW" (hex). dpgw must accept the new one (its
-// PATH_CHALLENGE goes unanswered until dpgw's slow path exists; ngtcp2 may go back to the old path afterwards).
+// (RFC 9000 9.5); stderr says "migrated to port P: DCID OLD -> NEW" (hex). dpgw must accept the new one, and
+// moves the session's endpoint to the new port once its PATH_CHALLENGE there is answered (path validation).
 // It asks for active_connection_id_limit 4: dpctld issues 4 connection IDs. A Stateless Reset that ends the
 // connection is said on stderr ("stateless reset received").
 // --key-update S (with --hold): S seconds into the hold, and every S seconds after, ngtcp2 starts a key update of
