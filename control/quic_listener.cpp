@@ -578,6 +578,8 @@ void QuicListener::hand_over(QuicAgentConnection& c, uint64_t now) {
     return;
   }
   std::memcpy(spec.peer_cid.data(), dcid->data, spec.peer_cid.size());
+  const ngtcp2_path* path = ngtcp2_conn_get_path(c.conn_.get());
+  spec.path = endpoint_of(destination(c, *path));
   const bool taken = cb_.handed_over && cb_.handed_over(c, std::move(spec));
   gnutls_memset(spec.rx_secret.data(), 0, spec.rx_secret.size());  // whatever the callback did not take
   gnutls_memset(spec.tx_secret.data(), 0, spec.tx_secret.size());

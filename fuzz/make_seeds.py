@@ -316,8 +316,10 @@ def control():
     write(m, "tunnel-set", '{"type":"tunnel_set","id":"%s","name":"db","seq":3}' % UUID2)
     write(m, "session-add", '{"type":"session_add","index":40000,"tunnel":"%s","weight":255,"secret":"%s","seq":4}' % (UUID2, SECRET))
     write(m, "session-add-quic", '{"type":"session_add","index":40001,"tunnel":"%s","weight":1,"secret":"%s","seq":5,'
-          '"quic":{"cipher":"TLS_AES_128_GCM_SHA256","rx_secret":"%s","tx_secret":"%s","cid_tail":"a1b2c3d4",'
-          '"peer_cid":"0000000701020304","first_tx_pn":1073741824}}' % (UUID2, SECRET, SECRET, SECRET))
+          '"quic":{"cipher":"TLS_AES_128_GCM_SHA256","rx_secret":"%s","tx_secret":"%s",'
+          '"cid_tails":["a1b2c3d4","0badf00d"],"peer_cid":"0000000701020304","first_tx_pn":1073741824,'
+          '"max_udp_payload_size":1452,"max_datagram_frame_size":1200,"path":"10.99.2.2:40400"}}'
+          % (UUID2, SECRET, SECRET, SECRET))
     write(m, "entry-set-quic", '{"type":"entry_set","proto":"udp","port":443,"route":"quic","ttl":0.1}')
     write(m, "entry-set-fixed", '{"type":"entry_set","proto":"tcp","port":6201,"tunnel":"%s","target":"10.0.0.11:22"}' % UUID2)
     write(m, "ingress-set", '{"type":"ingress_set","rules":[{"hostname":"*.example.com","tunnel":"%s","private":true,'

@@ -66,7 +66,7 @@ TunnelSpec decode_tunnel(const json& j) {
 }
 
 // The QUIC framing of a session: {"cipher","rx_secret","tx_secret","cid_tails":[..],"peer_cid","first_tx_pn",
-// "max_udp_payload_size","max_datagram_frame_size"}, bytes in hex.
+// "max_udp_payload_size","max_datagram_frame_size","path"}, bytes in hex, path "IPV4:PORT".
 json encode_quic(const QuicSessionSpec& q) {
   json tails = json::array();
   for (const auto& t : q.cid_tails) tails.push_back(hex_encode(t));
@@ -77,7 +77,8 @@ json encode_quic(const QuicSessionSpec& q) {
           {"peer_cid", hex_encode(q.peer_cid)},
           {"first_tx_pn", q.first_tx_pn},
           {"max_udp_payload_size", q.max_udp_payload_size},
-          {"max_datagram_frame_size", q.max_datagram_frame_size}};
+          {"max_datagram_frame_size", q.max_datagram_frame_size},
+          {"path", q.path.str()}};
 }
 
 QuicSessionSpec decode_quic(const json& j) {
@@ -121,6 +122,10 @@ QuicSessionSpec decode_quic(const json& j) {
   // RFC 9000 18.2: max_udp_payload_size below 1200 is invalid; RFC 9221 3: 0 means no DATAGRAM frames at all.
   q.max_udp_payload_size = uint64_t(int_field(j, "max_udp_payload_size", 1200, 65527, 65527));
   q.max_datagram_frame_size = uint64_t(int_field(j, "max_datagram_frame_size", 1, 65535, 65535));
+  const auto path = Endpoint::parse(string_field(j, "path"));
+  if (!path || !path->port || !path->ip.is_v4() || path->ip.unspecified())
+    throw FieldError("'quic.path' must be the agent's validated address, IPV4:PORT");
+  q.path = *path;
   return q;
 }
 

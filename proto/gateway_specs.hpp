@@ -41,6 +41,10 @@ struct QuicSessionSpec {
   // payload it takes, and the biggest DATAGRAM frame (type, length and data).
   uint64_t max_udp_payload_size = 65527;
   uint64_t max_datagram_frame_size = 65535;
+  // The agent's address on the path the handshake validated (RFC 9000 8.1; where dpctld's ngtcp2 last sent): dpgw's
+  // first endpoint for the session, so that no packet from anywhere else moves it without a PATH_CHALLENGE answered
+  // (a replay of a packet dpctld received cannot pull the tunnel elsewhere).
+  Endpoint path{};
   bool operator==(const QuicSessionSpec&) const = default;
 };
 

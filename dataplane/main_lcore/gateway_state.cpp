@@ -169,6 +169,7 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
     s->local_port = dp_.cfg->quic_port;
     s->quic->update_after_packets = dp_.cfg->quic_key_update_packets;
     s->tx_counter.store(spec.quic->first_tx_pn);
+    s->endpoint.store(spec.quic->path);  // validated by the handshake; any other address is validated first
   }
   if (spec.endpoint) {
     s->endpoint.store(*spec.endpoint);

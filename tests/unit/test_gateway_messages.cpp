@@ -86,6 +86,7 @@ static void quic_session_round_trip(void**) {
   q.first_tx_pn = 12345;
   q.max_udp_payload_size = 1452;  // the agent's transport parameters
   q.max_datagram_frame_size = 1200;
+  q.path = Endpoint{Ipv4{0x0a630202}, 40400};  // the address the handshake validated
   s.quic = q;
   const json j = encode_session(s);
   assert_string_equal(j["quic"]["cipher"].get<std::string>().c_str(), "TLS_AES_256_GCM_SHA384");
@@ -128,6 +129,15 @@ static void quic_session_round_trip(void**) {
   bad["quic"].erase("max_datagram_frame_size");
   assert_int_equal(decode_session(bad).quic->max_udp_payload_size, 65527);
   assert_int_equal(decode_session(bad).quic->max_datagram_frame_size, 65535);
+  assert_string_equal(j["quic"]["path"].get<std::string>().c_str(), "10.99.2.2:40400");
+  for (const char* path : {"", "10.99.2.2", "10.99.2.2:0", "0.0.0.0:443", "[::1]:443"}) {  // required, IPv4
+    bad = j;
+    bad["quic"]["path"] = path;
+    assert_non_null(strstr(err(bad).c_str(), "'quic.path'"));
+  }
+  bad = j;
+  bad["quic"].erase("path");
+  assert_non_null(strstr(err(bad).c_str(), "path"));
 }
 
 static void entry_round_trip(void**) {

@@ -166,8 +166,10 @@ struct Rig : PipelineRig {
   OpensslAead eng;
   uint64_t agent_pn = 0;      // the agent's next packet number
 
-  // `agent_limits`: the agent's max_udp_payload_size and max_datagram_frame_size (0: the defaults).
-  explicit Rig(uint16_t workers = 1, std::pair<uint64_t, uint64_t> agent_limits = {0, 0})
+  // `agent_limits`: the agent's max_udp_payload_size and max_datagram_frame_size (0: the defaults). `configured`:
+  // the QUIC session also has a configured endpoint (live before its agent is heard from); without, its endpoint
+  // is the hand-over's path alone, as dpctld's sessions are.
+  explicit Rig(uint16_t workers = 1, std::pair<uint64_t, uint64_t> agent_limits = {0, 0}, bool configured = true)
       : PipelineRig(workers, [](GatewayConfig& cfg) {
           TunnelConfig q;
           q.id = Uuid::random_v4();
@@ -192,13 +194,14 @@ struct Rig : PipelineRig {
     spec.cid_tails = {kOurTail};
     spec.peer_cid = kPeerCid;
     spec.first_tx_pn = kFirstPn;
+    spec.path = Endpoint{Ipv4{kAgentQ}, kAgentQPort};  // the address dpctld's handshake validated
     if (agent_limits.first) spec.max_udp_payload_size = agent_limits.first;
     if (agent_limits.second) spec.max_datagram_frame_size = agent_limits.second;
     SessionSpec s;
     s.index = kQuicSession;
     s.tunnel = tunnel("q").id;
     s.base_secret = key_of(5);
-    s.endpoint = Endpoint{Ipv4{kAgentQ}, kAgentQPort};
+    if (configured) s.endpoint = Endpoint{Ipv4{kAgentQ}, kAgentQPort};  // live before the agent is heard from
     s.quic = spec;
     std::string error;
     if (!gw->state().add_session(s, error)) fail_msg("add_session: %s", error.c_str());
@@ -785,7 +788,7 @@ static void gateway_starts_key_update(void**) {
 // the right PATH_RESPONSE moves it), a candidate that never answers is given up, the agent's PATH_CHALLENGE is
 // answered where it came from, and CONNECTION_CLOSE ends the session.
 void slow_path_validation_and_close(void**) {
-  Rig r;
+  Rig r(1, {0, 0}, false);
   QuicControlStats& st = r.dp().quic_control;
   TunnelSession& s = r.session(kQuicSession);
   const Endpoint home{Ipv4{kAgentQ}, kAgentQPort};
@@ -822,6 +825,9 @@ void slow_path_validation_and_close(void**) {
     return v;
   };
 
+  // The session starts at the address the hand-over names (the handshake validated it): a packet from elsewhere,
+  // even the first, is a new path (a replay of what dpctld received cannot pull the tunnel away).
+  assert_true(s.peer() == home);
   r.from_agent_q(r.agent_packet(ping()));
   r.poll();
   r.und.drain();
