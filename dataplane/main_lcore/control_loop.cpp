@@ -125,13 +125,9 @@ void ControlLoop::tick(uint64_t now_ns) {
   if (metrics_.wanted()) metrics_.publish(stats_prometheus(dp_, controller_.epoch));  // a scrape waits for it
   void* objs[32];
   unsigned n = rte_ring_sc_dequeue_burst(dp_.control_ring, objs, 32, nullptr);
-  for (unsigned i = 0; i < n; ++i) {
-    rte_mbuf* m = static_cast<rte_mbuf*>(objs[i]);
-    if (dp_.meta(m).stage == HandoffMeta::QuicSlowPath)
-      quic_.input(m, now_ns);
-    else
-      handle_arp(m);
-  }
+  for (unsigned i = 0; i < n; ++i) handle_arp(static_cast<rte_mbuf*>(objs[i]));
+  n = rte_ring_sc_dequeue_burst(dp_.quic_slow_ring, objs, 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) quic_.input(static_cast<rte_mbuf*>(objs[i]), now_ns);
   quic_.tick(now_ns);
   kernel_.poll([this](uint8_t port, rte_mbuf* m) { return transmit(port, m); });
 

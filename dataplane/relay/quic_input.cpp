@@ -166,7 +166,9 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     if (__builtin_expect(slow_flags != 0, 0)) {
       // Rare: the frames (or only the news of a new path) go to the control lcore as a copy; the fast path goes on
       // with the packet's DATAGRAMs below.
-      to_slow_path(s, p[i].frame, p[i].meta.counter, *p[i].pi, slow_flags);
+      if (!to_slow_path(s, p[i].frame, p[i].meta.counter, *p[i].pi, slow_flags) &&
+          (slow_flags & QuicSlowPathHeader::kNewPath))
+        q.proposed = Endpoint{};  // the news did not go: the next packet from there proposes it again
       if (payload.datagrams > 1) extra_datagrams(s, p[i].frame);
     }
     switch (payload.kind) {
@@ -198,32 +200,42 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
   for (uint16_t k = 0; k < nack; ++k) want_ack(*ack[k]);
 }
 
-void QuicInput::to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi,
+bool QuicInput::to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi,
                              uint8_t flags) {
+  QuicSessionState& q = *s.quic;
+  if (ctx_.now_ns - q.slow_window_ns >= QuicSessionState::kSlowPathWindowNs) {
+    q.slow_window_ns = ctx_.now_ns;
+    q.slow_in_window = 0;
+  }
+  if (q.slow_in_window >= QuicSessionState::kSlowPathPerWindow) {
+    ctx_.stats.drops[size_t(Drop::QuicSlowPathLimit)].add();
+    return false;
+  }
+  ++q.slow_in_window;
   const uint32_t h = QuicDatagramCodec::aad_len(frame);
   const std::span<const uint8_t> frames =
       flags & QuicSlowPathHeader::kFrames ? frame.subspan(h, frame.size() - h - kAeadTagLen) : std::span<const uint8_t>{};
   rte_mbuf* c = rte_pktmbuf_alloc(ctx_.dp.pool);
   if (!c) {
     ctx_.stats.drops[size_t(Drop::NoMbuf)].add();
-    return;
+    return false;
   }
   char* out = rte_pktmbuf_append(c, uint16_t(sizeof(QuicSlowPathHeader) + frames.size()));
   if (!out) {  // (frames of one packet fit an mbuf: it came in one)
     ctx_.drop(c, Drop::NoRoom);
-    return;
+    return false;
   }
   const QuicSlowPathHeader hdr{s.index, s.serial, Endpoint{Ipv4{pi.src_ip}, pi.src_port}, pn,
                                pi.l4_len - uint32_t(kUdpHeaderLen), flags};
   std::memcpy(out, &hdr, sizeof hdr);
   if (!frames.empty()) std::memcpy(out + sizeof hdr, frames.data(), frames.size());
   ctx_.dp.meta(c) = HandoffMeta{0, s.index, HandoffMeta::QuicSlowPath, 0};
-  if (rte_ring_mp_enqueue(ctx_.dp.control_ring, c) != 0) {
+  if (rte_ring_mp_enqueue(ctx_.dp.quic_slow_ring, c) != 0) {
     ctx_.drop(c, Drop::QuicSlowPathFull);
-    // (A new path not told is proposed again after kQuicPathReproposeNs.)
-    return;
+    return false;
   }
   ctx_.stats.to_control.add();
+  return true;
 }
 
 void QuicInput::extra_datagrams(TunnelSession& s, std::span<const uint8_t> frame) {

@@ -6,7 +6,7 @@
 // packet goes the way a relay frame's does (TunnelInput::from_agent; a packet's second and later DATAGRAMs, rare, in
 // mbufs of their own); ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
 // frames of packets with others (PATH_CHALLENGE, CONNECTION_CLOSE, NEW_CONNECTION_ID, STREAM, ...) go, copied, to the
-// control lcore's slow path (main_lcore/quic_slow_path.hpp; a full ring: quic_slow_path_full). An authenticated
+// control lcore's slow path (main_lcore/quic_slow_path.hpp, on a ring of its own; a full ring: quic_slow_path_full; a session past its share: quic_slow_path_limit). An authenticated
 // packet newer than all before from an address other than the endpoint does not move it: the address is proposed to
 // the control lcore for path validation (QuicSessionState::proposed). Long headers and packets for no QUIC session go to the kernel path, where
 // dpctld's QUIC port handshakes. Every authenticated packet that asks for an ACK (DATAGRAM, PING, and the slow
@@ -19,7 +19,7 @@
 // while they are kept; dpgw starts an update of its own after QuicSessionState::update_after_packets packets, once
 // the agent has acknowledged one of the current generation (quic_key_updates_tx). Touches the sessions' replay windows,
 // receive epochs, endpoints (only while unknown) and QUIC receive, ACK and proposed-path state (their RX worker
-// only). Drops frame_malformed quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path_full.
+// only). Drops frame_malformed quic_bad_connection_id replay key_unavailable auth_fail quic_slow_path_full quic_slow_path_limit.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -60,8 +60,9 @@ class QuicInput {
   void want_ack(TunnelSession& s);
   void send_ack(TunnelSession& s);
   // A copy of `frame`'s decrypted frames (or, for a new path alone, none) with a QuicSlowPathHeader to the control
-  // lcore (HandoffMeta::QuicSlowPath); counted to_control, or dropped quic_slow_path_full / no_mbuf.
-  void to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi, uint8_t flags);
+  // lcore (HandoffMeta::QuicSlowPath); counted to_control, or dropped quic_slow_path_full / quic_slow_path_limit / no_mbuf.
+  // False when it did not go (counted).
+  bool to_slow_path(TunnelSession& s, std::span<const uint8_t> frame, uint64_t pn, const PacketInfo& pi, uint8_t flags);
   // The second and later DATAGRAM frames of a packet (rare): each copied into an mbuf of its own and delivered.
   void extra_datagrams(TunnelSession& s, std::span<const uint8_t> frame);
   // A packet of the next key generation opened (its number `pn`): the agent updated its keys; dpgw's follow.

@@ -58,6 +58,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::NoSnat: return "no_snat";
     case Drop::QuicBadConnectionId: return "quic_bad_connection_id";
     case Drop::QuicSlowPathFull: return "quic_slow_path_full";
+    case Drop::QuicSlowPathLimit: return "quic_slow_path_limit";
     case Drop::Count: break;
   }
   return "unknown";

@@ -82,6 +82,8 @@ enum class Drop : uint8_t {
   QuicSlowPathFull, // the frames of a QUIC session's packet that the fast path does not handle (STREAM, PATH_*,
                     // CONNECTION_CLOSE, ...) could not go to the control lcore: its ring was full (its DATAGRAM is
                     // delivered all the same)
+  QuicSlowPathLimit,  // as quic_slow_path_full, but the session had sent its share to the control lcore already
+                      // (QuicSessionState::kSlowPathPerWindow per kSlowPathWindowNs)
   Count
 };
 

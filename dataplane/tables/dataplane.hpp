@@ -92,7 +92,10 @@ struct Dataplane {
   TunnelTable tunnels;
   std::vector<std::unique_ptr<Worker>> workers;
   rte_mempool* pool = nullptr;
-  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames, QUIC slow-path packets (multi-producer; HandoffMeta::stage)
+  rte_ring* control_ring = nullptr;  // workers -> control: ARP frames (multi-producer)
+  // workers -> control: QUIC slow-path packets (HandoffMeta::QuicSlowPath; multi-producer). A ring of its own, so
+  // that a flood of them cannot crowd ARP out of control_ring.
+  rte_ring* quic_slow_ring = nullptr;
   rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
   rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
   std::array<KernelPathStats, 8> kernel_stats;  // per port

@@ -50,8 +50,8 @@ inline constexpr uint16_t quic_tx_generation(uint64_t counter) { return uint16_t
 // confidentiality limit is 2^23 packets; the agent's ngtcp2 updates near it too).
 inline constexpr uint64_t kQuicUpdateAfterPackets = uint64_t(1) << 22;
 // A failed candidate address is proposed again for validation at most this often (docs/protocol.md "Path
-// validation"): an agent that keeps sending from an address dpgw cannot reach costs a few PATH_CHALLENGEs per 10 s.
-inline constexpr uint64_t kQuicPathReproposeNs = 10'000'000'000ull;
+// validation"): an agent that keeps sending from an address dpgw cannot reach costs a few PATH_CHALLENGEs per 3 s.
+inline constexpr uint64_t kQuicPathReproposeNs = 3'000'000'000ull;  // (after the control lcore gave it up, 2 s)
 // The previous receive generation's keys stay this long after a switch, for reordered packets (RFC 9001 6.5 asks
 // for about three PTOs; dptun's agents are milliseconds away).
 inline constexpr uint64_t kQuicOldKeysKeepNs = 1'500'000'000;
@@ -106,6 +106,13 @@ struct QuicSessionState {
   // UDP payload bytes of authenticated packets from `proposed` (RX worker writes, control lcore reads: the 3x
   // anti-amplification limit, RFC 9000 8.1).
   std::atomic<uint64_t> proposed_rx_bytes{0};
+  // What the session may send the control lcore (RX worker): at most kSlowPathPerWindow copies per
+  // kSlowPathWindowNs (a legitimate agent sends a handful), so that one session's flood of rare frames or of new
+  // addresses cannot fill the slow path's ring for every other (dropped beyond: quic_slow_path_limit).
+  static constexpr uint32_t kSlowPathPerWindow = 64;
+  static constexpr uint64_t kSlowPathWindowNs = 100'000'000;
+  uint64_t slow_window_ns = 0;
+  uint32_t slow_in_window = 0;
 
   // Control lcore only: the secrets of generation ctl_secrets_generation (the newest made), for the next ones.
   uint64_t ctl_secrets_generation = 0;

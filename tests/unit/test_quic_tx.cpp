@@ -957,6 +957,27 @@ void slow_path_validation_and_close(void**) {
   assert_int_equal(r.gw->control().quic_slow_path().closed_for_status().size(), 0);
 }
 
+// A flood of rare frames from one session reaches the control lcore only up to the session's share per window, on
+// the slow path's own ring: the rest is dropped as quic_slow_path_limit (each packet still acknowledged and taken),
+// and ARP's ring never fills because of it.
+void slow_path_flood_bounded(void**) {
+  Rig r;
+  QuicControlStats& st = r.dp().quic_control;
+  const std::vector<uint8_t> max_data{0x10, 0x44, 0x00};  // MAX_DATA 1024 (RFC 9000 19.9)
+  constexpr int kFlood = 400;
+  for (int i = 0; i < kFlood; ++i) {
+    r.from_agent_q(r.agent_packet(max_data));
+    if (i % 16 == 15) r.poll();
+  }
+  r.poll();
+  for (int t = 0; t < 20; ++t) r.control_tick();  // (32 slow-path packets per tick)
+  const uint64_t limited = r.drops(Drop::QuicSlowPathLimit);
+  assert_true(limited > 0);
+  assert_int_equal(st.slow_path_rx.get() + limited, kFlood);
+  assert_int_equal(r.drops(Drop::QuicSlowPathFull), 0);
+  assert_int_equal(r.drops(Drop::ControlFull), 0);
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(client_packets_leave_as_quic_packets),
@@ -968,6 +989,7 @@ int main() {
       cmocka_unit_test(agent_key_updates_followed),
       cmocka_unit_test(gateway_starts_key_update),
       cmocka_unit_test(slow_path_validation_and_close),
+      cmocka_unit_test(slow_path_flood_bounded),
   };
   return run_pipeline_tests("test_quic_tx", tests, sizeof tests / sizeof tests[0]);
 }
