@@ -125,6 +125,9 @@ QuicPayload quic_parse_payload(std::span<const uint8_t> payload) {
   bool slow = false;
   while (reader.next(f)) {
     if (quic_ack_eliciting(f.type)) r.ack_eliciting = true;
+    if (f.type != kQuicFramePadding && f.type != kQuicFramePathChallenge && f.type != kQuicFramePathResponse &&
+        f.type != kQuicFrameNewConnectionId)
+      r.probing_only = false;
     if (f.type == kQuicFrameAck || f.type == kQuicFrameAckEcn) {
       r.has_ack = true;
       r.largest_acked = f.largest_acked;

@@ -180,6 +180,9 @@ struct QuicPayload {
   };
   Kind kind = Kind::Malformed;
   bool ack_eliciting = false;  // a frame other than ACK, PADDING, CONNECTION_CLOSE (RFC 9000 13.2.1)
+  // Only probing frames: PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID, PADDING (RFC 9000 9.1). Such a packet
+  // from a new address does not start a migration (9.3); the agent's probes are answered all the same.
+  bool probing_only = true;
   bool has_ack = false;
   uint64_t largest_acked = 0;  // of the last ACK frame, when has_ack
   uint32_t datagrams = 0;      // DATAGRAM frames

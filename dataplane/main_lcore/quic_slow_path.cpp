@@ -64,6 +64,7 @@ void QuicSlowPath::handle(const QuicSlowPathHeader& h, std::span<const uint8_t> 
   if (!s) return;  // the session went since
   QuicControlStats& st = dp_.quic_control;
   if (h.flags & QuicSlowPathHeader::kNewPath) new_path(*s, h.from, now_ns);
+  if (h.flags & QuicSlowPathHeader::kBackHome) back_home(*s);
   if (!(h.flags & QuicSlowPathHeader::kFrames)) return;
   st.slow_path_rx.add();
   // Two passes: a packet whose frames do not all parse is not acted on at all (the fast path found them whole; a
@@ -156,6 +157,17 @@ void QuicSlowPath::new_path(TunnelSession& s, const Endpoint& from, uint64_t now
   p.candidate = from;
   p.started_ns = now_ns;
   challenge(s, p, now_ns);
+}
+
+void QuicSlowPath::back_home(TunnelSession& s) {
+  auto it = paths_.find(s.index);
+  if (it == paths_.end() || it->second.serial != s.serial) return;
+  // A newer non-probing packet came from the endpoint: the endpoint stays, and a late PATH_RESPONSE from the
+  // candidate moves nothing (RFC 9000 9.3: the address of the highest-numbered non-probing packet).
+  dp_.quic_control.paths_abandoned.add();
+  LOG_DEBUG("tunnel %s session %u: the agent is back on %s; validation of %s dropped", tunnel_name(s), s.index,
+            s.endpoint.load().str().c_str(), it->second.candidate.str().c_str());
+  paths_.erase(it);
 }
 
 void QuicSlowPath::challenge(TunnelSession& s, Path& p, uint64_t now_ns) {

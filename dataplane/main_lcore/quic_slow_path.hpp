@@ -8,7 +8,9 @@
 //    unless 3x what the address sent forbids (8.1); given up after kValidationNs (counted, logged once). A
 //    PATH_RESPONSE with the data of an outstanding challenge (from any address, 8.2.3) validates the candidate: then,
 //    and only then, the session's endpoint moves there (written here: the control lcore is its only writer for a
-//    QUIC session once known, TunnelSession::endpoint).
+//    QUIC session once known, TunnelSession::endpoint). A newer non-probing packet from the endpoint before that
+//    (QuicSlowPathHeader::kBackHome) drops the candidate (9.3; counted paths_abandoned); packets of probing frames
+//    only never propose an address (9.1).
 //  - The agent's PATH_CHALLENGE is answered with PATH_RESPONSE to the address it came from (8.2.2).
 //  - CONNECTION_CLOSE (0x1c, 0x1d) ends the session at once (GatewayState::remove_session: its flows re-pin to the
 //    pool's other sessions), logged with its error code and reason phrase (sanitized, bounded); dpctld hears of it
@@ -82,6 +84,7 @@ class QuicSlowPath {
   TunnelSession* session(uint32_t index, uint32_t serial) const;
   const char* tunnel_name(const TunnelSession& s) const;
   void new_path(TunnelSession& s, const Endpoint& from, uint64_t now_ns);
+  void back_home(TunnelSession& s);
   void challenge(TunnelSession& s, Path& p, uint64_t now_ns);
   void path_response(TunnelSession& s, const std::array<uint8_t, kQuicPathDataLen>& data);
   void answer_challenge(TunnelSession& s, const Endpoint& from, const std::array<uint8_t, kQuicPathDataLen>& data);

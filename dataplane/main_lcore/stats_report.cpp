@@ -125,6 +125,7 @@ const QuicControlField kQuicControlFields[] = {
     {"quic_path_responses_tx", "PATH_RESPONSE frames sent, answering agents' PATH_CHALLENGE.", &QuicControlStats::path_responses_tx},
     {"quic_paths_validated", "Candidate addresses validated: the agent's endpoint moved there.", &QuicControlStats::paths_validated},
     {"quic_path_validation_failed", "Candidate addresses given up (no PATH_RESPONSE in time): the endpoint stayed.", &QuicControlStats::path_validation_failed},
+    {"quic_paths_abandoned", "Candidate addresses dropped: a newer non-probing packet came from the endpoint meanwhile.", &QuicControlStats::paths_abandoned},
     {"quic_path_probes_limited", "PATH_CHALLENGE / PATH_RESPONSE held back or not padded by the 3x anti-amplification limit.", &QuicControlStats::path_probes_limited},
     {"quic_connection_closes_rx", "QUIC sessions ended by their agent's CONNECTION_CLOSE.", &QuicControlStats::connection_closes_rx},
     {"quic_peer_cid_retired", "Sessions whose agent retired the connection ID dpgw sends with (kept all the same).", &QuicControlStats::peer_cid_retired},

@@ -126,21 +126,31 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
     // An authenticated packet newer than all before from another address than the endpoint does not move it (as it
     // would a relay session's): the address is proposed to the control lcore, which validates it first (RFC 9000
     // 8.2, 9.3; new_path).
-    bool new_path = false;
-    if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi, &new_path)) continue;
+    // RFC 9000 17.3.1: reserved bits set after protection is removed (PROTOCOL_VIOLATION): nothing of it is taken.
+    if (status[i] == 0 && (p[i].frame[0] & kQuicShortReserved)) {
+      ctx_.drop(m, Drop::FrameMalformed);
+      continue;
+    }
+    TunnelInput::PathNews path = TunnelInput::PathNews::Older;
+    if (!tunnel_.take_opened(m, s, p[i].meta, status[i], *p[i].pi, &path)) continue;
     QuicSessionState& q = *s.quic;
+    const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
     uint8_t slow_flags = 0;
-    if (new_path) {
-      const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
-      const uint32_t len = p[i].pi->l4_len - uint32_t(kUdpHeaderLen);
-      if (from != q.proposed || ctx_.now_ns - q.proposed_ns >= kQuicPathReproposeNs) {
-        q.proposed = from;
-        q.proposed_ns = ctx_.now_ns;
-        q.proposed_rx_bytes.store(len, std::memory_order_relaxed);
-        slow_flags |= QuicSlowPathHeader::kNewPath;
-      } else {
-        q.proposed_rx_bytes.store(q.proposed_rx_bytes.load(std::memory_order_relaxed) + len, std::memory_order_relaxed);
-      }
+    const Endpoint from{Ipv4{p[i].pi->src_ip}, p[i].pi->src_port};
+    if (q.proposed.port && from == q.proposed)  // the 3x anti-amplification budget counts every packet from it
+      q.proposed_rx_bytes.store(q.proposed_rx_bytes.load(std::memory_order_relaxed) + p[i].pi->l4_len -
+                                    uint32_t(kUdpHeaderLen),
+                                std::memory_order_relaxed);
+    // The endpoint follows the highest-numbered non-probing packet (RFC 9000 9.3), once its address is validated.
+    if (!payload.probing_only && path == TunnelInput::PathNews::Elsewhere &&
+        (from != q.proposed || ctx_.now_ns - q.proposed_ns >= kQuicPathReproposeNs)) {
+      q.proposed = from;
+      q.proposed_ns = ctx_.now_ns;
+      q.proposed_rx_bytes.store(p[i].pi->l4_len - uint32_t(kUdpHeaderLen), std::memory_order_relaxed);
+      slow_flags |= QuicSlowPathHeader::kNewPath;
+    } else if (!payload.probing_only && path == TunnelInput::PathNews::Endpoint && q.proposed.port) {
+      q.proposed = Endpoint{};  // back on the endpoint before the new address was validated: that migration is over
+      slow_flags |= QuicSlowPathHeader::kBackHome;
     }
     if (p[i].generation != q.rx_generation.load(std::memory_order_relaxed)) {
       if (p[i].generation > q.rx_generation.load(std::memory_order_relaxed)) follow_key_update(s, p[i].meta.counter);
@@ -148,7 +158,6 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
       q.rx_first_pn = p[i].meta.counter;  // (reordered within the new generation: its first number is lower)
     }
     if (s.replay.top() == p[i].meta.counter) q.top_rx_ns = ctx_.now_ns;  // the ACK's largest: its delay counts from here
-    const QuicPayload payload = QuicDatagramCodec::payload(p[i].frame);
     if (payload.has_ack) {
       if (q.largest_acked_by_peer == kQuicNoAck || payload.largest_acked > q.largest_acked_by_peer)
         q.largest_acked_by_peer = payload.largest_acked;
@@ -188,8 +197,10 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
         break;
       }
       case QuicPayload::Kind::NoDatagram:  // ACK, PING, PADDING: what they say is taken; nothing to deliver
-        ts.keepalives.add();
-        ctx_.stats.keepalives_rx.add();
+        if (payload.ack_eliciting) {  // a PING: the agent's keepalive (an ACK-only packet is not one)
+          ts.keepalives.add();
+          ctx_.stats.keepalives_rx.add();
+        }
         rte_pktmbuf_free(m);
         break;
       case QuicPayload::Kind::Malformed:

@@ -114,7 +114,7 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
 }
 
 bool TunnelInput::take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& meta, int32_t status,
-                              const PacketInfo& pi, bool* new_path) {
+                              const PacketInfo& pi, PathNews* path) {
   TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
   if (status) {
     ts.auth_fail.add();
@@ -130,11 +130,11 @@ bool TunnelInput::take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& me
   // Follow the agent's endpoint (NAT rebinding): only an authenticated frame newer than every frame seen so far
   // moves it, so a delayed or replayed frame cannot pull traffic to an old address.
   const Endpoint from{Ipv4{pi.src_ip}, pi.src_port};
+  if (path && newest && s.has_peer()) {  // QUIC: validated first (RFC 9000 9.3); the control lcore moves it
+    *path = s.endpoint.load() == from ? PathNews::Endpoint : PathNews::Elsewhere;
+    return true;
+  }
   if (newest && s.endpoint.load() != from) {
-    if (new_path && s.has_peer()) {  // QUIC: validated first (RFC 9000 9.3); the control lcore moves it
-      *new_path = true;
-      return true;
-    }
     s.endpoint.store(from);
     s.endpoint_changes.fetch_add(1, std::memory_order_relaxed);
   }

@@ -43,9 +43,11 @@ class TunnelInput {
   // After the AEAD ran on a frame of `s` (any framing), on its RX worker: a failed tag (auth_fail) or a duplicate
   // within the burst (replay) is dropped and counted, false; otherwise the counter enters the replay window and a
   // frame newer than all before moves the agent's endpoint to its source (`pi`), true. A QUIC session's endpoint,
-  // once known, is not moved here: `new_path` (non-null for QUIC sessions) is set instead, for path validation.
+  // once known, is not moved here: `path` (non-null for QUIC sessions) tells where a frame newer than all before
+  // came from instead, for path validation.
+  enum class PathNews : uint8_t { Older, Endpoint, Elsewhere };
   bool take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& meta, int32_t status, const PacketInfo& pi,
-                   bool* new_path = nullptr);
+                   PathNews* path = nullptr);
 
  private:
   template <bool kTrace>  // compiled with and without trace points, picked once per burst

@@ -151,6 +151,7 @@ struct alignas(64) QuicControlStats {
   Counter path_responses_tx;     // PATH_RESPONSE frames sent (answers to the agent's PATH_CHALLENGE)
   Counter paths_validated;       // candidates validated: the session's endpoint moved there
   Counter path_validation_failed;  // candidates given up (no PATH_RESPONSE in time): the endpoint stayed
+  Counter paths_abandoned;       // candidates dropped: a newer non-probing packet came from the endpoint meanwhile
   Counter path_probes_limited;   // PATH_CHALLENGE/PATH_RESPONSE not sent or not padded: 3x anti-amplification limit
   Counter connection_closes_rx;  // sessions ended by the agent's CONNECTION_CLOSE
   Counter peer_cid_retired;      // the agent's NEW_CONNECTION_ID retired the connection ID dpgw sends with

@@ -56,6 +56,9 @@ struct HandoffMeta {
 struct QuicSlowPathHeader {
   static constexpr uint8_t kNewPath = 1;  // the packet, newest so far, came from an address other than the endpoint
   static constexpr uint8_t kFrames = 2;   // it carries frames for the slow path (else only the new path is news)
+  // The packet, newest so far and not only probing, came from the endpoint while a new address was proposed: the
+  // migration is over before it was validated (RFC 9000 9.3: the address of the highest-numbered non-probing packet).
+  static constexpr uint8_t kBackHome = 4;
   uint32_t session;      // index
   uint32_t serial;       // TunnelSession::serial: the index may have been given to another session since
   Endpoint from;         // the packet's source address and port

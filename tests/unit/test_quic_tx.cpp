@@ -236,7 +236,8 @@ struct Rig : PipelineRig {
 
   // A packet of the agent's to dpgw's connection ID (index | tail) holding `frames`, sealed as its QUIC stack would
   // (padded to the sample), packet number agent_pn++, with key generation `gen`'s key and key phase.
-  std::vector<uint8_t> agent_packet(std::vector<uint8_t> frames, uint64_t gen = 0) {
+  // `first_byte_bits`: ORed into the first byte before protection (the reserved bits, to test their check).
+  std::vector<uint8_t> agent_packet(std::vector<uint8_t> frames, uint64_t gen = 0, uint8_t first_byte_bits = 0) {
     const QuicPacketKeys keys = agent_gen(gen);
     QuicDatagramCodec::Config c;
     c.tx_dcid = {0, 0, 0, uint8_t(kQuicSession), kOurTail[0], kOurTail[1], kOurTail[2], kOurTail[3]};
@@ -249,6 +250,7 @@ struct Rig : PipelineRig {
     std::memcpy(f.data() + h, frames.data(), frames.size());
     const uint64_t pn = agent_pn++;
     codec.write_header(f.data(), FrameMeta{FrameType::Data, uint8_t(gen & 1 ? kQuicFlagKeyPhase : 0), 0, pn});
+    f[0] |= first_byte_bits;
     auto key = eng.make_key(keys.key_bytes(), AeadDirection::Encrypt, h);
     uint8_t iv[kAeadIvLen];
     quic_nonce(iv, keys.iv.data(), pn);
@@ -957,6 +959,72 @@ void slow_path_validation_and_close(void**) {
   assert_int_equal(r.gw->control().quic_slow_path().closed_for_status().size(), 0);
 }
 
+// The endpoint follows the highest-numbered non-probing packet (RFC 9000 9.1, 9.3): a packet of probing frames
+// only from a new address is answered but proposes nothing; a candidate whose validation a newer packet from the
+// endpoint overtakes is dropped, and its late PATH_RESPONSE moves nothing; reserved bits set (17.3.1) drop the
+// packet before anything of it is taken.
+void path_follows_highest_non_probing(void**) {
+  Rig r(1, {0, 0}, false);
+  QuicControlStats& st = r.dp().quic_control;
+  TunnelSession& s = r.session(kQuicSession);
+  const Endpoint home{Ipv4{kAgentQ}, kAgentQPort};
+  constexpr uint16_t kProbe = 41000, kRacer = 41001;
+  auto path_frame = [](uint8_t type, const std::array<uint8_t, 8>& d) {
+    std::vector<uint8_t> v(9);
+    quic_write_path_frame(type, d, v);
+    return v;
+  };
+  r.from_agent_q(r.agent_packet(ping()));
+  r.poll();
+  r.und.drain();
+
+  // Probing frames only, from elsewhere: the challenge is answered there, nothing is proposed.
+  r.from_agent_q(r.agent_packet(path_frame(kQuicFramePathChallenge, {1, 2, 3, 4, 5, 6, 7, 8})), kProbe);
+  r.poll();
+  r.control_tick();
+  r.und.drain();
+  assert_int_equal(st.path_responses_tx.get(), 1);
+  assert_int_equal(st.path_challenges_tx.get(), 0);
+  assert_true(s.peer() == home);
+
+  // A PING from elsewhere: a candidate, challenged.
+  r.from_agent_q(r.agent_packet(ping()), kRacer);
+  r.poll();
+  r.control_tick();
+  assert_int_equal(st.path_challenges_tx.get(), 1);
+  std::array<uint8_t, 8> data{};
+  bool found = false;
+  for (const auto& q : r.to_agent_q(r.und.drain(), nullptr, 0, kRacer)) {
+    QuicFrameReader rd(q.payload);
+    QuicFrame f;
+    if (rd.next(f) && f.type == kQuicFramePathChallenge) {
+      data = f.path;
+      found = true;
+    }
+  }
+  assert_true(found);
+  // A newer PING from the endpoint: the candidate is dropped; its late answer moves nothing.
+  r.from_agent_q(r.agent_packet(ping()));
+  r.poll();
+  r.control_tick();
+  assert_int_equal(st.paths_abandoned.get(), 1);
+  r.from_agent_q(r.agent_packet(path_frame(kQuicFramePathResponse, data)), kRacer);
+  r.poll();
+  r.control_tick();
+  assert_true(s.peer() == home);
+  assert_int_equal(st.paths_validated.get(), 0);
+
+  // Reserved bits set: dropped as frame_malformed, its address not proposed, its number not taken.
+  const uint64_t malformed = r.drops(Drop::FrameMalformed), challenges = st.path_challenges_tx.get();
+  const uint64_t top = s.replay.top();
+  r.from_agent_q(r.agent_packet(ping(), 0, kQuicShortReserved), kProbe);
+  r.poll();
+  r.control_tick();
+  assert_int_equal(r.drops(Drop::FrameMalformed), malformed + 1);
+  assert_int_equal(st.path_challenges_tx.get(), challenges);
+  assert_int_equal(s.replay.top(), top);
+}
+
 // A flood of rare frames from one session reaches the control lcore only up to the session's share per window, on
 // the slow path's own ring: the rest is dropped as quic_slow_path_limit (each packet still acknowledged and taken),
 // and ARP's ring never fills because of it.
@@ -990,6 +1058,7 @@ int main() {
       cmocka_unit_test(gateway_starts_key_update),
       cmocka_unit_test(slow_path_validation_and_close),
       cmocka_unit_test(slow_path_flood_bounded),
+      cmocka_unit_test(path_follows_highest_non_probing),
   };
   return run_pipeline_tests("test_quic_tx", tests, sizeof tests / sizeof tests[0]);
 }
