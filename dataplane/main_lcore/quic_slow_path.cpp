@@ -85,7 +85,7 @@ void QuicSlowPath::handle(const QuicSlowPathHeader& h, std::span<const uint8_t> 
     seen |= uint32_t(1) << slot;
     switch (f.type) {
       case kQuicFramePathChallenge:
-        answer_challenge(*s, h.from, f.path);
+        answer_challenge(*s, h.from, h.packet_len, f.path);
         break;
       case kQuicFramePathResponse:
         path_response(*s, f.path);
@@ -206,21 +206,27 @@ void QuicSlowPath::path_response(TunnelSession& s, const std::array<uint8_t, kQu
   paths_.erase(it);
 }
 
-void QuicSlowPath::answer_challenge(TunnelSession& s, const Endpoint& from,
+void QuicSlowPath::answer_challenge(TunnelSession& s, const Endpoint& from, uint32_t packet_len,
                                     const std::array<uint8_t, kQuicPathDataLen>& data) {
-  // RFC 9000 8.2.2: on the path the challenge came from, padded to 1200 bytes unless the 3x limit forbids: none on
-  // the validated endpoint; the candidate's budget there; elsewhere the bare frame only.
+  // RFC 9000 8.2.2: on the path the challenge came from, padded to 1200 bytes unless the 3x limit forbids (8.1,
+  // 9.3): no limit on the validated endpoint; the candidate's budget there; elsewhere 3x the packet that carried the
+  // challenge (an agent probing a path it migrates to pads it to 1200 bytes, 8.2.1). Not even the bare frame within
+  // the limit: not answered (quic_path_probes_limited).
   uint64_t budget = ~uint64_t(0);
   Path* p = nullptr;
   if (s.endpoint.load() != from) {
     auto it = paths_.find(s.index);
     p = it != paths_.end() && it->second.serial == s.serial && it->second.candidate == from ? &it->second : nullptr;
-    const uint64_t received = p ? s.quic->proposed_rx_bytes.load(std::memory_order_relaxed) : 0;
-    budget = p ? (3 * received > p->tx_bytes ? 3 * received - p->tx_bytes : 0) : 0;
+    if (p) {
+      const uint64_t received = s.quic->proposed_rx_bytes.load(std::memory_order_relaxed);
+      budget = 3 * received > p->tx_bytes ? 3 * received - p->tx_bytes : 0;
+    } else {
+      budget = 3 * uint64_t(packet_len);
+    }
   }
   uint8_t frame[1 + kQuicPathDataLen];
   quic_write_path_frame(kQuicFramePathResponse, data, frame);
-  uint32_t len = budget == 0 ? uint32_t(sizeof frame) : frames_len(sizeof frame, budget);
+  const uint32_t len = frames_len(sizeof frame, budget);
   if (len < uint32_t(kQuicMinPathDatagram) - uint32_t(kQuicPnOffset + 4 + kAeadTagLen)) dp_.quic_control.path_probes_limited.add();
   if (!len) return;
   if (!send(s, from, frame, len)) return;

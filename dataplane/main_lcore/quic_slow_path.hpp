@@ -87,7 +87,9 @@ class QuicSlowPath {
   void back_home(TunnelSession& s);
   void challenge(TunnelSession& s, Path& p, uint64_t now_ns);
   void path_response(TunnelSession& s, const std::array<uint8_t, kQuicPathDataLen>& data);
-  void answer_challenge(TunnelSession& s, const Endpoint& from, const std::array<uint8_t, kQuicPathDataLen>& data);
+  // `packet_len`: the UDP payload length of the packet that carried the challenge.
+  void answer_challenge(TunnelSession& s, const Endpoint& from, uint32_t packet_len,
+                        const std::array<uint8_t, kQuicPathDataLen>& data);
   void connection_close(TunnelSession& s, const QuicFrame& f);
   // Bytes of frames a packet to `to` may carry: the padding target (1200-byte datagram) or less when the 3x limit
   // says so (`budget`: UDP payload bytes still allowed; ~0: no limit), 0 when not even the bare frame fits.
