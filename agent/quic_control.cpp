@@ -334,6 +334,7 @@ bool QuicControlConnection::on_readable(uint64_t now_ns) {
     // An error (EAGAIN, or an ICMP error: nobody on the port) ends the burst: the handshake deadline or the idle
     // timeout covers a peer that is gone.
     const int n = recvmmsg(fd_, rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n < 0 && errno == ECONNREFUSED) refused_ = true;  // (named if the handshake then times out)
     if (n <= 0) break;
     for (int i = 0; i < n; ++i) {
       msghdr& h = rx_msgs_[i].msg_hdr;
@@ -376,6 +377,13 @@ bool QuicControlConnection::on_timer(uint64_t now_ns) {
   if (const int rv = ngtcp2_conn_handle_expiry(conn_, now_ns); rv != 0) {
     detail_ = rv == NGTCP2_ERR_IDLE_CLOSE ? "QUIC idle timeout: nothing heard from the peer"
                                           : std::string("QUIC: ") + ngtcp2_strerror(rv);
+    if (!handshake_done_ && refused_) {
+      char addr[INET_ADDRSTRLEN] = "?";
+      inet_ntop(AF_INET, &remote_.sin_addr, addr, sizeof addr);
+      detail_ += std::string("; nothing listens on UDP ") + addr + ":" + std::to_string(ntohs(remote_.sin_port)) +
+                 " (ICMP port unreachable): is it dpctld's agent_quic_listen? (`dpctl tunnel show` prints the "
+                 "--transport quic command when dpctld has one)";
+    }
     closed_ = true;  // an idle connection ends silently (RFC 9000 section 10.1)
     return false;
   }

@@ -176,6 +176,7 @@ class QuicControlConnection {
   bool handshake_done_ = false;
   bool closed_ = false;
   bool stateless_reset_ = false;
+  bool refused_ = false;  // an ICMP port unreachable came back (the socket is connected): nothing on the port
   int64_t stream_ = -1;
   std::deque<TxChunk> tx_;  // kept until acknowledged: ngtcp2 refers to the bytes
   uint64_t tx_end_ = 0, tx_sent_ = 0;

@@ -202,10 +202,11 @@ wrong_ca() {
 check "agent refuses dpctld's certificate" peer_rejected_server_cert wrong_ca
 
 log "dpagent --transport quic registers over QUIC; its TLS failures get the same classification and advice as over TCP"
-# agent_quic WANT_EXIT WANT_TEXT [dpagent args...]: dpagent until it ends (or 6 s) against dpctld's QUIC port
+# agent_quic WANT_EXIT WANT_TEXT [dpagent args...]: dpagent until it ends (or AGENT_TIMEOUT s, 6) against dpctld's QUIC
+# port
 agent_quic() {
   local want=$1 text=$2 rc=0; shift 2
-  timeout 6 ip netns exec "$NS" "$DPAGENT" --tunnel iperf --tun dpq0 --transport quic "$@" \
+  timeout "${AGENT_TIMEOUT:-6}" ip netns exec "$NS" "$DPAGENT" --tunnel iperf --tun dpq0 --transport quic "$@" \
     > "$WORK/agent.out" 2> "$WORK/agent.log" || rc=$?
   [ "$rc" -eq "$want" ] || fail "dpagent exited $rc, expected $want: $(tail -3 "$WORK/agent.log")"
   matches -- "$text" < "$WORK/agent.log" || fail "dpagent did not say '$text': $(tail -3 "$WORK/agent.log")"
@@ -222,6 +223,9 @@ agent_quic 1 "client_cert_rejected: dpctld refused this agent's certificate" \
   --server dpctld.test:7444 --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/expired.pem" --key "$WORK/pki/expired.key"
 grep agent_tls_handshake_failed "$WORK/failures.jsonl" | tail -1 | jq -e '.reason == "expired" and .transport == "quic" and .sni == "iperf"' > /dev/null ||
   fail "dpctld's line for dpagent's expired certificate: $(tail -1 "$WORK/failures.jsonl")"
+# Nothing on the UDP port (a newcomer's wrong port): the handshake's timeout names the ICMP refusal.
+AGENT_TIMEOUT=14 agent_quic 124 "nothing listens on UDP 127.0.0.1:7449 .ICMP port unreachable.: is it dpctld's agent_quic_listen" \
+  --server dpctld.test:7449 --ca "$WORK/pki/ca.pem" "${good[@]}"
 kill -0 "$DPCTLD_PID" 2>/dev/null || fail "dpctld died"
 
 log "the TCP port is unchanged next to it: its failure lines say \"transport\":\"tcp\""
