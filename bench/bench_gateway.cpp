@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/agent_session.hpp"
@@ -333,6 +334,28 @@ struct OpenFloor {
   }
 };
 
+// kRepeats rounds, each a pipeline run (`pipe`) then a floor run (`floor`), alternating because the machine is shared
+// and noisy: the pipeline's and the floor's median cycles, the pipeline's packet counts summed.
+template <typename Pipe, typename Floor>
+std::pair<Result, Result> alternate(Pipe pipe, Floor floor) {
+  std::vector<double> pipe_cycles, buffer_cycles, floor_cycles;
+  Result r{}, fl{};
+  for (int rep = 0; rep < kRepeats; ++rep) {
+    const Result one = pipe();
+    const Result f = floor();
+    pipe_cycles.push_back(one.cycles_per_packet);
+    buffer_cycles.push_back(one.buffer_cycles_per_packet);
+    floor_cycles.push_back(f.cycles_per_packet);
+    r.packets += one.packets;
+    r.sent += one.sent;
+    r.answers += one.answers;
+  }
+  r.cycles_per_packet = median(pipe_cycles);
+  r.buffer_cycles_per_packet = median(buffer_cycles);
+  fl.cycles_per_packet = median(floor_cycles);
+  return {r, fl};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -458,21 +481,9 @@ int main(int argc, char** argv) {
           return 1;
         }
         AeadFloor floor{cipher->aead.get(), cipher->salt, counter + (uint64_t(1) << 31), quic ? session->quic.get() : nullptr};
-        // Alternate pipeline and floor runs and keep the medians: the machine is shared and noisy.
-        std::vector<double> pipe_cycles, buffer_cycles, floor_cycles;
-        Result r{}, fl{};
-        for (int rep = 0; rep < kRepeats; ++rep) {
-          Result one = run(&pub, &und, dp.pool, frames, bursts / kRepeats, [&](rte_mbuf* const*) { w.poll_once(); });
-          Result f = run(nullptr, nullptr, dp.pool, frames, bursts / kRepeats, floor);
-          pipe_cycles.push_back(one.cycles_per_packet);
-          buffer_cycles.push_back(one.buffer_cycles_per_packet);
-          floor_cycles.push_back(f.cycles_per_packet);
-          r.packets += one.packets;
-          r.sent += one.sent;
-        }
-        r.cycles_per_packet = median(pipe_cycles);
-        r.buffer_cycles_per_packet = median(buffer_cycles);
-        fl.cycles_per_packet = median(floor_cycles);
+        auto [r, fl] = alternate(
+            [&] { return run(&pub, &und, dp.pool, frames, bursts / kRepeats, [&](rte_mbuf* const*) { w.poll_once(); }); },
+            [&] { return run(nullptr, nullptr, dp.pool, frames, bursts / kRepeats, floor); });
         if (r.sent != r.packets) {
           fprintf(stderr, "pipeline sent %" PRIu64 " of %" PRIu64 " packets (drops: see stats)\n", r.sent, r.packets);
           return 1;
@@ -537,21 +548,8 @@ int main(int argc, char** argv) {
           make_nonce(open_floor.ivs[k].data(), c->salt, agent.counters[k]);
         }
       }
-      std::vector<double> pipe_cycles, buffer_cycles, floor_cycles;
-      Result r{}, fl{};
-      for (int rep = 0; rep < kRepeats; ++rep) {
-        Result one = run(&und, &pub, dp.pool, replies, bursts / kRepeats, poll, reseal);
-        Result f = run(nullptr, nullptr, dp.pool, clear, bursts / kRepeats, open_floor);
-        pipe_cycles.push_back(one.cycles_per_packet);
-        buffer_cycles.push_back(one.buffer_cycles_per_packet);
-        floor_cycles.push_back(f.cycles_per_packet);
-        r.packets += one.packets;
-        r.sent += one.sent;
-        r.answers += one.answers;
-      }
-      r.cycles_per_packet = median(pipe_cycles);
-      r.buffer_cycles_per_packet = median(buffer_cycles);
-      fl.cycles_per_packet = median(floor_cycles);
+      auto [r, fl] = alternate([&] { return run(&und, &pub, dp.pool, replies, bursts / kRepeats, poll, reseal); },
+                               [&] { return run(nullptr, nullptr, dp.pool, clear, bursts / kRepeats, open_floor); });
       if (r.sent != r.packets) {
         fprintf(stderr, "receive: %" PRIu64 " of %" PRIu64 " packets reached the clients\n", r.sent, r.packets);
         print_drops(w);
