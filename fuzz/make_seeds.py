@@ -573,6 +573,23 @@ routes = (
 """ % (UUID1, UUID1))
 
 
+def h3_frame(ftype, payload):
+    return varint(ftype) + varint(len(payload)) + payload
+
+
+def h3():
+    # HTTP/3 streams (RFC 9114 7): first byte the frame bound (16 << low 3 bits), second the cut point, then frames.
+    settings = h3_frame(4, varint(8) + varint(1) + varint(0x33) + varint(1) + varint(6) + varint(16384))
+    write("h3_frame", "control-settings", bytes([7, 0x80]) + settings + h3_frame(7, varint(0)))
+    write("h3_frame", "settings-dup", bytes([3, 0x10]) + h3_frame(4, varint(8) + varint(1) + varint(8) + varint(0)))
+    write("h3_frame", "settings-http2", bytes([3, 0x30]) + h3_frame(4, varint(2) + varint(0)))
+    write("h3_frame", "request", bytes([2, 0x55]) + h3_frame(1, b"\x00\x00\xd1\xd7") + h3_frame(0, b"body" * 30) +
+          h3_frame(0x21, b"") + h3_frame(0, b""))
+    write("h3_frame", "http2-type", bytes([2, 0x02]) + h3_frame(6, b"ping"))
+    write("h3_frame", "oversize", bytes([0, 0xff]) + h3_frame(1, bytes(17)))
+    write("h3_frame", "cut", bytes([2, 0x80]) + settings[:-2])
+
+
 def main():
     packets()
     msg = client_hellos()
@@ -588,6 +605,7 @@ def main():
     icmp_errors()
     quic_handshake()
     masque()
+    h3()
     print("seeds written under", CORPUS)
 
 
