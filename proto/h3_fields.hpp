@@ -18,7 +18,8 @@ struct HttpField {
 
 enum class FieldSectionError : uint8_t {
   Malformed,     // not QPACK, or a reference to a dynamic table entry (capacity 0): QPACK_DECOMPRESSION_FAILED
-  TooLarge,      // over max_size (RFC 9114 4.2.2: each field counts name + value + 32 bytes): answered 431
+  TooLarge,      // over max_size (RFC 9114 4.2.2: each field counts name + value + 32 bytes), or one name or value
+                 // over nghttp3's own bound for a string: answered 431
   Count
 };
 const char* field_section_error_name(FieldSectionError e);
