@@ -589,6 +589,48 @@ def h3():
     write("h3_frame", "oversize", bytes([0, 0xff]) + h3_frame(1, bytes(17)))
     write("h3_frame", "cut", bytes([2, 0x80]) + settings[:-2])
 
+    # QPACK field sections (RFC 9204 4.5), static table and literals written here, without Huffman coding: first
+    # byte the size bound (64 << low 3 bits), then the section.
+    def qint(first, prefix_bits, v):
+        limit = (1 << prefix_bits) - 1
+        if v < limit:
+            return bytes([first | v])
+        out, v = bytearray([first | limit]), v - limit
+        while v >= 128:
+            out.append(0x80 | (v & 0x7f))
+            v >>= 7
+        return bytes(out) + bytes([v])
+
+    def lit(s):  # a string literal, H = 0, 7-bit length prefix
+        return qint(0, 7, len(s)) + s.encode()
+
+    def static(i):  # indexed field line, static table
+        return qint(0xc0, 6, i)
+
+    def with_name(i, value):  # literal field line with a static name reference
+        return qint(0x50, 4, i) + lit(value)
+
+    def literal(name, value):  # literal field line with a literal name
+        return qint(0x20, 3, len(name)) + name.encode() + lit(value)
+
+    prefix = bytes([0, 0])
+    path = "/.well-known/masque/udp/time.corp.example.com/123/"
+    connect_udp = prefix + static(15) + literal(":protocol", "connect-udp") + static(23) + \
+        with_name(0, "gw.example.net") + with_name(1, path) + literal("capsule-protocol", "?1")
+    write("h3_request", "connect-udp", bytes([3]) + connect_udp)
+    write("h3_request", "connect-udp-ipv6", bytes([3]) + prefix + static(15) + literal(":protocol", "connect-udp") +
+          static(23) + with_name(0, "gw.example.net:443") +
+          with_name(1, "/.well-known/masque/udp/2001%3Adb8%3A%3A42/53/") + literal("capsule-protocol", "?1;x"))
+    write("h3_request", "too-small", bytes([0]) + connect_udp)
+    write("h3_request", "get", bytes([2]) + prefix + static(17) + static(23) + with_name(0, "gw") + static(1))
+    write("h3_request", "tcp-connect", bytes([2]) + prefix + static(15) + with_name(0, "db.internal:5432"))
+    write("h3_request", "bad-path", bytes([3]) + prefix + static(15) + literal(":protocol", "connect-udp") +
+          static(23) + with_name(0, "gw") + with_name(1, "/.well-known/masque/udp/x/0/"))
+    write("h3_request", "connection-field", bytes([3]) + connect_udp + literal("connection", "close"))
+    write("h3_request", "answer-404", bytes([2]) + prefix + static(27) +
+          literal("proxy-status", 'dptun; error=destination_not_found; details="no route"'))
+    write("h3_request", "dynamic-ref", bytes([2]) + bytes([2, 0]) + bytes([0x80]))
+
 
 def main():
     packets()
