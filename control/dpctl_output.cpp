@@ -237,7 +237,8 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       for (const auto& [k, v] : at(r, "handshake_failures").items())
         if (v.is_number() && v.get<double>() > 0) out += ", " + text(v) + " " + k;
       if (r.contains("masque_refusals_by_reason")) {
-        out += "\nudp routes:    " + text(at(r, "routes")) + "; CONNECT-UDP refusals:";
+        out += "\nudp routes:    " + text(at(r, "routes")) + "; CONNECT-UDP accepted " +
+               text(r.value("masque_accepted", json(0))) + ", refused:";
         for (const auto& [k, v] : at(r, "masque_refusals_by_reason").items()) out += " " + k + " " + text(v);
       }
       out += "\n\n" + tunnels_table(at(r, "tunnels"));

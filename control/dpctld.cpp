@@ -134,6 +134,12 @@ bool Dpctld::start(std::string& error) {
     cb.reserve_index = [this] { return sessions_.reserve_index(); };
     cb.release_index = [this](uint32_t index) { sessions_.release_index(index); };
     cb.handed_over = [this](AgentLink& link, QuicSessionSpec&& spec) { return on_quic_handover(link, std::move(spec)); };
+    cb.connect_udp = [this](QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
+      return on_connect_udp(c, stream, req);
+    };
+    cb.bad_request = [this](QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why) {
+      on_masque_bad_request(c, stream, status, why);
+    };
     // The index of a handed-over session dpctld still holds (dpgw serves it, or is about to): packets with it are
     // dropped, never reset. Once the session is dropped (dpgw restarted, expiry), they get a Stateless Reset.
     cb.handed_over_held = [this](uint32_t index) {
@@ -605,6 +611,41 @@ std::vector<const MasqueRoute*> Dpctld::all_routes() const {
   return out;
 }
 
+namespace {
+std::string subject_of(const QuicAgentConnection& c) {
+  return c.evidence().certificate ? c.evidence().certificate->subject : std::string("?");
+}
+}  // namespace
+
+ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
+  const std::vector<std::string> ids = certificate_identities(c.peer_certificate());
+  const MasqueMatch m = masque_route_table().match(req.target.host, req.target.port, ids, true);
+  const std::string target = req.target.host + ":" + std::to_string(req.target.port);
+  if (!m) {
+    count_masque_refusal(m.refusal);
+    const int status = masque_refusal_http_status(m.refusal);
+    // A private route is refused as an unknown target, in the answer and the log line's status; the reason label
+    // (private_route) is for the operator only.
+    const std::string details = m.refusal == MasqueRefusal::NotAllowed
+                                    ? "the client certificate may not use udp+https://" + target
+                                    : "no udp+https route for " + target;
+    LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: %d %s", c.peer().str().c_str(),
+             subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(m.refusal));
+    return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(m.refusal), details};
+  }
+  counters_.masque_accepted++;
+  LOG_INFO("client %s (%s): CONNECT-UDP to %s (stream %lld) accepted: tunnel %s, %s", c.peer().str().c_str(),
+           subject_of(c).c_str(), target.c_str(), (long long)stream, m.route->tunnel.str().c_str(),
+           m.route->to_url().c_str());
+  return ConnectUdpAnswer{200, {}, {}};
+}
+
+void Dpctld::on_masque_bad_request(QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why) {
+  count_masque_refusal(MasqueRefusal::BadRequest);
+  LOG_WARN("client %s (%s): HTTP/3 request (stream %lld) refused: %u bad_request: %s", c.peer().str().c_str(),
+           subject_of(c).c_str(), (long long)stream, unsigned(status), why.c_str());
+}
+
 MasqueRouteTable Dpctld::masque_route_table() const {
   std::vector<MasqueRoute> routes;
   for (const MasqueRoute* r : all_routes()) routes.push_back(*r);
@@ -955,6 +996,8 @@ std::string Dpctld::metrics_text() const {
   p.sample("dptun_agent_lines_too_long_total", double(counters_.agent_lines_too_long));
   p.family("dptun_masque_routes", "gauge", "udp+https routes for CONNECT-UDP clients (config and dpctl).");
   p.sample("dptun_masque_routes", double(all_routes().size()));
+  p.family("dptun_masque_requests_accepted_total", "counter", "CONNECT-UDP requests answered 2xx (docs/masque.md).");
+  p.sample("dptun_masque_requests_accepted_total", double(counters_.masque_accepted));
   p.family("dptun_masque_refusals_total", "counter", "CONNECT-UDP requests refused, by reason (docs/masque.md).");
   for (size_t r = 0; r < size_t(MasqueRefusal::Count); ++r)
     p.sample("dptun_masque_refusals_total", double(counters_.masque_refusals[r]),

@@ -47,6 +47,7 @@ struct DpctldCounters {
   uint64_t agent_lines_too_long = 0;      // agent connections closed for a line over AgentChannel::kMaxLine
   // CONNECT-UDP requests refused, by reason (docs/masque.md): counted where a front end asks the route table.
   uint64_t masque_refusals[size_t(MasqueRefusal::Count)] = {};
+  uint64_t masque_accepted = 0;  // CONNECT-UDP requests answered 2xx
   std::string last_gateway_refusal;
 };
 
@@ -87,6 +88,10 @@ class Dpctld {
   void on_line(AgentLink& ch, const std::string& line);
   void on_closed(AgentLink& ch);
   bool on_quic_handover(AgentLink& link, QuicSessionSpec&& spec);
+  // HTTP/3 front end (docs/masque.md): a client's CONNECT-UDP request, answered from the routes and its certificate;
+  // a request refused before that (its status and why).
+  ConnectUdpAnswer on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req);
+  void on_masque_bad_request(QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why);
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);

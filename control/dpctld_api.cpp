@@ -694,6 +694,7 @@ json Dpctld::api_stats() {
              {"registrations_refused_by_reason", refusals},
              {"routes", all_routes().size()},
              {"masque_refusals_by_reason", masque},
+             {"masque_accepted", counters_.masque_accepted},
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},

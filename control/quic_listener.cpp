@@ -30,14 +30,14 @@ namespace {
 // (RFC 9001 §8.4).
 constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
                                   "%DISABLE_TLS13_COMPAT_MODE";
-constexpr uint64_t kH3NoError = 0x100;  // RFC 9114 §8.1 H3_NO_ERROR
 constexpr uint64_t kCloseLingerNs = 3'000'000'000ull;
 constexpr size_t kMaxUdpPayload = 1452;
-// Transport parameters: one bidirectional stream (registration), the 3 unidirectional streams an HTTP/3 client
-// opens first, and DATAGRAM frames of any size that fits a packet (RFC 9221 §3).
+// Transport parameters: a few bidirectional streams (an agent's registration; an HTTP/3 client's requests), the 3
+// unidirectional streams an HTTP/3 client opens first, and DATAGRAM frames of any size that fits a packet (RFC 9221 §3).
 constexpr uint64_t kMaxStreamData = 64 * 1024;
 constexpr uint64_t kMaxData = 256 * 1024;
 constexpr uint64_t kMaxDatagramFrameSize = 65535;
+constexpr uint64_t kMaxStreamsBidi = 4;  // an agent uses the first (its registration), HTTP/3 one per request
 constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;
 // Key hand-over: how long the agent has to acknowledge its registration reply, and how long datagrams for a handed-over
 // connection's IDs are dropped as `handed_over` (after that, as `unknown_connection`: silently all the same).
@@ -118,10 +118,52 @@ void QuicAgentConnection::hand_over_when_acknowledged() {
 
 void QuicAgentConnection::send(const std::string& line) {
   if (dead_ || closing_ || stream_id_ < 0) return;
-  TxChunk chunk{line + "\n", tx_end_};
-  tx_end_ += chunk.data.size();
-  tx_.push_back(std::move(chunk));
+  queue(stream_id_, line + "\n", false);
   owner_.service(*this, monotonic_ns());
+}
+
+void QuicAgentConnection::queue(int64_t stream_id, std::string bytes, bool fin) {
+  StreamTx& st = tx_[stream_id];
+  if (st.fin) return;  // nothing after a stream's end
+  if (!bytes.empty()) {
+    const uint64_t offset = st.end;
+    st.end += bytes.size();
+    st.chunks.push_back(TxChunk{std::move(bytes), offset});
+  }
+  st.fin = fin;
+}
+
+bool QuicAgentConnection::all_sent() const {
+  return std::none_of(tx_.begin(), tx_.end(), [](const auto& e) { return e.second.unsent(); });
+}
+
+bool QuicAgentConnection::all_acknowledged() const {
+  return std::all_of(tx_.begin(), tx_.end(), [](const auto& e) { return e.second.chunks.empty() && !e.second.unsent(); });
+}
+
+int64_t QuicAgentConnection::open_uni_stream() {
+  int64_t id = -1;
+  if (!conn_ || ngtcp2_conn_open_uni_stream(conn_.get(), &id, nullptr) != 0) return -1;
+  return id;
+}
+
+void QuicAgentConnection::write(int64_t id, std::span<const uint8_t> bytes, bool fin) {
+  if (dead_ || closing_) return;
+  queue(id, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), fin);
+}
+
+void QuicAgentConnection::reset_stream(int64_t id, uint64_t app_error) {
+  if (dead_ || closing_) return;
+  resets_.emplace_back(id, app_error);
+  tx_.erase(id);
+}
+
+void QuicAgentConnection::close_connection(uint64_t app_error, const std::string& reason) {
+  if (dead_) return;
+  LOG_WARN("client %s: HTTP/3 error 0x%llx (%s); connection closed", peer().str().c_str(),
+           (unsigned long long)app_error, reason.c_str());
+  close_error_ = app_error;
+  closing_ = close_now_ = true;
 }
 
 void QuicAgentConnection::close(bool now) {
@@ -175,6 +217,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   cb.handshake_completed = QuicListener::on_handshake_completed;
   cb.recv_stream_data = QuicListener::on_recv_stream_data;
   cb.acked_stream_data_offset = QuicListener::on_acked_stream_data;
+  cb.stream_reset = QuicListener::on_stream_reset;
   cb.rand = QuicListener::on_rand;
   cb.get_new_connection_id = QuicListener::on_get_new_cid;
   cb.remove_connection_id = QuicListener::on_remove_cid;
@@ -190,7 +233,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   params.initial_max_stream_data_bidi_remote = kMaxStreamData;
   params.initial_max_stream_data_uni = kMaxStreamData;
   params.initial_max_data = kMaxData;
-  params.initial_max_streams_bidi = 1;
+  params.initial_max_streams_bidi = kMaxStreamsBidi;
   params.initial_max_streams_uni = 3;
   params.max_idle_timeout = kIdleTimeoutNs;
   params.max_datagram_frame_size = kMaxDatagramFrameSize;
@@ -524,25 +567,39 @@ void QuicListener::handshake_done(QuicAgentConnection& c, uint64_t now) {
   gnutls_datum_t proto{};
   if (gnutls_alpn_get_selected_protocol(c.tls_.get(), &proto) == 0)
     c.alpn_.assign(reinterpret_cast<const char*>(proto.data), proto.size);
-  LOG_INFO("agent %s: QUIC handshake done (ALPN %s, SNI %s, %s)", c.peer().str().c_str(), c.alpn_.c_str(),
+  LOG_INFO("%s %s: QUIC handshake done (ALPN %s, SNI %s, %s)", c.alpn_ == kQuicAlpnH3 ? "client" : "agent",
+           c.peer().str().c_str(), c.alpn_.c_str(),
            c.evidence_.sni.empty() ? "none" : c.evidence_.sni.c_str(),
            c.evidence_.certificate ? c.evidence_.certificate->subject.c_str() : "?");
   cb_.established(c, c.evidence_);
   if (c.alpn_ == kQuicAlpnH3) {
-    // HTTP/3 is accepted so that standard clients can run the handshake; nothing answers it on this port yet
-    // (issue 12): the connection ends with H3_NO_ERROR once the handshake is done.
-    c.close_now_ = true;
-    c.closing_ = true;
+    // An HTTP/3 client (docs/masque.md): its requests are answered by an H3ServerSession; a close without an error
+    // of its own says H3_NO_ERROR.
+    c.close_error_ = kH3NoError;
+    H3ServerSession::Callbacks h3cb;
+    h3cb.connect_udp = [this, &c](int64_t stream, const ConnectUdpRequest& req) {
+      if (!cb_.connect_udp) return ConnectUdpAnswer{501, "http_protocol_error", "CONNECT-UDP is not served here"};
+      ConnectUdpAnswer a = cb_.connect_udp(c, stream, req);
+      if (a.status >= 200 && a.status < 300) c.registered_ = true;  // a client with a tunnel: not shed, no timeout
+      return a;
+    };
+    h3cb.bad_request = [this, &c](int64_t stream, uint16_t status, const std::string& why) {
+      if (cb_.bad_request) cb_.bad_request(c, stream, status, why);
+    };
+    c.h3_ = std::make_unique<H3ServerSession>(c, std::move(h3cb));
+    c.h3_->start();
   }
 }
 
 void QuicListener::service(QuicAgentConnection& c, uint64_t now) {
   if (c.dead_ || !c.conn_ || in_ngtcp2_) return;
-  if (c.closing_ && (c.close_now_ || (c.tx_.empty() && c.tx_sent_ == c.tx_end_) || now >= c.close_deadline_ns_)) {
-    if (!c.close_now_ && c.tx_sent_ < c.tx_end_) write_packets(c, now);  // the last line goes out first
-    finish(c, now, true, c.alpn_ == kQuicAlpnH3 ? kH3NoError : 0);
+  if (c.closing_ && (c.close_now_ || c.all_acknowledged() || now >= c.close_deadline_ns_)) {
+    if (!c.close_now_ && !c.all_sent()) write_packets(c, now);  // the last line goes out first
+    finish(c, now, true, c.close_error_);
     return;
   }
+  for (const auto& [id, code] : c.resets_) ngtcp2_conn_shutdown_stream(c.conn_.get(), id, code);
+  c.resets_.clear();
   write_packets(c, now);  // acknowledgements of what the agent sent go out before the hand-over
   if (handover_ready(c)) hand_over(c, now);
 }
@@ -550,8 +607,7 @@ void QuicListener::service(QuicAgentConnection& c, uint64_t now) {
 // Everything dpctld sent is acknowledged: the stream's lines and every ack-eliciting packet (HANDSHAKE_DONE,
 // NEW_CONNECTION_ID, ...), so nothing of dpctld's is left for the agent to wait for.
 bool QuicListener::handover_ready(QuicAgentConnection& c) const {
-  if (!c.handover_armed_ || c.dead_ || c.closing_ || !c.conn_ || !c.tx_.empty() || c.tx_sent_ != c.tx_end_)
-    return false;
+  if (!c.handover_armed_ || c.dead_ || c.closing_ || !c.conn_ || !c.all_acknowledged()) return false;
   ngtcp2_conn_stat stat;
   ngtcp2_conn_get_conn_stat(c.conn_.get(), &stat);
   return stat.bytes_in_flight == 0;
@@ -599,33 +655,42 @@ void QuicListener::hand_over(QuicAgentConnection& c, uint64_t now) {
 
 void QuicListener::write_packets(QuicAgentConnection& c, uint64_t now) {
   uint8_t buf[kMaxUdpPayload];
-  bool stream_blocked = false;
+  std::vector<int64_t> blocked;  // streams ngtcp2 cannot take more of in this pass (flow control, shut)
   for (int i = 0; i < 64 && !c.dead_; ++i) {
+    // The first stream with something unsent: its first unsent bytes (and its end when they are its last).
     ngtcp2_vec vec{};
     int64_t sid = -1;
-    if (!stream_blocked && c.stream_id_ >= 0 && c.tx_sent_ < c.tx_end_) {
-      for (auto& chunk : c.tx_)
-        if (c.tx_sent_ < chunk.offset + chunk.data.size()) {
-          const size_t skip = size_t(c.tx_sent_ - chunk.offset);
+    QuicAgentConnection::StreamTx* st = nullptr;
+    for (auto& [id, s] : c.tx_) {
+      if (!s.unsent() || std::find(blocked.begin(), blocked.end(), id) != blocked.end()) continue;
+      for (auto& chunk : s.chunks)
+        if (s.sent < chunk.offset + chunk.data.size()) {
+          const size_t skip = size_t(s.sent - chunk.offset);
           vec.base = reinterpret_cast<uint8_t*>(chunk.data.data()) + skip;
           vec.len = chunk.data.size() - skip;
-          sid = c.stream_id_;
           break;
         }
+      sid = id;
+      st = &s;
+      break;
     }
+    const bool fin = st && st->fin && st->sent + vec.len == st->end;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi{};
     ngtcp2_ssize written_data = -1;
-    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(c.conn_.get(), &ps.path, &pi, buf, sizeof buf, &written_data,
-                                                     NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
-                                                     sid >= 0 ? 1 : 0, now);
+    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+        c.conn_.get(), &ps.path, &pi, buf, sizeof buf, &written_data,
+        fin ? NGTCP2_WRITE_STREAM_FLAG_FIN : NGTCP2_WRITE_STREAM_FLAG_NONE, sid, vec.len ? &vec : nullptr,
+        vec.len ? 1 : 0, now);
     if (n < 0) {
-      if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
-        stream_blocked = true;
+      if (sid >= 0 &&
+          (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+        blocked.push_back(sid);
         continue;
       }
-      LOG_WARN("agent %s: QUIC write error (%s); closed", c.peer().str().c_str(), ngtcp2_strerror(int(n)));
+      LOG_WARN("%s %s: QUIC write error (%s); closed", c.h3_ ? "client" : "agent", c.peer().str().c_str(),
+               ngtcp2_strerror(int(n)));
       if (!c.established_) {
         c.evidence_.openssl_reason = std::string("QUIC: ") + ngtcp2_strerror(int(n));
         fail_handshake(c, now);
@@ -634,7 +699,10 @@ void QuicListener::write_packets(QuicAgentConnection& c, uint64_t now) {
       }
       return;
     }
-    if (written_data > 0) c.tx_sent_ += uint64_t(written_data);
+    if (st && written_data >= 0) {  // the STREAM frame went into the packet (its FIN with it when asked)
+      st->sent += uint64_t(written_data);
+      if (fin && st->sent == st->end) st->fin_sent = true;
+    }
     if (n == 0) break;
     send_datagram(destination(c, ps.path), buf, size_t(n));
   }
@@ -767,8 +835,12 @@ void QuicListener::tick(uint64_t now) {
       fail_handshake(*c, now);
     } else if (c->established_ && !c->registered_ && !c->closing_ &&
                now - c->established_ns_ > limits_.register_timeout_ns) {
-      LOG_WARN("agent %s: no registration within %.0f s of its QUIC handshake; closed", c->peer().str().c_str(),
-               double(limits_.register_timeout_ns) / 1e9);
+      if (c->h3_)
+        LOG_WARN("client %s: no CONNECT-UDP request accepted within %.0f s of its QUIC handshake; closed",
+                 c->peer().str().c_str(), double(limits_.register_timeout_ns) / 1e9);
+      else
+        LOG_WARN("agent %s: no registration within %.0f s of its QUIC handshake; closed", c->peer().str().c_str(),
+                 double(limits_.register_timeout_ns) / 1e9);
       c->close(true);
     } else if (c->handover_armed_ && !c->closing_ && now >= c->handover_deadline_ns_) {
       LOG_WARN("agent %s: its registration reply was not acknowledged within %.0f s; closed", c->peer().str().c_str(),
@@ -849,13 +921,18 @@ int QuicListener::on_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_crypto_level lev
   return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, len, user);
 }
 
-int QuicListener::on_recv_stream_data(ngtcp2_conn* conn, uint32_t, int64_t stream_id, uint64_t, const uint8_t* data,
+int QuicListener::on_recv_stream_data(ngtcp2_conn* conn, uint32_t flags, int64_t stream_id, uint64_t, const uint8_t* data,
                                       size_t len, void* user, void*) {
   auto* c = static_cast<QuicAgentConnection*>(user);
   ngtcp2_conn_extend_max_stream_offset(conn, stream_id, len);
   ngtcp2_conn_extend_max_offset(conn, len);
-  // Client-initiated bidirectional streams have ids 0, 4, 8, ... (RFC 9000 §2.1); HTTP/3's are read by nothing yet.
-  if (c->dead_ || c->alpn_ != kQuicAlpnDptun || (stream_id & 3) != 0) return 0;
+  if (c->dead_) return 0;
+  if (c->h3_) {
+    if (!c->closing_) c->h3_->on_stream_data(stream_id, {data, len}, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
+    return 0;
+  }
+  // Client-initiated bidirectional streams have ids 0, 4, 8, ... (RFC 9000 §2.1).
+  if (c->alpn_ != kQuicAlpnDptun || (stream_id & 3) != 0) return 0;
   if (c->stream_id_ < 0) c->stream_id_ = stream_id;
   if (stream_id != c->stream_id_ || c->closing_) return 0;
   const bool fits = c->in_.append({reinterpret_cast<const char*>(data), len});
@@ -874,9 +951,17 @@ int QuicListener::on_recv_stream_data(ngtcp2_conn* conn, uint32_t, int64_t strea
 int QuicListener::on_acked_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t offset, uint64_t len, void* user,
                                        void*) {
   auto* c = static_cast<QuicAgentConnection*>(user);
-  if (stream_id != c->stream_id_) return 0;
+  auto it = c->tx_.find(stream_id);
+  if (it == c->tx_.end()) return 0;
+  auto& chunks = it->second.chunks;
   const uint64_t acked = offset + len;
-  while (!c->tx_.empty() && c->tx_.front().offset + c->tx_.front().data.size() <= acked) c->tx_.pop_front();
+  while (!chunks.empty() && chunks.front().offset + chunks.front().data.size() <= acked) chunks.pop_front();
+  return 0;
+}
+
+int QuicListener::on_stream_reset(ngtcp2_conn*, int64_t stream_id, uint64_t, uint64_t, void* user, void*) {
+  auto* c = static_cast<QuicAgentConnection*>(user);
+  if (c->h3_ && !c->dead_) c->h3_->on_stream_reset(stream_id);
   return 0;
 }
 

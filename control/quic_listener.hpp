@@ -44,6 +44,7 @@
 #include "common/event_loop.hpp"
 #include "common/line_buffer.hpp"
 #include "control/agent_channel.hpp"
+#include "control/h3_server.hpp"
 #include "control/tls_server.hpp"
 #include "proto/gateway_specs.hpp"
 
@@ -76,7 +77,9 @@ const char* quic_drop_name(QuicDrop d);
 
 class QuicListener;
 
-class QuicAgentConnection final : public AgentLink {
+// One QUIC connection of the port: an agent's (ALPN dptun: its registration stream, then the hand-over), or an HTTP/3
+// client's (ALPN h3: an H3ServerSession answers its CONNECT-UDP requests; docs/masque.md).
+class QuicAgentConnection final : public AgentLink, public H3Transport {
  public:
   QuicAgentConnection(QuicListener& owner, uint64_t id, Endpoint peer);
   ~QuicAgentConnection() override;
@@ -103,16 +106,33 @@ class QuicAgentConnection final : public AgentLink {
   bool can_hand_over(std::string& why) const override;
   void hand_over_when_acknowledged() override;
   const std::string& alpn() const { return alpn_; }
+  // The verified certificate's identities (CN=, DNS:, URI:), as the route allow lists name them.
+  const HandshakeEvidence& evidence() const { return evidence_; }
 
  private:
   friend class QuicListener;
   bool start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path, uint64_t now_ns, std::string& error);
-  // Unsent and unacknowledged bytes of the registration stream: ngtcp2 refers to them until they are acknowledged,
-  // so each line stays where it is (a deque of strings) until then.
+  // Unsent and unacknowledged bytes of one stream: ngtcp2 refers to them until they are acknowledged, so each piece
+  // stays where it is (a deque of strings) until then.
   struct TxChunk {
     std::string data;
     uint64_t offset = 0;  // stream offset of data[0]
   };
+  struct StreamTx {
+    std::deque<TxChunk> chunks;
+    uint64_t end = 0;   // stream offset after the last byte queued
+    uint64_t sent = 0;  // stream offset up to which ngtcp2 has taken the bytes
+    bool fin = false, fin_sent = false;
+    bool unsent() const { return sent < end || (fin && !fin_sent); }
+  };
+  void queue(int64_t stream_id, std::string bytes, bool fin);
+  bool all_sent() const;
+  bool all_acknowledged() const;
+  // H3Transport (HTTP/3 connections): streams and closes are queued and carried out by the listener's service().
+  int64_t open_uni_stream() override;
+  void write(int64_t id, std::span<const uint8_t> bytes, bool fin) override;
+  void reset_stream(int64_t id, uint64_t app_error) override;
+  void close_connection(uint64_t app_error, const std::string& reason) override;
 
   QuicListener& owner_;
   uint64_t id_;
@@ -137,9 +157,10 @@ class QuicAgentConnection final : public AgentLink {
   std::vector<std::string> cids_;  // connection IDs that lead to this connection (the listener's map keys)
   int64_t stream_id_ = -1;         // the registration stream: the first bidirectional stream the client opened
   LineBuffer in_{AgentChannel::kMaxLine};
-  std::deque<TxChunk> tx_;
-  uint64_t tx_end_ = 0;   // stream offset after the last byte queued
-  uint64_t tx_sent_ = 0;  // stream offset up to which ngtcp2 has taken the bytes
+  std::map<int64_t, StreamTx> tx_;  // by stream: the registration stream, or HTTP/3's streams
+  std::vector<std::pair<int64_t, uint64_t>> resets_;  // streams to shut down, with the application error
+  uint64_t close_error_ = 0;      // the application error of a close (H3_NO_ERROR for HTTP/3 when none is given)
+  std::unique_ptr<H3ServerSession> h3_;  // ALPN h3 only
   sockaddr_in remote_{};  // the client's address as its first Initial came (where ngtcp2's path has none)
   // Key hand-over.
   uint32_t index_ = 0;        // the session index its connection IDs carry
@@ -180,6 +201,10 @@ class QuicListener {
     // Stateless Reset (the hand-over window, before dpgw installed the session; a guess at a connection ID).
     // Unset: the listener's own memory of hand-overs (60 s).
     std::function<bool(uint32_t index)> handed_over_held;
+    // HTTP/3 (ALPN h3): a CONNECT-UDP request of a client to answer (the route and certificate check), and a request
+    // refused before any route was looked at (docs/masque.md).
+    std::function<ConnectUdpAnswer(QuicAgentConnection&, int64_t stream_id, const ConnectUdpRequest&)> connect_udp;
+    std::function<void(QuicAgentConnection&, int64_t stream_id, uint16_t status, const std::string& why)> bad_request;
   };
   // Stateless Resets (RFC 9000 10.3) for short-header packets of no connection: a global token bucket of this many
   // per second (and as many at once).
@@ -243,6 +268,8 @@ class QuicListener {
                                  const uint8_t* data, size_t len, void* user, void* stream_user);
   static int on_acked_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t offset, uint64_t len, void* user,
                                   void* stream_user);
+  static int on_stream_reset(ngtcp2_conn*, int64_t stream_id, uint64_t final_size, uint64_t app_error, void* user,
+                             void* stream_user);
   static int on_handshake_completed(ngtcp2_conn*, void* user);
   static int on_recv_crypto_data(ngtcp2_conn*, ngtcp2_crypto_level level, uint64_t offset, const uint8_t* data,
                                  size_t len, void* user);
