@@ -48,6 +48,16 @@ struct QuicSessionSpec {
   bool operator==(const QuicSessionSpec&) const = default;
 };
 
+// A MASQUE client's session (docs/masque.md, "Datagrams on the fast path"): a QUIC session of an HTTP/3 client whose
+// CONNECT-UDP request dpctld accepted. Each DATAGRAM frame it sends is an HTTP Datagram (RFC 9297 2.1) of request
+// stream `stream_id` whose UDP payload (context ID 0, RFC 9298 4) goes to `target` through the session's tunnel, as
+// a visitor's flow does; the target's replies come back the same way. Only with `visitor` and `quic`.
+struct MasqueSpec {
+  uint64_t stream_id = 0;  // the request stream: a client-initiated bidirectional stream (a multiple of 4)
+  Endpoint target;         // the route's target as the tunnel's agents reach it (IPv4 address, port 1..65535)
+  bool operator==(const MasqueSpec&) const = default;
+};
+
 struct SessionSpec {
   uint32_t index = 0;
   Uuid tunnel;
@@ -58,6 +68,7 @@ struct SessionSpec {
   std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
   bool from_config = false;
   std::optional<QuicSessionSpec> quic;  // the QUIC framing; relay frames when absent
+  std::optional<MasqueSpec> masque;     // a MASQUE client (with visitor and quic)
 };
 
 struct EntrySpec {
