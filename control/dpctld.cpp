@@ -1,5 +1,8 @@
 #include "control/dpctld.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <nlohmann/json.hpp>
 
 #include <sys/epoll.h>
@@ -617,26 +620,101 @@ std::string subject_of(const QuicAgentConnection& c) {
 }
 }  // namespace
 
+// A CONNECT-UDP request of an HTTP/3 client (docs/masque.md): refused with its reason, or accepted as a visitor
+// session of the route's tunnel that dpgw takes over with the connection once the client has the 200.
 ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
-  const std::vector<std::string> ids = certificate_identities(c.peer_certificate());
-  const MasqueMatch m = masque_route_table().match(req.target.host, req.target.port, ids, true);
   const std::string target = req.target.host + ":" + std::to_string(req.target.port);
-  if (!m) {
-    count_masque_refusal(m.refusal);
-    const int status = masque_refusal_http_status(m.refusal);
-    // A private route is refused as an unknown target, in the answer and the log line's status; the reason label
-    // (private_route) is for the operator only.
-    const std::string details = m.refusal == MasqueRefusal::NotAllowed
-                                    ? "the client certificate may not use udp+https://" + target
-                                    : "no udp+https route for " + target;
+  auto refuse = [&](MasqueRefusal why, const std::string& details) {
+    count_masque_refusal(why);
+    const int status = masque_refusal_http_status(why);
     LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: %d %s", c.peer().str().c_str(),
-             subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(m.refusal));
-    return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(m.refusal), details};
+             subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(why));
+    return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(why), details};
+  };
+  if (sessions_.find_by_channel(c.id()))
+    return refuse(MasqueRefusal::BadRequest, "one CONNECT-UDP request per connection: open another connection");
+  const MasqueRouteTable table = masque_route_table();
+  const MasqueMatch m = table.match(req.target.host, req.target.port, certificate_identities(c.peer_certificate()), true);
+  // A private route is refused as an unknown target, in the answer and the log line's status; the reason label
+  // (private_route) is for the operator only.
+  if (!m)
+    return refuse(m.refusal, m.refusal == MasqueRefusal::NotAllowed ? "the client certificate may not use udp+https://" + target
+                                                                    : "no udp+https route for " + target);
+  const MasqueRoute route = *m.route;
+  bool served = false;
+  for (const auto& [index, s] : sessions_.all()) served |= s.tunnel == route.tunnel && !s.visitor && !s.handover_pending;
+  if (!served) return refuse(MasqueRefusal::NoAgent, "no agent serves the tunnel of udp+https://" + target + " now");
+  std::string why;
+  if (!c.can_hand_over(why)) return refuse(MasqueRefusal::BadRequest, "the connection cannot carry the datagrams: " + why);
+  if (const std::optional<Ipv4> ip = Ipv4::parse(route.to_host))
+    return accept_connect_udp(c, stream, route, Endpoint{*ip, route.to_port});
+  // A name: resolved off the event loop; the answer follows when it is known (the connection may be gone by then).
+  const uint64_t conn = c.id();
+  auto resolved = std::make_shared<std::optional<Ipv4>>();
+  background_.submit(
+      [resolved, host = route.to_host] {
+        addrinfo hints{};
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_DGRAM;
+        addrinfo* res = nullptr;
+        if (getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0 && res) {
+          *resolved = Ipv4{ntohl(reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr.s_addr)};
+          freeaddrinfo(res);
+        }
+      },
+      [this, resolved, conn, stream, route, target] {
+        QuicAgentConnection* c = quic_ ? quic_->find_h3(conn) : nullptr;
+        if (!c) return;
+        if (!*resolved) {
+          count_masque_refusal(MasqueRefusal::DnsError);
+          LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: 502 dns_error (%s does not resolve)",
+                   c->peer().str().c_str(), subject_of(*c).c_str(), target.c_str(), (long long)stream,
+                   route.to_host.c_str());
+          c->complete_connect_udp(stream, {502, "dns_error", route.to_host + " does not resolve to an IPv4 address"});
+          return;
+        }
+        c->complete_connect_udp(stream, accept_connect_udp(*c, stream, route, Endpoint{**resolved, route.to_port}));
+      });
+  return ConnectUdpAnswer{ConnectUdpAnswer::kLater, {}, {}};
+}
+
+ConnectUdpAnswer Dpctld::accept_connect_udp(QuicAgentConnection& c, int64_t stream, const MasqueRoute& route,
+                                            Endpoint to) {
+  const uint32_t index = c.reserved_index();
+  const std::string target = route.host + ":" + std::to_string(route.port);
+  if (!index || !sessions_.reserved(index)) {
+    LOG_ERROR("client %s: its connection holds no session index; CONNECT-UDP to %s refused", c.peer().str().c_str(),
+              target.c_str());
+    return ConnectUdpAnswer{500, "proxy_internal_error", "no session index"};
   }
+  X509* cert = c.peer_certificate();
+  SessionRecord rec;
+  rec.index = index;
+  rec.tunnel = route.tunnel;
+  rec.visitor = true;
+  rec.agent_name = "connect-udp " + target;
+  rec.certificate_subject = subject_of(c);
+  rec.identities = certificate_identities(cert);
+  if (cert) {
+    X509_up_ref(cert);
+    rec.certificate.reset(cert);
+  }
+  if (STACK_OF(X509)* sent = c.peer_chain()) rec.chain.reset(X509_chain_up_ref(sent));
+  rec.control_peer = c.peer();
+  rec.control_transport = "quic";
+  rec.registered_unix_ns = realtime_ns();
+  rec.channel = c.id();
+  rec.last_live_mono_ns = monotonic_ns();
+  rec.base_secret = c.export_secret(index);
+  if (rec.base_secret.empty()) return ConnectUdpAnswer{500, "proxy_internal_error", "key export failed"};
+  rec.masque = MasqueSpec{uint64_t(stream), to};
+  rec.handover_pending = true;
+  sessions_.add(std::move(rec));
+  c.set_registered();
   counters_.masque_accepted++;
-  LOG_INFO("client %s (%s): CONNECT-UDP to %s (stream %lld) accepted: tunnel %s, %s", c.peer().str().c_str(),
-           subject_of(c).c_str(), target.c_str(), (long long)stream, m.route->tunnel.str().c_str(),
-           m.route->to_url().c_str());
+  LOG_INFO("session %u: client %s (%s): CONNECT-UDP to %s (stream %lld) accepted: tunnel %s, udp://%s", index,
+           c.peer().str().c_str(), subject_of(c).c_str(), target.c_str(), (long long)stream,
+           route.tunnel.str().c_str(), to.str().c_str());
   return ConnectUdpAnswer{200, {}, {}};
 }
 
@@ -846,6 +924,7 @@ SessionSpec Dpctld::session_spec(const SessionRecord& s) {
   spec.visitor = s.visitor;
   spec.base_secret = s.base_secret;
   spec.quic = s.quic;
+  spec.masque = s.masque;
   return spec;
 }
 

@@ -92,6 +92,8 @@ class Dpctld {
   // a request refused before that (its status and why).
   ConnectUdpAnswer on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req);
   void on_masque_bad_request(QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why);
+  // An accepted request: its visitor session (handed over with the connection), answered 200.
+  ConnectUdpAnswer accept_connect_udp(QuicAgentConnection& c, int64_t stream, const MasqueRoute& route, Endpoint to);
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);

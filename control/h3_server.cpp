@@ -260,15 +260,23 @@ void H3ServerSession::decide(int64_t id, RequestStream& rs) {
     return;
   }
   const ConnectUdpAnswer a = cb_.connect_udp ? cb_.connect_udp(id, *rs.request) : ConnectUdpAnswer{500, "proxy_internal_error", {}};
-  const bool ok = a.status >= 200 && a.status < 300;
-  answer(id, rs, a, !ok);
-  if (ok) {
-    rs.accepted = true;
-    tunnels_.push_back(id);
+  if (a.status == ConnectUdpAnswer::kLater) {
+    rs.waiting_owner = true;
+    return;
   }
+  answer(id, rs, a);
 }
 
-void H3ServerSession::answer(int64_t id, RequestStream& rs, const ConnectUdpAnswer& a, bool fin) {
+void H3ServerSession::complete(int64_t stream_id, const ConnectUdpAnswer& a) {
+  auto it = requests_.find(stream_id);
+  if (closed_ || it == requests_.end() || !it->second.waiting_owner || it->second.answered) return;
+  it->second.waiting_owner = false;
+  answer(stream_id, it->second, a.status == ConnectUdpAnswer::kLater ? ConnectUdpAnswer{500, "proxy_internal_error", {}} : a);
+}
+
+void H3ServerSession::answer(int64_t id, RequestStream& rs, const ConnectUdpAnswer& a) {
+  const bool ok = a.status >= 200 && a.status < 300;
+  const bool fin = !ok;
   rs.answered = true;
   requests_answered_++;
   std::vector<uint8_t> section;
@@ -280,11 +288,16 @@ void H3ServerSession::answer(int64_t id, RequestStream& rs, const ConnectUdpAnsw
   append_h3_frame_header(out, kH3FrameHeaders, section.size());
   out.insert(out.end(), section.begin(), section.end());
   transport_.write(id, out, fin);
+  if (ok) {
+    rs.accepted = true;
+    tunnels_.push_back(id);
+    if (cb_.accepted) cb_.accepted(id);
+  }
 }
 
 void H3ServerSession::refuse(int64_t id, RequestStream& rs, uint16_t status, const std::string& why) {
   if (cb_.bad_request) cb_.bad_request(id, status, why);
-  answer(id, rs, ConnectUdpAnswer{status, "http_request_error", why}, true);
+  answer(id, rs, ConnectUdpAnswer{status, "http_request_error", why});
 }
 
 }  // namespace dptun

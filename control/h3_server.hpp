@@ -38,9 +38,10 @@ class H3Transport {
   virtual void close_connection(uint64_t app_error, const std::string& reason) = 0;
 };
 
-// The owner's answer to a CONNECT-UDP request: a status (2xx: accepted) and, on a refusal, the Proxy-Status error type
-// (RFC 9209 2.3) and details.
+// The owner's answer to a CONNECT-UDP request: a status (2xx: accepted; 0: given later with
+// H3ServerSession::complete) and, on a refusal, the Proxy-Status error type (RFC 9209 2.3) and details.
 struct ConnectUdpAnswer {
+  static constexpr uint16_t kLater = 0;
   uint16_t status = 200;
   std::string proxy_error;
   std::string details;
@@ -58,6 +59,8 @@ class H3ServerSession {
     // A request refused before any route was looked at (not CONNECT-UDP, malformed, too big, no HTTP Datagrams):
     // its status and why, for the log and the counters.
     std::function<void(int64_t stream_id, uint16_t status, const std::string& why)> bad_request;
+    // A 2xx answer was queued on `stream_id`: the stream is a tunnel now.
+    std::function<void(int64_t stream_id)> accepted;
     // The request stream of an accepted CONNECT-UDP request ended (the client closed or reset it).
     std::function<void(int64_t stream_id)> request_ended;
   };
@@ -76,6 +79,9 @@ class H3ServerSession {
   void on_stream_data(int64_t id, std::span<const uint8_t> data, bool fin);
   // The client reset stream `id` (RESET_STREAM).
   void on_stream_reset(int64_t id);
+  // The answer to the request on `stream_id` that connect_udp left for later (kLater); nothing when that stream is
+  // gone meanwhile or was answered.
+  void complete(int64_t stream_id, const ConnectUdpAnswer& a);
   // The client's SETTINGS, once its control stream brought them.
   const std::optional<H3Settings>& peer_settings() const { return peer_settings_; }
   bool closed() const { return closed_; }
@@ -96,6 +102,7 @@ class H3ServerSession {
     bool answered = false;
     bool accepted = false;
     bool waiting_settings = false;  // HEADERS read before the client's SETTINGS: answered once they come
+    bool waiting_owner = false;     // connect_udp answers later (complete)
     std::optional<ConnectUdpRequest> request;
   };
   void fail(uint64_t code, const std::string& reason);
@@ -104,7 +111,7 @@ class H3ServerSession {
   void on_request_data(int64_t id, std::span<const uint8_t> data, bool fin);
   bool on_request_frame(int64_t id, RequestStream& rs, uint64_t type, std::span<const uint8_t> payload);
   void decide(int64_t id, RequestStream& rs);
-  void answer(int64_t id, RequestStream& rs, const ConnectUdpAnswer& a, bool fin);
+  void answer(int64_t id, RequestStream& rs, const ConnectUdpAnswer& a);
   void refuse(int64_t id, RequestStream& rs, uint16_t status, const std::string& why);
 
   H3Transport& transport_;

@@ -87,6 +87,8 @@ const char* masque_refusal_name(MasqueRefusal r) {
     case MasqueRefusal::UnknownTarget: return "unknown_target";
     case MasqueRefusal::PrivateRoute: return "private_route";
     case MasqueRefusal::NotAllowed: return "not_allowed";
+    case MasqueRefusal::NoAgent: return "no_agent";
+    case MasqueRefusal::DnsError: return "dns_error";
     case MasqueRefusal::Count: break;
   }
   return "?";
@@ -98,6 +100,8 @@ int masque_refusal_http_status(MasqueRefusal r) {
     case MasqueRefusal::UnknownTarget:
     case MasqueRefusal::PrivateRoute: return 404;
     case MasqueRefusal::NotAllowed: return 403;
+    case MasqueRefusal::NoAgent: return 503;
+    case MasqueRefusal::DnsError: return 502;
     case MasqueRefusal::Count: break;
   }
   return 500;
@@ -109,6 +113,8 @@ const char* masque_refusal_proxy_status(MasqueRefusal r) {
     case MasqueRefusal::UnknownTarget:
     case MasqueRefusal::PrivateRoute: return "destination_not_found";
     case MasqueRefusal::NotAllowed: return "http_request_denied";
+    case MasqueRefusal::NoAgent: return "destination_unavailable";
+    case MasqueRefusal::DnsError: return "dns_error";
     case MasqueRefusal::Count: break;
   }
   return "proxy_internal_error";

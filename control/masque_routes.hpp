@@ -48,6 +48,8 @@ enum class MasqueRefusal : uint8_t {
                   // UnknownTarget (a client never learns that a private route exists), counted apart
   NotAllowed,     // a route, but the client's certificate is not among its allowed identities: 403,
                   // http_request_denied
+  NoAgent,        // a route, but no agent serves its tunnel now: 503, destination_unavailable
+  DnsError,       // the route's `to` is a name that does not resolve to an IPv4 address: 502, dns_error
   Count
 };
 const char* masque_refusal_name(MasqueRefusal r);

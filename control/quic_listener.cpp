@@ -89,7 +89,7 @@ bool QuicAgentConnection::can_hand_over(std::string& why) const {
   const ngtcp2_cid* dcid = conn_ ? ngtcp2_conn_get_dcid(conn_.get()) : nullptr;
   const ngtcp2_transport_params* params = conn_ ? ngtcp2_conn_get_remote_transport_params(conn_.get()) : nullptr;
   const bool aes = cipher_ == GNUTLS_CIPHER_AES_128_GCM || cipher_ == GNUTLS_CIPHER_AES_256_GCM;
-  if (!established_ || alpn_ != kQuicAlpnDptun) why = "not a dptun connection";
+  if (!established_ || (alpn_ != kQuicAlpnDptun && alpn_ != kQuicAlpnH3)) why = "not a dptun or HTTP/3 connection";
   else if (!aes || rx_secret_.size() != quic_secret_len(cipher_ == GNUTLS_CIPHER_AES_256_GCM ? QuicCipher::Aes256Gcm
                                                                                              : QuicCipher::Aes128Gcm) ||
            tx_secret_.size() != rx_secret_.size())
@@ -113,6 +113,12 @@ void QuicAgentConnection::hand_over_when_acknowledged() {
   if (dead_ || handover_armed_) return;
   handover_armed_ = true;
   handover_deadline_ns_ = monotonic_ns() + kHandoverTimeoutNs;
+  owner_.service(*this, monotonic_ns());
+}
+
+void QuicAgentConnection::complete_connect_udp(int64_t stream_id, const ConnectUdpAnswer& a) {
+  if (dead_ || !h3_) return;
+  h3_->complete(stream_id, a);
   owner_.service(*this, monotonic_ns());
 }
 
@@ -340,6 +346,12 @@ size_t QuicListener::handshakes_in_progress() const {
   size_t n = 0;
   for (const auto& [id, c] : conns_) n += !c->established_ && !c->dead_;
   return n;
+}
+
+QuicAgentConnection* QuicListener::find_h3(uint64_t id) {
+  auto it = conns_.find(id);
+  return it != conns_.end() && it->second->established_ && !it->second->dead_ && it->second->h3_ ? it->second.get()
+                                                                                                : nullptr;
 }
 
 AgentLink* QuicListener::find(uint64_t id) {
@@ -579,9 +591,11 @@ void QuicListener::handshake_done(QuicAgentConnection& c, uint64_t now) {
     H3ServerSession::Callbacks h3cb;
     h3cb.connect_udp = [this, &c](int64_t stream, const ConnectUdpRequest& req) {
       if (!cb_.connect_udp) return ConnectUdpAnswer{501, "http_protocol_error", "CONNECT-UDP is not served here"};
-      ConnectUdpAnswer a = cb_.connect_udp(c, stream, req);
-      if (a.status >= 200 && a.status < 300) c.registered_ = true;  // a client with a tunnel: not shed, no timeout
-      return a;
+      return cb_.connect_udp(c, stream, req);
+    };
+    // The 200 is queued: once the client acknowledged it (and everything before), dpgw takes the connection.
+    h3cb.accepted = [&c](int64_t) {
+      if (c.registered_) c.hand_over_when_acknowledged();
     };
     h3cb.bad_request = [this, &c](int64_t stream, uint16_t status, const std::string& why) {
       if (cb_.bad_request) cb_.bad_request(c, stream, status, why);

@@ -106,8 +106,10 @@ class QuicAgentConnection final : public AgentLink, public H3Transport {
   bool can_hand_over(std::string& why) const override;
   void hand_over_when_acknowledged() override;
   const std::string& alpn() const { return alpn_; }
-  // The verified certificate's identities (CN=, DNS:, URI:), as the route allow lists name them.
+  // What the handshake showed of the client (its certificate's subject among it).
   const HandshakeEvidence& evidence() const { return evidence_; }
+  // HTTP/3: the answer to a CONNECT-UDP request that Callbacks::connect_udp left for later.
+  void complete_connect_udp(int64_t stream_id, const ConnectUdpAnswer& a);
 
  private:
   friend class QuicListener;
@@ -201,8 +203,10 @@ class QuicListener {
     // Stateless Reset (the hand-over window, before dpgw installed the session; a guess at a connection ID).
     // Unset: the listener's own memory of hand-overs (60 s).
     std::function<bool(uint32_t index)> handed_over_held;
-    // HTTP/3 (ALPN h3): a CONNECT-UDP request of a client to answer (the route and certificate check), and a request
-    // refused before any route was looked at (docs/masque.md).
+    // HTTP/3 (ALPN h3): a CONNECT-UDP request of a client to answer (the route and certificate check; kLater: answered
+    // with complete_connect_udp), and a request refused before any route was looked at (docs/masque.md). Once a 2xx
+    // answer is queued on a connection the owner registered (set_registered), it is handed over like an agent's once
+    // the client has acknowledged everything (Callbacks::handed_over).
     std::function<ConnectUdpAnswer(QuicAgentConnection&, int64_t stream_id, const ConnectUdpRequest&)> connect_udp;
     std::function<void(QuicAgentConnection&, int64_t stream_id, uint16_t status, const std::string& why)> bad_request;
   };
@@ -227,6 +231,7 @@ class QuicListener {
   // Handshake and registration timeouts, closes that waited for their last acknowledgement, the socket retry.
   void tick(uint64_t now_ns);
   AgentLink* find(uint64_t id);  // established connections only
+  QuicAgentConnection* find_h3(uint64_t id);  // established HTTP/3 connections only
   size_t connections() const { return conns_.size(); }
   size_t handshakes_in_progress() const;
   uint64_t handovers() const { return handovers_; }

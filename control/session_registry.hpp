@@ -35,6 +35,9 @@ struct SessionRecord {
   // when the record goes. Until the agent has acknowledged its registration reply, handover_pending: dpgw does not
   // know the session yet (no SessionAdd, left out of syncs), and dpctld still holds the connection.
   std::optional<QuicSessionSpec> quic;
+  // A MASQUE client's session (docs/masque.md): a visitor whose QUIC connection carries HTTP Datagrams of one
+  // CONNECT-UDP request to this target.
+  std::optional<MasqueSpec> masque;
   bool handover_pending = false;
   uint64_t handed_over_mono_ns = 0;
   // From the gateway's status:
