@@ -85,16 +85,7 @@ bool H3FrameReader::feed(std::span<const uint8_t> bytes, const Handlers& h) {
   while (i < bytes.size() || (state_ != State::Header && remaining_ == 0)) {
     switch (state_) {
       case State::Header: {
-        header_[header_len_++] = bytes[i++];
-        // Complete when both varints are: the first byte of each gives its length.
-        const size_t type_len = size_t(1) << (header_[0] >> 6);
-        if (header_len_ <= type_len) break;
-        const size_t len_len = size_t(1) << (header_[type_len] >> 6);
-        if (header_len_ < type_len + len_len) break;
-        const uint8_t* p = header_;
-        quic_read_varint(p, header_ + header_len_, type_);
-        quic_read_varint(p, header_ + header_len_, remaining_);
-        header_len_ = 0;
+        if (!quic_varint_pair_push(header_, header_len_, bytes[i++], type_, remaining_)) break;
         if (http2_frame_type(type_)) {
           error_ = kH3FrameUnexpected;
           return false;

@@ -26,17 +26,8 @@ void CapsuleReader::feed(std::span<const uint8_t> bytes,
   while (i < bytes.size() || (state_ == State::Value && remaining_ == 0)) {
     switch (state_) {
       case State::Header: {
-        header_[header_len_++] = bytes[i++];
-        // Complete when both varints are: the first byte of each gives its length.
-        const size_t type_len = size_t(1) << (header_[0] >> 6);
-        if (header_len_ <= type_len) break;
-        const size_t len_len = size_t(1) << (header_[type_len] >> 6);
-        if (header_len_ < type_len + len_len) break;
-        const uint8_t* p = header_;
         uint64_t type = 0, length = 0;
-        quic_read_varint(p, header_ + header_len_, type);
-        quic_read_varint(p, header_ + header_len_, length);
-        header_len_ = 0;
+        if (!quic_varint_pair_push(header_, header_len_, bytes[i++], type, length)) break;
         remaining_ = length;
         if (type != kDatagramCapsuleType) {
           ++skipped_;

@@ -33,4 +33,20 @@ inline size_t quic_write_varint(uint8_t* out, uint64_t v) {
   return len;
 }
 
+// Gathers two varints that arrive a byte at a time (the Type and Length in front of an HTTP/3 frame, RFC 9114 7.1,
+// or of a capsule, RFC 9297 3.2) in `buf`, of which `len` bytes are filled. True when `byte` completes the pair:
+// then `first` and `second` hold them and `len` is 0 again.
+inline bool quic_varint_pair_push(uint8_t (&buf)[16], size_t& len, uint8_t byte, uint64_t& first, uint64_t& second) {
+  buf[len++] = byte;
+  // The first byte of each varint gives its length.
+  const size_t first_len = size_t(1) << (buf[0] >> 6);
+  if (len <= first_len) return false;
+  if (len < first_len + (size_t(1) << (buf[first_len] >> 6))) return false;
+  const uint8_t* p = buf;
+  quic_read_varint(p, buf + len, first);
+  quic_read_varint(p, buf + len, second);
+  len = 0;
+  return true;
+}
+
 }  // namespace dptun
