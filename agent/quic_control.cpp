@@ -22,36 +22,8 @@
 
 namespace dptun {
 
-namespace {
-constexpr const char* kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
-                                  "%DISABLE_TLS13_COMPAT_MODE";
-
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-}  // namespace
-
-GnutlsClientCredentials load_quic_credentials(const std::string& cert, const std::string& key, std::string& error) {
-  gnutls_certificate_credentials_t raw = nullptr;
-  if (gnutls_certificate_allocate_credentials(&raw) != 0) {
-    error = "cannot allocate GnuTLS credentials";
-    return nullptr;
-  }
-  GnutlsClientCredentials creds(raw);
-  if (int rv = gnutls_certificate_set_x509_key_file(raw, cert.c_str(), key.c_str(), GNUTLS_X509_FMT_PEM); rv < 0) {
-    error = cert + " / " + key + ": GnuTLS cannot load the certificate and key for QUIC: " + gnutls_strerror(rv);
-    return nullptr;
-  }
-  return creds;
-}
-
 QuicControlConnection::~QuicControlConnection() {
   if (conn_) ngtcp2_conn_del(conn_);
-  if (tls_) gnutls_deinit(tls_);
-}
-
-ngtcp2_conn* QuicControlConnection::get_conn(ngtcp2_crypto_conn_ref* ref) {
-  return static_cast<QuicControlConnection*>(ref->user_data)->conn_;
 }
 
 bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, std::string& error) {
@@ -89,25 +61,9 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
     error = std::string("QUIC socket: ") + strerror(errno);
     return false;
   }
-  if (gnutls_init(&tls_, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
-    error = "gnutls_init failed";
-    return false;
-  }
-  ref_.get_conn = get_conn;
-  ref_.user_data = this;
-  gnutls_session_set_ptr(tls_, &ref_);
+  // The tunnel goes in the SNI: dpctld names it even when the handshake fails.
+  if (!tls_.init(&conn_, setup.credentials, setup.store, setup.server_name, setup.sni, "dptun", error)) return false;
   int rv;
-  if ((rv = ngtcp2_crypto_gnutls_configure_client_session(tls_)) != 0 ||
-      (rv = gnutls_priority_set_direct(tls_, kPriority, nullptr)) != 0 ||
-      (rv = gnutls_credentials_set(tls_, GNUTLS_CRD_CERTIFICATE, setup.credentials)) != 0) {
-    error = std::string("cannot set up the TLS session: ") + gnutls_strerror(rv);
-    return false;
-  }
-  gnutls_server_name_set(tls_, GNUTLS_NAME_DNS, setup.sni.data(), setup.sni.size());
-  gnutls_session_set_verify_function(tls_, verify);
-  gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>("dptun")), 5};
-  gnutls_alpn_set_protocols(tls_, &alpn, 1, 0);
-
   ngtcp2_callbacks cb = ngtcp2_crypto_callbacks(QuicRole::Client);
   cb.handshake_completed = on_handshake_completed;
   cb.recv_stream_data = on_recv_stream;
@@ -150,54 +106,9 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
     error = std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv);
     return false;
   }
-  ngtcp2_conn_set_tls_native_handle(conn_, tls_);
+  ngtcp2_conn_set_tls_native_handle(conn_, tls_.session());
   ngtcp2_conn_set_keep_alive_timeout(conn_, kControlKeepAliveNs);
   return flush(now_ns);
-}
-
-// dpctld's certificate, checked as the TCP connection checks it: the --ca store, the name or address, purpose
-// sslserver. What it shows is kept for the advice.
-int QuicControlConnection::verify(gnutls_session_t s) {
-  auto* c = static_cast<QuicControlConnection*>(static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(s))->user_data);
-  unsigned n = 0;
-  const gnutls_datum_t* certs = gnutls_certificate_get_peers(s, &n);
-  if (!certs || n == 0) {
-    c->verify_result_ = X509_V_ERR_UNSPECIFIED;
-    return -1;
-  }
-  std::vector<std::unique_ptr<X509, X509Free>> parsed;
-  for (unsigned i = 0; i < n; ++i) {
-    const unsigned char* p = certs[i].data;
-    X509* x = d2i_X509(nullptr, &p, long(certs[i].size));
-    if (!x) {
-      ERR_clear_error();
-      c->verify_result_ = X509_V_ERR_UNSPECIFIED;
-      return -1;
-    }
-    parsed.emplace_back(x);
-  }
-  c->seen_ = describe_server_cert(parsed[0].get());
-  STACK_OF(X509)* chain = sk_X509_new_null();
-  for (size_t i = 1; i < parsed.size(); ++i) sk_X509_push(chain, parsed[i].get());
-  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-  bool ok = false;
-  if (ctx && X509_STORE_CTX_init(ctx, c->setup_.store, parsed[0].get(), chain) == 1) {
-    X509_STORE_CTX_set_default(ctx, "ssl_server");
-    X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
-    in_addr tmp;
-    if (inet_pton(AF_INET, c->setup_.server_name.c_str(), &tmp) == 1)
-      X509_VERIFY_PARAM_set1_ip_asc(param, c->setup_.server_name.c_str());
-    else
-      X509_VERIFY_PARAM_set1_host(param, c->setup_.server_name.c_str(), 0);
-    ok = X509_verify_cert(ctx) == 1;
-    c->verify_result_ = ok ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
-  } else {
-    c->verify_result_ = X509_V_ERR_UNSPECIFIED;
-  }
-  X509_STORE_CTX_free(ctx);
-  sk_X509_free(chain);  // the certificates belong to `parsed`
-  ERR_clear_error();
-  return ok ? 0 : -1;
 }
 
 int QuicControlConnection::on_handshake_completed(ngtcp2_conn* conn, void* user) {
@@ -265,7 +176,7 @@ std::vector<uint8_t> QuicControlConnection::export_secret(uint32_t session_index
   std::vector<uint8_t> secret(32);
   const uint8_t context[4] = {uint8_t(session_index >> 24), uint8_t(session_index >> 16), uint8_t(session_index >> 8),
                               uint8_t(session_index)};
-  if (!tls_ || gnutls_prf_rfc5705(tls_, std::strlen(kExporterLabel), kExporterLabel, sizeof context,
+  if (!tls_.session() || gnutls_prf_rfc5705(tls_.session(), std::strlen(kExporterLabel), kExporterLabel, sizeof context,
                                   reinterpret_cast<const char*>(context), secret.size(),
                                   reinterpret_cast<char*>(secret.data())) != GNUTLS_E_SUCCESS)
     return {};
@@ -292,19 +203,14 @@ bool QuicControlConnection::ended(int rv, uint64_t now_ns) {
     ngtcp2_conn_get_connection_close_error(conn_, &e);
     // (dpctld, or dpgw once it has the connection)
     // An alert dpctld sent (0x100 + alert, RFC 9001 §4.8), as OpenSSL reports a received alert.
-    if (e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT && e.error_code >= 0x100 && e.error_code <= 0x1ff)
-      ssl_error_ = ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + int(e.error_code & 0xff));
-    detail_ = "dpctld closed the QUIC connection (error 0x" + [&] {
-      char b[24];
-      snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(e.error_code));
-      return std::string(b);
-    }() + (e.reasonlen ? ": " + std::string(reinterpret_cast<const char*>(e.reason), e.reasonlen) : "") + ")";
+    if (const unsigned long alert = quic_close_alert_error(e)) ssl_error_ = alert;
+    detail_ = "dpctld closed the QUIC connection (" + quic_close_text(e) + ")";
     closed_ = true;
     return false;
   }
   detail_ = std::string("QUIC: ") + ngtcp2_strerror(rv) +
-            (verify_result_ != X509_V_OK
-                 ? std::string("; server certificate: ") + X509_verify_cert_error_string(verify_result_)
+            (tls_.verify_result() != X509_V_OK
+                 ? std::string("; server certificate: ") + X509_verify_cert_error_string(tls_.verify_result())
                  : "");
   if (rv == NGTCP2_ERR_CRYPTO && !closed_) {  // our TLS refused dpctld: say so with the alert, as TCP would
     ngtcp2_connection_close_error ccerr;

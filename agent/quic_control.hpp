@@ -28,18 +28,12 @@
 #include <string>
 #include <vector>
 
+#include "agent/quic_client_tls.hpp"
 #include "agent/tls_failure.hpp"
 #include "common/line_buffer.hpp"
 #include "common/unix_socket.hpp"
 
 namespace dptun {
-
-struct GnutlsClientCredentialsFree {
-  void operator()(gnutls_certificate_credentials_st* c) const { gnutls_certificate_free_credentials(c); }
-};
-using GnutlsClientCredentials = std::unique_ptr<gnutls_certificate_credentials_st, GnutlsClientCredentialsFree>;
-// The agent's certificate chain and key for GnuTLS; nullptr with `error` naming the files.
-GnutlsClientCredentials load_quic_credentials(const std::string& cert, const std::string& key, std::string& error);
 
 // Where the DATAGRAM frames a connection receives go (on the connection's thread, during on_readable()).
 class DatagramSink {
@@ -134,15 +128,14 @@ class QuicControlConnection {
 
   // Why it failed, as the TCP connection would say it: the X509_V_ERR_* of dpctld's certificate (X509_V_OK when it
   // verified), the OpenSSL error code of an alert dpctld sent (SSL_AD_REASON_OFFSET + alert, 0 when none), text.
-  long verify_result() const { return verify_result_; }
+  long verify_result() const { return tls_.verify_result(); }
   unsigned long ssl_error() const { return ssl_error_; }
   const std::string& detail() const { return detail_; }
-  const ServerCertSeen& seen() const { return seen_; }
+  const ServerCertSeen& seen() const { return tls_.seen(); }
 
  private:
   // Writes a CONNECTION_CLOSE with `ccerr` and sends it, once.
   void send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns);
-  static int verify(gnutls_session_t s);
   static int on_handshake_completed(ngtcp2_conn*, void* user);
   static int on_recv_stream(ngtcp2_conn*, uint32_t, int64_t id, uint64_t, const uint8_t* data, size_t len, void* user,
                             void*);
@@ -160,7 +153,6 @@ class QuicControlConnection {
   void send_waiting(uint64_t now_ns);
   // Arms timer_ for ngtcp2's next expiry when it moved.
   void rearm();
-  static ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref);
   bool ended(int rv, uint64_t now_ns);  // records why ngtcp2 ended the connection; always false
 
   struct TxChunk {
@@ -170,8 +162,7 @@ class QuicControlConnection {
   int fd_ = -1;
   Setup setup_;
   sockaddr_in local_{}, remote_{};
-  ngtcp2_crypto_conn_ref ref_{};
-  gnutls_session_t tls_ = nullptr;
+  QuicClientTls tls_;  // outlives conn_ (the destructor deletes conn_)
   ngtcp2_conn* conn_ = nullptr;
   bool handshake_done_ = false;
   bool closed_ = false;
@@ -181,10 +172,8 @@ class QuicControlConnection {
   std::deque<TxChunk> tx_;  // kept until acknowledged: ngtcp2 refers to the bytes
   uint64_t tx_end_ = 0, tx_sent_ = 0;
   LineBuffer in_{1 << 20};
-  long verify_result_ = 0;
   unsigned long ssl_error_ = 0;
   std::string detail_;
-  ServerCertSeen seen_;
   Fd timer_;
   uint64_t armed_ns_ = 0;  // what timer_ is set to (0: disarmed)
   size_t max_udp_payload_ = 1452;
