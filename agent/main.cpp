@@ -15,6 +15,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
+#include "agent/udp_command.hpp"
 #include "common/clock.hpp"
 #include "common/event_loop.hpp"
 #include "common/hex.hpp"
@@ -32,6 +33,8 @@ const char* kUsage =
     "       dpagent --gateway IP:PORT --session INDEX --psk-file FILE [options]\n"
     "       dpagent visit --server HOST:PORT --cert FILE --key FILE --ca FILE --tunnel UUID\n"
     "                     (--host NAME | --target IP:PORT) --local IP:PORT [options]\n"
+    "       dpagent udp --via https://GATEWAY[:PORT] --target NAME:PORT --listen IP:PORT\n"
+    "                   --cert FILE --key FILE --ca FILE [options]   (dpagent udp --help)\n"
     "\n"
     "Runs next to private services: exchanges encrypted relay frames (or QUIC DATAGRAM frames, --transport\n"
     "quic) with a dpgw gateway over UDP and delivers the tunnelled TCP/UDP flows to their targets through a TUN\n"
@@ -127,6 +130,8 @@ double parse_seconds(const std::string& flag, const char* v, double min, double 
 
 int main(int argc, char** argv) {
   log_set_program("dpagent");
+  // A client of a gateway's UDP route (MASQUE CONNECT-UDP), not an agent: its own options (agent/udp_command.cpp).
+  if (argc > 1 && std::strcmp(argv[1], "udp") == 0) return dpagent_udp_main(argc - 1, argv + 1);
   AgentOptions opt;
   ControlOptions ctl;
   std::string psk_file, openssl_conf;

@@ -1,0 +1,446 @@
+#include "agent/masque_client.hpp"
+
+#include <arpa/inet.h>
+#include <gnutls/crypto.h>
+#include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/clock.hpp"
+#include "common/ngtcp2_callbacks.hpp"
+#include "proto/quic_datagram_mtu.hpp"
+#include "proto/quic_varint.hpp"
+
+namespace dptun {
+
+namespace {
+constexpr size_t kMaxPacket = 65527;  // the largest UDP payload: every packet the gateway may send is read whole
+constexpr uint64_t kMaxDatagramFrame = 65535;  // our max_datagram_frame_size (RFC 9221 3)
+
+bool is_ipv4(const std::string& s) {
+  in_addr a;
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+}  // namespace
+
+const char* MasqueConnection::end_name(End e) {
+  switch (e) {
+    case End::None: return "none";
+    case End::Refused: return "refused";
+    case End::NoConnectUdp: return "no_connect_udp";
+    case End::Tls: return "tls";
+    case End::Closed: return "closed";
+    case End::Protocol: return "protocol";
+    case End::Timeout: return "timeout";
+    case End::Local: return "local";
+  }
+  return "?";
+}
+
+MasqueConnection::~MasqueConnection() {
+  if (conn_) ngtcp2_conn_del(conn_);
+}
+
+bool MasqueConnection::open(const sockaddr_in& gateway, const Setup& setup, Deliver deliver, uint64_t now_ns,
+                            std::string& error) {
+  setup_ = setup;
+  deliver_ = std::move(deliver);
+  opened_ns_ = now_ns;
+  max_udp_payload_ = std::clamp<size_t>(setup.max_udp_payload, NGTCP2_MAX_UDP_PAYLOAD_SIZE, kMaxPacket);
+  h3_ = H3ConnectUdpClient(setup.authority, setup.target_host, setup.target_port);
+  rx_buf_.assign(kMaxPacket, 0);
+  tx_buf_.assign(max_udp_payload_, 0);
+  fd_ = Fd(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!fd_ || !timer_) {
+    error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&gateway), sizeof gateway) != 0) {
+    error = std::string("connect: ") + strerror(errno);
+    return false;
+  }
+  socklen_t len = sizeof local_;
+  if (getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&local_), &len) != 0) {
+    error = std::string("getsockname: ") + strerror(errno);
+    return false;
+  }
+  remote_ = gateway;
+  // The SNI names the gateway (never an address, RFC 6066 3).
+  if (!tls_.init(&conn_, setup.credentials, setup.store, setup.server_name,
+                 is_ipv4(setup.server_name) ? std::string_view() : std::string_view(setup.server_name), "h3", error))
+    return false;
+
+  ngtcp2_callbacks cb = ngtcp2_crypto_callbacks(QuicRole::Client);
+  cb.handshake_completed = on_handshake_completed;
+  cb.recv_stream_data = on_recv_stream;
+  cb.stream_reset = on_stream_reset;
+  cb.recv_datagram = on_datagram;
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = 18;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  scid.datalen = 8;
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns;
+  // Packets up to --mtu from the start (no path MTU discovery), so that a UDP payload that fits the room declared
+  // by max_payload() is sent at once.
+  settings.max_tx_udp_payload_size = max_udp_payload_;
+  settings.no_tx_udp_payload_size_shaping = 1;
+  settings.no_pmtud = 1;
+  settings.handshake_timeout = kAnswerTimeoutNs;
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_local = 256 * 1024;  // the request stream: the answer, then capsules
+  params.initial_max_stream_data_uni = 64 * 1024;          // the gateway's control and QPACK streams
+  params.initial_max_data = 1024 * 1024;
+  params.initial_max_streams_bidi = 0;  // a server opens no request stream (RFC 9114 6.1)
+  params.initial_max_streams_uni = 8;   // its control and QPACK streams, and a few it may add (RFC 9114 6.2)
+  params.max_idle_timeout = kIdleTimeoutNs;
+  params.max_datagram_frame_size = kMaxDatagramFrame;
+  params.max_udp_payload_size = kMaxPacket;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
+                   {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
+                   nullptr};
+  if (int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings, &params,
+                                      nullptr, this);
+      rv != 0) {
+    error = std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv);
+    return false;
+  }
+  ngtcp2_conn_set_tls_native_handle(conn_, tls_.session());
+  ngtcp2_conn_set_keep_alive_timeout(conn_, kKeepAliveNs);
+  if (!flush(now_ns)) {
+    error = detail_;
+    return false;
+  }
+  return true;
+}
+
+int MasqueConnection::on_handshake_completed(ngtcp2_conn* conn, void* user) {
+  auto* c = static_cast<MasqueConnection*>(user);
+  c->handshake_done_ = true;
+  gnutls_datum_t alpn{};
+  if (gnutls_alpn_get_selected_protocol(c->tls_.session(), &alpn) != 0 || alpn.size != 2 ||
+      std::memcmp(alpn.data, "h3", 2) != 0) {
+    c->finish(End::NoConnectUdp, "the gateway did not select ALPN h3: it does not serve HTTP/3 on this port");
+    return 0;
+  }
+  // Our control stream and the QPACK streams, each with its first bytes (RFC 9114 6.2.1, RFC 9204 4.2).
+  const std::vector<uint8_t> first[3] = {H3ConnectUdpClient::control_stream_bytes(),
+                                         H3ConnectUdpClient::encoder_stream_bytes(),
+                                         H3ConnectUdpClient::decoder_stream_bytes()};
+  for (const auto& bytes : first) {
+    TxStream s;
+    if (ngtcp2_conn_open_uni_stream(conn, &s.id, nullptr) != 0) {
+      c->finish(End::Protocol, "the gateway allows fewer than 3 unidirectional streams (HTTP/3 needs them)");
+      return 0;
+    }
+    s.data = bytes;
+    c->tx_.push_back(std::move(s));
+  }
+  return 0;
+}
+
+int MasqueConnection::on_recv_stream(ngtcp2_conn* conn, uint32_t flags, int64_t id, uint64_t, const uint8_t* data,
+                                     size_t len, void* user, void*) {
+  auto* c = static_cast<MasqueConnection*>(user);
+  ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  c->h3_.on_stream_data(id, {data, len}, flags & NGTCP2_STREAM_DATA_FLAG_FIN, [c](std::span<const uint8_t> p) {
+    ++c->stats_.capsules_rx;
+    if (c->deliver_) c->deliver_(p);
+  });
+  return 0;
+}
+
+int MasqueConnection::on_stream_reset(ngtcp2_conn*, int64_t id, uint64_t, uint64_t app_error, void* user, void*) {
+  static_cast<MasqueConnection*>(user)->h3_.on_stream_reset(id, app_error);
+  return 0;
+}
+
+int MasqueConnection::on_datagram(ngtcp2_conn*, uint32_t, const uint8_t* data, size_t len, void* user) {
+  auto* c = static_cast<MasqueConnection*>(user);
+  if (auto p = c->h3_.datagram_payload({data, len})) {
+    ++c->stats_.datagrams_rx;
+    if (c->deliver_) c->deliver_(*p);
+  }
+  return 0;
+}
+
+void MasqueConnection::finish(End e, std::string detail) {
+  if (end_ != End::None) return;
+  end_ = e;
+  detail_ = std::move(detail);
+}
+
+void MasqueConnection::h3_progress(uint64_t now_ns) {
+  using S = H3ConnectUdpClient::State;
+  if (end_ != End::None) {
+    // ALPN or stream limits (on_handshake_completed): close politely with H3_NO_ERROR.
+    if (!closing_) {
+      ngtcp2_connection_close_error ccerr;
+      ngtcp2_connection_close_error_set_application_error(&ccerr, kH3NoError, nullptr, 0);
+      send_close(ccerr, now_ns);
+    }
+    return;
+  }
+  switch (h3_.state()) {
+    case S::Ready: {
+      TxStream s;
+      if (int rv = ngtcp2_conn_open_bidi_stream(conn_, &s.id, nullptr); rv != 0) {
+        finish(End::Protocol, "the gateway allows no request stream");
+        break;
+      }
+      s.data = h3_.request(s.id);
+      if (s.data.empty()) break;  // Failed: handled below on the next call
+      tx_.push_back(std::move(s));
+      return;
+    }
+    case S::Refused:
+      finish(End::Refused, "the gateway refused CONNECT-UDP: " + h3_.refusal_text());
+      break;
+    case S::Failed:
+      finish(h3_.no_connect_udp() ? End::NoConnectUdp : End::Protocol, h3_.problem());
+      break;
+    case S::Ended: finish(End::Closed, h3_.problem()); break;
+    default: return;
+  }
+  if (h3_.state() == S::Failed && end_ == End::None) finish(End::Protocol, h3_.problem());
+  if (end_ == End::None || closing_) return;
+  ngtcp2_connection_close_error ccerr;
+  const uint64_t code = h3_.state() == S::Failed ? h3_.error_code() : kH3NoError;
+  ngtcp2_connection_close_error_set_application_error(&ccerr, code, nullptr, 0);
+  send_close(ccerr, now_ns);
+}
+
+bool MasqueConnection::ended(int rv, uint64_t now_ns) {
+  if (rv == NGTCP2_ERR_DRAINING || rv == NGTCP2_ERR_CLOSING) {
+    ngtcp2_connection_close_error e;
+    ngtcp2_conn_get_connection_close_error(conn_, &e);
+    if (const unsigned long alert = quic_close_alert_error(e)) {
+      ssl_error_ = alert;
+      finish(End::Tls, "the gateway closed the QUIC connection during the handshake (" + quic_close_text(e) + ")");
+    } else {
+      finish(End::Closed, "the gateway closed the QUIC connection (" + quic_close_text(e) + ")");
+    }
+    closing_ = true;
+    return false;
+  }
+  if (rv == NGTCP2_ERR_CRYPTO || tls_.verify_result() != X509_V_OK) {
+    finish(End::Tls, std::string("QUIC: ") + ngtcp2_strerror(rv) +
+                         (tls_.verify_result() != X509_V_OK
+                              ? std::string("; the gateway's certificate: ") +
+                                    X509_verify_cert_error_string(tls_.verify_result())
+                              : ""));
+    if (!closing_) {  // our TLS refused the gateway: say so with the alert
+      ngtcp2_connection_close_error ccerr;
+      ngtcp2_connection_close_error_set_transport_error_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+      send_close(ccerr, now_ns);
+    }
+  } else {
+    finish(End::Protocol, std::string("QUIC: ") + ngtcp2_strerror(rv));
+  }
+  closing_ = true;
+  return false;
+}
+
+bool MasqueConnection::on_readable(uint64_t now_ns) {
+  if (end_ != End::None) return false;
+  ngtcp2_path path{{reinterpret_cast<sockaddr*>(&local_), sizeof local_},
+                   {reinterpret_cast<sockaddr*>(&remote_), sizeof remote_},
+                   nullptr};
+  for (int i = 0; i < 64; ++i) {
+    const ssize_t n = recv(fd_.get(), rx_buf_.data(), rx_buf_.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == ECONNREFUSED) icmp_refused_ = true;  // named if the handshake then times out
+      break;
+    }
+    ngtcp2_pkt_info pi{};
+    const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, rx_buf_.data(), size_t(n), now_ns);
+    if (rv != 0) return ended(rv, now_ns);
+    ++stats_.packets_rx;
+    h3_progress(now_ns);
+    if (end_ != End::None) return false;
+  }
+  return flush(now_ns);
+}
+
+bool MasqueConnection::on_timer(uint64_t now_ns) {
+  if (end_ != End::None) return false;
+  uint64_t expirations;
+  while (read(timer_.get(), &expirations, sizeof expirations) > 0) {
+  }
+  armed_ns_ = 0;
+  if (ngtcp2_conn_get_expiry(conn_) <= now_ns) {
+    if (const int rv = ngtcp2_conn_handle_expiry(conn_, now_ns); rv != 0) {
+      if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+        std::string d = rv == NGTCP2_ERR_IDLE_CLOSE ? "QUIC idle timeout: nothing heard from the gateway"
+                                                    : "the QUIC handshake with the gateway timed out";
+        closing_ = true;  // an idle connection ends silently (RFC 9000 10.1)
+        finish(End::Timeout, d);
+        return false;
+      }
+      return ended(rv, now_ns);
+    }
+  }
+  return flush(now_ns);
+}
+
+bool MasqueConnection::check_deadline(uint64_t now_ns) {
+  if (end_ != End::None) return false;
+  if (is_open() || now_ns < opened_ns_ + kAnswerTimeoutNs) return true;
+  std::string d = handshake_done_ ? "no answer to the CONNECT-UDP request within 10 s"
+                                  : "no QUIC handshake with the gateway within 10 s";
+  if (!handshake_done_ && icmp_refused_) {
+    char addr[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &remote_.sin_addr, addr, sizeof addr);
+    d += std::string("; nothing listens on UDP ") + addr + ":" + std::to_string(ntohs(remote_.sin_port)) +
+         " (ICMP port unreachable): is it the gateway's HTTP/3 port (dpctld's QUIC listener)?";
+  }
+  finish(End::Timeout, d);
+  if (!closing_) {
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_set_application_error(&ccerr, kH3NoError, nullptr, 0);
+    if (handshake_done_) send_close(ccerr, now_ns);
+    closing_ = true;
+  }
+  return false;
+}
+
+bool MasqueConnection::send_packet(const uint8_t* data, size_t len) {
+  if (::send(fd_.get(), data, len, MSG_DONTWAIT) != ssize_t(len)) {
+    if (errno == ECONNREFUSED) icmp_refused_ = true;
+    ++stats_.send_errors;  // lost: QUIC's loss recovery sees it
+  }
+  ++stats_.packets_tx;
+  return true;
+}
+
+bool MasqueConnection::flush(uint64_t now_ns) {
+  if (end_ != End::None) return false;
+  std::vector<bool> blocked(tx_.size(), false);
+  for (int i = 0; i < 64; ++i) {
+    ngtcp2_vec vec{};
+    int64_t sid = -1;
+    size_t which = 0;
+    for (size_t k = 0; k < tx_.size(); ++k)
+      if (!blocked[k] && tx_[k].sent < tx_[k].data.size()) {
+        vec.base = tx_[k].data.data() + tx_[k].sent;
+        vec.len = tx_[k].data.size() - tx_[k].sent;
+        sid = tx_[k].id;
+        which = k;
+        break;
+      }
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    ngtcp2_ssize taken = -1;
+    const ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, tx_buf_.data(), tx_buf_.size(), &taken,
+                                                     NGTCP2_WRITE_STREAM_FLAG_NONE, sid, sid >= 0 ? &vec : nullptr,
+                                                     sid >= 0 ? 1 : 0, now_ns);
+    if (n < 0) {
+      if (sid >= 0 && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR)) {
+        blocked[which] = true;
+        continue;
+      }
+      return ended(int(n), now_ns);
+    }
+    if (taken > 0) tx_[which].sent += size_t(taken);
+    if (n == 0) break;
+    send_packet(tx_buf_.data(), size_t(n));
+  }
+  rearm();
+  return end_ == End::None;
+}
+
+size_t MasqueConnection::max_payload() const {
+  if (!is_open()) return 0;
+  size_t room = quic_max_datagram_data(max_udp_payload_);
+  // The real destination connection ID may be longer than the 8 bytes quic_max_datagram_data counts.
+  if (const ngtcp2_cid* dcid = ngtcp2_conn_get_dcid(conn_); dcid && dcid->datalen > kQuicCidLen)
+    room = room > dcid->datalen - kQuicCidLen ? room - (dcid->datalen - kQuicCidLen) : 0;
+  if (const ngtcp2_transport_params* p = ngtcp2_conn_get_remote_transport_params(conn_)) {
+    // The peer's limit counts the whole frame: type and Length too (RFC 9221 3).
+    const uint64_t limit = p->max_datagram_frame_size;
+    const uint64_t frame_room = limit > 1 + 8 ? limit - 1 - quic_varint_len(limit) : 0;
+    room = std::min<uint64_t>(room, frame_room);
+  }
+  const size_t header = h3_.datagram_header_len();
+  return room > header ? room - header : 0;
+}
+
+MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_payload, uint64_t now_ns) {
+  if (end_ != End::None) return Send::Closed;
+  if (!is_open()) return Send::NotOpen;
+  if (udp_payload.size() > max_payload()) return Send::TooBig;
+  uint8_t header[16];
+  const size_t hlen = h3_.write_datagram_header(header);
+  ngtcp2_vec vec[2] = {{header, hlen}, {const_cast<uint8_t*>(udp_payload.data()), udp_payload.size()}};
+  // An ACK ngtcp2 has to send first may take the packet: the datagram goes in the next one.
+  for (int round = 0; round < 3; ++round) {
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    int accepted = 0;
+    const ngtcp2_ssize n = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, tx_buf_.data(), tx_buf_.size(), &accepted,
+                                                       NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, vec, 2, now_ns);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_INVALID_ARGUMENT) return Send::TooBig;
+      ended(int(n), now_ns);
+      return Send::Closed;
+    }
+    if (n == 0) {
+      rearm();
+      return Send::Congested;
+    }
+    send_packet(tx_buf_.data(), size_t(n));
+    if (accepted) {
+      ++stats_.datagrams_tx;
+      rearm();
+      return Send::Sent;
+    }
+  }
+  rearm();
+  return Send::Congested;
+}
+
+void MasqueConnection::rearm() {
+  if (!conn_ || !timer_) return;
+  uint64_t at = end_ != End::None ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_);
+  if (at == UINT64_MAX) at = 0;
+  if (at == armed_ns_) return;
+  armed_ns_ = at;
+  itimerspec its{};
+  const uint64_t when = at ? std::max<uint64_t>(at, 1) : 0;
+  its.it_value.tv_sec = time_t(when / kNsPerSec);
+  its.it_value.tv_nsec = long(when % kNsPerSec);
+  timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void MasqueConnection::close(uint64_t now_ns) {
+  if (!conn_) return;
+  finish(End::Local, "closed by dpagent");
+  if (closing_) return;
+  ngtcp2_connection_close_error ccerr;
+  ngtcp2_connection_close_error_set_application_error(&ccerr, kH3NoError, nullptr, 0);
+  send_close(ccerr, now_ns);
+}
+
+void MasqueConnection::send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns) {
+  closing_ = true;
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_pkt_info pi{};
+  const ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, tx_buf_.data(), tx_buf_.size(),
+                                                            &ccerr, now_ns);
+  if (n > 0) (void)::send(fd_.get(), tx_buf_.data(), size_t(n), 0);  // best effort: the gateway times it out otherwise
+}
+
+}  // namespace dptun

@@ -1,0 +1,138 @@
+// One `dpagent udp` connection to the gateway: an ngtcp2 client connection (QUIC v1, RFC 9000/9001) on its own
+// connected UDP socket, TLS 1.3 by GnuTLS with the client certificate and ALPN "h3" (quic_client_tls.hpp: the
+// gateway's certificate is checked against --ca as dpctld's is for agents), the transport parameter
+// max_datagram_frame_size (RFC 9221 3), and one CONNECT-UDP request over HTTP/3 (h3_connect_udp.hpp). After the 2xx
+// answer each UDP payload goes whole in one DATAGRAM frame with the HTTP Datagram header in front (RFC 9297 2.1,
+// RFC 9298 5), never fragmented: one that does not fit the connection's room (max_payload()) is refused. A datagram
+// the congestion window has no room for is dropped (UDP semantics; the caller counts it).
+// Non-blocking and single-threaded: the owner calls on_readable() when fd() is readable and on_timer() when
+// timer_fd() is (ngtcp2's expiry: retransmissions, ACK delay, keep-alive PINGs, the idle timeout); both return
+// false once the connection is over (over() then says why).
+#pragma once
+#include <gnutls/gnutls.h>
+#include <netinet/in.h>
+#include <ngtcp2/ngtcp2.h>
+#include <openssl/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "agent/h3_connect_udp.hpp"
+#include "agent/quic_client_tls.hpp"
+#include "common/unix_socket.hpp"
+
+namespace dptun {
+
+class MasqueConnection {
+ public:
+  struct Setup {
+    gnutls_certificate_credentials_t credentials = nullptr;
+    X509_STORE* store = nullptr;  // --ca
+    std::string server_name;      // the name or IPv4 address the gateway's certificate must carry (also the SNI
+                                  // when it is a name)
+    std::string authority;        // :authority of the request (--via's host[:port])
+    std::string target_host;      // --target
+    uint16_t target_port = 0;
+    size_t max_udp_payload = 1472;  // the biggest UDP payload to send (--mtu less IPv4 and UDP headers)
+  };
+  // How the connection ended.
+  enum class End : uint8_t {
+    None,          // still running
+    Refused,       // the gateway answered the request with a status other than 2xx
+    NoConnectUdp,  // the gateway's HTTP/3 lacks CONNECT-UDP (SETTINGS), or it did not take ALPN h3
+    Tls,           // the handshake failed (verify_result(), ssl_error() classify it)
+    Closed,        // the gateway closed the connection, or the request stream ended
+    Protocol,      // an HTTP/3 error of the gateway's; this end closed the connection
+    Timeout,       // the handshake or the answer took too long, or the idle timeout
+    Local,         // closed by this end (close())
+  };
+  static const char* end_name(End e);
+  enum class Send : uint8_t { Sent, TooBig, Congested, NotOpen, Closed };
+  struct Stats {
+    uint64_t packets_rx = 0, packets_tx = 0, send_errors = 0;
+    uint64_t datagrams_tx = 0, datagrams_rx = 0;  // UDP payloads sent in DATAGRAM frames / delivered
+    uint64_t capsules_rx = 0;                     // UDP payloads delivered from DATAGRAM capsules
+  };
+  using Deliver = std::function<void(std::span<const uint8_t> udp_payload)>;
+
+  static constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;  // the idle timeout proposed (RFC 9000 10.1)
+  static constexpr uint64_t kKeepAliveNs = 10'000'000'000ull;    // a PING after this long without traffic
+  static constexpr uint64_t kAnswerTimeoutNs = 10'000'000'000ull;  // handshake and answer, from open()
+
+  MasqueConnection() = default;
+  ~MasqueConnection();
+  MasqueConnection(const MasqueConnection&) = delete;
+  MasqueConnection& operator=(const MasqueConnection&) = delete;
+
+  // A socket connected to `gateway`, the handshake started. False with `error` when it cannot start.
+  bool open(const sockaddr_in& gateway, const Setup& setup, Deliver deliver, uint64_t now_ns, std::string& error);
+  bool on_readable(uint64_t now_ns);
+  bool on_timer(uint64_t now_ns);
+  // Ends a connection whose handshake or answer is overdue (kAnswerTimeoutNs after open()); false once over.
+  bool check_deadline(uint64_t now_ns);
+  // One UDP payload in one DATAGRAM frame, sent at once.
+  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns);
+  // The largest UDP payload send() takes (0 until the request is open).
+  size_t max_payload() const;
+  // CONNECTION_CLOSE with H3_NO_ERROR (if still open).
+  void close(uint64_t now_ns);
+
+  int fd() const { return fd_.get(); }
+  int timer_fd() const { return timer_.get(); }
+  bool is_open() const { return h3_.state() == H3ConnectUdpClient::State::Open && end_ == End::None; }
+  End over() const { return end_; }
+  const std::string& detail() const { return detail_; }  // why it ended, one sentence
+  const H3ConnectUdpClient& h3() const { return h3_; }
+  long verify_result() const { return tls_.verify_result(); }
+  unsigned long ssl_error() const { return ssl_error_; }
+  const ServerCertSeen& seen() const { return tls_.seen(); }
+  const Stats& stats() const { return stats_; }
+  bool refused_by_icmp() const { return icmp_refused_; }  // an ICMP port unreachable came back
+
+ private:
+  struct TxStream {
+    int64_t id = -1;
+    std::vector<uint8_t> data;  // kept whole until the connection ends: ngtcp2 refers to unacknowledged bytes
+    size_t sent = 0;
+  };
+  static int on_handshake_completed(ngtcp2_conn*, void* user);
+  static int on_recv_stream(ngtcp2_conn*, uint32_t flags, int64_t id, uint64_t, const uint8_t* data, size_t len,
+                            void* user, void*);
+  static int on_stream_reset(ngtcp2_conn*, int64_t id, uint64_t, uint64_t app_error, void* user, void*);
+  static int on_datagram(ngtcp2_conn*, uint32_t flags, const uint8_t* data, size_t len, void* user);
+  // After stream data: the request once SETTINGS allow it, the end on an HTTP/3 error.
+  void h3_progress(uint64_t now_ns);
+  bool flush(uint64_t now_ns);
+  bool send_packet(const uint8_t* data, size_t len);
+  void rearm();
+  // Records why ngtcp2 ended the connection (rv); always false.
+  bool ended(int rv, uint64_t now_ns);
+  void finish(End e, std::string detail);
+  void send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns);
+
+  Fd fd_, timer_;
+  Setup setup_;
+  sockaddr_in local_{}, remote_{};
+  QuicClientTls tls_;  // outlives conn_ (the destructor deletes conn_)
+  ngtcp2_conn* conn_ = nullptr;
+  H3ConnectUdpClient h3_{"", "", 0};
+  Deliver deliver_;
+  std::vector<TxStream> tx_;  // control, encoder, decoder, then the request
+  bool handshake_done_ = false;
+  bool closing_ = false;  // a CONNECTION_CLOSE went out (or ngtcp2 is draining)
+  End end_ = End::None;
+  std::string detail_;
+  unsigned long ssl_error_ = 0;
+  bool icmp_refused_ = false;
+  uint64_t opened_ns_ = 0;
+  uint64_t armed_ns_ = 0;
+  size_t max_udp_payload_ = 1472;
+  Stats stats_;
+  std::vector<uint8_t> rx_buf_, tx_buf_, dgram_buf_;
+};
+
+}  // namespace dptun
