@@ -93,14 +93,7 @@ ControlClient::ControlClient(EventLoop& loop, ControlOptions opt, Deliver delive
 ControlClient::~ControlClient() { close_connection(); }
 
 bool ControlClient::load(std::string& error) {
-  for (const std::string* f : {&opt_.cert, &opt_.key, &opt_.ca}) {
-    FILE* probe = fopen(f->c_str(), "r");
-    if (!probe) {
-      error = "cannot read " + *f + ": " + strerror(errno);
-      return false;
-    }
-    fclose(probe);
-  }
+  if (!files_readable({&opt_.cert, &opt_.key, &opt_.ca}, error)) return false;
   if (g_seen_index < 0) g_seen_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   ctx_.reset(SSL_CTX_new(TLS_client_method()));
   SSL_CTX* ctx = ctx_.get();

@@ -1,13 +1,9 @@
 // dpagent: the software agent. main parses options and wires the Agent; see docs/operations.md.
 #include <sched.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -15,6 +11,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
+#include "agent/process_signals.hpp"
 #include "agent/udp_command.hpp"
 #include "common/clock.hpp"
 #include "common/event_loop.hpp"
@@ -102,16 +99,6 @@ const char* kUsage =
     "  --log-format FORMAT   text (default) or json (one object per line)\n"
     "  --version             the version\n"
     "  --help                this text\n";
-
-std::atomic<bool> g_stop{false};
-int g_dump_event = -1;  // eventfd: SIGUSR1 asks for the counters; the loop prints them
-
-void on_stop(int) { g_stop = true; }
-void on_dump(int) {
-  const uint64_t one = 1;
-  ssize_t w = write(g_dump_event, &one, sizeof one);
-  (void)w;
-}
 
 [[noreturn]] void fail(const std::string& what) {
   fprintf(stderr, "dpagent: %s\n", what.c_str());
@@ -350,7 +337,7 @@ int main(int argc, char** argv) {
         [&](const std::string& reason) {
           refused = true;
           fatal_reason = reason;
-          g_stop = true;
+          ProcessSignals::stop_flag() = true;
         });
     control->on_withdraw([&agent] { agent.withdraw_quic(); });
     if (!control->load(error)) {
@@ -362,23 +349,16 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
   }
-  Fd dump_event(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  g_dump_event = dump_event.get();
-  loop.add(dump_event.get(), EPOLLIN, [&](uint32_t) {
-    uint64_t n;
-    while (read(dump_event.get(), &n, sizeof n) > 0) {
-    }
-    printf("%s\n", agent.stats_json().c_str());
-    fflush(stdout);
-  });
-  struct sigaction sa {};
-  sa.sa_handler = on_stop;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sa.sa_handler = on_dump;
-  sigaction(SIGUSR1, &sa, nullptr);
+  ProcessSignals signals;
+  if (!signals.install(loop, [&] {
+        printf("%s\n", agent.stats_json().c_str());
+        fflush(stdout);
+      })) {
+    fprintf(stderr, "dpagent: signals: %s\n", strerror(errno));
+    return 1;
+  }
   // A signal ends the wait at once; the timed work runs every 100 ms.
-  loop.run(g_stop, 100, [&] {
+  loop.run(ProcessSignals::stop_flag(), 100, [&] {
     const uint64_t now = monotonic_ns();
     agent.tick(now);
     if (control) control->tick(now);

@@ -82,18 +82,9 @@ bool MasqueConnection::open(const sockaddr_in& gateway, const Setup& setup, Deli
   cb.stream_reset = on_stream_reset;
   cb.recv_datagram = on_datagram;
   ngtcp2_cid dcid, scid;
-  dcid.datalen = 18;
-  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
-  scid.datalen = 8;
-  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
-  ngtcp2_settings settings;
-  ngtcp2_settings_default(&settings);
-  settings.initial_ts = now_ns;
-  // Packets up to --mtu from the start (no path MTU discovery), so that a UDP payload that fits the room declared
-  // by max_payload() is sent at once.
-  settings.max_tx_udp_payload_size = max_udp_payload_;
-  settings.no_tx_udp_payload_size_shaping = 1;
-  settings.no_pmtud = 1;
+  quic_client_cids(dcid, scid);
+  // Packets up to --mtu from the start, so that a UDP payload within max_payload() is sent at once.
+  ngtcp2_settings settings = quic_client_settings(now_ns, max_udp_payload_);
   settings.handshake_timeout = kAnswerTimeoutNs;
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
@@ -413,15 +404,7 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
 
 void MasqueConnection::rearm() {
   if (!conn_ || !timer_) return;
-  uint64_t at = end_ != End::None ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_);
-  if (at == UINT64_MAX) at = 0;
-  if (at == armed_ns_) return;
-  armed_ns_ = at;
-  itimerspec its{};
-  const uint64_t when = at ? std::max<uint64_t>(at, 1) : 0;
-  its.it_value.tv_sec = time_t(when / kNsPerSec);
-  its.it_value.tv_nsec = long(when % kNsPerSec);
-  timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+  arm_quic_timer(timer_.get(), end_ != End::None ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_), &armed_ns_);
 }
 
 void MasqueConnection::close(uint64_t now_ns) {

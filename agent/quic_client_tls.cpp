@@ -7,8 +7,16 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include <gnutls/crypto.h>
+#include <sys/timerfd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <vector>
+
+#include "common/clock.hpp"
 
 #include "common/openssl_errors.hpp"
 
@@ -139,6 +147,47 @@ std::string quic_close_text(const ngtcp2_connection_close_error& e) {
   snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(e.error_code));
   return std::string("error 0x") + b +
          (e.reasonlen ? ": " + std::string(reinterpret_cast<const char*>(e.reason), e.reasonlen) : "");
+}
+
+void quic_client_cids(ngtcp2_cid& dcid, ngtcp2_cid& scid) {
+  dcid.datalen = 18;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
+  scid.datalen = 8;
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
+}
+
+ngtcp2_settings quic_client_settings(uint64_t now_ns, size_t max_udp_payload) {
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = now_ns;
+  settings.max_tx_udp_payload_size = max_udp_payload;
+  settings.no_tx_udp_payload_size_shaping = 1;
+  settings.no_pmtud = 1;
+  return settings;
+}
+
+void arm_quic_timer(int timer, uint64_t at_ns, uint64_t* armed_ns) {
+  if (at_ns == UINT64_MAX) at_ns = 0;
+  if (at_ns == *armed_ns) return;
+  *armed_ns = at_ns;
+  itimerspec its{};
+  // A zero it_value would disarm the timer: an expiry already past is 1 ns (fires at once).
+  const uint64_t when = at_ns ? std::max<uint64_t>(at_ns, 1) : 0;
+  its.it_value.tv_sec = time_t(when / kNsPerSec);
+  its.it_value.tv_nsec = long(when % kNsPerSec);
+  timerfd_settime(timer, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+bool files_readable(std::initializer_list<const std::string*> files, std::string& error) {
+  for (const std::string* f : files) {
+    FILE* probe = fopen(f->c_str(), "r");
+    if (!probe) {
+      error = "cannot read " + *f + ": " + strerror(errno);
+      return false;
+    }
+    fclose(probe);
+  }
+  return true;
 }
 
 }  // namespace dptun

@@ -10,6 +10,7 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <openssl/types.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -69,5 +70,17 @@ class QuicClientTls {
 unsigned long quic_close_alert_error(const ngtcp2_connection_close_error& e);
 // "error 0x..: reason" of a CONNECTION_CLOSE, for logs.
 std::string quic_close_text(const ngtcp2_connection_close_error& e);
+
+// A client's first connection IDs: a random 18-byte Destination Connection ID (RFC 9000 7.2: 8 at least) and an
+// 8-byte Source Connection ID (dptun's connection IDs are 8 bytes, docs/protocol.md "QUIC framing").
+void quic_client_cids(ngtcp2_cid& dcid, ngtcp2_cid& scid);
+// ngtcp2's defaults with packets up to `max_udp_payload` from the start: no shaping to 1200 bytes and no path MTU
+// discovery, so that what the caller sized for that payload (--mtu) goes out at once.
+ngtcp2_settings quic_client_settings(uint64_t now_ns, size_t max_udp_payload);
+// Arms `timer` (a CLOCK_MONOTONIC timerfd) for absolute time `at_ns` (0 or UINT64_MAX: disarmed; a time already past
+// fires at once), unless *armed_ns says it already is.
+void arm_quic_timer(int timer, uint64_t at_ns, uint64_t* armed_ns);
+// Each of the files can be opened for reading; false with `error` naming the first that cannot.
+bool files_readable(std::initializer_list<const std::string*> files, std::string& error);
 
 }  // namespace dptun

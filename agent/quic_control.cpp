@@ -71,18 +71,10 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   cb.recv_datagram = on_datagram;
   cb.recv_stateless_reset = on_stateless_reset;
   ngtcp2_cid dcid, scid;
-  dcid.datalen = 18;
-  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen);
-  scid.datalen = 8;  // dptun's connection IDs are 8 bytes (docs/protocol.md "QUIC framing")
-  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen);
-  ngtcp2_settings settings;
-  ngtcp2_settings_default(&settings);
-  settings.initial_ts = now_ns;
+  quic_client_cids(dcid, scid);
   // Packets up to --mtu from the start: no shaping to 1200 bytes until path MTU discovery proves more (its probes
   // would go to dpgw once it has the connection), so the TUN's MTU (docs/protocol.md "MTU") holds at once.
-  settings.max_tx_udp_payload_size = max_udp_payload_;
-  settings.no_tx_udp_payload_size_shaping = 1;
-  settings.no_pmtud = 1;
+  ngtcp2_settings settings = quic_client_settings(now_ns, max_udp_payload_);
   // BBRv2: dpgw's workers acknowledge per burst, about every millisecond, so ACKs come in aggregates. CUBIC's
   // window, grown per ACK, stayed near 40 KB and held a TCP flow from the agent to about 300 Mbit/s on the veths of
   // test_quic_framing.sh; BBR, 640 Mbit/s; BBRv2 (which models ACK aggregation) about 2 Gbit/s, as fast as the other
@@ -425,16 +417,7 @@ bool QuicControlConnection::flush_packets(uint64_t) {
 
 void QuicControlConnection::rearm() {
   if (!conn_ || !timer_) return;
-  uint64_t at = closed_ ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_);
-  if (at == UINT64_MAX) at = 0;  // nothing to wait for: disarmed
-  if (at == armed_ns_) return;
-  armed_ns_ = at;
-  itimerspec its{};
-  // An expiry already past fires at once (a zero it_value would disarm the timer).
-  const uint64_t when = at ? std::max<uint64_t>(at, 1) : 0;
-  its.it_value.tv_sec = time_t(when / kNsPerSec);
-  its.it_value.tv_nsec = long(when % kNsPerSec);
-  timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+  arm_quic_timer(timer_.get(), closed_ ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_), &armed_ns_);
 }
 
 void QuicControlConnection::close(uint64_t now_ns) {

@@ -2,16 +2,11 @@
 // for good: exit status 1 with what to change).
 #include "agent/udp_command.hpp"
 
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "agent/process_signals.hpp"
 #include "agent/udp_proxy.hpp"
 #include "common/clock.hpp"
 #include "common/event_loop.hpp"
@@ -58,16 +53,6 @@ const char* kUdpUsage =
     "(no answer, an unreachable gateway, 5xx) it logs and retries with backoff (0.5 s doubling to 30 s); so\n"
     "do later failures. Datagrams a source sends before its request is answered wait (at most 16; more are\n"
     "dropped and counted as held_full). Counters as a JSON line on SIGUSR1 and at exit.\n";
-
-std::atomic<bool> g_stop{false};
-int g_dump_event = -1;
-
-void on_stop(int) { g_stop = true; }
-void on_dump(int) {
-  const uint64_t one = 1;
-  ssize_t w = write(g_dump_event, &one, sizeof one);
-  (void)w;
-}
 
 [[noreturn]] void fail(const std::string& what) {
   fprintf(stderr, "dpagent udp: %s\n", what.c_str());
@@ -162,28 +147,21 @@ int dpagent_udp_main(int argc, char** argv) {
   std::string fatal;
   UdpProxy proxy(loop, opt, [&](const std::string& what) {
     fatal = what;
-    g_stop = true;
+    ProcessSignals::stop_flag() = true;
   });
   if (!proxy.load(error) || !proxy.start(error)) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
   }
-  Fd dump_event(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  g_dump_event = dump_event.get();
-  loop.add(dump_event.get(), EPOLLIN, [&](uint32_t) {
-    uint64_t n;
-    while (read(dump_event.get(), &n, sizeof n) > 0) {
-    }
-    printf("%s\n", proxy.stats_json().c_str());
-    fflush(stdout);
-  });
-  struct sigaction sa {};
-  sa.sa_handler = on_stop;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sa.sa_handler = on_dump;
-  sigaction(SIGUSR1, &sa, nullptr);
-  loop.run(g_stop, 100, [&] { proxy.tick(monotonic_ns()); });
+  ProcessSignals signals;
+  if (!signals.install(loop, [&] {
+        printf("%s\n", proxy.stats_json().c_str());
+        fflush(stdout);
+      })) {
+    fprintf(stderr, "dpagent: signals: %s\n", strerror(errno));
+    return 1;
+  }
+  loop.run(ProcessSignals::stop_flag(), 100, [&] { proxy.tick(monotonic_ns()); });
   printf("%s\n", proxy.stats_json().c_str());
   fflush(stdout);
   if (!fatal.empty()) {

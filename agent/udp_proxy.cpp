@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -58,14 +59,9 @@ UdpProxy::~UdpProxy() {
 std::string UdpProxy::target() const { return opt_.target_host + ":" + std::to_string(opt_.target_port); }
 
 bool UdpProxy::load(std::string& error) {
-  for (const std::string* f : {&opt_.cert, &opt_.key, &opt_.ca}) {
-    FILE* probe = fopen(f->c_str(), "r");
-    if (!probe) {
-      error = "cannot read " + *f + ": " + strerror(errno);
-      return false;
-    }
-    fclose(probe);
-  }
+  if (!files_readable({&opt_.cert, &opt_.key, &opt_.ca}, error)) return false;
+  // libssl's error strings: an alert the gateway sent is named in the advice (classify_agent_tls), as for agents.
+  OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS, nullptr);
   if (!(credentials_ = load_quic_credentials(opt_.cert, opt_.key, error))) return false;
   if (!(store_ = load_ca_store(opt_.ca, error))) return false;
   addrinfo hints{};
