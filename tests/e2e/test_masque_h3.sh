@@ -4,9 +4,14 @@
 # - An independent HTTP/3 client (gtlsclient: ngtcp2's example client on nghttp3, Debian's ngtcp2-client) reads
 #   dpctld's SETTINGS and QPACK-encoded answers: its GET is answered 405 with a Proxy-Status, counted as
 #   bad_request and logged.
-# - dpagent udp (slice 4), when built: an allowed route is answered 200 (dpagent keeps running); an unknown target
-#   404 and a certificate the route does not allow 403, each ending dpagent with status 1 and a line naming the
-#   status, each counted by reason in dptun_masque_refusals_total and logged by dpctld.
+# - dpagent udp (slice 4), when built: an allowed route is answered 200 at start, before any local traffic, and
+#   dpagent keeps running; local datagrams from two sources go out as HTTP Datagrams, each source on a connection
+#   and request of its own (the first on the one made at start), one over the datagram room dropped and counted
+#   (too_large); its counters on SIGUSR1 and at exit. An unknown target 404 and a certificate the route does not
+#   allow 403, each ending dpagent with status 1 and a line naming the status and the Proxy-Status, counted by
+#   reason in dptun_masque_refusals_total and logged by dpctld. A client certificate the CA did not sign
+#   (client_cert_rejected) and a --ca that does not verify dpctld (untrusted_server_cert) end it with status 1 and
+#   the advice. dpctld's datagram path is slice 3: nothing comes back yet.
 source "$(dirname "$0")/lib.sh"
 DPCTLD=$BUILD/control/dpctld
 DPAGENT=$BUILD/agent/dpagent
@@ -67,33 +72,101 @@ matches -F "HTTP/3 request (stream 0) refused: 405 bad_request" < "$WORK/dpctld.
 if matches "HTTP/3 error" < "$WORK/dpctld.log"; then fail "an HTTP/3 connection error with gtlsclient: $(grep 'HTTP/3 error' "$WORK/dpctld.log")"; fi
 
 if [ -x "$DPAGENT" ] && "$DPAGENT" udp --help > /dev/null 2>&1; then
-  # udp_client CERT TARGET: dpagent udp against the front end for at most 3 s; its exit status in $UDP_RC
+  # dpctld's certificate names dpctld.test; the request's :authority is gw.corp.test (--via).
+  UDP_ARGS=(--via https://gw.corp.test:443 --server-name dpctld.test --listen 127.0.0.1:5300)
+  # udp_client CERT TARGET [ARGS...]: dpagent udp against the front end for at most 3 s; its exit status in $UDP_RC
   udp_client() {
+    local cert=$1 target=$2; shift 2
     UDP_RC=0
-    timeout 3 ip netns exec "$NS" "$DPAGENT" udp --via https://gw.corp.test:443 --target "$2" --listen 127.0.0.1:5300 \
-      --cert "$WORK/pki/$1.pem" --key "$WORK/pki/$1.key" --ca "$WORK/pki/ca.pem" > "$WORK/udp.out" 2>&1 || UDP_RC=$?
+    timeout 3 ip netns exec "$NS" "$DPAGENT" udp "${UDP_ARGS[@]}" --target "$target" \
+      --cert "$WORK/pki/$cert.pem" --key "$WORK/pki/$cert.key" --ca "$WORK/pki/ca.pem" "$@" > "$WORK/udp.out" 2>&1 || UDP_RC=$?
   }
-  log "dpagent udp: an allowed route is accepted (200) and dpagent keeps running"
-  udp_client agent1 dns.corp.test:53
-  [ "$UDP_RC" = 124 ] || fail "dpagent udp (allowed) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
+  log "dpagent udp: an allowed route is accepted (200) at start, and dpagent keeps running"
+  ip netns exec "$NS" "$DPAGENT" udp "${UDP_ARGS[@]}" --target dns.corp.test:53 --log-level debug \
+    --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --ca "$WORK/pki/ca.pem" > "$WORK/udp-run.out" 2> "$WORK/udp-run.log" &
+  UDP_PID=$!
+  PIDS+=("$UDP_PID")
+  udp_accepted() { matches -F "gateway accepted CONNECT-UDP to dns.corp.test:53 (HTTP/3, status 200" < "$WORK/udp-run.log"; }
+  wait_for 10 "dpagent udp logs the 200" udp_accepted
   matches -F "CONNECT-UDP to dns.corp.test:53 (stream 0) accepted" < "$WORK/dpctld.log" ||
     fail "dpctld did not log the acceptance: $(tail -5 "$WORK/dpctld.log")"
   [ "$(metric dptun_masque_requests_accepted_total)" = 1 ] || fail "accepted: $(metric dptun_masque_requests_accepted_total)"
+  log "  $(grep -m1 -o 'gateway accepted CONNECT-UDP.*' "$WORK/udp-run.log")"
+
+  log "dpagent udp: datagrams of two local sources, one connection and request each; one over the room dropped"
+  ip netns exec "$NS" python3 - <<'PY'
+import socket
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(3):
+    a.sendto(b"query %d" % i, ("127.0.0.1", 5300))
+a.sendto(b"x" * 1500, ("127.0.0.1", 5300))  # over the room of a 1500-byte path (--mtu): never fragmented
+b.sendto(b"from b", ("127.0.0.1", 5300))    # waits for b's own request to be answered, then goes out
+PY
+  # udp_stats: the JSON line dpagent prints on SIGUSR1
+  udp_stats() {
+    local n; n=$(grep -c '^{' "$WORK/udp-run.out" || true)
+    kill -USR1 "$UDP_PID"
+    for _ in $(seq 50); do
+      [ "$(grep -c '^{' "$WORK/udp-run.out" || true)" -gt "$n" ] && break
+      sleep 0.1
+    done
+    grep '^{' "$WORK/udp-run.out" | tail -1
+  }
+  udp_sent() { udp_stats | jq -e '.accepted == 2 and .datagrams_tx == 4' > /dev/null; }
+  wait_for 10 "dpagent udp sent 4 datagrams on 2 accepted requests" udp_sent
+  udp_stats > "$WORK/udp-stats.json"
+  jq -e '.sources == 2 and .connections == 2 and .refused == 0 and .drops.too_large == 1 and .drops.held_full == 0 and
+         .drops.connection_failed == 0 and .bytes_tx == 27' "$WORK/udp-stats.json" > /dev/null ||
+    fail "dpagent udp counters: $(cat "$WORK/udp-stats.json")"
+  [ "$(metric dptun_masque_requests_accepted_total)" = 2 ] || fail "accepted: $(metric dptun_masque_requests_accepted_total)"
+  log "  $(jq -c '{sources, connections, accepted, datagrams_tx, bytes_tx, too_large: .drops.too_large}' "$WORK/udp-stats.json")"
+  kill -0 "$UDP_PID" 2>/dev/null || fail "dpagent udp ended: $(tail -5 "$WORK/udp-run.log")"
+  kill "$UDP_PID"
+  rc=0
+  wait "$UDP_PID" || rc=$?
+  [ "$rc" = 0 ] || fail "dpagent udp exited $rc on SIGTERM"
+  grep '^{' "$WORK/udp-run.out" | tail -1 | jq -e '.datagrams_tx == 4' > /dev/null || fail "no counters at exit"
+  if matches -E "HTTP/3 error|dpagent (warn|error)" < "$WORK/udp-run.log"; then
+    fail "dpagent udp warned: $(grep -E 'warn|error' "$WORK/udp-run.log")"
+  fi
 
   log "dpagent udp: an unknown target is answered 404, dpagent ends with status 1"
   udp_client agent1 nowhere.corp.test:53
   [ "$UDP_RC" = 1 ] || fail "dpagent udp (unknown target) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
-  matches -F "404" < "$WORK/udp.out" || fail "dpagent udp did not name the 404: $(cat "$WORK/udp.out")"
-  matches -F "destination_not_found" < "$WORK/udp.out" || fail "no Proxy-Status error: $(cat "$WORK/udp.out")"
+  matches -F "gateway refused CONNECT-UDP to nowhere.corp.test:53: 404 (dptun; error=destination_not_found" < "$WORK/udp.out" ||
+    fail "dpagent udp did not name the 404 and its Proxy-Status: $(cat "$WORK/udp.out")"
+  matches -F "dpagent: gateway refused CONNECT-UDP to nowhere.corp.test:53: 404" < "$WORK/udp.out" ||
+    fail "no last line saying what to change: $(cat "$WORK/udp.out")"
+  matches -F "check --target against \`dpctl route list\`" < "$WORK/udp.out" || fail "no advice: $(cat "$WORK/udp.out")"
   [ "$(refusals unknown_target)" = 1 ] || fail "unknown_target refusals: $(refusals unknown_target)"
+  log "  $(grep -m1 -o 'gateway refused.*' "$WORK/udp.out")"
 
   log "dpagent udp: a certificate the route does not allow is answered 403"
   udp_client agent1 ntp.corp.test:123
   [ "$UDP_RC" = 1 ] || fail "dpagent udp (not allowed) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
-  matches -F "403" < "$WORK/udp.out" || fail "dpagent udp did not name the 403: $(cat "$WORK/udp.out")"
+  matches -F "gateway refused CONNECT-UDP to ntp.corp.test:123: 403 (dptun; error=http_request_denied" < "$WORK/udp.out" ||
+    fail "dpagent udp did not name the 403: $(cat "$WORK/udp.out")"
+  matches -F "add one of its identities to the route's allow list" < "$WORK/udp.out" || fail "no advice: $(cat "$WORK/udp.out")"
   [ "$(refusals not_allowed)" = 1 ] || fail "not_allowed refusals: $(refusals not_allowed)"
   matches -F "CONNECT-UDP to ntp.corp.test:123 (stream 0) refused: 403 not_allowed" < "$WORK/dpctld.log" ||
     fail "dpctld did not log the 403: $(tail -5 "$WORK/dpctld.log")"
+
+  log "dpagent udp: a client certificate the CA did not sign fails TLS, dpagent ends with status 1"
+  udp_client rogue dns.corp.test:53
+  [ "$UDP_RC" = 1 ] || fail "dpagent udp (rogue certificate) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
+  matches -F "TLS with the gateway gw.corp.test:443 failed (client_cert_rejected)" < "$WORK/udp.out" ||
+    fail "dpagent udp did not say its certificate was refused: $(cat "$WORK/udp.out")"
+  rogue_logged() { tail -1 "$WORK/failures.jsonl" | jq -e '.reason == "unknown_ca" and .offered_alpn == ["h3"]' > /dev/null; }
+  wait_for 5 "dpctld's failure line (unknown_ca)" rogue_logged
+  log "  $(grep -m1 -o 'dpagent: TLS.*' "$WORK/udp.out" | cut -c1-150)"
+
+  log "dpagent udp: a --ca that does not verify dpctld's certificate, status 1"
+  udp_client agent1 dns.corp.test:53 --ca "$WORK/pki/rogue-ca.pem"
+  [ "$UDP_RC" = 1 ] || fail "dpagent udp (wrong --ca) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
+  matches -F "failed (untrusted_server_cert): --ca $WORK/pki/rogue-ca.pem does not verify" < "$WORK/udp.out" ||
+    fail "dpagent udp did not name the CA: $(cat "$WORK/udp.out")"
+  [ "$(metric dptun_masque_requests_accepted_total)" = 2 ] || fail "a refused client got through"
 else
   log "dpagent udp not built yet: its cases are skipped"
 fi
