@@ -5,7 +5,8 @@
 #   dpctld's SETTINGS and QPACK-encoded answers: its GET is answered 405 with a Proxy-Status, counted as
 #   bad_request and logged.
 # - dpagent udp (slice 4), when built: an allowed route is answered 200 at start, before any local traffic, and
-#   dpagent keeps running; local datagrams from two sources go out as HTTP Datagrams, each source on a connection
+#   dpagent keeps running (an agent registered over TCP serves the routes' tunnel; before it, 503 no_agent, which
+#   dpagent retries); local datagrams from two sources go out as HTTP Datagrams, each source on a connection
 #   and request of its own (the first on the one made at start), one over the datagram room dropped and counted
 #   (too_large); its counters on SIGUSR1 and at exit. An unknown target 404 and a certificate the route does not
 #   allow 403, each ending dpagent with status 1 and a line naming the status and the Proxy-Status, counted by
@@ -81,6 +82,19 @@ if [ -x "$DPAGENT" ] && "$DPAGENT" udp --help > /dev/null 2>&1; then
     timeout 3 ip netns exec "$NS" "$DPAGENT" udp "${UDP_ARGS[@]}" --target "$target" \
       --cert "$WORK/pki/$cert.pem" --key "$WORK/pki/$cert.key" --ca "$WORK/pki/ca.pem" "$@" > "$WORK/udp.out" 2>&1 || UDP_RC=$?
   }
+  log "dpagent udp: a route whose tunnel no agent serves is answered 503, which dpagent retries (it keeps running)"
+  udp_client agent1 dns.corp.test:53
+  [ "$UDP_RC" = 124 ] || fail "dpagent udp (no agent) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
+  matches -F "gateway refused CONNECT-UDP to dns.corp.test:53: 503 (dptun; error=destination_unavailable" < "$WORK/udp.out" ||
+    fail "dpagent udp did not name the 503: $(cat "$WORK/udp.out")"
+  [ "$(grep -c 'gateway refused CONNECT-UDP to dns.corp.test:53: 503' "$WORK/udp.out")" -ge 2 ] ||
+    fail "the 503 was not retried: $(cat "$WORK/udp.out")"
+  [ "$(refusals no_agent)" -ge 2 ] || fail "no_agent refusals: $(refusals no_agent)"
+  # An agent serving the routes' tunnel: registered over TCP (no dpgw here).
+  ip netns exec "$NS" "$DPAGENT" --server 127.0.0.1:7443 --server-name dpctld.test --tunnel corp --name agent-1 \
+    --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --ca "$WORK/pki/ca.pem" > "$WORK/agent.out" 2> "$WORK/agent.log" &
+  PIDS+=($!)
+  wait_for 15 "the agent registered" grep -q "registered with dpctld" "$WORK/agent.log"
   log "dpagent udp: an allowed route is accepted (200) at start, and dpagent keeps running"
   ip netns exec "$NS" "$DPAGENT" udp "${UDP_ARGS[@]}" --target dns.corp.test:53 --log-level debug \
     --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --ca "$WORK/pki/ca.pem" > "$WORK/udp-run.out" 2> "$WORK/udp-run.log" &
