@@ -32,6 +32,30 @@ const char* h3_connect_udp_state_name(H3ConnectUdpClient::State s) {
   return "?";
 }
 
+const char* h3_error_name(uint64_t code) {
+  switch (code) {
+    case kH3NoError: return "H3_NO_ERROR";
+    case kH3GeneralProtocolError: return "H3_GENERAL_PROTOCOL_ERROR";
+    case kH3InternalError: return "H3_INTERNAL_ERROR";
+    case kH3StreamCreationError: return "H3_STREAM_CREATION_ERROR";
+    case kH3ClosedCriticalStream: return "H3_CLOSED_CRITICAL_STREAM";
+    case kH3FrameUnexpected: return "H3_FRAME_UNEXPECTED";
+    case kH3FrameError: return "H3_FRAME_ERROR";
+    case kH3ExcessiveLoad: return "H3_EXCESSIVE_LOAD";
+    case kH3IdError: return "H3_ID_ERROR";
+    case kH3SettingsError: return "H3_SETTINGS_ERROR";
+    case kH3MissingSettings: return "H3_MISSING_SETTINGS";
+    case kH3RequestRejected: return "H3_REQUEST_REJECTED";
+    case kH3RequestCancelled: return "H3_REQUEST_CANCELLED";
+    case kH3RequestIncomplete: return "H3_REQUEST_INCOMPLETE";
+    case kH3MessageError: return "H3_MESSAGE_ERROR";
+    case kH3ConnectError: return "H3_CONNECT_ERROR";
+    case kQpackDecompressionFailed: return "QPACK_DECOMPRESSION_FAILED";
+    case kH3DatagramError: return "H3_DATAGRAM_ERROR";
+    default: return nullptr;
+  }
+}
+
 H3ConnectUdpClient::H3ConnectUdpClient(std::string authority, std::string target_host, uint16_t target_port)
     : authority_(std::move(authority)), host_(std::move(target_host)), port_(target_port) {}
 

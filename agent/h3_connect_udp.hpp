@@ -124,5 +124,8 @@ class H3ConnectUdpClient {
 };
 
 const char* h3_connect_udp_state_name(H3ConnectUdpClient::State s);
+// The name of an HTTP/3 or QPACK application error code (RFC 9114 8.1, RFC 9204 6, RFC 9297 2.1), nullptr when it
+// is none of them.
+const char* h3_error_name(uint64_t code);
 
 }  // namespace dptun

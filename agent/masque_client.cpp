@@ -219,7 +219,10 @@ bool MasqueConnection::ended(int rv, uint64_t now_ns) {
       ssl_error_ = alert;
       finish(End::Tls, "the gateway closed the QUIC connection during the handshake (" + quic_close_text(e) + ")");
     } else {
-      finish(End::Closed, "the gateway closed the QUIC connection (" + quic_close_text(e) + ")");
+      const char* h3 =
+          e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION ? h3_error_name(e.error_code) : nullptr;
+      finish(End::Closed, "the gateway closed the QUIC connection (" + quic_close_text(e) +
+                              (h3 ? std::string(", ") + h3 : "") + ")");
     }
     closing_ = true;
     return false;

@@ -106,6 +106,9 @@ static void our_streams(void**) {
   h.on_data = [](std::span<const uint8_t>, bool) { return false; };
   assert_true(r.feed(std::span<const uint8_t>(control).subspan(1), h));
   assert_true(seen && r.at_boundary());
+  assert_string_equal(h3_error_name(kH3NoError), "H3_NO_ERROR");
+  assert_string_equal(h3_error_name(kH3DatagramError), "H3_DATAGRAM_ERROR");
+  assert_null(h3_error_name(0x1f * 7 + 0x21));  // a reserved code
   assert_true(H3ConnectUdpClient::encoder_stream_bytes() == Bytes{0x02});
   assert_true(H3ConnectUdpClient::decoder_stream_bytes() == Bytes{0x03});
 }
