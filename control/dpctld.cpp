@@ -216,18 +216,28 @@ bool Dpctld::check(std::string& error) {
   return true;
 }
 
-// After a reload: every registered session must still be one dpctld would accept now -- its tunnel exists, its
-// certificate's identities are in the tunnel's allow list, and the certificate verifies against the CA and the
+// After a reload or a route change: every registered session must still be one dpctld would accept now -- its
+// tunnel exists, its certificate's identities are in the tunnel's allow list (a CONNECT-UDP client's: its route still
+// exists, leads to the same tunnel and target, and allows it), and the certificate verifies against the CA and the
 // CRLs now loaded. One that is not is cut off at once (its agent disconnected, dpgw told to drop it).
 void Dpctld::recheck_sessions() {
   std::vector<std::pair<uint32_t, std::string>> gone;
+  const MasqueRouteTable routes = masque_route_table();
   for (const auto& [index, s] : sessions_.all()) {
     const TunnelDef* t = find_tunnel(s.tunnel.str());
     std::string why;
+    const MasqueMatch m = s.masque ? routes.match(s.masque_host, s.masque_port, s.identities, true) : MasqueMatch{};
     if (!t)
       why = "its tunnel is gone";
     else if (!s.visitor && !identity_allowed(t->allow, s.identities))
       why = "tunnel " + t->name + " no longer allows its certificate";
+    else if (s.masque && !m)
+      why = "its route udp+https://" + s.masque_host + ":" + std::to_string(s.masque_port) + " no longer serves it (" +
+            masque_refusal_name(m.refusal) + ")";
+    else if (s.masque && (m.route->tunnel != s.tunnel || m.route->to_port != s.masque->target.port ||
+                          (Ipv4::parse(m.route->to_host) && Endpoint{*Ipv4::parse(m.route->to_host), m.route->to_port} !=
+                                                                s.masque->target)))
+      why = "its route udp+https://" + s.masque_host + ":" + std::to_string(s.masque_port) + " leads elsewhere now";
     else if (s.certificate && !tls_.verify_client(s.certificate.get(), s.chain.get(), why))
       why = "its certificate no longer verifies: " + why;
     if (!why.empty()) gone.emplace_back(index, why);
@@ -708,6 +718,8 @@ ConnectUdpAnswer Dpctld::accept_connect_udp(QuicAgentConnection& c, int64_t stre
   rec.base_secret = c.export_secret(index);
   if (rec.base_secret.empty()) return ConnectUdpAnswer{500, "proxy_internal_error", "key export failed"};
   rec.masque = MasqueSpec{uint64_t(stream), to};
+  rec.masque_host = route.host;
+  rec.masque_port = route.port;
   rec.handover_pending = true;
   sessions_.add(std::move(rec));
   c.set_registered();

@@ -608,8 +608,9 @@ Dpctld::Change Dpctld::api_route_del(const json& req) {
   const std::string removed = it->from_url();
   Change c{state_, {}, {}};
   std::erase_if(c.next.routes, match);
-  c.commit = [removed] {
+  c.commit = [this, removed] {
     LOG_INFO("dpctl: route %s removed", removed.c_str());
+    recheck_sessions();  // its CONNECT-UDP clients are cut off
     return json{{"removed", removed}};
   };
   return c;
@@ -640,13 +641,19 @@ json Dpctld::api_session_list() {
   const uint64_t now = realtime_ns();
   for (const auto& [index, s] : sessions_.all()) {
     const TunnelDef* t = find_tunnel(s.tunnel.str());
+    json masque = nullptr;  // a CONNECT-UDP client's: the target it named, where the agent sends, its request stream
+    if (s.masque)
+      masque = {{"target", s.masque_host + ":" + std::to_string(s.masque_port)},
+                {"to", s.masque->target.str()},
+                {"stream", s.masque->stream_id}};
     list.push_back({{"index", index},
                     {"tunnel", s.tunnel.str()},
                     {"tunnel_name", t ? t->name : std::string()},
                     {"agent", s.agent_name},
                     {"certificate", s.certificate_subject},
                     {"weight", s.weight},
-                    {"role", role_name(s.visitor)},
+                    {"role", s.masque ? "connect-udp" : role_name(s.visitor)},
+                    {"masque", masque},
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
                     {"control_transport", s.control_transport},

@@ -38,6 +38,8 @@ struct SessionRecord {
   // A MASQUE client's session (docs/masque.md): a visitor whose QUIC connection carries HTTP Datagrams of one
   // CONNECT-UDP request to this target.
   std::optional<MasqueSpec> masque;
+  std::string masque_host;  // the CONNECT-UDP target the client named (the route's key), checked again after changes
+  uint16_t masque_port = 0;
   bool handover_pending = false;
   uint64_t handed_over_mono_ns = 0;
   // From the gateway's status:

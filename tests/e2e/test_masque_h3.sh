@@ -145,6 +145,25 @@ PY
     fail "dpagent udp warned: $(grep -E 'warn|error' "$WORK/udp-run.log")"
   fi
 
+  log "dpctl: the two CONNECT-UDP sessions are listed; a reload without their route cuts them off"
+  dpctl() { "$BUILD/control/dpctl" --socket "$WORK/dpctld.sock" "$@"; }
+  connect_udp_sessions() {
+    dpctl --json session list | jq '[.sessions[] | select(.masque.target == "dns.corp.test:53")] | length'
+  }
+  [ "$(connect_udp_sessions)" = 2 ] || fail "dpctl session list: $(dpctl session list)"
+  cp "$WORK/dpctld.conf" "$WORK/dpctld.conf.orig"
+  sed -i 's|{ from = "udp+https://dns.corp.test:53"; tunnel = "corp"; to = "udp://10.0.0.53:53"; allow = \[ "CN=agent-1" \]; },||' \
+    "$WORK/dpctld.conf"
+  ! matches -F 'dns.corp.test' < "$WORK/dpctld.conf" || fail "the test's sed left the dns route in dpctld.conf"
+  kill -HUP "$DPCTLD_PID"
+  no_sessions() { [ "$(connect_udp_sessions)" = 0 ]; }
+  wait_for 5 "the CONNECT-UDP sessions cut off" no_sessions
+  matches -F "its route udp+https://dns.corp.test:53 no longer serves it (unknown_target); disconnected" < "$WORK/dpctld.log" ||
+    fail "dpctld did not say why: $(tail -3 "$WORK/dpctld.log")"
+  cp "$WORK/dpctld.conf.orig" "$WORK/dpctld.conf"
+  kill -HUP "$DPCTLD_PID"
+  wait_for 5 "the dns route back" bash -c "\"$BUILD/control/dpctl\" --socket \"$WORK/dpctld.sock\" route list | grep -q dns.corp.test"
+
   log "dpagent udp: an unknown target is answered 404, dpagent ends with status 1"
   udp_client agent1 nowhere.corp.test:53
   [ "$UDP_RC" = 1 ] || fail "dpagent udp (unknown target) ended with $UDP_RC: $(tail -5 "$WORK/udp.out")"
