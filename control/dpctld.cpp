@@ -161,7 +161,7 @@ bool Dpctld::start(std::string& error) {
       },
       [this](const json& s) { on_gateway_status(s); },
       [this](const json& e) { on_gateway_refused(e); });
-  if (!background_.start(loop_, error)) return false;
+  if (!background_.start(loop_, error) || !resolver_.start(loop_, error)) return false;
   if (!cfg_.api_socket.empty()) {
     if (!api_.listen(cfg_.api_socket, error)) return false;
     loop_.add(api_.fd(), EPOLLIN, [this](uint32_t) { serve_api(); });
@@ -630,60 +630,96 @@ std::string subject_of(const QuicAgentConnection& c) {
 }
 }  // namespace
 
-// A CONNECT-UDP request of an HTTP/3 client (docs/masque.md): refused with its reason, or accepted as a visitor
-// session of the route's tunnel that dpgw takes over with the connection once the client has the 200.
-ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
-  const std::string target = req.target.host + ":" + std::to_string(req.target.port);
-  auto refuse = [&](MasqueRefusal why, const std::string& details) {
-    count_masque_refusal(why);
-    const int status = masque_refusal_http_status(why);
-    LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: %d %s", c.peer().str().c_str(),
-             subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(why));
-    return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(why), details};
-  };
-  if (sessions_.find_by_channel(c.id()))
-    return refuse(MasqueRefusal::BadRequest, "one CONNECT-UDP request per connection: open another connection");
+ConnectUdpAnswer Dpctld::refuse_connect_udp(QuicAgentConnection& c, int64_t stream, const std::string& target,
+                                            MasqueRefusal why, const std::string& details) {
+  count_masque_refusal(why);
+  const int status = masque_refusal_http_status(why);
+  LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: %d %s", c.peer().str().c_str(),
+           subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(why));
+  return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(why), details};
+}
+
+std::optional<ConnectUdpAnswer> Dpctld::connect_udp_route(QuicAgentConnection& c, int64_t stream,
+                                                          const std::string& host, uint16_t port, MasqueRoute& route) {
+  const std::string target = host + ":" + std::to_string(port);
   const MasqueRouteTable table = masque_route_table();
-  const MasqueMatch m = table.match(req.target.host, req.target.port, certificate_identities(c.peer_certificate()), true);
+  const MasqueMatch m = table.match(host, port, certificate_identities(c.peer_certificate()), true);
   // A private route is refused as an unknown target, in the answer and the log line's status; the reason label
   // (private_route) is for the operator only.
   if (!m)
-    return refuse(m.refusal, m.refusal == MasqueRefusal::NotAllowed ? "the client certificate may not use udp+https://" + target
-                                                                    : "no udp+https route for " + target);
-  const MasqueRoute route = *m.route;
+    return refuse_connect_udp(c, stream, target, m.refusal,
+                              m.refusal == MasqueRefusal::NotAllowed ? "the client certificate may not use udp+https://" + target
+                                                                     : "no udp+https route for " + target);
+  route = *m.route;
   bool served = false;
   for (const auto& [index, s] : sessions_.all()) served |= s.tunnel == route.tunnel && !s.visitor && !s.handover_pending;
-  if (!served) return refuse(MasqueRefusal::NoAgent, "no agent serves the tunnel of udp+https://" + target + " now");
+  if (!served)
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::NoAgent,
+                              "no agent serves the tunnel of udp+https://" + target + " now");
   std::string why;
-  if (!c.can_hand_over(why)) return refuse(MasqueRefusal::BadRequest, "the connection cannot carry the datagrams: " + why);
+  if (!c.can_hand_over(why))
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::BadRequest,
+                              "the connection cannot carry the datagrams: " + why);
+  return std::nullopt;
+}
+
+// A CONNECT-UDP request of an HTTP/3 client (docs/masque.md): refused with its reason, or accepted as a visitor
+// session of the route's tunnel that dpgw takes over with the connection once the client has the 200.
+ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
+  const std::string host = req.target.host;
+  const uint16_t port = req.target.port;
+  const std::string target = host + ":" + std::to_string(port);
+  if (sessions_.find_by_channel(c.id()) || resolving_.count(c.id()))
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::BadRequest,
+                              "one CONNECT-UDP request per connection: open another connection");
+  MasqueRoute route;
+  if (std::optional<ConnectUdpAnswer> refused = connect_udp_route(c, stream, host, port, route)) return *refused;
   if (const std::optional<Ipv4> ip = Ipv4::parse(route.to_host))
     return accept_connect_udp(c, stream, route, Endpoint{*ip, route.to_port});
-  // A name: resolved off the event loop; the answer follows when it is known (the connection may be gone by then).
+  // A name: known from a recent answer, or resolved off the event loop with the answer following.
+  const uint64_t now = monotonic_ns();
+  if (auto it = resolved_.find(route.to_host); it != resolved_.end() && it->second.until_ns > now) {
+    if (it->second.ip) return accept_connect_udp(c, stream, route, Endpoint{*it->second.ip, route.to_port});
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::DnsError,
+                              route.to_host + " does not resolve to an IPv4 address");
+  }
+  if (resolving_.size() >= kMaxResolving)
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::DnsError,
+                              "too many names being resolved now; try again");
   const uint64_t conn = c.id();
+  resolving_.insert(conn);
   auto resolved = std::make_shared<std::optional<Ipv4>>();
-  background_.submit(
-      [resolved, host = route.to_host] {
+  resolver_.submit(
+      [resolved, name = route.to_host] {
         addrinfo hints{};
         hints.ai_family = AF_INET;
         hints.ai_socktype = SOCK_DGRAM;
         addrinfo* res = nullptr;
-        if (getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0 && res) {
+        if (getaddrinfo(name.c_str(), nullptr, &hints, &res) == 0 && res) {
           *resolved = Ipv4{ntohl(reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr.s_addr)};
           freeaddrinfo(res);
         }
       },
-      [this, resolved, conn, stream, route, target] {
+      [this, resolved, conn, stream, host, port, name = route.to_host] {
+        resolving_.erase(conn);
+        // Kept 30 s (a name that does not resolve: 5 s), so that a burst of clients asks the resolver once.
+        resolved_[name] = ResolvedName{*resolved, monotonic_ns() + (*resolved ? 30'000'000'000ull : 5'000'000'000ull)};
+        if (resolved_.size() > 4096) std::erase_if(resolved_, [](const auto& e) { return e.second.until_ns <= monotonic_ns(); });
+        // The connection and its request may be gone, and routes, agents and allow lists may have changed meanwhile:
+        // everything is checked again.
         QuicAgentConnection* c = quic_ ? quic_->find_h3(conn) : nullptr;
-        if (!c) return;
-        if (!*resolved) {
-          count_masque_refusal(MasqueRefusal::DnsError);
-          LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: 502 dns_error (%s does not resolve)",
-                   c->peer().str().c_str(), subject_of(*c).c_str(), target.c_str(), (long long)stream,
-                   route.to_host.c_str());
-          c->complete_connect_udp(stream, {502, "dns_error", route.to_host + " does not resolve to an IPv4 address"});
-          return;
-        }
-        c->complete_connect_udp(stream, accept_connect_udp(*c, stream, route, Endpoint{**resolved, route.to_port}));
+        if (!c || !c->connect_udp_waiting(stream)) return;
+        const std::string target = host + ":" + std::to_string(port);
+        MasqueRoute now_route;
+        if (std::optional<ConnectUdpAnswer> refused = connect_udp_route(*c, stream, host, port, now_route))
+          return c->complete_connect_udp(stream, *refused);
+        if (now_route.to_host != name || now_route.to_port == 0)
+          return c->complete_connect_udp(stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::NoAgent,
+                                                                    "the route changed while its target was resolved"));
+        if (!*resolved)
+          return c->complete_connect_udp(stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::DnsError,
+                                                                    name + " does not resolve to an IPv4 address"));
+        c->complete_connect_udp(stream, accept_connect_udp(*c, stream, now_route, Endpoint{**resolved, now_route.to_port}));
       });
   return ConnectUdpAnswer{ConnectUdpAnswer::kLater, {}, {}};
 }

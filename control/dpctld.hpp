@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "common/background.hpp"
@@ -94,6 +95,12 @@ class Dpctld {
   void on_masque_bad_request(QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why);
   // An accepted request: its visitor session (handed over with the connection), answered 200.
   ConnectUdpAnswer accept_connect_udp(QuicAgentConnection& c, int64_t stream, const MasqueRoute& route, Endpoint to);
+  // The route a client may use for target host:port now, or the refusal's answer (counted and logged); `route` set
+  // when nullopt is returned.
+  std::optional<ConnectUdpAnswer> connect_udp_route(QuicAgentConnection& c, int64_t stream, const std::string& host,
+                                                    uint16_t port, MasqueRoute& route);
+  ConnectUdpAnswer refuse_connect_udp(QuicAgentConnection& c, int64_t stream, const std::string& target,
+                                      MasqueRefusal why, const std::string& details);
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
@@ -170,6 +177,16 @@ class Dpctld {
   std::unique_ptr<GatewayLink> gateway_;
   LineServer api_;
   Background background_;         // Hyperscan compiles and state file writes, off the event loop
+  // Names in udp+https routes' `to`, resolved off the event loop on a thread of their own (a slow resolver never holds
+  // up state writes): at most kMaxResolving at once, one per connection, answers kept for a while.
+  static constexpr size_t kMaxResolving = 16;
+  Background resolver_;
+  std::set<uint64_t> resolving_;  // connections whose CONNECT-UDP request waits for a name
+  struct ResolvedName {
+    std::optional<Ipv4> ip;
+    uint64_t until_ns = 0;
+  };
+  std::map<std::string, ResolvedName> resolved_;
   std::deque<PendingChange> changes_;
   bool change_running_ = false;
   PersistedState state_;  // what dpctl changed (committed: saved in cfg_.state_file)

@@ -12,8 +12,8 @@ bool client_bidi(int64_t id) { return (id & 3) == 0; }
 bool client_uni(int64_t id) { return (id & 3) == 2; }
 }  // namespace
 
-H3ServerSession::H3ServerSession(H3Transport& transport, Callbacks callbacks)
-    : transport_(transport), cb_(std::move(callbacks)) {}
+H3ServerSession::H3ServerSession(H3Transport& transport, Callbacks callbacks, bool quic_datagrams)
+    : transport_(transport), cb_(std::move(callbacks)), quic_datagrams_(quic_datagrams) {}
 
 bool H3ServerSession::start() {
   // The control stream alone: with a dynamic table of capacity 0 both ways, QPACK's encoder and decoder streams
@@ -26,6 +26,7 @@ bool H3ServerSession::start() {
   H3Settings ours;
   ours.enable_connect_protocol = true;
   ours.h3_datagram = true;
+  ours.max_field_section_size = kMaxFieldSection;  // RFC 9114 4.2.2: what a client may send
   std::vector<uint8_t> out;
   append_h3_varint(out, kH3StreamControl);
   append_h3_settings(out, ours);
@@ -113,7 +114,10 @@ void H3ServerSession::on_uni_data(int64_t id, std::span<const uint8_t> data, boo
         fail(kH3FrameUnexpected, "a DATA frame on the control stream");
         return false;
       };
-      if (!us.frames.feed(data, h) && !closed_) return fail(us.frames.error(), "a malformed frame on the control stream");
+      const uint64_t skipped = us.frames.skipped();
+      const bool ok = us.frames.feed(data, h);
+      stats_.unknown_frames += us.frames.skipped() - skipped;
+      if (!ok && !closed_) return fail(us.frames.error(), "a malformed frame on the control stream");
       if (fin && !closed_) fail(kH3ClosedCriticalStream, "the client closed its control stream");
       return;
     }
@@ -147,6 +151,10 @@ bool H3ServerSession::on_control_frame(uint64_t type, std::span<const uint8_t> p
         fail(error, "malformed SETTINGS");
         return false;
       }
+      if (s->h3_datagram && !quic_datagrams_) {
+        fail(kH3SettingsError, "SETTINGS_H3_DATAGRAM without the QUIC DATAGRAM transport parameter");
+        return false;
+      }
       peer_settings_ = *s;
       // Requests whose HEADERS came before the SETTINGS (another stream, so either may come first).
       for (auto& [id, rs] : requests_)
@@ -162,10 +170,11 @@ bool H3ServerSession::on_control_frame(uint64_t type, std::span<const uint8_t> p
       return false;
     case kH3FrameGoaway:       // the client stops opening requests; dpctld answers what it has
     case kH3FrameMaxPushId:    // dpctld never pushes
-    case kH3FrameCancelPush:
       return true;
+    case kH3FrameCancelPush:   // of a push dpctld never promised (RFC 9114 7.2.3)
+      fail(kH3IdError, "CANCEL_PUSH of a push never promised");
+      return false;
     default:
-      stats_.unknown_frames++;
       return true;
   }
 }
@@ -182,14 +191,18 @@ void H3ServerSession::on_request_data(int64_t id, std::span<const uint8_t> data,
   H3FrameReader::Handlers h;
   h.on_frame = [&](uint64_t type, std::span<const uint8_t> payload) { return on_request_frame(id, rs, type, payload); };
   h.on_data = [&](std::span<const uint8_t> piece, bool) {
-    if (!rs.request) {
+    if (!rs.headers) {
       fail(kH3FrameUnexpected, "a DATA frame before the request's HEADERS");
       return false;
     }
-    stats_.capsule_bytes += piece.size();
+    // A refused request's body is read and left; an accepted one's DATA carries capsules (slice 3 gives them to dpgw).
+    if (rs.accepted) stats_.capsule_bytes += piece.size();
     return true;
   };
-  if (!rs.frames.feed(data, h)) {
+  const uint64_t skipped = rs.frames.skipped();
+  const bool ok = rs.frames.feed(data, h);
+  stats_.unknown_frames += rs.frames.skipped() - skipped;
+  if (!ok) {
     if (!closed_) fail(rs.frames.error(), "a malformed frame on a request stream");
     return;
   }
@@ -219,10 +232,14 @@ bool H3ServerSession::on_request_frame(int64_t id, RequestStream& rs, uint64_t t
       fail(kH3FrameUnexpected, "a control frame on a request stream");
       return false;
     default:
-      stats_.unknown_frames++;
       return true;
   }
-  if (rs.request || rs.answered) return true;  // trailers: nothing in them matters to a tunnel
+  if (rs.accepted) {  // after a 2xx only DATA may follow on a CONNECT stream (RFC 9114 4.4)
+    fail(kH3FrameUnexpected, "a HEADERS frame on an accepted CONNECT-UDP stream");
+    return false;
+  }
+  if (rs.headers) return true;  // trailers of a request already answered or waiting: nothing in them matters
+  rs.headers = true;
   stats_.requests++;
   if (requests_answered_ >= kMaxRequests) {
     transport_.reset_stream(id, kH3RequestRejected);

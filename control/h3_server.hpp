@@ -67,11 +67,13 @@ class H3ServerSession {
   struct Stats {
     uint64_t requests = 0;             // HEADERS of requests read
     uint64_t capsule_bytes = 0;        // DATA bytes read on accepted request streams (capsules; slice 3 carries them)
-    uint64_t unknown_frames = 0;       // frames of types dptun does not know, ignored (RFC 9114 9)
+    uint64_t unknown_frames = 0;       // frames of types dptun does not know, skipped (RFC 9114 9)
     uint64_t unknown_streams = 0;      // unidirectional streams of unknown types, ignored (RFC 9114 6.2)
   };
 
-  H3ServerSession(H3Transport& transport, Callbacks callbacks);
+  // `quic_datagrams`: the client's transport parameters allow DATAGRAM frames (max_datagram_frame_size > 0, RFC 9221
+  // 3); SETTINGS_H3_DATAGRAM = 1 without them is H3_SETTINGS_ERROR (RFC 9297 2.1.1).
+  H3ServerSession(H3Transport& transport, Callbacks callbacks, bool quic_datagrams);
   // Opens the control stream with SETTINGS and the QPACK encoder and decoder streams. False when the transport
   // refused a stream (the connection is closed then).
   bool start();
@@ -82,6 +84,10 @@ class H3ServerSession {
   // The answer to the request on `stream_id` that connect_udp left for later (kLater); nothing when that stream is
   // gone meanwhile or was answered.
   void complete(int64_t stream_id, const ConnectUdpAnswer& a);
+  bool waiting(int64_t stream_id) const {
+    auto it = requests_.find(stream_id);
+    return !closed_ && it != requests_.end() && it->second.waiting_owner && !it->second.answered;
+  }
   // The client's SETTINGS, once its control stream brought them.
   const std::optional<H3Settings>& peer_settings() const { return peer_settings_; }
   bool closed() const { return closed_; }
@@ -99,6 +105,7 @@ class H3ServerSession {
   };
   struct RequestStream {
     H3FrameReader frames{kMaxFrame};
+    bool headers = false;   // its HEADERS came (what follows is its body, or the tunnel's capsules)
     bool answered = false;
     bool accepted = false;
     bool waiting_settings = false;  // HEADERS read before the client's SETTINGS: answered once they come
@@ -116,6 +123,7 @@ class H3ServerSession {
 
   H3Transport& transport_;
   Callbacks cb_;
+  bool quic_datagrams_;
   bool closed_ = false;
   bool control_seen_ = false, encoder_seen_ = false, decoder_seen_ = false;
   std::optional<H3Settings> peer_settings_;

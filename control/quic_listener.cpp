@@ -224,6 +224,7 @@ bool QuicAgentConnection::start(const ngtcp2_pkt_hd& hd, const ngtcp2_path& path
   cb.recv_stream_data = QuicListener::on_recv_stream_data;
   cb.acked_stream_data_offset = QuicListener::on_acked_stream_data;
   cb.stream_reset = QuicListener::on_stream_reset;
+  cb.stream_close = QuicListener::on_stream_close;
   cb.rand = QuicListener::on_rand;
   cb.get_new_connection_id = QuicListener::on_get_new_cid;
   cb.remove_connection_id = QuicListener::on_remove_cid;
@@ -600,7 +601,14 @@ void QuicListener::handshake_done(QuicAgentConnection& c, uint64_t now) {
     h3cb.bad_request = [this, &c](int64_t stream, uint16_t status, const std::string& why) {
       if (cb_.bad_request) cb_.bad_request(c, stream, status, why);
     };
-    c.h3_ = std::make_unique<H3ServerSession>(c, std::move(h3cb));
+    // The client ended its request before dpgw took the connection: nothing to hand over; the connection (and the
+    // session dpctld made for it, Callbacks::closed) ends with H3_NO_ERROR.
+    h3cb.request_ended = [&c](int64_t) {
+      LOG_INFO("client %s: CONNECT-UDP request ended by the client; connection closed", c.peer().str().c_str());
+      c.close(true);
+    };
+    const ngtcp2_transport_params* params = ngtcp2_conn_get_remote_transport_params(c.conn_.get());
+    c.h3_ = std::make_unique<H3ServerSession>(c, std::move(h3cb), params && params->max_datagram_frame_size > 0);
     c.h3_->start();
   }
 }
@@ -857,7 +865,8 @@ void QuicListener::tick(uint64_t now) {
                  double(limits_.register_timeout_ns) / 1e9);
       c->close(true);
     } else if (c->handover_armed_ && !c->closing_ && now >= c->handover_deadline_ns_) {
-      LOG_WARN("agent %s: its registration reply was not acknowledged within %.0f s; closed", c->peer().str().c_str(),
+      LOG_WARN("%s %s: its %s was not acknowledged within %.0f s; closed", c->h3_ ? "client" : "agent",
+               c->peer().str().c_str(), c->h3_ ? "CONNECT-UDP answer" : "registration reply",
                double(kHandoverTimeoutNs) / 1e9);
       c->handover_armed_ = false;
       c->close(true);
@@ -970,6 +979,13 @@ int QuicListener::on_acked_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t
   auto& chunks = it->second.chunks;
   const uint64_t acked = offset + len;
   while (!chunks.empty() && chunks.front().offset + chunks.front().data.size() <= acked) chunks.pop_front();
+  return 0;
+}
+
+// A stream ngtcp2 is done with (both sides ended, reset, or stopped): what was queued on it will never be sent or
+// acknowledged.
+int QuicListener::on_stream_close(ngtcp2_conn*, uint32_t, int64_t stream_id, uint64_t, void* user, void*) {
+  static_cast<QuicAgentConnection*>(user)->tx_.erase(stream_id);
   return 0;
 }
 

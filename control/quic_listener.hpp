@@ -110,6 +110,8 @@ class QuicAgentConnection final : public AgentLink, public H3Transport {
   const HandshakeEvidence& evidence() const { return evidence_; }
   // HTTP/3: the answer to a CONNECT-UDP request that Callbacks::connect_udp left for later.
   void complete_connect_udp(int64_t stream_id, const ConnectUdpAnswer& a);
+  // Whether the request on `stream_id` still waits for that answer (its stream open, nothing sent on it).
+  bool connect_udp_waiting(int64_t stream_id) const { return !dead_ && !closing_ && h3_ && h3_->waiting(stream_id); }
 
  private:
   friend class QuicListener;
@@ -274,6 +276,8 @@ class QuicListener {
   static int on_acked_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t offset, uint64_t len, void* user,
                                   void* stream_user);
   static int on_stream_reset(ngtcp2_conn*, int64_t stream_id, uint64_t final_size, uint64_t app_error, void* user,
+                             void* stream_user);
+  static int on_stream_close(ngtcp2_conn*, uint32_t flags, int64_t stream_id, uint64_t app_error, void* user,
                              void* stream_user);
   static int on_handshake_completed(ngtcp2_conn*, void* user);
   static int on_recv_crypto_data(ngtcp2_conn*, ngtcp2_crypto_level level, uint64_t offset, const uint8_t* data,

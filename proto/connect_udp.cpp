@@ -19,8 +19,20 @@ bool tchar(char c) {
 }
 
 // A value for a detail sentence: at most 40 bytes (the answer escapes what is not printable).
+// A client's bytes for a log line and Proxy-Status details: at most 40, each byte outside printable ASCII as \xHH
+// (a name or value may carry CR, LF or escape sequences).
 std::string quoted(std::string_view v) {
-  return "'" + std::string(v.substr(0, 40)) + (v.size() > 40 ? "...'" : "'");
+  std::string out = "'";
+  for (unsigned char c : v.substr(0, 40)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += char(c);
+    } else {
+      char b[5];
+      snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    }
+  }
+  return out + (v.size() > 40 ? "...'" : "'");
 }
 
 // RFC 9110 5.5: no NUL, CR or LF, and no whitespace at either end (RFC 9114 4.1.2: invalid characters).

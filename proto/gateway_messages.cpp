@@ -13,6 +13,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr const char* kConnectUdpRole = "connect-udp";
+
 SessionRole parse_role(const json& j) {
   const json* v = field(j, "role");
   auto role = v && v->is_string() ? parse_name<SessionRole>(v->get<std::string>()) : std::nullopt;
@@ -132,6 +134,9 @@ QuicSessionSpec decode_quic(const json& j) {
 json encode_session(const SessionSpec& s) {
   json j{{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
   if (s.visitor) j["role"] = name_of(SessionRole::Visitor);
+  // A CONNECT-UDP client is a role of its own: a dpgw that does not know it refuses the session instead of serving
+  // the client as a visitor of the whole tunnel.
+  if (s.masque) j["role"] = kConnectUdpRole;
   if (s.quic) j["quic"] = encode_quic(*s.quic);
   return j;
 }

@@ -78,6 +78,14 @@ std::optional<H3Settings> parse_h3_settings(std::span<const uint8_t> payload, ui
   return s;
 }
 
+namespace {
+// The frame types HTTP/3 defines besides DATA (RFC 9114 7.2): read whole; any other type is skipped.
+bool known_frame_type(uint64_t t) {
+  return t == kH3FrameHeaders || t == kH3FrameCancelPush || t == kH3FrameSettings || t == kH3FramePushPromise ||
+         t == kH3FrameGoaway || t == kH3FrameMaxPushId;
+}
+}  // namespace
+
 bool H3FrameReader::feed(std::span<const uint8_t> bytes, const Handlers& h) {
   if (error_ != 0) return false;
   size_t i = 0;
@@ -98,6 +106,11 @@ bool H3FrameReader::feed(std::span<const uint8_t> bytes, const Handlers& h) {
           }
           break;
         }
+        if (!known_frame_type(type_)) {  // ignored whatever its size (RFC 9114 9): skipped, never buffered
+          skipped_++;
+          state_ = State::Skip;
+          break;
+        }
         if (remaining_ > max_frame_) {
           error_ = kH3ExcessiveLoad;
           return false;
@@ -116,6 +129,13 @@ bool H3FrameReader::feed(std::span<const uint8_t> bytes, const Handlers& h) {
           state_ = State::Header;
           if (h.on_frame && !h.on_frame(type_, payload_)) return false;
         }
+        break;
+      }
+      case State::Skip: {
+        const size_t take = size_t(std::min<uint64_t>(remaining_, bytes.size() - i));
+        i += take;
+        remaining_ -= take;
+        if (remaining_ == 0) state_ = State::Header;
         break;
       }
       case State::Data: {

@@ -77,9 +77,10 @@ void append_h3_frame_header(std::vector<uint8_t>& out, uint64_t type, uint64_t p
 void append_h3_varint(std::vector<uint8_t>& out, uint64_t v);
 
 // Reads one stream's frames, fed in pieces of any size. DATA payloads are passed on as they arrive (on_data, in
-// pieces, never buffered); every other frame is buffered whole up to `max_frame` bytes and passed to on_frame,
-// including unknown types (the caller ignores those, RFC 9114 9). The stream's state after an error is undefined:
-// the caller ends the connection with error().
+// pieces, never buffered); the other frame types RFC 9114 7.2 defines are buffered whole up to `max_frame` bytes and
+// passed to on_frame; frames of unknown and reserved types are skipped whatever their length, never buffered
+// (RFC 9114 9), and counted (skipped()). The stream's state after an error is undefined: the caller ends the
+// connection with error().
 class H3FrameReader {
  public:
   explicit H3FrameReader(size_t max_frame) : max_frame_(max_frame) {}
@@ -98,9 +99,10 @@ class H3FrameReader {
   // H3_FRAME_ERROR).
   bool at_boundary() const;
   uint64_t error() const { return error_; }
+  uint64_t skipped() const { return skipped_; }  // frames of unknown types
 
  private:
-  enum class State : uint8_t { Header, Payload, Data };
+  enum class State : uint8_t { Header, Payload, Data, Skip };
   size_t max_frame_;
   State state_ = State::Header;
   uint8_t header_[16];
@@ -108,6 +110,7 @@ class H3FrameReader {
   uint64_t type_ = 0, remaining_ = 0;
   std::vector<uint8_t> payload_;
   uint64_t error_ = 0;
+  uint64_t skipped_ = 0;
 };
 
 }  // namespace dptun

@@ -57,11 +57,14 @@ struct Client {
   std::string cn = "CN=alice";
   std::vector<std::pair<int64_t, uint16_t>> bad;
   std::vector<int64_t> ended;
-  H3ServerSession s{t, callbacks()};
+  bool later = false;  // connect_udp answers later (ConnectUdpAnswer::kLater)
+  bool quic_datagrams = true;
+  H3ServerSession s{t, callbacks(), quic_datagrams};
 
   H3ServerSession::Callbacks callbacks() {
     H3ServerSession::Callbacks cb;
     cb.connect_udp = [this](int64_t, const ConnectUdpRequest& req) {
+      if (later) return ConnectUdpAnswer{ConnectUdpAnswer::kLater, {}, {}};
       const MasqueMatch m = table.match(req.target.host, req.target.port, {cn}, true);
       if (!m)
         return ConnectUdpAnswer{uint16_t(masque_refusal_http_status(m.refusal)),
@@ -274,15 +277,78 @@ void test_unknown_streams_and_frames_ignored(void**) {
   append_h3_varint(grease, 0x21);
   grease.insert(grease.end(), {1, 2, 3});
   c.s.on_stream_data(6, grease, false);
+  // A reserved frame bigger than any frame dptun buffers: skipped as it comes (RFC 9114 9).
   std::vector<uint8_t> ctl = control_stream(true);
-  append_h3_frame_header(ctl, 0x21, 2);
-  ctl.insert(ctl.end(), {9, 9});
+  append_h3_frame_header(ctl, 0x21, 20000);
+  ctl.resize(ctl.size() + 20000, 9);
   c.s.on_stream_data(2, ctl, false);
   c.s.on_stream_data(0, connect_udp("dns.corp.example.com", 53), false);
   assert_string_equal(field(answer_on(c.t, 0), ":status").c_str(), "200");
   assert_false(c.t.closed);
   assert_int_equal(c.s.stats().unknown_streams, 1);
   assert_int_equal(c.s.stats().unknown_frames, 1);
+}
+
+// A refused request's body does not end the connection (RFC 9114 4.1: HEADERS then DATA is a valid sequence).
+void test_refused_request_body(void**) {
+  Client c;
+  c.s.start();
+  c.s.on_stream_data(2, control_stream(true), false);
+  std::vector<uint8_t> post = headers_frame({{":method", "POST"}, {":scheme", "https"}, {":authority", "gw"},
+                                             {":path", "/upload"}});
+  append_h3_frame_header(post, kH3FrameData, 3);
+  post.insert(post.end(), {'a', 'b', 'c'});
+  c.s.on_stream_data(0, post, true);
+  assert_string_equal(field(answer_on(c.t, 0), ":status").c_str(), "405");
+  assert_false(c.t.closed);
+}
+
+void test_more_connection_errors(void**) {
+  // SETTINGS_H3_DATAGRAM from a client whose transport parameters allow no DATAGRAM frame (RFC 9297 2.1.1).
+  {
+    Client c;
+    c.quic_datagrams = false;
+    H3ServerSession s(c.t, c.callbacks(), false);
+    s.start();
+    s.on_stream_data(2, control_stream(true), false);
+    assert_true(c.t.closed);
+    assert_int_equal(c.t.closed_with, kH3SettingsError);
+  }
+  // CANCEL_PUSH of a push never promised (RFC 9114 7.2.3).
+  std::vector<uint8_t> b = control_stream(true);
+  append_h3_frame_header(b, kH3FrameCancelPush, 1);
+  b.push_back(0);
+  expect_close(2, b, false, kH3IdError, false);
+  // HEADERS on a CONNECT-UDP stream after its 200 (RFC 9114 4.4).
+  Client c;
+  c.s.start();
+  c.s.on_stream_data(2, control_stream(true), false);
+  c.s.on_stream_data(0, connect_udp("dns.corp.example.com", 53), false);
+  assert_false(c.t.closed);
+  c.s.on_stream_data(0, headers_frame({{"x-trailer", "1"}}), false);
+  assert_true(c.t.closed);
+  assert_int_equal(c.t.closed_with, kH3FrameUnexpected);
+}
+
+// An answer given later: nothing until complete(); complete() on a stream the client ended meanwhile sends nothing.
+void test_later_answers(void**) {
+  Client c;
+  c.later = true;
+  c.s.start();
+  c.s.on_stream_data(2, control_stream(true), false);
+  c.s.on_stream_data(0, connect_udp("dns.corp.example.com", 53), false);
+  assert_true(c.t.out[0].empty());
+  assert_true(c.s.waiting(0));
+  c.s.complete(0, ConnectUdpAnswer{200, {}, {}});
+  assert_string_equal(field(answer_on(c.t, 0), ":status").c_str(), "200");
+  assert_false(c.s.waiting(0));
+  assert_int_equal(c.s.open_tunnels().size(), 1);
+  // The client ends its request while the answer is pending: complete() then sends nothing.
+  c.s.on_stream_data(4, connect_udp("dns.corp.example.com", 53), true);
+  assert_false(c.s.waiting(4));
+  c.s.complete(4, ConnectUdpAnswer{200, {}, {}});
+  assert_true(c.t.out[4].empty());
+  assert_int_equal(c.s.open_tunnels().size(), 1);
 }
 
 }  // namespace
@@ -297,6 +363,9 @@ int main() {
       cmocka_unit_test(test_byte_at_a_time),
       cmocka_unit_test(test_connection_errors),
       cmocka_unit_test(test_unknown_streams_and_frames_ignored),
+      cmocka_unit_test(test_refused_request_body),
+      cmocka_unit_test(test_more_connection_errors),
+      cmocka_unit_test(test_later_answers),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
