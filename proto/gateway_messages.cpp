@@ -131,6 +131,26 @@ QuicSessionSpec decode_quic(const json& j) {
   return q;
 }
 
+// A MASQUE client's session (docs/masque.md "Datagrams on the fast path"): {"stream_id": N, "target": "IPV4:PORT"}.
+json encode_masque(const MasqueSpec& m) { return {{"stream_id", m.stream_id}, {"target", m.target.str()}}; }
+
+MasqueSpec decode_masque(const json& j) {
+  if (!j.is_object()) throw FieldError("'masque' must be an object");
+  MasqueSpec m;
+  // A client-initiated bidirectional stream (RFC 9000 2.1: ID % 4 == 0), a varint (at most 2^62 - 1).
+  const json* id = field(j, "stream_id");
+  const bool integer = id && (id->is_number_unsigned() || (id->is_number_integer() && id->get<int64_t>() >= 0));
+  if (!integer || id->get<uint64_t>() > (uint64_t(1) << 62) - 1 || id->get<uint64_t>() % 4)
+    throw FieldError("'masque.stream_id' must be a client-initiated bidirectional stream ID (a multiple of 4 below 2^62)");
+  m.stream_id = id->get<uint64_t>();
+  const json* t = field(j, "target");
+  const auto target = t && t->is_string() ? Endpoint::parse(t->get<std::string>()) : std::nullopt;
+  if (!target || !target->port || !target->ip.is_v4() || target->ip.unspecified())
+    throw FieldError("'masque.target' must be the route's target, IPV4:PORT (port 1..65535)");
+  m.target = *target;
+  return m;
+}
+
 json encode_session(const SessionSpec& s) {
   json j{{"index", s.index}, {"tunnel", s.tunnel.str()}, {"weight", s.weight}, {"secret", hex_encode(s.base_secret)}};
   if (s.visitor) j["role"] = name_of(SessionRole::Visitor);
@@ -138,6 +158,7 @@ json encode_session(const SessionSpec& s) {
   // the client as a visitor of the whole tunnel.
   if (s.masque) j["role"] = kConnectUdpRole;
   if (s.quic) j["quic"] = encode_quic(*s.quic);
+  if (s.masque) j["masque"] = encode_masque(*s.masque);
   return j;
 }
 
@@ -152,6 +173,11 @@ SessionSpec decode_session(const json& j) {
   s.base_secret = std::move(*secret);
   s.visitor = parse_role(j) == SessionRole::Visitor;
   if (const json* q = field(j, "quic")) s.quic = decode_quic(*q);
+  if (const json* m = field(j, "masque")) {
+    s.masque = decode_masque(*m);
+    if (!s.visitor || !s.quic)  // its datagrams open a visitor's flows, and come only over the QUIC framing
+      throw FieldError("'masque' needs \"role\": \"visitor\" and a 'quic' object");
+  }
   return s;
 }
 

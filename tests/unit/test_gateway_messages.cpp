@@ -140,6 +140,62 @@ static void quic_session_round_trip(void**) {
   assert_non_null(strstr(err(bad).c_str(), "path"));
 }
 
+// A MASQUE client's session (docs/masque.md "Datagrams on the fast path"): the request stream and the route's target
+// beside the visitor role and the QUIC connection; refused without either, with a stream ID that is not a
+// client-initiated bidirectional stream's, or with a target that is no IPv4 address and port.
+static void masque_session_round_trip(void**) {
+  SessionSpec s;
+  s.index = 40002;
+  s.tunnel = id1();
+  s.base_secret.assign(32, 9);
+  s.visitor = true;
+  QuicSessionSpec q;
+  q.rx_secret.assign(32, 1);
+  q.tx_secret.assign(32, 2);
+  q.cid_tails = {{1, 2, 3, 4}};
+  q.path = Endpoint{Ipv4{0xc6336407}, 51234};
+  s.quic = q;
+  assert_false(encode_session(s).contains("masque"));
+  s.masque = MasqueSpec{(uint64_t(1) << 62) - 4, Endpoint{Ipv4{0x0a000005}, 53}};  // the highest stream ID there is
+  const json j = encode_session(s);
+  assert_string_equal(j["masque"]["target"].get<std::string>().c_str(), "10.0.0.5:53");
+  assert_true(j["masque"]["stream_id"] == json((uint64_t(1) << 62) - 4));
+  const SessionSpec back = decode_session(json::parse(j.dump()));
+  assert_true(back.masque.has_value());
+  assert_true(*back.masque == *s.masque);
+  assert_true(back.visitor);
+  json ok = j;
+  ok["masque"]["stream_id"] = 0;  // (a signed JSON integer, as a hand-written message has it)
+  assert_int_equal(decode_session(ok).masque->stream_id, 0);
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_session(x); }, j); };
+  json bad = j;
+  bad.erase("role");  // an agent's session carries a tunnel's flows: no MASQUE client
+  assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+  bad = j;
+  bad.erase("quic");  // relay frames have no HTTP Datagrams
+  assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+  bad = j;
+  bad["masque"] = "4";
+  assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+  for (const json& id : {json(1), json(2), json(6), json(-4), json(uint64_t(1) << 62), json(4.0), json("4"), json()}) {
+    bad = j;
+    bad["masque"]["stream_id"] = id;
+    assert_non_null(strstr(err(bad).c_str(), "'masque.stream_id'"));
+  }
+  bad = j;
+  bad["masque"].erase("stream_id");
+  assert_non_null(strstr(err(bad).c_str(), "'masque.stream_id'"));
+  for (const char* target : {"", "10.0.0.5", "10.0.0.5:0", "10.0.0.5:65536", "0.0.0.0:53", "[::1]:53", "dns:53"}) {
+    bad = j;
+    bad["masque"]["target"] = target;
+    assert_non_null(strstr(err(bad).c_str(), "'masque.target'"));
+  }
+  bad = j;
+  bad["masque"].erase("target");
+  assert_non_null(strstr(err(bad).c_str(), "'masque.target'"));
+}
+
 static void entry_round_trip(void**) {
   EntrySpec e;
   e.proto = 17;
@@ -304,6 +360,7 @@ int main() {
       cmocka_unit_test(tunnel_round_trip),
       cmocka_unit_test(session_round_trip),
       cmocka_unit_test(quic_session_round_trip),
+      cmocka_unit_test(masque_session_round_trip),
       cmocka_unit_test(entry_round_trip),
       cmocka_unit_test(routed_entries),
       cmocka_unit_test(entry_route_kinds),
