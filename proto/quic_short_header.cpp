@@ -295,10 +295,16 @@ bool QuicDatagramCodec::read_inner(std::span<uint8_t> frame, InnerHeader& ih, st
 
 bool QuicDatagramCodec::read_datagram(std::span<uint8_t> frame, const QuicPayload& p, InnerHeader& ih,
                                       std::span<uint8_t>& packet) {
+  std::span<uint8_t> data;
+  return datagram_data(frame, p, data) && read_inner_plaintext(data, ih, packet);
+}
+
+bool QuicDatagramCodec::datagram_data(std::span<uint8_t> frame, const QuicPayload& p, std::span<uint8_t>& data) {
   if (frame.size() < kQuicMinPacket || (frame[0] & kQuicShortReserved) || !p.datagrams ||
       (p.kind != QuicPayload::Kind::Datagram && p.kind != QuicPayload::Kind::SlowPath))
     return false;
-  return read_inner_plaintext(frame.subspan(aad_len(frame) + p.datagram_offset, p.datagram_len), ih, packet);
+  data = frame.subspan(aad_len(frame) + p.datagram_offset, p.datagram_len);
+  return true;
 }
 
 }  // namespace dptun

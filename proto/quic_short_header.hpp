@@ -264,6 +264,14 @@ class QuicDatagramCodec {
     frame[layout_.header_len] = kQuicFrameDatagram;
     encode_inner_header(frame + layout_.inner_offset(), ih);
   }
+  // A DATAGRAM frame whose data is the application's own bytes, not an inner header and packet (a MASQUE client's
+  // HTTP Datagram, docs/masque.md): the frame type in front of data that lies at layout().inner_offset(), to the
+  // packet's end; such a packet's encrypted length is app_encrypted_len(data bytes).
+  void write_app_datagram(uint8_t* frame) const { frame[layout_.header_len] = kQuicFrameDatagram; }
+  uint32_t app_encrypted_len(uint32_t data_len) const { return layout_.prefix_len + data_len; }
+  // The application's data that fits where an inner header and `packet_len` bytes of inner packet (a frame budget)
+  // would.
+  static constexpr uint32_t app_data_len(uint32_t packet_len) { return uint32_t(kInnerHeaderLen) + packet_len; }
   // A short header: Config::tx_dcid (meta.receiver_index is not written: the peer chose its connection ID), the
   // low tx_pn_len bytes of meta.counter (the full packet number: the caller chose tx_pn_len big enough,
   // quic_pn_length()), key phase and spin from meta.flags. Unprotected until protect().
@@ -322,6 +330,9 @@ class QuicDatagramCodec {
   // The same for a packet whose frames parsed to `p` (payload() of `frame`) of any kind with a DATAGRAM: its first
   // DATAGRAM frame's inner packet (a slow-path packet's, which the fast path still delivers).
   static bool read_datagram(std::span<uint8_t> frame, const QuicPayload& p, InnerHeader& ih, std::span<uint8_t>& packet);
+  // The same packet's first DATAGRAM frame's data as it is (the application's bytes: a MASQUE client's HTTP
+  // Datagram). False when the packet has no DATAGRAM or its reserved bits are set.
+  static bool datagram_data(std::span<uint8_t> frame, const QuicPayload& p, std::span<uint8_t>& data);
   // The decrypted frames of a packet that passed read_header and open.
   static QuicPayload payload(std::span<const uint8_t> frame) {
     const uint32_t h = aad_len(frame);

@@ -82,6 +82,7 @@ bool FlowSetup::attach_flow(Flow& f, const FlowPlan& plan, TunnelSession& s, Dro
   f.udp_ttl_ms = uint32_t(plan.udp_ttl_ns / 1000000ull);
   f.keepalive = plan.keepalive;
   f.visitor = plan.visitor;
+  f.masque = plan.masque;
   f.mss_clamp = path_mss(s);
   ctx_.stats.flows_created.add();
   ctx_.tunnel_stats[plan.tunnel].flows_created.add();

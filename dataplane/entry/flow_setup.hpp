@@ -26,6 +26,7 @@ struct FlowPlan {
   bool by_rule = false;            // routed by a hostname rule (counted as hostname_routed)
   bool proxy_protocol = false;     // the rule's PROXY protocol v2 header (TCP binding)
   uint32_t visitor = 0;            // the visitor session whose flow this is (0: a client's)
+  bool masque = false;             // a MASQUE client's flow (Flow::masque)
 };
 
 class FlowSetup {

@@ -36,6 +36,10 @@ void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
     ctx_.drop(m, Drop::BadInner);
     return;
   }
+  forward(m, pi, v, ih.flags & kInnerDirect ? Aim::Direct : Aim::Rule, name);
+}
+
+void VisitorInput::forward(rte_mbuf* m, const PacketInfo& pi, TunnelSession& v, Aim aim, std::string_view name) {
   const TunnelPool* pool = ctx_.dp.tunnels.get(v.tunnel);
   if (!pool) {
     ctx_.drop(m, Drop::NoSession);
@@ -74,12 +78,19 @@ void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
     plan.keepalive = true;
     plan.visitor = v.index;
     Drop why = Drop::NoSession;
-    bool planned;
-    if (ih.flags & kInnerDirect) {
-      why = Drop::DirectDisabled;
-      planned = ctx_.dp.cfg->direct_mode && setup_.plan_tunnel(v.tunnel, pool->generation, plan, why);
-    } else {
-      planned = setup_.plan_by_rule(name, pi.dst_port, &v, plan, why);
+    bool planned = false;
+    switch (aim) {
+      case Aim::Direct:
+        why = Drop::DirectDisabled;
+        planned = ctx_.dp.cfg->direct_mode && setup_.plan_tunnel(v.tunnel, pool->generation, plan, why);
+        break;
+      case Aim::Granted:
+        plan.masque = true;
+        planned = setup_.plan_tunnel(v.tunnel, pool->generation, plan, why);
+        break;
+      case Aim::Rule:
+        planned = setup_.plan_by_rule(name, pi.dst_port, &v, plan, why);
+        break;
     }
     if (!planned) {
       ctx_.drop(m, why);
@@ -104,8 +115,8 @@ void VisitorInput::input(rte_mbuf* m, const InnerHeader& ih, TunnelSession& v) {
 // A reply for a visitor's flow: addressed back from the service the visitor asked for, in a frame of the
 // visitor's own session.
 void VisitorInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
-  TunnelSession* v = ctx_.dp.sessions.find(f.visitor);
-  if (!v || !v->visitor || v->tunnel != f.tunnel) {  // the visitor went (its index may serve another now)
+  TunnelSession* v = visitor_of(f);
+  if (!v) {  // the visitor went (its index may serve another now)
     ctx_.drop(m, Drop::StaleFlow);
     return;
   }

@@ -94,8 +94,9 @@ class Worker {
   EntryInput entry_{ctx_, tx_, flows_, setup_, names_, encap_, binding_, quic_, local_};
   EdgeOutput edge_out_{ctx_, tx_, local_, encap_};
   Fragments frags_{ctx_, tx_, local_, entry_, edge_out_};
-  TunnelInput tunnel_{ctx_, tx_, flows_, names_, binding_, visitors_, frags_, local_};
-  QuicInput quic_in_{ctx_, tx_, local_, tunnel_, encap_};
+  MasqueInput masque_{ctx_, visitors_, encap_};
+  TunnelInput tunnel_{ctx_, tx_, flows_, names_, binding_, visitors_, masque_, frags_, local_};
+  QuicInput quic_in_{ctx_, tx_, local_, tunnel_, masque_, encap_};
   EdgeInput edge_in_{ctx_, tx_, frags_};
   // Housekeeping, paced by the clock rather than by polls (loop/sweep_pacer.hpp): each table is swept once per its
   // period, so it costs the same per second to a busy worker and to an idle one. The periods and why: each stage.

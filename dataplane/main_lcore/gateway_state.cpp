@@ -1,6 +1,7 @@
 #include "dataplane/main_lcore/gateway_state.hpp"
 
 #include "dataplane/tables/quic_session.hpp"
+#include "proto/masque_datagram.hpp"
 
 #include <algorithm>
 #include <set>
@@ -171,6 +172,21 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
     s->tx_counter.store(spec.quic->first_tx_pn);
     s->endpoint.store(spec.quic->path);  // validated by the handshake; any other address is validated first
   }
+  if (spec.masque) {
+    // A MASQUE client: a visitor of the route's tunnel over the QUIC framing, its datagrams to the route's target.
+    auto m = std::make_unique<MasqueState>();
+    m->stream_id = spec.masque->stream_id;
+    m->target = spec.masque->target;
+    m->source = spec.quic ? spec.quic->path : Endpoint{};
+    m->header_len = uint8_t(write_h3_datagram_header(m->header, m->stream_id, kUdpPayloadContextId));
+    if (!spec.visitor || !spec.quic || !m->header_len || !m->target.ip.is_v4() || !m->target.port ||
+        !m->source.ip.is_v4()) {
+      error = "session " + std::to_string(spec.index) +
+              ": a MASQUE session needs the visitor role, a QUIC connection, a request stream and an IPv4 target";
+      return false;
+    }
+    s->masque = std::move(m);
+  }
   if (spec.endpoint) {
     s->endpoint.store(*spec.endpoint);
     s->configured_endpoint = true;
@@ -339,7 +355,7 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       // The same index with other keys (another registration than the one dpgw holds): the controller's is the
       // session now, and the old keys must never be selected again.
       if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor &&
-          bool(have.quic) == s.quic.has_value())
+          bool(have.quic) == s.quic.has_value() && bool(have.masque) == s.masque.has_value())
         continue;
       LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
       drop_session(s.index);

@@ -24,8 +24,8 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
   const Endpoint peer = s.peer();  // port 0: not known yet
   uint8_t out_port;
   MacAddr mac;
-  Drop why = Drop::NoSession;
-  if (!peer.port || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
+  Drop why;
+  if (!route_to(peer, out_port, mac, why)) {
     ctx_.drop(m, why);
     return false;
   }
@@ -114,8 +114,14 @@ void Encap::flush() {
       tx_.send(p[i].out_port, p[i].m);
       continue;
     }
-    const uint32_t inner_bytes =
-        p[i].encrypted_len - (p[i].kind == Kind::Relay ? codec_.layout() : p[i].s->quic->codec.layout()).encrypted_len(0);
+    uint32_t inner_bytes;
+    if (__builtin_expect(p[i].kind == Kind::QuicAppData, 0)) {
+      ctx_.stats.masque_datagrams_tx.add();
+      inner_bytes = p[i].encrypted_len - p[i].s->quic->codec.app_encrypted_len(0);
+    } else {
+      inner_bytes = p[i].encrypted_len -
+                    (p[i].kind == Kind::Relay ? codec_.layout() : p[i].s->quic->codec.layout()).encrypted_len(0);
+    }
     if (__builtin_expect(p[i].tunnel == kEdgeTunnel, 0)) {
       ctx_.stats.edge_to_concentrator_packets.add();
       ctx_.stats.edge_to_concentrator_bytes.add(inner_bytes);
@@ -159,8 +165,8 @@ bool Encap::quic_ack(TunnelSession& s, uint64_t ack_delay) {
   const Endpoint peer = s.peer();
   uint8_t out_port;
   MacAddr mac;
-  Drop why = Drop::NoSession;
-  if (!peer.port || !tx_.resolve_next_hop(peer.ip, out_port, mac, why)) {
+  Drop why;
+  if (!route_to(peer, out_port, mac, why)) {
     ctx_.stats.drops[size_t(why)].add();
     return false;
   }
@@ -194,8 +200,8 @@ bool Encap::quic_ack(TunnelSession& s, uint64_t ack_delay) {
 bool Encap::quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to) {
   uint8_t out_port;
   MacAddr mac;
-  Drop why = Drop::NoSession;
-  if (!to.port || !tx_.resolve_next_hop(to.ip, out_port, mac, why)) {
+  Drop why;
+  if (!route_to(to, out_port, mac, why)) {
     ctx_.drop(m, why);
     return false;
   }
@@ -221,6 +227,36 @@ bool Encap::quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to) {
   const uint32_t outer = uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + l.frame_len(frames);
   uint8_t* frame = write_outer(out, s, to, out_port, mac, outer);
   queue(Pending{m, &s, frame, frames, out_port, Kind::QuicControl, s.tunnel});
+  return true;
+}
+
+bool Encap::app_datagram(rte_mbuf* m, TunnelSession& s) {
+  const Endpoint peer = s.peer();
+  uint8_t out_port;
+  MacAddr mac;
+  Drop why;
+  if (!route_to(peer, out_port, mac, why)) {
+    ctx_.drop(m, why);
+    return false;
+  }
+  const uint32_t len = m->pkt_len;
+  if (len > app_datagram_budget(out_port, s)) {
+    ctx_.drop(m, Drop::MasqueTooLarge);
+    return false;
+  }
+  const QuicDatagramCodec& codec = s.quic->codec;
+  const FrameLayout& l = codec.layout();
+  const uint32_t encrypted = codec.app_encrypted_len(len);
+  uint8_t* out = reinterpret_cast<uint8_t*>(
+      rte_pktmbuf_prepend(m, uint16_t(kEthHeaderLen + kIpv4HeaderLen + kUdpHeaderLen + l.inner_offset())));
+  if (m->nb_segs > 1 || !out || !rte_pktmbuf_append(m, uint16_t(l.tag_len))) {
+    ctx_.drop(m, Drop::NoRoom);
+    return false;
+  }
+  const uint32_t outer = uint32_t(kIpv4HeaderLen + kUdpHeaderLen) + l.frame_len(encrypted);
+  uint8_t* frame = write_outer(out, s, peer, out_port, mac, outer);
+  codec.write_app_datagram(frame);
+  queue(Pending{m, &s, frame, encrypted, out_port, Kind::QuicAppData, s.tunnel});
   return true;
 }
 

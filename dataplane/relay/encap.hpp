@@ -8,7 +8,8 @@
 // targets' replies to the concentrator are framed here too (dataplane/edge/edge_output.hpp, tunnel kEdgeTunnel).
 // Touches its pending burst, the sessions' transmit counters and keys; reads the flow table (flow ids) and name
 // slots (the name trailer); sends through Tx. Counts encap_*, to_agent_* per tunnel (edge_to_concentrator_* for the
-// edge's frames), fragments_tx, quic_acks_tx, quic_control_tx; drops no_session key_unavailable crypto_error no_room no_mbuf too_big.
+// edge's frames), fragments_tx, quic_acks_tx, quic_control_tx, masque_datagrams_tx; drops no_session key_unavailable
+// crypto_error no_room no_mbuf too_big masque_too_large.
 #pragma once
 #include <rte_mbuf.h>
 
@@ -65,6 +66,17 @@ class Encap {
   // header-protection sample. It joins the burst; counted quic_control_tx. False when dropped (counted: no_route,
   // no_neighbor, no_room).
   bool quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to);
+  // `m` (one segment) holds the data of one DATAGRAM frame to QUIC session `s` that is no inner packet: a MASQUE
+  // client's HTTP Datagram (dataplane/masque/). It gets the frame type, the short header and outer headers to the
+  // session's endpoint and joins the burst; counted like a data frame (encap_*, to_agent_* of the session's tunnel:
+  // the data's bytes) and as masque_datagrams_tx. Longer than app_datagram_budget(): dropped masque_too_large, never
+  // fragmented (RFC 9298 5). False when dropped (counted: that, no_session, no_route, no_neighbor, no_room).
+  bool app_datagram(rte_mbuf* m, TunnelSession& s);
+  // The longest DATAGRAM frame data one packet of QUIC session `s` carries out of `port`: the link's MTU and the
+  // peer's max_udp_payload_size and max_datagram_frame_size (frame_budget's, with the inner header's bytes).
+  uint32_t app_datagram_budget(uint8_t port, const TunnelSession& s) const {
+    return QuicDatagramCodec::app_data_len(frame_budget(port, s));
+  }
   void flush();  // encrypts the pending burst and hands it to Tx
   // The longest inner IP packet (and name trailer) one frame of `s`'s framing carries out of `port`; for a QUIC
   // session no more than the agent's transport parameters take (QuicSessionState::agent_max_packet).
@@ -79,7 +91,7 @@ class Encap {
   }
 
  private:
-  enum class Kind : uint8_t { Relay, QuicData, QuicAck, QuicControl };
+  enum class Kind : uint8_t { Relay, QuicData, QuicAck, QuicControl, QuicAppData };
   // A frame on its way to an agent, encrypted with the rest of the burst.
   struct Pending {
     rte_mbuf* m;
@@ -92,6 +104,12 @@ class Encap {
   };
   const FrameLayout& layout_of(const TunnelSession& s) const {
     return __builtin_expect(s.quic != nullptr, 0) ? s.quic->codec.layout() : codec_.layout();
+  }
+  // Where a packet to `to` (a session's endpoint: port 0 while it is not known) leaves; false with `why`
+  // (no_session, no_route, no_neighbor).
+  bool route_to(Endpoint to, uint8_t& out_port, MacAddr& mac, Drop& why) {
+    why = Drop::NoSession;
+    return to.port && tx_.resolve_next_hop(to.ip, out_port, mac, why);
   }
   // Ethernet, IPv4 and UDP (`outer`: the IPv4 length) to `peer` from `s`'s port at `out`; returns the frame's start.
   uint8_t* write_outer(uint8_t* out, const TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,

@@ -187,6 +187,16 @@ void QuicInput::input(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, uin
           rte_pktmbuf_free(m);  // (its frames went to the control lcore)
           break;
         }
+        if (__builtin_expect(s.masque != nullptr, 0)) {  // a MASQUE client's HTTP Datagram
+          std::span<uint8_t> data;
+          if (!QuicDatagramCodec::datagram_data(p[i].frame, payload, data)) {
+            ctx_.drop(m, Drop::FrameMalformed);
+            break;
+          }
+          tunnel_.count_from_agent(s, uint32_t(data.size()));
+          masque_.input(m, data, s);
+          break;
+        }
         InnerHeader ih;
         std::span<uint8_t> inner;
         if (!QuicDatagramCodec::read_datagram(p[i].frame, payload, ih, inner)) {
@@ -269,6 +279,11 @@ void QuicInput::extra_datagrams(TunnelSession& s, std::span<const uint8_t> frame
     InnerHeader ih;
     std::span<uint8_t> inner;
     if (out) std::memcpy(out, f.data.data(), f.data.size());
+    if (s.masque && out) {  // a MASQUE client's HTTP Datagram
+      tunnel_.count_from_agent(s, uint32_t(f.data.size()));
+      masque_.input(c, {out, f.data.size()}, s);
+      continue;
+    }
     if (!out || !read_inner_plaintext({out, f.data.size()}, ih, inner)) {
       ctx_.drop(c, Drop::FrameMalformed);
       continue;

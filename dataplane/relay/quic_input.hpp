@@ -4,7 +4,7 @@
 // against the replay window,
 // one AEAD call per key in the burst (the key for the packet-number length), then by its frames: a DATAGRAM's inner
 // packet goes the way a relay frame's does (TunnelInput::from_agent; a packet's second and later DATAGRAMs, rare, in
-// mbufs of their own); ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
+// mbufs of their own), a MASQUE client's DATAGRAM (an HTTP Datagram, not an inner packet) to MasqueInput; ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
 // frames of packets with others (PATH_CHALLENGE, CONNECTION_CLOSE, NEW_CONNECTION_ID, STREAM, ...) go, copied, to the
 // control lcore's slow path (main_lcore/quic_slow_path.hpp, on a ring of its own; a full ring: quic_slow_path_full; a session past its share: quic_slow_path_limit). An authenticated
 // packet newer than all before from an address other than the endpoint does not move it: the address is proposed to
@@ -27,6 +27,7 @@
 #include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "dataplane/masque/masque_input.hpp"
 #include "dataplane/relay/encap.hpp"
 #include "dataplane/relay/tunnel_input.hpp"
 #include "packet/parser.hpp"
@@ -45,8 +46,8 @@ class QuicInput {
   static constexpr uint32_t kAckDelayExponent = kQuicAckDelayExponent;
   static constexpr size_t kMaxOwedAcks = 256;       // sessions with an ACK held back (more: sent at once)
 
-  QuicInput(WorkerContext& ctx, Tx& tx, LocalInput& local, TunnelInput& tunnel, Encap& encap)
-      : ctx_(ctx), tx_(tx), local_(local), tunnel_(tunnel), encap_(encap) {}
+  QuicInput(WorkerContext& ctx, Tx& tx, LocalInput& local, TunnelInput& tunnel, MasqueInput& masque, Encap& encap)
+      : ctx_(ctx), tx_(tx), local_(local), tunnel_(tunnel), masque_(masque), encap_(encap) {}
   QuicInput(const QuicInput&) = delete;
   QuicInput& operator=(const QuicInput&) = delete;
   // `n` UDP datagrams to the QUIC port received on `port`, with their parsed headers.
@@ -74,6 +75,7 @@ class QuicInput {
   Tx& tx_;
   LocalInput& local_;
   TunnelInput& tunnel_;
+  MasqueInput& masque_;
   Encap& encap_;
   // Sessions owed an ACK, by index and serial: a session may be removed (and freed after this worker's quiescent
   // state) while listed, so the list holds no pointer across polls.

@@ -142,12 +142,8 @@ bool TunnelInput::take_opened(rte_mbuf* m, TunnelSession& s, const FrameMeta& me
 }
 
 void TunnelInput::from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s) {
-  TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
   const uint32_t inner_len = uint32_t(inner.size());
-  ts.from_agent_packets.add();
-  ts.from_agent_bytes.add(inner_len);
-  ctx_.stats.decap_packets.add();
-  ctx_.stats.decap_bytes.add(inner_len);
+  count_from_agent(s, inner_len);
   rte_pktmbuf_adj(m, uint16_t(inner.data() - rte_pktmbuf_mtod(m, uint8_t*)));
   rte_pktmbuf_trim(m, uint16_t(m->data_len - inner_len));
   // A fragment of a datagram bigger than one frame: reassembled here, where all the session's frames come.
@@ -206,7 +202,10 @@ void TunnelInput::deliver_to_client(rte_mbuf* m, uint64_t flow_id, TunnelSession
   }
   if (f->visitor) {  // a reply for a visitor's flow goes back through the tunnel, to the visitor
     flow_track(*f, pi.tcp_flags, false, ctx_.dp.cfg->flow, uint64_t(f->udp_ttl_ms) * 1000000ull, ctx_.now_ns);
-    visitors_.deliver(m, *f, pi);
+    if (f->masque)  // a MASQUE client's: the payload goes back as an HTTP Datagram
+      masque_.deliver(m, *f, pi);
+    else
+      visitors_.deliver(m, *f, pi);
     return;
   }
   if (f->binding == Binding::WaitServer) {  // the target answers dpgw's SYN (delayed binding)
@@ -315,6 +314,10 @@ void TunnelInput::icmp_from_agent(rte_mbuf* m, uint64_t flow_id, TunnelSession& 
   const bool hard = !(e.type == kIcmpDestUnreachable && e.code == kIcmpFragNeeded);
   if (f->binding == Binding::WaitServer) {
     binding_.unreachable(*f, m, hard);
+    return;
+  }
+  if (f->masque) {  // RFC 9298 has no way to tell a client (docs/masque.md): counted, the client sees no answer
+    ctx_.drop(m, Drop::MasqueTargetUnreachable);
     return;
   }
   if (f->visitor || !local_.icmp_error_allowed()) {  // (visitors' programs are not told; counted)

@@ -3,10 +3,10 @@
 // one AEAD call per key, and its inner packet NAT-reversed onto the flow it belongs to (on the worker that owns the
 // flow) and sent to the client; keepalives are answered; an agent's ICMP errors are passed on as a NAT would.
 // Touches the sessions' replay windows, receive epochs and endpoints (written by their RX worker only), the worker's
-// flow table (flow state, reply checks); hands inner fragments to Fragments, visitor frames to VisitorInput,
-// hostname connections' segments to TcpBinding. Counts decap_*, from_agent_* and replay/auth_fail per tunnel,
+// flow table (flow state, reply checks); hands inner fragments to Fragments, visitor frames to VisitorInput (replies
+// on MASQUE clients' flows to MasqueInput), hostname connections' segments to TcpBinding. Counts decap_*, from_agent_* and replay/auth_fail per tunnel,
 // keepalives; drops frame_malformed unknown_session replay stale_counter auth_fail key_unavailable bad_inner
-// stale_flow flow_mismatch target_unreachable.
+// stale_flow flow_mismatch target_unreachable masque_target_unreachable.
 #pragma once
 #include <cstdint>
 
@@ -17,6 +17,7 @@
 #include "dataplane/loop/local_input.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "dataplane/masque/masque_input.hpp"
 #include "packet/parser.hpp"
 #include "proto/relay_frame.hpp"
 
@@ -27,9 +28,9 @@ namespace dptun {
 class TunnelInput {
  public:
   TunnelInput(WorkerContext& ctx, Tx& tx, FlowTable& flows, NameSlots& names, TcpBinding& binding,
-              VisitorInput& visitors, Fragments& frags, LocalInput& local)
-      : ctx_(ctx), tx_(tx), flows_(flows), names_(names), binding_(binding), visitors_(visitors), frags_(frags),
-        local_(local) {}
+              VisitorInput& visitors, MasqueInput& masque, Fragments& frags, LocalInput& local)
+      : ctx_(ctx), tx_(tx), flows_(flows), names_(names), binding_(binding), visitors_(visitors), masque_(masque),
+        frags_(frags), local_(local) {}
   TunnelInput(const TunnelInput&) = delete;
   TunnelInput& operator=(const TunnelInput&) = delete;
   // `n` UDP datagrams to the tunnel port received on `port`, with their parsed headers.
@@ -40,6 +41,15 @@ class TunnelInput {
   // session `s`, on its RX worker: counted, cut out of `m`, reassembled when a fragment, then to the visitor input
   // or to the worker that owns its flow.
   void from_agent(rte_mbuf* m, const InnerHeader& ih, std::span<uint8_t> inner, TunnelSession& s);
+  // A data frame of session `s` with `bytes` of plaintext after its inner header (a MASQUE client's: its HTTP
+  // Datagram) received: counted decap_* and from_agent_* of its tunnel.
+  void count_from_agent(const TunnelSession& s, uint32_t bytes) {
+    TunnelStats& ts = ctx_.tunnel_stats[s.tunnel];
+    ts.from_agent_packets.add();
+    ts.from_agent_bytes.add(bytes);
+    ctx_.stats.decap_packets.add();
+    ctx_.stats.decap_bytes.add(bytes);
+  }
   // After the AEAD ran on a frame of `s` (any framing), on its RX worker: a failed tag (auth_fail) or a duplicate
   // within the burst (replay) is dropped and counted, false; otherwise the counter enters the replay window and a
   // frame newer than all before moves the agent's endpoint to its source (`pi`), true. A QUIC session's endpoint,
@@ -64,6 +74,7 @@ class TunnelInput {
   NameSlots& names_;
   TcpBinding& binding_;
   VisitorInput& visitors_;
+  MasqueInput& masque_;
   Fragments& frags_;
   LocalInput& local_;
   RelayCodec codec_;  // the tunnel framing: where a frame's parts lie

@@ -59,6 +59,11 @@ const char* drop_reason_name(Drop d) {
     case Drop::QuicBadConnectionId: return "quic_bad_connection_id";
     case Drop::QuicSlowPathFull: return "quic_slow_path_full";
     case Drop::QuicSlowPathLimit: return "quic_slow_path_limit";
+    case Drop::MasqueUnknownStream: return "masque_unknown_stream";
+    case Drop::MasqueContext: return "masque_context";
+    case Drop::MasqueMalformed: return "masque_malformed";
+    case Drop::MasqueTooLarge: return "masque_too_large";
+    case Drop::MasqueTargetUnreachable: return "masque_target_unreachable";
     case Drop::Count: break;
   }
   return "unknown";

@@ -84,6 +84,14 @@ enum class Drop : uint8_t {
                     // delivered all the same)
   QuicSlowPathLimit,  // as quic_slow_path_full, but the session had sent its share to the control lcore already
                       // (QuicSessionState::kSlowPathPerWindow per kSlowPathWindowNs)
+  // MASQUE clients' HTTP Datagrams (dataplane/masque/, docs/masque.md "Datagrams on the fast path")
+  MasqueUnknownStream,  // the datagram's Quarter Stream ID names another request stream than the session's
+  MasqueContext,        // a context ID other than 0 (an extension dptun has not registered, RFC 9298 4)
+  MasqueMalformed,      // a varint cut short, or a Quarter Stream ID over 2^60 - 1 (RFC 9297 2.1: H3_DATAGRAM_ERROR;
+                        // dpgw drops it and keeps the connection)
+  MasqueTooLarge,       // a target's reply too big for one DATAGRAM frame to the client (its max_datagram_frame_size,
+                        // max_udp_payload_size or the link's MTU): never fragmented (RFC 9298 5)
+  MasqueTargetUnreachable,  // an agent's ICMP error about a MASQUE flow's target: RFC 9298 has no way to tell the client
   Count
 };
 
@@ -120,6 +128,9 @@ struct alignas(64) WorkerStats {
   Counter quic_control_tx;  // the QUIC slow path's packets (PATH_CHALLENGE, PATH_RESPONSE) sent for the control lcore
   // QUIC key updates (docs/protocol.md "Key updates"): the agent's, followed; dpgw's own, started
   Counter quic_key_updates_rx, quic_key_updates_tx;
+  // MASQUE clients (docs/masque.md): HTTP Datagrams whose UDP payloads went into the tunnel; targets' replies sent
+  // back to clients in DATAGRAM frames
+  Counter masque_datagrams_rx, masque_datagrams_tx;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

@@ -100,6 +100,7 @@ struct Flow {
   uint64_t last_seen_ns = 0;
   Binding binding = Binding::None;
   bool agent_routed = false;        // the rule had no target: the agent picks it by the hostname
+  bool masque = false;              // a MASQUE client's (a visitor's): replies go back as HTTP Datagrams
   uint32_t visitor = 0;             // a visitor's flow: its session (replies go back in frames of it)
   uint32_t name_slot = UINT32_MAX;  // the hostname, sent to the agent until the target answers (NameSlots)
   BindingState bind;

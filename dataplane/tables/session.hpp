@@ -94,6 +94,20 @@ struct KeySlots {
   }
 };
 
+// A MASQUE client's session (docs/masque.md "Datagrams on the fast path"): the request stream its HTTP Datagrams
+// belong to and where their UDP payloads go. Made by the control lcore from MasqueSpec; immutable once published.
+struct MasqueState {
+  uint64_t stream_id = 0;  // the CONNECT-UDP request stream (a multiple of 4)
+  Endpoint target;         // the route's target (IPv4), as the tunnel's agents reach it
+  // The source of the IPv4/UDP packets the client's payloads travel in to the agent (the flow's client side): the
+  // client's address and port on the path its handshake validated (QuicSessionSpec::path), fixed for the session's
+  // life. The agent replaces it (its stateless NAT), so no target ever sees it; `dpgw trace` and flows show it.
+  Endpoint source;
+  // The HTTP Datagram header of the replies (RFC 9297 2.1, RFC 9298 4): Quarter Stream ID, context ID 0.
+  std::array<uint8_t, 9> header{};
+  uint8_t header_len = 0;
+};
+
 struct alignas(64) TunnelSession {
   // Identity: immutable while workers run.
   uint32_t index = 0;
@@ -112,6 +126,8 @@ struct alignas(64) TunnelSession {
   std::vector<uint8_t> base_secret;
   // The QUIC framing's state (dataplane/tables/quic_session.hpp); null: relay frames. Its receive side: rx_worker.
   std::unique_ptr<QuicSessionState> quic;
+  // A MASQUE client (with `visitor` and `quic`): its DATAGRAM frames are HTTP Datagrams, not inner packets.
+  std::unique_ptr<const MasqueState> masque;
   // The agent's address; not known until configured or heard from. Written by rx_worker (relay frames: it follows
   // every authenticated frame newer than all before). A QUIC session's: by rx_worker only to learn it (first packet),
   // afterwards by the control lcore only, when a new address passed path validation (main_lcore/quic_slow_path.hpp).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# No JSON on the data path: no header of dataplane/{loop,relay,entry,hostname,edge,tables}/ includes nlohmann/json,
-# directly or through any header it includes. The compiler's own include tree decides (g++ -E -H with the
+# No JSON on the data path: no header of dataplane/{loop,relay,entry,hostname,masque,edge,tables}/ includes
+# nlohmann/json, directly or through any header it includes. The compiler's own include tree decides (g++ -E -H with the
 # build's flags), so a chain through proto/ or common/ counts as well; a failure prints the chain. JSON lives on
 # the main lcore (dataplane/main_lcore/) and in proto/gateway_messages.hpp; the data path includes the plain
 # values of proto/gateway_specs.hpp and the names of proto/control_names.hpp.
@@ -41,7 +41,7 @@ if [[ "$seen" != *nlohmann/* ]]; then
 fi
 
 n=0
-for h in "$here"/dataplane/{loop,relay,entry,hostname,edge,tables}/*.hpp; do
+for h in "$here"/dataplane/{loop,relay,entry,hostname,masque,edge,tables}/*.hpp; do
   n=$((n + 1))
   found=$(chain "$h")
   case $? in
@@ -50,7 +50,7 @@ for h in "$here"/dataplane/{loop,relay,entry,hostname,edge,tables}/*.hpp; do
   esac
 done
 if [ "$n" -lt 10 ]; then echo "FAIL found only $n data-path headers"; fails=$((fails + 1));
-elif [ "$fails" = 0 ]; then echo "ok   no JSON in the $n headers of dataplane/{loop,relay,entry,hostname,edge,tables}/"; fi
+elif [ "$fails" = 0 ]; then echo "ok   no JSON in the $n headers of dataplane/{loop,relay,entry,hostname,masque,edge,tables}/"; fi
 
 layout=$(grep -rnwE 'encode_inner_header|decode_inner_header|kInnerHeaderLen' "$here"/dataplane "$here"/agent \
   "$here"/control "$here"/common --include='*.cpp' --include='*.hpp' | sed "s|^$here/||")

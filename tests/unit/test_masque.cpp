@@ -1,0 +1,295 @@
+// MASQUE clients on dpgw's fast path (docs/masque.md "Datagrams on the fast path", dataplane/masque/) on the real
+// Worker (tests/support/pipeline_rig.hpp): session 22 is a client dpctld handed over after a CONNECT-UDP request on
+// stream 4 to 192.168.50.5:53 through tunnel a (a visitor of it, with the QUIC connection's keys and the client's
+// max_datagram_frame_size 1200). The client's packets are sealed, and what dpgw sends it opened, by the tests' own
+// QUIC peer (tests/support/quic_peer.hpp); the HTTP Datagrams are written and read here byte by byte (RFC 9297 2.1,
+// RFC 9298 4), not with proto/masque_datagram.hpp.
+//  - an HTTP Datagram (Quarter Stream ID 1, context 0) reaches tunnel a's agent as an IPv4/UDP packet from the
+//    client's handed-over address and port to the target, carrying exactly the payload, valid checksums, a new flow;
+//    the next continues that flow; the target's reply comes back to the client from the QUIC port as one DATAGRAM
+//    frame holding Quarter Stream ID 1, context 0 and exactly the reply's payload;
+//  - another stream's datagram (masque_unknown_stream), a context ID other than 0 (masque_context), an empty one and
+//    a Quarter Stream ID over 2^60 - 1 (masque_malformed) go nowhere;
+//  - a reply whose DATAGRAM frame would pass the client's max_datagram_frame_size, or (on a smaller link) the MTU, is
+//    dropped masque_too_large, one byte less goes whole; an agent's ICMP error about the target is counted
+//    masque_target_unreachable and sent nowhere;
+//  - with two workers the reply reaches the flow's worker from the agent's session's worker.
+#include <array>
+#include <vector>
+
+#include "crypto/quic_keys.hpp"
+#include "packet/checksum.hpp"
+#include "packet/headers.hpp"
+#include "packet/parser.hpp"
+#include "tests/support/pipeline_rig.hpp"
+#include "tests/support/quic_peer.hpp"
+
+using namespace dptun;
+using namespace dptun::test;
+
+namespace {
+
+constexpr uint32_t kMasqueSession = 22;
+constexpr uint32_t kMasqueClient = 0x0a630107;  // 10.99.1.7, on the public side
+constexpr uint16_t kClientPort = 51234;
+constexpr uint16_t kQuicPort = 443;             // dpgw.quic_port (default)
+constexpr uint32_t kTarget = 0xc0a83205;        // 192.168.50.5:53, the route's target
+constexpr uint16_t kTargetPort = 53;
+constexpr uint64_t kStream = 4;                 // the request stream: Quarter Stream ID 1
+constexpr uint64_t kMaxDatagramFrame = 1200;    // the client's max_datagram_frame_size
+const std::array<uint8_t, 4> kTail = {0x5e, 0x6f, 0x70, 0x81};
+const std::array<uint8_t, 8> kClientCid = {0x3c, 0x41, 0x9a, 0x07, 0xd2, 0x18, 0xe5, 0x6b};
+
+// A payload whose bytes tell where they are.
+std::vector<uint8_t> payload_of(size_t n, uint8_t seed) {
+  std::vector<uint8_t> p(n);
+  for (size_t i = 0; i < n; ++i) p[i] = uint8_t(seed + i * 13);
+  return p;
+}
+
+// A DATAGRAM frame (type 0x30, to the packet's end) whose data is `head` then `payload`.
+std::vector<uint8_t> datagram_frame(std::vector<uint8_t> head, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> f(1 + head.size() + payload.size());
+  f[0] = 0x30;
+  for (size_t i = 0; i < head.size(); ++i) f[1 + i] = head[i];
+  for (size_t i = 0; i < payload.size(); ++i) f[1 + head.size() + i] = payload[i];
+  return f;
+}
+
+struct Rig : PipelineRig {
+  OpensslAead eng;
+  QuicPacketKeys client_keys, gw_keys;
+  uint64_t client_pn = 0;
+
+  explicit Rig(uint16_t workers = 1) : PipelineRig(workers) {
+    QuicSessionSpec q;
+    q.rx_secret.assign(32, 0x61);  // the client's 1-RTT secret
+    q.tx_secret.assign(32, 0x72);
+    q.cid_tails = {kTail};
+    q.peer_cid = kClientCid;
+    q.path = Endpoint{Ipv4{kMasqueClient}, kClientPort};
+    q.max_datagram_frame_size = kMaxDatagramFrame;
+    SessionSpec s;
+    s.index = kMasqueSession;
+    s.tunnel = tunnel("a").id;
+    s.base_secret = key_of(22);
+    s.visitor = true;
+    s.quic = q;
+    s.masque = MasqueSpec{kStream, Endpoint{Ipv4{kTarget}, kTargetPort}};
+    std::string error;
+    if (!gw->state().add_session(s, error)) fail_msg("add_session: %s", error.c_str());
+    dp().neighbors.update(0, kMasqueClient, mac_of(kMasqueClient));
+    QuicKdf kdf;
+    assert_true(kdf.packet_keys(q.cipher, q.rx_secret, client_keys));
+    assert_true(kdf.packet_keys(q.cipher, q.tx_secret, gw_keys));
+  }
+
+  // The client's packet with `frames`, to dpgw's QUIC port; returns what dpgw sent the underlay (to agents).
+  std::vector<std::vector<uint8_t>> from_client_quic(std::vector<uint8_t> frames) {
+    inject_from_agent(quic_seal(std::move(frames), client_keys, kMasqueSession, kTail, client_pn++, false, eng),
+                      kMasqueClient, 0, kQuicPort, kClientPort);
+    poll();
+    return und.drain();
+  }
+  // What dpgw sent the client (every frame on the public port must be a QUIC packet to it): its DATAGRAM packets'
+  // frames; ACK-only packets are counted in `acks`.
+  std::vector<std::vector<uint8_t>> to_client(size_t* acks = nullptr) {
+    std::vector<std::vector<uint8_t>> datagrams;
+    for (const auto& f : pub.drain()) {
+      assert_memory_equal(f.data(), mac_of(kMasqueClient).data(), 6);
+      QuicPacket p;
+      assert_true(quic_open(f, gw_keys, p));
+      assert_int_equal(p.dst_ip, kMasqueClient);
+      assert_int_equal(p.src_port, kQuicPort);
+      assert_int_equal(p.dst_port, kClientPort);
+      assert_memory_equal(p.dcid.data(), kClientCid.data(), 8);
+      assert_true(ipv4_checksums_ok(f.data() + 14));
+      assert_false(p.payload.empty());
+      if (p.payload[0] == 0x02) {
+        if (acks) ++*acks;
+        continue;
+      }
+      datagrams.push_back(p.payload);
+    }
+    return datagrams;
+  }
+  uint64_t masque_rx() { return total(&WorkerStats::masque_datagrams_rx); }
+  uint64_t masque_tx() { return total(&WorkerStats::masque_datagrams_tx); }
+};
+
+// The inner packet of the one frame `out` holds, as tunnel a's agent (session 1) opens it.
+Opened at_agent(Rig& r, const std::vector<std::vector<uint8_t>>& out) {
+  assert_int_equal(out.size(), 1);
+  return agent_open(r.agent(1), out[0], kAgentAMac, kAgentA);
+}
+
+// Checks `o` is the client's UDP payload `payload` to the target, and returns its parsed headers.
+PacketInfo check_to_target(const Opened& o, const std::vector<uint8_t>& payload) {
+  PacketInfo pi;
+  assert_int_equal(parse_ip(o.packet, pi), ParseStatus::Ok);
+  assert_int_equal(o.inner.proto, kIpProtoUdp);
+  assert_int_equal(pi.l4_proto, kIpProtoUdp);
+  assert_int_equal(pi.src_ip, kMasqueClient);  // the client's handed-over address and port (docs/masque.md)
+  assert_int_equal(pi.src_port, kClientPort);
+  assert_int_equal(pi.dst_ip, kTarget);
+  assert_int_equal(pi.dst_port, kTargetPort);
+  assert_int_equal(pi.ip_total_len, o.packet.size());
+  assert_int_equal(pi.l4_len, 8 + payload.size());
+  assert_true(ipv4_checksums_ok(o.packet.data()));
+  if (!payload.empty()) assert_memory_equal(o.packet.data() + 28, payload.data(), payload.size());
+  return pi;
+}
+
+// The target's reply to `request` with `payload`, as the agent restores it, sealed for the request's flow.
+std::vector<uint8_t> reply_frame(Rig& r, const Opened& request, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> reply = reply_to(request.packet, payload.size());
+  std::memcpy(reply.data() + 28, payload.data(), payload.size());
+  store_be16(reply.data() + 26, 0);
+  store_be16(reply.data() + 26, ipv4_l4_checksum(kTarget, kMasqueClient, kIpProtoUdp, {reply.data() + 20, reply.size() - 20}));
+  return agent_seal(r.agent(1), uint32_t(request.inner.flow_id), kIpProtoUdp, reply);
+}
+
+// The agent's ICMP error (port unreachable) about `request`, which it quotes.
+std::vector<uint8_t> icmp_frame(Rig& r, const Opened& request) {
+  std::vector<uint8_t> p(28 + 28);
+  write_ipv4_header(p.data(), uint16_t(p.size()), 1, kIpProtoIcmp, kTarget, kMasqueClient);
+  p[20] = kIcmpDestUnreachable;
+  p[21] = 3;
+  std::memcpy(p.data() + 28, request.packet.data(), 28);
+  store_be16(p.data() + 22, csum_finish(csum_add({p.data() + 20, p.size() - 20})));
+  return agent_seal(r.agent(1), uint32_t(request.inner.flow_id), kIpProtoIcmp, p);
+}
+
+// `datagram` is one DATAGRAM frame of Quarter Stream ID 1 and context 0 holding exactly `payload`.
+void check_to_client(const std::vector<uint8_t>& datagram, const std::vector<uint8_t>& payload) {
+  assert_int_equal(datagram.size(), 3 + payload.size());
+  assert_int_equal(datagram[0], 0x30);  // DATAGRAM to the packet's end: nothing behind the payload
+  assert_int_equal(datagram[1], 0x01);  // Quarter Stream ID: stream 4 / 4
+  assert_int_equal(datagram[2], 0x00);  // context ID 0: a UDP payload
+  if (!payload.empty()) assert_memory_equal(datagram.data() + 3, payload.data(), payload.size());
+}
+
+void round_trip(Rig& r) {
+  const std::vector<uint8_t> query = payload_of(40, 1);
+  const Opened o = at_agent(r, r.from_client_quic(datagram_frame({0x01, 0x00}, query)));
+  check_to_target(o, query);
+  assert_true(o.inner.flags & kInnerFlowNew);
+  assert_int_equal(r.masque_rx(), 1);
+  assert_int_equal(r.total(&WorkerStats::visitor_flows), 1);
+  size_t acks = 0;
+  assert_int_equal(r.to_client(&acks).size(), 0);  // the client's packet is acknowledged, nothing else
+  assert_int_equal(acks, 1);
+
+  // The target's answer: back to the client as an HTTP Datagram.
+  const std::vector<uint8_t> answer = payload_of(300, 7);
+  r.inject_from_agent(reply_frame(r, o, answer), kAgentA);
+  r.poll();
+  auto back = r.to_client();
+  assert_int_equal(back.size(), 1);
+  check_to_client(back[0], answer);
+  assert_int_equal(r.masque_tx(), 1);
+
+  // The next datagram continues the flow; an empty UDP payload is one too.
+  const Opened o2 = at_agent(r, r.from_client_quic(datagram_frame({0x01, 0x00}, {})));
+  check_to_target(o2, {});
+  assert_int_equal(o2.inner.flow_id, o.inner.flow_id);
+  assert_false(o2.inner.flags & kInnerFlowNew);
+  assert_int_equal(r.total(&WorkerStats::visitor_flows), 1);
+  assert_int_equal(r.masque_rx(), 2);
+  assert_int_equal(r.all_drops(), 0);
+}
+
+}  // namespace
+
+static void datagrams_round_trip(void**) {
+  Rig r;
+  round_trip(r);
+}
+
+// Two workers: session 22's packets are opened on worker 0 (22 % 2), which owns its flow; tunnel a's agent's session
+// 1 on worker 1 (every packet arrives on queue 0): its reply is handed from worker 1 to the flow's worker 0.
+static void datagrams_round_trip_two_workers(void**) {
+  Rig r(2);
+  round_trip(r);
+}
+
+static void datagrams_dropped(void**) {
+  Rig r;
+  const std::vector<uint8_t> p = payload_of(20, 3);
+  struct Case {
+    std::vector<uint8_t> head;
+    Drop why;
+  };
+  const Case cases[] = {
+      {{0x02, 0x00}, Drop::MasqueUnknownStream},  // stream 8
+      {{0x00, 0x00}, Drop::MasqueUnknownStream},  // stream 0
+      {{0x01, 0x01}, Drop::MasqueContext},        // context ID 1
+      {{0x01, 0x40, 0x02}, Drop::MasqueContext},  // context ID 2, in two bytes
+      {{0xd0, 0, 0, 0, 0, 0, 0, 0, 0x00}, Drop::MasqueMalformed},  // Quarter Stream ID 2^60: over 2^60 - 1
+  };
+  for (const Case& c : cases) {
+    const uint64_t before = r.drops(c.why);
+    assert_int_equal(r.from_client_quic(datagram_frame(c.head, p)).size(), 0);
+    assert_int_equal(r.drops(c.why), before + 1);
+  }
+  // Cut short: an empty HTTP Datagram (a DATAGRAM with Length 0, the PADDING behind it), and a Quarter Stream ID
+  // whose varint runs past the end.
+  assert_int_equal(r.from_client_quic({0x31, 0x00}).size(), 0);
+  assert_int_equal(r.from_client_quic(datagram_frame({0x41}, {})).size(), 0);
+  assert_int_equal(r.drops(Drop::MasqueMalformed), 3);
+  assert_int_equal(r.all_drops(), 7);
+  assert_int_equal(r.masque_rx(), 0);
+  assert_int_equal(r.total(&WorkerStats::visitor_flows), 0);
+  size_t acks = 0;
+  assert_int_equal(r.to_client(&acks).size(), 0);  // (each packet is acknowledged: it was authenticated)
+  assert_true(acks >= 1);
+  // The Quarter Stream ID 1 in a longer encoding is the session's stream all the same.
+  at_agent(r, r.from_client_quic(datagram_frame({0x40, 0x01, 0x00}, p)));
+  assert_int_equal(r.masque_rx(), 1);
+}
+
+// Replies the client's limits do not take: its max_datagram_frame_size 1200 (type, Quarter Stream ID, context ID:
+// 3 bytes) carries a 1197-byte payload, not 1198; on a 600-byte link, a packet of 28 + 13 + 3 + payload + 16 bytes
+// carries 540, not 541. Never fragmented: dropped masque_too_large. An ICMP error about the target ends nowhere.
+static void replies_too_large_and_unreachable(void**) {
+  Rig r;
+  const Opened o = at_agent(r, r.from_client_quic(datagram_frame({0x01, 0x00}, payload_of(10, 5))));
+  r.to_client();
+  auto reply = [&](size_t n) {
+    const std::vector<uint8_t> answer = payload_of(n, uint8_t(n));
+    r.inject_from_agent(reply_frame(r, o, answer), kAgentA);
+    r.poll();
+    auto back = r.to_client();
+    if (!back.empty()) {
+      assert_int_equal(back.size(), 1);
+      check_to_client(back[0], answer);
+    }
+    return back.size();
+  };
+  assert_int_equal(reply(kMaxDatagramFrame - 3), 1);
+  assert_int_equal(r.drops(Drop::MasqueTooLarge), 0);
+  assert_int_equal(reply(kMaxDatagramFrame - 2), 0);
+  assert_int_equal(r.drops(Drop::MasqueTooLarge), 1);
+  r.set_port_mtu(0, 600);
+  assert_int_equal(reply(540), 1);
+  assert_int_equal(reply(541), 0);
+  assert_int_equal(r.drops(Drop::MasqueTooLarge), 2);
+  assert_int_equal(r.masque_tx(), 2);
+
+  r.inject_from_agent(icmp_frame(r, o), kAgentA);
+  r.poll();
+  assert_int_equal(r.pub.drain().size(), 0);
+  assert_int_equal(r.drops(Drop::MasqueTargetUnreachable), 1);
+  assert_int_equal(r.tunnel_stats("a").targets_unreachable.get(), 1);
+  assert_int_equal(r.all_drops(), 3);
+}
+
+int main() {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(datagrams_round_trip),
+      cmocka_unit_test(datagrams_round_trip_two_workers),
+      cmocka_unit_test(datagrams_dropped),
+      cmocka_unit_test(replies_too_large_and_unreachable),
+  };
+  return run_pipeline_tests("test_masque", tests, sizeof tests / sizeof tests[0]);
+}
