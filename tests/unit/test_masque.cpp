@@ -9,7 +9,8 @@
 //    the next continues that flow; the target's reply comes back to the client from the QUIC port as one DATAGRAM
 //    frame holding Quarter Stream ID 1, context 0 and exactly the reply's payload;
 //  - another stream's datagram (masque_unknown_stream), a context ID other than 0 (masque_context), an empty one and
-//    a Quarter Stream ID over 2^60 - 1 (masque_malformed) go nowhere;
+//    a Quarter Stream ID over 2^60 - 1 (masque_malformed) go nowhere, and so does a relay frame for the session
+//    (a QUIC session has no relay keys);
 //  - a reply whose DATAGRAM frame would pass the client's max_datagram_frame_size, or (on a smaller link) the MTU, is
 //    dropped masque_too_large, one byte less goes whole; an agent's ICMP error about the target is counted
 //    masque_target_unreachable and sent nowhere;
@@ -246,6 +247,32 @@ static void datagrams_dropped(void**) {
   // The Quarter Stream ID 1 in a longer encoding is the session's stream all the same.
   at_agent(r, r.from_client_quic(datagram_frame({0x40, 0x01, 0x00}, p)));
   assert_int_equal(r.masque_rx(), 1);
+
+}
+
+// A relay frame for the session (sealed with its base secret, which dpctld and dpgw alone hold) asking for another
+// address directly, before and after the control lcore's tick: a QUIC session has no relay keys (the relay key
+// schedule skips it), so it opens nothing (key_unavailable) and no flow starts.
+static void relay_frames_open_nothing(void**) {
+  Rig r;
+  FrameSpec f;
+  f.src_ip = kMasqueClient;
+  f.dst_ip = 0xc0a83206;
+  f.src_port = 40000;
+  f.dst_port = 22;
+  f.proto = kIpProtoUdp;
+  const std::vector<uint8_t> e = build_ipv4_frame(f);
+  const std::vector<uint8_t> packet(e.begin() + 14, e.end());
+  AgentSession relay(kMasqueSession, key_of(22), 16, 120'000'000'000ull, r.engine, AgentSession::CounterMode::FromZero);
+  for (int k = 0; k < 2; ++k) {
+    r.inject_from_agent(agent_seal(relay, 0, kIpProtoUdp, packet, kInnerDirect), kMasqueClient);
+    r.poll();
+    r.gw->state().maintain(r.dp().clock.now_ns(), realtime_ns());
+  }
+  assert_int_equal(r.und.drain().size(), 0);
+  assert_int_equal(r.drops(Drop::KeyUnavailable), 2);
+  assert_int_equal(r.all_drops(), 2);
+  assert_int_equal(r.total(&WorkerStats::visitor_flows), 0);
 }
 
 // Replies the client's limits do not take: its max_datagram_frame_size 1200 (type, Quarter Stream ID, context ID:
@@ -289,6 +316,7 @@ int main() {
       cmocka_unit_test(datagrams_round_trip),
       cmocka_unit_test(datagrams_round_trip_two_workers),
       cmocka_unit_test(datagrams_dropped),
+      cmocka_unit_test(relay_frames_open_nothing),
       cmocka_unit_test(replies_too_large_and_unreachable),
   };
   return run_pipeline_tests("test_masque", tests, sizeof tests / sizeof tests[0]);
