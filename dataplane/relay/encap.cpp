@@ -24,11 +24,7 @@ bool Encap::inner(rte_mbuf* m, const Flow& f, TunnelSession& s, uint8_t inner_fl
   const Endpoint peer = s.peer();  // port 0: not known yet
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
-  if (!route_to(peer, out_port, mac, why)) {
-    ctx_.drop(m, why);
-    return false;
-  }
+  if (!route_or_drop(m, peer, out_port, mac)) return false;
   const std::span<const uint8_t> nb = names_.held(f);  // the agent picks the target: the hostname
   const uint32_t trailer = nb.empty() ? 0 : uint32_t(nb.size() + 1);
   const uint32_t inner_len = m->pkt_len;
@@ -200,11 +196,7 @@ bool Encap::quic_ack(TunnelSession& s, uint64_t ack_delay) {
 bool Encap::quic_frames(TunnelSession& s, rte_mbuf* m, Endpoint to) {
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
-  if (!route_to(to, out_port, mac, why)) {
-    ctx_.drop(m, why);
-    return false;
-  }
+  if (!route_or_drop(m, to, out_port, mac)) return false;
   const FrameLayout& l = s.quic->codec.layout();
   uint32_t frames = m->pkt_len;
   const uint32_t min_frames =
@@ -234,11 +226,7 @@ bool Encap::app_datagram(rte_mbuf* m, TunnelSession& s) {
   const Endpoint peer = s.peer();
   uint8_t out_port;
   MacAddr mac;
-  Drop why;
-  if (!route_to(peer, out_port, mac, why)) {
-    ctx_.drop(m, why);
-    return false;
-  }
+  if (!route_or_drop(m, peer, out_port, mac)) return false;
   const uint32_t len = m->pkt_len;
   if (len > app_datagram_budget(out_port, s)) {
     ctx_.drop(m, Drop::MasqueTooLarge);

@@ -111,6 +111,13 @@ class Encap {
     why = Drop::NoSession;
     return to.port && tx_.resolve_next_hop(to.ip, out_port, mac, why);
   }
+  // The same for `m`, dropped (counted) when it cannot leave.
+  bool route_or_drop(rte_mbuf* m, Endpoint to, uint8_t& out_port, MacAddr& mac) {
+    Drop why;
+    if (route_to(to, out_port, mac, why)) return true;
+    ctx_.drop(m, why);
+    return false;
+  }
   // Ethernet, IPv4 and UDP (`outer`: the IPv4 length) to `peer` from `s`'s port at `out`; returns the frame's start.
   uint8_t* write_outer(uint8_t* out, const TunnelSession& s, Endpoint peer, uint8_t out_port, const MacAddr& next_hop,
                        uint32_t outer) {

@@ -4,7 +4,8 @@
 // against the replay window,
 // one AEAD call per key in the burst (the key for the packet-number length), then by its frames: a DATAGRAM's inner
 // packet goes the way a relay frame's does (TunnelInput::from_agent; a packet's second and later DATAGRAMs, rare, in
-// mbufs of their own), a MASQUE client's DATAGRAM (an HTTP Datagram, not an inner packet) to MasqueInput; ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
+// mbufs of their own), a MASQUE client's DATAGRAM (an HTTP Datagram, not an inner packet) to MasqueInput;
+// ACK-only and PING packets are consumed (the agent's largest acknowledged number kept); the
 // frames of packets with others (PATH_CHALLENGE, CONNECTION_CLOSE, NEW_CONNECTION_ID, STREAM, ...) go, copied, to the
 // control lcore's slow path (main_lcore/quic_slow_path.hpp, on a ring of its own; a full ring: quic_slow_path_full; a session past its share: quic_slow_path_limit). An authenticated
 // packet newer than all before from an address other than the endpoint does not move it: the address is proposed to

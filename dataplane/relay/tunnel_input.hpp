@@ -4,8 +4,8 @@
 // flow) and sent to the client; keepalives are answered; an agent's ICMP errors are passed on as a NAT would.
 // Touches the sessions' replay windows, receive epochs and endpoints (written by their RX worker only), the worker's
 // flow table (flow state, reply checks); hands inner fragments to Fragments, visitor frames to VisitorInput (replies
-// on MASQUE clients' flows to MasqueInput), hostname connections' segments to TcpBinding. Counts decap_*, from_agent_* and replay/auth_fail per tunnel,
-// keepalives; drops frame_malformed unknown_session replay stale_counter auth_fail key_unavailable bad_inner
+// on MASQUE clients' flows to MasqueInput), hostname connections' segments to TcpBinding. Counts decap_*,
+// from_agent_* and replay/auth_fail per tunnel, keepalives; drops frame_malformed unknown_session replay stale_counter auth_fail key_unavailable bad_inner
 // stale_flow flow_mismatch target_unreachable masque_target_unreachable.
 #pragma once
 #include <cstdint>

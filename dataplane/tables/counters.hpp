@@ -91,7 +91,8 @@ enum class Drop : uint8_t {
                         // dpgw drops it and keeps the connection)
   MasqueTooLarge,       // a target's reply too big for one DATAGRAM frame to the client (its max_datagram_frame_size,
                         // max_udp_payload_size or the link's MTU): never fragmented (RFC 9298 5)
-  MasqueTargetUnreachable,  // an agent's ICMP error about a MASQUE flow's target: RFC 9298 has no way to tell the client
+  MasqueTargetUnreachable,  // an agent's ICMP error about a MASQUE flow's target: RFC 9298 has no way to tell the
+                            // client
   Count
 };
 
