@@ -18,7 +18,7 @@ constexpr const char* kConnectUdpRole = "connect-udp";
 SessionRole parse_role(const json& j) {
   const json* v = field(j, "role");
   auto role = v && v->is_string() ? parse_name<SessionRole>(v->get<std::string>()) : std::nullopt;
-  if (v && !role) throw FieldError("'role' must be \"agent\" or \"visitor\"");
+  if (v && !role) throw FieldError("'role' must be \"agent\", \"visitor\" or \"connect-udp\"");
   return role.value_or(SessionRole::Agent);
 }
 
@@ -171,13 +171,15 @@ SessionSpec decode_session(const json& j) {
   if (const json* v = field(j, "secret"); v && v->is_string()) secret = hex_decode(v->get<std::string>());
   if (!secret || secret->size() != 32) throw FieldError("'secret' must be 64 hex digits");
   s.base_secret = std::move(*secret);
-  s.visitor = parse_role(j) == SessionRole::Visitor;
+  // "connect-udp": a CONNECT-UDP client, a visitor of the tunnel whose datagrams go to its one target (the masque
+  // object) and nowhere else; the role and the object come together, and only over the QUIC framing.
+  const json* role = field(j, "role");
+  const bool connect_udp = role && role->is_string() && role->get<std::string>() == kConnectUdpRole;
+  s.visitor = connect_udp || parse_role(j) == SessionRole::Visitor;
   if (const json* q = field(j, "quic")) s.quic = decode_quic(*q);
-  if (const json* m = field(j, "masque")) {
-    s.masque = decode_masque(*m);
-    if (!s.visitor || !s.quic)  // its datagrams open a visitor's flows, and come only over the QUIC framing
-      throw FieldError("'masque' needs \"role\": \"visitor\" and a 'quic' object");
-  }
+  if (const json* m = field(j, "masque")) s.masque = decode_masque(*m);
+  if (connect_udp != s.masque.has_value() || (s.masque && !s.quic))
+    throw FieldError("'masque' comes with \"role\": \"connect-udp\" and a 'quic' object, and that role with both");
   return s;
 }
 

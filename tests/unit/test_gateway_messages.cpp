@@ -172,6 +172,15 @@ static void masque_session_round_trip(void**) {
   json bad = j;
   bad.erase("role");  // an agent's session carries a tunnel's flows: no MASQUE client
   assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+  // Its own role, never a visitor's: a dpgw that does not know the role refuses the session rather than let the
+  // client visit the whole tunnel; and the role without the object is refused too.
+  assert_string_equal(j["role"].get<std::string>().c_str(), "connect-udp");
+  bad = j;
+  bad["role"] = "visitor";
+  assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+  bad = j;
+  bad.erase("masque");
+  assert_non_null(strstr(err(bad).c_str(), "connect-udp"));
   bad = j;
   bad.erase("quic");  // relay frames have no HTTP Datagrams
   assert_non_null(strstr(err(bad).c_str(), "'masque'"));
