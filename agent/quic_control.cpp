@@ -75,11 +75,6 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   // Packets up to --mtu from the start: no shaping to 1200 bytes until path MTU discovery proves more (its probes
   // would go to dpgw once it has the connection), so the TUN's MTU (docs/protocol.md "MTU") holds at once.
   ngtcp2_settings settings = quic_client_settings(now_ns, max_udp_payload_);
-  // BBRv2: dpgw's workers acknowledge per burst, about every millisecond, so ACKs come in aggregates. CUBIC's
-  // window, grown per ACK, stayed near 40 KB and held a TCP flow from the agent to about 300 Mbit/s on the veths of
-  // test_quic_framing.sh; BBR, 640 Mbit/s; BBRv2 (which models ACK aggregation) about 2 Gbit/s, as fast as the other
-  // direction.
-  settings.cc_algo = NGTCP2_CC_ALGO_BBR2;
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
   params.initial_max_stream_data_bidi_local = 256 * 1024;

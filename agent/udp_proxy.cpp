@@ -187,11 +187,16 @@ void UdpProxy::progress(Client* c, uint64_t now_ns) {
     }
     if (!conn.h3().answer().capsule_protocol)
       LOG_WARN("the gateway's 2xx lacks capsule-protocol: ?1 (RFC 9298 3.5); going on");
+    c->send_from_ns = now_ns + kHandoverGraceNs;
+  }
+  if (c->announced && now_ns >= c->send_from_ns) {
+    flushing_ = true;
     while (!c->held.empty() && c->conn) {
       std::vector<uint8_t> d = std::move(c->held.front());
       c->held.pop_front();
       send_payload(*c, d, now_ns);
     }
+    flushing_ = false;
   }
   if (c->conn && c->conn->over() != MasqueConnection::End::None) connection_ended(c, now_ns);
 }
@@ -312,7 +317,7 @@ void UdpProxy::from_local(const sockaddr_in& from, std::span<const uint8_t> payl
 }
 
 void UdpProxy::send_payload(Client& c, std::span<const uint8_t> payload, uint64_t now_ns) {
-  if (!c.conn->is_open()) {
+  if (!flushing_ && (!c.conn->is_open() || now_ns < c.send_from_ns || !c.held.empty())) {  // in order behind those waiting
     if (c.held.size() >= kHeld) {
       count(UdpProxyDrop::HeldFull);
       return;

@@ -62,6 +62,10 @@ const char* udp_proxy_drop_name(UdpProxyDrop d);
 class UdpProxy {
  public:
   static constexpr size_t kHeld = 16;  // datagrams a source may have waiting for its request's answer
+  // After the 2xx, dpctld hands the connection to dpgw once this end has acknowledged it; a datagram that reaches
+  // dpctld before that is dropped there. Datagrams wait this long after the 2xx (then go out at the next tick, every
+  // 100 ms), which covers the acknowledgement (ngtcp2's ACK delay, 25 ms) and dpgw installing the session.
+  static constexpr uint64_t kHandoverGraceNs = 100'000'000;
   using Fatal = std::function<void(const std::string& what)>;
 
   UdpProxy(EventLoop& loop, UdpProxyOptions opt, Fatal fatal);
@@ -85,6 +89,7 @@ class UdpProxy {
     sockaddr_in addr{};
     std::unique_ptr<MasqueConnection> conn;
     bool announced = false;  // its 2xx was logged
+    uint64_t send_from_ns = 0;  // datagrams wait until then after the 2xx (kHandoverGraceNs)
     bool first = false;      // it makes the first request (the probe's, until that has an outcome)
     std::deque<std::vector<uint8_t>> held;
     double backoff_s = 0.5;
@@ -116,6 +121,7 @@ class UdpProxy {
   std::unique_ptr<Client> probe_;
   bool probing_ = true;     // the first request has had no outcome yet
   bool gave_up_ = false;
+  bool flushing_ = false;  // sending what waited: send_payload sends, never holds
   std::unordered_map<uint64_t, std::unique_ptr<Client>> clients_;
   std::vector<uint8_t> buf_;
   // Counters.
