@@ -266,6 +266,8 @@ bool H3ConnectUdpClient::request_frame(uint64_t type, std::span<const uint8_t> p
                         (why == FieldSectionError::Malformed ? "not valid QPACK" : "too large"));
       auto answer = parse_connect_udp_response(*fields);
       if (!answer) return connection_error(kH3MessageError, "the answer has no valid :status");
+      // 101 (Switching Protocols) does not exist in HTTP/3 (RFC 9114 4.5): a malformed answer.
+      if (answer->status == 101) return connection_error(kH3MessageError, "the answer is 101, which HTTP/3 does not have");
       if (answer->status < 200) return true;  // interim (1xx): the final answer follows
       answer_ = *answer;
       state_ = answer->status < 300 ? State::Open : State::Refused;

@@ -145,8 +145,20 @@ unsigned long quic_close_alert_error(const ngtcp2_connection_close_error& e) {
 std::string quic_close_text(const ngtcp2_connection_close_error& e) {
   char b[24];
   snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(e.error_code));
-  return std::string("error 0x") + b +
-         (e.reasonlen ? ": " + std::string(reinterpret_cast<const char*>(e.reason), e.reasonlen) : "");
+  // The reason phrase is the peer's (not yet authenticated during the handshake): at most 100 bytes, anything outside
+  // printable ASCII as \xHH, so that it cannot forge log lines.
+  std::string reason;
+  for (size_t i = 0; i < e.reasonlen && i < 100; ++i) {
+    const unsigned char c = e.reason[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      reason += char(c);
+    } else {
+      char x[5];
+      snprintf(x, sizeof x, "\\x%02x", c);
+      reason += x;
+    }
+  }
+  return std::string("error 0x") + b + (reason.empty() ? "" : ": " + reason);
 }
 
 void quic_client_cids(ngtcp2_cid& dcid, ngtcp2_cid& scid) {

@@ -122,7 +122,7 @@ dpctl --json route list | jq -e --arg corp "$CORP" '.routes | length == 4 and .[
   and .[1].allow == ["CN=alice", "DNS:laptop.corp.example.com"] and .[3].private == true' > /dev/null ||
   fail "route list --json: $(dpctl --json route list)"
 dpctl tunnel show corp | matches -F "udp+https://10.1.2.3:5353 -> udp://10.0.0.7:5353 (private)" || fail "tunnel show: $(dpctl tunnel show corp)"
-dpctl stats | matches "udp routes: *4; CONNECT-UDP refusals: bad_request 0 not_allowed 0 private_route 0 unknown_target 0" ||
+dpctl stats | matches "udp routes: *4; CONNECT-UDP accepted 0, refused: bad_request 0 dns_error 0 no_agent 0 not_allowed 0 private_route 0 unknown_target 0" ||
   fail "stats: $(dpctl stats)"
 metrics > "$WORK/metrics.txt"
 grep -q '^dptun_masque_routes 4$' "$WORK/metrics.txt" && grep -q '^dptun_masque_refusals_total{reason="not_allowed"} 0$' "$WORK/metrics.txt" &&

@@ -271,6 +271,11 @@ static void answers(void**) {
     assert_true(t.rfind("404 (dptun; error=destination_not_found", 0) == 0);
     assert_non_null(strstr(t.c_str(), "no route for it"));
   }
+  {  // 101 does not exist in HTTP/3 (RFC 9114 4.5): a malformed answer, not an interim one
+    H3ConnectUdpClient c = requested();
+    assert_false(feed(c, kRequest, headers_frame({{":status", "101"}})));
+    assert_int_equal(c.error_code(), kH3MessageError);
+  }
   {  // a refusal without one
     H3ConnectUdpClient c = requested();
     assert_true(feed(c, kRequest, headers_frame({{":status", "403"}})));
