@@ -8,6 +8,7 @@
 
 #include "agent/process_signals.hpp"
 #include "agent/udp_proxy.hpp"
+#include "common/cli.hpp"
 #include "common/clock.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
@@ -54,11 +55,6 @@ const char* kUdpUsage =
     "do later failures. Datagrams a source sends before its request is answered wait (at most 16; more are\n"
     "dropped and counted as held_full). Counters as a JSON line on SIGUSR1 and at exit.\n";
 
-[[noreturn]] void fail(const std::string& what) {
-  fprintf(stderr, "dpagent udp: %s\n", what.c_str());
-  exit(2);
-}
-
 // https://HOST[:PORT][/]: host and port, and HOST[:PORT] as written for :authority.
 bool parse_via(std::string_view v, UdpProxyOptions& opt) {
   constexpr std::string_view kScheme = "https://";
@@ -80,63 +76,64 @@ bool parse_via(std::string_view v, UdpProxyOptions& opt) {
 int dpagent_udp_main(int argc, char** argv) {
   UdpProxyOptions opt;
   bool have_listen = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      fputs(kUdpUsage, stdout);
-      return 0;
-    }
-    if (i + 1 >= argc) fail("unknown or incomplete argument '" + a + "' (see dpagent udp --help)");
-    const char* v = argv[++i];
-    if (a == "--via") {
-      if (!parse_via(v, opt)) fail("--via expects https://GATEWAY[:PORT] (a name or IPv4 address), got '" + std::string(v) + "'");
-    } else if (a == "--target") {
-      auto hp = parse_host_port(v);
-      if (!hp) fail("--target expects NAME:PORT (a DNS name or IPv4 address, and a port), got '" + std::string(v) + "'");
-      opt.target_host = hp->first;
-      opt.target_port = hp->second;
-    } else if (a == "--listen") {
-      auto ep = Endpoint::parse(v);
-      if (!ep) fail("--listen expects IPv4:PORT, got '" + std::string(v) + "'");
-      opt.listen = *ep;
-      have_listen = true;
-    } else if (a == "--cert") {
-      opt.cert = v;
-    } else if (a == "--key") {
-      opt.key = v;
-    } else if (a == "--ca") {
-      opt.ca = v;
-    } else if (a == "--server-name") {
-      opt.server_name = v;
-    } else if (a == "--max-clients") {
-      auto n = parse_uint(v, 4096);
-      if (!n || *n == 0) fail("--max-clients expects 1..4096, got '" + std::string(v) + "'");
-      opt.max_clients = unsigned(*n);
-    } else if (a == "--idle-timeout") {
-      char* end = nullptr;
-      const double s = strtod(v, &end);
-      if (!end || *end || !(s >= 1 && s <= 86400)) fail("--idle-timeout expects seconds between 1 and 86400");
-      opt.idle_ns = uint64_t(s * 1e9);
-    } else if (a == "--mtu") {
-      auto n = parse_uint(v, 9000);
-      if (!n || *n < 1228) fail("--mtu expects 1228..9000 (QUIC needs UDP payloads of 1200 bytes, RFC 9000 14)");
-      opt.mtu = uint16_t(*n);
-    } else if (a == "--log-level") {
-      auto l = log_parse_level(v);
-      if (!l) fail("--log-level expects debug, info, warn or error");
-      log_set_level(*l);
-    } else if (a == "--log-format") {
-      auto f = log_parse_format(v);
-      if (!f) fail("--log-format expects text or json");
-      log_set_format(*f);
-    } else {
-      fail("unknown argument '" + a + "' (see dpagent udp --help)");
-    }
-  }
-  if (opt.via_host.empty()) fail("--via https://GATEWAY[:PORT] is required (see dpagent udp --help)");
-  if (opt.target_host.empty()) fail("--target NAME:PORT is required");
-  if (!have_listen) fail("--listen IP:PORT is required");
-  if (opt.cert.empty() || opt.key.empty() || opt.ca.empty()) fail("--cert, --key and --ca are required");
+  Cli cli("dpagent udp", kUdpUsage);
+  auto bad = [&](const std::string& what) -> std::optional<int> { return cli.value_error(what); };
+  cli.help();
+  cli.option("via", true, [&](const char* v) -> std::optional<int> {
+    if (!parse_via(v, opt)) return bad("--via expects https://GATEWAY[:PORT] (a name or IPv4 address), got '" + std::string(v) + "'");
+    return std::nullopt;
+  });
+  cli.option("target", true, [&](const char* v) -> std::optional<int> {
+    auto hp = parse_host_port(v);
+    if (!hp) return bad("--target expects NAME:PORT (a DNS name or IPv4 address, and a port), got '" + std::string(v) + "'");
+    opt.target_host = hp->first;
+    opt.target_port = hp->second;
+    return std::nullopt;
+  });
+  cli.option("listen", true, [&](const char* v) -> std::optional<int> {
+    auto ep = Endpoint::parse(v);
+    if (!ep) return bad("--listen expects IPv4:PORT, got '" + std::string(v) + "'");
+    opt.listen = *ep;
+    have_listen = true;
+    return std::nullopt;
+  });
+  cli.value("cert", opt.cert).value("key", opt.key).value("ca", opt.ca).value("server-name", opt.server_name);
+  cli.option("max-clients", true, [&](const char* v) -> std::optional<int> {
+    auto n = parse_uint(v, 4096);
+    if (!n || *n == 0) return bad("--max-clients expects 1..4096, got '" + std::string(v) + "'");
+    opt.max_clients = unsigned(*n);
+    return std::nullopt;
+  });
+  cli.option("idle-timeout", true, [&](const char* v) -> std::optional<int> {
+    char* end = nullptr;
+    const double sec = strtod(v, &end);
+    if (!end || *end || !(sec >= 1 && sec <= 86400)) return bad("--idle-timeout expects seconds between 1 and 86400");
+    opt.idle_ns = uint64_t(sec * 1e9);
+    return std::nullopt;
+  });
+  cli.option("mtu", true, [&](const char* v) -> std::optional<int> {
+    auto n = parse_uint(v, 9000);
+    if (!n || *n < 1228) return bad("--mtu expects 1228..9000 (QUIC needs UDP payloads of 1200 bytes, RFC 9000 14)");
+    opt.mtu = uint16_t(*n);
+    return std::nullopt;
+  });
+  cli.option("log-level", true, [&](const char* v) -> std::optional<int> {
+    auto l = log_parse_level(v);
+    if (!l) return bad("--log-level expects debug, info, warn or error");
+    log_set_level(*l);
+    return std::nullopt;
+  });
+  cli.option("log-format", true, [&](const char* v) -> std::optional<int> {
+    auto f = log_parse_format(v);
+    if (!f) return bad("--log-format expects text or json");
+    log_set_format(*f);
+    return std::nullopt;
+  });
+  if (std::optional<int> done = cli.parse(argc, argv)) return *done;
+  if (opt.via_host.empty()) return cli.usage_error("--via https://GATEWAY[:PORT] is required");
+  if (opt.target_host.empty()) return cli.usage_error("--target NAME:PORT is required");
+  if (!have_listen) return cli.usage_error("--listen IP:PORT is required");
+  if (opt.cert.empty() || opt.key.empty() || opt.ca.empty()) return cli.usage_error("--cert, --key and --ca are required");
 
   EventLoop loop;
   std::string error;
