@@ -30,6 +30,9 @@ enum class GatewayMessageType : uint8_t {
   Trace,       // `dpgw trace`: see TraceOp
   Ok,          // reply: the change is applied
   Error,       // reply: refused, with "reason" and perhaps a GatewayErrorCode
+  // Both ways, no reply: UDP payloads of a MASQUE client whose capsules dpctld carries (MasqueSpec::request_id;
+  // proto/gateway_messages.hpp). dpctld -> dpgw only from the controller, under its epoch.
+  MasqueDatagrams,
 };
 
 constexpr std::string_view name_of(GatewayMessageType t) {
@@ -47,6 +50,7 @@ constexpr std::string_view name_of(GatewayMessageType t) {
     case GatewayMessageType::Trace: return "trace";
     case GatewayMessageType::Ok: return "ok";
     case GatewayMessageType::Error: return "error";
+    case GatewayMessageType::MasqueDatagrams: return "masque_datagrams";
   }
   return {};
 }
@@ -66,7 +70,8 @@ constexpr bool changes_gateway_state(GatewayMessageType t) {
     case GatewayMessageType::Status:
     case GatewayMessageType::Trace:
     case GatewayMessageType::Ok:
-    case GatewayMessageType::Error: return false;
+    case GatewayMessageType::Error:
+    case GatewayMessageType::MasqueDatagrams: return false;
   }
   return false;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "proto/control_names.hpp"
 #include "proto/gateway_specs.hpp"
@@ -37,6 +38,25 @@ EntrySpec decode_entry(const nlohmann::json& j);
 // An entry point's "ttl" in obj: seconds, 0.1..86400 (default 5), in nanoseconds (rounded: a TTL read, written
 // and read again stays the same to the nanosecond).
 uint64_t entry_ttl_ns(const nlohmann::json& obj);
+
+// UDP payloads of one MASQUE client whose DATAGRAM capsules dpctld carries (HTTP/2, HTTP/1.1; MasqueSpec::request_id,
+// docs/masque.md "HTTP/2 and HTTP/1.1 fallback"), both ways on dpgw's control socket, never answered:
+//   {"type": "masque_datagrams", "index": I, "request_id": R, "datagrams": ["<base64 (RFC 4648 4) UDP payload>", ...]}
+// dpctld -> dpgw: the client's payloads, each to become one UDP datagram to the session's target; dpgw -> dpctld
+// (to the controller's connection): the target's replies. 1..kMaxMasqueDatagrams payloads of 0..kMaxMasqueDatagramSize
+// bytes each, in order. A message naming a session that is gone, or whose request_id differs (the index serves
+// another session now), is dropped whole and counted by its receiver.
+struct MasqueDatagrams {
+  static constexpr size_t kMaxMasqueDatagrams = 64;
+  static constexpr size_t kMaxMasqueDatagramSize = 65527;  // bytes: the largest UDP payload over IPv4
+  uint32_t index = 0;
+  uint64_t request_id = 0;
+  std::vector<std::vector<uint8_t>> datagrams;
+};
+nlohmann::json encode_masque_datagrams(const MasqueDatagrams& d);
+// Throws FieldError naming the field: index not kFirstControlSessionIndex..65535, request_id not 1..2^53-1, no
+// datagrams or too many, one that is not base64 or too long.
+MasqueDatagrams decode_masque_datagrams(const nlohmann::json& j);
 
 // "tcp" / "udp" as entry points and entry_del name their protocol (6 / 17); parse_l4_proto throws FieldError.
 const char* l4_proto_name(uint8_t proto);

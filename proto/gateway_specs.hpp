@@ -51,10 +51,16 @@ struct QuicSessionSpec {
 // A MASQUE client's session (docs/masque.md, "Datagrams on the fast path"): a QUIC session of an HTTP/3 client whose
 // CONNECT-UDP request dpctld accepted. Each DATAGRAM frame it sends is an HTTP Datagram (RFC 9297 2.1) of request
 // stream `stream_id` whose UDP payload (context ID 0, RFC 9298 4) goes to `target` through the session's tunnel, as
-// a visitor's flow does; the target's replies come back the same way. Only with `visitor` and `quic`.
+// a visitor's flow does; the target's replies come back the same way. Only with `visitor`, and with `quic` unless
+// request_id is set.
+// request_id != 0: an HTTP/2 or HTTP/1.1 client (docs/masque.md "HTTP/2 and HTTP/1.1 fallback") whose DATAGRAM
+// capsules dpctld reads and writes itself: its UDP payloads reach dpgw in masque_datagrams messages on the control
+// socket and the target's replies go back to dpctld the same way (proto/gateway_messages.hpp), both naming the session
+// index and this id. Such a session has no `quic` object and never takes a frame from the network; stream_id is 0.
 struct MasqueSpec {
   uint64_t stream_id = 0;  // the request stream: a client-initiated bidirectional stream (a multiple of 4)
   Endpoint target;         // the route's target as the tunnel's agents reach it (IPv4 address, port 1..65535)
+  uint64_t request_id = 0;  // 1..2^53-1: dpctld's id of an HTTP/2 or HTTP/1.1 request (unique per dpctld run); 0: HTTP/3
   bool operator==(const MasqueSpec&) const = default;
 };
 
@@ -68,7 +74,7 @@ struct SessionSpec {
   std::optional<Endpoint> endpoint;  // static peer's configured agent endpoint (not sent)
   bool from_config = false;
   std::optional<QuicSessionSpec> quic;  // the QUIC framing; relay frames when absent
-  std::optional<MasqueSpec> masque;     // a MASQUE client (with visitor and quic)
+  std::optional<MasqueSpec> masque;     // a MASQUE client (with visitor; with quic unless masque->request_id)
 };
 
 struct EntrySpec {

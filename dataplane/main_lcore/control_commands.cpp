@@ -136,6 +136,8 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
         reply = controller_hello(req, conn, ctx);
         if (gateway_message_type(reply) == GatewayMessageType::Error) close = true;
         break;
+      case GatewayMessageType::MasqueDatagrams:  // (dpctld's HTTP/2 front end: not carried by this dpgw yet)
+        throw std::runtime_error("masque_datagrams: this dpgw does not carry MASQUE capsule sessions");
       case GatewayMessageType::Trace:  // dpgw trace: start, poll, stop (trace_command.cpp)
         close = true;
         reply = trace_request(dp, req, ctx.now_ns);
