@@ -4,6 +4,7 @@
 #include <netdb.h>
 
 #include <nlohmann/json.hpp>
+#include <openssl/rand.h>
 
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -34,6 +35,7 @@ constexpr uint64_t kQuicHandoverGraceNs = 3'000'000'000ull;
 Dpctld::~Dpctld() {
   channels_.clear();
   quic_.reset();
+  masque_tcp_.reset();
   listener_.reset();
   if (failure_log_ && failure_log_ != stdout) fclose(failure_log_);
 }
@@ -153,6 +155,38 @@ bool Dpctld::start(std::string& error) {
     if (!quic_->load_credentials(cfg_.tls, error)) return false;
     if (!quic_->listen(*cfg_.agent_quic_listen, error)) return false;
   }
+  if (cfg_.masque_tcp_listen) {
+    masque_tls_.set_alpn({"h2", "http/1.1"});
+    if (!masque_tls_.load(cfg_.tls, error)) return false;
+    MasqueTcpServer::Callbacks cb;
+    cb.next_id = [this] { return next_channel_++; };
+    cb.established = [this](const HandshakeEvidence&) {
+      counters_.handshakes_ok++;
+      counters_.masque_tcp_handshakes_ok++;
+    };
+    cb.failed = [this](const HandshakeEvidence& ev, HandshakeFailure c) { on_failed(ev, c); };
+    cb.connect_udp = [this](const MasqueClientView& c, int32_t stream, const ConnectUdpRequest& req) {
+      return answer_connect_udp(c, stream, req);
+    };
+    cb.bad_request = [this](const MasqueClientView& c, int32_t stream, uint16_t status, const std::string& why) {
+      count_masque_refusal(MasqueRefusal::BadRequest);
+      const bool h2 = std::string(c.protocol) == "h2";
+      LOG_WARN("client %s (%s): %s request%s refused: %u bad_request: %s", c.peer.str().c_str(), c.subject.c_str(),
+               h2 ? "HTTP/2" : "HTTP/1.1", h2 ? (" (stream " + std::to_string(stream) + ")").c_str() : "",
+               unsigned(status), why.c_str());
+    };
+    cb.datagrams = [this](const MasqueClientView& c, int32_t stream, std::vector<std::vector<uint8_t>>&& p) {
+      on_capsule_datagrams(c, stream, std::move(p));
+    };
+    cb.tunnel_ended = [this](const MasqueClientView& c, int32_t stream, const std::string& why) {
+      on_capsule_tunnel_ended(c, stream, why);
+    };
+    masque_tcp_ = std::make_unique<MasqueTcpServer>(
+        loop_, masque_tls_,
+        AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source},
+        std::move(cb));
+    if (!masque_tcp_->listen(*cfg_.masque_tcp_listen, error)) return false;
+  }
   gateway_ = std::make_unique<GatewayLink>(
       loop_, cfg_.gateway_socket,
       [this] {
@@ -161,6 +195,7 @@ bool Dpctld::start(std::string& error) {
       },
       [this](const json& s) { on_gateway_status(s); },
       [this](const json& e) { on_gateway_refused(e); });
+  gateway_->set_on_masque_datagrams([this](const json& m) { on_gateway_masque_datagrams(m); });
   if (!background_.start(loop_, error) || !resolver_.start(loop_, error)) return false;
   if (!cfg_.api_socket.empty()) {
     if (!api_.listen(cfg_.api_socket, error)) return false;
@@ -170,9 +205,11 @@ bool Dpctld::start(std::string& error) {
     metrics_.publish(metrics_text());
     if (!metrics_.start(*cfg_.metrics_listen, error)) return false;
   }
-  LOG_INFO("agents: TLS 1.3 on %s%s%s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(),
+  LOG_INFO("agents: TLS 1.3 on %s%s%s%s%s; %zu tunnel(s); metrics %s", cfg_.agent_listen.str().c_str(),
            cfg_.agent_quic_listen ? ", QUIC on udp " : "",
-           cfg_.agent_quic_listen ? cfg_.agent_quic_listen->str().c_str() : "", all_tunnels().size(),
+           cfg_.agent_quic_listen ? cfg_.agent_quic_listen->str().c_str() : "",
+           cfg_.masque_tcp_listen ? ", CONNECT-UDP (HTTP/2, HTTP/1.1) on tcp " : "",
+           cfg_.masque_tcp_listen ? cfg_.masque_tcp_listen->str().c_str() : "", all_tunnels().size(),
            cfg_.metrics_listen ? ("http://" + cfg_.metrics_listen->str() + "/metrics").c_str() : "off");
   return true;
 }
@@ -255,6 +292,7 @@ void Dpctld::recheck_sessions() {
         link->close();
       }
     }
+    forget_capsule_stream(index, true);  // an HTTP/2 or HTTP/1.1 client's stream: reset, or its connection closed
     sessions_.remove(index);  // (closing a link may have removed a session not handed over already)
     counters_.sessions_revoked++;
     if (at_gateway) gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
@@ -304,10 +342,13 @@ void Dpctld::reload() {
     if (quic_) tls_.load(cfg_.tls, error);  // the TCP side back to the files QUIC still uses
     return;
   }
+  if (masque_tcp_ && !masque_tls_.load(next.tls, error))  // the same files as tls_ just took: only memory fails here
+    LOG_ERROR("reload: the CONNECT-UDP TCP port keeps its previous TLS files: %s", error.c_str());
   // What only a restart applies: the sockets dpctld holds.
   std::vector<std::string> restart;
   if (!(next.agent_listen == cfg_.agent_listen)) restart.push_back("agent_listen");
   if (next.agent_quic_listen != cfg_.agent_quic_listen) restart.push_back("agent_quic_listen");
+  if (next.masque_tcp_listen != cfg_.masque_tcp_listen) restart.push_back("masque_tcp_listen");
   if (next.api_socket != cfg_.api_socket) restart.push_back("api_socket");
   if (next.gateway_socket != cfg_.gateway_socket) restart.push_back("gateway_socket");
   if (next.state_file != cfg_.state_file) restart.push_back("state_file");
@@ -317,6 +358,7 @@ void Dpctld::reload() {
   next.openssl_conf_where = cfg_.openssl_conf_where;
   next.agent_listen = cfg_.agent_listen;
   next.agent_quic_listen = cfg_.agent_quic_listen;
+  next.masque_tcp_listen = cfg_.masque_tcp_listen;
   next.api_socket = cfg_.api_socket;
   next.gateway_socket = cfg_.gateway_socket;
   next.state_file = cfg_.state_file;
@@ -340,6 +382,9 @@ void Dpctld::reload() {
   listener_->set_limits(
       AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source});
   if (quic_) quic_->set_limits(quic_limits());
+  if (masque_tcp_)
+    masque_tcp_->set_limits(
+        AgentListener::Limits{cfg_.handshake_timeout_ns, cfg_.max_pending_handshakes, cfg_.max_pending_per_source});
   // What dpctl added for a tunnel that left the config goes with it, as at start.
   std::string repair_error;
   if (!load_persisted(true, repair_error)) LOG_ERROR("reload: state file: %s", repair_error.c_str());
@@ -400,6 +445,8 @@ void Dpctld::watch_tls_files(uint64_t now_ns) {
   }
   if (quic_ && !quic_->load_credentials(cfg_.tls, error))
     LOG_ERROR("TLS files changed; the QUIC port keeps its previous certificate: %s", error.c_str());
+  if (masque_tcp_ && !masque_tls_.load(cfg_.tls, error))
+    LOG_ERROR("TLS files changed; the CONNECT-UDP TCP port keeps its previous ones: %s", error.c_str());
   LOG_INFO("TLS files changed on disk: reloaded (certificate, key, CA, CRL)");
   check_crls();
   check_agent_command();
@@ -410,6 +457,8 @@ void Dpctld::tick() {
   const uint64_t now = monotonic_ns();
   listener_->tick(now);
   if (quic_) quic_->tick(now);
+  if (masque_tcp_) masque_tcp_->tick(now);
+  check_capsule_streams();
   watch_tls_files(now);
   if (now >= next_crl_check_ns_) {  // a CRL that is about to expire is said again every hour
     if (next_crl_check_ns_) check_crls();
@@ -628,22 +677,37 @@ namespace {
 std::string subject_of(const QuicAgentConnection& c) {
   return c.evidence().certificate ? c.evidence().certificate->subject : std::string("?");
 }
+MasqueClientView view_of(QuicAgentConnection& c) {
+  MasqueClientView v;
+  v.id = c.id();
+  v.peer = c.peer();
+  v.certificate = c.peer_certificate();
+  v.chain = c.peer_chain();
+  v.subject = subject_of(c);
+  v.protocol = "h3";
+  v.quic = &c;
+  return v;
+}
 }  // namespace
 
-ConnectUdpAnswer Dpctld::refuse_connect_udp(QuicAgentConnection& c, int64_t stream, const std::string& target,
+ConnectUdpAnswer Dpctld::refuse_connect_udp(const MasqueClientView& c, int64_t stream, const std::string& target,
                                             MasqueRefusal why, const std::string& details) {
   count_masque_refusal(why);
   const int status = masque_refusal_http_status(why);
-  LOG_WARN("client %s (%s): CONNECT-UDP to %s (stream %lld) refused: %d %s", c.peer().str().c_str(),
-           subject_of(c).c_str(), target.c_str(), (long long)stream, status, masque_refusal_name(why));
+  // HTTP/3: "(stream N)"; HTTP/2: "(h2 stream N)"; HTTP/1.1: "(http/1.1)".
+  const std::string where = c.quic ? "stream " + std::to_string(stream)
+                            : std::string(c.protocol) == "h2" ? "h2 stream " + std::to_string(stream)
+                                                              : std::string(c.protocol);
+  LOG_WARN("client %s (%s): CONNECT-UDP to %s (%s) refused: %d %s", c.peer.str().c_str(), c.subject.c_str(),
+           target.c_str(), where.c_str(), status, masque_refusal_name(why));
   return ConnectUdpAnswer{uint16_t(status), masque_refusal_proxy_status(why), details};
 }
 
-std::optional<ConnectUdpAnswer> Dpctld::connect_udp_route(QuicAgentConnection& c, int64_t stream,
+std::optional<ConnectUdpAnswer> Dpctld::connect_udp_route(const MasqueClientView& c, int64_t stream,
                                                           const std::string& host, uint16_t port, MasqueRoute& route) {
   const std::string target = host + ":" + std::to_string(port);
   const MasqueRouteTable table = masque_route_table();
-  const MasqueMatch m = table.match(host, port, certificate_identities(c.peer_certificate()), true);
+  const MasqueMatch m = table.match(host, port, certificate_identities(c.certificate), true);
   // A private route is refused as an unknown target, in the answer and the log line's status; the reason label
   // (private_route) is for the operator only.
   if (!m)
@@ -657,36 +721,67 @@ std::optional<ConnectUdpAnswer> Dpctld::connect_udp_route(QuicAgentConnection& c
     return refuse_connect_udp(c, stream, target, MasqueRefusal::NoAgent,
                               "no agent serves the tunnel of udp+https://" + target + " now");
   std::string why;
-  if (!c.can_hand_over(why))
+  if (c.quic && !c.quic->can_hand_over(why))
     return refuse_connect_udp(c, stream, target, MasqueRefusal::BadRequest,
                               "the connection cannot carry the datagrams: " + why);
   return std::nullopt;
 }
 
+std::optional<MasqueClientView> Dpctld::find_masque_client(uint64_t conn, bool quic) {
+  if (quic) {
+    QuicAgentConnection* c = quic_ ? quic_->find_h3(conn) : nullptr;
+    if (!c) return std::nullopt;
+    return view_of(*c);
+  }
+  return masque_tcp_ ? masque_tcp_->view(conn) : std::nullopt;
+}
+
+bool Dpctld::masque_waiting(const MasqueClientView& c, int64_t stream) const {
+  if (c.quic) return c.quic->connect_udp_waiting(stream);
+  return masque_tcp_ && masque_tcp_->waiting(c.id);
+}
+
+void Dpctld::complete_connect_udp(const MasqueClientView& c, int64_t stream, const ConnectUdpAnswer& a) {
+  if (c.quic) return c.quic->complete_connect_udp(stream, a);
+  if (masque_tcp_) masque_tcp_->complete(c.id, int32_t(stream), a);
+}
+
+ConnectUdpAnswer Dpctld::accept_masque(const MasqueClientView& c, int64_t stream, const MasqueRoute& route, Endpoint to) {
+  return c.quic ? accept_connect_udp(*c.quic, stream, route, to) : accept_capsule_session(c, stream, route, to);
+}
+
 // A CONNECT-UDP request of an HTTP/3 client (docs/masque.md): refused with its reason, or accepted as a visitor
 // session of the route's tunnel that dpgw takes over with the connection once the client has the 200.
-ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, const ConnectUdpRequest& req) {
+ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& qc, int64_t stream, const ConnectUdpRequest& req) {
+  const MasqueClientView c = view_of(qc);
+  const std::string target = req.target.host + ":" + std::to_string(req.target.port);
+  if (sessions_.find_by_channel(c.id) || resolving_.count(c.id))
+    return refuse_connect_udp(c, stream, target, MasqueRefusal::BadRequest,
+                              "one CONNECT-UDP request per connection: open another connection");
+  return answer_connect_udp(c, stream, req);
+}
+
+// The route check and the answer, the same for every front end: at once, or after the route's name is resolved.
+ConnectUdpAnswer Dpctld::answer_connect_udp(const MasqueClientView& c, int64_t stream, const ConnectUdpRequest& req) {
   const std::string host = req.target.host;
   const uint16_t port = req.target.port;
   const std::string target = host + ":" + std::to_string(port);
-  if (sessions_.find_by_channel(c.id()) || resolving_.count(c.id()))
-    return refuse_connect_udp(c, stream, target, MasqueRefusal::BadRequest,
-                              "one CONNECT-UDP request per connection: open another connection");
   MasqueRoute route;
   if (std::optional<ConnectUdpAnswer> refused = connect_udp_route(c, stream, host, port, route)) return *refused;
   if (const std::optional<Ipv4> ip = Ipv4::parse(route.to_host))
-    return accept_connect_udp(c, stream, route, Endpoint{*ip, route.to_port});
+    return accept_masque(c, stream, route, Endpoint{*ip, route.to_port});
   // A name: known from a recent answer, or resolved off the event loop with the answer following.
   const uint64_t now = monotonic_ns();
   if (auto it = resolved_.find(route.to_host); it != resolved_.end() && it->second.until_ns > now) {
-    if (it->second.ip) return accept_connect_udp(c, stream, route, Endpoint{*it->second.ip, route.to_port});
+    if (it->second.ip) return accept_masque(c, stream, route, Endpoint{*it->second.ip, route.to_port});
     return refuse_connect_udp(c, stream, target, MasqueRefusal::DnsError,
                               route.to_host + " does not resolve to an IPv4 address");
   }
   if (resolving_.size() >= kMaxResolving)
     return refuse_connect_udp(c, stream, target, MasqueRefusal::DnsError,
                               "too many names being resolved now; try again");
-  const uint64_t conn = c.id();
+  const uint64_t conn = c.id;
+  const bool quic = c.quic != nullptr;
   resolving_.insert(conn);
   auto resolved = std::make_shared<std::optional<Ipv4>>();
   resolver_.submit(
@@ -700,26 +795,26 @@ ConnectUdpAnswer Dpctld::on_connect_udp(QuicAgentConnection& c, int64_t stream, 
           freeaddrinfo(res);
         }
       },
-      [this, resolved, conn, stream, host, port, name = route.to_host] {
-        resolving_.erase(conn);
+      [this, resolved, conn, quic, stream, host, port, name = route.to_host] {
+        if (auto r = resolving_.find(conn); r != resolving_.end()) resolving_.erase(r);
         // Kept 30 s (a name that does not resolve: 5 s), so that a burst of clients asks the resolver once.
         resolved_[name] = ResolvedName{*resolved, monotonic_ns() + (*resolved ? 30'000'000'000ull : 5'000'000'000ull)};
         if (resolved_.size() > 4096) std::erase_if(resolved_, [](const auto& e) { return e.second.until_ns <= monotonic_ns(); });
         // The connection and its request may be gone, and routes, agents and allow lists may have changed meanwhile:
         // everything is checked again.
-        QuicAgentConnection* c = quic_ ? quic_->find_h3(conn) : nullptr;
-        if (!c || !c->connect_udp_waiting(stream)) return;
+        const std::optional<MasqueClientView> c = find_masque_client(conn, quic);
+        if (!c || !masque_waiting(*c, stream)) return;
         const std::string target = host + ":" + std::to_string(port);
         MasqueRoute now_route;
         if (std::optional<ConnectUdpAnswer> refused = connect_udp_route(*c, stream, host, port, now_route))
-          return c->complete_connect_udp(stream, *refused);
+          return complete_connect_udp(*c, stream, *refused);
         if (now_route.to_host != name || now_route.to_port == 0)
-          return c->complete_connect_udp(stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::NoAgent,
-                                                                    "the route changed while its target was resolved"));
+          return complete_connect_udp(*c, stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::NoAgent,
+                                                                     "the route changed while its target was resolved"));
         if (!*resolved)
-          return c->complete_connect_udp(stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::DnsError,
-                                                                    name + " does not resolve to an IPv4 address"));
-        c->complete_connect_udp(stream, accept_connect_udp(*c, stream, now_route, Endpoint{**resolved, now_route.to_port}));
+          return complete_connect_udp(*c, stream, refuse_connect_udp(*c, stream, target, MasqueRefusal::DnsError,
+                                                                     name + " does not resolve to an IPv4 address"));
+        complete_connect_udp(*c, stream, accept_masque(*c, stream, now_route, Endpoint{**resolved, now_route.to_port}));
       });
   return ConnectUdpAnswer{ConnectUdpAnswer::kLater, {}, {}};
 }
@@ -733,37 +828,158 @@ ConnectUdpAnswer Dpctld::accept_connect_udp(QuicAgentConnection& c, int64_t stre
               target.c_str());
     return ConnectUdpAnswer{500, "proxy_internal_error", "no session index"};
   }
-  X509* cert = c.peer_certificate();
-  SessionRecord rec;
+  SessionRecord rec = masque_record(view_of(c), route);
   rec.index = index;
-  rec.tunnel = route.tunnel;
-  rec.visitor = true;
-  rec.agent_name = "connect-udp " + target;
-  rec.certificate_subject = subject_of(c);
-  rec.identities = certificate_identities(cert);
-  if (cert) {
-    X509_up_ref(cert);
-    rec.certificate.reset(cert);
-  }
-  if (STACK_OF(X509)* sent = c.peer_chain()) rec.chain.reset(X509_chain_up_ref(sent));
-  rec.control_peer = c.peer();
   rec.control_transport = "quic";
-  rec.registered_unix_ns = realtime_ns();
-  rec.channel = c.id();
-  rec.last_live_mono_ns = monotonic_ns();
   rec.base_secret = c.export_secret(index);
   if (rec.base_secret.empty()) return ConnectUdpAnswer{500, "proxy_internal_error", "key export failed"};
   rec.masque = MasqueSpec{uint64_t(stream), to};
-  rec.masque_host = route.host;
-  rec.masque_port = route.port;
   rec.handover_pending = true;
   sessions_.add(std::move(rec));
   c.set_registered();
   counters_.masque_accepted++;
+  counters_.masque_accepted_by[size_t(MasqueFront::H3)]++;
   LOG_INFO("session %u: client %s (%s): CONNECT-UDP to %s (stream %lld) accepted: tunnel %s, udp://%s", index,
            c.peer().str().c_str(), subject_of(c).c_str(), target.c_str(), (long long)stream,
            route.tunnel.str().c_str(), to.str().c_str());
   return ConnectUdpAnswer{200, {}, {}};
+}
+
+// The session record of an accepted CONNECT-UDP request, without what depends on the front end (index, keys, masque).
+SessionRecord Dpctld::masque_record(const MasqueClientView& c, const MasqueRoute& route) {
+  SessionRecord rec;
+  rec.tunnel = route.tunnel;
+  rec.visitor = true;
+  rec.agent_name = "connect-udp " + route.host + ":" + std::to_string(route.port);
+  rec.certificate_subject = c.subject;
+  rec.identities = certificate_identities(c.certificate);
+  if (c.certificate) {
+    X509_up_ref(c.certificate);
+    rec.certificate.reset(c.certificate);
+  }
+  if (c.chain) rec.chain.reset(X509_chain_up_ref(c.chain));
+  rec.control_peer = c.peer;
+  rec.registered_unix_ns = realtime_ns();
+  rec.channel = c.id;
+  rec.last_live_mono_ns = monotonic_ns();
+  rec.masque_host = route.host;
+  rec.masque_port = route.port;
+  return rec;
+}
+
+const char* masque_front_name(MasqueFront f) {
+  switch (f) {
+    case MasqueFront::H3: return "h3";
+    case MasqueFront::H2: return "h2";
+    case MasqueFront::H1: return "http/1.1";
+    case MasqueFront::Count: break;
+  }
+  return "?";
+}
+
+// An HTTP/2 or HTTP/1.1 client's accepted request: a visitor session of the route's tunnel that dpgw gets at once
+// (session_add without a `quic` object: its datagrams come from dpctld, masque_datagrams), keyed by request_id.
+ConnectUdpAnswer Dpctld::accept_capsule_session(const MasqueClientView& c, int64_t stream, const MasqueRoute& route,
+                                                Endpoint to) {
+  const std::string target = route.host + ":" + std::to_string(route.port);
+  const std::optional<uint32_t> index = sessions_.allocate_index();
+  if (!index) {
+    LOG_ERROR("client %s (%s): no free session index; CONNECT-UDP to %s refused", c.peer.str().c_str(),
+              c.subject.c_str(), target.c_str());
+    return ConnectUdpAnswer{503, "proxy_internal_error", "no free session index"};
+  }
+  SessionRecord rec = masque_record(c, route);
+  rec.index = *index;
+  rec.control_transport = c.protocol;
+  // Nobody derives keys from it (the session never takes a packet from the network), and nobody else ever gets it.
+  rec.base_secret.resize(32);
+  if (RAND_bytes(rec.base_secret.data(), int(rec.base_secret.size())) != 1)
+    return ConnectUdpAnswer{500, "proxy_internal_error", "no random bytes"};
+  const uint64_t request_id = next_request_id_++;
+  rec.masque = MasqueSpec{0, to, request_id};
+  const SessionRecord& added = sessions_.add(std::move(rec));
+  capsule_streams_[*index] = CapsuleRef{c.id, int32_t(stream), request_id};
+  capsule_index_[{c.id, int32_t(stream)}] = *index;
+  gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(added))));
+  const MasqueFront front = std::string(c.protocol) == "h2" ? MasqueFront::H2 : MasqueFront::H1;
+  counters_.masque_accepted++;
+  counters_.masque_accepted_by[size_t(front)]++;
+  const std::string where = std::string(c.protocol) == "h2" ? "h2 stream " + std::to_string(stream) : std::string(c.protocol);
+  LOG_INFO("session %u: client %s (%s): CONNECT-UDP to %s (%s, request %llu) accepted: tunnel %s, udp://%s", *index,
+           c.peer.str().c_str(), c.subject.c_str(), target.c_str(), where.c_str(), (unsigned long long)request_id,
+           route.tunnel.str().c_str(), to.str().c_str());
+  return ConnectUdpAnswer{200, {}, {}};
+}
+
+void Dpctld::on_capsule_datagrams(const MasqueClientView& c, int32_t stream, std::vector<std::vector<uint8_t>>&& payloads) {
+  auto it = capsule_index_.find({c.id, stream});
+  if (it == capsule_index_.end()) return;  // its session was just revoked
+  const CapsuleRef& ref = capsule_streams_[it->second];
+  if (!gateway_->connected() || gateway_->queued() > kMaxGatewayQueue) {
+    counters_.capsule_gateway_away += payloads.size();
+    return;
+  }
+  MasqueDatagrams d;
+  d.index = it->second;
+  d.request_id = ref.request_id;
+  d.datagrams = std::move(payloads);
+  counters_.capsule_to_gateway += d.datagrams.size();
+  gateway_->send(encode_masque_datagrams(d));
+}
+
+void Dpctld::on_capsule_tunnel_ended(const MasqueClientView& c, int32_t stream, const std::string& why) {
+  auto it = capsule_index_.find({c.id, stream});
+  if (it == capsule_index_.end()) return;
+  const uint32_t index = it->second;
+  LOG_INFO("session %u: client %s (%s): CONNECT-UDP (%s stream %d) ended: %s; session removed", index,
+           c.peer.str().c_str(), c.subject.c_str(), c.protocol, int(stream), why.c_str());
+  forget_capsule_stream(index, false);
+  if (sessions_.find(index)) {
+    sessions_.remove(index);
+    gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
+  }
+}
+
+void Dpctld::forget_capsule_stream(uint32_t index, bool cut) {
+  auto it = capsule_streams_.find(index);
+  if (it == capsule_streams_.end()) return;
+  const CapsuleRef ref = it->second;
+  capsule_streams_.erase(it);
+  capsule_index_.erase({ref.conn, ref.stream});
+  if (cut && masque_tcp_) masque_tcp_->cut(ref.conn, ref.stream);
+}
+
+// A capsule session whose record went another way (dpgw refused its index, ...) loses its stream too.
+void Dpctld::check_capsule_streams() {
+  std::vector<uint32_t> gone;
+  for (const auto& [index, ref] : capsule_streams_) {
+    const SessionRecord* s = sessions_.find(index);
+    if (!s || !s->masque || s->masque->request_id != ref.request_id) gone.push_back(index);
+  }
+  for (uint32_t index : gone) forget_capsule_stream(index, true);
+}
+
+void Dpctld::on_gateway_masque_datagrams(const json& msg) {
+  MasqueDatagrams d;
+  try {
+    d = decode_masque_datagrams(msg);
+  } catch (const std::exception& e) {
+    counters_.capsule_unreadable++;
+    LOG_WARN("gateway: an unreadable masque_datagrams message (%s); dropped", e.what());
+    return;
+  }
+  auto it = capsule_streams_.find(d.index);
+  if (it == capsule_streams_.end() || it->second.request_id != d.request_id) {
+    counters_.capsule_unknown_session += d.datagrams.size();
+    return;
+  }
+  const CapsuleRef ref = it->second;
+  if (!masque_tcp_ || !masque_tcp_->view(ref.conn)) {
+    counters_.capsule_client_gone += d.datagrams.size();
+    return;
+  }
+  // A reply that does not fit the connection's queue is counted by its session (slow_client).
+  for (const std::vector<uint8_t>& p : d.datagrams) masque_tcp_->deliver(ref.conn, ref.stream, p);
 }
 
 void Dpctld::on_masque_bad_request(QuicAgentConnection& c, int64_t stream, uint16_t status, const std::string& why) {
@@ -1129,6 +1345,42 @@ std::string Dpctld::metrics_text() const {
   for (size_t r = 0; r < size_t(MasqueRefusal::Count); ++r)
     p.sample("dptun_masque_refusals_total", double(counters_.masque_refusals[r]),
              prom_label("reason", masque_refusal_name(MasqueRefusal(r))));
+  p.family("dptun_masque_requests_accepted_by_protocol_total", "counter",
+           "CONNECT-UDP requests answered 2xx, by the client's HTTP version (h3, h2, http/1.1).");
+  for (size_t f = 0; f < size_t(MasqueFront::Count); ++f)
+    p.sample("dptun_masque_requests_accepted_by_protocol_total", double(counters_.masque_accepted_by[f]),
+             prom_label("protocol", masque_front_name(MasqueFront(f))));
+  if (masque_tcp_) {
+    const MasqueTcpServer::Stats t = masque_tcp_->stats();
+    p.family("dptun_masque_tcp_connections", "gauge", "Connections on the CONNECT-UDP TCP port (masque_tcp_listen).");
+    p.sample("dptun_masque_tcp_connections", double(masque_tcp_->connections()));
+    p.family("dptun_masque_tcp_handshakes_total", "counter", "Completed TLS handshakes on the CONNECT-UDP TCP port, by ALPN.");
+    p.sample("dptun_masque_tcp_handshakes_total", double(t.connections_h2), prom_label("protocol", "h2"));
+    p.sample("dptun_masque_tcp_handshakes_total", double(t.connections_h1), prom_label("protocol", "http/1.1"));
+    p.family("dptun_masque_tcp_connections_closed_total", "counter",
+             "CONNECT-UDP TCP connections dpctld closed: idle (no CONNECT-UDP stream for 10 s), over_limit.");
+    p.sample("dptun_masque_tcp_connections_closed_total", double(t.idle_closed), prom_label("reason", "idle"));
+    p.sample("dptun_masque_tcp_connections_closed_total", double(t.over_limit), prom_label("reason", "over_limit"));
+    p.family("dptun_masque_capsule_datagrams_total", "counter",
+             "UDP payloads in DATAGRAM capsules (HTTP/2, HTTP/1.1): from_client read, to_gateway passed to dpgw, "
+             "to_client queued to clients.");
+    p.sample("dptun_masque_capsule_datagrams_total", double(t.capsules.datagrams_in), prom_label("direction", "from_client"));
+    p.sample("dptun_masque_capsule_datagrams_total", double(counters_.capsule_to_gateway), prom_label("direction", "to_gateway"));
+    p.sample("dptun_masque_capsule_datagrams_total", double(t.capsules.datagrams_out), prom_label("direction", "to_client"));
+    p.family("dptun_masque_capsule_drops_total", "counter",
+             "DATAGRAM capsules and replies dropped on the CONNECT-UDP TCP port, by reason (docs/masque.md).");
+    const std::pair<const char*, uint64_t> drops[] = {
+        {"context", t.capsules.drop_context},         {"malformed", t.capsules.drop_malformed},
+        {"too_large", t.capsules.drop_too_large},     {"slow_client", t.capsules.drop_slow_client},
+        {"unknown_session", counters_.capsule_unknown_session}, {"client_gone", counters_.capsule_client_gone},
+        {"gateway_away", counters_.capsule_gateway_away},       {"unreadable", counters_.capsule_unreadable}};
+    for (const auto& [reason, n] : drops) p.sample("dptun_masque_capsule_drops_total", double(n), prom_label("reason", reason));
+    p.family("dptun_masque_capsules_skipped_total", "counter", "Capsules of types other than DATAGRAM, skipped whole.");
+    p.sample("dptun_masque_capsules_skipped_total", double(t.capsules.skipped_capsules));
+    p.family("dptun_masque_h2_streams_over_limit_total", "counter",
+             "HTTP/2 CONNECT-UDP requests answered 429: 16 streams open on their connection already.");
+    p.sample("dptun_masque_h2_streams_over_limit_total", double(t.capsules.over_tunnel_limit));
+  }
   p.family("dptun_tunnels", "gauge", "Configured tunnels.");
   p.sample("dptun_tunnels", double(all_tunnels().size()));
   p.family("dptun_sessions", "gauge", "Registered agent sessions per tunnel.");

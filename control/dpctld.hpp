@@ -18,6 +18,8 @@
 #include "control/quic_listener.hpp"
 #include "control/dpctld_config.hpp"
 #include "control/gateway_link.hpp"
+#include "control/masque_client.hpp"
+#include "control/masque_tcp.hpp"
 #include "common/metrics_http.hpp"
 #include "control/session_registry.hpp"
 #include "control/state_store.hpp"
@@ -31,10 +33,15 @@ namespace dptun {
 enum class Refusal : uint8_t { BadRequest, Version, NoTunnel, NotAllowed, NoIndex, Internal, Count };
 const char* refusal_name(Refusal r);
 
+// The front ends CONNECT-UDP requests come through (docs/masque.md).
+enum class MasqueFront : uint8_t { H3, H2, H1, Count };
+const char* masque_front_name(MasqueFront f);  // "h3", "h2", "http/1.1"
+
 struct DpctldCounters {
   uint64_t handshake_failures[size_t(HandshakeFailure::Count)] = {};
   uint64_t handshakes_ok = 0;
   uint64_t quic_handshakes_ok = 0;  // of handshakes_ok, those on the QUIC port
+  uint64_t masque_tcp_handshakes_ok = 0;  // of handshakes_ok, those on the CONNECT-UDP TCP port (masque_tcp_listen)
   uint64_t quic_handovers = 0;      // QUIC connections dpgw took over after registration
   uint64_t quic_sessions_dropped = 0;  // handed-over QUIC sessions dropped when dpgw was replaced
   uint64_t quic_sessions_closed = 0;   // QUIC sessions dpgw ended on the agent's CONNECTION_CLOSE
@@ -49,6 +56,13 @@ struct DpctldCounters {
   // CONNECT-UDP requests refused, by reason (docs/masque.md): counted where a front end asks the route table.
   uint64_t masque_refusals[size_t(MasqueRefusal::Count)] = {};
   uint64_t masque_accepted = 0;  // CONNECT-UDP requests answered 2xx
+  uint64_t masque_accepted_by[size_t(MasqueFront::Count)] = {};  // ... by front end
+  // Capsule sessions (HTTP/2, HTTP/1.1): UDP payloads passed to dpgw, and those dropped on the way.
+  uint64_t capsule_to_gateway = 0;
+  uint64_t capsule_gateway_away = 0;      // from clients: dpgw not connected (or its link over kMaxGatewayQueue)
+  uint64_t capsule_unknown_session = 0;   // from dpgw: no such session (gone, or another request_id)
+  uint64_t capsule_client_gone = 0;       // from dpgw: the session's connection is closing
+  uint64_t capsule_unreadable = 0;        // masque_datagrams messages from dpgw that do not decode
   std::string last_gateway_refusal;
 };
 
@@ -96,11 +110,27 @@ class Dpctld {
   // An accepted request: its visitor session (handed over with the connection), answered 200.
   ConnectUdpAnswer accept_connect_udp(QuicAgentConnection& c, int64_t stream, const MasqueRoute& route, Endpoint to);
   // The route a client may use for target host:port now, or the refusal's answer (counted and logged); `route` set
-  // when nullopt is returned.
-  std::optional<ConnectUdpAnswer> connect_udp_route(QuicAgentConnection& c, int64_t stream, const std::string& host,
+  // when nullopt is returned. The same for every front end (MasqueClientView).
+  std::optional<ConnectUdpAnswer> connect_udp_route(const MasqueClientView& c, int64_t stream, const std::string& host,
                                                     uint16_t port, MasqueRoute& route);
-  ConnectUdpAnswer refuse_connect_udp(QuicAgentConnection& c, int64_t stream, const std::string& target,
+  ConnectUdpAnswer refuse_connect_udp(const MasqueClientView& c, int64_t stream, const std::string& target,
                                       MasqueRefusal why, const std::string& details);
+  // The route check, a name resolved when the route's `to` is one, and the session: any front end.
+  ConnectUdpAnswer answer_connect_udp(const MasqueClientView& c, int64_t stream, const ConnectUdpRequest& req);
+  ConnectUdpAnswer accept_masque(const MasqueClientView& c, int64_t stream, const MasqueRoute& route, Endpoint to);
+  std::optional<MasqueClientView> find_masque_client(uint64_t conn, bool quic);
+  bool masque_waiting(const MasqueClientView& c, int64_t stream) const;
+  void complete_connect_udp(const MasqueClientView& c, int64_t stream, const ConnectUdpAnswer& a);
+  SessionRecord masque_record(const MasqueClientView& c, const MasqueRoute& route);
+  // The TCP front end (control/masque_tcp.hpp): HTTP/2 and HTTP/1.1 clients whose capsules dpctld carries; each
+  // accepted stream is a session with a MasqueSpec::request_id, its payloads passed to dpgw in masque_datagrams.
+  ConnectUdpAnswer accept_capsule_session(const MasqueClientView& c, int64_t stream, const MasqueRoute& route, Endpoint to);
+  void on_capsule_datagrams(const MasqueClientView& c, int32_t stream, std::vector<std::vector<uint8_t>>&& payloads);
+  void on_capsule_tunnel_ended(const MasqueClientView& c, int32_t stream, const std::string& why);
+  void on_gateway_masque_datagrams(const nlohmann::json& msg);
+  // Forgets a capsule session's stream (and cuts it at the client when `cut`).
+  void forget_capsule_stream(uint32_t index, bool cut);
+  void check_capsule_streams();
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
@@ -172,6 +202,18 @@ class Dpctld {
   TlsServer tls_;
   std::unique_ptr<AgentListener> listener_;
   std::unique_ptr<QuicListener> quic_;  // agent_quic_listen, when set
+  TlsServer masque_tls_;                // masque_tcp_listen's: the same files, ALPN h2 and http/1.1
+  std::unique_ptr<MasqueTcpServer> masque_tcp_;  // masque_tcp_listen, when set
+  // Capsule sessions' streams: by session index, and the index by (connection, stream).
+  struct CapsuleRef {
+    uint64_t conn = 0;
+    int32_t stream = 0;
+    uint64_t request_id = 0;
+  };
+  std::map<uint32_t, CapsuleRef> capsule_streams_;
+  std::map<std::pair<uint64_t, int32_t>, uint32_t> capsule_index_;
+  uint64_t next_request_id_ = 1;  // MasqueSpec::request_id: per dpctld run, from 1
+  static constexpr size_t kMaxGatewayQueue = 4u << 20;  // bytes queued to dpgw over which client payloads are dropped
   QuicListener::Limits quic_limits() const;
   MetricsHttp metrics_;
   std::unique_ptr<GatewayLink> gateway_;
@@ -181,7 +223,7 @@ class Dpctld {
   // up state writes): at most kMaxResolving at once, one per connection, answers kept for a while.
   static constexpr size_t kMaxResolving = 16;
   Background resolver_;
-  std::set<uint64_t> resolving_;  // connections whose CONNECT-UDP request waits for a name
+  std::multiset<uint64_t> resolving_;  // connections whose CONNECT-UDP request waits for a name (HTTP/3: one each)
   struct ResolvedName {
     std::optional<Ipv4> ip;
     uint64_t until_ns = 0;

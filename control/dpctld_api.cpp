@@ -680,6 +680,32 @@ json Dpctld::api_stats() {
     masque[masque_refusal_name(MasqueRefusal(r))] = counters_.masque_refusals[r];
   size_t live = 0;
   for (const auto& [i, s] : sessions_.all()) live += s.live;
+  json accepted_by = json::object();
+  for (size_t f = 0; f < size_t(MasqueFront::Count); ++f)
+    accepted_by[masque_front_name(MasqueFront(f))] = counters_.masque_accepted_by[f];
+  json masque_tcp = nullptr;  // the CONNECT-UDP TCP port, when masque_tcp_listen is set
+  if (masque_tcp_) {
+    const MasqueTcpServer::Stats t = masque_tcp_->stats();
+    masque_tcp = {{"connections", masque_tcp_->connections()},
+                  {"handshakes_in_progress", masque_tcp_->handshakes_in_progress()},
+                  {"h2", t.connections_h2},
+                  {"http/1.1", t.connections_h1},
+                  {"idle_closed", t.idle_closed},
+                  {"over_limit", t.over_limit},
+                  {"datagrams_from_client", t.capsules.datagrams_in},
+                  {"datagrams_to_gateway", counters_.capsule_to_gateway},
+                  {"datagrams_to_client", t.capsules.datagrams_out},
+                  {"capsules_skipped", t.capsules.skipped_capsules},
+                  {"h2_streams_over_limit", t.capsules.over_tunnel_limit},
+                  {"drops", {{"context", t.capsules.drop_context},
+                             {"malformed", t.capsules.drop_malformed},
+                             {"too_large", t.capsules.drop_too_large},
+                             {"slow_client", t.capsules.drop_slow_client},
+                             {"unknown_session", counters_.capsule_unknown_session},
+                             {"client_gone", counters_.capsule_client_gone},
+                             {"gateway_away", counters_.capsule_gateway_away},
+                             {"unreadable", counters_.capsule_unreadable}}}};
+  }
   return ok({{"gateway_connected", gateway_ && gateway_->connected()},
              {"gateway_conflict", gateway_ ? gateway_->conflict() : std::string()},
              {"agent_port", {{"listening", listener_ && listener_->listening()},
@@ -702,6 +728,8 @@ json Dpctld::api_stats() {
              {"routes", all_routes().size()},
              {"masque_refusals_by_reason", masque},
              {"masque_accepted", counters_.masque_accepted},
+             {"masque_accepted_by_protocol", accepted_by},
+             {"masque_tcp", masque_tcp},
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},

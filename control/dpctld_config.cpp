@@ -220,6 +220,9 @@ std::string entry_point_problem(const EntrySpec& e, const DpctldConfig& cfg) {
       (!e.listen || !cfg.agent_quic_listen->ip.v4() || *e.listen == cfg.agent_quic_listen->ip))
     return "udp/" + port + " is dpctld's QUIC port for agents (agent_quic_listen in " + cfg.path +
            "): an entry point there would cut agents off from dpctld";
+  if (e.proto == 6 && cfg.masque_tcp_listen && e.port == cfg.masque_tcp_listen->port &&
+      (!e.listen || !cfg.masque_tcp_listen->ip.v4() || *e.listen == cfg.masque_tcp_listen->ip))
+    return "tcp/" + port + " is dpctld's CONNECT-UDP port for clients (masque_tcp_listen in " + cfg.path + ")";
   return "";
 }
 
@@ -253,7 +256,7 @@ static DpctldConfig load(const std::string& path) {
   cfg.path = path;
   if (!root.exists("dpctld")) config_fail_missing(root, "dpctld");
   const Setting& d = root["dpctld"];
-  config_allow_keys(d, {"agent_listen", "agent_quic_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
+  config_allow_keys(d, {"agent_listen", "agent_quic_listen", "masque_tcp_listen", "tls", "failure_log", "metrics_listen", "api_socket", "gateway_socket",
                         "state_file", "gateway_endpoint", "cipher", "rekey_interval", "keepalive", "session_expiry",
                         "agent_address", "agent_ca", "failure_log_rate", "openssl_conf"});
   cfg.agent_listen = endpoint_at(d, "agent_listen", Endpoint{Ipv4{0}, 7443});
@@ -261,6 +264,16 @@ static DpctldConfig load(const std::string& path) {
     cfg.agent_quic_listen = Endpoint::parse(config_string(d, "agent_quic_listen"));
     if (!cfg.agent_quic_listen)
       config_fail(d["agent_quic_listen"], "expected ipv4:port like 0.0.0.0:443 (UDP: the QUIC port for agents)");
+  }
+  if (d.exists("masque_tcp_listen")) {
+    cfg.masque_tcp_listen = Endpoint::parse(config_string(d, "masque_tcp_listen"));
+    if (!cfg.masque_tcp_listen)
+      config_fail(d["masque_tcp_listen"],
+                  "expected ipv4:port like 0.0.0.0:443 (TCP: CONNECT-UDP over HTTP/2 and HTTP/1.1 for clients)");
+    if (cfg.masque_tcp_listen->port == cfg.agent_listen.port &&
+        (!cfg.masque_tcp_listen->ip.v4() || !cfg.agent_listen.ip.v4() || cfg.masque_tcp_listen->ip == cfg.agent_listen.ip))
+      config_fail(d["masque_tcp_listen"], "tcp/" + std::to_string(cfg.agent_listen.port) +
+                                              " is agent_listen's port: give the CONNECT-UDP port its own");
   }
   if (!d.exists("tls")) config_fail_missing(d, "tls");
   const Setting& tls = d["tls"];

@@ -43,6 +43,8 @@ struct DpctldConfig {
   std::string path;
   Endpoint agent_listen{Ipv4{0}, 7443};
   std::optional<Endpoint> agent_quic_listen;  // UDP: agents' QUIC handshakes and registrations (unset: none)
+  // TCP: CONNECT-UDP clients over HTTP/2 and HTTP/1.1 (docs/masque.md; unset: none)
+  std::optional<Endpoint> masque_tcp_listen;
   TlsFiles tls;
   uint64_t handshake_timeout_ns = 10'000'000'000ull;
   uint32_t max_pending_handshakes = 256;     // unfinished TLS handshakes at once (the oldest gives way)

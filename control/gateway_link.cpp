@@ -124,7 +124,7 @@ void GatewayLink::handle(const std::string& line) {
   }
 }
 
-// dpgw answers with hello, status, ok (nothing to do) or error.
+// dpgw answers with hello, status, ok (nothing to do) or error, and sends masque_datagrams on its own.
 void GatewayLink::dispatch(const json& msg) {
   const std::optional<GatewayMessageType> type = gateway_message_type(msg);
   if (type == GatewayMessageType::Hello) {
@@ -147,6 +147,8 @@ void GatewayLink::dispatch(const json& msg) {
              (long long)int_field(msg, "workers", 0, 1 << 16, 0), (unsigned long long)epoch_);
   } else if (type == GatewayMessageType::Status) {
     on_status_(msg);
+  } else if (type == GatewayMessageType::MasqueDatagrams) {
+    if (on_masque_datagrams_) on_masque_datagrams_(msg);
   } else if (type == GatewayMessageType::Error) {
     const std::optional<GatewayErrorCode> code = gateway_error_code(msg);
     if (code == GatewayErrorCode::ControllerBusy || code == GatewayErrorCode::Fenced ||

@@ -39,6 +39,11 @@ class GatewayLink {
         on_status_(std::move(on_status)),
         on_refused_(std::move(on_refused)) {}
   ~GatewayLink();
+  // Gets every masque_datagrams message from dpgw (the target's replies to a MASQUE client whose capsules dpctld
+  // carries, proto/gateway_messages.hpp); without it they are ignored.
+  void set_on_masque_datagrams(OnMessage f) { on_masque_datagrams_ = std::move(f); }
+  // Bytes queued for dpgw and not yet written (MASQUE payloads are dropped while it is large).
+  size_t queued() const { return out_.size(); }
   void tick(uint64_t now_ns);
   // Sends a change now when connected; when not, the next connect's full sync carries it.
   void send(nlohmann::json msg);
@@ -69,6 +74,7 @@ class GatewayLink {
   FullState full_state_;
   OnMessage on_status_;
   OnMessage on_refused_;
+  OnMessage on_masque_datagrams_;
   Fd fd_;
   LineBuffer in_{kMaxLine};
   std::string out_;

@@ -59,6 +59,24 @@ int client_hello_callback(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+// The first of our protocols (in our order) the client offers; none of them: no ALPN (the front end's default).
+int alpn_select_callback(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                         unsigned int inlen, void* arg) {
+  const auto* ours = static_cast<const std::vector<std::string>*>(arg);
+  for (const std::string& want : *ours)
+    for (unsigned i = 0; i < inlen;) {
+      const unsigned len = in[i];
+      if (i + 1 + len > inlen) return SSL_TLSEXT_ERR_NOACK;
+      if (len == want.size() && memcmp(in + i + 1, want.data(), len) == 0) {
+        *out = in + i + 1;
+        *outlen = static_cast<unsigned char>(len);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + len;
+    }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 }  // namespace
 
 PeerCertificate describe_certificate(X509* cert) {
@@ -196,6 +214,7 @@ bool TlsServer::load(const TlsFiles& files, std::string& error) {
   }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_callback);
   SSL_CTX_set_client_hello_cb(ctx.get(), client_hello_callback, nullptr);
+  if (!alpn_.empty()) SSL_CTX_set_alpn_select_cb(ctx.get(), alpn_select_callback, &alpn_);
   ctx_ = std::move(ctx);
   crls_ = std::move(crls);
   cas_without_crl_ = std::move(without);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/openssl_errors.hpp"  // openssl_errors()
 #include "control/handshake_failure.hpp"
@@ -50,6 +51,9 @@ class TlsServer {
   // Loading again (a reload) replaces the context only when everything loaded: on error the old one stays, and
   // handshakes under way finish with the context they began with.
   bool load(const TlsFiles& files, std::string& error);
+  // ALPN protocols this server selects (RFC 7301), in order of preference; set before load(). A client offering none
+  // of them gets no ALPN and the handshake goes on. Empty (the agent port): no ALPN.
+  void set_alpn(std::vector<std::string> protocols) { alpn_ = std::move(protocols); }
   // A new server-side SSL for an accepted socket; `evidence` receives what the callbacks see.
   SslPtr make_ssl(int fd, HandshakeEvidence* evidence) const;
   static HandshakeEvidence* evidence(SSL* ssl);
@@ -71,6 +75,7 @@ class TlsServer {
 
  private:
   SslCtxPtr ctx_;
+  std::vector<std::string> alpn_;
   std::vector<CrlInfo> crls_;
   std::vector<std::string> cas_without_crl_;
 };
