@@ -645,7 +645,8 @@ json Dpctld::api_session_list() {
     if (s.masque)
       masque = {{"target", s.masque_host + ":" + std::to_string(s.masque_port)},
                 {"to", s.masque->target.str()},
-                {"stream", s.masque->stream_id}};
+                {"stream", s.masque->stream_id},
+                {"request_id", s.masque->request_id}};  // an HTTP/2 or HTTP/1.1 client's (0: HTTP/3)
     list.push_back({{"index", index},
                     {"tunnel", s.tunnel.str()},
                     {"tunnel_name", t ? t->name : std::string()},
@@ -657,7 +658,8 @@ json Dpctld::api_session_list() {
                     {"control_peer", s.control_peer.str()},
                     {"control_connected", s.channel != 0},
                     {"control_transport", s.control_transport},
-                    {"framing", s.quic || s.handover_pending ? "quic" : "relay"},
+                    {"framing", s.masque && s.masque->request_id ? "capsules"
+                                : s.quic || s.handover_pending ? "quic" : "relay"},
                     {"handed_over", s.quic.has_value()},
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},

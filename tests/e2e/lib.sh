@@ -156,10 +156,12 @@ DPCTL=$BUILD/control/dpctl
 dpctl() { "$DPCTL" --socket "$WORK/dpctld.sock" "$@"; }
 
 # write_dpctld_conf AGENT_LISTEN -> $WORK/dpctld.conf, with no tunnels (dpctl adds them); PKI from pki.sh.
-# DPCTLD_QUIC_LISTEN=IP:PORT adds agent_quic_listen (agents over QUIC).
+# DPCTLD_QUIC_LISTEN=IP:PORT adds agent_quic_listen (agents over QUIC); DPCTLD_MASQUE_TCP_LISTEN=IP:PORT adds
+# masque_tcp_listen (CONNECT-UDP over HTTP/2 and HTTP/1.1).
 write_dpctld_conf() {
   local quic=""
   [ -n "${DPCTLD_QUIC_LISTEN:-}" ] && quic="agent_quic_listen = \"$DPCTLD_QUIC_LISTEN\";"
+  [ -n "${DPCTLD_MASQUE_TCP_LISTEN:-}" ] && quic="$quic masque_tcp_listen = \"$DPCTLD_MASQUE_TCP_LISTEN\";"
   cat > "$WORK/dpctld.conf" <<CONF
 dpctld = {
   agent_listen = "$1";
