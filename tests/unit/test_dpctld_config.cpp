@@ -140,6 +140,22 @@ void other_errors(void**) {
   t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
               "agent_listen = \"0.0.0.0:7443\";\n  agent_quic_listen = \"0.0.0.0:443\";");
   expect_error(t, line_of(t, "route = \"quic\""), "entry_points.[2].port", "dpctld's QUIC port for agents");
+  // The CONNECT-UDP TCP port: optional, ipv4:port, not agent_listen's port, and no TCP entry point may take it.
+  assert_false(load_dpctld_config(g_fx.write_config(valid_config())).masque_tcp_listen.has_value());
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  masque_tcp_listen = \"10.99.2.1:8443\";");
+  q = load_dpctld_config(g_fx.write_config(t));
+  assert_true(q.masque_tcp_listen.has_value());
+  assert_string_equal(q.masque_tcp_listen->str().c_str(), "10.99.2.1:8443");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  masque_tcp_listen = \"8443\";");
+  expect_error(t, line_of(t, "masque_tcp_listen"), "dpctld.masque_tcp_listen", "ipv4:port");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  masque_tcp_listen = \"10.99.2.1:7443\";");
+  expect_error(t, line_of(t, "masque_tcp_listen"), "dpctld.masque_tcp_listen", "agent_listen's port");
+  t = replace(valid_config(), "agent_listen = \"0.0.0.0:7443\";",
+              "agent_listen = \"0.0.0.0:7443\";\n  masque_tcp_listen = \"0.0.0.0:443\";");
+  expect_error(t, line_of(t, "proto = \"tcp\"; port = 443"), "entry_points.[0].port", "CONNECT-UDP port for clients");
   t = replace(valid_config(), "name = \"db\";", "name = \"web\";");
   expect_error(t, line_of(t, "allow = [ \"*\" ]"), "tunnels.[1].name", "tunnel name 'web' used twice");
   t = replace(valid_config(), "name = \"db\";", "name = \"WEB\";");
