@@ -241,6 +241,16 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
                text(r.value("masque_accepted", json(0))) + ", refused:";
         for (const auto& [k, v] : at(r, "masque_refusals_by_reason").items()) out += " " + k + " " + text(v);
       }
+      if (r.contains("masque_tcp") && r["masque_tcp"].is_object()) {  // masque_tcp_listen (HTTP/2, HTTP/1.1)
+        const json& t = r["masque_tcp"];
+        out += "\nudp over tcp:  " + text(t.value("connections", json(0))) + " connection(s) (h2 " +
+               text(t.value("h2", json(0))) + ", http/1.1 " + text(t.value("http/1.1", json(0))) +
+               " so far); datagrams from clients " + text(t.value("datagrams_from_client", json(0))) + ", to dpgw " +
+               text(t.value("datagrams_to_gateway", json(0))) + ", to clients " +
+               text(t.value("datagrams_to_client", json(0))) + "; dropped:";
+        if (t.contains("drops") && t.at("drops").is_object())
+          for (const auto& [k, v] : t.at("drops").items()) out += " " + k + " " + text(v);
+      }
       out += "\n\n" + tunnels_table(at(r, "tunnels"));
       return out;
     }

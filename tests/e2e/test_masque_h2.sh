@@ -187,7 +187,9 @@ log "  HTTP/1.1: $(cat "$WORK/slow1.out"); HTTP/2: $(cat "$WORK/slow2.out")"
 [ "$(metric dptun_masque_tcp_connections_closed_total 'reason="idle"')" -ge 2 ] ||
   fail "idle closes: $(metric dptun_masque_tcp_connections_closed_total 'reason="idle"')"
 kill -0 "$DPCTLD_PID" || fail "dpctld exited"
-dpctl stats > /dev/null || fail "dpctl stats"
+dpctl stats > "$WORK/stats.txt" || fail "dpctl stats"
+matches -E "^udp over tcp: +0 connection\(s\) \(h2 9, http/1.1 6 so far\); datagrams from clients 11" < "$WORK/stats.txt" ||
+  fail "dpctl stats: $(grep -A1 'udp routes' "$WORK/stats.txt")"
 log "  $(dpctl --json stats | jq -c '.masque_tcp | {connections, h2, "http/1.1", drops}')"
 
 if [ "${MASQUE_H2_DATA:-0}" = 1 ]; then
