@@ -1274,6 +1274,18 @@ void Dpctld::on_gateway_refused(const json& error) {
   counters_.last_gateway_refusal = string_or(error, "request", "?") + ": " + string_or(error, "reason", "?");
   const json* i = field(error, "index");
   auto in_range = i ? json_int_in(*i, SessionRegistry::kFirstIndex, SessionRegistry::kLastIndex) : std::nullopt;
+  // A capsule session (HTTP/2, HTTP/1.1) dpgw does not take cannot carry anything: its stream is cut at once rather
+  // than left answered 200 with nowhere for its datagrams to go.
+  if (in_range && string_or(error, "request", "") == name_of(GatewayMessageType::SessionAdd) &&
+      capsule_streams_.count(uint32_t(*in_range))) {
+    const uint32_t index = uint32_t(*in_range);
+    LOG_WARN("session %u: dpgw refused the CONNECT-UDP session (%s); its stream is cut", index,
+             string_or(error, "reason", "?").c_str());
+    forget_capsule_stream(index, true);
+    if (gateway_error_code(error) == GatewayErrorCode::IndexInUse) sessions_.add_gateway_held(index);
+    sessions_.remove(index);
+    return;
+  }
   if (gateway_error_code(error) != GatewayErrorCode::IndexInUse || !in_range) return;
   const uint32_t index = uint32_t(*in_range);
   sessions_.add_gateway_held(index);
