@@ -1,7 +1,5 @@
 #include "proto/gateway_messages.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -249,48 +247,6 @@ IngressRuleSpec decode_ingress_rule(const json& j) {
   r.private_rule = bool_field(j, "private", false);
   r.proxy_protocol = bool_field(j, "proxy_protocol", false);
   return r;
-}
-
-// Stand-in for the dpgw helper's implementation (the integrator keeps theirs): base64 with OpenSSL's EVP_EncodeBlock
-// and EVP_DecodeBlock (RFC 4648 4, padded, no line breaks).
-
-json encode_masque_datagrams(const MasqueDatagrams& d) {
-  json list = json::array();
-  for (const std::vector<uint8_t>& p : d.datagrams) {
-    std::string b64(4 * ((p.size() + 2) / 3), '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), p.data(), int(p.size()));
-    b64.resize(size_t(n));
-    list.push_back(std::move(b64));
-  }
-  return gateway_message(GatewayMessageType::MasqueDatagrams,
-                         {{"index", d.index}, {"request_id", d.request_id}, {"datagrams", std::move(list)}});
-}
-
-MasqueDatagrams decode_masque_datagrams(const json& j) {
-  MasqueDatagrams d;
-  d.index = uint32_t(int_field(j, "index", kFirstControlSessionIndex, 65535));
-  d.request_id = uint64_t(int_field(j, "request_id", 1, (int64_t(1) << 53) - 1));
-  const json& list = array_field(j, "datagrams");
-  if (list.empty() || list.size() > MasqueDatagrams::kMaxMasqueDatagrams)
-    throw FieldError("'datagrams' must hold 1.." + std::to_string(MasqueDatagrams::kMaxMasqueDatagrams) + " payloads");
-  for (const json& e : list) {
-    if (!e.is_string()) throw FieldError("'datagrams' must hold base64 strings");
-    const std::string& s = e.get_ref<const std::string&>();
-    if (s.size() % 4 != 0 || s.size() / 4 * 3 > MasqueDatagrams::kMaxMasqueDatagramSize + 2)
-      throw FieldError("'datagrams': a payload that is not base64 or over " +
-                       std::to_string(MasqueDatagrams::kMaxMasqueDatagramSize) + " bytes");
-    std::vector<uint8_t> out(s.size() / 4 * 3);
-    const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(s.data()), int(s.size()));
-    if (n < 0) throw FieldError("'datagrams': a payload that is not base64");
-    size_t len = size_t(n);
-    if (!s.empty() && s.back() == '=') len--;  // EVP_DecodeBlock counts the padding as zero bytes
-    if (s.size() >= 2 && s[s.size() - 2] == '=') len--;
-    if (len > MasqueDatagrams::kMaxMasqueDatagramSize)
-      throw FieldError("'datagrams': a payload over " + std::to_string(MasqueDatagrams::kMaxMasqueDatagramSize) + " bytes");
-    out.resize(len);
-    d.datagrams.push_back(std::move(out));
-  }
-  return d;
 }
 
 }  // namespace dptun
