@@ -28,7 +28,7 @@ bool is_ipv4(const std::string& s) {
 }
 }  // namespace
 
-const char* MasqueConnection::end_name(End e) {
+const char* ConnectUdpConnection::end_name(End e) {
   switch (e) {
     case End::None: return "none";
     case End::Refused: return "refused";
