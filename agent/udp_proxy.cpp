@@ -197,8 +197,8 @@ bool UdpProxy::fall_back(Client& c, uint64_t now_ns) {
   if (!use_h2_) {
     use_h2_ = true;
     ++fallbacks_;
-    LOG_WARN("gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP (%s %s; UDP %s %s)",
-             opt_.authority.c_str(), addr_text(gateway_).c_str(), addr_text(gateway_).c_str(),
+    LOG_WARN("gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP to %s (UDP %s %s)",
+             addr_text(gateway_).c_str(), addr_text(gateway_).c_str(),
              c.conn->refused_by_icmp() ? "answered ICMP port unreachable"
                                        : ("gave no answer within " + std::to_string(kFallbackNs / 1'000'000'000) +
                                           " s").c_str());
