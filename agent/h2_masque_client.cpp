@@ -134,7 +134,8 @@ bool H2MasqueConnection::handshake(uint64_t) {
 }
 
 bool H2MasqueConnection::read_all() {
-  for (int i = 0; i < 64; ++i) {
+  // At most 64 reads a wakeup, then more only while TLS holds decrypted bytes (epoll would not report those).
+  for (int i = 0; i < 64 || SSL_pending(ssl_.get()) > 0; ++i) {
     ERR_clear_error();
     const int r = SSL_read(ssl_.get(), in_.data(), int(in_.size()));
     if (r > 0) {

@@ -196,12 +196,15 @@ bool UdpProxy::fall_back(Client& c, uint64_t now_ns) {
     return false;
   if (!use_h2_) {
     use_h2_ = true;
-    ++fallbacks_;
-    LOG_WARN("gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP to %s (UDP %s %s)",
-             addr_text(gateway_).c_str(), addr_text(gateway_).c_str(),
-             c.conn->refused_by_icmp() ? "answered ICMP port unreachable"
-                                       : ("gave no answer within " + std::to_string(kFallbackNs / 1'000'000'000) +
-                                          " s").c_str());
+    const std::string why = c.conn->refused_by_icmp()
+                                ? std::string("answered ICMP port unreachable")
+                                : "gave no answer within " + std::to_string(kFallbackNs / 1'000'000'000) + " s";
+    if (fallbacks_++ == 0) {
+      LOG_WARN("gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP to %s (UDP %s %s)",
+               addr_text(gateway_).c_str(), addr_text(gateway_).c_str(), why.c_str());
+    } else {
+      LOG_DEBUG("gateway still unreachable over HTTP/3 (UDP %s): HTTP/2 over TCP again", why.c_str());
+    }
   }
   disconnect(c, now_ns);
   connect(c, now_ns);
@@ -331,6 +334,12 @@ void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
       LOG_WARN("CONNECT-UDP to %s through %s: %s%s", target().c_str(), addr_text(gateway_).c_str(),
                conn.detail().c_str(), who.c_str());
       break;
+  }
+  // --http auto: HTTP/2 got no TCP connection either (the gateway down, not UDP blocked): the next attempt tries
+  // HTTP/3 again, so that a gateway that comes back is reached over HTTP/3 where it can be.
+  if (opt_.http == UdpHttp::Auto && h2 && use_h2_ && !conn.heard_from_gateway() && end != End::Local) {
+    use_h2_ = false;
+    LOG_INFO("gateway unreachable over HTTP/2 (TCP) too: the next attempt tries HTTP/3 again");
   }
   if (!c->held.empty()) {
     count(UdpProxyDrop::ConnectionFailed, c->held.size());
