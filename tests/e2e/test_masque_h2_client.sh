@@ -10,7 +10,9 @@
 #   protocol. With UDP 443 silently dropped (no ICMP), the fallback comes after 3 s.
 # - A target the server does not serve: 404, dpagent ends with status 1 and names the status and Proxy-Status.
 # - --http 3 against the closed UDP port: no fallback (dpagent keeps retrying HTTP/3, the server sees nothing).
-# - --http 2: HTTP/2 at once, no HTTP/3 attempt.
+# - --http 2: HTTP/2 at once, no HTTP/3 attempt. TLS failures over TCP classified as over QUIC: a --ca that does
+#   not verify the server (untrusted_server_cert), a client certificate the server refuses (client_cert_rejected):
+#   status 1 with the advice.
 source "$(dirname "$0")/lib.sh"
 NS=$DPT_PREFIX-h2c
 EXTRA_NETNS+=("$NS")
@@ -105,6 +107,21 @@ matches -F "dpagent: gateway refused CONNECT-UDP to nowhere.corp.test:53: 404 (h
 matches -F "no route on the gateway serves nowhere.corp.test:53" < "$WORK/refused.out" ||
   fail "dpagent udp did not say what to change: $(cat "$WORK/refused.out")"
 log "  $(grep -m1 -o 'dpagent: gateway refused.*' "$WORK/refused.out" | cut -c1-150)"
+
+log "TLS over TCP classified as over QUIC: a --ca that does not verify the server, a certificate it refuses: status 1"
+rc=0
+timeout 10 ip netns exec "$NS" "$DPAGENT" udp --via https://gw.h2.test:443 --server-name dpctld.test --http 2 \
+  --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --ca "$WORK/pki/rogue-ca.pem" \
+  --target echo.corp.test:7 --listen 127.0.0.1:5305 > "$WORK/badca.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "dpagent udp (wrong --ca) ended with $rc: $(tail -5 "$WORK/badca.out")"
+matches -F "(untrusted_server_cert)" < "$WORK/badca.out" || fail "wrong --ca not named: $(cat "$WORK/badca.out")"
+rc=0
+timeout 10 ip netns exec "$NS" "$DPAGENT" udp --via https://gw.h2.test:443 --server-name dpctld.test --http 2 \
+  --cert "$WORK/pki/rogue.pem" --key "$WORK/pki/rogue.key" --ca "$WORK/pki/ca.pem" \
+  --target echo.corp.test:7 --listen 127.0.0.1:5306 > "$WORK/rogue.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "dpagent udp (rogue certificate) ended with $rc: $(tail -5 "$WORK/rogue.out")"
+matches -F "(client_cert_rejected)" < "$WORK/rogue.out" || fail "refused certificate not named: $(cat "$WORK/rogue.out")"
+log "  $(grep -m1 -o 'dpagent: TLS.*' "$WORK/rogue.out" | cut -c1-150)"
 
 log "--http 3 against the closed UDP port: no fallback, dpagent keeps trying HTTP/3"
 conns_before=$(grep -c '^CONNECTION' "$WORK/server.log")
