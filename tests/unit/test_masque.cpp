@@ -567,6 +567,46 @@ static void capsule_session_takes_no_frames(void**) {
   assert_int_equal(rte_ring_count(r.dp().masque_ring), 0);
 }
 
+// GatewayState takes a capsule session only as one: the visitor role, no QUIC connection, stream 0, an IPv4 target.
+static void capsule_session_refusals(void**) {
+  Rig r;
+  auto spec = [&] {
+    SessionSpec s;
+    s.index = kCapsuleSession;
+    s.tunnel = r.tunnel("a").id;
+    s.base_secret = key_of(23);
+    s.visitor = true;
+    s.masque = MasqueSpec{0, Endpoint{Ipv4{kTarget}, kTargetPort}, kRequestId};
+    return s;
+  };
+  std::string error;
+  SessionSpec bad = spec();
+  bad.visitor = false;
+  assert_false(r.gw->state().add_session(bad, error));
+  assert_non_null(strstr(error.c_str(), "MASQUE"));
+  bad = spec();
+  bad.masque->stream_id = 4;
+  assert_false(r.gw->state().add_session(bad, error));
+  bad = spec();
+  bad.quic = QuicSessionSpec{};
+  bad.quic->rx_secret.assign(32, 0x61);
+  bad.quic->tx_secret.assign(32, 0x72);
+  bad.quic->cid_tails = {kTail};
+  bad.quic->path = Endpoint{Ipv4{kMasqueClient}, kClientPort};
+  assert_false(r.gw->state().add_session(bad, error));
+  bad = spec();
+  bad.masque->target = Endpoint{Ipv4{kTarget}, 0};
+  assert_false(r.gw->state().add_session(bad, error));
+  assert_null(r.dp().sessions.find(kCapsuleSession));
+  assert_true(r.gw->state().add_session(spec(), error));
+  const TunnelSession& s = r.session(kCapsuleSession);
+  assert_true(s.masque && !s.quic && s.visitor);
+  assert_int_equal(s.masque->request_id, kRequestId);
+  assert_int_equal(s.masque->source.ip.v4(), kGwPublic);
+  assert_int_equal(s.masque->source.port, kCapsuleSession);
+  for (int k = 0; k < KeySlots::kSlots; ++k) assert_null(s.rx_keys.slot[k].load());  // no relay keys
+}
+
 // masque_datagrams on the control socket (handle_control_line): from the controller, under its epoch, the payloads
 // go to the worker and nothing is answered (an empty reply writes nothing); a message that does not decode is
 // counted and not answered either; from another connection, or naming another epoch, it is refused as a change is.
@@ -627,6 +667,7 @@ int main() {
       cmocka_unit_test(capsule_datagrams_round_trip_two_workers),
       cmocka_unit_test(capsule_datagrams_dropped),
       cmocka_unit_test(capsule_session_takes_no_frames),
+      cmocka_unit_test(capsule_session_refusals),
       cmocka_unit_test(capsule_control_messages),
   };
   return run_pipeline_tests("test_masque", tests, sizeof tests / sizeof tests[0]);
