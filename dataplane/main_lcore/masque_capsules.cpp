@@ -78,7 +78,7 @@ unsigned MasqueCapsules::drain(const Pusher& push) {
   for (unsigned i = 0; i < n; ++i) {
     rte_mbuf* m = static_cast<rte_mbuf*>(objs[i]);
     MasqueReplyHeader h;
-    if (m->nb_segs != 1 || m->data_len < sizeof h) {  // (never: MasqueInput::deliver wrote one segment)
+    if (m->data_len < sizeof h) {  // (never: MasqueInput::deliver wrote it in the first segment)
       rte_pktmbuf_free(m);
       continue;
     }
@@ -88,8 +88,12 @@ unsigned MasqueCapsules::drain(const Pusher& push) {
       send(d, push);
     d.index = h.index;
     d.request_id = h.request_id;
-    const uint8_t* payload = rte_pktmbuf_mtod_offset(m, const uint8_t*, sizeof h);
-    d.datagrams.emplace_back(payload, payload + (m->data_len - sizeof h));
+    // The payload, read across the segments of a reply the agent sent in fragments.
+    std::vector<uint8_t>& p = d.datagrams.emplace_back(m->pkt_len - sizeof h);
+    if (!p.empty()) {
+      const void* at = rte_pktmbuf_read(m, uint32_t(sizeof h), uint32_t(p.size()), p.data());
+      if (at != p.data()) std::memcpy(p.data(), at, p.size());
+    }
     rte_pktmbuf_free(m);
   }
   send(d, push);

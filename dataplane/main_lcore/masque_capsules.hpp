@@ -10,7 +10,8 @@
 //    id (the index serves another client now), is dropped whole: masque_capsule_unknown. A payload whose packet does
 //    not fit one mbuf (dp.pool's data room less a frame's headroom and Ethernet header): masque_capsule_too_large;
 //    the handoff ring full or no mbuf: masque_capsule_send_full.
-//  - drain(): at most kDrainPerTick replies from Dataplane::masque_ring (MasqueInput::deliver), consecutive ones of
+//  - drain(): at most kDrainPerTick replies from Dataplane::masque_ring (MasqueInput::deliver; one read across its
+//    segments when the agent sent it in fragments), consecutive ones of
 //    one session grouped into messages of at most MasqueDatagrams::kMaxMasqueDatagrams payloads, each pushed as a
 //    line to the controller's connection. No controller: masque_capsule_no_controller; its connection with
 //    LineServer::Limits::max_pushed bytes queued already: masque_capsule_backlog (the payloads of that message).

@@ -91,13 +91,19 @@ void MasqueInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
 }
 
 void MasqueInput::to_control(rte_mbuf* m, const TunnelSession& v, const PacketInfo& pi) {
-  if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {  // reassembled from the agent's fragments: one buffer
-    ctx_.drop(m, Drop::MasqueTooLarge);
+  // The UDP payload, whole: a datagram the agent sent in fragments stays the chain reassembly made (the control lcore
+  // reads across segments), so a capsule client gets replies of any size UDP carries.
+  const uint32_t len = uint32_t(pi.l4_len) - uint32_t(kUdpHeaderLen);
+  const uint32_t at = uint32_t(pi.l4_offset + kUdpHeaderLen);
+  if (at > m->data_len || m->pkt_len - at < len) {  // (never: the headers are in the first segment, pi from m)
+    ctx_.drop(m, Drop::BadInner);
     return;
   }
-  const uint32_t len = uint32_t(pi.l4_len) - uint32_t(kUdpHeaderLen);
-  rte_pktmbuf_adj(m, uint16_t(pi.l4_offset + kUdpHeaderLen));
-  rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
+  rte_pktmbuf_adj(m, uint16_t(at));
+  if (m->pkt_len > len && rte_pktmbuf_trim(m, uint16_t(m->pkt_len - len)) != 0) {  // (padding behind the datagram)
+    ctx_.drop(m, Drop::BadInner);
+    return;
+  }
   // The IPv4 and UDP headers' room (28 bytes and more) takes the header.
   char* out = rte_pktmbuf_prepend(m, uint16_t(sizeof(MasqueReplyHeader)));
   if (!out) {

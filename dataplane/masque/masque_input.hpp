@@ -9,7 +9,7 @@
 // its payloads come from the control lcore (inject) and its replies go back there (Dataplane::masque_ring).
 // Touches VisitorInput (forward, the flow's visitor), Encap. Counts masque_datagrams_rx (masque_datagrams_tx: Encap,
 // and here for capsule sessions); drops masque_unknown_stream masque_context masque_malformed masque_too_large
-// masque_capsule_full stale_flow (and what forward drops).
+// masque_capsule_full stale_flow no_room (and what forward drops).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -40,8 +40,8 @@ class MasqueInput {
   void inject(rte_mbuf* m, TunnelSession& s);
   // A reply on MASQUE flow `f` (`m` from its IPv4 header on, parsed into `pi`, a UDP datagram from the target): its
   // payload goes back to the client in a DATAGRAM frame of its session; a capsule session's goes on
-  // Dataplane::masque_ring behind a MasqueReplyHeader, for the control lcore to send to dpctld (counted
-  // masque_datagrams_tx there as well; a full ring drops it masque_capsule_full).
+  // Dataplane::masque_ring behind a MasqueReplyHeader, for the control lcore to send to dpctld (a reassembled one as
+  // its chain of segments; counted masque_datagrams_tx there as well; a full ring drops it masque_capsule_full).
   void deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi);
 
  private:

@@ -89,7 +89,7 @@ struct MasqueInjectHeader {
   uint32_t serial;  // TunnelSession::serial: the index may have been given to another session since
 };
 // At the start of a mbuf on Dataplane::masque_ring (workers -> control), then the UDP payload of a target's reply to
-// a capsule session (MasqueInput::deliver).
+// a capsule session (MasqueInput::deliver): the rest of the packet, which may be a chain of segments (reassembled).
 struct MasqueReplyHeader {
   uint32_t index;
   uint32_t serial;

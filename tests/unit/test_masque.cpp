@@ -42,6 +42,7 @@
 #include "dataplane/main_lcore/masque_capsules.hpp"
 #include "packet/checksum.hpp"
 #include "packet/headers.hpp"
+#include "packet/ipv4_fragment.hpp"
 #include "packet/parser.hpp"
 #include "tests/support/pipeline_rig.hpp"
 #include "tests/support/quic_peer.hpp"
@@ -374,6 +375,31 @@ std::vector<uint8_t> capsule_reply_frame(Rig& r, const Opened& request, const st
   return agent_seal(r.agent(1), uint32_t(request.inner.flow_id), kIpProtoUdp, reply);
 }
 
+// The target's reply to capsule request `request` with `payload` bytes, as dpagent sends one too big for a frame:
+// IPv4 fragments of at most 1428 bytes, each sealed in a frame of the flow.
+std::vector<std::vector<uint8_t>> capsule_reply_fragments(Rig& r, const Opened& request, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> reply = reply_to(request.packet, payload.size());
+  std::memcpy(reply.data() + 28, payload.data(), payload.size());
+  store_be16(reply.data() + 4, 0x5a5a);  // an IPv4 id of its own
+  store_be16(reply.data() + 10, 0);
+  store_be16(reply.data() + 10, ipv4_header_checksum({reply.data(), 20}));
+  store_be16(reply.data() + 26, 0);
+  store_be16(reply.data() + 26,
+             ipv4_l4_checksum(kTarget, kGwPublic, kIpProtoUdp, {reply.data() + 20, reply.size() - 20}));
+  const uint32_t body = uint32_t(reply.size() - 20);
+  const FragmentPlan plan = plan_ipv4_fragments(20, body, 1428);
+  std::vector<std::vector<uint8_t>> frames;
+  for (uint32_t k = 0; k < plan.count; ++k) {
+    const uint32_t off = k * plan.chunk, len = std::min(plan.chunk, body - off);
+    std::vector<uint8_t> f(60 + len);
+    const size_t h = write_ipv4_fragment_header(f.data(), {reply.data(), 20}, 0x5a5a, off, len, k + 1 < plan.count);
+    std::memcpy(f.data() + h, reply.data() + 20 + off, len);
+    f.resize(h + len);
+    frames.push_back(agent_seal(r.agent(1), uint32_t(request.inner.flow_id), kIpProtoUdp, f));
+  }
+  return frames;
+}
+
 // `o` is capsule session 40022's UDP payload `payload` to the target: from the gateway's first address and the session
 // index as port (docs/masque.md), valid checksums.
 void check_capsule_to_target(const Opened& o, const std::vector<uint8_t>& payload) {
@@ -454,10 +480,21 @@ void capsule_round_trip(Rig& r) {
   assert_int_equal(mc.drain(pushed.pusher()), 3);
   assert_int_equal(pushed.messages.size(), 2);
   assert_true(pushed.messages[1].datagrams == answers);
+  // A reply bigger than a frame (and than one mbuf), which the agent sends in fragments: whole, read across the
+  // reassembled datagram's buffers.
+  const std::vector<uint8_t> big = payload_of(9000, 11);
+  const auto frags = capsule_reply_fragments(r, o, big);
+  assert_true(frags.size() >= 7);
+  for (auto it = frags.rbegin(); it != frags.rend(); ++it) r.inject_from_agent(*it, kAgentA);  // (last first)
+  r.poll();
+  assert_int_equal(mc.drain(pushed.pusher()), 1);
+  assert_int_equal(pushed.messages.size(), 3);
+  assert_int_equal(pushed.messages[2].datagrams.size(), 1);
+  assert_true(pushed.messages[2].datagrams[0] == big);
   assert_int_equal(st.rx.get(), 4);
-  assert_int_equal(st.tx.get(), 4);
+  assert_int_equal(st.tx.get(), 5);
   assert_int_equal(r.masque_rx(), 4);
-  assert_int_equal(r.masque_tx(), 4);
+  assert_int_equal(r.masque_tx(), 5);
   assert_int_equal(r.total(&WorkerStats::visitor_flows), 1);
   assert_int_equal(r.all_drops(), 0);
   assert_int_equal(st.unknown.get() + st.too_large.get() + st.send_full.get() + st.backlog.get() +
