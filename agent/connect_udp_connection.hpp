@@ -47,8 +47,10 @@ class ConnectUdpConnection {
   virtual bool on_timer(uint64_t now_ns) = 0;
   // Ends a connection whose handshake or answer is overdue; false once over.
   virtual bool check_deadline(uint64_t now_ns) = 0;
-  // One UDP payload, sent (or queued for the socket) at once, whole, never fragmented.
-  virtual Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns) = 0;
+  // One UDP payload, whole, never fragmented: sent (or queued for the socket) at once, or with `more` held in a
+  // batch that leaves at send_batch() (a caller that passes `more` calls send_batch() once its burst is done).
+  virtual Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more = false) = 0;
+  virtual void send_batch() = 0;
   // The largest UDP payload send() takes (0 until the request is open).
   virtual size_t max_payload() const = 0;
   // Ends the connection politely (if still open).

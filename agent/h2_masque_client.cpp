@@ -211,7 +211,7 @@ bool H2MasqueConnection::check_deadline(uint64_t now_ns) {
   return finish(End::Timeout, "no answer to the CONNECT-UDP request within 10 s (HTTP/2, " + peer() + ")");
 }
 
-ConnectUdpConnection::Send H2MasqueConnection::send(std::span<const uint8_t> udp_payload, uint64_t) {
+ConnectUdpConnection::Send H2MasqueConnection::send(std::span<const uint8_t> udp_payload, uint64_t, bool more) {
   if (end_ != End::None) return Send::Closed;
   switch (h2_.send(udp_payload)) {
     case H2ConnectUdpClient::Send::Queued: break;
@@ -219,9 +219,13 @@ ConnectUdpConnection::Send H2MasqueConnection::send(std::span<const uint8_t> udp
     case H2ConnectUdpClient::Send::Full: return Send::Congested;
     case H2ConnectUdpClient::Send::NotOpen: return Send::NotOpen;
   }
-  // Written at once unless the socket is full (then on EPOLLOUT; the payload is queued either way).
-  if (out_off_ == out_.size()) write_out();
+  // Written at once (or at send_batch()) unless the socket is full (then on EPOLLOUT; queued either way).
+  if (!more && out_off_ == out_.size()) write_out();
   return Send::Sent;
+}
+
+void H2MasqueConnection::send_batch() {
+  if (end_ == End::None && phase_ == Phase::Running && out_off_ == out_.size()) write_out();
 }
 
 void H2MasqueConnection::close(uint64_t) {

@@ -50,7 +50,9 @@ class H2MasqueConnection final : public ConnectUdpConnection {
   bool on_io(uint32_t events, uint64_t now_ns) override;
   bool on_timer(uint64_t) override { return end_ == End::None; }
   bool check_deadline(uint64_t now_ns) override;
-  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns) override;
+  // With `more` the capsule waits for send_batch(), so that a burst leaves in few TLS records.
+  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more = false) override;
+  void send_batch() override;
   size_t max_payload() const override { return is_open() ? H2ConnectUdpClient::kMaxPayload : 0; }
   // GOAWAY (NO_ERROR) and TLS close_notify, as far as the socket takes them now.
   void close(uint64_t now_ns) override;

@@ -61,8 +61,12 @@ class MasqueConnection final : public ConnectUdpConnection {
   bool on_timer(uint64_t now_ns) override;
   // Ends a connection whose handshake or answer is overdue (kAnswerTimeoutNs after open()); false once over.
   bool check_deadline(uint64_t now_ns) override;
-  // One UDP payload in one DATAGRAM frame, sent at once.
-  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns) override;
+  // One UDP payload in one DATAGRAM frame, sent at once; with `more`, its packet waits in a batch that leaves in
+  // one UDP_SEGMENT send (GSO, where the kernel has it; else one send each) at send_batch(), when the batch is full,
+  // or before any other packet of the connection (so packets leave in the order ngtcp2 numbered them). A caller that
+  // passes `more` calls send_batch() once its burst is done.
+  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more = false) override;
+  void send_batch() override;
   // The largest UDP payload send() takes (0 until the request is open).
   size_t max_payload() const override;
   // CONNECTION_CLOSE with H3_NO_ERROR (if still open).
@@ -102,6 +106,9 @@ class MasqueConnection final : public ConnectUdpConnection {
   void h3_progress(uint64_t now_ns);
   bool flush(uint64_t now_ns);
   bool send_packet(const uint8_t* data, size_t len);
+  // The room for the next packet: the batch's tail (`more`) or tx_buf_.
+  uint8_t* packet_room(bool more);
+  void batch_packet(size_t len);
   void rearm();
   // Records why ngtcp2 ended the connection (rv); always false.
   bool ended(int rv, uint64_t now_ns);
@@ -127,6 +134,13 @@ class MasqueConnection final : public ConnectUdpConnection {
   size_t max_udp_payload_ = 1472;
   Stats stats_;
   std::vector<uint8_t> rx_buf_, tx_buf_, dgram_buf_;
+  // Packets waiting to leave in one send (send(..., more)): batch_n_ segments of batch_seg_ bytes each, the last one
+  // perhaps shorter (then the batch is closed: UDP_SEGMENT takes equal segments with a shorter tail only).
+  static constexpr size_t kBatchMax = 32;
+  std::vector<uint8_t> batch_;
+  size_t batch_len_ = 0, batch_seg_ = 0, batch_n_ = 0, batch_max_ = 1;
+  bool batch_closed_ = false;
+  bool gso_ = false;  // the socket takes UDP_SEGMENT (probed at open)
 };
 
 }  // namespace dptun

@@ -18,6 +18,7 @@
 // and go out after the 2xx; those still waiting when the attempt fails are dropped and counted.
 #pragma once
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstdint>
@@ -150,7 +151,15 @@ class UdpProxy {
   bool gave_up_ = false;
   bool flushing_ = false;  // sending what waited: send_payload sends, never holds
   std::unordered_map<uint64_t, std::unique_ptr<Client>> clients_;
+  // Local datagrams, read kBatch at a time (recvmmsg) into buf_ (kBatch x kMaxDatagram bytes).
+  static constexpr size_t kBatch = 32;
+  static constexpr size_t kMaxDatagram = 65536;
   std::vector<uint8_t> buf_;
+  std::array<mmsghdr, kBatch> rx_msgs_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_in, kBatch> rx_from_{};
+  bool batching_ = false;         // in on_local: connections' packets wait in their batch
+  std::vector<uint64_t> batched_;  // the sources whose connection holds a batch
   // Counters.
   uint64_t datagrams_tx_ = 0, datagrams_rx_ = 0, bytes_tx_ = 0, bytes_rx_ = 0;
   uint64_t connections_ = 0, accepted_ = 0, refused_ = 0, failed_ = 0, idle_closed_ = 0;
