@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "agent/agent_ssl.hpp"
 #include "agent/tls_failure.hpp"
 #include "common/clock.hpp"
 #include "common/json_fields.hpp"
@@ -65,52 +66,19 @@ ServerCertSeen describe_server_cert(X509* cert) {
   return seen;
 }
 
-namespace {
-
-int g_seen_index = -1;  // SSL ex_data: the ServerCertSeen of a connection
-
-// Records what dpctld's certificate shows, for advice when verification fails; never changes the verdict.
-int remember_server_cert(int preverify_ok, X509_STORE_CTX* store) {
-  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  auto* seen = ssl ? static_cast<ServerCertSeen*>(SSL_get_ex_data(ssl, g_seen_index)) : nullptr;
-  X509* cert = X509_STORE_CTX_get0_cert(store);  // the leaf, whatever depth is being checked
-  if (!seen || !cert || !seen->subject.empty()) return preverify_ok;
-  *seen = describe_server_cert(cert);
-  return preverify_ok;
-}
-
-}  // namespace
-
 void ControlClient::SslFree::operator()(SSL* s) const { SSL_free(s); }
 
 ControlClient::ControlClient(EventLoop& loop, ControlOptions opt, Deliver deliver, Fatal fatal)
     : loop_(loop),
       opt_(std::move(opt)),
       deliver_(std::move(deliver)),
-      fatal_(std::move(fatal)),
-      ctx_(nullptr, SSL_CTX_free) {}
+      fatal_(std::move(fatal)) {}
 
 ControlClient::~ControlClient() { close_connection(); }
 
 bool ControlClient::load(std::string& error) {
   if (!files_readable({&opt_.cert, &opt_.key, &opt_.ca}, error)) return false;
-  if (g_seen_index < 0) g_seen_index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  ctx_.reset(SSL_CTX_new(TLS_client_method()));
-  SSL_CTX* ctx = ctx_.get();
-  SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-  if (SSL_CTX_use_certificate_chain_file(ctx, opt_.cert.c_str()) != 1) {
-    error = opt_.cert + ": cannot load the certificate: " + openssl_errors();
-    return false;
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, opt_.key.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-    error = opt_.key + ": cannot load the private key (or it does not match the certificate): " + openssl_errors();
-    return false;
-  }
-  if (SSL_CTX_load_verify_locations(ctx, opt_.ca.c_str(), nullptr) != 1) {
-    error = opt_.ca + ": cannot load the CA bundle: " + openssl_errors();
-    return false;
-  }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, remember_server_cert);
+  if (!(ctx_ = make_agent_ssl_ctx(opt_.cert, opt_.key, opt_.ca, error))) return false;
   if (opt_.quic && !(quic_credentials_ = load_quic_credentials(opt_.cert, opt_.key, error))) return false;
   return true;
 }
@@ -267,17 +235,8 @@ void ControlClient::connect_done(uint64_t now_ns) {
   SSL* ssl = ssl_.get();
   SSL_set_fd(ssl, fd_.get());
   SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  seen_ = ServerCertSeen{};
-  SSL_set_ex_data(ssl, g_seen_index, &seen_);
   // The tunnel goes in the SNI: dpctld can name it even when the handshake fails.
-  SSL_set_tlsext_host_name(ssl, opt_.tunnel.c_str());
-  const std::string& name = opt_.server_name.empty() ? opt_.server_host : opt_.server_name;
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-  in_addr tmp;
-  if (inet_pton(AF_INET, name.c_str(), &tmp) == 1)
-    X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
-  else
-    X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
+  agent_ssl_prepare(ssl, opt_.server_name.empty() ? opt_.server_host : opt_.server_name, opt_.tunnel, &seen_);
   state_ = State::Handshaking;
   deadline_ns_ = now_ns + 10 * kNsPerSec;
   handshake(now_ns);

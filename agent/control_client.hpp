@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent_ssl.hpp"
 #include "agent/quic_control.hpp"
 #include "agent/tls_failure.hpp"
 #include "common/background.hpp"
@@ -119,7 +120,7 @@ class ControlClient {
   std::function<void()> withdraw_;
   bool handed_over_ = false;  // the QUIC connection carries the data (a "framing":"quic" registration)
   uint64_t handed_over_ns_ = 0, keepalive_ns_ = 0;  // when, and the registration's keepalive interval
-  std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx_;
+  SslCtxPtr ctx_;
   State state_ = State::Waiting;
   // The connection under way.
   Fd fd_;

@@ -7,17 +7,6 @@
 
 namespace dptun {
 
-const char* H3ConnectUdpClient::drop_name(Drop d) {
-  switch (d) {
-    case Drop::Malformed: return "malformed";
-    case Drop::UnknownStream: return "unknown_stream";
-    case Drop::Context: return "context";
-    case Drop::NotOpen: return "not_open";
-    case Drop::Count: break;
-  }
-  return "?";
-}
-
 const char* h3_connect_udp_state_name(H3ConnectUdpClient::State s) {
   using S = H3ConnectUdpClient::State;
   switch (s) {
@@ -344,12 +333,6 @@ size_t H3ConnectUdpClient::datagram_header_len() const {
 size_t H3ConnectUdpClient::write_datagram_header(std::span<uint8_t> out) const {
   if (request_stream_ < 0) return 0;
   return write_h3_datagram_header(out, uint64_t(request_stream_), kUdpPayloadContextId);
-}
-
-std::string H3ConnectUdpClient::refusal_text() const {
-  std::string s = std::to_string(answer_.status);
-  if (!answer_.proxy_status.empty()) s += " (" + answer_.proxy_status + ")";
-  return s;
 }
 
 }  // namespace dptun

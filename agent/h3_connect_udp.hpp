@@ -39,14 +39,8 @@ class H3ConnectUdpClient {
     Ended,          // the gateway ended or reset the request stream after the 2xx: the proxying is over
   };
   // Why a received UDP payload was dropped (DATAGRAM frames and DATAGRAM capsules).
-  enum class Drop : uint8_t {
-    Malformed,      // a varint cut short
-    UnknownStream,  // an HTTP Datagram for another request stream
-    Context,        // a context ID other than 0 (no extension is registered, RFC 9298 4)
-    NotOpen,        // before the 2xx answer (or after the request ended)
-    Count
-  };
-  static const char* drop_name(Drop d);
+  using Drop = ConnectUdpDrop;
+  static const char* drop_name(Drop d) { return connect_udp_drop_name(d); }
 
   static constexpr size_t kMaxFrame = 16384;         // the largest non-DATA frame read (a SETTINGS or HEADERS)
   static constexpr size_t kMaxFieldSection = 16384;  // the answer's field section, RFC 9114 4.2.2
@@ -86,9 +80,11 @@ class H3ConnectUdpClient {
   const H3Settings& peer_settings() const { return peer_settings_; }
   const ConnectUdpResponse& answer() const { return answer_; }
   // "404 (dptun; error=destination_not_found; details=\"...\")": the status and the Proxy-Status field if any.
-  std::string refusal_text() const;
+  std::string refusal_text() const { return connect_udp_refusal_text(answer_); }
   bool goaway() const { return goaway_; }  // the gateway sent GOAWAY: no new request on this connection
   uint64_t drops(Drop d) const { return drops_[size_t(d)]; }
+  // Capsules of other types (RFC 9297 3.2) and DATAGRAM capsules over kMaxCapsule, skipped.
+  uint64_t capsules_skipped() const { return capsules_.skipped() + capsules_.oversized(); }
 
  private:
   enum class UniKind : uint8_t { Unknown, Control, Encoder, Decoder, Ignored };

@@ -4,6 +4,7 @@
 #include <gnutls/crypto.h>
 #include <openssl/x509_vfy.h>
 #include <sys/socket.h>
+#include <netinet/udp.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "common/clock.hpp"
 #include "common/ngtcp2_callbacks.hpp"
+#include "common/udp_socket.hpp"
 #include "proto/quic_datagram_mtu.hpp"
 #include "proto/quic_varint.hpp"
 
@@ -28,7 +30,7 @@ bool is_ipv4(const std::string& s) {
 }
 }  // namespace
 
-const char* MasqueConnection::end_name(End e) {
+const char* ConnectUdpConnection::end_name(End e) {
   switch (e) {
     case End::None: return "none";
     case End::Refused: return "refused";
@@ -61,6 +63,13 @@ bool MasqueConnection::open(const sockaddr_in& gateway, const Setup& setup, Deli
     error = std::string("socket: ") + strerror(errno);
     return false;
   }
+  // A burst of datagrams must not overflow the socket: 4 MiB each way, as dpagent's sockets to the gateway have.
+  set_udp_buffers(fd_.get(), 4 << 20);
+  int zero = 0;
+  gso_ = setsockopt(fd_.get(), SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  // UDP_SEGMENT sends at most 64 segments and 64 KiB in one go.
+  batch_max_ = std::clamp<size_t>(60000 / max_udp_payload_, 1, kBatchMax);
+  batch_.assign(batch_max_ * max_udp_payload_, 0);
   if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&gateway), sizeof gateway) != 0) {
     error = std::string("connect: ") + strerror(errno);
     return false;
@@ -308,7 +317,65 @@ bool MasqueConnection::check_deadline(uint64_t now_ns) {
   return false;
 }
 
+uint8_t* MasqueConnection::packet_room(bool more) {
+  if (!more) return tx_buf_.data();
+  if (batch_n_ == batch_max_ || batch_closed_) send_batch();
+  return batch_.data() + batch_len_;
+}
+
+void MasqueConnection::batch_packet(size_t len) {
+  if (batch_n_ == 0) batch_seg_ = len;
+  if (len > batch_seg_) {  // (a longer packet cannot follow: it starts a batch of its own)
+    std::memcpy(tx_buf_.data(), batch_.data() + batch_len_, len);
+    send_batch();
+    std::memcpy(batch_.data(), tx_buf_.data(), len);
+    batch_seg_ = len;
+  }
+  batch_len_ += len;
+  ++batch_n_;
+  if (len < batch_seg_) batch_closed_ = true;
+}
+
+void MasqueConnection::send_batch() {
+  if (batch_n_ == 0) return;
+  const size_t n = batch_n_, seg = batch_seg_, total = batch_len_;
+  batch_n_ = batch_len_ = 0;
+  batch_closed_ = false;
+  stats_.packets_tx += n;
+  if (n > 1 && gso_) {
+    // One send, the kernel cuts it into packets of `seg` bytes (the last one may be shorter).
+    iovec iov{batch_.data(), total};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    const uint16_t size = uint16_t(seg);
+    std::memcpy(CMSG_DATA(c), &size, sizeof size);
+    if (sendmsg(fd_.get(), &msg, MSG_DONTWAIT) == ssize_t(total)) return;
+    if (errno == ECONNREFUSED) icmp_refused_ = true;
+    if (errno != EIO && errno != EINVAL) {  // lost (a full buffer): QUIC's loss recovery sees it
+      stats_.send_errors += n;
+      return;
+    }
+    gso_ = false;  // the device or path cannot segment (EIO: no checksum offload): one send each from now on
+  }
+  for (size_t at = 0; at < total; at += seg) {
+    const size_t len = std::min(seg, total - at);
+    if (::send(fd_.get(), batch_.data() + at, len, MSG_DONTWAIT) != ssize_t(len)) {
+      if (errno == ECONNREFUSED) icmp_refused_ = true;
+      ++stats_.send_errors;
+    }
+  }
+}
+
 bool MasqueConnection::send_packet(const uint8_t* data, size_t len) {
+  send_batch();  // what waits was numbered first
   if (::send(fd_.get(), data, len, MSG_DONTWAIT) != ssize_t(len)) {
     if (errno == ECONNREFUSED) icmp_refused_ = true;
     ++stats_.send_errors;  // lost: QUIC's loss recovery sees it
@@ -370,7 +437,7 @@ size_t MasqueConnection::max_payload() const {
   return room > header ? room - header : 0;
 }
 
-MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_payload, uint64_t now_ns) {
+MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more) {
   if (end_ != End::None) return Send::Closed;
   if (!is_open()) return Send::NotOpen;
   if (udp_payload.size() > max_payload()) return Send::TooBig;
@@ -383,7 +450,8 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi{};
     int accepted = 0;
-    const ngtcp2_ssize n = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, tx_buf_.data(), tx_buf_.size(), &accepted,
+    uint8_t* out = packet_room(more);
+    const ngtcp2_ssize n = ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, out, max_udp_payload_, &accepted,
                                                        NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, vec, 2, now_ns);
     if (n < 0) {
       if (n == NGTCP2_ERR_INVALID_ARGUMENT) return Send::TooBig;
@@ -394,7 +462,10 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
       rearm();
       return Send::Congested;
     }
-    send_packet(tx_buf_.data(), size_t(n));
+    if (more)
+      batch_packet(size_t(n));
+    else
+      send_packet(tx_buf_.data(), size_t(n));
     if (accepted) {
       ++stats_.datagrams_tx;
       rearm();
@@ -420,6 +491,7 @@ void MasqueConnection::close(uint64_t now_ns) {
 }
 
 void MasqueConnection::send_close(const ngtcp2_connection_close_error& ccerr, uint64_t now_ns) {
+  send_batch();
   closing_ = true;
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);

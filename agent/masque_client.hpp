@@ -21,13 +21,14 @@
 #include <string>
 #include <vector>
 
+#include "agent/connect_udp_connection.hpp"
 #include "agent/h3_connect_udp.hpp"
 #include "agent/quic_client_tls.hpp"
 #include "common/unix_socket.hpp"
 
 namespace dptun {
 
-class MasqueConnection {
+class MasqueConnection final : public ConnectUdpConnection {
  public:
   struct Setup {
     gnutls_certificate_credentials_t credentials = nullptr;
@@ -39,59 +40,56 @@ class MasqueConnection {
     uint16_t target_port = 0;
     size_t max_udp_payload = 1472;  // the biggest UDP payload to send (--mtu less IPv4 and UDP headers)
   };
-  // How the connection ended.
-  enum class End : uint8_t {
-    None,          // still running
-    Refused,       // the gateway answered the request with a status other than 2xx
-    NoConnectUdp,  // the gateway's HTTP/3 lacks CONNECT-UDP (SETTINGS), or it did not take ALPN h3
-    Tls,           // the handshake failed (verify_result(), ssl_error() classify it)
-    Closed,        // the gateway closed the connection, or the request stream ended
-    Protocol,      // an HTTP/3 error of the gateway's; this end closed the connection
-    Timeout,       // the handshake or the answer took too long, or the idle timeout
-    Local,         // closed by this end (close())
-  };
-  static const char* end_name(End e);
-  enum class Send : uint8_t { Sent, TooBig, Congested, NotOpen, Closed };
   struct Stats {
     uint64_t packets_rx = 0, packets_tx = 0, send_errors = 0;
     uint64_t datagrams_tx = 0, datagrams_rx = 0;  // UDP payloads sent in DATAGRAM frames / delivered
     uint64_t capsules_rx = 0;                     // UDP payloads delivered from DATAGRAM capsules
   };
-  using Deliver = std::function<void(std::span<const uint8_t> udp_payload)>;
-
   static constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;  // the idle timeout proposed (RFC 9000 10.1)
   static constexpr uint64_t kKeepAliveNs = 10'000'000'000ull;    // a PING after this long without traffic
   static constexpr uint64_t kAnswerTimeoutNs = 10'000'000'000ull;  // handshake and answer, from open()
 
   MasqueConnection() = default;
-  ~MasqueConnection();
+  ~MasqueConnection() override;
   MasqueConnection(const MasqueConnection&) = delete;
   MasqueConnection& operator=(const MasqueConnection&) = delete;
 
   // A socket connected to `gateway`, the handshake started. False with `error` when it cannot start.
   bool open(const sockaddr_in& gateway, const Setup& setup, Deliver deliver, uint64_t now_ns, std::string& error);
   bool on_readable(uint64_t now_ns);
-  bool on_timer(uint64_t now_ns);
+  bool on_io(uint32_t, uint64_t now_ns) override { return on_readable(now_ns); }
+  bool on_timer(uint64_t now_ns) override;
   // Ends a connection whose handshake or answer is overdue (kAnswerTimeoutNs after open()); false once over.
-  bool check_deadline(uint64_t now_ns);
-  // One UDP payload in one DATAGRAM frame, sent at once.
-  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns);
+  bool check_deadline(uint64_t now_ns) override;
+  // One UDP payload in one DATAGRAM frame, sent at once; with `more`, its packet waits in a batch that leaves in
+  // one UDP_SEGMENT send (GSO, where the kernel has it; else one send each) at send_batch(), when the batch is full,
+  // or before any other packet of the connection (so packets leave in the order ngtcp2 numbered them). A caller that
+  // passes `more` calls send_batch() once its burst is done.
+  Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more = false) override;
+  void send_batch() override;
   // The largest UDP payload send() takes (0 until the request is open).
-  size_t max_payload() const;
+  size_t max_payload() const override;
   // CONNECTION_CLOSE with H3_NO_ERROR (if still open).
-  void close(uint64_t now_ns);
+  void close(uint64_t now_ns) override;
 
-  int fd() const { return fd_.get(); }
-  int timer_fd() const { return timer_.get(); }
-  bool is_open() const { return h3_.state() == H3ConnectUdpClient::State::Open && end_ == End::None; }
-  End over() const { return end_; }
-  const std::string& detail() const { return detail_; }  // why it ended, one sentence
+  const char* protocol() const override { return "h3"; }
+  int fd() const override { return fd_.get(); }
+  int timer_fd() const override { return timer_.get(); }
+  bool is_open() const override { return h3_.state() == H3ConnectUdpClient::State::Open && end_ == End::None; }
+  End over() const override { return end_; }
+  const std::string& detail() const override { return detail_; }  // why it ended, one sentence
   const H3ConnectUdpClient& h3() const { return h3_; }
-  long verify_result() const { return tls_.verify_result(); }
-  unsigned long ssl_error() const { return ssl_error_; }
-  const ServerCertSeen& seen() const { return tls_.seen(); }
+  const ConnectUdpResponse& answer() const override { return h3_.answer(); }
+  int64_t request_stream() const override { return h3_.request_stream(); }
+  uint64_t drops(ConnectUdpDrop d) const override { return h3_.drops(d); }
+  uint64_t capsules_rx() const override { return stats_.capsules_rx; }
+  uint64_t capsules_skipped() const override { return h3_.capsules_skipped(); }
+  long verify_result() const override { return tls_.verify_result(); }
+  unsigned long ssl_error() const override { return ssl_error_; }
+  const ServerCertSeen& seen() const override { return tls_.seen(); }
   const Stats& stats() const { return stats_; }
-  bool refused_by_icmp() const { return icmp_refused_; }  // an ICMP port unreachable came back
+  bool heard_from_gateway() const override { return stats_.packets_rx > 0; }
+  bool refused_by_icmp() const override { return icmp_refused_; }  // an ICMP port unreachable came back
 
  private:
   struct TxStream {
@@ -108,6 +106,9 @@ class MasqueConnection {
   void h3_progress(uint64_t now_ns);
   bool flush(uint64_t now_ns);
   bool send_packet(const uint8_t* data, size_t len);
+  // The room for the next packet: the batch's tail (`more`) or tx_buf_.
+  uint8_t* packet_room(bool more);
+  void batch_packet(size_t len);
   void rearm();
   // Records why ngtcp2 ended the connection (rv); always false.
   bool ended(int rv, uint64_t now_ns);
@@ -133,6 +134,13 @@ class MasqueConnection {
   size_t max_udp_payload_ = 1472;
   Stats stats_;
   std::vector<uint8_t> rx_buf_, tx_buf_, dgram_buf_;
+  // Packets waiting to leave in one send (send(..., more)): batch_n_ segments of batch_seg_ bytes each, the last one
+  // perhaps shorter (then the batch is closed: UDP_SEGMENT takes equal segments with a shorter tail only).
+  static constexpr size_t kBatchMax = 32;
+  std::vector<uint8_t> batch_;
+  size_t batch_len_ = 0, batch_seg_ = 0, batch_n_ = 0, batch_max_ = 1;
+  bool batch_closed_ = false;
+  bool gso_ = false;  // the socket takes UDP_SEGMENT (probed at open)
 };
 
 }  // namespace dptun

@@ -17,6 +17,7 @@
 
 #include "common/clock.hpp"
 #include "common/ngtcp2_callbacks.hpp"
+#include "common/udp_socket.hpp"
 #include "control/control_protocol.hpp"
 #include "proto/quic_datagram_mtu.hpp"
 
@@ -49,12 +50,7 @@ bool QuicControlConnection::open(int fd, const Setup& setup, uint64_t now_ns, st
   }
   // The data's bursts need the buffers relay frames' socket has (agent/udp_link.cpp): 4 MiB each way, and the count
   // of what the kernel still drops.
-  int size = 4 << 20, one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+  set_udp_buffers(fd, 4 << 20);
   socklen_t len = sizeof local_;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&local_), &len) != 0 ||
       getpeername(fd, reinterpret_cast<sockaddr*>(&remote_), &(len = sizeof remote_)) != 0) {

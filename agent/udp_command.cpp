@@ -23,25 +23,32 @@ const char* kUdpUsage =
     "                   --cert FILE --key FILE --ca FILE [options]\n"
     "\n"
     "A local UDP socket whose datagrams reach a UDP service behind the gateway through MASQUE CONNECT-UDP\n"
-    "(RFC 9298) over HTTP/3: each datagram travels whole in an HTTP Datagram (RFC 9297) in a QUIC DATAGRAM\n"
-    "frame, never fragmented. The gateway must have a route udp+https://NAME:PORT (dpctl route add) that\n"
-    "allows this certificate. HTTP/3 only for now: the HTTP/2 fallback (capsules over TCP/443, where UDP\n"
-    "is blocked) is a later slice.\n"
+    "(RFC 9298): over HTTP/3, each datagram travels whole in an HTTP Datagram (RFC 9297) in a QUIC DATAGRAM\n"
+    "frame, never fragmented; over HTTP/2 (the fallback where UDP to the gateway is blocked), in a DATAGRAM\n"
+    "capsule on the request stream, over TLS on TCP to the same host and port. The gateway must have a route\n"
+    "udp+https://NAME:PORT (dpctl route add) that allows this certificate.\n"
     "\n"
-    "  --via https://GATEWAY[:PORT]  the gateway's HTTP/3 address (dpctld's QUIC listener), a name or IPv4\n"
-    "                        address resolved once at start; PORT default 443\n"
+    "  --via https://GATEWAY[:PORT]  the gateway's address (dpctld's QUIC listener for HTTP/3, its TCP listener\n"
+    "                        masque_tcp_listen for HTTP/2), a name or IPv4 address resolved once at start;\n"
+    "                        PORT default 443\n"
     "  --target NAME:PORT    the route's name (or IPv4 address) and port, as in udp+https://NAME:PORT\n"
     "  --listen IP:PORT      the local UDP address programs here send to (IPv4)\n"
     "  --cert FILE --key FILE  the client certificate and key (the route's allow list names its identities)\n"
     "  --ca FILE             the CA that signed the gateway's certificate\n"
     "  --server-name NAME    the name (or IP) the gateway's certificate must carry (default: GATEWAY)\n"
-    "  --max-clients N       local source addresses served at once (default 64); each gets its own QUIC\n"
-    "                        connection and request, so the gateway sees one flow per source; datagrams\n"
-    "                        from more sources are dropped and counted (clients_full)\n"
+    "  --http auto|3|2       auto (default): HTTP/3 first; when the gateway's UDP port gives no answer within\n"
+    "                        3 s (or ICMP says it is closed), HTTP/2 over TCP from then on (logged once:\n"
+    "                        \"gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP\"; HTTP/3 again\n"
+    "                        only if TCP fails too); a refusal over HTTP/3 is an answer, not a reason to\n"
+    "                        fall back. 3: HTTP/3 only. 2: HTTP/2 over TCP only\n"
+    "  --max-clients N       local source addresses served at once (default 64); each gets its own\n"
+    "                        connection and request (QUIC or TCP), so the gateway sees one flow per source;\n"
+    "                        datagrams from more sources are dropped and counted (clients_full)\n"
     "  --idle-timeout S      a source silent both ways this long is forgotten and its connection closed\n"
     "                        (default 60)\n"
     "  --mtu N               path MTU to the gateway (default 1500): QUIC packets up to N - 28 bytes; a local\n"
-    "                        datagram bigger than the room left is dropped and counted (too_large)\n"
+    "                        datagram bigger than the room left is dropped and counted (too_large); over\n"
+    "                        HTTP/2 datagrams up to 65507 bytes go in capsules\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
     "  --log-format FORMAT   text (default) or json\n"
     "  --help                this text\n"
@@ -50,10 +57,12 @@ const char* kUdpUsage =
     "that first request fails for a reason retrying cannot mend -- the gateway refuses it (404: no such\n"
     "route; 403: the route does not allow this certificate; 400: a target it cannot read), TLS fails (wrong\n"
     "--ca, a name the gateway's certificate lacks, a certificate the gateway refuses), or the gateway does\n"
-    "not offer CONNECT-UDP over HTTP/3 -- dpagent exits with status 1 and says what to change. Otherwise\n"
-    "(no answer, an unreachable gateway, 5xx) it logs and retries with backoff (0.5 s doubling to 30 s); so\n"
-    "do later failures. Datagrams a source sends before its request is answered wait (at most 16; more are\n"
-    "dropped and counted as held_full). Counters as a JSON line on SIGUSR1 and at exit.\n";
+    "not offer CONNECT-UDP over that HTTP version -- dpagent exits with status 1 and says what to change.\n"
+    "Otherwise (no answer, an unreachable gateway, 5xx) it logs and retries with backoff (0.5 s doubling to\n"
+    "30 s); so do later failures. Datagrams a source sends before its request is answered wait (at most 16;\n"
+    "more are dropped and counted as held_full); over HTTP/2 at most 256 KiB of capsules wait for the TCP\n"
+    "connection, more are dropped and counted (congested). Counters as a JSON line on SIGUSR1 and at exit,\n"
+    "with the connections each HTTP version made (connections_h3, connections_h2) and has open.\n";
 
 // https://HOST[:PORT][/]: host and port, and HOST[:PORT] as written for :authority.
 bool parse_via(std::string_view v, UdpProxyOptions& opt) {
@@ -98,6 +107,14 @@ int dpagent_udp_main(int argc, char** argv) {
     return std::nullopt;
   });
   cli.value("cert", opt.cert).value("key", opt.key).value("ca", opt.ca).value("server-name", opt.server_name);
+  cli.option("http", true, [&](const char* v) -> std::optional<int> {
+    const std::string h = v;
+    if (h == "auto") opt.http = UdpHttp::Auto;
+    else if (h == "3") opt.http = UdpHttp::H3;
+    else if (h == "2") opt.http = UdpHttp::H2;
+    else return bad("--http expects auto, 3 or 2, got '" + h + "'");
+    return std::nullopt;
+  });
   cli.option("max-clients", true, [&](const char* v) -> std::optional<int> {
     auto n = parse_uint(v, 4096);
     if (!n || *n == 0) return bad("--max-clients expects 1..4096, got '" + std::string(v) + "'");

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/log.hpp"
+#include "common/udp_socket.hpp"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -33,14 +34,9 @@ bool UdpLink::open(Endpoint gateway, std::optional<Endpoint> bind_to, std::strin
     error = std::string("socket: ") + strerror(errno);
     return false;
   }
-  int size = 4 << 20;
-  if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
-    setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  set_udp_buffers(fd.get(), 4 << 20);
   int one = 1, zero = 0;
   // Where the kernel lacks one, it is left off (the caller logs offloads()).
-  setsockopt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   on_.gro = want.gro && setsockopt(fd.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   // UDP_SEGMENT with size 0 sets no default segment size: it only asks whether the kernel knows the option (each
   // send names its own size).

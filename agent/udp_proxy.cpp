@@ -11,15 +11,16 @@
 #include <cstdio>
 #include <cstring>
 
+#include "agent/h2_masque_client.hpp"
 #include "agent/tls_failure.hpp"
 #include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
+#include "common/udp_socket.hpp"
 
 namespace dptun {
 
 namespace {
-constexpr size_t kMaxUdpPayload = 65535;
 constexpr double kMaxBackoffS = 30;
 
 std::string addr_text(const sockaddr_in& a) {
@@ -30,6 +31,15 @@ std::string addr_text(const sockaddr_in& a) {
 
 uint64_t key_of(const sockaddr_in& a) { return (uint64_t(ntohl(a.sin_addr.s_addr)) << 16) | ntohs(a.sin_port); }
 }  // namespace
+
+const char* udp_http_name(UdpHttp h) {
+  switch (h) {
+    case UdpHttp::Auto: return "auto";
+    case UdpHttp::H3: return "3";
+    case UdpHttp::H2: return "2";
+  }
+  return "?";
+}
 
 const char* udp_proxy_drop_name(UdpProxyDrop d) {
   switch (d) {
@@ -45,8 +55,9 @@ const char* udp_proxy_drop_name(UdpProxyDrop d) {
 }
 
 UdpProxy::UdpProxy(EventLoop& loop, UdpProxyOptions opt, Fatal fatal)
-    : loop_(loop), opt_(std::move(opt)), fatal_(std::move(fatal)), buf_(kMaxUdpPayload) {
+    : loop_(loop), opt_(std::move(opt)), fatal_(std::move(fatal)), buf_(kBatch * kMaxDatagram) {
   if (opt_.server_name.empty()) opt_.server_name = opt_.via_host;
+  use_h2_ = opt_.http == UdpHttp::H2;
 }
 
 UdpProxy::~UdpProxy() {
@@ -62,8 +73,11 @@ bool UdpProxy::load(std::string& error) {
   if (!files_readable({&opt_.cert, &opt_.key, &opt_.ca}, error)) return false;
   // libssl's error strings: an alert the gateway sent is named in the advice (classify_agent_tls), as for agents.
   OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS, nullptr);
-  if (!(credentials_ = load_quic_credentials(opt_.cert, opt_.key, error))) return false;
-  if (!(store_ = load_ca_store(opt_.ca, error))) return false;
+  if (opt_.http != UdpHttp::H2) {
+    if (!(credentials_ = load_quic_credentials(opt_.cert, opt_.key, error))) return false;
+    if (!(store_ = load_ca_store(opt_.ca, error))) return false;
+  }
+  if (opt_.http != UdpHttp::H3 && !(ssl_ctx_ = make_agent_ssl_ctx(opt_.cert, opt_.key, opt_.ca, error))) return false;
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_DGRAM;
@@ -84,6 +98,8 @@ bool UdpProxy::load(std::string& error) {
     error = "--listen " + opt_.listen.str() + ": " + strerror(errno);
     return false;
   }
+  // Room for the bursts a local program sends while this process waits for a CPU.
+  set_udp_buffers(local_.get(), 4 << 20);
   return true;
 }
 
@@ -92,9 +108,12 @@ bool UdpProxy::start(std::string& error) {
     error = std::string("epoll: ") + strerror(errno);
     return false;
   }
-  LOG_INFO("dpagent udp: %s -> CONNECT-UDP %s through https://%s (%s), HTTP/3; at most %u local sources, idle "
+  const char* how = opt_.http == UdpHttp::H3   ? "HTTP/3 (UDP)"
+                    : opt_.http == UdpHttp::H2 ? "HTTP/2 (TCP)"
+                                               : "HTTP/3 (UDP), HTTP/2 (TCP) if UDP gets no answer";
+  LOG_INFO("dpagent udp: %s -> CONNECT-UDP %s through https://%s (%s), %s; at most %u local sources, idle "
            "timeout %.0f s",
-           opt_.listen.str().c_str(), target().c_str(), opt_.authority.c_str(), addr_text(gateway_).c_str(),
+           opt_.listen.str().c_str(), target().c_str(), opt_.authority.c_str(), addr_text(gateway_).c_str(), how,
            opt_.max_clients, double(opt_.idle_ns) / 1e9);
   probe_ = std::make_unique<Client>();
   probe_->key = kProbeKey;
@@ -102,55 +121,106 @@ bool UdpProxy::start(std::string& error) {
   const uint64_t now = monotonic_ns();
   probe_->last_ns = now;
   if (!connect(*probe_, now)) {
-    error = "cannot start a QUIC connection to " + addr_text(gateway_);
+    error = std::string("cannot start a ") + (use_h2_ ? "TCP" : "QUIC") + " connection to " + addr_text(gateway_);
     return false;
   }
   return true;
 }
 
 bool UdpProxy::connect(Client& c, uint64_t now_ns) {
-  MasqueConnection::Setup setup;
-  setup.credentials = credentials_.get();
-  setup.store = store_.get();
-  setup.server_name = opt_.server_name;
-  setup.authority = opt_.authority;
-  setup.target_host = opt_.target_host;
-  setup.target_port = opt_.target_port;
-  setup.max_udp_payload = size_t(opt_.mtu) - 28;
-  c.conn = std::make_unique<MasqueConnection>();
   c.announced = false;
+  c.opened_ns = now_ns;
   ++connections_;
   Client* cp = &c;
+  auto to_source = [this, cp](std::span<const uint8_t> p) { deliver(*cp, p); };
   std::string error;
-  if (!c.conn->open(gateway_, setup, [this, cp](std::span<const uint8_t> p) { deliver(*cp, p); }, now_ns, error)) {
-    LOG_WARN("CONNECT-UDP to %s: cannot start a QUIC connection to %s: %s", target().c_str(),
+  bool ok;
+  if (use_h2_) {
+    ++connections_h2_;
+    H2MasqueConnection::Setup setup;
+    setup.ctx = ssl_ctx_.get();
+    setup.server_name = opt_.server_name;
+    setup.authority = opt_.authority;
+    setup.target_host = opt_.target_host;
+    setup.target_port = opt_.target_port;
+    auto conn = std::make_unique<H2MasqueConnection>(setup);
+    ok = conn->open(gateway_, to_source, now_ns, error);
+    c.conn = std::move(conn);
+  } else {
+    ++connections_h3_;
+    MasqueConnection::Setup setup;
+    setup.credentials = credentials_.get();
+    setup.store = store_.get();
+    setup.server_name = opt_.server_name;
+    setup.authority = opt_.authority;
+    setup.target_host = opt_.target_host;
+    setup.target_port = opt_.target_port;
+    setup.max_udp_payload = size_t(opt_.mtu) - 28;
+    auto conn = std::make_unique<MasqueConnection>();
+    ok = conn->open(gateway_, setup, to_source, now_ns, error);
+    c.conn = std::move(conn);
+  }
+  if (!ok) {
+    LOG_WARN("CONNECT-UDP to %s: cannot start a %s connection to %s: %s", target().c_str(), use_h2_ ? "TCP" : "QUIC",
              addr_text(gateway_).c_str(), error.c_str());
     c.conn.reset();
     ++failed_;
     backoff(c, now_ns);
     return false;
   }
-  loop_.add(c.conn->fd(), EPOLLIN, [this, cp](uint32_t) {
+  c.events = c.conn->events();
+  loop_.add(c.conn->fd(), c.events, [this, cp](uint32_t events) {
     const uint64_t now = monotonic_ns();
-    if (cp->conn) cp->conn->on_readable(now);
+    if (cp->conn) cp->conn->on_io(events, now);
     progress(cp, now);
   });
-  loop_.add(c.conn->timer_fd(), EPOLLIN, [this, cp](uint32_t) {
-    const uint64_t now = monotonic_ns();
-    if (cp->conn) cp->conn->on_timer(now);
-    progress(cp, now);
-  });
+  if (c.conn->timer_fd() >= 0)
+    loop_.add(c.conn->timer_fd(), EPOLLIN, [this, cp](uint32_t) {
+      const uint64_t now = monotonic_ns();
+      if (cp->conn) cp->conn->on_timer(now);
+      progress(cp, now);
+    });
+  return true;
+}
+
+void UdpProxy::watch(Client& c) {
+  if (!c.conn || c.conn->events() == c.events) return;
+  c.events = c.conn->events();
+  loop_.modify(c.conn->fd(), c.events);
+}
+
+bool UdpProxy::fall_back(Client& c, uint64_t now_ns) {
+  if (opt_.http != UdpHttp::Auto || !c.conn || std::strcmp(c.conn->protocol(), "h3") != 0 ||
+      c.conn->heard_from_gateway())
+    return false;
+  if (!c.conn->refused_by_icmp() && now_ns < c.opened_ns + kFallbackNs &&
+      c.conn->over() != ConnectUdpConnection::End::Timeout)
+    return false;
+  if (!use_h2_) {
+    use_h2_ = true;
+    const std::string why = c.conn->refused_by_icmp()
+                                ? std::string("answered ICMP port unreachable")
+                                : "gave no answer within " + std::to_string(kFallbackNs / 1'000'000'000) + " s";
+    if (fallbacks_++ == 0) {
+      LOG_WARN("gateway unreachable over HTTP/3 (UDP): using HTTP/2 over TCP to %s (UDP %s %s)",
+               addr_text(gateway_).c_str(), addr_text(gateway_).c_str(), why.c_str());
+    } else {
+      LOG_DEBUG("gateway still unreachable over HTTP/3 (UDP %s): HTTP/2 over TCP again", why.c_str());
+    }
+  }
+  disconnect(c, now_ns);
+  connect(c, now_ns);
   return true;
 }
 
 void UdpProxy::disconnect(Client& c, uint64_t now_ns) {
   if (!c.conn) return;
   loop_.remove(c.conn->fd());
-  loop_.remove(c.conn->timer_fd());
+  if (c.conn->timer_fd() >= 0) loop_.remove(c.conn->timer_fd());
   c.conn->close(now_ns);
-  for (size_t d = 0; d < h3_drops_gone_.size(); ++d)
-    h3_drops_gone_[d] += c.conn->h3().drops(H3ConnectUdpClient::Drop(d));
-  capsules_rx_gone_ += c.conn->stats().capsules_rx;
+  for (size_t d = 0; d < rx_drops_gone_.size(); ++d) rx_drops_gone_[d] += c.conn->drops(ConnectUdpDrop(d));
+  capsules_rx_gone_ += c.conn->capsules_rx();
+  capsules_skipped_gone_ += c.conn->capsules_skipped();
   c.conn.reset();
 }
 
@@ -168,24 +238,28 @@ void UdpProxy::give_up(const std::string& what) {
 
 void UdpProxy::progress(Client* c, uint64_t now_ns) {
   if (!c->conn) return;
-  MasqueConnection& conn = *c->conn;
+  if (fall_back(*c, now_ns)) {
+    if (!c->conn) return;
+  }
+  ConnectUdpConnection& conn = *c->conn;
+  const char* version = std::strcmp(conn.protocol(), "h2") == 0 ? "HTTP/2" : "HTTP/3";
   if (conn.is_open() && !c->announced) {
     c->announced = true;
     ++accepted_;
     c->backoff_s = 0.5;
     if (c->first || c->key == kProbeKey)
-      LOG_INFO("gateway accepted CONNECT-UDP to %s (HTTP/3, status %u, request stream %lld, datagram room %zu "
+      LOG_INFO("gateway accepted CONNECT-UDP to %s (%s, status %u, request stream %lld, datagram room %zu "
                "bytes); listening on %s",
-               target().c_str(), unsigned(conn.h3().answer().status), static_cast<long long>(conn.h3().request_stream()),
+               target().c_str(), version, unsigned(conn.answer().status), static_cast<long long>(conn.request_stream()),
                conn.max_payload(), opt_.listen.str().c_str());
     else
-      LOG_DEBUG("CONNECT-UDP to %s for %s accepted (request stream %lld)", target().c_str(),
-                addr_text(c->addr).c_str(), static_cast<long long>(conn.h3().request_stream()));
+      LOG_DEBUG("CONNECT-UDP to %s for %s accepted (%s, request stream %lld)", target().c_str(),
+                addr_text(c->addr).c_str(), version, static_cast<long long>(conn.request_stream()));
     if (c->first) {
       probing_ = false;
       c->first = false;
     }
-    if (!conn.h3().answer().capsule_protocol)
+    if (!conn.answer().capsule_protocol)
       LOG_WARN("the gateway's 2xx lacks capsule-protocol: ?1 (RFC 9298 3.5); going on");
     c->send_from_ns = now_ns + kHandoverGraceNs;
   }
@@ -198,12 +272,17 @@ void UdpProxy::progress(Client* c, uint64_t now_ns) {
     }
     flushing_ = false;
   }
-  if (c->conn && c->conn->over() != MasqueConnection::End::None) connection_ended(c, now_ns);
+  if (c->conn && c->conn->over() != ConnectUdpConnection::End::None) {
+    connection_ended(c, now_ns);
+    return;
+  }
+  if (c->conn) watch(*c);
 }
 
 void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
-  MasqueConnection& conn = *c->conn;
-  using End = MasqueConnection::End;
+  ConnectUdpConnection& conn = *c->conn;
+  using End = ConnectUdpConnection::End;
+  const bool h2 = std::strcmp(conn.protocol(), "h2") == 0;
   const End end = conn.over();
   const bool first = probing_ && c->first;
   const std::string who = c->key == kProbeKey ? "" : " (local source " + addr_text(c->addr) + ")";
@@ -211,9 +290,9 @@ void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
   switch (end) {
     case End::Refused: {
       ++refused_;
-      const uint16_t status = conn.h3().answer().status;
-      LOG_ERROR("gateway refused CONNECT-UDP to %s: %s%s", target().c_str(), conn.h3().refusal_text().c_str(),
-                who.c_str());
+      const uint16_t status = conn.answer().status;
+      LOG_ERROR("gateway refused CONNECT-UDP to %s: %s (%s)%s", target().c_str(), conn.refusal_text().c_str(),
+                h2 ? "HTTP/2" : "HTTP/3", who.c_str());
       std::string advice;
       if (status == 404)
         advice = "no route on the gateway serves " + target() + ": check --target against `dpctl route list` (a "
@@ -226,14 +305,16 @@ void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
       // 5xx (no live agent on the route's tunnel, a target that does not resolve) may mend: retried.
       if (status >= 500) break;
       if (advice.empty()) advice = "the gateway's log says why";
-      fatal = "gateway refused CONNECT-UDP to " + target() + ": " + conn.h3().refusal_text() + "; " + advice;
+      fatal = "gateway refused CONNECT-UDP to " + target() + ": " + conn.refusal_text() + "; " + advice;
       break;
     }
     case End::NoConnectUdp:
       ++failed_;
       LOG_ERROR("gateway %s: %s%s", opt_.authority.c_str(), conn.detail().c_str(), who.c_str());
       fatal = "gateway " + opt_.authority + ": " + conn.detail() +
-              "; point --via at a dptun gateway whose dpctld serves HTTP/3 with CONNECT-UDP";
+              (h2 ? "; point --via at a dptun gateway whose dpctld serves CONNECT-UDP over HTTP/2 on TCP "
+                    "(masque_tcp_listen), or use --http 3"
+                  : "; point --via at a dptun gateway whose dpctld serves HTTP/3 with CONNECT-UDP");
       break;
     case End::Tls: {
       ++failed_;
@@ -256,6 +337,12 @@ void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
                conn.detail().c_str(), who.c_str());
       break;
   }
+  // --http auto: HTTP/2 got no TCP connection either (the gateway down, not UDP blocked): the next attempt tries
+  // HTTP/3 again, so that a gateway that comes back is reached over HTTP/3 where it can be.
+  if (opt_.http == UdpHttp::Auto && h2 && use_h2_ && !conn.heard_from_gateway() && end != End::Local) {
+    use_h2_ = false;
+    LOG_INFO("gateway unreachable over HTTP/2 (TCP) too: the next attempt tries HTTP/3 again");
+  }
   if (!c->held.empty()) {
     count(UdpProxyDrop::ConnectionFailed, c->held.size());
     c->held.clear();
@@ -274,14 +361,31 @@ void UdpProxy::connection_ended(Client* c, uint64_t now_ns) {
 }
 
 void UdpProxy::on_local(uint64_t now_ns) {
-  for (int i = 0; i < 256; ++i) {
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    const ssize_t n = recvfrom(local_.get(), buf_.data(), buf_.size(), MSG_DONTWAIT,
-                               reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) break;
-    from_local(from, {buf_.data(), size_t(n)}, now_ns);
+  // Up to kBatch datagrams per recvmmsg, at most 8 calls per wakeup; their packets leave per connection in batches
+  // (MasqueConnection::send with `more`), sent once the datagrams read have been handled.
+  batching_ = true;
+  for (int round = 0; round < 8; ++round) {
+    for (size_t i = 0; i < kBatch; ++i) {
+      rx_iov_[i] = {buf_.data() + i * kMaxDatagram, kMaxDatagram};
+      rx_msgs_[i].msg_hdr = {};
+      rx_msgs_[i].msg_hdr.msg_name = &rx_from_[i];
+      rx_msgs_[i].msg_hdr.msg_namelen = sizeof rx_from_[i];
+      rx_msgs_[i].msg_hdr.msg_iov = &rx_iov_[i];
+      rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = recvmmsg(local_.get(), rx_msgs_.data(), unsigned(kBatch), MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    for (int i = 0; i < n; ++i)
+      from_local(rx_from_[size_t(i)], {buf_.data() + size_t(i) * kMaxDatagram, rx_msgs_[size_t(i)].msg_len}, now_ns);
+    if (size_t(n) < kBatch) break;
   }
+  batching_ = false;
+  for (const uint64_t key : batched_)
+    if (auto it = clients_.find(key); it != clients_.end() && it->second->conn) {
+      it->second->conn->send_batch();
+      watch(*it->second);  // HTTP/2: the socket may now wait to be writable
+    }
+  batched_.clear();
 }
 
 void UdpProxy::from_local(const sockaddr_in& from, std::span<const uint8_t> payload, uint64_t now_ns) {
@@ -325,20 +429,22 @@ void UdpProxy::send_payload(Client& c, std::span<const uint8_t> payload, uint64_
     c.held.emplace_back(payload.begin(), payload.end());
     return;
   }
-  switch (c.conn->send(payload, now_ns)) {
-    case MasqueConnection::Send::Sent:
+  if (batching_ && std::find(batched_.begin(), batched_.end(), c.key) == batched_.end()) batched_.push_back(c.key);
+  switch (c.conn->send(payload, now_ns, batching_)) {
+    case ConnectUdpConnection::Send::Sent:
       ++datagrams_tx_;
       bytes_tx_ += payload.size();
       break;
-    case MasqueConnection::Send::TooBig:
+    case ConnectUdpConnection::Send::TooBig:
       count(UdpProxyDrop::TooLarge);
       LOG_DEBUG("a %zu-byte datagram from %s does not fit the connection's datagram room (%zu bytes): dropped",
                 payload.size(), addr_text(c.addr).c_str(), c.conn->max_payload());
       break;
-    case MasqueConnection::Send::Congested: count(UdpProxyDrop::Congested); break;
-    case MasqueConnection::Send::NotOpen:
-    case MasqueConnection::Send::Closed: count(UdpProxyDrop::ConnectionFailed); break;
+    case ConnectUdpConnection::Send::Congested: count(UdpProxyDrop::Congested); break;
+    case ConnectUdpConnection::Send::NotOpen:
+    case ConnectUdpConnection::Send::Closed: count(UdpProxyDrop::ConnectionFailed); break;
   }
+  if (!flushing_) watch(c);  // HTTP/2: the socket may now wait to be writable
   // A connection that ended while sending is handled by its next event (its timer fires at once).
 }
 
@@ -388,12 +494,14 @@ void UdpProxy::tick(uint64_t now_ns) {
 }
 
 std::string UdpProxy::stats_json() const {
-  std::array<uint64_t, size_t(H3ConnectUdpClient::Drop::Count)> h3 = h3_drops_gone_;
-  uint64_t capsules = capsules_rx_gone_;
+  std::array<uint64_t, size_t(ConnectUdpDrop::Count)> rx = rx_drops_gone_;
+  uint64_t capsules = capsules_rx_gone_, skipped = capsules_skipped_gone_, open_h3 = 0, open_h2 = 0;
   auto add = [&](const Client& c) {
     if (!c.conn) return;
-    for (size_t d = 0; d < h3.size(); ++d) h3[d] += c.conn->h3().drops(H3ConnectUdpClient::Drop(d));
-    capsules += c.conn->stats().capsules_rx;
+    for (size_t d = 0; d < rx.size(); ++d) rx[d] += c.conn->drops(ConnectUdpDrop(d));
+    capsules += c.conn->capsules_rx();
+    skipped += c.conn->capsules_skipped();
+    if (c.conn->is_open()) ++(std::strcmp(c.conn->protocol(), "h2") == 0 ? open_h2 : open_h3);
   };
   if (probe_) add(*probe_);
   for (const auto& [key, c] : clients_) add(*c);
@@ -402,8 +510,15 @@ std::string UdpProxy::stats_json() const {
       .field("mode", "udp")
       .field("target", target())
       .field("gateway", addr_text(gateway_))
+      .field("http", udp_http_name(opt_.http))
+      .field("protocol", use_h2_ ? "h2" : "h3")
+      .field("fallbacks", fallbacks_)
       .field("sources", uint64_t(clients_.size()))
       .field("connections", connections_)
+      .field("connections_h3", connections_h3_)
+      .field("connections_h2", connections_h2_)
+      .field("open_h3", open_h3)
+      .field("open_h2", open_h2)
       .field("accepted", accepted_)
       .field("refused", refused_)
       .field("failed", failed_)
@@ -412,10 +527,11 @@ std::string UdpProxy::stats_json() const {
       .field("datagrams_rx", datagrams_rx_)
       .field("bytes_tx", bytes_tx_)
       .field("bytes_rx", bytes_rx_)
-      .field("capsules_rx", capsules);
+      .field("capsules_rx", capsules)
+      .field("capsules_skipped", skipped);
   j.key("drops").begin_object();
   for (size_t d = 0; d < drops_.size(); ++d) j.field(udp_proxy_drop_name(UdpProxyDrop(d)), drops_[d]);
-  for (size_t d = 0; d < h3.size(); ++d) j.field(H3ConnectUdpClient::drop_name(H3ConnectUdpClient::Drop(d)), h3[d]);
+  for (size_t d = 0; d < rx.size(); ++d) j.field(connect_udp_drop_name(ConnectUdpDrop(d)), rx[d]);
   j.end_object().end_object();
   return j.str();
 }

@@ -1,19 +1,24 @@
 // `dpagent udp` (what `pomerium-cli udp` does): a local UDP socket whose datagrams reach one target behind the gateway
-// through MASQUE CONNECT-UDP over HTTP/3 (docs/masque.md). Each local source address (a program here) gets its own
-// QUIC connection with one CONNECT-UDP request (masque_client.hpp), so the gateway sees one flow per source; replies
-// go back to the source they belong to. At most max_clients sources at once (datagrams from more are dropped and
-// counted); a source silent both ways for idle_ns is forgotten and its connection closed.
+// through MASQUE CONNECT-UDP (docs/masque.md), over HTTP/3 (masque_client.hpp: each datagram in a QUIC DATAGRAM
+// frame) or, where UDP to the gateway is blocked, HTTP/2 over TLS on TCP to the same host and port
+// (h2_masque_client.hpp: each datagram in a DATAGRAM capsule on the request stream); UdpHttp says which. Each local
+// source address (a program here) gets its own connection with one CONNECT-UDP request, whichever the version, so
+// the gateway sees one flow per source and one source's TCP backlog never holds up another's; replies go back to
+// the source they belong to. At most max_clients sources at once (datagrams from more are dropped and counted); a
+// source silent both ways for idle_ns is forgotten and its connection closed.
 // At start one connection makes the request before any local traffic, so that a wrong target, a refused
 // certificate or an unreachable gateway shows at once; the first local source takes that connection over. When
-// that first request fails for a reason retrying cannot mend -- the gateway refuses it (4xx/5xx with its
+// that first request fails for a reason retrying cannot mend -- the gateway refuses it (4xx with its
 // Proxy-Status), TLS fails permanently (tls_failure.hpp), or the gateway does not offer CONNECT-UDP -- fatal() is
-// called with what to change. Transient failures (no answer, a lost connection) are retried with backoff (0.5 s
-// doubling to 30 s), logged.
+// called with what to change. Transient failures (no answer, a lost connection, 5xx) are retried with backoff
+// (0.5 s doubling to 30 s), logged. With UdpHttp::Auto an HTTP/3 connection that hears nothing from the gateway
+// (kFallbackNs, or an ICMP port unreachable) switches dpagent to HTTP/2 for good (logged once); a refusal over
+// HTTP/3 is an answer, never a reason to fall back.
 // Datagrams from a source before its request is answered wait, at most kHeld of them (then dropped and counted),
-// and go out after the 2xx; those still waiting when the attempt fails are dropped and counted. HTTP/3 only: the
-// HTTP/2 fallback (capsules over TCP) is a later slice.
+// and go out after the 2xx; those still waiting when the attempt fails are dropped and counted.
 #pragma once
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstdint>
@@ -24,6 +29,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/agent_ssl.hpp"
+#include "agent/connect_udp_connection.hpp"
 #include "agent/masque_client.hpp"
 #include "agent/quic_client_tls.hpp"
 #include "common/event_loop.hpp"
@@ -31,6 +38,15 @@
 #include "common/unix_socket.hpp"
 
 namespace dptun {
+
+// Which HTTP version carries the requests (--http).
+enum class UdpHttp : uint8_t {
+  Auto,  // HTTP/3 first; when the gateway's UDP port gives no answer (kFallbackNs, or ICMP port unreachable),
+         // HTTP/2 over TCP to the same host and port, for this and every later connection
+  H3,    // HTTP/3 only
+  H2,    // HTTP/2 over TCP only
+};
+const char* udp_http_name(UdpHttp h);  // "auto", "3", "2"
 
 struct UdpProxyOptions {
   std::string via_host;            // --via https://HOST[:PORT]: a name or IPv4 address (resolved once at start)
@@ -44,13 +60,14 @@ struct UdpProxyOptions {
   unsigned max_clients = 64;
   uint64_t idle_ns = 60'000'000'000ull;
   uint16_t mtu = 1500;             // the path MTU to the gateway: QUIC packets up to mtu - 28 bytes
+  UdpHttp http = UdpHttp::Auto;    // --http
 };
 
 // Why a UDP payload did not make it, one counter each (stats_json "drops", beside the receive side's reasons of
-// H3ConnectUdpClient::Drop: malformed, unknown_stream, context, not_open).
+// ConnectUdpDrop: malformed, unknown_stream, context, not_open).
 enum class UdpProxyDrop : uint8_t {
   TooLarge,          // local -> gateway: bigger than the connection's datagram room (never fragmented)
-  Congested,         // local -> gateway: the congestion window had no room
+  Congested,         // local -> gateway: no room now (QUIC's congestion window; HTTP/2's bounded send buffer)
   ClientsFull,       // local -> gateway: a new source while max_clients sources are active
   HeldFull,          // local -> gateway: the source's request is not answered yet and kHeld datagrams wait
   ConnectionFailed,  // local -> gateway: waiting when the connection failed, or the source is in its retry backoff
@@ -66,6 +83,9 @@ class UdpProxy {
   // dpctld before that is dropped there. Datagrams wait this long after the 2xx (then go out at the next tick, every
   // 100 ms), which covers the acknowledgement (ngtcp2's ACK delay, 25 ms) and dpgw installing the session.
   static constexpr uint64_t kHandoverGraceNs = 100'000'000;
+  // --http auto: an HTTP/3 connection that has heard nothing from the gateway this long after it started (or got
+  // an ICMP port unreachable) makes dpagent use HTTP/2 over TCP from then on.
+  static constexpr uint64_t kFallbackNs = 3'000'000'000ull;
   using Fatal = std::function<void(const std::string& what)>;
 
   UdpProxy(EventLoop& loop, UdpProxyOptions opt, Fatal fatal);
@@ -87,7 +107,9 @@ class UdpProxy {
   struct Client {
     uint64_t key = 0;
     sockaddr_in addr{};
-    std::unique_ptr<MasqueConnection> conn;
+    std::unique_ptr<ConnectUdpConnection> conn;
+    uint64_t opened_ns = 0;  // when conn started
+    uint32_t events = 0;     // what conn's descriptor is registered for
     bool announced = false;  // its 2xx was logged
     uint64_t send_from_ns = 0;  // datagrams wait until then after the 2xx (kHandoverGraceNs)
     bool first = false;      // it makes the first request (the probe's, until that has an outcome)
@@ -98,6 +120,10 @@ class UdpProxy {
   static constexpr uint64_t kProbeKey = UINT64_MAX;
 
   bool connect(Client& c, uint64_t now_ns);
+  // --http auto: c's HTTP/3 connection has heard nothing from the gateway (kFallbackNs, ICMP): HTTP/2 from now on,
+  // c connects again over it. True when it did.
+  bool fall_back(Client& c, uint64_t now_ns);
+  void watch(Client& c);  // the connection's descriptor registered for what it waits for
   void disconnect(Client& c, uint64_t now_ns);
   // After any event of c's connection: announce the 2xx, send what waits, handle the end.
   void progress(Client* c, uint64_t now_ns);
@@ -116,6 +142,8 @@ class UdpProxy {
   Fatal fatal_;
   GnutlsClientCredentials credentials_;
   X509StorePtr store_;
+  SslCtxPtr ssl_ctx_;   // HTTP/2: TLS over TCP
+  bool use_h2_ = false;  // new connections use HTTP/2
   sockaddr_in gateway_{};
   Fd local_;
   std::unique_ptr<Client> probe_;
@@ -123,14 +151,23 @@ class UdpProxy {
   bool gave_up_ = false;
   bool flushing_ = false;  // sending what waited: send_payload sends, never holds
   std::unordered_map<uint64_t, std::unique_ptr<Client>> clients_;
+  // Local datagrams, read kBatch at a time (recvmmsg) into buf_ (kBatch x kMaxDatagram bytes).
+  static constexpr size_t kBatch = 32;
+  static constexpr size_t kMaxDatagram = 65536;
   std::vector<uint8_t> buf_;
+  std::array<mmsghdr, kBatch> rx_msgs_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_in, kBatch> rx_from_{};
+  bool batching_ = false;         // in on_local: connections' packets wait in their batch
+  std::vector<uint64_t> batched_;  // the sources whose connection holds a batch
   // Counters.
   uint64_t datagrams_tx_ = 0, datagrams_rx_ = 0, bytes_tx_ = 0, bytes_rx_ = 0;
   uint64_t connections_ = 0, accepted_ = 0, refused_ = 0, failed_ = 0, idle_closed_ = 0;
+  uint64_t connections_h3_ = 0, connections_h2_ = 0, fallbacks_ = 0;
   std::array<uint64_t, size_t(UdpProxyDrop::Count)> drops_{};
-  // Drops counted by connections that are gone (their H3ConnectUdpClient's counters).
-  std::array<uint64_t, size_t(H3ConnectUdpClient::Drop::Count)> h3_drops_gone_{};
-  uint64_t capsules_rx_gone_ = 0;
+  // Drops counted by connections that are gone.
+  std::array<uint64_t, size_t(ConnectUdpDrop::Count)> rx_drops_gone_{};
+  uint64_t capsules_rx_gone_ = 0, capsules_skipped_gone_ = 0;
 };
 
 }  // namespace dptun

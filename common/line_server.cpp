@@ -157,4 +157,14 @@ void LineServer::reply(uint64_t conn, const std::string& text, bool close) {
   }
 }
 
+bool LineServer::push(uint64_t conn, const std::string& text) {
+  for (auto& c : conns_) {
+    if (c->id != conn || !c->fd || c->closing) continue;
+    if (c->out.size() + text.size() > limits_.max_pushed) return false;
+    c->out += text;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace dptun

@@ -1,5 +1,6 @@
 // A local line-protocol server on a unix socket (0660): each request line gets the handler's reply, at once or
-// later (reply()); a connection may stay open for more requests or be closed after a reply. Polled (accept,
+// later (reply()); a connection may stay open for more requests or be closed after a reply. An empty reply writes
+// nothing (a request that is never answered); push() sends lines nobody asked for, bounded per connection. Polled (accept,
 // read, write) from the owner's loop; never blocks. dpgw's control socket and dpctld's API socket.
 //
 // Bounded against clients that hold connections open: at most `max_connections` (and `max_per_peer` per peer
@@ -31,6 +32,7 @@ class LineServer {
     size_t max_line = 1u << 20;  // bytes, the '\n' not counted
     int request_timeout_s = 10;  // from the first byte (or the connect) to a complete line
     int idle_s = 30;             // a connection neither sending nor reading this long is closed
+    size_t max_pushed = size_t(4) << 20;  // bytes queued for a connection beyond which push() refuses more
   };
   struct Stats {
     uint64_t accepted = 0, shed = 0, timed_out = 0, too_long = 0, accept_paused = 0;
@@ -45,6 +47,10 @@ class LineServer {
   void poll(const Handler& handler);
   // A deferred reply; nothing happens when the connection has gone meanwhile.
   void reply(uint64_t conn, const std::string& text, bool close);
+  // Unsolicited line(s) to `conn`, whole, written by the next poll() as replies are (in order with them); nothing
+  // else changes (a deferred reply is still due). False, and nothing queued: the connection is gone or closing, or
+  // its queue (replies and pushes not written yet) would pass limits.max_pushed bytes.
+  bool push(uint64_t conn, const std::string& text);
   bool is_open(uint64_t conn) const;
   int fd() const { return fd_.get(); }  // the listening socket: readable when a client connects
   size_t connections() const { return conns_.size(); }

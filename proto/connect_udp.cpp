@@ -292,4 +292,21 @@ std::optional<ConnectUdpResponse> parse_connect_udp_response(std::span<const Htt
   return r;
 }
 
+std::string connect_udp_refusal_text(const ConnectUdpResponse& r) {
+  std::string s = std::to_string(r.status);
+  if (!r.proxy_status.empty()) s += " (" + r.proxy_status + ")";
+  return s;
+}
+
+const char* connect_udp_drop_name(ConnectUdpDrop d) {
+  switch (d) {
+    case ConnectUdpDrop::Malformed: return "malformed";
+    case ConnectUdpDrop::UnknownStream: return "unknown_stream";
+    case ConnectUdpDrop::Context: return "context";
+    case ConnectUdpDrop::NotOpen: return "not_open";
+    case ConnectUdpDrop::Count: break;
+  }
+  return "?";
+}
+
 }  // namespace dptun

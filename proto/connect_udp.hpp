@@ -68,5 +68,19 @@ struct ConnectUdpResponse {
 // Reads an answer's field section (what dpagent udp receives): nullopt when :status is missing, repeated or not
 // three digits.
 std::optional<ConnectUdpResponse> parse_connect_udp_response(std::span<const HttpField> fields);
+// A refusal for a log line: "404 (dptun; error=destination_not_found; details=\"...\")", the status and the
+// Proxy-Status field if any.
+std::string connect_udp_refusal_text(const ConnectUdpResponse& r);
+
+// Why a client dropped a UDP payload the gateway sent (HTTP Datagrams over HTTP/3, DATAGRAM capsules over HTTP/3 and
+// HTTP/2), one counter each; the same names whichever HTTP version carried them.
+enum class ConnectUdpDrop : uint8_t {
+  Malformed,      // a varint cut short
+  UnknownStream,  // an HTTP Datagram for another request stream (HTTP/3 only)
+  Context,        // a context ID other than 0 (no extension is registered, RFC 9298 4)
+  NotOpen,        // before the 2xx answer (or after the request ended)
+  Count
+};
+const char* connect_udp_drop_name(ConnectUdpDrop d);
 
 }  // namespace dptun

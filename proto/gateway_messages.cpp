@@ -1,5 +1,7 @@
 #include "proto/gateway_messages.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -131,8 +133,13 @@ QuicSessionSpec decode_quic(const json& j) {
   return q;
 }
 
-// A MASQUE client's session (docs/masque.md "Datagrams on the fast path"): {"stream_id": N, "target": "IPV4:PORT"}.
-json encode_masque(const MasqueSpec& m) { return {{"stream_id", m.stream_id}, {"target", m.target.str()}}; }
+// A MASQUE client's session (docs/masque.md "Datagrams on the fast path"): {"stream_id": N, "target": "IPV4:PORT"},
+// and "request_id": R (1..2^53-1) for a client whose capsules dpctld carries ("HTTP/2 and HTTP/1.1 fallback").
+json encode_masque(const MasqueSpec& m) {
+  json j{{"stream_id", m.stream_id}, {"target", m.target.str()}};
+  if (m.request_id) j["request_id"] = m.request_id;
+  return j;
+}
 
 MasqueSpec decode_masque(const json& j) {
   if (!j.is_object()) throw FieldError("'masque' must be an object");
@@ -148,7 +155,80 @@ MasqueSpec decode_masque(const json& j) {
   if (!target || !target->port || !target->ip.is_v4() || target->ip.unspecified())
     throw FieldError("'masque.target' must be the route's target, IPV4:PORT (port 1..65535)");
   m.target = *target;
+  if (const json* r = field(j, "request_id")) {
+    const std::optional<int64_t> v = json_int_in(*r, 1, kMaxMasqueRequestId);
+    if (!v) throw FieldError("'masque.request_id' must be dpctld's request id, 1..2^53-1");
+    m.request_id = uint64_t(*v);
+    if (m.stream_id)
+      throw FieldError("'masque.stream_id' must be 0 with a request_id (an HTTP/2 or HTTP/1.1 client's capsules)");
+  }
   return m;
+}
+
+namespace {
+
+// Base64 (RFC 4648 4, with padding) through OpenSSL's block codec. EVP_DecodeBlock is lenient where the message must
+// not be: it skips leading and trailing blanks, takes '=' anywhere as a zero sextet and counts the padding in its
+// length. So the text is checked here first (the alphabet, a multiple of 4, at most two '=' and only at the end) and
+// the padding is taken off the decoded length.
+std::string base64_encode(const std::vector<uint8_t>& data) {
+  std::string out(4 * ((data.size() + 2) / 3), '\0');
+  const int n = data.empty() ? 0
+                             : EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data.data(), int(data.size()));
+  out.resize(size_t(n));
+  return out;
+}
+
+bool base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+std::optional<std::vector<uint8_t>> base64_decode(const std::string& text) {
+  if (text.size() % 4) return std::nullopt;
+  size_t pad = 0;
+  while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+  for (size_t i = 0; i < text.size() - pad; ++i)
+    if (!base64_char(text[i])) return std::nullopt;
+  std::vector<uint8_t> out(text.size() / 4 * 3);
+  if (text.empty()) return out;
+  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), int(text.size()));
+  if (n < 0 || size_t(n) != out.size()) return std::nullopt;
+  out.resize(out.size() - pad);
+  return out;
+}
+
+}  // namespace
+
+json encode_masque_datagrams(const MasqueDatagrams& d) {
+  json list = json::array();
+  for (const auto& p : d.datagrams) list.push_back(base64_encode(p));
+  return gateway_message(GatewayMessageType::MasqueDatagrams,
+                         {{"index", d.index}, {"request_id", d.request_id}, {"datagrams", std::move(list)}});
+}
+
+MasqueDatagrams decode_masque_datagrams(const json& j) {
+  MasqueDatagrams d;
+  d.index = uint32_t(int_field(j, "index", kFirstControlSessionIndex, 65535));
+  const json* r = field(j, "request_id");
+  const std::optional<int64_t> id = r ? json_int_in(*r, 1, kMaxMasqueRequestId) : std::nullopt;
+  if (!id) throw FieldError("'request_id' must be dpctld's request id, 1..2^53-1");
+  d.request_id = uint64_t(*id);
+  const json* list = field(j, "datagrams");
+  if (!list || !list->is_array() || list->empty() || list->size() > MasqueDatagrams::kMaxMasqueDatagrams)
+    throw FieldError("'datagrams' must be a list of 1 to " + std::to_string(MasqueDatagrams::kMaxMasqueDatagrams) +
+                     " base64 UDP payloads");
+  // The longest base64 text of a payload of kMaxMasqueDatagramSize bytes: checked before anything is decoded.
+  constexpr size_t kMaxText = 4 * ((MasqueDatagrams::kMaxMasqueDatagramSize + 2) / 3);
+  d.datagrams.reserve(list->size());
+  for (const json& p : *list) {
+    std::optional<std::vector<uint8_t>> v;
+    if (p.is_string() && p.get_ref<const std::string&>().size() <= kMaxText) v = base64_decode(p.get<std::string>());
+    if (!v || v->size() > MasqueDatagrams::kMaxMasqueDatagramSize)
+      throw FieldError("'datagrams' entries must be base64 (RFC 4648 4, padded) of at most " +
+                       std::to_string(MasqueDatagrams::kMaxMasqueDatagramSize) + " bytes");
+    d.datagrams.push_back(std::move(*v));
+  }
+  return d;
 }
 
 json encode_session(const SessionSpec& s) {
@@ -178,8 +258,11 @@ SessionSpec decode_session(const json& j) {
   s.visitor = connect_udp || parse_role(j) == SessionRole::Visitor;
   if (const json* q = field(j, "quic")) s.quic = decode_quic(*q);
   if (const json* m = field(j, "masque")) s.masque = decode_masque(*m);
-  if (connect_udp != s.masque.has_value() || (s.masque && !s.quic))
+  if (connect_udp != s.masque.has_value() || (s.masque && !s.masque->request_id && !s.quic))
     throw FieldError("'masque' comes with \"role\": \"connect-udp\" and a 'quic' object, and that role with both");
+  // A client whose capsules dpctld carries: nothing of it comes from the network, so no QUIC connection either.
+  if (s.masque && s.masque->request_id && s.quic)
+    throw FieldError("'masque' with a request_id (an HTTP/2 or HTTP/1.1 client) comes without a 'quic' object");
   return s;
 }
 

@@ -55,7 +55,9 @@ struct MasqueDatagrams {
 };
 nlohmann::json encode_masque_datagrams(const MasqueDatagrams& d);
 // Throws FieldError naming the field: index not kFirstControlSessionIndex..65535, request_id not 1..2^53-1, no
-// datagrams or too many, one that is not base64 or too long.
+// datagrams or too many, one that is not base64 or too long. Base64 is read strictly: RFC 4648 4's alphabet, a
+// multiple of 4 characters, padded with at most two '=' at the end, no blanks or line breaks; "" is an empty payload.
+// encode_masque_datagrams writes it so (OpenSSL's EVP_EncodeBlock), with "type" and no "seq".
 MasqueDatagrams decode_masque_datagrams(const nlohmann::json& j);
 
 // "tcp" / "udp" as entry points and entry_del name their protocol (6 / 17); parse_l4_proto throws FieldError.

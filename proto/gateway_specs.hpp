@@ -63,6 +63,8 @@ struct MasqueSpec {
   uint64_t request_id = 0;  // 1..2^53-1: dpctld's id of an HTTP/2 or HTTP/1.1 request (unique per dpctld run); 0: HTTP/3
   bool operator==(const MasqueSpec&) const = default;
 };
+// The largest MasqueSpec::request_id: 2^53 - 1, an integer every JSON reader holds exactly.
+inline constexpr int64_t kMaxMasqueRequestId = (int64_t(1) << 53) - 1;
 
 struct SessionSpec {
   uint32_t index = 0;

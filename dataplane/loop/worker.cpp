@@ -320,6 +320,21 @@ void Worker::handle_handoffs(rte_mbuf** objs, unsigned n) {
           encap_.quic_frames(*s, m, h.to);
         break;
       }
+      case HandoffMeta::MasqueInject: {  // a UDP payload dpctld carried for a capsule session of this worker's
+        TunnelSession* s = ctx_.dp.sessions.find(hm.session);
+        MasqueInjectHeader h;
+        if (m->data_len < sizeof h) {
+          ctx_.drop(m, Drop::HandoffFull);
+          break;
+        }
+        std::memcpy(&h, rte_pktmbuf_mtod(m, const void*), sizeof h);
+        rte_pktmbuf_adj(m, uint16_t(sizeof h));
+        if (!s || s->serial != h.serial || !s->masque || !s->masque->request_id)  // gone since
+          ctx_.drop(m, Drop::UnknownSession);
+        else
+          masque_.inject(m, *s);
+        break;
+      }
       case HandoffMeta::Reassembled:
         if (hm.port < ctx_.dp.ports.size())
           frags_.datagram_input(hm.port, m);

@@ -12,6 +12,7 @@
 #include "common/line_server.hpp"
 #include "common/log.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
+#include "dataplane/main_lcore/masque_capsules.hpp"
 #include "dataplane/main_lcore/stats_report.hpp"
 #include "dataplane/main_lcore/trace_command.hpp"
 #include "dataplane/loop/worker.hpp"
@@ -113,7 +114,7 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
     std::string error;
     bool ok = true;
     if (conn == ctx.controller.conn) ctx.controller.last_heard_ns = ctx.now_ns;
-    if (known && changes_gateway_state(*known)) {
+    if (known && (changes_gateway_state(*known) || *known == GatewayMessageType::MasqueDatagrams)) {
       // Only the controller changes the gateway, and only under its current epoch.
       const json* epoch = field(req, "epoch");
       if (conn != ctx.controller.conn || (epoch && json_int_in(*epoch, 0, INT64_MAX) != int64_t(ctx.controller.epoch))) {
@@ -136,8 +137,19 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
         reply = controller_hello(req, conn, ctx);
         if (gateway_message_type(reply) == GatewayMessageType::Error) close = true;
         break;
-      case GatewayMessageType::MasqueDatagrams:  // (dpctld's HTTP/2 front end: not carried by this dpgw yet)
-        throw std::runtime_error("masque_datagrams: this dpgw does not carry MASQUE capsule sessions");
+      case GatewayMessageType::MasqueDatagrams: {  // dpctld's HTTP/2 and HTTP/1.1 clients' payloads: never answered
+        if (!ctx.masque) throw std::runtime_error("this dpgw does not carry MASQUE capsule sessions");
+        std::optional<MasqueDatagrams> d;
+        try {
+          d = decode_masque_datagrams(req);
+        } catch (const std::exception& e) {
+          dp.masque_control.malformed.add();
+          LOG_DEBUG("control socket: masque_datagrams: %s", e.what());
+          return std::string();
+        }
+        ctx.masque->inject(*d);
+        return std::string();
+      }
       case GatewayMessageType::Trace:  // dpgw trace: start, poll, stop (trace_command.cpp)
         close = true;
         reply = trace_request(dp, req, ctx.now_ns);

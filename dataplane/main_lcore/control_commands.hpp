@@ -1,11 +1,13 @@
 // What dpgw's control socket answers: one-shot stats ("json" / "text", used by `dpgw stats`) and dpctld's
-// JSON messages -- hello, sync, tunnel/session/entry changes, status (docs/control-plane.md).
+// JSON messages -- hello, sync, tunnel/session/entry changes, status, masque_datagrams (docs/control-plane.md).
 //
 // One controller at a time: the dpctld whose hello was accepted owns the gateway's managed state under an
 // epoch (+1 at every takeover). A second dpctld's hello is refused (`controller_busy`) while the owner's
 // connection is open and heard within kControllerLeaseNs; after that it takes over, and the previous owner's
 // connection is closed with `fenced`. Changes from any connection but the owner's, or naming another epoch,
-// are refused (`not_controller` / `fenced`) and change nothing.
+// are refused (`not_controller` / `fenced`) and change nothing; so are masque_datagrams (the UDP payloads of MASQUE
+// clients whose capsules dpctld carries: MasqueCapsules::inject), which are never answered otherwise: the reply is
+// empty (nothing written), a message that does not decode is counted masque_capsule_malformed.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,6 +17,7 @@ namespace dptun {
 struct Dataplane;
 class GatewayState;
 class LineServer;
+class MasqueCapsules;
 class QuicSlowPath;
 
 inline constexpr uint64_t kControllerLeaseNs = 10'000'000'000ull;
@@ -35,6 +38,7 @@ struct ControlContext {
   const LineServer& server;
   uint64_t now_ns;
   QuicSlowPath* quic = nullptr;  // sessions its agent closed, told in status replies (nullptr: none)
+  MasqueCapsules* masque = nullptr;  // masque_datagrams from the controller go there (nullptr: refused)
   uint64_t fence_conn = 0;  // out: a previous owner's connection to close with `fenced`
 };
 

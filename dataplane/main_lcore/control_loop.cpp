@@ -115,7 +115,7 @@ std::vector<std::string> port_devices(const Dataplane& dp) {
 }  // namespace
 
 ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
-    : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), quic_(dp, state),
+    : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), quic_(dp, state), masque_(dp, state),
       socket_drops_(port_devices(dp)) {
   for (size_t p = 0; p < dp_.socket_counted.size(); ++p) dp_.socket_counted[p] = socket_drops_.counted(uint8_t(p));
 }
@@ -161,7 +161,13 @@ void ControlLoop::tick(uint64_t now_ns) {
     report(now_ns);
     last_report_ns_ = now_ns;
   }
-  ControlContext ctx{dp_, state_, controller_, control_, now_ns, &quic_};
+  // Targets' replies to MASQUE clients whose capsules dpctld carries: to the controller's connection, before this
+  // tick's replies are written (a bounded number per tick).
+  masque_.drain([this](const std::string& line) {
+    if (!controller_.conn || !control_.is_open(controller_.conn)) return MasqueCapsules::Push::NoController;
+    return control_.push(controller_.conn, line) ? MasqueCapsules::Push::Queued : MasqueCapsules::Push::Backlog;
+  });
+  ControlContext ctx{dp_, state_, controller_, control_, now_ns, &quic_, &masque_};
   control_.poll([&](const std::string& line, bool& close, uint64_t conn) -> std::optional<std::string> {
     std::string reply = handle_control_line(line, close, conn, ctx);
     if (ctx.fence_conn) {  // a controller silent past its lease was replaced: it hears so, and is cut off

@@ -1,5 +1,6 @@
 // The control lcore of dpgw: ARP (answer, learn, resolve), tunnels/sessions/entry points and their keys
-// (GatewayState), the QUIC slow path (QuicSlowPath), RCU reclamation, the kernel path, the control socket (stats, dpctld) and rate-limited
+// (GatewayState), the QUIC slow path (QuicSlowPath), MASQUE clients whose capsules dpctld carries (MasqueCapsules),
+// RCU reclamation, the kernel path, the control socket (stats, dpctld) and rate-limited
 // warnings. Runs on the main lcore and sleeps between ticks.
 #pragma once
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/kernel_path.hpp"
+#include "dataplane/main_lcore/masque_capsules.hpp"
 #include "dataplane/main_lcore/quic_slow_path.hpp"
 #include "dataplane/main_lcore/socket_drops.hpp"
 #include "dataplane/tables/reclaimer.hpp"
@@ -54,6 +56,7 @@ class ControlLoop {
   MetricsHttp metrics_;
   KernelPath kernel_;
   QuicSlowPath quic_;  // QUIC frames the fast path leaves, path validation (quic_slow_path.hpp)
+  MasqueCapsules masque_;  // MASQUE clients whose capsules dpctld carries (masque_capsules.hpp)
   SocketDrops socket_drops_;  // read every 100 ms into dp_.socket_rx_dropped
   uint64_t last_socket_drops_ns_ = 0;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;

@@ -93,9 +93,10 @@ bool Gateway::build(const Options& opt, std::string& error) {
   }
   dp.control_ring = rte_ring_create("dptun_control", 1024, socket, RING_F_SC_DEQ);
   dp.quic_slow_ring = rte_ring_create("dptun_quic_slow", 512, socket, RING_F_SC_DEQ);
+  dp.masque_ring = rte_ring_create("dptun_masque", 2048, socket, RING_F_SC_DEQ);
   dp.resolve_ring = rte_ring_create_elem("dptun_resolve", sizeof(uint64_t), 1024, socket, RING_F_SC_DEQ);
   dp.kernel_ring = rte_ring_create("dptun_kernel", 4096, socket, RING_F_SC_DEQ);
-  if (!dp.control_ring || !dp.quic_slow_ring || !dp.resolve_ring || !dp.kernel_ring) {
+  if (!dp.control_ring || !dp.quic_slow_ring || !dp.masque_ring || !dp.resolve_ring || !dp.kernel_ring) {
     error = "cannot create control rings";
     return false;
   }
@@ -200,7 +201,7 @@ Gateway::~Gateway() {
     while (w->handoff_ring() && rte_ring_dequeue(w->handoff_ring(), &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
   }
   dp.workers.clear();
-  for (rte_ring* r : {dp.control_ring, dp.quic_slow_ring, dp.kernel_ring}) {
+  for (rte_ring* r : {dp.control_ring, dp.quic_slow_ring, dp.masque_ring, dp.kernel_ring}) {
     void* m;
     while (r && rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
     rte_ring_free(r);

@@ -173,16 +173,26 @@ bool GatewayState::add_session(const SessionSpec& spec, std::string& error) {
     s->endpoint.store(spec.quic->path);  // validated by the handshake; any other address is validated first
   }
   if (spec.masque) {
-    // A MASQUE client: a visitor of the route's tunnel over the QUIC framing, its datagrams to the route's target.
+    // A MASQUE client: a visitor of the route's tunnel over the QUIC framing, its datagrams to the route's target;
+    // or, with a request_id, one whose capsules dpctld carries (no QUIC connection, nothing from the network).
+    const bool capsules = spec.masque->request_id != 0;
     auto m = std::make_unique<MasqueState>();
     m->stream_id = spec.masque->stream_id;
     m->target = spec.masque->target;
-    m->source = spec.quic ? spec.quic->path : Endpoint{};
+    m->request_id = spec.masque->request_id;
+    // The packets' source (MasqueState::source): the client's validated path; a capsule client's address is dpctld's
+    // knowledge, so its packets come from the gateway's first address and the session index as port (one flow per
+    // session all the same: the index is part of every visitor flow's key).
+    if (spec.quic)
+      m->source = spec.quic->path;
+    else if (capsules && !dp_.ports.empty())
+      m->source = Endpoint{Ipv4{dp_.ports[0].address}, uint16_t(spec.index)};
     m->header_len = uint8_t(write_h3_datagram_header(m->header, m->stream_id, kUdpPayloadContextId));
-    if (!spec.visitor || !spec.quic || !m->header_len || !m->target.ip.is_v4() || !m->target.port ||
-        !m->source.ip.is_v4()) {
+    if (!spec.visitor || !m->header_len || !m->target.ip.is_v4() || !m->target.port || !m->source.ip.is_v4() ||
+        !m->source.port || (capsules ? spec.quic.has_value() || m->stream_id != 0 : !spec.quic)) {
       error = "session " + std::to_string(spec.index) +
-              ": a MASQUE session needs the visitor role, a QUIC connection, a request stream and an IPv4 target";
+              ": a MASQUE session needs the visitor role, an IPv4 target, and a QUIC connection with a request "
+              "stream or (capsules carried by dpctld) a request id without either";
       return false;
     }
     s->masque = std::move(m);
@@ -355,7 +365,8 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
       // The same index with other keys (another registration than the one dpgw holds): the controller's is the
       // session now, and the old keys must never be selected again.
       if (have.base_secret == s.base_secret && t && have.tunnel == t->slot && have.visitor == s.visitor &&
-          bool(have.quic) == s.quic.has_value() && bool(have.masque) == s.masque.has_value())
+          bool(have.quic) == s.quic.has_value() && bool(have.masque) == s.masque.has_value() &&
+          (!have.masque || (have.masque->request_id == s.masque->request_id && have.masque->target == s.masque->target)))
         continue;
       LOG_INFO("sync: session %u is another registration now; replacing it", s.index);
       drop_session(s.index);

@@ -131,6 +131,22 @@ const QuicControlField kQuicControlFields[] = {
     {"quic_peer_cid_retired", "Sessions whose agent retired the connection ID dpgw sends with (kept all the same).", &QuicControlStats::peer_cid_retired},
     {"quic_control_send_full", "Slow-path frames not sent: a worker's handoff ring was full, or no mbuf.", &QuicControlStats::send_full},
 };
+// MASQUE clients whose capsules dpctld carries (MasqueControlStats, the control lcore's): as QuicControlField.
+struct MasqueControlField {
+  const char* name;
+  const char* help;
+  Counter MasqueControlStats::*v;
+};
+const MasqueControlField kMasqueControlFields[] = {
+    {"masque_capsule_rx", "UDP payloads from dpctld (MASQUE clients whose capsules it carries) handed to workers.", &MasqueControlStats::rx},
+    {"masque_capsule_tx", "Targets' replies to such clients sent to dpctld.", &MasqueControlStats::tx},
+    {"masque_capsule_unknown", "Payloads from dpctld naming no capsule session, or another request id (dropped).", &MasqueControlStats::unknown},
+    {"masque_capsule_malformed", "masque_datagrams messages from dpctld that did not decode (dropped).", &MasqueControlStats::malformed},
+    {"masque_capsule_too_large", "Payloads from dpctld too large for one mbuf (dropped).", &MasqueControlStats::too_large},
+    {"masque_capsule_send_full", "Payloads from dpctld not handed to a worker: its handoff ring was full, or no mbuf.", &MasqueControlStats::send_full},
+    {"masque_capsule_backlog", "Replies to dpctld dropped: its connection had too much queued already.", &MasqueControlStats::backlog},
+    {"masque_capsule_no_controller", "Replies to dpctld dropped: no controller connected.", &MasqueControlStats::no_controller},
+};
 // Frame types by QuicControlStats::frames_rx slot (RFC 9000 19; RFC 9221).
 const char* quic_frame_slot_name(size_t slot) {
   static const char* const names[kQuicFrameSlots] = {
@@ -300,6 +316,9 @@ std::string stats_json(const Dataplane& dp) {
     if (const char* n = quic_frame_slot_name(t)) j.field(n, dp.quic_control.frames_rx[t].get());
   j.end_object();
   j.end_object();
+  j.key("masque_control").begin_object();
+  for (const MasqueControlField& f : kMasqueControlFields) j.field(f.name, (dp.masque_control.*f.v).get());
+  j.end_object();
   j.key("totals").begin_object();
   j.field("flows_active", flows_active(dp));
   j.field("neighbors", uint64_t(dp.neighbors.size()));
@@ -389,6 +408,15 @@ std::string stats_text(const Dataplane& dp) {
         " (%" PRIu64 " over the rate, not sent), %" PRIu64 " ICMP errors from agents passed on\n",
         sum(&WorkerStats::closed_port_rsts), sum(&WorkerStats::closed_port_unreachables),
         sum(&WorkerStats::closed_port_limited), sum(&WorkerStats::icmp_errors_forwarded));
+  {
+    const MasqueControlStats& mc = dp.masque_control;
+    if (mc.rx.get() || mc.tx.get() || mc.unknown.get() || mc.malformed.get() || mc.too_large.get() ||
+        mc.send_full.get() || mc.backlog.get() || mc.no_controller.get()) {
+      out += "MASQUE capsules via dpctld:";
+      for (const MasqueControlField& f : kMasqueControlFields) add(" %s %" PRIu64, f.name, (mc.*f.v).get());
+      out += "\n";
+    }
+  }
   std::string drops;
   for (size_t d = 0; d < size_t(Drop::Count); ++d) {
     uint64_t v = drop_total(dp, d);
@@ -456,6 +484,11 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
     const std::string name = std::string("dptun_gw_") + f.name + "_total";
     p.family(name, "counter", f.help);
     p.sample(name, double((dp.quic_control.*f.v).get()));
+  }
+  for (const MasqueControlField& f : kMasqueControlFields) {
+    const std::string name = std::string("dptun_gw_") + f.name + "_total";
+    p.family(name, "counter", f.help);
+    p.sample(name, double((dp.masque_control.*f.v).get()));
   }
   p.family("dptun_gw_quic_frames_rx_total", "counter", "Slow-path QUIC packets carrying each frame type (RFC 9000 19).");
   for (size_t t = 0; t < kQuicFrameSlots; ++t)

@@ -2,6 +2,7 @@
 #include "dataplane/masque/masque_input.hpp"
 
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <cstring>
 
@@ -29,11 +30,20 @@ void MasqueInput::input(rte_mbuf* m, std::span<uint8_t> datagram, TunnelSession&
   // The UDP payload gets its IPv4 and UDP headers in front, in place: the packet's own headers lie before it.
   const uint8_t* payload = d->udp.payload.data();
   const uint32_t len = uint32_t(d->udp.payload.size());
-  constexpr uint32_t kHeaders = uint32_t(kIpv4HeaderLen + kUdpHeaderLen);
   rte_pktmbuf_adj(m, uint16_t(payload - rte_pktmbuf_mtod(m, const uint8_t*)));
   rte_pktmbuf_trim(m, uint16_t(m->data_len - len));
+  to_target(m, s);
+}
+
+void MasqueInput::inject(rte_mbuf* m, TunnelSession& s) { to_target(m, s); }
+
+void MasqueInput::to_target(rte_mbuf* m, TunnelSession& s) {
+  const MasqueState& ms = *s.masque;
+  constexpr uint32_t kHeaders = uint32_t(kIpv4HeaderLen + kUdpHeaderLen);
+  const uint32_t len = m->data_len;
   uint8_t* ip = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(kHeaders)));
-  if (!ip || len > UINT16_MAX - kHeaders) {  // (neither: the QUIC packet's own headers were longer, in one mbuf)
+  // (neither: the QUIC packet's own headers were longer, in one mbuf; the control lcore left a frame's headroom)
+  if (!ip || m->nb_segs != 1 || len > UINT16_MAX - kHeaders) {
     ctx_.drop(m, Drop::NoRoom);
     return;
   }
@@ -57,8 +67,12 @@ void MasqueInput::input(rte_mbuf* m, std::span<uint8_t> datagram, TunnelSession&
 
 void MasqueInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   TunnelSession* v = visitors_.visitor_of(f);
-  if (!v || !v->masque || !v->quic) {  // the client went (its index may serve another session now)
+  if (!v || !v->masque || (!v->quic && !v->masque->request_id)) {  // the client went (its index may serve another)
     ctx_.drop(m, Drop::StaleFlow);
+    return;
+  }
+  if (v->masque->request_id) {  // its capsules are dpctld's: the payload goes there through the control lcore
+    to_control(m, *v, pi);
     return;
   }
   // A datagram the agent sent in fragments, reassembled: one buffer, or too large for any one packet to the client.
@@ -74,6 +88,35 @@ void MasqueInput::deliver(rte_mbuf* m, Flow& f, const PacketInfo& pi) {
   rte_pktmbuf_trim(m, uint16_t(m->data_len - ms.header_len - len));
   std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), ms.header.data(), ms.header_len);
   encap_.app_datagram(m, *v);
+}
+
+void MasqueInput::to_control(rte_mbuf* m, const TunnelSession& v, const PacketInfo& pi) {
+  // The UDP payload, whole: a datagram the agent sent in fragments stays the chain reassembly made (the control lcore
+  // reads across segments), so a capsule client gets replies of any size UDP carries.
+  const uint32_t len = uint32_t(pi.l4_len) - uint32_t(kUdpHeaderLen);
+  const uint32_t at = uint32_t(pi.l4_offset + kUdpHeaderLen);
+  if (at > m->data_len || m->pkt_len - at < len) {  // (never: the headers are in the first segment, pi from m)
+    ctx_.drop(m, Drop::BadInner);
+    return;
+  }
+  rte_pktmbuf_adj(m, uint16_t(at));
+  if (m->pkt_len > len && rte_pktmbuf_trim(m, uint16_t(m->pkt_len - len)) != 0) {  // (padding behind the datagram)
+    ctx_.drop(m, Drop::BadInner);
+    return;
+  }
+  // The IPv4 and UDP headers' room (28 bytes and more) takes the header.
+  char* out = rte_pktmbuf_prepend(m, uint16_t(sizeof(MasqueReplyHeader)));
+  if (!out) {
+    ctx_.drop(m, Drop::NoRoom);
+    return;
+  }
+  const MasqueReplyHeader h{v.index, v.serial, v.masque->request_id};
+  std::memcpy(out, &h, sizeof h);
+  if (rte_ring_mp_enqueue(ctx_.dp.masque_ring, m) != 0) {
+    ctx_.drop(m, Drop::MasqueCapsuleFull);
+    return;
+  }
+  ctx_.stats.masque_datagrams_tx.add();
 }
 
 }  // namespace dptun

@@ -55,6 +55,10 @@ void TunnelInput::burst(uint8_t port, rte_mbuf** pkts, const PacketInfo* info, u
       ctx_.drop(m, Drop::UnknownSession);
       continue;
     }
+    if (__builtin_expect(s->masque != nullptr, 0) && s->masque->request_id) {  // its capsules come from dpctld only
+      ctx_.drop(m, Drop::MasqueCapsuleFrame);
+      continue;
+    }
     if (s->rx_worker != ctx_.id) {  // the replay window has a single owner
       tx_.handoff(s->rx_worker, m, HandoffMeta{0, 0, HandoffMeta::RawFrame, port});
       continue;

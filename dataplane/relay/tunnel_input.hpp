@@ -6,7 +6,8 @@
 // flow table (flow state, reply checks); hands inner fragments to Fragments, visitor frames to VisitorInput (replies
 // on MASQUE clients' flows to MasqueInput), hostname connections' segments to TcpBinding. Counts decap_*,
 // from_agent_* and replay/auth_fail per tunnel, keepalives; drops frame_malformed unknown_session replay stale_counter auth_fail key_unavailable bad_inner
-// stale_flow flow_mismatch target_unreachable masque_target_unreachable.
+// stale_flow flow_mismatch target_unreachable masque_target_unreachable masque_capsule_frame (a frame naming a MASQUE
+// client whose capsules dpctld carries: nothing of it comes from the network).
 #pragma once
 #include <cstdint>
 

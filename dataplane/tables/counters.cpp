@@ -64,6 +64,8 @@ const char* drop_reason_name(Drop d) {
     case Drop::MasqueMalformed: return "masque_malformed";
     case Drop::MasqueTooLarge: return "masque_too_large";
     case Drop::MasqueTargetUnreachable: return "masque_target_unreachable";
+    case Drop::MasqueCapsuleFrame: return "masque_capsule_frame";
+    case Drop::MasqueCapsuleFull: return "masque_capsule_full";
     case Drop::Count: break;
   }
   return "unknown";

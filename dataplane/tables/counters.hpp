@@ -93,6 +93,9 @@ enum class Drop : uint8_t {
                         // max_udp_payload_size or the link's MTU): never fragmented (RFC 9298 5)
   MasqueTargetUnreachable,  // an agent's ICMP error about a MASQUE flow's target: RFC 9298 has no way to tell the
                             // client
+  // MASQUE clients whose DATAGRAM capsules dpctld carries (docs/masque.md "HTTP/2 and HTTP/1.1 fallback")
+  MasqueCapsuleFrame,  // a relay frame naming such a client's session index: it takes nothing from the network
+  MasqueCapsuleFull,   // a target's reply to such a client could not go to the control lcore: its ring was full
   Count
 };
 
@@ -168,6 +171,19 @@ struct alignas(64) QuicControlStats {
   Counter connection_closes_rx;  // sessions ended by the agent's CONNECTION_CLOSE
   Counter peer_cid_retired;      // the agent's NEW_CONNECTION_ID retired the connection ID dpgw sends with
   Counter send_full;             // frames not handed to a worker: its handoff ring was full, or no mbuf
+};
+
+// MASQUE clients whose DATAGRAM capsules dpctld carries (docs/masque.md "HTTP/2 and HTTP/1.1 fallback"), on the control
+// lcore (main_lcore/masque_capsules.hpp; written by it only). Payloads, except `malformed` (messages).
+struct alignas(64) MasqueControlStats {
+  Counter rx;             // payloads from dpctld handed to their session's RX worker
+  Counter tx;             // targets' replies sent to dpctld in masque_datagrams messages
+  Counter unknown;        // payloads of messages naming no such session, or another request id: dropped whole
+  Counter malformed;      // masque_datagrams messages that did not decode (messages)
+  Counter too_large;      // payloads whose IPv4/UDP packet does not fit one mbuf (as a frame received would)
+  Counter send_full;      // payloads not handed to the worker: its handoff ring was full, or no mbuf
+  Counter backlog;        // replies dropped: the controller's connection had kMaxBacklog bytes queued already
+  Counter no_controller;  // replies dropped: no controller connected
 };
 
 struct alignas(64) TunnelStats {

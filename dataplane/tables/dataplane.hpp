@@ -44,8 +44,18 @@ struct HandoffMeta {
   // Reassembled: a client datagram put together from fragments, to the worker of its 5-tuple (fragments.cpp).
   // QuicSlowPath: workers -> control ring, a QuicSlowPathHeader and the decrypted frames of a QUIC session's packet
   // (main_lcore/quic_slow_path.hpp). QuicSend: control lcore -> a QUIC session's RX worker, a QuicSendHeader and
-  // frames for Encap::quic_frames to send in a 1-RTT packet (session: the session's index).
-  enum Stage : uint8_t { RawFrame = 1, InnerPacket = 2, Transmit = 3, Reassembled = 4, QuicSlowPath = 5, QuicSend = 6 };
+  // frames for Encap::quic_frames to send in a 1-RTT packet (session: the session's index). MasqueInject: control
+  // lcore -> a capsule session's RX worker (MasqueState::request_id), a MasqueInjectHeader and one UDP payload dpctld
+  // carried, for MasqueInput::inject (session: the session's index).
+  enum Stage : uint8_t {
+    RawFrame = 1,
+    InnerPacket = 2,
+    Transmit = 3,
+    Reassembled = 4,
+    QuicSlowPath = 5,
+    QuicSend = 6,
+    MasqueInject = 7,
+  };
   uint64_t flow_id;
   uint32_t session;
   uint8_t stage;
@@ -70,6 +80,20 @@ struct QuicSlowPathHeader {
 struct QuicSendHeader {
   uint32_t serial;
   Endpoint to;  // the destination: a candidate address, or where a PATH_CHALLENGE came from
+};
+
+// At the start of a MasqueInject mbuf, then the UDP payload. The mbuf's data begins where a received frame's IPv4
+// header would, minus this header and the IPv4 and UDP headers the worker writes in front of the payload: the same
+// headroom for the encapsulation to the agent as any packet received (main_lcore/masque_capsules.hpp).
+struct MasqueInjectHeader {
+  uint32_t serial;  // TunnelSession::serial: the index may have been given to another session since
+};
+// At the start of a mbuf on Dataplane::masque_ring (workers -> control), then the UDP payload of a target's reply to
+// a capsule session (MasqueInput::deliver): the rest of the packet, which may be a chain of segments (reassembled).
+struct MasqueReplyHeader {
+  uint32_t index;
+  uint32_t serial;
+  uint64_t request_id;  // MasqueState::request_id: what dpctld knows the client by
 };
 
 // Nanoseconds from the TSC: one rdtsc and a multiply, cheap enough to read once per poll.
@@ -99,10 +123,14 @@ struct Dataplane {
   // workers -> control: QUIC slow-path packets (HandoffMeta::QuicSlowPath; multi-producer). A ring of its own, so
   // that a flood of them cannot crowd ARP out of control_ring.
   rte_ring* quic_slow_ring = nullptr;
+  // workers -> control: targets' replies to MASQUE clients whose capsules dpctld carries (a MasqueReplyHeader and the
+  // UDP payload; multi-producer), sent to dpctld by main_lcore/masque_capsules.hpp.
+  rte_ring* masque_ring = nullptr;
   rte_ring* resolve_ring = nullptr;  // workers -> control: next hops to resolve, (port << 32 | ip)
   rte_ring* kernel_ring = nullptr;   // workers -> control: frames for the kernel path (multi-producer)
   std::array<KernelPathStats, 8> kernel_stats;  // per port
   QuicControlStats quic_control;  // the QUIC slow path (control lcore)
+  MasqueControlStats masque_control;  // MASQUE clients whose capsules dpctld carries (control lcore)
   // Per port, main lcore only: frames the kernel dropped in front of a socket vdev (af_packet, af_xdp), as
   // ControlLoop last read them (main_lcore/socket_drops.hpp); socket_counted: the port has such a socket.
   std::array<uint64_t, 8> socket_rx_dropped{};

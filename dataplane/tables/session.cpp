@@ -50,7 +50,8 @@ bool SessionKeyManager::maintain(TunnelSession& s, uint64_t now_ns, uint64_t rea
   // A QUIC session's keys and packet numbers are its QuicSessionState's (the connection's 1-RTT keys, numbers from
   // first_tx_pn on): no relay epochs, and its counter never follows the wall clock (the peer rebuilds packet
   // numbers from 1..4 bytes: a jump of 2^31 or more would be misread).
-  if (s.quic) return true;
+  // A MASQUE client whose capsules dpctld carries takes no frame from the network and is sent none: no keys either.
+  if (s.quic || (s.masque && s.masque->request_id)) return true;
   bool ok = true;
   const uint64_t now_epoch = epoch_of(real_ns);
 

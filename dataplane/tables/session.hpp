@@ -106,6 +106,11 @@ struct MasqueState {
   // The HTTP Datagram header of the replies (RFC 9297 2.1, RFC 9298 4): Quarter Stream ID, context ID 0.
   std::array<uint8_t, 9> header{};
   uint8_t header_len = 0;
+  // Nonzero: an HTTP/2 or HTTP/1.1 client whose DATAGRAM capsules dpctld carries (docs/masque.md "HTTP/2 and HTTP/1.1
+  // fallback", MasqueSpec::request_id): its session has no `quic`, no keys and no endpoint, takes no frame from the
+  // network; its payloads come from the control lcore (HandoffMeta::MasqueInject) and the target's replies go back to
+  // it (Dataplane::masque_ring), both naming this id. stream_id and header are unused.
+  uint64_t request_id = 0;
 };
 
 struct alignas(64) TunnelSession {
@@ -126,7 +131,8 @@ struct alignas(64) TunnelSession {
   std::vector<uint8_t> base_secret;
   // The QUIC framing's state (dataplane/tables/quic_session.hpp); null: relay frames. Its receive side: rx_worker.
   std::unique_ptr<QuicSessionState> quic;
-  // A MASQUE client (with `visitor` and `quic`): its DATAGRAM frames are HTTP Datagrams, not inner packets.
+  // A MASQUE client (with `visitor`, and `quic` unless MasqueState::request_id): its DATAGRAM frames are HTTP
+  // Datagrams, not inner packets.
   std::unique_ptr<const MasqueState> masque;
   // The agent's address; not known until configured or heard from. Written by rx_worker (relay frames: it follows
   // every authenticated frame newer than all before). A QUIC session's: by rx_worker only to learn it (first packet),

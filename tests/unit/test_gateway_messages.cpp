@@ -205,6 +205,109 @@ static void masque_session_round_trip(void**) {
   assert_non_null(strstr(err(bad).c_str(), "'masque.target'"));
 }
 
+// An HTTP/2 or HTTP/1.1 client whose capsules dpctld carries (docs/masque.md "HTTP/2 and HTTP/1.1 fallback"): the
+// masque object with a request_id, no quic object, stream_id 0; refused with a quic object, another stream ID, or a
+// request_id outside 1..2^53-1.
+static void capsule_session_round_trip(void**) {
+  SessionSpec s;
+  s.index = 40003;
+  s.tunnel = id1();
+  s.base_secret.assign(32, 9);
+  s.visitor = true;
+  s.masque = MasqueSpec{0, Endpoint{Ipv4{0x0a000005}, 53}, (uint64_t(1) << 53) - 1};
+  const json j = encode_session(s);
+  assert_false(j.contains("quic"));
+  assert_string_equal(j["role"].get<std::string>().c_str(), "connect-udp");
+  assert_true(j["masque"]["request_id"] == json((uint64_t(1) << 53) - 1));
+  const SessionSpec back = decode_session(json::parse(j.dump()));
+  assert_true(back.masque.has_value());
+  assert_true(*back.masque == *s.masque);
+  assert_false(back.quic.has_value());
+  assert_true(back.visitor);
+  // An HTTP/3 client's masque object has no request_id.
+  SessionSpec h3 = s;
+  QuicSessionSpec q;
+  q.rx_secret.assign(32, 1);
+  q.tx_secret.assign(32, 2);
+  q.cid_tails = {{1, 2, 3, 4}};
+  q.path = Endpoint{Ipv4{0xc6336407}, 51234};
+  h3.quic = q;
+  h3.masque->request_id = 0;
+  const json jq = encode_session(h3);
+  assert_false(jq["masque"].contains("request_id"));
+  assert_int_equal(decode_session(jq).masque->request_id, 0);
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_session(x); }, j); };
+  json bad = j;
+  bad["masque"]["stream_id"] = 4;  // capsules name no QUIC stream
+  assert_non_null(strstr(err(bad).c_str(), "'masque.stream_id'"));
+  for (const json& id : {json(0), json(-1), json(uint64_t(1) << 53), json(1.0), json("1"), json(true)}) {
+    bad = j;
+    bad["masque"]["request_id"] = id;
+    assert_non_null(strstr(err(bad).c_str(), "'masque.request_id'"));
+  }
+  bad = j;
+  bad["quic"] = jq["quic"];  // nothing of it comes over QUIC
+  assert_non_null(strstr(err(bad).c_str(), "'quic'"));
+  bad = j;
+  bad.erase("role");
+  assert_non_null(strstr(err(bad).c_str(), "'masque'"));
+}
+
+// masque_datagrams (both ways on dpgw's control socket): the payloads in base64 (RFC 4648 4, padded), every length
+// mod 3 and an empty one; the index, request id, count, encoding and size refused by name.
+static void masque_datagrams_round_trip(void**) {
+  MasqueDatagrams d;
+  d.index = 40003;
+  d.request_id = 77;
+  d.datagrams = {{}, {0xfb}, {0xfb, 0xff}, {0xfb, 0xff, 0xbf}, {'f', 'o', 'o', 'b'}};
+  const json j = encode_masque_datagrams(d);
+  assert_string_equal(j["type"].get<std::string>().c_str(), "masque_datagrams");
+  assert_true(gateway_message_type(j) == GatewayMessageType::MasqueDatagrams);
+  // RFC 4648 10's vectors' shapes, and the alphabet's last two characters (0xfb 0xff -> "+/"), padding kept.
+  assert_true(j["datagrams"] == json({"", "+w==", "+/8=", "+/+/", "Zm9vYg=="}));
+  MasqueDatagrams back = decode_masque_datagrams(json::parse(j.dump()));
+  assert_int_equal(back.index, 40003);
+  assert_int_equal(back.request_id, 77);
+  assert_true(back.datagrams == d.datagrams);
+  // The largest: 64 payloads; one of 65527 bytes.
+  d.datagrams.assign(MasqueDatagrams::kMaxMasqueDatagrams, std::vector<uint8_t>{1, 2, 3});
+  d.datagrams[5].assign(MasqueDatagrams::kMaxMasqueDatagramSize, 0xa5);
+  back = decode_masque_datagrams(encode_masque_datagrams(d));
+  assert_true(back.datagrams == d.datagrams);
+  assert_true(decode_masque_datagrams(json::parse(R"({"index":32768,"request_id":9007199254740991,"datagrams":["Zm9vYmFy"]})"))
+                  .datagrams[0] == std::vector<uint8_t>({'f', 'o', 'o', 'b', 'a', 'r'}));
+
+  auto err = [](json j) { return decode_error([](const json& x) { decode_masque_datagrams(x); }, j); };
+  const json good = encode_masque_datagrams(MasqueDatagrams{40003, 77, {{1, 2, 3}}});
+  json bad;
+  for (const json& index : {json(0), json(32767), json(65536), json("40003"), json()}) {
+    bad = good;
+    bad["index"] = index;
+    assert_non_null(strstr(err(bad).c_str(), "'index'"));
+  }
+  for (const json& id : {json(0), json(-5), json(uint64_t(1) << 53), json(3.0), json("77"), json()}) {
+    bad = good;
+    bad["request_id"] = id;
+    assert_non_null(strstr(err(bad).c_str(), "'request_id'"));
+  }
+  for (const json& list : {json::array(), json("AQID"), json(), json(std::vector<std::string>(65, "AQID"))}) {
+    bad = good;
+    bad["datagrams"] = list;
+    assert_non_null(strstr(err(bad).c_str(), "'datagrams'"));
+  }
+  // Not base64, or not strictly: no padding, padding inside or three of it, blanks, another alphabet (RFC 4648 5),
+  // a non-string; and one byte over the largest payload.
+  for (const json& p : {json("AQI"), json("AQ=D"), json("A==="), json("AQ==AQ=="), json(" AQID"), json("AQID\n"),
+                        json("AQ-_"), json("AQ\"D"), json(5), json::array()}) {
+    bad = good;
+    bad["datagrams"] = json::array({"AQID", p});
+    assert_non_null(strstr(err(bad).c_str(), "'datagrams'"));
+  }
+  d.datagrams = {std::vector<uint8_t>(MasqueDatagrams::kMaxMasqueDatagramSize + 1, 1)};
+  assert_non_null(strstr(err(encode_masque_datagrams(d)).c_str(), "'datagrams'"));
+}
+
 static void entry_round_trip(void**) {
   EntrySpec e;
   e.proto = 17;
@@ -370,6 +473,8 @@ int main() {
       cmocka_unit_test(session_round_trip),
       cmocka_unit_test(quic_session_round_trip),
       cmocka_unit_test(masque_session_round_trip),
+      cmocka_unit_test(capsule_session_round_trip),
+      cmocka_unit_test(masque_datagrams_round_trip),
       cmocka_unit_test(entry_round_trip),
       cmocka_unit_test(routed_entries),
       cmocka_unit_test(entry_route_kinds),

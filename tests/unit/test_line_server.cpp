@@ -2,7 +2,7 @@
 // inside the handler), and stays usable against clients that hold connections open: half-sent requests beyond
 // the limits give way (oldest first) so a real request is still answered, unfinished requests time out, an
 // endless line is cut (a line of max_line bytes passes, one byte more does not), and when the process is out of
-// descriptors accepting pauses instead of spinning.
+// descriptors accepting pauses instead of spinning. Lines nobody asked for (push) go out in order with replies, bounded.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -85,6 +85,46 @@ static void replies_now_and_later(void**) {
   assert_true(write(c, "inside\n", 7) == 7);
   assert_string_equal(reply_of(s, c, later).c_str(), "inside done\n");
   close(c);
+}
+
+// Lines nobody asked for (dpgw's masque_datagrams to its controller): an empty reply writes nothing and leaves the
+// connection reading; push() queues whole lines, written by the next poll, in order with replies; over max_pushed
+// bytes queued, or to a connection that is gone, it refuses and queues nothing.
+static void pushes(void**) {
+  LineServer s;
+  std::string error;
+  LineServer::Limits limits;
+  limits.max_pushed = 12;
+  assert_true(s.listen(socket_path(), error, limits));
+  uint64_t conn = 0;
+  LineServer::Handler h = [&](const std::string& line, bool&, uint64_t c) -> std::optional<std::string> {
+    conn = c;
+    if (line == "quiet") return std::string();
+    return "got " + line + "\n";
+  };
+  int a = connect_to(socket_path());
+  assert_true(write(a, "quiet\n", 6) == 6);
+  for (int i = 0; i < 50 && !conn; ++i) s.poll(h);
+  assert_int_not_equal(conn, 0);
+  assert_true(s.push(conn, "p1\n"));
+  assert_true(s.push(conn, "p2-long\n"));  // 3 + 8 = 11 bytes queued
+  assert_false(s.push(conn, "p3\n"));      // 14 > 12: refused whole
+  assert_false(s.push(conn + 1, "x\n"));   // no such connection
+  assert_true(write(a, "next\n", 5) == 5);  // the empty reply left the connection reading
+  std::string got;
+  for (int i = 0; i < 200 && got.find("got next\n") == std::string::npos; ++i) {
+    s.poll(h);
+    char buf[256];
+    ssize_t n = recv(a, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.append(buf, size_t(n));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  assert_string_equal(got.c_str(), "p1\np2-long\ngot next\n");  // nothing for "quiet"
+  assert_true(s.push(conn, "p3\n"));  // written: room again
+  assert_string_equal(reply_of(s, a, h).c_str(), "p3\n");
+  close(a);
+  for (int i = 0; i < 50 && s.is_open(conn); ++i) s.poll(h);
+  assert_false(s.push(conn, "p4\n"));
 }
 
 static void held_connections_give_way(void**) {
@@ -173,6 +213,7 @@ int main() {
   signal(SIGPIPE, SIG_IGN);  // the server closes connections it sheds; writes to them must not end the test
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(replies_now_and_later),
+      cmocka_unit_test(pushes),
       cmocka_unit_test(held_connections_give_way),
       cmocka_unit_test(out_of_descriptors_pauses),
   };
