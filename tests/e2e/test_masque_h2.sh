@@ -15,8 +15,8 @@
 #   HTTP/1.1 connection closed; 17 streams on one connection: the 17th answered 429.
 # - A route removed with dpctl cuts the open stream (RST_STREAM CANCEL) and its session.
 # - Slow clients (half a request over HTTP/1.1, only the preface over HTTP/2) are closed after 10 s.
-# With MASQUE_H2_DATA=1 (needs dpgw's side, the capsule-dpgw branch): the full topology, a UDP echo service behind
-# an agent, and datagrams through dpctld and dpgw to it and back over HTTP/2 and HTTP/1.1.
+# Then (unless MASQUE_H2_DATA=0) the full topology with dpgw, a UDP echo service behind an agent, and datagrams
+# through dpctld and dpgw (masque_datagrams both ways) to it and back over HTTP/2 and HTTP/1.1.
 source "$(dirname "$0")/lib.sh"
 DPAGENT=$BUILD/agent/dpagent
 CLIENT=(/usr/bin/python3 "$ROOT/tests/e2e/masque_h2_client.py")
@@ -192,9 +192,8 @@ matches -E "^udp over tcp: +0 connection\(s\) \(h2 9, http/1.1 6 so far\); datag
   fail "dpctl stats: $(grep -A1 'udp routes' "$WORK/stats.txt")"
 log "  $(dpctl --json stats | jq -c '.masque_tcp | {connections, h2, "http/1.1", drops}')"
 
-if [ "${MASQUE_H2_DATA:-0}" = 1 ]; then
-  # Needs dpgw's side (masque_datagrams both ways, sessions with request_id): enabled after the merge.
-  log "MASQUE_H2_DATA=1: datagrams through dpctld and dpgw to a UDP echo service behind an agent"
+if [ "${MASQUE_H2_DATA:-1}" = 1 ]; then
+  log "datagrams through dpctld and dpgw to a UDP echo service behind an agent, over HTTP/2 and HTTP/1.1"
   kill "$DPCTLD_PID" 2> /dev/null
   wait "$DPCTLD_PID" 2> /dev/null
   topology_up
@@ -234,6 +233,6 @@ while True:
   matches -x "received 3" < "$WORK/data1.out" || fail "HTTP/1.1: the echoes did not all come back: $(cat "$WORK/data1.out")"
   log "  $(dpctl --json stats | jq -c '.masque_tcp | {datagrams_from_client, datagrams_to_gateway, datagrams_to_client, drops}')"
 else
-  log "(datagrams to a target through dpgw: MASQUE_H2_DATA=1, after dpgw's side is merged)"
+  log "(datagrams to a target through dpgw skipped: MASQUE_H2_DATA=0)"
 fi
 log PASS
