@@ -16,7 +16,8 @@
 # - A route removed with dpctl cuts the open stream (RST_STREAM CANCEL) and its session.
 # - Slow clients (half a request over HTTP/1.1, only the preface over HTTP/2) are closed after 10 s.
 # Then (unless MASQUE_H2_DATA=0) the full topology with dpgw, a UDP echo service behind an agent, and datagrams
-# through dpctld and dpgw (masque_datagrams both ways) to it and back over HTTP/2 and HTTP/1.1.
+# through dpctld and dpgw (masque_datagrams both ways) to it and back over HTTP/2 and HTTP/1.1, from the python
+# client and from dpagent udp --http 2.
 source "$(dirname "$0")/lib.sh"
 DPAGENT=$BUILD/agent/dpagent
 CLIENT=(/usr/bin/python3 "$ROOT/tests/e2e/masque_h2_client.py")
@@ -221,6 +222,8 @@ while True:
   ip netns exec "$NS_A" "$DPAGENT" --server "$GW_UNDERLAY:7443" --tunnel corp --name agent-1 \
     --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --ca "$WORK/pki/ca.pem" > "$WORK/agent2.out" 2> "$WORK/agent2.log" &
   PIDS+=($!)
+  echo_listening() { ip netns exec "$NS_A" ss -lun | matches -F "$AGENT_IP:7 "; }
+  wait_for 5 "the echo service listening" echo_listening
   wait_for 15 "the agent registered" grep -q "registered with dpctld" "$WORK/agent2.log"
   data_client() {
     timeout 30 ip netns exec "$NS_A" "${CLIENT[@]}" --connect "$GW_UNDERLAY:8443" --cert "$WORK/pki/agent1.pem" \
@@ -231,6 +234,27 @@ while True:
   matches -E "^reply 0 echo:dptun-0-" < "$WORK/data2.out" || fail "HTTP/2: not the echo: $(cat "$WORK/data2.out")"
   data_client --http1 --mode send --count 3 --size 1200 --wait 3 > "$WORK/data1.out" 2>&1 || fail "HTTP/1.1: $(cat "$WORK/data1.out")"
   matches -x "received 3" < "$WORK/data1.out" || fail "HTTP/1.1: the echoes did not all come back: $(cat "$WORK/data1.out")"
+  log "dpagent udp --http 2 (dptun's own HTTP/2 client) against dpctld's listener: an echo through dpgw"
+  ip netns exec "$NS_A" "$DPAGENT" udp --http 2 --via "https://$GW_UNDERLAY:8443" --server-name dpctld.test \
+    --listen 127.0.0.1:5300 --target echo.corp.test:7 --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" \
+    --ca "$WORK/pki/ca.pem" > "$WORK/udp.out" 2> "$WORK/udp.log" &
+  PIDS+=($!)
+  wait_for 10 "dpagent udp accepted over HTTP/2" grep -q "gateway accepted CONNECT-UDP" "$WORK/udp.log"
+  ip netns exec "$NS_A" python3 - > "$WORK/via.txt" 2>&1 <<'PY' || fail "dpagent udp: $(cat "$WORK/via.txt"; tail -5 "$WORK/udp.log")"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+for i in range(3):
+    s.sendto(b"via dpagent %d" % i, ("127.0.0.1", 5300))
+    try:
+        d, _ = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if d == b"echo:via dpagent %d" % i:
+        print("ok"); sys.exit(0)
+    sys.exit("got %r" % d)
+sys.exit("no echo")
+PY
   log "  $(dpctl --json stats | jq -c '.masque_tcp | {datagrams_from_client, datagrams_to_gateway, datagrams_to_client, drops}')"
 else
   log "(datagrams to a target through dpgw skipped: MASQUE_H2_DATA=0)"
