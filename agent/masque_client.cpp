@@ -363,8 +363,18 @@ void MasqueConnection::send_batch() {
       stats_.send_errors += n;
       return;
     }
-    gso_ = false;  // the device or path cannot segment (EIO: no checksum offload): one send each from now on
+    // EIO: the device cannot segment (no checksum offload), GSO is off from now on. EINVAL may be GSO's too, or the
+    // packets' own (too big for the route's MTU): they go one by one, and GSO is off only if that works.
+    const bool eio = errno == EIO;
+    const uint64_t errors = stats_.send_errors;
+    send_each(seg, total);
+    if (eio || stats_.send_errors == errors) gso_ = false;
+    return;
   }
+  send_each(seg, total);
+}
+
+void MasqueConnection::send_each(size_t seg, size_t total) {
   for (size_t at = 0; at < total; at += seg) {
     const size_t len = std::min(seg, total - at);
     if (::send(fd_.get(), batch_.data() + at, len, MSG_DONTWAIT) != ssize_t(len)) {

@@ -109,6 +109,7 @@ class MasqueConnection final : public ConnectUdpConnection {
   // The room for the next packet: the batch's tail (`more`) or tx_buf_.
   uint8_t* packet_room(bool more);
   void batch_packet(size_t len);
+  void send_each(size_t seg, size_t total);  // the batch's packets one send each
   void rearm();
   // Records why ngtcp2 ended the connection (rv); always false.
   bool ended(int rv, uint64_t now_ns);

@@ -738,7 +738,7 @@ std::optional<MasqueClientView> Dpctld::find_masque_client(uint64_t conn, bool q
 
 bool Dpctld::masque_waiting(const MasqueClientView& c, int64_t stream) const {
   if (c.quic) return c.quic->connect_udp_waiting(stream);
-  return masque_tcp_ && masque_tcp_->waiting(c.id);
+  return masque_tcp_ && masque_tcp_->waiting(c.id, int32_t(stream));
 }
 
 void Dpctld::complete_connect_udp(const MasqueClientView& c, int64_t stream, const ConnectUdpAnswer& a) {
@@ -898,6 +898,9 @@ ConnectUdpAnswer Dpctld::accept_capsule_session(const MasqueClientView& c, int64
   const uint64_t request_id = next_request_id_++;
   rec.masque = MasqueSpec{0, to, request_id};
   const SessionRecord& added = sessions_.add(std::move(rec));
+  // A stream left mapped to the index's previous session (if any) loses the mapping: its datagrams are dropped from
+  // now on. (Not cut here: this runs inside the client connection's own request callback.)
+  forget_capsule_stream(*index, false);
   capsule_streams_[*index] = CapsuleRef{c.id, int32_t(stream), request_id};
   capsule_index_[{c.id, int32_t(stream)}] = *index;
   gateway_->send(gateway_message(GatewayMessageType::SessionAdd, encode_session(session_spec(added))));
@@ -914,7 +917,14 @@ ConnectUdpAnswer Dpctld::accept_capsule_session(const MasqueClientView& c, int64
 void Dpctld::on_capsule_datagrams(const MasqueClientView& c, int32_t stream, std::vector<std::vector<uint8_t>>&& payloads) {
   auto it = capsule_index_.find({c.id, stream});
   if (it == capsule_index_.end()) return;  // its session was just revoked
-  const CapsuleRef& ref = capsule_streams_[it->second];
+  auto ref_it = capsule_streams_.find(it->second);
+  // The index's stream must be this one: an index given to another request since is not this client's.
+  if (ref_it == capsule_streams_.end() || ref_it->second.conn != c.id || ref_it->second.stream != stream) {
+    capsule_index_.erase(it);
+    counters_.capsule_unknown_session += payloads.size();
+    return;
+  }
+  const CapsuleRef& ref = ref_it->second;
   if (!gateway_->connected() || gateway_->queued() > kMaxGatewayQueue) {
     counters_.capsule_gateway_away += payloads.size();
     return;
@@ -951,12 +961,21 @@ void Dpctld::forget_capsule_stream(uint32_t index, bool cut) {
 
 // A capsule session whose record went another way (dpgw refused its index, ...) loses its stream too.
 void Dpctld::check_capsule_streams() {
-  std::vector<uint32_t> gone;
+  std::vector<uint32_t> gone, orphaned;
   for (const auto& [index, ref] : capsule_streams_) {
     const SessionRecord* s = sessions_.find(index);
-    if (!s || !s->masque || s->masque->request_id != ref.request_id) gone.push_back(index);
+    if (!s || !s->masque || s->masque->request_id != ref.request_id)
+      gone.push_back(index);
+    else if (!masque_tcp_ || !masque_tcp_->view(ref.conn))
+      orphaned.push_back(index);  // (never: a connection's end ends its tunnels) its connection is gone
   }
   for (uint32_t index : gone) forget_capsule_stream(index, true);
+  for (uint32_t index : orphaned) {
+    LOG_WARN("session %u: its CONNECT-UDP client's connection is gone; session removed", index);
+    forget_capsule_stream(index, false);
+    sessions_.remove(index);
+    gateway_->send(gateway_message(GatewayMessageType::SessionDel, {{"index", index}}));
+  }
 }
 
 void Dpctld::on_gateway_masque_datagrams(const json& msg) {

@@ -299,6 +299,7 @@ void Dpctld::drop_tunnel_sessions(const Uuid& id) {
     if (s->channel)
       if (AgentLink* link = find_link(s->channel)) link->close(true);
     sessions_.remove(index);
+    forget_capsule_stream(index, true);  // an HTTP/2 or HTTP/1.1 client's stream is reset (a no-op for others)
   }
 }
 

@@ -52,9 +52,9 @@ std::optional<MasqueClientView> MasqueTcpServer::view(uint64_t conn) const {
   return view_of(*it->second);
 }
 
-bool MasqueTcpServer::waiting(uint64_t conn) const {
+bool MasqueTcpServer::waiting(uint64_t conn, int32_t stream) const {
   auto it = conns_.find(conn);
-  return it != conns_.end() && !it->second->dead && it->second->session->waiting() > 0;
+  return it != conns_.end() && !it->second->dead && it->second->session->waiting(stream);
 }
 
 void MasqueTcpServer::on_established(Fd fd, SslPtr ssl, const HandshakeEvidence& ev) {
@@ -212,6 +212,9 @@ void MasqueTcpServer::after_activity(Conn& c) {
 
 void MasqueTcpServer::close(Conn& c) {
   if (c.dead) return;
+  // Every tunnel still open ends with the connection (its session removed), whichever way it closes: nghttp2's GOAWAY
+  // after a connection error, a failed read, the idle timer. (peer_closed() ends each tunnel once.)
+  c.session->peer_closed();
   c.dead = true;
   loop_.remove(c.fd.get());
   SSL_shutdown(c.ssl.get());  // close_notify, best effort (non-blocking)
@@ -266,6 +269,7 @@ bool MasqueTcpServer::deliver(uint64_t conn, int32_t stream, std::span<const uin
 void MasqueTcpServer::cut(uint64_t conn, int32_t stream) {
   Conn* c = find(conn);
   if (!c) return;
+  flush_batch(*c);  // what the client sent before its session was revoked goes first
   c->session->cut(stream);
   write_some(*c);
   if (c) after_activity(*c);
@@ -276,6 +280,7 @@ void MasqueTcpServer::complete(uint64_t conn, int32_t stream, const ConnectUdpAn
   Conn* c = find(conn);
   if (!c) return;
   c->session->complete(stream, a);
+  flush_batch(*c);  // capsules that came with an HTTP/1.1 request are read on its 2xx: they go now
   write_some(*c);
   after_activity(*c);
   reap();

@@ -64,7 +64,8 @@ class MasqueTcpServer {
   void complete(uint64_t conn, int32_t stream, const ConnectUdpAnswer& a);
   // The client of a live connection (nullopt when it is gone).
   std::optional<MasqueClientView> view(uint64_t conn) const;
-  bool waiting(uint64_t conn) const;
+  // Whether request `stream` of connection `conn` still waits for its answer (a reset stream does not).
+  bool waiting(uint64_t conn, int32_t stream) const;
 
   size_t connections() const { return conns_.size(); }
   size_t handshakes_in_progress() const { return listener_.handshakes_in_progress(); }

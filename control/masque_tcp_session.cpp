@@ -146,6 +146,10 @@ class H2Session final : public MasqueTcpSession {
   }
   size_t tunnels() const override { return tunnels_; }
   size_t waiting() const override { return waiting_; }
+  bool waiting(int32_t stream) const override {
+    auto it = streams_.find(stream);
+    return it != streams_.end() && it->second.waiting;
+  }
 
  private:
   struct Stream {
@@ -469,6 +473,10 @@ class H1Session final : public MasqueTcpSession {
       stats_.drop_slow_client++;
       return false;
     }
+    if (out_off_ > 0 && out_off_ * 2 >= out_.size()) {  // what was sent goes: out_ stays near the bound
+      out_.erase(0, out_off_);
+      out_off_ = 0;
+    }
     out_.append(reinterpret_cast<const char*>(capsule.data()), capsule.size());
     stats_.datagrams_out++;
     return true;
@@ -482,6 +490,7 @@ class H1Session final : public MasqueTcpSession {
   bool closing() const override { return state_ == State::Closing; }
   size_t tunnels() const override { return state_ == State::Tunnel ? 1 : 0; }
   size_t waiting() const override { return state_ == State::Waiting ? 1 : 0; }
+  bool waiting(int32_t) const override { return state_ == State::Waiting; }
 
  private:
   enum class State : uint8_t { Request, Waiting, Tunnel, Closing };

@@ -90,6 +90,8 @@ class MasqueTcpSession {
   // Accepted streams open, and requests whose answer is still to come.
   virtual size_t tunnels() const = 0;
   virtual size_t waiting() const = 0;
+  // Whether `stream`'s request waits for its answer (complete()); false once it was answered, reset or closed.
+  virtual bool waiting(int32_t stream) const = 0;
   const CapsuleStats& stats() const { return stats_; }
 
  protected:

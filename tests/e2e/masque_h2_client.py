@@ -261,7 +261,7 @@ def main():
     ap.add_argument("--server-name", default="dpctld.test", help="the name dpctld's certificate carries")
     ap.add_argument("--authority", default="gw.corp.test", help=":authority / Host")
     ap.add_argument("--target", default="dns.corp.test:53", help="HOST:PORT of the udp+https route")
-    ap.add_argument("--mode", choices=["send", "refusal", "hostile", "slow", "limit"], default="send")
+    ap.add_argument("--mode", choices=["send", "refusal", "hostile", "slow", "limit", "goaway"], default="send")
     ap.add_argument("--count", type=int, default=3)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--wait", type=float, default=2.0, help="seconds to wait for replies (send) or a close (slow)")
@@ -324,6 +324,16 @@ def main():
         return 1
 
     c = H2Client(args)
+    if args.mode == "goaway":
+        # --count tunnels, then a connection error (a DATA frame on stream 0, RFC 9113 6.1): the server's GOAWAY and
+        # close must end every tunnel of the connection (dpctld removes their sessions).
+        for _ in range(args.count):
+            sid = c.request(host, port)
+            print("stream %d status %s" % (sid, (c.stream(sid)["headers"] or {}).get(":status", "none")))
+        time.sleep(args.wait)
+        c.sock.sendall(bytes(9))
+        print("closed" if not c.wait(args.timeout) else "open")
+        return 0
     if args.mode == "limit":
         for _ in range(args.count):
             sid = c.request(host, port)

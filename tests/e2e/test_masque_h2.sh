@@ -168,6 +168,21 @@ client --mode limit --count 17 --target dns.corp.test:53 > "$WORK/limit.out" 2>&
 matches -x "stream 33 status 429" < "$WORK/limit.out" || fail "no 429: $(cat "$WORK/limit.out")"
 [ "$(metric dptun_masque_h2_streams_over_limit_total)" = 1 ] || fail "over limit: $(metric dptun_masque_h2_streams_over_limit_total)"
 
+log "a connection error (DATA on stream 0): the GOAWAY and close end every tunnel of the connection, sessions removed"
+capsule_sessions() { dpctl --json session list | jq '[.sessions[] | select(.role == "connect-udp")] | length'; }
+[ "$(capsule_sessions)" = 0 ] || fail "capsule sessions before: $(dpctl session list)"
+client --mode goaway --count 3 --wait 2 --target dns.corp.test:53 > "$WORK/goaway.out" 2>&1 &
+GOAWAY_PID=$!
+three_sessions() { [ "$(capsule_sessions)" = 3 ]; }
+wait_for 5 "the three sessions of the connection" three_sessions
+wait "$GOAWAY_PID" || fail "client: $(cat "$WORK/goaway.out")"
+[ "$(grep -c 'status 200$' "$WORK/goaway.out")" = 3 ] || fail "not 3 accepted: $(cat "$WORK/goaway.out")"
+matches -x "closed" < "$WORK/goaway.out" || fail "dpctld did not close the connection: $(cat "$WORK/goaway.out")"
+no_sessions() { [ "$(capsule_sessions)" = 0 ]; }
+wait_for 5 "the connection's sessions gone" no_sessions
+# Ended with their connection, not found later by dpctld's check for sessions whose connection is gone.
+! matches -F "connection is gone; session removed" < "$WORK/dpctld.log" || fail "sessions outlived their connection"
+
 log "a route removed with dpctl cuts the open stream and its session"
 dpctl route add udp+https://echo.corp.test:7 --tunnel corp --to udp://10.0.0.7:7 --allow CN=agent-1 > /dev/null
 client --mode send --target echo.corp.test:7 --count 1 --wait 8 > "$WORK/cut.out" 2>&1 &
@@ -189,7 +204,7 @@ log "  HTTP/1.1: $(cat "$WORK/slow1.out"); HTTP/2: $(cat "$WORK/slow2.out")"
   fail "idle closes: $(metric dptun_masque_tcp_connections_closed_total 'reason="idle"')"
 kill -0 "$DPCTLD_PID" || fail "dpctld exited"
 dpctl stats > "$WORK/stats.txt" || fail "dpctl stats"
-matches -E "^udp over tcp: +0 connection\(s\) \(h2 9, http/1.1 6 so far\); datagrams from clients 11" < "$WORK/stats.txt" ||
+matches -E "^udp over tcp: +0 connection\(s\) \(h2 10, http/1.1 6 so far\); datagrams from clients 11" < "$WORK/stats.txt" ||
   fail "dpctl stats: $(grep -A1 'udp routes' "$WORK/stats.txt")"
 log "  $(dpctl --json stats | jq -c '.masque_tcp | {connections, h2, "http/1.1", drops}')"
 

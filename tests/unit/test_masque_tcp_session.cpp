@@ -351,6 +351,16 @@ void test_h2_later_answer(void**) {
   assert_string_equal(t.streams[id].headers[":status"].c_str(), "200");
   assert_int_equal(t.server.s->waiting(), 0);
   assert_int_equal(t.server.s->tunnels(), 1);
+  // Per stream: one reset while its answer is pending no longer waits, whatever other streams do (dpctld checks the
+  // stream itself before it makes a session for a late answer).
+  const int32_t a = t.connect_udp(), b = t.connect_udp();
+  assert_true(t.server.s->waiting(a) && t.server.s->waiting(b));
+  assert_false(t.server.s->waiting(id));
+  nghttp2_submit_rst_stream(t.c, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+  t.pump();
+  assert_false(t.server.s->waiting(a));
+  assert_true(t.server.s->waiting(b));
+  assert_int_equal(t.server.s->waiting(), 1);
 }
 
 void test_h2_not_http2(void**) {
