@@ -107,7 +107,13 @@ class H2Session final : public MasqueTcpSession {
     if (it == streams_.end() || !it->second.waiting) return;
     it->second.waiting = false;
     waiting_--;
-    answer(stream, it->second, a.status == ConnectUdpAnswer::kLater ? ConnectUdpAnswer{500, "proxy_internal_error", {}} : a);
+    Stream& st = it->second;
+    std::string early = std::move(st.early);
+    st.early.clear();
+    early_ -= early.size();
+    answer(stream, st, a.status == ConnectUdpAnswer::kLater ? ConnectUdpAnswer{500, "proxy_internal_error", {}} : a);
+    if (st.tunnel && !st.ended && !early.empty())
+      read_capsules(stream, st, {reinterpret_cast<const uint8_t*>(early.data()), early.size()});
   }
 
   bool send_datagram(int32_t stream, std::span<const uint8_t> payload) override {
@@ -163,6 +169,7 @@ class H2Session final : public MasqueTcpSession {
     bool deferred = false;  // the data provider has nothing now (resume on the next capsule)
     std::string out;        // DATAGRAM capsules to send
     size_t out_off = 0;
+    std::string early;      // capsules the client sent while the answer was pending (read on a 2xx, as HTTP/1.1's)
     CapsuleStream capsules;
   };
 
@@ -224,15 +231,31 @@ class H2Session final : public MasqueTcpSession {
   static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len, void* user) {
     H2Session& h = self(user);
     auto it = h.streams_.find(id);
+    if (it != h.streams_.end() && it->second.waiting) {
+      // RFC 9298 lets a client send before the answer: kept, at most kMaxPendingOutput bytes over the connection's
+      // waiting streams (more resets the stream, counted too_large), and read once the answer is a 2xx.
+      if (h.early_ + len > kMaxPendingOutput) {
+        h.stats_.drop_too_large++;
+        nghttp2_submit_rst_stream(h.s_, NGHTTP2_FLAG_NONE, id, NGHTTP2_ENHANCE_YOUR_CALM);
+        return 0;
+      }
+      it->second.early.append(reinterpret_cast<const char*>(data), len);
+      h.early_ += len;
+      return 0;
+    }
     if (it == h.streams_.end() || !it->second.tunnel || it->second.ended) return 0;  // a refused request's body: left
-    const bool ok = it->second.capsules.feed({data, len}, h.stats_, [&](std::span<const uint8_t> payload) {
-      if (h.cb_.datagram) h.cb_.datagram(id, payload);
+    h.read_capsules(id, it->second, {data, len});
+    return 0;
+  }
+
+  void read_capsules(int32_t id, Stream& st, std::span<const uint8_t> bytes) {
+    const bool ok = st.capsules.feed(bytes, stats_, [&](std::span<const uint8_t> payload) {
+      if (cb_.datagram) cb_.datagram(id, payload);
     });
     if (!ok) {
-      h.end_tunnel(id, "a malformed capsule (a DATAGRAM capsule without its context ID)", true);
-      nghttp2_submit_rst_stream(h.s_, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
+      end_tunnel(id, "a malformed capsule (a DATAGRAM capsule without its context ID)", true);
+      nghttp2_submit_rst_stream(s_, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
     }
-    return 0;
   }
 
   static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error_code, void* user) {
@@ -243,6 +266,7 @@ class H2Session final : public MasqueTcpSession {
       h.end_tunnel(id, error_code ? "the client reset the stream (error " + std::to_string(error_code) + ")"
                                   : std::string("the stream closed"), true);
     if (it->second.waiting) h.waiting_--;
+    h.early_ -= it->second.early.size();
     h.queued_ -= it->second.out.size() - it->second.out_off;
     h.streams_.erase(it);
     return 0;
@@ -341,6 +365,7 @@ class H2Session final : public MasqueTcpSession {
   std::map<int32_t, Stream> streams_;
   size_t tunnels_ = 0, waiting_ = 0;
   size_t queued_ = 0;  // capsule bytes queued on all streams
+  size_t early_ = 0;   // bytes held in waiting streams' `early`
   bool failed_ = false, failed_send_ = false;
 };
 

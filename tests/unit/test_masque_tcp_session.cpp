@@ -346,9 +346,18 @@ void test_h2_later_answer(void**) {
   const int32_t id = t.connect_udp();
   assert_int_equal(t.server.s->waiting(), 1);
   assert_true(t.streams[id].headers.empty());
+  // Capsules sent before the answer (RFC 9298 allows it) wait, one of them cut in two, and are read on the 2xx.
+  const std::string split = capsule(0, "split");
+  t.send(id, capsule(0, "early") + split.substr(0, 2));
+  assert_int_equal(t.server.datagrams.size(), 0);
   t.server.s->complete(id, ConnectUdpAnswer{200, {}, {}});
   t.pump();
   assert_string_equal(t.streams[id].headers[":status"].c_str(), "200");
+  assert_int_equal(t.server.datagrams.size(), 1);
+  assert_string_equal(t.server.datagrams[0].second.c_str(), "early");
+  t.send(id, split.substr(2));
+  assert_int_equal(t.server.datagrams.size(), 2);
+  assert_string_equal(t.server.datagrams[1].second.c_str(), "split");
   assert_int_equal(t.server.s->waiting(), 0);
   assert_int_equal(t.server.s->tunnels(), 1);
   // Per stream: one reset while its answer is pending no longer waits, whatever other streams do (dpctld checks the
