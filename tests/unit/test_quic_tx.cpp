@@ -187,7 +187,7 @@ struct Rig : PipelineRig {
     poll();
   }
   // What dpgw sent the QUIC agent, opened with key generation `gen`'s keys (every frame to it must open, in that
-  // generation's key phase), and what it sent anyone else.
+  // generation's key phase), and what it sent anyone else. Every packet must go to `port` (0: any of the agent's).
   std::vector<QuicPacket> to_agent_q(const std::vector<std::vector<uint8_t>>& frames,
                                      std::vector<std::vector<uint8_t>>* others = nullptr, uint64_t gen = 0,
                                      uint16_t port = kAgentQPort) {
@@ -209,7 +209,7 @@ struct Rig : PipelineRig {
       QuicPacket p;
       assert_true(quic_open(f, keys, p));
       assert_int_equal(p.src_port, kQuicPort);
-      assert_int_equal(p.dst_port, port);
+      if (port) assert_int_equal(p.dst_port, port);
       // short header, fixed bit, spin 0, reserved 0, the generation's key phase
       assert_int_equal(p.first & 0xfc, 0x40 | (gen & 1 ? 0x04 : 0));
       assert_int_equal(p.pn_len, 4);
@@ -911,13 +911,18 @@ void path_follows_highest_non_probing(void**) {
   assert_int_equal(st.path_challenges_tx.get(), 1);
   std::array<uint8_t, 8> data{};
   bool found = false;
-  for (const auto& q : r.to_agent_q(r.und.drain(), nullptr, 0, kRacer)) {
+  // (The ACK of that PING, held up to QuicInput::kAckIntervalNs, goes to the endpoint: on a slow machine it leaves
+  // in this control tick's poll, so this drain may hold it too.)
+  for (const auto& q : r.to_agent_q(r.und.drain(), nullptr, 0, 0)) {
     QuicFrameReader rd(q.payload);
     QuicFrame f;
-    if (rd.next(f) && f.type == kQuicFramePathChallenge) {
-      data = f.path;
-      found = true;
+    if (!rd.next(f) || f.type != kQuicFramePathChallenge) {
+      assert_int_equal(q.dst_port, kAgentQPort);
+      continue;
     }
+    assert_int_equal(q.dst_port, kRacer);
+    data = f.path;
+    found = true;
   }
   assert_true(found);
   // A newer PING from the endpoint: the candidate is dropped; its late answer moves nothing.
