@@ -1,8 +1,7 @@
 # dptun: `make demo` and `make test` work as the first command on a fresh Debian 12 machine (as root).
 SHELL := /bin/bash
 BUILD ?= build
-ASAN_BUILD ?= build-asan
-FUZZ_BUILD ?= build-fuzz
+ASAN_BUILD ?= build-san
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 
@@ -20,9 +19,11 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
+# One sanitizer build (clang-14, ASan+UBSan, libFuzzer's coverage) serves the unit tests and the fuzz corpus replay
+# under the sanitizers (make test) and the libFuzzer harnesses (make fuzz): the libraries are compiled once for both.
 $(ASAN_BUILD)/build.ninja:
-	meson setup $(ASAN_BUILD) -Dprograms=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
-	  -Dcpp_args=-fsanitize=float-cast-overflow -Dcpp_link_args=-fsanitize=float-cast-overflow
+	CC=clang-14 CXX=clang++-14 meson setup $(ASAN_BUILD) -Dprograms=false -Dfuzz=true \
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 # Unit tests (also under ASan+UBSan, one at a time there: data-path tests whose housekeeping and QUIC timers follow
 # the clock failed when two slow ASan tests shared the 2 cores), then the end-to-end tests in network namespaces, then dpagent's threads under
@@ -54,15 +55,11 @@ demo: all
 bench: all
 	BUILD=$(abspath $(BUILD)) bash bench/run.sh
 
-# libFuzzer (clang, ASan+UBSan): every harness of fuzz/ for FUZZ_SECONDS each; FUZZERS="a b" picks harnesses,
+# libFuzzer (clang, ASan+UBSan, in the sanitizer build): every harness of fuzz/ for FUZZ_SECONDS each; FUZZERS="a b" picks harnesses,
 # FUZZ_MERGE=1 keeps new inputs in fuzz/corpus/ (docs/testing.md, "Fuzzing").
-fuzz: deps $(FUZZ_BUILD)/build.ninja
-	ninja -C $(FUZZ_BUILD) fuzzers
-	FUZZ_BUILD=$(abspath $(FUZZ_BUILD)) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
-
-$(FUZZ_BUILD)/build.ninja:
-	CC=clang-14 CXX=clang++-14 meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false -Dprograms=false \
-	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+fuzz: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD) fuzzers
+	FUZZ_BUILD=$(abspath $(ASAN_BUILD)) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 # dpagent built with ThreadSanitizer (clang, only dpagent: ~20 s) and driven through tests/e2e/test_agent_threads.sh
 # (two data-path threads, TCP both ways, a rekey and re-registrations under traffic, ~20 s); any report fails it
@@ -96,4 +93,4 @@ install: all
 	@echo "installed: $(PREFIX)/bin/{dpgw,dpctld,dpctl,dpagent,dptun-pki}, /etc/dptun, $(SYSTEMD_DIR)/{dpgw,dpctld,dpagent@}.service"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-asan build-fuzz

@@ -11,7 +11,7 @@
 # Exit status 1 when a harness found something: its input is in fuzz-work/<harness>/crashes/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+FUZZ_BUILD=${FUZZ_BUILD:-build-san}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-10}
 FUZZ_MERGE=${FUZZ_MERGE:-0}

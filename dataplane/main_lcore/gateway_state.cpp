@@ -344,9 +344,11 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
     if (!set_tunnel(t, err)) LOG_WARN("sync: tunnel %s: %s", t.id.str().c_str(), err.c_str());
   }
   std::vector<Uuid> gone;
-  for (const auto& [key, t] : tunnels_)
-    if (!t.from_config && !std::any_of(tunnels.begin(), tunnels.end(), [&](const TunnelSpec& x) { return x.id == t.id; }))
-      gone.push_back(t.id);
+  for (const auto& kv : tunnels_) {
+    const Uuid& id = kv.second.id;  // (no structured binding: clang 14 cannot capture one in a lambda)
+    if (!kv.second.from_config && std::none_of(tunnels.begin(), tunnels.end(), [&](const TunnelSpec& x) { return x.id == id; }))
+      gone.push_back(id);
+  }
   entries_ = std::move(next);
   for (const Uuid& id : gone) {
     std::string err;
@@ -445,9 +447,11 @@ bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, st
   bool entries_changed = entries_.size() != entries_before;
   // Tunnels: gone ones with their sessions; new or renamed ones.
   std::vector<Uuid> gone;
-  for (const auto& [key, t] : tunnels_)
-    if (t.from_config && std::none_of(cfg.tunnels.begin(), cfg.tunnels.end(), [&](const TunnelConfig& c) { return c.id == t.id; }))
-      gone.push_back(t.id);
+  for (const auto& kv : tunnels_) {
+    const Uuid& id = kv.second.id;
+    if (kv.second.from_config && std::none_of(cfg.tunnels.begin(), cfg.tunnels.end(), [&](const TunnelConfig& c) { return c.id == id; }))
+      gone.push_back(id);
+  }
   for (const Uuid& id : gone) {
     TunnelRec* t = find_tunnel(id);
     note("tunnel " + t->name + " removed");

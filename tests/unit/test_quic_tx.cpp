@@ -68,7 +68,7 @@ std::set<uint64_t> acked_by(const QuicPacket& p, uint64_t* ack_delay = nullptr) 
   const uint8_t* end = q + p.payload.size();
   assert_true(q < end);
   assert_int_equal(*q++, 0x02);
-  uint64_t largest, delay, count, first;
+  uint64_t largest = 0, delay = 0, count = 0, first = 0;
   assert_true(read_varint(q, end, largest) && read_varint(q, end, delay) && read_varint(q, end, count) &&
               read_varint(q, end, first));
   if (ack_delay) *ack_delay = delay;
@@ -77,7 +77,7 @@ std::set<uint64_t> acked_by(const QuicPacket& p, uint64_t* ack_delay = nullptr) 
   uint64_t hi = largest, lo = largest - first;
   for (uint64_t n = lo; n <= hi; ++n) acked.insert(n);
   for (uint64_t r = 0; r < count; ++r) {  // RFC 9000 19.3.1: gap, range length
-    uint64_t gap, range;
+    uint64_t gap = 0, range = 0;
     assert_true(read_varint(q, end, gap) && read_varint(q, end, range));
     assert_true(lo >= gap + 2 + range);
     hi = lo - gap - 2;
