@@ -32,8 +32,8 @@ class ConnectUdpConnection {
     Local,         // closed by this end (close())
   };
   static const char* end_name(End e);
-  // What became of one UDP payload handed to send(). Congested: no room now (QUIC's congestion window, or HTTP/2's
-  // bounded send buffer): dropped, the caller counts it.
+  // What became of one UDP payload handed to send(). Congested: no room now (QUIC: every waiting slot taken; HTTP/2:
+  // the bounded send buffer full): dropped, the caller counts it.
   enum class Send : uint8_t { Sent, TooBig, Congested, NotOpen, Closed };
   using Deliver = std::function<void(std::span<const uint8_t> udp_payload)>;
 
@@ -51,6 +51,8 @@ class ConnectUdpConnection {
   // batch that leaves at send_batch() (a caller that passes `more` calls send_batch() once its burst is done).
   virtual Send send(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more = false) = 0;
   virtual void send_batch() = 0;
+  // UDP payloads send() accepted that waited for pacing or the congestion window before they left (HTTP/3).
+  virtual uint64_t datagrams_waited() const { return 0; }
   // The largest UDP payload send() takes (0 until the request is open).
   virtual size_t max_payload() const = 0;
   // Ends the connection politely (if still open).

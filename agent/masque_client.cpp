@@ -70,6 +70,7 @@ bool MasqueConnection::open(const sockaddr_in& gateway, const Setup& setup, Deli
   // UDP_SEGMENT sends at most 64 segments and 64 KiB in one go.
   batch_max_ = std::clamp<size_t>(60000 / max_udp_payload_, 1, kBatchMax);
   batch_.assign(batch_max_ * max_udp_payload_, 0);
+  wait_buf_.assign(kWaitSlots * max_udp_payload_, 0);
   if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&gateway), sizeof gateway) != 0) {
     error = std::string("connect: ") + strerror(errno);
     return false;
@@ -337,6 +338,7 @@ void MasqueConnection::batch_packet(size_t len) {
 }
 
 void MasqueConnection::send_batch() {
+  if (rearm_due_) rearm();
   if (batch_n_ == 0) return;
   const size_t n = batch_n_, seg = batch_seg_, total = batch_len_;
   batch_n_ = batch_len_ = 0;
@@ -427,6 +429,10 @@ bool MasqueConnection::flush(uint64_t now_ns) {
     if (n == 0) break;
     send_packet(tx_buf_.data(), size_t(n));
   }
+  if (wait_n_ && is_open()) {  // the pacing timer fired, or ACKs opened the window
+    send_waiting(now_ns);
+    send_batch();
+  }
   rearm();
   return end_ == End::None;
 }
@@ -451,9 +457,42 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
   if (end_ != End::None) return Send::Closed;
   if (!is_open()) return Send::NotOpen;
   if (udp_payload.size() > max_payload()) return Send::TooBig;
+  if (wait_n_) send_waiting(now_ns);  // in order: behind those waiting
+  if (!wait_n_) {
+    const Send r = write_datagram(udp_payload, now_ns, more);
+    if (r != Send::Congested) {
+      if (!more) rearm();
+      return r;
+    }
+  }
+  if (wait_n_ == kWaitSlots) {
+    if (!more) rearm();
+    return Send::Congested;
+  }
+  const size_t slot = (wait_head_ + wait_n_++) % kWaitSlots;
+  std::memcpy(wait_buf_.data() + slot * max_udp_payload_, udp_payload.data(), udp_payload.size());
+  wait_len_[slot] = uint16_t(udp_payload.size());
+  ++stats_.datagrams_waited;
+  if (!more) rearm();
+  return Send::Sent;
+}
+
+void MasqueConnection::send_waiting(uint64_t now_ns) {
+  while (wait_n_ && end_ == End::None) {
+    const size_t slot = wait_head_;
+    if (write_datagram({wait_buf_.data() + slot * max_udp_payload_, wait_len_[slot]}, now_ns, true) != Send::Sent)
+      return;
+    wait_head_ = (wait_head_ + 1) % kWaitSlots;
+    --wait_n_;
+  }
+}
+
+MasqueConnection::Send MasqueConnection::write_datagram(std::span<const uint8_t> udp_payload, uint64_t now_ns,
+                                                        bool more) {
   uint8_t header[16];
   const size_t hlen = h3_.write_datagram_header(header);
   ngtcp2_vec vec[2] = {{header, hlen}, {const_cast<uint8_t*>(udp_payload.data()), udp_payload.size()}};
+  rearm_due_ = true;
   // An ACK ngtcp2 has to send first may take the packet: the datagram goes in the next one.
   for (int round = 0; round < 3; ++round) {
     ngtcp2_path_storage ps;
@@ -468,25 +507,21 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
       ended(int(n), now_ns);
       return Send::Closed;
     }
-    if (n == 0) {
-      rearm();
-      return Send::Congested;
-    }
+    if (n == 0) return Send::Congested;
     if (more)
       batch_packet(size_t(n));
     else
       send_packet(tx_buf_.data(), size_t(n));
     if (accepted) {
       ++stats_.datagrams_tx;
-      rearm();
       return Send::Sent;
     }
   }
-  rearm();
   return Send::Congested;
 }
 
 void MasqueConnection::rearm() {
+  rearm_due_ = false;
   if (!conn_ || !timer_) return;
   arm_quic_timer(timer_.get(), end_ != End::None ? UINT64_MAX : ngtcp2_conn_get_expiry(conn_), &armed_ns_);
 }

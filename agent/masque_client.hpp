@@ -3,8 +3,9 @@
 // gateway's certificate is checked against --ca as dpctld's is for agents), the transport parameter
 // max_datagram_frame_size (RFC 9221 3), and one CONNECT-UDP request over HTTP/3 (h3_connect_udp.hpp). After the 2xx
 // answer each UDP payload goes whole in one DATAGRAM frame with the HTTP Datagram header in front (RFC 9297 2.1,
-// RFC 9298 5), never fragmented: one that does not fit the connection's room (max_payload()) is refused. A datagram
-// the congestion window has no room for is dropped (UDP semantics; the caller counts it).
+// RFC 9298 5), never fragmented: one that does not fit the connection's room (max_payload()) is refused. Datagrams
+// that the congestion controller's pacing or window holds back wait, in order, in kWaitSlots slots, and leave on the
+// pacing timer or when ACKs come; with every slot taken a datagram is dropped (UDP semantics; the caller counts it).
 // Non-blocking and single-threaded: the owner calls on_readable() when fd() is readable and on_timer() when
 // timer_fd() is (ngtcp2's expiry: retransmissions, ACK delay, keep-alive PINGs, the idle timeout); both return
 // false once the connection is over (over() then says why).
@@ -14,6 +15,7 @@
 #include <ngtcp2/ngtcp2.h>
 #include <openssl/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,7 +46,9 @@ class MasqueConnection final : public ConnectUdpConnection {
     uint64_t packets_rx = 0, packets_tx = 0, send_errors = 0;
     uint64_t datagrams_tx = 0, datagrams_rx = 0;  // UDP payloads sent in DATAGRAM frames / delivered
     uint64_t capsules_rx = 0;                     // UDP payloads delivered from DATAGRAM capsules
+    uint64_t datagrams_waited = 0;                // UDP payloads that waited for pacing or the congestion window
   };
+  static constexpr size_t kWaitSlots = 128;  // UDP payloads waiting for pacing / the congestion window (~190 KB)
   static constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;  // the idle timeout proposed (RFC 9000 10.1)
   static constexpr uint64_t kKeepAliveNs = 10'000'000'000ull;    // a PING after this long without traffic
   static constexpr uint64_t kAnswerTimeoutNs = 10'000'000'000ull;  // handshake and answer, from open()
@@ -83,6 +87,7 @@ class MasqueConnection final : public ConnectUdpConnection {
   int64_t request_stream() const override { return h3_.request_stream(); }
   uint64_t drops(ConnectUdpDrop d) const override { return h3_.drops(d); }
   uint64_t capsules_rx() const override { return stats_.capsules_rx; }
+  uint64_t datagrams_waited() const override { return stats_.datagrams_waited; }
   uint64_t capsules_skipped() const override { return h3_.capsules_skipped(); }
   long verify_result() const override { return tls_.verify_result(); }
   unsigned long ssl_error() const override { return ssl_error_; }
@@ -111,6 +116,11 @@ class MasqueConnection final : public ConnectUdpConnection {
   void batch_packet(size_t len);
   void send_each(size_t seg, size_t total);  // the batch's packets one send each
   void rearm();
+  // One UDP payload into one DATAGRAM frame now: Sent, or Congested when pacing or the window has no room.
+  Send write_datagram(std::span<const uint8_t> udp_payload, uint64_t now_ns, bool more);
+  // Sends what waits while pacing and the window allow (in a batch; the caller sends the batch or it leaves with the
+  // next packet).
+  void send_waiting(uint64_t now_ns);
   // Records why ngtcp2 ended the connection (rv); always false.
   bool ended(int rv, uint64_t now_ns);
   void finish(End e, std::string detail);
@@ -142,6 +152,12 @@ class MasqueConnection final : public ConnectUdpConnection {
   size_t batch_len_ = 0, batch_seg_ = 0, batch_n_ = 0, batch_max_ = 1;
   bool batch_closed_ = false;
   bool gso_ = false;  // the socket takes UDP_SEGMENT (probed at open)
+  bool rearm_due_ = false;  // the timer is armed once a batch leaves, not per datagram (a system call each)
+  // The waiting payloads: a ring of kWaitSlots slots of max_udp_payload_ bytes (allocated at open), wait_n_ of them
+  // from wait_head_.
+  std::vector<uint8_t> wait_buf_;
+  std::array<uint16_t, kWaitSlots> wait_len_{};
+  size_t wait_head_ = 0, wait_n_ = 0;
 };
 
 }  // namespace dptun

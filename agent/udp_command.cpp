@@ -60,8 +60,9 @@ const char* kUdpUsage =
     "not offer CONNECT-UDP over that HTTP version -- dpagent exits with status 1 and says what to change.\n"
     "Otherwise (no answer, an unreachable gateway, 5xx) it logs and retries with backoff (0.5 s doubling to\n"
     "30 s); so do later failures. Datagrams a source sends before its request is answered wait (at most 16;\n"
-    "more are dropped and counted as held_full); over HTTP/2 at most 256 KiB of capsules wait for the TCP\n"
-    "connection, more are dropped and counted (congested). Counters as a JSON line on SIGUSR1 and at exit,\n"
+    "more are dropped and counted as held_full); over HTTP/3 at most 128 wait for QUIC's pacing and congestion\n"
+    "window, over HTTP/2 at most 256 KiB of capsules for the TCP connection; more are dropped and counted\n"
+    "(congested). Counters as a JSON line on SIGUSR1 and at exit,\n"
     "with the connections each HTTP version made (connections_h3, connections_h2) and has open.\n";
 
 // https://HOST[:PORT][/]: host and port, and HOST[:PORT] as written for :authority.
