@@ -457,24 +457,21 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
   if (end_ != End::None) return Send::Closed;
   if (!is_open()) return Send::NotOpen;
   if (udp_payload.size() > max_payload()) return Send::TooBig;
-  if (wait_n_) send_waiting(now_ns);  // in order: behind those waiting
-  if (!wait_n_) {
-    const Send r = write_datagram(udp_payload, now_ns, more);
-    if (r != Send::Congested) {
-      if (!more) rearm();
-      return r;
-    }
+  Send r = Send::Congested;
+  if (wait_n_) send_waiting(now_ns);  // in order: behind those waiting (their packets join the batch)
+  if (!wait_n_) r = write_datagram(udp_payload, now_ns, more);
+  if (r == Send::Congested && wait_n_ < kWaitSlots) {
+    const size_t slot = (wait_head_ + wait_n_++) % kWaitSlots;
+    std::memcpy(wait_buf_.data() + slot * max_udp_payload_, udp_payload.data(), udp_payload.size());
+    wait_len_[slot] = uint16_t(udp_payload.size());
+    ++stats_.datagrams_waited;
+    r = Send::Sent;
   }
-  if (wait_n_ == kWaitSlots) {
-    if (!more) rearm();
-    return Send::Congested;
+  if (!more) {  // nothing may stay in the batch, and the timer follows ngtcp2's expiry
+    rearm_due_ = true;
+    send_batch();
   }
-  const size_t slot = (wait_head_ + wait_n_++) % kWaitSlots;
-  std::memcpy(wait_buf_.data() + slot * max_udp_payload_, udp_payload.data(), udp_payload.size());
-  wait_len_[slot] = uint16_t(udp_payload.size());
-  ++stats_.datagrams_waited;
-  if (!more) rearm();
-  return Send::Sent;
+  return r;
 }
 
 void MasqueConnection::send_waiting(uint64_t now_ns) {
