@@ -227,17 +227,7 @@ void MasqueTcpServer::reap() {
       ++it;
       continue;
     }
-    const CapsuleStats& s = it->second->session->stats();
-    CapsuleStats& t = closed_.capsules;
-    t.requests += s.requests;
-    t.datagrams_in += s.datagrams_in;
-    t.datagrams_out += s.datagrams_out;
-    t.drop_context += s.drop_context;
-    t.drop_too_large += s.drop_too_large;
-    t.drop_malformed += s.drop_malformed;
-    t.drop_slow_client += s.drop_slow_client;
-    t.skipped_capsules += s.skipped_capsules;
-    t.over_tunnel_limit += s.over_tunnel_limit;
+    closed_.capsules += it->second->session->stats();
     it = conns_.erase(it);
   }
 }
@@ -288,18 +278,7 @@ void MasqueTcpServer::complete(uint64_t conn, int32_t stream, const ConnectUdpAn
 
 MasqueTcpServer::Stats MasqueTcpServer::stats() const {
   Stats s = closed_;
-  for (const auto& [id, c] : conns_) {
-    const CapsuleStats& l = c->session->stats();
-    s.capsules.requests += l.requests;
-    s.capsules.datagrams_in += l.datagrams_in;
-    s.capsules.datagrams_out += l.datagrams_out;
-    s.capsules.drop_context += l.drop_context;
-    s.capsules.drop_too_large += l.drop_too_large;
-    s.capsules.drop_malformed += l.drop_malformed;
-    s.capsules.drop_slow_client += l.drop_slow_client;
-    s.capsules.skipped_capsules += l.skipped_capsules;
-    s.capsules.over_tunnel_limit += l.over_tunnel_limit;
-  }
+  for (const auto& [id, c] : conns_) s.capsules += c->session->stats();
   return s;
 }
 

@@ -49,6 +49,19 @@ struct CapsuleStats {
   uint64_t drop_slow_client = 0;   // replies dropped: the connection's queue over kMaxPendingOutput
   uint64_t skipped_capsules = 0;   // capsules of other types, skipped
   uint64_t over_tunnel_limit = 0;  // HTTP/2 requests answered 429: kMaxTunnels tunnels open already
+
+  CapsuleStats& operator+=(const CapsuleStats& o) {
+    requests += o.requests;
+    datagrams_in += o.datagrams_in;
+    datagrams_out += o.datagrams_out;
+    drop_context += o.drop_context;
+    drop_too_large += o.drop_too_large;
+    drop_malformed += o.drop_malformed;
+    drop_slow_client += o.drop_slow_client;
+    skipped_capsules += o.skipped_capsules;
+    over_tunnel_limit += o.over_tunnel_limit;
+    return *this;
+  }
 };
 
 class MasqueTcpSession {
