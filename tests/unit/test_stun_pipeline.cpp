@@ -280,6 +280,32 @@ void malformed_and_not_requests_are_counted(void**) {
   assert_int_equal(r.total(&WorkerStats::stun_responses), 1);
 }
 
+// A Binding request in two IPv4 fragments to the STUN port: put together, then dropped as `fragment` (never answered
+// from a datagram dpgw had to reassemble).
+void fragmented_requests_dropped(void**) {
+  PipelineRig r;
+  const std::vector<uint8_t> whole = udp_frame(kClient, 40000, kGwPublic, kStunPort, stun_message(1));
+  const size_t first = 24;  // UDP header and 16 bytes of STUN: a multiple of 8
+  const size_t l4 = whole.size() - 34;
+  auto fragment = [&](size_t off, size_t len, bool more) {
+    std::vector<uint8_t> f(whole.begin(), whole.begin() + 34);
+    f.insert(f.end(), whole.begin() + long(34 + off), whole.begin() + long(34 + off + len));
+    uint8_t* ip = f.data() + 14;
+    store_be16(ip + 2, uint16_t(20 + len));
+    store_be16(ip + 6, uint16_t((more ? 0x2000 : 0) | off / 8));
+    store_be16(ip + 10, 0);
+    store_be16(ip + 10, ipv4_header_checksum({ip, 20}));
+    return f;
+  };
+  r.pub.inject(r.dp().pool, fragment(0, first, true));
+  r.pub.inject(r.dp().pool, fragment(first, l4 - first, false));
+  r.poll();
+  assert_true(r.pub.drain().empty());
+  assert_int_equal(r.total(&WorkerStats::frag_reassembled), 1);
+  assert_int_equal(r.drops(Drop::Fragment), 1);
+  assert_int_equal(r.total(&WorkerStats::stun_requests), 0);
+}
+
 // stun_port = 0: the port is an ordinary closed one (ICMP port unreachable, no_entry_point); STUN on the tunnel port
 // is still answered.
 void stun_port_off(void**) {
@@ -340,6 +366,7 @@ int main() {
       cmocka_unit_test(classic_clients_on_the_stun_port),
       cmocka_unit_test(shared_ports_demultiplex),
       cmocka_unit_test(malformed_and_not_requests_are_counted),
+      cmocka_unit_test(fragmented_requests_dropped),
       cmocka_unit_test(stun_port_off),
       cmocka_unit_test(entry_points_on_the_stun_port_refused),
   };
