@@ -13,6 +13,7 @@ import re
 import ssl
 import struct
 import sys
+import zlib
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -632,6 +633,37 @@ def h3():
     write("h3_request", "dynamic-ref", bytes([2]) + bytes([2, 0]) + bytes([0x80]))
 
 
+def stun():
+    """STUN messages (fuzz/stun_message.cpp): RFC 5769's sample request and IPv4 response, a request of header and
+    FINGERPRINT, one with unknown comprehension-required attributes, an RFC 3489 client's (Debian's stun-client),
+    and broken ones (a wrong FINGERPRINT, an attribute past the end, a length that is not the datagram's)."""
+    def fingerprinted(m):
+        m = m[:2] + struct.pack("!H", len(m) - 20 + 8) + m[4:]
+        return m + struct.pack("!HHI", 0x8028, 4, (zlib.crc32(m) ^ 0x5354554E) & 0xFFFFFFFF)
+    tid = bytes.fromhex("b7e7a701bc34d686fa87dfae")
+    write("stun_message", "rfc5769-request", bytes.fromhex(
+        "000100582112a442b7e7a701bc34d686fa87dfae802200105354554e207465737420636c69656e74002400046e0001ff"
+        "80290008932ff9b151263b36000600096576746a3a68367659202020000800149aeaa70cbfd8cb56781ef2b5b2d3f249"
+        "c1b571a280280004e57a3bcf"))
+    write("stun_message", "rfc5769-response", bytes.fromhex(
+        "0101003c2112a442b7e7a701bc34d686fa87dfae8022000b7465737420766563746f7220002000080001a147e112a643"
+        "000800142b91f599fd9e90c38c7489f92af9ba53f06be7d780280004c07d4c96"))
+    write("stun_message", "binding-fingerprint", fingerprinted(struct.pack("!HHI", 1, 0, 0x2112A442) + tid))
+    write("stun_message", "binding-bare", struct.pack("!HHI", 1, 0, 0x2112A442) + tid)
+    unknown = b"".join(struct.pack("!HH", t, 4) + b"\x01\x02\x03\x04" for t in (0x0024, 0x0003, 0x7f00, 0x8029))
+    write("stun_message", "unknown-attributes",
+          fingerprinted(struct.pack("!HHI", 1, len(unknown), 0x2112A442) + tid + unknown))
+    write("stun_message", "classic-change-request", bytes.fromhex("000100080169d331f507b509b6868c3acebfd46e0003000400000004"))
+    bad = bytearray(fingerprinted(struct.pack("!HHI", 1, 0, 0x2112A442) + tid))
+    bad[-1] ^= 1
+    write("stun_message", "bad-fingerprint", bytes(bad))
+    write("stun_message", "overrun", struct.pack("!HHI", 1, 8, 0x2112A442) + tid + struct.pack("!HH", 0x8022, 9) + b"abcd")
+    write("stun_message", "indication", fingerprinted(struct.pack("!HHI", 0x0011, 0, 0x2112A442) + tid))
+    write("stun_message", "integrity-then-unknown",
+          fingerprinted(struct.pack("!HHI", 1, 32, 0x2112A442) + tid + struct.pack("!HH", 8, 20) + bytes(20) +
+                        struct.pack("!HH", 0x0030, 4) + b"skip"))
+
+
 def main():
     packets()
     msg = client_hellos()
@@ -648,6 +680,7 @@ def main():
     quic_handshake()
     masque()
     h3()
+    stun()
     print("seeds written under", CORPUS)
 
 

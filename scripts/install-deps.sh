@@ -3,7 +3,7 @@
 # Idempotent, apt only: packages already present are not touched. Exit status: 0 when every package is
 # installed afterwards, 1 when something is missing and cannot be installed (not root, apt failed).
 # An existing /usr/sbin/policy-rc.d is left as it is; one this script creates (so that packages with
-# services, nginx, do not start them on the host) is removed on every way out.
+# services, nginx and coturn, do not start them on the host) is removed on every way out.
 # DPTUN_POLICY_RC overrides the policy path (tests/scripts/test_install_deps.sh; the system is not touched).
 set -euo pipefail
 
@@ -18,6 +18,7 @@ PKGS=(
   iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 python3-cryptography nftables valgrind
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev libnghttp3-dev libnghttp2-dev libhttp-parser-dev python3-h2
   ngtcp2-client ngtcp2-server nginx-light curl hping3 bind9-dnsutils libmicrohttpd-dev dnsmasq-base chrony socat
+  zlib1g-dev stun-client coturn
 )
 
 missing=()

@@ -145,7 +145,9 @@ void Fragments::datagram_input(uint8_t port, rte_mbuf* m) {
       return;
     }
   }
-  if (pi.l4_proto == kIpProtoUdp && pi.dst_port == ctx_.dp.cfg->tunnel_port) {  // relay frames are never fragmented
+  // Relay frames are never fragmented, nor are STUN Binding requests (a few dozen bytes) in practice.
+  const uint16_t stun_port = ctx_.dp.cfg->stun_port;
+  if (pi.l4_proto == kIpProtoUdp && (pi.dst_port == ctx_.dp.cfg->tunnel_port || (stun_port && pi.dst_port == stun_port))) {
     ctx_.drop(m, Drop::Fragment);
     return;
   }

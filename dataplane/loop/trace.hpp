@@ -53,9 +53,10 @@ enum class TraceStage : uint8_t {
   Count
 };
 
-// EdgeFrame: a frame from the concentrator (edge role); EdgeReply: a target's packet to a translated source.
-enum class TraceClass : uint8_t { EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, EdgeFrame, EdgeReply, Count };
-enum class TraceAnswer : uint8_t { EchoReply, Rst, PortUnreachable, FragNeeded, KeepaliveReply, Count };
+// EdgeFrame: a frame from the concentrator (edge role); EdgeReply: a target's packet to a translated source; Stun: a
+// STUN message to the gateway (dataplane/nat/stun_input.hpp).
+enum class TraceClass : uint8_t { EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, EdgeFrame, EdgeReply, Stun, Count };
+enum class TraceAnswer : uint8_t { EchoReply, Rst, PortUnreachable, FragNeeded, KeepaliveReply, StunResponse, Count };
 
 const char* trace_stage_name(TraceStage s);
 

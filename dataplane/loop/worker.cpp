@@ -17,6 +17,7 @@
 #include "dataplane/edge/edge_peer.hpp"
 #include "dataplane/tables/flow_tracking.hpp"
 #include "packet/headers.hpp"
+#include "proto/stun.hpp"
 
 namespace dptun {
 
@@ -70,6 +71,17 @@ void WorkerContext::drop(rte_mbuf* m, Drop why) {
   stats.drops[size_t(why)].add();
   rte_pktmbuf_free(m);
 }
+
+namespace {
+
+// RFC 7983: a datagram to a port STUN shares with another protocol is STUN when its first byte is at most
+// `max_first` and the magic cookie is at 4..7 (proto/stun.hpp; the reasons for each port: worker.cpp's classify).
+inline bool shared_port_stun(const rte_mbuf* m, const PacketInfo& pi, uint8_t max_first) {
+  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+  return pi.l4_len >= kUdpHeaderLen + kStunHeaderLen && p[0] <= max_first && load_be32(p + 4) == kStunMagicCookie;
+}
+
+}  // namespace
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
     : ctx_(dp, id), lcore_(lcore), handoff_(handoff), idle_(dp.cfg->idle), flows_(dp.cfg->flow.table_size, uint8_t(id)) {}
@@ -166,6 +178,10 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   const uint32_t my_addr = ctx_.dp.ports[port].address;
   const uint16_t tunnel_port = ctx_.dp.cfg->tunnel_port;
   const uint16_t quic_port = ctx_.dp.cfg->quic_port;
+  const uint16_t stun_port = ctx_.dp.cfg->stun_port;  // 0: none
+  rte_mbuf* stun_pkts[kBurst];
+  PacketInfo stun_info[kBurst];
+  uint16_t n_stun = 0;
   rte_mbuf* quic_pkts[kBurst];
   PacketInfo quic_info[kBurst];
   uint16_t n_quic = 0;
@@ -241,6 +257,17 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       edge_info[n_edge++] = pi;
       continue;
     }
+    // STUN (dataplane/nat/stun_input.hpp): whatever comes to the STUN port; on the tunnel port a Binding request
+    // (first byte 0x00) with the magic cookie, never a relay frame (version 0x01 first; its bytes 4..7, the receiver
+    // index, may well equal the cookie); on the QUIC port (below) a first byte 0x00..0x03 with the cookie, never a
+    // QUIC packet (the fixed bit 0x40 is set in both header forms, RFC 9000 17).
+    if (pi.l4_proto == kIpProtoUdp &&
+        ((stun_port && pi.dst_port == stun_port) || (pi.dst_port == tunnel_port && shared_port_stun(m, pi, 0x00)))) {
+      DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::Stun);
+      stun_pkts[n_stun] = m;
+      stun_info[n_stun++] = pi;
+      continue;
+    }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
       DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
       tun_pkts[n_tun] = m;
@@ -249,6 +276,12 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
     }
     const EntryPoint* ep = entries ? entries->find(pi.l4_proto, pi.dst_ip, pi.dst_port) : nullptr;
     if (!ep && pi.l4_proto == kIpProtoUdp && pi.dst_port == quic_port) {  // entry points on the port come first
+      if (shared_port_stun(m, pi, 0x03)) {
+        DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::Stun);
+        stun_pkts[n_stun] = m;
+        stun_info[n_stun++] = pi;
+        continue;
+      }
       DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
       quic_pkts[n_quic] = m;
       quic_info[n_quic++] = pi;
@@ -271,6 +304,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   if (n_entry) entry_.input(port, entry_pkts, entry_info, entry_of, n_entry);
   if (n_tun) tunnel_.input(port, tun_pkts, tun_info, n_tun);
   if (n_quic) quic_in_.input(port, quic_pkts, quic_info, n_quic);
+  if (n_stun) stun_.input(port, stun_pkts, stun_info, n_stun);
   if (n_edge) {
     if (port == edge->underlay_port)
       edge_in_.input(port, edge_pkts, edge_info, n_edge);

@@ -4,6 +4,7 @@
 //   classify -> entry input   -> TCP binding / QUIC holds -> flow setup -> encap -> tx
 //            -> tunnel input  -> visitors / TCP binding / fragments      -> tx
 //            -> local input, fragments (-> entry input, edge output)
+//            -> STUN input (Binding requests, answered in place)   -> tx
 //            -> edge input (frames from the concentrator) -> fragments -> tx (LAN)
 //            -> edge output (targets' replies)             -> encap      -> tx (underlay)
 // Single-threaded by construction: no locks, no syscalls, no allocation in the loop.
@@ -26,6 +27,7 @@
 #include "dataplane/loop/sweep_pacer.hpp"
 #include "dataplane/loop/tx.hpp"
 #include "dataplane/loop/worker_context.hpp"
+#include "dataplane/nat/stun_input.hpp"
 #include "dataplane/relay/encap.hpp"
 #include "dataplane/relay/quic_input.hpp"
 #include "dataplane/relay/tunnel_input.hpp"
@@ -87,6 +89,7 @@ class Worker {
   FlowSetup setup_{ctx_, flows_, names_};
   Tx tx_{ctx_};
   LocalInput local_{ctx_, tx_};
+  StunInput stun_{ctx_, tx_};
   Encap encap_{ctx_, tx_, flows_, names_};
   QuicHolds quic_{ctx_, flows_, setup_, encap_};
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};

@@ -77,6 +77,7 @@ void ControlLoop::reload() {
           "ports");
   differs(next.tunnel_port != now.tunnel_port, "tunnel_port");
   differs(next.quic_port != now.quic_port, "quic_port");
+  differs(next.stun_port != now.stun_port, "stun_port");
   differs(next.quic_key_update_packets != now.quic_key_update_packets, "quic_key_update_packets");
   differs(next.mbufs != now.mbufs, "mbufs");
   differs(next.control_socket != now.control_socket, "control_socket");

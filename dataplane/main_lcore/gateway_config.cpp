@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "common/cli.hpp"
 #include "common/config_file.hpp"
@@ -138,6 +139,9 @@ EntryPointConfig load_entry(const Setting& s, const GatewayConfig& cfg) {
   e.port = uint16_t(config_int(s, "port", 1, 65535));
   if (e.proto == 17 && e.port == cfg.tunnel_port)
     config_fail(s["port"], "UDP port " + std::to_string(e.port) + " is the tunnel port");
+  if (e.proto == 17 && cfg.stun_port && e.port == cfg.stun_port)
+    config_fail(s["port"], "UDP port " + std::to_string(e.port) + " is the STUN port (dpgw.stun_port, default 3478; 0 "
+                           "turns the STUN server off)");
   if (s.exists("listen")) {
     (void)config_string(s, "listen");
     e.listen = parse_ipv4_at(s["listen"]);
@@ -250,7 +254,7 @@ static GatewayConfig load(const std::string& path) {
 
   if (!root.exists("dpgw")) config_fail_missing(root, "dpgw");
   const Setting& gw = root["dpgw"];
-  config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "quic_port", "quic_key_update_packets", "mbufs", "idle", "flows", "crypto",
+  config_allow_keys(gw, {"workers", "eal", "ports", "tunnel_port", "quic_port", "stun_port", "quic_key_update_packets", "mbufs", "idle", "flows", "crypto",
                          "control_socket", "metrics_listen", "max_tunnels", "session_timeout", "direct_mode",
                          "reassembly"});
   cfg.workers = uint16_t(config_int(gw, "workers", 1, 64, 1));
@@ -260,6 +264,12 @@ static GatewayConfig load(const std::string& path) {
   if (cfg.quic_port == cfg.tunnel_port)
     config_fail(gw.exists("quic_port") ? gw["quic_port"] : gw["tunnel_port"],
                 "the tunnel port and the QUIC port (default 443) must differ");
+  cfg.stun_port = uint16_t(config_int(gw, "stun_port", 0, 65535, 3478));
+  const std::pair<const char*, uint16_t> shared[] = {{"tunnel_port", cfg.tunnel_port}, {"quic_port", cfg.quic_port}};
+  for (const auto& [key, port] : shared)
+    if (cfg.stun_port && cfg.stun_port == port)
+      config_fail(gw.exists("stun_port") ? gw["stun_port"] : gw[key],
+                  std::string("the STUN port (dpgw.stun_port, default 3478; 0: none) and dpgw.") + key + " must differ");
   cfg.quic_key_update_packets = uint64_t(config_int(gw, "quic_key_update_packets", 1, 1 << 22, 1 << 22));
   cfg.mbufs = uint32_t(config_int(gw, "mbufs", 2047, 4 * 1024 * 1024, 16383));
   cfg.control_socket = config_string(gw, "control_socket", "/run/dptun/dpgw.sock");

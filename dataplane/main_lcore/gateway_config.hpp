@@ -110,6 +110,9 @@ struct GatewayConfig {
   // UDP port agents of the QUIC framing send to (docs/protocol.md "QUIC framing"): short-header packets of a QUIC
   // session are opened here; every other datagram to it goes to the kernel path, where dpctld's QUIC port is.
   uint16_t quic_port = 443;
+  // UDP port of dpgw's STUN server (RFC 8489 Binding requests, answered by the workers: docs/operations.md "STUN");
+  // 0: none. STUN on the tunnel and QUIC ports is answered whatever this says.
+  uint16_t stun_port = 3478;
   // dpgw starts a key update of its own on a QUIC session after this many packets in a key generation, once the
   // agent acknowledged one of them (docs/protocol.md "Key updates"; at most 2^22, half AES-GCM's limit).
   uint64_t quic_key_update_packets = uint64_t(1) << 22;

@@ -264,6 +264,10 @@ bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
     error = "UDP port " + std::to_string(spec.port) + " is the tunnel port";
     return false;
   }
+  if (spec.proto == 17 && dp_.cfg->stun_port && spec.port == dp_.cfg->stun_port) {
+    error = "UDP port " + std::to_string(spec.port) + " is the STUN port (dpgw.stun_port)";
+    return false;
+  }
   if (spec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),
                                   [&](const PortInfo& p) { return p.address == spec.listen->value; })) {
     error = "entry point " + std::to_string(spec.port) + ": " + spec.listen->str() + " is not an address of this gateway";
@@ -411,6 +415,10 @@ bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, st
   for (const EntryPointConfig& ec : cfg.entry_points) {
     if (ec.proto == 17 && ec.port == dp_.cfg->tunnel_port) {
       error = "entry point udp/" + std::to_string(ec.port) + " is the tunnel port";
+      return false;
+    }
+    if (ec.proto == 17 && dp_.cfg->stun_port && ec.port == dp_.cfg->stun_port) {
+      error = "entry point udp/" + std::to_string(ec.port) + " is the STUN port (dpgw.stun_port)";
       return false;
     }
     if (ec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),

@@ -33,9 +33,9 @@ using nlohmann::json;
 namespace {
 
 const char* const kClassNames[] = {"entry_point", "tunnel_frame", "local",     "fragment",
-                                   "no_entry_point", "edge_frame", "edge_reply"};
+                                   "no_entry_point", "edge_frame", "edge_reply", "stun"};
 static_assert(sizeof kClassNames / sizeof kClassNames[0] == size_t(TraceClass::Count));
-const char* const kAnswerNames[] = {"echo_reply", "rst", "port_unreachable", "frag_needed", "keepalive_reply"};
+const char* const kAnswerNames[] = {"echo_reply", "rst", "port_unreachable", "frag_needed", "keepalive_reply", "stun_response"};
 static_assert(sizeof kAnswerNames / sizeof kAnswerNames[0] == size_t(TraceAnswer::Count));
 const char* const kBindingNames[] = {"none", "wait_hello", "wait_server", "spliced", "refused"};
 const char* const kHandoffNames[] = {"?", "raw_frame", "inner_packet", "transmit", "reassembled", "quic_slow_path", "quic_send"};

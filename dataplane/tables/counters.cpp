@@ -66,6 +66,8 @@ const char* drop_reason_name(Drop d) {
     case Drop::MasqueTargetUnreachable: return "masque_target_unreachable";
     case Drop::MasqueCapsuleFrame: return "masque_capsule_frame";
     case Drop::MasqueCapsuleFull: return "masque_capsule_full";
+    case Drop::StunMalformed: return "stun_malformed";
+    case Drop::StunNotRequest: return "stun_not_request";
     case Drop::Count: break;
   }
   return "unknown";

@@ -96,6 +96,11 @@ enum class Drop : uint8_t {
   // MASQUE clients whose DATAGRAM capsules dpctld carries (docs/masque.md "HTTP/2 and HTTP/1.1 fallback")
   MasqueCapsuleFrame,  // a relay frame naming such a client's session index: it takes nothing from the network
   MasqueCapsuleFull,   // a target's reply to such a client could not go to the control lcore: its ring was full
+  // STUN (dataplane/nat/stun_input.hpp, proto/stun.hpp)
+  StunMalformed,   // to the STUN port (or STUN on the tunnel or QUIC port): not a STUN message (too short, a length that
+                   // is not the datagram's, an attribute past the end, a FINGERPRINT wrong or not last), a wrong UDP
+                   // checksum, or from a source that cannot be a host (0.0.0.0, 127/8, multicast, broadcast, port 0)
+  StunNotRequest,  // a STUN message that is no Binding request: an indication, a response, another method
   Count
 };
 
@@ -135,6 +140,9 @@ struct alignas(64) WorkerStats {
   // MASQUE clients (docs/masque.md): HTTP Datagrams whose UDP payloads went into the tunnel; targets' replies sent
   // back to clients in DATAGRAM frames
   Counter masque_datagrams_rx, masque_datagrams_tx;
+  // STUN (dataplane/nat/stun_input.hpp): Binding requests taken; answers sent (Binding success, or 420 errors for
+  // requests with attributes dpgw does not understand)
+  Counter stun_requests, stun_responses;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

@@ -125,6 +125,7 @@ static void full_valid_config(void**) {
   // Defaults.
   assert_int_equal(c.tunnel_port, 51900);
   assert_int_equal(c.quic_port, 443);
+  assert_int_equal(c.stun_port, 3478);
   assert_int_equal(c.mbufs, 16383);
   assert_false(c.idle.backoff);
   assert_int_equal(c.idle.pause_polls, 0);
@@ -440,6 +441,32 @@ static void quic_port(void**) {
   expect_error(text, line_of(text, "tunnel_port = 443;"), "dpgw.tunnel_port", "must differ");
 }
 
+// dpgw.stun_port: its own port (0: no STUN server), never the tunnel or QUIC port, never a UDP entry point's.
+static void stun_port(void**) {
+  const std::string crypto = "  crypto = { rekey_interval = 60.0; };\n";
+  std::string text = replace(valid_config(), crypto, crypto + "  stun_port = 3479;\n");
+  assert_int_equal(load_ok(write_config(text)).stun_port, 3479);
+  text = replace(valid_config(), crypto, crypto + "  stun_port = 0;\n");
+  assert_int_equal(load_ok(write_config(text)).stun_port, 0);
+  text = replace(valid_config(), crypto, crypto + "  stun_port = 51900;\n");
+  expect_error(text, line_of(text, "stun_port = 51900;"), "dpgw.stun_port", "dpgw.tunnel_port must differ");
+  text = replace(valid_config(), crypto, crypto + "  stun_port = 443;\n");
+  expect_error(text, line_of(text, "stun_port = 443;"), "dpgw.stun_port", "dpgw.quic_port must differ");
+  text = replace(valid_config(), crypto, crypto + "  stun_port = 70000;\n");
+  expect_error(text, line_of(text, "stun_port = 70000;"), "dpgw.stun_port");
+  // The default STUN port given to the QUIC port: the error names quic_port.
+  text = replace(valid_config(), crypto, crypto + "  quic_port = 3478;\n");
+  expect_error(text, line_of(text, "quic_port = 3478;"), "dpgw.quic_port", "STUN port");
+  // A UDP entry point on the STUN port is refused; TCP on that number is not a conflict; with stun_port = 0 the
+  // port is an ordinary one.
+  text = replace(valid_config(), "port = 5354;", "port = 3478;");
+  expect_error(text, line_of(text, "port = 3478;"), "entry_points.[2].port", "STUN port");
+  text = replace(valid_config(), "port = 5201;", "port = 3478;");
+  assert_int_equal(load_ok(write_config(text)).entry_points[0].port, 3478);
+  text = replace(replace(valid_config(), "port = 5354;", "port = 3478;"), crypto, crypto + "  stun_port = 0;\n");
+  assert_int_equal(load_ok(write_config(text)).entry_points[2].port, 3478);
+}
+
 static void keepalive_on_tcp(void**) {
   std::string text = replace(valid_config(), "target = \"10.0.2.2:5201\";", "target = \"10.0.2.2:5201\"; keepalive = true;");
   expect_error(text, line_of(text, "keepalive = true; }"), "entry_points.[0].keepalive", "UDP");
@@ -735,6 +762,7 @@ int main() {
       cmocka_unit_test(duplicate_entry_point),
       cmocka_unit_test(udp_entry_on_tunnel_port),
       cmocka_unit_test(quic_port),
+      cmocka_unit_test(stun_port),
       cmocka_unit_test(keepalive_on_tcp),
       cmocka_unit_test(duplicate_session_index),
       cmocka_unit_test(bad_uuid),

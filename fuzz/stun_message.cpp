@@ -1,0 +1,63 @@
+// STUN messages (proto/stun.hpp, RFC 8489): the input is a UDP payload as a dpgw worker would get it on the STUN
+// port (classic RFC 3489 clients allowed) and on the tunnel or QUIC port (the magic cookie required).
+// Properties: what the cookie-requiring read accepts, the other accepts the same way; an accepted message has a
+// whole header, a length that is the input's, at most kStunMaxUnknown unknown attributes listed, `classic` exactly
+// when the cookie is absent; the answer to a Binding request fits kStunMaxResponseLen, is the same written apart or
+// over the request's own bytes, reads back (its FINGERPRINT verifying) as a Binding success carrying the client's
+// address and port, or a 420 when the request had unknown attributes; a refusal has a reason.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "fuzz/fuzz.hpp"
+#include "proto/stun.hpp"
+
+using namespace dptun;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const uint8_t> in(data, size);
+  StunError why = StunError::Count;
+  const auto strict = parse_stun(in, false, &why);
+  if (!strict) FUZZ_CHECK(why != StunError::Count);
+  why = StunError::Count;
+  const auto m = parse_stun(in, true, &why);
+  if (!m) {
+    FUZZ_CHECK(why != StunError::Count);
+    FUZZ_CHECK(!strict);
+    FUZZ_LOG("refused: %s\n", stun_error_name(why));
+    return 0;
+  }
+  FUZZ_CHECK(size >= kStunHeaderLen && size % 4 == 0 && load_be16(data + 2) == size - kStunHeaderLen);
+  FUZZ_CHECK(m->classic == !stun_has_cookie(in));
+  FUZZ_CHECK(m->n_unknown <= kStunMaxUnknown);
+  FUZZ_CHECK(std::memcmp(m->id.data(), data + 4, 16) == 0);
+  if (strict) {
+    FUZZ_CHECK(!m->classic && strict->type == m->type && strict->n_unknown == m->n_unknown &&
+               strict->fingerprint == m->fingerprint);
+  } else {
+    FUZZ_CHECK(m->classic);
+  }
+  FUZZ_LOG("type 0x%04x classic %d fingerprint %d unknown %u\n", m->type, m->classic, m->fingerprint, m->n_unknown);
+  if (!m->is_binding_request()) return 0;
+  const uint32_t ip = 0x0a000000u | uint32_t(size);
+  const uint16_t port = uint16_t(40000 + size);
+  std::vector<uint8_t> out(kStunMaxResponseLen);
+  const size_t n = write_stun_response(out, *m, ip, port);
+  FUZZ_CHECK(n == stun_response_len(*m) && n <= kStunMaxResponseLen && n >= kStunHeaderLen + 12);
+  std::vector<uint8_t> over(data, data + size);
+  over.resize(std::max(size, kStunMaxResponseLen));
+  FUZZ_CHECK(write_stun_response(over, *m, ip, port) == n && std::memcmp(over.data(), out.data(), n) == 0);
+  out.resize(n);
+  const auto back = parse_stun(out, m->classic);
+  FUZZ_CHECK(back && back->classic == m->classic && back->fingerprint == !m->classic && back->id == m->id);
+  if (m->has_unknown()) {
+    FUZZ_CHECK(back->type == kStunBindingError);
+  } else {
+    FUZZ_CHECK(back->type == kStunBindingSuccess && back->n_unknown == 0);
+    const uint16_t got_port = load_be16(out.data() + 26);
+    const uint32_t got_ip = load_be32(out.data() + 28);
+    FUZZ_CHECK(m->classic ? got_ip == ip && got_port == port
+                          : (got_ip ^ kStunMagicCookie) == ip && uint16_t(got_port ^ (kStunMagicCookie >> 16)) == port);
+  }
+  return 0;
+}

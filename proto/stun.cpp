@@ -1,0 +1,141 @@
+#include "proto/stun.hpp"
+
+#include <zlib.h>
+
+#include <cstring>
+
+namespace dptun {
+
+const char* stun_error_name(StunError e) {
+  switch (e) {
+    case StunError::TooShort: return "too_short";
+    case StunError::NotStun: return "not_stun";
+    case StunError::BadLength: return "bad_length";
+    case StunError::AttributeOverrun: return "attribute_overrun";
+    case StunError::FingerprintNotLast: return "fingerprint_not_last";
+    case StunError::BadFingerprint: return "bad_fingerprint";
+    case StunError::Count: break;
+  }
+  return "unknown";
+}
+
+uint32_t stun_fingerprint(std::span<const uint8_t> msg_up_to_it) {
+  return uint32_t(crc32(0, msg_up_to_it.data(), uInt(msg_up_to_it.size()))) ^ kStunFingerprintXor;
+}
+
+namespace {
+
+// A comprehension-required attribute the Binding server understands (StunMessage::unknown has the list and why).
+bool understood(uint16_t type, const uint8_t* value, uint16_t len) {
+  switch (type) {
+    case kStunAttrMappedAddress:
+    case kStunAttrUsername:
+    case kStunAttrErrorCode:
+    case kStunAttrUnknownAttributes:
+    case kStunAttrRealm:
+    case kStunAttrNonce:
+    case kStunAttrPasswordAlgorithm:
+    case kStunAttrUserhash:
+    case kStunAttrXorMappedAddress:
+      return true;
+    case kStunAttrChangeRequest:  // flags: 0x4 change IP, 0x2 change port (RFC 5780 7.2)
+      return len == 4 && (load_be32(value) & 0x6) == 0;
+    default:
+      return false;
+  }
+}
+
+std::optional<StunMessage> fail(StunError e, StunError* why) {
+  if (why) *why = e;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<StunMessage> parse_stun(std::span<const uint8_t> msg, bool classic_ok, StunError* why) {
+  const uint8_t* p = msg.data();
+  const size_t size = msg.size();
+  if (size < kStunHeaderLen) return fail(StunError::TooShort, why);
+  if (p[0] & 0xc0) return fail(StunError::NotStun, why);
+  const size_t len = load_be16(p + 2);
+  if (len % 4 != 0 || len != size - kStunHeaderLen) return fail(StunError::BadLength, why);
+  StunMessage m;
+  m.classic = load_be32(p + 4) != kStunMagicCookie;
+  if (m.classic && !classic_ok) return fail(StunError::NotStun, why);
+  m.type = load_be16(p);
+  std::memcpy(m.id.data(), p + 4, m.id.size());
+  bool after_integrity = false;  // RFC 8489 14.5: what follows MESSAGE-INTEGRITY is ignored, but for these two
+  for (size_t off = kStunHeaderLen; off < size;) {
+    if (size - off < 4) return fail(StunError::AttributeOverrun, why);
+    const uint16_t type = load_be16(p + off);
+    const uint16_t vlen = load_be16(p + off + 2);
+    const size_t padded = (size_t(vlen) + 3) & ~size_t(3);
+    if (padded > size - off - 4) return fail(StunError::AttributeOverrun, why);
+    const uint8_t* value = p + off + 4;
+    if (type == kStunAttrFingerprint) {
+      if (vlen != 4 || off + 8 != size) return fail(StunError::FingerprintNotLast, why);
+      if (load_be32(value) != stun_fingerprint(msg.first(off))) return fail(StunError::BadFingerprint, why);
+      m.fingerprint = true;
+    } else if (type == kStunAttrMessageIntegrity || type == kStunAttrMessageIntegritySha256) {
+      after_integrity = true;
+    } else if (!after_integrity && type < 0x8000 && !understood(type, value, vlen)) {
+      if (m.n_unknown < kStunMaxUnknown) m.unknown[m.n_unknown++] = type;
+    }
+    off += 4 + padded;
+  }
+  return m;
+}
+
+size_t stun_response_len(const StunMessage& req) {
+  const size_t fingerprint = req.classic ? 0 : 8;
+  if (!req.has_unknown()) return kStunHeaderLen + 12 + fingerprint;
+  return kStunHeaderLen + 28 + 4 + ((2 * size_t(req.n_unknown) + 3) & ~size_t(3)) + fingerprint;
+}
+
+size_t write_stun_response(std::span<uint8_t> out, const StunMessage& req, uint32_t ip, uint16_t port) {
+  const size_t total = stun_response_len(req);
+  if (out.size() < total) return 0;
+  uint8_t* o = out.data();
+  store_be16(o, req.has_unknown() ? kStunBindingError : kStunBindingSuccess);
+  store_be16(o + 2, uint16_t(total - kStunHeaderLen));
+  std::memcpy(o + 4, req.id.data(), req.id.size());
+  size_t off = kStunHeaderLen;
+  if (!req.has_unknown()) {
+    // RFC 8489 14.1 / 14.2: 0 | family 0x01 (IPv4) | port | address; XOR'd with the cookie's top 16 / 32 bits.
+    store_be16(o + off, req.classic ? kStunAttrMappedAddress : kStunAttrXorMappedAddress);
+    store_be16(o + off + 2, 8);
+    o[off + 4] = 0;
+    o[off + 5] = 0x01;
+    store_be16(o + off + 6, req.classic ? port : uint16_t(port ^ (kStunMagicCookie >> 16)));
+    store_be32(o + off + 8, req.classic ? ip : ip ^ kStunMagicCookie);
+    off += 12;
+  } else {
+    // RFC 8489 14.8: 21 reserved bits, class 4, number 20, the reason phrase; 14.13: the types, padded.
+    static constexpr char kReason[] = "Unknown Attribute";
+    constexpr size_t kReasonLen = sizeof kReason - 1;  // 17: the value, 21 bytes, takes 24 with its padding
+    store_be16(o + off, kStunAttrErrorCode);
+    store_be16(o + off + 2, uint16_t(4 + kReasonLen));
+    store_be16(o + off + 4, 0);
+    o[off + 6] = 4;
+    o[off + 7] = 20;
+    std::memcpy(o + off + 8, kReason, kReasonLen);
+    std::memset(o + off + 8 + kReasonLen, 0, 3);
+    off += 28;
+    const size_t list = 2 * size_t(req.n_unknown);
+    store_be16(o + off, kStunAttrUnknownAttributes);
+    store_be16(o + off + 2, uint16_t(list));
+    for (size_t i = 0; i < req.n_unknown; ++i) store_be16(o + off + 4 + 2 * i, req.unknown[i]);
+    const size_t padded = (list + 3) & ~size_t(3);
+    std::memset(o + off + 4 + list, 0, padded - list);
+    off += 4 + padded;
+  }
+  if (!req.classic) {
+    store_be16(o + off, kStunAttrFingerprint);
+    store_be16(o + off + 2, 4);
+    store_be32(o + off + 4, stun_fingerprint({o, off}));
+    off += 8;
+  }
+  return off;
+}
+
+}  // namespace dptun

@@ -1,0 +1,299 @@
+// STUN's wire format (proto/stun.hpp, RFC 8489): RFC 5769's sample request and IPv4 response as typed in the RFC
+// (their FINGERPRINTs checked, MESSAGE-INTEGRITY skipped, the request's PRIORITY an unknown comprehension-required
+// attribute), the Binding success response for the RFC's mapped address 192.0.2.1:32853 byte for byte, the 420
+// answer to the sample request, an RFC 3489 client's request as Debian's stun-client sends it, and the refusals:
+// truncated, garbled, bad lengths, attributes running past the end, FINGERPRINT wrong or not last. Expected
+// FINGERPRINTs not in the RFC were computed apart from this code (Python's zlib.crc32).
+#include "proto/stun.hpp"
+
+#include "tests/unit/cmocka.hpp"
+
+#include <vector>
+
+using namespace dptun;
+using dptun::test::from_hex;
+
+namespace {
+
+// RFC 5769 2.1, Sample Request (software "STUN test client", username "evtj:h6vY", password "VOkJxbRl1RmTxUk/WvJxBt").
+const std::vector<uint8_t> kSampleRequest = from_hex(
+    "00010058"  // Request type and message length
+    "2112a442"  // Magic cookie
+    "b7e7a701bc34d686fa87dfae"  // Transaction ID
+    "80220010" "5354554e207465737420636c69656e74"  // SOFTWARE
+    "00240004" "6e0001ff"  // PRIORITY
+    "80290008" "932ff9b151263b36"  // ICE-CONTROLLED
+    "00060009" "6576746a3a68367659202020"  // USERNAME (9 bytes) and padding (3 bytes)
+    "00080014" "9aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2"  // MESSAGE-INTEGRITY
+    "80280004" "e57a3bcf");  // FINGERPRINT
+
+// RFC 5769 2.2, Sample IPv4 Response (software "test vector", mapped address 192.0.2.1 port 32853).
+const std::vector<uint8_t> kSampleResponse = from_hex(
+    "0101003c"
+    "2112a442"
+    "b7e7a701bc34d686fa87dfae"
+    "8022000b" "7465737420766563746f7220"  // SOFTWARE
+    "00200008" "0001a147" "e112a643"  // XOR-MAPPED-ADDRESS
+    "00080014" "2b91f599fd9e90c38c7489f92af9ba53f06be7d7"  // MESSAGE-INTEGRITY
+    "80280004" "c07d4c96");  // FINGERPRINT
+
+constexpr uint32_t kRfcMappedIp = 0xc0000201;  // 192.0.2.1
+constexpr uint16_t kRfcMappedPort = 32853;
+
+StunMessage parse_ok(const std::vector<uint8_t>& m, bool classic_ok = false) {
+  StunError why = StunError::Count;
+  auto msg = parse_stun(m, classic_ok, &why);
+  if (!msg) fail_msg("parse_stun: %s", stun_error_name(why));
+  assert_int_equal(int(why), int(StunError::Count));  // untouched on success
+  return *msg;
+}
+
+void expect_refused(const std::vector<uint8_t>& m, StunError want, bool classic_ok = false) {
+  StunError why = StunError::Count;
+  const auto msg = parse_stun(m, classic_ok, &why);
+  if (msg || why != want)
+    fail_msg("expected %s, got %s", stun_error_name(want), msg ? "a message" : stun_error_name(why));
+}
+
+std::vector<uint8_t> respond(const StunMessage& req, uint32_t ip, uint16_t port) {
+  std::vector<uint8_t> out(kStunMaxResponseLen);
+  const size_t n = write_stun_response(out, req, ip, port);
+  assert_int_equal(n, stun_response_len(req));
+  out.resize(n);
+  return out;
+}
+
+void sample_request(void**) {
+  const StunMessage m = parse_ok(kSampleRequest);
+  assert_int_equal(m.type, kStunBindingRequest);
+  assert_true(m.is_binding_request());
+  assert_int_equal(m.method(), kStunMethodBinding);
+  assert_int_equal(m.message_class(), 0);
+  assert_false(m.classic);
+  assert_true(m.fingerprint);
+  assert_memory_equal(m.id.data(), kSampleRequest.data() + 4, 16);
+  // PRIORITY (0x0024, RFC 8445's) is comprehension-required and not STUN's own: unknown to a plain STUN server.
+  // ICE-CONTROLLED (0x8029) is comprehension-optional; USERNAME understood; MESSAGE-INTEGRITY skipped.
+  assert_int_equal(m.n_unknown, 1);
+  assert_int_equal(m.unknown[0], 0x0024);
+  assert_true(stun_has_cookie(kSampleRequest));
+}
+
+void sample_response(void**) {
+  const StunMessage m = parse_ok(kSampleResponse);
+  assert_int_equal(m.type, kStunBindingSuccess);
+  assert_int_equal(m.message_class(), 2);
+  assert_int_equal(m.method(), kStunMethodBinding);
+  assert_false(m.is_binding_request());
+  assert_true(m.fingerprint);
+  assert_int_equal(m.n_unknown, 0);
+}
+
+// A Binding request of the sample's header and FINGERPRINT alone gets the success response with the RFC's
+// XOR-MAPPED-ADDRESS bytes for 192.0.2.1:32853.
+void success_response_for_rfc_address(void**) {
+  const std::vector<uint8_t> req = from_hex("00010008" "2112a442" "b7e7a701bc34d686fa87dfae" "80280004" "fdf6ae02");
+  const StunMessage m = parse_ok(req);
+  assert_true(m.fingerprint);
+  assert_int_equal(m.n_unknown, 0);
+  const std::vector<uint8_t> out = respond(m, kRfcMappedIp, kRfcMappedPort);
+  const std::vector<uint8_t> want = from_hex("01010014" "2112a442" "b7e7a701bc34d686fa87dfae"
+                                             "00200008" "0001a147" "e112a643"  // as in RFC 5769 2.2
+                                             "80280004" "7d281f59");
+  assert_int_equal(out.size(), want.size());
+  assert_memory_equal(out.data(), want.data(), want.size());
+  // The RFC's response carries the same attribute bytes.
+  assert_memory_equal(out.data() + 20, kSampleResponse.data() + 20 + 16, 12);
+  // Written in place over the request's own bytes, the answer is the same.
+  std::vector<uint8_t> in_place = req;
+  in_place.resize(kStunMaxResponseLen);
+  assert_int_equal(write_stun_response(in_place, m, kRfcMappedIp, kRfcMappedPort), want.size());
+  assert_memory_equal(in_place.data(), want.data(), want.size());
+  // A buffer too short is refused whole.
+  std::vector<uint8_t> small(want.size() - 1);
+  assert_int_equal(write_stun_response(small, m, kRfcMappedIp, kRfcMappedPort), 0);
+}
+
+// The sample request's PRIORITY: a 420 (Unknown Attribute) listing it (RFC 8489 6.3.1.1).
+void unknown_attribute_answer(void**) {
+  const std::vector<uint8_t> out = respond(parse_ok(kSampleRequest), kRfcMappedIp, kRfcMappedPort);
+  const std::vector<uint8_t> want = from_hex(
+      "0111002c" "2112a442" "b7e7a701bc34d686fa87dfae"
+      "00090015" "00000414" "556e6b6e6f776e20417474726962757465000000"  // ERROR-CODE 420 "Unknown Attribute"
+      "000a0002" "00240000"  // UNKNOWN-ATTRIBUTES: PRIORITY, padded
+      "80280004" "bd47dc87");
+  assert_int_equal(out.size(), want.size());
+  assert_memory_equal(out.data(), want.data(), want.size());
+  const StunMessage back = parse_ok(out);
+  assert_int_equal(back.type, kStunBindingError);
+  assert_int_equal(back.message_class(), 3);
+  assert_true(back.fingerprint);
+}
+
+// Comprehension-required attributes not understood are listed in order, at most kStunMaxUnknown; optional ones and
+// what follows MESSAGE-INTEGRITY (but FINGERPRINT) are not.
+void unknown_attributes(void**) {
+  std::vector<uint8_t> m = from_hex("00010000" "2112a442" "000102030405060708090a0b");
+  auto add = [&](uint16_t type, const std::vector<uint8_t>& value) {
+    m.push_back(uint8_t(type >> 8));
+    m.push_back(uint8_t(type));
+    m.push_back(uint8_t(value.size() >> 8));
+    m.push_back(uint8_t(value.size()));
+    m.insert(m.end(), value.begin(), value.end());
+    while (m.size() % 4) m.push_back(0);
+    m[2] = uint8_t((m.size() - 20) >> 8);
+    m[3] = uint8_t(m.size() - 20);
+  };
+  add(0x8029, std::vector<uint8_t>(8, 1));  // ICE-CONTROLLED: optional
+  add(kStunAttrChangeRequest, from_hex("00000000"));  // no change asked: understood
+  add(kStunAttrUsername, from_hex("6162"));
+  StunMessage r = parse_ok(m);
+  assert_int_equal(r.n_unknown, 0);
+  assert_int_equal(stun_response_len(r), 40);
+  add(kStunAttrChangeRequest, from_hex("00000004"));  // change IP: dpgw cannot
+  add(0x0024, from_hex("6e0001ff"));
+  for (uint16_t t = 0x7ff0; t < 0x7ffa; ++t) add(t, {});
+  r = parse_ok(m);
+  assert_int_equal(r.n_unknown, kStunMaxUnknown);
+  assert_int_equal(r.unknown[0], kStunAttrChangeRequest);
+  assert_int_equal(r.unknown[1], 0x0024);
+  assert_int_equal(r.unknown[2], 0x7ff0);
+  assert_int_equal(r.unknown[7], 0x7ff5);
+  assert_int_equal(stun_response_len(r), 20 + 28 + 4 + 16 + 8);
+  const std::vector<uint8_t> out = respond(r, 0x0a000001, 1234);
+  assert_int_equal(out.size(), 76);
+  assert_true(out.size() <= kStunMaxResponseLen);
+  assert_true(parse_ok(out).fingerprint);
+  // After MESSAGE-INTEGRITY, an unknown attribute is ignored.
+  m = from_hex("00010000" "2112a442" "000102030405060708090a0b");
+  add(kStunAttrMessageIntegrity, std::vector<uint8_t>(20, 7));
+  add(0x0030, from_hex("01020304"));
+  r = parse_ok(m);
+  assert_int_equal(r.n_unknown, 0);
+  // An odd count of unknown types is padded: 3 types, 6 bytes, 8 with padding.
+  m = from_hex("00010000" "2112a442" "000102030405060708090a0b");
+  add(0x0031, {});
+  add(0x0032, {});
+  add(0x0033, {});
+  r = parse_ok(m);
+  assert_int_equal(r.n_unknown, 3);
+  const std::vector<uint8_t> three = respond(r, 0x0a000001, 1234);
+  assert_int_equal(three.size(), 20 + 28 + 4 + 8 + 8);
+  assert_memory_equal(three.data() + 48, from_hex("000a0006003100320033" "0000").data(), 12);
+}
+
+// What Debian's stun-client (0.97, an RFC 3489 client) sends: no magic cookie, CHANGE-REQUEST. Read only where
+// classic clients are allowed; answered with MAPPED-ADDRESS, the 16 ID bytes copied, no FINGERPRINT.
+void classic_client(void**) {
+  const std::vector<uint8_t> req = from_hex("00010008" "0169d331f507b509b6868c3acebfd46e" "00030004" "00000000");
+  expect_refused(req, StunError::NotStun);
+  assert_false(stun_has_cookie(req));
+  const StunMessage m = parse_ok(req, true);
+  assert_true(m.classic);
+  assert_false(m.fingerprint);
+  assert_int_equal(m.n_unknown, 0);
+  const std::vector<uint8_t> out = respond(m, 0x0a630102, 25060);
+  const std::vector<uint8_t> want = from_hex("0101000c" "0169d331f507b509b6868c3acebfd46e"
+                                             "00010008" "000161e4" "0a630102");  // 10.99.1.2:25060
+  assert_int_equal(out.size(), want.size());
+  assert_memory_equal(out.data(), want.data(), want.size());
+  // Asking for a change of port (stun-client's test III): dpgw has no other port to answer from.
+  const std::vector<uint8_t> change = from_hex("00010008" "03179b12052ee94b46e7812f021e1841" "00030004" "00000002");
+  const StunMessage c = parse_ok(change, true);
+  assert_int_equal(c.n_unknown, 1);
+  assert_int_equal(c.unknown[0], kStunAttrChangeRequest);
+  const std::vector<uint8_t> err = respond(c, 0x0a630102, 25061);
+  assert_int_equal(err.size(), 20 + 28 + 8);  // no FINGERPRINT for a classic client
+  assert_int_equal(load_be16(err.data()), kStunBindingError);
+  assert_memory_equal(err.data() + 4, change.data() + 4, 16);
+}
+
+void truncated_and_garbled(void**) {
+  for (size_t n = 0; n < kSampleRequest.size(); ++n) {
+    const std::vector<uint8_t> cut(kSampleRequest.begin(), kSampleRequest.begin() + long(n));
+    expect_refused(cut, n < 20 ? StunError::TooShort : StunError::BadLength);
+  }
+  std::vector<uint8_t> m = kSampleRequest;
+  m[0] |= 0x40;  // not STUN's top bits (an RTP or QUIC packet's)
+  expect_refused(m, StunError::NotStun, true);
+  m = kSampleRequest;
+  m[5] ^= 1;  // no magic cookie where one is needed; with classic clients allowed, the FINGERPRINT is wrong then
+  expect_refused(m, StunError::NotStun);
+  expect_refused(m, StunError::BadFingerprint, true);
+  assert_false(stun_has_cookie(m));
+}
+
+void bad_lengths(void**) {
+  std::vector<uint8_t> m = kSampleRequest;
+  m.push_back(0);  // a byte more than the header says
+  expect_refused(m, StunError::BadLength);
+  m = kSampleRequest;
+  m[3] = 0x54;  // says 4 bytes fewer than there are
+  expect_refused(m, StunError::BadLength);
+  m = from_hex("00010002" "2112a442" "000102030405060708090a0b" "0000");  // not a multiple of 4
+  expect_refused(m, StunError::BadLength);
+}
+
+void attribute_overrun(void**) {
+  std::vector<uint8_t> m = kSampleRequest;
+  m[20 + 20 + 8 + 12 + 3] = 0x30;  // USERNAME's length, past the end
+  expect_refused(m, StunError::AttributeOverrun);
+  // One byte of value whose padding would pass the end: a 1-byte attribute with no room for its value.
+  expect_refused(from_hex("00010004" "2112a442" "000102030405060708090a0b" "80220001"), StunError::AttributeOverrun);
+  // The last attribute exactly filling the message is fine.
+  assert_int_equal(parse_ok(from_hex("00010008" "2112a442" "000102030405060708090a0b" "80220003" "61626300")).n_unknown,
+                   0);
+}
+
+void fingerprint_checked(void**) {
+  std::vector<uint8_t> m = kSampleRequest;
+  m.back() ^= 0x01;  // the CRC itself
+  expect_refused(m, StunError::BadFingerprint);
+  m = kSampleRequest;
+  m[24] ^= 0x20;  // a byte of SOFTWARE
+  expect_refused(m, StunError::BadFingerprint);
+  m = kSampleResponse;
+  m[45] ^= 0x80;  // a byte of the RFC response's XOR-MAPPED-ADDRESS
+  expect_refused(m, StunError::BadFingerprint);
+  // Another attribute after FINGERPRINT.
+  m = kSampleRequest;
+  m.insert(m.end(), {0x80, 0x22, 0x00, 0x00});
+  m[3] = uint8_t(m[3] + 4);
+  expect_refused(m, StunError::FingerprintNotLast);
+  // A FINGERPRINT of 8 bytes.
+  expect_refused(from_hex("0001000c" "2112a442" "000102030405060708090a0b" "80280008" "0000000000000000"),
+                 StunError::FingerprintNotLast);
+}
+
+void type_fields(void**) {
+  StunMessage m;
+  m.type = kStunBindingIndication;
+  assert_int_equal(m.message_class(), 1);
+  assert_int_equal(m.method(), 1);
+  m.type = 0x0003;  // TURN Allocate request (RFC 8656)
+  assert_int_equal(m.message_class(), 0);
+  assert_int_equal(m.method(), 3);
+  m.type = 0x3fff;  // every method bit and both class bits
+  assert_int_equal(m.method(), 0xfff);
+  assert_int_equal(m.message_class(), 3);
+  for (int e = 0; e <= int(StunError::Count); ++e) assert_non_null(stun_error_name(StunError(e)));
+}
+
+}  // namespace
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(sample_request),
+      cmocka_unit_test(sample_response),
+      cmocka_unit_test(success_response_for_rfc_address),
+      cmocka_unit_test(unknown_attribute_answer),
+      cmocka_unit_test(unknown_attributes),
+      cmocka_unit_test(classic_client),
+      cmocka_unit_test(truncated_and_garbled),
+      cmocka_unit_test(bad_lengths),
+      cmocka_unit_test(attribute_overrun),
+      cmocka_unit_test(fingerprint_checked),
+      cmocka_unit_test(type_fields),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
