@@ -122,11 +122,17 @@ size_t write_stun_response(std::span<uint8_t> out, const StunMessage& req, uint3
     std::memset(o + off + 8 + kReasonLen, 0, 3);
     off += 28;
     const size_t list = 2 * size_t(req.n_unknown);
-    store_be16(o + off, kStunAttrUnknownAttributes);
-    store_be16(o + off + 2, uint16_t(list));
-    for (size_t i = 0; i < req.n_unknown; ++i) store_be16(o + off + 4 + 2 * i, req.unknown[i]);
     const size_t padded = (list + 3) & ~size_t(3);
-    std::memset(o + off + 4 + list, 0, padded - list);
+    for (size_t i = 0; i < req.n_unknown; ++i) store_be16(o + off + 4 + 2 * i, req.unknown[i]);
+    store_be16(o + off, kStunAttrUnknownAttributes);
+    if (req.classic && padded > list) {
+      // RFC 3489 11.2.11: an odd count repeats one type, so that the length itself is a multiple of 4.
+      store_be16(o + off + 4 + list, req.unknown[req.n_unknown - 1]);
+      store_be16(o + off + 2, uint16_t(padded));
+    } else {
+      store_be16(o + off + 2, uint16_t(list));
+      std::memset(o + off + 4 + list, 0, padded - list);
+    }
     off += 4 + padded;
   }
   if (!req.classic) {

@@ -4,10 +4,14 @@
 # installed afterwards, 1 when something is missing and cannot be installed (not root, apt failed).
 # An existing /usr/sbin/policy-rc.d is left as it is; one this script creates (so that packages with
 # services, nginx and coturn, do not start them on the host) is removed on every way out.
-# DPTUN_POLICY_RC overrides the policy path (tests/scripts/test_install_deps.sh; the system is not touched).
+# The services of the packages this run installed are also disabled at boot (systemd hosts): the tests start their
+# own nginx and turnserver, and nothing of dptun's may listen on the host on its own.
+# DPTUN_POLICY_RC and DPTUN_SYSTEMD_DIR override the policy path and systemd's run directory
+# (tests/scripts/test_install_deps.sh; the system is not touched).
 set -euo pipefail
 
 policy=${DPTUN_POLICY_RC:-/usr/sbin/policy-rc.d}
+systemd_dir=${DPTUN_SYSTEMD_DIR:-/run/systemd/system}
 
 PKGS=(
   build-essential g++ pkg-config meson ninja-build
@@ -57,6 +61,17 @@ fi
 if ! apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
   echo "install-deps: apt-get install failed for: ${missing[*]}" >&2
   exit 1
+fi
+services=()
+for p in "${missing[@]}"; do
+  case "$p" in
+    nginx-light) services+=(nginx) ;;
+    coturn) services+=(coturn) ;;
+  esac
+done
+if [ ${#services[@]} -gt 0 ] && [ -d "$systemd_dir" ]; then
+  systemctl disable --quiet "${services[@]}" ||
+    echo "install-deps: could not disable ${services[*]}: they may start at the next boot" >&2
 fi
 echo "install-deps: done"
 exit 0

@@ -251,6 +251,12 @@ bool GatewayState::remove_session(uint32_t index, std::string& error) {
   return true;
 }
 
+const char* GatewayState::reserved_udp_port(uint16_t port) const {
+  if (port == dp_.cfg->tunnel_port) return "the tunnel port (dpgw.tunnel_port)";
+  if (dp_.cfg->stun_port && port == dp_.cfg->stun_port) return "the STUN port (dpgw.stun_port)";
+  return nullptr;
+}
+
 bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
   if ((spec.proto != 6 && spec.proto != 17) || spec.port == 0) {
     error = "an entry point needs proto tcp or udp and a port";
@@ -260,12 +266,8 @@ bool GatewayState::set_entry(const EntrySpec& spec, std::string& error) {
     error = "no tunnel " + spec.tunnel.str();
     return false;
   }
-  if (spec.proto == 17 && spec.port == dp_.cfg->tunnel_port) {
-    error = "UDP port " + std::to_string(spec.port) + " is the tunnel port";
-    return false;
-  }
-  if (spec.proto == 17 && dp_.cfg->stun_port && spec.port == dp_.cfg->stun_port) {
-    error = "UDP port " + std::to_string(spec.port) + " is the STUN port (dpgw.stun_port)";
+  if (const char* why = spec.proto == 17 ? reserved_udp_port(spec.port) : nullptr) {
+    error = "UDP port " + std::to_string(spec.port) + " is " + why;
     return false;
   }
   if (spec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),
@@ -338,6 +340,10 @@ bool GatewayState::sync(const std::vector<TunnelSpec>& tunnels, const std::vecto
                                  [&](const PortInfo& p) { return p.address == e.listen->value; })) {
       LOG_WARN("sync: entry point %u: %s is not an address of this gateway; left out", unsigned(e.port),
                e.listen->str().c_str());
+      continue;
+    }
+    if (const char* why = e.proto == 17 ? reserved_udp_port(e.port) : nullptr) {
+      LOG_WARN("sync: entry point udp/%u is %s; left out", unsigned(e.port), why);
       continue;
     }
     if (!taken) next.push_back(e);
@@ -413,12 +419,8 @@ bool GatewayState::apply_config(const GatewayConfig& cfg, std::string& error, st
       }
   }
   for (const EntryPointConfig& ec : cfg.entry_points) {
-    if (ec.proto == 17 && ec.port == dp_.cfg->tunnel_port) {
-      error = "entry point udp/" + std::to_string(ec.port) + " is the tunnel port";
-      return false;
-    }
-    if (ec.proto == 17 && dp_.cfg->stun_port && ec.port == dp_.cfg->stun_port) {
-      error = "entry point udp/" + std::to_string(ec.port) + " is the STUN port (dpgw.stun_port)";
+    if (const char* why = ec.proto == 17 ? reserved_udp_port(ec.port) : nullptr) {
+      error = "entry point udp/" + std::to_string(ec.port) + " is " + why;
       return false;
     }
     if (ec.listen && std::none_of(dp_.ports.begin(), dp_.ports.end(),

@@ -66,6 +66,8 @@ class GatewayState {
   bool orphaned(uint32_t index) const { return orphans_.count(index) != 0; }
 
  private:
+  // Why a UDP entry point may not take `port` (it is dpgw's tunnel or STUN port), or nullptr when it may.
+  const char* reserved_udp_port(uint16_t port) const;
   TunnelRec* find_tunnel(const Uuid& id);
   void publish_tunnel(TunnelRec& t);
   void publish_entries();

@@ -47,6 +47,10 @@ void StunInput::answer(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
     return;
   }
   ctx_.stats.stun_requests.add();
+  if (!answer_bucket_.take(ctx_.now_ns)) {
+    ctx_.drop(m, Drop::StunLimited);
+    return;
+  }
   // The answer replaces the request in its mbuf (*msg holds all that is needed of it): back to the sender's MAC, a
   // header of 20 bytes from the address and port the request came to, the STUN response behind it.
   const size_t stun_len = stun_response_len(*msg);
@@ -57,7 +61,7 @@ void StunInput::answer(uint8_t port, rte_mbuf* m, const PacketInfo& pi) {
       return;
     }
   } else {
-    rte_pktmbuf_trim(m, uint16_t(m->data_len - total));  // (Ethernet padding and a longer request)
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - total));  // (a longer request)
   }
   uint8_t client_mac[6];
   std::memcpy(client_mac, frame + 6, 6);

@@ -68,6 +68,7 @@ const char* drop_reason_name(Drop d) {
     case Drop::MasqueCapsuleFull: return "masque_capsule_full";
     case Drop::StunMalformed: return "stun_malformed";
     case Drop::StunNotRequest: return "stun_not_request";
+    case Drop::StunLimited: return "stun_limited";
     case Drop::Count: break;
   }
   return "unknown";

@@ -101,6 +101,7 @@ enum class Drop : uint8_t {
                    // is not the datagram's, an attribute past the end, a FINGERPRINT wrong or not last), a wrong UDP
                    // checksum, or from a source that cannot be a host (0.0.0.0, 127/8, multicast, broadcast, port 0)
   StunNotRequest,  // a STUN message that is no Binding request: an indication, a response, another method
+  StunLimited,     // a Binding request over this worker's answer rate (StunInput::kAnswersPerSecond): not answered
   Count
 };
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The installer's every path, with fake apt-get/dpkg-query/id on PATH: the real system is not touched.
+# The installer's every path, with fake apt-get/dpkg-query/id/systemctl on PATH: the real system is not touched.
 # Each case checks the exit status, what apt-get was asked, and that a policy-rc.d the installer did not
 # create survives while one it created is gone afterwards (and was present while apt-get ran).
 set -uo pipefail
@@ -26,6 +26,11 @@ echo "\$1 \$p" >> "$work/apt.log"
 case "\$1" in update) exit $3;; install) exit $4;; esac
 exit 0
 F
+  cat > "$work/bin/systemctl" <<F
+#!/bin/sh
+echo "systemctl \$*" >> "$work/apt.log"
+exit 0
+F
   chmod +x "$work/bin"/*
 }
 
@@ -33,8 +38,8 @@ run_case() { # name, expected rc, expected apt log (one line per call, '|' separ
   local name=$1 want_rc=$2 want_log=$3 before=$4 after=$5
   rm -f "$work/policy-rc.d"; : > "$work/apt.log"
   [ "$before" = yes ] && printf '#!/bin/sh\nexit 101\n' > "$work/policy-rc.d"
-  PATH="$work/bin:$PATH" DPTUN_POLICY_RC="$work/policy-rc.d" bash "$here/scripts/install-deps.sh" \
-    > "$work/out" 2>&1
+  PATH="$work/bin:$PATH" DPTUN_POLICY_RC="$work/policy-rc.d" DPTUN_SYSTEMD_DIR="$systemd_dir" \
+    bash "$here/scripts/install-deps.sh" > "$work/out" 2>&1
   local rc=$? log now=no
   log=$(paste -sd'|' "$work/apt.log")
   [ -e "$work/policy-rc.d" ] && now=yes
@@ -47,9 +52,15 @@ run_case() { # name, expected rc, expected apt log (one line per call, '|' separ
   fi
 }
 
+# A systemd host (its run directory exists): the services of what was installed are disabled at boot.
+systemd_dir=$work
+disable="systemctl disable --quiet nginx coturn"
 make_fakes none 0 0 0
-run_case "nothing installed, no policy-rc.d"       0 "update policy|install policy" no no
-run_case "nothing installed, policy-rc.d present"  0 "update policy|install policy" yes yes
+run_case "nothing installed, no policy-rc.d"       0 "update policy|install policy|$disable" no no
+run_case "nothing installed, policy-rc.d present"  0 "update policy|install policy|$disable" yes yes
+systemd_dir=$work/no-systemd
+run_case "nothing installed, no systemd"           0 "update policy|install policy" no no
+systemd_dir=$work
 make_fakes all 0 0 0
 run_case "everything installed"                    0 "" no no
 run_case "everything installed, policy present"    0 "" yes yes
@@ -64,7 +75,7 @@ make_fakes none 0 100 0
 run_case "apt-get update fails"                    1 "update policy" no no
 
 if grep -q 'run as root' <(make_fakes none 1000 0 0; PATH="$work/bin:$PATH" DPTUN_POLICY_RC="$work/policy-rc.d" \
-    bash "$here/scripts/install-deps.sh" 2>&1); then
+    DPTUN_SYSTEMD_DIR="$work" bash "$here/scripts/install-deps.sh" 2>&1); then
   echo "ok   non-root message names what to do"
 else
   echo "FAIL non-root message"; fails=$((fails + 1))

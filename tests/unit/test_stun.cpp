@@ -206,6 +206,11 @@ void classic_client(void**) {
   assert_int_equal(err.size(), 20 + 28 + 8);  // no FINGERPRINT for a classic client
   assert_int_equal(load_be16(err.data()), kStunBindingError);
   assert_memory_equal(err.data() + 4, change.data() + 4, 16);
+  // UNKNOWN-ATTRIBUTES for an RFC 3489 client: one type, repeated (11.2.11: the length a multiple of 4).
+  assert_int_equal(load_be16(err.data() + 48), kStunAttrUnknownAttributes);
+  assert_int_equal(load_be16(err.data() + 50), 4);
+  assert_int_equal(load_be16(err.data() + 52), kStunAttrChangeRequest);
+  assert_int_equal(load_be16(err.data() + 54), kStunAttrChangeRequest);
 }
 
 void truncated_and_garbled(void**) {

@@ -8,9 +8,12 @@
 // to the closed-port answer. Counters read as `dpgw stats --json` shows them.
 #include <zlib.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "dataplane/main_lcore/stats_report.hpp"
+#include "dataplane/nat/stun_input.hpp"
 #include "packet/checksum.hpp"
 #include "proto/stun.hpp"
 #include "tests/support/pipeline_rig.hpp"
@@ -306,6 +309,30 @@ void fragmented_requests_dropped(void**) {
   assert_int_equal(r.total(&WorkerStats::stun_requests), 0);
 }
 
+// A flood: each worker answers at most StunInput::kAnswerBurst at once and kAnswersPerSecond after that; the rest is
+// counted (requests, stun_limited), not answered. 8 bursts of 64 sent faster than the bucket refills (it adds 10
+// per millisecond; the 512 requests take a few).
+void answers_rate_limited(void**) {
+  PipelineRig r;
+  constexpr int kSent = 512;
+  size_t answered = 0;
+  for (int b = 0; b < kSent / 64; ++b) {
+    for (int i = 0; i < 64; ++i)
+      r.pub.inject(r.dp().pool, udp_frame(kClient, uint16_t(30000 + b * 64 + i), kGwPublic, kStunPort,
+                                          stun_message(uint8_t(i))));
+    r.poll();
+    r.poll();
+    answered += r.pub.drain().size();
+  }
+  const uint64_t limited = r.drops(Drop::StunLimited);
+  assert_true(answered >= StunInput::kAnswerBurst);
+  assert_true(limited > 0);
+  assert_int_equal(answered + limited, kSent);
+  assert_int_equal(r.total(&WorkerStats::stun_requests), kSent);
+  assert_int_equal(r.total(&WorkerStats::stun_responses), answered);
+  assert_int_equal(json_drop(r, "stun_limited"), limited);
+}
+
 // stun_port = 0: the port is an ordinary closed one (ICMP port unreachable, no_entry_point); STUN on the tunnel port
 // is still answered.
 void stun_port_off(void**) {
@@ -351,6 +378,15 @@ void entry_points_on_the_stun_port_refused(void**) {
     reload.entry_points.push_back(ec);
     assert_false(r.gw->state().apply_config(reload, error));
     assert_string_equal(error.c_str(), "entry point udp/3478 is the STUN port (dpgw.stun_port)");
+    // dpctld's whole set (a sync, after either end restarted): the one on the STUN port is left out, the rest kept.
+    EntrySpec other = e;
+    other.port = 5300;
+    e.proto = kIpProtoUdp;
+    assert_true(r.gw->state().sync({}, {}, {e, other}, error));
+    const auto& now = r.gw->state().entries();
+    assert_true(std::none_of(now.begin(), now.end(),
+                             [](const EntrySpec& x) { return x.proto == kIpProtoUdp && x.port == kStunPort; }));
+    assert_true(std::any_of(now.begin(), now.end(), [](const EntrySpec& x) { return x.port == 5300; }));
   }
   PipelineRig off(1, [](GatewayConfig& cfg) { cfg.stun_port = 0; });
   e.proto = kIpProtoUdp;
@@ -367,6 +403,7 @@ int main() {
       cmocka_unit_test(shared_ports_demultiplex),
       cmocka_unit_test(malformed_and_not_requests_are_counted),
       cmocka_unit_test(fragmented_requests_dropped),
+      cmocka_unit_test(answers_rate_limited),
       cmocka_unit_test(stun_port_off),
       cmocka_unit_test(entry_points_on_the_stun_port_refused),
   };
