@@ -429,6 +429,8 @@ Dpctld::Change Dpctld::api_entry_add(const json& req) {
   for (const EntrySpec& o : all_entries())
     if (o.proto == e.proto && o.port == e.port) throw ApiError("entry point " + entry_name(e) + " exists already");
   if (std::string problem = entry_point_problem(e, cfg_); !problem.empty()) throw ApiError(problem);
+  if (const uint16_t stun = gateway_ ? gateway_->gateway_stun_port() : 0; e.proto == 17 && e.port == stun)
+    throw ApiError("udp/" + std::to_string(e.port) + " is the gateway's STUN port (stun_port in dpgw's config)");
   // A listen address the gateway does not own would never see a packet (dpgw refuses it too).
   std::vector<Ipv4> owned;
   for (const std::string& a : gateway_ ? gateway_->gateway_addresses() : std::vector<std::string>{})

@@ -132,6 +132,7 @@ void GatewayLink::dispatch(const json& msg) {
     const uint64_t last = epoch_;
     epoch_ = uint64_t(int_field(msg, "epoch", 0, INT64_MAX, 0));
     replaced_ = last != 0 && epoch_ != last + 1;
+    stun_port_ = uint16_t(int_field(msg, "stun_port", 0, 65535, 0));
     addresses_.clear();
     for (const auto& a : array_field(msg, "addresses"))
       if (a.is_string()) addresses_.push_back(a.get<std::string>());

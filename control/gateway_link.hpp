@@ -59,6 +59,8 @@ class GatewayLink {
   const std::string& conflict() const { return conflict_; }
   uint64_t conflicts() const { return conflicts_; }
   const std::vector<std::string>& gateway_addresses() const { return addresses_; }
+  // dpgw's STUN port (its hello: no UDP entry point may take it), 0 when it has none or is not connected yet.
+  uint16_t gateway_stun_port() const { return hello_done_ ? stun_port_ : 0; }
 
  private:
   void connect_now(uint64_t now_ns);
@@ -90,6 +92,7 @@ class GatewayLink {
   std::string conflict_;
   uint64_t conflicts_ = 0;
   std::vector<std::string> addresses_;
+  uint16_t stun_port_ = 0;
 };
 
 }  // namespace dptun

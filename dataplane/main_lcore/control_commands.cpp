@@ -50,7 +50,8 @@ json hello_reply(Dataplane& dp, const Controller& c) {
   for (const PortInfo& p : dp.ports) addresses.push_back(Ipv4{p.address}.str());
   return gateway_message(GatewayMessageType::Hello,
                          {{"version", kGatewayProtocolVersion}, {"server", "dpgw"}, {"workers", dp.workers.size()},
-                          {"tunnel_port", dp.cfg->tunnel_port}, {"addresses", addresses}, {"epoch", c.epoch}});
+                          {"tunnel_port", dp.cfg->tunnel_port}, {"stun_port", dp.cfg->stun_port}, {"addresses", addresses},
+                          {"epoch", c.epoch}});
 }
 
 // A dpctld says hello: it becomes the controller unless another one holds the gateway.

@@ -93,7 +93,10 @@ sleep 1
 kill -9 "$agent_1_PID"
 wait "$STREAM_PID" || { cat "$WORK/failover.err" >&2; fail "UDP stream failed"; }
 log "  server bytes per second: $(stream_intervals failover)"
-jq -e '[.server_output_json.intervals[8:11][].sum.bytes] | length == 3 and all(. > 0)' "$WORK/failover.json" > /dev/null ||
+# agent-1 dies about 7.3 s in; its flow moves once dpgw has heard nothing from it for session_timeout (1.5 s here,
+# its last keepalive up to 0.5 s before the kill): the stream is back by second 9 at the latest, and second 8 may
+# be empty when the gap falls on it (it did, once in a CI run: 880640, 0, 1059520 bytes in seconds 7, 8, 9).
+jq -e '[.server_output_json.intervals[9:12][].sum.bytes] | length == 3 and all(. > 0)' "$WORK/failover.json" > /dev/null ||
   fail "the stream did not go on after agent-1 died: $(stream_intervals failover)"
 gw_stats | jq -e '[.workers[].flows_repinned] | add >= 1' > /dev/null || fail "no flow was re-pinned"
 # A flow that moved is counted on its new session only (dpctl session list used to count it on both).

@@ -97,6 +97,9 @@ expect_error 1 "target must be ipv4:port" dpctl entry add tcp 5202 iperf nowhere
 expect_error 1 "apply to UDP entry points only" dpctl entry add tcp 5203 iperf "$AGENT_IP:5201" --keepalive
 expect_error 1 "dpctld's agent port" dpctl entry add tcp 7443 iperf "$AGENT_IP:5201"
 expect_error 1 "tunnel port" dpctl entry add udp 51900 iperf "$AGENT_IP:5201"
+expect_error 1 "udp/3478 is the gateway's STUN port" dpctl entry add udp 3478 iperf "$AGENT_IP:5201"
+dpctl entry add tcp 3478 iperf "$AGENT_IP:5201" > /dev/null || fail "tcp/3478 (only UDP is STUN's) refused"
+dpctl entry del tcp 3478 > /dev/null || fail "entry del tcp/3478"
 expect_error 1 "10.99.9.9 is not an address of the gateway (its ports have 10.99.1.1, 10.99.2.1)" \
   dpctl entry add tcp 5204 iperf "$AGENT_IP:5201" --listen 10.99.9.9
 expect_error 1 "a tunnel is already named 'iperf'" dpctl tunnel add IPERF --allow '*'
