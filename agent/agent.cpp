@@ -1055,7 +1055,9 @@ std::string Agent::stats_json() const {
     j.end_object();
   }
   j.end_object().end_object();
-  return j.str();
+  std::string out = j.str();
+  if (direct_stats_) out.insert(out.size() - 1, ",\"direct\":" + direct_stats_());  // a JSON object of its own
+  return out;
 }
 
 }  // namespace dptun

@@ -29,6 +29,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -132,6 +133,8 @@ class Agent final : private DatagramSink {
   // Ends the data-path threads (before the last counters are printed); the destructor does it too.
   void stop();
   std::string stats_json() const;
+  // A JSON object shown as "direct" in stats_json(): the direct-path socket's counters (agent/endpoint_discovery.hpp).
+  void show_direct_stats(std::function<std::string()> json) { direct_stats_ = std::move(json); }
 
  private:
   // What the main thread hands the data path: the sessions and the socket to the gateway. Immutable once published;
@@ -288,6 +291,7 @@ class Agent final : private DatagramSink {
   std::vector<uint8_t> quic_rx_arena_ = std::vector<uint8_t>(size_t(256) << 10);
   size_t quic_rx_used_ = 0;
   QuicControlConnection::Stats quic_old_;  // counters of connections withdrawn since start
+  std::function<std::string()> direct_stats_;
 };
 
 }  // namespace dptun

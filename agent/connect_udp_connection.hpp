@@ -53,6 +53,8 @@ class ConnectUdpConnection {
   virtual void send_batch() = 0;
   // UDP payloads send() accepted that waited for pacing or the congestion window before they left (HTTP/3).
   virtual uint64_t datagrams_waited() const { return 0; }
+  // Of those, lost before they left: too big for the connection by then, or the connection ended.
+  virtual uint64_t waiting_dropped() const { return 0; }
   // The largest UDP payload send() takes (0 until the request is open).
   virtual size_t max_payload() const = 0;
   // Ends the connection politely (if still open).

@@ -326,6 +326,12 @@ void ControlClient::handshake_failed() {
                  openssl_errors());
 }
 
+bool ControlClient::send_message(const std::string& line, uint64_t now_ns) {
+  if (state_ != State::Registered || handed_over_) return false;
+  send_line(line, now_ns);
+  return true;
+}
+
 // Queues `line` (none: only what waits) and writes what the socket takes.
 void ControlClient::send_line(const std::string& line, uint64_t now_ns) {
   if (quic_) {
@@ -422,6 +428,8 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
   g.key_len = msg.value("cipher", std::string("aes-128-gcm")) == "aes-256-gcm" ? 32 : 16;
   g.rekey_interval_ns = uint64_t(msg.value("rekey_interval", 120.0) * 1e9);
   g.keepalive_ns = uint64_t(msg.value("keepalive", 2.0) * 1e9);
+  if (const auto stun = msg.find("stun_port"); stun != msg.end() && stun->is_number_unsigned() && *stun <= 65535u)
+    g.stun_port = stun->get<uint16_t>();
   // dpctld hands this QUIC connection over to dpgw: the data follows on it as DATAGRAM frames. A dpctld that does not
   // say so keeps relay frames (the connection stays dpctld's control connection).
   handed_over_ = quic_ && msg.value("framing", std::string()) == "quic";

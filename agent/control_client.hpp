@@ -53,6 +53,7 @@ struct SessionGrant {
   uint8_t key_len = 16;
   uint64_t rekey_interval_ns = 120'000'000'000ull;
   uint64_t keepalive_ns = 2'000'000'000ull;
+  uint16_t stun_port = 0;  // dpgw's STUN port on the gateway's address (0: none said)
   // "framing":"quic" (--transport quic, a dpctld that hands the connection over to dpgw): the data goes as DATAGRAM
   // frames on this connection, not as relay frames (secret, key_len and rekey_interval_ns are unused then). Owned by
   // the ControlClient; valid until its withdraw callback runs.
@@ -81,6 +82,9 @@ class ControlClient {
   // Deadlines, pings and the reconnect backoff.
   void tick(uint64_t now_ns);
   uint64_t registrations() const { return registrations_; }
+  // Sends one message line to dpctld on the registered connection; false when there is none (not registered yet,
+  // or the connection was handed over to dpgw: nobody reads lines there).
+  bool send_message(const std::string& line, uint64_t now_ns);
   // Called (on the loop) just before the QUIC connection a grant named goes away: lost, idle, or replaced.
   void on_withdraw(std::function<void()> fn) { withdraw_ = std::move(fn); }
 

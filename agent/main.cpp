@@ -11,6 +11,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
+#include "agent/endpoint_discovery.hpp"
 #include "agent/process_signals.hpp"
 #include "agent/udp_command.hpp"
 #include "common/clock.hpp"
@@ -56,6 +57,13 @@ const char* kUsage =
     "  --weight N            1..255 (default 1); 255 = preferred: gets every new flow while it is live.\n"
     "                        The tunnel's weight policy may cap or fix it (dpctld says which weight it got)\n"
     "  --name NAME           how dpctld lists this agent\n"
+    "Direct paths (registered agents and visitors; docs/nat-traversal.md):\n"
+    "  --direct-port PORT    the UDP port of the socket kept for direct paths (default 0: the kernel picks);\n"
+    "                        its endpoints (this host's addresses, and what STUN servers see of it, every 25 s)\n"
+    "                        and the NAT's mapping behaviour are reported to dpctld\n"
+    "  --stun IP:PORT        a STUN server to ask (repeat for more, at most 4; default: the gateway's STUN port\n"
+    "                        and tunnel port). Two servers that see one mapping: an endpoint-independent NAT\n"
+    "  --no-direct           no direct-path socket, STUN requests or report\n"
     "Visiting (dpagent visit): reach one of a tunnel's services from this host, private ones included:\n"
     "  --tunnel UUID         the tunnel's id (a visitor must hold it; any certificate of the CA will do)\n"
     "  --host NAME           the service's hostname (a hostname rule of that tunnel)\n"
@@ -127,6 +135,9 @@ int main(int argc, char** argv) {
   const bool visiting = argc > 1 && std::strcmp(argv[1], "visit") == 0;
   std::string visit_host;
   std::optional<Endpoint> visit_target, visit_local;
+  bool direct = true;
+  EndpointDiscovery::Options discovery_opt;
+  bool direct_flags = false;  // --stun or --direct-port given
   if (visiting) {
     opt.tun_name = "dpv0";
     opt.tun_net = Ipv4Prefix{Ipv4{0x64600001}, 16};  // 100.96.0.1/16
@@ -150,6 +161,10 @@ int main(int argc, char** argv) {
       opt.offloads = false;
       continue;
     }
+    if (a == "--no-direct") {
+      direct = false;
+      continue;
+    }
     if (i + 1 >= argc) fail("unknown or incomplete argument '" + a + "' (see --help)");
     const char* v = argv[++i];
     if (a == "--gateway") {
@@ -161,6 +176,18 @@ int main(int argc, char** argv) {
       auto ep = Endpoint::parse(v);
       if (!ep) fail("--bind expects IP:PORT, got '" + std::string(v) + "'");
       opt.bind = *ep;
+    } else if (a == "--stun") {
+      auto ep = Endpoint::parse(v);
+      if (!ep) fail("--stun expects IP:PORT (a STUN server's IPv4 address and port), got '" + std::string(v) + "'");
+      if (discovery_opt.servers.size() == EndpointDiscovery::kMaxServers)
+        fail("--stun: at most " + std::to_string(EndpointDiscovery::kMaxServers) + " servers");
+      discovery_opt.servers.push_back(*ep);
+      direct_flags = true;
+    } else if (a == "--direct-port") {
+      auto n = parse_uint(v, 65535);
+      if (!n) fail("--direct-port expects 0..65535, got '" + std::string(v) + "'");
+      discovery_opt.port = uint16_t(*n);
+      direct_flags = true;
     } else if (a == "--session") {
       auto n = parse_uint(v, 32767);
       if (!n || *n == 0) fail("--session expects 1..32767, got '" + std::string(v) + "'");
@@ -271,7 +298,12 @@ int main(int argc, char** argv) {
     if (ctl.quic && opt.underlay_mtu < 1200 + 28)
       fail("--transport quic needs --mtu 1228 or more: QUIC needs UDP payloads of 1200 bytes (RFC 9000 section 14)");
     ctl.underlay_mtu = opt.underlay_mtu;
+    if (!direct && direct_flags) fail("--no-direct excludes --stun and --direct-port");
+    if (opt.bind && discovery_opt.port && discovery_opt.port == opt.bind->port)
+      fail("--direct-port " + std::to_string(discovery_opt.port) + " is --bind's port: the direct-path socket is "
+           "another one");
   } else {
+    if (direct_flags) fail("--stun and --direct-port are for agents registered with dpctld (--server)");
     if (ctl.quic) fail("--transport quic is the connection to dpctld and dpgw: it needs --server HOST:PORT");
     if (!have_gateway) fail("--gateway IP:PORT (static session) or --server HOST:PORT (dpctld) is required (see --help)");
     if (!opt.session) fail("--session INDEX is required (see --help)");
@@ -327,13 +359,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   Agent agent(loop, opt);
+  std::unique_ptr<EndpointDiscovery> discovery;  // direct paths: registered agents and visitors
+  if (registered && direct) {
+    if (opt.bind) discovery_opt.bind = Ipv4{opt.bind->ip.v4()};
+    discovery_opt.skip_interface = opt.tun_name;
+    discovery = std::make_unique<EndpointDiscovery>(loop, discovery_opt);
+  }
   std::unique_ptr<ControlClient> control;
   bool refused = false;
   std::string fatal_reason;
   if (registered) {
     // The certificate files first: a mistake there is reported before anything (the TUN) is set up.
     control = std::make_unique<ControlClient>(
-        loop, ctl, [&agent](SessionGrant g) { agent.offer(std::move(g)); },
+        loop, ctl,
+        [&](SessionGrant g) {
+          if (discovery) discovery->set_gateway(g.gateway, g.stun_port, monotonic_ns());
+          agent.offer(std::move(g));
+        },
         [&](const std::string& reason) {
           refused = true;
           fatal_reason = reason;
@@ -345,11 +387,13 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (!agent.start(!registered, error) || (control && !control->start(error))) {
+  if (!agent.start(!registered, error) || (discovery && !discovery->open(error)) ||
+      (control && !control->start(error))) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
   }
   ProcessSignals signals;
+  if (discovery) agent.show_direct_stats([&discovery] { return discovery->stats_json(); });
   if (!signals.install(loop, [&] {
         printf("%s\n", agent.stats_json().c_str());
         fflush(stdout);
@@ -357,11 +401,20 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpagent: signals: %s\n", strerror(errno));
     return 1;
   }
+  std::pair<uint64_t, uint64_t> reported{0, 0};  // the registration and report generation dpctld has
   // A signal ends the wait at once; the timed work runs every 100 ms.
   loop.run(ProcessSignals::stop_flag(), 100, [&] {
     const uint64_t now = monotonic_ns();
     agent.tick(now);
     if (control) control->tick(now);
+    if (discovery) {
+      discovery->tick(now);
+      // The report goes after each registration and whenever it changes (not over a handed-over QUIC connection).
+      if (control->registrations() != reported.first || discovery->generation() != reported.second) {
+        if (control->send_message(candidates_message(discovery->report()), now))
+          reported = {control->registrations(), discovery->generation()};
+      }
+    }
   });
   agent.stop();  // the data-path threads end first: the last counters are final
   printf("%s\n", agent.stats_json().c_str());

@@ -179,6 +179,8 @@ void MasqueConnection::finish(End e, std::string detail) {
   if (end_ != End::None) return;
   end_ = e;
   detail_ = std::move(detail);
+  stats_.waiting_dropped += wait_n_;  // they never leave now
+  wait_n_ = 0;
 }
 
 void MasqueConnection::h3_progress(uint64_t now_ns) {
@@ -477,8 +479,12 @@ MasqueConnection::Send MasqueConnection::send(std::span<const uint8_t> udp_paylo
 void MasqueConnection::send_waiting(uint64_t now_ns) {
   while (wait_n_ && end_ == End::None) {
     const size_t slot = wait_head_;
-    if (write_datagram({wait_buf_.data() + slot * max_udp_payload_, wait_len_[slot]}, now_ns, true) != Send::Sent)
-      return;
+    const Send r = write_datagram({wait_buf_.data() + slot * max_udp_payload_, wait_len_[slot]}, now_ns, true);
+    if (r == Send::Congested) return;
+    // Sent, or never sendable: too big since it waited (the peer's limit or the DCID changed), or the connection
+    // ended (finish() counted the rest). A head that cannot leave must not hold back the ones behind it.
+    if (end_ != End::None) return;
+    if (r != Send::Sent) ++stats_.waiting_dropped;
     wait_head_ = (wait_head_ + 1) % kWaitSlots;
     --wait_n_;
   }

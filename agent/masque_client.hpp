@@ -47,6 +47,7 @@ class MasqueConnection final : public ConnectUdpConnection {
     uint64_t datagrams_tx = 0, datagrams_rx = 0;  // UDP payloads sent in DATAGRAM frames / delivered
     uint64_t capsules_rx = 0;                     // UDP payloads delivered from DATAGRAM capsules
     uint64_t datagrams_waited = 0;                // UDP payloads that waited for pacing or the congestion window
+    uint64_t waiting_dropped = 0;  // of them, lost: too big by the time they could leave, or the connection ended
   };
   static constexpr size_t kWaitSlots = 128;  // UDP payloads waiting for pacing / the congestion window (~190 KB)
   static constexpr uint64_t kIdleTimeoutNs = 30'000'000'000ull;  // the idle timeout proposed (RFC 9000 10.1)
@@ -88,6 +89,7 @@ class MasqueConnection final : public ConnectUdpConnection {
   uint64_t drops(ConnectUdpDrop d) const override { return h3_.drops(d); }
   uint64_t capsules_rx() const override { return stats_.capsules_rx; }
   uint64_t datagrams_waited() const override { return stats_.datagrams_waited; }
+  uint64_t waiting_dropped() const override { return stats_.waiting_dropped; }
   uint64_t capsules_skipped() const override { return h3_.capsules_skipped(); }
   long verify_result() const override { return tls_.verify_result(); }
   unsigned long ssl_error() const override { return ssl_error_; }

@@ -373,8 +373,11 @@ QuicControlConnection::Write QuicControlConnection::write_datagram(std::span<con
 void QuicControlConnection::send_waiting(uint64_t now_ns) {
   while (wait_count_ && !closed_) {
     const std::span<const uint8_t> d{wait_bufs_.data() + size_t(wait_head_) * max_datagram_, wait_len_[wait_head_]};
-    if (write_datagram(d, now_ns) == Write::NoRoom) return;
-    wait_head_ = (wait_head_ + 1) % kWaitSlots;  // written, or never sendable (too big, closed)
+    const Write w = write_datagram(d, now_ns);
+    if (w == Write::NoRoom) return;
+    if (w == Write::Closed || closed_) return;  // close() counts what still waits
+    if (w == Write::TooBig) ++stats_.waiting_dropped;  // never sendable: it must not hold back the rest
+    wait_head_ = (wait_head_ + 1) % kWaitSlots;
     --wait_count_;
   }
 }

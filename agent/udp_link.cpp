@@ -20,7 +20,7 @@
 
 namespace dptun {
 
-static sockaddr_in to_sockaddr(Endpoint ep) {
+sockaddr_in to_sockaddr(Endpoint ep) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(ep.port);

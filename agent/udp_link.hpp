@@ -6,6 +6,7 @@
 //   receiver walks them with rx_segment_size().
 // - SO_RXQ_OVFL: the count of datagrams the kernel dropped because the socket's receive buffer was full.
 #pragma once
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -19,6 +20,9 @@
 #include "common/unix_socket.hpp"
 
 namespace dptun {
+
+// An IPv4 endpoint as the socket calls take it.
+sockaddr_in to_sockaddr(Endpoint ep);
 
 // Written by the thread that receives (rx_*) or sends (tx_*); any thread may read them (common/counter.hpp).
 struct UdpLinkStats {

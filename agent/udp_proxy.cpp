@@ -222,6 +222,7 @@ void UdpProxy::disconnect(Client& c, uint64_t now_ns) {
   capsules_rx_gone_ += c.conn->capsules_rx();
   capsules_skipped_gone_ += c.conn->capsules_skipped();
   waited_gone_ += c.conn->datagrams_waited();
+  waiting_dropped_gone_ += c.conn->waiting_dropped();
   c.conn.reset();
 }
 
@@ -496,14 +497,15 @@ void UdpProxy::tick(uint64_t now_ns) {
 
 std::string UdpProxy::stats_json() const {
   std::array<uint64_t, size_t(ConnectUdpDrop::Count)> rx = rx_drops_gone_;
-  uint64_t capsules = capsules_rx_gone_, skipped = capsules_skipped_gone_, waited = waited_gone_, open_h3 = 0,
-           open_h2 = 0;
+  uint64_t capsules = capsules_rx_gone_, skipped = capsules_skipped_gone_, waited = waited_gone_,
+           waiting_dropped = waiting_dropped_gone_, open_h3 = 0, open_h2 = 0;
   auto add = [&](const Client& c) {
     if (!c.conn) return;
     for (size_t d = 0; d < rx.size(); ++d) rx[d] += c.conn->drops(ConnectUdpDrop(d));
     capsules += c.conn->capsules_rx();
     skipped += c.conn->capsules_skipped();
     waited += c.conn->datagrams_waited();
+    waiting_dropped += c.conn->waiting_dropped();
     if (c.conn->is_open()) ++(std::strcmp(c.conn->protocol(), "h2") == 0 ? open_h2 : open_h3);
   };
   if (probe_) add(*probe_);
@@ -529,6 +531,7 @@ std::string UdpProxy::stats_json() const {
       .field("datagrams_tx", datagrams_tx_)
       .field("datagrams_rx", datagrams_rx_)
       .field("datagrams_waited", waited)
+      .field("waiting_dropped", waiting_dropped)
       .field("bytes_tx", bytes_tx_)
       .field("bytes_rx", bytes_rx_)
       .field("capsules_rx", capsules)

@@ -167,7 +167,7 @@ class UdpProxy {
   std::array<uint64_t, size_t(UdpProxyDrop::Count)> drops_{};
   // Drops counted by connections that are gone.
   std::array<uint64_t, size_t(ConnectUdpDrop::Count)> rx_drops_gone_{};
-  uint64_t capsules_rx_gone_ = 0, capsules_skipped_gone_ = 0, waited_gone_ = 0;
+  uint64_t capsules_rx_gone_ = 0, capsules_skipped_gone_ = 0, waited_gone_ = 0, waiting_dropped_gone_ = 0;
 };
 
 }  // namespace dptun

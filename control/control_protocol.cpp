@@ -1,5 +1,6 @@
 #include "control/control_protocol.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -8,6 +9,80 @@
 #include "proto/control_names.hpp"
 
 namespace dptun {
+
+const char* nat_mapping_name(NatMapping m) {
+  switch (m) {
+    case NatMapping::Unknown: return "unknown";
+    case NatMapping::None: return "none";
+    case NatMapping::EndpointIndependent: return "endpoint-independent";
+    case NatMapping::EndpointDependent: return "endpoint-dependent";
+    case NatMapping::Count: break;
+  }
+  return "unknown";
+}
+
+const char* candidate_type_name(CandidateType t) {
+  switch (t) {
+    case CandidateType::Host: return "host";
+    case CandidateType::ServerReflexive: return "srflx";
+    case CandidateType::Count: break;
+  }
+  return "host";
+}
+
+bool candidate_address_ok(const Endpoint& e) {
+  if (!e.ip.is_v4() || e.port == 0) return false;
+  const uint32_t a = e.ip.v4();
+  const uint32_t top = a >> 24;
+  return top != 0 && top != 127 && top < 224;
+}
+
+std::string candidates_message(const CandidateReport& r) {
+  using nlohmann::json;
+  json list = json::array();
+  for (const Candidate& c : r.candidates)
+    list.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
+  return json{{"type", name_of(AgentMessageType::Candidates)}, {"nat", nat_mapping_name(r.nat)}, {"candidates", list}}
+      .dump();
+}
+
+namespace {
+
+template <typename E>
+std::optional<E> enum_named(const nlohmann::json& v, const char* (*name)(E)) {
+  if (!v.is_string()) return std::nullopt;
+  for (size_t i = 0; i < size_t(E::Count); ++i)
+    if (v.get_ref<const std::string&>() == name(E(i))) return E(i);
+  return std::nullopt;
+}
+
+// Reads a candidates report into `out`; returns what is wrong with it, or "" when nothing is.
+std::string parse_candidates(const nlohmann::json& msg, CandidateReport& out) {
+  const nlohmann::json* nat = field(msg, "nat");
+  const std::optional<NatMapping> mapping = nat ? enum_named(*nat, nat_mapping_name) : std::nullopt;
+  if (!mapping) return "candidates: 'nat' must be unknown, none, endpoint-independent or endpoint-dependent";
+  out.nat = *mapping;
+  const nlohmann::json* list = field(msg, "candidates");
+  if (!list || !list->is_array()) return "candidates: 'candidates' must be an array";
+  if (list->size() > kMaxCandidates) return "candidates: more than " + std::to_string(kMaxCandidates);
+  for (const nlohmann::json& c : *list) {
+    if (!c.is_object()) return "candidates: each candidate is an object";
+    const nlohmann::json* type = field(c, "type");
+    const std::optional<CandidateType> t = type ? enum_named(*type, candidate_type_name) : std::nullopt;
+    if (!t) return "candidates: a candidate's 'type' must be host or srflx";
+    const nlohmann::json* addr = field(c, "address");
+    const std::optional<Endpoint> e =
+        addr && addr->is_string() ? Endpoint::parse(addr->get_ref<const std::string&>()) : std::nullopt;
+    if (!e || !candidate_address_ok(*e))
+      return "candidates: a candidate's 'address' must be a unicast IPv4 address and port (not loopback)";
+    const Candidate cand{*t, *e};
+    if (std::find(out.candidates.begin(), out.candidates.end(), cand) == out.candidates.end())
+      out.candidates.push_back(cand);
+  }
+  return {};
+}
+
+}  // namespace
 
 AgentMessage parse_agent_message(std::string_view line) {
   using nlohmann::json;
@@ -26,6 +101,10 @@ AgentMessage parse_agent_message(std::string_view line) {
         m.kind = AgentMessage::Kind::Ping;
         return m;
       case AgentMessageType::Register: break;
+      case AgentMessageType::Candidates:
+        m.kind = AgentMessage::Kind::Candidates;
+        m.error = parse_candidates(msg, m.candidates);
+        return m;
       case AgentMessageType::Registered:
       case AgentMessageType::Refused:
       case AgentMessageType::Pong: known.reset(); break;

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/inet.hpp"
+
 namespace dptun {
 
 inline constexpr int kControlProtocolVersion = 1;
@@ -14,12 +16,44 @@ inline constexpr char kExporterLabel[] = "EXPORTER-dptun-relay-v1";
 
 // An agent's message to dpctld, read (control/control_protocol.cpp): a ping, or a registration with its fields
 // checked, or what is wrong with it (a refusal reason and the text the agent gets).
+// NAT traversal (docs/nat-traversal.md): what an agent learned of the socket it keeps for direct paths, sent
+// after each registration and whenever it changes:
+//   {"type":"candidates","nat":"endpoint-independent",
+//    "candidates":[{"type":"host","address":"10.0.0.2:41000"},{"type":"srflx","address":"198.51.100.7:41000"}]}
+// Candidate types are ICE's (RFC 8445 5.1.1.1, 5.1.1.2): `host` (an address of the agent's own host) and `srflx`
+// (server reflexive: the address and port a STUN server saw). `nat` is the NAT's mapping behaviour (RFC 4787 4.1)
+// as far as the agent's STUN answers tell it: `none` (a STUN server saw a host candidate), `endpoint-independent`
+// (the same mapping towards every server asked), `endpoint-dependent` (a new mapping per server: a "symmetric"
+// NAT), `unknown` (fewer than two answers). IPv4, at most kMaxCandidates; no candidate is an unspecified,
+// loopback, multicast or broadcast address, or port 0.
+enum class NatMapping : uint8_t { Unknown, None, EndpointIndependent, EndpointDependent, Count };
+enum class CandidateType : uint8_t { Host, ServerReflexive, Count };
+const char* nat_mapping_name(NatMapping m);
+const char* candidate_type_name(CandidateType t);
+struct Candidate {
+  CandidateType type = CandidateType::Host;
+  Endpoint address;
+  bool operator==(const Candidate&) const = default;
+};
+struct CandidateReport {
+  NatMapping nat = NatMapping::Unknown;
+  std::vector<Candidate> candidates;
+  bool operator==(const CandidateReport&) const = default;
+};
+inline constexpr size_t kMaxCandidates = 8;
+// An address a peer may be asked to send to: IPv4, not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 (multicast) or above
+// (240/4 and the broadcast address), port not 0.
+bool candidate_address_ok(const Endpoint& e);
+std::string candidates_message(const CandidateReport& r);
+
 struct AgentMessage {
-  enum class Kind : uint8_t { Ping, Register, Invalid } kind = Kind::Invalid;
+  // Candidates with a non-empty `error`: a report dpctld ignores (counted), the session goes on.
+  enum class Kind : uint8_t { Ping, Register, Candidates, Invalid } kind = Kind::Invalid;
   std::string tunnel;  // id or name
   int weight = 1;      // 1..255
   std::string name;    // at most 64 bytes
   bool visitor = false;
+  CandidateReport candidates;  // Candidates
   bool bad_version = false;  // Invalid because of the protocol version (not the request's shape)
   std::string error;         // Invalid: why
 };

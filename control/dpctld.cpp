@@ -1049,7 +1049,33 @@ void Dpctld::handle_agent_message(AgentLink& ch, const std::string& line) {
     case AgentMessage::Kind::Register:
       handle_register(ch, m.tunnel, m.weight, m.name, m.visitor);
       return;
+    case AgentMessage::Kind::Candidates:
+      handle_candidates(ch, m);
+      return;
   }
+}
+
+void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
+  SessionRecord* s = sessions_.find_by_channel(ch.id());
+  if (!s) {
+    refuse(ch, Refusal::BadRequest, "candidates before a registration");
+    return;
+  }
+  if (!m.error.empty()) {
+    counters_.candidate_reports_rejected++;
+    if (s->candidate_reports_rejected++ == 0)  // one line per session: an agent that keeps sending them is counted
+      LOG_WARN("session %u (%s): candidates ignored: %s", s->index, s->certificate_subject.c_str(), m.error.c_str());
+    return;
+  }
+  counters_.candidate_reports++;
+  s->candidates_unix_ns = realtime_ns();
+  if (s->candidates && *s->candidates == m.candidates) return;
+  s->candidates = m.candidates;
+  std::string list;
+  for (const Candidate& c : m.candidates.candidates)
+    list += std::string(list.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
+  LOG_INFO("session %u (%s): NAT mapping %s, candidates: %s", s->index, s->certificate_subject.c_str(),
+           nat_mapping_name(m.candidates.nat), list.empty() ? "none" : list.c_str());
 }
 
 void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,
@@ -1158,8 +1184,11 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
       .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
       .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
       .field("keepalive", double(cfg_.keepalive_ns) / 1e9)
-      .field("framing", quic_framing ? "quic" : "relay")
-      .end_object();
+      .field("framing", quic_framing ? "quic" : "relay");
+  // dpgw's STUN port (0: none, or dpgw not connected yet): where, beside the tunnel port, the agent asks for its
+  // server-reflexive candidate (docs/nat-traversal.md).
+  if (const uint16_t stun = gateway_ ? gateway_->gateway_stun_port() : 0) j.field("stun_port", unsigned(stun));
+  j.end_object();
   ch.send(j.str());
   if (quic_framing) ch.hand_over_when_acknowledged();
 }
@@ -1424,6 +1453,10 @@ std::string Dpctld::metrics_text() const {
     for (const auto& [i, s] : sessions_.all()) live += s.tunnel == t->id && s.live;
     p.sample("dptun_sessions_live", double(live), prom_label("tunnel", t->id.str()) + "," + prom_label("name", t->name));
   }
+  p.family("dptun_candidate_reports_total", "counter",
+           "Direct-path candidate reports from agents, by result (rejected: ignored for what they held).");
+  p.sample("dptun_candidate_reports_total", double(counters_.candidate_reports), prom_label("result", "ok"));
+  p.sample("dptun_candidate_reports_total", double(counters_.candidate_reports_rejected), prom_label("result", "rejected"));
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));
   p.family("dptun_sessions_revoked_total", "counter",

@@ -49,6 +49,8 @@ struct DpctldCounters {
   uint64_t registrations_refused = 0;
   uint64_t refusals[size_t(Refusal::Count)] = {};
   uint64_t sessions_expired = 0;
+  uint64_t candidate_reports = 0;           // agents' direct-path candidates taken (docs/nat-traversal.md)
+  uint64_t candidate_reports_rejected = 0;  // ... and ignored for what they held (the session goes on)
   uint64_t sessions_revoked = 0;  // cut off after a reload: tunnel gone, no longer allowed, certificate refused
   uint64_t gateway_refusals = 0;      // changes dpgw refused (its reason in last_gateway_refusal)
   uint64_t failure_lines_suppressed = 0;  // failure log lines left out (over failure_log_rate)
@@ -134,6 +136,7 @@ class Dpctld {
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
+  void handle_candidates(AgentLink& ch, const AgentMessage& m);
   void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
   // The live control connection with that id, on either transport (nullptr when gone).
   AgentLink* find_link(uint64_t id);

@@ -639,6 +639,22 @@ json Dpctld::api_route_list() {
   return ok({{"routes", list}});
 }
 
+namespace {
+
+// What a session's agent reported of its direct-path socket (docs/nat-traversal.md), or null before any report.
+json candidates_json(const SessionRecord& s) {
+  if (!s.candidates) return nullptr;
+  json list = json::array();
+  for (const Candidate& c : s.candidates->candidates)
+    list.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
+  return {{"mapping", nat_mapping_name(s.candidates->nat)},
+          {"candidates", list},
+          {"reported_s", seconds_since(realtime_ns(), s.candidates_unix_ns)},
+          {"rejected_reports", s.candidate_reports_rejected}};
+}
+
+}  // namespace
+
 json Dpctld::api_session_list() {
   json list = json::array();
   const uint64_t now = realtime_ns();
@@ -667,6 +683,7 @@ json Dpctld::api_session_list() {
                     {"live", s.live},
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},
+                    {"nat", candidates_json(s)},
                     {"age_s", seconds_since(now, s.registered_unix_ns)}});
   }
   return ok({{"sessions", list}});
@@ -738,6 +755,8 @@ json Dpctld::api_stats() {
              {"sessions", sessions_.all().size()},
              {"sessions_live", live},
              {"sessions_expired", counters_.sessions_expired},
+             {"candidate_reports", counters_.candidate_reports},
+             {"candidate_reports_rejected", counters_.candidate_reports_rejected},
              {"gateway_refusals", counters_.gateway_refusals},
              {"last_gateway_refusal", counters_.last_gateway_refusal},
              {"tunnels", tunnels}});

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/inet.hpp"
+#include "control/control_protocol.hpp"
 #include "control/tls_server.hpp"
 #include "common/uuid.hpp"
 #include "proto/gateway_specs.hpp"
@@ -42,6 +43,11 @@ struct SessionRecord {
   uint16_t masque_port = 0;
   bool handover_pending = false;
   uint64_t handed_over_mono_ns = 0;
+  // NAT traversal (docs/nat-traversal.md): the agent's latest candidates report, when it sent one; the count of
+  // reports ignored for what they held.
+  std::optional<CandidateReport> candidates;
+  uint64_t candidates_unix_ns = 0;
+  uint64_t candidate_reports_rejected = 0;
   // From the gateway's status:
   bool live = false;                // the gateway hears from the agent (keepalives within its timeout)
   std::string data_endpoint;        // the agent's UDP endpoint as the gateway sees it

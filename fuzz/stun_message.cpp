@@ -4,7 +4,10 @@
 // whole header, a length that is the input's, at most kStunMaxUnknown unknown attributes listed, `classic` exactly
 // when the cookie is absent; the answer to a Binding request fits kStunMaxResponseLen, is the same written apart or
 // over the request's own bytes, reads back (its FINGERPRINT verifying) as a Binding success carrying the client's
-// address and port, or a 420 when the request had unknown attributes; a refusal has a reason.
+// address and port, or a 420 when the request had unknown attributes; a refusal has a reason. Client side
+// (parse_stun_binding_answer), the input taken as the answer to the transaction ID it carries: what it takes the
+// strict read takes as a Binding success, and the same bytes under another ID are refused; a success response
+// written here reads back as the address it carries.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -19,6 +22,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   StunError why = StunError::Count;
   const auto strict = parse_stun(in, false, &why);
   if (!strict) FUZZ_CHECK(why != StunError::Count);
+  if (size >= kStunHeaderLen) {
+    StunTransactionId id;
+    std::memcpy(id.data(), data + 8, id.size());
+    StunAnswerError answer_why = StunAnswerError::Count;
+    const auto mapped = parse_stun_binding_answer(in, id, &answer_why);
+    if (mapped) {
+      FUZZ_CHECK(strict && strict->type == kStunBindingSuccess);
+      id[0] ^= 1;
+      answer_why = StunAnswerError::Count;
+      FUZZ_CHECK(!parse_stun_binding_answer(in, id, &answer_why) && answer_why == StunAnswerError::OtherTransaction);
+    } else {
+      FUZZ_CHECK(answer_why != StunAnswerError::Count);
+    }
+  }
   why = StunError::Count;
   const auto m = parse_stun(in, true, &why);
   if (!m) {
@@ -58,6 +75,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint32_t got_ip = load_be32(out.data() + 28);
     FUZZ_CHECK(m->classic ? got_ip == ip && got_port == port
                           : (got_ip ^ kStunMagicCookie) == ip && uint16_t(got_port ^ (kStunMagicCookie >> 16)) == port);
+    if (!m->classic) {
+      StunTransactionId id;
+      std::memcpy(id.data(), m->id.data() + 4, id.size());
+      const auto mapped = parse_stun_binding_answer(out, id);
+      FUZZ_CHECK(mapped && mapped->ip == ip && mapped->port == port);
+    }
   }
   return 0;
 }

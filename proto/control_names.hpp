@@ -193,6 +193,7 @@ enum class AgentMessageType : uint8_t {
   Refused,     // dpctld -> agent: why not (then dpctld closes)
   Ping,        // agent -> dpctld, every 10 s
   Pong,        // dpctld -> agent
+  Candidates,  // agent -> dpctld: its direct-path candidates and NAT mapping (control/control_protocol.hpp)
 };
 
 constexpr std::string_view name_of(AgentMessageType t) {
@@ -202,6 +203,7 @@ constexpr std::string_view name_of(AgentMessageType t) {
     case AgentMessageType::Refused: return "refused";
     case AgentMessageType::Ping: return "ping";
     case AgentMessageType::Pong: return "pong";
+    case AgentMessageType::Candidates: return "candidates";
   }
   return {};
 }

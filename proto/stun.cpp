@@ -144,4 +144,73 @@ size_t write_stun_response(std::span<uint8_t> out, const StunMessage& req, uint3
   return off;
 }
 
+size_t write_stun_binding_request(std::span<uint8_t> out, const StunTransactionId& id) {
+  if (out.size() < kStunRequestLen) return 0;
+  uint8_t* o = out.data();
+  store_be16(o, kStunBindingRequest);
+  store_be16(o + 2, 8);
+  store_be32(o + 4, kStunMagicCookie);
+  std::memcpy(o + 8, id.data(), id.size());
+  store_be16(o + kStunHeaderLen, kStunAttrFingerprint);
+  store_be16(o + kStunHeaderLen + 2, 4);
+  store_be32(o + kStunHeaderLen + 4, stun_fingerprint({o, kStunHeaderLen}));
+  return kStunRequestLen;
+}
+
+const char* stun_answer_error_name(StunAnswerError e) {
+  switch (e) {
+    case StunAnswerError::Malformed: return "malformed";
+    case StunAnswerError::OtherTransaction: return "other_transaction";
+    case StunAnswerError::ErrorResponse: return "error_response";
+    case StunAnswerError::NoAddress: return "no_address";
+    case StunAnswerError::Count: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::optional<StunMapped> answer_fail(StunAnswerError e, StunAnswerError* why) {
+  if (why) *why = e;
+  return std::nullopt;
+}
+
+// An IPv4 (XOR-)MAPPED-ADDRESS value (RFC 8489 14.1, 14.2): 0 | family | port | address.
+std::optional<StunMapped> read_address(const uint8_t* v, uint16_t len, bool xored) {
+  if (len != 8 || v[1] != 0x01) return std::nullopt;  // IPv6 (0x02, 20 bytes) or garbage
+  StunMapped m;
+  m.port = load_be16(v + 2);
+  m.ip = load_be32(v + 4);
+  if (xored) {
+    m.port ^= uint16_t(kStunMagicCookie >> 16);
+    m.ip ^= kStunMagicCookie;
+  }
+  return m;
+}
+
+}  // namespace
+
+std::optional<StunMapped> parse_stun_binding_answer(std::span<const uint8_t> msg, const StunTransactionId& id,
+                                                    StunAnswerError* why) {
+  const std::optional<StunMessage> m = parse_stun(msg, false);
+  if (!m) return answer_fail(StunAnswerError::Malformed, why);
+  if (std::memcmp(m->id.data() + 4, id.data(), id.size()) != 0 ||
+      (m->type != kStunBindingSuccess && m->type != kStunBindingError))
+    return answer_fail(StunAnswerError::OtherTransaction, why);
+  if (m->type == kStunBindingError) return answer_fail(StunAnswerError::ErrorResponse, why);
+  // parse_stun checked that every attribute lies within the message.
+  std::optional<StunMapped> xored, plain;
+  for (size_t off = kStunHeaderLen; off + 4 <= msg.size();) {
+    const uint16_t type = load_be16(msg.data() + off);
+    const uint16_t vlen = load_be16(msg.data() + off + 2);
+    if (type == kStunAttrMessageIntegrity || type == kStunAttrMessageIntegritySha256) break;  // 14.5: ignore the rest
+    if (type == kStunAttrXorMappedAddress && !xored) xored = read_address(msg.data() + off + 4, vlen, true);
+    if (type == kStunAttrMappedAddress && !plain) plain = read_address(msg.data() + off + 4, vlen, false);
+    off += 4 + ((size_t(vlen) + 3) & ~size_t(3));
+  }
+  if (xored) return xored;
+  if (plain) return plain;
+  return answer_fail(StunAnswerError::NoAddress, why);
+}
+
 }  // namespace dptun

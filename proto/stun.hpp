@@ -110,6 +110,37 @@ inline constexpr size_t kStunMaxResponseLen = 80;  // a bound on stun_response_l
 // (`req` holds what is needed). Returns the bytes written, stun_response_len(req); 0 when `out` is shorter.
 size_t write_stun_response(std::span<uint8_t> out, const StunMessage& req, uint32_t ip, uint16_t port);
 
+// Client side (dpagent's endpoint discovery, agent/endpoint_discovery.hpp).
+inline constexpr size_t kStunRequestLen = kStunHeaderLen + 8;  // a Binding request with FINGERPRINT only
+using StunTransactionId = std::array<uint8_t, 12>;
+
+// Writes a Binding request (RFC 8489 6.1) with transaction ID `id` and a FINGERPRINT (no credentials: the
+// answer is only a hint, checked later by authenticated probes). Returns kStunRequestLen; 0 when `out` is shorter.
+size_t write_stun_binding_request(std::span<uint8_t> out, const StunTransactionId& id);
+
+// Why bytes are not the answer to a Binding request of ours.
+enum class StunAnswerError : uint8_t {
+  Malformed,      // not a STUN message (parse_stun's errors), or a classic one
+  OtherTransaction,  // a response to a request we did not send (or no longer wait for), or not a response
+  ErrorResponse,  // a Binding error response (RFC 8489 6.3.4)
+  NoAddress,      // a success response without an IPv4 (XOR-)MAPPED-ADDRESS
+  Count
+};
+const char* stun_answer_error_name(StunAnswerError e);
+
+// A Binding success response's mapped address: XOR-MAPPED-ADDRESS (14.2), or MAPPED-ADDRESS (14.1) from a server
+// that sends only that; IPv4 only. Host order.
+struct StunMapped {
+  uint32_t ip = 0;
+  uint16_t port = 0;
+};
+
+// Reads `msg`, a whole UDP payload, as the answer to our Binding request `id`. A FINGERPRINT, when present, must
+// match (parse_stun); none is required (RFC 8489 7.3 leaves it to the usage). nullopt with `why` (when given)
+// otherwise.
+std::optional<StunMapped> parse_stun_binding_answer(std::span<const uint8_t> msg, const StunTransactionId& id,
+                                                    StunAnswerError* why = nullptr);
+
 // FINGERPRINT's value for `msg_up_to_it`: the message's bytes before the attribute, its header's length already
 // counting the FINGERPRINT (RFC 8489 14.7).
 uint32_t stun_fingerprint(std::span<const uint8_t> msg_up_to_it);

@@ -72,7 +72,7 @@ static void dpctl_commands(void**) {
 }
 
 static void agent_message_types(void**) {
-  spelled<AgentMessageType>({"register", "registered", "refused", "ping", "pong"});
+  spelled<AgentMessageType>({"register", "registered", "refused", "ping", "pong", "candidates"});
 }
 
 static void session_roles(void**) {

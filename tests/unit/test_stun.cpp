@@ -2,12 +2,15 @@
 // (their FINGERPRINTs checked, MESSAGE-INTEGRITY skipped, the request's PRIORITY an unknown comprehension-required
 // attribute), the Binding success response for the RFC's mapped address 192.0.2.1:32853 byte for byte, the 420
 // answer to the sample request, an RFC 3489 client's request as Debian's stun-client sends it, and the refusals:
-// truncated, garbled, bad lengths, attributes running past the end, FINGERPRINT wrong or not last. Expected
-// FINGERPRINTs not in the RFC were computed apart from this code (Python's zlib.crc32).
+// truncated, garbled, bad lengths, attributes running past the end, FINGERPRINT wrong or not last. The client side
+// (dpagent's endpoint discovery): its Binding request byte for byte, the RFC's sample response read as the answer
+// to the sample's transaction ID, and the answers it refuses or reads past. Expected FINGERPRINTs not in the RFC
+// were computed apart from this code (Python's zlib.crc32).
 #include "proto/stun.hpp"
 
 #include "tests/unit/cmocka.hpp"
 
+#include <cstring>
 #include <vector>
 
 using namespace dptun;
@@ -284,6 +287,86 @@ void type_fields(void**) {
   for (int e = 0; e <= int(StunError::Count); ++e) assert_non_null(stun_error_name(StunError(e)));
 }
 
+StunTransactionId sample_id() {
+  StunTransactionId id;
+  std::memcpy(id.data(), kSampleRequest.data() + 8, id.size());
+  return id;
+}
+
+void expect_answer_refused(const std::vector<uint8_t>& m, StunAnswerError want) {
+  StunAnswerError why = StunAnswerError::Count;
+  const auto a = parse_stun_binding_answer(m, sample_id(), &why);
+  if (a || why != want)
+    fail_msg("expected %s, got %s", stun_answer_error_name(want), a ? "an address" : stun_answer_error_name(why));
+}
+
+// The request dpagent sends: header, the ID, FINGERPRINT (0xfdf6ae02 by Python's zlib.crc32 ^ 0x5354554e).
+void client_request(void**) {
+  std::vector<uint8_t> out(kStunRequestLen);
+  assert_int_equal(write_stun_binding_request(out, sample_id()), kStunRequestLen);
+  const std::vector<uint8_t> want = from_hex("00010008" "2112a442" "b7e7a701bc34d686fa87dfae" "80280004" "fdf6ae02");
+  assert_memory_equal(out.data(), want.data(), want.size());
+  const StunMessage m = parse_ok(out);  // what dpgw's server reads
+  assert_true(m.is_binding_request() && m.fingerprint && !m.has_unknown());
+  std::vector<uint8_t> short_out(kStunRequestLen - 1);
+  assert_int_equal(write_stun_binding_request(short_out, sample_id()), 0);
+}
+
+// RFC 5769's response answers the sample request: XOR-MAPPED-ADDRESS read, MESSAGE-INTEGRITY skipped.
+void client_reads_sample_response(void**) {
+  StunAnswerError why = StunAnswerError::Count;
+  const auto a = parse_stun_binding_answer(kSampleResponse, sample_id(), &why);
+  assert_true(a.has_value());
+  assert_int_equal(a->ip, kRfcMappedIp);
+  assert_int_equal(a->port, kRfcMappedPort);
+  assert_int_equal(int(why), int(StunAnswerError::Count));
+  // dpgw's own answer to dpagent's request reads back as the address dpgw saw.
+  std::vector<uint8_t> req(kStunRequestLen);
+  write_stun_binding_request(req, sample_id());
+  const auto back = parse_stun_binding_answer(respond(parse_ok(req), 0xc6336407, 41000), sample_id());
+  assert_true(back && back->ip == 0xc6336407 && back->port == 41000);
+}
+
+void client_refusals(void**) {
+  std::vector<uint8_t> other = kSampleResponse;
+  other[19] ^= 1;  // another transaction
+  expect_answer_refused(other, StunAnswerError::Malformed);  // (its FINGERPRINT no longer matches)
+  std::vector<uint8_t> no_fp(kSampleResponse.begin(), kSampleResponse.end() - 8);
+  no_fp[3] = uint8_t(no_fp.size() - kStunHeaderLen);
+  assert_true(parse_stun_binding_answer(no_fp, sample_id()).has_value());  // FINGERPRINT is optional
+  no_fp[19] ^= 1;
+  expect_answer_refused(no_fp, StunAnswerError::OtherTransaction);
+  expect_answer_refused(kSampleRequest, StunAnswerError::OtherTransaction);  // a request is no answer
+  // The 420 dpgw gives the sample request (it has PRIORITY) is an error response to the same ID.
+  expect_answer_refused(respond(parse_ok(kSampleRequest), 1, 2), StunAnswerError::ErrorResponse);
+  // A success with no address, with only an IPv6 one, or with one behind MESSAGE-INTEGRITY (ignored, 14.5).
+  expect_answer_refused(from_hex("01010000" "2112a442" "b7e7a701bc34d686fa87dfae"), StunAnswerError::NoAddress);
+  expect_answer_refused(from_hex("01010018" "2112a442" "b7e7a701bc34d686fa87dfae"
+                                 "00200014" "0002a147" "0112a442b7e7a701bc34d686fa87dfae"),
+                        StunAnswerError::NoAddress);
+  expect_answer_refused(from_hex("01010024" "2112a442" "b7e7a701bc34d686fa87dfae"
+                                 "00080014" "2b91f599fd9e90c38c7489f92af9ba53f06be7d7"
+                                 "00200008" "0001a147" "e112a643"),
+                        StunAnswerError::NoAddress);
+  // An RFC 3489 answer (no magic cookie) is not one to our requests.
+  expect_answer_refused(from_hex("0101000c" "b7e7a701bc34d686fa87dfae00000000" "00010008" "00018055" "c0000201"),
+                        StunAnswerError::Malformed);
+  expect_answer_refused(from_hex("0101"), StunAnswerError::Malformed);
+  for (int e = 0; e <= int(StunAnswerError::Count); ++e) assert_non_null(stun_answer_error_name(StunAnswerError(e)));
+}
+
+// A server that sends MAPPED-ADDRESS only is read; with both, XOR-MAPPED-ADDRESS wins (NATs rewrite the plain one).
+void client_mapped_address(void**) {
+  const auto plain = parse_stun_binding_answer(
+      from_hex("0101000c" "2112a442" "b7e7a701bc34d686fa87dfae" "00010008" "00018055" "c0000201"), sample_id());
+  assert_true(plain && plain->ip == kRfcMappedIp && plain->port == kRfcMappedPort);
+  const auto both = parse_stun_binding_answer(from_hex("01010018" "2112a442" "b7e7a701bc34d686fa87dfae"
+                                                       "00010008" "00010001" "0a000001"
+                                                       "00200008" "0001a147" "e112a643"),
+                                              sample_id());
+  assert_true(both && both->ip == kRfcMappedIp && both->port == kRfcMappedPort);
+}
+
 }  // namespace
 
 int main() {
@@ -299,6 +382,10 @@ int main() {
       cmocka_unit_test(attribute_overrun),
       cmocka_unit_test(fingerprint_checked),
       cmocka_unit_test(type_fields),
+      cmocka_unit_test(client_request),
+      cmocka_unit_test(client_reads_sample_response),
+      cmocka_unit_test(client_refusals),
+      cmocka_unit_test(client_mapped_address),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
