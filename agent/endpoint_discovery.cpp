@@ -46,14 +46,14 @@ CandidateReport make_candidate_report(std::span<const Endpoint> hosts, std::span
   return r;
 }
 
-std::vector<Endpoint> host_addresses(uint16_t port, const std::string& skip) {
+std::vector<Endpoint> host_addresses(uint16_t port) {
   std::vector<Endpoint> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
   for (const ifaddrs* a = list; a && out.size() < kMaxCandidates; a = a->ifa_next) {
     if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
-    if (!(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
-    if (!skip.empty() && skip == a->ifa_name) continue;
+    // Point-to-point links are TUN devices (this agent's, other agents', VPNs'): a peer does not reach us there.
+    if (!(a->ifa_flags & IFF_UP) || (a->ifa_flags & (IFF_LOOPBACK | IFF_POINTOPOINT))) continue;
     const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
     const Endpoint e{Ipv4{ntohl(sin->sin_addr.s_addr)}, port};
     if (candidate_address_ok(e) && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
@@ -92,7 +92,7 @@ bool EndpointDiscovery::open(std::string& error) {
   }
   fd_ = std::move(fd);
   report_.candidates.clear();
-  for (const Endpoint& h : host_addresses(port_, opt_.skip_interface)) report_.candidates.push_back({CandidateType::Host, h});
+  for (const Endpoint& h : host_addresses(port_)) report_.candidates.push_back({CandidateType::Host, h});
   ++generation_;
   return true;
 }
@@ -202,7 +202,7 @@ void EndpointDiscovery::end_round() {
   in_round_ = false;
   std::vector<StunObservation> seen;
   for (const Query& q : queries_) seen.push_back({q.server, q.mapped});
-  const std::vector<Endpoint> hosts = host_addresses(port_, opt_.skip_interface);
+  const std::vector<Endpoint> hosts = host_addresses(port_);
   CandidateReport r = make_candidate_report(hosts, seen);
   const bool any = std::any_of(seen.begin(), seen.end(), [](const StunObservation& o) { return o.mapped.has_value(); });
   if (!any && !warned_silent_) {

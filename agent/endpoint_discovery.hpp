@@ -3,7 +3,7 @@
 // when a registration names a new gateway) it sends a Binding request (proto/stun.hpp) to each server: --stun
 // servers, or else the gateway's STUN port and tunnel port (dpgw answers on both). From the answers it makes a
 // CandidateReport (control/control_protocol.hpp): the server-reflexive candidates, the host candidates (this host's
-// IPv4 addresses with the socket's port; the agent's TUN left out) and the NAT's mapping behaviour (RFC 4787 4.1):
+// IPv4 addresses with the socket's port; TUN devices left out) and the NAT's mapping behaviour (RFC 4787 4.1):
 // the same mapped address from two servers is endpoint-independent, different ones endpoint-dependent. Requests are
 // sent again after 0.5, 1 and 2 s (RFC 8489 6.2.1's doubling, four tries); a server silent after 5.5 s counts a
 // timeout. Answers are matched to their server's address and transaction ID; anything else is counted and dropped.
@@ -36,8 +36,9 @@ struct StunObservation {
 // srflx ones kept before hosts when there are more.
 CandidateReport make_candidate_report(std::span<const Endpoint> hosts, std::span<const StunObservation> seen);
 
-// This host's IPv4 unicast addresses (up, not loopback; not on interface `skip`) with `port`, at most kMaxCandidates.
-std::vector<Endpoint> host_addresses(uint16_t port, const std::string& skip);
+// This host's IPv4 unicast addresses (up; not loopback, not point-to-point such as TUN devices) with `port`, at most
+// kMaxCandidates.
+std::vector<Endpoint> host_addresses(uint16_t port);
 
 class EndpointDiscovery {
  public:
@@ -51,7 +52,6 @@ class EndpointDiscovery {
     std::optional<Ipv4> bind;          // the address to bind (--bind's), else any
     uint16_t port = 0;                 // --direct-port (0: the kernel picks)
     std::vector<Endpoint> servers;     // --stun; empty: the gateway's ports
-    std::string skip_interface;        // the agent's TUN: not a candidate
   };
   struct Stats {
     uint64_t rounds = 0, requests = 0, answers = 0, timeouts = 0, reports_changed = 0;

@@ -362,7 +362,6 @@ int main(int argc, char** argv) {
   std::unique_ptr<EndpointDiscovery> discovery;  // direct paths: registered agents and visitors
   if (registered && direct) {
     if (opt.bind) discovery_opt.bind = Ipv4{opt.bind->ip.v4()};
-    discovery_opt.skip_interface = opt.tun_name;
     discovery = std::make_unique<EndpointDiscovery>(loop, discovery_opt);
   }
   std::unique_ptr<ControlClient> control;

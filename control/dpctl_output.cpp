@@ -209,7 +209,7 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       return t.str();
     }
     case DpctlCommand::SessionList: {
-      TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "FLOWS", "AGE"});
+      TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "NAT", "FLOWS", "AGE"});
       for (const auto& s : at(r, "sessions"))
         t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
                text(at(s, "weight")), text(at(s, "live")),
@@ -218,6 +218,7 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
                    : s.value("handed_over", false) ? "handed over to dpgw (quic)"
                                                    : "closed",
                s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")),
+               at(s, "nat").is_object() ? text(at(at(s, "nat"), "mapping")) : "-",
                text(at(s, "flows")), text(at(s, "age_s")) + "s"});
       return t.str();
     }
