@@ -313,7 +313,8 @@ void ControlClient::got_lines(const std::vector<std::string>& lines, uint64_t no
       registration_reply(line, now_ns);
       if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
     } else {
-      last_heard_ns_ = now_ns;
+      last_heard_ns_ = now_ns;  // a pong, or anything else dpctld says: it is there
+      if (message_) message_(line, now_ns);
     }
   }
 }
@@ -370,15 +371,10 @@ void ControlClient::read_some(uint64_t now_ns) {
     const int n = SSL_read(ssl_.get(), buf, sizeof buf);
     if (n > 0) {
       const bool fits = in_.append({buf, size_t(n)});
-      while (in_.has_line()) {
-        const std::string line = *in_.next();
-        if (state_ == State::Registering) {
-          registration_reply(line, now_ns);
-          if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
-        } else {
-          last_heard_ns_ = now_ns;  // a pong, or anything else dpctld says: it is there
-        }
-      }
+      std::vector<std::string> lines;
+      while (in_.has_line()) lines.push_back(*in_.next());
+      got_lines(lines, now_ns);
+      if (state_ != State::Registered && state_ != State::Registering) return;  // refused: the connection is gone
       if (!fits) {
         LOG_ERROR("dpctld %s:%u sent a line over %zu bytes; dropping the connection", opt_.server_host.c_str(),
                   opt_.server_port, kMaxLine);

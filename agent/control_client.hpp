@@ -87,6 +87,9 @@ class ControlClient {
   bool send_message(const std::string& line, uint64_t now_ns);
   // Called (on the loop) just before the QUIC connection a grant named goes away: lost, idle, or replaced.
   void on_withdraw(std::function<void()> fn) { withdraw_ = std::move(fn); }
+  // Called (on the loop) with each line dpctld sends after the registration's answer (pairings for direct paths;
+  // pongs too).
+  void on_message(std::function<void(const std::string&, uint64_t now_ns)> fn) { message_ = std::move(fn); }
 
  private:
   enum class State : uint8_t { Waiting, Resolving, Connecting, Handshaking, Registering, Registered, GaveUp };
@@ -122,6 +125,7 @@ class ControlClient {
   Deliver deliver_;
   Fatal fatal_;
   std::function<void()> withdraw_;
+  std::function<void(const std::string&, uint64_t)> message_;
   bool handed_over_ = false;  // the QUIC connection carries the data (a "framing":"quic" registration)
   uint64_t handed_over_ns_ = 0, keepalive_ns_ = 0;  // when, and the registration's keepalive interval
   SslCtxPtr ctx_;

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "agent/udp_link.hpp"
+#include "common/clock.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 
@@ -173,16 +174,27 @@ void EndpointDiscovery::readable() {
     socklen_t len = sizeof from;
     const ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &len);
     if (n < 0) return;  // EAGAIN, or an ICMP error reported on the socket (the timeout covers it)
-    answer(Endpoint{Ipv4{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)}, {buf, std::min(size_t(n), sizeof buf)});
+    answer(Endpoint{Ipv4{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)}, {buf, std::min(size_t(n), sizeof buf)},
+           monotonic_ns());
   }
 }
 
-void EndpointDiscovery::answer(Endpoint src, std::span<const uint8_t> data) {
+bool EndpointDiscovery::send_to(Endpoint to, std::span<const uint8_t> data) {
+  if (!fd_) return false;
+  const sockaddr_in sin = to_sockaddr(to);
+  return sendto(fd_.get(), data.data(), data.size(), 0, reinterpret_cast<const sockaddr*>(&sin), sizeof sin) ==
+         ssize_t(data.size());
+}
+
+void EndpointDiscovery::answer(Endpoint src, std::span<const uint8_t> data, uint64_t now_ns) {
   Query* q = nullptr;
   for (Query& c : queries_)
     if (c.server == src) q = &c;
   if (!q) {
-    ++stats_.stray;
+    if (peer_handler_)
+      peer_handler_(src, data, now_ns);
+    else
+      ++stats_.stray;
     return;
   }
   StunAnswerError why{};

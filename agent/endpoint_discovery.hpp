@@ -12,6 +12,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -56,7 +57,7 @@ class EndpointDiscovery {
   struct Stats {
     uint64_t rounds = 0, requests = 0, answers = 0, timeouts = 0, reports_changed = 0;
     std::array<uint64_t, size_t(StunAnswerError::Count)> bad{};  // answers from a server that did not fit, by reason
-    uint64_t stray = 0;  // datagrams from an address no request went to
+    uint64_t stray = 0;  // datagrams from an address no request went to (and no direct path takes)
   };
 
   EndpointDiscovery(EventLoop& loop, Options opt);
@@ -76,6 +77,11 @@ class EndpointDiscovery {
   uint64_t generation() const { return generation_; }
   const Stats& stats() const { return stats_; }
   std::string stats_json() const;
+  // The socket is the direct paths' too (agent/direct_paths.hpp): datagrams that are no STUN server's answer go to
+  // `handler` (else count as stray), and send_to() sends from it.
+  using PeerHandler = std::function<void(Endpoint from, std::span<const uint8_t> data, uint64_t now_ns)>;
+  void on_peer_datagram(PeerHandler handler) { peer_handler_ = std::move(handler); }
+  bool send_to(Endpoint to, std::span<const uint8_t> data);
 
  private:
   struct Query {
@@ -90,7 +96,7 @@ class EndpointDiscovery {
   void start_round(uint64_t now_ns);
   void send(Query& q, uint64_t now_ns);
   void readable();
-  void answer(Endpoint from, std::span<const uint8_t> data);
+  void answer(Endpoint from, std::span<const uint8_t> data, uint64_t now_ns);
   void end_round();
 
   EventLoop& loop_;
@@ -106,6 +112,7 @@ class EndpointDiscovery {
   uint64_t generation_ = 0;
   bool warned_silent_ = false;
   Stats stats_;
+  PeerHandler peer_handler_;
 };
 
 }  // namespace dptun

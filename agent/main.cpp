@@ -11,6 +11,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/control_client.hpp"
+#include "agent/direct_paths.hpp"
 #include "agent/endpoint_discovery.hpp"
 #include "agent/process_signals.hpp"
 #include "agent/udp_command.hpp"
@@ -359,10 +360,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   Agent agent(loop, opt);
-  std::unique_ptr<EndpointDiscovery> discovery;  // direct paths: registered agents and visitors
+  // Direct paths (registered agents and visitors): the socket and its candidates, and the pairs dpctld makes.
+  std::unique_ptr<EndpointDiscovery> discovery;
+  std::unique_ptr<DirectPaths> paths;
+  std::vector<std::string> path_reports;  // for dpctld, sent from the tick
   if (registered && direct) {
     if (opt.bind) discovery_opt.bind = Ipv4{opt.bind->ip.v4()};
     discovery = std::make_unique<EndpointDiscovery>(loop, discovery_opt);
+    paths = std::make_unique<DirectPaths>(
+        [&discovery](Endpoint to, std::span<const uint8_t> data) { return discovery->send_to(to, data); },
+        [&path_reports](const PathReport& r) { path_reports.push_back(path_message(r)); });
+    discovery->on_peer_datagram(
+        [&paths](Endpoint from, std::span<const uint8_t> data, uint64_t now) { paths->datagram(from, data, now); });
   }
   std::unique_ptr<ControlClient> control;
   bool refused = false;
@@ -373,6 +382,10 @@ int main(int argc, char** argv) {
         loop, ctl,
         [&](SessionGrant g) {
           if (discovery) discovery->set_gateway(g.gateway, g.stun_port, monotonic_ns());
+          if (paths) {  // a new session: dpctld pairs it afresh
+            paths->clear();
+            path_reports.clear();
+          }
           agent.offer(std::move(g));
         },
         [&](const std::string& reason) {
@@ -381,6 +394,18 @@ int main(int argc, char** argv) {
           ProcessSignals::stop_flag() = true;
         });
     control->on_withdraw([&agent] { agent.withdraw_quic(); });
+    if (paths)
+      control->on_message([&paths](const std::string& line, uint64_t now) {
+        const ControllerMessage m = parse_controller_message(line);
+        switch (m.kind) {
+          case ControllerMessage::Kind::Peer: paths->offer(m.peer, now); break;
+          case ControllerMessage::Kind::PeerGone: paths->gone(m.pair); break;
+          case ControllerMessage::Kind::Invalid:
+            LOG_WARN("dpctld: a direct-path message this dpagent cannot read: %s", m.error.c_str());
+            break;
+          case ControllerMessage::Kind::Other: break;
+        }
+      });
     if (!control->load(error)) {
       fprintf(stderr, "dpagent: %s\n", error.c_str());
       return 1;
@@ -392,7 +417,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   ProcessSignals signals;
-  if (discovery) agent.show_direct_stats([&discovery] { return discovery->stats_json(); });
+  if (discovery)
+    agent.show_direct_stats([&] {
+      std::string j = discovery->stats_json();  // with the pairs beside the socket's counters
+      j.insert(j.size() - 1, ",\"checks\":" + paths->stats_json());
+      return j;
+    });
   if (!signals.install(loop, [&] {
         printf("%s\n", agent.stats_json().c_str());
         fflush(stdout);
@@ -408,6 +438,9 @@ int main(int argc, char** argv) {
     if (control) control->tick(now);
     if (discovery) {
       discovery->tick(now);
+      paths->tick(now);
+      for (const std::string& line : path_reports) control->send_message(line, now);  // lost with the connection
+      path_reports.clear();
       // The report goes after each registration and whenever it changes (not over a handed-over QUIC connection).
       if (control->registrations() != reported.first || discovery->generation() != reported.second) {
         if (control->send_message(candidates_message(discovery->report()), now))

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/hex.hpp"
 #include "common/json_fields.hpp"
 #include "proto/control_names.hpp"
 
@@ -37,13 +38,74 @@ bool candidate_address_ok(const Endpoint& e) {
   return top != 0 && top != 127 && top < 224;
 }
 
+namespace {
+nlohmann::json candidates_json(const std::vector<Candidate>& list);
+}
+
 std::string candidates_message(const CandidateReport& r) {
   using nlohmann::json;
-  json list = json::array();
-  for (const Candidate& c : r.candidates)
-    list.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
-  return json{{"type", name_of(AgentMessageType::Candidates)}, {"nat", nat_mapping_name(r.nat)}, {"candidates", list}}
+  return json{{"type", name_of(AgentMessageType::Candidates)},
+              {"nat", nat_mapping_name(r.nat)},
+              {"candidates", candidates_json(r.candidates)}}
       .dump();
+}
+
+namespace {
+
+nlohmann::json candidates_json(const std::vector<Candidate>& list) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Candidate& c : list) out.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
+  return out;
+}
+
+}  // namespace
+
+std::string peer_message(const PeerOffer& p) {
+  using nlohmann::json;
+  return json{{"type", name_of(AgentMessageType::Peer)},
+              {"pair", p.pair},
+              {"role", p.controlling ? "controlling" : "controlled"},
+              {"secret", hex_encode(p.secret)},
+              {"session", p.session},
+              {"name", p.name},
+              {"nat", nat_mapping_name(p.peer.nat)},
+              {"candidates", candidates_json(p.peer.candidates)}}
+      .dump();
+}
+
+std::string peer_gone_message(uint32_t pair) {
+  return nlohmann::json{{"type", name_of(AgentMessageType::PeerGone)}, {"pair", pair}}.dump();
+}
+
+const char* path_state_name(PathState s) {
+  switch (s) {
+    case PathState::Checking: return "checking";
+    case PathState::Direct: return "direct";
+    case PathState::Relayed: return "relayed";
+    case PathState::Count: break;
+  }
+  return "checking";
+}
+
+const char* path_reason_name(PathReason r) {
+  switch (r) {
+    case PathReason::None: return "none";
+    case PathReason::ChecksUnanswered: return "checks_unanswered";
+    case PathReason::ConsentLost: return "consent_lost";
+    case PathReason::TooManyPairs: return "too_many_pairs";
+    case PathReason::Count: break;
+  }
+  return "none";
+}
+
+std::string path_message(const PathReport& r) {
+  nlohmann::json j{{"type", name_of(AgentMessageType::Path)}, {"pair", r.pair}, {"state", path_state_name(r.state)}};
+  if (r.state == PathState::Relayed) j["reason"] = path_reason_name(r.reason);
+  if (r.state == PathState::Direct && r.remote) {
+    j["remote"] = r.remote->str();
+    j["rtt_us"] = r.rtt_us;
+  }
+  return j.dump();
 }
 
 namespace {
@@ -82,7 +144,94 @@ std::string parse_candidates(const nlohmann::json& msg, CandidateReport& out) {
   return {};
 }
 
+std::optional<uint32_t> pair_id(const nlohmann::json& msg) {
+  const nlohmann::json* p = field(msg, "pair");
+  const std::optional<int64_t> v = p ? json_int_in(*p, 1, UINT32_MAX) : std::nullopt;
+  if (!v) return std::nullopt;
+  return uint32_t(*v);
+}
+
+std::string parse_path(const nlohmann::json& msg, PathReport& out) {
+  const std::optional<uint32_t> pair = pair_id(msg);
+  if (!pair) return "path: 'pair' must be 1..4294967295";
+  out.pair = *pair;
+  const nlohmann::json* st = field(msg, "state");
+  const std::optional<PathState> state = st ? enum_named(*st, path_state_name) : std::nullopt;
+  if (!state) return "path: 'state' must be checking, direct or relayed";
+  out.state = *state;
+  if (out.state == PathState::Relayed) {
+    const nlohmann::json* r = field(msg, "reason");
+    const std::optional<PathReason> reason = r ? enum_named(*r, path_reason_name) : std::nullopt;
+    if (!reason || *reason == PathReason::None) return "path: a relayed path's 'reason' is missing or unknown";
+    out.reason = *reason;
+  }
+  if (out.state == PathState::Direct) {
+    const nlohmann::json* r = field(msg, "remote");
+    out.remote = r && r->is_string() ? Endpoint::parse(r->get_ref<const std::string&>()) : std::nullopt;
+    if (!out.remote || !candidate_address_ok(*out.remote)) return "path: a direct path's 'remote' must be IP:PORT";
+    const nlohmann::json* rtt = field(msg, "rtt_us");
+    const std::optional<int64_t> us = rtt ? json_int_in(*rtt, 0, 60'000'000) : std::nullopt;
+    if (!us) return "path: 'rtt_us' must be 0..60000000";
+    out.rtt_us = uint64_t(*us);
+  }
+  return {};
+}
+
 }  // namespace
+
+ControllerMessage parse_controller_message(std::string_view line) {
+  using nlohmann::json;
+  ControllerMessage m;
+  const json msg = json::parse(line, nullptr, false);
+  if (msg.is_discarded() || !msg.is_object()) {
+    m.kind = ControllerMessage::Kind::Invalid;
+    m.error = "not a JSON object";
+    return m;
+  }
+  const json* type = field(msg, "type");
+  const std::optional<AgentMessageType> t =
+      type && type->is_string() ? parse_name<AgentMessageType>(type->get_ref<const std::string&>()) : std::nullopt;
+  if (t != AgentMessageType::Peer && t != AgentMessageType::PeerGone) return m;  // pong and the like
+  m.kind = ControllerMessage::Kind::Invalid;
+  const std::optional<uint32_t> pair = pair_id(msg);
+  if (!pair) {
+    m.error = "'pair' must be 1..4294967295";
+    return m;
+  }
+  if (t == AgentMessageType::PeerGone) {
+    m.kind = ControllerMessage::Kind::PeerGone;
+    m.pair = *pair;
+    return m;
+  }
+  PeerOffer& p = m.peer;
+  p.pair = *pair;
+  const json* role = field(msg, "role");
+  if (!role || !role->is_string() || (*role != "controlling" && *role != "controlled")) {
+    m.error = "'role' must be controlling or controlled";
+    return m;
+  }
+  p.controlling = *role == "controlling";
+  const json* secret = field(msg, "secret");
+  const std::optional<std::vector<uint8_t>> bytes =
+      secret && secret->is_string() ? hex_decode(secret->get_ref<const std::string&>()) : std::nullopt;
+  if (!bytes || bytes->size() != p.secret.size()) {
+    m.error = "'secret' must be 32 bytes in hex";
+    return m;
+  }
+  std::copy(bytes->begin(), bytes->end(), p.secret.begin());
+  const json* session = field(msg, "session");
+  const std::optional<int64_t> index = session ? json_int_in(*session, 1, 65535) : std::nullopt;
+  if (!index) {
+    m.error = "'session' must be 1..65535";
+    return m;
+  }
+  p.session = uint32_t(*index);
+  if (const json* name = field(msg, "name"); name && name->is_string()) p.name = name->get<std::string>().substr(0, 64);
+  // The peer's candidates as dpctld took them: read with the same checks as a report.
+  m.error = parse_candidates(msg, p.peer);
+  if (m.error.empty()) m.kind = ControllerMessage::Kind::Peer;
+  return m;
+}
 
 AgentMessage parse_agent_message(std::string_view line) {
   using nlohmann::json;
@@ -93,7 +242,8 @@ AgentMessage parse_agent_message(std::string_view line) {
     return m;
   }
   const std::string type = msg["type"];
-  // An agent sends register and ping; anything else, dpctld's own messages included, is unknown from one.
+  // An agent sends register, ping, candidates and path; anything else, dpctld's own messages included, is unknown
+  // from one.
   std::optional<AgentMessageType> known = parse_name<AgentMessageType>(type);
   if (known) {
     switch (*known) {
@@ -105,6 +255,12 @@ AgentMessage parse_agent_message(std::string_view line) {
         m.kind = AgentMessage::Kind::Candidates;
         m.error = parse_candidates(msg, m.candidates);
         return m;
+      case AgentMessageType::Path:
+        m.kind = AgentMessage::Kind::Path;
+        m.error = parse_path(msg, m.path);
+        return m;
+      case AgentMessageType::Peer:
+      case AgentMessageType::PeerGone:
       case AgentMessageType::Registered:
       case AgentMessageType::Refused:
       case AgentMessageType::Pong: known.reset(); break;

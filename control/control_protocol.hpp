@@ -1,7 +1,9 @@
 // The agent <-> dpctld protocol on the TLS connection (docs/control-protocol.md): newline-delimited JSON.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <openssl/ssl.h>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,14 +48,65 @@ inline constexpr size_t kMaxCandidates = 8;
 bool candidate_address_ok(const Endpoint& e);
 std::string candidates_message(const CandidateReport& r);
 
+// Pairing (docs/nat-traversal.md): dpctld pairs a visitor with one agent of its tunnel, both with candidates, and
+// gives both ends the other's candidates and a pair secret it drew for this pairing alone (32 random bytes, hex):
+//   {"type":"peer","pair":305419896,"role":"controlling"|"controlled","secret":"<64 hex digits>","session":32770,
+//    "name":"agent-1","nat":"endpoint-independent","candidates":[...as in a candidates report...]}
+//   {"type":"peer_gone","pair":305419896}       the pairing ended (a session went, or candidates changed)
+// The visitor is the controlling end. Each end reports what its checks found:
+//   {"type":"path","pair":305419896,"state":"checking"|"direct"|"relayed","reason":"...","remote":"ip:port",
+//    "rtt_us":850}
+// `remote` and `rtt_us` with "direct" only; `reason` with "relayed" (PathReason). Pair ids are never 0.
+struct PeerOffer {
+  uint32_t pair = 0;
+  bool controlling = false;
+  std::array<uint8_t, 32> secret{};
+  uint32_t session = 0;  // the peer's session index
+  std::string name;      // the peer's agent name (at most 64 bytes)
+  CandidateReport peer;
+};
+std::string peer_message(const PeerOffer& p);
+std::string peer_gone_message(uint32_t pair);
+
+enum class PathState : uint8_t { Checking, Direct, Relayed, Count };
+// Why a pair's data goes through dpgw.
+enum class PathReason : uint8_t {
+  None,              // (not relayed)
+  ChecksUnanswered,  // no authenticated answer to any check: the NATs keep the ends apart (or a firewall)
+  ConsentLost,       // a direct path that stopped answering
+  TooManyPairs,      // this end has kMaxPairs already
+  Count
+};
+const char* path_state_name(PathState s);
+const char* path_reason_name(PathReason r);
+struct PathReport {
+  uint32_t pair = 0;
+  PathState state = PathState::Checking;
+  PathReason reason = PathReason::None;
+  std::optional<Endpoint> remote;
+  uint64_t rtt_us = 0;
+  bool operator==(const PathReport&) const = default;
+};
+std::string path_message(const PathReport& r);
+
+// A line from dpctld that is not the registration's answer: a pairing, its end, or something else (ignored).
+struct ControllerMessage {
+  enum class Kind : uint8_t { Peer, PeerGone, Other, Invalid } kind = Kind::Other;
+  PeerOffer peer;        // Peer
+  uint32_t pair = 0;     // PeerGone
+  std::string error;     // Invalid: why
+};
+ControllerMessage parse_controller_message(std::string_view line);
+
 struct AgentMessage {
   // Candidates with a non-empty `error`: a report dpctld ignores (counted), the session goes on.
-  enum class Kind : uint8_t { Ping, Register, Candidates, Invalid } kind = Kind::Invalid;
+  enum class Kind : uint8_t { Ping, Register, Candidates, Path, Invalid } kind = Kind::Invalid;
   std::string tunnel;  // id or name
   int weight = 1;      // 1..255
   std::string name;    // at most 64 bytes
   bool visitor = false;
   CandidateReport candidates;  // Candidates
+  PathReport path;             // Path (with a non-empty `error`: ignored, counted)
   bool bad_version = false;  // Invalid because of the protocol version (not the request's shape)
   std::string error;         // Invalid: why
 };

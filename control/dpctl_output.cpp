@@ -103,6 +103,25 @@ std::string entries_table(const json& list) {
   return t.str();
 }
 
+// A session's direct-path pairs in a word or two: "-" (none), a pair's path (with the reason an end gave up, and
+// the other end's address when direct), or for an agent with several pairs how many are direct.
+std::string path_column(const json& pairs) {
+  if (!pairs.is_array() || pairs.empty()) return "-";
+  if (pairs.size() > 1) {
+    size_t direct = 0;
+    for (const auto& p : pairs) direct += p.value("path", std::string()) == "direct";
+    return std::to_string(direct) + "/" + std::to_string(pairs.size()) + " direct";
+  }
+  const json& p = pairs[0];
+  const std::string path = p.value("path", std::string());
+  if (path == "direct" && at(p, "this_end").is_object()) return "direct " + text(at(at(p, "this_end"), "remote"));
+  if (path == "relayed")
+    for (const char* end : {"this_end", "peer_end"})
+      if (at(p, end).is_object() && at(p, end).value("state", std::string()) == "relayed")
+        return "relayed (" + text(at(at(p, end), "reason")) + ")";
+  return path;
+}
+
 std::string tunnel_show(const json& x) {
   std::string out;
   auto kv = [&](const char* k, const std::string& v) { out += std::string(k) + std::string(14 - std::string(k).size(), ' ') + v + "\n"; };
@@ -209,7 +228,8 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
       return t.str();
     }
     case DpctlCommand::SessionList: {
-      TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "NAT", "FLOWS", "AGE"});
+      TextTable t({"INDEX", "TUNNEL", "ROLE", "AGENT", "WEIGHT", "LIVE", "CONTROL", "DATA_ENDPOINT", "NAT", "PATH", "FLOWS",
+                   "AGE"});
       for (const auto& s : at(r, "sessions"))
         t.add({text(at(s, "index")), text(at(s, "tunnel_name")), text(at(s, "role")), text(at(s, "certificate")),
                text(at(s, "weight")), text(at(s, "live")),
@@ -218,7 +238,7 @@ std::string render_reply(DpctlCommand cmd, const json& r) {
                    : s.value("handed_over", false) ? "handed over to dpgw (quic)"
                                                    : "closed",
                s.value("data_endpoint", std::string()).empty() ? "-" : text(at(s, "data_endpoint")),
-               at(s, "nat").is_object() ? text(at(at(s, "nat"), "mapping")) : "-",
+               at(s, "nat").is_object() ? text(at(at(s, "nat"), "mapping")) : "-", path_column(at(s, "direct")),
                text(at(s, "flows")), text(at(s, "age_s")) + "s"});
       return t.str();
     }

@@ -459,6 +459,7 @@ void Dpctld::tick() {
   if (quic_) quic_->tick(now);
   if (masque_tcp_) masque_tcp_->tick(now);
   check_capsule_streams();
+  reconcile_pairs(false);
   watch_tls_files(now);
   if (now >= next_crl_check_ns_) {  // a CRL that is about to expire is said again every hour
     if (next_crl_check_ns_) check_crls();
@@ -1052,7 +1053,34 @@ void Dpctld::handle_agent_message(AgentLink& ch, const std::string& line) {
     case AgentMessage::Kind::Candidates:
       handle_candidates(ch, m);
       return;
+    case AgentMessage::Kind::Path:
+      handle_path(ch, m);
+      return;
   }
+}
+
+void Dpctld::handle_path(AgentLink& ch, const AgentMessage& m) {
+  SessionRecord* s = sessions_.find_by_channel(ch.id());
+  if (!s) {
+    refuse(ch, Refusal::BadRequest, "path before a registration");
+    return;
+  }
+  if (!m.error.empty()) {
+    pairs_.count_rejected_path();
+    LOG_DEBUG("session %u: path report ignored: %s", s->index, m.error.c_str());
+    return;
+  }
+  if (!pairs_.on_path(s->index, m.path))
+    LOG_DEBUG("session %u: path report for pair %08x, not one of its pairs: ignored", s->index, m.path.pair);
+}
+
+void Dpctld::reconcile_pairs(bool now) {
+  const uint64_t t = monotonic_ns();
+  if (!now && t < next_pairing_ns_) return;
+  next_pairing_ns_ = t + kNsPerSec;
+  for (const DirectPairs::Message& msg : pairs_.reconcile(sessions_.all()))
+    if (SessionRecord* s = sessions_.find(msg.session); s && s->channel)
+      if (AgentLink* link = find_link(s->channel)) link->send(msg.line);
 }
 
 void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
@@ -1071,11 +1099,13 @@ void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
   s->candidates_unix_ns = realtime_ns();
   if (s->candidates && *s->candidates == m.candidates) return;
   s->candidates = m.candidates;
+  s->candidates_gen++;
   std::string list;
   for (const Candidate& c : m.candidates.candidates)
     list += std::string(list.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
   LOG_INFO("session %u (%s): NAT mapping %s, candidates: %s", s->index, s->certificate_subject.c_str(),
            nat_mapping_name(m.candidates.nat), list.empty() ? "none" : list.c_str());
+  reconcile_pairs(true);
 }
 
 void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,
@@ -1457,6 +1487,17 @@ std::string Dpctld::metrics_text() const {
            "Direct-path candidate reports from agents, by result (rejected: ignored for what they held).");
   p.sample("dptun_candidate_reports_total", double(counters_.candidate_reports), prom_label("result", "ok"));
   p.sample("dptun_candidate_reports_total", double(counters_.candidate_reports_rejected), prom_label("result", "rejected"));
+  {
+    size_t direct = 0;
+    for (const auto& [id, pair] : pairs_.all()) direct += pair.direct();
+    p.family("dptun_direct_pairs", "gauge", "Visitor-agent pairs for direct paths, by path (docs/nat-traversal.md).");
+    p.sample("dptun_direct_pairs", double(direct), prom_label("path", "direct"));
+    p.sample("dptun_direct_pairs", double(pairs_.all().size() - direct), prom_label("path", "relayed"));
+    p.family("dptun_direct_pairs_made_total", "counter", "Pairs made (each with a fresh secret).");
+    p.sample("dptun_direct_pairs_made_total", double(pairs_.stats().made));
+    p.family("dptun_direct_pairs_ended_total", "counter", "Pairs ended (a session went, or its candidates changed).");
+    p.sample("dptun_direct_pairs_ended_total", double(pairs_.stats().ended));
+  }
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));
   p.family("dptun_sessions_revoked_total", "counter",

@@ -16,6 +16,7 @@
 #include "control/agent_channel.hpp"
 #include "control/agent_listener.hpp"
 #include "control/quic_listener.hpp"
+#include "control/direct_pairs.hpp"
 #include "control/dpctld_config.hpp"
 #include "control/gateway_link.hpp"
 #include "control/masque_client.hpp"
@@ -137,6 +138,11 @@ class Dpctld {
   void handle_agent_message(AgentLink& ch, const std::string& line);
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
   void handle_candidates(AgentLink& ch, const AgentMessage& m);
+  void handle_path(AgentLink& ch, const AgentMessage& m);
+  nlohmann::json direct_json(uint32_t session) const;  // the session's pairs (dpctl session list)
+  nlohmann::json direct_pairs_json() const;            // counts (dpctl stats)
+  // Pairs visitors with agents as the sessions are now and tells the ends (at most once a second, or `now`).
+  void reconcile_pairs(bool now);
   void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
   // The live control connection with that id, on either transport (nullptr when gone).
   AgentLink* find_link(uint64_t id);
@@ -240,6 +246,8 @@ class Dpctld {
   std::vector<uint64_t> closed_channels_;
   SessionRegistry sessions_;
   DpctldCounters counters_;
+  DirectPairs pairs_;  // direct paths: visitors paired with agents (docs/nat-traversal.md)
+  uint64_t next_pairing_ns_ = 0;
   FILE* failure_log_ = nullptr;
   std::string agent_ca_;           // the --ca of the printed dpagent command
   std::string agent_server_name_;  // its --server-name, when dpctld's certificate lacks the --server host

@@ -653,7 +653,53 @@ json candidates_json(const SessionRecord& s) {
           {"rejected_reports", s.candidate_reports_rejected}};
 }
 
+json path_end_json(const std::optional<PathReport>& r) {
+  if (!r) return nullptr;
+  json j{{"state", path_state_name(r->state)}};
+  if (r->state == PathState::Relayed) j["reason"] = path_reason_name(r->reason);
+  if (r->state == PathState::Direct && r->remote) {
+    j["remote"] = r->remote->str();
+    j["rtt_us"] = r->rtt_us;
+  }
+  return j;
+}
+
+// A pair's path as both ends see it: direct when both are, relayed when either gave up, else checking.
+const char* pair_path(const DirectPairs::Pair& p) {
+  if (p.direct()) return "direct";
+  for (const auto* end : {&p.visitor_path, &p.agent_path})
+    if (*end && (*end)->state == PathState::Relayed) return "relayed";
+  return "checking";
+}
+
 }  // namespace
+
+json Dpctld::direct_json(uint32_t index) const {
+  json list = json::array();
+  char id[9];
+  for (const DirectPairs::Pair* p : pairs_.pairs_of(index)) {
+    const bool visitor = p->visitor == index;
+    std::snprintf(id, sizeof id, "%08x", p->id);
+    list.push_back({{"pair", id},
+                    {"peer", visitor ? p->agent : p->visitor},
+                    {"path", pair_path(*p)},
+                    {"this_end", path_end_json(visitor ? p->visitor_path : p->agent_path)},
+                    {"peer_end", path_end_json(visitor ? p->agent_path : p->visitor_path)}});
+  }
+  return list;
+}
+
+json Dpctld::direct_pairs_json() const {
+  size_t direct = 0;
+  for (const auto& [id, p] : pairs_.all()) direct += p.direct();
+  const DirectPairs::Stats& st = pairs_.stats();
+  return {{"pairs", pairs_.all().size()},
+          {"direct", direct},
+          {"made", st.made},
+          {"ended", st.ended},
+          {"path_reports", st.path_reports},
+          {"path_reports_rejected", st.path_reports_rejected}};
+}
 
 json Dpctld::api_session_list() {
   json list = json::array();
@@ -684,6 +730,7 @@ json Dpctld::api_session_list() {
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},
                     {"nat", candidates_json(s)},
+                    {"direct", direct_json(index)},
                     {"age_s", seconds_since(now, s.registered_unix_ns)}});
   }
   return ok({{"sessions", list}});
@@ -757,6 +804,7 @@ json Dpctld::api_stats() {
              {"sessions_expired", counters_.sessions_expired},
              {"candidate_reports", counters_.candidate_reports},
              {"candidate_reports_rejected", counters_.candidate_reports_rejected},
+             {"direct_pairs", direct_pairs_json()},
              {"gateway_refusals", counters_.gateway_refusals},
              {"last_gateway_refusal", counters_.last_gateway_refusal},
              {"tunnels", tunnels}});

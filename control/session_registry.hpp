@@ -46,6 +46,7 @@ struct SessionRecord {
   // NAT traversal (docs/nat-traversal.md): the agent's latest candidates report, when it sent one; the count of
   // reports ignored for what they held.
   std::optional<CandidateReport> candidates;
+  uint64_t candidates_gen = 0;  // counts the changes of `candidates` (a pair made before one is remade)
   uint64_t candidates_unix_ns = 0;
   uint64_t candidate_reports_rejected = 0;
   // From the gateway's status:

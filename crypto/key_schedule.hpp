@@ -50,6 +50,13 @@ struct EpochKey {
 bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint32_t session_index, uint64_t epoch,
                       size_t key_len, EpochKey& out);
 
+// The key of a direct path's connectivity checks (docs/nat-traversal.md): HKDF-SHA256(salt = "dptun direct v1",
+// ikm = the pair secret dpctld gave both ends, info = "check"), 32 bytes. A pair secret is fresh for every pairing
+// (dpctld draws it), so no key of a relayed session, and no earlier pair's, is ever used again. False if OpenSSL
+// fails.
+inline constexpr size_t kDirectCheckKeyLen = 32;
+bool derive_direct_check_key(std::span<const uint8_t> pair_secret, std::array<uint8_t, kDirectCheckKeyLen>& out);
+
 // Nonce = salt (4 bytes) || counter (8 bytes, big endian): unique per key because counters never repeat.
 inline void make_nonce(uint8_t out[12], const std::array<uint8_t, kSaltLen>& salt, uint64_t counter) {
   __builtin_memcpy(out, salt.data(), kSaltLen);

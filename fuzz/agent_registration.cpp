@@ -1,8 +1,10 @@
 // An agent's message on dpctld's TLS connection (control/control_protocol.hpp, parse_agent_message): any line
 // an authenticated agent sends. Properties: a registration it accepts has a weight in 1..255 and a name of at
 // most 64 bytes; a candidates report it takes has at most kMaxCandidates addresses, each one a peer may be sent
-// to (candidate_address_ok), no two alike, and one it ignores says why; one it refuses says why; nothing but these
-// outcomes (no exception escapes).
+// to (candidate_address_ok), no two alike, and one it ignores says why; a path report it takes names a pair, and a
+// reason exactly when relayed, an address exactly when direct; one it refuses says why; nothing but these outcomes
+// (no exception escapes). The same bytes as a line from dpctld to dpagent (parse_controller_message): a pairing it
+// takes has a pair id, a peer session and candidates a peer may be sent to; what it cannot read says why.
 #include <string_view>
 
 #include "control/control_protocol.hpp"
@@ -32,6 +34,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (size_t k = 0; k < i; ++k) FUZZ_CHECK(!(m.candidates.candidates[k] == m.candidates.candidates[i]));
       }
       break;
+    case AgentMessage::Kind::Path:
+      if (!m.error.empty()) break;
+      FUZZ_CHECK(m.path.pair != 0 && size_t(m.path.state) < size_t(PathState::Count));
+      FUZZ_CHECK((m.path.state == PathState::Relayed) == (m.path.reason != PathReason::None));
+      FUZZ_CHECK((m.path.state == PathState::Direct) == m.path.remote.has_value());
+      if (m.path.remote) FUZZ_CHECK(candidate_address_ok(*m.path.remote));
+      break;
+  }
+  const ControllerMessage c = parse_controller_message(std::string_view(reinterpret_cast<const char*>(data), size));
+  switch (c.kind) {
+    case ControllerMessage::Kind::Peer:
+      FUZZ_CHECK(c.peer.pair != 0 && c.peer.session >= 1 && c.peer.session <= 65535 && c.peer.name.size() <= 64);
+      FUZZ_CHECK(c.peer.peer.candidates.size() <= kMaxCandidates);
+      for (const Candidate& cand : c.peer.peer.candidates) FUZZ_CHECK(candidate_address_ok(cand.address));
+      break;
+    case ControllerMessage::Kind::PeerGone: FUZZ_CHECK(c.pair != 0); break;
+    case ControllerMessage::Kind::Invalid: FUZZ_CHECK(!c.error.empty()); break;
+    case ControllerMessage::Kind::Other: break;
   }
   return 0;
 }

@@ -194,6 +194,9 @@ enum class AgentMessageType : uint8_t {
   Ping,        // agent -> dpctld, every 10 s
   Pong,        // dpctld -> agent
   Candidates,  // agent -> dpctld: its direct-path candidates and NAT mapping (control/control_protocol.hpp)
+  Peer,        // dpctld -> agent: the other end of a direct-path pair
+  PeerGone,    // dpctld -> agent: the pair ended
+  Path,        // agent -> dpctld: what its checks found for a pair
 };
 
 constexpr std::string_view name_of(AgentMessageType t) {
@@ -204,6 +207,9 @@ constexpr std::string_view name_of(AgentMessageType t) {
     case AgentMessageType::Ping: return "ping";
     case AgentMessageType::Pong: return "pong";
     case AgentMessageType::Candidates: return "candidates";
+    case AgentMessageType::Peer: return "peer";
+    case AgentMessageType::PeerGone: return "peer_gone";
+    case AgentMessageType::Path: return "path";
   }
   return {};
 }

@@ -1,7 +1,11 @@
 #include "proto/stun.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <zlib.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace dptun {
@@ -211,6 +215,136 @@ std::optional<StunMapped> parse_stun_binding_answer(std::span<const uint8_t> msg
   if (xored) return xored;
   if (plain) return plain;
   return answer_fail(StunAnswerError::NoAddress, why);
+}
+
+namespace {
+
+inline constexpr size_t kIntegrityLen = 32;  // MESSAGE-INTEGRITY-SHA256, untruncated
+
+// HMAC-SHA256 of `key` over msg[0, at) with the header's length counting the MESSAGE-INTEGRITY-SHA256 at `at`
+// (RFC 8489 14.6): the length is patched in a copy of the header.
+bool check_hmac(std::span<const uint8_t> msg, size_t at, StunCheckKey key, uint8_t out[kIntegrityLen]) {
+  uint8_t buf[256];
+  if (at > sizeof buf || at < kStunHeaderLen || at > msg.size()) return false;
+  std::memcpy(buf, msg.data(), at);
+  store_be16(buf + 2, uint16_t(at + 4 + kIntegrityLen - kStunHeaderLen));
+  unsigned len = 0;
+  const bool ok = HMAC(EVP_sha256(), key.data(), int(key.size()), buf, at, out, &len) && len == kIntegrityLen;
+  OPENSSL_cleanse(buf, at);
+  return ok;
+}
+
+// Appends MESSAGE-INTEGRITY-SHA256 then FINGERPRINT at `off`, sets the header's length; returns the total.
+size_t seal_check(uint8_t* o, size_t off, StunCheckKey key) {
+  store_be16(o + 2, uint16_t(off + 4 + kIntegrityLen - kStunHeaderLen));
+  store_be16(o + off, kStunAttrMessageIntegritySha256);
+  store_be16(o + off + 2, uint16_t(kIntegrityLen));
+  if (!check_hmac({o, off}, off, key, o + off + 4)) return 0;
+  off += 4 + kIntegrityLen;
+  store_be16(o + 2, uint16_t(off + 8 - kStunHeaderLen));
+  store_be16(o + off, kStunAttrFingerprint);
+  store_be16(o + off + 2, 4);
+  store_be32(o + off + 4, stun_fingerprint({o, off}));
+  return off + 8;
+}
+
+void write_check_header(uint8_t* o, uint16_t type, const StunTransactionId& id) {
+  store_be16(o, type);
+  store_be16(o + 2, 0);
+  store_be32(o + 4, kStunMagicCookie);
+  std::memcpy(o + 8, id.data(), id.size());
+}
+
+}  // namespace
+
+size_t write_stun_check_request(std::span<uint8_t> out, const StunTransactionId& id, uint32_t pair, char role,
+                                StunCheckKey key) {
+  if (out.size() < kStunCheckRequestLen || (role != 'c' && role != 'd')) return 0;
+  uint8_t* o = out.data();
+  write_check_header(o, kStunBindingRequest, id);
+  char user[11];
+  std::snprintf(user, sizeof user, "%08x:%c", pair, role);
+  store_be16(o + kStunHeaderLen, kStunAttrUsername);
+  store_be16(o + kStunHeaderLen + 2, 10);
+  std::memcpy(o + kStunHeaderLen + 4, user, 10);
+  std::memset(o + kStunHeaderLen + 14, 0, 2);
+  return seal_check(o, kStunHeaderLen + 16, key);
+}
+
+size_t write_stun_check_response(std::span<uint8_t> out, const StunTransactionId& id, uint32_t ip, uint16_t port,
+                                 StunCheckKey key) {
+  if (out.size() < kStunCheckResponseLen) return 0;
+  uint8_t* o = out.data();
+  write_check_header(o, kStunBindingSuccess, id);
+  const size_t off = kStunHeaderLen;
+  store_be16(o + off, kStunAttrXorMappedAddress);
+  store_be16(o + off + 2, 8);
+  o[off + 4] = 0;
+  o[off + 5] = 0x01;
+  store_be16(o + off + 6, uint16_t(port ^ (kStunMagicCookie >> 16)));
+  store_be32(o + off + 8, ip ^ kStunMagicCookie);
+  return seal_check(o, off + 12, key);
+}
+
+namespace {
+
+std::optional<uint32_t> hex32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    const uint8_t c = p[i];
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = v << 4 | uint32_t(d);
+  }
+  return v;
+}
+
+}  // namespace
+
+std::optional<StunCheck> parse_stun_check(std::span<const uint8_t> msg) {
+  const std::optional<StunMessage> m = parse_stun(msg, false);
+  if (!m || !m->fingerprint) return std::nullopt;
+  if (m->type != kStunBindingRequest && m->type != kStunBindingSuccess) return std::nullopt;
+  StunCheck c;
+  c.request = m->type == kStunBindingRequest;
+  std::memcpy(c.id.data(), msg.data() + 8, c.id.size());
+  bool user = false, mapped = false;
+  for (size_t off = kStunHeaderLen; off + 4 <= msg.size();) {  // parse_stun checked the attributes' bounds
+    const uint16_t type = load_be16(msg.data() + off);
+    const uint16_t vlen = load_be16(msg.data() + off + 2);
+    const uint8_t* v = msg.data() + off + 4;
+    if (type == kStunAttrMessageIntegritySha256) {
+      if (vlen != kIntegrityLen) return std::nullopt;
+      c.integrity_at = off;
+      break;  // 14.6: only FINGERPRINT may follow (checked above: parse_stun verified it and that it is last)
+    }
+    if (type == kStunAttrUsername && c.request && vlen == 10 && v[8] == ':' && (v[9] == 'c' || v[9] == 'd')) {
+      const std::optional<uint32_t> pair = hex32(v);
+      if (!pair) return std::nullopt;
+      c.pair = *pair;
+      c.role = char(v[9]);
+      user = true;
+    }
+    if (type == kStunAttrXorMappedAddress && !c.request && vlen == 8 && v[1] == 0x01) {
+      c.mapped.port = uint16_t(load_be16(v + 2) ^ (kStunMagicCookie >> 16));
+      c.mapped.ip = load_be32(v + 4) ^ kStunMagicCookie;
+      mapped = true;
+    }
+    off += 4 + ((size_t(vlen) + 3) & ~size_t(3));
+  }
+  if (!c.integrity_at || (c.request ? !user : !mapped)) return std::nullopt;
+  // Nothing but FINGERPRINT after MESSAGE-INTEGRITY-SHA256: the integrity covers everything we read.
+  if (c.integrity_at + 4 + kIntegrityLen + 8 != msg.size()) return std::nullopt;
+  return c;
+}
+
+bool stun_check_authentic(std::span<const uint8_t> msg, const StunCheck& check, StunCheckKey key) {
+  uint8_t want[kIntegrityLen];
+  if (check.integrity_at + 4 + kIntegrityLen > msg.size()) return false;
+  if (!check_hmac(msg, check.integrity_at, key, want)) return false;
+  const bool ok = CRYPTO_memcmp(want, msg.data() + check.integrity_at + 4, kIntegrityLen) == 0;
+  OPENSSL_cleanse(want, sizeof want);
+  return ok;
 }
 
 }  // namespace dptun

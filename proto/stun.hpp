@@ -141,6 +141,39 @@ struct StunMapped {
 std::optional<StunMapped> parse_stun_binding_answer(std::span<const uint8_t> msg, const StunTransactionId& id,
                                                     StunAnswerError* why = nullptr);
 
+// Connectivity checks of a direct path (docs/nat-traversal.md; STUN used as ICE uses it, RFC 8445 7.2.2 and 7.3):
+// a Binding request carrying USERNAME "<pair, 8 hex digits>:<role>" (role 'c' the controlling end, a visitor; 'd'
+// the controlled one, an agent), then MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6: HMAC-SHA256 with the pair's check
+// key over the message before it, the header's length counting it), then FINGERPRINT; its success response carries
+// XOR-MAPPED-ADDRESS (where the request came from), MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, the request's ID.
+inline constexpr size_t kStunCheckKeyLen = 32;
+inline constexpr size_t kStunCheckRequestLen = kStunHeaderLen + 16 + 36 + 8;   // 80
+inline constexpr size_t kStunCheckResponseLen = kStunHeaderLen + 12 + 36 + 8;  // 76
+using StunCheckKey = std::span<const uint8_t, kStunCheckKeyLen>;
+
+// Write a check request / its success response into `out`; return the bytes written, 0 when `out` is shorter.
+size_t write_stun_check_request(std::span<uint8_t> out, const StunTransactionId& id, uint32_t pair, char role,
+                                StunCheckKey key);
+size_t write_stun_check_response(std::span<uint8_t> out, const StunTransactionId& id, uint32_t ip, uint16_t port,
+                                 StunCheckKey key);
+
+// A check as parse_stun_check reads it, before its integrity is verified (the key depends on the pair: a request
+// names it, a response is matched by its ID).
+struct StunCheck {
+  bool request = false;
+  StunTransactionId id{};
+  uint32_t pair = 0;  // requests
+  char role = 0;      // requests: 'c' or 'd'
+  StunMapped mapped;  // responses
+  size_t integrity_at = 0;  // offset of MESSAGE-INTEGRITY-SHA256
+};
+// Reads a check request or success response: the magic cookie, FINGERPRINT present and matching, USERNAME of the
+// form above (requests), XOR-MAPPED-ADDRESS (responses, IPv4), a 32-byte MESSAGE-INTEGRITY-SHA256. nullopt for
+// anything else. Nothing is authenticated yet: stun_check_authentic does that.
+std::optional<StunCheck> parse_stun_check(std::span<const uint8_t> msg);
+// Whether `msg`'s MESSAGE-INTEGRITY-SHA256 is the HMAC-SHA256 of `key` over it (compared in constant time).
+bool stun_check_authentic(std::span<const uint8_t> msg, const StunCheck& check, StunCheckKey key);
+
 // FINGERPRINT's value for `msg_up_to_it`: the message's bytes before the attribute, its header's length already
 // counting the FINGERPRINT (RFC 8489 14.7).
 uint32_t stun_fingerprint(std::span<const uint8_t> msg_up_to_it);

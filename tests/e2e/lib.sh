@@ -112,10 +112,12 @@ gw_vdev() {
 # fanout (DPDK sets PACKET_FANOUT_FLAG_DEFRAG) reassembles IPv4 fragments in the kernel and cuts what exceeds its
 # 2048-byte frames, so tests of dpgw's own reassembly need fragments to reach it whole.
 # GW_VDEV=af_xdp drives gc and ga through net_af_xdp instead of net_af_packet (gw_vdev).
+# GW_UNDERLAY_GATEWAY=IP: the underlay port's next hop for addresses beyond its subnet.
 write_gw_conf() {
   local workers=${1:-1} huge=${2:-false} kif="" pub crypto=""
   [ -n "${GW_CRYPTO:-}" ] && crypto="crypto = { $GW_CRYPTO };"
   [ -n "${GW_KERNEL_IF:-}" ] && kif=" kernel_interface = \"$GW_KERNEL_IF\";"
+  [ -n "${GW_UNDERLAY_GATEWAY:-}" ] && kif="$kif gateway = \"$GW_UNDERLAY_GATEWAY\";"
   pub=$(gw_vdev 0 gc "$workers")
   [ "${GW_PUBLIC_TAP:-0}" = 1 ] && pub="net_tap0,iface=dptap"
   cat > "$WORK/gw.conf" <<CONF

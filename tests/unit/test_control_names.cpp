@@ -72,7 +72,7 @@ static void dpctl_commands(void**) {
 }
 
 static void agent_message_types(void**) {
-  spelled<AgentMessageType>({"register", "registered", "refused", "ping", "pong", "candidates"});
+  spelled<AgentMessageType>({"register", "registered", "refused", "ping", "pong", "candidates", "peer", "peer_gone", "path"});
 }
 
 static void session_roles(void**) {

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Direct paths between a visitor and an agent through NATs the test builds (docs/nat-traversal.md): the agent in
+# <P>-home-a behind NAT A (<P>-nat-a, public 10.99.5.2), the visitor in <P>-home-v behind NAT V (<P>-nat-v, public
+# 10.99.6.2); the agent namespace routes between them and dpgw's underlay, as the Internet would. Each NAT is an
+# nftables masquerade that keeps the source port where it is free and drops what comes in unasked (conntrack), as
+# home routers do (to the router itself too: a check that arrived before the NAT's own host sent one must leave no
+# connection behind, or the NAT would give that host's check another port); "symmetric" is `masquerade fully-random`
+# (a new port per destination). dpctld pairs the visitor
+# with the agent and both check each other's candidates (hole punching); dpctl session list shows the pair's path:
+# - endpoint-independent on both sides: direct (the checks open both NATs);
+# - a drop rule in NAT A mid-stream (the peer goes silent): relayed (consent_lost) within a bounded time, measured;
+#   the rule removed: direct again;
+# - symmetric NAT V: relayed (checks_unanswered): the visitor's checks leave NAT V from ports no STUN server saw, so
+#   NAT A, which only lets in answers to what it sent, drops them, and the agent's checks reach V's NAT at a
+#   mapping made for dpgw, which takes nothing from elsewhere;
+# - symmetric on both sides: relayed;
+# - checks with a wrong key to the agent are counted (auth_failures) and never answered.
+# The visitor reaches its service (curl through its TUN) all along: its data takes the relay.
+source "$(dirname "$0")/lib.sh"
+NS_NA=$DPT_PREFIX-nat-a NS_NV=$DPT_PREFIX-nat-v NS_HA=$DPT_PREFIX-home-a NS_HV=$DPT_PREFIX-home-v
+NAT_A=10.99.5.2 NAT_V=10.99.6.2 HOME_A=192.168.77.2 HOME_V=192.168.78.2
+
+topology_up
+ip netns exec "$NS_A" sysctl -qw net.ipv4.ip_forward=1
+# site NAT_NS HOME_NS LINK_NET HOME_NET ROUTER_IF: a NAT router joined to the agent namespace ("the Internet") on
+# LINK_NET.1 (there) / .2 (the NAT's public address), with a home network HOME_NET.1 (router) / .2 (host) behind it
+site() {
+  local nat=$1 home=$2 link=$3 net=$4 rif=$5
+  ip netns add "$nat"
+  ip netns add "$home"
+  EXTRA_NETNS+=("$nat" "$home")
+  ip link add "$rif" netns "$NS_A" type veth peer name pub netns "$nat"
+  ip link add lan netns "$nat" type veth peer name h0 netns "$home"
+  ip -n "$NS_A" addr add "$link.1/24" dev "$rif"
+  ip -n "$nat" addr add "$link.2/24" dev pub
+  ip -n "$nat" addr add "$net.1/24" dev lan
+  ip -n "$home" addr add "$net.2/24" dev h0
+  for x in "$NS_A $rif" "$nat pub" "$nat lan" "$nat lo" "$home h0" "$home lo"; do
+    set -- $x
+    ip -n "$1" link set "$2" up
+  done
+  ip -n "$nat" route add default via "$link.1"
+  ip -n "$home" route add default via "$net.1"
+  ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
+}
+site "$NS_NA" "$NS_HA" 10.99.5 192.168.77 ia
+site "$NS_NV" "$NS_HV" 10.99.6 192.168.78 iv
+# nat NS [fully-random]: the NAT's rules, replaced whole (connections it tracks keep their mappings)
+nat() {
+  ip netns exec "$1" nft delete table ip dptun_nat 2>/dev/null || true
+  ip netns exec "$1" nft -f - <<NFT
+table ip dptun_nat {
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname "pub" masquerade ${2:-}; }
+  chain forward { type filter hook forward priority filter; policy accept;
+    iifname "pub" ct state established,related accept;
+    iifname "pub" counter drop; }
+  chain input { type filter hook input priority filter; policy accept;
+    iifname "pub" ct state established,related accept;
+    iifname "pub" counter drop; }
+}
+NFT
+}
+nat "$NS_NA"
+nat "$NS_NV"
+
+bash "$ROOT/tests/e2e/pki.sh" "$WORK/pki" "$GW_UNDERLAY"
+GW_STATIC=0 GW_KERNEL_IF=dpgw-under GW_UNDERLAY_GATEWAY=$AGENT_IP write_gw_conf 1 false
+write_dpctld_conf "$GW_UNDERLAY:7443"
+start_gw
+wait_for 10 "dpgw's kernel path" ip -n "$NS_G" addr show dev dpgw-under
+for net in 10.99.5.0/24 10.99.6.0/24; do ip -n "$NS_G" route add "$net" via "$AGENT_IP" dev dpgw-under; done
+start_dpctld "$NS_G"
+tunnel_id=$(dpctl --json tunnel add web --allow CN=agent-1 | jq -r .tunnel.id)
+dpctl ingress add svc.example web --target "$HOME_A" --private > /dev/null
+start_nginx "$NS_HA" <<NGINX
+  server { listen $HOME_A:80; location = / { return 200 "service at home-a\\n"; } }
+NGINX
+
+# start_agent_a PORT / start_visitor PORT: the two ends, each with its direct-path socket on PORT
+start_agent_a() {
+  ip netns exec "$NS_HA" "$DPAGENT" --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/agent1.pem" \
+    --key "$WORK/pki/agent1.key" --tunnel web --name agent-a --direct-port "$1" --stats-interval 1 \
+    > "$WORK/agent-a.out" 2> "$WORK/agent-a.log" &
+  AGENT_A_PID=$!
+  PIDS+=("$AGENT_A_PID")
+}
+start_visitor() {
+  ip netns exec "$NS_HV" "$DPAGENT" visit --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
+    --cert "$WORK/pki/agent2.pem" --key "$WORK/pki/agent2.key" --tunnel "$tunnel_id" --name visitor \
+    --host svc.example --local 100.96.0.10:80 --direct-port "$1" > "$WORK/visitor.out" 2> "$WORK/visitor.log" &
+  VISITOR_PID=$!
+  PIDS+=("$VISITOR_PID")
+}
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# pair_path: the visitor's pair as dpctl --json shows it
+pair() { dpctl --json session list | jq -c '.sessions[] | select(.agent == "visitor" and .control_connected) | .direct[0] // empty'; }
+path_is() { [ "$(pair | jq -r .path)" = "$1" ]; }
+fetch() { timeout 15 ip netns exec "$NS_HV" curl -s --max-time 8 http://100.96.0.10/ || true; }
+
+log "endpoint-independent NATs on both sides: direct"
+start_agent_a 41000
+start_visitor 42000
+wait_for 30 "the pair direct" path_is direct
+p=$(pair)
+log "  $p"
+jq -e --arg a "$NAT_A:41000" '.this_end.remote == $a and .peer_end.remote == "'"$NAT_V"':42000"' <<< "$p" > /dev/null ||
+  fail "the visitor's pair: $p"
+dpctl session list | matches -E "visitor +CN=agent-2 .* endpoint-independent +direct $NAT_A:41000 " ||
+  fail "session list: $(dpctl session list)"
+[ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service"
+dpctl --json stats | jq -e '.direct_pairs.pairs == 1 and .direct_pairs.direct == 1' > /dev/null ||
+  fail "dpctl stats: $(dpctl --json stats | jq -c .direct_pairs)"
+
+log "checks with a wrong key, to the agent's host candidate, from its own network: counted, not answered"
+pair_id=$(pair | jq -r .pair)
+ip netns exec "$NS_HA" python3 - "$pair_id" "$HOME_A" > "$WORK/forged-checks.out" 2>&1 <<'PY' || fail "forged checks: $(cat "$WORK/forged-checks.out")"
+import os, socket, struct, sys, zlib
+pair, agent = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.3)
+answers = 0
+for i in range(5):
+    user = (pair + ":c").encode()
+    attrs = struct.pack("!HH", 0x0006, len(user)) + user + b"\0\0"
+    attrs += struct.pack("!HH", 0x001C, 32) + os.urandom(32)  # MESSAGE-INTEGRITY-SHA256 without the key
+    head = struct.pack("!HHI", 0x0001, len(attrs) + 8, 0x2112A442) + os.urandom(12)
+    fp = (zlib.crc32(head + attrs) ^ 0x5354554E) & 0xFFFFFFFF
+    s.sendto(head + attrs + struct.pack("!HHI", 0x8028, 4, fp), (agent, 41000))
+    try:
+        s.recvfrom(2048)
+        answers += 1
+    except socket.timeout:
+        pass
+print("answers", answers)
+sys.exit(1 if answers else 0)
+PY
+auth_failed() { [ "$(tail -1 "$WORK/agent-a.out" | jq '.direct.checks.auth_failures')" -ge 5 ]; }
+wait_for 5 "5 auth_failures counted by the agent" auth_failed
+
+log "the direct path dies (a drop rule in NAT A): relayed within a bounded time"
+ip netns exec "$NS_NA" nft -f - <<NFT
+table ip dptun_cut {
+  chain forward { type filter hook forward priority filter - 10; policy accept;
+    ip saddr $NAT_V counter drop; ip daddr $NAT_V counter drop; }
+}
+NFT
+t0=$(date +%s.%N)
+wait_for 15 "the pair relayed" path_is relayed
+t1=$(date +%s.%N)
+fallback=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
+p=$(pair)
+log "  relayed after ${fallback}s: $p"
+grep -q '"consent_lost"' <<< "$p" || fail "not relayed for consent_lost: $p"
+[ "$(fetch)" = "service at home-a" ] || fail "the visitor lost its service when the direct path died"
+
+log "the rule removed: direct again"
+ip netns exec "$NS_NA" nft delete table ip dptun_cut
+t0=$(date +%s.%N)
+wait_for 30 "the pair direct again" path_is direct
+t1=$(date +%s.%N)
+log "  direct again after $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")s"
+fallbacks=$(tail -1 "$WORK/agent-a.out" | jq '.direct.checks.fallbacks')
+[ "$fallbacks" -ge 1 ] || fail "the agent counted no fallback"
+
+log "symmetric NAT V: relayed"
+stop_pid "$VISITOR_PID"
+nat "$NS_NV" fully-random
+start_visitor 42001
+nat_v() { [ "$(dpctl --json session list | jq -r '.sessions[] | select(.agent == "visitor" and .control_connected) | .nat.mapping')" = "$1" ]; }
+wait_for 20 "the visitor's NAT seen as endpoint-dependent" nat_v endpoint-dependent
+wait_for 30 "the pair relayed" path_is relayed
+p=$(pair)
+log "  $p"
+grep -q '"checks_unanswered"' <<< "$p" || fail "not relayed for checks_unanswered: $p"
+[ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind a symmetric NAT"
+
+log "symmetric NATs on both sides: relayed"
+stop_pid "$AGENT_A_PID"
+nat "$NS_NA" fully-random
+start_agent_a 41001
+agent_nat() { [ "$(dpctl --json session list | jq -r '.sessions[] | select(.agent == "agent-a" and .control_connected) | .nat.mapping')" = "$1" ]; }
+wait_for 20 "the agent's NAT seen as endpoint-dependent" agent_nat endpoint-dependent
+wait_for 30 "the pair relayed" path_is relayed
+log "  $(pair)"
+[ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind two symmetric NATs"
+log "PASS (fallback measured: ${fallback}s)"
