@@ -7,8 +7,11 @@
 // address and port, or a 420 when the request had unknown attributes; a refusal has a reason. Client side
 // (parse_stun_binding_answer), the input taken as the answer to the transaction ID it carries: what it takes the
 // strict read takes as a Binding success, and the same bytes under another ID are refused; a success response
-// written here reads back as the address it carries.
+// written here reads back as the address it carries. Connectivity checks (parse_stun_check): what it takes the strict
+// read takes, its integrity ends the message but for FINGERPRINT, and written again with a key it reads back the
+// same and is authentic with that key and no other.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +38,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       FUZZ_CHECK(answer_why != StunAnswerError::Count);
     }
+  }
+  if (const auto c = parse_stun_check(in)) {
+    FUZZ_CHECK(strict && c->integrity_at + 4 + 32 + 8 == size);
+    FUZZ_CHECK(!c->request || c->role == 'c' || c->role == 'd');
+    std::array<uint8_t, kStunCheckKeyLen> key{};
+    (void)stun_check_authentic(in, *c, key);
+    std::vector<uint8_t> w(kStunCheckRequestLen);
+    const size_t n = c->request ? write_stun_check_request(w, c->id, c->pair, c->role, key)
+                                : write_stun_check_response(w, c->id, c->mapped.ip, c->mapped.port, key);
+    FUZZ_CHECK(n != 0);
+    w.resize(n);
+    const auto back = parse_stun_check(w);
+    FUZZ_CHECK(back && back->request == c->request && back->id == c->id && back->pair == c->pair &&
+               back->mapped.ip == c->mapped.ip && back->mapped.port == c->mapped.port);
+    FUZZ_CHECK(stun_check_authentic(w, *back, key));
+    key[31] ^= 1;
+    FUZZ_CHECK(!stun_check_authentic(w, *back, key));
   }
   why = StunError::Count;
   const auto m = parse_stun(in, true, &why);

@@ -4,12 +4,14 @@
 // answer to the sample request, an RFC 3489 client's request as Debian's stun-client sends it, and the refusals:
 // truncated, garbled, bad lengths, attributes running past the end, FINGERPRINT wrong or not last. The client side
 // (dpagent's endpoint discovery): its Binding request byte for byte, the RFC's sample response read as the answer
-// to the sample's transaction ID, and the answers it refuses or reads past. Expected FINGERPRINTs not in the RFC
+// to the sample's transaction ID, and the answers it refuses or reads past. The connectivity checks of direct paths
+// byte for byte, authenticated, tampered with, and what is not a check. Expected FINGERPRINTs not in the RFC
 // were computed apart from this code (Python's zlib.crc32).
 #include "proto/stun.hpp"
 
 #include "tests/unit/cmocka.hpp"
 
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -367,6 +369,72 @@ void client_mapped_address(void**) {
   assert_true(both && both->ip == kRfcMappedIp && both->port == kRfcMappedPort);
 }
 
+// Connectivity checks: the request and response for key 00 01 .. 1f, the sample's ID, pair 0x12345678 and the
+// RFC's mapped address, byte for byte as Python's hmac and zlib make them (apart from this code).
+const std::vector<uint8_t> kCheckRequest = from_hex(
+    "0001003c2112a442b7e7a701bc34d686fa87dfae"
+    "0006000a31323334353637383a630000"  // USERNAME "12345678:c"
+    "001c0020382db8602fbd1a3fef199e19d7c80b2e3dbfe16e3ebb9c0b4e90929d9cea88aa"  // MESSAGE-INTEGRITY-SHA256
+    "80280004a452aed3");
+const std::vector<uint8_t> kCheckResponse = from_hex(
+    "010100382112a442b7e7a701bc34d686fa87dfae"
+    "002000080001a147e112a643"
+    "001c00201ed443daba28797b6d7d4aa71d57c4caf7ec4304d0ead2dde141240dcde6e9f6"
+    "80280004ad12d3c4");
+
+std::array<uint8_t, kStunCheckKeyLen> check_key(uint8_t first = 0) {
+  std::array<uint8_t, kStunCheckKeyLen> k;
+  for (size_t i = 0; i < k.size(); ++i) k[i] = uint8_t(first + i);
+  return k;
+}
+
+void check_messages_byte_for_byte(void**) {
+  const auto key = check_key();
+  std::vector<uint8_t> req(kStunCheckRequestLen), resp(kStunCheckResponseLen);
+  assert_int_equal(write_stun_check_request(req, sample_id(), 0x12345678, 'c', key), kStunCheckRequestLen);
+  assert_memory_equal(req.data(), kCheckRequest.data(), kCheckRequest.size());
+  assert_int_equal(write_stun_check_response(resp, sample_id(), kRfcMappedIp, kRfcMappedPort, key), kStunCheckResponseLen);
+  assert_memory_equal(resp.data(), kCheckResponse.data(), kCheckResponse.size());
+  // What is not a check's writer refuses to write.
+  assert_int_equal(write_stun_check_request(req, sample_id(), 1, 'x', key), 0);
+  std::vector<uint8_t> small(kStunCheckRequestLen - 1);
+  assert_int_equal(write_stun_check_request(small, sample_id(), 1, 'c', key), 0);
+  std::vector<uint8_t> small_resp(kStunCheckResponseLen - 1);
+  assert_int_equal(write_stun_check_response(small_resp, sample_id(), 1, 2, key), 0);
+}
+
+void checks_read_and_authenticated(void**) {
+  const auto key = check_key(), other = check_key(1);
+  const auto req = parse_stun_check(kCheckRequest);
+  assert_true(req && req->request && req->pair == 0x12345678 && req->role == 'c' && req->id == sample_id());
+  assert_true(stun_check_authentic(kCheckRequest, *req, key));
+  assert_false(stun_check_authentic(kCheckRequest, *req, other));
+  const auto resp = parse_stun_check(kCheckResponse);
+  assert_true(resp && !resp->request && resp->mapped.ip == kRfcMappedIp && resp->mapped.port == kRfcMappedPort);
+  assert_true(stun_check_authentic(kCheckResponse, *resp, key));
+  assert_false(stun_check_authentic(kCheckResponse, *resp, other));
+  // A byte changed under the integrity (the FINGERPRINT made to match again): read, but not authentic.
+  std::vector<uint8_t> t = kCheckRequest;
+  t[24] ^= 1;  // the pair's first hex digit, '1' -> '0'
+  store_be32(t.data() + t.size() - 4, stun_fingerprint({t.data(), t.size() - 8}));
+  const auto tampered = parse_stun_check(t);
+  assert_true(tampered && tampered->pair == 0x02345678);
+  assert_false(stun_check_authentic(t, *tampered, key));
+  // Not checks: no FINGERPRINT, no USERNAME, no integrity, a plain Binding request, an error, a malformed USERNAME.
+  std::vector<uint8_t> no_fp(kCheckRequest.begin(), kCheckRequest.end() - 8);
+  no_fp[3] = uint8_t(no_fp.size() - kStunHeaderLen);
+  assert_false(parse_stun_check(no_fp).has_value());
+  assert_false(parse_stun_check(kSampleRequest).has_value());  // MESSAGE-INTEGRITY (SHA-1), not SHA-256
+  std::vector<uint8_t> plain(kStunRequestLen);
+  write_stun_binding_request(plain, sample_id());
+  assert_false(parse_stun_check(plain).has_value());
+  std::vector<uint8_t> bad_user = kCheckRequest;
+  bad_user[30] = 'G';  // not a hex digit
+  store_be32(bad_user.data() + bad_user.size() - 4, stun_fingerprint({bad_user.data(), bad_user.size() - 8}));
+  assert_false(parse_stun_check(bad_user).has_value());
+  assert_false(parse_stun_check(respond(parse_ok(kSampleRequest), 1, 2)).has_value());  // a 420
+}
+
 }  // namespace
 
 int main() {
@@ -386,6 +454,8 @@ int main() {
       cmocka_unit_test(client_reads_sample_response),
       cmocka_unit_test(client_refusals),
       cmocka_unit_test(client_mapped_address),
+      cmocka_unit_test(check_messages_byte_for_byte),
+      cmocka_unit_test(checks_read_and_authenticated),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -1,0 +1,278 @@
+// Direct paths, both halves (docs/nat-traversal.md). dpagent's DirectPaths (agent/direct_paths.hpp): two real
+// instances, a visitor's and an agent's, joined by a wire this test carries (each datagram delivered with its source
+// address, or dropped while the wire is cut): the checks make the pair direct at both ends, consent keeps it so,
+// a cut wire makes it relayed (consent_lost) within kConsentTimeoutNs and checking again later makes it direct
+// again; a peer that never answers leaves it relayed (checks_unanswered); checks with another pair's key, a request
+// sent back to its sender, and answers from an address the check did not go to are counted and change nothing;
+// pairs over kMaxPairs are refused. dpctld's DirectPairs (control/direct_pairs.hpp): which agent a visitor is paired
+// with, a new pair (new id) when candidates change, peer_gone to the end still there when a session goes, and path
+// reports only from a pair's own ends.
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/direct_paths.hpp"
+#include "control/direct_pairs.hpp"
+#include "tests/unit/cmocka.hpp"
+
+using namespace dptun;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+const Endpoint kVisitorAddr{Ipv4{0xc6336402}, 42000};  // 198.51.100.2
+const Endpoint kAgentAddr{Ipv4{0xcb007105}, 41000};    // 203.0.113.5
+
+struct Datagram {
+  Endpoint from, to;
+  std::vector<uint8_t> bytes;
+};
+
+// Two ends and the wire between them.
+struct Net {
+  std::deque<Datagram> wire;
+  bool cut = false;
+  std::vector<PathReport> visitor_reports, agent_reports;
+  DirectPaths visitor{[this](Endpoint to, std::span<const uint8_t> d) { return put(kVisitorAddr, to, d); },
+                      [this](const PathReport& r) { visitor_reports.push_back(r); }};
+  DirectPaths agent{[this](Endpoint to, std::span<const uint8_t> d) { return put(kAgentAddr, to, d); },
+                    [this](const PathReport& r) { agent_reports.push_back(r); }};
+  uint64_t now = 1'000 * kMs;
+
+  bool put(Endpoint from, Endpoint to, std::span<const uint8_t> d) {
+    if (!cut) wire.push_back({from, to, {d.begin(), d.end()}});
+    return true;
+  }
+  void deliver() {
+    while (!wire.empty()) {
+      Datagram d = std::move(wire.front());
+      wire.pop_front();
+      if (d.to == kAgentAddr) agent.datagram(d.from, d.bytes, now);
+      else if (d.to == kVisitorAddr) visitor.datagram(d.from, d.bytes, now);
+    }
+  }
+  // Runs both ends' ticks every 100 ms for `ms`, the wire delivering in between.
+  void run(uint64_t ms) {
+    for (uint64_t t = 0; t < ms; t += 100) {
+      now += 100 * kMs;
+      visitor.tick(now);
+      agent.tick(now);
+      deliver();
+    }
+  }
+};
+
+PeerOffer offer(uint32_t pair, bool controlling, Endpoint peer, uint8_t secret_byte = 7) {
+  PeerOffer o;
+  o.pair = pair;
+  o.controlling = controlling;
+  o.secret.fill(secret_byte);
+  o.session = controlling ? 40001 : 40002;
+  o.name = controlling ? "agent" : "visitor";
+  o.peer.nat = NatMapping::EndpointIndependent;
+  o.peer.candidates = {{CandidateType::Host, Endpoint{Ipv4{0x0a000002}, 9}},  // unreachable: tried after the srflx
+                       {CandidateType::ServerReflexive, peer}};
+  return o;
+}
+
+PathState last_state(const std::vector<PathReport>& r) { return r.empty() ? PathState::Count : r.back().state; }
+
+void checks_make_a_pair_direct_and_consent_keeps_it(void**) {
+  Net n;
+  n.visitor.offer(offer(0x11, true, kAgentAddr), n.now);
+  n.agent.offer(offer(0x11, false, kVisitorAddr), n.now);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Checking));
+  n.run(1000);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Direct));
+  assert_int_equal(int(last_state(n.agent_reports)), int(PathState::Direct));
+  assert_true(n.visitor_reports.back().remote == kAgentAddr);
+  assert_true(n.agent_reports.back().remote == kVisitorAddr);
+  // Consent: a minute later still direct, one check a second each way, nothing new reported.
+  const size_t reports = n.visitor_reports.size();
+  const uint64_t checks = n.visitor.stats().checks_tx;
+  n.run(60'000);
+  assert_int_equal(n.visitor_reports.size(), reports);
+  assert_in_range(n.visitor.stats().checks_tx - checks, 55, 65);
+  assert_int_equal(n.visitor.stats().auth_failures + n.agent.stats().auth_failures, 0);
+}
+
+void a_silent_peer_falls_back_and_comes_back(void**) {
+  Net n;
+  n.visitor.offer(offer(0x22, true, kAgentAddr), n.now);
+  n.agent.offer(offer(0x22, false, kVisitorAddr), n.now);
+  n.run(1000);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Direct));
+  n.cut = true;
+  const uint64_t cut_at = n.now;
+  while (last_state(n.visitor_reports) == PathState::Direct && n.now - cut_at < 10'000 * kMs) n.run(100);
+  const uint64_t took = n.now - cut_at;
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Relayed));
+  assert_int_equal(int(n.visitor_reports.back().reason), int(PathReason::ConsentLost));
+  assert_true(took <= DirectPaths::kConsentTimeoutNs + DirectPaths::kConsentIntervalNs);
+  assert_int_equal(n.visitor.stats().fallbacks, 1);
+  n.cut = false;
+  n.run(DirectPaths::kRecheckAfterLossNs / kMs + 2000);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Direct));
+  assert_int_equal(int(last_state(n.agent_reports)), int(PathState::Direct));
+}
+
+void no_answer_leaves_it_relayed(void**) {
+  Net n;
+  n.visitor.offer(offer(0x33, true, kAgentAddr), n.now);  // the agent never hears of the pair
+  n.run(DirectPaths::kCheckWindowNs / kMs + 200);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Relayed));
+  assert_int_equal(int(n.visitor_reports.back().reason), int(PathReason::ChecksUnanswered));
+  assert_true(n.agent.stats().unknown_pair > 0);  // its checks named a pair the agent does not have
+  assert_int_equal(n.agent.stats().answers_tx, 0);
+  // Checking starts again after kRecheckAfterFailureNs; with the agent told now, the pair becomes direct.
+  n.agent.offer(offer(0x33, false, kVisitorAddr), n.now);
+  n.run(DirectPaths::kRecheckAfterFailureNs / kMs + 1000);
+  assert_int_equal(int(last_state(n.visitor_reports)), int(PathState::Direct));
+}
+
+void what_is_not_the_peer_changes_nothing(void**) {
+  Net n;
+  // Another secret at the agent: every check fails its integrity check, nothing is answered.
+  n.visitor.offer(offer(0x44, true, kAgentAddr, 7), n.now);
+  n.agent.offer(offer(0x44, false, kVisitorAddr, 8), n.now);
+  n.run(2000);
+  assert_true(n.agent.stats().auth_failures > 0 && n.visitor.stats().auth_failures > 0);
+  assert_int_equal(n.agent.stats().answers_tx + n.visitor.stats().answers_tx, 0);
+  assert_int_not_equal(int(last_state(n.visitor_reports)), int(PathState::Direct));
+  // A visitor's check sent back to the visitor (same role): counted as reflected, not answered.
+  Net r;
+  r.visitor.offer(offer(0x55, true, kAgentAddr), r.now);
+  r.now += 100 * kMs;
+  r.visitor.tick(r.now);
+  assert_false(r.wire.empty());
+  Datagram d = r.wire.front();
+  r.wire.clear();
+  r.visitor.datagram(kAgentAddr, d.bytes, r.now);
+  assert_int_equal(r.visitor.stats().reflected, 1);
+  assert_true(r.wire.empty());
+  // The agent's genuine answer, arriving from an address the check did not go to: not taken.
+  r.agent.offer(offer(0x55, false, kVisitorAddr), r.now);
+  r.agent.datagram(kVisitorAddr, d.bytes, r.now);
+  assert_int_equal(r.agent.stats().answers_tx, 1);
+  Datagram answer = r.wire.back();
+  r.wire.clear();
+  r.visitor.datagram(Endpoint{Ipv4{0xc6336463}, 1234}, answer.bytes, r.now);
+  assert_int_equal(r.visitor.stats().answers_rx, 0);
+  assert_int_equal(r.visitor.stats().unknown_pair, 1);
+  r.visitor.datagram(kAgentAddr, answer.bytes, r.now);  // from where it went: direct
+  assert_int_equal(int(last_state(r.visitor_reports)), int(PathState::Direct));
+  // Garbage is no check.
+  const uint8_t junk[] = {1, 2, 3};
+  r.visitor.datagram(kAgentAddr, junk, r.now);
+  assert_int_equal(r.visitor.stats().not_checks, 1);
+}
+
+void too_many_pairs_are_refused(void**) {
+  Net n;
+  for (uint32_t i = 1; i <= DirectPaths::kMaxPairs + 1; ++i) n.agent.offer(offer(i, false, kVisitorAddr), n.now);
+  assert_int_equal(n.agent.pairs(), DirectPaths::kMaxPairs);
+  assert_int_equal(n.agent.stats().pairs_refused, 1);
+  assert_int_equal(int(n.agent_reports.back().reason), int(PathReason::TooManyPairs));
+  n.agent.gone(1);
+  assert_int_equal(n.agent.pairs(), DirectPaths::kMaxPairs - 1);
+  n.agent.clear();
+  assert_int_equal(n.agent.pairs(), 0);
+}
+
+// dpctld's side.
+SessionRecord session(uint32_t index, bool visitor, uint8_t weight, uint64_t channel, const char* tunnel) {
+  SessionRecord s;
+  s.index = index;
+  s.visitor = visitor;
+  s.weight = weight;
+  s.channel = channel;
+  s.tunnel = *Uuid::parse(tunnel);
+  s.agent_name = "s" + std::to_string(index);
+  s.candidates = CandidateReport{NatMapping::EndpointIndependent,
+                                 {{CandidateType::ServerReflexive, Endpoint{Ipv4{0xcb007100u + index % 200}, 41000}}}};
+  s.candidates_gen = 1;
+  return s;
+}
+const char* kT1 = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
+const char* kT2 = "7f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
+
+// The "type" of each message, with the session it goes to.
+std::multimap<uint32_t, std::string> kinds(const std::vector<DirectPairs::Message>& m) {
+  std::multimap<uint32_t, std::string> out;
+  for (const auto& x : m) {
+    const ControllerMessage c = parse_controller_message(x.line);
+    out.emplace(x.session, c.kind == ControllerMessage::Kind::Peer       ? "peer"
+                           : c.kind == ControllerMessage::Kind::PeerGone ? "peer_gone"
+                                                                         : "other");
+  }
+  return out;
+}
+
+void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
+  std::map<uint32_t, SessionRecord> s;
+  s[40001] = session(40001, false, 1, 11, kT1);
+  s[40002] = session(40002, false, 200, 12, kT1);  // the highest weight
+  s[40003] = session(40003, false, 255, 13, kT2);  // another tunnel's
+  s[40004] = session(40004, true, 1, 14, kT1);     // the visitor
+  s[40005] = session(40005, true, 1, 15, kT1);
+  s[40005].candidates.reset();  // no candidates: not paired
+  DirectPairs pairs;
+  const auto m = pairs.reconcile(s);
+  assert_int_equal(m.size(), 2);
+  const auto k = kinds(m);
+  assert_int_equal(k.count(40004), 1);
+  assert_int_equal(k.count(40002), 1);
+  const ControllerMessage to_visitor = parse_controller_message(m[0].session == 40004 ? m[0].line : m[1].line);
+  const ControllerMessage to_agent = parse_controller_message(m[0].session == 40004 ? m[1].line : m[0].line);
+  assert_true(to_visitor.peer.controlling && !to_agent.peer.controlling);
+  assert_int_equal(to_visitor.peer.session, 40002);
+  assert_int_equal(to_agent.peer.session, 40004);
+  assert_true(to_visitor.peer.secret == to_agent.peer.secret);  // one secret, both ends
+  assert_true(to_visitor.peer.peer == *s[40002].candidates);
+  assert_true(pairs.reconcile(s).empty());  // nothing changed, nothing sent
+  // Path reports: only from the pair's ends.
+  const uint32_t id = to_visitor.peer.pair;
+  assert_false(pairs.on_path(40001, PathReport{id, PathState::Direct, PathReason::None, kAgentAddr, 1}));
+  assert_true(pairs.on_path(40004, PathReport{id, PathState::Direct, PathReason::None, kAgentAddr, 1}));
+  assert_false(pairs.all().at(id).direct());
+  assert_true(pairs.on_path(40002, PathReport{id, PathState::Direct, PathReason::None, kVisitorAddr, 1}));
+  assert_true(pairs.all().at(id).direct());
+  assert_int_equal(pairs.stats().path_reports_rejected, 1);
+  // New candidates at the agent: the pair ends (peer_gone to both) and a new one, with a new id, is made.
+  s[40002].candidates_gen++;
+  const auto again = pairs.reconcile(s);
+  const auto k2 = kinds(again);
+  assert_int_equal(k2.size(), 4);
+  assert_int_equal(pairs.all().size(), 1);
+  assert_int_not_equal(pairs.all().begin()->first, id);
+  // The agent's connection closes: peer_gone to the visitor only; it is paired with the next agent.
+  s[40002].channel = 0;
+  const auto third = pairs.reconcile(s);
+  const auto k3 = kinds(third);
+  assert_int_equal(k3.count(40002), 0);
+  assert_int_equal(pairs.all().size(), 1);
+  assert_int_equal(pairs.all().begin()->second.agent, 40001);
+  assert_int_equal(pairs.stats().made, 3);
+  assert_int_equal(pairs.stats().ended, 2);
+  // The visitor goes: the pair ends, the agent is told.
+  s.erase(40004);
+  const auto last = kinds(pairs.reconcile(s));
+  assert_int_equal(last.size(), 1);
+  assert_int_equal(last.count(40001), 1);
+  assert_true(pairs.all().empty());
+}
+
+}  // namespace
+
+int main() {
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(checks_make_a_pair_direct_and_consent_keeps_it),
+      cmocka_unit_test(a_silent_peer_falls_back_and_comes_back),
+      cmocka_unit_test(no_answer_leaves_it_relayed),
+      cmocka_unit_test(what_is_not_the_peer_changes_nothing),
+      cmocka_unit_test(too_many_pairs_are_refused),
+      cmocka_unit_test(dpctld_pairs_a_visitor_with_its_tunnels_best_agent),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
