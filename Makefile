@@ -5,6 +5,11 @@ ASAN_BUILD ?= build-san
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 
+# Meson puts ccache in front of the compiler it finds by itself, not of one named in CC/CXX: the clang builds name it
+# themselves where it is installed (nothing changes without it).
+CLANG_CC := $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang-14
+CLANG_CXX := $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang++-14
+
 PREFIX ?= /usr/local
 SYSTEMD_DIR ?= /etc/systemd/system
 
@@ -22,7 +27,7 @@ $(BUILD)/build.ninja:
 # One sanitizer build (clang-14, ASan+UBSan, libFuzzer's coverage) serves the unit tests and the fuzz corpus replay
 # under the sanitizers (make test) and the libFuzzer harnesses (make fuzz): the libraries are compiled once for both.
 $(ASAN_BUILD)/build.ninja:
-	CC=clang-14 CXX=clang++-14 meson setup $(ASAN_BUILD) -Dprograms=false -Dfuzz=true \
+	CC="$(CLANG_CC)" CXX="$(CLANG_CXX)" meson setup $(ASAN_BUILD) -Dprograms=false -Dfuzz=true \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 # Unit tests (also under ASan+UBSan, one at a time there: data-path tests whose housekeeping and QUIC timers follow
@@ -71,7 +76,7 @@ tsan-build: deps $(TSAN_BUILD)/build.ninja
 	ninja -C $(TSAN_BUILD) agent/dpagent
 
 $(TSAN_BUILD)/build.ninja:
-	CC=clang-14 CXX=clang++-14 meson setup $(TSAN_BUILD) -Dtests=false -Db_sanitize=thread -Db_lundef=false \
+	CC="$(CLANG_CC)" CXX="$(CLANG_CXX)" meson setup $(TSAN_BUILD) -Dtests=false -Db_sanitize=thread -Db_lundef=false \
 	  -Dbuildtype=debugoptimized -Dwerror=false
 
 # Programs in $(PREFIX)/bin (dpgw, dpctld, dpctl, dpagent, dptun-pki), the sample configs in /etc/dptun (never
