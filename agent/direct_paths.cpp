@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/bytes.hpp"
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 
@@ -37,7 +38,7 @@ void DirectPaths::offer(const PeerOffer& o, uint64_t now_ns) {
     for (const Candidate& c : o.peer.candidates)
       if (c.type == t && p.remotes.size() < kMaxRemotes && candidate_address_ok(c.address)) p.remotes.push_back(c.address);
   LOG_INFO("direct paths: pair %08x with session %u (%s, NAT %s): checking %zu candidate%s", p.id, p.peer_session,
-           p.peer_name.c_str(), nat_mapping_name(o.peer.nat), p.remotes.size(), p.remotes.size() == 1 ? "" : "s");
+           json_escape(p.peer_name).c_str(), nat_mapping_name(o.peer.nat), p.remotes.size(), p.remotes.size() == 1 ? "" : "s");
   set_state(p, PathState::Checking, PathReason::None, now_ns);
 }
 
@@ -83,7 +84,8 @@ void DirectPaths::set_state(Pair& p, PathState s, PathReason why, uint64_t now_n
 
 void DirectPaths::send_check(Pair& p, Endpoint to, uint64_t now_ns) {
   Check& c = p.pending[p.pending_next++ % kPending];
-  if (getrandom(c.id.data(), c.id.size(), 0) != ssize_t(c.id.size())) return;
+  store_be32(c.id.data(), p.id);
+  if (getrandom(c.id.data() + 4, c.id.size() - 4, 0) != ssize_t(c.id.size() - 4)) return;
   c.to = to;
   c.sent_ns = now_ns;
   uint8_t msg[kStunCheckRequestLen];
@@ -96,6 +98,9 @@ void DirectPaths::send_check(Pair& p, Endpoint to, uint64_t now_ns) {
 }
 
 void DirectPaths::tick(uint64_t now_ns) {
+  size_t checking = 0;
+  for (const auto& [id, p] : pairs_) checking += p.state == PathState::Checking;
+  const uint64_t interval = std::max<uint64_t>(kCheckIntervalNs, checking * (1'000'000'000ull / kChecksPerSecond));
   for (auto& [id, p] : pairs_) {
     switch (p.state) {
       case PathState::Checking:
@@ -106,7 +111,7 @@ void DirectPaths::tick(uint64_t now_ns) {
         // One check per interval, to each candidate in turn (the tick is 100 ms: at most one per tick).
         if (!p.remotes.empty() && now_ns >= p.next_check_ns) {
           send_check(p, p.remotes[p.next_remote++ % p.remotes.size()], now_ns);
-          p.next_check_ns = now_ns + kCheckIntervalNs;
+          p.next_check_ns = now_ns + interval;
         }
         break;
       case PathState::Direct:
@@ -171,32 +176,33 @@ void DirectPaths::request(const StunCheck& c, Endpoint from, std::span<const uin
 }
 
 void DirectPaths::response(const StunCheck& c, Endpoint from, std::span<const uint8_t> data, uint64_t now_ns) {
-  Pair* pair = nullptr;
-  const Check* check = nullptr;
-  for (auto& [id, p] : pairs_)
-    for (const Check& k : p.pending)
-      if (k.sent_ns && k.id == c.id) {
-        pair = &p;
-        check = &k;
-      }
-  if (!pair || check->to != from) {  // no check of ours, or an answer from elsewhere than where it went
+  auto it = pairs_.find(load_be32(c.id.data()));
+  Check* check = nullptr;
+  if (it != pairs_.end())
+    for (Check& k : it->second.pending)
+      if (k.sent_ns && k.id == c.id) check = &k;
+  // No check of ours, answered already, too old to say anything of the path now, or answered from elsewhere than
+  // where it went.
+  if (!check || now_ns - check->sent_ns > kConsentTimeoutNs || check->to != from) {
     stats_.unknown_pair++;
     return;
   }
-  Pair& p = *pair;
+  Pair& p = it->second;
   if (!stun_check_authentic(data, c, p.key)) {
     stats_.auth_failures++;
     return;
   }
   stats_.answers_rx++;
+  const uint64_t sent_ns = check->sent_ns;
+  check->sent_ns = 0;  // one answer per check: a copy replayed later keeps nothing alive
   if (p.state != PathState::Direct) {
     p.selected = from;
     p.last_answer_ns = now_ns;
-    p.rtt_ns = now_ns - check->sent_ns;
+    p.rtt_ns = now_ns - sent_ns;
     set_state(p, PathState::Direct, PathReason::None, now_ns);
   } else if (from == *p.selected) {  // (a late answer from another candidate keeps nothing alive)
     p.last_answer_ns = now_ns;
-    p.rtt_ns = now_ns - check->sent_ns;
+    p.rtt_ns = now_ns - sent_ns;
   }
 }
 

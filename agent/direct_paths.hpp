@@ -3,13 +3,15 @@
 // through their NATs -- hole punching: both ends send checks to each other's candidates at the same time, so that each
 // NAT sees traffic leave towards the other before the other's checks arrive. A check is a STUN Binding request
 // authenticated with the pair's check key (proto/stun.hpp, derived from the pair secret: crypto/key_schedule.hpp);
-// only an authenticated success response, from the address the request went to, with the request's transaction ID,
-// makes a path direct. Checks go out of the direct-path socket (agent/endpoint_discovery.hpp), which hands back
+// only an authenticated success response, from the address the request went to, to a check sent less than
+// kConsentTimeoutNs ago and not answered before, makes a path direct or keeps it so. A check's transaction ID
+// starts with its pair's id (the rest random), so an answer finds its pair without a search. Checks go out of the direct-path socket (agent/endpoint_discovery.hpp), which hands back
 // what is not a STUN server's answer.
 //
 // A pair's path (PathState):
-//   checking  a check every kCheckIntervalNs, to each candidate in turn (server reflexive first, then host, then
-//             peer reflexive ones: addresses an authenticated check came from), for kCheckWindowNs;
+//   checking  a check every kCheckIntervalNs (longer with many pairs checking: kChecksPerSecond in all), to each
+//             candidate in turn (server reflexive first, then host, then peer reflexive ones: addresses an
+//             authenticated check came from), for kCheckWindowNs;
 //   direct    the first candidate that answered; a check to it every kConsentIntervalNs keeps the NAT mappings open
 //             and shows the peer still answers (RFC 7675's consent, in spirit); kConsentTimeoutNs without an answer:
 //   relayed   consent_lost (checking again after kRecheckAfterLossNs), or checks_unanswered after a window without an
@@ -39,6 +41,9 @@ class DirectPaths {
   static constexpr size_t kMaxRemotes = 12;  // the peer's candidates and peer-reflexive addresses learned
   static constexpr size_t kPending = 16;     // checks in flight per pair (older ones are forgotten)
   static constexpr uint64_t kCheckIntervalNs = 100'000'000ull;
+  // All pairs' checks while checking, per second (as ICE paces them, RFC 8445 14.2): with more than 5 pairs checking
+  // each checks less often. Whatever candidates a peer names, this end sends them no more than that.
+  static constexpr uint64_t kChecksPerSecond = 50;
   static constexpr uint64_t kCheckWindowNs = 10'000'000'000ull;
   static constexpr uint64_t kConsentIntervalNs = 1'000'000'000ull;
   static constexpr uint64_t kConsentTimeoutNs = 3'000'000'000ull;

@@ -212,11 +212,24 @@ void EndpointDiscovery::answer(Endpoint src, std::span<const uint8_t> data, uint
 
 void EndpointDiscovery::end_round() {
   in_round_ = false;
+  ++rounds_ended_;
   std::vector<StunObservation> seen;
-  for (const Query& q : queries_) seen.push_back({q.server, q.mapped});
+  for (const Query& q : queries_) {
+    auto last = std::find_if(last_seen_.begin(), last_seen_.end(), [&](const Seen& s) { return s.server == q.server; });
+    if (q.mapped) {
+      if (last == last_seen_.end()) last = last_seen_.insert(last_seen_.end(), Seen{q.server, *q.mapped, 0});
+      last->mapped = *q.mapped;
+      last->round = rounds_ended_;
+      seen.push_back({q.server, q.mapped});
+    } else if (last != last_seen_.end() && rounds_ended_ - last->round <= kRememberRounds) {
+      seen.push_back({q.server, last->mapped});
+    } else {
+      seen.push_back({q.server, std::nullopt});
+    }
+  }
   const std::vector<Endpoint> hosts = host_addresses(port_);
   CandidateReport r = make_candidate_report(hosts, seen);
-  const bool any = std::any_of(seen.begin(), seen.end(), [](const StunObservation& o) { return o.mapped.has_value(); });
+  const bool any = std::any_of(queries_.begin(), queries_.end(), [](const Query& q) { return q.mapped.has_value(); });
   if (!any && !warned_silent_) {
     std::string list;
     for (const StunObservation& o : seen) list += (list.empty() ? "" : ", ") + o.server.str();

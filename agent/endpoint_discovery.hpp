@@ -6,7 +6,7 @@
 // IPv4 addresses with the socket's port; TUN devices left out) and the NAT's mapping behaviour (RFC 4787 4.1):
 // the same mapped address from two servers is endpoint-independent, different ones endpoint-dependent. Requests are
 // sent again after 0.5, 1 and 2 s (RFC 8489 6.2.1's doubling, four tries); a server silent after 5.5 s counts a
-// timeout. Answers are matched to their server's address and transaction ID; anything else is counted and dropped.
+// timeout, and for up to kRememberRounds rounds its last answer stands in. Answers are matched to their server's address and transaction ID; anything else is counted and dropped.
 // Runs on the main loop; tick() about every 100 ms. No credentials: a candidate is only a hint, checked later by
 // authenticated probes.
 #pragma once
@@ -73,7 +73,9 @@ class EndpointDiscovery {
   void set_gateway(Endpoint gateway, uint16_t stun_port, uint64_t now_ns);
   void tick(uint64_t now_ns);
   // The latest round's report (Unknown and hosts only before any round ends), and a number that changes with it.
+  // ready(): a round has ended (reporting earlier would make dpctld pair on host candidates, then again).
   const CandidateReport& report() const { return report_; }
+  bool ready() const { return rounds_ended_ != 0; }
   uint64_t generation() const { return generation_; }
   const Stats& stats() const { return stats_; }
   std::string stats_json() const;
@@ -111,6 +113,15 @@ class EndpointDiscovery {
   CandidateReport report_;
   uint64_t generation_ = 0;
   bool warned_silent_ = false;
+  uint64_t rounds_ended_ = 0;
+  // Each server's last answer and the round it came in: a server silent for a round or two (a lost datagram) is
+  // taken to say what it said before, so that one loss does not change the report and remake the pairs.
+  struct Seen {
+    Endpoint server, mapped;
+    uint64_t round = 0;
+  };
+  static constexpr uint64_t kRememberRounds = 3;
+  std::vector<Seen> last_seen_;
   Stats stats_;
   PeerHandler peer_handler_;
 };

@@ -441,8 +441,10 @@ int main(int argc, char** argv) {
       paths->tick(now);
       for (const std::string& line : path_reports) control->send_message(line, now);  // lost with the connection
       path_reports.clear();
-      // The report goes after each registration and whenever it changes (not over a handed-over QUIC connection).
-      if (control->registrations() != reported.first || discovery->generation() != reported.second) {
+      // The report goes after each registration and whenever it changes, once a round has ended (not over a
+      // handed-over QUIC connection).
+      if (discovery->ready() &&
+          (control->registrations() != reported.first || discovery->generation() != reported.second)) {
         if (control->send_message(candidates_message(discovery->report()), now))
           reported = {control->registrations(), discovery->generation()};
       }

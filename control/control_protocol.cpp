@@ -1,5 +1,7 @@
 #include "control/control_protocol.hpp"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -40,14 +42,25 @@ bool candidate_address_ok(const Endpoint& e) {
 
 namespace {
 nlohmann::json candidates_json(const std::vector<Candidate>& list);
+
+// At most `max` bytes of `s`, cut at a character boundary: a JSON string is UTF-8, and a cut inside a character would
+// make the next dump() of it throw.
+std::string utf8_prefix(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (uint8_t(s[n]) & 0xc0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+// Messages are written with invalid UTF-8 replaced rather than thrown at (nothing here should hold any).
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 }
 
 std::string candidates_message(const CandidateReport& r) {
   using nlohmann::json;
-  return json{{"type", name_of(AgentMessageType::Candidates)},
-              {"nat", nat_mapping_name(r.nat)},
-              {"candidates", candidates_json(r.candidates)}}
-      .dump();
+  return dump(json{{"type", name_of(AgentMessageType::Candidates)},
+                   {"nat", nat_mapping_name(r.nat)},
+                   {"candidates", candidates_json(r.candidates)}});
 }
 
 namespace {
@@ -60,21 +73,25 @@ nlohmann::json candidates_json(const std::vector<Candidate>& list) {
 
 }  // namespace
 
+PeerOffer::~PeerOffer() { OPENSSL_cleanse(secret.data(), secret.size()); }
+
 std::string peer_message(const PeerOffer& p) {
   using nlohmann::json;
-  return json{{"type", name_of(AgentMessageType::Peer)},
-              {"pair", p.pair},
-              {"role", p.controlling ? "controlling" : "controlled"},
-              {"secret", hex_encode(p.secret)},
-              {"session", p.session},
-              {"name", p.name},
-              {"nat", nat_mapping_name(p.peer.nat)},
-              {"candidates", candidates_json(p.peer.candidates)}}
-      .dump();
+  std::string secret = hex_encode(p.secret);
+  std::string line = dump(json{{"type", name_of(AgentMessageType::Peer)},
+                               {"pair", p.pair},
+                               {"role", p.controlling ? "controlling" : "controlled"},
+                               {"secret", secret},
+                               {"session", p.session},
+                               {"name", p.name},
+                               {"nat", nat_mapping_name(p.peer.nat)},
+                               {"candidates", candidates_json(p.peer.candidates)}});
+  OPENSSL_cleanse(secret.data(), secret.size());
+  return line;
 }
 
 std::string peer_gone_message(uint32_t pair) {
-  return nlohmann::json{{"type", name_of(AgentMessageType::PeerGone)}, {"pair", pair}}.dump();
+  return dump(nlohmann::json{{"type", name_of(AgentMessageType::PeerGone)}, {"pair", pair}});
 }
 
 const char* path_state_name(PathState s) {
@@ -105,7 +122,7 @@ std::string path_message(const PathReport& r) {
     j["remote"] = r.remote->str();
     j["rtt_us"] = r.rtt_us;
   }
-  return j.dump();
+  return dump(j);
 }
 
 namespace {
@@ -212,13 +229,15 @@ ControllerMessage parse_controller_message(std::string_view line) {
   }
   p.controlling = *role == "controlling";
   const json* secret = field(msg, "secret");
-  const std::optional<std::vector<uint8_t>> bytes =
+  std::optional<std::vector<uint8_t>> bytes =
       secret && secret->is_string() ? hex_decode(secret->get_ref<const std::string&>()) : std::nullopt;
-  if (!bytes || bytes->size() != p.secret.size()) {
+  const bool ok = bytes && bytes->size() == p.secret.size();
+  if (ok) std::copy(bytes->begin(), bytes->end(), p.secret.begin());
+  if (bytes) OPENSSL_cleanse(bytes->data(), bytes->size());
+  if (!ok) {
     m.error = "'secret' must be 32 bytes in hex";
     return m;
   }
-  std::copy(bytes->begin(), bytes->end(), p.secret.begin());
   const json* session = field(msg, "session");
   const std::optional<int64_t> index = session ? json_int_in(*session, 1, 65535) : std::nullopt;
   if (!index) {
@@ -226,7 +245,7 @@ ControllerMessage parse_controller_message(std::string_view line) {
     return m;
   }
   p.session = uint32_t(*index);
-  if (const json* name = field(msg, "name"); name && name->is_string()) p.name = name->get<std::string>().substr(0, 64);
+  if (const json* name = field(msg, "name"); name && name->is_string()) p.name = utf8_prefix(name->get<std::string>(), 64);
   // The peer's candidates as dpctld took them: read with the same checks as a report.
   m.error = parse_candidates(msg, p.peer);
   if (m.error.empty()) m.kind = ControllerMessage::Kind::Peer;
@@ -292,7 +311,7 @@ AgentMessage parse_agent_message(std::string_view line) {
       m.error = "register: 'name' must be a string";
       return m;
     }
-    m.name = msg["name"].get<std::string>().substr(0, 64);
+    m.name = utf8_prefix(msg["name"].get<std::string>(), 64);
   }
   if (const json* r = field(msg, "role")) {
     auto role = r->is_string() ? parse_name<SessionRole>(r->get<std::string>()) : std::nullopt;

@@ -60,10 +60,14 @@ std::string candidates_message(const CandidateReport& r);
 struct PeerOffer {
   uint32_t pair = 0;
   bool controlling = false;
-  std::array<uint8_t, 32> secret{};
+  std::array<uint8_t, 32> secret{};  // wiped with the object
   uint32_t session = 0;  // the peer's session index
-  std::string name;      // the peer's agent name (at most 64 bytes)
+  std::string name;      // the peer's agent name (at most 64 bytes of UTF-8)
   CandidateReport peer;
+  PeerOffer() = default;
+  PeerOffer(const PeerOffer&) = default;
+  PeerOffer& operator=(const PeerOffer&) = default;
+  ~PeerOffer();
 };
 std::string peer_message(const PeerOffer& p);
 std::string peer_gone_message(uint32_t pair);

@@ -117,10 +117,12 @@ bool DirectPairs::on_path(uint32_t session, const PathReport& r) {
   return true;
 }
 
-std::vector<const DirectPairs::Pair*> DirectPairs::pairs_of(uint32_t session) const {
-  std::vector<const Pair*> out;
-  for (const auto& [id, p] : pairs_)
-    if (p.visitor == session || p.agent == session) out.push_back(&p);
+std::map<uint32_t, std::vector<const DirectPairs::Pair*>> DirectPairs::by_session() const {
+  std::map<uint32_t, std::vector<const Pair*>> out;
+  for (const auto& [id, p] : pairs_) {
+    out[p.visitor].push_back(&p);
+    out[p.agent].push_back(&p);
+  }
   return out;
 }
 

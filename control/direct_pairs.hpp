@@ -50,8 +50,8 @@ class DirectPairs {
   // An end's report; false when the pair is not one of that session's.
   bool on_path(uint32_t session, const PathReport& r);
   void count_rejected_path() { stats_.path_reports_rejected++; }
-  // The pairs a session is an end of.
-  std::vector<const Pair*> pairs_of(uint32_t session) const;
+  // Each session's pairs (one pass: dpctl session list asks for all of them).
+  std::map<uint32_t, std::vector<const Pair*>> by_session() const;
   const std::map<uint32_t, Pair>& all() const { return pairs_; }
   const Stats& stats() const { return stats_; }
 

@@ -4,6 +4,7 @@
 #include <netdb.h>
 
 #include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <sys/epoll.h>
@@ -459,7 +460,7 @@ void Dpctld::tick() {
   if (quic_) quic_->tick(now);
   if (masque_tcp_) masque_tcp_->tick(now);
   check_capsule_streams();
-  reconcile_pairs(false);
+  reconcile_pairs();
   watch_tls_files(now);
   if (now >= next_crl_check_ns_) {  // a CRL that is about to expire is said again every hour
     if (next_crl_check_ns_) check_crls();
@@ -1074,13 +1075,21 @@ void Dpctld::handle_path(AgentLink& ch, const AgentMessage& m) {
     LOG_DEBUG("session %u: path report for pair %08x, not one of its pairs: ignored", s->index, m.path.pair);
 }
 
-void Dpctld::reconcile_pairs(bool now) {
+void Dpctld::reconcile_pairs() {
   const uint64_t t = monotonic_ns();
-  if (!now && t < next_pairing_ns_) return;
+  if (t < next_pairing_ns_) return;
   next_pairing_ns_ = t + kNsPerSec;
-  for (const DirectPairs::Message& msg : pairs_.reconcile(sessions_.all()))
+  std::vector<DirectPairs::Message> out;
+  try {
+    out = pairs_.reconcile(sessions_.all());
+  } catch (const std::exception& e) {  // (nothing in it throws but allocation; the daemon must not end for it)
+    LOG_ERROR("direct paths: pairing failed: %s", e.what());
+  }
+  for (DirectPairs::Message& msg : out) {
     if (SessionRecord* s = sessions_.find(msg.session); s && s->channel)
       if (AgentLink* link = find_link(s->channel)) link->send(msg.line);
+    OPENSSL_cleanse(msg.line.data(), msg.line.size());  // a peer line holds the pair secret
+  }
 }
 
 void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
@@ -1098,14 +1107,15 @@ void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
   counters_.candidate_reports++;
   s->candidates_unix_ns = realtime_ns();
   if (s->candidates && *s->candidates == m.candidates) return;
+  // A pair is made again (new secret, checks from the start) only when the addresses change, not the NAT's label.
+  if (!s->candidates || s->candidates->candidates != m.candidates.candidates) s->candidates_gen++;
   s->candidates = m.candidates;
-  s->candidates_gen++;
   std::string list;
   for (const Candidate& c : m.candidates.candidates)
     list += std::string(list.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
   LOG_INFO("session %u (%s): NAT mapping %s, candidates: %s", s->index, s->certificate_subject.c_str(),
            nat_mapping_name(m.candidates.nat), list.empty() ? "none" : list.c_str());
-  reconcile_pairs(true);
+  // (Paired at the next second's reconcile: an agent that keeps changing its report re-pairs once a second at most.)
 }
 
 void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,

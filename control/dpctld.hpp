@@ -139,10 +139,11 @@ class Dpctld {
   void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
   void handle_candidates(AgentLink& ch, const AgentMessage& m);
   void handle_path(AgentLink& ch, const AgentMessage& m);
-  nlohmann::json direct_json(uint32_t session) const;  // the session's pairs (dpctl session list)
+  // A session's pairs (dpctl session list).
+  nlohmann::json direct_json(uint32_t session, const std::vector<const DirectPairs::Pair*>* pairs) const;
   nlohmann::json direct_pairs_json() const;            // counts (dpctl stats)
-  // Pairs visitors with agents as the sessions are now and tells the ends (at most once a second, or `now`).
-  void reconcile_pairs(bool now);
+  // Pairs visitors with agents as the sessions are now and tells the ends (once a second).
+  void reconcile_pairs();
   void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
   // The live control connection with that id, on either transport (nullptr when gone).
   AgentLink* find_link(uint64_t id);

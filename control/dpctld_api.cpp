@@ -674,10 +674,11 @@ const char* pair_path(const DirectPairs::Pair& p) {
 
 }  // namespace
 
-json Dpctld::direct_json(uint32_t index) const {
+json Dpctld::direct_json(uint32_t index, const std::vector<const DirectPairs::Pair*>* pairs) const {
   json list = json::array();
+  if (!pairs) return list;
   char id[9];
-  for (const DirectPairs::Pair* p : pairs_.pairs_of(index)) {
+  for (const DirectPairs::Pair* p : *pairs) {
     const bool visitor = p->visitor == index;
     std::snprintf(id, sizeof id, "%08x", p->id);
     list.push_back({{"pair", id},
@@ -703,6 +704,7 @@ json Dpctld::direct_pairs_json() const {
 
 json Dpctld::api_session_list() {
   json list = json::array();
+  const std::map<uint32_t, std::vector<const DirectPairs::Pair*>> pairs = pairs_.by_session();
   const uint64_t now = realtime_ns();
   for (const auto& [index, s] : sessions_.all()) {
     const TunnelDef* t = find_tunnel(s.tunnel.str());
@@ -730,7 +732,7 @@ json Dpctld::api_session_list() {
                     {"data_endpoint", s.data_endpoint},
                     {"flows", s.flows_pinned},
                     {"nat", candidates_json(s)},
-                    {"direct", direct_json(index)},
+                    {"direct", direct_json(index, pairs.count(index) ? &pairs.at(index) : nullptr)},
                     {"age_s", seconds_since(now, s.registered_unix_ns)}});
   }
   return ok({{"sessions", list}});

@@ -1,6 +1,6 @@
 // An agent's message on dpctld's TLS connection (control/control_protocol.hpp, parse_agent_message): any line
 // an authenticated agent sends. Properties: a registration it accepts has a weight in 1..255 and a name of at
-// most 64 bytes; a candidates report it takes has at most kMaxCandidates addresses, each one a peer may be sent
+// most 64 bytes that dpctld can write into a pairing message and read back; a candidates report it takes has at most kMaxCandidates addresses, each one a peer may be sent
 // to (candidate_address_ok), no two alike, and one it ignores says why; a path report it takes names a pair, and a
 // reason exactly when relayed, an address exactly when direct; one it refuses says why; nothing but these outcomes
 // (no exception escapes). The same bytes as a line from dpctld to dpagent (parse_controller_message): a pairing it
@@ -15,11 +15,19 @@ using namespace dptun;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const AgentMessage m = parse_agent_message(std::string_view(reinterpret_cast<const char*>(data), size));
   switch (m.kind) {
-    case AgentMessage::Kind::Register:
+    case AgentMessage::Kind::Register: {
       FUZZ_CHECK(m.weight >= 1 && m.weight <= 255);
       FUZZ_CHECK(m.name.size() <= 64);
       FUZZ_CHECK(m.error.empty());
+      // dpctld writes the name into the peer's pairing message: it must come back as it went.
+      PeerOffer o;
+      o.pair = 1;
+      o.session = 40000;
+      o.name = m.name;
+      const ControllerMessage back = parse_controller_message(peer_message(o));
+      FUZZ_CHECK(back.kind == ControllerMessage::Kind::Peer && back.peer.name == m.name);
       break;
+    }
     case AgentMessage::Kind::Invalid:
       FUZZ_CHECK(!m.error.empty());
       break;

@@ -175,12 +175,15 @@ grep -q '"checks_unanswered"' <<< "$p" || fail "not relayed for checks_unanswere
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind a symmetric NAT"
 
 log "symmetric NATs on both sides: relayed"
+old_pair=$(pair | jq -r .pair)
 stop_pid "$AGENT_A_PID"
 nat "$NS_NA" fully-random
 start_agent_a 41001
 agent_nat() { [ "$(dpctl --json session list | jq -r '.sessions[] | select(.agent == "agent-a" and .control_connected) | .nat.mapping')" = "$1" ]; }
 wait_for 20 "the agent's NAT seen as endpoint-dependent" agent_nat endpoint-dependent
-wait_for 30 "the pair relayed" path_is relayed
+# (the visitor's pair with the agent that went is relayed too: the new pair must be)
+new_pair_relayed() { p=$(pair); [ "$(jq -r .pair <<< "$p")" != "$old_pair" ] && [ "$(jq -r .path <<< "$p")" = relayed ]; }
+wait_for 30 "the new pair relayed" new_pair_relayed
 log "  $(pair)"
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind two symmetric NATs"
 log "PASS (fallback measured: ${fallback}s)"

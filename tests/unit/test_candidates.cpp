@@ -116,6 +116,26 @@ void message_round_trip(void**) {
   assert_int_equal(twice.candidates.candidates.size(), 1);
 }
 
+// A registration's name is cut to 64 bytes at a character boundary, so that dpctld can write it into the peer's
+// pairing message; a name that is not UTF-8 at all is written with replacement characters, never thrown at.
+void names_stay_utf8(void**) {
+  const std::string name = std::string(63, 'a') + "\xc3\xa9";  // 63 bytes, then U+00E9 (2 bytes)
+  const AgentMessage reg = parse_agent_message(
+      R"({"type":"register","version":1,"tunnel":"web","name":")" + name + R"("})");
+  assert_int_equal(int(reg.kind), int(AgentMessage::Kind::Register));
+  assert_string_equal(reg.name.c_str(), std::string(63, 'a').c_str());
+  PeerOffer o;
+  o.pair = 9;
+  o.session = 40001;
+  o.name = reg.name;
+  ControllerMessage back = parse_controller_message(peer_message(o));
+  assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
+  assert_string_equal(back.peer.name.c_str(), reg.name.c_str());
+  o.name = "\xff\xfe";
+  back = parse_controller_message(peer_message(o));  // would throw with nlohmann's strict default
+  assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
+}
+
 void expect_ignored(const std::string& line, const char* why_part) {
   const AgentMessage m = parse_agent_message(line);
   assert_int_equal(int(m.kind), int(AgentMessage::Kind::Candidates));
@@ -154,6 +174,7 @@ int main() {
       cmocka_unit_test(what_a_peer_must_not_be_sent_to_is_left_out),
       cmocka_unit_test(message_round_trip),
       cmocka_unit_test(forged_reports_are_refused),
+      cmocka_unit_test(names_stay_utf8),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -3,7 +3,8 @@
 // address, or dropped while the wire is cut): the checks make the pair direct at both ends, consent keeps it so,
 // a cut wire makes it relayed (consent_lost) within kConsentTimeoutNs and checking again later makes it direct
 // again; a peer that never answers leaves it relayed (checks_unanswered); checks with another pair's key, a request
-// sent back to its sender, and answers from an address the check did not go to are counted and change nothing;
+// sent back to its sender, answers from an address the check did not go to and an answer replayed are counted and
+// change nothing; many pairs checking at once share kChecksPerSecond;
 // pairs over kMaxPairs are refused. dpctld's DirectPairs (control/direct_pairs.hpp): which agent a visitor is paired
 // with, a new pair (new id) when candidates change, peer_gone to the end still there when a session goes, and path
 // reports only from a pair's own ends.
@@ -162,10 +163,29 @@ void what_is_not_the_peer_changes_nothing(void**) {
   assert_int_equal(r.visitor.stats().unknown_pair, 1);
   r.visitor.datagram(kAgentAddr, answer.bytes, r.now);  // from where it went: direct
   assert_int_equal(int(last_state(r.visitor_reports)), int(PathState::Direct));
+  // The same answer again (replayed by someone on the path): it answered its check already, it keeps nothing alive.
+  r.visitor.datagram(kAgentAddr, answer.bytes, r.now);
+  assert_int_equal(r.visitor.stats().answers_rx, 1);
+  assert_int_equal(r.visitor.stats().unknown_pair, 2);
   // Garbage is no check.
   const uint8_t junk[] = {1, 2, 3};
   r.visitor.datagram(kAgentAddr, junk, r.now);
   assert_int_equal(r.visitor.stats().not_checks, 1);
+}
+
+void many_pairs_share_the_check_rate(void**) {
+  Net n;
+  for (uint32_t i = 1; i <= 100; ++i) n.agent.offer(offer(i, false, kVisitorAddr), n.now);
+  n.now += 100 * kMs;
+  n.agent.tick(n.now);  // (the first tick: every pair's first check)
+  const uint64_t first = n.agent.stats().checks_tx;
+  for (int t = 0; t < 50; ++t) {  // 5 s more
+    n.now += 100 * kMs;
+    n.agent.tick(n.now);
+  }
+  const uint64_t later = n.agent.stats().checks_tx - first;
+  assert_true(later <= 5 * DirectPaths::kChecksPerSecond + 100);  // (each pair's next check is due at most once more)
+  n.wire.clear();
 }
 
 void too_many_pairs_are_refused(void**) {
@@ -271,6 +291,7 @@ int main() {
       cmocka_unit_test(a_silent_peer_falls_back_and_comes_back),
       cmocka_unit_test(no_answer_leaves_it_relayed),
       cmocka_unit_test(what_is_not_the_peer_changes_nothing),
+      cmocka_unit_test(many_pairs_share_the_check_rate),
       cmocka_unit_test(too_many_pairs_are_refused),
       cmocka_unit_test(dpctld_pairs_a_visitor_with_its_tunnels_best_agent),
   };
