@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -307,16 +308,17 @@ void ControlClient::quic_progress(bool alive, uint64_t now_ns) {
 }
 
 // Lines from dpctld: the answer to the registration, then pongs (any line says dpctld is there).
-void ControlClient::got_lines(const std::vector<std::string>& lines, uint64_t now_ns) {
-  for (const std::string& line : lines) {
+void ControlClient::got_lines(std::vector<std::string> lines, uint64_t now_ns) {
+  for (std::string& line : lines) {
     if (state_ == State::Registering) {
       registration_reply(line, now_ns);
-      if (state_ != State::Registered) return;  // refused or unusable: the connection is gone
+      if (state_ != State::Registered) break;  // refused or unusable: the connection is gone
     } else {
       last_heard_ns_ = now_ns;  // a pong, or anything else dpctld says: it is there
       if (message_) message_(line, now_ns);
     }
   }
+  for (std::string& line : lines) OPENSSL_cleanse(line.data(), line.size());
 }
 
 void ControlClient::handshake_failed() {
@@ -373,7 +375,7 @@ void ControlClient::read_some(uint64_t now_ns) {
       const bool fits = in_.append({buf, size_t(n)});
       std::vector<std::string> lines;
       while (in_.has_line()) lines.push_back(*in_.next());
-      got_lines(lines, now_ns);
+      got_lines(std::move(lines), now_ns);
       if (state_ != State::Registered && state_ != State::Registering) return;  // refused: the connection is gone
       if (!fits) {
         LOG_ERROR("dpctld %s:%u sent a line over %zu bytes; dropping the connection", opt_.server_host.c_str(),

@@ -116,7 +116,8 @@ class ControlClient {
   void tls_failed(long verify_result, unsigned long ssl_error, const std::string& detail);
   void give_up(const std::string& reason);
   std::string registration_line() const;
-  void got_lines(const std::vector<std::string>& lines, uint64_t now_ns);
+  // Handles dpctld's lines, then wipes them (a pairing carries a secret).
+  void got_lines(std::vector<std::string> lines, uint64_t now_ns);
   // QUIC (--transport quic): what happened on the connection after a read or a timer.
   void quic_progress(bool alive, uint64_t now_ns);
 
