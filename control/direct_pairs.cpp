@@ -111,6 +111,7 @@ bool DirectPairs::on_path(uint32_t session, const PathReport& r) {
   Pair& p = it->second;
   const bool was_direct = p.direct();
   (session == p.visitor ? p.visitor_path : p.agent_path) = r;
+  if (p.direct() != was_direct) (p.direct() ? stats_.became_direct : stats_.fallbacks)++;
   if (p.direct() != was_direct)
     LOG_INFO("direct paths: pair %08x (sessions %u, %u) is %s", p.id, p.visitor, p.agent,
              p.direct() ? "direct" : "relayed again");

@@ -42,6 +42,7 @@ class DirectPairs {
   struct Stats {
     uint64_t made = 0, ended = 0;
     uint64_t path_reports = 0, path_reports_rejected = 0;  // rejected: malformed, or for a pair not of that session
+    uint64_t became_direct = 0, fallbacks = 0;  // pairs that became direct at both ends / stopped being so
   };
 
   DirectPairs();

@@ -1507,6 +1507,10 @@ std::string Dpctld::metrics_text() const {
     p.sample("dptun_direct_pairs_made_total", double(pairs_.stats().made));
     p.family("dptun_direct_pairs_ended_total", "counter", "Pairs ended (a session went, or its candidates changed).");
     p.sample("dptun_direct_pairs_ended_total", double(pairs_.stats().ended));
+    p.family("dptun_direct_pairs_became_direct_total", "counter", "Pairs whose two ends both reported a direct path.");
+    p.sample("dptun_direct_pairs_became_direct_total", double(pairs_.stats().became_direct));
+    p.family("dptun_direct_pairs_fallbacks_total", "counter", "Direct pairs that an end reported relayed again.");
+    p.sample("dptun_direct_pairs_fallbacks_total", double(pairs_.stats().fallbacks));
   }
   p.family("dptun_sessions_expired_total", "counter", "Sessions removed after their agent went away.");
   p.sample("dptun_sessions_expired_total", double(counters_.sessions_expired));

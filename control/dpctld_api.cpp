@@ -698,6 +698,8 @@ json Dpctld::direct_pairs_json() const {
           {"direct", direct},
           {"made", st.made},
           {"ended", st.ended},
+          {"became_direct", st.became_direct},
+          {"fallbacks", st.fallbacks},
           {"path_reports", st.path_reports},
           {"path_reports_rejected", st.path_reports_rejected}};
 }

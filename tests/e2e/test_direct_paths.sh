@@ -161,6 +161,10 @@ t1=$(date +%s.%N)
 log "  direct again after $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")s"
 fallbacks=$(tail -1 "$WORK/agent-a.out" | jq '.direct.checks.fallbacks')
 [ "$fallbacks" -ge 1 ] || fail "the agent counted no fallback"
+dpctl --json stats | jq -e '.direct_pairs.became_direct >= 2 and .direct_pairs.fallbacks >= 1' > /dev/null ||
+  fail "dpctld's pair counters: $(dpctl --json stats | jq -c .direct_pairs)"
+ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
+  matches -E '^dptun_direct_pairs_fallbacks_total [1-9][0-9]*$' || fail "no dptun_direct_pairs_fallbacks_total metric"
 
 log "symmetric NAT V: relayed"
 stop_pid "$VISITOR_PID"

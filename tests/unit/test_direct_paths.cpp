@@ -258,6 +258,10 @@ void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
   assert_false(pairs.all().at(id).direct());
   assert_true(pairs.on_path(40002, PathReport{id, PathState::Direct, PathReason::None, kVisitorAddr, 1}));
   assert_true(pairs.all().at(id).direct());
+  assert_int_equal(pairs.stats().became_direct, 1);
+  assert_true(pairs.on_path(40002, PathReport{id, PathState::Relayed, PathReason::ConsentLost, std::nullopt, 0}));
+  assert_false(pairs.all().at(id).direct());
+  assert_int_equal(pairs.stats().fallbacks, 1);
   assert_int_equal(pairs.stats().path_reports_rejected, 1);
   // New candidates at the agent: the pair ends (peer_gone to both) and a new one, with a new id, is made.
   s[40002].candidates_gen++;
