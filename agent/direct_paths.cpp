@@ -224,10 +224,9 @@ std::string DirectPaths::stats_json() const {
       .field("fallbacks", stats_.fallbacks)
       .field("pairs_refused", stats_.pairs_refused);
   j.key("paths").begin_array();
-  char id[9];
   for (const auto& [pid, p] : pairs_) {
-    std::snprintf(id, sizeof id, "%08x", pid);
-    j.begin_object().field("pair", id).field("peer", uint64_t(p.peer_session)).field("state", path_state_name(p.state));
+    j.begin_object().field("pair", pair_id_text(pid)).field("peer", uint64_t(p.peer_session));
+    j.field("state", path_state_name(p.state));
     if (p.state == PathState::Relayed) j.field("reason", path_reason_name(p.reason));
     if (p.selected) j.field("remote", p.selected->str()).field("rtt_us", p.rtt_ns / 1000);
     j.end_object();

@@ -241,11 +241,8 @@ void EndpointDiscovery::end_round() {
   report_ = std::move(r);
   ++generation_;
   ++stats_.reports_changed;
-  std::string list;
-  for (const Candidate& c : report_.candidates)
-    list += std::string(list.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
   LOG_INFO("direct paths: NAT mapping %s; candidates: %s", nat_mapping_name(report_.nat),
-           list.empty() ? "none" : list.c_str());
+           candidates_text(report_.candidates).c_str());
 }
 
 std::string EndpointDiscovery::stats_json() const {

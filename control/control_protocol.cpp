@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -40,8 +41,26 @@ bool candidate_address_ok(const Endpoint& e) {
   return top != 0 && top != 127 && top < 224;
 }
 
+nlohmann::json candidates_json(const std::vector<Candidate>& list) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Candidate& c : list) out.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
+  return out;
+}
+
+std::string candidates_text(const std::vector<Candidate>& list) {
+  std::string out;
+  for (const Candidate& c : list)
+    out += std::string(out.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
+  return out.empty() ? "none" : out;
+}
+
+std::string pair_id_text(uint32_t pair) {
+  char id[9];
+  std::snprintf(id, sizeof id, "%08x", pair);
+  return id;
+}
+
 namespace {
-nlohmann::json candidates_json(const std::vector<Candidate>& list);
 
 // At most `max` bytes of `s`, cut at a character boundary: a JSON string is UTF-8, and a cut inside a character would
 // make the next dump() of it throw.
@@ -63,15 +82,6 @@ std::string candidates_message(const CandidateReport& r) {
                    {"candidates", candidates_json(r.candidates)}});
 }
 
-namespace {
-
-nlohmann::json candidates_json(const std::vector<Candidate>& list) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Candidate& c : list) out.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
-  return out;
-}
-
-}  // namespace
 
 PeerOffer::~PeerOffer() { OPENSSL_cleanse(secret.data(), secret.size()); }
 

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/inet.hpp"
 
 namespace dptun {
@@ -47,6 +49,12 @@ inline constexpr size_t kMaxCandidates = 8;
 // (240/4 and the broadcast address), port not 0.
 bool candidate_address_ok(const Endpoint& e);
 std::string candidates_message(const CandidateReport& r);
+// The candidates as the messages carry them ([{"type":..,"address":..}], also in dpctl's JSON), and as log lines
+// say them ("srflx 198.51.100.7:41000 host 10.0.0.2:41000", or "none").
+nlohmann::json candidates_json(const std::vector<Candidate>& list);
+std::string candidates_text(const std::vector<Candidate>& list);
+// A pair id as logs, dpctl and dpagent's counters show it: 8 hex digits.
+std::string pair_id_text(uint32_t pair);
 
 // Pairing (docs/nat-traversal.md): dpctld pairs a visitor with one agent of its tunnel, both with candidates, and
 // gives both ends the other's candidates and a pair secret it drew for this pairing alone (32 random bytes, hex):

@@ -1110,11 +1110,8 @@ void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
   // A pair is made again (new secret, checks from the start) only when the addresses change, not the NAT's label.
   if (!s->candidates || s->candidates->candidates != m.candidates.candidates) s->candidates_gen++;
   s->candidates = m.candidates;
-  std::string list;
-  for (const Candidate& c : m.candidates.candidates)
-    list += std::string(list.empty() ? "" : " ") + candidate_type_name(c.type) + " " + c.address.str();
   LOG_INFO("session %u (%s): NAT mapping %s, candidates: %s", s->index, s->certificate_subject.c_str(),
-           nat_mapping_name(m.candidates.nat), list.empty() ? "none" : list.c_str());
+           nat_mapping_name(m.candidates.nat), candidates_text(m.candidates.candidates).c_str());
   // (Paired at the next second's reconcile: an agent that keeps changing its report re-pairs once a second at most.)
 }
 

@@ -644,11 +644,8 @@ namespace {
 // What a session's agent reported of its direct-path socket (docs/nat-traversal.md), or null before any report.
 json candidates_json(const SessionRecord& s) {
   if (!s.candidates) return nullptr;
-  json list = json::array();
-  for (const Candidate& c : s.candidates->candidates)
-    list.push_back({{"type", candidate_type_name(c.type)}, {"address", c.address.str()}});
   return {{"mapping", nat_mapping_name(s.candidates->nat)},
-          {"candidates", list},
+          {"candidates", candidates_json(s.candidates->candidates)},
           {"reported_s", seconds_since(realtime_ns(), s.candidates_unix_ns)},
           {"rejected_reports", s.candidate_reports_rejected}};
 }
@@ -677,11 +674,9 @@ const char* pair_path(const DirectPairs::Pair& p) {
 json Dpctld::direct_json(uint32_t index, const std::vector<const DirectPairs::Pair*>* pairs) const {
   json list = json::array();
   if (!pairs) return list;
-  char id[9];
   for (const DirectPairs::Pair* p : *pairs) {
     const bool visitor = p->visitor == index;
-    std::snprintf(id, sizeof id, "%08x", p->id);
-    list.push_back({{"pair", id},
+    list.push_back({{"pair", pair_id_text(p->id)},
                     {"peer", visitor ? p->agent : p->visitor},
                     {"path", pair_path(*p)},
                     {"this_end", path_end_json(visitor ? p->visitor_path : p->agent_path)},
