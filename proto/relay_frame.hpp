@@ -21,6 +21,10 @@ inline constexpr uint16_t kDefaultTunnelPort = 51900;
 // Header flags.
 inline constexpr uint8_t kFlagKeyPhase = 0x01;       // epoch & 1 of the counter
 inline constexpr uint8_t kFlagKeepaliveReply = 0x02; // a keepalive answering the peer's keepalive
+// A pair frame (docs/nat-traversal.md "The pair's data"): a data frame between the two ends of a direct-path pair
+// (a visitor and an agent), keyed from the pair's secret; its receiver index is the pair id. It travels straight to
+// the peer on a direct path, else through dpgw, which forwards it to the pair's other end unopened.
+inline constexpr uint8_t kFlagPair = 0x04;
 
 // The relay frame v1 codec (the FrameCodec of proto/frame_codec.hpp). Stateless: one layout for every session.
 class RelayCodec {
