@@ -460,6 +460,13 @@ void Agent::gateway_readable(uint64_t now_ns) {
       const size_t step = link->rx_segment_size(unsigned(i)) ? link->rx_segment_size(unsigned(i)) : buffer.size();
       for (size_t off = 0; off < buffer.size(); off += step) {
         const std::span<uint8_t> frame = buffer.subspan(off, std::min(step, buffer.size() - off));
+        if (frame.size() > 2 && frame[0] == kRelayVersion && (frame[2] & kFlagPair)) {  // relayed by dpgw
+          if (pairs_)
+            pair_frame(frame, true, now_ns);
+          else
+            rx_stats_.wrong_session++;
+          continue;
+        }
         // The receiver index picks the session: the current one, or the previous one during its grace time.
         uint32_t receiver;
         AgentSession* s = codec_.receiver_of(frame, receiver) ? rx_.setup->for_index(receiver) : rx_.setup->current;
@@ -553,7 +560,8 @@ void Agent::datagrams_done() {
   quic_rx_used_ = 0;
 }
 
-void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns) {
+void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns,
+                               PairData::Pair* pair) {
   uint8_t* pkt = inner.data();
   size_t pkt_len = inner.size();
   bool reassembled = false;
@@ -579,6 +587,36 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
   PacketInfo pi;
   if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
     rx_stats_.bad_inner++;
+    return;
+  }
+  if (pair && pair->controlling) {
+    // A reply on one of our pair flows: to the program that connected, from the local address it used.
+    const uint32_t tag = uint32_t(ih.flow_id);
+    const std::optional<VisitorFlows::Program> to =
+        SnatCodec::is_pair_tag(tag) && SnatCodec::pair_block(tag) == pair->block
+            ? visitor_flows_.reply(SnatCodec::pair_index(tag), pi.l4_proto, pi.tcp_flags, now_ns)
+            : std::nullopt;
+    if (!to) {
+      pairs_->stats().no_flow++;
+      return;
+    }
+    ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
+    ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, to->ip, to->port);
+    rx_stats_.inner_rx_bytes += pi.ip_total_len;
+    to_tun({pkt, pi.ip_total_len}, reassembled);
+    return;
+  }
+  if (pair) {
+    // The agent: a visitor's flow, its tag from the visitor's block (another visitor's flows are not its to name).
+    const uint32_t tag = uint32_t(ih.flow_id);
+    if (!SnatCodec::is_pair_tag(tag) || SnatCodec::pair_block(tag) != pair->block || pi.dst_ip == 0) {
+      pairs_->stats().bad_tag++;
+      return;
+    }
+    const Endpoint snat = snat_.encode_pair(tag);
+    ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
+    rx_stats_.inner_rx_bytes += pi.ip_total_len;
+    to_tun({pkt, pi.ip_total_len}, reassembled);
     return;
   }
   if (opt_.visit) {
@@ -700,6 +738,24 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
       tx_stats_.no_nat++;
       return;
     }
+    if (pairs_) {
+      // Which way the flow goes was chosen when it started (agent/visitor_flows.hpp): on the pair if its path was
+      // direct then, else through dpgw.
+      PairData::Pair* pair = pairs_->visitor_pair();
+      const bool pair_ok = pair && pair->target && pairs_->direct(*pair);
+      const uint32_t index = visitor_flows_.from_program(pi.l4_proto, pi.src_ip, pi.src_port,
+                                                         pi.l4_proto == kIpProtoTcp ? pi.tcp_flags : 0, pair_ok, now_ns);
+      if (index != VisitorFlows::kNone) {
+        if (!pair || !pair->target) {  // between two pairings: the flow waits for the next (its packets are lost)
+          pairs_->stats().no_pair++;
+          return;
+        }
+        const Endpoint& t = *pair->target;
+        ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, t.ip.v4(), t.port ? t.port : v.local.port);
+        send_on_pair(*pair, packet, SnatCodec::pair_tag(pair->block, index), pi.l4_proto, now_ns);
+        return;
+      }
+    }
     if (v.target) {
       ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.v4(), v.target->port);
       send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
@@ -710,6 +766,16 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
   }
   // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
   std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
+  if (!tag && pairs_) {
+    // A visitor's flow that came in pair frames goes back in its pair's.
+    if (const std::optional<uint32_t> ptag = snat_.decode_pair(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port})) {
+      if (PairData::Pair* pair = pairs_->by_block(uint16_t(SnatCodec::pair_block(*ptag))))
+        send_on_pair(*pair, packet, *ptag, pi.l4_proto, now_ns);
+      else
+        pairs_->stats().no_pair++;
+      return;
+    }
+  }
   if (!tag) {
     tx_stats_.no_nat++;
     return;
@@ -797,11 +863,13 @@ void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, 
 }
 
 uint8_t* Agent::plaintext_slot() {
+  if (pair_out_) return pair_tx_.data() + codec_.layout().inner_offset();
   if (quic_active()) return quic_plain_.data();
   return tx_.setup->link->tx_slot() + codec_.layout().inner_offset();
 }
 
 size_t Agent::packet_room() const {
+  if (pair_out_) return pair_tx_.size() - codec_.layout().data_overhead();
   if (quic_active()) return quic_plain_.size() - inner_plaintext_overhead();
   return UdpLink::kMaxDatagram - codec_.layout().data_overhead();
 }
@@ -814,6 +882,11 @@ size_t Agent::packet_budget(size_t trailer) const {
 }
 
 void Agent::send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns) {
+  if (pair_out_) {
+    pairs_->send(*pair_out_, plaintext - codec_.layout().inner_offset(), len, now_ns);
+    tx_stats_.inner_tx_bytes += inner_bytes;
+    return;
+  }
   if (quic_active())
     send_datagram({plaintext, len}, inner_bytes, now_ns);
   else
@@ -879,6 +952,10 @@ void Agent::tick(uint64_t now_ns) {
     tx_housekeeping(now_ns);
   }
   free_retired();
+  if (pairs_ && now_ns - last_flow_expiry_ns_ >= kNsPerSec) {
+    visitor_flows_.expire(now_ns);
+    last_flow_expiry_ns_ = now_ns;
+  }
   if (quic_active()) {
     // QUIC framing: any packet on the connection (dpgw's ACKs of our PINGs included) says the gateway is there;
     // ngtcp2 sends the keepalives and ends the connection after its idle timeout (the ControlClient then registers
@@ -1057,7 +1134,84 @@ std::string Agent::stats_json() const {
   j.end_object().end_object();
   std::string out = j.str();
   if (direct_stats_) out.insert(out.size() - 1, ",\"direct\":" + direct_stats_());  // a JSON object of its own
+  if (pairs_) {
+    std::string data = pairs_->stats_json();
+    if (opt_.visit) {
+      const VisitorFlows::Stats& f = visitor_flows_.stats();
+      JsonWriter j;
+      j.begin_object()
+          .field("on_pair", uint64_t(visitor_flows_.pair_flows()))
+          .field("through_gateway", uint64_t(visitor_flows_.gateway_flows()))
+          .field("started_on_pair", f.pair_flows.get())
+          .field("started_through_gateway", f.gateway_flows.get())
+          .field("expired", f.expired.get())
+          .field("pair_full", f.pair_full.get())
+          .field("gateway_full", f.gateway_full.get())
+          .end_object();
+      data.insert(data.size() - 1, ",\"flows\":" + j.str());
+    }
+    out.insert(out.size() - 1, ",\"pair_data\":" + data);
+  }
   return out;
+}
+
+// Direct paths' data (docs/nat-traversal.md "The pair's data"). One data-path thread: all of it on the main loop.
+void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote) {
+  pairs_ = std::make_unique<PairData>(*engine_, opt_.key_len, opt_.rekey_interval_ns, std::move(direct),
+                                      [this](std::span<const uint8_t> f) { return relay_pair_frame(f); },
+                                      std::move(remote));
+}
+
+void Agent::pair_offer(const PeerOffer& o) {
+  if (pairs_) pairs_->offer(o);
+}
+
+void Agent::pair_gone(uint32_t pair) {
+  if (pairs_) pairs_->gone(pair);
+}
+
+void Agent::pairs_clear() {
+  if (!pairs_) return;
+  pairs_->clear();
+  visitor_flows_.forget_pair_flows();  // the next registration brings another block of tags
+}
+
+void Agent::pair_datagram(std::span<const uint8_t> data, uint64_t now_ns) {
+  if (!pairs_ || data.size() > pair_rx_.size()) return;
+  std::memcpy(pair_rx_.data(), data.data(), data.size());
+  pair_frame({pair_rx_.data(), data.size()}, false, now_ns);
+  tun_out_.flush();  // (the packet lies in pair_rx_, used again by the next datagram)
+}
+
+void Agent::pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns) {
+  std::span<uint8_t> plaintext;
+  PairData::Pair* p = pairs_->open(frame, relayed, plaintext, now_ns);
+  if (!p) return;
+  InnerHeader ih;
+  std::span<uint8_t> inner;
+  if (!read_inner_plaintext(plaintext, ih, inner)) {
+    pairs_->stats().malformed++;
+    return;
+  }
+  inner_from_gateway(ih, inner, p->id, now_ns, p);
+}
+
+void Agent::send_on_pair(PairData::Pair& p, std::span<uint8_t> packet, uint32_t tag, uint8_t proto,
+                         uint64_t now_ns) {
+  pair_out_ = &p;
+  pair_now_ns_ = now_ns;
+  send_inner(packet, tag, proto, 0, {}, now_ns);
+  pair_out_ = nullptr;
+}
+
+// A sealed pair frame to dpgw, which forwards it to the pair's other end: queued on the relay socket with the
+// session's own frames.
+bool Agent::relay_pair_frame(std::span<const uint8_t> frame) {
+  const Setup* s = tx_.setup;
+  if (!s || !s->link) return false;
+  std::memcpy(s->link->tx_slot(), frame.data(), frame.size());
+  queue_frame(frame.size(), pair_now_ns_);
+  return true;
 }
 
 }  // namespace dptun

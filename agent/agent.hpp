@@ -40,10 +40,12 @@
 #include "agent/control_client.hpp"
 #include "agent/datagram_reassembler.hpp"
 #include "agent/lan_nat.hpp"
+#include "agent/pair_data.hpp"
 #include "agent/service_routes.hpp"
 #include "agent/session_slots.hpp"
 #include "agent/tun_writer.hpp"
 #include "agent/udp_link.hpp"
+#include "agent/visitor_flows.hpp"
 #include "common/counter.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
@@ -136,6 +138,14 @@ class Agent final : private DatagramSink {
   // A JSON object shown as "direct" in stats_json(): the direct-path socket's counters (agent/endpoint_discovery.hpp).
   void show_direct_stats(std::function<std::string()> json) { direct_stats_ = std::move(json); }
 
+  // Direct paths' data (agent/pair_data.hpp; one data-path thread only: it runs on the main loop). After start().
+  void enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote);
+  void pair_offer(const PeerOffer& o);
+  void pair_gone(uint32_t pair);
+  void pairs_clear();  // a new registration
+  // A pair frame the direct-path socket received.
+  void pair_datagram(std::span<const uint8_t> data, uint64_t now_ns);
+
  private:
   // What the main thread hands the data path: the sessions and the socket to the gateway. Immutable once published;
   // the objects it names live until both directions have moved past it.
@@ -195,7 +205,14 @@ class Agent final : private DatagramSink {
   void frame_from_gateway(AgentSession::Received& r, uint64_t now_ns);
   // An inner plaintext's contents from the gateway, whatever the framing: `inner` is the packet with its name
   // trailer; `session` keys the reassembly of fragments.
-  void inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns);
+  // `pair`: the pair whose frame it came in (PairData), else nullptr.
+  void inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns,
+                          PairData::Pair* pair = nullptr);
+  // A pair frame (from the direct-path socket, or relayed by dpgw on the relay socket): opened and delivered.
+  void pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns);
+  // Sends the inner packet through pair `p` (send_inner's framing, in pair frames).
+  void send_on_pair(PairData::Pair& p, std::span<uint8_t> packet, uint32_t tag, uint8_t proto, uint64_t now_ns);
+  bool relay_pair_frame(std::span<const uint8_t> frame);
   void to_tun(std::span<uint8_t> packet, bool reassembled);
   // DatagramSink (QUIC framing, on the main loop): a DATAGRAM frame's data is an inner plaintext.
   void datagram(std::span<const uint8_t> data, uint64_t now_ns) override;
@@ -292,6 +309,15 @@ class Agent final : private DatagramSink {
   size_t quic_rx_used_ = 0;
   QuicControlConnection::Stats quic_old_;  // counters of connections withdrawn since start
   std::function<std::string()> direct_stats_;
+
+  // Direct paths' data (main loop only).
+  std::unique_ptr<PairData> pairs_;
+  VisitorFlows visitor_flows_;
+  PairData::Pair* pair_out_ = nullptr;  // while send_inner builds frames for a pair
+  std::vector<uint8_t> pair_tx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
+  std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
+  uint64_t pair_now_ns_ = 0;
+  uint64_t last_flow_expiry_ns_ = 0;
 };
 
 }  // namespace dptun

@@ -14,13 +14,15 @@ constexpr size_t kMaxRxKeys = 8;
 }  // namespace
 
 AgentSession::AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len,
-                           uint64_t rekey_interval_ns, AeadEngine& engine, CounterMode mode)
+                           uint64_t rekey_interval_ns, AeadEngine& engine, CounterMode mode, End end)
     : index_(index),
       base_secret_(std::move(base_secret)),
       key_len_(key_len),
       rekey_interval_ns_(rekey_interval_ns),
       engine_(engine),
       mode_(mode),
+      tx_dir_(end == End::Agent ? KeyDirection::AgentToGateway : KeyDirection::GatewayToAgent),
+      rx_dir_(end == End::Agent ? KeyDirection::GatewayToAgent : KeyDirection::AgentToGateway),
       realtime_(realtime_ns),
       // Static keys outlive restarts: start one epoch ahead of the wall clock so a restarted agent never reuses
       // a nonce (crypto/key_schedule.hpp).
@@ -34,7 +36,7 @@ AgentSession::Key* AgentSession::make_key(KeyDirection dir, uint64_t epoch) {
   auto k = std::make_unique<Key>();
   k->salt = ek.salt;
   k->aead = engine_.make_key(ek.key_bytes(),
-                             dir == KeyDirection::AgentToGateway ? AeadDirection::Encrypt : AeadDirection::Decrypt,
+                             dir == tx_dir_ ? AeadDirection::Encrypt : AeadDirection::Decrypt,
                              codec_.layout().header_len);  // the frame header is the AAD
   return k->aead ? k.release() : nullptr;
 }
@@ -83,7 +85,7 @@ bool AgentSession::seal_later(FrameType type, uint8_t flags, uint8_t* frame, siz
   }
   if (e != tx_epoch_ || !tx_key_) {
     seal_pending();  // what was kept goes under the key it was counted for
-    tx_key_.reset(make_key(KeyDirection::AgentToGateway, e));
+    tx_key_.reset(make_key(tx_dir_, e));
     if (!tx_key_) return false;
     tx_epoch_ = e;
     tx_epoch_since_ns_ = now_ns;
@@ -140,7 +142,7 @@ AgentSession::Key* AgentSession::rx_key(uint64_t epoch, uint64_t now_ns, uint64_
     if (!derive_tokens_) return nullptr;
     --derive_tokens_;
   }
-  Key* k = make_key(KeyDirection::GatewayToAgent, epoch);
+  Key* k = make_key(rx_dir_, epoch);
   if (!k) return nullptr;
   // Bounded cache: drop keys of epochs no longer expected, oldest first.
   while (rx_keys_.size() >= kMaxRxKeys) {

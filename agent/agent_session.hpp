@@ -28,8 +28,13 @@ class AgentSession {
   // FromZero: a fresh secret per session (control plane); counters start at 0.
   enum class CounterMode { WallClock, FromZero };
 
+  // Which end of the key schedule's two directions this is: the agent's (sends AgentToGateway, receives
+  // GatewayToAgent), or the gateway's (the other way round: a direct-path pair's controlling end, the visitor,
+  // docs/nat-traversal.md "The pair's data").
+  enum class End { Agent, Gateway };
+
   AgentSession(uint32_t index, std::vector<uint8_t> base_secret, uint8_t key_len, uint64_t rekey_interval_ns,
-               AeadEngine& engine, CounterMode mode = CounterMode::WallClock);
+               AeadEngine& engine, CounterMode mode = CounterMode::WallClock, End end = End::Agent);
   ~AgentSession();
   AgentSession(const AgentSession&) = delete;
   AgentSession& operator=(const AgentSession&) = delete;
@@ -94,6 +99,7 @@ class AgentSession {
   uint64_t rekey_interval_ns_;
   AeadEngine& engine_;
   CounterMode mode_;
+  KeyDirection tx_dir_, rx_dir_;
   RelayCodec codec_;
   std::function<uint64_t()> realtime_;
 

@@ -265,6 +265,7 @@ std::string ControlClient::registration_line() const {
   json reg{{"type", name_of(AgentMessageType::Register)}, {"version", kControlProtocolVersion}, {"tunnel", opt_.tunnel},
            {"weight", opt_.weight}, {"role", role_name(opt_.visitor)}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
+  if (opt_.visitor && !opt_.service.empty()) reg["service"] = opt_.service;
   return reg.dump();
 }
 

@@ -41,6 +41,7 @@ struct ControlOptions {
   uint8_t weight = 1;
   std::string agent_name;
   bool visitor = false;  // register to visit the tunnel (dpagent visit), not to serve it
+  std::string service;   // a visitor's --host, named in the registration (a direct path's data goes by its rule)
   bool quic = false;     // --transport quic: the control connection over QUIC (dpctld's agent_quic_listen)
   uint16_t underlay_mtu = 1500;  // --mtu: the QUIC connection's packets stay within it
 };

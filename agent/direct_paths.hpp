@@ -76,6 +76,12 @@ class DirectPaths {
   void datagram(Endpoint from, std::span<const uint8_t> data, uint64_t now_ns);
   void tick(uint64_t now_ns);
   size_t pairs() const { return pairs_.size(); }
+  // The peer's address while pair `pair`'s path is direct, else nullopt.
+  std::optional<Endpoint> direct_remote(uint32_t pair) const {
+    auto it = pairs_.find(pair);
+    if (it == pairs_.end() || it->second.state != PathState::Direct) return std::nullopt;
+    return it->second.selected;
+  }
   const Stats& stats() const { return stats_; }
   std::string stats_json() const;  // a JSON object: the counters and each pair's path
 

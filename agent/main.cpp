@@ -65,6 +65,8 @@ const char* kUsage =
     "  --stun IP:PORT        a STUN server to ask (repeat for more, at most 4; default: the gateway's STUN port\n"
     "                        and tunnel port). Two servers that see one mapping: an endpoint-independent NAT\n"
     "  --no-direct           no direct-path socket, STUN requests or report\n"
+    "  Dpctld pairs visitors with agents; a visitor's flows that start while the pair's path is direct go\n"
+    "  straight to the agent (the rest through the gateway). Direct paths need --threads 1\n"
     "Visiting (dpagent visit): reach one of a tunnel's services from this host, private ones included:\n"
     "  --tunnel UUID         the tunnel's id (a visitor must hold it; any certificate of the CA will do)\n"
     "  --host NAME           the service's hostname (a hostname rule of that tunnel)\n"
@@ -79,7 +81,9 @@ const char* kUsage =
     "  --bind IP:PORT        local address/port of the UDP socket (default: chosen by the kernel)\n"
     "  --tun NAME            TUN interface name (default dpt0); agents on one host may share it\n"
     "  --tun-net CIDR        TUN address and subnet, a /16 or larger whose first address the TUN takes (default\n"
-    "                        100.64.0.1/16; must not overlap your networks). Targets see flows coming from it.\n"
+    "                        100.64.0.1/16; must not overlap your networks). Targets see flows coming from it\n"
+    "                        (a visitor's on a direct path from 100.64.128.2 and up): the TUN's own address\n"
+    "                        must be the first, or above the first 49154\n"
     "  --route NAME=IP[:PORT]  agent-side routing: connections for hostname NAME (exact, or *.domain) that the\n"
     "                        gateway routed by a rule without a target go to IP:PORT (IP alone: the port the\n"
     "                        client used); repeat for more names\n"
@@ -101,7 +105,7 @@ const char* kUsage =
     "  --threads N           data-path threads: 1 (both directions on the main event loop, beside the control\n"
     "                        connection) or 2 (gateway -> TUN and TUN -> gateway on a thread each); default:\n"
     "                        2 when this process may run on 4 CPUs or more (its CPU affinity), else 1 (logged);\n"
-    "                        always 1 with --transport quic\n"
+    "                        always 1 with --transport quic; with 2, no direct paths\n"
     "  --openssl-conf FILE   an OpenSSL configuration file to load at start (its providers, e.g. Intel's\n"
     "                        qatprovider; docs/operations.md); default: OpenSSL's own (OPENSSL_CONF)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
@@ -287,6 +291,7 @@ int main(int argc, char** argv) {
     if (!Uuid::parse(ctl.tunnel)) fail("dpagent visit needs --tunnel UUID (a visitor names its tunnel by id)");
     if (visit_host.size() > 253) fail("--host: a hostname is at most 253 characters");
     opt.visit = AgentOptions::Visit{*visit_local, visit_host, visit_target};
+    ctl.service = visit_host;  // (dpctld finds the rule a direct path's data goes by)
   }
   const bool registered = !ctl.server_host.empty();
   if (registered) {
@@ -351,6 +356,13 @@ int main(int argc, char** argv) {
              opt.threads == 1 ? "a second thread needs 4 or more (--threads 2 to have it anyway)"
                               : "4 or more: gateway -> TUN and TUN -> gateway on a thread each (--threads 1 for one)");
   }
+  // Direct paths carry data on the main loop, beside the checks: with a second data-path thread the data path is not
+  // there (nat-traversal.md).
+  if (registered && direct && opt.threads > 1) {
+    if (direct_flags) fail("--stun and --direct-port are for direct paths, which need --threads 1");
+    LOG_INFO("no direct paths: they run with one data-path thread (--threads 1 to have them)");
+    direct = false;
+  }
   // The main thread's event loop: the control connection, the timers, SIGUSR1, and with one data-path thread the
   // data path too.
   EventLoop loop;
@@ -370,8 +382,14 @@ int main(int argc, char** argv) {
     paths = std::make_unique<DirectPaths>(
         [&discovery](Endpoint to, std::span<const uint8_t> data) { return discovery->send_to(to, data); },
         [&path_reports](const PathReport& r) { path_reports.push_back(path_message(r)); });
-    discovery->on_peer_datagram(
-        [&paths](Endpoint from, std::span<const uint8_t> data, uint64_t now) { paths->datagram(from, data, now); });
+    // The direct-path socket brings the peer's checks (STUN: the magic cookie at 4..7; dpctld never makes it a pair
+    // id) and its pair frames (relay frames with the PAIR flag).
+    discovery->on_peer_datagram([&paths, &agent](Endpoint from, std::span<const uint8_t> data, uint64_t now) {
+      if (data.size() > 2 && data[0] == kRelayVersion && (data[2] & kFlagPair) && !stun_has_cookie(data))
+        agent.pair_datagram(data, now);
+      else
+        paths->datagram(from, data, now);
+    });
   }
   std::unique_ptr<ControlClient> control;
   bool refused = false;
@@ -385,6 +403,7 @@ int main(int argc, char** argv) {
           if (paths) {  // a new session: dpctld pairs it afresh
             paths->clear();
             path_reports.clear();
+            agent.pairs_clear();
           }
           agent.offer(std::move(g));
         },
@@ -395,11 +414,17 @@ int main(int argc, char** argv) {
         });
     control->on_withdraw([&agent] { agent.withdraw_quic(); });
     if (paths)
-      control->on_message([&paths](const std::string& line, uint64_t now) {
+      control->on_message([&paths, &agent](const std::string& line, uint64_t now) {
         const ControllerMessage m = parse_controller_message(line);
         switch (m.kind) {
-          case ControllerMessage::Kind::Peer: paths->offer(m.peer, now); break;
-          case ControllerMessage::Kind::PeerGone: paths->gone(m.pair); break;
+          case ControllerMessage::Kind::Peer:
+            paths->offer(m.peer, now);
+            agent.pair_offer(m.peer);
+            break;
+          case ControllerMessage::Kind::PeerGone:
+            paths->gone(m.pair);
+            agent.pair_gone(m.pair);
+            break;
           case ControllerMessage::Kind::Invalid:
             LOG_WARN("dpctld: a direct-path message this dpagent cannot read: %s", m.error.c_str());
             break;
@@ -416,6 +441,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dpagent: %s\n", error.c_str());
     return 1;
   }
+  if (paths)
+    agent.enable_pairs([&discovery](Endpoint to, std::span<const uint8_t> f) { return discovery->send_to(to, f); },
+                       [&paths](uint32_t pair) { return paths->direct_remote(pair); });
   ProcessSignals signals;
   if (discovery)
     agent.show_direct_stats([&] {

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 
@@ -11,6 +12,7 @@
 #include "common/hex.hpp"
 #include "common/json_fields.hpp"
 #include "proto/control_names.hpp"
+#include "proto/snat_codec.hpp"
 
 namespace dptun {
 
@@ -96,6 +98,13 @@ std::string peer_message(const PeerOffer& p) {
                                {"name", p.name},
                                {"nat", nat_mapping_name(p.peer.nat)},
                                {"candidates", candidates_json(p.peer.candidates)}});
+  if (p.data) {
+    json data{{"block", p.data->block}};
+    if (p.data->target) data["target"] = p.data->target->str();
+    // (appended: the line holds the secret, which is wiped below; no second copy of it is made)
+    line.pop_back();
+    line += ",\"data\":" + dump(data) + "}";
+  }
   OPENSSL_cleanse(secret.data(), secret.size());
   return line;
 }
@@ -258,7 +267,26 @@ ControllerMessage parse_controller_message(std::string_view line) {
   if (const json* name = field(msg, "name"); name && name->is_string()) p.name = utf8_prefix(name->get<std::string>(), 64);
   // The peer's candidates as dpctld took them: read with the same checks as a report.
   m.error = parse_candidates(msg, p.peer);
-  if (m.error.empty()) m.kind = ControllerMessage::Kind::Peer;
+  if (!m.error.empty()) return m;
+  if (const json* data = field(msg, "data")) {
+    const json* block = data->is_object() ? field(*data, "block") : nullptr;
+    const std::optional<int64_t> b = block ? json_int_in(*block, 0, SnatCodec::kPairBlocks - 1) : std::nullopt;
+    if (!b) {
+      m.error = "'data.block' must be 0.." + std::to_string(SnatCodec::kPairBlocks - 1);
+      return m;
+    }
+    PairDataOffer d;
+    d.block = uint16_t(*b);
+    if (const json* target = field(*data, "target")) {
+      d.target = target->is_string() ? Endpoint::parse(target->get_ref<const std::string&>()) : std::nullopt;
+      if (!d.target || !d.target->ip.is_v4() || d.target->ip.v4() == 0) {
+        m.error = "'data.target' must be an IPv4 address:port";
+        return m;
+      }
+    }
+    p.data = d;
+  }
+  m.kind = ControllerMessage::Kind::Peer;
   return m;
 }
 
@@ -330,6 +358,19 @@ AgentMessage parse_agent_message(std::string_view line) {
       return m;
     }
     m.visitor = *role == SessionRole::Visitor;
+  }
+  if (const json* sv = field(msg, "service")) {
+    std::string host = sv->is_string() ? sv->get<std::string>() : std::string();
+    for (char& c : host) c = char(std::tolower(static_cast<unsigned char>(c)));
+    const bool ok = !host.empty() && host.size() <= 253 &&
+                    std::all_of(host.begin(), host.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+                    });
+    if (!ok || !m.visitor) {
+      m.error = "register: 'service' must be a hostname (at most 253 bytes), of a visitor";
+      return m;
+    }
+    m.service = std::move(host);
   }
   m.tunnel = msg["tunnel"].get<std::string>();
   m.kind = AgentMessage::Kind::Register;

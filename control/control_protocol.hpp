@@ -61,10 +61,20 @@ std::string pair_id_text(uint32_t pair);
 //   {"type":"peer","pair":305419896,"role":"controlling"|"controlled","secret":"<64 hex digits>","session":32770,
 //    "name":"agent-1","nat":"endpoint-independent","candidates":[...as in a candidates report...]}
 //   {"type":"peer_gone","pair":305419896}       the pairing ended (a session went, or candidates changed)
+// With "data" the pair also carries the visitor's flows (pair frames, "The pair's data"): `block` is the visitor's
+// block of flow tags (SnatCodec::pair_tag: both ends get it), `target` (the visitor only) where its flows go, the
+// target of the tunnel's rule for the service it named at registration ("service"); port 0: its --local port:
+//   "data":{"block":17,"target":"10.99.3.2:8080"}
+// Without "data" the pair only checks its path, and every flow goes through dpgw.
 // The visitor is the controlling end. Each end reports what its checks found:
 //   {"type":"path","pair":305419896,"state":"checking"|"direct"|"relayed","reason":"...","remote":"ip:port",
 //    "rtt_us":850}
 // `remote` and `rtt_us` with "direct" only; `reason` with "relayed" (PathReason). Pair ids are never 0.
+struct PairDataOffer {
+  uint16_t block = 0;              // < SnatCodec::kPairBlocks
+  std::optional<Endpoint> target;  // the visitor's (controlling end's) only
+  bool operator==(const PairDataOffer&) const = default;
+};
 struct PeerOffer {
   uint32_t pair = 0;
   bool controlling = false;
@@ -72,6 +82,7 @@ struct PeerOffer {
   uint32_t session = 0;  // the peer's session index
   std::string name;      // the peer's agent name (at most 64 bytes of UTF-8)
   CandidateReport peer;
+  std::optional<PairDataOffer> data;
   PeerOffer() = default;
   PeerOffer(const PeerOffer&) = default;
   PeerOffer& operator=(const PeerOffer&) = default;
@@ -117,6 +128,7 @@ struct AgentMessage {
   int weight = 1;      // 1..255
   std::string name;    // at most 64 bytes
   bool visitor = false;
+  std::string service;         // Register, a visitor's: the hostname it visits (lowercase, at most 253 bytes)
   CandidateReport candidates;  // Candidates
   PathReport path;             // Path (with a non-empty `error`: ignored, counted)
   bool bad_version = false;  // Invalid because of the protocol version (not the request's shape)

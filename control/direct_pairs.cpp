@@ -7,10 +7,32 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "proto/snat_codec.hpp"
+#include "proto/stun.hpp"
 
 namespace dptun {
 
-DirectPairs::DirectPairs() = default;
+DirectPairs::DirectPairs() : block_used_(SnatCodec::kPairBlocks) {}
+
+std::optional<uint16_t> DirectPairs::block_for(uint32_t visitor) {
+  if (auto it = blocks_.find(visitor); it != blocks_.end()) return it->second;
+  for (uint32_t i = 0; i < SnatCodec::kPairBlocks; ++i) {
+    const uint32_t b = (next_block_ + i) % SnatCodec::kPairBlocks;
+    if (block_used_[b]) continue;
+    block_used_[b] = true;
+    next_block_ = b + 1;  // (a block just freed is the last to be given again)
+    blocks_[visitor] = uint16_t(b);
+    return uint16_t(b);
+  }
+  return std::nullopt;
+}
+
+std::vector<PairSpec> DirectPairs::relay_specs() const {
+  std::vector<PairSpec> out;
+  for (const auto& [id, p] : pairs_)
+    if (p.data) out.push_back(PairSpec{id, p.visitor, p.agent});
+  return out;
+}
 
 bool DirectPairs::can_pair(const SessionRecord& s) {
   return s.channel != 0 && !s.masque && !s.quic && s.candidates && !s.candidates->candidates.empty();
@@ -20,7 +42,9 @@ uint32_t DirectPairs::new_id() {
   for (;;) {
     uint32_t id = 0;
     if (RAND_bytes(reinterpret_cast<uint8_t*>(&id), sizeof id) != 1) continue;
-    if (id != 0 && !pairs_.count(id)) return id;
+    // (never the STUN magic cookie: a pair frame's receiver index lies where a STUN message has it, and the direct
+    // path's socket tells them apart by it)
+    if (id != 0 && id != kStunMagicCookie && !pairs_.count(id)) return id;
   }
 }
 
@@ -33,10 +57,21 @@ void DirectPairs::end(std::map<uint32_t, Pair>::iterator it, const std::map<uint
   by_visitor_.erase(p.visitor);
   pairs_.erase(it);
   stats_.ended++;
+  generation_++;
 }
 
-std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t, SessionRecord>& sessions) {
+std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t, SessionRecord>& sessions,
+                                                         const TargetResolver& resolve) {
   std::vector<Message> out;
+  // A visitor's block of flow tags goes with its session.
+  for (auto it = blocks_.begin(); it != blocks_.end();) {
+    if (sessions.count(it->first)) {
+      ++it;
+      continue;
+    }
+    block_used_[it->second] = false;
+    it = blocks_.erase(it);
+  }
   // Pairs whose ends can no longer pair, or whose candidates changed, end.
   for (auto it = pairs_.begin(); it != pairs_.end();) {
     const Pair& p = it->second;
@@ -80,11 +115,20 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
     offer.pair = p.id;
     if (RAND_bytes(offer.secret.data(), int(offer.secret.size())) != 1) continue;  // tried again next time
     // The visitor's offer names the agent, and the other way round.
+    // The visitor's flows go in pair frames when its service resolves to a target.
+    if (std::optional<Endpoint> target = resolve(v, p.no_data)) {
+      if (std::optional<uint16_t> block = block_for(index))
+        p.data = PairDataOffer{*block, *target};
+      else
+        p.no_data = "every block of flow tags is taken";
+    }
     offer.controlling = true;
     offer.session = best->index;
     offer.name = best->agent_name;
     offer.peer = *best->candidates;
+    offer.data = p.data;
     out.push_back({index, peer_message(offer)});
+    if (offer.data) offer.data->target.reset();  // the agent's offer: the block only
     offer.controlling = false;
     offer.session = index;
     offer.name = v.agent_name;
@@ -93,10 +137,12 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
     OPENSSL_cleanse(offer.secret.data(), offer.secret.size());
     LOG_INFO("direct paths: pair %08x: visitor session %u (%s) with agent session %u (%s)", p.id, index,
              v.agent_name.c_str(), best->index, best->agent_name.c_str());
+    if (!p.data) LOG_INFO("direct paths: pair %08x carries no data: %s", p.id, p.no_data.c_str());
     load[best->index]++;
     by_visitor_[index] = p.id;
     pairs_[p.id] = p;
     stats_.made++;
+    generation_++;
   }
   return out;
 }

@@ -5,9 +5,15 @@
 // ("peer_gone" to the end still there) and a new one, with a new id and a new secret, is made. The ends report what
 // their checks found ("path"); a pair is direct when both ends say so. reconcile() works from the sessions as they
 // are, so every way a session can go (closed, expired, revoked, replaced) ends its pairs the same way.
+// A pair carries the visitor's flows too (pair frames: "data" in its offers) when the visitor named its service and
+// the tunnel's rule for it has a target (the resolver decides); the visitor then keeps a block of flow tags
+// (SnatCodec::pair_tag) for as long as its session lives, so its flows keep their tags, and their source at the
+// target, across pairings. dpgw is told the pairs that carry data (pair_set), to forward their frames while the
+// path is not direct.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +21,7 @@
 
 #include "control/control_protocol.hpp"
 #include "control/session_registry.hpp"
+#include "proto/gateway_specs.hpp"
 
 namespace dptun {
 
@@ -28,6 +35,8 @@ class DirectPairs {
     uint64_t visitor_gen = 0, agent_gen = 0;  // their candidates reports' generations when paired
     std::optional<PathReport> visitor_path, agent_path;  // the ends' latest reports
     uint64_t made_unix_ns = 0;
+    std::optional<PairDataOffer> data;  // the visitor's (with its target); nullopt: checks only, see no_data
+    std::string no_data;                // why the pair carries no data
     // Both ends have a direct path.
     bool direct() const {
       return visitor_path && agent_path && visitor_path->state == PathState::Direct &&
@@ -45,9 +54,16 @@ class DirectPairs {
     uint64_t became_direct = 0, fallbacks = 0;  // pairs that became direct at both ends / stopped being so
   };
 
+  // Where a visitor's flows go (the target of its tunnel's rule for its service; port 0: the visitor's own port), or
+  // nullopt with why not.
+  using TargetResolver = std::function<std::optional<Endpoint>(const SessionRecord& visitor, std::string& why)>;
+
   DirectPairs();
   // Makes, keeps and ends pairs for `sessions` as they are now; returns what to send.
-  std::vector<Message> reconcile(const std::map<uint32_t, SessionRecord>& sessions);
+  std::vector<Message> reconcile(const std::map<uint32_t, SessionRecord>& sessions, const TargetResolver& resolve);
+  // The pairs that carry data, as dpgw is told them (pair_set); changes with each pairing made or ended.
+  std::vector<PairSpec> relay_specs() const;
+  uint64_t generation() const { return generation_; }
   // An end's report; false when the pair is not one of that session's.
   bool on_path(uint32_t session, const PathReport& r);
   void count_rejected_path() { stats_.path_reports_rejected++; }
@@ -63,8 +79,15 @@ class DirectPairs {
   void end(std::map<uint32_t, Pair>::iterator it, const std::map<uint32_t, SessionRecord>& sessions,
            std::vector<Message>& out);
 
+  // A free block of flow tags for visitor session `visitor` (its own if it has one); nullopt when all are taken.
+  std::optional<uint16_t> block_for(uint32_t visitor);
+
   std::map<uint32_t, Pair> pairs_;
   std::map<uint32_t, uint32_t> by_visitor_;  // visitor session -> pair id
+  std::map<uint32_t, uint16_t> blocks_;      // visitor session -> its block of flow tags, while the session lives
+  std::vector<bool> block_used_;
+  uint32_t next_block_ = 0;
+  uint64_t generation_ = 0;  // counts pairings made and ended
   Stats stats_;
 };
 

@@ -114,12 +114,14 @@ std::string path_column(const json& pairs) {
   }
   const json& p = pairs[0];
   const std::string path = p.value("path", std::string());
-  if (path == "direct" && at(p, "this_end").is_object()) return "direct " + text(at(at(p, "this_end"), "remote"));
+  // (a pair whose visitor's flows all go through dpgw: dpctl session list --json says why, in no_data)
+  const std::string data = p.value("data", true) ? "" : ", no data";
+  if (path == "direct" && at(p, "this_end").is_object()) return "direct " + text(at(at(p, "this_end"), "remote")) + data;
   if (path == "relayed")
     for (const char* end : {"this_end", "peer_end"})
       if (at(p, end).is_object() && at(p, end).value("state", std::string()) == "relayed")
-        return "relayed (" + text(at(at(p, end), "reason")) + ")";
-  return path;
+        return "relayed (" + text(at(at(p, end), "reason")) + ")" + data;
+  return path + data;
 }
 
 std::string tunnel_show(const json& x) {

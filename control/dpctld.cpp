@@ -1049,7 +1049,7 @@ void Dpctld::handle_agent_message(AgentLink& ch, const std::string& line) {
       refuse(ch, m.bad_version ? Refusal::Version : Refusal::BadRequest, m.error);
       return;
     case AgentMessage::Kind::Register:
-      handle_register(ch, m.tunnel, m.weight, m.name, m.visitor);
+      handle_register(ch, m.tunnel, m.weight, m.name, m.visitor, m.service);
       return;
     case AgentMessage::Kind::Candidates:
       handle_candidates(ch, m);
@@ -1081,7 +1081,8 @@ void Dpctld::reconcile_pairs() {
   next_pairing_ns_ = t + kNsPerSec;
   std::vector<DirectPairs::Message> out;
   try {
-    out = pairs_.reconcile(sessions_.all());
+    out = pairs_.reconcile(sessions_.all(),
+                           [this](const SessionRecord& v, std::string& why) { return visitor_target(v, why); });
   } catch (const std::exception& e) {  // (nothing in it throws but allocation; the daemon must not end for it)
     LOG_ERROR("direct paths: pairing failed: %s", e.what());
   }
@@ -1090,6 +1091,54 @@ void Dpctld::reconcile_pairs() {
       if (AgentLink* link = find_link(s->channel)) link->send(msg.line);
     OPENSSL_cleanse(msg.line.data(), msg.line.size());  // a peer line holds the pair secret
   }
+  // dpgw relays the frames of the pairs that carry data (a sync carries them too).
+  if (pairs_.generation() != pairs_pushed_) {
+    pairs_pushed_ = pairs_.generation();
+    gateway_->send(pair_set_message(pairs_.relay_specs()));
+  }
+}
+
+// The rule dpgw would pick for a visitor's service, among its own tunnel's (hostname-routing.md "Matching"): the
+// exact name, else the longest wildcard domain. A tunnel with pattern rules is left to dpgw (Hyperscan's order is
+// dpgw's to apply), and so are rules that send a PROXY header first (dpgw writes it) or leave the target to the
+// agent; their flows go through dpgw.
+std::optional<Endpoint> Dpctld::visitor_target(const SessionRecord& v, std::string& why) const {
+  if (v.service.empty()) {
+    why = "the visitor named no service (dpagent visit --target, or an older dpagent)";
+    return std::nullopt;
+  }
+  const IngressRuleSpec* exact = nullptr;
+  const IngressRuleSpec* wildcard = nullptr;
+  bool patterns = false;
+  for (const IngressRuleSpec* r : all_ingress()) {
+    if (!(r->tunnel == v.tunnel)) continue;
+    const std::string& h = r->hostname;
+    if (h == v.service) {
+      exact = r;
+    } else if (!h.empty() && h[0] == '~') {
+      patterns = true;
+    } else if (h.size() > 2 && h[0] == '*' && h[1] == '.') {
+      const std::string_view domain = std::string_view(h).substr(2);
+      const std::string_view name = v.service;
+      const bool under = name == domain || (name.size() > domain.size() && name.ends_with(domain) &&
+                                            name[name.size() - domain.size() - 1] == '.');
+      if (under && (!wildcard || h.size() > wildcard->hostname.size())) wildcard = r;
+    }
+  }
+  const IngressRuleSpec* rule = exact ? exact : (patterns ? nullptr : wildcard);
+  if (!rule) {
+    why = patterns ? "the tunnel has pattern rules: dpgw picks the rule" : "no rule of the tunnel names '" + v.service + "'";
+    return std::nullopt;
+  }
+  if (!rule->target) {
+    why = "rule " + rule->hostname + " leaves the target to the agent";
+    return std::nullopt;
+  }
+  if (rule->proxy_protocol) {
+    why = "rule " + rule->hostname + " sends a PROXY protocol header first";
+    return std::nullopt;
+  }
+  return rule->target;
 }
 
 void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
@@ -1116,7 +1165,7 @@ void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
 }
 
 void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,
-                             bool visitor) {
+                             bool visitor, const std::string& service) {
   if (sessions_.find_by_channel(ch.id())) {
     refuse(ch, Refusal::BadRequest, "this connection has registered already");
     return;
@@ -1183,6 +1232,7 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
   rec.tunnel = tunnel->id;
   rec.weight = granted;
   rec.visitor = visitor;
+  rec.service = service;
   rec.agent_name = name;
   rec.certificate_subject = desc.subject;
   rec.identities = ids;
@@ -1295,7 +1345,8 @@ json Dpctld::full_state() const {
   return gateway_message(GatewayMessageType::Sync, {{"tunnels", tunnels},
                                                    {"sessions", sessions},
                                                    {"entry_points", entries},
-                                                   {"ingress", ingress_rules()}});
+                                                   {"ingress", ingress_rules()},
+                                                   {"pairs", encode_pairs(pairs_.relay_specs())}});
 }
 
 void Dpctld::on_gateway_status(const json& status) {

@@ -136,7 +136,8 @@ class Dpctld {
   void check_capsule_streams();
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
-  void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor);
+  void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor,
+                       const std::string& service);
   void handle_candidates(AgentLink& ch, const AgentMessage& m);
   void handle_path(AgentLink& ch, const AgentMessage& m);
   // A session's pairs (dpctl session list).
@@ -144,6 +145,8 @@ class Dpctld {
   nlohmann::json direct_pairs_json() const;            // counts (dpctl stats)
   // Pairs visitors with agents as the sessions are now and tells the ends (once a second).
   void reconcile_pairs();
+  // Where visitor `v`'s flows go on a direct path: the target of its tunnel's rule for its service (nat-traversal.md).
+  std::optional<Endpoint> visitor_target(const SessionRecord& v, std::string& why) const;
   void refuse(AgentLink& ch, Refusal why, const std::string& detail, const std::string& tunnel = "");
   // The live control connection with that id, on either transport (nullptr when gone).
   AgentLink* find_link(uint64_t id);
@@ -248,6 +251,7 @@ class Dpctld {
   SessionRegistry sessions_;
   DpctldCounters counters_;
   DirectPairs pairs_;  // direct paths: visitors paired with agents (docs/nat-traversal.md)
+  uint64_t pairs_pushed_ = 0;  // the pairs' generation dpgw was last told (pair_set)
   uint64_t next_pairing_ns_ = 0;
   FILE* failure_log_ = nullptr;
   std::string agent_ca_;           // the --ca of the printed dpagent command

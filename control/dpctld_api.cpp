@@ -680,7 +680,12 @@ json Dpctld::direct_json(uint32_t index, const std::vector<const DirectPairs::Pa
                     {"peer", visitor ? p->agent : p->visitor},
                     {"path", pair_path(*p)},
                     {"this_end", path_end_json(visitor ? p->visitor_path : p->agent_path)},
-                    {"peer_end", path_end_json(visitor ? p->agent_path : p->visitor_path)}});
+                    {"peer_end", path_end_json(visitor ? p->agent_path : p->visitor_path)},
+                    // Whether the visitor's flows go in pair frames (nat-traversal.md "The pair's data"), and if
+                    // not, why.
+                    {"data", p->data.has_value()},
+                    {"no_data", p->data ? nullptr : json(p->no_data)}});
+    if (p->data) list.back()["block"] = p->data->block;
   }
   return list;
 }

@@ -39,6 +39,11 @@ bool derive_direct_check_key(std::span<const uint8_t> pair_secret, std::array<ui
   return hkdf_sha256(pair_secret, "dptun direct v1", kInfo, out);
 }
 
+bool derive_direct_data_secret(std::span<const uint8_t> pair_secret, std::array<uint8_t, kBaseSecretLen>& out) {
+  static const uint8_t kInfo[] = {'d', 'a', 't', 'a'};
+  return hkdf_sha256(pair_secret, "dptun direct v1", kInfo, out);
+}
+
 bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, uint32_t session_index, uint64_t epoch,
                       size_t key_len, EpochKey& out) {
   if (key_len != 16 && key_len != 32) return false;

@@ -56,6 +56,11 @@ bool derive_epoch_key(std::span<const uint8_t> base_secret, KeyDirection dir, ui
 // fails.
 inline constexpr size_t kDirectCheckKeyLen = 32;
 bool derive_direct_check_key(std::span<const uint8_t> pair_secret, std::array<uint8_t, kDirectCheckKeyLen>& out);
+// The base secret of a pair's data (pair frames, docs/nat-traversal.md "The pair's data"): HKDF-SHA256(salt =
+// "dptun direct v1", ikm = the pair secret, info = "data"), 32 bytes, then used as a session's base secret with
+// derive_epoch_key (session index = the pair id; the visitor sends GatewayToAgent keys, the agent AgentToGateway
+// ones; counters from 0). False if OpenSSL fails.
+bool derive_direct_data_secret(std::span<const uint8_t> pair_secret, std::array<uint8_t, kBaseSecretLen>& out);
 
 // Nonce = salt (4 bytes) || counter (8 bytes, big endian): unique per key because counters never repeat.
 inline void make_nonce(uint8_t out[12], const std::array<uint8_t, kSaltLen>& salt, uint64_t counter) {

@@ -4,10 +4,13 @@
 // to (candidate_address_ok), no two alike, and one it ignores says why; a path report it takes names a pair, and a
 // reason exactly when relayed, an address exactly when direct; one it refuses says why; nothing but these outcomes
 // (no exception escapes). The same bytes as a line from dpctld to dpagent (parse_controller_message): a pairing it
-// takes has a pair id, a peer session and candidates a peer may be sent to; what it cannot read says why.
+// takes has a pair id, a peer session and candidates a peer may be sent to, and with data a block of flow tags that
+// exists and a target that is an IPv4 address; what it cannot read says why. A visitor's service is a lowercase
+// hostname of at most 253 bytes, and only a visitor's.
 #include <string_view>
 
 #include "control/control_protocol.hpp"
+#include "proto/snat_codec.hpp"
 #include "fuzz/fuzz.hpp"
 
 using namespace dptun;
@@ -19,6 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(m.weight >= 1 && m.weight <= 255);
       FUZZ_CHECK(m.name.size() <= 64);
       FUZZ_CHECK(m.error.empty());
+      FUZZ_CHECK(m.service.size() <= 253 && (m.service.empty() || m.visitor));
+      for (char ch : m.service) FUZZ_CHECK(!(ch >= 'A' && ch <= 'Z') && ch != ' ' && ch != '"');
       // dpctld writes the name into the peer's pairing message: it must come back as it went.
       PeerOffer o;
       o.pair = 1;
@@ -56,6 +61,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(c.peer.pair != 0 && c.peer.session >= 1 && c.peer.session <= 65535 && c.peer.name.size() <= 64);
       FUZZ_CHECK(c.peer.peer.candidates.size() <= kMaxCandidates);
       for (const Candidate& cand : c.peer.peer.candidates) FUZZ_CHECK(candidate_address_ok(cand.address));
+      if (c.peer.data) {
+        FUZZ_CHECK(c.peer.data->block < SnatCodec::kPairBlocks);
+        if (c.peer.data->target) FUZZ_CHECK(c.peer.data->target->ip.is_v4() && c.peer.data->target->ip.v4() != 0);
+      }
       break;
     case ControllerMessage::Kind::PeerGone: FUZZ_CHECK(c.pair != 0); break;
     case ControllerMessage::Kind::Invalid: FUZZ_CHECK(!c.error.empty()); break;

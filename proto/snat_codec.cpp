@@ -9,7 +9,7 @@ bool SnatCodec::valid_subnet(Ipv4Prefix net, std::string& why) {
   }
   const uint32_t base = net.addr.value & net.mask();
   const uint32_t own = net.addr.value;
-  if (own >= base + 2 && own - base - 2 < (1u << 15)) {
+  if (own >= base + 2 && own - base - 2 < (1u << 15) + kPairBlocks) {  // dpgw's flows, then pair flows
     why = "its address " + net.addr.str() + " lies in the translated range; use the subnet's first address (" +
           Ipv4{base + 1}.str() + ")";
     return false;

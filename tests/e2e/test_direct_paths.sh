@@ -15,7 +15,11 @@
 #   mapping made for dpgw, which takes nothing from elsewhere;
 # - symmetric on both sides: relayed;
 # - checks with a wrong key to the agent are counted (auth_failures) and never answered.
-# The visitor reaches its service (curl through its TUN) all along: its data takes the relay.
+# The pair's data: flows a visitor starts while its pair is direct travel in pair frames straight to the agent (dpgw
+# sees none of them: its visitor counters stay still); others go through dpgw as visitor frames. In each case curl
+# (visitor "visitor", nginx) and iperf3 (visitor "visitor-perf", a second pair) work through the visitors. A download
+# on the direct path survives the drop rule (its frames go through dpgw, which forwards them unopened:
+# pair_frames_relayed) and the way back to direct: it completes with every byte right.
 source "$(dirname "$0")/lib.sh"
 NS_NA=$DPT_PREFIX-nat-a NS_NV=$DPT_PREFIX-nat-v NS_HA=$DPT_PREFIX-home-a NS_HV=$DPT_PREFIX-home-v
 NAT_A=10.99.5.2 NAT_V=10.99.6.2 HOME_A=192.168.77.2 HOME_V=192.168.78.2
@@ -72,9 +76,15 @@ for net in 10.99.5.0/24 10.99.6.0/24; do ip -n "$NS_G" route add "$net" via "$AG
 start_dpctld "$NS_G"
 tunnel_id=$(dpctl --json tunnel add web --allow CN=agent-1 | jq -r .tunnel.id)
 dpctl ingress add svc.example web --target "$HOME_A" --private > /dev/null
+dpctl ingress add perf.example web --target "$HOME_A:5201" --private > /dev/null
+mkdir -p "$WORK/www"
+head -c $((6 << 20)) /dev/urandom > "$WORK/www/big"
+big_sum=$(sha256sum < "$WORK/www/big")
 start_nginx "$NS_HA" <<NGINX
-  server { listen $HOME_A:80; location = / { return 200 "service at home-a\\n"; } }
+  server { listen $HOME_A:80; root $WORK/www; location = / { return 200 "service at home-a\\n"; } }
 NGINX
+ip netns exec "$NS_HA" iperf3 -s -B "$HOME_A" > "$WORK/iperf3-server.log" 2>&1 &
+PIDS+=("$!")
 
 # start_agent_a PORT / start_visitor PORT: the two ends, each with its direct-path socket on PORT
 start_agent_a() {
@@ -87,15 +97,36 @@ start_agent_a() {
 start_visitor() {
   ip netns exec "$NS_HV" "$DPAGENT" visit --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
     --cert "$WORK/pki/agent2.pem" --key "$WORK/pki/agent2.key" --tunnel "$tunnel_id" --name visitor \
-    --host svc.example --local 100.96.0.10:80 --direct-port "$1" > "$WORK/visitor.out" 2> "$WORK/visitor.log" &
+    --host svc.example --local 100.96.0.10:80 --direct-port "$1" --stats-interval 1 \
+    > "$WORK/visitor.out" 2> "$WORK/visitor.log" &
   VISITOR_PID=$!
   PIDS+=("$VISITOR_PID")
+  ip netns exec "$NS_HV" "$DPAGENT" visit --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
+    --cert "$WORK/pki/agent2.pem" --key "$WORK/pki/agent2.key" --tunnel "$tunnel_id" --name visitor-perf \
+    --host perf.example --local 100.97.0.10:5201 --tun dpv1 --tun-net 100.97.0.1/16 --direct-port $(($1 + 100)) \
+    --stats-interval 1 > "$WORK/visitor-perf.out" 2> "$WORK/visitor-perf.log" &
+  VISITOR_PERF_PID=$!
+  PIDS+=("$VISITOR_PERF_PID")
 }
+stop_visitors() { stop_pid "$VISITOR_PID"; stop_pid "$VISITOR_PERF_PID"; }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # pair_path: the visitor's pair as dpctl --json shows it
 pair() { dpctl --json session list | jq -c '.sessions[] | select(.agent == "visitor" and .control_connected) | .direct[0] // empty'; }
 path_is() { [ "$(pair | jq -r .path)" = "$1" ]; }
+perf_path_is() {
+  [ "$(dpctl --json session list | jq -r '.sessions[] | select(.agent == "visitor-perf" and .control_connected) |
+       .direct[0].path // empty')" = "$1" ]
+}
 fetch() { timeout 15 ip netns exec "$NS_HV" curl -s --max-time 8 http://100.96.0.10/ || true; }
+# visitor_stat NAME JQ: a dpagent's latest counters (--stats-interval 1)
+visitor_stat() { tail -1 "$WORK/$1.out" | jq -r "$2"; }
+gw_total() { gw_stats | jq "[.workers[].$1] | add"; }
+# iperf_through_perf: 2 s of TCP through visitor-perf to iperf3 at home-a; prints the bits per second received
+iperf_through_perf() {
+  timeout 30 ip netns exec "$NS_HV" iperf3 -J -c 100.97.0.10 -p 5201 -t 2 > "$WORK/iperf3.json" 2> "$WORK/iperf3.err" ||
+    fail "iperf3 through visitor-perf: $(cat "$WORK/iperf3.err") $(jq -r '.error // empty' "$WORK/iperf3.json")"
+  jq '.end.sum_received.bits_per_second | floor' "$WORK/iperf3.json"
+}
 
 log "endpoint-independent NATs on both sides: direct"
 start_agent_a 41000
@@ -107,9 +138,29 @@ jq -e --arg a "$NAT_A:41000" '.this_end.remote == $a and .peer_end.remote == "'"
   fail "the visitor's pair: $p"
 dpctl session list | matches -E "visitor +CN=agent-2 .* endpoint-independent +direct $NAT_A:41000 " ||
   fail "session list: $(dpctl session list)"
+two_pairs() { dpctl --json stats | jq -e '.direct_pairs.pairs == 2' > /dev/null; }
+wait_for 10 "two pairs (both visitors)" two_pairs
+jq -e '.data == true and (.block | type) == "number"' <<< "$p" > /dev/null || fail "the pair carries no data: $p"
+
+log "the pair's data goes direct: curl and iperf3 through the visitors, dpgw sees none of it"
+gw_visitor_before=$(gw_total visitor_packets)
+sleep 1.2  # (the visitors' counters: a line a second)
+tx_before=$(visitor_stat visitor .pair_data.frames_tx_direct)
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service"
-dpctl --json stats | jq -e '.direct_pairs.pairs == 1 and .direct_pairs.direct == 1' > /dev/null ||
-  fail "dpctl stats: $(dpctl --json stats | jq -c .direct_pairs)"
+wait_for 5 "the perf visitor's pair direct" perf_path_is direct
+bps=$(iperf_through_perf)
+log "  iperf3 through visitor-perf, direct: $bps bit/s"
+[ "$bps" -gt 1000000 ] || fail "iperf3 through the direct path: $bps bit/s"
+sleep 1.2
+tx_after=$(visitor_stat visitor .pair_data.frames_tx_direct)
+[ "$tx_after" -gt "$tx_before" ] || fail "the visitor sent no pair frame direct ($tx_before -> $tx_after)"
+[ "$(visitor_stat visitor-perf .pair_data.bytes_tx_direct)" -gt 1000000 ] ||
+  fail "visitor-perf: $(visitor_stat visitor-perf .pair_data)"
+[ "$(visitor_stat visitor .pair_data.flows.started_on_pair)" -ge 1 ] || fail "visitor: $(visitor_stat visitor .pair_data)"
+[ "$(gw_total visitor_packets)" = "$gw_visitor_before" ] ||
+  fail "dpgw carried visitor packets on a direct path: $gw_visitor_before -> $(gw_total visitor_packets)"
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_rx_direct)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+log "  visitor: $(visitor_stat visitor .pair_data | jq -c '{frames_tx_direct, frames_rx_direct, flows}')"
 
 log "checks with a wrong key, to the agent's host candidate, from its own network: counted, not answered"
 pair_id=$(pair | jq -r .pair)
@@ -137,7 +188,11 @@ PY
 auth_failed() { [ "$(tail -1 "$WORK/agent-a.out" | jq '.direct.checks.auth_failures')" -ge 5 ]; }
 wait_for 5 "5 auth_failures counted by the agent" auth_failed
 
-log "the direct path dies (a drop rule in NAT A): relayed within a bounded time"
+log "the direct path dies (a drop rule in NAT A) during a download that started direct: relayed within a bounded time"
+relayed_before=$(gw_total pair_frames_relayed)
+timeout 60 ip netns exec "$NS_HV" curl -s --max-time 50 --limit-rate 400k -o "$WORK/big.got" http://100.96.0.10/big &
+DOWNLOAD_PID=$!
+sleep 2
 ip netns exec "$NS_NA" nft -f - <<NFT
 table ip dptun_cut {
   chain forward { type filter hook forward priority filter - 10; policy accept;
@@ -152,6 +207,9 @@ p=$(pair)
 log "  relayed after ${fallback}s: $p"
 grep -q '"consent_lost"' <<< "$p" || fail "not relayed for consent_lost: $p"
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor lost its service when the direct path died"
+relayed_now() { [ "$(gw_total pair_frames_relayed)" -gt "$((relayed_before + 50))" ]; }
+wait_for 10 "dpgw relaying the download's pair frames" relayed_now
+log "  dpgw relayed $(( $(gw_total pair_frames_relayed) - relayed_before )) pair frames so far"
 
 log "the rule removed: direct again"
 ip netns exec "$NS_NA" nft delete table ip dptun_cut
@@ -159,6 +217,11 @@ t0=$(date +%s.%N)
 wait_for 30 "the pair direct again" path_is direct
 t1=$(date +%s.%N)
 log "  direct again after $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")s"
+wait "$DOWNLOAD_PID" || fail "the download broke across the switches (curl exit $?)"
+[ "$(sha256sum < "$WORK/big.got")" = "$big_sum" ] || fail "the download's bytes differ ($(stat -c %s "$WORK/big.got") bytes)"
+sleep 1.2
+log "  the download completed intact: $(visitor_stat visitor .pair_data | jq -c '{frames_tx_direct, frames_tx_relayed, frames_rx_direct, frames_rx_relayed}')"
+[ "$(visitor_stat visitor .pair_data.frames_rx_relayed)" -gt 0 ] || fail "the visitor received nothing relayed"
 fallbacks=$(tail -1 "$WORK/agent-a.out" | jq '.direct.checks.fallbacks')
 [ "$fallbacks" -ge 1 ] || fail "the agent counted no fallback"
 dpctl --json stats | jq -e '.direct_pairs.became_direct >= 2 and .direct_pairs.fallbacks >= 1' > /dev/null ||
@@ -166,8 +229,8 @@ dpctl --json stats | jq -e '.direct_pairs.became_direct >= 2 and .direct_pairs.f
 ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
   matches -E '^dptun_direct_pairs_fallbacks_total [1-9][0-9]*$' || fail "no dptun_direct_pairs_fallbacks_total metric"
 
-log "symmetric NAT V: relayed"
-stop_pid "$VISITOR_PID"
+log "symmetric NAT V: relayed, the visitors' flows through dpgw"
+stop_visitors
 nat "$NS_NV" fully-random
 start_visitor 42001
 nat_v() { [ "$(dpctl --json session list | jq -r '.sessions[] | select(.agent == "visitor" and .control_connected) | .nat.mapping')" = "$1" ]; }
@@ -176,7 +239,15 @@ wait_for 30 "the pair relayed" path_is relayed
 p=$(pair)
 log "  $p"
 grep -q '"checks_unanswered"' <<< "$p" || fail "not relayed for checks_unanswered: $p"
+gw_visitor_before=$(gw_total visitor_packets)
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind a symmetric NAT"
+bps=$(iperf_through_perf)
+log "  iperf3 through visitor-perf, relayed: $bps bit/s"
+[ "$bps" -gt 1000000 ] || fail "iperf3 through dpgw: $bps bit/s"
+[ "$(gw_total visitor_packets)" -gt "$((gw_visitor_before + 100))" ] || fail "dpgw saw no visitor packets"
+sleep 1.2
+[ "$(visitor_stat visitor .pair_data.frames_tx_direct)" = 0 ] && [ "$(visitor_stat visitor .pair_data.flows.started_on_pair)" = 0 ] ||
+  fail "a relayed pair's flow went on the pair: $(visitor_stat visitor .pair_data)"
 
 log "symmetric NATs on both sides: relayed"
 old_pair=$(pair | jq -r .pair)
@@ -190,4 +261,6 @@ new_pair_relayed() { p=$(pair); [ "$(jq -r .pair <<< "$p")" != "$old_pair" ] && 
 wait_for 30 "the new pair relayed" new_pair_relayed
 log "  $(pair)"
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service behind two symmetric NATs"
+bps=$(iperf_through_perf)
+log "  iperf3 through visitor-perf, relayed: $bps bit/s"
 log "PASS (fallback measured: ${fallback}s)"

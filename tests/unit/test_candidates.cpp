@@ -136,6 +136,47 @@ void names_stay_utf8(void**) {
   assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
 }
 
+// A pairing that carries data: the visitor's block and target go both ways; a pairing's data that is out of range
+// makes the whole message unreadable (the agent logs it and keeps the pair out). A visitor names its service.
+void pair_data_offer(void**) {
+  PeerOffer o;
+  o.pair = 0x12345678;
+  o.controlling = true;
+  o.session = 40001;
+  o.data = PairDataOffer{17, ep("10.99.3.2:8080")};
+  const std::string line = peer_message(o);
+  assert_non_null(strstr(line.c_str(), R"("data":{"block":17,"target":"10.99.3.2:8080"})"));
+  ControllerMessage back = parse_controller_message(line);
+  assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
+  assert_true(back.peer.data == o.data);
+  o.data->target.reset();  // the agent's end: the block only
+  back = parse_controller_message(peer_message(o));
+  assert_true(back.peer.data == o.data);
+  o.data.reset();
+  back = parse_controller_message(peer_message(o));
+  assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
+  assert_false(back.peer.data.has_value());
+  std::string base = peer_message(o);
+  base.pop_back();
+  for (const char* bad : {R"({"block":16384})", R"({"block":-1})", R"({"block":"1"})", R"(7)",
+                          R"({"block":1,"target":"10.0.0.1"})", R"({"block":1,"target":"[::1]:80"})",
+                          R"({"block":1,"target":"0.0.0.0:80"})"}) {
+    back = parse_controller_message(base + R"(,"data":)" + bad + "}");
+    if (back.kind != ControllerMessage::Kind::Invalid) fail_msg("data %s was taken", bad);
+    assert_non_null(strstr(back.error.c_str(), "'data."));
+  }
+  const AgentMessage reg = parse_agent_message(
+      R"({"type":"register","version":1,"tunnel":"web","role":"visitor","service":"Svc.Example"})");
+  assert_int_equal(int(reg.kind), int(AgentMessage::Kind::Register));
+  assert_string_equal(reg.service.c_str(), "svc.example");
+  for (const char* bad : {R"("role":"agent","service":"svc.example")", R"("role":"visitor","service":"")",
+                          R"("role":"visitor","service":"a b")", R"("role":"visitor","service":7)"}) {
+    const AgentMessage m =
+        parse_agent_message(std::string(R"({"type":"register","version":1,"tunnel":"web",)") + bad + "}");
+    if (m.kind != AgentMessage::Kind::Invalid) fail_msg("registration with %s was taken", bad);
+  }
+}
+
 void expect_ignored(const std::string& line, const char* why_part) {
   const AgentMessage m = parse_agent_message(line);
   assert_int_equal(int(m.kind), int(AgentMessage::Kind::Candidates));
@@ -175,6 +216,7 @@ int main() {
       cmocka_unit_test(message_round_trip),
       cmocka_unit_test(forged_reports_are_refused),
       cmocka_unit_test(names_stay_utf8),
+      cmocka_unit_test(pair_data_offer),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

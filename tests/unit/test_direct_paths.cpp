@@ -8,6 +8,7 @@
 // pairs over kMaxPairs are refused. dpctld's DirectPairs (control/direct_pairs.hpp): which agent a visitor is paired
 // with, a new pair (new id) when candidates change, peer_gone to the end still there when a session goes, and path
 // reports only from a pair's own ends.
+#include <cstring>
 #include <deque>
 #include <map>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "agent/direct_paths.hpp"
 #include "control/direct_pairs.hpp"
+#include "proto/stun.hpp"
 #include "tests/unit/cmocka.hpp"
 
 using namespace dptun;
@@ -217,6 +219,14 @@ SessionRecord session(uint32_t index, bool visitor, uint8_t weight, uint64_t cha
 const char* kT1 = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
 const char* kT2 = "7f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
 
+// dpctld's lookup of a visitor's service (Dpctld::visitor_target): one rule here.
+const Endpoint kTarget = *Endpoint::parse("192.168.77.2:80");
+std::optional<Endpoint> resolve(const SessionRecord& v, std::string& why) {
+  if (v.service == "svc.example") return kTarget;
+  why = "no rule of the tunnel names '" + v.service + "'";
+  return std::nullopt;
+}
+
 // The "type" of each message, with the session it goes to.
 std::multimap<uint32_t, std::string> kinds(const std::vector<DirectPairs::Message>& m) {
   std::multimap<uint32_t, std::string> out;
@@ -238,7 +248,7 @@ void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
   s[40005] = session(40005, true, 1, 15, kT1);
   s[40005].candidates.reset();  // no candidates: not paired
   DirectPairs pairs;
-  const auto m = pairs.reconcile(s);
+  const auto m = pairs.reconcile(s, resolve);
   assert_int_equal(m.size(), 2);
   const auto k = kinds(m);
   assert_int_equal(k.count(40004), 1);
@@ -250,7 +260,10 @@ void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
   assert_int_equal(to_agent.peer.session, 40004);
   assert_true(to_visitor.peer.secret == to_agent.peer.secret);  // one secret, both ends
   assert_true(to_visitor.peer.peer == *s[40002].candidates);
-  assert_true(pairs.reconcile(s).empty());  // nothing changed, nothing sent
+  // No service named: the pair checks its path, its data goes through dpgw; dpgw relays nothing for it.
+  assert_false(to_visitor.peer.data.has_value() || to_agent.peer.data.has_value());
+  assert_true(pairs.relay_specs().empty());
+  assert_true(pairs.reconcile(s, resolve).empty());  // nothing changed, nothing sent
   // Path reports: only from the pair's ends.
   const uint32_t id = to_visitor.peer.pair;
   assert_false(pairs.on_path(40001, PathReport{id, PathState::Direct, PathReason::None, kAgentAddr, 1}));
@@ -265,14 +278,14 @@ void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
   assert_int_equal(pairs.stats().path_reports_rejected, 1);
   // New candidates at the agent: the pair ends (peer_gone to both) and a new one, with a new id, is made.
   s[40002].candidates_gen++;
-  const auto again = pairs.reconcile(s);
+  const auto again = pairs.reconcile(s, resolve);
   const auto k2 = kinds(again);
   assert_int_equal(k2.size(), 4);
   assert_int_equal(pairs.all().size(), 1);
   assert_int_not_equal(pairs.all().begin()->first, id);
   // The agent's connection closes: peer_gone to the visitor only; it is paired with the next agent.
   s[40002].channel = 0;
-  const auto third = pairs.reconcile(s);
+  const auto third = pairs.reconcile(s, resolve);
   const auto k3 = kinds(third);
   assert_int_equal(k3.count(40002), 0);
   assert_int_equal(pairs.all().size(), 1);
@@ -281,10 +294,68 @@ void dpctld_pairs_a_visitor_with_its_tunnels_best_agent(void**) {
   assert_int_equal(pairs.stats().ended, 2);
   // The visitor goes: the pair ends, the agent is told.
   s.erase(40004);
-  const auto last = kinds(pairs.reconcile(s));
+  const auto last = kinds(pairs.reconcile(s, resolve));
   assert_int_equal(last.size(), 1);
   assert_int_equal(last.count(40001), 1);
   assert_true(pairs.all().empty());
+}
+
+// Pairs that carry data: each visitor whose service resolves gets a block of flow tags of its own, both ends learn
+// it, only the visitor the target; the block stays with the visitor's session across pairings and is freed with it;
+// dpgw is told exactly the pairs with data (relay_specs), and each change of the pairs moves the generation.
+void pairs_carry_data_with_a_block_per_visitor(void**) {
+  std::map<uint32_t, SessionRecord> s;
+  s[40001] = session(40001, false, 1, 11, kT1);
+  s[40004] = session(40004, true, 1, 14, kT1);
+  s[40005] = session(40005, true, 1, 15, kT1);
+  s[40006] = session(40006, true, 1, 16, kT1);
+  s[40004].service = s[40005].service = "svc.example";
+  s[40006].service = "other.example";
+  DirectPairs pairs;
+  const uint64_t gen0 = pairs.generation();
+  std::map<uint32_t, ControllerMessage> to;
+  for (const auto& m : pairs.reconcile(s, resolve)) {
+    const ControllerMessage c = parse_controller_message(m.line);
+    if (m.session != 40001) to[m.session] = c;
+    else to[c.peer.session + 100000] = c;  // the agent's offers, by visitor
+  }
+  assert_int_equal(to.size(), 6);
+  assert_true(to[40004].peer.data && to[40005].peer.data);
+  assert_true(to[40004].peer.data->target == kTarget);
+  assert_int_not_equal(to[40004].peer.data->block, to[40005].peer.data->block);
+  assert_true(to[140004].peer.data && !to[140004].peer.data->target);  // the agent: the block only
+  assert_int_equal(to[140004].peer.data->block, to[40004].peer.data->block);
+  assert_false(to[40006].peer.data.has_value() || to[140006].peer.data.has_value());
+  const DirectPairs::Pair& no_data = pairs.all().at(to[40006].peer.pair);
+  assert_non_null(strstr(no_data.no_data.c_str(), "other.example"));
+  auto specs = pairs.relay_specs();
+  assert_int_equal(specs.size(), 2);
+  for (const PairSpec& p : specs) assert_true(p.b == 40001 && (p.a == 40004 || p.a == 40005));
+  assert_int_not_equal(pairs.generation(), gen0);
+  const uint64_t gen1 = pairs.generation();
+  const uint16_t block4 = to[40004].peer.data->block;
+  // New candidates at visitor 40004: a new pairing, the same block.
+  s[40004].candidates_gen++;
+  uint16_t again = 0xffff;
+  for (const auto& m : pairs.reconcile(s, resolve)) {
+    const ControllerMessage c = parse_controller_message(m.line);
+    if (m.session == 40004 && c.kind == ControllerMessage::Kind::Peer) again = c.peer.data->block;
+  }
+  assert_int_equal(again, block4);
+  assert_int_not_equal(pairs.generation(), gen1);
+  // The visitor goes: its pair and its block go; the next visitor may get any free block, never one in use.
+  s.erase(40004);
+  pairs.reconcile(s, resolve);
+  assert_int_equal(pairs.relay_specs().size(), 1);
+  s[40007] = session(40007, true, 1, 17, kT1);
+  s[40007].service = "svc.example";
+  for (const auto& m : pairs.reconcile(s, resolve)) {
+    const ControllerMessage c = parse_controller_message(m.line);
+    if (m.session == 40007) assert_int_not_equal(c.peer.data->block, to[40005].peer.data->block);
+  }
+  assert_int_equal(pairs.relay_specs().size(), 2);
+  // Pair ids are never the STUN magic cookie (the direct-path socket tells checks and pair frames apart by it).
+  for (const auto& [id, p] : pairs.all()) assert_int_not_equal(id, kStunMagicCookie);
 }
 
 }  // namespace
@@ -298,6 +369,7 @@ int main() {
       cmocka_unit_test(many_pairs_share_the_check_rate),
       cmocka_unit_test(too_many_pairs_are_refused),
       cmocka_unit_test(dpctld_pairs_a_visitor_with_its_tunnels_best_agent),
+      cmocka_unit_test(pairs_carry_data_with_a_block_per_visitor),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

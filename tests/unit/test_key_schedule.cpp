@@ -54,6 +54,20 @@ static void known_answers(void**) {
   }
 }
 
+// The direct path's keys from a pair secret (docs/nat-traversal.md), known answers from the same Python HKDF with
+// salt "dptun direct v1" and info "check" / "data": distinct keys, neither equal to the secret.
+static void direct_path_keys(void**) {
+  const auto secret = ikm_00_1f();
+  std::array<uint8_t, kDirectCheckKeyLen> check{};
+  std::array<uint8_t, kBaseSecretLen> data{};
+  assert_true(derive_direct_check_key(secret, check));
+  assert_true(derive_direct_data_secret(secret, data));
+  const auto want_check = from_hex("c4c177c17e7faef8ee4538942bc2261487458cf270d86a2f79f417729b475b19");
+  const auto want_data = from_hex("6e4223b8b922809466d05ec259f384498a6f38c86ea8eecd419e6d9865d5906a");
+  assert_memory_equal(check.data(), want_check.data(), check.size());
+  assert_memory_equal(data.data(), want_data.data(), data.size());
+}
+
 static void deterministic_and_reusable(void**) {
   // Deriving into a used EpochKey overwrites it completely; the same inputs give the same output.
   const auto ikm = ikm_00_1f();
@@ -164,6 +178,7 @@ int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(session_index_separates_keys),
       cmocka_unit_test(known_answers),
+      cmocka_unit_test(direct_path_keys),
       cmocka_unit_test(deterministic_and_reusable),
       cmocka_unit_test(invalid_key_len_rejected),
       cmocka_unit_test(epoch_arithmetic),

@@ -65,8 +65,42 @@ static void subnet_rules(void**) {
   assert_int_equal(wide.encode(0).ip.v4(), 0x64400002);
 }
 
+// Pair flows (a visitor's, in pair frames): tags above dpgw's, one address per visitor block, decoded only by
+// decode_pair and never by decode; dpgw's range never decodes as a pair's.
+static void pair_range(void**) {
+  SnatCodec c(net("100.64.0.1/16"));
+  std::set<uint64_t> seen;
+  for (uint32_t block : {0u, 1u, 17u, SnatCodec::kPairBlocks - 1}) {
+    for (uint32_t index : {0u, 1u, 0x7fffu, 12345u}) {
+      const uint32_t tag = SnatCodec::pair_tag(block, index);
+      assert_true(SnatCodec::is_pair_tag(tag));
+      assert_int_equal(SnatCodec::pair_block(tag), block);
+      assert_int_equal(SnatCodec::pair_index(tag), index);
+      const Endpoint e = c.encode_pair(tag);
+      assert_int_equal(e.ip.v4(), 0x64400002 + (1u << 15) + block);  // 100.64.128.2 + block: the visitor's address
+      assert_true(e.port >= 32768);
+      assert_true(e.ip.v4() < 0x6440ffff);  // inside the /16, below its broadcast address
+      assert_true(c.decode_pair(e) == std::optional<uint32_t>(tag));
+      assert_false(c.decode(e).has_value());
+      seen.insert(uint64_t(e.ip.v4()) << 16 | e.port);
+    }
+  }
+  assert_int_equal(seen.size(), 16);
+  assert_false(SnatCodec::is_pair_tag(SnatCodec::kTagMask));
+  // dpgw's flows and what lies past the last block are no pair's.
+  assert_false(c.decode_pair(c.encode(0)).has_value());
+  assert_false(c.decode_pair(c.encode(SnatCodec::kTagMask)).has_value());
+  assert_false(c.decode_pair(Endpoint{Ipv4{0x64400002 + (1u << 15) + SnatCodec::kPairBlocks}, 40000}).has_value());
+  assert_false(c.decode_pair(Endpoint{Ipv4{0x64400002 + (1u << 15)}, 1000}).has_value());
+  // The TUN's own address must lie outside both ranges.
+  std::string why;
+  assert_false(SnatCodec::valid_subnet(net("100.64.130.1/16"), why));
+  assert_true(SnatCodec::valid_subnet(net("100.64.200.1/16"), why));
+}
+
 int main() {
   const CMUnitTest tests[] = {
+      cmocka_unit_test(pair_range),
       cmocka_unit_test(round_trip_and_ranges),
       cmocka_unit_test(foreign_addresses_do_not_decode),
       cmocka_unit_test(subnet_rules),
