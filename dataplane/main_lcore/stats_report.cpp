@@ -172,7 +172,7 @@ const char* quic_frame_slot_name(size_t slot) {
   X(edge_to_concentrator_bytes) X(edge_from_concentrator_packets) X(edge_from_concentrator_bytes)              \
   X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail) X(quic_acks_tx)     \
   X(quic_control_tx) X(quic_key_updates_rx) X(quic_key_updates_tx) X(masque_datagrams_rx) X(masque_datagrams_tx)     \
-  X(stun_requests) X(stun_responses)
+  X(stun_requests) X(stun_responses) X(pair_frames_relayed) X(pair_bytes_relayed)
 
 }  // namespace
 
