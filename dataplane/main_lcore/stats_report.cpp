@@ -14,6 +14,7 @@
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/tables/quic_session.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
+#include "dataplane/tables/pair_table.hpp"
 #include "dataplane/loop/worker.hpp"
 
 namespace dptun {
@@ -310,6 +311,8 @@ std::string stats_json(const Dataplane& dp) {
     j.field("literal_api", t->matcher && t->matcher->literal_database());
     j.end_object();
   }
+  // The direct-path pairs of dpctld's last pair_set (whose pair frames the workers relay); absent before the first.
+  if (const PairTable* t = dp.pairs.load(std::memory_order_acquire)) j.field("pairs", uint64_t(t->size()));
   j.key("quic_control").begin_object();
   for (const QuicControlField& f : kQuicControlFields) j.field(f.name, (dp.quic_control.*f.v).get());
   j.key("quic_frames_rx").begin_object();

@@ -260,6 +260,7 @@ void any_worker_relays(void**) {
 // a bad pair_set is refused with the field named and changes nothing.
 void control_messages(void**) {
   Rig r;
+  assert_false(json::parse(stats_json(r.dp())).contains("pairs"));  // none told yet
   auto relays = [&](uint32_t pair) {
     const uint64_t before = r.relayed();
     r.inject_from_agent(pair_frame(pair), kAgentA);
@@ -270,7 +271,8 @@ void control_messages(void**) {
   r.set_pairs({{kPair, kVisitorSession, 1}});
   assert_true(relays(kPair));
   assert_int_equal(r.gw->state().pairs().size(), 1);
-  r.set_pairs({{7, kVisitorSession, 1}});  // the whole list: kPair is gone
+  r.set_pairs({{7, kVisitorSession, 1}, {70, kVisitorSession, 45000}});  // the whole list: kPair is gone
+  assert_int_equal(json::parse(stats_json(r.dp()))["pairs"].get<uint64_t>(), 2);
   assert_false(relays(kPair));
   assert_true(relays(7));
   assert_int_equal(r.drops(Drop::PairUnknown), 1);
@@ -313,6 +315,7 @@ void control_messages(void**) {
   assert_string_equal(r.control(with_pairs).dump().c_str(), R"({"type":"ok"})");
   assert_false(relays(8));
   assert_true(r.gw->state().pairs().empty());
+  assert_int_equal(json::parse(stats_json(r.dp()))["pairs"].get<uint64_t>(), 0);
 }
 
 }  // namespace
