@@ -1,11 +1,12 @@
 // dpgw's decoding of dpctld's messages (proto/gateway_messages.hpp): one line of JSON as it arrives on dpgw's
 // control socket. Each decoder reads the object itself and every element of the lists a "sync" or
-// "ingress_set" carries, as dataplane/main_lcore/control_commands.cpp does; dpgw answers any std::exception with an error
-// reply, so only crashes, sanitizer reports and escaping non-std exceptions are findings. Property: what a
-// decoder accepts encodes to a message that decodes to the same spec (dpctld and dpgw agree on the format).
+// "ingress_set" carries, and a "pair_set"'s list, as dataplane/main_lcore/control_commands.cpp does; dpgw answers
+// any std::exception with an error reply, so only crashes, sanitizer reports and escaping non-std exceptions are
+// findings. Property: what a decoder accepts encodes to a message that decodes to the same spec (dpctld and dpgw agree on the format).
 // (dataplane/main_lcore/control_commands.cpp's own reads, session_del's index and entry_del's port, need a running
 // dataplane and are not covered here.)
 #include <string>
+#include <vector>
 
 #include "fuzz/fuzz.hpp"
 #include "proto/gateway_messages.hpp"
@@ -83,6 +84,21 @@ void ingress_rule(const json& j) {
              u.private_rule == r.private_rule && u.proxy_protocol == r.proxy_protocol);
 }
 
+// A pair_set's list (also a sync's "pairs"): ids never 0, two different indexes 1..65535, the list back the same.
+void pair_set(const json& req) {
+  std::vector<PairSpec> p;
+  try {
+    p = decode_pair_set(req);
+  } catch (const std::exception& e) {
+    FUZZ_LOG("pair_set: %s\n", e.what());
+    return;
+  }
+  FUZZ_LOG("pair_set: %zu pairs\n", p.size());
+  FUZZ_CHECK(p.size() <= kMaxPairs);
+  for (const PairSpec& x : p) FUZZ_CHECK(x.pair != 0 && x.a >= 1 && x.a <= 65535 && x.b >= 1 && x.b <= 65535 && x.a != x.b);
+  FUZZ_CHECK(decode_pair_set(pair_set_message(p)) == p);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -94,5 +110,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   each(req, "entry_points", entry);
   each(req, "ingress", ingress_rule);
   each(req, "rules", ingress_rule);
+  pair_set(req);
   return 0;
 }

@@ -326,6 +326,8 @@ def control():
     write(m, "ingress-set", '{"type":"ingress_set","rules":[{"hostname":"*.example.com","tunnel":"%s","private":true,'
           '"proxy_protocol":true,"target":"10.0.0.12:8443"},{"hostname":"~api[0-9]+\\\\.example","tunnel":"%s"}]}' % (UUID1, UUID2))
     write(m, "entry-del", '{"type":"entry_del","proto":"tcp","port":6201}')
+    write(m, "pair-set", '{"type":"pair_set","pairs":[{"pair":123,"sessions":[40000,32768]},'
+          '{"pair":4294967295,"sessions":[40001,1]}],"seq":6}')
 
     write("state_file", "state", """{
   "version": 1,

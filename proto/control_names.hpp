@@ -26,6 +26,7 @@ enum class GatewayMessageType : uint8_t {
   EntrySet,
   EntryDel,
   IngressSet,  // the whole list of hostname rules
+  PairSet,     // the whole list of direct-path pairs whose pair frames dpgw relays (PairSpec)
   Status,      // sessions and counters (request and reply)
   Trace,       // `dpgw trace`: see TraceOp
   Ok,          // reply: the change is applied
@@ -46,6 +47,7 @@ constexpr std::string_view name_of(GatewayMessageType t) {
     case GatewayMessageType::EntrySet: return "entry_set";
     case GatewayMessageType::EntryDel: return "entry_del";
     case GatewayMessageType::IngressSet: return "ingress_set";
+    case GatewayMessageType::PairSet: return "pair_set";
     case GatewayMessageType::Status: return "status";
     case GatewayMessageType::Trace: return "trace";
     case GatewayMessageType::Ok: return "ok";
@@ -65,7 +67,8 @@ constexpr bool changes_gateway_state(GatewayMessageType t) {
     case GatewayMessageType::SessionDel:
     case GatewayMessageType::EntrySet:
     case GatewayMessageType::EntryDel:
-    case GatewayMessageType::IngressSet: return true;
+    case GatewayMessageType::IngressSet:
+    case GatewayMessageType::PairSet: return true;
     case GatewayMessageType::Hello:
     case GatewayMessageType::Status:
     case GatewayMessageType::Trace:

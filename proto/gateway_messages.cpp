@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_set>
 
 #include "common/hex.hpp"
 #include "common/json_fields.hpp"
@@ -229,6 +230,51 @@ MasqueDatagrams decode_masque_datagrams(const json& j) {
     d.datagrams.push_back(std::move(*v));
   }
   return d;
+}
+
+json encode_pairs(std::span<const PairSpec> pairs) {
+  json list = json::array();
+  for (const PairSpec& p : pairs) list.push_back({{"pair", p.pair}, {"sessions", {p.a, p.b}}});
+  return list;
+}
+
+json pair_set_message(std::span<const PairSpec> pairs) {
+  return gateway_message(GatewayMessageType::PairSet, {{"pairs", encode_pairs(pairs)}});
+}
+
+std::vector<PairSpec> decode_pairs(const json& list) {
+  if (!list.is_array() || list.size() > kMaxPairs)
+    throw FieldError("'pairs' must be a list of at most " + std::to_string(kMaxPairs) + " pairs");
+  std::vector<PairSpec> out;
+  out.reserve(list.size());
+  std::unordered_set<uint32_t> seen;
+  seen.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& e = list[i];
+    const std::string at = "'pairs[" + std::to_string(i) + "]";
+    if (!e.is_object()) throw FieldError(at + "' must be an object {\"pair\": ID, \"sessions\": [A, B]}");
+    const json* id = field(e, "pair");
+    const std::optional<int64_t> pair = id ? json_int_in(*id, 1, UINT32_MAX) : std::nullopt;
+    if (!pair) throw FieldError(at + ".pair' must be a pair id, an integer in 1..4294967295");
+    const json* s = field(e, "sessions");
+    std::optional<int64_t> a, b;
+    if (s && s->is_array() && s->size() == 2) {
+      a = json_int_in((*s)[0], 1, 65535);
+      b = json_int_in((*s)[1], 1, 65535);
+    }
+    if (!a || !b || *a == *b)
+      throw FieldError(at + ".sessions' must be two different session indexes in 1..65535: [visitor, agent]");
+    if (!seen.insert(uint32_t(*pair)).second)
+      throw FieldError(at + ".pair' lists pair " + std::to_string(*pair) + " twice");
+    out.push_back(PairSpec{uint32_t(*pair), uint32_t(*a), uint32_t(*b)});
+  }
+  return out;
+}
+
+std::vector<PairSpec> decode_pair_set(const json& msg) {
+  const json* list = field(msg, "pairs");
+  if (!list) throw FieldError("'pairs' is required: the whole list of pairs ([] for none)");
+  return decode_pairs(*list);
 }
 
 json encode_session(const SessionSpec& s) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,18 @@ nlohmann::json encode_masque_datagrams(const MasqueDatagrams& d);
 // multiple of 4 characters, padded with at most two '=' at the end, no blanks or line breaks; "" is an empty payload.
 // encode_masque_datagrams writes it so (OpenSSL's EVP_EncodeBlock), with "type" and no "seq".
 MasqueDatagrams decode_masque_datagrams(const nlohmann::json& j);
+
+// The direct-path pairs whose pair frames dpgw relays, the whole list each time (dpctld -> dpgw; PairSpec):
+//   {"type": "pair_set", "pairs": [{"pair": 123, "sessions": [A, B]}, ...]}
+// "pair": the pair id, 1..2^32-1; "sessions": [the visitor's session index, the agent's], each 1..65535, not equal.
+// At most kMaxPairs pairs, no pair id twice; [] clears them. A sync may carry the same list as its "pairs" member.
+nlohmann::json encode_pairs(std::span<const PairSpec> pairs);  // the "pairs" list
+nlohmann::json pair_set_message(std::span<const PairSpec> pairs);  // the whole message, for GatewayLink::send
+// The "pairs" list (encode_pairs' format). Throws FieldError naming the field: not a list, too many, an entry that is
+// not an object, a pair id 0 or not a 32-bit integer, "sessions" not two different indexes 1..65535, a pair id twice.
+std::vector<PairSpec> decode_pairs(const nlohmann::json& list);
+// A pair_set message's "pairs" (required: FieldError when absent).
+std::vector<PairSpec> decode_pair_set(const nlohmann::json& msg);
 
 // "tcp" / "udp" as entry points and entry_del name their protocol (6 / 17); parse_l4_proto throws FieldError.
 const char* l4_proto_name(uint8_t proto);

@@ -3,6 +3,7 @@
 // and state file). No JSON here: the data path includes it; the JSON encoding is proto/gateway_messages.hpp.
 #pragma once
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -105,5 +106,18 @@ struct IngressRuleSpec {
   bool private_rule = false;     // written "$<uuid>": only visitors holding the tunnel id may use it
   bool proxy_protocol = false;   // send a PROXY protocol v2 header to the target first (TCP)
 };
+
+// A direct-path pair whose pair frames dpgw relays (docs/nat-traversal.md "The pair's data"): a relay frame v1 with
+// kFlagPair (proto/relay_frame.hpp) whose receiver index is `pair`, from the current endpoint of one of the two
+// sessions, goes unopened to the other's (dataplane/relay/pair_relay.hpp). `a` is the visitor's session index, `b`
+// the agent's (of the visitor's tunnel); dpctld draws `pair` at random, never 0, one pair per id.
+struct PairSpec {
+  uint32_t pair = 0;  // the pair id: 1..2^32-1
+  uint32_t a = 0;     // the visitor's session index: 1..65535
+  uint32_t b = 0;     // the agent's session index: 1..65535, not a
+  bool operator==(const PairSpec&) const = default;
+};
+// The most pairs one pair_set holds (and dpgw's pair table).
+inline constexpr size_t kMaxPairs = 65536;
 
 }  // namespace dptun

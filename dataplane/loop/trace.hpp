@@ -54,8 +54,11 @@ enum class TraceStage : uint8_t {
 };
 
 // EdgeFrame: a frame from the concentrator (edge role); EdgeReply: a target's packet to a translated source; Stun: a
-// STUN message to the gateway (dataplane/nat/stun_input.hpp).
-enum class TraceClass : uint8_t { EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, EdgeFrame, EdgeReply, Stun, Count };
+// STUN message to the gateway (dataplane/nat/stun_input.hpp); PairFrame: a pair frame to relay
+// (dataplane/relay/pair_relay.hpp).
+enum class TraceClass : uint8_t {
+  EntryPoint, TunnelFrame, Local, Fragment, NoEntryPoint, EdgeFrame, EdgeReply, Stun, PairFrame, Count
+};
 enum class TraceAnswer : uint8_t { EchoReply, Rst, PortUnreachable, FragNeeded, KeepaliveReply, StunResponse, Count };
 
 const char* trace_stage_name(TraceStage s);

@@ -81,6 +81,13 @@ inline bool shared_port_stun(const rte_mbuf* m, const PacketInfo& pi, uint8_t ma
   return pi.l4_len >= kUdpHeaderLen + kStunHeaderLen && p[0] <= max_first && load_be32(p + 4) == kStunMagicCookie;
 }
 
+// A pair frame (proto/relay_frame.hpp, kFlagPair): a relay frame v1 whose flags byte has the pair flag. (Shorter than
+// a relay frame's header and tag, it is dropped as frame_malformed by pair relay, as tunnel input would.)
+inline bool pair_frame(const rte_mbuf* m, const PacketInfo& pi) {
+  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*) + pi.l4_offset + kUdpHeaderLen;
+  return pi.l4_len >= kUdpHeaderLen + 3 && p[0] == kRelayVersion && (p[2] & kFlagPair);
+}
+
 }  // namespace
 
 Worker::Worker(Dataplane& dp, uint16_t id, unsigned lcore, rte_ring* handoff)
@@ -185,6 +192,9 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   rte_mbuf* quic_pkts[kBurst];
   PacketInfo quic_info[kBurst];
   uint16_t n_quic = 0;
+  rte_mbuf* pair_pkts[kBurst];
+  PacketInfo pair_info[kBurst];
+  uint16_t n_pair = 0;
   PortStats& ps = ctx_.port_stats[port];
 
   for (uint16_t i = 0; i < n; ++i) {
@@ -269,6 +279,12 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
       continue;
     }
     if (pi.l4_proto == kIpProtoUdp && pi.dst_port == tunnel_port) {
+      if (pair_frame(m, pi)) {  // a pair frame: relayed unopened to its pair's other end (relay/pair_relay.hpp)
+        DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::PairFrame);
+        pair_pkts[n_pair] = m;
+        pair_info[n_pair++] = pi;
+        continue;
+      }
       DPTUN_TRACE_IF(kTrace, m, Classify) tr->code = uint8_t(TraceClass::TunnelFrame);
       tun_pkts[n_tun] = m;
       tun_info[n_tun++] = pi;
@@ -305,6 +321,7 @@ void Worker::classify_burst(uint8_t port, rte_mbuf** pkts, uint16_t n, bool coun
   if (n_tun) tunnel_.input(port, tun_pkts, tun_info, n_tun);
   if (n_quic) quic_in_.input(port, quic_pkts, quic_info, n_quic);
   if (n_stun) stun_.input(port, stun_pkts, stun_info, n_stun);
+  if (n_pair) pairs_.input(port, pair_pkts, pair_info, n_pair);
   if (n_edge) {
     if (port == edge->underlay_port)
       edge_in_.input(port, edge_pkts, edge_info, n_edge);

@@ -5,6 +5,7 @@
 //            -> tunnel input  -> visitors / TCP binding / fragments      -> tx
 //            -> local input, fragments (-> entry input, edge output)
 //            -> STUN input (Binding requests, answered in place)   -> tx
+//            -> pair relay (pair frames, sent on unopened to the pair's other end) -> tx
 //            -> edge input (frames from the concentrator) -> fragments -> tx (LAN)
 //            -> edge output (targets' replies)             -> encap      -> tx (underlay)
 // Single-threaded by construction: no locks, no syscalls, no allocation in the loop.
@@ -29,6 +30,7 @@
 #include "dataplane/loop/worker_context.hpp"
 #include "dataplane/nat/stun_input.hpp"
 #include "dataplane/relay/encap.hpp"
+#include "dataplane/relay/pair_relay.hpp"
 #include "dataplane/relay/quic_input.hpp"
 #include "dataplane/relay/tunnel_input.hpp"
 #include "dataplane/tables/flow_table.hpp"
@@ -90,6 +92,7 @@ class Worker {
   Tx tx_{ctx_};
   LocalInput local_{ctx_, tx_};
   StunInput stun_{ctx_, tx_};
+  PairRelay pairs_{ctx_, tx_};
   Encap encap_{ctx_, tx_, flows_, names_};
   QuicHolds quic_{ctx_, flows_, setup_, encap_};
   VisitorInput visitors_{ctx_, flows_, setup_, encap_};

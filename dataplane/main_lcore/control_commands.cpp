@@ -179,8 +179,12 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
         for (const auto& e : array_field(req, "entry_points")) entries.push_back(decode_entry(e));
         std::vector<IngressRuleSpec> rules;
         for (const auto& r : array_field(req, "ingress")) rules.push_back(decode_ingress_rule(r));
+        // The direct-path pairs, when the sync carries them; else they stay as the last pair_set left them.
+        std::optional<std::vector<PairSpec>> pairs;
+        if (const json* p = field(req, "pairs")) pairs = decode_pairs(*p);
         ok = state.sync(tunnels, sessions, entries, error);
         if (ok) state.set_ingress(std::move(rules));
+        if (ok && pairs) state.set_pairs(std::move(*pairs));
         break;
       }
       case GatewayMessageType::IngressSet: {  // the whole list of hostname rules
@@ -189,6 +193,9 @@ std::string handle_control_line(const std::string& line, bool& close, uint64_t c
         state.set_ingress(std::move(rules));
         break;
       }
+      case GatewayMessageType::PairSet:  // the whole list of direct-path pairs (pair frames relayed)
+        state.set_pairs(decode_pair_set(req));
+        break;
       case GatewayMessageType::TunnelSet: ok = state.set_tunnel(decode_tunnel(req), error); break;
       case GatewayMessageType::TunnelDel: ok = state.remove_tunnel(decode_tunnel(req).id, error); break;
       case GatewayMessageType::SessionAdd: {

@@ -1,5 +1,6 @@
 // What dpgw's control socket answers: one-shot stats ("json" / "text", used by `dpgw stats`) and dpctld's
-// JSON messages -- hello, sync, tunnel/session/entry changes, status, masque_datagrams (docs/control-plane.md).
+// JSON messages -- hello, sync, tunnel/session/entry changes, ingress_set, pair_set, status, masque_datagrams
+// (docs/control-plane.md).
 //
 // One controller at a time: the dpctld whose hello was accepted owns the gateway's managed state under an
 // epoch (+1 at every takeover). A second dpctld's hello is refused (`controller_busy`) while the owner's

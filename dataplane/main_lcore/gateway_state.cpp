@@ -10,6 +10,7 @@
 #include "common/log.hpp"
 #include "common/tunnel_names.hpp"
 #include "dataplane/loop/worker.hpp"
+#include "dataplane/tables/pair_table.hpp"
 
 namespace dptun {
 
@@ -32,6 +33,7 @@ GatewayState::~GatewayState() {
   for (uint16_t slot = 0; slot < dp_.tunnels.capacity(); ++slot) delete dp_.tunnels.publish(slot, nullptr);
   delete dp_.entries.exchange(nullptr);
   delete dp_.ingress.exchange(nullptr);
+  delete dp_.pairs.exchange(nullptr);
 }
 
 GatewayState::TunnelRec* GatewayState::find_tunnel(const Uuid& id) {
@@ -70,6 +72,12 @@ void GatewayState::publish_entries() {
     out.push_back(std::move(p));
   }
   reclaimer_.retire(const_cast<EntryTable*>(dp_.entries.exchange(new EntryTable(std::move(out)))));
+}
+
+void GatewayState::set_pairs(std::vector<PairSpec> pairs) {
+  auto* table = new PairTable(pairs);
+  reclaimer_.retire(const_cast<PairTable*>(dp_.pairs.exchange(table, std::memory_order_acq_rel)));
+  pairs_ = std::move(pairs);
 }
 
 bool GatewayState::set_tunnel(const TunnelSpec& spec, std::string& error) {

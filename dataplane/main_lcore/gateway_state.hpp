@@ -45,6 +45,12 @@ class GatewayState {
   // The hostname rules (the whole list): compiled off the control lcore, published when ready.
   void set_ingress(std::vector<IngressRuleSpec> rules) { ingress_.set_rules(std::move(rules)); }
   const IngressTableBuilder& ingress() const { return ingress_; }
+  // The direct-path pairs whose pair frames the workers relay (the whole list, as pair_set carries it): a new pair
+  // table is published at once (dataplane/tables/pair_table.hpp), the old one retired. A pair may name a session dpgw
+  // does not have (yet): it is kept, and relays nothing until both sessions are there. Neither sync nor a session's
+  // removal changes the list; only the next set_pairs does.
+  void set_pairs(std::vector<PairSpec> pairs);
+  const std::vector<PairSpec>& pairs() const { return pairs_; }
 
   // Publishes the entry table even when it is empty (called once at start).
   void publish_all() { publish_entries(); }
@@ -84,6 +90,7 @@ class GatewayState {
   std::map<uint32_t, bool> orphans_;
   std::vector<EntrySpec> entries_;
   IngressTableBuilder ingress_;
+  std::vector<PairSpec> pairs_;
 };
 
 }  // namespace dptun

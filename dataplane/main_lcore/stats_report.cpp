@@ -14,6 +14,7 @@
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/tables/quic_session.hpp"
 #include "dataplane/hostname/ingress_table.hpp"
+#include "dataplane/tables/pair_table.hpp"
 #include "dataplane/loop/worker.hpp"
 
 namespace dptun {
@@ -172,7 +173,7 @@ const char* quic_frame_slot_name(size_t slot) {
   X(edge_to_concentrator_bytes) X(edge_from_concentrator_packets) X(edge_from_concentrator_bytes)              \
   X(edge_keepalives_tx) X(edge_keepalives_rx) X(edge_icmp_errors_forwarded) X(edge_auth_fail) X(quic_acks_tx)     \
   X(quic_control_tx) X(quic_key_updates_rx) X(quic_key_updates_tx) X(masque_datagrams_rx) X(masque_datagrams_tx)     \
-  X(stun_requests) X(stun_responses)
+  X(stun_requests) X(stun_responses) X(pair_frames_relayed) X(pair_bytes_relayed)
 
 }  // namespace
 
@@ -310,6 +311,8 @@ std::string stats_json(const Dataplane& dp) {
     j.field("literal_api", t->matcher && t->matcher->literal_database());
     j.end_object();
   }
+  // The direct-path pairs of dpctld's last pair_set (whose pair frames the workers relay); absent before the first.
+  if (const PairTable* t = dp.pairs.load(std::memory_order_acquire)) j.field("pairs", uint64_t(t->size()));
   j.key("quic_control").begin_object();
   for (const QuicControlField& f : kQuicControlFields) j.field(f.name, (dp.quic_control.*f.v).get());
   j.key("quic_frames_rx").begin_object();

@@ -33,7 +33,7 @@ using nlohmann::json;
 namespace {
 
 const char* const kClassNames[] = {"entry_point", "tunnel_frame", "local",     "fragment",
-                                   "no_entry_point", "edge_frame", "edge_reply", "stun"};
+                                   "no_entry_point", "edge_frame", "edge_reply", "stun", "pair_frame"};
 static_assert(sizeof kClassNames / sizeof kClassNames[0] == size_t(TraceClass::Count));
 const char* const kAnswerNames[] = {"echo_reply", "rst", "port_unreachable", "frag_needed", "keepalive_reply", "stun_response"};
 static_assert(sizeof kAnswerNames / sizeof kAnswerNames[0] == size_t(TraceAnswer::Count));

@@ -69,6 +69,10 @@ const char* drop_reason_name(Drop d) {
     case Drop::StunMalformed: return "stun_malformed";
     case Drop::StunNotRequest: return "stun_not_request";
     case Drop::StunLimited: return "stun_limited";
+    case Drop::PairUnknown: return "pair_unknown";
+    case Drop::PairWrongSource: return "pair_wrong_source";
+    case Drop::PairNoPeer: return "pair_no_peer";
+    case Drop::PairBadSession: return "pair_bad_session";
     case Drop::Count: break;
   }
   return "unknown";

@@ -102,6 +102,12 @@ enum class Drop : uint8_t {
                    // checksum, or from a source that cannot be a host (0.0.0.0, 127/8, multicast, broadcast, port 0)
   StunNotRequest,  // a STUN message that is no Binding request: an indication, a response, another method
   StunLimited,     // a Binding request over this worker's answer rate (StunInput::kAnswersPerSecond): not answered
+  // Pair frames relayed between the two ends of a direct-path pair (dataplane/relay/pair_relay.hpp)
+  PairUnknown,      // a pair frame whose pair id is in no pair dpctld sent (pair_set)
+  PairWrongSource,  // a pair frame from an address and port that is neither of its pair's sessions' current endpoint
+  PairNoPeer,       // the pair's other session is not on this dpgw (yet), or its endpoint is not known
+  PairBadSession,   // the pair's sessions cannot carry pair frames: not a visitor and an agent of one tunnel, or one
+                    // of them speaks the QUIC framing or is a MASQUE client
   Count
 };
 
@@ -144,6 +150,8 @@ struct alignas(64) WorkerStats {
   // STUN (dataplane/nat/stun_input.hpp): Binding requests taken; answers sent (Binding success, or 420 errors for
   // requests with attributes dpgw does not understand)
   Counter stun_requests, stun_responses;
+  // Pair frames (dataplane/relay/pair_relay.hpp) sent on to the other end of their pair, and their UDP payloads' bytes
+  Counter pair_frames_relayed, pair_bytes_relayed;
   std::array<Counter, 6> quic_initials;  // by QuicStatus: what reading first packets on QUIC entry points found
   std::array<Counter, size_t(Drop::Count)> drops;
   std::array<Counter, size_t(ParseStatus::Count)> parse_errors;

@@ -27,6 +27,7 @@ namespace dptun {
 class Worker;
 struct EdgePeer;
 class IpsecMbHeaderProtection;
+class PairTable;
 
 inline constexpr uint16_t kBurst = 32;
 
@@ -115,6 +116,9 @@ struct Dataplane {
   NeighborTable neighbors;
   std::atomic<const EntryTable*> entries{nullptr};  // RCU-published by GatewayState
   std::atomic<const struct IngressTable*> ingress{nullptr};  // hostname rules, RCU-published by IngressTableBuilder
+  // direct-path pairs whose pair frames workers relay (tables/pair_table.hpp), RCU-published by GatewayState; nullptr:
+  // none yet
+  std::atomic<const PairTable*> pairs{nullptr};
   SessionTable sessions;
   TunnelTable tunnels;
   std::vector<std::unique_ptr<Worker>> workers;

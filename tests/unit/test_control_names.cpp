@@ -41,14 +41,15 @@ static void spelled(const std::vector<std::string_view>& wire) {
 
 static void gateway_message_types(void**) {
   spelled<GatewayMessageType>({"hello", "sync", "tunnel_set", "tunnel_del", "session_add", "session_del", "entry_set",
-                               "entry_del", "ingress_set", "status", "trace", "ok", "error", "masque_datagrams"});
+                               "entry_del", "ingress_set", "pair_set", "status", "trace", "ok", "error",
+                               "masque_datagrams"});
   // Only the controller changes dpgw: these, and no others, need the controller's connection and epoch (and
   // masque_datagrams, which changes nothing: dataplane/main_lcore/control_commands.cpp).
   std::set<std::string_view> changes;
   for (size_t i = 0; i < name_count<GatewayMessageType>(); ++i)
     if (changes_gateway_state(GatewayMessageType(i))) changes.insert(name_of(GatewayMessageType(i)));
   assert_true(changes == std::set<std::string_view>({"sync", "tunnel_set", "tunnel_del", "session_add", "session_del",
-                                                     "entry_set", "entry_del", "ingress_set"}));
+                                                     "entry_set", "entry_del", "ingress_set", "pair_set"}));
 }
 
 static void gateway_error_codes(void**) {

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -467,6 +468,51 @@ static void ingress_rules(void**) {
   assert_non_null(strstr(err(json{{"hostname", "a.b"}, {"tunnel", id1().str()}, {"private", "yes"}}).c_str(), "'private'"));
 }
 
+// pair_set (direct-path pairs whose pair frames dpgw relays): the wire form to the byte, the list back to the same
+// pairs, the whole range of ids and indexes; what is not a list of pairs is refused naming the entry and field.
+static void pair_sets(void**) {
+  const std::vector<PairSpec> pairs = {{123, 40000, 32768}, {4294967295u, 65535, 1}, {1, 40001, 32768}};
+  const json msg = pair_set_message(pairs);
+  assert_string_equal(msg.dump().c_str(),
+                      R"({"pairs":[{"pair":123,"sessions":[40000,32768]},{"pair":4294967295,"sessions":[65535,1]},)"
+                      R"({"pair":1,"sessions":[40001,32768]}],"type":"pair_set"})");
+  assert_true(gateway_message_type(msg) == GatewayMessageType::PairSet);
+  assert_true(decode_pair_set(json::parse(msg.dump())) == pairs);
+  assert_true(decode_pairs(encode_pairs(pairs)) == pairs);
+  assert_string_equal(pair_set_message({}).dump().c_str(), R"({"pairs":[],"type":"pair_set"})");
+  assert_true(decode_pair_set(json::parse(R"({"type":"pair_set","pairs":[]})")).empty());  // clears them
+  // The most there may be.
+  std::vector<PairSpec> most;
+  for (uint32_t i = 0; i < kMaxPairs; ++i) most.push_back(PairSpec{i + 1, 40000, 32768 + (i % 100)});
+  assert_int_equal(decode_pairs(encode_pairs(most)).size(), kMaxPairs);
+  json over = encode_pairs(most);
+  over.push_back({{"pair", kMaxPairs + 1}, {"sessions", {40000, 32768}}});
+
+  auto err = [](const json& x) { return decode_error([](const json& y) { decode_pair_set(y); }, x); };
+  auto list_err = [&](const char* list) { return err(json::parse(std::string(R"({"type":"pair_set","pairs":)") + list + "}")); };
+  assert_non_null(strstr(err(json{{"type", "pair_set"}}).c_str(), "'pairs' is required"));
+  assert_non_null(strstr(err(json{{"type", "pair_set"}, {"pairs", nullptr}}).c_str(), "'pairs' is required"));
+  assert_non_null(strstr(err(json{{"type", "pair_set"}, {"pairs", over}}).c_str(), "'pairs' must be a list of at most 65536"));
+  for (const char* list : {R"({"pair":1,"sessions":[1,2]})", R"("[]")", R"(7)"})
+    assert_non_null(strstr(list_err(list).c_str(), "'pairs' must be a list"));
+  for (const char* list : {R"([7])", R"([[1,2,3]])", R"([null])"})
+    assert_non_null(strstr(list_err(list).c_str(), "'pairs[0]' must be an object"));
+  for (const char* list : {R"([{"pair":0,"sessions":[40000,32768]}])", R"([{"pair":-1,"sessions":[40000,32768]}])",
+                           R"([{"pair":4294967296,"sessions":[40000,32768]}])", R"([{"pair":"123","sessions":[40000,32768]}])",
+                           R"([{"pair":1.5,"sessions":[40000,32768]}])", R"([{"sessions":[40000,32768]}])"})
+    assert_non_null(strstr(list_err(list).c_str(), "'pairs[0].pair' must be a pair id"));
+  for (const char* list : {R"([{"pair":9,"sessions":[40000,40000]}])", R"([{"pair":9,"sessions":[40000]}])",
+                           R"([{"pair":9,"sessions":[40000,32768,1]}])", R"([{"pair":9,"sessions":[0,32768]}])",
+                           R"([{"pair":9,"sessions":[40000,65536]}])", R"([{"pair":9,"sessions":["40000",32768]}])",
+                           R"([{"pair":9,"sessions":{"a":40000,"b":32768}}])", R"([{"pair":9}])",
+                           R"([{"pair":9,"sessions":[40000,32768.0]}])"})
+    assert_non_null(strstr(list_err(list).c_str(), "'pairs[0].sessions' must be two different session indexes"));
+  assert_non_null(strstr(list_err(R"([{"pair":9,"sessions":[40000,32768]},{"pair":5,"sessions":[40001,32768]},)"
+                                  R"({"pair":9,"sessions":[40002,32768]}])")
+                             .c_str(),
+                         "'pairs[2].pair' lists pair 9 twice"));
+}
+
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test(tunnel_round_trip),
@@ -481,6 +527,7 @@ int main() {
       cmocka_unit_test(entry_ttl),
       cmocka_unit_test(envelopes),
       cmocka_unit_test(ingress_rules),
+      cmocka_unit_test(pair_sets),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
