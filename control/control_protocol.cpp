@@ -100,7 +100,8 @@ std::string peer_message(const PeerOffer& p) {
                                {"candidates", candidates_json(p.peer.candidates)}});
   if (p.data) {
     json data{{"block", p.data->block}};
-    if (p.data->target) data["target"] = p.data->target->str();
+    // (port 0: the visitor's own --local port, as a rule's target without one; written as the address alone)
+    if (p.data->target) data["target"] = p.data->target->port ? p.data->target->str() : p.data->target->ip.str();
     // (appended: the line holds the secret, which is wiped below; no second copy of it is made)
     line.pop_back();
     line += ",\"data\":" + dump(data) + "}";
@@ -278,9 +279,14 @@ ControllerMessage parse_controller_message(std::string_view line) {
     PairDataOffer d;
     d.block = uint16_t(*b);
     if (const json* target = field(*data, "target")) {
-      d.target = target->is_string() ? Endpoint::parse(target->get_ref<const std::string&>()) : std::nullopt;
+      if (target->is_string()) {
+        const std::string& text = target->get_ref<const std::string&>();
+        d.target = Endpoint::parse(text);
+        if (!d.target)
+          if (const std::optional<Ipv4> ip = Ipv4::parse(text)) d.target = Endpoint{*ip, 0};
+      }
       if (!d.target || !d.target->ip.is_v4() || d.target->ip.v4() == 0) {
-        m.error = "'data.target' must be an IPv4 address:port";
+        m.error = "'data.target' must be an IPv4 address, with or without a port";
         return m;
       }
     }

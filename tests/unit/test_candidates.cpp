@@ -149,6 +149,10 @@ void pair_data_offer(void**) {
   ControllerMessage back = parse_controller_message(line);
   assert_int_equal(int(back.kind), int(ControllerMessage::Kind::Peer));
   assert_true(back.peer.data == o.data);
+  o.data->target->port = 0;  // a rule's target without a port: the visitor's own
+  assert_non_null(strstr(peer_message(o).c_str(), R"("target":"10.99.3.2"})"));
+  back = parse_controller_message(peer_message(o));
+  assert_true(back.peer.data == o.data);
   o.data->target.reset();  // the agent's end: the block only
   back = parse_controller_message(peer_message(o));
   assert_true(back.peer.data == o.data);
@@ -159,7 +163,7 @@ void pair_data_offer(void**) {
   std::string base = peer_message(o);
   base.pop_back();
   for (const char* bad : {R"({"block":16384})", R"({"block":-1})", R"({"block":"1"})", R"(7)",
-                          R"({"block":1,"target":"10.0.0.1"})", R"({"block":1,"target":"[::1]:80"})",
+                          R"({"block":1,"target":"10.0.0.1:x"})", R"({"block":1,"target":"[::1]:80"})",
                           R"({"block":1,"target":"0.0.0.0:80"})"}) {
     back = parse_controller_message(base + R"(,"data":)" + bad + "}");
     if (back.kind != ControllerMessage::Kind::Invalid) fail_msg("data %s was taken", bad);
