@@ -1176,11 +1176,20 @@ void Agent::pairs_clear() {
   visitor_flows_.forget_pair_flows();  // the next registration brings another block of tags
 }
 
+// The frame is copied (it is opened in place, and the TUN writer keeps its packet until the batch ends, to coalesce
+// it with the next segments of its flow) into the wakeup's arena.
 void Agent::pair_datagram(std::span<const uint8_t> data, uint64_t now_ns) {
-  if (!pairs_ || data.size() > pair_rx_.size()) return;
-  std::memcpy(pair_rx_.data(), data.data(), data.size());
-  pair_frame({pair_rx_.data(), data.size()}, false, now_ns);
-  tun_out_.flush();  // (the packet lies in pair_rx_, used again by the next datagram)
+  if (!pairs_ || data.size() > UdpLink::kMaxDatagram) return;
+  if (data.size() > pair_rx_.size() - pair_rx_used_) pair_batch_end();
+  uint8_t* p = pair_rx_.data() + pair_rx_used_;
+  std::memcpy(p, data.data(), data.size());
+  pair_rx_used_ += data.size();
+  pair_frame({p, data.size()}, false, now_ns);
+}
+
+void Agent::pair_batch_end() {
+  tun_out_.flush();
+  pair_rx_used_ = 0;
 }
 
 void Agent::pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns) {

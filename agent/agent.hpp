@@ -143,8 +143,10 @@ class Agent final : private DatagramSink {
   void pair_offer(const PeerOffer& o);
   void pair_gone(uint32_t pair);
   void pairs_clear();  // a new registration
-  // A pair frame the direct-path socket received.
+  // A pair frame the direct-path socket received; pair_batch_end() after the wakeup's last (the TUN writer's batch
+  // goes out: what it holds lies in the receive arena).
   void pair_datagram(std::span<const uint8_t> data, uint64_t now_ns);
+  void pair_batch_end();
 
  private:
   // What the main thread hands the data path: the sessions and the socket to the gateway. Immutable once published;
@@ -315,7 +317,8 @@ class Agent final : private DatagramSink {
   VisitorFlows visitor_flows_;
   PairData::Pair* pair_out_ = nullptr;  // while send_inner builds frames for a pair
   std::vector<uint8_t> pair_tx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
-  std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
+  std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(size_t(64) * UdpLink::kMaxDatagram);  // a wakeup's frames
+  size_t pair_rx_used_ = 0;
   uint64_t pair_now_ns_ = 0;
   uint64_t last_flow_expiry_ns_ = 0;
 };

@@ -168,15 +168,21 @@ void EndpointDiscovery::tick(uint64_t now_ns) {
 }
 
 void EndpointDiscovery::readable() {
-  uint8_t buf[1500];
-  for (int i = 0; i < 32; ++i) {
+  peer_in_batch_ = false;
+  for (int i = 0; i < 64; ++i) {
     sockaddr_in from{};
     socklen_t len = sizeof from;
-    const ssize_t n = recvfrom(fd_.get(), buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) return;  // EAGAIN, or an ICMP error reported on the socket (the timeout covers it)
-    answer(Endpoint{Ipv4{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)}, {buf, std::min(size_t(n), sizeof buf)},
+    const ssize_t n =
+        recvfrom(fd_.get(), rx_buf_.data(), rx_buf_.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) break;  // EAGAIN, or an ICMP error reported on the socket (the timeout covers it)
+    if (size_t(n) > rx_buf_.size()) {  // (truncated: no frame or answer of ours is that long)
+      ++stats_.stray;
+      continue;
+    }
+    answer(Endpoint{Ipv4{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)}, {rx_buf_.data(), size_t(n)},
            monotonic_ns());
   }
+  if (peer_in_batch_ && peer_batch_end_) peer_batch_end_();
 }
 
 bool EndpointDiscovery::send_to(Endpoint to, std::span<const uint8_t> data) {
@@ -191,10 +197,12 @@ void EndpointDiscovery::answer(Endpoint src, std::span<const uint8_t> data, uint
   for (Query& c : queries_)
     if (c.server == src) q = &c;
   if (!q) {
-    if (peer_handler_)
+    if (peer_handler_) {
       peer_handler_(src, data, now_ns);
-    else
+      peer_in_batch_ = true;
+    } else {
       ++stats_.stray;
+    }
     return;
   }
   StunAnswerError why{};

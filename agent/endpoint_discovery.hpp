@@ -83,6 +83,8 @@ class EndpointDiscovery {
   // `handler` (else count as stray), and send_to() sends from it.
   using PeerHandler = std::function<void(Endpoint from, std::span<const uint8_t> data, uint64_t now_ns)>;
   void on_peer_datagram(PeerHandler handler) { peer_handler_ = std::move(handler); }
+  // Called once a wakeup's datagrams are all handled, when the handler had any (the receiver's batch ends).
+  void on_peer_batch_end(std::function<void()> f) { peer_batch_end_ = std::move(f); }
   bool send_to(Endpoint to, std::span<const uint8_t> data);
 
  private:
@@ -124,6 +126,9 @@ class EndpointDiscovery {
   std::vector<Seen> last_seen_;
   Stats stats_;
   PeerHandler peer_handler_;
+  std::function<void()> peer_batch_end_;
+  bool peer_in_batch_ = false;
+  std::vector<uint8_t> rx_buf_ = std::vector<uint8_t>(9216);  // a frame of a 9000-byte underlay MTU fits
 };
 
 }  // namespace dptun

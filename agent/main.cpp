@@ -390,6 +390,7 @@ int main(int argc, char** argv) {
       else
         paths->datagram(from, data, now);
     });
+    discovery->on_peer_batch_end([&agent] { agent.pair_batch_end(); });
   }
   std::unique_ptr<ControlClient> control;
   bool refused = false;

@@ -81,7 +81,8 @@ mkdir -p "$WORK/www"
 head -c $((6 << 20)) /dev/urandom > "$WORK/www/big"
 big_sum=$(sha256sum < "$WORK/www/big")
 start_nginx "$NS_HA" <<NGINX
-  server { listen $HOME_A:80; root $WORK/www; location = / { return 200 "service at home-a\\n"; } }
+  server { listen $HOME_A:80; root $WORK/www; location = / { return 200 "service at home-a\\n"; }
+           location = /big { limit_rate 400k; } }
 NGINX
 ip netns exec "$NS_HA" iperf3 -s -B "$HOME_A" > "$WORK/iperf3-server.log" 2>&1 &
 PIDS+=("$!")
@@ -190,7 +191,7 @@ wait_for 5 "5 auth_failures counted by the agent" auth_failed
 
 log "the direct path dies (a drop rule in NAT A) during a download that started direct: relayed within a bounded time"
 relayed_before=$(gw_total pair_frames_relayed)
-timeout 60 ip netns exec "$NS_HV" curl -s --max-time 50 --limit-rate 400k -o "$WORK/big.got" http://100.96.0.10/big &
+timeout 60 ip netns exec "$NS_HV" curl -s --max-time 50 -o "$WORK/big.got" http://100.96.0.10/big &  # (15 s: nginx sends 400 kB/s)
 DOWNLOAD_PID=$!
 sleep 2
 ip netns exec "$NS_NA" nft -f - <<NFT
