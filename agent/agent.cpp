@@ -931,6 +931,7 @@ void Agent::queue_frame(size_t len, uint64_t now_ns) {
 // The queued frames: sealed in one burst (one AEAD call per key), then sent.
 void Agent::flush_link(uint64_t now_ns) {
   if (quic_active()) quic_->flush_packets(now_ns);  // the datagrams' packets (the QUIC path seals as it writes)
+  if (flush_direct_) flush_direct_();  // pair frames straight to peers (sealed as they were queued)
   const Setup* setup = tx_.setup;
   if (!setup) return;
   if (AgentSession* s = setup->current; s && s->sealing()) {
@@ -1156,7 +1157,9 @@ std::string Agent::stats_json() const {
 }
 
 // Direct paths' data (docs/nat-traversal.md "The pair's data"). One data-path thread: all of it on the main loop.
-void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote) {
+void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote,
+                         std::function<void()> flush_direct) {
+  flush_direct_ = std::move(flush_direct);
   pairs_ = std::make_unique<PairData>(*engine_, opt_.key_len, opt_.rekey_interval_ns, std::move(direct),
                                       [this](std::span<const uint8_t> f) { return relay_pair_frame(f); },
                                       std::move(remote));

@@ -139,7 +139,8 @@ class Agent final : private DatagramSink {
   void show_direct_stats(std::function<std::string()> json) { direct_stats_ = std::move(json); }
 
   // Direct paths' data (agent/pair_data.hpp; one data-path thread only: it runs on the main loop). After start().
-  void enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote);
+  // `flush_direct` sends what `direct` queued (at the end of each batch the TUN gave).
+  void enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote, std::function<void()> flush_direct);
   void pair_offer(const PeerOffer& o);
   void pair_gone(uint32_t pair);
   void pairs_clear();  // a new registration
@@ -314,6 +315,7 @@ class Agent final : private DatagramSink {
 
   // Direct paths' data (main loop only).
   std::unique_ptr<PairData> pairs_;
+  std::function<void()> flush_direct_;
   VisitorFlows visitor_flows_;
   PairData::Pair* pair_out_ = nullptr;  // while send_inner builds frames for a pair
   std::vector<uint8_t> pair_tx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);

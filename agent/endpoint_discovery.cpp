@@ -92,6 +92,7 @@ bool EndpointDiscovery::open(std::string& error) {
     return false;
   }
   fd_ = std::move(fd);
+  batch_.send_on(fd_.get(), true);
   report_.candidates.clear();
   for (const Endpoint& h : host_addresses(port_)) report_.candidates.push_back({CandidateType::Host, h});
   ++generation_;
@@ -192,6 +193,18 @@ bool EndpointDiscovery::send_to(Endpoint to, std::span<const uint8_t> data) {
          ssize_t(data.size());
 }
 
+bool EndpointDiscovery::queue_to(Endpoint to, std::span<const uint8_t> data) {
+  if (!fd_ || data.size() > UdpLink::kMaxDatagram) return false;
+  std::memcpy(batch_.tx_slot(), data.data(), data.size());
+  batch_.queue_to(data.size(), to);
+  if (batch_.full()) flush_queued();
+  return true;
+}
+
+void EndpointDiscovery::flush_queued() {
+  if (fd_) batch_.flush();  // (a send error loses the batch: counted in queued_stats().tx_dropped)
+}
+
 void EndpointDiscovery::answer(Endpoint src, std::span<const uint8_t> data, uint64_t now_ns) {
   Query* q = nullptr;
   for (Query& c : queries_)
@@ -263,7 +276,11 @@ std::string EndpointDiscovery::stats_json() const {
       .field("answers", stats_.answers)
       .field("timeouts", stats_.timeouts)
       .field("reports_changed", stats_.reports_changed)
-      .field("stray", stats_.stray);
+      .field("stray", stats_.stray)
+      // pair frames sent from this socket: frames, sendmmsg entries, frames lost to send errors
+      .field("frames_sent", batch_.stats().tx_frames.get())
+      .field("frame_sends", batch_.stats().tx_sends.get())
+      .field("frames_send_dropped", batch_.stats().tx_dropped.get());
   j.key("bad").begin_object();
   for (size_t e = 0; e < stats_.bad.size(); ++e) j.field(stun_answer_error_name(StunAnswerError(e)), stats_.bad[e]);
   j.end_object();

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/udp_link.hpp"
 #include "common/event_loop.hpp"
 #include "common/inet.hpp"
 #include "common/unix_socket.hpp"
@@ -86,6 +87,11 @@ class EndpointDiscovery {
   // Called once a wakeup's datagrams are all handled, when the handler had any (the receiver's batch ends).
   void on_peer_batch_end(std::function<void()> f) { peer_batch_end_ = std::move(f); }
   bool send_to(Endpoint to, std::span<const uint8_t> data);
+  // Batched sends (pair frames): queued, and sent with the next flush_queued() (at once when the batch is full), in
+  // sendmmsg batches with UDP_SEGMENT runs. False when the socket is not open.
+  bool queue_to(Endpoint to, std::span<const uint8_t> data);
+  void flush_queued();
+  const UdpLinkStats& queued_stats() const { return batch_.stats(); }
 
  private:
   struct Query {
@@ -126,6 +132,7 @@ class EndpointDiscovery {
   std::vector<Seen> last_seen_;
   Stats stats_;
   PeerHandler peer_handler_;
+  UdpLink batch_;  // sends only, on fd_
   std::function<void()> peer_batch_end_;
   bool peer_in_batch_ = false;
   std::vector<uint8_t> rx_buf_ = std::vector<uint8_t>(9216);  // a frame of a 9000-byte underlay MTU fits

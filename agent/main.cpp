@@ -443,8 +443,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (paths)
-    agent.enable_pairs([&discovery](Endpoint to, std::span<const uint8_t> f) { return discovery->send_to(to, f); },
-                       [&paths](uint32_t pair) { return paths->direct_remote(pair); });
+    agent.enable_pairs([&discovery](Endpoint to, std::span<const uint8_t> f) { return discovery->queue_to(to, f); },
+                       [&paths](uint32_t pair) { return paths->direct_remote(pair); },
+                       [&discovery] { discovery->flush_queued(); });
   ProcessSignals signals;
   if (discovery)
     agent.show_direct_stats([&] {

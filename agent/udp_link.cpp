@@ -100,7 +100,15 @@ int UdpLink::receive_batch() {
 
 // Sends frames [0, count) of the slots: with UDP_SEGMENT, each run of frames of one length (the last of a run may
 // be shorter) is one sendmmsg entry whose iovecs the kernel joins and cuts again at that length.
+void UdpLink::send_on(int fd, bool gso) {
+  int zero = 0;
+  borrowed_fd_ = fd;
+  on_.gro = false;
+  on_.gso = gso && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+}
+
 int UdpLink::send_all(unsigned count) {
+  const bool addressed = !fd_;  // send_on(): each frame has its address
   unsigned msgs = 0;
   std::array<unsigned, kBatch> first{};  // first frame of each entry
   for (unsigned i = 0; i < count; ++i) tx_iov_[i] = iovec{tx_buf_[i].data(), tx_len_[i]};
@@ -108,7 +116,9 @@ int UdpLink::send_all(unsigned count) {
     unsigned j = i + 1;
     size_t bytes = tx_len_[i];
     if (on_.gso) {
-      while (j < count && tx_len_[j] <= tx_len_[i] && j - i < kMaxGsoSegments && bytes + tx_len_[j] <= kMaxGsoBytes) {
+      while (j < count && tx_len_[j] <= tx_len_[i] && j - i < kMaxGsoSegments && bytes + tx_len_[j] <= kMaxGsoBytes &&
+             (!addressed || (tx_to_[j].sin_addr.s_addr == tx_to_[i].sin_addr.s_addr &&
+                             tx_to_[j].sin_port == tx_to_[i].sin_port))) {
         bytes += tx_len_[j];
         if (tx_len_[j++] < tx_len_[i]) break;
       }
@@ -117,6 +127,10 @@ int UdpLink::send_all(unsigned count) {
     m = mmsghdr{};
     m.msg_hdr.msg_iov = &tx_iov_[i];
     m.msg_hdr.msg_iovlen = j - i;
+    if (addressed) {
+      m.msg_hdr.msg_name = &tx_to_[i];
+      m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    }
     if (j - i > 1) {
       m.msg_hdr.msg_control = tx_cmsg_[msgs].data();
       m.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
@@ -132,7 +146,7 @@ int UdpLink::send_all(unsigned count) {
   }
   unsigned sent = 0;
   while (sent < msgs) {
-    int r = sendmmsg(fd_.get(), tx_msgs_.data() + sent, msgs - sent, 0);
+    int r = sendmmsg(send_fd(), tx_msgs_.data() + sent, msgs - sent, 0);
     if (r < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
@@ -143,7 +157,8 @@ int UdpLink::send_all(unsigned count) {
                  strerror(err));
         on_.gso = false;
         const unsigned from = first[sent];
-        for (unsigned k = from; k < count; ++k) tx_len_[k - from] = tx_len_[k], std::swap(tx_buf_[k - from], tx_buf_[k]);
+        for (unsigned k = from; k < count; ++k)
+          tx_len_[k - from] = tx_len_[k], tx_to_[k - from] = tx_to_[k], std::swap(tx_buf_[k - from], tx_buf_[k]);
         return send_all(count - from);
       }
       stats_.tx_dropped += count - first[sent];  // the rest is lost; the inner protocols retransmit
@@ -177,6 +192,7 @@ int UdpLink::flush() {
     if (kept != i) {
       std::swap(tx_buf_[kept], tx_buf_[i]);
       tx_len_[kept] = tx_len_[i];
+      tx_to_[kept] = tx_to_[i];
     }
     ++kept;
   }

@@ -53,6 +53,9 @@ class UdpLink {
 
   // `want`: the offloads to try; offloads() says which the kernel took.
   bool open(Endpoint gateway, std::optional<Endpoint> bind_to, std::string& error, UdpOffloads want = {});
+  // Sends only, on someone else's unconnected socket `fd` (which must outlive this object), each frame to its own
+  // address (queue_to): the direct-path socket's pair frames. UDP_SEGMENT where the kernel has it.
+  void send_on(int fd, bool gso);
   int fd() const { return fd_.get(); }
   Endpoint local() const;
   UdpOffloads offloads() const { return on_; }
@@ -72,6 +75,11 @@ class UdpLink {
   // stats().tx_dropped), else 0.
   uint8_t* tx_slot() { return tx_buf_[tx_count_].data(); }
   void queue(size_t len) { tx_len_[tx_count_++] = len; }
+  // send_on(): a frame for `to` (only runs of frames to one address are segmented together).
+  void queue_to(size_t len, Endpoint to) {
+    tx_to_[tx_count_] = to_sockaddr(to);
+    tx_len_[tx_count_++] = len;
+  }
   bool full() const { return tx_count_ == kBatch; }
   // Gives up the queued frames whose first 16 bytes are zero (frames the sealer wiped); returns how many.
   unsigned drop_wiped();
@@ -79,7 +87,9 @@ class UdpLink {
 
  private:
   int send_all(unsigned count);
+  int send_fd() const { return fd_ ? fd_.get() : borrowed_fd_; }
   Fd fd_;
+  int borrowed_fd_ = -1;  // send_on()
   UdpOffloads on_{false, false};
   UdpLinkStats stats_;
   uint32_t last_rx_drops_ = 0;
@@ -94,6 +104,7 @@ class UdpLink {
   std::array<iovec, kBatch> tx_iov_{};
   std::array<std::array<uint64_t, kCmsgSpace / 8>, kBatch> tx_cmsg_{};
   std::array<size_t, kBatch> tx_len_{};
+  std::array<sockaddr_in, kBatch> tx_to_{};  // send_on(): each frame's address
   unsigned tx_count_ = 0;
 };
 
