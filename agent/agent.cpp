@@ -570,15 +570,22 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
     rx_stats_.bad_inner++;
     return;
   }
-  // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first.
+  // A pair frame names a flow of its visitor's block, or nothing (checked before any reassembly state is spent).
+  const uint32_t tag = uint32_t(ih.flow_id);
+  if (pair && (!SnatCodec::is_pair_tag(tag) || SnatCodec::pair_block(tag) != pair->block)) {
+    pairs_->stats().bad_tag++;
+    return;
+  }
+  // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first. (A pair's
+  // fragments are keyed apart from every session's: bit 63.)
   if (is_ipv4_fragment(pkt, pkt_len)) {
     PacketInfo fpi;
     if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
       rx_stats_.bad_inner++;
       return;
     }
-    const std::span<uint8_t> whole =
-        gw_frags_.add({pkt, fpi.ip_total_len}, uint64_t(session) << 32 | uint32_t(ih.flow_id), now_ns);
+    const uint64_t key = (pair ? uint64_t(1) << 63 : 0) | uint64_t(session) << 32 | uint32_t(ih.flow_id);
+    const std::span<uint8_t> whole = gw_frags_.add({pkt, fpi.ip_total_len}, key, now_ns);
     if (whole.empty()) return;
     pkt = whole.data();
     pkt_len = whole.size();
@@ -591,11 +598,8 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
   }
   if (pair && pair->controlling) {
     // A reply on one of our pair flows: to the program that connected, from the local address it used.
-    const uint32_t tag = uint32_t(ih.flow_id);
     const std::optional<VisitorFlows::Program> to =
-        SnatCodec::is_pair_tag(tag) && SnatCodec::pair_block(tag) == pair->block
-            ? visitor_flows_.reply(SnatCodec::pair_index(tag), pi.l4_proto, pi.tcp_flags, now_ns)
-            : std::nullopt;
+        visitor_flows_.reply(SnatCodec::pair_index(tag), pi.l4_proto, pi.tcp_flags, now_ns);
     if (!to) {
       pairs_->stats().no_flow++;
       return;
@@ -607,12 +611,9 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
     return;
   }
   if (pair) {
-    // The agent: a visitor's flow, its tag from the visitor's block (another visitor's flows are not its to name).
-    const uint32_t tag = uint32_t(ih.flow_id);
-    if (!SnatCodec::is_pair_tag(tag) || SnatCodec::pair_block(tag) != pair->block || pi.dst_ip == 0) {
-      pairs_->stats().bad_tag++;
-      return;
-    }
+    // The agent: a visitor's flow goes to the target of its rule, whatever the visitor wrote (as dpgw rewrites a
+    // visitor's packets to it): never elsewhere, never to a translated address of this TUN (another flow's).
+    if (!pairs_->address_to_target(*pair, pkt, pi, opt_.tun_net)) return;
     const Endpoint snat = snat_.encode_pair(tag);
     ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
     rx_stats_.inner_rx_bytes += pi.ip_total_len;
@@ -956,6 +957,14 @@ void Agent::tick(uint64_t now_ns) {
   if (pairs_ && now_ns - last_flow_expiry_ns_ >= kNsPerSec) {
     visitor_flows_.expire(now_ns);
     last_flow_expiry_ns_ = now_ns;
+    // No pairing with data came back in time: the flows on the pair start over through dpgw.
+    if (no_pair_since_ns_ && now_ns - no_pair_since_ns_ >= kPairGraceNs && !pairs_->visitor_pair()) {
+      if (visitor_flows_.pair_flows())
+        LOG_INFO("direct paths: no pair for %.0f s: %zu flows on the pair start over through the gateway",
+                 double(now_ns - no_pair_since_ns_) / 1e9, visitor_flows_.pair_flows());
+      visitor_flows_.forget_pair_flows();
+      no_pair_since_ns_ = 0;
+    }
   }
   if (quic_active()) {
     // QUIC framing: any packet on the connection (dpgw's ACKs of our PINGs included) says the gateway is there;
@@ -1166,17 +1175,34 @@ void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote rem
 }
 
 void Agent::pair_offer(const PeerOffer& o) {
-  if (pairs_) pairs_->offer(o);
+  if (!pairs_) return;
+  pairs_->offer(o);
+  if (!opt_.visit || !o.controlling) return;
+  // The visitor's flows on the pair go on in the new pairing when it carries data in the same block; else they start
+  // over through dpgw (their next packets start new flows).
+  const std::optional<uint16_t> block = o.data ? std::optional<uint16_t>(o.data->block) : std::nullopt;
+  if (visitor_flows_.pair_flows() && block != visitor_block_) {
+    LOG_INFO("direct paths: %zu flows on the pair start over through the gateway (the new pairing %s)",
+             visitor_flows_.pair_flows(), block ? "has another block of tags" : "carries no data");
+    visitor_flows_.forget_pair_flows();
+  }
+  visitor_block_ = block;
+  no_pair_since_ns_ = block ? 0 : monotonic_ns();
 }
 
 void Agent::pair_gone(uint32_t pair) {
-  if (pairs_) pairs_->gone(pair);
+  if (!pairs_) return;
+  const PairData::Pair* p = pairs_->by_id(pair);
+  if (p && p->controlling) no_pair_since_ns_ = monotonic_ns();
+  pairs_->gone(pair);
 }
 
 void Agent::pairs_clear() {
   if (!pairs_) return;
   pairs_->clear();
   visitor_flows_.forget_pair_flows();  // the next registration brings another block of tags
+  visitor_block_.reset();
+  no_pair_since_ns_ = 0;
 }
 
 // The frame is copied (it is opened in place, and the TUN writer keeps its packet until the batch ends, to coalesce

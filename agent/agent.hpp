@@ -322,6 +322,11 @@ class Agent final : private DatagramSink {
   std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(size_t(64) * UdpLink::kMaxDatagram);  // a wakeup's frames
   size_t pair_rx_used_ = 0;
   uint64_t pair_now_ns_ = 0;
+  // The visitor: its block of tags (flows on the pair keep it across pairings), and since when it has had no pair
+  // with data (its flows on the pair wait kPairGraceNs for the next pairing, then start over through dpgw).
+  std::optional<uint16_t> visitor_block_;
+  uint64_t no_pair_since_ns_ = 0;
+  static constexpr uint64_t kPairGraceNs = 5'000'000'000ull;
   uint64_t last_flow_expiry_ns_ = 0;
 };
 

@@ -266,6 +266,7 @@ std::string ControlClient::registration_line() const {
            {"weight", opt_.weight}, {"role", role_name(opt_.visitor)}};
   if (!opt_.agent_name.empty()) reg["name"] = opt_.agent_name;
   if (opt_.visitor && !opt_.service.empty()) reg["service"] = opt_.service;
+  if (opt_.pair_data) reg["features"] = json::array({"pair_data"});
   return reg.dump();
 }
 

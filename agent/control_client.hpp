@@ -42,6 +42,7 @@ struct ControlOptions {
   std::string agent_name;
   bool visitor = false;  // register to visit the tunnel (dpagent visit), not to serve it
   std::string service;   // a visitor's --host, named in the registration (a direct path's data goes by its rule)
+  bool pair_data = false;  // direct paths with data here: "features":["pair_data"] in the registration
   bool quic = false;     // --transport quic: the control connection over QUIC (dpctld's agent_quic_listen)
   uint16_t underlay_mtu = 1500;  // --mtu: the QUIC connection's packets stay within it
 };

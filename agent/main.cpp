@@ -363,6 +363,7 @@ int main(int argc, char** argv) {
     LOG_INFO("no direct paths: they run with one data-path thread (--threads 1 to have them)");
     direct = false;
   }
+  ctl.pair_data = registered && direct;  // (dpctld gives a pair data only when both ends say so)
   // The main thread's event loop: the control connection, the timers, SIGUSR1, and with one data-path thread the
   // data path too.
   EventLoop loop;

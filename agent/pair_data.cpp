@@ -2,10 +2,14 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "common/json_writer.hpp"
 #include "common/log.hpp"
 #include "crypto/key_schedule.hpp"
+#include "packet/ipv4_rewrite.hpp"
 #include "proto/relay_frame.hpp"
+#include "proto/snat_codec.hpp"
 
 namespace dptun {
 
@@ -16,10 +20,11 @@ PairData::PairData(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_
       rekey_interval_ns_(rekey_interval_ns),
       direct_(std::move(direct)),
       relay_(std::move(relay)),
-      remote_(std::move(remote)) {}
+      remote_(std::move(remote)),
+      block_pair_(SnatCodec::kPairBlocks, 0) {}
 
 void PairData::offer(const PeerOffer& o) {
-  pairs_.erase(o.pair);
+  gone(o.pair);
   if (!o.data) return;
   std::array<uint8_t, kBaseSecretLen> base{};
   if (!derive_direct_data_secret(o.secret, base)) {
@@ -38,11 +43,21 @@ void PairData::offer(const PeerOffer& o) {
   stats_.pairs++;
   LOG_INFO("direct paths: pair %08x carries data (block %u%s%s)", p.id, unsigned(p.block),
            p.target ? ", target " : "", p.target ? p.target->str().c_str() : "");
+  if (!p.controlling) block_pair_[p.block] = p.id;
   pairs_.emplace(p.id, std::move(p));
 }
 
-void PairData::gone(uint32_t pair) { pairs_.erase(pair); }
-void PairData::clear() { pairs_.clear(); }
+void PairData::gone(uint32_t pair) {
+  auto it = pairs_.find(pair);
+  if (it == pairs_.end()) return;
+  if (!it->second.controlling && block_pair_[it->second.block] == pair) block_pair_[it->second.block] = 0;
+  pairs_.erase(it);
+}
+
+void PairData::clear() {
+  pairs_.clear();
+  std::fill(block_pair_.begin(), block_pair_.end(), 0);
+}
 
 PairData::Pair* PairData::by_id(uint32_t id) {
   auto it = pairs_.find(id);
@@ -50,9 +65,8 @@ PairData::Pair* PairData::by_id(uint32_t id) {
 }
 
 PairData::Pair* PairData::by_block(uint16_t block) {
-  for (auto& [id, p] : pairs_)  // (at most 256 pairs per agent; one lookup per reply: a map by block is next)
-    if (!p.controlling && p.block == block) return &p;
-  return nullptr;
+  if (block >= block_pair_.size() || !block_pair_[block]) return nullptr;
+  return by_id(block_pair_[block]);
 }
 
 PairData::Pair* PairData::visitor_pair() {
@@ -118,6 +132,16 @@ PairData::Pair* PairData::open(std::span<uint8_t> frame, bool relayed, std::span
   return p;
 }
 
+bool PairData::address_to_target(const Pair& p, uint8_t* pkt, const PacketInfo& pi, Ipv4Prefix own_net) {
+  if (!p.target || own_net.contains(Ipv4{p.target->ip.v4()})) {
+    stats_.bad_target++;
+    return false;
+  }
+  const Endpoint& t = *p.target;
+  ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, t.ip.v4(), t.port ? t.port : pi.dst_port);
+  return true;
+}
+
 std::string PairData::stats_json() const {
   JsonWriter j;
   j.begin_object()
@@ -138,6 +162,7 @@ std::string PairData::stats_json() const {
       .field("replay", stats_.replay.get())
       .field("malformed", stats_.malformed.get())
       .field("bad_tag", stats_.bad_tag.get())
+      .field("bad_target", stats_.bad_target.get())
       .field("no_pair", stats_.no_pair.get())
       .field("no_flow", stats_.no_flow.get())
       .end_object();

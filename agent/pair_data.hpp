@@ -15,12 +15,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "agent/agent_session.hpp"
 #include "common/counter.hpp"
 #include "common/inet.hpp"
 #include "control/control_protocol.hpp"
 #include "crypto/aead.hpp"
+#include "packet/parser.hpp"
 
 namespace dptun {
 
@@ -37,7 +39,7 @@ class PairData {
     uint32_t id = 0;
     bool controlling = false;        // this end is the visitor
     uint16_t block = 0;              // the visitor's block of flow tags
-    std::optional<Endpoint> target;  // the visitor's: where its flows go (port 0: its --local port)
+    std::optional<Endpoint> target;  // where the visitor's flows go (port 0: the visitor's --local port)
     std::unique_ptr<AgentSession> session;
   };
   struct Stats {
@@ -47,6 +49,7 @@ class PairData {
     StatCounter unknown_pair = 0;  // frames naming no pair of ours (an ended pairing, or forged)
     StatCounter auth_fail = 0, replay = 0, malformed = 0;
     StatCounter bad_tag = 0;       // opened frames whose flow tag is not in the pair's block
+    StatCounter bad_target = 0;    // the agent: a pair whose target it must not send to (none, or in its TUN subnet)
     StatCounter no_pair = 0;       // replies of pair flows with no pair to go in (between pairings)
     StatCounter no_flow = 0;       // the visitor: replies naming no flow of its own
     StatCounter pairs = 0;         // pairings with data taken
@@ -70,6 +73,10 @@ class PairData {
   // A pair frame received (`relayed`: from dpgw), opened in place: its pair and its plaintext (inner header,
   // packet), or nullptr (counted).
   Pair* open(std::span<uint8_t> frame, bool relayed, std::span<uint8_t>& plaintext, uint64_t now_ns);
+  // The agent's end: the visitor's packet `pkt` (IPv4, parsed into `pi`) of pair `p` is addressed to the pair's
+  // target, whatever it said (port 0 in the target: the packet's own), as dpgw does for visitor frames. False (counted
+  // bad_target) when the target lies in `own_net` (the agent's TUN subnet: other flows' translated sources).
+  bool address_to_target(const Pair& p, uint8_t* pkt, const PacketInfo& pi, Ipv4Prefix own_net);
   Stats& stats() { return stats_; }
   std::string stats_json() const;
 
@@ -81,6 +88,7 @@ class PairData {
   SendRelay relay_;
   DirectRemote remote_;
   std::map<uint32_t, Pair> pairs_;
+  std::vector<uint32_t> block_pair_;  // the agent's: block -> the id of its pair (0: none)
   Stats stats_;
 };
 

@@ -89,24 +89,23 @@ PeerOffer::~PeerOffer() { OPENSSL_cleanse(secret.data(), secret.size()); }
 
 std::string peer_message(const PeerOffer& p) {
   using nlohmann::json;
-  std::string secret = hex_encode(p.secret);
-  std::string line = dump(json{{"type", name_of(AgentMessageType::Peer)},
-                               {"pair", p.pair},
-                               {"role", p.controlling ? "controlling" : "controlled"},
-                               {"secret", secret},
-                               {"session", p.session},
-                               {"name", p.name},
-                               {"nat", nat_mapping_name(p.peer.nat)},
-                               {"candidates", candidates_json(p.peer.candidates)}});
+  json msg{{"type", name_of(AgentMessageType::Peer)},
+           {"pair", p.pair},
+           {"role", p.controlling ? "controlling" : "controlled"},
+           {"secret", hex_encode(p.secret)},
+           {"session", p.session},
+           {"name", p.name},
+           {"nat", nat_mapping_name(p.peer.nat)},
+           {"candidates", candidates_json(p.peer.candidates)}};
   if (p.data) {
-    json data{{"block", p.data->block}};
     // (port 0: the visitor's own --local port, as a rule's target without one; written as the address alone)
-    if (p.data->target) data["target"] = p.data->target->port ? p.data->target->str() : p.data->target->ip.str();
-    // (appended: the line holds the secret, which is wiped below; no second copy of it is made)
-    line.pop_back();
-    line += ",\"data\":" + dump(data) + "}";
+    const Endpoint& t = p.data->target.value_or(Endpoint{});
+    msg["data"] = json{{"block", p.data->block}, {"target", t.port ? t.str() : t.ip.str()}};
   }
-  OPENSSL_cleanse(secret.data(), secret.size());
+  std::string line = dump(msg);
+  // The secret's hex lies in the JSON value too: wiped before it is freed (the line is the caller's to wipe).
+  std::string& hex = msg["secret"].get_ref<std::string&>();
+  OPENSSL_cleanse(hex.data(), hex.size());
   return line;
 }
 
@@ -278,17 +277,17 @@ ControllerMessage parse_controller_message(std::string_view line) {
     }
     PairDataOffer d;
     d.block = uint16_t(*b);
-    if (const json* target = field(*data, "target")) {
+    if (const json* target = field(*data, "target"); target) {
       if (target->is_string()) {
         const std::string& text = target->get_ref<const std::string&>();
         d.target = Endpoint::parse(text);
         if (!d.target)
           if (const std::optional<Ipv4> ip = Ipv4::parse(text)) d.target = Endpoint{*ip, 0};
       }
-      if (!d.target || !d.target->ip.is_v4() || d.target->ip.v4() == 0) {
-        m.error = "'data.target' must be an IPv4 address, with or without a port";
-        return m;
-      }
+    }
+    if (!d.target || !d.target->ip.is_v4() || d.target->ip.v4() == 0) {
+      m.error = "'data.target' must be an IPv4 address, with or without a port";
+      return m;
     }
     p.data = d;
   }
@@ -364,6 +363,14 @@ AgentMessage parse_agent_message(std::string_view line) {
       return m;
     }
     m.visitor = *role == SessionRole::Visitor;
+  }
+  // What this dpagent can do beyond version 1 (unknown names are ignored: newer agents, older dpctld).
+  if (const json* f = field(msg, "features")) {
+    if (!f->is_array() || f->size() > 16) {
+      m.error = "register: 'features' must be a list of names";
+      return m;
+    }
+    for (const json& name : *f) m.pair_data |= name.is_string() && name == "pair_data";
   }
   if (const json* sv = field(msg, "service")) {
     std::string host = sv->is_string() ? sv->get<std::string>() : std::string();

@@ -62,8 +62,9 @@ std::string pair_id_text(uint32_t pair);
 //    "name":"agent-1","nat":"endpoint-independent","candidates":[...as in a candidates report...]}
 //   {"type":"peer_gone","pair":305419896}       the pairing ended (a session went, or candidates changed)
 // With "data" the pair also carries the visitor's flows (pair frames, "The pair's data"): `block` is the visitor's
-// block of flow tags (SnatCodec::pair_tag: both ends get it), `target` (the visitor only) where its flows go, the
-// target of the tunnel's rule for the service it named at registration ("service"); port 0: its --local port:
+// block of flow tags (SnatCodec::pair_tag), `target` where its flows go, the target of the tunnel's rule for the
+// service it named at registration ("service"; port 0: the visitor's --local port). Both ends get both: the agent
+// sends the visitor's packets to that target whatever they say:
 //   "data":{"block":17,"target":"10.99.3.2:8080"}
 // Without "data" the pair only checks its path, and every flow goes through dpgw.
 // The visitor is the controlling end. Each end reports what its checks found:
@@ -72,7 +73,7 @@ std::string pair_id_text(uint32_t pair);
 // `remote` and `rtt_us` with "direct" only; `reason` with "relayed" (PathReason). Pair ids are never 0.
 struct PairDataOffer {
   uint16_t block = 0;              // < SnatCodec::kPairBlocks
-  std::optional<Endpoint> target;  // the visitor's (controlling end's) only
+  std::optional<Endpoint> target;  // always set in an offer that parses
   bool operator==(const PairDataOffer&) const = default;
 };
 struct PeerOffer {
@@ -129,6 +130,7 @@ struct AgentMessage {
   std::string name;    // at most 64 bytes
   bool visitor = false;
   std::string service;         // Register, a visitor's: the hostname it visits (lowercase, at most 253 bytes)
+  bool pair_data = false;      // Register: "features" holds "pair_data" (the dpagent carries a direct pair's data)
   CandidateReport candidates;  // Candidates
   PathReport path;             // Path (with a non-empty `error`: ignored, counted)
   bool bad_version = false;  // Invalid because of the protocol version (not the request's shape)

@@ -76,9 +76,16 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
   for (auto it = pairs_.begin(); it != pairs_.end();) {
     const Pair& p = it->second;
     const auto v = sessions.find(p.visitor), a = sessions.find(p.agent);
-    const bool keep = v != sessions.end() && a != sessions.end() && can_pair(v->second) && can_pair(a->second) &&
-                      v->second.candidates_gen == p.visitor_gen && a->second.candidates_gen == p.agent_gen &&
-                      v->second.tunnel == a->second.tunnel;
+    bool keep = v != sessions.end() && a != sessions.end() && can_pair(v->second) && can_pair(a->second) &&
+                v->second.candidates_gen == p.visitor_gen && a->second.candidates_gen == p.agent_gen &&
+                v->second.tunnel == a->second.tunnel;
+    // A rule changed or went: the pair's data must follow it (a new pairing, with the new target or none).
+    if (keep) {
+      std::string why;
+      const std::optional<Endpoint> target =
+          v->second.pair_data && a->second.pair_data ? resolve(v->second, why) : std::nullopt;
+      keep = target == p.resolved;
+    }
     auto next = std::next(it);
     if (!keep) end(it, sessions, out);
     it = next;
@@ -115,10 +122,14 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
     offer.pair = p.id;
     if (RAND_bytes(offer.secret.data(), int(offer.secret.size())) != 1) continue;  // tried again next time
     // The visitor's offer names the agent, and the other way round.
-    // The visitor's flows go in pair frames when its service resolves to a target.
-    if (std::optional<Endpoint> target = resolve(v, p.no_data)) {
+    // The visitor's flows go in pair frames when its service resolves to a target, and both ends can carry them.
+    if (!v.pair_data || !best->pair_data)
+      p.no_data = std::string(v.pair_data ? "the agent" : "the visitor") + "'s dpagent carries no pair data";
+    else
+      p.resolved = resolve(v, p.no_data);
+    if (p.resolved) {
       if (std::optional<uint16_t> block = block_for(index))
-        p.data = PairDataOffer{*block, *target};
+        p.data = PairDataOffer{*block, *p.resolved};
       else
         p.no_data = "every block of flow tags is taken";
     }
@@ -128,7 +139,6 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
     offer.peer = *best->candidates;
     offer.data = p.data;
     out.push_back({index, peer_message(offer)});
-    if (offer.data) offer.data->target.reset();  // the agent's offer: the block only
     offer.controlling = false;
     offer.session = index;
     offer.name = v.agent_name;

@@ -37,6 +37,7 @@ class DirectPairs {
     uint64_t made_unix_ns = 0;
     std::optional<PairDataOffer> data;  // the visitor's (with its target); nullopt: checks only, see no_data
     std::string no_data;                // why the pair carries no data
+    std::optional<Endpoint> resolved;   // the visitor's target when paired (a rule that changes ends the pair)
     // Both ends have a direct path.
     bool direct() const {
       return visitor_path && agent_path && visitor_path->state == PathState::Direct &&

@@ -1049,7 +1049,7 @@ void Dpctld::handle_agent_message(AgentLink& ch, const std::string& line) {
       refuse(ch, m.bad_version ? Refusal::Version : Refusal::BadRequest, m.error);
       return;
     case AgentMessage::Kind::Register:
-      handle_register(ch, m.tunnel, m.weight, m.name, m.visitor, m.service);
+      handle_register(ch, m);
       return;
     case AgentMessage::Kind::Candidates:
       handle_candidates(ch, m);
@@ -1164,8 +1164,11 @@ void Dpctld::handle_candidates(AgentLink& ch, const AgentMessage& m) {
   // (Paired at the next second's reconcile: an agent that keeps changing its report re-pairs once a second at most.)
 }
 
-void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int weight, const std::string& name,
-                             bool visitor, const std::string& service) {
+void Dpctld::handle_register(AgentLink& ch, const AgentMessage& m) {
+  const std::string& tunnel_ref = m.tunnel;
+  const int weight = m.weight;
+  const std::string& name = m.name;
+  const bool visitor = m.visitor;
   if (sessions_.find_by_channel(ch.id())) {
     refuse(ch, Refusal::BadRequest, "this connection has registered already");
     return;
@@ -1232,7 +1235,8 @@ void Dpctld::handle_register(AgentLink& ch, const std::string& tunnel_ref, int w
   rec.tunnel = tunnel->id;
   rec.weight = granted;
   rec.visitor = visitor;
-  rec.service = service;
+  rec.service = m.service;
+  rec.pair_data = m.pair_data;
   rec.agent_name = name;
   rec.certificate_subject = desc.subject;
   rec.identities = ids;

@@ -136,8 +136,7 @@ class Dpctld {
   void check_capsule_streams();
   void drop_quic_sessions_if_gateway_replaced();
   void handle_agent_message(AgentLink& ch, const std::string& line);
-  void handle_register(AgentLink& ch, const std::string& tunnel, int weight, const std::string& name, bool visitor,
-                       const std::string& service);
+  void handle_register(AgentLink& ch, const AgentMessage& m);
   void handle_candidates(AgentLink& ch, const AgentMessage& m);
   void handle_path(AgentLink& ch, const AgentMessage& m);
   // A session's pairs (dpctl session list).

@@ -23,6 +23,7 @@ struct SessionRecord {
   uint8_t weight = 1;
   bool visitor = false;  // dpagent visit: reaches the tunnel's services, does not serve them
   std::string service;   // a visitor's: the hostname it visits, as it registered (direct paths' data)
+  bool pair_data = false;  // its dpagent carries a pair's data (registered with "features":["pair_data"])
   std::string agent_name;
   std::string certificate_subject;
   std::vector<std::string> identities;  // CN=, DNS:, URI: of its certificate (allow lists are checked again)

@@ -214,6 +214,7 @@ SessionRecord session(uint32_t index, bool visitor, uint8_t weight, uint64_t cha
   s.candidates = CandidateReport{NatMapping::EndpointIndependent,
                                  {{CandidateType::ServerReflexive, Endpoint{Ipv4{0xcb007100u + index % 200}, 41000}}}};
   s.candidates_gen = 1;
+  s.pair_data = true;
   return s;
 }
 const char* kT1 = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
@@ -221,8 +222,9 @@ const char* kT2 = "7f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
 
 // dpctld's lookup of a visitor's service (Dpctld::visitor_target): one rule here.
 const Endpoint kTarget = *Endpoint::parse("192.168.77.2:80");
+std::optional<Endpoint> g_target = kTarget;  // the rule's target now (tests change the rule)
 std::optional<Endpoint> resolve(const SessionRecord& v, std::string& why) {
-  if (v.service == "svc.example") return kTarget;
+  if (v.service == "svc.example" && g_target) return g_target;
   why = "no rule of the tunnel names '" + v.service + "'";
   return std::nullopt;
 }
@@ -323,7 +325,7 @@ void pairs_carry_data_with_a_block_per_visitor(void**) {
   assert_true(to[40004].peer.data && to[40005].peer.data);
   assert_true(to[40004].peer.data->target == kTarget);
   assert_int_not_equal(to[40004].peer.data->block, to[40005].peer.data->block);
-  assert_true(to[140004].peer.data && !to[140004].peer.data->target);  // the agent: the block only
+  assert_true(to[140004].peer.data && to[140004].peer.data->target == kTarget);  // the agent enforces it
   assert_int_equal(to[140004].peer.data->block, to[40004].peer.data->block);
   assert_false(to[40006].peer.data.has_value() || to[140006].peer.data.has_value());
   const DirectPairs::Pair& no_data = pairs.all().at(to[40006].peer.pair);
@@ -356,6 +358,29 @@ void pairs_carry_data_with_a_block_per_visitor(void**) {
   assert_int_equal(pairs.relay_specs().size(), 2);
   // Pair ids are never the STUN magic cookie (the direct-path socket tells checks and pair frames apart by it).
   for (const auto& [id, p] : pairs.all()) assert_int_not_equal(id, kStunMagicCookie);
+  // The rule changes its target: the pairs that carry data are made again with the new one (the visitors keep their
+  // blocks); the rule goes: made again without data.
+  const uint32_t id5 = pairs.by_session().at(40005)[0]->id;
+  g_target = Endpoint::parse("192.168.77.3:80");
+  auto k = kinds(pairs.reconcile(s, resolve));
+  assert_int_equal(k.count(40005), 2);  // peer_gone, then peer
+  const DirectPairs::Pair* p5 = pairs.by_session().at(40005)[0];
+  assert_int_not_equal(p5->id, id5);
+  assert_true(p5->data && p5->data->target == g_target && p5->data->block == to[40005].peer.data->block);
+  assert_true(kinds(pairs.reconcile(s, resolve)).empty());  // and then left alone
+  g_target.reset();
+  pairs.reconcile(s, resolve);
+  assert_false(pairs.by_session().at(40005)[0]->data.has_value());
+  assert_true(pairs.relay_specs().empty());
+  assert_true(kinds(pairs.reconcile(s, resolve)).empty());
+  g_target = kTarget;
+  // An end whose dpagent does not say "pair_data": the pair only checks.
+  s[40005].pair_data = false;
+  s[40005].candidates_gen++;
+  pairs.reconcile(s, resolve);
+  const DirectPairs::Pair* old_agent = pairs.by_session().at(40005)[0];
+  assert_false(old_agent->data.has_value());
+  assert_non_null(strstr(old_agent->no_data.c_str(), "no pair data"));
 }
 
 }  // namespace

@@ -15,7 +15,9 @@
 #include "agent/pair_data.hpp"
 #include "agent/visitor_flows.hpp"
 #include "crypto/aead_openssl.hpp"
+#include "packet/checksum.hpp"
 #include "packet/headers.hpp"
+#include "packet/parser.hpp"
 #include "proto/relay_frame.hpp"
 
 using namespace dptun;
@@ -53,7 +55,7 @@ PeerOffer offer(uint32_t pair, bool controlling, uint8_t secret_seed) {
   o.controlling = controlling;
   o.session = controlling ? 40002 : 40001;
   for (size_t i = 0; i < o.secret.size(); ++i) o.secret[i] = uint8_t(secret_seed + i);
-  o.data = PairDataOffer{5, controlling ? Endpoint::parse("10.99.3.2:8080") : std::nullopt};
+  o.data = PairDataOffer{5, Endpoint::parse("10.99.3.2:8080")};
   return o;
 }
 
@@ -208,6 +210,46 @@ void a_full_block_sends_through_dpgw(void**) {
   assert_int_not_equal(flows.from_program(kIpProtoUdp, 0x64700001, 2, 0, true, 2 * kSec), VisitorFlows::kNone);
 }
 
+// The agent sends a visitor's packet to the pair's target whatever the visitor wrote: another host, another port,
+// or another flow's translated source in the agent's own TUN subnet are never reached; a target in that subnet is
+// refused. Checksums stay right (the kernel would drop the packet otherwise).
+void the_agent_sends_to_the_target_only(void**) {
+  OpensslAead engine;
+  End agent(engine);
+  agent.data.offer(offer(9, false, 1));
+  PairData::Pair* p = agent.data.by_block(5);
+  assert_non_null(p);
+  const Ipv4Prefix tun = *Ipv4Prefix::parse("100.64.0.1/16");
+  for (const char* forged : {"10.99.3.2:8080", "192.168.1.1:22", "100.64.128.7:33000", "10.99.3.2:9999"}) {
+    // A UDP packet from the visitor's program to `forged`.
+    std::vector<uint8_t> pkt(28 + 4, 0xab);
+    const Endpoint to = *Endpoint::parse(forged);
+    write_ipv4_header(pkt.data(), uint16_t(pkt.size()), 7, kIpProtoUdp, 0x64600001, to.ip.v4());
+    store_be16(pkt.data() + 20, 40000);
+    store_be16(pkt.data() + 22, to.port);
+    store_be16(pkt.data() + 24, 12);
+    store_be16(pkt.data() + 26, 0);
+    store_be16(pkt.data() + 26, ipv4_l4_checksum(0x64600001, to.ip.v4(), kIpProtoUdp, {pkt.data() + 20, 12}));
+    PacketInfo pi;
+    assert_true(parse_ip(pkt, pi) == ParseStatus::Ok);
+    assert_true(agent.data.address_to_target(*p, pkt.data(), pi, tun));
+    assert_int_equal(load_be32(pkt.data() + 16), 0x0a630302);  // 10.99.3.2
+    assert_int_equal(load_be16(pkt.data() + 22), 8080);
+    assert_int_equal(ipv4_header_checksum({pkt.data(), 20}), 0);
+    assert_int_equal(ipv4_l4_checksum(0x64600001, 0x0a630302, kIpProtoUdp, {pkt.data() + 20, 12}), 0);
+  }
+  // A target inside the agent's own subnet: refused.
+  PeerOffer inside = offer(10, false, 1);
+  inside.data = PairDataOffer{6, Endpoint::parse("100.64.128.9:80")};
+  agent.data.offer(inside);
+  std::vector<uint8_t> pkt(28, 0);
+  PacketInfo pi{};
+  pi.l4_offset = 20;
+  pi.l4_proto = kIpProtoUdp;
+  assert_false(agent.data.address_to_target(*agent.data.by_block(6), pkt.data(), pi, tun));
+  assert_int_equal(agent.data.stats().bad_target.get(), 1);
+}
+
 }  // namespace
 
 int main() {
@@ -216,6 +258,7 @@ int main() {
       cmocka_unit_test(other_pairings_do_not_open),
       cmocka_unit_test(flows_keep_their_way),
       cmocka_unit_test(a_full_block_sends_through_dpgw),
+      cmocka_unit_test(the_agent_sends_to_the_target_only),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
