@@ -61,8 +61,10 @@ void DirectPairs::end(std::map<uint32_t, Pair>::iterator it, const std::map<uint
 }
 
 std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t, SessionRecord>& sessions,
-                                                         const TargetResolver& resolve) {
+                                                         const TargetResolver& resolve, uint64_t rules_gen) {
   std::vector<Message> out;
+  const bool rules_changed = rules_gen != rules_gen_;
+  rules_gen_ = rules_gen;
   // A visitor's block of flow tags goes with its session.
   for (auto it = blocks_.begin(); it != blocks_.end();) {
     if (sessions.count(it->first)) {
@@ -80,7 +82,7 @@ std::vector<DirectPairs::Message> DirectPairs::reconcile(const std::map<uint32_t
                 v->second.candidates_gen == p.visitor_gen && a->second.candidates_gen == p.agent_gen &&
                 v->second.tunnel == a->second.tunnel;
     // A rule changed or went: the pair's data must follow it (a new pairing, with the new target or none).
-    if (keep) {
+    if (keep && rules_changed) {
       std::string why;
       const std::optional<Endpoint> target =
           v->second.pair_data && a->second.pair_data ? resolve(v->second, why) : std::nullopt;

@@ -61,7 +61,9 @@ class DirectPairs {
 
   DirectPairs();
   // Makes, keeps and ends pairs for `sessions` as they are now; returns what to send.
-  std::vector<Message> reconcile(const std::map<uint32_t, SessionRecord>& sessions, const TargetResolver& resolve);
+  // `rules_gen` changes whenever the hostname rules may have: only then are the pairs' targets looked up again.
+  std::vector<Message> reconcile(const std::map<uint32_t, SessionRecord>& sessions, const TargetResolver& resolve,
+                                 uint64_t rules_gen = 0);
   // The pairs that carry data, as dpgw is told them (pair_set); changes with each pairing made or ended.
   std::vector<PairSpec> relay_specs() const;
   uint64_t generation() const { return generation_; }
@@ -89,6 +91,7 @@ class DirectPairs {
   std::vector<bool> block_used_;
   uint32_t next_block_ = 0;
   uint64_t generation_ = 0;  // counts pairings made and ended
+  uint64_t rules_gen_ = 0;   // the rules' generation the pairs' targets were last looked up at
   Stats stats_;
 };
 

@@ -301,6 +301,7 @@ void Dpctld::recheck_sessions() {
 }
 
 void Dpctld::reload() {
+  rules_gen_++;  // (the config's hostname rules may change)
   DpctldConfig next;
   try {
     next = load_dpctld_config(cfg_.path);
@@ -1082,7 +1083,8 @@ void Dpctld::reconcile_pairs() {
   std::vector<DirectPairs::Message> out;
   try {
     out = pairs_.reconcile(sessions_.all(),
-                           [this](const SessionRecord& v, std::string& why) { return visitor_target(v, why); });
+                           [this](const SessionRecord& v, std::string& why) { return visitor_target(v, why); },
+                           rules_gen_);
   } catch (const std::exception& e) {  // (nothing in it throws but allocation; the daemon must not end for it)
     LOG_ERROR("direct paths: pairing failed: %s", e.what());
   }
@@ -1338,7 +1340,10 @@ json Dpctld::ingress_rules() const {
   return rules;
 }
 
-void Dpctld::push_ingress() { gateway_->send(gateway_message(GatewayMessageType::IngressSet, {{"rules", ingress_rules()}})); }
+void Dpctld::push_ingress() {
+  rules_gen_++;  // (direct paths' pairs look their targets up again)
+  gateway_->send(gateway_message(GatewayMessageType::IngressSet, {{"rules", ingress_rules()}}));
+}
 
 json Dpctld::full_state() const {
   json tunnels = json::array(), sessions = json::array(), entries = json::array();

@@ -251,6 +251,7 @@ class Dpctld {
   DpctldCounters counters_;
   DirectPairs pairs_;  // direct paths: visitors paired with agents (docs/nat-traversal.md)
   uint64_t pairs_pushed_ = 0;  // the pairs' generation dpgw was last told (pair_set)
+  uint64_t rules_gen_ = 1;     // counts changes of the hostname rules (DirectPairs::reconcile)
   uint64_t next_pairing_ns_ = 0;
   FILE* failure_log_ = nullptr;
   std::string agent_ca_;           // the --ca of the printed dpagent command

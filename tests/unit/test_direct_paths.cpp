@@ -362,22 +362,23 @@ void pairs_carry_data_with_a_block_per_visitor(void**) {
   // blocks); the rule goes: made again without data.
   const uint32_t id5 = pairs.by_session().at(40005)[0]->id;
   g_target = Endpoint::parse("192.168.77.3:80");
-  auto k = kinds(pairs.reconcile(s, resolve));
+  assert_true(kinds(pairs.reconcile(s, resolve)).empty());  // rules the same generation: not looked up again
+  auto k = kinds(pairs.reconcile(s, resolve, 1));
   assert_int_equal(k.count(40005), 2);  // peer_gone, then peer
   const DirectPairs::Pair* p5 = pairs.by_session().at(40005)[0];
   assert_int_not_equal(p5->id, id5);
   assert_true(p5->data && p5->data->target == g_target && p5->data->block == to[40005].peer.data->block);
-  assert_true(kinds(pairs.reconcile(s, resolve)).empty());  // and then left alone
+  assert_true(kinds(pairs.reconcile(s, resolve, 1)).empty());  // and then left alone
   g_target.reset();
-  pairs.reconcile(s, resolve);
+  pairs.reconcile(s, resolve, 2);
   assert_false(pairs.by_session().at(40005)[0]->data.has_value());
   assert_true(pairs.relay_specs().empty());
-  assert_true(kinds(pairs.reconcile(s, resolve)).empty());
+  assert_true(kinds(pairs.reconcile(s, resolve, 3)).empty());
   g_target = kTarget;
   // An end whose dpagent does not say "pair_data": the pair only checks.
   s[40005].pair_data = false;
   s[40005].candidates_gen++;
-  pairs.reconcile(s, resolve);
+  pairs.reconcile(s, resolve, 3);
   const DirectPairs::Pair* old_agent = pairs.by_session().at(40005)[0];
   assert_false(old_agent->data.has_value());
   assert_non_null(strstr(old_agent->no_data.c_str(), "no pair data"));
