@@ -92,7 +92,7 @@ bool EndpointDiscovery::open(std::string& error) {
     return false;
   }
   fd_ = std::move(fd);
-  batch_.send_on(fd_.get(), true);
+  batch_.use_socket(fd_.get());
   report_.candidates.clear();
   for (const Endpoint& h : host_addresses(port_)) report_.candidates.push_back({CandidateType::Host, h});
   ++generation_;
@@ -168,20 +168,22 @@ void EndpointDiscovery::tick(uint64_t now_ns) {
   if (!in_round_ && next_round_ns_ && now_ns >= next_round_ns_) start_round(now_ns);
 }
 
+// Up to 64 datagrams per wakeup in recvmmsg batches (with UDP_GRO a buffer may hold several of one length from one
+// sender, cut apart here), then back to the loop; what is left wakes it again.
 void EndpointDiscovery::readable() {
   peer_in_batch_ = false;
-  for (int i = 0; i < 64; ++i) {
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    const ssize_t n =
-        recvfrom(fd_.get(), rx_buf_.data(), rx_buf_.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0) break;  // EAGAIN, or an ICMP error reported on the socket (the timeout covers it)
-    if (size_t(n) > rx_buf_.size()) {  // (truncated: no frame or answer of ours is that long)
-      ++stats_.stray;
-      continue;
+  const uint64_t now = monotonic_ns();
+  for (int batches = 0; batches < 2; ++batches) {
+    const int n = batch_.receive_batch();
+    if (n <= 0) break;  // nothing waiting, or an ICMP error reported on the socket (the timeouts cover it)
+    for (int i = 0; i < n; ++i) {
+      const std::span<uint8_t> buffer{batch_.rx_data(unsigned(i)), batch_.rx_len(unsigned(i))};
+      const size_t step = batch_.rx_segment_size(unsigned(i)) ? batch_.rx_segment_size(unsigned(i)) : buffer.size();
+      const Endpoint from = batch_.rx_from(unsigned(i));
+      for (size_t off = 0; off < buffer.size(); off += step)
+        answer(from, buffer.subspan(off, std::min(step, buffer.size() - off)), now);
     }
-    answer(Endpoint{Ipv4{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)}, {rx_buf_.data(), size_t(n)},
-           monotonic_ns());
+    if (n < int(UdpLink::kBatch)) break;
   }
   if (peer_in_batch_ && peer_batch_end_) peer_batch_end_();
 }

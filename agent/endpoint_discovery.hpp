@@ -132,10 +132,9 @@ class EndpointDiscovery {
   std::vector<Seen> last_seen_;
   Stats stats_;
   PeerHandler peer_handler_;
-  UdpLink batch_;  // sends only, on fd_
+  UdpLink batch_;  // batched receives and sends on fd_
   std::function<void()> peer_batch_end_;
   bool peer_in_batch_ = false;
-  std::vector<uint8_t> rx_buf_ = std::vector<uint8_t>(9216);  // a frame of a 9000-byte underlay MTU fits
 };
 
 }  // namespace dptun

@@ -73,8 +73,10 @@ int UdpLink::receive_batch() {
     rx_msgs_[i].msg_hdr.msg_iovlen = 1;
     rx_msgs_[i].msg_hdr.msg_control = rx_cmsg_[i].data();
     rx_msgs_[i].msg_hdr.msg_controllen = kCmsgSpace;
+    rx_msgs_[i].msg_hdr.msg_name = &rx_names_[i];
+    rx_msgs_[i].msg_hdr.msg_namelen = sizeof rx_names_[i];
   }
-  int n = recvmmsg(fd_.get(), rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+  int n = recvmmsg(socket_fd(), rx_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
   for (int i = 0; i < n; ++i) {
     rx_gso_[i] = 0;
@@ -100,11 +102,12 @@ int UdpLink::receive_batch() {
 
 // Sends frames [0, count) of the slots: with UDP_SEGMENT, each run of frames of one length (the last of a run may
 // be shorter) is one sendmmsg entry whose iovecs the kernel joins and cuts again at that length.
-void UdpLink::send_on(int fd, bool gso) {
-  int zero = 0;
+void UdpLink::use_socket(int fd, UdpOffloads want) {
+  int one = 1, zero = 0;
   borrowed_fd_ = fd;
-  on_.gro = false;
-  on_.gso = gso && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  on_.gro = want.gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  on_.gso = want.gso && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  for (unsigned i = 0; i < kBatch; ++i) rx_iov_[i] = iovec{rx_buf_[i].data(), kMaxRxBuffer};
 }
 
 int UdpLink::send_all(unsigned count) {
@@ -146,7 +149,7 @@ int UdpLink::send_all(unsigned count) {
   }
   unsigned sent = 0;
   while (sent < msgs) {
-    int r = sendmmsg(send_fd(), tx_msgs_.data() + sent, msgs - sent, 0);
+    int r = sendmmsg(socket_fd(), tx_msgs_.data() + sent, msgs - sent, 0);
     if (r < 0) {
       if (errno == EINTR) continue;
       const int err = errno;

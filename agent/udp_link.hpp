@@ -53,9 +53,10 @@ class UdpLink {
 
   // `want`: the offloads to try; offloads() says which the kernel took.
   bool open(Endpoint gateway, std::optional<Endpoint> bind_to, std::string& error, UdpOffloads want = {});
-  // Sends only, on someone else's unconnected socket `fd` (which must outlive this object), each frame to its own
-  // address (queue_to): the direct-path socket's pair frames. UDP_SEGMENT where the kernel has it.
-  void send_on(int fd, bool gso);
+  // Sends and receives on someone else's unconnected socket `fd` (which must outlive this object): the direct-path
+  // socket. Each frame is sent to its own address (queue_to); rx_from() says where each received one came from.
+  // UDP_SEGMENT and UDP_GRO where the kernel has them.
+  void use_socket(int fd, UdpOffloads want = {});
   int fd() const { return fd_.get(); }
   Endpoint local() const;
   UdpOffloads offloads() const { return on_; }
@@ -65,6 +66,9 @@ class UdpLink {
   // such as ECONNREFUSED (the gateway's host answered "port unreachable").
   int receive_batch();
   uint8_t* rx_data(unsigned i) { return rx_buf_[i].data(); }
+  Endpoint rx_from(unsigned i) const {
+    return Endpoint{Ipv4{ntohl(rx_names_[i].sin_addr.s_addr)}, ntohs(rx_names_[i].sin_port)};
+  }
   size_t rx_len(unsigned i) const { return rx_msgs_[i].msg_len; }
   // The length of each frame in buffer i when the kernel coalesced several (the last may be shorter); 0 when the
   // buffer holds one frame.
@@ -75,7 +79,7 @@ class UdpLink {
   // stats().tx_dropped), else 0.
   uint8_t* tx_slot() { return tx_buf_[tx_count_].data(); }
   void queue(size_t len) { tx_len_[tx_count_++] = len; }
-  // send_on(): a frame for `to` (only runs of frames to one address are segmented together).
+  // use_socket(): a frame for `to` (only runs of frames to one address are segmented together).
   void queue_to(size_t len, Endpoint to) {
     tx_to_[tx_count_] = to_sockaddr(to);
     tx_len_[tx_count_++] = len;
@@ -87,9 +91,9 @@ class UdpLink {
 
  private:
   int send_all(unsigned count);
-  int send_fd() const { return fd_ ? fd_.get() : borrowed_fd_; }
+  int socket_fd() const { return fd_ ? fd_.get() : borrowed_fd_; }
   Fd fd_;
-  int borrowed_fd_ = -1;  // send_on()
+  int borrowed_fd_ = -1;  // use_socket()
   UdpOffloads on_{false, false};
   UdpLinkStats stats_;
   uint32_t last_rx_drops_ = 0;
@@ -98,13 +102,14 @@ class UdpLink {
   static constexpr size_t kCmsgSpace = 64;  // room for UDP_GRO / UDP_SEGMENT (an int or a u16) and SO_RXQ_OVFL
   std::array<mmsghdr, kBatch> rx_msgs_{};
   std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_in, kBatch> rx_names_{};
   std::array<std::array<uint64_t, kCmsgSpace / 8>, kBatch> rx_cmsg_{};
   std::array<size_t, kBatch> rx_gso_{};
   std::array<mmsghdr, kBatch> tx_msgs_{};
   std::array<iovec, kBatch> tx_iov_{};
   std::array<std::array<uint64_t, kCmsgSpace / 8>, kBatch> tx_cmsg_{};
   std::array<size_t, kBatch> tx_len_{};
-  std::array<sockaddr_in, kBatch> tx_to_{};  // send_on(): each frame's address
+  std::array<sockaddr_in, kBatch> tx_to_{};  // use_socket(): each frame's address
   unsigned tx_count_ = 0;
 };
 

@@ -45,12 +45,14 @@ code=$(timeout 20 ip netns exec "$NS_C" curl -s -o /dev/null -w '%{http_code}' -
 [ "$(timeout 20 ip netns exec "$NS_C" curl -s --max-time 10 --resolve "app-a.example:80:$GW_PUBLIC" http://app-a.example/)" = "backend a" ] ||
   fail "the public rule of the same tunnel does not work from the entry point"
 
-# visit NAME TUN NET ARGS...: a visitor (any certificate of the CA) with its own TUN
+# visit NAME TUN NET ARGS...: a visitor (any certificate of the CA) with its own TUN. --no-direct: this test is about
+# dpgw's visitor path; visitors beside their agents would reach them straight on a direct path
+# (test_direct_paths.sh), and dpgw would see none of their flows.
 visit() {
   local name=$1 tun=$2 net=$3; shift 3
   ip netns exec "$NS_A" "$DPAGENT" visit --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
     --cert "$WORK/pki/agent2.pem" --key "$WORK/pki/agent2.key" --tunnel "$id_a" --name "$name" --tun "$tun" \
-    --tun-net "$net" "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" &
+    --tun-net "$net" --no-direct "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" &
   PIDS+=("$!")
 }
 visitors_live() { [ "$(dpctl --json session list | jq "[.sessions[] | select(.live and .role == \"visitor\")] | length")" -eq "$1" ]; }
