@@ -97,8 +97,9 @@ log "again with --no-offload"
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2> /dev/null || true
 start_agent agent --no-offload
+# (the log line first: tunnel_up may still see the agent just killed, which answered less than 2 s ago)
+wait_for 10 "dpagent saying offloads are off" grep -q "offloads off (--no-offload)" "$WORK/agent.log"
 wait_for 15 "tunnel up" tunnel_up
-grep -q "offloads off (--no-offload)" "$WORK/agent.log" || fail "dpagent did not say offloads are off"
 transfers plain
 c=$(agent_counters)
 echo "$c" | jq -e '.tun_packets_coalesced == 0 and .tun_writes == .tun_packets_written and .tun_super_packets == 0' \
