@@ -242,8 +242,11 @@ struct PipelineRig {
     assert_true(dp().ingress.load() != before);
   }
 
-  // Every worker polls until none has anything left (handoffs between workers take more than one poll).
+  // Every worker polls until none has anything left (handoffs between workers take more than one poll). The control
+  // lcore's timed work runs first, as dpgw's does between polls: a test that crosses an epoch boundary finds the
+  // keys of the new epoch installed (without it, a frame sealed with them was dropped as key_unavailable).
   void poll() {
+    gw->state().maintain(dp().clock.now_ns(), realtime_ns());
     for (int round = 0; round < 64; ++round) {
       unsigned work = 0;
       for (auto& w : dp().workers) work += w->poll_once();
