@@ -31,7 +31,8 @@ $(ASAN_BUILD)/build.ninja:
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 # Unit tests (also under ASan+UBSan, one at a time there: data-path tests whose housekeeping and QUIC timers follow
-# the clock failed when two slow ASan tests shared the 2 cores), then the end-to-end tests in network namespaces, then dpagent's threads under
+# the clock failed when two slow ASan tests shared the 2 cores), then the end-to-end tests in network namespaces
+# (test_direct_paths runs its two-thread agent from the ThreadSanitizer build), then dpagent's threads under
 # ThreadSanitizer (make tsan).
 test: all asan tsan-build
 	bash tests/scripts/test_install_deps.sh
@@ -42,7 +43,7 @@ test: all asan tsan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs --num-processes 1
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
-	BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
+	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
 	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
 
 unit: all

@@ -50,7 +50,10 @@ Agent::Agent(EventLoop& loop, AgentOptions opt)
       snat_(opt_.tun_net),
       gw_frags_(kAgentReassembly, random_seed()),
       tun_frags_(kAgentReassembly, random_seed()),
-      frag_id_(uint16_t(random_seed())) {}
+      frag_id_(uint16_t(random_seed())),
+      pair_frags_in_(kAgentReassembly, random_seed()),
+      pair_frags_tun_(kAgentReassembly, random_seed()),
+      pair_frag_id_(uint16_t(random_seed())) {}
 
 Agent::~Agent() {
   stop();
@@ -58,6 +61,8 @@ Agent::~Agent() {
     if (rx_link_) loop_.remove(rx_link_->fd());
     if (tun_watched_) loop_.remove(tun_.fd());
   }
+  for (HandoffRing* r : {from_tun_ring_.get(), from_gateway_ring_.get()})
+    if (r) loop_.remove(r->wake_fd());
 }
 
 void Agent::stop() {
@@ -79,8 +84,9 @@ bool Agent::start(bool static_session, std::string& error) {
     error = "--transport quic runs the data path on the main loop, which owns the QUIC connection: one thread";
     return false;
   }
-  // A slot of the engine per direction (AeadKey::process), each used by one thread.
-  const unsigned engine_threads = threaded() ? 2 : 1;
+  // A slot of the engine per thread that seals or opens (AeadKey::process): with two data-path threads one each, and
+  // a third for the main loop's pair frames (enable_pairs).
+  const unsigned engine_threads = threaded() ? 3 : 1;
   if (opt_.aead != "openssl") {
     std::string why;
     engine_ = IpsecMbAead::open(engine_threads, why);
@@ -396,6 +402,9 @@ void Agent::adopt(SessionGrant g, uint64_t now_ns) {
   main_stats_.sessions_adopted++;
   std::unique_ptr<UdpLink> old_link;
   if (!link_ || !(g.gateway == opt_.gateway)) {
+    // The pair frames queued for dpgw go out on the old socket before it goes; the next ones on the new one.
+    pair_relay_flush();
+    pair_relay_fd_ = -1;
     std::string error;
     old_link = std::move(link_);
     if (!open_link(g.gateway, error)) LOG_ERROR("%s", error.c_str());
@@ -461,10 +470,16 @@ void Agent::gateway_readable(uint64_t now_ns) {
       for (size_t off = 0; off < buffer.size(); off += step) {
         const std::span<uint8_t> frame = buffer.subspan(off, std::min(step, buffer.size() - off));
         if (frame.size() > 2 && frame[0] == kRelayVersion && (frame[2] & kFlagPair)) {  // relayed by dpgw
-          if (pairs_)
-            pair_frame(frame, true, now_ns);
-          else
+          if (!pairs_on_.load(std::memory_order_acquire)) {
             rx_stats_.wrong_session++;
+          } else if (!threaded()) {
+            pair_datagram(frame, now_ns, true);
+          } else if (uint8_t* p = from_gateway_ring_->reserve(frame.size())) {  // the main loop opens it
+            std::memcpy(p, frame.data(), frame.size());
+            from_gateway_ring_->commit();
+          } else {
+            rx_stats_.handoff_drops++;
+          }
           continue;
         }
         // The receiver index picks the session: the current one, or the previous one during its grace time.
@@ -480,6 +495,8 @@ void Agent::gateway_readable(uint64_t now_ns) {
     frames_from_gateway({rx_batch_.data(), count}, now_ns);
     // The packets the TUN writer holds point into the receive buffers: out before they are reused.
     tun_out_.flush();
+    if (from_gateway_ring_) from_gateway_ring_->wake();
+    if (!threaded() && pair_rx_used_) pair_batch_end();  // (relayed pair frames, copied into the pair arena)
     if (n < int(UdpLink::kBatch)) return;
   }
 }
@@ -528,7 +545,7 @@ void Agent::frame_from_gateway(AgentSession::Received& r, uint64_t now_ns) {
     rx_stats_.malformed++;
     return;
   }
-  inner_from_gateway(ih, inner, s->index(), now_ns);
+  inner_from_gateway(rx_delivery_, ih, inner, s->index(), now_ns);
 }
 
 // QUIC framing: a DATAGRAM frame from the gateway. Its data is copied into the burst's arena (the packet is rewritten
@@ -552,7 +569,7 @@ void Agent::datagram(std::span<const uint8_t> data, uint64_t now_ns) {
     rx_stats_.malformed++;
     return;
   }
-  inner_from_gateway(ih, inner, quic_session_, now_ns);
+  inner_from_gateway(rx_delivery_, ih, inner, quic_session_, now_ns);
 }
 
 void Agent::datagrams_done() {
@@ -560,14 +577,14 @@ void Agent::datagrams_done() {
   quic_rx_used_ = 0;
 }
 
-void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns,
-                               PairData::Pair* pair) {
+void Agent::inner_from_gateway(Delivery& d, const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session,
+                               uint64_t now_ns, PairData::Pair* pair) {
   uint8_t* pkt = inner.data();
   size_t pkt_len = inner.size();
   bool reassembled = false;
   std::string_view name;
   if ((ih.flags & kInnerHasName) && !read_name_trailer(inner, name, pkt_len)) {
-    rx_stats_.bad_inner++;
+    d.stats.bad_inner++;
     return;
   }
   // A pair frame names a flow of its visitor's block, or nothing (checked before any reassembly state is spent).
@@ -576,16 +593,16 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
     pairs_->stats().bad_tag++;
     return;
   }
-  // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first. (A pair's
-  // fragments are keyed apart from every session's: bit 63.)
+  // A datagram bigger than one frame comes as IPv4 fragments, one frame each: put it together first (a pair's in the
+  // main loop's reassembler).
   if (is_ipv4_fragment(pkt, pkt_len)) {
     PacketInfo fpi;
     if (parse_ip({pkt, pkt_len}, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-      rx_stats_.bad_inner++;
+      d.stats.bad_inner++;
       return;
     }
-    const uint64_t key = (pair ? uint64_t(1) << 63 : 0) | uint64_t(session) << 32 | uint32_t(ih.flow_id);
-    const std::span<uint8_t> whole = gw_frags_.add({pkt, fpi.ip_total_len}, key, now_ns);
+    const uint64_t key = uint64_t(session) << 32 | uint32_t(ih.flow_id);
+    const std::span<uint8_t> whole = d.frags.add({pkt, fpi.ip_total_len}, key, now_ns);
     if (whole.empty()) return;
     pkt = whole.data();
     pkt_len = whole.size();
@@ -593,7 +610,7 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
   }
   PacketInfo pi;
   if (!parse_tunnel_packet({pkt, pkt_len}, pi) || pi.l4_proto != ih.proto) {
-    rx_stats_.bad_inner++;
+    d.stats.bad_inner++;
     return;
   }
   if (pair && pair->controlling) {
@@ -606,8 +623,8 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
     }
     ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
     ipv4_rewrite_dst(pkt, pkt + pi.l4_offset, pi.l4_proto, to->ip, to->port);
-    rx_stats_.inner_rx_bytes += pi.ip_total_len;
-    to_tun({pkt, pi.ip_total_len}, reassembled);
+    d.stats.inner_rx_bytes += pi.ip_total_len;
+    to_tun(d, {pkt, pi.ip_total_len}, reassembled);
     return;
   }
   if (pair) {
@@ -616,16 +633,16 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
     if (!pairs_->address_to_target(*pair, pkt, pi, opt_.tun_net)) return;
     const Endpoint snat = snat_.encode_pair(tag);
     ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
-    rx_stats_.inner_rx_bytes += pi.ip_total_len;
-    to_tun({pkt, pi.ip_total_len}, reassembled);
+    d.stats.inner_rx_bytes += pi.ip_total_len;
+    to_tun(d, {pkt, pi.ip_total_len}, reassembled);
     return;
   }
   if (opt_.visit) {
     // A reply from the service we visit: to the program that connected, from the local address it used.
     if (opt_.visit->target && pi.src_ip == opt_.visit->target->ip.v4() && pi.src_port == opt_.visit->target->port)
       ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, opt_.visit->local.ip.v4(), opt_.visit->local.port);
-    rx_stats_.inner_rx_bytes += pi.ip_total_len;
-    to_tun({pkt, pi.ip_total_len}, reassembled);
+    d.stats.inner_rx_bytes += pi.ip_total_len;
+    to_tun(d, {pkt, pi.ip_total_len}, reassembled);
     return;
   }
   if (pi.dst_ip == 0) {
@@ -646,61 +663,83 @@ void Agent::inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, 
   // The source the target sees is a function of the flow's tag: no state, nothing to lose on restart.
   const Endpoint snat = snat_.encode(uint32_t(ih.flow_id));
   ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
-  rx_stats_.inner_rx_bytes += pi.ip_total_len;
-  to_tun({pkt, pi.ip_total_len}, reassembled);
+  d.stats.inner_rx_bytes += pi.ip_total_len;
+  to_tun(d, {pkt, pi.ip_total_len}, reassembled);
 }
 
 // A packet for the TUN: one in a receive buffer waits in the writer until the batch ends (it may be coalesced with
 // the next segments of its flow); a reassembled one lives in the reassembler's memory and goes at once.
-void Agent::to_tun(std::span<uint8_t> packet, bool reassembled) {
+void Agent::to_tun(Delivery& d, std::span<uint8_t> packet, bool reassembled) {
   if (reassembled)
-    tun_out_.write_now(packet);
+    d.tun.write_now(packet);
   else
-    tun_out_.add(packet);
+    d.tun.add(packet);
 }
 
 // Upstream.
+template <class Each>
+void Agent::tun_packets(std::span<uint8_t> packet, const VnetHeader& vnet, bool pair, AgentStats& st, Each&& each) {
+  if ((vnet.gso_type & ~kVnetGsoEcn) == kVnetGsoNone) {
+    // With checksum offload the kernel leaves the L4 checksum to us (the pseudo-header sum is in its place).
+    if ((vnet.flags & kVnetNeedsCsum) && !complete_checksum(packet, vnet)) {
+      st.bad_inner++;
+      return;
+    }
+    each(packet);
+    return;
+  }
+  // A TCP/UDP super-packet (TSO/USO): cut into segments of the size the kernel chose for the TUN's MTU, each
+  // written straight into the frame (or datagram plaintext) it will travel in.
+  const uint32_t segments = gso_segment_count(packet, vnet);
+  if (!segments) {
+    st.tun_gso_malformed++;
+    return;
+  }
+  st.tun_super_packets++;
+  for (uint32_t i = 0; i < segments; ++i) {
+    uint8_t* slot = inner_packet_at(plaintext_slot(pair));
+    const size_t len = gso_write_segment(packet, vnet, i, {slot, packet_room(pair)});
+    if (!len) {
+      st.tun_gso_malformed++;
+      break;
+    }
+    st.tun_segments++;
+    each(std::span<uint8_t>{slot, len});
+  }
+}
+
 void Agent::tun_readable(uint64_t now_ns) {
   tx_sync();
   static const Setup kNone{};  // nothing published yet: packets are counted as no_session
   const Setup* setup = tx_.setup ? tx_.setup : &kNone;
+  // An agent's packets to a pair address belong to a visitor's flow that came in pair frames: the main loop's pair
+  // path sends them (handed over with two threads), whether or not the gateway's session is there.
+  const bool pair_replies = !opt_.visit && pairs_on_.load(std::memory_order_acquire);
   for (unsigned budget = 0; budget < 256; ++budget) {
     VnetHeader vnet;
     const ssize_t n = tun_.read_packet(tun_in_, &vnet);
     if (n <= 0) break;
+    const std::span<uint8_t> packet{tun_in_.data(), size_t(n)};
+    if (pair_replies && packet.size() >= kIpv4HeaderLen && (packet[0] >> 4) == 4 &&
+        snat_.is_pair_address(load_be32(packet.data() + kIpv4OffDst))) {
+      if (!threaded()) {
+        pair_from_tun(packet, vnet, now_ns);
+      } else if (uint8_t* p = from_tun_ring_->reserve(kVnetHeaderLen + packet.size())) {
+        std::memcpy(p, &vnet, kVnetHeaderLen);
+        std::memcpy(p + kVnetHeaderLen, packet.data(), packet.size());
+        from_tun_ring_->commit();
+      } else {
+        tx_stats_.handoff_drops++;
+      }
+      continue;
+    }
     if (!quic_active() && (!setup->current || !setup->link)) {
       tx_stats_.no_session++;
       continue;
     }
-    const std::span<uint8_t> packet{tun_in_.data(), size_t(n)};
-    if ((vnet.gso_type & ~kVnetGsoEcn) == kVnetGsoNone) {
-      // With checksum offload the kernel leaves the L4 checksum to us (the pseudo-header sum is in its place).
-      if ((vnet.flags & kVnetNeedsCsum) && !complete_checksum(packet, vnet)) {
-        tx_stats_.bad_inner++;
-        continue;
-      }
-      packet_from_tun(packet, now_ns);
-      continue;
-    }
-    // A TCP/UDP super-packet (TSO/USO): cut into segments of the size the kernel chose for the TUN's MTU, each
-    // written straight into the frame (or datagram plaintext) it will travel in.
-    const uint32_t segments = gso_segment_count(packet, vnet);
-    if (!segments) {
-      tx_stats_.tun_gso_malformed++;
-      continue;
-    }
-    tx_stats_.tun_super_packets++;
-    for (uint32_t i = 0; i < segments; ++i) {
-      uint8_t* slot = inner_packet_at(plaintext_slot());
-      const size_t len = gso_write_segment(packet, vnet, i, {slot, packet_room()});
-      if (!len) {
-        tx_stats_.tun_gso_malformed++;
-        break;
-      }
-      tx_stats_.tun_segments++;
-      packet_from_tun({slot, len}, now_ns);
-    }
+    tun_packets(packet, vnet, false, tx_stats_, [&](std::span<uint8_t> p) { packet_from_tun(p, now_ns); });
   }
+  if (from_tun_ring_) from_tun_ring_->wake();
   flush_link(now_ns);
 }
 
@@ -753,37 +792,28 @@ void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
         }
         const Endpoint& t = *pair->target;
         ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, t.ip.v4(), t.port ? t.port : v.local.port);
-        send_on_pair(*pair, packet, SnatCodec::pair_tag(pair->block, index), pi.l4_proto, now_ns);
+        send_inner(pair, packet, SnatCodec::pair_tag(pair->block, index), pi.l4_proto, 0, {}, now_ns);
         return;
       }
     }
     if (v.target) {
       ipv4_rewrite_dst(p, p + pi.l4_offset, pi.l4_proto, v.target->ip.v4(), v.target->port);
-      send_inner(packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
+      send_inner(nullptr, packet, 0, pi.l4_proto, kInnerDirect, {}, now_ns);
     } else {
-      send_inner(packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);
+      send_inner(nullptr, packet, 0, pi.l4_proto, kInnerHasName, v.host, now_ns);
     }
     return;
   }
-  // A reply to a translated source names its flow; anything else the kernel routed here is not ours.
+  // A reply to a translated source names its flow; anything else the kernel routed here is not ours (a pair flow's
+  // went to the pair path before: tun_readable).
   std::optional<uint32_t> tag = snat_.decode(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
-  if (!tag && pairs_) {
-    // A visitor's flow that came in pair frames goes back in its pair's.
-    if (const std::optional<uint32_t> ptag = snat_.decode_pair(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port})) {
-      if (PairData::Pair* pair = pairs_->by_block(uint16_t(SnatCodec::pair_block(*ptag))))
-        send_on_pair(*pair, packet, *ptag, pi.l4_proto, now_ns);
-      else
-        pairs_->stats().no_pair++;
-      return;
-    }
-  }
   if (!tag) {
     tx_stats_.no_nat++;
     return;
   }
   // The gateway finds the flow by its tag and rewrites the addresses from its own state; any session of the
   // flow's tunnel may carry it, so replies always use the current one.
-  send_inner(packet, *tag, pi.l4_proto, 0, {}, now_ns);
+  send_inner(nullptr, packet, *tag, pi.l4_proto, 0, {}, now_ns);
 }
 
 // The kernel routes ICMP errors about the packets we wrote into the TUN back into it, because their source is the
@@ -819,73 +849,79 @@ void Agent::target_unreachable(std::span<uint8_t> packet, uint64_t now_ns) {
   } else {
     unreachable_suppressed_++;
   }
-  send_inner(packet.first(load_be16(packet.data() + kIpv4OffTotalLen)), *tag, kIpProtoIcmp, 0, {}, now_ns);
+  send_inner(nullptr, packet.first(load_be16(packet.data() + kIpv4OffTotalLen)), *tag, kIpProtoIcmp, 0, {}, now_ns);
   tx_stats_.icmp_errors_forwarded++;
 }
 
 // Sends an inner packet to the gateway (inner header: `flow`, `proto`, `flags`; a name trailer when `name` is
 // given): in one data frame (or DATAGRAM frame) when it fits one, else as IPv4 fragments of our own, one frame each
 // (protocol.md "Datagrams bigger than a frame"). The budget is what the TUN's MTU is: --mtu less the overhead.
-void Agent::send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
-                       uint64_t now_ns) {
+void Agent::send_inner(PairData::Pair* pair, std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags,
+                       std::string_view name, uint64_t now_ns) {
+  AgentStats& st = pair ? main_stats_ : tx_stats_;
   const size_t trailer = name.empty() ? 0 : name.size() + 1;
-  const size_t budget = packet_budget(trailer);
+  const size_t budget = packet_budget(trailer, pair);
   const InnerHeader ih{flow, proto, flags};
   if (packet.size() <= budget) {
-    uint8_t* plain = plaintext_slot();
+    uint8_t* plain = plaintext_slot(pair);
     uint8_t* pkt = inner_packet_at(plain);
     if (packet.data() != pkt) std::memmove(pkt, packet.data(), packet.size());
-    send_plaintext(plain, write_inner_plaintext(plain, ih, packet.size(), name), packet.size(), now_ns);
+    send_plaintext(pair, plain, write_inner_plaintext(plain, ih, packet.size(), name), packet.size(), now_ns);
     return;
   }
+  // Each fragment is built where the next plaintext goes: a datagram lying there moves first.
   const uint8_t* ip = packet.data();
-  if (quic_active() && ip >= quic_plain_.data() && ip < quic_plain_.data() + quic_plain_.size()) {
-    // (each fragment is built where this lies: it moves first)
-    quic_frag_src_.assign(packet.begin(), packet.end());
-    ip = quic_frag_src_.data();
+  const std::span<const uint8_t> slot_area = pair ? std::span<const uint8_t>(pair_tx_)
+                                             : quic_active() ? std::span<const uint8_t>(quic_plain_)
+                                                             : std::span<const uint8_t>();
+  if (ip >= slot_area.data() && ip < slot_area.data() + slot_area.size()) {
+    std::vector<uint8_t>& copy = pair ? pair_frag_src_ : quic_frag_src_;
+    copy.assign(packet.begin(), packet.end());
+    ip = copy.data();
   }
   const uint32_t hl = uint32_t(ip[0] & 0x0f) * 4;
   const FragmentPlan plan = plan_ipv4_fragments(hl, uint32_t(packet.size()) - hl, uint32_t(budget));
   if (!plan.count) {
-    tx_stats_.bad_inner++;
+    st.bad_inner++;
     return;
   }
-  const uint16_t id = frag_id_++;
+  const uint16_t id = pair ? pair_frag_id_++ : frag_id_++;
   for (uint32_t k = 0; k < plan.count; ++k) {
     const uint32_t off = k * plan.chunk;
     const uint32_t len = std::min<uint32_t>(plan.chunk, uint32_t(packet.size()) - hl - off);
-    uint8_t* plain = plaintext_slot();
+    uint8_t* plain = plaintext_slot(pair);
     uint8_t* out = inner_packet_at(plain);
     const size_t fh = write_ipv4_fragment_header(out, {ip, hl}, id, off, len, k + 1 < plan.count);
     std::memcpy(out + fh, ip + hl + off, len);
-    send_plaintext(plain, write_inner_plaintext(plain, ih, fh + len, name), fh + len, now_ns);
-    tx_stats_.fragments_tx++;
+    send_plaintext(pair, plain, write_inner_plaintext(plain, ih, fh + len, name), fh + len, now_ns);
+    st.fragments_tx++;
   }
 }
 
-uint8_t* Agent::plaintext_slot() {
-  if (pair_out_) return pair_tx_.data() + codec_.layout().inner_offset();
+uint8_t* Agent::plaintext_slot(bool pair) {
+  if (pair) return pair_tx_.data() + codec_.layout().inner_offset();
   if (quic_active()) return quic_plain_.data();
   return tx_.setup->link->tx_slot() + codec_.layout().inner_offset();
 }
 
-size_t Agent::packet_room() const {
-  if (pair_out_) return pair_tx_.size() - codec_.layout().data_overhead();
+size_t Agent::packet_room(bool pair) const {
+  if (pair) return pair_tx_.size() - codec_.layout().data_overhead();
   if (quic_active()) return quic_plain_.size() - inner_plaintext_overhead();
   return UdpLink::kMaxDatagram - codec_.layout().data_overhead();
 }
 
-size_t Agent::packet_budget(size_t trailer) const {
+size_t Agent::packet_budget(size_t trailer, bool pair) const {
   size_t budget = opt_.underlay_mtu - underlay_overhead();
   // (the same by construction: quic_max_datagram_data of --mtu less IPv4 and UDP)
-  if (quic_active()) budget = std::min(budget, quic_->max_datagram() - inner_plaintext_overhead());
+  if (!pair && quic_active()) budget = std::min(budget, quic_->max_datagram() - inner_plaintext_overhead());
   return budget - trailer;
 }
 
-void Agent::send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns) {
-  if (pair_out_) {
-    pairs_->send(*pair_out_, plaintext - codec_.layout().inner_offset(), len, now_ns);
-    tx_stats_.inner_tx_bytes += inner_bytes;
+void Agent::send_plaintext(PairData::Pair* pair, uint8_t* plaintext, size_t len, size_t inner_bytes,
+                           uint64_t now_ns) {
+  if (pair) {
+    pairs_->send(*pair, plaintext - codec_.layout().inner_offset(), len, now_ns);
+    main_stats_.inner_tx_bytes += inner_bytes;
     return;
   }
   if (quic_active())
@@ -932,7 +968,7 @@ void Agent::queue_frame(size_t len, uint64_t now_ns) {
 // The queued frames: sealed in one burst (one AEAD call per key), then sent.
 void Agent::flush_link(uint64_t now_ns) {
   if (quic_active()) quic_->flush_packets(now_ns);  // the datagrams' packets (the QUIC path seals as it writes)
-  if (flush_direct_) flush_direct_();  // pair frames straight to peers (sealed as they were queued)
+  if (!threaded()) pair_flush();  // (with two threads the main loop sends the pair path's frames)
   const Setup* setup = tx_.setup;
   if (!setup) return;
   if (AgentSession* s = setup->current; s && s->sealing()) {
@@ -954,6 +990,10 @@ void Agent::tick(uint64_t now_ns) {
     tx_housekeeping(now_ns);
   }
   free_retired();
+  if (pairs_) {
+    pair_frags_in_.expire(now_ns);
+    pair_frags_tun_.expire(now_ns);
+  }
   if (pairs_ && now_ns - last_flow_expiry_ns_ >= kNsPerSec) {
     visitor_flows_.expire(now_ns);
     last_flow_expiry_ns_ = now_ns;
@@ -1074,10 +1114,10 @@ std::string Agent::stats_json() const {
       .field("no_session", total(&AgentStats::no_session))
       .field("bad_inner", total(&AgentStats::bad_inner))
       .field("no_nat", total(&AgentStats::no_nat))
-      .field("tun_write_errors", tun_out_.stats().write_errors.get())
-      .field("tun_packets_written", tun_out_.stats().packets.get())
-      .field("tun_writes", tun_out_.stats().writes.get())
-      .field("tun_packets_coalesced", tun_out_.stats().coalesced.get())
+      .field("tun_write_errors", tun_out_.stats().write_errors.get() + pair_tun_out_.stats().write_errors.get())
+      .field("tun_packets_written", tun_out_.stats().packets.get() + pair_tun_out_.stats().packets.get())
+      .field("tun_writes", tun_out_.stats().writes.get() + pair_tun_out_.stats().writes.get())
+      .field("tun_packets_coalesced", tun_out_.stats().coalesced.get() + pair_tun_out_.stats().coalesced.get())
       .field("tun_super_packets", total(&AgentStats::tun_super_packets))
       .field("tun_segments", total(&AgentStats::tun_segments))
       .field("tun_gso_malformed", total(&AgentStats::tun_gso_malformed))
@@ -1132,7 +1172,8 @@ std::string Agent::stats_json() const {
   j.end_object();
   // Reassembly by origin: fragments taken in, datagrams completed / given up, fragments dropped by reason.
   j.key("reassembly").begin_object();
-  for (const auto& [side, r] : {std::pair{"from_gateway", &gw_frags_}, std::pair{"from_tun", &tun_frags_}}) {
+  for (const auto& [side, r] : {std::pair{"from_gateway", &gw_frags_}, std::pair{"from_tun", &tun_frags_},
+                                std::pair{"pair_frames", &pair_frags_in_}, std::pair{"pair_from_tun", &pair_frags_tun_}}) {
     const DatagramReassembler::Stats& st = r->stats();
     j.key(side).begin_object();
     j.field("fragments", st.fragments.get()).field("reassembled", st.reassembled.get());
@@ -1160,18 +1201,45 @@ std::string Agent::stats_json() const {
           .end_object();
       data.insert(data.size() - 1, ",\"flows\":" + j.str());
     }
+    data.insert(data.size() - 1, ",\"handoff_drops\":" + std::to_string(total(&AgentStats::handoff_drops)));
     out.insert(out.size() - 1, ",\"pair_data\":" + data);
   }
   return out;
 }
 
-// Direct paths' data (docs/nat-traversal.md "The pair's data"). One data-path thread: all of it on the main loop.
+// Direct paths' data (docs/nat-traversal.md "The pair's data"): on the main loop, whatever the data-path threads.
 void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote,
                          std::function<void()> flush_direct) {
+  if (opt_.visit && threaded()) {  // (dpagent visit runs one thread when it has direct paths: main.cpp)
+    LOG_ERROR("direct paths: a visitor's pair path needs one data-path thread: its flows go through dpgw");
+    return;
+  }
+  if (threaded()) {
+    // Upstream's packets of pair flows (super-packets of up to 64 KiB) and downstream's relayed pair frames.
+    from_tun_ring_ = std::make_unique<HandoffRing>(size_t(8) << 20);
+    from_gateway_ring_ = std::make_unique<HandoffRing>(size_t(4) << 20);
+    for (HandoffRing* ring : {from_tun_ring_.get(), from_gateway_ring_.get()}) {
+      const bool from_tun = ring == from_tun_ring_.get();
+      if (!ring->open() || !loop_.add(ring->wake_fd(), EPOLLIN, [this, from_tun](uint32_t) {
+            if (from_tun)
+              drain_from_tun(monotonic_ns());
+            else
+              drain_from_gateway(monotonic_ns());
+          })) {
+        LOG_ERROR("direct paths: no eventfd for the data-path threads (%s): the pairs' flows go through dpgw",
+                  strerror(errno));
+        from_tun_ring_.reset();
+        from_gateway_ring_.reset();
+        return;
+      }
+    }
+  }
   flush_direct_ = std::move(flush_direct);
+  pair_tun_out_.enable_coalescing(tun_out_.coalescing(), tun_out_.coalescing_udp());
   pairs_ = std::make_unique<PairData>(*engine_, opt_.key_len, opt_.rekey_interval_ns, std::move(direct),
                                       [this](std::span<const uint8_t> f) { return relay_pair_frame(f); },
-                                      std::move(remote));
+                                      std::move(remote), threaded() ? 2 : 0);
+  pairs_on_.store(true, std::memory_order_release);
 }
 
 void Agent::pair_offer(const PeerOffer& o) {
@@ -1207,18 +1275,19 @@ void Agent::pairs_clear() {
 
 // The frame is copied (it is opened in place, and the TUN writer keeps its packet until the batch ends, to coalesce
 // it with the next segments of its flow) into the wakeup's arena.
-void Agent::pair_datagram(std::span<const uint8_t> data, uint64_t now_ns) {
+void Agent::pair_datagram(std::span<const uint8_t> data, uint64_t now_ns, bool relayed) {
   if (!pairs_ || data.size() > UdpLink::kMaxDatagram) return;
   if (data.size() > pair_rx_.size() - pair_rx_used_) pair_batch_end();
   uint8_t* p = pair_rx_.data() + pair_rx_used_;
   std::memcpy(p, data.data(), data.size());
   pair_rx_used_ += data.size();
-  pair_frame({p, data.size()}, false, now_ns);
+  pair_frame({p, data.size()}, relayed, now_ns);
 }
 
 void Agent::pair_batch_end() {
-  tun_out_.flush();
+  pair_tun_out_.flush();
   pair_rx_used_ = 0;
+  pair_flush();  // (a reply the target's kernel sent at once goes out with the next batch anyway)
 }
 
 void Agent::pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns) {
@@ -1231,24 +1300,104 @@ void Agent::pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns) 
     pairs_->stats().malformed++;
     return;
   }
-  inner_from_gateway(ih, inner, p->id, now_ns, p);
+  inner_from_gateway(pair_delivery_, ih, inner, p->id, now_ns, p);
 }
 
-void Agent::send_on_pair(PairData::Pair& p, std::span<uint8_t> packet, uint32_t tag, uint8_t proto,
-                         uint64_t now_ns) {
-  pair_out_ = &p;
-  pair_now_ns_ = now_ns;
-  send_inner(packet, tag, proto, 0, {}, now_ns);
-  pair_out_ = nullptr;
+void Agent::pair_from_tun(std::span<uint8_t> packet, const VnetHeader& vnet, uint64_t now_ns) {
+  if (!pairs_) return;
+  tun_packets(packet, vnet, true, main_stats_, [&](std::span<uint8_t> p) { pair_packet_from_tun(p, now_ns); });
 }
 
-// A sealed pair frame to dpgw, which forwards it to the pair's other end: queued on the relay socket with the
-// session's own frames.
+// An agent's packet to a pair address: a reply of the target (or an ICMP error about a pair flow), sealed into a
+// frame of the pair whose block the address names.
+void Agent::pair_packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
+  if (is_ipv4_fragment(packet.data(), packet.size())) {
+    PacketInfo fpi;
+    if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+      main_stats_.bad_inner++;
+      return;
+    }
+    packet = pair_frags_tun_.add(packet.first(fpi.ip_total_len), 0, now_ns);
+    if (packet.empty()) return;
+  }
+  if (packet[kIpv4OffProto] == kIpProtoIcmp) {
+    // An ICMP error about a pair flow: counted by reason; not passed on to the visitor (its programs learn of the
+    // failure by their timeouts). Anything else in ICMP is not ours.
+    IcmpError e;
+    if (parse_icmp_error(packet, e) && snat_.decode_pair(Endpoint{Ipv4{e.src_ip}, e.src_port}))
+      main_stats_.unreachable[size_t(e.reason())]++;
+    else
+      main_stats_.icmp_ignored++;
+    return;
+  }
+  PacketInfo pi;
+  if (!parse_tunnel_packet(packet, pi)) {
+    main_stats_.bad_inner++;
+    return;
+  }
+  const std::optional<uint32_t> tag = snat_.decode_pair(Endpoint{Ipv4{pi.dst_ip}, pi.dst_port});
+  if (!tag) {
+    main_stats_.no_nat++;
+    return;
+  }
+  PairData::Pair* pair = pairs_->by_block(uint16_t(SnatCodec::pair_block(*tag)));
+  if (!pair) {
+    pairs_->stats().no_pair++;
+    return;
+  }
+  send_inner(pair, packet.first(pi.ip_total_len), *tag, pi.l4_proto, 0, {}, now_ns);
+}
+
+void Agent::pair_flush() {
+  if (flush_direct_) flush_direct_();  // pair frames straight to peers (sealed as they were queued)
+  pair_relay_flush();
+}
+
+// The pair frames for dpgw: sent (the frames a send error lost are counted by the batch, tx_dropped).
+void Agent::pair_relay_flush() {
+  if (pair_relay_fd_ < 0) return;
+  const int err = pair_relay_.flush();
+  if (!err) return;
+  main_stats_.send_errors++;
+  const uint64_t now_ns = monotonic_ns();
+  if (now_ns - pair_relay_warn_ns_ < 5 * kNsPerSec) return;
+  pair_relay_warn_ns_ = now_ns;
+  LOG_WARN("direct paths: cannot send pair frames to gateway %s: %s", opt_.gateway.str().c_str(), strerror(-err));
+}
+
+// Two threads: what upstream handed over (VnetHeader, then the TUN's packet), then out at once.
+void Agent::drain_from_tun(uint64_t now_ns) {
+  from_tun_ring_->clear_wake();
+  for (std::span<uint8_t> r = from_tun_ring_->front(); !r.empty(); r = from_tun_ring_->front()) {
+    VnetHeader vnet;
+    std::memcpy(&vnet, r.data(), kVnetHeaderLen);
+    pair_from_tun(r.subspan(kVnetHeaderLen), vnet, now_ns);
+    from_tun_ring_->pop();
+  }
+  pair_flush();
+}
+
+// Two threads: the pair frames downstream read from the relay socket, opened here.
+void Agent::drain_from_gateway(uint64_t now_ns) {
+  from_gateway_ring_->clear_wake();
+  for (std::span<uint8_t> r = from_gateway_ring_->front(); !r.empty(); r = from_gateway_ring_->front()) {
+    pair_datagram(r, now_ns, true);
+    from_gateway_ring_->pop();
+  }
+  pair_batch_end();
+}
+
+// A sealed pair frame to dpgw, which forwards it to the pair's other end: queued in the main loop's own batch on the
+// relay socket (the session's frames have theirs, on upstream's thread); the kernel takes concurrent sends.
 bool Agent::relay_pair_frame(std::span<const uint8_t> frame) {
-  const Setup* s = tx_.setup;
-  if (!s || !s->link) return false;
-  std::memcpy(s->link->tx_slot(), frame.data(), frame.size());
-  queue_frame(frame.size(), pair_now_ns_);
+  if (!link_) return false;
+  if (pair_relay_fd_ < 0) {  // (adopt() lets go of a link's socket before the link goes)
+    pair_relay_.use_socket(link_->fd(), UdpOffloads{opt_.offloads, false});
+    pair_relay_fd_ = link_->fd();
+  }
+  std::memcpy(pair_relay_.tx_slot(), frame.data(), frame.size());
+  pair_relay_.queue_to(frame.size(), opt_.gateway);
+  if (pair_relay_.full()) pair_relay_flush();
   return true;
 }
 

@@ -39,6 +39,7 @@
 #include "agent/agent_session.hpp"
 #include "agent/control_client.hpp"
 #include "agent/datagram_reassembler.hpp"
+#include "agent/handoff_ring.hpp"
 #include "agent/lan_nat.hpp"
 #include "agent/pair_data.hpp"
 #include "agent/service_routes.hpp"
@@ -114,6 +115,8 @@ struct AgentStats {
   // was full, bigger than one packet carries (cannot happen within the TUN's MTU), the connection was over.
   StatCounter datagrams_rx, datagrams_tx;
   StatCounter datagram_drops_congestion, datagram_drops_too_big, datagram_drops_closed;
+  // With two data-path threads: packets or pair frames a direction could not hand the main loop (its ring was full).
+  StatCounter handoff_drops;
 };
 
 class Agent final : private DatagramSink {
@@ -138,15 +141,16 @@ class Agent final : private DatagramSink {
   // A JSON object shown as "direct" in stats_json(): the direct-path socket's counters (agent/endpoint_discovery.hpp).
   void show_direct_stats(std::function<std::string()> json) { direct_stats_ = std::move(json); }
 
-  // Direct paths' data (agent/pair_data.hpp; one data-path thread only: it runs on the main loop). After start().
-  // `flush_direct` sends what `direct` queued (at the end of each batch the TUN gave).
+  // Direct paths' data (agent/pair_data.hpp). After start(). It runs on the main loop, beside the direct-path
+  // socket: with two data-path threads, upstream hands it the TUN's packets of pair flows and downstream the pair
+  // frames dpgw relayed (HandoffRing each). `flush_direct` sends what `direct` queued (at the end of each batch).
   void enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote, std::function<void()> flush_direct);
   void pair_offer(const PeerOffer& o);
   void pair_gone(uint32_t pair);
   void pairs_clear();  // a new registration
   // A pair frame the direct-path socket received; pair_batch_end() after the wakeup's last (the TUN writer's batch
   // goes out: what it holds lies in the receive arena).
-  void pair_datagram(std::span<const uint8_t> data, uint64_t now_ns);
+  void pair_datagram(std::span<const uint8_t> data, uint64_t now_ns, bool relayed = false);
   void pair_batch_end();
 
  private:
@@ -197,6 +201,14 @@ class Agent final : private DatagramSink {
   void run_worker(Worker& w, bool downstream);
   void request_keepalive(uint64_t now_ns);
 
+  // Where inner packets from the gateway or a pair go, and whose counters and reassembly they use: downstream's for
+  // frames from the gateway (and QUIC DATAGRAM frames), the main loop's for pair frames.
+  struct Delivery {
+    AgentStats& stats;
+    DatagramReassembler& frags;
+    TunWriter& tun;
+  };
+
   // Downstream (gateway -> TUN).
   void rx_sync();
   void rx_wakeup();
@@ -208,15 +220,23 @@ class Agent final : private DatagramSink {
   void frame_from_gateway(AgentSession::Received& r, uint64_t now_ns);
   // An inner plaintext's contents from the gateway, whatever the framing: `inner` is the packet with its name
   // trailer; `session` keys the reassembly of fragments.
-  // `pair`: the pair whose frame it came in (PairData), else nullptr.
-  void inner_from_gateway(const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session, uint64_t now_ns,
-                          PairData::Pair* pair = nullptr);
+  // `pair`: the pair whose frame it came in (PairData, `d` is then the main loop's), else nullptr.
+  void inner_from_gateway(Delivery& d, const InnerHeader& ih, std::span<uint8_t> inner, uint32_t session,
+                          uint64_t now_ns, PairData::Pair* pair = nullptr);
   // A pair frame (from the direct-path socket, or relayed by dpgw on the relay socket): opened and delivered.
   void pair_frame(std::span<uint8_t> frame, bool relayed, uint64_t now_ns);
-  // Sends the inner packet through pair `p` (send_inner's framing, in pair frames).
-  void send_on_pair(PairData::Pair& p, std::span<uint8_t> packet, uint32_t tag, uint8_t proto, uint64_t now_ns);
+  // A sealed pair frame to dpgw (the path is not direct), queued on the main loop's batch on the relay socket.
   bool relay_pair_frame(std::span<const uint8_t> frame);
-  void to_tun(std::span<uint8_t> packet, bool reassembled);
+  // Main loop: what the TUN gave for pair flows (an agent's: the destination is a pair address), whole or cut.
+  void pair_from_tun(std::span<uint8_t> packet, const VnetHeader& vnet, uint64_t now_ns);
+  void pair_packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
+  // Main loop: sends what the pair path queued (direct, and relayed through dpgw).
+  void pair_flush();
+  void pair_relay_flush();
+  // Main loop (two threads): drains the rings the directions filled.
+  void drain_from_tun(uint64_t now_ns);
+  void drain_from_gateway(uint64_t now_ns);
+  void to_tun(Delivery& d, std::span<uint8_t> packet, bool reassembled);
   // DatagramSink (QUIC framing, on the main loop): a DATAGRAM frame's data is an inner plaintext.
   void datagram(std::span<const uint8_t> data, uint64_t now_ns) override;
   void datagrams_done() override;
@@ -226,23 +246,30 @@ class Agent final : private DatagramSink {
   void tx_wakeup();
   void tx_housekeeping(uint64_t now_ns);
   void tun_readable(uint64_t now_ns);
+  // Each packet of one TUN read to `each`: a super-packet is cut into segments, each written where a frame's packet
+  // goes (plaintext_slot(pair)); counted on `st`.
+  template <class Each>
+  void tun_packets(std::span<uint8_t> packet, const VnetHeader& vnet, bool pair, AgentStats& st, Each&& each);
   void packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);
   void queue_frame(size_t len, uint64_t now_ns);
   void flush_link(uint64_t now_ns);
-  // Where the next inner plaintext is built: in the link's send slot behind the relay frame's header, or in the
-  // QUIC path's buffer; how many bytes of packet fit there.
-  uint8_t* plaintext_slot();
-  size_t packet_room() const;
+  // Where the next inner plaintext is built: for the gateway in the link's send slot behind the relay frame's header,
+  // or in the QUIC path's buffer; for a pair (`pair`) in the pair path's frame. How many bytes of packet fit there.
+  uint8_t* plaintext_slot(bool pair = false);
+  size_t packet_room(bool pair = false) const;
   // The most packet bytes one frame or datagram carries beside a name trailer of `trailer` bytes.
-  size_t packet_budget(size_t trailer) const;
-  // Sends a plaintext built at plaintext_slot() (`inner_bytes`: its packet's, for the counters).
-  void send_plaintext(uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns);
+  size_t packet_budget(size_t trailer, bool pair = false) const;
+  // Sends a plaintext built at plaintext_slot() (`inner_bytes`: its packet's, for the counters): to the gateway, or
+  // in a frame of `pair`.
+  void send_plaintext(PairData::Pair* pair, uint8_t* plaintext, size_t len, size_t inner_bytes, uint64_t now_ns);
   void send_data_frame(uint8_t* frame, size_t plaintext_len, size_t inner_bytes, uint64_t now_ns);
   void send_datagram(std::span<const uint8_t> plaintext, size_t inner_bytes, uint64_t now_ns);
   void target_unreachable(std::span<uint8_t> packet, uint64_t now_ns);
-  void send_inner(std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags, std::string_view name,
-                  uint64_t now_ns);
+  // `pair`: in frames of that pair (on the main loop, with its counters and fragment ids), else to the gateway
+  // (upstream).
+  void send_inner(PairData::Pair* pair, std::span<uint8_t> packet, uint32_t flow, uint8_t proto, uint8_t flags,
+                  std::string_view name, uint64_t now_ns);
 
   // Either direction (its own counters and log pacing).
   void note_send_error(Worker& w, AgentStats& stats, int err, uint64_t now_ns);
@@ -313,15 +340,28 @@ class Agent final : private DatagramSink {
   QuicControlConnection::Stats quic_old_;  // counters of connections withdrawn since start
   std::function<std::string()> direct_stats_;
 
-  // Direct paths' data (main loop only).
+  Delivery rx_delivery_{rx_stats_, gw_frags_, tun_out_};
+
+  // Direct paths' data (main loop only; counted in main_stats_ beside PairData's own counters).
   std::unique_ptr<PairData> pairs_;
+  std::atomic<bool> pairs_on_{false};  // pairs_ is there (the directions read this, never pairs_)
   std::function<void()> flush_direct_;
   VisitorFlows visitor_flows_;
-  PairData::Pair* pair_out_ = nullptr;  // while send_inner builds frames for a pair
+  TunWriter pair_tun_out_{tun_};       // pair flows' packets into the TUN
+  DatagramReassembler pair_frags_in_;  // fragments that came in pair frames
+  DatagramReassembler pair_frags_tun_;  // fragments the kernel made of an agent's pair flows' packets
+  uint16_t pair_frag_id_ = 0;
+  Delivery pair_delivery_{main_stats_, pair_frags_in_, pair_tun_out_};
+  UdpLink pair_relay_;  // relayed pair frames out: the main loop's own batch on the relay socket (link_'s)
+  int pair_relay_fd_ = -1;
+  uint64_t pair_relay_warn_ns_ = 0;
+  // Two data-path threads: upstream's packets of pair flows (VnetHeader + packet) and downstream's relayed pair
+  // frames, for the main loop.
+  std::unique_ptr<HandoffRing> from_tun_ring_, from_gateway_ring_;
   std::vector<uint8_t> pair_tx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
+  std::vector<uint8_t> pair_frag_src_;  // a datagram to fragment that lay in pair_tx_
   std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(size_t(64) * UdpLink::kMaxDatagram);  // a wakeup's frames
   size_t pair_rx_used_ = 0;
-  uint64_t pair_now_ns_ = 0;
   // The visitor: its block of tags (flows on the pair keep it across pairings), and since when it has had no pair
   // with data (its flows on the pair wait kPairGraceNs for the next pairing, then start over through dpgw).
   std::optional<uint16_t> visitor_block_;

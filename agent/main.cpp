@@ -66,7 +66,8 @@ const char* kUsage =
     "                        and tunnel port). Two servers that see one mapping: an endpoint-independent NAT\n"
     "  --no-direct           no direct-path socket, STUN requests or report\n"
     "  Dpctld pairs visitors with agents; a visitor's flows that start while the pair's path is direct go\n"
-    "  straight to the agent (the rest through the gateway). Direct paths need --threads 1\n"
+    "  straight to the agent (the rest through the gateway). A visitor with direct paths runs one data-path\n"
+    "  thread (with --threads 2 it has none); an agent's threads hand the pairs' packets to the main loop\n"
     "Visiting (dpagent visit): reach one of a tunnel's services from this host, private ones included:\n"
     "  --tunnel UUID         the tunnel's id (a visitor must hold it; any certificate of the CA will do)\n"
     "  --host NAME           the service's hostname (a hostname rule of that tunnel)\n"
@@ -105,7 +106,7 @@ const char* kUsage =
     "  --threads N           data-path threads: 1 (both directions on the main event loop, beside the control\n"
     "                        connection) or 2 (gateway -> TUN and TUN -> gateway on a thread each); default:\n"
     "                        2 when this process may run on 4 CPUs or more (its CPU affinity), else 1 (logged);\n"
-    "                        always 1 with --transport quic; with 2, no direct paths\n"
+    "                        always 1 with --transport quic, and for a visitor with direct paths\n"
     "  --openssl-conf FILE   an OpenSSL configuration file to load at start (its providers, e.g. Intel's\n"
     "                        qatprovider; docs/operations.md); default: OpenSSL's own (OPENSSL_CONF)\n"
     "  --log-level LEVEL     debug, info (default), warn, error\n"
@@ -345,6 +346,10 @@ int main(int argc, char** argv) {
     opt.threads = 1;
     opt.quic_framing = true;
     LOG_INFO("1 data-path thread: --transport quic (the QUIC connection and the data path share the main loop)");
+  } else if (opt.visit && registered && direct && !threads) {
+    // A visitor picks the way of each flow on the main loop beside its direct paths (agent/visitor_flows.hpp).
+    opt.threads = 1;
+    LOG_INFO("1 data-path thread: a visitor's direct paths run on the main loop (--no-direct and --threads 2 for two)");
   } else if (threads) {
     opt.threads = *threads;
     LOG_INFO("%u data-path thread%s (--threads; this process may run on %d CPU%s)", opt.threads,
@@ -356,11 +361,11 @@ int main(int argc, char** argv) {
              opt.threads == 1 ? "a second thread needs 4 or more (--threads 2 to have it anyway)"
                               : "4 or more: gateway -> TUN and TUN -> gateway on a thread each (--threads 1 for one)");
   }
-  // Direct paths carry data on the main loop, beside the checks: with a second data-path thread the data path is not
-  // there (nat-traversal.md).
-  if (registered && direct && opt.threads > 1) {
-    if (direct_flags) fail("--stun and --direct-port are for direct paths, which need --threads 1");
-    LOG_INFO("no direct paths: they run with one data-path thread (--threads 1 to have them)");
+  // Direct paths carry data on the main loop, beside the checks: an agent's data-path threads hand it the pairs'
+  // packets; a visitor decides each flow's way there, so with a second thread it has none (nat-traversal.md).
+  if (opt.visit && registered && direct && opt.threads > 1) {
+    if (direct_flags) fail("--stun and --direct-port are for a visitor's direct paths, which need --threads 1");
+    LOG_INFO("no direct paths: a visitor has them with one data-path thread (--threads 1)");
     direct = false;
   }
   ctl.pair_data = registered && direct;  // (dpctld gives a pair data only when both ends say so)

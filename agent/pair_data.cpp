@@ -14,8 +14,9 @@
 namespace dptun {
 
 PairData::PairData(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, SendDirect direct,
-                   SendRelay relay, DirectRemote remote)
+                   SendRelay relay, DirectRemote remote, unsigned engine_slot)
     : engine_(engine),
+      engine_slot_(engine_slot),
       key_len_(key_len),
       rekey_interval_ns_(rekey_interval_ns),
       direct_(std::move(direct)),
@@ -40,6 +41,7 @@ void PairData::offer(const PeerOffer& o) {
                                              rekey_interval_ns_, engine_, AgentSession::CounterMode::FromZero,
                                              o.controlling ? AgentSession::End::Gateway : AgentSession::End::Agent);
   OPENSSL_cleanse(base.data(), base.size());
+  p.session->use_engine_threads(engine_slot_, engine_slot_);
   stats_.pairs++;
   LOG_INFO("direct paths: pair %08x carries data (block %u%s%s)", p.id, unsigned(p.block),
            p.target ? ", target " : "", p.target ? p.target->str().c_str() : "");

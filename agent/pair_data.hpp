@@ -55,8 +55,9 @@ class PairData {
     StatCounter pairs = 0;         // pairings with data taken
   };
 
+  // `engine_slot`: the engine's per-thread slot the pairs' sessions seal and open with (the calling thread's).
   PairData(AeadEngine& engine, uint8_t key_len, uint64_t rekey_interval_ns, SendDirect direct, SendRelay relay,
-           DirectRemote remote);
+           DirectRemote remote, unsigned engine_slot = 0);
   // A pairing from dpctld; without "data" it is not kept here (a pair of the same id goes).
   void offer(const PeerOffer& o);
   void gone(uint32_t pair);
@@ -82,6 +83,7 @@ class PairData {
 
  private:
   AeadEngine& engine_;
+  unsigned engine_slot_ = 0;
   uint8_t key_len_;
   uint64_t rekey_interval_ns_;
   SendDirect direct_;

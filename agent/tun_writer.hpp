@@ -39,6 +39,7 @@ class TunWriter {
     udp_ = udp && tun_.vnet_hdr();
   }
   bool coalescing() const { return tcp_; }
+  bool coalescing_udp() const { return udp_; }
 
   void add(std::span<uint8_t> packet);
   void write_now(std::span<const uint8_t> packet);

@@ -39,6 +39,8 @@ class SnatCodec {
   Endpoint encode_pair(uint32_t tag) const {
     return Endpoint{Ipv4{base_ + 2 + (1u << 15) + pair_block(tag)}, uint16_t(32768 + pair_index(tag))};
   }
+  // Whether `ip` (host order) is one of the pair flows' addresses (whatever the port).
+  bool is_pair_address(uint32_t ip) const { return ip - (base_ + 2 + (1u << 15)) < kPairBlocks; }
   // The pair tag an endpoint names, or nullopt (decode() reads dpgw's range).
   std::optional<uint32_t> decode_pair(const Endpoint& e) const {
     if (!e.ip.is_v4()) return std::nullopt;

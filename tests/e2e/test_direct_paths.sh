@@ -20,7 +20,25 @@
 # (visitor "visitor", nginx) and iperf3 (visitor "visitor-perf", a second pair) work through the visitors. A download
 # on the direct path survives the drop rule (its frames go through dpgw, which forwards them unopened:
 # pair_frames_relayed) and the way back to direct: it completes with every byte right.
+# The agent runs two data-path threads first (they hand the pairs' packets to its main loop; with DPAGENT_TSAN=DIR
+# that agent is DIR's ThreadSanitizer build, and any report fails the test), then one (the pair path on the loop
+# that also reads the TUN), each with curl and iperf3 on a direct pair.
 source "$(dirname "$0")/lib.sh"
+AGENT_THREADS_BIN=$DPAGENT
+if [ -n "${DPAGENT_TSAN:-}" ]; then
+  AGENT_THREADS_BIN=$DPAGENT_TSAN/agent/dpagent
+  [ -x "$AGENT_THREADS_BIN" ] || fail "DPAGENT_TSAN=$DPAGENT_TSAN: no dpagent there"
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+  # A race ends that dpagent, and then whatever the test was doing fails: say first that the sanitizer found one.
+  eval "lib_fail() $(declare -f fail | tail -n +2)"
+  fail() {
+    if grep -q "WARNING: ThreadSanitizer" "$WORK"/agent-a*.log 2> /dev/null; then
+      grep -h -A30 "WARNING: ThreadSanitizer" "$WORK"/agent-a*.log | head -60 >&2
+      lib_fail "ThreadSanitizer reported a problem in dpagent (above); then: $*"
+    fi
+    lib_fail "$@"
+  }
+fi
 NS_NA=$DPT_PREFIX-nat-a NS_NV=$DPT_PREFIX-nat-v NS_HA=$DPT_PREFIX-home-a NS_HV=$DPT_PREFIX-home-v
 NAT_A=10.99.5.2 NAT_V=10.99.6.2 HOME_A=192.168.77.2 HOME_V=192.168.78.2
 
@@ -87,11 +105,13 @@ NGINX
 ip netns exec "$NS_HA" iperf3 -s -B "$HOME_A" > "$WORK/iperf3-server.log" 2>&1 &
 PIDS+=("$!")
 
-# start_agent_a PORT / start_visitor PORT: the two ends, each with its direct-path socket on PORT
+# start_agent_a PORT [THREADS BINARY] / start_visitor PORT: the two ends, each with its direct-path socket on PORT
+# (the agent's log of each start kept: agent-a.log, agent-a-PORT.log before)
 start_agent_a() {
-  ip netns exec "$NS_HA" "$DPAGENT" --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/agent1.pem" \
-    --key "$WORK/pki/agent1.key" --tunnel web --name agent-a --direct-port "$1" --stats-interval 1 \
-    > "$WORK/agent-a.out" 2> "$WORK/agent-a.log" &
+  [ -f "$WORK/agent-a.log" ] && mv "$WORK/agent-a.log" "$WORK/agent-a-$(date +%s%N).log"
+  ip netns exec "$NS_HA" "${3:-$DPAGENT}" --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
+    --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --tunnel web --name agent-a --direct-port "$1" \
+    ${2:+--threads "$2"} --stats-interval 1 > "$WORK/agent-a.out" 2> "$WORK/agent-a.log" &
   AGENT_A_PID=$!
   PIDS+=("$AGENT_A_PID")
 }
@@ -129,8 +149,8 @@ iperf_through_perf() {
   jq '.end.sum_received.bits_per_second | floor' "$WORK/iperf3.json"
 }
 
-log "endpoint-independent NATs on both sides: direct"
-start_agent_a 41000
+log "endpoint-independent NATs on both sides: direct (the agent with two data-path threads)"
+start_agent_a 41000 2 "$AGENT_THREADS_BIN"
 start_visitor 42000
 wait_for 30 "the pair direct" path_is direct
 p=$(pair)
@@ -161,6 +181,8 @@ tx_after=$(visitor_stat visitor .pair_data.frames_tx_direct)
 [ "$(gw_total visitor_packets)" = "$gw_visitor_before" ] ||
   fail "dpgw carried visitor packets on a direct path: $gw_visitor_before -> $(gw_total visitor_packets)"
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_rx_direct)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_direct)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+grep -q "2 data-path threads" "$WORK/agent-a.log" || fail "the agent does not run two data-path threads: $(grep -m1 data-path "$WORK/agent-a.log")"
 log "  visitor: $(visitor_stat visitor .pair_data | jq -c '{frames_tx_direct, frames_rx_direct, flows}')"
 
 log "checks with a wrong key, to the agent's host candidate, from its own network: counted, not answered"
@@ -229,6 +251,26 @@ dpctl --json stats | jq -e '.direct_pairs.became_direct >= 2 and .direct_pairs.f
   fail "dpctld's pair counters: $(dpctl --json stats | jq -c .direct_pairs)"
 ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
   matches -E '^dptun_direct_pairs_fallbacks_total [1-9][0-9]*$' || fail "no dptun_direct_pairs_fallbacks_total metric"
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_relayed)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.handoff_drops)" = 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+
+log "the agent with one data-path thread: direct, curl and iperf3 on the pair"
+old_pair=$(pair | jq -r .pair)
+stop_pid "$AGENT_A_PID"
+grep -q "WARNING: ThreadSanitizer" "$WORK"/agent-a*.log && fail "ThreadSanitizer"
+start_agent_a 41002 1
+new_pair_direct() { p=$(pair); [ "$(jq -r .pair <<< "$p")" != "$old_pair" ] && [ "$(jq -r .path <<< "$p")" = direct ]; }
+wait_for 30 "a new pair, direct" new_pair_direct
+wait_for 10 "the perf visitor's pair direct" perf_path_is direct
+rx_before=$(visitor_stat visitor-perf .pair_data.frames_rx_direct)
+[ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service (agent with one thread)"
+bps=$(iperf_through_perf)
+log "  iperf3 through visitor-perf, direct, agent with one data-path thread: $bps bit/s"
+[ "$bps" -gt 1000000 ] || fail "iperf3 through the direct path: $bps bit/s"
+sleep 1.2
+[ "$(visitor_stat visitor-perf .pair_data.frames_rx_direct)" -gt "$rx_before" ] ||
+  fail "visitor-perf received nothing direct: $(visitor_stat visitor-perf .pair_data)"
+grep -q "1 data-path thread" "$WORK/agent-a.log" || fail "the agent does not run one data-path thread"
 
 log "symmetric NAT V: relayed, the visitors' flows through dpgw"
 stop_visitors
