@@ -23,6 +23,7 @@
 #include "packet/ipv4_fragment.hpp"
 #include "packet/ipv4_rewrite.hpp"
 #include "packet/parser.hpp"
+#include "packet/tcp_mss.hpp"
 #include "proto/quic_datagram_mtu.hpp"
 
 namespace dptun {
@@ -631,6 +632,12 @@ void Agent::inner_from_gateway(Delivery& d, const InnerHeader& ih, std::span<uin
     // The agent: a visitor's flow goes to the target of its rule, whatever the visitor wrote (as dpgw rewrites a
     // visitor's packets to it): never elsewhere, never to a translated address of this TUN (another flow's).
     if (!pairs_->address_to_target(*pair, pkt, pi, opt_.tun_net)) return;
+    // The target's segments come back through this end's frames: its SYN says they fit them (the visitor's --mtu
+    // may be larger than ours), as dpgw clamps the SYNs it forwards to the tunnel's MTU.
+    if (pi.l4_proto == kIpProtoTcp && (pi.tcp_flags & kTcpSyn) &&
+        tcp_clamp_mss(pkt + pi.l4_offset, pi.tcp_header_len,
+                      uint16_t(packet_budget(0, true) - kIpv4HeaderLen - kTcpHeaderLen)))
+      d.stats.mss_clamped++;
     const Endpoint snat = snat_.encode_pair(tag);
     ipv4_rewrite_src(pkt, pkt + pi.l4_offset, pi.l4_proto, snat.ip.v4(), snat.port);
     d.stats.inner_rx_bytes += pi.ip_total_len;
@@ -1201,7 +1208,8 @@ std::string Agent::stats_json() const {
           .end_object();
       data.insert(data.size() - 1, ",\"flows\":" + j.str());
     }
-    data.insert(data.size() - 1, ",\"handoff_drops\":" + std::to_string(total(&AgentStats::handoff_drops)));
+    data.insert(data.size() - 1, ",\"handoff_drops\":" + std::to_string(total(&AgentStats::handoff_drops)) +
+                                     ",\"mss_clamped\":" + std::to_string(total(&AgentStats::mss_clamped)));
     out.insert(out.size() - 1, ",\"pair_data\":" + data);
   }
   return out;

@@ -117,6 +117,7 @@ struct AgentStats {
   StatCounter datagram_drops_congestion, datagram_drops_too_big, datagram_drops_closed;
   // With two data-path threads: packets or pair frames a direction could not hand the main loop (its ring was full).
   StatCounter handoff_drops;
+  StatCounter mss_clamped;  // an agent: SYNs of pair flows whose MSS was lowered to fit its frames
 };
 
 class Agent final : private DatagramSink {

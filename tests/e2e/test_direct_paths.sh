@@ -105,13 +105,13 @@ NGINX
 ip netns exec "$NS_HA" iperf3 -s -B "$HOME_A" > "$WORK/iperf3-server.log" 2>&1 &
 PIDS+=("$!")
 
-# start_agent_a PORT [THREADS BINARY] / start_visitor PORT: the two ends, each with its direct-path socket on PORT
+# start_agent_a PORT [THREADS BINARY OPTION...] / start_visitor PORT: the two ends, each with its direct-path socket on PORT
 # (the agent's log of each start kept: agent-a.log, agent-a-PORT.log before)
 start_agent_a() {
   [ -f "$WORK/agent-a.log" ] && mv "$WORK/agent-a.log" "$WORK/agent-a-$(date +%s%N).log"
   ip netns exec "$NS_HA" "${3:-$DPAGENT}" --server "$GW_UNDERLAY:7443" --ca "$WORK/pki/ca.pem" \
     --cert "$WORK/pki/agent1.pem" --key "$WORK/pki/agent1.key" --tunnel web --name agent-a --direct-port "$1" \
-    ${2:+--threads "$2"} --stats-interval 1 > "$WORK/agent-a.out" 2> "$WORK/agent-a.log" &
+    ${2:+--threads "$2"} "${@:4}" --stats-interval 1 > "$WORK/agent-a.out" 2> "$WORK/agent-a.log" &
   AGENT_A_PID=$!
   PIDS+=("$AGENT_A_PID")
 }
@@ -254,11 +254,11 @@ ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_relayed)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.handoff_drops)" = 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 
-log "the agent with one data-path thread: direct, curl and iperf3 on the pair"
+log "the agent with one data-path thread and a smaller --mtu: direct, curl and iperf3 on the pair, SYNs clamped"
 old_pair=$(pair | jq -r .pair)
 stop_pid "$AGENT_A_PID"
 grep -q "WARNING: ThreadSanitizer" "$WORK"/agent-a*.log && fail "ThreadSanitizer"
-start_agent_a 41002 1
+start_agent_a 41002 1 "$DPAGENT" --mtu 1400
 new_pair_direct() { p=$(pair); [ "$(jq -r .pair <<< "$p")" != "$old_pair" ] && [ "$(jq -r .path <<< "$p")" = direct ]; }
 wait_for 30 "a new pair, direct" new_pair_direct
 wait_for 10 "the perf visitor's pair direct" perf_path_is direct
@@ -271,6 +271,9 @@ sleep 1.2
 [ "$(visitor_stat visitor-perf .pair_data.frames_rx_direct)" -gt "$rx_before" ] ||
   fail "visitor-perf received nothing direct: $(visitor_stat visitor-perf .pair_data)"
 grep -q "1 data-path thread" "$WORK/agent-a.log" || fail "the agent does not run one data-path thread"
+# (the visitor's SYNs say what its --mtu 1500 fits: the agent lowers them to what its frames of 1400 carry)
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.mss_clamped)" -ge 2 ] ||
+  fail "the agent clamped no SYN of a pair flow: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 
 log "symmetric NAT V: relayed, the visitors' flows through dpgw"
 stop_visitors
