@@ -15,6 +15,9 @@
 //   new Setup (sessions, socket) through one atomic pointer; each takes it at its next wakeup and acknowledges it,
 //   and what the old one named is freed only when both have. Keepalives are asked for through a flag and an
 //   eventfd; liveness comes back as the time each session last heard the gateway (an atomic).
+// - the main thread also owns direct paths' data (PairData: the pairs' sessions, their TUN writer, reassemblers,
+//   counters, engine slot and send batches). With 2 threads, upstream hands it the TUN's packets to pair addresses
+//   and downstream the pair frames dpgw relayed, each through a HandoffRing.
 // Every counter has one writing thread (common/counter.hpp); reports sum the threads' counters.
 //
 // Sessions come from a static key (--psk-file) or from dpctld registrations (--server, ControlClient): a new
