@@ -62,8 +62,8 @@ Agent::~Agent() {
     if (rx_link_) loop_.remove(rx_link_->fd());
     if (tun_watched_) loop_.remove(tun_.fd());
   }
-  for (HandoffRing* r : {from_tun_ring_.get(), from_gateway_ring_.get()})
-    if (r) loop_.remove(r->wake_fd());
+  if (ring_watched_[0]) loop_.remove(from_tun_ring_->wake_fd());
+  if (ring_watched_[1]) loop_.remove(from_gateway_ring_->wake_fd());
 }
 
 void Agent::stop() {
@@ -143,6 +143,26 @@ bool Agent::start(bool static_session, std::string& error) {
       return false;
     }
   }
+  // Direct paths' data with two threads: the rings the directions hand the main loop the pairs' packets through
+  // (upstream: the TUN's packets to pair addresses, super-packets of up to 64 KiB; downstream: the pair frames dpgw
+  // relayed). Made before the threads start, kept until they end.
+  if (threaded() && opt_.pair_data) {
+    from_tun_ring_ = std::make_unique<HandoffRing>(size_t(8) << 20);
+    from_gateway_ring_ = std::make_unique<HandoffRing>(size_t(4) << 20);
+    for (HandoffRing* ring : {from_tun_ring_.get(), from_gateway_ring_.get()}) {
+      const bool from_tun = ring == from_tun_ring_.get();
+      if (!ring->open() || !loop_.add(ring->wake_fd(), EPOLLIN, [this, from_tun](uint32_t) {
+            if (from_tun)
+              drain_from_tun(monotonic_ns());
+            else
+              drain_from_gateway(monotonic_ns());
+          })) {
+        error = std::string("direct paths: no eventfd for the data-path threads: ") + strerror(errno);
+        return false;
+      }
+      ring_watched_[from_tun ? 0 : 1] = true;
+    }
+  }
   if (!tx_.loop->add(tun_.fd(), EPOLLIN, [this](uint32_t) { tun_readable(monotonic_ns()); })) {
     error = std::string("epoll: cannot watch the TUN: ") + strerror(errno);
     return false;
@@ -150,7 +170,7 @@ bool Agent::start(bool static_session, std::string& error) {
   tun_watched_ = true;
   if (static_session) {
     auto s = std::make_unique<AgentSession>(opt_.session, opt_.psk, opt_.key_len, opt_.rekey_interval_ns, *engine_);
-    s->use_engine_threads(0, engine_threads - 1);
+    s->use_engine_threads(0, threaded() ? 1 : 0);
     sessions_.adopt(std::move(s), monotonic_ns());
     if (!open_link(opt_.gateway, error)) return false;
   }
@@ -1209,7 +1229,10 @@ std::string Agent::stats_json() const {
       data.insert(data.size() - 1, ",\"flows\":" + j.str());
     }
     data.insert(data.size() - 1, ",\"handoff_drops\":" + std::to_string(total(&AgentStats::handoff_drops)) +
-                                     ",\"mss_clamped\":" + std::to_string(total(&AgentStats::mss_clamped)));
+                                     ",\"mss_clamped\":" + std::to_string(total(&AgentStats::mss_clamped)) +
+                                     ",\"relay_frames_sent\":" + std::to_string(pair_relay_.stats().tx_frames.get()) +
+                                     ",\"relay_frames_send_dropped\":" +
+                                     std::to_string(pair_relay_.stats().tx_dropped.get()));
     out.insert(out.size() - 1, ",\"pair_data\":" + data);
   }
   return out;
@@ -1218,29 +1241,10 @@ std::string Agent::stats_json() const {
 // Direct paths' data (docs/nat-traversal.md "The pair's data"): on the main loop, whatever the data-path threads.
 void Agent::enable_pairs(PairData::SendDirect direct, PairData::DirectRemote remote,
                          std::function<void()> flush_direct) {
-  if (opt_.visit && threaded()) {  // (dpagent visit runs one thread when it has direct paths: main.cpp)
-    LOG_ERROR("direct paths: a visitor's pair path needs one data-path thread: its flows go through dpgw");
+  // (main.cpp gives a visitor with direct paths one thread, and tells start() that pairs come: the rings)
+  if ((opt_.visit && threaded()) || (threaded() && !from_tun_ring_)) {
+    LOG_ERROR("direct paths: no pair data on this dpagent's threads");
     return;
-  }
-  if (threaded()) {
-    // Upstream's packets of pair flows (super-packets of up to 64 KiB) and downstream's relayed pair frames.
-    from_tun_ring_ = std::make_unique<HandoffRing>(size_t(8) << 20);
-    from_gateway_ring_ = std::make_unique<HandoffRing>(size_t(4) << 20);
-    for (HandoffRing* ring : {from_tun_ring_.get(), from_gateway_ring_.get()}) {
-      const bool from_tun = ring == from_tun_ring_.get();
-      if (!ring->open() || !loop_.add(ring->wake_fd(), EPOLLIN, [this, from_tun](uint32_t) {
-            if (from_tun)
-              drain_from_tun(monotonic_ns());
-            else
-              drain_from_gateway(monotonic_ns());
-          })) {
-        LOG_ERROR("direct paths: no eventfd for the data-path threads (%s): the pairs' flows go through dpgw",
-                  strerror(errno));
-        from_tun_ring_.reset();
-        from_gateway_ring_.reset();
-        return;
-      }
-    }
   }
   flush_direct_ = std::move(flush_direct);
   pair_tun_out_.enable_coalescing(tun_out_.coalescing(), tun_out_.coalescing_udp());
@@ -1284,7 +1288,11 @@ void Agent::pairs_clear() {
 // The frame is copied (it is opened in place, and the TUN writer keeps its packet until the batch ends, to coalesce
 // it with the next segments of its flow) into the wakeup's arena.
 void Agent::pair_datagram(std::span<const uint8_t> data, uint64_t now_ns, bool relayed) {
-  if (!pairs_ || data.size() > UdpLink::kMaxDatagram) return;
+  if (!pairs_) return;
+  if (data.size() > UdpLink::kMaxDatagram) {  // (no frame of ours is that big)
+    pairs_->stats().malformed++;
+    return;
+  }
   if (data.size() > pair_rx_.size() - pair_rx_used_) pair_batch_end();
   uint8_t* p = pair_rx_.data() + pair_rx_used_;
   std::memcpy(p, data.data(), data.size());
@@ -1373,10 +1381,17 @@ void Agent::pair_relay_flush() {
   LOG_WARN("direct paths: cannot send pair frames to gateway %s: %s", opt_.gateway.str().c_str(), strerror(-err));
 }
 
-// Two threads: what upstream handed over (VnetHeader, then the TUN's packet), then out at once.
+// Two threads: what upstream handed over (VnetHeader, then the TUN's packet), then out at once. At most
+// kHandoffPerWakeup records, then back to the loop (the control connection, the checks and the direct-path socket
+// get their turn; what is left wakes it again at once).
 void Agent::drain_from_tun(uint64_t now_ns) {
   from_tun_ring_->clear_wake();
+  unsigned n = 0;
   for (std::span<uint8_t> r = from_tun_ring_->front(); !r.empty(); r = from_tun_ring_->front()) {
+    if (n++ == kHandoffPerWakeup) {
+      from_tun_ring_->wake_self();
+      break;
+    }
     VnetHeader vnet;
     std::memcpy(&vnet, r.data(), kVnetHeaderLen);
     pair_from_tun(r.subspan(kVnetHeaderLen), vnet, now_ns);
@@ -1385,10 +1400,15 @@ void Agent::drain_from_tun(uint64_t now_ns) {
   pair_flush();
 }
 
-// Two threads: the pair frames downstream read from the relay socket, opened here.
+// Two threads: the pair frames downstream read from the relay socket, opened here (as many per wakeup).
 void Agent::drain_from_gateway(uint64_t now_ns) {
   from_gateway_ring_->clear_wake();
+  unsigned n = 0;
   for (std::span<uint8_t> r = from_gateway_ring_->front(); !r.empty(); r = from_gateway_ring_->front()) {
+    if (n++ == kHandoffPerWakeup) {
+      from_gateway_ring_->wake_self();
+      break;
+    }
     pair_datagram(r, now_ns, true);
     from_gateway_ring_->pop();
   }

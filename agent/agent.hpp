@@ -96,6 +96,8 @@ struct AgentOptions {
   // --transport quic: registrations may hand over QUIC connections for the data (needs threads == 1); the TUN's MTU
   // leaves room for either framing.
   bool quic_framing = false;
+  // Direct paths' data will be enabled (enable_pairs): with 2 threads, start() makes the rings they hand it through.
+  bool pair_data = false;
 };
 
 struct AgentStats {
@@ -362,6 +364,8 @@ class Agent final : private DatagramSink {
   // Two data-path threads: upstream's packets of pair flows (VnetHeader + packet) and downstream's relayed pair
   // frames, for the main loop.
   std::unique_ptr<HandoffRing> from_tun_ring_, from_gateway_ring_;
+  bool ring_watched_[2] = {false, false};
+  static constexpr unsigned kHandoffPerWakeup = 256;
   std::vector<uint8_t> pair_tx_ = std::vector<uint8_t>(UdpLink::kMaxDatagram);
   std::vector<uint8_t> pair_frag_src_;  // a datagram to fragment that lay in pair_tx_
   std::vector<uint8_t> pair_rx_ = std::vector<uint8_t>(size_t(64) * UdpLink::kMaxDatagram);  // a wakeup's frames

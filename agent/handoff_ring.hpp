@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -23,8 +24,10 @@ namespace dptun {
 
 class HandoffRing {
  public:
-  // `capacity`: bytes, a power of two of at least 64 KiB (a record may hold up to capacity / 2 - 8 bytes).
-  explicit HandoffRing(size_t capacity) : buf_(capacity), mask_(capacity - 1) {}
+  // `capacity`: bytes, a power of two of at least 64 KiB (a record may hold 1 to capacity / 2 - 8 bytes).
+  explicit HandoffRing(size_t capacity) : buf_(capacity), mask_(capacity - 1) {
+    assert(capacity >= (size_t(64) << 10) && (capacity & (capacity - 1)) == 0);
+  }
   HandoffRing(const HandoffRing&) = delete;
   HandoffRing& operator=(const HandoffRing&) = delete;
 
@@ -38,7 +41,7 @@ class HandoffRing {
   // Producer: room for a record of `len` bytes, or nullptr when the ring lacks it (or `len` is too big).
   uint8_t* reserve(size_t len) {
     const size_t need = kHeader + round8(len);
-    if (need > buf_.size() / 2) return nullptr;
+    if (len == 0 || need > buf_.size() / 2) return nullptr;
     const uint64_t head = head_.load(std::memory_order_relaxed);
     const uint64_t tail = tail_.load(std::memory_order_acquire);
     const size_t pos = size_t(head & mask_);
@@ -69,6 +72,12 @@ class HandoffRing {
     uint64_t n;
     while (read(wake_.get(), &n, sizeof n) > 0) {
     }
+  }
+  // Consumer: wakes its own loop again (it leaves records for the next turn).
+  void wake_self() {
+    const uint64_t one = 1;
+    ssize_t r = write(wake_.get(), &one, sizeof one);
+    (void)r;
   }
   // Consumer: the oldest record, empty when there is none; it stays valid until pop().
   std::span<uint8_t> front() {

@@ -369,6 +369,7 @@ int main(int argc, char** argv) {
     direct = false;
   }
   ctl.pair_data = registered && direct;  // (dpctld gives a pair data only when both ends say so)
+  opt.pair_data = ctl.pair_data;
   // The main thread's event loop: the control connection, the timers, SIGUSR1, and with one data-path thread the
   // data path too.
   EventLoop loop;

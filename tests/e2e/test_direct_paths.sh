@@ -20,14 +20,14 @@
 # (visitor "visitor", nginx) and iperf3 (visitor "visitor-perf", a second pair) work through the visitors. A download
 # on the direct path survives the drop rule (its frames go through dpgw, which forwards them unopened:
 # pair_frames_relayed) and the way back to direct: it completes with every byte right.
-# The agent runs two data-path threads first (they hand the pairs' packets to its main loop; with DPAGENT_TSAN=DIR
-# that agent is DIR's ThreadSanitizer build, and any report fails the test), then one (the pair path on the loop
-# that also reads the TUN), each with curl and iperf3 on a direct pair.
+# The agent runs two data-path threads first (they hand the pairs' packets to its main loop; with
+# DIRECT_PATHS_TSAN=DIR that agent is DIR's ThreadSanitizer build, and any report fails the test), then one (the pair
+# path on the loop that also reads the TUN), each with curl and iperf3 (both ways) on a direct pair.
 source "$(dirname "$0")/lib.sh"
 AGENT_THREADS_BIN=$DPAGENT
-if [ -n "${DPAGENT_TSAN:-}" ]; then
-  AGENT_THREADS_BIN=$DPAGENT_TSAN/agent/dpagent
-  [ -x "$AGENT_THREADS_BIN" ] || fail "DPAGENT_TSAN=$DPAGENT_TSAN: no dpagent there"
+if [ -n "${DIRECT_PATHS_TSAN:-}" ]; then
+  AGENT_THREADS_BIN=$DIRECT_PATHS_TSAN/agent/dpagent
+  [ -x "$AGENT_THREADS_BIN" ] || fail "DIRECT_PATHS_TSAN=$DIRECT_PATHS_TSAN: no dpagent there"
   export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
   # A race ends that dpagent, and then whatever the test was doing fails: say first that the sanitizer found one.
   eval "lib_fail() $(declare -f fail | tail -n +2)"
@@ -142,9 +142,10 @@ fetch() { timeout 15 ip netns exec "$NS_HV" curl -s --max-time 8 http://100.96.0
 # visitor_stat NAME JQ: a dpagent's latest counters (--stats-interval 1)
 visitor_stat() { tail -1 "$WORK/$1.out" | jq -r "$2"; }
 gw_total() { gw_stats | jq "[.workers[].$1] | add"; }
-# iperf_through_perf: 2 s of TCP through visitor-perf to iperf3 at home-a; prints the bits per second received
+# iperf_through_perf [-R]: 2 s of TCP through visitor-perf to iperf3 at home-a (-R: from it); prints the bits per
+# second received
 iperf_through_perf() {
-  timeout 30 ip netns exec "$NS_HV" iperf3 -J -c 100.97.0.10 -p 5201 -t 2 > "$WORK/iperf3.json" 2> "$WORK/iperf3.err" ||
+  timeout 30 ip netns exec "$NS_HV" iperf3 -J -c 100.97.0.10 -p 5201 -t 2 "$@" > "$WORK/iperf3.json" 2> "$WORK/iperf3.err" ||
     fail "iperf3 through visitor-perf: $(cat "$WORK/iperf3.err") $(jq -r '.error // empty' "$WORK/iperf3.json")"
   jq '.end.sum_received.bits_per_second | floor' "$WORK/iperf3.json"
 }
@@ -172,7 +173,13 @@ wait_for 5 "the perf visitor's pair direct" perf_path_is direct
 bps=$(iperf_through_perf)
 log "  iperf3 through visitor-perf, direct: $bps bit/s"
 [ "$bps" -gt 1000000 ] || fail "iperf3 through the direct path: $bps bit/s"
+agent_tx_before=$(tail -1 "$WORK/agent-a.out" | jq .pair_data.bytes_tx_direct)
+bps=$(iperf_through_perf -R)
+log "  iperf3 -R (the agent's threads hand its main loop the target's stream): $bps bit/s"
+[ "$bps" -gt 1000000 ] || fail "iperf3 -R through the direct path: $bps bit/s"
 sleep 1.2
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.bytes_tx_direct)" -gt "$((agent_tx_before + 10000000))" ] ||
+  fail "the agent sent iperf3 -R's stream not on the pair: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 tx_after=$(visitor_stat visitor .pair_data.frames_tx_direct)
 [ "$tx_after" -gt "$tx_before" ] || fail "the visitor sent no pair frame direct ($tx_before -> $tx_after)"
 [ "$(visitor_stat visitor-perf .pair_data.bytes_tx_direct)" -gt 1000000 ] ||
@@ -251,17 +258,25 @@ dpctl --json stats | jq -e '.direct_pairs.became_direct >= 2 and .direct_pairs.f
   fail "dpctld's pair counters: $(dpctl --json stats | jq -c .direct_pairs)"
 ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
   matches -E '^dptun_direct_pairs_fallbacks_total [1-9][0-9]*$' || fail "no dptun_direct_pairs_fallbacks_total metric"
-[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_relayed)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
-[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.handoff_drops)" = 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+[ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_relayed)" -gt 0 ] &&
+  [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_rx_relayed)" -gt 0 ] &&
+  [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.relay_frames_sent)" -gt 0 ] ||
+  fail "agent, relayed pair frames: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
+log "  agent: $(tail -1 "$WORK/agent-a.out" | jq -c '.pair_data | {frames_tx_direct, frames_tx_relayed, frames_rx_relayed, relay_frames_sent, handoff_drops}')"
 
 log "the agent with one data-path thread and a smaller --mtu: direct, curl and iperf3 on the pair, SYNs clamped"
 old_pair=$(pair | jq -r .pair)
+perf_pair() { dpctl --json session list | jq -r '.sessions[] | select(.agent == "visitor-perf" and .control_connected) | .direct[0] // empty'; }
+old_perf_pair=$(perf_pair | jq -r .pair)
 stop_pid "$AGENT_A_PID"
 grep -q "WARNING: ThreadSanitizer" "$WORK"/agent-a*.log && fail "ThreadSanitizer"
 start_agent_a 41002 1 "$DPAGENT" --mtu 1400
 new_pair_direct() { p=$(pair); [ "$(jq -r .pair <<< "$p")" != "$old_pair" ] && [ "$(jq -r .path <<< "$p")" = direct ]; }
 wait_for 30 "a new pair, direct" new_pair_direct
-wait_for 10 "the perf visitor's pair direct" perf_path_is direct
+new_perf_pair_direct() {
+  p=$(perf_pair); [ "$(jq -r .pair <<< "$p")" != "$old_perf_pair" ] && [ "$(jq -r .path <<< "$p")" = direct ]
+}
+wait_for 10 "the perf visitor's new pair direct" new_perf_pair_direct
 rx_before=$(visitor_stat visitor-perf .pair_data.frames_rx_direct)
 [ "$(fetch)" = "service at home-a" ] || fail "the visitor does not reach its service (agent with one thread)"
 bps=$(iperf_through_perf)
