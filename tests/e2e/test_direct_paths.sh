@@ -14,7 +14,8 @@
 #   NAT A, which only lets in answers to what it sent, drops them, and the agent's checks reach V's NAT at a
 #   mapping made for dpgw, which takes nothing from elsewhere;
 # - symmetric on both sides: relayed;
-# - checks with a wrong key to the agent are counted (auth_failures) and never answered.
+# - checks with a wrong key to the agent are counted (auth_failures) and never answered;
+# - dpgw stopped for 4 s: a direct pair's new flows (curl) and its checks go on without it.
 # The pair's data: flows a visitor starts while its pair is direct travel in pair frames straight to the agent (dpgw
 # sees none of them: its visitor counters stay still); others go through dpgw as visitor frames. In each case curl
 # (visitor "visitor", nginx) and iperf3 (visitor "visitor-perf", a second pair) work through the visitors. A download
@@ -191,6 +192,15 @@ tx_after=$(visitor_stat visitor .pair_data.frames_tx_direct)
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.frames_tx_direct)" -gt 0 ] || fail "agent: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 grep -q "2 data-path threads" "$WORK/agent-a.log" || fail "the agent does not run two data-path threads: $(grep -m1 data-path "$WORK/agent-a.log")"
 log "  visitor: $(visitor_stat visitor .pair_data | jq -c '{frames_tx_direct, frames_rx_direct, flows}')"
+
+log "dpgw stopped (SIGSTOP) for 4 s: a direct pair's new flows and its checks do not need it"
+kill -STOP "$GW_PID"
+trap_cont() { kill -CONT "$GW_PID" 2>/dev/null || true; }
+sleep 1
+[ "$(fetch)" = "service at home-a" ] || { trap_cont; fail "the visitor lost its service on a direct pair while dpgw was stopped"; }
+sleep 3
+path_is direct || { trap_cont; fail "the pair was not direct while dpgw was stopped: $(pair)"; }
+kill -CONT "$GW_PID"
 
 log "checks with a wrong key, to the agent's host candidate, from its own network: counted, not answered"
 pair_id=$(pair | jq -r .pair)
