@@ -770,20 +770,26 @@ void Agent::tun_readable(uint64_t now_ns) {
   flush_link(now_ns);
 }
 
+// The kernel fragments what it routes into the TUN beyond its MTU: a fragment is kept in `frags` until its datagram
+// is whole (its destination port names the flow). Returns the datagram, or nothing (not whole yet, or malformed:
+// counted on `st`).
+std::span<uint8_t> Agent::whole_from_tun(std::span<uint8_t> packet, DatagramReassembler& frags, AgentStats& st,
+                                         uint64_t now_ns) {
+  if (!is_ipv4_fragment(packet.data(), packet.size())) return packet;
+  PacketInfo fpi;
+  if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
+    st.bad_inner++;
+    return {};
+  }
+  return frags.add(packet.first(fpi.ip_total_len), 0, now_ns);
+}
+
 // One packet the kernel routed into the TUN (a reply of a target, or a visitor's packet): sealed into a frame of its
 // flow for the gateway. It may already lie in the link's send slot (segments are written there).
 void Agent::packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
-  // The kernel fragments what it routes into the TUN beyond its MTU: the datagram is put together first (its
-  // destination port names the flow), then sent on in fragments of our own.
-  if (is_ipv4_fragment(packet.data(), packet.size())) {
-    PacketInfo fpi;
-    if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-      tx_stats_.bad_inner++;
-      return;
-    }
-    packet = tun_frags_.add(packet.first(fpi.ip_total_len), 0, now_ns);
-    if (packet.empty()) return;
-  }
+  // A fragmented datagram is put together first, then sent on in fragments of our own.
+  packet = whole_from_tun(packet, tun_frags_, tx_stats_, now_ns);
+  if (packet.empty()) return;
   // An ICMP error about a flow (its target, or a router on the way, refused the packet): counted, logged, and
   // passed on to the gateway, which tells the client.
   if (!opt_.visit && packet.size() >= kIpv4HeaderLen && (packet[0] >> 4) == 4 &&
@@ -1327,15 +1333,8 @@ void Agent::pair_from_tun(std::span<uint8_t> packet, const VnetHeader& vnet, uin
 // An agent's packet to a pair address: a reply of the target (or an ICMP error about a pair flow), sealed into a
 // frame of the pair whose block the address names.
 void Agent::pair_packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns) {
-  if (is_ipv4_fragment(packet.data(), packet.size())) {
-    PacketInfo fpi;
-    if (parse_ip(packet, fpi) != ParseStatus::Ok || fpi.l3 != L3Kind::Ipv4) {
-      main_stats_.bad_inner++;
-      return;
-    }
-    packet = pair_frags_tun_.add(packet.first(fpi.ip_total_len), 0, now_ns);
-    if (packet.empty()) return;
-  }
+  packet = whole_from_tun(packet, pair_frags_tun_, main_stats_, now_ns);
+  if (packet.empty()) return;
   if (packet[kIpv4OffProto] == kIpProtoIcmp) {
     // An ICMP error about a pair flow: counted by reason; not passed on to the visitor (its programs learn of the
     // failure by their timeouts). Anything else in ICMP is not ours.

@@ -257,6 +257,8 @@ class Agent final : private DatagramSink {
   template <class Each>
   void tun_packets(std::span<uint8_t> packet, const VnetHeader& vnet, bool pair, AgentStats& st, Each&& each);
   void packet_from_tun(std::span<uint8_t> packet, uint64_t now_ns);
+  std::span<uint8_t> whole_from_tun(std::span<uint8_t> packet, DatagramReassembler& frags, AgentStats& st,
+                                    uint64_t now_ns);
   void send_keepalive(uint64_t now_ns);
   void queue_frame(size_t len, uint64_t now_ns);
   void flush_link(uint64_t now_ns);

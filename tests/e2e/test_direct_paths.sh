@@ -178,7 +178,21 @@ agent_tx_before=$(tail -1 "$WORK/agent-a.out" | jq .pair_data.bytes_tx_direct)
 bps=$(iperf_through_perf -R)
 log "  iperf3 -R (the agent's threads hand its main loop the target's stream): $bps bit/s"
 [ "$bps" -gt 1000000 ] || fail "iperf3 -R through the direct path: $bps bit/s"
+# Datagrams bigger than a frame, both ways: fragmented by the sender's kernel into its TUN, put together and cut into
+# frames of the pair by that dpagent, put together again at the other end.
+for dir in "" -R; do
+  timeout 20 ip netns exec "$NS_HV" iperf3 -J -c 100.97.0.10 -p 5201 -u -b 40M -l 4000 -t 1 $dir > "$WORK/iperf3-udp.json" 2> "$WORK/iperf3-udp.err" ||
+    fail "iperf3 -u -l 4000 $dir: $(cat "$WORK/iperf3-udp.err") $(jq -r '.error // empty' "$WORK/iperf3-udp.json")"
+  got=$(jq -c '.end.sum | {packets, lost_packets, lost_percent}' "$WORK/iperf3-udp.json")
+  log "  iperf3 -u -l 4000 $dir (each datagram in 3 fragments): $got"
+  jq -e '.end.sum.packets > 500 and .end.sum.lost_percent < 20' "$WORK/iperf3-udp.json" > /dev/null ||
+    fail "4000-byte datagrams through the pair $dir: $got"
+done
 sleep 1.2
+for side in pair_frames pair_from_tun; do
+  [ "$(tail -1 "$WORK/agent-a.out" | jq ".reassembly.$side.reassembled")" -gt 100 ] ||
+    fail "the agent put together no datagram in $side: $(tail -1 "$WORK/agent-a.out" | jq -c .reassembly)"
+done
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.bytes_tx_direct)" -gt "$((agent_tx_before + 10000000))" ] ||
   fail "the agent sent iperf3 -R's stream not on the pair: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 tx_after=$(visitor_stat visitor .pair_data.frames_tx_direct)
