@@ -69,6 +69,14 @@ expect_fail "--session expects 1..32767" "$DPAGENT" --gateway 10.0.0.1:1 --sessi
 echo "abcd" > "$WORK/short.psk"
 expect_fail "expected a 32-byte key" "$DPAGENT" --gateway 10.0.0.1:1 --session 1 --psk-file "$WORK/short.psk"
 expect_fail "unknown argument '--bogus'" "$DPAGENT" --bogus x
+# Direct paths' options (docs/nat-traversal.md): registered agents and visitors only; a visitor's need one thread.
+expect_fail "--no-direct excludes --stun and --direct-port" "$DPAGENT" --server 10.0.0.1:7443 --tunnel x --cert a \
+  --key b --ca c --no-direct --stun 10.0.0.1:3478
+expect_fail "--stun and --direct-port are for agents registered with dpctld" "$DPAGENT" --gateway 10.0.0.1:1 \
+  --session 1 --psk-file "$WORK/psk" --direct-port 41000
+expect_fail "--stun and --direct-port are for a visitor's direct paths, which need --threads 1" "$DPAGENT" visit \
+  --server 10.0.0.1:7443 --tunnel 6f1c0f8e-3e27-4d7e-9d5a-0c1f2a3b4c5d --cert a --key b --ca c --host h.example \
+  --local 100.96.0.10:80 --threads 2 --stun 10.0.0.1:3478
 # dpctld: config errors name file, line and key; --help; the shipped example parses up to its TLS files.
 DPCTLD=$BUILD/control/dpctld
 "$DPCTLD" --help | matches -- "--check" || fail "dpctld --help lacks --check"
