@@ -288,7 +288,12 @@ ip netns exec "$NS_G" curl -sf -m 2 http://127.0.0.1:9108/metrics |
   fail "agent, relayed pair frames: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
 log "  agent: $(tail -1 "$WORK/agent-a.out" | jq -c '.pair_data | {frames_tx_direct, frames_tx_relayed, frames_rx_relayed, relay_frames_sent, handoff_drops}')"
 
-log "the agent with one data-path thread and a smaller --mtu: direct, curl and iperf3 on the pair, SYNs clamped"
+log "the agent restarted (one data-path thread now, a smaller --mtu) during a download on the pair: it goes on"
+# The visitor keeps its block of tags, so the target sees the flow from the same translated source after the
+# agent's restart (stateless); the visitor's flow waits for the next pairing (within kPairGraceNs) and goes on.
+timeout 60 ip netns exec "$NS_HV" curl -s --max-time 50 -o "$WORK/big2.got" http://100.96.0.10/big &
+DOWNLOAD_PID=$!
+sleep 2
 old_pair=$(pair | jq -r .pair)
 perf_pair() { dpctl --json session list | jq -r '.sessions[] | select(.agent == "visitor-perf" and .control_connected) | .direct[0] // empty'; }
 old_perf_pair=$(perf_pair | jq -r .pair)
@@ -310,6 +315,10 @@ sleep 1.2
 [ "$(visitor_stat visitor-perf .pair_data.frames_rx_direct)" -gt "$rx_before" ] ||
   fail "visitor-perf received nothing direct: $(visitor_stat visitor-perf .pair_data)"
 grep -q "1 data-path thread" "$WORK/agent-a.log" || fail "the agent does not run one data-path thread"
+wait "$DOWNLOAD_PID" || fail "the download broke across the agent's restart (curl exit $?)"
+[ "$(sha256sum < "$WORK/big2.got")" = "$big_sum" ] ||
+  fail "the download across the agent's restart differs ($(stat -c %s "$WORK/big2.got") bytes)"
+log "  the download across the agent's restart completed intact"
 # (the visitor's SYNs say what its --mtu 1500 fits: the agent lowers them to what its frames of 1400 carry)
 [ "$(tail -1 "$WORK/agent-a.out" | jq .pair_data.mss_clamped)" -ge 2 ] ||
   fail "the agent clamped no SYN of a pair flow: $(tail -1 "$WORK/agent-a.out" | jq -c .pair_data)"
