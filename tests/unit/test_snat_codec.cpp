@@ -81,6 +81,7 @@ static void pair_range(void**) {
       assert_true(e.port >= 32768);
       assert_true(e.ip.v4() < 0x6440ffff);  // inside the /16, below its broadcast address
       assert_true(c.decode_pair(e) == std::optional<uint32_t>(tag));
+      assert_true(c.is_pair_address(e.ip.v4()));  // (how dpagent's upstream picks the pair path's packets)
       assert_false(c.decode(e).has_value());
       seen.insert(uint64_t(e.ip.v4()) << 16 | e.port);
     }
@@ -92,6 +93,10 @@ static void pair_range(void**) {
   assert_false(c.decode_pair(c.encode(SnatCodec::kTagMask)).has_value());
   assert_false(c.decode_pair(Endpoint{Ipv4{0x64400002 + (1u << 15) + SnatCodec::kPairBlocks}, 40000}).has_value());
   assert_false(c.decode_pair(Endpoint{Ipv4{0x64400002 + (1u << 15)}, 1000}).has_value());
+  for (uint32_t tag : {0u, 12345u, SnatCodec::kTagMask}) assert_false(c.is_pair_address(c.encode(tag).ip.v4()));
+  assert_false(c.is_pair_address(0x64400002 + (1u << 15) - 1));
+  assert_false(c.is_pair_address(0x64400002 + (1u << 15) + SnatCodec::kPairBlocks));
+  assert_false(c.is_pair_address(0x0a000001));  // 10.0.0.1: outside the subnet (below it: no wrap-around)
   // The TUN's own address must lie outside both ranges.
   std::string why;
   assert_false(SnatCodec::valid_subnet(net("100.64.130.1/16"), why));
