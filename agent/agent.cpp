@@ -1200,8 +1200,10 @@ std::string Agent::stats_json() const {
   }
   // Targets that could not be reached, by the reason the ICMP error gave.
   j.key("unreachable").begin_object();
+  // (upstream's, and the main loop's for pair flows)
   for (size_t r = 0; r < tx_stats_.unreachable.size(); ++r)
-    j.field(icmp_error_reason_name(IcmpErrorReason(r)), tx_stats_.unreachable[r].get());
+    j.field(icmp_error_reason_name(IcmpErrorReason(r)),
+            tx_stats_.unreachable[r].get() + main_stats_.unreachable[r].get());
   j.end_object();
   // Reassembly by origin: fragments taken in, datagrams completed / given up, fragments dropped by reason.
   j.key("reassembly").begin_object();

@@ -349,7 +349,7 @@ int main(int argc, char** argv) {
   } else if (opt.visit && registered && direct && !threads) {
     // A visitor picks the way of each flow on the main loop beside its direct paths (agent/visitor_flows.hpp).
     opt.threads = 1;
-    LOG_INFO("1 data-path thread: a visitor's direct paths run on the main loop (--no-direct and --threads 2 for two)");
+    LOG_INFO("1 data-path thread: a visitor's direct paths run on the main loop (--threads 2 for two, without them)");
   } else if (threads) {
     opt.threads = *threads;
     LOG_INFO("%u data-path thread%s (--threads; this process may run on %d CPU%s)", opt.threads,
