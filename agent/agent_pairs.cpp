@@ -149,33 +149,17 @@ void Agent::pair_relay_flush() {
 // kHandoffPerWakeup records, then back to the loop (the control connection, the checks and the direct-path socket
 // get their turn; what is left wakes it again at once).
 void Agent::drain_from_tun(uint64_t now_ns) {
-  from_tun_ring_->clear_wake();
-  unsigned n = 0;
-  for (std::span<uint8_t> r = from_tun_ring_->front(); !r.empty(); r = from_tun_ring_->front()) {
-    if (n++ == kHandoffPerWakeup) {
-      from_tun_ring_->wake_self();
-      break;
-    }
+  from_tun_ring_->drain(kHandoffPerWakeup, [&](std::span<uint8_t> r) {
     VnetHeader vnet;
     std::memcpy(&vnet, r.data(), kVnetHeaderLen);
     pair_from_tun(r.subspan(kVnetHeaderLen), vnet, now_ns);
-    from_tun_ring_->pop();
-  }
+  });
   pair_flush();
 }
 
 // Two threads: the pair frames downstream read from the relay socket, opened here (as many per wakeup).
 void Agent::drain_from_gateway(uint64_t now_ns) {
-  from_gateway_ring_->clear_wake();
-  unsigned n = 0;
-  for (std::span<uint8_t> r = from_gateway_ring_->front(); !r.empty(); r = from_gateway_ring_->front()) {
-    if (n++ == kHandoffPerWakeup) {
-      from_gateway_ring_->wake_self();
-      break;
-    }
-    pair_datagram(r, now_ns, true);
-    from_gateway_ring_->pop();
-  }
+  from_gateway_ring_->drain(kHandoffPerWakeup, [&](std::span<uint8_t> r) { pair_datagram(r, now_ns, true); });
   pair_batch_end();
 }
 

@@ -73,6 +73,24 @@ class HandoffRing {
     while (read(wake_.get(), &n, sizeof n) > 0) {
     }
   }
+  // Consumer, on its loop's wakeup: clears the eventfd, hands `handle` the records in order (each valid during the
+  // call), at most `budget` of them; if records are left, wakes its own loop again (they go at the next turn, after
+  // the loop's other work). Returns how many were handled.
+  template <class Handle>
+  unsigned drain(unsigned budget, Handle&& handle) {
+    clear_wake();
+    unsigned n = 0;
+    for (std::span<uint8_t> r = front(); !r.empty(); r = front()) {
+      if (n == budget) {
+        wake_self();
+        break;
+      }
+      handle(r);
+      pop();
+      ++n;
+    }
+    return n;
+  }
   // Consumer: wakes its own loop again (it leaves records for the next turn).
   void wake_self() {
     const uint64_t one = 1;

@@ -1,7 +1,8 @@
 // HandoffRing (agent/handoff_ring.hpp), the rings dpagent's data-path threads hand the main loop the pairs' packets
 // through: records come out whole and in order across the wrap, a full ring refuses (and loses nothing already in
-// it), records of 0 bytes or over half the ring are refused, the eventfd wakes the consumer, and two real threads
-// pass a million records of varying sizes with every byte checked.
+// it), records of 0 bytes or over half the ring are refused, the eventfd wakes the consumer, a drain stops at its
+// budget and wakes its loop again for the rest, and two real threads pass a million records of varying sizes with
+// every byte checked.
 #include <poll.h>
 
 #include <thread>
@@ -101,6 +102,24 @@ static void the_eventfd_wakes_the_consumer_once_per_batch(void**) {
   assert_int_equal(poll(&pfd, 1, 0), 1);
 }
 
+static void a_drain_stops_at_its_budget_and_wakes_itself_again(void**) {
+  HandoffRing ring(kCap);
+  assert_true(ring.open());
+  for (uint32_t i = 0; i < 5; ++i) {
+    fill(ring.reserve(100), 100, i);
+    ring.commit();
+  }
+  ring.wake();
+  pollfd pfd{ring.wake_fd(), POLLIN, 0};
+  uint32_t next = 0;
+  auto check = [&](std::span<uint8_t> r) { assert_true(intact(r, 100, next++)); };
+  assert_int_equal(ring.drain(3, check), 3);
+  assert_int_equal(poll(&pfd, 1, 0), 1);  // two left: the loop comes back for them
+  assert_int_equal(ring.drain(3, check), 2);
+  assert_int_equal(poll(&pfd, 1, 0), 0);  // all done: no wakeup left behind
+  assert_int_equal(next, 5);
+}
+
 static void two_threads_pass_a_million_records(void**) {
   HandoffRing ring(kCap);
   constexpr uint32_t kRecords = 1'000'000;
@@ -138,6 +157,7 @@ int main() {
       cmocka_unit_test(a_full_ring_refuses_and_keeps_what_it_holds),
       cmocka_unit_test(empty_and_oversized_records_are_refused),
       cmocka_unit_test(the_eventfd_wakes_the_consumer_once_per_batch),
+      cmocka_unit_test(a_drain_stops_at_its_budget_and_wakes_itself_again),
       cmocka_unit_test(two_threads_pass_a_million_records),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
