@@ -484,24 +484,22 @@ void Agent::gateway_readable(uint64_t now_ns) {
     }
     if (n == 0) return;
     size_t count = 0;
+    bool pair_frames = false;  // (one thread: opened in place, their packets in the pair path's TUN writer)
     for (int i = 0; i < n; ++i) {
-      // With UDP_GRO a buffer may hold several frames of one length back to back (the last may be shorter).
-      const std::span<uint8_t> buffer{link->rx_data(unsigned(i)), link->rx_len(unsigned(i))};
-      const size_t step = link->rx_segment_size(unsigned(i)) ? link->rx_segment_size(unsigned(i)) : buffer.size();
-      for (size_t off = 0; off < buffer.size(); off += step) {
-        const std::span<uint8_t> frame = buffer.subspan(off, std::min(step, buffer.size() - off));
+      link->each_frame(unsigned(i), [&](std::span<uint8_t> frame) {
         if (frame.size() > 2 && frame[0] == kRelayVersion && (frame[2] & kFlagPair)) {  // relayed by dpgw
           if (!pairs_on_.load(std::memory_order_acquire)) {
             rx_stats_.wrong_session++;
           } else if (!threaded()) {
-            pair_datagram(frame, now_ns, true);
+            pair_frame(frame, true, now_ns);
+            pair_frames = true;
           } else if (uint8_t* p = from_gateway_ring_->reserve(frame.size())) {  // the main loop opens it
             std::memcpy(p, frame.data(), frame.size());
             from_gateway_ring_->commit();
           } else {
             rx_stats_.handoff_drops++;
           }
-          continue;
+          return;
         }
         // The receiver index picks the session: the current one, or the previous one during its grace time.
         uint32_t receiver;
@@ -511,13 +509,13 @@ void Agent::gateway_readable(uint64_t now_ns) {
           frames_from_gateway({rx_batch_.data(), count}, now_ns);
           count = 0;
         }
-      }
+      });
     }
     frames_from_gateway({rx_batch_.data(), count}, now_ns);
-    // The packets the TUN writer holds point into the receive buffers: out before they are reused.
+    // The packets the TUN writers hold point into the receive buffers: out before they are reused.
     tun_out_.flush();
+    if (pair_frames) pair_batch_end();
     if (from_gateway_ring_) from_gateway_ring_->wake();
-    if (!threaded() && pair_rx_used_) pair_batch_end();  // (relayed pair frames, copied into the pair arena)
     if (n < int(UdpLink::kBatch)) return;
   }
 }

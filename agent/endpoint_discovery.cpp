@@ -177,11 +177,8 @@ void EndpointDiscovery::readable() {
     const int n = batch_.receive_batch();
     if (n <= 0) break;  // nothing waiting, or an ICMP error reported on the socket (the timeouts cover it)
     for (int i = 0; i < n; ++i) {
-      const std::span<uint8_t> buffer{batch_.rx_data(unsigned(i)), batch_.rx_len(unsigned(i))};
-      const size_t step = batch_.rx_segment_size(unsigned(i)) ? batch_.rx_segment_size(unsigned(i)) : buffer.size();
       const Endpoint from = batch_.rx_from(unsigned(i));
-      for (size_t off = 0; off < buffer.size(); off += step)
-        answer(from, buffer.subspan(off, std::min(step, buffer.size() - off)), now);
+      batch_.each_frame(unsigned(i), [&](std::span<uint8_t> frame) { answer(from, frame, now); });
     }
     if (n < int(UdpLink::kBatch)) break;
   }

@@ -62,9 +62,7 @@ class HandoffRing {
   void wake() {
     if (!since_wake_) return;
     since_wake_ = 0;
-    const uint64_t one = 1;
-    ssize_t r = write(wake_.get(), &one, sizeof one);
-    (void)r;
+    signal();
   }
 
   // Consumer: clears the eventfd (before draining: a record committed after this wakes it again).
@@ -92,11 +90,7 @@ class HandoffRing {
     return n;
   }
   // Consumer: wakes its own loop again (it leaves records for the next turn).
-  void wake_self() {
-    const uint64_t one = 1;
-    ssize_t r = write(wake_.get(), &one, sizeof one);
-    (void)r;
-  }
+  void wake_self() { signal(); }
   // Consumer: the oldest record, empty when there is none; it stays valid until pop().
   std::span<uint8_t> front() {
     uint64_t tail = tail_.load(std::memory_order_relaxed);
@@ -117,6 +111,11 @@ class HandoffRing {
   }
 
  private:
+  void signal() {
+    const uint64_t one = 1;
+    ssize_t r = write(wake_.get(), &one, sizeof one);
+    (void)r;
+  }
   static constexpr size_t kHeader = 8;
   static constexpr uint32_t kWrap = 0xffffffffu;
   static size_t round8(size_t n) { return (n + 7) & ~size_t(7); }

@@ -100,8 +100,6 @@ int UdpLink::receive_batch() {
   return n;
 }
 
-// Sends frames [0, count) of the slots: with UDP_SEGMENT, each run of frames of one length (the last of a run may
-// be shorter) is one sendmmsg entry whose iovecs the kernel joins and cuts again at that length.
 void UdpLink::use_socket(int fd, UdpOffloads want) {
   int one = 1, zero = 0;
   borrowed_fd_ = fd;
@@ -110,8 +108,10 @@ void UdpLink::use_socket(int fd, UdpOffloads want) {
   for (unsigned i = 0; i < kBatch; ++i) rx_iov_[i] = iovec{rx_buf_[i].data(), kMaxRxBuffer};
 }
 
+// Sends frames [0, count) of the slots: with UDP_SEGMENT, each run of frames of one length (the last of a run may
+// be shorter) is one sendmmsg entry whose iovecs the kernel joins and cuts again at that length.
 int UdpLink::send_all(unsigned count) {
-  const bool addressed = !fd_;  // send_on(): each frame has its address
+  const bool addressed = !fd_;  // use_socket(): each frame has its address
   unsigned msgs = 0;
   std::array<unsigned, kBatch> first{};  // first frame of each entry
   for (unsigned i = 0; i < count; ++i) tx_iov_[i] = iovec{tx_buf_[i].data(), tx_len_[i]};

@@ -9,9 +9,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -70,9 +72,14 @@ class UdpLink {
     return Endpoint{Ipv4{ntohl(rx_names_[i].sin_addr.s_addr)}, ntohs(rx_names_[i].sin_port)};
   }
   size_t rx_len(unsigned i) const { return rx_msgs_[i].msg_len; }
-  // The length of each frame in buffer i when the kernel coalesced several (the last may be shorter); 0 when the
-  // buffer holds one frame.
-  size_t rx_segment_size(unsigned i) const { return rx_gso_[i]; }
+  // Hands `f` each frame of buffer i (a std::span<uint8_t>, writable): with UDP_GRO a buffer may hold several of one
+  // length back to back (the last may be shorter).
+  template <class F>
+  void each_frame(unsigned i, F&& f) {
+    const std::span<uint8_t> buffer{rx_data(i), rx_len(i)};
+    const size_t step = rx_gso_[i] ? rx_gso_[i] : buffer.size();
+    for (size_t off = 0; off < buffer.size(); off += step) f(buffer.subspan(off, std::min(step, buffer.size() - off)));
+  }
 
   // Queues a frame built in tx_slot() (`len` 0: the slot is given up). The caller flushes when full() (before the
   // next tx_slot()); flush() returns a negative errno on a send error (the frames it lost are counted in
