@@ -3,7 +3,7 @@
 // - UDP_SEGMENT (Linux 4.18): frames of one length queued back to back go out as one super-datagram per sendmmsg
 //   entry; the kernel (or the NIC) cuts it into the frames again.
 // - UDP_GRO (Linux 5.0): the kernel may hand over several frames of one length from the gateway in one buffer; the
-//   receiver walks them with rx_segment_size().
+//   receiver walks them with each_frame().
 // - SO_RXQ_OVFL: the count of datagrams the kernel dropped because the socket's receive buffer was full.
 #pragma once
 #include <netinet/in.h>
