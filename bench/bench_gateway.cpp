@@ -363,7 +363,7 @@ int main(int argc, char** argv) {
   log_set_level(LogLevel::Warn);
   uint32_t bursts = 20000;
   std::vector<size_t> sizes{64, 512, 1400};
-  std::vector<std::string> engines{"cryptodev", "cryptodev-async", "openssl"};
+  std::vector<std::string> engines{"cryptodev", "cryptodev-async", "ipsec-mb", "openssl"};
   bool quic = false, tx = true, rx = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--bursts") && i + 1 < argc) bursts = uint32_t(std::stoul(argv[++i]));
@@ -376,8 +376,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--engine") && i + 1 < argc) engines = {argv[++i]};
     else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) sizes = {std::stoul(argv[++i])};
     else if (!std::strcmp(argv[i], "--help")) {
-      printf("usage: bench_gateway [--bursts N] [--engine cryptodev|cryptodev-async|openssl] [--size BYTES]\n"
-             "                     [--framing relay|quic] [--direction tx|rx|both]\n"
+      printf("usage: bench_gateway [--bursts N] [--engine cryptodev|cryptodev-async|ipsec-mb|openssl]\n"
+             "                     [--size BYTES] [--framing relay|quic] [--direction tx|rx|both]\n"
              "  default: 20000 bursts of 32 per measurement, every engine (cryptodev-async: crypto ops on\n"
              "  crypto_aesni_gcm0), frames of 64, 512 and 1400 bytes, relay frames (quic: the session speaks\n"
              "  the QUIC framing), both directions (tx: clients to the agent, encap; rx: the agent's replies\n"

@@ -13,6 +13,8 @@
 # the other, EDGE_ROUNDS alternating rounds, medians. Before measuring, the dptun pair runs once with a TX pcap on the
 # edge's LAN port until it holds a megabyte, and every packet the edge delivered is checked (vdev_feed.py delivered):
 # a client's packet, to the target, from a translated source, checksums valid, one source per client flow.
+# Each round also gives a ceiling: raw memif's time per packet plus AES-GCM alone on the concentrator's core
+# (bench_gateway's floor), the rate a concentrator whose own work cost nothing would reach.
 # Called by bench/run.sh; docs/performance.md ("DPDK on both tunnel ends") has the figures. Skips (exit 0, saying
 # why) when something it needs is missing. Bounded: every process runs under timeout.
 set -euo pipefail
@@ -84,7 +86,7 @@ dpgw = {
   ports = ( $4, $5 );
   control_socket = "$WORK/$1.sock";
   metrics_listen = "";
-  crypto = { engine = "cryptodev"; device = "crypto_aesni_gcm0"; cipher = "aes-128-gcm"; };
+  crypto = { engine = "ipsec-mb"; cipher = "aes-128-gcm"; };
 };
 $6
 CONF
@@ -200,6 +202,22 @@ echo "cores: the first process's packet work on CPU $A_CPU, the second's on CPU 
   "$([ "$HUGE" = 1 ] && echo hugepages || echo --no-huge); $ROUNDS rounds of ${MEASURE} s per configuration and size"
 for size in $SIZES; do check "$size"; done
 
+# The ceiling: raw memif plus the one thing the concentrator's core must add to it whatever dptun's own code costs,
+# AES-GCM over each frame. The AEAD alone (bench_gateway's floor: the session's transmit key over the same bytes,
+# same engine and key length) is measured on that core in each round, after its raw memif and dptun runs, and
+# added to the round's raw memif time per packet: CEILING = 1 / (1 / RAW + 1 / FLOOR), in Mpps. The edge's decryption runs
+# on the other core, in parallel, and is not added.
+BENCH_GW="$BUILD/bench/bench_gateway"
+ceiling() {  # SIZE RAW_MPPS -> Mpps in MEASURED, or "" without bench_gateway
+  MEASURED=""
+  [ -x "$BENCH_GW" ] || return 0
+  local floor
+  floor=$(taskset -c "$A_CPU" "$BENCH_GW" --engine ipsec-mb --direction tx --size "$1" --bursts 4000 2> /dev/null |
+    jq -rs 'map(select(.direction == "tx")) | first | .floor_mpps // empty') || return 0
+  [ -n "$floor" ] || return 0
+  MEASURED=$(jq -n "1 / (1 / $2 + 1 / $floor)")
+}
+
 declare -A MPPS
 for size in $SIZES; do
   for ((round = 1; round <= ROUNDS; round++)); do
@@ -209,23 +227,30 @@ for size in $SIZES; do
         skip "raw memif forwarding with testpmd sent nothing measurable (logs above)"
       fi
       MPPS[$kind,$size]="${MPPS[$kind,$size]:+${MPPS[$kind,$size]} }$MEASURED"
+      [ "$kind" = raw ] && raw_round=$MEASURED
     done
+    ceiling "$size" "$raw_round"
+    [ -n "$MEASURED" ] && MPPS[ceiling,$size]="${MPPS[ceiling,$size]:+${MPPS[ceiling,$size]} }$MEASURED"
   done
 done
 
 range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 echo "medians of $ROUNDS rounds (the rounds' range in brackets):"
-printf '%-6s %22s %22s %10s %13s\n' frame "raw memif Mpps" "dptun Mpps" "dptun/raw" "dptun Gbit/s"
+printf '%-6s %22s %22s %10s %13s %14s %13s\n' frame "raw memif Mpps" "dptun Mpps" "dptun/raw" "dptun Gbit/s" \
+  "ceiling Mpps" "ceiling/raw"
 for size in $SIZES; do
   # shellcheck disable=SC2086
-  r=$(median ${MPPS[raw,$size]}) d=$(median ${MPPS[dptun,$size]})
+  r=$(median ${MPPS[raw,$size]}) d=$(median ${MPPS[dptun,$size]}) c=$(median ${MPPS[ceiling,$size]:-0})
   gbps=$(jq -n "$d * 1e6 * ($size - 14) * 8 / 1e9")  # the clients' IP packets delivered to the target
   # shellcheck disable=SC2086
-  printf '%-6s %22s %22s %10.2f %13.2f\n' "$size" "$(printf '%.2f' "$r") [$(range ${MPPS[raw,$size]})]" \
-    "$(printf '%.2f' "$d") [$(range ${MPPS[dptun,$size]})]" "$(jq -n "$d / $r")" "$gbps"
-  line=$(jq -cn --argjson size "$size" --argjson r "$r" --argjson d "$d" --argjson g "$gbps" \
-    --arg rr "${MPPS[raw,$size]}" --arg rd "${MPPS[dptun,$size]}" \
+  printf '%-6s %22s %22s %10.2f %13.2f %14s %13s\n' "$size" "$(printf '%.2f' "$r") [$(range ${MPPS[raw,$size]})]" \
+    "$(printf '%.2f' "$d") [$(range ${MPPS[dptun,$size]})]" "$(jq -n "$d / $r")" "$gbps" \
+    "$([ "$c" = 0 ] && echo - || printf '%.2f' "$c")" "$([ "$c" = 0 ] && echo - || printf '%.2f' "$(jq -n "$c / $r")")"
+  line=$(jq -cn --argjson size "$size" --argjson r "$r" --argjson d "$d" --argjson g "$gbps" --argjson c "$c" \
+    --arg rr "${MPPS[raw,$size]}" --arg rd "${MPPS[dptun,$size]}" --arg rc "${MPPS[ceiling,$size]:-}" \
     '{bench: "edge_memif", frame_bytes: $size, raw_memif_mpps: $r, dptun_mpps: $d, ratio: ($d / $r),
-      dptun_inner_gbps: $g, rounds: {raw_memif: $rr, dptun: $rd}}')
+      dptun_inner_gbps: $g, ceiling_mpps: (if $c == 0 then null else $c end),
+      ceiling_ratio: (if $c == 0 then null else $c / $r end),
+      rounds: {raw_memif: $rr, dptun: $rd, ceiling: $rc}}')
   if [ -n "$RESULTS" ]; then echo "$line" >> "$RESULTS"; fi
 done

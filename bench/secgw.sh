@@ -2,9 +2,11 @@
 # dpgw's encap pipeline against DPDK's IPsec security gateway (examples/ipsec-secgw, built here from the source
 # Debian's dpdk-doc ships), in the same run, fed identically: the same pcap of client UDP packets replayed by
 # net_pcap (infinite_rx=1) on port 0, encrypted traffic out of port 1 (net_pcap without a TX file: packets are
-# counted and dropped), AES-128-GCM on crypto_aesni_gcm, the packet work on one core (SECGW_CPU). Each process's
-# output is counted the same way: the TX packets of its port 1, read from its DPDK telemetry socket. The processes
-# run one after the other (never two at once), SECGW_ROUNDS alternating rounds, medians.
+# counted and dropped), AES-128-GCM through intel-ipsec-mb (ipsec-secgw via crypto_aesni_gcm; dpgw twice: its
+# default ipsec-mb engine and its cryptodev engine on the same crypto_aesni_gcm), the packet work on one core
+# (SECGW_CPU). Each process's output is counted the same way: the TX packets of its port 1, read from its DPDK
+# telemetry socket. The processes run one after the other (never two at once), SECGW_ROUNDS alternating rounds,
+# medians.
 # Before measuring, each configuration runs once over a finite copy of the input with a TX pcap, and every packet
 # it sent is decrypted (bench/vdev_feed.py check): both really encrypt the clients' packets.
 # docs/performance.md ("Against a real peer") describes the two gateways' work and the figures.
@@ -102,7 +104,7 @@ write_sa cpu-crypto
 
 # dpgw: a static tunnel whose peer (the agent 10.99.2.2:51900) is known up front, and a UDP entry point 5201 to a
 # target behind it. The ARP requests on port 1 tell dpgw the agent's MAC.
-write_gw() {  # $1: name, $2: port 0 device, $3: port 1 device
+write_gw() {  # $1: name, $2: port 0 device, $3: port 1 device, $4: crypto engine
   local eal_mem="hugepages = false; memory_mb = 1024;"
   [ "$HUGE" = 1 ] && eal_mem="hugepages = true; memory_mb = 1024;"
   cat > "$WORK/$1.conf" << CONF
@@ -115,7 +117,7 @@ dpgw = {
   );
   control_socket = "$WORK/dpgw.sock";
   metrics_listen = "";
-  crypto = { engine = "cryptodev"; device = "crypto_aesni_gcm0"; cipher = "aes-128-gcm"; };
+  crypto = { engine = "$4"; device = "crypto_aesni_gcm0"; cipher = "aes-128-gcm"; };
 };
 tunnels = ( { id = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f"; name = "bench";
               peers = ( { index = 1; psk = "$PSK"; endpoint = "10.99.2.2:51900"; } ); } );
@@ -124,11 +126,14 @@ entry_points = ( { proto = "udp"; port = 5201; tunnel = "bench"; target = "10.99
 CONF
 }
 
-# start KIND NAME PORT0 PORT1: runs ipsec-secgw (KIND no-offload|cpu-crypto) or dpgw in the background (PID).
+# start KIND NAME PORT0 PORT1: runs ipsec-secgw (KIND no-offload|cpu-crypto) or dpgw (KIND dpgw: its default
+# engine, ipsec-mb; dpgw-cryptodev: DPDK's CPU crypto on crypto_aesni_gcm0, as ipsec-secgw's) in the background (PID).
 start() {
   local kind=$1 name=$2 p0=$3 p1=$4 limit=$((WARMUP + MEASURE + 60))
-  if [ "$kind" = dpgw ]; then
-    write_gw "$name" "$p0" "$p1"
+  if [ "${kind%-cryptodev}" = dpgw ]; then
+    local engine=ipsec-mb
+    [ "$kind" = dpgw-cryptodev ] && engine=cryptodev
+    write_gw "$name" "$p0" "$p1" "$engine"
     timeout -k 5 "$limit" "$DPGW" --config "$WORK/$name.conf" > "$WORK/$name.log" 2>&1 &
   else
     local mem=(--no-huge -m 1024) lib=()
@@ -147,16 +152,18 @@ stop() {
   PID=""
   rm -rf "/var/run/dpdk/$SG_PREFIX" "/var/run/dpdk/$GW_PREFIX"
 }
-prefix_of() { [ "$1" = dpgw ] && echo "$GW_PREFIX" || echo "$SG_PREFIX"; }
+is_dpgw() { [ "${1%-cryptodev}" = dpgw ]; }
+prefix_of() { is_dpgw "$1" && echo "$GW_PREFIX" || echo "$SG_PREFIX"; }
 label() {
   case $1 in
     no-offload) echo "ipsec-secgw (cryptodev enqueue/dequeue)" ;;
     cpu-crypto) echo "ipsec-secgw -l, cpu-crypto" ;;
-    dpgw) echo "dpgw" ;;
+    dpgw) echo "dpgw (ipsec-mb)" ;;
+    dpgw-cryptodev) echo "dpgw (cryptodev)" ;;
   esac
 }
 
-KINDS=(no-offload cpu-crypto dpgw)
+KINDS=(no-offload cpu-crypto dpgw dpgw-cryptodev)
 # check KIND SIZE: the finite input through, every packet out decrypted.
 check() {
   local kind=$1 size=$2 out="$WORK/out-$1-$2.pcap" mode key
@@ -172,11 +179,11 @@ check() {
   done
   if ! kill -0 "$PID" 2> /dev/null; then
     tail -5 "$WORK/check-$kind.log"
-    [ "$kind" = dpgw ] && { echo "dpgw exited during the check run" >&2; exit 1; }
+    is_dpgw "$kind" && { echo "dpgw exited during the check run" >&2; exit 1; }
     skip "$(label "$kind") exited during its check run (log above)"
   fi
   stop
-  if [ "$kind" = dpgw ]; then mode=relay key=$PSK; else mode=esp key=${SA_KEY//:/}; fi
+  if is_dpgw "$kind"; then mode=relay key=$PSK; else mode=esp key=${SA_KEY//:/}; fi
   if ! python3 "$FEED" check "$mode" "$out" "$WORK/check$size.pcap" "$key" > "$WORK/check.json"; then
     cat "$WORK/check.json"
     echo "$(label "$kind") at $size B: what it sent did not decrypt to the clients' packets" >&2
@@ -214,7 +221,7 @@ for size in $SIZES; do
   for ((round = 1; round <= ROUNDS; round++)); do
     for kind in "${KINDS[@]}"; do
       if ! measure "$kind" "$size"; then
-        [ "$kind" = dpgw ] && { echo "dpgw: no rate measured" >&2; exit 1; }
+        is_dpgw "$kind" && { echo "dpgw: no rate measured" >&2; exit 1; }
         skip "$(label "$kind") sent nothing measurable (log above)"
       fi
       MPPS[$kind,$size]="${MPPS[$kind,$size]:+${MPPS[$kind,$size]} }$MEASURED"
@@ -222,14 +229,19 @@ for size in $SIZES; do
   done
 done
 
-printf '%-6s %14s %14s %10s %12s %12s\n' frame "secgw Mpps" "secgw-cpu Mpps" "dpgw Mpps" "dpgw/secgw" "dpgw/cpu"
+printf '%-6s %11s %15s %11s %16s %11s %10s %10s\n' frame "secgw Mpps" "secgw-cpu Mpps" "dpgw Mpps" \
+  "dpgw-cdev Mpps" "dpgw/secgw" "dpgw/cpu" "cdev/secgw"
 for size in $SIZES; do
   # shellcheck disable=SC2086
-  a=$(median ${MPPS[no-offload,$size]}) b=$(median ${MPPS[cpu-crypto,$size]}) g=$(median ${MPPS[dpgw,$size]})
-  printf '%-6s %14.2f %14.2f %10.2f %12.2f %12.2f\n' "$size" "$a" "$b" "$g" "$(jq -n "$g / $a")" "$(jq -n "$g / $b")"
-  line=$(jq -cn --argjson size "$size" --argjson a "$a" --argjson b "$b" --argjson g "$g" \
+  a=$(median ${MPPS[no-offload,$size]}) b=$(median ${MPPS[cpu-crypto,$size]}) g=$(median ${MPPS[dpgw,$size]}) \
+    d=$(median ${MPPS[dpgw-cryptodev,$size]})
+  printf '%-6s %11.2f %15.2f %11.2f %16.2f %11.2f %10.2f %10.2f\n' "$size" "$a" "$b" "$g" "$d" "$(jq -n "$g / $a")" \
+    "$(jq -n "$g / $b")" "$(jq -n "$d / $a")"
+  line=$(jq -cn --argjson size "$size" --argjson a "$a" --argjson b "$b" --argjson g "$g" --argjson d "$d" \
     --arg ra "${MPPS[no-offload,$size]}" --arg rb "${MPPS[cpu-crypto,$size]}" --arg rg "${MPPS[dpgw,$size]}" \
+    --arg rd "${MPPS[dpgw-cryptodev,$size]}" \
     '{bench: "secgw_peer", frame_bytes: $size, secgw_mpps: $a, secgw_cpu_crypto_mpps: $b, dpgw_mpps: $g,
-      ratio: ($g / $a), ratio_cpu_crypto: ($g / $b), rounds: {secgw: $ra, secgw_cpu_crypto: $rb, dpgw: $rg}}')
+      dpgw_cryptodev_mpps: $d, ratio: ($g / $a), ratio_cpu_crypto: ($g / $b), ratio_cryptodev: ($d / $a),
+      rounds: {secgw: $ra, secgw_cpu_crypto: $rb, dpgw: $rg, dpgw_cryptodev: $rd}}')
   if [ -n "$RESULTS" ]; then echo "$line" >> "$RESULTS"; fi
 done

@@ -1,6 +1,7 @@
 // AES-GCM through Intel's ipsec-mb library (its direct GCM API: one call per operation, keys expanded once, no
-// provider dispatch per call): dpagent's engine where the library finds AES-NI, OpenSSL EVP otherwise. The same
-// library does the work behind DPDK's crypto_aesni_gcm on the gateway. Tags are compared in constant time.
+// provider dispatch per call): dpgw's default engine (crypto.engine "ipsec-mb") and dpagent's where the library
+// finds AES-NI, OpenSSL EVP otherwise. The same library does the work behind DPDK's crypto_aesni_gcm. Tags are
+// compared in constant time.
 #pragma once
 #include <memory>
 #include <string>

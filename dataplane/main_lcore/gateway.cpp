@@ -15,6 +15,7 @@
 #include "common/log.hpp"
 #include "crypto/aead_cryptodev.hpp"
 #include "crypto/aead_cryptodev_async.hpp"
+#include "crypto/aead_ipsec_mb.hpp"
 #include "crypto/aead_openssl.hpp"
 #include "crypto/hp_ipsec_mb.hpp"
 
@@ -62,6 +63,14 @@ bool Gateway::build(const Options& opt, std::string& error) {
       error = (cfg.crypto.device_where.empty() ? "" : cfg.crypto.device_where + ": ") + error;
       return false;
     }
+  } else if (cfg.crypto.engine == "ipsec-mb") {  // one ipsec-mb manager per worker (`thread` is the worker's id)
+    auto e = IpsecMbAead::open(cfg.workers, error);
+    if (!e) {
+      error = "crypto.engine ipsec-mb: " + error;
+      return false;
+    }
+    LOG_INFO("ipsec-mb: %s code", e->arch());
+    engine_ = std::move(e);
   } else {
     engine_ = std::make_unique<OpensslAead>(cfg.workers);
   }

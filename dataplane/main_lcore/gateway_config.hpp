@@ -77,7 +77,9 @@ struct IdleConfig {
 };
 
 struct CryptoConfig {
-  std::string engine = "cryptodev";  // "cryptodev" (CPU crypto), "cryptodev-async" (crypto ops, e.g. QAT) or "openssl"
+  // "ipsec-mb" (ipsec-mb's GCM API on the worker), "cryptodev" (DPDK CPU crypto), "cryptodev-async" (crypto ops,
+  // e.g. QAT) or "openssl"
+  std::string engine = "ipsec-mb";
   std::string device = "crypto_aesni_gcm0";
   std::string device_where;          // "file:line: key 'dpgw.crypto.device'" for errors found once EAL runs
   uint8_t key_len = 16;              // aes-128-gcm (16) or aes-256-gcm (32)

@@ -129,7 +129,7 @@ static void full_valid_config(void**) {
   assert_int_equal(c.mbufs, 16383);
   assert_false(c.idle.backoff);
   assert_int_equal(c.idle.pause_polls, 0);
-  assert_string_equal(c.crypto.engine.c_str(), "cryptodev");
+  assert_string_equal(c.crypto.engine.c_str(), "ipsec-mb");
   assert_string_equal(c.crypto.device.c_str(), "crypto_aesni_gcm0");
   assert_int_equal(c.crypto.key_len, 16);
   assert_int_equal(c.crypto.rekey_interval_ns, 60'000'000'000ull);
@@ -241,12 +241,12 @@ static void reassembly_bounds(void**) {
 }
 
 static void crypto_engines(void**) {
-  // Default: the CPU-crypto engine; the device's location is kept for errors found once EAL runs (the group's
+  // Default: ipsec-mb's GCM API; the device's location is kept for errors found once EAL runs (the group's
   // line when the key is absent).
   const std::string anchor = "  crypto = { rekey_interval = 60.0; };\n";
   std::string text = valid_config();
   GatewayConfig c = load_ok(write_config(text));
-  assert_string_equal(c.crypto.engine.c_str(), "cryptodev");
+  assert_string_equal(c.crypto.engine.c_str(), "ipsec-mb");
   std::string where = ":" + std::to_string(line_of(text, "crypto = {")) + ": key 'dpgw.crypto.device'";
   if (c.crypto.device_where.find(where) == std::string::npos) fail_msg("device_where: %s", c.crypto.device_where.c_str());
   // The op-API engine with a QAT device named by its PCI address.
@@ -263,6 +263,11 @@ static void crypto_engines(void**) {
   c = load_ok(write_config(text));
   if (c.crypto.device_where.find(": key 'dpgw.crypto.device'") == std::string::npos)
     fail_msg("device_where: %s", c.crypto.device_where.c_str());
+  // The engines by name.
+  for (const char* e : {"ipsec-mb", "cryptodev", "cryptodev-async", "openssl"}) {
+    c = load_ok(write_config(replace(valid_config(), anchor, std::string("  crypto = { engine = \"") + e + "\"; };\n")));
+    assert_string_equal(c.crypto.engine.c_str(), e);
+  }
   // Unknown engines and an empty device.
   text = replace(valid_config(), anchor, "  crypto = { engine = \"qat\"; };\n");
   expect_error(text, line_of(text, "engine = \"qat\""), "dpgw.crypto.engine", "\"cryptodev-async\"");
@@ -681,12 +686,17 @@ static void eal_args_crypto_device(void**) {
   a = build_eal_args(c, "dpgw");
   assert_false(has_arg(a, "-a"));
   assert_true(has_arg(a, "--no-pci"));
-  // The OpenSSL engine uses no device, whatever `device` says.
-  c.crypto.engine = "openssl";
-  c.crypto.device = "0000:3d:01.0";
+  // The OpenSSL and ipsec-mb engines use no device, whatever `device` says.
+  for (const char* e : {"openssl", "ipsec-mb"}) {
+    c.crypto.engine = e;
+    c.crypto.device = "0000:3d:01.0";
+    a = build_eal_args(c, "dpgw");
+    assert_false(has_arg(a, "-a"));
+    assert_true(has_arg(a, "--no-pci"));
+  }
+  c.crypto.engine = "cryptodev";
   a = build_eal_args(c, "dpgw");
-  assert_false(has_arg(a, "-a"));
-  assert_true(has_arg(a, "--no-pci"));
+  assert_true(has_pair(a, "-a", "0000:3d:01.0"));
   // An allow-list in eal.args (here for the QAT device) needs the PCI bus: no --no-pci.
   c.crypto.engine = "cryptodev-async";
   c.crypto.device = "crypto_aesni_gcm0";
