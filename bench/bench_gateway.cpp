@@ -17,6 +17,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -381,12 +382,21 @@ int main(int argc, char** argv) {
              "  default: 20000 bursts of 32 per measurement, every engine (cryptodev-async: crypto ops on\n"
              "  crypto_aesni_gcm0), frames of 64, 512 and 1400 bytes, relay frames (quic: the session speaks\n"
              "  the QUIC framing), both directions (tx: clients to the agent, encap; rx: the agent's replies\n"
-             "  to the clients, decap; the size is the client's frame either way)\n");
+             "  to the clients, decap; the size is the client's frame either way); runs on the first CPU of\n"
+             "  its affinity (taskset -c N)\n");
       return 0;
     }
   }
+  // The one lcore runs on the first CPU the process may use, so `taskset -c N bench_gateway` measures on CPU N (EAL
+  // would otherwise pin it to CPU 0).
+  int cpu = 0;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    while (cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, &allowed)) ++cpu;
+  const std::string lcores = "0@" + std::to_string(cpu);
   const char* eal[] = {"bench_gateway", "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry",
-                       "-l", "0", "--log-level", "*:error", "--file-prefix", "dptun_bench"};
+                       "--lcores", lcores.c_str(), "--log-level", "*:error", "--file-prefix", "dptun_bench"};
   if (rte_eal_init(int(sizeof eal / sizeof eal[0]), const_cast<char**>(eal)) < 0) {
     fprintf(stderr, "EAL init failed\n");
     return 1;

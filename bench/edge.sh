@@ -205,15 +205,15 @@ for size in $SIZES; do check "$size"; done
 # The ceiling: raw memif plus the one thing the concentrator's core must add to it whatever dptun's own code costs,
 # AES-GCM over each frame. The AEAD alone (bench_gateway's floor: the session's transmit key over the same bytes,
 # same engine and key length) is measured on that core in each round, after its raw memif and dptun runs, and
-# added to the round's raw memif time per packet: CEILING = 1 / (1 / RAW + 1 / FLOOR), in Mpps. The edge's decryption runs
-# on the other core, in parallel, and is not added.
+# added to the round's raw memif time per packet: CEILING = 1 / (1 / RAW + 1 / FLOOR), in Mpps. The edge's
+# decryption runs on the other core, in parallel, and is not added.
 BENCH_GW="$BUILD/bench/bench_gateway"
 ceiling() {  # SIZE RAW_MPPS -> Mpps in MEASURED, or "" without bench_gateway
   MEASURED=""
   [ -x "$BENCH_GW" ] || return 0
   local floor
-  floor=$(taskset -c "$A_CPU" "$BENCH_GW" --engine ipsec-mb --direction tx --size "$1" --bursts 4000 2> /dev/null |
-    jq -rs 'map(select(.direction == "tx")) | first | .floor_mpps // empty') || return 0
+  floor=$(taskset -c "$A_CPU" timeout -k 5 120 "$BENCH_GW" --engine ipsec-mb --direction tx --size "$1" \
+    --bursts 4000 2> /dev/null | jq -rs 'map(select(.direction == "tx")) | first | .floor_mpps // empty') || return 0
   [ -n "$floor" ] || return 0
   MEASURED=$(jq -n "1 / (1 / $2 + 1 / $floor)")
 }

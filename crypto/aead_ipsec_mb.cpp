@@ -16,6 +16,8 @@ class IpsecMbKey final : public AeadKey {
       : mgrs_(mgrs), dir_(dir), aad_len_(aad_len), aes256_(aes256) {}
   ~IpsecMbKey() override { OPENSSL_cleanse(&key_, sizeof key_); }
 
+  // Runs on the thread making the key (dpgw: the main lcore) with manager 0, which worker 0 may be using: the key
+  // expansion only reads the manager's function table and writes `key_`, not yet visible to any worker.
   void expand(std::span<const uint8_t> key) {
     if (aes256_)
       IMB_AES256_GCM_PRE(mgrs_[0], key.data(), &key_);

@@ -66,7 +66,8 @@ bool Gateway::build(const Options& opt, std::string& error) {
   } else if (cfg.crypto.engine == "ipsec-mb") {  // one ipsec-mb manager per worker (`thread` is the worker's id)
     auto e = IpsecMbAead::open(cfg.workers, error);
     if (!e) {
-      error = "crypto.engine ipsec-mb: " + error;
+      error = "dpgw.crypto.engine \"ipsec-mb\" (the default) cannot run: " + error +
+              "; on a CPU without AES-NI set dpgw.crypto.engine = \"openssl\"";
       return false;
     }
     LOG_INFO("ipsec-mb: %s code", e->arch());
