@@ -48,7 +48,7 @@ std::vector<std::string> build_eal_args(const GatewayConfig& cfg, const std::str
     }
   }
   // A crypto device on PCI (QAT: "0000:3d:01.0", or its cryptodev "0000:3d:01.0_qat_sym") is allow-listed too.
-  if (cfg.crypto.engine.rfind("cryptodev", 0) == 0) {
+  if (cfg.crypto.uses_device()) {
     const std::string dev = port_device_name(cfg.crypto.device);
     const std::string pci = dev.substr(0, dev.find('_'));
     if (is_pci_address(pci)) {

@@ -54,7 +54,7 @@ bool Gateway::build(const Options& opt, std::string& error) {
   // Sessions come and go at runtime: size the cryptodev session pool for many (each has up to 2 x 8 epoch keys in
   // use and a few retired ones waiting for their grace period).
   constexpr unsigned kMaxKeys = 32768;
-  if (cfg.crypto.engine == "cryptodev" || cfg.crypto.engine == "cryptodev-async") {
+  if (cfg.crypto.uses_device()) {
     if (cfg.crypto.engine == "cryptodev")
       engine_ = CryptodevAead::open(cfg.crypto.device, kMaxKeys, error);
     else  // one queue pair per worker

@@ -332,11 +332,11 @@ static GatewayConfig load(const std::string& path) {
   }
   if (const Setting* c = config_child(gw, "crypto")) {
     config_allow_keys(*c, {"engine", "device", "cipher", "rekey_interval"});
-    cfg.crypto.engine = config_string(*c, "engine", "ipsec-mb");
-    if (cfg.crypto.engine != "cryptodev" && cfg.crypto.engine != "cryptodev-async" && cfg.crypto.engine != "ipsec-mb" &&
-        cfg.crypto.engine != "openssl")
+    cfg.crypto.engine = config_string(*c, "engine", cfg.crypto.engine);
+    static constexpr const char* kEngines[] = {"ipsec-mb", "cryptodev", "cryptodev-async", "openssl"};
+    if (std::none_of(std::begin(kEngines), std::end(kEngines), [&](const char* e) { return cfg.crypto.engine == e; }))
       config_fail((*c)["engine"], "expected \"cryptodev\", \"cryptodev-async\", \"ipsec-mb\" or \"openssl\"");
-    cfg.crypto.device = config_string(*c, "device", "crypto_aesni_gcm0");
+    cfg.crypto.device = config_string(*c, "device", cfg.crypto.device);
     if (cfg.crypto.device.empty()) config_fail((*c)["device"], "expected a crypto device name");
     cfg.crypto.device_where = c->exists("device") ? config_where((*c)["device"]) : config_where_missing(*c, "device");
     cfg.crypto.key_len = config_cipher_key_len(*c, "cipher");

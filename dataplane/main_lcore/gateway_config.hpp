@@ -84,6 +84,9 @@ struct CryptoConfig {
   std::string device_where;          // "file:line: key 'dpgw.crypto.device'" for errors found once EAL runs
   uint8_t key_len = 16;              // aes-128-gcm (16) or aes-256-gcm (32)
   uint64_t rekey_interval_ns = 120'000'000'000ull;
+
+  // The engines that run on `device` (DPDK cryptodev): it is made, checked and allow-listed for them only.
+  bool uses_device() const { return engine == "cryptodev" || engine == "cryptodev-async"; }
 };
 
 // The edge role (docs/operations.md "Edge role"): this dpgw is the far end of a tunnel, a static peer of a
