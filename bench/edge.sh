@@ -13,8 +13,14 @@
 # the other, EDGE_ROUNDS alternating rounds, medians. Before measuring, the dptun pair runs once with a TX pcap on the
 # edge's LAN port until it holds a megabyte, and every packet the edge delivered is checked (vdev_feed.py delivered):
 # a client's packet, to the target, from a translated source, checksums valid, one source per client flow.
-# Each round also gives a ceiling: raw memif's time per packet plus AES-GCM alone on the concentrator's core
-# (bench_gateway's floor), the rate a concentrator whose own work cost nothing would reach.
+# The round trip (EDGE_ROUND_TRIP=1, the default) runs both ways at once: the clients' packets out as above (with
+# their router's ARP request: the concentrator answers clients through it), and the target's answers back, fed on
+# the second process's LAN port and counted on the first's client port. The answers go to the translated sources the
+# edge used, so the dptun pair first runs the way out alone with a TX pcap on the edge's LAN port, then that edge
+# is replaced by one fed the answers (vdev_feed.py replies); testpmd gets the same two pcaps. Before measuring, the
+# answers the concentrator sent its clients are checked too (vdev_feed.py returned).
+# Each round also gives a ceiling (the way out): raw memif's time per packet plus AES-GCM alone on the concentrator's
+# core (bench_gateway's floor), the rate a concentrator whose own work cost nothing would reach.
 # Called by bench/run.sh; docs/performance.md ("DPDK on both tunnel ends") has the figures. Skips (exit 0, saying
 # why) when something it needs is missing. Bounded: every process runs under timeout.
 set -euo pipefail
@@ -24,6 +30,7 @@ ROUNDS=${EDGE_ROUNDS:-3}
 MEASURE=${EDGE_SECONDS:-3}      # seconds counted per run
 WARMUP=${EDGE_WARMUP:-1}        # seconds after the first packet out before counting
 SIZES=${EDGE_SIZES:-"64 1400"}  # client frames (Ethernet, without FCS), as bench_gateway's
+ROUND_TRIP=${EDGE_ROUND_TRIP:-1}  # 0: the way out only (no round trip)
 HUGE=${EDGE_HUGEPAGES:-0}       # 1: every process on 2 MB hugepages, 256 MB each (scripts/hugepages.sh first)
 RESULTS=${RESULTS:-}            # a file JSON lines are appended to (bench/run.sh passes its own)
 FEED="$ROOT/bench/vdev_feed.py"
@@ -63,11 +70,13 @@ trap 'exit 130' INT TERM
 
 # --- inputs and configurations ----------------------------------------------------------------------------------
 # Addresses: clients -> 10.99.1.1:5201 (the concentrator's entry point) -> target 10.99.2.2:5201 on the edge's LAN
-# (10.99.2.1/24, vdev_feed.py's agent address); the memif link is 10.99.3.0/24.
+# (10.99.2.1/24, vdev_feed.py's agent address); the memif link is 10.99.9.0/24 (clients come
+# from 10.99.2.0/23).
 PSK=$(printf '5e%.0s' $(seq 32))
 python3 "$FEED" arp "$WORK/arp.pcap"  # the target 10.99.2.2 asks for 10.99.2.1: the edge learns its MAC
 for size in $SIZES; do
   python3 "$FEED" clients "$WORK/c$size.pcap" "$size" 256
+  python3 "$FEED" routed "$WORK/r$size.pcap" "$size" 16  # the round trip's way out
 done
 
 if [ "$HUGE" = 1 ]; then
@@ -105,27 +114,77 @@ wait_socket() {
 }
 
 # start_dptun FEEDER SINK: the concentrator (the memif server, fed by FEEDER) and the edge (SINK on its LAN port).
+# The concentrator's answers to clients go through their router 10.99.1.254 (learned from the round trip's feeder).
 start_dptun() {
   local limit=$((WARMUP + MEASURE + 60)) sock="$WORK/memif-dptun.sock"
   write_dpgw concentrator "$A_PREFIX" "0@$B_CPU,1@$A_CPU" \
-    "{ name = \"public\"; device = \"$1\"; address = \"10.99.1.1/24\"; }" \
-    "{ name = \"underlay\"; device = \"net_memif0,role=server,socket=$sock,id=0\"; address = \"10.99.3.1/24\"; }" \
+    "{ name = \"public\"; device = \"$1\"; address = \"10.99.1.1/24\"; gateway = \"10.99.1.254\"; }" \
+    "{ name = \"underlay\"; device = \"net_memif0,role=server,socket=$sock,id=0\"; address = \"10.99.9.1/24\"; }" \
     "tunnels = ( { id = \"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f\"; name = \"edge\";
               peers = ( { index = 1; psk = \"$PSK\"; } ); } );
 entry_points = ( { proto = \"udp\"; port = 5201; tunnel = \"edge\"; target = \"10.99.2.2:5201\"; keepalive = true;
                    ttl = 600; } );"
-  write_dpgw edge "$B_PREFIX" "0@$A_CPU,1@$B_CPU" \
-    "{ name = \"underlay\"; device = \"net_memif0,role=client,socket=$sock,id=0\"; address = \"10.99.3.2/24\"; }" \
-    "{ name = \"lan\"; device = \"$2\"; address = \"10.99.2.1/24\"; }" \
-    "edge = { concentrator = \"10.99.3.1:51900\"; session = 1; psk = \"$PSK\"; underlay_port = \"underlay\";
-         lan_port = \"lan\"; snat_net = \"100.64.0.0/16\"; keepalive = 0.5; };"
   timeout -k 5 "$limit" "$DPGW" --config "$WORK/concentrator.conf" > "$WORK/concentrator.log" 2>&1 &
   PIDS+=("$!")
   wait_socket "$sock"
+  start_edge "$2"
+}
+start_edge() {  # SINK: the edge alone (the last of PIDS), its LAN port SINK
+  local limit=$((WARMUP + MEASURE + 60)) sock="$WORK/memif-dptun.sock"
+  write_dpgw edge "$B_PREFIX" "0@$A_CPU,1@$B_CPU" \
+    "{ name = \"underlay\"; device = \"net_memif0,role=client,socket=$sock,id=0\"; address = \"10.99.9.2/24\"; }" \
+    "{ name = \"lan\"; device = \"$1\"; address = \"10.99.2.1/24\"; }" \
+    "edge = { concentrator = \"10.99.9.1:51900\"; session = 1; psk = \"$PSK\"; underlay_port = \"underlay\";
+         lan_port = \"lan\"; snat_net = \"100.64.0.0/16\"; keepalive = 0.5; };"
   timeout -k 5 "$limit" "$DPGW" --config "$WORK/edge.conf" > "$WORK/edge.log" 2>&1 &
   PIDS+=("$!")
 }
-# start_raw FEEDER SINK: testpmd io-forwarding in each process's place, on the same vdevs.
+stop_edge() {
+  local pid=${PIDS[-1]}
+  kill -TERM "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+  unset 'PIDS[-1]'
+  rm -rf "/var/run/dpdk/$B_PREFIX"
+}
+# wait_size FILE: until FILE holds a megabyte (at most 30 s)
+wait_size() {
+  for _ in $(seq 1 1500); do
+    sleep 0.02
+    [ "$(stat -c %s "$1" 2> /dev/null || echo 0)" -gt 1000000 ] && return 0
+  done
+  return 0
+}
+# start_dptun_rt SIZE [RETURNED]: the round trip. The concentrator fed the clients' packets (with their router's ARP
+# request) and an edge that records what it delivers, until the translated source of every client flow is known;
+# then that edge is replaced by one whose LAN port is fed the target's answers to those sources (with the target's
+# ARP request), so both ways run at once. RETURNED: a pcap file the concentrator writes what it sends its clients to.
+start_dptun_rt() {
+  local size=$1 out="$WORK/rt-delivered$1.pcap"
+  rm -f "$out"
+  start_dptun "net_pcap0,rx_pcap=$WORK/r$size.pcap,infinite_rx=1${2:+,tx_pcap=$2}" \
+    "net_pcap1,rx_pcap=$WORK/arp.pcap,tx_pcap=$out"
+  wait_size "$out"
+  stop_edge
+  python3 "$FEED" replies "$WORK/replies$size.pcap" "$out" "$size" 16 || { logs; exit 1; }
+  # The concentrator's memif server takes a new client only once it has handled the first one's going: try a few
+  # times, a second apart.
+  for try in 1 2 3 4 5; do
+    sleep 1
+    start_edge "net_pcap1,rx_pcap=$WORK/replies$size.pcap,infinite_rx=1"
+    for _ in $(seq 1 50); do  # until it runs (its ports started) or fails
+      grep -q " running: " "$WORK/edge.log" && return 0
+      kill -0 "${PIDS[-1]}" 2> /dev/null || break
+      sleep 0.2
+    done
+    stop_edge
+    echo "  (the second edge did not start, try $try: $(grep -m1 "start failed" "$WORK/edge.log"))" >&2
+  done
+  logs
+  exit 1
+}
+
+# start_raw FEEDER SINK: testpmd io-forwarding in each process's place, on the same vdevs (both ways: what each
+# process receives on one port it sends on the other).
 start_raw() {
   local limit=$((WARMUP + MEASURE + 60)) sock="$WORK/memif-raw.sock"
   local eal=("${PMD_MEM[@]}" --no-pci --log-level '*:notice') app=(--forward-mode=io --auto-start --stats-period 60)
@@ -152,16 +211,13 @@ logs() {
 }
 
 # check SIZE: the clients' packets through the dptun pair (from the moment the tunnel is up) until the edge has
-# delivered a megabyte; every packet it delivered checked.
+# delivered a megabyte; every packet it delivered checked. Then the round trip until the concentrator has sent its
+# clients a megabyte of the target's answers: every one of those checked too.
 check() {
   local size=$1
-  local out="$WORK/delivered$size.pcap" n=0
+  local out="$WORK/delivered$size.pcap" back="$WORK/returned$size.pcap"
   start_dptun "net_pcap0,rx_pcap=$WORK/c$size.pcap,infinite_rx=1" "net_pcap1,rx_pcap=$WORK/arp.pcap,tx_pcap=$out"
-  for _ in $(seq 1 1500); do  # at most 30 s
-    sleep 0.02
-    n=$(stat -c %s "$out" 2> /dev/null || echo 0)
-    [ "$n" -gt 1000000 ] && break
-  done
+  wait_size "$out"
   stop_all
   if ! python3 "$FEED" delivered "$out" "$WORK/c$size.pcap" > "$WORK/check.json"; then
     cat "$WORK/check.json"
@@ -172,28 +228,55 @@ check() {
   echo "  check dptun pair, $size B: $(jq -r \
     '"\(.delivered) packets delivered, from \(.sources) translated sources for \(.clients) client flows"' \
     "$WORK/check.json")"
+  [ "$ROUND_TRIP" = 1 ] || return 0
+  rm -f "$back"
+  start_dptun_rt "$size" "$back"
+  wait_size "$back"
+  stop_all
+  if ! python3 "$FEED" returned "$back" "$WORK/replies$size.pcap" > "$WORK/check.json"; then
+    cat "$WORK/check.json"
+    logs
+    echo "edge benchmark: at $size B the target's answers did not reach the clients intact" >&2
+    exit 1
+  fi
+  echo "  check the way back, $size B: $(jq -r \
+    '"\(.returned) answers returned, to \(.reached) of \(.clients) clients"' "$WORK/check.json")"
 }
 
-# measure KIND SIZE -> Mpps in MEASURED (not in a subshell: the EXIT trap must see the processes it starts)
-MEASURED=""
+# measure KIND SIZE -> Mpps in MEASURED (not in a subshell: the EXIT trap must see the processes it starts). KIND:
+# raw or dptun, the way out (counted on the second process's LAN port); raw_rt or dptun_rt, both ways at once (also
+# counted on the first process's client port); MEASURED_EACH then has each way's Mpps, out first.
+MEASURED="" MEASURED_EACH=""
 measure() {
   local kind=$1 size=$2 r
-  "start_$kind" "net_pcap0,rx_pcap=$WORK/c$size.pcap,infinite_rx=1" "net_pcap1,rx_pcap=$WORK/arp.pcap"
-  if [ "$kind" = dptun ]; then  # (the edge's LAN port sends an ARP reply first: wait for the tunnel's traffic)
+  local count=("$B_PREFIX" 1)
+  case $kind in
+    raw | dptun)
+      "start_$kind" "net_pcap0,rx_pcap=$WORK/c$size.pcap,infinite_rx=1" "net_pcap1,rx_pcap=$WORK/arp.pcap" ;;
+    raw_rt)
+      start_raw "net_pcap0,rx_pcap=$WORK/r$size.pcap,infinite_rx=1" \
+        "net_pcap1,rx_pcap=$WORK/replies$size.pcap,infinite_rx=1"
+      count+=("$A_PREFIX" 0) ;;
+    dptun_rt)
+      start_dptun_rt "$size"
+      count+=("$A_PREFIX" 0) ;;
+  esac
+  if [ "${kind#dptun}" != "$kind" ]; then  # (the edge's LAN port sends an ARP reply first: wait for the tunnel)
     for _ in $(seq 1 100); do
       "$DPGW" stats --socket "$WORK/edge.sock" --json 2> /dev/null | jq -e '.edge.from_concentrator_packets > 0' \
         > /dev/null 2>&1 && break
       sleep 0.2
     done
   fi
-  if ! r=$(python3 "$FEED" rate "$B_PREFIX" 1 "$WARMUP" "$MEASURE"); then
+  if ! r=$(python3 "$FEED" rate "${count[@]}" "$WARMUP" "$MEASURE"); then
     logs
     stop_all
     return 1
   fi
   stop_all
   MEASURED=$(jq -r .mpps <<< "$r")
-  [ "$(jq -r '.packets > 0' <<< "$r")" = true ] || { logs; return 1; }
+  MEASURED_EACH=$(jq -r '.ports | map(tostring) | join(" ")' <<< "$r")
+  [ "$(jq -r '.ports | all(. > 0)' <<< "$r")" = true ] || { logs; return 1; }
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -219,14 +302,23 @@ ceiling() {  # SIZE RAW_MPPS -> Mpps in MEASURED, or "" without bench_gateway
 }
 
 declare -A MPPS
+add() { MPPS[$1,$size]="${MPPS[$1,$size]:+${MPPS[$1,$size]} }$2"; }  # NAME MPPS: one more round's figure
 for size in $SIZES; do
   for ((round = 1; round <= ROUNDS; round++)); do
-    for kind in raw dptun; do
+    for kind in raw dptun $([ "$ROUND_TRIP" = 1 ] && echo raw_rt dptun_rt); do
       if ! measure "$kind" "$size"; then
-        [ "$kind" = dptun ] && { echo "edge benchmark: the dptun pair delivered nothing measurable" >&2; exit 1; }
+        if [ "${kind#dptun}" != "$kind" ]; then
+          echo "edge benchmark: the dptun pair delivered nothing measurable" >&2
+          exit 1
+        fi
         skip "raw memif forwarding with testpmd sent nothing measurable (logs above)"
       fi
-      MPPS[$kind,$size]="${MPPS[$kind,$size]:+${MPPS[$kind,$size]} }$MEASURED"
+      add "$kind" "$MEASURED"
+      if [ "${kind%_rt}" != "$kind" ]; then
+        read -r out back <<< "$MEASURED_EACH"
+        add "$kind.out" "$out"
+        add "$kind.back" "$back"
+      fi
       [ "$kind" = raw ] && raw_round=$MEASURED
     done
     ceiling "$size" "$raw_round"
@@ -252,5 +344,24 @@ for size in $SIZES; do
       dptun_inner_gbps: $g, ceiling_mpps: (if $c == 0 then null else $c end),
       ceiling_ratio: (if $c == 0 then null else $c / $r end),
       rounds: {raw_memif: $rr, dptun: $rd, ceiling: $rc}}')
+  if [ -n "$RESULTS" ]; then echo "$line" >> "$RESULTS"; fi
+done
+
+[ "$ROUND_TRIP" = 1 ] || exit 0
+echo "both ways at once (the clients' packets out, the target's answers back), medians of $ROUNDS rounds:"
+printf '%-6s %32s %32s %10s %10s %10s\n' frame "raw memif Mpps: out + back" "dptun Mpps: out + back" "dptun/raw" \
+  "out" "back"
+for size in $SIZES; do
+  # shellcheck disable=SC2086
+  m() { median ${MPPS[$1,$size]}; }  # (the rounds' figures, split into words)
+  r=$(m raw_rt) d=$(m dptun_rt) ro=$(m raw_rt.out) rb=$(m raw_rt.back) dout=$(m dptun_rt.out) db=$(m dptun_rt.back)
+  printf '%-6s %32s %32s %10.2f %10.2f %10.2f\n' "$size" \
+    "$(printf '%.2f + %.2f = %.2f' "$ro" "$rb" "$r")" "$(printf '%.2f + %.2f = %.2f' "$dout" "$db" "$d")" \
+    "$(jq -n "$d / $r")" "$(jq -n "$dout / $ro")" "$(jq -n "$db / $rb")"
+  line=$(jq -cn --argjson size "$size" --argjson r "$r" --argjson d "$d" --argjson ro "$ro" --argjson rb "$rb" \
+    --argjson dout "$dout" --argjson db "$db" --arg rr "${MPPS[raw_rt,$size]}" --arg rd "${MPPS[dptun_rt,$size]}" \
+    '{bench: "edge_memif_round_trip", frame_bytes: $size, raw_memif_mpps: $r, dptun_mpps: $d, ratio: ($d / $r),
+      raw_memif_out_mpps: $ro, raw_memif_back_mpps: $rb, dptun_out_mpps: $dout, dptun_back_mpps: $db,
+      rounds: {raw_memif: $rr, dptun: $rd}}')
   if [ -n "$RESULTS" ]; then echo "$line" >> "$RESULTS"; fi
 done

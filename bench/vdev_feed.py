@@ -8,16 +8,29 @@
                                            10.98.0.1, which neither gateway forwards (they give a gateway time to
                                            learn the agent's MAC address before the clients' packets come)
   vdev_feed.py arp FILE                    pcap of ARP requests from the agent 10.99.2.2 for 10.99.2.1
-  vdev_feed.py rate PREFIX PORT WARMUP SECONDS
-                                           packets per second a DPDK process (EAL --file-prefix PREFIX) sent on
-                                           ethdev PORT, read from its telemetry socket (/ethdev/stats): waits
-                                           until the port sends, WARMUP more seconds, then counts for SECONDS.
-                                           Prints one JSON object.
+  vdev_feed.py routed FILE SIZE REPEAT     the way out of bench/edge.sh's round trip: an ARP request from the
+                                           clients' router 10.99.1.254 for 10.99.1.1 (the gateway learns where its
+                                           answers go), then the 256 client packets of `clients`, REPEAT times over
+  vdev_feed.py replies FILE DELIVERED SIZE REPEAT
+                                           the way back: an ARP request from the target for 10.99.2.1, then for
+                                           each translated source in DELIVERED (what an edge sent its target, see
+                                           `delivered`) the target's answer, SIZE bytes on the wire, from
+                                           10.99.2.2:5201; the answers REPEAT times over
+  vdev_feed.py rate PREFIX PORT [PREFIX PORT]... WARMUP SECONDS
+                                           packets per second DPDK processes (EAL --file-prefix PREFIX) sent on
+                                           ethdev PORT, read from their telemetry sockets (/ethdev/stats): waits
+                                           until every port sends, WARMUP more seconds, then counts all of them
+                                           over the same SECONDS. Prints one JSON object (`mpps`: the sum, `ports`:
+                                           each PREFIX PORT's in the order given).
   vdev_feed.py delivered OUT IN            checks OUT, what an edge dpgw sent on its LAN port for the client packets
                                            of IN (bench/edge.sh): each a client's UDP packet to the target
                                            10.99.2.2:5201 from a translated source (100.64.0.0/16, port >= 32768),
                                            its payload intact and both checksums valid, one source per client flow.
                                            Exit 1 otherwise.
+  vdev_feed.py returned OUT REPLIES        checks OUT, what the concentrator sent its clients for the answers of
+                                           REPLIES: each a reply's payload, from the entry point 10.99.1.1:5201 to
+                                           a client's own address and port (those of `clients`), checksums valid,
+                                           every client reached. Exit 1 otherwise.
   vdev_feed.py check esp|relay OUT IN KEY  decrypts every packet of OUT (what a gateway sent for the client packets of
                                            IN) and checks it carries one of IN's packets: ESP tunnel mode (RFC 4303,
                                            AES-GCM per RFC 4106; KEY = the SA's key and salt, hex) or dptun relay
@@ -37,6 +50,7 @@ UNDERLAY_IP = bytes([10, 99, 2, 1])
 CLIENT_MAC = bytes([2, 0, 0, 0, 0, 2])
 GATEWAY_MAC = bytes([2, 0, 0, 0, 0, 1])
 AGENT_MAC = bytes([2, 0, 0, 0, 0, 9])
+ROUTER_IP = bytes([10, 99, 1, 254])  # the clients' router on the entry point's subnet (bench/edge.sh, round trip)
 
 
 def csum(data: bytes) -> int:
@@ -48,25 +62,38 @@ def csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def client_frame(size: int, flow: int, dst: bytes = GATEWAY_IP) -> bytes:
-    """The same packet as bench_gateway.cpp's client_frame: IPv4/UDP to the entry point 10.99.1.1:5201."""
+def udp_frame(size: int, dst_mac: bytes, src_mac: bytes, src: bytes, sport: int, dst: bytes, dport: int,
+              payload_byte) -> bytes:
+    """An Ethernet/IPv4/UDP frame of SIZE bytes (without FCS), both checksums set; payload byte i = payload_byte(i)."""
     ip_len = size - 14
-    src = bytes([10, 99, 2 + flow // 200, flow % 200 + 2])
-    payload = bytes(i & 0xFF for i in range(8, ip_len - 20))
+    payload = bytes(payload_byte(i) for i in range(8, ip_len - 20))
     udp_len = ip_len - 20
-    sport = 10000 + flow
     pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
-    udp = struct.pack("!HHHH", sport, 5201, udp_len, 0) + payload
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
     c = csum(pseudo + udp) or 0xFFFF
-    udp = struct.pack("!HHHH", sport, 5201, udp_len, c) + payload
+    udp = struct.pack("!HHHH", sport, dport, udp_len, c) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0, 64, 17, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return GATEWAY_MAC + CLIENT_MAC + b"\x08\x00" + ip + udp
+    return dst_mac + src_mac + b"\x08\x00" + ip + udp
 
 
-def arp_request() -> bytes:
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, AGENT_MAC, AGENT_IP, bytes(6), UNDERLAY_IP)
-    return b"\xff" * 6 + AGENT_MAC + b"\x08\x06" + arp + bytes(60 - 14 - len(arp))
+def client_addr(flow: int):
+    return bytes([10, 99, 2 + flow // 200, flow % 200 + 2]), 10000 + flow
+
+
+def client_frame(size: int, flow: int, dst: bytes = GATEWAY_IP) -> bytes:
+    """The same packet as bench_gateway.cpp's client_frame: IPv4/UDP to the entry point 10.99.1.1:5201."""
+    src, sport = client_addr(flow)
+    return udp_frame(size, GATEWAY_MAC, CLIENT_MAC, src, sport, dst, 5201, lambda i: i & 0xFF)
+
+
+def reply_byte(i: int) -> int:  # the target's answers: a payload no client sends
+    return (i * 7 + 3) & 0xFF
+
+
+def arp_request(sender_mac: bytes = AGENT_MAC, sender: bytes = AGENT_IP, target: bytes = UNDERLAY_IP) -> bytes:
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, sender_mac, sender, bytes(6), target)
+    return b"\xff" * 6 + sender_mac + b"\x08\x06" + arp + bytes(60 - 14 - len(arp))
 
 
 def write_pcap(path: str, frames) -> None:
@@ -196,6 +223,55 @@ def delivered(out_path: str, in_path: str) -> None:
         sys.exit(1)
 
 
+def replies(out_path: str, delivered_path: str, size: int, repeat: int) -> None:
+    answers = {}
+    for fr in read_pcap(delivered_path):
+        ip = fr[14:]
+        if fr[12:14] != b"\x08\x00" or ip[12:14] != bytes([100, 64]):
+            continue
+        to, port = ip[12:16], struct.unpack("!H", ip[20:22])[0]
+        answers[(to, port)] = udp_frame(size, fr[6:12], AGENT_MAC, AGENT_IP, 5201, to, port, reply_byte)
+    if not answers:
+        sys.exit("replies: %s holds no packet to a translated source" % delivered_path)
+    write_pcap(out_path, [arp_request()] + list(answers.values()) * repeat)
+
+
+def returned(out_path: str, replies_path: str) -> None:
+    payloads = {fr[14 + 28:] for fr in read_pcap(replies_path) if fr[12:14] == b"\x08\x00"}
+    clients = {client_addr(f) for f in range(256)}  # (the clients of `routed`)
+    reached, good, bad, arp = set(), 0, 0, 0
+    for fr in read_pcap(out_path):
+        ip = fr[14:]
+        if fr[12:14] == b"\x08\x06":  # the gateway resolving or answering the clients' router
+            arp += 1
+            continue
+        try:
+            if fr[12:14] != b"\x08\x00" or ip[0] != 0x45 or ip[9] != 17:
+                raise ValueError("not IPv4 UDP")
+            if csum(ip[:20]) != 0:
+                raise ValueError("bad IPv4 header checksum")
+            udp = ip[20:struct.unpack("!H", ip[2:4])[0]]
+            if ip[12:16] != GATEWAY_IP or udp[0:2] != struct.pack("!H", 5201):
+                raise ValueError("not from the entry point 10.99.1.1:5201")
+            to = (ip[16:20], struct.unpack("!H", udp[2:4])[0])
+            if to not in clients:
+                raise ValueError("to %s:%d, no client" % (socket.inet_ntoa(to[0]), to[1]))
+            if csum(ip[12:20] + struct.pack("!BBH", 0, 17, len(udp)) + udp) != 0:
+                raise ValueError("bad UDP checksum")
+            if udp[8:] not in payloads:
+                raise ValueError("payload is no reply's")
+            reached.add(to)
+            good += 1
+        except Exception as e:  # noqa: BLE001 (a report, then exit 1)
+            bad += 1
+            if bad <= 3:
+                print("returned: %s: %s %s" % (out_path, type(e).__name__, e), file=sys.stderr)
+    print(json.dumps({"check": "returned", "returned": good, "bad": bad, "arp": arp, "clients": len(clients),
+                      "reached": len(reached)}))
+    if bad or not good or len(reached) != len(clients):
+        sys.exit(1)
+
+
 def runtime_dir(prefix: str) -> str:
     base = os.environ.get("RUNTIME_DIRECTORY") or ("/var/run/dpdk" if os.getuid() == 0 else
                                                   os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"), "dpdk"))
@@ -217,25 +293,31 @@ class Telemetry:
         return int(self.query("/ethdev/stats,%d" % port)["/ethdev/stats"]["opackets"])
 
 
-def rate(prefix: str, port: int, warmup: float, seconds: float) -> None:
-    deadline = time.monotonic() + 30
-    tel = None
-    while tel is None:
+def connect(prefix: str, deadline: float) -> Telemetry:
+    while True:
         try:
-            tel = Telemetry(prefix)
+            return Telemetry(prefix)
         except OSError:
             if time.monotonic() > deadline:
                 sys.exit("no telemetry socket for file prefix %s within 30 s" % prefix)
             time.sleep(0.2)
-    while tel.opackets(port) == 0:
-        if time.monotonic() > deadline:
-            sys.exit("port %d sent nothing within 30 s" % port)
-        time.sleep(0.1)
+
+
+def rate(pairs, warmup: float, seconds: float) -> None:
+    deadline = time.monotonic() + 30
+    ports = [(connect(prefix, deadline), port) for prefix, port in pairs]
+    for tel, port in ports:
+        while tel.opackets(port) == 0:
+            if time.monotonic() > deadline:
+                sys.exit("port %d sent nothing within 30 s" % port)
+            time.sleep(0.1)
     time.sleep(warmup)
-    t0, c0 = time.monotonic(), tel.opackets(port)
+    t0, c0 = time.monotonic(), [tel.opackets(port) for tel, port in ports]
     time.sleep(seconds)
-    t1, c1 = time.monotonic(), tel.opackets(port)
-    print(json.dumps({"packets": c1 - c0, "seconds": round(t1 - t0, 4), "mpps": (c1 - c0) / (t1 - t0) / 1e6}))
+    t1, c1 = time.monotonic(), [tel.opackets(port) for tel, port in ports]
+    each = [(b - a) / (t1 - t0) / 1e6 for a, b in zip(c0, c1)]
+    print(json.dumps({"packets": sum(c1) - sum(c0), "seconds": round(t1 - t0, 4), "mpps": sum(each),
+                      "ports": each}))
 
 
 def main() -> None:
@@ -251,12 +333,19 @@ def main() -> None:
                    [client_frame(size, f) for f in range(flows)] * repeat)
     elif len(a) == 2 and a[0] == "arp":
         write_pcap(a[1], [arp_request()] * 3)
+    elif len(a) == 4 and a[0] == "routed":
+        write_pcap(a[1], ([arp_request(CLIENT_MAC, ROUTER_IP, GATEWAY_IP)] +
+                          [client_frame(int(a[2]), f) for f in range(256)]) * int(a[3]))
+    elif len(a) == 5 and a[0] == "replies":
+        replies(a[1], a[2], int(a[3]), int(a[4]))
     elif len(a) == 3 and a[0] == "delivered":
         delivered(a[1], a[2])
+    elif len(a) == 3 and a[0] == "returned":
+        returned(a[1], a[2])
     elif len(a) == 5 and a[0] == "check" and a[1] in ("esp", "relay"):
         check(a[1], a[2], a[3], a[4])
-    elif len(a) == 5 and a[0] == "rate":
-        rate(a[1], int(a[2]), float(a[3]), float(a[4]))
+    elif len(a) >= 5 and len(a) % 2 == 1 and a[0] == "rate":
+        rate([(a[i], int(a[i + 1])) for i in range(1, len(a) - 2, 2)], float(a[-2]), float(a[-1]))
     else:
         sys.exit(__doc__)
 
