@@ -52,6 +52,7 @@ struct ReassemblyLimits {
   uint32_t fragments_per_datagram = 128;  // 65535 bytes in fragments of >= 520 bytes
   uint32_t max_size = 65535;              // IP total length of a reassembled datagram, header included
   uint64_t timeout_ns = 2'000'000'000ull;
+  bool operator==(const ReassemblyLimits&) const = default;
 };
 
 // Sink: void fragment_dropped(Frag, FragDrop) for every fragment the table gives up, and

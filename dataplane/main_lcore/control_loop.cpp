@@ -57,42 +57,7 @@ void ControlLoop::reload() {
   // What only a restart applies: the DPDK setup (EAL, ports, workers, queues, memory) and the values workers
   // read without synchronisation.
   const GatewayConfig& now = *dp_.cfg;
-  std::vector<std::string> restart;
-  auto differs = [&](bool changed, const char* key) {
-    if (changed) restart.push_back(key);
-  };
-  differs(next.workers != now.workers, "workers");
-  differs(next.eal.memory_mb != now.eal.memory_mb || next.eal.hugepages != now.eal.hugepages ||
-              next.eal.file_prefix != now.eal.file_prefix || next.eal.lcores != now.eal.lcores ||
-              next.eal.log_level != now.eal.log_level,
-          "eal");
-  differs(next.ports.size() != now.ports.size() ||
-              !std::equal(next.ports.begin(), next.ports.end(), now.ports.begin(), now.ports.end(),
-                          [](const PortConfig& a, const PortConfig& b) {
-                            return a.name == b.name && a.device == b.device && a.address == b.address &&
-                                   a.gateway == b.gateway && a.mtu == b.mtu && a.kernel_interface == b.kernel_interface &&
-                                   a.kernel_rate == b.kernel_rate && a.kernel_burst == b.kernel_burst &&
-                                   a.rx_desc == b.rx_desc && a.tx_desc == b.tx_desc;
-                          }),
-          "ports");
-  differs(next.tunnel_port != now.tunnel_port, "tunnel_port");
-  differs(next.quic_port != now.quic_port, "quic_port");
-  differs(next.stun_port != now.stun_port, "stun_port");
-  differs(next.quic_key_update_packets != now.quic_key_update_packets, "quic_key_update_packets");
-  differs(next.mbufs != now.mbufs, "mbufs");
-  differs(next.control_socket != now.control_socket, "control_socket");
-  differs(next.metrics_listen != now.metrics_listen, "metrics_listen");
-  differs(next.max_tunnels != now.max_tunnels, "max_tunnels");
-  differs(next.session_timeout_ns != now.session_timeout_ns, "session_timeout");
-  differs(next.direct_mode != now.direct_mode, "direct_mode");
-  differs(next.edge != now.edge, "edge");
-  differs(next.flow.table_size != now.flow.table_size || next.flow.udp_ttl_ns != now.flow.udp_ttl_ns ||
-              next.flow.tcp_syn_timeout_ns != now.flow.tcp_syn_timeout_ns ||
-              next.flow.tcp_established_timeout_ns != now.flow.tcp_established_timeout_ns,
-          "flows");
-  differs(next.crypto.key_len != now.crypto.key_len || next.crypto.rekey_interval_ns != now.crypto.rekey_interval_ns ||
-              next.crypto.engine != now.crypto.engine || next.crypto.device != now.crypto.device,
-          "crypto");
+  const std::vector<std::string> restart = restart_only_changes(now, next);
   std::string error;
   std::vector<std::string> changes;
   if (!state_.apply_config(next, error, &changes)) {

@@ -227,6 +227,36 @@ void control_socket_options(Cli& cli, std::string& socket) {
   });
 }
 
+std::vector<std::string> restart_only_changes(const GatewayConfig& now, const GatewayConfig& next) {
+  std::vector<std::string> keys;
+  auto differs = [&](bool changed, const char* key) {
+    if (changed) keys.emplace_back(key);
+  };
+  differs(next.workers != now.workers, "workers");
+  differs(next.eal != now.eal, "eal");
+  differs(next.ports != now.ports, "ports");
+  differs(next.tunnel_port != now.tunnel_port, "tunnel_port");
+  differs(next.quic_port != now.quic_port, "quic_port");
+  differs(next.stun_port != now.stun_port, "stun_port");
+  differs(next.quic_key_update_packets != now.quic_key_update_packets, "quic_key_update_packets");
+  differs(next.mbufs != now.mbufs, "mbufs");
+  differs(next.idle != now.idle, "idle");  // (each worker's copy, made when it starts)
+  differs(next.control_socket != now.control_socket, "control_socket");
+  differs(next.metrics_listen != now.metrics_listen, "metrics_listen");
+  differs(next.max_tunnels != now.max_tunnels, "max_tunnels");
+  differs(next.session_timeout_ns != now.session_timeout_ns, "session_timeout");
+  differs(next.direct_mode != now.direct_mode, "direct_mode");
+  differs(next.reassembly != now.reassembly, "reassembly");  // (each worker's tables, sized when it starts)
+  differs(next.edge != now.edge, "edge");
+  differs(next.flow != now.flow, "flows");
+  // The crypto device counts only for the engines that use one (a device named for another engine is not made).
+  differs(next.crypto.key_len != now.crypto.key_len || next.crypto.rekey_interval_ns != now.crypto.rekey_interval_ns ||
+              next.crypto.engine != now.crypto.engine ||
+              (next.crypto.device != now.crypto.device && (now.crypto.uses_device() || next.crypto.uses_device())),
+          "crypto");
+  return keys;
+}
+
 std::optional<std::string> control_socket_of(const std::string& path, std::string& error) {
   try {
     return load_gateway_config(path).control_socket;

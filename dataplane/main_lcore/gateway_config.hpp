@@ -20,6 +20,7 @@ struct EalConfig {
   std::string file_prefix = "dpgw";
   std::string log_level;     // EAL --log-level, e.g. "notice"
   std::vector<std::string> extra_args;
+  bool operator==(const EalConfig&) const = default;
 };
 
 struct PortConfig {
@@ -36,6 +37,7 @@ struct PortConfig {
   std::string kernel_interface;
   uint32_t kernel_rate = 20000;  // packets per second this port may hand to the kernel (shared by the workers)
   uint32_t kernel_burst = 2000;  // packets the kernel path takes at once (token bucket size, shared by the workers)
+  bool operator==(const PortConfig&) const = default;
 };
 
 struct StaticPeerConfig {
@@ -68,12 +70,14 @@ struct FlowConfig {
   uint64_t tcp_established_timeout_ns = 7200'000'000'000ull;
   uint64_t tcp_closing_timeout_ns = 60'000'000'000ull;
   uint64_t tcp_closed_timeout_ns = 5'000'000'000ull;
+  bool operator==(const FlowConfig&) const = default;
 };
 
 struct IdleConfig {
   bool backoff = false;         // false: busy-poll (production default)
   uint32_t pause_polls = 0;     // empty polls spent in rte_pause() before sleeping
   uint32_t max_sleep_us = 200;  // sleeps double from 1 us up to this
+  bool operator==(const IdleConfig&) const = default;
 };
 
 struct CryptoConfig {
@@ -141,6 +145,10 @@ struct GatewayConfig {
 
 // Reads and validates the whole file. Throws ConfigError("file:line: key 'x.y': what is wrong").
 GatewayConfig load_gateway_config(const std::string& path);
+// What a reload (SIGHUP) from `now` to `next` changes that only a restart applies, by the names the log gives them
+// ("workers", "eal", "ports", ..., "crypto"): the DPDK setup and what workers copied or read without
+// synchronisation. Empty: nothing of the kind (tunnels, peers and entry points are applied live).
+std::vector<std::string> restart_only_changes(const GatewayConfig& now, const GatewayConfig& next);
 // The control socket of the dpgw that runs with config file `path` (what `dpgw stats` and `dpgw trace` ask with
 // --config); nullopt with `error` (the config error, file:line) when the file does not load.
 std::optional<std::string> control_socket_of(const std::string& path, std::string& error);

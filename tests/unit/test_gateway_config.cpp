@@ -2,6 +2,7 @@
 // ConfigError naming the file, the line ("file:LINE:") and the key path. Also the EAL command line built
 // from the config (memory mode, vdevs, PCI allow-list) and the PCI address / device name helpers.
 #include <cctype>
+#include <functional>
 #include <cstring>
 
 #include "tests/unit/config_fixture.hpp"
@@ -629,6 +630,49 @@ static bool has_pair(const std::vector<std::string>& a, const std::string& flag,
   return false;
 }
 
+// What a reload names as needing a restart: every restart-only part of the config by its key, nothing for what is
+// applied live, and the crypto device only for the engines that use one.
+static void reload_names_restart_only_changes(void**) {
+  const GatewayConfig now;
+  auto named = [&](const std::function<void(GatewayConfig&)>& change) {
+    GatewayConfig next = now;
+    change(next);
+    std::string all;
+    for (const std::string& k : restart_only_changes(now, next)) all += (all.empty() ? "" : ",") + k;
+    return all;
+  };
+  assert_string_equal(named([](GatewayConfig&) {}).c_str(), "");
+  assert_string_equal(named([](GatewayConfig& c) { c.tunnels.emplace_back(); }).c_str(), "");
+  assert_string_equal(named([](GatewayConfig& c) { c.entry_points.emplace_back(); }).c_str(), "");
+  assert_string_equal(named([](GatewayConfig& c) { c.workers = 2; }).c_str(), "workers");
+  assert_string_equal(named([](GatewayConfig& c) { c.eal.extra_args.push_back("--no-telemetry"); }).c_str(), "eal");
+  assert_string_equal(named([](GatewayConfig& c) { c.ports.emplace_back(); }).c_str(), "ports");
+  assert_string_equal(named([](GatewayConfig& c) { c.idle.max_sleep_us = 50; }).c_str(), "idle");
+  assert_string_equal(named([](GatewayConfig& c) { c.reassembly.timeout_ns = 1; }).c_str(), "reassembly");
+  assert_string_equal(named([](GatewayConfig& c) { c.flow.tcp_closing_timeout_ns = 1; }).c_str(), "flows");
+  assert_string_equal(named([](GatewayConfig& c) { c.flow.tcp_closed_timeout_ns = 1; }).c_str(), "flows");
+  assert_string_equal(named([](GatewayConfig& c) { c.edge = EdgeConfig{}; }).c_str(), "edge");
+  assert_string_equal(named([](GatewayConfig& c) { c.session_timeout_ns = 1; }).c_str(), "session_timeout");
+  assert_string_equal(named([](GatewayConfig& c) {
+                        c.workers = 4;
+                        c.mbufs = 1023;
+                      }).c_str(),
+                      "workers,mbufs");
+  // The crypto device: a change matters to the engines on a device, not to ipsec-mb (the default) or openssl.
+  assert_string_equal(named([](GatewayConfig& c) { c.crypto.device = "crypto_aesni_gcm1"; }).c_str(), "");
+  assert_string_equal(named([](GatewayConfig& c) { c.crypto.device_where = "elsewhere:9"; }).c_str(), "");
+  assert_string_equal(named([](GatewayConfig& c) {
+                        c.crypto.engine = "cryptodev";
+                      }).c_str(),
+                      "crypto");
+  GatewayConfig on_device = now;
+  on_device.crypto.engine = "cryptodev-async";
+  GatewayConfig other_device = on_device;
+  other_device.crypto.device = "crypto_qat";
+  assert_int_equal(restart_only_changes(on_device, other_device).size(), 1);
+  assert_int_equal(restart_only_changes(on_device, on_device).size(), 0);
+}
+
 static void eal_args(void**) {
   GatewayConfig c = eal_test_config();
   auto a = build_eal_args(c, "dpgw");
@@ -783,6 +827,7 @@ int main() {
       cmocka_unit_test(reassembly_bounds),
       cmocka_unit_test(crypto_engines),
       cmocka_unit_test(edge_role),
+      cmocka_unit_test(reload_names_restart_only_changes),
       cmocka_unit_test(eal_args),
       cmocka_unit_test(eal_args_crypto_device),
       cmocka_unit_test(eal_default_lcores),
