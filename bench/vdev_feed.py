@@ -181,17 +181,14 @@ def check(kind: str, out_path: str, in_path: str, key_hex: str) -> None:
         sys.exit(1)
 
 
-def delivered(out_path: str, in_path: str) -> None:
-    want = {}
-    for fr in read_pcap(in_path):
-        ip = fr[14:]
-        if ip[16:20] == GATEWAY_IP:
-            want[(ip[12:16], ip[20:22])] = ip[28:]
-    payloads = set(want.values())
-    sources, good, bad, arp = set(), 0, 0, 0
+def udp_sent(name: str, out_path: str, payloads, each):
+    """Checks every packet of OUT_PATH (ARP aside) is IPv4/UDP with valid checksums and a payload of PAYLOADS, and
+    passes each(ip, udp), which raises ValueError or returns what the packet stands for. Returns
+    (good, bad, arp, the set of what each returned); reports the first bad packets on stderr."""
+    seen, good, bad, arp = set(), 0, 0, 0
     for fr in read_pcap(out_path):
         ip = fr[14:]
-        if fr[12:14] == b"\x08\x06":  # the edge resolving or answering the target
+        if fr[12:14] == b"\x08\x06":  # (a gateway resolving or answering a neighbour)
             arp += 1
             continue
         try:
@@ -199,24 +196,37 @@ def delivered(out_path: str, in_path: str) -> None:
                 raise ValueError("not IPv4 UDP")
             if csum(ip[:20]) != 0:
                 raise ValueError("bad IPv4 header checksum")
-            ip_len = struct.unpack("!H", ip[2:4])[0]
-            udp = ip[20:ip_len]
-            if ip[16:20] != AGENT_IP or udp[2:4] != struct.pack("!H", 5201):
-                raise ValueError("not to the target 10.99.2.2:5201")
-            sport = struct.unpack("!H", udp[0:2])[0]
-            if ip[12:14] != bytes([100, 64]) or sport < 32768:
-                raise ValueError("source %s:%d is not a translated one" % (socket.inet_ntoa(ip[12:16]), sport))
-            pseudo = ip[12:20] + struct.pack("!BBH", 0, 17, len(udp))
-            if csum(pseudo + udp) != 0:
+            udp = ip[20:struct.unpack("!H", ip[2:4])[0]]
+            key = each(ip, udp)
+            if csum(ip[12:20] + struct.pack("!BBH", 0, 17, len(udp)) + udp) != 0:
                 raise ValueError("bad UDP checksum")
             if udp[8:] not in payloads:
-                raise ValueError("payload is no client's")
-            sources.add((ip[12:16], udp[0:2]))
+                raise ValueError("payload is not one sent")
+            seen.add(key)
             good += 1
         except Exception as e:  # noqa: BLE001 (a report, then exit 1)
             bad += 1
             if bad <= 3:
-                print("delivered: %s: %s %s" % (out_path, type(e).__name__, e), file=sys.stderr)
+                print("%s: %s: %s %s" % (name, out_path, type(e).__name__, e), file=sys.stderr)
+    return good, bad, arp, seen
+
+
+def delivered(out_path: str, in_path: str) -> None:
+    want = {}
+    for fr in read_pcap(in_path):
+        ip = fr[14:]
+        if ip[16:20] == GATEWAY_IP:
+            want[(ip[12:16], ip[20:22])] = ip[28:]
+
+    def each(ip, udp):
+        if ip[16:20] != AGENT_IP or udp[2:4] != struct.pack("!H", 5201):
+            raise ValueError("not to the target 10.99.2.2:5201")
+        sport = struct.unpack("!H", udp[0:2])[0]
+        if ip[12:14] != bytes([100, 64]) or sport < 32768:
+            raise ValueError("source %s:%d is not a translated one" % (socket.inet_ntoa(ip[12:16]), sport))
+        return ip[12:16], udp[0:2]
+
+    good, bad, arp, sources = udp_sent("delivered", out_path, set(want.values()), each)
     print(json.dumps({"check": "delivered", "delivered": good, "bad": bad, "arp": arp, "clients": len(want),
                       "sources": len(sources)}))
     if bad or not good or len(sources) != len(want):
@@ -239,33 +249,16 @@ def replies(out_path: str, delivered_path: str, size: int, repeat: int) -> None:
 def returned(out_path: str, replies_path: str) -> None:
     payloads = {fr[14 + 28:] for fr in read_pcap(replies_path) if fr[12:14] == b"\x08\x00"}
     clients = {client_addr(f) for f in range(256)}  # (the clients of `routed`)
-    reached, good, bad, arp = set(), 0, 0, 0
-    for fr in read_pcap(out_path):
-        ip = fr[14:]
-        if fr[12:14] == b"\x08\x06":  # the gateway resolving or answering the clients' router
-            arp += 1
-            continue
-        try:
-            if fr[12:14] != b"\x08\x00" or ip[0] != 0x45 or ip[9] != 17:
-                raise ValueError("not IPv4 UDP")
-            if csum(ip[:20]) != 0:
-                raise ValueError("bad IPv4 header checksum")
-            udp = ip[20:struct.unpack("!H", ip[2:4])[0]]
-            if ip[12:16] != GATEWAY_IP or udp[0:2] != struct.pack("!H", 5201):
-                raise ValueError("not from the entry point 10.99.1.1:5201")
-            to = (ip[16:20], struct.unpack("!H", udp[2:4])[0])
-            if to not in clients:
-                raise ValueError("to %s:%d, no client" % (socket.inet_ntoa(to[0]), to[1]))
-            if csum(ip[12:20] + struct.pack("!BBH", 0, 17, len(udp)) + udp) != 0:
-                raise ValueError("bad UDP checksum")
-            if udp[8:] not in payloads:
-                raise ValueError("payload is no reply's")
-            reached.add(to)
-            good += 1
-        except Exception as e:  # noqa: BLE001 (a report, then exit 1)
-            bad += 1
-            if bad <= 3:
-                print("returned: %s: %s %s" % (out_path, type(e).__name__, e), file=sys.stderr)
+
+    def each(ip, udp):
+        if ip[12:16] != GATEWAY_IP or udp[0:2] != struct.pack("!H", 5201):
+            raise ValueError("not from the entry point 10.99.1.1:5201")
+        to = (ip[16:20], struct.unpack("!H", udp[2:4])[0])
+        if to not in clients:
+            raise ValueError("to %s:%d, no client" % (socket.inet_ntoa(to[0]), to[1]))
+        return to
+
+    good, bad, arp, reached = udp_sent("returned", out_path, payloads, each)
     print(json.dumps({"check": "returned", "returned": good, "bad": bad, "arp": arp, "clients": len(clients),
                       "reached": len(reached)}))
     if bad or not good or len(reached) != len(clients):
