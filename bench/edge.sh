@@ -115,8 +115,8 @@ wait_socket() {
 
 # start_dptun FEEDER SINK: the concentrator (the memif server, fed by FEEDER) and the edge (SINK on its LAN port).
 # The concentrator's answers to clients go through their router 10.99.1.254 (learned from the round trip's feeder).
-start_dptun() {
-  local limit=$((WARMUP + MEASURE + 60)) sock="$WORK/memif-dptun.sock"
+start_dptun() {  # (its limit covers the round trip's first edge and the second's tries, before the count)
+  local limit=$((WARMUP + MEASURE + 180)) sock="$WORK/memif-dptun.sock"
   write_dpgw concentrator "$A_PREFIX" "0@$B_CPU,1@$A_CPU" \
     "{ name = \"public\"; device = \"$1\"; address = \"10.99.1.1/24\"; gateway = \"10.99.1.254\"; }" \
     "{ name = \"underlay\"; device = \"net_memif0,role=server,socket=$sock,id=0\"; address = \"10.99.9.1/24\"; }" \
@@ -145,6 +145,7 @@ stop_edge() {
   wait "$pid" 2> /dev/null || true
   unset 'PIDS[-1]'
   rm -rf "/var/run/dpdk/$B_PREFIX"
+  rm -f "$WORK/edge.log"  # (the next edge's "running" is looked for there)
 }
 # wait_size FILE: until FILE holds a megabyte (at most 30 s)
 wait_size() {

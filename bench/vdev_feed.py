@@ -10,7 +10,7 @@
   vdev_feed.py arp FILE                    pcap of ARP requests from the agent 10.99.2.2 for 10.99.2.1
   vdev_feed.py routed FILE SIZE REPEAT     the way out of bench/edge.sh's round trip: an ARP request from the
                                            clients' router 10.99.1.254 for 10.99.1.1 (the gateway learns where its
-                                           answers go), then the 256 client packets of `clients`, REPEAT times over
+                                           answers go), then the 256 client packets of `clients` REPEAT times over
   vdev_feed.py replies FILE DELIVERED SIZE REPEAT
                                            the way back: an ARP request from the target for 10.99.2.1, then for
                                            each translated source in DELIVERED (what an edge sent its target, see
@@ -327,8 +327,8 @@ def main() -> None:
     elif len(a) == 2 and a[0] == "arp":
         write_pcap(a[1], [arp_request()] * 3)
     elif len(a) == 4 and a[0] == "routed":
-        write_pcap(a[1], ([arp_request(CLIENT_MAC, ROUTER_IP, GATEWAY_IP)] +
-                          [client_frame(int(a[2]), f) for f in range(256)]) * int(a[3]))
+        write_pcap(a[1], [arp_request(CLIENT_MAC, ROUTER_IP, GATEWAY_IP)] +
+                   [client_frame(int(a[2]), f) for f in range(256)] * int(a[3]))
     elif len(a) == 5 and a[0] == "replies":
         replies(a[1], a[2], int(a[3]), int(a[4]))
     elif len(a) == 3 and a[0] == "delivered":

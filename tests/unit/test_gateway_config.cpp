@@ -2,8 +2,8 @@
 // ConfigError naming the file, the line ("file:LINE:") and the key path. Also the EAL command line built
 // from the config (memory mode, vdevs, PCI allow-list) and the PCI address / device name helpers.
 #include <cctype>
-#include <functional>
 #include <cstring>
+#include <functional>
 
 #include "tests/unit/config_fixture.hpp"
 
