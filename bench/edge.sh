@@ -113,10 +113,11 @@ wait_socket() {
   exit 1
 }
 
+DPTUN_SOCK="$WORK/memif-dptun.sock"  # the dptun pair's memif link (the concentrator listens, each edge connects)
 # start_dptun FEEDER SINK: the concentrator (the memif server, fed by FEEDER) and the edge (SINK on its LAN port).
 # The concentrator's answers to clients go through their router 10.99.1.254 (learned from the round trip's feeder).
 start_dptun() {  # (its limit covers the round trip's first edge and the second's tries, before the count)
-  local limit=$((WARMUP + MEASURE + 180)) sock="$WORK/memif-dptun.sock"
+  local limit=$((WARMUP + MEASURE + 180)) sock=$DPTUN_SOCK
   write_dpgw concentrator "$A_PREFIX" "0@$B_CPU,1@$A_CPU" \
     "{ name = \"public\"; device = \"$1\"; address = \"10.99.1.1/24\"; gateway = \"10.99.1.254\"; }" \
     "{ name = \"underlay\"; device = \"net_memif0,role=server,socket=$sock,id=0\"; address = \"10.99.9.1/24\"; }" \
@@ -130,7 +131,7 @@ entry_points = ( { proto = \"udp\"; port = 5201; tunnel = \"edge\"; target = \"1
   start_edge "$2"
 }
 start_edge() {  # SINK: the edge alone (the last of PIDS), its LAN port SINK
-  local limit=$((WARMUP + MEASURE + 60)) sock="$WORK/memif-dptun.sock"
+  local limit=$((WARMUP + MEASURE + 60)) sock=$DPTUN_SOCK
   write_dpgw edge "$B_PREFIX" "0@$A_CPU,1@$B_CPU" \
     "{ name = \"underlay\"; device = \"net_memif0,role=client,socket=$sock,id=0\"; address = \"10.99.9.2/24\"; }" \
     "{ name = \"lan\"; device = \"$1\"; address = \"10.99.2.1/24\"; }" \
@@ -352,9 +353,9 @@ done
 echo "both ways at once (the clients' packets out, the target's answers back), medians of $ROUNDS rounds:"
 printf '%-6s %32s %32s %10s %10s %10s\n' frame "raw memif Mpps: out + back" "dptun Mpps: out + back" "dptun/raw" \
   "out" "back"
+# shellcheck disable=SC2086
+m() { median ${MPPS[$1,$size]}; }  # NAME: the median of its rounds at $size (the figures split into words)
 for size in $SIZES; do
-  # shellcheck disable=SC2086
-  m() { median ${MPPS[$1,$size]}; }  # (the rounds' figures, split into words)
   r=$(m raw_rt) d=$(m dptun_rt) ro=$(m raw_rt.out) rb=$(m raw_rt.back) dout=$(m dptun_rt.out) db=$(m dptun_rt.back)
   printf '%-6s %32s %32s %10.2f %10.2f %10.2f\n' "$size" \
     "$(printf '%.2f + %.2f = %.2f' "$ro" "$rb" "$r")" "$(printf '%.2f + %.2f = %.2f' "$dout" "$db" "$d")" \
