@@ -32,8 +32,7 @@ $(ASAN_BUILD)/build.ninja:
 
 # Unit tests (also under ASan+UBSan, one at a time there: data-path tests whose housekeeping and QUIC timers follow
 # the clock failed when two slow ASan tests shared the 2 cores), then the end-to-end tests in network namespaces
-# (test_direct_paths runs its two-thread agent from the ThreadSanitizer build), then dpagent's threads under
-# ThreadSanitizer (make tsan).
+# (test_direct_paths and test_agent_threads run their two-thread agent from the ThreadSanitizer build: make tsan).
 test: all asan tsan-build
 	bash tests/scripts/test_install_deps.sh
 	bash tests/scripts/test_install.sh
@@ -43,8 +42,8 @@ test: all asan tsan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs --num-processes 1
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
-	DIRECT_PATHS_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
-	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
+	DIRECT_PATHS_TSAN=$(abspath $(TSAN_BUILD)) DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) \
+	  bash tests/e2e/run.sh
 
 unit: all
 	meson test -C $(BUILD) --suite unit --print-errorlogs

@@ -18,7 +18,7 @@ PKGS=(
   libdpdk-dev dpdk dpdk-dev dpdk-doc wireguard-go wireguard-tools
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
-  clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev lld
   iperf3 iproute2 iputils-ping ethtool jq procps kmod openssl tcpdump python3 python3-cryptography nftables valgrind
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev libnghttp3-dev libnghttp2-dev libhttp-parser-dev python3-h2
   ngtcp2-client ngtcp2-server nginx-light curl hping3 bind9-dnsutils libmicrohttpd-dev dnsmasq-base chrony socat

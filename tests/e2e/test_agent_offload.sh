@@ -61,7 +61,6 @@ log "offloads as dpagent logged them:"
 grep -i "offload\|UDP_SEGMENT" "$WORK/agent.log" | sed 's/^/    /'
 uso=0
 grep -q "UDP super-packets (USO) on" "$WORK/agent.log" && uso=1
-ip netns exec "$NS_A" nstat -n > /dev/null
 
 log "with offloads"
 transfers offload

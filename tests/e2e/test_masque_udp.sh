@@ -57,6 +57,7 @@ allow all
 local stratum 8
 pidfile $WORK/chronyd-server.pid
 cmdport 0
+bindcmdaddress /
 CONF
 ip netns exec "$NS_A" chronyd -d -x -f "$WORK/chrony-server.conf" > "$WORK/chronyd-server.log" 2>&1 &
 PIDS+=($!)

@@ -51,7 +51,8 @@ start_gw
 start_dpctld "$NS_G"
 wait_for 10 "dpgw's kernel path address" ip -n "$NS_G" addr show dev dpgw-under
 ip netns exec "$NS_G" turnserver -n --stun-only -L "$GW_UNDERLAY" -p 3479 --no-tcp --no-tls --no-dtls --no-cli \
-  --no-software-attribute --userdb "$WORK/turndb" --log-file "$WORK/coturn.log" --simple-log --no-stdout-log > /dev/null 2>&1 &
+  --no-software-attribute --userdb "$WORK/turndb" --log-file "$WORK/coturn.log" --simple-log --no-stdout-log \
+  --pidfile "$WORK/turnserver.pid" > /dev/null 2>&1 &
 PIDS+=("$!")
 dpctl tunnel add web --allow CN=agent-1 --allow CN=agent-2 > /dev/null
 
