@@ -6,9 +6,10 @@ TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 60
 
 # Meson puts ccache in front of the compiler it finds by itself, not of one named in CC/CXX: the clang builds name it
-# themselves where it is installed (nothing changes without it).
-CLANG_CC := $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang-14
-CLANG_CXX := $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang++-14
+# themselves where it is installed (scripts/install-deps.sh installs it; nothing changes without it). Expanded when a
+# recipe runs, so after `deps` has installed it.
+CLANG_CC = $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang-14
+CLANG_CXX = $(shell command -v ccache > /dev/null 2>&1 && echo 'ccache ')clang++-14
 
 PREFIX ?= /usr/local
 SYSTEMD_DIR ?= /etc/systemd/system
@@ -32,7 +33,8 @@ $(ASAN_BUILD)/build.ninja:
 
 # Unit tests (also under ASan+UBSan, one at a time there: data-path tests whose housekeeping and QUIC timers follow
 # the clock failed when two slow ASan tests shared the 2 cores), then the end-to-end tests in network namespaces
-# (test_direct_paths and test_agent_threads run their two-thread agent from the ThreadSanitizer build: make tsan).
+# (test_direct_paths runs its two-thread agent from the ThreadSanitizer build), then dpagent's threads under
+# ThreadSanitizer (make tsan).
 test: all asan tsan-build
 	bash tests/scripts/test_install_deps.sh
 	bash tests/scripts/test_install.sh
@@ -42,8 +44,8 @@ test: all asan tsan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs --num-processes 1
 	meson test -C $(BUILD) --suite fuzz --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --suite fuzz --print-errorlogs
-	DIRECT_PATHS_TSAN=$(abspath $(TSAN_BUILD)) DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) \
-	  bash tests/e2e/run.sh
+	DIRECT_PATHS_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/run.sh
+	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
 
 unit: all
 	meson test -C $(BUILD) --suite unit --print-errorlogs
@@ -66,9 +68,9 @@ fuzz: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) fuzzers
 	FUZZ_BUILD=$(abspath $(ASAN_BUILD)) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
-# dpagent built with ThreadSanitizer (clang, only dpagent: ~20 s) and driven through tests/e2e/test_agent_threads.sh
-# (two data-path threads, TCP both ways, a rekey and re-registrations under traffic, ~20 s); any report fails it
-# (docs/testing.md).
+# dpagent built with ThreadSanitizer (clang, only dpagent: about a minute) and driven through
+# tests/e2e/test_agent_threads.sh (two data-path threads, TCP both ways, a rekey and re-registrations under traffic,
+# ~30 s); any report fails it (docs/testing.md).
 tsan: all tsan-build
 	DPAGENT_TSAN=$(abspath $(TSAN_BUILD)) BUILD=$(abspath $(BUILD)) bash tests/e2e/test_agent_threads.sh
 

@@ -14,7 +14,7 @@ policy=${DPTUN_POLICY_RC:-/usr/sbin/policy-rc.d}
 systemd_dir=${DPTUN_SYSTEMD_DIR:-/run/systemd/system}
 
 PKGS=(
-  build-essential g++ pkg-config meson ninja-build
+  build-essential g++ pkg-config meson ninja-build ccache
   libdpdk-dev dpdk dpdk-dev dpdk-doc wireguard-go wireguard-tools
   libhyperscan-dev libconfig++-dev libcmocka-dev libssl-dev libipsec-mb-dev nlohmann-json3-dev
   libnuma-dev libpcap-dev
