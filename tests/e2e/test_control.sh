@@ -71,7 +71,7 @@ log "  TCP received $rx bytes"
 
 log "a UDP stream starts on agent-1; agent-2 (weight 3) joins the pool on the same TUN"
 stream_t0=$(date +%s.%N)
-iperf_udp_bg failover 16
+iperf_udp_bg failover 20
 sleep 2
 start_reg_agent agent-2 agent2 3
 wait_for 15 "two live sessions" live_exactly 2
@@ -98,7 +98,8 @@ log "  server bytes per second: $(stream_intervals failover) (agent-1 killed ${k
 # Its flow moves once dpgw has heard nothing from agent-1 for session_timeout (1.5 s here, its last keepalive up to
 # 0.5 s before the kill): every second from the third after the kill carries the stream. The kill's second is
 # measured: the weight check before it takes longer on a loaded machine (the gap fell on second 9, not 8, in a CI
-# run: ..., 854496, 0, 1143456 bytes), and the stream lasts long enough for two such seconds at least.
+# run: ..., 854496, 0, 1143456 bytes; 12 s in with another test and a build beside it), and the stream (20 s) lasts
+# long enough for two such seconds at least.
 from=$((killed_s + 3))
 jq -e --argjson f "$from" '[.server_output_json.intervals[$f:][].sum.bytes] | length >= 2 and all(. > 0)' \
   "$WORK/failover.json" > /dev/null ||
