@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "common/broken_pipes.hpp"
 #include "common/log.hpp"
 
 namespace dptun {
@@ -27,6 +28,7 @@ int run_nft(const std::string& script, std::string& output) {
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    restore_broken_pipes();  // nft as from a shell
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(out[1], 2);
@@ -37,7 +39,7 @@ int run_nft(const std::string& script, std::string& output) {
   }
   close(in[0]);
   close(out[1]);
-  ssize_t w = write(in[1], script.data(), script.size());
+  ssize_t w = write(in[1], script.data(), script.size());  // EPIPE when nft did not start: its status says why
   (void)w;
   close(in[1]);
   char buf[512];

@@ -15,6 +15,7 @@
 #include "agent/endpoint_discovery.hpp"
 #include "agent/process_signals.hpp"
 #include "agent/udp_command.hpp"
+#include "common/broken_pipes.hpp"
 #include "common/clock.hpp"
 #include "common/event_loop.hpp"
 #include "common/hex.hpp"
@@ -130,6 +131,7 @@ double parse_seconds(const std::string& flag, const char* v, double min, double 
 }  // namespace
 
 int main(int argc, char** argv) {
+  ignore_broken_pipes();
   log_set_program("dpagent");
   // A client of a gateway's UDP route (MASQUE CONNECT-UDP), not an agent: its own options (agent/udp_command.cpp).
   if (argc > 1 && std::strcmp(argv[1], "udp") == 0) return dpagent_udp_main(argc - 1, argv + 1);

@@ -78,8 +78,9 @@ std::optional<std::string> unix_request(const std::string& path, const std::stri
   setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   std::string line = request + "\n";
-  if (write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
-    error = "cannot send request to " + path;
+  // MSG_NOSIGNAL: a server that closed first gives EPIPE here, not SIGPIPE (common/broken_pipes.hpp).
+  if (const ssize_t n = send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL); n != ssize_t(line.size())) {
+    error = "cannot send request to " + path + ": " + (n < 0 ? strerror(errno) : "only part of it sent");
     return std::nullopt;
   }
   shutdown(fd.get(), SHUT_WR);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/broken_pipes.hpp"
 #include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/log.hpp"
@@ -49,6 +50,7 @@ void on_signal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ignore_broken_pipes();
   log_set_program("dpctld");
   DaemonArgs args;
   if (auto status = parse_daemon_args(argc, argv, "dpctld", kUsage, DPTUN_VERSION, args)) return *status;
@@ -90,7 +92,6 @@ int main(int argc, char** argv) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-  signal(SIGPIPE, SIG_IGN);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);

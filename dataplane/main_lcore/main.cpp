@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/broken_pipes.hpp"
 #include "common/cli.hpp"
 #include "common/config_file.hpp"
 #include "common/log.hpp"
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   log_set_program("dpgw");
   if (argc >= 2 && std::strcmp(argv[1], "stats") == 0) return stats_command(argc, argv);
   if (argc >= 2 && std::strcmp(argv[1], "trace") == 0) return trace_main(argc, argv);
+  ignore_broken_pipes();  // the daemon (the commands above keep SIGPIPE: `dpgw trace | head` ends them)
 
   DaemonArgs args;
   if (auto status = parse_daemon_args(argc, argv, "dpgw", kUsage, DPTUN_VERSION, args)) return *status;

@@ -152,6 +152,10 @@ CONF
 
 gw_stats() { "$DPGW" stats --socket "$WORK/dpgw.sock" --json; }
 
+# ignores_sigpipe PID: the process has SIGPIPE ignored (/proc/PID/status SigIgn, bit 13 - 1), as every daemon must
+# (common/broken_pipes.hpp: a peer closing as the daemon writes must not end it without a word)
+ignores_sigpipe() { (( 0x$(awk '/^SigIgn:/ { print $2 }' "/proc/$1/status") & 0x1000 )); }
+
 # The control plane: dpctld with dpctl's API socket and state file in $WORK.
 DPCTLD=$BUILD/control/dpctld
 DPCTL=$BUILD/control/dpctl

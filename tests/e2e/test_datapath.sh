@@ -86,7 +86,7 @@ wait "$wrong" 2>/dev/null || true
 iperf_client "$WORK/tcp-after.json" -c "$GW_PUBLIC" -t 1
 [ "$(json_get "$WORK/tcp-after.json" '.end.sum_received.bytes')" -gt 0 ] || fail "traffic broken after the wrong-key agent"
 
-log "dpagent errors: nothing listening, unreachable gateway, no TUN permission"
+log "dpagent errors: nothing listening, unreachable gateway, no TUN permission, --lan-nat without nft"
 set +e
 timeout 5 ip netns exec "$NS_A" "$DPAGENT" --gateway "$AGENT_IP:9" --session 1 --psk-file "$WORK/psk" \
   --tun dptref --tun-net 100.66.0.1/16 --keepalive 0.3 > /dev/null 2> "$WORK/refused.log"
@@ -98,7 +98,13 @@ cp "$WORK/psk" "$WORK/psk-readable" && chmod 644 "$WORK/psk-readable" && chmod 7
 ip netns exec "$NS_A" setpriv --reuid=65534 --regid=65534 --clear-groups "$DPAGENT" --gateway "$GW_UNDERLAY:51900" \
   --session 1 --psk-file "$WORK/psk-readable" --tun dptperm > /dev/null 2> "$WORK/noperm.log"
 noperm_rc=$?
+# (nft not found: the child's exec fails and the script written to its stdin meets a closed pipe)
+ip netns exec "$NS_A" env PATH=/nonexistent "$DPAGENT" --gateway "$GW_UNDERLAY:51900" --session 1 \
+  --psk-file "$WORK/psk" --tun dptnonft --tun-net 100.68.0.1/16 --lan-nat > /dev/null 2> "$WORK/nonft.log"
+nonft_rc=$?
 set -e
+[ "$nonft_rc" = 1 ] && grep -q -- "--lan-nat needs the nft command" "$WORK/nonft.log" ||
+  fail "--lan-nat without nft: exit status $nonft_rc (1 expected), stderr: $(cat "$WORK/nonft.log")"
 grep -q "port unreachable" "$WORK/refused.log" || fail "no 'port unreachable' report: $(cat "$WORK/refused.log")"
 grep -q "no authenticated answer" "$WORK/unreachable.log" || fail "no unreachable report: $(cat "$WORK/unreachable.log")"
 [ "$noperm_rc" -ne 0 ] || fail "dpagent without CAP_NET_ADMIN exited 0"
