@@ -415,28 +415,33 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
     retry(now_ns);
     return;
   }
-  SessionGrant g;
-  g.index = msg.value("session", 0u);
-  auto gw = Endpoint::parse(msg.value("gateway", std::string()));
-  g.secret = quic_ ? quic_->export_secret(g.index) : export_session_secret(ssl_.get(), g.index);
-  if (!gw || !g.index || g.secret.empty()) {
-    LOG_ERROR("dpctld: unusable registration reply: %s", reply.c_str());
+  // A reply this dpagent cannot use is logged and the registration tried again (nothing throws out of the loop).
+  const RegisteredReply r = parse_registered_reply(msg, opt_.weight);
+  if (!r.error.empty()) {
+    LOG_ERROR("dpctld: unusable registration reply: %s", r.error.c_str());
     retry(now_ns);
     return;
   }
-  g.gateway = *gw;
-  g.key_len = msg.value("cipher", std::string("aes-128-gcm")) == "aes-256-gcm" ? 32 : 16;
-  g.rekey_interval_ns = uint64_t(msg.value("rekey_interval", 120.0) * 1e9);
-  g.keepalive_ns = uint64_t(msg.value("keepalive", 2.0) * 1e9);
-  if (const auto stun = msg.find("stun_port"); stun != msg.end() && stun->is_number_unsigned() && *stun <= 65535u)
-    g.stun_port = stun->get<uint16_t>();
+  SessionGrant g;
+  g.index = r.session;
+  g.gateway = r.gateway;
+  g.key_len = r.key_len;
+  g.rekey_interval_ns = r.rekey_interval_ns;
+  g.keepalive_ns = r.keepalive_ns;
+  g.stun_port = r.stun_port;
+  const unsigned weight = r.weight;
+  g.secret = quic_ ? quic_->export_secret(g.index) : export_session_secret(ssl_.get(), g.index);
+  if (g.secret.empty()) {
+    LOG_ERROR("dpctld: no session key from the TLS exporter for session %u", g.index);
+    retry(now_ns);
+    return;
+  }
   // dpctld hands this QUIC connection over to dpgw: the data follows on it as DATAGRAM frames. A dpctld that does not
   // say so keeps relay frames (the connection stays dpctld's control connection).
-  handed_over_ = quic_ && msg.value("framing", std::string()) == "quic";
+  handed_over_ = quic_ && r.quic_framing;
   if (handed_over_) g.quic = quic_.get();
   handed_over_ns_ = now_ns;
   keepalive_ns_ = g.keepalive_ns;
-  const unsigned weight = msg.value("weight", unsigned(opt_.weight));
   LOG_INFO("registered with dpctld: session %u for tunnel %s, gateway %s, weight %u%s; data as %s", g.index,
            opt_.tunnel.c_str(), g.gateway.str().c_str(), weight,
            weight != unsigned(opt_.weight) ? " (the tunnel's weight policy)" : "",

@@ -11,6 +11,7 @@
 
 #include "common/hex.hpp"
 #include "common/json_fields.hpp"
+#include "common/json_writer.hpp"
 #include "proto/control_names.hpp"
 #include "proto/snat_codec.hpp"
 
@@ -399,6 +400,52 @@ std::vector<uint8_t> export_session_secret(SSL* ssl, uint32_t session_index) {
                                  context, sizeof context, 1) != 1)
     return {};
   return secret;
+}
+
+std::string registered_message(const RegisteredReply& r) {
+  JsonWriter j;
+  j.begin_object()
+      .field("type", name_of(AgentMessageType::Registered))
+      .field("version", kControlProtocolVersion)
+      .field("session", unsigned(r.session))
+      .field("tunnel", r.tunnel)
+      .field("weight", r.weight)
+      .field("role", role_name(r.visitor))
+      .field("gateway", r.gateway.str())
+      .field("cipher", r.key_len == 32 ? "aes-256-gcm" : "aes-128-gcm")
+      .field("rekey_interval", double(r.rekey_interval_ns) / 1e9)
+      .field("keepalive", double(r.keepalive_ns) / 1e9)
+      .field("framing", r.quic_framing ? "quic" : "relay");
+  if (r.stun_port) j.field("stun_port", unsigned(r.stun_port));
+  j.end_object();
+  return j.str();
+}
+
+RegisteredReply parse_registered_reply(const nlohmann::json& msg, unsigned asked_weight) {
+  RegisteredReply r;
+  try {
+    r.session = uint32_t(int_field(msg, "session", 1, UINT32_MAX));
+    r.tunnel = string_field(msg, "tunnel", "");
+    r.weight = unsigned(int_field(msg, "weight", 1, 255, asked_weight));
+    r.visitor = string_field(msg, "role", std::string(role_name(false))) == role_name(true);
+    const std::string gateway = string_field(msg, "gateway");
+    const std::optional<Endpoint> gw = Endpoint::parse(gateway);
+    if (!gw) throw FieldError("'gateway' must be an IPv4 address and port, not '" + gateway + "'");
+    r.gateway = *gw;
+    const std::string cipher = string_field(msg, "cipher", "aes-128-gcm");
+    if (cipher != "aes-128-gcm" && cipher != "aes-256-gcm")
+      throw FieldError("'cipher' must be aes-128-gcm or aes-256-gcm, not '" + cipher + "'");
+    r.key_len = cipher == "aes-256-gcm" ? 32 : 16;
+    r.rekey_interval_ns = uint64_t(number_field(msg, "rekey_interval", 1, 86400, 120.0) * 1e9);
+    r.keepalive_ns = uint64_t(number_field(msg, "keepalive", 0.05, 3600, 2.0) * 1e9);
+    const std::string framing = string_field(msg, "framing", "relay");
+    if (framing != "relay" && framing != "quic") throw FieldError("'framing' must be relay or quic, not '" + framing + "'");
+    r.quic_framing = framing == "quic";
+    r.stun_port = uint16_t(int_field(msg, "stun_port", 0, 65535, 0));
+  } catch (const FieldError& e) {
+    r.error = e.what();
+  }
+  return r;
 }
 
 }  // namespace dptun

@@ -138,6 +138,29 @@ struct AgentMessage {
 };
 AgentMessage parse_agent_message(std::string_view line);
 
+// dpctld's answer to a registration that it accepted (docs/control-protocol.md), one place for both ends:
+//   {"type":"registered","version":1,"session":N,"tunnel":"<uuid>","weight":1..255,"role":"agent"|"visitor",
+//    "gateway":"IPv4:port","cipher":"aes-128-gcm"|"aes-256-gcm","rekey_interval":s,"keepalive":s,
+//    "framing":"relay"|"quic"[,"stun_port":N]}
+// (seconds as JSON numbers; stun_port only when dpgw has one). Read with every field type- and range-checked:
+// `error` names the field that is wrong, and the agent then registers again (nothing throws).
+struct RegisteredReply {
+  uint32_t session = 0;  // 1..2^32-1
+  std::string tunnel;    // the tunnel's id
+  unsigned weight = 1;   // what the session got (the tunnel's weight policy may differ from what was asked)
+  bool visitor = false;
+  Endpoint gateway;
+  uint8_t key_len = 16;  // 16: AES-128-GCM, 32: AES-256-GCM
+  uint64_t rekey_interval_ns = 120'000'000'000;  // 1 s .. 1 day
+  uint64_t keepalive_ns = 2'000'000'000;         // 0.05 s .. 1 h
+  bool quic_framing = false;                     // the data follows on the QUIC connection (dpgw takes it over)
+  uint16_t stun_port = 0;                        // 0: none said
+  std::string error;                             // read: non-empty when the reply cannot be used
+};
+std::string registered_message(const RegisteredReply& r);
+// `msg`: a parsed object whose type is "registered"; `asked_weight` stands in for an absent "weight".
+RegisteredReply parse_registered_reply(const nlohmann::json& msg, unsigned asked_weight);
+
 // Both ends derive a session's 32-byte base secret from the TLS 1.3 exporter, bound to the session index.
 // Returns an empty vector when OpenSSL fails.
 std::vector<uint8_t> export_session_secret(SSL* ssl, uint32_t session_index);

@@ -1265,24 +1265,20 @@ void Dpctld::handle_register(AgentLink& ch, const AgentMessage& m) {
   LOG_INFO("session %u: %s (%s) registered %s tunnel %s (%s), weight %u", *index, desc.subject.c_str(),
            ch.peer().str().c_str(), visitor ? "to visit" : "for", tunnel->name.c_str(), tunnel->id.str().c_str(),
            unsigned(granted));
-  JsonWriter j;
-  j.begin_object()
-      .field("type", name_of(AgentMessageType::Registered))
-      .field("version", kControlProtocolVersion)
-      .field("session", unsigned(*index))
-      .field("tunnel", tunnel->id.str())
-      .field("weight", unsigned(granted))
-      .field("role", role_name(visitor))
-      .field("gateway", cfg_.gateway_endpoint.str())
-      .field("cipher", cfg_.key_len == 16 ? "aes-128-gcm" : "aes-256-gcm")
-      .field("rekey_interval", double(cfg_.rekey_interval_ns) / 1e9)
-      .field("keepalive", double(cfg_.keepalive_ns) / 1e9)
-      .field("framing", quic_framing ? "quic" : "relay");
+  RegisteredReply reply;
+  reply.session = *index;
+  reply.tunnel = tunnel->id.str();
+  reply.weight = unsigned(granted);
+  reply.visitor = visitor;
+  reply.gateway = cfg_.gateway_endpoint;
+  reply.key_len = uint8_t(cfg_.key_len);
+  reply.rekey_interval_ns = cfg_.rekey_interval_ns;
+  reply.keepalive_ns = cfg_.keepalive_ns;
+  reply.quic_framing = quic_framing;
   // dpgw's STUN port (0: none, or dpgw not connected yet): where, beside the tunnel port, the agent asks for its
   // server-reflexive candidate (docs/nat-traversal.md).
-  if (const uint16_t stun = gateway_ ? gateway_->gateway_stun_port() : 0) j.field("stun_port", unsigned(stun));
-  j.end_object();
-  ch.send(j.str());
+  reply.stun_port = gateway_ ? gateway_->gateway_stun_port() : 0;
+  ch.send(registered_message(reply));
   if (quic_framing) ch.hand_over_when_acknowledged();
 }
 

@@ -6,7 +6,11 @@
 // (no exception escapes). The same bytes as a line from dpctld to dpagent (parse_controller_message): a pairing it
 // takes has a pair id, a peer session and candidates a peer may be sent to, and with data a block of flow tags that
 // exists and a target that is an IPv4 address; what it cannot read says why. A visitor's service is a lowercase
-// hostname of at most 253 bytes, and only a visitor's.
+// hostname of at most 253 bytes, and only a visitor's. The same bytes, when they are a JSON object, as dpctld's
+// answer to a registration (parse_registered_reply): one it can use has every field in range and reads back the
+// same from registered_message; one it cannot says why; nothing throws.
+#include <nlohmann/json.hpp>
+
 #include <string_view>
 
 #include "control/control_protocol.hpp"
@@ -69,6 +73,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case ControllerMessage::Kind::PeerGone: FUZZ_CHECK(c.pair != 0); break;
     case ControllerMessage::Kind::Invalid: FUZZ_CHECK(!c.error.empty()); break;
     case ControllerMessage::Kind::Other: break;
+  }
+  const nlohmann::json msg = nlohmann::json::parse(data, data + size, nullptr, false);
+  if (msg.is_object()) {
+    const RegisteredReply r = parse_registered_reply(msg, 7);
+    if (r.error.empty()) {
+      FUZZ_CHECK(r.session != 0 && r.weight >= 1 && r.weight <= 255 && (r.key_len == 16 || r.key_len == 32));
+      FUZZ_CHECK(r.keepalive_ns >= 50'000'000ull && r.keepalive_ns <= 3600'000'000'000ull);
+      FUZZ_CHECK(r.rekey_interval_ns >= 1'000'000'000ull && r.rekey_interval_ns <= 86400'000'000'000ull);
+      const RegisteredReply back = parse_registered_reply(nlohmann::json::parse(registered_message(r)), 1);
+      FUZZ_CHECK(back.error.empty() && back.session == r.session && back.weight == r.weight && back.tunnel == r.tunnel);
+      FUZZ_CHECK(back.gateway == r.gateway && back.key_len == r.key_len && back.stun_port == r.stun_port);
+      FUZZ_CHECK(back.quic_framing == r.quic_framing && back.visitor == r.visitor);
+    }
   }
   return 0;
 }
