@@ -98,7 +98,11 @@ for round in $(seq 1 20); do
   start_dpctld "$NS_G"
   for _ in $(seq 1 500); do
     [ "$(registrations)" -gt "$n" ] && break
-    kill -0 "$AGENT_PID" 2>/dev/null || fail "round $round: dpagent is gone (exit status $(wait "$AGENT_PID"; echo $?))"
+    if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+      rc=0
+      wait "$AGENT_PID" || rc=$?
+      fail "round $round: dpagent is gone (exit status $rc; 141: SIGPIPE)"
+    fi
     sleep 0.02
   done
   [ "$(registrations)" -gt "$n" ] || fail "round $round: dpagent did not register again within 10 s"
