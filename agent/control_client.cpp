@@ -418,7 +418,7 @@ void ControlClient::registration_reply(const std::string& reply, uint64_t now_ns
   // A reply this dpagent cannot use is logged and the registration tried again (nothing throws out of the loop).
   const RegisteredReply r = parse_registered_reply(msg, opt_.weight);
   if (!r.error.empty()) {
-    LOG_ERROR("dpctld: unusable registration reply: %s", r.error.c_str());
+    LOG_ERROR("dpctld: unusable registration reply: %s (%.200s)", r.error.c_str(), reply.c_str());
     retry(now_ns);
     return;
   }

@@ -425,9 +425,9 @@ RegisteredReply parse_registered_reply(const nlohmann::json& msg, unsigned asked
   RegisteredReply r;
   try {
     r.session = uint32_t(int_field(msg, "session", 1, UINT32_MAX));
-    r.tunnel = string_field(msg, "tunnel", "");
+    r.tunnel = string_or(msg, "tunnel", "");  // (tunnel and role: shown, not used by the agent; never refused)
+    r.visitor = string_or(msg, "role", std::string(role_name(false))) == role_name(true);
     r.weight = unsigned(int_field(msg, "weight", 1, 255, asked_weight));
-    r.visitor = string_field(msg, "role", std::string(role_name(false))) == role_name(true);
     const std::string gateway = string_field(msg, "gateway");
     const std::optional<Endpoint> gw = Endpoint::parse(gateway);
     if (!gw) throw FieldError("'gateway' must be an IPv4 address and port, not '" + gateway + "'");
@@ -439,7 +439,8 @@ RegisteredReply parse_registered_reply(const nlohmann::json& msg, unsigned asked
     r.rekey_interval_ns = uint64_t(number_field(msg, "rekey_interval", 1, 86400, 120.0) * 1e9);
     r.keepalive_ns = uint64_t(number_field(msg, "keepalive", 0.05, 3600, 2.0) * 1e9);
     const std::string framing = string_field(msg, "framing", "relay");
-    if (framing != "relay" && framing != "quic") throw FieldError("'framing' must be relay or quic, not '" + framing + "'");
+    if (framing != "relay" && framing != "quic")
+      throw FieldError("'framing' must be relay or quic, not '" + framing + "'");
     r.quic_framing = framing == "quic";
     r.stun_port = uint16_t(int_field(msg, "stun_port", 0, 65535, 0));
   } catch (const FieldError& e) {

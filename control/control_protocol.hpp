@@ -1,4 +1,5 @@
-// The agent <-> dpctld protocol on the TLS connection (docs/control-protocol.md): newline-delimited JSON.
+// The agent <-> dpctld protocol on the TLS connection (docs/control-plane.md, "Registration protocol"):
+// newline-delimited JSON.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -138,12 +139,13 @@ struct AgentMessage {
 };
 AgentMessage parse_agent_message(std::string_view line);
 
-// dpctld's answer to a registration that it accepted (docs/control-protocol.md), one place for both ends:
+// dpctld's answer to a registration that it accepted (docs/control-plane.md), one place for both ends:
 //   {"type":"registered","version":1,"session":N,"tunnel":"<uuid>","weight":1..255,"role":"agent"|"visitor",
 //    "gateway":"IPv4:port","cipher":"aes-128-gcm"|"aes-256-gcm","rekey_interval":s,"keepalive":s,
 //    "framing":"relay"|"quic"[,"stun_port":N]}
-// (seconds as JSON numbers; stun_port only when dpgw has one). Read with every field type- and range-checked:
-// `error` names the field that is wrong, and the agent then registers again (nothing throws).
+// (seconds as JSON numbers; stun_port only when dpgw has one). Read with every field the agent uses type- and
+// range-checked (tunnel and role are only shown): `error` names the field that is wrong, and the agent then
+// registers again (nothing throws).
 struct RegisteredReply {
   uint32_t session = 0;  // 1..2^32-1
   std::string tunnel;    // the tunnel's id

@@ -8,7 +8,7 @@
 // exists and a target that is an IPv4 address; what it cannot read says why. A visitor's service is a lowercase
 // hostname of at most 253 bytes, and only a visitor's. The same bytes, when they are a JSON object, as dpctld's
 // answer to a registration (parse_registered_reply): one it can use has every field in range and reads back the
-// same from registered_message; one it cannot says why; nothing throws.
+// same from registered_message (the durations to 6 significant digits); one it cannot says why; nothing throws.
 #include <nlohmann/json.hpp>
 
 #include <string_view>
@@ -81,10 +81,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(r.session != 0 && r.weight >= 1 && r.weight <= 255 && (r.key_len == 16 || r.key_len == 32));
       FUZZ_CHECK(r.keepalive_ns >= 50'000'000ull && r.keepalive_ns <= 3600'000'000'000ull);
       FUZZ_CHECK(r.rekey_interval_ns >= 1'000'000'000ull && r.rekey_interval_ns <= 86400'000'000'000ull);
-      const RegisteredReply back = parse_registered_reply(nlohmann::json::parse(registered_message(r)), 1);
+      const nlohmann::json written = nlohmann::json::parse(registered_message(r), nullptr, false);
+      FUZZ_CHECK(written.is_object());
+      const RegisteredReply back = parse_registered_reply(written, 1);
       FUZZ_CHECK(back.error.empty() && back.session == r.session && back.weight == r.weight && back.tunnel == r.tunnel);
       FUZZ_CHECK(back.gateway == r.gateway && back.key_len == r.key_len && back.stun_port == r.stun_port);
       FUZZ_CHECK(back.quic_framing == r.quic_framing && back.visitor == r.visitor);
+      // Seconds are written with 6 significant digits: back within 5e-6 of the value (and 1 ns of truncation).
+      const auto near = [](uint64_t a, uint64_t b) { return (a > b ? a - b : b - a) <= b / 100000 + 1; };
+      FUZZ_CHECK(near(back.keepalive_ns, r.keepalive_ns) && near(back.rekey_interval_ns, r.rekey_interval_ns));
     }
   }
   return 0;

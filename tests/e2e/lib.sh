@@ -39,7 +39,7 @@ log() { echo "[$TEST_NAME] $*"; }
 
 # cmd | matches [grep options] PATTERN: grep -q that reads all of its input first. grep -q at the end of a pipe stops
 # reading at the first match, and a cmd still writing then dies of SIGPIPE, which pipefail reports as a
-# failed check (dpagent --help, a metrics page, under load).
+# failed check (dpctl --help, a metrics page, under load).
 matches() { local input; input=$(cat); grep -q "$@" <<< "$input"; }
 
 fail() {
@@ -153,8 +153,16 @@ CONF
 gw_stats() { "$DPGW" stats --socket "$WORK/dpgw.sock" --json; }
 
 # ignores_sigpipe PID: the process has SIGPIPE ignored (/proc/PID/status SigIgn, bit 13 - 1), as every daemon must
-# (common/broken_pipes.hpp: a peer closing as the daemon writes must not end it without a word)
-ignores_sigpipe() { (( 0x$(awk '/^SigIgn:/ { print $2 }' "/proc/$1/status") & 0x1000 )); }
+# (common/broken_pipes.hpp: a peer closing as the daemon writes must not end it without a word). Fails the test when
+# the process is gone. sigpipe_inherited: this shell already ignores SIGPIPE (a runner started that way), so its
+# children would too whatever their code does, and the check cannot tell.
+ignores_sigpipe() {
+  local mask
+  mask=$(awk '/^SigIgn:/ { print $2 }' "/proc/$1/status" 2> /dev/null) || true
+  [ -n "$mask" ] || fail "process $1 is gone (checking its SIGPIPE disposition)"
+  (( 0x$mask & 0x1000 ))
+}
+sigpipe_inherited() { ignores_sigpipe $$; }
 
 # The control plane: dpctld with dpctl's API socket and state file in $WORK.
 DPCTLD=$BUILD/control/dpctld

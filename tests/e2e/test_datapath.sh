@@ -98,13 +98,23 @@ cp "$WORK/psk" "$WORK/psk-readable" && chmod 644 "$WORK/psk-readable" && chmod 7
 ip netns exec "$NS_A" setpriv --reuid=65534 --regid=65534 --clear-groups "$DPAGENT" --gateway "$GW_UNDERLAY:51900" \
   --session 1 --psk-file "$WORK/psk-readable" --tun dptperm > /dev/null 2> "$WORK/noperm.log"
 noperm_rc=$?
-# (nft not found: the child's exec fails and the script written to its stdin meets a closed pipe)
-ip netns exec "$NS_A" env PATH=/nonexistent "$DPAGENT" --gateway "$GW_UNDERLAY:51900" --session 1 \
+timeout 5 ip netns exec "$NS_A" env PATH=/nonexistent "$DPAGENT" --gateway "$GW_UNDERLAY:51900" --session 1 \
   --psk-file "$WORK/psk" --tun dptnonft --tun-net 100.68.0.1/16 --lan-nat > /dev/null 2> "$WORK/nonft.log"
 nonft_rc=$?
+# An nft that fails and says which signals it was started with ignoring: dpagent ignores SIGPIPE itself, its child
+# must get the default back (common/broken_pipes.hpp).
+mkdir -p "$WORK/fakebin"
+printf '#!/bin/sh\nawk '"'"'/^SigIgn:/ { print "nft SigIgn " $2 }'"'"' /proc/$$/status\nexit 1\n' > "$WORK/fakebin/nft"
+chmod +x "$WORK/fakebin/nft"
+timeout 5 ip netns exec "$NS_A" env PATH="$WORK/fakebin:/usr/bin:/bin" "$DPAGENT" --gateway "$GW_UNDERLAY:51900" \
+  --session 1 --psk-file "$WORK/psk" --tun dptfakenft --tun-net 100.68.0.1/16 --lan-nat \
+  > /dev/null 2> "$WORK/fakenft.log"
 set -e
 [ "$nonft_rc" = 1 ] && grep -q -- "--lan-nat needs the nft command" "$WORK/nonft.log" ||
   fail "--lan-nat without nft: exit status $nonft_rc (1 expected), stderr: $(cat "$WORK/nonft.log")"
+nft_sigign=$(sed -n 's/.*nft SigIgn \([0-9a-f]*\).*/\1/p' "$WORK/fakenft.log" | head -1)
+[ -n "$nft_sigign" ] || fail "the fake nft's output did not reach dpagent's error: $(cat "$WORK/fakenft.log")"
+sigpipe_inherited || (( (0x$nft_sigign & 0x1000) == 0 )) || fail "dpagent's nft child was started with SIGPIPE ignored"
 grep -q "port unreachable" "$WORK/refused.log" || fail "no 'port unreachable' report: $(cat "$WORK/refused.log")"
 grep -q "no authenticated answer" "$WORK/unreachable.log" || fail "no unreachable report: $(cat "$WORK/unreachable.log")"
 [ "$noperm_rc" -ne 0 ] || fail "dpagent without CAP_NET_ADMIN exited 0"

@@ -80,7 +80,7 @@ udp_listener() {
   wait_for 10 "dpagent udp ($1) accepted" grep -qi "accepted" "$WORK/$1.log"
 }
 udp_listener dns dns.corp.test:53 5353
-ignores_sigpipe "$UDP_PID" || fail "dpagent udp does not ignore SIGPIPE (common/broken_pipes.hpp)"
+sigpipe_inherited || ignores_sigpipe "$UDP_PID" || fail "dpagent udp does not ignore SIGPIPE (common/broken_pipes.hpp)"
 connect_udp_sessions() { dpctl --json session list | jq '[.sessions[] | select(.role == "connect-udp" and .handed_over)] | length'; }
 session_handed_over() { [ "$(connect_udp_sessions)" -ge 1 ]; }
 wait_for 10 "the CONNECT-UDP session handed over to dpgw" session_handed_over
