@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Restarts without outages (issue #8, item 2): while a curl loop (a new TCP connection every 0.2 s) and a UDP
 # flow (one datagram every 0.2 s) cross the tunnel, dpgw, dpctld, both together (dpctld first, so it waits for
-# its address), and the agent are each restarted 3 times in a row. After every restart traffic must come back
+# its address), and the agent are each restarted 3 times in a row; then dpgw's two links and the agent's are each
+# taken down for 2 s. After every restart and link flap traffic must come back
 # within a bound (RECOVERY_BOUND seconds; the fault this catches took 62 s: an agent that kept using the keys
 # of an earlier registration with the same session index); every recovery time is printed.
 # Then dpctld is stopped 70-150 ms after each of 20 registrations: the agent must notice every time and register again
@@ -61,7 +62,7 @@ recovered() {
   return 1
 }
 RESULTS=()
-restart() {  # restart WHAT: one restart, then wait for traffic
+restart() {  # restart WHAT (dpgw, dpctld, both, agent, or link-DEV: DEV down for 2 s): then wait for traffic
   local what=$1 since  # from the moment what restarts is down
   case $what in
     dpgw) stop_gw; since=$(date +%s.%N); start_gw ;;
@@ -74,11 +75,22 @@ restart() {  # restart WHAT: one restart, then wait for traffic
       sleep 0.5
       start_gw ;;
     agent) kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; since=$(date +%s.%N); start_agent_reg ;;
+    link-*)  # a link down for 2 s (a cable pulled, a switch port reset): ga and gc are dpgw's own ports
+      local ns=$NS_G dev=${what#link-}
+      [ "$dev" = a0 ] && ns=$NS_A
+      ip netns exec "$ns" ip link set "$dev" down
+      sleep 2
+      ip netns exec "$ns" ip link set "$dev" up
+      since=$(date +%s.%N)
+      kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited while $dev was down: $(tail -3 "$WORK/dpgw.log")" ;;
   esac
   local took
   took=$(recovered "$since") || fail "$what restart: no traffic within ${RECOVERY_BOUND}s (tcp: $(tail -1 "$WORK/tcp_ok.log"), udp: $(tail -1 "$WORK/udp_ok.log"))"
   RESULTS+=("$what:$took")
-  log "  $what restarted: traffic back after ${took}s"
+  case $what in
+    link-*) log "  ${what#link-} down for 2 s: traffic back ${took}s after it came up" ;;
+    *) log "  $what restarted: traffic back after ${took}s" ;;
+  esac
   sleep 1
 }
 
@@ -86,8 +98,10 @@ for what in dpgw dpctld both agent; do
   log "$what restarted 3 times in a row under a curl loop and a UDP flow"
   for _ in 1 2 3; do restart "$what"; done
 done
+log "links down for 2 s under the same traffic: dpgw's underlay port (ga), its public port (gc), the agent's side (a0)"
+for link in ga gc a0; do restart "link-$link"; done
 
-log "dpctld stopped right after each of 20 registrations: dpagent registers again every time"
+log "dpctld stopped 70-150 ms after each of 20 registrations: dpagent registers again every time"
 if sigpipe_inherited; then
   log "  (this test runs with SIGPIPE ignored already: the daemons' own disposition cannot be checked)"
 else
