@@ -15,6 +15,7 @@
 #include "dataplane/tables/dataplane.hpp"
 #include "dataplane/main_lcore/gateway_state.hpp"
 #include "dataplane/main_lcore/kernel_path.hpp"
+#include "dataplane/main_lcore/link_watch.hpp"
 #include "dataplane/main_lcore/masque_capsules.hpp"
 #include "dataplane/main_lcore/quic_slow_path.hpp"
 #include "dataplane/main_lcore/socket_drops.hpp"
@@ -58,6 +59,7 @@ class ControlLoop {
   QuicSlowPath quic_;  // QUIC frames the fast path leaves, path validation (quic_slow_path.hpp)
   MasqueCapsules masque_;  // MASQUE clients whose capsules dpctld carries (masque_capsules.hpp)
   SocketDrops socket_drops_;  // read every 100 ms into dp_.socket_rx_dropped
+  LinkWatch links_;           // every 250 ms into dp_.link; changes logged
   uint64_t last_socket_drops_ns_ = 0;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;

@@ -191,8 +191,13 @@ std::string stats_json(const Dataplane& dp) {
     j.begin_object()
         .field("name", pi.name)
         .field("address", Ipv4{pi.address}.str())
-        .field("mtu", unsigned(pi.mtu))
-        .field("rx_packets", t.rx_packets)
+        .field("mtu", unsigned(pi.mtu));
+    if (p < dp.link.size()) {  // (the main lcore's last reading, link_watch.hpp)
+      const PortLink& l = dp.link[p];
+      j.field("link", l.up ? "up" : "down").field("link_changes", l.changes);
+      if (l.speed_mbps) j.field("link_speed_mbps", unsigned(l.speed_mbps));
+    }
+    j.field("rx_packets", t.rx_packets)
         .field("rx_bytes", t.rx_bytes)
         .field("tx_packets", t.tx_packets)
         .field("tx_bytes", t.tx_bytes)
@@ -356,6 +361,9 @@ std::string stats_text(const Dataplane& dp) {
         dp.ports[p].name.c_str(), Ipv4{dp.ports[p].address}.str().c_str(), t.rx_packets, t.rx_bytes, t.tx_packets,
         t.tx_bytes, t.tx_dropped);
   }
+  for (size_t p = 0; p < dp.ports.size() && p < dp.link.size(); ++p)
+    if (!dp.link[p].up)
+      add("port %s: link down (what dpgw sends there is lost until it comes back)\n", dp.ports[p].name.c_str());
   for (size_t p = 0; p < dp.ports.size() && p < dp.socket_rx_dropped.size(); ++p)
     if (dp.socket_counted[p] && dp.socket_rx_dropped[p])
       add("port %s: %" PRIu64 " frames dropped by the kernel in front of dpgw (its socket's receive ring was full)\n",
@@ -462,6 +470,12 @@ std::string stats_prometheus(const Dataplane& dp, uint64_t controller_epoch) {
     rte_eth_stats_get(dp.ports[i].port_id, &es);
     p.sample("dptun_gw_port_rx_missed_total", double(es.imissed), prom_label("port", dp.ports[i].name));
   }
+  p.family("dptun_gw_port_link_up", "gauge", "1 while the port's link is up, 0 while it is down.");
+  for (size_t i = 0; i < dp.ports.size() && i < dp.link.size(); ++i)
+    p.sample("dptun_gw_port_link_up", dp.link[i].up ? 1.0 : 0.0, prom_label("port", dp.ports[i].name));
+  p.family("dptun_gw_port_link_changes_total", "counter", "Times the port's link went down or came up.");
+  for (size_t i = 0; i < dp.ports.size() && i < dp.link.size(); ++i)
+    p.sample("dptun_gw_port_link_changes_total", double(dp.link[i].changes), prom_label("port", dp.ports[i].name));
   p.family("dptun_gw_port_socket_rx_dropped_total", "counter",
            "Frames the kernel dropped in front of a socket device (af_packet, af_xdp): its receive ring was full.");
   for (size_t i = 0; i < dp.ports.size() && i < dp.socket_counted.size(); ++i)

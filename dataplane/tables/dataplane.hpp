@@ -40,6 +40,14 @@ struct PortInfo {
   bool kernel_path = false;  // packets for our address that dpgw does not serve go to the kernel (a TAP)
 };
 
+// A port's link as the main lcore last saw it (main_lcore/link_watch.hpp).
+struct PortLink {
+  bool up = true;
+  uint32_t speed_mbps = 0;  // 0: unknown (a kernel socket's interface, most vdevs)
+  uint64_t changes = 0;     // transitions since start
+  uint64_t since_ns = 0;    // monotonic time of the last transition (or of the first reading)
+};
+
 // Metadata an mbuf carries from one lcore to another (an mbuf dynamic field).
 struct HandoffMeta {
   // Reassembled: a client datagram put together from fragments, to the worker of its 5-tuple (fragments.cpp).
@@ -139,6 +147,7 @@ struct Dataplane {
   // ControlLoop last read them (main_lcore/socket_drops.hpp); socket_counted: the port has such a socket.
   std::array<uint64_t, 8> socket_rx_dropped{};
   std::array<bool, 8> socket_counted{};
+  std::array<PortLink, 8> link{};  // per port, main lcore only: the link as ControlLoop last read it (link_watch.hpp)
   rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};

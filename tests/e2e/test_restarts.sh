@@ -62,6 +62,7 @@ recovered() {
   return 1
 }
 RESULTS=()
+port_link() { gw_stats | jq -e --arg p "$1" --arg s "$2" '.ports[] | select(.name == $p) | .link == $s' > /dev/null; }
 restart() {  # restart WHAT (dpgw, dpctld, both, agent, or link-DEV: DEV down for 2 s): then wait for traffic
   local what=$1 since  # from the moment what restarts is down
   case $what in
@@ -75,12 +76,16 @@ restart() {  # restart WHAT (dpgw, dpctld, both, agent, or link-DEV: DEV down fo
       sleep 0.5
       start_gw ;;
     agent) kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; since=$(date +%s.%N); start_agent_reg ;;
-    link-*)  # a link down for 2 s (a cable pulled, a switch port reset): ga and gc are dpgw's own ports
-      local ns=$NS_G dev=${what#link-}
+    link-*)  # a link down for 2 s (a cable pulled, a switch port reset): ga and gc are dpgw's own ports, a0 the
+      # far end of ga (its carrier goes with it)
+      local ns=$NS_G dev=${what#link-} port=underlay
       [ "$dev" = a0 ] && ns=$NS_A
+      [ "$dev" = gc ] && port=public
       ip netns exec "$ns" ip link set "$dev" down
-      sleep 2
+      wait_for 2 "dpgw stats showing port $port's link down" port_link "$port" down
+      sleep 1
       ip netns exec "$ns" ip link set "$dev" up
+      wait_for 2 "dpgw stats showing port $port's link up" port_link "$port" up
       since=$(date +%s.%N)
       kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited while $dev was down: $(tail -3 "$WORK/dpgw.log")" ;;
   esac
@@ -100,6 +105,13 @@ for what in dpgw dpctld both agent; do
 done
 log "links down for 2 s under the same traffic: dpgw's underlay port (ga), its public port (gc), the agent's side (a0)"
 for link in ga gc a0; do restart "link-$link"; done
+for port in underlay public; do  # each went down and came back, in dpgw's log and its counters
+  [ "$(grep -c "port $port: link down" "$WORK/dpgw.log")" -ge 1 ] && grep -q "port $port: link up" "$WORK/dpgw.log" ||
+    fail "dpgw did not log port $port's link going down and up: $(grep -h link "$WORK/dpgw.log" | tail -4)"
+done
+gw_stats | jq -e '[.ports[].link_changes] | add >= 6' > /dev/null ||
+  fail "link changes not counted: $(gw_stats | jq -c '[.ports[] | {name, link, link_changes}]')"
+log "  dpgw logged each link going down and coming back: $(gw_stats | jq -c '[.ports[] | {name, link, link_changes}]')"
 
 log "dpctld stopped 70-150 ms after each of 20 registrations: dpagent registers again every time"
 if sigpipe_inherited; then
