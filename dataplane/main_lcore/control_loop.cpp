@@ -78,21 +78,12 @@ std::vector<std::string> port_devices(const Dataplane& dp) {
     for (const PortConfig& pc : dp.cfg->ports) out.push_back(pc.device);
   return out;
 }
-std::vector<uint16_t> port_ids(const Dataplane& dp) {
-  std::vector<uint16_t> out;
-  for (const PortInfo& pi : dp.ports) out.push_back(pi.port_id);
-  return out;
-}
-std::vector<std::string> port_names(const Dataplane& dp) {
-  std::vector<std::string> out;
-  for (const PortInfo& pi : dp.ports) out.push_back(pi.name);
-  return out;
-}
+
 }  // namespace
 
 ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
     : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), quic_(dp, state), masque_(dp, state),
-      socket_drops_(port_devices(dp)), links_(port_ids(dp), port_names(dp), port_devices(dp)) {
+      socket_drops_(port_devices(dp)), links_(dp.ports, port_devices(dp)) {
   for (size_t p = 0; p < dp_.socket_counted.size(); ++p) dp_.socket_counted[p] = socket_drops_.counted(uint8_t(p));
 }
 
@@ -133,8 +124,8 @@ void ControlLoop::tick(uint64_t now_ns) {
     socket_drops_.refresh();
     for (size_t p = 0; p < dp_.socket_rx_dropped.size(); ++p) dp_.socket_rx_dropped[p] = socket_drops_.dropped(uint8_t(p));
   }
-  links_.poll(now_ns);
-  for (size_t p = 0; p < links_.ports() && p < dp_.link.size(); ++p) dp_.link[p] = links_.link(uint8_t(p));
+  if (links_.poll(now_ns))
+    for (size_t p = 0; p < links_.ports() && p < dp_.link.size(); ++p) dp_.link[p] = links_.link(uint8_t(p));
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);
     last_report_ns_ = now_ns;

@@ -62,7 +62,9 @@ recovered() {
   return 1
 }
 RESULTS=()
-port_link() { gw_stats | jq -e --arg p "$1" --arg s "$2" '.ports[] | select(.name == $p) | .link == $s' > /dev/null; }
+port_link() {  # PORT up|down: dpgw stats shows it so
+  gw_stats | jq -e --arg p "$1" --arg s "$2" '.ports[] | select(.name == $p) | .link == $s' > /dev/null
+}
 restart() {  # restart WHAT (dpgw, dpctld, both, agent, or link-DEV: DEV down for 2 s): then wait for traffic
   local what=$1 since  # from the moment what restarts is down
   case $what in
@@ -81,16 +83,18 @@ restart() {  # restart WHAT (dpgw, dpctld, both, agent, or link-DEV: DEV down fo
       local ns=$NS_G dev=${what#link-} port=underlay
       [ "$dev" = a0 ] && ns=$NS_A
       [ "$dev" = gc ] && port=public
+      local down_at
+      down_at=$(date +%s.%N)
       ip netns exec "$ns" ip link set "$dev" down
       wait_for 2 "dpgw stats showing port $port's link down" port_link "$port" down
-      sleep 1
+      sleep "$(awk -v t="$down_at" -v now="$(date +%s.%N)" 'BEGIN { r = 2 - (now - t); printf "%.2f", (r > 0 ? r : 0) }')"
+      kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited while $dev was down: $(tail -3 "$WORK/dpgw.log")"
       ip netns exec "$ns" ip link set "$dev" up
-      wait_for 2 "dpgw stats showing port $port's link up" port_link "$port" up
       since=$(date +%s.%N)
-      kill -0 "$GW_PID" 2>/dev/null || fail "dpgw exited while $dev was down: $(tail -3 "$WORK/dpgw.log")" ;;
+      wait_for 2 "dpgw stats showing port $port's link up" port_link "$port" up ;;
   esac
   local took
-  took=$(recovered "$since") || fail "$what restart: no traffic within ${RECOVERY_BOUND}s (tcp: $(tail -1 "$WORK/tcp_ok.log"), udp: $(tail -1 "$WORK/udp_ok.log"))"
+  took=$(recovered "$since") || fail "$what: no traffic within ${RECOVERY_BOUND}s (tcp: $(tail -1 "$WORK/tcp_ok.log"), udp: $(tail -1 "$WORK/udp_ok.log"))"
   RESULTS+=("$what:$took")
   case $what in
     link-*) log "  ${what#link-} down for 2 s: traffic back ${took}s after it came up" ;;
@@ -105,13 +109,17 @@ for what in dpgw dpctld both agent; do
 done
 log "links down for 2 s under the same traffic: dpgw's underlay port (ga), its public port (gc), the agent's side (a0)"
 for link in ga gc a0; do restart "link-$link"; done
-for port in underlay public; do  # each went down and came back, in dpgw's log and its counters
-  [ "$(grep -c "port $port: link down" "$WORK/dpgw.log")" -ge 1 ] && grep -q "port $port: link up" "$WORK/dpgw.log" ||
-    fail "dpgw did not log port $port's link going down and up: $(grep -h link "$WORK/dpgw.log" | tail -4)"
+links() { gw_stats | jq -c '[.ports[] | {name, link, link_changes}]'; }
+for want in "underlay 2" "public 1"; do  # each flap in dpgw's log and its counters: ga and a0, gc
+  set -- $want
+  downs=$(grep -c "port $1: link down (" "$WORK/dpgw.log" || true)
+  ups=$(grep -c "port $1: link up" "$WORK/dpgw.log" || true)
+  [ "$downs" = "$2" ] && [ "$ups" = "$2" ] ||
+    fail "dpgw logged port $1's link down $downs and up $ups times, not $2: $(grep -h link "$WORK/dpgw.log" | tail -6)"
+  gw_stats | jq -e --arg p "$1" --argjson n "$(($2 * 2))" '.ports[] | select(.name == $p) | .link_changes == $n' \
+    > /dev/null || fail "port $1: link changes not counted $(($2 * 2)) times: $(links)"
 done
-gw_stats | jq -e '[.ports[].link_changes] | add >= 6' > /dev/null ||
-  fail "link changes not counted: $(gw_stats | jq -c '[.ports[] | {name, link, link_changes}]')"
-log "  dpgw logged each link going down and coming back: $(gw_stats | jq -c '[.ports[] | {name, link, link_changes}]')"
+log "  dpgw logged each link going down and coming back: $(links)"
 
 log "dpctld stopped 70-150 ms after each of 20 registrations: dpagent registers again every time"
 if sigpipe_inherited; then
