@@ -78,7 +78,6 @@ std::vector<std::string> port_devices(const Dataplane& dp) {
     for (const PortConfig& pc : dp.cfg->ports) out.push_back(pc.device);
   return out;
 }
-
 }  // namespace
 
 ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
