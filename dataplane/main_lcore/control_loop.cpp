@@ -82,7 +82,7 @@ std::vector<std::string> port_devices(const Dataplane& dp) {
 
 ControlLoop::ControlLoop(Dataplane& dp, GatewayState& state, Reclaimer& reclaimer, EdgeControl* edge)
     : dp_(dp), state_(state), reclaimer_(reclaimer), edge_(edge), kernel_(dp), quic_(dp, state), masque_(dp, state),
-      socket_drops_(port_devices(dp)), links_(dp.ports, port_devices(dp)) {
+      socket_drops_(port_devices(dp)), links_(dp, port_devices(dp)) {
   for (size_t p = 0; p < dp_.socket_counted.size(); ++p) dp_.socket_counted[p] = socket_drops_.counted(uint8_t(p));
 }
 
@@ -123,8 +123,7 @@ void ControlLoop::tick(uint64_t now_ns) {
     socket_drops_.refresh();
     for (size_t p = 0; p < dp_.socket_rx_dropped.size(); ++p) dp_.socket_rx_dropped[p] = socket_drops_.dropped(uint8_t(p));
   }
-  if (links_.poll(now_ns))
-    for (size_t p = 0; p < links_.ports() && p < dp_.link.size(); ++p) dp_.link[p] = links_.link(uint8_t(p));
+  links_.poll(now_ns);
   if (now_ns - last_report_ns_ >= 1'000'000'000ull) {
     report(now_ns);
     last_report_ns_ = now_ns;

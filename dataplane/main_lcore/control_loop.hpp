@@ -59,7 +59,7 @@ class ControlLoop {
   QuicSlowPath quic_;  // QUIC frames the fast path leaves, path validation (quic_slow_path.hpp)
   MasqueCapsules masque_;  // MASQUE clients whose capsules dpctld carries (masque_capsules.hpp)
   SocketDrops socket_drops_;  // read every 100 ms into dp_.socket_rx_dropped
-  LinkWatch links_;           // every 250 ms into dp_.link; changes logged
+  LinkWatch links_;           // writes dp_.link every 250 ms; changes logged
   uint64_t last_socket_drops_ns_ = 0;
   std::unordered_map<uint64_t, uint64_t> arp_requested_ns_;
   uint64_t last_keys_ns_ = 0;

@@ -19,10 +19,10 @@ namespace {
 constexpr uint64_t kPollNs = 250'000'000;
 }  // namespace
 
-LinkWatch::LinkWatch(const std::vector<PortInfo>& ports, const std::vector<std::string>& devices)
-    : links_(ports.size()), ioctl_fd_(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-  for (size_t p = 0; p < ports.size(); ++p)
-    ports_.push_back({ports[p].name, ports[p].port_id,
+LinkWatch::LinkWatch(Dataplane& dp, const std::vector<std::string>& devices)
+    : dp_(dp), ioctl_fd_(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+  for (size_t p = 0; p < dp.ports.size() && p < dp.link.size(); ++p)
+    ports_.push_back({dp.ports[p].name, dp.ports[p].port_id,
                       p < devices.size() ? SocketDrops::socket_interface(devices[p]) : std::string()});
 }
 
@@ -53,11 +53,11 @@ bool LinkWatch::read(Port& port, PortLink& link) {
   return true;
 }
 
-bool LinkWatch::poll(uint64_t now_ns) {
-  if (!first_ && now_ns - last_ns_ < kPollNs) return false;
+void LinkWatch::poll(uint64_t now_ns) {
+  if (!first_ && now_ns - last_ns_ < kPollNs) return;
   last_ns_ = now_ns;
-  for (size_t p = 0; p < links_.size(); ++p) {
-    PortLink& was = links_[p];
+  for (size_t p = 0; p < ports_.size(); ++p) {
+    PortLink& was = dp_.link[p];
     PortLink now = was;
     if (!read(ports_[p], now)) continue;  // (stays as it was: up unless a reading said otherwise)
     const char* name = ports_[p].name.c_str();
@@ -77,7 +77,6 @@ bool LinkWatch::poll(uint64_t now_ns) {
     was = now;
   }
   first_ = false;
-  return true;
 }
 
 }  // namespace dptun

@@ -17,13 +17,11 @@ namespace dptun {
 
 class LinkWatch {
  public:
-  // `ports`: dpgw's ports in order; `devices`: their device strings (for a kernel socket's interface).
-  LinkWatch(const std::vector<PortInfo>& ports, const std::vector<std::string>& devices);
-  // Reads every port's link when due (every 250 ms; the first call at once) and logs what changed. True when it read.
-  bool poll(uint64_t now_ns);
-  size_t ports() const { return links_.size(); }
-  // Port `p`'s link as last read (up for a port it does not know).
-  PortLink link(uint8_t p) const { return p < links_.size() ? links_[p] : PortLink{}; }
+  // Writes dp.link (what `dpgw stats` shows) for dp.ports; `devices`: their device strings, for a kernel socket's
+  // interface.
+  LinkWatch(Dataplane& dp, const std::vector<std::string>& devices);
+  // Reads every port's link when due (every 250 ms; the first call at once) and logs what changed.
+  void poll(uint64_t now_ns);
 
  private:
   struct Port {
@@ -33,8 +31,8 @@ class LinkWatch {
     bool unreadable = false;  // logged once
   };
   bool read(Port& port, PortLink& link);  // false: cannot tell
-  std::vector<Port> ports_;
-  std::vector<PortLink> links_;
+  Dataplane& dp_;
+  std::vector<Port> ports_;  // (dp_.link's first ports_.size() entries)
   Fd ioctl_fd_;  // a datagram socket for SIOCGIFFLAGS
   uint64_t last_ns_ = 0;
   bool first_ = true;

@@ -147,7 +147,7 @@ struct Dataplane {
   // ControlLoop last read them (main_lcore/socket_drops.hpp); socket_counted: the port has such a socket.
   std::array<uint64_t, 8> socket_rx_dropped{};
   std::array<bool, 8> socket_counted{};
-  std::array<PortLink, 8> link{};  // per port, main lcore only: the link as ControlLoop last read it (link_watch.hpp)
+  std::array<PortLink, 8> link{};  // per port, main lcore only: written by LinkWatch (link_watch.hpp)
   rte_rcu_qsbr* rcu = nullptr;       // nullptr when there are no concurrent workers (bench, tests)
   int handoff_offset = -1;           // mbuf dynfield offset of HandoffMeta
   std::atomic<bool> stop{false};
